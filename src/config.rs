@@ -1,0 +1,1 @@
+//! Configuration: cluster-wide protocol settings and per-node settings.

@@ -1,0 +1,1 @@
+//! RESP listener: decode, route to the owning shard, reply.

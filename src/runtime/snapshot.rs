@@ -1,0 +1,1 @@
+//! Snapshots of the state machine, written atomically and loaded with memmap2.

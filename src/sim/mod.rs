@@ -1,0 +1,1 @@
+//! Deterministic simulator of a corepax cluster, and its checkers.

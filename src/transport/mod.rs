@@ -1,0 +1,1 @@
+//! Peer TCP links between shard i of every replica.

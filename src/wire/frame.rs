@@ -1,0 +1,1 @@
+//! Peer frames: length, checksum, postcard payload.

@@ -1,0 +1,3 @@
+//! Byte formats: RESP for clients, checksummed frames for peers. Pure encode/decode.
+pub mod frame;
+pub mod resp;

@@ -1,0 +1,1 @@
+//! RESP2 encoding and incremental decoding.
