@@ -1,1 +1,17 @@
-//! The sans-IO protocol core.
+//! The sans-IO protocol core: Multi-Paxos and the KV state machine.
+//!
+//! No glommio, no clock, no sockets, no files, no threads, no unseeded randomness. Inputs
+//! carry `now`; effects leave through an outbox of [`outbox::Action`]s. The same code runs
+//! under the glommio runtime and under the deterministic simulator.
+
+pub mod kv;
+pub mod message;
+pub mod outbox;
+pub mod paxos;
+pub mod types;
+
+pub use kv::{Command, Kv, Reply, Request};
+pub use message::{Batch, Message, Record};
+pub use outbox::{Action, ClientReply};
+pub use paxos::{Bugs, Replica, Stats};
+pub use types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};

@@ -1,1 +1,889 @@
-//! Deterministic simulator of a corepax cluster, and its checkers.
+//! Deterministic simulator of a corepax group, and its checkers.
+//!
+//! One seed fixes everything: message delays, losses, duplicates and reordering,
+//! partitions (symmetric and one-way), leader isolation, crashes that lose unsynced
+//! records (keeping a random prefix of what was written), disk sync latency, and the
+//! clients' choices. The protocol core runs unchanged; only its inputs are simulated.
+//!
+//! After the faults heal, every crashed replica restarts, clients finish, and a final read
+//! of every key goes through the log. Then the checkers run:
+//! 1. every key's history is linearizable ([`linearizability`]);
+//! 2. every replica applied the same value at every slot (logs are prefixes of each other);
+//! 3. at most one replica led each ballot;
+//! 4. no acknowledged write was lost (the final reads are part of the checked history),
+//!    and every replica converged to the same state.
+
+pub mod linearizability;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::ProtocolConfig;
+use crate::protocol::{
+    Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record,
+    Replica, ReplicaId, Reply, Request, Slot, Token,
+};
+use linearizability::{Op, Operation, Output, Verdict};
+
+const MS: Nanos = 1_000_000;
+const US: Nanos = 1_000;
+
+/// What one simulation run does.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seeds everything.
+    pub seed: u64,
+    /// Replicas in the group.
+    pub replicas: usize,
+    /// Concurrent clients, each with one request outstanding.
+    pub clients: usize,
+    /// Keys the clients share (few, for contention).
+    pub keys: usize,
+    /// Operations each client issues.
+    pub ops_per_client: usize,
+    /// How long faults are injected.
+    pub fault_phase: Nanos,
+    /// Deliberate protocol bugs, to prove the checkers can fail.
+    pub bugs: Bugs,
+    /// Keep a readable trace of every event.
+    pub trace: bool,
+}
+
+impl SimConfig {
+    /// The defaults used by `cargo test` and `corepax sim`.
+    pub fn new(seed: u64, replicas: usize) -> SimConfig {
+        SimConfig {
+            seed,
+            replicas,
+            clients: 4,
+            keys: 3,
+            ops_per_client: 40,
+            fault_phase: 3_000 * MS,
+            bugs: Bugs::default(),
+            trace: false,
+        }
+    }
+}
+
+/// What one run found.
+#[derive(Clone, Debug, Default)]
+pub struct SimOutcome {
+    /// Client operations completed or attempted.
+    pub ops: usize,
+    /// Safety violations found, each described.
+    pub violations: Vec<String>,
+    /// Keys whose check gave up (too many concurrent operations).
+    pub undecided: usize,
+    /// The trace, when asked for.
+    pub trace: String,
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        to: ReplicaId,
+        from: ReplicaId,
+        incarnation: u32,
+        msg: Message,
+    },
+    Tick(ReplicaId),
+    SyncDone {
+        node: ReplicaId,
+        incarnation: u32,
+        upto: PersistId,
+    },
+    ClientSend {
+        client: usize,
+    },
+    ClientRequestArrives {
+        node: ReplicaId,
+        client: usize,
+        attempt: u32,
+        req: Request,
+    },
+    ClientReplyArrives {
+        client: usize,
+        attempt: u32,
+        reply: ClientReply,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u32,
+    },
+    Fault,
+    Restart(ReplicaId),
+    Heal,
+}
+
+struct Node {
+    replica: Option<Replica>,
+    incarnation: u32,
+    /// Durable records, in order.
+    durable: Vec<Record>,
+    /// Written but not synced: a crash keeps a random prefix of these.
+    pending: Vec<(PersistId, Record)>,
+    /// The sync in flight covers pending ids up to this.
+    syncing_upto: Option<PersistId>,
+    /// Pending client tokens → (client, attempt).
+    tokens: HashMap<Token, (usize, u32)>,
+}
+
+struct Client {
+    seq: u64,
+    attempt: u32,
+    target: ReplicaId,
+    /// The operation in progress: index into `history`, and its request.
+    current: Option<(usize, Request)>,
+    done: usize,
+}
+
+struct Recorded {
+    key: usize,
+    op: Operation,
+}
+
+struct Sim {
+    cfg: SimConfig,
+    proto: ProtocolConfig,
+    rng: ChaCha8Rng,
+    now: Nanos,
+    /// Pending events by (time, sequence): equal times run in scheduling order.
+    queue: BTreeMap<(Nanos, u64), Event>,
+    event_seq: u64,
+    nodes: Vec<Node>,
+    /// `cut[a][b]`: messages from a to b are dropped.
+    cut: Vec<Vec<bool>>,
+    faults_on: bool,
+    loss: f64,
+    dup: f64,
+    clients: Vec<Client>,
+    history: Vec<Recorded>,
+    next_token: Token,
+    next_value: u64,
+    /// Slot → the batch some replica applied there.
+    applied_at: HashMap<Slot, Batch>,
+    /// Ballot → the replica that led it.
+    leaders: BTreeMap<Ballot, ReplicaId>,
+    violations: Vec<String>,
+    trace: String,
+    actions: Vec<Action>,
+}
+
+/// Runs one seed and checks it.
+pub fn run(cfg: SimConfig) -> SimOutcome {
+    let mut sim = Sim::new(cfg);
+    sim.run();
+    sim.check()
+}
+
+impl Sim {
+    fn new(cfg: SimConfig) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let proto = ProtocolConfig {
+            replicas: cfg.replicas,
+            pipeline_depth: rng.random_range(1..=8),
+            batch_max: rng.random_range(1..=8),
+            batch_delay_us: if rng.random_bool(0.3) { 500 } else { 0 },
+            election_timeout_ms: 100,
+            heartbeat_interval_ms: 20,
+            catchup_chunk_max: rng.random_range(1..=8),
+            ..ProtocolConfig::default()
+        };
+        let loss = [0.0, 0.01, 0.05][rng.random_range(0..3)];
+        let dup = [0.0, 0.02][rng.random_range(0..2)];
+        let n = cfg.replicas;
+        let nodes = (0..n)
+            .map(|i| {
+                let mut r = Replica::new(proto.clone(), ReplicaId(i as u8), rng.random());
+                r.set_bugs(cfg.bugs);
+                r.enable_applied_trace();
+                Node {
+                    replica: Some(r),
+                    incarnation: 0,
+                    durable: Vec::new(),
+                    pending: Vec::new(),
+                    syncing_upto: None,
+                    tokens: HashMap::new(),
+                }
+            })
+            .collect();
+        let clients = (0..cfg.clients)
+            .map(|_| Client {
+                seq: 0,
+                attempt: 0,
+                target: ReplicaId(rng.random_range(0..n) as u8),
+                current: None,
+                done: 0,
+            })
+            .collect();
+        Sim {
+            proto,
+            rng,
+            now: 0,
+            queue: BTreeMap::new(),
+            event_seq: 0,
+            nodes,
+            cut: vec![vec![false; n]; n],
+            faults_on: true,
+            loss,
+            dup,
+            clients,
+            history: Vec::new(),
+            next_token: 1,
+            next_value: 1,
+            applied_at: HashMap::new(),
+            leaders: BTreeMap::new(),
+            violations: Vec::new(),
+            trace: String::new(),
+            actions: Vec::new(),
+            cfg,
+        }
+    }
+
+    fn schedule(&mut self, after: Nanos, event: Event) {
+        self.event_seq += 1;
+        self.queue.insert((self.now + after, self.event_seq), event);
+    }
+
+    fn log(&mut self, what: impl FnOnce() -> String) {
+        if self.cfg.trace {
+            let line = what();
+            let _ = writeln!(self.trace, "{:>10.3}ms {line}", self.now as f64 / MS as f64);
+        }
+    }
+
+    fn run(&mut self) {
+        for i in 0..self.cfg.replicas {
+            let jitter = self.rng.random_range(0..5 * MS);
+            self.schedule(jitter, Event::Tick(ReplicaId(i as u8)));
+        }
+        for c in 0..self.cfg.clients {
+            let start = self.rng.random_range(0..50 * MS);
+            self.schedule(start, Event::ClientSend { client: c });
+        }
+        let first_fault = self.rng.random_range(50 * MS..300 * MS);
+        self.schedule(first_fault, Event::Fault);
+        self.schedule(self.cfg.fault_phase, Event::Heal);
+        // Hard stop: after healing, everything must finish well within this.
+        let deadline = self.cfg.fault_phase + 30_000 * MS;
+        let mut final_reads_started = false;
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            if at > deadline {
+                break;
+            }
+            self.now = at;
+            self.handle(event);
+            let clients_done = self
+                .clients
+                .iter()
+                .all(|c| c.current.is_none() && c.done >= self.cfg.ops_per_client);
+            if clients_done && !self.faults_on {
+                if !final_reads_started {
+                    final_reads_started = true;
+                    self.start_final_reads();
+                } else if self.converged() {
+                    return;
+                }
+            }
+        }
+        if !final_reads_started {
+            self.violations.push(format!(
+                "liveness: clients did not finish within {} ms after the faults healed",
+                (deadline - self.cfg.fault_phase) / MS
+            ));
+        } else {
+            self.violations
+                .push("liveness: replicas did not converge after the faults healed".into());
+        }
+    }
+
+    fn converged(&self) -> bool {
+        let live: Vec<&Replica> = self.nodes.iter().filter_map(|n| n.replica.as_ref()).collect();
+        if live.len() != self.nodes.len() {
+            return false;
+        }
+        let applied = live[0].applied_index();
+        live.iter().all(|r| r.applied_index() == applied)
+            && live.iter().any(|r| r.leading().is_some())
+            && live.iter().all(|r| r.kv().digest() == live[0].kv().digest())
+    }
+
+    fn start_final_reads(&mut self) {
+        self.log(|| "final reads of every key".into());
+        // One more operation per client: a read of each key, spread over clients.
+        for c in 0..self.clients.len() {
+            self.clients[c].done = 0;
+        }
+        self.cfg.ops_per_client = 0;
+        for key in 0..self.cfg.keys {
+            let c = key % self.clients.len();
+            self.start_op(c, Some((key, Op::Get)));
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick(node) => {
+                if let Some(r) = self.nodes[node.index()].replica.as_mut() {
+                    r.on_tick(self.now);
+                    self.after_step(node);
+                }
+                let next = self.rng.random_range(2 * MS..8 * MS);
+                self.schedule(next, Event::Tick(node));
+            }
+            Event::Deliver {
+                to,
+                from,
+                incarnation,
+                msg,
+            } => {
+                let n = &mut self.nodes[to.index()];
+                if n.incarnation != incarnation {
+                    return; // Sent to an earlier life of this replica.
+                }
+                if n.replica.is_some() {
+                    if self.cfg.trace {
+                        let line = format!("{from} → {to}: {}", describe(&msg));
+                        self.log(|| line);
+                    }
+                    let r = self.nodes[to.index()].replica.as_mut().expect("checked");
+                    r.on_message(self.now, from, msg);
+                    self.after_step(to);
+                }
+            }
+            Event::SyncDone {
+                node,
+                incarnation,
+                upto,
+            } => self.sync_done(node, incarnation, upto),
+            Event::ClientSend { client } => self.start_op(client, None),
+            Event::ClientRequestArrives {
+                node,
+                client,
+                attempt,
+                req,
+            } => {
+                let token = self.next_token;
+                self.next_token += 1;
+                let n = &mut self.nodes[node.index()];
+                if let Some(r) = n.replica.as_mut() {
+                    n.tokens.insert(token, (client, attempt));
+                    r.on_request(self.now, token, req);
+                    self.after_step(node);
+                }
+            }
+            Event::ClientReplyArrives {
+                client,
+                attempt,
+                reply,
+            } => self.client_reply(client, attempt, reply),
+            Event::ClientTimeout { client, attempt } => {
+                if self.clients[client].attempt == attempt && self.clients[client].current.is_some()
+                {
+                    let n = self.cfg.replicas;
+                    let c = &mut self.clients[client];
+                    c.target = ReplicaId(((c.target.index() + 1) % n) as u8);
+                    self.resend(client, 0);
+                }
+            }
+            Event::Fault => self.inject_fault(),
+            Event::Restart(node) => self.restart(node),
+            Event::Heal => {
+                self.log(|| "heal: all links up, every replica restarts".into());
+                self.faults_on = false;
+                self.loss = 0.0;
+                self.dup = 0.0;
+                for row in &mut self.cut {
+                    row.fill(false);
+                }
+                for i in 0..self.cfg.replicas {
+                    if self.nodes[i].replica.is_none() {
+                        self.restart(ReplicaId(i as u8));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes what a replica asked for after a step.
+    fn after_step(&mut self, node: ReplicaId) {
+        let mut actions = std::mem::take(&mut self.actions);
+        let n = &mut self.nodes[node.index()];
+        let r = n.replica.as_mut().expect("a live replica stepped");
+        r.check_invariants();
+        r.drain_into(&mut actions);
+        if let Some(b) = r.leading() {
+            match self.leaders.get(&b) {
+                Some(other) if *other != node => self.violations.push(format!(
+                    "two leaders for ballot {b}: {other} and {node}"
+                )),
+                Some(_) => {}
+                None => {
+                    self.leaders.insert(b, node);
+                    self.log(|| format!("{node} leads ballot {b}"));
+                }
+            }
+        }
+        self.record_applied(node);
+        for action in actions.drain(..) {
+            match action {
+                Action::Send { to, msg } => self.net_send(node, to, msg),
+                Action::Persist { id, record } => {
+                    let n = &mut self.nodes[node.index()];
+                    n.pending.push((id, record));
+                    if n.syncing_upto.is_none() {
+                        self.start_sync(node);
+                    }
+                }
+                Action::Reply { token, reply } => {
+                    let Some((client, attempt)) = self.nodes[node.index()].tokens.remove(&token)
+                    else {
+                        continue;
+                    };
+                    let delay = self.net_delay();
+                    self.schedule(
+                        delay,
+                        Event::ClientReplyArrives {
+                            client,
+                            attempt,
+                            reply,
+                        },
+                    );
+                }
+            }
+        }
+        self.actions = actions;
+    }
+
+    fn record_applied(&mut self, node: ReplicaId) {
+        let r = self.nodes[node.index()].replica.as_ref().expect("live");
+        let trace = r.applied_trace().expect("tracing on");
+        // Only the tail since the last look is new; the map holds what others applied.
+        for (slot, batch) in trace.iter().rev() {
+            match self.applied_at.get(slot) {
+                Some(b) if b == batch => break,
+                Some(b) => {
+                    let msg = format!(
+                        "replica {node} applied {} at slot {slot}, another applied {}",
+                        describe_batch(batch),
+                        describe_batch(b)
+                    );
+                    self.violations.push(msg);
+                    break;
+                }
+                None => {
+                    self.applied_at.insert(*slot, batch.clone());
+                }
+            }
+        }
+    }
+
+    fn start_sync(&mut self, node: ReplicaId) {
+        let n = &mut self.nodes[node.index()];
+        let Some(&(upto, _)) = n.pending.last() else {
+            return;
+        };
+        n.syncing_upto = Some(upto);
+        let incarnation = n.incarnation;
+        // Usually fast; sometimes the disk stalls (this machine's disk does).
+        let latency = if self.rng.random_bool(0.05) {
+            self.rng.random_range(5 * MS..40 * MS)
+        } else {
+            self.rng.random_range(50 * US..2 * MS)
+        };
+        self.schedule(
+            latency,
+            Event::SyncDone {
+                node,
+                incarnation,
+                upto,
+            },
+        );
+    }
+
+    fn sync_done(&mut self, node: ReplicaId, incarnation: u32, upto: PersistId) {
+        let n = &mut self.nodes[node.index()];
+        if n.incarnation != incarnation || n.replica.is_none() {
+            return;
+        }
+        let split = n.pending.partition_point(|(id, _)| *id <= upto);
+        let synced: Vec<_> = n.pending.drain(..split).collect();
+        n.durable.extend(synced.into_iter().map(|(_, r)| r));
+        n.syncing_upto = None;
+        let r = n.replica.as_mut().expect("checked");
+        r.on_persisted(self.now, upto);
+        self.after_step(node);
+        if !self.nodes[node.index()].pending.is_empty() {
+            self.start_sync(node);
+        }
+    }
+
+    fn net_delay(&mut self) -> Nanos {
+        if self.faults_on && self.rng.random_bool(0.05) {
+            self.rng.random_range(5 * MS..60 * MS)
+        } else {
+            self.rng.random_range(100 * US..2 * MS)
+        }
+    }
+
+    fn net_send(&mut self, from: ReplicaId, to: ReplicaId, msg: Message) {
+        if self.cut[from.index()][to.index()] || self.rng.random_bool(self.loss) {
+            return;
+        }
+        let copies = if self.rng.random_bool(self.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.net_delay();
+            let incarnation = self.nodes[to.index()].incarnation;
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    to,
+                    from,
+                    incarnation,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    fn inject_fault(&mut self) {
+        if !self.faults_on {
+            return;
+        }
+        let n = self.cfg.replicas;
+        let leader = self
+            .nodes
+            .iter()
+            .filter_map(|x| x.replica.as_ref())
+            .find_map(|r| r.leading().map(|_| r.id()));
+        match self.rng.random_range(0..10) {
+            0..=2 => {
+                let victim = match leader {
+                    Some(l) if self.rng.random_bool(0.5) => l,
+                    _ => ReplicaId(self.rng.random_range(0..n) as u8),
+                };
+                self.crash(victim);
+                // Power loss takes a second replica with it now and then.
+                if self.rng.random_bool(0.3) {
+                    let other = ReplicaId(self.rng.random_range(0..n) as u8);
+                    self.crash(other);
+                }
+            }
+            3 | 4 => {
+                // Symmetric partition into two random sides.
+                let side: Vec<bool> = (0..n).map(|_| self.rng.random_bool(0.5)).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        self.cut[a][b] = side[a] != side[b];
+                    }
+                }
+                self.log(|| format!("partition {side:?}"));
+            }
+            5 => {
+                let a = self.rng.random_range(0..n);
+                let b = self.rng.random_range(0..n);
+                if a != b {
+                    self.cut[a][b] = true;
+                    self.log(|| format!("one-way cut r{a} → r{b}"));
+                }
+            }
+            6 => {
+                if let Some(l) = leader {
+                    for x in 0..n {
+                        if x != l.index() {
+                            self.cut[l.index()][x] = true;
+                            self.cut[x][l.index()] = true;
+                        }
+                    }
+                    self.log(|| format!("isolate leader {l}"));
+                }
+            }
+            _ => {
+                for row in &mut self.cut {
+                    row.fill(false);
+                }
+                self.log(|| "links healed".into());
+            }
+        }
+        let next = self.rng.random_range(50 * MS..400 * MS);
+        self.schedule(next, Event::Fault);
+    }
+
+    fn crash(&mut self, node: ReplicaId) {
+        let keep_frac = self.rng.random_range(0.0..1.0);
+        let n = &mut self.nodes[node.index()];
+        if n.replica.is_none() {
+            return;
+        }
+        // Written but unsynced records: some prefix may have reached the disk.
+        let keep = (n.pending.len() as f64 * keep_frac) as usize;
+        let kept: Vec<_> = n.pending.drain(..).take(keep).map(|(_, r)| r).collect();
+        n.durable.extend(kept);
+        n.replica = None;
+        n.incarnation += 1;
+        n.syncing_upto = None;
+        n.tokens.clear();
+        self.log(|| format!("crash {node} (kept {keep} unsynced records)"));
+        let down = self.rng.random_range(20 * MS..500 * MS);
+        self.schedule(down, Event::Restart(node));
+    }
+
+    fn restart(&mut self, node: ReplicaId) {
+        let seed = self.rng.random();
+        let n = &mut self.nodes[node.index()];
+        if n.replica.is_some() {
+            return;
+        }
+        let mut r = Replica::recover(
+            self.proto.clone(),
+            node,
+            seed,
+            n.durable.iter().cloned(),
+        );
+        r.set_bugs(self.cfg.bugs);
+        r.enable_applied_trace();
+        n.replica = Some(r);
+        self.log(|| format!("restart {node}"));
+        self.after_step(node);
+    }
+
+    fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
+        if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
+            return;
+        }
+        let (key, op) = forced.unwrap_or_else(|| {
+            let key = self.rng.random_range(0..self.cfg.keys);
+            let op = match self.rng.random_range(0..10) {
+                0..=3 => Op::Get,
+                4..=8 => {
+                    self.next_value += 1;
+                    Op::Set(self.next_value)
+                }
+                _ => Op::Del,
+            };
+            (key, op)
+        });
+        let k = Bytes::from(format!("k{key}"));
+        let cmd = match op {
+            Op::Get => Command::Get(k),
+            Op::Set(v) => Command::Set(k, Bytes::from(v.to_string())),
+            Op::Del => Command::Del(vec![k]),
+        };
+        let c = &mut self.clients[client];
+        c.seq += 1;
+        let req = Request {
+            client: client as u64 + 1,
+            seq: c.seq,
+            ack_floor: c.seq,
+            cmd,
+        };
+        self.history.push(Recorded {
+            key,
+            op: Operation {
+                client: client as u64,
+                op,
+                out: Output::Unknown,
+                call: self.now,
+                ret: u64::MAX,
+            },
+        });
+        c.current = Some((self.history.len() - 1, req));
+        self.resend(client, 0);
+    }
+
+    fn resend(&mut self, client: usize, after: Nanos) {
+        let c = &mut self.clients[client];
+        c.attempt += 1;
+        let attempt = c.attempt;
+        let node = c.target;
+        let req = c.current.as_ref().expect("an operation in progress").1.clone();
+        let delay = after + self.net_delay();
+        if !(self.faults_on && self.rng.random_bool(self.loss)) {
+            self.schedule(
+                delay,
+                Event::ClientRequestArrives {
+                    node,
+                    client,
+                    attempt,
+                    req,
+                },
+            );
+        }
+        self.schedule(delay + 300 * MS, Event::ClientTimeout { client, attempt });
+    }
+
+    fn client_reply(&mut self, client: usize, attempt: u32, reply: ClientReply) {
+        let n = self.cfg.replicas;
+        let c = &mut self.clients[client];
+        if c.attempt != attempt || c.current.is_none() {
+            return;
+        }
+        match reply {
+            ClientReply::Done(reply) => {
+                let (idx, _) = c.current.take().expect("checked");
+                c.done += 1;
+                let rec = &mut self.history[idx];
+                rec.op.ret = self.now;
+                rec.op.out = match (rec.op.op, reply) {
+                    (Op::Set(_), Reply::Ok) => Output::Ok,
+                    (Op::Del, Reply::Int(n)) => Output::Removed(n > 0),
+                    (Op::Get, Reply::Value(v)) => Output::Value(v.map(|b| {
+                        std::str::from_utf8(&b)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(u64::MAX)
+                    })),
+                    (op, reply) => {
+                        let msg = format!("client {client}: {op:?} got reply {reply:?}");
+                        self.violations.push(msg);
+                        Output::Unknown
+                    }
+                };
+                let think = self.rng.random_range(0..5 * MS);
+                self.schedule(think, Event::ClientSend { client });
+            }
+            ClientReply::NotLeader { leader } => {
+                c.target = leader.unwrap_or(ReplicaId(((c.target.index() + 1) % n) as u8));
+                let backoff = if leader.is_some() { 0 } else { 20 * MS };
+                self.resend(client, backoff);
+            }
+            ClientReply::Busy => self.resend(client, 10 * MS),
+        }
+    }
+
+    fn check(mut self) -> SimOutcome {
+        let mut by_key: Vec<Vec<Operation>> = vec![Vec::new(); self.cfg.keys];
+        for rec in &self.history {
+            // A read that never returned tells nothing.
+            if rec.op.op == Op::Get && rec.op.out == Output::Unknown {
+                continue;
+            }
+            by_key[rec.key].push(rec.op);
+        }
+        let mut undecided = 0;
+        for (key, ops) in by_key.iter().enumerate() {
+            match linearizability::check(ops, 5_000_000) {
+                Verdict::Linearizable => {}
+                Verdict::Unknown => undecided += 1,
+                Verdict::Violation => {
+                    let mut msg = format!("history of key k{key} is not linearizable:");
+                    for o in ops {
+                        let _ = write!(
+                            msg,
+                            "\n    client {} {:?} → {:?}  [{:.3}ms, {}]",
+                            o.client,
+                            o.op,
+                            o.out,
+                            o.call as f64 / MS as f64,
+                            if o.ret == u64::MAX {
+                                "never".to_string()
+                            } else {
+                                format!("{:.3}ms", o.ret as f64 / MS as f64)
+                            }
+                        );
+                    }
+                    self.violations.push(msg);
+                }
+            }
+        }
+        SimOutcome {
+            ops: self.history.len(),
+            violations: self.violations,
+            undecided,
+            trace: self.trace,
+        }
+    }
+}
+
+fn describe_batch(b: &Batch) -> String {
+    let cmds: Vec<String> = b
+        .iter()
+        .map(|r| match &r.cmd {
+            Command::Noop => "noop".to_string(),
+            cmd => format!("c{}#{}:{}", r.client, r.seq, short_cmd(cmd)),
+        })
+        .collect();
+    format!("[{}]", cmds.join(" "))
+}
+
+fn short_cmd(cmd: &Command) -> String {
+    let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    match cmd {
+        Command::Get(k) => format!("get {}", s(k)),
+        Command::Set(k, v) => format!("set {} {}", s(k), s(v)),
+        Command::Del(ks) => format!("del {}", ks.iter().map(s).collect::<Vec<_>>().join(" ")),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe(msg: &Message) -> String {
+    match msg {
+        Message::Prepare { ballot, from_slot } => format!("prepare b{ballot} from {from_slot}"),
+        Message::Promise { ballot, entries } => {
+            format!("promise b{ballot} with {} entries", entries.len())
+        }
+        Message::Reject { promised } => format!("reject (promised b{promised})"),
+        Message::Accept {
+            ballot,
+            slot,
+            batch,
+            commit,
+        } => format!(
+            "accept b{ballot} slot {slot} {} commit {commit}",
+            describe_batch(batch)
+        ),
+        Message::Accepted { ballot, slot } => format!("accepted b{ballot} slot {slot}"),
+        Message::Commit { ballot, commit } => format!("commit b{ballot} through {commit}"),
+        Message::CatchUpRequest { from_slot } => format!("catch-up request from {from_slot}"),
+        Message::CatchUp { entries, commit } => {
+            format!("catch-up {} entries, commit {commit}", entries.len())
+        }
+    }
+}
+
+/// Totals over many seeds.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Operations over all seeds.
+    pub ops: usize,
+    /// Violations over all seeds.
+    pub violations: usize,
+    /// Seeds with at least one violation.
+    pub failing_seeds: Vec<u64>,
+    /// Keys whose check gave up.
+    pub undecided: usize,
+}
+
+/// Runs `count` seeds from `first`, calling `on_failure` for each failing one.
+pub fn run_many(
+    first: u64,
+    count: u64,
+    replicas: usize,
+    bugs: Bugs,
+    mut on_failure: impl FnMut(u64, &SimOutcome),
+) -> Summary {
+    let mut summary = Summary::default();
+    for seed in first..first + count {
+        let mut cfg = SimConfig::new(seed, replicas);
+        cfg.bugs = bugs;
+        let outcome = run(cfg);
+        summary.seeds += 1;
+        summary.ops += outcome.ops;
+        summary.undecided += outcome.undecided;
+        if !outcome.violations.is_empty() {
+            summary.violations += outcome.violations.len();
+            summary.failing_seeds.push(seed);
+            on_failure(seed, &outcome);
+        }
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests;

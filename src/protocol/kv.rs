@@ -1,0 +1,357 @@
+//! The replicated state machine: a key-value map with a version per key, and client
+//! sessions that make retried commands take effect once.
+//!
+//! Apply is deterministic: the same log applied on every replica gives the same map, the
+//! same versions and the same replies.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
+use super::types::{ClientId, Slot};
+
+/// A command of the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// The value of a key.
+    Get(Bytes),
+    /// Sets a key.
+    Set(Bytes, Bytes),
+    /// Removes keys; replies how many existed.
+    Del(Vec<Bytes>),
+    /// Counts the keys that exist.
+    Exists(Vec<Bytes>),
+    /// The values of several keys.
+    MGet(Vec<Bytes>),
+    /// Sets several keys at once.
+    MSet(Vec<(Bytes, Bytes)>),
+    /// Fills a slot a new leader found empty; changes nothing.
+    Noop,
+}
+
+impl Command {
+    /// Bytes of keys and values, to bound batches by size.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Get(k) => k.len(),
+            Command::Set(k, v) => k.len() + v.len(),
+            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => {
+                ks.iter().map(Bytes::len).sum()
+            }
+            Command::MSet(kvs) => kvs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Command::Noop => 0,
+        }
+    }
+
+    /// True for commands that change nothing.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Get(_) | Command::Exists(_) | Command::MGet(_) | Command::Noop
+        )
+    }
+}
+
+/// A command with the session data that makes retries exactly-once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The session issuing it.
+    pub client: ClientId,
+    /// Per-session sequence number, from 1; a retry reuses it.
+    pub seq: u64,
+    /// Every sequence number below this one has had its reply; the session may forget them.
+    pub ack_floor: u64,
+    /// What to do.
+    pub cmd: Command,
+}
+
+impl Request {
+    /// The same request with no session: applied every time it appears (no-op fillers).
+    pub fn noop() -> Request {
+        Request {
+            client: 0,
+            seq: 0,
+            ack_floor: 0,
+            cmd: Command::Noop,
+        }
+    }
+}
+
+/// The state machine's answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Done, nothing to return.
+    Ok,
+    /// A single value, or none.
+    Value(Option<Bytes>),
+    /// A count.
+    Int(i64),
+    /// Several values.
+    Values(Vec<Option<Bytes>>),
+}
+
+/// A stored value and the slot that last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The value.
+    pub value: Bytes,
+    /// The slot whose command last wrote this key.
+    pub version: Slot,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Session {
+    /// Replies of recent requests by sequence number, for retries.
+    replies: BTreeMap<u64, Reply>,
+    /// Requests below this were acknowledged by the client.
+    floor: u64,
+    /// The last slot this session appeared in, to forget idle sessions first.
+    last_slot: Slot,
+}
+
+/// The outcome of applying one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Executed now, or a retry answered from the session's memory.
+    Reply(Reply),
+    /// A retry of a request the client already acknowledged: nobody waits for it.
+    Forgotten,
+}
+
+/// The key-value state machine of one shard.
+#[derive(Clone, Debug)]
+pub struct Kv {
+    map: HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    sessions: HashMap<ClientId, Session, Xxh3DefaultBuilder>,
+    client_window_max: usize,
+    clients_max: usize,
+}
+
+impl Kv {
+    /// An empty map with the given session limits.
+    pub fn new(client_window_max: usize, clients_max: usize) -> Kv {
+        assert!(client_window_max >= 1);
+        assert!(clients_max >= 1);
+        Kv {
+            map: HashMap::default(),
+            sessions: HashMap::default(),
+            client_window_max,
+            clients_max,
+        }
+    }
+
+    /// The entry of a key.
+    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every key and entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.map.iter()
+    }
+
+    /// Applies a request chosen at `slot`.
+    pub fn apply(&mut self, slot: Slot, req: &Request) -> Applied {
+        if req.client == 0 {
+            return Applied::Reply(self.execute(slot, &req.cmd));
+        }
+        if !self.sessions.contains_key(&req.client) && self.sessions.len() >= self.clients_max {
+            self.evict_idle_session();
+        }
+        let window_max = self.client_window_max;
+        let session = self.sessions.entry(req.client).or_default();
+        session.last_slot = slot;
+        if req.ack_floor > session.floor {
+            session.floor = req.ack_floor;
+            session.replies = session.replies.split_off(&req.ack_floor);
+        }
+        if req.seq < session.floor {
+            return Applied::Forgotten;
+        }
+        if let Some(reply) = session.replies.get(&req.seq) {
+            return Applied::Reply(reply.clone());
+        }
+        let reply = self.execute(slot, &req.cmd);
+        let session = self.sessions.get_mut(&req.client).expect("session inserted above");
+        if session.replies.len() >= window_max {
+            // The client has more outstanding requests than the window; forgetting the
+            // oldest reply only matters if that one is retried.
+            session.replies.pop_first();
+        }
+        session.replies.insert(req.seq, reply.clone());
+        Applied::Reply(reply)
+    }
+
+    fn evict_idle_session(&mut self) {
+        // Deterministic: the session idle longest, ties broken by id.
+        if let Some(victim) = self
+            .sessions
+            .iter()
+            .min_by_key(|(id, s)| (s.last_slot, **id))
+            .map(|(id, _)| *id)
+        {
+            self.sessions.remove(&victim);
+        }
+    }
+
+    fn execute(&mut self, slot: Slot, cmd: &Command) -> Reply {
+        match cmd {
+            Command::Get(k) => Reply::Value(self.map.get(k).map(|e| e.value.clone())),
+            Command::Set(k, v) => {
+                self.map.insert(
+                    k.clone(),
+                    Entry {
+                        value: v.clone(),
+                        version: slot,
+                    },
+                );
+                Reply::Ok
+            }
+            Command::Del(ks) => {
+                let removed = ks.iter().filter(|k| self.map.remove(*k).is_some()).count();
+                Reply::Int(removed as i64)
+            }
+            Command::Exists(ks) => {
+                Reply::Int(ks.iter().filter(|k| self.map.contains_key(*k)).count() as i64)
+            }
+            Command::MGet(ks) => Reply::Values(
+                ks.iter()
+                    .map(|k| self.map.get(k).map(|e| e.value.clone()))
+                    .collect(),
+            ),
+            Command::MSet(kvs) => {
+                for (k, v) in kvs {
+                    self.map.insert(
+                        k.clone(),
+                        Entry {
+                            value: v.clone(),
+                            version: slot,
+                        },
+                    );
+                }
+                Reply::Ok
+            }
+            Command::Noop => Reply::Ok,
+        }
+    }
+
+    /// A digest of the map's contents, independent of insertion order, to compare replicas.
+    pub fn digest(&self) -> u64 {
+        self.map.iter().fold(0u64, |acc, (k, e)| {
+            let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+            h.update(k);
+            h.update(&e.version.to_le_bytes());
+            h.update(&e.value);
+            acc ^ h.digest()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn req(client: ClientId, seq: u64, ack_floor: u64, cmd: Command) -> Request {
+        Request {
+            client,
+            seq,
+            ack_floor,
+            cmd,
+        }
+    }
+
+    #[test]
+    fn commands_and_versions() {
+        let mut kv = Kv::new(8, 8);
+        assert_eq!(
+            kv.apply(1, &req(1, 1, 1, Command::Set(b("a"), b("1")))),
+            Applied::Reply(Reply::Ok)
+        );
+        assert_eq!(kv.get(b"a").map(|e| e.version), Some(1));
+        kv.apply(2, &req(1, 2, 2, Command::MSet(vec![(b("b"), b("2")), (b("a"), b("3"))])));
+        assert_eq!(kv.get(b"a").map(|e| e.version), Some(2));
+        assert_eq!(
+            kv.apply(3, &req(1, 3, 3, Command::MGet(vec![b("a"), b("x")]))),
+            Applied::Reply(Reply::Values(vec![Some(b("3")), None]))
+        );
+        assert_eq!(
+            kv.apply(4, &req(1, 4, 4, Command::Exists(vec![b("a"), b("b"), b("c")]))),
+            Applied::Reply(Reply::Int(2))
+        );
+        assert_eq!(
+            kv.apply(5, &req(1, 5, 5, Command::Del(vec![b("a"), b("c")]))),
+            Applied::Reply(Reply::Int(1))
+        );
+        assert_eq!(
+            kv.apply(6, &req(1, 6, 6, Command::Get(b("a")))),
+            Applied::Reply(Reply::Value(None))
+        );
+    }
+
+    #[test]
+    fn retry_takes_effect_once() {
+        let mut kv = Kv::new(8, 8);
+        kv.apply(1, &req(7, 1, 1, Command::Del(vec![b("k")])));
+        kv.apply(2, &req(7, 2, 1, Command::Set(b("k"), b("v"))));
+        // Another client deletes it; then a retry of seq 2 must not set it again.
+        kv.apply(3, &req(8, 1, 1, Command::Del(vec![b("k")])));
+        assert_eq!(
+            kv.apply(4, &req(7, 2, 1, Command::Set(b("k"), b("v")))),
+            Applied::Reply(Reply::Ok)
+        );
+        assert!(kv.get(b"k").is_none());
+        // Seq 1's reply is remembered until acknowledged.
+        assert_eq!(
+            kv.apply(5, &req(7, 1, 1, Command::Del(vec![b("k")]))),
+            Applied::Reply(Reply::Int(0))
+        );
+        kv.apply(6, &req(7, 3, 3, Command::Get(b("k"))));
+        assert_eq!(
+            kv.apply(7, &req(7, 2, 3, Command::Set(b("k"), b("v")))),
+            Applied::Forgotten
+        );
+        assert!(kv.get(b"k").is_none());
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let mut kv = Kv::new(2, 2);
+        for client in 1..=5 {
+            kv.apply(client, &req(client, 1, 1, Command::Noop));
+        }
+        assert_eq!(kv.sessions.len(), 2);
+        for seq in 1..=5 {
+            kv.apply(10 + seq, &req(5, seq, 1, Command::Noop));
+        }
+        assert!(kv.sessions[&5].replies.len() <= 2);
+    }
+
+    #[test]
+    fn digest_ignores_insertion_order() {
+        let mut a = Kv::new(1, 1);
+        let mut b2 = Kv::new(1, 1);
+        a.apply(1, &Request { cmd: Command::Set(b("x"), b("1")), ..Request::noop() });
+        a.apply(1, &Request { cmd: Command::Set(b("y"), b("2")), ..Request::noop() });
+        b2.apply(1, &Request { cmd: Command::Set(b("y"), b("2")), ..Request::noop() });
+        b2.apply(1, &Request { cmd: Command::Set(b("x"), b("1")), ..Request::noop() });
+        assert_eq!(a.digest(), b2.digest());
+        b2.apply(2, &Request { cmd: Command::Set(b("x"), b("1")), ..Request::noop() });
+        assert_ne!(a.digest(), b2.digest());
+    }
+}

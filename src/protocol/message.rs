@@ -1,0 +1,104 @@
+//! Peer messages and the records the core persists.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::kv::Request;
+use super::types::{Ballot, Slot};
+
+/// The commands of one slot. Shared, so sending it to every follower copies nothing.
+pub type Batch = Arc<[Request]>;
+
+/// A message between replicas of one group. Stale or unexpected messages are dropped and
+/// counted, never an error: the network may lose, repeat and reorder anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Candidate → all: phase 1a for every slot from `from_slot` on.
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// The candidate's first slot not known chosen.
+        from_slot: Slot,
+    },
+    /// Acceptor → candidate: phase 1b, sent once the promise is durable.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// Everything this acceptor accepted at or after the prepare's `from_slot`.
+        entries: Vec<(Slot, Ballot, Batch)>,
+    },
+    /// Acceptor → proposer: it promised a higher ballot; the proposer steps down.
+    Reject {
+        /// The ballot the acceptor promised.
+        promised: Ballot,
+    },
+    /// Leader → followers: phase 2a for one slot, with the leader's commit index.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+        /// Its value.
+        batch: Batch,
+        /// Every slot up to here is chosen.
+        commit: Slot,
+    },
+    /// Acceptor → leader: phase 2b, sent once the accept is durable.
+    Accepted {
+        /// The ballot accepted.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+    },
+    /// Leader → followers: heartbeat with the commit index.
+    Commit {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Every slot up to here is chosen.
+        commit: Slot,
+    },
+    /// A follower missing chosen slots → the leader.
+    CatchUpRequest {
+        /// The first slot the follower lacks.
+        from_slot: Slot,
+    },
+    /// Chosen slots, in order, in a bounded chunk.
+    CatchUp {
+        /// Consecutive chosen slots.
+        entries: Vec<(Slot, Batch)>,
+        /// The sender's commit index.
+        commit: Slot,
+    },
+}
+
+/// What the core asks the runtime to write to its log before it relies on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// The acceptor promised this ballot.
+    Promise {
+        /// The ballot.
+        ballot: Ballot,
+    },
+    /// The acceptor accepted `batch` for `slot` at `ballot` (this implies a promise).
+    Accept {
+        /// The ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+        /// The value.
+        batch: Batch,
+    },
+    /// A chosen value learned through catch-up.
+    Learned {
+        /// The slot.
+        slot: Slot,
+        /// Its chosen value.
+        batch: Batch,
+    },
+    /// Every slot up to `through` is chosen, with the values this log holds for them.
+    Chosen {
+        /// The commit index.
+        through: Slot,
+    },
+}

@@ -1,0 +1,129 @@
+//! The acceptor: phase 1b (promise) and phase 2b (accept).
+
+use super::{LogEntry, Replica, Role};
+use crate::protocol::message::{Batch, Message, Record};
+use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
+
+impl Replica {
+    /// Phase 1a: promise `ballot` unless a higher one was promised.
+    pub(super) fn on_prepare(&mut self, now: Nanos, from: ReplicaId, ballot: Ballot, from_slot: Slot) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            self.stats.messages_ignored += 1;
+            self.send(
+                from,
+                Message::Reject {
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if ballot > self.promised {
+            self.promise(now, ballot);
+        }
+        debug_assert_eq!(self.promised, ballot);
+        if from != self.id {
+            // A live candidate: give it time before competing.
+            self.reset_election_deadline(now);
+        }
+        let entries = self
+            .log
+            .range(from_slot..)
+            .map(|(slot, e)| (*slot, e.ballot, e.batch.clone()))
+            .collect();
+        self.send_when_durable(from, Message::Promise { ballot, entries });
+    }
+
+    /// Phase 2a: accept the value unless a higher ballot was promised.
+    pub(super) fn on_accept(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        ballot: Ballot,
+        slot: Slot,
+        batch: Batch,
+        commit: Slot,
+    ) {
+        self.observe_ballot(ballot);
+        if ballot < self.promised {
+            self.stats.messages_ignored += 1;
+            self.send(
+                from,
+                Message::Reject {
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if ballot > self.promised {
+            // The accept record carries the ballot, so it persists the promise too.
+            self.step_down_for(now, ballot);
+            self.promised = ballot;
+        }
+        self.follow(now, ballot);
+        match self.log.get(&slot) {
+            Some(e) if e.chosen => {
+                // The value is final; Paxos guarantees the leader proposes the same one.
+                debug_assert!(e.batch == batch || self.bugs != Default::default());
+                let pid = e.persist_id;
+                self.send_after(pid, from, Message::Accepted { ballot, slot });
+            }
+            Some(e) if e.ballot == ballot => {
+                // A retransmission: answer again once the first copy is durable.
+                let pid = e.persist_id;
+                self.send_after(pid, from, Message::Accepted { ballot, slot });
+            }
+            _ => {
+                let persist_id = self.persist(Record::Accept {
+                    ballot,
+                    slot,
+                    batch: batch.clone(),
+                });
+                self.log.insert(
+                    slot,
+                    LogEntry {
+                        ballot,
+                        batch,
+                        chosen: false,
+                        persist_id,
+                    },
+                );
+                self.send_when_durable(from, Message::Accepted { ballot, slot });
+            }
+        }
+        self.learn_commit(now, ballot, commit);
+    }
+
+    /// Promises `ballot` durably; steps down if this replica was leading a lower one.
+    pub(super) fn promise(&mut self, now: Nanos, ballot: Ballot) {
+        debug_assert!(ballot > self.promised);
+        self.step_down_for(now, ballot);
+        self.promised = ballot;
+        self.persist(Record::Promise { ballot });
+    }
+
+    /// Sends `msg` once record `pid` is durable.
+    fn send_after(&mut self, pid: u64, to: ReplicaId, msg: Message) {
+        if self.bugs.reply_before_persist || pid <= self.durable_id {
+            self.send(to, msg);
+        } else {
+            // `held` is ordered by persist id: a later id only delays the message.
+            let last = self.next_persist_id - 1;
+            self.held.push_back((last.max(pid), to, msg));
+        }
+    }
+
+    /// A leader of `ballot` is active: follow it and give it a full timeout.
+    pub(super) fn follow(&mut self, now: Nanos, ballot: Ballot) {
+        if ballot.node == self.id {
+            return;
+        }
+        if let Role::Candidate(c) = &self.role
+            && c.ballot <= ballot
+        {
+            self.role = Role::Follower;
+        }
+        self.leader = Some(ballot.node);
+        self.reset_election_deadline(now);
+    }
+}

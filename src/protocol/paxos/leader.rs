@@ -1,0 +1,324 @@
+//! The proposer: elections (phase 1a), the leader's pipeline of batched slots (phase 2a),
+//! and counting votes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use super::{Candidacy, InFlight, Leadership, LogEntry, Replica, Role};
+use crate::protocol::kv::Request;
+use crate::protocol::message::{Batch, Message, Record};
+use crate::protocol::outbox::ClientReply;
+use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
+
+impl Replica {
+    /// Starts phase 1 for every slot from the first one not known chosen.
+    pub(super) fn start_election(&mut self, now: Nanos) {
+        let ballot = Ballot {
+            round: self.round_seen.max(self.promised.round) + 1,
+            node: self.id,
+        };
+        self.stats.elections_started += 1;
+        self.observe_ballot(ballot);
+        self.leader = None;
+        self.promise(now, ballot);
+        let from_slot = self.chosen_through + 1;
+        self.role = Role::Candidate(Candidacy {
+            ballot,
+            from_slot,
+            promised_mask: 0,
+            found: BTreeMap::new(),
+        });
+        self.reset_election_deadline(now);
+        let prepare = Message::Prepare { ballot, from_slot };
+        self.broadcast(&prepare);
+        self.send(self.id, prepare);
+    }
+
+    /// Phase 1b arrives: collect it; with a quorum, lead.
+    pub(super) fn on_promise(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        ballot: Ballot,
+        entries: Vec<(Slot, Ballot, Batch)>,
+    ) {
+        let quorum = self.cfg.quorum();
+        let Role::Candidate(c) = &mut self.role else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if c.ballot != ballot || c.promised_mask & from.bit() != 0 {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        c.promised_mask |= from.bit();
+        for (slot, accepted_at, batch) in entries {
+            if slot < c.from_slot {
+                continue;
+            }
+            let newer = c.found.get(&slot).is_none_or(|(b, _)| accepted_at > *b);
+            if newer {
+                c.found.insert(slot, (accepted_at, batch));
+            }
+        }
+        if c.promised_mask.count_ones() as usize >= quorum {
+            self.become_leader(now);
+        }
+    }
+
+    fn become_leader(&mut self, now: Nanos) {
+        let Role::Candidate(c) = std::mem::replace(&mut self.role, Role::Follower) else {
+            unreachable!("only a candidate becomes leader");
+        };
+        debug_assert_eq!(c.ballot, self.promised);
+        self.stats.became_leader += 1;
+        self.leader = Some(self.id);
+        self.election_deadline = None;
+        let last_found = c.found.keys().next_back().copied().unwrap_or(0);
+        let next_slot = last_found.max(self.chosen_through) + 1;
+        self.role = Role::Leader(Leadership {
+            ballot: c.ballot,
+            next_slot,
+            in_flight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            queue_since: now,
+            last_heartbeat: now,
+        });
+        // Re-propose every slot a quorum might have chosen: the value accepted at the
+        // highest ballot, or a no-op for a hole. Slots already known chosen stay as they are.
+        let noop: Batch = Arc::from(vec![Request::noop()]);
+        for slot in (self.chosen_through + 1)..next_slot {
+            let batch = match c.found.get(&slot) {
+                Some((_, batch)) if !self.bugs.skip_phase1_recovery => batch.clone(),
+                _ => noop.clone(),
+            };
+            self.propose_at(now, slot, batch);
+        }
+        self.send_heartbeat(now);
+    }
+
+    /// A peer promised a higher ballot than ours.
+    pub(super) fn on_reject(&mut self, now: Nanos, promised: Ballot) {
+        self.observe_ballot(promised);
+        let ours = match &self.role {
+            Role::Leader(l) => l.ballot,
+            Role::Candidate(c) => c.ballot,
+            Role::Follower => return,
+        };
+        if promised > ours {
+            self.step_down_for(now, promised);
+        }
+    }
+
+    /// Stops leading or campaigning if `ballot` outranks ours; waiting clients are told.
+    pub(super) fn step_down_for(&mut self, now: Nanos, ballot: Ballot) {
+        let ours = match &self.role {
+            Role::Leader(l) => l.ballot,
+            Role::Candidate(c) => c.ballot,
+            Role::Follower => return,
+        };
+        if ballot <= ours {
+            return;
+        }
+        let old = std::mem::replace(&mut self.role, Role::Follower);
+        self.leader = (ballot.node != self.id).then_some(ballot.node);
+        self.reset_election_deadline(now);
+        if let Role::Leader(_) = old {
+            let hint = ClientReply::NotLeader {
+                leader: self.leader,
+            };
+            // Proposed requests may still be chosen by the next leader; the client's retry
+            // (same session and sequence) takes effect at most once.
+            let mut tokens: Vec<Token> = self.waiting.drain().map(|(_, t)| t).collect();
+            tokens.sort_unstable();
+            for token in tokens {
+                self.reply(token, hint.clone());
+            }
+        }
+    }
+
+    /// A client request: queue it for a slot if leading, else say who leads.
+    pub(super) fn on_client_request(&mut self, now: Nanos, token: Token, req: Request) {
+        let queue_max = self.cfg.proposal_queue_max;
+        let Role::Leader(l) = &mut self.role else {
+            let leader = self.leader.filter(|l| *l != self.id);
+            self.reply(token, ClientReply::NotLeader { leader });
+            return;
+        };
+        if l.queue.len() >= queue_max {
+            self.stats.requests_busy += 1;
+            self.reply(token, ClientReply::Busy);
+            return;
+        }
+        if l.queue.is_empty() {
+            l.queue_since = now;
+        }
+        l.queue_bytes += req.cmd.payload_bytes();
+        let key = (req.client, req.seq);
+        l.queue.push_back(req);
+        if key.0 != 0
+            && let Some(old) = self.waiting.insert(key, token)
+        {
+            // A retry overtook the original; only the newest token gets the answer.
+            self.reply(old, ClientReply::NotLeader {
+                leader: Some(self.id),
+            });
+        }
+        self.try_propose(now);
+    }
+
+    /// Fills free pipeline slots with batches from the queue.
+    pub(super) fn try_propose(&mut self, now: Nanos) {
+        let (batch_max, bytes_max, depth) = (
+            self.cfg.batch_max,
+            self.cfg.batch_bytes_max,
+            self.cfg.pipeline_depth,
+        );
+        let delay = self.batch_delay();
+        loop {
+            let Role::Leader(l) = &mut self.role else {
+                return;
+            };
+            if l.queue.is_empty() || l.in_flight.len() >= depth {
+                return;
+            }
+            let full = l.queue.len() >= batch_max || l.queue_bytes >= bytes_max;
+            if !full && delay > 0 && now < l.queue_since + delay {
+                return;
+            }
+            let mut batch = Vec::with_capacity(l.queue.len().min(batch_max));
+            let mut bytes = 0;
+            while let Some(req) = l.queue.front() {
+                let size = req.cmd.payload_bytes();
+                if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
+                    break;
+                }
+                bytes += size;
+                batch.push(l.queue.pop_front().expect("front checked"));
+            }
+            l.queue_bytes -= bytes;
+            l.queue_since = now;
+            let slot = l.next_slot;
+            l.next_slot += 1;
+            self.stats.commands_proposed += batch.len() as u64;
+            self.propose_at(now, slot, Arc::from(batch));
+        }
+    }
+
+    /// Phase 2a for one slot: persist our own accept, send it to every follower.
+    fn propose_at(&mut self, now: Nanos, slot: Slot, batch: Batch) {
+        let Role::Leader(l) = &mut self.role else {
+            unreachable!("only a leader proposes");
+        };
+        let ballot = l.ballot;
+        l.in_flight.insert(
+            slot,
+            InFlight {
+                votes_mask: 0,
+                sent_at: now,
+            },
+        );
+        self.stats.slots_proposed += 1;
+        let persist_id = self.persist(Record::Accept {
+            ballot,
+            slot,
+            batch: batch.clone(),
+        });
+        self.log.insert(
+            slot,
+            LogEntry {
+                ballot,
+                batch: batch.clone(),
+                chosen: false,
+                persist_id,
+            },
+        );
+        self.broadcast(&Message::Accept {
+            ballot,
+            slot,
+            batch,
+            commit: self.chosen_through,
+        });
+        // Our own vote counts only once our accept is durable.
+        self.send_when_durable(self.id, Message::Accepted { ballot, slot });
+    }
+
+    /// Phase 2b arrives: count it; a quorum chooses the slot.
+    pub(super) fn on_accepted(&mut self, now: Nanos, from: ReplicaId, ballot: Ballot, slot: Slot) {
+        let quorum = self.cfg.quorum();
+        let Role::Leader(l) = &mut self.role else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if l.ballot != ballot {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        let Some(f) = l.in_flight.get_mut(&slot) else {
+            return; // Already chosen: a late or repeated vote.
+        };
+        f.votes_mask |= from.bit();
+        if f.votes_mask.count_ones() as usize >= quorum {
+            l.in_flight.remove(&slot);
+            let e = self.log.get_mut(&slot).expect("proposed slot is in the log");
+            debug_assert_eq!(e.ballot, ballot);
+            e.chosen = true;
+            self.advance_chosen(now);
+            self.try_propose(now);
+        }
+    }
+
+    /// Heartbeats, retransmissions of unanswered accepts, and batch deadlines.
+    pub(super) fn leader_tick(&mut self, now: Nanos) {
+        let heartbeat = self.heartbeat_interval();
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        let ballot = l.ballot;
+        let commit = self.chosen_through;
+        let mut resend = Vec::new();
+        for (slot, f) in l.in_flight.iter_mut() {
+            if now >= f.sent_at + 2 * heartbeat {
+                f.sent_at = now;
+                resend.push((*slot, f.votes_mask));
+            }
+        }
+        for (slot, votes_mask) in resend {
+            let batch = self.log[&slot].batch.clone();
+            for r in 0..self.cfg.replicas {
+                let to = ReplicaId(r as u8);
+                if to != self.id && votes_mask & to.bit() == 0 {
+                    self.stats.accepts_retransmitted += 1;
+                    self.outbox.push(crate::protocol::outbox::Action::Send {
+                        to,
+                        msg: Message::Accept {
+                            ballot,
+                            slot,
+                            batch: batch.clone(),
+                            commit,
+                        },
+                    });
+                }
+            }
+        }
+        if let Role::Leader(l) = &self.role
+            && now >= l.last_heartbeat + heartbeat
+        {
+            self.send_heartbeat(now);
+        }
+        self.try_propose(now);
+    }
+
+    pub(super) fn send_heartbeat(&mut self, now: Nanos) {
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        l.last_heartbeat = now;
+        let msg = Message::Commit {
+            ballot: l.ballot,
+            commit: self.chosen_through,
+        };
+        self.broadcast(&msg);
+    }
+}

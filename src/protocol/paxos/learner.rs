@@ -1,0 +1,167 @@
+//! The learner: commit indexes, catch-up of missing chosen slots, and applying in order.
+
+use super::{LogEntry, Replica, Role};
+use crate::protocol::kv::Applied;
+use crate::protocol::message::{Batch, Message, Record};
+use crate::protocol::outbox::ClientReply;
+use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
+
+impl Replica {
+    /// Heartbeat from a leader.
+    pub(super) fn on_commit(&mut self, now: Nanos, ballot: Ballot, commit: Slot) {
+        self.observe_ballot(ballot);
+        if ballot >= self.promised {
+            self.step_down_for(now, ballot);
+            self.follow(now, ballot);
+        }
+        self.learn_commit(now, ballot, commit);
+    }
+
+    /// The leader of `ballot` says every slot up to `commit` is chosen. An entry accepted at
+    /// that same ballot holds the value that leader proposed, so it is the chosen one.
+    pub(super) fn learn_commit(&mut self, now: Nanos, ballot: Ballot, commit: Slot) {
+        self.commit_heard = self.commit_heard.max(commit);
+        if commit <= self.chosen_through {
+            return;
+        }
+        for (_, e) in self.log.range_mut(self.chosen_through + 1..=commit) {
+            if e.ballot == ballot {
+                e.chosen = true;
+            }
+        }
+        self.advance_chosen(now);
+    }
+
+    /// Moves the commit index over consecutive chosen slots and applies them.
+    pub(super) fn advance_chosen(&mut self, now: Nanos) {
+        let before = self.chosen_through;
+        while self
+            .log
+            .get(&(self.chosen_through + 1))
+            .is_some_and(|e| e.chosen)
+        {
+            self.chosen_through += 1;
+        }
+        if self.chosen_through == before {
+            return;
+        }
+        self.commit_heard = self.commit_heard.max(self.chosen_through);
+        self.persist(Record::Chosen {
+            through: self.chosen_through,
+        });
+        self.apply_chosen();
+        if self.chosen_through >= self.commit_heard {
+            self.catchup_sent_at = None;
+        }
+        let _ = now;
+    }
+
+    /// Applies chosen slots in order; answers the clients waiting here.
+    pub(super) fn apply_chosen(&mut self) {
+        while self.applied < self.chosen_through {
+            let slot = self.applied + 1;
+            let batch = self.log[&slot].batch.clone();
+            for req in batch.iter() {
+                let applied = self.kv.apply(slot, req);
+                if req.client == 0 {
+                    continue;
+                }
+                if let Some(token) = self.waiting.remove(&(req.client, req.seq)) {
+                    match applied {
+                        Applied::Reply(reply) => self.reply(token, ClientReply::Done(reply)),
+                        // The client acknowledged this sequence number already, so it is
+                        // not waiting for it; a token here means a confused client.
+                        Applied::Forgotten => self.reply(token, ClientReply::Busy),
+                    }
+                }
+            }
+            if let Some(trace) = &mut self.applied_trace {
+                trace.push((slot, batch));
+            }
+            self.applied = slot;
+        }
+    }
+
+    /// Asks for chosen slots this replica lacks, at most once per heartbeat interval.
+    pub(super) fn maybe_request_catchup(&mut self, now: Nanos) {
+        if self.chosen_through >= self.commit_heard || self.leading().is_some() {
+            return;
+        }
+        if self
+            .catchup_sent_at
+            .is_some_and(|t| now < t + self.heartbeat_interval())
+        {
+            return;
+        }
+        let to = match self.leader {
+            Some(l) if l != self.id => l,
+            _ => {
+                let others = self.cfg.replicas as u64 - 1;
+                let pick = now % others;
+                let r = if pick >= self.id.0 as u64 { pick + 1 } else { pick };
+                ReplicaId(r as u8)
+            }
+        };
+        self.catchup_sent_at = Some(now);
+        self.stats.catchups_requested += 1;
+        self.send(
+            to,
+            Message::CatchUpRequest {
+                from_slot: self.chosen_through + 1,
+            },
+        );
+    }
+
+    /// A peer lacks chosen slots: send a bounded chunk of those we know.
+    pub(super) fn on_catchup_request(&mut self, from: ReplicaId, from_slot: Slot) {
+        if from_slot > self.chosen_through {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        let entries: Vec<(Slot, Batch)> = self
+            .log
+            .range(from_slot..=self.chosen_through)
+            .take(self.cfg.catchup_chunk_max)
+            .map(|(slot, e)| (*slot, e.batch.clone()))
+            .collect();
+        self.send(
+            from,
+            Message::CatchUp {
+                entries,
+                commit: self.chosen_through,
+            },
+        );
+    }
+
+    /// Chosen slots arrive from a peer.
+    pub(super) fn on_catchup(&mut self, now: Nanos, entries: Vec<(Slot, Batch)>, commit: Slot) {
+        self.commit_heard = self.commit_heard.max(commit);
+        for (slot, batch) in entries {
+            if slot <= self.chosen_through || self.log.get(&slot).is_some_and(|e| e.chosen) {
+                continue;
+            }
+            // Keep the accepted ballot if we have one: a later Accept at that ballot is
+            // then recognised as a retransmission.
+            let ballot = self.log.get(&slot).map_or(Ballot::ZERO, |e| e.ballot);
+            let persist_id = self.persist(Record::Learned {
+                slot,
+                batch: batch.clone(),
+            });
+            self.log.insert(
+                slot,
+                LogEntry {
+                    ballot,
+                    batch,
+                    chosen: true,
+                    persist_id,
+                },
+            );
+        }
+        self.advance_chosen(now);
+        if self.chosen_through < self.commit_heard && !matches!(self.role, Role::Leader(_)) {
+            // More to fetch: ask again now rather than after the interval.
+            self.catchup_sent_at = None;
+            self.maybe_request_catchup(now);
+        }
+    }
+}

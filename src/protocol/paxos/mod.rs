@@ -1,0 +1,413 @@
+//! Multi-Paxos with a stable leader, pipelined and batched.
+//!
+//! [`Replica`] is a pure state machine: the driver feeds it client requests, peer messages,
+//! ticks and storage completions, each with the current time, and takes [`Action`]s from its
+//! outbox. Files by concern: `acceptor.rs` (phase 1b/2b), `leader.rs` (elections, phase 1a/2a,
+//! batching), `learner.rs` (commit, catch-up, apply), `recovery.rs` (rebuild from the log).
+//!
+//! Durability contract: a message that reveals a promise or an accept (Promise, Accepted,
+//! and the leader's own vote) is held until the driver reports the record durable.
+
+mod acceptor;
+mod leader;
+mod learner;
+mod recovery;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::kv::{Kv, Request};
+use super::message::{Batch, Message, Record};
+use super::outbox::{Action, ClientReply};
+use super::types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token, NANOS_PER_MS, NANOS_PER_US};
+use crate::config::ProtocolConfig;
+
+/// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
+/// Never set outside tests and the simulator's hidden `--bug` flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Send Promise/Accepted and count the leader's own vote before the record is durable.
+    pub reply_before_persist: bool,
+    /// A new leader ignores values reported in phase 1 and fills the slots with no-ops.
+    pub skip_phase1_recovery: bool,
+}
+
+/// A slot's accepted value as this replica knows it.
+#[derive(Clone, Debug)]
+struct LogEntry {
+    /// The ballot it was accepted (or proposed) at.
+    ballot: Ballot,
+    batch: Batch,
+    /// Known chosen: the value is final.
+    chosen: bool,
+    /// The record that made it durable here.
+    persist_id: PersistId,
+}
+
+/// The role of a replica in its group.
+#[derive(Clone, Debug)]
+enum Role {
+    Follower,
+    Candidate(Candidacy),
+    Leader(Leadership),
+}
+
+#[derive(Clone, Debug)]
+struct Candidacy {
+    ballot: Ballot,
+    from_slot: Slot,
+    promised_mask: u8,
+    /// Per slot, the value accepted at the highest ballot among the promises.
+    found: BTreeMap<Slot, (Ballot, Batch)>,
+}
+
+#[derive(Clone, Debug)]
+struct Leadership {
+    ballot: Ballot,
+    /// The next slot to propose.
+    next_slot: Slot,
+    /// Slots proposed and not yet chosen: who voted, and when the accept was last sent.
+    in_flight: BTreeMap<Slot, InFlight>,
+    /// Client requests waiting for a slot.
+    queue: VecDeque<Request>,
+    queue_bytes: usize,
+    /// When the oldest queued request arrived (for `batch_delay`).
+    queue_since: Nanos,
+    last_heartbeat: Nanos,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    votes_mask: u8,
+    sent_at: Nanos,
+}
+
+/// Counters, for INFO and reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Elections this replica started.
+    pub elections_started: u64,
+    /// Times it became leader.
+    pub became_leader: u64,
+    /// Slots it proposed as leader.
+    pub slots_proposed: u64,
+    /// Commands it proposed as leader.
+    pub commands_proposed: u64,
+    /// Messages dropped as stale or unexpected.
+    pub messages_ignored: u64,
+    /// Accepts sent again because no quorum answered in time.
+    pub accepts_retransmitted: u64,
+    /// Catch-up requests sent.
+    pub catchups_requested: u64,
+    /// Client requests refused because the queue was full.
+    pub requests_busy: u64,
+}
+
+/// What one replica of one Paxos group knows and does. See the module doc.
+pub struct Replica {
+    cfg: ProtocolConfig,
+    id: ReplicaId,
+    bugs: Bugs,
+    rng: ChaCha8Rng,
+
+    /// Acceptor: the highest ballot promised.
+    promised: Ballot,
+    /// The highest round seen in any message, so a new candidacy outbids it.
+    round_seen: u64,
+    /// Acceptor and learner: values by slot.
+    log: BTreeMap<Slot, LogEntry>,
+    /// Every slot up to here is chosen and present in `log`.
+    chosen_through: Slot,
+    /// The highest commit index heard from anyone.
+    commit_heard: Slot,
+    /// Slots applied to `kv`.
+    applied: Slot,
+    kv: Kv,
+
+    role: Role,
+    /// Who this replica believes leads.
+    leader: Option<ReplicaId>,
+    /// When a follower or candidate gives up on the current leader or election.
+    election_deadline: Option<Nanos>,
+    /// When the last catch-up request went out.
+    catchup_sent_at: Option<Nanos>,
+    /// Client requests proposed here, waiting to be applied.
+    waiting: HashMap<(ClientId, u64), Token>,
+
+    next_persist_id: PersistId,
+    durable_id: PersistId,
+    /// Messages held until a record is durable.
+    held: VecDeque<(PersistId, ReplicaId, Message)>,
+    /// Messages to self, processed before a step returns.
+    loopback: VecDeque<Message>,
+    outbox: Vec<Action>,
+    /// Slots applied, for checkers: (slot, batch) in order. Only kept when enabled.
+    applied_trace: Option<Vec<(Slot, Batch)>>,
+    stats: Stats,
+}
+
+impl Replica {
+    /// A fresh replica with an empty log. `seed` drives its election jitter.
+    pub fn new(cfg: ProtocolConfig, id: ReplicaId, seed: u64) -> Replica {
+        assert!(cfg.validate().is_ok(), "config must be validated first");
+        assert!(id.index() < cfg.replicas);
+        let kv = Kv::new(cfg.client_window_max, cfg.clients_max);
+        Replica {
+            cfg,
+            id,
+            bugs: Bugs::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            promised: Ballot::ZERO,
+            round_seen: 0,
+            log: BTreeMap::new(),
+            chosen_through: 0,
+            commit_heard: 0,
+            applied: 0,
+            kv,
+            role: Role::Follower,
+            leader: None,
+            election_deadline: None,
+            catchup_sent_at: None,
+            waiting: HashMap::new(),
+            next_persist_id: 1,
+            durable_id: 0,
+            held: VecDeque::new(),
+            loopback: VecDeque::new(),
+            outbox: Vec::new(),
+            applied_trace: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Turns on deliberate bugs (tests and simulator only).
+    pub fn set_bugs(&mut self, bugs: Bugs) {
+        self.bugs = bugs;
+    }
+
+    /// Keeps a trace of every applied slot, for the simulator's prefix check.
+    pub fn enable_applied_trace(&mut self) {
+        self.applied_trace = Some(Vec::new());
+    }
+
+    /// The applied slots so far, if tracing is on.
+    pub fn applied_trace(&self) -> Option<&[(Slot, Batch)]> {
+        self.applied_trace.as_deref()
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The state machine.
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The leader's ballot if this replica leads.
+    pub fn leading(&self) -> Option<Ballot> {
+        match &self.role {
+            Role::Leader(l) => Some(l.ballot),
+            _ => None,
+        }
+    }
+
+    /// Who this replica believes leads the group.
+    pub fn leader_hint(&self) -> Option<ReplicaId> {
+        self.leader
+    }
+
+    /// Every slot up to here is chosen and known here.
+    pub fn commit_index(&self) -> Slot {
+        self.chosen_through
+    }
+
+    /// Every slot up to here is applied to the state machine.
+    pub fn applied_index(&self) -> Slot {
+        self.applied
+    }
+
+    /// The highest ballot promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// Takes the actions produced so far.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Action> {
+        self.outbox.drain(..)
+    }
+
+    /// Takes the actions produced so far into `out`, keeping both allocations.
+    pub fn drain_into(&mut self, out: &mut Vec<Action>) {
+        out.append(&mut self.outbox);
+    }
+
+    /// A client request arrives. The reply comes back with `token` once it is applied, or
+    /// at once if this replica cannot take it.
+    pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
+        self.on_client_request(now, token, req);
+        self.finish_step(now);
+    }
+
+    /// A message from a peer arrives.
+    pub fn on_message(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
+        if from.index() >= self.cfg.replicas || from == self.id {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        self.dispatch(now, from, msg);
+        self.finish_step(now);
+    }
+
+    /// Time passes: elections, heartbeats, retransmissions, batch deadlines.
+    pub fn on_tick(&mut self, now: Nanos) {
+        if self.election_deadline.is_none() && self.leading().is_none() {
+            self.reset_election_deadline(now);
+        }
+        match &self.role {
+            Role::Leader(_) => self.leader_tick(now),
+            Role::Follower | Role::Candidate(_) => {
+                if self.election_deadline.is_some_and(|d| now >= d) {
+                    self.start_election(now);
+                }
+            }
+        }
+        self.maybe_request_catchup(now);
+        self.finish_step(now);
+    }
+
+    /// Records up to `id` are durable: release what waited for them.
+    pub fn on_persisted(&mut self, now: Nanos, id: PersistId) {
+        assert!(id < self.next_persist_id, "persisted a record never asked for");
+        if id <= self.durable_id {
+            return;
+        }
+        self.durable_id = id;
+        while self.held.front().is_some_and(|(pid, _, _)| *pid <= id) {
+            let (_, to, msg) = self.held.pop_front().expect("front checked");
+            self.send(to, msg);
+        }
+        self.finish_step(now);
+    }
+
+    fn dispatch(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
+        match msg {
+            Message::Prepare { ballot, from_slot } => self.on_prepare(now, from, ballot, from_slot),
+            Message::Promise { ballot, entries } => self.on_promise(now, from, ballot, entries),
+            Message::Reject { promised } => self.on_reject(now, promised),
+            Message::Accept {
+                ballot,
+                slot,
+                batch,
+                commit,
+            } => self.on_accept(now, from, ballot, slot, batch, commit),
+            Message::Accepted { ballot, slot } => self.on_accepted(now, from, ballot, slot),
+            Message::Commit { ballot, commit } => self.on_commit(now, ballot, commit),
+            Message::CatchUpRequest { from_slot } => self.on_catchup_request(from, from_slot),
+            Message::CatchUp { entries, commit } => self.on_catchup(now, entries, commit),
+        }
+    }
+
+    /// Runs messages a replica sent itself, then checks invariants.
+    fn finish_step(&mut self, now: Nanos) {
+        while let Some(msg) = self.loopback.pop_front() {
+            self.dispatch(now, self.id, msg);
+        }
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    /// Asserts what must hold between any two steps; the simulator calls it after each.
+    pub fn check_invariants(&self) {
+        assert!(self.applied <= self.chosen_through);
+        assert!(self.durable_id < self.next_persist_id);
+        if self.chosen_through > 0 {
+            let e = self.log.get(&self.chosen_through).expect("chosen slot in log");
+            assert!(e.chosen);
+        }
+        if let Role::Leader(l) = &self.role {
+            assert_eq!(l.ballot, self.promised, "a leader has promised only its own ballot");
+            assert_eq!(l.ballot.node, self.id);
+            assert!(l.next_slot > self.chosen_through);
+            assert!(l.queue.len() <= self.cfg.proposal_queue_max);
+            for slot in l.in_flight.keys() {
+                assert!(*slot < l.next_slot);
+            }
+        }
+        if let Role::Candidate(c) = &self.role {
+            assert_eq!(c.ballot.node, self.id);
+        }
+        assert!(self.promised.round <= self.round_seen);
+    }
+
+    /// Sends `msg`, or runs it here when addressed to self.
+    fn send(&mut self, to: ReplicaId, msg: Message) {
+        if to == self.id {
+            self.loopback.push_back(msg);
+        } else {
+            self.outbox.push(Action::Send { to, msg });
+        }
+    }
+
+    /// Sends `msg` once every record asked for so far is durable.
+    fn send_when_durable(&mut self, to: ReplicaId, msg: Message) {
+        let last = self.next_persist_id - 1;
+        if self.bugs.reply_before_persist || last <= self.durable_id {
+            self.send(to, msg);
+        } else {
+            self.held.push_back((last, to, msg));
+        }
+    }
+
+    fn broadcast(&mut self, msg: &Message) {
+        for r in 0..self.cfg.replicas {
+            let to = ReplicaId(r as u8);
+            if to != self.id {
+                self.outbox.push(Action::Send {
+                    to,
+                    msg: msg.clone(),
+                });
+            }
+        }
+    }
+
+    fn persist(&mut self, record: Record) -> PersistId {
+        let id = self.next_persist_id;
+        self.next_persist_id += 1;
+        self.outbox.push(Action::Persist { id, record });
+        id
+    }
+
+    fn reply(&mut self, token: Token, reply: ClientReply) {
+        self.outbox.push(Action::Reply { token, reply });
+    }
+
+    fn observe_ballot(&mut self, ballot: Ballot) {
+        self.round_seen = self.round_seen.max(ballot.round);
+    }
+
+    fn reset_election_deadline(&mut self, now: Nanos) {
+        let base = self.cfg.election_timeout_ms * NANOS_PER_MS;
+        let jitter = self.rng.random_range(0..=base);
+        self.election_deadline = Some(now + base + jitter);
+    }
+
+    fn heartbeat_interval(&self) -> Nanos {
+        self.cfg.heartbeat_interval_ms * NANOS_PER_MS
+    }
+
+    fn batch_delay(&self) -> Nanos {
+        self.cfg.batch_delay_us * NANOS_PER_US
+    }
+}
+
+#[cfg(test)]
+mod tests;

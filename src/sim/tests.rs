@@ -1,0 +1,64 @@
+//! Simulator runs that `cargo test` keeps green, and proof that its checkers can fail.
+
+use super::*;
+
+fn assert_clean(replicas: usize, seeds: u64) {
+    let summary = run_many(0, seeds, replicas, Bugs::default(), |seed, outcome| {
+        eprintln!(
+            "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas}):"
+        );
+        for v in &outcome.violations {
+            eprintln!("  {v}");
+        }
+    });
+    assert_eq!(summary.seeds, seeds);
+    assert!(summary.ops >= seeds as usize * 100, "clients ran too few operations");
+    assert_eq!(summary.failing_seeds, Vec::<u64>::new());
+}
+
+#[test]
+fn cluster_3_replicas_1000_seeds_linearizable() {
+    assert_clean(3, 1000);
+}
+
+#[test]
+fn cluster_5_replicas_1000_seeds_linearizable() {
+    assert_clean(5, 1000);
+}
+
+fn seeds_until_violation(bugs: Bugs, replicas: usize, seeds_max: u64) -> Option<u64> {
+    (0..seeds_max).find(|&seed| {
+        let mut cfg = SimConfig::new(seed, replicas);
+        cfg.bugs = bugs;
+        !run(cfg).violations.is_empty()
+    })
+}
+
+#[test]
+fn bug_reply_before_persist_is_caught() {
+    let bugs = Bugs {
+        reply_before_persist: true,
+        ..Bugs::default()
+    };
+    let found = seeds_until_violation(bugs, 3, 500);
+    assert!(found.is_some(), "acknowledging before persisting went unnoticed in 500 seeds");
+}
+
+#[test]
+fn bug_skip_phase1_recovery_is_caught() {
+    let bugs = Bugs {
+        skip_phase1_recovery: true,
+        ..Bugs::default()
+    };
+    let found = seeds_until_violation(bugs, 3, 200);
+    assert!(found.is_some(), "skipping phase-1 recovery went unnoticed in 200 seeds");
+}
+
+#[test]
+fn same_seed_same_run() {
+    let a = run(SimConfig { trace: true, ..SimConfig::new(42, 3) });
+    let b = run(SimConfig { trace: true, ..SimConfig::new(42, 3) });
+    assert_eq!(a.ops, b.ops);
+    assert_eq!(a.trace, b.trace);
+    assert!(a.trace.len() > 1000);
+}
