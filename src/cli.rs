@@ -85,7 +85,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     });
     if summary.undecided > 0 {
-        println!("note: {} key histories too large to decide", summary.undecided);
+        println!(
+            "note: {} key histories too large to decide",
+            summary.undecided
+        );
     }
     println!(
         "seeds: {} ops: {} violations: {}",

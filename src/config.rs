@@ -106,7 +106,12 @@ impl Default for ProtocolConfig {
     }
 }
 
-fn check(ok: bool, field: &'static str, allowed: &str, got: impl ToString) -> Result<(), ConfigError> {
+fn check(
+    ok: bool,
+    field: &'static str,
+    allowed: &str,
+    got: impl ToString,
+) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -181,7 +186,12 @@ impl ProtocolConfig {
             ">= 1",
             self.client_window_max,
         )?;
-        check(self.clients_max >= 1, "clients_max", ">= 1", self.clients_max)?;
+        check(
+            self.clients_max >= 1,
+            "clients_max",
+            ">= 1",
+            self.clients_max,
+        )?;
         Ok(())
     }
 

@@ -184,7 +184,10 @@ impl Kv {
             return Applied::Reply(reply.clone());
         }
         let reply = self.execute(slot, &req.cmd);
-        let session = self.sessions.get_mut(&req.client).expect("session inserted above");
+        let session = self
+            .sessions
+            .get_mut(&req.client)
+            .expect("session inserted above");
         if session.replies.len() >= window_max {
             // The client has more outstanding requests than the window; forgetting the
             // oldest reply only matters if that one is retried.
@@ -284,14 +287,25 @@ mod tests {
             Applied::Reply(Reply::Ok)
         );
         assert_eq!(kv.get(b"a").map(|e| e.version), Some(1));
-        kv.apply(2, &req(1, 2, 2, Command::MSet(vec![(b("b"), b("2")), (b("a"), b("3"))])));
+        kv.apply(
+            2,
+            &req(
+                1,
+                2,
+                2,
+                Command::MSet(vec![(b("b"), b("2")), (b("a"), b("3"))]),
+            ),
+        );
         assert_eq!(kv.get(b"a").map(|e| e.version), Some(2));
         assert_eq!(
             kv.apply(3, &req(1, 3, 3, Command::MGet(vec![b("a"), b("x")]))),
             Applied::Reply(Reply::Values(vec![Some(b("3")), None]))
         );
         assert_eq!(
-            kv.apply(4, &req(1, 4, 4, Command::Exists(vec![b("a"), b("b"), b("c")]))),
+            kv.apply(
+                4,
+                &req(1, 4, 4, Command::Exists(vec![b("a"), b("b"), b("c")]))
+            ),
             Applied::Reply(Reply::Int(2))
         );
         assert_eq!(
@@ -346,12 +360,42 @@ mod tests {
     fn digest_ignores_insertion_order() {
         let mut a = Kv::new(1, 1);
         let mut b2 = Kv::new(1, 1);
-        a.apply(1, &Request { cmd: Command::Set(b("x"), b("1")), ..Request::noop() });
-        a.apply(1, &Request { cmd: Command::Set(b("y"), b("2")), ..Request::noop() });
-        b2.apply(1, &Request { cmd: Command::Set(b("y"), b("2")), ..Request::noop() });
-        b2.apply(1, &Request { cmd: Command::Set(b("x"), b("1")), ..Request::noop() });
+        a.apply(
+            1,
+            &Request {
+                cmd: Command::Set(b("x"), b("1")),
+                ..Request::noop()
+            },
+        );
+        a.apply(
+            1,
+            &Request {
+                cmd: Command::Set(b("y"), b("2")),
+                ..Request::noop()
+            },
+        );
+        b2.apply(
+            1,
+            &Request {
+                cmd: Command::Set(b("y"), b("2")),
+                ..Request::noop()
+            },
+        );
+        b2.apply(
+            1,
+            &Request {
+                cmd: Command::Set(b("x"), b("1")),
+                ..Request::noop()
+            },
+        );
         assert_eq!(a.digest(), b2.digest());
-        b2.apply(2, &Request { cmd: Command::Set(b("x"), b("1")), ..Request::noop() });
+        b2.apply(
+            2,
+            &Request {
+                cmd: Command::Set(b("x"), b("1")),
+                ..Request::noop()
+            },
+        );
         assert_ne!(a.digest(), b2.digest());
     }
 }

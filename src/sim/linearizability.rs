@@ -256,9 +256,7 @@ mod tests {
 
     #[test]
     fn delete_count_must_match_state() {
-        let h = [
-            op(1, Op::Del, Output::Removed(true), 0, 1),
-        ];
+        let h = [op(1, Op::Del, Output::Removed(true), 0, 1)];
         assert_eq!(check(&h, 1_000_000), Verdict::Violation);
         let h = [
             op(1, Op::Set(7), Output::Ok, 0, 1),
@@ -274,7 +272,13 @@ mod tests {
         let mut h = Vec::new();
         for wave in 0..100u64 {
             for c in 0..4u64 {
-                h.push(op(c, Op::Set(wave * 4 + c), Output::Ok, wave * 10, wave * 10 + 5));
+                h.push(op(
+                    c,
+                    Op::Set(wave * 4 + c),
+                    Output::Ok,
+                    wave * 10,
+                    wave * 10 + 5,
+                ));
             }
         }
         assert_eq!(check(&h, 10_000_000), Verdict::Linearizable);

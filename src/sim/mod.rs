@@ -24,8 +24,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::ProtocolConfig;
 use crate::protocol::{
-    Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record,
-    Replica, ReplicaId, Reply, Request, Slot, Token,
+    Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record, Replica,
+    ReplicaId, Reply, Request, Slot, Token,
 };
 use linearizability::{Op, Operation, Output, Verdict};
 
@@ -302,14 +302,20 @@ impl Sim {
     }
 
     fn converged(&self) -> bool {
-        let live: Vec<&Replica> = self.nodes.iter().filter_map(|n| n.replica.as_ref()).collect();
+        let live: Vec<&Replica> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .collect();
         if live.len() != self.nodes.len() {
             return false;
         }
         let applied = live[0].applied_index();
         live.iter().all(|r| r.applied_index() == applied)
             && live.iter().any(|r| r.leading().is_some())
-            && live.iter().all(|r| r.kv().digest() == live[0].kv().digest())
+            && live
+                .iter()
+                .all(|r| r.kv().digest() == live[0].kv().digest())
     }
 
     fn start_final_reads(&mut self) {
@@ -418,9 +424,9 @@ impl Sim {
         r.drain_into(&mut actions);
         if let Some(b) = r.leading() {
             match self.leaders.get(&b) {
-                Some(other) if *other != node => self.violations.push(format!(
-                    "two leaders for ballot {b}: {other} and {node}"
-                )),
+                Some(other) if *other != node => self
+                    .violations
+                    .push(format!("two leaders for ballot {b}: {other} and {node}")),
                 Some(_) => {}
                 None => {
                     self.leaders.insert(b, node);
@@ -638,12 +644,7 @@ impl Sim {
         if n.replica.is_some() {
             return;
         }
-        let mut r = Replica::recover(
-            self.proto.clone(),
-            node,
-            seed,
-            n.durable.iter().cloned(),
-        );
+        let mut r = Replica::recover(self.proto.clone(), node, seed, n.durable.iter().cloned());
         r.set_bugs(self.cfg.bugs);
         r.enable_applied_trace();
         n.replica = Some(r);
@@ -700,7 +701,12 @@ impl Sim {
         c.attempt += 1;
         let attempt = c.attempt;
         let node = c.target;
-        let req = c.current.as_ref().expect("an operation in progress").1.clone();
+        let req = c
+            .current
+            .as_ref()
+            .expect("an operation in progress")
+            .1
+            .clone();
         let delay = after + self.net_delay();
         if !(self.faults_on && self.rng.random_bool(self.loss)) {
             self.schedule(

@@ -12,7 +12,10 @@ fn assert_clean(replicas: usize, seeds: u64) {
         }
     });
     assert_eq!(summary.seeds, seeds);
-    assert!(summary.ops >= seeds as usize * 100, "clients ran too few operations");
+    assert!(
+        summary.ops >= seeds as usize * 100,
+        "clients ran too few operations"
+    );
     assert_eq!(summary.failing_seeds, Vec::<u64>::new());
 }
 
@@ -41,7 +44,10 @@ fn bug_reply_before_persist_is_caught() {
         ..Bugs::default()
     };
     let found = seeds_until_violation(bugs, 3, 500);
-    assert!(found.is_some(), "acknowledging before persisting went unnoticed in 500 seeds");
+    assert!(
+        found.is_some(),
+        "acknowledging before persisting went unnoticed in 500 seeds"
+    );
 }
 
 #[test]
@@ -51,13 +57,22 @@ fn bug_skip_phase1_recovery_is_caught() {
         ..Bugs::default()
     };
     let found = seeds_until_violation(bugs, 3, 200);
-    assert!(found.is_some(), "skipping phase-1 recovery went unnoticed in 200 seeds");
+    assert!(
+        found.is_some(),
+        "skipping phase-1 recovery went unnoticed in 200 seeds"
+    );
 }
 
 #[test]
 fn same_seed_same_run() {
-    let a = run(SimConfig { trace: true, ..SimConfig::new(42, 3) });
-    let b = run(SimConfig { trace: true, ..SimConfig::new(42, 3) });
+    let a = run(SimConfig {
+        trace: true,
+        ..SimConfig::new(42, 3)
+    });
+    let b = run(SimConfig {
+        trace: true,
+        ..SimConfig::new(42, 3)
+    });
     assert_eq!(a.ops, b.ops);
     assert_eq!(a.trace, b.trace);
     assert!(a.trace.len() > 1000);

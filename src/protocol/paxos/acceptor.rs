@@ -6,7 +6,13 @@ use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
 impl Replica {
     /// Phase 1a: promise `ballot` unless a higher one was promised.
-    pub(super) fn on_prepare(&mut self, now: Nanos, from: ReplicaId, ballot: Ballot, from_slot: Slot) {
+    pub(super) fn on_prepare(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        ballot: Ballot,
+        from_slot: Slot,
+    ) {
         self.observe_ballot(ballot);
         if ballot < self.promised {
             self.stats.messages_ignored += 1;

@@ -161,9 +161,12 @@ impl Replica {
             && let Some(old) = self.waiting.insert(key, token)
         {
             // A retry overtook the original; only the newest token gets the answer.
-            self.reply(old, ClientReply::NotLeader {
-                leader: Some(self.id),
-            });
+            self.reply(
+                old,
+                ClientReply::NotLeader {
+                    leader: Some(self.id),
+                },
+            );
         }
         self.try_propose(now);
     }
@@ -261,7 +264,10 @@ impl Replica {
         f.votes_mask |= from.bit();
         if f.votes_mask.count_ones() as usize >= quorum {
             l.in_flight.remove(&slot);
-            let e = self.log.get_mut(&slot).expect("proposed slot is in the log");
+            let e = self
+                .log
+                .get_mut(&slot)
+                .expect("proposed slot is in the log");
             debug_assert_eq!(e.ballot, ballot);
             e.chosen = true;
             self.advance_chosen(now);

@@ -30,6 +30,7 @@ impl Replica {
             }
         }
         self.advance_chosen(now);
+        self.maybe_request_catchup(now);
     }
 
     /// Moves the commit index over consecutive chosen slots and applies them.
@@ -98,7 +99,11 @@ impl Replica {
             _ => {
                 let others = self.cfg.replicas as u64 - 1;
                 let pick = now % others;
-                let r = if pick >= self.id.0 as u64 { pick + 1 } else { pick };
+                let r = if pick >= self.id.0 as u64 {
+                    pick + 1
+                } else {
+                    pick
+                };
                 ReplicaId(r as u8)
             }
         };

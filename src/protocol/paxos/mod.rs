@@ -21,7 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
-use super::types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token, NANOS_PER_MS, NANOS_PER_US};
+use super::types::{
+    Ballot, ClientId, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token,
+};
 use crate::config::ProtocolConfig;
 
 /// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
@@ -285,7 +287,10 @@ impl Replica {
 
     /// Records up to `id` are durable: release what waited for them.
     pub fn on_persisted(&mut self, now: Nanos, id: PersistId) {
-        assert!(id < self.next_persist_id, "persisted a record never asked for");
+        assert!(
+            id < self.next_persist_id,
+            "persisted a record never asked for"
+        );
         if id <= self.durable_id {
             return;
         }
@@ -330,11 +335,17 @@ impl Replica {
         assert!(self.applied <= self.chosen_through);
         assert!(self.durable_id < self.next_persist_id);
         if self.chosen_through > 0 {
-            let e = self.log.get(&self.chosen_through).expect("chosen slot in log");
+            let e = self
+                .log
+                .get(&self.chosen_through)
+                .expect("chosen slot in log");
             assert!(e.chosen);
         }
         if let Role::Leader(l) = &self.role {
-            assert_eq!(l.ballot, self.promised, "a leader has promised only its own ballot");
+            assert_eq!(
+                l.ballot, self.promised,
+                "a leader has promised only its own ballot"
+            );
             assert_eq!(l.ballot.node, self.id);
             assert!(l.next_slot > self.chosen_through);
             assert!(l.queue.len() <= self.cfg.proposal_queue_max);
