@@ -4,7 +4,7 @@
 //! Apply is deterministic: the same log applied on every replica gives the same map, the
 //! same versions and the same replies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -103,8 +103,9 @@ pub struct Entry {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Session {
-    /// Replies of recent requests by sequence number, for retries.
-    replies: BTreeMap<u64, Reply>,
+    /// Replies of recent requests, sorted by sequence number, for retries. Requests
+    /// arrive almost in order, so this is a deque with appends at the back.
+    replies: VecDeque<(u64, Reply)>,
     /// Requests below this were acknowledged by the client.
     floor: u64,
     /// The last slot this session appeared in, to forget idle sessions first.
@@ -165,7 +166,7 @@ impl Kv {
     /// Applies a request chosen at `slot`.
     pub fn apply(&mut self, slot: Slot, req: &Request) -> Applied {
         if req.client == 0 {
-            return Applied::Reply(self.execute(slot, &req.cmd));
+            return Applied::Reply(execute(&mut self.map, slot, &req.cmd));
         }
         if !self.sessions.contains_key(&req.client) && self.sessions.len() >= self.clients_max {
             self.evict_idle_session();
@@ -175,25 +176,39 @@ impl Kv {
         session.last_slot = slot;
         if req.ack_floor > session.floor {
             session.floor = req.ack_floor;
-            session.replies = session.replies.split_off(&req.ack_floor);
+            while session
+                .replies
+                .front()
+                .is_some_and(|(seq, _)| *seq < req.ack_floor)
+            {
+                session.replies.pop_front();
+            }
         }
         if req.seq < session.floor {
             return Applied::Forgotten;
         }
-        if let Some(reply) = session.replies.get(&req.seq) {
-            return Applied::Reply(reply.clone());
-        }
-        let reply = self.execute(slot, &req.cmd);
+        let at = if session.replies.back().is_none_or(|(seq, _)| *seq < req.seq) {
+            session.replies.len()
+        } else {
+            match session
+                .replies
+                .binary_search_by_key(&req.seq, |(seq, _)| *seq)
+            {
+                Ok(i) => return Applied::Reply(session.replies[i].1.clone()),
+                Err(i) => i,
+            }
+        };
+        let reply = execute(&mut self.map, slot, &req.cmd);
         let session = self
             .sessions
             .get_mut(&req.client)
             .expect("session inserted above");
-        if session.replies.len() >= window_max {
+        session.replies.insert(at, (req.seq, reply.clone()));
+        if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
             // oldest reply only matters if that one is retried.
-            session.replies.pop_first();
+            session.replies.pop_front();
         }
-        session.replies.insert(req.seq, reply.clone());
         Applied::Reply(reply)
     }
 
@@ -209,47 +224,6 @@ impl Kv {
         }
     }
 
-    fn execute(&mut self, slot: Slot, cmd: &Command) -> Reply {
-        match cmd {
-            Command::Get(k) => Reply::Value(self.map.get(k).map(|e| e.value.clone())),
-            Command::Set(k, v) => {
-                self.map.insert(
-                    k.clone(),
-                    Entry {
-                        value: v.clone(),
-                        version: slot,
-                    },
-                );
-                Reply::Ok
-            }
-            Command::Del(ks) => {
-                let removed = ks.iter().filter(|k| self.map.remove(*k).is_some()).count();
-                Reply::Int(removed as i64)
-            }
-            Command::Exists(ks) => {
-                Reply::Int(ks.iter().filter(|k| self.map.contains_key(*k)).count() as i64)
-            }
-            Command::MGet(ks) => Reply::Values(
-                ks.iter()
-                    .map(|k| self.map.get(k).map(|e| e.value.clone()))
-                    .collect(),
-            ),
-            Command::MSet(kvs) => {
-                for (k, v) in kvs {
-                    self.map.insert(
-                        k.clone(),
-                        Entry {
-                            value: v.clone(),
-                            version: slot,
-                        },
-                    );
-                }
-                Reply::Ok
-            }
-            Command::Noop => Reply::Ok,
-        }
-    }
-
     /// A digest of the map's contents, independent of insertion order, to compare replicas.
     pub fn digest(&self) -> u64 {
         self.map.iter().fold(0u64, |acc, (k, e)| {
@@ -259,6 +233,52 @@ impl Kv {
             h.update(&e.value);
             acc ^ h.digest()
         })
+    }
+}
+
+/// Runs one command against the map.
+fn execute(
+    map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    slot: Slot,
+    cmd: &Command,
+) -> Reply {
+    match cmd {
+        Command::Get(k) => Reply::Value(map.get(k).map(|e| e.value.clone())),
+        Command::Set(k, v) => {
+            map.insert(
+                k.clone(),
+                Entry {
+                    value: v.clone(),
+                    version: slot,
+                },
+            );
+            Reply::Ok
+        }
+        Command::Del(ks) => {
+            let removed = ks.iter().filter(|k| map.remove(*k).is_some()).count();
+            Reply::Int(removed as i64)
+        }
+        Command::Exists(ks) => {
+            Reply::Int(ks.iter().filter(|k| map.contains_key(*k)).count() as i64)
+        }
+        Command::MGet(ks) => Reply::Values(
+            ks.iter()
+                .map(|k| map.get(k).map(|e| e.value.clone()))
+                .collect(),
+        ),
+        Command::MSet(kvs) => {
+            for (k, v) in kvs {
+                map.insert(
+                    k.clone(),
+                    Entry {
+                        value: v.clone(),
+                        version: slot,
+                    },
+                );
+            }
+            Reply::Ok
+        }
+        Command::Noop => Reply::Ok,
     }
 }
 

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
@@ -136,7 +137,7 @@ pub struct Replica {
     /// When the last catch-up request went out.
     catchup_sent_at: Option<Nanos>,
     /// Client requests proposed here, waiting to be applied.
-    waiting: HashMap<(ClientId, u64), Token>,
+    waiting: HashMap<(ClientId, u64), Token, Xxh3DefaultBuilder>,
 
     next_persist_id: PersistId,
     durable_id: PersistId,
@@ -172,7 +173,7 @@ impl Replica {
             leader: None,
             election_deadline: None,
             catchup_sent_at: None,
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
             next_persist_id: 1,
             durable_id: 0,
             held: VecDeque::new(),
