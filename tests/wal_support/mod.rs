@@ -39,3 +39,43 @@ pub fn record(i: u64) -> Vec<u8> {
 pub fn segment_file(dir: &std::path::Path, index: u32) -> std::path::PathBuf {
     dir.join(format!("seg-{index:06}.wal"))
 }
+
+/// Where records of the given payload lengths land, by the documented format: a 4 KiB
+/// header block, then 32-byte record headers with payloads packed; a record that does not
+/// fit starts the next segment life. Returns (life number from 0, byte offset) per record.
+pub fn layout(lens: &[usize], segment_bytes: u64) -> Vec<(usize, u64)> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut life = 0;
+    let mut pos = 4096u64;
+    for &len in lens {
+        let need = 32 + len as u64;
+        if pos + need > segment_bytes {
+            life += 1;
+            pos = 4096;
+        }
+        out.push((life, pos));
+        pos += need;
+    }
+    out
+}
+
+/// Reads the `seq` in a segment file's header (bytes 16..24 of block 0).
+pub fn header_seq(path: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(path).expect("read segment");
+    u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"))
+}
+
+/// Flips one bit of the byte at `offset` of `path`.
+pub fn flip_byte(path: &std::path::Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open segment");
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, offset).expect("read byte");
+    b[0] ^= 0x04;
+    file.write_all_at(&b, offset).expect("write byte");
+    file.sync_all().expect("sync");
+}

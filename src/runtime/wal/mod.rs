@@ -102,7 +102,8 @@ impl WalOptions {
     /// Checks the relations between the limits.
     pub fn validate(&self) -> Result<(), WalError> {
         let bad = |why: String| Err(WalError::BadOptions { reason: why });
-        if self.segment_bytes < SEGMENT_BYTES_MIN || !self.segment_bytes.is_multiple_of(BLOCK_BYTES) {
+        if self.segment_bytes < SEGMENT_BYTES_MIN || !self.segment_bytes.is_multiple_of(BLOCK_BYTES)
+        {
             return bad(format!(
                 "segment_bytes = {} must be a multiple of {BLOCK_BYTES} and at least {SEGMENT_BYTES_MIN}",
                 self.segment_bytes
