@@ -46,8 +46,7 @@ fn wal_group_commit_batches_appends_made_during_a_sync() {
         committer.close();
         task.await.expect("committer ends cleanly");
         assert!(!committer.is_poisoned());
-        let reported = reported.borrow().clone();
-        reported
+        reported.borrow().clone()
     });
     let total = BURSTS * BURST_RECORDS;
     assert_eq!(reported.last(), Some(&Lsn(total)));
