@@ -1,1 +1,322 @@
-//! Snapshots of the state machine, written atomically and loaded with memmap2.
+//! Snapshots of a shard's state machine, written atomically and loaded with memmap2.
+//!
+//! A snapshot file `snap-<last_included, 20 digits>.snap` holds a 64-byte header and the
+//! caller's bytes (opaque here):
+//!
+//! ```text
+//!   0..8   magic "CPXSNAP1"        8..12  version (1)        12..16 reserved (0)
+//!  16..24  last_included (slot)   24..32  wal_lsn           32..40 payload length
+//!  40..48  xxh3-64 of the payload 48..56  xxh3-64 of bytes 0..48 (the header)
+//!  56..64  reserved (0)
+//! ```
+//!
+//! Writing: temp file, fsync, rename, fsync the directory; then only the newest
+//! [`SNAPSHOTS_KEPT_MAX`] are kept. A file is never modified after its rename (only
+//! deleted), which is what makes mapping it safe. Loading verifies both checksums and
+//! falls back to an older snapshot when the newest is corrupt.
+//!
+//! These functions block (std fs). They run rarely; from a glommio executor, call the
+//! `*_offloaded` variants, which run them on glommio's blocking thread pool.
+
+use memmap2::Mmap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How many snapshot files are kept: the newest and one to fall back on.
+pub const SNAPSHOTS_KEPT_MAX: usize = 2;
+/// Size of the header in front of the payload.
+pub const SNAPSHOT_HEADER_BYTES: usize = 64;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"CPXSNAP1");
+const VERSION: u32 = 1;
+
+/// What a snapshot covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The last applied slot included in the state.
+    pub last_included: u64,
+    /// The WAL LSN the state covers (the caller's choice; pass `Lsn(wal_lsn + 1)` to
+    /// `Wal::truncate_before` once the snapshot is written).
+    pub wal_lsn: u64,
+}
+
+/// A loaded, verified snapshot; the payload stays mapped, not copied.
+pub struct Snapshot {
+    /// What it covers.
+    pub meta: SnapshotMeta,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Newer snapshot files that failed verification and were skipped.
+    pub skipped_corrupt: Vec<PathBuf>,
+    map: Mmap,
+}
+
+impl Snapshot {
+    /// The caller's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map[SNAPSHOT_HEADER_BYTES..]
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("meta", &self.meta)
+            .field("path", &self.path)
+            .field("len", &self.bytes().len())
+            .finish()
+    }
+}
+
+/// Errors of snapshot writing and loading.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A system call failed.
+    #[error("snapshot {op} failed on {}: {source}", path.display())]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid snapshot.
+    #[error("snapshot {} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What check failed.
+        reason: &'static str,
+    },
+    /// Snapshot files exist but none verifies: starting empty would lose data.
+    #[error("no valid snapshot in {}; corrupt: {paths:?}", dir.display())]
+    AllCorrupt {
+        /// The directory.
+        dir: PathBuf,
+        /// The files that failed.
+        paths: Vec<PathBuf>,
+    },
+    /// The blocking thread pool task failed.
+    #[error("snapshot task on the blocking pool failed: {reason}")]
+    Offload {
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> SnapshotError {
+    SnapshotError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn snapshot_path(dir: &Path, last_included: u64) -> PathBuf {
+    dir.join(format!("snap-{last_included:020}.snap"))
+}
+
+/// Parses `snap-NNNN.snap` back into its `last_included`.
+fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn encode_header(meta: &SnapshotMeta, payload: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    let mut h = [0u8; SNAPSHOT_HEADER_BYTES];
+    h[0..8].copy_from_slice(&MAGIC.to_le_bytes());
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&meta.last_included.to_le_bytes());
+    h[24..32].copy_from_slice(&meta.wal_lsn.to_le_bytes());
+    h[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    h[40..48].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+    let header_sum = xxhash_rust::xxh3::xxh3_64(&h[0..48]);
+    h[48..56].copy_from_slice(&header_sum.to_le_bytes());
+    h
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Checks a whole snapshot file's bytes; returns its meta.
+fn verify(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta, SnapshotError> {
+    let corrupt = |reason| SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() < SNAPSHOT_HEADER_BYTES {
+        return Err(corrupt("shorter than its header"));
+    }
+    let h = &bytes[..SNAPSHOT_HEADER_BYTES];
+    if le_u64(&h[48..56]) != xxhash_rust::xxh3::xxh3_64(&h[0..48]) {
+        return Err(corrupt("header checksum mismatch"));
+    }
+    if le_u64(&h[0..8]) != MAGIC {
+        return Err(corrupt("bad magic"));
+    }
+    if u32::from_le_bytes([h[8], h[9], h[10], h[11]]) != VERSION {
+        return Err(corrupt("unknown version"));
+    }
+    let payload = &bytes[SNAPSHOT_HEADER_BYTES..];
+    if le_u64(&h[32..40]) != payload.len() as u64 {
+        return Err(corrupt("length does not match the file size"));
+    }
+    if le_u64(&h[40..48]) != xxhash_rust::xxh3::xxh3_64(payload) {
+        return Err(corrupt("payload checksum mismatch"));
+    }
+    Ok(SnapshotMeta {
+        last_included: le_u64(&h[16..24]),
+        wal_lsn: le_u64(&h[24..32]),
+    })
+}
+
+/// Snapshot files in `dir`, newest (highest `last_included`) first.
+fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read directory", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("read directory", dir, e))?;
+        if let Some(n) = entry.file_name().to_str().and_then(parse_snapshot_name) {
+            out.push((n, entry.path()));
+        }
+    }
+    out.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    Ok(out)
+}
+
+/// Writes a snapshot durably and atomically, then deletes all but the newest
+/// [`SNAPSHOTS_KEPT_MAX`]. Blocks. Returns the new file's path.
+pub fn write_snapshot(
+    dir: &Path,
+    meta: SnapshotMeta,
+    bytes: &[u8],
+) -> Result<PathBuf, SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+    let path = snapshot_path(dir, meta.last_included);
+    let tmp = path.with_extension("snap.tmp");
+    let header = encode_header(&meta, bytes);
+    {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        file.write_all(&header)
+            .and_then(|()| file.write_all(bytes))
+            .map_err(|e| io_err("write", &tmp, e))?;
+        file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("fsync directory", dir, e))?;
+    for (_, old) in list(dir)?.into_iter().skip(SNAPSHOTS_KEPT_MAX) {
+        std::fs::remove_file(&old).map_err(|e| io_err("remove", &old, e))?;
+    }
+    Ok(path)
+}
+
+/// Loads the newest snapshot that verifies, mapping it. A corrupt newer one is reported
+/// (stderr and [`Snapshot::skipped_corrupt`]) and the older one used. `Ok(None)` when
+/// there is no snapshot at all; an error when there are some but none is valid.
+pub fn load_latest(dir: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    let mut skipped = Vec::new();
+    for (_, path) in list(dir)? {
+        let file = std::fs::File::open(&path).map_err(|e| io_err("open", &path, e))?;
+        let len = file.metadata().map_err(|e| io_err("stat", &path, e))?.len();
+        let checked = if len < SNAPSHOT_HEADER_BYTES as u64 {
+            Err(SnapshotError::Corrupt {
+                path: path.clone(),
+                reason: "shorter than its header",
+            })
+        } else {
+            // SAFETY: snapshot files are never modified after their rename (only deleted,
+            // which leaves an existing mapping valid), so the mapped bytes cannot change.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| io_err("mmap", &path, e))?;
+            verify(&path, &map).map(|meta| (meta, map))
+        };
+        match checked {
+            Ok((meta, map)) => {
+                return Ok(Some(Snapshot {
+                    meta,
+                    path,
+                    skipped_corrupt: skipped,
+                    map,
+                }));
+            }
+            Err(e) => {
+                eprintln!("warning: {e}; trying an older snapshot");
+                skipped.push(path);
+            }
+        }
+    }
+    if skipped.is_empty() {
+        Ok(None)
+    } else {
+        Err(SnapshotError::AllCorrupt {
+            dir: dir.to_path_buf(),
+            paths: skipped,
+        })
+    }
+}
+
+/// [`write_snapshot`] on glommio's blocking thread pool (call from inside an executor).
+pub async fn write_snapshot_offloaded(
+    dir: PathBuf,
+    meta: SnapshotMeta,
+    bytes: Vec<u8>,
+) -> Result<PathBuf, SnapshotError> {
+    glommio::executor()
+        .spawn_blocking(move || write_snapshot(&dir, meta, &bytes))
+        .await
+}
+
+/// [`load_latest`] on glommio's blocking thread pool (call from inside an executor).
+pub async fn load_latest_offloaded(dir: PathBuf) -> Result<Option<Snapshot>, SnapshotError> {
+    glommio::executor()
+        .spawn_blocking(move || load_latest(&dir))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let p = snapshot_path(Path::new("/d"), 17);
+        let name = p.file_name().and_then(|n| n.to_str());
+        assert_eq!(name.and_then(parse_snapshot_name), Some(17));
+        assert_eq!(parse_snapshot_name("snap-1.snap.tmp"), None);
+        assert_eq!(parse_snapshot_name("snap-x.snap"), None);
+    }
+
+    #[test]
+    fn verify_catches_each_kind_of_damage() {
+        let meta = SnapshotMeta {
+            last_included: 5,
+            wal_lsn: 9,
+        };
+        let mut file = encode_header(&meta, b"state").to_vec();
+        file.extend_from_slice(b"state");
+        let p = Path::new("x");
+        assert_eq!(verify(p, &file).ok(), Some(meta));
+        let mut flipped = file.clone();
+        flipped[SNAPSHOT_HEADER_BYTES + 1] ^= 1;
+        assert!(verify(p, &flipped).is_err());
+        let mut header_flipped = file.clone();
+        header_flipped[17] ^= 1;
+        assert!(verify(p, &header_flipped).is_err());
+        assert!(verify(p, &file[..file.len() - 1]).is_err());
+        assert!(verify(p, &file[..10]).is_err());
+    }
+}

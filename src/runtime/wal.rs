@@ -1,1 +1,0 @@
-//! Write-ahead log on glommio DmaFile (O_DIRECT, io_uring) with group commit.

@@ -1,0 +1,134 @@
+//! Group commit: appends from any task of the shard, one committer task that syncs
+//! whenever records are pending, so every fdatasync covers everything queued meanwhile.
+
+use super::{Lsn, Wal, WalError, free_segments};
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+struct Shared {
+    wal: Wal,
+    /// Set by `append` and `close`; cleared by the committer when it looks.
+    wake: bool,
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+/// Owns a [`Wal`] and lets one shard append while a committer task syncs.
+///
+/// ```text
+/// let committer = GroupCommitter::new(wal);
+/// glommio::spawn_local({ let c = committer.clone(); async move {
+///     c.run(|lsn| replica_inputs.push(WalDurable(lsn))).await }}).detach();
+/// let lsn = committer.append(&bytes)?;   // anywhere in the shard, no I/O
+/// // ... the callback later reports a durable LSN >= lsn; only then reply / send accept-ok
+/// committer.close();                      // run() flushes what is pending and returns
+/// ```
+///
+/// Appends made while a sync is in flight go into the next sync; there is at most one
+/// sync in flight. After a failed sync the WAL is poisoned: `append` fails and `run`
+/// returns the error, so nothing not durable is ever reported durable.
+#[derive(Clone)]
+pub struct GroupCommitter {
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl GroupCommitter {
+    /// Wraps an opened WAL.
+    pub fn new(wal: Wal) -> Self {
+        GroupCommitter {
+            shared: Rc::new(RefCell::new(Shared {
+                wal,
+                wake: false,
+                waker: None,
+                closed: false,
+            })),
+        }
+    }
+
+    /// Buffers a record (no I/O) and wakes the committer; returns the record's LSN.
+    pub fn append(&self, record: &[u8]) -> Result<Lsn, WalError> {
+        let mut shared = self.shared.borrow_mut();
+        let lsn = shared.wal.append(record)?;
+        shared.wake = true;
+        if let Some(waker) = shared.waker.take() {
+            waker.wake();
+        }
+        Ok(lsn)
+    }
+
+    /// Highest LSN known durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.borrow().wal.durable_lsn()
+    }
+
+    /// True after a failed sync or truncation.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.borrow().wal.is_poisoned()
+    }
+
+    /// Asks [`GroupCommitter::run`] to flush what is pending and return.
+    pub fn close(&self) {
+        let mut shared = self.shared.borrow_mut();
+        shared.closed = true;
+        if let Some(waker) = shared.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Recycles segments wholly below `lsn`; may run while a sync is in flight.
+    pub async fn truncate_before(&self, lsn: Lsn) -> Result<(), WalError> {
+        let (victims, sync) = {
+            let mut shared = self.shared.borrow_mut();
+            shared.wal.check_poisoned()?;
+            (shared.wal.take_truncatable(lsn), shared.wal.opts.sync)
+        };
+        let result = free_segments(&victims, sync).await;
+        self.shared
+            .borrow_mut()
+            .wal
+            .finish_truncate(victims, result)
+    }
+
+    /// The committer loop: whenever records are pending, syncs them and calls
+    /// `on_durable` with the new durable LSN. Returns `Ok` after [`GroupCommitter::close`]
+    /// once everything appended before it is durable, or the first error.
+    pub async fn run(&self, mut on_durable: impl FnMut(Lsn)) -> Result<(), WalError> {
+        loop {
+            let job = {
+                let mut shared = self.shared.borrow_mut();
+                shared.wake = false;
+                shared.wal.begin_sync()?
+            };
+            match job {
+                Some(job) => {
+                    // No borrow is held across the I/O: appends continue meanwhile.
+                    let done = job.run().await;
+                    let lsn = self.shared.borrow_mut().wal.finish_sync(done)?;
+                    on_durable(lsn);
+                }
+                None => {
+                    if self.shared.borrow().closed {
+                        return Ok(());
+                    }
+                    self.wait_for_work().await;
+                }
+            }
+        }
+    }
+
+    /// Resolves when an append or close happened since the committer last looked.
+    async fn wait_for_work(&self) {
+        poll_fn(|cx| {
+            let mut shared = self.shared.borrow_mut();
+            if shared.wake || shared.closed || shared.wal.has_pending() {
+                Poll::Ready(())
+            } else {
+                shared.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,878 @@
+//! Write-ahead log on glommio `DmaFile` (O_DIRECT, io_uring) with group commit.
+//!
+//! One [`Wal`] per shard, used only from that shard's glommio executor (it is `!Send`).
+//! Records are opaque bytes; the caller serialises them.
+//!
+//! # Layout and why
+//!
+//! The log lives in fixed-size segment files `seg-NNNNNN.wal` in one directory (see
+//! [`format`] for the bytes). Files are pre-written with zeros when created and recycled
+//! after [`Wal::truncate_before`]: on this machine, writing into already-written blocks gives
+//! 1.5–1.9× the commits/s of appending or of fallocate'd (unwritten) extents, because those
+//! cost a metadata update at every sync. Files keep fixed names; which one is which is
+//! decided by the header in block 0 (its `seq`), so recycling needs no rename and no
+//! directory fsync.
+//!
+//! Every write is whole 4 KiB blocks from a `DmaBuffer`. Records are packed; the partially
+//! filled last block is written again, with more records in it, by the next sync. That
+//! relies on a 4 KiB write being atomic (the device's physical block is 4 KiB): a torn
+//! rewrite could lose records already acknowledged in that block.
+//!
+//! # Invariants that make recovery safe
+//!
+//! - A segment's header is durable before any record carrying its `seq` is written, and a
+//!   recycled file keeps its last `seq` in a `Free` header, so a new life always gets a
+//!   `seq` larger than any record left in any file: stale records are never replayed.
+//! - The previous segment is fdatasync'd before the next one is activated, so records
+//!   never skip: the chain is checked by LSN (`first_lsn` of each segment).
+//! - After recovery the rest of the tail segment is overwritten with zeros before anything
+//!   new is written, and segments after a damage point are freed: bytes from a crashed
+//!   sync can never be picked up later behind new records.
+//! - The header slot right after the last written record is always zero on disk (a write
+//!   ending exactly on a block boundary carries one more zero block).
+//!
+//! # Group commit
+//!
+//! [`Wal::append`] only copies into memory; [`Wal::sync`] writes everything appended so far
+//! and issues one fdatasync. To keep appending while a sync is in flight, use
+//! [`GroupCommitter`] (it splits a sync into [`Wal::begin_sync`], the I/O, and
+//! [`Wal::finish_sync`], so appends made meanwhile go into the next sync).
+//!
+//! # Memory locking
+//!
+//! glommio registers `io_memory` (default 10 MiB) with io_uring, which locks it; with
+//! `RLIMIT_MEMLOCK` at 8 MiB (as on this machine) build executors with a smaller
+//! `LocalExecutorBuilder::io_memory`, e.g. 4 MiB. Larger buffers than the pool then come
+//! from the ordinary allocator, which still works.
+
+pub mod format;
+mod group;
+mod recovery;
+
+pub use group::GroupCommitter;
+
+use format::{BLOCK_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentKind};
+use glommio::io::{DmaFile, OpenOptions};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Log sequence number: 1 for the first record ever appended, then +1 per record.
+/// `Lsn(0)` means "nothing".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lsn {}", self.0)
+    }
+}
+
+/// Tuning of a [`Wal`].
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Size of each segment file, a multiple of 4 KiB, at least 64 KiB (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Largest single write submitted to the kernel, a multiple of 4 KiB (default 1 MiB).
+    pub write_bytes_max: usize,
+    /// Bytes that may wait in memory for a sync; `append` refuses beyond (default 32 MiB).
+    pub pending_bytes_max: usize,
+    /// Recycled segment files kept for reuse; more are deleted (default 4).
+    pub segments_free_max: usize,
+    /// `false` skips every fdatasync (`--no-fsync`): for benchmarks only, never durable.
+    pub sync: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: 64 << 20,
+            write_bytes_max: 1 << 20,
+            pending_bytes_max: 32 << 20,
+            segments_free_max: 4,
+            sync: true,
+        }
+    }
+}
+
+/// Smallest allowed segment: a header block and room for a few records.
+const SEGMENT_BYTES_MIN: u64 = 16 * BLOCK_BYTES;
+
+impl WalOptions {
+    /// Checks the relations between the limits.
+    pub fn validate(&self) -> Result<(), WalError> {
+        let bad = |why: String| Err(WalError::BadOptions { reason: why });
+        if self.segment_bytes < SEGMENT_BYTES_MIN || !self.segment_bytes.is_multiple_of(BLOCK_BYTES)
+        {
+            return bad(format!(
+                "segment_bytes = {} must be a multiple of {BLOCK_BYTES} and at least {SEGMENT_BYTES_MIN}",
+                self.segment_bytes
+            ));
+        }
+        if self.write_bytes_max == 0 || !(self.write_bytes_max as u64).is_multiple_of(BLOCK_BYTES) {
+            return bad(format!(
+                "write_bytes_max = {} must be a positive multiple of {BLOCK_BYTES}",
+                self.write_bytes_max
+            ));
+        }
+        if self.pending_bytes_max < RECORD_HEADER_BYTES {
+            return bad(format!(
+                "pending_bytes_max = {} is smaller than one record header",
+                self.pending_bytes_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// Largest payload one record may carry with these options.
+    pub fn record_bytes_max(&self) -> usize {
+        let room = self.segment_bytes - BLOCK_BYTES - RECORD_HEADER_BYTES as u64;
+        let room = room.min(u32::MAX as u64) as usize;
+        room.min(self.pending_bytes_max - RECORD_HEADER_BYTES)
+    }
+}
+
+/// Why recovery stopped before the end of the written data.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DamageReason {
+    /// A record runs past the end of the data in the file (the file was cut short).
+    Torn,
+    /// A complete record whose checksum does not match: a torn or corrupted write.
+    ChecksumMismatch,
+    /// A record header that cannot be right (wrong LSN, impossible length, future seq).
+    BadHeader,
+    /// A segment does not continue where the previous one ended (LSN gap).
+    LsnGap,
+}
+
+/// Where and why recovery stopped replaying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TailDamage {
+    /// `seq` of the segment holding the first bad record.
+    pub segment: u64,
+    /// Byte offset of the first bad record in that segment's file.
+    pub offset: u64,
+    /// What was wrong with it.
+    pub reason: DamageReason,
+    /// Non-zero bytes discarded from `offset` to the end of that segment (an upper bound:
+    /// it may count stale bytes of the segment's previous life).
+    pub dropped_bytes: u64,
+    /// Later segments discarded because the log broke before them.
+    pub dropped_segments: u64,
+}
+
+impl fmt::Display for TailDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WAL damage in segment seq {} at offset {}: {:?}; dropped {} bytes and {} later segment(s)",
+            self.segment, self.offset, self.reason, self.dropped_bytes, self.dropped_segments
+        )
+    }
+}
+
+/// What [`Wal::open`] found on disk.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Every valid record in LSN order, including those below a past `truncate_before`
+    /// that are still in a live segment: skip what your snapshot already covers.
+    pub records: Vec<(Lsn, Vec<u8>)>,
+    /// Set when replay stopped at a torn or corrupt record rather than a clean end.
+    pub damage: Option<TailDamage>,
+    /// Segment files with an unreadable header, renamed to `*.corrupt` and left alone.
+    pub corrupt_files: Vec<PathBuf>,
+}
+
+/// Errors of the WAL; each names the file and the operation.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// A system call failed (ENOSPC shows up here as "No space left on device").
+    #[error("WAL {op} failed on {}: {source}", path.display())]
+    Io {
+        /// The operation, e.g. "fdatasync".
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A write or sync failed earlier; nothing more is accepted, to never acknowledge
+    /// records that may not be durable. Reopen the WAL to recover.
+    #[error("WAL refuses work after an earlier failure: {reason}")]
+    Poisoned {
+        /// The first failure.
+        reason: String,
+    },
+    /// The record is larger than one segment (or the pending limit) can hold.
+    #[error("WAL record of {len_bytes} bytes exceeds the limit of {len_bytes_max} bytes")]
+    RecordTooLarge {
+        /// The record's length.
+        len_bytes: usize,
+        /// [`WalOptions::record_bytes_max`].
+        len_bytes_max: usize,
+    },
+    /// `pending_bytes_max` bytes already wait for a sync.
+    #[error(
+        "WAL has {pending_bytes} bytes waiting for a sync (pending_bytes_max {pending_bytes_max}); sync first"
+    )]
+    PendingFull {
+        /// Bytes waiting.
+        pending_bytes: usize,
+        /// The limit.
+        pending_bytes_max: usize,
+    },
+    /// [`Wal::begin_sync`] was called while another sync was still in flight.
+    #[error("a WAL sync is already in flight")]
+    SyncInFlight,
+    /// The options are inconsistent.
+    #[error("invalid WAL options: {reason}")]
+    BadOptions {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io_err(op: &'static str, path: &Path, e: impl Into<std::io::Error>) -> WalError {
+    WalError::Io {
+        op,
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+/// File name of segment file number `index`.
+fn segment_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("seg-{index:06}.wal"))
+}
+
+/// Parses `seg-NNNNNN.wal` back into its index.
+fn parse_segment_name(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("seg-")?.strip_suffix(".wal")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A segment in the live chain.
+struct LiveSegment {
+    index: u32,
+    seq: u64,
+    first_lsn: u64,
+    capacity_bytes: u64,
+    file: Rc<DmaFile>,
+    path: PathBuf,
+}
+
+/// Records appended but not yet handed to a sync, for one segment.
+struct PendingChunk {
+    seq: u64,
+    /// Set when this chunk starts a new segment life.
+    first_lsn_if_new: Option<u64>,
+    /// Offset in the segment where `bytes` go.
+    start: u64,
+    bytes: Vec<u8>,
+    last_lsn: u64,
+}
+
+/// Where a sync job writes one chunk.
+enum ChunkTarget {
+    /// Continue the tail segment.
+    Tail {
+        file: Rc<DmaFile>,
+        path: PathBuf,
+        capacity_bytes: u64,
+    },
+    /// Activate file `index` (existing free file, or create it) as segment `seq`.
+    New {
+        index: u32,
+        create: bool,
+        seq: u64,
+        first_lsn: u64,
+    },
+}
+
+struct JobChunk {
+    target: ChunkTarget,
+    /// Block-aligned offset where `data` goes.
+    write_offset: u64,
+    /// Re-written prefix of the partial block, then the new records.
+    data: Vec<u8>,
+}
+
+/// The I/O half of a sync, taken out of the [`Wal`] by [`Wal::begin_sync`] so that the
+/// WAL can keep accepting appends while it runs. Run it with [`SyncJob::run`] and hand the
+/// result to [`Wal::finish_sync`].
+pub struct SyncJob {
+    dir: PathBuf,
+    chunks: Vec<JobChunk>,
+    last_lsn: u64,
+    segment_bytes: u64,
+    write_bytes_max: usize,
+    sync: bool,
+}
+
+/// Result of a finished [`SyncJob`], to give to [`Wal::finish_sync`].
+pub struct SyncDone {
+    new_segments: Vec<LiveSegment>,
+    tail_write_pos: u64,
+    tail_partial: Vec<u8>,
+    last_lsn: u64,
+}
+
+/// The write-ahead log of one shard. See the module documentation.
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    /// The live chain, oldest first; the last one is the tail being written.
+    segments: Vec<LiveSegment>,
+    /// Indexes of free files of exactly `opts.segment_bytes`, ready to be activated.
+    free: Vec<u32>,
+    next_index: u32,
+    next_seq: u64,
+    // The append cursor: where the next record goes, counting pending records.
+    next_lsn: u64,
+    cursor_seq: u64,
+    cursor_pos: u64,
+    cursor_capacity: u64,
+    pending: Vec<PendingChunk>,
+    pending_bytes: usize,
+    // What is on disk in the tail segment (changed only by `finish_sync`).
+    write_pos: u64,
+    tail_partial: Vec<u8>,
+    durable_lsn: u64,
+    sync_in_flight: bool,
+    poisoned: Option<String>,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir`, replays it, and makes it ready for appends.
+    pub async fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        opts.validate()?;
+        recovery::open(dir, opts).await
+    }
+
+    /// Buffers one record in memory (no I/O) and returns its LSN. It becomes durable with
+    /// the next [`Wal::sync`] (or sync job) that starts after this call.
+    pub fn append(&mut self, record: &[u8]) -> Result<Lsn, WalError> {
+        self.check_poisoned()?;
+        let len_bytes_max = self.opts.record_bytes_max();
+        if record.len() > len_bytes_max {
+            return Err(WalError::RecordTooLarge {
+                len_bytes: record.len(),
+                len_bytes_max,
+            });
+        }
+        let need = (RECORD_HEADER_BYTES + record.len()) as u64;
+        if self.pending_bytes + need as usize > self.opts.pending_bytes_max {
+            return Err(WalError::PendingFull {
+                pending_bytes: self.pending_bytes,
+                pending_bytes_max: self.opts.pending_bytes_max,
+            });
+        }
+        let lsn = self.next_lsn;
+        if self.cursor_seq == 0 || self.cursor_pos + need > self.cursor_capacity {
+            // Roll to a new segment life: its seq and first LSN are fixed now, so the
+            // record can be encoded now; the sync that writes it activates the file.
+            self.cursor_seq = self.next_seq;
+            self.next_seq += 1;
+            self.cursor_pos = BLOCK_BYTES;
+            self.cursor_capacity = self.opts.segment_bytes;
+            self.pending.push(PendingChunk {
+                seq: self.cursor_seq,
+                first_lsn_if_new: Some(lsn),
+                start: BLOCK_BYTES,
+                bytes: Vec::new(),
+                last_lsn: 0,
+            });
+        } else if self.pending.last().is_none_or(|c| c.seq != self.cursor_seq) {
+            self.pending.push(PendingChunk {
+                seq: self.cursor_seq,
+                first_lsn_if_new: None,
+                start: self.cursor_pos,
+                bytes: Vec::new(),
+                last_lsn: 0,
+            });
+        }
+        let chunk = self.pending.last_mut().expect("a chunk was just ensured");
+        assert_eq!(chunk.seq, self.cursor_seq);
+        assert_eq!(chunk.start + chunk.bytes.len() as u64, self.cursor_pos);
+        format::encode_record(&mut chunk.bytes, self.cursor_seq, lsn, record);
+        chunk.last_lsn = lsn;
+        self.cursor_pos += need;
+        assert!(self.cursor_pos <= self.cursor_capacity);
+        self.pending_bytes += need as usize;
+        self.next_lsn += 1;
+        Ok(Lsn(lsn))
+    }
+
+    /// Writes everything appended so far and makes it durable with one fdatasync (per
+    /// segment touched). Returns the highest durable LSN. On failure the WAL is poisoned.
+    pub async fn sync(&mut self) -> Result<Lsn, WalError> {
+        match self.begin_sync()? {
+            None => Ok(self.durable_lsn()),
+            Some(job) => {
+                let done = job.run().await;
+                self.finish_sync(done)
+            }
+        }
+    }
+
+    /// Highest LSN known durable (`Lsn(0)` if none).
+    pub fn durable_lsn(&self) -> Lsn {
+        Lsn(self.durable_lsn)
+    }
+
+    /// LSN the next appended record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        Lsn(self.next_lsn)
+    }
+
+    /// True when records were appended that no sync has taken yet.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// True after a failed sync or truncation.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Number of live segments (tests and metrics).
+    pub fn live_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Number of free segment files ready for reuse (tests and metrics).
+    pub fn free_segments(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Takes every pending record into a [`SyncJob`] (no I/O). `Ok(None)` when nothing is
+    /// pending. Only one job may be in flight; records appended after this call go to the
+    /// next job.
+    pub fn begin_sync(&mut self) -> Result<Option<SyncJob>, WalError> {
+        self.check_poisoned()?;
+        if self.sync_in_flight {
+            return Err(WalError::SyncInFlight);
+        }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let mut chunks = Vec::with_capacity(pending.len());
+        let mut last_lsn = 0;
+        for chunk in pending {
+            last_lsn = chunk.last_lsn;
+            match chunk.first_lsn_if_new {
+                None => {
+                    let tail = self
+                        .segments
+                        .last()
+                        .expect("a continuing chunk implies a tail segment");
+                    assert_eq!(tail.seq, chunk.seq);
+                    assert_eq!(chunk.start, self.write_pos);
+                    let write_offset = format::align_down(chunk.start);
+                    assert_eq!(write_offset + self.tail_partial.len() as u64, chunk.start);
+                    let mut data = Vec::with_capacity(self.tail_partial.len() + chunk.bytes.len());
+                    data.extend_from_slice(&self.tail_partial);
+                    data.extend_from_slice(&chunk.bytes);
+                    chunks.push(JobChunk {
+                        target: ChunkTarget::Tail {
+                            file: tail.file.clone(),
+                            path: tail.path.clone(),
+                            capacity_bytes: tail.capacity_bytes,
+                        },
+                        write_offset,
+                        data,
+                    });
+                }
+                Some(first_lsn) => {
+                    let (index, create) = match self.free.pop() {
+                        Some(index) => (index, false),
+                        None => {
+                            let index = self.next_index;
+                            self.next_index += 1;
+                            (index, true)
+                        }
+                    };
+                    chunks.push(JobChunk {
+                        target: ChunkTarget::New {
+                            index,
+                            create,
+                            seq: chunk.seq,
+                            first_lsn,
+                        },
+                        write_offset: chunk.start,
+                        data: chunk.bytes,
+                    });
+                }
+            }
+        }
+        self.sync_in_flight = true;
+        Ok(Some(SyncJob {
+            dir: self.dir.clone(),
+            chunks,
+            last_lsn,
+            segment_bytes: self.opts.segment_bytes,
+            write_bytes_max: self.opts.write_bytes_max,
+            sync: self.opts.sync,
+        }))
+    }
+
+    /// Applies the outcome of a [`SyncJob`]: advances the durable LSN, or poisons the WAL.
+    pub fn finish_sync(&mut self, done: Result<SyncDone, WalError>) -> Result<Lsn, WalError> {
+        assert!(self.sync_in_flight, "finish_sync without begin_sync");
+        self.sync_in_flight = false;
+        match done {
+            Err(e) => {
+                self.poisoned = Some(e.to_string());
+                Err(e)
+            }
+            Ok(done) => {
+                assert!(done.last_lsn > self.durable_lsn);
+                self.segments.extend(done.new_segments);
+                self.write_pos = done.tail_write_pos;
+                self.tail_partial = done.tail_partial;
+                assert_eq!(
+                    format::align_down(self.write_pos) + self.tail_partial.len() as u64,
+                    self.write_pos
+                );
+                self.durable_lsn = done.last_lsn;
+                Ok(Lsn(done.last_lsn))
+            }
+        }
+    }
+
+    /// Recycles every segment whose records all have LSNs below `lsn` (call it once a
+    /// snapshot covers them). The tail segment is never recycled. Segments are freed oldest
+    /// first, each durably, so a crash leaves a contiguous chain.
+    pub async fn truncate_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        let victims = self.take_truncatable(lsn);
+        let result = free_segments(&victims, self.opts.sync).await;
+        self.finish_truncate(victims, result)
+    }
+
+    /// `Err(Poisoned)` once a sync or truncation has failed.
+    fn check_poisoned(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(reason) => Err(WalError::Poisoned {
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Removes from the chain the segments wholly below `lsn` (no I/O).
+    fn take_truncatable(&mut self, lsn: Lsn) -> Vec<LiveSegment> {
+        let mut count = 0;
+        while count + 1 < self.segments.len() && self.segments[count + 1].first_lsn <= lsn.0 {
+            count += 1;
+        }
+        self.segments.drain(..count).collect()
+    }
+
+    /// Puts freed segments into the free pool (or deletes the surplus).
+    fn finish_truncate(
+        &mut self,
+        victims: Vec<LiveSegment>,
+        result: Result<(), WalError>,
+    ) -> Result<(), WalError> {
+        if let Err(e) = result {
+            self.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        for seg in victims {
+            if seg.capacity_bytes == self.opts.segment_bytes
+                && self.free.len() < self.opts.segments_free_max
+            {
+                self.free.push(seg.index);
+            } else if let Err(e) = std::fs::remove_file(&seg.path) {
+                // A leftover free file is harmless: it is reused or deleted at next open.
+                eprintln!("warning: WAL could not delete {}: {e}", seg.path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites the header of each segment as `Free` (keeping its seq), oldest first.
+async fn free_segments(victims: &[LiveSegment], sync: bool) -> Result<(), WalError> {
+    for seg in victims {
+        let header = SegmentHeader {
+            kind: SegmentKind::Free,
+            seq: seg.seq,
+            first_lsn: 0,
+            capacity_bytes: seg.capacity_bytes,
+        };
+        write_header(&seg.file, &seg.path, &header, sync).await?;
+    }
+    Ok(())
+}
+
+/// Writes block 0 of a segment file and, when `sync`, makes it durable.
+async fn write_header(
+    file: &DmaFile,
+    path: &Path,
+    header: &SegmentHeader,
+    sync: bool,
+) -> Result<(), WalError> {
+    let mut block = vec![0u8; BLOCK_BYTES as usize];
+    header.encode(&mut block[..SEGMENT_HEADER_BYTES]);
+    write_blocks(file, path, 0, &block, BLOCK_BYTES as usize).await?;
+    if sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", path, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `data` at block-aligned `offset`, padding the last block with zeros, in pieces
+/// of at most `write_bytes_max` bytes.
+async fn write_blocks(
+    file: &DmaFile,
+    path: &Path,
+    offset: u64,
+    data: &[u8],
+    write_bytes_max: usize,
+) -> Result<(), WalError> {
+    assert_eq!(offset % BLOCK_BYTES, 0);
+    let mut done = 0usize;
+    while done < data.len() {
+        let piece = (data.len() - done).min(write_bytes_max);
+        let buf_len = format::align_up(piece as u64) as usize;
+        let mut buf = file.alloc_dma_buffer(buf_len);
+        let bytes = buf.as_bytes_mut();
+        bytes[..piece].copy_from_slice(&data[done..done + piece]);
+        bytes[piece..].fill(0);
+        let written = file
+            .write_at(buf, offset + done as u64)
+            .await
+            .map_err(|e| io_err("write", path, e))?;
+        if written != buf_len {
+            return Err(io_err(
+                "write",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {buf_len} bytes"),
+                ),
+            ));
+        }
+        done += piece;
+    }
+    Ok(())
+}
+
+/// Writes zeros over `[from, to)` (block-aligned), in pieces of `write_bytes_max`.
+async fn write_zeros(
+    file: &DmaFile,
+    path: &Path,
+    from: u64,
+    to: u64,
+    write_bytes_max: usize,
+) -> Result<(), WalError> {
+    assert_eq!(from % BLOCK_BYTES, 0);
+    assert_eq!(to % BLOCK_BYTES, 0);
+    let mut pos = from;
+    while pos < to {
+        let piece = ((to - pos) as usize).min(write_bytes_max);
+        let mut buf = file.alloc_dma_buffer(piece);
+        buf.as_bytes_mut().fill(0);
+        let written = file
+            .write_at(buf, pos)
+            .await
+            .map_err(|e| io_err("write zeros", path, e))?;
+        if written != piece {
+            return Err(io_err(
+                "write zeros",
+                path,
+                std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
+            ));
+        }
+        pos += piece as u64;
+    }
+    Ok(())
+}
+
+/// Opens an existing segment file for reading and writing.
+async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| io_err("open", path, e))
+}
+
+/// Creates segment file `index` pre-written with zeros: written under a temporary name,
+/// synced, renamed, and the directory synced, so a half-made file never looks usable.
+async fn create_segment_file(
+    dir: &Path,
+    index: u32,
+    segment_bytes: u64,
+    write_bytes_max: usize,
+    sync: bool,
+) -> Result<(DmaFile, PathBuf), WalError> {
+    let path = segment_path(dir, index);
+    let tmp = path.with_extension("wal.tmp");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .dma_open(&tmp)
+        .await
+        .map_err(|e| io_err("create", &tmp, e))?;
+    write_zeros(&file, &tmp, 0, segment_bytes, write_bytes_max).await?;
+    if sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok((file, path))
+}
+
+/// Makes directory entries (created or renamed files) durable.
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("fsync directory", dir, e))
+}
+
+impl SyncJob {
+    /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`].
+    pub async fn run(self) -> Result<SyncDone, WalError> {
+        let mut new_segments = Vec::new();
+        let mut unsynced: Option<(Rc<DmaFile>, PathBuf)> = None;
+        let mut tail_write_pos = 0;
+        let mut tail_partial = Vec::new();
+        for chunk in self.chunks {
+            let (file, path, capacity) = match chunk.target {
+                ChunkTarget::Tail {
+                    file,
+                    path,
+                    capacity_bytes,
+                } => (file, path, capacity_bytes),
+                ChunkTarget::New {
+                    index,
+                    create,
+                    seq,
+                    first_lsn,
+                } => {
+                    // The previous segment must be durable before the next one exists, so
+                    // that the log never skips records (recovery checks the LSN chain).
+                    if let Some((prev, prev_path)) = unsynced.take()
+                        && self.sync
+                    {
+                        prev.fdatasync()
+                            .await
+                            .map_err(|e| io_err("fdatasync", &prev_path, e))?;
+                    }
+                    let (file, path) = if create {
+                        create_segment_file(
+                            &self.dir,
+                            index,
+                            self.segment_bytes,
+                            self.write_bytes_max,
+                            self.sync,
+                        )
+                        .await?
+                    } else {
+                        let path = segment_path(&self.dir, index);
+                        (open_segment_file(&path).await?, path)
+                    };
+                    let header = SegmentHeader {
+                        kind: SegmentKind::Active,
+                        seq,
+                        first_lsn,
+                        capacity_bytes: self.segment_bytes,
+                    };
+                    // Durable before any record with this seq is written: see module docs.
+                    write_header(&file, &path, &header, self.sync).await?;
+                    let file = Rc::new(file);
+                    new_segments.push(LiveSegment {
+                        index,
+                        seq,
+                        first_lsn,
+                        capacity_bytes: self.segment_bytes,
+                        file: file.clone(),
+                        path: path.clone(),
+                    });
+                    (file, path, self.segment_bytes)
+                }
+            };
+            let end = chunk.write_offset + chunk.data.len() as u64;
+            let mut data = chunk.data;
+            let partial_start = format::align_down(end) - chunk.write_offset;
+            tail_partial = data[partial_start as usize..].to_vec();
+            tail_write_pos = end;
+            if end.is_multiple_of(BLOCK_BYTES) && end < capacity {
+                // Keep the header slot after the last record zero on disk.
+                data.resize(data.len() + BLOCK_BYTES as usize, 0);
+            }
+            write_blocks(
+                &file,
+                &path,
+                chunk.write_offset,
+                &data,
+                self.write_bytes_max,
+            )
+            .await?;
+            unsynced = Some((file, path));
+        }
+        if let Some((file, path)) = unsynced
+            && self.sync
+        {
+            file.fdatasync()
+                .await
+                .map_err(|e| io_err("fdatasync", &path, e))?;
+        }
+        Ok(SyncDone {
+            new_segments,
+            tail_write_pos,
+            tail_partial,
+            last_lsn: self.last_lsn,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let p = segment_path(Path::new("/x"), 42);
+        let name = p.file_name().and_then(|n| n.to_str());
+        assert_eq!(name, Some("seg-000042.wal"));
+        assert_eq!(name.and_then(parse_segment_name), Some(42));
+        assert_eq!(parse_segment_name("seg-.wal"), None);
+        assert_eq!(parse_segment_name("seg-12.wal.tmp"), None);
+        assert_eq!(parse_segment_name("seg-1a.wal"), None);
+    }
+
+    #[test]
+    fn options_are_validated() {
+        assert!(WalOptions::default().validate().is_ok());
+        let bad = WalOptions {
+            segment_bytes: 5000,
+            ..WalOptions::default()
+        };
+        assert!(matches!(bad.validate(), Err(WalError::BadOptions { .. })));
+        let bad = WalOptions {
+            write_bytes_max: 100,
+            ..WalOptions::default()
+        };
+        assert!(matches!(bad.validate(), Err(WalError::BadOptions { .. })));
+    }
+}

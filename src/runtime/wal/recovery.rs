@@ -1,0 +1,375 @@
+//! Opening a WAL directory: classify segment files, replay the chain of live segments,
+//! stop at the first torn or corrupt record, and clean up so new writes are safe.
+
+use super::format::{
+    self, BLOCK_BYTES, HeaderParse, HeaderState, RECORD_HEADER_BYTES, SegmentHeader, SegmentKind,
+};
+use super::{
+    DamageReason, LiveSegment, Lsn, Recovery, TailDamage, Wal, WalError, WalOptions, io_err,
+    open_segment_file, parse_segment_name, write_header, write_zeros,
+};
+use glommio::io::DmaFile;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Largest read issued while scanning a segment.
+const READ_BYTES_MAX: usize = 1 << 20;
+
+/// A segment file found in the directory, with its header.
+struct Found {
+    index: u32,
+    path: PathBuf,
+    file: DmaFile,
+    header: SegmentHeader,
+}
+
+/// Reads a segment file front to back on demand, keeping what was read.
+///
+/// Reads use std (blocking `pread`), not `DmaFile`: on this machine every glommio
+/// `DmaFile` read fails with EOPNOTSUPP (writes work), and recovery runs once at startup.
+struct SegmentReader<'a> {
+    file: std::fs::File,
+    path: &'a Path,
+    data: Vec<u8>,
+    eof: bool,
+}
+
+impl<'a> SegmentReader<'a> {
+    fn new(path: &'a Path) -> Result<Self, WalError> {
+        let file = std::fs::File::open(path).map_err(|e| io_err("open for reading", path, e))?;
+        Ok(SegmentReader {
+            file,
+            path,
+            data: Vec::new(),
+            eof: false,
+        })
+    }
+
+    /// Reads until at least `end` bytes are held or the file ends. The file size is not
+    /// trusted for anything but where reads stop: records are validated by checksum.
+    fn ensure(&mut self, end: u64) -> Result<(), WalError> {
+        use std::os::unix::fs::FileExt;
+        while !self.eof && (self.data.len() as u64) < end {
+            let pos = self.data.len();
+            let want = ((end - pos as u64) as usize).clamp(BLOCK_BYTES as usize, READ_BYTES_MAX);
+            self.data.resize(pos + want, 0);
+            let got = loop {
+                match self.file.read_at(&mut self.data[pos..], pos as u64) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    self.data.truncate(pos);
+                    return Err(io_err("read", self.path, e));
+                }
+            };
+            self.data.truncate(pos + got);
+            if got == 0 {
+                self.eof = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the scan of one segment ended.
+struct SegmentEnd {
+    /// Offset of the first byte after the last valid record.
+    pos: u64,
+    /// Bytes of the block holding `pos`, before `pos` (to rewrite with the next records).
+    partial: Vec<u8>,
+    damage: Option<TailDamage>,
+}
+
+/// Replays the records of one live segment into `records`, expecting LSNs from
+/// `*next_lsn`.
+fn scan_segment(
+    found: &Found,
+    next_lsn: &mut u64,
+    records: &mut Vec<(Lsn, Vec<u8>)>,
+) -> Result<SegmentEnd, WalError> {
+    let seq = found.header.seq;
+    let capacity = found.header.capacity_bytes;
+    let mut reader = SegmentReader::new(&found.path)?;
+    let mut pos = BLOCK_BYTES;
+    let header_bytes = RECORD_HEADER_BYTES as u64;
+    let reason = loop {
+        if pos + header_bytes > capacity {
+            break None;
+        }
+        reader.ensure(pos + header_bytes)?;
+        let avail = reader.data.len() as u64;
+        if avail < pos + header_bytes {
+            let rest = &reader.data[pos.min(avail) as usize..];
+            break if rest.iter().all(|&b| b == 0) {
+                None
+            } else {
+                Some(DamageReason::Torn)
+            };
+        }
+        let head = &reader.data[pos as usize..(pos + header_bytes) as usize];
+        let (checksum, header, reserved_zero) = match format::parse_record_header(head) {
+            HeaderParse::Zero => break None,
+            HeaderParse::Header {
+                checksum,
+                header,
+                reserved_zero,
+            } => (checksum, header, reserved_zero),
+        };
+        if header.seq < seq {
+            // Left over from this file's previous life: the end of this one.
+            break None;
+        }
+        let end = pos + header_bytes + u64::from(header.len);
+        if header.seq > seq || !reserved_zero || header.lsn != *next_lsn || end > capacity {
+            break Some(DamageReason::BadHeader);
+        }
+        reader.ensure(end)?;
+        if (reader.data.len() as u64) < end {
+            break Some(DamageReason::Torn);
+        }
+        let payload = &reader.data[(pos + header_bytes) as usize..end as usize];
+        let header_tail = &reader.data[(pos + 8) as usize..(pos + header_bytes) as usize];
+        if format::record_checksum(header_tail, payload) != checksum {
+            break Some(DamageReason::ChecksumMismatch);
+        }
+        records.push((Lsn(header.lsn), payload.to_vec()));
+        *next_lsn += 1;
+        pos = end;
+    };
+    let damage = match reason {
+        None => None,
+        Some(reason) => {
+            reader.ensure(capacity)?;
+            let last_nonzero = reader
+                .data
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i + 1);
+            Some(TailDamage {
+                segment: seq,
+                offset: pos,
+                reason,
+                dropped_bytes: (last_nonzero as u64).saturating_sub(pos),
+                dropped_segments: 0,
+            })
+        }
+    };
+    let block_start = format::align_down(pos);
+    let held = reader.data.len() as u64;
+    let partial = reader.data[block_start.min(held) as usize..pos.min(held) as usize].to_vec();
+    Ok(SegmentEnd {
+        pos,
+        partial,
+        damage,
+    })
+}
+
+/// Lists `seg-*.wal` files, deleting temporaries left by an interrupted creation.
+fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, WalError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("read directory", dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("seg-") && name.ends_with(".wal.tmp") {
+            std::fs::remove_file(entry.path()).map_err(|e| io_err("remove", &entry.path(), e))?;
+        } else if let Some(index) = parse_segment_name(name) {
+            out.push((index, entry.path()));
+        }
+    }
+    out.sort_by_key(|(index, _)| *index);
+    Ok(out)
+}
+
+/// See [`Wal::open`].
+pub(super) async fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+    let listed = list_segments(dir)?;
+    let next_index = listed.last().map_or(0, |(index, _)| index + 1);
+    let mut recovery = Recovery::default();
+    let mut active = Vec::new();
+    let mut free = Vec::new();
+    let mut max_seq = 0u64;
+    for (index, path) in listed {
+        let mut reader = SegmentReader::new(&path)?;
+        reader.ensure(BLOCK_BYTES)?;
+        let block = std::mem::take(&mut reader.data);
+        drop(reader);
+        let file = open_segment_file(&path).await?;
+        match SegmentHeader::decode(&block) {
+            HeaderState::Blank => free.push((index, path, file)),
+            HeaderState::Valid(header) => {
+                max_seq = max_seq.max(header.seq);
+                match header.kind {
+                    SegmentKind::Free => free.push((index, path, file)),
+                    SegmentKind::Active => active.push(Found {
+                        index,
+                        path,
+                        file,
+                        header,
+                    }),
+                }
+            }
+            HeaderState::Bad => {
+                // Its seq is unknown, so its records could collide with a future life:
+                // never reuse it; keep it for inspection.
+                drop(file);
+                let corrupt = path.with_extension("wal.corrupt");
+                std::fs::rename(&path, &corrupt).map_err(|e| io_err("rename", &path, e))?;
+                eprintln!(
+                    "warning: WAL segment {} has a corrupt header; renamed to {}",
+                    path.display(),
+                    corrupt.display()
+                );
+                recovery.corrupt_files.push(corrupt);
+            }
+        }
+    }
+    active.sort_by_key(|f| f.header.seq);
+
+    // Replay the chain, oldest first.
+    let mut next_lsn = active.first().map_or(1, |f| f.header.first_lsn.max(1));
+    let mut chain_len = 0;
+    let mut tail_end: Option<SegmentEnd> = None;
+    for (i, found) in active.iter().enumerate() {
+        if found.header.first_lsn != next_lsn {
+            recovery.damage = Some(TailDamage {
+                segment: found.header.seq,
+                offset: 0,
+                reason: DamageReason::LsnGap,
+                dropped_bytes: 0,
+                dropped_segments: 0,
+            });
+            break;
+        }
+        let end = scan_segment(found, &mut next_lsn, &mut recovery.records)?;
+        chain_len = i + 1;
+        let damaged = end.damage.is_some();
+        recovery.damage = end.damage.clone();
+        tail_end = Some(end);
+        if damaged {
+            break;
+        }
+    }
+    let orphans = active.split_off(chain_len);
+    if let Some(damage) = &mut recovery.damage {
+        damage.dropped_segments = orphans.len() as u64;
+        eprintln!("warning: {damage}");
+    }
+
+    // Free the orphans (segments after a break), keeping their seq so it is never reused.
+    for found in orphans {
+        let header = SegmentHeader {
+            kind: SegmentKind::Free,
+            first_lsn: 0,
+            ..found.header
+        };
+        write_header(&found.file, &found.path, &header, opts.sync).await?;
+        free.push((found.index, found.path, found.file));
+    }
+
+    // Zero the rest of the tail segment so bytes of a crashed sync can never be read as
+    // records behind new ones.
+    let mut write_pos = 0;
+    let mut tail_partial = Vec::new();
+    if let (Some(tail), Some(end)) = (active.last(), tail_end) {
+        let from = format::align_down(end.pos);
+        let capacity = tail.header.capacity_bytes;
+        let mut first = tail.file.alloc_dma_buffer(BLOCK_BYTES as usize);
+        let bytes = first.as_bytes_mut();
+        bytes.fill(0);
+        bytes[..end.partial.len()].copy_from_slice(&end.partial);
+        if from < capacity {
+            let written = tail
+                .file
+                .write_at(first, from)
+                .await
+                .map_err(|e| io_err("write", &tail.path, e))?;
+            if written as u64 != BLOCK_BYTES {
+                return Err(io_err(
+                    "write",
+                    &tail.path,
+                    std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
+                ));
+            }
+            write_zeros(
+                &tail.file,
+                &tail.path,
+                from + BLOCK_BYTES,
+                capacity,
+                opts.write_bytes_max,
+            )
+            .await?;
+            if opts.sync {
+                tail.file
+                    .fdatasync()
+                    .await
+                    .map_err(|e| io_err("fdatasync", &tail.path, e))?;
+            }
+        }
+        write_pos = end.pos;
+        tail_partial = end.partial;
+    }
+
+    // Keep free files of the right size, up to the limit; delete the rest.
+    let mut free_indexes = Vec::new();
+    for (index, path, file) in free {
+        let size = std::fs::metadata(&path)
+            .map_err(|e| io_err("stat", &path, e))?
+            .len();
+        if size == opts.segment_bytes && free_indexes.len() < opts.segments_free_max {
+            free_indexes.push(index);
+        } else {
+            drop(file);
+            std::fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
+        }
+    }
+
+    let segments: Vec<LiveSegment> = active
+        .into_iter()
+        .map(|f| LiveSegment {
+            index: f.index,
+            seq: f.header.seq,
+            first_lsn: f.header.first_lsn,
+            capacity_bytes: f.header.capacity_bytes,
+            file: Rc::new(f.file),
+            path: f.path,
+        })
+        .collect();
+    let (cursor_seq, cursor_capacity) = segments
+        .last()
+        .map_or((0, 0), |s| (s.seq, s.capacity_bytes));
+    let durable_lsn = next_lsn - 1;
+    let wal = Wal {
+        dir: dir.to_path_buf(),
+        opts,
+        segments,
+        free: free_indexes,
+        next_index,
+        next_seq: max_seq + 1,
+        next_lsn,
+        cursor_seq,
+        cursor_pos: write_pos,
+        cursor_capacity,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        write_pos,
+        tail_partial,
+        durable_lsn,
+        sync_in_flight: false,
+        poisoned: None,
+    };
+    debug_assert!(
+        recovery
+            .records
+            .windows(2)
+            .all(|w| w[1].0.0 == w[0].0.0 + 1),
+        "replayed LSNs are contiguous"
+    );
+    Ok((wal, recovery))
+}
