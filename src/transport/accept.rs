@@ -1,0 +1,330 @@
+//! The incoming half: the listener, the handshake and one reader task per connection.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+use glommio::net::{TcpListener, TcpStream};
+use serde::de::DeserializeOwned;
+
+use super::{
+    ACCEPT_ERROR_BACKOFF_MS, CONNS_INCOMING_MAX, HELLO_TIMEOUT_MS, READ_CHUNK_BYTES, Shared, add,
+};
+use crate::wire::frame::{self, FrameError, HELLO_FRAME_BYTES_MAX, Hello, PROTOCOL_VERSION};
+
+/// Binds with the standard library rather than `glommio::net::TcpListener::bind`, which
+/// sets SO_REUSEPORT: with it a second node misconfigured onto the same port would bind
+/// without error and silently receive half the connections. std sets SO_REUSEADDR only,
+/// which still lets a restarted node rebind while old connections sit in TIME_WAIT.
+pub(super) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    // Left in blocking mode, exactly as glommio's own bind leaves it: glommio sets
+    // O_NONBLOCK around its own accept attempt and otherwise hands accepts to io_uring.
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    let fd = std_listener.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket that `into_raw_fd` just released, so
+    // the glommio listener becomes its only owner and closes it exactly once.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
+/// Accepts connections until cancelled, one reader task each.
+pub(super) async fn accept_loop<M: DeserializeOwned + 'static>(
+    shared: Rc<Shared<M>>,
+    listener: TcpListener,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                shared.log(format_args!("accept failed: {e}"));
+                glommio::timer::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        add(&shared.conns_accepted, 1);
+        if shared.readers.borrow().len() >= CONNS_INCOMING_MAX {
+            add(&shared.conns_rejected, 1);
+            shared.log(format_args!(
+                "closing connection from {}: {CONNS_INCOMING_MAX} incoming connections already open",
+                peer_name(&stream)
+            ));
+            continue;
+        }
+        let conn_id = shared.next_conn_id.get();
+        shared.next_conn_id.set(conn_id + 1);
+        let task = glommio::spawn_local(read_conn(shared.clone(), stream, conn_id)).detach();
+        // The reader has not run yet (we have not yielded), so it is registered before it
+        // can finish and unregister itself.
+        shared.readers.borrow_mut().insert(conn_id, task);
+    }
+}
+
+fn peer_name(stream: &TcpStream) -> String {
+    match stream.peer_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => "an unknown address".into(),
+    }
+}
+
+/// Why an incoming connection was closed.
+enum Closed {
+    /// Before or during the handshake.
+    Rejected(String),
+    /// A frame after the handshake failed to decode.
+    Frame(FrameError),
+    /// The peer closed its end.
+    Eof,
+    /// A read failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Closed::Rejected(reason) => write!(f, "rejected: {reason}"),
+            Closed::Frame(e) => write!(f, "bad frame: {e}"),
+            Closed::Eof => write!(f, "closed by peer"),
+            Closed::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Unregisters a reader however it ends, including by cancellation (when no code after
+/// an `.await` runs, but destructors do).
+struct ReaderGuard<M> {
+    shared: Rc<Shared<M>>,
+    conn_id: u64,
+    /// Set once the Hello is accepted.
+    from: Option<u8>,
+}
+
+impl<M> Drop for ReaderGuard<M> {
+    fn drop(&mut self) {
+        let shared = &*self.shared;
+        // try_borrow: a destructor must not panic. No borrow of these is ever held across an
+        // await, so it always succeeds in practice; if `stop` already took the map, the
+        // entry is simply gone.
+        if let Ok(mut readers) = shared.readers.try_borrow_mut() {
+            readers.remove(&self.conn_id);
+        }
+        if let (Some(from), Ok(mut by_peer)) = (self.from, shared.incoming_by_peer.try_borrow_mut())
+            && let Some(slot) = by_peer.get_mut(usize::from(from))
+            && *slot == Some(self.conn_id)
+        {
+            *slot = None;
+            shared.bump(from, |s| s.incoming_connected = false);
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes, then logs why.
+async fn read_conn<M: DeserializeOwned + 'static>(
+    shared: Rc<Shared<M>>,
+    mut stream: TcpStream,
+    conn_id: u64,
+) {
+    let mut guard = ReaderGuard {
+        shared: shared.clone(),
+        conn_id,
+        from: None,
+    };
+    let mut buf = RecvBuf::new();
+    let closed = match handshake(&shared, &mut stream, &mut buf).await {
+        Err(closed) => {
+            add(&shared.conns_rejected, 1);
+            closed
+        }
+        Ok(from) => {
+            guard.from = Some(from);
+            adopt(&shared, from, conn_id);
+            let closed = read_frames(&shared, from, &mut stream, &mut buf).await;
+            if matches!(closed, Closed::Frame(_)) {
+                add(&shared.conns_frame_errors, 1);
+            }
+            closed
+        }
+    };
+    let who = match guard.from {
+        Some(from) => format!("replica {from} ({})", peer_name(&stream)),
+        None => peer_name(&stream),
+    };
+    // A peer restarting is routine; everything else is worth a line.
+    if !matches!(closed, Closed::Eof) {
+        shared.log(format_args!(
+            "incoming connection from {who} closed: {closed}"
+        ));
+    }
+}
+
+/// Reads and checks the Hello; returns the peer's replica id.
+async fn handshake<M>(
+    shared: &Shared<M>,
+    stream: &mut TcpStream,
+    buf: &mut RecvBuf,
+) -> Result<u8, Closed> {
+    let cfg = &shared.cfg;
+    // A connection that never speaks must not hold one of the CONNS_INCOMING_MAX places.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(HELLO_TIMEOUT_MS)))
+        .map_err(|e| Closed::Io(e.into()))?;
+    let hello = loop {
+        match frame::decode::<Hello>(buf.data(), HELLO_FRAME_BYTES_MAX) {
+            Ok(Some((hello, used))) => {
+                buf.consume(used);
+                break hello;
+            }
+            Ok(None) => buf.fill(stream, HELLO_FRAME_BYTES_MAX).await?,
+            Err(e) => return Err(Closed::Rejected(format!("bad Hello: {e}"))),
+        }
+    };
+    stream
+        .set_read_timeout(None)
+        .map_err(|e| Closed::Io(e.into()))?;
+    if hello.cluster_id != cfg.cluster_id {
+        return Err(Closed::Rejected(format!(
+            "cluster_id {:#x}, ours is {:#x}",
+            hello.cluster_id, cfg.cluster_id
+        )));
+    }
+    if hello.shard != cfg.shard {
+        return Err(Closed::Rejected(format!(
+            "shard {}, this listener serves shard {}",
+            hello.shard, cfg.shard
+        )));
+    }
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(Closed::Rejected(format!(
+            "protocol version {}, ours is {PROTOCOL_VERSION}",
+            hello.protocol_version
+        )));
+    }
+    let known = matches!(
+        cfg.peers.get(usize::from(hello.from_replica)),
+        Some(Some(_))
+    );
+    if !known || hello.from_replica == cfg.me {
+        return Err(Closed::Rejected(format!(
+            "replica {} is not a peer of replica {}",
+            hello.from_replica, cfg.me
+        )));
+    }
+    Ok(hello.from_replica)
+}
+
+/// Makes `conn_id` the connection from `from`. A peer keeps one connection to us, so an
+/// older one is stale (the peer restarted, or the old socket is half-open): close it.
+fn adopt<M>(shared: &Shared<M>, from: u8, conn_id: u64) {
+    let old = shared
+        .incoming_by_peer
+        .borrow_mut()
+        .get_mut(usize::from(from))
+        .and_then(|slot| slot.replace(conn_id));
+    if let Some(old) = old {
+        let task = shared.readers.borrow_mut().remove(&old);
+        if let Some(task) = task {
+            task.cancel();
+        }
+    }
+    shared.bump(from, |s| s.incoming_connected = true);
+}
+
+/// Decodes frames until the connection closes or a frame is bad.
+async fn read_frames<M: DeserializeOwned>(
+    shared: &Shared<M>,
+    from: u8,
+    stream: &mut TcpStream,
+    buf: &mut RecvBuf,
+) -> Closed {
+    let frame_bytes_max = shared.cfg.frame_bytes_max;
+    loop {
+        let mut frames: u64 = 0;
+        let mut bytes: u64 = 0;
+        let result = loop {
+            match frame::decode::<M>(buf.data(), frame_bytes_max) {
+                Ok(Some((msg, used))) => {
+                    buf.consume(used);
+                    frames += 1;
+                    bytes += used as u64;
+                    (shared.on_message)(from, msg);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Closed::Frame(e)),
+            }
+        };
+        shared.bump(from, |s| {
+            s.frames_received += frames;
+            s.bytes_received += bytes;
+        });
+        if let Err(closed) = result {
+            return closed;
+        }
+        glommio::yield_if_needed().await;
+        if let Err(closed) = buf.fill(stream, frame_bytes_max).await {
+            return closed;
+        }
+    }
+}
+
+/// A read buffer: bytes `start..end` of `data` are received and not yet decoded.
+struct RecvBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl RecvBuf {
+    fn new() -> RecvBuf {
+        RecvBuf {
+            data: vec![0; READ_CHUNK_BYTES],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads once, after making room for at least the rest of the next frame (whose size
+    /// is known once its header is in) or a read chunk, whichever is more.
+    async fn fill(&mut self, stream: &mut TcpStream, frame_bytes_max: usize) -> Result<(), Closed> {
+        let pending = self.end - self.start;
+        // An oversized length is refused here, before the buffer grows for it.
+        let frame_bytes = frame::frame_len(self.data(), frame_bytes_max)
+            .map_err(Closed::Frame)?
+            .unwrap_or(0);
+        let free_min = frame_bytes
+            .saturating_sub(pending)
+            .max(READ_CHUNK_BYTES / 2);
+        if self.data.len() - self.end < free_min {
+            self.data.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = pending;
+            if self.data.len() - self.end < free_min {
+                self.data
+                    .resize(self.end + free_min.max(READ_CHUNK_BYTES), 0);
+            }
+        }
+        let n = stream
+            .read(&mut self.data[self.end..])
+            .await
+            .map_err(Closed::Io)?;
+        if n == 0 {
+            return Err(Closed::Eof);
+        }
+        self.end += n;
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! The outgoing half: one queue and one dialer/writer task per peer.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+use serde::Serialize;
+
+use super::{DIAL_TIMEOUT_MS, Shared, WRITE_STALL_TIMEOUT_MS};
+use crate::wire::frame::{self, Hello, PROTOCOL_VERSION};
+
+/// One peer's outgoing queue, shared by `send` (which fills it) and the writer (which
+/// empties it).
+pub(super) struct OutLink {
+    addr: SocketAddr,
+    /// Encoded frames waiting for the writer, at most `send_queue_bytes_max` bytes.
+    queue: RefCell<Vec<u8>>,
+    /// Frames in `queue`, so drops and sends can be counted in frames.
+    queue_frames: Cell<u64>,
+    /// True while a connection is up; sends made while it is false are dropped.
+    connected: Cell<bool>,
+    /// The writer parks here when the queue is empty.
+    writer_waker: Cell<Option<Waker>>,
+}
+
+impl OutLink {
+    pub(super) fn new(addr: SocketAddr) -> OutLink {
+        OutLink {
+            addr,
+            queue: RefCell::new(Vec::new()),
+            queue_frames: Cell::new(0),
+            connected: Cell::new(false),
+            writer_waker: Cell::new(None),
+        }
+    }
+
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// Encodes `msg` at the end of the queue, or drops and counts it.
+    pub(super) fn enqueue<M: Serialize>(&self, shared: &Shared<M>, to: u8, msg: &M) {
+        if !self.connected.get() {
+            shared.bump(to, |s| s.drops_down += 1);
+            return;
+        }
+        let cfg = &shared.cfg;
+        let mut queue = self.queue.borrow_mut();
+        let before = queue.len();
+        // Encoding in place and undoing it on overflow is cheaper than sizing the message
+        // first: overflow is the rare case.
+        let encoded = frame::encode(msg, &mut queue);
+        let frame_bytes = queue.len() - before;
+        if encoded.is_err() || frame_bytes > cfg.frame_bytes_max {
+            queue.truncate(before);
+            shared.bump(to, |s| s.drops_unencodable += 1);
+            return;
+        }
+        if queue.len() > cfg.send_queue_bytes_max {
+            queue.truncate(before);
+            shared.bump(to, |s| s.drops_queue_full += 1);
+            return;
+        }
+        drop(queue);
+        self.queue_frames.set(self.queue_frames.get() + 1);
+        // Only the empty → non-empty transition needs a wakeup; otherwise the writer is
+        // already awake or about to take this frame with the rest.
+        if before == 0
+            && let Some(waker) = self.writer_waker.take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Empties the queue, returning how many frames it held.
+    fn discard_queue(&self) -> u64 {
+        self.queue.borrow_mut().clear();
+        self.queue_frames.replace(0)
+    }
+}
+
+/// The dialer/writer task for `peer`: connect, pump the queue until the connection fails,
+/// wait, redial. Runs until cancelled.
+pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
+    let Some(Some(link)) = shared.links.get(usize::from(peer)) else {
+        return;
+    };
+    let cfg = &shared.cfg;
+    let hello = Hello {
+        cluster_id: cfg.cluster_id,
+        from_replica: cfg.me,
+        shard: cfg.shard,
+        protocol_version: PROTOCOL_VERSION,
+    };
+    let mut backoff_ms = cfg.reconnect_backoff_min_ms;
+    let mut dial_failures_in_a_row: u64 = 0;
+    // The batch being written; swapped with the queue so `send` keeps appending meanwhile.
+    let mut batch: Vec<u8> = Vec::new();
+    loop {
+        match dial(link.addr, &hello).await {
+            Ok(mut stream) => {
+                debug_assert_eq!(link.queued_bytes(), 0, "sends are dropped while down");
+                link.connected.set(true);
+                shared.bump(peer, |s| {
+                    s.connected = true;
+                    s.connects += 1;
+                    if s.connects > 1 {
+                        s.reconnects += 1;
+                    }
+                });
+                if dial_failures_in_a_row > 0 {
+                    shared.log(format_args!(
+                        "connected to replica {peer} at {} after {dial_failures_in_a_row} failed dials",
+                        link.addr
+                    ));
+                }
+                dial_failures_in_a_row = 0;
+                backoff_ms = cfg.reconnect_backoff_min_ms;
+                let reason = pump(&shared, link, peer, &mut stream, &mut batch).await;
+                link.connected.set(false);
+                // Frames queued for a dead connection go with it: the next connection
+                // starts fresh, and Paxos retransmits what matters.
+                let lost = link.discard_queue();
+                shared.bump(peer, |s| {
+                    s.connected = false;
+                    s.drops_disconnect += lost;
+                });
+                shared.log(format_args!(
+                    "link to replica {peer} at {} closed: {reason}; {lost} queued frames dropped",
+                    link.addr
+                ));
+            }
+            Err(e) => {
+                shared.bump(peer, |s| s.dial_failures += 1);
+                // One line per outage, not one per retry.
+                if dial_failures_in_a_row == 0 {
+                    shared.log(format_args!(
+                        "cannot reach replica {peer} at {}: {e}; retrying with backoff up to {} ms",
+                        link.addr, cfg.reconnect_backoff_max_ms
+                    ));
+                }
+                dial_failures_in_a_row += 1;
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
+        backoff_ms = backoff_ms
+            .saturating_mul(2)
+            .min(cfg.reconnect_backoff_max_ms);
+    }
+}
+
+/// Connects, sets the socket options and writes our Hello.
+async fn dial(addr: SocketAddr, hello: &Hello) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(addr, Duration::from_millis(DIAL_TIMEOUT_MS))
+        .await
+        .map_err(io::Error::from)?;
+    // Batching is done here, by the writer; Nagle would only add latency on top.
+    stream.set_nodelay(true).map_err(io::Error::from)?;
+    stream
+        .set_write_timeout(Some(Duration::from_millis(WRITE_STALL_TIMEOUT_MS)))
+        .map_err(io::Error::from)?;
+    let mut hello_frame = Vec::new();
+    frame::encode(hello, &mut hello_frame).map_err(io::Error::other)?;
+    stream.write_all(&hello_frame).await?;
+    Ok(stream)
+}
+
+/// What `pump` saw that ended the connection.
+enum Closed {
+    /// The peer closed its end (it stopped, or refused our Hello).
+    ByPeer,
+    /// The peer wrote to us, which this protocol never does.
+    UnexpectedBytes,
+    /// A read or write failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::ByPeer => write!(f, "peer closed the connection"),
+            Closed::UnexpectedBytes => write!(f, "peer sent bytes on a write-only link"),
+            Closed::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Writes everything queued for the peer, one write call per batch, until the connection
+/// fails.
+async fn pump<M>(
+    shared: &Shared<M>,
+    link: &OutLink,
+    peer: u8,
+    stream: &mut TcpStream,
+    batch: &mut Vec<u8>,
+) -> Closed {
+    loop {
+        let ready = poll_fn(|cx| {
+            if !link.queue.borrow().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            // While idle, watch the socket too: the peer closing its end (it stopped or
+            // restarted) shows up as end-of-file now, not at our next write.
+            let mut probe = [0u8; 1];
+            match Pin::new(&mut *stream).poll_read(cx, &mut probe) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(Closed::ByPeer)),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Err(Closed::UnexpectedBytes)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Closed::Io(e))),
+                Poll::Pending => {}
+            }
+            link.writer_waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        if let Err(closed) = ready {
+            return closed;
+        }
+        debug_assert!(batch.is_empty());
+        std::mem::swap(&mut *link.queue.borrow_mut(), batch);
+        let frames = link.queue_frames.replace(0);
+        debug_assert!(frames > 0);
+        let result = stream.write_all(batch).await;
+        let bytes = batch.len() as u64;
+        batch.clear();
+        if let Err(e) = result {
+            shared.bump(peer, |s| s.drops_disconnect += frames);
+            return Closed::Io(e);
+        }
+        shared.bump(peer, |s| {
+            s.frames_sent += frames;
+            s.bytes_sent += bytes;
+            s.writes += 1;
+        });
+    }
+}
