@@ -152,7 +152,8 @@ pub fn run_against(
     cores: Option<usize>,
     progress: Progress,
 ) -> anyhow::Result<(BenchResult, RunOutput)> {
-    let cores = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores =
+        cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cfg = RunConfig {
         workload: w.clone(),
         targets: addrs,
@@ -171,7 +172,11 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         None => Workload::default_workload(),
     };
     apply_overrides(&mut w, &a)?;
-    let progress = if a.quiet { Progress::Quiet } else { Progress::auto() };
+    let progress = if a.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
+    };
     let mut notes = Vec::new();
     // Keep the launcher alive for the whole run; dropping it kills the server.
     let mut launcher: Option<Box<dyn Launcher>> = None;
@@ -194,8 +199,12 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         }
         (None, None) => {
             let exe = std::env::current_exe().context("cannot find the corepax executable")?;
-            let mut c: Box<dyn Launcher> = Box::new(CorepaxCluster::new(exe, a.replicas, a.node_args.clone()));
-            eprintln!("starting a local {}-replica corepax cluster ...", a.replicas);
+            let mut c: Box<dyn Launcher> =
+                Box::new(CorepaxCluster::new(exe, a.replicas, a.node_args.clone()));
+            eprintln!(
+                "starting a local {}-replica corepax cluster ...",
+                a.replicas
+            );
             match c.launch() {
                 Ok(addrs) => {
                     let (d, i) = (c.describe(), c.target_info());
@@ -252,7 +261,11 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
 /// `corepax sweep`: runs the matrix and writes the comparison table and plots.
 pub fn run_sweep(a: SweepArgs) -> anyhow::Result<PathBuf> {
     let m = super::sweep::Matrix::from_file(&a.matrix)?;
-    let progress = if a.quiet { Progress::Quiet } else { Progress::auto() };
+    let progress = if a.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
+    };
     super::sweep::run(&m, a.out, a.cores, progress)
 }
 

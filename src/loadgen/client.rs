@@ -197,9 +197,12 @@ impl ReplyReader {
         }
         if self.hi == self.buf.len() {
             if self.buf.len() >= READ_BUF_BYTES_MAX {
-                return Err(ConnError::Protocol(RespError::LineTooLong(READ_BUF_BYTES_MAX)));
+                return Err(ConnError::Protocol(RespError::LineTooLong(
+                    READ_BUF_BYTES_MAX,
+                )));
             }
-            self.buf.resize((self.buf.len() * 2).min(READ_BUF_BYTES_MAX), 0);
+            self.buf
+                .resize((self.buf.len() * 2).min(READ_BUF_BYTES_MAX), 0);
         }
         match s.read(&mut self.buf[self.hi..]).await {
             Ok(0) => Err(ConnError::Io(std::io::Error::new(

@@ -47,7 +47,11 @@ impl Progress {
     /// `Bar` if stderr is a terminal, else `Lines`.
     pub fn auto() -> Progress {
         use std::io::IsTerminal;
-        if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Lines }
+        if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
     }
 }
 
@@ -143,8 +147,15 @@ struct Plan {
 }
 
 enum Msg {
-    Interval { idx: u64, ops_all: u64, stats: OpStats },
-    Done { finished: Instant, open: OpenCounters },
+    Interval {
+        idx: u64,
+        ops_all: u64,
+        stats: OpStats,
+    },
+    Done {
+        finished: Instant,
+        open: OpenCounters,
+    },
 }
 
 #[derive(Default, Clone, Copy)]
@@ -221,9 +232,14 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
     let start = Instant::now() + Duration::from_millis(50);
     let measure_start = start + Duration::from_secs_f64(w.warmup_s);
     let (end, op_target) = match (w.operation_count, w.load.mode, w.load.rate_per_s) {
-        (Some(n), LoopMode::Open, Some(r)) => (measure_start + Duration::from_secs_f64(n as f64 / r), None),
+        (Some(n), LoopMode::Open, Some(r)) => {
+            (measure_start + Duration::from_secs_f64(n as f64 / r), None)
+        }
         (Some(n), _, _) => (measure_start + Duration::from_secs(24 * 3600), Some(n)),
-        (None, _, _) => (measure_start + Duration::from_secs_f64(w.duration_s.unwrap_or(1.0)), None),
+        (None, _, _) => (
+            measure_start + Duration::from_secs_f64(w.duration_s.unwrap_or(1.0)),
+            None,
+        ),
     };
     let plan = Arc::new(Plan {
         w: w.clone(),
@@ -260,7 +276,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
         stats.merge(&i.stats);
     }
     let measured_s = match op_target {
-        Some(_) => finished.saturating_duration_since(measure_start).as_secs_f64(),
+        Some(_) => finished
+            .saturating_duration_since(measure_start)
+            .as_secs_f64(),
         None => end.saturating_duration_since(measure_start).as_secs_f64(),
     };
     let open_loop = (w.load.mode == LoopMode::Open).then(|| OpenLoopReport {
@@ -307,7 +325,11 @@ fn collect(
             continue;
         };
         match msg {
-            Msg::Interval { idx, ops_all, stats } => {
+            Msg::Interval {
+                idx,
+                ops_all,
+                stats,
+            } => {
                 let e = pending.entry(idx).or_insert_with(|| {
                     (
                         0,
@@ -327,7 +349,10 @@ fn collect(
                     show(&e.1, plan, progress, bar.as_ref());
                 }
             }
-            Msg::Done { finished: f, open: o } => {
+            Msg::Done {
+                finished: f,
+                open: o,
+            } => {
                 done_cores += 1;
                 finished = finished.max(f);
                 open.intended += o.intended;
@@ -417,13 +442,20 @@ async fn shard_main(plan: Arc<Plan>, me: usize) {
     let idx = (now.saturating_duration_since(plan.start).as_nanos() / INTERVAL.as_nanos()) as u64;
     flush(&shard, idx);
     let open = *shard.open.borrow();
-    let _ = plan.tx.send(Msg::Done { finished: now, open });
+    let _ = plan.tx.send(Msg::Done {
+        finished: now,
+        open,
+    });
 }
 
 fn flush(shard: &Shard, idx: u64) {
     let stats = shard.stats.borrow_mut().take();
     let ops_all = shard.ops_all.replace(0);
-    let _ = shard.plan.tx.send(Msg::Interval { idx, ops_all, stats });
+    let _ = shard.plan.tx.send(Msg::Interval {
+        idx,
+        ops_all,
+        stats,
+    });
 }
 
 async fn connect(addr: SocketAddr) -> Result<TcpStream, ConnError> {
@@ -450,6 +482,8 @@ async fn closed_conn(shard: &Shard, g: usize) {
     let mut wbuf = Vec::with_capacity(64 * 1024);
     let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(plan.w.pipeline);
     let timeout = Duration::from_millis(plan.w.timeout_ms);
+    // Connect early, but send nothing before the common start.
+    let mut first = true;
     while !shard.finished() {
         let mut s = match connect(target_of(plan, g)).await {
             Ok(s) => s,
@@ -465,6 +499,13 @@ async fn closed_conn(shard: &Shard, g: usize) {
         }
         let mut reader = ReplyReader::default();
         followups.clear();
+        if first {
+            first = false;
+            let now = Instant::now();
+            if plan.start > now {
+                glommio::timer::sleep(plan.start - now).await;
+            }
+        }
         let result: Result<(), ConnError> = async {
             while !shard.finished() {
                 wbuf.clear();
@@ -474,7 +515,11 @@ async fn closed_conn(shard: &Shard, g: usize) {
                     match followups.pop_front() {
                         Some((k, start)) => {
                             generator.encode_set(&mut wbuf, k);
-                            inflight.push_back(InFlight { op: Op::Rmw, rmw_key: None, start });
+                            inflight.push_back(InFlight {
+                                op: Op::Rmw,
+                                rmw_key: None,
+                                start,
+                            });
                         }
                         None => inflight.push_back(generator.next(&mut wbuf, now)),
                     }
@@ -542,7 +587,12 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
         arrival: plan.w.load.arrival,
         due: plan.start + Duration::from_secs_f64(phase),
     }));
-    let generator = Rc::new(RefCell::new(RequestGen::new(&plan.w, g, key_chooser(&plan), plan.value.clone())));
+    let generator = Rc::new(RefCell::new(RequestGen::new(
+        &plan.w,
+        g,
+        key_chooser(&plan),
+        plan.value.clone(),
+    )));
     loop {
         if sched.borrow().due >= plan.end || Instant::now() >= plan.end + OPEN_LOOP_GRACE {
             break;
@@ -564,7 +614,9 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
         let followups: Rc<RefCell<VecDeque<(u64, Instant)>>> = Rc::default();
         let writer_done = Rc::new(Cell::new(false));
         let broken = Rc::new(Cell::new(false));
-        let permits = Rc::new(glommio::sync::Semaphore::new(plan.w.load.outstanding_max as u64));
+        let permits = Rc::new(glommio::sync::Semaphore::new(
+            plan.w.load.outstanding_max as u64,
+        ));
         let reader = {
             let (shard, inflight, followups, writer_done, broken, permits) = (
                 shard.clone(),
@@ -588,10 +640,14 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
                         Err(e) => break Err(e),
                         Ok(Some(r)) => {
                             let Some(f) = inflight.borrow_mut().pop_front() else {
-                                break Err(ConnError::Protocol(crate::wire::resp::RespError::BadLineEnd));
+                                break Err(ConnError::Protocol(
+                                    crate::wire::resp::RespError::BadLineEnd,
+                                ));
                             };
                             match (r, f.rmw_key) {
-                                (Reply::Ok, Some(k)) => followups.borrow_mut().push_back((k, f.start)),
+                                (Reply::Ok, Some(k)) => {
+                                    followups.borrow_mut().push_back((k, f.start))
+                                }
                                 _ => {
                                     permits.signal(1);
                                     shard.complete(f, r, Instant::now());
@@ -640,7 +696,11 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
             let mut n = 0;
             while let Some((k, start)) = followups.borrow_mut().pop_front() {
                 generator.borrow_mut().encode_set(&mut wbuf, k);
-                inflight.borrow_mut().push_back(InFlight { op: Op::Rmw, rmw_key: None, start });
+                inflight.borrow_mut().push_back(InFlight {
+                    op: Op::Rmw,
+                    rmw_key: None,
+                    start,
+                });
                 n += 1;
             }
             let mut sends = 0;
@@ -667,7 +727,9 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
                         o.on_time += 1;
                     }
                 }
-                inflight.borrow_mut().push_back(generator.borrow_mut().next(&mut wbuf, due));
+                inflight
+                    .borrow_mut()
+                    .push_back(generator.borrow_mut().next(&mut wbuf, due));
                 sched.borrow_mut().advance();
                 n += 1;
                 sends += 1;
@@ -763,14 +825,21 @@ async fn preload_conn(
             k += conns as u64;
             n += 1;
         }
-        s.write_all(&wbuf).await.map_err(|e| format!("{addr}: {e}"))?;
+        s.write_all(&wbuf)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
         while n > 0 {
             match reader.next_buffered().map_err(|e| format!("{addr}: {e}"))? {
                 Some(Reply::Ok) => n -= 1,
                 Some(Reply::Err(word)) => return Err(format!("{addr}: SET failed with {word}")),
-                None => reader.fill(&mut s).await.map_err(|e| format!("{addr}: {e}"))?,
+                None => reader
+                    .fill(&mut s)
+                    .await
+                    .map_err(|e| format!("{addr}: {e}"))?,
             }
         }
     }
-    Ok(w.record_count.saturating_sub(g as u64).div_ceil(conns as u64))
+    Ok(w.record_count
+        .saturating_sub(g as u64)
+        .div_ceil(conns as u64))
 }

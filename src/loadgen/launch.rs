@@ -102,7 +102,9 @@ impl Proc {
             let _ = f.read_to_string(&mut s);
         }
         let start = s.len().saturating_sub(STDERR_TAIL_BYTES_MAX);
-        let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
         s[start..].trim().to_string()
     }
 
@@ -172,12 +174,16 @@ pub fn free_ports(n: u16) -> Result<u16, LaunchError> {
         if p.checked_add(n).is_none() {
             continue;
         }
-        let rest: Result<Vec<_>, _> = (1..n).map(|i| TcpListener::bind(("127.0.0.1", p + i))).collect();
+        let rest: Result<Vec<_>, _> = (1..n)
+            .map(|i| TcpListener::bind(("127.0.0.1", p + i)))
+            .collect();
         if rest.is_ok() {
             return Ok(p);
         }
     }
-    Err(LaunchError::Setup(std::io::Error::other("no run of free ports")))
+    Err(LaunchError::Setup(std::io::Error::other(
+        "no run of free ports",
+    )))
 }
 
 fn scratch_dir(tag: &str, port: u16) -> PathBuf {
@@ -262,7 +268,9 @@ impl Launcher for CorepaxCluster {
 }
 
 /// Redis persistence for a launched redis-server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Persistence {
     /// No RDB, no AOF.
@@ -349,7 +357,10 @@ impl Launcher for RedisServer {
             "persistence".into(),
             serde_json::to_value(self.persistence).unwrap_or_default(),
         );
-        m.insert("no_fsync".into(), (self.persistence == Persistence::None).into());
+        m.insert(
+            "no_fsync".into(),
+            (self.persistence == Persistence::None).into(),
+        );
         m
     }
 

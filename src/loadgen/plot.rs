@@ -16,7 +16,15 @@ pub fn throughput_vs_p99(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
     let pts: Vec<(f64, f64, String)> = rows
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.result.as_ref().map(|res| (res.total.throughput_per_s, res.total.p99_us / 1000.0, format!("#{i}"))))
+        .filter_map(|(i, r)| {
+            r.result.as_ref().map(|res| {
+                (
+                    res.total.throughput_per_s,
+                    res.total.p99_us / 1000.0,
+                    format!("#{i}"),
+                )
+            })
+        })
         .collect();
     let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max) * 1.15;
     let ymax = pts.iter().map(|p| p.1).fold(0.001, f64::max) * 1.15;
@@ -36,10 +44,16 @@ pub fn throughput_vs_p99(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
         .draw()
         .map_err(err)?;
     chart
-        .draw_series(pts.iter().map(|(x, y, _)| Circle::new((*x, *y), 5, BLUE.filled())))
+        .draw_series(
+            pts.iter()
+                .map(|(x, y, _)| Circle::new((*x, *y), 5, BLUE.filled())),
+        )
         .map_err(err)?;
     chart
-        .draw_series(pts.iter().map(|(x, y, l)| Text::new(l.clone(), (*x, *y), ("sans-serif", 14))))
+        .draw_series(
+            pts.iter()
+                .map(|(x, y, l)| Text::new(l.clone(), (*x, *y), ("sans-serif", 14))),
+        )
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
@@ -52,7 +66,9 @@ pub fn latency_curves(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
         .enumerate()
         .filter_map(|(i, r)| {
             let t = &r.result.as_ref()?.total;
-            let vals = [t.p50_us, t.p90_us, t.p99_us, t.p999_us, t.p9999_us, t.max_us];
+            let vals = [
+                t.p50_us, t.p90_us, t.p99_us, t.p999_us, t.p9999_us, t.max_us,
+            ];
             let pts = CURVE_QUANTILES
                 .iter()
                 .zip(vals)
@@ -61,11 +77,18 @@ pub fn latency_curves(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
             Some((format!("#{i} {}", r.config.label()), pts))
         })
         .collect();
-    let ymax = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)).fold(1.0, f64::max) * 2.0;
+    let ymax = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 2.0;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("latency by percentile (last point: max)", ("sans-serif", 22))
+        .caption(
+            "latency by percentile (last point: max)",
+            ("sans-serif", 22),
+        )
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(60)

@@ -174,7 +174,11 @@ impl BenchResult {
         }
         s += &row("all", &self.total);
         if !self.errors.is_empty() {
-            let kinds: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let kinds: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             s += &format!("errors by kind: {}\n", kinds.join(" "));
         }
         if let Some(o) = &self.open_loop {
@@ -185,7 +189,11 @@ impl BenchResult {
                 o.sent_on_time_window,
                 o.missed,
                 o.send_lag_us_max / 1000.0,
-                if o.kept_up { "" } else { "  << TARGET RATE NOT KEPT" }
+                if o.kept_up {
+                    ""
+                } else {
+                    "  << TARGET RATE NOT KEPT"
+                }
             );
         }
         for n in &self.notes {
@@ -197,7 +205,11 @@ impl BenchResult {
     /// Default result path: results/<workload>-<timestamp>.json.
     pub fn default_path(&self) -> PathBuf {
         let stamp = self.start_time.replace([':', '-'], "").replace('T', "-");
-        PathBuf::from("results").join(format!("{}-{}.json", self.workload.name, stamp.trim_end_matches('Z')))
+        PathBuf::from("results").join(format!(
+            "{}-{}.json",
+            self.workload.name,
+            stamp.trim_end_matches('Z')
+        ))
     }
 
     /// Writes the JSON, and the interval log beside it (same name, `.hlog`).
@@ -229,7 +241,11 @@ pub fn fmt_us(us: f64) -> String {
 /// Writes per-second histograms, one line per op per interval (tagged with the op
 /// name), in the HdrHistogram interval log format; values are nanoseconds, and the
 /// max column is in milliseconds (divisor 1e6), as HistogramLogProcessor expects.
-pub fn write_interval_log(path: &Path, intervals: &[Interval], start_unix_s: f64) -> anyhow::Result<()> {
+pub fn write_interval_log(
+    path: &Path,
+    intervals: &[Interval],
+    start_unix_s: f64,
+) -> anyhow::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut ser = V2DeflateSerializer::new();
     let start = UNIX_EPOCH + std::time::Duration::from_secs_f64(start_unix_s);

@@ -115,10 +115,20 @@ impl Percentiles {
     /// Summarises a histogram of nanoseconds.
     pub fn of(h: &Histogram<u64>, measured_s: f64, errors: u64) -> Percentiles {
         let us = |v: u64| v as f64 / 1000.0;
-        let q = |p: f64| if h.is_empty() { 0.0 } else { us(h.value_at_quantile(p)) };
+        let q = |p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                us(h.value_at_quantile(p))
+            }
+        };
         Percentiles {
             count: h.len(),
-            throughput_per_s: if measured_s > 0.0 { h.len() as f64 / measured_s } else { 0.0 },
+            throughput_per_s: if measured_s > 0.0 {
+                h.len() as f64 / measured_s
+            } else {
+                0.0
+            },
             mean_us: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
             p50_us: q(0.5),
             p90_us: q(0.9),

@@ -86,7 +86,10 @@ impl Config {
             }
         };
         push("--batch-max", self.batch_max.map(|v| v.to_string()));
-        push("--pipeline-depth", self.pipeline_depth.map(|v| v.to_string()));
+        push(
+            "--pipeline-depth",
+            self.pipeline_depth.map(|v| v.to_string()),
+        );
         push("--read-mode", self.read_mode.clone());
         push("--shards", self.shards.map(|v| v.to_string()));
         f
@@ -95,7 +98,10 @@ impl Config {
     /// A short label: the settings that were set.
     pub fn label(&self) -> String {
         let mut parts = Vec::new();
-        let stem = self.workload.file_stem().map_or("?".into(), |s| s.to_string_lossy().to_string());
+        let stem = self
+            .workload
+            .file_stem()
+            .map_or("?".into(), |s| s.to_string_lossy().to_string());
         parts.push(stem);
         if let Some(v) = self.batch_max {
             parts.push(format!("batch={v}"));
@@ -120,13 +126,18 @@ impl Config {
 }
 
 fn opts<T: Clone>(v: &[T]) -> Vec<Option<T>> {
-    if v.is_empty() { vec![None] } else { v.iter().cloned().map(Some).collect() }
+    if v.is_empty() {
+        vec![None]
+    } else {
+        v.iter().cloned().map(Some).collect()
+    }
 }
 
 impl Matrix {
     /// Reads and checks a matrix file.
     pub fn from_file(p: &Path) -> anyhow::Result<Matrix> {
-        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
         let m: Matrix = toml::from_str(&text).with_context(|| format!("matrix {}", p.display()))?;
         if m.workloads.is_empty() {
             anyhow::bail!("matrix field `workloads`: must name at least one workload file");
@@ -181,9 +192,18 @@ pub struct SweepRow {
 
 /// Runs every configuration; writes results, summary.md and plots into the output
 /// directory, which it returns.
-pub fn run(m: &Matrix, out: Option<PathBuf>, cores: Option<usize>, progress: Progress) -> anyhow::Result<PathBuf> {
-    let stamp = rfc3339(std::time::SystemTime::now()).replace([':', '-'], "").replace('T', "-");
-    let dir = out.unwrap_or_else(|| PathBuf::from("results").join(format!("sweep-{}", stamp.trim_end_matches('Z'))));
+pub fn run(
+    m: &Matrix,
+    out: Option<PathBuf>,
+    cores: Option<usize>,
+    progress: Progress,
+) -> anyhow::Result<PathBuf> {
+    let stamp = rfc3339(std::time::SystemTime::now())
+        .replace([':', '-'], "")
+        .replace('T', "-");
+    let dir = out.unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("sweep-{}", stamp.trim_end_matches('Z')))
+    });
     std::fs::create_dir_all(&dir)?;
     let exe = std::env::current_exe()?;
     let configs = m.configs();
@@ -194,11 +214,19 @@ pub fn run(m: &Matrix, out: Option<PathBuf>, cores: Option<usize>, progress: Pro
         match r {
             Ok(res) => {
                 println!("{}", res.table());
-                rows.push(SweepRow { config: c.clone(), result: Some(res), error: None });
+                rows.push(SweepRow {
+                    config: c.clone(),
+                    result: Some(res),
+                    error: None,
+                });
             }
             Err(e) => {
                 eprintln!("  failed: {e:#}");
-                rows.push(SweepRow { config: c.clone(), result: None, error: Some(format!("{e:#}")) });
+                rows.push(SweepRow {
+                    config: c.clone(),
+                    result: None,
+                    error: Some(format!("{e:#}")),
+                });
             }
         }
     }
@@ -230,8 +258,14 @@ fn run_one(
     }
     w.validate()?;
     let mut l: Box<dyn Launcher> = match m.launcher {
-        LauncherKind::Corepax => Box::new(CorepaxCluster::new(exe.to_path_buf(), c.replicas.unwrap_or(3), c.node_flags())),
-        LauncherKind::Redis => Box::new(RedisServer::new(c.redis_persistence.unwrap_or(Persistence::None))),
+        LauncherKind::Corepax => Box::new(CorepaxCluster::new(
+            exe.to_path_buf(),
+            c.replicas.unwrap_or(3),
+            c.node_flags(),
+        )),
+        LauncherKind::Redis => Box::new(RedisServer::new(
+            c.redis_persistence.unwrap_or(Persistence::None),
+        )),
     };
     let addrs = l.launch()?;
     let mut info = l.target_info();
@@ -269,7 +303,11 @@ pub fn summary_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
                 s += &format!(
                     "| {i} | {} | failed: {} | | | | | |\n",
                     r.config.label(),
-                    r.error.as_deref().unwrap_or("?").replace('|', "/").replace('\n', " ")
+                    r.error
+                        .as_deref()
+                        .unwrap_or("?")
+                        .replace('|', "/")
+                        .replace('\n', " ")
                 );
             }
         }

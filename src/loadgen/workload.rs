@@ -287,7 +287,8 @@ impl Workload {
             return Err(invalid("value.size_bytes", v.size_bytes, "1..=64 MiB"));
         }
         match (v.distribution, v.size_bytes_max) {
-            (ValueDistribution::Uniform, Some(m)) if m >= v.size_bytes && m <= VALUE_SIZE_BYTES_MAX => {}
+            (ValueDistribution::Uniform, Some(m))
+                if m >= v.size_bytes && m <= VALUE_SIZE_BYTES_MAX => {}
             (ValueDistribution::Uniform, m) => {
                 return Err(invalid(
                     "value.size_bytes_max",
@@ -317,7 +318,11 @@ impl Workload {
             }
         }
         if m.get + m.set + m.del + m.mget + m.rmw <= 0.0 {
-            return Err(invalid("mix", "all zero", "at least one of get, set, del, mget, rmw > 0"));
+            return Err(invalid(
+                "mix",
+                "all zero",
+                "at least one of get, set, del, mget, rmw > 0",
+            ));
         }
         if m.mget_keys == 0 || m.mget_keys > MGET_KEYS_MAX {
             return Err(invalid("mix.mget_keys", m.mget_keys, "1..=1024"));
@@ -340,7 +345,11 @@ impl Workload {
                 }
             }
             if self.load.outstanding_max == 0 || self.load.outstanding_max > 1 << 20 {
-                return Err(invalid("load.outstanding_max", self.load.outstanding_max, "1..=1048576"));
+                return Err(invalid(
+                    "load.outstanding_max",
+                    self.load.outstanding_max,
+                    "1..=1048576",
+                ));
             }
         }
         match (self.duration_s, self.operation_count) {
@@ -397,56 +406,88 @@ impl Op {
     }
 }
 
-/// YCSB's zipfian generator (Gray et al., "Quickly generating billion-record synthetic
-/// databases", SIGMOD'94): rank 0 is the most popular; P(rank i) ∝ 1/(i+1)^θ.
+/// A zipfian generator over ranks `0..n`: rank 0 is the most popular and
+/// P(rank i) = (1/(i+1)^θ) / ζ(n, θ), as in YCSB's workloads.
+///
+/// YCSB draws with Gray et al.'s closed form (SIGMOD'94), which is exact for ranks 0 and
+/// 1 only: measured here it gives rank 2 about 17% more than theory at θ = 0.99. We use
+/// rejection-inversion sampling instead (Hörmann & Derflinger 1996, as in Apache Commons
+/// and rand_distr), which is exact, needs O(1) setup and rarely rejects.
 #[derive(Debug, Clone)]
 pub struct Zipfian {
-    n: u64,
-    alpha: f64,
-    zeta_n: f64,
-    eta: f64,
-    half_pow_theta: f64,
+    n: f64,
+    s: f64,
+    h_integral_x1: f64,
+    h_integral_n: f64,
+    s_coef: f64,
 }
 
-/// ζ(n, θ) = Σ_{i=1..n} 1/i^θ.
+/// ζ(n, θ) = Σ_{i=1..n} 1/i^θ (for theoretical frequencies; O(n)).
 pub fn zeta(n: u64, theta: f64) -> f64 {
     (1..=n).map(|i| 1.0 / (i as f64).powf(theta)).sum()
 }
 
 impl Zipfian {
-    /// A generator over ranks `0..n`; `theta` in (0, 1).
+    /// A generator over ranks `0..n`; `theta` > 0.
     pub fn new(n: u64, theta: f64) -> Zipfian {
         assert!(n >= 1, "zipfian over an empty range");
-        assert!(theta > 0.0 && theta < 1.0, "theta out of (0,1)");
-        let zeta_n = zeta(n, theta);
-        let zeta_2 = zeta(2.min(n), theta);
-        let eta = (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta_2 / zeta_n);
-        Zipfian {
-            n,
-            alpha: 1.0 / (1.0 - theta),
-            zeta_n,
-            eta,
-            half_pow_theta: 0.5f64.powf(theta),
-        }
+        assert!(theta > 0.0 && theta.is_finite(), "theta must be > 0");
+        let mut z = Zipfian {
+            n: n as f64,
+            s: theta,
+            h_integral_x1: 0.0,
+            h_integral_n: 0.0,
+            s_coef: 0.0,
+        };
+        z.h_integral_x1 = z.h_integral(1.5) - 1.0;
+        z.h_integral_n = z.h_integral(z.n + 0.5);
+        z.s_coef = 2.0 - z.h_integral_inverse(z.h_integral(2.5) - z.h(2.0));
+        z
     }
 
-    /// ζ(n, θ) of this generator, for computing theoretical frequencies.
-    pub fn zeta_n(&self) -> f64 {
-        self.zeta_n
+    fn h(&self, x: f64) -> f64 {
+        (-self.s * x.ln()).exp()
+    }
+
+    fn h_integral(&self, x: f64) -> f64 {
+        let log_x = x.ln();
+        helper2((1.0 - self.s) * log_x) * log_x
+    }
+
+    fn h_integral_inverse(&self, x: f64) -> f64 {
+        let t = (x * (1.0 - self.s)).max(-1.0);
+        (helper1(t) * x).exp()
     }
 
     /// The next rank in `0..n`.
     pub fn sample<R: Rng>(&self, rng: &mut R) -> u64 {
-        let u: f64 = rng.random();
-        let uz = u * self.zeta_n;
-        if uz < 1.0 {
-            return 0;
+        loop {
+            let u =
+                self.h_integral_n + rng.random::<f64>() * (self.h_integral_x1 - self.h_integral_n);
+            let x = self.h_integral_inverse(u);
+            let k = (x + 0.5).floor().clamp(1.0, self.n);
+            if k - x <= self.s_coef || u >= self.h_integral(k + 0.5) - self.h(k) {
+                return k as u64 - 1;
+            }
         }
-        if uz < 1.0 + self.half_pow_theta && self.n > 1 {
-            return 1;
-        }
-        let r = (self.n as f64 * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64;
-        r.min(self.n - 1)
+    }
+}
+
+/// ln(1 + x) / x, accurate near 0.
+fn helper1(x: f64) -> f64 {
+    if x.abs() > 1e-8 {
+        x.ln_1p() / x
+    } else {
+        1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x))
+    }
+}
+
+/// (e^x - 1) / x, accurate near 0.
+fn helper2(x: f64) -> f64 {
+    if x.abs() > 1e-8 {
+        x.exp_m1() / x
+    } else {
+        1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x))
     }
 }
 
@@ -535,7 +576,9 @@ impl KeyChooser {
     /// A key to write: for `latest` a fresh record, otherwise as for reads.
     pub fn write_key<R: Rng>(&self, rng: &mut R) -> u64 {
         if self.dist == KeyDistribution::Latest {
-            return self.latest.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return self
+                .latest
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.read_key(rng)
     }
