@@ -16,6 +16,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Benchmark a RESP server, or an embedded local 3-replica cluster.
+    Bench(crate::loadgen::cli::BenchArgs),
+    /// Run a matrix of settings, each on a fresh cluster; write a table and plots.
+    Sweep(crate::loadgen::cli::SweepArgs),
     /// Run the deterministic simulator over many seeds and check every history.
     Sim(SimArgs),
 }
@@ -45,6 +49,8 @@ pub struct SimArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(a) => crate::loadgen::cli::run_bench(a).map(|_| ExitCode::SUCCESS),
+        Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
         Command::Sim(args) => run_sim(args),
     };
     match result {

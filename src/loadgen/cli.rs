@@ -1,0 +1,284 @@
+//! The `bench` and `sweep` commands.
+use super::driver::{self, Progress, RunConfig, RunOutput};
+use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
+use super::report::{BenchResult, TargetDescription};
+use super::workload::Workload;
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// `corepax bench`: drive a RESP server (or an embedded local cluster) with a workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Servers to drive, `HOST:PORT[,HOST:PORT...]`; without it, start a local
+    /// 3-replica corepax cluster (or redis-server if the cluster cannot start).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Workload file (default: the built-in workloads/default.toml).
+    #[arg(long)]
+    pub workload: Option<PathBuf>,
+    /// Measured duration, overriding the workload's (`20`, `20s`, `500ms`, `2m`).
+    #[arg(long, value_parser = parse_duration_s)]
+    pub duration: Option<f64>,
+    /// Warm-up, overriding the workload's (same syntax as --duration).
+    #[arg(long, value_parser = parse_duration_s)]
+    pub warmup: Option<f64>,
+    /// Connections, overriding the workload's.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Pipeline depth, overriding the workload's.
+    #[arg(long)]
+    pub pipeline: Option<usize>,
+    /// Open-loop target rate (requests/s), overriding the workload's; implies open loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Skip the preload phase.
+    #[arg(long)]
+    pub no_preload: bool,
+    /// Where to write the JSON result (default results/<workload>-<time>.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Load generator cores (executors); default all.
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Replicas of the embedded cluster.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u16,
+    /// Run against a launched redis-server instead of a corepax cluster.
+    #[arg(long)]
+    pub redis: Option<Persistence>,
+    /// Extra `KEY=VALUE` facts to record in the result's target_info.
+    #[arg(long = "target-info", value_parser = parse_kv)]
+    pub target_info: Vec<(String, String)>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Flags passed to `corepax cluster` (after `--`), e.g. `-- --batch-max 64`.
+    #[arg(last = true)]
+    pub node_args: Vec<String>,
+}
+
+/// `corepax sweep`: run a matrix of settings, each on a fresh cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// Matrix file (see workloads/matrix-default.toml).
+    #[arg(long, default_value = "workloads/matrix-default.toml")]
+    pub matrix: PathBuf,
+    /// Output directory (default results/sweep-<time>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Load generator cores; default all.
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses `20`, `20s`, `500ms`, `2m` into seconds.
+pub fn parse_duration_s(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * mul),
+        _ => Err(format!("bad duration {s:?}: use e.g. 20, 20s, 500ms, 2m")),
+    }
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Resolves `HOST:PORT[,HOST:PORT...]` (loopback or any reachable host).
+pub fn parse_targets(s: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let addr = part
+            .to_socket_addrs()
+            .with_context(|| format!("bad target {part:?}"))?
+            .next()
+            .with_context(|| format!("target {part:?} resolves to nothing"))?;
+        out.push(addr);
+    }
+    if out.is_empty() {
+        bail!("--target names no address");
+    }
+    Ok(out)
+}
+
+/// Applies command-line overrides to a workload and validates it again.
+pub fn apply_overrides(w: &mut Workload, a: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(d) = a.duration {
+        w.duration_s = Some(d);
+        w.operation_count = None;
+    }
+    if let Some(d) = a.warmup {
+        w.warmup_s = d;
+    }
+    if let Some(c) = a.connections {
+        w.connections = c;
+    }
+    if let Some(p) = a.pipeline {
+        w.pipeline = p;
+    }
+    if let Some(r) = a.rate {
+        w.load.mode = super::workload::LoopMode::Open;
+        w.load.rate_per_s = Some(r);
+    }
+    if a.no_preload {
+        w.preload = false;
+    }
+    w.validate()?;
+    Ok(())
+}
+
+/// Runs one workload against addresses and builds its result.
+pub fn run_against(
+    w: &Workload,
+    addrs: Vec<SocketAddr>,
+    target: TargetDescription,
+    info: BTreeMap<String, serde_json::Value>,
+    cores: Option<usize>,
+    progress: Progress,
+) -> anyhow::Result<(BenchResult, RunOutput)> {
+    let cores =
+        cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cfg = RunConfig {
+        workload: w.clone(),
+        targets: addrs,
+        cores,
+        progress,
+    };
+    let out = driver::run(&cfg)?;
+    let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
+    Ok((res, out))
+}
+
+/// `corepax bench`: runs, prints the table, writes the JSON and interval log.
+pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
+    let mut w = match &a.workload {
+        Some(p) => Workload::from_file(p)?,
+        None => Workload::default_workload(),
+    };
+    apply_overrides(&mut w, &a)?;
+    let progress = if a.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
+    };
+    let mut notes = Vec::new();
+    // Keep the launcher alive for the whole run; dropping it kills the server.
+    let mut launcher: Option<Box<dyn Launcher>> = None;
+    let (addrs, target, mut info) = match (&a.target, a.redis) {
+        (Some(t), _) => {
+            let addrs = parse_targets(t)?;
+            let d = TargetDescription {
+                kind: "external".into(),
+                description: format!("RESP server(s) at {t}"),
+                addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            };
+            (addrs, d, BTreeMap::new())
+        }
+        (None, Some(p)) => {
+            let mut r: Box<dyn Launcher> = Box::new(RedisServer::new(p));
+            let addrs = r.launch()?;
+            let (d, i) = (r.describe(), r.target_info());
+            launcher = Some(r);
+            (addrs, d, i)
+        }
+        (None, None) => {
+            let exe = std::env::current_exe().context("cannot find the corepax executable")?;
+            let mut c: Box<dyn Launcher> =
+                Box::new(CorepaxCluster::new(exe, a.replicas, a.node_args.clone()));
+            eprintln!(
+                "starting a local {}-replica corepax cluster ...",
+                a.replicas
+            );
+            match c.launch() {
+                Ok(addrs) => {
+                    let (d, i) = (c.describe(), c.target_info());
+                    launcher = Some(c);
+                    (addrs, d, i)
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "the corepax cluster could not start ({e}); FELL BACK to redis-server without persistence: these numbers are Redis's, not corepax's"
+                    );
+                    eprintln!("{msg}");
+                    notes.push(msg.clone());
+                    let mut r: Box<dyn Launcher> = Box::new(RedisServer::new(Persistence::None));
+                    let addrs = r.launch().context("fallback redis-server failed too")?;
+                    let mut d = r.describe();
+                    d.description = format!("{} (fallback: {msg})", d.description);
+                    let i = r.target_info();
+                    launcher = Some(r);
+                    (addrs, d, i)
+                }
+            }
+        }
+    };
+    for (k, v) in &a.target_info {
+        let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+        info.insert(k.clone(), v);
+    }
+    eprintln!("target: {}", target.description);
+    eprintln!(
+        "workload {}: {} ({} connections x {} pipelined, {} s + {} s warm-up)",
+        w.name,
+        w.description,
+        w.connections,
+        w.pipeline,
+        w.duration_s.unwrap_or(0.0),
+        w.warmup_s
+    );
+    let (mut res, out) = run_against(&w, addrs, target, info, a.cores, progress)?;
+    if let Some(mut l) = launcher.take() {
+        l.stop();
+    }
+    res.notes.extend(notes);
+    let path = a.json.clone().unwrap_or_else(|| res.default_path());
+    res.write(&path, &out.intervals)?;
+    println!("{}", res.table());
+    println!(
+        "result: {}  interval log: {}",
+        path.display(),
+        res.hlog_path.as_deref().unwrap_or("-")
+    );
+    Ok(res)
+}
+
+/// `corepax sweep`: runs the matrix and writes the comparison table and plots.
+pub fn run_sweep(a: SweepArgs) -> anyhow::Result<PathBuf> {
+    let m = super::sweep::Matrix::from_file(&a.matrix)?;
+    let progress = if a.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
+    };
+    super::sweep::run(&m, a.out, a.cores, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_s("20"), Ok(20.0));
+        assert_eq!(parse_duration_s("2m"), Ok(120.0));
+        assert_eq!(parse_duration_s("500ms"), Ok(0.5));
+        assert!(parse_duration_s("-1s").is_err());
+        assert!(parse_duration_s("abc").is_err());
+    }
+}

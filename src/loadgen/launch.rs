@@ -1,0 +1,370 @@
+//! Launchers: start a server to benchmark as a child process group, wait until every
+//! port accepts connections, and kill the group when dropped.
+use super::report::TargetDescription;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a launched server may take before every port accepts connections.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopped server gets to exit after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Bytes of a failed server's stderr quoted in the error.
+pub const STDERR_TAIL_BYTES_MAX: usize = 2000;
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The program could not be spawned (not installed?).
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The program exited before accepting connections.
+    #[error("{program} exited ({status}) before accepting connections; stderr: {stderr}")]
+    Exited {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// Some port did not accept connections in time.
+    #[error("{program} did not accept connections on {addr} within {timeout_s} s")]
+    NotReady {
+        /// The program.
+        program: String,
+        /// The address that stayed closed.
+        addr: SocketAddr,
+        /// The wait, seconds.
+        timeout_s: u64,
+    },
+    /// No free port, or the data directory could not be made.
+    #[error("setup: {0}")]
+    Setup(#[from] std::io::Error),
+}
+
+/// Something that starts a RESP server (or cluster) to benchmark.
+pub trait Launcher {
+    /// Starts it; returns once every address accepts TCP connections.
+    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError>;
+    /// What it runs, for reports.
+    fn describe(&self) -> TargetDescription;
+    /// Settings worth recording with results (protocol knobs, persistence, ...).
+    fn target_info(&self) -> BTreeMap<String, serde_json::Value>;
+    /// Stops it (also done on drop).
+    fn stop(&mut self);
+}
+
+/// A running child process group plus the scratch directory it uses.
+#[derive(Debug, Default)]
+struct Proc {
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+    stderr_path: Option<PathBuf>,
+}
+
+impl Proc {
+    fn spawn(&mut self, program: &str, mut cmd: Command, dir: PathBuf) -> Result<(), LaunchError> {
+        std::fs::create_dir_all(&dir)?;
+        let stderr_path = dir.join("stderr.log");
+        let err = std::fs::File::create(&stderr_path)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            // Its own process group, so stopping it kills every process it started.
+            .process_group(0);
+        let child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
+        self.child = Some(child);
+        self.dir = Some(dir);
+        self.stderr_path = Some(stderr_path);
+        Ok(())
+    }
+
+    fn stderr_tail(&self) -> String {
+        let Some(p) = &self.stderr_path else {
+            return String::new();
+        };
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(p) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let start = s.len().saturating_sub(STDERR_TAIL_BYTES_MAX);
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
+        s[start..].trim().to_string()
+    }
+
+    fn wait_ready(&mut self, program: &str, addrs: &[SocketAddr]) -> Result<(), LaunchError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for &addr in addrs {
+            loop {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    self.child = None;
+                    return Err(LaunchError::Exited {
+                        program: program.to_string(),
+                        status: status.to_string(),
+                        stderr: self.stderr_tail(),
+                    });
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(LaunchError::NotReady {
+                        program: program.to_string(),
+                        addr,
+                        timeout_s: START_TIMEOUT.as_secs(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pgid = c.id() as libc::pid_t;
+            // SAFETY: kill(2) with a negative pid signals the group we created; no memory is touched.
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // SAFETY: as above; the group may already be gone, which is fine.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 such that `port..port + n` are all free right now.
+pub fn free_ports(n: u16) -> Result<u16, LaunchError> {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0")?;
+        let p = first.local_addr()?.port();
+        if p.checked_add(n).is_none() {
+            continue;
+        }
+        let rest: Result<Vec<_>, _> = (1..n)
+            .map(|i| TcpListener::bind(("127.0.0.1", p + i)))
+            .collect();
+        if rest.is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(LaunchError::Setup(std::io::Error::other(
+        "no run of free ports",
+    )))
+}
+
+fn scratch_dir(tag: &str, port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("corepax-{tag}-{}-{port}", std::process::id()))
+}
+
+/// A local corepax cluster: `<exe> cluster --replicas N --base-port P --data DIR [extra]`,
+/// serving RESP on 127.0.0.1:P..P+N.
+#[derive(Debug)]
+pub struct CorepaxCluster {
+    /// The corepax binary (usually the current executable).
+    pub exe: PathBuf,
+    /// Replicas (processes).
+    pub replicas: u16,
+    /// Extra flags passed through (`--batch-max 64 ...`).
+    pub extra_args: Vec<String>,
+    port: u16,
+    proc: Proc,
+}
+
+impl CorepaxCluster {
+    /// A launcher for `replicas` replicas of `exe` with extra flags.
+    pub fn new(exe: PathBuf, replicas: u16, extra_args: Vec<String>) -> CorepaxCluster {
+        CorepaxCluster {
+            exe,
+            replicas,
+            extra_args,
+            port: 0,
+            proc: Proc::default(),
+        }
+    }
+}
+
+impl Launcher for CorepaxCluster {
+    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
+        self.proc.stop();
+        self.port = free_ports(self.replicas)?;
+        let dir = scratch_dir("cluster", self.port);
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("cluster")
+            .arg("--replicas")
+            .arg(self.replicas.to_string())
+            .arg("--base-port")
+            .arg(self.port.to_string())
+            .arg("--data")
+            .arg(dir.join("data"))
+            .args(&self.extra_args);
+        self.proc.spawn("corepax cluster", cmd, dir)?;
+        let addrs: Vec<SocketAddr> = (0..self.replicas)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], self.port + i)))
+            .collect();
+        if let Err(e) = self.proc.wait_ready("corepax cluster", &addrs) {
+            self.proc.stop();
+            return Err(e);
+        }
+        Ok(addrs)
+    }
+
+    fn describe(&self) -> TargetDescription {
+        TargetDescription {
+            kind: "corepax-cluster".into(),
+            description: format!(
+                "local corepax cluster, {} replicas on 127.0.0.1:{}.., args {:?}",
+                self.replicas, self.port, self.extra_args
+            ),
+            addrs: (0..self.replicas)
+                .map(|i| format!("127.0.0.1:{}", self.port + i))
+                .collect(),
+        }
+    }
+
+    fn target_info(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut m = BTreeMap::new();
+        m.insert("replicas".into(), self.replicas.into());
+        m.insert("node_args".into(), self.extra_args.clone().into());
+        m
+    }
+
+    fn stop(&mut self) {
+        self.proc.stop();
+    }
+}
+
+/// Redis persistence for a launched redis-server.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistence {
+    /// No RDB, no AOF.
+    None,
+    /// AOF with `appendfsync always` (an fsync per write batch).
+    Always,
+}
+
+/// A redis-server on a free port.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// Persistence mode.
+    pub persistence: Persistence,
+    /// The program (default `redis-server`).
+    pub program: String,
+    port: u16,
+    proc: Proc,
+}
+
+impl RedisServer {
+    /// A launcher for redis-server with the given persistence.
+    pub fn new(persistence: Persistence) -> RedisServer {
+        RedisServer {
+            persistence,
+            program: "redis-server".into(),
+            port: 0,
+            proc: Proc::default(),
+        }
+    }
+
+    /// Whether redis-server can be run here.
+    pub fn available() -> bool {
+        Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Launcher for RedisServer {
+    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
+        self.proc.stop();
+        self.port = free_ports(1)?;
+        let dir = scratch_dir("redis", self.port);
+        std::fs::create_dir_all(&dir)?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&dir);
+        match self.persistence {
+            Persistence::None => cmd.args(["--appendonly", "no"]),
+            Persistence::Always => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
+        };
+        self.proc.spawn(&self.program, cmd, dir)?;
+        let addrs = vec![SocketAddr::from(([127, 0, 0, 1], self.port))];
+        if let Err(e) = self.proc.wait_ready(&self.program, &addrs) {
+            self.proc.stop();
+            return Err(e);
+        }
+        Ok(addrs)
+    }
+
+    fn describe(&self) -> TargetDescription {
+        TargetDescription {
+            kind: "redis-server".into(),
+            description: format!(
+                "redis-server on 127.0.0.1:{}, persistence {}",
+                self.port,
+                match self.persistence {
+                    Persistence::None => "none",
+                    Persistence::Always => "appendfsync always",
+                }
+            ),
+            addrs: vec![format!("127.0.0.1:{}", self.port)],
+        }
+    }
+
+    fn target_info(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "persistence".into(),
+            serde_json::to_value(self.persistence).unwrap_or_default(),
+        );
+        m.insert(
+            "no_fsync".into(),
+            (self.persistence == Persistence::None).into(),
+        );
+        m
+    }
+
+    fn stop(&mut self) {
+        self.proc.stop();
+    }
+}

@@ -1,0 +1,93 @@
+//! A JSON result must read back equal to what was written, and its interval log must be
+//! readable as standard HdrHistogram log lines with the recorded counts.
+use corepax::loadgen::driver::{Interval, RunOutput};
+use corepax::loadgen::report::{BenchResult, TargetDescription};
+use corepax::loadgen::stats::OpStats;
+use corepax::loadgen::workload::{Op, Workload};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use std::time::{Duration, SystemTime};
+
+#[test]
+fn json_and_interval_log_round_trip() {
+    let w = Workload::default_workload();
+    let mut intervals = Vec::new();
+    let mut total = OpStats::default();
+    for i in 0..3u32 {
+        let mut s = OpStats::default();
+        for k in 0..(100 * (i as u64 + 1)) {
+            s.record(Op::Get, 10_000 + k * 100);
+            s.record(Op::Set, 50_000 + k);
+        }
+        s.error(Op::Set, "WRONGTYPE", 1);
+        total.merge(&s);
+        intervals.push(Interval {
+            start: Duration::from_secs(i as u64),
+            length: Duration::from_secs(1),
+            stats: s,
+            ops_all: 0,
+        });
+    }
+    let out = RunOutput {
+        stats: total,
+        measured_s: 3.0,
+        intervals: intervals.clone(),
+        started: SystemTime::now(),
+        open_loop: None,
+        preload: Some((100_000, 1.5)),
+    };
+    let target = TargetDescription {
+        kind: "external".into(),
+        description: "test".into(),
+        addrs: vec!["127.0.0.1:1".into()],
+    };
+    let mut info = std::collections::BTreeMap::new();
+    info.insert("no_fsync".to_string(), serde_json::Value::Bool(true));
+    let mut r = BenchResult::new(&out, &w, target, info, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("r.json");
+    r.write(&path, &intervals).expect("write");
+    let back: BenchResult =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    assert_eq!(back, r);
+    assert_eq!(back.ops["get"].count, 600);
+    assert_eq!(back.errors["WRONGTYPE"], 3);
+    assert_eq!(back.target_info["no_fsync"], serde_json::Value::Bool(true));
+
+    let log = std::fs::read(back.hlog_path.as_ref().expect("hlog path")).expect("read hlog");
+    let mut de = Deserializer::new();
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for e in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(h) = e.expect("well-formed log line") {
+            let bytes = base64_decode(h.encoded_histogram());
+            let hist: hdrhistogram::Histogram<u64> =
+                de.deserialize(&mut &bytes[..]).expect("histogram");
+            *counts
+                .entry(h.tag().expect("tagged").as_str().to_string())
+                .or_default() += hist.len();
+        }
+    }
+    assert_eq!(counts["get"], 600);
+    assert_eq!(counts["set"], 600);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for ch in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in ch.iter().enumerate() {
+            n |= u32::from(val(c)) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..ch.len()]);
+    }
+    out
+}
