@@ -20,6 +20,10 @@ enum Command {
     Bench(crate::loadgen::cli::BenchArgs),
     /// Run a matrix of settings, each on a fresh cluster; write a table and plots.
     Sweep(crate::loadgen::cli::SweepArgs),
+    /// Run one replica: a node process with one shard per core.
+    Node(Box<NodeArgs>),
+    /// Start a local cluster of node processes on 127.0.0.1 and wait; Ctrl-C stops it.
+    Cluster(ClusterArgs),
     /// Run the deterministic simulator over many seeds and check every history.
     Sim(SimArgs),
 }
@@ -45,6 +49,222 @@ pub struct SimArgs {
     bug: Vec<String>,
 }
 
+/// Protocol settings shared by `node` and `cluster`; unset flags keep the config file's
+/// value or the default.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ProtocolArgs {
+    /// Commands per slot, at most.
+    #[arg(long)]
+    pub batch_max: Option<usize>,
+    /// Command bytes per slot, at most.
+    #[arg(long)]
+    pub batch_bytes_max: Option<usize>,
+    /// How long a partial batch may wait for more commands (µs).
+    #[arg(long)]
+    pub batch_delay_us: Option<u64>,
+    /// Slots in flight, at most.
+    #[arg(long)]
+    pub pipeline_depth: Option<usize>,
+    /// Election timeout (ms); the actual timeout is randomised up to twice this.
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+    /// Heartbeat interval (ms).
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// How reads are served: log.
+    #[arg(long)]
+    pub read_mode: Option<crate::config::ReadMode>,
+}
+
+impl ProtocolArgs {
+    /// Overrides the config's fields with the flags given.
+    pub fn apply(&self, p: &mut crate::config::ProtocolConfig) {
+        if let Some(v) = self.batch_max {
+            p.batch_max = v;
+        }
+        if let Some(v) = self.batch_bytes_max {
+            p.batch_bytes_max = v;
+        }
+        if let Some(v) = self.batch_delay_us {
+            p.batch_delay_us = v;
+        }
+        if let Some(v) = self.pipeline_depth {
+            p.pipeline_depth = v;
+        }
+        if let Some(v) = self.election_timeout_ms {
+            p.election_timeout_ms = v;
+        }
+        if let Some(v) = self.heartbeat_interval_ms {
+            p.heartbeat_interval_ms = v;
+        }
+        if let Some(v) = self.read_mode {
+            p.read_mode = v;
+        }
+    }
+
+    /// The flags again, to pass to a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push(format!("--{name}"));
+                out.push(v);
+            }
+        };
+        push("batch-max", self.batch_max.map(|v| v.to_string()));
+        push(
+            "batch-bytes-max",
+            self.batch_bytes_max.map(|v| v.to_string()),
+        );
+        push("batch-delay-us", self.batch_delay_us.map(|v| v.to_string()));
+        push("pipeline-depth", self.pipeline_depth.map(|v| v.to_string()));
+        push(
+            "election-timeout-ms",
+            self.election_timeout_ms.map(|v| v.to_string()),
+        );
+        push(
+            "heartbeat-interval-ms",
+            self.heartbeat_interval_ms.map(|v| v.to_string()),
+        );
+        push("read-mode", self.read_mode.map(|v| v.to_string()));
+        out
+    }
+}
+
+/// Arguments of `corepax node`. Flags override the config file.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// A TOML file with the node's settings (fields as in `NodeConfig`, protocol under
+    /// `[protocol]`).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// This replica's id: its index in --peers.
+    #[arg(long)]
+    id: Option<u8>,
+    /// Where clients connect (RESP).
+    #[arg(long)]
+    client_addr: Option<std::net::SocketAddr>,
+    /// Every replica's peer base address, comma-separated, in id order; shard i of a
+    /// replica listens on its port + i.
+    #[arg(long, value_delimiter = ',')]
+    peers: Option<Vec<std::net::SocketAddr>>,
+    /// Data directory (WAL, one folder per shard).
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// Shards per node (default: the number of cores).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Do not pin shard executors to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Skip fdatasync: benchmarks only, acknowledged writes can be lost on power failure.
+    #[arg(long)]
+    no_fsync: bool,
+    /// Allow debug commands that bypass replication.
+    #[arg(long)]
+    debug: bool,
+    /// Cluster id, checked in peer handshakes.
+    #[arg(long)]
+    cluster_id: Option<u64>,
+    #[command(flatten)]
+    protocol: ProtocolArgs,
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let mut cfg: crate::config::NodeConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => {
+            let missing = |what: &str| anyhow::anyhow!("--{what} is required without --config");
+            crate::config::NodeConfig {
+                id: args.id.ok_or_else(|| missing("id"))?,
+                client_addr: args.client_addr.ok_or_else(|| missing("client-addr"))?,
+                peers: args.peers.clone().ok_or_else(|| missing("peers"))?,
+                data_dir: args.data.clone().ok_or_else(|| missing("data"))?,
+                shards: args.shards.unwrap_or_else(num_cpus),
+                pin: true,
+                no_fsync: false,
+                cluster_id: 0,
+                debug: false,
+                request_timeout_ms: 5_000,
+                client_bulk_bytes_max: 16 << 20,
+                client_array_len_max: 65_536,
+                protocol: crate::config::ProtocolConfig::default(),
+            }
+        }
+    };
+    if let Some(v) = args.id {
+        cfg.id = v;
+    }
+    if let Some(v) = args.client_addr {
+        cfg.client_addr = v;
+    }
+    if let Some(v) = args.peers {
+        cfg.peers = v;
+    }
+    if let Some(v) = args.data {
+        cfg.data_dir = v;
+    }
+    if let Some(v) = args.shards {
+        cfg.shards = v;
+    }
+    if let Some(v) = args.cluster_id {
+        cfg.cluster_id = v;
+    }
+    cfg.pin &= !args.no_pin;
+    cfg.no_fsync |= args.no_fsync;
+    cfg.debug |= args.debug;
+    cfg.protocol.replicas = cfg.peers.len();
+    args.protocol.apply(&mut cfg.protocol);
+    cfg.validate()?;
+    if cfg.no_fsync {
+        eprintln!(
+            "WARNING: --no-fsync: writes are acknowledged before they are durable (benchmarks only)"
+        );
+    }
+    crate::runtime::node::run(cfg)
+}
+
+/// Cores available to this process.
+pub fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Arguments of `corepax cluster`.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// Replicas (node processes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
+    pub replicas: u8,
+    /// Client port of replica 0; replica i listens on base + i.
+    #[arg(long, default_value_t = 7379)]
+    pub base_port: u16,
+    /// First peer port (default base-port + 1000); replica i uses peer-port + 64·i + shard.
+    #[arg(long)]
+    pub peer_port: Option<u16>,
+    /// Data directory; replica i keeps its files in DIR/node-i.
+    #[arg(long, default_value = "data")]
+    pub data: std::path::PathBuf,
+    /// Shards per node (default: the number of cores).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Skip fdatasync in every node: benchmarks only.
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// Do not pin shard executors to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Allow debug commands that bypass replication.
+    #[arg(long)]
+    pub debug: bool,
+    /// Protocol settings for every node.
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
+}
+
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,6 +272,8 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => crate::loadgen::cli::run_bench(a).map(|_| ExitCode::SUCCESS),
         Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
         Command::Sim(args) => run_sim(args),
+        Command::Node(args) => run_node(*args).map(|_| ExitCode::SUCCESS),
+        Command::Cluster(args) => crate::runtime::cluster::run(args).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -201,6 +201,124 @@ impl ProtocolConfig {
     }
 }
 
+/// Shards per node, at most (peer ports of a node are `peer_addr.port() + shard`).
+pub const SHARDS_MAX: usize = 64;
+
+/// Settings of one node (replica process). `protocol` must match on every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This replica's id: its index in `peers`.
+    pub id: u8,
+    /// Where clients connect (RESP). Every shard accepts on it (SO_REUSEPORT).
+    pub client_addr: std::net::SocketAddr,
+    /// Every replica's peer base address, by id; shard i uses port + i.
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Where the WAL lives, one folder per shard.
+    pub data_dir: std::path::PathBuf,
+    /// Shards (executors, Paxos groups) per node; equal on every replica.
+    pub shards: usize,
+    /// Pin each shard's executor to its own core.
+    #[serde(default = "yes")]
+    pub pin: bool,
+    /// Skip fdatasync. Benchmarks only: acknowledged writes can be lost on power failure.
+    #[serde(default)]
+    pub no_fsync: bool,
+    /// Identifies the cluster in peer handshakes.
+    #[serde(default)]
+    pub cluster_id: u64,
+    /// Allows debug commands that bypass replication.
+    #[serde(default)]
+    pub debug: bool,
+    /// A client command gives up (and the client gets an error) after this long.
+    #[serde(default = "request_timeout_ms_default")]
+    pub request_timeout_ms: u64,
+    /// Bulk string bytes a client may send, at most.
+    #[serde(default = "bulk_bytes_max_default")]
+    pub client_bulk_bytes_max: usize,
+    /// Arguments in one client command, at most.
+    #[serde(default = "array_len_max_default")]
+    pub client_array_len_max: usize,
+    /// The replication protocol.
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn request_timeout_ms_default() -> u64 {
+    5_000
+}
+
+fn bulk_bytes_max_default() -> usize {
+    16 << 20
+}
+
+fn array_len_max_default() -> usize {
+    65_536
+}
+
+impl NodeConfig {
+    /// Checks every field; the error names the first bad one and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.protocol.validate()?;
+        check(
+            self.peers.len() == self.protocol.replicas,
+            "peers",
+            &format!("one address per replica ({})", self.protocol.replicas),
+            self.peers.len(),
+        )?;
+        check(
+            usize::from(self.id) < self.peers.len(),
+            "id",
+            &format!("0..{}", self.peers.len()),
+            self.id,
+        )?;
+        check(
+            (1..=SHARDS_MAX).contains(&self.shards),
+            "shards",
+            "1..=64",
+            self.shards,
+        )?;
+        check(
+            self.request_timeout_ms >= 10,
+            "request_timeout_ms",
+            ">= 10",
+            self.request_timeout_ms,
+        )?;
+        check(
+            self.client_bulk_bytes_max >= 1,
+            "client_bulk_bytes_max",
+            ">= 1",
+            self.client_bulk_bytes_max,
+        )?;
+        check(
+            self.client_array_len_max >= 3,
+            "client_array_len_max",
+            ">= 3",
+            self.client_array_len_max,
+        )?;
+        for (i, a) in self.peers.iter().enumerate() {
+            check(
+                usize::from(a.port()) + self.shards <= usize::from(u16::MAX),
+                "peers",
+                "ports that leave room for one port per shard",
+                format!("{a} (replica {i})"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The peer address of `replica`'s shard `shard`.
+    pub fn peer_addr(&self, replica: usize, shard: usize) -> std::net::SocketAddr {
+        let mut a = self.peers[replica];
+        a.set_port(a.port() + shard as u16);
+        a
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,109 @@
-//! RESP listener: decode, route to the owning shard, reply.
+//! RESP listener: every shard accepts on the node's client port (SO_REUSEPORT lets the
+//! kernel spread connections), decodes pipelined commands, routes each key to the shard
+//! that owns it, and writes the replies in order with one write per pipeline.
+
+mod commands;
+
+use std::rc::Rc;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::runtime::node::Local;
+use crate::wire::resp::{self, Limits};
+
+pub use commands::Outcome;
+
+/// Bytes read from a client per read call.
+const READ_BYTES: usize = 64 << 10;
+/// Commands of one pipeline handled before their replies are written, at most.
+const PIPELINE_MAX: usize = 1024;
+
+/// Accepts clients on this shard until the process stops.
+pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
+    let addr = local.cfg.client_addr;
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("binding the client address {addr}: {e}"))?;
+    if local.shard.index == 0 {
+        println!(
+            "corepax node {} ready: clients on {addr}, {} shards",
+            local.cfg.id, local.shards
+        );
+    }
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let local = local.clone();
+                glommio::spawn_local(async move {
+                    let _ = connection(local, stream).await;
+                })
+                .detach();
+            }
+            Err(e) => {
+                eprintln!("accept on {addr}: {e}");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let limits = Limits {
+        bulk_bytes_max: local.cfg.client_bulk_bytes_max,
+        array_len_max: local.cfg.client_array_len_max,
+        depth_max: 1,
+        ..Limits::default()
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    let mut pending = Vec::with_capacity(PIPELINE_MAX);
+    loop {
+        let start = buf.len();
+        buf.resize(start + READ_BYTES, 0);
+        let n = stream.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Ok(());
+        }
+        let mut pos = 0;
+        let mut close = false;
+        while pending.len() < PIPELINE_MAX {
+            match resp::decode(&buf[pos..], &limits) {
+                Ok(Some((value, used))) => {
+                    pos += used;
+                    pending.push(commands::start(&local, value));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // No partial apply: commands decoded before the bad frame still run and
+                    // get answers; then the error, then the connection closes.
+                    pending.push(commands::Pending::Ready(Outcome::Error(format!(
+                        "ERR Protocol error: {e}"
+                    ))));
+                    close = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..pos);
+        for p in pending.drain(..) {
+            match p.finish().await {
+                Outcome::Quit => {
+                    resp::encode_simple(&mut out, "OK");
+                    close = true;
+                    break; // Like redis-server: nothing after QUIT is answered.
+                }
+                o => o.encode(&mut out),
+            }
+        }
+        pending.clear();
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}

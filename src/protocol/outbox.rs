@@ -32,7 +32,7 @@ pub enum Action {
 }
 
 /// The core's answer to a client request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClientReply {
     /// The command was chosen and applied.
     Done(Reply),

@@ -1,3 +1,6 @@
 //! glommio runtime: executors pinned per core, shard loop, WAL, snapshots.
+pub mod cluster;
+pub mod node;
+pub mod shard;
 pub mod snapshot;
 pub mod wal;

@@ -1,0 +1,241 @@
+//! A node: one glommio executor per shard, pinned to its core, joined by a lock-free
+//! channel mesh. A command for a key owned by another shard crosses the mesh; nothing on
+//! the request path takes a lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use futures_lite::StreamExt;
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+
+use super::shard::{Shard, ShardInfo, SubmitError};
+use crate::config::NodeConfig;
+use crate::protocol::{Command, Reply};
+
+/// Messages between the shards of one node.
+#[derive(Debug)]
+pub enum MeshMsg {
+    /// Run a command on the receiving shard's group.
+    Command {
+        /// Correlates the answer.
+        id: u64,
+        /// The command.
+        cmd: Command,
+    },
+    /// The answer to `Command`.
+    CommandReply {
+        /// The command's id.
+        id: u64,
+        /// Its outcome.
+        result: Result<Reply, SubmitError>,
+    },
+    /// Report this shard's state.
+    Info {
+        /// Correlates the answer.
+        id: u64,
+    },
+    /// The answer to `Info`.
+    InfoReply {
+        /// The request's id.
+        id: u64,
+        /// The shard's state.
+        info: Box<ShardInfo>,
+    },
+}
+
+enum Waiter {
+    Command(oneshot::Sender<Result<Reply, SubmitError>>),
+    Info(oneshot::Sender<ShardInfo>),
+}
+
+/// Cross-shard messages queued per link, at most.
+const MESH_QUEUE_MAX: usize = 4096;
+/// io_uring registered buffer memory per executor: under this machine's 8 MiB memlock.
+const IO_MEMORY_BYTES: usize = 2 << 20;
+
+/// What a shard's executor holds: its shard and its links to the other shards.
+pub struct Local {
+    /// This executor's shard.
+    pub shard: Rc<Shard>,
+    /// Shards in the node.
+    pub shards: usize,
+    /// The node's configuration.
+    pub cfg: NodeConfig,
+    senders: Senders<MeshMsg>,
+    waiters: RefCell<HashMap<u64, Waiter>>,
+    next_id: Cell<u64>,
+}
+
+/// The shard that owns `key`.
+pub fn shard_of(key: &[u8], shards: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(key) % shards as u64) as usize
+}
+
+impl Local {
+    /// Runs `cmd` on the group of shard `owner`, here or across the mesh.
+    pub async fn command(
+        self: &Rc<Self>,
+        owner: usize,
+        cmd: Command,
+    ) -> Result<Reply, SubmitError> {
+        if owner == self.shard.index {
+            return self.shard.submit(cmd).await;
+        }
+        let id = self.id();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(id, Waiter::Command(tx));
+        if self
+            .senders
+            .send_to(owner, MeshMsg::Command { id, cmd })
+            .await
+            .is_err()
+        {
+            self.waiters.borrow_mut().remove(&id);
+            return Err(SubmitError::Storage(format!("shard {owner} is gone")));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(SubmitError::Storage(format!("shard {owner} is gone"))))
+    }
+
+    /// The state of every shard of the node, in shard order.
+    pub async fn infos(self: &Rc<Self>) -> Vec<ShardInfo> {
+        let mut out = Vec::with_capacity(self.shards);
+        for s in 0..self.shards {
+            if s == self.shard.index {
+                out.push(self.shard.info());
+                continue;
+            }
+            let id = self.id();
+            let (tx, rx) = oneshot::channel();
+            self.waiters.borrow_mut().insert(id, Waiter::Info(tx));
+            if self.senders.send_to(s, MeshMsg::Info { id }).await.is_ok()
+                && let Ok(info) = rx.await
+            {
+                out.push(info);
+            }
+        }
+        out
+    }
+
+    fn id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    fn on_mesh(self: &Rc<Self>, from: usize, msg: MeshMsg) {
+        match msg {
+            MeshMsg::Command { id, cmd } => {
+                let fut = self.shard.submit(cmd);
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let result = fut.await;
+                    let _ = me
+                        .senders
+                        .send_to(from, MeshMsg::CommandReply { id, result })
+                        .await;
+                })
+                .detach();
+            }
+            MeshMsg::Info { id } => {
+                let info = Box::new(self.shard.info());
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = me
+                        .senders
+                        .send_to(from, MeshMsg::InfoReply { id, info })
+                        .await;
+                })
+                .detach();
+            }
+            MeshMsg::CommandReply { id, result } => {
+                if let Some(Waiter::Command(tx)) = self.waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+            MeshMsg::InfoReply { id, info } => {
+                if let Some(Waiter::Info(tx)) = self.waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send(*info);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a node until the process is stopped. Each shard's executor opens its WAL,
+/// recovers, connects to its peers and serves clients.
+pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    cfg.validate()?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", cfg.data_dir.display()))?;
+    let shards = cfg.shards;
+    let mesh = MeshBuilder::full(shards, MESH_QUEUE_MAX);
+    let placement = if cfg.pin {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    let spawn = |placement: PoolPlacement| {
+        let cfg = cfg.clone();
+        let mesh = mesh.clone();
+        LocalExecutorPoolBuilder::new(placement)
+            .io_memory(IO_MEMORY_BYTES)
+            .name("corepax-shard")
+            .on_all_shards(move || {
+                let cfg = cfg.clone();
+                let mesh = mesh.clone();
+                async move {
+                    if let Err(e) = shard_main(cfg, mesh).await {
+                        eprintln!("error: {e:#}");
+                        std::process::exit(1);
+                    }
+                }
+            })
+    };
+    let handles = match spawn(placement) {
+        Ok(h) => h,
+        Err(e) if cfg.pin => {
+            eprintln!("warning: pinning {shards} shards to cores failed ({e}); running unpinned");
+            spawn(PoolPlacement::Unbound(shards))
+                .map_err(|e| anyhow::anyhow!("starting executors: {e}"))?
+        }
+        Err(e) => anyhow::bail!("starting executors: {e}"),
+    };
+    for r in handles.join_all() {
+        r.map_err(|e| anyhow::anyhow!("shard executor: {e:?}"))?;
+    }
+    Ok(())
+}
+
+async fn shard_main(
+    cfg: NodeConfig,
+    mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
+) -> anyhow::Result<()> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| anyhow::anyhow!("joining the shard mesh"))?;
+    let index = senders.peer_id();
+    let shard = Shard::start(cfg.clone(), index).await?;
+    let local = Rc::new(Local {
+        shard,
+        shards: cfg.shards,
+        cfg,
+        senders,
+        waiters: RefCell::new(HashMap::new()),
+        next_id: Cell::new(1),
+    });
+    for (from, mut stream) in receivers.streams() {
+        let local = local.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = stream.next().await {
+                local.on_mesh(from, msg);
+            }
+        })
+        .detach();
+    }
+    crate::frontend::serve(local).await
+}

@@ -1,0 +1,499 @@
+//! One shard: the Paxos replica of group i, its WAL, its peer links, and the session that
+//! submits client commands to the group — all owned by one glommio executor.
+//!
+//! Inputs reach the [`Replica`] from four places, each a task on this executor: peer
+//! frames (transport callback), client commands (front end, local or forwarded over the
+//! inter-shard mesh), the tick timer, and WAL durability reports (group committer). After
+//! every input the shard executes the replica's actions: sends go to the transport,
+//! persists to the WAL, replies to whoever waits for them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use serde::{Deserialize, Serialize};
+
+use crate::config::NodeConfig;
+use crate::protocol::{
+    Action, ClientReply, Command, Nanos, PersistId, Record, Replica, ReplicaId, Reply, Request,
+    Token,
+};
+use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
+use crate::transport::{Transport, TransportConfig};
+
+/// What shards of different replicas send each other: Paxos messages, and client
+/// commands forwarded to the group's leader with their answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// A protocol message.
+    Paxos(crate::protocol::Message),
+    /// A client command for the leader to propose.
+    Forward {
+        /// Matches the answer to the question.
+        id: u64,
+        /// The command, with the forwarding shard's session.
+        req: Request,
+    },
+    /// The leader's answer to a forwarded command.
+    ForwardReply {
+        /// The forward's id.
+        id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
+}
+
+/// Why a client command failed.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// No leader answered in time; the command may or may not have taken effect.
+    #[error(
+        "TIMEOUT no answer from the group's leader within {0} ms; the command may or may not have taken effect"
+    )]
+    Timeout(u64),
+    /// The shard's log cannot be written; nothing more is acknowledged.
+    #[error("IOERR the write-ahead log failed: {0}")]
+    Storage(String),
+}
+
+/// Counters of a shard, for INFO.
+#[derive(Clone, Debug, Default)]
+pub struct ShardCounters {
+    /// Commands submitted by clients of this node.
+    pub commands: u64,
+    /// Commands sent to another replica's leader.
+    pub forwarded: u64,
+    /// Commands answered with an error.
+    pub errors: u64,
+    /// Records written to the WAL.
+    pub records_persisted: u64,
+    /// WAL syncs completed.
+    pub syncs: u64,
+}
+
+/// The state of one shard. Shared by its tasks through `Rc`; never leaves its executor.
+pub struct Shard {
+    /// Shard index = Paxos group.
+    pub index: usize,
+    cfg: NodeConfig,
+    replica: RefCell<Replica>,
+    transport: RefCell<Option<Transport<PeerMsg>>>,
+    wal: GroupCommitter,
+    storage_error: RefCell<Option<String>>,
+    /// WAL positions of records not yet durable, with the core's ids for them.
+    persisting: RefCell<VecDeque<(Lsn, PersistId)>>,
+    /// Local callers waiting for the core's reply to a token.
+    waiters: RefCell<HashMap<Token, oneshot::Sender<ClientReply>>>,
+    /// Commands another replica forwarded to us: our token → (that replica, its id).
+    remote: RefCell<HashMap<Token, (ReplicaId, u64)>>,
+    /// Commands we forwarded to the leader: id → waiter.
+    forwarded: RefCell<HashMap<u64, oneshot::Sender<ClientReply>>>,
+    next_token: Cell<u64>,
+    session: RefCell<Session>,
+    started: Instant,
+    counters: RefCell<ShardCounters>,
+    actions: RefCell<Vec<Action>>,
+}
+
+/// This shard's client session in its group: unique per process lifetime, so a restarted
+/// node never collides with its earlier sequence numbers.
+struct Session {
+    client: u64,
+    next_seq: u64,
+    outstanding: BTreeSet<u64>,
+}
+
+impl Session {
+    fn begin(&mut self) -> (u64, u64) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.outstanding.insert(seq);
+        let floor = *self.outstanding.first().expect("just inserted");
+        (seq, floor)
+    }
+
+    fn end(&mut self, seq: u64) {
+        self.outstanding.remove(&seq);
+    }
+}
+
+/// How often the replica's timers are driven.
+const TICK_INTERVAL: Duration = Duration::from_millis(1);
+/// How long a forwarded command waits before it is sent again.
+const FORWARD_RETRY: Duration = Duration::from_millis(500);
+
+impl Shard {
+    /// Opens the WAL, recovers the replica from it, and starts the shard's tasks:
+    /// transport, group committer, ticker.
+    pub async fn start(cfg: NodeConfig, index: usize) -> anyhow::Result<Rc<Shard>> {
+        let dir = cfg.data_dir.join(format!("shard-{index}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        let opts = WalOptions {
+            sync: !cfg.no_fsync,
+            ..WalOptions::default()
+        };
+        let (wal, recovery) = Wal::open(&dir.join("wal"), opts)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
+        if let Some(damage) = &recovery.damage {
+            eprintln!(
+                "shard {index}: WAL recovery stopped at damage and dropped the rest: {damage}"
+            );
+        }
+        let mut records = Vec::with_capacity(recovery.records.len());
+        for (lsn, bytes) in &recovery.records {
+            match postcard::from_bytes::<Record>(bytes) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    eprintln!(
+                        "shard {index}: WAL record at {lsn} does not decode ({e}); replay stops there"
+                    );
+                    break;
+                }
+            }
+        }
+        let seed = xxhash_rust::xxh3::xxh3_64(
+            format!("{}-{index}-{:?}", cfg.id, std::time::SystemTime::now()).as_bytes(),
+        );
+        let replica = Replica::recover(
+            cfg.protocol.clone(),
+            ReplicaId(cfg.id),
+            seed,
+            records,
+        );
+        if !recovery.records.is_empty() {
+            eprintln!(
+                "shard {index}: recovered {} records; commit index {}",
+                recovery.records.len(),
+                replica.commit_index()
+            );
+        }
+        let shard = Rc::new(Shard {
+            index,
+            replica: RefCell::new(replica),
+            transport: RefCell::new(None),
+            wal: GroupCommitter::new(wal),
+            storage_error: RefCell::new(None),
+            persisting: RefCell::new(VecDeque::new()),
+            waiters: RefCell::new(HashMap::new()),
+            remote: RefCell::new(HashMap::new()),
+            forwarded: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+            session: RefCell::new(Session {
+                client: seed | 1,
+                next_seq: 0,
+                outstanding: BTreeSet::new(),
+            }),
+            started: Instant::now(),
+            counters: RefCell::new(ShardCounters::default()),
+            actions: RefCell::new(Vec::new()),
+            cfg,
+        });
+        let tcfg = TransportConfig {
+            cluster_id: shard.cfg.cluster_id,
+            me: shard.cfg.id,
+            shard: index as u16,
+            listen: shard.cfg.peer_addr(usize::from(shard.cfg.id), index),
+            peers: (0..shard.cfg.peers.len())
+                .map(|r| (r != usize::from(shard.cfg.id)).then(|| shard.cfg.peer_addr(r, index)))
+                .collect(),
+            frame_bytes_max: 64 << 20,
+            send_queue_bytes_max: 64 << 20,
+            reconnect_backoff_min_ms: 5,
+            reconnect_backoff_max_ms: 200,
+        };
+        let weak = Rc::downgrade(&shard);
+        let transport = Transport::start(tcfg, move |from, msg: PeerMsg| {
+            if let Some(s) = weak.upgrade() {
+                s.on_peer(ReplicaId(from), msg);
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("shard {index}: peer transport: {e}"))?;
+        *shard.transport.borrow_mut() = Some(transport);
+
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            let s2 = s.clone();
+            let result = s.wal.run(move |lsn| s2.on_durable(lsn)).await;
+            if let Err(e) = result {
+                eprintln!(
+                    "shard {}: WAL failed, no more writes are acknowledged: {e}",
+                    s.index
+                );
+                *s.storage_error.borrow_mut() = Some(e.to_string());
+            }
+        })
+        .detach();
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(TICK_INTERVAL).await;
+                let now = s.now();
+                s.step(|r| r.on_tick(now));
+            }
+        })
+        .detach();
+        Ok(shard)
+    }
+
+    fn now(&self) -> Nanos {
+        self.started.elapsed().as_nanos() as Nanos
+    }
+
+    /// Runs one input through the replica and executes what it asks for.
+    fn step(&self, f: impl FnOnce(&mut Replica)) {
+        let mut actions = std::mem::take(&mut *self.actions.borrow_mut());
+        {
+            let mut r = self.replica.borrow_mut();
+            f(&mut r);
+            r.drain_into(&mut actions);
+        }
+        for a in actions.drain(..) {
+            self.execute(a);
+        }
+        *self.actions.borrow_mut() = actions;
+    }
+
+    fn execute(&self, action: Action) {
+        match action {
+            Action::Send { to, msg } => self.send_peer(to, &PeerMsg::Paxos(msg)),
+            Action::Persist { id, record } => {
+                if self.storage_error.borrow().is_some() {
+                    return; // Never reported durable: nothing depending on it goes out.
+                }
+                let bytes = match postcard::to_stdvec(&record) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.fail_storage(format!("encoding a record: {e}"));
+                        return;
+                    }
+                };
+                match self.wal.append(&bytes) {
+                    Ok(lsn) => {
+                        self.persisting.borrow_mut().push_back((lsn, id));
+                        self.counters.borrow_mut().records_persisted += 1;
+                    }
+                    Err(e) => self.fail_storage(e.to_string()),
+                }
+            }
+            Action::Reply { token, reply } => {
+                if let Some(tx) = self.waiters.borrow_mut().remove(&token) {
+                    let _ = tx.send(reply);
+                } else if let Some((to, id)) = self.remote.borrow_mut().remove(&token) {
+                    self.send_peer(to, &PeerMsg::ForwardReply { id, reply });
+                }
+            }
+        }
+    }
+
+    fn fail_storage(&self, why: String) {
+        eprintln!(
+            "shard {}: storage failure, no more writes are acknowledged: {why}",
+            self.index
+        );
+        *self.storage_error.borrow_mut() = Some(why);
+    }
+
+    fn send_peer(&self, to: ReplicaId, msg: &PeerMsg) {
+        if let Some(t) = self.transport.borrow().as_ref() {
+            t.send(to.0, msg);
+        }
+    }
+
+    fn on_durable(&self, lsn: Lsn) {
+        let mut last = None;
+        {
+            let mut p = self.persisting.borrow_mut();
+            while p.front().is_some_and(|(l, _)| *l <= lsn) {
+                last = p.pop_front().map(|(_, id)| id);
+            }
+        }
+        self.counters.borrow_mut().syncs += 1;
+        if let Some(id) = last {
+            let now = self.now();
+            self.step(|r| r.on_persisted(now, id));
+        }
+    }
+
+    fn on_peer(&self, from: ReplicaId, msg: PeerMsg) {
+        let now = self.now();
+        match msg {
+            PeerMsg::Paxos(m) => self.step(|r| r.on_message(now, from, m)),
+            PeerMsg::Forward { id, req } => {
+                let token = self.token();
+                self.remote.borrow_mut().insert(token, (from, id));
+                self.step(|r| r.on_request(now, token, req));
+            }
+            PeerMsg::ForwardReply { id, reply } => {
+                if let Some(tx) = self.forwarded.borrow_mut().remove(&id) {
+                    let _ = tx.send(reply);
+                }
+            }
+        }
+    }
+
+    fn token(&self) -> Token {
+        let t = self.next_token.get();
+        self.next_token.set(t + 1);
+        t
+    }
+
+    /// Submits a command to this shard's group and waits for it to be applied. The first
+    /// attempt is made before this returns, so commands submitted one after another are
+    /// proposed in that order (and batched together).
+    pub fn submit(
+        self: &Rc<Self>,
+        cmd: Command,
+    ) -> impl std::future::Future<Output = Result<Reply, SubmitError>> + 'static {
+        self.counters.borrow_mut().commands += 1;
+        let (seq, floor) = self.session.borrow_mut().begin();
+        let req = Request {
+            client: self.session.borrow().client,
+            seq,
+            ack_floor: floor,
+            cmd,
+        };
+        let first = self.attempt(&req);
+        let shard = self.clone();
+        async move {
+            let result = shard.finish(req, first).await;
+            shard.session.borrow_mut().end(seq);
+            if result.is_err() {
+                shard.counters.borrow_mut().errors += 1;
+            }
+            result
+        }
+    }
+
+    /// One try: propose here if leading, else forward to the leader.
+    fn attempt(&self, req: &Request) -> Option<(Token, oneshot::Receiver<ClientReply>, bool)> {
+        let (leading, hint) = {
+            let r = self.replica.borrow();
+            (r.leading().is_some(), r.leader_hint())
+        };
+        let (tx, rx) = oneshot::channel();
+        let token = self.token();
+        if leading {
+            self.waiters.borrow_mut().insert(token, tx);
+            let now = self.now();
+            let req = req.clone();
+            self.step(|r| r.on_request(now, token, req));
+        } else {
+            let leader = hint.filter(|l| l.0 != self.cfg.id)?;
+            self.forwarded.borrow_mut().insert(token, tx);
+            self.counters.borrow_mut().forwarded += 1;
+            self.send_peer(
+                leader,
+                &PeerMsg::Forward {
+                    id: token,
+                    req: req.clone(),
+                },
+            );
+        }
+        Some((token, rx, !leading))
+    }
+
+    async fn finish(
+        self: &Rc<Self>,
+        req: Request,
+        mut pending: Option<(Token, oneshot::Receiver<ClientReply>, bool)>,
+    ) -> Result<Reply, SubmitError> {
+        let timeout_ms = self.cfg.request_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        loop {
+            if let Some(why) = self.storage_error.borrow().as_ref() {
+                return Err(SubmitError::Storage(why.clone()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SubmitError::Timeout(timeout_ms));
+            }
+            let reply = match pending.take() {
+                Some((token, rx, forwarded)) => {
+                    // A local proposal is answered for sure (applied, or refused when this
+                    // replica steps down); a forward may be lost with its leader.
+                    let wait = if forwarded {
+                        left.min(FORWARD_RETRY)
+                    } else {
+                        left
+                    };
+                    let timed = futures_lite::future::or(async { rx.await.ok() }, async {
+                        glommio::timer::sleep(wait).await;
+                        None
+                    });
+                    let reply = timed.await;
+                    if reply.is_none() {
+                        // Nobody answered: forget the waiter (a late answer is dropped).
+                        self.forwarded.borrow_mut().remove(&token);
+                        self.waiters.borrow_mut().remove(&token);
+                    }
+                    reply
+                }
+                None => {
+                    // No leader known yet: an election is running.
+                    glommio::timer::sleep(Duration::from_millis(5).min(left)).await;
+                    None
+                }
+            };
+            match reply {
+                Some(ClientReply::Done(r)) => return Ok(r),
+                Some(ClientReply::NotLeader { .. }) => {
+                    glommio::timer::sleep(Duration::from_millis(2)).await;
+                }
+                Some(ClientReply::Busy) => glommio::timer::sleep(Duration::from_millis(1)).await,
+                None => {}
+            }
+            pending = self.attempt(&req);
+        }
+    }
+
+    /// What INFO reports about this shard.
+    pub fn info(&self) -> ShardInfo {
+        let r = self.replica.borrow();
+        let transport = self.transport.borrow();
+        ShardInfo {
+            index: self.index,
+            leading: r.leading().is_some(),
+            leader: r.leader_hint().map(|l| l.0),
+            commit_index: r.commit_index(),
+            applied_index: r.applied_index(),
+            keys: r.kv().len(),
+            stats: r.stats().clone(),
+            counters: self.counters.borrow().clone(),
+            peers_connected: transport.as_ref().map_or(0, |t| {
+                t.stats().peers.iter().filter(|p| p.connected).count()
+            }),
+            storage_error: self.storage_error.borrow().clone(),
+        }
+    }
+}
+
+/// A snapshot of one shard's state, for INFO and DBSIZE.
+#[derive(Clone, Debug)]
+pub struct ShardInfo {
+    /// Shard index.
+    pub index: usize,
+    /// Whether this replica leads the shard's group.
+    pub leading: bool,
+    /// Who leads, if known.
+    pub leader: Option<u8>,
+    /// Chosen and known here.
+    pub commit_index: u64,
+    /// Applied to the state machine.
+    pub applied_index: u64,
+    /// Keys stored.
+    pub keys: usize,
+    /// Protocol counters.
+    pub stats: crate::protocol::Stats,
+    /// Runtime counters.
+    pub counters: ShardCounters,
+    /// Peers with an outgoing link up.
+    pub peers_connected: usize,
+    /// Why storage failed, if it did.
+    pub storage_error: Option<String>,
+}
