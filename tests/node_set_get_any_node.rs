@@ -1,0 +1,36 @@
+//! Node: a write through one node is readable through every other node (3 replicas).
+mod node_support;
+use node_support::*;
+
+#[test]
+fn set_through_one_node_get_through_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let mut c0 = Client::connect(cluster.clients[0]).unwrap();
+    for k in 0..20 {
+        let v = c0.cmd(&["SET", &format!("key{k}"), &format!("value{k}")]).unwrap();
+        assert!(is_ok(&v), "SET key{k}: {v:?}");
+    }
+    for (i, addr) in cluster.clients.iter().enumerate() {
+        let mut c = Client::connect(*addr).unwrap();
+        for k in 0..20 {
+            let v = c.cmd(&["GET", &format!("key{k}")]).unwrap();
+            assert_eq!(bulk(&v), Some(format!("value{k}")), "GET key{k} via node {i}");
+        }
+        assert_eq!(bulk(&c.cmd(&["GET", "missing"]).unwrap()), None);
+    }
+    // Multi-key commands span both shards.
+    let mut c2 = Client::connect(cluster.clients[2]).unwrap();
+    let v = c2.cmd(&["MGET", "key1", "nope", "key2", "key3"]).unwrap();
+    let expected = corepax::wire::resp::Value::Array(Some(vec![
+        corepax::wire::resp::Value::Bulk(Some("value1".into())),
+        corepax::wire::resp::Value::Bulk(None),
+        corepax::wire::resp::Value::Bulk(Some("value2".into())),
+        corepax::wire::resp::Value::Bulk(Some("value3".into())),
+    ]));
+    assert_eq!(v, expected);
+    let v = c2.cmd(&["DEL", "key1", "key2", "nope"]).unwrap();
+    assert_eq!(v, corepax::wire::resp::Value::Integer(2));
+    let v = c0.cmd(&["EXISTS", "key1", "key3", "key4"]).unwrap();
+    assert_eq!(v, corepax::wire::resp::Value::Integer(2));
+}

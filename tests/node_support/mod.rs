@@ -1,0 +1,227 @@
+//! Shared by the node tests: real `corepax node` processes on 127.0.0.1 free ports, and a
+//! small blocking RESP client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corepax::wire::resp::{self, Limits, Value};
+
+/// Shards per node in tests: two, so cross-shard routing is always exercised.
+pub const SHARDS: usize = 2;
+
+/// Finds `n` consecutive free ports on 127.0.0.1.
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let base = probe.local_addr().expect("local addr").port();
+        drop(probe);
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// A cluster of node processes, killed when dropped.
+pub struct Cluster {
+    pub clients: Vec<SocketAddr>,
+    peers: Vec<String>,
+    pub dir: PathBuf,
+    nodes: Vec<Option<Child>>,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with data under `dir` and waits until every shard has a leader.
+    pub fn start(n: usize, dir: &Path, extra: &[&str]) -> Cluster {
+        let client_base = free_ports(n as u16);
+        let mut peers = Vec::new();
+        for _ in 0..n {
+            peers.push(format!("127.0.0.1:{}", free_ports(SHARDS as u16)));
+        }
+        let mut c = Cluster {
+            clients: (0..n)
+                .map(|i| SocketAddr::from(([127, 0, 0, 1], client_base + i as u16)))
+                .collect(),
+            peers,
+            dir: dir.to_path_buf(),
+            nodes: (0..n).map(|_| None).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_listening(i);
+        }
+        c.wait_for_leaders(Duration::from_secs(20));
+        c
+    }
+
+    /// Starts node `i` (again), on its data dir.
+    pub fn spawn(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} already runs");
+        let log = std::fs::File::create(self.dir.join(format!("node-{i}.log"))).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_corepax"))
+            .arg("node")
+            .args(["--id", &i.to_string()])
+            .args(["--client-addr", &self.clients[i].to_string()])
+            .args(["--peers", &self.peers.join(",")])
+            .arg("--data")
+            .arg(self.dir.join(format!("node-{i}")))
+            .args(["--shards", &SHARDS.to_string(), "--no-pin"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn corepax node");
+        self.nodes[i] = Some(child);
+    }
+
+    /// Waits for node `i`'s client port.
+    pub fn wait_listening(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&self.clients[i], Duration::from_millis(100)).is_err() {
+            assert!(Instant::now() < deadline, "node {i} never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9: the process dies with whatever it had in memory.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether node `i` runs.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    /// Which live node leads each shard, per INFO; `None` while unknown.
+    pub fn leaders(&self) -> Vec<Option<usize>> {
+        let mut out = vec![None; SHARDS];
+        for i in 0..self.clients.len() {
+            if !self.is_up(i) {
+                continue;
+            }
+            let Ok(mut c) = Client::connect(self.clients[i]) else {
+                continue;
+            };
+            let Ok(Value::Bulk(Some(info))) = c.cmd(&["INFO"]) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&info).into_owned();
+            for (s, slot) in out.iter_mut().enumerate() {
+                if text.contains(&format!("shard{s}:leading=1,")) {
+                    *slot = Some(i);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until every shard has a live leader; returns how long that took.
+    pub fn wait_for_leaders(&self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.leaders().iter().all(Option::is_some) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no leader for every shard within {limit:?}: {:?}",
+                self.leaders()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The stderr of node `i` so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("node-{i}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// A blocking RESP client.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects, with a read timeout so a test never hangs.
+    pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn cmd(&mut self, args: &[&str]) -> std::io::Result<Value> {
+        let mut out = Vec::new();
+        resp::encode_command(&mut out, args);
+        self.stream.write_all(&out)?;
+        self.read_reply()
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one reply.
+    pub fn read_reply(&mut self) -> std::io::Result<Value> {
+        loop {
+            match resp::decode(&self.buf, &Limits::default()) {
+                Ok(Some((v, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(v);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A bulk reply's text, for assertions.
+pub fn bulk(v: &Value) -> Option<String> {
+    match v {
+        Value::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// True for `+OK`.
+pub fn is_ok(v: &Value) -> bool {
+    matches!(v, Value::Simple(s) if s == "OK")
+}
