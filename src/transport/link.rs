@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -166,10 +167,34 @@ async fn dial(addr: SocketAddr, hello: &Hello) -> io::Result<TcpStream> {
     stream
         .set_write_timeout(Some(Duration::from_millis(WRITE_STALL_TIMEOUT_MS)))
         .map_err(io::Error::from)?;
+    set_tcp_user_timeout(&stream, WRITE_STALL_TIMEOUT_MS)?;
     let mut hello_frame = Vec::new();
     frame::encode(hello, &mut hello_frame).map_err(io::Error::other)?;
     stream.write_all(&hello_frame).await?;
     Ok(stream)
+}
+
+/// Makes the kernel abort the connection when sent data stays unacknowledged this long. The
+/// write timeout only fires once the socket buffer is full; a peer host that vanished
+/// without a FIN would otherwise hold a few queued frames for the ~15 minutes of TCP's
+/// default retransmission schedule before the link noticed.
+fn set_tcp_user_timeout(stream: &TcpStream, timeout_ms: u64) -> io::Result<()> {
+    let value = libc::c_uint::try_from(timeout_ms).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_uint>()` bytes from a live local and touches
+    // nothing else; the fd belongs to `stream`, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// What `pump` saw that ended the connection.
