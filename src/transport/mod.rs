@@ -371,3 +371,54 @@ impl<M> Drop for Transport<M> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> TransportConfig {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
+        TransportConfig {
+            cluster_id: 1,
+            me: 1,
+            shard: 0,
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            peers: vec![Some(addr), None, Some(addr)],
+            frame_bytes_max: 1024,
+            send_queue_bytes_max: 4096,
+            reconnect_backoff_min_ms: 10,
+            reconnect_backoff_max_ms: 1000,
+        }
+    }
+
+    fn rejects(change: impl FnOnce(&mut TransportConfig)) -> bool {
+        let mut cfg = valid();
+        change(&mut cfg);
+        matches!(cfg.validate(), Err(TransportError::Config(_)))
+    }
+
+    #[test]
+    fn validate_accepts_a_sane_config() {
+        assert!(valid().validate().is_ok());
+    }
+
+    #[test]
+    fn validate_rejects_each_broken_relation() {
+        assert!(rejects(|c| c.me = 3), "me outside peers");
+        assert!(rejects(|c| c.peers[1] = c.peers[0]), "an address for me");
+        assert!(
+            rejects(|c| c.peers = vec![None; 257]),
+            "more than 256 replicas"
+        );
+        assert!(
+            rejects(|c| c.frame_bytes_max = FRAME_HEADER_BYTES),
+            "no payload room"
+        );
+        assert!(
+            rejects(|c| c.send_queue_bytes_max = c.frame_bytes_max - 1),
+            "queue below a frame"
+        );
+        assert!(rejects(|c| c.reconnect_backoff_min_ms = 0), "busy redial");
+        assert!(rejects(|c| c.reconnect_backoff_max_ms = 5), "min above max");
+    }
+}
