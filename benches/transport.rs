@@ -87,9 +87,11 @@ fn run_transport(pacing: Pacing) -> Measured {
     let addrs = free_addrs(2);
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // The receiver outlives the sender, so its closing is not counted as the sender's drops.
+    let tx_done = Arc::new(AtomicBool::new(false));
 
     let rx = {
-        let (addrs, received, stop) = (addrs.clone(), received.clone(), stop.clone());
+        let (addrs, received, stop) = (addrs.clone(), received.clone(), tx_done.clone());
         executor("bench-rx")
             .spawn(move || async move {
                 let counter = received.clone();
@@ -153,6 +155,7 @@ fn run_transport(pacing: Pacing) -> Measured {
     let (n1, t1) = (received.load(Ordering::Relaxed), Instant::now());
     stop.store(true, Ordering::Relaxed);
     let s = tx.join().expect("sender ran");
+    tx_done.store(true, Ordering::Relaxed);
     rx.join().expect("receiver ran");
     Measured {
         msgs_per_s: (n1 - n0) as f64 / (t1 - t0).as_secs_f64(),
