@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -123,8 +123,14 @@ pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
                     ));
                 }
                 dial_failures_in_a_row = 0;
-                backoff_ms = cfg.reconnect_backoff_min_ms;
+                let connected_at = Instant::now();
                 let reason = pump(&shared, link, peer, &mut stream, &mut batch).await;
+                // Back to the shortest wait only after a connection that held: a peer that
+                // accepts and at once closes (it refuses our Hello) must not be redialed in
+                // a tight loop.
+                if connected_at.elapsed() >= Duration::from_millis(cfg.reconnect_backoff_max_ms) {
+                    backoff_ms = cfg.reconnect_backoff_min_ms;
+                }
                 link.connected.set(false);
                 // Frames queued for a dead connection go with it: the next connection
                 // starts fresh, and Paxos retransmits what matters.
