@@ -6,12 +6,12 @@
 //! dialed to our listener. That keeps each connection's job simple (a writer never reads
 //! frames, a reader never writes) and gives per-link FIFO order for free.
 //!
-//! - Outgoing ([`link`]): per peer, a queue of encoded frames and a writer task. `send`
+//! - Outgoing (`link.rs`): per peer, a queue of encoded frames and a writer task. `send`
 //!   encodes straight into the queue and returns; the writer wakes when the queue turns
 //!   non-empty, takes all of it and writes it in one call. Everything sent while the writer
 //!   was busy or not yet scheduled therefore shares a write (DESIGN §6: one message per
 //!   write caps near 250k msgs/s, 16 per write gives 15×).
-//! - Incoming ([`accept`]): an accept loop; each connection must open with a
+//! - Incoming (`accept.rs`): an accept loop; each connection must open with a
 //!   [`Hello`](crate::wire::frame::Hello) naming our cluster, our shard and a known peer,
 //!   then carries frames that are decoded in bulk and handed to `on_message`.
 //! - Failure: a peer that is down, slow or unreachable never blocks anything. Sends to it
