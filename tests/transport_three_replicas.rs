@@ -74,11 +74,14 @@ fn three_replicas_exchange_messages_in_order() {
                             .all(|&p| r[usize::from(p)].len() as u64 >= MSGS_PER_LINK)
                     })
                     .await;
-                    // Stay up until every replica has everything: stopping early would
-                    // cut the others' incoming links.
+                    // Two rounds, so no replica stops (closing links) before every
+                    // replica has received everything and read its counters.
+                    let replicas = usize::from(REPLICAS);
                     finished.fetch_add(1, Ordering::SeqCst);
-                    wait_for(|| finished.load(Ordering::SeqCst) == usize::from(REPLICAS)).await;
+                    wait_for(|| finished.load(Ordering::SeqCst) >= replicas).await;
                     let stats = t.stats();
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    wait_for(|| finished.load(Ordering::SeqCst) >= 2 * replicas).await;
                     t.stop().await;
                     let received = received.borrow().clone();
                     Outcome {

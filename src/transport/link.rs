@@ -4,10 +4,11 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -122,8 +123,14 @@ pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
                     ));
                 }
                 dial_failures_in_a_row = 0;
-                backoff_ms = cfg.reconnect_backoff_min_ms;
+                let connected_at = Instant::now();
                 let reason = pump(&shared, link, peer, &mut stream, &mut batch).await;
+                // Back to the shortest wait only after a connection that held: a peer that
+                // accepts and at once closes (it refuses our Hello) must not be redialed in
+                // a tight loop.
+                if connected_at.elapsed() >= Duration::from_millis(cfg.reconnect_backoff_max_ms) {
+                    backoff_ms = cfg.reconnect_backoff_min_ms;
+                }
                 link.connected.set(false);
                 // Frames queued for a dead connection go with it: the next connection
                 // starts fresh, and Paxos retransmits what matters.
@@ -166,10 +173,34 @@ async fn dial(addr: SocketAddr, hello: &Hello) -> io::Result<TcpStream> {
     stream
         .set_write_timeout(Some(Duration::from_millis(WRITE_STALL_TIMEOUT_MS)))
         .map_err(io::Error::from)?;
+    set_tcp_user_timeout(&stream, WRITE_STALL_TIMEOUT_MS)?;
     let mut hello_frame = Vec::new();
     frame::encode(hello, &mut hello_frame).map_err(io::Error::other)?;
     stream.write_all(&hello_frame).await?;
     Ok(stream)
+}
+
+/// Makes the kernel abort the connection when sent data stays unacknowledged this long. The
+/// write timeout only fires once the socket buffer is full; a peer host that vanished
+/// without a FIN would otherwise hold a few queued frames for the ~15 minutes of TCP's
+/// default retransmission schedule before the link noticed.
+fn set_tcp_user_timeout(stream: &TcpStream, timeout_ms: u64) -> io::Result<()> {
+    let value = libc::c_uint::try_from(timeout_ms).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_uint>()` bytes from a live local and touches
+    // nothing else; the fd belongs to `stream`, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// What `pump` saw that ended the connection.
