@@ -1,7 +1,7 @@
 //! Group commit: appends from any task of the shard, one committer task that syncs
 //! whenever records are pending, so every fdatasync covers everything queued meanwhile.
 
-use super::{Lsn, Wal, WalError, free_segments};
+use super::{Lsn, Wal, WalError, create_spare, free_segments};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::rc::Rc;
@@ -89,6 +89,26 @@ impl GroupCommitter {
             .borrow_mut()
             .wal
             .finish_truncate(victims, result)
+    }
+
+    /// Creates free segment files until `free_min` are ready (see [`Wal::preallocate`]).
+    /// Holds no borrow during the I/O, so it may run as its own task beside
+    /// [`GroupCommitter::run`]: syncs continue meanwhile.
+    pub async fn preallocate(&self, free_min: usize) -> Result<(), WalError> {
+        loop {
+            let (index, dir, opts) = {
+                let mut shared = self.shared.borrow_mut();
+                let wal = &mut shared.wal;
+                if wal.free.len() >= free_min.min(wal.opts.segments_free_max) {
+                    return Ok(());
+                }
+                let index = wal.next_index;
+                wal.next_index += 1;
+                (index, wal.dir.clone(), wal.opts.clone())
+            };
+            create_spare(&dir, index, &opts).await?;
+            self.shared.borrow_mut().wal.free.push(index);
+        }
     }
 
     /// The committer loop: whenever records are pending, syncs them and calls

@@ -558,6 +558,21 @@ impl Wal {
         self.finish_truncate(victims, result)
     }
 
+    /// Creates pre-written free segment files until `free_min` (at most
+    /// `segments_free_max`) are ready, so a later roll does not stall a sync on writing a
+    /// whole new segment. Call it at startup or when idle. A failure here acknowledges
+    /// nothing, so it does not poison the WAL.
+    pub async fn preallocate(&mut self, free_min: usize) -> Result<(), WalError> {
+        let target = free_min.min(self.opts.segments_free_max);
+        while self.free.len() < target {
+            let index = self.next_index;
+            self.next_index += 1;
+            create_spare(&self.dir, index, &self.opts).await?;
+            self.free.push(index);
+        }
+        Ok(())
+    }
+
     /// `Err(Poisoned)` once a sync or truncation has failed.
     fn check_poisoned(&self) -> Result<(), WalError> {
         match &self.poisoned {
@@ -740,6 +755,27 @@ async fn create_segment_file(
         sync_dir(dir)?;
     }
     Ok((file, path))
+}
+
+/// Creates free segment file `index` and closes it; on failure removes the temporary.
+async fn create_spare(dir: &Path, index: u32, opts: &WalOptions) -> Result<(), WalError> {
+    match create_segment_file(
+        dir,
+        index,
+        opts.segment_bytes,
+        opts.write_bytes_max,
+        opts.sync,
+    )
+    .await
+    {
+        Ok((file, path)) => file.close().await.map_err(|e| io_err("close", &path, e)),
+        Err(e) => {
+            let tmp = segment_path(dir, index).with_extension("wal.tmp");
+            // Best effort: a leftover temporary is deleted at the next open anyway.
+            let _ = std::fs::remove_file(tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Makes directory entries (created or renamed files) durable.
