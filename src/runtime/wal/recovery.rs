@@ -119,11 +119,26 @@ fn scan_segment(
                 reserved_zero,
             } => (checksum, header, reserved_zero),
         };
-        if header.seq < seq {
-            // Left over from this file's previous life: the end of this one.
-            break None;
-        }
         let end = pos + header_bytes + u64::from(header.len);
+        if header.seq < seq {
+            // Looks left over from this file's previous life. A genuine leftover is an
+            // intact record of that life: the clean end of this one. Anything else is a
+            // damaged record of this life (e.g. a bit flip in its seq), to be reported.
+            if end <= capacity {
+                reader.ensure(end)?;
+            }
+            let intact = end <= capacity
+                && (reader.data.len() as u64) >= end
+                && format::record_checksum(
+                    &reader.data[(pos + 8) as usize..(pos + header_bytes) as usize],
+                    &reader.data[(pos + header_bytes) as usize..end as usize],
+                ) == checksum;
+            break if intact {
+                None
+            } else {
+                Some(DamageReason::ChecksumMismatch)
+            };
+        }
         if header.seq > seq || !reserved_zero || header.lsn != *next_lsn || end > capacity {
             break Some(DamageReason::BadHeader);
         }
