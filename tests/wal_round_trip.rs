@@ -55,8 +55,19 @@ fn wal_round_trip_across_segments_and_recycling() {
     });
 
     run(async {
+        // The streaming variant sees the same records as the collecting one.
+        let mut streamed = Vec::new();
+        let (wal, rec) = Wal::open_replaying(dir.path(), small_opts(), |lsn, bytes| {
+            streamed.push((lsn, bytes.to_vec()))
+        })
+        .await
+        .expect("reopen streaming");
+        assert!(rec.records.is_empty());
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        drop(wal);
         let (_wal, rec) = Wal::open(dir.path(), small_opts()).await.expect("reopen");
         assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        assert_eq!(rec.records, streamed);
         let first = rec.records.first().expect("records survive").0;
         assert!(
             first <= Lsn(300),

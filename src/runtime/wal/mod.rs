@@ -349,10 +349,29 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the WAL in `dir`, replays it, and makes it ready for appends.
+    /// Opens (or creates) the WAL in `dir`, replays it into [`Recovery::records`], and
+    /// makes it ready for appends. Holds every live record in memory at once: for large
+    /// logs prefer [`Wal::open_replaying`].
     pub async fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        let mut records = Vec::new();
+        let (wal, mut recovery) = Wal::open_replaying(dir, opts, |lsn, bytes| {
+            records.push((lsn, bytes.to_vec()));
+        })
+        .await?;
+        recovery.records = records;
+        Ok((wal, recovery))
+    }
+
+    /// Like [`Wal::open`], but hands each valid record to `on_record` in LSN order instead
+    /// of collecting them (`Recovery::records` stays empty). The records stop at the
+    /// damage, if any, which is reported in the returned [`Recovery`].
+    pub async fn open_replaying(
+        dir: &Path,
+        opts: WalOptions,
+        mut on_record: impl FnMut(Lsn, &[u8]),
+    ) -> Result<(Wal, Recovery), WalError> {
         opts.validate()?;
-        recovery::open(dir, opts).await
+        recovery::open(dir, opts, &mut on_record).await
     }
 
     /// Buffers one record in memory (no I/O) and returns its LSN. It becomes durable with
