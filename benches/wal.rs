@@ -2,15 +2,16 @@
 //! the disk's floor measured in the same run (one 4 KiB glommio DmaFile write + fdatasync
 //! into an already-written file, queue depth 1).
 //!
-//! Run: `cargo bench --bench wal -- [--seconds N] [--rounds R] [--dir PATH] [--no-fsync]`
+//! Run: `cargo bench --bench wal -- [--seconds N] [--dir PATH] [--no-fsync]`
 //! (`--dir` must be on the disk under test; the default is a temp dir under ./target).
 //! Segments are recycled as they would be after snapshots: whenever three segments are
 //! live, `truncate_before` frees the oldest, so steady state never creates files.
-//! The machine is shared and noisy, so the cases run interleaved in R rounds (floor first
-//! in each round) and the round with the median floor is what is compared.
+//! The machine is shared and noisy, so each case alternates 100 ms slices of the floor
+//! and of the WAL for N seconds: the ratio compares the two under the same conditions.
+//! Rates are commits over the time spent committing.
 
 use corepax::runtime::wal::{Lsn, Wal, WalOptions};
-use glommio::io::OpenOptions;
+use glommio::io::{DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,18 +20,18 @@ use std::time::{Duration, Instant};
 const IO_MEMORY_BYTES: usize = 4 << 20;
 /// File size for the floor measurement.
 const FLOOR_FILE_BYTES: u64 = 64 << 20;
+/// Length of each alternating floor / WAL slice.
+const SLICE_MS: u64 = 100;
 
 struct Args {
     seconds: f64,
-    rounds: usize,
     dir: Option<PathBuf>,
     sync: bool,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
-        seconds: 2.0,
-        rounds: 3,
+        seconds: 6.0,
         dir: None,
         sync: true,
     };
@@ -43,12 +44,6 @@ fn parse_args() -> Args {
                     .and_then(|s| s.parse().ok())
                     .expect("--seconds needs a number")
             }
-            "--rounds" => {
-                args.rounds = it
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .expect("--rounds needs a number")
-            }
             "--dir" => args.dir = Some(PathBuf::from(it.next().expect("--dir needs a path"))),
             "--no-fsync" => args.sync = false,
             // cargo bench passes --bench; filters are not used here.
@@ -58,108 +53,130 @@ fn parse_args() -> Args {
     args
 }
 
-struct Outcome {
-    commits_per_s: f64,
-    mib_per_s: f64,
-    p50_us: u64,
-    p99_us: u64,
+/// Commits counted over the time spent in them, with sync latencies.
+struct Tally {
+    commits: u64,
+    bytes: u64,
+    busy: Duration,
+    hist: Histogram<u64>,
 }
 
-async fn measure_wal(
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            commits: 0,
+            bytes: 0,
+            busy: Duration::ZERO,
+            hist: Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram"),
+        }
+    }
+
+    fn commits_per_s(&self) -> f64 {
+        self.commits as f64 / self.busy.as_secs_f64().max(1e-9)
+    }
+
+    fn mib_per_s(&self) -> f64 {
+        self.bytes as f64 / self.busy.as_secs_f64().max(1e-9) / (1 << 20) as f64
+    }
+}
+
+/// The floor: one 4 KiB write + fdatasync at a time into an already-written file.
+struct Floor {
+    file: DmaFile,
+    offset: u64,
+}
+
+impl Floor {
+    async fn new(dir: &Path) -> Floor {
+        let path = dir.join("floor.dat");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(&path)
+            .await
+            .expect("create floor file");
+        let chunk = 1usize << 20;
+        let mut pos = 0;
+        while pos < FLOOR_FILE_BYTES {
+            let mut buf = file.alloc_dma_buffer(chunk);
+            buf.as_bytes_mut().fill(0);
+            file.write_at(buf, pos).await.expect("pre-write");
+            pos += chunk as u64;
+        }
+        file.fdatasync().await.expect("fdatasync");
+        Floor { file, offset: 0 }
+    }
+
+    async fn commit(&mut self, sync: bool) {
+        let mut buf = self.file.alloc_dma_buffer(4096);
+        buf.as_bytes_mut().fill(self.offset as u8);
+        self.file.write_at(buf, self.offset).await.expect("write");
+        if sync {
+            self.file.fdatasync().await.expect("fdatasync");
+        }
+        self.offset = (self.offset + 4096) % FLOOR_FILE_BYTES;
+    }
+}
+
+/// Runs one case for `seconds`, alternating short slices of the floor and of the WAL so
+/// both see the same disk conditions on this shared machine.
+async fn run_case(
+    floor: &mut Floor,
     dir: &Path,
     record_bytes: usize,
     per_sync: usize,
     seconds: f64,
     sync: bool,
-) -> Outcome {
+) -> (Tally, Tally) {
     let opts = WalOptions {
         sync,
         ..WalOptions::default()
     };
     let (mut wal, _) = Wal::open(dir, opts).await.expect("open WAL");
     let record = vec![0xa5u8; record_bytes];
-    // Warm up: pre-write the segments recycling will cycle through, then the first sync
-    // activates one; steady state then never creates files.
+    // Warm up: pre-write the segments recycling cycles through; the first sync activates
+    // one, so steady state never creates files.
     wal.preallocate(4).await.expect("preallocate");
     for _ in 0..per_sync {
         wal.append(&record).expect("append");
     }
     wal.sync().await.expect("sync");
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
-    let mut commits = 0u64;
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    while Instant::now() < deadline {
-        for _ in 0..per_sync {
-            wal.append(&record).expect("append");
+    let (mut f, mut w) = (Tally::new(), Tally::new());
+    let slice = Duration::from_millis(SLICE_MS);
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    while Instant::now() < end {
+        let slice_start = Instant::now();
+        while slice_start.elapsed() < slice {
+            let t = Instant::now();
+            floor.commit(sync).await;
+            let took = t.elapsed();
+            f.hist.saturating_record(took.as_micros() as u64);
+            f.busy += took;
+            f.commits += 1;
+            f.bytes += 4096;
         }
-        let t = Instant::now();
-        let lsn = wal.sync().await.expect("sync");
-        hist.saturating_record(t.elapsed().as_micros() as u64);
-        commits += 1;
-        if wal.live_segments() >= 3 {
-            // What a snapshot would allow: recycle all but the newest segments.
-            wal.truncate_before(Lsn(lsn.0.saturating_sub(1)))
-                .await
-                .expect("truncate");
+        let slice_start = Instant::now();
+        while slice_start.elapsed() < slice {
+            let t = Instant::now();
+            for _ in 0..per_sync {
+                wal.append(&record).expect("append");
+            }
+            let lsn = wal.sync().await.expect("sync");
+            if wal.live_segments() >= 3 {
+                // What a snapshot would allow: recycle all but the newest segments.
+                wal.truncate_before(Lsn(lsn.0.saturating_sub(1)))
+                    .await
+                    .expect("truncate");
+            }
+            let took = t.elapsed();
+            w.hist.saturating_record(took.as_micros() as u64);
+            w.busy += took;
+            w.commits += 1;
+            w.bytes += (per_sync * (record_bytes + 32)) as u64;
         }
     }
-    let secs = start.elapsed().as_secs_f64();
-    Outcome {
-        commits_per_s: commits as f64 / secs,
-        mib_per_s: (commits * per_sync as u64 * (record_bytes as u64 + 32)) as f64
-            / secs
-            / (1 << 20) as f64,
-        p50_us: hist.value_at_quantile(0.5),
-        p99_us: hist.value_at_quantile(0.99),
-    }
-}
-
-/// One 4 KiB write + fdatasync at a time into an already-written file.
-async fn measure_floor(dir: &Path, seconds: f64, sync: bool) -> Outcome {
-    let path = dir.join("floor.dat");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .dma_open(&path)
-        .await
-        .expect("create floor file");
-    let chunk = 1usize << 20;
-    let mut pos = 0;
-    while pos < FLOOR_FILE_BYTES {
-        let mut buf = file.alloc_dma_buffer(chunk);
-        buf.as_bytes_mut().fill(0);
-        file.write_at(buf, pos).await.expect("pre-write");
-        pos += chunk as u64;
-    }
-    file.fdatasync().await.expect("fdatasync");
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
-    let mut commits = 0u64;
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    let mut offset = 0u64;
-    while Instant::now() < deadline {
-        let t = Instant::now();
-        let mut buf = file.alloc_dma_buffer(4096);
-        buf.as_bytes_mut().fill(commits as u8);
-        file.write_at(buf, offset).await.expect("write");
-        if sync {
-            file.fdatasync().await.expect("fdatasync");
-        }
-        hist.saturating_record(t.elapsed().as_micros() as u64);
-        commits += 1;
-        offset = (offset + 4096) % FLOOR_FILE_BYTES;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    file.close().await.expect("close");
-    let _ = std::fs::remove_file(&path);
-    Outcome {
-        commits_per_s: commits as f64 / secs,
-        mib_per_s: (commits * 4096) as f64 / secs / (1 << 20) as f64,
-        p50_us: hist.value_at_quantile(0.5),
-        p99_us: hist.value_at_quantile(0.99),
-    }
+    (f, w)
 }
 
 fn main() {
@@ -168,9 +185,8 @@ fn main() {
     std::fs::create_dir_all(&base).expect("bench dir");
     let root = tempfile::tempdir_in(&base).expect("temp dir");
     println!(
-        "command: cargo bench --bench wal -- --seconds {} --rounds {} --dir {}{}",
+        "command: cargo bench --bench wal -- --seconds {} --dir {}{}",
         args.seconds,
-        args.rounds,
         base.display(),
         if args.sync { "" } else { " --no-fsync" }
     );
@@ -184,49 +200,36 @@ fn main() {
         .make()
         .expect("glommio executor");
     let cases = [(100usize, 1usize), (100, 64), (4096, 1), (4096, 64)];
-    let (seconds, rounds, sync) = (args.seconds, args.rounds.max(1), args.sync);
+    let (seconds, sync) = (args.seconds, args.sync);
     ex.run(async move {
-        // rounds[r] = floor outcome, then one outcome per case.
-        let mut results: Vec<Vec<Outcome>> = Vec::new();
-        for round in 0..rounds {
-            let mut row = vec![measure_floor(root.path(), seconds, sync).await];
-            for (record_bytes, per_sync) in cases {
-                let dir = root
-                    .path()
-                    .join(format!("wal-{round}-{record_bytes}-{per_sync}"));
-                row.push(measure_wal(&dir, record_bytes, per_sync, seconds, sync).await);
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            eprintln!(
-                "round {round}: {}",
-                row.iter()
-                    .map(|o| format!("{:.0}", o.commits_per_s))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            results.push(row);
-        }
-        // Ratios within one round; report the median round of each case by its ratio.
+        let mut floor = Floor::new(root.path()).await;
         println!(
-            "{:<34} {:>12} {:>10} {:>9} {:>9} {:>9}",
-            "case (median of rounds)", "commits/s", "vs floor", "MiB/s", "p50 us", "p99 us"
+            "{:<26} {:>11} {:>9} {:>8} {:>8} | {:>11} {:>8} {:>8} | {:>8}",
+            "case",
+            "commits/s",
+            "MiB/s",
+            "p50 us",
+            "p99 us",
+            "floor c/s",
+            "p50 us",
+            "p99 us",
+            "vs floor"
         );
-        for case in 0..=cases.len() {
-            let mut by_ratio: Vec<(f64, &Outcome)> = results
-                .iter()
-                .map(|row| (row[case].commits_per_s / row[0].commits_per_s, &row[case]))
-                .collect();
-            by_ratio.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (ratio, o) = by_ratio[by_ratio.len() / 2];
-            let name = if case == 0 {
-                "floor: DmaFile 4 KiB + fdatasync".to_string()
-            } else {
-                let (record_bytes, per_sync) = cases[case - 1];
-                format!("wal: {record_bytes} B x {per_sync}/sync")
-            };
+        for (record_bytes, per_sync) in cases {
+            let dir = root.path().join(format!("wal-{record_bytes}-{per_sync}"));
+            let (f, w) = run_case(&mut floor, &dir, record_bytes, per_sync, seconds, sync).await;
+            let _ = std::fs::remove_dir_all(&dir);
             println!(
-                "{:<34} {:>12.0} {:>9.2}x {:>9.1} {:>9} {:>9}",
-                name, o.commits_per_s, ratio, o.mib_per_s, o.p50_us, o.p99_us
+                "{:<26} {:>11.0} {:>9.1} {:>8} {:>8} | {:>11.0} {:>8} {:>8} | {:>7.2}x",
+                format!("wal: {record_bytes} B x {per_sync}/sync"),
+                w.commits_per_s(),
+                w.mib_per_s(),
+                w.hist.value_at_quantile(0.5),
+                w.hist.value_at_quantile(0.99),
+                f.commits_per_s(),
+                f.hist.value_at_quantile(0.5),
+                f.hist.value_at_quantile(0.99),
+                w.commits_per_s() / f.commits_per_s(),
             );
         }
     });
