@@ -45,6 +45,10 @@ fn wal_group_commit_batches_appends_made_during_a_sync() {
         }
         committer.close();
         task.await.expect("committer ends cleanly");
+        assert!(matches!(
+            committer.append(b"late"),
+            Err(corepax::runtime::wal::WalError::Closed)
+        ));
         assert!(!committer.is_poisoned());
         reported.borrow().clone()
     });

@@ -50,6 +50,9 @@ impl GroupCommitter {
     /// Buffers a record (no I/O) and wakes the committer; returns the record's LSN.
     pub fn append(&self, record: &[u8]) -> Result<Lsn, WalError> {
         let mut shared = self.shared.borrow_mut();
+        if shared.closed {
+            return Err(WalError::Closed);
+        }
         let lsn = shared.wal.append(record)?;
         shared.wake = true;
         if let Some(waker) = shared.waker.take() {
@@ -68,7 +71,8 @@ impl GroupCommitter {
         self.shared.borrow().wal.is_poisoned()
     }
 
-    /// Asks [`GroupCommitter::run`] to flush what is pending and return.
+    /// Asks [`GroupCommitter::run`] to flush what is pending and return; later appends
+    /// fail with [`WalError::Closed`].
     pub fn close(&self) {
         let mut shared = self.shared.borrow_mut();
         shared.closed = true;

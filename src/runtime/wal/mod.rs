@@ -38,12 +38,15 @@
 //! [`GroupCommitter`] (it splits a sync into [`Wal::begin_sync`], the I/O, and
 //! [`Wal::finish_sync`], so appends made meanwhile go into the next sync).
 //!
-//! # Memory locking
+//! # glommio on this machine (measured)
 //!
-//! glommio registers `io_memory` (default 10 MiB) with io_uring, which locks it; with
-//! `RLIMIT_MEMLOCK` at 8 MiB (as on this machine) build executors with a smaller
-//! `LocalExecutorBuilder::io_memory`, e.g. 4 MiB. Larger buffers than the pool then come
-//! from the ordinary allocator, which still works.
+//! - Every `DmaFile` read (`read_at_aligned`, `read_at`) fails with EOPNOTSUPP here, with
+//!   `io_memory` of 1 MiB or 10 MiB; writes and fdatasync work. Recovery therefore reads
+//!   with std `pread` (blocking, once, at startup).
+//! - `io_memory` is registered with io_uring, which locks it. glommio's default (10 MiB)
+//!   is above this machine's 8 MiB `RLIMIT_MEMLOCK`; glommio then only logs a warning and
+//!   hands out unregistered buffers, which still work. Tests and the benchmark use
+//!   `LocalExecutorBuilder::default().io_memory(1–4 MiB)` so buffers stay registered.
 
 pub mod format;
 mod group;
@@ -227,6 +230,9 @@ pub enum WalError {
     /// [`Wal::begin_sync`] was called while another sync was still in flight.
     #[error("a WAL sync is already in flight")]
     SyncInFlight,
+    /// [`GroupCommitter::close`] was called: no more appends are accepted.
+    #[error("the WAL group committer is closed")]
+    Closed,
     /// The options are inconsistent.
     #[error("invalid WAL options: {reason}")]
     BadOptions {
