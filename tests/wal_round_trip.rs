@@ -14,6 +14,10 @@ fn wal_round_trip_across_segments_and_recycling() {
         assert!(rec.records.is_empty());
         assert!(rec.damage.is_none());
         assert_eq!(wal.durable_lsn(), Lsn(0));
+        // Spare segments are pre-written up front; the first rolls use them.
+        wal.preallocate(2).await.expect("preallocate");
+        assert_eq!(wal.free_segments(), 2);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2);
         // ~400 records of ~400 bytes: about 160 KiB, so at least three 64 KiB segments.
         for i in 1..=400u64 {
             let lsn = wal.append(&record(i)).expect("append");
