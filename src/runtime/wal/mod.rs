@@ -6,7 +6,7 @@
 //! # Layout and why
 //!
 //! The log lives in fixed-size segment files `seg-NNNNNN.wal` in one directory (see
-//! [`format`] for the bytes). Files are pre-written with zeros when created and recycled
+//! [`mod@format`] for the bytes). Files are pre-written with zeros when created and recycled
 //! after [`Wal::truncate_before`]: on this machine, writing into already-written blocks gives
 //! 1.5–1.9× the commits/s of appending or of fallocate'd (unwritten) extents, because those
 //! cost a metadata update at every sync. Files keep fixed names; which one is which is
