@@ -1,7 +1,8 @@
 //! Group commit: appends from any task of the shard, one committer task that syncs
 //! whenever records are pending, so every fdatasync covers everything queued meanwhile.
 
-use super::{Lsn, Wal, WalError, create_spare, free_segments};
+use super::io::{create_spare, free_segments};
+use super::{Lsn, Wal, WalError};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::rc::Rc;

@@ -4,9 +4,10 @@
 use super::format::{
     self, BLOCK_BYTES, HeaderParse, HeaderState, RECORD_HEADER_BYTES, SegmentHeader, SegmentKind,
 };
+use super::io::{open_segment_file, write_header, write_zeros};
 use super::{
     DamageReason, LiveSegment, Lsn, Recovery, TailDamage, Wal, WalError, WalOptions, io_err,
-    open_segment_file, parse_segment_name, write_header, write_zeros,
+    parse_segment_name,
 };
 use glommio::io::DmaFile;
 use std::path::{Path, PathBuf};
