@@ -183,7 +183,7 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
 }
 
 impl SyncJob {
-    /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`].
+    /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`](super::Wal).
     pub async fn run(self) -> Result<SyncDone, WalError> {
         let mut new_segments = Vec::new();
         let mut unsynced: Option<(Rc<DmaFile>, PathBuf)> = None;
