@@ -5,13 +5,19 @@
 mod wal_support;
 
 use corepax::runtime::wal::{DamageReason, Lsn, Wal};
-use wal_support::{flip_byte, layout, record, run, segment_file, small_opts};
+use wal_support::{layout, record, run, segment_file, small_opts, xor_byte};
 
 const RECORDS: u64 = 300;
 
-/// Writes RECORDS records, flips a byte in the payload of record `victim`, reopens, and
+/// Writes RECORDS records, XORs byte `at` of record `victim` (counted from its header)
+/// with `mask`, reopens, checks the damage is reported as `reason` at that record, and
 /// returns what recovery reported.
-fn corrupt_and_reopen(victim: u64) -> corepax::runtime::wal::Recovery {
+fn corrupt_and_reopen(
+    victim: u64,
+    at: u64,
+    mask: u8,
+    reason: DamageReason,
+) -> corepax::runtime::wal::Recovery {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = small_opts();
     let lens: Vec<usize> = (1..=RECORDS).map(|i| record(i).len()).collect();
@@ -28,11 +34,11 @@ fn corrupt_and_reopen(victim: u64) -> corepax::runtime::wal::Recovery {
         }
         wal.sync().await.expect("sync");
     });
-    flip_byte(&segment_file(dir.path(), life as u32), offset + 32 + 5);
+    xor_byte(&segment_file(dir.path(), life as u32), offset + at, mask);
     let rec = run(async {
         let (mut wal, rec) = Wal::open(dir.path(), opts.clone()).await.expect("reopen");
         let damage = rec.damage.clone().expect("corruption is reported");
-        assert_eq!(damage.reason, DamageReason::ChecksumMismatch);
+        assert_eq!(damage.reason, reason);
         assert_eq!(damage.segment, life as u64 + 1);
         assert_eq!(damage.offset, offset);
         assert!(damage.dropped_bytes >= 32 + lens[victim as usize - 1] as u64);
@@ -60,15 +66,27 @@ fn corrupt_and_reopen(victim: u64) -> corepax::runtime::wal::Recovery {
 
 #[test]
 fn wal_corrupt_last_record() {
-    let rec = corrupt_and_reopen(RECORDS);
+    let rec = corrupt_and_reopen(RECORDS, 32 + 5, 0x04, DamageReason::ChecksumMismatch);
     assert_eq!(rec.damage.map(|d| d.dropped_segments), Some(0));
 }
 
 #[test]
 fn wal_corrupt_middle_record_stops_replay() {
-    let rec = corrupt_and_reopen(40);
+    let rec = corrupt_and_reopen(40, 32 + 5, 0x04, DamageReason::ChecksumMismatch);
     assert!(
         rec.damage.map(|d| d.dropped_segments) > Some(0),
         "later segments are dropped"
     );
+}
+
+#[test]
+fn wal_corrupt_seq_field_is_not_mistaken_for_a_stale_record() {
+    // Record 40 is in the first segment life (seq 1); clearing bit 0 of its seq makes it
+    // look like a record of an older life. Its checksum shows it is damage, not a stale end.
+    corrupt_and_reopen(40, 8, 0x01, DamageReason::ChecksumMismatch);
+}
+
+#[test]
+fn wal_corrupt_lsn_field_is_a_bad_header() {
+    corrupt_and_reopen(40, 16, 0x02, DamageReason::BadHeader);
 }

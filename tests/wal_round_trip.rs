@@ -14,6 +14,10 @@ fn wal_round_trip_across_segments_and_recycling() {
         assert!(rec.records.is_empty());
         assert!(rec.damage.is_none());
         assert_eq!(wal.durable_lsn(), Lsn(0));
+        // Spare segments are pre-written up front; the first rolls use them.
+        wal.preallocate(2).await.expect("preallocate");
+        assert_eq!(wal.free_segments(), 2);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2);
         // ~400 records of ~400 bytes: about 160 KiB, so at least three 64 KiB segments.
         for i in 1..=400u64 {
             let lsn = wal.append(&record(i)).expect("append");
@@ -55,8 +59,19 @@ fn wal_round_trip_across_segments_and_recycling() {
     });
 
     run(async {
+        // The streaming variant sees the same records as the collecting one.
+        let mut streamed = Vec::new();
+        let (wal, rec) = Wal::open_replaying(dir.path(), small_opts(), |lsn, bytes| {
+            streamed.push((lsn, bytes.to_vec()))
+        })
+        .await
+        .expect("reopen streaming");
+        assert!(rec.records.is_empty());
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        drop(wal);
         let (_wal, rec) = Wal::open(dir.path(), small_opts()).await.expect("reopen");
         assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        assert_eq!(rec.records, streamed);
         let first = rec.records.first().expect("records survive").0;
         assert!(
             first <= Lsn(300),

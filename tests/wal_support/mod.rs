@@ -67,6 +67,11 @@ pub fn header_seq(path: &std::path::Path) -> u64 {
 
 /// Flips one bit of the byte at `offset` of `path`.
 pub fn flip_byte(path: &std::path::Path, offset: u64) {
+    xor_byte(path, offset, 0x04);
+}
+
+/// XORs the byte at `offset` of `path` with `mask`.
+pub fn xor_byte(path: &std::path::Path, offset: u64, mask: u8) {
     use std::os::unix::fs::FileExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -75,7 +80,7 @@ pub fn flip_byte(path: &std::path::Path, offset: u64) {
         .expect("open segment");
     let mut b = [0u8; 1];
     file.read_exact_at(&mut b, offset).expect("read byte");
-    b[0] ^= 0x04;
+    b[0] ^= mask;
     file.write_all_at(&b, offset).expect("write byte");
     file.sync_all().expect("sync");
 }

@@ -1,7 +1,8 @@
 //! Group commit: appends from any task of the shard, one committer task that syncs
 //! whenever records are pending, so every fdatasync covers everything queued meanwhile.
 
-use super::{Lsn, Wal, WalError, free_segments};
+use super::io::{create_spare, free_segments};
+use super::{Lsn, Wal, WalError};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::rc::Rc;
@@ -50,6 +51,9 @@ impl GroupCommitter {
     /// Buffers a record (no I/O) and wakes the committer; returns the record's LSN.
     pub fn append(&self, record: &[u8]) -> Result<Lsn, WalError> {
         let mut shared = self.shared.borrow_mut();
+        if shared.closed {
+            return Err(WalError::Closed);
+        }
         let lsn = shared.wal.append(record)?;
         shared.wake = true;
         if let Some(waker) = shared.waker.take() {
@@ -68,7 +72,8 @@ impl GroupCommitter {
         self.shared.borrow().wal.is_poisoned()
     }
 
-    /// Asks [`GroupCommitter::run`] to flush what is pending and return.
+    /// Asks [`GroupCommitter::run`] to flush what is pending and return; later appends
+    /// fail with [`WalError::Closed`].
     pub fn close(&self) {
         let mut shared = self.shared.borrow_mut();
         shared.closed = true;
@@ -89,6 +94,26 @@ impl GroupCommitter {
             .borrow_mut()
             .wal
             .finish_truncate(victims, result)
+    }
+
+    /// Creates free segment files until `free_min` are ready (see [`Wal::preallocate`]).
+    /// Holds no borrow during the I/O, so it may run as its own task beside
+    /// [`GroupCommitter::run`]: syncs continue meanwhile.
+    pub async fn preallocate(&self, free_min: usize) -> Result<(), WalError> {
+        loop {
+            let (index, dir, opts) = {
+                let mut shared = self.shared.borrow_mut();
+                let wal = &mut shared.wal;
+                if wal.free.len() >= free_min.min(wal.opts.segments_free_max) {
+                    return Ok(());
+                }
+                let index = wal.next_index;
+                wal.next_index += 1;
+                (index, wal.dir.clone(), wal.opts.clone())
+            };
+            create_spare(&dir, index, &opts).await?;
+            self.shared.borrow_mut().wal.free.push(index);
+        }
     }
 
     /// The committer loop: whenever records are pending, syncs them and calls

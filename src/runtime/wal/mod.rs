@@ -6,7 +6,7 @@
 //! # Layout and why
 //!
 //! The log lives in fixed-size segment files `seg-NNNNNN.wal` in one directory (see
-//! [`format`] for the bytes). Files are pre-written with zeros when created and recycled
+//! [`mod@format`] for the bytes). Files are pre-written with zeros when created and recycled
 //! after [`Wal::truncate_before`]: on this machine, writing into already-written blocks gives
 //! 1.5–1.9× the commits/s of appending or of fallocate'd (unwritten) extents, because those
 //! cost a metadata update at every sync. Files keep fixed names; which one is which is
@@ -38,21 +38,27 @@
 //! [`GroupCommitter`] (it splits a sync into [`Wal::begin_sync`], the I/O, and
 //! [`Wal::finish_sync`], so appends made meanwhile go into the next sync).
 //!
-//! # Memory locking
+//! # glommio on this machine (measured)
 //!
-//! glommio registers `io_memory` (default 10 MiB) with io_uring, which locks it; with
-//! `RLIMIT_MEMLOCK` at 8 MiB (as on this machine) build executors with a smaller
-//! `LocalExecutorBuilder::io_memory`, e.g. 4 MiB. Larger buffers than the pool then come
-//! from the ordinary allocator, which still works.
+//! - Every `DmaFile` read (`read_at_aligned`, `read_at`) fails with EOPNOTSUPP here, with
+//!   `io_memory` of 1 MiB or 10 MiB; writes and fdatasync work. Recovery therefore reads
+//!   with std `pread` (blocking, once, at startup).
+//! - `io_memory` is registered with io_uring, which locks it. glommio's default (10 MiB)
+//!   is above this machine's 8 MiB `RLIMIT_MEMLOCK`; glommio then only logs a warning and
+//!   hands out unregistered buffers, which still work. Tests and the benchmark use
+//!   `LocalExecutorBuilder::default().io_memory(1–4 MiB)` so buffers stay registered.
 
 pub mod format;
 mod group;
+mod io;
 mod recovery;
 
 pub use group::GroupCommitter;
 
-use format::{BLOCK_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentKind};
-use glommio::io::{DmaFile, OpenOptions};
+use io::{create_spare, free_segments};
+
+use format::{BLOCK_BYTES, RECORD_HEADER_BYTES};
+use glommio::io::DmaFile;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -227,6 +233,9 @@ pub enum WalError {
     /// [`Wal::begin_sync`] was called while another sync was still in flight.
     #[error("a WAL sync is already in flight")]
     SyncInFlight,
+    /// [`GroupCommitter::close`] was called: no more appends are accepted.
+    #[error("the WAL group committer is closed")]
+    Closed,
     /// The options are inconsistent.
     #[error("invalid WAL options: {reason}")]
     BadOptions {
@@ -349,10 +358,29 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the WAL in `dir`, replays it, and makes it ready for appends.
+    /// Opens (or creates) the WAL in `dir`, replays it into [`Recovery::records`], and
+    /// makes it ready for appends. Holds every live record in memory at once: for large
+    /// logs prefer [`Wal::open_replaying`].
     pub async fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        let mut records = Vec::new();
+        let (wal, mut recovery) = Wal::open_replaying(dir, opts, |lsn, bytes| {
+            records.push((lsn, bytes.to_vec()));
+        })
+        .await?;
+        recovery.records = records;
+        Ok((wal, recovery))
+    }
+
+    /// Like [`Wal::open`], but hands each valid record to `on_record` in LSN order instead
+    /// of collecting them (`Recovery::records` stays empty). The records stop at the
+    /// damage, if any, which is reported in the returned [`Recovery`].
+    pub async fn open_replaying(
+        dir: &Path,
+        opts: WalOptions,
+        mut on_record: impl FnMut(Lsn, &[u8]),
+    ) -> Result<(Wal, Recovery), WalError> {
         opts.validate()?;
-        recovery::open(dir, opts).await
+        recovery::open(dir, opts, &mut on_record).await
     }
 
     /// Buffers one record in memory (no I/O) and returns its LSN. It becomes durable with
@@ -558,6 +586,21 @@ impl Wal {
         self.finish_truncate(victims, result)
     }
 
+    /// Creates pre-written free segment files until `free_min` (at most
+    /// `segments_free_max`) are ready, so a later roll does not stall a sync on writing a
+    /// whole new segment. Call it at startup or when idle. A failure here acknowledges
+    /// nothing, so it does not poison the WAL.
+    pub async fn preallocate(&mut self, free_min: usize) -> Result<(), WalError> {
+        let target = free_min.min(self.opts.segments_free_max);
+        while self.free.len() < target {
+            let index = self.next_index;
+            self.next_index += 1;
+            create_spare(&self.dir, index, &self.opts).await?;
+            self.free.push(index);
+        }
+        Ok(())
+    }
+
     /// `Err(Poisoned)` once a sync or truncation has failed.
     fn check_poisoned(&self) -> Result<(), WalError> {
         match &self.poisoned {
@@ -598,251 +641,6 @@ impl Wal {
             }
         }
         Ok(())
-    }
-}
-
-/// Rewrites the header of each segment as `Free` (keeping its seq), oldest first.
-async fn free_segments(victims: &[LiveSegment], sync: bool) -> Result<(), WalError> {
-    for seg in victims {
-        let header = SegmentHeader {
-            kind: SegmentKind::Free,
-            seq: seg.seq,
-            first_lsn: 0,
-            capacity_bytes: seg.capacity_bytes,
-        };
-        write_header(&seg.file, &seg.path, &header, sync).await?;
-    }
-    Ok(())
-}
-
-/// Writes block 0 of a segment file and, when `sync`, makes it durable.
-async fn write_header(
-    file: &DmaFile,
-    path: &Path,
-    header: &SegmentHeader,
-    sync: bool,
-) -> Result<(), WalError> {
-    let mut block = vec![0u8; BLOCK_BYTES as usize];
-    header.encode(&mut block[..SEGMENT_HEADER_BYTES]);
-    write_blocks(file, path, 0, &block, BLOCK_BYTES as usize).await?;
-    if sync {
-        file.fdatasync()
-            .await
-            .map_err(|e| io_err("fdatasync", path, e))?;
-    }
-    Ok(())
-}
-
-/// Writes `data` at block-aligned `offset`, padding the last block with zeros, in pieces
-/// of at most `write_bytes_max` bytes.
-async fn write_blocks(
-    file: &DmaFile,
-    path: &Path,
-    offset: u64,
-    data: &[u8],
-    write_bytes_max: usize,
-) -> Result<(), WalError> {
-    assert_eq!(offset % BLOCK_BYTES, 0);
-    let mut done = 0usize;
-    while done < data.len() {
-        let piece = (data.len() - done).min(write_bytes_max);
-        let buf_len = format::align_up(piece as u64) as usize;
-        let mut buf = file.alloc_dma_buffer(buf_len);
-        let bytes = buf.as_bytes_mut();
-        bytes[..piece].copy_from_slice(&data[done..done + piece]);
-        bytes[piece..].fill(0);
-        let written = file
-            .write_at(buf, offset + done as u64)
-            .await
-            .map_err(|e| io_err("write", path, e))?;
-        if written != buf_len {
-            return Err(io_err(
-                "write",
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {buf_len} bytes"),
-                ),
-            ));
-        }
-        done += piece;
-    }
-    Ok(())
-}
-
-/// Writes zeros over `[from, to)` (block-aligned), in pieces of `write_bytes_max`.
-async fn write_zeros(
-    file: &DmaFile,
-    path: &Path,
-    from: u64,
-    to: u64,
-    write_bytes_max: usize,
-) -> Result<(), WalError> {
-    assert_eq!(from % BLOCK_BYTES, 0);
-    assert_eq!(to % BLOCK_BYTES, 0);
-    let mut pos = from;
-    while pos < to {
-        let piece = ((to - pos) as usize).min(write_bytes_max);
-        let mut buf = file.alloc_dma_buffer(piece);
-        buf.as_bytes_mut().fill(0);
-        let written = file
-            .write_at(buf, pos)
-            .await
-            .map_err(|e| io_err("write zeros", path, e))?;
-        if written != piece {
-            return Err(io_err(
-                "write zeros",
-                path,
-                std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
-            ));
-        }
-        pos += piece as u64;
-    }
-    Ok(())
-}
-
-/// Opens an existing segment file for reading and writing.
-async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .dma_open(path)
-        .await
-        .map_err(|e| io_err("open", path, e))
-}
-
-/// Creates segment file `index` pre-written with zeros: written under a temporary name,
-/// synced, renamed, and the directory synced, so a half-made file never looks usable.
-async fn create_segment_file(
-    dir: &Path,
-    index: u32,
-    segment_bytes: u64,
-    write_bytes_max: usize,
-    sync: bool,
-) -> Result<(DmaFile, PathBuf), WalError> {
-    let path = segment_path(dir, index);
-    let tmp = path.with_extension("wal.tmp");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .dma_open(&tmp)
-        .await
-        .map_err(|e| io_err("create", &tmp, e))?;
-    write_zeros(&file, &tmp, 0, segment_bytes, write_bytes_max).await?;
-    if sync {
-        file.fdatasync()
-            .await
-            .map_err(|e| io_err("fdatasync", &tmp, e))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
-    if sync {
-        sync_dir(dir)?;
-    }
-    Ok((file, path))
-}
-
-/// Makes directory entries (created or renamed files) durable.
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("fsync directory", dir, e))
-}
-
-impl SyncJob {
-    /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`].
-    pub async fn run(self) -> Result<SyncDone, WalError> {
-        let mut new_segments = Vec::new();
-        let mut unsynced: Option<(Rc<DmaFile>, PathBuf)> = None;
-        let mut tail_write_pos = 0;
-        let mut tail_partial = Vec::new();
-        for chunk in self.chunks {
-            let (file, path, capacity) = match chunk.target {
-                ChunkTarget::Tail {
-                    file,
-                    path,
-                    capacity_bytes,
-                } => (file, path, capacity_bytes),
-                ChunkTarget::New {
-                    index,
-                    create,
-                    seq,
-                    first_lsn,
-                } => {
-                    // The previous segment must be durable before the next one exists, so
-                    // that the log never skips records (recovery checks the LSN chain).
-                    if let Some((prev, prev_path)) = unsynced.take()
-                        && self.sync
-                    {
-                        prev.fdatasync()
-                            .await
-                            .map_err(|e| io_err("fdatasync", &prev_path, e))?;
-                    }
-                    let (file, path) = if create {
-                        create_segment_file(
-                            &self.dir,
-                            index,
-                            self.segment_bytes,
-                            self.write_bytes_max,
-                            self.sync,
-                        )
-                        .await?
-                    } else {
-                        let path = segment_path(&self.dir, index);
-                        (open_segment_file(&path).await?, path)
-                    };
-                    let header = SegmentHeader {
-                        kind: SegmentKind::Active,
-                        seq,
-                        first_lsn,
-                        capacity_bytes: self.segment_bytes,
-                    };
-                    // Durable before any record with this seq is written: see module docs.
-                    write_header(&file, &path, &header, self.sync).await?;
-                    let file = Rc::new(file);
-                    new_segments.push(LiveSegment {
-                        index,
-                        seq,
-                        first_lsn,
-                        capacity_bytes: self.segment_bytes,
-                        file: file.clone(),
-                        path: path.clone(),
-                    });
-                    (file, path, self.segment_bytes)
-                }
-            };
-            let end = chunk.write_offset + chunk.data.len() as u64;
-            let mut data = chunk.data;
-            let partial_start = format::align_down(end) - chunk.write_offset;
-            tail_partial = data[partial_start as usize..].to_vec();
-            tail_write_pos = end;
-            if end.is_multiple_of(BLOCK_BYTES) && end < capacity {
-                // Keep the header slot after the last record zero on disk.
-                data.resize(data.len() + BLOCK_BYTES as usize, 0);
-            }
-            write_blocks(
-                &file,
-                &path,
-                chunk.write_offset,
-                &data,
-                self.write_bytes_max,
-            )
-            .await?;
-            unsynced = Some((file, path));
-        }
-        if let Some((file, path)) = unsynced
-            && self.sync
-        {
-            file.fdatasync()
-                .await
-                .map_err(|e| io_err("fdatasync", &path, e))?;
-        }
-        Ok(SyncDone {
-            new_segments,
-            tail_write_pos,
-            tail_partial,
-            last_lsn: self.last_lsn,
-        })
     }
 }
 

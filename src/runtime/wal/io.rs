@@ -1,0 +1,280 @@
+//! The WAL's disk I/O: aligned block writes, segment creation and headers, and the I/O
+//! half of a sync. Everything here runs without a borrow of the [`Wal`](super::Wal).
+
+use super::format::{self, BLOCK_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentKind};
+use super::{
+    ChunkTarget, LiveSegment, SyncDone, SyncJob, WalError, WalOptions, io_err, segment_path,
+};
+use glommio::io::{DmaFile, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Rewrites the header of each segment as `Free` (keeping its seq), oldest first.
+pub(super) async fn free_segments(victims: &[LiveSegment], sync: bool) -> Result<(), WalError> {
+    for seg in victims {
+        let header = SegmentHeader {
+            kind: SegmentKind::Free,
+            seq: seg.seq,
+            first_lsn: 0,
+            capacity_bytes: seg.capacity_bytes,
+        };
+        write_header(&seg.file, &seg.path, &header, sync).await?;
+    }
+    Ok(())
+}
+
+/// Writes block 0 of a segment file and, when `sync`, makes it durable.
+pub(super) async fn write_header(
+    file: &DmaFile,
+    path: &Path,
+    header: &SegmentHeader,
+    sync: bool,
+) -> Result<(), WalError> {
+    let mut block = vec![0u8; BLOCK_BYTES as usize];
+    header.encode(&mut block[..SEGMENT_HEADER_BYTES]);
+    write_blocks(file, path, 0, &block, BLOCK_BYTES as usize).await?;
+    if sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", path, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `data` at block-aligned `offset`, padding the last block with zeros, in pieces
+/// of at most `write_bytes_max` bytes.
+pub(super) async fn write_blocks(
+    file: &DmaFile,
+    path: &Path,
+    offset: u64,
+    data: &[u8],
+    write_bytes_max: usize,
+) -> Result<(), WalError> {
+    assert_eq!(offset % BLOCK_BYTES, 0);
+    let mut done = 0usize;
+    while done < data.len() {
+        let piece = (data.len() - done).min(write_bytes_max);
+        let buf_len = format::align_up(piece as u64) as usize;
+        let mut buf = file.alloc_dma_buffer(buf_len);
+        let bytes = buf.as_bytes_mut();
+        bytes[..piece].copy_from_slice(&data[done..done + piece]);
+        bytes[piece..].fill(0);
+        let written = file
+            .write_at(buf, offset + done as u64)
+            .await
+            .map_err(|e| io_err("write", path, e))?;
+        if written != buf_len {
+            return Err(io_err(
+                "write",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {buf_len} bytes"),
+                ),
+            ));
+        }
+        done += piece;
+    }
+    Ok(())
+}
+
+/// Writes zeros over `[from, to)` (block-aligned), in pieces of `write_bytes_max`.
+pub(super) async fn write_zeros(
+    file: &DmaFile,
+    path: &Path,
+    from: u64,
+    to: u64,
+    write_bytes_max: usize,
+) -> Result<(), WalError> {
+    assert_eq!(from % BLOCK_BYTES, 0);
+    assert_eq!(to % BLOCK_BYTES, 0);
+    let mut pos = from;
+    while pos < to {
+        let piece = ((to - pos) as usize).min(write_bytes_max);
+        let mut buf = file.alloc_dma_buffer(piece);
+        buf.as_bytes_mut().fill(0);
+        let written = file
+            .write_at(buf, pos)
+            .await
+            .map_err(|e| io_err("write zeros", path, e))?;
+        if written != piece {
+            return Err(io_err(
+                "write zeros",
+                path,
+                std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
+            ));
+        }
+        pos += piece as u64;
+    }
+    Ok(())
+}
+
+/// Opens an existing segment file for reading and writing.
+pub(super) async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| io_err("open", path, e))
+}
+
+/// Creates segment file `index` pre-written with zeros: written under a temporary name,
+/// synced, renamed, and the directory synced, so a half-made file never looks usable.
+pub(super) async fn create_segment_file(
+    dir: &Path,
+    index: u32,
+    segment_bytes: u64,
+    write_bytes_max: usize,
+    sync: bool,
+) -> Result<(DmaFile, PathBuf), WalError> {
+    let path = segment_path(dir, index);
+    let tmp = path.with_extension("wal.tmp");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .dma_open(&tmp)
+        .await
+        .map_err(|e| io_err("create", &tmp, e))?;
+    write_zeros(&file, &tmp, 0, segment_bytes, write_bytes_max).await?;
+    if sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok((file, path))
+}
+
+/// Creates free segment file `index` and closes it; on failure removes the temporary.
+pub(super) async fn create_spare(
+    dir: &Path,
+    index: u32,
+    opts: &WalOptions,
+) -> Result<(), WalError> {
+    match create_segment_file(
+        dir,
+        index,
+        opts.segment_bytes,
+        opts.write_bytes_max,
+        opts.sync,
+    )
+    .await
+    {
+        Ok((file, path)) => file.close().await.map_err(|e| io_err("close", &path, e)),
+        Err(e) => {
+            let tmp = segment_path(dir, index).with_extension("wal.tmp");
+            // Best effort: a leftover temporary is deleted at the next open anyway.
+            let _ = std::fs::remove_file(tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Makes directory entries (created or renamed files) durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("fsync directory", dir, e))
+}
+
+impl SyncJob {
+    /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`](super::Wal).
+    pub async fn run(self) -> Result<SyncDone, WalError> {
+        let mut new_segments = Vec::new();
+        let mut unsynced: Option<(Rc<DmaFile>, PathBuf)> = None;
+        let mut tail_write_pos = 0;
+        let mut tail_partial = Vec::new();
+        for chunk in self.chunks {
+            let (file, path, capacity) = match chunk.target {
+                ChunkTarget::Tail {
+                    file,
+                    path,
+                    capacity_bytes,
+                } => (file, path, capacity_bytes),
+                ChunkTarget::New {
+                    index,
+                    create,
+                    seq,
+                    first_lsn,
+                } => {
+                    // The previous segment must be durable before the next one exists, so
+                    // that the log never skips records (recovery checks the LSN chain).
+                    if let Some((prev, prev_path)) = unsynced.take()
+                        && self.sync
+                    {
+                        prev.fdatasync()
+                            .await
+                            .map_err(|e| io_err("fdatasync", &prev_path, e))?;
+                    }
+                    let (file, path) = if create {
+                        create_segment_file(
+                            &self.dir,
+                            index,
+                            self.segment_bytes,
+                            self.write_bytes_max,
+                            self.sync,
+                        )
+                        .await?
+                    } else {
+                        let path = segment_path(&self.dir, index);
+                        (open_segment_file(&path).await?, path)
+                    };
+                    let header = SegmentHeader {
+                        kind: SegmentKind::Active,
+                        seq,
+                        first_lsn,
+                        capacity_bytes: self.segment_bytes,
+                    };
+                    // Durable before any record with this seq is written: see module docs.
+                    write_header(&file, &path, &header, self.sync).await?;
+                    let file = Rc::new(file);
+                    new_segments.push(LiveSegment {
+                        index,
+                        seq,
+                        first_lsn,
+                        capacity_bytes: self.segment_bytes,
+                        file: file.clone(),
+                        path: path.clone(),
+                    });
+                    (file, path, self.segment_bytes)
+                }
+            };
+            let end = chunk.write_offset + chunk.data.len() as u64;
+            let mut data = chunk.data;
+            let partial_start = format::align_down(end) - chunk.write_offset;
+            tail_partial = data[partial_start as usize..].to_vec();
+            tail_write_pos = end;
+            if end.is_multiple_of(BLOCK_BYTES) && end < capacity {
+                // Keep the header slot after the last record zero on disk.
+                data.resize(data.len() + BLOCK_BYTES as usize, 0);
+            }
+            write_blocks(
+                &file,
+                &path,
+                chunk.write_offset,
+                &data,
+                self.write_bytes_max,
+            )
+            .await?;
+            unsynced = Some((file, path));
+        }
+        if let Some((file, path)) = unsynced
+            && self.sync
+        {
+            file.fdatasync()
+                .await
+                .map_err(|e| io_err("fdatasync", &path, e))?;
+        }
+        Ok(SyncDone {
+            new_segments,
+            tail_write_pos,
+            tail_partial,
+            last_lsn: self.last_lsn,
+        })
+    }
+}
