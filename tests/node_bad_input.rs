@@ -28,15 +28,23 @@ fn bad_input_gets_errors_and_never_crashes_the_node() {
 
     // A malformed frame: a good command, then garbage in a bulk length.
     let mut c = Client::connect(addr).unwrap();
-    c.send_raw(b"*3\r\n$3\r\nSET\r\n$4\r\nkeyA\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$x\r\n").unwrap();
-    assert!(is_ok(&c.read_reply().unwrap()), "the command before the bad frame runs");
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$4\r\nkeyA\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$x\r\n")
+        .unwrap();
+    assert!(
+        is_ok(&c.read_reply().unwrap()),
+        "the command before the bad frame runs"
+    );
     let v = c.read_reply().unwrap();
     assert!(is_err_with(&v, "Protocol error"), "{v:?}");
-    assert!(c.read_reply().is_err(), "the connection closes after a protocol error");
+    assert!(
+        c.read_reply().is_err(),
+        "the connection closes after a protocol error"
+    );
 
     // A bulk longer than the limit (16 MiB by default) is refused before it is read.
     let mut c = Client::connect(addr).unwrap();
-    c.send_raw(b"*3\r\n$3\r\nSET\r\n$4\r\nkeyB\r\n$999999999\r\n").unwrap();
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$4\r\nkeyB\r\n$999999999\r\n")
+        .unwrap();
     let v = c.read_reply().unwrap();
     assert!(is_err_with(&v, "Protocol error"), "{v:?}");
 
@@ -49,14 +57,19 @@ fn bad_input_gets_errors_and_never_crashes_the_node() {
     // Random bytes.
     let mut raw = std::net::TcpStream::connect(addr).unwrap();
     use std::io::Write;
-    raw.write_all(&[0xff, 0x00, b'*', b'-', b'2', b'\r', b'\n', 0x13]).unwrap();
-    raw.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    raw.write_all(&[0xff, 0x00, b'*', b'-', b'2', b'\r', b'\n', 0x13])
+        .unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let mut sink = Vec::new();
     let _ = raw.read_to_end(&mut sink);
 
     // Nothing partial was applied, and the node still serves.
     let mut c = Client::connect(addr).unwrap();
-    assert_eq!(bulk(&c.cmd(&["GET", "keyA"]).unwrap()).as_deref(), Some("1"));
+    assert_eq!(
+        bulk(&c.cmd(&["GET", "keyA"]).unwrap()).as_deref(),
+        Some("1")
+    );
     assert_eq!(bulk(&c.cmd(&["GET", "keyB"]).unwrap()), None);
     assert_eq!(c.cmd(&["PING"]).unwrap(), Value::Simple("PONG".into()));
 }

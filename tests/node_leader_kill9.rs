@@ -44,8 +44,14 @@ fn leader_killed_while_writing_loses_no_acknowledged_write() {
     );
     assert!(acked.len() > 200, "writes did not resume after the kill");
     // A new leader within 2 s: writes acknowledged after the kill prove it; find the first.
-    let acked_after_kill: Vec<_> = acked.iter().filter(|(k, _)| k[1..].parse::<u64>().unwrap() > 200).collect();
-    assert!(!acked_after_kill.is_empty(), "no write acknowledged after the kill");
+    let acked_after_kill: Vec<_> = acked
+        .iter()
+        .filter(|(k, _)| k[1..].parse::<u64>().unwrap() > 200)
+        .collect();
+    assert!(
+        !acked_after_kill.is_empty(),
+        "no write acknowledged after the kill"
+    );
     for n in 0..3 {
         if !cluster.is_up(n) {
             continue;

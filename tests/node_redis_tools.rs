@@ -47,7 +47,16 @@ fn redis_cli_and_redis_benchmark_run_without_errors() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "redis-benchmark failed: {stdout} {stderr}");
-    assert!(!stdout.contains("rror") && !stderr.contains("rror"), "{stdout} {stderr}");
-    assert!(stdout.contains("SET:") && stdout.contains("GET:"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "redis-benchmark failed: {stdout} {stderr}"
+    );
+    assert!(
+        !stdout.contains("rror") && !stderr.contains("rror"),
+        "{stdout} {stderr}"
+    );
+    assert!(
+        stdout.contains("SET:") && stdout.contains("GET:"),
+        "{stdout}"
+    );
 }

@@ -9,7 +9,9 @@ fn restart_every_node_keeps_acknowledged_keys() {
     let mut cluster = Cluster::start(3, dir.path(), &[]);
     let mut c = Client::connect(cluster.clients[1]).unwrap();
     for k in 0..300 {
-        let v = c.cmd(&["SET", &format!("key{k}"), &format!("v{k}")]).unwrap();
+        let v = c
+            .cmd(&["SET", &format!("key{k}"), &format!("v{k}")])
+            .unwrap();
         assert!(is_ok(&v));
     }
     for i in 0..3 {
@@ -26,8 +28,15 @@ fn restart_every_node_keeps_acknowledged_keys() {
         let mut c = Client::connect(cluster.clients[n]).unwrap();
         for k in 0..300 {
             let got = c.cmd(&["GET", &format!("key{k}")]).unwrap();
-            assert_eq!(bulk(&got), Some(format!("v{k}")), "key{k} via node {n} after restart");
+            assert_eq!(
+                bulk(&got),
+                Some(format!("v{k}")),
+                "key{k} via node {n} after restart"
+            );
         }
     }
-    assert!(cluster.log(0).contains("recovered"), "node 0 did not report recovery");
+    assert!(
+        cluster.log(0).contains("recovered"),
+        "node 0 did not report recovery"
+    );
 }

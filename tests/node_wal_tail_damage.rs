@@ -29,7 +29,10 @@ fn last_segment(cluster: &Cluster) -> (PathBuf, usize) {
 fn write_keys(cluster: &Cluster, from: usize, to: usize) {
     let mut c = Client::connect(cluster.clients[1]).unwrap();
     for k in from..to {
-        assert!(is_ok(&c.cmd(&["SET", &format!("key{k}"), &format!("v{k}")]).unwrap()));
+        assert!(is_ok(
+            &c.cmd(&["SET", &format!("key{k}"), &format!("v{k}")])
+                .unwrap()
+        ));
     }
 }
 
@@ -62,7 +65,10 @@ fn torn_and_corrupt_wal_tails_are_reported_and_survived() {
     bytes[end - 1] ^= 0x5a;
     std::fs::write(&seg, &bytes).unwrap();
     let log = restart_node0(&mut cluster);
-    assert!(log.contains("WAL recovery stopped at damage"), "corruption not reported:\n{log}");
+    assert!(
+        log.contains("WAL recovery stopped at damage"),
+        "corruption not reported:\n{log}"
+    );
     check_keys(&cluster, 0, 100);
 
     // Torn: cut the segment file in the middle of its last written block.
@@ -74,7 +80,13 @@ fn torn_and_corrupt_wal_tails_are_reported_and_survived() {
     drop(f);
     std::fs::remove_file(dir.path().join("node-0.log")).unwrap();
     let log = restart_node0(&mut cluster);
-    assert!(log.contains("WAL recovery stopped at damage"), "torn tail not reported:\n{log}");
-    assert!(log.contains("recovered"), "records before the tail were not replayed:\n{log}");
+    assert!(
+        log.contains("WAL recovery stopped at damage"),
+        "torn tail not reported:\n{log}"
+    );
+    assert!(
+        log.contains("recovered"),
+        "records before the tail were not replayed:\n{log}"
+    );
     check_keys(&cluster, 0, 200);
 }

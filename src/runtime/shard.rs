@@ -159,12 +159,7 @@ impl Shard {
         let seed = xxhash_rust::xxh3::xxh3_64(
             format!("{}-{index}-{:?}", cfg.id, std::time::SystemTime::now()).as_bytes(),
         );
-        let replica = Replica::recover(
-            cfg.protocol.clone(),
-            ReplicaId(cfg.id),
-            seed,
-            records,
-        );
+        let replica = Replica::recover(cfg.protocol.clone(), ReplicaId(cfg.id), seed, records);
         if !recovery.records.is_empty() {
             eprintln!(
                 "shard {index}: recovered {} records; commit index {}",
