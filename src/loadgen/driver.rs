@@ -150,7 +150,7 @@ enum Msg {
     Interval {
         idx: u64,
         ops_all: u64,
-        stats: OpStats,
+        stats: Box<OpStats>,
     },
     Done {
         finished: Instant,
@@ -449,7 +449,7 @@ async fn shard_main(plan: Arc<Plan>, me: usize) {
 }
 
 fn flush(shard: &Shard, idx: u64) {
-    let stats = shard.stats.borrow_mut().take();
+    let stats = Box::new(shard.stats.borrow_mut().take());
     let ops_all = shard.ops_all.replace(0);
     let _ = shard.plan.tx.send(Msg::Interval {
         idx,
