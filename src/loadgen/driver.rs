@@ -371,6 +371,10 @@ fn collect(
 
 fn show(i: &Interval, plan: &Plan, progress: Progress, bar: Option<&indicatif::ProgressBar>) {
     let t = i.start + i.length;
+    if plan.start + i.start >= plan.end {
+        // The final flush after the end: its requests count, but it is no second of load.
+        return;
+    }
     let warm = plan.start + i.start + i.length <= plan.measure_start;
     let mut all = new_histogram();
     for h in &i.stats.hist {
