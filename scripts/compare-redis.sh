@@ -23,7 +23,7 @@ run() { # label args...
     echo "\$ $BIN bench --workload $WORKLOAD --duration $SECS --json $OUT/$label.json $*"
     if "$BIN" bench --workload "$WORKLOAD" --duration "$SECS" --quiet --json "$OUT/$label.json" "$@" \
         >"$OUT/$label.out" 2>&1; then
-        grep -E '^(op|all|NOTE) ' "$OUT/$label.out"
+        grep -E '^(op|all) |^NOTE' "$OUT/$label.out"
         # A fallback to Redis is not a corepax result.
         if grep -q "FELL BACK" "$OUT/$label.out"; then echo "($label fell back to redis-server: not counted)"; rm -f "$OUT/$label.json"; fi
     else

@@ -89,7 +89,7 @@ pub fn parse_duration_s(s: &str) -> Result<f64, String> {
         (s, 1.0)
     };
     match num.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * mul),
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v * mul),
         _ => Err(format!("bad duration {s:?}: use e.g. 20, 20s, 500ms, 2m")),
     }
 }

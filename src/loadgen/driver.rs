@@ -391,7 +391,7 @@ fn show(i: &Interval, plan: &Plan, progress: Progress, bar: Option<&indicatif::P
         if warm { "(warm-up) " } else { "" },
         i.ops_all as f64 / i.length.as_secs_f64(),
         p99,
-        i.stats.error_count()
+        i.stats.error_kinds.values().sum::<u64>()
     );
     match (progress, bar) {
         (Progress::Bar, Some(b)) => b.set_message(line),
