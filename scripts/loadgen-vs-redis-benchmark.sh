@@ -6,7 +6,8 @@
 #   scripts/loadgen-vs-redis-benchmark.sh [CONNECTIONS] [PIPELINE] [SECONDS] [LOADGEN_CORES] [ROUNDS]
 #
 # The two tools alternate ROUNDS times per op and the median of each is compared, so
-# that noise from other processes on the machine hits both alike.
+# that noise from other processes on the machine hits both alike. LOADGEN_FLAGS adds
+# flags to `corepax bench` (e.g. LOADGEN_FLAGS=--unpinned when other jobs share the CPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${1:-50}
@@ -62,7 +63,7 @@ for t in set get; do
         [ "$r" = 1 ] && echo "\$ $CMD"
         v=$($CMD | tail -1 | awk -F, '{gsub(/"/,"",$2); print $2}')
         RBS+=("$v"); LAST_RATE=${v%.*}
-        $BIN bench --target "127.0.0.1:$PORT" --workload "$TMP/lg-$t.toml" --cores "$CORES" --quiet \
+        $BIN bench --target "127.0.0.1:$PORT" --workload "$TMP/lg-$t.toml" --cores "$CORES" --quiet ${LOADGEN_FLAGS:-} \
             --json "$TMP/lg-$t.json" >"$TMP/lg-$t.out" 2>&1
         w=$(python3 -c "import json;print(round(json.load(open('$TMP/lg-$t.json'))['total']['throughput_per_s']))")
         LGS+=("$w")

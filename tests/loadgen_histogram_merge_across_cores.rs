@@ -54,6 +54,7 @@ fn driver_on_two_cores_counts_every_request_once() {
         targets: vec![server.addr],
         cores: 2,
         progress: Progress::Quiet,
+        pinned: true,
     })
     .expect("run");
     let sent = server.commands.load(Ordering::Relaxed);

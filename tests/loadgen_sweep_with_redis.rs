@@ -6,7 +6,9 @@ use corepax::loadgen::sweep::{self, Matrix};
 #[test]
 fn sweep_over_redis_persistence_writes_table_and_plots() {
     if !corepax::loadgen::launch::RedisServer::available() {
-        eprintln!("\n!!!!! SKIPPED: redis-server is not installed (apt-get install redis-server) !!!!!\n");
+        eprintln!(
+            "\n!!!!! SKIPPED: redis-server is not installed (apt-get install redis-server) !!!!!\n"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,9 +46,17 @@ mode = "closed"
     let got = sweep::run(&m, Some(out.clone()), Some(1), Progress::Quiet).expect("sweep runs");
     assert_eq!(got, out);
     let md = std::fs::read_to_string(out.join("summary.md")).expect("summary");
-    assert!(md.contains("redis-fsync=none") && md.contains("redis-fsync=always"), "{md}");
+    assert!(
+        md.contains("redis-fsync=none") && md.contains("redis-fsync=always"),
+        "{md}"
+    );
     assert!(!md.contains("failed"), "{md}");
-    for f in ["throughput-vs-p99.svg", "latency-percentiles.svg", "run-000.json", "run-001.hlog"] {
+    for f in [
+        "throughput-vs-p99.svg",
+        "latency-percentiles.svg",
+        "run-000.json",
+        "run-001.hlog",
+    ] {
         let meta = std::fs::metadata(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(meta.len() > 100, "{f} is empty");
     }

@@ -66,6 +66,9 @@ pub struct RunConfig {
     pub cores: usize,
     /// Progress display.
     pub progress: Progress,
+    /// Pin each executor to its own CPU (MaxSpread); `false` lets the kernel move them,
+    /// which helps on a machine shared with other busy processes.
+    pub pinned: bool,
 }
 
 /// Why a run failed.
@@ -215,6 +218,14 @@ impl Shard {
     }
 }
 
+fn placement(pinned: bool, cores: usize) -> PoolPlacement {
+    if pinned {
+        PoolPlacement::MaxSpread(cores, None)
+    } else {
+        PoolPlacement::Unbound(cores)
+    }
+}
+
 /// Runs a workload against the targets (preload, warm-up, measurement) and returns the
 /// merged statistics.
 pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
@@ -258,7 +269,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
     let started = SystemTime::now() + Duration::from_millis(50);
     let p = plan.clone();
     let next_shard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+    // No spin_before_park: spinning starves the kernel's io_uring work on 2 cores.
+    let handles = LocalExecutorPoolBuilder::new(placement(cfg.pinned, cores))
         .name("loadgen")
         .on_all_shards(move || {
             let plan = p.clone();
@@ -530,13 +542,14 @@ async fn closed_conn(shard: &Shard, g: usize) {
                 }
                 s.write_all(&wbuf).await?;
                 while let Some(f) = inflight.front().copied() {
+                    let at = reader.filled_at();
                     match reader.next_buffered()? {
                         None => reader.fill(&mut s).await?,
                         Some(r) => {
                             inflight.pop_front();
                             match (r, f.rmw_key) {
                                 (Reply::Ok, Some(k)) => followups.push_back((k, f.start)),
-                                _ => shard.complete(f, r, Instant::now()),
+                                _ => shard.complete(f, r, at),
                             }
                         }
                     }
@@ -640,6 +653,7 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
                     if writer_done.get() && inflight.borrow().is_empty() {
                         break Ok(());
                     }
+                    let at = reader.filled_at();
                     match reader.next_buffered() {
                         Err(e) => break Err(e),
                         Ok(Some(r)) => {
@@ -654,7 +668,7 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
                                 }
                                 _ => {
                                     permits.signal(1);
-                                    shard.complete(f, r, Instant::now());
+                                    shard.complete(f, r, at);
                                 }
                             }
                         }
@@ -770,7 +784,7 @@ fn preload(cfg: &RunConfig, cores: usize) -> Result<(u64, f64), DriverError> {
     let t0 = Instant::now();
     let value = value_bytes(&w);
     let next_shard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+    let handles = LocalExecutorPoolBuilder::new(placement(cfg.pinned, cores))
         .name("preload")
         .on_all_shards(move || {
             let (w, targets, value) = (w.clone(), targets.clone(), value.clone());

@@ -126,7 +126,9 @@ impl BenchResult {
             ));
         }
         if all.is_empty() {
-            notes.push("NO REQUEST SUCCEEDED in the measured window: these figures mean nothing".into());
+            notes.push(
+                "NO REQUEST SUCCEEDED in the measured window: these figures mean nothing".into(),
+            );
         }
         BenchResult {
             corepax_version: env!("CARGO_PKG_VERSION").to_string(),
