@@ -377,7 +377,12 @@ fn collect(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let intervals = pending.into_values().map(|(_, i)| i).collect();
+    let mut intervals: Vec<Interval> = pending.into_values().map(|(_, i)| i).collect();
+    // The final flush covers only the part of its second before the run ended.
+    if let Some(last) = intervals.last_mut() {
+        let left = finished.saturating_duration_since(plan.start + last.start);
+        last.length = left.clamp(Duration::from_millis(1), INTERVAL);
+    }
     (intervals, finished, open)
 }
 
