@@ -54,6 +54,7 @@ fn driver_on_two_cores_counts_every_request_once() {
         targets: vec![server.addr],
         cores: 2,
         progress: Progress::Quiet,
+        pinned: true,
     })
     .expect("run");
     let sent = server.commands.load(Ordering::Relaxed);
@@ -66,6 +67,7 @@ fn driver_on_two_cores_counts_every_request_once() {
     let by_interval: u64 = out.intervals.iter().map(|i| i.stats.count()).sum();
     assert_eq!(by_interval, sent);
     assert!(
-        out.stats.hist[Op::Get as usize].len() > 0 && out.stats.hist[Op::Set as usize].len() > 0
+        !out.stats.hist[Op::Get as usize].is_empty()
+            && !out.stats.hist[Op::Set as usize].is_empty()
     );
 }

@@ -18,6 +18,7 @@ fn run(top: &str, load: &str) -> BenchResult {
         targets: vec![server.addr],
         cores: 2,
         progress: Progress::Quiet,
+        pinned: true,
     };
     let out = driver::run(&cfg).expect("run");
     let t = TargetDescription {

@@ -28,6 +28,7 @@ fn two_seconds_against_redis() {
         r.target_info(),
         Some(2),
         Progress::Quiet,
+        true,
     )
     .expect("run");
     println!("{}", res.table());

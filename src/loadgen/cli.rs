@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// Extra `KEY=VALUE` facts to record in the result's target_info.
     #[arg(long = "target-info", value_parser = parse_kv)]
     pub target_info: Vec<(String, String)>,
+    /// Do not pin load generator executors to CPUs (helps on a busy shared machine).
+    #[arg(long)]
+    pub unpinned: bool,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -89,7 +92,7 @@ pub fn parse_duration_s(s: &str) -> Result<f64, String> {
         (s, 1.0)
     };
     match num.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * mul),
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v * mul),
         _ => Err(format!("bad duration {s:?}: use e.g. 20, 20s, 500ms, 2m")),
     }
 }
@@ -151,6 +154,7 @@ pub fn run_against(
     info: BTreeMap<String, serde_json::Value>,
     cores: Option<usize>,
     progress: Progress,
+    pinned: bool,
 ) -> anyhow::Result<(BenchResult, RunOutput)> {
     let cores =
         cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -159,6 +163,7 @@ pub fn run_against(
         targets: addrs,
         cores,
         progress,
+        pinned,
     };
     let out = driver::run(&cfg)?;
     let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
@@ -242,7 +247,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         w.duration_s.unwrap_or(0.0),
         w.warmup_s
     );
-    let (mut res, out) = run_against(&w, addrs, target, info, a.cores, progress)?;
+    let (mut res, out) = run_against(&w, addrs, target, info, a.cores, progress, !a.unpinned)?;
     if let Some(mut l) = launcher.take() {
         l.stop();
     }

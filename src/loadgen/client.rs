@@ -142,6 +142,7 @@ pub struct ReplyReader {
     lo: usize,
     hi: usize,
     limits: Limits,
+    filled_at: Instant,
 }
 
 impl Default for ReplyReader {
@@ -154,6 +155,7 @@ impl Default for ReplyReader {
                 bulk_bytes_max: READ_BUF_BYTES_MAX / 2,
                 ..Limits::default()
             },
+            filled_at: Instant::now(),
         }
     }
 }
@@ -168,6 +170,12 @@ pub enum Reply<'a> {
 }
 
 impl ReplyReader {
+    /// When the last read returned: the arrival time of every reply it brought (one
+    /// clock read per read, not per reply).
+    pub fn filled_at(&self) -> Instant {
+        self.filled_at
+    }
+
     /// The next reply already buffered, if any.
     pub fn next_buffered(&mut self) -> Result<Option<Reply<'_>>, ConnError> {
         match resp::skip(&self.buf[self.lo..self.hi], &self.limits)? {
@@ -211,6 +219,7 @@ impl ReplyReader {
             ))),
             Ok(n) => {
                 self.hi += n;
+                self.filled_at = Instant::now();
                 Ok(())
             }
             Err(e) if is_timeout(&e) => Err(ConnError::Timeout),

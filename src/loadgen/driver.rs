@@ -66,6 +66,9 @@ pub struct RunConfig {
     pub cores: usize,
     /// Progress display.
     pub progress: Progress,
+    /// Pin each executor to its own CPU (MaxSpread); `false` lets the kernel move them,
+    /// which helps on a machine shared with other busy processes.
+    pub pinned: bool,
 }
 
 /// Why a run failed.
@@ -150,7 +153,7 @@ enum Msg {
     Interval {
         idx: u64,
         ops_all: u64,
-        stats: OpStats,
+        stats: Box<OpStats>,
     },
     Done {
         finished: Instant,
@@ -215,6 +218,14 @@ impl Shard {
     }
 }
 
+fn placement(pinned: bool, cores: usize) -> PoolPlacement {
+    if pinned {
+        PoolPlacement::MaxSpread(cores, None)
+    } else {
+        PoolPlacement::Unbound(cores)
+    }
+}
+
 /// Runs a workload against the targets (preload, warm-up, measurement) and returns the
 /// merged statistics.
 pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
@@ -258,7 +269,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
     let started = SystemTime::now() + Duration::from_millis(50);
     let p = plan.clone();
     let next_shard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+    // No spin_before_park: spinning starves the kernel's io_uring work on 2 cores.
+    let handles = LocalExecutorPoolBuilder::new(placement(cfg.pinned, cores))
         .name("loadgen")
         .on_all_shards(move || {
             let plan = p.clone();
@@ -365,12 +377,21 @@ fn collect(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let intervals = pending.into_values().map(|(_, i)| i).collect();
+    let mut intervals: Vec<Interval> = pending.into_values().map(|(_, i)| i).collect();
+    // The final flush covers only the part of its second before the run ended.
+    if let Some(last) = intervals.last_mut() {
+        let left = finished.saturating_duration_since(plan.start + last.start);
+        last.length = left.clamp(Duration::from_millis(1), INTERVAL);
+    }
     (intervals, finished, open)
 }
 
 fn show(i: &Interval, plan: &Plan, progress: Progress, bar: Option<&indicatif::ProgressBar>) {
     let t = i.start + i.length;
+    if plan.start + i.start >= plan.end {
+        // The final flush after the end: its requests count, but it is no second of load.
+        return;
+    }
     let warm = plan.start + i.start + i.length <= plan.measure_start;
     let mut all = new_histogram();
     for h in &i.stats.hist {
@@ -387,7 +408,7 @@ fn show(i: &Interval, plan: &Plan, progress: Progress, bar: Option<&indicatif::P
         if warm { "(warm-up) " } else { "" },
         i.ops_all as f64 / i.length.as_secs_f64(),
         p99,
-        i.stats.error_count()
+        i.stats.error_kinds.values().sum::<u64>()
     );
     match (progress, bar) {
         (Progress::Bar, Some(b)) => b.set_message(line),
@@ -449,7 +470,7 @@ async fn shard_main(plan: Arc<Plan>, me: usize) {
 }
 
 fn flush(shard: &Shard, idx: u64) {
-    let stats = shard.stats.borrow_mut().take();
+    let stats = Box::new(shard.stats.borrow_mut().take());
     let ops_all = shard.ops_all.replace(0);
     let _ = shard.plan.tx.send(Msg::Interval {
         idx,
@@ -526,13 +547,14 @@ async fn closed_conn(shard: &Shard, g: usize) {
                 }
                 s.write_all(&wbuf).await?;
                 while let Some(f) = inflight.front().copied() {
+                    let at = reader.filled_at();
                     match reader.next_buffered()? {
                         None => reader.fill(&mut s).await?,
                         Some(r) => {
                             inflight.pop_front();
                             match (r, f.rmw_key) {
                                 (Reply::Ok, Some(k)) => followups.push_back((k, f.start)),
-                                _ => shard.complete(f, r, Instant::now()),
+                                _ => shard.complete(f, r, at),
                             }
                         }
                     }
@@ -636,6 +658,7 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
                     if writer_done.get() && inflight.borrow().is_empty() {
                         break Ok(());
                     }
+                    let at = reader.filled_at();
                     match reader.next_buffered() {
                         Err(e) => break Err(e),
                         Ok(Some(r)) => {
@@ -650,7 +673,7 @@ async fn open_conn(shard: Rc<Shard>, g: usize) {
                                 }
                                 _ => {
                                     permits.signal(1);
-                                    shard.complete(f, r, Instant::now());
+                                    shard.complete(f, r, at);
                                 }
                             }
                         }
@@ -766,7 +789,7 @@ fn preload(cfg: &RunConfig, cores: usize) -> Result<(u64, f64), DriverError> {
     let t0 = Instant::now();
     let value = value_bytes(&w);
     let next_shard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+    let handles = LocalExecutorPoolBuilder::new(placement(cfg.pinned, cores))
         .name("preload")
         .on_all_shards(move || {
             let (w, targets, value) = (w.clone(), targets.clone(), value.clone());

@@ -125,6 +125,11 @@ impl BenchResult {
                 o.send_lag_us_max / 1000.0
             ));
         }
+        if all.is_empty() {
+            notes.push(
+                "NO REQUEST SUCCEEDED in the measured window: these figures mean nothing".into(),
+            );
+        }
         BenchResult {
             corepax_version: env!("CARGO_PKG_VERSION").to_string(),
             command: std::env::args().collect::<Vec<_>>().join(" "),

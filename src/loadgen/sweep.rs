@@ -270,7 +270,7 @@ fn run_one(
     let addrs = l.launch()?;
     let mut info = l.target_info();
     info.insert("sweep_config".into(), serde_json::to_value(c)?);
-    let (mut res, out) = run_against(&w, addrs, l.describe(), info, cores, progress)?;
+    let (mut res, out) = run_against(&w, addrs, l.describe(), info, cores, progress, true)?;
     l.stop();
     res.write(&dir.join(format!("run-{i:03}.json")), &out.intervals)?;
     Ok(res)

@@ -137,7 +137,8 @@ pub struct Mix {
     #[serde(default)]
     pub mget: f64,
     /// Read-modify-write: GET, then SET of the same key once the GET returns; its
-    /// latency spans both.
+    /// latency spans both. The SET leaves with the connection's next write (closed loop:
+    /// the next pipeline; open loop: the next due request).
     #[serde(default)]
     pub rmw: f64,
     /// Keys per MGET.

@@ -640,7 +640,7 @@ mod tests {
     }
 
     fn sample_frames() -> Vec<Vec<u8>> {
-        let vals = vec![
+        let vals = [
             Value::Simple("OK".into()),
             Value::Error("WRONGTYPE Operation against a key".into()),
             Value::Integer(i64::MIN + 1),
