@@ -61,6 +61,7 @@ impl Group {
                     Action::Send { to, msg } => self.wire.push_back((ReplicaId(i as u8), to, msg)),
                     Action::Persist { id, .. } => last_persist = Some(id),
                     Action::Reply { .. } => self.replies += 1,
+                    Action::SaveSnapshot => {}
                 }
             }
             match last_persist {

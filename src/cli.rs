@@ -166,6 +166,12 @@ pub struct NodeArgs {
     /// Cluster id, checked in peer handshakes.
     #[arg(long)]
     cluster_id: Option<u64>,
+    /// Snapshot (and truncate the WAL) every this many applied slots.
+    #[arg(long)]
+    snapshot_interval_slots: Option<u64>,
+    /// Log slots kept in memory after a snapshot.
+    #[arg(long)]
+    log_retain_slots: Option<u64>,
     #[command(flatten)]
     protocol: ProtocolArgs,
 }
@@ -192,6 +198,8 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 request_timeout_ms: 5_000,
                 client_bulk_bytes_max: 16 << 20,
                 client_array_len_max: 65_536,
+                snapshot_interval_slots: 50_000,
+                log_retain_slots: 10_000,
                 protocol: crate::config::ProtocolConfig::default(),
             }
         }
@@ -213,6 +221,12 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.cluster_id {
         cfg.cluster_id = v;
+    }
+    if let Some(v) = args.snapshot_interval_slots {
+        cfg.snapshot_interval_slots = v;
+    }
+    if let Some(v) = args.log_retain_slots {
+        cfg.log_retain_slots = v;
     }
     cfg.pin &= !args.no_pin;
     cfg.no_fsync |= args.no_fsync;
@@ -318,6 +332,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             summary.undecided
         );
     }
+    println!(
+        "snapshots sent to lagging replicas: {}",
+        summary.snapshots_sent
+    );
     println!(
         "seeds: {} ops: {} violations: {}",
         summary.seeds, summary.ops, summary.violations

@@ -239,9 +239,24 @@ pub struct NodeConfig {
     /// Arguments in one client command, at most.
     #[serde(default = "array_len_max_default")]
     pub client_array_len_max: usize,
+    /// Snapshot the state machine (and truncate the WAL) every this many applied slots.
+    #[serde(default = "snapshot_interval_slots_default")]
+    pub snapshot_interval_slots: u64,
+    /// Log slots kept in memory after a snapshot, for followers that lag a little; one
+    /// that lags more gets a snapshot.
+    #[serde(default = "log_retain_slots_default")]
+    pub log_retain_slots: u64,
     /// The replication protocol.
     #[serde(default)]
     pub protocol: ProtocolConfig,
+}
+
+fn snapshot_interval_slots_default() -> u64 {
+    50_000
+}
+
+fn log_retain_slots_default() -> u64 {
+    10_000
 }
 
 fn yes() -> bool {
@@ -287,6 +302,12 @@ impl NodeConfig {
             "request_timeout_ms",
             ">= 10",
             self.request_timeout_ms,
+        )?;
+        check(
+            self.snapshot_interval_slots >= 1,
+            "snapshot_interval_slots",
+            ">= 1",
+            self.snapshot_interval_slots,
         )?;
         check(
             self.client_bulk_bytes_max >= 1,

@@ -363,7 +363,8 @@ async fn info_text(local: &Rc<Local>) -> String {
             s,
             "shard{}_stats:commands={},forwarded={},errors={},records_persisted={},syncs={},\
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
-             accepts_retransmitted={},catchups_requested={},requests_busy={}\r\n",
+             accepts_retransmitted={},catchups_requested={},requests_busy={},\
+             snapshots_sent={},snapshots_installed={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -377,6 +378,8 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.stats.accepts_retransmitted,
             i.stats.catchups_requested,
             i.stats.requests_busy,
+            i.stats.snapshots_sent,
+            i.stats.snapshots_installed,
         );
     }
     let keys: usize = infos.iter().map(|i| i.keys).sum();

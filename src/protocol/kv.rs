@@ -101,8 +101,9 @@ pub struct Entry {
     pub version: Slot,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Session {
+/// A client session's memory (exported in snapshots).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
     /// Replies of recent requests, sorted by sequence number, for retries. Requests
     /// arrive almost in order, so this is a deque with appends at the back.
     replies: VecDeque<(u64, Reply)>,
@@ -119,6 +120,15 @@ pub enum Applied {
     Reply(Reply),
     /// A retry of a request the client already acknowledged: nobody waits for it.
     Forgotten,
+}
+
+/// Everything the state machine holds, in a form to serialise (snapshots).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvState {
+    /// Every key with its entry, sorted by key (deterministic bytes for equal states).
+    pub entries: Vec<(Bytes, Entry)>,
+    /// Client sessions, sorted by id.
+    pub sessions: Vec<(ClientId, Session)>,
 }
 
 /// The key-value state machine of one shard.
@@ -222,6 +232,33 @@ impl Kv {
         {
             self.sessions.remove(&victim);
         }
+    }
+
+    /// The remembered reply of a client's request, if the session still holds it.
+    pub fn cached_reply(&self, client: ClientId, seq: u64) -> Option<&Reply> {
+        let s = self.sessions.get(&client)?;
+        let i = s.replies.binary_search_by_key(&seq, |(q, _)| *q).ok()?;
+        Some(&s.replies[i].1)
+    }
+
+    /// The whole state, for a snapshot.
+    pub fn export(&self) -> KvState {
+        let mut entries: Vec<(Bytes, Entry)> = self
+            .map
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut sessions: Vec<(ClientId, Session)> =
+            self.sessions.iter().map(|(c, s)| (*c, s.clone())).collect();
+        sessions.sort_unstable_by_key(|(c, _)| *c);
+        KvState { entries, sessions }
+    }
+
+    /// Replaces the whole state with a snapshot's.
+    pub fn import(&mut self, state: KvState) {
+        self.map = state.entries.into_iter().collect();
+        self.sessions = state.sessions.into_iter().collect();
     }
 
     /// A digest of the map's contents, independent of insertion order, to compare replicas.

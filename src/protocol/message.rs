@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::kv::Request;
+use super::kv::{KvState, Request};
 use super::types::{Ballot, Slot};
 
 /// The commands of one slot. Shared, so sending it to every follower copies nothing.
@@ -25,7 +25,11 @@ pub enum Message {
     Promise {
         /// The ballot promised.
         ballot: Ballot,
-        /// Everything this acceptor accepted at or after the prepare's `from_slot`.
+        /// Every slot up to here is chosen and known to this acceptor: the candidate
+        /// learns those by catch-up instead of proposing them again.
+        chosen_through: Slot,
+        /// What this acceptor accepted after both the prepare's `from_slot` and
+        /// `chosen_through`: the window where values may be unchosen.
         entries: Vec<(Slot, Ballot, Batch)>,
     },
     /// Acceptor → proposer: it promised a higher ballot; the proposer steps down.
@@ -62,6 +66,11 @@ pub enum Message {
     CatchUpRequest {
         /// The first slot the follower lacks.
         from_slot: Slot,
+    },
+    /// The sender compacted the slots the receiver asked for: its state machine instead.
+    InstallSnapshot {
+        /// The state at `snapshot.last_included` (its `tail` is empty).
+        snapshot: Arc<Snapshot>,
     },
     /// Chosen slots, in order, in a bounded chunk.
     CatchUp {
@@ -101,4 +110,19 @@ pub enum Record {
         /// The commit index.
         through: Slot,
     },
+}
+
+/// A replica's state at an applied slot: what recovery and lagging followers start from
+/// instead of the log before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every slot up to here is applied in `kv`.
+    pub last_included: Slot,
+    /// The acceptor's promise when it was taken.
+    pub promised: Ballot,
+    /// The state machine.
+    pub kv: KvState,
+    /// Accepted entries after `last_included` (slot, ballot, value, known chosen): the
+    /// acceptor's votes, which must survive the log they came from.
+    pub tail: Vec<(Slot, Ballot, Batch, bool)>,
 }

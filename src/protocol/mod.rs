@@ -11,7 +11,7 @@ pub mod paxos;
 pub mod types;
 
 pub use kv::{Command, Kv, Reply, Request};
-pub use message::{Batch, Message, Record};
+pub use message::{Batch, Message, Record, Snapshot};
 pub use outbox::{Action, ClientReply};
 pub use paxos::{Bugs, Replica, Stats};
 pub use types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};

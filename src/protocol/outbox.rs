@@ -22,6 +22,9 @@ pub enum Action {
         /// What to write.
         record: Record,
     },
+    /// The state machine jumped ahead (a snapshot was installed): save a snapshot now, so
+    /// recovery does not need the log this replica never had.
+    SaveSnapshot,
     /// Answer a client request.
     Reply {
         /// The token that came with the request.

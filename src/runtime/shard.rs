@@ -96,6 +96,13 @@ pub struct Shard {
     started: Instant,
     counters: RefCell<ShardCounters>,
     actions: RefCell<Vec<Action>>,
+    /// The last WAL position handed out: a snapshot covers every record up to it.
+    last_lsn: Cell<Lsn>,
+    /// Applied index of the last snapshot written (or being written).
+    snapshot_at: Cell<u64>,
+    snapshot_running: Cell<bool>,
+    snapshot_wanted: Cell<bool>,
+    snapshot_dir: std::path::PathBuf,
 }
 
 /// This shard's client session in its group: unique per process lifetime, so a restarted
@@ -136,6 +143,25 @@ impl Shard {
             sync: !cfg.no_fsync,
             ..WalOptions::default()
         };
+        let snapshot_dir = dir.join("snapshots");
+        let loaded = crate::runtime::snapshot::load_latest_offloaded(snapshot_dir.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the snapshot of shard {index}: {e}"))?;
+        let (snapshot, snapshot_lsn) = match loaded {
+            Some(s) => {
+                let snap: crate::protocol::Snapshot =
+                    postcard::from_bytes(s.bytes()).map_err(|e| {
+                        anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display())
+                    })?;
+                eprintln!(
+                    "shard {index}: loaded snapshot at slot {} ({} keys)",
+                    snap.last_included,
+                    snap.kv.entries.len()
+                );
+                (Some(snap), s.meta.wal_lsn)
+            }
+            None => (None, 0),
+        };
         let (wal, recovery) = Wal::open(&dir.join("wal"), opts)
             .await
             .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
@@ -146,6 +172,9 @@ impl Shard {
         }
         let mut records = Vec::with_capacity(recovery.records.len());
         for (lsn, bytes) in &recovery.records {
+            if lsn.0 <= snapshot_lsn {
+                continue; // Covered by the snapshot.
+            }
             match postcard::from_bytes::<Record>(bytes) {
                 Ok(r) => records.push(r),
                 Err(e) => {
@@ -159,7 +188,13 @@ impl Shard {
         let seed = xxhash_rust::xxh3::xxh3_64(
             format!("{}-{index}-{:?}", cfg.id, std::time::SystemTime::now()).as_bytes(),
         );
-        let replica = Replica::recover(cfg.protocol.clone(), ReplicaId(cfg.id), seed, records);
+        let replica = Replica::recover(
+            cfg.protocol.clone(),
+            ReplicaId(cfg.id),
+            seed,
+            snapshot,
+            records,
+        );
         if !recovery.records.is_empty() {
             eprintln!(
                 "shard {index}: recovered {} records; commit index {}",
@@ -167,6 +202,7 @@ impl Shard {
                 replica.commit_index()
             );
         }
+        let replica_applied = replica.applied_index();
         let shard = Rc::new(Shard {
             index,
             replica: RefCell::new(replica),
@@ -186,6 +222,11 @@ impl Shard {
             started: Instant::now(),
             counters: RefCell::new(ShardCounters::default()),
             actions: RefCell::new(Vec::new()),
+            last_lsn: Cell::new(Lsn(snapshot_lsn)),
+            snapshot_at: Cell::new(replica_applied),
+            snapshot_running: Cell::new(false),
+            snapshot_wanted: Cell::new(false),
+            snapshot_dir,
             cfg,
         });
         let tcfg = TransportConfig {
@@ -230,6 +271,10 @@ impl Shard {
                 glommio::timer::sleep(TICK_INTERVAL).await;
                 let now = s.now();
                 s.step(|r| r.on_tick(now));
+                if s.snapshot_due() {
+                    s.snapshot_running.set(true);
+                    glommio::spawn_local(s.clone().write_snapshot()).detach();
+                }
             }
         })
         .detach();
@@ -254,6 +299,51 @@ impl Shard {
         *self.actions.borrow_mut() = actions;
     }
 
+    /// Whether a snapshot is due: every `snapshot_interval_slots` applied, or asked for.
+    fn snapshot_due(&self) -> bool {
+        if self.snapshot_running.get() || self.storage_error.borrow().is_some() {
+            return false;
+        }
+        let applied = self.replica.borrow().applied_index();
+        self.snapshot_wanted.get()
+            || applied >= self.snapshot_at.get() + self.cfg.snapshot_interval_slots
+    }
+
+    /// Writes a snapshot on the blocking pool, then truncates the WAL it covers and
+    /// compacts the in-memory log.
+    async fn write_snapshot(self: Rc<Self>) {
+        self.snapshot_running.set(true);
+        self.snapshot_wanted.set(false);
+        let snap = self.replica.borrow().snapshot();
+        let covered = self.last_lsn.get();
+        let at = snap.last_included;
+        self.snapshot_at.set(at);
+        let meta = crate::runtime::snapshot::SnapshotMeta {
+            last_included: at,
+            wal_lsn: covered.0,
+        };
+        let dir = self.snapshot_dir.clone();
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                let bytes = postcard::to_stdvec(&snap).map_err(|e| e.to_string())?;
+                crate::runtime::snapshot::write_snapshot(&dir, meta, &bytes)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        match written {
+            Ok(_) => {
+                if let Err(e) = self.wal.truncate_before(Lsn(covered.0 + 1)).await {
+                    self.fail_storage(format!("truncating the WAL: {e}"));
+                }
+                let keep = self.cfg.log_retain_slots;
+                self.replica.borrow_mut().compact(at.saturating_sub(keep));
+            }
+            // The WAL still holds everything: nothing is lost, only the compaction waits.
+            Err(e) => eprintln!("shard {}: snapshot at slot {at} failed: {e}", self.index),
+        }
+        self.snapshot_running.set(false);
+    }
+
     fn execute(&self, action: Action) {
         match action {
             Action::Send { to, msg } => self.send_peer(to, &PeerMsg::Paxos(msg)),
@@ -270,12 +360,14 @@ impl Shard {
                 };
                 match self.wal.append(&bytes) {
                     Ok(lsn) => {
+                        self.last_lsn.set(lsn);
                         self.persisting.borrow_mut().push_back((lsn, id));
                         self.counters.borrow_mut().records_persisted += 1;
                     }
                     Err(e) => self.fail_storage(e.to_string()),
                 }
             }
+            Action::SaveSnapshot => self.snapshot_wanted.set(true),
             Action::Reply { token, reply } => {
                 if let Some(tx) = self.waiters.borrow_mut().remove(&token) {
                     let _ = tx.send(reply);

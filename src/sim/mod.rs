@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::ProtocolConfig;
 use crate::protocol::{
     Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record, Replica,
-    ReplicaId, Reply, Request, Slot, Token,
+    ReplicaId, Reply, Request, Slot, Snapshot, Token,
 };
 use linearizability::{Op, Operation, Output, Verdict};
 
@@ -51,6 +51,11 @@ pub struct SimConfig {
     pub bugs: Bugs,
     /// Keep a readable trace of every event.
     pub trace: bool,
+    /// Take a snapshot every this many applied slots (0 = never), keeping `log_retain`
+    /// slots of log for catch-up; lagging replicas then need snapshots.
+    pub snapshot_every: u64,
+    /// Log slots kept after a snapshot.
+    pub log_retain: u64,
 }
 
 impl SimConfig {
@@ -65,6 +70,9 @@ impl SimConfig {
             fault_phase: 3_000 * MS,
             bugs: Bugs::default(),
             trace: false,
+            // Odd seeds snapshot often and keep almost no log (set in `Sim::new`).
+            snapshot_every: 0,
+            log_retain: 0,
         }
     }
 }
@@ -80,6 +88,8 @@ pub struct SimOutcome {
     pub undecided: usize,
     /// The trace, when asked for.
     pub trace: String,
+    /// Snapshots sent to lagging replicas (proof that the path ran).
+    pub snapshots_sent: u64,
 }
 
 #[derive(Debug)]
@@ -130,6 +140,12 @@ struct Node {
     syncing_upto: Option<PersistId>,
     /// Pending client tokens → (client, attempt).
     tokens: HashMap<Token, (usize, u32)>,
+    /// The latest snapshot; `durable` holds only what was written after it.
+    snapshot: Option<Snapshot>,
+    /// Records up to this id were written before the snapshot and are covered by it.
+    snapshot_covers: PersistId,
+    /// Applied index at the last snapshot.
+    snapshot_at: Slot,
 }
 
 struct Client {
@@ -171,6 +187,7 @@ struct Sim {
     violations: Vec<String>,
     trace: String,
     actions: Vec<Action>,
+    snapshots_sent: u64,
 }
 
 /// Runs one seed and checks it.
@@ -193,6 +210,11 @@ impl Sim {
             catchup_chunk_max: rng.random_range(1..=8),
             ..ProtocolConfig::default()
         };
+        let mut cfg = cfg;
+        if cfg.seed % 2 == 1 && cfg.snapshot_every == 0 {
+            cfg.snapshot_every = rng.random_range(3..30);
+            cfg.log_retain = rng.random_range(0..5);
+        }
         let loss = [0.0, 0.01, 0.05][rng.random_range(0..3)];
         let dup = [0.0, 0.02][rng.random_range(0..2)];
         let n = cfg.replicas;
@@ -208,6 +230,9 @@ impl Sim {
                     pending: Vec::new(),
                     syncing_upto: None,
                     tokens: HashMap::new(),
+                    snapshot: None,
+                    snapshot_covers: 0,
+                    snapshot_at: 0,
                 }
             })
             .collect();
@@ -240,6 +265,7 @@ impl Sim {
             violations: Vec::new(),
             trace: String::new(),
             actions: Vec::new(),
+            snapshots_sent: 0,
             cfg,
         }
     }
@@ -435,9 +461,24 @@ impl Sim {
             }
         }
         self.record_applied(node);
+        let applied = self.nodes[node.index()]
+            .replica
+            .as_ref()
+            .expect("live")
+            .applied_index();
+        let every = self.cfg.snapshot_every;
+        if every > 0 && applied >= self.nodes[node.index()].snapshot_at + every {
+            self.take_snapshot(node);
+        }
         for action in actions.drain(..) {
             match action {
-                Action::Send { to, msg } => self.net_send(node, to, msg),
+                Action::SaveSnapshot => self.take_snapshot(node),
+                Action::Send { to, msg } => {
+                    if matches!(msg, Message::InstallSnapshot { .. }) {
+                        self.snapshots_sent += 1;
+                    }
+                    self.net_send(node, to, msg)
+                }
                 Action::Persist { id, record } => {
                     let n = &mut self.nodes[node.index()];
                     n.pending.push((id, record));
@@ -488,6 +529,21 @@ impl Sim {
         }
     }
 
+    /// Like the runtime: snapshot the replica, drop the records it covers, compact the log.
+    fn take_snapshot(&mut self, node: ReplicaId) {
+        let retain = self.cfg.log_retain;
+        let n = &mut self.nodes[node.index()];
+        let r = n.replica.as_mut().expect("live");
+        let snap = r.snapshot();
+        let at = snap.last_included;
+        r.compact(at.saturating_sub(retain));
+        n.snapshot = Some(snap);
+        n.snapshot_at = at;
+        n.durable.clear();
+        n.snapshot_covers = n.pending.last().map_or(n.snapshot_covers, |(id, _)| *id);
+        self.log(|| format!("{node} snapshot at slot {at}"));
+    }
+
     fn start_sync(&mut self, node: ReplicaId) {
         let n = &mut self.nodes[node.index()];
         let Some(&(upto, _)) = n.pending.last() else {
@@ -518,7 +574,13 @@ impl Sim {
         }
         let split = n.pending.partition_point(|(id, _)| *id <= upto);
         let synced: Vec<_> = n.pending.drain(..split).collect();
-        n.durable.extend(synced.into_iter().map(|(_, r)| r));
+        let covers = n.snapshot_covers;
+        n.durable.extend(
+            synced
+                .into_iter()
+                .filter(|(id, _)| *id > covers)
+                .map(|(_, r)| r),
+        );
         n.syncing_upto = None;
         let r = n.replica.as_mut().expect("checked");
         r.on_persisted(self.now, upto);
@@ -627,8 +689,16 @@ impl Sim {
         }
         // Written but unsynced records: some prefix may have reached the disk.
         let keep = (n.pending.len() as f64 * keep_frac) as usize;
-        let kept: Vec<_> = n.pending.drain(..).take(keep).map(|(_, r)| r).collect();
+        let covers = n.snapshot_covers;
+        let kept: Vec<_> = n
+            .pending
+            .drain(..)
+            .take(keep)
+            .filter(|(id, _)| *id > covers)
+            .map(|(_, r)| r)
+            .collect();
         n.durable.extend(kept);
+        n.snapshot_covers = 0;
         n.replica = None;
         n.incarnation += 1;
         n.syncing_upto = None;
@@ -644,7 +714,14 @@ impl Sim {
         if n.replica.is_some() {
             return;
         }
-        let mut r = Replica::recover(self.proto.clone(), node, seed, n.durable.iter().cloned());
+        let mut r = Replica::recover(
+            self.proto.clone(),
+            node,
+            seed,
+            n.snapshot.clone(),
+            n.durable.iter().cloned(),
+        );
+        n.snapshot_at = r.applied_index();
         r.set_bugs(self.cfg.bugs);
         r.enable_applied_trace();
         n.replica = Some(r);
@@ -801,6 +878,7 @@ impl Sim {
             violations: self.violations,
             undecided,
             trace: self.trace,
+            snapshots_sent: self.snapshots_sent,
         }
     }
 }
@@ -829,9 +907,19 @@ fn short_cmd(cmd: &Command) -> String {
 fn describe(msg: &Message) -> String {
     match msg {
         Message::Prepare { ballot, from_slot } => format!("prepare b{ballot} from {from_slot}"),
-        Message::Promise { ballot, entries } => {
-            format!("promise b{ballot} with {} entries", entries.len())
-        }
+        Message::Promise {
+            ballot,
+            chosen_through,
+            entries,
+        } => format!(
+            "promise b{ballot} chosen through {chosen_through}, {} entries",
+            entries.len()
+        ),
+        Message::InstallSnapshot { snapshot } => format!(
+            "install snapshot at slot {} ({} keys)",
+            snapshot.last_included,
+            snapshot.kv.entries.len()
+        ),
         Message::Reject { promised } => format!("reject (promised b{promised})"),
         Message::Accept {
             ballot,
@@ -864,6 +952,8 @@ pub struct Summary {
     pub failing_seeds: Vec<u64>,
     /// Keys whose check gave up.
     pub undecided: usize,
+    /// Snapshots sent to lagging replicas over all seeds.
+    pub snapshots_sent: u64,
 }
 
 /// Runs `count` seeds from `first`, calling `on_failure` for each failing one.
@@ -882,6 +972,7 @@ pub fn run_many(
         summary.seeds += 1;
         summary.ops += outcome.ops;
         summary.undecided += outcome.undecided;
+        summary.snapshots_sent += outcome.snapshots_sent;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
             summary.failing_seeds.push(seed);

@@ -13,6 +13,10 @@ fn assert_clean(replicas: usize, seeds: u64) {
     });
     assert_eq!(summary.seeds, seeds);
     assert!(
+        summary.snapshots_sent > 0,
+        "no seed sent a snapshot to a lagging replica"
+    );
+    assert!(
         summary.ops >= seeds as usize * 100,
         "clients ran too few operations"
     );

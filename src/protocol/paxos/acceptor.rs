@@ -32,12 +32,21 @@ impl Replica {
             // A live candidate: give it time before competing.
             self.reset_election_deadline(now);
         }
+        let first = from_slot.max(self.chosen_through + 1);
         let entries = self
             .log
-            .range(from_slot..)
+            .range(first..)
             .map(|(slot, e)| (*slot, e.ballot, e.batch.clone()))
             .collect();
-        self.send_when_durable(from, Message::Promise { ballot, entries });
+        let chosen_through = self.chosen_through;
+        self.send_when_durable(
+            from,
+            Message::Promise {
+                ballot,
+                chosen_through,
+                entries,
+            },
+        );
     }
 
     /// Phase 2a: accept the value unless a higher ballot was promised.
@@ -67,6 +76,13 @@ impl Replica {
             self.promised = ballot;
         }
         self.follow(now, ballot);
+        if slot <= self.log_base {
+            // Chosen and compacted: the leader proposes the chosen value (Paxos), so this
+            // vote cannot help choose anything else.
+            self.send(from, Message::Accepted { ballot, slot });
+            self.learn_commit(now, ballot, commit);
+            return;
+        }
         match self.log.get(&slot) {
             Some(e) if e.chosen => {
                 // The value is final; Paxos guarantees the leader proposes the same one.

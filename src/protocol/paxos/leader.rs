@@ -27,6 +27,8 @@ impl Replica {
             from_slot,
             promised_mask: 0,
             found: BTreeMap::new(),
+            known_chosen: 0,
+            known_chosen_at: None,
         });
         self.reset_election_deadline(now);
         let prepare = Message::Prepare { ballot, from_slot };
@@ -40,6 +42,7 @@ impl Replica {
         now: Nanos,
         from: ReplicaId,
         ballot: Ballot,
+        chosen_through: Slot,
         entries: Vec<(Slot, Ballot, Batch)>,
     ) {
         let quorum = self.cfg.quorum();
@@ -52,6 +55,10 @@ impl Replica {
             return;
         }
         c.promised_mask |= from.bit();
+        if chosen_through > c.known_chosen {
+            c.known_chosen = chosen_through;
+            c.known_chosen_at = Some(from);
+        }
         for (slot, accepted_at, batch) in entries {
             if slot < c.from_slot {
                 continue;
@@ -74,8 +81,14 @@ impl Replica {
         self.stats.became_leader += 1;
         self.leader = Some(self.id);
         self.election_deadline = None;
+        // Slots a promiser knows chosen are learned by catch-up, not proposed again.
+        let settled = self.chosen_through.max(c.known_chosen);
+        if c.known_chosen > self.commit_heard {
+            self.commit_heard = c.known_chosen;
+            self.catchup_hint = c.known_chosen_at;
+        }
         let last_found = c.found.keys().next_back().copied().unwrap_or(0);
-        let next_slot = last_found.max(self.chosen_through) + 1;
+        let next_slot = last_found.max(settled) + 1;
         self.role = Role::Leader(Leadership {
             ballot: c.ballot,
             next_slot,
@@ -88,7 +101,7 @@ impl Replica {
         // Re-propose every slot a quorum might have chosen: the value accepted at the
         // highest ballot, or a no-op for a hole. Slots already known chosen stay as they are.
         let noop: Batch = Arc::from(vec![Request::noop()]);
-        for slot in (self.chosen_through + 1)..next_slot {
+        for slot in (settled + 1)..next_slot {
             let batch = match c.found.get(&slot) {
                 Some((_, batch)) if !self.bugs.skip_phase1_recovery => batch.clone(),
                 _ => noop.clone(),

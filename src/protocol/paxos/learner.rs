@@ -1,6 +1,6 @@
 //! The learner: commit indexes, catch-up of missing chosen slots, and applying in order.
 
-use super::{LogEntry, Replica, Role};
+use super::{LogEntry, Replica};
 use crate::protocol::kv::Applied;
 use crate::protocol::message::{Batch, Message, Record};
 use crate::protocol::outbox::ClientReply;
@@ -53,6 +53,7 @@ impl Replica {
         self.apply_chosen();
         if self.chosen_through >= self.commit_heard {
             self.catchup_sent_at = None;
+            self.catchup_hint = None;
         }
         let _ = now;
     }
@@ -85,7 +86,7 @@ impl Replica {
 
     /// Asks for chosen slots this replica lacks, at most once per heartbeat interval.
     pub(super) fn maybe_request_catchup(&mut self, now: Nanos) {
-        if self.chosen_through >= self.commit_heard || self.leading().is_some() {
+        if self.chosen_through >= self.commit_heard {
             return;
         }
         if self
@@ -94,7 +95,7 @@ impl Replica {
         {
             return;
         }
-        let to = match self.leader {
+        let to = match self.catchup_hint.or(self.leader) {
             Some(l) if l != self.id => l,
             _ => {
                 let others = self.cfg.replicas as u64 - 1;
@@ -118,9 +119,13 @@ impl Replica {
     }
 
     /// A peer lacks chosen slots: send a bounded chunk of those we know.
-    pub(super) fn on_catchup_request(&mut self, from: ReplicaId, from_slot: Slot) {
+    pub(super) fn on_catchup_request(&mut self, now: Nanos, from: ReplicaId, from_slot: Slot) {
         if from_slot > self.chosen_through {
             self.stats.messages_ignored += 1;
+            return;
+        }
+        if from_slot <= self.log_base {
+            self.send_snapshot(now, from);
             return;
         }
         let entries: Vec<(Slot, Batch)> = self
@@ -163,7 +168,7 @@ impl Replica {
             );
         }
         self.advance_chosen(now);
-        if self.chosen_through < self.commit_heard && !matches!(self.role, Role::Leader(_)) {
+        if self.chosen_through < self.commit_heard {
             // More to fetch: ask again now rather than after the interval.
             self.catchup_sent_at = None;
             self.maybe_request_catchup(now);

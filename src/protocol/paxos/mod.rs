@@ -12,6 +12,7 @@ mod acceptor;
 mod leader;
 mod learner;
 mod recovery;
+mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -64,6 +65,9 @@ struct Candidacy {
     promised_mask: u8,
     /// Per slot, the value accepted at the highest ballot among the promises.
     found: BTreeMap<Slot, (Ballot, Batch)>,
+    /// The highest `chosen_through` among the promises, and who reported it.
+    known_chosen: Slot,
+    known_chosen_at: Option<ReplicaId>,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +110,10 @@ pub struct Stats {
     pub catchups_requested: u64,
     /// Client requests refused because the queue was full.
     pub requests_busy: u64,
+    /// Snapshots installed from a peer (this replica lagged past its log).
+    pub snapshots_installed: u64,
+    /// Snapshots sent to lagging peers.
+    pub snapshots_sent: u64,
 }
 
 /// What one replica of one Paxos group knows and does. See the module doc.
@@ -136,6 +144,12 @@ pub struct Replica {
     election_deadline: Option<Nanos>,
     /// When the last catch-up request went out.
     catchup_sent_at: Option<Nanos>,
+    /// A peer known to have the chosen slots this replica lacks.
+    catchup_hint: Option<ReplicaId>,
+    /// Slots up to here were compacted out of `log` (their effect is in `kv`).
+    log_base: Slot,
+    /// When a snapshot was last sent to each peer (they are expensive).
+    snapshot_sent_at: [Option<Nanos>; crate::config::REPLICAS_MAX],
     /// Client requests proposed here, waiting to be applied.
     waiting: HashMap<(ClientId, u64), Token, Xxh3DefaultBuilder>,
 
@@ -173,6 +187,9 @@ impl Replica {
             leader: None,
             election_deadline: None,
             catchup_sent_at: None,
+            catchup_hint: None,
+            log_base: 0,
+            snapshot_sent_at: [None; crate::config::REPLICAS_MAX],
             waiting: HashMap::default(),
             next_persist_id: 1,
             durable_id: 0,
@@ -306,7 +323,12 @@ impl Replica {
     fn dispatch(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
         match msg {
             Message::Prepare { ballot, from_slot } => self.on_prepare(now, from, ballot, from_slot),
-            Message::Promise { ballot, entries } => self.on_promise(now, from, ballot, entries),
+            Message::Promise {
+                ballot,
+                chosen_through,
+                entries,
+            } => self.on_promise(now, from, ballot, chosen_through, entries),
+            Message::InstallSnapshot { snapshot } => self.on_install_snapshot(now, &snapshot),
             Message::Reject { promised } => self.on_reject(now, promised),
             Message::Accept {
                 ballot,
@@ -316,7 +338,7 @@ impl Replica {
             } => self.on_accept(now, from, ballot, slot, batch, commit),
             Message::Accepted { ballot, slot } => self.on_accepted(now, from, ballot, slot),
             Message::Commit { ballot, commit } => self.on_commit(now, ballot, commit),
-            Message::CatchUpRequest { from_slot } => self.on_catchup_request(from, from_slot),
+            Message::CatchUpRequest { from_slot } => self.on_catchup_request(now, from, from_slot),
             Message::CatchUp { entries, commit } => self.on_catchup(now, entries, commit),
         }
     }
@@ -335,13 +357,15 @@ impl Replica {
     pub fn check_invariants(&self) {
         assert!(self.applied <= self.chosen_through);
         assert!(self.durable_id < self.next_persist_id);
-        if self.chosen_through > 0 {
+        assert!(self.log_base <= self.applied);
+        if self.chosen_through > self.log_base {
             let e = self
                 .log
                 .get(&self.chosen_through)
                 .expect("chosen slot in log");
             assert!(e.chosen);
         }
+        assert!(self.log.keys().next().is_none_or(|s| *s > self.log_base));
         if let Role::Leader(l) = &self.role {
             assert_eq!(
                 l.ballot, self.promised,

@@ -2,21 +2,33 @@
 
 use super::{LogEntry, Replica};
 use crate::config::ProtocolConfig;
-use crate::protocol::message::Record;
+use crate::protocol::message::{Record, Snapshot};
 use crate::protocol::types::{Ballot, ReplicaId};
 
 impl Replica {
-    /// A replica restarted from its durable records, in the order they were written.
-    /// Its promise, accepted values and commit index survive; it rejoins as a follower.
+    /// A replica restarted from its latest snapshot, if any, and the durable records
+    /// written after it, in order. Its promise, accepted values and commit index survive;
+    /// it rejoins as a follower.
     pub fn recover(
         cfg: ProtocolConfig,
         id: ReplicaId,
         seed: u64,
+        snapshot: Option<Snapshot>,
         records: impl IntoIterator<Item = Record>,
     ) -> Replica {
         let mut r = Replica::new(cfg, id, seed);
-        let mut chosen_through = 0;
+        if let Some(s) = snapshot {
+            r.restore(s);
+        }
+        let base = r.log_base;
+        let mut chosen_through = base;
         for record in records {
+            // Records the snapshot covers would only re-add compacted slots.
+            if let Record::Accept { slot, .. } | Record::Learned { slot, .. } = &record
+                && *slot <= base
+            {
+                continue;
+            }
             match record {
                 Record::Promise { ballot } => r.promised = r.promised.max(ballot),
                 Record::Accept {
@@ -51,8 +63,10 @@ impl Replica {
                 Record::Chosen { through } => chosen_through = chosen_through.max(through),
             }
         }
-        for (_, e) in r.log.range_mut(..=chosen_through) {
-            e.chosen = true;
+        if chosen_through > base {
+            for (_, e) in r.log.range_mut(base + 1..=chosen_through) {
+                e.chosen = true;
+            }
         }
         // Only a gap-free prefix counts; `advance_chosen` stops at the first hole.
         while r.log.get(&(r.chosen_through + 1)).is_some_and(|e| e.chosen) {

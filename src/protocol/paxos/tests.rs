@@ -49,6 +49,7 @@ impl Cluster {
                 Action::Send { to, msg } => self.wire.push((from, to, msg)),
                 Action::Persist { id, record } => self.unsynced[i].push((id, record)),
                 Action::Reply { token, reply } => self.replies.push((token, reply)),
+                Action::SaveSnapshot => {}
             }
         }
         self.replicas[i].check_invariants();
@@ -121,7 +122,8 @@ impl Cluster {
 
     fn restart(&mut self, i: usize) {
         let cfg = self.replicas[i].cfg.clone();
-        self.replicas[i] = Replica::recover(cfg, ReplicaId(i as u8), 99, self.durable[i].clone());
+        self.replicas[i] =
+            Replica::recover(cfg, ReplicaId(i as u8), 99, None, self.durable[i].clone());
         self.up[i] = true;
     }
 
