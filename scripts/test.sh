@@ -11,4 +11,4 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-exec cargo test --release "$@"
+exec cargo test --profile ci "$@"

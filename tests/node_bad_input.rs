@@ -73,3 +73,12 @@ fn bad_input_gets_errors_and_never_crashes_the_node() {
     assert_eq!(bulk(&c.cmd(&["GET", "keyB"]).unwrap()), None);
     assert_eq!(c.cmd(&["PING"]).unwrap(), Value::Simple("PONG".into()));
 }
+
+#[test]
+fn empty_lines_are_ignored_like_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let mut c = Client::connect(cluster.clients[0]).unwrap();
+    c.send_raw(b"\r\n\r\nPING\r\n").unwrap();
+    assert_eq!(c.read_reply().unwrap(), Value::Simple("PONG".into()));
+}

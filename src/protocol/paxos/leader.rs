@@ -109,6 +109,7 @@ impl Replica {
             self.propose_at(now, slot, batch);
         }
         self.send_heartbeat(now);
+        self.maybe_request_catchup(now);
     }
 
     /// A peer promised a higher ballot than ours.
