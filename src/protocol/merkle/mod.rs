@@ -10,7 +10,10 @@
 //!
 //! # Digests
 //!
-//! - An entry's digest is `xxh3_64(key ‖ version_le ‖ xxh3_64(value)_le)` ([`entry_digest`]).
+//! - An entry's digest is `xxh3_64(xxh3_64(key)_le ‖ version_le ‖ xxh3_64(value)_le)`
+//!   ([`entry_digest`]). The key's hash also picks its leaf, so a write hashes the key
+//!   once; two keys share a digest only if their 64-bit hashes collide, the same odds as
+//!   two different leaves colliding.
 //! - A leaf's digest is the **wrapping sum** of its entries' digests (0 when empty). A sum
 //!   does not depend on insertion order, and a write updates its leaf in O(1): subtract the
 //!   old entry's digest, add the new one. We chose a sum over XOR because it costs the same
@@ -39,7 +42,7 @@ pub use anti_entropy::{
     repair_verdict,
 };
 
-use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::kv::Entry;
 
@@ -58,27 +61,17 @@ const _: () = assert!(1 << FANOUT_BITS == FANOUT);
 const _: () = assert!(DEPTH_MIN >= 1 && DEPTH_MIN <= DEPTH_DEFAULT && DEPTH_DEFAULT <= DEPTH_MAX);
 const _: () = assert!((FANOUT_BITS * DEPTH_MAX as u32) < u32::BITS);
 
-/// Keys up to this length are hashed from a stack buffer instead of a streaming hasher.
-const SHORT_KEY_SIZE_BYTES_MAX: usize = 240;
-
 /// The digest of one stored entry: covers the key, its version and its value's hash.
 pub fn entry_digest(key: &[u8], entry: &Entry) -> u64 {
-    let value_hash = xxh3_64(&entry.value);
-    if key.len() <= SHORT_KEY_SIZE_BYTES_MAX {
-        let mut buf = [0u8; SHORT_KEY_SIZE_BYTES_MAX + 16];
-        let n = key.len();
-        buf[..n].copy_from_slice(key);
-        buf[n..n + 8].copy_from_slice(&entry.version.to_le_bytes());
-        buf[n + 8..n + 16].copy_from_slice(&value_hash.to_le_bytes());
-        xxh3_64(&buf[..n + 16])
-    } else {
-        // Same bytes as the short path, so the digest does not depend on the key length.
-        let mut h = Xxh3Default::new();
-        h.update(key);
-        h.update(&entry.version.to_le_bytes());
-        h.update(&value_hash.to_le_bytes());
-        h.digest()
-    }
+    digest_with_key_hash(xxh3_64(key), entry)
+}
+
+fn digest_with_key_hash(key_hash: u64, entry: &Entry) -> u64 {
+    let mut buf = [0u8; 24];
+    buf[0..8].copy_from_slice(&key_hash.to_le_bytes());
+    buf[8..16].copy_from_slice(&entry.version.to_le_bytes());
+    buf[16..24].copy_from_slice(&xxh3_64(&entry.value).to_le_bytes());
+    xxh3_64(&buf)
 }
 
 /// Nodes at `level` of a tree (level 0 is the root).
@@ -182,15 +175,16 @@ impl MerkleTree {
     /// Records that `key` changed from `old` to `new` (`None`: absent); the state machine
     /// calls this on every insert, overwrite and removal.
     pub fn update(&mut self, key: &[u8], old: Option<&Entry>, new: Option<&Entry>) {
-        let leaf = self.leaf_of(key) as usize;
+        let key_hash = xxh3_64(key);
+        let leaf = self.leaf_of_hash(key_hash) as usize;
         let sum = &mut self.leaves[leaf];
         if let Some(e) = old {
-            *sum = sum.wrapping_sub(entry_digest(key, e));
+            *sum = sum.wrapping_sub(digest_with_key_hash(key_hash, e));
             assert!(self.entries > 0);
             self.entries -= 1;
         }
         if let Some(e) = new {
-            *sum = sum.wrapping_add(entry_digest(key, e));
+            *sum = sum.wrapping_add(digest_with_key_hash(key_hash, e));
             self.entries += 1;
         }
         self.mark_dirty(leaf as u32);
@@ -262,8 +256,10 @@ impl MerkleTree {
         self.leaves.fill(0);
         self.entries = 0;
         for (key, entry) in entries {
-            let leaf = self.leaf_of(key) as usize;
-            self.leaves[leaf] = self.leaves[leaf].wrapping_add(entry_digest(key, entry));
+            let key_hash = xxh3_64(key);
+            let leaf = self.leaf_of_hash(key_hash) as usize;
+            let sum = &mut self.leaves[leaf];
+            *sum = sum.wrapping_add(digest_with_key_hash(key_hash, entry));
             self.entries += 1;
         }
         self.dirty.fill(0);
