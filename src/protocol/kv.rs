@@ -316,6 +316,13 @@ impl Kv {
         &mut self.merkle
     }
 
+    /// Replaces the Merkle tree with one of another depth, rebuilt from the map.
+    pub fn set_merkle_depth(&mut self, depth: u8) {
+        self.merkle = MerkleTree::new(depth);
+        self.merkle
+            .rebuild_full(self.map.iter().map(|(k, e)| (&k[..], e)));
+    }
+
     /// Installs an entry found by anti-entropy repair (see `merkle::repair_verdict`);
     /// refuses, returning false, to replace an entry of the same or a newer version.
     pub fn install(&mut self, key: Bytes, entry: Entry) -> bool {

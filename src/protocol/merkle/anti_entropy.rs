@@ -50,8 +50,8 @@
 //! lost keys would, under an "absence is authoritative once `applied ≥ version`" rule,
 //! delete them from every healthy replica and spread its loss. Real deletes travel through
 //! the log. The cost: an entry resurrected by a bug on some replica is not removed by
-//! anti-entropy; it shows up as a difference the session reports (`Outcome::kept`) and the
-//! simulator's `merkle == kv` checker flags it. Tombstones with a version (kept until every
+//! anti-entropy; it shows up as a difference every session reports (`Outcome::kept`,
+//! `ResponderStats::kept`), and comparing replicas' `Kv::digest` flags it. Tombstones with a version (kept until every
 //! replica has applied past them) would let absence win soundly; we have not needed them.
 
 use std::collections::{HashMap, VecDeque};

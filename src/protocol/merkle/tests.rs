@@ -473,3 +473,24 @@ fn initiator_ignores_stray_replies_and_ends_on_refusal() {
     assert!(ae.is_done());
     assert_eq!(ae.outcome().failed, Some(Refusal::BadReply));
 }
+
+#[test]
+fn other_depths_work_and_a_depth_mismatch_ends_the_session() {
+    let (mut a, mut b, applied, _) = diverged_pair();
+    a.set_merkle_depth(2);
+    b.set_merkle_depth(2);
+    assert_same_tree(a.merkle(), &full(&a));
+    let (out, _, installed) = session(&mut a, applied, &mut b, applied, SessionLimits::default());
+    assert_eq!(out.failed, None);
+    assert_eq!(installed, 100);
+    // 256 leaves of ~390 keys: the differing leaves' entries take several replies.
+    let replies_min = out
+        .entries_received
+        .div_ceil(SessionLimits::default().entries_per_msg_max as u64);
+    assert!(out.round_trips >= 2 + replies_min, "{out:?}");
+    assert_eq!(a.digest(), b.digest());
+    b.set_merkle_depth(3);
+    let (out, _, installed) = session(&mut a, applied, &mut b, applied, SessionLimits::default());
+    assert_eq!(out.failed, Some(Refusal::DepthMismatch { ours: 3 }));
+    assert_eq!((out.round_trips, installed), (1, 0));
+}
