@@ -300,9 +300,11 @@ fn remove(
     merkle: &mut MerkleTree,
     key: &Bytes,
 ) -> bool {
-    let old = map.remove(key);
-    merkle.update(key, old.as_ref(), None);
-    old.is_some()
+    let Some(old) = map.remove(key) else {
+        return false;
+    };
+    merkle.update(key, Some(&old), None);
+    true
 }
 
 impl Kv {
