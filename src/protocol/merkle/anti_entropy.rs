@@ -329,7 +329,8 @@ pub struct AntiEntropy {
     /// Differing leaves whose entries are not asked for yet.
     leaves: VecDeque<u32>,
     /// Entries to send the responder, each with our applied index when we read it: a push
-    /// must claim the index its entries were read at, not a later one (rule 3).
+    /// must claim the index its entries were read at, not a later one (rule 3). At most
+    /// `entries_per_msg_max` plus our entries in `leaves_per_msg_max` leaves.
     push: VecDeque<(Slot, Bytes, Entry)>,
     outcome: Outcome,
     /// Replies that did not match what was awaited.
@@ -540,7 +541,9 @@ impl AntiEntropy {
             });
         }
         let push_n = self.push.len().min(self.limits.entries_per_msg_max);
-        if !self.leaves.is_empty() {
+        // Fetch more leaves only while the push queue is short: it then never holds more
+        // than `entries_per_msg_max` plus our entries of one request's leaves.
+        if !self.leaves.is_empty() && self.push.len() < self.limits.entries_per_msg_max {
             let n = self.leaves.len().min(self.limits.leaves_per_msg_max);
             let leaves: Vec<u32> = self.leaves.drain(..n).collect();
             let (read_at, push) = self.take_push(push_n, applied);

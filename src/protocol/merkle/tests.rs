@@ -494,3 +494,57 @@ fn other_depths_work_and_a_depth_mismatch_ends_the_session() {
     assert_eq!(out.failed, Some(Refusal::DepthMismatch { ours: 3 }));
     assert_eq!((out.round_trips, installed), (1, 0));
 }
+
+#[test]
+fn an_empty_replica_receives_the_whole_shard_in_bounded_pushes() {
+    let mut a = Kv::new(1, 1);
+    for i in 0..5_000 {
+        apply(&mut a, i / 10 + 1, Command::Set(key(i), value(i, 0)));
+    }
+    a.set_merkle_depth(1);
+    let mut b = Kv::new(1, 1);
+    b.set_merkle_depth(1);
+    let limits = SessionLimits {
+        parents_per_msg_max: 1,
+        leaves_per_msg_max: 1,
+        entries_per_msg_max: 100,
+    };
+    let leaf_entries_max = (0..16)
+        .map(|leaf| {
+            anti_entropy::entries_in_leaves(&a, &[leaf], usize::MAX)
+                .1
+                .len()
+        })
+        .max()
+        .unwrap_or(0);
+    let (mut ae, mut msg) = AntiEntropy::start(&mut a, limits);
+    let mut responder = Responder::new(limits);
+    let (mut installed, mut pending_max, mut pushes) = (0, 0, 0);
+    loop {
+        if let MerkleMsg::Push { entries, .. } | MerkleMsg::GetEntries { push: entries, .. } = &msg
+        {
+            assert!(entries.len() <= limits.entries_per_msg_max);
+            pushes += entries.len();
+        }
+        let resp = responder.on_msg(&mut b, 500, &msg);
+        for (k, e) in resp.repairs {
+            assert!(b.install(k, e));
+            installed += 1;
+        }
+        let next = ae.on_msg(&mut a, 500, resp.reply.expect("a reply"));
+        pending_max = pending_max.max(ae.pending_pushes());
+        match next {
+            Some(m) => msg = m,
+            None => break,
+        }
+    }
+    assert_eq!(ae.outcome().failed, None);
+    assert_eq!((installed, pushes), (5_000, 5_000));
+    assert_eq!(a.digest(), b.digest());
+    // Leaves are fetched one by one (~312 entries each) and pushes drain 100 at a time:
+    // without the bound the queue would grow toward the whole shard.
+    assert!(
+        pending_max <= limits.entries_per_msg_max + leaf_entries_max,
+        "{pending_max} > 100 + {leaf_entries_max}"
+    );
+}
