@@ -386,6 +386,11 @@ impl AntiEntropy {
         self.outcome
     }
 
+    /// Entries queued to push to the responder.
+    pub fn pending_pushes(&self) -> usize {
+        self.push.len()
+    }
+
     /// Replies that matched nothing awaited, dropped.
     pub fn ignored(&self) -> u64 {
         self.ignored
