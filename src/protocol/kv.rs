@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
+use super::merkle::MerkleTree;
 use super::types::{ClientId, Slot};
 
 /// A command of the state machine.
@@ -138,6 +139,8 @@ pub struct Kv {
     sessions: HashMap<ClientId, Session, Xxh3DefaultBuilder>,
     client_window_max: usize,
     clients_max: usize,
+    /// Kept current by every write, for anti-entropy.
+    merkle: MerkleTree,
 }
 
 impl Kv {
@@ -150,6 +153,7 @@ impl Kv {
             sessions: HashMap::default(),
             client_window_max,
             clients_max,
+            merkle: MerkleTree::default(),
         }
     }
 
@@ -176,7 +180,7 @@ impl Kv {
     /// Applies a request chosen at `slot`.
     pub fn apply(&mut self, slot: Slot, req: &Request) -> Applied {
         if req.client == 0 {
-            return Applied::Reply(execute(&mut self.map, slot, &req.cmd));
+            return Applied::Reply(execute(&mut self.map, &mut self.merkle, slot, &req.cmd));
         }
         if !self.sessions.contains_key(&req.client) && self.sessions.len() >= self.clients_max {
             self.evict_idle_session();
@@ -208,7 +212,7 @@ impl Kv {
                 Err(i) => i,
             }
         };
-        let reply = execute(&mut self.map, slot, &req.cmd);
+        let reply = execute(&mut self.map, &mut self.merkle, slot, &req.cmd);
         let session = self
             .sessions
             .get_mut(&req.client)
@@ -276,23 +280,18 @@ impl Kv {
 /// Runs one command against the map.
 fn execute(
     map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    merkle: &mut MerkleTree,
     slot: Slot,
     cmd: &Command,
 ) -> Reply {
     match cmd {
         Command::Get(k) => Reply::Value(map.get(k).map(|e| e.value.clone())),
         Command::Set(k, v) => {
-            map.insert(
-                k.clone(),
-                Entry {
-                    value: v.clone(),
-                    version: slot,
-                },
-            );
+            put(map, merkle, k, v, slot);
             Reply::Ok
         }
         Command::Del(ks) => {
-            let removed = ks.iter().filter(|k| map.remove(*k).is_some()).count();
+            let removed = ks.iter().filter(|k| remove(map, merkle, k)).count();
             Reply::Int(removed as i64)
         }
         Command::Exists(ks) => {
@@ -305,17 +304,77 @@ fn execute(
         ),
         Command::MSet(kvs) => {
             for (k, v) in kvs {
-                map.insert(
-                    k.clone(),
-                    Entry {
-                        value: v.clone(),
-                        version: slot,
-                    },
-                );
+                put(map, merkle, k, v, slot);
             }
             Reply::Ok
         }
         Command::Noop => Reply::Ok,
+    }
+}
+
+// Merkle upkeep: every change to the map goes through these two, so the tree's leaves
+// always equal the map's contents.
+
+/// Sets a key and tells the Merkle tree.
+fn put(
+    map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    merkle: &mut MerkleTree,
+    key: &Bytes,
+    value: &Bytes,
+    slot: Slot,
+) {
+    let new = Entry {
+        value: value.clone(),
+        version: slot,
+    };
+    merkle.update(key, map.get(key), Some(&new));
+    map.insert(key.clone(), new);
+}
+
+/// Removes a key and tells the Merkle tree; true if it existed.
+fn remove(
+    map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    merkle: &mut MerkleTree,
+    key: &Bytes,
+) -> bool {
+    let Some(old) = map.remove(key) else {
+        return false;
+    };
+    merkle.update(key, Some(&old), None);
+    true
+}
+
+impl Kv {
+    /// The Merkle tree over this map (rebuild it before reading inner digests).
+    pub fn merkle(&self) -> &MerkleTree {
+        &self.merkle
+    }
+
+    /// The Merkle tree, to rebuild it.
+    pub fn merkle_mut(&mut self) -> &mut MerkleTree {
+        &mut self.merkle
+    }
+
+    /// Replaces the Merkle tree with one of another depth, rebuilt from the map.
+    pub fn set_merkle_depth(&mut self, depth: u8) {
+        self.merkle = MerkleTree::new(depth);
+        self.merkle
+            .rebuild_full(self.map.iter().map(|(k, e)| (&k[..], e)));
+    }
+
+    /// Installs an entry found by anti-entropy repair (see `merkle::repair_verdict`);
+    /// refuses, returning false, to replace an entry of the same or a newer version.
+    pub fn install(&mut self, key: Bytes, entry: Entry) -> bool {
+        if self
+            .map
+            .get(&key)
+            .is_some_and(|e| e.version >= entry.version)
+        {
+            return false;
+        }
+        self.merkle.update(&key, self.map.get(&key), Some(&entry));
+        self.map.insert(key, entry);
+        true
     }
 }
 

@@ -5,6 +5,7 @@
 //! under the glommio runtime and under the deterministic simulator.
 
 pub mod kv;
+pub mod merkle;
 pub mod message;
 pub mod outbox;
 pub mod paxos;
