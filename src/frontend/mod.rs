@@ -76,12 +76,10 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
                 }
                 Ok(None) => break,
                 // Like redis-server, ignore empty lines (redis-cli --pipe sends one).
-                Err(resp::RespError::EmptyInline) => {
-                    match memchr::memchr(b'\n', &buf[pos..]) {
-                        Some(i) => pos += i + 1,
-                        None => break,
-                    }
-                }
+                Err(resp::RespError::EmptyInline) => match memchr::memchr(b'\n', &buf[pos..]) {
+                    Some(i) => pos += i + 1,
+                    None => break,
+                },
                 Err(e) => {
                     // No partial apply: commands decoded before the bad frame still run and
                     // get answers; then the error, then the connection closes.

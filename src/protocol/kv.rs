@@ -263,6 +263,9 @@ impl Kv {
     pub fn import(&mut self, state: KvState) {
         self.map = state.entries.into_iter().collect();
         self.sessions = state.sessions.into_iter().collect();
+        // The map changed without `execute`: the tree learns it all at once.
+        self.merkle
+            .rebuild_full(self.map.iter().map(|(k, e)| (&k[..], e)));
     }
 
     /// A digest of the map's contents, independent of insertion order, to compare replicas.

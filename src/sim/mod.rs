@@ -342,6 +342,7 @@ impl Sim {
             && live
                 .iter()
                 .all(|r| r.kv().digest() == live[0].kv().digest())
+            && live.iter().all(|r| merkle_root(r) == merkle_root(live[0]))
     }
 
     fn start_final_reads(&mut self) {
@@ -881,6 +882,21 @@ impl Sim {
             snapshots_sent: self.snapshots_sent,
         }
     }
+}
+
+/// The replica's Merkle root after an incremental rebuild, checked against a full rebuild
+/// (the incremental tree must always agree with the state machine).
+fn merkle_root(r: &Replica) -> u64 {
+    let mut incremental = r.kv().merkle().clone();
+    incremental.rebuild_incremental();
+    let mut full = crate::protocol::merkle::MerkleTree::new(incremental.depth());
+    full.rebuild_full(r.kv().iter().map(|(k, e)| (&k[..], e)));
+    assert_eq!(
+        incremental.root(),
+        full.root(),
+        "incremental Merkle tree diverged from kv"
+    );
+    incremental.root()
 }
 
 fn describe_batch(b: &Batch) -> String {
