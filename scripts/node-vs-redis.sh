@@ -14,6 +14,8 @@
 #   PIPELINES="16 1"    pipeline depths (-P) to run
 #   BENCH_TIMEOUT_S=300 bound on one redis-benchmark run
 #   COREPAX_BIN=target/release/corepax  (built with `cargo build --release` if missing)
+#   SHARDS=             shards per node (default: nproc, the node's own default); for
+#                       diagnosis, e.g. SHARDS=1 takes the inter-shard mesh out of the path
 #   KEEP_TMP=1          keep the temp dir (node data, logs) for inspection
 # Writes results/node-vs-redis-<date>.md (table, commands, machine) and
 # results/node-vs-redis-<date>-raw.txt (every redis-benchmark CSV line, cluster log tail).
@@ -120,9 +122,14 @@ wait_ping() {
     done
 }
 
-SHARDS=$(nproc)
+SHARDS_FLAG=""
+if [ -n "${SHARDS:-}" ]; then
+    SHARDS_FLAG=" --shards $SHARDS"
+else
+    SHARDS=$(nproc)
+fi
 BASE=$(free_cluster_base 3 "$SHARDS")
-CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax"
+CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax$SHARDS_FLAG"
 echo "starting: $CLUSTER_CMD" >&2
 START_NS=$(date +%s%N)
 setsid $CLUSTER_CMD >"$TMP/cluster.log" 2>&1 &
