@@ -12,7 +12,10 @@
 #   VALUE_BYTES=100     bytes per value
 #   LOADERS=4           pipelined connections, each loading a slice of the keys
 #   LOAD_TIMEOUT_S=900  bound on the load and on waiting for DBSIZE
+#   DBSIZE_WAIT_S=60    after the load, how long DBSIZE may take before failed keys are resent
 #   SETTLE_S=10         seconds to wait before a second RSS reading (0: skip)
+#   OVERWRITE=1         then SET the same keys to the same values again and report what RSS
+#                       gains: the log's cost per SET, apart from the map (0: skip)
 #   REDIS_REFERENCE=1   also measure redis-server with the same data (0: skip)
 #   COREPAX_BIN=target/release/corepax  (built with `cargo build --release` if missing)
 #   KEEP_TMP=1          keep the temp dir (node data, logs) for inspection
@@ -25,6 +28,8 @@ VALUE_BYTES=${VALUE_BYTES:-100}
 LOADERS=${LOADERS:-4}
 LOAD_TIMEOUT_S=${LOAD_TIMEOUT_S:-900}
 SETTLE_S=${SETTLE_S:-10}
+DBSIZE_WAIT_S=${DBSIZE_WAIT_S:-60}
+OVERWRITE=${OVERWRITE:-1}
 REDIS_REFERENCE=${REDIS_REFERENCE:-1}
 READY_TIMEOUT_S=60
 BIN=${COREPAX_BIN:-target/release/corepax}
@@ -110,20 +115,30 @@ sys.exit("no free port range found")
 EOF
 }
 
-# A pipelined RESP loader on raw sockets: `SET key:%07d <value>` for keys [lo, hi) over
-# `conns` connections (threads), BATCH commands per write, then all their replies read.
-# Each value is VALUE_BYTES bytes starting with the key's number, so every value differs.
+# A pipelined RESP loader on raw sockets: `SET key:%07d <value>` over `conns` connections
+# (threads), BATCH commands per write, then all their replies read. The keys are the range
+# lo:hi, or @FILE (one key number a line). Numbers of keys answered with an error go to
+# failed_out, so that a retry resends only those. Each value is VALUE_BYTES bytes starting
+# with the key's number, so every value differs.
 # (Not redis-cli --pipe: it ends its stream with an empty inline line, "\r\n", which Redis
 # ignores but corepax answers with "ERR Protocol error: empty inline command" and a close.)
 LOADER_PY=$TMP/loader.py
 cat >"$LOADER_PY" <<'EOF'
 import socket, sys, threading, time
-port, lo, hi, vlen, conns = (int(a) for a in sys.argv[1:6])
+port, vlen, conns = (int(a) for a in sys.argv[1:4])
+failed_out, spec = sys.argv[4], sys.argv[5]
 BATCH = 1000          # commands per write; their replies are read before the next write
 RECV_TIMEOUT_S = 60   # a silent server fails the load instead of hanging it
+if spec.startswith("@"):
+    with open(spec[1:]) as f:
+        keys = [int(x) for x in f.read().split()]
+else:
+    lo, hi = (int(x) for x in spec.split(":"))
+    keys = range(lo, hi)
 pad = b"x" * vlen
 lock = threading.Lock()
 totals = {"replies": 0, "errors": 0, "failed": 0}
+failed_keys = []
 samples = []
 
 def cmd(i):
@@ -131,62 +146,71 @@ def cmd(i):
     v = (b"v%07d" % i + pad)[:vlen]
     return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v)
 
-def worker(a, b):
+def worker(part):
     replies = errors = 0
+    bad = []
+    pos = 0
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT_S)
         buf = b""
-        for start in range(a, b, BATCH):
-            n = min(BATCH, b - start)
-            s.sendall(b"".join(cmd(i) for i in range(start, start + n)))
+        for pos in range(0, len(part), BATCH):
+            batch = part[pos:pos + BATCH]
+            s.sendall(b"".join(cmd(i) for i in batch))
             got = 0
-            while got < n:
+            while got < len(batch):
                 # A reply to SET is one line: +OK, or -ERR ... (a simple error).
-                while got < n and b"\r\n" in buf:
+                while got < len(batch) and b"\r\n" in buf:
                     line, buf = buf.split(b"\r\n", 1)
-                    got += 1
                     if not line.startswith(b"+"):
                         errors += 1
+                        bad.append(batch[got])
                         with lock:
                             if len(samples) < 5:
                                 samples.append(line[:200].decode("utf-8", "replace"))
-                if got < n:
+                    got += 1
+                if got < len(batch):
                     d = s.recv(1 << 16)
                     if not d:
                         raise ConnectionError("server closed the connection")
                     buf += d
             replies += got
+        pos = len(part)
         s.close()
     except Exception as e:
+        bad.extend(part[pos:])  # the unanswered rest of this connection's keys
         with lock:
             totals["failed"] += 1
             samples.append("connection failed: %r" % (e,))
     with lock:
         totals["replies"] += replies
         totals["errors"] += errors
+        failed_keys.extend(bad)
 
 t0 = time.time()
 ts = []
 for j in range(conns):
-    a = lo + (hi - lo) * j // conns
-    b = lo + (hi - lo) * (j + 1) // conns
-    t = threading.Thread(target=worker, args=(a, b))
+    part = keys[len(keys) * j // conns:len(keys) * (j + 1) // conns]
+    t = threading.Thread(target=worker, args=(part,))
     t.start()
     ts.append(t)
 for t in ts:
     t.join()
+with open(failed_out, "w") as f:
+    f.write("".join("%d\n" % i for i in sorted(set(failed_keys))))
 print("sent=%d replies=%d errors=%d failed_connections=%d seconds=%.1f" %
-      (hi - lo, totals["replies"], totals["errors"], totals["failed"], time.time() - t0))
+      (len(keys), totals["replies"], totals["errors"], totals["failed"], time.time() - t0))
 for m in samples:
     print("  e.g. " + m)
 sys.exit(0 if totals["failed"] == 0 else 1)
 EOF
 
-# Loads every key through port $1 with LOADERS pipelined connections; the loader's summary
-# goes to $2. Failures are counted, not fatal here: the caller checks them and DBSIZE.
+# Sends SETs through port $1 with LOADERS pipelined connections: keys `$3` (lo:hi or @FILE);
+# the loader's summary goes to $2, the numbers of failed keys to $2.failed. Failures are
+# counted, not fatal here: the caller checks them and DBSIZE.
 load_keys() {
-    timeout "$LOAD_TIMEOUT_S" python3 "$LOADER_PY" "$1" 0 "$KEYS" "$VALUE_BYTES" "$LOADERS" >"$2" 2>&1 ||
-        echo "loader exit status $?" >>"$2"
+    timeout "$LOAD_TIMEOUT_S" python3 "$LOADER_PY" "$1" "$VALUE_BYTES" "$LOADERS" "$2.failed" "$3" \
+        >"$2" 2>&1 || echo "loader exit status $?" >>"$2"
+    [ -f "$2.failed" ] || : >"$2.failed"
 }
 
 # Errors plus failed connections in the loader summary $1.
@@ -195,9 +219,9 @@ load_errors() {
         cut -d= -f2 | awk '{s += $1} END {print s + 0}'
 }
 
-# Waits until DBSIZE on port $1 reaches KEYS; prints the last value seen.
+# Waits until DBSIZE on port $1 reaches KEYS, at most $2 seconds; prints the last value seen.
 wait_dbsize() {
-    local deadline=$((SECONDS + LOAD_TIMEOUT_S)) n=""
+    local deadline=$((SECONDS + $2)) n=""
     while :; do
         n=$(redis-cli -p "$1" dbsize 2>/dev/null || echo "")
         if [ "$n" = "$KEYS" ] || [ $SECONDS -ge $deadline ]; then
@@ -205,6 +229,25 @@ wait_dbsize() {
             return
         fi
         sleep 0.5
+    done
+}
+
+# Sum over every shard of every node of INFO's applied_index.
+applied_sum() {
+    for i in 0 1 2; do
+        redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -oE 'applied_index=[0-9]+' || true
+    done | cut -d= -f2 | awk '{s += $1} END {print s + 0}'
+}
+
+# Waits until no node applies anything more for 2 s (followers catch up), at most
+# LOAD_TIMEOUT_S.
+wait_applied_settles() {
+    local deadline=$((SECONDS + LOAD_TIMEOUT_S)) last=-1 now
+    while [ $SECONDS -lt $deadline ]; do
+        now=$(applied_sum)
+        [ "$now" = "$last" ] && return
+        last=$now
+        sleep 2
     done
 }
 
@@ -220,7 +263,8 @@ BASE=$(free_cluster_base 3 "$SHARDS")
 CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax"
 echo "starting: $CLUSTER_CMD" >&2
 START_NS=$(date +%s%N)
-setsid $CLUSTER_CMD >"$TMP/cluster.log" 2>&1 &
+: >"$TMP/cluster.log" # exists before the wait loop greps it
+setsid $CLUSTER_CMD >>"$TMP/cluster.log" 2>&1 &
 CLUSTER_PID=$!
 deadline=$((SECONDS + READY_TIMEOUT_S))
 until grep -q '^ready: ' "$TMP/cluster.log"; do
@@ -288,22 +332,25 @@ for i in 0 1 2; do RSS_IDLE[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
 UPTIME_BEFORE=$(uptime)
 echo "[$(date -u +%T)] loading $KEYS keys through node $LOAD_NODE (port $LOAD_PORT), $LOADERS connections" >&2
 LOAD_START=$(date +%s%N)
-load_keys "$LOAD_PORT" "$TMP/load1.log"
+load_keys "$LOAD_PORT" "$TMP/load1.log" "0:$KEYS"
 LOAD_END=$(date +%s%N)
 ERRORS1=$(load_errors "$TMP/load1.log")
-RELOADED=no
-if [ "$ERRORS1" -gt 0 ]; then
-    # SET is idempotent: a second pass fills in whatever failed (timeouts under load).
-    echo "  $ERRORS1 errors in the load; loading again once" >&2
-    RELOADED="yes ($ERRORS1 errors in the first pass)"
-    load_keys "$LOAD_PORT" "$TMP/load2.log"
+# A TIMEOUT answer "may or may not have taken effect": see whether DBSIZE gets there anyway
+# before resending anything, since every resent SET adds to the in-memory log.
+DBSIZE_LOAD=$(wait_dbsize "$LOAD_PORT" "$DBSIZE_WAIT_S")
+RETRIED=no
+if [ "$DBSIZE_LOAD" != "$KEYS" ] && [ -s "$TMP/load1.log.failed" ]; then
+    nfail=$(wc -l <"$TMP/load1.log.failed")
+    echo "  DBSIZE $DBSIZE_LOAD after the load; resending the $nfail keys answered with an error" >&2
+    RETRIED="yes: DBSIZE was $DBSIZE_LOAD, resent the $nfail keys answered with an error"
+    load_keys "$LOAD_PORT" "$TMP/load2.log" "@$TMP/load1.log.failed"
     LOAD_END=$(date +%s%N)
+    DBSIZE_LOAD=$(wait_dbsize "$LOAD_PORT" "$LOAD_TIMEOUT_S")
 fi
 LOAD_MS=$(((LOAD_END - LOAD_START) / 1000000))
-echo "[$(date -u +%T)] load done in $LOAD_MS ms; waiting for DBSIZE = $KEYS" >&2
-DBSIZE_LOAD=$(wait_dbsize "$LOAD_PORT")
-declare -a DBSIZE RSS_LOADED RSS_SETTLED INFO_LINES DISK
-for i in 0 1 2; do DBSIZE[$i]=$(wait_dbsize $((BASE + i))); done
+echo "[$(date -u +%T)] load done in $LOAD_MS ms; DBSIZE $DBSIZE_LOAD on node $LOAD_NODE" >&2
+declare -a DBSIZE RSS_LOADED RSS_SETTLED RSS_OVER INFO_LINES DISK
+for i in 0 1 2; do DBSIZE[$i]=$(wait_dbsize $((BASE + i)) "$LOAD_TIMEOUT_S"); done
 APPLIED_END=$(date +%s%N)
 for i in 0 1 2; do RSS_LOADED[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
 echo "[$(date -u +%T)] DBSIZE ${DBSIZE[*]}; RSS read" >&2
@@ -315,6 +362,26 @@ for i in 0 1 2; do
     INFO_LINES[$i]=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
     DISK[$i]=$(du -sk "$TMP/corepax/node-$i" | cut -f1)
 done
+
+# Overwrite pass: the same KEYS SETs again (same keys, same values). The map keeps its size,
+# so what RSS gains is what the log keeps per applied SET (no log truncation yet).
+OVER_ERRORS="-"
+OVER_MS=0
+if [ "$OVERWRITE" = 1 ]; then
+    echo "[$(date -u +%T)] overwrite pass: the same $KEYS SETs again" >&2
+    for i in 0 1 2; do
+        [ -n "${RSS_SETTLED[$i]:-}" ] || RSS_SETTLED[$i]=${RSS_LOADED[$i]}
+    done
+    o_start=$(date +%s%N)
+    load_keys "$LOAD_PORT" "$TMP/load-over.log" "0:$KEYS"
+    OVER_MS=$((($(date +%s%N) - o_start) / 1000000))
+    OVER_ERRORS=$(load_errors "$TMP/load-over.log")
+    wait_applied_settles
+    for i in 0 1 2; do RSS_OVER[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
+    for i in 0 1 2; do
+        INFO_LINES[$i]=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
+    done
+fi
 UPTIME_AFTER=$(uptime)
 CLUSTER_ALIVE=yes
 kill -0 "$CLUSTER_PID" 2>/dev/null || CLUSTER_ALIVE="NO: the cluster exited during the run"
@@ -332,8 +399,8 @@ if [ "$REDIS_REFERENCE" = 1 ]; then
         sleep 0.1
     done
     R_IDLE=$(rss_kib "$REDIS_PID")
-    load_keys "$RPORT" "$TMP/redis-load.log"
-    R_DBSIZE=$(wait_dbsize "$RPORT")
+    load_keys "$RPORT" "$TMP/redis-load.log" "0:$KEYS"
+    R_DBSIZE=$(wait_dbsize "$RPORT" "$LOAD_TIMEOUT_S")
     R_RSS=$(rss_kib "$REDIS_PID")
     R_USED=$(redis-cli -p "$RPORT" info memory | tr -d '\r' | sed -n 's/^used_memory:\(.*\)/\1/p')
 fi
@@ -348,31 +415,51 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     echo "$KEYS distinct keys \`key:%07d\` ($KEY_BYTES bytes) with $VALUE_BYTES-byte values, loaded"
     echo "through node $LOAD_NODE (port $LOAD_PORT) with $LOADERS pipelined connections."
     echo "Raw key + value bytes: $KEYS × ($KEY_BYTES + $VALUE_BYTES) = $RAW bytes"
-    echo "($RAW_MIB MiB). Target from the issue: RSS ≤ 2× raw. RSS is read from /proc/PID/status"
-    echo "right after DBSIZE reached $KEYS on every node (and again ${SETTLE_S}s later)."
+    echo "($RAW_MIB MiB). Target from the issue: RSS ≤ 2× raw. RSS (VmRSS of /proc/PID/status) is"
+    echo "read right after DBSIZE reached $KEYS on every node, and again ${SETTLE_S}s later."
+    echo "The node keeps its whole Paxos log in memory (no log truncation yet), so this RSS holds"
+    echo "the map and every SET ever applied."
     echo
-    echo "| node | role | DBSIZE | RSS idle MiB | RSS after load MiB | RSS / raw | RSS +${SETTLE_S}s MiB | peak (VmHWM) MiB | RssAnon MiB | (RSS − idle) / raw | data dir MiB |"
+    echo "| node | role | DBSIZE | RSS idle MiB | RSS after load MiB | **RSS / raw** | RSS +${SETTLE_S}s MiB | RssAnon MiB | data dir MiB | RSS after overwrite MiB | RSS gained per overwriting SET, bytes |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for i in 0 1 2; do
         read -r idle _ _ <<<"${RSS_IDLE[$i]}"
-        read -r rss hwm anon <<<"${RSS_LOADED[$i]}"
+        read -r rss _ anon <<<"${RSS_LOADED[$i]}"
         settled="-"
-        if [ "$SETTLE_S" -gt 0 ]; then read -r s _ _ <<<"${RSS_SETTLED[$i]}"; settled=$(mib "$s"); fi
+        base_kib=$rss
+        if [ "$SETTLE_S" -gt 0 ]; then
+            read -r s _ _ <<<"${RSS_SETTLED[$i]}"
+            settled=$(mib "$s")
+            base_kib=$s
+        fi
+        over="-"
+        per_set="-"
+        if [ "$OVERWRITE" = 1 ]; then
+            read -r o _ _ <<<"${RSS_OVER[$i]}"
+            over=$(mib "$o")
+            per_set=$(awk -v a="$o" -v b="$base_kib" -v n="$KEYS" 'BEGIN {printf "%.0f", (a - b) * 1024 / n}')
+        fi
         led=$(printf '%s\n' "${INFO_LINES[$i]}" | grep -c 'leading=1' || true)
         role="leads $led/$SHARDS shards"
         [ "$i" = "$LOAD_NODE" ] && role="$role, loaded through"
-        echo "| $i | $role | ${DBSIZE[$i]} | $(mib "$idle") | $(mib "$rss") | $(ratio_of "$rss") | $settled | $(mib "$hwm") | $(mib "$anon") | $(ratio_of $((rss - idle))) | $(mib "${DISK[$i]}") |"
+        echo "| $i | $role | ${DBSIZE[$i]} | $(mib "$idle") | $(mib "$rss") | **$(ratio_of "$rss")** | $settled | $(mib "$anon") | $(mib "${DISK[$i]}") | $over | $per_set |"
     done
     if [ "$REDIS_REFERENCE" = 1 ]; then
         read -r ridle _ _ <<<"$R_IDLE"
-        read -r rrss rhwm ranon <<<"$R_RSS"
-        echo "| redis-server (reference, no persistence) | - | $R_DBSIZE | $(mib "$ridle") | $(mib "$rrss") | $(ratio_of "$rrss") | - | $(mib "$rhwm") | $(mib "$ranon") | $(ratio_of $((rrss - ridle))) | - |"
+        read -r rrss _ ranon <<<"$R_RSS"
+        echo "| redis-server (reference, no persistence) | - | $R_DBSIZE | $(mib "$ridle") | $(mib "$rrss") | $(ratio_of "$rrss") | - | $(mib "$ranon") | - | - | - |"
     fi
     echo
     echo "- DBSIZE on the node loaded through: $DBSIZE_LOAD (expected $KEYS)."
-    echo "- Load: $LOAD_MS ms for $KEYS SETs ($(awk -v n="$KEYS" -v ms="$LOAD_MS" 'BEGIN {printf "%.0f", n * 1000 / ms}') SET/s);"
-    echo "  every node applied all keys $(((APPLIED_END - LOAD_END) / 1000000)) ms after the load ended."
-    echo "  Errors in the first pass: $ERRORS1; loaded a second time: $RELOADED."
+    echo "- Load: $LOAD_MS ms for $KEYS SETs ($(awk -v n="$KEYS" -v ms="$LOAD_MS" 'BEGIN {printf "%.0f", n * 1000 / (ms > 0 ? ms : 1)}') SET/s);"
+    echo "  every node had applied all keys $(((APPLIED_END - LOAD_END) / 1000000)) ms after the load ended."
+    echo "  Keys answered with an error: $ERRORS1 $(grep -m1 'e\.g\.' "$TMP/load1.log" | sed 's/^ *e.g. /(e.g. /; s/$/)/' || true);"
+    echo "  resent: $RETRIED."
+    if [ "$OVERWRITE" = 1 ]; then
+        echo "- Overwrite pass: the same $KEYS SETs again in $OVER_MS ms, $OVER_ERRORS keys answered"
+        echo "  with an error. DBSIZE stays $KEYS and values keep their size, so the RSS gained is"
+        echo "  what the in-memory log keeps per applied SET (compare: $((KEY_BYTES + VALUE_BYTES)) bytes of key + value)."
+    fi
     echo "- Cluster alive after the run: $CLUSTER_ALIVE."
     [ "$REDIS_REFERENCE" = 1 ] && echo "- redis-server used_memory after load: $R_USED bytes."
     echo
@@ -381,9 +468,9 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     echo "- corepax: \`$CLUSTER_CMD\` (temp dir), fsync on, default protocol settings;"
     echo "  INFO: \`$SETTINGS\`; every shard led after $(((LEADERS_NS - START_NS) / 1000000)) ms."
     printf '%s' "$LEADER_LINES" | sed 's/^/  - /'
-    echo "- load: \`python3 loader.py $LOAD_PORT 0 $KEYS $VALUE_BYTES $LOADERS\` (this script's"
-    echo "  raw-socket RESP loader: $LOADERS connections, 1000 pipelined \`SET key:%07d <value>\` per"
-    echo "  write). Not \`redis-cli --pipe\`: corepax rejects the empty line it sends last (see README)."
+    echo "- load: \`python3 loader.py $LOAD_PORT $VALUE_BYTES $LOADERS <failed-out> 0:$KEYS\` (this"
+    echo "  script's raw-socket RESP loader: $LOADERS connections, 1000 pipelined \`SET key:%07d <value>\`"
+    echo "  per write). Not \`redis-cli --pipe\`: corepax rejects the empty line it sends last."
     [ "$REDIS_REFERENCE" = 1 ] && echo "- redis reference: \`$REDIS_CMD\`, loaded the same way."
     echo "- $(redis-server --version)"
     echo "- corepax commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -403,10 +490,11 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
 {
     echo "## loader summaries (corepax)"
     cat "$TMP/load1.log"
-    [ -f "$TMP/load2.log" ] && { echo "## second pass"; cat "$TMP/load2.log"; }
+    [ -f "$TMP/load2.log" ] && { echo "## resent failed keys"; cat "$TMP/load2.log"; }
+    [ -f "$TMP/load-over.log" ] && { echo "## overwrite pass"; cat "$TMP/load-over.log"; }
     for i in 0 1 2; do
-        echo "## node $i pid ${NODE_PIDS[$i]}: VmRSS VmHWM RssAnon (KiB) idle / loaded / settled"
-        echo "${RSS_IDLE[$i]} / ${RSS_LOADED[$i]} / ${RSS_SETTLED[$i]:-}"
+        echo "## node $i pid ${NODE_PIDS[$i]}: VmRSS VmHWM RssAnon (KiB) idle / loaded / settled / overwritten"
+        echo "${RSS_IDLE[$i]} / ${RSS_LOADED[$i]} / ${RSS_SETTLED[$i]:-} / ${RSS_OVER[$i]:-}"
         echo "## node $i INFO"
         echo "${INFO_LINES[$i]}"
         echo "## node $i /proc/PID/status"
