@@ -453,7 +453,7 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     echo "- DBSIZE on the node loaded through: $DBSIZE_LOAD (expected $KEYS)."
     echo "- Load: $LOAD_MS ms for $KEYS SETs ($(awk -v n="$KEYS" -v ms="$LOAD_MS" 'BEGIN {printf "%.0f", n * 1000 / (ms > 0 ? ms : 1)}') SET/s);"
     echo "  every node had applied all keys $(((APPLIED_END - LOAD_END) / 1000000)) ms after the load ended."
-    echo "  Keys answered with an error: $ERRORS1 $(grep -m1 'e\.g\.' "$TMP/load1.log" | sed 's/^ *e.g. /(e.g. /; s/$/)/' || true);"
+    echo "  Keys answered with an error: ${ERRORS1}$(grep -m1 'e\.g\.' "$TMP/load1.log" | sed 's/^ *e.g. / (e.g. /; s/$/)/' || true);"
     echo "  resent: $RETRIED."
     if [ "$OVERWRITE" = 1 ]; then
         echo "- Overwrite pass: the same $KEYS SETs again in $OVER_MS ms, $OVER_ERRORS keys answered"
