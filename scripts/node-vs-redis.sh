@@ -132,7 +132,8 @@ BASE=$(free_cluster_base 3 "$SHARDS")
 CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax$SHARDS_FLAG"
 echo "starting: $CLUSTER_CMD" >&2
 START_NS=$(date +%s%N)
-setsid $CLUSTER_CMD >"$TMP/cluster.log" 2>&1 &
+: >"$TMP/cluster.log" # exists before the wait loop greps it
+setsid $CLUSTER_CMD >>"$TMP/cluster.log" 2>&1 &
 CLUSTER_PID=$!
 deadline=$((SECONDS + READY_TIMEOUT_S))
 until grep -q '^ready: ' "$TMP/cluster.log"; do
@@ -222,13 +223,17 @@ for P in $PIPELINES; do
             COMMANDS+=("$target: $cmd")
             echo "[$(date -u +%T)] $target: $cmd" >&2
             # shellcheck disable=SC2086
-            if ! csv=$(timeout "$BENCH_TIMEOUT_S" $cmd 2>&1); then
-                echo "  failed or timed out after ${BENCH_TIMEOUT_S}s" >&2
-                csv=""
+            rc=0
+            csv=$(timeout "$BENCH_TIMEOUT_S" $cmd 2>&1) || rc=$?
+            if [ "$rc" = 124 ]; then
+                echo "  timed out after ${BENCH_TIMEOUT_S}s" >&2
+            elif [ "$rc" != 0 ]; then
+                echo "  redis-benchmark failed, exit status $rc: $(printf '%s' "$csv" | tail -n 3 | tr '\n' ' ')" >&2
             fi
             {
                 echo "## $target P=$P keys=$variant: $cmd"
                 echo "$csv"
+                [ "$rc" = 0 ] || echo "(exit status $rc)"
             } >>"$OUT_RAW"
             for op in SET GET; do
                 line=$(printf '%s\n' "$csv" | grep "^\"$op\"" || true)
@@ -252,7 +257,9 @@ UPTIME_AFTER=$(uptime)
 CLUSTER_ALIVE=yes
 kill -0 "$CLUSTER_PID" 2>/dev/null || CLUSTER_ALIVE="NO: the cluster exited during the run"
 COREPAX_INFO=""
+LEADERS_AFTER=""
 for i in 0 1 2; do
+    LEADERS_AFTER+="node $i: shards_led=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | sed -n 's/^shards_led://p'); "
     COREPAX_INFO+="node $i: "$'\n'
     COREPAX_INFO+=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
     COREPAX_INFO+=$'\n'
@@ -306,6 +313,9 @@ fmt_int() {
     echo "  Benchmarked through port $COREPAX_PORT, the node leading the most shards:"
     printf '%s' "$LEADER_LINES" | sed 's/^/  - /'
     echo "  Start: \`ready:\` after $(((READY_NS - START_NS) / 1000000)) ms, every shard led and a SET accepted after $(((LEADERS_NS - START_NS) / 1000000)) ms."
+    echo "  Leaders after the run: $LEADERS_AFTER(a leader change during the run sends the"
+    echo "  node's requests through a forwarding hop, and any \`elections_started\` beyond one per"
+    echo "  shard below means leadership moved)."
     echo "  Cluster alive after the run: $CLUSTER_ALIVE. Counters summed over nodes and shards"
     echo "  after the run (INFO): \`$COREPAX_COUNTERS\`."
     echo "- redis always: \`$RA_CMD\`"
