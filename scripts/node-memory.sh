@@ -35,7 +35,10 @@ READY_TIMEOUT_S=60
 BIN=${COREPAX_BIN:-target/release/corepax}
 KEY_BYTES=11 # len("key:%07d")
 
-[ "$KEYS" -ge 1 ] && [ "$KEYS" -le 10000000 ] || { echo "KEYS must be 1..=10000000" >&2; exit 1; }
+if [ "$KEYS" -lt 1 ] || [ "$KEYS" -gt 10000000 ]; then
+    echo "KEYS must be 1..=10000000" >&2
+    exit 1
+fi
 for tool in redis-server redis-cli python3 setsid timeout; do
     command -v "$tool" >/dev/null || {
         echo "missing $tool (apt-get install -y redis-server redis-tools python3)" >&2
@@ -264,7 +267,8 @@ CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax"
 echo "starting: $CLUSTER_CMD" >&2
 START_NS=$(date +%s%N)
 : >"$TMP/cluster.log" # exists before the wait loop greps it
-setsid $CLUSTER_CMD >>"$TMP/cluster.log" 2>&1 &
+read -r -a cluster_argv <<<"$CLUSTER_CMD" # no spaces in its paths: mktemp's name
+setsid "${cluster_argv[@]}" >>"$TMP/cluster.log" 2>&1 &
 CLUSTER_PID=$!
 deadline=$((SECONDS + READY_TIMEOUT_S))
 until grep -q '^ready: ' "$TMP/cluster.log"; do
@@ -327,7 +331,7 @@ SETTINGS=$(redis-cli -p "$LOAD_PORT" info | tr -d '\r' |
     grep -E '^(shards|replicas|fsync|read_mode|batch_max|pipeline_depth):' | paste -sd' ')
 
 declare -a RSS_IDLE
-for i in 0 1 2; do RSS_IDLE[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
+for i in 0 1 2; do RSS_IDLE[i]=$(rss_kib "${NODE_PIDS[$i]}"); done
 
 UPTIME_BEFORE=$(uptime)
 echo "[$(date -u +%T)] loading $KEYS keys through node $LOAD_NODE (port $LOAD_PORT), $LOADERS connections" >&2
@@ -350,17 +354,17 @@ fi
 LOAD_MS=$(((LOAD_END - LOAD_START) / 1000000))
 echo "[$(date -u +%T)] load done in $LOAD_MS ms; DBSIZE $DBSIZE_LOAD on node $LOAD_NODE" >&2
 declare -a DBSIZE RSS_LOADED RSS_SETTLED RSS_OVER INFO_LINES DISK
-for i in 0 1 2; do DBSIZE[$i]=$(wait_dbsize $((BASE + i)) "$LOAD_TIMEOUT_S"); done
+for i in 0 1 2; do DBSIZE[i]=$(wait_dbsize $((BASE + i)) "$LOAD_TIMEOUT_S"); done
 APPLIED_END=$(date +%s%N)
-for i in 0 1 2; do RSS_LOADED[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
+for i in 0 1 2; do RSS_LOADED[i]=$(rss_kib "${NODE_PIDS[$i]}"); done
 echo "[$(date -u +%T)] DBSIZE ${DBSIZE[*]}; RSS read" >&2
 if [ "$SETTLE_S" -gt 0 ]; then
     sleep "$SETTLE_S"
-    for i in 0 1 2; do RSS_SETTLED[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
+    for i in 0 1 2; do RSS_SETTLED[i]=$(rss_kib "${NODE_PIDS[$i]}"); done
 fi
 for i in 0 1 2; do
-    INFO_LINES[$i]=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
-    DISK[$i]=$(du -sk "$TMP/corepax/node-$i" | cut -f1)
+    INFO_LINES[i]=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
+    DISK[i]=$(du -sk "$TMP/corepax/node-$i" | cut -f1)
 done
 
 # Overwrite pass: the same KEYS SETs again (same keys, same values). The map keeps its size,
@@ -370,16 +374,16 @@ OVER_MS=0
 if [ "$OVERWRITE" = 1 ]; then
     echo "[$(date -u +%T)] overwrite pass: the same $KEYS SETs again" >&2
     for i in 0 1 2; do
-        [ -n "${RSS_SETTLED[$i]:-}" ] || RSS_SETTLED[$i]=${RSS_LOADED[$i]}
+        [ -n "${RSS_SETTLED[$i]:-}" ] || RSS_SETTLED[i]=${RSS_LOADED[$i]}
     done
     o_start=$(date +%s%N)
     load_keys "$LOAD_PORT" "$TMP/load-over.log" "0:$KEYS"
     OVER_MS=$((($(date +%s%N) - o_start) / 1000000))
     OVER_ERRORS=$(load_errors "$TMP/load-over.log")
     wait_applied_settles
-    for i in 0 1 2; do RSS_OVER[$i]=$(rss_kib "${NODE_PIDS[$i]}"); done
+    for i in 0 1 2; do RSS_OVER[i]=$(rss_kib "${NODE_PIDS[$i]}"); done
     for i in 0 1 2; do
-        INFO_LINES[$i]=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
+        INFO_LINES[i]=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
     done
 fi
 UPTIME_AFTER=$(uptime)

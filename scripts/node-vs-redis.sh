@@ -133,7 +133,8 @@ CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax$SHA
 echo "starting: $CLUSTER_CMD" >&2
 START_NS=$(date +%s%N)
 : >"$TMP/cluster.log" # exists before the wait loop greps it
-setsid $CLUSTER_CMD >>"$TMP/cluster.log" 2>&1 &
+read -r -a cluster_argv <<<"$CLUSTER_CMD" # no spaces in its paths: mktemp's name
+setsid "${cluster_argv[@]}" >>"$TMP/cluster.log" 2>&1 &
 CLUSTER_PID=$!
 deadline=$((SECONDS + READY_TIMEOUT_S))
 until grep -q '^ready: ' "$TMP/cluster.log"; do
@@ -222,9 +223,9 @@ for P in $PIPELINES; do
             cmd="redis-benchmark -h 127.0.0.1 -p $port -t set,get -c $CLIENTS -P $P -n $N $rflag --csv"
             COMMANDS+=("$target: $cmd")
             echo "[$(date -u +%T)] $target: $cmd" >&2
-            # shellcheck disable=SC2086
             rc=0
-            csv=$(timeout "$BENCH_TIMEOUT_S" $cmd 2>&1) || rc=$?
+            read -r -a argv <<<"$cmd"
+            csv=$(timeout "$BENCH_TIMEOUT_S" "${argv[@]}" 2>&1) || rc=$?
             if [ "$rc" = 124 ]; then
                 echo "  timed out after ${BENCH_TIMEOUT_S}s" >&2
             elif [ "$rc" != 0 ]; then
