@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# corepax node against Redis, side by side in one run on this machine (DESIGN.md §5):
+# redis-benchmark `-t set,get -c 50 -P 16|1 -n N` against
+#   (a) a local 3-replica corepax cluster (fsync on, default protocol settings),
+#   (b) redis-server with appendonly yes + appendfsync always (the durable peer),
+#   (c) redis-server without persistence (the speed ceiling).
+# For each setting the three targets run back to back, so load from other processes on this
+# shared machine hits all three alike and the ratios stay meaningful.
+#
+# Usage: scripts/node-vs-redis.sh            (defaults below; all can be overridden)
+#   N=200000            requests per redis-benchmark run (-n)
+#   RANGE=100000        keyspace of the random-key variant (-r); RANGE=0 skips that variant
+#   CLIENTS=50          connections (-c)
+#   PIPELINES="16 1"    pipeline depths (-P) to run
+#   BENCH_TIMEOUT_S=300 bound on one redis-benchmark run
+#   COREPAX_BIN=target/release/corepax  (built with `cargo build --release` if missing)
+#   SHARDS=             shards per node (default: nproc, the node's own default); for
+#                       diagnosis, e.g. SHARDS=1 takes the inter-shard mesh out of the path
+#   KEEP_TMP=1          keep the temp dir (node data, logs) for inspection
+# Writes results/node-vs-redis-<date>.md (table, commands, machine) and
+# results/node-vs-redis-<date>-raw.txt (every redis-benchmark CSV line, cluster log tail).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-200000}
+RANGE=${RANGE:-100000}
+CLIENTS=${CLIENTS:-50}
+PIPELINES=${PIPELINES:-"16 1"}
+BENCH_TIMEOUT_S=${BENCH_TIMEOUT_S:-300}
+READY_TIMEOUT_S=60
+BIN=${COREPAX_BIN:-target/release/corepax}
+
+for tool in redis-server redis-benchmark redis-cli python3 setsid timeout; do
+    command -v "$tool" >/dev/null || {
+        echo "missing $tool (apt-get install -y redis-server redis-tools python3)" >&2
+        exit 1
+    }
+done
+if [ ! -x "$BIN" ]; then
+    echo "building $BIN" >&2
+    cargo build --release
+fi
+BIN=$(readlink -f "$BIN")
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+mkdir -p results
+OUT_MD="results/node-vs-redis-$STAMP.md"
+OUT_RAW="results/node-vs-redis-$STAMP-raw.txt"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-vs-redis.XXXXXX")
+CLUSTER_PID=""
+REDIS_PIDS=()
+
+cleanup() {
+    local rc=$?
+    # The cluster runs in its own session (setsid): signal the whole group, nodes included.
+    if [ -n "$CLUSTER_PID" ] && kill -0 "$CLUSTER_PID" 2>/dev/null; then
+        kill -TERM -- "-$CLUSTER_PID" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$CLUSTER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$CLUSTER_PID" 2>/dev/null || true
+    fi
+    for pid in "${REDIS_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${REDIS_PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        echo "kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Prints a free loopback port (the kernel picks it; it may be taken again before use, which
+# only makes the server fail to start with a clear error).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Prints a base port B such that B..B+replicas-1 (client ports) and the peer ports
+# B+1000+64*i+shard for every replica i and shard are all free right now.
+free_cluster_base() {
+    python3 - "$1" "$2" <<'EOF'
+import random, socket, sys
+replicas, shards = int(sys.argv[1]), int(sys.argv[2])
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(200):
+    b = random.randrange(20000, 40000)
+    ports = [b + i for i in range(replicas)]
+    ports += [b + 1000 + 64 * i + k for i in range(replicas) for k in range(shards)]
+    if all(free(p) for p in ports):
+        print(b)
+        sys.exit(0)
+sys.exit("no free port range found")
+EOF
+}
+
+# Waits until `redis-cli -p $1 PING` answers PONG, at most $2 seconds.
+wait_ping() {
+    local deadline=$((SECONDS + $2))
+    until [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.1
+    done
+}
+
+SHARDS_FLAG=""
+if [ -n "${SHARDS:-}" ]; then
+    SHARDS_FLAG=" --shards $SHARDS"
+else
+    SHARDS=$(nproc)
+fi
+BASE=$(free_cluster_base 3 "$SHARDS")
+CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax$SHARDS_FLAG"
+echo "starting: $CLUSTER_CMD" >&2
+START_NS=$(date +%s%N)
+: >"$TMP/cluster.log" # exists before the wait loop greps it
+read -r -a cluster_argv <<<"$CLUSTER_CMD" # no spaces in its paths: mktemp's name
+setsid "${cluster_argv[@]}" >>"$TMP/cluster.log" 2>&1 &
+CLUSTER_PID=$!
+deadline=$((SECONDS + READY_TIMEOUT_S))
+until grep -q '^ready: ' "$TMP/cluster.log"; do
+    if ! kill -0 "$CLUSTER_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+        echo "cluster did not become ready; log:" >&2
+        cat "$TMP/cluster.log" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
+READY_NS=$(date +%s%N)
+
+# Every shard needs a leader before the numbers mean anything: wait until, for each shard K,
+# some node's INFO says shardK:leading=1.
+leaders_ready() {
+    local all=""
+    for i in 0 1 2; do
+        all+=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard[0-9]+:leading=1' || true)
+        all+=$'\n'
+    done
+    local led
+    led=$(printf '%s' "$all" | grep -oE '^shard[0-9]+' | sort -u | wc -l)
+    [ "$led" -ge "$SHARDS" ]
+}
+until leaders_ready; do
+    if [ $SECONDS -ge $deadline ]; then
+        echo "not every shard elected a leader within ${READY_TIMEOUT_S}s; log:" >&2
+        cat "$TMP/cluster.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+until [ "$(redis-cli -p "$BASE" set corepax:probe 1 2>/dev/null)" = OK ]; do
+    [ $SECONDS -lt $deadline ] || { echo "SET never succeeded" >&2; exit 1; }
+    sleep 0.1
+done
+LEADERS_NS=$(date +%s%N)
+
+# Benchmark through the node that leads the most shards: requests for shards it leads are
+# not forwarded. Record which shards it leads, the others pay a forwarding hop.
+COREPAX_PORT=$BASE
+best=-1
+LEADER_LINES=""
+for i in 0 1 2; do
+    info=$(redis-cli -p $((BASE + i)) info | tr -d '\r')
+    led=$(printf '%s\n' "$info" | sed -n 's/^shards_led://p')
+    LEADER_LINES+="node $i (port $((BASE + i))): shards_led=$led"$'\n'
+    if [ "$led" -gt "$best" ]; then
+        best=$led
+        COREPAX_PORT=$((BASE + i))
+    fi
+done
+COREPAX_SETTINGS=$(redis-cli -p "$COREPAX_PORT" info | tr -d '\r' |
+    grep -E '^(shards|replicas|fsync|read_mode|batch_max|pipeline_depth):' | paste -sd' ')
+
+RA_PORT=$(free_port)
+mkdir -p "$TMP/redis-always" "$TMP/redis-none"
+RA_CMD="redis-server --port $RA_PORT --bind 127.0.0.1 --dir $TMP/redis-always --appendonly yes --appendfsync always --save ''"
+redis-server --port "$RA_PORT" --bind 127.0.0.1 --dir "$TMP/redis-always" \
+    --appendonly yes --appendfsync always --save '' >"$TMP/redis-always.log" 2>&1 &
+REDIS_PIDS+=($!)
+RN_PORT=$(free_port)
+RN_CMD="redis-server --port $RN_PORT --bind 127.0.0.1 --dir $TMP/redis-none --appendonly no --save ''"
+redis-server --port "$RN_PORT" --bind 127.0.0.1 --dir "$TMP/redis-none" \
+    --appendonly no --save '' >"$TMP/redis-none.log" 2>&1 &
+REDIS_PIDS+=($!)
+wait_ping "$RA_PORT" 20 || { cat "$TMP/redis-always.log" >&2; exit 1; }
+wait_ping "$RN_PORT" 20 || { cat "$TMP/redis-none.log" >&2; exit 1; }
+
+UPTIME_BEFORE=$(uptime)
+declare -A RPS P50
+COMMANDS=()
+VARIANTS=("single")
+[ "$RANGE" -gt 0 ] && VARIANTS+=("random")
+: >"$OUT_RAW"
+for P in $PIPELINES; do
+    for variant in "${VARIANTS[@]}"; do
+        rflag=""
+        [ "$variant" = random ] && rflag="-r $RANGE"
+        for target in corepax redis-always redis-none; do
+            case $target in
+                corepax) port=$COREPAX_PORT ;;
+                redis-always) port=$RA_PORT ;;
+                redis-none) port=$RN_PORT ;;
+            esac
+            cmd="redis-benchmark -h 127.0.0.1 -p $port -t set,get -c $CLIENTS -P $P -n $N $rflag --csv"
+            COMMANDS+=("$target: $cmd")
+            echo "[$(date -u +%T)] $target: $cmd" >&2
+            rc=0
+            read -r -a argv <<<"$cmd"
+            csv=$(timeout "$BENCH_TIMEOUT_S" "${argv[@]}" 2>&1) || rc=$?
+            if [ "$rc" = 124 ]; then
+                echo "  timed out after ${BENCH_TIMEOUT_S}s" >&2
+            elif [ "$rc" != 0 ]; then
+                echo "  redis-benchmark failed, exit status $rc: $(printf '%s' "$csv" | tail -n 3 | tr '\n' ' ')" >&2
+            fi
+            {
+                echo "## $target P=$P keys=$variant: $cmd"
+                echo "$csv"
+                [ "$rc" = 0 ] || echo "(exit status $rc)"
+            } >>"$OUT_RAW"
+            for op in SET GET; do
+                line=$(printf '%s\n' "$csv" | grep "^\"$op\"" || true)
+                key="$target|$P|$variant|$op"
+                if [ -n "$line" ]; then
+                    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+                    RPS[$key]=$(printf '%s' "$line" | cut -d, -f2 | tr -d '"')
+                    P50[$key]=$(printf '%s' "$line" | cut -d, -f5 | tr -d '"')
+                else
+                    RPS[$key]=""
+                    P50[$key]=""
+                fi
+                echo "  $op ${RPS[$key]:-FAILED} ops/s p50 ${P50[$key]:--} ms" >&2
+            done
+        done
+    done
+done
+UPTIME_AFTER=$(uptime)
+
+# Is the cluster still whole after the run? (A node exit stops the cluster.)
+CLUSTER_ALIVE=yes
+kill -0 "$CLUSTER_PID" 2>/dev/null || CLUSTER_ALIVE="NO: the cluster exited during the run"
+COREPAX_INFO=""
+LEADERS_AFTER=""
+for i in 0 1 2; do
+    LEADERS_AFTER+="node $i: shards_led=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | sed -n 's/^shards_led://p'); "
+    COREPAX_INFO+="node $i: "$'\n'
+    COREPAX_INFO+=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
+    COREPAX_INFO+=$'\n'
+done
+# Totals over every node and shard of the counters that explain slow runs.
+stat_sum() {
+    printf '%s\n' "$COREPAX_INFO" | grep -oE "[,:]$1=[0-9]+" | cut -d= -f2 | awk '{s += $1} END {print s + 0}'
+}
+COREPAX_COUNTERS="forwarded=$(stat_sum forwarded) errors=$(stat_sum errors) accepts_retransmitted=$(stat_sum accepts_retransmitted) elections_started=$(stat_sum elections_started) requests_busy=$(stat_sum requests_busy)"
+{
+    echo "## corepax INFO of every node after the run"
+    echo "$COREPAX_INFO"
+    echo "## cluster log (last 40 lines)"
+    tail -n 40 "$TMP/cluster.log"
+} >>"$OUT_RAW"
+
+ratio() {
+    python3 -c 'import sys
+a, b = sys.argv[1], sys.argv[2]
+print(f"{float(a)/float(b):.2f}" if a and b and float(b) > 0 else "-")' "$1" "$2"
+}
+fmt_int() {
+    if [ -n "$1" ]; then printf "%'.0f" "$1"; else echo "failed"; fi
+}
+
+{
+    echo "# corepax node vs Redis — $STAMP"
+    echo
+    echo "redis-benchmark, $CLIENTS connections, $N requests per test; ops/s and p50 latency (ms)"
+    echo "per operation. \`single\` = redis-benchmark's default of one fixed key per test;"
+    echo "\`random\` = \`-r $RANGE\` random keys (spreads load over corepax's shards)."
+    echo "Each row's three targets ran back to back."
+    echo
+    echo "| -P | keys | op | corepax ops/s | p50 ms | redis always ops/s | p50 ms | redis none ops/s | p50 ms | corepax / redis-always | corepax / redis-none |"
+    echo "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for P in $PIPELINES; do
+        for variant in "${VARIANTS[@]}"; do
+            for op in SET GET; do
+                c="${RPS[corepax|$P|$variant|$op]}"
+                a="${RPS[redis-always|$P|$variant|$op]}"
+                n="${RPS[redis-none|$P|$variant|$op]}"
+                echo "| $P | $variant | $op | $(fmt_int "$c") | ${P50[corepax|$P|$variant|$op]:--} | $(fmt_int "$a") | ${P50[redis-always|$P|$variant|$op]:--} | $(fmt_int "$n") | ${P50[redis-none|$P|$variant|$op]:--} | $(ratio "$c" "$a") | $(ratio "$c" "$n") |"
+            done
+        done
+    done
+    echo
+    echo "## Targets"
+    echo
+    echo "- corepax: \`$CLUSTER_CMD\` (temp dir), default protocol settings, fsync on."
+    echo "  Settings reported by INFO: \`$COREPAX_SETTINGS\`."
+    echo "  Benchmarked through port $COREPAX_PORT, the node leading the most shards:"
+    printf '%s' "$LEADER_LINES" | sed 's/^/  - /'
+    echo "  Start: \`ready:\` after $(((READY_NS - START_NS) / 1000000)) ms, every shard led and a SET accepted after $(((LEADERS_NS - START_NS) / 1000000)) ms."
+    echo "  Leaders after the run: $LEADERS_AFTER(a leader change during the run sends the"
+    echo "  node's requests through a forwarding hop, and any \`elections_started\` beyond one per"
+    echo "  shard below means leadership moved)."
+    echo "  Cluster alive after the run: $CLUSTER_ALIVE. Counters summed over nodes and shards"
+    echo "  after the run (INFO): \`$COREPAX_COUNTERS\`."
+    echo "- redis always: \`$RA_CMD\`"
+    echo "- redis none: \`$RN_CMD\`"
+    echo "- $(redis-server --version)"
+    echo "- corepax commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo
+    echo "## Commands"
+    echo
+    echo '```'
+    printf '%s\n' "${COMMANDS[@]}"
+    echo '```'
+    echo
+    echo "## Machine"
+    echo
+    echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "- kernel: $(uname -r)"
+    echo "- data dirs: $(df -T "$TMP" | awk 'NR==2 {print $1, $2}') (all three targets on the same filesystem)"
+    echo "- uptime before: \`$UPTIME_BEFORE\`"
+    echo "- uptime after: \`$UPTIME_AFTER\`"
+    echo "- The machine is shared with other agents compiling Rust: the load average above is"
+    echo "  theirs as much as ours, so absolute numbers move between runs; the ratios, measured"
+    echo "  back to back, are the figure to trust."
+    echo
+    echo "Raw redis-benchmark output: \`$(basename "$OUT_RAW")\`."
+} >"$OUT_MD"
+
+cat "$OUT_MD"
+echo >&2
+echo "wrote $OUT_MD and $OUT_RAW" >&2
