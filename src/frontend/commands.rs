@@ -142,6 +142,32 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
                 Outcome::Bulk(Some(Bytes::from(info_text(&local).await)))
             }))
         }
+        "COREPAX.MERKLE" if n >= 2 && args[1].eq_ignore_ascii_case(b"ROOT") => {
+            let shard = match args
+                .get(2)
+                .map(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok())
+            {
+                None => None,
+                Some(Some(s)) if s < local.shards => Some(s),
+                Some(_) => {
+                    return Pending::Ready(Outcome::Error(format!(
+                        "ERR shard must be 0..{}",
+                        local.shards
+                    )));
+                }
+            };
+            let local = local.clone();
+            Pending::Waiting(Box::pin(async move {
+                let roots: Vec<Option<Bytes>> = local
+                    .infos()
+                    .await
+                    .iter()
+                    .filter(|i| shard.is_none_or(|s| s == i.index))
+                    .map(|i| Some(Bytes::from(format!("{:016x}", i.merkle_root))))
+                    .collect();
+                Outcome::Array(roots)
+            }))
+        }
         "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" | "PING" | "ECHO"
         | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(&name),
         _ => {
@@ -346,13 +372,14 @@ async fn info_text(local: &Rc<Local>) -> String {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},peers_connected={},storage={}\r\n",
+            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},peers_connected={},storage={}\r\n",
             i.index,
             i.leading as u8,
             leader,
             i.commit_index,
             i.applied_index,
             i.keys,
+            i.merkle_root,
             i.peers_connected,
             i.storage_error.as_deref().unwrap_or("ok"),
         );

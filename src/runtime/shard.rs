@@ -543,6 +543,7 @@ impl Shard {
 
     /// What INFO reports about this shard.
     pub fn info(&self) -> ShardInfo {
+        let merkle_root = self.replica.borrow_mut().merkle_root();
         let r = self.replica.borrow();
         let transport = self.transport.borrow();
         ShardInfo {
@@ -552,6 +553,7 @@ impl Shard {
             commit_index: r.commit_index(),
             applied_index: r.applied_index(),
             keys: r.kv().len(),
+            merkle_root,
             stats: r.stats().clone(),
             counters: self.counters.borrow().clone(),
             peers_connected: transport.as_ref().map_or(0, |t| {
@@ -577,6 +579,8 @@ pub struct ShardInfo {
     pub applied_index: u64,
     /// Keys stored.
     pub keys: usize,
+    /// Root of the shard's Merkle tree over its applied state.
+    pub merkle_root: u64,
     /// Protocol counters.
     pub stats: crate::protocol::Stats,
     /// Runtime counters.

@@ -37,6 +37,12 @@ impl Replica {
         self.log_base = upto;
     }
 
+    /// The root of the state machine's Merkle tree, after rehashing only dirty paths.
+    pub fn merkle_root(&mut self) -> u64 {
+        self.kv.merkle_mut().rebuild_incremental();
+        self.kv.merkle().root()
+    }
+
     /// Slots up to here exist only in the state machine.
     pub fn log_base(&self) -> Slot {
         self.log_base
