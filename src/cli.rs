@@ -262,7 +262,8 @@ pub struct ClusterArgs {
     /// Data directory; replica i keeps its files in DIR/node-i.
     #[arg(long, default_value = "data")]
     pub data: std::path::PathBuf,
-    /// Shards per node (default: the number of cores).
+    /// Shards per node (default: cores ÷ replicas, at least 1, since every replica runs on
+    /// this machine).
     #[arg(long)]
     pub shards: Option<usize>,
     /// Skip fdatasync in every node: benchmarks only.

@@ -15,7 +15,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the cluster until SIGINT or SIGTERM, or until a node exits.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let n = usize::from(args.replicas);
-    let shards = args.shards.unwrap_or_else(crate::cli::num_cpus);
+    // All replicas share this machine: one shard per core in total, not per node, or the
+    // executors oversubscribe the cores and every cross-shard hop waits for the scheduler.
+    let shards = args
+        .shards
+        .unwrap_or_else(|| (crate::cli::num_cpus() / n).max(1));
     anyhow::ensure!(
         (1..=crate::config::SHARDS_MAX).contains(&shards),
         "invalid `--shards` = {shards}: allowed 1..=64"
