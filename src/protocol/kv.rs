@@ -212,11 +212,8 @@ impl Kv {
                 Err(i) => i,
             }
         };
+        // `session` borrows `sessions` only: the map and tree are disjoint fields.
         let reply = execute(&mut self.map, &mut self.merkle, slot, &req.cmd);
-        let session = self
-            .sessions
-            .get_mut(&req.client)
-            .expect("session inserted above");
         session.replies.insert(at, (req.seq, reply.clone()));
         if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
@@ -330,8 +327,17 @@ fn put(
         value: value.clone(),
         version: slot,
     };
-    merkle.update(key, map.get(key), Some(&new));
-    map.insert(key.clone(), new);
+    // One lookup: the old entry feeds the tree and is replaced in place.
+    match map.entry(key.clone()) {
+        std::collections::hash_map::Entry::Occupied(mut o) => {
+            merkle.update(key, Some(o.get()), Some(&new));
+            o.insert(new);
+        }
+        std::collections::hash_map::Entry::Vacant(v) => {
+            merkle.update(key, None, Some(&new));
+            v.insert(new);
+        }
+    }
 }
 
 /// Removes a key and tells the Merkle tree; true if it existed.
