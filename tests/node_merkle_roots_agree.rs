@@ -29,16 +29,14 @@ fn replicas_report_equal_roots_after_a_load() {
     let cluster = Cluster::start(3, dir.path(), &[]);
     let mut c = Client::connect(cluster.clients[0]).unwrap();
     for k in 0..200 {
-        assert!(is_ok(
-            &c.cmd(&["SET", &format!("k{k}"), &format!("v{k}")]).unwrap()
-        ));
+        assert!(is_ok(&c.set(&format!("k{k}"), &format!("v{k}")).unwrap()));
     }
     let before = wait_equal(&cluster);
     let Value::Array(Some(items)) = &before else {
         panic!("not an array: {before:?}");
     };
     assert_eq!(items.len(), SHARDS);
-    assert!(is_ok(&c.cmd(&["SET", "k7", "changed"]).unwrap()));
+    assert!(is_ok(&c.set("k7", "changed").unwrap()));
     let after = wait_equal(&cluster);
     assert_ne!(before, after, "a write did not change any root");
     let one = c.cmd(&["COREPAX.MERKLE", "ROOT", "0"]).unwrap();

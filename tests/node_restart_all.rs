@@ -9,9 +9,7 @@ fn restart_every_node_keeps_acknowledged_keys() {
     let mut cluster = Cluster::start(3, dir.path(), &[]);
     let mut c = Client::connect(cluster.clients[1]).unwrap();
     for k in 0..300 {
-        let v = c
-            .cmd(&["SET", &format!("key{k}"), &format!("v{k}")])
-            .unwrap();
+        let v = c.set(&format!("key{k}"), &format!("v{k}")).unwrap();
         assert!(is_ok(&v));
     }
     for i in 0..3 {

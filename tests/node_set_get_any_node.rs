@@ -8,9 +8,7 @@ fn set_through_one_node_get_through_each_other() {
     let cluster = Cluster::start(3, dir.path(), &[]);
     let mut c0 = Client::connect(cluster.clients[0]).unwrap();
     for k in 0..20 {
-        let v = c0
-            .cmd(&["SET", &format!("key{k}"), &format!("value{k}")])
-            .unwrap();
+        let v = c0.set(&format!("key{k}"), &format!("value{k}")).unwrap();
         assert!(is_ok(&v), "SET key{k}: {v:?}");
     }
     for (i, addr) in cluster.clients.iter().enumerate() {

@@ -9,9 +9,7 @@ use node_support::*;
 fn write(cluster: &Cluster, via: usize, from: usize, to: usize) {
     let mut c = Client::connect(cluster.clients[via]).unwrap();
     for k in from..to {
-        let r = c
-            .cmd(&["SET", &format!("key{k}"), &format!("v{k}")])
-            .unwrap();
+        let r = c.set(&format!("key{k}"), &format!("v{k}")).unwrap();
         assert!(is_ok(&r), "SET key{k} via node {via}: {r:?}");
     }
 }

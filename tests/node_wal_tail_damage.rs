@@ -29,10 +29,7 @@ fn last_segment(cluster: &Cluster) -> (PathBuf, usize) {
 fn write_keys(cluster: &Cluster, from: usize, to: usize) {
     let mut c = Client::connect(cluster.clients[1]).unwrap();
     for k in from..to {
-        assert!(is_ok(
-            &c.cmd(&["SET", &format!("key{k}"), &format!("v{k}")])
-                .unwrap()
-        ));
+        assert!(is_ok(&c.set(&format!("key{k}"), &format!("v{k}")).unwrap()));
     }
 }
 

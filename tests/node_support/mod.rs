@@ -187,6 +187,21 @@ impl Client {
         self.read_reply()
     }
 
+    /// SET, retried (same key and value: idempotent) while the node answers TIMEOUT, which
+    /// means "may or may not have taken effect" — what a careful client does under load.
+    pub fn set(&mut self, key: &str, value: &str) -> std::io::Result<Value> {
+        let mut reply = self.cmd(&["SET", key, value])?;
+        for _ in 0..3 {
+            match &reply {
+                Value::Error(e) if e.starts_with("TIMEOUT") => {
+                    reply = self.cmd(&["SET", key, value])?;
+                }
+                _ => break,
+            }
+        }
+        Ok(reply)
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
