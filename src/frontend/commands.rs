@@ -168,6 +168,28 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
                 Outcome::Array(roots)
             }))
         }
+        "COREPAX.REPAIR" if n == 1 => {
+            let local = local.clone();
+            Pending::Waiting(Box::pin(async move {
+                Outcome::Bulk(Some(Bytes::from(local.repair_all().await)))
+            }))
+        }
+        "COREPAX.DEBUG" if n == 4 && args[1].eq_ignore_ascii_case(b"SETLOCAL") => {
+            if !local.cfg.debug {
+                return Pending::Ready(Outcome::Error(
+                    "ERR COREPAX.DEBUG is disabled: start the node with --debug".into(),
+                ));
+            }
+            let owner = shard_of(&args[2], local.shards);
+            if owner != local.shard.index {
+                // Debug commands stay simple: they run where the connection landed.
+                return Pending::Ready(Outcome::Error(format!(
+                    "ERR key belongs to shard {owner}; retry (connections are spread over shards)"
+                )));
+            }
+            local.shard.set_local(args[2].clone(), args[3].clone());
+            Pending::Ready(Outcome::Simple("OK"))
+        }
         "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" | "PING" | "ECHO"
         | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(&name),
         _ => {

@@ -385,6 +385,13 @@ impl Kv {
         self.map.insert(key, entry);
         true
     }
+
+    /// Debug only: overwrites a key whatever its version, keeping the tree in step.
+    /// Creates divergence between replicas on purpose (`COREPAX.DEBUG SETLOCAL`).
+    pub fn force_local(&mut self, key: Bytes, entry: Entry) {
+        self.merkle.update(&key, self.map.get(&key), Some(&entry));
+        self.map.insert(key, entry);
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,18 @@ pub enum MeshMsg {
         /// Its outcome.
         result: Result<Reply, SubmitError>,
     },
+    /// Run anti-entropy for this shard against the other replicas.
+    Repair {
+        /// Correlates the answer.
+        id: u64,
+    },
+    /// The answer to `Repair`: a report.
+    RepairReply {
+        /// The request's id.
+        id: u64,
+        /// What was compared and repaired.
+        report: String,
+    },
     /// Report this shard's state.
     Info {
         /// Correlates the answer.
@@ -48,6 +60,7 @@ pub enum MeshMsg {
 
 enum Waiter {
     Command(oneshot::Sender<Result<Reply, SubmitError>>),
+    Repair(oneshot::Sender<String>),
     Info(oneshot::Sender<ShardInfo>),
 }
 
@@ -120,6 +133,30 @@ impl Local {
         out
     }
 
+    /// Runs anti-entropy on every shard of the node, one after the other.
+    pub async fn repair_all(self: &Rc<Self>) -> String {
+        let mut out = Vec::new();
+        for s in 0..self.shards {
+            if s == self.shard.index {
+                out.push(self.shard.repair().await);
+                continue;
+            }
+            let id = self.id();
+            let (tx, rx) = oneshot::channel();
+            self.waiters.borrow_mut().insert(id, Waiter::Repair(tx));
+            if self
+                .senders
+                .send_to(s, MeshMsg::Repair { id })
+                .await
+                .is_ok()
+                && let Ok(report) = rx.await
+            {
+                out.push(report);
+            }
+        }
+        out.join("\n")
+    }
+
     fn id(&self) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
@@ -139,6 +176,22 @@ impl Local {
                         .await;
                 })
                 .detach();
+            }
+            MeshMsg::Repair { id } => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let report = me.shard.repair().await;
+                    let _ = me
+                        .senders
+                        .send_to(from, MeshMsg::RepairReply { id, report })
+                        .await;
+                })
+                .detach();
+            }
+            MeshMsg::RepairReply { id, report } => {
+                if let Some(Waiter::Repair(tx)) = self.waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send(report);
+                }
             }
             MeshMsg::Info { id } => {
                 let info = Box::new(self.shard.info());

@@ -36,6 +36,20 @@ pub enum PeerMsg {
         /// The command, with the forwarding shard's session.
         req: Request,
     },
+    /// An anti-entropy request from an initiating replica.
+    Merkle {
+        /// Matches the answer.
+        id: u64,
+        /// The request.
+        msg: crate::protocol::merkle::MerkleMsg,
+    },
+    /// The answer to `Merkle`.
+    MerkleReply {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        msg: Option<crate::protocol::merkle::MerkleMsg>,
+    },
     /// The leader's answer to a forwarded command.
     ForwardReply {
         /// The forward's id.
@@ -103,6 +117,11 @@ pub struct Shard {
     snapshot_running: Cell<bool>,
     snapshot_wanted: Cell<bool>,
     snapshot_dir: std::path::PathBuf,
+    /// Answers other replicas' anti-entropy sessions (stateless between messages).
+    responder: RefCell<crate::protocol::merkle::Responder>,
+    /// Our anti-entropy requests waiting for an answer.
+    merkle_waiters:
+        RefCell<HashMap<u64, oneshot::Sender<Option<crate::protocol::merkle::MerkleMsg>>>>,
 }
 
 /// This shard's client session in its group: unique per process lifetime, so a restarted
@@ -229,6 +248,10 @@ impl Shard {
             snapshot_running: Cell::new(false),
             snapshot_wanted: Cell::new(false),
             snapshot_dir,
+            responder: RefCell::new(crate::protocol::merkle::Responder::new(
+                crate::protocol::merkle::SessionLimits::default(),
+            )),
+            merkle_waiters: RefCell::new(HashMap::new()),
             cfg,
         });
         let tcfg = TransportConfig {
@@ -418,6 +441,26 @@ impl Shard {
                 self.remote.borrow_mut().insert(token, (from, id));
                 self.step(|r| r.on_request(now, token, req));
             }
+            PeerMsg::Merkle { id, msg } => {
+                let reply = {
+                    let mut r = self.replica.borrow_mut();
+                    let applied = r.applied_index();
+                    let resp = self
+                        .responder
+                        .borrow_mut()
+                        .on_msg(r.kv_mut(), applied, &msg);
+                    for (k, e) in resp.repairs {
+                        r.kv_mut().install(k, e);
+                    }
+                    resp.reply
+                };
+                self.send_peer(from, &PeerMsg::MerkleReply { id, msg: reply });
+            }
+            PeerMsg::MerkleReply { id, msg } => {
+                if let Some(tx) = self.merkle_waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send(msg);
+                }
+            }
             PeerMsg::ForwardReply { id, reply } => {
                 if let Some(tx) = self.forwarded.borrow_mut().remove(&id) {
                     let _ = tx.send(reply);
@@ -539,6 +582,74 @@ impl Shard {
             }
             pending = self.attempt(&req);
         }
+    }
+
+    /// Runs anti-entropy against every other replica of this shard's group, one after the
+    /// other, and says what was compared and repaired.
+    pub async fn repair(self: &Rc<Self>) -> String {
+        use crate::protocol::merkle::{AntiEntropy, SessionLimits};
+        let mut report = Vec::new();
+        for peer in 0..self.cfg.peers.len() {
+            if peer == usize::from(self.cfg.id) {
+                continue;
+            }
+            let (mut session, mut msg) = {
+                let mut r = self.replica.borrow_mut();
+                AntiEntropy::start(r.kv_mut(), SessionLimits::default())
+            };
+            let mut failure = None;
+            loop {
+                let id = self.token();
+                let (tx, rx) = oneshot::channel();
+                self.merkle_waiters.borrow_mut().insert(id, tx);
+                self.send_peer(ReplicaId(peer as u8), &PeerMsg::Merkle { id, msg });
+                let answer = futures_lite::future::or(async { rx.await.ok() }, async {
+                    glommio::timer::sleep(Duration::from_secs(2)).await;
+                    None
+                })
+                .await;
+                self.merkle_waiters.borrow_mut().remove(&id);
+                let Some(Some(reply)) = answer else {
+                    failure = Some("no answer within 2 s");
+                    break;
+                };
+                let next = {
+                    let mut r = self.replica.borrow_mut();
+                    let applied = r.applied_index();
+                    let next = session.on_msg(r.kv_mut(), applied, reply);
+                    for (k, e) in session.take_repairs() {
+                        r.kv_mut().install(k, e);
+                    }
+                    next
+                };
+                match next {
+                    Some(m) => msg = m,
+                    None => break,
+                }
+            }
+            let o = session.outcome();
+            report.push(format!(
+                "shard {} with replica {peer}: {}compared {} nodes, {} differing leaves, {} entries sent, {} received, {} repaired here, {} round trips, {} bytes",
+                self.index,
+                failure.map_or(String::new(), |f| format!("FAILED ({f}) after ")),
+                o.compared_nodes,
+                o.differing_leaves,
+                o.entries_sent,
+                o.entries_received,
+                o.repairs.len(),
+                o.round_trips,
+                o.bytes_total(),
+            ));
+        }
+        report.join("\n")
+    }
+
+    /// Debug: writes `key` in this replica's state machine only, bypassing Paxos, as a
+    /// stale copy (version 0) — the kind of divergence anti-entropy must find and repair.
+    pub fn set_local(&self, key: bytes::Bytes, value: bytes::Bytes) {
+        let mut r = self.replica.borrow_mut();
+        let kv = r.kv_mut();
+        kv.force_local(key, crate::protocol::kv::Entry { value, version: 0 });
     }
 
     /// What INFO reports about this shard.

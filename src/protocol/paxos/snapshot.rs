@@ -43,6 +43,12 @@ impl Replica {
         self.kv.merkle().root()
     }
 
+    /// The state machine, for anti-entropy repair, which installs only versions this
+    /// replica has applied past (`merkle::repair_verdict`), and for debug commands.
+    pub fn kv_mut(&mut self) -> &mut crate::protocol::Kv {
+        &mut self.kv
+    }
+
     /// Slots up to here exist only in the state machine.
     pub fn log_base(&self) -> Slot {
         self.log_base
