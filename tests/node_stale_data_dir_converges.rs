@@ -1,0 +1,70 @@
+//! Node: a replica whose data dir is replaced by an older copy of itself restarts from it,
+//! catches up with its group and converges: equal Merkle roots and every key readable.
+mod node_support;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use node_support::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn replica_restored_from_an_older_copy_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(3, dir.path(), &[]);
+    let stale = (0..3)
+        .find(|i| !cluster.leaders().contains(&Some(*i)))
+        .unwrap_or(2);
+    let via = (stale + 1) % 3;
+    let mut c = Client::connect(cluster.clients[via]).unwrap();
+    for k in 0..100 {
+        assert!(is_ok(&c.set(&format!("k{k}"), "old").unwrap()));
+    }
+    // An older copy of the stale node's data dir, taken while it is down.
+    cluster.kill9(stale);
+    let node_dir = dir.path().join(format!("node-{stale}"));
+    let backup = dir.path().join("backup");
+    copy_dir(&node_dir, &backup);
+    cluster.spawn(stale);
+    cluster.wait_listening(stale);
+    for k in 50..200 {
+        assert!(is_ok(&c.set(&format!("k{k}"), "new").unwrap()));
+    }
+    cluster.kill9(stale);
+    std::fs::remove_dir_all(&node_dir).unwrap();
+    copy_dir(&backup, &node_dir);
+    cluster.spawn(stale);
+    cluster.wait_listening(stale);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let roots: Vec<_> = (0..3)
+            .map(|n| {
+                let mut c = Client::connect(cluster.clients[n]).unwrap();
+                c.cmd(&["COREPAX.MERKLE", "ROOT"]).unwrap()
+            })
+            .collect();
+        if roots[0] == roots[1] && roots[1] == roots[2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never converged: {roots:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = Client::connect(cluster.clients[stale]).unwrap();
+    for k in 0..200 {
+        let want = if k < 50 { "old" } else { "new" };
+        let got = s.cmd(&["GET", &format!("k{k}")]).unwrap();
+        assert_eq!(bulk(&got).as_deref(), Some(want), "k{k} via node {stale}");
+    }
+}
