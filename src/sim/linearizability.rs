@@ -87,12 +87,9 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
     let mut prev: Vec<usize> = (0..len).map(|i| i.wrapping_sub(1)).collect();
     next[len - 1] = usize::MAX;
     let mut ret_of = vec![0usize; n];
-    let mut call_of = vec![0usize; n];
     for (pos, &(_, is_ret, i)) in events.iter().enumerate() {
         if is_ret {
             ret_of[i] = pos + 1;
-        } else {
-            call_of[i] = pos + 1;
         }
     }
     let is_ret = |node: usize| events[node - 1].1;
@@ -125,21 +122,7 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
         if steps > steps_max {
             return Verdict::Unknown;
         }
-        if entry == usize::MAX {
-            // Only returns remain past here, handled below; reaching the end means a
-            // dead end with nothing pushed, so backtrack.
-            let Some((call, old)) = stack.pop() else {
-                return Verdict::Violation;
-            };
-            let i = op_of(call);
-            state = old;
-            linearized[i / 64] &= !(1 << (i % 64));
-            relink(&mut next, &mut prev, ret_of[i]);
-            relink(&mut next, &mut prev, call);
-            entry = next[call];
-            continue;
-        }
-        if !is_ret(entry) {
+        if entry != usize::MAX && !is_ret(entry) {
             let i = op_of(entry);
             let o = history[i];
             let mut advanced = false;
@@ -159,20 +142,20 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
             if !advanced {
                 entry = next[entry];
             }
-        } else {
-            // An operation returned before we could place it: undo the last choice.
-            let Some((call, old)) = stack.pop() else {
-                return Verdict::Violation;
-            };
-            let i = op_of(call);
-            state = old;
-            linearized[i / 64] &= !(1 << (i % 64));
-            relink(&mut next, &mut prev, ret_of[i]);
-            relink(&mut next, &mut prev, call);
-            entry = next[call];
+            continue;
         }
+        // An operation returned before it could be placed (or the walk ran off the end):
+        // undo the last choice and try the next candidate after it.
+        let Some((call, old)) = stack.pop() else {
+            return Verdict::Violation;
+        };
+        let i = op_of(call);
+        state = old;
+        linearized[i / 64] &= !(1 << (i % 64));
+        relink(&mut next, &mut prev, ret_of[i]);
+        relink(&mut next, &mut prev, call);
+        entry = next[call];
     }
-    let _ = call_of;
     Verdict::Linearizable
 }
 

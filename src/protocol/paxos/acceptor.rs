@@ -13,15 +13,7 @@ impl Replica {
         ballot: Ballot,
         from_slot: Slot,
     ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            self.stats.messages_ignored += 1;
-            self.send(
-                from,
-                Message::Reject {
-                    promised: self.promised,
-                },
-            );
+        if self.refuse_stale(from, ballot) {
             return;
         }
         if ballot > self.promised {
@@ -59,15 +51,7 @@ impl Replica {
         batch: Batch,
         commit: Slot,
     ) {
-        self.observe_ballot(ballot);
-        if ballot < self.promised {
-            self.stats.messages_ignored += 1;
-            self.send(
-                from,
-                Message::Reject {
-                    promised: self.promised,
-                },
-            );
+        if self.refuse_stale(from, ballot) {
             return;
         }
         if ballot > self.promised {
@@ -96,24 +80,46 @@ impl Replica {
                 self.send_after(pid, from, Message::Accepted { ballot, slot });
             }
             _ => {
-                let persist_id = self.persist(Record::Accept {
-                    ballot,
-                    slot,
-                    batch: batch.clone(),
-                });
-                self.log.insert(
-                    slot,
-                    LogEntry {
-                        ballot,
-                        batch,
-                        chosen: false,
-                        persist_id,
-                    },
-                );
+                self.accept_locally(slot, ballot, batch);
                 self.send_when_durable(from, Message::Accepted { ballot, slot });
             }
         }
         self.learn_commit(now, ballot, commit);
+    }
+
+    /// Notes `ballot`; if it is below our promise, tells the proposer so and returns true.
+    fn refuse_stale(&mut self, from: ReplicaId, ballot: Ballot) -> bool {
+        self.observe_ballot(ballot);
+        if ballot >= self.promised {
+            return false;
+        }
+        self.stats.messages_ignored += 1;
+        self.send(
+            from,
+            Message::Reject {
+                promised: self.promised,
+            },
+        );
+        true
+    }
+
+    /// Accepts `batch` for `slot` at `ballot` here: persists the accept and records it.
+    /// The vote may be announced only once the returned record is durable.
+    pub(super) fn accept_locally(&mut self, slot: Slot, ballot: Ballot, batch: Batch) {
+        let persist_id = self.persist(Record::Accept {
+            ballot,
+            slot,
+            batch: batch.clone(),
+        });
+        self.log.insert(
+            slot,
+            LogEntry {
+                ballot,
+                batch,
+                chosen: false,
+                persist_id,
+            },
+        );
     }
 
     /// Promises `ballot` durably; steps down if this replica was leading a lower one.

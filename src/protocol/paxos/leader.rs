@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use super::{Candidacy, InFlight, Leadership, LogEntry, Replica, Role};
+use super::{Candidacy, InFlight, Leadership, Replica, Role};
 use crate::protocol::kv::Request;
-use crate::protocol::message::{Batch, Message, Record};
+use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
 
@@ -237,20 +237,7 @@ impl Replica {
             },
         );
         self.stats.slots_proposed += 1;
-        let persist_id = self.persist(Record::Accept {
-            ballot,
-            slot,
-            batch: batch.clone(),
-        });
-        self.log.insert(
-            slot,
-            LogEntry {
-                ballot,
-                batch: batch.clone(),
-                chosen: false,
-                persist_id,
-            },
-        );
+        self.accept_locally(slot, ballot, batch.clone());
         self.broadcast(&Message::Accept {
             ballot,
             slot,
