@@ -130,17 +130,6 @@ impl Replica {
         self.persist(Record::Promise { ballot });
     }
 
-    /// Sends `msg` once record `pid` is durable.
-    fn send_after(&mut self, pid: u64, to: ReplicaId, msg: Message) {
-        if self.bugs.reply_before_persist || pid <= self.durable_id {
-            self.send(to, msg);
-        } else {
-            // `held` is ordered by persist id: a later id only delays the message.
-            let last = self.next_persist_id - 1;
-            self.held.push_back((last.max(pid), to, msg));
-        }
-    }
-
     /// A leader of `ballot` is active: follow it and give it a full timeout.
     pub(super) fn follow(&mut self, now: Nanos, ballot: Ballot) {
         if ballot.node == self.id {

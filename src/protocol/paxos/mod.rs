@@ -395,11 +395,17 @@ impl Replica {
 
     /// Sends `msg` once every record asked for so far is durable.
     fn send_when_durable(&mut self, to: ReplicaId, msg: Message) {
-        let last = self.next_persist_id - 1;
-        if self.bugs.reply_before_persist || last <= self.durable_id {
+        self.send_after(self.next_persist_id - 1, to, msg);
+    }
+
+    /// Sends `msg` once record `pid` is durable.
+    fn send_after(&mut self, pid: PersistId, to: ReplicaId, msg: Message) {
+        if self.bugs.reply_before_persist || pid <= self.durable_id {
             self.send(to, msg);
         } else {
-            self.held.push_back((last, to, msg));
+            // `held` is ordered by persist id: a later id only delays the message.
+            let last = self.next_persist_id - 1;
+            self.held.push_back((last.max(pid), to, msg));
         }
     }
 
