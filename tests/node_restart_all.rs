@@ -12,16 +12,7 @@ fn restart_every_node_keeps_acknowledged_keys() {
         let v = c.set(&format!("key{k}"), &format!("v{k}")).unwrap();
         assert!(is_ok(&v));
     }
-    for i in 0..3 {
-        cluster.kill9(i);
-    }
-    for i in 0..3 {
-        cluster.spawn(i);
-    }
-    for i in 0..3 {
-        cluster.wait_listening(i);
-    }
-    cluster.wait_for_leaders(std::time::Duration::from_secs(20));
+    cluster.crash_and_restart_all();
     for n in 0..3 {
         let mut c = Client::connect(cluster.clients[n]).unwrap();
         for k in 0..300 {

@@ -41,8 +41,7 @@ fn lagging_replica_catches_up_from_a_snapshot_and_all_restart_from_snapshots() {
     write(&cluster, via, 0, 100);
     cluster.kill9(lagging);
     write(&cluster, via, 100, 400);
-    cluster.spawn(lagging);
-    cluster.wait_listening(lagging);
+    cluster.restart(lagging);
     // The lagging node's own reads go through the log, so they are answered by the leader;
     // wait instead until its INFO shows it applied everything (it must have caught up).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -72,16 +71,7 @@ fn lagging_replica_catches_up_from_a_snapshot_and_all_restart_from_snapshots() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert!(snapshots > 0, "no snapshot was written");
-    for i in 0..3 {
-        cluster.kill9(i);
-    }
-    for i in 0..3 {
-        cluster.spawn(i);
-    }
-    for i in 0..3 {
-        cluster.wait_listening(i);
-    }
-    cluster.wait_for_leaders(Duration::from_secs(20));
+    cluster.crash_and_restart_all();
     for n in 0..3 {
         check(&cluster, n, 400);
     }

@@ -36,16 +36,14 @@ fn replica_restored_from_an_older_copy_converges() {
     let node_dir = dir.path().join(format!("node-{stale}"));
     let backup = dir.path().join("backup");
     copy_dir(&node_dir, &backup);
-    cluster.spawn(stale);
-    cluster.wait_listening(stale);
+    cluster.restart(stale);
     for k in 50..200 {
         assert!(is_ok(&c.set(&format!("k{k}"), "new").unwrap()));
     }
     cluster.kill9(stale);
     std::fs::remove_dir_all(&node_dir).unwrap();
     copy_dir(&backup, &node_dir);
-    cluster.spawn(stale);
-    cluster.wait_listening(stale);
+    cluster.restart(stale);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -42,8 +42,7 @@ fn check_keys(cluster: &Cluster, node: usize, to: usize) {
 }
 
 fn restart_node0(cluster: &mut Cluster) -> String {
-    cluster.spawn(0);
-    cluster.wait_listening(0);
+    cluster.restart(0);
     cluster.wait_for_leaders(std::time::Duration::from_secs(20));
     cluster.log(0)
 }

@@ -13,15 +13,18 @@ use corepax::wire::resp::{self, Limits, Value};
 /// Shards per node in tests: two, so cross-shard routing is always exercised.
 pub const SHARDS: usize = 2;
 
-/// Finds `n` consecutive free ports on 127.0.0.1.
+/// Finds `n` consecutive free ports on 127.0.0.1, below the kernel's ephemeral range:
+/// a port picked from that range can be taken by some outgoing connection before a
+/// killed node binds it again.
 pub fn free_ports(n: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16;
+    assert!(ephemeral_low > low + n, "no room below the ephemeral port range");
     for _ in 0..200 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let base = probe.local_addr().expect("local addr").port();
-        drop(probe);
-        if base.checked_add(n).is_none() {
-            continue;
-        }
+        let base = rand::random_range(low..ephemeral_low - n);
         let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
@@ -86,11 +89,36 @@ impl Cluster {
         self.nodes[i] = Some(child);
     }
 
+    /// Starts node `i` again on its data dir and waits for its client port.
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_listening(i);
+    }
+
+    /// kill -9 every node, start them all again on their data dirs, wait for leaders.
+    pub fn crash_and_restart_all(&mut self) {
+        let n = self.clients.len();
+        for i in 0..n {
+            self.kill9(i);
+        }
+        for i in 0..n {
+            self.spawn(i);
+        }
+        for i in 0..n {
+            self.wait_listening(i);
+        }
+        self.wait_for_leaders(Duration::from_secs(20));
+    }
+
     /// Waits for node `i`'s client port.
     pub fn wait_listening(&self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect_timeout(&self.clients[i], Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "node {i} never listened");
+            assert!(
+                Instant::now() < deadline,
+                "node {i} never listened; its log:\n{}",
+                self.log(i)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
