@@ -22,7 +22,10 @@ pub fn free_ports(n: u16) -> u16 {
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     let low = 10_000u16;
-    assert!(ephemeral_low > low + n, "no room below the ephemeral port range");
+    assert!(
+        ephemeral_low > low + n,
+        "no room below the ephemeral port range"
+    );
     for _ in 0..200 {
         let base = rand::random_range(low..ephemeral_low - n);
         let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
