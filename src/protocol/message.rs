@@ -134,6 +134,27 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// Messages that exist only to serve reads (digest and quorum reads, repairs).
+    pub fn is_read_traffic(&self) -> bool {
+        matches!(
+            self,
+            Message::ReadQuery { .. }
+                | Message::ReadReport { .. }
+                | Message::ReadRepair { .. }
+                | Message::ReadRepaired { .. }
+        )
+    }
+
+    /// Messages that keep leases alive.
+    pub fn is_lease_traffic(&self) -> bool {
+        matches!(
+            self,
+            Message::LeaseRequest { .. } | Message::LeaseGrant { .. }
+        )
+    }
+}
+
 /// What the core asks the runtime to write to its log before it relies on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
