@@ -190,6 +190,29 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
             local.shard.set_local(args[2].clone(), args[3].clone());
             Pending::Ready(Outcome::Simple("OK"))
         }
+        "COREPAX.DEBUG" if n == 3 && args[1].eq_ignore_ascii_case(b"PARTITION") => {
+            if !local.cfg.debug {
+                return Pending::Ready(Outcome::Error(
+                    "ERR COREPAX.DEBUG is disabled: start the node with --debug".into(),
+                ));
+            }
+            // Cuts (ON) or restores (OFF) the node's links to its peers in both directions,
+            // while clients can still reach it: a partitioned replica.
+            let on = if args[2].eq_ignore_ascii_case(b"ON") {
+                true
+            } else if args[2].eq_ignore_ascii_case(b"OFF") {
+                false
+            } else {
+                return Pending::Ready(Outcome::Error(
+                    "ERR COREPAX.DEBUG PARTITION takes ON or OFF".into(),
+                ));
+            };
+            let local = local.clone();
+            Pending::Waiting(Box::pin(async move {
+                local.partition_all(on).await;
+                Outcome::Simple("OK")
+            }))
+        }
         "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" | "PING" | "ECHO"
         | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(&name),
         _ => {

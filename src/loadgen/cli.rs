@@ -165,7 +165,14 @@ pub fn run_against(
         progress,
         pinned,
     };
+    let before = super::info::read_counters(&cfg.targets);
     let out = driver::run(&cfg)?;
+    let mut info = info;
+    let counters = super::info::delta(&before, &super::info::read_counters(&cfg.targets));
+    if !counters.is_empty() {
+        // What the server's read path did during the run (leases, digests, repairs).
+        info.insert("read_counters".into(), serde_json::to_value(counters)?);
+    }
     let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
     Ok((res, out))
 }

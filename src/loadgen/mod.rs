@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod client;
 pub mod driver;
+pub mod info;
 pub mod launch;
 pub mod plot;
 pub mod report;

@@ -44,6 +44,11 @@ pub enum MeshMsg {
         /// What was compared and repaired.
         report: String,
     },
+    /// Debug: cut (or restore) this shard's peer links.
+    Partition {
+        /// Cut when true.
+        on: bool,
+    },
     /// Report this shard's state.
     Info {
         /// Correlates the answer.
@@ -157,6 +162,18 @@ impl Local {
         out.join("\n")
     }
 
+    /// Debug: cuts (or restores) every shard's peer links, so the whole node is
+    /// partitioned from its peers while clients still reach it.
+    pub async fn partition_all(self: &Rc<Self>, on: bool) {
+        for s in 0..self.shards {
+            if s == self.shard.index {
+                self.shard.set_partitioned(on);
+            } else {
+                let _ = self.senders.send_to(s, MeshMsg::Partition { on }).await;
+            }
+        }
+    }
+
     fn id(&self) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
@@ -193,6 +210,7 @@ impl Local {
                     let _ = tx.send(report);
                 }
             }
+            MeshMsg::Partition { on } => self.shard.set_partitioned(on),
             MeshMsg::Info { id } => {
                 let info = Box::new(self.shard.info());
                 let me = self.clone();

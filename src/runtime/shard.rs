@@ -97,6 +97,8 @@ pub struct ShardCounters {
 pub struct Shard {
     /// Shard index = Paxos group.
     pub index: usize,
+    /// Debug: peer traffic is dropped both ways (`COREPAX.DEBUG PARTITION ON`).
+    partitioned: std::cell::Cell<bool>,
     cfg: NodeConfig,
     replica: RefCell<Replica>,
     transport: RefCell<Option<Transport<PeerMsg>>>,
@@ -231,6 +233,7 @@ impl Shard {
         let replica_applied = replica.applied_index();
         let shard = Rc::new(Shard {
             index,
+            partitioned: std::cell::Cell::new(false),
             replica: RefCell::new(replica),
             transport: RefCell::new(None),
             wal: GroupCommitter::new(wal),
@@ -430,6 +433,9 @@ impl Shard {
     }
 
     fn send_peer(&self, to: ReplicaId, msg: &PeerMsg) {
+        if self.partitioned.get() {
+            return;
+        }
         if let Some(t) = self.transport.borrow().as_ref() {
             t.send(to.0, msg);
         }
@@ -439,7 +445,9 @@ impl Shard {
     /// send only appends to the peer's queue, so the queue grows by exactly that much.
     fn send_peer_counted(&self, to: ReplicaId, msg: &PeerMsg) -> u64 {
         let t = self.transport.borrow();
-        let Some(t) = t.as_ref() else { return 0 };
+        let Some(t) = t.as_ref().filter(|_| !self.partitioned.get()) else {
+            return 0;
+        };
         let before = t.queued_bytes(to.0);
         t.send(to.0, msg);
         t.queued_bytes(to.0).saturating_sub(before) as u64
@@ -461,6 +469,9 @@ impl Shard {
     }
 
     fn on_peer(&self, from: ReplicaId, msg: PeerMsg) {
+        if self.partitioned.get() {
+            return;
+        }
         let now = self.now();
         match msg {
             PeerMsg::Paxos(m) => self.step(|r| r.on_message(now, from, m)),
@@ -694,6 +705,11 @@ impl Shard {
             ));
         }
         report.join("\n")
+    }
+
+    /// Debug: drops every message to and from peers (on) or stops doing so (off).
+    pub fn set_partitioned(&self, on: bool) {
+        self.partitioned.set(on);
     }
 
     /// Debug: writes `key` in this replica's state machine only, bypassing Paxos, as a
