@@ -279,7 +279,7 @@ fn run_one(
 /// The comparison table.
 pub fn summary_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
     let mut s = format!(
-        "# corepax sweep\n\nlauncher: {:?}, git {}, {}\n\n| # | configuration | ops/s | p50 | p99 | p99.9 | max | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "# corepax sweep\n\nlauncher: {:?}, git {}, {}\n\n| # | configuration | ops/s | p50 | p99 | p99.9 | max | get p99 | set p99 | local reads | read bytes/read | errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         m.launcher,
         super::report::git_commit().unwrap_or_else(|| "unknown".into()),
         rfc3339(std::time::SystemTime::now())
@@ -288,20 +288,24 @@ pub fn summary_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
         match &r.result {
             Some(res) => {
                 let t = &res.total;
+                let op_p99 = |op: &str| res.ops.get(op).map_or("-".into(), |p| fmt_us(p.p99_us));
+                let (local, bytes) = read_path(res);
                 s += &format!(
-                    "| {i} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
+                    "| {i} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {local} | {bytes} | {} |\n",
                     r.config.label(),
                     t.throughput_per_s,
                     fmt_us(t.p50_us),
                     fmt_us(t.p99_us),
                     fmt_us(t.p999_us),
                     fmt_us(t.max_us),
+                    op_p99("get"),
+                    op_p99("set"),
                     t.errors
                 );
             }
             None => {
                 s += &format!(
-                    "| {i} | {} | failed: {} | | | | | |\n",
+                    "| {i} | {} | failed: {} | | | | | | | | | |\n",
                     r.config.label(),
                     r.error
                         .as_deref()
@@ -313,4 +317,21 @@ pub fn summary_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
         }
     }
     s
+}
+
+/// From the server's read counters (corepax only): the share of reads a replica answered
+/// from its own state (leases) and the peer bytes spent per read; "-" when unknown.
+fn read_path(res: &BenchResult) -> (String, String) {
+    let Some(c) = res.target_info.get("read_counters") else {
+        return ("-".into(), "-".into());
+    };
+    let n = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    // Every read ends on one of these paths; `redirected` only counts the hop to the leader.
+    let reads = n("local") + n("quorum") + n("log");
+    if reads == 0 {
+        return ("-".into(), "-".into());
+    }
+    let local = format!("{:.0}%", 100.0 * n("local") as f64 / reads as f64);
+    let bytes = format!("{:.0}", n("read_bytes_sent") as f64 / reads as f64);
+    (local, bytes)
 }
