@@ -431,6 +431,19 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.stats.snapshots_installed,
         );
     }
+    for i in &infos {
+        let _ = write!(
+            s,
+            "shard{}_anti_entropy:interval_ms={},rounds={},keys_repaired={},keys_persisted={},failures={},snapshots={}\r\n",
+            i.index,
+            cfg.anti_entropy_interval_ms,
+            i.counters.anti_entropy_rounds,
+            i.counters.anti_entropy_keys_repaired,
+            i.counters.anti_entropy_keys_persisted,
+            i.counters.anti_entropy_failures,
+            i.counters.anti_entropy_snapshots,
+        );
+    }
     let keys: usize = infos.iter().map(|i| i.keys).sum();
     let _ = write!(
         s,
