@@ -39,15 +39,24 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn anti_entropy(ms: &str) -> Vec<String> {
-    vec!["--anti-entropy-interval-ms".into(), ms.into()]
-}
+/// Snapshot at every applied slot: whatever the state machine holds reaches the disk.
+const SNAPSHOT_EVERY_SLOT: &str = "1";
+/// Practically never snapshot on the way: only a repair's own snapshot can save it.
+const SNAPSHOT_NEVER: &str = "1000000000";
 
-/// Kills node `i` (SIGKILL) and starts it again with the given anti-entropy interval;
-/// returns once it answers a command.
-fn restart_with(cluster: &mut Cluster, i: usize, ms: &str) {
+/// Kills node `i` (SIGKILL) and starts it again with the given anti-entropy interval and
+/// snapshot interval; returns once it answers a command.
+fn restart_with(cluster: &mut Cluster, i: usize, anti_entropy_ms: &str, snapshot_slots: &str) {
     cluster.kill9(i);
-    cluster.set_node_args(i, &["--anti-entropy-interval-ms", ms]);
+    cluster.set_node_args(
+        i,
+        &[
+            "--anti-entropy-interval-ms",
+            anti_entropy_ms,
+            "--snapshot-interval-slots",
+            snapshot_slots,
+        ],
+    );
     cluster.restart(i);
     // A connection accepted in the node's first moments can be reset: wait for a PONG.
     wait_until(
@@ -64,12 +73,16 @@ fn restart_with(cluster: &mut Cluster, i: usize, ms: &str) {
 fn repaired_entry_survives_kill9(repairer: usize, dir: &Path) {
     // Every applied slot triggers a snapshot, so the stale copy reaches the disk; nobody
     // runs anti-entropy yet.
-    let mut cluster = Cluster::start_per_node(
-        3,
-        dir,
-        &["--debug", "--snapshot-interval-slots", "1"],
-        |_| anti_entropy("0"),
-    );
+    let mut cluster = Cluster::start_per_node(3, dir, &["--debug"], |_| {
+        [
+            "--anti-entropy-interval-ms",
+            "0",
+            "--snapshot-interval-slots",
+            SNAPSHOT_EVERY_SLOT,
+        ]
+        .map(String::from)
+        .to_vec()
+    });
     let mut c = Client::connect(cluster.clients[0]).unwrap();
     for k in 0..50 {
         assert!(is_ok(&c.set(&format!("k{k}"), "good").unwrap()));
@@ -108,8 +121,10 @@ fn repaired_entry_survives_kill9(repairer: usize, dir: &Path) {
                 && snapshots.join(format!("snap-{applied:020}.snap")).exists()
         },
     );
-    // The stale copy is durable: it comes back after a crash.
-    restart_with(&mut cluster, STALE, "0");
+    // The stale copy is durable: it comes back after a crash. From now on the stale
+    // replica writes no snapshot of its own accord (an election's no-op slot would
+    // otherwise snapshot the repaired state by chance).
+    restart_with(&mut cluster, STALE, "0", SNAPSHOT_NEVER);
     let stale_roots = cluster.merkle_roots(STALE);
     let witness_roots = cluster.merkle_roots(WITNESS);
     assert_ne!(
@@ -118,7 +133,12 @@ fn repaired_entry_survives_kill9(repairer: usize, dir: &Path) {
     );
 
     // One periodic round repairs it, durably before the round ends.
-    restart_with(&mut cluster, repairer, "300");
+    let repairer_snapshots = if repairer == STALE {
+        SNAPSHOT_NEVER
+    } else {
+        SNAPSHOT_EVERY_SLOT
+    };
+    restart_with(&mut cluster, repairer, "300", repairer_snapshots);
     wait_until(
         "periodic anti-entropy repairs and persists the stale key",
         Duration::from_secs(30),
@@ -133,9 +153,9 @@ fn repaired_entry_survives_kill9(repairer: usize, dir: &Path) {
     // Nothing may repair it again: anti-entropy off everywhere, then SIGKILL the repaired
     // replica and start it again.
     if repairer != STALE {
-        restart_with(&mut cluster, repairer, "0");
+        restart_with(&mut cluster, repairer, "0", repairer_snapshots);
     }
-    restart_with(&mut cluster, STALE, "0");
+    restart_with(&mut cluster, STALE, "0", SNAPSHOT_NEVER);
     let want = cluster.merkle_roots(WITNESS);
     let mut got = cluster.merkle_roots(STALE);
     let deadline = Instant::now() + Duration::from_secs(5);
