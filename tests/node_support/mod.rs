@@ -151,6 +151,15 @@ impl Cluster {
         if let Some(mut c) = self.nodes[i].take() {
             let _ = c.kill();
             let _ = c.wait();
+            // The dead process's io_uring is torn down after it is reaped, and its client
+            // listener accepts (then resets) connections until then: wait for that to end,
+            // or `wait_listening` would take the old listener for a restarted node.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&self.clients[i], Duration::from_millis(100)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 
