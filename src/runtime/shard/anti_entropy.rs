@@ -168,6 +168,8 @@ impl Shard {
                 AntiEntropy::start(r.kv_mut(), SessionLimits::default())
             };
             let mut failure = None;
+            // Counted here: `take_repairs` empties the session outcome's list.
+            let mut installed_here = 0u64;
             loop {
                 if !self.peer_connected(peer) {
                     failure = Some("peer not connected".to_string());
@@ -200,7 +202,7 @@ impl Shard {
                     let next = session.on_msg(r.kv_mut(), applied, reply);
                     for (k, e) in session.take_repairs() {
                         if r.kv_mut().install(k, e) {
-                            installed += 1;
+                            installed_here += 1;
                         }
                     }
                     next
@@ -210,6 +212,7 @@ impl Shard {
                     None => break,
                 }
             }
+            installed += installed_here;
             if failure.is_some() {
                 failures += 1;
             }
@@ -222,7 +225,7 @@ impl Shard {
                 o.differing_leaves,
                 o.entries_sent,
                 o.entries_received,
-                o.repairs.len(),
+                installed_here,
                 o.round_trips,
                 o.bytes_total(),
             ));
