@@ -47,6 +47,13 @@ pub struct SimArgs {
     /// reply-before-persist | skip-phase1-recovery.
     #[arg(long, hide = true)]
     bug: Vec<String>,
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
+    #[arg(long, default_value_t = crate::config::ReadMode::Log)]
+    read_mode: crate::config::ReadMode,
+    /// Let clocks drift far beyond the configured bound, to see the checker catch the
+    /// stale lease reads that follows.
+    #[arg(long, hide = true)]
+    drift_beyond_bound: bool,
 }
 
 /// Protocol settings shared by `node` and `cluster`; unset flags keep the config file's
@@ -71,9 +78,21 @@ pub struct ProtocolArgs {
     /// Heartbeat interval (ms).
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
-    /// How reads are served: log.
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
     #[arg(long)]
     pub read_mode: Option<crate::config::ReadMode>,
+    /// Lease length (ms) for leader and quorum leases.
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// Clock rate error every lease decision allows for (parts per million).
+    #[arg(long)]
+    pub max_clock_drift_ppm: Option<u64>,
+    /// Replicas holding quorum leases, comma-separated ids (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub lease_holders: Option<Vec<u8>>,
+    /// When digest and quorum reads repair stale replicas: blocking, async.
+    #[arg(long)]
+    pub read_repair: Option<crate::config::ReadRepair>,
 }
 
 impl ProtocolArgs {
@@ -99,6 +118,18 @@ impl ProtocolArgs {
         }
         if let Some(v) = self.read_mode {
             p.read_mode = v;
+        }
+        if let Some(v) = self.lease_ms {
+            p.lease_ms = v;
+        }
+        if let Some(v) = self.max_clock_drift_ppm {
+            p.max_clock_drift_ppm = v;
+        }
+        if let Some(v) = &self.lease_holders {
+            p.lease_holders = v.clone();
+        }
+        if let Some(v) = self.read_repair {
+            p.read_repair = v;
         }
     }
 
@@ -127,6 +158,18 @@ impl ProtocolArgs {
             self.heartbeat_interval_ms.map(|v| v.to_string()),
         );
         push("read-mode", self.read_mode.map(|v| v.to_string()));
+        push("lease-ms", self.lease_ms.map(|v| v.to_string()));
+        push(
+            "max-clock-drift-ppm",
+            self.max_clock_drift_ppm.map(|v| v.to_string()),
+        );
+        push(
+            "lease-holders",
+            self.lease_holders
+                .as_ref()
+                .map(|v| v.iter().map(u8::to_string).collect::<Vec<_>>().join(",")),
+        );
+        push("read-repair", self.read_repair.map(|v| v.to_string()));
         out
     }
 }
@@ -323,19 +366,29 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let replicas = usize::from(args.replicas);
-    let bug_flags: String = args.bug.iter().map(|b| format!(" --bug {b}")).collect();
-    let summary = crate::sim::run_many(args.seed, args.seeds, replicas, bugs, |seed, outcome| {
+    let mut bug_flags: String = args.bug.iter().map(|b| format!(" --bug {b}")).collect();
+    let mut base = crate::sim::SimConfig::new(args.seed, replicas);
+    base.bugs = bugs;
+    base.read_mode = args.read_mode;
+    base.drift_beyond_bound = args.drift_beyond_bound;
+    if args.drift_beyond_bound {
+        bug_flags.push_str(" --drift-beyond-bound");
+    }
+    let read_mode = args.read_mode;
+    let summary = crate::sim::run_many(args.seed, args.seeds, &base, |seed, outcome| {
         println!("seed {seed}: {} violation(s)", outcome.violations.len());
         for v in &outcome.violations {
             println!("  {v}");
         }
         println!(
-            "  replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas}{bug_flags} --trace"
+            "  replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas} --read-mode {read_mode}{bug_flags} --trace"
         );
         if args.trace {
-            let mut cfg = crate::sim::SimConfig::new(seed, replicas);
-            cfg.bugs = bugs;
-            cfg.trace = true;
+            let cfg = crate::sim::SimConfig {
+                seed,
+                trace: true,
+                ..base.clone()
+            };
             print!("{}", crate::sim::run(cfg).trace);
         }
     });
@@ -349,6 +402,24 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         "snapshots sent to lagging replicas: {}",
         summary.snapshots_sent
     );
+    let st = &summary.stats;
+    if read_mode != crate::config::ReadMode::Log {
+        println!(
+            "reads: local {} quorum {} log {} redirected {}; lease: read waits {} write waits {} \
+             revocations {} promises deferred {}; digest mismatches {} fetches {} repairs {}",
+            st.reads_local,
+            st.reads_quorum,
+            st.reads_log,
+            st.reads_redirected,
+            st.lease_read_waits,
+            st.lease_write_waits,
+            st.lease_revocations,
+            st.promises_deferred,
+            st.digest_mismatches,
+            st.read_fetches,
+            st.read_repairs
+        );
+    }
     println!(
         "seeds: {} ops: {} violations: {}",
         summary.seeds, summary.ops, summary.violations

@@ -15,27 +15,94 @@ pub enum ReadMode {
     /// A read is a command through the log, like a write. Always linearizable.
     #[default]
     Log,
+    /// The leader answers reads locally while a majority grants it a lease; acceptors
+    /// promise no other leader until the lease they granted ran out.
+    LeaderLease,
+    /// Paxos Quorum Leases: every holder answers reads locally under a lease granted by a
+    /// majority; a write commits only once every holder has it (or its lease ran out).
+    QuorumLease,
+    /// A quorum read: the local value, and digests (xxh3 of value and version) from the
+    /// rest of a majority; the freshest copy is fetched on a mismatch and stale replicas
+    /// are repaired.
+    Digest,
+    /// Like `digest`, but every replica of the quorum sends its full value: the baseline
+    /// digest reads are measured against.
+    Quorum,
+}
+
+impl ReadMode {
+    /// Every mode, in the order reports list them.
+    pub const ALL: [ReadMode; 5] = [
+        ReadMode::Log,
+        ReadMode::LeaderLease,
+        ReadMode::QuorumLease,
+        ReadMode::Digest,
+        ReadMode::Quorum,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ReadMode::Log => "log",
+            ReadMode::LeaderLease => "leader-lease",
+            ReadMode::QuorumLease => "quorum-lease",
+            ReadMode::Digest => "digest",
+            ReadMode::Quorum => "quorum",
+        }
+    }
 }
 
 impl std::str::FromStr for ReadMode {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "log" => Ok(ReadMode::Log),
-            _ => Err(ConfigError::Invalid {
+        ReadMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| ConfigError::Invalid {
                 field: "read_mode",
-                allowed: "log".into(),
+                allowed: "log, leader-lease, quorum-lease, digest, quorum".into(),
+                got: s.into(),
+            })
+    }
+}
+
+impl std::fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// When a digest or quorum read repairs the stale replicas it found, relative to its reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadRepair {
+    /// The reply waits until the repaired replicas confirmed (or a timeout passed).
+    #[default]
+    Blocking,
+    /// The reply goes out at once; repairs follow.
+    Async,
+}
+
+impl std::str::FromStr for ReadRepair {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "blocking" => Ok(ReadRepair::Blocking),
+            "async" => Ok(ReadRepair::Async),
+            _ => Err(ConfigError::Invalid {
+                field: "read_repair",
+                allowed: "blocking, async".into(),
                 got: s.into(),
             }),
         }
     }
 }
 
-impl std::fmt::Display for ReadMode {
+impl std::fmt::Display for ReadRepair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadMode::Log => f.write_str("log"),
-        }
+        f.write_str(match self {
+            ReadRepair::Blocking => "blocking",
+            ReadRepair::Async => "async",
+        })
     }
 }
 
@@ -54,6 +121,9 @@ pub enum ConfigError {
         got: String,
     },
 }
+
+/// The clock drift allowance is at most 10%: lease arithmetic assumes a small rate error.
+pub const MAX_CLOCK_DRIFT_PPM_MAX: u64 = 100_000;
 
 /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +155,15 @@ pub struct ProtocolConfig {
     pub clients_max: usize,
     /// How reads are served.
     pub read_mode: ReadMode,
+    /// How long a lease lasts, on the clock of the replica that grants it.
+    pub lease_ms: u64,
+    /// The most any replica's clock rate may differ from real time, in parts per million.
+    /// Every lease decision allows for it: holders stop early, waiters wait longer.
+    pub max_clock_drift_ppm: u64,
+    /// Replicas that hold quorum leases (`quorum-lease` mode); empty = every replica.
+    pub lease_holders: Vec<u8>,
+    /// When digest and quorum reads repair stale replicas.
+    pub read_repair: ReadRepair,
 }
 
 impl Default for ProtocolConfig {
@@ -102,6 +181,10 @@ impl Default for ProtocolConfig {
             client_window_max: 4096,
             clients_max: 4096,
             read_mode: ReadMode::Log,
+            lease_ms: 400,
+            max_clock_drift_ppm: 1_000,
+            lease_holders: Vec::new(),
+            read_repair: ReadRepair::Blocking,
         }
     }
 }
@@ -192,7 +275,36 @@ impl ProtocolConfig {
             ">= 1",
             self.clients_max,
         )?;
+        check(
+            self.lease_ms >= 2 * self.heartbeat_interval_ms && self.lease_ms <= 60_000,
+            "lease_ms",
+            "2 * heartbeat_interval_ms ..= 60000 (leases are renewed every heartbeat)",
+            self.lease_ms,
+        )?;
+        check(
+            self.max_clock_drift_ppm <= MAX_CLOCK_DRIFT_PPM_MAX,
+            "max_clock_drift_ppm",
+            "0..=100000 (10%)",
+            self.max_clock_drift_ppm,
+        )?;
+        check(
+            self.lease_holders
+                .iter()
+                .all(|h| usize::from(*h) < self.replicas),
+            "lease_holders",
+            "replica ids below `replicas`",
+            format!("{:?}", self.lease_holders),
+        )?;
         Ok(())
+    }
+
+    /// The replicas holding quorum leases, as a bit mask.
+    pub fn lease_holder_mask(&self) -> u8 {
+        if self.lease_holders.is_empty() {
+            ((1u16 << self.replicas) - 1) as u8
+        } else {
+            self.lease_holders.iter().fold(0, |m, h| m | 1 << h)
+        }
     }
 
     /// Votes needed to choose a value or win an election.

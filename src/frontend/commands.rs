@@ -444,6 +444,36 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.counters.anti_entropy_snapshots,
         );
     }
+    s.push_str("\r\n# Reads\r\n");
+    let mut total = crate::protocol::Stats::default();
+    let (mut read_bytes, mut lease_bytes) = (0, 0);
+    for i in &infos {
+        total.add(&i.stats);
+        read_bytes += i.counters.read_bytes_sent;
+        lease_bytes += i.counters.lease_bytes_sent;
+    }
+    // One line summed over shards, `key=value` pairs, for tools (the load generator).
+    let _ = write!(
+        s,
+        "reads_total:read_mode={},local={},quorum={},log={},redirected={},lease_read_waits={},\
+         lease_write_waits={},lease_revocations={},promises_deferred={},digest_mismatches={},\
+         fetches={},repairs={},repairs_installed={},read_bytes_sent={},lease_bytes_sent={}\r\n",
+        cfg.protocol.read_mode,
+        total.reads_local,
+        total.reads_quorum,
+        total.reads_log,
+        total.reads_redirected,
+        total.lease_read_waits,
+        total.lease_write_waits,
+        total.lease_revocations,
+        total.promises_deferred,
+        total.digest_mismatches,
+        total.read_fetches,
+        total.read_repairs,
+        total.repairs_installed,
+        read_bytes,
+        lease_bytes,
+    );
     let keys: usize = infos.iter().map(|i| i.keys).sum();
     let _ = write!(
         s,

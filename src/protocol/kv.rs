@@ -46,6 +46,26 @@ impl Command {
         }
     }
 
+    /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
+    pub fn read_keys(&self) -> &[Bytes] {
+        match self {
+            Command::Get(k) => std::slice::from_ref(k),
+            Command::Exists(ks) | Command::MGet(ks) => ks,
+            _ => &[],
+        }
+    }
+
+    /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
+    /// hold `values`.
+    pub fn read_reply(&self, values: &[Option<Bytes>]) -> Reply {
+        match self {
+            Command::Get(_) => Reply::Value(values.first().cloned().flatten()),
+            Command::Exists(_) => Reply::Int(values.iter().filter(|v| v.is_some()).count() as i64),
+            Command::MGet(_) => Reply::Values(values.to_vec()),
+            _ => Reply::Ok,
+        }
+    }
+
     /// True for commands that change nothing.
     pub fn is_read_only(&self) -> bool {
         matches!(

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::kv::{KvState, Request};
-use super::types::{Ballot, Slot};
+use bytes::Bytes;
+
+use super::digest::View;
+use super::kv::{Entry, KvState, Request};
+use super::types::{Ballot, Nanos, Slot};
 
 /// The commands of one slot. Shared, so sending it to every follower copies nothing.
 pub type Batch = Arc<[Request]>;
@@ -54,6 +57,11 @@ pub enum Message {
         ballot: Ballot,
         /// The slot.
         slot: Slot,
+        /// Quorum-lease mode: replicas this acceptor granted a lease that may still run.
+        /// The slot commits only once each of them accepted it too, or `lease_left` passed.
+        holders: u8,
+        /// The longest of those leases left, on the acceptor's clock.
+        lease_left: Nanos,
     },
     /// Leader → followers: heartbeat with the commit index.
     Commit {
@@ -79,6 +87,72 @@ pub enum Message {
         /// The sender's commit index.
         commit: Slot,
     },
+    /// Lease holder → every replica (itself included), each heartbeat: grant me a lease.
+    /// In leader-lease mode the leader asks, under its ballot.
+    LeaseRequest {
+        /// Matches the grant to the request (and so to its send time).
+        seq: u64,
+        /// The requester's ballot (leader-lease mode: granted only if it is the one promised).
+        ballot: Ballot,
+    },
+    /// Grantor → holder: granted for `lease_ms` from when the request arrived.
+    LeaseGrant {
+        /// The request's sequence number.
+        seq: u64,
+        /// The highest slot the grantor had accepted: the holder answers only once it
+        /// applied every slot up to here.
+        fence: Slot,
+    },
+    /// Reader → replicas: report on these keys (digest and quorum reads), with the
+    /// entries themselves if `full`.
+    ReadQuery {
+        /// The reader's id for this read.
+        id: u64,
+        /// The keys, in the command's order.
+        keys: Vec<Bytes>,
+        /// Send the entries, not only digests.
+        full: bool,
+    },
+    /// Replica → reader: its report.
+    ReadReport {
+        /// The read's id.
+        id: u64,
+        /// Digests, versions, pending writes, applied index (and entries if asked).
+        view: View,
+    },
+    /// Reader → a replica whose copy is older than the one it applied past: install these.
+    ReadRepair {
+        /// The read's id.
+        id: u64,
+        /// Committed entries; installed only over older versions.
+        entries: Vec<(Bytes, Entry)>,
+    },
+    /// Replica → reader: the repair was applied (or was not needed).
+    ReadRepaired {
+        /// The read's id.
+        id: u64,
+    },
+}
+
+impl Message {
+    /// Messages that exist only to serve reads (digest and quorum reads, repairs).
+    pub fn is_read_traffic(&self) -> bool {
+        matches!(
+            self,
+            Message::ReadQuery { .. }
+                | Message::ReadReport { .. }
+                | Message::ReadRepair { .. }
+                | Message::ReadRepaired { .. }
+        )
+    }
+
+    /// Messages that keep leases alive.
+    pub fn is_lease_traffic(&self) -> bool {
+        matches!(
+            self,
+            Message::LeaseRequest { .. } | Message::LeaseGrant { .. }
+        )
+    }
 }
 
 /// What the core asks the runtime to write to its log before it relies on it.

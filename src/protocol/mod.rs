@@ -4,11 +4,14 @@
 //! carry `now`; effects leave through an outbox of [`outbox::Action`]s. The same code runs
 //! under the glommio runtime and under the deterministic simulator.
 
+pub mod digest;
 pub mod kv;
+pub mod lease;
 pub mod merkle;
 pub mod message;
 pub mod outbox;
 pub mod paxos;
+pub mod pending;
 pub mod types;
 
 pub use kv::{Command, Kv, Reply, Request};

@@ -101,6 +101,11 @@ pub struct ShardCounters {
     pub anti_entropy_failures: u64,
     /// Snapshots written to make repairs durable.
     pub anti_entropy_snapshots: u64,
+    /// Bytes of peer frames sent only to serve reads: digest/quorum read queries, reports
+    /// and repairs, and read commands forwarded to the leader.
+    pub read_bytes_sent: u64,
+    /// Bytes of peer frames sent to keep leases alive.
+    pub lease_bytes_sent: u64,
 }
 
 /// The state of one shard. Shared by its tasks through `Rc`; never leaves its executor.
@@ -417,7 +422,20 @@ impl Shard {
 
     fn execute(&self, action: Action) {
         match action {
-            Action::Send { to, msg } => self.send_peer(to, &PeerMsg::Paxos(msg)),
+            Action::Send { to, msg } => {
+                if msg.is_read_traffic() || msg.is_lease_traffic() {
+                    let read = msg.is_read_traffic();
+                    let bytes = self.send_peer_counted(to, &PeerMsg::Paxos(msg));
+                    let mut c = self.counters.borrow_mut();
+                    if read {
+                        c.read_bytes_sent += bytes;
+                    } else {
+                        c.lease_bytes_sent += bytes;
+                    }
+                } else {
+                    self.send_peer(to, &PeerMsg::Paxos(msg));
+                }
+            }
             Action::Persist { id, record } => {
                 if self.storage_error.borrow().is_some() {
                     return; // Never reported durable: nothing depending on it goes out.
@@ -461,6 +479,16 @@ impl Shard {
         if let Some(t) = self.transport.borrow().as_ref() {
             t.send(to.0, msg);
         }
+    }
+
+    /// Sends like `send_peer` and says how many bytes the frame took (0 if dropped): the
+    /// send only appends to the peer's queue, so the queue grows by exactly that much.
+    fn send_peer_counted(&self, to: ReplicaId, msg: &PeerMsg) -> u64 {
+        let t = self.transport.borrow();
+        let Some(t) = t.as_ref() else { return 0 };
+        let before = t.queued_bytes(to.0);
+        t.send(to.0, msg);
+        t.queued_bytes(to.0).saturating_sub(before) as u64
     }
 
     fn on_durable(&self, lsn: Lsn) {
@@ -522,7 +550,7 @@ impl Shard {
             ack_floor: floor,
             cmd,
         };
-        let first = self.attempt(&req);
+        let first = self.attempt(&req, self.reads_locally(&req));
         let shard = self.clone();
         async move {
             let result = shard.finish(req, first).await;
@@ -534,15 +562,31 @@ impl Shard {
         }
     }
 
-    /// One try: propose here if leading, else forward to the leader.
-    fn attempt(&self, req: &Request) -> Option<(Token, oneshot::Receiver<ClientReply>, bool)> {
+    /// Whether this replica may answer `req` itself in the configured read mode (leases
+    /// held, or a quorum read it runs); if it cannot, the core says `NotLeader`.
+    fn reads_locally(&self, req: &Request) -> bool {
+        use crate::config::ReadMode;
+        req.cmd.is_read_only()
+            && matches!(
+                self.cfg.protocol.read_mode,
+                ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum
+            )
+    }
+
+    /// One try: propose (or read) here if leading or reading locally, else forward to the
+    /// leader.
+    fn attempt(
+        &self,
+        req: &Request,
+        local: bool,
+    ) -> Option<(Token, oneshot::Receiver<ClientReply>, bool)> {
         let (leading, hint) = {
             let r = self.replica.borrow();
             (r.leading().is_some(), r.leader_hint())
         };
         let (tx, rx) = oneshot::channel();
         let token = self.token();
-        if leading {
+        if leading || local {
             self.waiters.borrow_mut().insert(token, tx);
             let now = self.now();
             let req = req.clone();
@@ -551,15 +595,18 @@ impl Shard {
             let leader = hint.filter(|l| l.0 != self.cfg.id)?;
             self.forwarded.borrow_mut().insert(token, tx);
             self.counters.borrow_mut().forwarded += 1;
-            self.send_peer(
-                leader,
-                &PeerMsg::Forward {
-                    id: token,
-                    req: req.clone(),
-                },
-            );
+            let msg = PeerMsg::Forward {
+                id: token,
+                req: req.clone(),
+            };
+            if req.cmd.is_read_only() {
+                let bytes = self.send_peer_counted(leader, &msg);
+                self.counters.borrow_mut().read_bytes_sent += bytes;
+            } else {
+                self.send_peer(leader, &msg);
+            }
         }
-        Some((token, rx, !leading))
+        Some((token, rx, !(leading || local)))
     }
 
     async fn finish(
@@ -569,6 +616,7 @@ impl Shard {
     ) -> Result<Reply, SubmitError> {
         let timeout_ms = self.cfg.request_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let mut local = self.reads_locally(&req);
         loop {
             if let Some(why) = self.storage_error.borrow().as_ref() {
                 return Err(SubmitError::Storage(why.clone()));
@@ -606,13 +654,17 @@ impl Shard {
             };
             match reply {
                 Some(ClientReply::Done(r)) => return Ok(r),
+                Some(ClientReply::NotLeader { .. }) if local => {
+                    // This replica cannot answer the read itself now: the leader can.
+                    local = false;
+                }
                 Some(ClientReply::NotLeader { .. }) => {
                     glommio::timer::sleep(Duration::from_millis(2)).await;
                 }
                 Some(ClientReply::Busy) => glommio::timer::sleep(Duration::from_millis(1)).await,
                 None => {}
             }
-            pending = self.attempt(&req);
+            pending = self.attempt(&req, local);
         }
     }
 

@@ -22,10 +22,10 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::ProtocolConfig;
+use crate::config::{ProtocolConfig, ReadMode, ReadRepair};
 use crate::protocol::{
     Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record, Replica,
-    ReplicaId, Reply, Request, Slot, Snapshot, Token,
+    ReplicaId, Reply, Request, Slot, Snapshot, Stats, Token,
 };
 use linearizability::{Op, Operation, Output, Verdict};
 
@@ -56,6 +56,11 @@ pub struct SimConfig {
     pub snapshot_every: u64,
     /// Log slots kept after a snapshot.
     pub log_retain: u64,
+    /// How reads are served.
+    pub read_mode: ReadMode,
+    /// Let replicas' clocks drift beyond the configured bound (proof that lease checks
+    /// can fail); within it otherwise.
+    pub drift_beyond_bound: bool,
 }
 
 impl SimConfig {
@@ -73,9 +78,15 @@ impl SimConfig {
             // Odd seeds snapshot often and keep almost no log (set in `Sim::new`).
             snapshot_every: 0,
             log_retain: 0,
+            read_mode: ReadMode::Log,
+            drift_beyond_bound: false,
         }
     }
 }
+
+/// The drift bound the simulated replicas are configured with: large, so that the lease
+/// arithmetic's allowance for it is exercised (real clocks drift far less).
+const SIM_DRIFT_PPM: u64 = 50_000;
 
 /// What one run found.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +101,8 @@ pub struct SimOutcome {
     pub trace: String,
     /// Snapshots sent to lagging replicas (proof that the path ran).
     pub snapshots_sent: u64,
+    /// Every replica's counters, summed over its lives (proof that read paths ran).
+    pub stats: Stats,
 }
 
 #[derive(Debug)]
@@ -146,6 +159,9 @@ struct Node {
     snapshot_covers: PersistId,
     /// Applied index at the last snapshot.
     snapshot_at: Slot,
+    /// This replica's clock: its rate error (ppm, signed) and offset from real time.
+    clock_rate_ppm: i64,
+    clock_offset: i64,
 }
 
 struct Client {
@@ -188,6 +204,8 @@ struct Sim {
     trace: String,
     actions: Vec<Action>,
     snapshots_sent: u64,
+    /// Counters of replicas that crashed, summed.
+    dead_stats: Stats,
 }
 
 /// Runs one seed and checks it.
@@ -208,7 +226,29 @@ impl Sim {
             election_timeout_ms: 100,
             heartbeat_interval_ms: 20,
             catchup_chunk_max: rng.random_range(1..=8),
+            read_mode: cfg.read_mode,
+            lease_ms: rng.random_range(40..=120),
+            max_clock_drift_ppm: SIM_DRIFT_PPM,
+            // Sometimes only some replicas hold quorum leases.
+            lease_holders: if rng.random_bool(0.3) {
+                (0..cfg.replicas as u8)
+                    .filter(|_| rng.random_bool(0.5))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            read_repair: if rng.random_bool(0.5) {
+                ReadRepair::Blocking
+            } else {
+                ReadRepair::Async
+            },
             ..ProtocolConfig::default()
+        };
+        // Within the bound, rates spread over all of it; beyond, far past it.
+        let drift = if cfg.drift_beyond_bound {
+            18 * SIM_DRIFT_PPM as i64
+        } else {
+            SIM_DRIFT_PPM as i64
         };
         let mut cfg = cfg;
         if cfg.seed % 2 == 1 && cfg.snapshot_every == 0 {
@@ -233,6 +273,8 @@ impl Sim {
                     snapshot: None,
                     snapshot_covers: 0,
                     snapshot_at: 0,
+                    clock_rate_ppm: rng.random_range(-drift..=drift),
+                    clock_offset: rng.random_range(0..1_000 * MS as i64),
                 }
             })
             .collect();
@@ -266,7 +308,37 @@ impl Sim {
             trace: String::new(),
             actions: Vec::new(),
             snapshots_sent: 0,
+            dead_stats: Stats::default(),
             cfg,
+        }
+    }
+
+    /// What `node`'s own clock reads now.
+    fn clock(&self, node: ReplicaId) -> Nanos {
+        let n = &self.nodes[node.index()];
+        let skew = self.now as i128 * n.clock_rate_ppm as i128 / 1_000_000;
+        (n.clock_offset as i128 + self.now as i128 + skew) as Nanos
+    }
+
+    /// Beyond the drift bound, the worst case on purpose. Leader lease: every leader's
+    /// clock crawls (its lease seems to last far longer, also once deposed) and the others
+    /// race (their grants end early). Quorum lease: the leader's clock races (it waits out
+    /// holders' leases too briefly) and the holders' crawl. Clocks stay continuous and
+    /// monotonic; only their rates change.
+    fn adversarial_clocks(&mut self, leader: ReplicaId) {
+        let bound = SIM_DRIFT_PPM as i64;
+        for i in 0..self.nodes.len() {
+            let was_leader = self.leaders.values().any(|l| l.index() == i);
+            let crawls = match self.proto.read_mode {
+                ReadMode::QuorumLease => i != leader.index(),
+                _ => was_leader,
+            };
+            let rate = if crawls { -18 * bound } else { 18 * bound };
+            let at = self.clock(ReplicaId(i as u8)) as i128;
+            let n = &mut self.nodes[i];
+            n.clock_rate_ppm = rate;
+            let moved = self.now as i128 + self.now as i128 * rate as i128 / 1_000_000;
+            n.clock_offset = (at - moved) as i64;
         }
     }
 
@@ -361,8 +433,9 @@ impl Sim {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Tick(node) => {
+                let now = self.clock(node);
                 if let Some(r) = self.nodes[node.index()].replica.as_mut() {
-                    r.on_tick(self.now);
+                    r.on_tick(now);
                     self.after_step(node);
                 }
                 let next = self.rng.random_range(2 * MS..8 * MS);
@@ -383,8 +456,9 @@ impl Sim {
                         let line = format!("{from} → {to}: {}", describe(&msg));
                         self.log(|| line);
                     }
+                    let now = self.clock(to);
                     let r = self.nodes[to.index()].replica.as_mut().expect("checked");
-                    r.on_message(self.now, from, msg);
+                    r.on_message(now, from, msg);
                     self.after_step(to);
                 }
             }
@@ -402,10 +476,11 @@ impl Sim {
             } => {
                 let token = self.next_token;
                 self.next_token += 1;
+                let now = self.clock(node);
                 let n = &mut self.nodes[node.index()];
                 if let Some(r) = n.replica.as_mut() {
                     n.tokens.insert(token, (client, attempt));
-                    r.on_request(self.now, token, req);
+                    r.on_request(now, token, req);
                     self.after_step(node);
                 }
             }
@@ -458,6 +533,9 @@ impl Sim {
                 None => {
                     self.leaders.insert(b, node);
                     self.log(|| format!("{node} leads ballot {b}"));
+                    if self.cfg.drift_beyond_bound {
+                        self.adversarial_clocks(node);
+                    }
                 }
             }
         }
@@ -569,6 +647,7 @@ impl Sim {
     }
 
     fn sync_done(&mut self, node: ReplicaId, incarnation: u32, upto: PersistId) {
+        let now = self.clock(node);
         let n = &mut self.nodes[node.index()];
         if n.incarnation != incarnation || n.replica.is_none() {
             return;
@@ -584,7 +663,7 @@ impl Sim {
         );
         n.syncing_upto = None;
         let r = n.replica.as_mut().expect("checked");
-        r.on_persisted(self.now, upto);
+        r.on_persisted(now, upto);
         self.after_step(node);
         if !self.nodes[node.index()].pending.is_empty() {
             self.start_sync(node);
@@ -700,7 +779,9 @@ impl Sim {
             .collect();
         n.durable.extend(kept);
         n.snapshot_covers = 0;
-        n.replica = None;
+        if let Some(r) = n.replica.take() {
+            self.dead_stats.add(r.stats());
+        }
         n.incarnation += 1;
         n.syncing_upto = None;
         n.tokens.clear();
@@ -734,11 +815,13 @@ impl Sim {
         if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
             return;
         }
+        // Reading the most gives a stale lease the most chances to show.
+        let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
         let (key, op) = forced.unwrap_or_else(|| {
             let key = self.rng.random_range(0..self.cfg.keys);
             let op = match self.rng.random_range(0..10) {
-                0..=3 => Op::Get,
-                4..=8 => {
+                r if r <= reads => Op::Get,
+                r if r <= 8 => {
                     self.next_value += 1;
                     Op::Set(self.next_value)
                 }
@@ -797,7 +880,14 @@ impl Sim {
                 },
             );
         }
-        self.schedule(delay + 300 * MS, Event::ClientTimeout { client, attempt });
+        let timeout = if self.cfg.drift_beyond_bound {
+            // Clients stuck at a deposed leader move on fast, so writes complete elsewhere
+            // while it still answers reads.
+            60 * MS
+        } else {
+            300 * MS
+        };
+        self.schedule(delay + timeout, Event::ClientTimeout { client, attempt });
     }
 
     fn client_reply(&mut self, client: usize, attempt: u32, reply: ClientReply) {
@@ -874,7 +964,12 @@ impl Sim {
                 }
             }
         }
+        let mut stats = self.dead_stats.clone();
+        for r in self.nodes.iter().filter_map(|n| n.replica.as_ref()) {
+            stats.add(r.stats());
+        }
         SimOutcome {
+            stats,
             ops: self.history.len(),
             violations: self.violations,
             undecided,
@@ -946,7 +1041,27 @@ fn describe(msg: &Message) -> String {
             "accept b{ballot} slot {slot} {} commit {commit}",
             describe_batch(batch)
         ),
-        Message::Accepted { ballot, slot } => format!("accepted b{ballot} slot {slot}"),
+        Message::Accepted {
+            ballot,
+            slot,
+            holders,
+            lease_left,
+        } => format!(
+            "accepted b{ballot} slot {slot} holders {holders:#b} for {:.3}ms",
+            *lease_left as f64 / MS as f64
+        ),
+        Message::LeaseRequest { seq, ballot } => format!("lease request #{seq} b{ballot}"),
+        Message::LeaseGrant { seq, fence } => format!("lease grant #{seq} fence {fence}"),
+        Message::ReadQuery { id, keys, full } => {
+            format!("read query #{id} {} keys full={full}", keys.len())
+        }
+        Message::ReadReport { id, view } => {
+            format!("read report #{id} applied {} {:?}", view.applied, view.keys)
+        }
+        Message::ReadRepair { id, entries } => {
+            format!("read repair #{id} {} entries", entries.len())
+        }
+        Message::ReadRepaired { id } => format!("read repaired #{id}"),
         Message::Commit { ballot, commit } => format!("commit b{ballot} through {commit}"),
         Message::CatchUpRequest { from_slot } => format!("catch-up request from {from_slot}"),
         Message::CatchUp { entries, commit } => {
@@ -970,25 +1085,30 @@ pub struct Summary {
     pub undecided: usize,
     /// Snapshots sent to lagging replicas over all seeds.
     pub snapshots_sent: u64,
+    /// Replica counters over all seeds.
+    pub stats: Stats,
 }
 
-/// Runs `count` seeds from `first`, calling `on_failure` for each failing one.
+/// Runs `count` seeds from `first`, each with `base`'s settings, calling `on_failure` for
+/// each failing one.
 pub fn run_many(
     first: u64,
     count: u64,
-    replicas: usize,
-    bugs: Bugs,
+    base: &SimConfig,
     mut on_failure: impl FnMut(u64, &SimOutcome),
 ) -> Summary {
     let mut summary = Summary::default();
     for seed in first..first + count {
-        let mut cfg = SimConfig::new(seed, replicas);
-        cfg.bugs = bugs;
+        let cfg = SimConfig {
+            seed,
+            ..base.clone()
+        };
         let outcome = run(cfg);
         summary.seeds += 1;
         summary.ops += outcome.ops;
         summary.undecided += outcome.undecided;
         summary.snapshots_sent += outcome.snapshots_sent;
+        summary.stats.add(&outcome.stats);
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
             summary.failing_seeds.push(seed);

@@ -3,9 +3,17 @@
 use super::*;
 
 fn assert_clean(replicas: usize, seeds: u64) {
-    let summary = run_many(0, seeds, replicas, Bugs::default(), |seed, outcome| {
+    assert_clean_mode(replicas, seeds, ReadMode::Log);
+}
+
+fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
+    let base = SimConfig {
+        read_mode,
+        ..SimConfig::new(0, replicas)
+    };
+    let summary = run_many(0, seeds, &base, |seed, outcome| {
         eprintln!(
-            "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas}):"
+            "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas} --read-mode {read_mode}):"
         );
         for v in &outcome.violations {
             eprintln!("  {v}");
@@ -41,6 +49,26 @@ fn seeds_until_violation(bugs: Bugs, replicas: usize, seeds_max: u64) -> Option<
     })
 }
 
+macro_rules! read_mode_tests {
+    ($($name3:ident, $name5:ident: $mode:expr;)*) => {$(
+        #[test]
+        fn $name3() {
+            assert_clean_mode(3, 1000, $mode);
+        }
+        #[test]
+        fn $name5() {
+            assert_clean_mode(5, 1000, $mode);
+        }
+    )*};
+}
+
+read_mode_tests! {
+    leader_lease_3_replicas_1000_seeds, leader_lease_5_replicas_1000_seeds: ReadMode::LeaderLease;
+    quorum_lease_3_replicas_1000_seeds, quorum_lease_5_replicas_1000_seeds: ReadMode::QuorumLease;
+    digest_3_replicas_1000_seeds, digest_5_replicas_1000_seeds: ReadMode::Digest;
+    quorum_read_3_replicas_1000_seeds, quorum_read_5_replicas_1000_seeds: ReadMode::Quorum;
+}
+
 #[test]
 fn bug_reply_before_persist_is_caught() {
     let bugs = Bugs {
@@ -65,6 +93,35 @@ fn bug_skip_phase1_recovery_is_caught() {
         found.is_some(),
         "skipping phase-1 recovery went unnoticed in 200 seeds"
     );
+}
+
+/// Leases are only as safe as the clock bound: break it and stale reads must show.
+fn drift_beyond_bound_is_caught(read_mode: ReadMode) {
+    let found = (0..100).find(|&seed| {
+        let cfg = SimConfig {
+            read_mode,
+            drift_beyond_bound: true,
+            ..SimConfig::new(seed, 3)
+        };
+        let out = run(cfg);
+        out.violations
+            .iter()
+            .any(|v| v.contains("not linearizable"))
+    });
+    assert!(
+        found.is_some(),
+        "{read_mode}: clocks far beyond the drift bound went unnoticed in 100 seeds"
+    );
+}
+
+#[test]
+fn leader_lease_drift_beyond_bound_is_caught() {
+    drift_beyond_bound_is_caught(ReadMode::LeaderLease);
+}
+
+#[test]
+fn quorum_lease_drift_beyond_bound_is_caught() {
+    drift_beyond_bound_is_caught(ReadMode::QuorumLease);
 }
 
 #[test]

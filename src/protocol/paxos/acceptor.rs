@@ -16,6 +16,12 @@ impl Replica {
         if self.refuse_stale(from, ballot) {
             return;
         }
+        if ballot > self.promised && self.lease_blocks_promise(now, from) {
+            // We granted another replica a leader lease: no new leader until it ran out.
+            // Silence, not a reject: the candidate retries after its timeout.
+            self.stats.promises_deferred += 1;
+            return;
+        }
         if ballot > self.promised {
             self.promise(now, ballot);
         }
@@ -63,7 +69,8 @@ impl Replica {
         if slot <= self.log_base {
             // Chosen and compacted: the leader proposes the chosen value (Paxos), so this
             // vote cannot help choose anything else.
-            self.send(from, Message::Accepted { ballot, slot });
+            let msg = self.accepted_msg(now, ballot, slot);
+            self.send(from, msg);
             self.learn_commit(now, ballot, commit);
             return;
         }
@@ -72,16 +79,19 @@ impl Replica {
                 // The value is final; Paxos guarantees the leader proposes the same one.
                 debug_assert!(e.batch == batch || self.bugs != Default::default());
                 let pid = e.persist_id;
-                self.send_after(pid, from, Message::Accepted { ballot, slot });
+                let msg = self.accepted_msg(now, ballot, slot);
+                self.send_after(pid, from, msg);
             }
             Some(e) if e.ballot == ballot => {
                 // A retransmission: answer again once the first copy is durable.
                 let pid = e.persist_id;
-                self.send_after(pid, from, Message::Accepted { ballot, slot });
+                let msg = self.accepted_msg(now, ballot, slot);
+                self.send_after(pid, from, msg);
             }
             _ => {
                 self.accept_locally(slot, ballot, batch);
-                self.send_when_durable(from, Message::Accepted { ballot, slot });
+                let msg = self.accepted_msg(now, ballot, slot);
+                self.send_when_durable(from, msg);
             }
         }
         self.learn_commit(now, ballot, commit);
@@ -111,6 +121,7 @@ impl Replica {
             slot,
             batch: batch.clone(),
         });
+        self.note_pending(slot, &batch);
         self.log.insert(
             slot,
             LogEntry {

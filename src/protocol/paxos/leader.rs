@@ -13,6 +13,11 @@ use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
 impl Replica {
     /// Starts phase 1 for every slot from the first one not known chosen.
     pub(super) fn start_election(&mut self, now: Nanos) {
+        if let Some(until) = self.lease_delays_election(now) {
+            // We granted someone a leader lease: we may not even promise ourselves.
+            self.election_deadline = Some(until + 1);
+            return;
+        }
         let ballot = Ballot {
             round: self.round_seen.max(self.promised.round) + 1,
             node: self.id,
@@ -109,6 +114,8 @@ impl Replica {
             self.propose_at(now, slot, batch);
         }
         self.send_heartbeat(now);
+        // Lease reads wait until every slot recovered in phase 1 is applied.
+        self.lease_term_changed(now, Some(next_slot - 1));
         self.maybe_request_catchup(now);
     }
 
@@ -139,6 +146,7 @@ impl Replica {
         self.leader = (ballot.node != self.id).then_some(ballot.node);
         self.reset_election_deadline(now);
         if let Role::Leader(_) = old {
+            self.lease_term_changed(now, None);
             let hint = ClientReply::NotLeader {
                 leader: self.leader,
             };
@@ -234,6 +242,9 @@ impl Replica {
             InFlight {
                 votes_mask: 0,
                 sent_at: now,
+                holders_mask: 0,
+                holders_until: 0,
+                waited_for_holders: false,
             },
         );
         self.stats.slots_proposed += 1;
@@ -245,12 +256,22 @@ impl Replica {
             commit: self.chosen_through,
         });
         // Our own vote counts only once our accept is durable.
-        self.send_when_durable(self.id, Message::Accepted { ballot, slot });
+        let vote = self.accepted_msg(now, ballot, slot);
+        self.send_when_durable(self.id, vote);
     }
 
-    /// Phase 2b arrives: count it; a quorum chooses the slot.
-    pub(super) fn on_accepted(&mut self, now: Nanos, from: ReplicaId, ballot: Ballot, slot: Slot) {
-        let quorum = self.cfg.quorum();
+    /// Phase 2b arrives: count it; a quorum chooses the slot (in quorum-lease mode, once
+    /// every lease holder the voters reported has it too, or its lease ran out).
+    pub(super) fn on_accepted(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        ballot: Ballot,
+        slot: Slot,
+        holders: u8,
+        lease_left: Nanos,
+    ) {
+        let drift = self.cfg.max_clock_drift_ppm;
         let Role::Leader(l) = &mut self.role else {
             self.stats.messages_ignored += 1;
             return;
@@ -263,22 +284,67 @@ impl Replica {
             return; // Already chosen: a late or repeated vote.
         };
         f.votes_mask |= from.bit();
-        if f.votes_mask.count_ones() as usize >= quorum {
-            l.in_flight.remove(&slot);
-            let e = self
-                .log
-                .get_mut(&slot)
-                .expect("proposed slot is in the log");
-            debug_assert_eq!(e.ballot, ballot);
-            e.chosen = true;
-            self.advance_chosen(now);
-            self.try_propose(now);
+        if holders != 0 {
+            f.holders_mask |= holders;
+            let until = now + crate::protocol::lease::surely_past(lease_left, drift);
+            f.holders_until = f.holders_until.max(until);
         }
+        self.maybe_choose(now, slot);
+    }
+
+    /// Chooses `slot` if its votes allow: a quorum, and every reported lease holder's vote
+    /// or the end of its lease.
+    fn maybe_choose(&mut self, now: Nanos, slot: Slot) {
+        let quorum = self.cfg.quorum();
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        let ballot = l.ballot;
+        let Some(f) = l.in_flight.get_mut(&slot) else {
+            return;
+        };
+        if (f.votes_mask.count_ones() as usize) < quorum {
+            return;
+        }
+        let missing = f.holders_mask & !f.votes_mask;
+        if missing != 0 && now < f.holders_until {
+            if !f.waited_for_holders {
+                f.waited_for_holders = true;
+                self.stats.lease_write_waits += 1;
+            }
+            return;
+        }
+        if missing != 0 {
+            // A holder never answered: its lease had to run out (it is revoked).
+            self.stats.lease_revocations += 1;
+        }
+        l.in_flight.remove(&slot);
+        let e = self
+            .log
+            .get_mut(&slot)
+            .expect("proposed slot is in the log");
+        debug_assert_eq!(e.ballot, ballot);
+        e.chosen = true;
+        self.advance_chosen(now);
+        self.try_propose(now);
     }
 
     /// Heartbeats, retransmissions of unanswered accepts, and batch deadlines.
     pub(super) fn leader_tick(&mut self, now: Nanos) {
         let heartbeat = self.heartbeat_interval();
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        // Slots that waited for a silent lease holder whose lease has now run out.
+        let waiting: Vec<Slot> = l
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.holders_mask & !f.votes_mask != 0 && now >= f.holders_until)
+            .map(|(s, _)| *s)
+            .collect();
+        for slot in waiting {
+            self.maybe_choose(now, slot);
+        }
         let Role::Leader(l) = &mut self.role else {
             return;
         };

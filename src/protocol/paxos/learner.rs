@@ -47,6 +47,15 @@ impl Replica {
             return;
         }
         self.commit_heard = self.commit_heard.max(self.chosen_through);
+        if let super::Role::Leader(l) = &mut self.role
+            && l.in_flight
+                .first_key_value()
+                .is_some_and(|(s, _)| *s <= self.chosen_through)
+        {
+            // Learned chosen some other way (catch-up from a peer that knew): no longer in
+            // flight, and a snapshot may compact them out of the log.
+            l.in_flight = l.in_flight.split_off(&(self.chosen_through + 1));
+        }
         self.persist(Record::Chosen {
             through: self.chosen_through,
         });
@@ -81,6 +90,9 @@ impl Replica {
                 trace.push((slot, batch));
             }
             self.applied = slot;
+        }
+        if let Some(p) = &mut self.pending {
+            p.applied_through(self.applied);
         }
     }
 
@@ -157,6 +169,7 @@ impl Replica {
                 slot,
                 batch: batch.clone(),
             });
+            self.note_pending(slot, &batch);
             self.log.insert(
                 slot,
                 LogEntry {

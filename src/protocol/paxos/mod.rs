@@ -11,6 +11,7 @@
 mod acceptor;
 mod leader;
 mod learner;
+mod reads;
 mod recovery;
 mod snapshot;
 
@@ -26,7 +27,7 @@ use super::outbox::{Action, ClientReply};
 use super::types::{
     Ballot, ClientId, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token,
 };
-use crate::config::ProtocolConfig;
+use crate::config::{ProtocolConfig, ReadMode};
 
 /// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
 /// Never set outside tests and the simulator's hidden `--bug` flag.
@@ -89,6 +90,12 @@ struct Leadership {
 struct InFlight {
     votes_mask: u8,
     sent_at: Nanos,
+    /// Quorum leases: holders the voters reported, who must vote too…
+    holders_mask: u8,
+    /// …unless their leases surely ran out by then (our clock).
+    holders_until: Nanos,
+    /// Counted once in `lease_write_waits`.
+    waited_for_holders: bool,
 }
 
 /// Counters, for INFO and reports.
@@ -114,6 +121,82 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Snapshots sent to lagging peers.
     pub snapshots_sent: u64,
+    /// Reads answered from the local state machine under a lease or a quorum check.
+    pub reads_local: u64,
+    /// Reads answered after a quorum (digest or full) round.
+    pub reads_quorum: u64,
+    /// Reads a non-log mode sent through the log (no lease, or the wait ran out).
+    pub reads_log: u64,
+    /// Reads answered `NotLeader` so the node forwards them to the leader.
+    pub reads_redirected: u64,
+    /// Lease reads that waited for a pending write or the fence.
+    pub lease_read_waits: u64,
+    /// Slots whose commit waited for a lease holder beyond the quorum.
+    pub lease_write_waits: u64,
+    /// Slots committed only after a silent holder's lease ran out (the lease revoked).
+    pub lease_revocations: u64,
+    /// Prepares left unanswered because this replica granted another a leader lease.
+    pub promises_deferred: u64,
+    /// Digest or quorum reads whose reports disagreed.
+    pub digest_mismatches: u64,
+    /// Reads that fetched the entries from a fresher replica.
+    pub read_fetches: u64,
+    /// Stale entries this replica repaired, here or at peers, after a read.
+    pub read_repairs: u64,
+    /// Repairs from a reader that changed this replica's state machine.
+    pub repairs_installed: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these (sums over replicas or runs).
+    pub fn add(&mut self, other: &Stats) {
+        let Stats {
+            elections_started,
+            became_leader,
+            slots_proposed,
+            commands_proposed,
+            messages_ignored,
+            accepts_retransmitted,
+            catchups_requested,
+            requests_busy,
+            snapshots_installed,
+            snapshots_sent,
+            reads_local,
+            reads_quorum,
+            reads_log,
+            reads_redirected,
+            lease_read_waits,
+            lease_write_waits,
+            lease_revocations,
+            promises_deferred,
+            digest_mismatches,
+            read_fetches,
+            read_repairs,
+            repairs_installed,
+        } = other;
+        self.elections_started += elections_started;
+        self.became_leader += became_leader;
+        self.slots_proposed += slots_proposed;
+        self.commands_proposed += commands_proposed;
+        self.messages_ignored += messages_ignored;
+        self.accepts_retransmitted += accepts_retransmitted;
+        self.catchups_requested += catchups_requested;
+        self.requests_busy += requests_busy;
+        self.snapshots_installed += snapshots_installed;
+        self.snapshots_sent += snapshots_sent;
+        self.reads_local += reads_local;
+        self.reads_quorum += reads_quorum;
+        self.reads_log += reads_log;
+        self.reads_redirected += reads_redirected;
+        self.lease_read_waits += lease_read_waits;
+        self.lease_write_waits += lease_write_waits;
+        self.lease_revocations += lease_revocations;
+        self.promises_deferred += promises_deferred;
+        self.digest_mismatches += digest_mismatches;
+        self.read_fetches += read_fetches;
+        self.read_repairs += read_repairs;
+        self.repairs_installed += repairs_installed;
+    }
 }
 
 /// What one replica of one Paxos group knows and does. See the module doc.
@@ -160,6 +243,10 @@ pub struct Replica {
     /// Messages to self, processed before a step returns.
     loopback: VecDeque<Message>,
     outbox: Vec<Action>,
+    /// Leases, waiting reads and quorum reads.
+    reads: reads::Reads,
+    /// Keys with unapplied writes in the log, in the read modes that need them.
+    pending: Option<crate::protocol::pending::PendingKeys>,
     /// Slots applied, for checkers: (slot, batch) in order. Only kept when enabled.
     applied_trace: Option<Vec<(Slot, Batch)>>,
     stats: Stats,
@@ -171,6 +258,7 @@ impl Replica {
         assert!(cfg.validate().is_ok(), "config must be validated first");
         assert!(id.index() < cfg.replicas);
         let kv = Kv::new(cfg.client_window_max, cfg.clients_max);
+        let cfg_read_mode = cfg.read_mode;
         Replica {
             cfg,
             id,
@@ -196,6 +284,12 @@ impl Replica {
             held: VecDeque::new(),
             loopback: VecDeque::new(),
             outbox: Vec::new(),
+            reads: reads::Reads::default(),
+            pending: matches!(
+                cfg_read_mode,
+                ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum
+            )
+            .then(Default::default),
             applied_trace: None,
             stats: Stats::default(),
         }
@@ -272,7 +366,12 @@ impl Replica {
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
-        self.on_client_request(now, token, req);
+        self.wake(now);
+        if self.cfg.read_mode != ReadMode::Log && req.cmd.is_read_only() {
+            self.on_read(now, token, req);
+        } else {
+            self.on_client_request(now, token, req);
+        }
         self.finish_step(now);
     }
 
@@ -282,12 +381,14 @@ impl Replica {
             self.stats.messages_ignored += 1;
             return;
         }
+        self.wake(now);
         self.dispatch(now, from, msg);
         self.finish_step(now);
     }
 
     /// Time passes: elections, heartbeats, retransmissions, batch deadlines.
     pub fn on_tick(&mut self, now: Nanos) {
+        self.wake(now);
         if self.election_deadline.is_none() && self.leading().is_none() {
             self.reset_election_deadline(now);
         }
@@ -300,6 +401,7 @@ impl Replica {
             }
         }
         self.maybe_request_catchup(now);
+        self.reads_tick(now);
         self.finish_step(now);
     }
 
@@ -336,17 +438,35 @@ impl Replica {
                 batch,
                 commit,
             } => self.on_accept(now, from, ballot, slot, batch, commit),
-            Message::Accepted { ballot, slot } => self.on_accepted(now, from, ballot, slot),
+            Message::Accepted {
+                ballot,
+                slot,
+                holders,
+                lease_left,
+            } => self.on_accepted(now, from, ballot, slot, holders, lease_left),
             Message::Commit { ballot, commit } => self.on_commit(now, ballot, commit),
             Message::CatchUpRequest { from_slot } => self.on_catchup_request(now, from, from_slot),
             Message::CatchUp { entries, commit } => self.on_catchup(now, entries, commit),
+            Message::LeaseRequest { seq, ballot } => self.on_lease_request(now, from, seq, ballot),
+            Message::LeaseGrant { seq, fence } => self.on_lease_grant(from, seq, fence),
+            Message::ReadQuery { id, keys, full } => self.on_read_query(from, id, keys, full),
+            Message::ReadReport { id, view } => self.on_read_report(now, from, id, view),
+            Message::ReadRepair { id, entries } => self.on_read_repair(from, id, entries),
+            Message::ReadRepaired { id } => self.on_read_repaired(from, id),
         }
     }
 
     /// Runs messages a replica sent itself, then checks invariants.
     fn finish_step(&mut self, now: Nanos) {
-        while let Some(msg) = self.loopback.pop_front() {
-            self.dispatch(now, self.id, msg);
+        loop {
+            while let Some(msg) = self.loopback.pop_front() {
+                self.dispatch(now, self.id, msg);
+            }
+            // Applying may have made waiting reads answerable; answering may loop back.
+            self.check_waiting_reads(now, false);
+            if self.loopback.is_empty() {
+                break;
+            }
         }
         if cfg!(debug_assertions) {
             self.check_invariants();

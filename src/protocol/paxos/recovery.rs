@@ -74,6 +74,7 @@ impl Replica {
         }
         r.commit_heard = r.chosen_through;
         r.round_seen = r.promised.round;
+        r.rebuild_pending();
         r.apply_chosen();
         r
     }

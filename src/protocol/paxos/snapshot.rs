@@ -117,6 +117,7 @@ impl Replica {
             self.waiting.remove(&key);
             self.reply(token, ClientReply::Done(reply));
         }
+        self.rebuild_pending();
         self.outbox.push(Action::SaveSnapshot);
         self.advance_chosen(now);
         self.maybe_request_catchup(now);
