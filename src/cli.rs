@@ -215,6 +215,10 @@ pub struct NodeArgs {
     /// Log slots kept in memory after a snapshot.
     #[arg(long)]
     log_retain_slots: Option<u64>,
+    /// Run anti-entropy against every other replica this often (ms); 0 = only on
+    /// COREPAX.REPAIR (default 30000).
+    #[arg(long)]
+    anti_entropy_interval_ms: Option<u64>,
     #[command(flatten)]
     protocol: ProtocolArgs,
 }
@@ -243,6 +247,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 client_array_len_max: 65_536,
                 snapshot_interval_slots: 50_000,
                 log_retain_slots: 10_000,
+                anti_entropy_interval_ms: crate::config::anti_entropy_interval_ms_default(),
                 protocol: crate::config::ProtocolConfig::default(),
             }
         }
@@ -270,6 +275,9 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.log_retain_slots {
         cfg.log_retain_slots = v;
+    }
+    if let Some(v) = args.anti_entropy_interval_ms {
+        cfg.anti_entropy_interval_ms = v;
     }
     cfg.pin &= !args.no_pin;
     cfg.no_fsync |= args.no_fsync;
@@ -318,6 +326,10 @@ pub struct ClusterArgs {
     /// Allow debug commands that bypass replication.
     #[arg(long)]
     pub debug: bool,
+    /// Periodic anti-entropy in every node (ms); 0 = off, the default here, since this
+    /// cluster serves benchmarks (a production node defaults to 30000).
+    #[arg(long, default_value_t = 0)]
+    pub anti_entropy_interval_ms: u64,
     /// Protocol settings for every node.
     #[command(flatten)]
     pub protocol: ProtocolArgs,

@@ -358,9 +358,26 @@ pub struct NodeConfig {
     /// that lags more gets a snapshot.
     #[serde(default = "log_retain_slots_default")]
     pub log_retain_slots: u64,
+    /// Each shard runs anti-entropy against every other replica this often (from the end
+    /// of one round to the start of the next); 0 = never (only `COREPAX.REPAIR`).
+    #[serde(default = "anti_entropy_interval_ms_default")]
+    pub anti_entropy_interval_ms: u64,
     /// The replication protocol.
     #[serde(default)]
     pub protocol: ProtocolConfig,
+}
+
+/// The shortest anti-entropy interval accepted (other than 0, off): a round compares roots
+/// with every peer, so much more often than this is busy work.
+pub const ANTI_ENTROPY_INTERVAL_MS_MIN: u64 = 50;
+/// The longest anti-entropy interval accepted: a day.
+pub const ANTI_ENTROPY_INTERVAL_MS_MAX: u64 = 86_400_000;
+
+/// A production node compares its replicas every 30 s: a matching root costs one round trip
+/// per peer, and divergence (lost log records, bit rot) is repaired within a minute.
+/// Benchmark launchers (`corepax cluster`, the load generator) pass 0 unless asked.
+pub fn anti_entropy_interval_ms_default() -> u64 {
+    30_000
 }
 
 fn snapshot_interval_slots_default() -> u64 {
@@ -433,6 +450,14 @@ impl NodeConfig {
             ">= 3",
             self.client_array_len_max,
         )?;
+        check(
+            self.anti_entropy_interval_ms == 0
+                || (ANTI_ENTROPY_INTERVAL_MS_MIN..=ANTI_ENTROPY_INTERVAL_MS_MAX)
+                    .contains(&self.anti_entropy_interval_ms),
+            "anti_entropy_interval_ms",
+            "0 (off) or 50..=86400000",
+            self.anti_entropy_interval_ms,
+        )?;
         for (i, a) in self.peers.iter().enumerate() {
             check(
                 usize::from(a.port()) + self.shards <= usize::from(u16::MAX),
@@ -470,6 +495,60 @@ mod tests {
         let err = cfg.validate().unwrap_err();
         assert!(err.to_string().contains("pipeline_depth"), "{err}");
         assert!(err.to_string().contains("1..=4096"), "{err}");
+    }
+
+    fn node(anti_entropy_interval_ms: u64) -> NodeConfig {
+        NodeConfig {
+            id: 0,
+            client_addr: "127.0.0.1:7379".parse().unwrap(),
+            peers: vec![
+                "127.0.0.1:8379".parse().unwrap(),
+                "127.0.0.1:8443".parse().unwrap(),
+                "127.0.0.1:8507".parse().unwrap(),
+            ],
+            data_dir: "data".into(),
+            shards: 1,
+            pin: false,
+            no_fsync: false,
+            cluster_id: 0,
+            debug: false,
+            request_timeout_ms: 5_000,
+            client_bulk_bytes_max: 1 << 20,
+            client_array_len_max: 1024,
+            snapshot_interval_slots: 50_000,
+            log_retain_slots: 10_000,
+            anti_entropy_interval_ms,
+            protocol: ProtocolConfig::default(),
+        }
+    }
+
+    #[test]
+    fn anti_entropy_interval_is_off_or_in_bounds() {
+        assert_eq!(node(0).validate(), Ok(()));
+        assert_eq!(node(anti_entropy_interval_ms_default()).validate(), Ok(()));
+        assert_eq!(node(ANTI_ENTROPY_INTERVAL_MS_MIN).validate(), Ok(()));
+        for bad in [
+            1,
+            ANTI_ENTROPY_INTERVAL_MS_MIN - 1,
+            ANTI_ENTROPY_INTERVAL_MS_MAX + 1,
+        ] {
+            let err = node(bad).validate().unwrap_err();
+            assert!(
+                err.to_string().contains("anti_entropy_interval_ms"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn anti_entropy_interval_defaults_on_in_toml() {
+        let text = "id = 1\nclient_addr = \"127.0.0.1:1\"\npeers = [\"127.0.0.1:2\"]\n\
+                    data_dir = \"d\"\nshards = 1\n";
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        assert_eq!(
+            cfg.anti_entropy_interval_ms,
+            anti_entropy_interval_ms_default()
+        );
     }
 
     #[test]

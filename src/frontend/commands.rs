@@ -454,6 +454,19 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.stats.snapshots_installed,
         );
     }
+    for i in &infos {
+        let _ = write!(
+            s,
+            "shard{}_anti_entropy:interval_ms={},rounds={},keys_repaired={},keys_persisted={},failures={},snapshots={}\r\n",
+            i.index,
+            cfg.anti_entropy_interval_ms,
+            i.counters.anti_entropy_rounds,
+            i.counters.anti_entropy_keys_repaired,
+            i.counters.anti_entropy_keys_persisted,
+            i.counters.anti_entropy_failures,
+            i.counters.anti_entropy_snapshots,
+        );
+    }
     s.push_str("\r\n# Reads\r\n");
     let mut total = crate::protocol::Stats::default();
     let (mut read_bytes, mut lease_bytes) = (0, 0);

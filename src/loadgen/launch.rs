@@ -231,6 +231,15 @@ impl Launcher for CorepaxCluster {
             .arg("--data")
             .arg(dir.join("data"))
             .args(&self.extra_args);
+        // Benchmarks measure the request path: periodic anti-entropy stays off unless the
+        // extra flags ask for it.
+        if !self
+            .extra_args
+            .iter()
+            .any(|a| a.starts_with("--anti-entropy-interval-ms"))
+        {
+            cmd.args(["--anti-entropy-interval-ms", "0"]);
+        }
         self.proc.spawn("corepax cluster", cmd, dir)?;
         let addrs: Vec<SocketAddr> = (0..self.replicas)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], self.port + i)))

@@ -69,6 +69,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             .arg(args.data.join(format!("node-{i}")))
             .arg("--shards")
             .arg(shards.to_string())
+            .arg("--anti-entropy-interval-ms")
+            .arg(args.anti_entropy_interval_ms.to_string())
             .args(args.protocol.to_args());
         if args.no_fsync {
             cmd.arg("--no-fsync");
@@ -107,11 +109,16 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
     let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
     println!(
-        "corepax cluster ready: {n} replicas × {shards} shards{}; clients: {}",
+        "corepax cluster ready: {n} replicas × {shards} shards{}; anti-entropy {}; clients: {}",
         if args.no_fsync {
             " (NO FSYNC: not durable)"
         } else {
             ""
+        },
+        if args.anti_entropy_interval_ms == 0 {
+            "off".to_string()
+        } else {
+            format!("every {} ms", args.anti_entropy_interval_ms)
         },
         list.join(",")
     );

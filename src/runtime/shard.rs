@@ -23,6 +23,8 @@ use crate::protocol::{
 use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use crate::transport::{Transport, TransportConfig};
 
+mod anti_entropy;
+
 /// What shards of different replicas send each other: Paxos messages, and client
 /// commands forwarded to the group's leader with their answers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +88,19 @@ pub struct ShardCounters {
     pub records_persisted: u64,
     /// WAL syncs completed.
     pub syncs: u64,
+    /// Anti-entropy rounds run from this shard (periodic or `COREPAX.REPAIR`), each against
+    /// every other replica.
+    pub anti_entropy_rounds: u64,
+    /// Entries installed here by anti-entropy, as initiator or responder.
+    pub anti_entropy_keys_repaired: u64,
+    /// Of those, entries known to be on disk (in a snapshot written after they were
+    /// installed).
+    pub anti_entropy_keys_persisted: u64,
+    /// Sessions that failed (peer down or silent) and repairs that could not be made
+    /// durable.
+    pub anti_entropy_failures: u64,
+    /// Snapshots written to make repairs durable.
+    pub anti_entropy_snapshots: u64,
     /// Bytes of peer frames sent only to serve reads: digest/quorum read queries, reports
     /// and repairs, and read commands forwarded to the leader.
     pub read_bytes_sent: u64,
@@ -129,6 +144,16 @@ pub struct Shard {
     /// Our anti-entropy requests waiting for an answer.
     merkle_waiters:
         RefCell<HashMap<u64, oneshot::Sender<Option<crate::protocol::merkle::MerkleMsg>>>>,
+    /// One anti-entropy round at a time per shard: a periodic round and `COREPAX.REPAIR`
+    /// wait for each other instead of comparing the same trees twice at once.
+    repair_lock: glommio::sync::Semaphore,
+    /// Bumped whenever anti-entropy installs entries (as initiator or responder): the
+    /// in-memory state then holds something neither the WAL nor a snapshot has.
+    repairs_installed: Cell<u64>,
+    /// The `repairs_installed` value the newest written snapshot captured.
+    repairs_durable: Cell<u64>,
+    /// Whether the last periodic round failed, so a peer that stays down is reported once.
+    anti_entropy_failing: Cell<bool>,
 }
 
 /// This shard's client session in its group: unique per process lifetime, so a restarted
@@ -159,7 +184,6 @@ impl Session {
 const TICK_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a forwarded command waits before it is sent again.
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
-
 impl Shard {
     /// Opens the WAL, recovers the replica from it, and starts the shard's tasks:
     /// transport, group committer, ticker.
@@ -260,6 +284,10 @@ impl Shard {
                 crate::protocol::merkle::SessionLimits::default(),
             )),
             merkle_waiters: RefCell::new(HashMap::new()),
+            repair_lock: glommio::sync::Semaphore::new(1),
+            repairs_installed: Cell::new(0),
+            repairs_durable: Cell::new(0),
+            anti_entropy_failing: Cell::new(false),
             cfg,
         });
         let tcfg = TransportConfig {
@@ -306,11 +334,19 @@ impl Shard {
                 s.step(|r| r.on_tick(now));
                 if s.snapshot_due() {
                     s.snapshot_running.set(true);
-                    glommio::spawn_local(s.clone().write_snapshot()).detach();
+                    let s = s.clone();
+                    glommio::spawn_local(async move {
+                        // A failure is reported inside; the WAL still holds everything.
+                        let _ = s.write_snapshot().await;
+                    })
+                    .detach();
                 }
             }
         })
         .detach();
+        if shard.cfg.anti_entropy_interval_ms > 0 {
+            glommio::spawn_local(shard.clone().run_anti_entropy()).detach();
+        }
         Ok(shard)
     }
 
@@ -343,11 +379,14 @@ impl Shard {
     }
 
     /// Writes a snapshot on the blocking pool, then truncates the WAL it covers and
-    /// compacts the in-memory log.
-    async fn write_snapshot(self: Rc<Self>) {
+    /// compacts the in-memory log. Returns the slot it covers, or why writing it failed.
+    async fn write_snapshot(self: Rc<Self>) -> Result<u64, String> {
         self.snapshot_running.set(true);
         self.snapshot_wanted.set(false);
         let snap = self.replica.borrow().snapshot();
+        // Taken in the same step as the state it describes: the snapshot holds every
+        // repair installed up to here.
+        let repairs = self.repairs_installed.get();
         let covered = self.last_lsn.get();
         let at = snap.last_included;
         self.snapshot_at.set(at);
@@ -363,18 +402,25 @@ impl Shard {
                     .map_err(|e| e.to_string())
             })
             .await;
-        match written {
+        let result = match written {
             Ok(_) => {
+                self.repairs_durable
+                    .set(self.repairs_durable.get().max(repairs));
                 if let Err(e) = self.wal.truncate_before(Lsn(covered.0 + 1)).await {
                     self.fail_storage(format!("truncating the WAL: {e}"));
                 }
                 let keep = self.cfg.log_retain_slots;
                 self.replica.borrow_mut().compact(at.saturating_sub(keep));
+                Ok(at)
             }
             // The WAL still holds everything: nothing is lost, only the compaction waits.
-            Err(e) => eprintln!("shard {}: snapshot at slot {at} failed: {e}", self.index),
-        }
+            Err(e) => {
+                eprintln!("shard {}: snapshot at slot {at} failed: {e}", self.index);
+                Err(e)
+            }
+        };
         self.snapshot_running.set(false);
+        result
     }
 
     fn execute(&self, action: Action) {
@@ -468,7 +514,7 @@ impl Shard {
         }
     }
 
-    fn on_peer(&self, from: ReplicaId, msg: PeerMsg) {
+    fn on_peer(self: &Rc<Self>, from: ReplicaId, msg: PeerMsg) {
         if self.partitioned.get() {
             return;
         }
@@ -480,21 +526,7 @@ impl Shard {
                 self.remote.borrow_mut().insert(token, (from, id));
                 self.step(|r| r.on_request(now, token, req));
             }
-            PeerMsg::Merkle { id, msg } => {
-                let reply = {
-                    let mut r = self.replica.borrow_mut();
-                    let applied = r.applied_index();
-                    let resp = self
-                        .responder
-                        .borrow_mut()
-                        .on_msg(r.kv_mut(), applied, &msg);
-                    for (k, e) in resp.repairs {
-                        r.kv_mut().install(k, e);
-                    }
-                    resp.reply
-                };
-                self.send_peer(from, &PeerMsg::MerkleReply { id, msg: reply });
-            }
+            PeerMsg::Merkle { id, msg } => self.on_merkle(from, id, msg),
             PeerMsg::MerkleReply { id, msg } => {
                 if let Some(tx) = self.merkle_waiters.borrow_mut().remove(&id) {
                     let _ = tx.send(msg);
@@ -645,66 +677,6 @@ impl Shard {
             }
             pending = self.attempt(&req, local);
         }
-    }
-
-    /// Runs anti-entropy against every other replica of this shard's group, one after the
-    /// other, and says what was compared and repaired.
-    pub async fn repair(self: &Rc<Self>) -> String {
-        use crate::protocol::merkle::{AntiEntropy, SessionLimits};
-        let mut report = Vec::new();
-        for peer in 0..self.cfg.peers.len() {
-            if peer == usize::from(self.cfg.id) {
-                continue;
-            }
-            let (mut session, mut msg) = {
-                let mut r = self.replica.borrow_mut();
-                AntiEntropy::start(r.kv_mut(), SessionLimits::default())
-            };
-            let mut failure = None;
-            loop {
-                let id = self.token();
-                let (tx, rx) = oneshot::channel();
-                self.merkle_waiters.borrow_mut().insert(id, tx);
-                self.send_peer(ReplicaId(peer as u8), &PeerMsg::Merkle { id, msg });
-                let answer = futures_lite::future::or(async { rx.await.ok() }, async {
-                    glommio::timer::sleep(Duration::from_secs(2)).await;
-                    None
-                })
-                .await;
-                self.merkle_waiters.borrow_mut().remove(&id);
-                let Some(Some(reply)) = answer else {
-                    failure = Some("no answer within 2 s");
-                    break;
-                };
-                let next = {
-                    let mut r = self.replica.borrow_mut();
-                    let applied = r.applied_index();
-                    let next = session.on_msg(r.kv_mut(), applied, reply);
-                    for (k, e) in session.take_repairs() {
-                        r.kv_mut().install(k, e);
-                    }
-                    next
-                };
-                match next {
-                    Some(m) => msg = m,
-                    None => break,
-                }
-            }
-            let o = session.outcome();
-            report.push(format!(
-                "shard {} with replica {peer}: {}compared {} nodes, {} differing leaves, {} entries sent, {} received, {} repaired here, {} round trips, {} bytes",
-                self.index,
-                failure.map_or(String::new(), |f| format!("FAILED ({f}) after ")),
-                o.compared_nodes,
-                o.differing_leaves,
-                o.entries_sent,
-                o.entries_received,
-                o.repairs.len(),
-                o.round_trips,
-                o.bytes_total(),
-            ));
-        }
-        report.join("\n")
     }
 
     /// Debug: drops every message to and from peers (on) or stops doing so (off).

@@ -43,11 +43,24 @@ pub struct Cluster {
     pub dir: PathBuf,
     nodes: Vec<Option<Child>>,
     extra: Vec<String>,
+    /// Flags of one node only, after `extra` (see `set_node_args`).
+    node_extra: Vec<Vec<String>>,
 }
 
 impl Cluster {
     /// Starts `n` nodes with data under `dir` and waits until every shard has a leader.
     pub fn start(n: usize, dir: &Path, extra: &[&str]) -> Cluster {
+        Cluster::start_per_node(n, dir, extra, |_| Vec::new())
+    }
+
+    /// Like `start`, with `per_node(i)` added to node i's flags (a flag may be given once:
+    /// keep per-node flags out of `extra`).
+    pub fn start_per_node(
+        n: usize,
+        dir: &Path,
+        extra: &[&str],
+        per_node: impl Fn(usize) -> Vec<String>,
+    ) -> Cluster {
         let client_base = free_ports(n as u16);
         let mut peers = Vec::new();
         for _ in 0..n {
@@ -61,6 +74,7 @@ impl Cluster {
             dir: dir.to_path_buf(),
             nodes: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            node_extra: (0..n).map(per_node).collect(),
         };
         for i in 0..n {
             c.spawn(i);
@@ -85,11 +99,17 @@ impl Cluster {
             .arg(self.dir.join(format!("node-{i}")))
             .args(["--shards", &SHARDS.to_string(), "--no-pin"])
             .args(&self.extra)
+            .args(&self.node_extra[i])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn corepax node");
         self.nodes[i] = Some(child);
+    }
+
+    /// Replaces node `i`'s own flags; they apply from its next start.
+    pub fn set_node_args(&mut self, i: usize, args: &[&str]) {
+        self.node_extra[i] = args.iter().map(|s| s.to_string()).collect();
     }
 
     /// Starts node `i` again on its data dir and waits for its client port.
@@ -131,6 +151,15 @@ impl Cluster {
         if let Some(mut c) = self.nodes[i].take() {
             let _ = c.kill();
             let _ = c.wait();
+            // The dead process's io_uring is torn down after it is reaped, and its client
+            // listener accepts (then resets) connections until then: wait for that to end,
+            // or `wait_listening` would take the old listener for a restarted node.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&self.clients[i], Duration::from_millis(100)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 
@@ -176,6 +205,41 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Node `i`'s Merkle root per shard (`COREPAX.MERKLE ROOT`), as hex strings.
+    pub fn merkle_roots(&self, i: usize) -> Vec<String> {
+        let reply =
+            Client::connect(self.clients[i]).and_then(|mut c| c.cmd(&["COREPAX.MERKLE", "ROOT"]));
+        match reply {
+            Ok(Value::Array(Some(items))) => items.iter().filter_map(bulk).collect(),
+            other => panic!(
+                "COREPAX.MERKLE ROOT from node {i}: {other:?}; its log:\n{}",
+                self.log(i)
+            ),
+        }
+    }
+
+    /// `field` of node `i`'s INFO lines `shard<s><suffix>:…,field=N,…`, summed over shards
+    /// (e.g. suffix `_anti_entropy`, field `keys_repaired`).
+    pub fn info_sum(&self, i: usize, suffix: &str, field: &str) -> u64 {
+        let mut c = Client::connect(self.clients[i]).expect("connect");
+        let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string");
+        let mut sum = 0;
+        for s in 0..SHARDS {
+            let prefix = format!("shard{s}{suffix}:");
+            let line = info
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} line in INFO of node {i}:\n{info}"));
+            let value = line
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no numeric {field} in {prefix}{line}"));
+            sum += value;
+        }
+        sum
     }
 
     /// The stderr of node `i` so far.
