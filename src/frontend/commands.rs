@@ -417,7 +417,7 @@ async fn info_text(local: &Rc<Local>) -> String {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},peers_connected={},storage={}\r\n",
+            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},peers_connected={},storage={}\r\n",
             i.index,
             i.leading as u8,
             leader,
@@ -425,6 +425,7 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.applied_index,
             i.keys,
             i.merkle_root,
+            i.merkle_bytes,
             i.peers_connected,
             i.storage_error.as_deref().unwrap_or("ok"),
         );

@@ -705,6 +705,7 @@ impl Shard {
             applied_index: r.applied_index(),
             keys: r.kv().len(),
             merkle_root,
+            merkle_bytes: r.kv().merkle().memory_bytes(),
             stats: r.stats().clone(),
             counters: self.counters.borrow().clone(),
             peers_connected: transport.as_ref().map_or(0, |t| {
@@ -732,6 +733,8 @@ pub struct ShardInfo {
     pub keys: usize,
     /// Root of the shard's Merkle tree over its applied state.
     pub merkle_root: u64,
+    /// Memory the shard's Merkle tree holds (fixed by its shape).
+    pub merkle_bytes: usize,
     /// Protocol counters.
     pub stats: crate::protocol::Stats,
     /// Runtime counters.
