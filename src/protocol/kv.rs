@@ -8,10 +8,9 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::merkle::MerkleTree;
-use super::types::{ClientId, Slot};
+use super::types::{ClientId, MapHasher, Slot};
 
 /// A command of the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,8 +154,8 @@ pub struct KvState {
 /// The key-value state machine of one shard.
 #[derive(Clone, Debug)]
 pub struct Kv {
-    map: HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
-    sessions: HashMap<ClientId, Session, Xxh3DefaultBuilder>,
+    map: HashMap<Bytes, Entry, MapHasher>,
+    sessions: HashMap<ClientId, Session, MapHasher>,
     client_window_max: usize,
     clients_max: usize,
     /// Kept current by every write, for anti-entropy.
@@ -299,7 +298,7 @@ impl Kv {
 
 /// Runs one command against the map.
 fn execute(
-    map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    map: &mut HashMap<Bytes, Entry, MapHasher>,
     merkle: &mut MerkleTree,
     slot: Slot,
     cmd: &Command,
@@ -337,7 +336,7 @@ fn execute(
 
 /// Sets a key and tells the Merkle tree.
 fn put(
-    map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    map: &mut HashMap<Bytes, Entry, MapHasher>,
     merkle: &mut MerkleTree,
     key: &Bytes,
     value: &Bytes,
@@ -347,22 +346,20 @@ fn put(
         value: value.clone(),
         version: slot,
     };
-    // One lookup: the old entry feeds the tree and is replaced in place.
-    match map.entry(key.clone()) {
-        std::collections::hash_map::Entry::Occupied(mut o) => {
-            merkle.update(key, Some(o.get()), Some(&new));
-            o.insert(new);
-        }
-        std::collections::hash_map::Entry::Vacant(v) => {
-            merkle.update(key, None, Some(&new));
-            v.insert(new);
-        }
+    // An overwrite (the common case) finds the entry without cloning the key; only a new
+    // key pays for a second lookup and the key's reference count.
+    if let Some(old) = map.get_mut(key) {
+        merkle.update(key, Some(old), Some(&new));
+        *old = new;
+    } else {
+        merkle.update(key, None, Some(&new));
+        map.insert(key.clone(), new);
     }
 }
 
 /// Removes a key and tells the Merkle tree; true if it existed.
 fn remove(
-    map: &mut HashMap<Bytes, Entry, Xxh3DefaultBuilder>,
+    map: &mut HashMap<Bytes, Entry, MapHasher>,
     merkle: &mut MerkleTree,
     key: &Bytes,
 ) -> bool {

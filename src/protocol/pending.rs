@@ -7,16 +7,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::kv::Command;
-use super::types::Slot;
+use super::types::{MapHasher, Slot};
 
 /// Keys written by log entries above the applied index.
 #[derive(Clone, Debug, Default)]
 pub struct PendingKeys {
     /// Key → the highest slot above `applied` with a write to it.
-    newest: HashMap<Bytes, Slot, Xxh3DefaultBuilder>,
+    newest: HashMap<Bytes, Slot, MapHasher>,
     /// Slot → keys noted for it (so entries leave even if the slot's value changed).
     by_slot: BTreeMap<Slot, Vec<Bytes>>,
 }

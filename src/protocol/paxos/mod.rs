@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
 use super::types::{
-    Ballot, ClientId, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token,
+    Ballot, ClientId, MapHasher, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot,
+    Token,
 };
 use crate::config::{ProtocolConfig, ReadMode};
 
@@ -234,7 +234,7 @@ pub struct Replica {
     /// When a snapshot was last sent to each peer (they are expensive).
     snapshot_sent_at: [Option<Nanos>; crate::config::REPLICAS_MAX],
     /// Client requests proposed here, waiting to be applied.
-    waiting: HashMap<(ClientId, u64), Token, Xxh3DefaultBuilder>,
+    waiting: HashMap<(ClientId, u64), Token, MapHasher>,
 
     next_persist_id: PersistId,
     durable_id: PersistId,
