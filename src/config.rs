@@ -55,6 +55,10 @@ pub enum ConfigError {
     },
 }
 
+/// The largest allowed `snapshot_chunk_bytes_max`: a quarter of the default 64 MiB peer
+/// frame, leaving room for one item over the soft limit and for encoding overhead.
+pub const SNAPSHOT_CHUNK_BYTES_LIMIT: usize = 16 << 20;
+
 /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -85,6 +89,10 @@ pub struct ProtocolConfig {
     pub clients_max: usize,
     /// How reads are served.
     pub read_mode: ReadMode,
+    /// Bytes of state per snapshot chunk sent to a lagging replica, roughly (keys, values
+    /// and a small per-item overhead); a single larger item still gets a chunk. Well
+    /// below the peer frame limit, so a snapshot of any size crosses in bounded frames.
+    pub snapshot_chunk_bytes_max: usize,
 }
 
 impl Default for ProtocolConfig {
@@ -102,6 +110,7 @@ impl Default for ProtocolConfig {
             client_window_max: 4096,
             clients_max: 4096,
             read_mode: ReadMode::Log,
+            snapshot_chunk_bytes_max: 1 << 20,
         }
     }
 }
@@ -191,6 +200,12 @@ impl ProtocolConfig {
             "clients_max",
             ">= 1",
             self.clients_max,
+        )?;
+        check(
+            (1..=SNAPSHOT_CHUNK_BYTES_LIMIT).contains(&self.snapshot_chunk_bytes_max),
+            "snapshot_chunk_bytes_max",
+            "1..=16777216",
+            self.snapshot_chunk_bytes_max,
         )?;
         Ok(())
     }

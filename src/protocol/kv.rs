@@ -81,7 +81,7 @@ impl Request {
 }
 
 /// The state machine's answer to a command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Reply {
     /// Done, nothing to return.
     Ok,
@@ -94,7 +94,7 @@ pub enum Reply {
 }
 
 /// A stored value and the slot that last wrote it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// The value.
     pub value: Bytes,
@@ -103,7 +103,7 @@ pub struct Entry {
 }
 
 /// A client session's memory (exported in snapshots).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Session {
     /// Replies of recent requests, sorted by sequence number, for retries. Requests
     /// arrive almost in order, so this is a deque with appends at the back.
@@ -112,6 +112,32 @@ pub struct Session {
     floor: u64,
     /// The last slot this session appeared in, to forget idle sessions first.
     last_slot: Slot,
+}
+
+impl Reply {
+    /// Bytes it holds, roughly: what it costs to send.
+    pub fn size_bytes(&self) -> usize {
+        const OVERHEAD_BYTES: usize = 16;
+        OVERHEAD_BYTES
+            + match self {
+                Reply::Ok | Reply::Int(_) | Reply::Value(None) => 0,
+                Reply::Value(Some(v)) => v.len(),
+                Reply::Values(vs) => vs.iter().flatten().map(|v| v.len() + 8).sum(),
+            }
+    }
+}
+
+impl Session {
+    /// Bytes it holds, roughly: what it costs to send (snapshot chunks are bounded by it).
+    pub fn size_bytes(&self) -> usize {
+        const OVERHEAD_BYTES: usize = 32;
+        OVERHEAD_BYTES
+            + self
+                .replies
+                .iter()
+                .map(|(_, r)| 8 + r.size_bytes())
+                .sum::<usize>()
+    }
 }
 
 /// The outcome of applying one request.

@@ -17,6 +17,10 @@ fn assert_clean(replicas: usize, seeds: u64) {
         "no seed sent a snapshot to a lagging replica"
     );
     assert!(
+        summary.snapshot_chunks_later > 0,
+        "no snapshot took more than one chunk"
+    );
+    assert!(
         summary.ops >= seeds as usize * 100,
         "clients ran too few operations"
     );

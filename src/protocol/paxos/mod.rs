@@ -114,6 +114,10 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Snapshots sent to lagging peers.
     pub snapshots_sent: u64,
+    /// Snapshot chunks sent (a snapshot is sent in chunks the receiver asks for).
+    pub snapshot_chunks_sent: u64,
+    /// Snapshot transfers dropped before completion (stalled, leader changed, bad chunk).
+    pub snapshot_transfers_abandoned: u64,
 }
 
 /// What one replica of one Paxos group knows and does. See the module doc.
@@ -148,8 +152,8 @@ pub struct Replica {
     catchup_hint: Option<ReplicaId>,
     /// Slots up to here were compacted out of `log` (their effect is in `kv`).
     log_base: Slot,
-    /// When a snapshot was last sent to each peer (they are expensive).
-    snapshot_sent_at: [Option<Nanos>; crate::config::REPLICAS_MAX],
+    /// Snapshots being sent to lagging peers and received from a peer.
+    transfers: snapshot::Transfers,
     /// Client requests proposed here, waiting to be applied.
     waiting: HashMap<(ClientId, u64), Token, Xxh3DefaultBuilder>,
 
@@ -189,7 +193,7 @@ impl Replica {
             catchup_sent_at: None,
             catchup_hint: None,
             log_base: 0,
-            snapshot_sent_at: [None; crate::config::REPLICAS_MAX],
+            transfers: snapshot::Transfers::default(),
             waiting: HashMap::default(),
             next_persist_id: 1,
             durable_id: 0,
@@ -328,7 +332,7 @@ impl Replica {
                 chosen_through,
                 entries,
             } => self.on_promise(now, from, ballot, chosen_through, entries),
-            Message::InstallSnapshot { snapshot } => self.on_install_snapshot(now, &snapshot),
+            Message::InstallSnapshot { chunk } => self.on_snapshot_chunk(now, from, *chunk),
             Message::Reject { promised } => self.on_reject(now, promised),
             Message::Accept {
                 ballot,
@@ -340,6 +344,10 @@ impl Replica {
             Message::Commit { ballot, commit } => self.on_commit(now, ballot, commit),
             Message::CatchUpRequest { from_slot } => self.on_catchup_request(now, from, from_slot),
             Message::CatchUp { entries, commit } => self.on_catchup(now, entries, commit),
+            Message::SnapshotChunkRequest {
+                last_included,
+                offset,
+            } => self.on_snapshot_chunk_request(now, from, last_included, offset),
         }
     }
 
