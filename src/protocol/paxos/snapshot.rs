@@ -36,6 +36,11 @@ const SNAPSHOT_BUILD_MS: Nanos = 1_000;
 pub const SNAPSHOT_IDLE_MS: Nanos = 5_000;
 /// A transfer with no new chunk for this many election timeouts is abandoned.
 pub const SNAPSHOT_STALL_TIMEOUTS: u64 = 4;
+/// A replica asks the driver for a snapshot (which compacts the log) once the key and
+/// value bytes applied since the last compaction reach half the bytes stored, and at
+/// least this many: the log then holds at most about half the state's size beyond the
+/// retained slots, and the cost of snapshots stays proportional to what was written.
+pub const SNAPSHOT_LOG_BYTES_MIN: u64 = 32 << 20;
 /// Bytes counted per entry on top of its key and value (the version and framing).
 const ENTRY_OVERHEAD_BYTES: usize = 16;
 /// Bytes counted per session on top of [`Session::size_bytes`] (its id).
@@ -153,6 +158,8 @@ pub(super) struct Transfers {
     out: Option<SnapshotOut>,
     incoming: Option<SnapshotIn>,
     built_at: Option<Nanos>,
+    /// `Kv::written_bytes` at the last compaction or snapshot request.
+    written_bytes_mark: u64,
 }
 
 fn hash_entry(h: &mut Xxh3Default, key: &Bytes, entry: &Entry) {
@@ -215,6 +222,18 @@ impl Replica {
         }
         self.log = self.log.split_off(&(upto + 1));
         self.log_base = upto;
+        self.transfers.written_bytes_mark = self.kv.written_bytes();
+    }
+
+    /// Asks the driver for a snapshot once the log grew by [`SNAPSHOT_LOG_BYTES_MIN`] or half
+    /// the stored bytes, whichever is more, since the last compaction: slot counts alone
+    /// do not bound the log's memory, since a slot holds up to `batch_max` commands.
+    fn maybe_ask_snapshot(&mut self) {
+        let grown = self.kv.written_bytes() - self.transfers.written_bytes_mark;
+        if grown >= SNAPSHOT_LOG_BYTES_MIN.max(self.kv.stored_bytes() / 2) {
+            self.transfers.written_bytes_mark = self.kv.written_bytes();
+            self.outbox.push(Action::SaveSnapshot);
+        }
     }
 
     /// The root of the state machine's Merkle tree, after rehashing only dirty paths.
@@ -396,10 +415,12 @@ impl Replica {
         self.install_snapshot(now, t.last_included, state);
     }
 
-    /// Timers of snapshot transfers: drops an idle frozen state, asks again for a lost
-    /// chunk, abandons a stalled transfer. True while a transfer is still in progress
-    /// (then the usual catch-up request would only start another one).
+    /// Timers of snapshots: asks for one when the log grew enough, drops an idle frozen
+    /// state, asks again for a lost chunk, abandons a stalled transfer. True while a
+    /// transfer is still in progress (then the usual catch-up request would only start
+    /// another one).
     pub(super) fn snapshot_tick(&mut self, now: Nanos) -> bool {
+        self.maybe_ask_snapshot();
         if self
             .transfers
             .out

@@ -20,6 +20,8 @@ struct Cluster {
     durable: Vec<Vec<Record>>,
     unsynced: Vec<Vec<(PersistId, Record)>>,
     replies: Vec<(Token, ClientReply)>,
+    /// Per replica: snapshots it asked the driver for.
+    snapshots_asked: Vec<usize>,
     now: Nanos,
 }
 
@@ -39,6 +41,7 @@ impl Cluster {
             durable: vec![Vec::new(); n],
             unsynced: vec![Vec::new(); n],
             replies: Vec::new(),
+            snapshots_asked: vec![0; n],
             now: 0,
         }
     }
@@ -50,7 +53,7 @@ impl Cluster {
                 Action::Send { to, msg } => self.wire.push((from, to, msg)),
                 Action::Persist { id, record } => self.unsynced[i].push((id, record)),
                 Action::Reply { token, reply } => self.replies.push((token, reply)),
-                Action::SaveSnapshot => {}
+                Action::SaveSnapshot => self.snapshots_asked[i] += 1,
             }
         }
         self.replicas[i].check_invariants();
@@ -614,4 +617,46 @@ fn snapshot_transfer_restarts_from_the_new_leader() {
     assert_eq!(r2.snapshot_transfers_abandoned, 1);
     assert_eq!(r2.snapshots_installed, 1);
     assert_eq!(c.replicas[2].kv().digest(), c.replicas[1].kv().digest());
+}
+
+/// A millisecond passes and every replica ticks (the driver's timer).
+fn tick_all(c: &mut Cluster) {
+    c.now += MS;
+    for i in 0..c.replicas.len() {
+        c.replicas[i].on_tick(c.now);
+        c.collect(i);
+    }
+}
+
+#[test]
+fn log_growth_asks_for_a_snapshot_and_compaction_resets_it() {
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    let value = "x".repeat(1 << 20);
+    let min_mib = super::snapshot::SNAPSHOT_LOG_BYTES_MIN >> 20;
+    let mut asked_at = None;
+    for i in 0..min_mib + 4 {
+        c.request(0, i + 1, 1, i + 1, set(&format!("k{i}"), &value));
+        c.run(|_, _, _| true);
+        tick_all(&mut c);
+        if asked_at.is_none() && c.snapshots_asked[0] > 0 {
+            asked_at = Some(i + 1);
+        }
+    }
+    // Stored bytes stay under twice the minimum, so the minimum is the threshold.
+    let asked_at = asked_at.expect("no snapshot asked for");
+    assert!(
+        (min_mib - 1..=min_mib + 1).contains(&asked_at),
+        "asked after {asked_at} MiB"
+    );
+    assert_eq!(c.snapshots_asked[0], 1, "asked again without new growth");
+    for r in 0..3 {
+        assert!(c.snapshots_asked[r] <= 1);
+    }
+    let applied = c.replicas[0].applied_index();
+    c.replicas[0].compact(applied);
+    c.request(0, 999, 1, min_mib + 5, set("small", "v"));
+    c.run(|_, _, _| true);
+    tick_all(&mut c);
+    assert_eq!(c.snapshots_asked[0], 1);
 }
