@@ -1,9 +1,9 @@
-# Shared by scripts/node-memory.sh and scripts/node-vs-redis.sh: tools check, the corepax
-# binary, free loopback ports, and a local `corepax cluster` started in its own session,
-# waited for (ready line, a leader for every shard, one SET) and stopped.
+# Shared by the scripts in scripts/: tools check, the corepax binary, free loopback ports, a
+# local `corepax cluster` started in its own session, waited for (ready line, a leader for
+# every shard, one SET) and stopped, and a pipelined RESP loader (write_loader, load_keys).
 # Source it after `set -euo pipefail`; it defines functions and these variables:
 #   BIN CLUSTER_PID CLUSTER_CMD BASE SHARDS START_NS READY_NS LEADERS_NS NODE_PIDS
-#   LEAD_PORT LEAD_NODE LEADER_LINES
+#   LEAD_PORT LEAD_NODE LEADER_LINES LOADER_PY
 
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
 CLUSTER_PID=""
@@ -173,4 +173,112 @@ stop_cluster() {
         done
         kill -KILL -- "-$CLUSTER_PID" 2>/dev/null || true
     fi
+}
+
+# A pipelined RESP loader on raw sockets: `SET key:%07d <value>` over `conns` connections
+# (threads), BATCH commands per write, then all their replies read. The keys are the range
+# lo:hi, or @FILE (one key number a line). Numbers of keys answered with an error go to
+# failed_out, so that a retry resends only those. Each value is VALUE_BYTES bytes starting
+# with the key's number, so every value differs.
+# (Not redis-cli --pipe: it ends its stream with an empty inline line, "\r\n", which Redis
+# ignores but corepax answers with "ERR Protocol error: empty inline command" and a close.)
+# write_loader PATH: writes the loader to PATH and sets LOADER_PY.
+write_loader() {
+    LOADER_PY=$1
+    cat >"$LOADER_PY" <<'EOF'
+import socket, sys, threading, time
+port, vlen, conns = (int(a) for a in sys.argv[1:4])
+failed_out, spec = sys.argv[4], sys.argv[5]
+BATCH = 1000          # commands per write; their replies are read before the next write
+RECV_TIMEOUT_S = 60   # a silent server fails the load instead of hanging it
+if spec.startswith("@"):
+    with open(spec[1:]) as f:
+        keys = [int(x) for x in f.read().split()]
+else:
+    lo, hi = (int(x) for x in spec.split(":"))
+    keys = range(lo, hi)
+pad = b"x" * vlen
+lock = threading.Lock()
+totals = {"replies": 0, "errors": 0, "failed": 0}
+failed_keys = []
+samples = []
+
+def cmd(i):
+    k = b"key:%07d" % i
+    v = (b"v%07d" % i + pad)[:vlen]
+    return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v)
+
+def worker(part):
+    replies = errors = 0
+    bad = []
+    pos = 0
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT_S)
+        buf = b""
+        for pos in range(0, len(part), BATCH):
+            batch = part[pos:pos + BATCH]
+            s.sendall(b"".join(cmd(i) for i in batch))
+            got = 0
+            while got < len(batch):
+                # A reply to SET is one line: +OK, or -ERR ... (a simple error).
+                while got < len(batch) and b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    if not line.startswith(b"+"):
+                        errors += 1
+                        bad.append(batch[got])
+                        with lock:
+                            if len(samples) < 5:
+                                samples.append(line[:200].decode("utf-8", "replace"))
+                    got += 1
+                if got < len(batch):
+                    d = s.recv(1 << 16)
+                    if not d:
+                        raise ConnectionError("server closed the connection")
+                    buf += d
+            replies += got
+        pos = len(part)
+        s.close()
+    except Exception as e:
+        bad.extend(part[pos:])  # the unanswered rest of this connection's keys
+        with lock:
+            totals["failed"] += 1
+            samples.append("connection failed: %r" % (e,))
+    with lock:
+        totals["replies"] += replies
+        totals["errors"] += errors
+        failed_keys.extend(bad)
+
+t0 = time.time()
+ts = []
+for j in range(conns):
+    part = keys[len(keys) * j // conns:len(keys) * (j + 1) // conns]
+    t = threading.Thread(target=worker, args=(part,))
+    t.start()
+    ts.append(t)
+for t in ts:
+    t.join()
+with open(failed_out, "w") as f:
+    f.write("".join("%d\n" % i for i in sorted(set(failed_keys))))
+print("sent=%d replies=%d errors=%d failed_connections=%d seconds=%.1f" %
+      (len(keys), totals["replies"], totals["errors"], totals["failed"], time.time() - t0))
+for m in samples:
+    print("  e.g. " + m)
+sys.exit(0 if totals["failed"] == 0 else 1)
+EOF
+}
+
+# Sends SETs (VALUE_BYTES each, bounded by LOAD_TIMEOUT_S) through port $1 with LOADERS
+# pipelined connections: keys `$3` (lo:hi or @FILE); the loader's summary goes to $2, the
+# numbers of failed keys to $2.failed. Failures are counted, not fatal here: the caller
+# checks them and DBSIZE.
+load_keys() {
+    timeout "$LOAD_TIMEOUT_S" python3 "$LOADER_PY" "$1" "$VALUE_BYTES" "$LOADERS" "$2.failed" "$3" \
+        >"$2" 2>&1 || echo "loader exit status $?" >>"$2"
+    [ -f "$2.failed" ] || : >"$2.failed"
+}
+
+# Errors plus failed connections in the loader summary $1.
+load_errors() {
+    { grep -oE '(errors|failed_connections)=[0-9]+' "$1" || true; } |
+        cut -d= -f2 | awk '{s += $1} END {print s + 0}'
 }

@@ -51,8 +51,10 @@ struct SnapshotOut {
     last_included: Slot,
     state: KvState,
     digest: u64,
-    /// When a chunk of it was last sent.
+    /// When a chunk of it was last sent, to anyone.
     served_at: Nanos,
+    /// When a chunk of it was last sent to each peer.
+    served_to: [Option<Nanos>; crate::config::REPLICAS_MAX],
 }
 
 impl SnapshotOut {
@@ -273,6 +275,19 @@ impl Replica {
             .out
             .as_ref()
             .is_some_and(|o| o.last_included >= self.log_base);
+        let heartbeat = self.heartbeat_interval();
+        let serving = self
+            .transfers
+            .out
+            .as_ref()
+            .and_then(|o| o.served_to[to.index()])
+            .is_some_and(|t| now < t + heartbeat);
+        if usable && serving {
+            // Catch-up requests the peer sent before our first chunk reached it (they
+            // queue up while a large state is frozen): its transfer is under way.
+            self.stats.messages_ignored += 1;
+            return;
+        }
         if !usable {
             if self
                 .transfers
@@ -289,6 +304,7 @@ impl Replica {
                 state,
                 digest,
                 served_at: now,
+                served_to: [None; crate::config::REPLICAS_MAX],
             });
             self.transfers.built_at = Some(now);
         }
@@ -302,6 +318,7 @@ impl Replica {
             return;
         };
         out.served_at = now;
+        out.served_to[to.index()] = Some(now);
         let chunk = out.chunk(offset, bytes_max);
         self.stats.snapshot_chunks_sent += 1;
         self.send(
