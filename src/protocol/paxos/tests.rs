@@ -660,3 +660,79 @@ fn log_growth_asks_for_a_snapshot_and_compaction_resets_it() {
     tick_all(&mut c);
     assert_eq!(c.snapshots_asked[0], 1);
 }
+
+#[test]
+fn malformed_snapshot_chunks_are_dropped_without_staging() {
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    let entry = |k: &str| {
+        (
+            Bytes::from(k.to_string()),
+            crate::protocol::kv::Entry {
+                value: Bytes::from_static(b"v"),
+                version: 1,
+            },
+        )
+    };
+    let good = SnapshotChunk {
+        last_included: 50,
+        items_total: 2,
+        entries_total: 2,
+        digest: 0,
+        offset: 0,
+        entries: vec![entry("a"), entry("b")],
+        sessions: Vec::new(),
+    };
+    let bad = [
+        SnapshotChunk {
+            offset: u64::MAX,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries_total: 3,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            items_total: 1,
+            entries_total: 1,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries: Vec::new(),
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries: vec![entry("b"), entry("a")],
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries: vec![entry("a"), entry("a")],
+            ..good.clone()
+        },
+    ];
+    let r2 = ReplicaId(2);
+    for chunk in bad {
+        c.replicas[2].on_message(
+            c.now,
+            ReplicaId(1),
+            Message::InstallSnapshot {
+                chunk: Box::new(chunk),
+            },
+        );
+        c.collect(r2.index());
+        assert_eq!(c.replicas[2].snapshot_receiving(), None);
+    }
+    // Well formed, but its digest is wrong: staged, then dropped, never installed.
+    c.replicas[2].on_message(
+        c.now,
+        ReplicaId(1),
+        Message::InstallSnapshot {
+            chunk: Box::new(good),
+        },
+    );
+    c.collect(r2.index());
+    assert_eq!(c.replicas[2].snapshot_receiving(), None);
+    assert_eq!(c.replicas[2].kv().len(), 0);
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
+    assert_eq!(c.replicas[2].stats().snapshot_transfers_abandoned, 3);
+}
