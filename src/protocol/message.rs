@@ -93,7 +93,7 @@ pub enum Message {
 }
 
 /// A bounded part of a replica's state machine at `last_included`. The whole state is a
-/// sequence of items, the entries (sorted by key) then the sessions (sorted by id); a
+/// sequence of items, the entries (in `KvState`'s order) then the sessions (by id); a
 /// chunk carries the items from `offset` on. Every chunk repeats the transfer's header
 /// (`last_included`, `items_total`, `entries_total`, `digest`), so the receiver can tell
 /// a chunk of another transfer and never mixes two.

@@ -11,7 +11,8 @@
 //!   more than that. A lost chunk is asked for again after two heartbeats; a duplicate or
 //!   out-of-order one is ignored (its offset is not the next expected).
 //! - Every chunk repeats its transfer's header (slot, item counts, digest); the receiver
-//!   stages one transfer at a time, checks that keys and session ids strictly increase
+//!   stages one transfer at a time, checks that keys (in `KvState`'s export order) and
+//!   session ids strictly increase
 //!   and that the counts add up, and installs only when every item arrived and the xxh3
 //!   digest over all of them matches. Anything else drops the staged state.
 //! - A transfer restarts from chunk 0 when the sender no longer has that state, when the
@@ -25,7 +26,7 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{LogEntry, Replica, Role};
-use crate::protocol::kv::{Entry, KvState, Session};
+use crate::protocol::kv::{Entry, KvState, Session, export_order};
 use crate::protocol::message::{Message, Snapshot, SnapshotChunk};
 use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::types::{ClientId, NANOS_PER_MS, Nanos, ReplicaId, Slot};
@@ -135,7 +136,11 @@ impl SnapshotIn {
     /// Appends a chunk at `received`; false if it breaks the order of keys or ids.
     fn append(&mut self, chunk: SnapshotChunk) -> bool {
         for (k, e) in chunk.entries {
-            if self.entries.last().is_some_and(|(last, _)| *last >= k) {
+            let after_last = self
+                .entries
+                .last()
+                .is_none_or(|(last, _)| (export_order(last), last) < (export_order(&k), &k));
+            if !after_last {
                 return false;
             }
             hash_entry(&mut self.hasher, &k, &e);
