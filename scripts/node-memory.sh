@@ -17,6 +17,7 @@
 #   OVERWRITE=1         then SET the same keys to the same values again and report what RSS
 #                       gains: the log's cost per SET, apart from the map (0: skip)
 #   REDIS_REFERENCE=1   also measure redis-server with the same data (0: skip)
+#   SHARDS=             shards per node (default: the cluster's, cores / 3, at least 1)
 #   COREPAX_BIN=target/release/corepax  (built with `cargo build --release` if missing)
 #   KEEP_TMP=1          keep the temp dir (node data, logs) for inspection
 # Writes results/node-memory-<date>.md and results/node-memory-<date>-raw.txt.
@@ -32,44 +33,27 @@ DBSIZE_WAIT_S=${DBSIZE_WAIT_S:-60}
 OVERWRITE=${OVERWRITE:-1}
 REDIS_REFERENCE=${REDIS_REFERENCE:-1}
 READY_TIMEOUT_S=60
-BIN=${COREPAX_BIN:-target/release/corepax}
 KEY_BYTES=11 # len("key:%07d")
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 if [ "$KEYS" -lt 1 ] || [ "$KEYS" -gt 10000000 ]; then
     echo "KEYS must be 1..=10000000" >&2
     exit 1
 fi
-for tool in redis-server redis-cli python3 setsid timeout; do
-    command -v "$tool" >/dev/null || {
-        echo "missing $tool (apt-get install -y redis-server redis-tools python3)" >&2
-        exit 1
-    }
-done
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN" >&2
-    cargo build --release
-fi
-BIN=$(readlink -f "$BIN")
+require_tools redis-server redis-cli python3 setsid timeout pgrep
+resolve_bin
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p results
 OUT_MD="results/node-memory-$STAMP.md"
 OUT_RAW="results/node-memory-$STAMP-raw.txt"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-memory.XXXXXX")
-CLUSTER_PID=""
 REDIS_PID=""
 
 cleanup() {
     local rc=$?
-    # The cluster runs in its own session (setsid): signal the whole group, nodes included.
-    if [ -n "$CLUSTER_PID" ] && kill -0 "$CLUSTER_PID" 2>/dev/null; then
-        kill -TERM -- "-$CLUSTER_PID" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$CLUSTER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$CLUSTER_PID" 2>/dev/null || true
-    fi
+    stop_cluster
     if [ -n "$REDIS_PID" ]; then
         kill -TERM "$REDIS_PID" 2>/dev/null || true
         for _ in $(seq 50); do
@@ -88,139 +72,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Prints a base port B such that B..B+replicas-1 (client ports) and the peer ports
-# B+1000+64*i+shard for every replica i and shard are all free right now.
-free_cluster_base() {
-    python3 - "$1" "$2" <<'EOF'
-import random, socket, sys
-replicas, shards = int(sys.argv[1]), int(sys.argv[2])
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(200):
-    b = random.randrange(20000, 40000)
-    ports = [b + i for i in range(replicas)]
-    ports += [b + 1000 + 64 * i + k for i in range(replicas) for k in range(shards)]
-    if all(free(p) for p in ports):
-        print(b)
-        sys.exit(0)
-sys.exit("no free port range found")
-EOF
-}
-
-# A pipelined RESP loader on raw sockets: `SET key:%07d <value>` over `conns` connections
-# (threads), BATCH commands per write, then all their replies read. The keys are the range
-# lo:hi, or @FILE (one key number a line). Numbers of keys answered with an error go to
-# failed_out, so that a retry resends only those. Each value is VALUE_BYTES bytes starting
-# with the key's number, so every value differs.
-# (Not redis-cli --pipe: it ends its stream with an empty inline line, "\r\n", which Redis
-# ignores but corepax answers with "ERR Protocol error: empty inline command" and a close.)
-LOADER_PY=$TMP/loader.py
-cat >"$LOADER_PY" <<'EOF'
-import socket, sys, threading, time
-port, vlen, conns = (int(a) for a in sys.argv[1:4])
-failed_out, spec = sys.argv[4], sys.argv[5]
-BATCH = 1000          # commands per write; their replies are read before the next write
-RECV_TIMEOUT_S = 60   # a silent server fails the load instead of hanging it
-if spec.startswith("@"):
-    with open(spec[1:]) as f:
-        keys = [int(x) for x in f.read().split()]
-else:
-    lo, hi = (int(x) for x in spec.split(":"))
-    keys = range(lo, hi)
-pad = b"x" * vlen
-lock = threading.Lock()
-totals = {"replies": 0, "errors": 0, "failed": 0}
-failed_keys = []
-samples = []
-
-def cmd(i):
-    k = b"key:%07d" % i
-    v = (b"v%07d" % i + pad)[:vlen]
-    return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v)
-
-def worker(part):
-    replies = errors = 0
-    bad = []
-    pos = 0
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT_S)
-        buf = b""
-        for pos in range(0, len(part), BATCH):
-            batch = part[pos:pos + BATCH]
-            s.sendall(b"".join(cmd(i) for i in batch))
-            got = 0
-            while got < len(batch):
-                # A reply to SET is one line: +OK, or -ERR ... (a simple error).
-                while got < len(batch) and b"\r\n" in buf:
-                    line, buf = buf.split(b"\r\n", 1)
-                    if not line.startswith(b"+"):
-                        errors += 1
-                        bad.append(batch[got])
-                        with lock:
-                            if len(samples) < 5:
-                                samples.append(line[:200].decode("utf-8", "replace"))
-                    got += 1
-                if got < len(batch):
-                    d = s.recv(1 << 16)
-                    if not d:
-                        raise ConnectionError("server closed the connection")
-                    buf += d
-            replies += got
-        pos = len(part)
-        s.close()
-    except Exception as e:
-        bad.extend(part[pos:])  # the unanswered rest of this connection's keys
-        with lock:
-            totals["failed"] += 1
-            samples.append("connection failed: %r" % (e,))
-    with lock:
-        totals["replies"] += replies
-        totals["errors"] += errors
-        failed_keys.extend(bad)
-
-t0 = time.time()
-ts = []
-for j in range(conns):
-    part = keys[len(keys) * j // conns:len(keys) * (j + 1) // conns]
-    t = threading.Thread(target=worker, args=(part,))
-    t.start()
-    ts.append(t)
-for t in ts:
-    t.join()
-with open(failed_out, "w") as f:
-    f.write("".join("%d\n" % i for i in sorted(set(failed_keys))))
-print("sent=%d replies=%d errors=%d failed_connections=%d seconds=%.1f" %
-      (len(keys), totals["replies"], totals["errors"], totals["failed"], time.time() - t0))
-for m in samples:
-    print("  e.g. " + m)
-sys.exit(0 if totals["failed"] == 0 else 1)
-EOF
-
-# Sends SETs through port $1 with LOADERS pipelined connections: keys `$3` (lo:hi or @FILE);
-# the loader's summary goes to $2, the numbers of failed keys to $2.failed. Failures are
-# counted, not fatal here: the caller checks them and DBSIZE.
-load_keys() {
-    timeout "$LOAD_TIMEOUT_S" python3 "$LOADER_PY" "$1" "$VALUE_BYTES" "$LOADERS" "$2.failed" "$3" \
-        >"$2" 2>&1 || echo "loader exit status $?" >>"$2"
-    [ -f "$2.failed" ] || : >"$2.failed"
-}
-
-# Errors plus failed connections in the loader summary $1.
-load_errors() {
-    { grep -oE '(errors|failed_connections)=[0-9]+' "$1" || true; } |
-        cut -d= -f2 | awk '{s += $1} END {print s + 0}'
-}
+write_loader "$TMP/loader.py"
 
 # Waits until DBSIZE on port $1 reaches KEYS, at most $2 seconds; prints the last value seen.
 wait_dbsize() {
@@ -261,72 +113,17 @@ rss_kib() {
 
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
-SHARDS=$(nproc)
-BASE=$(free_cluster_base 3 "$SHARDS")
-CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax"
-echo "starting: $CLUSTER_CMD" >&2
-START_NS=$(date +%s%N)
-: >"$TMP/cluster.log" # exists before the wait loop greps it
-read -r -a cluster_argv <<<"$CLUSTER_CMD" # no spaces in its paths: mktemp's name
-setsid "${cluster_argv[@]}" >>"$TMP/cluster.log" 2>&1 &
-CLUSTER_PID=$!
+start_cluster "$TMP/corepax" "$TMP/cluster.log"
 deadline=$((SECONDS + READY_TIMEOUT_S))
-until grep -q '^ready: ' "$TMP/cluster.log"; do
-    if ! kill -0 "$CLUSTER_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-        echo "cluster did not become ready; log:" >&2
-        cat "$TMP/cluster.log" >&2
-        exit 1
-    fi
-    sleep 0.05
-done
-
-# Node PIDs: the `corepax node` children of the cluster process, in replica order (each
-# node's command line carries `--id i`).
-NODE_PIDS=()
-for i in 0 1 2; do
-    pid=""
-    for c in $(pgrep -P "$CLUSTER_PID" -f "corepax node" || true); do
-        if tr '\0' ' ' <"/proc/$c/cmdline" | grep -q -- "--id $i "; then pid=$c; fi
-    done
-    [ -n "$pid" ] || { echo "no process found for node $i" >&2; exit 1; }
-    NODE_PIDS+=("$pid")
-done
-
-# Every shard needs a leader; then a first SET (of the first key of the data set) must pass.
-leaders_ready() {
-    local all="" led
-    for i in 0 1 2; do
-        all+=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard[0-9]+:leading=1' || true)
-        all+=$'\n'
-    done
-    led=$(printf '%s' "$all" | grep -oE '^shard[0-9]+' | sort -u | wc -l)
-    [ "$led" -ge "$SHARDS" ]
-}
-until leaders_ready; do
-    [ $SECONDS -lt $deadline ] || { echo "no leader for every shard" >&2; cat "$TMP/cluster.log" >&2; exit 1; }
-    sleep 0.1
-done
 FIRST_VALUE=$(python3 -c "import sys; print(('v%07d' % 0 + 'x' * $VALUE_BYTES)[:$VALUE_BYTES])")
 until [ "$(redis-cli -p "$BASE" set key:0000000 "$FIRST_VALUE" 2>/dev/null)" = OK ]; do
     [ $SECONDS -lt $deadline ] || { echo "SET never succeeded" >&2; exit 1; }
     sleep 0.1
 done
-LEADERS_NS=$(date +%s%N)
 
 # Load through the node leading the most shards (fewest forwards).
-LOAD_PORT=$BASE
-LOAD_NODE=0
-best=-1
-LEADER_LINES=""
-for i in 0 1 2; do
-    led=$(redis-cli -p $((BASE + i)) info | tr -d '\r' | sed -n 's/^shards_led://p')
-    LEADER_LINES+="node $i (port $((BASE + i)), pid ${NODE_PIDS[$i]}): shards_led=$led"$'\n'
-    if [ "$led" -gt "$best" ]; then
-        best=$led
-        LOAD_PORT=$((BASE + i))
-        LOAD_NODE=$i
-    fi
-done
+LOAD_PORT=$LEAD_PORT
+LOAD_NODE=$LEAD_NODE
 SETTINGS=$(redis-cli -p "$LOAD_PORT" info | tr -d '\r' |
     grep -E '^(shards|replicas|fsync|read_mode|batch_max|pipeline_depth):' | paste -sd' ')
 
@@ -368,7 +165,8 @@ for i in 0 1 2; do
 done
 
 # Overwrite pass: the same KEYS SETs again (same keys, same values). The map keeps its size,
-# so what RSS gains is what the log keeps per applied SET (no log truncation yet).
+# so what RSS gains is what the in-memory log keeps per applied SET until a snapshot
+# compacts it, plus allocator slack.
 OVER_ERRORS="-"
 OVER_MS=0
 if [ "$OVERWRITE" = 1 ]; then
@@ -387,8 +185,7 @@ if [ "$OVERWRITE" = 1 ]; then
     done
 fi
 UPTIME_AFTER=$(uptime)
-CLUSTER_ALIVE=yes
-kill -0 "$CLUSTER_PID" 2>/dev/null || CLUSTER_ALIVE="NO: the cluster exited during the run"
+CLUSTER_ALIVE=$(cluster_alive)
 
 # Redis reference: the same keys and values, no persistence.
 if [ "$REDIS_REFERENCE" = 1 ]; then
@@ -421,8 +218,9 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     echo "Raw key + value bytes: $KEYS × ($KEY_BYTES + $VALUE_BYTES) = $RAW bytes"
     echo "($RAW_MIB MiB). Target from the issue: RSS ≤ 2× raw. RSS (VmRSS of /proc/PID/status) is"
     echo "read right after DBSIZE reached $KEYS on every node, and again ${SETTLE_S}s later."
-    echo "The node keeps its whole Paxos log in memory (no log truncation yet), so this RSS holds"
-    echo "the map and every SET ever applied."
+    echo "The node keeps its Paxos log in memory until a snapshot (every \`snapshot_interval_slots\`"
+    echo "applied slots, default 50,000) compacts it to \`log_retain_slots\` (default 10,000), so"
+    echo "this RSS holds the map plus the log since the last snapshot."
     echo
     echo "| node | role | DBSIZE | RSS idle MiB | RSS after load MiB | **RSS / raw** | RSS +${SETTLE_S}s MiB | RssAnon MiB | data dir MiB | RSS after overwrite MiB | RSS gained per overwriting SET, bytes |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -462,7 +260,8 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     if [ "$OVERWRITE" = 1 ]; then
         echo "- Overwrite pass: the same $KEYS SETs again in $OVER_MS ms, $OVER_ERRORS keys answered"
         echo "  with an error. DBSIZE stays $KEYS and values keep their size, so the RSS gained is"
-        echo "  what the in-memory log keeps per applied SET (compare: $((KEY_BYTES + VALUE_BYTES)) bytes of key + value)."
+        echo "  what the in-memory log (until compaction) and allocator slack keep per applied SET"
+        echo "  (compare: $((KEY_BYTES + VALUE_BYTES)) bytes of key + value)."
     fi
     echo "- Cluster alive after the run: $CLUSTER_ALIVE."
     [ "$REDIS_REFERENCE" = 1 ] && echo "- redis-server used_memory after load: $R_USED bytes."

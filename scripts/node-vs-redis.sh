@@ -14,8 +14,8 @@
 #   PIPELINES="16 1"    pipeline depths (-P) to run
 #   BENCH_TIMEOUT_S=300 bound on one redis-benchmark run
 #   COREPAX_BIN=target/release/corepax  (built with `cargo build --release` if missing)
-#   SHARDS=             shards per node (default: nproc, the node's own default); for
-#                       diagnosis, e.g. SHARDS=1 takes the inter-shard mesh out of the path
+#   SHARDS=             shards per node (default: the cluster's, cores / 3, at least 1);
+#                       e.g. SHARDS=2 puts the inter-shard mesh in the path
 #   KEEP_TMP=1          keep the temp dir (node data, logs) for inspection
 # Writes results/node-vs-redis-<date>.md (table, commands, machine) and
 # results/node-vs-redis-<date>-raw.txt (every redis-benchmark CSV line, cluster log tail).
@@ -28,39 +28,21 @@ CLIENTS=${CLIENTS:-50}
 PIPELINES=${PIPELINES:-"16 1"}
 BENCH_TIMEOUT_S=${BENCH_TIMEOUT_S:-300}
 READY_TIMEOUT_S=60
-BIN=${COREPAX_BIN:-target/release/corepax}
-
-for tool in redis-server redis-benchmark redis-cli python3 setsid timeout; do
-    command -v "$tool" >/dev/null || {
-        echo "missing $tool (apt-get install -y redis-server redis-tools python3)" >&2
-        exit 1
-    }
-done
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN" >&2
-    cargo build --release
-fi
-BIN=$(readlink -f "$BIN")
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+require_tools redis-server redis-benchmark redis-cli python3 setsid timeout pgrep
+resolve_bin
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p results
 OUT_MD="results/node-vs-redis-$STAMP.md"
 OUT_RAW="results/node-vs-redis-$STAMP-raw.txt"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-vs-redis.XXXXXX")
-CLUSTER_PID=""
 REDIS_PIDS=()
 
 cleanup() {
     local rc=$?
-    # The cluster runs in its own session (setsid): signal the whole group, nodes included.
-    if [ -n "$CLUSTER_PID" ] && kill -0 "$CLUSTER_PID" 2>/dev/null; then
-        kill -TERM -- "-$CLUSTER_PID" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$CLUSTER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$CLUSTER_PID" 2>/dev/null || true
-    fi
+    stop_cluster
     for pid in "${REDIS_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -81,112 +63,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Prints a free loopback port (the kernel picks it; it may be taken again before use, which
-# only makes the server fail to start with a clear error).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Prints a base port B such that B..B+replicas-1 (client ports) and the peer ports
-# B+1000+64*i+shard for every replica i and shard are all free right now.
-free_cluster_base() {
-    python3 - "$1" "$2" <<'EOF'
-import random, socket, sys
-replicas, shards = int(sys.argv[1]), int(sys.argv[2])
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-for _ in range(200):
-    b = random.randrange(20000, 40000)
-    ports = [b + i for i in range(replicas)]
-    ports += [b + 1000 + 64 * i + k for i in range(replicas) for k in range(shards)]
-    if all(free(p) for p in ports):
-        print(b)
-        sys.exit(0)
-sys.exit("no free port range found")
-EOF
-}
-
-# Waits until `redis-cli -p $1 PING` answers PONG, at most $2 seconds.
-wait_ping() {
-    local deadline=$((SECONDS + $2))
-    until [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; do
-        [ $SECONDS -lt $deadline ] || return 1
-        sleep 0.1
-    done
-}
-
-SHARDS_FLAG=""
-if [ -n "${SHARDS:-}" ]; then
-    SHARDS_FLAG=" --shards $SHARDS"
-else
-    SHARDS=$(nproc)
-fi
-BASE=$(free_cluster_base 3 "$SHARDS")
-CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --data $TMP/corepax$SHARDS_FLAG"
-echo "starting: $CLUSTER_CMD" >&2
-START_NS=$(date +%s%N)
-: >"$TMP/cluster.log" # exists before the wait loop greps it
-read -r -a cluster_argv <<<"$CLUSTER_CMD" # no spaces in its paths: mktemp's name
-setsid "${cluster_argv[@]}" >>"$TMP/cluster.log" 2>&1 &
-CLUSTER_PID=$!
-deadline=$((SECONDS + READY_TIMEOUT_S))
-until grep -q '^ready: ' "$TMP/cluster.log"; do
-    if ! kill -0 "$CLUSTER_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-        echo "cluster did not become ready; log:" >&2
-        cat "$TMP/cluster.log" >&2
-        exit 1
-    fi
-    sleep 0.05
-done
-READY_NS=$(date +%s%N)
-
-# Every shard needs a leader before the numbers mean anything: wait until, for each shard K,
-# some node's INFO says shardK:leading=1.
-leaders_ready() {
-    local all=""
-    for i in 0 1 2; do
-        all+=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard[0-9]+:leading=1' || true)
-        all+=$'\n'
-    done
-    local led
-    led=$(printf '%s' "$all" | grep -oE '^shard[0-9]+' | sort -u | wc -l)
-    [ "$led" -ge "$SHARDS" ]
-}
-until leaders_ready; do
-    if [ $SECONDS -ge $deadline ]; then
-        echo "not every shard elected a leader within ${READY_TIMEOUT_S}s; log:" >&2
-        cat "$TMP/cluster.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-until [ "$(redis-cli -p "$BASE" set corepax:probe 1 2>/dev/null)" = OK ]; do
-    [ $SECONDS -lt $deadline ] || { echo "SET never succeeded" >&2; exit 1; }
-    sleep 0.1
-done
-LEADERS_NS=$(date +%s%N)
+start_cluster "$TMP/corepax" "$TMP/cluster.log"
 
 # Benchmark through the node that leads the most shards: requests for shards it leads are
 # not forwarded. Record which shards it leads, the others pay a forwarding hop.
-COREPAX_PORT=$BASE
-best=-1
-LEADER_LINES=""
-for i in 0 1 2; do
-    info=$(redis-cli -p $((BASE + i)) info | tr -d '\r')
-    led=$(printf '%s\n' "$info" | sed -n 's/^shards_led://p')
-    LEADER_LINES+="node $i (port $((BASE + i))): shards_led=$led"$'\n'
-    if [ "$led" -gt "$best" ]; then
-        best=$led
-        COREPAX_PORT=$((BASE + i))
-    fi
-done
+COREPAX_PORT=$LEAD_PORT
 COREPAX_SETTINGS=$(redis-cli -p "$COREPAX_PORT" info | tr -d '\r' |
     grep -E '^(shards|replicas|fsync|read_mode|batch_max|pipeline_depth):' | paste -sd' ')
 
@@ -255,8 +136,7 @@ done
 UPTIME_AFTER=$(uptime)
 
 # Is the cluster still whole after the run? (A node exit stops the cluster.)
-CLUSTER_ALIVE=yes
-kill -0 "$CLUSTER_PID" 2>/dev/null || CLUSTER_ALIVE="NO: the cluster exited during the run"
+CLUSTER_ALIVE=$(cluster_alive)
 COREPAX_INFO=""
 LEADERS_AFTER=""
 for i in 0 1 2; do

@@ -124,6 +124,9 @@ pub enum ConfigError {
 
 /// The clock drift allowance is at most 10%: lease arithmetic assumes a small rate error.
 pub const MAX_CLOCK_DRIFT_PPM_MAX: u64 = 100_000;
+/// The largest allowed `snapshot_chunk_bytes_max`: a quarter of the default 64 MiB peer
+/// frame, leaving room for one item over the soft limit and for encoding overhead.
+pub const SNAPSHOT_CHUNK_BYTES_LIMIT: usize = 16 << 20;
 
 /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +167,10 @@ pub struct ProtocolConfig {
     pub lease_holders: Vec<u8>,
     /// When digest and quorum reads repair stale replicas.
     pub read_repair: ReadRepair,
+    /// Bytes of state per snapshot chunk sent to a lagging replica, roughly (keys, values
+    /// and a small per-item overhead); a single larger item still gets a chunk. Well
+    /// below the peer frame limit, so a snapshot of any size crosses in bounded frames.
+    pub snapshot_chunk_bytes_max: usize,
 }
 
 impl Default for ProtocolConfig {
@@ -185,6 +192,7 @@ impl Default for ProtocolConfig {
             max_clock_drift_ppm: 1_000,
             lease_holders: Vec::new(),
             read_repair: ReadRepair::Blocking,
+            snapshot_chunk_bytes_max: 1 << 20,
         }
     }
 }
@@ -294,6 +302,12 @@ impl ProtocolConfig {
             "lease_holders",
             "replica ids below `replicas`",
             format!("{:?}", self.lease_holders),
+        )?;
+        check(
+            (1..=SNAPSHOT_CHUNK_BYTES_LIMIT).contains(&self.snapshot_chunk_bytes_max),
+            "snapshot_chunk_bytes_max",
+            "1..=16777216",
+            self.snapshot_chunk_bytes_max,
         )?;
         Ok(())
     }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use bytes::Bytes;
 
 use super::digest::View;
-use super::kv::{Entry, KvState, Request};
-use super::types::{Ballot, Nanos, Slot};
+use super::kv::{Entry, KvState, Request, Session};
+use super::types::{Ballot, ClientId, Nanos, Slot};
 
 /// The commands of one slot. Shared, so sending it to every follower copies nothing.
 pub type Batch = Arc<[Request]>;
@@ -75,10 +75,11 @@ pub enum Message {
         /// The first slot the follower lacks.
         from_slot: Slot,
     },
-    /// The sender compacted the slots the receiver asked for: its state machine instead.
+    /// The sender compacted the slots the receiver asked for: its state machine instead,
+    /// one bounded chunk at a time (the receiver asks for each next one).
     InstallSnapshot {
-        /// The state at `snapshot.last_included` (its `tail` is empty).
-        snapshot: Arc<Snapshot>,
+        /// Part of the sender's state at `chunk.last_included`.
+        chunk: Box<SnapshotChunk>,
     },
     /// Chosen slots, in order, in a bounded chunk.
     CatchUp {
@@ -132,6 +133,14 @@ pub enum Message {
         /// The read's id.
         id: u64,
     },
+    /// A replica receiving a snapshot → its sender: the next chunk, after `offset` items
+    /// (sent again if the chunk does not come; a stale request restarts the transfer).
+    SnapshotChunkRequest {
+        /// The transfer: the slot of the state being sent.
+        last_included: Slot,
+        /// Items (entries, then sessions) received so far.
+        offset: u64,
+    },
 }
 
 impl Message {
@@ -155,6 +164,28 @@ impl Message {
     }
 }
 
+/// A bounded part of a replica's state machine at `last_included`. The whole state is a
+/// sequence of items, the entries (in `KvState`'s order) then the sessions (by id); a
+/// chunk carries the items from `offset` on. Every chunk repeats the transfer's header
+/// (`last_included`, `items_total`, `entries_total`, `digest`), so the receiver can tell
+/// a chunk of another transfer and never mixes two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// Every slot up to here is applied in the state being sent.
+    pub last_included: Slot,
+    /// Items in the whole state: entries then sessions.
+    pub items_total: u64,
+    /// Entries in the whole state (they come first).
+    pub entries_total: u64,
+    /// xxh3 over every item in order, checked before the state is installed.
+    pub digest: u64,
+    /// The position of the first item of this chunk.
+    pub offset: u64,
+    /// Entries from `offset` on, if `offset < entries_total`.
+    pub entries: Vec<(Bytes, Entry)>,
+    /// Sessions after the entries.
+    pub sessions: Vec<(ClientId, Session)>,
+}
 /// What the core asks the runtime to write to its log before it relies on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {

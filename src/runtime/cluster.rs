@@ -12,7 +12,9 @@ use crate::cli::ClusterArgs;
 /// How long the nodes get to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the cluster until SIGINT or SIGTERM, or until a node exits.
+/// Runs the cluster until SIGINT or SIGTERM, or until fewer than a majority of its nodes
+/// run. A minority may die (kill -9 one to watch the others carry on): a replicated
+/// cluster keeps serving then, so this one keeps running too.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let n = usize::from(args.replicas);
     // All replicas share this machine: one shard per core in total, not per node, or the
@@ -123,11 +125,22 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         list.join(",")
     );
     println!("ready: {}", list.join(","));
+    let mut running = vec![true; n];
     while !stop.load(Ordering::Relaxed) {
         for (i, c) in children.iter_mut().enumerate() {
-            if let Ok(Some(status)) = c.try_wait() {
-                eprintln!("node {i} exited: {status}; stopping the cluster");
-                stop.store(true, Ordering::Relaxed);
+            if running[i]
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                running[i] = false;
+                let alive = running.iter().filter(|r| **r).count();
+                if alive > n / 2 {
+                    eprintln!("node {i} exited: {status}; {alive} of {n} nodes still run");
+                } else {
+                    eprintln!(
+                        "node {i} exited: {status}; {alive} of {n} nodes is no majority; stopping the cluster"
+                    );
+                    stop.store(true, Ordering::Relaxed);
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(50));

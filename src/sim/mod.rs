@@ -103,6 +103,8 @@ pub struct SimOutcome {
     pub snapshots_sent: u64,
     /// Every replica's counters, summed over its lives (proof that read paths ran).
     pub stats: Stats,
+    /// Snapshot chunks sent after a first one (proof that transfers took several).
+    pub snapshot_chunks_later: u64,
 }
 
 #[derive(Debug)]
@@ -206,6 +208,7 @@ struct Sim {
     snapshots_sent: u64,
     /// Counters of replicas that crashed, summed.
     dead_stats: Stats,
+    snapshot_chunks_later: u64,
 }
 
 /// Runs one seed and checks it.
@@ -242,6 +245,10 @@ impl Sim {
             } else {
                 ReadRepair::Async
             },
+            // Tiny chunks (1 byte: one item each), so snapshots cross in several chunks
+            // that the network loses, repeats and reorders. From the seed, not `rng`, so
+            // the other choices of a seed stay as they were.
+            snapshot_chunk_bytes_max: [1, 40, 120][(cfg.seed / 2 % 3) as usize],
             ..ProtocolConfig::default()
         };
         // Within the bound, rates spread over all of it; beyond, far past it.
@@ -309,6 +316,7 @@ impl Sim {
             actions: Vec::new(),
             snapshots_sent: 0,
             dead_stats: Stats::default(),
+            snapshot_chunks_later: 0,
             cfg,
         }
     }
@@ -553,8 +561,12 @@ impl Sim {
             match action {
                 Action::SaveSnapshot => self.take_snapshot(node),
                 Action::Send { to, msg } => {
-                    if matches!(msg, Message::InstallSnapshot { .. }) {
-                        self.snapshots_sent += 1;
+                    if let Message::InstallSnapshot { chunk } = &msg {
+                        if chunk.offset == 0 {
+                            self.snapshots_sent += 1;
+                        } else {
+                            self.snapshot_chunks_later += 1;
+                        }
                     }
                     self.net_send(node, to, msg)
                 }
@@ -975,6 +987,7 @@ impl Sim {
             undecided,
             trace: self.trace,
             snapshots_sent: self.snapshots_sent,
+            snapshot_chunks_later: self.snapshot_chunks_later,
         }
     }
 }
@@ -1026,11 +1039,17 @@ fn describe(msg: &Message) -> String {
             "promise b{ballot} chosen through {chosen_through}, {} entries",
             entries.len()
         ),
-        Message::InstallSnapshot { snapshot } => format!(
-            "install snapshot at slot {} ({} keys)",
-            snapshot.last_included,
-            snapshot.kv.entries.len()
+        Message::InstallSnapshot { chunk } => format!(
+            "snapshot chunk at slot {}: items {}+{} of {}",
+            chunk.last_included,
+            chunk.offset,
+            chunk.entries.len() + chunk.sessions.len(),
+            chunk.items_total
         ),
+        Message::SnapshotChunkRequest {
+            last_included,
+            offset,
+        } => format!("snapshot chunk request at slot {last_included} from item {offset}"),
         Message::Reject { promised } => format!("reject (promised b{promised})"),
         Message::Accept {
             ballot,
@@ -1087,6 +1106,8 @@ pub struct Summary {
     pub snapshots_sent: u64,
     /// Replica counters over all seeds.
     pub stats: Stats,
+    /// Snapshot chunks sent after a first one, over all seeds.
+    pub snapshot_chunks_later: u64,
 }
 
 /// Runs `count` seeds from `first`, each with `base`'s settings, calling `on_failure` for
@@ -1109,6 +1130,7 @@ pub fn run_many(
         summary.undecided += outcome.undecided;
         summary.snapshots_sent += outcome.snapshots_sent;
         summary.stats.add(&outcome.stats);
+        summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
             summary.failing_seeds.push(seed);

@@ -25,6 +25,10 @@ fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
         "no seed sent a snapshot to a lagging replica"
     );
     assert!(
+        summary.snapshot_chunks_later > 0,
+        "no snapshot took more than one chunk"
+    );
+    assert!(
         summary.ops >= seeds as usize * 100,
         "clients ran too few operations"
     );

@@ -98,6 +98,9 @@ impl Replica {
 
     /// Asks for chosen slots this replica lacks, at most once per heartbeat interval.
     pub(super) fn maybe_request_catchup(&mut self, now: Nanos) {
+        if self.snapshot_tick(now) {
+            return;
+        }
         if self.chosen_through >= self.commit_heard {
             return;
         }

@@ -145,6 +145,10 @@ pub struct Stats {
     pub read_repairs: u64,
     /// Repairs from a reader that changed this replica's state machine.
     pub repairs_installed: u64,
+    /// Snapshot chunks sent (a snapshot is sent in chunks the receiver asks for).
+    pub snapshot_chunks_sent: u64,
+    /// Snapshot transfers dropped before completion (stalled, leader changed, bad chunk).
+    pub snapshot_transfers_abandoned: u64,
 }
 
 impl Stats {
@@ -173,6 +177,8 @@ impl Stats {
             read_fetches,
             read_repairs,
             repairs_installed,
+            snapshot_chunks_sent,
+            snapshot_transfers_abandoned,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -196,6 +202,8 @@ impl Stats {
         self.read_fetches += read_fetches;
         self.read_repairs += read_repairs;
         self.repairs_installed += repairs_installed;
+        self.snapshot_chunks_sent += snapshot_chunks_sent;
+        self.snapshot_transfers_abandoned += snapshot_transfers_abandoned;
     }
 }
 
@@ -231,8 +239,8 @@ pub struct Replica {
     catchup_hint: Option<ReplicaId>,
     /// Slots up to here were compacted out of `log` (their effect is in `kv`).
     log_base: Slot,
-    /// When a snapshot was last sent to each peer (they are expensive).
-    snapshot_sent_at: [Option<Nanos>; crate::config::REPLICAS_MAX],
+    /// Snapshots being sent to lagging peers and received from a peer.
+    transfers: snapshot::Transfers,
     /// Client requests proposed here, waiting to be applied.
     waiting: HashMap<(ClientId, u64), Token, MapHasher>,
 
@@ -277,7 +285,7 @@ impl Replica {
             catchup_sent_at: None,
             catchup_hint: None,
             log_base: 0,
-            snapshot_sent_at: [None; crate::config::REPLICAS_MAX],
+            transfers: snapshot::Transfers::default(),
             waiting: HashMap::default(),
             next_persist_id: 1,
             durable_id: 0,
@@ -430,7 +438,7 @@ impl Replica {
                 chosen_through,
                 entries,
             } => self.on_promise(now, from, ballot, chosen_through, entries),
-            Message::InstallSnapshot { snapshot } => self.on_install_snapshot(now, &snapshot),
+            Message::InstallSnapshot { chunk } => self.on_snapshot_chunk(now, from, *chunk),
             Message::Reject { promised } => self.on_reject(now, promised),
             Message::Accept {
                 ballot,
@@ -453,6 +461,10 @@ impl Replica {
             Message::ReadReport { id, view } => self.on_read_report(now, from, id, view),
             Message::ReadRepair { id, entries } => self.on_read_repair(from, id, entries),
             Message::ReadRepaired { id } => self.on_read_repaired(from, id),
+            Message::SnapshotChunkRequest {
+                last_included,
+                offset,
+            } => self.on_snapshot_chunk_request(now, from, last_included, offset),
         }
     }
 

@@ -1,14 +1,208 @@
 //! Snapshots and log compaction: the state machine stands in for the log before it.
+//!
+//! A replica that asks for slots its peer compacted gets the peer's state machine instead,
+//! in chunks of about `snapshot_chunk_bytes_max` bytes, so a state of any size crosses in
+//! bounded frames:
+//! - The sender freezes its state at its applied index once (an export: the keys and
+//!   values are shared, not copied) and serves chunks of it to any peer that asks, until
+//!   nobody has asked for [`SNAPSHOT_IDLE_MS`] or the log no longer continues it.
+//! - The receiver pulls: it asks for each next chunk (`SnapshotChunkRequest`) when the
+//!   previous one arrived, so one chunk per transfer is in flight and neither side queues
+//!   more than that. A lost chunk is asked for again after two heartbeats; a duplicate or
+//!   out-of-order one is ignored (its offset is not the next expected).
+//! - Every chunk repeats its transfer's header (slot, item counts, digest); the receiver
+//!   stages one transfer at a time, checks that keys (in `KvState`'s export order) and
+//!   session ids strictly increase
+//!   and that the counts add up, and installs only when every item arrived and the xxh3
+//!   digest over all of them matches. Anything else drops the staged state.
+//! - A transfer restarts from chunk 0 when the sender no longer has that state, when the
+//!   receiver hears of a new leader (other than the sender), or after no progress for
+//!   [`SNAPSHOT_STALL_TIMEOUTS`] election timeouts; the usual catch-up request starts
+//!   the next one.
 
-use std::sync::Arc;
+use std::hash::Hash;
+
+use bytes::Bytes;
+use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{LogEntry, Replica, Role};
-use crate::protocol::message::{Message, Snapshot};
+use crate::protocol::kv::{Entry, KvState, Session, export_order};
+use crate::protocol::message::{Message, Snapshot, SnapshotChunk};
 use crate::protocol::outbox::{Action, ClientReply};
-use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
+use crate::protocol::types::{ClientId, NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
-/// A peer gets a snapshot at most this often (building one copies the whole state).
-const SNAPSHOT_RESEND_MS: Nanos = 1_000;
+/// A new frozen state is built at most this often (building one walks the whole map).
+const SNAPSHOT_BUILD_MS: Nanos = 1_000;
+/// A frozen state nobody asked a chunk of for this long is dropped (it pins old values).
+pub const SNAPSHOT_IDLE_MS: Nanos = 5_000;
+/// A transfer with no new chunk for this many election timeouts is abandoned.
+pub const SNAPSHOT_STALL_TIMEOUTS: u64 = 4;
+/// A replica asks the driver for a snapshot (which compacts the log) once the key and
+/// value bytes applied since the last compaction reach half the bytes stored, and at
+/// least this many: the log then holds at most about half the state's size beyond the
+/// retained slots, and the cost of snapshots stays proportional to what was written.
+pub const SNAPSHOT_LOG_BYTES_MIN: u64 = 32 << 20;
+/// Bytes counted per entry on top of its key and value (the version and framing).
+const ENTRY_OVERHEAD_BYTES: usize = 16;
+/// Bytes counted per session on top of [`Session::size_bytes`] (its id).
+const SESSION_ID_BYTES: usize = 8;
+
+/// A state frozen for sending, served chunk by chunk.
+struct SnapshotOut {
+    last_included: Slot,
+    state: KvState,
+    digest: u64,
+    /// When a chunk of it was last sent, to anyone.
+    served_at: Nanos,
+    /// When a chunk of it was last sent to each peer.
+    served_to: [Option<Nanos>; crate::config::REPLICAS_MAX],
+}
+
+impl SnapshotOut {
+    fn entries_total(&self) -> u64 {
+        self.state.entries.len() as u64
+    }
+
+    fn items_total(&self) -> u64 {
+        self.entries_total() + self.state.sessions.len() as u64
+    }
+
+    /// The items from `offset` on, about `bytes_max` of them (at least one).
+    fn chunk(&self, offset: u64, bytes_max: usize) -> SnapshotChunk {
+        let entries_total = self.entries_total();
+        let items_total = self.items_total();
+        let mut chunk = SnapshotChunk {
+            last_included: self.last_included,
+            items_total,
+            entries_total,
+            digest: self.digest,
+            offset,
+            entries: Vec::new(),
+            sessions: Vec::new(),
+        };
+        let mut at = offset;
+        let mut bytes = 0;
+        while at < items_total {
+            let size = if at < entries_total {
+                let (k, e) = &self.state.entries[at as usize];
+                k.len() + e.value.len() + ENTRY_OVERHEAD_BYTES
+            } else {
+                let (_, s) = &self.state.sessions[(at - entries_total) as usize];
+                s.size_bytes() + SESSION_ID_BYTES
+            };
+            if bytes > 0 && bytes + size > bytes_max {
+                break;
+            }
+            bytes += size;
+            if at < entries_total {
+                chunk.entries.push(self.state.entries[at as usize].clone());
+            } else {
+                let i = (at - entries_total) as usize;
+                chunk.sessions.push(self.state.sessions[i].clone());
+            }
+            at += 1;
+        }
+        chunk
+    }
+}
+
+/// A state being received, staged until every chunk is in.
+struct SnapshotIn {
+    from: ReplicaId,
+    /// Who this replica believed led when the transfer started.
+    leader: Option<ReplicaId>,
+    last_included: Slot,
+    items_total: u64,
+    entries_total: u64,
+    digest: u64,
+    /// Over the items received so far, in order.
+    hasher: Xxh3Default,
+    received: u64,
+    entries: Vec<(Bytes, Entry)>,
+    sessions: Vec<(ClientId, Session)>,
+    requested_at: Nanos,
+    progress_at: Nanos,
+}
+
+impl SnapshotIn {
+    fn is_transfer_of(&self, from: ReplicaId, c: &SnapshotChunk) -> bool {
+        self.from == from
+            && self.last_included == c.last_included
+            && self.items_total == c.items_total
+            && self.entries_total == c.entries_total
+            && self.digest == c.digest
+    }
+
+    /// Appends a chunk at `received`; false if it breaks the order of keys or ids.
+    fn append(&mut self, chunk: SnapshotChunk) -> bool {
+        for (k, e) in chunk.entries {
+            let after_last = self
+                .entries
+                .last()
+                .is_none_or(|(last, _)| (export_order(last), last) < (export_order(&k), &k));
+            if !after_last {
+                return false;
+            }
+            hash_entry(&mut self.hasher, &k, &e);
+            self.entries.push((k, e));
+        }
+        for (c, s) in chunk.sessions {
+            if self.sessions.last().is_some_and(|(last, _)| *last >= c) {
+                return false;
+            }
+            hash_session(&mut self.hasher, c, &s);
+            self.sessions.push((c, s));
+        }
+        self.received = self.entries.len() as u64 + self.sessions.len() as u64;
+        true
+    }
+}
+
+/// Snapshot transfers of one replica, both ways: at most one frozen state to send and
+/// one state being received.
+#[derive(Default)]
+pub(super) struct Transfers {
+    out: Option<SnapshotOut>,
+    incoming: Option<SnapshotIn>,
+    built_at: Option<Nanos>,
+    /// `Kv::written_bytes` at the last compaction or snapshot request.
+    written_bytes_mark: u64,
+}
+
+fn hash_entry(h: &mut Xxh3Default, key: &Bytes, entry: &Entry) {
+    key.hash(h);
+    entry.hash(h);
+}
+
+fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {
+    id.hash(h);
+    session.hash(h);
+}
+
+/// xxh3 over every item of a state, in the order chunks carry them.
+fn state_digest(state: &KvState) -> u64 {
+    let mut h = Xxh3Default::new();
+    for (k, e) in &state.entries {
+        hash_entry(&mut h, k, e);
+    }
+    for (c, s) in &state.sessions {
+        hash_session(&mut h, *c, s);
+    }
+    h.digest()
+}
+
+/// A chunk whose counts are consistent with its own header (it may still belong to no
+/// transfer the receiver knows).
+fn chunk_is_well_formed(c: &SnapshotChunk) -> bool {
+    let n = c.entries.len() as u64 + c.sessions.len() as u64;
+    let Some(end) = c.offset.checked_add(n) else {
+        return false;
+    };
+    c.entries_total <= c.items_total
+        && end <= c.items_total
+        && (n > 0 || c.items_total == 0)
+        && c.entries.len() as u64 == c.entries_total.clamp(c.offset, end) - c.offset
+}
 
 impl Replica {
     /// The state at the applied index, with this acceptor's promise and its accepted
@@ -35,6 +229,18 @@ impl Replica {
         }
         self.log = self.log.split_off(&(upto + 1));
         self.log_base = upto;
+        self.transfers.written_bytes_mark = self.kv.written_bytes();
+    }
+
+    /// Asks the driver for a snapshot once the log grew by [`SNAPSHOT_LOG_BYTES_MIN`] or half
+    /// the stored bytes, whichever is more, since the last compaction: slot counts alone
+    /// do not bound the log's memory, since a slot holds up to `batch_max` commands.
+    fn maybe_ask_snapshot(&mut self) {
+        let grown = self.kv.written_bytes() - self.transfers.written_bytes_mark;
+        if grown >= SNAPSHOT_LOG_BYTES_MIN.max(self.kv.stored_bytes() / 2) {
+            self.transfers.written_bytes_mark = self.kv.written_bytes();
+            self.outbox.push(Action::SaveSnapshot);
+        }
     }
 
     /// The root of the state machine's Merkle tree, after rehashing only dirty paths.
@@ -59,36 +265,230 @@ impl Replica {
         self.log.len()
     }
 
+    /// Items of a snapshot being received so far, and in all, if one is.
+    pub fn snapshot_receiving(&self) -> Option<(u64, u64)> {
+        let t = self.transfers.incoming.as_ref()?;
+        Some((t.received, t.items_total))
+    }
+
+    /// A peer needs slots this replica compacted: start a transfer with chunk 0 of a
+    /// frozen state the log continues (freezing one, at most once per
+    /// [`SNAPSHOT_BUILD_MS`]).
     pub(super) fn send_snapshot(&mut self, now: Nanos, to: ReplicaId) {
-        let last = &mut self.snapshot_sent_at[to.index()];
-        if last.is_some_and(|t| now < t + SNAPSHOT_RESEND_MS * NANOS_PER_MS) {
+        let usable = self
+            .transfers
+            .out
+            .as_ref()
+            .is_some_and(|o| o.last_included >= self.log_base);
+        let heartbeat = self.heartbeat_interval();
+        let serving = self
+            .transfers
+            .out
+            .as_ref()
+            .and_then(|o| o.served_to[to.index()])
+            .is_some_and(|t| now < t + heartbeat);
+        if usable && serving {
+            // Catch-up requests the peer sent before our first chunk reached it (they
+            // queue up while a large state is frozen): its transfer is under way.
+            self.stats.messages_ignored += 1;
             return;
         }
-        *last = Some(now);
+        if !usable {
+            if self
+                .transfers
+                .built_at
+                .is_some_and(|t| now < t + SNAPSHOT_BUILD_MS * NANOS_PER_MS)
+            {
+                self.stats.messages_ignored += 1;
+                return;
+            }
+            let state = self.kv.export();
+            let digest = state_digest(&state);
+            self.transfers.out = Some(SnapshotOut {
+                last_included: self.applied,
+                state,
+                digest,
+                served_at: now,
+                served_to: [None; crate::config::REPLICAS_MAX],
+            });
+            self.transfers.built_at = Some(now);
+        }
         self.stats.snapshots_sent += 1;
-        let snapshot = Snapshot {
-            last_included: self.applied,
-            promised: self.promised,
-            kv: self.kv.export(),
-            tail: Vec::new(),
+        self.send_snapshot_chunk(now, to, 0);
+    }
+
+    fn send_snapshot_chunk(&mut self, now: Nanos, to: ReplicaId, offset: u64) {
+        let bytes_max = self.cfg.snapshot_chunk_bytes_max;
+        let Some(out) = &mut self.transfers.out else {
+            return;
         };
+        out.served_at = now;
+        out.served_to[to.index()] = Some(now);
+        let chunk = out.chunk(offset, bytes_max);
+        self.stats.snapshot_chunks_sent += 1;
         self.send(
             to,
             Message::InstallSnapshot {
-                snapshot: Arc::new(snapshot),
+                chunk: Box::new(chunk),
             },
         );
     }
 
-    /// A peer's state machine at a slot beyond our commit index: take it.
-    pub(super) fn on_install_snapshot(&mut self, now: Nanos, snap: &Snapshot) {
-        if snap.last_included <= self.chosen_through {
+    /// A peer receiving our snapshot asks for the chunk after `offset` items.
+    pub(super) fn on_snapshot_chunk_request(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        last_included: Slot,
+        offset: u64,
+    ) {
+        match &self.transfers.out {
+            Some(o) if o.last_included == last_included => {
+                if offset < o.items_total() {
+                    self.send_snapshot_chunk(now, from, offset);
+                } else {
+                    // A retransmitted request after the last chunk.
+                    self.stats.messages_ignored += 1;
+                }
+            }
+            // That state is gone here: the peer starts over with the current one.
+            _ if last_included <= self.applied => self.send_snapshot(now, from),
+            _ => self.stats.messages_ignored += 1,
+        }
+    }
+
+    /// A chunk of a peer's state machine arrives: stage it, ask for the next one, and
+    /// install the state once it is complete and its digest matches.
+    pub(super) fn on_snapshot_chunk(&mut self, now: Nanos, from: ReplicaId, chunk: SnapshotChunk) {
+        if chunk.last_included <= self.chosen_through || !chunk_is_well_formed(&chunk) {
             self.stats.messages_ignored += 1;
             return;
         }
-        let at = snap.last_included;
+        let current = self
+            .transfers
+            .incoming
+            .as_ref()
+            .is_some_and(|t| t.is_transfer_of(from, &chunk));
+        if !current {
+            // Only a first chunk starts a transfer, and only one newer than the one in
+            // progress (or from the same sender, which restarted): a late duplicate of an
+            // old first chunk must not reset progress.
+            let replaces = self
+                .transfers
+                .incoming
+                .as_ref()
+                .is_none_or(|t| t.from == from || t.last_included < chunk.last_included);
+            if chunk.offset != 0 || !replaces {
+                self.stats.messages_ignored += 1;
+                return;
+            }
+            self.transfers.incoming = Some(SnapshotIn {
+                from,
+                leader: self.leader,
+                last_included: chunk.last_included,
+                items_total: chunk.items_total,
+                entries_total: chunk.entries_total,
+                digest: chunk.digest,
+                hasher: Xxh3Default::new(),
+                received: 0,
+                entries: Vec::new(),
+                sessions: Vec::new(),
+                requested_at: now,
+                progress_at: now,
+            });
+        }
+        let Some(t) = &mut self.transfers.incoming else {
+            unreachable!("a transfer was found or started above");
+        };
+        if chunk.offset != t.received {
+            // A duplicate, or a chunk overtaken by a retransmission.
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if !t.append(chunk) {
+            self.stats.snapshot_transfers_abandoned += 1;
+            self.transfers.incoming = None;
+            return;
+        }
+        t.progress_at = now;
+        if t.received < t.items_total {
+            t.requested_at = now;
+            let (last_included, offset) = (t.last_included, t.received);
+            self.send(
+                from,
+                Message::SnapshotChunkRequest {
+                    last_included,
+                    offset,
+                },
+            );
+            return;
+        }
+        let Some(t) = self.transfers.incoming.take() else {
+            unreachable!("checked above");
+        };
+        if t.hasher.digest() != t.digest {
+            self.stats.snapshot_transfers_abandoned += 1;
+            return;
+        }
+        let state = KvState {
+            entries: t.entries,
+            sessions: t.sessions,
+        };
+        self.install_snapshot(now, t.last_included, state);
+    }
+
+    /// Timers of snapshots: asks for one when the log grew enough, drops an idle frozen
+    /// state, asks again for a lost chunk, abandons a stalled transfer. True while a
+    /// transfer is still in progress (then the usual catch-up request would only start
+    /// another one).
+    pub(super) fn snapshot_tick(&mut self, now: Nanos) -> bool {
+        self.maybe_ask_snapshot();
+        if self
+            .transfers
+            .out
+            .as_ref()
+            .is_some_and(|o| now >= o.served_at + SNAPSHOT_IDLE_MS * NANOS_PER_MS)
+        {
+            self.transfers.out = None;
+        }
+        let stall = SNAPSHOT_STALL_TIMEOUTS * self.cfg.election_timeout_ms * NANOS_PER_MS;
+        let retry = 2 * self.heartbeat_interval();
+        let Some(t) = &mut self.transfers.incoming else {
+            return false;
+        };
+        if t.last_included <= self.chosen_through {
+            // The log caught this replica up meanwhile.
+            self.transfers.incoming = None;
+            return false;
+        }
+        let new_leader = self
+            .leader
+            .is_some_and(|l| Some(l) != t.leader && l != t.from && l != self.id);
+        if new_leader || now >= t.progress_at + stall {
+            self.stats.snapshot_transfers_abandoned += 1;
+            self.transfers.incoming = None;
+            return false;
+        }
+        if now >= t.requested_at + retry {
+            t.requested_at = now;
+            let (to, last_included, offset) = (t.from, t.last_included, t.received);
+            self.send(
+                to,
+                Message::SnapshotChunkRequest {
+                    last_included,
+                    offset,
+                },
+            );
+        }
+        true
+    }
+
+    /// A peer's state machine at a slot beyond our commit index, complete and checked:
+    /// take it.
+    fn install_snapshot(&mut self, now: Nanos, at: Slot, state: KvState) {
+        assert!(at > self.chosen_through);
         self.stats.snapshots_installed += 1;
-        self.kv.import(snap.kv.clone());
+        self.kv.import(state);
         self.log = self.log.split_off(&(at + 1));
         self.log_base = at;
         self.chosen_through = at;

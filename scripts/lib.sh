@@ -1,0 +1,284 @@
+# Shared by the scripts in scripts/: tools check, the corepax binary, free loopback ports, a
+# local `corepax cluster` started in its own session, waited for (ready line, a leader for
+# every shard, one SET) and stopped, and a pipelined RESP loader (write_loader, load_keys).
+# Source it after `set -euo pipefail`; it defines functions and these variables:
+#   BIN CLUSTER_PID CLUSTER_CMD BASE SHARDS START_NS READY_NS LEADERS_NS NODE_PIDS
+#   LEAD_PORT LEAD_NODE LEADER_LINES LOADER_PY
+
+READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
+CLUSTER_PID=""
+NODE_PIDS=()
+
+# Exits with a hint unless every named tool is on PATH.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || {
+            echo "missing $tool (apt-get install -y redis-server redis-tools python3)" >&2
+            exit 1
+        }
+    done
+}
+
+# Sets BIN to the absolute path of COREPAX_BIN (default target/release/corepax), building
+# the release binary when it is missing.
+resolve_bin() {
+    BIN=${COREPAX_BIN:-target/release/corepax}
+    if [ ! -x "$BIN" ]; then
+        echo "building $BIN" >&2
+        cargo build --release
+    fi
+    BIN=$(readlink -f "$BIN")
+}
+
+# Prints a free loopback port (the kernel picks it; it may be taken again before use, which
+# only makes the server fail to start with a clear error).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Prints a base port B such that B..B+replicas-1 (client ports) and the peer ports
+# B+1000+64*i+shard for every replica i and shard are all free right now.
+free_cluster_base() {
+    python3 - "$1" "$2" <<'EOF'
+import random, socket, sys
+replicas, shards = int(sys.argv[1]), int(sys.argv[2])
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(200):
+    b = random.randrange(20000, 40000)
+    ports = [b + i for i in range(replicas)]
+    ports += [b + 1000 + 64 * i + k for i in range(replicas) for k in range(shards)]
+    if all(free(p) for p in ports):
+        print(b)
+        sys.exit(0)
+sys.exit("no free port range found")
+EOF
+}
+
+# Waits until `redis-cli -p $1 PING` answers PONG, at most $2 seconds.
+wait_ping() {
+    local deadline=$((SECONDS + $2))
+    until [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.1
+    done
+}
+
+# Starts `corepax cluster --replicas 3` with data under $1 and its output appended to $2,
+# in its own session (so stop_cluster can signal the nodes too), on free ports. Shards per
+# node: SHARDS if set, else the cluster's own default (cores ÷ replicas, at least 1), passed
+# explicitly so the ports checked are the ports used. Waits for the ready line, a leader
+# for every shard and one successful SET; then finds the node processes (NODE_PIDS) and the
+# node leading the most shards (LEAD_PORT, LEAD_NODE; LEADER_LINES describes all).
+start_cluster() {
+    local data=$1 log=$2 deadline i c pid led best=-1
+    if [ -z "${SHARDS:-}" ]; then
+        SHARDS=$(($(nproc) / 3))
+        [ "$SHARDS" -ge 1 ] || SHARDS=1
+    fi
+    BASE=$(free_cluster_base 3 "$SHARDS")
+    CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --shards $SHARDS --data $data"
+    echo "starting: $CLUSTER_CMD" >&2
+    START_NS=$(date +%s%N)
+    : >"$log" # exists before the wait loop greps it
+    local -a argv
+    read -r -a argv <<<"$CLUSTER_CMD" # no spaces in its paths: mktemp's name
+    setsid "${argv[@]}" >>"$log" 2>&1 &
+    CLUSTER_PID=$!
+    deadline=$((SECONDS + READY_TIMEOUT_S))
+    until grep -q '^ready: ' "$log"; do
+        if ! kill -0 "$CLUSTER_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+            echo "cluster did not become ready; log:" >&2
+            cat "$log" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    READY_NS=$(date +%s%N)
+    until leaders_ready; do
+        if [ $SECONDS -ge $deadline ]; then
+            echo "not every shard elected a leader within ${READY_TIMEOUT_S}s; log:" >&2
+            cat "$log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    until [ "$(redis-cli -p "$BASE" set corepax:probe 1 2>/dev/null)" = OK ]; do
+        [ $SECONDS -lt $deadline ] || { echo "SET never succeeded" >&2; exit 1; }
+        sleep 0.1
+    done
+    redis-cli -p "$BASE" del corepax:probe >/dev/null 2>&1 || true
+    LEADERS_NS=$(date +%s%N)
+    # The `corepax node` children of the cluster, in replica order (`--id i` in argv).
+    NODE_PIDS=()
+    for i in 0 1 2; do
+        pid=""
+        for c in $(pgrep -P "$CLUSTER_PID" -f "corepax node" || true); do
+            if tr '\0' ' ' <"/proc/$c/cmdline" | grep -q -- "--id $i "; then pid=$c; fi
+        done
+        [ -n "$pid" ] || { echo "no process found for node $i" >&2; exit 1; }
+        NODE_PIDS+=("$pid")
+    done
+    LEAD_PORT=$BASE
+    LEAD_NODE=0
+    LEADER_LINES=""
+    for i in 0 1 2; do
+        led=$(redis-cli -p $((BASE + i)) info | tr -d '\r' | sed -n 's/^shards_led://p')
+        LEADER_LINES+="node $i (port $((BASE + i)), pid ${NODE_PIDS[$i]}): shards_led=$led"$'\n'
+        if [ "$led" -gt "$best" ]; then
+            best=$led
+            LEAD_PORT=$((BASE + i))
+            LEAD_NODE=$i
+        fi
+    done
+}
+
+# True once, for every shard K, some node's INFO says shardK:leading=1.
+leaders_ready() {
+    local all="" i led
+    for i in 0 1 2; do
+        all+=$(redis-cli -p $((BASE + i)) info 2>/dev/null | tr -d '\r' | grep -E '^shard[0-9]+:leading=1' || true)
+        all+=$'\n'
+    done
+    led=$(printf '%s' "$all" | grep -oE '^shard[0-9]+' | sort -u | wc -l)
+    [ "$led" -ge "$SHARDS" ]
+}
+
+# Prints "yes", or what died: the cluster keeps running while a majority of nodes does,
+# so every node is checked, not only the cluster process.
+cluster_alive() {
+    local dead="" i
+    kill -0 "$CLUSTER_PID" 2>/dev/null || dead+=" the cluster process"
+    for i in "${!NODE_PIDS[@]}"; do
+        kill -0 "${NODE_PIDS[$i]}" 2>/dev/null || dead+=" node $i"
+    done
+    if [ -z "$dead" ]; then echo yes; else echo "NO: exited during the run:$dead"; fi
+}
+
+# SIGTERM to the cluster's session (nodes included), SIGKILL after 10 s. For traps.
+stop_cluster() {
+    if [ -n "$CLUSTER_PID" ] && kill -0 "$CLUSTER_PID" 2>/dev/null; then
+        kill -TERM -- "-$CLUSTER_PID" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$CLUSTER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$CLUSTER_PID" 2>/dev/null || true
+    fi
+}
+
+# A pipelined RESP loader on raw sockets: `SET key:%07d <value>` over `conns` connections
+# (threads), BATCH commands per write, then all their replies read. The keys are the range
+# lo:hi, or @FILE (one key number a line). Numbers of keys answered with an error go to
+# failed_out, so that a retry resends only those. Each value is VALUE_BYTES bytes starting
+# with the key's number, so every value differs.
+# (Not redis-cli --pipe: it ends its stream with an empty inline line, "\r\n", which Redis
+# ignores but corepax answers with "ERR Protocol error: empty inline command" and a close.)
+# write_loader PATH: writes the loader to PATH and sets LOADER_PY.
+write_loader() {
+    LOADER_PY=$1
+    cat >"$LOADER_PY" <<'EOF'
+import socket, sys, threading, time
+port, vlen, conns = (int(a) for a in sys.argv[1:4])
+failed_out, spec = sys.argv[4], sys.argv[5]
+BATCH = 1000          # commands per write; their replies are read before the next write
+RECV_TIMEOUT_S = 60   # a silent server fails the load instead of hanging it
+if spec.startswith("@"):
+    with open(spec[1:]) as f:
+        keys = [int(x) for x in f.read().split()]
+else:
+    lo, hi = (int(x) for x in spec.split(":"))
+    keys = range(lo, hi)
+pad = b"x" * vlen
+lock = threading.Lock()
+totals = {"replies": 0, "errors": 0, "failed": 0}
+failed_keys = []
+samples = []
+
+def cmd(i):
+    k = b"key:%07d" % i
+    v = (b"v%07d" % i + pad)[:vlen]
+    return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v)
+
+def worker(part):
+    replies = errors = 0
+    bad = []
+    pos = 0
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT_S)
+        buf = b""
+        for pos in range(0, len(part), BATCH):
+            batch = part[pos:pos + BATCH]
+            s.sendall(b"".join(cmd(i) for i in batch))
+            got = 0
+            while got < len(batch):
+                # A reply to SET is one line: +OK, or -ERR ... (a simple error).
+                while got < len(batch) and b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    if not line.startswith(b"+"):
+                        errors += 1
+                        bad.append(batch[got])
+                        with lock:
+                            if len(samples) < 5:
+                                samples.append(line[:200].decode("utf-8", "replace"))
+                    got += 1
+                if got < len(batch):
+                    d = s.recv(1 << 16)
+                    if not d:
+                        raise ConnectionError("server closed the connection")
+                    buf += d
+            replies += got
+        pos = len(part)
+        s.close()
+    except Exception as e:
+        bad.extend(part[pos:])  # the unanswered rest of this connection's keys
+        with lock:
+            totals["failed"] += 1
+            samples.append("connection failed: %r" % (e,))
+    with lock:
+        totals["replies"] += replies
+        totals["errors"] += errors
+        failed_keys.extend(bad)
+
+t0 = time.time()
+ts = []
+for j in range(conns):
+    part = keys[len(keys) * j // conns:len(keys) * (j + 1) // conns]
+    t = threading.Thread(target=worker, args=(part,))
+    t.start()
+    ts.append(t)
+for t in ts:
+    t.join()
+with open(failed_out, "w") as f:
+    f.write("".join("%d\n" % i for i in sorted(set(failed_keys))))
+print("sent=%d replies=%d errors=%d failed_connections=%d seconds=%.1f" %
+      (len(keys), totals["replies"], totals["errors"], totals["failed"], time.time() - t0))
+for m in samples:
+    print("  e.g. " + m)
+sys.exit(0 if totals["failed"] == 0 else 1)
+EOF
+}
+
+# Sends SETs (VALUE_BYTES each, bounded by LOAD_TIMEOUT_S) through port $1 with LOADERS
+# pipelined connections: keys `$3` (lo:hi or @FILE); the loader's summary goes to $2, the
+# numbers of failed keys to $2.failed. Failures are counted, not fatal here: the caller
+# checks them and DBSIZE.
+load_keys() {
+    timeout "$LOAD_TIMEOUT_S" python3 "$LOADER_PY" "$1" "$VALUE_BYTES" "$LOADERS" "$2.failed" "$3" \
+        >"$2" 2>&1 || echo "loader exit status $?" >>"$2"
+    [ -f "$2.failed" ] || : >"$2.failed"
+}
+
+# Errors plus failed connections in the loader summary $1.
+load_errors() {
+    { grep -oE '(errors|failed_connections)=[0-9]+' "$1" || true; } |
+        cut -d= -f2 | awk '{s += $1} END {print s + 0}'
+}
