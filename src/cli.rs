@@ -402,6 +402,12 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         "snapshots sent to lagging replicas: {}",
         summary.snapshots_sent
     );
+    println!(
+        "anti-entropy during runs: {} entries exchanged, {} installed ({} copies damaged on purpose)",
+        summary.anti_entropy.entries_exchanged,
+        summary.anti_entropy.installed,
+        summary.anti_entropy.damaged
+    );
     let st = &summary.stats;
     if read_mode != crate::config::ReadMode::Log {
         println!(

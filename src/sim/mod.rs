@@ -88,6 +88,17 @@ impl SimConfig {
 /// arithmetic's allowance for it is exercised (real clocks drift far less).
 const SIM_DRIFT_PPM: u64 = 50_000;
 
+/// What anti-entropy sessions did during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AntiEntropyCounts {
+    /// Entries sent either way for differing leaves (proof that sessions found work).
+    pub entries_exchanged: u64,
+    /// Entries installed by the install rule.
+    pub installed: u64,
+    /// Copies damaged on purpose after the clients finished (anti-entropy must fix them).
+    pub damaged: u64,
+}
+
 /// What one run found.
 #[derive(Clone, Debug, Default)]
 pub struct SimOutcome {
@@ -103,6 +114,8 @@ pub struct SimOutcome {
     pub snapshots_sent: u64,
     /// Every replica's counters, summed over its lives (proof that read paths ran).
     pub stats: Stats,
+    /// Anti-entropy sessions run between replicas during the run.
+    pub anti_entropy: AntiEntropyCounts,
     /// Snapshot chunks sent after a first one (proof that transfers took several).
     pub snapshot_chunks_later: u64,
 }
@@ -140,6 +153,8 @@ enum Event {
         attempt: u32,
     },
     Fault,
+    /// An anti-entropy session between two live replicas.
+    AntiEntropy,
     Restart(ReplicaId),
     Heal,
 }
@@ -208,6 +223,7 @@ struct Sim {
     snapshots_sent: u64,
     /// Counters of replicas that crashed, summed.
     dead_stats: Stats,
+    anti_entropy: AntiEntropyCounts,
     snapshot_chunks_later: u64,
 }
 
@@ -316,6 +332,7 @@ impl Sim {
             actions: Vec::new(),
             snapshots_sent: 0,
             dead_stats: Stats::default(),
+            anti_entropy: AntiEntropyCounts::default(),
             snapshot_chunks_later: 0,
             cfg,
         }
@@ -373,10 +390,13 @@ impl Sim {
         }
         let first_fault = self.rng.random_range(50 * MS..300 * MS);
         self.schedule(first_fault, Event::Fault);
+        let first_repair = self.rng.random_range(50 * MS..300 * MS);
+        self.schedule(first_repair, Event::AntiEntropy);
         self.schedule(self.cfg.fault_phase, Event::Heal);
         // Hard stop: after healing, everything must finish well within this.
         let deadline = self.cfg.fault_phase + 30_000 * MS;
         let mut final_reads_started = false;
+        let mut damaged = false;
         while let Some(((at, _), event)) = self.queue.pop_first() {
             if at > deadline {
                 break;
@@ -392,7 +412,15 @@ impl Sim {
                     final_reads_started = true;
                     self.start_final_reads();
                 } else if self.converged() {
-                    return;
+                    if damaged {
+                        return;
+                    }
+                    // Converged: now rot one stored copy, which the log can never fix. Only
+                    // anti-entropy can make the replicas converge again.
+                    damaged = true;
+                    if !self.damage_one_copy() {
+                        return; // Nothing stored, nothing to rot.
+                    }
                 }
             }
         }
@@ -507,6 +535,7 @@ impl Sim {
                 }
             }
             Event::Fault => self.inject_fault(),
+            Event::AntiEntropy => self.anti_entropy(),
             Event::Restart(node) => self.restart(node),
             Event::Heal => {
                 self.log(|| "heal: all links up, every replica restarts".into());
@@ -773,6 +802,99 @@ impl Sim {
         self.schedule(next, Event::Fault);
     }
 
+    /// Bit rot: a caught-up follower's copy of a stored key reverts to an old value
+    /// (version 0). False if no follower is caught up and stores a key.
+    fn damage_one_copy(&mut self) -> bool {
+        let live = || self.nodes.iter().filter_map(|n| n.replica.as_ref());
+        let newest = live().map(Replica::applied_index).max().unwrap_or(0);
+        let followers: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| {
+                self.nodes[*i].replica.as_ref().is_some_and(|r| {
+                    r.leading().is_none() && !r.kv().is_empty() && r.applied_index() == newest
+                })
+            })
+            .collect();
+        if followers.is_empty() {
+            return false;
+        }
+        let victim = followers[self.rng.random_range(0..followers.len())];
+        let r = self.nodes[victim].replica.as_mut().expect("live");
+        let mut keys: Vec<Bytes> = r.kv().iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        let key = keys[self.rng.random_range(0..keys.len())].clone();
+        let rot = crate::protocol::kv::Entry {
+            value: Bytes::from_static(b"rot"),
+            version: 0,
+        };
+        r.kv_mut().force_local(key.clone(), rot);
+        self.anti_entropy.damaged += 1;
+        self.log(|| format!("bit rot: r{victim} {:?} reverted", key));
+        true
+    }
+
+    /// Anti-entropy between two random live replicas, run to the end between two protocol
+    /// steps (like a session whose messages all arrive at once). Its repairs land in
+    /// replicas that may lag or be mid-catch-up: the checkers then prove that a repair
+    /// never breaks linearizability, the applied-log prefix or convergence.
+    fn anti_entropy(&mut self) {
+        use crate::protocol::merkle::{AntiEntropy, Responder, SessionLimits};
+        let next = self.rng.random_range(100 * MS..400 * MS);
+        self.schedule(next, Event::AntiEntropy);
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].replica.is_some())
+            .collect();
+        if live.len() < 2 {
+            return;
+        }
+        let a = live[self.rng.random_range(0..live.len())];
+        let b = loop {
+            let b = live[self.rng.random_range(0..live.len())];
+            if b != a {
+                break b;
+            }
+        };
+        // Small limits, so sessions take several round trips and pushes.
+        let limits = SessionLimits {
+            entries_per_msg_max: 2,
+            parents_per_msg_max: 4,
+            leaves_per_msg_max: 4,
+        };
+        let mut responder = Responder::new(limits);
+        let (mut session, mut msg) = {
+            let ra = self.nodes[a].replica.as_mut().expect("live");
+            AntiEntropy::start(ra.kv_mut(), limits)
+        };
+        let mut installed = 0;
+        for _ in 0..10_000 {
+            let reply = {
+                let rb = self.nodes[b].replica.as_mut().expect("live");
+                let applied = rb.applied_index();
+                let resp = responder.on_msg(rb.kv_mut(), applied, &msg);
+                for (k, e) in resp.repairs {
+                    installed += usize::from(rb.kv_mut().install(k, e));
+                }
+                resp.reply
+            };
+            let Some(reply) = reply else { break };
+            let ra = self.nodes[a].replica.as_mut().expect("live");
+            let applied = ra.applied_index();
+            let next = session.on_msg(ra.kv_mut(), applied, reply);
+            for (k, e) in session.take_repairs() {
+                installed += usize::from(ra.kv_mut().install(k, e));
+            }
+            match next {
+                Some(m) => msg = m,
+                None => break,
+            }
+        }
+        let o = session.outcome();
+        self.anti_entropy.entries_exchanged += o.entries_sent + o.entries_received;
+        self.anti_entropy.installed += installed as u64;
+        if installed > 0 {
+            self.log(|| format!("anti-entropy r{a} ↔ r{b}: {installed} entries installed"));
+        }
+    }
+
     fn crash(&mut self, node: ReplicaId) {
         let keep_frac = self.rng.random_range(0.0..1.0);
         let n = &mut self.nodes[node.index()];
@@ -982,6 +1104,7 @@ impl Sim {
         }
         SimOutcome {
             stats,
+            anti_entropy: self.anti_entropy,
             ops: self.history.len(),
             violations: self.violations,
             undecided,
@@ -1106,6 +1229,8 @@ pub struct Summary {
     pub snapshots_sent: u64,
     /// Replica counters over all seeds.
     pub stats: Stats,
+    /// Anti-entropy over all seeds.
+    pub anti_entropy: AntiEntropyCounts,
     /// Snapshot chunks sent after a first one, over all seeds.
     pub snapshot_chunks_later: u64,
 }
@@ -1130,6 +1255,9 @@ pub fn run_many(
         summary.undecided += outcome.undecided;
         summary.snapshots_sent += outcome.snapshots_sent;
         summary.stats.add(&outcome.stats);
+        summary.anti_entropy.entries_exchanged += outcome.anti_entropy.entries_exchanged;
+        summary.anti_entropy.installed += outcome.anti_entropy.installed;
+        summary.anti_entropy.damaged += outcome.anti_entropy.damaged;
         summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();

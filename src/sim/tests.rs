@@ -32,6 +32,17 @@ fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
         summary.ops >= seeds as usize * 100,
         "clients ran too few operations"
     );
+    assert!(
+        summary.anti_entropy.entries_exchanged > 0,
+        "anti-entropy never found a differing leaf"
+    );
+    assert!(
+        summary.anti_entropy.installed >= summary.anti_entropy.damaged
+            && summary.anti_entropy.damaged > seeds * 9 / 10,
+        "anti-entropy repaired {} of {} damaged copies",
+        summary.anti_entropy.installed,
+        summary.anti_entropy.damaged
+    );
     assert_eq!(summary.failing_seeds, Vec::<u64>::new());
 }
 

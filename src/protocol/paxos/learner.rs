@@ -47,14 +47,18 @@ impl Replica {
             return;
         }
         self.commit_heard = self.commit_heard.max(self.chosen_through);
-        if let super::Role::Leader(l) = &mut self.role
-            && l.in_flight
+        if let super::Role::Leader(l) = &mut self.role {
+            if l.in_flight
                 .first_key_value()
                 .is_some_and(|(s, _)| *s <= self.chosen_through)
-        {
-            // Learned chosen some other way (catch-up from a peer that knew): no longer in
-            // flight, and a snapshot may compact them out of the log.
-            l.in_flight = l.in_flight.split_off(&(self.chosen_through + 1));
+            {
+                // Learned chosen some other way (catch-up from a peer that knew): no longer
+                // in flight, and a snapshot may compact them out of the log.
+                l.in_flight = l.in_flight.split_off(&(self.chosen_through + 1));
+            }
+            // A newer leader chose slots past ours (we have not heard of its ballot yet):
+            // never propose into a chosen slot.
+            l.next_slot = l.next_slot.max(self.chosen_through + 1);
         }
         self.persist(Record::Chosen {
             through: self.chosen_through,
