@@ -191,12 +191,15 @@ fn partitioned_leader_stops_lease_reads_before_a_new_leader_writes() {
         !served.is_empty(),
         "the old leader served no read under its lease after the cut (test proves nothing)"
     );
-    for (start, end, v) in &served {
+    // Judged by when each read was sent (a reply can sit in a busy machine's socket for a
+    // while after the node answered): none sent after the new leader acknowledged a write
+    // may have been answered, by its lease or otherwise.
+    for (start, _, v) in &served {
         assert_eq!(v.as_deref(), Some("old"), "read at {:?}", *start - cut);
         assert!(
-            *end < write_acked,
-            "the old leader still served a lease read {:?} after the cut, after the new leader acknowledged a write ({:?})",
-            *end - cut,
+            *start < write_acked,
+            "the old leader answered a read sent {:?} after the cut, after the new leader acknowledged a write ({:?})",
+            *start - cut,
             write_acked - cut
         );
     }
