@@ -175,6 +175,32 @@ stop_cluster() {
     fi
 }
 
+# stop_pids PID...: asks each process to stop (TERM), gives it 5 s, then kills it. Empty
+# arguments are skipped.
+stop_pids() {
+    local pid
+    for pid in "$@"; do
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        [ -n "$pid" ] || continue
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
+# remove_tmp: deletes $TMP, unless KEEP_TMP=1 (then says where it is).
+remove_tmp() {
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        echo "kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+
 # A pipelined RESP loader on raw sockets: `SET key:%07d <value>` over `conns` connections
 # (threads), BATCH commands per write, then all their replies read. The keys are the range
 # lo:hi, or @FILE (one key number a line). Numbers of keys answered with an error go to

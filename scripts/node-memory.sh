@@ -54,19 +54,8 @@ REDIS_PID=""
 cleanup() {
     local rc=$?
     stop_cluster
-    if [ -n "$REDIS_PID" ]; then
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$REDIS_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$REDIS_PID" 2>/dev/null || true
-    fi
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
+    stop_pids "$REDIS_PID"
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT

@@ -43,21 +43,8 @@ REDIS_PIDS=()
 cleanup() {
     local rc=$?
     stop_cluster
-    for pid in "${REDIS_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${REDIS_PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
+    stop_pids "${REDIS_PIDS[@]}"
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT

@@ -41,23 +41,9 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-catch-up.XXXXXX")
 PIDS=("" "" "")
 
 cleanup() {
-    local rc=$? pid
-    for pid in "${PIDS[@]}"; do
-        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        [ -n "$pid" ] || continue
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
+    local rc=$?
+    stop_pids "${PIDS[@]}"
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT
