@@ -267,7 +267,10 @@ impl Replica {
             let read = self.reads.quorum_reads.remove(&id).expect("listed");
             match read.state {
                 // The repairs went out; answer without their confirmation.
-                ReadState::Repairing { reply, .. } => self.reply(read.token, reply),
+                ReadState::Repairing { reply, .. } => {
+                    self.stats.reads_quorum += 1;
+                    self.reply(read.token, reply);
+                }
                 _ => self.read_through_log(now, read.token, read.req),
             }
         }
