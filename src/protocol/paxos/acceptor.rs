@@ -121,8 +121,7 @@ impl Replica {
             slot,
             batch: batch.clone(),
         });
-        self.note_pending(slot, &batch);
-        self.log.insert(
+        self.insert_entry(
             slot,
             LogEntry {
                 ballot,

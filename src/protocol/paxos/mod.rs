@@ -458,7 +458,7 @@ impl Replica {
             Message::LeaseRequest { seq, ballot } => self.on_lease_request(now, from, seq, ballot),
             Message::LeaseGrant { seq, fence } => self.on_lease_grant(from, seq, fence),
             Message::ReadQuery { id, keys, full } => self.on_read_query(from, id, keys, full),
-            Message::ReadReport { id, view } => self.on_read_report(now, from, id, view),
+            Message::ReadReport { id, view } => self.on_read_report(from, id, view),
             Message::ReadRepair { id, entries } => self.on_read_repair(from, id, entries),
             Message::ReadRepaired { id } => self.on_read_repaired(from, id),
             Message::SnapshotChunkRequest {
@@ -558,6 +558,13 @@ impl Replica {
         self.next_persist_id += 1;
         self.outbox.push(Action::Persist { id, record });
         id
+    }
+
+    /// Puts a value into the log at `slot`; the read modes that track unapplied writes
+    /// note its keys here, so no path into the log can miss them.
+    fn insert_entry(&mut self, slot: Slot, entry: LogEntry) {
+        self.note_pending(slot, &entry.batch);
+        self.log.insert(slot, entry);
     }
 
     fn reply(&mut self, token: Token, reply: ClientReply) {

@@ -373,7 +373,7 @@ impl Replica {
             .map(|(id, _)| *id)
             .collect();
         for id in ready {
-            self.decide_quorum_read(now, id);
+            self.decide_quorum_read(id);
         }
     }
 
@@ -426,7 +426,7 @@ impl Replica {
             },
         );
         if self.cfg.quorum() == 1 {
-            self.decide_quorum_read(now, id);
+            self.decide_quorum_read(id);
             return;
         }
         self.broadcast(&Message::ReadQuery { id, keys, full });
@@ -439,7 +439,7 @@ impl Replica {
     }
 
     /// A report for one of our reads.
-    pub(super) fn on_read_report(&mut self, now: Nanos, from: ReplicaId, id: u64, view: View) {
+    pub(super) fn on_read_report(&mut self, from: ReplicaId, id: u64, view: View) {
         let needed = self.cfg.quorum() - 1;
         let Some(read) = self.reads.quorum_reads.get_mut(&id) else {
             return; // Answered already: a late report.
@@ -451,7 +451,7 @@ impl Replica {
                 }
                 read.views.push((from, view));
                 if read.views.len() >= needed {
-                    self.decide_quorum_read(now, id);
+                    self.decide_quorum_read(id);
                 }
             }
             ReadState::Fetching { from: src, target } if src == from => {
@@ -462,7 +462,7 @@ impl Replica {
                             slot.1 = view;
                         }
                         self.stats.read_fetches += 1;
-                        self.finish_quorum_read(now, id, entries);
+                        self.finish_quorum_read(id, entries);
                     }
                     _ => {
                         // It fell behind (restarted?): wait for ourselves instead.
@@ -475,7 +475,7 @@ impl Replica {
     }
 
     /// Decides a read from the reports so far and the local state.
-    fn decide_quorum_read(&mut self, now: Nanos, id: u64) {
+    fn decide_quorum_read(&mut self, id: u64) {
         let read = &self.reads.quorum_reads[&id];
         let keys = read.req.cmd.read_keys().to_vec();
         let mut views = vec![self.view(&keys, false)];
@@ -486,12 +486,12 @@ impl Replica {
         match digest::plan(&views) {
             Plan::Local => {
                 let entries = keys.iter().map(|k| self.kv.get(k).cloned()).collect();
-                self.finish_quorum_read(now, id, entries);
+                self.finish_quorum_read(id, entries);
             }
             Plan::From(i) => {
                 let from = self.reads.quorum_reads[&id].views[i - 1].0;
                 if let Some(entries) = views[i].entries.clone() {
-                    self.finish_quorum_read(now, id, entries);
+                    self.finish_quorum_read(id, entries);
                 } else {
                     let target = digest::target(&views);
                     let read = self.reads.quorum_reads.get_mut(&id).expect("present");
@@ -514,8 +514,7 @@ impl Replica {
     }
 
     /// Answers with `entries` (fresh and committed) and repairs the stale copies seen.
-    fn finish_quorum_read(&mut self, now: Nanos, id: u64, entries: Vec<Option<Entry>>) {
-        let _ = now;
+    fn finish_quorum_read(&mut self, id: u64, entries: Vec<Option<Entry>>) {
         let read = self.reads.quorum_reads.remove(&id).expect("in progress");
         let keys = read.req.cmd.read_keys().to_vec();
         let values: Vec<Option<Bytes>> = entries
