@@ -78,7 +78,7 @@ impl Shard {
             apply(&mut kv, slot, Command::MSet(batch));
         }
         let mut tree = MerkleTree::new(DEPTH_DEFAULT);
-        tree.rebuild_full(kv.iter().map(|(k, e)| (&k[..], e)));
+        tree.rebuild_full(kv.iter().map(|i| (i.key(), i.entry_ref())));
         Shard {
             kv,
             tree,
@@ -97,7 +97,7 @@ impl Shard {
             .into_iter()
             .map(|i| {
                 let key = key(i);
-                let old = self.kv.get(&key).expect("loaded").clone();
+                let old = self.kv.get(&key).expect("loaded").entry();
                 let new = Entry {
                     value: Bytes::copy_from_slice(&value(all, (i + self.version as usize) % KEYS)),
                     version: self.version,
@@ -113,7 +113,8 @@ impl Shard {
         let plan = self.plan(k, all);
         let t = Instant::now();
         for (key, old, new) in &plan {
-            self.tree.update(key, Some(old), Some(new));
+            self.tree
+                .update(key, Some(old.entry_ref()), Some(new.entry_ref()));
         }
         let t_rebuild = Instant::now();
         let stats = black_box(self.tree.rebuild_incremental());
@@ -129,7 +130,7 @@ impl Shard {
         let t = Instant::now();
         black_box(
             self.tree
-                .rebuild_full(self.kv.iter().map(|(k, e)| (&k[..], e))),
+                .rebuild_full(self.kv.iter().map(|i| (i.key(), i.entry_ref()))),
         );
         t.elapsed()
     }
@@ -248,7 +249,10 @@ fn main() {
     assert_eq!(incremental_root, shard.kv.merkle().root());
 
     let (mut a, mut b, applied) = diverged_pair(&all);
-    let shard_bytes: u64 = b.iter().map(|(k, e)| entry_size_bytes(k, e) as u64).sum();
+    let shard_bytes: u64 = b
+        .iter()
+        .map(|i| entry_size_bytes(i.key(), &i.entry()) as u64)
+        .sum();
     let t = Instant::now();
     let (out, b_repairs, postcard_bytes) = session(&mut a, &mut b, applied);
     let took = t.elapsed();

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::kv::Entry;
+use super::kv::{Entry, EntryRef};
 use super::types::Slot;
 
 /// One replica's report on one key.
@@ -34,10 +34,10 @@ pub struct KeyView {
 pub const ABSENT: u64 = 0;
 
 /// The digest of a stored entry.
-pub fn digest(entry: &Entry) -> u64 {
+pub fn digest(entry: EntryRef<'_>) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3Default::new();
     h.update(&entry.version.to_le_bytes());
-    h.update(&entry.value);
+    h.update(entry.value);
     // Never ABSENT: an existing key must not look deleted.
     h.digest().max(1)
 }
@@ -158,7 +158,7 @@ mod tests {
             keys: keys
                 .iter()
                 .map(|(e, pending)| KeyView {
-                    digest: e.map_or(ABSENT, digest),
+                    digest: e.map_or(ABSENT, |e| digest(e.entry_ref())),
                     version: e.map_or(applied, |e| e.version),
                     pending: *pending,
                 })

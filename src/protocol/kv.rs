@@ -4,11 +4,14 @@
 //! Apply is deterministic: the same log applied on every replica gives the same map, the
 //! same versions and the same replies.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
+pub use super::item::{EntryRef, Item};
 use super::merkle::MerkleTree;
 use super::types::{ClientId, MapHasher, Slot};
 
@@ -121,6 +124,26 @@ pub struct Entry {
     pub version: Slot,
 }
 
+impl Entry {
+    /// The value and version, borrowed.
+    pub fn entry_ref(&self) -> EntryRef<'_> {
+        EntryRef {
+            value: &self.value,
+            version: self.version,
+        }
+    }
+}
+
+impl Item {
+    /// The value and version as an owned entry (the value shares this allocation).
+    pub fn entry(&self) -> Entry {
+        Entry {
+            value: self.value_bytes(),
+            version: self.version(),
+        }
+    }
+}
+
 /// A client session's memory (exported in snapshots).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Session {
@@ -168,100 +191,133 @@ pub enum Applied {
     Forgotten,
 }
 
-/// Everything the state machine holds, in a form to serialise (snapshots).
+/// Everything the state machine holds, in a form to serialise (snapshots). The items are
+/// shared with the map, not copied: a snapshot freezes the state by cloning pointers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
-    /// Every key with its entry, in export order: by [`export_order`] of the key, then by
-    /// key (deterministic bytes for equal states).
-    pub entries: Vec<(Bytes, Entry)>,
+    /// Every key with its value and version: in no particular order as exported, in
+    /// [`KvState::sort`]'s order where a transfer needs one.
+    pub entries: Vec<Item>,
     /// Client sessions, sorted by id.
     pub sessions: Vec<(ClientId, Session)>,
 }
 
-/// A stored key with its entry, boxed: the table then holds one pointer per key instead of
-/// the 72-byte pair, which matters because a hash table is sized to the next power of two
-/// (at 1M keys, 2M buckets: 153 bytes of table per key unboxed, 19 boxed).
-#[derive(Clone, Debug)]
-struct Stored(Box<(Bytes, Entry)>);
-
-impl Stored {
-    fn key(&self) -> &[u8] {
-        &self.0.0
-    }
+/// Keys and their items (the map part of [`Kv`]), and their key + value bytes: one
+/// pointer per key in the table, one allocation per key behind it ([`Item`]).
+#[derive(Clone, Default)]
+struct Map {
+    table: HashTable<Item>,
+    hasher: MapHasher,
+    payload_bytes: u64,
 }
 
-// Hash and equality by key bytes only, like `Bytes`, so a `&[u8]` finds its `Stored`.
-impl std::hash::Hash for Stored {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("keys", &self.table.len())
+            .field("payload_bytes", &self.payload_bytes)
+            .finish()
     }
 }
-
-impl PartialEq for Stored {
-    fn eq(&self, other: &Stored) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Stored {}
-
-impl std::borrow::Borrow<[u8]> for Stored {
-    fn borrow(&self) -> &[u8] {
-        self.key()
-    }
-}
-
-/// Keys and their entries (the map part of [`Kv`]), and their key + value bytes.
-#[derive(Clone, Debug, Default)]
-struct Map(HashSet<Stored, MapHasher>, u64);
 
 impl Map {
-    fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.0.get(key).map(|s| &s.0.1)
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&Item> {
+        self.table.find(self.hash(key), |i| i.key() == key)
     }
 
     fn contains_key(&self, key: &[u8]) -> bool {
-        self.0.contains(key)
+        self.get(key).is_some()
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.table.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.0.iter().map(|s| (&s.0.0, &s.0.1))
+    fn iter(&self) -> impl Iterator<Item = &Item> {
+        self.table.iter()
     }
 
-    /// Sets `key` to `entry`; returns the entry it replaces.
-    fn insert(&mut self, key: &Bytes, entry: Entry) -> Option<Entry> {
-        match self.0.take(&key[..]) {
-            Some(mut stored) => {
-                self.1 = self.1 + entry.value.len() as u64 - stored.0.1.value.len() as u64;
-                // Reuses the box: an overwrite allocates nothing.
-                let old = std::mem::replace(&mut stored.0.1, entry);
-                self.0.insert(stored);
+    /// Sets `key` to `value` at `version`; `changed(old, new)` sees the entry it replaces
+    /// (`None` if the key was absent) and the new one before the map changes.
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        version: Slot,
+        changed: impl FnOnce(Option<EntryRef<'_>>, EntryRef<'_>),
+    ) {
+        let hash = self.hash(key);
+        let hasher = &self.hasher;
+        let new = EntryRef { value, version };
+        match self
+            .table
+            .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let item = o.get_mut();
+                changed(Some(item.entry_ref()), new);
+                self.payload_bytes =
+                    self.payload_bytes + value.len() as u64 - item.value().len() as u64;
+                // Same length and nobody else holds it (the usual overwrite): in place.
+                if !item.overwrite(value, version) {
+                    *item = Item::new(key, value, version);
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                changed(None, new);
+                self.payload_bytes += (key.len() + value.len()) as u64;
+                v.insert(Item::new(key, value, version));
+            }
+        }
+    }
+
+    /// Puts an item as it is (snapshots, repairs); returns the one it replaces.
+    fn put_item(&mut self, item: Item) -> Option<Item> {
+        let hash = self.hash(item.key());
+        let hasher = &self.hasher;
+        let added = item.payload_len() as u64;
+        match self.table.entry(
+            hash,
+            |i| i.key() == item.key(),
+            |i| hasher.hash_one(i.key()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let old = std::mem::replace(o.get_mut(), item);
+                self.payload_bytes = self.payload_bytes + added - old.payload_len() as u64;
                 Some(old)
             }
-            None => {
-                self.1 += (key.len() + entry.value.len()) as u64;
-                self.0.insert(Stored(Box::new((key.clone(), entry))));
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                self.payload_bytes += added;
+                v.insert(item);
                 None
             }
         }
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (k, e) = *self.0.take(key)?.0;
-        self.1 -= (k.len() + e.value.len()) as u64;
-        Some(e)
+    fn remove(&mut self, key: &[u8]) -> Option<Item> {
+        let hash = self.hash(key);
+        let (item, _) = self
+            .table
+            .find_entry(hash, |i| i.key() == key)
+            .ok()?
+            .remove();
+        self.payload_bytes -= item.payload_len() as u64;
+        Some(item)
     }
 }
 
-impl FromIterator<(Bytes, Entry)> for Map {
-    fn from_iter<I: IntoIterator<Item = (Bytes, Entry)>>(iter: I) -> Map {
+impl FromIterator<Item> for Map {
+    fn from_iter<I: IntoIterator<Item = Item>>(iter: I) -> Map {
+        let iter = iter.into_iter();
         let mut map = Map::default();
-        for (k, e) in iter {
-            map.insert(&k, e);
+        map.table
+            .reserve(iter.size_hint().0, |i| map.hasher.hash_one(i.key()));
+        for item in iter {
+            map.put_item(item);
         }
         map
     }
@@ -296,8 +352,8 @@ impl Kv {
         }
     }
 
-    /// The entry of a key.
-    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+    /// The item of a key.
+    pub fn get(&self, key: &[u8]) -> Option<&Item> {
         self.map.get(key)
     }
 
@@ -311,14 +367,14 @@ impl Kv {
         self.map.len() == 0
     }
 
-    /// Every key and entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+    /// Every item, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Item> {
         self.map.iter()
     }
 
     /// Key and value bytes stored.
     pub fn stored_bytes(&self) -> u64 {
-        self.map.1
+        self.map.payload_bytes
     }
 
     /// Key and value bytes of every write command applied here so far (retries and
@@ -395,22 +451,10 @@ impl Kv {
         Some(&s.replies[i].1)
     }
 
-    /// The whole state, for a snapshot.
+    /// The whole state, for a snapshot: every item shared (a pointer each, no key or value
+    /// copied), in no particular order.
     pub fn export(&self) -> KvState {
-        // Sorting 8-byte hashes beside pointers touches each key once; sorting the keys
-        // themselves chased pointers in every comparison: 686 ms at 1M keys against
-        // 316-389 ms (busy machine, `kv_memory_per_key`). It runs on the shard's executor,
-        // where a stall delays heartbeats.
-        let mut order: Vec<(u64, &Bytes, &Entry)> = self
-            .map
-            .iter()
-            .map(|(k, e)| (export_order(k), k, e))
-            .collect();
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        let entries: Vec<(Bytes, Entry)> = order
-            .into_iter()
-            .map(|(_, k, e)| (k.clone(), e.clone()))
-            .collect();
+        let entries: Vec<Item> = self.map.iter().cloned().collect();
         let mut sessions: Vec<(ClientId, Session)> =
             self.sessions.iter().map(|(c, s)| (*c, s.clone())).collect();
         sessions.sort_unstable_by_key(|(c, _)| *c);
@@ -423,30 +467,46 @@ impl Kv {
         self.sessions = state.sessions.into_iter().collect();
         // The map changed without `execute`: the tree learns it all at once.
         self.merkle
-            .rebuild_full(self.map.iter().map(|(k, e)| (&k[..], e)));
+            .rebuild_full(self.map.iter().map(|i| (i.key(), i.entry_ref())));
     }
 
     /// A digest of the map's contents, independent of insertion order, to compare replicas.
     pub fn digest(&self) -> u64 {
-        self.map.iter().fold(0u64, |acc, (k, e)| {
+        self.map.iter().fold(0u64, |acc, i| {
             let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-            h.update(k);
-            h.update(&e.version.to_le_bytes());
-            h.update(&e.value);
+            h.update(i.key());
+            h.update(&i.version().to_le_bytes());
+            h.update(i.value());
             acc ^ h.digest()
         })
     }
 }
 
-/// The first sort key of entries in a [`KvState`]: the key's xxh3 (ties, by key bytes).
+/// The first sort key of entries in a sorted [`KvState`]: the key's xxh3 (ties, by key
+/// bytes).
 pub fn export_order(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
+}
+
+impl KvState {
+    /// Sorts the items by [`export_order`], then by key: the order a snapshot transfer
+    /// sends them in, so the receiver can check that no key repeats. Sorting 8-byte hashes
+    /// beside pointers touches each item once; comparing keys chased pointers in every
+    /// comparison (686 ms at 1M keys against 316-389 ms).
+    pub fn sort(&mut self) {
+        let mut order: Vec<(u64, Item)> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|i| (export_order(i.key()), i))
+            .collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(b.1.key())));
+        self.entries = order.into_iter().map(|(_, i)| i).collect();
+    }
 }
 
 /// Runs one command against the map.
 fn execute(map: &mut Map, merkle: &mut MerkleTree, slot: Slot, cmd: &Command) -> Reply {
     match cmd {
-        Command::Get(k) => Reply::Value(map.get(k).map(|e| e.value.clone())),
+        Command::Get(k) => Reply::Value(map.get(k).map(Item::value_bytes)),
         Command::Set(k, v) => {
             put(map, merkle, k, v, slot);
             Reply::Ok
@@ -458,7 +518,7 @@ fn execute(map: &mut Map, merkle: &mut MerkleTree, slot: Slot, cmd: &Command) ->
         Command::Exists(ks) => Reply::Int(ks.iter().filter(|k| map.contains_key(k)).count() as i64),
         Command::MGet(ks) => Reply::Values(
             ks.iter()
-                .map(|k| map.get(k).map(|e| e.value.clone()))
+                .map(|k| map.get(k).map(Item::value_bytes))
                 .collect(),
         ),
         Command::MSet(kvs) => {
@@ -475,22 +535,18 @@ fn execute(map: &mut Map, merkle: &mut MerkleTree, slot: Slot, cmd: &Command) ->
 // always equal the map's contents.
 
 /// Sets a key and tells the Merkle tree.
-fn put(map: &mut Map, merkle: &mut MerkleTree, key: &Bytes, value: &Bytes, slot: Slot) {
-    let new = Entry {
-        value: value.clone(),
-        version: slot,
-    };
-    // The clone shares the value: only a reference count changes.
-    let old = map.insert(key, new.clone());
-    merkle.update(key, old.as_ref(), Some(&new));
+fn put(map: &mut Map, merkle: &mut MerkleTree, key: &[u8], value: &[u8], slot: Slot) {
+    map.put(key, value, slot, |old, new| {
+        merkle.update(key, old, Some(new))
+    });
 }
 
 /// Removes a key and tells the Merkle tree; true if it existed.
-fn remove(map: &mut Map, merkle: &mut MerkleTree, key: &Bytes) -> bool {
+fn remove(map: &mut Map, merkle: &mut MerkleTree, key: &[u8]) -> bool {
     let Some(old) = map.remove(key) else {
         return false;
     };
-    merkle.update(key, Some(&old), None);
+    merkle.update(key, Some(old.entry_ref()), None);
     true
 }
 
@@ -509,7 +565,7 @@ impl Kv {
     pub fn set_merkle_depth(&mut self, depth: u8) {
         self.merkle = MerkleTree::new(depth);
         self.merkle
-            .rebuild_full(self.map.iter().map(|(k, e)| (&k[..], e)));
+            .rebuild_full(self.map.iter().map(|i| (i.key(), i.entry_ref())));
     }
 
     /// Installs an entry found by anti-entropy repair (see `merkle::repair_verdict`);
@@ -518,20 +574,25 @@ impl Kv {
         if self
             .map
             .get(&key)
-            .is_some_and(|e| e.version >= entry.version)
+            .is_some_and(|i| i.version() >= entry.version)
         {
             return false;
         }
-        let old = self.map.insert(&key, entry.clone());
-        self.merkle.update(&key, old.as_ref(), Some(&entry));
+        self.force_local(key, entry);
         true
     }
 
     /// Debug only: overwrites a key whatever its version, keeping the tree in step.
     /// Creates divergence between replicas on purpose (`COREPAX.DEBUG SETLOCAL`).
     pub fn force_local(&mut self, key: Bytes, entry: Entry) {
-        let old = self.map.insert(&key, entry.clone());
-        self.merkle.update(&key, old.as_ref(), Some(&entry));
+        let old = self
+            .map
+            .put_item(Item::new(&key, &entry.value, entry.version));
+        self.merkle.update(
+            &key,
+            old.as_ref().map(Item::entry_ref),
+            Some(entry.entry_ref()),
+        );
     }
 }
 
@@ -559,7 +620,7 @@ mod tests {
             kv.apply(1, &req(1, 1, 1, Command::Set(b("a"), b("1")))),
             Applied::Reply(Reply::Ok)
         );
-        assert_eq!(kv.get(b"a").map(|e| e.version), Some(1));
+        assert_eq!(kv.get(b"a").map(Item::version), Some(1));
         kv.apply(
             2,
             &req(
@@ -569,7 +630,7 @@ mod tests {
                 Command::MSet(vec![(b("b"), b("2")), (b("a"), b("3"))]),
             ),
         );
-        assert_eq!(kv.get(b"a").map(|e| e.version), Some(2));
+        assert_eq!(kv.get(b"a").map(Item::version), Some(2));
         assert_eq!(
             kv.apply(3, &req(1, 3, 3, Command::MGet(vec![b("a"), b("x")]))),
             Applied::Reply(Reply::Values(vec![Some(b("3")), None]))

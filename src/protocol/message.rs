@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use bytes::Bytes;
 
 use super::digest::View;
-use super::kv::{Entry, KvState, Request, Session};
+use super::kv::{Entry, Item, KvState, Request, Session};
 use super::types::{Ballot, ClientId, Nanos, Slot};
 
 /// The commands of one slot. Shared, so sending it to every follower copies nothing.
@@ -182,7 +182,7 @@ pub struct SnapshotChunk {
     /// The position of the first item of this chunk.
     pub offset: u64,
     /// Entries from `offset` on, if `offset < entries_total`.
-    pub entries: Vec<(Bytes, Entry)>,
+    pub entries: Vec<Item>,
     /// Sessions after the entries.
     pub sessions: Vec<(ClientId, Session)>,
 }

@@ -5,6 +5,7 @@
 //! under the glommio runtime and under the deterministic simulator.
 
 pub mod digest;
+pub mod item;
 pub mod kv;
 pub mod lease;
 pub mod merkle;

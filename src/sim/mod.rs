@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ProtocolConfig, ReadMode, ReadRepair};
+use crate::protocol::kv::Item;
 use crate::protocol::{
     Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record, Replica,
     ReplicaId, Reply, Request, Slot, Snapshot, Stats, Token,
@@ -819,7 +820,7 @@ impl Sim {
         }
         let victim = followers[self.rng.random_range(0..followers.len())];
         let r = self.nodes[victim].replica.as_mut().expect("live");
-        let mut keys: Vec<Bytes> = r.kv().iter().map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<Bytes> = r.kv().iter().map(Item::key_bytes).collect();
         keys.sort();
         let key = keys[self.rng.random_range(0..keys.len())].clone();
         let rot = crate::protocol::kv::Entry {
@@ -1121,7 +1122,7 @@ fn merkle_root(r: &Replica) -> u64 {
     let mut incremental = r.kv().merkle().clone();
     incremental.rebuild_incremental();
     let mut full = crate::protocol::merkle::MerkleTree::new(incremental.depth());
-    full.rebuild_full(r.kv().iter().map(|(k, e)| (&k[..], e)));
+    full.rebuild_full(r.kv().iter().map(|i| (i.key(), i.entry_ref())));
     assert_eq!(
         incremental.root(),
         full.root(),

@@ -60,7 +60,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{FANOUT, MerkleTree, nodes_at};
-use crate::protocol::kv::{Entry, Kv};
+use crate::protocol::kv::{Entry, EntryRef, Item, Kv};
 use crate::protocol::types::Slot;
 
 /// Size limits of a session's messages; both replicas must use the same ones.
@@ -213,7 +213,7 @@ pub enum Verdict {
 /// applied `their_applied`, given `ours` and our horizon `commit_index` (pass the applied
 /// index, which is never above the commit index; see rule 2)?
 pub fn repair_verdict(
-    ours: Option<&Entry>,
+    ours: Option<EntryRef<'_>>,
     theirs: &Entry,
     their_applied: Slot,
     commit_index: Slot,
@@ -223,7 +223,7 @@ pub fn repair_verdict(
     }
     if let Some(o) = ours {
         if o.version == theirs.version {
-            return if o.value == theirs.value {
+            return if o.value == &theirs.value[..] {
                 Verdict::Same
             } else {
                 Verdict::Conflict
@@ -508,7 +508,12 @@ impl AntiEntropy {
                 self.outcome.kept.invalid += 1;
                 continue;
             }
-            let verdict = repair_verdict(kv.get(&key), &entry, their_applied, applied);
+            let verdict = repair_verdict(
+                kv.get(&key).map(Item::entry_ref),
+                &entry,
+                their_applied,
+                applied,
+            );
             self.outcome.kept.count(verdict);
             if verdict == Verdict::Install {
                 self.outcome.repairs.push((key.clone(), entry.clone()));
@@ -757,7 +762,12 @@ impl Responder {
             return Err(Refusal::TooMany);
         }
         for (key, entry) in push {
-            let verdict = repair_verdict(kv.get(key), entry, their_applied, applied);
+            let verdict = repair_verdict(
+                kv.get(key).map(Item::entry_ref),
+                entry,
+                their_applied,
+                applied,
+            );
             self.stats.kept.count(verdict);
             if verdict == Verdict::Install {
                 self.stats.repairs += 1;
@@ -793,9 +803,9 @@ pub fn entries_in_leaves(
 ) -> (usize, Vec<(Bytes, Entry)>) {
     let tree: &MerkleTree = kv.merkle();
     let mut buckets: Vec<Vec<(Bytes, Entry)>> = vec![Vec::new(); leaves.len()];
-    for (key, entry) in kv.iter() {
-        if let Ok(i) = leaves.binary_search(&tree.leaf_of(key)) {
-            buckets[i].push((key.clone(), entry.clone()));
+    for item in kv.iter() {
+        if let Ok(i) = leaves.binary_search(&tree.leaf_of(item.key())) {
+            buckets[i].push((item.key_bytes(), item.entry()));
         }
     }
     let mut out = Vec::new();

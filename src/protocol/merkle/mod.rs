@@ -44,7 +44,7 @@ pub use anti_entropy::{
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::kv::Entry;
+use super::kv::EntryRef;
 
 /// Children per inner node.
 pub const FANOUT: usize = 16;
@@ -62,15 +62,15 @@ const _: () = assert!(DEPTH_MIN >= 1 && DEPTH_MIN <= DEPTH_DEFAULT && DEPTH_DEFA
 const _: () = assert!((FANOUT_BITS * DEPTH_MAX as u32) < u32::BITS);
 
 /// The digest of one stored entry: covers the key, its version and its value's hash.
-pub fn entry_digest(key: &[u8], entry: &Entry) -> u64 {
+pub fn entry_digest(key: &[u8], entry: EntryRef<'_>) -> u64 {
     digest_with_key_hash(xxh3_64(key), entry)
 }
 
-fn digest_with_key_hash(key_hash: u64, entry: &Entry) -> u64 {
+fn digest_with_key_hash(key_hash: u64, entry: EntryRef<'_>) -> u64 {
     let mut buf = [0u8; 24];
     buf[0..8].copy_from_slice(&key_hash.to_le_bytes());
     buf[8..16].copy_from_slice(&entry.version.to_le_bytes());
-    buf[16..24].copy_from_slice(&xxh3_64(&entry.value).to_le_bytes());
+    buf[16..24].copy_from_slice(&xxh3_64(entry.value).to_le_bytes());
     xxh3_64(&buf)
 }
 
@@ -174,7 +174,7 @@ impl MerkleTree {
 
     /// Records that `key` changed from `old` to `new` (`None`: absent); the state machine
     /// calls this on every insert, overwrite and removal.
-    pub fn update(&mut self, key: &[u8], old: Option<&Entry>, new: Option<&Entry>) {
+    pub fn update(&mut self, key: &[u8], old: Option<EntryRef<'_>>, new: Option<EntryRef<'_>>) {
         let key_hash = xxh3_64(key);
         let leaf = self.leaf_of_hash(key_hash) as usize;
         let sum = &mut self.leaves[leaf];
@@ -251,7 +251,7 @@ impl MerkleTree {
     /// reference the incremental path is checked against.
     pub fn rebuild_full<'a, I>(&mut self, entries: I) -> RebuildStats
     where
-        I: IntoIterator<Item = (&'a [u8], &'a Entry)>,
+        I: IntoIterator<Item = (&'a [u8], EntryRef<'a>)>,
     {
         self.leaves.fill(0);
         self.entries = 0;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::protocol::kv::{Command, Entry, Kv, Request};
+use crate::protocol::kv::{Command, Entry, Item, Kv, Request};
 use crate::protocol::types::Slot;
 
 fn key(i: u64) -> Bytes {
@@ -33,7 +33,7 @@ fn apply(kv: &mut Kv, slot: Slot, cmd: Command) {
 
 fn full(kv: &Kv) -> MerkleTree {
     let mut t = MerkleTree::new(kv.merkle().depth());
-    t.rebuild_full(kv.iter().map(|(k, e)| (&k[..], e)));
+    t.rebuild_full(kv.iter().map(|i| (i.key(), i.entry_ref())));
     t
 }
 
@@ -55,7 +55,7 @@ fn empty_trees_agree_and_a_write_undone_restores_the_root() {
         value: Bytes::from_static(b"v"),
         version: 7,
     };
-    a.update(b"k", None, Some(&e));
+    a.update(b"k", None, Some(e.entry_ref()));
     assert!(!a.is_clean());
     let stats = a.rebuild_incremental();
     assert_eq!(
@@ -66,7 +66,7 @@ fn empty_trees_agree_and_a_write_undone_restores_the_root() {
         }
     );
     assert_ne!(a.root(), b.root());
-    a.update(b"k", Some(&e), None);
+    a.update(b"k", Some(e.entry_ref()), None);
     a.rebuild_incremental();
     assert_eq!(a.root(), b.root());
     assert_eq!(a.rebuild_incremental().nodes_hashed, 0);
@@ -100,7 +100,7 @@ fn install_refuses_same_or_newer_versions() {
         version: 6,
     };
     assert!(kv.install(key(1), newer.clone()));
-    assert_eq!(kv.get(&key(1)), Some(&newer));
+    assert_eq!(kv.get(&key(1)).map(Item::entry), Some(newer));
     kv.merkle_mut().rebuild_incremental();
     assert_same_tree(kv.merkle(), &full(&kv));
 }
@@ -151,7 +151,7 @@ proptest! {
             .collect();
         let mut a = MerkleTree::new(depth);
         for (k, e) in &entries {
-            a.update(k, None, Some(e));
+            a.update(k, None, Some(e.entry_ref()));
         }
         let mut b = MerkleTree::new(depth);
         let noise: BTreeMap<Bytes, Entry> = noise
@@ -159,21 +159,21 @@ proptest! {
             .map(|(k, version)| (key(k), Entry { value: value(k, 2), version }))
             .collect();
         for (k, e) in &noise {
-            b.update(k, None, Some(e));
+            b.update(k, None, Some(e.entry_ref()));
         }
         b.rebuild_incremental();
         for (k, e) in entries.iter().rev() {
-            b.update(k, None, Some(e));
+            b.update(k, None, Some(e.entry_ref()));
         }
         for (k, e) in &noise {
-            b.update(k, Some(e), None);
+            b.update(k, Some(e.entry_ref()), None);
         }
         a.rebuild_incremental();
         b.rebuild_incremental();
         prop_assert_eq!(a.root(), b.root());
         let (k, e) = entries.iter().next().expect("at least one entry");
         let bumped = Entry { version: e.version + 1, ..e.clone() };
-        b.update(k, Some(e), Some(&bumped));
+        b.update(k, Some(e.entry_ref()), Some(bumped.entry_ref()));
         b.rebuild_incremental();
         prop_assert_ne!(a.root(), b.root());
     }
@@ -277,7 +277,7 @@ fn hundred_diverged_keys_among_100k_converge_in_one_session() {
     assert!(out.differing_leaves >= 90 && out.differing_leaves <= 100);
     let total_bytes: u64 = a
         .iter()
-        .map(|(k, e)| anti_entropy::entry_size_bytes(k, e) as u64)
+        .map(|i| anti_entropy::entry_size_bytes(i.key(), &i.entry()) as u64)
         .sum();
     // Descend 4 levels, fetch the leaves once, push once.
     assert_eq!(out.round_trips, 6);
@@ -361,19 +361,19 @@ fn repair_verdicts() {
     let theirs = e(10, b"new");
     assert_eq!(repair_verdict(None, &theirs, 12, 12), Verdict::Install);
     assert_eq!(
-        repair_verdict(Some(&e(9, b"old")), &theirs, 12, 12),
+        repair_verdict(Some(e(9, b"old").entry_ref()), &theirs, 12, 12),
         Verdict::Install
     );
     assert_eq!(
-        repair_verdict(Some(&e(11, b"x")), &theirs, 12, 12),
+        repair_verdict(Some(e(11, b"x").entry_ref()), &theirs, 12, 12),
         Verdict::OursNewer
     );
     assert_eq!(
-        repair_verdict(Some(&e(10, b"new")), &theirs, 12, 12),
+        repair_verdict(Some(e(10, b"new").entry_ref()), &theirs, 12, 12),
         Verdict::Same
     );
     assert_eq!(
-        repair_verdict(Some(&e(10, b"bad")), &theirs, 12, 12),
+        repair_verdict(Some(e(10, b"bad").entry_ref()), &theirs, 12, 12),
         Verdict::Conflict
     );
     assert_eq!(repair_verdict(None, &theirs, 12, 9), Verdict::NotApplied);

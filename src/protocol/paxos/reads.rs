@@ -25,7 +25,7 @@ use bytes::Bytes;
 use super::Replica;
 use crate::config::{ReadMode, ReadRepair};
 use crate::protocol::digest::{self, KeyView, Plan, View};
-use crate::protocol::kv::{Entry, Request};
+use crate::protocol::kv::{Entry, Item, Request};
 use crate::protocol::lease::{surely_past, surely_within};
 use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::{Action, ClientReply};
@@ -194,7 +194,7 @@ impl Replica {
             .cmd
             .read_keys()
             .iter()
-            .map(|k| self.kv.get(k).map(|e| e.value.clone()))
+            .map(|k| self.kv.get(k).map(Item::value_bytes))
             .collect();
         let reply = req.cmd.read_reply(&values);
         self.reply(token, ClientReply::Done(reply));
@@ -386,8 +386,8 @@ impl Replica {
                 let pending = pending.and_then(|p| p.newest(k)).unwrap_or(0);
                 match self.kv.get(k) {
                     Some(e) => KeyView {
-                        digest: digest::digest(e),
-                        version: e.version,
+                        digest: digest::digest(e.entry_ref()),
+                        version: e.version(),
                         pending,
                     },
                     None => KeyView {
@@ -401,7 +401,11 @@ impl Replica {
         View {
             applied: self.applied,
             keys: keys_view,
-            entries: full.then(|| keys.iter().map(|k| self.kv.get(k).cloned()).collect()),
+            entries: full.then(|| {
+                keys.iter()
+                    .map(|k| self.kv.get(k).map(Item::entry))
+                    .collect()
+            }),
         }
     }
 
@@ -485,7 +489,10 @@ impl Replica {
         }
         match digest::plan(&views) {
             Plan::Local => {
-                let entries = keys.iter().map(|k| self.kv.get(k).cloned()).collect();
+                let entries = keys
+                    .iter()
+                    .map(|k| self.kv.get(k).map(Item::entry))
+                    .collect();
                 self.finish_quorum_read(id, entries);
             }
             Plan::From(i) => {

@@ -22,11 +22,10 @@
 
 use std::hash::Hash;
 
-use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{LogEntry, Replica, Role};
-use crate::protocol::kv::{Entry, KvState, Session, export_order};
+use crate::protocol::kv::{Item, KvState, Session, export_order};
 use crate::protocol::message::{Message, Snapshot, SnapshotChunk};
 use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::types::{ClientId, NANOS_PER_MS, Nanos, ReplicaId, Slot};
@@ -84,8 +83,7 @@ impl SnapshotOut {
         let mut bytes = 0;
         while at < items_total {
             let size = if at < entries_total {
-                let (k, e) = &self.state.entries[at as usize];
-                k.len() + e.value.len() + ENTRY_OVERHEAD_BYTES
+                self.state.entries[at as usize].payload_len() + ENTRY_OVERHEAD_BYTES
             } else {
                 let (_, s) = &self.state.sessions[(at - entries_total) as usize];
                 s.size_bytes() + SESSION_ID_BYTES
@@ -118,7 +116,7 @@ struct SnapshotIn {
     /// Over the items received so far, in order.
     hasher: Xxh3Default,
     received: u64,
-    entries: Vec<(Bytes, Entry)>,
+    entries: Vec<Item>,
     sessions: Vec<(ClientId, Session)>,
     requested_at: Nanos,
     progress_at: Nanos,
@@ -135,16 +133,16 @@ impl SnapshotIn {
 
     /// Appends a chunk at `received`; false if it breaks the order of keys or ids.
     fn append(&mut self, chunk: SnapshotChunk) -> bool {
-        for (k, e) in chunk.entries {
-            let after_last = self
-                .entries
-                .last()
-                .is_none_or(|(last, _)| (export_order(last), last) < (export_order(&k), &k));
+        for item in chunk.entries {
+            let key = item.key();
+            let after_last = self.entries.last().is_none_or(|last| {
+                (export_order(last.key()), last.key()) < (export_order(key), key)
+            });
             if !after_last {
                 return false;
             }
-            hash_entry(&mut self.hasher, &k, &e);
-            self.entries.push((k, e));
+            hash_item(&mut self.hasher, &item);
+            self.entries.push(item);
         }
         for (c, s) in chunk.sessions {
             if self.sessions.last().is_some_and(|(last, _)| *last >= c) {
@@ -169,9 +167,10 @@ pub(super) struct Transfers {
     written_bytes_mark: u64,
 }
 
-fn hash_entry(h: &mut Xxh3Default, key: &Bytes, entry: &Entry) {
-    key.hash(h);
-    entry.hash(h);
+fn hash_item(h: &mut Xxh3Default, item: &Item) {
+    item.key().hash(h);
+    item.value().hash(h);
+    item.version().hash(h);
 }
 
 fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {
@@ -182,8 +181,8 @@ fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {
 /// xxh3 over every item of a state, in the order chunks carry them.
 fn state_digest(state: &KvState) -> u64 {
     let mut h = Xxh3Default::new();
-    for (k, e) in &state.entries {
-        hash_entry(&mut h, k, e);
+    for item in &state.entries {
+        hash_item(&mut h, item);
     }
     for (c, s) in &state.sessions {
         hash_session(&mut h, *c, s);
@@ -302,7 +301,8 @@ impl Replica {
                 self.stats.messages_ignored += 1;
                 return;
             }
-            let state = self.kv.export();
+            let mut state = self.kv.export();
+            state.sort();
             let digest = state_digest(&state);
             self.transfers.out = Some(SnapshotOut {
                 last_included: self.applied,

@@ -157,7 +157,7 @@ fn value(c: &Cluster, i: usize, k: &str) -> Option<Bytes> {
     c.replicas[i]
         .kv()
         .get(k.as_bytes())
-        .map(|e| e.value.clone())
+        .map(crate::protocol::kv::Item::value_bytes)
 }
 
 #[test]
@@ -640,11 +640,7 @@ fn snapshot_crosses_in_chunks_despite_loss_and_duplicates() {
     // 100 entries of ~24 bytes in 64-byte chunks, plus a session.
     assert!(chunks.len() >= 100 / 3, "only {} chunks", chunks.len());
     for (_, chunk) in &chunks {
-        let bytes: usize = chunk
-            .entries
-            .iter()
-            .map(|(k, e)| k.len() + e.value.len() + 16)
-            .sum();
+        let bytes: usize = chunk.entries.iter().map(|i| i.payload_len() + 16).sum();
         assert!(
             bytes <= 64 || chunk.entries.len() == 1,
             "chunk of {bytes} bytes"
@@ -669,15 +665,14 @@ fn corrupt_snapshot_is_never_installed_and_the_transfer_restarts() {
                 && !corrupted
             {
                 corrupted = true;
-                chunk.entries[0].1.value = Bytes::from_static(b"bit rot");
+                let item = &chunk.entries[0];
+                chunk.entries[0] =
+                    crate::protocol::kv::Item::new(item.key(), b"bit rot", item.version());
             }
             1
         },
         |c| {
-            installed_corrupt |= c.replicas[2]
-                .kv()
-                .iter()
-                .any(|(_, e)| &e.value[..] == b"bit rot");
+            installed_corrupt |= c.replicas[2].kv().iter().any(|i| i.value() == b"bit rot");
             caught_up(c)
         },
     );
@@ -778,15 +773,7 @@ fn log_growth_asks_for_a_snapshot_and_compaction_resets_it() {
 fn malformed_snapshot_chunks_are_dropped_without_staging() {
     let mut c = Cluster::new(3);
     c.elect(0);
-    let entry = |k: &str| {
-        (
-            Bytes::from(k.to_string()),
-            crate::protocol::kv::Entry {
-                value: Bytes::from_static(b"v"),
-                version: 1,
-            },
-        )
-    };
+    let entry = |k: &str| crate::protocol::kv::Item::new(k.as_bytes(), b"v", 1);
     let good = SnapshotChunk {
         last_included: 50,
         items_total: 2,
