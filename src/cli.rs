@@ -93,6 +93,10 @@ pub struct ProtocolArgs {
     /// When digest and quorum reads repair stale replicas: blocking, async.
     #[arg(long)]
     pub read_repair: Option<crate::config::ReadRepair>,
+    /// Key and value bytes of applied log entries kept in memory for lagging followers;
+    /// 0 = until the next snapshot (default 8 MiB).
+    #[arg(long)]
+    pub log_retain_bytes: Option<u64>,
 }
 
 impl ProtocolArgs {
@@ -130,6 +134,9 @@ impl ProtocolArgs {
         }
         if let Some(v) = self.read_repair {
             p.read_repair = v;
+        }
+        if let Some(v) = self.log_retain_bytes {
+            p.log_retain_bytes = v;
         }
     }
 
@@ -170,6 +177,10 @@ impl ProtocolArgs {
                 .map(|v| v.iter().map(u8::to_string).collect::<Vec<_>>().join(",")),
         );
         push("read-repair", self.read_repair.map(|v| v.to_string()));
+        push(
+            "log-retain-bytes",
+            self.log_retain_bytes.map(|v| v.to_string()),
+        );
         out
     }
 }

@@ -171,6 +171,12 @@ pub struct ProtocolConfig {
     /// and a small per-item overhead); a single larger item still gets a chunk. Well
     /// below the peer frame limit, so a snapshot of any size crosses in bounded frames.
     pub snapshot_chunk_bytes_max: usize,
+    /// Key and value bytes of applied log entries kept in memory, at most, for followers
+    /// that lag a little (one that lags more gets a snapshot); 0 = keep them until a
+    /// snapshot compacts the log. Once applied, an entry's keys and values are also in
+    /// the state machine, so this bounds what the log costs in memory beyond the state.
+    /// The write-ahead log on disk keeps every record until the next snapshot either way.
+    pub log_retain_bytes: u64,
 }
 
 impl Default for ProtocolConfig {
@@ -193,6 +199,7 @@ impl Default for ProtocolConfig {
             lease_holders: Vec::new(),
             read_repair: ReadRepair::Blocking,
             snapshot_chunk_bytes_max: 1 << 20,
+            log_retain_bytes: 8 << 20,
         }
     }
 }

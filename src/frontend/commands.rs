@@ -417,7 +417,7 @@ async fn info_text(local: &Rc<Local>) -> String {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},peers_connected={},storage={}\r\n",
+            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},peers_connected={},storage={}\r\n",
             i.index,
             i.leading as u8,
             leader,
@@ -426,6 +426,8 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.keys,
             i.merkle_root,
             i.merkle_bytes,
+            i.log_entries,
+            i.log_applied_bytes,
             i.peers_connected,
             i.storage_error.as_deref().unwrap_or("ok"),
         );
@@ -437,7 +439,7 @@ async fn info_text(local: &Rc<Local>) -> String {
             "shard{}_stats:commands={},forwarded={},errors={},records_persisted={},syncs={},\
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
-             snapshots_sent={},snapshots_installed={}\r\n",
+             snapshots_sent={},snapshots_installed={},log_slots_trimmed={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -453,6 +455,7 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.stats.requests_busy,
             i.stats.snapshots_sent,
             i.stats.snapshots_installed,
+            i.stats.log_slots_trimmed,
         );
     }
     for i in &infos {

@@ -397,9 +397,13 @@ impl Shard {
         let dir = self.snapshot_dir.clone();
         let written = glommio::executor()
             .spawn_blocking(move || {
-                let bytes = postcard::to_stdvec(&snap).map_err(|e| e.to_string())?;
-                crate::runtime::snapshot::write_snapshot(&dir, meta, &bytes)
-                    .map_err(|e| e.to_string())
+                // Streamed to the file: the state is never encoded whole in memory.
+                crate::runtime::snapshot::write_snapshot_with(&dir, meta, |w| {
+                    postcard::to_io(&snap, w)
+                        .map(drop)
+                        .map_err(std::io::Error::other)
+                })
+                .map_err(|e| e.to_string())
             })
             .await;
         let result = match written {
@@ -706,6 +710,8 @@ impl Shard {
             keys: r.kv().len(),
             merkle_root,
             merkle_bytes: r.kv().merkle().memory_bytes(),
+            log_entries: r.log_len(),
+            log_applied_bytes: r.applied_log_bytes(),
             stats: r.stats().clone(),
             counters: self.counters.borrow().clone(),
             peers_connected: transport.as_ref().map_or(0, |t| {
@@ -735,6 +741,10 @@ pub struct ShardInfo {
     pub merkle_root: u64,
     /// Memory the shard's Merkle tree holds (fixed by its shape).
     pub merkle_bytes: usize,
+    /// Log entries held in memory.
+    pub log_entries: usize,
+    /// Key and value bytes of the applied ones among them.
+    pub log_applied_bytes: u64,
     /// Protocol counters.
     pub stats: crate::protocol::Stats,
     /// Runtime counters.

@@ -128,14 +128,18 @@ fn parse_snapshot_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn encode_header(meta: &SnapshotMeta, payload: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
+fn encode_header(
+    meta: &SnapshotMeta,
+    payload_len: u64,
+    payload_sum: u64,
+) -> [u8; SNAPSHOT_HEADER_BYTES] {
     let mut h = [0u8; SNAPSHOT_HEADER_BYTES];
     h[0..8].copy_from_slice(&MAGIC.to_le_bytes());
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[16..24].copy_from_slice(&meta.last_included.to_le_bytes());
     h[24..32].copy_from_slice(&meta.wal_lsn.to_le_bytes());
-    h[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    h[40..48].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+    h[32..40].copy_from_slice(&payload_len.to_le_bytes());
+    h[40..48].copy_from_slice(&payload_sum.to_le_bytes());
     let header_sum = xxhash_rust::xxh3::xxh3_64(&h[0..48]);
     h[48..56].copy_from_slice(&header_sum.to_le_bytes());
     h
@@ -204,14 +208,63 @@ pub fn write_snapshot(
     meta: SnapshotMeta,
     bytes: &[u8],
 ) -> Result<PathBuf, SnapshotError> {
+    write_snapshot_with(dir, meta, |w| w.write_all(bytes))
+}
+
+/// Counts and hashes what passes through on its way to the file.
+struct Summing<W> {
+    inner: W,
+    len: u64,
+    hasher: xxhash_rust::xxh3::Xxh3Default,
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.len += n as u64;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Like [`write_snapshot`], with the payload written by `payload` as it is produced: a
+/// state of any size goes to the file through a 1 MiB buffer, never whole in memory.
+pub fn write_snapshot_with(
+    dir: &Path,
+    meta: SnapshotMeta,
+    payload: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<PathBuf, SnapshotError> {
+    use std::io::{Seek, SeekFrom};
+    const BUFFER_BYTES: usize = 1 << 20;
     std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
     let path = snapshot_path(dir, meta.last_included);
     let tmp = path.with_extension("snap.tmp");
-    let header = encode_header(&meta, bytes);
     {
         let mut file = std::fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-        file.write_all(&header)
-            .and_then(|()| file.write_all(bytes))
+        // The header goes in last, once the payload's length and checksum are known; a
+        // crash before then leaves a `.tmp` file that is never loaded.
+        file.write_all(&[0u8; SNAPSHOT_HEADER_BYTES])
+            .map_err(|e| io_err("write", &tmp, e))?;
+        // Buffered before the checksum: it hashes 1 MiB pieces, not every field.
+        let mut out = std::io::BufWriter::with_capacity(
+            BUFFER_BYTES,
+            Summing {
+                inner: &mut file,
+                len: 0,
+                hasher: xxhash_rust::xxh3::Xxh3Default::new(),
+            },
+        );
+        payload(&mut out).map_err(|e| io_err("write", &tmp, e))?;
+        let summed = out
+            .into_inner()
+            .map_err(|e| io_err("write", &tmp, e.into_error()))?;
+        let header = encode_header(&meta, summed.len, summed.hasher.digest());
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&header))
             .map_err(|e| io_err("write", &tmp, e))?;
         file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
     }
@@ -306,7 +359,7 @@ mod tests {
             last_included: 5,
             wal_lsn: 9,
         };
-        let mut file = encode_header(&meta, b"state").to_vec();
+        let mut file = encode_header(&meta, 5, xxhash_rust::xxh3::xxh3_64(b"state")).to_vec();
         file.extend_from_slice(b"state");
         let p = Path::new("x");
         assert_eq!(verify(p, &file).ok(), Some(meta));
@@ -318,5 +371,22 @@ mod tests {
         assert!(verify(p, &header_flipped).is_err());
         assert!(verify(p, &file[..file.len() - 1]).is_err());
         assert!(verify(p, &file[..10]).is_err());
+    }
+
+    #[test]
+    fn a_payload_written_in_pieces_loads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta {
+            last_included: 3,
+            wal_lsn: 4,
+        };
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        write_snapshot_with(dir.path(), meta, |w| {
+            payload.chunks(999).try_for_each(|c| w.write_all(c))
+        })
+        .unwrap();
+        let snap = load_latest(dir.path()).unwrap().expect("written");
+        assert_eq!(snap.meta, meta);
+        assert!(snap.bytes() == &payload[..]);
     }
 }

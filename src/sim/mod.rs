@@ -266,6 +266,10 @@ impl Sim {
             // that the network loses, repeats and reorders. From the seed, not `rng`, so
             // the other choices of a seed stay as they were.
             snapshot_chunk_bytes_max: [1, 40, 120][(cfg.seed / 2 % 3) as usize],
+            // Applied entries dropped from memory after a few bytes, or a few slots' worth,
+            // or never (the default bound is never reached here): peers behind them
+            // need snapshots even when nobody snapshots on a schedule.
+            log_retain_bytes: [0, 1, 60, 16 << 20][(cfg.seed / 6 % 4) as usize],
             ..ProtocolConfig::default()
         };
         // Within the bound, rates spread over all of it; beyond, far past it.

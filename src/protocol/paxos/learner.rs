@@ -90,11 +90,13 @@ impl Replica {
                     }
                 }
             }
+            self.applied_log_bytes += super::batch_payload_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((slot, batch));
             }
             self.applied = slot;
         }
+        self.trim_applied_log();
         if let Some(p) = &mut self.pending {
             p.applied_through(self.applied);
         }

@@ -39,6 +39,11 @@ pub struct Bugs {
     pub skip_phase1_recovery: bool,
 }
 
+/// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
+fn batch_payload_bytes(batch: &Batch) -> u64 {
+    batch.iter().map(|r| r.cmd.payload_bytes() as u64).sum()
+}
+
 /// A slot's accepted value as this replica knows it.
 #[derive(Clone, Debug)]
 struct LogEntry {
@@ -149,6 +154,8 @@ pub struct Stats {
     pub snapshot_chunks_sent: u64,
     /// Snapshot transfers dropped before completion (stalled, leader changed, bad chunk).
     pub snapshot_transfers_abandoned: u64,
+    /// Applied log entries dropped from memory by `log_retain_bytes` (not by a snapshot).
+    pub log_slots_trimmed: u64,
 }
 
 impl Stats {
@@ -179,6 +186,7 @@ impl Stats {
             repairs_installed,
             snapshot_chunks_sent,
             snapshot_transfers_abandoned,
+            log_slots_trimmed,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -204,6 +212,7 @@ impl Stats {
         self.repairs_installed += repairs_installed;
         self.snapshot_chunks_sent += snapshot_chunks_sent;
         self.snapshot_transfers_abandoned += snapshot_transfers_abandoned;
+        self.log_slots_trimmed += log_slots_trimmed;
     }
 }
 
@@ -239,6 +248,9 @@ pub struct Replica {
     catchup_hint: Option<ReplicaId>,
     /// Slots up to here were compacted out of `log` (their effect is in `kv`).
     log_base: Slot,
+    /// Key and value bytes of the applied entries in `log` (bounded by
+    /// `log_retain_bytes`).
+    applied_log_bytes: u64,
     /// Snapshots being sent to lagging peers and received from a peer.
     transfers: snapshot::Transfers,
     /// Client requests proposed here, waiting to be applied.
@@ -285,6 +297,7 @@ impl Replica {
             catchup_sent_at: None,
             catchup_hint: None,
             log_base: 0,
+            applied_log_bytes: 0,
             transfers: snapshot::Transfers::default(),
             waiting: HashMap::default(),
             next_persist_id: 1,

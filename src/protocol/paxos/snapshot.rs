@@ -228,7 +228,52 @@ impl Replica {
         }
         self.log = self.log.split_off(&(upto + 1));
         self.log_base = upto;
+        self.recount_applied_log_bytes();
         self.transfers.written_bytes_mark = self.kv.written_bytes();
+    }
+
+    /// Drops the oldest applied entries from memory while they hold more than
+    /// `log_retain_bytes` of keys and values, as a compaction would (peers that need them
+    /// get a snapshot), but keeps every slot after a state being sent (the receiver
+    /// continues from there) and every entry whose own record is not yet durable.
+    pub(super) fn trim_applied_log(&mut self) {
+        let limit = self.cfg.log_retain_bytes;
+        if limit == 0 || self.applied_log_bytes <= limit {
+            return;
+        }
+        let upto = match &self.transfers.out {
+            Some(o) => o.last_included.min(self.applied),
+            None => self.applied,
+        };
+        while self.applied_log_bytes > limit {
+            let Some(first) = self.log.first_entry() else {
+                break;
+            };
+            if *first.key() > upto || first.get().persist_id > self.durable_id {
+                break;
+            }
+            let slot = *first.key();
+            let entry = first.remove();
+            self.applied_log_bytes = self
+                .applied_log_bytes
+                .saturating_sub(super::batch_payload_bytes(&entry.batch));
+            self.log_base = slot;
+            self.stats.log_slots_trimmed += 1;
+        }
+    }
+
+    /// Counts `applied_log_bytes` afresh (after the log changed wholesale).
+    pub(super) fn recount_applied_log_bytes(&mut self) {
+        self.applied_log_bytes = self
+            .log
+            .range(..=self.applied)
+            .map(|(_, e)| super::batch_payload_bytes(&e.batch))
+            .sum();
+    }
+
+    /// Key and value bytes of the applied entries held in memory.
+    pub fn applied_log_bytes(&self) -> u64 {
+        self.applied_log_bytes
     }
 
     /// Asks the driver for a snapshot once the log grew by [`SNAPSHOT_LOG_BYTES_MIN`] or half
@@ -493,6 +538,7 @@ impl Replica {
         self.log_base = at;
         self.chosen_through = at;
         self.applied = at;
+        self.applied_log_bytes = 0;
         self.commit_heard = self.commit_heard.max(at);
         if let Role::Leader(l) = &mut self.role {
             l.in_flight = l.in_flight.split_off(&(at + 1));

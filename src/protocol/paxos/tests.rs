@@ -836,3 +836,42 @@ fn malformed_snapshot_chunks_are_dropped_without_staging() {
     assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
     assert_eq!(c.replicas[2].stats().snapshot_transfers_abandoned, 3);
 }
+
+#[test]
+fn applied_log_is_trimmed_to_its_byte_bound_and_a_lagger_gets_a_snapshot() {
+    for bound in [0, 100] {
+        let mut c = Cluster::new(3);
+        for r in &mut c.replicas {
+            r.cfg.log_retain_bytes = bound;
+        }
+        c.elect(0);
+        for i in 0..100 {
+            c.request(
+                0,
+                i + 1,
+                1,
+                i + 1,
+                set(&format!("k{i:03}"), &format!("v{i}")),
+            );
+            c.run(|_, to, _| to.index() != 2);
+        }
+        c.wire.retain(|(_, to, _)| to.index() != 2);
+        let r0 = &c.replicas[0];
+        if bound == 0 {
+            assert_eq!(r0.log_base(), 0, "nothing trimmed without a bound");
+            assert_eq!(r0.stats().log_slots_trimmed, 0);
+            continue;
+        }
+        // Each write holds 6-7 bytes of key and value: about 15 of them fit.
+        assert!(
+            r0.applied_log_bytes() <= bound,
+            "{}",
+            r0.applied_log_bytes()
+        );
+        assert!(r0.log_len() <= 20, "{} entries kept", r0.log_len());
+        assert!(r0.log_base() >= 80, "log base {}", r0.log_base());
+        assert_eq!(r0.stats().log_slots_trimmed, r0.log_base());
+        pump(&mut c, |_, _, _| 1, caught_up);
+        assert!(c.replicas[2].stats().snapshots_installed >= 1);
+    }
+}
