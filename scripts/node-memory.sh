@@ -154,8 +154,9 @@ for i in 0 1 2; do
 done
 
 # Overwrite pass: the same KEYS SETs again (same keys, same values). The map keeps its size,
-# so what RSS gains is what the in-memory log keeps per applied SET until a snapshot
-# compacts it, plus allocator slack.
+# so what RSS gains is what stays behind after the log's entries (bounded by
+# log_retain_bytes) and the snapshots taken meanwhile (which keep overwritten items alive
+# until written): allocator slack.
 OVER_ERRORS="-"
 OVER_MS=0
 if [ "$OVERWRITE" = 1 ]; then
@@ -207,9 +208,9 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     echo "Raw key + value bytes: $KEYS × ($KEY_BYTES + $VALUE_BYTES) = $RAW bytes"
     echo "($RAW_MIB MiB). Target from the issue: RSS ≤ 2× raw. RSS (VmRSS of /proc/PID/status) is"
     echo "read right after DBSIZE reached $KEYS on every node, and again ${SETTLE_S}s later."
-    echo "The node keeps its Paxos log in memory until a snapshot (every \`snapshot_interval_slots\`"
-    echo "applied slots, default 50,000) compacts it to \`log_retain_slots\` (default 10,000), so"
-    echo "this RSS holds the map plus the log since the last snapshot."
+    echo "Each key is one allocation (key, value and version packed); applied log entries stay in"
+    echo "memory up to \`log_retain_bytes\` of keys and values (default 8 MiB), so this RSS holds"
+    echo "the map, that much log, the Merkle tree and the runtime's buffers."
     echo
     echo "| node | role | DBSIZE | RSS idle MiB | RSS after load MiB | **RSS / raw** | RSS +${SETTLE_S}s MiB | RssAnon MiB | data dir MiB | RSS after overwrite MiB | RSS gained per overwriting SET, bytes |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -249,7 +250,7 @@ ratio_of() { awk -v k="$1" -v b="$RAW" 'BEGIN {printf "%.2f", k * 1024 / b}'; }
     if [ "$OVERWRITE" = 1 ]; then
         echo "- Overwrite pass: the same $KEYS SETs again in $OVER_MS ms, $OVER_ERRORS keys answered"
         echo "  with an error. DBSIZE stays $KEYS and values keep their size, so the RSS gained is"
-        echo "  what the in-memory log (until compaction) and allocator slack keep per applied SET"
+        echo "  what the bounded in-memory log, snapshots taken meanwhile and allocator slack keep per applied SET"
         echo "  (compare: $((KEY_BYTES + VALUE_BYTES)) bytes of key + value)."
     fi
     echo "- Cluster alive after the run: $CLUSTER_ALIVE."

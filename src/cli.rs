@@ -211,6 +211,9 @@ pub struct NodeArgs {
     /// Do not pin shard executors to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Cores the pinned executors may use, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    cpus: Option<Vec<usize>>,
     /// Skip fdatasync: benchmarks only, acknowledged writes can be lost on power failure.
     #[arg(long)]
     no_fsync: bool,
@@ -250,6 +253,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                 data_dir: args.data.clone().ok_or_else(|| missing("data"))?,
                 shards: args.shards.unwrap_or_else(num_cpus),
                 pin: true,
+                cpus: Vec::new(),
                 no_fsync: false,
                 cluster_id: 0,
                 debug: false,
@@ -291,6 +295,9 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         cfg.anti_entropy_interval_ms = v;
     }
     cfg.pin &= !args.no_pin;
+    if let Some(v) = &args.cpus {
+        cfg.cpus = v.clone();
+    }
     cfg.no_fsync |= args.no_fsync;
     cfg.debug |= args.debug;
     cfg.protocol.replicas = cfg.peers.len();
@@ -341,6 +348,9 @@ pub struct ClusterArgs {
     /// cluster serves benchmarks (a production node defaults to 30000).
     #[arg(long, default_value_t = 0)]
     pub anti_entropy_interval_ms: u64,
+    /// Snapshot every this many applied slots in every node (default: the node's).
+    #[arg(long)]
+    pub snapshot_interval_slots: Option<u64>,
     /// Protocol settings for every node.
     #[command(flatten)]
     pub protocol: ProtocolArgs,

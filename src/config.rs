@@ -354,6 +354,10 @@ pub struct NodeConfig {
     /// Pin each shard's executor to its own core.
     #[serde(default = "yes")]
     pub pin: bool,
+    /// The cores pinned executors may use (empty: all online cores). Replicas sharing a
+    /// machine need disjoint sets, or their executors all pin to the first cores.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
     /// Skip fdatasync. Benchmarks only: acknowledged writes can be lost on power failure.
     #[serde(default)]
     pub no_fsync: bool,
@@ -530,6 +534,7 @@ mod tests {
             data_dir: "data".into(),
             shards: 1,
             pin: false,
+            cpus: Vec::new(),
             no_fsync: false,
             cluster_id: 0,
             debug: false,

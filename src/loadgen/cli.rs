@@ -165,13 +165,24 @@ pub fn run_against(
         progress,
         pinned,
     };
-    let before = super::info::read_counters(&cfg.targets);
+    let before = super::info::counters(&cfg.targets);
     let out = driver::run(&cfg)?;
     let mut info = info;
-    let counters = super::info::delta(&before, &super::info::read_counters(&cfg.targets));
-    if !counters.is_empty() {
+    let after = super::info::counters(&cfg.targets);
+    let reads = super::info::delta(&before.reads, &after.reads);
+    if !reads.is_empty() {
         // What the server's read path did during the run (leases, digests, repairs).
-        info.insert("read_counters".into(), serde_json::to_value(counters)?);
+        info.insert("read_counters".into(), serde_json::to_value(reads)?);
+    }
+    let shards = super::info::delta(&before.shards, &after.shards);
+    if !shards.is_empty() {
+        // What the protocol did meanwhile: a leader change or a snapshot in the run
+        // explains a latency spike.
+        let changes = shards.get("became_leader").copied().unwrap_or(0);
+        if changes > 0 {
+            eprintln!("note: {changes} leader change(s) during the run");
+        }
+        info.insert("shard_counters".into(), serde_json::to_value(shards)?);
     }
     let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
     Ok((res, out))

@@ -1,6 +1,7 @@
-//! Counters a corepax server reports in INFO (`reads_total:` line), read before and after a
-//! run so the result records what the read path did. Other RESP servers have no such line
-//! and are left alone.
+//! Counters a corepax server reports in INFO (the `reads_total:` line and the
+//! `shardN_stats:` lines), read before and after a run so the result records what the read
+//! path and the protocol did (leader changes, retransmissions, snapshots). Other RESP
+//! servers have no such lines and are left alone.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,20 +30,66 @@ fn info(addr: SocketAddr) -> Option<String> {
     String::from_utf8(body).ok()
 }
 
-/// The numeric `key=value` pairs of the `reads_total:` line, summed over `addrs`.
-pub fn read_counters(addrs: &[SocketAddr]) -> BTreeMap<String, u64> {
-    let mut sum = BTreeMap::new();
+/// True once the corepax server at `addr` knows a leader for each of its shards.
+pub fn every_shard_led(addr: SocketAddr) -> bool {
+    info(addr).is_some_and(|text| shards_led(&text))
+}
+
+fn shards_led(text: &str) -> bool {
+    let shards: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.split_once(':').is_some_and(|(name, _)| {
+                name.strip_prefix("shard")
+                    .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .collect();
+    !shards.is_empty() && shards.iter().all(|l| !l.contains("leader=none"))
+}
+
+/// Counters summed over servers (and shards).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// The numeric `key=value` pairs of the `reads_total:` line.
+    pub reads: BTreeMap<String, u64>,
+    /// Those of every `shardN_stats:` line.
+    pub shards: BTreeMap<String, u64>,
+}
+
+/// The counters of every server in `addrs` that answers INFO.
+pub fn counters(addrs: &[SocketAddr]) -> Counters {
+    let mut sum = Counters::default();
     for text in addrs.iter().filter_map(|a| info(*a)) {
         for (k, v) in parse_reads_total(&text) {
-            *sum.entry(k).or_insert(0) += v;
+            *sum.reads.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in parse_shard_stats(&text) {
+            *sum.shards.entry(k).or_insert(0) += v;
         }
     }
     sum
 }
 
 fn parse_reads_total(text: &str) -> Vec<(String, u64)> {
-    text.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("reads_total:"))
+    parse_pairs(
+        text.lines()
+            .filter_map(|l| l.trim_end().strip_prefix("reads_total:")),
+    )
+}
+
+/// `shard0_stats:a=1,b=2` and the like, every shard's pairs in one list.
+fn parse_shard_stats(text: &str) -> Vec<(String, u64)> {
+    parse_pairs(text.lines().filter_map(|l| {
+        let (name, rest) = l.trim_end().split_once(':')?;
+        let index = name.strip_prefix("shard")?.strip_suffix("_stats")?;
+        index.bytes().all(|b| b.is_ascii_digit()).then_some(rest)
+    }))
+}
+
+/// The numeric `key=value` pairs of comma-separated lines.
+fn parse_pairs<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, u64)> {
+    lines
         .flat_map(|l| l.split(','))
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=')?;
@@ -87,5 +134,32 @@ mod tests {
         let after: BTreeMap<_, _> = got.into_iter().collect();
         assert_eq!(delta(&before, &after)["quorum"], 30);
         assert!(parse_reads_total("# Server\r\nredis_version:7\r\n").is_empty());
+    }
+
+    #[test]
+    fn every_shard_led_needs_a_leader_on_each_shard_line() {
+        let led = "shard0:leading=1,leader=0,keys=5\r\nshard1:leading=0,leader=2\r\n";
+        assert!(shards_led(led));
+        assert!(!shards_led(
+            "shard0:leading=0,leader=none\r\nshard1:leader=2\r\n"
+        ));
+        assert!(!shards_led("# Server\r\nredis_version:7\r\n"));
+        assert!(!shards_led("shard0_stats:commands=3\r\n"));
+    }
+
+    #[test]
+    fn parses_every_shards_stats_line() {
+        let text = "shard0:leading=1,keys=5\r\nshard0_stats:commands=3,became_leader=1\r\n\
+                    shard1_stats:commands=4,became_leader=0\r\nshardx_stats:commands=9\r\n";
+        let got = parse_shard_stats(text);
+        assert_eq!(
+            got,
+            vec![
+                ("commands".to_string(), 3),
+                ("became_leader".to_string(), 1),
+                ("commands".to_string(), 4),
+                ("became_leader".to_string(), 0),
+            ]
+        );
     }
 }

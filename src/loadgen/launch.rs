@@ -248,6 +248,12 @@ impl Launcher for CorepaxCluster {
             self.proc.stop();
             return Err(e);
         }
+        // Listening is not serving: the first election is not part of the run (clients
+        // would wait for it, and its counters would look like a leader change).
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !addrs.iter().all(|a| super::info::every_shard_led(*a)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(addrs)
     }
 

@@ -48,6 +48,15 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("client port out of range for replica {i}"))?;
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     };
+    // Pinned, each replica gets cores of its own; with fewer cores than executors in
+    // all, pinning would stack several executors on one core while others idle (each
+    // node alone would pin to the first cores), so they run unpinned and the kernel
+    // balances them.
+    let cpus = crate::cli::num_cpus();
+    let cores = (!args.no_pin && n * shards <= cpus).then_some(shards);
+    if !args.no_pin && cores.is_none() {
+        eprintln!("note: {n} replicas × {shards} shards > {cpus} cores: executors run unpinned");
+    }
     std::fs::create_dir_all(&args.data)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.data.display()))?;
     let exe = std::env::current_exe()?;
@@ -77,11 +86,22 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         if args.no_fsync {
             cmd.arg("--no-fsync");
         }
-        if args.no_pin {
-            cmd.arg("--no-pin");
+        match &cores {
+            Some(per_node) => {
+                let cpus: Vec<String> = (i * per_node..(i + 1) * per_node)
+                    .map(|c| c.to_string())
+                    .collect();
+                cmd.arg("--cpus").arg(cpus.join(","));
+            }
+            None => {
+                cmd.arg("--no-pin");
+            }
         }
         if args.debug {
             cmd.arg("--debug");
+        }
+        if let Some(v) = args.snapshot_interval_slots {
+            cmd.arg("--snapshot-interval-slots").arg(v.to_string());
         }
         match cmd.spawn() {
             Ok(c) => children.push(c),

@@ -245,7 +245,14 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let shards = cfg.shards;
     let mesh = MeshBuilder::full(shards, MESH_QUEUE_MAX);
     let placement = if cfg.pin {
-        PoolPlacement::MaxSpread(shards, None)
+        let allowed = if cfg.cpus.is_empty() {
+            None
+        } else {
+            let online = glommio::CpuSet::online()
+                .map_err(|e| anyhow::anyhow!("listing the online cores: {e}"))?;
+            Some(online.filter(|l| cfg.cpus.contains(&l.cpu)))
+        };
+        PoolPlacement::MaxSpread(shards, allowed)
     } else {
         PoolPlacement::Unbound(shards)
     };
