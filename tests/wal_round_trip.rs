@@ -86,3 +86,23 @@ fn wal_round_trip_across_segments_and_recycling() {
     let files = std::fs::read_dir(dir.path()).expect("dir").count();
     assert!(files <= segments_before + 4, "{files} files");
 }
+
+#[test]
+fn a_spare_is_wanted_once_the_tail_is_half_full_and_none_is_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let (mut wal, _) = Wal::open(dir.path(), small_opts()).await.expect("open");
+        assert!(!wal.wants_spare(), "nothing appended yet");
+        let mut i = 0;
+        // ~400-byte records into a 64 KiB segment: half full after ~80.
+        while !wal.wants_spare() {
+            i += 1;
+            assert!(i < 160, "never wanted a spare");
+            wal.append(&record(i)).expect("append");
+        }
+        assert!(i > 40, "wanted a spare after only {i} records");
+        wal.preallocate(1).await.expect("preallocate");
+        assert!(!wal.wants_spare(), "a spare is ready");
+        wal.sync().await.expect("sync");
+    });
+}

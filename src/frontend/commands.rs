@@ -439,7 +439,10 @@ async fn info_text(local: &Rc<Local>) -> String {
             "shard{}_stats:commands={},forwarded={},errors={},records_persisted={},syncs={},\
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
-             snapshots_sent={},snapshots_installed={},log_slots_trimmed={}\r\n",
+             snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
+             snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
+             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},\
+             sync_max_ms={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -456,6 +459,14 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.stats.snapshots_sent,
             i.stats.snapshots_installed,
             i.stats.log_slots_trimmed,
+            i.counters.snapshots_written,
+            i.counters.snapshot_freeze_us,
+            i.counters.snapshot_write_ms,
+            i.counters.executor_stalls,
+            i.counters.executor_stall_ms,
+            i.sync_times.slow,
+            i.sync_times.slow_ms,
+            i.sync_times.max_ms,
         );
     }
     for i in &infos {

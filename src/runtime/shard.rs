@@ -106,6 +106,16 @@ pub struct ShardCounters {
     pub read_bytes_sent: u64,
     /// Bytes of peer frames sent to keep leases alive.
     pub lease_bytes_sent: u64,
+    /// Times the shard's executor fell behind its tick by [`STALL_REPORTED`] or more.
+    pub executor_stalls: u64,
+    /// How far behind, summed (ms).
+    pub executor_stall_ms: u64,
+    /// Snapshots written to disk (any reason).
+    pub snapshots_written: u64,
+    /// Time their states took to freeze on the executor, summed (µs).
+    pub snapshot_freeze_us: u64,
+    /// Time their encoding, writing and fsync took on the blocking pool, summed (ms).
+    pub snapshot_write_ms: u64,
 }
 
 /// The state of one shard. Shared by its tasks through `Rc`; never leaves its executor.
@@ -184,6 +194,8 @@ impl Session {
 const TICK_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a forwarded command waits before it is sent again.
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
+/// A tick this late counts as an executor stall (INFO `executor_stalls`).
+const STALL_REPORTED: Duration = Duration::from_millis(20);
 impl Shard {
     /// Opens the WAL, recovers the replica from it, and starts the shard's tasks:
     /// transport, group committer, ticker.
@@ -326,10 +338,21 @@ impl Shard {
             }
         })
         .detach();
+        glommio::spawn_local(shard.clone().keep_spare_segments()).detach();
         let s = shard.clone();
         glommio::spawn_local(async move {
+            let mut last = Instant::now();
             loop {
                 glommio::timer::sleep(TICK_INTERVAL).await;
+                // A tick much later than asked for: the executor was blocked or its
+                // thread not scheduled; either way every request here waited as long.
+                let late = last.elapsed().saturating_sub(TICK_INTERVAL);
+                last = Instant::now();
+                if late >= STALL_REPORTED {
+                    let mut c = s.counters.borrow_mut();
+                    c.executor_stalls += 1;
+                    c.executor_stall_ms += late.as_millis() as u64;
+                }
                 let now = s.now();
                 s.step(|r| r.on_tick(now));
                 if s.snapshot_due() {
@@ -368,6 +391,35 @@ impl Shard {
         *self.actions.borrow_mut() = actions;
     }
 
+    /// Prepares a pre-written WAL segment, beside the committer, once the current one is
+    /// half full and no free one is ready: without it, the sync that fills a segment writes
+    /// a whole new one (64 MiB of zeros and an fsync) before it completes, and every write
+    /// waiting on it stalls. A failure only means the next roll creates its segment inline;
+    /// it is retried later.
+    async fn keep_spare_segments(self: Rc<Self>) {
+        const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+        const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+        loop {
+            if self.wal.is_poisoned() {
+                return;
+            }
+            if !self.wal.wants_spare() {
+                glommio::timer::sleep(CHECK_INTERVAL).await;
+                continue;
+            }
+            match self.wal.preallocate(1).await {
+                Ok(()) => {}
+                Err(e) => {
+                    eprintln!(
+                        "shard {}: preparing a spare WAL segment failed (retrying): {e}",
+                        self.index
+                    );
+                    glommio::timer::sleep(RETRY_INTERVAL).await;
+                }
+            }
+        }
+    }
+
     /// Whether a snapshot is due: every `snapshot_interval_slots` applied, or asked for.
     fn snapshot_due(&self) -> bool {
         if self.snapshot_running.get() || self.storage_error.borrow().is_some() {
@@ -383,7 +435,9 @@ impl Shard {
     async fn write_snapshot(self: Rc<Self>) -> Result<u64, String> {
         self.snapshot_running.set(true);
         self.snapshot_wanted.set(false);
+        let started = Instant::now();
         let snap = self.replica.borrow().snapshot();
+        let frozen = Instant::now();
         // Taken in the same step as the state it describes: the snapshot holds every
         // repair installed up to here.
         let repairs = self.repairs_installed.get();
@@ -408,6 +462,12 @@ impl Shard {
             .await;
         let result = match written {
             Ok(_) => {
+                {
+                    let mut c = self.counters.borrow_mut();
+                    c.snapshots_written += 1;
+                    c.snapshot_freeze_us += (frozen - started).as_micros() as u64;
+                    c.snapshot_write_ms += frozen.elapsed().as_millis() as u64;
+                }
                 self.repairs_durable
                     .set(self.repairs_durable.get().max(repairs));
                 if let Err(e) = self.wal.truncate_before(Lsn(covered.0 + 1)).await {
@@ -718,6 +778,7 @@ impl Shard {
                 t.stats().peers.iter().filter(|p| p.connected).count()
             }),
             storage_error: self.storage_error.borrow().clone(),
+            sync_times: self.wal.sync_times(),
         }
     }
 }
@@ -753,4 +814,6 @@ pub struct ShardInfo {
     pub peers_connected: usize,
     /// Why storage failed, if it did.
     pub storage_error: Option<String>,
+    /// How long WAL syncs took.
+    pub sync_times: crate::runtime::wal::SyncTimes,
 }

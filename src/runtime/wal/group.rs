@@ -8,8 +8,23 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+/// How long syncs took, for INFO.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncTimes {
+    /// Syncs (write + fdatasync) that took [`SLOW_SYNC`] or longer.
+    pub slow: u64,
+    /// Their time, summed (ms).
+    pub slow_ms: u64,
+    /// The longest sync so far (ms).
+    pub max_ms: u64,
+}
+
+/// A sync this long counts as slow in [`SyncTimes`].
+pub const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
+
 struct Shared {
     wal: Wal,
+    times: SyncTimes,
     /// Set by `append` and `close`; cleared by the committer when it looks.
     wake: bool,
     waker: Option<Waker>,
@@ -41,6 +56,7 @@ impl GroupCommitter {
         GroupCommitter {
             shared: Rc::new(RefCell::new(Shared {
                 wal,
+                times: SyncTimes::default(),
                 wake: false,
                 waker: None,
                 closed: false,
@@ -60,6 +76,11 @@ impl GroupCommitter {
             waker.wake();
         }
         Ok(lsn)
+    }
+
+    /// How long syncs took so far.
+    pub fn sync_times(&self) -> SyncTimes {
+        self.shared.borrow().times
     }
 
     /// Highest LSN known durable.
@@ -96,6 +117,11 @@ impl GroupCommitter {
             .finish_truncate(victims, result)
     }
 
+    /// See [`Wal::wants_spare`].
+    pub fn wants_spare(&self) -> bool {
+        self.shared.borrow().wal.wants_spare()
+    }
+
     /// Creates free segment files until `free_min` are ready (see [`Wal::preallocate`]).
     /// Holds no borrow during the I/O, so it may run as its own task beside
     /// [`GroupCommitter::run`]: syncs continue meanwhile.
@@ -129,8 +155,18 @@ impl GroupCommitter {
             match job {
                 Some(job) => {
                     // No borrow is held across the I/O: appends continue meanwhile.
+                    let started = std::time::Instant::now();
                     let done = job.run().await;
-                    let lsn = self.shared.borrow_mut().wal.finish_sync(done)?;
+                    let took = started.elapsed();
+                    let mut shared = self.shared.borrow_mut();
+                    let ms = took.as_millis() as u64;
+                    shared.times.max_ms = shared.times.max_ms.max(ms);
+                    if took >= SLOW_SYNC {
+                        shared.times.slow += 1;
+                        shared.times.slow_ms += ms;
+                    }
+                    let lsn = shared.wal.finish_sync(done)?;
+                    drop(shared);
                     on_durable(lsn);
                 }
                 None => {

@@ -53,7 +53,7 @@ mod group;
 mod io;
 mod recovery;
 
-pub use group::GroupCommitter;
+pub use group::{GroupCommitter, SLOW_SYNC, SyncTimes};
 
 use io::{create_spare, free_segments};
 
@@ -477,6 +477,15 @@ impl Wal {
     /// Number of free segment files ready for reuse (tests and metrics).
     pub fn free_segments(&self) -> usize {
         self.free.len()
+    }
+
+    /// True when no free segment is ready and appends have filled at least half of the
+    /// current one: the roll after it would create its segment inside a sync. (A WAL that
+    /// never gets that far never pays for a spare.)
+    pub fn wants_spare(&self) -> bool {
+        self.free.is_empty()
+            && self.cursor_seq != 0
+            && self.cursor_pos.saturating_mul(2) >= self.cursor_capacity
     }
 
     /// Takes every pending record into a [`SyncJob`] (no I/O). `Ok(None)` when nothing is
