@@ -417,7 +417,7 @@ async fn info_text(local: &Rc<Local>) -> String {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},peers_connected={},storage={}\r\n",
+            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},storage={}\r\n",
             i.index,
             i.leading as u8,
             leader,
@@ -428,6 +428,7 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.merkle_bytes,
             i.log_entries,
             i.log_applied_bytes,
+            i.sync_times.max_ms,
             i.peers_connected,
             i.storage_error.as_deref().unwrap_or("ok"),
         );
@@ -441,8 +442,7 @@ async fn info_text(local: &Rc<Local>) -> String {
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
              snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
-             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},\
-             sync_max_ms={}\r\n",
+             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -466,7 +466,6 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.counters.executor_stall_ms,
             i.sync_times.slow,
             i.sync_times.slow_ms,
-            i.sync_times.max_ms,
         );
     }
     for i in &infos {
