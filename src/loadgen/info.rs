@@ -39,10 +39,8 @@ fn shards_led(text: &str) -> bool {
     let shards: Vec<&str> = text
         .lines()
         .filter(|l| {
-            l.split_once(':').is_some_and(|(name, _)| {
-                name.strip_prefix("shard")
-                    .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-            })
+            l.split_once(':')
+                .is_some_and(|(name, _)| name.strip_prefix("shard").is_some_and(is_index))
         })
         .collect();
     !shards.is_empty() && shards.iter().all(|l| !l.contains("leader=none"))
@@ -83,8 +81,13 @@ fn parse_shard_stats(text: &str) -> Vec<(String, u64)> {
     parse_pairs(text.lines().filter_map(|l| {
         let (name, rest) = l.trim_end().split_once(':')?;
         let index = name.strip_prefix("shard")?.strip_suffix("_stats")?;
-        index.bytes().all(|b| b.is_ascii_digit()).then_some(rest)
+        is_index(index).then_some(rest)
     }))
+}
+
+/// A shard number as INFO writes it in `shardN…` names.
+fn is_index(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The numeric `key=value` pairs of comma-separated lines.

@@ -532,11 +532,9 @@ fn a_replica_that_granted_a_leader_lease_promises_nobody_else() {
 
 /// A cluster whose snapshot chunks hold a few entries each; r2 misses `writes` writes
 /// that r0 and r1 then compact out of their logs, so r2 can only catch up by snapshot.
-fn lagging_behind_compacted_log(writes: u64) -> Cluster {
-    let mut c = Cluster::new(3);
-    for r in &mut c.replicas {
-        r.cfg.snapshot_chunk_bytes_max = 64;
-    }
+/// Elects r0 and writes `writes` keys (`k000`, `k001`, … = `v0`, `v1`, …) through it while
+/// r2 hears nothing.
+fn write_with_r2_cut_off(c: &mut Cluster, writes: u64) {
     c.elect(0);
     for i in 0..writes {
         c.request(
@@ -549,6 +547,14 @@ fn lagging_behind_compacted_log(writes: u64) -> Cluster {
         c.run(|_, to, _| to.index() != 2);
     }
     c.wire.retain(|(_, to, _)| to.index() != 2);
+}
+
+fn lagging_behind_compacted_log(writes: u64) -> Cluster {
+    let mut c = Cluster::new(3);
+    for r in &mut c.replicas {
+        r.cfg.snapshot_chunk_bytes_max = 64;
+    }
+    write_with_r2_cut_off(&mut c, writes);
     for i in 0..2 {
         let applied = c.replicas[i].applied_index();
         c.replicas[i].compact(applied);
@@ -844,18 +850,7 @@ fn applied_log_is_trimmed_to_its_byte_bound_and_a_lagger_gets_a_snapshot() {
         for r in &mut c.replicas {
             r.cfg.log_retain_bytes = bound;
         }
-        c.elect(0);
-        for i in 0..100 {
-            c.request(
-                0,
-                i + 1,
-                1,
-                i + 1,
-                set(&format!("k{i:03}"), &format!("v{i}")),
-            );
-            c.run(|_, to, _| to.index() != 2);
-        }
-        c.wire.retain(|(_, to, _)| to.index() != 2);
+        write_with_r2_cut_off(&mut c, 100);
         let r0 = &c.replicas[0];
         if bound == 0 {
             assert_eq!(r0.log_base(), 0, "nothing trimmed without a bound");
