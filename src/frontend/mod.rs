@@ -19,11 +19,38 @@ const READ_BYTES: usize = 64 << 10;
 /// Commands of one pipeline handled before their replies are written, at most.
 const PIPELINE_MAX: usize = 1024;
 
+/// Connections a listener queues before they are accepted.
+const BACKLOG: i32 = 1024;
+
+/// The client listener of one shard: SO_REUSEPORT, so every shard of the node listens on
+/// the same port and the kernel spreads connections, and SO_REUSEADDR, so it binds while
+/// connections of an earlier listener on that port sit in TIME_WAIT. glommio's own bind
+/// sets only the first, and then fails with "address already in use" when that earlier
+/// listener set only SO_REUSEADDR (a peer listener, any std listener): the tests hit it
+/// about once in ten runs of a test binary, picking a port a finished test's peer
+/// listener had used.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket that `into_raw_fd` just released, so
+    // the glommio listener becomes its only owner and closes it exactly once.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
 /// Accepts clients on this shard until the process stops.
 pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
     let addr = local.cfg.client_addr;
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("binding the client address {addr}: {e}"))?;
+    let listener =
+        bind(addr).map_err(|e| anyhow::anyhow!("binding the client address {addr}: {e}"))?;
     if local.shard.index == 0 {
         println!(
             "corepax node {} ready: clients on {addr}, {} shards",
@@ -110,5 +137,42 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
         if close {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A port was last used by another kind of listener (a peer listener, which sets only
+    /// SO_REUSEADDR) whose side of a connection closed first, as a killed node's kernel
+    /// closes it: that side sits in TIME_WAIT. A client listener must still bind the port
+    /// (tests pick ports a finished test may have used; a node may restart onto it).
+    #[test]
+    fn binds_a_port_whose_old_connections_are_in_time_wait() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let old = std::net::TcpListener::bind(addr).expect("first bind");
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            let mut buf = [0u8; 8];
+            // EOF once the server side closed; then the client closes too.
+            let _ = s.read(&mut buf);
+        });
+        let (accepted, _) = old.accept().expect("accept");
+        drop(accepted);
+        client.join().expect("client");
+        drop(old);
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(512 * 1024)
+            .make()
+            .expect("executor");
+        ex.run(async move {
+            bind(addr).expect("bind with an old connection in TIME_WAIT");
+        });
     }
 }
