@@ -200,8 +200,11 @@ impl Cluster {
             }
             assert!(
                 start.elapsed() < limit,
-                "no leader for every shard within {limit:?}: {:?}",
-                self.leaders()
+                "no leader for every shard within {limit:?}: {:?}; the nodes' logs:\n{}",
+                self.leaders(),
+                (0..self.clients.len())
+                    .map(|i| format!("--- node {i}\n{}", self.log(i)))
+                    .collect::<String>()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
