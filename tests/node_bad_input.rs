@@ -1,5 +1,6 @@
 //! Node: malformed RESP, oversized bulks and arrays, unknown commands get an error reply;
 //! broken frames close the connection; the node keeps serving and applies nothing partial.
+//! A bad `--cpus` stops the node at start with an error naming the field.
 mod node_support;
 use std::io::Read;
 
@@ -81,4 +82,26 @@ fn empty_lines_are_ignored_like_redis() {
     let mut c = Client::connect(cluster.clients[0]).unwrap();
     c.send_raw(b"\r\n\r\nPING\r\n").unwrap();
     assert_eq!(c.read_reply().unwrap(), Value::Simple("PONG".into()));
+}
+
+#[test]
+fn a_core_that_is_not_online_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports(2);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corepax"))
+        .args(["node", "--id", "0", "--client-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--peers")
+        .arg(format!("127.0.0.1:{}", port + 1))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--shards", "1", "--cpus", "4095"])
+        .output()
+        .expect("run corepax node");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid `cpus`: core 4095 is not online"),
+        "{stderr}"
+    );
 }

@@ -250,6 +250,13 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         } else {
             let online = glommio::CpuSet::online()
                 .map_err(|e| anyhow::anyhow!("listing the online cores: {e}"))?;
+            let mut ids: Vec<usize> = online.iter().map(|l| l.cpu).collect();
+            ids.sort_unstable();
+            if let Some(missing) = cfg.cpus.iter().find(|c| !ids.contains(c)) {
+                anyhow::bail!(
+                    "invalid `cpus`: core {missing} is not online (online cores: {ids:?})"
+                );
+            }
             Some(online.filter(|l| cfg.cpus.contains(&l.cpu)))
         };
         PoolPlacement::MaxSpread(shards, allowed)
