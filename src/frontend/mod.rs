@@ -7,7 +7,7 @@ mod commands;
 use std::rc::Rc;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 
 use crate::runtime::node::Local;
 use crate::wire::resp::{self, Limits};
@@ -19,38 +19,12 @@ const READ_BYTES: usize = 64 << 10;
 /// Commands of one pipeline handled before their replies are written, at most.
 const PIPELINE_MAX: usize = 1024;
 
-/// Connections a listener queues before they are accepted.
-const BACKLOG: i32 = 1024;
-
-/// The client listener of one shard: SO_REUSEPORT, so every shard of the node listens on
-/// the same port and the kernel spreads connections, and SO_REUSEADDR, so it binds while
-/// connections of an earlier listener on that port sit in TIME_WAIT. glommio's own bind
-/// sets only the first, and then fails with "address already in use" when that earlier
-/// listener set only SO_REUSEADDR (a peer listener, any std listener): the tests hit it
-/// about once in ten runs of a test binary, picking a port a finished test's peer
-/// listener had used.
-fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    let fd = socket.into_raw_fd();
-    // SAFETY: `fd` is a bound, listening TCP socket that `into_raw_fd` just released, so
-    // the glommio listener becomes its only owner and closes it exactly once.
-    Ok(unsafe { TcpListener::from_raw_fd(fd) })
-}
-
 /// Accepts clients on this shard until the process stops.
 pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
     let addr = local.cfg.client_addr;
-    let listener =
-        bind(addr).map_err(|e| anyhow::anyhow!("binding the client address {addr}: {e}"))?;
+    // Shared by every shard of the node (SO_REUSEPORT).
+    let listener = crate::transport::bind_listener(addr, true)
+        .map_err(|e| anyhow::anyhow!("binding the client address {addr}: {e}"))?;
     if local.shard.index == 0 {
         println!(
             "corepax node {} ready: clients on {addr}, {} shards",
@@ -142,7 +116,6 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::io::Read;
 
     /// A port was last used by another kind of listener (a peer listener, which sets only
@@ -172,7 +145,28 @@ mod tests {
             .make()
             .expect("executor");
         ex.run(async move {
-            bind(addr).expect("bind with an old connection in TIME_WAIT");
+            crate::transport::bind_listener(addr, true)
+                .expect("bind with an old connection in TIME_WAIT");
+        });
+    }
+
+    /// The client port is shared by the node's shards; a peer port never is, so a second
+    /// node configured onto it fails to start instead of taking half its connections.
+    #[test]
+    fn only_a_shared_listener_shares_its_port() {
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(512 * 1024)
+            .make()
+            .expect("executor");
+        ex.run(async {
+            let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let shared = crate::transport::bind_listener(any, true).expect("bind");
+            let addr = shared.local_addr().expect("address");
+            crate::transport::bind_listener(addr, true).expect("a second shard binds too");
+            let peer = crate::transport::bind_listener(any, false).expect("bind");
+            let addr = peer.local_addr().expect("address");
+            assert!(crate::transport::bind_listener(addr, false).is_err());
+            assert!(crate::transport::bind_listener(addr, true).is_err());
         });
     }
 }

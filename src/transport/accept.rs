@@ -16,15 +16,31 @@ use super::{
 };
 use crate::wire::frame::{self, FrameError, HELLO_FRAME_BYTES_MAX, Hello, PROTOCOL_VERSION};
 
-/// Binds with the standard library rather than `glommio::net::TcpListener::bind`, which
-/// sets SO_REUSEPORT: with it a second node misconfigured onto the same port would bind
-/// without error and silently receive half the connections. std sets SO_REUSEADDR only,
-/// which still lets a restarted node rebind while old connections sit in TIME_WAIT.
-pub(super) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Connections a listener queues before they are accepted.
+const BACKLOG: i32 = 1024;
+
+/// A glommio listener on `addr`, bound here rather than by `glommio::net::TcpListener::bind`,
+/// which sets SO_REUSEPORT only. Always SO_REUSEADDR, so a listener binds while connections
+/// of an earlier one on that port sit in TIME_WAIT (a node restarted after kill -9; a test
+/// picking a port a finished test used). SO_REUSEPORT only with `share_port`: the client
+/// port, on which every shard of a node listens and the kernel spreads connections. A peer
+/// port must not be shared, or a second node misconfigured onto it would bind without error
+/// and silently receive half the connections.
+pub(crate) fn bind_listener(addr: SocketAddr, share_port: bool) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if share_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
     // Left in blocking mode, exactly as glommio's own bind leaves it: glommio sets
     // O_NONBLOCK around its own accept attempt and otherwise hands accepts to io_uring.
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    let fd = std_listener.into_raw_fd();
+    let fd = socket.into_raw_fd();
     // SAFETY: `fd` is a bound, listening TCP socket that `into_raw_fd` just released, so
     // the glommio listener becomes its only owner and closes it exactly once.
     Ok(unsafe { TcpListener::from_raw_fd(fd) })

@@ -36,6 +36,8 @@
 mod accept;
 mod link;
 
+pub(crate) use accept::bind_listener;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -262,10 +264,11 @@ impl<M: Serialize + DeserializeOwned + 'static> Transport<M> {
         on_message: impl Fn(u8, M) + 'static,
     ) -> Result<Transport<M>, TransportError> {
         cfg.validate()?;
-        let listener = accept::bind(cfg.listen).map_err(|source| TransportError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+        let listener =
+            accept::bind_listener(cfg.listen, false).map_err(|source| TransportError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| TransportError::Bind {
