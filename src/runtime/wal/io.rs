@@ -109,6 +109,32 @@ pub(super) async fn write_zeros(
     Ok(())
 }
 
+/// Name of the file [`settle_completion_mode`] writes and removes.
+const PROBE_FILE: &str = "iopoll-probe";
+
+/// Makes this thread's glommio take WAL I/O completions from the kernel (interrupts) instead
+/// of busy-polling for them, unless the device really supports polled I/O.
+///
+/// glommio decides once per thread and device, at the first `DmaFile` it opens there, by
+/// reading block 0 through its polled (IOPOLL) ring: success means "pollable". A WAL's
+/// first file is new and empty, so that read ends at end-of-file before reaching the
+/// device and succeeds even on a device without poll queues (this VM's virtio disk). Every
+/// WAL write then went to the polled ring, and the executor spun in `io_uring_enter` until
+/// each write completed — while the kernel worker that completes it waited for the same
+/// core. With three replicas on two cores that made about half of all one-client writes
+/// take a scheduler tick (~4 ms). Opening a file whose block 0 holds data first makes the
+/// probe ask the device, which answers truthfully; the answer is cached for the thread.
+pub(super) async fn settle_completion_mode(dir: &Path) -> Result<(), WalError> {
+    let path = dir.join(PROBE_FILE);
+    std::fs::write(&path, [0xa5u8; BLOCK_BYTES as usize])
+        .map_err(|e| io_err("write", &path, e))?;
+    let opened = OpenOptions::new().read(true).dma_open(&path).await;
+    let removed = std::fs::remove_file(&path);
+    let file = opened.map_err(|e| io_err("open", &path, e))?;
+    file.close().await.map_err(|e| io_err("close", &path, e))?;
+    removed.map_err(|e| io_err("remove", &path, e))
+}
+
 /// Opens an existing segment file for reading and writing.
 pub(super) async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> {
     OpenOptions::new()

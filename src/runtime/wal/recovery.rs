@@ -4,7 +4,7 @@
 use super::format::{
     self, BLOCK_BYTES, HeaderParse, HeaderState, RECORD_HEADER_BYTES, SegmentHeader, SegmentKind,
 };
-use super::io::{open_segment_file, write_header, write_zeros};
+use super::io::{open_segment_file, settle_completion_mode, write_header, write_zeros};
 use super::{
     DamageReason, LiveSegment, Lsn, Recovery, TailDamage, Wal, WalError, WalOptions, io_err,
     parse_segment_name,
@@ -209,6 +209,7 @@ pub(super) async fn open(
     on_record: &mut dyn FnMut(Lsn, &[u8]),
 ) -> Result<(Wal, Recovery), WalError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+    settle_completion_mode(dir).await?;
     let listed = list_segments(dir)?;
     let next_index = listed.last().map_or(0, |(index, _)| index + 1);
     let mut recovery = Recovery::default();
