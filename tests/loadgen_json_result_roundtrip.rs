@@ -35,6 +35,7 @@ fn json_and_interval_log_round_trip() {
         started: SystemTime::now(),
         open_loop: None,
         preload: Some((100_000, 1.5)),
+        server_cpu_s: vec![("127.0.0.1:1".parse().expect("addr"), 0.006)],
     };
     let target = TargetDescription {
         kind: "external".into(),
@@ -53,6 +54,11 @@ fn json_and_interval_log_round_trip() {
     assert_eq!(back.ops["get"].count, 600);
     assert_eq!(back.errors["WRONGTYPE"], 3);
     assert_eq!(back.target_info["no_fsync"], serde_json::Value::Bool(true));
+    // 6 ms of server CPU over the 1,200 measured requests.
+    let cpu = &back.server_cpu[0];
+    assert_eq!(cpu.addr, "127.0.0.1:1");
+    assert!((cpu.us_per_op - 5.0).abs() < 1e-9, "{}", cpu.us_per_op);
+    assert!(r.table().contains("127.0.0.1:1 5.00"), "{}", r.table());
 
     let log = std::fs::read(back.hlog_path.as_ref().expect("hlog path")).expect("read hlog");
     let mut de = Deserializer::new();

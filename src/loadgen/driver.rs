@@ -131,6 +131,9 @@ pub struct RunOutput {
     pub open_loop: Option<OpenLoopReport>,
     /// Preload: records written and seconds taken.
     pub preload: Option<(u64, f64)>,
+    /// CPU time (user + system, s) each target used in the measured window, for the
+    /// targets whose INFO reports it at both ends (Redis and corepax do).
+    pub server_cpu_s: Vec<(SocketAddr, f64)>,
 }
 
 /// Read-only plan shared by every core.
@@ -278,7 +281,23 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
             async move { shard_main(plan, me).await }
         })
         .map_err(|e| DriverError::Pool(e.to_string()))?;
+    // The servers' CPU clocks are read when measuring starts and when it ends, from a
+    // thread of their own so the first read lands on time whatever the collector does.
+    let targets = cfg.targets.clone();
+    let cpu_at_start = std::thread::spawn(move || {
+        std::thread::sleep(measure_start.saturating_duration_since(Instant::now()));
+        read_server_cpu(&targets)
+    });
     let collected = collect(&rx, &plan, cfg.progress);
+    let cpu_at_end = read_server_cpu(&cfg.targets);
+    let server_cpu_s = match cpu_at_start.join() {
+        Ok(start) => start
+            .into_iter()
+            .zip(cpu_at_end)
+            .filter_map(|((addr, a), (_, b))| Some((addr, b? - a?)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     for r in handles.join_all() {
         r.map_err(|e| DriverError::Pool(e.to_string()))?;
     }
@@ -308,7 +327,16 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
         started,
         open_loop,
         preload,
+        server_cpu_s,
     })
+}
+
+/// Each target's CPU time so far (s), if its INFO says.
+fn read_server_cpu(targets: &[SocketAddr]) -> Vec<(SocketAddr, Option<f64>)> {
+    targets
+        .iter()
+        .map(|a| (*a, super::info::cpu_s(*a)))
+        .collect()
 }
 
 /// Receives interval messages until every core is done; shows progress.

@@ -46,6 +46,22 @@ fn shards_led(text: &str) -> bool {
     !shards.is_empty() && shards.iter().all(|l| !l.contains("leader=none"))
 }
 
+/// CPU time (user + system, s) the server at `addr` has used so far, from the
+/// `used_cpu_user` and `used_cpu_sys` lines of its INFO: Redis and corepax both have them.
+pub fn cpu_s(addr: SocketAddr) -> Option<f64> {
+    info(addr).and_then(|text| parse_cpu_s(&text))
+}
+
+fn parse_cpu_s(text: &str) -> Option<f64> {
+    let field = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))?
+            .parse()
+            .ok()
+    };
+    Some(field("used_cpu_user")? + field("used_cpu_sys")?)
+}
+
 /// Counters summed over servers (and shards).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -137,6 +153,15 @@ mod tests {
         let after: BTreeMap<_, _> = got.into_iter().collect();
         assert_eq!(delta(&before, &after)["quorum"], 30);
         assert!(parse_reads_total("# Server\r\nredis_version:7\r\n").is_empty());
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system() {
+        let redis = "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:2.500000\r\n\
+                     used_cpu_sys_children:9.000000\r\n";
+        assert_eq!(parse_cpu_s(redis), Some(3.75));
+        assert_eq!(parse_cpu_s("used_cpu_user:2.5\r\n"), None);
+        assert_eq!(parse_cpu_s("used_cpu_user:x\r\nused_cpu_sys:1\r\n"), None);
     }
 
     #[test]

@@ -87,6 +87,22 @@ pub struct BenchResult {
     pub hlog_path: Option<String>,
     /// Warnings worth reading (fallbacks, missed target rates).
     pub notes: Vec<String>,
+    /// CPU each server process spent per operation in the measured window.
+    #[serde(default)]
+    pub server_cpu: Vec<ServerCpu>,
+}
+
+/// CPU one server process used in the measured window (user + system, from its INFO).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerCpu {
+    /// The server's address.
+    pub addr: String,
+    /// CPU seconds it used.
+    pub cpu_s: f64,
+    /// Microseconds of its CPU per operation of the whole run (every operation the load
+    /// generator completed, whichever server it was sent to).
+    pub us_per_op: f64,
 }
 
 impl BenchResult {
@@ -130,6 +146,17 @@ impl BenchResult {
                 "NO REQUEST SUCCEEDED in the measured window: these figures mean nothing".into(),
             );
         }
+        let total = Percentiles::of(&all, out.measured_s, out.stats.error_count());
+        let server_cpu = out
+            .server_cpu_s
+            .iter()
+            .filter(|_| total.count > 0)
+            .map(|(addr, cpu_s)| ServerCpu {
+                addr: addr.to_string(),
+                cpu_s: *cpu_s,
+                us_per_op: cpu_s * 1e6 / total.count as f64,
+            })
+            .collect();
         BenchResult {
             corepax_version: env!("CARGO_PKG_VERSION").to_string(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -143,12 +170,13 @@ impl BenchResult {
             start_time_unix_s: unix,
             measured_s: out.measured_s,
             ops,
-            total: Percentiles::of(&all, out.measured_s, out.stats.error_count()),
+            total,
             errors: out.stats.error_kinds.clone(),
             open_loop: out.open_loop,
             preload: out.preload,
             hlog_path: None,
             notes,
+            server_cpu,
         }
     }
 
@@ -199,6 +227,19 @@ impl BenchResult {
                 } else {
                     "  << TARGET RATE NOT KEPT"
                 }
+            );
+        }
+        if !self.server_cpu.is_empty() {
+            let each: Vec<String> = self
+                .server_cpu
+                .iter()
+                .map(|c| format!("{} {:.2}", c.addr, c.us_per_op))
+                .collect();
+            let sum: f64 = self.server_cpu.iter().map(|c| c.us_per_op).sum();
+            s += &format!(
+                "server CPU per op (µs, user+sys): {} | all {:.2}\n",
+                each.join("  "),
+                sum
             );
         }
         for n in &self.notes {
