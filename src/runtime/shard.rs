@@ -234,7 +234,7 @@ impl Shard {
             .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
         if let Some(damage) = &recovery.damage {
             eprintln!(
-                "shard {index}: WAL recovery dropped a torn tail (never synced, so never acknowledged): {damage}"
+                "shard {index}: WAL recovery stopped at damage and dropped the rest, a torn tail (never synced, so never acknowledged): {damage}"
             );
         }
         let wal_end_lsn = wal.durable_lsn().0;
