@@ -1,6 +1,6 @@
-//! A flipped bit is caught by the record checksum: in the last record it drops only that
-//! record; in the middle of the log it stops replay there (and drops later segments),
-//! reporting where and why, because records after a hole cannot be trusted.
+//! A flipped bit in the last record is caught by the record checksum and drops only that
+//! record, as a torn tail: nothing after it shows it was ever synced. (A flip with valid
+//! records after it is mid-log corruption: tests/wal_mid_log_corruption.rs.)
 
 mod wal_support;
 
@@ -67,26 +67,23 @@ fn corrupt_and_reopen(
 #[test]
 fn wal_corrupt_last_record() {
     let rec = corrupt_and_reopen(RECORDS, 32 + 5, 0x04, DamageReason::ChecksumMismatch);
+    assert!(
+        rec.mid_log.is_none(),
+        "a damaged last record is a torn tail"
+    );
     assert_eq!(rec.damage.map(|d| d.dropped_segments), Some(0));
 }
 
 #[test]
-fn wal_corrupt_middle_record_stops_replay() {
-    let rec = corrupt_and_reopen(40, 32 + 5, 0x04, DamageReason::ChecksumMismatch);
-    assert!(
-        rec.damage.map(|d| d.dropped_segments) > Some(0),
-        "later segments are dropped"
-    );
+fn wal_corrupt_last_record_seq_field() {
+    // Clearing bit 0 of its seq makes it look like a record of an older life (its
+    // checksum shows it is damage, not a stale end).
+    let rec = corrupt_and_reopen(RECORDS, 8, 0x01, DamageReason::ChecksumMismatch);
+    assert!(rec.mid_log.is_none());
 }
 
 #[test]
-fn wal_corrupt_seq_field_is_not_mistaken_for_a_stale_record() {
-    // Record 40 is in the first segment life (seq 1); clearing bit 0 of its seq makes it
-    // look like a record of an older life. Its checksum shows it is damage, not a stale end.
-    corrupt_and_reopen(40, 8, 0x01, DamageReason::ChecksumMismatch);
-}
-
-#[test]
-fn wal_corrupt_lsn_field_is_a_bad_header() {
-    corrupt_and_reopen(40, 16, 0x02, DamageReason::BadHeader);
+fn wal_corrupt_last_record_lsn_field_is_a_bad_header() {
+    let rec = corrupt_and_reopen(RECORDS, 16, 0x02, DamageReason::BadHeader);
+    assert!(rec.mid_log.is_none());
 }

@@ -1,7 +1,8 @@
 //! Property: wherever the log is cut (a crash that loses the end of the data) or a bit is
 //! flipped, recovery returns exactly the records before the damage, reports it at the
 //! damaged record (a flip is always reported), and the log then continues with the next
-//! LSN.
+//! LSN. A flip with records after it is mid-log corruption: only the damaged record is
+//! lost, the later ones are returned, and the log continues after the last of them.
 
 mod wal_support;
 
@@ -58,27 +59,44 @@ proptest! {
                 *life < last_life || off + 32 + **len as u64 <= damaged_at
             })
             .count();
+        // A flipped record with records after it: those prove it had been synced.
+        let mid_log = flip && survivors + 1 < lens.len();
+        let expected: Vec<usize> = if mid_log {
+            (0..lens.len()).filter(|&i| i != survivors).collect()
+        } else {
+            (0..survivors).collect()
+        };
         run(async {
             let (mut wal, rec) = Wal::open(dir.path(), opts.clone()).await.expect("reopen");
-            assert_eq!(rec.records.len(), survivors);
-            for (i, (lsn, bytes)) in rec.records.iter().enumerate() {
+            assert_eq!(rec.records.len(), expected.len());
+            for ((lsn, bytes), &i) in rec.records.iter().zip(&expected) {
                 assert_eq!(*lsn, Lsn(i as u64 + 1));
                 assert_eq!(bytes, &records[i]);
             }
-            if flip {
-                assert!(rec.damage.is_some(), "a flipped bit is always reported");
-            }
-            if let Some(d) = &rec.damage {
-                assert_eq!(d.offset, places[survivors].1, "damage is at the damaged record");
+            if mid_log {
+                let m = rec.mid_log.clone().expect("mid-log corruption is reported");
+                let lost = Lsn(survivors as u64 + 1);
+                assert_eq!((m.first_lost, m.last_lost, m.records_lost), (lost, lost, 1));
+                assert_eq!(m.offset, places[survivors].1, "at the damaged record");
+                assert!(rec.damage.is_none(), "the log ends cleanly");
+            } else {
+                assert!(rec.mid_log.is_none());
+                if flip {
+                    assert!(rec.damage.is_some(), "a flipped bit is always reported");
+                }
+                if let Some(d) = &rec.damage {
+                    assert_eq!(d.offset, places[survivors].1, "damage is at the damaged record");
+                }
             }
             let next = wal.append(b"next").expect("append");
-            assert_eq!(next, Lsn(survivors as u64 + 1));
+            let last = expected.last().map_or(0, |&i| i as u64 + 1);
+            assert_eq!(next, Lsn(last + 1));
             wal.sync().await.expect("sync");
         });
         run(async {
             let (_wal, rec) = Wal::open(dir.path(), opts.clone()).await.expect("reopen");
             assert!(rec.damage.is_none());
-            assert_eq!(rec.records.len(), survivors + 1);
+            assert_eq!(rec.records.len(), expected.len() + 1);
         });
     }
 }

@@ -417,9 +417,10 @@ async fn info_text(local: &Rc<Local>) -> String {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},storage={}\r\n",
+            "shard{}:leading={},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},storage={}\r\n",
             i.index,
             i.leading as u8,
+            i.recovering as u8,
             leader,
             i.commit_index,
             i.applied_index,

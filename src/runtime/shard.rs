@@ -148,6 +148,9 @@ pub struct Shard {
     snapshot_at: Cell<u64>,
     snapshot_running: Cell<bool>,
     snapshot_wanted: Cell<bool>,
+    /// Whether the replica was recovering lost WAL records at the last step (to log the
+    /// start and the end once each).
+    recovering_logged: Cell<bool>,
     snapshot_dir: std::path::PathBuf,
     /// Answers other replicas' anti-entropy sessions (stateless between messages).
     responder: RefCell<crate::protocol::merkle::Responder>,
@@ -231,8 +234,28 @@ impl Shard {
             .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
         if let Some(damage) = &recovery.damage {
             eprintln!(
-                "shard {index}: WAL recovery stopped at damage and dropped the rest: {damage}"
+                "shard {index}: WAL recovery stopped at damage and dropped the rest, a torn tail (never synced, so never acknowledged): {damage}"
             );
+        }
+        let wal_end_lsn = wal.durable_lsn().0;
+        // Lost records that a snapshot covers are moot: it holds what they said.
+        let forgot_records = recovery
+            .mid_log
+            .as_ref()
+            .is_some_and(|m| m.last_lost.0 > snapshot_lsn);
+        if let Some(mid) = &recovery.mid_log {
+            if forgot_records {
+                eprintln!(
+                    "shard {index}: {mid}; this replica may have forgotten promises and votes it acknowledged, \
+                     so it rejoins as a learner: no votes, elections or local reads until it has recovered \
+                     the chosen slots from the group"
+                );
+            } else {
+                eprintln!(
+                    "shard {index}: {mid}; the snapshot at WAL {} covers the lost records",
+                    Lsn(snapshot_lsn)
+                );
+            }
         }
         let mut records = Vec::with_capacity(recovery.records.len());
         for (lsn, bytes) in &recovery.records {
@@ -258,6 +281,7 @@ impl Shard {
             seed,
             snapshot,
             records,
+            forgot_records,
         );
         if !recovery.records.is_empty() {
             eprintln!(
@@ -287,7 +311,14 @@ impl Shard {
             started: Instant::now(),
             counters: RefCell::new(ShardCounters::default()),
             actions: RefCell::new(Vec::new()),
-            last_lsn: Cell::new(Lsn(snapshot_lsn)),
+            // After lost records, the snapshot that ends recovery must cover every LSN
+            // read, or the next start would report the loss again.
+            last_lsn: Cell::new(Lsn(if forgot_records {
+                snapshot_lsn.max(wal_end_lsn)
+            } else {
+                snapshot_lsn
+            })),
+            recovering_logged: Cell::new(forgot_records),
             snapshot_at: Cell::new(replica_applied),
             snapshot_running: Cell::new(false),
             snapshot_wanted: Cell::new(false),
@@ -384,6 +415,19 @@ impl Shard {
             let mut r = self.replica.borrow_mut();
             f(&mut r);
             r.drain_into(&mut actions);
+            if r.recovering() != self.recovering_logged.get() {
+                self.recovering_logged.set(r.recovering());
+                eprintln!(
+                    "shard {}: recovery of lost WAL records {}; commit index {}",
+                    self.index,
+                    if r.recovering() {
+                        "started"
+                    } else {
+                        "finished: voting again"
+                    },
+                    r.commit_index()
+                );
+            }
         }
         for a in actions.drain(..) {
             self.execute(a);
@@ -425,6 +469,11 @@ impl Shard {
         if self.snapshot_running.get() || self.storage_error.borrow().is_some() {
             return false;
         }
+        if self.replica.borrow().recovering() {
+            // It would cover the lost records, and the next start would vote on a state
+            // missing them; the snapshot that ends recovery is the first.
+            return false;
+        }
         let applied = self.replica.borrow().applied_index();
         self.snapshot_wanted.get()
             || applied >= self.snapshot_at.get() + self.cfg.snapshot_interval_slots
@@ -433,6 +482,10 @@ impl Shard {
     /// Writes a snapshot on the blocking pool, then truncates the WAL it covers and
     /// compacts the in-memory log. Returns the slot it covers, or why writing it failed.
     async fn write_snapshot(self: Rc<Self>) -> Result<u64, String> {
+        if self.replica.borrow().recovering() {
+            self.snapshot_running.set(false);
+            return Err("the replica is recovering lost WAL records (see snapshot_due)".into());
+        }
         self.snapshot_running.set(true);
         self.snapshot_wanted.set(false);
         let started = Instant::now();
@@ -764,6 +817,7 @@ impl Shard {
         ShardInfo {
             index: self.index,
             leading: r.leading().is_some(),
+            recovering: r.recovering(),
             leader: r.leader_hint().map(|l| l.0),
             commit_index: r.commit_index(),
             applied_index: r.applied_index(),
@@ -790,6 +844,8 @@ pub struct ShardInfo {
     pub index: usize,
     /// Whether this replica leads the shard's group.
     pub leading: bool,
+    /// Whether it is a learner recovering WAL records storage lost (it does not vote).
+    pub recovering: bool,
     /// Who leads, if known.
     pub leader: Option<u8>,
     /// Chosen and known here.

@@ -941,6 +941,7 @@ impl Sim {
             seed,
             n.snapshot.clone(),
             n.durable.iter().cloned(),
+            false,
         );
         n.snapshot_at = r.applied_index();
         r.set_bugs(self.cfg.bugs);

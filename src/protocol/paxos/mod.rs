@@ -3,7 +3,8 @@
 //! [`Replica`] is a pure state machine: the driver feeds it client requests, peer messages,
 //! ticks and storage completions, each with the current time, and takes [`Action`]s from its
 //! outbox. Files by concern: `acceptor.rs` (phase 1b/2b), `leader.rs` (elections, phase 1a/2a,
-//! batching), `learner.rs` (commit, catch-up, apply), `recovery.rs` (rebuild from the log).
+//! batching), `learner.rs` (commit, catch-up, apply), `recovery.rs` (rebuild from the log; a learner
+//! after storage lost records).
 //!
 //! Durability contract: a message that reveals a promise or an accept (Promise, Accepted,
 //! and the leader's own vote) is held until the driver reports the record durable.
@@ -156,6 +157,8 @@ pub struct Stats {
     pub snapshot_transfers_abandoned: u64,
     /// Applied log entries dropped from memory by `log_retain_bytes` (not by a snapshot).
     pub log_slots_trimmed: u64,
+    /// Prepares and accepts left unanswered while recovering records storage lost.
+    pub votes_withheld: u64,
 }
 
 impl Stats {
@@ -187,6 +190,7 @@ impl Stats {
             snapshot_chunks_sent,
             snapshot_transfers_abandoned,
             log_slots_trimmed,
+            votes_withheld,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -213,6 +217,7 @@ impl Stats {
         self.snapshot_chunks_sent += snapshot_chunks_sent;
         self.snapshot_transfers_abandoned += snapshot_transfers_abandoned;
         self.log_slots_trimmed += log_slots_trimmed;
+        self.votes_withheld += votes_withheld;
     }
 }
 
@@ -269,6 +274,8 @@ pub struct Replica {
     pending: Option<crate::protocol::pending::PendingKeys>,
     /// Slots applied, for checkers: (slot, batch) in order. Only kept when enabled.
     applied_trace: Option<Vec<(Slot, Batch)>>,
+    /// Set while recovering records storage lost: a learner until then (`recovery.rs`).
+    recovering: Option<recovery::Recovering>,
     stats: Stats,
 }
 
@@ -312,6 +319,7 @@ impl Replica {
             )
             .then(Default::default),
             applied_trace: None,
+            recovering: None,
             stats: Stats::default(),
         }
     }
@@ -389,7 +397,9 @@ impl Replica {
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
         self.wake(now);
         if self.cfg.read_mode != ReadMode::Log && req.cmd.is_read_only() {
-            self.on_read(now, token, req);
+            if let Some(token) = self.redirect_read_while_recovering(token) {
+                self.on_read(now, token, req);
+            }
         } else {
             self.on_client_request(now, token, req);
         }
@@ -403,7 +413,9 @@ impl Replica {
             return;
         }
         self.wake(now);
-        self.dispatch(now, from, msg);
+        if let Some(msg) = self.filter_while_recovering(now, msg) {
+            self.dispatch(now, from, msg);
+        }
         self.finish_step(now);
     }
 
@@ -417,7 +429,12 @@ impl Replica {
             Role::Leader(_) => self.leader_tick(now),
             Role::Follower | Role::Candidate(_) => {
                 if self.election_deadline.is_some_and(|d| now >= d) {
-                    self.start_election(now);
+                    if self.recovering.is_some() {
+                        // A learner never campaigns: its promise may be among the lost.
+                        self.reset_election_deadline(now);
+                    } else {
+                        self.start_election(now);
+                    }
                 }
             }
         }
@@ -483,6 +500,7 @@ impl Replica {
 
     /// Runs messages a replica sent itself, then checks invariants.
     fn finish_step(&mut self, now: Nanos) {
+        self.check_recovered(now);
         loop {
             while let Some(msg) = self.loopback.pop_front() {
                 self.dispatch(now, self.id, msg);
@@ -525,6 +543,12 @@ impl Replica {
         }
         if let Role::Candidate(c) = &self.role {
             assert_eq!(c.ballot.node, self.id);
+        }
+        if self.recovering.is_some() {
+            assert!(
+                matches!(self.role, Role::Follower),
+                "a recovering replica neither campaigns nor leads"
+            );
         }
         assert!(self.promised.round <= self.round_seen);
     }

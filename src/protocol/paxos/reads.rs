@@ -201,7 +201,8 @@ impl Replica {
     }
 
     fn is_lease_holder(&self) -> bool {
-        self.cfg.lease_holder_mask() & self.id.bit() != 0
+        // A recovering replica's log may lack acknowledged writes: it holds no lease.
+        self.cfg.lease_holder_mask() & self.id.bit() != 0 && self.recovering.is_none()
     }
 
     /// Quorum lease: answer now, wait for a pending write, or fall back to the log.

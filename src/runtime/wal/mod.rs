@@ -178,14 +178,59 @@ impl fmt::Display for TailDamage {
     }
 }
 
+/// Records lost in the middle of the log: damage with valid records after it. Those
+/// records had been synced (a later one was, and every segment is synced before the next
+/// is activated), so the caller may have acknowledged what they said: unlike a torn tail,
+/// this is not a crash but storage corruption, and the caller must treat what they held
+/// as forgotten rather than as never written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MidLogCorruption {
+    /// `seq` of the segment holding the first damage.
+    pub segment: u64,
+    /// Byte offset of the first damage in that segment's file.
+    pub offset: u64,
+    /// What was wrong at the first damage.
+    pub reason: DamageReason,
+    /// The first LSN that could not be read.
+    pub first_lost: Lsn,
+    /// The last LSN that could not be read (every lost LSN is in `first_lost..=last_lost`).
+    pub last_lost: Lsn,
+    /// LSNs lost in all, over every damaged region.
+    pub records_lost: u64,
+    /// Damaged regions, each followed by valid records.
+    pub regions: u64,
+}
+
+impl fmt::Display for MidLogCorruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WAL corruption in the middle of the log (synced records lost) from segment seq {} offset {}: {:?}; \
+             {} record(s) lost between {} and {} in {} region(s); the records after them were kept",
+            self.segment,
+            self.offset,
+            self.reason,
+            self.records_lost,
+            self.first_lost,
+            self.last_lost,
+            self.regions
+        )
+    }
+}
+
 /// What [`Wal::open`] found on disk.
 #[derive(Debug, Default)]
 pub struct Recovery {
     /// Every valid record in LSN order, including those below a past `truncate_before`
     /// that are still in a live segment: skip what your snapshot already covers.
     pub records: Vec<(Lsn, Vec<u8>)>,
-    /// Set when replay stopped at a torn or corrupt record rather than a clean end.
+    /// Set when replay stopped at a torn or corrupt record rather than a clean end (the
+    /// end of the log: records never synced, so never acknowledged).
     pub damage: Option<TailDamage>,
+    /// Set when records were lost before valid ones (see [`MidLogCorruption`]); replay
+    /// skipped them and went on. Every open reports it again while the damaged segment is
+    /// live: it is freed only by a `truncate_before` past it.
+    pub mid_log: Option<MidLogCorruption>,
     /// Segment files with an unreadable header, renamed to `*.corrupt` and left alone.
     pub corrupt_files: Vec<PathBuf>,
 }
@@ -372,8 +417,9 @@ impl Wal {
     }
 
     /// Like [`Wal::open`], but hands each valid record to `on_record` in LSN order instead
-    /// of collecting them (`Recovery::records` stays empty). The records stop at the
-    /// damage, if any, which is reported in the returned [`Recovery`].
+    /// of collecting them (`Recovery::records` stays empty). The records stop at damage
+    /// at the end of the log and skip damage in the middle; both are reported in the
+    /// returned [`Recovery`].
     pub async fn open_replaying(
         dir: &Path,
         opts: WalOptions,

@@ -1,13 +1,19 @@
 //! Opening a WAL directory: classify segment files, replay the chain of live segments,
-//! stop at the first torn or corrupt record, and clean up so new writes are safe.
+//! skip damage that valid records follow (mid-log corruption, reported), stop at damage
+//! at the end (a torn tail), and clean up so new writes are safe.
+//!
+//! New records after a mid-log loss continue at the clean end of the tail with the LSN
+//! after the last one replayed, so they never collide with anything read: the lost LSNs
+//! lie below that, and the damaged bytes stay where they are (each open reports them
+//! again) until a truncation frees their segment.
 
 use super::format::{
     self, BLOCK_BYTES, HeaderParse, HeaderState, RECORD_HEADER_BYTES, SegmentHeader, SegmentKind,
 };
 use super::io::{open_segment_file, settle_completion_mode, write_header, write_zeros};
 use super::{
-    DamageReason, LiveSegment, Lsn, Recovery, TailDamage, Wal, WalError, WalOptions, io_err,
-    parse_segment_name,
+    DamageReason, LiveSegment, Lsn, MidLogCorruption, Recovery, TailDamage, Wal, WalError,
+    WalOptions, io_err, parse_segment_name,
 };
 use glommio::io::DmaFile;
 use std::path::{Path, PathBuf};
@@ -85,11 +91,180 @@ struct SegmentEnd {
     damage: Option<TailDamage>,
 }
 
+/// What the bytes at one record position of a segment hold.
+enum Step {
+    /// A valid record with the expected LSN, ending at `end`.
+    Record { end: u64 },
+    /// Nothing more was written in this life here (zeros, a leftover of an older life, or
+    /// the end of the file).
+    End,
+    /// Not a valid record.
+    Damage(DamageReason),
+}
+
+/// Reads the record expected at `pos` (LSN `next_lsn`) of segment life `seq`.
+fn read_step(
+    reader: &mut SegmentReader<'_>,
+    pos: u64,
+    seq: u64,
+    capacity: u64,
+    next_lsn: u64,
+) -> Result<Step, WalError> {
+    let header_bytes = RECORD_HEADER_BYTES as u64;
+    if pos + header_bytes > capacity {
+        return Ok(Step::End);
+    }
+    reader.ensure(pos + header_bytes)?;
+    let avail = reader.data.len() as u64;
+    if avail < pos + header_bytes {
+        let rest = &reader.data[pos.min(avail) as usize..];
+        return Ok(if rest.iter().all(|&b| b == 0) {
+            Step::End
+        } else {
+            Step::Damage(DamageReason::Torn)
+        });
+    }
+    let head = &reader.data[pos as usize..(pos + header_bytes) as usize];
+    let (checksum, header, reserved_zero) = match format::parse_record_header(head) {
+        HeaderParse::Zero => return Ok(Step::End),
+        HeaderParse::Header {
+            checksum,
+            header,
+            reserved_zero,
+        } => (checksum, header, reserved_zero),
+    };
+    let end = pos + header_bytes + u64::from(header.len);
+    if header.seq < seq {
+        // Looks left over from this file's previous life. A genuine leftover is an
+        // intact record of that life: the clean end of this one. Anything else is a
+        // damaged record of this life (e.g. a bit flip in its seq), to be reported.
+        if end <= capacity {
+            reader.ensure(end)?;
+        }
+        let intact = end <= capacity
+            && (reader.data.len() as u64) >= end
+            && format::record_checksum(
+                &reader.data[(pos + 8) as usize..(pos + header_bytes) as usize],
+                &reader.data[(pos + header_bytes) as usize..end as usize],
+            ) == checksum;
+        return Ok(if intact {
+            Step::End
+        } else {
+            Step::Damage(DamageReason::ChecksumMismatch)
+        });
+    }
+    if header.seq > seq || !reserved_zero || header.lsn != next_lsn || end > capacity {
+        return Ok(Step::Damage(DamageReason::BadHeader));
+    }
+    reader.ensure(end)?;
+    if (reader.data.len() as u64) < end {
+        return Ok(Step::Damage(DamageReason::Torn));
+    }
+    let payload = &reader.data[(pos + header_bytes) as usize..end as usize];
+    let header_tail = &reader.data[(pos + 8) as usize..(pos + header_bytes) as usize];
+    if format::record_checksum(header_tail, payload) != checksum {
+        return Ok(Step::Damage(DamageReason::ChecksumMismatch));
+    }
+    Ok(Step::Record { end })
+}
+
+/// The first position at or after `from` holding a valid record of segment life `seq`
+/// with an LSN of at least `lsn_min`, and that LSN. `data` is the whole segment as read.
+///
+/// Records are packed at arbitrary offsets, so every byte offset is a candidate; the seq
+/// (8 bytes) rules out almost every one before the checksum is computed.
+fn find_record(
+    data: &[u8],
+    from: u64,
+    seq: u64,
+    capacity: u64,
+    lsn_min: u64,
+) -> Option<(u64, u64)> {
+    let header_bytes = RECORD_HEADER_BYTES as u64;
+    let limit = capacity.min(data.len() as u64);
+    let seq_le = seq.to_le_bytes();
+    let mut pos = from;
+    while pos + header_bytes <= limit {
+        let at = pos as usize;
+        if data[at + 8..at + 16] == seq_le {
+            let head = &data[at..at + RECORD_HEADER_BYTES];
+            if let HeaderParse::Header {
+                checksum,
+                header,
+                reserved_zero: true,
+            } = format::parse_record_header(head)
+            {
+                let end = pos + header_bytes + u64::from(header.len);
+                if header.lsn >= lsn_min
+                    && end <= limit
+                    && format::record_checksum(
+                        &data[at + 8..at + RECORD_HEADER_BYTES],
+                        &data[at + RECORD_HEADER_BYTES..end as usize],
+                    ) == checksum
+                {
+                    return Some((pos, header.lsn));
+                }
+            }
+        }
+        pos += 1;
+    }
+    None
+}
+
+/// True when segment `found` holds at least one valid record with an LSN of at least
+/// `lsn_min`: proof that the log went on after whatever precedes it.
+fn segment_holds_record(found: &Found, lsn_min: u64) -> Result<bool, WalError> {
+    let mut reader = SegmentReader::new(&found.path)?;
+    let capacity = found.header.capacity_bytes;
+    reader.ensure(capacity)?;
+    Ok(find_record(
+        &reader.data,
+        BLOCK_BYTES,
+        found.header.seq,
+        capacity,
+        lsn_min,
+    )
+    .is_some())
+}
+
+/// Adds the LSNs `first..=last` to the mid-log loss, first found first.
+fn note_loss(
+    mid: &mut Option<MidLogCorruption>,
+    segment: u64,
+    offset: u64,
+    reason: DamageReason,
+    first: u64,
+    last: u64,
+) {
+    debug_assert!(first <= last);
+    match mid {
+        None => {
+            *mid = Some(MidLogCorruption {
+                segment,
+                offset,
+                reason,
+                first_lost: Lsn(first),
+                last_lost: Lsn(last),
+                records_lost: last - first + 1,
+                regions: 1,
+            })
+        }
+        Some(m) => {
+            m.last_lost = m.last_lost.max(Lsn(last));
+            m.records_lost += last - first + 1;
+            m.regions += 1;
+        }
+    }
+}
+
 /// Replays the records of one live segment into `records`, expecting LSNs from
-/// `*next_lsn`.
+/// `*next_lsn`. Damage followed by a valid record of this life with a higher LSN is
+/// mid-log corruption: the lost LSNs go into `mid` and replay goes on from that record.
+/// Damage with nothing valid after it in this segment ends the scan (`damage`).
 fn scan_segment(
     found: &Found,
     next_lsn: &mut u64,
+    mid: &mut Option<MidLogCorruption>,
     on_record: &mut dyn FnMut(Lsn, &[u8]),
 ) -> Result<SegmentEnd, WalError> {
     let seq = found.header.seq;
@@ -98,63 +273,35 @@ fn scan_segment(
     let mut pos = BLOCK_BYTES;
     let header_bytes = RECORD_HEADER_BYTES as u64;
     let reason = loop {
-        if pos + header_bytes > capacity {
-            break None;
-        }
-        reader.ensure(pos + header_bytes)?;
-        let avail = reader.data.len() as u64;
-        if avail < pos + header_bytes {
-            let rest = &reader.data[pos.min(avail) as usize..];
-            break if rest.iter().all(|&b| b == 0) {
-                None
-            } else {
-                Some(DamageReason::Torn)
-            };
-        }
-        let head = &reader.data[pos as usize..(pos + header_bytes) as usize];
-        let (checksum, header, reserved_zero) = match format::parse_record_header(head) {
-            HeaderParse::Zero => break None,
-            HeaderParse::Header {
-                checksum,
-                header,
-                reserved_zero,
-            } => (checksum, header, reserved_zero),
-        };
-        let end = pos + header_bytes + u64::from(header.len);
-        if header.seq < seq {
-            // Looks left over from this file's previous life. A genuine leftover is an
-            // intact record of that life: the clean end of this one. Anything else is a
-            // damaged record of this life (e.g. a bit flip in its seq), to be reported.
-            if end <= capacity {
-                reader.ensure(end)?;
+        let reason = match read_step(&mut reader, pos, seq, capacity, *next_lsn)? {
+            Step::Record { end } => {
+                let payload = &reader.data[(pos + header_bytes) as usize..end as usize];
+                on_record(Lsn(*next_lsn), payload);
+                *next_lsn += 1;
+                pos = end;
+                continue;
             }
-            let intact = end <= capacity
-                && (reader.data.len() as u64) >= end
-                && format::record_checksum(
-                    &reader.data[(pos + 8) as usize..(pos + header_bytes) as usize],
-                    &reader.data[(pos + header_bytes) as usize..end as usize],
-                ) == checksum;
-            break if intact {
-                None
-            } else {
-                Some(DamageReason::ChecksumMismatch)
-            };
+            Step::End => None,
+            Step::Damage(reason) => Some(reason),
+        };
+        // A clean end or damage: if a later record of this life follows, the bytes here
+        // were synced before it (corruption, or zeros where records were), not a tail.
+        reader.ensure(capacity)?;
+        match find_record(&reader.data, pos + 1, seq, capacity, *next_lsn + 1) {
+            Some((at, lsn)) => {
+                note_loss(
+                    mid,
+                    seq,
+                    pos,
+                    reason.unwrap_or(DamageReason::BadHeader),
+                    *next_lsn,
+                    lsn - 1,
+                );
+                *next_lsn = lsn;
+                pos = at;
+            }
+            None => break reason,
         }
-        if header.seq > seq || !reserved_zero || header.lsn != *next_lsn || end > capacity {
-            break Some(DamageReason::BadHeader);
-        }
-        reader.ensure(end)?;
-        if (reader.data.len() as u64) < end {
-            break Some(DamageReason::Torn);
-        }
-        let payload = &reader.data[(pos + header_bytes) as usize..end as usize];
-        let header_tail = &reader.data[(pos + 8) as usize..(pos + header_bytes) as usize];
-        if format::record_checksum(header_tail, payload) != checksum {
-            break Some(DamageReason::ChecksumMismatch);
-        }
-        on_record(Lsn(header.lsn), payload);
-        *next_lsn += 1;
-        pos = end;
     };
     let damage = match reason {
         None => None,
@@ -253,35 +400,56 @@ pub(super) async fn open(
     }
     active.sort_by_key(|f| f.header.seq);
 
-    // Replay the chain, oldest first.
+    // Replay the chain, oldest first. Damage (or a gap in LSNs) with valid records after
+    // it in a later segment is mid-log corruption: every segment but the tail was
+    // fdatasync'd before the next was activated, so what was lost had been synced.
     let mut next_lsn = active.first().map_or(1, |f| f.header.first_lsn.max(1));
     let mut chain_len = 0;
     let mut tail_end: Option<SegmentEnd> = None;
+    let mut mid: Option<MidLogCorruption> = None;
+    // Where the previous segment's scan stopped at damage, if it did.
+    let mut open_damage: Option<TailDamage> = None;
     for (i, found) in active.iter().enumerate() {
-        if found.header.first_lsn != next_lsn {
-            recovery.damage = Some(TailDamage {
-                segment: found.header.seq,
-                offset: 0,
-                reason: DamageReason::LsnGap,
-                dropped_bytes: 0,
-                dropped_segments: 0,
-            });
-            break;
+        let first = found.header.first_lsn;
+        if first != next_lsn || open_damage.is_some() {
+            let continues = first >= next_lsn && segment_holds_record(found, first)?;
+            if !continues {
+                recovery.damage = Some(open_damage.take().unwrap_or(TailDamage {
+                    segment: found.header.seq,
+                    offset: 0,
+                    reason: DamageReason::LsnGap,
+                    dropped_bytes: 0,
+                    dropped_segments: 0,
+                }));
+                break;
+            }
+            if first > next_lsn {
+                let (segment, offset, reason) = match &open_damage {
+                    Some(d) => (d.segment, d.offset, d.reason),
+                    None => (found.header.seq, 0, DamageReason::LsnGap),
+                };
+                note_loss(&mut mid, segment, offset, reason, next_lsn, first - 1);
+                next_lsn = first;
+            }
         }
-        let end = scan_segment(found, &mut next_lsn, on_record)?;
+        let end = scan_segment(found, &mut next_lsn, &mut mid, on_record)?;
         chain_len = i + 1;
-        let damaged = end.damage.is_some();
-        recovery.damage = end.damage.clone();
+        open_damage = end.damage.clone();
         tail_end = Some(end);
-        if damaged {
-            break;
-        }
+    }
+    if let Some(damage) = open_damage {
+        // Damage in the last segment replayed, with nothing valid after it.
+        recovery.damage = Some(damage);
     }
     let orphans = active.split_off(chain_len);
     if let Some(damage) = &mut recovery.damage {
         damage.dropped_segments = orphans.len() as u64;
         eprintln!("warning: {damage}");
     }
+    if let Some(m) = &mid {
+        eprintln!("warning: {m}");
+    }
+    recovery.mid_log = mid;
 
     // Free the orphans (segments after a break), keeping their seq so it is never reused.
     for found in orphans {
