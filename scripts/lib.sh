@@ -75,7 +75,8 @@ wait_ping() {
 # Starts `corepax cluster --replicas 3` with data under $1 and its output appended to $2,
 # in its own session (so stop_cluster can signal the nodes too), on free ports. Shards per
 # node: SHARDS if set, else the cluster's own default (cores ÷ replicas, at least 1), passed
-# explicitly so the ports checked are the ports used. Waits for the ready line, a leader
+# explicitly so the ports checked are the ports used; CLUSTER_ARGS, if set, is appended
+# (e.g. "--read-mode leader-lease"). Waits for the ready line, a leader
 # for every shard and one successful SET; then finds the node processes (NODE_PIDS) and the
 # node leading the most shards (LEAD_PORT, LEAD_NODE; LEADER_LINES describes all).
 start_cluster() {
@@ -85,7 +86,7 @@ start_cluster() {
         [ "$SHARDS" -ge 1 ] || SHARDS=1
     fi
     BASE=$(free_cluster_base 3 "$SHARDS")
-    CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --shards $SHARDS --data $data"
+    CLUSTER_CMD="$BIN cluster --replicas 3 --base-port $BASE --shards $SHARDS --data $data${CLUSTER_ARGS:+ $CLUSTER_ARGS}"
     echo "starting: $CLUSTER_CMD" >&2
     START_NS=$(date +%s%N)
     : >"$log" # exists before the wait loop greps it

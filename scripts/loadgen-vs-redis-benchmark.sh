@@ -7,7 +7,7 @@
 #
 # The two tools alternate ROUNDS times per op and the median of each is compared, so
 # that noise from other processes on the machine hits both alike. LOADGEN_FLAGS adds
-# flags to `corepax bench` (e.g. LOADGEN_FLAGS=--unpinned when other jobs share the CPUs).
+# flags to `corepax bench` (e.g. LOADGEN_FLAGS=--pinned to pin its executors; unpinned is the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${1:-50}

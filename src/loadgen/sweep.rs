@@ -270,7 +270,8 @@ fn run_one(
     let addrs = l.launch()?;
     let mut info = l.target_info();
     info.insert("sweep_config".into(), serde_json::to_value(c)?);
-    let (mut res, out) = run_against(&w, addrs, l.describe(), info, cores, progress, true)?;
+    // Unpinned: every server of a sweep runs on this machine (see `BenchArgs::pinned`).
+    let (mut res, out) = run_against(&w, addrs, l.describe(), info, cores, progress, false)?;
     l.stop();
     res.write(&dir.join(format!("run-{i:03}.json")), &out.intervals)?;
     Ok(res)

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The node's floor and its CPU per operation, against Redis, in one run (issue: "the node at
+# the machine's floor"). For each corepax binary (COREPAX_BIN, and COREPAX_BIN_BEFORE if set,
+# for a before/after table) a local 3-replica cluster, 1 shard per node, fsync on,
+# `--read-mode leader-lease`, and redis-server with appendonly + appendfsync always, each get:
+#   one client:  redis-benchmark -c 1 -P 1 -n N1 -r 100000 -t set   (through the leader)
+#   pipelined:   redis-benchmark -c 50 -P 16 -n N2 -r 100000 -t set, then -t get
+# and each server process's CPU (user + system, /proc/PID/stat) over each pipelined run,
+# divided by the requests of the run: µs per operation, for the leader and each follower.
+#
+# Usage: scripts/floor.sh   (defaults below; all can be overridden)
+#   N1=8000  N2=600000   requests of the one-client and of the pipelined runs
+#   ROUNDS=2             every target measured this many times, interleaved
+#   COREPAX_BIN=target/release/corepax   COREPAX_BIN_BEFORE=   (a second binary to compare)
+# Writes results/floor-<date>.md (tables, commands, machine) and results/floor-<date>-raw.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N1=${N1:-8000}
+N2=${N2:-600000}
+ROUNDS=${ROUNDS:-2}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+require_tools redis-server redis-benchmark redis-cli python3 setsid timeout pgrep
+resolve_bin
+AFTER_BIN=$BIN
+BEFORE_BIN=""
+[ -z "${COREPAX_BIN_BEFORE:-}" ] || BEFORE_BIN=$(readlink -f "$COREPAX_BIN_BEFORE")
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+mkdir -p results
+OUT_MD="results/floor-$STAMP.md"
+OUT_RAW="results/floor-$STAMP-raw.txt"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-floor.XXXXXX")
+REDIS_PID=""
+cleanup() {
+    local rc=$?
+    stop_cluster
+    stop_pids "$REDIS_PID"
+    remove_tmp
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# bench LABEL PORT "PIDS" ARGS...: one redis-benchmark run; appends a row of
+# label|test|rps|avg|p50|p95|p99|cpu µs/op per pid to $TMP/rows.
+bench() {
+    local label=$1 port=$2 pids=$3 n line test rps avg p50 p95 p99 cpu="" p
+    shift 3
+    declare -A before
+    for p in $pids; do before[$p]=$(ticks "$p"); done
+    line=$(timeout 300 redis-benchmark -p "$port" "$@" --csv 2>>"$OUT_RAW" | tail -1)
+    echo "$label $* -> $line" >>"$OUT_RAW"
+    n=$(printf '%s\n' "$@" | awk 'prev == "-n" {print} {prev = $0}')
+    for p in $pids; do
+        cpu+=$(awk -v a="${before[$p]}" -v b="$(ticks "$p")" -v n="$n" -v hz="$HZ" \
+            'BEGIN {printf "%.2f ", (b - a) / hz * 1e6 / n}')
+    done
+    IFS=, read -r test rps avg _ p50 p95 p99 _ <<<"$(tr -d '"' <<<"$line")"
+    echo "$label|$test -c $(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$*") -P $(sed -n 's/.*-P \([0-9]*\).*/\1/p' <<<"$*")|$rps|$avg|$p50|$p95|$p99|${cpu% }" >>"$TMP/rows"
+}
+
+run_corepax() {
+    local label=$1 bin=$2 i followers
+    BIN=$bin
+    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/data-$label-$RANDOM" "$TMP/cluster.log"
+    followers=""
+    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" ${NODE_PIDS[$i]}"; done
+    local pids="${NODE_PIDS[$LEAD_NODE]}$followers"
+    bench "$label" "$LEAD_PORT" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t set
+    bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t get
+    stop_cluster
+    CLUSTER_PID=""
+}
+
+run_redis() {
+    local port
+    port=$(free_port)
+    mkdir -p "$TMP/redis"
+    redis-server --port "$port" --save '' --appendonly yes --appendfsync always \
+        --dir "$TMP/redis" --daemonize no >>"$OUT_RAW" 2>&1 &
+    REDIS_PID=$!
+    wait_ping "$port" 10
+    bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t set
+    bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t get
+    stop_pids "$REDIS_PID"
+    REDIS_PID=""
+    rm -rf "$TMP/redis"
+}
+
+: >"$TMP/rows"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round" >&2
+    [ -z "$BEFORE_BIN" ] || run_corepax before "$BEFORE_BIN"
+    run_corepax after "$AFTER_BIN"
+    run_redis
+done
+
+{
+    echo "# corepax floor and CPU per operation against Redis — $STAMP"
+    echo
+    echo "3 replicas on this machine, 1 shard each, fsync on, \`--read-mode leader-lease\`,"
+    echo "requests through the leader; redis-server with \`appendonly yes\`, \`appendfsync always\`."
+    echo "Latencies in ms (redis-benchmark); CPU in µs of user + system time per request, per"
+    echo "server process (corepax: leader, then each follower). $ROUNDS rounds, interleaved."
+    echo
+    echo "| target | test | req/s | avg | p50 | p95 | p99 | CPU µs/op (leader followers) |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    sort -t'|' -k2,2 -k1,1 -s "$TMP/rows" | awk -F'|' '{
+        row = "|"; for (i = 1; i <= NF; i++) row = row " " $i " |"; print row }'
+    echo
+    echo "## Setup"
+    echo
+    echo "- after: \`$AFTER_BIN\` (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
+    echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
+    echo "- $(redis-server --version)"
+    echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\`, \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`"
+    echo
+    echo "## Machine"
+    echo
+    echo "- nproc: $(nproc); CPU: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); kernel $(uname -r)"
+    echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT_MD"
+cat "$OUT_MD"
+echo "wrote $OUT_MD and $OUT_RAW" >&2
