@@ -40,9 +40,15 @@
 //!
 //! # glommio on this machine (measured)
 //!
-//! - Every `DmaFile` read (`read_at_aligned`, `read_at`) fails with EOPNOTSUPP here, with
-//!   `io_memory` of 1 MiB or 10 MiB; writes and fdatasync work. Recovery therefore reads
-//!   with std `pread` (blocking, once, at startup).
+//! - glommio sends a `DmaFile`'s I/O to its polled (IOPOLL) ring when a probe read of the
+//!   first file it opens succeeds. On an empty file that read stops at end-of-file and
+//!   "succeeds" although this VM's disk has no poll queues; every WAL write then went to the
+//!   polled ring and the executor busy-polled until it completed, starving the kernel worker
+//!   that completes it (a ~4 ms scheduler tick on about half of all one-client writes).
+//!   [`Wal::open`] first opens a probe file with data (`io::settle_completion_mode`), so the
+//!   probe asks the device and writes complete by interrupt on the main ring.
+//! - `DmaFile` reads on the polled ring fail with EOPNOTSUPP here (that was the symptom of the
+//!   above); recovery reads with std `pread` (blocking, once, at startup).
 //! - `io_memory` is registered with io_uring, which locks it. glommio's default (10 MiB)
 //!   is above this machine's 8 MiB `RLIMIT_MEMLOCK`; glommio then only logs a warning and
 //!   hands out unregistered buffers, which still work. Tests and the benchmark use
