@@ -73,6 +73,14 @@ pub enum SubmitError {
     /// The shard's log cannot be written; nothing more is acknowledged.
     #[error("IOERR the write-ahead log failed: {0}")]
     Storage(String),
+    /// The command is larger than a WAL record can hold; it was not proposed.
+    #[error("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes")]
+    TooLarge {
+        /// Its size (an upper bound of its encoding).
+        bytes: usize,
+        /// `limits::COMMAND_BYTES_MAX`.
+        bytes_max: usize,
+    },
 }
 
 /// Counters of a shard, for INFO.
@@ -86,6 +94,8 @@ pub struct ShardCounters {
     pub errors: u64,
     /// Records written to the WAL.
     pub records_persisted: u64,
+    /// Records the WAL refused as too large (the core's size bound was wrong).
+    pub records_too_large: u64,
     /// WAL syncs completed.
     pub syncs: u64,
     /// Anti-entropy rounds run from this shard (periodic or `COREPAX.REPAIR`), each against
@@ -310,8 +320,8 @@ impl Shard {
             peers: (0..shard.cfg.peers.len())
                 .map(|r| (r != usize::from(shard.cfg.id)).then(|| shard.cfg.peer_addr(r, index)))
                 .collect(),
-            frame_bytes_max: 64 << 20,
-            send_queue_bytes_max: 64 << 20,
+            frame_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
+            send_queue_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
             reconnect_backoff_min_ms: 5,
             reconnect_backoff_max_ms: 200,
         };
@@ -519,6 +529,18 @@ impl Shard {
                         self.last_lsn.set(lsn);
                         self.persisting.borrow_mut().push_back((lsn, id));
                         self.counters.borrow_mut().records_persisted += 1;
+                    }
+                    // The core drops every batch whose encoding bound exceeds the record
+                    // limit, and leaders never build one, so this means the bound is wrong.
+                    // The WAL took nothing and still works, but the core already counts
+                    // this record as its vote: skipping it would let the next durable
+                    // record announce it. So the shard stops acknowledging, as on an I/O
+                    // error, and says which limit was crossed.
+                    Err(e @ crate::runtime::wal::WalError::RecordTooLarge { .. }) => {
+                        self.counters.borrow_mut().records_too_large += 1;
+                        self.fail_storage(format!(
+                            "{e} although the protocol's size bound admitted it (a bug)"
+                        ));
                     }
                     Err(e) => self.fail_storage(e.to_string()),
                 }
@@ -737,6 +759,9 @@ impl Shard {
                     glommio::timer::sleep(Duration::from_millis(2)).await;
                 }
                 Some(ClientReply::Busy) => glommio::timer::sleep(Duration::from_millis(1)).await,
+                Some(ClientReply::TooLarge { bytes, bytes_max }) => {
+                    return Err(SubmitError::TooLarge { bytes, bytes_max });
+                }
                 None => {}
             }
             pending = self.attempt(&req, local);

@@ -68,6 +68,12 @@ impl Replica {
             if slot < c.from_slot {
                 continue;
             }
+            if !super::batch_fits_record(&batch) {
+                // Never durable anywhere, so never chosen: re-proposing it would only
+                // fail to persist here. The slot is a hole unless another promise has it.
+                self.stats.batches_too_large += 1;
+                continue;
+            }
             let newer = c.found.get(&slot).is_none_or(|(b, _)| accepted_at > *b);
             if newer {
                 c.found.insert(slot, (accepted_at, batch));
@@ -176,7 +182,7 @@ impl Replica {
         if l.queue.is_empty() {
             l.queue_since = now;
         }
-        l.queue_bytes += req.cmd.payload_bytes();
+        l.queue_bytes += req.encoded_bytes_max();
         let key = (req.client, req.seq);
         l.queue.push_back(req);
         if key.0 != 0
@@ -214,8 +220,11 @@ impl Replica {
             }
             let mut batch = Vec::with_capacity(l.queue.len().min(batch_max));
             let mut bytes = 0;
+            // Sizes are encoded bounds: a batch within `batch_bytes_max` (at most
+            // `limits::BATCH_BYTES_LIMIT`) fits a WAL record, and so does a batch of one
+            // command (at most `limits::COMMAND_BYTES_MAX`, checked on arrival).
             while let Some(req) = l.queue.front() {
-                let size = req.cmd.payload_bytes();
+                let size = req.encoded_bytes_max();
                 if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
                     break;
                 }
@@ -224,10 +233,12 @@ impl Replica {
             }
             l.queue_bytes -= bytes;
             l.queue_since = now;
+            let batch: Batch = Arc::from(batch);
+            debug_assert!(super::batch_fits_record(&batch));
             let slot = l.next_slot;
             l.next_slot += 1;
             self.stats.commands_proposed += batch.len() as u64;
-            self.propose_at(now, slot, Arc::from(batch));
+            self.propose_at(now, slot, batch);
         }
     }
 

@@ -870,3 +870,6 @@ fn applied_log_is_trimmed_to_its_byte_bound_and_a_lagger_gets_a_snapshot() {
         assert!(c.replicas[2].stats().snapshots_installed >= 1);
     }
 }
+
+/// Size limits: commands, batches and records that must fit the WAL.
+mod limits;

@@ -126,8 +126,7 @@ const PROBE_FILE: &str = "iopoll-probe";
 /// probe ask the device, which answers truthfully; the answer is cached for the thread.
 pub(super) async fn settle_completion_mode(dir: &Path) -> Result<(), WalError> {
     let path = dir.join(PROBE_FILE);
-    std::fs::write(&path, [0xa5u8; BLOCK_BYTES as usize])
-        .map_err(|e| io_err("write", &path, e))?;
+    std::fs::write(&path, [0xa5u8; BLOCK_BYTES as usize]).map_err(|e| io_err("write", &path, e))?;
     let opened = OpenOptions::new().read(true).dma_open(&path).await;
     let removed = std::fs::remove_file(&path);
     let file = opened.map_err(|e| io_err("open", &path, e))?;
