@@ -141,6 +141,9 @@ pub struct Shard {
     storage_error: RefCell<Option<String>>,
     /// WAL positions of records not yet durable, with the core's ids for them.
     persisting: RefCell<VecDeque<(Lsn, PersistId)>>,
+    /// Encoded records the WAL had no room for yet (`PendingFull`: a sync is writing what
+    /// it holds), in the core's order; appended as syncs complete.
+    overflow: RefCell<VecDeque<(Vec<u8>, PersistId)>>,
     /// Local callers waiting for the core's reply to a token.
     waiters: RefCell<HashMap<Token, oneshot::Sender<ClientReply>>>,
     /// Commands another replica forwarded to us: our token → (that replica, its id).
@@ -285,6 +288,7 @@ impl Shard {
             wal: GroupCommitter::new(wal),
             storage_error: RefCell::new(None),
             persisting: RefCell::new(VecDeque::new()),
+            overflow: RefCell::new(VecDeque::new()),
             waiters: RefCell::new(HashMap::new()),
             remote: RefCell::new(HashMap::new()),
             forwarded: RefCell::new(HashMap::new()),
@@ -524,25 +528,13 @@ impl Shard {
                         return;
                     }
                 };
-                match self.wal.append(&bytes) {
-                    Ok(lsn) => {
-                        self.last_lsn.set(lsn);
-                        self.persisting.borrow_mut().push_back((lsn, id));
-                        self.counters.borrow_mut().records_persisted += 1;
-                    }
-                    // The core drops every batch whose encoding bound exceeds the record
-                    // limit, and leaders never build one, so this means the bound is wrong.
-                    // The WAL took nothing and still works, but the core already counts
-                    // this record as its vote: skipping it would let the next durable
-                    // record announce it. So the shard stops acknowledging, as on an I/O
-                    // error, and says which limit was crossed.
-                    Err(e @ crate::runtime::wal::WalError::RecordTooLarge { .. }) => {
-                        self.counters.borrow_mut().records_too_large += 1;
-                        self.fail_storage(format!(
-                            "{e} although the protocol's size bound admitted it (a bug)"
-                        ));
-                    }
-                    Err(e) => self.fail_storage(e.to_string()),
+                if !self.overflow.borrow().is_empty() {
+                    // Behind records still waiting for room: keep the core's order.
+                    self.overflow.borrow_mut().push_back((bytes, id));
+                    return;
+                }
+                if let Err(back) = self.append_record(bytes, id) {
+                    self.overflow.borrow_mut().push_back(back);
                 }
             }
             Action::SaveSnapshot => self.snapshot_wanted.set(true),
@@ -552,6 +544,53 @@ impl Shard {
                 } else if let Some((to, id)) = self.remote.borrow_mut().remove(&token) {
                     self.send_peer(to, &PeerMsg::ForwardReply { id, reply });
                 }
+            }
+        }
+    }
+
+    /// Appends one encoded record. Without room in the WAL's buffer it is handed back, to
+    /// wait in `overflow`: memory for unsynced records is bounded, and a record of the
+    /// largest size always fits an empty buffer (`limits`), so it gets in once the sync in
+    /// flight ends. Other errors stop the shard acknowledging.
+    fn append_record(&self, bytes: Vec<u8>, id: PersistId) -> Result<(), (Vec<u8>, PersistId)> {
+        use crate::runtime::wal::WalError;
+        match self.wal.append(&bytes) {
+            Ok(lsn) => {
+                self.last_lsn.set(lsn);
+                self.persisting.borrow_mut().push_back((lsn, id));
+                self.counters.borrow_mut().records_persisted += 1;
+            }
+            Err(WalError::PendingFull { .. }) => return Err((bytes, id)),
+            // The core drops every batch whose encoding bound exceeds the record limit,
+            // and leaders never build one, so this means the bound is wrong. The WAL took
+            // nothing and still works, but the core already counts this record as its
+            // vote: skipping it would let the next durable record announce it. So the
+            // shard stops acknowledging, as on an I/O error, naming the limit crossed.
+            Err(e @ WalError::RecordTooLarge { .. }) => {
+                self.counters.borrow_mut().records_too_large += 1;
+                self.fail_storage(format!(
+                    "{e} although the protocol's size bound admitted it (a bug)"
+                ));
+            }
+            Err(e) => self.fail_storage(e.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Appends the records that waited for room, in order, while there is room.
+    fn drain_overflow(&self) {
+        loop {
+            let Some((bytes, id)) = self.overflow.borrow_mut().pop_front() else {
+                return;
+            };
+            if self.storage_error.borrow().is_some() {
+                // Nothing more is acknowledged: nothing more needs logging.
+                self.overflow.borrow_mut().clear();
+                return;
+            }
+            if let Err(back) = self.append_record(bytes, id) {
+                self.overflow.borrow_mut().push_front(back);
+                return;
             }
         }
     }
@@ -586,6 +625,7 @@ impl Shard {
     }
 
     fn on_durable(&self, lsn: Lsn) {
+        self.drain_overflow();
         let mut last = None;
         {
             let mut p = self.persisting.borrow_mut();
