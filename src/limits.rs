@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! command (COMMAND_BYTES_MAX) + request and record overhead  ≤ WAL_RECORD_BYTES_MAX
+//! 4 × COMMAND_BYTES_MAX (see its doc: time, not only room)     ≤ PEER_FRAME_BYTES_MAX
 //! WAL_RECORD_BYTES_MAX + WAL record header                    ≤ WAL pending and segment room
 //! one batch (≤ WAL record) + message and frame overhead       ≤ PEER_FRAME_BYTES_MAX
 //! ```
@@ -46,10 +47,21 @@ pub const WAL_RECORD_BYTES_MAX: usize = (32 << 20) - 64;
 pub const WAL_PENDING_BYTES_MAX: usize = 32 << 20;
 
 /// Largest encoded client command (upper bound of its encoding, see
-/// [`crate::protocol::kv::Command::encoded_bytes_max`]): a batch holding only it, with
-/// its request's and the record's overhead, is exactly the largest WAL record.
-pub const COMMAND_BYTES_MAX: usize =
-    WAL_RECORD_BYTES_MAX - RECORD_OVERHEAD_BYTES - REQUEST_OVERHEAD_BYTES;
+/// [`crate::protocol::kv::Command::encoded_bytes_max`]): 16 MiB, half of what a WAL record
+/// could hold, for three reasons:
+///
+/// - Time. On its way through a 3-replica group a command is copied, checksummed and
+///   written some twenty times (decoded, forwarded, encoded as a record and as an accept
+///   per follower, received, logged, applied). A command of the record limit (32 MiB)
+///   took longer than the 5 s request timeout on a 2-core machine running the three
+///   replicas beside other work, and replicas that far behind start elections whose new
+///   leader logs it again; the client saw `TIMEOUT` and the group stalled for seconds.
+///   A 16 MiB command is answered within the timeout there.
+/// - Room. An accept of the largest command is about a quarter of a peer frame and of a
+///   peer send queue (`PEER_FRAME_BYTES_MAX`), so a heartbeat or another accept queued
+///   behind it is not dropped for lack of room.
+/// - A batch of it and smaller commands still fits a WAL record.
+pub const COMMAND_BYTES_MAX: usize = 16 << 20;
 
 /// Largest `batch_bytes_max`: a batch of requests whose encoded bounds sum to it is
 /// exactly the largest WAL record.
@@ -62,10 +74,13 @@ pub const PEER_FRAME_BYTES_MAX: usize = 64 << 20;
 /// message of its own): several slots per frame, and never beyond a frame.
 pub const CATCHUP_BYTES_MAX: usize = PEER_FRAME_BYTES_MAX / 2 - FRAME_OVERHEAD_BYTES;
 
-// A command at the limit, alone in a batch, is a WAL record at the limit.
+// A command at the limit, alone in a batch, fits a WAL record.
 const _: () = assert!(
     COMMAND_BYTES_MAX + REQUEST_OVERHEAD_BYTES + RECORD_OVERHEAD_BYTES <= WAL_RECORD_BYTES_MAX
 );
+// The largest command is at most a quarter of a peer frame, and so of a send queue (the
+// node sizes its send queues to one frame): an accept of it leaves room behind it.
+const _: () = assert!(4 * COMMAND_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
 // The largest batch is the largest record.
 const _: () = assert!(BATCH_BYTES_LIMIT + RECORD_OVERHEAD_BYTES <= WAL_RECORD_BYTES_MAX);
 // An Accept carrying the largest batch crosses in one frame, and so does a Forward of the

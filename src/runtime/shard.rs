@@ -205,7 +205,9 @@ impl Session {
 /// Heartbeats are 50 ms apart by default; 5 ms keeps timers precise enough without
 /// waking idle shards a thousand times a second.
 const TICK_INTERVAL: Duration = Duration::from_millis(5);
-/// How long a forwarded command waits before it is sent again.
+/// How long a forwarded command waits before it is sent again the first time; each resend
+/// waits twice as long as the one before. A large command takes seconds to be logged on a
+/// quorum, and every resend crosses the link again (the leader does not propose it twice).
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
 /// A tick this late counts as an executor stall (INFO `executor_stalls`).
 const STALL_REPORTED: Duration = Duration::from_millis(20);
@@ -754,6 +756,7 @@ impl Shard {
         let timeout_ms = self.cfg.request_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let mut local = self.reads_locally(&req);
+        let mut forward_retry = FORWARD_RETRY;
         loop {
             if let Some(why) = self.storage_error.borrow().as_ref() {
                 return Err(SubmitError::Storage(why.clone()));
@@ -767,7 +770,9 @@ impl Shard {
                     // A local proposal is answered for sure (applied, or refused when this
                     // replica steps down); a forward may be lost with its leader.
                     let wait = if forwarded {
-                        left.min(FORWARD_RETRY)
+                        let wait = left.min(forward_retry);
+                        forward_retry = forward_retry.saturating_mul(2);
+                        wait
                     } else {
                         left
                     };

@@ -10,6 +10,10 @@ use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
 
+/// An unanswered accept is resent after 2 heartbeat intervals, then 4, 8, 16 and at most
+/// 32 (1.6 s with the default 50 ms heartbeat).
+const RETRANSMIT_BACKOFF_SHIFT_MAX: u32 = 4;
+
 impl Replica {
     /// Starts phase 1 for every slot from the first one not known chosen.
     pub(super) fn start_election(&mut self, now: Nanos) {
@@ -174,6 +178,23 @@ impl Replica {
             self.reply(token, ClientReply::NotLeader { leader });
             return;
         };
+        let key = (req.client, req.seq);
+        if key.0 != 0
+            && let Some(old) = self.waiting.get_mut(&key)
+        {
+            // A retry (a forward sent again, or a client's resend) of a request queued or
+            // proposed here and not yet applied: it is answered when that copy applies, so
+            // queueing it again would only log the same command twice (for a large one,
+            // tens of MiB on every replica). Only the newest token gets the answer.
+            let old = std::mem::replace(old, token);
+            self.reply(
+                old,
+                ClientReply::NotLeader {
+                    leader: Some(self.id),
+                },
+            );
+            return;
+        }
         if l.queue.len() >= queue_max {
             self.stats.requests_busy += 1;
             self.reply(token, ClientReply::Busy);
@@ -183,18 +204,10 @@ impl Replica {
             l.queue_since = now;
         }
         l.queue_bytes += req.encoded_bytes_max();
-        let key = (req.client, req.seq);
         l.queue.push_back(req);
-        if key.0 != 0
-            && let Some(old) = self.waiting.insert(key, token)
-        {
-            // A retry overtook the original; only the newest token gets the answer.
-            self.reply(
-                old,
-                ClientReply::NotLeader {
-                    leader: Some(self.id),
-                },
-            );
+        if key.0 != 0 {
+            let old = self.waiting.insert(key, token);
+            debug_assert!(old.is_none(), "a retry of a waiting request was queued");
         }
         self.try_propose(now);
     }
@@ -253,6 +266,7 @@ impl Replica {
             InFlight {
                 votes_mask: 0,
                 sent_at: now,
+                retransmits: 0,
                 holders_mask: 0,
                 holders_until: 0,
                 waited_for_holders: false,
@@ -363,8 +377,16 @@ impl Replica {
         let commit = self.chosen_through;
         let mut resend = Vec::new();
         for (slot, f) in l.in_flight.iter_mut() {
-            if now >= f.sent_at + 2 * heartbeat {
+            // TCP loses nothing while a link is up, so a missing vote usually means the
+            // accept is still queued, crossing or being logged (a batch of tens of MiB
+            // takes seconds on a slow disk); only a reconnect loses it. Resending at a
+            // fixed interval would queue copy after copy of a large batch ahead of the
+            // heartbeats, so the interval doubles with each retransmission, up to
+            // 2^RETRANSMIT_BACKOFF_SHIFT_MAX times the first.
+            let backoff = 1 << f.retransmits.min(RETRANSMIT_BACKOFF_SHIFT_MAX);
+            if now >= f.sent_at + 2 * heartbeat * backoff {
                 f.sent_at = now;
+                f.retransmits += 1;
                 resend.push((*slot, f.votes_mask));
             }
         }

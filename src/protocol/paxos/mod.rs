@@ -108,6 +108,10 @@ struct Leadership {
 struct InFlight {
     votes_mask: u8,
     sent_at: Nanos,
+    /// Retransmissions so far: each one waits twice as long as the one before (see
+    /// `leader_tick`), so a large batch still crossing the link and being logged is not
+    /// sent again and again.
+    retransmits: u32,
     /// Quorum leases: holders the voters reported, who must vote too…
     holders_mask: u8,
     /// …unless their leases surely ran out by then (our clock).

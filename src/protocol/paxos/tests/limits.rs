@@ -16,7 +16,7 @@ fn mset(values: usize, value_bytes: usize) -> Command {
 
 /// The MSET whose encoded bound is exactly `bytes` (one value padded to fit).
 fn mset_of(bytes: usize) -> Command {
-    let probe = mset(32, 1 << 20);
+    let probe = mset((bytes >> 20) - 1, 1 << 20);
     let short = bytes - probe.encoded_bytes_max();
     let Command::MSet(mut kvs) = probe else {
         unreachable!("mset builds an MSet")
