@@ -66,7 +66,7 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
     loop {
         let mut close = false;
         while pending.len() < PIPELINE_MAX {
-            match decoder.next() {
+            match decoder.next_command() {
                 Ok(Some(Decoded::Command(value))) => pending.push(commands::start(&local, value)),
                 Ok(Some(Decoded::TooLarge { bytes, bytes_max })) => {
                     pending.push(commands::Pending::Ready(Outcome::Error(format!(

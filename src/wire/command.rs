@@ -22,7 +22,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::resp::{self, Limits, RespError, Value};
 use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
 
-/// What [`CommandDecoder::next`] found.
+/// What [`CommandDecoder::next_command`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     /// A whole command (an array of bulk strings, or an inline command split in words),
@@ -105,7 +105,7 @@ impl CommandDecoder {
 
     /// The next whole command, `Ok(None)` if more bytes are needed. An error loses the
     /// framing: the connection should answer it and close.
-    pub fn next(&mut self) -> Result<Option<Decoded>, RespError> {
+    pub fn next_command(&mut self) -> Result<Option<Decoded>, RespError> {
         loop {
             match self.state {
                 State::Start => {
@@ -348,7 +348,7 @@ mod tests {
         let mut out = Vec::new();
         for chunk in stream.chunks(piece) {
             d.feed(chunk);
-            while let Some(x) = d.next().expect("valid stream") {
+            while let Some(x) = d.next_command().expect("valid stream") {
                 out.push(x);
             }
         }
@@ -426,7 +426,7 @@ mod tests {
         let mut got = Vec::new();
         for chunk in stream.chunks(100) {
             d.feed(chunk);
-            while let Some(x) = d.next().expect("valid stream") {
+            while let Some(x) = d.next_command().expect("valid stream") {
                 got.push(x);
             }
             assert!(d.buffered() < 100, "dropped payload bytes are not kept");
@@ -473,7 +473,7 @@ mod tests {
             let mut d = CommandDecoder::new(limits(), 1 << 20);
             d.feed(input);
             let got = loop {
-                match d.next() {
+                match d.next_command() {
                     Ok(Some(_)) => continue,
                     other => break other,
                 }
