@@ -206,9 +206,12 @@ impl Session {
 /// waking idle shards a thousand times a second.
 const TICK_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a forwarded command waits before it is sent again the first time; each resend
-/// waits twice as long as the one before. A large command takes seconds to be logged on a
-/// quorum, and every resend crosses the link again (the leader does not propose it twice).
+/// to the same leader waits twice as long as the one before. A large command takes seconds
+/// to be logged on a quorum, and every resend crosses the link again (the leader does not
+/// propose it twice). A change of leader resends at once.
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
+/// How often a forward waiting for its answer checks whether the leader changed.
+const FORWARD_LEADER_CHECK: Duration = Duration::from_millis(50);
 /// A tick this late counts as an executor stall (INFO `executor_stalls`).
 const STALL_REPORTED: Duration = Duration::from_millis(20);
 impl Shard {
@@ -776,11 +779,28 @@ impl Shard {
                     } else {
                         left
                     };
+                    // A forward is sent again at once when the leader it went to is no
+                    // longer the one this replica knows: it may have been lost with it.
+                    let sent_to = self.replica.borrow().leader_hint();
                     let timed = futures_lite::future::or(async { rx.await.ok() }, async {
-                        glommio::timer::sleep(wait).await;
+                        let until = Instant::now() + wait;
+                        loop {
+                            let left = until.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            glommio::timer::sleep(left.min(FORWARD_LEADER_CHECK)).await;
+                            if forwarded && self.replica.borrow().leader_hint() != sent_to {
+                                break;
+                            }
+                        }
                         None
                     });
                     let reply = timed.await;
+                    if forwarded && self.replica.borrow().leader_hint() != sent_to {
+                        // A new leader: its first resend waits the shortest time again.
+                        forward_retry = FORWARD_RETRY;
+                    }
                     if reply.is_none() {
                         // Nobody answered: forget the waiter (a late answer is dropped).
                         self.forwarded.borrow_mut().remove(&token);
