@@ -124,9 +124,9 @@ pub enum ConfigError {
 
 /// The clock drift allowance is at most 10%: lease arithmetic assumes a small rate error.
 pub const MAX_CLOCK_DRIFT_PPM_MAX: u64 = 100_000;
-/// The largest allowed `snapshot_chunk_bytes_max`: a quarter of the default 64 MiB peer
-/// frame, leaving room for one item over the soft limit and for encoding overhead.
-pub const SNAPSHOT_CHUNK_BYTES_LIMIT: usize = 16 << 20;
+/// The largest allowed `snapshot_chunk_bytes_max`: a quarter of the 64 MiB peer frame,
+/// leaving room for one item over the soft limit and for encoding overhead.
+pub const SNAPSHOT_CHUNK_BYTES_LIMIT: usize = crate::limits::PEER_FRAME_BYTES_MAX / 4;
 
 /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +138,9 @@ pub struct ProtocolConfig {
     pub pipeline_depth: usize,
     /// Commands per slot, at most.
     pub batch_max: usize,
-    /// Encoded command bytes per slot, at most (a single larger command still gets a slot).
+    /// Encoded command bytes per slot, at most (a single larger command still gets a slot;
+    /// commands are at most `limits::COMMAND_BYTES_MAX`). At most
+    /// `limits::BATCH_BYTES_LIMIT`, so every batch fits one WAL record.
     pub batch_bytes_max: usize,
     /// How long the leader may hold a partial batch waiting for more commands; 0 = never.
     pub batch_delay_us: u64,
@@ -242,10 +244,14 @@ impl ProtocolConfig {
             "1..=65536",
             self.batch_max,
         )?;
+        // A batch of this many encoded bytes must fit one WAL record on every replica.
         check(
-            (1..=64 << 20).contains(&self.batch_bytes_max),
+            (1..=crate::limits::BATCH_BYTES_LIMIT).contains(&self.batch_bytes_max),
             "batch_bytes_max",
-            "1..=67108864",
+            &format!(
+                "1..={} (the WAL record limit less its overhead)",
+                crate::limits::BATCH_BYTES_LIMIT
+            ),
             self.batch_bytes_max,
         )?;
         check(

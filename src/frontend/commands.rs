@@ -441,7 +441,7 @@ async fn info_text(local: &Rc<Local>) -> String {
             "shard{}_stats:commands={},forwarded={},errors={},records_persisted={},syncs={},\
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
-             snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
+             requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
              snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
              executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={}\r\n",
             i.index,
@@ -457,6 +457,9 @@ async fn info_text(local: &Rc<Local>) -> String {
             i.stats.accepts_retransmitted,
             i.stats.catchups_requested,
             i.stats.requests_busy,
+            i.stats.requests_too_large,
+            i.stats.batches_too_large,
+            i.counters.records_too_large,
             i.stats.snapshots_sent,
             i.stats.snapshots_installed,
             i.stats.log_slots_trimmed,

@@ -10,6 +10,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::runtime::node::Local;
+use crate::wire::command::{CommandDecoder, Decoded};
 use crate::wire::resp::{self, Limits};
 
 pub use commands::Outcome;
@@ -56,34 +57,27 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
         depth_max: 1,
         ..Limits::default()
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    // Commands larger than this cannot be logged by any replica: refused here, before
+    // anything is proposed, while the connection goes on with the next command.
+    let mut decoder = CommandDecoder::new(limits, crate::limits::COMMAND_BYTES_MAX);
+    let mut chunk = vec![0u8; READ_BYTES];
     let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let mut pending = Vec::with_capacity(PIPELINE_MAX);
     loop {
-        let start = buf.len();
-        buf.resize(start + READ_BYTES, 0);
-        let n = stream.read(&mut buf[start..]).await?;
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(());
-        }
-        let mut pos = 0;
         let mut close = false;
         while pending.len() < PIPELINE_MAX {
-            match resp::decode(&buf[pos..], &limits) {
-                Ok(Some((value, used))) => {
-                    pos += used;
-                    pending.push(commands::start(&local, value));
+            match decoder.next_command() {
+                Ok(Some(Decoded::Command(value))) => pending.push(commands::start(&local, value)),
+                Ok(Some(Decoded::TooLarge { bytes, bytes_max })) => {
+                    pending.push(commands::Pending::Ready(Outcome::Error(format!(
+                        "ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"
+                    ))));
                 }
                 Ok(None) => break,
-                // Like redis-server, ignore empty lines (redis-cli --pipe sends one).
-                Err(resp::RespError::EmptyInline) => match memchr::memchr(b'\n', &buf[pos..]) {
-                    Some(i) => pos += i + 1,
-                    None => break,
-                },
                 Err(e) => {
                     // No partial apply: commands decoded before the bad frame still run and
-                    // get answers; then the error, then the connection closes.
+                    // get answers; then the error, then the connection closes (the framing
+                    // is lost: what follows cannot be told from data).
                     pending.push(commands::Pending::Ready(Outcome::Error(format!(
                         "ERR Protocol error: {e}"
                     ))));
@@ -92,7 +86,16 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
                 }
             }
         }
-        buf.drain(..pos);
+        if pending.is_empty() {
+            // Read only when every whole command was answered: a client may send a
+            // pipeline longer than PIPELINE_MAX and wait for all of it.
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            decoder.feed(&chunk[..n]);
+            continue;
+        }
         for p in pending.drain(..) {
             match p.finish().await {
                 Outcome::Quit => {

@@ -48,6 +48,24 @@ impl Command {
         }
     }
 
+    /// Keys and values the command carries (each costs a length in its encoding).
+    pub fn items(&self) -> usize {
+        match self {
+            Command::Get(_) => 1,
+            Command::Set(..) => 2,
+            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => ks.len(),
+            Command::MSet(kvs) => 2 * kvs.len(),
+            Command::Noop => 0,
+        }
+    }
+
+    /// An upper bound of the command's encoded size (postcard, as in a WAL record or a
+    /// peer frame): what the limits in [`crate::limits`] are checked against.
+    pub fn encoded_bytes_max(&self) -> usize {
+        use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
+        self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES
+    }
+
     /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
     pub fn read_keys(&self) -> &[Bytes] {
         match self {
@@ -91,6 +109,11 @@ pub struct Request {
 }
 
 impl Request {
+    /// An upper bound of the request's encoded size: its command's and the session fields'.
+    pub fn encoded_bytes_max(&self) -> usize {
+        self.cmd.encoded_bytes_max() + crate::limits::REQUEST_OVERHEAD_BYTES
+    }
+
     /// The same request with no session: applied every time it appears (no-op fillers).
     pub fn noop() -> Request {
         Request {

@@ -48,4 +48,11 @@ pub enum ClientReply {
     },
     /// The leader's proposal queue is full; retry later.
     Busy,
+    /// The command is larger than any replica can log; it was not proposed.
+    TooLarge {
+        /// Its size (an upper bound of its encoding).
+        bytes: usize,
+        /// [`crate::limits::COMMAND_BYTES_MAX`].
+        bytes_max: usize,
+    },
 }

@@ -73,6 +73,14 @@ pub enum SubmitError {
     /// The shard's log cannot be written; nothing more is acknowledged.
     #[error("IOERR the write-ahead log failed: {0}")]
     Storage(String),
+    /// The command is larger than a WAL record can hold; it was not proposed.
+    #[error("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes")]
+    TooLarge {
+        /// Its size (an upper bound of its encoding).
+        bytes: usize,
+        /// `limits::COMMAND_BYTES_MAX`.
+        bytes_max: usize,
+    },
 }
 
 /// Counters of a shard, for INFO.
@@ -86,6 +94,8 @@ pub struct ShardCounters {
     pub errors: u64,
     /// Records written to the WAL.
     pub records_persisted: u64,
+    /// Records the WAL refused as too large (the core's size bound was wrong).
+    pub records_too_large: u64,
     /// WAL syncs completed.
     pub syncs: u64,
     /// Anti-entropy rounds run from this shard (periodic or `COREPAX.REPAIR`), each against
@@ -131,6 +141,9 @@ pub struct Shard {
     storage_error: RefCell<Option<String>>,
     /// WAL positions of records not yet durable, with the core's ids for them.
     persisting: RefCell<VecDeque<(Lsn, PersistId)>>,
+    /// Encoded records the WAL had no room for yet (`PendingFull`: a sync is writing what
+    /// it holds), in the core's order; appended as syncs complete.
+    overflow: RefCell<VecDeque<(Vec<u8>, PersistId)>>,
     /// Local callers waiting for the core's reply to a token, with their request's
     /// deadline: the ticker drops the expired ones (their callers then time out), so a
     /// request costs no timer of its own.
@@ -197,8 +210,13 @@ impl Session {
 /// Heartbeats are 50 ms apart by default; 5 ms keeps timers precise enough without
 /// waking idle shards a thousand times a second.
 const TICK_INTERVAL: Duration = Duration::from_millis(5);
-/// How long a forwarded command waits before it is sent again.
+/// How long a forwarded command waits before it is sent again the first time; each resend
+/// to the same leader waits twice as long as the one before. A large command takes seconds
+/// to be logged on a quorum, and every resend crosses the link again (the leader does not
+/// propose it twice). A change of leader resends at once.
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
+/// How often a forward waiting for its answer checks whether the leader changed.
+const FORWARD_LEADER_CHECK: Duration = Duration::from_millis(50);
 /// A tick this late counts as an executor stall (INFO `executor_stalls`).
 const STALL_REPORTED: Duration = Duration::from_millis(20);
 impl Shard {
@@ -301,6 +319,7 @@ impl Shard {
             wal: GroupCommitter::new(wal),
             storage_error: RefCell::new(None),
             persisting: RefCell::new(VecDeque::new()),
+            overflow: RefCell::new(VecDeque::new()),
             waiters: RefCell::new(HashMap::new()),
             remote: RefCell::new(HashMap::new()),
             forwarded: RefCell::new(HashMap::new()),
@@ -343,8 +362,8 @@ impl Shard {
             peers: (0..shard.cfg.peers.len())
                 .map(|r| (r != usize::from(shard.cfg.id)).then(|| shard.cfg.peer_addr(r, index)))
                 .collect(),
-            frame_bytes_max: 64 << 20,
-            send_queue_bytes_max: 64 << 20,
+            frame_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
+            send_queue_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
             reconnect_backoff_min_ms: 5,
             reconnect_backoff_max_ms: 200,
         };
@@ -570,13 +589,13 @@ impl Shard {
                         return;
                     }
                 };
-                match self.wal.append(&bytes) {
-                    Ok(lsn) => {
-                        self.last_lsn.set(lsn);
-                        self.persisting.borrow_mut().push_back((lsn, id));
-                        self.counters.borrow_mut().records_persisted += 1;
-                    }
-                    Err(e) => self.fail_storage(e.to_string()),
+                if !self.overflow.borrow().is_empty() {
+                    // Behind records still waiting for room: keep the core's order.
+                    self.overflow.borrow_mut().push_back((bytes, id));
+                    return;
+                }
+                if let Err(back) = self.append_record(bytes, id) {
+                    self.overflow.borrow_mut().push_back(back);
                 }
             }
             Action::SaveSnapshot => self.snapshot_wanted.set(true),
@@ -586,6 +605,53 @@ impl Shard {
                 } else if let Some((to, id)) = self.remote.borrow_mut().remove(&token) {
                     self.send_peer(to, &PeerMsg::ForwardReply { id, reply });
                 }
+            }
+        }
+    }
+
+    /// Appends one encoded record. Without room in the WAL's buffer it is handed back, to
+    /// wait in `overflow`: memory for unsynced records is bounded, and a record of the
+    /// largest size always fits an empty buffer (`limits`), so it gets in once the sync in
+    /// flight ends. Other errors stop the shard acknowledging.
+    fn append_record(&self, bytes: Vec<u8>, id: PersistId) -> Result<(), (Vec<u8>, PersistId)> {
+        use crate::runtime::wal::WalError;
+        match self.wal.append(&bytes) {
+            Ok(lsn) => {
+                self.last_lsn.set(lsn);
+                self.persisting.borrow_mut().push_back((lsn, id));
+                self.counters.borrow_mut().records_persisted += 1;
+            }
+            Err(WalError::PendingFull { .. }) => return Err((bytes, id)),
+            // The core drops every batch whose encoding bound exceeds the record limit,
+            // and leaders never build one, so this means the bound is wrong. The WAL took
+            // nothing and still works, but the core already counts this record as its
+            // vote: skipping it would let the next durable record announce it. So the
+            // shard stops acknowledging, as on an I/O error, naming the limit crossed.
+            Err(e @ WalError::RecordTooLarge { .. }) => {
+                self.counters.borrow_mut().records_too_large += 1;
+                self.fail_storage(format!(
+                    "{e} although the protocol's size bound admitted it (a bug)"
+                ));
+            }
+            Err(e) => self.fail_storage(e.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Appends the records that waited for room, in order, while there is room.
+    fn drain_overflow(&self) {
+        loop {
+            let Some((bytes, id)) = self.overflow.borrow_mut().pop_front() else {
+                return;
+            };
+            if self.storage_error.borrow().is_some() {
+                // Nothing more is acknowledged: nothing more needs logging.
+                self.overflow.borrow_mut().clear();
+                return;
+            }
+            if let Err(back) = self.append_record(bytes, id) {
+                self.overflow.borrow_mut().push_front(back);
+                return;
             }
         }
     }
@@ -620,6 +686,7 @@ impl Shard {
     }
 
     fn on_durable(&self, lsn: Lsn) {
+        self.drain_overflow();
         let mut last = None;
         {
             let mut p = self.persisting.borrow_mut();
@@ -750,6 +817,7 @@ impl Shard {
     ) -> Result<Reply, SubmitError> {
         let timeout_ms = self.cfg.request_timeout_ms;
         let mut local = self.reads_locally(&req);
+        let mut forward_retry = FORWARD_RETRY;
         loop {
             if let Some(why) = self.storage_error.borrow().as_ref() {
                 return Err(SubmitError::Storage(why.clone()));
@@ -764,14 +832,31 @@ impl Shard {
                 // ticker: no timer per request (creating and cancelling one was ~4% of the
                 // leader's CPU under pipelined SETs).
                 Some((_, rx, false)) => rx.await.ok(),
-                // A forward may be lost with its leader: retried after a while.
+                // A forward may be lost with its leader: sent again after a while, or at
+                // once when the leader it went to is no longer the one this replica knows.
                 Some((token, rx, true)) => {
-                    let wait = left.min(FORWARD_RETRY);
+                    let wait = left.min(forward_retry);
+                    forward_retry = forward_retry.saturating_mul(2);
+                    let sent_to = self.replica.borrow().leader_hint();
                     let timed = futures_lite::future::or(async { rx.await.ok() }, async {
-                        glommio::timer::sleep(wait).await;
+                        let until = Instant::now() + wait;
+                        loop {
+                            let left = until.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            glommio::timer::sleep(left.min(FORWARD_LEADER_CHECK)).await;
+                            if self.replica.borrow().leader_hint() != sent_to {
+                                break;
+                            }
+                        }
                         None
                     });
                     let reply = timed.await;
+                    if self.replica.borrow().leader_hint() != sent_to {
+                        // A new leader: its first resend waits the shortest time again.
+                        forward_retry = FORWARD_RETRY;
+                    }
                     if reply.is_none() {
                         // Nobody answered: forget the waiter (a late answer is dropped).
                         self.forwarded.borrow_mut().remove(&token);
@@ -794,6 +879,9 @@ impl Shard {
                     glommio::timer::sleep(Duration::from_millis(2)).await;
                 }
                 Some(ClientReply::Busy) => glommio::timer::sleep(Duration::from_millis(1)).await,
+                Some(ClientReply::TooLarge { bytes, bytes_max }) => {
+                    return Err(SubmitError::TooLarge { bytes, bytes_max });
+                }
                 None => {}
             }
             if Instant::now() >= deadline {

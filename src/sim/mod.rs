@@ -1066,6 +1066,13 @@ impl Sim {
                 self.resend(client, backoff);
             }
             ClientReply::Busy => self.resend(client, 10 * MS),
+            // Simulated commands are a few bytes: a refusal means the size check is wrong.
+            ClientReply::TooLarge { bytes, bytes_max } => {
+                self.violations.push(format!(
+                    "client {client}: a command bounded at {bytes} bytes refused as over {bytes_max}"
+                ));
+                c.current = None;
+            }
         }
     }
 

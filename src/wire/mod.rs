@@ -1,3 +1,4 @@
 //! Byte formats: RESP for clients, checksummed frames for peers. Pure encode/decode.
+pub mod command;
 pub mod frame;
 pub mod resp;

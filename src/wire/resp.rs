@@ -95,6 +95,9 @@ pub enum RespError {
     /// An inline command held no words.
     #[error("empty inline command")]
     EmptyInline,
+    /// A command's element was not a bulk string, simple string or integer.
+    #[error("a command is an array of bulk strings")]
+    NotACommand,
 }
 
 /// The kind of a reply, as found by [`skip`], without its contents.
@@ -195,7 +198,7 @@ pub fn skip(buf: &[u8], limits: &Limits) -> Result<Option<(ReplyKind, usize)>, R
     Ok(Some((kind, pos)))
 }
 
-fn is_type_byte(b: u8) -> bool {
+pub(super) fn is_type_byte(b: u8) -> bool {
     matches!(b, b'+' | b'-' | b':' | b'$' | b'*')
 }
 
@@ -230,7 +233,7 @@ fn line<'a>(
     }
 }
 
-fn parse_int(l: &[u8], what: &'static str) -> Result<i64, RespError> {
+pub(super) fn parse_int(l: &[u8], what: &'static str) -> Result<i64, RespError> {
     let bad = || RespError::BadInteger(String::from_utf8_lossy(l).into_owned(), what);
     let (neg, digits) = match l.split_first() {
         Some((b'-', d)) => (true, d),
@@ -418,7 +421,10 @@ fn skip_value(
     }
 }
 
-fn decode_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Value, usize)>, RespError> {
+pub(super) fn decode_inline(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Value, usize)>, RespError> {
     let Some(i) = memchr::memchr(b'\n', buf) else {
         if buf.len() > limits.inline_bytes_max {
             return Err(RespError::LineTooLong(limits.inline_bytes_max));

@@ -57,6 +57,9 @@ impl Replica {
         batch: Batch,
         commit: Slot,
     ) {
+        if self.ignore_accept_too_large(&batch) {
+            return;
+        }
         if self.refuse_stale(from, ballot) {
             return;
         }
@@ -95,6 +98,17 @@ impl Replica {
             }
         }
         self.learn_commit(now, ballot, commit);
+    }
+
+    /// True (and counted) when `batch` cannot fit one WAL record: a leader that did not
+    /// bound its batches sent it. Accepting would make the persist fail; leaving it
+    /// unanswered only stalls that leader's slot, which it cannot get chosen anyway.
+    fn ignore_accept_too_large(&mut self, batch: &Batch) -> bool {
+        if super::batch_fits_record(batch) {
+            return false;
+        }
+        self.stats.batches_too_large += 1;
+        true
     }
 
     /// Notes `ballot`; if it is below our promise, tells the proposer so and returns true.

@@ -10,6 +10,10 @@ use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
 
+/// An unanswered accept is resent after 2 heartbeat intervals, then 4, 8, 16 and at most
+/// 32 (1.6 s with the default 50 ms heartbeat).
+const RETRANSMIT_BACKOFF_SHIFT_MAX: u32 = 4;
+
 impl Replica {
     /// Starts phase 1 for every slot from the first one not known chosen.
     pub(super) fn start_election(&mut self, now: Nanos) {
@@ -66,6 +70,12 @@ impl Replica {
         }
         for (slot, accepted_at, batch) in entries {
             if slot < c.from_slot {
+                continue;
+            }
+            if !super::batch_fits_record(&batch) {
+                // Never durable anywhere, so never chosen: re-proposing it would only
+                // fail to persist here. The slot is a hole unless another promise has it.
+                self.stats.batches_too_large += 1;
                 continue;
             }
             let newer = c.found.get(&slot).is_none_or(|(b, _)| accepted_at > *b);
@@ -168,6 +178,23 @@ impl Replica {
             self.reply(token, ClientReply::NotLeader { leader });
             return;
         };
+        let key = (req.client, req.seq);
+        if key.0 != 0
+            && let Some(old) = self.waiting.get_mut(&key)
+        {
+            // A retry (a forward sent again, or a client's resend) of a request queued or
+            // proposed here and not yet applied: it is answered when that copy applies, so
+            // queueing it again would only log the same command twice (for a large one,
+            // tens of MiB on every replica). Only the newest token gets the answer.
+            let old = std::mem::replace(old, token);
+            self.reply(
+                old,
+                ClientReply::NotLeader {
+                    leader: Some(self.id),
+                },
+            );
+            return;
+        }
         if l.queue.len() >= queue_max {
             self.stats.requests_busy += 1;
             self.reply(token, ClientReply::Busy);
@@ -176,19 +203,11 @@ impl Replica {
         if l.queue.is_empty() {
             l.queue_since = now;
         }
-        l.queue_bytes += req.cmd.payload_bytes();
-        let key = (req.client, req.seq);
+        l.queue_bytes += req.encoded_bytes_max();
         l.queue.push_back(req);
-        if key.0 != 0
-            && let Some(old) = self.waiting.insert(key, token)
-        {
-            // A retry overtook the original; only the newest token gets the answer.
-            self.reply(
-                old,
-                ClientReply::NotLeader {
-                    leader: Some(self.id),
-                },
-            );
+        if key.0 != 0 {
+            let old = self.waiting.insert(key, token);
+            debug_assert!(old.is_none(), "a retry of a waiting request was queued");
         }
         self.try_propose(now);
     }
@@ -214,8 +233,11 @@ impl Replica {
             }
             let mut batch = Vec::with_capacity(l.queue.len().min(batch_max));
             let mut bytes = 0;
+            // Sizes are encoded bounds: a batch within `batch_bytes_max` (at most
+            // `limits::BATCH_BYTES_LIMIT`) fits a WAL record, and so does a batch of one
+            // command (at most `limits::COMMAND_BYTES_MAX`, checked on arrival).
             while let Some(req) = l.queue.front() {
-                let size = req.cmd.payload_bytes();
+                let size = req.encoded_bytes_max();
                 if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
                     break;
                 }
@@ -224,10 +246,12 @@ impl Replica {
             }
             l.queue_bytes -= bytes;
             l.queue_since = now;
+            let batch: Batch = Arc::from(batch);
+            debug_assert!(super::batch_fits_record(&batch));
             let slot = l.next_slot;
             l.next_slot += 1;
             self.stats.commands_proposed += batch.len() as u64;
-            self.propose_at(now, slot, Arc::from(batch));
+            self.propose_at(now, slot, batch);
         }
     }
 
@@ -242,6 +266,7 @@ impl Replica {
             InFlight {
                 votes_mask: 0,
                 sent_at: now,
+                retransmits: 0,
                 holders_mask: 0,
                 holders_until: 0,
                 waited_for_holders: false,
@@ -352,8 +377,16 @@ impl Replica {
         let commit = self.chosen_through;
         let mut resend = Vec::new();
         for (slot, f) in l.in_flight.iter_mut() {
-            if now >= f.sent_at + 2 * heartbeat {
+            // TCP loses nothing while a link is up, so a missing vote usually means the
+            // accept is still queued, crossing or being logged (a batch of tens of MiB
+            // takes seconds on a slow disk); only a reconnect loses it. Resending at a
+            // fixed interval would queue copy after copy of a large batch ahead of the
+            // heartbeats, so the interval doubles with each retransmission, up to
+            // 2^RETRANSMIT_BACKOFF_SHIFT_MAX times the first.
+            let backoff = 1 << f.retransmits.min(RETRANSMIT_BACKOFF_SHIFT_MAX);
+            if now >= f.sent_at + 2 * heartbeat * backoff {
                 f.sent_at = now;
+                f.retransmits += 1;
                 resend.push((*slot, f.votes_mask));
             }
         }

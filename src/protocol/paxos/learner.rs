@@ -149,12 +149,22 @@ impl Replica {
             self.send_snapshot(now, from);
             return;
         }
-        let entries: Vec<(Slot, Batch)> = self
+        // Bounded by count and by bytes, so the message fits one peer frame: one batch
+        // alone can be as large as a WAL record.
+        let mut entries: Vec<(Slot, Batch)> = Vec::new();
+        let mut bytes = 0;
+        for (slot, e) in self
             .log
             .range(from_slot..=self.chosen_through)
             .take(self.cfg.catchup_chunk_max)
-            .map(|(slot, e)| (*slot, e.batch.clone()))
-            .collect();
+        {
+            let size = super::batch_record_bytes_max(&e.batch);
+            if !entries.is_empty() && bytes + size > crate::limits::CATCHUP_BYTES_MAX {
+                break;
+            }
+            bytes += size;
+            entries.push((*slot, e.batch.clone()));
+        }
         self.send(
             from,
             Message::CatchUp {
@@ -170,6 +180,11 @@ impl Replica {
         for (slot, batch) in entries {
             if slot <= self.chosen_through || self.log.get(&slot).is_some_and(|e| e.chosen) {
                 continue;
+            }
+            if !super::batch_fits_record(&batch) {
+                // Cannot have been chosen (no replica could log it); persisting would fail.
+                self.stats.batches_too_large += 1;
+                break;
             }
             // Keep the accepted ballot if we have one: a later Accept at that ballot is
             // then recognised as a retransmission.

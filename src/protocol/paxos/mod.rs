@@ -45,6 +45,19 @@ fn batch_payload_bytes(batch: &Batch) -> u64 {
     batch.iter().map(|r| r.cmd.payload_bytes() as u64).sum()
 }
 
+/// An upper bound of the WAL record (`Accept` or `Learned`) that carries `batch`.
+fn batch_record_bytes_max(batch: &Batch) -> usize {
+    let requests: usize = batch.iter().map(Request::encoded_bytes_max).sum();
+    requests + crate::limits::RECORD_OVERHEAD_BYTES
+}
+
+/// Whether `batch` fits one WAL record. No replica can have made a larger batch durable
+/// (its WAL refuses the record), so a larger batch was never accepted by anyone and never
+/// chosen: dropping it wherever it arrives is safe, and persisting it would fail.
+fn batch_fits_record(batch: &Batch) -> bool {
+    batch_record_bytes_max(batch) <= crate::limits::WAL_RECORD_BYTES_MAX
+}
+
 /// A slot's accepted value as this replica knows it.
 #[derive(Clone, Debug)]
 struct LogEntry {
@@ -96,6 +109,10 @@ struct Leadership {
 struct InFlight {
     votes_mask: u8,
     sent_at: Nanos,
+    /// Retransmissions so far: each one waits twice as long as the one before (see
+    /// `leader_tick`), so a large batch still crossing the link and being logged is not
+    /// sent again and again.
+    retransmits: u32,
     /// Quorum leases: holders the voters reported, who must vote too…
     holders_mask: u8,
     /// …unless their leases surely ran out by then (our clock).
@@ -159,6 +176,11 @@ pub struct Stats {
     pub log_slots_trimmed: u64,
     /// Prepares and accepts left unanswered while recovering records storage lost.
     pub votes_withheld: u64,
+    /// Client requests refused because their command exceeds `limits::COMMAND_BYTES_MAX`.
+    pub requests_too_large: u64,
+    /// Batches from peers (accepts, promises, catch-up) dropped because their record would
+    /// exceed `limits::WAL_RECORD_BYTES_MAX` (sent by a leader that did not check).
+    pub batches_too_large: u64,
 }
 
 impl Stats {
@@ -191,6 +213,8 @@ impl Stats {
             snapshot_transfers_abandoned,
             log_slots_trimmed,
             votes_withheld,
+            requests_too_large,
+            batches_too_large,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -218,6 +242,8 @@ impl Stats {
         self.snapshot_transfers_abandoned += snapshot_transfers_abandoned;
         self.log_slots_trimmed += log_slots_trimmed;
         self.votes_withheld += votes_withheld;
+        self.requests_too_large += requests_too_large;
+        self.batches_too_large += batches_too_large;
     }
 }
 
@@ -396,6 +422,10 @@ impl Replica {
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
         self.wake(now);
+        if self.ignore_too_large(token, &req) {
+            self.finish_step(now);
+            return;
+        }
         if self.cfg.read_mode != ReadMode::Log && req.cmd.is_read_only() {
             if let Some(token) = self.redirect_read_while_recovering(token) {
                 self.on_read(now, token, req);
@@ -441,6 +471,25 @@ impl Replica {
         self.maybe_request_catchup(now);
         self.reads_tick(now);
         self.finish_step(now);
+    }
+
+    /// Refuses a request whose command no WAL record could hold (front ends refuse those
+    /// before; a forward from an older peer may not have): proposing it would make every
+    /// replica fail to log the slot.
+    fn ignore_too_large(&mut self, token: Token, req: &Request) -> bool {
+        let bytes = req.cmd.encoded_bytes_max();
+        if bytes <= crate::limits::COMMAND_BYTES_MAX {
+            return false;
+        }
+        self.stats.requests_too_large += 1;
+        self.reply(
+            token,
+            ClientReply::TooLarge {
+                bytes,
+                bytes_max: crate::limits::COMMAND_BYTES_MAX,
+            },
+        );
+        true
     }
 
     /// Records up to `id` are durable: release what waited for them.

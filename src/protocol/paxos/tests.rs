@@ -1004,3 +1004,6 @@ fn a_recovering_replica_serves_no_reads_and_grants_no_leases() {
     );
     assert_eq!(c.replicas[1].stats().votes_withheld, 1);
 }
+
+/// Size limits: commands, batches and records that must fit the WAL.
+mod limits;

@@ -95,12 +95,26 @@ pub struct WalOptions {
     pub sync: bool,
 }
 
+/// Default [`WalOptions::segment_bytes`].
+const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+
+// With the default options a record of the node's largest size fits a segment and the
+// pending buffer, so `record_bytes_max` is exactly `limits::WAL_RECORD_BYTES_MAX`.
+const _: () = assert!(
+    crate::limits::WAL_RECORD_BYTES_MAX + RECORD_HEADER_BYTES
+        <= crate::limits::WAL_PENDING_BYTES_MAX
+);
+const _: () = assert!(
+    (crate::limits::WAL_RECORD_BYTES_MAX + RECORD_HEADER_BYTES) as u64
+        <= SEGMENT_BYTES_DEFAULT - BLOCK_BYTES
+);
+
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
-            segment_bytes: 64 << 20,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
             write_bytes_max: 1 << 20,
-            pending_bytes_max: 32 << 20,
+            pending_bytes_max: crate::limits::WAL_PENDING_BYTES_MAX,
             segments_free_max: 4,
             sync: true,
         }
@@ -136,11 +150,15 @@ impl WalOptions {
         Ok(())
     }
 
-    /// Largest payload one record may carry with these options.
+    /// Largest payload one record may carry with these options: what a segment and the
+    /// pending buffer hold, and never more than [`crate::limits::WAL_RECORD_BYTES_MAX`], the
+    /// size every layer above sizes its batches for (so replicas with different options
+    /// still refuse the same records).
     pub fn record_bytes_max(&self) -> usize {
         let room = self.segment_bytes - BLOCK_BYTES - RECORD_HEADER_BYTES as u64;
         let room = room.min(u32::MAX as u64) as usize;
         room.min(self.pending_bytes_max - RECORD_HEADER_BYTES)
+            .min(crate::limits::WAL_RECORD_BYTES_MAX)
     }
 }
 
@@ -263,7 +281,8 @@ pub enum WalError {
         /// The first failure.
         reason: String,
     },
-    /// The record is larger than one segment (or the pending limit) can hold.
+    /// The record is larger than one segment (or the pending limit) can hold. Refusing it
+    /// changes nothing in the WAL: the WAL is not poisoned and takes later records.
     #[error("WAL record of {len_bytes} bytes exceeds the limit of {len_bytes_max} bytes")]
     RecordTooLarge {
         /// The record's length.
