@@ -26,21 +26,7 @@ AFTER_BIN=$BIN
 BEFORE_BIN=""
 [ -z "${COREPAX_BIN_BEFORE:-}" ] || BEFORE_BIN=$(readlink -f "$COREPAX_BIN_BEFORE")
 
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-mkdir -p results
-OUT_MD="results/floor-$STAMP.md"
-OUT_RAW="results/floor-$STAMP-raw.txt"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-floor.XXXXXX")
-REDIS_PID=""
-cleanup() {
-    local rc=$?
-    stop_cluster
-    stop_pids "$REDIS_PID"
-    remove_tmp
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+begin_run floor
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)

@@ -9,6 +9,29 @@ READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
 CLUSTER_PID=""
 NODE_PIDS=()
 
+# begin_run NAME: sets STAMP, OUT_MD (results/NAME-STAMP.md), OUT_RAW (…-raw.txt), TMP (a new
+# temp dir) and REDIS_PID (empty: a script that starts redis-server stores its pid there),
+# and traps exit and Ctrl-C so the cluster and that redis-server are stopped and TMP removed.
+begin_run() {
+    STAMP=$(date -u +%Y%m%d-%H%M%S)
+    mkdir -p results
+    OUT_MD="results/$1-$STAMP.md"
+    OUT_RAW="results/$1-$STAMP-raw.txt"
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-$1.XXXXXX")
+    REDIS_PID=""
+    trap end_run EXIT
+    trap 'exit 130' INT TERM
+}
+
+# The exit trap of begin_run.
+end_run() {
+    local rc=$?
+    stop_cluster
+    stop_pids "$REDIS_PID"
+    remove_tmp
+    exit "$rc"
+}
+
 # Exits with a hint unless every named tool is on PATH.
 require_tools() {
     local tool

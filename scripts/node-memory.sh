@@ -44,22 +44,7 @@ fi
 require_tools redis-server redis-cli python3 setsid timeout pgrep
 resolve_bin
 
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-mkdir -p results
-OUT_MD="results/node-memory-$STAMP.md"
-OUT_RAW="results/node-memory-$STAMP-raw.txt"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/corepax-memory.XXXXXX")
-REDIS_PID=""
-
-cleanup() {
-    local rc=$?
-    stop_cluster
-    stop_pids "$REDIS_PID"
-    remove_tmp
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+begin_run node-memory
 
 write_loader "$TMP/loader.py"
 
