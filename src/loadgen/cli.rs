@@ -206,7 +206,6 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     } else {
         Progress::auto()
     };
-    let mut notes = Vec::new();
     // Keep the launcher alive for the whole run; dropping it kills the server.
     let mut launcher: Option<Box<dyn Launcher>> = None;
     let (addrs, target, mut info) = match (&a.target, a.redis) {
@@ -234,27 +233,14 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
                 "starting a local {}-replica corepax cluster ...",
                 a.replicas
             );
-            match c.launch() {
-                Ok(addrs) => {
-                    let (d, i) = (c.describe(), c.target_info());
-                    launcher = Some(c);
-                    (addrs, d, i)
-                }
-                Err(e) => {
-                    let msg = format!(
-                        "the corepax cluster could not start ({e}); FELL BACK to redis-server without persistence: these numbers are Redis's, not corepax's"
-                    );
-                    eprintln!("{msg}");
-                    notes.push(msg.clone());
-                    let mut r: Box<dyn Launcher> = Box::new(RedisServer::new(Persistence::None));
-                    let addrs = r.launch().context("fallback redis-server failed too")?;
-                    let mut d = r.describe();
-                    d.description = format!("{} (fallback: {msg})", d.description);
-                    let i = r.target_info();
-                    launcher = Some(r);
-                    (addrs, d, i)
-                }
-            }
+            // No fallback to another server: a benchmark of something else under
+            // corepax's name would be worse than no number at all.
+            let addrs = c
+                .launch()
+                .context("the local corepax cluster could not start; nothing was measured")?;
+            let (d, i) = (c.describe(), c.target_info());
+            launcher = Some(c);
+            (addrs, d, i)
         }
     };
     for (k, v) in &a.target_info {
@@ -276,7 +262,6 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     if let Some(mut l) = launcher.take() {
         l.stop();
     }
-    res.notes.extend(notes);
     let path = a.json.clone().unwrap_or_else(|| res.default_path());
     res.write(&path, &out.intervals)?;
     println!("{}", res.table());
