@@ -38,6 +38,10 @@ pub struct Bugs {
     pub reply_before_persist: bool,
     /// A new leader ignores values reported in phase 1 and fills the slots with no-ops.
     pub skip_phase1_recovery: bool,
+    /// A replica whose storage lost synced records votes at once, as if they had never
+    /// been written (`Replica::recover`'s `forgot_records` ignored): what recovery did when
+    /// it truncated the log at mid-log corruption like at a torn tail.
+    pub truncate_at_corruption: bool,
 }
 
 /// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
@@ -327,6 +331,10 @@ impl Replica {
     /// Turns on deliberate bugs (tests and simulator only).
     pub fn set_bugs(&mut self, bugs: Bugs) {
         self.bugs = bugs;
+        if bugs.truncate_at_corruption {
+            // Set right after `recover`, before any step: the learner never existed.
+            self.recovering = None;
+        }
     }
 
     /// Keeps a trace of every applied slot, for the simulator's prefix check.
