@@ -1022,8 +1022,8 @@ impl Sim {
         n.snapshot_at = r.applied_index();
         r.set_bugs(self.cfg.bugs);
         r.enable_applied_trace();
-        n.replica = Some(r);
         let recovering = r.recovering();
+        n.replica = Some(r);
         self.log(|| format!("restart {node} (recovering lost records: {recovering})"));
         self.after_step(node);
     }
