@@ -163,6 +163,9 @@ pub struct Stats {
     pub log_slots_trimmed: u64,
     /// Prepares and accepts left unanswered while recovering records storage lost.
     pub votes_withheld: u64,
+    /// Times a leader gave up catching up on slots a promise said were chosen and ran
+    /// phase 1 again (the replica that knew them may have lost them to storage damage).
+    pub catchups_abandoned: u64,
 }
 
 impl Stats {
@@ -195,6 +198,7 @@ impl Stats {
             snapshot_transfers_abandoned,
             log_slots_trimmed,
             votes_withheld,
+            catchups_abandoned,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -222,6 +226,7 @@ impl Stats {
         self.snapshot_transfers_abandoned += snapshot_transfers_abandoned;
         self.log_slots_trimmed += log_slots_trimmed;
         self.votes_withheld += votes_withheld;
+        self.catchups_abandoned += catchups_abandoned;
     }
 }
 
@@ -255,6 +260,8 @@ pub struct Replica {
     catchup_sent_at: Option<Nanos>,
     /// A peer known to have the chosen slots this replica lacks.
     catchup_hint: Option<ReplicaId>,
+    /// Catch-up requests sent since the commit index last moved.
+    catchup_unanswered: u32,
     /// Slots up to here were compacted out of `log` (their effect is in `kv`).
     log_base: Slot,
     /// Key and value bytes of the applied entries in `log` (bounded by
@@ -307,6 +314,7 @@ impl Replica {
             election_deadline: None,
             catchup_sent_at: None,
             catchup_hint: None,
+            catchup_unanswered: 0,
             log_base: 0,
             applied_log_bytes: 0,
             transfers: snapshot::Transfers::default(),

@@ -1004,3 +1004,55 @@ fn a_recovering_replica_serves_no_reads_and_grants_no_leases() {
     );
     assert_eq!(c.replicas[1].stats().votes_withheld, 1);
 }
+
+#[test]
+fn a_leader_whose_catch_up_source_lost_its_records_still_catches_up() {
+    // r2 is down while r0 (leader) and r1 choose six slots, and both know them chosen.
+    let mut c = Cluster::new(3);
+    c.crash(2);
+    c.elect(0);
+    for i in 0..6u64 {
+        c.request(0, 100 + i, 7, i + 1, set(&format!("k{i}"), "v"));
+        c.run(|_, _, _| true);
+    }
+    tick_all_for(&mut c, 2, 50 * MS);
+    assert!(c.replicas[1].commit_index() >= 6);
+    // r0 stops; r2 returns and leads with r1's promise, which says the slots are chosen:
+    // r2 will learn them by catch-up from r1, not propose them again.
+    c.crash(0);
+    c.restart(2);
+    c.replicas[2].start_election(c.now);
+    c.replicas[2].finish_step(c.now);
+    c.collect(2);
+    c.run(|_, _, m| matches!(m, Message::Prepare { .. } | Message::Promise { .. }));
+    assert!(c.replicas[2].leading().is_some());
+    assert_eq!(c.replicas[2].commit_index(), 0);
+    // Before it does, r1's storage loses its accepts: it comes back a learner that can
+    // serve none of them. r0, which knows them, comes back too.
+    c.crash(1);
+    let n = c.durable[1].len();
+    let kept = records_without(&c, 1, 1..n - 1);
+    let cfg = c.replicas[1].cfg.clone();
+    c.replicas[1] = Replica::recover(cfg, ReplicaId(1), 99, None, kept, true);
+    c.up[1] = true;
+    assert!(c.replicas[1].recovering());
+    c.restart(0);
+
+    tick_all_for(&mut c, 60, 20 * MS);
+    for r in 0..3 {
+        assert!(c.replicas[r].commit_index() >= 6, "r{r} caught up");
+        for i in 0..6u64 {
+            assert_eq!(
+                value(&c, r, &format!("k{i}")).as_deref(),
+                Some(&b"v"[..]),
+                "k{i} at r{r}"
+            );
+        }
+    }
+    assert!(!c.replicas[1].recovering());
+    let leader = (0..3).find(|&i| c.replicas[i].leading().is_some());
+    let leader = leader.expect("a leader");
+    c.request(leader, 200, 8, 1, set("after", "x"));
+    c.run(|_, _, _| true);
+    assert!(matches!(c.reply_of(200), Some(ClientReply::Done(_))));
+}
