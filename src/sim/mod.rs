@@ -1293,6 +1293,17 @@ fn describe(msg: &Message) -> String {
         Message::CatchUp { entries, commit } => {
             format!("catch-up {} entries, commit {commit}", entries.len())
         }
+        Message::RecoveryQuery => "recovery query".to_string(),
+        Message::RecoveryReport {
+            promised,
+            recovering,
+            leading,
+        } => format!(
+            "recovery report: promised b{promised} recovering={recovering} leading {}",
+            leading.map_or("-".to_string(), |(b, s)| format!(
+                "b{b} proposed through {s}"
+            ))
+        ),
     }
 }
 

@@ -455,6 +455,7 @@ impl Replica {
             }
         }
         self.maybe_request_catchup(now);
+        self.recovery_tick(now);
         self.reads_tick(now);
         self.finish_step(now);
     }
@@ -511,6 +512,12 @@ impl Replica {
                 last_included,
                 offset,
             } => self.on_snapshot_chunk_request(now, from, last_included, offset),
+            Message::RecoveryQuery => self.on_recovery_query(from),
+            Message::RecoveryReport {
+                promised,
+                recovering,
+                leading,
+            } => self.on_recovery_report(from, promised, recovering, leading),
         }
     }
 

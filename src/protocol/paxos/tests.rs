@@ -1056,3 +1056,65 @@ fn a_leader_whose_catch_up_source_lost_its_records_still_catches_up() {
     c.run(|_, _, _| true);
     assert!(matches!(c.reply_of(200), Some(ClientReply::Done(_))));
 }
+
+#[test]
+fn a_learner_waits_for_slots_chosen_with_its_lost_vote_that_the_leader_does_not_know() {
+    // r1 is down while r0 (leader) and r2 choose three slots; r2 learns they are chosen.
+    let mut c = Cluster::new(3);
+    c.crash(1);
+    c.elect(0);
+    for i in 0..3u64 {
+        c.request(0, 100 + i, 7, i + 1, set(&format!("k{i}"), "v"));
+        c.run(|_, _, _| true);
+    }
+    tick_all_for(&mut c, 2, 50 * MS);
+    assert!(c.replicas[2].commit_index() >= 3);
+    // r0 stops; r1 returns empty and leads with r2's promise, which says slots 1-3 are
+    // chosen: r1 does not propose them again, it will learn them.
+    c.crash(0);
+    c.restart(1);
+    c.replicas[1].start_election(c.now);
+    c.replicas[1].finish_step(c.now);
+    c.collect(1);
+    c.run(|_, _, m| matches!(m, Message::Prepare { .. } | Message::Promise { .. }));
+    assert!(c.replicas[1].leading().is_some());
+    assert_eq!(c.replicas[1].commit_index(), 0);
+    // r2's storage loses every record but its first: its votes for slots 1-3, and any
+    // record naming them. The leader's commit index (0) covers nothing it lost.
+    c.crash(2);
+    let n = c.durable[2].len();
+    let kept = records_without(&c, 2, 1..n);
+    let cfg = c.replicas[2].cfg.clone();
+    c.replicas[2] = Replica::recover(cfg, ReplicaId(2), 99, None, kept, true);
+    c.up[2] = true;
+
+    // Without r0, r2 must not vote again: the leader proposed through slot 3, and r2
+    // cannot learn those slots. Had it voted, r1 would have filled them with no-ops.
+    tick_all_for(&mut c, 40, 20 * MS);
+    assert!(c.replicas[2].recovering(), "r2 waits for slots 1-3");
+    assert_eq!(
+        c.replicas[1].commit_index(),
+        0,
+        "nothing chosen over slots 1-3"
+    );
+    assert_eq!(c.replicas[2].commit_index(), 0);
+
+    // r0 returns: everyone learns slots 1-3 as r0 and r2 chose them.
+    c.restart(0);
+    tick_all_for(&mut c, 60, 20 * MS);
+    assert!(!c.replicas[2].recovering());
+    for r in 0..3 {
+        for i in 0..3u64 {
+            assert_eq!(
+                value(&c, r, &format!("k{i}")).as_deref(),
+                Some(&b"v"[..]),
+                "k{i} at r{r}"
+            );
+        }
+    }
+    let leader = (0..3).find(|&i| c.replicas[i].leading().is_some());
+    let leader = leader.expect("a leader");
+    c.request(leader, 200, 8, 1, set("after", "x"));
+    c.run(|_, _, _| true);
+    assert!(matches!(c.reply_of(200), Some(ClientReply::Done(_))));
+}
