@@ -228,6 +228,10 @@ impl Replica {
         recovering: bool,
         leading: Option<(Ballot, Slot)>,
     ) {
+        self.observe_ballot(promised);
+        if let Some((ballot, _)) = leading {
+            self.observe_ballot(ballot);
+        }
         let Some(rec) = &mut self.recovering else {
             self.stats.messages_ignored += 1;
             return;
