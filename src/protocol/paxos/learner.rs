@@ -13,12 +13,22 @@ use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 const CATCHUP_UNANSWERED_MAX: u32 = 10;
 
 impl Replica {
-    /// Heartbeat from a leader.
-    pub(super) fn on_commit(&mut self, now: Nanos, ballot: Ballot, commit: Slot) {
+    /// Heartbeat from a leader. A deposed one is told: a leader with nothing to propose
+    /// sends only heartbeats, and would otherwise never learn of the higher promise (in
+    /// leader-lease mode it would even keep granting itself a lease and withholding its
+    /// promise from the next candidate, so no leader could be elected without it).
+    pub(super) fn on_commit(&mut self, now: Nanos, from: ReplicaId, ballot: Ballot, commit: Slot) {
         self.observe_ballot(ballot);
         if ballot >= self.promised {
             self.step_down_for(now, ballot);
             self.follow(now, ballot);
+        } else {
+            self.send(
+                from,
+                Message::Reject {
+                    promised: self.promised,
+                },
+            );
         }
         self.learn_commit(now, ballot, commit);
     }

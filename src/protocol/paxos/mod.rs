@@ -499,7 +499,7 @@ impl Replica {
                 holders,
                 lease_left,
             } => self.on_accepted(now, from, ballot, slot, holders, lease_left),
-            Message::Commit { ballot, commit } => self.on_commit(now, ballot, commit),
+            Message::Commit { ballot, commit } => self.on_commit(now, from, ballot, commit),
             Message::CatchUpRequest { from_slot } => self.on_catchup_request(now, from, from_slot),
             Message::CatchUp { entries, commit } => self.on_catchup(now, entries, commit),
             Message::LeaseRequest { seq, ballot } => self.on_lease_request(now, from, seq, ballot),
