@@ -1118,3 +1118,42 @@ fn a_learner_waits_for_slots_chosen_with_its_lost_vote_that_the_leader_does_not_
     c.run(|_, _, _| true);
     assert!(matches!(c.reply_of(200), Some(ClientReply::Done(_))));
 }
+
+#[test]
+fn a_heartbeat_below_the_promise_deposes_its_sender() {
+    // r0 leads ballot 1; r1 then promises r2's higher ballot, which r0 never hears of.
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    let old = c.replicas[0].leading().expect("r0 leads");
+    let higher = Ballot {
+        round: old.round + 1,
+        node: ReplicaId(2),
+    };
+    let prepare = Message::Prepare {
+        ballot: higher,
+        from_slot: 1,
+    };
+    c.replicas[1].on_message(c.now, ReplicaId(2), prepare);
+    c.collect(1);
+    c.sync(1);
+    c.wire.clear();
+    // r0's heartbeat reaches r1, which answers with its promise: r0 steps down.
+    let heartbeat = Message::Commit {
+        ballot: old,
+        commit: 0,
+    };
+    c.replicas[1].on_message(c.now, ReplicaId(0), heartbeat);
+    c.collect(1);
+    assert!(
+        c.wire.iter().any(|(f, t, m)| f.index() == 1
+            && t.index() == 0
+            && matches!(m, Message::Reject { promised } if *promised == higher)),
+        "{:?}",
+        c.wire
+    );
+    c.run(|_, _, _| true);
+    assert!(
+        c.replicas[0].leading().is_none(),
+        "r0 learned it was deposed"
+    );
+}
