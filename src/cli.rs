@@ -44,7 +44,7 @@ pub struct SimArgs {
     #[arg(long)]
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
-    /// reply-before-persist | skip-phase1-recovery.
+    /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption.
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
@@ -54,6 +54,9 @@ pub struct SimArgs {
     /// stale lease reads that follows.
     #[arg(long, hide = true)]
     drift_beyond_bound: bool,
+    /// Share of seeds (percent) whose crashes may corrupt synced records mid-log.
+    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    corrupt_seeds_percent: u64,
 }
 
 /// Protocol settings shared by `node` and `cluster`; unset flags keep the config file's
@@ -381,8 +384,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         match b.as_str() {
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
+            "truncate-at-corruption" => bugs.truncate_at_corruption = true,
             other => anyhow::bail!(
-                "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery"
+                "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
+                 truncate-at-corruption"
             ),
         }
     }
@@ -394,6 +399,13 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {
         bug_flags.push_str(" --drift-beyond-bound");
+    }
+    base.corrupt_seeds_percent = args.corrupt_seeds_percent;
+    if args.corrupt_seeds_percent != 50 {
+        bug_flags.push_str(&format!(
+            " --corrupt-seeds-percent {}",
+            args.corrupt_seeds_percent
+        ));
     }
     let read_mode = args.read_mode;
     let summary = crate::sim::run_many(args.seed, args.seeds, &base, |seed, outcome| {
@@ -447,6 +459,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             st.read_repairs
         );
     }
+    println!(
+        "crashes that lost synced records: {} (votes withheld while recovering: {})",
+        summary.records_lost_crashes, st.votes_withheld
+    );
     println!(
         "seeds: {} ops: {} violations: {}",
         summary.seeds, summary.ops, summary.violations

@@ -141,6 +141,18 @@ pub enum Message {
         /// Items (entries, then sessions) received so far.
         offset: u64,
     },
+    /// A replica whose storage lost records → every other replica: what have you promised,
+    /// and, if you lead, how far have you proposed? (It votes again only once it knows.)
+    RecoveryQuery,
+    /// Answer to `RecoveryQuery`.
+    RecoveryReport {
+        /// The highest ballot the sender promised.
+        promised: Ballot,
+        /// The sender is itself recovering lost records (its promise may be among them).
+        recovering: bool,
+        /// If the sender leads: its ballot and the highest slot it proposed.
+        leading: Option<(Ballot, Slot)>,
+    },
 }
 
 impl Message {

@@ -2,8 +2,9 @@
 //!
 //! One seed fixes everything: message delays, losses, duplicates and reordering,
 //! partitions (symmetric and one-way), leader isolation, crashes that lose unsynced
-//! records (keeping a random prefix of what was written), disk sync latency, and the
-//! clients' choices. The protocol core runs unchanged; only its inputs are simulated.
+//! records (keeping a random prefix of what was written), crashes whose storage also lost
+//! synced records in the middle of the log (the replica knows, as the WAL's recovery tells
+//! it, and rejoins as a learner), disk sync latency, and the clients' choices. The protocol core runs unchanged; only its inputs are simulated.
 //!
 //! After the faults heal, every crashed replica restarts, clients finish, and a final read
 //! of every key goes through the log. Then the checkers run:
@@ -62,6 +63,9 @@ pub struct SimConfig {
     /// Let replicas' clocks drift beyond the configured bound (proof that lease checks
     /// can fail); within it otherwise.
     pub drift_beyond_bound: bool,
+    /// Share of seeds (percent) whose crashes may also corrupt synced records in the
+    /// middle of the crashed replica's log.
+    pub corrupt_seeds_percent: u64,
 }
 
 impl SimConfig {
@@ -81,6 +85,7 @@ impl SimConfig {
             log_retain: 0,
             read_mode: ReadMode::Log,
             drift_beyond_bound: false,
+            corrupt_seeds_percent: 50,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct SimOutcome {
     pub anti_entropy: AntiEntropyCounts,
     /// Snapshot chunks sent after a first one (proof that transfers took several).
     pub snapshot_chunks_later: u64,
+    /// Crashes whose storage lost synced records in the middle of the log.
+    pub records_lost_crashes: u64,
 }
 
 #[derive(Debug)]
@@ -180,6 +187,9 @@ struct Node {
     /// This replica's clock: its rate error (ppm, signed) and offset from real time.
     clock_rate_ppm: i64,
     clock_offset: i64,
+    /// Storage lost synced records that no snapshot covers yet: the replica restarts
+    /// knowing it (`forgot_records`), as the WAL's recovery reports mid-log corruption.
+    lost_records: bool,
 }
 
 struct Client {
@@ -226,6 +236,10 @@ struct Sim {
     dead_stats: Stats,
     anti_entropy: AntiEntropyCounts,
     snapshot_chunks_later: u64,
+    /// Decides mid-log corruption at crashes, in the seeds that have it; its own stream,
+    /// so seeds without it run as they did before it existed.
+    corrupt_rng: Option<ChaCha8Rng>,
+    records_lost_crashes: u64,
 }
 
 /// Runs one seed and checks it.
@@ -303,6 +317,7 @@ impl Sim {
                     snapshot_at: 0,
                     clock_rate_ppm: rng.random_range(-drift..=drift),
                     clock_offset: rng.random_range(0..1_000 * MS as i64),
+                    lost_records: false,
                 }
             })
             .collect();
@@ -315,6 +330,9 @@ impl Sim {
                 done: 0,
             })
             .collect();
+        let mut corrupt_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xc0ff_ee00_dead_beef);
+        let corrupt_rng =
+            (corrupt_rng.random_range(0..100) < cfg.corrupt_seeds_percent).then_some(corrupt_rng);
         Sim {
             proto,
             rng,
@@ -339,6 +357,8 @@ impl Sim {
             dead_stats: Stats::default(),
             anti_entropy: AntiEntropyCounts::default(),
             snapshot_chunks_later: 0,
+            corrupt_rng,
+            records_lost_crashes: 0,
             cfg,
         }
     }
@@ -588,11 +608,19 @@ impl Sim {
             .expect("live")
             .applied_index();
         let every = self.cfg.snapshot_every;
-        if every > 0 && applied >= self.nodes[node.index()].snapshot_at + every {
+        // Like the node: no snapshot while recovering lost records (it would cover them and
+        // hide the loss from the next start); the one that ends recovery is asked for.
+        let recovering = self.nodes[node.index()]
+            .replica
+            .as_ref()
+            .expect("live")
+            .recovering();
+        if every > 0 && !recovering && applied >= self.nodes[node.index()].snapshot_at + every {
             self.take_snapshot(node);
         }
         for action in actions.drain(..) {
             match action {
+                Action::SaveSnapshot if recovering => {}
                 Action::SaveSnapshot => self.take_snapshot(node),
                 Action::Send { to, msg } => {
                     if let Message::InstallSnapshot { chunk } = &msg {
@@ -665,6 +693,7 @@ impl Sim {
         n.snapshot = Some(snap);
         n.snapshot_at = at;
         n.durable.clear();
+        n.lost_records = false;
         n.snapshot_covers = n.pending.last().map_or(n.snapshot_covers, |(id, _)| *id);
         self.log(|| format!("{node} snapshot at slot {at}"));
     }
@@ -916,7 +945,10 @@ impl Sim {
             .filter(|(id, _)| *id > covers)
             .map(|(_, r)| r)
             .collect();
+        let synced = n.durable.len();
         n.durable.extend(kept);
+        self.corrupt_synced(node, synced);
+        let n = &mut self.nodes[node.index()];
         n.snapshot_covers = 0;
         if let Some(r) = n.replica.take() {
             self.dead_stats.add(r.stats());
@@ -927,6 +959,50 @@ impl Sim {
         self.log(|| format!("crash {node} (kept {keep} unsynced records)"));
         let down = self.rng.random_range(20 * MS..500 * MS);
         self.schedule(down, Event::Restart(node));
+    }
+
+    /// At a crash, in seeds that have it: storage damages synced records in the middle
+    /// of `node`'s log (of its first `synced` durable records, with a valid record after
+    /// them), as bit rot or a lost write would. Like the WAL's recovery, the replica then
+    /// knows it lost records. Never on more replicas at once than a quorum can spare, or
+    /// no leader could ever be elected again. With the `truncate_at_corruption` bug, the
+    /// log is cut at the damage, as recovery did when it took it for a torn tail.
+    fn corrupt_synced(&mut self, node: ReplicaId, synced: usize) {
+        let Some(rng) = self.corrupt_rng.as_mut() else {
+            return;
+        };
+        if !rng.random_bool(0.5) {
+            return;
+        }
+        let spare = (self.nodes.len() - 1) / 2;
+        let forgetting = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| {
+                *i != node.index()
+                    && n.lost_records
+                    && n.replica.as_ref().is_none_or(Replica::recovering)
+            })
+            .count();
+        let n = &mut self.nodes[node.index()];
+        let total = n.durable.len();
+        if forgetting >= spare || synced == 0 || total < 2 {
+            return;
+        }
+        // Near the end, where the records a recent choice counted on are.
+        let end_max = synced.min(total - 1);
+        let end = end_max - rng.random_range(0..end_max.min(4));
+        let lost = rng.random_range(1..=end.min(16));
+        let start = end - lost;
+        if self.cfg.bugs.truncate_at_corruption {
+            n.durable.truncate(start);
+        } else {
+            n.durable.drain(start..end);
+        }
+        n.lost_records = true;
+        self.records_lost_crashes += 1;
+        self.log(|| format!("{node}: storage lost synced records {start}..{end} of {total}"));
     }
 
     fn restart(&mut self, node: ReplicaId) {
@@ -941,13 +1017,14 @@ impl Sim {
             seed,
             n.snapshot.clone(),
             n.durable.iter().cloned(),
-            false,
+            n.lost_records,
         );
         n.snapshot_at = r.applied_index();
         r.set_bugs(self.cfg.bugs);
         r.enable_applied_trace();
+        let recovering = r.recovering();
         n.replica = Some(r);
-        self.log(|| format!("restart {node}"));
+        self.log(|| format!("restart {node} (recovering lost records: {recovering})"));
         self.after_step(node);
     }
 
@@ -1124,6 +1201,7 @@ impl Sim {
             trace: self.trace,
             snapshots_sent: self.snapshots_sent,
             snapshot_chunks_later: self.snapshot_chunks_later,
+            records_lost_crashes: self.records_lost_crashes,
         }
     }
 }
@@ -1222,6 +1300,17 @@ fn describe(msg: &Message) -> String {
         Message::CatchUp { entries, commit } => {
             format!("catch-up {} entries, commit {commit}", entries.len())
         }
+        Message::RecoveryQuery => "recovery query".to_string(),
+        Message::RecoveryReport {
+            promised,
+            recovering,
+            leading,
+        } => format!(
+            "recovery report: promised b{promised} recovering={recovering} leading {}",
+            leading.map_or("-".to_string(), |(b, s)| format!(
+                "b{b} proposed through {s}"
+            ))
+        ),
     }
 }
 
@@ -1246,6 +1335,8 @@ pub struct Summary {
     pub anti_entropy: AntiEntropyCounts,
     /// Snapshot chunks sent after a first one, over all seeds.
     pub snapshot_chunks_later: u64,
+    /// Crashes that lost synced records, over all seeds.
+    pub records_lost_crashes: u64,
 }
 
 /// Runs `count` seeds from `first`, each with `base`'s settings, calling `on_failure` for
@@ -1272,6 +1363,7 @@ pub fn run_many(
         summary.anti_entropy.installed += outcome.anti_entropy.installed;
         summary.anti_entropy.damaged += outcome.anti_entropy.damaged;
         summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
+        summary.records_lost_crashes += outcome.records_lost_crashes;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
             summary.failing_seeds.push(seed);

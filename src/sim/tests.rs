@@ -43,6 +43,10 @@ fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
         summary.anti_entropy.installed,
         summary.anti_entropy.damaged
     );
+    assert!(
+        summary.records_lost_crashes > 0,
+        "no crash lost synced records in the middle of a log"
+    );
     assert_eq!(summary.failing_seeds, Vec::<u64>::new());
 }
 
@@ -152,4 +156,68 @@ fn same_seed_same_run() {
     assert_eq!(a.ops, b.ops);
     assert_eq!(a.trace, b.trace);
     assert!(a.trace.len() > 1000);
+}
+
+/// Seeds in which every crash may lose synced records mid-log, for the storage-fault tests.
+const CORRUPTION_SEEDS: u64 = 200;
+
+fn corruption_run(bugs: Bugs, replicas: usize, seed: u64) -> SimOutcome {
+    run(SimConfig {
+        bugs,
+        corrupt_seeds_percent: 100,
+        ..SimConfig::new(seed, replicas)
+    })
+}
+
+#[test]
+fn bug_truncate_at_corruption_is_caught() {
+    let bugs = Bugs {
+        truncate_at_corruption: true,
+        ..Bugs::default()
+    };
+    let found = (0..CORRUPTION_SEEDS).find(|&seed| {
+        let out = corruption_run(bugs, 3, seed);
+        out.violations.iter().any(|v| !v.starts_with("liveness"))
+    });
+    assert!(
+        found.is_some(),
+        "voting on a log that lost synced records went unnoticed in {CORRUPTION_SEEDS} seeds"
+    );
+}
+
+/// The same seeds without the bug: the learner rule keeps every checker green.
+fn lost_synced_records_are_safe(replicas: usize) {
+    let mut lost = 0;
+    let mut withheld = 0;
+    let mut failing = Vec::new();
+    for seed in 0..CORRUPTION_SEEDS {
+        let out = corruption_run(Bugs::default(), replicas, seed);
+        lost += out.records_lost_crashes;
+        withheld += out.stats.votes_withheld;
+        if !out.violations.is_empty() {
+            eprintln!(
+                "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas} --corrupt-seeds-percent 100):"
+            );
+            for v in &out.violations {
+                eprintln!("  {v}");
+            }
+            failing.push(seed);
+        }
+    }
+    assert!(
+        lost > CORRUPTION_SEEDS,
+        "only {lost} crashes lost synced records"
+    );
+    assert!(withheld > 0, "no recovering replica ever withheld a vote");
+    assert_eq!(failing, Vec::<u64>::new());
+}
+
+#[test]
+fn lost_synced_records_3_replicas_no_violation() {
+    lost_synced_records_are_safe(3);
+}
+
+#[test]
+fn lost_synced_records_5_replicas_no_violation() {
+    lost_synced_records_are_safe(5);
 }

@@ -6,13 +6,29 @@ use crate::protocol::message::{Batch, Message, Record};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
+/// Catch-up requests in a row that brought no chosen slot before a leader runs phase 1
+/// again. The peer whose promise said those slots were chosen may have lost them to
+/// storage damage since (it recovers as a learner); if nobody else knows them chosen, only
+/// a new phase 1 finds their values, among the replicas that accepted them.
+const CATCHUP_UNANSWERED_MAX: u32 = 10;
+
 impl Replica {
-    /// Heartbeat from a leader.
-    pub(super) fn on_commit(&mut self, now: Nanos, ballot: Ballot, commit: Slot) {
+    /// Heartbeat from a leader. A deposed one is told: a leader with nothing to propose
+    /// sends only heartbeats, and would otherwise never learn of the higher promise (in
+    /// leader-lease mode it would even keep granting itself a lease and withholding its
+    /// promise from the next candidate, so no leader could be elected without it).
+    pub(super) fn on_commit(&mut self, now: Nanos, from: ReplicaId, ballot: Ballot, commit: Slot) {
         self.observe_ballot(ballot);
         if ballot >= self.promised {
             self.step_down_for(now, ballot);
             self.follow(now, ballot);
+        } else {
+            self.send(
+                from,
+                Message::Reject {
+                    promised: self.promised,
+                },
+            );
         }
         self.learn_commit(now, ballot, commit);
     }
@@ -47,6 +63,7 @@ impl Replica {
             return;
         }
         self.commit_heard = self.commit_heard.max(self.chosen_through);
+        self.catchup_unanswered = 0;
         if let super::Role::Leader(l) = &mut self.role {
             if l.in_flight
                 .first_key_value()
@@ -114,6 +131,19 @@ impl Replica {
             .catchup_sent_at
             .is_some_and(|t| now < t + self.heartbeat_interval())
         {
+            return;
+        }
+        self.catchup_unanswered += 1;
+        if self.catchup_unanswered > 1 {
+            // The peer named did not send what it was asked for: it may no longer have
+            // it. Ask the leader, or any peer.
+            self.catchup_hint = None;
+        }
+        if self.catchup_unanswered > CATCHUP_UNANSWERED_MAX && self.leading().is_some() {
+            self.catchup_unanswered = 0;
+            self.catchup_sent_at = None;
+            self.stats.catchups_abandoned += 1;
+            self.start_election(now);
             return;
         }
         let to = match self.catchup_hint.or(self.leader) {

@@ -38,6 +38,10 @@ pub struct Bugs {
     pub reply_before_persist: bool,
     /// A new leader ignores values reported in phase 1 and fills the slots with no-ops.
     pub skip_phase1_recovery: bool,
+    /// A replica whose storage lost synced records votes at once, as if they had never
+    /// been written (`Replica::recover`'s `forgot_records` ignored): what recovery did when
+    /// it truncated the log at mid-log corruption like at a torn tail.
+    pub truncate_at_corruption: bool,
 }
 
 /// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
@@ -181,6 +185,9 @@ pub struct Stats {
     /// Batches from peers (accepts, promises, catch-up) dropped because their record would
     /// exceed `limits::WAL_RECORD_BYTES_MAX` (sent by a leader that did not check).
     pub batches_too_large: u64,
+    /// Times a leader gave up catching up on slots a promise said were chosen and ran
+    /// phase 1 again (the replica that knew them may have lost them to storage damage).
+    pub catchups_abandoned: u64,
 }
 
 impl Stats {
@@ -215,6 +222,7 @@ impl Stats {
             votes_withheld,
             requests_too_large,
             batches_too_large,
+            catchups_abandoned,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -244,6 +252,7 @@ impl Stats {
         self.votes_withheld += votes_withheld;
         self.requests_too_large += requests_too_large;
         self.batches_too_large += batches_too_large;
+        self.catchups_abandoned += catchups_abandoned;
     }
 }
 
@@ -277,6 +286,8 @@ pub struct Replica {
     catchup_sent_at: Option<Nanos>,
     /// A peer known to have the chosen slots this replica lacks.
     catchup_hint: Option<ReplicaId>,
+    /// Catch-up requests sent since the commit index last moved.
+    catchup_unanswered: u32,
     /// Slots up to here were compacted out of `log` (their effect is in `kv`).
     log_base: Slot,
     /// Key and value bytes of the applied entries in `log` (bounded by
@@ -329,6 +340,7 @@ impl Replica {
             election_deadline: None,
             catchup_sent_at: None,
             catchup_hint: None,
+            catchup_unanswered: 0,
             log_base: 0,
             applied_log_bytes: 0,
             transfers: snapshot::Transfers::default(),
@@ -353,6 +365,10 @@ impl Replica {
     /// Turns on deliberate bugs (tests and simulator only).
     pub fn set_bugs(&mut self, bugs: Bugs) {
         self.bugs = bugs;
+        if bugs.truncate_at_corruption {
+            // Set right after `recover`, before any step: the learner never existed.
+            self.recovering = None;
+        }
     }
 
     /// Keeps a trace of every applied slot, for the simulator's prefix check.
@@ -469,6 +485,7 @@ impl Replica {
             }
         }
         self.maybe_request_catchup(now);
+        self.recovery_tick(now);
         self.reads_tick(now);
         self.finish_step(now);
     }
@@ -531,7 +548,7 @@ impl Replica {
                 holders,
                 lease_left,
             } => self.on_accepted(now, from, ballot, slot, holders, lease_left),
-            Message::Commit { ballot, commit } => self.on_commit(now, ballot, commit),
+            Message::Commit { ballot, commit } => self.on_commit(now, from, ballot, commit),
             Message::CatchUpRequest { from_slot } => self.on_catchup_request(now, from, from_slot),
             Message::CatchUp { entries, commit } => self.on_catchup(now, entries, commit),
             Message::LeaseRequest { seq, ballot } => self.on_lease_request(now, from, seq, ballot),
@@ -544,6 +561,12 @@ impl Replica {
                 last_included,
                 offset,
             } => self.on_snapshot_chunk_request(now, from, last_included, offset),
+            Message::RecoveryQuery => self.on_recovery_query(from),
+            Message::RecoveryReport {
+                promised,
+                recovering,
+                leading,
+            } => self.on_recovery_report(from, promised, recovering, leading),
         }
     }
 

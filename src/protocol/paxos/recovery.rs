@@ -6,12 +6,21 @@
 //! let a quorum that includes it choose a no-op over a chosen value (Protocol-Aware
 //! Recovery, Alagappan et al., FAST'18). So it comes back as a learner: it answers no
 //! Prepare and no Accept, grants no lease, answers no read query, serves no read and
-//! starts no election, until a leader's ballot at or above its promise told it a commit
-//! index and it has learned every slot up to that index and up to the highest slot of
-//! any record it did read. Then it raises its promise to that ballot and votes again; the
-//! runtime makes that durable with a snapshot covering the lost records.
+//! starts no election, until it knows what its lost records could have said:
+//! - what it may have promised: it asks every other replica (`RecoveryQuery`) and waits
+//!   for a quorum of replies from replicas that are not recovering themselves. Any ballot
+//!   it promised was promised by a quorum; the rest of that quorum (all but itself)
+//!   intersects any quorum of the others, so the highest ballot reported bounds it.
+//! - what it may have accepted: a value chosen with its vote was chosen before it crashed,
+//!   so every leader since knows it (phase 1 with a quorum of the others finds it) and
+//!   proposed at or past its slot. The learner waits for a report from a leader whose
+//!   ballot is at or above every promise reported, and learns every slot chosen up to the
+//!   highest that leader proposed (and up to the highest slot of any record it did read).
+//!
+//! Then it promises that leader's ballot and votes again; the runtime makes that durable
+//! with a snapshot covering the lost records.
 
-use super::{LogEntry, Replica};
+use super::{LogEntry, Replica, Role};
 use crate::config::ProtocolConfig;
 use crate::protocol::message::{Message, Record, Snapshot};
 use crate::protocol::outbox::{Action, ClientReply};
@@ -22,9 +31,14 @@ use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 pub(super) struct Recovering {
     /// The highest slot named by any record it did read (snapshot included).
     pub(super) seen_through: Slot,
-    /// The highest leader ballot (at or above the promise) heard since, with the highest
-    /// commit index that leader told.
+    /// Replicas (bits) not themselves recovering that reported their promise.
+    pub(super) reported_mask: u8,
+    /// The highest ballot they reported promising.
+    pub(super) promised_max: Ballot,
+    /// The highest-ballot leader that reported, with the highest slot it proposed.
     pub(super) leader: Option<(Ballot, Slot)>,
+    /// When the last `RecoveryQuery` went out.
+    pub(super) query_sent_at: Option<Nanos>,
 }
 
 impl Replica {
@@ -116,7 +130,10 @@ impl Replica {
         if forgot_records {
             r.recovering = Some(Recovering {
                 seen_through,
+                reported_mask: 0,
+                promised_max: Ballot::ZERO,
                 leader: None,
+                query_sent_at: None,
             });
         }
         r
@@ -142,21 +159,14 @@ impl Replica {
                 None
             }
             Message::Accept { ballot, commit, .. } => {
-                // No vote, but the leader's commit index is what recovery waits for.
+                // No vote, but the leader's commit index tells what to catch up on.
                 self.observe_ballot(ballot);
                 self.stats.votes_withheld += 1;
                 if ballot >= self.promised {
                     self.follow(now, ballot);
-                    self.note_leader(ballot, commit);
                     self.learn_commit(now, ballot, commit);
                 }
                 None
-            }
-            Message::Commit { ballot, commit } => {
-                if ballot >= self.promised {
-                    self.note_leader(ballot, commit);
-                }
-                Some(Message::Commit { ballot, commit })
             }
             // A lease grant or a read report vouches for a log this replica lacks.
             Message::LeaseRequest { .. } | Message::ReadQuery { .. } => {
@@ -179,32 +189,88 @@ impl Replica {
         None
     }
 
-    /// Notes that a leader of `ballot` (at or above our promise) told commit index `commit`.
-    fn note_leader(&mut self, ballot: Ballot, commit: Slot) {
-        if ballot.node == self.id {
-            return;
-        }
+    /// While recovering: asks every other replica for its promise (and the leader for
+    /// how far it proposed), once per heartbeat interval until recovery ends. Later
+    /// answers only add to what earlier ones said: every one was sent after the crash.
+    pub(super) fn recovery_tick(&mut self, now: Nanos) {
+        let interval = self.heartbeat_interval();
         let Some(rec) = &mut self.recovering else {
             return;
         };
-        rec.leader = match rec.leader {
-            Some((b, c)) if b == ballot => Some((b, c.max(commit))),
-            Some((b, c)) if b > ballot => Some((b, c)),
-            _ => Some((ballot, commit)),
-        };
+        if rec.query_sent_at.is_some_and(|t| now < t + interval) {
+            return;
+        }
+        rec.query_sent_at = Some(now);
+        self.broadcast(&Message::RecoveryQuery);
     }
 
-    /// Ends recovery once a leader was heard and every slot up to its commit index and up
-    /// to the highest slot read at recovery is known chosen: promises that leader's ballot
-    /// (durably) and asks the runtime for a snapshot, which makes the lost records moot.
+    /// A recovering peer asks what this replica promised and how far it proposed.
+    pub(super) fn on_recovery_query(&mut self, from: ReplicaId) {
+        let leading = match &self.role {
+            Role::Leader(l) => Some((l.ballot, l.next_slot - 1)),
+            _ => None,
+        };
+        // The promise may still be on its way to disk: reporting it only makes the
+        // recovering replica wait for a higher ballot than it strictly needs.
+        let report = Message::RecoveryReport {
+            promised: self.promised,
+            recovering: self.recovering.is_some(),
+            leading,
+        };
+        self.send(from, report);
+    }
+
+    /// A peer's answer to our `RecoveryQuery`.
+    pub(super) fn on_recovery_report(
+        &mut self,
+        from: ReplicaId,
+        promised: Ballot,
+        recovering: bool,
+        leading: Option<(Ballot, Slot)>,
+    ) {
+        self.observe_ballot(promised);
+        if let Some((ballot, _)) = leading {
+            self.observe_ballot(ballot);
+        }
+        let Some(rec) = &mut self.recovering else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if recovering {
+            // Its promise may be among its own lost records: it vouches for nothing.
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        rec.reported_mask |= from.bit();
+        rec.promised_max = rec.promised_max.max(promised);
+        if let Some((ballot, proposed)) = leading {
+            rec.leader = match rec.leader {
+                Some((b, p)) if b == ballot => Some((b, p.max(proposed))),
+                Some((b, p)) if b > ballot => Some((b, p)),
+                _ => Some((ballot, proposed)),
+            };
+        }
+    }
+
+    /// Ends recovery once a quorum of non-recovering peers reported their promises, a
+    /// leader at or above all of them (and ours) reported how far it proposed, and every
+    /// slot up to there and up to the highest slot read at recovery is known chosen:
+    /// promises that leader's ballot (durably) and asks the runtime for a snapshot, which
+    /// makes the lost records moot.
     pub(super) fn check_recovered(&mut self, now: Nanos) {
         let Some(rec) = &self.recovering else {
             return;
         };
-        let Some((ballot, commit)) = rec.leader else {
+        if (rec.reported_mask.count_ones() as usize) < self.cfg.quorum() {
+            return;
+        }
+        let Some((ballot, proposed)) = rec.leader else {
             return;
         };
-        if self.chosen_through < rec.seen_through.max(commit) {
+        if ballot < rec.promised_max.max(self.promised) {
+            return;
+        }
+        if self.chosen_through < rec.seen_through.max(proposed) {
             return;
         }
         self.recovering = None;

@@ -1005,5 +1005,158 @@ fn a_recovering_replica_serves_no_reads_and_grants_no_leases() {
     assert_eq!(c.replicas[1].stats().votes_withheld, 1);
 }
 
+#[test]
+fn a_leader_whose_catch_up_source_lost_its_records_still_catches_up() {
+    // r2 is down while r0 (leader) and r1 choose six slots, and both know them chosen.
+    let mut c = Cluster::new(3);
+    c.crash(2);
+    c.elect(0);
+    for i in 0..6u64 {
+        c.request(0, 100 + i, 7, i + 1, set(&format!("k{i}"), "v"));
+        c.run(|_, _, _| true);
+    }
+    tick_all_for(&mut c, 2, 50 * MS);
+    assert!(c.replicas[1].commit_index() >= 6);
+    // r0 stops; r2 returns and leads with r1's promise, which says the slots are chosen:
+    // r2 will learn them by catch-up from r1, not propose them again.
+    c.crash(0);
+    c.restart(2);
+    c.replicas[2].start_election(c.now);
+    c.replicas[2].finish_step(c.now);
+    c.collect(2);
+    c.run(|_, _, m| matches!(m, Message::Prepare { .. } | Message::Promise { .. }));
+    assert!(c.replicas[2].leading().is_some());
+    assert_eq!(c.replicas[2].commit_index(), 0);
+    // Before it does, r1's storage loses its accepts: it comes back a learner that can
+    // serve none of them. r0, which knows them, comes back too.
+    c.crash(1);
+    let n = c.durable[1].len();
+    let kept = records_without(&c, 1, 1..n - 1);
+    let cfg = c.replicas[1].cfg.clone();
+    c.replicas[1] = Replica::recover(cfg, ReplicaId(1), 99, None, kept, true);
+    c.up[1] = true;
+    assert!(c.replicas[1].recovering());
+    c.restart(0);
+
+    tick_all_for(&mut c, 60, 20 * MS);
+    for r in 0..3 {
+        assert!(c.replicas[r].commit_index() >= 6, "r{r} caught up");
+        for i in 0..6u64 {
+            assert_eq!(
+                value(&c, r, &format!("k{i}")).as_deref(),
+                Some(&b"v"[..]),
+                "k{i} at r{r}"
+            );
+        }
+    }
+    assert!(!c.replicas[1].recovering());
+    let leader = (0..3).find(|&i| c.replicas[i].leading().is_some());
+    let leader = leader.expect("a leader");
+    c.request(leader, 200, 8, 1, set("after", "x"));
+    c.run(|_, _, _| true);
+    assert!(matches!(c.reply_of(200), Some(ClientReply::Done(_))));
+}
+
+#[test]
+fn a_learner_waits_for_slots_chosen_with_its_lost_vote_that_the_leader_does_not_know() {
+    // r1 is down while r0 (leader) and r2 choose three slots; r2 learns they are chosen.
+    let mut c = Cluster::new(3);
+    c.crash(1);
+    c.elect(0);
+    for i in 0..3u64 {
+        c.request(0, 100 + i, 7, i + 1, set(&format!("k{i}"), "v"));
+        c.run(|_, _, _| true);
+    }
+    tick_all_for(&mut c, 2, 50 * MS);
+    assert!(c.replicas[2].commit_index() >= 3);
+    // r0 stops; r1 returns empty and leads with r2's promise, which says slots 1-3 are
+    // chosen: r1 does not propose them again, it will learn them.
+    c.crash(0);
+    c.restart(1);
+    c.replicas[1].start_election(c.now);
+    c.replicas[1].finish_step(c.now);
+    c.collect(1);
+    c.run(|_, _, m| matches!(m, Message::Prepare { .. } | Message::Promise { .. }));
+    assert!(c.replicas[1].leading().is_some());
+    assert_eq!(c.replicas[1].commit_index(), 0);
+    // r2's storage loses every record but its first: its votes for slots 1-3, and any
+    // record naming them. The leader's commit index (0) covers nothing it lost.
+    c.crash(2);
+    let n = c.durable[2].len();
+    let kept = records_without(&c, 2, 1..n);
+    let cfg = c.replicas[2].cfg.clone();
+    c.replicas[2] = Replica::recover(cfg, ReplicaId(2), 99, None, kept, true);
+    c.up[2] = true;
+
+    // Without r0, r2 must not vote again: the leader proposed through slot 3, and r2
+    // cannot learn those slots. Had it voted, r1 would have filled them with no-ops.
+    tick_all_for(&mut c, 40, 20 * MS);
+    assert!(c.replicas[2].recovering(), "r2 waits for slots 1-3");
+    assert_eq!(
+        c.replicas[1].commit_index(),
+        0,
+        "nothing chosen over slots 1-3"
+    );
+    assert_eq!(c.replicas[2].commit_index(), 0);
+
+    // r0 returns: everyone learns slots 1-3 as r0 and r2 chose them.
+    c.restart(0);
+    tick_all_for(&mut c, 60, 20 * MS);
+    assert!(!c.replicas[2].recovering());
+    for r in 0..3 {
+        for i in 0..3u64 {
+            assert_eq!(
+                value(&c, r, &format!("k{i}")).as_deref(),
+                Some(&b"v"[..]),
+                "k{i} at r{r}"
+            );
+        }
+    }
+    let leader = (0..3).find(|&i| c.replicas[i].leading().is_some());
+    let leader = leader.expect("a leader");
+    c.request(leader, 200, 8, 1, set("after", "x"));
+    c.run(|_, _, _| true);
+    assert!(matches!(c.reply_of(200), Some(ClientReply::Done(_))));
+}
+
+#[test]
+fn a_heartbeat_below_the_promise_deposes_its_sender() {
+    // r0 leads ballot 1; r1 then promises r2's higher ballot, which r0 never hears of.
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    let old = c.replicas[0].leading().expect("r0 leads");
+    let higher = Ballot {
+        round: old.round + 1,
+        node: ReplicaId(2),
+    };
+    let prepare = Message::Prepare {
+        ballot: higher,
+        from_slot: 1,
+    };
+    c.replicas[1].on_message(c.now, ReplicaId(2), prepare);
+    c.collect(1);
+    c.sync(1);
+    c.wire.clear();
+    // r0's heartbeat reaches r1, which answers with its promise: r0 steps down.
+    let heartbeat = Message::Commit {
+        ballot: old,
+        commit: 0,
+    };
+    c.replicas[1].on_message(c.now, ReplicaId(0), heartbeat);
+    c.collect(1);
+    assert!(
+        c.wire.iter().any(|(f, t, m)| f.index() == 1
+            && t.index() == 0
+            && matches!(m, Message::Reject { promised } if *promised == higher)),
+        "{:?}",
+        c.wire
+    );
+    c.run(|_, _, _| true);
+    assert!(
+        c.replicas[0].leading().is_none(),
+        "r0 learned it was deposed"
+    );
+}
+
 /// Size limits: commands, batches and records that must fit the WAL.
 mod limits;
