@@ -270,18 +270,12 @@ impl CommandDecoder {
     /// An inline command at the front: `Some(Some(value))`, `Some(None)` for an empty line
     /// (skipped, like redis-server does), `None` if its line end has not arrived.
     fn inline(&mut self) -> Result<Option<Option<Value>>, RespError> {
-        let from = self.line_scanned;
-        let Some(i) = memchr::memchr(b'\n', &self.buf[from..]) else {
-            self.examined += (self.buf.len() - from) as u64;
-            self.line_scanned = self.buf.len();
-            if self.buf.len() > self.limits.inline_bytes_max {
-                return Err(RespError::LineTooLong(self.limits.inline_bytes_max));
-            }
+        let Some(nl) = self.newline()? else {
             return Ok(None);
         };
-        self.line_scanned = 0;
-        let end = from + i + 1;
-        self.examined += (i + 1 + end) as u64;
+        let end = nl + 1;
+        // decode_inline reads the whole line again.
+        self.examined += end as u64;
         match resp::decode_inline(&self.buf[..end], &self.limits) {
             Ok(Some((v, used))) => {
                 self.buf.advance(used);
@@ -296,9 +290,10 @@ impl CommandDecoder {
         }
     }
 
-    /// Length of the CRLF-terminated line at the front of `buf` (without the CRLF), or
-    /// `None` if its end has not arrived. Searches each byte once across calls.
-    fn line_end(&mut self) -> Result<Option<usize>, RespError> {
+    /// Position of the first `\n` in `buf`, or `None` if it has not arrived (an error once
+    /// more than a line's limit is buffered without one). Resumes where the last call
+    /// stopped, so each byte is searched once across calls.
+    fn newline(&mut self) -> Result<Option<usize>, RespError> {
         let from = self.line_scanned;
         let Some(i) = memchr::memchr(b'\n', &self.buf[from..]) else {
             self.examined += (self.buf.len() - from) as u64;
@@ -309,8 +304,18 @@ impl CommandDecoder {
             return Ok(None);
         };
         self.line_scanned = 0;
-        let nl = from + i;
-        self.examined += (i + 1 + nl) as u64;
+        self.examined += (i + 1) as u64;
+        Ok(Some(from + i))
+    }
+
+    /// Length of the CRLF-terminated line at the front of `buf` (without the CRLF), or
+    /// `None` if its end has not arrived. Searches each byte once across calls.
+    fn line_end(&mut self) -> Result<Option<usize>, RespError> {
+        let Some(nl) = self.newline()? else {
+            return Ok(None);
+        };
+        // The line is checked for a stray CR below.
+        self.examined += nl as u64;
         if nl == 0 || self.buf[nl - 1] != b'\r' {
             return Err(RespError::BadLineEnd);
         }
