@@ -442,7 +442,7 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.anti_entropy.damaged
     );
     let st = &summary.stats;
-    if read_mode != crate::config::ReadMode::Log {
+    if !read_mode.reads_through_log() {
         println!(
             "reads: local {} quorum {} log {} redirected {}; lease: read waits {} write waits {} \
              revocations {} promises deferred {}; digest mismatches {} fetches {} repairs {}",

@@ -40,6 +40,46 @@ impl ReadMode {
         ReadMode::Quorum,
     ];
 
+    /// Whether a read-only command goes through the log like a write.
+    pub fn reads_through_log(self) -> bool {
+        match self {
+            ReadMode::Log => true,
+            ReadMode::LeaderLease | ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum => {
+                false
+            }
+        }
+    }
+
+    /// Whether replicas other than the leader answer reads (under their quorum lease, or
+    /// by running a quorum read). Such a replica must know the writes in its log it has
+    /// not applied yet.
+    pub fn reads_away_from_leader(self) -> bool {
+        match self {
+            ReadMode::Log | ReadMode::LeaderLease => false,
+            ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum => true,
+        }
+    }
+
+    /// Who holds read leases, in the modes that use them.
+    pub fn leases(self) -> Option<LeaseHolders> {
+        match self {
+            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum => None,
+            ReadMode::LeaderLease => Some(LeaseHolders::Leader),
+            ReadMode::QuorumLease => Some(LeaseHolders::Configured),
+        }
+    }
+
+    /// Whether a quorum read collects full values from every replica rather than digests;
+    /// false in the modes that run no quorum reads.
+    pub fn quorum_read_sends_values(self) -> bool {
+        match self {
+            ReadMode::Quorum => true,
+            ReadMode::Log | ReadMode::LeaderLease | ReadMode::QuorumLease | ReadMode::Digest => {
+                false
+            }
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             ReadMode::Log => "log",
@@ -69,6 +109,15 @@ impl std::fmt::Display for ReadMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Who holds read leases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseHolders {
+    /// The leader alone (`leader-lease`).
+    Leader,
+    /// The replicas in `lease_holders`, all of them by default (`quorum-lease`).
+    Configured,
 }
 
 /// When a digest or quorum read repairs the stale replicas it found, relative to its reply.

@@ -764,12 +764,7 @@ impl Shard {
     /// Whether this replica may answer `req` itself in the configured read mode (leases
     /// held, or a quorum read it runs); if it cannot, the core says `NotLeader`.
     fn reads_locally(&self, req: &Request) -> bool {
-        use crate::config::ReadMode;
-        req.cmd.is_read_only()
-            && matches!(
-                self.cfg.protocol.read_mode,
-                ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum
-            )
+        req.cmd.is_read_only() && self.cfg.protocol.read_mode.reads_away_from_leader()
     }
 
     /// One try: propose (or read) here if leading or reading locally, else forward to the

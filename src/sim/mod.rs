@@ -23,7 +23,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{ProtocolConfig, ReadMode, ReadRepair};
+use crate::config::{LeaseHolders, ProtocolConfig, ReadMode, ReadRepair};
 use crate::protocol::kv::Item;
 use crate::protocol::{
     Action, Ballot, Batch, Bugs, ClientReply, Command, Message, Nanos, PersistId, Record, Replica,
@@ -379,9 +379,9 @@ impl Sim {
         let bound = SIM_DRIFT_PPM as i64;
         for i in 0..self.nodes.len() {
             let was_leader = self.leaders.values().any(|l| l.index() == i);
-            let crawls = match self.proto.read_mode {
-                ReadMode::QuorumLease => i != leader.index(),
-                _ => was_leader,
+            let crawls = match self.proto.read_mode.leases() {
+                Some(LeaseHolders::Configured) => i != leader.index(),
+                Some(LeaseHolders::Leader) | None => was_leader,
             };
             let rate = if crawls { -18 * bound } else { 18 * bound };
             let at = self.clock(ReplicaId(i as u8)) as i128;

@@ -28,7 +28,7 @@ use super::types::{
     Ballot, ClientId, MapHasher, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot,
     Token,
 };
-use crate::config::{ProtocolConfig, ReadMode};
+use crate::config::ProtocolConfig;
 
 /// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
 /// Never set outside tests and the simulator's hidden `--bug` flag.
@@ -351,11 +351,9 @@ impl Replica {
             loopback: VecDeque::new(),
             outbox: Vec::new(),
             reads: reads::Reads::default(),
-            pending: matches!(
-                cfg_read_mode,
-                ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum
-            )
-            .then(Default::default),
+            pending: cfg_read_mode
+                .reads_away_from_leader()
+                .then(Default::default),
             applied_trace: None,
             recovering: None,
             stats: Stats::default(),
@@ -442,7 +440,7 @@ impl Replica {
             self.finish_step(now);
             return;
         }
-        if self.cfg.read_mode != ReadMode::Log && req.cmd.is_read_only() {
+        if !self.cfg.read_mode.reads_through_log() && req.cmd.is_read_only() {
             if let Some(token) = self.redirect_read_while_recovering(token) {
                 self.on_read(now, token, req);
             }

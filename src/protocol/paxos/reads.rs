@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::Replica;
-use crate::config::{ReadMode, ReadRepair};
+use crate::config::{LeaseHolders, ReadMode, ReadRepair};
 use crate::protocol::digest::{self, KeyView, Plan, View};
 use crate::protocol::kv::{Entry, Item, Request};
 use crate::protocol::lease::{surely_past, surely_within};
@@ -103,7 +103,7 @@ impl Replica {
 
     /// Leader lease: whether a promise to `candidate` must wait for a grant to run out.
     pub(super) fn lease_blocks_promise(&self, now: Nanos, candidate: ReplicaId) -> bool {
-        self.cfg.read_mode == ReadMode::LeaderLease
+        self.cfg.read_mode.leases() == Some(LeaseHolders::Leader)
             && self
                 .reads
                 .grants
@@ -113,7 +113,7 @@ impl Replica {
 
     /// Leader lease: when this replica may start an election, if a grant holds it back.
     pub(super) fn lease_delays_election(&self, now: Nanos) -> Option<Nanos> {
-        if self.cfg.read_mode != ReadMode::LeaderLease {
+        if self.cfg.read_mode.leases() != Some(LeaseHolders::Leader) {
             return None;
         }
         self.reads
@@ -123,7 +123,8 @@ impl Replica {
 
     /// The vote for `slot`, with the lease holders a quorum-lease leader must wait for.
     pub(super) fn accepted_msg(&self, now: Nanos, ballot: Ballot, slot: Slot) -> Message {
-        let (holders, lease_left) = if self.cfg.read_mode == ReadMode::QuorumLease {
+        let (holders, lease_left) = if self.cfg.read_mode.leases() == Some(LeaseHolders::Configured)
+        {
             self.reads.grants.active(now, self.cfg.lease_holder_mask())
         } else {
             (0, 0)
@@ -242,12 +243,7 @@ impl Replica {
 
     /// Every tick: ask for leases, expire waiting reads.
     pub(super) fn reads_tick(&mut self, now: Nanos) {
-        let wants_lease = match self.cfg.read_mode {
-            ReadMode::LeaderLease => self.leading().is_some(),
-            ReadMode::QuorumLease => self.is_lease_holder(),
-            _ => false,
-        };
-        if wants_lease
+        if self.wants_lease()
             && self
                 .reads
                 .requested_at
@@ -277,6 +273,15 @@ impl Replica {
         }
     }
 
+    /// Whether this replica should hold a read lease now.
+    fn wants_lease(&self) -> bool {
+        match self.cfg.read_mode.leases() {
+            Some(LeaseHolders::Leader) => self.leading().is_some(),
+            Some(LeaseHolders::Configured) => self.is_lease_holder(),
+            None => false,
+        }
+    }
+
     /// Sends a lease request to every replica, itself included.
     pub(super) fn request_lease(&mut self, now: Nanos) {
         self.reads.requested_at = Some(now);
@@ -297,15 +302,15 @@ impl Replica {
         seq: u64,
         ballot: Ballot,
     ) {
-        let fence = match self.cfg.read_mode {
+        let fence = match self.cfg.read_mode.leases() {
             // Only the leader of the ballot we promised; the grant holds back every other
             // candidate (see `lease_blocks_promise`).
-            ReadMode::LeaderLease if ballot == self.promised && ballot.node == from => 0,
-            ReadMode::QuorumLease if self.cfg.lease_holder_mask() & from.bit() != 0 => {
+            Some(LeaseHolders::Leader) if ballot == self.promised && ballot.node == from => 0,
+            Some(LeaseHolders::Configured) if self.cfg.lease_holder_mask() & from.bit() != 0 => {
                 let accepted = self.log.keys().next_back().copied().unwrap_or(0);
                 accepted.max(self.chosen_through)
             }
-            _ => {
+            Some(LeaseHolders::Leader | LeaseHolders::Configured) | None => {
                 self.stats.messages_ignored += 1;
                 return;
             }
@@ -317,12 +322,7 @@ impl Replica {
 
     /// Holder: count a grant.
     pub(super) fn on_lease_grant(&mut self, from: ReplicaId, seq: u64, fence: Slot) {
-        let holds = match self.cfg.read_mode {
-            ReadMode::LeaderLease => self.leading().is_some(),
-            ReadMode::QuorumLease => self.is_lease_holder(),
-            _ => false,
-        };
-        if !holds {
+        if !self.wants_lease() {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -335,7 +335,7 @@ impl Replica {
 
     /// Leadership starts or ends: a leader lease belongs to one term.
     pub(super) fn lease_term_changed(&mut self, now: Nanos, floor: Option<Slot>) {
-        if self.cfg.read_mode != ReadMode::LeaderLease {
+        if self.cfg.read_mode.leases() != Some(LeaseHolders::Leader) {
             return;
         }
         self.reads.holder.drop_lease();
@@ -418,7 +418,7 @@ impl Replica {
         }
         self.reads.next_id += 1;
         let id = self.reads.next_id;
-        let full = self.cfg.read_mode == ReadMode::Quorum;
+        let full = self.cfg.read_mode.quorum_read_sends_values();
         let keys = req.cmd.read_keys().to_vec();
         self.reads.quorum_reads.insert(
             id,
