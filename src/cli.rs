@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{ConfigError, ProtocolConfig, SETTINGS, Setting};
 use crate::protocol::Bugs;
 
 /// corepax: a replicated key-value node that benchmarks itself.
@@ -59,132 +60,64 @@ pub struct SimArgs {
     corrupt_seeds_percent: u64,
 }
 
-/// Protocol settings shared by `node` and `cluster`; unset flags keep the config file's
-/// value or the default.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// Protocol settings shared by `node` and `cluster`, one flag per [`Setting`] (its TOML key
+/// with `-` for `_`); unset flags keep the config file's value or the default.
+#[derive(Debug, Clone, Default)]
 pub struct ProtocolArgs {
-    /// Commands per slot, at most.
-    #[arg(long)]
-    pub batch_max: Option<usize>,
-    /// Command bytes per slot, at most.
-    #[arg(long)]
-    pub batch_bytes_max: Option<usize>,
-    /// How long a partial batch may wait for more commands (µs).
-    #[arg(long)]
-    pub batch_delay_us: Option<u64>,
-    /// Slots in flight, at most.
-    #[arg(long)]
-    pub pipeline_depth: Option<usize>,
-    /// Election timeout (ms); the actual timeout is randomised up to twice this.
-    #[arg(long)]
-    pub election_timeout_ms: Option<u64>,
-    /// Heartbeat interval (ms).
-    #[arg(long)]
-    pub heartbeat_interval_ms: Option<u64>,
-    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
-    #[arg(long)]
-    pub read_mode: Option<crate::config::ReadMode>,
-    /// Lease length (ms) for leader and quorum leases.
-    #[arg(long)]
-    pub lease_ms: Option<u64>,
-    /// Clock rate error every lease decision allows for (parts per million).
-    #[arg(long)]
-    pub max_clock_drift_ppm: Option<u64>,
-    /// Replicas holding quorum leases, comma-separated ids (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub lease_holders: Option<Vec<u8>>,
-    /// When digest and quorum reads repair stale replicas: blocking, async.
-    #[arg(long)]
-    pub read_repair: Option<crate::config::ReadRepair>,
-    /// Key and value bytes of applied log entries kept in memory for lagging followers;
-    /// 0 = until the next snapshot (default 8 MiB).
-    #[arg(long)]
-    pub log_retain_bytes: Option<u64>,
+    /// The flags given: setting and value, as typed (each parsed once already).
+    pub given: Vec<(&'static Setting, String)>,
 }
 
 impl ProtocolArgs {
     /// Overrides the config's fields with the flags given.
-    pub fn apply(&self, p: &mut crate::config::ProtocolConfig) {
-        if let Some(v) = self.batch_max {
-            p.batch_max = v;
-        }
-        if let Some(v) = self.batch_bytes_max {
-            p.batch_bytes_max = v;
-        }
-        if let Some(v) = self.batch_delay_us {
-            p.batch_delay_us = v;
-        }
-        if let Some(v) = self.pipeline_depth {
-            p.pipeline_depth = v;
-        }
-        if let Some(v) = self.election_timeout_ms {
-            p.election_timeout_ms = v;
-        }
-        if let Some(v) = self.heartbeat_interval_ms {
-            p.heartbeat_interval_ms = v;
-        }
-        if let Some(v) = self.read_mode {
-            p.read_mode = v;
-        }
-        if let Some(v) = self.lease_ms {
-            p.lease_ms = v;
-        }
-        if let Some(v) = self.max_clock_drift_ppm {
-            p.max_clock_drift_ppm = v;
-        }
-        if let Some(v) = &self.lease_holders {
-            p.lease_holders = v.clone();
-        }
-        if let Some(v) = self.read_repair {
-            p.read_repair = v;
-        }
-        if let Some(v) = self.log_retain_bytes {
-            p.log_retain_bytes = v;
-        }
+    pub fn apply(&self, p: &mut ProtocolConfig) -> Result<(), ConfigError> {
+        self.given.iter().try_for_each(|(s, v)| (s.set)(p, v))
+    }
+}
+
+impl clap::FromArgMatches for ProtocolArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let given = SETTINGS
+            .iter()
+            .filter(|s| s.is_flag())
+            .filter_map(|s| Some((s, m.get_one::<String>(s.name)?.clone())))
+            .collect();
+        Ok(ProtocolArgs { given })
     }
 
-    /// The flags again, to pass to a child process.
-    pub fn to_args(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut push = |name: &str, v: Option<String>| {
-            if let Some(v) = v {
-                out.push(format!("--{name}"));
-                out.push(v);
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ProtocolArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        SETTINGS.iter().filter(|s| s.is_flag()).fold(cmd, |cmd, s| {
+            // Checked as it is parsed, so a bad value is a usage error naming the flag.
+            let parse = move |v: &str| {
+                (s.set)(&mut ProtocolConfig::default(), v)
+                    .map(|()| v.to_string())
+                    .map_err(|e| e.to_string())
+            };
+            let mut notes = format!(" [default: {}", (s.get)(&ProtocolConfig::default()));
+            if !s.allowed.is_empty() {
+                notes += &format!("; allowed: {}", s.allowed);
             }
-        };
-        push("batch-max", self.batch_max.map(|v| v.to_string()));
-        push(
-            "batch-bytes-max",
-            self.batch_bytes_max.map(|v| v.to_string()),
-        );
-        push("batch-delay-us", self.batch_delay_us.map(|v| v.to_string()));
-        push("pipeline-depth", self.pipeline_depth.map(|v| v.to_string()));
-        push(
-            "election-timeout-ms",
-            self.election_timeout_ms.map(|v| v.to_string()),
-        );
-        push(
-            "heartbeat-interval-ms",
-            self.heartbeat_interval_ms.map(|v| v.to_string()),
-        );
-        push("read-mode", self.read_mode.map(|v| v.to_string()));
-        push("lease-ms", self.lease_ms.map(|v| v.to_string()));
-        push(
-            "max-clock-drift-ppm",
-            self.max_clock_drift_ppm.map(|v| v.to_string()),
-        );
-        push(
-            "lease-holders",
-            self.lease_holders
-                .as_ref()
-                .map(|v| v.iter().map(u8::to_string).collect::<Vec<_>>().join(",")),
-        );
-        push("read-repair", self.read_repair.map(|v| v.to_string()));
-        push(
-            "log-retain-bytes",
-            self.log_retain_bytes.map(|v| v.to_string()),
-        );
-        out
+            notes += "]";
+            cmd.arg(
+                clap::Arg::new(s.name)
+                    .long(s.flag())
+                    .value_name("VALUE")
+                    .help(s.summary() + &notes)
+                    .long_help(s.doc_line() + &notes)
+                    .value_parser(parse),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -249,25 +182,13 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => {
             let missing = |what: &str| anyhow::anyhow!("--{what} is required without --config");
-            crate::config::NodeConfig {
-                id: args.id.ok_or_else(|| missing("id"))?,
-                client_addr: args.client_addr.ok_or_else(|| missing("client-addr"))?,
-                peers: args.peers.clone().ok_or_else(|| missing("peers"))?,
-                data_dir: args.data.clone().ok_or_else(|| missing("data"))?,
-                shards: args.shards.unwrap_or_else(num_cpus),
-                pin: true,
-                cpus: Vec::new(),
-                no_fsync: false,
-                cluster_id: 0,
-                debug: false,
-                request_timeout_ms: 5_000,
-                client_bulk_bytes_max: 16 << 20,
-                client_array_len_max: 65_536,
-                snapshot_interval_slots: 50_000,
-                log_retain_slots: 10_000,
-                anti_entropy_interval_ms: crate::config::anti_entropy_interval_ms_default(),
-                protocol: crate::config::ProtocolConfig::default(),
-            }
+            crate::config::NodeConfig::new(
+                args.id.ok_or_else(|| missing("id"))?,
+                args.client_addr.ok_or_else(|| missing("client-addr"))?,
+                args.peers.clone().ok_or_else(|| missing("peers"))?,
+                args.data.clone().ok_or_else(|| missing("data"))?,
+                args.shards.unwrap_or_else(num_cpus),
+            )
         }
     };
     if let Some(v) = args.id {
@@ -304,7 +225,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     cfg.no_fsync |= args.no_fsync;
     cfg.debug |= args.debug;
     cfg.protocol.replicas = cfg.peers.len();
-    args.protocol.apply(&mut cfg.protocol);
+    args.protocol.apply(&mut cfg.protocol)?;
     cfg.validate()?;
     if cfg.no_fsync {
         eprintln!(
@@ -472,4 +393,81 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Flags {
+        #[command(flatten)]
+        protocol: ProtocolArgs,
+    }
+
+    #[test]
+    fn every_protocol_flag_of_earlier_versions_still_parses_and_applies() {
+        let argv = [
+            "x",
+            "--batch-max",
+            "7",
+            "--batch-bytes-max",
+            "4096",
+            "--batch-delay-us",
+            "10",
+            "--pipeline-depth",
+            "3",
+            "--election-timeout-ms",
+            "900",
+            "--heartbeat-interval-ms",
+            "40",
+            "--read-mode",
+            "quorum-lease",
+            "--lease-ms",
+            "300",
+            "--max-clock-drift-ppm",
+            "20",
+            "--lease-holders",
+            "0,2",
+            "--read-repair",
+            "async",
+            "--log-retain-bytes",
+            "0",
+        ];
+        let flags = Flags::try_parse_from(argv).unwrap();
+        let mut cfg = ProtocolConfig::default();
+        flags.protocol.apply(&mut cfg).unwrap();
+        let want = ProtocolConfig {
+            batch_max: 7,
+            batch_bytes_max: 4096,
+            batch_delay_us: 10,
+            pipeline_depth: 3,
+            election_timeout_ms: 900,
+            heartbeat_interval_ms: 40,
+            read_mode: crate::config::ReadMode::QuorumLease,
+            lease_ms: 300,
+            max_clock_drift_ppm: 20,
+            lease_holders: vec![0, 2],
+            read_repair: crate::config::ReadRepair::Async,
+            log_retain_bytes: 0,
+            ..ProtocolConfig::default()
+        };
+        assert_eq!(cfg, want);
+    }
+
+    #[test]
+    fn unset_flags_leave_the_config_alone_and_bad_values_are_usage_errors() {
+        let flags = Flags::try_parse_from(["x"]).unwrap();
+        let mut cfg = ProtocolConfig {
+            batch_max: 9,
+            ..ProtocolConfig::default()
+        };
+        flags.protocol.apply(&mut cfg).unwrap();
+        assert_eq!(cfg.batch_max, 9);
+        let err = Flags::try_parse_from(["x", "--read-mode", "fast"]).unwrap_err();
+        assert!(err.to_string().contains("read-mode"), "{err}");
+        // `replicas` follows from --peers: it is no protocol flag.
+        assert!(Flags::try_parse_from(["x", "--replicas", "3"]).is_err());
+    }
 }

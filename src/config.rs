@@ -177,81 +177,111 @@ pub const MAX_CLOCK_DRIFT_PPM_MAX: u64 = 100_000;
 /// leaving room for one item over the soft limit and for encoding overhead.
 pub const SNAPSHOT_CHUNK_BYTES_LIMIT: usize = crate::limits::PEER_FRAME_BYTES_MAX / 4;
 
-/// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProtocolConfig {
-    /// Replicas per group (3 or 5 usual; 1..=REPLICAS_MAX).
-    pub replicas: usize,
-    /// Slots the leader keeps in flight (proposed, not yet chosen).
-    pub pipeline_depth: usize,
-    /// Commands per slot, at most.
-    pub batch_max: usize,
-    /// Encoded command bytes per slot, at most (a single larger command still gets a slot;
-    /// commands are at most `limits::COMMAND_BYTES_MAX`). At most
-    /// `limits::BATCH_BYTES_LIMIT`, so every batch fits one WAL record.
-    pub batch_bytes_max: usize,
-    /// How long the leader may hold a partial batch waiting for more commands; 0 = never.
-    pub batch_delay_us: u64,
-    /// A follower that hears nothing from a leader for this long (plus a random part of
-    /// up to the same again) starts an election.
-    pub election_timeout_ms: u64,
-    /// The leader sends a commit/heartbeat at least this often.
-    pub heartbeat_interval_ms: u64,
-    /// Chosen slots per catch-up message, at most.
-    pub catchup_chunk_max: usize,
-    /// Client commands queued at the leader waiting for a slot, at most; beyond it
-    /// requests are refused with a busy error.
-    pub proposal_queue_max: usize,
-    /// Replies remembered per client for exactly-once retries, at most.
-    pub client_window_max: usize,
-    /// Client sessions remembered per group, at most (the oldest is forgotten).
-    pub clients_max: usize,
-    /// How reads are served.
-    pub read_mode: ReadMode,
-    /// How long a lease lasts, on the clock of the replica that grants it.
-    pub lease_ms: u64,
-    /// The most any replica's clock rate may differ from real time, in parts per million.
-    /// Every lease decision allows for it: holders stop early, waiters wait longer.
-    pub max_clock_drift_ppm: u64,
-    /// Replicas that hold quorum leases (`quorum-lease` mode); empty = every replica.
-    pub lease_holders: Vec<u8>,
-    /// When digest and quorum reads repair stale replicas.
-    pub read_repair: ReadRepair,
-    /// Bytes of state per snapshot chunk sent to a lagging replica, roughly (keys, values
-    /// and a small per-item overhead); a single larger item still gets a chunk. Well
-    /// below the peer frame limit, so a snapshot of any size crosses in bounded frames.
-    pub snapshot_chunk_bytes_max: usize,
-    /// Key and value bytes of applied log entries kept in memory, at most, for followers
-    /// that lag a little (one that lags more gets a snapshot); 0 = keep them until a
-    /// snapshot compacts the log. Once applied, an entry's keys and values are also in
-    /// the state machine, so this bounds what the log costs in memory beyond the state.
-    /// The write-ahead log on disk keeps every record until the next snapshot either way.
-    pub log_retain_bytes: u64,
+/// A value a protocol setting holds, in the text form of flags, sweep matrices and INFO.
+pub trait SettingValue: Sized {
+    /// Reads the text form; the error names `field`.
+    fn parse_setting(field: &'static str, s: &str) -> Result<Self, ConfigError>;
+    /// Writes the text form `parse_setting` reads.
+    fn render_setting(&self) -> String;
 }
 
-impl Default for ProtocolConfig {
-    fn default() -> Self {
-        ProtocolConfig {
-            replicas: 3,
-            pipeline_depth: 32,
-            batch_max: 256,
-            batch_bytes_max: 1 << 20,
-            batch_delay_us: 0,
-            election_timeout_ms: 500,
-            heartbeat_interval_ms: 50,
-            catchup_chunk_max: 64,
-            proposal_queue_max: 65_536,
-            client_window_max: 4096,
-            clients_max: 4096,
-            read_mode: ReadMode::Log,
-            lease_ms: 400,
-            max_clock_drift_ppm: 1_000,
-            lease_holders: Vec::new(),
-            read_repair: ReadRepair::Blocking,
-            snapshot_chunk_bytes_max: 1 << 20,
-            log_retain_bytes: 8 << 20,
+macro_rules! whole_number_setting {
+    ($($t:ty),+) => {$(
+        impl SettingValue for $t {
+            fn parse_setting(field: &'static str, s: &str) -> Result<Self, ConfigError> {
+                s.trim().parse().map_err(|_| invalid(field, "a whole number", s))
+            }
+            fn render_setting(&self) -> String {
+                self.to_string()
+            }
         }
+    )+};
+}
+whole_number_setting!(usize, u64);
+
+macro_rules! named_setting {
+    ($($t:ty),+) => {$(
+        impl SettingValue for $t {
+            fn parse_setting(_field: &'static str, s: &str) -> Result<Self, ConfigError> {
+                s.trim().parse()
+            }
+            fn render_setting(&self) -> String {
+                self.to_string()
+            }
+        }
+    )+};
+}
+named_setting!(ReadMode, ReadRepair);
+
+/// Replica ids, comma-separated; empty for none.
+impl SettingValue for Vec<u8> {
+    fn parse_setting(field: &'static str, s: &str) -> Result<Self, ConfigError> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| invalid(field, "comma-separated replica ids", s))
+            })
+            .collect()
+    }
+    fn render_setting(&self) -> String {
+        self.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// One protocol setting as flags, sweep matrices and INFO see it; [`SETTINGS`] lists them.
+#[derive(Debug)]
+pub struct Setting {
+    /// Its key in TOML, sweep matrices and INFO; the flag is the same with `-` for `_`.
+    pub name: &'static str,
+    /// What it means: the field's documentation.
+    pub doc: &'static str,
+    /// Its own allowed range, as written (empty if only other settings bound it).
+    pub allowed: &'static str,
+    /// Its value in `cfg`, as text.
+    pub get: fn(&ProtocolConfig) -> String,
+    /// Sets it in `cfg` from text (not yet validated against the other settings).
+    pub set: fn(&mut ProtocolConfig, &str) -> Result<(), ConfigError>,
+}
+
+impl Setting {
+    /// The setting called `name` (its TOML key).
+    pub fn named(name: &str) -> Option<&'static Setting> {
+        SETTINGS.iter().find(|s| s.name == name)
+    }
+
+    /// Its command-line flag, without the leading `--`.
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// Whether `node`, `cluster` and sweep matrices set it: `replicas` follows from
+    /// `--peers` in a node and is a launcher's own `--replicas` elsewhere.
+    pub fn is_flag(&self) -> bool {
+        self.name != "replicas"
+    }
+
+    /// Its documentation on one line.
+    pub fn doc_line(&self) -> String {
+        self.doc.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The first sentence of its documentation, for short help.
+    pub fn summary(&self) -> String {
+        let text = self.doc_line();
+        match text.find(". ") {
+            Some(end) => text[..=end].to_string(),
+            None => text,
+        }
+    }
+}
+
+fn invalid(field: &'static str, allowed: &str, got: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        allowed: allowed.into(),
+        got: got.to_string(),
     }
 }
 
@@ -264,68 +294,127 @@ fn check(
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::Invalid {
-            field,
-            allowed: allowed.into(),
-            got: got.to_string(),
-        })
+        Err(invalid(field, allowed, got))
     }
+}
+
+/// Checks `v` against `range`; the error shows the range as written (`1..=4096`).
+fn in_range<T, R>(field: &'static str, v: &T, range: R) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+    R: std::ops::RangeBounds<T> + std::fmt::Debug,
+{
+    check(range.contains(v), field, &format!("{range:?}"), v)
+}
+
+/// Declares every protocol setting once: its documentation, type, default and (where it
+/// has one of its own) allowed range. From this come the `ProtocolConfig` fields (and
+/// with them the TOML keys), its `Default`, the range checks of `validate`, and
+/// [`SETTINGS`], from which the flags, sweep axes and INFO are made.
+macro_rules! protocol_settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident: $ty:ty = $default:expr $(, allowed $range:expr)?;
+    )+) => {
+        /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct ProtocolConfig {
+            $($(#[doc = $doc])+ pub $field: $ty,)+
+        }
+
+        impl Default for ProtocolConfig {
+            fn default() -> Self {
+                ProtocolConfig { $($field: $default,)+ }
+            }
+        }
+
+        /// Every protocol setting, in declaration order.
+        pub static SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($field),
+                doc: concat!($($doc, "\n"),+),
+                allowed: concat!("" $(, stringify!($range))?),
+                get: |c| c.$field.render_setting(),
+                set: |c, s| {
+                    c.$field = SettingValue::parse_setting(stringify!($field), s)?;
+                    Ok(())
+                },
+            },
+        )+];
+
+        impl ProtocolConfig {
+            /// Checks each setting that has a range of its own against it.
+            fn check_ranges(&self) -> Result<(), ConfigError> {
+                $($(in_range(stringify!($field), &self.$field, $range)?;)?)+
+                Ok(())
+            }
+        }
+    };
+}
+
+protocol_settings! {
+    /// Replicas per group (3 or 5 usual).
+    replicas: usize = 3, allowed 1..=REPLICAS_MAX;
+    /// Commands per slot, at most.
+    batch_max: usize = 256, allowed 1..=65_536;
+    /// Encoded command bytes per slot, at most (a single larger command still gets a slot;
+    /// commands are at most `limits::COMMAND_BYTES_MAX`). At most
+    /// `limits::BATCH_BYTES_LIMIT`, so every batch fits one WAL record.
+    batch_bytes_max: usize = 1 << 20, allowed 1..=crate::limits::BATCH_BYTES_LIMIT;
+    /// How long the leader may hold a partial batch waiting for more commands (µs);
+    /// 0 = never.
+    batch_delay_us: u64 = 0, allowed ..=100_000;
+    /// Slots the leader keeps in flight (proposed, not yet chosen).
+    pipeline_depth: usize = 32, allowed 1..=4096;
+    /// A follower that hears nothing from a leader for this long (ms; plus a random part
+    /// of up to the same again) starts an election. At least twice the heartbeat interval.
+    election_timeout_ms: u64 = 500;
+    /// The leader sends a commit/heartbeat at least this often (ms).
+    heartbeat_interval_ms: u64 = 50, allowed 1..;
+    /// Chosen slots per catch-up message, at most.
+    catchup_chunk_max: usize = 64, allowed 1..=4096;
+    /// Client commands queued at the leader waiting for a slot, at most; beyond it
+    /// requests are refused with a busy error. At least `batch_max`.
+    proposal_queue_max: usize = 65_536;
+    /// Replies remembered per client for exactly-once retries, at most.
+    client_window_max: usize = 4096, allowed 1..;
+    /// Client sessions remembered per group, at most (the oldest is forgotten).
+    clients_max: usize = 4096, allowed 1..;
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
+    read_mode: ReadMode = ReadMode::Log;
+    /// How long a lease lasts (ms), on the clock of the replica that grants it. At least
+    /// twice the heartbeat interval, since leases are renewed every heartbeat.
+    lease_ms: u64 = 400, allowed ..=60_000;
+    /// The most any replica's clock rate may differ from real time, in parts per million.
+    /// Every lease decision allows for it: holders stop early, waiters wait longer.
+    max_clock_drift_ppm: u64 = 1_000, allowed ..=MAX_CLOCK_DRIFT_PPM_MAX;
+    /// Replicas that hold quorum leases (`quorum-lease` mode), comma-separated ids;
+    /// empty = every replica.
+    lease_holders: Vec<u8> = Vec::new();
+    /// When digest and quorum reads repair stale replicas: blocking, async.
+    read_repair: ReadRepair = ReadRepair::Blocking;
+    /// Bytes of state per snapshot chunk sent to a lagging replica, roughly (keys, values
+    /// and a small per-item overhead); a single larger item still gets a chunk. Well
+    /// below the peer frame limit, so a snapshot of any size crosses in bounded frames.
+    snapshot_chunk_bytes_max: usize = 1 << 20, allowed 1..=SNAPSHOT_CHUNK_BYTES_LIMIT;
+    /// Key and value bytes of applied log entries kept in memory, at most, for followers
+    /// that lag a little (one that lags more gets a snapshot); 0 = keep them until a
+    /// snapshot compacts the log. Once applied, an entry's keys and values are also in
+    /// the state machine, so this bounds what the log costs in memory beyond the state.
+    /// The write-ahead log on disk keeps every record until the next snapshot either way.
+    log_retain_bytes: u64 = 8 << 20;
 }
 
 impl ProtocolConfig {
     /// Checks every field; the error names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(
-            (1..=REPLICAS_MAX).contains(&self.replicas),
-            "replicas",
-            "1..=7",
-            self.replicas,
-        )?;
-        check(
-            (1..=4096).contains(&self.pipeline_depth),
-            "pipeline_depth",
-            "1..=4096",
-            self.pipeline_depth,
-        )?;
-        check(
-            (1..=65_536).contains(&self.batch_max),
-            "batch_max",
-            "1..=65536",
-            self.batch_max,
-        )?;
-        // A batch of this many encoded bytes must fit one WAL record on every replica.
-        check(
-            (1..=crate::limits::BATCH_BYTES_LIMIT).contains(&self.batch_bytes_max),
-            "batch_bytes_max",
-            &format!(
-                "1..={} (the WAL record limit less its overhead)",
-                crate::limits::BATCH_BYTES_LIMIT
-            ),
-            self.batch_bytes_max,
-        )?;
-        check(
-            self.batch_delay_us <= 100_000,
-            "batch_delay_us",
-            "0..=100000",
-            self.batch_delay_us,
-        )?;
-        check(
-            self.heartbeat_interval_ms >= 1,
-            "heartbeat_interval_ms",
-            ">= 1",
-            self.heartbeat_interval_ms,
-        )?;
+        self.check_ranges()?;
         check(
             self.election_timeout_ms >= 2 * self.heartbeat_interval_ms,
             "election_timeout_ms",
             ">= 2 * heartbeat_interval_ms",
             self.election_timeout_ms,
-        )?;
-        check(
-            (1..=4096).contains(&self.catchup_chunk_max),
-            "catchup_chunk_max",
-            "1..=4096",
-            self.catchup_chunk_max,
         )?;
         check(
             self.proposal_queue_max >= self.batch_max,
@@ -334,28 +423,10 @@ impl ProtocolConfig {
             self.proposal_queue_max,
         )?;
         check(
-            self.client_window_max >= 1,
-            "client_window_max",
-            ">= 1",
-            self.client_window_max,
-        )?;
-        check(
-            self.clients_max >= 1,
-            "clients_max",
-            ">= 1",
-            self.clients_max,
-        )?;
-        check(
-            self.lease_ms >= 2 * self.heartbeat_interval_ms && self.lease_ms <= 60_000,
+            self.lease_ms >= 2 * self.heartbeat_interval_ms,
             "lease_ms",
-            "2 * heartbeat_interval_ms ..= 60000 (leases are renewed every heartbeat)",
+            ">= 2 * heartbeat_interval_ms (leases are renewed every heartbeat)",
             self.lease_ms,
-        )?;
-        check(
-            self.max_clock_drift_ppm <= MAX_CLOCK_DRIFT_PPM_MAX,
-            "max_clock_drift_ppm",
-            "0..=100000 (10%)",
-            self.max_clock_drift_ppm,
         )?;
         check(
             self.lease_holders
@@ -364,12 +435,6 @@ impl ProtocolConfig {
             "lease_holders",
             "replica ids below `replicas`",
             format!("{:?}", self.lease_holders),
-        )?;
-        check(
-            (1..=SNAPSHOT_CHUNK_BYTES_LIMIT).contains(&self.snapshot_chunk_bytes_max),
-            "snapshot_chunk_bytes_max",
-            "1..=16777216",
-            self.snapshot_chunk_bytes_max,
         )?;
         Ok(())
     }
@@ -485,6 +550,40 @@ fn array_len_max_default() -> usize {
 }
 
 impl NodeConfig {
+    /// A node with these addresses and shards, every other setting at its default (the
+    /// protocol's `replicas` from `peers`).
+    pub fn new(
+        id: u8,
+        client_addr: std::net::SocketAddr,
+        peers: Vec<std::net::SocketAddr>,
+        data_dir: std::path::PathBuf,
+        shards: usize,
+    ) -> NodeConfig {
+        let replicas = peers.len();
+        NodeConfig {
+            id,
+            client_addr,
+            peers,
+            data_dir,
+            shards,
+            pin: yes(),
+            cpus: Vec::new(),
+            no_fsync: false,
+            cluster_id: 0,
+            debug: false,
+            request_timeout_ms: request_timeout_ms_default(),
+            client_bulk_bytes_max: bulk_bytes_max_default(),
+            client_array_len_max: array_len_max_default(),
+            snapshot_interval_slots: snapshot_interval_slots_default(),
+            log_retain_slots: log_retain_slots_default(),
+            anti_entropy_interval_ms: anti_entropy_interval_ms_default(),
+            protocol: ProtocolConfig {
+                replicas,
+                ..ProtocolConfig::default()
+            },
+        }
+    }
+
     /// Checks every field; the error names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.protocol.validate()?;
@@ -500,12 +599,7 @@ impl NodeConfig {
             &format!("0..{}", self.peers.len()),
             self.id,
         )?;
-        check(
-            (1..=SHARDS_MAX).contains(&self.shards),
-            "shards",
-            "1..=64",
-            self.shards,
-        )?;
+        in_range("shards", &self.shards, 1..=SHARDS_MAX)?;
         check(
             self.request_timeout_ms >= 10,
             "request_timeout_ms",
@@ -636,5 +730,78 @@ mod tests {
     fn unknown_toml_key_is_rejected() {
         let err = toml::from_str::<ProtocolConfig>("batch_maxx = 3").unwrap_err();
         assert!(err.to_string().contains("batch_maxx"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_is_a_toml_key_and_reads_back_what_it_writes() {
+        let toml::Value::Table(keys) = toml::Value::try_from(ProtocolConfig::default()).unwrap()
+        else {
+            panic!("a config is a table");
+        };
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        let mut toml_keys: Vec<&str> = keys.keys().map(String::as_str).collect();
+        toml_keys.sort_unstable();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, toml_keys);
+        let cfg = ProtocolConfig {
+            lease_holders: vec![0, 2],
+            read_mode: ReadMode::QuorumLease,
+            read_repair: ReadRepair::Async,
+            batch_max: 7,
+            ..ProtocolConfig::default()
+        };
+        let mut copy = ProtocolConfig::default();
+        for s in SETTINGS {
+            (s.set)(&mut copy, &(s.get)(&cfg)).unwrap();
+        }
+        assert_eq!(copy, cfg);
+    }
+
+    #[test]
+    fn a_setting_refuses_text_of_the_wrong_kind_by_name() {
+        let mut cfg = ProtocolConfig::default();
+        for (name, bad) in [
+            ("batch_max", "many"),
+            ("read_mode", "fast"),
+            ("lease_holders", "0,x"),
+        ] {
+            let s = Setting::named(name).unwrap();
+            let err = (s.set)(&mut cfg, bad).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert_eq!(cfg, ProtocolConfig::default());
+    }
+
+    #[test]
+    fn a_range_is_checked_at_both_ends() {
+        for (batch_max, ok) in [(0, false), (1, true), (65_536, true), (65_537, false)] {
+            let cfg = ProtocolConfig {
+                batch_max,
+                ..ProtocolConfig::default()
+            };
+            assert_eq!(cfg.validate().is_ok(), ok, "batch_max {batch_max}");
+        }
+    }
+
+    #[test]
+    fn read_mode_questions() {
+        let away: Vec<ReadMode> = ReadMode::ALL
+            .into_iter()
+            .filter(|m| m.reads_away_from_leader())
+            .collect();
+        assert_eq!(
+            away,
+            [ReadMode::QuorumLease, ReadMode::Digest, ReadMode::Quorum]
+        );
+        for m in ReadMode::ALL {
+            assert_eq!(m.reads_through_log(), m == ReadMode::Log, "{m}");
+            // Every mode but `log` serves reads on a path of its own: a lease or a quorum read.
+            assert_eq!(
+                !m.reads_through_log(),
+                m.leases().is_some() || m.reads_away_from_leader(),
+                "{m}"
+            );
+        }
     }
 }

@@ -389,21 +389,20 @@ async fn info_text(local: &Rc<Local>) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "# Server\r\ncorepax_version:{}\r\nnode_id:{}\r\nshards:{}\r\nreplicas:{}\r\n\
-         fsync:{}\r\nread_mode:{}\r\nbatch_max:{}\r\npipeline_depth:{}\r\n\r\n# Replication\r\n",
+        "# Server\r\ncorepax_version:{}\r\nnode_id:{}\r\nshards:{}\r\nfsync:{}\r\n\r\n# Protocol\r\n",
         env!("CARGO_PKG_VERSION"),
         cfg.id,
         local.shards,
-        cfg.protocol.replicas,
         if cfg.no_fsync {
             "OFF (--no-fsync: not durable)"
         } else {
             "on"
         },
-        cfg.protocol.read_mode,
-        cfg.protocol.batch_max,
-        cfg.protocol.pipeline_depth,
     );
+    for setting in crate::config::SETTINGS {
+        let _ = write!(s, "{}:{}\r\n", setting.name, (setting.get)(&cfg.protocol));
+    }
+    s.push_str("\r\n# Replication\r\n");
     let leading = infos.iter().filter(|i| i.leading).count();
     let role = if leading == infos.len() {
         "master"

@@ -5,8 +5,10 @@ use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
 use super::workload::Workload;
+use crate::config::{ProtocolConfig, SETTINGS, Setting};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Most configurations one sweep may run.
@@ -22,9 +24,10 @@ pub enum LauncherKind {
     Redis,
 }
 
-/// A sweep matrix file.
+/// A sweep matrix file. Besides the fields below, any protocol setting (a key of
+/// `ProtocolConfig`, such as `batch_max`, `pipeline_depth` or `read_mode`: log,
+/// leader-lease, quorum-lease, digest, quorum) may be given a list of values to sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Matrix {
     /// `corepax` or `redis`.
     pub launcher: LauncherKind,
@@ -36,16 +39,7 @@ pub struct Matrix {
     /// Warm-up seconds per run, overriding each workload's.
     #[serde(default)]
     pub warmup_s: Option<f64>,
-    /// `--batch-max` values.
-    #[serde(default)]
-    pub batch_max: Vec<u32>,
-    /// `--pipeline-depth` values.
-    #[serde(default)]
-    pub pipeline_depth: Vec<u32>,
-    /// `--read-mode` values (log, leader-lease, quorum-lease, digest).
-    #[serde(default)]
-    pub read_mode: Vec<String>,
-    /// Replica counts.
+    /// Replica counts (`corepax cluster --replicas`).
     #[serde(default)]
     pub replicas: Vec<u16>,
     /// `--shards` values.
@@ -54,19 +48,19 @@ pub struct Matrix {
     /// Redis persistence modes (redis launcher only).
     #[serde(default)]
     pub redis_persistence: Vec<Persistence>,
+    /// Protocol settings to sweep, by name, each with its values as written; checked by
+    /// [`Matrix::protocol_axes`].
+    #[serde(flatten)]
+    pub protocol: BTreeMap<String, toml::Value>,
 }
 
-/// One point of the matrix: `None` = setting not passed.
+/// One point of the matrix: `None` (or an absent setting) = not passed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Workload file.
     pub workload: PathBuf,
-    /// --batch-max.
-    pub batch_max: Option<u32>,
-    /// --pipeline-depth.
-    pub pipeline_depth: Option<u32>,
-    /// --read-mode.
-    pub read_mode: Option<String>,
+    /// Protocol settings, by name, in their flag form.
+    pub protocol: BTreeMap<String, String>,
     /// Replicas.
     pub replicas: Option<u16>,
     /// --shards.
@@ -79,19 +73,15 @@ impl Config {
     /// Flags for `corepax cluster`.
     pub fn node_flags(&self) -> Vec<String> {
         let mut f = Vec::new();
-        let mut push = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                f.push(k.to_string());
-                f.push(v);
-            }
-        };
-        push("--batch-max", self.batch_max.map(|v| v.to_string()));
-        push(
-            "--pipeline-depth",
-            self.pipeline_depth.map(|v| v.to_string()),
-        );
-        push("--read-mode", self.read_mode.clone());
-        push("--shards", self.shards.map(|v| v.to_string()));
+        for (name, v) in &self.protocol {
+            let flag = Setting::named(name).map_or_else(|| name.replace('_', "-"), Setting::flag);
+            f.push(format!("--{flag}"));
+            f.push(v.clone());
+        }
+        if let Some(v) = self.shards {
+            f.push("--shards".into());
+            f.push(v.to_string());
+        }
         f
     }
 
@@ -103,14 +93,8 @@ impl Config {
             .file_stem()
             .map_or("?".into(), |s| s.to_string_lossy().to_string());
         parts.push(stem);
-        if let Some(v) = self.batch_max {
-            parts.push(format!("batch={v}"));
-        }
-        if let Some(v) = self.pipeline_depth {
-            parts.push(format!("pipe={v}"));
-        }
-        if let Some(v) = &self.read_mode {
-            parts.push(format!("read={v}"));
+        for (name, v) in &self.protocol {
+            parts.push(format!("{name}={v}"));
         }
         if let Some(v) = self.replicas {
             parts.push(format!("R={v}"));
@@ -133,6 +117,32 @@ fn opts<T: Clone>(v: &[T]) -> Vec<Option<T>> {
     }
 }
 
+/// Every combination of one index per axis (`lens` are the axes' lengths), the last axis
+/// changing fastest.
+fn cartesian(lens: &[usize]) -> Vec<Vec<usize>> {
+    lens.iter().fold(vec![Vec::new()], |acc, &len| {
+        acc.iter()
+            .flat_map(|prefix| {
+                (0..len).map(move |i| {
+                    let mut p = prefix.clone();
+                    p.push(i);
+                    p
+                })
+            })
+            .collect()
+    })
+}
+
+/// A matrix value in the text form of its flag: strings as they are, numbers in decimal,
+/// lists (replica ids) comma-separated.
+fn flag_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(flag_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
 impl Matrix {
     /// Reads and checks a matrix file.
     pub fn from_file(p: &Path) -> anyhow::Result<Matrix> {
@@ -142,6 +152,8 @@ impl Matrix {
         if m.workloads.is_empty() {
             anyhow::bail!("matrix field `workloads`: must name at least one workload file");
         }
+        m.protocol_axes()
+            .with_context(|| format!("matrix {}", p.display()))?;
         let n = m.configs().len();
         if n > CONFIGS_MAX {
             anyhow::bail!("matrix has {n} configurations; at most {CONFIGS_MAX}");
@@ -149,33 +161,75 @@ impl Matrix {
         Ok(m)
     }
 
-    /// The cross product, in a stable order.
-    pub fn configs(&self) -> Vec<Config> {
-        let mut out = Vec::new();
-        for w in &self.workloads {
-            for b in opts(&self.batch_max) {
-                for p in opts(&self.pipeline_depth) {
-                    for r in opts(&self.read_mode) {
-                        for n in opts(&self.replicas) {
-                            for s in opts(&self.shards) {
-                                for rp in opts(&self.redis_persistence) {
-                                    out.push(Config {
-                                        workload: w.clone(),
-                                        batch_max: b,
-                                        pipeline_depth: p,
-                                        read_mode: r.clone(),
-                                        replicas: n,
-                                        shards: s,
-                                        redis_persistence: rp,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
+    /// The protocol settings swept, in the order of [`SETTINGS`], each with its values in
+    /// flag form; an error names an unknown key or a value its setting refuses.
+    pub fn protocol_axes(&self) -> anyhow::Result<Vec<(&'static Setting, Vec<String>)>> {
+        if let Some(unknown) = self
+            .protocol
+            .keys()
+            .find(|k| Setting::named(k).is_none_or(|s| !s.is_flag()))
+        {
+            let known: Vec<&str> = SETTINGS
+                .iter()
+                .filter(|s| s.is_flag())
+                .map(|s| s.name)
+                .collect();
+            anyhow::bail!(
+                "unknown matrix field `{unknown}`: allowed launcher, workloads, duration_s, \
+                 warmup_s, replicas, shards, redis_persistence, or a protocol setting ({})",
+                known.join(", ")
+            );
+        }
+        let mut axes = Vec::new();
+        for s in SETTINGS {
+            let Some(v) = self.protocol.get(s.name) else {
+                continue;
+            };
+            let toml::Value::Array(items) = v else {
+                anyhow::bail!("matrix field `{}`: a list of values, got {v}", s.name);
+            };
+            let values: Vec<String> = items.iter().map(flag_text).collect();
+            for text in &values {
+                (s.set)(&mut ProtocolConfig::default(), text)?;
+            }
+            if !values.is_empty() {
+                axes.push((s, values));
             }
         }
-        out
+        Ok(axes)
+    }
+
+    /// The cross product, in a stable order: workloads, then the protocol settings in the
+    /// order of [`SETTINGS`], then replicas, shards and redis persistence.
+    pub fn configs(&self) -> Vec<Config> {
+        // `from_file` checked the axes; a matrix built in code with bad ones sweeps none.
+        let axes = self.protocol_axes().unwrap_or_default();
+        let (replicas, shards, persistence) = (
+            opts(&self.replicas),
+            opts(&self.shards),
+            opts(&self.redis_persistence),
+        );
+        let mut lens = vec![self.workloads.len()];
+        lens.extend(axes.iter().map(|(_, v)| v.len()));
+        lens.extend([replicas.len(), shards.len(), persistence.len()]);
+        cartesian(&lens)
+            .into_iter()
+            .map(|ix| {
+                let (w, rest) = ix.split_first().expect("one index per axis");
+                let (p, launch) = rest.split_at(axes.len());
+                Config {
+                    workload: self.workloads[*w].clone(),
+                    protocol: axes
+                        .iter()
+                        .zip(p)
+                        .map(|((s, values), &i)| (s.name.to_string(), values[i].clone()))
+                        .collect(),
+                    replicas: replicas[launch[0]],
+                    shards: shards[launch[1]],
+                    redis_persistence: persistence[launch[2]],
+                }
+            })
+            .collect()
     }
 }
 
@@ -335,4 +389,77 @@ fn read_path(res: &BenchResult) -> (String, String) {
     let local = format!("{:.0}%", 100.0 * n("local") as f64 / reads as f64);
     let bytes = format!("{:.0}", n("read_bytes_sent") as f64 / reads as f64);
     (local, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(text: &str) -> anyhow::Result<Matrix> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("m.toml");
+        std::fs::write(
+            &p,
+            format!("launcher = \"corepax\"\nworkloads = [\"w.toml\"]\n{text}"),
+        )?;
+        Matrix::from_file(&p)
+    }
+
+    #[test]
+    fn any_protocol_setting_is_an_axis_crossed_in_a_stable_order() {
+        let m = matrix(
+            "read_mode = [\"log\", \"quorum\"]\nbatch_max = [1, 64]\nreplicas = [3]\n\
+             lease_holders = [[0, 1]]\n",
+        )
+        .unwrap();
+        let labels: Vec<String> = m.configs().iter().map(Config::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "w batch_max=1 lease_holders=0,1 read_mode=log R=3",
+                "w batch_max=1 lease_holders=0,1 read_mode=quorum R=3",
+                "w batch_max=64 lease_holders=0,1 read_mode=log R=3",
+                "w batch_max=64 lease_holders=0,1 read_mode=quorum R=3",
+            ]
+        );
+        assert_eq!(
+            m.configs()[1].node_flags(),
+            [
+                "--batch-max",
+                "1",
+                "--lease-holders",
+                "0,1",
+                "--read-mode",
+                "quorum"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_refused_value_names_the_field() {
+        let err = matrix("batch_maxx = [1]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("batch_maxx"), "{err:#}");
+        let err = matrix("read_mode = [\"fast\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("read_mode"), "{err:#}");
+        let err = matrix("batch_max = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("a list"), "{err:#}");
+    }
+
+    #[test]
+    fn the_shipped_matrices_parse() {
+        for f in [
+            "matrix-default.toml",
+            "matrix-read-modes.toml",
+            "matrix-digest-bytes.toml",
+        ] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("workloads")
+                .join(f);
+            let m = Matrix::from_file(&p).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+            assert!(!m.configs().is_empty(), "{f}");
+        }
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/matrix-read-modes.toml");
+        let modes = Matrix::from_file(&p).unwrap().protocol_axes().unwrap();
+        assert_eq!(modes[0].1.len(), crate::config::ReadMode::ALL.len());
+    }
 }

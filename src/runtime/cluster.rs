@@ -1,5 +1,7 @@
 //! `corepax cluster`: a local cluster of node processes on 127.0.0.1, for trying corepax,
-//! for tests and for benchmarks. Prints the endpoints, forwards Ctrl-C and stops the nodes.
+//! for tests and for benchmarks. Writes each node's configuration as a TOML file, starts
+//! `corepax node --config FILE` for each, prints the endpoints, forwards Ctrl-C and stops
+//! the nodes.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command};
@@ -7,131 +9,44 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cli::ClusterArgs;
+use crate::cli::{ClusterArgs, num_cpus};
+use crate::config::{NodeConfig, ProtocolConfig, SHARDS_MAX};
 
 /// How long the nodes get to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Peer ports each replica reserves: one per shard, as many as a node may have. Shard s
+/// of replica i listens on `peer_port + PEER_PORTS_PER_REPLICA·i + s`.
+pub const PEER_PORTS_PER_REPLICA: usize = SHARDS_MAX;
+/// How often a starting node's client port is tried, and the cluster's nodes are checked.
+const POLL_START: Duration = Duration::from_millis(20);
+/// How often the running nodes are checked for exits.
+const POLL_RUNNING: Duration = Duration::from_millis(50);
+/// How long one try to connect to a starting node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long stopped nodes get to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the cluster until SIGINT or SIGTERM, or until fewer than a majority of its nodes
 /// run. A minority may die (kill -9 one to watch the others carry on): a replicated
 /// cluster keeps serving then, so this one keeps running too.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let n = usize::from(args.replicas);
-    // All replicas share this machine: one shard per core in total, not per node, or the
-    // executors oversubscribe the cores and every cross-shard hop waits for the scheduler.
-    let shards = args
-        .shards
-        .unwrap_or_else(|| (crate::cli::num_cpus() / n).max(1));
-    anyhow::ensure!(
-        (1..=crate::config::SHARDS_MAX).contains(&shards),
-        "invalid `--shards` = {shards}: allowed 1..=64"
-    );
-    let peer_base = match args.peer_port {
-        Some(p) => p,
-        None => args.base_port.checked_add(1000).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--base-port {} leaves no room for peer ports",
-                args.base_port
-            )
-        })?,
-    };
-    let peer_port = |i: usize| -> anyhow::Result<u16> {
-        u16::try_from(usize::from(peer_base) + 64 * i)
-            .map_err(|_| anyhow::anyhow!("peer port out of range for replica {i}"))
-    };
-    let mut peers = Vec::with_capacity(n);
-    for i in 0..n {
-        peers.push(format!("127.0.0.1:{}", peer_port(i)?));
-    }
-    let client = |i: usize| -> anyhow::Result<SocketAddr> {
-        let port = u16::try_from(usize::from(args.base_port) + i)
-            .map_err(|_| anyhow::anyhow!("client port out of range for replica {i}"))?;
-        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
-    };
-    // Pinned, each replica gets cores of its own; with fewer cores than executors in
-    // all, pinning would stack several executors on one core while others idle (each
-    // node alone would pin to the first cores), so they run unpinned and the kernel
-    // balances them.
-    let cpus = crate::cli::num_cpus();
-    let cores = (!args.no_pin && n * shards <= cpus).then_some(shards);
-    if !args.no_pin && cores.is_none() {
-        eprintln!("note: {n} replicas × {shards} shards > {cpus} cores: executors run unpinned");
-    }
+    let configs = node_configs(&args)?;
     std::fs::create_dir_all(&args.data)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.data.display()))?;
-    let exe = std::env::current_exe()?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-
-    let mut children: Vec<Child> = Vec::with_capacity(n);
-    let mut endpoints = Vec::with_capacity(n);
-    for i in 0..n {
-        let addr = client(i)?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("node")
-            .arg("--id")
-            .arg(i.to_string())
-            .arg("--client-addr")
-            .arg(addr.to_string())
-            .arg("--peers")
-            .arg(peers.join(","))
-            .arg("--data")
-            .arg(args.data.join(format!("node-{i}")))
-            .arg("--shards")
-            .arg(shards.to_string())
-            .arg("--anti-entropy-interval-ms")
-            .arg(args.anti_entropy_interval_ms.to_string())
-            .args(args.protocol.to_args());
-        if args.no_fsync {
-            cmd.arg("--no-fsync");
-        }
-        match &cores {
-            Some(per_node) => {
-                let cpus: Vec<String> = (i * per_node..(i + 1) * per_node)
-                    .map(|c| c.to_string())
-                    .collect();
-                cmd.arg("--cpus").arg(cpus.join(","));
-            }
-            None => {
-                cmd.arg("--no-pin");
-            }
-        }
-        if args.debug {
-            cmd.arg("--debug");
-        }
-        if let Some(v) = args.snapshot_interval_slots {
-            cmd.arg("--snapshot-interval-slots").arg(v.to_string());
-        }
-        match cmd.spawn() {
-            Ok(c) => children.push(c),
-            Err(e) => {
-                stop_all(&mut children);
-                anyhow::bail!("starting node {i}: {e}");
-            }
-        }
-        endpoints.push(addr);
-    }
-    let deadline = Instant::now() + READY_TIMEOUT;
-    for (i, addr) in endpoints.iter().enumerate() {
-        loop {
-            if TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = children[i].try_wait() {
-                stop_all(&mut children);
-                anyhow::bail!("node {i} exited during start-up: {status}");
-            }
-            if Instant::now() > deadline || stop.load(Ordering::Relaxed) {
-                stop_all(&mut children);
-                anyhow::bail!("node {i} did not listen on {addr} within {READY_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    let mut children = spawn_nodes(&args.data, &configs)?;
+    let endpoints: Vec<SocketAddr> = configs.iter().map(|c| c.client_addr).collect();
+    if let Err(e) = wait_listening(&mut children, &endpoints, &stop) {
+        stop_all(&mut children);
+        return Err(e);
     }
     let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
     println!(
-        "corepax cluster ready: {n} replicas × {shards} shards{}; anti-entropy {}; clients: {}",
+        "corepax cluster ready: {} replicas × {} shards{}; anti-entropy {}; clients: {}",
+        configs.len(),
+        configs[0].shards,
         if args.no_fsync {
             " (NO FSYNC: not durable)"
         } else {
@@ -145,6 +60,132 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         list.join(",")
     );
     println!("ready: {}", list.join(","));
+    supervise(&mut children, &stop);
+    stop_all(&mut children);
+    println!("corepax cluster stopped");
+    Ok(())
+}
+
+/// Every node's configuration, validated: addresses, shards, cores and the protocol.
+fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
+    let n = usize::from(args.replicas);
+    // All replicas share this machine: one shard per core in total, not per node, or the
+    // executors oversubscribe the cores and every cross-shard hop waits for the scheduler.
+    let shards = args.shards.unwrap_or_else(|| (num_cpus() / n).max(1));
+    anyhow::ensure!(
+        (1..=SHARDS_MAX).contains(&shards),
+        "invalid `--shards` = {shards}: allowed 1..={SHARDS_MAX}"
+    );
+    let peer_base = match args.peer_port {
+        Some(p) => p,
+        None => args.base_port.checked_add(1000).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--base-port {} leaves no room for peer ports",
+                args.base_port
+            )
+        })?,
+    };
+    let port = |base: u16, offset: usize, what: &str, i: usize| -> anyhow::Result<SocketAddr> {
+        let p = u16::try_from(usize::from(base) + offset)
+            .map_err(|_| anyhow::anyhow!("{what} port out of range for replica {i}"))?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], p)))
+    };
+    let peers = (0..n)
+        .map(|i| port(peer_base, PEER_PORTS_PER_REPLICA * i, "peer", i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut protocol = ProtocolConfig {
+        replicas: n,
+        ..ProtocolConfig::default()
+    };
+    args.protocol.apply(&mut protocol)?;
+    // Pinned, each replica gets cores of its own; with fewer cores than executors in
+    // all, pinning would stack several executors on one core while others idle (each
+    // node alone would pin to the first cores), so they run unpinned and the kernel
+    // balances them.
+    let cpus = num_cpus();
+    let cores = (!args.no_pin && n * shards <= cpus).then_some(shards);
+    if !args.no_pin && cores.is_none() {
+        eprintln!("note: {n} replicas × {shards} shards > {cpus} cores: executors run unpinned");
+    }
+    let mut configs = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = u8::try_from(i)?;
+        let data = args.data.join(format!("node-{i}"));
+        let client = port(args.base_port, i, "client", i)?;
+        let mut cfg = NodeConfig::new(id, client, peers.clone(), data, shards);
+        cfg.protocol = protocol.clone();
+        cfg.pin = cores.is_some();
+        cfg.cpus = cores.map_or_else(Vec::new, |per_node| {
+            (i * per_node..(i + 1) * per_node).collect()
+        });
+        cfg.no_fsync = args.no_fsync;
+        cfg.debug = args.debug;
+        cfg.anti_entropy_interval_ms = args.anti_entropy_interval_ms;
+        if let Some(v) = args.snapshot_interval_slots {
+            cfg.snapshot_interval_slots = v;
+        }
+        cfg.validate()?;
+        configs.push(cfg);
+    }
+    Ok(configs)
+}
+
+/// Writes each node's configuration to DIR/node-i.toml and starts `corepax node --config`
+/// on it; stops the ones started if one fails.
+fn spawn_nodes(dir: &std::path::Path, configs: &[NodeConfig]) -> anyhow::Result<Vec<Child>> {
+    let exe = std::env::current_exe()?;
+    let mut children: Vec<Child> = Vec::with_capacity(configs.len());
+    for (i, cfg) in configs.iter().enumerate() {
+        let path = dir.join(format!("node-{i}.toml"));
+        let started = toml::to_string(cfg)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| {
+                std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+            })
+            .and_then(|()| {
+                Command::new(&exe)
+                    .arg("node")
+                    .arg("--config")
+                    .arg(&path)
+                    .spawn()
+                    .map_err(|e| anyhow::anyhow!("starting node {i}: {e}"))
+            });
+        match started {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    Ok(children)
+}
+
+/// Waits until every node accepts connections on its client address.
+fn wait_listening(
+    children: &mut [Child],
+    endpoints: &[SocketAddr],
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for (i, addr) in endpoints.iter().enumerate() {
+        while TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_err() {
+            if let Ok(Some(status)) = children[i].try_wait() {
+                anyhow::bail!("node {i} exited during start-up: {status}");
+            }
+            if Instant::now() > deadline || stop.load(Ordering::Relaxed) {
+                anyhow::bail!("node {i} did not listen on {addr} within {READY_TIMEOUT:?}");
+            }
+            std::thread::sleep(POLL_START);
+        }
+    }
+    Ok(())
+}
+
+/// Watches the nodes until `stop` is set, setting it once fewer than a majority run.
+fn supervise(children: &mut [Child], stop: &AtomicBool) {
+    let n = children.len();
     let mut running = vec![true; n];
     while !stop.load(Ordering::Relaxed) {
         for (i, c) in children.iter_mut().enumerate() {
@@ -163,11 +204,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(POLL_RUNNING);
     }
-    stop_all(&mut children);
-    println!("corepax cluster stopped");
-    Ok(())
 }
 
 /// Sends SIGTERM to every node and waits for it; SIGKILL after a grace period.
@@ -178,7 +216,7 @@ fn stop_all(children: &mut [Child]) {
             libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + STOP_GRACE;
     for c in children.iter_mut() {
         loop {
             match c.try_wait() {
@@ -188,8 +226,68 @@ fn stop_all(children: &mut [Child]) {
                     let _ = c.wait();
                     break;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => std::thread::sleep(POLL_START),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    }
+
+    #[test]
+    fn node_configs_carry_the_flags_and_survive_their_toml_file() {
+        let args = Cli::try_parse_from([
+            "x",
+            "--replicas",
+            "3",
+            "--base-port",
+            "9000",
+            "--shards",
+            "2",
+            "--no-pin",
+            "--read-mode",
+            "digest",
+            "--batch-max",
+            "8",
+            "--snapshot-interval-slots",
+            "77",
+        ])
+        .unwrap()
+        .cluster;
+        let configs = node_configs(&args).unwrap();
+        assert_eq!(configs.len(), 3);
+        for (i, cfg) in configs.iter().enumerate() {
+            assert_eq!(usize::from(cfg.id), i);
+            assert_eq!(cfg.client_addr.port(), 9000 + i as u16);
+            assert_eq!(
+                cfg.peer_addr(i, 1).port(),
+                10_000 + (PEER_PORTS_PER_REPLICA * i) as u16 + 1
+            );
+            assert_eq!(cfg.protocol.replicas, 3);
+            assert_eq!(cfg.protocol.read_mode, crate::config::ReadMode::Digest);
+            assert_eq!(cfg.protocol.batch_max, 8);
+            assert_eq!(cfg.snapshot_interval_slots, 77);
+            assert!(!cfg.pin && cfg.cpus.is_empty());
+            let back: NodeConfig = toml::from_str(&toml::to_string(cfg).unwrap()).unwrap();
+            assert_eq!(&back, cfg);
+        }
+    }
+
+    #[test]
+    fn a_bad_setting_fails_before_any_node_starts() {
+        let args = Cli::try_parse_from(["x", "--heartbeat-interval-ms", "400"])
+            .unwrap()
+            .cluster;
+        let err = node_configs(&args).unwrap_err();
+        assert!(err.to_string().contains("election_timeout_ms"), "{err}");
     }
 }
