@@ -1,5 +1,4 @@
 //! glommio runtime: executors pinned per core, shard loop, WAL, snapshots.
-pub mod cluster;
 pub mod node;
 pub mod shard;
 pub mod snapshot;

@@ -4,12 +4,13 @@
 //! the nodes.
 
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cli::{ClusterArgs, num_cpus};
+use super::{ProtocolArgs, num_cpus};
 use crate::config::{NodeConfig, ProtocolConfig, SHARDS_MAX};
 
 /// How long the nodes get to start listening.
@@ -25,6 +26,47 @@ const POLL_RUNNING: Duration = Duration::from_millis(50);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long stopped nodes get to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Arguments of `corepax cluster`.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// Replicas (node processes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
+    pub replicas: u8,
+    /// Client port of replica 0; replica i listens on base + i.
+    #[arg(long, default_value_t = 7379)]
+    pub base_port: u16,
+    /// First peer port (default base-port + 1000); replica i uses peer-port + 64·i + shard.
+    #[arg(long)]
+    pub peer_port: Option<u16>,
+    /// Data directory; replica i keeps its files in DIR/node-i and its configuration in
+    /// DIR/node-i.toml.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Shards per node (default: cores ÷ replicas, at least 1, since every replica runs on
+    /// this machine).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Skip fdatasync in every node: benchmarks only.
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// Do not pin shard executors to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Allow debug commands that bypass replication.
+    #[arg(long)]
+    pub debug: bool,
+    /// Periodic anti-entropy in every node (ms); 0 = off, the default here, since this
+    /// cluster serves benchmarks (a production node defaults to 30000).
+    #[arg(long, default_value_t = 0)]
+    pub anti_entropy_interval_ms: u64,
+    /// Snapshot every this many applied slots in every node (default: the node's).
+    #[arg(long)]
+    pub snapshot_interval_slots: Option<u64>,
+    /// Protocol settings for every node.
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
+}
 
 /// Runs the cluster until SIGINT or SIGTERM, or until fewer than a majority of its nodes
 /// run. A minority may die (kill -9 one to watch the others carry on): a replicated

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod cluster;
+
 use crate::config::{ConfigError, ProtocolConfig, SETTINGS, Setting};
 use crate::protocol::Bugs;
 
@@ -24,7 +26,7 @@ enum Command {
     /// Run one replica: a node process with one shard per core.
     Node(Box<NodeArgs>),
     /// Start a local cluster of node processes on 127.0.0.1 and wait; Ctrl-C stops it.
-    Cluster(ClusterArgs),
+    Cluster(cluster::ClusterArgs),
     /// Run the deterministic simulator over many seeds and check every history.
     Sim(SimArgs),
 }
@@ -240,46 +242,6 @@ pub fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Arguments of `corepax cluster`.
-#[derive(clap::Args, Debug)]
-pub struct ClusterArgs {
-    /// Replicas (node processes).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
-    pub replicas: u8,
-    /// Client port of replica 0; replica i listens on base + i.
-    #[arg(long, default_value_t = 7379)]
-    pub base_port: u16,
-    /// First peer port (default base-port + 1000); replica i uses peer-port + 64·i + shard.
-    #[arg(long)]
-    pub peer_port: Option<u16>,
-    /// Data directory; replica i keeps its files in DIR/node-i.
-    #[arg(long, default_value = "data")]
-    pub data: std::path::PathBuf,
-    /// Shards per node (default: cores ÷ replicas, at least 1, since every replica runs on
-    /// this machine).
-    #[arg(long)]
-    pub shards: Option<usize>,
-    /// Skip fdatasync in every node: benchmarks only.
-    #[arg(long)]
-    pub no_fsync: bool,
-    /// Do not pin shard executors to cores.
-    #[arg(long)]
-    pub no_pin: bool,
-    /// Allow debug commands that bypass replication.
-    #[arg(long)]
-    pub debug: bool,
-    /// Periodic anti-entropy in every node (ms); 0 = off, the default here, since this
-    /// cluster serves benchmarks (a production node defaults to 30000).
-    #[arg(long, default_value_t = 0)]
-    pub anti_entropy_interval_ms: u64,
-    /// Snapshot every this many applied slots in every node (default: the node's).
-    #[arg(long)]
-    pub snapshot_interval_slots: Option<u64>,
-    /// Protocol settings for every node.
-    #[command(flatten)]
-    pub protocol: ProtocolArgs,
-}
-
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -288,7 +250,7 @@ pub fn main() -> ExitCode {
         Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
         Command::Sim(args) => run_sim(args),
         Command::Node(args) => run_node(*args).map(|_| ExitCode::SUCCESS),
-        Command::Cluster(args) => crate::runtime::cluster::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Cluster(args) => cluster::run(args).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
