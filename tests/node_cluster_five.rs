@@ -99,12 +99,12 @@ impl LocalCluster {
         }
     }
 
-    /// kill -9 of the node process with `--id i`, a child of the cluster process.
+    /// kill -9 of the node process of replica i, a child of the cluster process.
     fn kill9_node(&self, i: usize) {
         let pid = child_pids(self.child.id())
             .into_iter()
             .find(|&pid| node_id_of(pid) == Some(i))
-            .unwrap_or_else(|| panic!("no node process with --id {i}"));
+            .unwrap_or_else(|| panic!("no node process of replica {i}"));
         // SAFETY: kill(2) on a pid that is a child of our own child; no memory is shared.
         let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         assert_eq!(rc, 0, "kill -9 {pid}");
@@ -169,11 +169,16 @@ fn child_pids(parent: u32) -> Vec<u32> {
 }
 
 /// The `--id` argument of a `corepax node` process.
+/// The replica id of node process `pid`, from the configuration file `corepax cluster`
+/// starts it with (`node --config FILE`).
 fn node_id_of(pid: u32) -> Option<usize> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let at = args.iter().position(|a| *a == b"--id")?;
-    std::str::from_utf8(args.get(at + 1)?).ok()?.parse().ok()
+    let at = args.iter().position(|a| *a == b"--config")?;
+    let path = std::str::from_utf8(args.get(at + 1)?).ok()?;
+    let cfg: corepax::config::NodeConfig =
+        toml::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(usize::from(cfg.id))
 }
 
 fn set_via(cluster: &LocalCluster, node: usize, key: &str, value: &str) {
