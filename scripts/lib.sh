@@ -141,12 +141,13 @@ start_cluster() {
     done
     redis-cli -p "$BASE" del corepax:probe >/dev/null 2>&1 || true
     LEADERS_NS=$(date +%s%N)
-    # The `corepax node` children of the cluster, in replica order (`--id i` in argv).
+    # The `corepax node` children of the cluster, in replica order (`corepax cluster`
+    # starts replica i as `node --config DIR/node-i.toml`).
     NODE_PIDS=()
     for i in 0 1 2; do
         pid=""
         for c in $(pgrep -P "$CLUSTER_PID" -f "corepax node" || true); do
-            if tr '\0' ' ' <"/proc/$c/cmdline" | grep -q -- "--id $i "; then pid=$c; fi
+            if tr '\0' ' ' <"/proc/$c/cmdline" | grep -q -- "/node-$i.toml "; then pid=$c; fi
         done
         [ -n "$pid" ] || { echo "no process found for node $i" >&2; exit 1; }
         NODE_PIDS+=("$pid")
