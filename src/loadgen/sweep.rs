@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 /// Most configurations one sweep may run.
 pub const CONFIGS_MAX: usize = 256;
 
+/// Replicas of a corepax cluster when the matrix names no replica counts.
+const CLUSTER_REPLICAS_DEFAULT: u16 = 3;
+
 /// Which server each configuration starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,8 +62,11 @@ pub struct Matrix {
 pub struct Config {
     /// Workload file.
     pub workload: PathBuf,
-    /// Protocol settings, by name, in their flag form.
-    pub protocol: BTreeMap<String, String>,
+    /// The nodes' protocol settings: the swept ones set, the rest at their defaults
+    /// (`replicas` as the launcher runs it).
+    pub protocol: ProtocolConfig,
+    /// The names of the protocol settings swept, in the order of [`SETTINGS`].
+    pub swept: Vec<String>,
     /// Replicas.
     pub replicas: Option<u16>,
     /// --shards.
@@ -73,16 +79,23 @@ impl Config {
     /// Flags for `corepax cluster`.
     pub fn node_flags(&self) -> Vec<String> {
         let mut f = Vec::new();
-        for (name, v) in &self.protocol {
-            let flag = Setting::named(name).map_or_else(|| name.replace('_', "-"), Setting::flag);
-            f.push(format!("--{flag}"));
-            f.push(v.clone());
+        for (s, v) in self.swept_values() {
+            f.push(format!("--{}", s.flag()));
+            f.push(v);
         }
         if let Some(v) = self.shards {
             f.push("--shards".into());
             f.push(v.to_string());
         }
         f
+    }
+
+    /// The swept protocol settings with their values here, in flag form.
+    fn swept_values(&self) -> impl Iterator<Item = (&'static Setting, String)> + '_ {
+        self.swept
+            .iter()
+            .filter_map(|name| Setting::named(name))
+            .map(|s| (s, (s.get)(&self.protocol)))
     }
 
     /// A short label: the settings that were set.
@@ -93,8 +106,8 @@ impl Config {
             .file_stem()
             .map_or("?".into(), |s| s.to_string_lossy().to_string());
         parts.push(stem);
-        for (name, v) in &self.protocol {
-            parts.push(format!("{name}={v}"));
+        for (s, v) in self.swept_values() {
+            parts.push(format!("{}={v}", s.name));
         }
         if let Some(v) = self.replicas {
             parts.push(format!("R={v}"));
@@ -161,8 +174,9 @@ impl Matrix {
         Ok(m)
     }
 
-    /// The protocol settings swept, in the order of [`SETTINGS`], each with its values in
-    /// flag form; an error names an unknown key or a value its setting refuses.
+    /// The protocol settings swept, in the order of [`SETTINGS`], each with its values as
+    /// the setting reads and writes them; an error names an unknown key or a value its
+    /// setting refuses.
     pub fn protocol_axes(&self) -> anyhow::Result<Vec<(&'static Setting, Vec<String>)>> {
         if let Some(unknown) = self
             .protocol
@@ -188,9 +202,11 @@ impl Matrix {
             let toml::Value::Array(items) = v else {
                 anyhow::bail!("matrix field `{}`: a list of values, got {v}", s.name);
             };
-            let values: Vec<String> = items.iter().map(flag_text).collect();
-            for text in &values {
-                (s.set)(&mut ProtocolConfig::default(), text)?;
+            let mut values = Vec::with_capacity(items.len());
+            for item in items {
+                let mut cfg = ProtocolConfig::default();
+                (s.set)(&mut cfg, &flag_text(item))?;
+                values.push((s.get)(&cfg));
             }
             if !values.is_empty() {
                 axes.push((s, values));
@@ -217,14 +233,23 @@ impl Matrix {
             .map(|ix| {
                 let (w, rest) = ix.split_first().expect("one index per axis");
                 let (p, launch) = rest.split_at(axes.len());
+                let replicas = replicas[launch[0]];
+                let mut protocol = ProtocolConfig {
+                    replicas: usize::from(replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT)),
+                    ..ProtocolConfig::default()
+                };
+                let mut swept = Vec::new();
+                for ((s, values), &i) in axes.iter().zip(p) {
+                    // `protocol_axes` had this setting read each of its values already.
+                    if (s.set)(&mut protocol, &values[i]).is_ok() {
+                        swept.push(s.name.to_string());
+                    }
+                }
                 Config {
                     workload: self.workloads[*w].clone(),
-                    protocol: axes
-                        .iter()
-                        .zip(p)
-                        .map(|((s, values), &i)| (s.name.to_string(), values[i].clone()))
-                        .collect(),
-                    replicas: replicas[launch[0]],
+                    protocol,
+                    swept,
+                    replicas,
                     shards: shards[launch[1]],
                     redis_persistence: persistence[launch[2]],
                 }
@@ -314,7 +339,7 @@ fn run_one(
     let mut l: Box<dyn Launcher> = match m.launcher {
         LauncherKind::Corepax => Box::new(CorepaxCluster::new(
             exe.to_path_buf(),
-            c.replicas.unwrap_or(3),
+            c.replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT),
             c.node_flags(),
         )),
         LauncherKind::Redis => Box::new(RedisServer::new(
@@ -416,10 +441,10 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "w batch_max=1 lease_holders=0,1 read_mode=log R=3",
-                "w batch_max=1 lease_holders=0,1 read_mode=quorum R=3",
-                "w batch_max=64 lease_holders=0,1 read_mode=log R=3",
-                "w batch_max=64 lease_holders=0,1 read_mode=quorum R=3",
+                "w batch_max=1 read_mode=log lease_holders=0,1 R=3",
+                "w batch_max=1 read_mode=quorum lease_holders=0,1 R=3",
+                "w batch_max=64 read_mode=log lease_holders=0,1 R=3",
+                "w batch_max=64 read_mode=quorum lease_holders=0,1 R=3",
             ]
         );
         assert_eq!(
@@ -427,11 +452,15 @@ mod tests {
             [
                 "--batch-max",
                 "1",
-                "--lease-holders",
-                "0,1",
                 "--read-mode",
-                "quorum"
+                "quorum",
+                "--lease-holders",
+                "0,1"
             ]
+        );
+        assert_eq!(
+            m.configs()[1].protocol.read_mode,
+            crate::config::ReadMode::Quorum
         );
     }
 
