@@ -237,8 +237,8 @@ pub struct Setting {
     pub name: &'static str,
     /// What it means: the field's documentation.
     pub doc: &'static str,
-    /// Its own allowed range, as written (empty if only other settings bound it).
-    pub allowed: &'static str,
+    /// Its own allowed range (none if only other settings bound it).
+    pub allowed: fn() -> Option<String>,
     /// Its value in `cfg`, as text.
     pub get: fn(&ProtocolConfig) -> String,
     /// Sets it in `cfg` from text (not yet validated against the other settings).
@@ -334,7 +334,7 @@ macro_rules! protocol_settings {
             Setting {
                 name: stringify!($field),
                 doc: concat!($($doc, "\n"),+),
-                allowed: concat!("" $(, stringify!($range))?),
+                allowed: || None::<String> $(.or_else(|| Some(format!("{:?}", $range))))?,
                 get: |c| c.$field.render_setting(),
                 set: |c, s| {
                     c.$field = SettingValue::parse_setting(stringify!($field), s)?;

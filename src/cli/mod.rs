@@ -102,11 +102,14 @@ impl clap::Args for ProtocolArgs {
                     .map(|()| v.to_string())
                     .map_err(|e| e.to_string())
             };
-            let mut notes = format!(" [default: {}", (s.get)(&ProtocolConfig::default()));
-            if !s.allowed.is_empty() {
-                notes += &format!("; allowed: {}", s.allowed);
+            let default = (s.get)(&ProtocolConfig::default());
+            let mut notes = match default.as_str() {
+                "" => " [default: none]".to_string(),
+                v => format!(" [default: {v}]"),
+            };
+            if let Some(range) = (s.allowed)() {
+                notes.insert_str(notes.len() - 1, &format!("; allowed: {range}"));
             }
-            notes += "]";
             cmd.arg(
                 clap::Arg::new(s.name)
                     .long(s.flag())
@@ -416,6 +419,17 @@ mod tests {
             ..ProtocolConfig::default()
         };
         assert_eq!(cfg, want);
+    }
+
+    #[test]
+    fn help_shows_a_settings_default_and_range() {
+        use clap::CommandFactory;
+        let help = Flags::command().render_help().to_string();
+        assert!(
+            help.contains("[default: 256; allowed: 1..=65536]"),
+            "{help}"
+        );
+        assert!(help.contains("[default: none]"), "{help}");
     }
 
     #[test]
