@@ -32,6 +32,79 @@ pub enum Command {
     MSet(Vec<(Bytes, Bytes)>),
     /// Fills a slot a new leader found empty; changes nothing.
     Noop,
+    // Variants below were added after the ones above: postcard numbers variants in order,
+    // so appending keeps every stored log and snapshot readable.
+    /// Sets a key if a condition on its current value holds (`SET k v NX|XX|IFEQ old`),
+    /// replying the old value when `get` (`SET … GET`), else `OK`, or nil if not set.
+    SetIf {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+        /// When to set.
+        cond: SetCond,
+        /// Reply the value before the command instead of `OK`/nil.
+        get: bool,
+    },
+    /// Adds to a key's integer value (absent counts as 0) and replies the sum (`INCRBY`;
+    /// `INCR`, `DECR` and `DECRBY` are spelled with it).
+    IncrBy(Bytes, i64),
+    /// Replies a key's value and removes the key (`GETDEL`).
+    GetDel(Bytes),
+    /// Removes a key only if it holds the value; replies 1 if removed, else 0 (`DELIFEQ`,
+    /// as Valkey 9 spells it: a lock released only by the holder of its token).
+    DelIfEq(Bytes, Bytes),
+    /// The slot that last wrote a key, or nil (`COREPAX.VERSION`): a fencing token that
+    /// grows with every write of the key. Ordered through the log like a write.
+    Version(Bytes),
+    /// Commands applied one after the other in one slot, nothing between them
+    /// (`MULTI` … `EXEC`); replies one reply per command.
+    Multi(Vec<Command>),
+}
+
+/// When [`Command::SetIf`] sets its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCond {
+    /// Always (`SET … GET` without a condition).
+    Always,
+    /// Only if the key does not exist (`NX`).
+    Absent,
+    /// Only if the key exists (`XX`).
+    Present,
+    /// Only if the key holds this value (`IFEQ`); an absent key does not match.
+    Equals(Bytes),
+}
+
+impl SetCond {
+    /// Whether the condition holds for a key's current value.
+    fn holds(&self, current: Option<&[u8]>) -> bool {
+        match (self, current) {
+            (SetCond::Always, _) => true,
+            (SetCond::Absent, cur) => cur.is_none(),
+            (SetCond::Present, cur) => cur.is_some(),
+            (SetCond::Equals(want), cur) => cur == Some(want.as_ref()),
+        }
+    }
+}
+
+/// A command the state machine refused; nothing changed. Deterministic: every replica
+/// refuses it at the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ApplyError {
+    /// The stored value is not a base-10 64-bit integer.
+    NotInteger,
+    /// The sum does not fit a 64-bit integer.
+    Overflow,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Redis's words, so clients that match on them keep working.
+        f.write_str(match self {
+            ApplyError::NotInteger => "ERR value is not an integer or out of range",
+            ApplyError::Overflow => "ERR increment or decrement would overflow",
+        })
+    }
 }
 
 impl Command {
@@ -45,6 +118,18 @@ impl Command {
             }
             Command::MSet(kvs) => kvs.iter().map(|(k, v)| k.len() + v.len()).sum(),
             Command::Noop => 0,
+            Command::SetIf {
+                key, value, cond, ..
+            } => {
+                let old = match cond {
+                    SetCond::Equals(old) => old.len(),
+                    _ => 0,
+                };
+                key.len() + value.len() + old
+            }
+            Command::IncrBy(k, _) | Command::GetDel(k) | Command::Version(k) => k.len(),
+            Command::DelIfEq(k, v) => k.len() + v.len(),
+            Command::Multi(cmds) => cmds.iter().map(Command::payload_bytes).sum(),
         }
     }
 
@@ -56,6 +141,12 @@ impl Command {
             Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => ks.len(),
             Command::MSet(kvs) => 2 * kvs.len(),
             Command::Noop => 0,
+            // The condition's tag and the GET flag count as one more item.
+            Command::SetIf { cond, .. } => 3 + usize::from(matches!(cond, SetCond::Equals(_))),
+            // The increment is a varint, like a length.
+            Command::IncrBy(..) | Command::DelIfEq(..) => 2,
+            Command::GetDel(_) | Command::Version(_) => 1,
+            Command::Multi(cmds) => cmds.iter().map(Command::items).sum(),
         }
     }
 
@@ -63,7 +154,42 @@ impl Command {
     /// peer frame): what the limits in [`crate::limits`] are checked against.
     pub fn encoded_bytes_max(&self) -> usize {
         use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
-        self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES
+        match self {
+            Command::Multi(cmds) => {
+                COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
+            }
+            _ => self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES,
+        }
+    }
+
+    /// Calls `f` with every key the command may change (repeats kept).
+    pub fn for_each_written_key(&self, f: &mut impl FnMut(&Bytes)) {
+        match self {
+            Command::Set(k, _)
+            | Command::SetIf { key: k, .. }
+            | Command::IncrBy(k, _)
+            | Command::GetDel(k)
+            | Command::DelIfEq(k, _) => f(k),
+            Command::Del(ks) => ks.iter().for_each(f),
+            Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| f(k)),
+            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_written_key(f)),
+            Command::Get(_)
+            | Command::Exists(_)
+            | Command::MGet(_)
+            | Command::Version(_)
+            | Command::Noop => {}
+        }
+    }
+
+    /// Calls `f` with every key the command names, read or written (repeats kept): what
+    /// decides the shard that owns it.
+    pub fn for_each_key(&self, f: &mut impl FnMut(&Bytes)) {
+        match self {
+            Command::Get(k) | Command::Version(k) => f(k),
+            Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
+            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
+            _ => self.for_each_written_key(f),
+        }
     }
 
     /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
@@ -136,6 +262,10 @@ pub enum Reply {
     Int(i64),
     /// Several values.
     Values(Vec<Option<Bytes>>),
+    /// Refused, nothing changed.
+    Error(ApplyError),
+    /// One reply per command of a [`Command::Multi`].
+    Multi(Vec<Reply>),
 }
 
 /// A stored value and the slot that last wrote it.
@@ -185,9 +315,10 @@ impl Reply {
         const OVERHEAD_BYTES: usize = 16;
         OVERHEAD_BYTES
             + match self {
-                Reply::Ok | Reply::Int(_) | Reply::Value(None) => 0,
+                Reply::Ok | Reply::Int(_) | Reply::Value(None) | Reply::Error(_) => 0,
                 Reply::Value(Some(v)) => v.len(),
                 Reply::Values(vs) => vs.iter().flatten().map(|v| v.len() + 8).sum(),
+                Reply::Multi(rs) => rs.iter().map(Reply::size_bytes).sum(),
             }
     }
 }
@@ -551,7 +682,77 @@ fn execute(map: &mut Map, merkle: &mut MerkleTree, slot: Slot, cmd: &Command) ->
             Reply::Ok
         }
         Command::Noop => Reply::Ok,
+        Command::SetIf {
+            key,
+            value,
+            cond,
+            get,
+        } => {
+            let old = map.get(key).map(Item::value_bytes);
+            let set = cond.holds(old.as_deref());
+            if set {
+                put(map, merkle, key, value, slot);
+            }
+            match (get, set) {
+                (true, _) => Reply::Value(old),
+                (false, true) => Reply::Ok,
+                (false, false) => Reply::Value(None),
+            }
+        }
+        Command::IncrBy(k, by) => {
+            let now = match map.get(k) {
+                None => 0,
+                Some(item) => match parse_i64(item.value()) {
+                    Some(n) => n,
+                    None => return Reply::Error(ApplyError::NotInteger),
+                },
+            };
+            let Some(sum) = now.checked_add(*by) else {
+                return Reply::Error(ApplyError::Overflow);
+            };
+            put(
+                map,
+                merkle,
+                k,
+                itoa::Buffer::new().format(sum).as_bytes(),
+                slot,
+            );
+            Reply::Int(sum)
+        }
+        Command::GetDel(k) => {
+            let old = map.get(k).map(Item::value_bytes);
+            if old.is_some() {
+                remove(map, merkle, k);
+            }
+            Reply::Value(old)
+        }
+        Command::DelIfEq(k, v) => {
+            let matches = map.get(k).is_some_and(|i| i.value() == v.as_ref());
+            Reply::Int(i64::from(matches && remove(map, merkle, k)))
+        }
+        Command::Version(k) => match map.get(k) {
+            Some(item) => Reply::Int(i64::try_from(item.version()).unwrap_or(i64::MAX)),
+            None => Reply::Value(None),
+        },
+        Command::Multi(cmds) => {
+            Reply::Multi(cmds.iter().map(|c| execute(map, merkle, slot, c)).collect())
+        }
     }
+}
+
+/// A stored value read as Redis reads a counter: base-10, optional `-`, no `+`, no
+/// spaces, no leading zeros, at most 20 bytes, within `i64`.
+fn parse_i64(v: &[u8]) -> Option<i64> {
+    const DIGITS_MAX: usize = 20;
+    if v.is_empty() || v.len() > DIGITS_MAX {
+        return None;
+    }
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || leading_zero || v == b"-0" {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 // Merkle upkeep: every change to the map goes through these two, so the tree's leaves
@@ -673,6 +874,166 @@ mod tests {
             kv.apply(6, &req(1, 6, 6, Command::Get(b("a")))),
             Applied::Reply(Reply::Value(None))
         );
+    }
+
+    /// Applies commands without a session at slots after the newest version stored; the
+    /// replies.
+    fn run(kv: &mut Kv, cmds: Vec<Command>) -> Vec<Reply> {
+        let from = kv.iter().map(Item::version).max().unwrap_or(0);
+        cmds.into_iter()
+            .enumerate()
+            .map(|(i, cmd)| {
+                let slot = from + i as u64 + 1;
+                match kv.apply(slot, &req(0, 0, 0, cmd)) {
+                    Applied::Reply(r) => r,
+                    Applied::Forgotten => panic!("a new request is not forgotten"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conditional_writes() {
+        let set_if = |v: &str, cond, get| Command::SetIf {
+            key: b("k"),
+            value: b(v),
+            cond,
+            get,
+        };
+        let mut kv = Kv::new(8, 8);
+        let replies = run(
+            &mut kv,
+            vec![
+                set_if("a", SetCond::Present, false),
+                set_if("a", SetCond::Absent, false),
+                set_if("b", SetCond::Absent, true),
+                set_if("c", SetCond::Equals(b("x")), false),
+                set_if("c", SetCond::Equals(b("a")), true),
+                set_if("d", SetCond::Always, true),
+                Command::DelIfEq(b("k"), b("c")),
+                Command::DelIfEq(b("k"), b("d")),
+                Command::GetDel(b("k")),
+                Command::Version(b("k")),
+            ],
+        );
+        assert_eq!(
+            replies,
+            vec![
+                Reply::Value(None),
+                Reply::Ok,
+                Reply::Value(Some(b("a"))),
+                Reply::Value(None),
+                Reply::Value(Some(b("a"))),
+                Reply::Value(Some(b("c"))),
+                Reply::Int(0),
+                Reply::Int(1),
+                Reply::Value(None),
+                Reply::Value(None),
+            ]
+        );
+        assert!(kv.is_empty());
+        run(&mut kv, vec![Command::Set(b("k"), b("v"))]);
+        assert_eq!(kv.get(b"k").map(Item::value), Some(&b"v"[..]));
+        assert_eq!(
+            run(&mut kv, vec![Command::Noop, Command::GetDel(b("k"))]),
+            vec![Reply::Ok, Reply::Value(Some(b("v")))]
+        );
+    }
+
+    #[test]
+    fn counters() {
+        let mut kv = Kv::new(8, 8);
+        let replies = run(
+            &mut kv,
+            vec![
+                Command::IncrBy(b("n"), 5),
+                Command::IncrBy(b("n"), -7),
+                Command::Version(b("n")),
+                Command::IncrBy(b("n"), i64::MIN),
+                Command::Set(b("s"), b("12 ")),
+                Command::IncrBy(b("s"), 1),
+                Command::Set(b("s"), b(&i64::MAX.to_string())),
+                Command::IncrBy(b("s"), 1),
+            ],
+        );
+        assert_eq!(
+            replies,
+            vec![
+                Reply::Int(5),
+                Reply::Int(-2),
+                Reply::Int(2),
+                Reply::Error(ApplyError::Overflow),
+                Reply::Ok,
+                Reply::Error(ApplyError::NotInteger),
+                Reply::Ok,
+                Reply::Error(ApplyError::Overflow),
+            ]
+        );
+        assert_eq!(kv.get(b"n").map(Item::value), Some(&b"-2"[..]));
+        assert_eq!(
+            kv.get(b"n").map(Item::version),
+            Some(2),
+            "a refused command wrote nothing"
+        );
+        for bad in [
+            "",
+            "-",
+            "+1",
+            "01",
+            "-0",
+            " 1",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_i64(bad.as_bytes()), None, "{bad:?}");
+        }
+        for good in ["0", "-1", "42", &i64::MIN.to_string()] {
+            assert_eq!(parse_i64(good.as_bytes()), good.parse().ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_transaction_applies_in_one_slot() {
+        let mut kv = Kv::new(8, 8);
+        let multi = Command::Multi(vec![
+            Command::Set(b("a"), b("1")),
+            Command::IncrBy(b("a"), 1),
+            Command::IncrBy(b("b"), 1),
+            Command::Get(b("a")),
+            Command::Set(b("c"), b("x")),
+            Command::IncrBy(b("c"), 1),
+        ]);
+        assert!(!multi.is_read_only());
+        let mut written = Vec::new();
+        multi.for_each_written_key(&mut |k| written.push(k.clone()));
+        assert_eq!(written, vec![b("a"), b("a"), b("b"), b("c"), b("c")]);
+        assert_eq!(
+            run(&mut kv, vec![multi]),
+            vec![Reply::Multi(vec![
+                Reply::Ok,
+                Reply::Int(2),
+                Reply::Int(1),
+                Reply::Value(Some(b("2"))),
+                Reply::Ok,
+                // A refused command inside does not undo the others (as in Redis).
+                Reply::Error(ApplyError::NotInteger),
+            ])]
+        );
+        assert_eq!(kv.get(b"b").map(Item::version), Some(1));
+        assert_eq!(kv.get(b"c").map(Item::value), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn old_encodings_keep_their_meaning() {
+        // Variants were appended: a log written before them decodes to the same commands.
+        let old = postcard::to_stdvec(&Command::Noop).unwrap();
+        assert_eq!(old, vec![6]);
+        let set = postcard::to_stdvec(&Command::Set(b("k"), b("v"))).unwrap();
+        assert_eq!(set, vec![1, 1, b'k', 1, b'v']);
+        let multi = Command::Multi(vec![Command::IncrBy(b("n"), -3)]);
+        let bytes = postcard::to_stdvec(&multi).unwrap();
+        assert!(bytes.len() <= multi.encoded_bytes_max());
+        assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
     }
 
     #[test]

@@ -1,0 +1,209 @@
+//! Node: conditional writes, counters, compare-and-delete, transactions and the
+//! connection commands clients send (HELLO, CLIENT), against a 3-replica cluster, through
+//! every node.
+mod node_support;
+
+use std::io::{Read, Write};
+
+use corepax::wire::resp::Value;
+use node_support::*;
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn error(v: &Value) -> String {
+    match v {
+        Value::Error(e) => e.clone(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// Two keys of the same shard and one of another (the node hashes keys with xxh3 over
+/// SHARDS shards).
+fn keys_by_shard() -> (String, String, String) {
+    let shard = |k: &str| corepax::runtime::node::shard_of(k.as_bytes(), SHARDS);
+    let mut same = Vec::new();
+    let mut other = None;
+    for i in 0.. {
+        let k = format!("tx{i}");
+        if shard(&k) == 0 {
+            same.push(k);
+        } else if other.is_none() {
+            other = Some(k);
+        }
+        if same.len() == 2 && other.is_some() {
+            break;
+        }
+    }
+    (same[0].clone(), same[1].clone(), other.unwrap())
+}
+
+#[test]
+fn conditional_writes_counters_and_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let mut c: Vec<Client> = (0..3)
+        .map(|i| Client::connect(cluster.clients[i]).unwrap())
+        .collect();
+
+    // A lock: taken once, refused while held, released only with the holder's token.
+    assert!(is_ok(&c[0].cmd(&["SET", "lock", "tok-a", "NX"]).unwrap()));
+    assert_eq!(
+        c[1].cmd(&["SET", "lock", "tok-b", "NX"]).unwrap(),
+        Value::Bulk(None)
+    );
+    assert_eq!(
+        int(&c[2].cmd(&["SETNX", "lock", "tok-c"]).unwrap()),
+        Some(0)
+    );
+    assert_eq!(
+        int(&c[1].cmd(&["DELIFEQ", "lock", "tok-b"]).unwrap()),
+        Some(0)
+    );
+    let token = int(&c[2].cmd(&["COREPAX.VERSION", "lock"]).unwrap()).expect("a version");
+    assert_eq!(
+        int(&c[0].cmd(&["DELIFEQ", "lock", "tok-a"]).unwrap()),
+        Some(1)
+    );
+    assert_eq!(
+        int(&c[1].cmd(&["SETNX", "lock", "tok-b"]).unwrap()),
+        Some(1)
+    );
+    let next = int(&c[0].cmd(&["COREPAX.VERSION", "lock"]).unwrap()).expect("a version");
+    assert!(next > token, "a fencing token grows: {token} then {next}");
+
+    // Compare-and-set, GET, XX, GETDEL.
+    assert_eq!(
+        c[2].cmd(&["SET", "cfg", "v2", "IFEQ", "nope"]).unwrap(),
+        Value::Bulk(None),
+        "an absent key equals nothing"
+    );
+    assert_eq!(
+        bulk(&c[2].cmd(&["SET", "cfg", "v1", "GET"]).unwrap()),
+        None,
+        "no old value"
+    );
+    assert_eq!(
+        bulk(
+            &c[0]
+                .cmd(&["SET", "cfg", "v2", "IFEQ", "v1", "GET"])
+                .unwrap()
+        )
+        .as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        c[1].cmd(&["SET", "absent", "x", "XX"]).unwrap(),
+        Value::Bulk(None)
+    );
+    assert_eq!(
+        bulk(&c[1].cmd(&["GETDEL", "cfg"]).unwrap()).as_deref(),
+        Some("v2")
+    );
+    assert_eq!(c[0].cmd(&["GET", "cfg"]).unwrap(), Value::Bulk(None));
+
+    // Refused options name themselves and change nothing.
+    let e = error(&c[0].cmd(&["SET", "t", "v", "PX", "100"]).unwrap());
+    assert!(e.contains("PX"), "{e}");
+    let e = error(&c[0].cmd(&["SET", "t", "v", "SOON"]).unwrap());
+    assert!(e.contains("SOON"), "{e}");
+    assert_eq!(c[1].cmd(&["EXISTS", "t"]).unwrap(), Value::Integer(0));
+
+    // Counters: increments from every node at once all count.
+    let per_client = 40;
+    let threads: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = cluster.clients[i];
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr).unwrap();
+                for _ in 0..per_client {
+                    assert!(int(&c.cmd(&["INCR", "hits"]).unwrap()).is_some());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        bulk(&c[2].cmd(&["GET", "hits"]).unwrap()),
+        Some(format!("{}", 3 * per_client))
+    );
+    assert_eq!(
+        int(&c[0].cmd(&["DECRBY", "hits", "20"]).unwrap()),
+        Some(3 * per_client - 20)
+    );
+    assert!(is_ok(&c[0].cmd(&["SET", "word", "abc"]).unwrap()));
+    let e = error(&c[1].cmd(&["INCR", "word"]).unwrap());
+    assert!(e.contains("not an integer"), "{e}");
+
+    // A transaction in one shard is one log entry; across shards it is refused.
+    let (a, b, other) = keys_by_shard();
+    for (cmd, want) in [
+        (vec!["MULTI"], "OK"),
+        (vec!["SET", &a, "1"], "QUEUED"),
+        (vec!["INCR", &a], "QUEUED"),
+        (vec!["SETNX", &b, "x"], "QUEUED"),
+        (vec!["GET", &a], "QUEUED"),
+    ] {
+        assert_eq!(
+            c[1].cmd(&cmd).unwrap(),
+            Value::Simple(want.into()),
+            "{cmd:?}"
+        );
+    }
+    assert_eq!(
+        c[1].cmd(&["EXEC"]).unwrap(),
+        Value::Array(Some(vec![
+            Value::Simple("OK".into()),
+            Value::Integer(2),
+            Value::Integer(1),
+            Value::Bulk(Some("2".into())),
+        ]))
+    );
+    assert!(is_ok(&c[2].cmd(&["MULTI"]).unwrap()));
+    c[2].cmd(&["SET", &a, "9"]).unwrap();
+    c[2].cmd(&["SET", &other, "9"]).unwrap();
+    let e = error(&c[2].cmd(&["EXEC"]).unwrap());
+    assert!(e.starts_with("CROSSSLOT") && e.contains("0, 1"), "{e}");
+    assert_eq!(bulk(&c[0].cmd(&["GET", &a]).unwrap()).as_deref(), Some("2"));
+    assert_eq!(c[0].cmd(&["GET", &other]).unwrap(), Value::Bulk(None));
+    // A command refused while queueing discards the whole transaction.
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["SET", &a, "5"]).unwrap();
+    error(&c[0].cmd(&["INCRBY", &a, "x"]).unwrap());
+    let e = error(&c[0].cmd(&["EXEC"]).unwrap());
+    assert!(e.starts_with("EXECABORT"), "{e}");
+    assert_eq!(bulk(&c[1].cmd(&["GET", &a]).unwrap()).as_deref(), Some("2"));
+    assert!(error(&c[0].cmd(&["EXEC"]).unwrap()).contains("without MULTI"));
+}
+
+#[test]
+fn hello_speaks_resp3_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let mut s = std::net::TcpStream::connect(cluster.clients[1]).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // A pipeline: the GET before HELLO answers in RESP2, the one after in RESP3.
+    s.write_all(b"GET nothing\r\nHELLO 3\r\nGET nothing\r\nCLIENT ID\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"\r\n") || !String::from_utf8_lossy(&got).contains("_\r\n:") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("$-1\r\n%7\r\n$6\r\nserver\r\n$7\r\ncorepax\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
+    assert!(text.contains("\r\n_\r\n:"), "{text}");
+}
