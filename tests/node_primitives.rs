@@ -207,3 +207,87 @@ fn hello_speaks_resp3_on_request() {
     assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
     assert!(text.contains("\r\n_\r\n:"), "{text}");
 }
+
+/// The Python that has redis-py: `COREPAX_PYTHON`, else the environment scripts/test.sh
+/// makes under target/. Missing fails the test: a skipped client test proves nothing.
+fn python_with_redis_py() -> std::path::PathBuf {
+    let path = std::env::var_os("COREPAX_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyclients/bin/python")
+        });
+    let found = std::process::Command::new(&path)
+        .args(["-c", "import redis"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{} cannot import redis: run ./scripts/test.sh, which installs redis-py there",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn redis_py_and_redis_cli_pipe_work_unchanged() {
+    let python = python_with_redis_py();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let (a, b, _) = keys_by_shard();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/redis_py_check.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(cluster.clients[2].port().to_string())
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "redis-py check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // redis-cli --pipe: mass insertion in the RESP protocol, then its ECHO marker.
+    let keys = 2000;
+    let mut data = Vec::new();
+    for i in 0..keys {
+        corepax::wire::resp::encode_command(
+            &mut data,
+            &["SET", &format!("bulk:{i}"), &i.to_string()],
+        );
+    }
+    let mut child = std::process::Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.clients[0].port().to_string(),
+            "--pipe",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli is missing: run ./scripts/test.sh, which installs redis-tools");
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("errors: 0, replies: {keys}")),
+        "redis-cli --pipe: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = Client::connect(cluster.clients[1]).unwrap();
+    let got = c
+        .cmd(&["MGET", "bulk:0", &format!("bulk:{}", keys - 1)])
+        .unwrap();
+    assert_eq!(
+        got,
+        Value::Array(Some(vec![
+            Value::Bulk(Some("0".into())),
+            Value::Bulk(Some(format!("{}", keys - 1).into())),
+        ]))
+    );
+}
