@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub use super::item::{EntryRef, Item};
 use super::merkle::MerkleTree;
@@ -58,8 +58,22 @@ pub enum Command {
     /// grows with every write of the key. Ordered through the log like a write.
     Version(Bytes),
     /// Commands applied one after the other in one slot, nothing between them
-    /// (`MULTI` … `EXEC`); replies one reply per command.
-    Multi(Vec<Command>),
+    /// (`MULTI` … `EXEC`); replies one reply per command. Never nested.
+    Multi(#[serde(deserialize_with = "flat_commands")] Vec<Command>),
+}
+
+/// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
+/// transactions would otherwise recurse once per two bytes until the stack overflows.
+fn flat_commands<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Command>, D::Error> {
+    use serde::de::Error;
+    thread_local!(static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if INSIDE.get() {
+        return Err(D::Error::custom("a transaction inside a transaction"));
+    }
+    INSIDE.set(true);
+    let cmds = Vec::<Command>::deserialize(d);
+    INSIDE.set(false);
+    cmds
 }
 
 /// When [`Command::SetIf`] sets its key.
@@ -1033,6 +1047,14 @@ mod tests {
         let multi = Command::Multi(vec![Command::IncrBy(b("n"), -3)]);
         let bytes = postcard::to_stdvec(&multi).unwrap();
         assert!(bytes.len() <= multi.encoded_bytes_max());
+        assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
+        // Nesting is refused on decode (and the next decode is not confused by it).
+        let nested = Command::Multi(vec![multi.clone()]);
+        let bytes = postcard::to_stdvec(&nested).unwrap();
+        assert!(postcard::from_bytes::<Command>(&bytes).is_err());
+        let deep: Vec<u8> = std::iter::repeat_n([12u8, 1], 1 << 20).flatten().collect();
+        assert!(postcard::from_bytes::<Command>(&deep).is_err());
+        let bytes = postcard::to_stdvec(&multi).unwrap();
         assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
     }
 
