@@ -107,8 +107,8 @@ fn conditional_writes_counters_and_transactions() {
     assert_eq!(c[0].cmd(&["GET", "cfg"]).unwrap(), Value::Bulk(None));
 
     // Refused options name themselves and change nothing.
-    let e = error(&c[0].cmd(&["SET", "t", "v", "PX", "100"]).unwrap());
-    assert!(e.contains("PX"), "{e}");
+    let e = error(&c[0].cmd(&["SET", "t", "v", "PX", "0"]).unwrap());
+    assert!(e.contains("invalid expire time"), "{e}");
     let e = error(&c[0].cmd(&["SET", "t", "v", "SOON"]).unwrap());
     assert!(e.contains("SOON"), "{e}");
     assert_eq!(c[1].cmd(&["EXISTS", "t"]).unwrap(), Value::Integer(0));
@@ -290,4 +290,90 @@ fn redis_py_and_redis_cli_pipe_work_unchanged() {
             Value::Bulk(Some(format!("{}", keys - 1).into())),
         ]))
     );
+}
+
+/// Polls `key` on every node until all answer nil, for at most `limit`.
+fn wait_gone(cluster: &Cluster, key: &str, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut clients: Vec<Client> = (0..3)
+        .map(|i| Client::connect(cluster.clients[i]).unwrap())
+        .collect();
+    while start.elapsed() < limit {
+        if clients
+            .iter_mut()
+            .all(|c| c.cmd(&["GET", key]).unwrap() == Value::Bulk(None))
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn keys_expire_through_the_log_in_every_read_mode() {
+    for mode in ["log", "leader-lease", "quorum-lease"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster::start(3, dir.path(), &["--read-mode", mode]);
+        let mut c: Vec<Client> = (0..3)
+            .map(|i| Client::connect(cluster.clients[i]).unwrap())
+            .collect();
+        assert!(is_ok(
+            &c[0]
+                .cmd(&["SET", "lease", "holder", "NX", "PX", "800"])
+                .unwrap()
+        ));
+        let left = int(&c[1].cmd(&["PTTL", "lease"]).unwrap()).unwrap();
+        assert!((1..=800).contains(&left), "{mode}: PTTL {left}");
+        // Taken while held; renewed by its holder only.
+        assert_eq!(
+            c[2].cmd(&["SET", "lease", "other", "NX", "PX", "800"])
+                .unwrap(),
+            Value::Bulk(None)
+        );
+        assert!(is_ok(
+            &c[0]
+                .cmd(&["SET", "lease", "holder", "IFEQ", "holder", "KEEPTTL"])
+                .unwrap()
+        ));
+        assert!(
+            int(&c[2].cmd(&["PTTL", "lease"]).unwrap()).unwrap() > 0,
+            "{mode}: KEEPTTL"
+        );
+        assert!(
+            wait_gone(&cluster, "lease", std::time::Duration::from_secs(10)),
+            "{mode}: never expired"
+        );
+        // Once gone, it stays gone and can be taken again.
+        assert_eq!(int(&c[1].cmd(&["TTL", "lease"]).unwrap()), Some(-2));
+        assert!(is_ok(
+            &c[2]
+                .cmd(&["SET", "lease", "other", "NX", "EX", "100"])
+                .unwrap()
+        ));
+        let ttl = int(&c[0].cmd(&["TTL", "lease"]).unwrap()).unwrap();
+        assert!((99..=100).contains(&ttl), "{mode}: TTL {ttl}");
+        assert_eq!(int(&c[0].cmd(&["PERSIST", "lease"]).unwrap()), Some(1));
+        assert_eq!(int(&c[0].cmd(&["TTL", "lease"]).unwrap()), Some(-1));
+        assert_eq!(
+            int(&c[1].cmd(&["PEXPIRE", "lease", "50"]).unwrap()),
+            Some(1)
+        );
+        assert!(
+            wait_gone(&cluster, "lease", std::time::Duration::from_secs(10)),
+            "{mode}: PEXPIRE"
+        );
+        // A key without a deadline is untouched by all of it.
+        assert!(is_ok(&c[0].cmd(&["SET", "kept", "v"]).unwrap()));
+        assert!(is_ok(&c[0].cmd(&["SETEX", "gone", "1", "v"]).unwrap()));
+        assert!(
+            wait_gone(&cluster, "gone", std::time::Duration::from_secs(10)),
+            "{mode}: SETEX"
+        );
+        assert_eq!(
+            bulk(&c[2].cmd(&["GET", "kept"]).unwrap()).as_deref(),
+            Some("v"),
+            "{mode}"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::commands::Outcome;
+use crate::protocol::expiry::{ExpireIf, Ttl};
 use crate::protocol::kv::SetCond;
 use crate::protocol::{Command, Reply};
 
@@ -29,6 +30,14 @@ pub fn reply_outcome(r: Reply) -> Outcome {
         Reply::Values(vs) => Outcome::Array(vs),
         Reply::Error(e) => Outcome::Error(e.to_string()),
         Reply::Multi(rs) => Outcome::Nested(rs.into_iter().map(reply_outcome).collect()),
+    }
+}
+
+/// `TTL`: the state machine's milliseconds, rounded to seconds as Redis rounds them.
+fn seconds_left(r: Reply) -> Outcome {
+    match r {
+        Reply::Int(ms) if ms >= 0 => Outcome::Int((ms + 500) / 1000),
+        other => reply_outcome(other),
     }
 }
 
@@ -77,8 +86,35 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
                 value: args[1].clone(),
                 cond: SetCond::Absent,
                 get: false,
+                ttl: Ttl::Clear,
             },
             shape: set_or_not,
+        }),
+        "SETEX" | "PSETEX" if n == 3 => {
+            let unit = if name == "SETEX" { 1000 } else { 1 };
+            expire_time(&args[1], unit, name).map(|ms| Parsed {
+                cmd: Command::SetIf {
+                    key: key(),
+                    value: args[2].clone(),
+                    cond: SetCond::Always,
+                    get: false,
+                    ttl: Ttl::In(ms),
+                },
+                shape: reply_outcome,
+            })
+        }
+        "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" if (2..=3).contains(&n) => {
+            expire(name, key(), &args[1..])
+        }
+        "PERSIST" if n == 1 => plain(Command::Expire {
+            key: key(),
+            ttl: Ttl::Clear,
+            cond: ExpireIf::Always,
+        }),
+        "PTTL" if n == 1 => plain(Command::Ttl(key())),
+        "TTL" if n == 1 => Ok(Parsed {
+            cmd: Command::Ttl(key()),
+            shape: seconds_left,
         }),
         "GETDEL" if n == 1 => plain(Command::GetDel(key())),
         "INCR" if n == 1 => plain(Command::IncrBy(key(), 1)),
@@ -103,7 +139,9 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
                 .collect(),
         )),
         "GET" | "SET" | "SETNX" | "GETDEL" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "DELIFEQ"
-        | "COREPAX.VERSION" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" => Err(format!(
+        | "COREPAX.VERSION" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" | "SETEX"
+        | "PSETEX" | "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "PERSIST" | "TTL"
+        | "PTTL" => Err(format!(
             "ERR wrong number of arguments for '{}' command",
             name.to_ascii_lowercase()
         )),
@@ -111,11 +149,63 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
     })
 }
 
-/// `SET key value [NX | XX | IFEQ old] [GET]`; expiry options are named in the error
-/// until expiry through the log exists.
+/// A positive time in `unit` milliseconds as a count of milliseconds, or Redis's error.
+fn expire_time(arg: &[u8], unit: u64, command: &str) -> Result<u64, String> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .and_then(|t| t.checked_mul(unit))
+        .ok_or_else(|| {
+            format!(
+                "ERR invalid expire time in '{}' command",
+                command.to_ascii_lowercase()
+            )
+        })
+}
+
+/// `EXPIRE key seconds [NX | XX | GT | LT]` and its millisecond and absolute forms. A
+/// time at or before now removes the key, as in Redis.
+fn expire(name: &str, key: Bytes, args: &[Bytes]) -> Result<Parsed, String> {
+    let invalid = || {
+        format!(
+            "ERR invalid expire time in '{}' command",
+            name.to_ascii_lowercase()
+        )
+    };
+    let t: i64 = parse_int(&args[0])?;
+    let unit: i64 = if name.starts_with('P') { 1 } else { 1000 };
+    let ms = t.checked_mul(unit).ok_or_else(invalid)?;
+    let ttl = match (name.ends_with("AT"), u64::try_from(ms)) {
+        (true, Ok(at)) => Ttl::At(at),
+        (false, Ok(ms)) => Ttl::In(ms),
+        // Before the epoch, or a negative time to live: already past.
+        (_, Err(_)) => Ttl::At(0),
+    };
+    let cond = match args.get(1).map(|o| o.to_ascii_uppercase()).as_deref() {
+        None => ExpireIf::Always,
+        Some(b"NX") => ExpireIf::NoDeadline,
+        Some(b"XX") => ExpireIf::HasDeadline,
+        Some(b"GT") => ExpireIf::Later,
+        Some(b"LT") => ExpireIf::Earlier,
+        Some(other) => {
+            return Err(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(other)
+            ));
+        }
+    };
+    Ok(Parsed {
+        cmd: Command::Expire { key, ttl, cond },
+        shape: reply_outcome,
+    })
+}
+
+/// `SET key value [NX | XX | IFEQ old] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]`.
 fn set_with_options(key: Bytes, value: Bytes, opts: &[Bytes]) -> Result<Parsed, String> {
     let mut cond = SetCond::Always;
     let mut get = false;
+    let mut ttl = Ttl::Clear;
     let mut i = 0;
     while i < opts.len() {
         let opt = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
@@ -130,10 +220,20 @@ fn set_with_options(key: Bytes, value: Bytes, opts: &[Bytes]) -> Result<Parsed, 
             }
             "GET" if get => return Err(syntax()),
             "GET" => get = true,
-            "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" => {
-                return Err(format!(
-                    "ERR SET option {opt} is not supported: corepax has no key expiry yet"
-                ));
+            "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" if ttl != Ttl::Clear => {
+                return Err(syntax());
+            }
+            "KEEPTTL" => ttl = Ttl::Keep,
+            "EX" | "PX" | "EXAT" | "PXAT" => {
+                i += 1;
+                let arg = opts.get(i).ok_or_else(syntax)?;
+                let unit = if opt.starts_with('E') { 1000 } else { 1 };
+                let ms = expire_time(arg, unit, "set")?;
+                ttl = if opt.ends_with("AT") {
+                    Ttl::At(ms)
+                } else {
+                    Ttl::In(ms)
+                };
             }
             _ => {
                 return Err(format!(
@@ -150,6 +250,7 @@ fn set_with_options(key: Bytes, value: Bytes, opts: &[Bytes]) -> Result<Parsed, 
             value,
             cond,
             get,
+            ttl,
         },
         shape: reply_outcome,
     })
@@ -177,6 +278,16 @@ mod tests {
                 value: "v".into(),
                 cond,
                 get,
+                ttl: Ttl::Clear,
+            })
+        };
+        let set_ttl = |ttl| {
+            Ok(Command::SetIf {
+                key: "k".into(),
+                value: "v".into(),
+                cond: SetCond::Absent,
+                get: false,
+                ttl,
             })
         };
         assert_eq!(
@@ -196,8 +307,28 @@ mod tests {
         assert_eq!(cmd("SET", &["k", "v", "NX", "XX"]), Err(syntax()));
         assert_eq!(cmd("SET", &["k", "v", "GET", "GET"]), Err(syntax()));
         assert_eq!(cmd("SET", &["k", "v", "IFEQ"]), Err(syntax()));
-        let e = cmd("SET", &["k", "v", "PX", "100"]).unwrap_err();
-        assert!(e.contains("PX"), "{e}");
+        assert_eq!(
+            cmd("SET", &["k", "v", "NX", "PX", "100"]),
+            set_ttl(Ttl::In(100))
+        );
+        assert_eq!(
+            cmd("SET", &["k", "v", "EX", "2", "NX"]),
+            set_ttl(Ttl::In(2000))
+        );
+        assert_eq!(
+            cmd("SET", &["k", "v", "NX", "EXAT", "5"]),
+            set_ttl(Ttl::At(5000))
+        );
+        assert_eq!(
+            cmd("SET", &["k", "v", "NX", "PXAT", "5"]),
+            set_ttl(Ttl::At(5))
+        );
+        assert_eq!(cmd("SET", &["k", "v", "NX", "KEEPTTL"]), set_ttl(Ttl::Keep));
+        assert_eq!(cmd("SET", &["k", "v", "EX", "1", "PX", "1"]), Err(syntax()));
+        for bad in ["0", "-1", "x", "99999999999999999999"] {
+            let e = cmd("SET", &["k", "v", "EX", bad]).unwrap_err();
+            assert!(e.contains("invalid expire time in 'set'"), "{bad}: {e}");
+        }
         let e = cmd("SET", &["k", "v", "FAST"]).unwrap_err();
         assert!(e.contains("'FAST'"), "{e}");
     }
@@ -215,6 +346,40 @@ mod tests {
         assert!(e.contains("'getdel'"), "{e}");
         assert!(cmd("MSET", &["a", "1", "b"]).is_err());
         assert!(data_command("PING", &[]).is_none());
+        let exp = |ttl, cond| {
+            Ok(Command::Expire {
+                key: "k".into(),
+                ttl,
+                cond,
+            })
+        };
+        assert_eq!(
+            cmd("EXPIRE", &["k", "10"]),
+            exp(Ttl::In(10_000), ExpireIf::Always)
+        );
+        assert_eq!(
+            cmd("PEXPIRE", &["k", "10", "gt"]),
+            exp(Ttl::In(10), ExpireIf::Later)
+        );
+        assert_eq!(
+            cmd("EXPIREAT", &["k", "10", "NX"]),
+            exp(Ttl::At(10_000), ExpireIf::NoDeadline)
+        );
+        assert_eq!(
+            cmd("PEXPIRE", &["k", "-5"]),
+            exp(Ttl::At(0), ExpireIf::Always)
+        );
+        assert_eq!(cmd("PERSIST", &["k"]), exp(Ttl::Clear, ExpireIf::Always));
+        assert!(
+            cmd("EXPIRE", &["k", "10", "SOON"])
+                .unwrap_err()
+                .contains("SOON")
+        );
+        assert!(cmd("EXPIRE", &["k", &i64::MAX.to_string()]).is_err());
+        let ttl = data_command("TTL", &args(&["k"])).unwrap().unwrap();
+        assert!(matches!((ttl.shape)(Reply::Int(1_499)), Outcome::Int(1)));
+        assert!(matches!((ttl.shape)(Reply::Int(1_500)), Outcome::Int(2)));
+        assert!(matches!((ttl.shape)(Reply::Int(-2)), Outcome::Int(-2)));
     }
 
     #[test]

@@ -9,278 +9,13 @@ use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
+pub use super::command::{ApplyError, Command, Reply, Request, SetCond};
+use super::expiry::{Change, ExpireIf, Expiry, Ttl};
 pub use super::item::{EntryRef, Item};
 use super::merkle::MerkleTree;
 use super::types::{ClientId, MapHasher, Slot};
-
-/// A command of the state machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// The value of a key.
-    Get(Bytes),
-    /// Sets a key.
-    Set(Bytes, Bytes),
-    /// Removes keys; replies how many existed.
-    Del(Vec<Bytes>),
-    /// Counts the keys that exist.
-    Exists(Vec<Bytes>),
-    /// The values of several keys.
-    MGet(Vec<Bytes>),
-    /// Sets several keys at once.
-    MSet(Vec<(Bytes, Bytes)>),
-    /// Fills a slot a new leader found empty; changes nothing.
-    Noop,
-    // Variants below were added after the ones above: postcard numbers variants in order,
-    // so appending keeps every stored log and snapshot readable.
-    /// Sets a key if a condition on its current value holds (`SET k v NX|XX|IFEQ old`),
-    /// replying the old value when `get` (`SET … GET`), else `OK`, or nil if not set.
-    SetIf {
-        /// The key.
-        key: Bytes,
-        /// The new value.
-        value: Bytes,
-        /// When to set.
-        cond: SetCond,
-        /// Reply the value before the command instead of `OK`/nil.
-        get: bool,
-    },
-    /// Adds to a key's integer value (absent counts as 0) and replies the sum (`INCRBY`;
-    /// `INCR`, `DECR` and `DECRBY` are spelled with it).
-    IncrBy(Bytes, i64),
-    /// Replies a key's value and removes the key (`GETDEL`).
-    GetDel(Bytes),
-    /// Removes a key only if it holds the value; replies 1 if removed, else 0 (`DELIFEQ`,
-    /// as Valkey 9 spells it: a lock released only by the holder of its token).
-    DelIfEq(Bytes, Bytes),
-    /// The slot that last wrote a key, or nil (`COREPAX.VERSION`): a fencing token that
-    /// grows with every write of the key. Ordered through the log like a write.
-    Version(Bytes),
-    /// Commands applied one after the other in one slot, nothing between them
-    /// (`MULTI` … `EXEC`); replies one reply per command. Never nested.
-    Multi(#[serde(deserialize_with = "flat_commands")] Vec<Command>),
-}
-
-/// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
-/// transactions would otherwise recurse once per two bytes until the stack overflows.
-fn flat_commands<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Command>, D::Error> {
-    use serde::de::Error;
-    thread_local!(static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    if INSIDE.get() {
-        return Err(D::Error::custom("a transaction inside a transaction"));
-    }
-    INSIDE.set(true);
-    let cmds = Vec::<Command>::deserialize(d);
-    INSIDE.set(false);
-    cmds
-}
-
-/// When [`Command::SetIf`] sets its key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SetCond {
-    /// Always (`SET … GET` without a condition).
-    Always,
-    /// Only if the key does not exist (`NX`).
-    Absent,
-    /// Only if the key exists (`XX`).
-    Present,
-    /// Only if the key holds this value (`IFEQ`); an absent key does not match.
-    Equals(Bytes),
-}
-
-impl SetCond {
-    /// Whether the condition holds for a key's current value.
-    fn holds(&self, current: Option<&[u8]>) -> bool {
-        match (self, current) {
-            (SetCond::Always, _) => true,
-            (SetCond::Absent, cur) => cur.is_none(),
-            (SetCond::Present, cur) => cur.is_some(),
-            (SetCond::Equals(want), cur) => cur == Some(want.as_ref()),
-        }
-    }
-}
-
-/// A command the state machine refused; nothing changed. Deterministic: every replica
-/// refuses it at the same slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ApplyError {
-    /// The stored value is not a base-10 64-bit integer.
-    NotInteger,
-    /// The sum does not fit a 64-bit integer.
-    Overflow,
-}
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Redis's words, so clients that match on them keep working.
-        f.write_str(match self {
-            ApplyError::NotInteger => "ERR value is not an integer or out of range",
-            ApplyError::Overflow => "ERR increment or decrement would overflow",
-        })
-    }
-}
-
-impl Command {
-    /// Bytes of keys and values, to bound batches by size.
-    pub fn payload_bytes(&self) -> usize {
-        match self {
-            Command::Get(k) => k.len(),
-            Command::Set(k, v) => k.len() + v.len(),
-            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => {
-                ks.iter().map(Bytes::len).sum()
-            }
-            Command::MSet(kvs) => kvs.iter().map(|(k, v)| k.len() + v.len()).sum(),
-            Command::Noop => 0,
-            Command::SetIf {
-                key, value, cond, ..
-            } => {
-                let old = match cond {
-                    SetCond::Equals(old) => old.len(),
-                    _ => 0,
-                };
-                key.len() + value.len() + old
-            }
-            Command::IncrBy(k, _) | Command::GetDel(k) | Command::Version(k) => k.len(),
-            Command::DelIfEq(k, v) => k.len() + v.len(),
-            Command::Multi(cmds) => cmds.iter().map(Command::payload_bytes).sum(),
-        }
-    }
-
-    /// Keys and values the command carries (each costs a length in its encoding).
-    pub fn items(&self) -> usize {
-        match self {
-            Command::Get(_) => 1,
-            Command::Set(..) => 2,
-            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => ks.len(),
-            Command::MSet(kvs) => 2 * kvs.len(),
-            Command::Noop => 0,
-            // The condition's tag and the GET flag count as one more item.
-            Command::SetIf { cond, .. } => 3 + usize::from(matches!(cond, SetCond::Equals(_))),
-            // The increment is a varint, like a length.
-            Command::IncrBy(..) | Command::DelIfEq(..) => 2,
-            Command::GetDel(_) | Command::Version(_) => 1,
-            Command::Multi(cmds) => cmds.iter().map(Command::items).sum(),
-        }
-    }
-
-    /// An upper bound of the command's encoded size (postcard, as in a WAL record or a
-    /// peer frame): what the limits in [`crate::limits`] are checked against.
-    pub fn encoded_bytes_max(&self) -> usize {
-        use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
-        match self {
-            Command::Multi(cmds) => {
-                COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
-            }
-            _ => self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES,
-        }
-    }
-
-    /// Calls `f` with every key the command may change (repeats kept).
-    pub fn for_each_written_key(&self, f: &mut impl FnMut(&Bytes)) {
-        match self {
-            Command::Set(k, _)
-            | Command::SetIf { key: k, .. }
-            | Command::IncrBy(k, _)
-            | Command::GetDel(k)
-            | Command::DelIfEq(k, _) => f(k),
-            Command::Del(ks) => ks.iter().for_each(f),
-            Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| f(k)),
-            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_written_key(f)),
-            Command::Get(_)
-            | Command::Exists(_)
-            | Command::MGet(_)
-            | Command::Version(_)
-            | Command::Noop => {}
-        }
-    }
-
-    /// Calls `f` with every key the command names, read or written (repeats kept): what
-    /// decides the shard that owns it.
-    pub fn for_each_key(&self, f: &mut impl FnMut(&Bytes)) {
-        match self {
-            Command::Get(k) | Command::Version(k) => f(k),
-            Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
-            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
-            _ => self.for_each_written_key(f),
-        }
-    }
-
-    /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
-    pub fn read_keys(&self) -> &[Bytes] {
-        match self {
-            Command::Get(k) => std::slice::from_ref(k),
-            Command::Exists(ks) | Command::MGet(ks) => ks,
-            _ => &[],
-        }
-    }
-
-    /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
-    /// hold `values`.
-    pub fn read_reply(&self, values: &[Option<Bytes>]) -> Reply {
-        match self {
-            Command::Get(_) => Reply::Value(values.first().cloned().flatten()),
-            Command::Exists(_) => Reply::Int(values.iter().filter(|v| v.is_some()).count() as i64),
-            Command::MGet(_) => Reply::Values(values.to_vec()),
-            _ => Reply::Ok,
-        }
-    }
-
-    /// True for commands that change nothing.
-    pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            Command::Get(_) | Command::Exists(_) | Command::MGet(_) | Command::Noop
-        )
-    }
-}
-
-/// A command with the session data that makes retries exactly-once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
-    /// The session issuing it.
-    pub client: ClientId,
-    /// Per-session sequence number, from 1; a retry reuses it.
-    pub seq: u64,
-    /// Every sequence number below this one has had its reply; the session may forget them.
-    pub ack_floor: u64,
-    /// What to do.
-    pub cmd: Command,
-}
-
-impl Request {
-    /// An upper bound of the request's encoded size: its command's and the session fields'.
-    pub fn encoded_bytes_max(&self) -> usize {
-        self.cmd.encoded_bytes_max() + crate::limits::REQUEST_OVERHEAD_BYTES
-    }
-
-    /// The same request with no session: applied every time it appears (no-op fillers).
-    pub fn noop() -> Request {
-        Request {
-            client: 0,
-            seq: 0,
-            ack_floor: 0,
-            cmd: Command::Noop,
-        }
-    }
-}
-
-/// The state machine's answer to a command.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Reply {
-    /// Done, nothing to return.
-    Ok,
-    /// A single value, or none.
-    Value(Option<Bytes>),
-    /// A count.
-    Int(i64),
-    /// Several values.
-    Values(Vec<Option<Bytes>>),
-    /// Refused, nothing changed.
-    Error(ApplyError),
-    /// One reply per command of a [`Command::Multi`].
-    Multi(Vec<Reply>),
-}
 
 /// A stored value and the slot that last wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -323,20 +58,6 @@ pub struct Session {
     last_slot: Slot,
 }
 
-impl Reply {
-    /// Bytes it holds, roughly: what it costs to send.
-    pub fn size_bytes(&self) -> usize {
-        const OVERHEAD_BYTES: usize = 16;
-        OVERHEAD_BYTES
-            + match self {
-                Reply::Ok | Reply::Int(_) | Reply::Value(None) | Reply::Error(_) => 0,
-                Reply::Value(Some(v)) => v.len(),
-                Reply::Values(vs) => vs.iter().flatten().map(|v| v.len() + 8).sum(),
-                Reply::Multi(rs) => rs.iter().map(Reply::size_bytes).sum(),
-            }
-    }
-}
-
 impl Session {
     /// Bytes it holds, roughly: what it costs to send (snapshot chunks are bounded by it).
     pub fn size_bytes(&self) -> usize {
@@ -368,6 +89,10 @@ pub struct KvState {
     pub entries: Vec<Item>,
     /// Client sessions, sorted by id.
     pub sessions: Vec<(ClientId, Session)>,
+    /// Keys' deadlines (unix ms), sorted by key.
+    pub deadlines: Vec<(Bytes, u64)>,
+    /// The log's time at the snapshot (unix ms).
+    pub log_time: u64,
 }
 
 /// Keys and their items (the map part of [`Kv`]), and their key + value bytes: one
@@ -500,6 +225,8 @@ pub struct Kv {
     clients_max: usize,
     /// Kept current by every write, for anti-entropy.
     merkle: MerkleTree,
+    /// Deadlines of keys that expire, and the log's time.
+    expiry: Expiry,
     /// Key and value bytes of the write commands applied so far (not part of the state:
     /// a local count, to bound the log kept since the last snapshot).
     written_bytes: u64,
@@ -516,6 +243,7 @@ impl Kv {
             client_window_max,
             clients_max,
             merkle: MerkleTree::default(),
+            expiry: Expiry::default(),
             written_bytes: 0,
         }
     }
@@ -557,7 +285,7 @@ impl Kv {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
         if req.client == 0 {
-            return Applied::Reply(execute(&mut self.map, &mut self.merkle, slot, &req.cmd));
+            return Applied::Reply(self.data().execute(slot, &req.cmd));
         }
         if !self.sessions.contains_key(&req.client) && self.sessions.len() >= self.clients_max {
             self.evict_idle_session();
@@ -589,8 +317,13 @@ impl Kv {
                 Err(i) => i,
             }
         };
-        // `session` borrows `sessions` only: the map and tree are disjoint fields.
-        let reply = execute(&mut self.map, &mut self.merkle, slot, &req.cmd);
+        // `session` borrows `sessions` only: the map, tree and deadlines are other fields.
+        let reply = Data {
+            map: &mut self.map,
+            merkle: &mut self.merkle,
+            expiry: &mut self.expiry,
+        }
+        .execute(slot, &req.cmd);
         session.replies.insert(at, (req.seq, reply.clone()));
         if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
@@ -598,6 +331,19 @@ impl Kv {
             session.replies.pop_front();
         }
         Applied::Reply(reply)
+    }
+
+    fn data(&mut self) -> Data<'_> {
+        Data {
+            map: &mut self.map,
+            merkle: &mut self.merkle,
+            expiry: &mut self.expiry,
+        }
+    }
+
+    /// Deadlines of keys and the log's time.
+    pub fn expiry(&self) -> &Expiry {
+        &self.expiry
     }
 
     fn evict_idle_session(&mut self) {
@@ -626,25 +372,36 @@ impl Kv {
         let mut sessions: Vec<(ClientId, Session)> =
             self.sessions.iter().map(|(c, s)| (*c, s.clone())).collect();
         sessions.sort_unstable_by_key(|(c, _)| *c);
-        KvState { entries, sessions }
+        let (deadlines, log_time) = self.expiry.export();
+        KvState {
+            entries,
+            sessions,
+            deadlines,
+            log_time,
+        }
     }
 
     /// Replaces the whole state with a snapshot's.
     pub fn import(&mut self, state: KvState) {
         self.map = state.entries.into_iter().collect();
         self.sessions = state.sessions.into_iter().collect();
+        self.expiry = Expiry::import(state.deadlines, state.log_time);
         // The map changed without `execute`: the tree learns it all at once.
         self.merkle
             .rebuild_full(self.map.iter().map(|i| (i.key(), i.entry_ref())));
     }
 
-    /// A digest of the map's contents, independent of insertion order, to compare replicas.
+    /// A digest of the map's contents and deadlines, independent of insertion order, to
+    /// compare replicas.
     pub fn digest(&self) -> u64 {
         self.map.iter().fold(0u64, |acc, i| {
             let mut h = xxhash_rust::xxh3::Xxh3Default::new();
             h.update(i.key());
             h.update(&i.version().to_le_bytes());
             h.update(i.value());
+            if let Some(at) = self.expiry.deadline(i.key()) {
+                h.update(&at.to_le_bytes());
+            }
             acc ^ h.digest()
         })
     }
@@ -671,85 +428,152 @@ impl KvState {
     }
 }
 
-/// Runs one command against the map.
-fn execute(map: &mut Map, merkle: &mut MerkleTree, slot: Slot, cmd: &Command) -> Reply {
-    match cmd {
-        Command::Get(k) => Reply::Value(map.get(k).map(Item::value_bytes)),
-        Command::Set(k, v) => {
-            put(map, merkle, k, v, slot);
-            Reply::Ok
-        }
-        Command::Del(ks) => {
-            let removed = ks.iter().filter(|k| remove(map, merkle, k)).count();
-            Reply::Int(removed as i64)
-        }
-        Command::Exists(ks) => Reply::Int(ks.iter().filter(|k| map.contains_key(k)).count() as i64),
-        Command::MGet(ks) => Reply::Values(
-            ks.iter()
-                .map(|k| map.get(k).map(Item::value_bytes))
-                .collect(),
-        ),
-        Command::MSet(kvs) => {
-            for (k, v) in kvs {
-                put(map, merkle, k, v, slot);
+/// What a command changes: the map, the Merkle tree over it and the deadlines, kept in
+/// step by [`Data::put`] and [`Data::remove`], the only ways a command changes a key.
+struct Data<'a> {
+    map: &'a mut Map,
+    merkle: &'a mut MerkleTree,
+    expiry: &'a mut Expiry,
+}
+
+impl Data<'_> {
+    /// Sets a key, and its deadline as `ttl` says (a deadline already past removes it).
+    fn put(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl) {
+        let deadline = match self.expiry.change(key, ttl, ExpireIf::Always) {
+            Some(Change::Remove) => {
+                self.remove(key);
+                return;
             }
-            Reply::Ok
+            Some(Change::To(d)) => Some(d),
+            Some(Change::Keep) | None => None,
+        };
+        let merkle = &mut *self.merkle;
+        self.map.put(key, value, slot, |old, new| {
+            merkle.update(key, old, Some(new))
+        });
+        if let Some(d) = deadline
+            && (d.is_some() || !self.expiry.is_empty())
+        {
+            self.expiry.set(key, d);
         }
-        Command::Noop => Reply::Ok,
-        Command::SetIf {
-            key,
-            value,
-            cond,
-            get,
-        } => {
-            let old = map.get(key).map(Item::value_bytes);
-            let set = cond.holds(old.as_deref());
-            if set {
-                put(map, merkle, key, value, slot);
+    }
+
+    /// Removes a key and its deadline; true if it existed.
+    fn remove(&mut self, key: &[u8]) -> bool {
+        if !self.expiry.is_empty() {
+            self.expiry.set(key, None);
+        }
+        let Some(old) = self.map.remove(key) else {
+            return false;
+        };
+        self.merkle.update(key, Some(old.entry_ref()), None);
+        true
+    }
+
+    fn value(&self, key: &[u8]) -> Option<Bytes> {
+        self.map.get(key).map(Item::value_bytes)
+    }
+
+    /// Runs one command.
+    fn execute(&mut self, slot: Slot, cmd: &Command) -> Reply {
+        match cmd {
+            Command::Get(k) => Reply::Value(self.value(k)),
+            Command::Set(k, v) => {
+                self.put(k, v, slot, Ttl::Clear);
+                Reply::Ok
             }
-            match (get, set) {
-                (true, _) => Reply::Value(old),
-                (false, true) => Reply::Ok,
-                (false, false) => Reply::Value(None),
+            Command::Del(ks) => Reply::Int(ks.iter().filter(|k| self.remove(k)).count() as i64),
+            Command::Exists(ks) => {
+                Reply::Int(ks.iter().filter(|k| self.map.contains_key(k)).count() as i64)
             }
-        }
-        Command::IncrBy(k, by) => {
-            let now = match map.get(k) {
-                None => 0,
-                Some(item) => match parse_i64(item.value()) {
-                    Some(n) => n,
-                    None => return Reply::Error(ApplyError::NotInteger),
-                },
-            };
-            let Some(sum) = now.checked_add(*by) else {
-                return Reply::Error(ApplyError::Overflow);
-            };
-            put(
-                map,
-                merkle,
-                k,
-                itoa::Buffer::new().format(sum).as_bytes(),
-                slot,
-            );
-            Reply::Int(sum)
-        }
-        Command::GetDel(k) => {
-            let old = map.get(k).map(Item::value_bytes);
-            if old.is_some() {
-                remove(map, merkle, k);
+            Command::MGet(ks) => Reply::Values(ks.iter().map(|k| self.value(k)).collect()),
+            Command::MSet(kvs) => {
+                for (k, v) in kvs {
+                    self.put(k, v, slot, Ttl::Clear);
+                }
+                Reply::Ok
             }
-            Reply::Value(old)
-        }
-        Command::DelIfEq(k, v) => {
-            let matches = map.get(k).is_some_and(|i| i.value() == v.as_ref());
-            Reply::Int(i64::from(matches && remove(map, merkle, k)))
-        }
-        Command::Version(k) => match map.get(k) {
-            Some(item) => Reply::Int(i64::try_from(item.version()).unwrap_or(i64::MAX)),
-            None => Reply::Value(None),
-        },
-        Command::Multi(cmds) => {
-            Reply::Multi(cmds.iter().map(|c| execute(map, merkle, slot, c)).collect())
+            Command::Noop => Reply::Ok,
+            Command::SetIf {
+                key,
+                value,
+                cond,
+                get,
+                ttl,
+            } => {
+                let old = self.value(key);
+                let set = cond.holds(old.as_deref());
+                if set {
+                    self.put(key, value, slot, *ttl);
+                }
+                match (get, set) {
+                    (true, _) => Reply::Value(old),
+                    (false, true) => Reply::Ok,
+                    (false, false) => Reply::Value(None),
+                }
+            }
+            Command::IncrBy(k, by) => {
+                let now = match self.map.get(k) {
+                    None => 0,
+                    Some(item) => match parse_i64(item.value()) {
+                        Some(n) => n,
+                        None => return Reply::Error(ApplyError::NotInteger),
+                    },
+                };
+                let Some(sum) = now.checked_add(*by) else {
+                    return Reply::Error(ApplyError::Overflow);
+                };
+                let text = itoa::Buffer::new().format(sum).as_bytes().to_vec();
+                // A counter keeps its deadline, as in Redis.
+                self.put(k, &text, slot, Ttl::Keep);
+                Reply::Int(sum)
+            }
+            Command::GetDel(k) => {
+                let old = self.value(k);
+                self.remove(k);
+                Reply::Value(old)
+            }
+            Command::DelIfEq(k, v) => {
+                let matches = self.map.get(k).is_some_and(|i| i.value() == v.as_ref());
+                Reply::Int(i64::from(matches && self.remove(k)))
+            }
+            Command::Version(k) => match self.map.get(k) {
+                Some(item) => Reply::Int(i64::try_from(item.version()).unwrap_or(i64::MAX)),
+                None => Reply::Value(None),
+            },
+            Command::Multi(cmds) => {
+                Reply::Multi(cmds.iter().map(|c| self.execute(slot, c)).collect())
+            }
+            Command::Clock { now_ms, expire } => {
+                self.expiry.advance(*now_ms);
+                for k in expire {
+                    if self.expiry.is_due(k) {
+                        self.remove(k);
+                    }
+                }
+                Reply::Ok
+            }
+            Command::Expire { key, ttl, cond } => {
+                if !self.map.contains_key(key) {
+                    return Reply::Int(0);
+                }
+                let had = self.expiry.deadline(key);
+                match self.expiry.change(key, *ttl, *cond) {
+                    None | Some(Change::Keep) => Reply::Int(0),
+                    Some(Change::Remove) => Reply::Int(i64::from(self.remove(key))),
+                    // PERSIST answers 0 for a key that had no deadline.
+                    Some(Change::To(None)) if had.is_none() => Reply::Int(0),
+                    Some(Change::To(d)) => {
+                        self.expiry.set(key, d);
+                        Reply::Int(1)
+                    }
+                }
+            }
+            Command::Ttl(key) => Reply::Int(match self.expiry.deadline(key) {
+                _ if !self.map.contains_key(key) => -2,
+                None => -1,
+                Some(at) => i64::try_from(at.saturating_sub(self.expiry.now())).unwrap_or(i64::MAX),
+            }),
         }
     }
 }
@@ -767,25 +591,6 @@ fn parse_i64(v: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-// Merkle upkeep: every change to the map goes through these two, so the tree's leaves
-// always equal the map's contents.
-
-/// Sets a key and tells the Merkle tree.
-fn put(map: &mut Map, merkle: &mut MerkleTree, key: &[u8], value: &[u8], slot: Slot) {
-    map.put(key, value, slot, |old, new| {
-        merkle.update(key, old, Some(new))
-    });
-}
-
-/// Removes a key and tells the Merkle tree; true if it existed.
-fn remove(map: &mut Map, merkle: &mut MerkleTree, key: &[u8]) -> bool {
-    let Some(old) = map.remove(key) else {
-        return false;
-    };
-    merkle.update(key, Some(old.entry_ref()), None);
-    true
 }
 
 impl Kv {
@@ -913,6 +718,7 @@ mod tests {
             value: b(v),
             cond,
             get,
+            ttl: crate::protocol::expiry::Ttl::Clear,
         };
         let mut kv = Kv::new(8, 8);
         let replies = run(
@@ -1004,6 +810,150 @@ mod tests {
         for good in ["0", "-1", "42", &i64::MIN.to_string()] {
             assert_eq!(parse_i64(good.as_bytes()), good.parse().ok(), "{good:?}");
         }
+    }
+
+    fn clock(now_ms: u64, expire: &[&str]) -> Command {
+        Command::Clock {
+            now_ms,
+            expire: expire.iter().map(|k| b(k)).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_expire_by_log_time_when_a_clock_entry_names_them() {
+        use crate::protocol::expiry::{ExpireIf, Ttl};
+        let set = |k: &str, ttl| Command::SetIf {
+            key: b(k),
+            value: b("v"),
+            cond: SetCond::Always,
+            get: false,
+            ttl,
+        };
+        let ttl = |k: &str| Command::Ttl(b(k));
+        let mut kv = Kv::new(8, 8);
+        let replies = run(
+            &mut kv,
+            vec![
+                clock(10_000, &[]),
+                set("a", Ttl::In(500)),
+                set("b", Ttl::At(12_000)),
+                set("c", Ttl::At(9_000)),
+                ttl("a"),
+                ttl("nope"),
+                Command::Set(b("d"), b("v")),
+                ttl("d"),
+                // The clock passes a's deadline, but only a named key goes.
+                clock(10_600, &["b"]),
+                ttl("a"),
+                Command::Exists(vec![b("a"), b("b"), b("c")]),
+                clock(10_700, &["a", "b"]),
+                Command::Exists(vec![b("a"), b("b")]),
+                // Time never goes back; relative times count from the log's time.
+                clock(5, &[]),
+                Command::Expire {
+                    key: b("b"),
+                    ttl: Ttl::In(100),
+                    cond: ExpireIf::Later,
+                },
+                Command::Expire {
+                    key: b("b"),
+                    ttl: Ttl::In(100),
+                    cond: ExpireIf::Always,
+                },
+                ttl("b"),
+                set("b", Ttl::Keep),
+                ttl("b"),
+                Command::IncrBy(b("n"), 1),
+                Command::Expire {
+                    key: b("n"),
+                    ttl: Ttl::In(1_000),
+                    cond: ExpireIf::NoDeadline,
+                },
+                Command::IncrBy(b("n"), 1),
+                ttl("n"),
+                Command::Set(b("b"), b("w")),
+                ttl("b"),
+                Command::Expire {
+                    key: b("n"),
+                    ttl: Ttl::Clear,
+                    cond: ExpireIf::Always,
+                },
+                Command::Expire {
+                    key: b("n"),
+                    ttl: Ttl::Clear,
+                    cond: ExpireIf::Always,
+                },
+                Command::Expire {
+                    key: b("d"),
+                    ttl: Ttl::At(0),
+                    cond: ExpireIf::Always,
+                },
+                Command::Exists(vec![b("d")]),
+            ],
+        );
+        use Reply::{Int, Ok};
+        assert_eq!(
+            replies,
+            vec![
+                Ok,
+                Ok,
+                Ok,
+                // A deadline already past removes the key at once.
+                Ok,
+                Int(500),
+                Int(-2),
+                Ok,
+                Int(-1),
+                Ok,
+                Int(0),
+                Int(2),
+                Ok,
+                // b's deadline (12 000) is still ahead: named, but it stays.
+                Int(1),
+                Ok,
+                Int(0),
+                Int(1),
+                Int(100),
+                Ok,
+                Int(100),
+                Int(1),
+                Int(1),
+                Int(2),
+                Int(1_000),
+                Ok,
+                Int(-1),
+                Int(1),
+                Int(0),
+                Int(1),
+                Int(0),
+            ]
+        );
+        assert_eq!(kv.expiry().now(), 10_700);
+        let state = kv.export();
+        assert_eq!(state.deadlines, vec![]);
+        run(&mut kv, vec![set("e", Ttl::In(50))]);
+        let state = kv.export();
+        assert_eq!(
+            (state.deadlines.clone(), state.log_time),
+            (vec![(b("e"), 10_750)], 10_700)
+        );
+        let mut copy = Kv::new(8, 8);
+        copy.import(state);
+        assert_eq!(copy.digest(), kv.digest());
+        assert_eq!(copy.expiry(), kv.expiry());
+        run(
+            &mut copy,
+            vec![Command::Expire {
+                key: b("e"),
+                ttl: Ttl::In(60),
+                cond: ExpireIf::Always,
+            }],
+        );
+        assert_ne!(
+            copy.digest(),
+            kv.digest(),
+            "deadlines are part of the digest"
+        );
     }
 
     #[test]
