@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need
-# (redis-server and redis-tools, for the load generator and RESP compatibility tests),
-# then runs every test.
+# (redis-server and redis-tools, for the load generator and RESP compatibility tests;
+# redis-py in a virtual environment under target/, for the client library test), then
+# runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
@@ -10,5 +11,13 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+# redis-py, for the test that drives the node through a real client library with its
+# default settings (tests/clients/redis_py_check.py).
+PY=target/pyclients/bin/python
+if ! "$PY" -c "import redis" 2>/dev/null; then
+    echo "installing redis-py into target/pyclients" >&2
+    python3 -m venv target/pyclients
+    "$PY" -m pip install -q "redis==8.1.0"
 fi
 exec cargo test --profile ci "$@"

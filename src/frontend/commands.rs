@@ -6,6 +6,8 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::conn::{Conn, Txn};
+use super::parse::{Parsed, Shape, data_command};
 use crate::protocol::{Command, Reply};
 use crate::runtime::node::{Local, shard_of};
 use crate::runtime::shard::SubmitError;
@@ -24,22 +26,60 @@ pub enum Outcome {
     Bulk(Option<Bytes>),
     /// An array of bulks.
     Array(Vec<Option<Bytes>>),
+    /// An array of answers of any kind (`EXEC`).
+    Nested(Vec<Outcome>),
+    /// Names and answers: a RESP3 map, or a flat array of name, answer, … in RESP2.
+    Map(Vec<(&'static str, Outcome)>),
     /// Answer `+OK` and close the connection.
     Quit,
 }
 
+/// The RESP version a connection speaks: 2 until `HELLO 3`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Proto {
+    /// RESP2.
+    #[default]
+    Resp2,
+    /// RESP3: nulls are `_`, maps are maps.
+    Resp3,
+}
+
 impl Outcome {
-    /// Appends the RESP encoding.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the encoding in `proto`.
+    pub fn encode(&self, out: &mut Vec<u8>, proto: Proto) {
+        let bulk = |out: &mut Vec<u8>, b: Option<&[u8]>| match (b, proto) {
+            (None, Proto::Resp3) => out.extend_from_slice(b"_\r\n"),
+            (b, _) => resp::encode_bulk(out, b),
+        };
         match self {
             Outcome::Simple(s) => resp::encode_simple(out, s),
             Outcome::Error(e) => resp::encode_error(out, e),
             Outcome::Int(n) => resp::encode_integer(out, *n),
-            Outcome::Bulk(b) => resp::encode_bulk(out, b.as_deref()),
+            Outcome::Bulk(b) => bulk(out, b.as_deref()),
             Outcome::Array(items) => {
                 resp::encode_array_header(out, Some(items.len()));
                 for b in items {
-                    resp::encode_bulk(out, b.as_deref());
+                    bulk(out, b.as_deref());
+                }
+            }
+            Outcome::Nested(items) => {
+                resp::encode_array_header(out, Some(items.len()));
+                for o in items {
+                    o.encode(out, proto);
+                }
+            }
+            Outcome::Map(pairs) => {
+                match proto {
+                    Proto::Resp2 => resp::encode_array_header(out, Some(2 * pairs.len())),
+                    Proto::Resp3 => {
+                        out.push(b'%');
+                        out.extend_from_slice(itoa::Buffer::new().format(pairs.len()).as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                for (name, o) in pairs {
+                    resp::encode_bulk(out, Some(name.as_bytes()));
+                    o.encode(out, proto);
                 }
             }
             Outcome::Quit => resp::encode_simple(out, "OK"),
@@ -78,7 +118,7 @@ fn wrong_args(name: &str) -> Pending {
 
 /// Starts a command: routed and submitted before this returns, so a pipeline's commands
 /// reach their groups in order and batch together.
-pub fn start(local: &Rc<Local>, value: Value) -> Pending {
+pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     let args: Vec<Bytes> = match value {
         Value::Array(Some(items)) if !items.is_empty() => {
             let mut args = Vec::with_capacity(items.len());
@@ -103,20 +143,25 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
         }
     };
     let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    if let Some(txn) = conn.txn.as_mut()
+        && !matches!(
+            name.as_str(),
+            "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT"
+        )
+    {
+        return Pending::Ready(txn.queue(&name, &args[1..]));
+    }
+    if let Some(parsed) = data_command(&name, &args[1..]) {
+        return match parsed {
+            Ok(p) => route(local, p),
+            Err(e) => Pending::Ready(Outcome::Error(e)),
+        };
+    }
     let n = args.len();
     match name.as_str() {
-        "GET" if n == 2 => single(local, Command::Get(args[1].clone()), &args[1]),
-        "SET" if n == 3 => single(
-            local,
-            Command::Set(args[1].clone(), args[2].clone()),
-            &args[1],
-        ),
-        "SET" if n > 3 => Pending::Ready(Outcome::Error(
-            "ERR syntax error: SET options (EX, PX, NX, XX, ...) are not supported".into(),
-        )),
-        "DEL" | "UNLINK" | "EXISTS" if n >= 2 => count_keys(local, &name, args[1..].to_vec()),
-        "MGET" if n >= 2 => mget(local, args[1..].to_vec()),
-        "MSET" if n >= 3 && n % 2 == 1 => mset(local, &args[1..]),
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" => transaction(local, conn, &name),
+        "HELLO" => Pending::Ready(conn.hello(&args[1..])),
+        "CLIENT" => Pending::Ready(conn.client(&args[1..])),
         "PING" if n == 1 => Pending::Ready(Outcome::Simple("PONG")),
         "PING" if n == 2 => Pending::Ready(Outcome::Bulk(Some(args[1].clone()))),
         "ECHO" if n == 2 => Pending::Ready(Outcome::Bulk(Some(args[1].clone()))),
@@ -126,7 +171,6 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
         } else {
             Outcome::Error("ERR DB index is out of range".into())
         }),
-        "CLIENT" => Pending::Ready(Outcome::Simple("OK")),
         "COMMAND" => Pending::Ready(Outcome::Array(Vec::new())),
         "CONFIG" if n >= 3 && args[1].eq_ignore_ascii_case(b"GET") => config_get(&args[2..]),
         "DBSIZE" if n == 1 => {
@@ -213,8 +257,7 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
                 Outcome::Simple("OK")
             }))
         }
-        "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" | "PING" | "ECHO"
-        | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(&name),
+        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(&name),
         _ => {
             let mut preview = String::new();
             for a in args.iter().skip(1).take(3) {
@@ -228,25 +271,104 @@ pub fn start(local: &Rc<Local>, value: Value) -> Pending {
     }
 }
 
-fn reply_outcome(r: Reply) -> Outcome {
-    match r {
-        Reply::Ok => Outcome::Simple("OK"),
-        Reply::Value(v) => Outcome::Bulk(v),
-        Reply::Int(n) => Outcome::Int(n),
-        Reply::Values(vs) => Outcome::Array(vs),
+/// `MULTI`, `EXEC`, `DISCARD` and `WATCH`. `EXEC` submits the queued commands as one
+/// [`Command::Multi`]: one log entry, applied with nothing between its commands.
+fn transaction(local: &Rc<Local>, conn: &mut Conn, name: &str) -> Pending {
+    let ready = |o| Pending::Ready(o);
+    match (name, conn.txn.take()) {
+        ("MULTI", None) => {
+            conn.txn = Some(Txn::default());
+            ready(Outcome::Simple("OK"))
+        }
+        ("MULTI", open) => {
+            conn.txn = open;
+            ready(Outcome::Error("ERR MULTI calls can not be nested".into()))
+        }
+        ("WATCH", open @ Some(_)) => {
+            conn.txn = open;
+            ready(Outcome::Error(
+                "ERR WATCH inside MULTI is not allowed".into(),
+            ))
+        }
+        ("WATCH", None) => ready(Outcome::Error(
+            "ERR WATCH is not supported: use SET … IFEQ or DELIFEQ to make a write conditional"
+                .into(),
+        )),
+        (_, None) => ready(Outcome::Error(format!("ERR {name} without MULTI"))),
+        ("DISCARD", Some(_)) => ready(Outcome::Simple("OK")),
+        (_, Some(txn)) if txn.failed => ready(Outcome::Error(
+            "EXECABORT Transaction discarded because of previous errors.".into(),
+        )),
+        (_, Some(txn)) if txn.queued.is_empty() => ready(Outcome::Nested(Vec::new())),
+        (_, Some(txn)) => {
+            let (cmds, shapes): (Vec<Command>, Vec<Shape>) =
+                txn.queued.into_iter().map(|p| (p.cmd, p.shape)).unzip();
+            let cmd = Command::Multi(cmds);
+            let owner = match owner_of(local, &cmd) {
+                Ok(owner) => owner,
+                Err(e) => return ready(e),
+            };
+            let fut = start_on(local, owner, cmd);
+            Pending::Waiting(Box::pin(async move {
+                match fut.await {
+                    Ok(Reply::Multi(rs)) if rs.len() == shapes.len() => Outcome::Nested(
+                        rs.into_iter()
+                            .zip(shapes)
+                            .map(|(r, shape)| shape(r))
+                            .collect(),
+                    ),
+                    Ok(other) => Outcome::Error(format!("ERR unexpected reply {other:?}")),
+                    Err(e) => err(e),
+                }
+            }))
+        }
     }
 }
 
-/// A single-key command.
-fn single(local: &Rc<Local>, cmd: Command, key: &[u8]) -> Pending {
-    let owner = shard_of(key, local.shards);
+/// Submits a data command: split by owning shard where it names several keys (DEL,
+/// EXISTS, MGET and MSET: atomic within a shard, not across shards), else to the shard of
+/// its keys.
+fn route(local: &Rc<Local>, p: Parsed) -> Pending {
+    match p.cmd {
+        Command::Del(ks) => count_keys(local, false, ks),
+        Command::Exists(ks) => count_keys(local, true, ks),
+        Command::MGet(ks) => mget(local, ks),
+        Command::MSet(kvs) => mset(local, kvs),
+        cmd => match owner_of(local, &cmd) {
+            Ok(owner) => on_shard(local, owner, cmd, p.shape),
+            Err(e) => Pending::Ready(e),
+        },
+    }
+}
+
+/// The one shard that owns every key of `cmd` (shard 0 for none), or CROSSSLOT naming
+/// the shards, as Redis Cluster answers keys of several slots.
+fn owner_of(local: &Local, cmd: &Command) -> Result<usize, Outcome> {
+    let mut shards = std::collections::BTreeSet::new();
+    cmd.for_each_key(&mut |k| {
+        shards.insert(shard_of(k, local.shards));
+    });
+    match shards.len() {
+        0 | 1 => Ok(shards.first().copied().unwrap_or(0)),
+        _ => Err(Outcome::Error(format!(
+            "CROSSSLOT Keys in request don't hash to the same shard (shards {}): \
+             a transaction runs in one shard",
+            shards
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Runs `cmd` on shard `owner` and shapes its reply.
+fn on_shard(local: &Rc<Local>, owner: usize, cmd: Command, shape: Shape) -> Pending {
     if owner == local.shard.index {
         let fut = local.shard.submit(cmd);
-        return Pending::Waiting(Box::pin(async move {
-            fut.await.map_or_else(err, reply_outcome)
-        }));
+        return Pending::Waiting(Box::pin(async move { fut.await.map_or_else(err, shape) }));
     }
-    Pending::Waiting(spawned(local, owner, cmd, reply_outcome))
+    Pending::Waiting(spawned(local, owner, cmd, shape))
 }
 
 /// Runs a command on another shard in its own task, so it starts now, not when awaited.
@@ -254,7 +376,7 @@ fn spawned(
     local: &Rc<Local>,
     owner: usize,
     cmd: Command,
-    map: fn(Reply) -> Outcome,
+    map: Shape,
 ) -> Pin<Box<dyn Future<Output = Outcome>>> {
     let l = local.clone();
     let task = glommio::spawn_local(async move { l.command(owner, cmd).await });
@@ -292,8 +414,7 @@ fn start_on(
 }
 
 /// DEL, UNLINK and EXISTS: a count summed over shards.
-fn count_keys(local: &Rc<Local>, name: &str, keys: Vec<Bytes>) -> Pending {
-    let exists = name == "EXISTS";
+fn count_keys(local: &Rc<Local>, exists: bool, keys: Vec<Bytes>) -> Pending {
     let parts: Vec<_> = by_shard(local, keys)
         .into_iter()
         .map(|(s, _, ks)| {
@@ -343,9 +464,8 @@ fn mget(local: &Rc<Local>, keys: Vec<Bytes>) -> Pending {
 }
 
 /// MSET: one MSET per owning shard. Atomic within a shard, not across shards.
-fn mset(local: &Rc<Local>, args: &[Bytes]) -> Pending {
-    let keys: Vec<Bytes> = args.iter().step_by(2).cloned().collect();
-    let values: Vec<Bytes> = args.iter().skip(1).step_by(2).cloned().collect();
+fn mset(local: &Rc<Local>, pairs: Vec<(Bytes, Bytes)>) -> Pending {
+    let (keys, values): (Vec<Bytes>, Vec<Bytes>) = pairs.into_iter().unzip();
     let parts: Vec<_> = by_shard(local, keys)
         .into_iter()
         .map(|(s, pos, ks)| {

@@ -3,6 +3,8 @@
 //! that owns it, and writes the replies in order with one write per pipeline.
 
 mod commands;
+mod conn;
+mod parse;
 
 use std::rc::Rc;
 
@@ -13,7 +15,7 @@ use crate::runtime::node::Local;
 use crate::wire::command::{CommandDecoder, Decoded};
 use crate::wire::resp::{self, Limits};
 
-pub use commands::Outcome;
+pub use commands::{Outcome, Proto};
 
 /// Bytes read from a client per read call.
 const READ_BYTES: usize = 64 << 10;
@@ -63,24 +65,36 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
     let mut chunk = vec![0u8; READ_BYTES];
     let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
     let mut pending = Vec::with_capacity(PIPELINE_MAX);
+    // Each reply is written in the RESP version in force when its command arrived (a
+    // HELLO's own reply already in the new one).
+    let mut conn = conn::Conn::default();
     loop {
         let mut close = false;
         while pending.len() < PIPELINE_MAX {
             match decoder.next_command() {
-                Ok(Some(Decoded::Command(value))) => pending.push(commands::start(&local, value)),
+                Ok(Some(Decoded::Command(value))) => {
+                    let p = commands::start(&local, &mut conn, value);
+                    pending.push((p, conn.proto));
+                }
                 Ok(Some(Decoded::TooLarge { bytes, bytes_max })) => {
-                    pending.push(commands::Pending::Ready(Outcome::Error(format!(
-                        "ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"
-                    ))));
+                    pending.push((
+                        commands::Pending::Ready(Outcome::Error(format!(
+                            "ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"
+                        ))),
+                        conn.proto,
+                    ));
                 }
                 Ok(None) => break,
                 Err(e) => {
                     // No partial apply: commands decoded before the bad frame still run and
                     // get answers; then the error, then the connection closes (the framing
                     // is lost: what follows cannot be told from data).
-                    pending.push(commands::Pending::Ready(Outcome::Error(format!(
-                        "ERR Protocol error: {e}"
-                    ))));
+                    pending.push((
+                        commands::Pending::Ready(Outcome::Error(format!(
+                            "ERR Protocol error: {e}"
+                        ))),
+                        conn.proto,
+                    ));
                     close = true;
                     break;
                 }
@@ -96,14 +110,14 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
             decoder.feed(&chunk[..n]);
             continue;
         }
-        for p in pending.drain(..) {
+        for (p, proto) in pending.drain(..) {
             match p.finish().await {
                 Outcome::Quit => {
                     resp::encode_simple(&mut out, "OK");
                     close = true;
                     break; // Like redis-server: nothing after QUIT is answered.
                 }
-                o => o.encode(&mut out),
+                o => o.encode(&mut out, proto),
             }
         }
         pending.clear();

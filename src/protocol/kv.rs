@@ -11,132 +11,11 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
+pub use super::command::{ApplyError, Command, Reply, Request, SetCond};
+use super::expiry::{Change, ExpireIf, Expiry, Ttl};
 pub use super::item::{EntryRef, Item};
 use super::merkle::MerkleTree;
 use super::types::{ClientId, MapHasher, Slot};
-
-/// A command of the state machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// The value of a key.
-    Get(Bytes),
-    /// Sets a key.
-    Set(Bytes, Bytes),
-    /// Removes keys; replies how many existed.
-    Del(Vec<Bytes>),
-    /// Counts the keys that exist.
-    Exists(Vec<Bytes>),
-    /// The values of several keys.
-    MGet(Vec<Bytes>),
-    /// Sets several keys at once.
-    MSet(Vec<(Bytes, Bytes)>),
-    /// Fills a slot a new leader found empty; changes nothing.
-    Noop,
-}
-
-impl Command {
-    /// Bytes of keys and values, to bound batches by size.
-    pub fn payload_bytes(&self) -> usize {
-        match self {
-            Command::Get(k) => k.len(),
-            Command::Set(k, v) => k.len() + v.len(),
-            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => {
-                ks.iter().map(Bytes::len).sum()
-            }
-            Command::MSet(kvs) => kvs.iter().map(|(k, v)| k.len() + v.len()).sum(),
-            Command::Noop => 0,
-        }
-    }
-
-    /// Keys and values the command carries (each costs a length in its encoding).
-    pub fn items(&self) -> usize {
-        match self {
-            Command::Get(_) => 1,
-            Command::Set(..) => 2,
-            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => ks.len(),
-            Command::MSet(kvs) => 2 * kvs.len(),
-            Command::Noop => 0,
-        }
-    }
-
-    /// An upper bound of the command's encoded size (postcard, as in a WAL record or a
-    /// peer frame): what the limits in [`crate::limits`] are checked against.
-    pub fn encoded_bytes_max(&self) -> usize {
-        use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
-        self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES
-    }
-
-    /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
-    pub fn read_keys(&self) -> &[Bytes] {
-        match self {
-            Command::Get(k) => std::slice::from_ref(k),
-            Command::Exists(ks) | Command::MGet(ks) => ks,
-            _ => &[],
-        }
-    }
-
-    /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
-    /// hold `values`.
-    pub fn read_reply(&self, values: &[Option<Bytes>]) -> Reply {
-        match self {
-            Command::Get(_) => Reply::Value(values.first().cloned().flatten()),
-            Command::Exists(_) => Reply::Int(values.iter().filter(|v| v.is_some()).count() as i64),
-            Command::MGet(_) => Reply::Values(values.to_vec()),
-            _ => Reply::Ok,
-        }
-    }
-
-    /// True for commands that change nothing.
-    pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            Command::Get(_) | Command::Exists(_) | Command::MGet(_) | Command::Noop
-        )
-    }
-}
-
-/// A command with the session data that makes retries exactly-once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
-    /// The session issuing it.
-    pub client: ClientId,
-    /// Per-session sequence number, from 1; a retry reuses it.
-    pub seq: u64,
-    /// Every sequence number below this one has had its reply; the session may forget them.
-    pub ack_floor: u64,
-    /// What to do.
-    pub cmd: Command,
-}
-
-impl Request {
-    /// An upper bound of the request's encoded size: its command's and the session fields'.
-    pub fn encoded_bytes_max(&self) -> usize {
-        self.cmd.encoded_bytes_max() + crate::limits::REQUEST_OVERHEAD_BYTES
-    }
-
-    /// The same request with no session: applied every time it appears (no-op fillers).
-    pub fn noop() -> Request {
-        Request {
-            client: 0,
-            seq: 0,
-            ack_floor: 0,
-            cmd: Command::Noop,
-        }
-    }
-}
-
-/// The state machine's answer to a command.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Reply {
-    /// Done, nothing to return.
-    Ok,
-    /// A single value, or none.
-    Value(Option<Bytes>),
-    /// A count.
-    Int(i64),
-    /// Several values.
-    Values(Vec<Option<Bytes>>),
-}
 
 /// A stored value and the slot that last wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -179,19 +58,6 @@ pub struct Session {
     last_slot: Slot,
 }
 
-impl Reply {
-    /// Bytes it holds, roughly: what it costs to send.
-    pub fn size_bytes(&self) -> usize {
-        const OVERHEAD_BYTES: usize = 16;
-        OVERHEAD_BYTES
-            + match self {
-                Reply::Ok | Reply::Int(_) | Reply::Value(None) => 0,
-                Reply::Value(Some(v)) => v.len(),
-                Reply::Values(vs) => vs.iter().flatten().map(|v| v.len() + 8).sum(),
-            }
-    }
-}
-
 impl Session {
     /// Bytes it holds, roughly: what it costs to send (snapshot chunks are bounded by it).
     pub fn size_bytes(&self) -> usize {
@@ -223,6 +89,10 @@ pub struct KvState {
     pub entries: Vec<Item>,
     /// Client sessions, sorted by id.
     pub sessions: Vec<(ClientId, Session)>,
+    /// Keys' deadlines (unix ms), sorted by key.
+    pub deadlines: Vec<(Bytes, u64)>,
+    /// The log's time at the snapshot (unix ms).
+    pub log_time: u64,
 }
 
 /// Keys and their items (the map part of [`Kv`]), and their key + value bytes: one
@@ -355,6 +225,8 @@ pub struct Kv {
     clients_max: usize,
     /// Kept current by every write, for anti-entropy.
     merkle: MerkleTree,
+    /// Deadlines of keys that expire, and the log's time.
+    expiry: Expiry,
     /// Key and value bytes of the write commands applied so far (not part of the state:
     /// a local count, to bound the log kept since the last snapshot).
     written_bytes: u64,
@@ -371,6 +243,7 @@ impl Kv {
             client_window_max,
             clients_max,
             merkle: MerkleTree::default(),
+            expiry: Expiry::default(),
             written_bytes: 0,
         }
     }
@@ -412,7 +285,7 @@ impl Kv {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
         if req.client == 0 {
-            return Applied::Reply(execute(&mut self.map, &mut self.merkle, slot, &req.cmd));
+            return Applied::Reply(self.data().execute(slot, &req.cmd));
         }
         if !self.sessions.contains_key(&req.client) && self.sessions.len() >= self.clients_max {
             self.evict_idle_session();
@@ -444,8 +317,13 @@ impl Kv {
                 Err(i) => i,
             }
         };
-        // `session` borrows `sessions` only: the map and tree are disjoint fields.
-        let reply = execute(&mut self.map, &mut self.merkle, slot, &req.cmd);
+        // `session` borrows `sessions` only: the map, tree and deadlines are other fields.
+        let reply = Data {
+            map: &mut self.map,
+            merkle: &mut self.merkle,
+            expiry: &mut self.expiry,
+        }
+        .execute(slot, &req.cmd);
         session.replies.insert(at, (req.seq, reply.clone()));
         if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
@@ -453,6 +331,19 @@ impl Kv {
             session.replies.pop_front();
         }
         Applied::Reply(reply)
+    }
+
+    fn data(&mut self) -> Data<'_> {
+        Data {
+            map: &mut self.map,
+            merkle: &mut self.merkle,
+            expiry: &mut self.expiry,
+        }
+    }
+
+    /// Deadlines of keys and the log's time.
+    pub fn expiry(&self) -> &Expiry {
+        &self.expiry
     }
 
     fn evict_idle_session(&mut self) {
@@ -481,25 +372,36 @@ impl Kv {
         let mut sessions: Vec<(ClientId, Session)> =
             self.sessions.iter().map(|(c, s)| (*c, s.clone())).collect();
         sessions.sort_unstable_by_key(|(c, _)| *c);
-        KvState { entries, sessions }
+        let (deadlines, log_time) = self.expiry.export();
+        KvState {
+            entries,
+            sessions,
+            deadlines,
+            log_time,
+        }
     }
 
     /// Replaces the whole state with a snapshot's.
     pub fn import(&mut self, state: KvState) {
         self.map = state.entries.into_iter().collect();
         self.sessions = state.sessions.into_iter().collect();
+        self.expiry = Expiry::import(state.deadlines, state.log_time);
         // The map changed without `execute`: the tree learns it all at once.
         self.merkle
             .rebuild_full(self.map.iter().map(|i| (i.key(), i.entry_ref())));
     }
 
-    /// A digest of the map's contents, independent of insertion order, to compare replicas.
+    /// A digest of the map's contents and deadlines, independent of insertion order, to
+    /// compare replicas.
     pub fn digest(&self) -> u64 {
         self.map.iter().fold(0u64, |acc, i| {
             let mut h = xxhash_rust::xxh3::Xxh3Default::new();
             h.update(i.key());
             h.update(&i.version().to_le_bytes());
             h.update(i.value());
+            if let Some(at) = self.expiry.deadline(i.key()) {
+                h.update(&at.to_le_bytes());
+            }
             acc ^ h.digest()
         })
     }
@@ -526,51 +428,169 @@ impl KvState {
     }
 }
 
-/// Runs one command against the map.
-fn execute(map: &mut Map, merkle: &mut MerkleTree, slot: Slot, cmd: &Command) -> Reply {
-    match cmd {
-        Command::Get(k) => Reply::Value(map.get(k).map(Item::value_bytes)),
-        Command::Set(k, v) => {
-            put(map, merkle, k, v, slot);
-            Reply::Ok
-        }
-        Command::Del(ks) => {
-            let removed = ks.iter().filter(|k| remove(map, merkle, k)).count();
-            Reply::Int(removed as i64)
-        }
-        Command::Exists(ks) => Reply::Int(ks.iter().filter(|k| map.contains_key(k)).count() as i64),
-        Command::MGet(ks) => Reply::Values(
-            ks.iter()
-                .map(|k| map.get(k).map(Item::value_bytes))
-                .collect(),
-        ),
-        Command::MSet(kvs) => {
-            for (k, v) in kvs {
-                put(map, merkle, k, v, slot);
+/// What a command changes: the map, the Merkle tree over it and the deadlines, kept in
+/// step by [`Data::put`] and [`Data::remove`], the only ways a command changes a key.
+struct Data<'a> {
+    map: &'a mut Map,
+    merkle: &'a mut MerkleTree,
+    expiry: &'a mut Expiry,
+}
+
+impl Data<'_> {
+    /// Sets a key, and its deadline as `ttl` says (a deadline already past removes it).
+    fn put(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl) {
+        let deadline = match self.expiry.change(key, ttl, ExpireIf::Always) {
+            Some(Change::Remove) => {
+                self.remove(key);
+                return;
             }
-            Reply::Ok
+            Some(Change::To(d)) => Some(d),
+            Some(Change::Keep) | None => None,
+        };
+        let merkle = &mut *self.merkle;
+        self.map.put(key, value, slot, |old, new| {
+            merkle.update(key, old, Some(new))
+        });
+        if let Some(d) = deadline
+            && (d.is_some() || !self.expiry.is_empty())
+        {
+            self.expiry.set(key, d);
         }
-        Command::Noop => Reply::Ok,
+    }
+
+    /// Removes a key and its deadline; true if it existed.
+    fn remove(&mut self, key: &[u8]) -> bool {
+        if !self.expiry.is_empty() {
+            self.expiry.set(key, None);
+        }
+        let Some(old) = self.map.remove(key) else {
+            return false;
+        };
+        self.merkle.update(key, Some(old.entry_ref()), None);
+        true
+    }
+
+    fn value(&self, key: &[u8]) -> Option<Bytes> {
+        self.map.get(key).map(Item::value_bytes)
+    }
+
+    /// Runs one command.
+    fn execute(&mut self, slot: Slot, cmd: &Command) -> Reply {
+        match cmd {
+            Command::Get(k) => Reply::Value(self.value(k)),
+            Command::Set(k, v) => {
+                self.put(k, v, slot, Ttl::Clear);
+                Reply::Ok
+            }
+            Command::Del(ks) => Reply::Int(ks.iter().filter(|k| self.remove(k)).count() as i64),
+            Command::Exists(ks) => {
+                Reply::Int(ks.iter().filter(|k| self.map.contains_key(k)).count() as i64)
+            }
+            Command::MGet(ks) => Reply::Values(ks.iter().map(|k| self.value(k)).collect()),
+            Command::MSet(kvs) => {
+                for (k, v) in kvs {
+                    self.put(k, v, slot, Ttl::Clear);
+                }
+                Reply::Ok
+            }
+            Command::Noop => Reply::Ok,
+            Command::SetIf {
+                key,
+                value,
+                cond,
+                get,
+                ttl,
+            } => {
+                let old = self.value(key);
+                let set = cond.holds(old.as_deref());
+                if set {
+                    self.put(key, value, slot, *ttl);
+                }
+                match (get, set) {
+                    (true, _) => Reply::Value(old),
+                    (false, true) => Reply::Ok,
+                    (false, false) => Reply::Value(None),
+                }
+            }
+            Command::IncrBy(k, by) => {
+                let now = match self.map.get(k) {
+                    None => 0,
+                    Some(item) => match parse_i64(item.value()) {
+                        Some(n) => n,
+                        None => return Reply::Error(ApplyError::NotInteger),
+                    },
+                };
+                let Some(sum) = now.checked_add(*by) else {
+                    return Reply::Error(ApplyError::Overflow);
+                };
+                let text = itoa::Buffer::new().format(sum).as_bytes().to_vec();
+                // A counter keeps its deadline, as in Redis.
+                self.put(k, &text, slot, Ttl::Keep);
+                Reply::Int(sum)
+            }
+            Command::GetDel(k) => {
+                let old = self.value(k);
+                self.remove(k);
+                Reply::Value(old)
+            }
+            Command::DelIfEq(k, v) => {
+                let matches = self.map.get(k).is_some_and(|i| i.value() == v.as_ref());
+                Reply::Int(i64::from(matches && self.remove(k)))
+            }
+            Command::Version(k) => match self.map.get(k) {
+                Some(item) => Reply::Int(i64::try_from(item.version()).unwrap_or(i64::MAX)),
+                None => Reply::Value(None),
+            },
+            Command::Multi(cmds) => {
+                Reply::Multi(cmds.iter().map(|c| self.execute(slot, c)).collect())
+            }
+            Command::Clock { now_ms, expire } => {
+                self.expiry.advance(*now_ms);
+                for k in expire {
+                    if self.expiry.is_due(k) {
+                        self.remove(k);
+                    }
+                }
+                Reply::Ok
+            }
+            Command::Expire { key, ttl, cond } => {
+                if !self.map.contains_key(key) {
+                    return Reply::Int(0);
+                }
+                let had = self.expiry.deadline(key);
+                match self.expiry.change(key, *ttl, *cond) {
+                    None | Some(Change::Keep) => Reply::Int(0),
+                    Some(Change::Remove) => Reply::Int(i64::from(self.remove(key))),
+                    // PERSIST answers 0 for a key that had no deadline.
+                    Some(Change::To(None)) if had.is_none() => Reply::Int(0),
+                    Some(Change::To(d)) => {
+                        self.expiry.set(key, d);
+                        Reply::Int(1)
+                    }
+                }
+            }
+            Command::Ttl(key) => Reply::Int(match self.expiry.deadline(key) {
+                _ if !self.map.contains_key(key) => -2,
+                None => -1,
+                Some(at) => i64::try_from(at.saturating_sub(self.expiry.now())).unwrap_or(i64::MAX),
+            }),
+        }
     }
 }
 
-// Merkle upkeep: every change to the map goes through these two, so the tree's leaves
-// always equal the map's contents.
-
-/// Sets a key and tells the Merkle tree.
-fn put(map: &mut Map, merkle: &mut MerkleTree, key: &[u8], value: &[u8], slot: Slot) {
-    map.put(key, value, slot, |old, new| {
-        merkle.update(key, old, Some(new))
-    });
-}
-
-/// Removes a key and tells the Merkle tree; true if it existed.
-fn remove(map: &mut Map, merkle: &mut MerkleTree, key: &[u8]) -> bool {
-    let Some(old) = map.remove(key) else {
-        return false;
-    };
-    merkle.update(key, Some(old.entry_ref()), None);
-    true
+/// A stored value read as Redis reads a counter: base-10, optional `-`, no `+`, no
+/// spaces, no leading zeros, at most 20 bytes, within `i64`.
+fn parse_i64(v: &[u8]) -> Option<i64> {
+    const DIGITS_MAX: usize = 20;
+    if v.is_empty() || v.len() > DIGITS_MAX {
+        return None;
+    }
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || leading_zero || v == b"-0" {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 impl Kv {
@@ -673,6 +693,319 @@ mod tests {
             kv.apply(6, &req(1, 6, 6, Command::Get(b("a")))),
             Applied::Reply(Reply::Value(None))
         );
+    }
+
+    /// Applies commands without a session at slots after the newest version stored; the
+    /// replies.
+    fn run(kv: &mut Kv, cmds: Vec<Command>) -> Vec<Reply> {
+        let from = kv.iter().map(Item::version).max().unwrap_or(0);
+        cmds.into_iter()
+            .enumerate()
+            .map(|(i, cmd)| {
+                let slot = from + i as u64 + 1;
+                match kv.apply(slot, &req(0, 0, 0, cmd)) {
+                    Applied::Reply(r) => r,
+                    Applied::Forgotten => panic!("a new request is not forgotten"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conditional_writes() {
+        let set_if = |v: &str, cond, get| Command::SetIf {
+            key: b("k"),
+            value: b(v),
+            cond,
+            get,
+            ttl: crate::protocol::expiry::Ttl::Clear,
+        };
+        let mut kv = Kv::new(8, 8);
+        let replies = run(
+            &mut kv,
+            vec![
+                set_if("a", SetCond::Present, false),
+                set_if("a", SetCond::Absent, false),
+                set_if("b", SetCond::Absent, true),
+                set_if("c", SetCond::Equals(b("x")), false),
+                set_if("c", SetCond::Equals(b("a")), true),
+                set_if("d", SetCond::Always, true),
+                Command::DelIfEq(b("k"), b("c")),
+                Command::DelIfEq(b("k"), b("d")),
+                Command::GetDel(b("k")),
+                Command::Version(b("k")),
+            ],
+        );
+        assert_eq!(
+            replies,
+            vec![
+                Reply::Value(None),
+                Reply::Ok,
+                Reply::Value(Some(b("a"))),
+                Reply::Value(None),
+                Reply::Value(Some(b("a"))),
+                Reply::Value(Some(b("c"))),
+                Reply::Int(0),
+                Reply::Int(1),
+                Reply::Value(None),
+                Reply::Value(None),
+            ]
+        );
+        assert!(kv.is_empty());
+        run(&mut kv, vec![Command::Set(b("k"), b("v"))]);
+        assert_eq!(kv.get(b"k").map(Item::value), Some(&b"v"[..]));
+        assert_eq!(
+            run(&mut kv, vec![Command::Noop, Command::GetDel(b("k"))]),
+            vec![Reply::Ok, Reply::Value(Some(b("v")))]
+        );
+    }
+
+    #[test]
+    fn counters() {
+        let mut kv = Kv::new(8, 8);
+        let replies = run(
+            &mut kv,
+            vec![
+                Command::IncrBy(b("n"), 5),
+                Command::IncrBy(b("n"), -7),
+                Command::Version(b("n")),
+                Command::IncrBy(b("n"), i64::MIN),
+                Command::Set(b("s"), b("12 ")),
+                Command::IncrBy(b("s"), 1),
+                Command::Set(b("s"), b(&i64::MAX.to_string())),
+                Command::IncrBy(b("s"), 1),
+            ],
+        );
+        assert_eq!(
+            replies,
+            vec![
+                Reply::Int(5),
+                Reply::Int(-2),
+                Reply::Int(2),
+                Reply::Error(ApplyError::Overflow),
+                Reply::Ok,
+                Reply::Error(ApplyError::NotInteger),
+                Reply::Ok,
+                Reply::Error(ApplyError::Overflow),
+            ]
+        );
+        assert_eq!(kv.get(b"n").map(Item::value), Some(&b"-2"[..]));
+        assert_eq!(
+            kv.get(b"n").map(Item::version),
+            Some(2),
+            "a refused command wrote nothing"
+        );
+        for bad in [
+            "",
+            "-",
+            "+1",
+            "01",
+            "-0",
+            " 1",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_i64(bad.as_bytes()), None, "{bad:?}");
+        }
+        for good in ["0", "-1", "42", &i64::MIN.to_string()] {
+            assert_eq!(parse_i64(good.as_bytes()), good.parse().ok(), "{good:?}");
+        }
+    }
+
+    fn clock(now_ms: u64, expire: &[&str]) -> Command {
+        Command::Clock {
+            now_ms,
+            expire: expire.iter().map(|k| b(k)).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_expire_by_log_time_when_a_clock_entry_names_them() {
+        use crate::protocol::expiry::{ExpireIf, Ttl};
+        let set = |k: &str, ttl| Command::SetIf {
+            key: b(k),
+            value: b("v"),
+            cond: SetCond::Always,
+            get: false,
+            ttl,
+        };
+        let ttl = |k: &str| Command::Ttl(b(k));
+        let mut kv = Kv::new(8, 8);
+        let replies = run(
+            &mut kv,
+            vec![
+                clock(10_000, &[]),
+                set("a", Ttl::In(500)),
+                set("b", Ttl::At(12_000)),
+                set("c", Ttl::At(9_000)),
+                ttl("a"),
+                ttl("nope"),
+                Command::Set(b("d"), b("v")),
+                ttl("d"),
+                // The clock passes a's deadline, but only a named key goes.
+                clock(10_600, &["b"]),
+                ttl("a"),
+                Command::Exists(vec![b("a"), b("b"), b("c")]),
+                clock(10_700, &["a", "b"]),
+                Command::Exists(vec![b("a"), b("b")]),
+                // Time never goes back; relative times count from the log's time.
+                clock(5, &[]),
+                Command::Expire {
+                    key: b("b"),
+                    ttl: Ttl::In(100),
+                    cond: ExpireIf::Later,
+                },
+                Command::Expire {
+                    key: b("b"),
+                    ttl: Ttl::In(100),
+                    cond: ExpireIf::Always,
+                },
+                ttl("b"),
+                set("b", Ttl::Keep),
+                ttl("b"),
+                Command::IncrBy(b("n"), 1),
+                Command::Expire {
+                    key: b("n"),
+                    ttl: Ttl::In(1_000),
+                    cond: ExpireIf::NoDeadline,
+                },
+                Command::IncrBy(b("n"), 1),
+                ttl("n"),
+                Command::Set(b("b"), b("w")),
+                ttl("b"),
+                Command::Expire {
+                    key: b("n"),
+                    ttl: Ttl::Clear,
+                    cond: ExpireIf::Always,
+                },
+                Command::Expire {
+                    key: b("n"),
+                    ttl: Ttl::Clear,
+                    cond: ExpireIf::Always,
+                },
+                Command::Expire {
+                    key: b("d"),
+                    ttl: Ttl::At(0),
+                    cond: ExpireIf::Always,
+                },
+                Command::Exists(vec![b("d")]),
+            ],
+        );
+        use Reply::{Int, Ok};
+        assert_eq!(
+            replies,
+            vec![
+                Ok,
+                Ok,
+                Ok,
+                // A deadline already past removes the key at once.
+                Ok,
+                Int(500),
+                Int(-2),
+                Ok,
+                Int(-1),
+                Ok,
+                Int(0),
+                Int(2),
+                Ok,
+                // b's deadline (12 000) is still ahead: named, but it stays.
+                Int(1),
+                Ok,
+                Int(0),
+                Int(1),
+                Int(100),
+                Ok,
+                Int(100),
+                Int(1),
+                Int(1),
+                Int(2),
+                Int(1_000),
+                Ok,
+                Int(-1),
+                Int(1),
+                Int(0),
+                Int(1),
+                Int(0),
+            ]
+        );
+        assert_eq!(kv.expiry().now(), 10_700);
+        let state = kv.export();
+        assert_eq!(state.deadlines, vec![]);
+        run(&mut kv, vec![set("e", Ttl::In(50))]);
+        let state = kv.export();
+        assert_eq!(
+            (state.deadlines.clone(), state.log_time),
+            (vec![(b("e"), 10_750)], 10_700)
+        );
+        let mut copy = Kv::new(8, 8);
+        copy.import(state);
+        assert_eq!(copy.digest(), kv.digest());
+        assert_eq!(copy.expiry(), kv.expiry());
+        run(
+            &mut copy,
+            vec![Command::Expire {
+                key: b("e"),
+                ttl: Ttl::In(60),
+                cond: ExpireIf::Always,
+            }],
+        );
+        assert_ne!(
+            copy.digest(),
+            kv.digest(),
+            "deadlines are part of the digest"
+        );
+    }
+
+    #[test]
+    fn a_transaction_applies_in_one_slot() {
+        let mut kv = Kv::new(8, 8);
+        let multi = Command::Multi(vec![
+            Command::Set(b("a"), b("1")),
+            Command::IncrBy(b("a"), 1),
+            Command::IncrBy(b("b"), 1),
+            Command::Get(b("a")),
+            Command::Set(b("c"), b("x")),
+            Command::IncrBy(b("c"), 1),
+        ]);
+        assert!(!multi.is_read_only());
+        let mut written = Vec::new();
+        multi.for_each_written_key(&mut |k| written.push(k.clone()));
+        assert_eq!(written, vec![b("a"), b("a"), b("b"), b("c"), b("c")]);
+        assert_eq!(
+            run(&mut kv, vec![multi]),
+            vec![Reply::Multi(vec![
+                Reply::Ok,
+                Reply::Int(2),
+                Reply::Int(1),
+                Reply::Value(Some(b("2"))),
+                Reply::Ok,
+                // A refused command inside does not undo the others (as in Redis).
+                Reply::Error(ApplyError::NotInteger),
+            ])]
+        );
+        assert_eq!(kv.get(b"b").map(Item::version), Some(1));
+        assert_eq!(kv.get(b"c").map(Item::value), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn old_encodings_keep_their_meaning() {
+        // Variants were appended: a log written before them decodes to the same commands.
+        let old = postcard::to_stdvec(&Command::Noop).unwrap();
+        assert_eq!(old, vec![6]);
+        let set = postcard::to_stdvec(&Command::Set(b("k"), b("v"))).unwrap();
+        assert_eq!(set, vec![1, 1, b'k', 1, b'v']);
+        let multi = Command::Multi(vec![Command::IncrBy(b("n"), -3)]);
+        let bytes = postcard::to_stdvec(&multi).unwrap();
+        assert!(bytes.len() <= multi.encoded_bytes_max());
+        assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
+        // Nesting is refused on decode (and the next decode is not confused by it).
+        let nested = Command::Multi(vec![multi.clone()]);
+        let bytes = postcard::to_stdvec(&nested).unwrap();
+        assert!(postcard::from_bytes::<Command>(&bytes).is_err());
+        let deep: Vec<u8> = std::iter::repeat_n([12u8, 1], 1 << 20).flatten().collect();
+        assert!(postcard::from_bytes::<Command>(&deep).is_err());
+        let bytes = postcard::to_stdvec(&multi).unwrap();
+        assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
     }
 
     #[test]

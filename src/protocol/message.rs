@@ -177,7 +177,8 @@ impl Message {
 }
 
 /// A bounded part of a replica's state machine at `last_included`. The whole state is a
-/// sequence of items, the entries (in `KvState`'s order) then the sessions (by id); a
+/// sequence of items, the entries (in `KvState`'s order), the sessions (by id), then the
+/// keys' deadlines (by key); a
 /// chunk carries the items from `offset` on. Every chunk repeats the transfer's header
 /// (`last_included`, `items_total`, `entries_total`, `digest`), so the receiver can tell
 /// a chunk of another transfer and never mixes two.
@@ -197,6 +198,12 @@ pub struct SnapshotChunk {
     pub entries: Vec<Item>,
     /// Sessions after the entries.
     pub sessions: Vec<(ClientId, Session)>,
+    /// Sessions in the whole state (they come after the entries).
+    pub sessions_total: u64,
+    /// The log's time in the state (unix ms).
+    pub log_time: u64,
+    /// Keys' deadlines after the sessions, by key.
+    pub deadlines: Vec<(Bytes, u64)>,
 }
 /// What the core asks the runtime to write to its log before it relies on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

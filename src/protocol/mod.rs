@@ -4,7 +4,9 @@
 //! carry `now`; effects leave through an outbox of [`outbox::Action`]s. The same code runs
 //! under the glommio runtime and under the deterministic simulator.
 
+pub mod command;
 pub mod digest;
+pub mod expiry;
 pub mod item;
 pub mod kv;
 pub mod lease;

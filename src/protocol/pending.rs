@@ -28,12 +28,7 @@ impl PendingKeys {
             *newest = (*newest).max(slot);
             self.by_slot.entry(slot).or_default().push(k.clone());
         };
-        match cmd {
-            Command::Set(k, _) => add(k),
-            Command::Del(ks) => ks.iter().for_each(add),
-            Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| add(k)),
-            Command::Get(_) | Command::Exists(_) | Command::MGet(_) | Command::Noop => {}
-        }
+        cmd.for_each_written_key(&mut add);
     }
 
     /// Every slot up to `applied` is applied: its writes are no longer pending.

@@ -354,6 +354,8 @@ impl Shard {
             anti_entropy_failing: Cell::new(false),
             cfg,
         });
+        // Before any proposal: the log time a leader stamps is the wall clock.
+        shard.sync_wall_clock();
         let tcfg = TransportConfig {
             cluster_id: shard.cfg.cluster_id,
             me: shard.cfg.id,
@@ -406,6 +408,7 @@ impl Shard {
                     c.executor_stall_ms += late.as_millis() as u64;
                 }
                 let now = s.now();
+                s.sync_wall_clock();
                 s.step(|r| r.on_tick(now));
                 s.expire_waiters(Instant::now());
                 if s.snapshot_due() {
@@ -428,6 +431,18 @@ impl Shard {
 
     fn now(&self) -> Nanos {
         self.started.elapsed().as_nanos() as Nanos
+    }
+
+    /// Tells the replica the wall clock, which it stamps into the log as a leader (key
+    /// expiry counts by it); read again every tick, so a clock that is corrected is
+    /// followed.
+    fn sync_wall_clock(&self) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.replica
+            .borrow_mut()
+            .set_wall_clock(self.now(), unix_ms);
     }
 
     /// Runs one input through the replica and executes what it asks for.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::{Candidacy, InFlight, Leadership, Replica, Role};
-use crate::protocol::kv::Request;
+use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
@@ -112,6 +112,7 @@ impl Replica {
             queue_bytes: 0,
             queue_since: now,
             last_heartbeat: now,
+            expiry_slot: None,
         });
         // Re-propose every slot a quorum might have chosen: the value accepted at the
         // highest ballot, or a no-op for a hole. Slots already known chosen stay as they are.
@@ -214,11 +215,12 @@ impl Replica {
 
     /// Fills free pipeline slots with batches from the queue.
     pub(super) fn try_propose(&mut self, now: Nanos) {
-        let (batch_max, bytes_max, depth) = (
-            self.cfg.batch_max,
-            self.cfg.batch_bytes_max,
-            self.cfg.pipeline_depth,
-        );
+        let (batch_max, depth) = (self.cfg.batch_max, self.cfg.pipeline_depth);
+        // Room for the clock entry a batch may carry in front.
+        let bytes_max = self
+            .cfg
+            .batch_bytes_max
+            .saturating_sub(self.clock_reserve_bytes());
         let delay = self.batch_delay();
         loop {
             let Role::Leader(l) = &mut self.role else {
@@ -246,17 +248,28 @@ impl Replica {
             }
             l.queue_bytes -= bytes;
             l.queue_since = now;
-            let batch: Batch = Arc::from(batch);
-            debug_assert!(super::batch_fits_record(&batch));
             let slot = l.next_slot;
             l.next_slot += 1;
+            let needed = batch.iter().any(|r| r.cmd.reads_clock());
+            let name_keys = !self.expiry_in_flight();
+            if let Some(clock) = self.clock_entry(now, needed, name_keys) {
+                if let (Command::Clock { expire, .. }, Role::Leader(l)) =
+                    (&clock.cmd, &mut self.role)
+                    && !expire.is_empty()
+                {
+                    l.expiry_slot = Some(slot);
+                }
+                batch.insert(0, clock);
+            }
+            let batch: Batch = Arc::from(batch);
+            debug_assert!(super::batch_fits_record(&batch));
             self.stats.commands_proposed += batch.len() as u64;
             self.propose_at(now, slot, batch);
         }
     }
 
     /// Phase 2a for one slot: persist our own accept, send it to every follower.
-    fn propose_at(&mut self, now: Nanos, slot: Slot, batch: Batch) {
+    pub(super) fn propose_at(&mut self, now: Nanos, slot: Slot, batch: Batch) {
         let Role::Leader(l) = &mut self.role else {
             unreachable!("only a leader proposes");
         };
@@ -414,6 +427,7 @@ impl Replica {
             self.send_heartbeat(now);
         }
         self.try_propose(now);
+        self.propose_expiry(now);
     }
 
     pub(super) fn send_heartbeat(&mut self, now: Nanos) {

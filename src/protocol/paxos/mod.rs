@@ -10,6 +10,7 @@
 //! and the leader's own vote) is held until the driver reports the record durable.
 
 mod acceptor;
+mod clock;
 mod leader;
 mod learner;
 mod reads;
@@ -107,6 +108,8 @@ struct Leadership {
     /// When the oldest queued request arrived (for `batch_delay`).
     queue_since: Nanos,
     last_heartbeat: Nanos,
+    /// The slot of the newest clock entry that named keys to expire.
+    expiry_slot: Option<Slot>,
 }
 
 #[derive(Clone, Debug)]
@@ -275,6 +278,9 @@ pub struct Replica {
     commit_heard: Slot,
     /// Slots applied to `kv`.
     applied: Slot,
+    /// Unix milliseconds minus this replica's clock in milliseconds (see
+    /// `set_wall_clock`): the leader's time stamped into the log.
+    wall_offset_ms: i64,
     kv: Kv,
 
     role: Role,
@@ -335,6 +341,7 @@ impl Replica {
             commit_heard: 0,
             applied: 0,
             kv,
+            wall_offset_ms: 0,
             role: Role::Follower,
             leader: None,
             election_deadline: None,

@@ -22,6 +22,7 @@
 
 use std::hash::Hash;
 
+use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{LogEntry, Replica, Role};
@@ -45,6 +46,8 @@ pub const SNAPSHOT_LOG_BYTES_MIN: u64 = 32 << 20;
 const ENTRY_OVERHEAD_BYTES: usize = 16;
 /// Bytes counted per session on top of [`Session::size_bytes`] (its id).
 const SESSION_ID_BYTES: usize = 8;
+/// Bytes counted per deadline on top of its key (the time and framing).
+const DEADLINE_OVERHEAD_BYTES: usize = 16;
 
 /// A state frozen for sending, served chunk by chunk.
 struct SnapshotOut {
@@ -62,13 +65,18 @@ impl SnapshotOut {
         self.state.entries.len() as u64
     }
 
+    fn sessions_total(&self) -> u64 {
+        self.state.sessions.len() as u64
+    }
+
     fn items_total(&self) -> u64 {
-        self.entries_total() + self.state.sessions.len() as u64
+        self.entries_total() + self.sessions_total() + self.state.deadlines.len() as u64
     }
 
     /// The items from `offset` on, about `bytes_max` of them (at least one).
     fn chunk(&self, offset: u64, bytes_max: usize) -> SnapshotChunk {
         let entries_total = self.entries_total();
+        let sessions_end = entries_total + self.sessions_total();
         let items_total = self.items_total();
         let mut chunk = SnapshotChunk {
             last_included: self.last_included,
@@ -78,15 +86,21 @@ impl SnapshotOut {
             offset,
             entries: Vec::new(),
             sessions: Vec::new(),
+            sessions_total: self.sessions_total(),
+            log_time: self.state.log_time,
+            deadlines: Vec::new(),
         };
         let mut at = offset;
         let mut bytes = 0;
         while at < items_total {
             let size = if at < entries_total {
                 self.state.entries[at as usize].payload_len() + ENTRY_OVERHEAD_BYTES
-            } else {
+            } else if at < sessions_end {
                 let (_, s) = &self.state.sessions[(at - entries_total) as usize];
                 s.size_bytes() + SESSION_ID_BYTES
+            } else {
+                let (k, _) = &self.state.deadlines[(at - sessions_end) as usize];
+                k.len() + DEADLINE_OVERHEAD_BYTES
             };
             if bytes > 0 && bytes + size > bytes_max {
                 break;
@@ -94,9 +108,12 @@ impl SnapshotOut {
             bytes += size;
             if at < entries_total {
                 chunk.entries.push(self.state.entries[at as usize].clone());
-            } else {
+            } else if at < sessions_end {
                 let i = (at - entries_total) as usize;
                 chunk.sessions.push(self.state.sessions[i].clone());
+            } else {
+                let i = (at - sessions_end) as usize;
+                chunk.deadlines.push(self.state.deadlines[i].clone());
             }
             at += 1;
         }
@@ -118,6 +135,9 @@ struct SnapshotIn {
     received: u64,
     entries: Vec<Item>,
     sessions: Vec<(ClientId, Session)>,
+    sessions_total: u64,
+    log_time: u64,
+    deadlines: Vec<(Bytes, u64)>,
     requested_at: Nanos,
     progress_at: Nanos,
 }
@@ -128,6 +148,8 @@ impl SnapshotIn {
             && self.last_included == c.last_included
             && self.items_total == c.items_total
             && self.entries_total == c.entries_total
+            && self.sessions_total == c.sessions_total
+            && self.log_time == c.log_time
             && self.digest == c.digest
     }
 
@@ -151,7 +173,15 @@ impl SnapshotIn {
             hash_session(&mut self.hasher, c, &s);
             self.sessions.push((c, s));
         }
-        self.received = self.entries.len() as u64 + self.sessions.len() as u64;
+        for (k, at) in chunk.deadlines {
+            if self.deadlines.last().is_some_and(|(last, _)| *last >= k) {
+                return false;
+            }
+            hash_deadline(&mut self.hasher, &k, at);
+            self.deadlines.push((k, at));
+        }
+        self.received =
+            self.entries.len() as u64 + self.sessions.len() as u64 + self.deadlines.len() as u64;
         true
     }
 }
@@ -178,14 +208,23 @@ fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {
     session.hash(h);
 }
 
-/// xxh3 over every item of a state, in the order chunks carry them.
+fn hash_deadline(h: &mut Xxh3Default, key: &[u8], at: u64) {
+    key.hash(h);
+    at.hash(h);
+}
+
+/// xxh3 over the log's time and every item of a state, in the order chunks carry them.
 fn state_digest(state: &KvState) -> u64 {
     let mut h = Xxh3Default::new();
+    state.log_time.hash(&mut h);
     for item in &state.entries {
         hash_item(&mut h, item);
     }
     for (c, s) in &state.sessions {
         hash_session(&mut h, *c, s);
+    }
+    for (k, at) in &state.deadlines {
+        hash_deadline(&mut h, k, *at);
     }
     h.digest()
 }
@@ -193,14 +232,20 @@ fn state_digest(state: &KvState) -> u64 {
 /// A chunk whose counts are consistent with its own header (it may still belong to no
 /// transfer the receiver knows).
 fn chunk_is_well_formed(c: &SnapshotChunk) -> bool {
-    let n = c.entries.len() as u64 + c.sessions.len() as u64;
+    let n = c.entries.len() as u64 + c.sessions.len() as u64 + c.deadlines.len() as u64;
     let Some(end) = c.offset.checked_add(n) else {
         return false;
     };
-    c.entries_total <= c.items_total
+    let Some(sessions_end) = c.entries_total.checked_add(c.sessions_total) else {
+        return false;
+    };
+    // Each kind's part of the chunk is where the header puts that kind.
+    let within = |from: u64, to: u64| to.clamp(c.offset, end) - from.clamp(c.offset, end);
+    sessions_end <= c.items_total
         && end <= c.items_total
         && (n > 0 || c.items_total == 0)
-        && c.entries.len() as u64 == c.entries_total.clamp(c.offset, end) - c.offset
+        && c.entries.len() as u64 == within(0, c.entries_total)
+        && c.sessions.len() as u64 == within(c.entries_total, sessions_end)
 }
 
 impl Replica {
@@ -434,10 +479,18 @@ impl Replica {
                 items_total: chunk.items_total,
                 entries_total: chunk.entries_total,
                 digest: chunk.digest,
-                hasher: Xxh3Default::new(),
+                hasher: {
+                    // The digest covers the log's time first (see `state_digest`).
+                    let mut h = Xxh3Default::new();
+                    chunk.log_time.hash(&mut h);
+                    h
+                },
                 received: 0,
                 entries: Vec::new(),
                 sessions: Vec::new(),
+                sessions_total: chunk.sessions_total,
+                log_time: chunk.log_time,
+                deadlines: Vec::new(),
                 requested_at: now,
                 progress_at: now,
             });
@@ -478,6 +531,8 @@ impl Replica {
         let state = KvState {
             entries: t.entries,
             sessions: t.sessions,
+            deadlines: t.deadlines,
+            log_time: t.log_time,
         };
         self.install_snapshot(now, t.last_included, state);
     }

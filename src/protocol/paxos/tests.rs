@@ -794,8 +794,22 @@ fn malformed_snapshot_chunks_are_dropped_without_staging() {
         offset: 0,
         entries: vec![entry("a"), entry("b")],
         sessions: Vec::new(),
+        sessions_total: 0,
+        log_time: 0,
+        deadlines: Vec::new(),
     };
+    let deadline = |k: &str| (bytes::Bytes::copy_from_slice(k.as_bytes()), 7);
     let bad = [
+        SnapshotChunk {
+            sessions_total: 1,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            items_total: 4,
+            entries: vec![entry("a"), entry("b")],
+            deadlines: vec![deadline("b"), deadline("a")],
+            ..good.clone()
+        },
         SnapshotChunk {
             offset: u64::MAX,
             ..good.clone()
@@ -846,7 +860,8 @@ fn malformed_snapshot_chunks_are_dropped_without_staging() {
     assert_eq!(c.replicas[2].snapshot_receiving(), None);
     assert_eq!(c.replicas[2].kv().len(), 0);
     assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
-    assert_eq!(c.replicas[2].stats().snapshot_transfers_abandoned, 3);
+    // Two chunks out of key order (entries, deadlines) and the bad digest.
+    assert_eq!(c.replicas[2].stats().snapshot_transfers_abandoned, 4);
 }
 
 #[test]

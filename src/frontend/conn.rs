@@ -1,0 +1,272 @@
+//! What a client connection remembers between commands: its RESP version (`HELLO`), its
+//! name and id (`CLIENT`), and the commands queued by `MULTI`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::commands::{Outcome, Proto};
+use super::parse::{Parsed, data_command};
+
+/// Ids for `CLIENT ID`: unique in the process, never reused.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One client connection's state.
+#[derive(Debug)]
+pub struct Conn {
+    /// The RESP version replies are written in.
+    pub proto: Proto,
+    /// `CLIENT ID`.
+    id: u64,
+    /// `CLIENT SETNAME`.
+    name: Option<Bytes>,
+    /// Commands queued since `MULTI`, if one is open.
+    pub(super) txn: Option<Txn>,
+}
+
+/// A transaction being queued.
+#[derive(Debug, Default)]
+pub(super) struct Txn {
+    /// The commands, in order.
+    pub(super) queued: Vec<Parsed>,
+    /// A command was refused while queueing: `EXEC` discards the transaction.
+    pub(super) failed: bool,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.cmd.fmt(f)
+    }
+}
+
+impl Default for Conn {
+    fn default() -> Conn {
+        Conn {
+            proto: Proto::Resp2,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            txn: None,
+        }
+    }
+}
+
+impl Txn {
+    /// Queues a command given inside `MULTI`: `QUEUED`, or the error that makes `EXEC`
+    /// discard the transaction (as Redis does for a command it cannot queue).
+    pub(super) fn queue(&mut self, name: &str, args: &[Bytes]) -> Outcome {
+        match data_command(name, args) {
+            Some(Ok(p)) => {
+                self.queued.push(p);
+                Outcome::Simple("QUEUED")
+            }
+            Some(Err(e)) => {
+                self.failed = true;
+                Outcome::Error(e)
+            }
+            None => {
+                self.failed = true;
+                Outcome::Error(format!(
+                    "ERR '{}' cannot run inside MULTI: a transaction holds data commands only",
+                    name.to_ascii_lowercase()
+                ))
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switches the RESP version and
+    /// answers what the server is.
+    pub fn hello(&mut self, args: &[Bytes]) -> Outcome {
+        let mut proto = self.proto;
+        let mut rest = args;
+        if let Some(v) = args.first() {
+            proto = match v.as_ref() {
+                b"2" => Proto::Resp2,
+                b"3" => Proto::Resp3,
+                _ if std::str::from_utf8(v).is_ok_and(|s| s.parse::<i64>().is_ok()) => {
+                    return Outcome::Error(
+                        "NOPROTO sorry, this protocol version is not supported".into(),
+                    );
+                }
+                _ => {
+                    return Outcome::Error(
+                        "ERR Protocol version is not an integer or out of range".into(),
+                    );
+                }
+            };
+            rest = &args[1..];
+        }
+        let mut name = None;
+        while let Some(opt) = rest.first() {
+            if opt.eq_ignore_ascii_case(b"AUTH") && rest.len() >= 3 {
+                // No users exist: like redis-server without a password, the default user
+                // is let in whatever the password.
+                if !rest[1].eq_ignore_ascii_case(b"default") {
+                    return Outcome::Error(
+                        "WRONGPASS invalid username-password pair or user is disabled.".into(),
+                    );
+                }
+                rest = &rest[3..];
+            } else if opt.eq_ignore_ascii_case(b"SETNAME") && rest.len() >= 2 {
+                name = Some(rest[1].clone());
+                rest = &rest[2..];
+            } else {
+                return Outcome::Error(format!(
+                    "ERR syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(opt)
+                ));
+            }
+        }
+        self.proto = proto;
+        if name.is_some() {
+            self.name = name;
+        }
+        Outcome::Map(vec![
+            (
+                "server",
+                Outcome::Bulk(Some(Bytes::from_static(b"corepax"))),
+            ),
+            (
+                "version",
+                Outcome::Bulk(Some(Bytes::from_static(
+                    env!("CARGO_PKG_VERSION").as_bytes(),
+                ))),
+            ),
+            (
+                "proto",
+                Outcome::Int(match proto {
+                    Proto::Resp2 => 2,
+                    Proto::Resp3 => 3,
+                }),
+            ),
+            ("id", Outcome::Int(self.id as i64)),
+            (
+                "mode",
+                Outcome::Bulk(Some(Bytes::from_static(b"standalone"))),
+            ),
+            ("role", Outcome::Bulk(Some(Bytes::from_static(b"master")))),
+            ("modules", Outcome::Nested(Vec::new())),
+        ])
+    }
+
+    /// `CLIENT` subcommands that client libraries send on connect.
+    pub fn client(&mut self, args: &[Bytes]) -> Outcome {
+        let sub = args
+            .first()
+            .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase())
+            .unwrap_or_default();
+        match (sub.as_str(), args.len()) {
+            ("ID", 1) => Outcome::Int(self.id as i64),
+            ("SETNAME", 2) => {
+                if args[1].iter().any(|b| *b <= b' ' || *b > b'~') {
+                    return Outcome::Error(
+                        "ERR Client names cannot contain spaces, newlines or special characters."
+                            .into(),
+                    );
+                }
+                self.name = (!args[1].is_empty()).then(|| args[1].clone());
+                Outcome::Simple("OK")
+            }
+            ("GETNAME", 1) => Outcome::Bulk(self.name.clone()),
+            // Library name and version, no-evict, no-touch, reply on: accepted, nothing
+            // here depends on them.
+            ("SETINFO", 3) | ("NO-EVICT", 2) | ("NO-TOUCH", 2) | ("REPLY", 2) => {
+                Outcome::Simple("OK")
+            }
+            ("INFO", 1) => Outcome::Bulk(Some(Bytes::from(format!(
+                "id={} name={} resp={}\n",
+                self.id,
+                String::from_utf8_lossy(self.name.as_deref().unwrap_or_default()),
+                match self.proto {
+                    Proto::Resp2 => 2,
+                    Proto::Resp3 => 3,
+                }
+            )))),
+            _ => Outcome::Error(format!(
+                "ERR unknown or unsupported CLIENT subcommand '{}' (corepax answers ID, \
+                 SETNAME, GETNAME, SETINFO, INFO, NO-EVICT, NO-TOUCH, REPLY)",
+                sub.to_ascii_lowercase()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words.iter().map(|w| Bytes::from(w.to_string())).collect()
+    }
+
+    fn encoded(o: &Outcome, proto: Proto) -> String {
+        let mut out = Vec::new();
+        o.encode(&mut out, proto);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn hello_switches_protocol_and_answers_a_map() {
+        let mut c = Conn::default();
+        let o = c.hello(&args(&["3"]));
+        assert_eq!(c.proto, Proto::Resp3);
+        let text = encoded(&o, c.proto);
+        assert!(
+            text.starts_with("%7\r\n$6\r\nserver\r\n$7\r\ncorepax\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
+        let o = c.hello(&args(&["2", "AUTH", "default", "x", "SETNAME", "w1"]));
+        assert_eq!(c.proto, Proto::Resp2);
+        assert!(encoded(&o, c.proto).starts_with("*14\r\n"));
+        assert_eq!(c.name.as_deref(), Some(&b"w1"[..]));
+        let o = c.hello(&args(&["4"]));
+        assert!(encoded(&o, c.proto).starts_with("-NOPROTO"));
+        let o = c.hello(&args(&["3", "AUTH", "alice", "pw"]));
+        assert!(encoded(&o, c.proto).starts_with("-WRONGPASS"));
+        assert_eq!(c.proto, Proto::Resp2, "a refused HELLO changes nothing");
+    }
+
+    #[test]
+    fn nulls_by_protocol() {
+        let o = Outcome::Array(vec![Some(Bytes::from_static(b"a")), None]);
+        assert_eq!(encoded(&o, Proto::Resp2), "*2\r\n$1\r\na\r\n$-1\r\n");
+        assert_eq!(encoded(&o, Proto::Resp3), "*2\r\n$1\r\na\r\n_\r\n");
+    }
+
+    #[test]
+    fn client_subcommands() {
+        let mut c = Conn::default();
+        assert!(matches!(
+            c.client(&args(&["SETNAME", "w1"])),
+            Outcome::Simple("OK")
+        ));
+        assert!(matches!(c.client(&args(&["GETNAME"])), Outcome::Bulk(Some(n)) if n == "w1"));
+        assert!(matches!(
+            c.client(&args(&["SETNAME", "a b"])),
+            Outcome::Error(_)
+        ));
+        assert!(matches!(
+            c.client(&args(&["SETINFO", "LIB-NAME", "redis-py"])),
+            Outcome::Simple("OK")
+        ));
+        assert!(matches!(c.client(&args(&["ID"])), Outcome::Int(id) if id as u64 == c.id));
+        assert!(
+            matches!(c.client(&args(&["KILL", "x"])), Outcome::Error(e) if e.contains("'kill'"))
+        );
+    }
+
+    #[test]
+    fn a_refused_command_dooms_the_transaction() {
+        let mut t = Txn::default();
+        assert!(matches!(
+            t.queue("SET", &args(&["k", "v"])),
+            Outcome::Simple("QUEUED")
+        ));
+        assert!(!t.failed);
+        assert!(matches!(t.queue("PING", &[]), Outcome::Error(_)));
+        assert!(t.failed);
+        assert_eq!(t.queued.len(), 1);
+    }
+}

@@ -1,0 +1,335 @@
+//! What the state machine is asked and what it answers: commands, the requests that carry
+//! them with their session, and replies. Their encoding is what the log and peers carry.
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::expiry::{ExpireIf, Ttl};
+use super::types::ClientId;
+/// A command of the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// The value of a key.
+    Get(Bytes),
+    /// Sets a key.
+    Set(Bytes, Bytes),
+    /// Removes keys; replies how many existed.
+    Del(Vec<Bytes>),
+    /// Counts the keys that exist.
+    Exists(Vec<Bytes>),
+    /// The values of several keys.
+    MGet(Vec<Bytes>),
+    /// Sets several keys at once.
+    MSet(Vec<(Bytes, Bytes)>),
+    /// Fills a slot a new leader found empty; changes nothing.
+    Noop,
+    // Variants below were added after the ones above: postcard numbers variants in order,
+    // so appending keeps every stored log and snapshot readable.
+    /// Sets a key if a condition on its current value holds (`SET k v NX|XX|IFEQ old`),
+    /// replying the old value when `get` (`SET … GET`), else `OK`, or nil if not set.
+    SetIf {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+        /// When to set.
+        cond: SetCond,
+        /// Reply the value before the command instead of `OK`/nil.
+        get: bool,
+        /// The key's deadline if set (`EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`).
+        ttl: Ttl,
+    },
+    /// Adds to a key's integer value (absent counts as 0) and replies the sum (`INCRBY`;
+    /// `INCR`, `DECR` and `DECRBY` are spelled with it).
+    IncrBy(Bytes, i64),
+    /// Replies a key's value and removes the key (`GETDEL`).
+    GetDel(Bytes),
+    /// Removes a key only if it holds the value; replies 1 if removed, else 0 (`DELIFEQ`,
+    /// as Valkey 9 spells it: a lock released only by the holder of its token).
+    DelIfEq(Bytes, Bytes),
+    /// The slot that last wrote a key, or nil (`COREPAX.VERSION`): a fencing token that
+    /// grows with every write of the key. Ordered through the log like a write.
+    Version(Bytes),
+    /// Commands applied one after the other in one slot, nothing between them
+    /// (`MULTI` … `EXEC`); replies one reply per command. Never nested.
+    Multi(#[serde(deserialize_with = "flat_commands")] Vec<Command>),
+    /// The leader's time (unix ms), stamped at the front of a batch: the log's time moves
+    /// to it, and the named keys whose deadline it has passed are removed (see
+    /// [`super::expiry`]). Never sent by clients.
+    Clock {
+        /// The leader's clock.
+        now_ms: u64,
+        /// Keys the leader found due: removed if their deadline has passed at apply.
+        expire: Vec<Bytes>,
+    },
+    /// Sets or clears a key's deadline if `cond` allows (`EXPIRE`, `PEXPIRE`, `EXPIREAT`,
+    /// `PEXPIREAT`, `PERSIST`); replies 1 if changed, 0 if not or no such key.
+    Expire {
+        /// The key.
+        key: Bytes,
+        /// The new deadline ([`Ttl::Clear`] for `PERSIST`).
+        ttl: Ttl,
+        /// When to change it.
+        cond: ExpireIf,
+    },
+    /// Milliseconds the key has left at the log's time, -1 without deadline, -2 if absent
+    /// (`PTTL`; `TTL` rounds it to seconds). Ordered through the log like a write.
+    Ttl(Bytes),
+}
+
+/// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
+/// transactions would otherwise recurse once per two bytes until the stack overflows.
+fn flat_commands<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Command>, D::Error> {
+    use serde::de::Error;
+    thread_local!(static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if INSIDE.get() {
+        return Err(D::Error::custom("a transaction inside a transaction"));
+    }
+    INSIDE.set(true);
+    let cmds = Vec::<Command>::deserialize(d);
+    INSIDE.set(false);
+    cmds
+}
+
+/// When [`Command::SetIf`] sets its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCond {
+    /// Always (`SET … GET` without a condition).
+    Always,
+    /// Only if the key does not exist (`NX`).
+    Absent,
+    /// Only if the key exists (`XX`).
+    Present,
+    /// Only if the key holds this value (`IFEQ`); an absent key does not match.
+    Equals(Bytes),
+}
+
+impl SetCond {
+    /// Whether the condition holds for a key's current value.
+    pub fn holds(&self, current: Option<&[u8]>) -> bool {
+        match (self, current) {
+            (SetCond::Always, _) => true,
+            (SetCond::Absent, cur) => cur.is_none(),
+            (SetCond::Present, cur) => cur.is_some(),
+            (SetCond::Equals(want), cur) => cur == Some(want.as_ref()),
+        }
+    }
+}
+
+/// A command the state machine refused; nothing changed. Deterministic: every replica
+/// refuses it at the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ApplyError {
+    /// The stored value is not a base-10 64-bit integer.
+    NotInteger,
+    /// The sum does not fit a 64-bit integer.
+    Overflow,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Redis's words, so clients that match on them keep working.
+        f.write_str(match self {
+            ApplyError::NotInteger => "ERR value is not an integer or out of range",
+            ApplyError::Overflow => "ERR increment or decrement would overflow",
+        })
+    }
+}
+
+impl Command {
+    /// Bytes of keys and values, to bound batches by size.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Get(k) => k.len(),
+            Command::Set(k, v) => k.len() + v.len(),
+            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => {
+                ks.iter().map(Bytes::len).sum()
+            }
+            Command::MSet(kvs) => kvs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Command::Noop => 0,
+            Command::SetIf {
+                key, value, cond, ..
+            } => {
+                let old = match cond {
+                    SetCond::Equals(old) => old.len(),
+                    _ => 0,
+                };
+                key.len() + value.len() + old
+            }
+            Command::IncrBy(k, _)
+            | Command::GetDel(k)
+            | Command::Version(k)
+            | Command::Expire { key: k, .. }
+            | Command::Ttl(k) => k.len(),
+            Command::DelIfEq(k, v) => k.len() + v.len(),
+            Command::Multi(cmds) => cmds.iter().map(Command::payload_bytes).sum(),
+            Command::Clock { expire, .. } => expire.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// Keys and values the command carries (each costs a length in its encoding).
+    pub fn items(&self) -> usize {
+        match self {
+            Command::Get(_) => 1,
+            Command::Set(..) => 2,
+            Command::Del(ks) | Command::Exists(ks) | Command::MGet(ks) => ks.len(),
+            Command::MSet(kvs) => 2 * kvs.len(),
+            Command::Noop => 0,
+            // The condition's tag and the GET flag count as one more item, the deadline's
+            // tag and varint as another.
+            Command::SetIf { cond, .. } => 4 + usize::from(matches!(cond, SetCond::Equals(_))),
+            // The increment is a varint, like a length.
+            Command::IncrBy(..) | Command::DelIfEq(..) => 2,
+            Command::GetDel(_) | Command::Version(_) | Command::Ttl(_) => 1,
+            // Key, deadline, condition.
+            Command::Expire { .. } => 3,
+            Command::Multi(cmds) => cmds.iter().map(Command::items).sum(),
+            // The time, then the keys.
+            Command::Clock { expire, .. } => 1 + expire.len(),
+        }
+    }
+
+    /// An upper bound of the command's encoded size (postcard, as in a WAL record or a
+    /// peer frame): what the limits in [`crate::limits`] are checked against.
+    pub fn encoded_bytes_max(&self) -> usize {
+        use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
+        match self {
+            Command::Multi(cmds) => {
+                COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
+            }
+            _ => self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES,
+        }
+    }
+
+    /// Calls `f` with every key the command may change (repeats kept).
+    pub fn for_each_written_key(&self, f: &mut impl FnMut(&Bytes)) {
+        match self {
+            Command::Set(k, _)
+            | Command::SetIf { key: k, .. }
+            | Command::IncrBy(k, _)
+            | Command::GetDel(k)
+            | Command::DelIfEq(k, _)
+            | Command::Expire { key: k, .. } => f(k),
+            Command::Del(ks) | Command::Clock { expire: ks, .. } => ks.iter().for_each(f),
+            Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| f(k)),
+            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_written_key(f)),
+            Command::Get(_)
+            | Command::Exists(_)
+            | Command::MGet(_)
+            | Command::Version(_)
+            | Command::Ttl(_)
+            | Command::Noop => {}
+        }
+    }
+
+    /// Whether applying it needs the log's current time: the leader then stamps its time
+    /// into the batch first.
+    pub fn reads_clock(&self) -> bool {
+        match self {
+            Command::SetIf { ttl, .. } | Command::Expire { ttl, .. } => ttl.reads_clock(),
+            Command::Ttl(_) => true,
+            Command::Multi(cmds) => cmds.iter().any(Command::reads_clock),
+            _ => false,
+        }
+    }
+
+    /// Calls `f` with every key the command names, read or written (repeats kept): what
+    /// decides the shard that owns it.
+    pub fn for_each_key(&self, f: &mut impl FnMut(&Bytes)) {
+        match self {
+            Command::Get(k) | Command::Version(k) | Command::Ttl(k) => f(k),
+            Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
+            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
+            _ => self.for_each_written_key(f),
+        }
+    }
+
+    /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
+    pub fn read_keys(&self) -> &[Bytes] {
+        match self {
+            Command::Get(k) => std::slice::from_ref(k),
+            Command::Exists(ks) | Command::MGet(ks) => ks,
+            _ => &[],
+        }
+    }
+
+    /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
+    /// hold `values`.
+    pub fn read_reply(&self, values: &[Option<Bytes>]) -> Reply {
+        match self {
+            Command::Get(_) => Reply::Value(values.first().cloned().flatten()),
+            Command::Exists(_) => Reply::Int(values.iter().filter(|v| v.is_some()).count() as i64),
+            Command::MGet(_) => Reply::Values(values.to_vec()),
+            _ => Reply::Ok,
+        }
+    }
+
+    /// True for commands that change nothing.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Get(_) | Command::Exists(_) | Command::MGet(_) | Command::Noop
+        )
+    }
+}
+
+/// A command with the session data that makes retries exactly-once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The session issuing it.
+    pub client: ClientId,
+    /// Per-session sequence number, from 1; a retry reuses it.
+    pub seq: u64,
+    /// Every sequence number below this one has had its reply; the session may forget them.
+    pub ack_floor: u64,
+    /// What to do.
+    pub cmd: Command,
+}
+
+impl Request {
+    /// An upper bound of the request's encoded size: its command's and the session fields'.
+    pub fn encoded_bytes_max(&self) -> usize {
+        self.cmd.encoded_bytes_max() + crate::limits::REQUEST_OVERHEAD_BYTES
+    }
+
+    /// The same request with no session: applied every time it appears (no-op fillers).
+    pub fn noop() -> Request {
+        Request {
+            client: 0,
+            seq: 0,
+            ack_floor: 0,
+            cmd: Command::Noop,
+        }
+    }
+}
+
+/// The state machine's answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Reply {
+    /// Done, nothing to return.
+    Ok,
+    /// A single value, or none.
+    Value(Option<Bytes>),
+    /// A count.
+    Int(i64),
+    /// Several values.
+    Values(Vec<Option<Bytes>>),
+    /// Refused, nothing changed.
+    Error(ApplyError),
+    /// One reply per command of a [`Command::Multi`].
+    Multi(Vec<Reply>),
+}
+
+impl Reply {
+    /// Bytes it holds, roughly: what it costs to send.
+    pub fn size_bytes(&self) -> usize {
+        const OVERHEAD_BYTES: usize = 16;
+        OVERHEAD_BYTES
+            + match self {
+                Reply::Ok | Reply::Int(_) | Reply::Value(None) | Reply::Error(_) => 0,
+                Reply::Value(Some(v)) => v.len(),
+                Reply::Values(vs) => vs.iter().flatten().map(|v| v.len() + 8).sum(),
+                Reply::Multi(rs) => rs.iter().map(Reply::size_bytes).sum(),
+            }
+    }
+}

@@ -1,0 +1,56 @@
+"""Drives a corepax node through redis-py with its default settings.
+
+Usage: redis_py_check.py PORT KEY_A KEY_B  (KEY_A and KEY_B live in the same shard)
+Exits non-zero with a message on the first thing that does not work.
+"""
+import sys
+
+import redis
+
+
+def main() -> None:
+    port, key_a, key_b = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    # Defaults: redis-py 8 says HELLO 3 first and reads RESP3 replies.
+    r = redis.Redis(host="127.0.0.1", port=port)
+    assert r.ping() is True
+    assert r.set("py:greeting", "hello") is True
+    assert r.get("py:greeting") == b"hello"
+    assert r.get("py:missing") is None
+    assert r.incr("py:n") == 1
+    assert r.incrby("py:n", 41) == 42
+    assert r.decr("py:n") == 41
+    assert r.set("py:lock", "me", nx=True) is True
+    assert r.set("py:lock", "you", nx=True) is None
+    assert r.set("py:lock", "me2", xx=True, get=True) == b"me"
+    assert r.getdel("py:lock") == b"me2"
+    assert r.exists("py:lock") == 0
+    assert r.mset({"py:m1": "1", "py:m2": "2"}) is True
+    assert r.mget(["py:m1", "py:nope", "py:m2"]) == [b"1", None, b"2"]
+
+    # The default pipeline wraps its commands in MULTI/EXEC: one log entry.
+    with r.pipeline() as p:
+        p.set(key_a, "1").incr(key_a).setnx(key_b, "x").get(key_a)
+        assert p.execute() == [True, 2, True, b"2"], "transaction"
+    # Without a transaction the commands may span shards.
+    with r.pipeline(transaction=False) as p:
+        p.set("py:p1", "a").set("py:p2", "b").mget(["py:p1", "py:p2"])
+        assert p.execute() == [True, True, [b"a", b"b"]], "pipeline"
+
+    # A lock without Lua: SET NX to take it, DELIFEQ to release only one's own.
+    assert r.set("py:res", "token-1", nx=True) is True
+    assert r.execute_command("DELIFEQ", "py:res", "token-2") == 0
+    assert r.execute_command("DELIFEQ", "py:res", "token-1") == 1
+    assert r.client_setname("worker-1") is True
+    assert r.client_getname() in ("worker-1", b"worker-1")
+
+    # The same through RESP2.
+    r2 = redis.Redis(host="127.0.0.1", port=port, protocol=2)
+    assert r2.get("py:greeting") == b"hello"
+    with r2.pipeline() as p:
+        p.incr(key_a).get(key_a)
+        assert p.execute() == [3, b"3"], "RESP2 transaction"
+    print("redis-py", redis.__version__, "ok")
+
+
+if __name__ == "__main__":
+    main()
