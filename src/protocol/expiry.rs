@@ -259,7 +259,7 @@ mod tests {
             Some(Change::Keep)
         ));
         assert_eq!(to(e.change(b"k", Ttl::Clear, ExpireIf::Always)), Some(None));
-        assert!(e.is_due(b"k") == false);
+        assert!(!e.is_due(b"k"));
         e.advance(5_000);
         assert!(e.is_due(b"k"));
     }
