@@ -3,6 +3,7 @@
 //! that owns it, and writes the replies in order with one write per pipeline.
 
 mod commands;
+mod info;
 
 use std::rc::Rc;
 
