@@ -20,6 +20,8 @@ pub use commands::Outcome;
 const READ_BYTES: usize = 64 << 10;
 /// Commands of one pipeline handled before their replies are written, at most.
 const PIPELINE_MAX: usize = 1024;
+/// Pause after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Accepts clients on this shard until the process stops.
 pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
@@ -44,7 +46,7 @@ pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
             }
             Err(e) => {
                 eprintln!("accept on {addr}: {e}");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
     }
@@ -120,6 +122,9 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
 
 #[cfg(test)]
 mod tests {
+    /// These executors do no file IO: the least io_memory glommio takes.
+    const TEST_IO_MEMORY_BYTES: usize = 512 << 10;
+
     use std::io::Read;
 
     /// A port was last used by another kind of listener (a peer listener, which sets only
@@ -145,7 +150,7 @@ mod tests {
         client.join().expect("client");
         drop(old);
         let ex = glommio::LocalExecutorBuilder::default()
-            .io_memory(512 * 1024)
+            .io_memory(TEST_IO_MEMORY_BYTES)
             .make()
             .expect("executor");
         ex.run(async move {
@@ -159,7 +164,7 @@ mod tests {
     #[test]
     fn only_a_shared_listener_shares_its_port() {
         let ex = glommio::LocalExecutorBuilder::default()
-            .io_memory(512 * 1024)
+            .io_memory(TEST_IO_MEMORY_BYTES)
             .make()
             .expect("executor");
         ex.run(async {

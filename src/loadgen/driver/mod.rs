@@ -38,6 +38,19 @@ pub const PRELOAD_PIPELINE: usize = 64;
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// How long connecting to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// From the executors' start to the common start of every connection's load: time for
+/// each core to connect before the first request is due.
+const START_DELAY: Duration = Duration::from_millis(50);
+/// A run bounded by an operation count alone ends when that count is reached; its
+/// deadline only has to lie beyond any such run.
+const OPERATION_COUNT_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+// A reader wakes within the grace after the end, and a reconnect fits in it.
+const _: () = assert!(READ_POLL.as_nanos() < OPEN_LOOP_GRACE.as_nanos());
+const _: () = assert!(RECONNECT_DELAY.as_nanos() < OPEN_LOOP_GRACE.as_nanos());
+// Preload writes are pipelines the workload could ask for too.
+const _: () = assert!(PRELOAD_PIPELINE <= super::workload::PIPELINE_MAX);
+const _: () = assert!(WRITE_BUFFER_BYTES <= super::client::READ_BUF_BYTES_MAX);
 /// Most executors (cores) a run uses.
 pub const CORES_MAX: usize = 256;
 
@@ -252,13 +265,13 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
         None
     };
     let (tx, rx) = crossbeam_channel::unbounded();
-    let start = Instant::now() + Duration::from_millis(50);
+    let start = Instant::now() + START_DELAY;
     let measure_start = start + Duration::from_secs_f64(w.warmup_s);
     let (end, op_target) = match (w.operation_count, w.load.mode, w.load.rate_per_s) {
         (Some(n), LoopMode::Open, Some(r)) => {
             (measure_start + Duration::from_secs_f64(n as f64 / r), None)
         }
-        (Some(n), _, _) => (measure_start + Duration::from_secs(24 * 3600), Some(n)),
+        (Some(n), _, _) => (measure_start + OPERATION_COUNT_DEADLINE, Some(n)),
         (None, _, _) => (
             measure_start + Duration::from_secs_f64(w.duration_s.unwrap_or(1.0)),
             None,
@@ -278,7 +291,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
         value: value_bytes(w),
         tx,
     });
-    let started = SystemTime::now() + Duration::from_millis(50);
+    let started = SystemTime::now() + START_DELAY;
     let p = plan.clone();
     let next_shard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // No spin_before_park: spinning starves the kernel's io_uring work on 2 cores.

@@ -6,6 +6,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// How often the progress spinner redraws.
+const SPINNER_TICK: Duration = Duration::from_millis(200);
+/// How long after a run should have ended (and its request timeout passed) the caller
+/// still waits for a core that has not reported: one that panicked never does.
+const CORE_REPORT_GRACE: Duration = Duration::from_secs(30);
+/// The shortest length given to the final, partial interval (its rate divides by it).
+const INTERVAL_MIN: Duration = Duration::from_millis(1);
+
+const _: () = assert!(INTERVAL_MIN.as_nanos() <= INTERVAL.as_nanos());
+
 /// Each target's CPU time so far (s), if its INFO says.
 pub(super) fn read_server_cpu(targets: &[SocketAddr]) -> Vec<(SocketAddr, Option<f64>)> {
     targets
@@ -22,7 +32,7 @@ pub(super) fn collect(
 ) -> (Vec<Interval>, Instant, OpenCounters) {
     let bar = (progress == Progress::Bar).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
-        b.enable_steady_tick(Duration::from_millis(200));
+        b.enable_steady_tick(SPINNER_TICK);
         b
     });
     let mut pending: BTreeMap<u64, (usize, Interval)> = BTreeMap::new();
@@ -31,9 +41,9 @@ pub(super) fn collect(
     let mut open = OpenCounters::default();
     let mut shown = 0u64;
     // A core that panicked never reports; give up on it well after the run should end.
-    let give_up = plan.end + Duration::from_millis(plan.w.timeout_ms) + Duration::from_secs(30);
+    let give_up = plan.end + Duration::from_millis(plan.w.timeout_ms) + CORE_REPORT_GRACE;
     while done_cores < plan.cores {
-        let Ok(msg) = rx.recv_timeout(Duration::from_secs(1)) else {
+        let Ok(msg) = rx.recv_timeout(INTERVAL) else {
             if Instant::now() > give_up {
                 break;
             }
@@ -84,7 +94,7 @@ pub(super) fn collect(
     // The final flush covers only the part of its second before the run ended.
     if let Some(last) = intervals.last_mut() {
         let left = finished.saturating_duration_since(plan.start + last.start);
-        last.length = left.clamp(Duration::from_millis(1), INTERVAL);
+        last.length = left.clamp(INTERVAL_MIN, INTERVAL);
     }
     (intervals, finished, open)
 }

@@ -21,6 +21,8 @@ use std::rc::Rc;
 
 /// Largest read issued while scanning a segment.
 const READ_BYTES_MAX: usize = 1 << 20;
+// Reads are clamped to [BLOCK_BYTES, READ_BYTES_MAX].
+const _: () = assert!(READ_BYTES_MAX as u64 >= BLOCK_BYTES);
 
 /// A segment file found in the directory, with its header.
 struct Found {
