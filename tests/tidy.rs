@@ -547,7 +547,11 @@ fn io_and_clocks_in_the_core_are_caught() {
             1,
             "{bad}"
         );
-        assert_eq!(check_sans_io("src/sim/mod.rs", &strip(bad)).len(), 1, "{bad}");
+        assert_eq!(
+            check_sans_io("src/sim/mod.rs", &strip(bad)).len(),
+            1,
+            "{bad}"
+        );
         assert!(check_sans_io("src/runtime/shard.rs", &strip(bad)).is_empty());
     }
     let good = "// no Instant here\nfn f(rng: &mut StdRng) { let s = \"std::fs\"; }\n";
@@ -574,8 +578,8 @@ fn a_long_function_and_a_long_file_are_caught() {
 
 #[test]
 fn braces_in_strings_and_chars_do_not_end_a_function() {
-    let body = "    let s = \"}\"; let c = '}'; let l: &'static str = r#\"}\"#;\n"
-        .repeat(FN_LINES_MAX);
+    let body =
+        "    let s = \"}\"; let c = '}'; let l: &'static str = r#\"}\"#;\n".repeat(FN_LINES_MAX);
     let text = format!("fn long() {{\n{body}}}\n");
     let v = check_lengths("src/a.rs", &strip(&text));
     assert_eq!(v.len(), 1, "{v:?}");

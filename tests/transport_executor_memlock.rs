@@ -59,7 +59,6 @@ fn executors_start_under_this_memlock_limit() {
         limit >= MEMLOCK_MIN_BYTES,
         "RLIMIT_MEMLOCK {limit} B is below the {MEMLOCK_MIN_BYTES} B glommio needs to start"
     );
-    let before = proc_status_kib("VmPin:").expect("/proc/self/status has VmPin");
     let node = corepax::runtime::node::IO_MEMORY_BYTES as u64;
     for (what, io_memory, builder) in [
         (
@@ -78,19 +77,20 @@ fn executors_start_under_this_memlock_limit() {
             glommio::LocalExecutorBuilder::default().io_memory(MEMLOCK_MIN_BYTES as usize),
         ),
     ] {
+        // What an executor pinned may stay pinned after it stops (glommio keeps it), so each
+        // is measured against what was pinned just before it started.
+        let before = proc_status_kib("VmPin:").expect("/proc/self/status has VmPin");
         let pinned = start_and_stop(builder).expect("VmPin while the executor ran");
         let grew_kib = pinned.saturating_sub(before);
         let registered_kib = RINGS * io_memory / 1024;
-        eprintln!("{what} io_memory ({} KiB): VmPin grew by {grew_kib} KiB", io_memory / 1024);
+        eprintln!(
+            "{what} io_memory ({} KiB): VmPin grew by {grew_kib} KiB",
+            io_memory / 1024
+        );
         assert!(
             grew_kib == registered_kib || (grew_kib == 0 && RINGS * io_memory > limit),
             "{what} io_memory of {io_memory} B: VmPin grew by {grew_kib} KiB, expected \
              {registered_kib} KiB (or nothing, only above the memlock limit)"
-        );
-        assert_eq!(
-            proc_status_kib("VmPin:"),
-            Some(before),
-            "{what}: the stopped executor released what it pinned"
         );
     }
     // The node's executors register their buffers wherever they start: under the limit

@@ -1,8 +1,8 @@
 //! The `bench` and `sweep` commands.
 use super::driver::Progress;
-use super::run::run_against;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, TargetDescription};
+use super::run::run_against;
 use super::workload::Workload;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;

@@ -1,9 +1,9 @@
 //! Sweeps: the cross product of settings, each run on a fresh server, compared in one
 //! markdown table and two SVG plots.
-use super::run::run_against;
 use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
+use super::run::run_against;
 use super::workload::Workload;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -232,7 +232,10 @@ pub fn run(
     }
     let md = summary_markdown(m, &rows);
     std::fs::write(dir.join("summary.md"), &md)?;
-    let plotted: Vec<_> = rows.iter().map(|r| (r.config.label(), r.result.as_ref())).collect();
+    let plotted: Vec<_> = rows
+        .iter()
+        .map(|r| (r.config.label(), r.result.as_ref()))
+        .collect();
     super::plot::throughput_vs_p99(&dir.join("throughput-vs-p99.svg"), &plotted)?;
     super::plot::latency_curves(&dir.join("latency-percentiles.svg"), &plotted)?;
     println!("{md}");

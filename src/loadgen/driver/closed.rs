@@ -1,5 +1,5 @@
 //! The closed loop: a fixed number of requests in flight per connection.
-use super::{RECONNECT_DELAY, Shard, WRITE_BUFFER_BYTES, connect, key_chooser, target_of};
+use super::{RECONNECT_DELAY, Shard, WRITE_BUFFER_BYTES, connect_conn, key_chooser};
 use crate::loadgen::client::{ConnError, InFlight, Reply, ReplyReader, RequestGen};
 use crate::loadgen::workload::Op;
 use futures_lite::AsyncWriteExt;
@@ -17,18 +17,9 @@ pub(super) async fn closed_conn(shard: &Shard, g: usize) {
     // Connect early, but send nothing before the common start.
     let mut first = true;
     while !shard.finished() {
-        let mut s = match connect(target_of(plan, g)).await {
-            Ok(s) => s,
-            Err(_) => {
-                shard.connection_failed();
-                glommio::timer::sleep(RECONNECT_DELAY).await;
-                continue;
-            }
-        };
-        if s.set_read_timeout(Some(timeout)).is_err() {
-            shard.connection_failed();
+        let Some(mut s) = connect_conn(shard, g, timeout).await else {
             continue;
-        }
+        };
         let mut reader = ReplyReader::default();
         followups.clear();
         if first {

@@ -423,6 +423,25 @@ async fn connect(addr: SocketAddr) -> Result<TcpStream, ConnError> {
     Ok(s)
 }
 
+/// Connects connection `g` to its target, with `read_timeout` on reads. On a failure it
+/// counts it (and, if the target did not answer, waits [`RECONNECT_DELAY`]) and returns
+/// None: the caller tries again.
+async fn connect_conn(shard: &Shard, g: usize, read_timeout: Duration) -> Option<TcpStream> {
+    let s = match connect(target_of(&shard.plan, g)).await {
+        Ok(s) => s,
+        Err(_) => {
+            shard.connection_failed();
+            glommio::timer::sleep(RECONNECT_DELAY).await;
+            return None;
+        }
+    };
+    if s.set_read_timeout(Some(read_timeout)).is_err() {
+        shard.connection_failed();
+        return None;
+    }
+    Some(s)
+}
+
 fn target_of(plan: &Plan, g: usize) -> SocketAddr {
     plan.targets[g % plan.targets.len()]
 }

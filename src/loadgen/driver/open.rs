@@ -1,7 +1,7 @@
 //! The open loop: requests due at a target rate, latency counted from the due time.
 use super::{
-    OPEN_LOOP_GRACE, READ_POLL, RECONNECT_DELAY, Shard, WRITE_BUFFER_BYTES, connect,
-    key_chooser, target_of,
+    OPEN_LOOP_GRACE, READ_POLL, RECONNECT_DELAY, Shard, WRITE_BUFFER_BYTES, connect_conn,
+    key_chooser,
 };
 use crate::loadgen::client::{ConnError, InFlight, Reply, ReplyReader, RequestGen};
 use crate::loadgen::workload::{Arrival, Op};
@@ -70,18 +70,9 @@ pub(super) async fn open_conn(shard: Rc<Shard>, g: usize) {
         if sched.due >= plan.end || Instant::now() >= plan.end + OPEN_LOOP_GRACE {
             break;
         }
-        let s = match connect(target_of(&plan, g)).await {
-            Ok(s) => s,
-            Err(_) => {
-                shard.connection_failed();
-                glommio::timer::sleep(RECONNECT_DELAY).await;
-                continue;
-            }
-        };
-        if s.set_read_timeout(Some(READ_POLL)).is_err() {
-            shard.connection_failed();
+        let Some(s) = connect_conn(&shard, g, READ_POLL).await else {
             continue;
-        }
+        };
         let (rd, mut wr) = futures_lite::io::split(s);
         let conn = Rc::new(Conn {
             shard: shard.clone(),

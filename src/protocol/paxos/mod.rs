@@ -636,7 +636,10 @@ impl Replica {
             );
         }
         assert!(self.promised.round <= self.round_seen);
-        assert!(self.loopback.is_empty(), "messages to self run within the step");
+        assert!(
+            self.loopback.is_empty(),
+            "messages to self run within the step"
+        );
         let held_for_peers = self.held.iter().filter(|(_, to, _)| *to != self.id).count();
         assert_eq!(held_for_peers, self.held_for_peers);
         assert!(held_for_peers <= self.held_max());

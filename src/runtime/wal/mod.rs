@@ -103,7 +103,7 @@ const WRITE_BYTES_MAX_DEFAULT: usize = 1 << 20;
 const SEGMENTS_FREE_MAX_DEFAULT: usize = 4;
 
 // A write of the default size is whole blocks and fits a segment after its header block.
-const _: () = assert!(WRITE_BYTES_MAX_DEFAULT as u64 % BLOCK_BYTES == 0);
+const _: () = assert!((WRITE_BYTES_MAX_DEFAULT as u64).is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(WRITE_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT - BLOCK_BYTES);
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
 
