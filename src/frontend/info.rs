@@ -97,7 +97,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
              snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
-             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={}\r\n",
+             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -124,6 +124,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.counters.executor_stall_ms,
             i.sync_times.slow,
             i.sync_times.slow_ms,
+            i.stats.held_dropped,
         );
     }
     for i in infos {
