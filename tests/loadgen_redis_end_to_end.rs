@@ -1,8 +1,8 @@
 //! The whole path (launcher, preload, driver, report) against a real redis-server for
 //! 2 seconds: non-zero throughput and no errors.
-use corepax::loadgen::cli::run_against;
 use corepax::loadgen::driver::Progress;
 use corepax::loadgen::launch::{Launcher, Persistence, RedisServer};
+use corepax::loadgen::run::run_against;
 use corepax::loadgen::workload::Workload;
 
 #[test]

@@ -1,7 +1,9 @@
 //! glommio refuses to start an executor when RLIMIT_MEMLOCK is below 512 KiB and registers
-//! `io_memory` (10 MiB by default) with io_uring. This checks that the default builder and
-//! a small `io_memory` both start and run a transport under this machine's limit, and prints
-//! what was pinned, so the finding in src/transport/mod.rs stays true.
+//! `io_memory` (10 MiB by default) with each of its three io_uring rings. This checks that
+//! the default builder, the node's `io_memory` and a small one all start and run a
+//! transport under this machine's limit, and that each either pinned its three buffers
+//! (VmPin grows by 3 × `io_memory`) or, only where that exceeds the limit, went without
+//! them: the finding in src/transport/mod.rs.
 
 mod transport_support;
 
@@ -25,6 +27,7 @@ fn proc_status_kib(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Runs a transport on an executor built by `builder`; returns VmPin (KiB) while it ran.
 fn start_and_stop(builder: glommio::LocalExecutorBuilder) -> Option<u64> {
     builder
         .spawn(|| async {
@@ -41,13 +44,59 @@ fn start_and_stop(builder: glommio::LocalExecutorBuilder) -> Option<u64> {
         .expect("executor runs")
 }
 
+/// io_uring rings glommio registers `io_memory` with, per executor.
+const RINGS: u64 = 3;
+/// glommio's `io_memory` when none is given.
+const IO_MEMORY_DEFAULT_BYTES: u64 = 10 << 20;
+/// The smallest RLIMIT_MEMLOCK glommio starts an executor under.
+const MEMLOCK_MIN_BYTES: u64 = 512 << 10;
+
 #[test]
 fn executors_start_under_this_memlock_limit() {
     let limit = memlock_limit_bytes();
     eprintln!("RLIMIT_MEMLOCK = {} KiB", limit / 1024);
-    let pinned_default = start_and_stop(glommio::LocalExecutorBuilder::default());
-    eprintln!("default io_memory (10 MiB): VmPin = {pinned_default:?} KiB");
-    let pinned_small =
-        start_and_stop(glommio::LocalExecutorBuilder::default().io_memory(512 * 1024));
-    eprintln!("io_memory 512 KiB: VmPin = {pinned_small:?} KiB");
+    assert!(
+        limit >= MEMLOCK_MIN_BYTES,
+        "RLIMIT_MEMLOCK {limit} B is below the {MEMLOCK_MIN_BYTES} B glommio needs to start"
+    );
+    let node = corepax::runtime::node::IO_MEMORY_BYTES as u64;
+    for (what, io_memory, builder) in [
+        (
+            "default",
+            IO_MEMORY_DEFAULT_BYTES,
+            glommio::LocalExecutorBuilder::default(),
+        ),
+        (
+            "node",
+            node,
+            glommio::LocalExecutorBuilder::default().io_memory(node as usize),
+        ),
+        (
+            "small",
+            MEMLOCK_MIN_BYTES,
+            glommio::LocalExecutorBuilder::default().io_memory(MEMLOCK_MIN_BYTES as usize),
+        ),
+    ] {
+        // What an executor pinned may stay pinned after it stops (glommio keeps it), so each
+        // is measured against what was pinned just before it started.
+        let before = proc_status_kib("VmPin:").expect("/proc/self/status has VmPin");
+        let pinned = start_and_stop(builder).expect("VmPin while the executor ran");
+        let grew_kib = pinned.saturating_sub(before);
+        let registered_kib = RINGS * io_memory / 1024;
+        eprintln!(
+            "{what} io_memory ({} KiB): VmPin grew by {grew_kib} KiB",
+            io_memory / 1024
+        );
+        assert!(
+            grew_kib == registered_kib || (grew_kib == 0 && RINGS * io_memory > limit),
+            "{what} io_memory of {io_memory} B: VmPin grew by {grew_kib} KiB, expected \
+             {registered_kib} KiB (or nothing, only above the memlock limit)"
+        );
+    }
+    // The node's executors register their buffers wherever they start: under the limit
+    // even without CAP_IPC_LOCK.
+    assert!(
+        RINGS * node <= limit,
+        "the node's io_memory ({node} B) × {RINGS} rings exceeds RLIMIT_MEMLOCK ({limit} B)"
+    );
 }

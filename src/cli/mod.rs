@@ -237,7 +237,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             "WARNING: --no-fsync: writes are acknowledged before they are durable (benchmarks only)"
         );
     }
-    crate::runtime::node::run(cfg)
+    crate::runtime::node::run(cfg, crate::frontend::serve)
 }
 
 /// Cores available to this process.

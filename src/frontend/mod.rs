@@ -4,6 +4,7 @@
 
 mod commands;
 mod conn;
+mod info;
 mod parse;
 
 use std::rc::Rc;
@@ -21,6 +22,8 @@ pub use commands::{Outcome, Proto};
 const READ_BYTES: usize = 64 << 10;
 /// Commands of one pipeline handled before their replies are written, at most.
 const PIPELINE_MAX: usize = 1024;
+/// Pause after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Accepts clients on this shard until the process stops.
 pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
@@ -45,7 +48,7 @@ pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
             }
             Err(e) => {
                 eprintln!("accept on {addr}: {e}");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
     }
@@ -133,6 +136,9 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
 
 #[cfg(test)]
 mod tests {
+    /// These executors do no file IO: the least io_memory glommio takes.
+    const TEST_IO_MEMORY_BYTES: usize = 512 << 10;
+
     use std::io::Read;
 
     /// A port was last used by another kind of listener (a peer listener, which sets only
@@ -158,7 +164,7 @@ mod tests {
         client.join().expect("client");
         drop(old);
         let ex = glommio::LocalExecutorBuilder::default()
-            .io_memory(512 * 1024)
+            .io_memory(TEST_IO_MEMORY_BYTES)
             .make()
             .expect("executor");
         ex.run(async move {
@@ -172,7 +178,7 @@ mod tests {
     #[test]
     fn only_a_shared_listener_shares_its_port() {
         let ex = glommio::LocalExecutorBuilder::default()
-            .io_memory(512 * 1024)
+            .io_memory(TEST_IO_MEMORY_BYTES)
             .make()
             .expect("executor");
         ex.run(async {

@@ -1,7 +1,8 @@
 //! The `bench` and `sweep` commands.
-use super::driver::{self, Progress, RunConfig, RunOutput};
+use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, TargetDescription};
+use super::run::run_against;
 use super::workload::Workload;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
@@ -150,48 +151,6 @@ pub fn apply_overrides(w: &mut Workload, a: &BenchArgs) -> anyhow::Result<()> {
     }
     w.validate()?;
     Ok(())
-}
-
-/// Runs one workload against addresses and builds its result.
-pub fn run_against(
-    w: &Workload,
-    addrs: Vec<SocketAddr>,
-    target: TargetDescription,
-    info: BTreeMap<String, serde_json::Value>,
-    cores: Option<usize>,
-    progress: Progress,
-    pinned: bool,
-) -> anyhow::Result<(BenchResult, RunOutput)> {
-    let cores =
-        cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let cfg = RunConfig {
-        workload: w.clone(),
-        targets: addrs,
-        cores,
-        progress,
-        pinned,
-    };
-    let before = super::info::counters(&cfg.targets);
-    let out = driver::run(&cfg)?;
-    let mut info = info;
-    let after = super::info::counters(&cfg.targets);
-    let reads = super::info::delta(&before.reads, &after.reads);
-    if !reads.is_empty() {
-        // What the server's read path did during the run (leases, digests, repairs).
-        info.insert("read_counters".into(), serde_json::to_value(reads)?);
-    }
-    let shards = super::info::delta(&before.shards, &after.shards);
-    if !shards.is_empty() {
-        // What the protocol did meanwhile: a leader change or a snapshot in the run
-        // explains a latency spike.
-        let changes = shards.get("became_leader").copied().unwrap_or(0);
-        if changes > 0 {
-            eprintln!("note: {changes} leader change(s) during the run");
-        }
-        info.insert("shard_counters".into(), serde_json::to_value(shards)?);
-    }
-    let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
-    Ok((res, out))
 }
 
 /// `corepax bench`: runs, prints the table, writes the JSON and interval log.

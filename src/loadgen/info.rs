@@ -10,10 +10,12 @@ use std::time::Duration;
 
 /// An INFO reply larger than this is not read (a corepax INFO is a few KiB).
 const INFO_BYTES_MAX: usize = 1 << 20;
+/// How long connecting, sending INFO and reading its reply may each take.
+const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The server's INFO text, or None if it does not answer in time or sensibly.
 fn info(addr: SocketAddr) -> Option<String> {
-    let timeout = Duration::from_secs(2);
+    let timeout = INFO_TIMEOUT;
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(timeout)).ok()?;

@@ -1,23 +1,27 @@
 //! SVG plots of sweep results (plotters): throughput against p99, and latency
 //! percentile curves per configuration.
-use super::sweep::SweepRow;
+use super::report::BenchResult;
 use plotters::prelude::*;
 use std::path::Path;
 
 /// Percentiles plotted on the curves, as "nines" (x = -log10(1 - q)).
 const CURVE_QUANTILES: [f64; 6] = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
 
+/// One configuration of a sweep: its label and its result (None when it failed; it keeps
+/// its number `#i` all the same).
+pub type Labelled<'a> = (String, Option<&'a BenchResult>);
+
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
 
 /// Scatter of total throughput (x, ops/s) against p99 latency (y, ms).
-pub fn throughput_vs_p99(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
+pub fn throughput_vs_p99(path: &Path, rows: &[Labelled<'_>]) -> anyhow::Result<()> {
     let pts: Vec<(f64, f64, String)> = rows
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| {
-            r.result.as_ref().map(|res| {
+        .filter_map(|(i, (_, result))| {
+            result.map(|res| {
                 (
                     res.total.throughput_per_s,
                     res.total.p99_us / 1000.0,
@@ -60,12 +64,12 @@ pub fn throughput_vs_p99(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
 }
 
 /// One line per configuration: latency (ms, log scale) at p50 … p99.999 (x in nines).
-pub fn latency_curves(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
+pub fn latency_curves(path: &Path, rows: &[Labelled<'_>]) -> anyhow::Result<()> {
     let curves: Vec<(String, Vec<(f64, f64)>)> = rows
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| {
-            let t = &r.result.as_ref()?.total;
+        .filter_map(|(i, (label, result))| {
+            let t = &(*result)?.total;
             let vals = [
                 t.p50_us, t.p90_us, t.p99_us, t.p999_us, t.p9999_us, t.max_us,
             ];
@@ -74,7 +78,7 @@ pub fn latency_curves(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
                 .zip(vals)
                 .map(|(q, v)| (-(1.0 - q).log10(), (v / 1000.0).max(0.001)))
                 .collect();
-            Some((format!("#{i} {}", r.config.label()), pts))
+            Some((format!("#{i} {label}"), pts))
         })
         .collect();
     let ymax = curves

@@ -1,9 +1,9 @@
 //! Sweeps: the cross product of settings, each run on a fresh server, compared in one
 //! markdown table and two SVG plots.
-use super::cli::run_against;
 use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
+use super::run::run_against;
 use super::workload::Workload;
 use crate::config::{ProtocolConfig, SETTINGS, Setting};
 use anyhow::Context;
@@ -311,8 +311,12 @@ pub fn run(
     }
     let md = summary_markdown(m, &rows);
     std::fs::write(dir.join("summary.md"), &md)?;
-    super::plot::throughput_vs_p99(&dir.join("throughput-vs-p99.svg"), &rows)?;
-    super::plot::latency_curves(&dir.join("latency-percentiles.svg"), &rows)?;
+    let plotted: Vec<_> = rows
+        .iter()
+        .map(|r| (r.config.label(), r.result.as_ref()))
+        .collect();
+    super::plot::throughput_vs_p99(&dir.join("throughput-vs-p99.svg"), &plotted)?;
+    super::plot::latency_curves(&dir.join("latency-percentiles.svg"), &plotted)?;
     println!("{md}");
     println!("sweep written to {}", dir.display());
     Ok(dir)

@@ -1,9 +1,14 @@
 //! A node: one glommio executor per shard, pinned to its core, joined by a lock-free
 //! channel mesh. A command for a key owned by another shard crosses the mesh; nothing on
 //! the request path takes a lock.
+//!
+//! The node knows nothing of clients: whoever starts it (the CLI) hands in the front end
+//! that serves them, which is given each shard's [`Local`]. So imports point one way only,
+//! from the front end down to the runtime.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
 
 use futures_channel::oneshot;
@@ -71,8 +76,10 @@ enum Waiter {
 
 /// Cross-shard messages queued per link, at most.
 const MESH_QUEUE_MAX: usize = 4096;
-/// io_uring registered buffer memory per executor: under this machine's 8 MiB memlock.
-const IO_MEMORY_BYTES: usize = 2 << 20;
+/// io_uring registered buffer memory per executor. glommio registers it with each of its
+/// three rings, so 6 MiB are pinned: under this machine's 8 MiB `RLIMIT_MEMLOCK`
+/// (tests/transport_executor_memlock.rs).
+pub const IO_MEMORY_BYTES: usize = 2 << 20;
 
 /// What a shard's executor holds: its shard and its links to the other shards.
 pub struct Local {
@@ -237,8 +244,13 @@ impl Local {
 }
 
 /// Runs a node until the process is stopped. Each shard's executor opens its WAL,
-/// recovers, connects to its peers and serves clients.
-pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+/// recovers, connects to its peers, then runs `serve` (the front end) with its [`Local`]:
+/// the node returns when every shard's `serve` has returned.
+pub fn run<S, F>(cfg: NodeConfig, serve: S) -> anyhow::Result<()>
+where
+    S: Fn(Rc<Local>) -> F + Clone + Send + 'static,
+    F: Future<Output = anyhow::Result<()>> + 'static,
+{
     cfg.validate()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", cfg.data_dir.display()))?;
@@ -266,6 +278,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let spawn = |placement: PoolPlacement| {
         let cfg = cfg.clone();
         let mesh = mesh.clone();
+        let serve = serve.clone();
         LocalExecutorPoolBuilder::new(placement)
             .io_memory(IO_MEMORY_BYTES)
             .name("corepax-shard")
@@ -273,7 +286,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 let cfg = cfg.clone();
                 let mesh = mesh.clone();
                 async move {
-                    if let Err(e) = shard_main(cfg, mesh).await {
+                    if let Err(e) = shard_main(cfg, mesh, serve).await {
                         eprintln!("error: {e:#}");
                         std::process::exit(1);
                     }
@@ -295,9 +308,10 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shard_main(
+async fn shard_main<F: Future<Output = anyhow::Result<()>>>(
     cfg: NodeConfig,
     mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
+    serve: impl Fn(Rc<Local>) -> F,
 ) -> anyhow::Result<()> {
     let (senders, mut receivers) = mesh
         .join()
@@ -322,5 +336,5 @@ async fn shard_main(
         })
         .detach();
     }
-    crate::frontend::serve(local).await
+    serve(local).await
 }

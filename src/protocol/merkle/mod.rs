@@ -44,7 +44,7 @@ pub use anti_entropy::{
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::kv::EntryRef;
+use super::item::EntryRef;
 
 /// Children per inner node.
 pub const FANOUT: usize = 16;

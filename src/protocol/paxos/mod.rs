@@ -31,6 +31,10 @@ use super::types::{
 };
 use crate::config::ProtocolConfig;
 
+/// Answers to one accept a follower may hold for durability: the first and as many
+/// retransmissions (see `Replica::held_max`).
+const HELD_PER_SLOT: usize = 8;
+
 /// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
 /// Never set outside tests and the simulator's hidden `--bug` flag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -191,6 +195,8 @@ pub struct Stats {
     /// Times a leader gave up catching up on slots a promise said were chosen and ran
     /// phase 1 again (the replica that knew them may have lost them to storage damage).
     pub catchups_abandoned: u64,
+    /// Answers to peers dropped because `held` was full (see `Replica::held_max`).
+    pub held_dropped: u64,
 }
 
 impl Stats {
@@ -226,6 +232,7 @@ impl Stats {
             requests_too_large,
             batches_too_large,
             catchups_abandoned,
+            held_dropped,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -256,6 +263,7 @@ impl Stats {
         self.requests_too_large += requests_too_large;
         self.batches_too_large += batches_too_large;
         self.catchups_abandoned += catchups_abandoned;
+        self.held_dropped += held_dropped;
     }
 }
 
@@ -306,10 +314,13 @@ pub struct Replica {
 
     next_persist_id: PersistId,
     durable_id: PersistId,
-    /// Messages held until a record is durable.
+    /// Messages held until a record is durable; those to peers at most `held_max`.
     held: VecDeque<(PersistId, ReplicaId, Message)>,
-    /// Messages to self, processed before a step returns.
+    /// Messages in `held` addressed to peers.
+    held_for_peers: usize,
+    /// Messages to self, processed before a step returns: empty between steps.
     loopback: VecDeque<Message>,
+    /// Effects of the current step; the driver takes them after every step (`drain`).
     outbox: Vec<Action>,
     /// Leases, waiting reads and quorum reads.
     reads: reads::Reads,
@@ -355,6 +366,7 @@ impl Replica {
             next_persist_id: 1,
             durable_id: 0,
             held: VecDeque::new(),
+            held_for_peers: 0,
             loopback: VecDeque::new(),
             outbox: Vec::new(),
             reads: reads::Reads::default(),
@@ -526,6 +538,7 @@ impl Replica {
         self.durable_id = id;
         while self.held.front().is_some_and(|(pid, _, _)| *pid <= id) {
             let (_, to, msg) = self.held.pop_front().expect("front checked");
+            self.held_for_peers -= usize::from(to != self.id);
             self.send(to, msg);
         }
         self.finish_step(now);
@@ -628,6 +641,23 @@ impl Replica {
             );
         }
         assert!(self.promised.round <= self.round_seen);
+        assert!(
+            self.loopback.is_empty(),
+            "messages to self run within the step"
+        );
+        let held_for_peers = self.held.iter().filter(|(_, to, _)| *to != self.id).count();
+        assert_eq!(held_for_peers, self.held_for_peers);
+        assert!(held_for_peers <= self.held_max());
+    }
+
+    /// Answers to peers `held` for durability, at most: every peer's accepts in flight
+    /// (`pipeline_depth`), each answered again per retransmission ([`HELD_PER_SLOT`]
+    /// copies), and its prepare. Beyond it an answer is dropped (`Stats::held_dropped`), as
+    /// the network may drop it: the leader resends its accepts, a candidate its prepare. A
+    /// replica's own vote is never dropped (a leader proposes at most `pipeline_depth`
+    /// slots, one vote each).
+    fn held_max(&self) -> usize {
+        (self.cfg.pipeline_depth * HELD_PER_SLOT + 1) * self.cfg.replicas
     }
 
     /// Sends `msg`, or runs it here when addressed to self.
@@ -648,7 +678,10 @@ impl Replica {
     fn send_after(&mut self, pid: PersistId, to: ReplicaId, msg: Message) {
         if self.bugs.reply_before_persist || pid <= self.durable_id {
             self.send(to, msg);
+        } else if to != self.id && self.held_for_peers >= self.held_max() {
+            self.stats.held_dropped += 1;
         } else {
+            self.held_for_peers += usize::from(to != self.id);
             // `held` is ordered by persist id: a later id only delays the message.
             let last = self.next_persist_id - 1;
             self.held.push_back((last.max(pid), to, msg));

@@ -97,6 +97,15 @@ pub struct WalOptions {
 
 /// Default [`WalOptions::segment_bytes`].
 const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// Default [`WalOptions::write_bytes_max`].
+const WRITE_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Default [`WalOptions::segments_free_max`].
+const SEGMENTS_FREE_MAX_DEFAULT: usize = 4;
+
+// A write of the default size is whole blocks and fits a segment after its header block.
+const _: () = assert!((WRITE_BYTES_MAX_DEFAULT as u64).is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(WRITE_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_DEFAULT - BLOCK_BYTES);
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
 
 // With the default options a record of the node's largest size fits a segment and the
 // pending buffer, so `record_bytes_max` is exactly `limits::WAL_RECORD_BYTES_MAX`.
@@ -113,9 +122,9 @@ impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
-            write_bytes_max: 1 << 20,
+            write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
             pending_bytes_max: crate::limits::WAL_PENDING_BYTES_MAX,
-            segments_free_max: 4,
+            segments_free_max: SEGMENTS_FREE_MAX_DEFAULT,
             sync: true,
         }
     }

@@ -21,6 +21,8 @@ use std::rc::Rc;
 
 /// Largest read issued while scanning a segment.
 const READ_BYTES_MAX: usize = 1 << 20;
+// Reads are clamped to [BLOCK_BYTES, READ_BYTES_MAX].
+const _: () = assert!(READ_BYTES_MAX as u64 >= BLOCK_BYTES);
 
 /// A segment file found in the directory, with its header.
 struct Found {
@@ -360,6 +362,87 @@ pub(super) async fn open(
     let listed = list_segments(dir)?;
     let next_index = listed.last().map_or(0, |(index, _)| index + 1);
     let mut recovery = Recovery::default();
+    let Segments {
+        mut active,
+        mut free,
+        max_seq,
+    } = classify_segments(listed, &mut recovery).await?;
+    let Replayed {
+        next_lsn,
+        chain_len,
+        tail_end,
+    } = replay_chain(&active, &mut recovery, on_record)?;
+
+    // Free the orphans (segments after a break), keeping their seq so it is never reused.
+    for found in active.split_off(chain_len) {
+        let header = SegmentHeader {
+            kind: SegmentKind::Free,
+            first_lsn: 0,
+            ..found.header
+        };
+        write_header(&found.file, &found.path, &header, opts.sync).await?;
+        free.push((found.index, found.path, found.file));
+    }
+
+    let (write_pos, tail_partial) = match (active.last(), tail_end) {
+        (Some(tail), Some(end)) => zero_tail(tail, end, &opts).await?,
+        _ => (0, Vec::new()),
+    };
+    let free_indexes = keep_free(free, &opts)?;
+
+    let segments: Vec<LiveSegment> = active
+        .into_iter()
+        .map(|f| LiveSegment {
+            index: f.index,
+            seq: f.header.seq,
+            first_lsn: f.header.first_lsn,
+            capacity_bytes: f.header.capacity_bytes,
+            file: Rc::new(f.file),
+            path: f.path,
+        })
+        .collect();
+    let (cursor_seq, cursor_capacity) = segments
+        .last()
+        .map_or((0, 0), |s| (s.seq, s.capacity_bytes));
+    let durable_lsn = next_lsn - 1;
+    let wal = Wal {
+        dir: dir.to_path_buf(),
+        opts,
+        segments,
+        free: free_indexes,
+        next_index,
+        next_seq: max_seq + 1,
+        next_lsn,
+        cursor_seq,
+        cursor_pos: write_pos,
+        cursor_capacity,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        write_pos,
+        tail_partial,
+        durable_lsn,
+        sync_in_flight: false,
+        poisoned: None,
+    };
+    Ok((wal, recovery))
+}
+
+/// The segment files found, by their header.
+struct Segments {
+    /// Active segments, by seq.
+    active: Vec<Found>,
+    /// Free (or blank) segments: (index, path, file).
+    free: Vec<(u32, PathBuf, DmaFile)>,
+    /// The highest seq of any header read.
+    max_seq: u64,
+}
+
+/// Reads every listed segment's header: active segments (sorted by seq), free ones, and
+/// the highest seq seen; a corrupt header's file is renamed aside and noted in `recovery`.
+async fn classify_segments(
+    listed: Vec<(u32, PathBuf)>,
+    recovery: &mut Recovery,
+) -> Result<Segments, WalError> {
     let mut active = Vec::new();
     let mut free = Vec::new();
     let mut max_seq = 0u64;
@@ -399,7 +482,30 @@ pub(super) async fn open(
         }
     }
     active.sort_by_key(|f| f.header.seq);
+    Ok(Segments {
+        active,
+        free,
+        max_seq,
+    })
+}
 
+/// Where replay ended.
+struct Replayed {
+    /// The LSN the next record gets.
+    next_lsn: u64,
+    /// Active segments in the unbroken chain; those after it are orphans.
+    chain_len: usize,
+    /// Where the last segment of the chain ends.
+    tail_end: Option<SegmentEnd>,
+}
+
+/// Replays the chain of active segments, oldest first, into `on_record`; notes tail
+/// damage and mid-log losses in `recovery`.
+fn replay_chain(
+    active: &[Found],
+    recovery: &mut Recovery,
+    on_record: &mut dyn FnMut(Lsn, &[u8]),
+) -> Result<Replayed, WalError> {
     // Replay the chain, oldest first. Damage (or a gap in LSNs) with valid records after
     // it in a later segment is mid-log corruption: every segment but the tail was
     // fdatasync'd before the next was activated, so what was lost had been synced.
@@ -441,71 +547,69 @@ pub(super) async fn open(
         // Damage in the last segment replayed, with nothing valid after it.
         recovery.damage = Some(damage);
     }
-    let orphans = active.split_off(chain_len);
     if let Some(damage) = &mut recovery.damage {
-        damage.dropped_segments = orphans.len() as u64;
+        damage.dropped_segments = (active.len() - chain_len) as u64;
         eprintln!("warning: {damage}");
     }
     if let Some(m) = &mid {
         eprintln!("warning: {m}");
     }
     recovery.mid_log = mid;
+    Ok(Replayed {
+        next_lsn,
+        chain_len,
+        tail_end,
+    })
+}
 
-    // Free the orphans (segments after a break), keeping their seq so it is never reused.
-    for found in orphans {
-        let header = SegmentHeader {
-            kind: SegmentKind::Free,
-            first_lsn: 0,
-            ..found.header
-        };
-        write_header(&found.file, &found.path, &header, opts.sync).await?;
-        free.push((found.index, found.path, found.file));
-    }
-
-    // Zero the rest of the tail segment so bytes of a crashed sync can never be read as
-    // records behind new ones.
-    let mut write_pos = 0;
-    let mut tail_partial = Vec::new();
-    if let (Some(tail), Some(end)) = (active.last(), tail_end) {
-        let from = format::align_down(end.pos);
-        let capacity = tail.header.capacity_bytes;
-        let mut first = tail.file.alloc_dma_buffer(BLOCK_BYTES as usize);
-        let bytes = first.as_bytes_mut();
-        bytes.fill(0);
-        bytes[..end.partial.len()].copy_from_slice(&end.partial);
-        if from < capacity {
-            let written = tail
-                .file
-                .write_at(first, from)
-                .await
-                .map_err(|e| io_err("write", &tail.path, e))?;
-            if written as u64 != BLOCK_BYTES {
-                return Err(io_err(
-                    "write",
-                    &tail.path,
-                    std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
-                ));
-            }
-            write_zeros(
-                &tail.file,
+/// Zeroes the rest of the tail segment after `end`, so bytes of a crashed sync can never
+/// be read as records behind new ones. Returns the write position and the partial block
+/// before it.
+async fn zero_tail(
+    tail: &Found,
+    end: SegmentEnd,
+    opts: &WalOptions,
+) -> Result<(u64, Vec<u8>), WalError> {
+    let from = format::align_down(end.pos);
+    let capacity = tail.header.capacity_bytes;
+    let mut first = tail.file.alloc_dma_buffer(BLOCK_BYTES as usize);
+    let bytes = first.as_bytes_mut();
+    bytes.fill(0);
+    bytes[..end.partial.len()].copy_from_slice(&end.partial);
+    if from < capacity {
+        let written = tail
+            .file
+            .write_at(first, from)
+            .await
+            .map_err(|e| io_err("write", &tail.path, e))?;
+        if written as u64 != BLOCK_BYTES {
+            return Err(io_err(
+                "write",
                 &tail.path,
-                from + BLOCK_BYTES,
-                capacity,
-                opts.write_bytes_max,
-            )
-            .await?;
-            if opts.sync {
-                tail.file
-                    .fdatasync()
-                    .await
-                    .map_err(|e| io_err("fdatasync", &tail.path, e))?;
-            }
+                std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
+            ));
         }
-        write_pos = end.pos;
-        tail_partial = end.partial;
+        write_zeros(
+            &tail.file,
+            &tail.path,
+            from + BLOCK_BYTES,
+            capacity,
+            opts.write_bytes_max,
+        )
+        .await?;
+        if opts.sync {
+            tail.file
+                .fdatasync()
+                .await
+                .map_err(|e| io_err("fdatasync", &tail.path, e))?;
+        }
     }
+    Ok((end.pos, end.partial))
+}
 
-    // Keep free files of the right size, up to the limit; delete the rest.
+/// Keeps free files of the right size, up to the limit, and deletes the rest; returns
+/// the indexes kept.
+fn keep_free(free: Vec<(u32, PathBuf, DmaFile)>, opts: &WalOptions) -> Result<Vec<u32>, WalError> {
     let mut free_indexes = Vec::new();
     for (index, path, file) in free {
         let size = std::fs::metadata(&path)
@@ -518,40 +622,5 @@ pub(super) async fn open(
             std::fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
         }
     }
-
-    let segments: Vec<LiveSegment> = active
-        .into_iter()
-        .map(|f| LiveSegment {
-            index: f.index,
-            seq: f.header.seq,
-            first_lsn: f.header.first_lsn,
-            capacity_bytes: f.header.capacity_bytes,
-            file: Rc::new(f.file),
-            path: f.path,
-        })
-        .collect();
-    let (cursor_seq, cursor_capacity) = segments
-        .last()
-        .map_or((0, 0), |s| (s.seq, s.capacity_bytes));
-    let durable_lsn = next_lsn - 1;
-    let wal = Wal {
-        dir: dir.to_path_buf(),
-        opts,
-        segments,
-        free: free_indexes,
-        next_index,
-        next_seq: max_seq + 1,
-        next_lsn,
-        cursor_seq,
-        cursor_pos: write_pos,
-        cursor_capacity,
-        pending: Vec::new(),
-        pending_bytes: 0,
-        write_pos,
-        tail_partial,
-        durable_lsn,
-        sync_in_flight: false,
-        poisoned: None,
-    };
-    Ok((wal, recovery))
+    Ok(free_indexes)
 }

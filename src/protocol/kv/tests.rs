@@ -1,0 +1,448 @@
+//! The state machine's commands, sessions, deadlines and encodings.
+use super::*;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn req(client: ClientId, seq: u64, ack_floor: u64, cmd: Command) -> Request {
+    Request {
+        client,
+        seq,
+        ack_floor,
+        cmd,
+    }
+}
+
+#[test]
+fn commands_and_versions() {
+    let mut kv = Kv::new(8, 8);
+    assert_eq!(
+        kv.apply(1, &req(1, 1, 1, Command::Set(b("a"), b("1")))),
+        Applied::Reply(Reply::Ok)
+    );
+    assert_eq!(kv.get(b"a").map(Item::version), Some(1));
+    kv.apply(
+        2,
+        &req(
+            1,
+            2,
+            2,
+            Command::MSet(vec![(b("b"), b("2")), (b("a"), b("3"))]),
+        ),
+    );
+    assert_eq!(kv.get(b"a").map(Item::version), Some(2));
+    assert_eq!(
+        kv.apply(3, &req(1, 3, 3, Command::MGet(vec![b("a"), b("x")]))),
+        Applied::Reply(Reply::Values(vec![Some(b("3")), None]))
+    );
+    assert_eq!(
+        kv.apply(
+            4,
+            &req(1, 4, 4, Command::Exists(vec![b("a"), b("b"), b("c")]))
+        ),
+        Applied::Reply(Reply::Int(2))
+    );
+    assert_eq!(
+        kv.apply(5, &req(1, 5, 5, Command::Del(vec![b("a"), b("c")]))),
+        Applied::Reply(Reply::Int(1))
+    );
+    assert_eq!(
+        kv.apply(6, &req(1, 6, 6, Command::Get(b("a")))),
+        Applied::Reply(Reply::Value(None))
+    );
+}
+
+/// Applies commands without a session at slots after the newest version stored; the
+/// replies.
+fn run(kv: &mut Kv, cmds: Vec<Command>) -> Vec<Reply> {
+    let from = kv.iter().map(Item::version).max().unwrap_or(0);
+    cmds.into_iter()
+        .enumerate()
+        .map(|(i, cmd)| {
+            let slot = from + i as u64 + 1;
+            match kv.apply(slot, &req(0, 0, 0, cmd)) {
+                Applied::Reply(r) => r,
+                Applied::Forgotten => panic!("a new request is not forgotten"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn conditional_writes() {
+    let set_if = |v: &str, cond, get| Command::SetIf {
+        key: b("k"),
+        value: b(v),
+        cond,
+        get,
+        ttl: crate::protocol::expiry::Ttl::Clear,
+    };
+    let mut kv = Kv::new(8, 8);
+    let replies = run(
+        &mut kv,
+        vec![
+            set_if("a", SetCond::Present, false),
+            set_if("a", SetCond::Absent, false),
+            set_if("b", SetCond::Absent, true),
+            set_if("c", SetCond::Equals(b("x")), false),
+            set_if("c", SetCond::Equals(b("a")), true),
+            set_if("d", SetCond::Always, true),
+            Command::DelIfEq(b("k"), b("c")),
+            Command::DelIfEq(b("k"), b("d")),
+            Command::GetDel(b("k")),
+            Command::Version(b("k")),
+        ],
+    );
+    assert_eq!(
+        replies,
+        vec![
+            Reply::Value(None),
+            Reply::Ok,
+            Reply::Value(Some(b("a"))),
+            Reply::Value(None),
+            Reply::Value(Some(b("a"))),
+            Reply::Value(Some(b("c"))),
+            Reply::Int(0),
+            Reply::Int(1),
+            Reply::Value(None),
+            Reply::Value(None),
+        ]
+    );
+    assert!(kv.is_empty());
+    run(&mut kv, vec![Command::Set(b("k"), b("v"))]);
+    assert_eq!(kv.get(b"k").map(Item::value), Some(&b"v"[..]));
+    assert_eq!(
+        run(&mut kv, vec![Command::Noop, Command::GetDel(b("k"))]),
+        vec![Reply::Ok, Reply::Value(Some(b("v")))]
+    );
+}
+
+#[test]
+fn counters() {
+    let mut kv = Kv::new(8, 8);
+    let replies = run(
+        &mut kv,
+        vec![
+            Command::IncrBy(b("n"), 5),
+            Command::IncrBy(b("n"), -7),
+            Command::Version(b("n")),
+            Command::IncrBy(b("n"), i64::MIN),
+            Command::Set(b("s"), b("12 ")),
+            Command::IncrBy(b("s"), 1),
+            Command::Set(b("s"), b(&i64::MAX.to_string())),
+            Command::IncrBy(b("s"), 1),
+        ],
+    );
+    assert_eq!(
+        replies,
+        vec![
+            Reply::Int(5),
+            Reply::Int(-2),
+            Reply::Int(2),
+            Reply::Error(ApplyError::Overflow),
+            Reply::Ok,
+            Reply::Error(ApplyError::NotInteger),
+            Reply::Ok,
+            Reply::Error(ApplyError::Overflow),
+        ]
+    );
+    assert_eq!(kv.get(b"n").map(Item::value), Some(&b"-2"[..]));
+    assert_eq!(
+        kv.get(b"n").map(Item::version),
+        Some(2),
+        "a refused command wrote nothing"
+    );
+    for bad in [
+        "",
+        "-",
+        "+1",
+        "01",
+        "-0",
+        " 1",
+        "1.5",
+        "99999999999999999999",
+    ] {
+        assert_eq!(parse_i64(bad.as_bytes()), None, "{bad:?}");
+    }
+    for good in ["0", "-1", "42", &i64::MIN.to_string()] {
+        assert_eq!(parse_i64(good.as_bytes()), good.parse().ok(), "{good:?}");
+    }
+}
+
+fn clock(now_ms: u64, expire: &[&str]) -> Command {
+    Command::Clock {
+        now_ms,
+        expire: expire.iter().map(|k| b(k)).collect(),
+    }
+}
+
+#[test]
+fn keys_expire_by_log_time_when_a_clock_entry_names_them() {
+    use crate::protocol::expiry::{ExpireIf, Ttl};
+    let set = |k: &str, ttl| Command::SetIf {
+        key: b(k),
+        value: b("v"),
+        cond: SetCond::Always,
+        get: false,
+        ttl,
+    };
+    let ttl = |k: &str| Command::Ttl(b(k));
+    let mut kv = Kv::new(8, 8);
+    let replies = run(
+        &mut kv,
+        vec![
+            clock(10_000, &[]),
+            set("a", Ttl::In(500)),
+            set("b", Ttl::At(12_000)),
+            set("c", Ttl::At(9_000)),
+            ttl("a"),
+            ttl("nope"),
+            Command::Set(b("d"), b("v")),
+            ttl("d"),
+            // The clock passes a's deadline, but only a named key goes.
+            clock(10_600, &["b"]),
+            ttl("a"),
+            Command::Exists(vec![b("a"), b("b"), b("c")]),
+            clock(10_700, &["a", "b"]),
+            Command::Exists(vec![b("a"), b("b")]),
+            // Time never goes back; relative times count from the log's time.
+            clock(5, &[]),
+            Command::Expire {
+                key: b("b"),
+                ttl: Ttl::In(100),
+                cond: ExpireIf::Later,
+            },
+            Command::Expire {
+                key: b("b"),
+                ttl: Ttl::In(100),
+                cond: ExpireIf::Always,
+            },
+            ttl("b"),
+            set("b", Ttl::Keep),
+            ttl("b"),
+            Command::IncrBy(b("n"), 1),
+            Command::Expire {
+                key: b("n"),
+                ttl: Ttl::In(1_000),
+                cond: ExpireIf::NoDeadline,
+            },
+            Command::IncrBy(b("n"), 1),
+            ttl("n"),
+            Command::Set(b("b"), b("w")),
+            ttl("b"),
+            Command::Expire {
+                key: b("n"),
+                ttl: Ttl::Clear,
+                cond: ExpireIf::Always,
+            },
+            Command::Expire {
+                key: b("n"),
+                ttl: Ttl::Clear,
+                cond: ExpireIf::Always,
+            },
+            Command::Expire {
+                key: b("d"),
+                ttl: Ttl::At(0),
+                cond: ExpireIf::Always,
+            },
+            Command::Exists(vec![b("d")]),
+        ],
+    );
+    use Reply::{Int, Ok};
+    assert_eq!(
+        replies,
+        vec![
+            Ok,
+            Ok,
+            Ok,
+            // A deadline already past removes the key at once.
+            Ok,
+            Int(500),
+            Int(-2),
+            Ok,
+            Int(-1),
+            Ok,
+            Int(0),
+            Int(2),
+            Ok,
+            // b's deadline (12 000) is still ahead: named, but it stays.
+            Int(1),
+            Ok,
+            Int(0),
+            Int(1),
+            Int(100),
+            Ok,
+            Int(100),
+            Int(1),
+            Int(1),
+            Int(2),
+            Int(1_000),
+            Ok,
+            Int(-1),
+            Int(1),
+            Int(0),
+            Int(1),
+            Int(0),
+        ]
+    );
+    assert_eq!(kv.expiry().now(), 10_700);
+    let state = kv.export();
+    assert_eq!(state.deadlines, vec![]);
+    run(&mut kv, vec![set("e", Ttl::In(50))]);
+    let state = kv.export();
+    assert_eq!(
+        (state.deadlines.clone(), state.log_time),
+        (vec![(b("e"), 10_750)], 10_700)
+    );
+    let mut copy = Kv::new(8, 8);
+    copy.import(state);
+    assert_eq!(copy.digest(), kv.digest());
+    assert_eq!(copy.expiry(), kv.expiry());
+    run(
+        &mut copy,
+        vec![Command::Expire {
+            key: b("e"),
+            ttl: Ttl::In(60),
+            cond: ExpireIf::Always,
+        }],
+    );
+    assert_ne!(
+        copy.digest(),
+        kv.digest(),
+        "deadlines are part of the digest"
+    );
+}
+
+#[test]
+fn a_transaction_applies_in_one_slot() {
+    let mut kv = Kv::new(8, 8);
+    let multi = Command::Multi(vec![
+        Command::Set(b("a"), b("1")),
+        Command::IncrBy(b("a"), 1),
+        Command::IncrBy(b("b"), 1),
+        Command::Get(b("a")),
+        Command::Set(b("c"), b("x")),
+        Command::IncrBy(b("c"), 1),
+    ]);
+    assert!(!multi.is_read_only());
+    let mut written = Vec::new();
+    multi.for_each_written_key(&mut |k| written.push(k.clone()));
+    assert_eq!(written, vec![b("a"), b("a"), b("b"), b("c"), b("c")]);
+    assert_eq!(
+        run(&mut kv, vec![multi]),
+        vec![Reply::Multi(vec![
+            Reply::Ok,
+            Reply::Int(2),
+            Reply::Int(1),
+            Reply::Value(Some(b("2"))),
+            Reply::Ok,
+            // A refused command inside does not undo the others (as in Redis).
+            Reply::Error(ApplyError::NotInteger),
+        ])]
+    );
+    assert_eq!(kv.get(b"b").map(Item::version), Some(1));
+    assert_eq!(kv.get(b"c").map(Item::value), Some(&b"x"[..]));
+}
+
+#[test]
+fn old_encodings_keep_their_meaning() {
+    // Variants were appended: a log written before them decodes to the same commands.
+    let old = postcard::to_stdvec(&Command::Noop).unwrap();
+    assert_eq!(old, vec![6]);
+    let set = postcard::to_stdvec(&Command::Set(b("k"), b("v"))).unwrap();
+    assert_eq!(set, vec![1, 1, b'k', 1, b'v']);
+    let multi = Command::Multi(vec![Command::IncrBy(b("n"), -3)]);
+    let bytes = postcard::to_stdvec(&multi).unwrap();
+    assert!(bytes.len() <= multi.encoded_bytes_max());
+    assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
+    // Nesting is refused on decode (and the next decode is not confused by it).
+    let nested = Command::Multi(vec![multi.clone()]);
+    let bytes = postcard::to_stdvec(&nested).unwrap();
+    assert!(postcard::from_bytes::<Command>(&bytes).is_err());
+    let deep: Vec<u8> = std::iter::repeat_n([12u8, 1], 1 << 20).flatten().collect();
+    assert!(postcard::from_bytes::<Command>(&deep).is_err());
+    let bytes = postcard::to_stdvec(&multi).unwrap();
+    assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), multi);
+}
+
+#[test]
+fn retry_takes_effect_once() {
+    let mut kv = Kv::new(8, 8);
+    kv.apply(1, &req(7, 1, 1, Command::Del(vec![b("k")])));
+    kv.apply(2, &req(7, 2, 1, Command::Set(b("k"), b("v"))));
+    // Another client deletes it; then a retry of seq 2 must not set it again.
+    kv.apply(3, &req(8, 1, 1, Command::Del(vec![b("k")])));
+    assert_eq!(
+        kv.apply(4, &req(7, 2, 1, Command::Set(b("k"), b("v")))),
+        Applied::Reply(Reply::Ok)
+    );
+    assert!(kv.get(b"k").is_none());
+    // Seq 1's reply is remembered until acknowledged.
+    assert_eq!(
+        kv.apply(5, &req(7, 1, 1, Command::Del(vec![b("k")]))),
+        Applied::Reply(Reply::Int(0))
+    );
+    kv.apply(6, &req(7, 3, 3, Command::Get(b("k"))));
+    assert_eq!(
+        kv.apply(7, &req(7, 2, 3, Command::Set(b("k"), b("v")))),
+        Applied::Forgotten
+    );
+    assert!(kv.get(b"k").is_none());
+}
+
+#[test]
+fn sessions_are_bounded() {
+    let mut kv = Kv::new(2, 2);
+    for client in 1..=5 {
+        kv.apply(client, &req(client, 1, 1, Command::Noop));
+    }
+    assert_eq!(kv.sessions.len(), 2);
+    for seq in 1..=5 {
+        kv.apply(10 + seq, &req(5, seq, 1, Command::Noop));
+    }
+    assert!(kv.sessions[&5].replies.len() <= 2);
+}
+
+#[test]
+fn digest_ignores_insertion_order() {
+    let mut a = Kv::new(1, 1);
+    let mut b2 = Kv::new(1, 1);
+    a.apply(
+        1,
+        &Request {
+            cmd: Command::Set(b("x"), b("1")),
+            ..Request::noop()
+        },
+    );
+    a.apply(
+        1,
+        &Request {
+            cmd: Command::Set(b("y"), b("2")),
+            ..Request::noop()
+        },
+    );
+    b2.apply(
+        1,
+        &Request {
+            cmd: Command::Set(b("y"), b("2")),
+            ..Request::noop()
+        },
+    );
+    b2.apply(
+        1,
+        &Request {
+            cmd: Command::Set(b("x"), b("1")),
+            ..Request::noop()
+        },
+    );
+    assert_eq!(a.digest(), b2.digest());
+    b2.apply(
+        2,
+        &Request {
+            cmd: Command::Set(b("x"), b("1")),
+            ..Request::noop()
+        },
+    );
+    assert_ne!(a.digest(), b2.digest());
+}
