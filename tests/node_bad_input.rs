@@ -22,8 +22,10 @@ fn bad_input_gets_errors_and_never_crashes_the_node() {
     assert!(is_err_with(&v, "unknown command"), "{v:?}");
     let v = c.cmd(&["GET"]).unwrap();
     assert!(is_err_with(&v, "wrong number of arguments"), "{v:?}");
-    let v = c.cmd(&["SET", "k", "v", "EX", "10"]).unwrap();
-    assert!(matches!(v, Value::Error(_)), "{v:?}");
+    let v = c.cmd(&["SET", "k", "v", "EX", "ten"]).unwrap();
+    assert!(is_err_with(&v, "invalid expire time"), "{v:?}");
+    let v = c.cmd(&["SET", "k", "v", "LATER"]).unwrap();
+    assert!(is_err_with(&v, "LATER"), "{v:?}");
     // The connection is still usable after command errors.
     assert!(is_ok(&c.cmd(&["SET", "k", "v"]).unwrap()));
 
