@@ -350,6 +350,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.records_lost_crashes, st.votes_withheld
     );
     println!(
+        "commands the nodes' client paths forwarded to a leader: {}",
+        summary.forwards
+    );
+    println!(
         "seeds: {} ops: {} violations: {}",
         summary.seeds, summary.ops, summary.violations
     );

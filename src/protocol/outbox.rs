@@ -1,8 +1,9 @@
 //! What the core asks its driver to do: the only way it affects the world.
 
 use super::kv::Reply;
-use super::message::{Message, Record};
-use super::types::{PersistId, ReplicaId, Token};
+use super::message::{Message, Record, Snapshot};
+use super::paxos::Replica;
+use super::types::{PersistId, ReplicaId, Slot, Token};
 
 /// One thing for the driver (runtime or simulator) to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,4 +56,156 @@ pub enum ClientReply {
         /// [`crate::limits::COMMAND_BYTES_MAX`].
         bytes_max: usize,
     },
+}
+
+/// How a driver carries out the core's actions (runtime: transport, WAL, waiters;
+/// simulator: simulated network, disk and clients; tests: plain lists).
+pub trait Effects {
+    /// Sends `msg` to peer `to`.
+    fn send(&mut self, to: ReplicaId, msg: Message);
+    /// Hands `record` to storage; the driver reports it durable with
+    /// `Replica::on_persisted(id)` later.
+    fn persist(&mut self, id: PersistId, record: Record);
+    /// Answers the client request that came with `token`.
+    fn reply(&mut self, token: Token, reply: ClientReply);
+    /// Saves a snapshot of the replica's state. Called at most once per step, after every
+    /// other effect of the step: the state it saves then includes everything the step's
+    /// records say, so the snapshot covers all records handed to storage so far.
+    fn save_snapshot(&mut self);
+}
+
+/// Carries out one step's actions in the core's order (sends, persists and replies
+/// interleave as the core issued them), then asks for a snapshot once if `snapshot`
+/// or any `SaveSnapshot` action asked for one.
+pub fn dispatch(actions: impl IntoIterator<Item = Action>, snapshot: bool, fx: &mut impl Effects) {
+    let mut snapshot = snapshot;
+    for action in actions {
+        match action {
+            Action::Send { to, msg } => fx.send(to, msg),
+            Action::Persist { id, record } => fx.persist(id, record),
+            Action::Reply { token, reply } => fx.reply(token, reply),
+            Action::SaveSnapshot => snapshot = true,
+        }
+    }
+    if snapshot {
+        fx.save_snapshot();
+    }
+}
+
+/// When a replica's state is saved as a snapshot, and how much log it keeps after: the
+/// rule the node and the simulator share. A snapshot is due every `every_slots` applied
+/// slots (0: only when the core asks), or when the core asked (`SaveSnapshot`: it jumped
+/// ahead by installing one) — but never while the replica recovers lost records, as it
+/// would cover them and hide the loss from the next start (the one that ends recovery is
+/// asked for by the core).
+#[derive(Clone, Debug)]
+pub struct SnapshotSchedule {
+    every_slots: u64,
+    retain_slots: u64,
+    /// Applied index of the last snapshot taken.
+    at: Slot,
+    /// The core asked for one that was not taken yet.
+    wanted: bool,
+}
+
+impl SnapshotSchedule {
+    /// A schedule for a replica whose last snapshot covers slots up to `at`.
+    pub fn new(every_slots: u64, retain_slots: u64, at: Slot) -> SnapshotSchedule {
+        SnapshotSchedule {
+            every_slots,
+            retain_slots,
+            at,
+            wanted: false,
+        }
+    }
+
+    /// Applied index of the last snapshot taken.
+    pub fn at(&self) -> Slot {
+        self.at
+    }
+
+    /// Whether `replica` should be snapshotted now.
+    pub fn due(&self, replica: &Replica) -> bool {
+        if replica.recovering() {
+            return false;
+        }
+        self.wanted
+            || (self.every_slots > 0 && replica.applied_index() >= self.at + self.every_slots)
+    }
+
+    /// Freezes the replica's state to be saved (the caller writes it, then calls
+    /// [`SnapshotSchedule::compact`]).
+    pub fn take(&mut self, replica: &Replica) -> Snapshot {
+        let snap = replica.snapshot();
+        self.at = snap.last_included;
+        self.wanted = false;
+        snap
+    }
+
+    /// Once the snapshot at `at` is saved (and the records it covers dropped): drops the
+    /// in-memory log before it, keeping the last `retain_slots` for lagging peers.
+    pub fn compact(&self, replica: &mut Replica, at: Slot) {
+        replica.compact(at.saturating_sub(self.retain_slots));
+    }
+}
+
+/// A driver's side of one replica's outbox: the action buffer it reuses from step to step
+/// (no allocation per step) and the snapshot schedule.
+#[derive(Debug)]
+pub struct Outbox {
+    spare: Vec<Action>,
+    /// When snapshots are due.
+    pub snapshots: SnapshotSchedule,
+}
+
+/// What one step asked for, taken from the replica (see [`Outbox::take`]).
+#[derive(Debug)]
+pub struct Step {
+    actions: Vec<Action>,
+    snapshot: bool,
+}
+
+impl Outbox {
+    /// An outbox with `snapshots` as its schedule.
+    pub fn new(snapshots: SnapshotSchedule) -> Outbox {
+        Outbox {
+            spare: Vec::new(),
+            snapshots,
+        }
+    }
+
+    /// Takes the actions of the step `replica` just ran, and whether a snapshot is due
+    /// after them. Carry them out with [`Outbox::dispatch`] once the replica is no longer
+    /// borrowed (effects may need the driver whole).
+    pub fn take(&mut self, replica: &mut Replica) -> Step {
+        let mut actions = std::mem::take(&mut self.spare);
+        replica.drain_into(&mut actions);
+        if actions.iter().any(|a| matches!(a, Action::SaveSnapshot)) {
+            self.snapshots.wanted = true;
+        }
+        Step {
+            actions,
+            snapshot: self.snapshots.due(replica),
+        }
+    }
+
+    /// Takes back the buffer [`Step::dispatch`] emptied, for the next step.
+    pub fn recycle(&mut self, spare: Vec<Action>) {
+        self.spare = spare;
+    }
+}
+
+impl Step {
+    /// Carries out the step's actions (see [`dispatch`]) and returns the emptied buffer
+    /// for [`Outbox::recycle`]. `SaveSnapshot` actions were handed to the schedule by
+    /// [`Outbox::take`]: a snapshot is saved if it is due.
+    #[must_use = "hand the buffer back with Outbox::recycle"]
+    pub fn dispatch(mut self, fx: &mut impl Effects) -> Vec<Action> {
+        let actions = self
+            .actions
+            .drain(..)
+            .filter(|a| !matches!(a, Action::SaveSnapshot));
+        dispatch(actions, self.snapshot, fx);
+        self.actions
+    }
 }

@@ -47,6 +47,11 @@ fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
         summary.records_lost_crashes > 0,
         "no crash lost synced records in the middle of a log"
     );
+    assert!(
+        summary.forwards > summary.seeds,
+        "the nodes' client paths forwarded {} commands to a leader",
+        summary.forwards
+    );
     assert_eq!(summary.failing_seeds, Vec::<u64>::new());
 }
 

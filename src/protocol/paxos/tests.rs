@@ -25,6 +25,27 @@ struct Cluster {
     now: Nanos,
 }
 
+/// Replica `i`'s effects, collected into the cluster's lists.
+struct Collected<'a> {
+    c: &'a mut Cluster,
+    i: usize,
+}
+
+impl crate::protocol::outbox::Effects for Collected<'_> {
+    fn send(&mut self, to: ReplicaId, msg: Message) {
+        self.c.wire.push((ReplicaId(self.i as u8), to, msg));
+    }
+    fn persist(&mut self, id: PersistId, record: Record) {
+        self.c.unsynced[self.i].push((id, record));
+    }
+    fn reply(&mut self, token: Token, reply: ClientReply) {
+        self.c.replies.push((token, reply));
+    }
+    fn save_snapshot(&mut self) {
+        self.c.snapshots_asked[self.i] += 1;
+    }
+}
+
 impl Cluster {
     fn new(n: usize) -> Cluster {
         Cluster::with_reads(n, crate::config::ReadMode::Log)
@@ -52,15 +73,8 @@ impl Cluster {
     }
 
     fn collect(&mut self, i: usize) {
-        let from = ReplicaId(i as u8);
-        for a in self.replicas[i].drain().collect::<Vec<_>>() {
-            match a {
-                Action::Send { to, msg } => self.wire.push((from, to, msg)),
-                Action::Persist { id, record } => self.unsynced[i].push((id, record)),
-                Action::Reply { token, reply } => self.replies.push((token, reply)),
-                Action::SaveSnapshot => self.snapshots_asked[i] += 1,
-            }
-        }
+        let actions: Vec<Action> = self.replicas[i].drain().collect();
+        crate::protocol::outbox::dispatch(actions, false, &mut Collected { c: self, i });
         self.replicas[i].check_invariants();
     }
 

@@ -68,7 +68,7 @@ impl Shard {
                 return Err(format!("storage failed: {why}"));
             }
             if self.repairs_durable.get() >= upto {
-                return Ok(self.snapshot_at.get());
+                return Ok(self.outbox.borrow().snapshots.at());
             }
             if self.snapshot_running.get() {
                 glommio::timer::sleep(SNAPSHOT_POLL).await;
@@ -175,7 +175,7 @@ impl Shard {
                     failure = Some("peer not connected".to_string());
                     break;
                 }
-                let id = self.token();
+                let id = self.merkle_id();
                 let (tx, rx) = oneshot::channel();
                 self.merkle_waiters.borrow_mut().insert(id, tx);
                 self.send_peer(ReplicaId(peer as u8), &PeerMsg::Merkle { id, msg });

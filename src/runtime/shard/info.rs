@@ -1,0 +1,114 @@
+//! What INFO reports about a shard.
+
+use super::*;
+
+/// Counters of a shard, for INFO.
+#[derive(Clone, Debug, Default)]
+pub struct ShardCounters {
+    /// Commands submitted by clients of this node.
+    pub commands: u64,
+    /// Commands sent to another replica's leader.
+    pub forwarded: u64,
+    /// Commands answered with an error.
+    pub errors: u64,
+    /// Records written to the WAL.
+    pub records_persisted: u64,
+    /// Records the WAL refused as too large (the core's size bound was wrong).
+    pub records_too_large: u64,
+    /// WAL syncs completed.
+    pub syncs: u64,
+    /// Anti-entropy rounds run from this shard (periodic or `COREPAX.REPAIR`), each against
+    /// every other replica.
+    pub anti_entropy_rounds: u64,
+    /// Entries installed here by anti-entropy, as initiator or responder.
+    pub anti_entropy_keys_repaired: u64,
+    /// Of those, entries known to be on disk (in a snapshot written after they were
+    /// installed).
+    pub anti_entropy_keys_persisted: u64,
+    /// Sessions that failed (peer down or silent) and repairs that could not be made
+    /// durable.
+    pub anti_entropy_failures: u64,
+    /// Snapshots written to make repairs durable.
+    pub anti_entropy_snapshots: u64,
+    /// Bytes of peer frames sent only to serve reads: digest/quorum read queries, reports
+    /// and repairs, and read commands forwarded to the leader.
+    pub read_bytes_sent: u64,
+    /// Bytes of peer frames sent to keep leases alive.
+    pub lease_bytes_sent: u64,
+    /// Times the shard's executor fell behind its tick by [`STALL_REPORTED`] or more.
+    pub executor_stalls: u64,
+    /// How far behind, summed (ms).
+    pub executor_stall_ms: u64,
+    /// Snapshots written to disk (any reason).
+    pub snapshots_written: u64,
+    /// Time their states took to freeze on the executor, summed (µs).
+    pub snapshot_freeze_us: u64,
+    /// Time their encoding, writing and fsync took on the blocking pool, summed (ms).
+    pub snapshot_write_ms: u64,
+}
+
+/// A snapshot of one shard's state, for INFO and DBSIZE.
+#[derive(Clone, Debug)]
+pub struct ShardInfo {
+    /// Shard index.
+    pub index: usize,
+    /// Whether this replica leads the shard's group.
+    pub leading: bool,
+    /// Whether it is a learner recovering WAL records storage lost (it does not vote).
+    pub recovering: bool,
+    /// Who leads, if known.
+    pub leader: Option<u8>,
+    /// Chosen and known here.
+    pub commit_index: u64,
+    /// Applied to the state machine.
+    pub applied_index: u64,
+    /// Keys stored.
+    pub keys: usize,
+    /// Root of the shard's Merkle tree over its applied state.
+    pub merkle_root: u64,
+    /// Memory the shard's Merkle tree holds (fixed by its shape).
+    pub merkle_bytes: usize,
+    /// Log entries held in memory.
+    pub log_entries: usize,
+    /// Key and value bytes of the applied ones among them.
+    pub log_applied_bytes: u64,
+    /// Protocol counters.
+    pub stats: crate::protocol::Stats,
+    /// Runtime counters.
+    pub counters: ShardCounters,
+    /// Peers with an outgoing link up.
+    pub peers_connected: usize,
+    /// Why storage failed, if it did.
+    pub storage_error: Option<String>,
+    /// How long WAL syncs took.
+    pub sync_times: crate::runtime::wal::SyncTimes,
+}
+
+impl Shard {
+    /// What INFO reports about this shard.
+    pub fn info(&self) -> ShardInfo {
+        let merkle_root = self.replica.borrow_mut().merkle_root();
+        let r = self.replica.borrow();
+        let transport = self.transport.borrow();
+        ShardInfo {
+            index: self.index,
+            leading: r.leading().is_some(),
+            recovering: r.recovering(),
+            leader: r.leader_hint().map(|l| l.0),
+            commit_index: r.commit_index(),
+            applied_index: r.applied_index(),
+            keys: r.kv().len(),
+            merkle_root,
+            merkle_bytes: r.kv().merkle().memory_bytes(),
+            log_entries: r.log_len(),
+            log_applied_bytes: r.applied_log_bytes(),
+            stats: r.stats().clone(),
+            counters: self.counters.borrow().clone(),
+            peers_connected: transport.as_ref().map_or(0, |t| {
+                t.stats().peers.iter().filter(|p| p.connected).count()
+            }),
+            storage_error: self.storage_error.borrow().clone(),
+            sync_times: self.wal.sync_times(),
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! One shard: the Paxos replica of group i, its WAL, its peer links, and the session that
+//! submits client commands to the group — all owned by one glommio executor.
+//!
+//! Inputs reach the [`Replica`] from four places, each a task on this executor: peer
+//! frames (transport callback), client commands (front end, local or forwarded over the
+//! inter-shard mesh), the tick timer, and WAL durability reports (group committer). After
+//! every input the shard executes the replica's actions: sends go to the transport,
+//! persists to the WAL, replies to whoever waits for them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use serde::{Deserialize, Serialize};
+
+use crate::config::NodeConfig;
+use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
+use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
+use crate::protocol::{
+    ClientReply, Command, Message, Nanos, PersistId, Record, Replica, ReplicaId, Reply, Request,
+    Token,
+};
+use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
+use crate::transport::{Transport, TransportConfig};
+
+mod anti_entropy;
+mod client;
+mod info;
+mod peers;
+mod snapshot;
+mod storage;
+
+pub use client::SubmitError;
+pub use info::{ShardCounters, ShardInfo};
+pub use peers::PeerMsg;
+
+/// What a shard recovered from its disk: the replica, and the WAL to go on with.
+struct Recovered {
+    replica: Replica,
+    wal: Wal,
+    /// Seeds the replica's and the session's randomness (per process lifetime).
+    seed: u64,
+    snapshot_dir: std::path::PathBuf,
+    /// The WAL position the next snapshot covers at least.
+    last_lsn: Lsn,
+    /// Storage lost records no snapshot covers: the replica rejoins as a learner.
+    forgot_records: bool,
+}
+
+impl Recovered {
+    /// Loads the latest snapshot and replays the WAL after it.
+    async fn open(cfg: &NodeConfig, index: usize) -> anyhow::Result<Recovered> {
+        let dir = cfg.data_dir.join(format!("shard-{index}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        let opts = WalOptions {
+            sync: !cfg.no_fsync,
+            ..WalOptions::default()
+        };
+        let snapshot_dir = dir.join("snapshots");
+        let loaded = crate::runtime::snapshot::load_latest_offloaded(snapshot_dir.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the snapshot of shard {index}: {e}"))?;
+        let (snapshot, snapshot_lsn) = match loaded {
+            Some(s) => {
+                let snap: crate::protocol::Snapshot =
+                    postcard::from_bytes(s.bytes()).map_err(|e| {
+                        anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display())
+                    })?;
+                eprintln!(
+                    "shard {index}: loaded snapshot at slot {} ({} keys)",
+                    snap.last_included,
+                    snap.kv.entries.len()
+                );
+                (Some(snap), s.meta.wal_lsn)
+            }
+            None => (None, 0),
+        };
+        let (wal, recovery) = Wal::open(&dir.join("wal"), opts)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
+        if let Some(damage) = &recovery.damage {
+            eprintln!(
+                "shard {index}: WAL recovery stopped at damage and dropped the rest, a torn tail (never synced, so never acknowledged): {damage}"
+            );
+        }
+        let wal_end_lsn = wal.durable_lsn().0;
+        // Lost records that a snapshot covers are moot: it holds what they said.
+        let forgot_records = recovery
+            .mid_log
+            .as_ref()
+            .is_some_and(|m| m.last_lost.0 > snapshot_lsn);
+        if let Some(mid) = &recovery.mid_log {
+            if forgot_records {
+                eprintln!(
+                    "shard {index}: {mid}; this replica may have forgotten promises and votes it acknowledged, \
+                     so it rejoins as a learner: no votes, elections or local reads until it has recovered \
+                     the chosen slots from the group"
+                );
+            } else {
+                eprintln!(
+                    "shard {index}: {mid}; the snapshot at WAL {} covers the lost records",
+                    Lsn(snapshot_lsn)
+                );
+            }
+        }
+        let mut records = Vec::with_capacity(recovery.records.len());
+        for (lsn, bytes) in &recovery.records {
+            if lsn.0 <= snapshot_lsn {
+                continue; // Covered by the snapshot.
+            }
+            match postcard::from_bytes::<Record>(bytes) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    eprintln!(
+                        "shard {index}: WAL record at {lsn} does not decode ({e}); replay stops there"
+                    );
+                    break;
+                }
+            }
+        }
+        let seed = xxhash_rust::xxh3::xxh3_64(
+            format!("{}-{index}-{:?}", cfg.id, std::time::SystemTime::now()).as_bytes(),
+        );
+        let replica = Replica::recover(
+            cfg.protocol.clone(),
+            ReplicaId(cfg.id),
+            seed,
+            snapshot,
+            records,
+            forgot_records,
+        );
+        if !recovery.records.is_empty() {
+            eprintln!(
+                "shard {index}: recovered {} records; commit index {}",
+                recovery.records.len(),
+                replica.commit_index()
+            );
+        }
+        Ok(Recovered {
+            replica,
+            wal,
+            seed,
+            snapshot_dir,
+            // After lost records, the snapshot that ends recovery must cover every LSN
+            // read, or the next start would report the loss again.
+            last_lsn: Lsn(if forgot_records {
+                snapshot_lsn.max(wal_end_lsn)
+            } else {
+                snapshot_lsn
+            }),
+            forgot_records,
+        })
+    }
+}
+
+/// The state of one shard. Shared by its tasks through `Rc`; never leaves its executor.
+pub struct Shard {
+    /// Shard index = Paxos group.
+    pub index: usize,
+    /// Debug: peer traffic is dropped both ways (`COREPAX.DEBUG PARTITION ON`).
+    partitioned: std::cell::Cell<bool>,
+    cfg: NodeConfig,
+    replica: RefCell<Replica>,
+    transport: RefCell<Option<Transport<PeerMsg>>>,
+    wal: GroupCommitter,
+    storage_error: RefCell<Option<String>>,
+    /// WAL positions of records not yet durable, with the core's ids for them.
+    persisting: RefCell<VecDeque<(Lsn, PersistId)>>,
+    /// Encoded records the WAL had no room for yet (`PendingFull`: a sync is writing what
+    /// it holds), in the core's order; appended as syncs complete.
+    overflow: RefCell<VecDeque<(Vec<u8>, PersistId)>>,
+    /// This node's client path in the group: session, forwarding, retries, deadlines.
+    client: RefCell<ClientPath>,
+    /// Local callers waiting for their command to finish (the client path expires it at
+    /// its deadline, driven by the ticker: a request costs no timer of its own).
+    callers: RefCell<HashMap<Handle, oneshot::Sender<Result<Reply, ClientError>>>>,
+    /// Set while the client path's outputs are carried out (a proposal steps the replica,
+    /// whose replies feed the client path again: the outer loop takes its new outputs).
+    client_running: Cell<bool>,
+    /// The earliest back-off timer running, if any (`wake_client`).
+    client_wake_at: Cell<Option<Nanos>>,
+    /// Ids of this shard's anti-entropy requests.
+    next_merkle_id: Cell<u64>,
+    /// This shard, for the timers it starts.
+    me: std::rc::Weak<Shard>,
+    started: Instant,
+    counters: RefCell<ShardCounters>,
+    /// The replica's action buffer and snapshot schedule.
+    outbox: RefCell<Outbox>,
+    /// The last WAL position handed out: a snapshot covers every record up to it.
+    last_lsn: Cell<Lsn>,
+    snapshot_running: Cell<bool>,
+    /// A step found a snapshot due; the ticker starts writing it.
+    snapshot_wanted: Cell<bool>,
+    /// Whether the replica was recovering lost WAL records at the last step (to log the
+    /// start and the end once each).
+    recovering_logged: Cell<bool>,
+    snapshot_dir: std::path::PathBuf,
+    /// Answers other replicas' anti-entropy sessions (stateless between messages).
+    responder: RefCell<crate::protocol::merkle::Responder>,
+    /// Our anti-entropy requests waiting for an answer.
+    merkle_waiters:
+        RefCell<HashMap<u64, oneshot::Sender<Option<crate::protocol::merkle::MerkleMsg>>>>,
+    /// One anti-entropy round at a time per shard: a periodic round and `COREPAX.REPAIR`
+    /// wait for each other instead of comparing the same trees twice at once.
+    repair_lock: glommio::sync::Semaphore,
+    /// Bumped whenever anti-entropy installs entries (as initiator or responder): the
+    /// in-memory state then holds something neither the WAL nor a snapshot has.
+    repairs_installed: Cell<u64>,
+    /// The `repairs_installed` value the newest written snapshot captured.
+    repairs_durable: Cell<u64>,
+    /// Whether the last periodic round failed, so a peer that stays down is reported once.
+    anti_entropy_failing: Cell<bool>,
+}
+
+/// A shard's replica's effects: the transport, the WAL, the client path.
+struct ShardEffects<'a> {
+    shard: &'a Shard,
+    /// The replica's view of the leader after the step.
+    view: LeaderView,
+    /// The time, once a reply needed it.
+    now: Option<Nanos>,
+}
+
+impl Effects for ShardEffects<'_> {
+    fn send(&mut self, to: ReplicaId, msg: Message) {
+        let s = self.shard;
+        if msg.is_read_traffic() || msg.is_lease_traffic() {
+            let read = msg.is_read_traffic();
+            let bytes = s.send_peer_counted(to, &PeerMsg::Paxos(msg));
+            let mut c = s.counters.borrow_mut();
+            if read {
+                c.read_bytes_sent += bytes;
+            } else {
+                c.lease_bytes_sent += bytes;
+            }
+        } else {
+            s.send_peer(to, &PeerMsg::Paxos(msg));
+        }
+    }
+
+    fn persist(&mut self, id: PersistId, record: Record) {
+        let s = self.shard;
+        if s.storage_error.borrow().is_some() {
+            return; // Never reported durable: nothing depending on it goes out.
+        }
+        let bytes = match postcard::to_stdvec(&record) {
+            Ok(b) => b,
+            Err(e) => {
+                s.fail_storage(format!("encoding a record: {e}"));
+                return;
+            }
+        };
+        if !s.overflow.borrow().is_empty() {
+            // Behind records still waiting for room: keep the core's order.
+            s.overflow.borrow_mut().push_back((bytes, id));
+            return;
+        }
+        if let Err(back) = s.append_record(bytes, id) {
+            s.overflow.borrow_mut().push_back(back);
+        }
+    }
+
+    fn reply(&mut self, token: Token, reply: ClientReply) {
+        let s = self.shard;
+        let now = *self.now.get_or_insert_with(|| s.now());
+        s.client
+            .borrow_mut()
+            .on_core_reply(now, token, reply, self.view);
+    }
+
+    /// Written by the ticker on the blocking pool (`Shard::write_snapshot`).
+    fn save_snapshot(&mut self) {
+        self.shard.snapshot_wanted.set(true);
+    }
+}
+
+/// How often the replica's timers are driven.
+/// Heartbeats are 50 ms apart by default; 5 ms keeps timers precise enough without
+/// waking idle shards a thousand times a second.
+const TICK_INTERVAL: Duration = Duration::from_millis(5);
+/// Client back-offs ending this close together share a timer (the later one waits this
+/// much longer at most).
+const CLIENT_WAKE_COALESCE: Duration = Duration::from_micros(250);
+const _: () =
+    assert!(CLIENT_WAKE_COALESCE.as_nanos() < crate::protocol::client::BUSY_BACKOFF_NS as u128);
+/// A tick this late counts as an executor stall (INFO `executor_stalls`).
+const STALL_REPORTED: Duration = Duration::from_millis(20);
+impl Shard {
+    /// Opens the WAL, recovers the replica from it, and starts the shard's tasks:
+    /// transport, group committer, ticker.
+    pub async fn start(cfg: NodeConfig, index: usize) -> anyhow::Result<Rc<Shard>> {
+        let Recovered {
+            replica,
+            wal,
+            seed,
+            snapshot_dir,
+            last_lsn,
+            forgot_records,
+        } = Recovered::open(&cfg, index).await?;
+        let replica_applied = replica.applied_index();
+        let client = ClientPath::new(
+            ReplicaId(cfg.id),
+            seed | 1,
+            cfg.protocol.read_mode,
+            cfg.request_timeout_ms
+                .saturating_mul(crate::protocol::types::NANOS_PER_MS),
+        );
+        let shard = Rc::new_cyclic(|me| Shard {
+            index,
+            partitioned: std::cell::Cell::new(false),
+            replica: RefCell::new(replica),
+            transport: RefCell::new(None),
+            wal: GroupCommitter::new(wal),
+            storage_error: RefCell::new(None),
+            persisting: RefCell::new(VecDeque::new()),
+            overflow: RefCell::new(VecDeque::new()),
+            client: RefCell::new(client),
+            callers: RefCell::new(HashMap::new()),
+            client_running: Cell::new(false),
+            client_wake_at: Cell::new(None),
+            next_merkle_id: Cell::new(1),
+            me: me.clone(),
+            started: Instant::now(),
+            counters: RefCell::new(ShardCounters::default()),
+            outbox: RefCell::new(Outbox::new(SnapshotSchedule::new(
+                cfg.snapshot_interval_slots,
+                cfg.log_retain_slots,
+                replica_applied,
+            ))),
+            last_lsn: Cell::new(last_lsn),
+            recovering_logged: Cell::new(forgot_records),
+            snapshot_running: Cell::new(false),
+            snapshot_wanted: Cell::new(false),
+            snapshot_dir,
+            responder: RefCell::new(crate::protocol::merkle::Responder::new(
+                crate::protocol::merkle::SessionLimits::default(),
+            )),
+            merkle_waiters: RefCell::new(HashMap::new()),
+            repair_lock: glommio::sync::Semaphore::new(1),
+            repairs_installed: Cell::new(0),
+            repairs_durable: Cell::new(0),
+            anti_entropy_failing: Cell::new(false),
+            cfg,
+        });
+        // Before any proposal: the log time a leader stamps is the wall clock.
+        shard.sync_wall_clock();
+        let tcfg = TransportConfig {
+            cluster_id: shard.cfg.cluster_id,
+            me: shard.cfg.id,
+            shard: index as u16,
+            listen: shard.cfg.peer_addr(usize::from(shard.cfg.id), index),
+            peers: (0..shard.cfg.peers.len())
+                .map(|r| (r != usize::from(shard.cfg.id)).then(|| shard.cfg.peer_addr(r, index)))
+                .collect(),
+            frame_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
+            send_queue_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
+            reconnect_backoff_min_ms: 5,
+            reconnect_backoff_max_ms: 200,
+        };
+        let weak = Rc::downgrade(&shard);
+        let transport = Transport::start(tcfg, move |from, msg: PeerMsg| {
+            if let Some(s) = weak.upgrade() {
+                s.on_peer(ReplicaId(from), msg);
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("shard {index}: peer transport: {e}"))?;
+        *shard.transport.borrow_mut() = Some(transport);
+
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            let s2 = s.clone();
+            let result = s.wal.run(move |lsn| s2.on_durable(lsn)).await;
+            if let Err(e) = result {
+                eprintln!(
+                    "shard {}: WAL failed, no more writes are acknowledged: {e}",
+                    s.index
+                );
+                *s.storage_error.borrow_mut() = Some(e.to_string());
+                s.client.borrow_mut().fail_storage(e.to_string());
+            }
+        })
+        .detach();
+        glommio::spawn_local(shard.clone().keep_spare_segments()).detach();
+        glommio::spawn_local(shard.clone().run_ticker()).detach();
+        if shard.cfg.anti_entropy_interval_ms > 0 {
+            glommio::spawn_local(shard.clone().run_anti_entropy()).detach();
+        }
+        Ok(shard)
+    }
+
+    /// Drives the replica's and the client path's timers every [`TICK_INTERVAL`], counts
+    /// executor stalls, and starts a snapshot when one is due.
+    async fn run_ticker(self: Rc<Self>) {
+        let mut last = Instant::now();
+        loop {
+            glommio::timer::sleep(TICK_INTERVAL).await;
+            // A tick much later than asked for: the executor was blocked or its thread
+            // not scheduled; either way every request here waited as long.
+            let late = last.elapsed().saturating_sub(TICK_INTERVAL);
+            last = Instant::now();
+            if late >= STALL_REPORTED {
+                let mut c = self.counters.borrow_mut();
+                c.executor_stalls += 1;
+                c.executor_stall_ms += late.as_millis() as u64;
+            }
+            let now = self.now();
+            self.sync_wall_clock();
+            self.step(|r| r.on_tick(now));
+            self.tick_client();
+            if self.snapshot_due() {
+                self.snapshot_running.set(true);
+                let s = self.clone();
+                glommio::spawn_local(async move {
+                    // A failure is reported inside; the WAL still holds everything.
+                    let _ = s.write_snapshot().await;
+                })
+                .detach();
+            }
+        }
+    }
+
+    fn now(&self) -> Nanos {
+        self.started.elapsed().as_nanos() as Nanos
+    }
+
+    /// Tells the replica the wall clock, which it stamps into the log as a leader (key
+    /// expiry counts by it); read again every tick, so a clock that is corrected is
+    /// followed.
+    fn sync_wall_clock(&self) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.replica
+            .borrow_mut()
+            .set_wall_clock(self.now(), unix_ms);
+    }
+
+    /// Runs one input through the replica and executes what it asks for.
+    fn step(&self, f: impl FnOnce(&mut Replica)) {
+        let (step, view) = {
+            let mut r = self.replica.borrow_mut();
+            f(&mut r);
+            if r.recovering() != self.recovering_logged.get() {
+                self.recovering_logged.set(r.recovering());
+                eprintln!(
+                    "shard {}: recovery of lost WAL records {}; commit index {}",
+                    self.index,
+                    if r.recovering() {
+                        "started"
+                    } else {
+                        "finished: voting again"
+                    },
+                    r.commit_index()
+                );
+            }
+            (self.outbox.borrow_mut().take(&mut r), LeaderView::of(&r))
+        };
+        let mut fx = ShardEffects {
+            shard: self,
+            view,
+            now: None,
+        };
+        let spare = step.dispatch(&mut fx);
+        self.outbox.borrow_mut().recycle(spare);
+        if self.client.borrow().view() != view {
+            let now = fx.now.unwrap_or_else(|| self.now());
+            self.client.borrow_mut().observe(now, view);
+        }
+        self.run_client_path();
+    }
+
+    /// Debug: drops every message to and from peers (on) or stops doing so (off).
+    pub fn set_partitioned(&self, on: bool) {
+        self.partitioned.set(on);
+    }
+
+    /// Debug: writes `key` in this replica's state machine only, bypassing Paxos, as a
+    /// stale copy (version 0) — the kind of divergence anti-entropy must find and repair.
+    pub fn set_local(&self, key: bytes::Bytes, value: bytes::Bytes) {
+        let mut r = self.replica.borrow_mut();
+        let kv = r.kv_mut();
+        kv.force_local(key, crate::protocol::kv::Entry { value, version: 0 });
+    }
+}

@@ -1,0 +1,95 @@
+//! The shard's peer links: what shards of different replicas send each other.
+
+use super::*;
+
+/// What shards of different replicas send each other: Paxos messages, and client
+/// commands forwarded to the group's leader with their answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// A protocol message.
+    Paxos(crate::protocol::Message),
+    /// A client command for the leader to propose.
+    Forward {
+        /// Matches the answer to the question.
+        id: u64,
+        /// The command, with the forwarding shard's session.
+        req: Request,
+    },
+    /// An anti-entropy request from an initiating replica.
+    Merkle {
+        /// Matches the answer.
+        id: u64,
+        /// The request.
+        msg: crate::protocol::merkle::MerkleMsg,
+    },
+    /// The answer to `Merkle`.
+    MerkleReply {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        msg: Option<crate::protocol::merkle::MerkleMsg>,
+    },
+    /// The leader's answer to a forwarded command.
+    ForwardReply {
+        /// The forward's id.
+        id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
+}
+
+impl Shard {
+    pub(super) fn send_peer(&self, to: ReplicaId, msg: &PeerMsg) {
+        if self.partitioned.get() {
+            return;
+        }
+        if let Some(t) = self.transport.borrow().as_ref() {
+            t.send(to.0, msg);
+        }
+    }
+
+    /// Sends like `send_peer` and says how many bytes the frame took (0 if dropped): the
+    /// send only appends to the peer's queue, so the queue grows by exactly that much.
+    pub(super) fn send_peer_counted(&self, to: ReplicaId, msg: &PeerMsg) -> u64 {
+        let t = self.transport.borrow();
+        let Some(t) = t.as_ref().filter(|_| !self.partitioned.get()) else {
+            return 0;
+        };
+        let before = t.queued_bytes(to.0);
+        t.send(to.0, msg);
+        t.queued_bytes(to.0).saturating_sub(before) as u64
+    }
+
+    pub(super) fn on_peer(self: &Rc<Self>, from: ReplicaId, msg: PeerMsg) {
+        if self.partitioned.get() {
+            return;
+        }
+        let now = self.now();
+        match msg {
+            PeerMsg::Paxos(m) => self.step(|r| r.on_message(now, from, m)),
+            PeerMsg::Forward { id, req } => {
+                self.client.borrow_mut().on_forward(from, id, req);
+                self.run_client_path();
+            }
+            PeerMsg::Merkle { id, msg } => self.on_merkle(from, id, msg),
+            PeerMsg::MerkleReply { id, msg } => {
+                if let Some(tx) = self.merkle_waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send(msg);
+                }
+            }
+            PeerMsg::ForwardReply { id, reply } => {
+                let view = LeaderView::of(&self.replica.borrow());
+                self.client
+                    .borrow_mut()
+                    .on_forward_reply(now, id, reply, view);
+                self.run_client_path();
+            }
+        }
+    }
+
+    pub(super) fn merkle_id(&self) -> u64 {
+        let t = self.next_merkle_id.get();
+        self.next_merkle_id.set(t + 1);
+        t
+    }
+}

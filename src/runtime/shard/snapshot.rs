@@ -1,0 +1,80 @@
+//! Snapshots: when one is due, and writing it on the blocking pool before the WAL and the
+//! in-memory log it covers are dropped.
+
+use super::*;
+
+impl Shard {
+    /// Whether to start writing a snapshot: a step found one due (the schedule:
+    /// [`SnapshotSchedule::due`]), none is being written, and storage works.
+    pub(super) fn snapshot_due(&self) -> bool {
+        self.snapshot_wanted.get()
+            && !self.snapshot_running.get()
+            && self.storage_error.borrow().is_none()
+    }
+
+    /// Writes a snapshot on the blocking pool, then truncates the WAL it covers and
+    /// compacts the in-memory log. Returns the slot it covers, or why writing it failed.
+    pub(super) async fn write_snapshot(self: Rc<Self>) -> Result<u64, String> {
+        if self.replica.borrow().recovering() {
+            self.snapshot_running.set(false);
+            return Err("the replica is recovering lost WAL records (see snapshot_due)".into());
+        }
+        self.snapshot_running.set(true);
+        self.snapshot_wanted.set(false);
+        let started = Instant::now();
+        let snap = self
+            .outbox
+            .borrow_mut()
+            .snapshots
+            .take(&self.replica.borrow());
+        let frozen = Instant::now();
+        // Taken in the same step as the state it describes: the snapshot holds every
+        // repair installed up to here.
+        let repairs = self.repairs_installed.get();
+        let covered = self.last_lsn.get();
+        let at = snap.last_included;
+        let meta = crate::runtime::snapshot::SnapshotMeta {
+            last_included: at,
+            wal_lsn: covered.0,
+        };
+        let dir = self.snapshot_dir.clone();
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                // Streamed to the file: the state is never encoded whole in memory.
+                crate::runtime::snapshot::write_snapshot_with(&dir, meta, |w| {
+                    postcard::to_io(&snap, w)
+                        .map(drop)
+                        .map_err(std::io::Error::other)
+                })
+                .map_err(|e| e.to_string())
+            })
+            .await;
+        let result = match written {
+            Ok(_) => {
+                {
+                    let mut c = self.counters.borrow_mut();
+                    c.snapshots_written += 1;
+                    c.snapshot_freeze_us += (frozen - started).as_micros() as u64;
+                    c.snapshot_write_ms += frozen.elapsed().as_millis() as u64;
+                }
+                self.repairs_durable
+                    .set(self.repairs_durable.get().max(repairs));
+                if let Err(e) = self.wal.truncate_before(Lsn(covered.0 + 1)).await {
+                    self.fail_storage(format!("truncating the WAL: {e}"));
+                }
+                self.outbox
+                    .borrow()
+                    .snapshots
+                    .compact(&mut self.replica.borrow_mut(), at);
+                Ok(at)
+            }
+            // The WAL still holds everything: nothing is lost, only the compaction waits.
+            Err(e) => {
+                eprintln!("shard {}: snapshot at slot {at} failed: {e}", self.index);
+                Err(e)
+            }
+        };
+        self.snapshot_running.set(false);
+        result
+    }
+}

@@ -1,0 +1,217 @@
+//! The checkers: applied-slot agreement, convergence, and linearizability of what the
+//! clients saw; totals over many seeds.
+
+use super::*;
+
+/// How many steps the linearizability search of one key's history may take before it
+/// gives up (the key counts as undecided, not as a violation).
+const SEARCH_STEPS_MAX: u64 = 5_000_000;
+
+/// What anti-entropy sessions did during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AntiEntropyCounts {
+    /// Entries sent either way for differing leaves (proof that sessions found work).
+    pub entries_exchanged: u64,
+    /// Entries installed by the install rule.
+    pub installed: u64,
+    /// Copies damaged on purpose after the clients finished (anti-entropy must fix them).
+    pub damaged: u64,
+}
+
+/// What one run found.
+#[derive(Clone, Debug, Default)]
+pub struct SimOutcome {
+    /// Client operations completed or attempted.
+    pub ops: usize,
+    /// Safety violations found, each described.
+    pub violations: Vec<String>,
+    /// Keys whose check gave up (too many concurrent operations).
+    pub undecided: usize,
+    /// The trace, when asked for.
+    pub trace: String,
+    /// Snapshots sent to lagging replicas (proof that the path ran).
+    pub snapshots_sent: u64,
+    /// Every replica's counters, summed over its lives (proof that read paths ran).
+    pub stats: Stats,
+    /// Anti-entropy sessions run between replicas during the run.
+    pub anti_entropy: AntiEntropyCounts,
+    /// Snapshot chunks sent after a first one (proof that transfers took several).
+    pub snapshot_chunks_later: u64,
+    /// Crashes whose storage lost synced records in the middle of the log.
+    pub records_lost_crashes: u64,
+    /// Commands the nodes' client paths forwarded to a leader (proof that the path ran).
+    pub forwards: u64,
+}
+
+/// The replica's Merkle root after an incremental rebuild, checked against a full rebuild
+/// (the incremental tree must always agree with the state machine).
+pub(super) fn merkle_root(r: &Replica) -> u64 {
+    let mut incremental = r.kv().merkle().clone();
+    incremental.rebuild_incremental();
+    let mut full = crate::protocol::merkle::MerkleTree::new(incremental.depth());
+    full.rebuild_full(r.kv().iter().map(|i| (i.key(), i.entry_ref())));
+    assert_eq!(
+        incremental.root(),
+        full.root(),
+        "incremental Merkle tree diverged from kv"
+    );
+    incremental.root()
+}
+
+/// Totals over many seeds.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Operations over all seeds.
+    pub ops: usize,
+    /// Violations over all seeds.
+    pub violations: usize,
+    /// Seeds with at least one violation.
+    pub failing_seeds: Vec<u64>,
+    /// Keys whose check gave up.
+    pub undecided: usize,
+    /// Snapshots sent to lagging replicas over all seeds.
+    pub snapshots_sent: u64,
+    /// Replica counters over all seeds.
+    pub stats: Stats,
+    /// Anti-entropy over all seeds.
+    pub anti_entropy: AntiEntropyCounts,
+    /// Snapshot chunks sent after a first one, over all seeds.
+    pub snapshot_chunks_later: u64,
+    /// Crashes that lost synced records, over all seeds.
+    pub records_lost_crashes: u64,
+    /// Commands forwarded to a leader, over all seeds.
+    pub forwards: u64,
+}
+
+/// Runs `count` seeds from `first`, each with `base`'s settings, calling `on_failure` for
+/// each failing one.
+pub fn run_many(
+    first: u64,
+    count: u64,
+    base: &SimConfig,
+    mut on_failure: impl FnMut(u64, &SimOutcome),
+) -> Summary {
+    let mut summary = Summary::default();
+    for seed in first..first + count {
+        let cfg = SimConfig {
+            seed,
+            ..base.clone()
+        };
+        let outcome = run(cfg);
+        summary.seeds += 1;
+        summary.ops += outcome.ops;
+        summary.undecided += outcome.undecided;
+        summary.snapshots_sent += outcome.snapshots_sent;
+        summary.stats.add(&outcome.stats);
+        summary.anti_entropy.entries_exchanged += outcome.anti_entropy.entries_exchanged;
+        summary.anti_entropy.installed += outcome.anti_entropy.installed;
+        summary.anti_entropy.damaged += outcome.anti_entropy.damaged;
+        summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
+        summary.records_lost_crashes += outcome.records_lost_crashes;
+        summary.forwards += outcome.forwards;
+        if !outcome.violations.is_empty() {
+            summary.violations += outcome.violations.len();
+            summary.failing_seeds.push(seed);
+            on_failure(seed, &outcome);
+        }
+    }
+    summary
+}
+
+impl Sim {
+    pub(super) fn record_applied(&mut self, node: ReplicaId) {
+        let r = self.nodes[node.index()].replica.as_ref().expect("live");
+        let trace = r.applied_trace().expect("tracing on");
+        // Only the tail since the last look is new; the map holds what others applied.
+        for (slot, batch) in trace.iter().rev() {
+            match self.applied_at.get(slot) {
+                Some(b) if b == batch => break,
+                Some(b) => {
+                    let msg = format!(
+                        "replica {node} applied {} at slot {slot}, another applied {}",
+                        describe_batch(batch),
+                        describe_batch(b)
+                    );
+                    self.violations.push(msg);
+                    break;
+                }
+                None => {
+                    self.applied_at.insert(*slot, batch.clone());
+                }
+            }
+        }
+    }
+
+    pub(super) fn converged(&self) -> bool {
+        let live: Vec<&Replica> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .collect();
+        if live.len() != self.nodes.len() {
+            return false;
+        }
+        let applied = live[0].applied_index();
+        live.iter().all(|r| r.applied_index() == applied)
+            && live.iter().any(|r| r.leading().is_some())
+            && live
+                .iter()
+                .all(|r| r.kv().digest() == live[0].kv().digest())
+            && live.iter().all(|r| merkle_root(r) == merkle_root(live[0]))
+    }
+
+    pub(super) fn check(mut self) -> SimOutcome {
+        let mut by_key: Vec<Vec<Operation>> = vec![Vec::new(); self.cfg.keys];
+        for rec in &self.history {
+            // A read that never returned tells nothing.
+            if rec.op.op == Op::Get && rec.op.out == Output::Unknown {
+                continue;
+            }
+            by_key[rec.key].push(rec.op);
+        }
+        let mut undecided = 0;
+        for (key, ops) in by_key.iter().enumerate() {
+            match linearizability::check(ops, SEARCH_STEPS_MAX) {
+                Verdict::Linearizable => {}
+                Verdict::Unknown => undecided += 1,
+                Verdict::Violation => {
+                    let mut msg = format!("history of key k{key} is not linearizable:");
+                    for o in ops {
+                        let _ = write!(
+                            msg,
+                            "\n    client {} {:?} → {:?}  [{:.3}ms, {}]",
+                            o.client,
+                            o.op,
+                            o.out,
+                            o.call as f64 / MS as f64,
+                            if o.ret == u64::MAX {
+                                "never".to_string()
+                            } else {
+                                format!("{:.3}ms", o.ret as f64 / MS as f64)
+                            }
+                        );
+                    }
+                    self.violations.push(msg);
+                }
+            }
+        }
+        let mut stats = self.dead_stats.clone();
+        for r in self.nodes.iter().filter_map(|n| n.replica.as_ref()) {
+            stats.add(r.stats());
+        }
+        SimOutcome {
+            stats,
+            anti_entropy: self.anti_entropy,
+            ops: self.history.len(),
+            violations: self.violations,
+            undecided,
+            trace: self.trace,
+            snapshots_sent: self.snapshots_sent,
+            snapshot_chunks_later: self.snapshot_chunks_later,
+            records_lost_crashes: self.records_lost_crashes,
+            forwards: self.forwards,
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Simulated clients, each connected to one node, and the nodes' client paths they submit
+//! to (driven the way the runtime's shard drives them).
+
+use super::*;
+
+/// How long a node's client path tries a command before it answers TIMEOUT.
+pub(super) fn client_timeout(cfg: &SimConfig) -> Nanos {
+    if cfg.drift_beyond_bound {
+        // Clients stuck at a deposed leader move on fast, so writes complete elsewhere
+        // while it still answers reads.
+        CLIENT_TIMEOUT_DRIFT_NS
+    } else {
+        CLIENT_TIMEOUT_NS
+    }
+}
+
+/// How long a simulated node's client path tries a command: past elections and crashes.
+pub(super) const CLIENT_TIMEOUT_NS: Nanos = 300 * MS;
+
+/// The same, in runs whose clocks drift beyond the bound (see [`client_timeout`]).
+pub(super) const CLIENT_TIMEOUT_DRIFT_NS: Nanos = 60 * MS;
+
+/// A client connected to one node (any, like a client of a follower): it submits there
+/// and the node's client path forwards and retries.
+pub(super) struct Client {
+    pub(super) attempt: u32,
+    pub(super) target: ReplicaId,
+    /// The operation in progress: index into `history`, and whether it is a final read
+    /// (which must return: it is issued again after a failure).
+    pub(super) current: Option<(usize, bool)>,
+    pub(super) done: usize,
+}
+
+pub(super) struct Recorded {
+    pub(super) key: usize,
+    pub(super) op: Operation,
+}
+
+impl Sim {
+    pub(super) fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
+        if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
+            return;
+        }
+        // Reading the most gives a stale lease the most chances to show.
+        let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
+        let (key, op) = forced.unwrap_or_else(|| {
+            let key = self.rng.random_range(0..self.cfg.keys);
+            let op = match self.rng.random_range(0..10) {
+                r if r <= reads => Op::Get,
+                r if r <= 8 => {
+                    self.next_value += 1;
+                    Op::Set(self.next_value)
+                }
+                _ => Op::Del,
+            };
+            (key, op)
+        });
+        let k = Bytes::from(format!("k{key}"));
+        let cmd = match op {
+            Op::Get => Command::Get(k),
+            Op::Set(v) => Command::Set(k, Bytes::from(v.to_string())),
+            Op::Del => Command::Del(vec![k]),
+        };
+        self.history.push(Recorded {
+            key,
+            op: Operation {
+                client: client as u64,
+                op,
+                out: Output::Unknown,
+                call: self.now,
+                ret: u64::MAX,
+            },
+        });
+        let c = &mut self.clients[client];
+        c.current = Some((self.history.len() - 1, forced.is_some()));
+        c.attempt += 1;
+        let attempt = c.attempt;
+        let node = c.target;
+        let incarnation = self.nodes[node.index()].incarnation;
+        self.log(|| format!("client {client} #{attempt} → {node}: {op:?} k{key}"));
+        let delay = self.net_delay();
+        self.schedule(
+            delay,
+            Event::ClientRequestArrives {
+                node,
+                incarnation,
+                client,
+                attempt,
+                cmd,
+            },
+        );
+    }
+
+    /// A client's command reaches its node: submitted to the node's client path, or, if
+    /// the node crashed since, refused (the connection broke).
+    pub(super) fn client_request(
+        &mut self,
+        node: ReplicaId,
+        incarnation: u32,
+        client: usize,
+        attempt: u32,
+        cmd: Command,
+    ) {
+        let now = self.clock(node);
+        let n = &mut self.nodes[node.index()];
+        let Some(r) = n.replica.as_ref().filter(|_| n.incarnation == incarnation) else {
+            return self.answer_client(client, attempt, Err(ClientError::Timeout));
+        };
+        let handle = n.client.submit(now, cmd, LeaderView::of(r));
+        n.callers.insert(handle, (client, attempt));
+        self.drive_client(node);
+    }
+
+    /// Sends a node's answer back to its client.
+    pub(super) fn answer_client(
+        &mut self,
+        client: usize,
+        attempt: u32,
+        result: Result<Reply, ClientError>,
+    ) {
+        let delay = self.net_delay();
+        self.schedule(
+            delay,
+            Event::ClientReplyArrives {
+                client,
+                attempt,
+                result,
+            },
+        );
+    }
+
+    pub(super) fn client_reply(
+        &mut self,
+        client: usize,
+        attempt: u32,
+        result: Result<Reply, ClientError>,
+    ) {
+        self.log(|| format!("client {client} #{attempt}: {result:?}"));
+        let c = &mut self.clients[client];
+        if c.attempt != attempt {
+            return;
+        }
+        let Some((idx, final_read)) = c.current.take() else {
+            return;
+        };
+        c.done += 1;
+        let reply = match result {
+            Ok(reply) => reply,
+            // Simulated commands are a few bytes: a refusal means the size check is wrong.
+            Err(ClientError::TooLarge { bytes, bytes_max }) => {
+                self.violations.push(format!(
+                    "client {client}: a command bounded at {bytes} bytes refused as over {bytes_max}"
+                ));
+                return;
+            }
+            // The outcome is unknown: the operation stays open forever in the history.
+            // The client connects to another node and goes on (a final read must return:
+            // it reads again).
+            Err(ClientError::Timeout | ClientError::Storage(_)) => {
+                let n = self.cfg.replicas;
+                self.clients[client].target = ReplicaId(self.rng.random_range(0..n) as u8);
+                if final_read {
+                    let key = self.history[idx].key;
+                    self.start_op(client, Some((key, Op::Get)));
+                } else {
+                    let think = self.rng.random_range(0..5 * MS);
+                    self.schedule(think, Event::ClientSend { client });
+                }
+                return;
+            }
+        };
+        let rec = &mut self.history[idx];
+        rec.op.ret = self.now;
+        rec.op.out = match (rec.op.op, reply) {
+            (Op::Set(_), Reply::Ok) => Output::Ok,
+            (Op::Del, Reply::Int(n)) => Output::Removed(n > 0),
+            (Op::Get, Reply::Value(v)) => Output::Value(v.map(|b| {
+                std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(u64::MAX)
+            })),
+            (op, reply) => {
+                let msg = format!("client {client}: {op:?} got reply {reply:?}");
+                self.violations.push(msg);
+                Output::Unknown
+            }
+        };
+        let think = self.rng.random_range(0..5 * MS);
+        self.schedule(think, Event::ClientSend { client });
+    }
+
+    pub(super) fn start_final_reads(&mut self) {
+        self.log(|| "final reads of every key".into());
+        // One more operation per client: a read of each key, spread over clients.
+        for c in 0..self.clients.len() {
+            self.clients[c].done = 0;
+        }
+        self.cfg.ops_per_client = 0;
+        for key in 0..self.cfg.keys {
+            let c = key % self.clients.len();
+            self.start_op(c, Some((key, Op::Get)));
+        }
+    }
+
+    /// Ticks a live node's client path.
+    pub(super) fn tick_client(&mut self, node: ReplicaId) {
+        let now = self.clock(node);
+        let n = &mut self.nodes[node.index()];
+        let view = LeaderView::of(n.replica.as_ref().expect("live"));
+        n.client.tick(now, view);
+        self.drive_client(node);
+    }
+
+    /// Carries out what a live node's client path asked for, as the runtime's shard does.
+    pub(super) fn drive_client(&mut self, node: ReplicaId) {
+        if std::mem::replace(&mut self.nodes[node.index()].driving, true) {
+            return; // The loop below, further up the stack, takes the new outputs.
+        }
+        while let Some(out) = self.nodes[node.index()].client.pop_output() {
+            match out {
+                ClientOutput::Propose { token, req } => {
+                    let now = self.clock(node);
+                    let r = self.nodes[node.index()].replica.as_mut().expect("live");
+                    r.on_request(now, token, req);
+                    self.after_step(node);
+                }
+                ClientOutput::Forward { to, id, req } => {
+                    self.forwards += 1;
+                    self.net_send(node, to, Wire::Forward { id, req });
+                }
+                ClientOutput::ForwardReply { to, id, reply } => {
+                    self.net_send(node, to, Wire::ForwardReply { id, reply });
+                }
+                ClientOutput::Finish { handle, result } => {
+                    let callers = &mut self.nodes[node.index()].callers;
+                    if let Some((client, attempt)) = callers.remove(&handle) {
+                        self.answer_client(client, attempt, result);
+                    }
+                }
+                ClientOutput::Wake { at } => {
+                    let incarnation = self.nodes[node.index()].incarnation;
+                    let after = at.saturating_sub(self.clock(node));
+                    self.schedule(after, Event::ClientPathWake { node, incarnation });
+                }
+            }
+        }
+        self.nodes[node.index()].driving = false;
+    }
+}

@@ -1,0 +1,66 @@
+//! Simulated storage: writes, syncs with latency and stalls, snapshots.
+
+use super::*;
+
+impl Sim {
+    pub(super) fn start_sync(&mut self, node: ReplicaId) {
+        let n = &mut self.nodes[node.index()];
+        let Some(&(upto, _)) = n.pending.last() else {
+            return;
+        };
+        n.syncing_upto = Some(upto);
+        let incarnation = n.incarnation;
+        // Usually fast; sometimes the disk stalls (this machine's disk does).
+        let latency = if self.rng.random_bool(0.05) {
+            self.rng.random_range(5 * MS..40 * MS)
+        } else {
+            self.rng.random_range(50 * US..2 * MS)
+        };
+        self.schedule(
+            latency,
+            Event::SyncDone {
+                node,
+                incarnation,
+                upto,
+            },
+        );
+    }
+
+    pub(super) fn sync_done(&mut self, node: ReplicaId, incarnation: u32, upto: PersistId) {
+        let now = self.clock(node);
+        let n = &mut self.nodes[node.index()];
+        if n.incarnation != incarnation || n.replica.is_none() {
+            return;
+        }
+        let split = n.pending.partition_point(|(id, _)| *id <= upto);
+        let synced: Vec<_> = n.pending.drain(..split).collect();
+        let covers = n.snapshot_covers;
+        n.durable.extend(
+            synced
+                .into_iter()
+                .filter(|(id, _)| *id > covers)
+                .map(|(_, r)| r),
+        );
+        n.syncing_upto = None;
+        let r = n.replica.as_mut().expect("checked");
+        r.on_persisted(now, upto);
+        self.after_step(node);
+        if !self.nodes[node.index()].pending.is_empty() {
+            self.start_sync(node);
+        }
+    }
+
+    /// Like the runtime: snapshot the replica, drop the records it covers, compact the log.
+    pub(super) fn take_snapshot(&mut self, node: ReplicaId) {
+        let n = &mut self.nodes[node.index()];
+        let r = n.replica.as_mut().expect("live");
+        let snap = n.outbox.snapshots.take(r);
+        let at = snap.last_included;
+        n.outbox.snapshots.compact(r, at);
+        n.snapshot = Some(snap);
+        n.durable.clear();
+        n.lost_records = false;
+        n.snapshot_covers = n.pending.last().map_or(n.snapshot_covers, |(id, _)| *id);
+        self.log(|| format!("{node} snapshot at slot {at}"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The simulated network: delays, losses, duplicates, and what replicas send each other.
+
+use super::*;
+
+/// What replicas send each other: the runtime's peer messages that the simulated group
+/// uses.
+#[derive(Clone, Debug)]
+pub(super) enum Wire {
+    Paxos(Message),
+    /// A command forwarded to the leader, by a node's client path.
+    Forward {
+        id: u64,
+        req: Request,
+    },
+    /// The leader's answer to it.
+    ForwardReply {
+        id: u64,
+        reply: ClientReply,
+    },
+}
+
+pub(super) fn describe_wire(msg: &Wire) -> String {
+    match msg {
+        Wire::Paxos(m) => describe(m),
+        Wire::Forward { id, req } => format!(
+            "forward #{id} c{}#{}:{}",
+            req.client,
+            req.seq,
+            short_cmd(&req.cmd)
+        ),
+        Wire::ForwardReply { id, reply } => format!("forward reply #{id} {reply:?}"),
+    }
+}
+
+pub(super) fn describe(msg: &Message) -> String {
+    match msg {
+        Message::Prepare { ballot, from_slot } => format!("prepare b{ballot} from {from_slot}"),
+        Message::Promise {
+            ballot,
+            chosen_through,
+            entries,
+        } => format!(
+            "promise b{ballot} chosen through {chosen_through}, {} entries",
+            entries.len()
+        ),
+        Message::InstallSnapshot { chunk } => format!(
+            "snapshot chunk at slot {}: items {}+{} of {}",
+            chunk.last_included,
+            chunk.offset,
+            chunk.entries.len() + chunk.sessions.len(),
+            chunk.items_total
+        ),
+        Message::SnapshotChunkRequest {
+            last_included,
+            offset,
+        } => format!("snapshot chunk request at slot {last_included} from item {offset}"),
+        Message::Reject { promised } => format!("reject (promised b{promised})"),
+        Message::Accept {
+            ballot,
+            slot,
+            batch,
+            commit,
+        } => format!(
+            "accept b{ballot} slot {slot} {} commit {commit}",
+            describe_batch(batch)
+        ),
+        Message::Accepted {
+            ballot,
+            slot,
+            holders,
+            lease_left,
+        } => format!(
+            "accepted b{ballot} slot {slot} holders {holders:#b} for {:.3}ms",
+            *lease_left as f64 / MS as f64
+        ),
+        Message::LeaseRequest { seq, ballot } => format!("lease request #{seq} b{ballot}"),
+        Message::LeaseGrant { seq, fence } => format!("lease grant #{seq} fence {fence}"),
+        Message::ReadQuery { id, keys, full } => {
+            format!("read query #{id} {} keys full={full}", keys.len())
+        }
+        Message::ReadReport { id, view } => {
+            format!("read report #{id} applied {} {:?}", view.applied, view.keys)
+        }
+        Message::ReadRepair { id, entries } => {
+            format!("read repair #{id} {} entries", entries.len())
+        }
+        Message::ReadRepaired { id } => format!("read repaired #{id}"),
+        Message::Commit { ballot, commit } => format!("commit b{ballot} through {commit}"),
+        Message::CatchUpRequest { from_slot } => format!("catch-up request from {from_slot}"),
+        Message::CatchUp { entries, commit } => {
+            format!("catch-up {} entries, commit {commit}", entries.len())
+        }
+        Message::RecoveryQuery => "recovery query".to_string(),
+        Message::RecoveryReport {
+            promised,
+            recovering,
+            leading,
+        } => format!(
+            "recovery report: promised b{promised} recovering={recovering} leading {}",
+            leading.map_or("-".to_string(), |(b, s)| format!(
+                "b{b} proposed through {s}"
+            ))
+        ),
+    }
+}
+
+pub(super) fn describe_batch(b: &Batch) -> String {
+    let cmds: Vec<String> = b
+        .iter()
+        .map(|r| match &r.cmd {
+            Command::Noop => "noop".to_string(),
+            cmd => format!("c{}#{}:{}", r.client, r.seq, short_cmd(cmd)),
+        })
+        .collect();
+    format!("[{}]", cmds.join(" "))
+}
+
+pub(super) fn short_cmd(cmd: &Command) -> String {
+    let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    match cmd {
+        Command::Get(k) => format!("get {}", s(k)),
+        Command::Set(k, v) => format!("set {} {}", s(k), s(v)),
+        Command::Del(ks) => format!("del {}", ks.iter().map(s).collect::<Vec<_>>().join(" ")),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Sim {
+    pub(super) fn net_delay(&mut self) -> Nanos {
+        if self.faults_on && self.rng.random_bool(0.05) {
+            self.rng.random_range(5 * MS..60 * MS)
+        } else {
+            self.rng.random_range(100 * US..2 * MS)
+        }
+    }
+
+    pub(super) fn net_send(&mut self, from: ReplicaId, to: ReplicaId, msg: Wire) {
+        if self.cut[from.index()][to.index()] || self.rng.random_bool(self.loss) {
+            return;
+        }
+        let copies = if self.rng.random_bool(self.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.net_delay();
+            let incarnation = self.nodes[to.index()].incarnation;
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    to,
+                    from,
+                    incarnation,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    /// A message from a peer arrives at a live replica.
+    pub(super) fn deliver(&mut self, to: ReplicaId, from: ReplicaId, msg: Wire) {
+        let now = self.clock(to);
+        let n = &mut self.nodes[to.index()];
+        let r = n.replica.as_mut().expect("checked");
+        match msg {
+            Wire::Paxos(msg) => {
+                r.on_message(now, from, msg);
+                self.after_step(to);
+            }
+            Wire::Forward { id, req } => {
+                n.client.on_forward(from, id, req);
+                self.drive_client(to);
+            }
+            Wire::ForwardReply { id, reply } => {
+                let view = LeaderView::of(r);
+                n.client.on_forward_reply(now, id, reply, view);
+                self.drive_client(to);
+            }
+        }
+    }
+}
