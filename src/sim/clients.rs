@@ -47,6 +47,16 @@ impl Sim {
             let key = self.rng.random_range(0..self.cfg.keys);
             let op = match self.rng.random_range(0..10) {
                 r if r <= reads => Op::Get,
+                7 if self.cfg.primitives => {
+                    // The newest value written anywhere: on this key now and then.
+                    let expect = self.next_value;
+                    self.next_value += 1;
+                    Op::Cas {
+                        expect,
+                        new: self.next_value,
+                    }
+                }
+                8 if self.cfg.primitives => Op::Incr,
                 r if r <= 8 => {
                     self.next_value += 1;
                     Op::Set(self.next_value)
@@ -60,6 +70,14 @@ impl Sim {
             Op::Get => Command::Get(k),
             Op::Set(v) => Command::Set(k, Bytes::from(v.to_string())),
             Op::Del => Command::Del(vec![k]),
+            Op::Cas { expect, new } => Command::SetIf {
+                key: k,
+                value: Bytes::from(new.to_string()),
+                cond: crate::protocol::kv::SetCond::Equals(Bytes::from(expect.to_string())),
+                get: false,
+                ttl: crate::protocol::expiry::Ttl::Clear,
+            },
+            Op::Incr => Command::IncrBy(k, 1),
         };
         self.history.push(Recorded {
             key,
@@ -174,6 +192,9 @@ impl Sim {
         rec.op.out = match (rec.op.op, reply) {
             (Op::Set(_), Reply::Ok) => Output::Ok,
             (Op::Del, Reply::Int(n)) => Output::Removed(n > 0),
+            (Op::Cas { .. }, Reply::Ok) => Output::Swapped(true),
+            (Op::Cas { .. }, Reply::Value(None)) => Output::Swapped(false),
+            (Op::Incr, Reply::Int(n)) if n > 0 => Output::Count(n as u64),
             (Op::Get, Reply::Value(v)) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()

@@ -31,6 +31,9 @@ pub struct SimConfig {
     /// Let replicas' clocks drift beyond the configured bound (proof that lease checks
     /// can fail); within it otherwise.
     pub drift_beyond_bound: bool,
+    /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`), which the
+    /// register model checks too.
+    pub primitives: bool,
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
@@ -53,6 +56,7 @@ impl SimConfig {
             log_retain: 0,
             read_mode: ReadMode::Log,
             drift_beyond_bound: false,
+            primitives: false,
             corrupt_seeds_percent: 50,
         }
     }

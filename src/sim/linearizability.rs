@@ -13,6 +13,15 @@ pub enum Op {
     Del,
     /// Read the key.
     Get,
+    /// Set `new` if the key holds `expect` (`SET … IFEQ`); the output says whether it did.
+    Cas {
+        /// The value it must hold.
+        expect: u64,
+        /// The value to set.
+        new: u64,
+    },
+    /// Added one to the key's number (absent counts as 0); the output is the sum.
+    Incr,
 }
 
 /// What an operation returned; `Unknown` when the client never saw a reply.
@@ -24,6 +33,10 @@ pub enum Output {
     Removed(bool),
     /// A read's value.
     Value(Option<u64>),
+    /// Whether a compare-and-set set its value.
+    Swapped(bool),
+    /// A counter's new value.
+    Count(u64),
     /// No reply: the operation may or may not have taken effect.
     Unknown,
 }
@@ -51,6 +64,19 @@ fn step(state: Option<u64>, op: Op, out: Output) -> Option<Option<u64>> {
         (Op::Del, Output::Unknown) => Some(None),
         (Op::Get, Output::Value(v)) => (v == state).then_some(state),
         (Op::Get, Output::Unknown) => Some(state),
+        (Op::Cas { expect, new }, Output::Swapped(set)) => {
+            (set == (state == Some(expect))).then_some(if set { Some(new) } else { state })
+        }
+        (Op::Cas { expect, new }, Output::Unknown) => Some(if state == Some(expect) {
+            Some(new)
+        } else {
+            state
+        }),
+        (Op::Incr, Output::Count(n)) => {
+            let sum = state.unwrap_or(0).checked_add(1)?;
+            (n == sum).then_some(Some(sum))
+        }
+        (Op::Incr, Output::Unknown) => Some(Some(state.unwrap_or(0).checked_add(1)?)),
         _ => None,
     }
 }

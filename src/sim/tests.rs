@@ -56,6 +56,25 @@ fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
 }
 
 #[test]
+fn compare_and_set_and_counters_300_seeds_linearizable() {
+    for read_mode in [ReadMode::Log, ReadMode::QuorumLease] {
+        let base = SimConfig {
+            read_mode,
+            primitives: true,
+            ..SimConfig::new(0, 3)
+        };
+        let summary = run_many(0, 300, &base, |seed, outcome| {
+            eprintln!("seed {seed} failed ({read_mode}):");
+            for v in &outcome.violations {
+                eprintln!("  {v}");
+            }
+        });
+        assert!(summary.ops >= 300 * 100, "clients ran too few operations");
+        assert_eq!(summary.failing_seeds, Vec::<u64>::new(), "{read_mode}");
+    }
+}
+
+#[test]
 fn cluster_3_replicas_1000_seeds_linearizable() {
     assert_clean(3, 1000);
 }

@@ -289,6 +289,17 @@ const _: () =
     assert!(CLIENT_WAKE_COALESCE.as_nanos() < crate::protocol::client::BUSY_BACKOFF_NS as u128);
 /// A tick this late counts as an executor stall (INFO `executor_stalls`).
 const STALL_REPORTED: Duration = Duration::from_millis(20);
+/// Bytes queued for one peer before sends are dropped (a dead peer never blocks): one
+/// frame of the largest size, so an accept of the largest batch always fits an empty queue.
+const PEER_SEND_QUEUE_BYTES: usize = crate::limits::PEER_FRAME_BYTES_MAX;
+/// First wait before dialling a peer again after a failed connection.
+const PEER_RECONNECT_MIN_MS: u64 = 5;
+/// Longest wait between dials (each failure doubles the wait up to here): a restarted peer
+/// is found within this, and a dead one costs a dial five times a second.
+const PEER_RECONNECT_MAX_MS: u64 = 200;
+const _: () = assert!(PEER_RECONNECT_MIN_MS <= PEER_RECONNECT_MAX_MS);
+const _: () = assert!(PEER_SEND_QUEUE_BYTES >= crate::limits::PEER_FRAME_BYTES_MAX);
+
 impl Shard {
     /// Opens the WAL, recovers the replica from it, and starts the shard's tasks:
     /// transport, group committer, ticker.
@@ -357,9 +368,9 @@ impl Shard {
                 .map(|r| (r != usize::from(shard.cfg.id)).then(|| shard.cfg.peer_addr(r, index)))
                 .collect(),
             frame_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
-            send_queue_bytes_max: crate::limits::PEER_FRAME_BYTES_MAX,
-            reconnect_backoff_min_ms: 5,
-            reconnect_backoff_max_ms: 200,
+            send_queue_bytes_max: PEER_SEND_QUEUE_BYTES,
+            reconnect_backoff_min_ms: PEER_RECONNECT_MIN_MS,
+            reconnect_backoff_max_ms: PEER_RECONNECT_MAX_MS,
         };
         let weak = Rc::downgrade(&shard);
         let transport = Transport::start(tcfg, move |from, msg: PeerMsg| {
