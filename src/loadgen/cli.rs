@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Servers to drive, `HOST:PORT[,HOST:PORT...]`; without it, start a local
-    /// 3-replica corepax cluster (or redis-server if the cluster cannot start).
+    /// 3-replica corepax cluster (the run fails, saying why, if the cluster cannot start).
     #[arg(long)]
     pub target: Option<String>,
     /// Workload file (default: the built-in workloads/default.toml).
