@@ -74,6 +74,10 @@ impl ExpireIf {
     }
 }
 
+/// Due keys one call of [`Expiry::due_by`] looks at, at most: the work of a batch stays
+/// bounded when many keys are due at once.
+pub const DUE_SCAN_MAX: usize = 4096;
+
 /// The deadlines of one shard's keys and the log's time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Expiry {
@@ -126,19 +130,32 @@ impl Expiry {
         self.due.first().map(|(at, _)| *at)
     }
 
-    /// Keys whose deadline is at or before `upto`, earliest first, while their bytes
-    /// (each counted with `overhead` more) stay within `bytes_max`.
+    /// Keys whose deadline is at or before `upto`, earliest first, that fit `bytes_max`
+    /// (each counted with `overhead` more; a key too large is passed over, see
+    /// [`Expiry::earliest_due`]); at most [`DUE_SCAN_MAX`] keys are looked at.
     pub fn due_by(&self, upto: u64, overhead: usize, bytes_max: usize) -> Vec<Bytes> {
         let mut bytes = 0;
         let mut keys = Vec::new();
-        for (_, key) in self.due.iter().take_while(|(at, _)| *at <= upto) {
-            if bytes + key.len() + overhead > bytes_max {
-                break;
+        for (_, key) in self
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= upto)
+            .take(DUE_SCAN_MAX)
+        {
+            if bytes + key.len() + overhead <= bytes_max {
+                bytes += key.len() + overhead;
+                keys.push(key.clone());
             }
-            bytes += key.len() + overhead;
-            keys.push(key.clone());
         }
         keys
+    }
+
+    /// The key with the earliest deadline, if that deadline is at or before `upto`.
+    pub fn earliest_due(&self, upto: u64) -> Option<&Bytes> {
+        self.due
+            .first()
+            .filter(|(at, _)| *at <= upto)
+            .map(|(_, key)| key)
     }
 
     /// Whether the key's deadline has passed at the log's time.
@@ -220,6 +237,15 @@ mod tests {
         );
         assert_eq!(e.due_by(2_000, 9, 11).len(), 1, "within the bytes given");
         assert_eq!(e.due_by(2_000, 10, 10).len(), 0);
+        e.set(b"long-key", Some(1_000));
+        assert_eq!(
+            e.due_by(2_000, 0, 2),
+            vec![Bytes::from("a"), Bytes::from("b")],
+            "a key too large is passed over, not a barrier"
+        );
+        assert_eq!(e.earliest_due(2_000), Some(&Bytes::from("long-key")));
+        assert_eq!(e.earliest_due(999), None);
+        e.set(b"long-key", None);
         e.set(b"a", None);
         assert_eq!(e.due_by(2_000, 0, 1 << 10), vec![Bytes::from("b")]);
         let (all, now) = e.export();

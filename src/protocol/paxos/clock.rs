@@ -11,7 +11,7 @@ use crate::protocol::kv::{Command, Request};
 use crate::protocol::types::{NANOS_PER_MS, Nanos};
 
 /// Bytes of keys one clock entry names at most (each key counted with its length's
-/// varint); the rest wait for the next entry.
+/// varint), and at most a quarter of a batch; the rest wait for the next entry.
 pub(super) const EXPIRE_BYTES_PER_SLOT_MAX: usize = 64 << 10;
 
 /// An upper bound of a clock entry's encoded size: what a batch leaves room for.
@@ -38,12 +38,18 @@ impl Replica {
         u64::try_from(ms).unwrap_or(0).max(self.kv.expiry().now())
     }
 
+    /// Bytes of keys a clock entry in a batch may name.
+    fn expire_budget(&self) -> usize {
+        EXPIRE_BYTES_PER_SLOT_MAX.min(self.cfg.batch_bytes_max / 4)
+    }
+
     /// Bytes a batch keeps free for its clock entry.
     pub(super) fn clock_reserve_bytes(&self) -> usize {
+        let fixed = 2 * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES + REQUEST_OVERHEAD_BYTES;
         if self.kv.expiry().is_empty() {
-            2 * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES + REQUEST_OVERHEAD_BYTES
+            fixed
         } else {
-            CLOCK_BYTES_MAX
+            fixed + self.expire_budget()
         }
     }
 
@@ -56,7 +62,7 @@ impl Replica {
         }
         let now_ms = self.log_clock_ms(now);
         let expire = if name_keys {
-            expiry.due_by(now_ms, ITEM_OVERHEAD_BYTES, EXPIRE_BYTES_PER_SLOT_MAX)
+            expiry.due_by(now_ms, ITEM_OVERHEAD_BYTES, self.expire_budget())
         } else {
             Vec::new()
         };
@@ -91,9 +97,17 @@ impl Replica {
         if !due || !idle || self.expiry_in_flight() {
             return;
         }
-        let Some(clock) = self.clock_entry(now, true, true) else {
+        let Some(mut clock) = self.clock_entry(now, true, true) else {
             return;
         };
+        // Alone in its batch, a key larger than a batch's share still goes (it fits a
+        // record: keys are within the command limit).
+        if let Command::Clock { expire, now_ms } = &mut clock.cmd
+            && expire.is_empty()
+            && let Some(key) = self.kv.expiry().earliest_due(*now_ms)
+        {
+            expire.push(key.clone());
+        }
         let Role::Leader(l) = &mut self.role else {
             return;
         };
