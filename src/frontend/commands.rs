@@ -44,6 +44,16 @@ pub enum Proto {
     Resp3,
 }
 
+impl Proto {
+    /// The version number `HELLO` takes and answers.
+    pub fn version(self) -> i64 {
+        match self {
+            Proto::Resp2 => 2,
+            Proto::Resp3 => 3,
+        }
+    }
+}
+
 impl Outcome {
     /// Appends the encoding in `proto`.
     pub fn encode(&self, out: &mut Vec<u8>, proto: Proto) {

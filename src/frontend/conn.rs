@@ -133,13 +133,7 @@ impl Conn {
                     env!("CARGO_PKG_VERSION").as_bytes(),
                 ))),
             ),
-            (
-                "proto",
-                Outcome::Int(match proto {
-                    Proto::Resp2 => 2,
-                    Proto::Resp3 => 3,
-                }),
-            ),
+            ("proto", Outcome::Int(proto.version())),
             ("id", Outcome::Int(self.id as i64)),
             (
                 "mode",
@@ -178,10 +172,7 @@ impl Conn {
                 "id={} name={} resp={}\n",
                 self.id,
                 String::from_utf8_lossy(self.name.as_deref().unwrap_or_default()),
-                match self.proto {
-                    Proto::Resp2 => 2,
-                    Proto::Resp3 => 3,
-                }
+                self.proto.version()
             )))),
             _ => Outcome::Error(format!(
                 "ERR unknown or unsupported CLIENT subcommand '{}' (corepax answers ID, \

@@ -149,6 +149,14 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
     })
 }
 
+/// Redis's error for a time to live it cannot use, naming the command.
+fn invalid_expire(command: &str) -> String {
+    format!(
+        "ERR invalid expire time in '{}' command",
+        command.to_ascii_lowercase()
+    )
+}
+
 /// A positive time in `unit` milliseconds as a count of milliseconds, or Redis's error.
 fn expire_time(arg: &[u8], unit: u64, command: &str) -> Result<u64, String> {
     std::str::from_utf8(arg)
@@ -156,26 +164,15 @@ fn expire_time(arg: &[u8], unit: u64, command: &str) -> Result<u64, String> {
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|t| *t > 0)
         .and_then(|t| t.checked_mul(unit))
-        .ok_or_else(|| {
-            format!(
-                "ERR invalid expire time in '{}' command",
-                command.to_ascii_lowercase()
-            )
-        })
+        .ok_or_else(|| invalid_expire(command))
 }
 
 /// `EXPIRE key seconds [NX | XX | GT | LT]` and its millisecond and absolute forms. A
 /// time at or before now removes the key, as in Redis.
 fn expire(name: &str, key: Bytes, args: &[Bytes]) -> Result<Parsed, String> {
-    let invalid = || {
-        format!(
-            "ERR invalid expire time in '{}' command",
-            name.to_ascii_lowercase()
-        )
-    };
     let t: i64 = parse_int(&args[0])?;
     let unit: i64 = if name.starts_with('P') { 1 } else { 1000 };
-    let ms = t.checked_mul(unit).ok_or_else(invalid)?;
+    let ms = t.checked_mul(unit).ok_or_else(|| invalid_expire(name))?;
     let ttl = match (name.ends_with("AT"), u64::try_from(ms)) {
         (true, Ok(at)) => Ttl::At(at),
         (false, Ok(ms)) => Ttl::In(ms),
