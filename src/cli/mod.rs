@@ -322,10 +322,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.snapshots_sent
     );
     println!(
-        "anti-entropy during runs: {} entries exchanged, {} installed ({} copies damaged on purpose)",
+        "anti-entropy during runs: {} entries exchanged, {} installed ({} copies damaged on purpose, {} of them overwritten by a late write first)",
         summary.anti_entropy.entries_exchanged,
         summary.anti_entropy.installed,
-        summary.anti_entropy.damaged
+        summary.anti_entropy.damaged,
+        summary.anti_entropy.overwritten
     );
     let st = &summary.stats;
     if !read_mode.reads_through_log() {
@@ -350,8 +351,8 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.records_lost_crashes, st.votes_withheld
     );
     println!(
-        "commands the nodes' client paths forwarded to a leader: {}",
-        summary.forwards
+        "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",
+        summary.forwards, summary.reads_now
     );
     println!(
         "seeds: {} ops: {} violations: {}",

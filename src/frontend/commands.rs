@@ -10,7 +10,7 @@ use super::conn::{Conn, Txn};
 use super::parse::{Parsed, Shape, data_command};
 use crate::protocol::{Command, Reply};
 use crate::runtime::node::{Local, shard_of};
-use crate::runtime::shard::SubmitError;
+use crate::runtime::shard::{SubmitError, Submitted};
 use crate::wire::resp::{self, Value};
 
 /// The answer to one client command.
@@ -103,6 +103,9 @@ pub enum Pending {
     Ready(Outcome),
     /// Waiting.
     Waiting(Pin<Box<dyn Future<Output = Outcome>>>),
+    /// Waiting for this shard's group, the reply to be shaped (the common case: no
+    /// allocation of its own).
+    Submitted(Submitted, Shape),
 }
 
 impl Pending {
@@ -111,6 +114,7 @@ impl Pending {
         match self {
             Pending::Ready(o) => o,
             Pending::Waiting(f) => f.await,
+            Pending::Submitted(f, shape) => f.await.map_or_else(err, shape),
         }
     }
 }
@@ -133,24 +137,29 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
         Ok(args) => args,
         Err(e) => return Pending::Ready(e),
     };
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    let mut inline = [0u8; NAME_INLINE_BYTES];
+    let owned;
+    let name: &str = match upper_inline(&args[0], &mut inline) {
+        Some(name) => name,
+        None => {
+            owned = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            &owned
+        }
+    };
     if let Some(txn) = conn.txn.as_mut()
-        && !matches!(
-            name.as_str(),
-            "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT"
-        )
+        && !matches!(name, "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT")
     {
-        return Pending::Ready(txn.queue(&name, &args[1..]));
+        return Pending::Ready(txn.queue(name, &args[1..]));
     }
-    if let Some(parsed) = data_command(&name, &args[1..]) {
+    if let Some(parsed) = data_command(name, &args[1..]) {
         return match parsed {
             Ok(p) => route(local, p),
             Err(e) => Pending::Ready(Outcome::Error(e)),
         };
     }
     let n = args.len();
-    match name.as_str() {
-        "MULTI" | "EXEC" | "DISCARD" | "WATCH" => transaction(local, conn, &name),
+    match name {
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" => transaction(local, conn, name),
         "HELLO" => Pending::Ready(conn.hello(&args[1..])),
         "CLIENT" => Pending::Ready(conn.client(&args[1..])),
         "PING" if n == 1 => Pending::Ready(Outcome::Simple("PONG")),
@@ -177,11 +186,26 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
                 Outcome::Bulk(Some(Bytes::from(super::info::info_text(&local).await)))
             }))
         }
-        "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, &name, &args),
-        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(&name),
+        "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, name, &args),
+        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(name),
 
         _ => unknown(&args),
     }
+}
+
+/// Command names up to this long are upper-cased on the stack (every command there is).
+const NAME_INLINE_BYTES: usize = 32;
+
+/// `name` in upper case, written into `buf`, if it is ASCII and fits.
+fn upper_inline<'a>(name: &[u8], buf: &'a mut [u8; NAME_INLINE_BYTES]) -> Option<&'a str> {
+    let out = buf.get_mut(..name.len())?;
+    if !name.is_ascii() {
+        return None;
+    }
+    for (o, c) in out.iter_mut().zip(name) {
+        *o = c.to_ascii_uppercase();
+    }
+    std::str::from_utf8(out).ok()
 }
 
 /// A command's arguments: a non-empty array of bulk strings (simple strings and integers
@@ -379,6 +403,15 @@ fn route(local: &Rc<Local>, p: Parsed) -> Pending {
 /// The one shard that owns every key of `cmd` (shard 0 for none), or CROSSSLOT naming
 /// the shards, as Redis Cluster answers keys of several slots.
 fn owner_of(local: &Local, cmd: &Command) -> Result<usize, Outcome> {
+    // The usual case, one shard, without collecting them.
+    let (mut first, mut several) = (None, false);
+    cmd.for_each_key(&mut |k| {
+        let s = shard_of(k, local.shards);
+        several |= *first.get_or_insert(s) != s;
+    });
+    if !several {
+        return Ok(first.unwrap_or(0));
+    }
     let mut shards = std::collections::BTreeSet::new();
     cmd.for_each_key(&mut |k| {
         shards.insert(shard_of(k, local.shards));
@@ -400,8 +433,10 @@ fn owner_of(local: &Local, cmd: &Command) -> Result<usize, Outcome> {
 /// Runs `cmd` on shard `owner` and shapes its reply.
 fn on_shard(local: &Rc<Local>, owner: usize, cmd: Command, shape: Shape) -> Pending {
     if owner == local.shard.index {
-        let fut = local.shard.submit(cmd);
-        return Pending::Waiting(Box::pin(async move { fut.await.map_or_else(err, shape) }));
+        if let Some(reply) = local.shard.read_now(&cmd) {
+            return Pending::Ready(shape(reply));
+        }
+        return Pending::Submitted(local.shard.submit(cmd), shape);
     }
     Pending::Waiting(spawned(local, owner, cmd, shape))
 }
@@ -535,4 +570,24 @@ fn config_get(patterns: &[Bytes]) -> Pending {
         }
     }
     Pending::Ready(Outcome::Array(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_are_upper_cased_on_the_stack_when_ascii_and_short() {
+        let mut buf = [0u8; NAME_INLINE_BYTES];
+        assert_eq!(upper_inline(b"set", &mut buf), Some("SET"));
+        assert_eq!(upper_inline(b"Client", &mut buf), Some("CLIENT"));
+        assert_eq!(upper_inline(b"", &mut buf), Some(""));
+        let long = [b'a'; NAME_INLINE_BYTES + 1];
+        assert_eq!(
+            upper_inline(&long, &mut buf),
+            None,
+            "too long: the slow path"
+        );
+        assert_eq!(upper_inline("sét".as_bytes(), &mut buf), None, "not ASCII");
+    }
 }

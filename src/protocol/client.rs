@@ -15,12 +15,12 @@
 //! out the [`ClientOutput`]s. A proposal has no timer of its own: the driver's ticks
 //! expire it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::kv::{Command, Reply, Request};
 use super::outbox::ClientReply;
 use super::paxos::Replica;
-use super::types::{ClientId, Nanos, ReplicaId, Token};
+use super::types::{ClientId, MapHasher, Nanos, ReplicaId, Token};
 use crate::config::ReadMode;
 
 const NS_PER_MS: Nanos = 1_000_000;
@@ -132,25 +132,47 @@ impl LeaderView {
 struct Session {
     client: ClientId,
     next_seq: u64,
-    outstanding: BTreeSet<u64>,
+    /// The lowest sequence number not finished (`next_seq + 1` when none is outstanding).
+    floor: u64,
+    /// Whether each sequence number from `floor` through `next_seq` finished; the front
+    /// one never has (finished ones are popped), so this is as long as the span of
+    /// commands in progress.
+    finished: VecDeque<bool>,
 }
 
 impl Session {
+    fn new(client: ClientId) -> Session {
+        Session {
+            client,
+            next_seq: 0,
+            floor: 1,
+            finished: VecDeque::new(),
+        }
+    }
+
     fn begin(&mut self, cmd: Command) -> Request {
         self.next_seq += 1;
-        let seq = self.next_seq;
-        self.outstanding.insert(seq);
-        let ack_floor = *self.outstanding.first().expect("just inserted");
+        self.finished.push_back(false);
         Request {
             client: self.client,
-            seq,
-            ack_floor,
+            seq: self.next_seq,
+            ack_floor: self.floor,
             cmd,
         }
     }
 
     fn end(&mut self, seq: u64) {
-        self.outstanding.remove(&seq);
+        let Some(done) = seq
+            .checked_sub(self.floor)
+            .and_then(|i| self.finished.get_mut(i as usize))
+        else {
+            return;
+        };
+        *done = true;
+        while self.finished.front() == Some(&true) {
+            self.finished.pop_front();
+            self.floor += 1;
+        }
     }
 }
 
@@ -187,9 +209,9 @@ pub struct ClientPath {
     session: Session,
     /// Commands in progress, by the token (or forward id) of their current attempt; each
     /// attempt takes a new one, so a late answer to an earlier attempt finds nothing.
-    ops: HashMap<Token, Op>,
+    ops: HashMap<Token, Op, MapHasher>,
     /// Commands peers forwarded here, by the token proposed with: (that peer, its id).
-    remote: HashMap<Token, (ReplicaId, u64)>,
+    remote: HashMap<Token, (ReplicaId, u64), MapHasher>,
     next_token: Token,
     /// The view at the last step, to resend forwards when the leader changes.
     view: LeaderView,
@@ -208,13 +230,9 @@ impl ClientPath {
             me,
             reads_away: read_mode.reads_away_from_leader(),
             timeout,
-            session: Session {
-                client,
-                next_seq: 0,
-                outstanding: BTreeSet::new(),
-            },
-            ops: HashMap::new(),
-            remote: HashMap::new(),
+            session: Session::new(client),
+            ops: HashMap::default(),
+            remote: HashMap::default(),
             // From the session id (random per process lifetime), not from 1: a leader's
             // late answer to a forward of this replica's previous life must not match a
             // forward of this one.
@@ -232,6 +250,18 @@ impl ClientPath {
     /// The next thing to do, in order.
     pub fn pop_output(&mut self) -> Option<ClientOutput> {
         self.outputs.pop_front()
+    }
+
+    /// Moves the proposals at the front of the outputs (consecutive
+    /// [`ClientOutput::Propose`]s) into `into`, in order: a driver that popped one hands
+    /// them all to one step of the core (`Replica::on_requests`), which batches them.
+    pub fn pop_proposals(&mut self, into: &mut Vec<(Token, Request)>) {
+        while let Some(ClientOutput::Propose { .. }) = self.outputs.front() {
+            let Some(ClientOutput::Propose { token, req }) = self.outputs.pop_front() else {
+                unreachable!("front is a proposal");
+            };
+            into.push((token, req));
+        }
     }
 
     /// The view of the leader the client path last saw.
@@ -272,6 +302,15 @@ impl ClientPath {
             self.attempt(now, op, true);
         }
         handle
+    }
+
+    /// A read the replica answers at once, without a session, a token or a step (see
+    /// [`Replica::read_now`]): the driver answers its caller itself. `None`: submit it.
+    pub fn read_now(&self, replica: &mut Replica, now: Nanos, cmd: &Command) -> Option<Reply> {
+        if self.storage_error.is_some() {
+            return None; // Submitted, it fails as every command does now.
+        }
+        replica.read_now(now, cmd)
     }
 
     /// A command replica `from` forwarded here, to be proposed (it is a [`ClientOutput::Propose`]

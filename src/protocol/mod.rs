@@ -22,4 +22,4 @@ pub use kv::{Command, Kv, Reply, Request};
 pub use message::{Batch, Message, Record, Snapshot};
 pub use outbox::{Action, ClientReply};
 pub use paxos::{Bugs, Replica, Stats};
-pub use types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};
+pub use types::{Ballot, ClientId, MapHasher, Nanos, PersistId, ReplicaId, Slot, Token};

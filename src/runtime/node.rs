@@ -18,7 +18,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use super::shard::{Shard, ShardInfo, SubmitError};
 use crate::config::NodeConfig;
-use crate::protocol::{Command, Reply};
+use crate::protocol::{Command, MapHasher, Reply};
 
 /// Messages between the shards of one node.
 #[derive(Debug)]
@@ -90,7 +90,7 @@ pub struct Local {
     /// The node's configuration.
     pub cfg: NodeConfig,
     senders: Senders<MeshMsg>,
-    waiters: RefCell<HashMap<u64, Waiter>>,
+    waiters: RefCell<HashMap<u64, Waiter, MapHasher>>,
     next_id: Cell<u64>,
 }
 
@@ -324,7 +324,7 @@ async fn shard_main<F: Future<Output = anyhow::Result<()>>>(
         shards: cfg.shards,
         cfg,
         senders,
-        waiters: RefCell::new(HashMap::new()),
+        waiters: RefCell::new(HashMap::default()),
         next_id: Cell::new(1),
     });
     for (from, mut stream) in receivers.streams() {

@@ -16,6 +16,9 @@ pub struct AntiEntropyCounts {
     pub installed: u64,
     /// Copies damaged on purpose after the clients finished (anti-entropy must fix them).
     pub damaged: u64,
+    /// Damaged copies a later write through the log replaced before anti-entropy came to
+    /// them (a command a client gave up on may still be retried and applied).
+    pub overwritten: u64,
 }
 
 /// What one run found.
@@ -41,6 +44,8 @@ pub struct SimOutcome {
     pub records_lost_crashes: u64,
     /// Commands the nodes' client paths forwarded to a leader (proof that the path ran).
     pub forwards: u64,
+    /// Reads a node answered at once, without a step (`ClientPath::read_now`).
+    pub reads_now: u64,
 }
 
 /// The replica's Merkle root after an incremental rebuild, checked against a full rebuild
@@ -83,6 +88,8 @@ pub struct Summary {
     pub records_lost_crashes: u64,
     /// Commands forwarded to a leader, over all seeds.
     pub forwards: u64,
+    /// Reads answered at once, over all seeds.
+    pub reads_now: u64,
 }
 
 /// Runs `count` seeds from `first`, each with `base`'s settings, calling `on_failure` for
@@ -108,9 +115,11 @@ pub fn run_many(
         summary.anti_entropy.entries_exchanged += outcome.anti_entropy.entries_exchanged;
         summary.anti_entropy.installed += outcome.anti_entropy.installed;
         summary.anti_entropy.damaged += outcome.anti_entropy.damaged;
+        summary.anti_entropy.overwritten += outcome.anti_entropy.overwritten;
         summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
         summary.records_lost_crashes += outcome.records_lost_crashes;
         summary.forwards += outcome.forwards;
+        summary.reads_now += outcome.reads_now;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
             summary.failing_seeds.push(seed);
@@ -212,6 +221,7 @@ impl Sim {
             snapshot_chunks_later: self.snapshot_chunks_later,
             records_lost_crashes: self.records_lost_crashes,
             forwards: self.forwards,
+            reads_now: self.reads_now,
         }
     }
 }

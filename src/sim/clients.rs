@@ -121,9 +121,13 @@ impl Sim {
     ) {
         let now = self.clock(node);
         let n = &mut self.nodes[node.index()];
-        let Some(r) = n.replica.as_ref().filter(|_| n.incarnation == incarnation) else {
+        let Some(r) = n.replica.as_mut().filter(|_| n.incarnation == incarnation) else {
             return self.answer_client(client, attempt, Err(ClientError::Timeout));
         };
+        if let Some(reply) = n.client.read_now(r, now, &cmd) {
+            self.reads_now += 1;
+            return self.answer_client(client, attempt, Ok(reply));
+        }
         let handle = n.client.submit(now, cmd, LeaderView::of(r));
         n.callers.insert(handle, (client, attempt));
         self.drive_client(node);
@@ -242,8 +246,10 @@ impl Sim {
             match out {
                 ClientOutput::Propose { token, req } => {
                     let now = self.clock(node);
-                    let r = self.nodes[node.index()].replica.as_mut().expect("live");
-                    r.on_request(now, token, req);
+                    let n = &mut self.nodes[node.index()];
+                    let mut reqs = vec![(token, req)];
+                    n.client.pop_proposals(&mut reqs);
+                    n.replica.as_mut().expect("live").on_requests(now, reqs);
                     self.after_step(node);
                 }
                 ClientOutput::Forward { to, id, req } => {

@@ -231,10 +231,27 @@ impl Sim {
             value: Bytes::from_static(b"rot"),
             version: 0,
         };
+        let version = r.kv().get(&key).map_or(0, |i| i.entry_ref().version);
         r.kv_mut().force_local(key.clone(), rot);
         self.anti_entropy.damaged += 1;
+        self.rotted = Some((victim, key.clone(), version));
         self.log(|| format!("bit rot: r{victim} {:?} reverted", key));
         true
+    }
+
+    /// After the replicas converged again: counts the damaged copy as overwritten if a
+    /// write through the log replaced it (its version moved past the one it had).
+    pub(super) fn note_rot_overwritten(&mut self) {
+        let Some((victim, key, version)) = self.rotted.take() else {
+            return;
+        };
+        let now = self.nodes[victim]
+            .replica
+            .as_ref()
+            .and_then(|r| r.kv().get(&key).map(|i| i.entry_ref().version));
+        if now.is_some_and(|v| v > version) {
+            self.anti_entropy.overwritten += 1;
+        }
     }
 
     /// Anti-entropy between two random live replicas, run to the end between two protocol

@@ -152,6 +152,9 @@ struct Sim {
     corrupt_rng: Option<ChaCha8Rng>,
     records_lost_crashes: u64,
     forwards: u64,
+    reads_now: u64,
+    /// The copy damaged on purpose: (replica, key, its version before).
+    rotted: Option<(usize, Bytes, Slot)>,
 }
 
 /// One replica's effects in the simulated world.
@@ -286,6 +289,8 @@ impl Sim {
             corrupt_rng,
             records_lost_crashes: 0,
             forwards: 0,
+            reads_now: 0,
+            rotted: None,
             cfg,
         }
     }
@@ -336,10 +341,12 @@ impl Sim {
                     self.start_final_reads();
                 } else if self.converged() {
                     if damaged {
+                        self.note_rot_overwritten();
                         return;
                     }
                     // Converged: now rot one stored copy, which the log can never fix. Only
-                    // anti-entropy can make the replicas converge again.
+                    // anti-entropy can make the replicas converge again (or a later write
+                    // of the key, which `damage_one_copy` tells apart).
                     damaged = true;
                     if !self.damage_one_copy() {
                         return; // Nothing stored, nothing to rot.

@@ -230,7 +230,7 @@ impl Replica {
                 return;
             }
             let full = l.queue.len() >= batch_max || l.queue_bytes >= bytes_max;
-            if !full && delay > 0 && now < l.queue_since + delay {
+            if !full && (self.gathering || (delay > 0 && now < l.queue_since + delay)) {
                 return;
             }
             let mut batch = Vec::with_capacity(l.queue.len().min(batch_max));

@@ -330,6 +330,9 @@ pub struct Replica {
     applied_trace: Option<Vec<(Slot, Batch)>>,
     /// Set while recovering records storage lost: a learner until then (`recovery.rs`).
     recovering: Option<recovery::Recovering>,
+    /// Set while `on_requests` takes several requests: a leader queues them and proposes
+    /// full batches only, the rest once all are in (one slot for a pipeline, not one each).
+    gathering: bool,
     stats: Stats,
 }
 
@@ -375,6 +378,7 @@ impl Replica {
                 .then(Default::default),
             applied_trace: None,
             recovering: None,
+            gathering: false,
             stats: Stats::default(),
         }
     }
@@ -454,18 +458,28 @@ impl Replica {
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
+        self.on_requests(now, std::iter::once((token, req)));
+    }
+
+    /// Several client requests arrive at once (a pipeline): as many `on_request`s in one
+    /// step, except that a leader puts them in as few slots as its batch limits allow.
+    pub fn on_requests(&mut self, now: Nanos, reqs: impl IntoIterator<Item = (Token, Request)>) {
         self.wake(now);
-        if self.ignore_too_large(token, &req) {
-            self.finish_step(now);
-            return;
-        }
-        if !self.cfg.read_mode.reads_through_log() && req.cmd.is_read_only() {
-            if let Some(token) = self.redirect_read_while_recovering(token) {
-                self.on_read(now, token, req);
+        self.gathering = true;
+        for (token, req) in reqs {
+            if self.ignore_too_large(token, &req) {
+                continue;
             }
-        } else {
-            self.on_client_request(now, token, req);
+            if !self.cfg.read_mode.reads_through_log() && req.cmd.is_read_only() {
+                if let Some(token) = self.redirect_read_while_recovering(token) {
+                    self.on_read(now, token, req);
+                }
+            } else {
+                self.on_client_request(now, token, req);
+            }
         }
+        self.gathering = false;
+        self.try_propose(now);
         self.finish_step(now);
     }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use super::Replica;
 use crate::config::{LeaseHolders, ReadMode, ReadRepair};
 use crate::protocol::digest::{self, KeyView, Plan, View};
-use crate::protocol::kv::{Entry, Item, Request};
+use crate::protocol::kv::{Command, Entry, Item, Reply, Request};
 use crate::protocol::lease::{surely_past, surely_within};
 use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::{Action, ClientReply};
@@ -165,10 +165,7 @@ impl Replica {
         match self.cfg.read_mode {
             ReadMode::Log => self.read_through_log(now, token, req),
             ReadMode::LeaderLease => {
-                if self.leading().is_some()
-                    && self.reads.holder.valid(now)
-                    && self.applied >= self.reads.floor
-                {
+                if self.leader_lease_read_ready(now) {
                     self.answer_locally(token, &req);
                 } else {
                     self.read_through_log(now, token, req);
@@ -190,15 +187,47 @@ impl Replica {
     }
 
     fn answer_locally(&mut self, token: Token, req: &Request) {
+        let reply = self.local_read(&req.cmd);
+        self.reply(token, ClientReply::Done(reply));
+    }
+
+    /// The answer to a read-only command from this replica's state.
+    fn local_read(&mut self, cmd: &Command) -> Reply {
         self.stats.reads_local += 1;
-        let values: Vec<Option<Bytes>> = req
-            .cmd
+        if let Command::Get(k) = cmd {
+            return Reply::Value(self.kv.get(k).map(Item::value_bytes));
+        }
+        let values: Vec<Option<Bytes>> = cmd
             .read_keys()
             .iter()
             .map(|k| self.kv.get(k).map(Item::value_bytes))
             .collect();
-        let reply = req.cmd.read_reply(&values);
-        self.reply(token, ClientReply::Done(reply));
+        cmd.read_reply(&values)
+    }
+
+    /// A read this replica can answer at once, as [`Replica::on_request`] would answer it
+    /// without waiting: a lease read when the lease is valid, everything before it applied
+    /// and (quorum lease) no write to its keys pending. No session, no token, no step: the
+    /// driver answers the client itself. `None`: submit it.
+    pub fn read_now(&mut self, now: Nanos, cmd: &Command) -> Option<Reply> {
+        if !cmd.is_read_only() || self.recovering.is_some() {
+            return None;
+        }
+        self.wake(now);
+        let ready = match self.cfg.read_mode {
+            ReadMode::LeaderLease => self.leader_lease_read_ready(now),
+            ReadMode::QuorumLease => {
+                self.is_lease_holder() && self.reads.holder.valid(now) && self.lease_read_ready(cmd)
+            }
+            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum => false,
+        };
+        ready.then(|| self.local_read(cmd))
+    }
+
+    /// Leader lease: this replica leads, holds the lease and applied every slot it
+    /// recovered.
+    fn leader_lease_read_ready(&self, now: Nanos) -> bool {
+        self.leading().is_some() && self.reads.holder.valid(now) && self.applied >= self.reads.floor
     }
 
     fn is_lease_holder(&self) -> bool {
@@ -212,7 +241,7 @@ impl Replica {
             self.read_through_log(now, token, req);
             return;
         }
-        if self.lease_read_ready(&req) {
+        if self.lease_read_ready(&req.cmd) {
             self.answer_locally(token, &req);
             return;
         }
@@ -230,15 +259,12 @@ impl Replica {
     }
 
     /// A holder may answer once it applied the fence and no write to the keys is pending.
-    fn lease_read_ready(&self, req: &Request) -> bool {
+    fn lease_read_ready(&self, cmd: &Command) -> bool {
         if self.applied < self.reads.holder.fence() {
             return false;
         }
         let pending = self.pending.as_ref().expect("kept in quorum-lease mode");
-        req.cmd
-            .read_keys()
-            .iter()
-            .all(|k| pending.newest(k).is_none())
+        cmd.read_keys().iter().all(|k| pending.newest(k).is_none())
     }
 
     /// Every tick: ask for leases, expire waiting reads.
@@ -357,7 +383,7 @@ impl Replica {
             for w in waiters {
                 if !self.reads.holder.valid(now) || now >= w.deadline {
                     self.read_through_log(now, w.token, w.req);
-                } else if self.lease_read_ready(&w.req) {
+                } else if self.lease_read_ready(&w.req.cmd) {
                     self.answer_locally(w.token, &w.req);
                 } else {
                     self.reads.waiters.push_back(w);

@@ -1,6 +1,8 @@
 //! The node's side of the client path: callers wait for their commands while the sans-IO
 //! `protocol::client::ClientPath` forwards, backs off and retries.
 
+use std::task::{Poll, Waker};
+
 use super::*;
 
 /// Why a client command failed.
@@ -39,27 +41,33 @@ impl SubmitError {
 }
 
 impl Shard {
-    /// Submits a command to this shard's group and waits for it to be applied. The first
-    /// attempt is made before this returns, so commands submitted one after another are
-    /// proposed in that order (and batched together).
-    pub fn submit(
-        self: &Rc<Self>,
-        cmd: Command,
-    ) -> impl std::future::Future<Output = Result<Reply, SubmitError>> + 'static {
+    /// Submits a command to this shard's group and waits for it to be applied. Commands
+    /// submitted one after another are proposed in that order (and batched together).
+    pub fn submit(self: &Rc<Self>, cmd: Command) -> Submitted {
         self.counters.borrow_mut().commands += 1;
-        let (tx, rx) = oneshot::channel();
         let view = LeaderView::of(&self.replica.borrow());
         let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
-        self.callers.borrow_mut().insert(handle, tx);
-        self.run_client_path();
-        let timeout_ms = self.cfg.request_timeout_ms;
-        let index = self.index;
-        async move {
-            match rx.await {
-                Ok(result) => result.map_err(|e| SubmitError::from_client(e, timeout_ms)),
-                Err(_) => Err(SubmitError::Storage(format!("shard {index} stopped"))),
-            }
+        self.callers
+            .borrow_mut()
+            .insert(handle, Call::Waiting(None));
+        // Proposed when the caller first waits (`Submitted::poll`) or at the next tick:
+        // a pipeline's commands, submitted one after another, go to the core in one step.
+        Submitted {
+            shard: self.clone(),
+            handle,
         }
+    }
+
+    /// The answer to a read this replica can give at once (a lease read, see
+    /// `Replica::read_now`): no session, no step, no waiting. `None`: submit it.
+    pub fn read_now(&self, cmd: &Command) -> Option<Reply> {
+        let now = self.now();
+        let reply = self
+            .client
+            .borrow()
+            .read_now(&mut self.replica.borrow_mut(), now, cmd)?;
+        self.counters.borrow_mut().commands += 1;
+        Some(reply)
     }
 
     /// Carries out what the client path asked for, until it asks for nothing more.
@@ -73,8 +81,12 @@ impl Shard {
             };
             match out {
                 ClientOutput::Propose { token, req } => {
+                    let mut reqs = self.proposals.take();
+                    reqs.push((token, req));
+                    self.client.borrow_mut().pop_proposals(&mut reqs);
                     let now = self.now();
-                    self.step(|r| r.on_request(now, token, req));
+                    self.step(|r| r.on_requests(now, reqs.drain(..)));
+                    self.proposals.set(reqs);
                 }
                 ClientOutput::Forward { to, id, req } => {
                     self.counters.borrow_mut().forwarded += 1;
@@ -94,8 +106,12 @@ impl Shard {
                     if result.is_err() {
                         self.counters.borrow_mut().errors += 1;
                     }
-                    if let Some(tx) = self.callers.borrow_mut().remove(&handle) {
-                        let _ = tx.send(result);
+                    // A caller that went away (its connection closed) has no entry.
+                    if let Some(call) = self.callers.borrow_mut().get_mut(&handle)
+                        && let Call::Waiting(Some(waker)) =
+                            std::mem::replace(call, Call::Done(result))
+                    {
+                        waker.wake();
                     }
                 }
                 ClientOutput::Wake { at } => self.wake_client(at),
@@ -137,5 +153,57 @@ impl Shard {
         let view = LeaderView::of(&self.replica.borrow());
         self.client.borrow_mut().tick(now, view);
         self.run_client_path();
+    }
+}
+
+/// A local caller's command in progress.
+pub(super) enum Call {
+    /// Not finished; the waker of the task waiting for it, once it polled.
+    Waiting(Option<Waker>),
+    /// Finished, not yet taken.
+    Done(Result<Reply, ClientError>),
+}
+
+/// A command submitted to this shard's group (`Shard::submit`): its answer. Dropping it
+/// forgets the answer (the command itself still runs to its end).
+pub struct Submitted {
+    shard: Rc<Shard>,
+    handle: Handle,
+}
+
+impl std::future::Future for Submitted {
+    type Output = Result<Reply, SubmitError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let shard = &self.shard;
+        shard.run_client_path();
+        let mut callers = shard.callers.borrow_mut();
+        let Some(call) = callers.get_mut(&self.handle) else {
+            return Poll::Ready(Err(SubmitError::Storage(format!(
+                "shard {} stopped",
+                shard.index
+            ))));
+        };
+        match call {
+            Call::Waiting(waker) => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Call::Done(_) => {
+                let Some(Call::Done(result)) = callers.remove(&self.handle) else {
+                    unreachable!("matched Done above");
+                };
+                let timeout_ms = shard.cfg.request_timeout_ms;
+                Poll::Ready(result.map_err(|e| SubmitError::from_client(e, timeout_ms)))
+            }
+        }
+    }
+}
+
+impl Drop for Submitted {
+    fn drop(&mut self) {
+        self.shard.callers.borrow_mut().remove(&self.handle);
     }
 }

@@ -19,8 +19,8 @@ use crate::config::NodeConfig;
 use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
 use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
 use crate::protocol::{
-    ClientReply, Command, Message, Nanos, PersistId, Record, Replica, ReplicaId, Reply, Request,
-    Token,
+    ClientReply, Command, MapHasher, Message, Nanos, PersistId, Record, Replica, ReplicaId, Reply,
+    Request, Token,
 };
 use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use crate::transport::{Transport, TransportConfig};
@@ -32,7 +32,7 @@ mod peers;
 mod snapshot;
 mod storage;
 
-pub use client::SubmitError;
+pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
 pub use peers::PeerMsg;
 
@@ -176,7 +176,9 @@ pub struct Shard {
     client: RefCell<ClientPath>,
     /// Local callers waiting for their command to finish (the client path expires it at
     /// its deadline, driven by the ticker: a request costs no timer of its own).
-    callers: RefCell<HashMap<Handle, oneshot::Sender<Result<Reply, ClientError>>>>,
+    callers: RefCell<HashMap<Handle, client::Call, MapHasher>>,
+    /// Reused by `run_client_path`: the proposals handed to one step.
+    proposals: Cell<Vec<(Token, Request)>>,
     /// Set while the client path's outputs are carried out (a proposal steps the replica,
     /// whose replies feed the client path again: the outer loop takes its new outputs).
     client_running: Cell<bool>,
@@ -330,7 +332,8 @@ impl Shard {
             persisting: RefCell::new(VecDeque::new()),
             overflow: RefCell::new(VecDeque::new()),
             client: RefCell::new(client),
-            callers: RefCell::new(HashMap::new()),
+            callers: RefCell::new(HashMap::default()),
+            proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
             client_wake_at: Cell::new(None),
             next_merkle_id: Cell::new(1),

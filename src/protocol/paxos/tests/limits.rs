@@ -186,3 +186,39 @@ fn an_accept_too_large_for_the_log_is_dropped_and_the_acceptor_keeps_going() {
     c.run(|_, _, _| true);
     assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
 }
+
+/// A pipeline handed over in one step goes into as few slots as `batch_max` allows, not
+/// one slot per request while the pipeline window has room; every request is answered.
+#[test]
+fn requests_of_one_step_share_slots() {
+    let mut c = Cluster::new(3);
+    c.replicas[0].cfg.batch_max = 4;
+    c.elect(0);
+    let before = c.replicas[0].stats().slots_proposed;
+    let reqs: Vec<(Token, Request)> = (1..=10u64)
+        .map(|i| {
+            let req = Request {
+                client: 1,
+                seq: i,
+                ack_floor: 1,
+                cmd: set(&format!("k{i}"), "v"),
+            };
+            (i, req)
+        })
+        .collect();
+    c.replicas[0].on_requests(c.now, reqs);
+    c.collect(0);
+    // 4 + 4 + 2, not 10 slots (the default pipeline depth has room for 10).
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 3);
+    c.run(|_, _, _| true);
+    for i in 1..=10u64 {
+        assert_eq!(c.reply_of(i), Some(&ClientReply::Done(Reply::Ok)));
+        assert_eq!(value(&c, 0, &format!("k{i}")), Some(Bytes::from("v")));
+    }
+    // One at a time, the same requests would take a slot each.
+    let before = c.replicas[0].stats().slots_proposed;
+    for i in 11..=14u64 {
+        c.request(0, i, 1, i, set(&format!("k{i}"), "w"));
+    }
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 4);
+}
