@@ -86,6 +86,23 @@ pub struct SweepArgs {
     pub quiet: bool,
 }
 
+/// `corepax compare A B`: ratios B/A of two sets of results, noise marked.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Side A (before): a result JSON, a folder of them (a sweep) or a quoted pattern
+    /// such as 'results/ab/before-*.json' (runs of one configuration are repeats).
+    pub a: String,
+    /// Side B (after), named the same ways.
+    pub b: String,
+    /// Ratios within this many percent of 1 count as noise even when the ranges of the
+    /// two sides do not overlap.
+    #[arg(long, default_value_t = 100.0 * super::compare::THRESHOLD_DEFAULT)]
+    pub threshold: f64,
+    /// Write an SVG plot of the ratios here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
 /// Parses `20`, `20s`, `500ms`, `2m` into seconds.
 pub fn parse_duration_s(s: &str) -> Result<f64, String> {
     let s = s.trim();
@@ -241,6 +258,25 @@ pub fn run_sweep(a: SweepArgs) -> anyhow::Result<PathBuf> {
         Progress::auto()
     };
     super::sweep::run(&m, a.out, a.cores, progress)
+}
+
+/// `corepax compare`: prints the comparison table and writes its plot if asked.
+pub fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
+    if !(a.threshold >= 0.0 && a.threshold < 100.0) {
+        bail!(
+            "--threshold {}: a percentage from 0 to under 100",
+            a.threshold
+        );
+    }
+    let runs_a = super::results::load(&a.a).context("side A")?;
+    let runs_b = super::results::load(&a.b).context("side B")?;
+    let c = super::compare::compare((&a.a, &runs_a), (&a.b, &runs_b), a.threshold / 100.0)?;
+    print!("{}", c.table());
+    if let Some(p) = &a.plot {
+        std::fs::write(p, c.svg()?).with_context(|| format!("cannot write {}", p.display()))?;
+        println!("plot: {}", p.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

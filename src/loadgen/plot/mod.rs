@@ -1,5 +1,8 @@
 //! SVG plots of sweep results (plotters): throughput against p99, and latency
 //! percentile curves per configuration.
+pub mod axis;
+pub mod ratio;
+
 use super::report::BenchResult;
 use plotters::prelude::*;
 use std::path::Path;
