@@ -25,6 +25,8 @@ enum Command {
     Sweep(crate::loadgen::cli::SweepArgs),
     /// Compare two sets of results (before/after): ratios B/A, noise marked.
     Compare(crate::loadgen::cli::CompareArgs),
+    /// Draw a folder's plots again from its results.
+    Report(crate::loadgen::cli::ReportArgs),
     /// Run one replica: a node process with one shard per core.
     Node(Box<NodeArgs>),
     /// Start a local cluster of node processes on 127.0.0.1 and wait; Ctrl-C stops it.
@@ -254,6 +256,7 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => crate::loadgen::cli::run_bench(a).map(|_| ExitCode::SUCCESS),
         Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
         Command::Compare(a) => crate::loadgen::cli::run_compare(a).map(|_| ExitCode::SUCCESS),
+        Command::Report(a) => crate::loadgen::cli::run_report(a).map(|_| ExitCode::SUCCESS),
         Command::Sim(args) => run_sim(args),
         Command::Node(args) => run_node(*args).map(|_| ExitCode::SUCCESS),
         Command::Cluster(args) => cluster::run(args).map(|_| ExitCode::SUCCESS),

@@ -103,6 +103,13 @@ pub struct CompareArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// `corepax report DIR`: the plots of a folder of results, drawn again from its JSON.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// A folder of results (a sweep's), or one result JSON.
+    pub dir: PathBuf,
+}
+
 /// Parses `20`, `20s`, `500ms`, `2m` into seconds.
 pub fn parse_duration_s(s: &str) -> Result<f64, String> {
     let s = s.trim();
@@ -276,6 +283,21 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
         std::fs::write(p, c.svg()?).with_context(|| format!("cannot write {}", p.display()))?;
         println!("plot: {}", p.display());
     }
+    Ok(())
+}
+
+/// `corepax report`: draws a folder's plots again from its results.
+pub fn run_report(a: ReportArgs) -> anyhow::Result<()> {
+    let spec = a.dir.to_string_lossy();
+    let loaded = super::results::load(&spec)?;
+    let dir = if a.dir.is_dir() {
+        a.dir.clone()
+    } else {
+        a.dir.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    let results: Vec<&BenchResult> = loaded.iter().map(|l| &l.result).collect();
+    super::plot::write_sweep_plots(&dir, &super::plot::runs(&results))?;
+    println!("plots written to {}", dir.display());
     Ok(())
 }
 

@@ -311,12 +311,8 @@ pub fn run(
     }
     let md = summary_markdown(m, &rows);
     std::fs::write(dir.join("summary.md"), &md)?;
-    let plotted: Vec<_> = rows
-        .iter()
-        .map(|r| (r.config.label(), r.result.as_ref()))
-        .collect();
-    super::plot::throughput_vs_p99(&dir.join("throughput-vs-p99.svg"), &plotted)?;
-    super::plot::latency_curves(&dir.join("latency-percentiles.svg"), &plotted)?;
+    let done: Vec<&BenchResult> = rows.iter().filter_map(|r| r.result.as_ref()).collect();
+    super::plot::write_sweep_plots(&dir, &super::plot::runs(&done))?;
     println!("{md}");
     println!("sweep written to {}", dir.display());
     Ok(dir)

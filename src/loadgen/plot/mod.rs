@@ -1,126 +1,222 @@
-//! SVG plots of sweep results (plotters): throughput against p99, and latency
-//! percentile curves per configuration.
+//! SVG plots of results (plotters) that explain themselves: every series named in a
+//! legend beside the data, one colour per value of the swept setting and one marker per
+//! workload (the same in every plot of a sweep), human ticks, axes fitted to the data,
+//! and one panel per workload when one chart would hold too many lines.
+//!
+//! - [`throughput_vs_p99_svg`]: each run a point, throughput against p99.
+//! - [`latency_curves_svg`]: latency by percentile, p50 … p99.99 and max.
+//! - [`ratio`]: the before/after plot of `corepax compare`; [`axis`]: ticks and labels.
 pub mod axis;
 pub mod ratio;
+mod style;
 
 use super::report::BenchResult;
+use super::results::Ident;
+use axis::{MAX_AT, PERCENTILES, TickAxis, fitted, fmt_count, fmt_ms, nines, percentile_label};
+use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
+pub use style::{Marker, Styles};
 
-/// Percentiles plotted on the curves, as "nines" (x = -log10(1 - q)).
-const CURVE_QUANTILES: [f64; 6] = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
+/// Lines one chart holds before the plot splits into one panel per workload.
+pub const SERIES_PER_CHART_MAX: usize = 6;
 
-/// One configuration of a sweep: its label and its result (None when it failed; it keeps
-/// its number `#i` all the same).
-pub type Labelled<'a> = (String, Option<&'a BenchResult>);
+/// Width of the legend beside a plot, in pixels.
+const LEGEND_PX: u32 = 260;
+
+/// One run to plot: what tells it apart from the others, and its result.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// Workload and settings.
+    pub ident: Ident,
+    /// The result.
+    pub result: &'a BenchResult,
+}
+
+/// Runs shown together, each told apart by the settings that vary among them.
+pub fn runs<'a>(results: &[&'a BenchResult]) -> Vec<Run<'a>> {
+    super::results::idents(results)
+        .into_iter()
+        .zip(results.iter().copied())
+        .map(|(ident, result)| Run { ident, result })
+        .collect()
+}
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
 
-/// Scatter of total throughput (x, ops/s) against p99 latency (y, ms).
-pub fn throughput_vs_p99(path: &Path, rows: &[Labelled<'_>]) -> anyhow::Result<()> {
-    let pts: Vec<(f64, f64, String)> = rows
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// The points of a run's latency curve: (percentile position, ms), max last.
+pub fn curve(r: &BenchResult) -> Vec<(f64, f64)> {
+    let t = &r.total;
+    let vals = [t.p50_us, t.p90_us, t.p99_us, t.p999_us, t.p9999_us];
+    PERCENTILES
         .iter()
-        .enumerate()
-        .filter_map(|(i, (_, result))| {
-            result.map(|res| {
-                (
-                    res.total.throughput_per_s,
-                    res.total.p99_us / 1000.0,
-                    format!("#{i}"),
-                )
-            })
+        .zip(vals)
+        .map(|((_, q), v)| (nines(*q), v / 1000.0))
+        .chain([(MAX_AT, t.max_us / 1000.0)])
+        .filter(|(_, ms)| *ms > 0.0)
+        .collect()
+}
+
+/// Each run a point: total throughput (x) against p99 latency (y, log).
+pub fn throughput_vs_p99_svg(runs: &[Run<'_>]) -> anyhow::Result<String> {
+    let styles = Styles::of(runs);
+    let pts: Vec<(f64, f64, &Run)> = runs
+        .iter()
+        .filter(|r| r.result.total.count > 0)
+        .map(|r| {
+            (
+                r.result.total.throughput_per_s,
+                r.result.total.p99_us / 1000.0,
+                r,
+            )
         })
         .collect();
-    let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max) * 1.15;
-    let ymax = pts.iter().map(|p| p.1).fold(0.001, f64::max) * 1.15;
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("throughput vs p99 latency", ("sans-serif", 22))
-        .margin(20)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+    let x = fitted(pts.iter().map(|p| p.0), false, 0.08);
+    let x = x.start.max(0.0)..x.end;
+    let y = fitted(pts.iter().map(|p| p.1), true, 0.25);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000 + LEGEND_PX, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (plot, legend) = root.split_horizontally(1000);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(
+                "throughput against p99 latency (each run a point)",
+                ("sans-serif", 20),
+            )
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
+            .build_cartesian_2d(TickAxis::linear(x, 6), TickAxis::log(y))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
+            .label_style(("sans-serif", 14))
+            .x_desc("throughput (ops/s)")
+            .y_desc("p99 latency")
+            .x_label_formatter(&|v| fmt_count(*v))
+            .y_label_formatter(&|v| fmt_ms(*v))
+            .draw()
+            .map_err(err)?;
+        for (x, y, r) in &pts {
+            let marker = styles.marker(&r.ident.workload);
+            marker.draw_on(&mut chart, &[(*x, *y)], styles.colour(&r.ident), 7)?;
+        }
+        styles.legend(&legend).map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Latency by percentile (p50 … p99.99, then max; log scale), one line per run; one
+/// panel per workload when there are more than [`SERIES_PER_CHART_MAX`] runs.
+pub fn latency_curves_svg(runs: &[Run<'_>]) -> anyhow::Result<String> {
+    let styles = Styles::of(runs);
+    let curves: Vec<(Vec<(f64, f64)>, &Run)> = runs
+        .iter()
+        .map(|r| (curve(r.result), r))
+        .filter(|(c, _)| !c.is_empty())
+        .collect();
+    let y = fitted(
+        curves.iter().flat_map(|c| c.0.iter().map(|p| p.1)),
+        true,
+        0.2,
+    );
+    let panels: Vec<&str> = if curves.len() > SERIES_PER_CHART_MAX && styles.workloads().len() > 1 {
+        styles.workloads().iter().map(String::as_str).collect()
+    } else {
+        vec![""]
+    };
+    let cols = panels.len().min(3);
+    let rows = panels.len().div_ceil(cols);
+    let (w, h) = (
+        1000,
+        if panels.len() == 1 {
+            600
+        } else {
+            60 + 420 * rows as u32
+        },
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w + LEGEND_PX, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (plot, legend) = root.split_horizontally(w);
+        let plot = plot
+            .titled("latency by percentile", ("sans-serif", 20))
+            .map_err(err)?;
+        for (workload, area) in panels.iter().zip(plot.split_evenly((rows, cols))) {
+            let mine: Vec<_> = curves
+                .iter()
+                .filter(|(_, r)| workload.is_empty() || r.ident.workload == *workload)
+                .collect();
+            panel(&area, workload, &mine, &styles, y.clone())?;
+        }
+        styles.legend(&legend).map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// One chart of latency curves (`title` names its workload, "" when all are in it).
+fn panel(
+    area: &Area<'_>,
+    title: &str,
+    curves: &[&(Vec<(f64, f64)>, &Run<'_>)],
+    styles: &Styles,
+    y: std::ops::Range<f64>,
+) -> anyhow::Result<()> {
+    let mut b = ChartBuilder::on(area);
+    if !title.is_empty() {
+        b.caption(format!("workload {title}"), ("sans-serif", 16));
+    }
+    let mut chart = b
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(TickAxis::percentiles(), TickAxis::log(y))
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("throughput (ops/s)")
-        .y_desc("p99 latency (ms)")
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
+        .label_style(("sans-serif", 13))
+        .x_desc("percentile")
+        .y_desc("latency")
+        .x_label_formatter(&|v| percentile_label(*v).to_string())
+        .y_label_formatter(&|v| fmt_ms(*v))
         .draw()
         .map_err(err)?;
-    chart
-        .draw_series(
-            pts.iter()
-                .map(|(x, y, _)| Circle::new((*x, *y), 5, BLUE.filled())),
-        )
-        .map_err(err)?;
-    chart
-        .draw_series(
-            pts.iter()
-                .map(|(x, y, l)| Text::new(l.clone(), (*x, *y), ("sans-serif", 14))),
-        )
-        .map_err(err)?;
-    root.present().map_err(err)?;
+    for (pts, run) in curves {
+        let colour = styles.colour(&run.ident);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+            .map_err(err)?;
+        let marker = styles.marker(&run.ident.workload);
+        marker.draw_on(&mut chart, pts, colour, 5)?;
+    }
     Ok(())
 }
 
-/// One line per configuration: latency (ms, log scale) at p50 … p99.999 (x in nines).
-pub fn latency_curves(path: &Path, rows: &[Labelled<'_>]) -> anyhow::Result<()> {
-    let curves: Vec<(String, Vec<(f64, f64)>)> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (label, result))| {
-            let t = &(*result)?.total;
-            let vals = [
-                t.p50_us, t.p90_us, t.p99_us, t.p999_us, t.p9999_us, t.max_us,
-            ];
-            let pts = CURVE_QUANTILES
-                .iter()
-                .zip(vals)
-                .map(|(q, v)| (-(1.0 - q).log10(), (v / 1000.0).max(0.001)))
-                .collect();
-            Some((format!("#{i} {label}"), pts))
-        })
-        .collect();
-    let ymax = curves
-        .iter()
-        .flat_map(|c| c.1.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 2.0;
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "latency by percentile (last point: max)",
-            ("sans-serif", 22),
-        )
-        .margin(20)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..5.2, (0.001..ymax).log_scale())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile (nines: 1 = p90, 2 = p99, 3 = p99.9 ...)")
-        .y_desc("latency (ms)")
-        .draw()
-        .map_err(err)?;
-    for (i, (label, pts)) in curves.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+/// Writes a sweep's two plots into `dir`: `throughput-vs-p99.svg` and
+/// `latency-percentiles.svg`.
+pub fn write_sweep_plots(dir: &std::path::Path, runs: &[Run<'_>]) -> anyhow::Result<()> {
+    std::fs::write(
+        dir.join("throughput-vs-p99.svg"),
+        throughput_vs_p99_svg(runs)?,
+    )?;
+    std::fs::write(
+        dir.join("latency-percentiles.svg"),
+        latency_curves_svg(runs)?,
+    )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
