@@ -25,7 +25,7 @@ enum Command {
     Sweep(crate::loadgen::cli::SweepArgs),
     /// Compare two sets of results (before/after): ratios B/A, noise marked.
     Compare(crate::loadgen::cli::CompareArgs),
-    /// Draw a folder's plots again from its results.
+    /// Write the HTML report page of a folder of results (plots drawn again).
     Report(crate::loadgen::cli::ReportArgs),
     /// Run one replica: a node process with one shard per core.
     Node(Box<NodeArgs>),

@@ -103,7 +103,8 @@ pub struct CompareArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// `corepax report DIR`: the plots of a folder of results, drawn again from its JSON.
+/// `corepax report DIR`: the report page of a folder of results (and its plots, drawn
+/// again from its JSON).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
     /// A folder of results (a sweep's), or one result JSON.
@@ -247,11 +248,18 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     }
     let path = a.json.clone().unwrap_or_else(|| res.default_path());
     res.write(&path, &out.intervals)?;
+    let page = super::page::path_for(&path);
+    let loaded = super::results::Loaded {
+        path: path.clone(),
+        result: res.clone(),
+    };
+    super::page::write(&page, &path.display().to_string(), &[loaded])?;
     println!("{}", res.table());
     println!(
-        "result: {}  interval log: {}",
+        "result: {}  interval log: {}  report: {}",
         path.display(),
-        res.hlog_path.as_deref().unwrap_or("-")
+        res.hlog_path.as_deref().unwrap_or("-"),
+        page.display()
     );
     Ok(res)
 }
@@ -286,18 +294,18 @@ pub fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `corepax report`: draws a folder's plots again from its results.
+/// `corepax report`: writes the report page of a folder (or of one result) and, for a
+/// folder, draws its plots again.
 pub fn run_report(a: ReportArgs) -> anyhow::Result<()> {
     let spec = a.dir.to_string_lossy();
     let loaded = super::results::load(&spec)?;
-    let dir = if a.dir.is_dir() {
-        a.dir.clone()
-    } else {
-        a.dir.parent().map(PathBuf::from).unwrap_or_default()
-    };
-    let results: Vec<&BenchResult> = loaded.iter().map(|l| &l.result).collect();
-    super::plot::write_sweep_plots(&dir, &super::plot::runs(&results))?;
-    println!("plots written to {}", dir.display());
+    if a.dir.is_dir() {
+        let results: Vec<&BenchResult> = loaded.iter().map(|l| &l.result).collect();
+        super::plot::write_sweep_plots(&a.dir, &super::plot::runs(&results))?;
+    }
+    let page = super::page::path_for(&a.dir);
+    super::page::write(&page, &spec, &loaded)?;
+    println!("report: {}", page.display());
     Ok(())
 }
 

@@ -10,9 +10,10 @@
 //! - [`sweep`], [`plot`]: settings matrices, comparison table, SVG plots.
 //! - [`results`]: results read back (files, folders, patterns; interval logs).
 //! - [`compare`]: `corepax compare`, ratios of two sets of results with their noise.
-//! - [`cli`]: the `bench`, `sweep` and `compare` commands.
+//! - [`page`]: the HTML report page beside results.
+//! - [`cli`]: the `bench`, `sweep`, `compare` and `report` commands.
 //!
-//! Imports point down this order: `cli` → `sweep` → `launch`, `run`, `compare` →
+//! Imports point down this order: `cli` → `sweep` → `launch`, `run`, `page`, `compare` →
 //! `results`, `plot` → `driver`, `info`, `report` → `client`, `stats`, `workload`.
 pub mod cli;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod compare;
 pub mod driver;
 pub mod info;
 pub mod launch;
+pub mod page;
 pub mod plot;
 pub mod report;
 pub mod results;

@@ -77,7 +77,7 @@ pub fn fmt_ratio(r: f64) -> String {
 
 /// Ticks of a linear axis from `lo` to `hi`: multiples of a 1-2-5 step, about `n` of them.
 pub fn linear_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    if !(hi > lo) || n == 0 {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || n == 0 {
         return vec![lo];
     }
     let raw = (hi - lo) / n as f64;
