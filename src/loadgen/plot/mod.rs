@@ -13,6 +13,7 @@ mod style;
 use super::report::BenchResult;
 use super::results::Ident;
 use axis::{MAX_AT, PERCENTILES, TickAxis, fitted, fmt_count, fmt_ms, nines, percentile_label};
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 pub use style::{Marker, Styles};
@@ -39,6 +40,19 @@ pub fn runs<'a>(results: &[&'a BenchResult]) -> Vec<Run<'a>> {
         .zip(results.iter().copied())
         .map(|(ident, result)| Run { ident, result })
         .collect()
+}
+
+/// The grid every chart here uses: light grey lines at the ticks only, labels of
+/// `font_px`.
+fn mesh<'a, 'b, DB: DrawingBackend>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<TickAxis, TickAxis>>,
+    font_px: u32,
+) -> MeshStyle<'a, 'b, TickAxis, TickAxis, DB> {
+    let mut m = chart.configure_mesh();
+    m.light_line_style(WHITE)
+        .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
+        .label_style(("sans-serif", font_px));
+    m
 }
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -92,11 +106,7 @@ pub fn throughput_vs_p99_svg(runs: &[Run<'_>]) -> anyhow::Result<String> {
             .y_label_area_size(70)
             .build_cartesian_2d(TickAxis::linear(x, 6), TickAxis::log(y))
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
-            .label_style(("sans-serif", 14))
+        mesh(&mut chart, 14)
             .x_desc("throughput (ops/s)")
             .y_desc("p99 latency")
             .x_label_formatter(&|v| fmt_count(*v))
@@ -181,11 +191,7 @@ fn panel(
         .y_label_area_size(64)
         .build_cartesian_2d(TickAxis::percentiles(), TickAxis::log(y))
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
-        .label_style(("sans-serif", 13))
+    mesh(&mut chart, 13)
         .x_desc("percentile")
         .y_desc("latency")
         .x_label_formatter(&|v| percentile_label(*v).to_string())

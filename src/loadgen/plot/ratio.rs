@@ -95,11 +95,7 @@ pub fn ratios_svg(points: &[RatioPoint], threshold: f64) -> anyhow::Result<Strin
                 .y_label_area_size(label_px.min(WIDTH_PX / 2))
                 .build_cartesian_2d(axis(), y)
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
-                .label_style(("sans-serif", 13))
+            super::mesh(&mut chart, 13)
                 .x_label_formatter(&|v| fmt_ratio(*v))
                 .y_label_formatter(&|v| {
                     let i = v.round() as usize;
