@@ -56,6 +56,7 @@ mode = "closed"
         "latency-percentiles.svg",
         "run-000.json",
         "run-001.hlog",
+        "report.html",
     ] {
         let meta = std::fs::metadata(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(meta.len() > 100, "{f} is empty");

@@ -23,6 +23,10 @@ enum Command {
     Bench(crate::loadgen::cli::BenchArgs),
     /// Run a matrix of settings, each on a fresh cluster; write a table and plots.
     Sweep(crate::loadgen::cli::SweepArgs),
+    /// Compare two sets of results (before/after): ratios B/A, noise marked.
+    Compare(crate::loadgen::cli::CompareArgs),
+    /// Write the HTML report page of a folder of results (plots drawn again).
+    Report(crate::loadgen::cli::ReportArgs),
     /// Run one replica: a node process with one shard per core.
     Node(Box<NodeArgs>),
     /// Start a local cluster of node processes on 127.0.0.1 and wait; Ctrl-C stops it.
@@ -251,6 +255,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(a) => crate::loadgen::cli::run_bench(a).map(|_| ExitCode::SUCCESS),
         Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
+        Command::Compare(a) => crate::loadgen::cli::run_compare(a).map(|_| ExitCode::SUCCESS),
+        Command::Report(a) => crate::loadgen::cli::run_report(a).map(|_| ExitCode::SUCCESS),
         Command::Sim(args) => run_sim(args),
         Command::Node(args) => run_node(*args).map(|_| ExitCode::SUCCESS),
         Command::Cluster(args) => cluster::run(args).map(|_| ExitCode::SUCCESS),

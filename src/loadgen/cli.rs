@@ -86,6 +86,31 @@ pub struct SweepArgs {
     pub quiet: bool,
 }
 
+/// `corepax compare A B`: ratios B/A of two sets of results, noise marked.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Side A (before): a result JSON, a folder of them (a sweep) or a quoted pattern
+    /// such as 'results/ab/before-*.json' (runs of one configuration are repeats).
+    pub a: String,
+    /// Side B (after), named the same ways.
+    pub b: String,
+    /// Ratios within this many percent of 1 count as noise even when the ranges of the
+    /// two sides do not overlap.
+    #[arg(long, default_value_t = 100.0 * super::compare::THRESHOLD_DEFAULT)]
+    pub threshold: f64,
+    /// Write an SVG plot of the ratios here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// `corepax report DIR`: the report page of a folder of results (and its plots, drawn
+/// again from its JSON).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// A folder of results (a sweep's), or one result JSON.
+    pub dir: PathBuf,
+}
+
 /// Parses `20`, `20s`, `500ms`, `2m` into seconds.
 pub fn parse_duration_s(s: &str) -> Result<f64, String> {
     let s = s.trim();
@@ -223,11 +248,18 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     }
     let path = a.json.clone().unwrap_or_else(|| res.default_path());
     res.write(&path, &out.intervals)?;
+    let page = super::page::path_for(&path);
+    let loaded = super::results::Loaded {
+        path: path.clone(),
+        result: res.clone(),
+    };
+    super::page::write(&page, &path.display().to_string(), &[loaded])?;
     println!("{}", res.table());
     println!(
-        "result: {}  interval log: {}",
+        "result: {}  interval log: {}  report: {}",
         path.display(),
-        res.hlog_path.as_deref().unwrap_or("-")
+        res.hlog_path.as_deref().unwrap_or("-"),
+        page.display()
     );
     Ok(res)
 }
@@ -241,6 +273,40 @@ pub fn run_sweep(a: SweepArgs) -> anyhow::Result<PathBuf> {
         Progress::auto()
     };
     super::sweep::run(&m, a.out, a.cores, progress)
+}
+
+/// `corepax compare`: prints the comparison table and writes its plot if asked.
+pub fn run_compare(a: CompareArgs) -> anyhow::Result<()> {
+    if !(a.threshold >= 0.0 && a.threshold < 100.0) {
+        bail!(
+            "--threshold {}: a percentage from 0 to under 100",
+            a.threshold
+        );
+    }
+    let runs_a = super::results::load(&a.a).context("side A")?;
+    let runs_b = super::results::load(&a.b).context("side B")?;
+    let c = super::compare::compare((&a.a, &runs_a), (&a.b, &runs_b), a.threshold / 100.0)?;
+    print!("{}", c.table());
+    if let Some(p) = &a.plot {
+        std::fs::write(p, c.svg()?).with_context(|| format!("cannot write {}", p.display()))?;
+        println!("plot: {}", p.display());
+    }
+    Ok(())
+}
+
+/// `corepax report`: writes the report page of a folder (or of one result) and, for a
+/// folder, draws its plots again.
+pub fn run_report(a: ReportArgs) -> anyhow::Result<()> {
+    let spec = a.dir.to_string_lossy();
+    let loaded = super::results::load(&spec)?;
+    if a.dir.is_dir() {
+        let results: Vec<&BenchResult> = loaded.iter().map(|l| &l.result).collect();
+        super::plot::write_sweep_plots(&a.dir, &super::plot::runs(&results))?;
+    }
+    let page = super::page::path_for(&a.dir);
+    super::page::write(&page, &spec, &loaded)?;
+    println!("report: {}", page.display());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,18 +8,26 @@
 //! - [`run`]: one measured run (server counters around a driver run).
 //! - [`launch`]: start a corepax cluster or redis-server to measure.
 //! - [`sweep`], [`plot`]: settings matrices, comparison table, SVG plots.
-//! - [`cli`]: the `bench` and `sweep` commands.
+//! - [`results`]: results read back (files, folders, patterns; interval logs).
+//! - [`compare`]: `corepax compare`, ratios of two sets of results with their noise.
+//! - [`page`]: the HTML report page beside results.
+//! - [`cli`]: the `bench`, `sweep`, `compare` and `report` commands.
 //!
-//! Imports point down this order: `cli` → `sweep` → `launch`, `run`, `plot` → `driver`,
-//! `info`, `report` → `client`, `stats`, `workload`.
+//! Imports point down this order: `cli` → `sweep` → `launch`, `run`, `page`, `compare` →
+//! `results`, `plot` → `driver`, `info`, `report` → `client`, `stats`, `workload`.
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod driver;
 pub mod info;
 pub mod launch;
+pub mod page;
 pub mod plot;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod stats;
 pub mod sweep;
+#[cfg(test)]
+mod testdata;
 pub mod workload;

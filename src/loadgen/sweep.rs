@@ -311,12 +311,18 @@ pub fn run(
     }
     let md = summary_markdown(m, &rows);
     std::fs::write(dir.join("summary.md"), &md)?;
-    let plotted: Vec<_> = rows
-        .iter()
-        .map(|r| (r.config.label(), r.result.as_ref()))
-        .collect();
-    super::plot::throughput_vs_p99(&dir.join("throughput-vs-p99.svg"), &plotted)?;
-    super::plot::latency_curves(&dir.join("latency-percentiles.svg"), &plotted)?;
+    let done: Vec<&BenchResult> = rows.iter().filter_map(|r| r.result.as_ref()).collect();
+    super::plot::write_sweep_plots(&dir, &super::plot::runs(&done))?;
+    // The page reads the results back as written, so it shows what a later
+    // `corepax report` of this folder shows.
+    if !done.is_empty() {
+        let loaded = super::results::load(&dir.to_string_lossy())?;
+        super::page::write(
+            &super::page::path_for(&dir),
+            &dir.to_string_lossy(),
+            &loaded,
+        )?;
+    }
     println!("{md}");
     println!("sweep written to {}", dir.display());
     Ok(dir)
