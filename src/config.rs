@@ -484,6 +484,15 @@ pub struct NodeConfig {
     /// Identifies the cluster in peer handshakes.
     #[serde(default)]
     pub cluster_id: u64,
+    /// A file holding the cluster's shared secret (at least 16 bytes; whitespace around it
+    /// is ignored): peer connections prove they hold it (HMAC-SHA256 over fresh nonces
+    /// from both sides). Without it anyone who reaches the peer ports can pose as a replica.
+    #[serde(default)]
+    pub cluster_key_file: Option<std::path::PathBuf>,
+    /// Clients must `AUTH` with this password (as Redis's `requirepass`) before any other
+    /// command.
+    #[serde(default)]
+    pub requirepass: Option<String>,
     /// Allows debug commands that bypass replication.
     #[serde(default)]
     pub debug: bool,
@@ -570,6 +579,8 @@ impl NodeConfig {
             cpus: Vec::new(),
             no_fsync: false,
             cluster_id: 0,
+            cluster_key_file: None,
+            requirepass: None,
             debug: false,
             request_timeout_ms: request_timeout_ms_default(),
             client_bulk_bytes_max: bulk_bytes_max_default(),
@@ -686,6 +697,8 @@ mod tests {
             cpus: Vec::new(),
             no_fsync: false,
             cluster_id: 0,
+            cluster_key_file: None,
+            requirepass: None,
             debug: false,
             request_timeout_ms: 5_000,
             client_bulk_bytes_max: 1 << 20,

@@ -164,6 +164,15 @@ pub struct NodeArgs {
     /// Cluster id, checked in peer handshakes.
     #[arg(long)]
     cluster_id: Option<u64>,
+    /// A file holding the cluster's shared secret (at least 16 bytes, the same on every
+    /// replica): peers prove they hold it in the handshake. Without it the peer port is
+    /// open to anyone who can reach it.
+    #[arg(long)]
+    cluster_key_file: Option<std::path::PathBuf>,
+    /// Clients must AUTH with this password first (like Redis's requirepass). Visible in
+    /// the process list: prefer `requirepass` in the --config file.
+    #[arg(long)]
+    requirepass: Option<String>,
     /// Snapshot (and truncate the WAL) every this many applied slots.
     #[arg(long)]
     snapshot_interval_slots: Option<u64>,
@@ -213,6 +222,12 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.cluster_id {
         cfg.cluster_id = v;
+    }
+    if let Some(v) = args.cluster_key_file {
+        cfg.cluster_key_file = Some(v);
+    }
+    if let Some(v) = args.requirepass {
+        cfg.requirepass = Some(v);
     }
     if let Some(v) = args.snapshot_interval_slots {
         cfg.snapshot_interval_slots = v;

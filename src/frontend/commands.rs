@@ -134,6 +134,10 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
         Err(e) => return Pending::Ready(e),
     };
     let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    let requirepass = local.cfg.requirepass.as_deref();
+    if !conn.authenticated && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT") {
+        return Pending::Ready(Outcome::Error(super::conn::NOAUTH.into()));
+    }
     if let Some(txn) = conn.txn.as_mut()
         && !matches!(
             name.as_str(),
@@ -151,7 +155,8 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     let n = args.len();
     match name.as_str() {
         "MULTI" | "EXEC" | "DISCARD" | "WATCH" => transaction(local, conn, &name),
-        "HELLO" => Pending::Ready(conn.hello(&args[1..])),
+        "HELLO" => Pending::Ready(conn.hello(&args[1..], requirepass)),
+        "AUTH" => Pending::Ready(conn.auth(&args[1..], requirepass)),
         "CLIENT" => Pending::Ready(conn.client(&args[1..])),
         "PING" if n == 1 => Pending::Ready(Outcome::Simple("PONG")),
         "PING" if n == 2 => Pending::Ready(Outcome::Bulk(Some(args[1].clone()))),

@@ -70,7 +70,7 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
     let mut pending = Vec::with_capacity(PIPELINE_MAX);
     // Each reply is written in the RESP version in force when its command arrived (a
     // HELLO's own reply already in the new one).
-    let mut conn = conn::Conn::default();
+    let mut conn = conn::Conn::new(local.cfg.requirepass.is_some());
     loop {
         let mut close = false;
         while pending.len() < PIPELINE_MAX {

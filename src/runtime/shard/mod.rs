@@ -359,8 +359,10 @@ impl Shard {
         });
         // Before any proposal: the log time a leader stamps is the wall clock.
         shard.sync_wall_clock();
+        let cluster_key = crate::runtime::node::load_cluster_key(&shard.cfg)?;
         let tcfg = TransportConfig {
             cluster_id: shard.cfg.cluster_id,
+            cluster_key,
             me: shard.cfg.id,
             shard: index as u16,
             listen: shard.cfg.peer_addr(usize::from(shard.cfg.id), index),
