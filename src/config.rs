@@ -505,6 +505,16 @@ pub struct NodeConfig {
     /// Arguments in one client command, at most.
     #[serde(default = "array_len_max_default")]
     pub client_array_len_max: usize,
+    /// Client connections open at once, at most (as Redis's `maxclients`); one more is
+    /// answered `-ERR max number of clients reached` and closed.
+    #[serde(default = "maxclients_default")]
+    pub maxclients: usize,
+    /// Bytes of client input (partial commands, and whole ones not yet started) the node
+    /// holds for all its connections together, at most, split evenly among its shards;
+    /// a connection whose input would pass it is answered with an error and closed (as
+    /// Redis's `client-query-buffer-limit`, but for the node).
+    #[serde(default = "client_input_bytes_max_default")]
+    pub client_input_bytes_max: usize,
     /// Snapshot the state machine (and truncate the WAL) every this many applied slots.
     #[serde(default = "snapshot_interval_slots_default")]
     pub snapshot_interval_slots: u64,
@@ -558,6 +568,22 @@ fn array_len_max_default() -> usize {
     65_536
 }
 
+/// Redis's default.
+fn maxclients_default() -> usize {
+    10_000
+}
+
+/// Room for a command of the largest size on each of the most shards a node may have
+/// (and Redis's limit for one client).
+fn client_input_bytes_max_default() -> usize {
+    1 << 30
+}
+
+/// The smallest `client_input_bytes_max` accepted, per shard: room for one command of
+/// the largest size.
+pub const CLIENT_INPUT_BYTES_PER_SHARD_MIN: usize = crate::limits::COMMAND_BYTES_MAX;
+const _: () = assert!(SHARDS_MAX * CLIENT_INPUT_BYTES_PER_SHARD_MIN <= 1 << 30);
+
 impl NodeConfig {
     /// A node with these addresses and shards, every other setting at its default (the
     /// protocol's `replicas` from `peers`).
@@ -585,6 +611,8 @@ impl NodeConfig {
             request_timeout_ms: request_timeout_ms_default(),
             client_bulk_bytes_max: bulk_bytes_max_default(),
             client_array_len_max: array_len_max_default(),
+            maxclients: maxclients_default(),
+            client_input_bytes_max: client_input_bytes_max_default(),
             snapshot_interval_slots: snapshot_interval_slots_default(),
             log_retain_slots: log_retain_slots_default(),
             anti_entropy_interval_ms: anti_entropy_interval_ms_default(),
@@ -634,6 +662,15 @@ impl NodeConfig {
             "client_array_len_max",
             ">= 3",
             self.client_array_len_max,
+        )?;
+        check(self.maxclients >= 1, "maxclients", ">= 1", self.maxclients)?;
+        check(
+            self.client_input_bytes_max / self.shards >= CLIENT_INPUT_BYTES_PER_SHARD_MIN,
+            "client_input_bytes_max",
+            &format!(
+                ">= {CLIENT_INPUT_BYTES_PER_SHARD_MIN} per shard (one command of the largest size)"
+            ),
+            self.client_input_bytes_max,
         )?;
         check(
             self.anti_entropy_interval_ms == 0
@@ -703,6 +740,8 @@ mod tests {
             request_timeout_ms: 5_000,
             client_bulk_bytes_max: 1 << 20,
             client_array_len_max: 1024,
+            maxclients: 10_000,
+            client_input_bytes_max: 1 << 30,
             snapshot_interval_slots: 50_000,
             log_retain_slots: 10_000,
             anti_entropy_interval_ms,

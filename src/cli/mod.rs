@@ -173,6 +173,14 @@ pub struct NodeArgs {
     /// the process list: prefer `requirepass` in the --config file.
     #[arg(long)]
     requirepass: Option<String>,
+    /// Client connections open at once, at most (default 10000); more are answered
+    /// "-ERR max number of clients reached".
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Bytes of client input the node holds for all connections, at most (default 1
+    /// GiB); a connection that would pass it gets an error and is closed.
+    #[arg(long)]
+    client_input_bytes_max: Option<usize>,
     /// Snapshot (and truncate the WAL) every this many applied slots.
     #[arg(long)]
     snapshot_interval_slots: Option<u64>,
@@ -228,6 +236,12 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.requirepass {
         cfg.requirepass = Some(v);
+    }
+    if let Some(v) = args.maxclients {
+        cfg.maxclients = v;
+    }
+    if let Some(v) = args.client_input_bytes_max {
+        cfg.client_input_bytes_max = v;
     }
     if let Some(v) = args.snapshot_interval_slots {
         cfg.snapshot_interval_slots = v;

@@ -35,7 +35,9 @@ fn server(s: &mut String, local: &Local) {
     let cfg = &local.cfg;
     let _ = write!(
         s,
-        "# Server\r\ncorepax_version:{}\r\nnode_id:{}\r\nshards:{}\r\nfsync:{}\r\n\r\n# Protocol\r\n",
+        "# Server\r\ncorepax_version:{}\r\nnode_id:{}\r\nshards:{}\r\nfsync:{}\r\n\r\n\
+         # Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_input_bytes_max:{}\r\n\r\n\
+         # Protocol\r\n",
         env!("CARGO_PKG_VERSION"),
         cfg.id,
         local.shards,
@@ -44,6 +46,9 @@ fn server(s: &mut String, local: &Local) {
         } else {
             "on"
         },
+        super::clients::ClientSlot::open(),
+        cfg.maxclients,
+        cfg.client_input_bytes_max,
     );
     for setting in crate::config::SETTINGS {
         let _ = write!(s, "{}:{}\r\n", setting.name, (setting.get)(&cfg.protocol));
