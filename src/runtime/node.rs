@@ -16,7 +16,7 @@ use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
-use super::shard::{Shard, ShardInfo, SubmitError};
+use super::shard::{DebugFault, Shard, ShardInfo, SubmitError};
 use crate::config::NodeConfig;
 use crate::protocol::{Command, Reply};
 use crate::wire::auth::ClusterKey;
@@ -50,9 +50,11 @@ pub enum MeshMsg {
         /// What was compared and repaired.
         report: String,
     },
-    /// Debug: cut (or restore) this shard's peer links.
-    Partition {
-        /// Cut when true.
+    /// Debug: turn a fault on this shard on or off.
+    Debug {
+        /// Which fault.
+        fault: DebugFault,
+        /// On when true.
         on: bool,
     },
     /// Report this shard's state.
@@ -170,14 +172,14 @@ impl Local {
         out.join("\n")
     }
 
-    /// Debug: cuts (or restores) every shard's peer links, so the whole node is
-    /// partitioned from its peers while clients still reach it.
-    pub async fn partition_all(self: &Rc<Self>, on: bool) {
+    /// Debug: turns `fault` on or off in every shard (a partition cuts the whole node
+    /// from its peers while clients still reach it).
+    pub async fn debug_all(self: &Rc<Self>, fault: DebugFault, on: bool) {
         for s in 0..self.shards {
             if s == self.shard.index {
-                self.shard.set_partitioned(on);
+                self.shard.set_debug_fault(fault, on);
             } else {
-                let _ = self.senders.send_to(s, MeshMsg::Partition { on }).await;
+                let _ = self.senders.send_to(s, MeshMsg::Debug { fault, on }).await;
             }
         }
     }
@@ -218,7 +220,7 @@ impl Local {
                     let _ = tx.send(report);
                 }
             }
-            MeshMsg::Partition { on } => self.shard.set_partitioned(on),
+            MeshMsg::Debug { fault, on } => self.shard.set_debug_fault(fault, on),
             MeshMsg::Info { id } => {
                 let info = Box::new(self.shard.info());
                 let me = self.clone();

@@ -15,6 +15,12 @@ pub enum SubmitError {
     /// The shard's log cannot be written; nothing more is acknowledged.
     #[error("IOERR the write-ahead log failed: {0}")]
     Storage(String),
+    /// This node's disk is full and no other replica is known to lead: the write was not
+    /// proposed. The node resumes by itself once space is available.
+    #[error(
+        "IOERR disk full: this node refuses writes until space is available (no other leader is known to take them): {0}"
+    )]
+    DiskFull(String),
     /// The command is larger than a WAL record can hold; it was not proposed.
     #[error("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes")]
     TooLarge {
@@ -47,15 +53,21 @@ impl Shard {
         cmd: Command,
     ) -> impl std::future::Future<Output = Result<Reply, SubmitError>> + 'static {
         self.counters.borrow_mut().commands += 1;
-        let (tx, rx) = oneshot::channel();
-        let view = LeaderView::of(&self.replica.borrow());
-        let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
-        self.callers.borrow_mut().insert(handle, tx);
-        self.run_client_path();
+        let waiting = match self.refused_for_disk_full(&cmd) {
+            Some(refused) => Err(refused),
+            None => {
+                let (tx, rx) = oneshot::channel();
+                let view = LeaderView::of(&self.replica.borrow());
+                let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
+                self.callers.borrow_mut().insert(handle, tx);
+                self.run_client_path();
+                Ok(rx)
+            }
+        };
         let timeout_ms = self.cfg.request_timeout_ms;
         let index = self.index;
         async move {
-            match rx.await {
+            match waiting?.await {
                 Ok(result) => result.map_err(|e| SubmitError::from_client(e, timeout_ms)),
                 Err(_) => Err(SubmitError::Storage(format!("shard {index} stopped"))),
             }
