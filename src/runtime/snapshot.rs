@@ -270,11 +270,11 @@ fn write_tmp(
     use std::io::{Seek, SeekFrom};
     const BUFFER_BYTES: usize = 1 << 20;
     {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        let mut file = std::fs::File::create(tmp).map_err(|e| io_err("create", tmp, e))?;
         // The header goes in last, once the payload's length and checksum are known; a
         // crash before then leaves a `.tmp` file that is never loaded.
         file.write_all(&[0u8; SNAPSHOT_HEADER_BYTES])
-            .map_err(|e| io_err("write", &tmp, e))?;
+            .map_err(|e| io_err("write", tmp, e))?;
         // Buffered before the checksum: it hashes 1 MiB pieces, not every field.
         let mut out = std::io::BufWriter::with_capacity(
             BUFFER_BYTES,
@@ -284,15 +284,15 @@ fn write_tmp(
                 hasher: xxhash_rust::xxh3::Xxh3Default::new(),
             },
         );
-        payload(&mut out).map_err(|e| io_err("write", &tmp, e))?;
+        payload(&mut out).map_err(|e| io_err("write", tmp, e))?;
         let summed = out
             .into_inner()
-            .map_err(|e| io_err("write", &tmp, e.into_error()))?;
+            .map_err(|e| io_err("write", tmp, e.into_error()))?;
         let header = encode_header(meta, summed.len, summed.hasher.digest());
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(&header))
-            .map_err(|e| io_err("write", &tmp, e))?;
-        file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+            .map_err(|e| io_err("write", tmp, e))?;
+        file.sync_all().map_err(|e| io_err("fsync", tmp, e))?;
     }
     Ok(())
 }

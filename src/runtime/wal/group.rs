@@ -223,16 +223,7 @@ impl GroupCommitter {
             };
             match done {
                 Err(e) if e.is_no_space() => {
-                    let mut shared = self.shared.borrow_mut();
-                    if shared.disk_full.is_none() {
-                        eprintln!(
-                            "WAL in {}: disk full, writes wait for space (retrying every {} ms): {e}",
-                            shared.wal.dir.display(),
-                            DISK_FULL_RETRY.as_millis()
-                        );
-                    }
-                    shared.disk_full = Some(e.to_string());
-                    drop(shared);
+                    self.note_disk_full(&e);
                     glommio::timer::sleep(DISK_FULL_RETRY).await;
                 }
                 done => {
@@ -247,6 +238,19 @@ impl GroupCommitter {
                 }
             }
         }
+    }
+
+    /// Records (and logs, when it starts) that syncs wait for disk space.
+    fn note_disk_full(&self, e: &WalError) {
+        let mut shared = self.shared.borrow_mut();
+        if shared.disk_full.is_none() {
+            eprintln!(
+                "WAL in {}: disk full, writes wait for space (retrying every {} ms): {e}",
+                shared.wal.dir.display(),
+                DISK_FULL_RETRY.as_millis()
+            );
+        }
+        shared.disk_full = Some(e.to_string());
     }
 
     /// Resolves when an append or close happened since the committer last looked.
