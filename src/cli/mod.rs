@@ -266,7 +266,43 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             "WARNING: --no-fsync: writes are acknowledged before they are durable (benchmarks only)"
         );
     }
+    raise_fd_limit(cfg.maxclients + FDS_BESIDE_CLIENTS);
     crate::runtime::node::run(cfg, crate::frontend::serve)
+}
+
+/// File descriptors a node needs beside its clients' (WAL segments, snapshots, peer links,
+/// listeners, io_uring), with room to spare.
+const FDS_BESIDE_CLIENTS: usize = 1024;
+
+/// Raises the soft limit on open files to `want` if it is lower (up to the hard limit),
+/// as redis-server does for `maxclients`; warns when even the hard limit is lower, since
+/// accepts would then fail before `maxclients` is reached.
+fn raise_fd_limit(want: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read or write the one struct passed, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let want = want as libc::rlim_t;
+    if lim.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    if !ok || raised.rlim_cur < want {
+        eprintln!(
+            "WARNING: open files limited to {} (want {want} for maxclients): connections \
+             beyond it fail to be accepted; raise `ulimit -n` or lower --maxclients",
+            if ok { raised.rlim_cur } else { lim.rlim_cur }
+        );
+    }
 }
 
 /// Cores available to this process.
