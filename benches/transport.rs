@@ -63,6 +63,7 @@ fn free_addrs(n: usize) -> Vec<SocketAddr> {
 fn config(me: u8, addrs: &[SocketAddr]) -> TransportConfig {
     TransportConfig {
         cluster_id: 7,
+        cluster_key: None,
         me,
         shard: 0,
         listen: addrs[usize::from(me)],

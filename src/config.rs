@@ -484,6 +484,15 @@ pub struct NodeConfig {
     /// Identifies the cluster in peer handshakes.
     #[serde(default)]
     pub cluster_id: u64,
+    /// A file holding the cluster's shared secret (at least 16 bytes; whitespace around it
+    /// is ignored): peer connections prove they hold it (HMAC-SHA256 over fresh nonces
+    /// from both sides). Without it anyone who reaches the peer ports can pose as a replica.
+    #[serde(default)]
+    pub cluster_key_file: Option<std::path::PathBuf>,
+    /// Clients must `AUTH` with this password (as Redis's `requirepass`) before any other
+    /// command.
+    #[serde(default)]
+    pub requirepass: Option<String>,
     /// Allows debug commands that bypass replication.
     #[serde(default)]
     pub debug: bool,
@@ -496,6 +505,16 @@ pub struct NodeConfig {
     /// Arguments in one client command, at most.
     #[serde(default = "array_len_max_default")]
     pub client_array_len_max: usize,
+    /// Client connections open at once, at most (as Redis's `maxclients`); one more is
+    /// answered `-ERR max number of clients reached` and closed.
+    #[serde(default = "maxclients_default")]
+    pub maxclients: usize,
+    /// Bytes of client input (partial commands, and whole ones not yet started) the node
+    /// holds for all its connections together, at most, split evenly among its shards;
+    /// a connection whose input would pass it is answered with an error and closed (as
+    /// Redis's `client-query-buffer-limit`, but for the node).
+    #[serde(default = "client_input_bytes_max_default")]
+    pub client_input_bytes_max: usize,
     /// Snapshot the state machine (and truncate the WAL) every this many applied slots.
     #[serde(default = "snapshot_interval_slots_default")]
     pub snapshot_interval_slots: u64,
@@ -549,6 +568,22 @@ fn array_len_max_default() -> usize {
     65_536
 }
 
+/// Redis's default.
+fn maxclients_default() -> usize {
+    10_000
+}
+
+/// Room for a command of the largest size on each of the most shards a node may have
+/// (and Redis's limit for one client).
+fn client_input_bytes_max_default() -> usize {
+    1 << 30
+}
+
+/// The smallest `client_input_bytes_max` accepted, per shard: room for one command of
+/// the largest size.
+pub const CLIENT_INPUT_BYTES_PER_SHARD_MIN: usize = crate::limits::COMMAND_BYTES_MAX;
+const _: () = assert!(SHARDS_MAX * CLIENT_INPUT_BYTES_PER_SHARD_MIN <= 1 << 30);
+
 impl NodeConfig {
     /// A node with these addresses and shards, every other setting at its default (the
     /// protocol's `replicas` from `peers`).
@@ -570,10 +605,14 @@ impl NodeConfig {
             cpus: Vec::new(),
             no_fsync: false,
             cluster_id: 0,
+            cluster_key_file: None,
+            requirepass: None,
             debug: false,
             request_timeout_ms: request_timeout_ms_default(),
             client_bulk_bytes_max: bulk_bytes_max_default(),
             client_array_len_max: array_len_max_default(),
+            maxclients: maxclients_default(),
+            client_input_bytes_max: client_input_bytes_max_default(),
             snapshot_interval_slots: snapshot_interval_slots_default(),
             log_retain_slots: log_retain_slots_default(),
             anti_entropy_interval_ms: anti_entropy_interval_ms_default(),
@@ -623,6 +662,15 @@ impl NodeConfig {
             "client_array_len_max",
             ">= 3",
             self.client_array_len_max,
+        )?;
+        check(self.maxclients >= 1, "maxclients", ">= 1", self.maxclients)?;
+        check(
+            self.client_input_bytes_max / self.shards >= CLIENT_INPUT_BYTES_PER_SHARD_MIN,
+            "client_input_bytes_max",
+            &format!(
+                ">= {CLIENT_INPUT_BYTES_PER_SHARD_MIN} per shard (one command of the largest size)"
+            ),
+            self.client_input_bytes_max,
         )?;
         check(
             self.anti_entropy_interval_ms == 0
@@ -686,10 +734,14 @@ mod tests {
             cpus: Vec::new(),
             no_fsync: false,
             cluster_id: 0,
+            cluster_key_file: None,
+            requirepass: None,
             debug: false,
             request_timeout_ms: 5_000,
             client_bulk_bytes_max: 1 << 20,
             client_array_len_max: 1024,
+            maxclients: 10_000,
+            client_input_bytes_max: 1 << 30,
             snapshot_interval_slots: 50_000,
             log_retain_slots: 10_000,
             anti_entropy_interval_ms,

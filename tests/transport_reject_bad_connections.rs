@@ -5,41 +5,47 @@ mod transport_support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use corepax::transport::Transport;
-use corepax::wire::frame::{self, Hello, PROTOCOL_VERSION};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use corepax::wire::auth::Proof;
+use corepax::wire::frame::{self, PROTOCOL_VERSION};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
-use transport_support::{CLUSTER_ID, TestMsg, config, reserve_addrs, run_executor, wait_for};
+use transport_support::{
+    CLUSTER_ID, TestMsg, closed_by_listener, config, frame_of, handshake, hello, reserve_addrs,
+    run_executor, wait_for,
+};
 
 /// Connects to `addr`, writes `bytes`, and reports whether the server then closed the
-/// connection (end of file or reset) within the wait limit.
+/// connection (end of file or reset) within the wait limit, writing nothing (it answers
+/// only a valid Hello).
 async fn closed_after_sending(addr: std::net::SocketAddr, bytes: &[u8]) -> bool {
     let mut s = TcpStream::connect(addr)
         .await
         .expect("connect to the listener");
     s.write_all(bytes).await.expect("write");
-    s.set_read_timeout(Some(Duration::from_millis(transport_support::WAIT_MS_MAX)))
-        .expect("read timeout");
-    let mut buf = [0u8; 16];
-    match s.read(&mut buf).await {
-        Ok(0) => true,
-        Ok(_) => false, // the listener never writes
-        Err(e) => e.kind() != std::io::ErrorKind::TimedOut,
-    }
+    closed_by_listener(&mut s).await
 }
 
 fn hello_frame(cluster_id: u64, from_replica: u8, shard: u16, protocol_version: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    let hello = Hello {
+    frame_of(&corepax::wire::frame::Hello {
         cluster_id,
-        from_replica,
         shard,
         protocol_version,
-    };
-    frame::encode(&hello, &mut out).expect("hello encodes");
-    out
+        ..hello(from_replica)
+    })
+}
+
+/// Completes the handshake as replica `from` (no cluster key), then writes `bytes`;
+/// whether the listener closed the connection.
+async fn closed_after_handshake(addr: std::net::SocketAddr, from: u8, bytes: &[u8]) -> bool {
+    let (mut s, challenge) = handshake(addr, &hello(from), |_| Proof { tag: None }).await;
+    assert_eq!(
+        challenge.tag, None,
+        "a listener without a key proves nothing"
+    );
+    s.write_all(bytes).await.expect("write");
+    closed_by_listener(&mut s).await
 }
 
 #[test]
@@ -97,28 +103,25 @@ fn bad_connections_are_closed_and_listener_survives() {
             );
         }
 
-        // A good Hello followed by a corrupted frame: closed as a frame error.
-        let mut bytes = hello_frame(CLUSTER_ID, 1, 0, PROTOCOL_VERSION);
-        let good_frame_start = bytes.len();
+        // A good handshake followed by a corrupted frame: closed as a frame error.
+        let mut bytes = Vec::new();
         frame::encode(&TestMsg::Seq { from: 1, n: 0 }, &mut bytes).expect("encodes");
         frame::encode(&TestMsg::Seq { from: 1, n: 1 }, &mut bytes).expect("encodes");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xFF;
         assert!(
-            closed_after_sending(addr, &bytes).await,
+            closed_after_handshake(addr, 1, &bytes).await,
             "corrupt frame: connection left open"
         );
         assert!(wait_for(|| t0.stats().conns_frame_errors == 1).await);
         // Frames before the bad one were delivered; the bad one was not.
         assert_eq!(*got.borrow(), vec![(1, TestMsg::Seq { from: 1, n: 0 })]);
-        assert!(bytes.len() > good_frame_start);
 
         // A frame claiming more than frame_bytes_max is refused from its header alone.
-        let mut bytes = hello_frame(CLUSTER_ID, 2, 0, PROTOCOL_VERSION);
-        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(&0u64.to_le_bytes());
         assert!(
-            closed_after_sending(addr, &bytes).await,
+            closed_after_handshake(addr, 2, &bytes).await,
             "oversized frame: connection left open"
         );
         assert!(wait_for(|| t0.stats().conns_frame_errors == 2).await);

@@ -75,6 +75,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let configs = node_configs(&args)?;
     std::fs::create_dir_all(&args.data)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.data.display()))?;
+    ensure_cluster_key(&configs[0])?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
@@ -163,6 +164,7 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         cfg.no_fsync = args.no_fsync;
         cfg.debug = args.debug;
         cfg.anti_entropy_interval_ms = args.anti_entropy_interval_ms;
+        cfg.cluster_key_file = Some(args.data.join(CLUSTER_KEY_FILE));
         if let Some(v) = args.snapshot_interval_slots {
             cfg.snapshot_interval_slots = v;
         }
@@ -170,6 +172,21 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         configs.push(cfg);
     }
     Ok(configs)
+}
+
+/// The cluster key's file in the data directory, shared by the nodes.
+pub const CLUSTER_KEY_FILE: &str = "cluster.key";
+
+/// Keeps the cluster key file the nodes are configured with if it holds a valid key (nodes
+/// of an earlier run may still be about, restarted by hand), else writes a random one.
+fn ensure_cluster_key(cfg: &NodeConfig) -> anyhow::Result<()> {
+    let Some(path) = &cfg.cluster_key_file else {
+        return Ok(());
+    };
+    if path.exists() && crate::runtime::node::load_cluster_key(cfg).is_ok() {
+        return Ok(());
+    }
+    crate::runtime::node::write_random_cluster_key(path)
 }
 
 /// Writes each node's configuration to DIR/node-i.toml and starts `corepax node --config`

@@ -168,6 +168,23 @@ pub struct NodeArgs {
     /// Cluster id, checked in peer handshakes.
     #[arg(long)]
     cluster_id: Option<u64>,
+    /// A file holding the cluster's shared secret (at least 16 bytes, the same on every
+    /// replica): peers prove they hold it in the handshake. Without it the peer port is
+    /// open to anyone who can reach it.
+    #[arg(long)]
+    cluster_key_file: Option<std::path::PathBuf>,
+    /// Clients must AUTH with this password first (like Redis's requirepass). Visible in
+    /// the process list: prefer `requirepass` in the --config file.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Client connections open at once, at most (default 10000); more are answered
+    /// "-ERR max number of clients reached".
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Bytes of client input the node holds for all connections, at most (default 1
+    /// GiB); a connection that would pass it gets an error and is closed.
+    #[arg(long)]
+    client_input_bytes_max: Option<usize>,
     /// Snapshot (and truncate the WAL) every this many applied slots.
     #[arg(long)]
     snapshot_interval_slots: Option<u64>,
@@ -218,6 +235,18 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.cluster_id {
         cfg.cluster_id = v;
     }
+    if let Some(v) = args.cluster_key_file {
+        cfg.cluster_key_file = Some(v);
+    }
+    if let Some(v) = args.requirepass {
+        cfg.requirepass = Some(v);
+    }
+    if let Some(v) = args.maxclients {
+        cfg.maxclients = v;
+    }
+    if let Some(v) = args.client_input_bytes_max {
+        cfg.client_input_bytes_max = v;
+    }
     if let Some(v) = args.snapshot_interval_slots {
         cfg.snapshot_interval_slots = v;
     }
@@ -241,7 +270,43 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             "WARNING: --no-fsync: writes are acknowledged before they are durable (benchmarks only)"
         );
     }
+    raise_fd_limit(cfg.maxclients + FDS_BESIDE_CLIENTS);
     crate::runtime::node::run(cfg, crate::frontend::serve)
+}
+
+/// File descriptors a node needs beside its clients' (WAL segments, snapshots, peer links,
+/// listeners, io_uring), with room to spare.
+const FDS_BESIDE_CLIENTS: usize = 1024;
+
+/// Raises the soft limit on open files to `want` if it is lower (up to the hard limit),
+/// as redis-server does for `maxclients`; warns when even the hard limit is lower, since
+/// accepts would then fail before `maxclients` is reached.
+fn raise_fd_limit(want: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read or write the one struct passed, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let want = want as libc::rlim_t;
+    if lim.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    if !ok || raised.rlim_cur < want {
+        eprintln!(
+            "WARNING: open files limited to {} (want {want} for maxclients): connections \
+             beyond it fail to be accepted; raise `ulimit -n` or lower --maxclients",
+            if ok { raised.rlim_cur } else { lim.rlim_cur }
+        );
+    }
 }
 
 /// Cores available to this process.

@@ -10,7 +10,7 @@ use super::conn::{Conn, Txn};
 use super::parse::{Parsed, Shape, data_command};
 use crate::protocol::{Command, Reply};
 use crate::runtime::node::{Local, shard_of};
-use crate::runtime::shard::{SubmitError, Submitted};
+use crate::runtime::shard::{DebugFault, SubmitError, Submitted};
 use crate::wire::resp::{self, Value};
 
 /// The answer to one client command.
@@ -146,6 +146,10 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
             &owned
         }
     };
+    let requirepass = local.cfg.requirepass.as_deref();
+    if !conn.authenticated && !matches!(name, "AUTH" | "HELLO" | "QUIT") {
+        return Pending::Ready(Outcome::Error(super::conn::NOAUTH.into()));
+    }
     if let Some(txn) = conn.txn.as_mut()
         && !matches!(name, "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT")
     {
@@ -160,7 +164,8 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     let n = args.len();
     match name {
         "MULTI" | "EXEC" | "DISCARD" | "WATCH" => transaction(local, conn, name),
-        "HELLO" => Pending::Ready(conn.hello(&args[1..])),
+        "HELLO" => Pending::Ready(conn.hello(&args[1..], requirepass)),
+        "AUTH" => Pending::Ready(conn.auth(&args[1..], requirepass)),
         "CLIENT" => Pending::Ready(conn.client(&args[1..])),
         "PING" if n == 1 => Pending::Ready(Outcome::Simple("PONG")),
         "PING" if n == 2 => Pending::Ready(Outcome::Bulk(Some(args[1].clone()))),
@@ -290,26 +295,37 @@ fn corepax(local: &Rc<Local>, name: &str, args: &[Bytes]) -> Pending {
             local.shard.set_local(args[2].clone(), args[3].clone());
             Pending::Ready(Outcome::Simple("OK"))
         }
-        "COREPAX.DEBUG" if n == 3 && args[1].eq_ignore_ascii_case(b"PARTITION") => {
+        "COREPAX.DEBUG"
+            if n == 3
+                && (args[1].eq_ignore_ascii_case(b"PARTITION")
+                    || args[1].eq_ignore_ascii_case(b"DISKFULL")) =>
+        {
             if !local.cfg.debug {
                 return Pending::Ready(Outcome::Error(
                     "ERR COREPAX.DEBUG is disabled: start the node with --debug".into(),
                 ));
             }
-            // Cuts (ON) or restores (OFF) the node's links to its peers in both directions,
-            // while clients can still reach it: a partitioned replica.
+            // PARTITION cuts (ON) or restores (OFF) the node's links to its peers in both
+            // directions, while clients can still reach it: a partitioned replica.
+            // DISKFULL makes every shard's WAL syncs fail as on a full disk (ON) or stops.
+            let fault = if args[1].eq_ignore_ascii_case(b"PARTITION") {
+                DebugFault::Partition
+            } else {
+                DebugFault::DiskFull
+            };
             let on = if args[2].eq_ignore_ascii_case(b"ON") {
                 true
             } else if args[2].eq_ignore_ascii_case(b"OFF") {
                 false
             } else {
-                return Pending::Ready(Outcome::Error(
-                    "ERR COREPAX.DEBUG PARTITION takes ON or OFF".into(),
-                ));
+                return Pending::Ready(Outcome::Error(format!(
+                    "ERR COREPAX.DEBUG {} takes ON or OFF",
+                    String::from_utf8_lossy(&args[1]).to_ascii_uppercase()
+                )));
             };
             let local = local.clone();
             Pending::Waiting(Box::pin(async move {
-                local.partition_all(on).await;
+                local.debug_all(fault, on).await;
                 Outcome::Simple("OK")
             }))
         }

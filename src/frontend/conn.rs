@@ -22,7 +22,13 @@ pub struct Conn {
     name: Option<Bytes>,
     /// Commands queued since `MULTI`, if one is open.
     pub(super) txn: Option<Txn>,
+    /// The client may run commands: it passed `AUTH`, or no password is required.
+    pub(super) authenticated: bool,
 }
+
+/// Redis's answer to a command before `AUTH` when a password is required.
+pub(super) const NOAUTH: &str = "NOAUTH Authentication required.";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// A transaction being queued.
 #[derive(Debug, Default)]
@@ -41,13 +47,27 @@ impl std::fmt::Debug for Parsed {
 
 impl Default for Conn {
     fn default() -> Conn {
-        Conn {
-            proto: Proto::Resp2,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name: None,
-            txn: None,
-        }
+        Conn::new(false)
     }
+}
+
+/// Whether `given` is the password `want`, in time that does not depend on where they
+/// differ (both are hashed first, so not on their lengths either).
+fn password_matches(given: &[u8], want: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given), Sha256::digest(want.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
+}
+
+/// Checks a user and password against the node's `requirepass` (the only user is
+/// `default`): `None` when they are let in, else the error to answer.
+fn check_credentials(user: &[u8], pass: &[u8], requirepass: Option<&str>) -> Option<String> {
+    let ok = user.eq_ignore_ascii_case(b"default")
+        && requirepass.is_none_or(|want| password_matches(pass, want));
+    (!ok).then(|| WRONGPASS.to_string())
 }
 
 impl Txn {
@@ -75,9 +95,48 @@ impl Txn {
 }
 
 impl Conn {
+    /// A new connection; with `requires_auth` it must `AUTH` before anything else.
+    pub fn new(requires_auth: bool) -> Conn {
+        Conn {
+            proto: Proto::Resp2,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            txn: None,
+            authenticated: !requires_auth,
+        }
+    }
+
+    /// `AUTH password` or `AUTH user password`, against the node's `requirepass`, as
+    /// Redis answers them.
+    pub fn auth(&mut self, args: &[Bytes], requirepass: Option<&str>) -> Outcome {
+        let (user, pass) = match args {
+            [pass] => {
+                if requirepass.is_none() {
+                    return Outcome::Error(
+                        "ERR AUTH <password> called without any password configured for the \
+                         default user. Are you sure your configuration is correct?"
+                            .into(),
+                    );
+                }
+                (&b"default"[..], pass)
+            }
+            [user, pass] => (user.as_ref(), pass),
+            _ => {
+                return Outcome::Error("ERR wrong number of arguments for 'auth' command".into());
+            }
+        };
+        match check_credentials(user, pass, requirepass) {
+            None => {
+                self.authenticated = true;
+                Outcome::Simple("OK")
+            }
+            Some(e) => Outcome::Error(e),
+        }
+    }
+
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switches the RESP version and
     /// answers what the server is.
-    pub fn hello(&mut self, args: &[Bytes]) -> Outcome {
+    pub fn hello(&mut self, args: &[Bytes], requirepass: Option<&str>) -> Outcome {
         let mut proto = self.proto;
         let mut rest = args;
         if let Some(v) = args.first() {
@@ -98,15 +157,15 @@ impl Conn {
             rest = &args[1..];
         }
         let mut name = None;
+        let mut authenticated = self.authenticated;
         while let Some(opt) = rest.first() {
             if opt.eq_ignore_ascii_case(b"AUTH") && rest.len() >= 3 {
-                // No users exist: like redis-server without a password, the default user
-                // is let in whatever the password.
-                if !rest[1].eq_ignore_ascii_case(b"default") {
-                    return Outcome::Error(
-                        "WRONGPASS invalid username-password pair or user is disabled.".into(),
-                    );
+                // Only the default user exists: without a password, like redis-server
+                // without one, it is let in whatever the password.
+                if let Some(e) = check_credentials(&rest[1], &rest[2], requirepass) {
+                    return Outcome::Error(e);
                 }
+                authenticated = true;
                 rest = &rest[3..];
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && rest.len() >= 2 {
                 name = Some(rest[1].clone());
@@ -118,6 +177,15 @@ impl Conn {
                 ));
             }
         }
+        if !authenticated {
+            return Outcome::Error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                 client and select the RESP protocol version at the same time"
+                    .into(),
+            );
+        }
+        self.authenticated = true;
         self.proto = proto;
         if name.is_some() {
             self.name = name;
@@ -200,7 +268,7 @@ mod tests {
     #[test]
     fn hello_switches_protocol_and_answers_a_map() {
         let mut c = Conn::default();
-        let o = c.hello(&args(&["3"]));
+        let o = c.hello(&args(&["3"]), None);
         assert_eq!(c.proto, Proto::Resp3);
         let text = encoded(&o, c.proto);
         assert!(
@@ -208,15 +276,50 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
-        let o = c.hello(&args(&["2", "AUTH", "default", "x", "SETNAME", "w1"]));
+        let o = c.hello(&args(&["2", "AUTH", "default", "x", "SETNAME", "w1"]), None);
         assert_eq!(c.proto, Proto::Resp2);
         assert!(encoded(&o, c.proto).starts_with("*14\r\n"));
         assert_eq!(c.name.as_deref(), Some(&b"w1"[..]));
-        let o = c.hello(&args(&["4"]));
+        let o = c.hello(&args(&["4"]), None);
         assert!(encoded(&o, c.proto).starts_with("-NOPROTO"));
-        let o = c.hello(&args(&["3", "AUTH", "alice", "pw"]));
+        let o = c.hello(&args(&["3", "AUTH", "alice", "pw"]), None);
         assert!(encoded(&o, c.proto).starts_with("-WRONGPASS"));
         assert_eq!(c.proto, Proto::Resp2, "a refused HELLO changes nothing");
+    }
+
+    #[test]
+    fn a_password_is_required_then_accepted() {
+        let pass = Some("s3cret");
+        let mut c = Conn::new(true);
+        assert!(!c.authenticated);
+        let o = c.hello(&args(&["3"]), pass);
+        assert!(encoded(&o, c.proto).starts_with("-NOAUTH HELLO"));
+        assert_eq!(c.proto, Proto::Resp2);
+        for wrong in [&["nope"][..], &["default", "nope"], &["alice", "s3cret"]] {
+            let o = c.auth(&args(wrong), pass);
+            assert!(encoded(&o, c.proto).starts_with("-WRONGPASS"), "{wrong:?}");
+            assert!(!c.authenticated, "{wrong:?}");
+        }
+        let o = c.hello(&args(&["3", "AUTH", "default", "nope"]), pass);
+        assert!(encoded(&o, c.proto).starts_with("-WRONGPASS"));
+        assert!(!c.authenticated);
+        let o = c.hello(&args(&["3", "AUTH", "default", "s3cret"]), pass);
+        assert!(encoded(&o, c.proto).starts_with('%'));
+        assert!(c.authenticated);
+
+        let mut c = Conn::new(true);
+        assert!(matches!(
+            c.auth(&args(&["s3cret"]), pass),
+            Outcome::Simple("OK")
+        ));
+        assert!(c.authenticated);
+        let mut c = Conn::new(true);
+        let o = c.auth(&args(&["default", "s3cret"]), pass);
+        assert!(matches!(o, Outcome::Simple("OK")));
+        let o = Conn::new(false).auth(&args(&["x"]), None);
+        assert!(encoded(&o, Proto::Resp2).starts_with("-ERR AUTH <password> called without"));
+        assert!(!password_matches(b"s3cre", "s3cret"));
+        assert!(password_matches(b"s3cret", "s3cret"));
     }
 
     #[test]

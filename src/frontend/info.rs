@@ -35,7 +35,9 @@ fn server(s: &mut String, local: &Local) {
     let cfg = &local.cfg;
     let _ = write!(
         s,
-        "# Server\r\ncorepax_version:{}\r\nnode_id:{}\r\nshards:{}\r\nfsync:{}\r\n\r\n# Protocol\r\n",
+        "# Server\r\ncorepax_version:{}\r\nnode_id:{}\r\nshards:{}\r\nfsync:{}\r\n\r\n\
+         # Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_input_bytes_max:{}\r\n\r\n\
+         # Protocol\r\n",
         env!("CARGO_PKG_VERSION"),
         cfg.id,
         local.shards,
@@ -44,6 +46,9 @@ fn server(s: &mut String, local: &Local) {
         } else {
             "on"
         },
+        super::clients::ClientSlot::open(),
+        cfg.maxclients,
+        cfg.client_input_bytes_max,
     );
     for setting in crate::config::SETTINGS {
         let _ = write!(s, "{}:{}\r\n", setting.name, (setting.get)(&cfg.protocol));
@@ -66,7 +71,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},storage={}\r\n",
+            "shard{}:leading={},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},disk_full={},storage={}\r\n",
             i.index,
             i.leading as u8,
             i.recovering as u8,
@@ -80,6 +85,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
             i.log_applied_bytes,
             i.sync_times.max_ms,
             i.peers_connected,
+            u8::from(i.disk_full),
             i.storage_error.as_deref().unwrap_or("ok"),
         );
     }
@@ -96,7 +102,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
              snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
-             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={}\r\n",
+             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -124,6 +130,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.sync_times.slow,
             i.sync_times.slow_ms,
             i.stats.held_dropped,
+            i.stats.storage_full_step_downs,
         );
     }
     for i in infos {

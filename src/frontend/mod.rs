@@ -2,6 +2,7 @@
 //! kernel spread connections), decodes pipelined commands, routes each key to the shard
 //! that owns it, and writes the replies in order with one write per pipeline.
 
+mod clients;
 mod commands;
 mod conn;
 mod info;
@@ -9,7 +10,7 @@ mod parse;
 
 use std::rc::Rc;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use crate::runtime::node::Local;
@@ -18,8 +19,6 @@ use crate::wire::resp::{self, Limits};
 
 pub use commands::{Outcome, Proto};
 
-/// Bytes read from a client per read call.
-const READ_BYTES: usize = 64 << 10;
 /// Commands of one pipeline handled before their replies are written, at most.
 const PIPELINE_MAX: usize = 1024;
 /// Pause after a failed accept (out of file descriptors, say) before the next.
@@ -39,10 +38,21 @@ pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
     }
     loop {
         match listener.accept().await {
-            Ok(stream) => {
+            Ok(mut stream) => {
+                let Some(slot) = clients::ClientSlot::take(local.cfg.maxclients) else {
+                    // Like Redis: accept, say why, close.
+                    glommio::spawn_local(async move {
+                        let _ = stream
+                            .write_all(b"-ERR max number of clients reached\r\n")
+                            .await;
+                    })
+                    .detach();
+                    continue;
+                };
                 let local = local.clone();
                 glommio::spawn_local(async move {
                     let _ = connection(local, stream).await;
+                    drop(slot);
                 })
                 .detach();
             }
@@ -65,12 +75,13 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
     // Commands larger than this cannot be logged by any replica: refused here, before
     // anything is proposed, while the connection goes on with the next command.
     let mut decoder = CommandDecoder::new(limits, crate::limits::COMMAND_BYTES_MAX);
-    let mut chunk = vec![0u8; READ_BYTES];
-    let mut out: Vec<u8> = Vec::with_capacity(READ_BYTES);
-    let mut pending = Vec::with_capacity(PIPELINE_MAX);
+    let mut input = clients::InputShare::new(local.cfg.client_input_bytes_max / local.shards);
+    // Grown on demand and released while the client is idle (see `clients::read_some`).
+    let mut out: Vec<u8> = Vec::new();
+    let mut pending = Vec::new();
     // Each reply is written in the RESP version in force when its command arrived (a
     // HELLO's own reply already in the new one).
-    let mut conn = conn::Conn::default();
+    let mut conn = conn::Conn::new(local.cfg.requirepass.is_some());
     loop {
         let mut close = false;
         while pending.len() < PIPELINE_MAX {
@@ -103,14 +114,27 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
                 }
             }
         }
+        input.taken(&decoder);
         if pending.is_empty() {
             // Read only when every whole command was answered: a client may send a
             // pipeline longer than PIPELINE_MAX and wait for all of it.
-            let n = stream.read(&mut chunk).await?;
+            let n = clients::read_some(&mut stream, &mut decoder, || {
+                if out.capacity() > clients::IDLE_OUT_KEEP_BYTES {
+                    out = Vec::new();
+                }
+                if pending.capacity() > clients::IDLE_PENDING_KEEP {
+                    pending = Vec::new();
+                }
+            })
+            .await?;
             if n == 0 {
                 return Ok(());
             }
-            decoder.feed(&chunk[..n]);
+            if let Err(e) = input.grown(&decoder) {
+                Outcome::Error(e).encode(&mut out, conn.proto);
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
             continue;
         }
         for (p, proto) in pending.drain(..) {

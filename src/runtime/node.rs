@@ -16,9 +16,10 @@ use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
-use super::shard::{Shard, ShardInfo, SubmitError};
+use super::shard::{DebugFault, Shard, ShardInfo, SubmitError};
 use crate::config::NodeConfig;
 use crate::protocol::{Command, MapHasher, Reply};
+use crate::wire::auth::ClusterKey;
 
 /// Messages between the shards of one node.
 #[derive(Debug)]
@@ -49,9 +50,11 @@ pub enum MeshMsg {
         /// What was compared and repaired.
         report: String,
     },
-    /// Debug: cut (or restore) this shard's peer links.
-    Partition {
-        /// Cut when true.
+    /// Debug: turn a fault on this shard on or off.
+    Debug {
+        /// Which fault.
+        fault: DebugFault,
+        /// On when true.
         on: bool,
     },
     /// Report this shard's state.
@@ -169,14 +172,14 @@ impl Local {
         out.join("\n")
     }
 
-    /// Debug: cuts (or restores) every shard's peer links, so the whole node is
-    /// partitioned from its peers while clients still reach it.
-    pub async fn partition_all(self: &Rc<Self>, on: bool) {
+    /// Debug: turns `fault` on or off in every shard (a partition cuts the whole node
+    /// from its peers while clients still reach it).
+    pub async fn debug_all(self: &Rc<Self>, fault: DebugFault, on: bool) {
         for s in 0..self.shards {
             if s == self.shard.index {
-                self.shard.set_partitioned(on);
+                self.shard.set_debug_fault(fault, on);
             } else {
-                let _ = self.senders.send_to(s, MeshMsg::Partition { on }).await;
+                let _ = self.senders.send_to(s, MeshMsg::Debug { fault, on }).await;
             }
         }
     }
@@ -217,7 +220,7 @@ impl Local {
                     let _ = tx.send(report);
                 }
             }
-            MeshMsg::Partition { on } => self.shard.set_partitioned(on),
+            MeshMsg::Debug { fault, on } => self.shard.set_debug_fault(fault, on),
             MeshMsg::Info { id } => {
                 let info = Box::new(self.shard.info());
                 let me = self.clone();
@@ -243,6 +246,36 @@ impl Local {
     }
 }
 
+/// The cluster key named by `cluster_key_file`, read and checked; `None` without one.
+pub fn load_cluster_key(cfg: &NodeConfig) -> anyhow::Result<Option<ClusterKey>> {
+    let Some(path) = &cfg.cluster_key_file else {
+        return Ok(None);
+    };
+    let contents = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("reading the cluster key file {}: {e}", path.display()))?;
+    ClusterKey::from_file_contents(&contents)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cluster key file {}: {e}", path.display()))
+}
+
+/// Writes a new random cluster key (32 random bytes as 64 hex digits) to `path`, readable
+/// by its owner only.
+pub fn write_random_cluster_key(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("creating the cluster key file {}: {e}", path.display()))?;
+    file.write_all(format!("{hex}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing the cluster key file {}: {e}", path.display()))
+}
+
 /// Runs a node until the process is stopped. Each shard's executor opens its WAL,
 /// recovers, connects to its peers, then runs `serve` (the front end) with its [`Local`]:
 /// the node returns when every shard's `serve` has returned.
@@ -252,6 +285,13 @@ where
     F: Future<Output = anyhow::Result<()>> + 'static,
 {
     cfg.validate()?;
+    if load_cluster_key(&cfg)?.is_none() {
+        eprintln!(
+            "WARNING: no cluster key (--cluster-key-file): anyone who can reach the peer ports \
+             ({}) can pose as a replica",
+            cfg.peer_addr(usize::from(cfg.id), 0)
+        );
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", cfg.data_dir.display()))?;
     let shards = cfg.shards;

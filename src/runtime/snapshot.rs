@@ -241,17 +241,40 @@ pub fn write_snapshot_with(
     meta: SnapshotMeta,
     payload: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<PathBuf, SnapshotError> {
-    use std::io::{Seek, SeekFrom};
-    const BUFFER_BYTES: usize = 1 << 20;
     std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
     let path = snapshot_path(dir, meta.last_included);
     let tmp = path.with_extension("snap.tmp");
+    let written = write_tmp(&tmp, &meta, payload);
+    if written.is_err() {
+        // A full disk gets its space back; the WAL still holds everything the snapshot
+        // would have covered. Best effort: a leftover `.tmp` is never loaded.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("fsync directory", dir, e))?;
+    for (_, old) in list(dir)?.into_iter().skip(SNAPSHOTS_KEPT_MAX) {
+        std::fs::remove_file(&old).map_err(|e| io_err("remove", &old, e))?;
+    }
+    Ok(path)
+}
+
+/// Writes the snapshot file under its temporary name `tmp`, synced.
+fn write_tmp(
+    tmp: &Path,
+    meta: &SnapshotMeta,
+    payload: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), SnapshotError> {
+    use std::io::{Seek, SeekFrom};
+    const BUFFER_BYTES: usize = 1 << 20;
     {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        let mut file = std::fs::File::create(tmp).map_err(|e| io_err("create", tmp, e))?;
         // The header goes in last, once the payload's length and checksum are known; a
         // crash before then leaves a `.tmp` file that is never loaded.
         file.write_all(&[0u8; SNAPSHOT_HEADER_BYTES])
-            .map_err(|e| io_err("write", &tmp, e))?;
+            .map_err(|e| io_err("write", tmp, e))?;
         // Buffered before the checksum: it hashes 1 MiB pieces, not every field.
         let mut out = std::io::BufWriter::with_capacity(
             BUFFER_BYTES,
@@ -261,24 +284,17 @@ pub fn write_snapshot_with(
                 hasher: xxhash_rust::xxh3::Xxh3Default::new(),
             },
         );
-        payload(&mut out).map_err(|e| io_err("write", &tmp, e))?;
+        payload(&mut out).map_err(|e| io_err("write", tmp, e))?;
         let summed = out
             .into_inner()
-            .map_err(|e| io_err("write", &tmp, e.into_error()))?;
-        let header = encode_header(&meta, summed.len, summed.hasher.digest());
+            .map_err(|e| io_err("write", tmp, e.into_error()))?;
+        let header = encode_header(meta, summed.len, summed.hasher.digest());
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(&header))
-            .map_err(|e| io_err("write", &tmp, e))?;
-        file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+            .map_err(|e| io_err("write", tmp, e))?;
+        file.sync_all().map_err(|e| io_err("fsync", tmp, e))?;
     }
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("fsync directory", dir, e))?;
-    for (_, old) in list(dir)?.into_iter().skip(SNAPSHOTS_KEPT_MAX) {
-        std::fs::remove_file(&old).map_err(|e| io_err("remove", &old, e))?;
-    }
-    Ok(path)
+    Ok(())
 }
 
 /// Loads the newest snapshot that verifies, mapping it. A corrupt newer one is reported

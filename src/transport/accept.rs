@@ -7,13 +7,15 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::AsyncReadExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use serde::de::DeserializeOwned;
 
 use super::{
-    ACCEPT_ERROR_BACKOFF_MS, CONNS_INCOMING_MAX, HELLO_TIMEOUT_MS, READ_CHUNK_BYTES, Shared, add,
+    ACCEPT_ERROR_BACKOFF_MS, CONNS_INCOMING_MAX, HELLO_TIMEOUT_MS, READ_CHUNK_BYTES, Shared,
+    TransportConfig, add,
 };
+use crate::wire::auth::{self, Challenge, Nonce, Proof, Side};
 use crate::wire::frame::{self, FrameError, HELLO_FRAME_BYTES_MAX, Hello, PROTOCOL_VERSION};
 
 /// Connections a listener queues before they are accepted.
@@ -85,8 +87,8 @@ fn peer_name(stream: &TcpStream) -> String {
     }
 }
 
-/// Why an incoming connection was closed.
-enum Closed {
+/// Why a connection was closed (an incoming one, or a dial during its handshake).
+pub(super) enum Closed {
     /// Before or during the handshake.
     Rejected(String),
     /// A frame after the handshake failed to decode.
@@ -175,7 +177,27 @@ async fn read_conn<M: DeserializeOwned + 'static>(
     }
 }
 
-/// Reads and checks the Hello; returns the peer's replica id.
+/// Reads one handshake frame (a few bytes at most, [`HELLO_FRAME_BYTES_MAX`]).
+pub(super) async fn read_handshake_frame<T: DeserializeOwned>(
+    stream: &mut TcpStream,
+    buf: &mut RecvBuf,
+    what: &str,
+) -> Result<T, Closed> {
+    loop {
+        match frame::decode::<T>(buf.data(), HELLO_FRAME_BYTES_MAX) {
+            Ok(Some((value, used))) => {
+                buf.consume(used);
+                return Ok(value);
+            }
+            Ok(None) => buf.fill(stream, HELLO_FRAME_BYTES_MAX).await?,
+            Err(e) => return Err(Closed::Rejected(format!("bad {what}: {e}"))),
+        }
+    }
+}
+
+/// Runs the acceptor's side of the handshake (see [`crate::wire::auth`]): reads and checks
+/// the Hello, answers with our Challenge, checks the dialer's Proof. Returns the peer's
+/// replica id.
 async fn handshake<M>(
     shared: &Shared<M>,
     stream: &mut TcpStream,
@@ -186,19 +208,53 @@ async fn handshake<M>(
     stream
         .set_read_timeout(Some(Duration::from_millis(HELLO_TIMEOUT_MS)))
         .map_err(|e| Closed::Io(e.into()))?;
-    let hello = loop {
-        match frame::decode::<Hello>(buf.data(), HELLO_FRAME_BYTES_MAX) {
-            Ok(Some((hello, used))) => {
-                buf.consume(used);
-                break hello;
-            }
-            Ok(None) => buf.fill(stream, HELLO_FRAME_BYTES_MAX).await?,
-            Err(e) => return Err(Closed::Rejected(format!("bad Hello: {e}"))),
-        }
+    let hello: Hello = read_handshake_frame(stream, buf, "Hello").await?;
+    check_hello(cfg, &hello)?;
+    let nonce: Nonce = rand::random();
+    let challenge = Challenge {
+        nonce,
+        tag: cfg
+            .cluster_key
+            .as_ref()
+            .map(|key| key.tag(Side::Acceptor, &hello, cfg.me, &nonce)),
     };
+    let mut out = Vec::new();
+    frame::encode(&challenge, &mut out)
+        .map_err(|e| Closed::Rejected(format!("Challenge does not encode: {e}")))?;
+    stream.write_all(&out).await.map_err(Closed::Io)?;
+    // A dialer that finds our proof wrong (another key, or none) closes here: say so.
+    let proof: Proof = match read_handshake_frame(stream, buf, "Proof").await {
+        Err(Closed::Eof) => {
+            return Err(Closed::Rejected(format!(
+                "claims to be replica {}: closed before its Proof (our cluster key proof did \
+                 not satisfy it: its key differs, or it has none)",
+                hello.from_replica
+            )));
+        }
+        other => other?,
+    };
+    auth::check_tag(
+        cfg.cluster_key.as_ref(),
+        Side::Dialer,
+        &hello,
+        cfg.me,
+        &nonce,
+        proof.tag.as_ref(),
+    )
+    .map_err(|reason| {
+        Closed::Rejected(format!(
+            "claims to be replica {}: {reason}",
+            hello.from_replica
+        ))
+    })?;
     stream
         .set_read_timeout(None)
         .map_err(|e| Closed::Io(e.into()))?;
+    Ok(hello.from_replica)
+}
+
+/// Checks that a Hello names our cluster, our shard, our protocol version and a peer.
+fn check_hello(cfg: &TransportConfig, hello: &Hello) -> Result<(), Closed> {
     if hello.cluster_id != cfg.cluster_id {
         return Err(Closed::Rejected(format!(
             "cluster_id {:#x}, ours is {:#x}",
@@ -227,11 +283,13 @@ async fn handshake<M>(
             hello.from_replica, cfg.me
         )));
     }
-    Ok(hello.from_replica)
+    Ok(())
 }
 
 /// Makes `conn_id` the connection from `from`. A peer keeps one connection to us, so an
-/// older one is stale (the peer restarted, or the old socket is half-open): close it.
+/// older one is stale (the peer restarted, or the old socket is half-open): close it. Only
+/// a connection that completed the handshake gets here: with a cluster key, a stranger
+/// naming `from` never replaces its link.
 fn adopt<M>(shared: &Shared<M>, from: u8, conn_id: u64) {
     let old = shared
         .incoming_by_peer
@@ -285,14 +343,14 @@ async fn read_frames<M: DeserializeOwned>(
 }
 
 /// A read buffer: bytes `start..end` of `data` are received and not yet decoded.
-struct RecvBuf {
+pub(super) struct RecvBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
 }
 
 impl RecvBuf {
-    fn new() -> RecvBuf {
+    pub(super) fn new() -> RecvBuf {
         RecvBuf {
             data: vec![0; READ_CHUNK_BYTES],
             start: 0,

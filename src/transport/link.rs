@@ -14,7 +14,9 @@ use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 use serde::Serialize;
 
-use super::{DIAL_TIMEOUT_MS, Shared, WRITE_STALL_TIMEOUT_MS};
+use super::accept::{RecvBuf, read_handshake_frame};
+use super::{DIAL_TIMEOUT_MS, HELLO_TIMEOUT_MS, Shared, TransportConfig, WRITE_STALL_TIMEOUT_MS};
+use crate::wire::auth::{self, Challenge, Proof, Side};
 use crate::wire::frame::{self, Hello, PROTOCOL_VERSION};
 
 /// One peer's outgoing queue, shared by `send` (which fills it) and the writer (which
@@ -94,18 +96,12 @@ pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
         return;
     };
     let cfg = &shared.cfg;
-    let hello = Hello {
-        cluster_id: cfg.cluster_id,
-        from_replica: cfg.me,
-        shard: cfg.shard,
-        protocol_version: PROTOCOL_VERSION,
-    };
     let mut backoff_ms = cfg.reconnect_backoff_min_ms;
     let mut dial_failures_in_a_row: u64 = 0;
     // The batch being written; swapped with the queue so `send` keeps appending meanwhile.
     let mut batch: Vec<u8> = Vec::new();
     loop {
-        match dial(link.addr, &hello).await {
+        match dial(cfg, link.addr, peer).await {
             Ok(mut stream) => {
                 debug_assert_eq!(link.queued_bytes(), 0, "sends are dropped while down");
                 link.connected.set(true);
@@ -163,8 +159,9 @@ pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
     }
 }
 
-/// Connects, sets the socket options and writes our Hello.
-async fn dial(addr: SocketAddr, hello: &Hello) -> io::Result<TcpStream> {
+/// Connects, sets the socket options and runs the dialer's side of the handshake (see
+/// [`crate::wire::auth`]): our Hello, the acceptor's Challenge (checked), our Proof.
+async fn dial(cfg: &TransportConfig, addr: SocketAddr, peer: u8) -> io::Result<TcpStream> {
     let mut stream = TcpStream::connect_timeout(addr, Duration::from_millis(DIAL_TIMEOUT_MS))
         .await
         .map_err(io::Error::from)?;
@@ -174,9 +171,40 @@ async fn dial(addr: SocketAddr, hello: &Hello) -> io::Result<TcpStream> {
         .set_write_timeout(Some(Duration::from_millis(WRITE_STALL_TIMEOUT_MS)))
         .map_err(io::Error::from)?;
     set_tcp_user_timeout(&stream, WRITE_STALL_TIMEOUT_MS)?;
-    let mut hello_frame = Vec::new();
-    frame::encode(hello, &mut hello_frame).map_err(io::Error::other)?;
-    stream.write_all(&hello_frame).await?;
+    let hello = Hello {
+        cluster_id: cfg.cluster_id,
+        from_replica: cfg.me,
+        shard: cfg.shard,
+        protocol_version: PROTOCOL_VERSION,
+        nonce: rand::random(),
+    };
+    let mut out = Vec::new();
+    frame::encode(&hello, &mut out).map_err(io::Error::other)?;
+    stream.write_all(&out).await?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(HELLO_TIMEOUT_MS)))
+        .map_err(io::Error::from)?;
+    let mut buf = RecvBuf::new();
+    let challenge: Challenge = read_handshake_frame(&mut stream, &mut buf, "Challenge")
+        .await
+        .map_err(|closed| io::Error::other(format!("handshake: {closed}")))?;
+    let key = cfg.cluster_key.as_ref();
+    auth::check_tag(
+        key,
+        Side::Acceptor,
+        &hello,
+        peer,
+        &challenge.nonce,
+        challenge.tag.as_ref(),
+    )
+    .map_err(|reason| io::Error::other(format!("handshake: {reason}")))?;
+    let proof = Proof {
+        tag: key.map(|key| key.tag(Side::Dialer, &hello, peer, &challenge.nonce)),
+    };
+    out.clear();
+    frame::encode(&proof, &mut out).map_err(io::Error::other)?;
+    stream.write_all(&out).await?;
+    stream.set_read_timeout(None).map_err(io::Error::from)?;
     Ok(stream)
 }
 

@@ -13,7 +13,11 @@
 //!   write caps near 250k msgs/s, 16 per write gives 15×).
 //! - Incoming (`accept.rs`): an accept loop; each connection must open with a
 //!   [`Hello`](crate::wire::frame::Hello) naming our cluster, our shard and a known peer,
-//!   then carries frames that are decoded in bulk and handed to `on_message`.
+//!   and complete the handshake of [`crate::wire::auth`] (the only bytes an acceptor ever
+//!   writes, and a dialer ever reads, are its `Challenge`): with a cluster key, both sides
+//!   prove they hold it, and a connection that fails is closed and logged before it can
+//!   replace the link of the replica it names. It then carries frames that are decoded
+//!   in bulk and handed to `on_message`.
 //! - Failure: a peer that is down, slow or unreachable never blocks anything. Sends to it
 //!   are dropped and counted (Paxos retransmits); the writer redials with exponential
 //!   backoff, and a new connection starts with an empty queue.
@@ -48,6 +52,7 @@ use glommio::task::JoinHandle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::wire::auth::ClusterKey;
 use crate::wire::frame::{self, FRAME_HEADER_BYTES};
 
 /// Settings for one shard's peer links.
@@ -55,6 +60,10 @@ use crate::wire::frame::{self, FRAME_HEADER_BYTES};
 pub struct TransportConfig {
     /// Every frame's Hello carries it; connections from another cluster are refused.
     pub cluster_id: u64,
+    /// The shared secret both ends of every connection must prove they hold (see
+    /// [`crate::wire::auth`]); `None`: anyone who reaches the peer port and knows the
+    /// cluster id may pose as a replica.
+    pub cluster_key: Option<ClusterKey>,
     /// Our replica id (an index into `peers`).
     pub me: u8,
     /// The shard (Paxos group) this transport serves; peers must dial the same shard.
@@ -195,7 +204,8 @@ const DIAL_TIMEOUT_MS: u64 = 2_000;
 /// Longest a write may make no progress before the connection is abandoned: a peer that
 /// stopped reading must not hold its batch (and memory) forever.
 const WRITE_STALL_TIMEOUT_MS: u64 = 10_000;
-/// Longest an accepted connection may take to deliver its Hello.
+/// Longest an accepted connection may take to deliver its Hello and its Proof, and a dialer
+/// waits for the Challenge.
 const HELLO_TIMEOUT_MS: u64 = 5_000;
 /// Incoming connections open at once (handshaking or established); more are closed at once.
 const CONNS_INCOMING_MAX: usize = 64;
@@ -383,6 +393,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
         TransportConfig {
             cluster_id: 1,
+            cluster_key: None,
             me: 1,
             shard: 0,
             listen: "127.0.0.1:0".parse().expect("literal address"),

@@ -70,7 +70,15 @@ pub struct CommandDecoder {
     line_scanned: usize,
     /// Bytes looked at so far, for tests of the decoder's cost.
     examined: u64,
+    /// `buf` held more than [`DECODER_BUF_KEEP_BYTES`] since it was last released, so its
+    /// allocation may be that large: [`CommandDecoder::release_idle`] frees it.
+    grown: bool,
 }
+
+/// An idle decoder keeps a buffer of about this size at most (one that held more is
+/// released when it empties), so an idle connection costs a few KiB, not its largest
+/// command.
+pub const DECODER_BUF_KEEP_BYTES: usize = 4 << 10;
 
 impl CommandDecoder {
     /// A decoder with these per-frame limits and this bound on a command's size.
@@ -85,17 +93,42 @@ impl CommandDecoder {
             named: false,
             line_scanned: 0,
             examined: 0,
+            grown: false,
         }
     }
 
     /// Appends bytes read from the connection.
     pub fn feed(&mut self, data: &[u8]) {
+        self.grown |= self.buf.len() + data.len() > DECODER_BUF_KEEP_BYTES;
         self.buf.extend_from_slice(data);
     }
 
     /// Bytes received and not yet taken into a command.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Bytes this decoder holds for the client: received and not yet taken, plus the
+    /// arguments of the command in progress (counted like its size).
+    pub fn held_bytes(&self) -> usize {
+        if self.items.is_empty() {
+            return self.buf.len();
+        }
+        // The size counts a bulk from its header on; its bytes so far are in `buf`.
+        let announced = match self.state {
+            State::Payload { len, .. } => len,
+            _ => 0,
+        };
+        self.buf.len() + self.command_bytes.saturating_sub(announced)
+    }
+
+    /// Frees the buffer if it is empty and may have grown large: for a connection about to
+    /// wait for its client.
+    pub fn release_idle(&mut self) {
+        if self.grown && self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.grown = false;
+        }
     }
 
     /// Bytes the decoder has looked at (searched, checked or copied) since it was made.
@@ -387,6 +420,30 @@ mod tests {
             );
             assert_eq!(d.buffered(), 0);
         }
+    }
+
+    /// What a decoder holds counts the bytes received once (a bulk's announced length
+    /// is not counted until it arrives), and an idle decoder that held a large command
+    /// gives its buffer back.
+    #[test]
+    fn held_bytes_and_release() {
+        let mut d = CommandDecoder::new(limits(), 1 << 20);
+        let mut stream = Vec::new();
+        let value = vec![b'v'; 100_000];
+        encode_command(&mut stream, &[&b"SET"[..], b"key", &value]);
+        d.feed(&stream[..50_000]);
+        assert_eq!(d.next_command(), Ok(None));
+        let held = d.held_bytes();
+        assert!((50_000..50_100).contains(&held), "{held}");
+        d.feed(&stream[50_000..]);
+        assert!(matches!(d.next_command(), Ok(Some(Decoded::Command(_)))));
+        assert_eq!(d.held_bytes(), 0);
+        assert!(d.grown);
+        d.release_idle();
+        assert!(!d.grown);
+        assert_eq!(d.buf.capacity(), 0, "the large buffer was freed");
+        d.feed(b"PING\r\n");
+        assert!(!d.grown, "a small command does not mark the buffer large");
     }
 
     /// 64 arguments of 64 KiB arriving in 4 KiB reads: re-parsing the partial frame on

@@ -19,11 +19,14 @@ pub const FRAME_HEADER_BYTES: usize = 4 + 8;
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
 
 /// Version of the peer protocol spoken after the [`Hello`]; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added the handshake's nonce, [`Challenge`](super::auth::Challenge) and
+/// [`Proof`](super::auth::Proof).
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// Frame limit used while reading a [`Hello`]: a handshake is a few bytes, so a stranger
-/// cannot make the listener buffer a large "frame" before it has identified itself.
-pub const HELLO_FRAME_BYTES_MAX: usize = FRAME_HEADER_BYTES + 32;
+/// Frame limit used while reading a handshake frame ([`Hello`], `Challenge`, `Proof`): a
+/// handshake is a few bytes, so a stranger cannot make the listener buffer a large "frame"
+/// before it has identified itself.
+pub const HELLO_FRAME_BYTES_MAX: usize = FRAME_HEADER_BYTES + 64;
 
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +75,8 @@ pub struct Hello {
     pub shard: u16,
     /// The dialer's [`PROTOCOL_VERSION`].
     pub protocol_version: u16,
+    /// Fresh random bytes the acceptor's proof of the cluster key must cover.
+    pub nonce: super::auth::Nonce,
 }
 
 /// Postcard output flavor that appends to a caller's Vec, so encoding a frame into a send
@@ -237,9 +242,17 @@ mod tests {
             from_replica: u8::MAX,
             shard: u16::MAX,
             protocol_version: PROTOCOL_VERSION,
+            nonce: [u8::MAX; crate::wire::auth::NONCE_BYTES],
         };
         let mut buf = Vec::new();
         encode(&hello, &mut buf).expect("hello encodes");
+        let challenge = crate::wire::auth::Challenge {
+            nonce: [u8::MAX; crate::wire::auth::NONCE_BYTES],
+            tag: Some([u8::MAX; crate::wire::auth::TAG_BYTES]),
+        };
+        let mut challenge_frame = Vec::new();
+        encode(&challenge, &mut challenge_frame).expect("challenge encodes");
+        assert!(challenge_frame.len() <= HELLO_FRAME_BYTES_MAX);
         assert!(
             buf.len() <= HELLO_FRAME_BYTES_MAX,
             "hello is {} bytes",

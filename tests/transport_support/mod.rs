@@ -6,6 +6,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use corepax::transport::TransportConfig;
+use corepax::wire::auth::{Challenge, NONCE_BYTES, Proof};
+use corepax::wire::frame::{self, HELLO_FRAME_BYTES_MAX, Hello, PROTOCOL_VERSION};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
 use serde::{Deserialize, Serialize};
 
 /// A stand-in for the protocol's Message enum.
@@ -40,6 +44,7 @@ pub fn reserve_addrs(n: usize) -> Vec<SocketAddr> {
 pub fn config(me: u8, addrs: &[SocketAddr]) -> TransportConfig {
     TransportConfig {
         cluster_id: CLUSTER_ID,
+        cluster_key: None,
         me,
         shard: 0,
         listen: addrs[usize::from(me)],
@@ -80,4 +85,63 @@ where
         .expect("glommio executor starts")
         .join()
         .expect("executor thread completes")
+}
+
+/// The Hello replica `from_replica` of our cluster sends to shard 0.
+pub fn hello(from_replica: u8) -> Hello {
+    Hello {
+        cluster_id: CLUSTER_ID,
+        from_replica,
+        shard: 0,
+        protocol_version: PROTOCOL_VERSION,
+        nonce: [7; NONCE_BYTES],
+    }
+}
+
+/// `msg` as one frame.
+pub fn frame_of<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::encode(msg, &mut out).expect("encodes");
+    out
+}
+
+/// Connects to `addr` as a dialer would: writes `hello`, reads the listener's Challenge and
+/// writes the Proof `prove` makes of it. Returns the stream and the Challenge.
+pub async fn handshake(
+    addr: SocketAddr,
+    hello: &Hello,
+    prove: impl FnOnce(&Challenge) -> Proof,
+) -> (TcpStream, Challenge) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&frame_of(hello)).await.expect("write Hello");
+    s.set_read_timeout(Some(Duration::from_millis(WAIT_MS_MAX)))
+        .expect("read timeout");
+    let mut buf = Vec::new();
+    let challenge = loop {
+        if let Some((c, _)) =
+            frame::decode::<Challenge>(&buf, HELLO_FRAME_BYTES_MAX).expect("a valid Challenge")
+        {
+            break c;
+        }
+        let mut chunk = [0u8; 128];
+        let n = s.read(&mut chunk).await.expect("read the Challenge");
+        assert!(n > 0, "closed before the Challenge");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let proof = prove(&challenge);
+    s.write_all(&frame_of(&proof)).await.expect("write Proof");
+    (s, challenge)
+}
+
+/// Whether the listener closes `s` (end of file or reset) within the wait limit, without
+/// writing anything more.
+pub async fn closed_by_listener(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(WAIT_MS_MAX)))
+        .expect("read timeout");
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf).await {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::TimedOut,
+    }
 }

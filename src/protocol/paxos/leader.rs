@@ -153,8 +153,17 @@ impl Replica {
         if ballot <= ours {
             return;
         }
+        self.stand_down(now, (ballot.node != self.id).then_some(ballot.node));
+    }
+
+    /// Stops leading or campaigning, with `leader` as the one known now; waiting clients
+    /// are told.
+    pub(super) fn stand_down(&mut self, now: Nanos, leader: Option<ReplicaId>) {
         let old = std::mem::replace(&mut self.role, Role::Follower);
-        self.leader = (ballot.node != self.id).then_some(ballot.node);
+        if matches!(old, Role::Follower) {
+            return;
+        }
+        self.leader = leader;
         self.reset_election_deadline(now);
         if let Role::Leader(_) = old {
             self.lease_term_changed(now, None);

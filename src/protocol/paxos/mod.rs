@@ -197,6 +197,8 @@ pub struct Stats {
     pub catchups_abandoned: u64,
     /// Answers to peers dropped because `held` was full (see `Replica::held_max`).
     pub held_dropped: u64,
+    /// Times it stopped leading or campaigning because its storage could not write.
+    pub storage_full_step_downs: u64,
 }
 
 impl Stats {
@@ -233,6 +235,7 @@ impl Stats {
             batches_too_large,
             catchups_abandoned,
             held_dropped,
+            storage_full_step_downs,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -264,6 +267,7 @@ impl Stats {
         self.batches_too_large += batches_too_large;
         self.catchups_abandoned += catchups_abandoned;
         self.held_dropped += held_dropped;
+        self.storage_full_step_downs += storage_full_step_downs;
     }
 }
 
@@ -333,6 +337,9 @@ pub struct Replica {
     /// Set while `on_requests` takes several requests: a leader queues them and proposes
     /// full batches only, the rest once all are in (one slot for a pipeline, not one each).
     gathering: bool,
+    /// Set while the node's storage cannot write (a full disk): no leading, no campaigning
+    /// (see [`Replica::set_storage_full`]).
+    storage_full: bool,
     stats: Stats,
 }
 
@@ -379,6 +386,7 @@ impl Replica {
             applied_trace: None,
             recovering: None,
             gathering: false,
+            storage_full: false,
             stats: Stats::default(),
         }
     }
@@ -506,8 +514,9 @@ impl Replica {
             Role::Leader(_) => self.leader_tick(now),
             Role::Follower | Role::Candidate(_) => {
                 if self.election_deadline.is_some_and(|d| now >= d) {
-                    if self.recovering.is_some() {
-                        // A learner never campaigns: its promise may be among the lost.
+                    if self.recovering.is_some() || self.storage_full {
+                        // A learner never campaigns: its promise may be among the lost. A
+                        // replica that cannot write could not keep its promise durable.
                         self.reset_election_deadline(now);
                     } else {
                         self.start_election(now);
@@ -519,6 +528,29 @@ impl Replica {
         self.recovery_tick(now);
         self.reads_tick(now);
         self.finish_step(now);
+    }
+
+    /// The node's storage stopped taking writes (`full`: its disk is full) or takes them
+    /// again. A replica that cannot persist can neither vote nor lead: a leader or
+    /// candidate steps down at once (its waiting clients are told no leader is known and
+    /// retry, reaching whichever replica the others elect), and it starts no election until
+    /// storage works again. It keeps learning chosen slots and answering what needs no new
+    /// record; its records in flight become durable when space is back.
+    pub fn set_storage_full(&mut self, now: Nanos, full: bool) {
+        if self.storage_full == full {
+            return;
+        }
+        self.storage_full = full;
+        if full {
+            self.stats.storage_full_step_downs += u64::from(!matches!(self.role, Role::Follower));
+            self.stand_down(now, None);
+        }
+        self.finish_step(now);
+    }
+
+    /// True while the node's storage cannot write (see [`Replica::set_storage_full`]).
+    pub fn storage_full(&self) -> bool {
+        self.storage_full
     }
 
     /// Refuses a request whose command no WAL record could hold (front ends refuse those

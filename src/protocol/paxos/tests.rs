@@ -1189,3 +1189,4 @@ fn a_heartbeat_below_the_promise_deposes_its_sender() {
 
 /// Size limits: commands, batches and records that must fit the WAL.
 mod limits;
+mod storage_full;

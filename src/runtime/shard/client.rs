@@ -17,6 +17,12 @@ pub enum SubmitError {
     /// The shard's log cannot be written; nothing more is acknowledged.
     #[error("IOERR the write-ahead log failed: {0}")]
     Storage(String),
+    /// This node's disk is full and no other replica is known to lead: the write was not
+    /// proposed. The node resumes by itself once space is available.
+    #[error(
+        "IOERR disk full: this node refuses writes until space is available (no other leader is known to take them): {0}"
+    )]
+    DiskFull(String),
     /// The command is larger than a WAL record can hold; it was not proposed.
     #[error("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes")]
     TooLarge {
@@ -45,6 +51,13 @@ impl Shard {
     /// submitted one after another are proposed in that order (and batched together).
     pub fn submit(self: &Rc<Self>, cmd: Command) -> Submitted {
         self.counters.borrow_mut().commands += 1;
+        if let Some(refused) = self.refused_for_disk_full(&cmd) {
+            return Submitted {
+                shard: self.clone(),
+                handle: None,
+                refused: Some(refused),
+            };
+        }
         let view = LeaderView::of(&self.replica.borrow());
         let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
         self.callers
@@ -54,7 +67,8 @@ impl Shard {
         // a pipeline's commands, submitted one after another, go to the core in one step.
         Submitted {
             shard: self.clone(),
-            handle,
+            handle: Some(handle),
+            refused: None,
         }
     }
 
@@ -168,17 +182,26 @@ pub(super) enum Call {
 /// forgets the answer (the command itself still runs to its end).
 pub struct Submitted {
     shard: Rc<Shard>,
-    handle: Handle,
+    /// `None` when the command was refused before the client path saw it.
+    handle: Option<Handle>,
+    refused: Option<SubmitError>,
 }
 
 impl std::future::Future for Submitted {
     type Output = Result<Reply, SubmitError>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let shard = &self.shard;
+        let this = self.get_mut();
+        let Some(handle) = this.handle else {
+            let refused = this.refused.take();
+            return Poll::Ready(Err(refused.unwrap_or_else(|| {
+                SubmitError::Storage("the command was refused and its answer taken".into())
+            })));
+        };
+        let shard = &this.shard;
         shard.run_client_path();
         let mut callers = shard.callers.borrow_mut();
-        let Some(call) = callers.get_mut(&self.handle) else {
+        let Some(call) = callers.get_mut(&handle) else {
             return Poll::Ready(Err(SubmitError::Storage(format!(
                 "shard {} stopped",
                 shard.index
@@ -192,7 +215,7 @@ impl std::future::Future for Submitted {
                 Poll::Pending
             }
             Call::Done(_) => {
-                let Some(Call::Done(result)) = callers.remove(&self.handle) else {
+                let Some(Call::Done(result)) = callers.remove(&handle) else {
                     unreachable!("matched Done above");
                 };
                 let timeout_ms = shard.cfg.request_timeout_ms;
@@ -204,6 +227,8 @@ impl std::future::Future for Submitted {
 
 impl Drop for Submitted {
     fn drop(&mut self) {
-        self.shard.callers.borrow_mut().remove(&self.handle);
+        if let Some(handle) = self.handle {
+            self.shard.callers.borrow_mut().remove(&handle);
+        }
     }
 }

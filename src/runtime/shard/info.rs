@@ -78,8 +78,10 @@ pub struct ShardInfo {
     pub counters: ShardCounters,
     /// Peers with an outgoing link up.
     pub peers_connected: usize,
-    /// Why storage failed, if it did.
+    /// Why storage failed, if it did, or why it waits for disk space.
     pub storage_error: Option<String>,
+    /// The WAL waits for disk space (writes resume by themselves once there is).
+    pub disk_full: bool,
     /// How long WAL syncs took.
     pub sync_times: crate::runtime::wal::SyncTimes,
 }
@@ -107,7 +109,12 @@ impl Shard {
             peers_connected: transport.as_ref().map_or(0, |t| {
                 t.stats().peers.iter().filter(|p| p.connected).count()
             }),
-            storage_error: self.storage_error.borrow().clone(),
+            storage_error: self.storage_error.borrow().clone().or_else(|| {
+                self.wal
+                    .disk_full()
+                    .map(|why| format!("disk full, writes wait for space: {why}"))
+            }),
+            disk_full: self.wal.is_disk_full(),
             sync_times: self.wal.sync_times(),
         }
     }

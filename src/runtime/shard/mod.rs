@@ -284,6 +284,15 @@ impl Effects for ShardEffects<'_> {
 /// Heartbeats are 50 ms apart by default; 5 ms keeps timers precise enough without
 /// waking idle shards a thousand times a second.
 const TICK_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Faults a test can turn on in a node started with `--debug`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugFault {
+    /// Every message to and from peers is dropped.
+    Partition,
+    /// The WAL's syncs fail as on a full disk (`GroupCommitter::inject_no_space`).
+    DiskFull,
+}
 /// Client back-offs ending this close together share a timer (the later one waits this
 /// much longer at most).
 const CLIENT_WAKE_COALESCE: Duration = Duration::from_micros(250);
@@ -362,8 +371,10 @@ impl Shard {
         });
         // Before any proposal: the log time a leader stamps is the wall clock.
         shard.sync_wall_clock();
+        let cluster_key = crate::runtime::node::load_cluster_key(&shard.cfg)?;
         let tcfg = TransportConfig {
             cluster_id: shard.cfg.cluster_id,
+            cluster_key,
             me: shard.cfg.id,
             shard: index as u16,
             listen: shard.cfg.peer_addr(usize::from(shard.cfg.id), index),
@@ -424,6 +435,7 @@ impl Shard {
             }
             let now = self.now();
             self.sync_wall_clock();
+            self.follow_disk_full(now);
             self.step(|r| r.on_tick(now));
             self.tick_client();
             if self.snapshot_due() {
@@ -488,9 +500,12 @@ impl Shard {
         self.run_client_path();
     }
 
-    /// Debug: drops every message to and from peers (on) or stops doing so (off).
-    pub fn set_partitioned(&self, on: bool) {
-        self.partitioned.set(on);
+    /// Debug: turns a fault on or off (`COREPAX.DEBUG PARTITION|DISKFULL ON|OFF`).
+    pub fn set_debug_fault(&self, fault: DebugFault, on: bool) {
+        match fault {
+            DebugFault::Partition => self.partitioned.set(on),
+            DebugFault::DiskFull => self.wal.inject_no_space(on),
+        }
     }
 
     /// Debug: writes `key` in this replica's state machine only, bypassing Paxos, as a

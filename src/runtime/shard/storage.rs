@@ -84,6 +84,39 @@ impl Shard {
         }
     }
 
+    /// Tells the core when the WAL starts or stops waiting for disk space: a replica that
+    /// cannot write steps down and stops campaigning (`Replica::set_storage_full`), so the
+    /// others elect a leader that can; it resumes by itself once the WAL's retried sync
+    /// succeeds.
+    pub(super) fn follow_disk_full(&self, now: Nanos) {
+        let full = self.wal.is_disk_full();
+        if full == self.replica.borrow().storage_full() {
+            return;
+        }
+        if full {
+            eprintln!(
+                "shard {}: disk full: stepping down and refusing writes that no other leader \
+                 can take, until space is available",
+                self.index
+            );
+        } else {
+            eprintln!(
+                "shard {}: disk space is back, storage works again",
+                self.index
+            );
+        }
+        self.step(|r| r.set_storage_full(now, full));
+    }
+
+    /// A write to refuse at once because this node's disk is full and no other replica is
+    /// known to lead (otherwise the client path forwards it there).
+    pub(super) fn refused_for_disk_full(&self, cmd: &Command) -> Option<SubmitError> {
+        let why = self.wal.disk_full()?;
+        let r = self.replica.borrow();
+        let other_leader = r.leader_hint().is_some_and(|l| l != r.id());
+        (!other_leader && !cmd.is_read_only()).then_some(SubmitError::DiskFull(why))
+    }
+
     pub(super) fn fail_storage(&self, why: String) {
         eprintln!(
             "shard {}: storage failure, no more writes are acknowledged: {why}",

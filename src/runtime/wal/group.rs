@@ -22,9 +22,17 @@ pub struct SyncTimes {
 /// A sync this long counts as slow in [`SyncTimes`].
 pub const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long the committer waits before trying a sync again on a full disk.
+pub const DISK_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct Shared {
     wal: Wal,
     times: SyncTimes,
+    /// Set while the sync in flight failed for lack of space and waits to be retried: why.
+    disk_full: Option<String>,
+    /// A test's stand-in for a full disk (`COREPAX.DEBUG DISKFULL`): syncs fail as if the
+    /// disk had no space.
+    inject_no_space: bool,
     /// Set by `append` and `close`; cleared by the committer when it looks.
     wake: bool,
     waker: Option<Waker>,
@@ -43,8 +51,12 @@ struct Shared {
 /// ```
 ///
 /// Appends made while a sync is in flight go into the next sync; there is at most one
-/// sync in flight. After a failed sync the WAL is poisoned: `append` fails and `run`
-/// returns the error, so nothing not durable is ever reported durable.
+/// sync in flight. A sync that failed because the disk is full
+/// ([`WalError::is_no_space`]) is tried again every [`DISK_FULL_RETRY`] until it succeeds,
+/// and [`GroupCommitter::disk_full`] says so meanwhile: nothing is reported durable until
+/// it is, and the WAL resumes by itself once space is back. After any other failed sync
+/// the WAL is poisoned: `append` fails and `run` returns the error, so nothing not durable
+/// is ever reported durable.
 #[derive(Clone)]
 pub struct GroupCommitter {
     shared: Rc<RefCell<Shared>>,
@@ -57,6 +69,8 @@ impl GroupCommitter {
             shared: Rc::new(RefCell::new(Shared {
                 wal,
                 times: SyncTimes::default(),
+                disk_full: None,
+                inject_no_space: false,
                 wake: false,
                 waker: None,
                 closed: false,
@@ -91,6 +105,22 @@ impl GroupCommitter {
     /// True after a failed sync or truncation.
     pub fn is_poisoned(&self) -> bool {
         self.shared.borrow().wal.is_poisoned()
+    }
+
+    /// True while syncs wait for disk space.
+    pub fn is_disk_full(&self) -> bool {
+        self.shared.borrow().disk_full.is_some()
+    }
+
+    /// Why syncs are waiting for disk space, while they are.
+    pub fn disk_full(&self) -> Option<String> {
+        self.shared.borrow().disk_full.clone()
+    }
+
+    /// Makes every sync from now on fail as on a full disk (`true`), or stops (`false`):
+    /// for tests of what a full disk does to the node.
+    pub fn inject_no_space(&self, on: bool) {
+        self.shared.borrow_mut().inject_no_space = on;
     }
 
     /// Asks [`GroupCommitter::run`] to flush what is pending and return; later appends
@@ -156,7 +186,7 @@ impl GroupCommitter {
                 Some(job) => {
                     // No borrow is held across the I/O: appends continue meanwhile.
                     let started = std::time::Instant::now();
-                    let done = job.run().await;
+                    let done = self.run_job(&job).await;
                     let took = started.elapsed();
                     let mut shared = self.shared.borrow_mut();
                     let ms = took.as_millis() as u64;
@@ -177,6 +207,50 @@ impl GroupCommitter {
                 }
             }
         }
+    }
+
+    /// Runs a sync job, again and again while it fails for lack of disk space.
+    async fn run_job(&self, job: &super::SyncJob) -> Result<super::SyncDone, WalError> {
+        loop {
+            let done = if self.shared.borrow().inject_no_space {
+                Err(WalError::Io {
+                    op: "write",
+                    path: self.shared.borrow().wal.dir.clone(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+                })
+            } else {
+                job.run().await
+            };
+            match done {
+                Err(e) if e.is_no_space() => {
+                    self.note_disk_full(&e);
+                    glommio::timer::sleep(DISK_FULL_RETRY).await;
+                }
+                done => {
+                    let mut shared = self.shared.borrow_mut();
+                    if shared.disk_full.take().is_some() && done.is_ok() {
+                        eprintln!(
+                            "WAL in {}: space is back, writes resume",
+                            shared.wal.dir.display()
+                        );
+                    }
+                    return done;
+                }
+            }
+        }
+    }
+
+    /// Records (and logs, when it starts) that syncs wait for disk space.
+    fn note_disk_full(&self, e: &WalError) {
+        let mut shared = self.shared.borrow_mut();
+        if shared.disk_full.is_none() {
+            eprintln!(
+                "WAL in {}: disk full, writes wait for space (retrying every {} ms): {e}",
+                shared.wal.dir.display(),
+                DISK_FULL_RETRY.as_millis()
+            );
+        }
+        shared.disk_full = Some(e.to_string());
     }
 
     /// Resolves when an append or close happened since the committer last looked.

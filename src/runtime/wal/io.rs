@@ -32,7 +32,7 @@ pub(super) async fn write_header(
 ) -> Result<(), WalError> {
     let mut block = vec![0u8; BLOCK_BYTES as usize];
     header.encode(&mut block[..SEGMENT_HEADER_BYTES]);
-    write_blocks(file, path, 0, &block, BLOCK_BYTES as usize).await?;
+    write_blocks(file, path, 0, &block, 0, BLOCK_BYTES as usize).await?;
     if sync {
         file.fdatasync()
             .await
@@ -41,24 +41,27 @@ pub(super) async fn write_header(
     Ok(())
 }
 
-/// Writes `data` at block-aligned `offset`, padding the last block with zeros, in pieces
-/// of at most `write_bytes_max` bytes.
+/// Writes `data` and then `pad_bytes` zeros at block-aligned `offset`, padding the last
+/// block with zeros, in pieces of at most `write_bytes_max` bytes.
 pub(super) async fn write_blocks(
     file: &DmaFile,
     path: &Path,
     offset: u64,
     data: &[u8],
+    pad_bytes: usize,
     write_bytes_max: usize,
 ) -> Result<(), WalError> {
     assert_eq!(offset % BLOCK_BYTES, 0);
+    let total = data.len() + pad_bytes;
     let mut done = 0usize;
-    while done < data.len() {
-        let piece = (data.len() - done).min(write_bytes_max);
+    while done < total {
+        let piece = (total - done).min(write_bytes_max);
         let buf_len = format::align_up(piece as u64) as usize;
         let mut buf = file.alloc_dma_buffer(buf_len);
         let bytes = buf.as_bytes_mut();
-        bytes[..piece].copy_from_slice(&data[done..done + piece]);
-        bytes[piece..].fill(0);
+        let from_data = data.len().saturating_sub(done).min(piece);
+        bytes[..from_data].copy_from_slice(&data[done..done + from_data]);
+        bytes[from_data..].fill(0);
         let written = file
             .write_at(buf, offset + done as u64)
             .await
@@ -145,8 +148,26 @@ pub(super) async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> 
 }
 
 /// Creates segment file `index` pre-written with zeros: written under a temporary name,
-/// synced, renamed, and the directory synced, so a half-made file never looks usable.
+/// synced, renamed, and the directory synced, so a half-made file never looks usable. On
+/// failure the temporary is removed: a disk that filled up gets its space back, and a
+/// retry can create it again.
 pub(super) async fn create_segment_file(
+    dir: &Path,
+    index: u32,
+    segment_bytes: u64,
+    write_bytes_max: usize,
+    sync: bool,
+) -> Result<(DmaFile, PathBuf), WalError> {
+    let tmp = segment_path(dir, index).with_extension("wal.tmp");
+    let made = make_segment_file(dir, index, segment_bytes, write_bytes_max, sync).await;
+    if made.is_err() {
+        // Best effort: a leftover temporary is deleted at the next open anyway.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    made
+}
+
+async fn make_segment_file(
     dir: &Path,
     index: u32,
     segment_bytes: u64,
@@ -191,12 +212,7 @@ pub(super) async fn create_spare(
     .await
     {
         Ok((file, path)) => file.close().await.map_err(|e| io_err("close", &path, e)),
-        Err(e) => {
-            let tmp = segment_path(dir, index).with_extension("wal.tmp");
-            // Best effort: a leftover temporary is deleted at the next open anyway.
-            let _ = std::fs::remove_file(tmp);
-            Err(e)
-        }
+        Err(e) => Err(e),
     }
 }
 
@@ -209,19 +225,22 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 impl SyncJob {
     /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`](super::Wal).
-    pub async fn run(self) -> Result<SyncDone, WalError> {
+    /// After a failure other than of an fdatasync it may be run again (every write goes to
+    /// the same place with the same bytes, a segment being created is created anew): that
+    /// is how a full disk is waited out (see `GroupCommitter::run`).
+    pub async fn run(&self) -> Result<SyncDone, WalError> {
         let mut new_segments = Vec::new();
         let mut unsynced: Option<(Rc<DmaFile>, PathBuf)> = None;
         let mut tail_write_pos = 0;
         let mut tail_partial = Vec::new();
-        for chunk in self.chunks {
-            let (file, path, capacity) = match chunk.target {
+        for chunk in &self.chunks {
+            let (file, path, capacity) = match &chunk.target {
                 ChunkTarget::Tail {
                     file,
                     path,
                     capacity_bytes,
-                } => (file, path, capacity_bytes),
-                ChunkTarget::New {
+                } => (file.clone(), path.clone(), *capacity_bytes),
+                &ChunkTarget::New {
                     index,
                     create,
                     seq,
@@ -270,19 +289,22 @@ impl SyncJob {
                 }
             };
             let end = chunk.write_offset + chunk.data.len() as u64;
-            let mut data = chunk.data;
+            let data = &chunk.data;
             let partial_start = format::align_down(end) - chunk.write_offset;
             tail_partial = data[partial_start as usize..].to_vec();
             tail_write_pos = end;
-            if end.is_multiple_of(BLOCK_BYTES) && end < capacity {
-                // Keep the header slot after the last record zero on disk.
-                data.resize(data.len() + BLOCK_BYTES as usize, 0);
-            }
+            // Keep the header slot after the last record zero on disk.
+            let pad_bytes = if end.is_multiple_of(BLOCK_BYTES) && end < capacity {
+                BLOCK_BYTES as usize
+            } else {
+                0
+            };
             write_blocks(
                 &file,
                 &path,
                 chunk.write_offset,
-                &data,
+                data,
+                pad_bytes,
                 self.write_bytes_max,
             )
             .await?;

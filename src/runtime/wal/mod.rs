@@ -323,6 +323,27 @@ pub enum WalError {
     },
 }
 
+impl WalError {
+    /// The disk (or the user's quota) is full, and the failed operation is one that may be
+    /// retried once space is back: a write, a segment's creation. Not an fdatasync or
+    /// fsync, even one reporting ENOSPC: after a failed sync the state of the page cache
+    /// is unknown (the kernel may have dropped the dirty pages), so that stays fatal.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            WalError::Io { op, source, .. } => {
+                // glommio hands its errors back as `Custom` ones: by kind, not errno.
+                !matches!(*op, "fdatasync" | "fsync directory")
+                    && (matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                        || matches!(
+                            source.kind(),
+                            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                        ))
+            }
+            _ => false,
+        }
+    }
+}
+
 fn io_err(op: &'static str, path: &Path, e: impl Into<std::io::Error>) -> WalError {
     WalError::Io {
         op,
@@ -746,6 +767,26 @@ mod tests {
         assert_eq!(parse_segment_name("seg-.wal"), None);
         assert_eq!(parse_segment_name("seg-12.wal.tmp"), None);
         assert_eq!(parse_segment_name("seg-1a.wal"), None);
+    }
+
+    #[test]
+    fn only_a_full_disk_outside_a_sync_is_retried() {
+        let err = |op, code| io_err(op, Path::new("/x"), std::io::Error::from_raw_os_error(code));
+        assert!(err("write", libc::ENOSPC).is_no_space());
+        assert!(err("write zeros", libc::EDQUOT).is_no_space());
+        assert!(err("create", libc::ENOSPC).is_no_space());
+        let wrapped = io_err(
+            "write zeros",
+            Path::new("/x"),
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "as glommio reports it"),
+        );
+        assert!(wrapped.is_no_space());
+        assert!(
+            !err("fdatasync", libc::ENOSPC).is_no_space(),
+            "a failed sync is fatal"
+        );
+        assert!(!err("write", libc::EIO).is_no_space());
+        assert!(!WalError::Closed.is_no_space());
     }
 
     #[test]
