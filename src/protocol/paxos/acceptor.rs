@@ -78,9 +78,15 @@ impl Replica {
             return;
         }
         match self.log.get(&slot) {
+            Some(e) if e.chosen && e.batch != batch => {
+                // A leader proposes the chosen value at any ballot from the one it was chosen
+                // at; a stale leader below that ballot (cut off while another was elected
+                // and chose the slot) may propose another. It cannot gather a quorum: the
+                // quorum that chose the slot promised the higher ballot. No vote for it here
+                // either (this replica may have learned the slot without that promise).
+                self.stats.messages_ignored += 1;
+            }
             Some(e) if e.chosen => {
-                // The value is final; Paxos guarantees the leader proposes the same one.
-                debug_assert!(e.batch == batch || self.bugs != Default::default());
                 let pid = e.persist_id;
                 let msg = self.accepted_msg(now, ballot, slot);
                 self.send_after(pid, from, msg);
