@@ -111,6 +111,58 @@ impl std::fmt::Display for ReadMode {
     }
 }
 
+/// The replication protocol a group runs. Selectable per run so protocols can be compared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Multi-Paxos with a stable leader (`protocol::paxos`).
+    #[default]
+    Multipaxos,
+    /// Raft (`protocol::raft`): pre-vote, term-start no-op, commit by counting only
+    /// entries of the leader's term.
+    Raft,
+}
+
+impl Protocol {
+    /// Every protocol, in the order reports list them.
+    pub const ALL: [Protocol; 2] = [Protocol::Multipaxos, Protocol::Raft];
+
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Multipaxos => "multipaxos",
+            Protocol::Raft => "raft",
+        }
+    }
+
+    /// Whether a group running this protocol can serve reads in `mode`.
+    pub fn supports_read_mode(self, mode: ReadMode) -> bool {
+        match self {
+            Protocol::Multipaxos => true,
+            Protocol::Raft => mode == ReadMode::Log,
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "protocol",
+                allowed: "multipaxos, raft".into(),
+                got: s.into(),
+            })
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Who holds read leases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseHolders {
@@ -211,7 +263,7 @@ macro_rules! named_setting {
         }
     )+};
 }
-named_setting!(ReadMode, ReadRepair);
+named_setting!(ReadMode, ReadRepair, Protocol);
 
 /// Replica ids, comma-separated; empty for none.
 impl SettingValue for Vec<u8> {
@@ -316,7 +368,7 @@ macro_rules! protocol_settings {
         $(#[doc = $doc:literal])+
         $field:ident: $ty:ty = $default:expr $(, allowed $range:expr)?;
     )+) => {
-        /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
+        /// Cluster-wide replication settings. Must be equal on every replica of a cluster.
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields, default)]
         pub struct ProtocolConfig {
@@ -354,6 +406,9 @@ macro_rules! protocol_settings {
 }
 
 protocol_settings! {
+    /// The replication protocol: multipaxos, raft. Raft serves reads through the log only
+    /// so far, and runs in the simulator only (not yet in `node`).
+    protocol: Protocol = Protocol::Multipaxos;
     /// Replicas per group (3 or 5 usual).
     replicas: usize = 3, allowed 1..=REPLICAS_MAX;
     /// Commands per slot, at most.
@@ -435,6 +490,12 @@ impl ProtocolConfig {
             "lease_holders",
             "replica ids below `replicas`",
             format!("{:?}", self.lease_holders),
+        )?;
+        check(
+            self.protocol.supports_read_mode(self.read_mode),
+            "read_mode",
+            &format!("log with protocol = {}", self.protocol),
+            self.read_mode,
         )?;
         Ok(())
     }
@@ -587,6 +648,12 @@ impl NodeConfig {
     /// Checks every field; the error names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.protocol.validate()?;
+        check(
+            self.protocol.protocol == Protocol::Multipaxos,
+            "protocol",
+            "multipaxos in a node (raft runs in `corepax sim --protocol raft` only so far)",
+            self.protocol.protocol,
+        )?;
         check(
             self.peers.len() == self.protocol.replicas,
             "peers",
@@ -756,6 +823,21 @@ mod tests {
             (s.set)(&mut copy, &(s.get)(&cfg)).unwrap();
         }
         assert_eq!(copy, cfg);
+    }
+
+    #[test]
+    fn protocol_is_a_setting_and_raft_refuses_read_modes_it_lacks() {
+        let s = Setting::named("protocol").unwrap();
+        let mut cfg = ProtocolConfig::default();
+        assert_eq!((s.get)(&cfg), "multipaxos");
+        (s.set)(&mut cfg, "raft").unwrap();
+        assert_eq!(cfg.protocol, Protocol::Raft);
+        assert!(cfg.validate().is_ok());
+        let err = (s.set)(&mut cfg, "zab").unwrap_err().to_string();
+        assert!(err.contains("protocol") && err.contains("zab"), "{err}");
+        cfg.read_mode = ReadMode::LeaderLease;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("read_mode") && err.contains("raft"), "{err}");
     }
 
     #[test]

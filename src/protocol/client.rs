@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use super::kv::{Command, Reply, Request};
 use super::outbox::ClientReply;
-use super::paxos::Replica;
+use super::consensus::Core;
 use super::types::{ClientId, Nanos, ReplicaId, Token};
 use crate::config::ReadMode;
 
@@ -117,9 +117,9 @@ pub struct LeaderView {
 
 impl LeaderView {
     /// The view of `replica` now.
-    pub fn of(replica: &Replica) -> LeaderView {
+    pub fn of(replica: &impl Core) -> LeaderView {
         LeaderView {
-            leading: replica.leading().is_some(),
+            leading: replica.is_leading(),
             hint: replica.leader_hint(),
         }
     }

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use super::consensus::Bugs;
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
@@ -34,20 +35,6 @@ use crate::config::ProtocolConfig;
 /// Answers to one accept a follower may hold for durability: the first and as many
 /// retransmissions (see `Replica::held_max`).
 const HELD_PER_SLOT: usize = 8;
-
-/// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
-/// Never set outside tests and the simulator's hidden `--bug` flag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Bugs {
-    /// Send Promise/Accepted and count the leader's own vote before the record is durable.
-    pub reply_before_persist: bool,
-    /// A new leader ignores values reported in phase 1 and fills the slots with no-ops.
-    pub skip_phase1_recovery: bool,
-    /// A replica whose storage lost synced records votes at once, as if they had never
-    /// been written (`Replica::recover`'s `forgot_records` ignored): what recovery did when
-    /// it truncated the log at mid-log corruption like at a torn tail.
-    pub truncate_at_corruption: bool,
-}
 
 /// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
 fn batch_payload_bytes(batch: &Batch) -> u64 {
@@ -585,6 +572,8 @@ impl Replica {
                 recovering,
                 leading,
             } => self.on_recovery_report(from, promised, recovering, leading),
+            // Another protocol's message: a misconfigured peer.
+            Message::Raft(_) => self.stats.messages_ignored += 1,
         }
     }
 

@@ -48,7 +48,7 @@ impl Shard {
     ) -> impl std::future::Future<Output = Result<Reply, SubmitError>> + 'static {
         self.counters.borrow_mut().commands += 1;
         let (tx, rx) = oneshot::channel();
-        let view = LeaderView::of(&self.replica.borrow());
+        let view = LeaderView::of(&*self.replica.borrow());
         let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
         self.callers.borrow_mut().insert(handle, tx);
         self.run_client_path();
@@ -134,7 +134,7 @@ impl Shard {
     /// Back-offs that ended retry; commands past their deadline fail.
     pub(super) fn tick_client(&self) {
         let now = self.now();
-        let view = LeaderView::of(&self.replica.borrow());
+        let view = LeaderView::of(&*self.replica.borrow());
         self.client.borrow_mut().tick(now, view);
         self.run_client_path();
     }
