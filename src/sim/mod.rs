@@ -165,12 +165,15 @@ struct NodeEffects<'a> {
 
 impl Effects for NodeEffects<'_> {
     fn send(&mut self, to: ReplicaId, msg: Message) {
-        if let Message::InstallSnapshot { chunk } = &msg {
-            if chunk.offset == 0 {
+        match &msg {
+            Message::InstallSnapshot { chunk } if chunk.offset == 0 => {
                 self.sim.snapshots_sent += 1;
-            } else {
-                self.sim.snapshot_chunks_later += 1;
             }
+            Message::InstallSnapshot { .. } => self.sim.snapshot_chunks_later += 1,
+            Message::Raft(crate::protocol::raft::Msg::InstallSnapshot { .. }) => {
+                self.sim.snapshots_sent += 1;
+            }
+            _ => {}
         }
         self.sim.net_send(self.node, to, Wire::Core(msg));
     }
@@ -476,3 +479,6 @@ impl Sim {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_raft;

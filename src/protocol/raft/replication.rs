@@ -33,6 +33,10 @@ pub(super) struct Progress {
     pub(super) acked_at: Nanos,
     /// A snapshot is on its way to it.
     pub(super) snapshot_sent: bool,
+    /// Its log's end is unknown (after a conflict, or at the start of a term): one append
+    /// at a time until one succeeds, so a window of conflicts does not answer with a
+    /// window of resends each.
+    pub(super) probing: bool,
 }
 
 /// What a leader keeps.
@@ -60,6 +64,7 @@ impl Leadership {
             retransmits: 0,
             acked_at: now,
             snapshot_sent: false,
+            probing: true,
         };
         Leadership {
             progress: vec![progress; replicas],
@@ -201,7 +206,8 @@ impl Replica {
         loop {
             let Some(l) = self.leadership() else { return };
             let p = &l.progress[to.index()];
-            if p.snapshot_sent || p.in_flight >= depth || p.next > last {
+            let window = if p.probing { 1 } else { depth };
+            if p.snapshot_sent || p.in_flight >= window || p.next > last {
                 return;
             }
             let next = p.next;
@@ -297,6 +303,7 @@ impl Replica {
                 p.next = p.next.max(p.matched + 1);
                 p.in_flight = p.in_flight.saturating_sub(1);
                 p.sent_at = now;
+                p.probing = false;
             }
             AppendOutcome::Conflict { .. } => {
                 // Fast back-off: past the follower's entries of the conflicting term.
@@ -304,6 +311,7 @@ impl Replica {
                 if back_to < p.next {
                     p.next = back_to;
                     p.in_flight = 0;
+                    p.probing = true;
                 }
             }
         }
@@ -399,6 +407,7 @@ impl Replica {
                 p.retransmits += 1;
                 p.in_flight = 0;
                 p.snapshot_sent = false;
+                p.probing = true;
                 p.next = p.matched + 1;
                 resend.push(ReplicaId(i as u8));
             }
