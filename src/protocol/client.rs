@@ -17,9 +17,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use super::consensus::Core;
 use super::kv::{Command, Reply, Request};
 use super::outbox::ClientReply;
-use super::consensus::Core;
 use super::types::{ClientId, Nanos, ReplicaId, Token};
 use crate::config::ReadMode;
 

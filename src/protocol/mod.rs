@@ -20,9 +20,9 @@ pub mod pending;
 pub mod raft;
 pub mod types;
 
+pub use consensus::{Bugs, Consensus, ConsensusSnapshot, Core};
 pub use kv::{Command, Kv, Reply, Request};
 pub use message::{Batch, Message, Record, Snapshot};
 pub use outbox::{Action, ClientReply};
-pub use consensus::{Bugs, Consensus, ConsensusSnapshot, Core};
 pub use paxos::{Replica, Stats};
 pub use types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};

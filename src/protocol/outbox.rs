@@ -1,8 +1,8 @@
 //! What the core asks its driver to do: the only way it affects the world.
 
+use super::consensus::Core;
 use super::kv::Reply;
 use super::message::{Message, Record};
-use super::consensus::Core;
 use super::types::{PersistId, ReplicaId, Slot, Token};
 
 /// One thing for the driver (runtime or simulator) to do, in order.

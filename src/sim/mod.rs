@@ -40,8 +40,8 @@ use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, Lea
 use crate::protocol::kv::Item;
 use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
 use crate::protocol::{
-    Ballot, Batch, Bugs, ClientReply, Command, Consensus, ConsensusSnapshot, Core, Message,
-    Nanos, PersistId, Record, ReplicaId, Reply, Request, Slot, Stats, Token,
+    Ballot, Batch, Bugs, ClientReply, Command, Consensus, ConsensusSnapshot, Core, Message, Nanos,
+    PersistId, Record, ReplicaId, Reply, Request, Slot, Stats, Token,
 };
 use linearizability::{Op, Operation, Output, Verdict};
 
@@ -449,9 +449,9 @@ impl Sim {
         let view = LeaderView::of(r);
         if let Some(b) = r.leadership() {
             match self.leaders.get(&b) {
-                Some(other) if *other != node => self
-                    .violations
-                    .push(format!("two leaders for ballot/term {b}: {other} and {node}")),
+                Some(other) if *other != node => self.violations.push(format!(
+                    "two leaders for ballot/term {b}: {other} and {node}"
+                )),
                 Some(_) => {}
                 None => {
                     self.leaders.insert(b, node);

@@ -9,15 +9,9 @@ pub(super) enum Wire {
     /// A protocol core's message.
     Core(Message),
     /// A command forwarded to the leader, by a node's client path.
-    Forward {
-        id: u64,
-        req: Request,
-    },
+    Forward { id: u64, req: Request },
     /// The leader's answer to it.
-    ForwardReply {
-        id: u64,
-        reply: ClientReply,
-    },
+    ForwardReply { id: u64, reply: ClientReply },
 }
 
 pub(super) fn describe_wire(msg: &Wire) -> String {

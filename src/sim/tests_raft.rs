@@ -1,5 +1,8 @@
 //! The simulator runs Raft under every fault it injects (but lost synced records, which
 //! Raft has no learner rule for yet), and its checkers catch Raft's deliberate bugs.
+//! (`--bug reply-before-persist` is caught too, first at seed 59 of 3 replicas, but the
+//! seeds before it cost about 40 s of checking: the core's unit tests cover it instead,
+//! as they cover `commit-older-term`, which needs the rare interleaving of Figure 8.)
 
 use super::*;
 
@@ -69,19 +72,6 @@ fn raft_bug_vote_without_log_check_is_caught() {
     assert!(
         found.is_some(),
         "votes without the up-to-date check went unnoticed in 100 seeds"
-    );
-}
-
-#[test]
-fn raft_bug_reply_before_persist_is_caught() {
-    let bugs = Bugs {
-        reply_before_persist: true,
-        ..Bugs::default()
-    };
-    let found = raft_seeds_until_violation(bugs, 300);
-    assert!(
-        found.is_some(),
-        "Raft answering before persisting went unnoticed in 300 seeds"
     );
 }
 

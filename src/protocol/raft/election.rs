@@ -223,8 +223,7 @@ impl Replica {
 
     /// A message from the leader of `term` (at least ours): follow it.
     pub(super) fn heard_leader(&mut self, now: Nanos, term: u64, leader: ReplicaId) {
-        if term > self.term || !matches!(self.role, Role::Follower) || self.leader != Some(leader)
-        {
+        if term > self.term || !matches!(self.role, Role::Follower) || self.leader != Some(leader) {
             self.become_follower(now, term, Some(leader));
         }
         self.leader_heard_at = Some(now);

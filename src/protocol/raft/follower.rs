@@ -96,10 +96,7 @@ impl Replica {
             term,
             batch: batch.clone(),
         });
-        self.log.push(LogEntry {
-            term,
-            batch,
-        });
+        self.log.push(LogEntry { term, batch });
     }
 
     /// The log matches the leader's through `match_index`: learn the commit index up to
@@ -119,7 +116,12 @@ impl Replica {
     pub(super) fn apply_committed(&mut self) {
         while self.applied < self.commit {
             let index = self.applied + 1;
-            let batch = self.log.get(index).expect("committed entry held").batch.clone();
+            let batch = self
+                .log
+                .get(index)
+                .expect("committed entry held")
+                .batch
+                .clone();
             for req in batch.iter() {
                 let applied = self.kv.apply(index, req);
                 if req.client == 0 {
@@ -152,7 +154,13 @@ impl Replica {
     ) {
         if term < self.term {
             let term = self.term;
-            self.send(from, Msg::InstallSnapshotReply { term, last_index: 0 });
+            self.send(
+                from,
+                Msg::InstallSnapshotReply {
+                    term,
+                    last_index: 0,
+                },
+            );
             return;
         }
         self.heard_leader(now, term, from);

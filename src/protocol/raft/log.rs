@@ -56,9 +56,7 @@ impl Log {
     /// Entries from `from` on (after the base), in order.
     pub(super) fn iter_from(&self, from: Slot) -> impl Iterator<Item = (Slot, &LogEntry)> {
         let skip = from.saturating_sub(self.base + 1) as usize;
-        (self.base + 1..)
-            .zip(self.entries.iter())
-            .skip(skip)
+        (self.base + 1..).zip(self.entries.iter()).skip(skip)
     }
 
     /// Appends `entry` at `last_index() + 1`.

@@ -416,7 +416,11 @@ impl Replica {
             }
         }
         if let Role::Candidate { .. } = &self.role {
-            assert_eq!(self.voted_for, Some(self.id), "a candidate voted for itself");
+            assert_eq!(
+                self.voted_for,
+                Some(self.id),
+                "a candidate voted for itself"
+            );
         }
         assert!(
             self.loopback.is_empty(),

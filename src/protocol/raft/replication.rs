@@ -177,10 +177,7 @@ impl Replica {
             term,
             batch: batch.clone(),
         });
-        self.log.push(LogEntry {
-            term,
-            batch,
-        });
+        self.log.push(LogEntry { term, batch });
         self.stats.slots_proposed += 1;
         let outcome = AppendOutcome::Ok { match_index: index };
         self.send_when_durable(self.id, Msg::AppendReply { term, outcome });
@@ -251,7 +248,11 @@ impl Replica {
     fn send_heartbeat(&mut self, to: ReplicaId) {
         let Some(l) = self.leadership() else { return };
         let p = &l.progress[to.index()];
-        let prev_index = if p.in_flight == 0 { p.next - 1 } else { p.matched };
+        let prev_index = if p.in_flight == 0 {
+            p.next - 1
+        } else {
+            p.matched
+        };
         let Some(prev_term) = self.log.term_at(prev_index) else {
             return; // Compacted: a snapshot is (or will be) on its way.
         };
@@ -430,7 +431,10 @@ impl Replica {
     /// Sends `to` our state machine: the entries it lacks were compacted.
     fn send_snapshot(&mut self, now: Nanos, to: ReplicaId) {
         let last_index = self.applied;
-        let last_term = self.log.term_at(last_index).expect("applied is at or after the base");
+        let last_term = self
+            .log
+            .term_at(last_index)
+            .expect("applied is at or after the base");
         let msg = Msg::InstallSnapshot {
             term: self.term,
             last_index,

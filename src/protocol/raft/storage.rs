@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::log::LogEntry;
 use super::Replica;
+use super::log::LogEntry;
 use crate::config::ProtocolConfig;
 use crate::protocol::kv::{KvState, Request};
 use crate::protocol::message::{Batch, Record};
@@ -82,10 +82,7 @@ impl Replica {
             r.commit = s.last_included;
             r.applied = s.last_included;
             for (term, batch) in s.tail {
-                r.log.push(LogEntry {
-                    term,
-                    batch,
-                });
+                r.log.push(LogEntry { term, batch });
             }
         }
         for record in records {
@@ -112,10 +109,7 @@ impl Replica {
             return;
         }
         self.log.truncate_after(index - 1);
-        self.log.push(LogEntry {
-            term,
-            batch,
-        });
+        self.log.push(LogEntry { term, batch });
     }
 
     /// The state at the applied index, with term, vote and the log after it: enough to

@@ -327,7 +327,11 @@ fn figure_8(bugs: Bugs) -> Slot {
             *to == ReplicaId(1) && matches!(m, Msg::Append { prev_index: 1, .. })
         });
     }
-    assert_eq!(g.replicas[1].last_index(), 2, "index 2 on a quorum, the no-op not");
+    assert_eq!(
+        g.replicas[1].last_index(),
+        2,
+        "index 2 on a quorum, the no-op not"
+    );
     g.replicas[0].commit_index()
 }
 
@@ -352,7 +356,8 @@ fn a_conflicting_suffix_is_skipped_in_one_round_trip() {
     g.timeout(0);
     g.deliver_where(|from, to, _| from != ReplicaId(1) && to != ReplicaId(1));
     assert_eq!(g.leaders(), vec![(0, 4)]);
-    g.wire.retain(|(_, to, m)| *to == ReplicaId(1) && matches!(m, Msg::Append { .. }));
+    g.wire
+        .retain(|(_, to, m)| *to == ReplicaId(1) && matches!(m, Msg::Append { .. }));
     let mut conflicts = 0;
     while !g.wire.is_empty() {
         let (from, to, msg) = g.wire.remove(0);
@@ -397,7 +402,10 @@ fn votes_and_appends_leave_only_once_durable() {
     g.disk_held[2] = true;
     g.request(0, 1, set("a", "1", 1));
     g.deliver_all();
-    assert!(g.replies.is_empty(), "no follower acknowledged an unsynced entry");
+    assert!(
+        g.replies.is_empty(),
+        "no follower acknowledged an unsynced entry"
+    );
     g.sync(2);
     g.deliver_all();
     assert_eq!(g.replies, vec![(1, ClientReply::Done(Reply::Ok))]);
@@ -442,13 +450,11 @@ fn a_restarted_replica_keeps_its_vote_and_log() {
         }),
     );
     g.collect(1);
-    assert!(g.wire.iter().any(|(_, _, m)| matches!(
-        m,
-        Msg::VoteReply {
-            granted: false,
-            ..
-        }
-    )));
+    assert!(
+        g.wire
+            .iter()
+            .any(|(_, _, m)| matches!(m, Msg::VoteReply { granted: false, .. }))
+    );
 }
 
 #[test]
