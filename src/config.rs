@@ -28,25 +28,31 @@ pub enum ReadMode {
     /// Like `digest`, but every replica of the quorum sends its full value: the baseline
     /// digest reads are measured against.
     Quorum,
+    /// Raft only: the leader notes its commit index, confirms it still leads with a
+    /// heartbeat round a quorum answers, and serves the read once it applied that index.
+    ReadIndex,
 }
 
 impl ReadMode {
     /// Every mode, in the order reports list them.
-    pub const ALL: [ReadMode; 5] = [
+    pub const ALL: [ReadMode; 6] = [
         ReadMode::Log,
         ReadMode::LeaderLease,
         ReadMode::QuorumLease,
         ReadMode::Digest,
         ReadMode::Quorum,
+        ReadMode::ReadIndex,
     ];
 
     /// Whether a read-only command goes through the log like a write.
     pub fn reads_through_log(self) -> bool {
         match self {
             ReadMode::Log => true,
-            ReadMode::LeaderLease | ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum => {
-                false
-            }
+            ReadMode::LeaderLease
+            | ReadMode::QuorumLease
+            | ReadMode::Digest
+            | ReadMode::Quorum
+            | ReadMode::ReadIndex => false,
         }
     }
 
@@ -55,7 +61,7 @@ impl ReadMode {
     /// not applied yet.
     pub fn reads_away_from_leader(self) -> bool {
         match self {
-            ReadMode::Log | ReadMode::LeaderLease => false,
+            ReadMode::Log | ReadMode::LeaderLease | ReadMode::ReadIndex => false,
             ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum => true,
         }
     }
@@ -63,7 +69,7 @@ impl ReadMode {
     /// Who holds read leases, in the modes that use them.
     pub fn leases(self) -> Option<LeaseHolders> {
         match self {
-            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum => None,
+            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum | ReadMode::ReadIndex => None,
             ReadMode::LeaderLease => Some(LeaseHolders::Leader),
             ReadMode::QuorumLease => Some(LeaseHolders::Configured),
         }
@@ -74,9 +80,11 @@ impl ReadMode {
     pub fn quorum_read_sends_values(self) -> bool {
         match self {
             ReadMode::Quorum => true,
-            ReadMode::Log | ReadMode::LeaderLease | ReadMode::QuorumLease | ReadMode::Digest => {
-                false
-            }
+            ReadMode::Log
+            | ReadMode::LeaderLease
+            | ReadMode::QuorumLease
+            | ReadMode::Digest
+            | ReadMode::ReadIndex => false,
         }
     }
 
@@ -87,6 +95,7 @@ impl ReadMode {
             ReadMode::QuorumLease => "quorum-lease",
             ReadMode::Digest => "digest",
             ReadMode::Quorum => "quorum",
+            ReadMode::ReadIndex => "read-index",
         }
     }
 }
@@ -99,7 +108,7 @@ impl std::str::FromStr for ReadMode {
             .find(|m| m.name() == s)
             .ok_or_else(|| ConfigError::Invalid {
                 field: "read_mode",
-                allowed: "log, leader-lease, quorum-lease, digest, quorum".into(),
+                allowed: "log, leader-lease, quorum-lease, digest, quorum, read-index".into(),
                 got: s.into(),
             })
     }
@@ -137,8 +146,8 @@ impl Protocol {
     /// Whether a group running this protocol can serve reads in `mode`.
     pub fn supports_read_mode(self, mode: ReadMode) -> bool {
         match self {
-            Protocol::Multipaxos => true,
-            Protocol::Raft => mode == ReadMode::Log,
+            Protocol::Multipaxos => mode != ReadMode::ReadIndex,
+            Protocol::Raft => matches!(mode, ReadMode::Log | ReadMode::ReadIndex),
         }
     }
 }
@@ -406,8 +415,8 @@ macro_rules! protocol_settings {
 }
 
 protocol_settings! {
-    /// The replication protocol: multipaxos, raft. Raft serves reads through the log only
-    /// so far, and runs in the simulator only (not yet in `node`).
+    /// The replication protocol: multipaxos, raft. Raft serves reads in `log` and
+    /// `read-index` mode, and runs in the simulator only (not yet in `node`).
     protocol: Protocol = Protocol::Multipaxos;
     /// Replicas per group (3 or 5 usual).
     replicas: usize = 3, allowed 1..=REPLICAS_MAX;
@@ -436,7 +445,8 @@ protocol_settings! {
     client_window_max: usize = 4096, allowed 1..;
     /// Client sessions remembered per group, at most (the oldest is forgotten).
     clients_max: usize = 4096, allowed 1..;
-    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum (Multi-Paxos),
+    /// read-index (Raft; Raft also serves log).
     read_mode: ReadMode = ReadMode::Log;
     /// How long a lease lasts (ms), on the clock of the replica that grants it. At least
     /// twice the heartbeat interval, since leases are renewed every heartbeat.
@@ -494,7 +504,7 @@ impl ProtocolConfig {
         check(
             self.protocol.supports_read_mode(self.read_mode),
             "read_mode",
-            &format!("log with protocol = {}", self.protocol),
+            &format!("a mode protocol = {} serves", self.protocol),
             self.read_mode,
         )?;
         Ok(())
@@ -878,10 +888,11 @@ mod tests {
         );
         for m in ReadMode::ALL {
             assert_eq!(m.reads_through_log(), m == ReadMode::Log, "{m}");
-            // Every mode but `log` serves reads on a path of its own: a lease or a quorum read.
+            // Every mode but `log` serves reads on a path of its own: a lease, a quorum read
+            // or a leadership check.
             assert_eq!(
                 !m.reads_through_log(),
-                m.leases().is_some() || m.reads_away_from_leader(),
+                m.leases().is_some() || m.reads_away_from_leader() || m == ReadMode::ReadIndex,
                 "{m}"
             );
         }

@@ -341,6 +341,17 @@ impl Kv {
         }
     }
 
+    /// Answers a read-only command from the applied state, without logging it (a read
+    /// mode that made sure this state is fresh enough).
+    pub fn read(&self, cmd: &Command) -> Reply {
+        let values: Vec<Option<Bytes>> = cmd
+            .read_keys()
+            .iter()
+            .map(|k| self.get(k).map(Item::value_bytes))
+            .collect();
+        cmd.read_reply(&values)
+    }
+
     /// Deadlines of keys and the log's time.
     pub fn expiry(&self) -> &Expiry {
         &self.expiry

@@ -149,6 +149,8 @@ fn describe_raft(msg: &crate::protocol::raft::Msg) -> String {
         Msg::InstallSnapshotReply { term, last_index } => {
             format!("snapshot installed t{term} through {last_index}")
         }
+        Msg::ReadProbe { term, seq } => format!("read probe t{term} #{seq}"),
+        Msg::ReadProbeAck { term, seq } => format!("read probe ack t{term} #{seq}"),
     }
 }
 

@@ -89,3 +89,26 @@ fn raft_same_seed_same_run() {
     assert_eq!(a.trace, b.trace);
     assert!(a.trace.contains("append t"));
 }
+
+#[test]
+fn raft_read_index_3_replicas_200_seeds_linearizable() {
+    let base = SimConfig {
+        read_mode: ReadMode::ReadIndex,
+        ..raft(0, 3)
+    };
+    let summary = run_many(0, 200, &base, |seed, outcome| {
+        eprintln!(
+            "seed {seed} failed (replay: corepax sim --protocol raft --read-mode read-index --seeds 1 --seed {seed}):"
+        );
+        for v in &outcome.violations {
+            eprintln!("  {v}");
+        }
+    });
+    assert!(summary.ops >= 200 * 100, "clients ran too few operations");
+    assert!(
+        summary.stats.reads_local > 200 * 10,
+        "only {} reads were served by read-index",
+        summary.stats.reads_local
+    );
+    assert_eq!(summary.failing_seeds, Vec::<u64>::new());
+}

@@ -163,7 +163,8 @@ impl Replica {
     /// A read-only command in a mode other than `log`.
     pub(super) fn on_read(&mut self, now: Nanos, token: Token, req: Request) {
         match self.cfg.read_mode {
-            ReadMode::Log => self.read_through_log(now, token, req),
+            // Read-index is Raft's (refused with Multi-Paxos by `ProtocolConfig::validate`).
+            ReadMode::Log | ReadMode::ReadIndex => self.read_through_log(now, token, req),
             ReadMode::LeaderLease => {
                 if self.leading().is_some()
                     && self.reads.holder.valid(now)
@@ -191,13 +192,7 @@ impl Replica {
 
     fn answer_locally(&mut self, token: Token, req: &Request) {
         self.stats.reads_local += 1;
-        let values: Vec<Option<Bytes>> = req
-            .cmd
-            .read_keys()
-            .iter()
-            .map(|k| self.kv.get(k).map(Item::value_bytes))
-            .collect();
-        let reply = req.cmd.read_reply(&values);
+        let reply = self.kv.read(&req.cmd);
         self.reply(token, ClientReply::Done(reply));
     }
 

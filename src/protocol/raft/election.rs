@@ -196,13 +196,14 @@ impl Replica {
             self.voted_for = None;
             self.persist_vote();
         }
-        let was_leader = matches!(self.role, Role::Leader(_));
+        let mut old = Role::Follower;
         if !matches!(self.role, Role::Follower) {
-            self.role = Role::Follower;
+            old = std::mem::replace(&mut self.role, Role::Follower);
             self.reset_election_deadline(now);
         }
         self.leader = leader;
-        if was_leader {
+        if let Role::Leader(l) = old {
+            self.refuse_reads(l.reads);
             self.refuse_waiting();
         }
     }

@@ -17,6 +17,7 @@
 mod election;
 mod follower;
 mod log;
+mod reads;
 mod replication;
 mod storage;
 
@@ -119,6 +120,21 @@ pub enum Msg {
         term: u64,
         /// Its log now matches the leader's through here.
         last_index: Slot,
+    },
+    /// Leader → all (read-index mode): do you still follow me? Reads that arrived before
+    /// probe `seq` are served once a quorum answered it.
+    ReadProbe {
+        /// The leader's term.
+        term: u64,
+        /// Numbers the probes of this leadership.
+        seq: u64,
+    },
+    /// Follower → leader: yes (in `term`).
+    ReadProbeAck {
+        /// The follower's term.
+        term: u64,
+        /// The probe's number.
+        seq: u64,
     },
 }
 
@@ -309,7 +325,11 @@ impl Replica {
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
-        self.on_client_request(now, token, req);
+        if self.cfg.read_mode == crate::config::ReadMode::ReadIndex && req.cmd.is_read_only() {
+            self.on_read(now, token, req);
+        } else {
+            self.on_client_request(now, token, req);
+        }
         self.finish_step(now);
     }
 
@@ -386,6 +406,8 @@ impl Replica {
             Msg::InstallSnapshotReply { term, last_index } => {
                 self.on_install_snapshot_reply(now, from, term, last_index)
             }
+            Msg::ReadProbe { term, seq } => self.on_read_probe(now, from, term, seq),
+            Msg::ReadProbeAck { term, seq } => self.on_read_probe_ack(now, from, term, seq),
         }
     }
 

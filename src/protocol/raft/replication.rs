@@ -52,6 +52,8 @@ pub(super) struct Leadership {
     pub(super) last_heartbeat: Nanos,
     /// When this replica became leader.
     pub(super) since: Nanos,
+    /// Reads waiting for a leadership check (read-index mode).
+    pub(super) reads: super::reads::ReadIndex,
 }
 
 impl Leadership {
@@ -73,6 +75,7 @@ impl Leadership {
             queue_since: now,
             last_heartbeat: now,
             since: now,
+            reads: super::reads::ReadIndex::new(replicas),
         }
     }
 }
@@ -370,6 +373,7 @@ impl Replica {
         }
         self.commit = candidate;
         self.apply_committed();
+        self.serve_reads();
         self.try_propose(now);
     }
 
@@ -393,6 +397,7 @@ impl Replica {
             self.become_follower(now, term, None);
             return;
         }
+        let probe_due = l.reads.probe_due(now, heartbeat);
         let beat = now >= l.last_heartbeat + heartbeat;
         if beat {
             l.last_heartbeat = now;
@@ -424,6 +429,9 @@ impl Replica {
                     self.send_heartbeat(to);
                 }
             }
+        }
+        if probe_due {
+            self.send_read_probe(now);
         }
         self.try_propose(now);
     }

@@ -479,3 +479,75 @@ fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
     assert_eq!(g.replicas[2].applied_index(), 6);
     assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
 }
+
+fn get(key: &str, seq: u64) -> Request {
+    Request {
+        client: 7,
+        seq,
+        ack_floor: 1,
+        cmd: Command::Get(Bytes::from(key.to_string())),
+    }
+}
+
+#[test]
+fn read_index_answers_after_a_quorum_confirms_and_a_cut_off_leader_never_does() {
+    let mut g = Group::from(
+        (0..3)
+            .map(|i| {
+                let cfg = ProtocolConfig {
+                    read_mode: crate::config::ReadMode::ReadIndex,
+                    ..cfg(3)
+                };
+                Replica::new(cfg, ReplicaId(i), u64::from(i))
+            })
+            .collect(),
+    );
+    g.elect(0);
+    g.request(0, 1, set("a", "1", 1));
+    g.deliver_all();
+    g.request(0, 2, get("a", 2));
+    assert_eq!(g.replies.len(), 1, "the read waits for the probe round");
+    let log_before = g.replicas[0].last_index();
+    g.deliver_all();
+    let one = ClientReply::Done(Reply::Value(Some(Bytes::from_static(b"1"))));
+    assert_eq!(g.replies[1], (2, one));
+    assert_eq!(
+        g.replicas[0].last_index(),
+        log_before,
+        "no log entry for a read"
+    );
+    // Cut replica 0 off; the others elect replica 1, which overwrites the key.
+    g.run_for(2_000, Some(0));
+    assert_eq!(
+        g.replicas[1]
+            .leading_term()
+            .or(g.replicas[2].leading_term()),
+        Some(2)
+    );
+    let new = if g.replicas[1].leading_term().is_some() {
+        1
+    } else {
+        2
+    };
+    g.request(new, 3, set("a", "2", 3));
+    g.deliver_where(|f, t, _| f != ReplicaId(0) && t != ReplicaId(0));
+    // The old leader may still think it leads, but it cannot confirm: no stale answer.
+    g.wire.clear();
+    let stale_leader = g.replicas[0].leading_term().is_some();
+    g.request(0, 4, get("a", 4));
+    g.drop_involving(0);
+    assert!(
+        g.replies.iter().all(|(t, _)| *t != 4) || !stale_leader,
+        "a cut-off leader answered a read"
+    );
+    // Back on the network it learns of term 2 and refuses; the new leader answers.
+    g.run_for(200, None);
+    assert!(matches!(
+        g.replies.iter().find(|(t, _)| *t == 4),
+        Some((_, ClientReply::NotLeader { .. }))
+    ));
+    g.request(new, 5, get("a", 5));
+    g.deliver_all();
+    let two = ClientReply::Done(Reply::Value(Some(Bytes::from_static(b"2"))));
+    assert_eq!(g.replies.last(), Some(&(5, two)));
+}
