@@ -51,7 +51,7 @@ pub struct SimArgs {
     /// commit-older-term | vote-without-log-check.
     #[arg(long, hide = true)]
     bug: Vec<String>,
-    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
     #[arg(long, default_value_t = crate::config::ReadMode::Log)]
     read_mode: crate::config::ReadMode,
     /// The replication protocol: multipaxos, raft.

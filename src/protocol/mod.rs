@@ -19,6 +19,7 @@ pub mod paxos;
 pub mod pending;
 pub mod raft;
 pub mod types;
+pub mod waiting;
 
 pub use consensus::{Bugs, Consensus, ConsensusSnapshot, Core};
 pub use kv::{Command, Kv, Reply, Request};

@@ -161,13 +161,8 @@ impl Replica {
             let hint = ClientReply::NotLeader {
                 leader: self.leader,
             };
-            // Proposed requests may still be chosen by the next leader; the client's retry
-            // (same session and sequence) takes effect at most once.
-            let mut tokens: Vec<Token> = self.waiting.drain().map(|(_, t)| t).collect();
-            tokens.sort_unstable();
-            for token in tokens {
-                self.reply(token, hint.clone());
-            }
+            let (waiting, out) = (&mut self.waiting, &mut self.outbox);
+            crate::protocol::waiting::refuse_all(waiting, &hint, out);
         }
     }
 

@@ -26,10 +26,7 @@ pub use super::consensus::Bugs;
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
-use super::types::{
-    Ballot, ClientId, MapHasher, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot,
-    Token,
-};
+use super::types::{Ballot, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::ProtocolConfig;
 
 /// Answers to one accept a follower may hold for durability: the first and as many
@@ -297,7 +294,7 @@ pub struct Replica {
     /// Snapshots being sent to lagging peers and received from a peer.
     transfers: snapshot::Transfers,
     /// Client requests proposed here, waiting to be applied.
-    waiting: HashMap<(ClientId, u64), Token, MapHasher>,
+    waiting: crate::protocol::waiting::Waiting,
 
     next_persist_id: PersistId,
     durable_id: PersistId,

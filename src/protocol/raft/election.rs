@@ -4,7 +4,7 @@
 use super::{Msg, Replica, Role, replication::Leadership};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::raft::RaftRecord;
-use crate::protocol::types::{Nanos, ReplicaId, Slot, Token};
+use crate::protocol::types::{Nanos, ReplicaId, Slot};
 
 impl Replica {
     /// A follower or candidate whose timer ran out asks for pre-votes.
@@ -208,18 +208,13 @@ impl Replica {
         }
     }
 
-    /// Tells every client waiting here that this replica no longer leads. Their requests
-    /// may still be committed by the next leader; a retry with the same session and
-    /// sequence number takes effect at most once.
+    /// Tells every client waiting here that this replica no longer leads.
     pub(super) fn refuse_waiting(&mut self) {
         let hint = ClientReply::NotLeader {
             leader: self.leader,
         };
-        let mut tokens: Vec<Token> = self.waiting.drain().map(|(_, t)| t).collect();
-        tokens.sort_unstable();
-        for token in tokens {
-            self.reply(token, hint.clone());
-        }
+        let (waiting, out) = (&mut self.waiting, &mut self.outbox);
+        crate::protocol::waiting::refuse_all(waiting, &hint, out);
     }
 
     /// A message from the leader of `term` (at least ours): follow it.

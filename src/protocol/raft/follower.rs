@@ -3,9 +3,9 @@
 
 use super::log::LogEntry;
 use super::{AppendOutcome, Msg, RaftRecord, Replica};
-use crate::protocol::kv::{Applied, KvState};
+use crate::protocol::kv::KvState;
 use crate::protocol::message::Batch;
-use crate::protocol::outbox::{Action, ClientReply};
+use crate::protocol::outbox::Action;
 use crate::protocol::types::{Nanos, ReplicaId, Slot};
 
 impl Replica {
@@ -122,20 +122,8 @@ impl Replica {
                 .expect("committed entry held")
                 .batch
                 .clone();
-            for req in batch.iter() {
-                let applied = self.kv.apply(index, req);
-                if req.client == 0 {
-                    continue;
-                }
-                if let Some(token) = self.waiting.remove(&(req.client, req.seq)) {
-                    match applied {
-                        Applied::Reply(reply) => self.reply(token, ClientReply::Done(reply)),
-                        // The client acknowledged this sequence number already, so it is
-                        // not waiting for it; a token here means a confused client.
-                        Applied::Forgotten => self.reply(token, ClientReply::Busy),
-                    }
-                }
-            }
+            let (kv, waiting, out) = (&mut self.kv, &mut self.waiting, &mut self.outbox);
+            crate::protocol::waiting::apply_batch(kv, index, &batch, waiting, out);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((index, batch));
             }

@@ -34,9 +34,7 @@ use super::kv::{Kv, KvState, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
 use super::paxos::Stats;
-use super::types::{
-    ClientId, MapHasher, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token,
-};
+use super::types::{NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::ProtocolConfig;
 use log::Log;
 
@@ -198,7 +196,7 @@ pub struct Replica {
     /// When a follower or candidate gives up on the leader or election.
     election_deadline: Option<Nanos>,
     /// Client requests proposed here, waiting to be applied.
-    waiting: HashMap<(ClientId, u64), Token, MapHasher>,
+    waiting: crate::protocol::waiting::Waiting,
 
     next_persist_id: PersistId,
     durable_id: PersistId,
