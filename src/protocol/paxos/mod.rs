@@ -91,10 +91,7 @@ struct Leadership {
     /// Slots proposed and not yet chosen: who voted, and when the accept was last sent.
     in_flight: BTreeMap<Slot, InFlight>,
     /// Client requests waiting for a slot.
-    queue: VecDeque<Request>,
-    queue_bytes: usize,
-    /// When the oldest queued request arrived (for `batch_delay`).
-    queue_since: Nanos,
+    queue: crate::protocol::waiting::Queue,
     last_heartbeat: Nanos,
     /// The slot of the newest clock entry that named keys to expire.
     expiry_slot: Option<Slot>,
@@ -612,7 +609,7 @@ impl Replica {
             );
             assert_eq!(l.ballot.node, self.id);
             assert!(l.next_slot > self.chosen_through);
-            assert!(l.queue.len() <= self.cfg.proposal_queue_max);
+            assert!(l.queue.requests.len() <= self.cfg.proposal_queue_max);
             for slot in l.in_flight.keys() {
                 assert!(*slot < l.next_slot);
             }

@@ -429,7 +429,7 @@ impl Replica {
         if let Role::Leader(l) = &self.role {
             assert_eq!(self.voted_for, Some(self.id), "a leader voted for itself");
             assert_eq!(self.leader, Some(self.id));
-            assert!(l.queue.len() <= self.cfg.proposal_queue_max);
+            assert!(l.queue.requests.len() <= self.cfg.proposal_queue_max);
             for p in &l.progress {
                 assert!(p.matched <= self.log.last_index());
                 assert!(p.next >= 1 && p.next <= self.log.last_index() + 1);

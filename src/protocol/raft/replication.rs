@@ -2,7 +2,6 @@
 //! follower, fast back-off on conflicts, heartbeats, and commit by counting only entries
 //! of its own term (the paper's Figure 8).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::log::LogEntry;
@@ -45,10 +44,7 @@ pub(super) struct Leadership {
     /// Indexed by replica id (ours included: `matched` counts once our entries are durable).
     pub(super) progress: Vec<Progress>,
     /// Client requests waiting for an entry.
-    pub(super) queue: VecDeque<Request>,
-    pub(super) queue_bytes: usize,
-    /// When the oldest queued request arrived (for `batch_delay`).
-    pub(super) queue_since: Nanos,
+    pub(super) queue: crate::protocol::waiting::Queue,
     pub(super) last_heartbeat: Nanos,
     /// When this replica became leader.
     pub(super) since: Nanos,
@@ -70,9 +66,7 @@ impl Leadership {
         };
         Leadership {
             progress: vec![progress; replicas],
-            queue: VecDeque::new(),
-            queue_bytes: 0,
-            queue_since: now,
+            queue: crate::protocol::waiting::Queue::default(),
             last_heartbeat: now,
             since: now,
             reads: super::reads::ReadIndex::new(replicas),
@@ -114,16 +108,12 @@ impl Replica {
             self.reply(old, ClientReply::NotLeader { leader: Some(me) });
             return;
         }
-        if l.queue.len() >= queue_max {
+        if l.queue.requests.len() >= queue_max {
             self.stats.requests_busy += 1;
             self.reply(token, ClientReply::Busy);
             return;
         }
-        if l.queue.is_empty() {
-            l.queue_since = now;
-        }
-        l.queue_bytes += req.encoded_bytes_max();
-        l.queue.push_back(req);
+        l.queue.push(now, req);
         if key.0 != 0 {
             self.waiting.insert(key, token);
         }
@@ -140,25 +130,12 @@ impl Replica {
         let Some(l) = self.leadership() else {
             return;
         };
-        if l.queue.is_empty() || uncommitted >= depth {
+        if uncommitted >= depth {
             return;
         }
-        let full = l.queue.len() >= batch_max || l.queue_bytes >= bytes_max;
-        if !full && delay > 0 && now < l.queue_since + delay {
+        let Some(batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
             return;
-        }
-        let mut batch = Vec::with_capacity(l.queue.len().min(batch_max));
-        let mut bytes = 0;
-        while let Some(req) = l.queue.front() {
-            let size = req.encoded_bytes_max();
-            if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
-                break;
-            }
-            bytes += size;
-            batch.push(l.queue.pop_front().expect("front checked"));
-        }
-        l.queue_bytes -= bytes;
-        l.queue_since = now;
+        };
         self.stats.commands_proposed += batch.len() as u64;
         self.append_local(now, Arc::from(batch));
         // One entry per call keeps the window check exact; the rest follow.
