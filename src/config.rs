@@ -28,25 +28,31 @@ pub enum ReadMode {
     /// Like `digest`, but every replica of the quorum sends its full value: the baseline
     /// digest reads are measured against.
     Quorum,
+    /// Raft only: the leader notes its commit index, confirms it still leads with a
+    /// heartbeat round a quorum answers, and serves the read once it applied that index.
+    ReadIndex,
 }
 
 impl ReadMode {
     /// Every mode, in the order reports list them.
-    pub const ALL: [ReadMode; 5] = [
+    pub const ALL: [ReadMode; 6] = [
         ReadMode::Log,
         ReadMode::LeaderLease,
         ReadMode::QuorumLease,
         ReadMode::Digest,
         ReadMode::Quorum,
+        ReadMode::ReadIndex,
     ];
 
     /// Whether a read-only command goes through the log like a write.
     pub fn reads_through_log(self) -> bool {
         match self {
             ReadMode::Log => true,
-            ReadMode::LeaderLease | ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum => {
-                false
-            }
+            ReadMode::LeaderLease
+            | ReadMode::QuorumLease
+            | ReadMode::Digest
+            | ReadMode::Quorum
+            | ReadMode::ReadIndex => false,
         }
     }
 
@@ -55,7 +61,7 @@ impl ReadMode {
     /// not applied yet.
     pub fn reads_away_from_leader(self) -> bool {
         match self {
-            ReadMode::Log | ReadMode::LeaderLease => false,
+            ReadMode::Log | ReadMode::LeaderLease | ReadMode::ReadIndex => false,
             ReadMode::QuorumLease | ReadMode::Digest | ReadMode::Quorum => true,
         }
     }
@@ -63,7 +69,7 @@ impl ReadMode {
     /// Who holds read leases, in the modes that use them.
     pub fn leases(self) -> Option<LeaseHolders> {
         match self {
-            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum => None,
+            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum | ReadMode::ReadIndex => None,
             ReadMode::LeaderLease => Some(LeaseHolders::Leader),
             ReadMode::QuorumLease => Some(LeaseHolders::Configured),
         }
@@ -74,9 +80,11 @@ impl ReadMode {
     pub fn quorum_read_sends_values(self) -> bool {
         match self {
             ReadMode::Quorum => true,
-            ReadMode::Log | ReadMode::LeaderLease | ReadMode::QuorumLease | ReadMode::Digest => {
-                false
-            }
+            ReadMode::Log
+            | ReadMode::LeaderLease
+            | ReadMode::QuorumLease
+            | ReadMode::Digest
+            | ReadMode::ReadIndex => false,
         }
     }
 
@@ -87,6 +95,7 @@ impl ReadMode {
             ReadMode::QuorumLease => "quorum-lease",
             ReadMode::Digest => "digest",
             ReadMode::Quorum => "quorum",
+            ReadMode::ReadIndex => "read-index",
         }
     }
 }
@@ -99,13 +108,65 @@ impl std::str::FromStr for ReadMode {
             .find(|m| m.name() == s)
             .ok_or_else(|| ConfigError::Invalid {
                 field: "read_mode",
-                allowed: "log, leader-lease, quorum-lease, digest, quorum".into(),
+                allowed: "log, leader-lease, quorum-lease, digest, quorum, read-index".into(),
                 got: s.into(),
             })
     }
 }
 
 impl std::fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The replication protocol a group runs. Selectable per run so protocols can be compared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Multi-Paxos with a stable leader (`protocol::paxos`).
+    #[default]
+    Multipaxos,
+    /// Raft (`protocol::raft`): pre-vote, term-start no-op, commit by counting only
+    /// entries of the leader's term.
+    Raft,
+}
+
+impl Protocol {
+    /// Every protocol, in the order reports list them.
+    pub const ALL: [Protocol; 2] = [Protocol::Multipaxos, Protocol::Raft];
+
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Multipaxos => "multipaxos",
+            Protocol::Raft => "raft",
+        }
+    }
+
+    /// Whether a group running this protocol can serve reads in `mode`.
+    pub fn supports_read_mode(self, mode: ReadMode) -> bool {
+        match self {
+            Protocol::Multipaxos => mode != ReadMode::ReadIndex,
+            Protocol::Raft => matches!(mode, ReadMode::Log | ReadMode::ReadIndex),
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "protocol",
+                allowed: "multipaxos, raft".into(),
+                got: s.into(),
+            })
+    }
+}
+
+impl std::fmt::Display for Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -211,7 +272,7 @@ macro_rules! named_setting {
         }
     )+};
 }
-named_setting!(ReadMode, ReadRepair);
+named_setting!(ReadMode, ReadRepair, Protocol);
 
 /// Replica ids, comma-separated; empty for none.
 impl SettingValue for Vec<u8> {
@@ -316,7 +377,7 @@ macro_rules! protocol_settings {
         $(#[doc = $doc:literal])+
         $field:ident: $ty:ty = $default:expr $(, allowed $range:expr)?;
     )+) => {
-        /// Cluster-wide Multi-Paxos settings. Must be equal on every replica of a cluster.
+        /// Cluster-wide replication settings. Must be equal on every replica of a cluster.
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields, default)]
         pub struct ProtocolConfig {
@@ -354,6 +415,9 @@ macro_rules! protocol_settings {
 }
 
 protocol_settings! {
+    /// The replication protocol: multipaxos, raft. Raft serves reads in `log` and
+    /// `read-index` mode, and runs in the simulator only (not yet in `node`).
+    protocol: Protocol = Protocol::Multipaxos;
     /// Replicas per group (3 or 5 usual).
     replicas: usize = 3, allowed 1..=REPLICAS_MAX;
     /// Commands per slot, at most.
@@ -381,7 +445,8 @@ protocol_settings! {
     client_window_max: usize = 4096, allowed 1..;
     /// Client sessions remembered per group, at most (the oldest is forgotten).
     clients_max: usize = 4096, allowed 1..;
-    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum (Multi-Paxos),
+    /// read-index (Raft; Raft also serves log).
     read_mode: ReadMode = ReadMode::Log;
     /// How long a lease lasts (ms), on the clock of the replica that grants it. At least
     /// twice the heartbeat interval, since leases are renewed every heartbeat.
@@ -435,6 +500,12 @@ impl ProtocolConfig {
             "lease_holders",
             "replica ids below `replicas`",
             format!("{:?}", self.lease_holders),
+        )?;
+        check(
+            self.protocol.supports_read_mode(self.read_mode),
+            "read_mode",
+            &format!("a mode protocol = {} serves", self.protocol),
+            self.read_mode,
         )?;
         Ok(())
     }
@@ -627,6 +698,12 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.protocol.validate()?;
         check(
+            self.protocol.protocol == Protocol::Multipaxos,
+            "protocol",
+            "multipaxos in a node (raft runs in `corepax sim --protocol raft` only so far)",
+            self.protocol.protocol,
+        )?;
+        check(
             self.peers.len() == self.protocol.replicas,
             "peers",
             &format!("one address per replica ({})", self.protocol.replicas),
@@ -811,6 +888,21 @@ mod tests {
     }
 
     #[test]
+    fn protocol_is_a_setting_and_raft_refuses_read_modes_it_lacks() {
+        let s = Setting::named("protocol").unwrap();
+        let mut cfg = ProtocolConfig::default();
+        assert_eq!((s.get)(&cfg), "multipaxos");
+        (s.set)(&mut cfg, "raft").unwrap();
+        assert_eq!(cfg.protocol, Protocol::Raft);
+        assert!(cfg.validate().is_ok());
+        let err = (s.set)(&mut cfg, "zab").unwrap_err().to_string();
+        assert!(err.contains("protocol") && err.contains("zab"), "{err}");
+        cfg.read_mode = ReadMode::LeaderLease;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("read_mode") && err.contains("raft"), "{err}");
+    }
+
+    #[test]
     fn a_setting_refuses_text_of_the_wrong_kind_by_name() {
         let mut cfg = ProtocolConfig::default();
         for (name, bad) in [
@@ -848,10 +940,11 @@ mod tests {
         );
         for m in ReadMode::ALL {
             assert_eq!(m.reads_through_log(), m == ReadMode::Log, "{m}");
-            // Every mode but `log` serves reads on a path of its own: a lease or a quorum read.
+            // Every mode but `log` serves reads on a path of its own: a lease, a quorum read
+            // or a leadership check.
             assert_eq!(
                 !m.reads_through_log(),
-                m.leases().is_some() || m.reads_away_from_leader(),
+                m.leases().is_some() || m.reads_away_from_leader() || m == ReadMode::ReadIndex,
                 "{m}"
             );
         }

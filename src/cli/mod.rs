@@ -51,12 +51,16 @@ pub struct SimArgs {
     #[arg(long)]
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
-    /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption.
+    /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
+    /// commit-older-term | vote-without-log-check.
     #[arg(long, hide = true)]
     bug: Vec<String>,
-    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum.
+    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
     #[arg(long, default_value_t = crate::config::ReadMode::Log)]
     read_mode: crate::config::ReadMode,
+    /// The replication protocol: multipaxos, raft.
+    #[arg(long, default_value_t = crate::config::Protocol::Multipaxos)]
+    protocol: crate::config::Protocol,
     /// Let clocks drift far beyond the configured bound, to see the checker catch the
     /// stale lease reads that follows.
     #[arg(long, hide = true)]
@@ -342,9 +346,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
             "truncate-at-corruption" => bugs.truncate_at_corruption = true,
+            "commit-older-term" => bugs.commit_older_term = true,
+            "vote-without-log-check" => bugs.vote_without_log_check = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
-                 truncate-at-corruption"
+                 truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft)"
             ),
         }
     }
@@ -353,6 +359,15 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let mut base = crate::sim::SimConfig::new(args.seed, replicas);
     base.bugs = bugs;
     base.read_mode = args.read_mode;
+    base.protocol = args.protocol;
+    if !args.protocol.supports_read_mode(args.read_mode) {
+        anyhow::bail!(
+            "--read-mode {} is not available with --protocol {}",
+            args.read_mode,
+            args.protocol
+        );
+    }
+    let protocol = args.protocol;
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {
         bug_flags.push_str(" --drift-beyond-bound");
@@ -371,7 +386,7 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             println!("  {v}");
         }
         println!(
-            "  replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas} --read-mode {read_mode}{bug_flags} --trace"
+            "  replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas} --protocol {protocol} --read-mode {read_mode}{bug_flags} --trace"
         );
         if args.trace {
             let cfg = crate::sim::SimConfig {

@@ -17,9 +17,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::consensus::Core;
 use super::kv::{Command, Reply, Request};
 use super::outbox::ClientReply;
-use super::paxos::Replica;
 use super::types::{ClientId, MapHasher, Nanos, ReplicaId, Token};
 use crate::config::ReadMode;
 
@@ -117,9 +117,9 @@ pub struct LeaderView {
 
 impl LeaderView {
     /// The view of `replica` now.
-    pub fn of(replica: &Replica) -> LeaderView {
+    pub fn of(replica: &impl Core) -> LeaderView {
         LeaderView {
-            leading: replica.leading().is_some(),
+            leading: replica.is_leading(),
             hint: replica.leader_hint(),
         }
     }
@@ -305,8 +305,8 @@ impl ClientPath {
     }
 
     /// A read the replica answers at once, without a session, a token or a step (see
-    /// [`Replica::read_now`]): the driver answers its caller itself. `None`: submit it.
-    pub fn read_now(&self, replica: &mut Replica, now: Nanos, cmd: &Command) -> Option<Reply> {
+    /// [`Core::read_now`]): the driver answers its caller itself. `None`: submit it.
+    pub fn read_now(&self, replica: &mut impl Core, now: Nanos, cmd: &Command) -> Option<Reply> {
         if self.storage_error.is_some() {
             return None; // Submitted, it fails as every command does now.
         }

@@ -341,6 +341,21 @@ impl Kv {
         }
     }
 
+    /// Answers a read-only command from the applied state, without logging it (a read
+    /// mode that made sure this state is fresh enough).
+    pub fn read(&self, cmd: &Command) -> Reply {
+        if let Command::Get(k) = cmd {
+            // The common read, without a list of values.
+            return Reply::Value(self.get(k).map(Item::value_bytes));
+        }
+        let values: Vec<Option<Bytes>> = cmd
+            .read_keys()
+            .iter()
+            .map(|k| self.get(k).map(Item::value_bytes))
+            .collect();
+        cmd.read_reply(&values)
+    }
+
     /// Deadlines of keys and the log's time.
     pub fn expiry(&self) -> &Expiry {
         &self.expiry

@@ -153,6 +153,8 @@ pub enum Message {
         /// If the sender leads: its ballot and the highest slot it proposed.
         leading: Option<(Ballot, Slot)>,
     },
+    /// A Raft message (`protocol::raft`); Multi-Paxos replicas drop it.
+    Raft(super::raft::Msg),
 }
 
 impl Message {
@@ -234,6 +236,8 @@ pub enum Record {
         /// The commit index.
         through: Slot,
     },
+    /// A Raft record (`protocol::raft`); Multi-Paxos replicas skip it.
+    Raft(super::raft::RaftRecord),
 }
 
 /// A replica's state at an applied slot: what recovery and lagging followers start from

@@ -1,4 +1,4 @@
-//! The sans-IO protocol core: Multi-Paxos and the KV state machine.
+//! The sans-IO protocol core: Multi-Paxos, Raft and the KV state machine.
 //!
 //! No glommio, no clock, no sockets, no files, no threads, no unseeded randomness. Inputs
 //! carry `now`; effects leave through an outbox of [`outbox::Action`]s. The same code runs
@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod command;
+pub mod consensus;
 pub mod digest;
 pub mod expiry;
 pub mod item;
@@ -16,10 +17,13 @@ pub mod message;
 pub mod outbox;
 pub mod paxos;
 pub mod pending;
+pub mod raft;
 pub mod types;
+pub mod waiting;
 
+pub use consensus::{Bugs, Consensus, ConsensusSnapshot, Core};
 pub use kv::{Command, Kv, Reply, Request};
 pub use message::{Batch, Message, Record, Snapshot};
 pub use outbox::{Action, ClientReply};
-pub use paxos::{Bugs, Replica, Stats};
+pub use paxos::{Replica, Stats};
 pub use types::{Ballot, ClientId, MapHasher, Nanos, PersistId, ReplicaId, Slot, Token};

@@ -1,8 +1,8 @@
 //! What the core asks its driver to do: the only way it affects the world.
 
+use super::consensus::Core;
 use super::kv::Reply;
-use super::message::{Message, Record, Snapshot};
-use super::paxos::Replica;
+use super::message::{Message, Record};
 use super::types::{PersistId, ReplicaId, Slot, Token};
 
 /// One thing for the driver (runtime or simulator) to do, in order.
@@ -125,7 +125,7 @@ impl SnapshotSchedule {
     }
 
     /// Whether `replica` should be snapshotted now.
-    pub fn due(&self, replica: &Replica) -> bool {
+    pub fn due(&self, replica: &impl Core) -> bool {
         if replica.recovering() {
             return false;
         }
@@ -135,16 +135,16 @@ impl SnapshotSchedule {
 
     /// Freezes the replica's state to be saved (the caller writes it, then calls
     /// [`SnapshotSchedule::compact`]).
-    pub fn take(&mut self, replica: &Replica) -> Snapshot {
+    pub fn take<C: Core>(&mut self, replica: &C) -> C::Snapshot {
         let snap = replica.snapshot();
-        self.at = snap.last_included;
+        self.at = C::snapshot_slot(&snap);
         self.wanted = false;
         snap
     }
 
     /// Once the snapshot at `at` is saved (and the records it covers dropped): drops the
     /// in-memory log before it, keeping the last `retain_slots` for lagging peers.
-    pub fn compact(&self, replica: &mut Replica, at: Slot) {
+    pub fn compact(&self, replica: &mut impl Core, at: Slot) {
         replica.compact(at.saturating_sub(self.retain_slots));
     }
 }
@@ -177,7 +177,7 @@ impl Outbox {
     /// Takes the actions of the step `replica` just ran, and whether a snapshot is due
     /// after them. Carry them out with [`Outbox::dispatch`] once the replica is no longer
     /// borrowed (effects may need the driver whole).
-    pub fn take(&mut self, replica: &mut Replica) -> Step {
+    pub fn take(&mut self, replica: &mut impl Core) -> Step {
         let mut actions = std::mem::take(&mut self.spare);
         replica.drain_into(&mut actions);
         if actions.iter().any(|a| matches!(a, Action::SaveSnapshot)) {

@@ -50,7 +50,7 @@ pub struct SimOutcome {
 
 /// The replica's Merkle root after an incremental rebuild, checked against a full rebuild
 /// (the incremental tree must always agree with the state machine).
-pub(super) fn merkle_root(r: &Replica) -> u64 {
+pub(super) fn merkle_root(r: &Consensus) -> u64 {
     let mut incremental = r.kv().merkle().clone();
     incremental.rebuild_incremental();
     let mut full = crate::protocol::merkle::MerkleTree::new(incremental.depth());
@@ -154,7 +154,7 @@ impl Sim {
     }
 
     pub(super) fn converged(&self) -> bool {
-        let live: Vec<&Replica> = self
+        let live: Vec<&Consensus> = self
             .nodes
             .iter()
             .filter_map(|n| n.replica.as_ref())
@@ -164,7 +164,7 @@ impl Sim {
         }
         let applied = live[0].applied_index();
         live.iter().all(|r| r.applied_index() == applied)
-            && live.iter().any(|r| r.leading().is_some())
+            && live.iter().any(|r| r.is_leading())
             && live
                 .iter()
                 .all(|r| r.kv().digest() == live[0].kv().digest())

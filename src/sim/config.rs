@@ -28,6 +28,8 @@ pub struct SimConfig {
     pub log_retain: u64,
     /// How reads are served.
     pub read_mode: ReadMode,
+    /// The replication protocol the group runs.
+    pub protocol: Protocol,
     /// Let replicas' clocks drift beyond the configured bound (proof that lease checks
     /// can fail); within it otherwise.
     pub drift_beyond_bound: bool,
@@ -55,6 +57,7 @@ impl SimConfig {
             snapshot_every: 0,
             log_retain: 0,
             read_mode: ReadMode::Log,
+            protocol: Protocol::Multipaxos,
             drift_beyond_bound: false,
             primitives: false,
             corrupt_seeds_percent: 50,
@@ -65,6 +68,7 @@ impl SimConfig {
     /// snapshot chunking and log retention.
     pub(super) fn protocol_config(&self, rng: &mut ChaCha8Rng) -> ProtocolConfig {
         ProtocolConfig {
+            protocol: self.protocol,
             replicas: self.replicas,
             pipeline_depth: rng.random_range(1..=8),
             batch_max: rng.random_range(1..=8),

@@ -55,7 +55,7 @@ impl Sim {
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("live");
         let snap = n.outbox.snapshots.take(r);
-        let at = snap.last_included;
+        let at = Consensus::snapshot_slot(&snap);
         n.outbox.snapshots.compact(r, at);
         n.snapshot = Some(snap);
         n.durable.clear();

@@ -42,7 +42,7 @@ impl Sim {
             .nodes
             .iter()
             .filter_map(|x| x.replica.as_ref())
-            .find_map(|r| r.leading().map(|_| r.id()));
+            .find_map(|r| r.is_leading().then(|| r.id()));
         match self.rng.random_range(0..10) {
             0..=2 => {
                 let victim = match leader {
@@ -155,7 +155,7 @@ impl Sim {
             .filter(|(i, n)| {
                 *i != node.index()
                     && n.lost_records
-                    && n.replica.as_ref().is_none_or(Replica::recovering)
+                    && n.replica.as_ref().is_none_or(Consensus::recovering)
             })
             .count();
         let n = &mut self.nodes[node.index()];
@@ -186,7 +186,7 @@ impl Sim {
             return;
         }
         n.client = ClientPath::new(node, session, self.cfg.read_mode, client_timeout(&self.cfg));
-        let mut r = Replica::recover(
+        let mut r = Consensus::recover(
             self.proto.clone(),
             node,
             seed,
@@ -211,11 +211,11 @@ impl Sim {
     /// (version 0). False if no follower is caught up and stores a key.
     pub(super) fn damage_one_copy(&mut self) -> bool {
         let live = || self.nodes.iter().filter_map(|n| n.replica.as_ref());
-        let newest = live().map(Replica::applied_index).max().unwrap_or(0);
+        let newest = live().map(Consensus::applied_index).max().unwrap_or(0);
         let followers: Vec<usize> = (0..self.nodes.len())
             .filter(|i| {
                 self.nodes[*i].replica.as_ref().is_some_and(|r| {
-                    r.leading().is_none() && !r.kv().is_empty() && r.applied_index() == newest
+                    !r.is_leading() && !r.kv().is_empty() && r.applied_index() == newest
                 })
             })
             .collect();

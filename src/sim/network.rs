@@ -6,22 +6,17 @@ use super::*;
 /// uses.
 #[derive(Clone, Debug)]
 pub(super) enum Wire {
-    Paxos(Message),
+    /// A protocol core's message.
+    Core(Message),
     /// A command forwarded to the leader, by a node's client path.
-    Forward {
-        id: u64,
-        req: Request,
-    },
+    Forward { id: u64, req: Request },
     /// The leader's answer to it.
-    ForwardReply {
-        id: u64,
-        reply: ClientReply,
-    },
+    ForwardReply { id: u64, reply: ClientReply },
 }
 
 pub(super) fn describe_wire(msg: &Wire) -> String {
     match msg {
-        Wire::Paxos(m) => describe(m),
+        Wire::Core(m) => describe(m),
         Wire::Forward { id, req } => format!(
             "forward #{id} c{}#{}:{}",
             req.client,
@@ -91,6 +86,7 @@ pub(super) fn describe(msg: &Message) -> String {
             format!("catch-up {} entries, commit {commit}", entries.len())
         }
         Message::RecoveryQuery => "recovery query".to_string(),
+        Message::Raft(m) => describe_raft(m),
         Message::RecoveryReport {
             promised,
             recovering,
@@ -101,6 +97,60 @@ pub(super) fn describe(msg: &Message) -> String {
                 "b{b} proposed through {s}"
             ))
         ),
+    }
+}
+
+fn describe_raft(msg: &crate::protocol::raft::Msg) -> String {
+    use crate::protocol::raft::{AppendOutcome, Msg};
+    match msg {
+        Msg::PreVote {
+            term,
+            last_index,
+            last_term,
+        } => format!("pre-vote t{term} last {last_index}@t{last_term}"),
+        Msg::PreVoteReply { term, granted } => format!("pre-vote reply t{term} {granted}"),
+        Msg::RequestVote {
+            term,
+            last_index,
+            last_term,
+        } => format!("request vote t{term} last {last_index}@t{last_term}"),
+        Msg::VoteReply { term, granted } => format!("vote reply t{term} {granted}"),
+        Msg::Append {
+            term,
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } => {
+            let batches: Vec<String> = entries
+                .iter()
+                .map(|(t, b)| format!("t{t}{}", describe_batch(b)))
+                .collect();
+            format!(
+                "append t{term} after {prev_index}@t{prev_term} {} commit {commit}",
+                batches.join(" ")
+            )
+        }
+        Msg::AppendReply { term, outcome } => match outcome {
+            AppendOutcome::Ok { match_index } => format!("append ok t{term} through {match_index}"),
+            AppendOutcome::Conflict { index, term: t } => {
+                format!("append conflict t{term}: from {index} (term {t:?})")
+            }
+        },
+        Msg::InstallSnapshot {
+            term,
+            last_index,
+            last_term,
+            state,
+        } => format!(
+            "install snapshot t{term} at {last_index}@t{last_term}, {} keys",
+            state.entries.len()
+        ),
+        Msg::InstallSnapshotReply { term, last_index } => {
+            format!("snapshot installed t{term} through {last_index}")
+        }
+        Msg::ReadProbe { term, seq } => format!("read probe t{term} #{seq}"),
+        Msg::ReadProbeAck { term, seq } => format!("read probe ack t{term} #{seq}"),
     }
 }
 
@@ -160,7 +210,7 @@ impl Sim {
         let n = &mut self.nodes[to.index()];
         let r = n.replica.as_mut().expect("checked");
         match msg {
-            Wire::Paxos(msg) => {
+            Wire::Core(msg) => {
                 r.on_message(now, from, msg);
                 self.after_step(to);
             }

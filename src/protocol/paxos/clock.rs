@@ -91,7 +91,7 @@ impl Replica {
             .is_some_and(|at| at <= self.log_clock_ms(now));
         let depth = self.cfg.pipeline_depth;
         let idle = match &self.role {
-            Role::Leader(l) => l.queue.is_empty() && l.in_flight.len() < depth,
+            Role::Leader(l) => l.queue.requests.is_empty() && l.in_flight.len() < depth,
             _ => false,
         };
         if !due || !idle || self.expiry_in_flight() {

@@ -1,7 +1,7 @@
 //! The proposer: elections (phase 1a), the leader's pipeline of batched slots (phase 2a),
 //! and counting votes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Candidacy, InFlight, Leadership, Replica, Role};
@@ -108,9 +108,7 @@ impl Replica {
             ballot: c.ballot,
             next_slot,
             in_flight: BTreeMap::new(),
-            queue: VecDeque::new(),
-            queue_bytes: 0,
-            queue_since: now,
+            queue: crate::protocol::waiting::Queue::default(),
             last_heartbeat: now,
             expiry_slot: None,
         });
@@ -170,13 +168,8 @@ impl Replica {
             let hint = ClientReply::NotLeader {
                 leader: self.leader,
             };
-            // Proposed requests may still be chosen by the next leader; the client's retry
-            // (same session and sequence) takes effect at most once.
-            let mut tokens: Vec<Token> = self.waiting.drain().map(|(_, t)| t).collect();
-            tokens.sort_unstable();
-            for token in tokens {
-                self.reply(token, hint.clone());
-            }
+            let (waiting, out) = (&mut self.waiting, &mut self.outbox);
+            crate::protocol::waiting::refuse_all(waiting, &hint, out);
         }
     }
 
@@ -205,16 +198,12 @@ impl Replica {
             );
             return;
         }
-        if l.queue.len() >= queue_max {
+        if l.queue.requests.len() >= queue_max {
             self.stats.requests_busy += 1;
             self.reply(token, ClientReply::Busy);
             return;
         }
-        if l.queue.is_empty() {
-            l.queue_since = now;
-        }
-        l.queue_bytes += req.encoded_bytes_max();
-        l.queue.push_back(req);
+        l.queue.push(now, req);
         if key.0 != 0 {
             let old = self.waiting.insert(key, token);
             debug_assert!(old.is_none(), "a retry of a waiting request was queued");
@@ -235,28 +224,14 @@ impl Replica {
             let Role::Leader(l) = &mut self.role else {
                 return;
             };
-            if l.queue.is_empty() || l.in_flight.len() >= depth {
+            if l.in_flight.len() >= depth {
                 return;
             }
-            let full = l.queue.len() >= batch_max || l.queue_bytes >= bytes_max;
-            if !full && (self.gathering || (delay > 0 && now < l.queue_since + delay)) {
+            // While `on_requests` gathers a pipeline, only full batches leave.
+            let delay = if self.gathering { Nanos::MAX } else { delay };
+            let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
                 return;
-            }
-            let mut batch = Vec::with_capacity(l.queue.len().min(batch_max));
-            let mut bytes = 0;
-            // Sizes are encoded bounds: a batch within `batch_bytes_max` (at most
-            // `limits::BATCH_BYTES_LIMIT`) fits a WAL record, and so does a batch of one
-            // command (at most `limits::COMMAND_BYTES_MAX`, checked on arrival).
-            while let Some(req) = l.queue.front() {
-                let size = req.encoded_bytes_max();
-                if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
-                    break;
-                }
-                bytes += size;
-                batch.push(l.queue.pop_front().expect("front checked"));
-            }
-            l.queue_bytes -= bytes;
-            l.queue_since = now;
+            };
             let slot = l.next_slot;
             l.next_slot += 1;
             let needed = batch.iter().any(|r| r.cmd.reads_clock());

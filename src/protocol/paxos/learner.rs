@@ -1,9 +1,7 @@
 //! The learner: commit indexes, catch-up of missing chosen slots, and applying in order.
 
 use super::{LogEntry, Replica};
-use crate::protocol::kv::Applied;
 use crate::protocol::message::{Batch, Message, Record};
-use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
 /// Catch-up requests in a row that brought no chosen slot before a leader runs phase 1
@@ -93,20 +91,8 @@ impl Replica {
         while self.applied < self.chosen_through {
             let slot = self.applied + 1;
             let batch = self.log[&slot].batch.clone();
-            for req in batch.iter() {
-                let applied = self.kv.apply(slot, req);
-                if req.client == 0 {
-                    continue;
-                }
-                if let Some(token) = self.waiting.remove(&(req.client, req.seq)) {
-                    match applied {
-                        Applied::Reply(reply) => self.reply(token, ClientReply::Done(reply)),
-                        // The client acknowledged this sequence number already, so it is
-                        // not waiting for it; a token here means a confused client.
-                        Applied::Forgotten => self.reply(token, ClientReply::Busy),
-                    }
-                }
-            }
+            let (kv, waiting, out) = (&mut self.kv, &mut self.waiting, &mut self.outbox);
+            crate::protocol::waiting::apply_batch(kv, slot, &batch, waiting, out);
             self.applied_log_bytes += super::batch_payload_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((slot, batch));

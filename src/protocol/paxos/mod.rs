@@ -22,32 +22,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use super::consensus::Bugs;
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
-use super::types::{
-    Ballot, ClientId, MapHasher, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot,
-    Token,
-};
+use super::types::{Ballot, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::ProtocolConfig;
 
 /// Answers to one accept a follower may hold for durability: the first and as many
 /// retransmissions (see `Replica::held_max`).
 const HELD_PER_SLOT: usize = 8;
-
-/// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
-/// Never set outside tests and the simulator's hidden `--bug` flag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Bugs {
-    /// Send Promise/Accepted and count the leader's own vote before the record is durable.
-    pub reply_before_persist: bool,
-    /// A new leader ignores values reported in phase 1 and fills the slots with no-ops.
-    pub skip_phase1_recovery: bool,
-    /// A replica whose storage lost synced records votes at once, as if they had never
-    /// been written (`Replica::recover`'s `forgot_records` ignored): what recovery did when
-    /// it truncated the log at mid-log corruption like at a torn tail.
-    pub truncate_at_corruption: bool,
-}
 
 /// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
 fn batch_payload_bytes(batch: &Batch) -> u64 {
@@ -107,10 +91,7 @@ struct Leadership {
     /// Slots proposed and not yet chosen: who voted, and when the accept was last sent.
     in_flight: BTreeMap<Slot, InFlight>,
     /// Client requests waiting for a slot.
-    queue: VecDeque<Request>,
-    queue_bytes: usize,
-    /// When the oldest queued request arrived (for `batch_delay`).
-    queue_since: Nanos,
+    queue: crate::protocol::waiting::Queue,
     last_heartbeat: Nanos,
     /// The slot of the newest clock entry that named keys to expire.
     expiry_slot: Option<Slot>,
@@ -314,7 +295,7 @@ pub struct Replica {
     /// Snapshots being sent to lagging peers and received from a peer.
     transfers: snapshot::Transfers,
     /// Client requests proposed here, waiting to be applied.
-    waiting: HashMap<(ClientId, u64), Token, MapHasher>,
+    waiting: crate::protocol::waiting::Waiting,
 
     next_persist_id: PersistId,
     durable_id: PersistId,
@@ -631,6 +612,8 @@ impl Replica {
                 recovering,
                 leading,
             } => self.on_recovery_report(from, promised, recovering, leading),
+            // Another protocol's message: a misconfigured peer.
+            Message::Raft(_) => self.stats.messages_ignored += 1,
         }
     }
 
@@ -672,7 +655,7 @@ impl Replica {
             );
             assert_eq!(l.ballot.node, self.id);
             assert!(l.next_slot > self.chosen_through);
-            assert!(l.queue.len() <= self.cfg.proposal_queue_max);
+            assert!(l.queue.requests.len() <= self.cfg.proposal_queue_max);
             for slot in l.in_flight.keys() {
                 assert!(*slot < l.next_slot);
             }

@@ -163,7 +163,8 @@ impl Replica {
     /// A read-only command in a mode other than `log`.
     pub(super) fn on_read(&mut self, now: Nanos, token: Token, req: Request) {
         match self.cfg.read_mode {
-            ReadMode::Log => self.read_through_log(now, token, req),
+            // Read-index is Raft's (refused with Multi-Paxos by `ProtocolConfig::validate`).
+            ReadMode::Log | ReadMode::ReadIndex => self.read_through_log(now, token, req),
             ReadMode::LeaderLease => {
                 if self.leader_lease_read_ready(now) {
                     self.answer_locally(token, &req);
@@ -194,15 +195,7 @@ impl Replica {
     /// The answer to a read-only command from this replica's state.
     fn local_read(&mut self, cmd: &Command) -> Reply {
         self.stats.reads_local += 1;
-        if let Command::Get(k) = cmd {
-            return Reply::Value(self.kv.get(k).map(Item::value_bytes));
-        }
-        let values: Vec<Option<Bytes>> = cmd
-            .read_keys()
-            .iter()
-            .map(|k| self.kv.get(k).map(Item::value_bytes))
-            .collect();
-        cmd.read_reply(&values)
+        self.kv.read(cmd)
     }
 
     /// A read this replica can answer at once, as [`Replica::on_request`] would answer it
@@ -219,7 +212,7 @@ impl Replica {
             ReadMode::QuorumLease => {
                 self.is_lease_holder() && self.reads.holder.valid(now) && self.lease_read_ready(cmd)
             }
-            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum => false,
+            ReadMode::Log | ReadMode::Digest | ReadMode::Quorum | ReadMode::ReadIndex => false,
         };
         ready.then(|| self.local_read(cmd))
     }

@@ -72,7 +72,7 @@ impl Replica {
                     seen_through = seen_through.max(*slot);
                 }
                 Record::Chosen { through } => seen_through = seen_through.max(*through),
-                Record::Promise { .. } => {}
+                Record::Promise { .. } | Record::Raft(_) => {}
             }
             // Records the snapshot covers would only re-add compacted slots.
             if let Record::Accept { slot, .. } | Record::Learned { slot, .. } = &record
@@ -112,6 +112,8 @@ impl Replica {
                     );
                 }
                 Record::Chosen { through } => chosen_through = chosen_through.max(through),
+                // Another protocol's record: never written by a Multi-Paxos replica.
+                Record::Raft(_) => {}
             }
         }
         if chosen_through > base {

@@ -58,7 +58,7 @@ impl Shard {
                 refused: Some(refused),
             };
         }
-        let view = LeaderView::of(&self.replica.borrow());
+        let view = LeaderView::of(&*self.replica.borrow());
         let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
         self.callers
             .borrow_mut()
@@ -79,7 +79,7 @@ impl Shard {
         let reply = self
             .client
             .borrow()
-            .read_now(&mut self.replica.borrow_mut(), now, cmd)?;
+            .read_now(&mut *self.replica.borrow_mut(), now, cmd)?;
         self.counters.borrow_mut().commands += 1;
         Some(reply)
     }
@@ -164,7 +164,7 @@ impl Shard {
     /// Back-offs that ended retry; commands past their deadline fail.
     pub(super) fn tick_client(&self) {
         let now = self.now();
-        let view = LeaderView::of(&self.replica.borrow());
+        let view = LeaderView::of(&*self.replica.borrow());
         self.client.borrow_mut().tick(now, view);
         self.run_client_path();
     }

@@ -484,7 +484,7 @@ impl Shard {
                     r.commit_index()
                 );
             }
-            (self.outbox.borrow_mut().take(&mut r), LeaderView::of(&r))
+            (self.outbox.borrow_mut().take(&mut *r), LeaderView::of(&*r))
         };
         let mut fx = ShardEffects {
             shard: self,

@@ -78,7 +78,7 @@ impl Shard {
                 }
             }
             PeerMsg::ForwardReply { id, reply } => {
-                let view = LeaderView::of(&self.replica.borrow());
+                let view = LeaderView::of(&*self.replica.borrow());
                 self.client
                     .borrow_mut()
                     .on_forward_reply(now, id, reply, view);

@@ -26,7 +26,7 @@ impl Shard {
             .outbox
             .borrow_mut()
             .snapshots
-            .take(&self.replica.borrow());
+            .take(&*self.replica.borrow());
         let frozen = Instant::now();
         // Taken in the same step as the state it describes: the snapshot holds every
         // repair installed up to here.
@@ -65,7 +65,7 @@ impl Shard {
                 self.outbox
                     .borrow()
                     .snapshots
-                    .compact(&mut self.replica.borrow_mut(), at);
+                    .compact(&mut *self.replica.borrow_mut(), at);
                 Ok(at)
             }
             // The WAL still holds everything: nothing is lost, only the compaction waits.

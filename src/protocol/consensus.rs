@@ -1,0 +1,287 @@
+//! The one interface the runtime and the simulator drive, whatever the protocol.
+//!
+//! Every protocol core is a sans-IO state machine with the same inputs (a client request,
+//! a peer message, a tick, a storage completion, each with `now`) and the same outputs
+//! (`outbox::Action`s: send, persist, reply, save a snapshot). [`Core`] is what the shared
+//! driver code (`outbox::Outbox`, `outbox::SnapshotSchedule`, `client::LeaderView`) needs
+//! of a core; [`Consensus`] is the replica a driver holds, one variant per protocol.
+
+use super::kv::{Command, Kv, Reply, Request};
+use super::message::{Batch, Message, Record, Snapshot};
+use super::outbox::Action;
+use super::paxos::{self, Stats};
+use super::raft;
+use super::types::{Ballot, Nanos, PersistId, ReplicaId, Slot, Token};
+use crate::config::{Protocol, ProtocolConfig};
+
+/// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
+/// Never set outside tests and the simulator's hidden `--bug` flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Answer a peer (Paxos: Promise/Accepted; Raft: a vote or an append) and count the
+    /// leader's own vote before the record that justifies it is durable.
+    pub reply_before_persist: bool,
+    /// Paxos: a new leader ignores values reported in phase 1 and fills the slots with
+    /// no-ops.
+    pub skip_phase1_recovery: bool,
+    /// Paxos: a replica whose storage lost synced records votes at once, as if they had
+    /// never been written (`Replica::recover`'s `forgot_records` ignored): what recovery
+    /// did when it truncated the log at mid-log corruption like at a torn tail.
+    pub truncate_at_corruption: bool,
+    /// Raft: the leader commits an entry of an earlier term once a majority stores it
+    /// (the paper's Figure 8), not only entries of its own term.
+    pub commit_older_term: bool,
+    /// Raft: a replica grants its vote without checking that the candidate's log is at
+    /// least as up to date as its own.
+    pub vote_without_log_check: bool,
+}
+
+/// What the shared driver code needs of a protocol core.
+pub trait Core {
+    /// The state a snapshot saves: everything the records written so far said.
+    type Snapshot;
+    /// Takes the actions produced so far into `out`, keeping both allocations.
+    fn drain_into(&mut self, out: &mut Vec<Action>);
+    /// Whether this replica leads its group now.
+    fn is_leading(&self) -> bool;
+    /// Who this replica believes leads the group.
+    fn leader_hint(&self) -> Option<ReplicaId>;
+    /// Every entry up to here is applied to the state machine.
+    fn applied_index(&self) -> Slot;
+    /// True while this replica recovers records its storage lost (no snapshot then).
+    fn recovering(&self) -> bool;
+    /// The state at the applied index, to be saved.
+    fn snapshot(&self) -> Self::Snapshot;
+    /// The applied index a snapshot holds.
+    fn snapshot_slot(snapshot: &Self::Snapshot) -> Slot;
+    /// Forgets log entries up to `upto` (at most the applied index).
+    fn compact(&mut self, upto: Slot);
+    /// A read this replica can answer at once, without a step (a lease read it may serve
+    /// now); `None`: submit it. Answering changes nothing the protocol relies on.
+    fn read_now(&mut self, now: Nanos, cmd: &Command) -> Option<Reply>;
+}
+
+impl Core for paxos::Replica {
+    type Snapshot = Snapshot;
+    fn drain_into(&mut self, out: &mut Vec<Action>) {
+        paxos::Replica::drain_into(self, out);
+    }
+    fn is_leading(&self) -> bool {
+        self.leading().is_some()
+    }
+    fn leader_hint(&self) -> Option<ReplicaId> {
+        paxos::Replica::leader_hint(self)
+    }
+    fn applied_index(&self) -> Slot {
+        paxos::Replica::applied_index(self)
+    }
+    fn recovering(&self) -> bool {
+        paxos::Replica::recovering(self)
+    }
+    fn snapshot(&self) -> Snapshot {
+        paxos::Replica::snapshot(self)
+    }
+    fn snapshot_slot(snapshot: &Snapshot) -> Slot {
+        snapshot.last_included
+    }
+    fn compact(&mut self, upto: Slot) {
+        paxos::Replica::compact(self, upto);
+    }
+    fn read_now(&mut self, now: Nanos, cmd: &Command) -> Option<Reply> {
+        paxos::Replica::read_now(self, now, cmd)
+    }
+}
+
+/// One replica of one group, running the protocol its config names.
+pub enum Consensus {
+    /// Multi-Paxos.
+    Paxos(Box<paxos::Replica>),
+    /// Raft.
+    Raft(Box<raft::Replica>),
+}
+
+/// A snapshot of either protocol's replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsensusSnapshot {
+    /// Multi-Paxos: state, promise and accepted tail.
+    Paxos(Snapshot),
+    /// Raft: state, term, vote and log tail.
+    Raft(raft::Snapshot),
+}
+
+/// Runs `$body` with `$r` bound to the replica, whichever protocol it runs.
+macro_rules! each {
+    ($self:expr, $r:ident => $body:expr) => {
+        match $self {
+            Consensus::Paxos($r) => $body,
+            Consensus::Raft($r) => $body,
+        }
+    };
+}
+
+impl Consensus {
+    /// A fresh replica of `cfg.protocol` with an empty log. `seed` drives its timeouts.
+    pub fn new(cfg: ProtocolConfig, id: ReplicaId, seed: u64) -> Consensus {
+        match cfg.protocol {
+            Protocol::Multipaxos => Consensus::Paxos(Box::new(paxos::Replica::new(cfg, id, seed))),
+            Protocol::Raft => Consensus::Raft(Box::new(raft::Replica::new(cfg, id, seed))),
+        }
+    }
+
+    /// A replica restarted from its latest snapshot, if any, and the durable records
+    /// written after it (see `paxos::Replica::recover`, `raft::Replica::recover`). A
+    /// snapshot of the other protocol is ignored (a config error the caller reports).
+    pub fn recover(
+        cfg: ProtocolConfig,
+        id: ReplicaId,
+        seed: u64,
+        snapshot: Option<ConsensusSnapshot>,
+        records: impl IntoIterator<Item = Record>,
+        forgot_records: bool,
+    ) -> Consensus {
+        match cfg.protocol {
+            Protocol::Multipaxos => {
+                let snap = match snapshot {
+                    Some(ConsensusSnapshot::Paxos(s)) => Some(s),
+                    _ => None,
+                };
+                let r = paxos::Replica::recover(cfg, id, seed, snap, records, forgot_records);
+                Consensus::Paxos(Box::new(r))
+            }
+            Protocol::Raft => {
+                let snap = match snapshot {
+                    Some(ConsensusSnapshot::Raft(s)) => Some(s),
+                    _ => None,
+                };
+                let r = raft::Replica::recover(cfg, id, seed, snap, records, forgot_records);
+                Consensus::Raft(Box::new(r))
+            }
+        }
+    }
+
+    /// A client request arrives; its reply comes back with `token`.
+    pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
+        each!(self, r => r.on_request(now, token, req))
+    }
+
+    /// Several client requests arrive at once (a pipeline), in one step.
+    pub fn on_requests(&mut self, now: Nanos, reqs: Vec<(Token, Request)>) {
+        match self {
+            Consensus::Paxos(r) => r.on_requests(now, reqs),
+            Consensus::Raft(r) => {
+                for (token, req) in reqs {
+                    r.on_request(now, token, req);
+                }
+            }
+        }
+    }
+
+    /// A message from a peer arrives.
+    pub fn on_message(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
+        each!(self, r => r.on_message(now, from, msg))
+    }
+
+    /// Time passes.
+    pub fn on_tick(&mut self, now: Nanos) {
+        each!(self, r => r.on_tick(now))
+    }
+
+    /// Records up to `id` are durable.
+    pub fn on_persisted(&mut self, now: Nanos, id: PersistId) {
+        each!(self, r => r.on_persisted(now, id))
+    }
+
+    /// Asserts what must hold between any two steps.
+    pub fn check_invariants(&self) {
+        each!(self, r => r.check_invariants())
+    }
+
+    /// Turns on deliberate bugs (tests and simulator only).
+    pub fn set_bugs(&mut self, bugs: Bugs) {
+        each!(self, r => r.set_bugs(bugs))
+    }
+
+    /// Keeps a trace of every applied entry, for the simulator's prefix check.
+    pub fn enable_applied_trace(&mut self) {
+        each!(self, r => r.enable_applied_trace())
+    }
+
+    /// The applied entries so far, if tracing is on.
+    pub fn applied_trace(&self) -> Option<&[(Slot, Batch)]> {
+        each!(self, r => r.applied_trace())
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        each!(self, r => r.id())
+    }
+
+    /// The state machine.
+    pub fn kv(&self) -> &Kv {
+        each!(self, r => r.kv())
+    }
+
+    /// The state machine, to repair (anti-entropy) or damage (simulator).
+    pub fn kv_mut(&mut self) -> &mut Kv {
+        each!(self, r => r.kv_mut())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        each!(self, r => r.stats())
+    }
+
+    /// What this replica leads under, if it leads: the Paxos ballot, or for Raft the term
+    /// (as round, node 0). No two replicas may ever lead under equal ones.
+    pub fn leadership(&self) -> Option<Ballot> {
+        match self {
+            Consensus::Paxos(r) => r.leading(),
+            Consensus::Raft(r) => r.leading_term().map(|term| Ballot {
+                round: term,
+                node: ReplicaId(0),
+            }),
+        }
+    }
+
+    /// Every entry up to here is committed and known here.
+    pub fn commit_index(&self) -> Slot {
+        each!(self, r => r.commit_index())
+    }
+}
+
+impl Core for Consensus {
+    type Snapshot = ConsensusSnapshot;
+    fn drain_into(&mut self, out: &mut Vec<Action>) {
+        each!(self, r => r.drain_into(out))
+    }
+    fn is_leading(&self) -> bool {
+        each!(self, r => Core::is_leading(r.as_ref()))
+    }
+    fn leader_hint(&self) -> Option<ReplicaId> {
+        each!(self, r => r.leader_hint())
+    }
+    fn applied_index(&self) -> Slot {
+        each!(self, r => r.applied_index())
+    }
+    fn recovering(&self) -> bool {
+        each!(self, r => r.recovering())
+    }
+    fn snapshot(&self) -> ConsensusSnapshot {
+        match self {
+            Consensus::Paxos(r) => ConsensusSnapshot::Paxos(r.snapshot()),
+            Consensus::Raft(r) => ConsensusSnapshot::Raft(r.snapshot()),
+        }
+    }
+    fn snapshot_slot(snapshot: &ConsensusSnapshot) -> Slot {
+        match snapshot {
+            ConsensusSnapshot::Paxos(s) => s.last_included,
+            ConsensusSnapshot::Raft(s) => s.last_included,
+        }
+    }
+    fn compact(&mut self, upto: Slot) {
+        each!(self, r => r.compact(upto))
+    }
+    fn read_now(&mut self, now: Nanos, cmd: &Command) -> Option<Reply> {
+        each!(self, r => Core::read_now(r.as_mut(), now, cmd))
+    }
+}

@@ -1,0 +1,436 @@
+//! The leader: client requests, batching, pipelined appends with a bounded window per
+//! follower, fast back-off on conflicts, heartbeats, and commit by counting only entries
+//! of its own term (the paper's Figure 8).
+
+use std::sync::Arc;
+
+use super::log::LogEntry;
+use super::{AppendOutcome, Msg, RaftRecord, Replica, Role};
+use crate::protocol::kv::Request;
+use crate::protocol::message::Batch;
+use crate::protocol::outbox::ClientReply;
+use crate::protocol::types::{Nanos, ReplicaId, Slot, Token};
+
+/// An append left unanswered is resent after 2 heartbeat intervals, then 4, 8, 16 and at
+/// most 32.
+const RETRANSMIT_BACKOFF_SHIFT_MAX: u32 = 4;
+
+/// The leader's view of one replica's log.
+#[derive(Clone, Debug)]
+pub(super) struct Progress {
+    /// The next entry to send it.
+    pub(super) next: Slot,
+    /// Its log matches ours through here (durably).
+    pub(super) matched: Slot,
+    /// Appends sent past `matched` and not yet answered (the pipeline window).
+    pub(super) in_flight: usize,
+    /// When the oldest unanswered append (or the snapshot) went out.
+    pub(super) sent_at: Nanos,
+    /// Resends since it last answered: each waits twice as long.
+    pub(super) retransmits: u32,
+    /// When it last answered in this term (check-quorum).
+    pub(super) acked_at: Nanos,
+    /// A snapshot is on its way to it.
+    pub(super) snapshot_sent: bool,
+    /// Its log's end is unknown (after a conflict, or at the start of a term): one append
+    /// at a time until one succeeds, so a window of conflicts does not answer with a
+    /// window of resends each.
+    pub(super) probing: bool,
+}
+
+/// What a leader keeps.
+#[derive(Clone, Debug)]
+pub(super) struct Leadership {
+    /// Indexed by replica id (ours included: `matched` counts once our entries are durable).
+    pub(super) progress: Vec<Progress>,
+    /// Client requests waiting for an entry.
+    pub(super) queue: crate::protocol::waiting::Queue,
+    pub(super) last_heartbeat: Nanos,
+    /// When this replica became leader.
+    pub(super) since: Nanos,
+    /// Reads waiting for a leadership check (read-index mode).
+    pub(super) reads: super::reads::ReadIndex,
+}
+
+impl Leadership {
+    pub(super) fn new(replicas: usize, last_index: Slot, now: Nanos) -> Leadership {
+        let progress = Progress {
+            next: last_index + 1,
+            matched: 0,
+            in_flight: 0,
+            sent_at: now,
+            retransmits: 0,
+            acked_at: now,
+            snapshot_sent: false,
+            probing: true,
+        };
+        Leadership {
+            progress: vec![progress; replicas],
+            queue: crate::protocol::waiting::Queue::default(),
+            last_heartbeat: now,
+            since: now,
+            reads: super::reads::ReadIndex::new(replicas),
+        }
+    }
+}
+
+impl Replica {
+    fn leadership(&mut self) -> Option<&mut Leadership> {
+        match &mut self.role {
+            Role::Leader(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// A client request: queue it for an entry if leading, else say who leads.
+    pub(super) fn on_client_request(&mut self, now: Nanos, token: Token, req: Request) {
+        let bytes = req.cmd.encoded_bytes_max();
+        if bytes > crate::limits::COMMAND_BYTES_MAX {
+            self.stats.requests_too_large += 1;
+            let bytes_max = crate::limits::COMMAND_BYTES_MAX;
+            self.reply(token, ClientReply::TooLarge { bytes, bytes_max });
+            return;
+        }
+        let queue_max = self.cfg.proposal_queue_max;
+        let me = self.id;
+        let Role::Leader(l) = &mut self.role else {
+            let leader = self.leader.filter(|l| *l != me);
+            self.reply(token, ClientReply::NotLeader { leader });
+            return;
+        };
+        let key = (req.client, req.seq);
+        if key.0 != 0
+            && let Some(old) = self.waiting.get_mut(&key)
+        {
+            // A retry of a request queued or appended here and not yet applied: the copy
+            // in the log answers it; only the newest token gets the answer.
+            let old = std::mem::replace(old, token);
+            self.reply(old, ClientReply::NotLeader { leader: Some(me) });
+            return;
+        }
+        if l.queue.requests.len() >= queue_max {
+            self.stats.requests_busy += 1;
+            self.reply(token, ClientReply::Busy);
+            return;
+        }
+        l.queue.push(now, req);
+        if key.0 != 0 {
+            self.waiting.insert(key, token);
+        }
+        self.try_propose(now);
+    }
+
+    /// Appends batches from the queue while fewer than `pipeline_depth` entries are
+    /// uncommitted.
+    pub(super) fn try_propose(&mut self, now: Nanos) {
+        let (batch_max, depth) = (self.cfg.batch_max, self.cfg.pipeline_depth as Slot);
+        let bytes_max = self.cfg.batch_bytes_max;
+        let delay = self.batch_delay();
+        let uncommitted = self.log.last_index() - self.commit;
+        let Some(l) = self.leadership() else {
+            return;
+        };
+        if uncommitted >= depth {
+            return;
+        }
+        let Some(batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
+            return;
+        };
+        self.stats.commands_proposed += batch.len() as u64;
+        self.append_local(now, Arc::from(batch));
+        // One entry per call keeps the window check exact; the rest follow.
+        self.try_propose(now);
+    }
+
+    /// The no-op that starts a term.
+    pub(super) fn append_noop(&mut self, now: Nanos) {
+        self.append_local(now, Arc::from(vec![Request::noop()]));
+    }
+
+    /// Appends `batch` at our term, persists it, counts our own match once durable, and
+    /// sends it to every follower whose window has room.
+    fn append_local(&mut self, now: Nanos, batch: Batch) {
+        let index = self.log.last_index() + 1;
+        let term = self.term;
+        self.persist(RaftRecord::Entry {
+            index,
+            term,
+            batch: batch.clone(),
+        });
+        self.log.push(LogEntry { term, batch });
+        self.stats.slots_proposed += 1;
+        let outcome = AppendOutcome::Ok { match_index: index };
+        self.send_when_durable(self.id, Msg::AppendReply { term, outcome });
+        self.replicate_all(now);
+    }
+
+    fn replicate_all(&mut self, now: Nanos) {
+        for r in 0..self.cfg.replicas {
+            let to = ReplicaId(r as u8);
+            if to != self.id {
+                self.replicate(now, to);
+            }
+        }
+    }
+
+    /// Sends `to` what it lacks, while its window has room: entries in chunks of at most
+    /// `catchup_chunk_max` (and `limits::CATCHUP_BYTES_MAX`), or a snapshot if they were
+    /// compacted.
+    fn replicate(&mut self, now: Nanos, to: ReplicaId) {
+        let depth = self.cfg.pipeline_depth;
+        let chunk_max = self.cfg.catchup_chunk_max;
+        let last = self.log.last_index();
+        loop {
+            let Some(l) = self.leadership() else { return };
+            let p = &l.progress[to.index()];
+            let window = if p.probing { 1 } else { depth };
+            if p.snapshot_sent || p.in_flight >= window || p.next > last {
+                return;
+            }
+            let next = p.next;
+            if next <= self.log.base() {
+                self.send_snapshot(now, to);
+                return;
+            }
+            let prev_index = next - 1;
+            let prev_term = self.log.term_at(prev_index).expect("after the base");
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            for (_, e) in self.log.iter_from(next).take(chunk_max) {
+                let size = super::storage::batch_record_bytes_max(&e.batch);
+                if !entries.is_empty() && bytes + size > crate::limits::CATCHUP_BYTES_MAX {
+                    break;
+                }
+                bytes += size;
+                entries.push((e.term, e.batch.clone()));
+            }
+            let sent = entries.len() as Slot;
+            let msg = Msg::Append {
+                term: self.term,
+                prev_index,
+                prev_term,
+                entries,
+                commit: self.commit,
+            };
+            let Some(l) = self.leadership() else { return };
+            let p = &mut l.progress[to.index()];
+            if p.in_flight == 0 {
+                p.sent_at = now;
+            }
+            p.in_flight += 1;
+            p.next += sent;
+            self.send(to, msg);
+        }
+    }
+
+    /// A heartbeat: an empty append after the last entry `to` surely holds, carrying the
+    /// commit index (and probing where its log ends if that is unknown).
+    fn send_heartbeat(&mut self, to: ReplicaId) {
+        let Some(l) = self.leadership() else { return };
+        let p = &l.progress[to.index()];
+        let prev_index = if p.in_flight == 0 {
+            p.next - 1
+        } else {
+            p.matched
+        };
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            return; // Compacted: a snapshot is (or will be) on its way.
+        };
+        let msg = Msg::Append {
+            term: self.term,
+            prev_index,
+            prev_term,
+            entries: Vec::new(),
+            commit: self.commit,
+        };
+        self.send(to, msg);
+    }
+
+    /// A follower (or our own durable append) answers.
+    pub(super) fn on_append_reply(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        term: u64,
+        outcome: AppendOutcome,
+    ) {
+        if term > self.term {
+            self.become_follower(now, term, None);
+            return;
+        }
+        let last = self.log.last_index();
+        let back_to = match outcome {
+            AppendOutcome::Conflict {
+                index,
+                term: Some(t),
+            } => self.log.last_index_of_term(t).map_or(index, |i| i + 1),
+            AppendOutcome::Conflict { index, term: None } => index,
+            AppendOutcome::Ok { .. } => 0,
+        };
+        let current = self.term;
+        let Some(l) = self.leadership() else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if term < current {
+            return; // From an earlier term: says nothing of our log.
+        }
+        let p = &mut l.progress[from.index()];
+        p.acked_at = now;
+        p.retransmits = 0;
+        match outcome {
+            AppendOutcome::Ok { match_index } => {
+                p.matched = p.matched.max(match_index.min(last));
+                p.next = p.next.max(p.matched + 1);
+                p.in_flight = p.in_flight.saturating_sub(1);
+                p.sent_at = now;
+                p.probing = false;
+            }
+            AppendOutcome::Conflict { .. } => {
+                // Fast back-off: past the follower's entries of the conflicting term.
+                let back_to = back_to.clamp(p.matched + 1, last + 1);
+                if back_to < p.next {
+                    p.next = back_to;
+                    p.in_flight = 0;
+                    p.probing = true;
+                }
+            }
+        }
+        self.advance_commit(now);
+        if from != self.id {
+            self.replicate(now, from);
+        }
+    }
+
+    /// A follower installed our snapshot.
+    pub(super) fn on_install_snapshot_reply(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        term: u64,
+        last_index: Slot,
+    ) {
+        if term > self.term {
+            self.become_follower(now, term, None);
+            return;
+        }
+        let (current, last) = (self.term, self.log.last_index());
+        let Some(l) = self.leadership() else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
+        if term < current {
+            return;
+        }
+        let p = &mut l.progress[from.index()];
+        p.acked_at = now;
+        p.snapshot_sent = false;
+        p.in_flight = 0;
+        p.retransmits = 0;
+        p.matched = p.matched.max(last_index.min(last));
+        p.next = p.matched + 1;
+        self.advance_commit(now);
+        self.replicate(now, from);
+    }
+
+    /// Commits the highest entry a quorum stores, if it is of our term: an entry of an
+    /// earlier term is committed only by the one of ours after it (Figure 8).
+    fn advance_commit(&mut self, now: Nanos) {
+        let quorum = self.cfg.quorum();
+        let Some(l) = self.leadership() else { return };
+        let mut matched: Vec<Slot> = l.progress.iter().map(|p| p.matched).collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[quorum - 1];
+        if candidate <= self.commit {
+            return;
+        }
+        let ours = self.log.term_at(candidate) == Some(self.term);
+        if !ours && !self.bugs.commit_older_term {
+            return;
+        }
+        self.commit = candidate;
+        self.apply_committed();
+        self.serve_reads();
+        self.try_propose(now);
+    }
+
+    /// Heartbeats, check-quorum, retransmissions and batch deadlines.
+    pub(super) fn leader_tick(&mut self, now: Nanos) {
+        let heartbeat = self.heartbeat_interval();
+        let election_timeout = self.election_timeout();
+        let quorum = self.cfg.quorum();
+        let me = self.id;
+        let Some(l) = self.leadership() else { return };
+        // Check-quorum: a leader no quorum answered for an election timeout steps down,
+        // so its clients go to the leader the others elected.
+        let heard = l
+            .progress
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i == me.index() || now < p.acked_at + election_timeout)
+            .count();
+        if heard < quorum && now >= l.since + election_timeout {
+            let term = self.term;
+            self.become_follower(now, term, None);
+            return;
+        }
+        let probe_due = l.reads.probe_due(now, heartbeat);
+        let beat = now >= l.last_heartbeat + heartbeat;
+        if beat {
+            l.last_heartbeat = now;
+        }
+        let mut resend = Vec::new();
+        for (i, p) in l.progress.iter_mut().enumerate() {
+            if i == me.index() || (p.in_flight == 0 && !p.snapshot_sent) {
+                continue;
+            }
+            let backoff = 1 << p.retransmits.min(RETRANSMIT_BACKOFF_SHIFT_MAX);
+            if now >= p.sent_at + 2 * heartbeat * backoff {
+                // Lost or still crossing: start again from what it surely holds.
+                p.retransmits += 1;
+                p.in_flight = 0;
+                p.snapshot_sent = false;
+                p.probing = true;
+                p.next = p.matched + 1;
+                resend.push(ReplicaId(i as u8));
+            }
+        }
+        for to in resend {
+            self.stats.accepts_retransmitted += 1;
+            self.replicate(now, to);
+        }
+        if beat {
+            for r in 0..self.cfg.replicas {
+                let to = ReplicaId(r as u8);
+                if to != self.id {
+                    self.send_heartbeat(to);
+                }
+            }
+        }
+        if probe_due {
+            self.send_read_probe(now);
+        }
+        self.try_propose(now);
+    }
+
+    /// Sends `to` our state machine: the entries it lacks were compacted.
+    fn send_snapshot(&mut self, now: Nanos, to: ReplicaId) {
+        let last_index = self.applied;
+        let last_term = self
+            .log
+            .term_at(last_index)
+            .expect("applied is at or after the base");
+        let msg = Msg::InstallSnapshot {
+            term: self.term,
+            last_index,
+            last_term,
+            state: self.kv.export(),
+        };
+        let Some(l) = self.leadership() else { return };
+        let p = &mut l.progress[to.index()];
+        p.snapshot_sent = true;
+        p.sent_at = now;
+        self.stats.snapshots_sent += 1;
+        self.send(to, msg);
+    }
+}

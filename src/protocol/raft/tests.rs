@@ -1,0 +1,553 @@
+//! Scenario tests of the Raft core, with message delivery and disk syncs under the test's
+//! control.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::protocol::kv::{Command, Reply};
+
+const MS: Nanos = NANOS_PER_MS;
+
+/// A hand-driven group: messages wait in `wire` until the test delivers them; records are
+/// durable at once unless the replica's disk is held.
+struct Group {
+    replicas: Vec<Replica>,
+    wire: Vec<(ReplicaId, ReplicaId, Msg)>,
+    /// Per replica: records waiting for a sync while its disk is held.
+    unsynced: Vec<Vec<PersistId>>,
+    disk_held: Vec<bool>,
+    /// Per replica: every record it asked to persist.
+    records: Vec<Vec<Record>>,
+    replies: Vec<(Token, ClientReply)>,
+    now: Nanos,
+}
+
+fn cfg(n: usize) -> ProtocolConfig {
+    ProtocolConfig {
+        protocol: crate::config::Protocol::Raft,
+        replicas: n,
+        catchup_chunk_max: 1,
+        pipeline_depth: 4,
+        batch_max: 1,
+        ..ProtocolConfig::default()
+    }
+}
+
+fn set(key: &str, value: &str, seq: u64) -> Request {
+    Request {
+        client: 7,
+        seq,
+        ack_floor: 1,
+        cmd: Command::Set(Bytes::from(key.to_string()), Bytes::from(value.to_string())),
+    }
+}
+
+impl Group {
+    fn new(n: usize) -> Group {
+        Group::from(
+            (0..n)
+                .map(|i| Replica::new(cfg(n), ReplicaId(i as u8), i as u64))
+                .collect(),
+        )
+    }
+
+    fn from(replicas: Vec<Replica>) -> Group {
+        let n = replicas.len();
+        Group {
+            replicas,
+            wire: Vec::new(),
+            unsynced: vec![Vec::new(); n],
+            disk_held: vec![false; n],
+            records: vec![Vec::new(); n],
+            replies: Vec::new(),
+            now: 0,
+        }
+    }
+
+    /// Takes replica `i`'s actions: sends go on the wire, records sync at once (unless held).
+    fn collect(&mut self, i: usize) {
+        let mut actions = Vec::new();
+        self.replicas[i].drain_into(&mut actions);
+        let mut synced = None;
+        for a in actions {
+            match a {
+                Action::Send {
+                    to,
+                    msg: Message::Raft(msg),
+                } => self.wire.push((ReplicaId(i as u8), to, msg)),
+                Action::Send { .. } => panic!("a Raft replica sent another protocol's message"),
+                Action::Persist { id, record } => {
+                    self.records[i].push(record);
+                    if self.disk_held[i] {
+                        self.unsynced[i].push(id);
+                    } else {
+                        synced = Some(id);
+                    }
+                }
+                Action::Reply { token, reply } => self.replies.push((token, reply)),
+                Action::SaveSnapshot => {}
+            }
+        }
+        if let Some(id) = synced {
+            self.replicas[i].on_persisted(self.now, id);
+            self.collect(i);
+        }
+        self.replicas[i].check_invariants();
+    }
+
+    /// Syncs replica `i`'s held records.
+    fn sync(&mut self, i: usize) {
+        self.disk_held[i] = false;
+        if let Some(id) = self.unsynced[i].drain(..).max() {
+            self.replicas[i].on_persisted(self.now, id);
+            self.collect(i);
+        }
+    }
+
+    fn tick(&mut self, i: usize, at: Nanos) {
+        self.now = self.now.max(at);
+        self.replicas[i].on_tick(self.now);
+        self.collect(i);
+    }
+
+    fn request(&mut self, i: usize, token: Token, req: Request) {
+        self.replicas[i].on_request(self.now, token, req);
+        self.collect(i);
+    }
+
+    /// Delivers messages matching `pass` (others stay on the wire) until none is left.
+    fn deliver_where(&mut self, pass: impl Fn(ReplicaId, ReplicaId, &Msg) -> bool) -> usize {
+        let mut delivered = 0;
+        loop {
+            let Some(pos) = self.wire.iter().position(|(f, t, m)| pass(*f, *t, m)) else {
+                return delivered;
+            };
+            let (from, to, msg) = self.wire.remove(pos);
+            delivered += 1;
+            self.replicas[to.index()].on_message(self.now, from, Message::Raft(msg));
+            self.collect(to.index());
+        }
+    }
+
+    fn deliver_all(&mut self) -> usize {
+        self.deliver_where(|_, _, _| true)
+    }
+
+    /// Drops every message to or from `i`.
+    fn drop_involving(&mut self, i: usize) {
+        let r = ReplicaId(i as u8);
+        self.wire.retain(|(f, t, _)| *f != r && *t != r);
+    }
+
+    /// Lets replica `i`'s election timer run out (its first tick sets it).
+    fn timeout(&mut self, i: usize) {
+        self.tick(i, self.now);
+        let at = self.now + 2 * cfg(1).election_timeout_ms * MS + 1;
+        self.tick(i, at);
+    }
+
+    /// Times replica `i` out and delivers everything: it should win.
+    fn elect(&mut self, i: usize) {
+        self.timeout(i);
+        self.deliver_all();
+    }
+
+    /// Runs the group for `ms` in 10 ms steps: every replica ticks and every message is
+    /// delivered, except those to or from `isolated`.
+    fn run_for(&mut self, ms: u64, isolated: Option<usize>) {
+        for _ in 0..ms / 10 {
+            let at = self.now + 10 * MS;
+            for i in 0..self.replicas.len() {
+                self.tick(i, at);
+            }
+            if let Some(i) = isolated {
+                self.drop_involving(i);
+            }
+            self.deliver_all();
+        }
+    }
+
+    fn leaders(&self) -> Vec<(usize, u64)> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.leading_term().map(|t| (i, t)))
+            .collect()
+    }
+}
+
+/// A replica recovered with `term`, a vote and a log of these entry terms.
+fn with_log(n: usize, id: usize, term: u64, entry_terms: &[u64]) -> Replica {
+    let mut records = vec![Record::Raft(RaftRecord::Vote {
+        term,
+        voted_for: None,
+    })];
+    for (i, t) in entry_terms.iter().enumerate() {
+        records.push(Record::Raft(RaftRecord::Entry {
+            index: i as Slot + 1,
+            term: *t,
+            batch: Arc::from(vec![set("k", &format!("v{i}"), i as u64 + 1)]),
+        }));
+    }
+    Replica::recover(cfg(n), ReplicaId(id as u8), id as u64, None, records, false)
+}
+
+#[test]
+fn a_timed_out_replica_is_elected_and_commits_its_no_op() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    assert_eq!(g.leaders(), vec![(0, 1)]);
+    for r in &g.replicas {
+        assert_eq!(r.term(), 1);
+        assert_eq!(r.last_index(), 1, "the term's no-op is everywhere");
+    }
+    assert_eq!(g.replicas[0].commit_index(), 1);
+    // A heartbeat carries the commit index to the followers.
+    g.tick(0, g.now + 60 * MS);
+    g.deliver_all();
+    assert!(g.replicas.iter().all(|r| r.applied_index() == 1));
+}
+
+#[test]
+fn a_write_is_answered_once_a_quorum_stored_it() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    g.request(0, 1, set("a", "1", 1));
+    assert!(g.replies.is_empty());
+    // One follower is enough for a quorum of three.
+    g.deliver_where(|_, to, _| to != ReplicaId(2));
+    g.deliver_where(|from, _, _| from != ReplicaId(2));
+    assert_eq!(g.replies, vec![(1, ClientReply::Done(Reply::Ok))]);
+    // A follower refuses and names the leader.
+    g.request(1, 2, set("a", "2", 2));
+    assert_eq!(
+        g.replies[1],
+        (
+            2,
+            ClientReply::NotLeader {
+                leader: Some(ReplicaId(0))
+            }
+        )
+    );
+}
+
+#[test]
+fn pre_vote_keeps_a_healthy_leader() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    // Replica 2 is cut off for ten election timeouts: without pre-vote its term would
+    // climb at each, and its return would depose the leader.
+    g.run_for(5_000, Some(2));
+    assert!(g.replicas[2].stats().elections_started == 0);
+    assert_eq!(g.replicas[2].term(), 1, "pre-votes never raise the term");
+    assert_eq!(g.leaders(), vec![(0, 1)]);
+    // Back on the network, it follows the leader it finds.
+    g.run_for(2_000, None);
+    assert_eq!(g.leaders(), vec![(0, 1)], "the healthy leader stays");
+    assert_eq!(g.replicas[2].leader_hint(), Some(ReplicaId(0)));
+    // A pre-vote for a later term is refused while the leader is heard, even with an
+    // up-to-date log.
+    let last_index = g.replicas[1].last_index();
+    g.replicas[1].on_message(
+        g.now,
+        ReplicaId(2),
+        Message::Raft(Msg::PreVote {
+            term: 2,
+            last_index,
+            last_term: 1,
+        }),
+    );
+    g.collect(1);
+    assert!(g.wire.contains(&(
+        ReplicaId(1),
+        ReplicaId(2),
+        Msg::PreVoteReply {
+            term: 1,
+            granted: false
+        }
+    )));
+}
+
+#[test]
+fn a_vote_needs_a_log_at_least_as_up_to_date() {
+    // Replica 0 lacks the term-2 entry the others hold: nobody votes for it.
+    let mut g = Group::from(vec![
+        with_log(3, 0, 2, &[1]),
+        with_log(3, 1, 2, &[1, 2]),
+        with_log(3, 2, 2, &[1, 2]),
+    ]);
+    g.timeout(0);
+    g.deliver_all();
+    assert!(g.leaders().is_empty());
+    assert_eq!(g.replicas[1].term(), 2, "pre-vote refused: no term change");
+    // With the bug, its pre-vote and vote pass.
+    let bugs = Bugs {
+        vote_without_log_check: true,
+        ..Bugs::default()
+    };
+    for r in &mut g.replicas {
+        r.set_bugs(bugs);
+    }
+    g.timeout(0);
+    g.deliver_all();
+    assert_eq!(g.leaders(), vec![(0, 3)]);
+}
+
+/// Figure 8: a leader of term 4 holding an entry of term 2 must not commit it on a count
+/// alone: a replica with a term-3 entry there could still be elected and overwrite it.
+fn figure_8(bugs: Bugs) -> Slot {
+    let mut g = Group::from(vec![
+        with_log(3, 0, 3, &[1, 2]),
+        with_log(3, 1, 3, &[1]),
+        with_log(3, 2, 3, &[1]),
+    ]);
+    for r in &mut g.replicas {
+        r.set_bugs(bugs);
+    }
+    g.timeout(0);
+    // Elected (term 4) with replica 1's vote; its no-op goes to index 3.
+    g.deliver_where(|from, to, m| {
+        (from == ReplicaId(1) || to == ReplicaId(1)) && !matches!(m, Msg::Append { .. })
+    });
+    assert_eq!(g.leaders(), vec![(0, 4)]);
+    assert_eq!(g.replicas[0].last_index(), 3);
+    g.wire.retain(|(_, to, _)| *to == ReplicaId(1));
+    // Replica 1 conflicts, then gets index 2 (one entry per append) and answers.
+    for _ in 0..3 {
+        let Some(pos) = g.wire.iter().position(|(_, to, _)| *to == ReplicaId(1)) else {
+            break;
+        };
+        let (from, _, msg) = g.wire.remove(pos);
+        g.replicas[1].on_message(g.now, from, Message::Raft(msg));
+        g.collect(1);
+        g.deliver_where(|_, to, _| to == ReplicaId(0));
+        g.wire.retain(|(_, to, m)| {
+            *to == ReplicaId(1) && matches!(m, Msg::Append { prev_index: 1, .. })
+        });
+    }
+    assert_eq!(
+        g.replicas[1].last_index(),
+        2,
+        "index 2 on a quorum, the no-op not"
+    );
+    g.replicas[0].commit_index()
+}
+
+#[test]
+fn figure_8_an_older_term_entry_is_not_committed_by_counting() {
+    assert_eq!(figure_8(Bugs::default()), 0);
+    let bug = Bugs {
+        commit_older_term: true,
+        ..Bugs::default()
+    };
+    assert_eq!(figure_8(bug), 2, "the bug commits it");
+}
+
+#[test]
+fn a_conflicting_suffix_is_skipped_in_one_round_trip() {
+    // Replica 1's long suffix of term 2 conflicts with the leader's term-3 entries.
+    let mut g = Group::from(vec![
+        with_log(3, 0, 3, &[1, 3, 3, 3, 3, 3]),
+        with_log(3, 1, 3, &[1, 2, 2, 2, 2, 2, 2]),
+        with_log(3, 2, 3, &[1, 3, 3, 3, 3, 3]),
+    ]);
+    g.timeout(0);
+    g.deliver_where(|from, to, _| from != ReplicaId(1) && to != ReplicaId(1));
+    assert_eq!(g.leaders(), vec![(0, 4)]);
+    g.wire
+        .retain(|(_, to, m)| *to == ReplicaId(1) && matches!(m, Msg::Append { .. }));
+    let mut conflicts = 0;
+    while !g.wire.is_empty() {
+        let (from, to, msg) = g.wire.remove(0);
+        g.replicas[to.index()].on_message(g.now, from, Message::Raft(msg));
+        g.collect(to.index());
+        for (_, _, m) in &g.wire {
+            if let Msg::AppendReply {
+                outcome: AppendOutcome::Conflict { index, term },
+                ..
+            } = m
+            {
+                assert_eq!((*index, *term), (2, Some(2)), "the start of its term-2 run");
+                conflicts += 1;
+            }
+        }
+        g.deliver_where(|_, to, _| to == ReplicaId(0));
+    }
+    assert_eq!(conflicts, 1, "one conflict skips the whole term");
+    assert_eq!(g.replicas[1].last_index(), 7);
+    assert_eq!(g.replicas[1].log.term_at(7), Some(4));
+    assert_eq!(g.replicas[1].log.term_at(2), Some(3));
+}
+
+#[test]
+fn votes_and_appends_leave_only_once_durable() {
+    let mut g = Group::new(3);
+    g.disk_held[1] = true;
+    g.timeout(0);
+    g.deliver_where(|_, _, m| matches!(m, Msg::PreVote { .. } | Msg::PreVoteReply { .. }));
+    g.deliver_where(|_, to, m| to == ReplicaId(1) && matches!(m, Msg::RequestVote { .. }));
+    let vote_from_1 = |g: &Group| {
+        g.wire
+            .iter()
+            .any(|(f, _, m)| *f == ReplicaId(1) && matches!(m, Msg::VoteReply { .. }))
+    };
+    assert!(!vote_from_1(&g), "the vote waits for its record");
+    g.sync(1);
+    assert!(vote_from_1(&g));
+    g.deliver_all();
+    assert_eq!(g.leaders(), vec![(0, 1)]);
+    g.disk_held[1] = true;
+    g.disk_held[2] = true;
+    g.request(0, 1, set("a", "1", 1));
+    g.deliver_all();
+    assert!(
+        g.replies.is_empty(),
+        "no follower acknowledged an unsynced entry"
+    );
+    g.sync(2);
+    g.deliver_all();
+    assert_eq!(g.replies, vec![(1, ClientReply::Done(Reply::Ok))]);
+}
+
+#[test]
+fn the_bug_acknowledges_before_the_sync() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    let bug = Bugs {
+        reply_before_persist: true,
+        ..Bugs::default()
+    };
+    g.replicas[1].set_bugs(bug);
+    g.disk_held[1] = true;
+    g.disk_held[2] = true;
+    g.request(0, 1, set("a", "1", 1));
+    g.deliver_all();
+    assert_eq!(g.replies, vec![(1, ClientReply::Done(Reply::Ok))]);
+}
+
+#[test]
+fn a_restarted_replica_keeps_its_vote_and_log() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    g.request(0, 1, set("a", "1", 1));
+    g.deliver_all();
+    let records = g.records[1].clone();
+    let r = Replica::recover(cfg(3), ReplicaId(1), 9, None, records, false);
+    assert_eq!(r.term(), 1);
+    assert_eq!(r.last_index(), 2);
+    assert_eq!(r.voted_for, Some(ReplicaId(0)));
+    // It will not vote for another candidate in term 1.
+    g.replicas[1] = r;
+    g.replicas[1].on_message(
+        g.now,
+        ReplicaId(2),
+        Message::Raft(Msg::RequestVote {
+            term: 1,
+            last_index: 9,
+            last_term: 1,
+        }),
+    );
+    g.collect(1);
+    assert!(
+        g.wire
+            .iter()
+            .any(|(_, _, m)| matches!(m, Msg::VoteReply { granted: false, .. }))
+    );
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    g.drop_involving(2);
+    for seq in 1..=5 {
+        g.request(0, seq, set("k", &seq.to_string(), seq));
+        g.deliver_where(|from, to, _| from != ReplicaId(2) && to != ReplicaId(2));
+    }
+    g.wire.clear();
+    let applied = g.replicas[0].applied_index();
+    assert_eq!(applied, 6);
+    g.replicas[0].compact(applied);
+    g.tick(0, g.now + 150 * MS);
+    g.deliver_all();
+    g.tick(0, g.now + 60 * MS);
+    g.deliver_all();
+    assert_eq!(g.replicas[0].stats().snapshots_sent, 1);
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
+    assert_eq!(g.replicas[2].applied_index(), 6);
+    assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
+}
+
+fn get(key: &str, seq: u64) -> Request {
+    Request {
+        client: 7,
+        seq,
+        ack_floor: 1,
+        cmd: Command::Get(Bytes::from(key.to_string())),
+    }
+}
+
+#[test]
+fn read_index_answers_after_a_quorum_confirms_and_a_cut_off_leader_never_does() {
+    let mut g = Group::from(
+        (0..3)
+            .map(|i| {
+                let cfg = ProtocolConfig {
+                    read_mode: crate::config::ReadMode::ReadIndex,
+                    ..cfg(3)
+                };
+                Replica::new(cfg, ReplicaId(i), u64::from(i))
+            })
+            .collect(),
+    );
+    g.elect(0);
+    g.request(0, 1, set("a", "1", 1));
+    g.deliver_all();
+    g.request(0, 2, get("a", 2));
+    assert_eq!(g.replies.len(), 1, "the read waits for the probe round");
+    let log_before = g.replicas[0].last_index();
+    g.deliver_all();
+    let one = ClientReply::Done(Reply::Value(Some(Bytes::from_static(b"1"))));
+    assert_eq!(g.replies[1], (2, one));
+    assert_eq!(
+        g.replicas[0].last_index(),
+        log_before,
+        "no log entry for a read"
+    );
+    // Cut replica 0 off; the others elect replica 1, which overwrites the key.
+    g.run_for(2_000, Some(0));
+    assert_eq!(
+        g.replicas[1]
+            .leading_term()
+            .or(g.replicas[2].leading_term()),
+        Some(2)
+    );
+    let new = if g.replicas[1].leading_term().is_some() {
+        1
+    } else {
+        2
+    };
+    g.request(new, 3, set("a", "2", 3));
+    g.deliver_where(|f, t, _| f != ReplicaId(0) && t != ReplicaId(0));
+    // The old leader may still think it leads, but it cannot confirm: no stale answer.
+    g.wire.clear();
+    let stale_leader = g.replicas[0].leading_term().is_some();
+    g.request(0, 4, get("a", 4));
+    g.drop_involving(0);
+    assert!(
+        g.replies.iter().all(|(t, _)| *t != 4) || !stale_leader,
+        "a cut-off leader answered a read"
+    );
+    // Back on the network it learns of term 2 and refuses; the new leader answers.
+    g.run_for(200, None);
+    assert!(matches!(
+        g.replies.iter().find(|(t, _)| *t == 4),
+        Some((_, ClientReply::NotLeader { .. }))
+    ));
+    g.request(new, 5, get("a", 5));
+    g.deliver_all();
+    let two = ClientReply::Done(Reply::Value(Some(Bytes::from_static(b"2"))));
+    assert_eq!(g.replies.last(), Some(&(5, two)));
+}

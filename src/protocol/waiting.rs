@@ -1,0 +1,109 @@
+//! The client requests a leader queues, batches, and answers once they are applied:
+//! shared by the Multi-Paxos and the Raft core.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::kv::{Applied, Kv, Request};
+use super::message::Batch;
+use super::outbox::{Action, ClientReply};
+use super::types::{ClientId, MapHasher, Nanos, Slot, Token};
+
+/// Requests proposed here, by (client, sequence number): the token to answer.
+pub type Waiting = HashMap<(ClientId, u64), Token, MapHasher>;
+
+/// A leader's queue of client requests waiting for a log position.
+#[derive(Clone, Debug, Default)]
+pub struct Queue {
+    /// The requests, in arrival order.
+    pub requests: VecDeque<Request>,
+    /// Their encoded sizes (upper bounds), summed.
+    pub bytes: usize,
+    /// When the oldest request arrived (for `batch_delay_us`).
+    pub since: Nanos,
+}
+
+impl Queue {
+    /// Adds `req` at the back.
+    pub fn push(&mut self, now: Nanos, req: Request) {
+        if self.requests.is_empty() {
+            self.since = now;
+        }
+        self.bytes += req.encoded_bytes_max();
+        self.requests.push_back(req);
+    }
+
+    /// The next batch, if one is due: at most `batch_max` commands and `bytes_max` bytes
+    /// (a single larger command still goes alone), taken once the queue holds a full
+    /// batch or its oldest request waited `delay`. Sizes are encoded bounds: a batch within
+    /// `batch_bytes_max` (at most `limits::BATCH_BYTES_LIMIT`) fits a WAL record, and so
+    /// does a batch of one command (at most `limits::COMMAND_BYTES_MAX`, checked on
+    /// arrival).
+    pub fn take_batch(
+        &mut self,
+        now: Nanos,
+        batch_max: usize,
+        bytes_max: usize,
+        delay: Nanos,
+    ) -> Option<Vec<Request>> {
+        if self.requests.is_empty() {
+            return None;
+        }
+        let full = self.requests.len() >= batch_max || self.bytes >= bytes_max;
+        if !full && delay > 0 && now.saturating_sub(self.since) < delay {
+            return None;
+        }
+        let mut batch = Vec::with_capacity(self.requests.len().min(batch_max));
+        let mut bytes = 0;
+        while let Some(req) = self.requests.front() {
+            let size = req.encoded_bytes_max();
+            if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
+                break;
+            }
+            bytes += size;
+            batch.push(self.requests.pop_front().expect("front checked"));
+        }
+        self.bytes -= bytes;
+        self.since = now;
+        Some(batch)
+    }
+}
+
+/// Applies `batch`, committed at `index`, to `kv`, and answers the requests of it that
+/// wait here.
+pub fn apply_batch(
+    kv: &mut Kv,
+    index: Slot,
+    batch: &Batch,
+    waiting: &mut Waiting,
+    out: &mut Vec<Action>,
+) {
+    for req in batch.iter() {
+        let applied = kv.apply(index, req);
+        if req.client == 0 {
+            continue;
+        }
+        if let Some(token) = waiting.remove(&(req.client, req.seq)) {
+            let reply = match applied {
+                Applied::Reply(reply) => ClientReply::Done(reply),
+                // The client acknowledged this sequence number already, so it is not
+                // waiting for it; a token here means a confused client.
+                Applied::Forgotten => ClientReply::Busy,
+            };
+            out.push(Action::Reply { token, reply });
+        }
+    }
+}
+
+/// Answers every waiting request with `reply` (in token order), leaving none: a leader
+/// stepping down. The requests may still be committed by the next leader; a retry with
+/// the same session and sequence number takes effect at most once.
+pub fn refuse_all(waiting: &mut Waiting, reply: &ClientReply, out: &mut Vec<Action>) {
+    let mut tokens: Vec<Token> = waiting.drain().map(|(_, t)| t).collect();
+    tokens.sort_unstable();
+    for token in tokens {
+        out.push(Action::Reply {
+            token,
+            reply: reply.clone(),
+        });
+    }
+}
