@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need
 # (redis-server and redis-tools, for the load generator and RESP compatibility tests;
-# redis-py in a virtual environment under target/, for the client library test), then
-# runs every test.
+# chromium, for the report page; redis-py in a virtual environment under target/, for the
+# client library test), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    echo "installing redis-server and redis-tools" >&2
+# chromium renders the report page headless (src/loadgen/page_tests.rs).
+NEED=""
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null ||
+    NEED="redis-server redis-tools"
+command -v chromium >/dev/null || NEED="$NEED chromium"
+if [ -n "$NEED" ]; then
+    echo "installing:$NEED" >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $NEED >/dev/null
 fi
 # redis-py, for the test that drives the node through a real client library with its
 # default settings (tests/clients/redis_py_check.py).
