@@ -22,6 +22,51 @@ pub struct Queue {
     pub since: Nanos,
 }
 
+/// What became of a client request offered to a leader's queue ([`admit`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Queued; `waiting` holds its token.
+    Queued,
+    /// A retry of a request queued or proposed here and not yet applied: the copy already
+    /// here answers it, to the new token; `old`, the token it replaced, gets `NotLeader`
+    /// naming this replica (queueing it again would log the same command twice, for a
+    /// large one tens of MiB on every replica).
+    Retry {
+        /// The token that no longer gets the answer.
+        old: Token,
+    },
+    /// The queue holds `queue_max` requests: refused as `Busy`.
+    Full,
+}
+
+/// Offers `req` (answered to `token`) to a leader's `queue`: the rule both cores follow.
+pub fn admit(
+    queue: &mut Queue,
+    waiting: &mut Waiting,
+    queue_max: usize,
+    now: Nanos,
+    token: Token,
+    req: Request,
+) -> Admission {
+    let key = (req.client, req.seq);
+    if key.0 != 0
+        && let Some(old) = waiting.get_mut(&key)
+    {
+        return Admission::Retry {
+            old: std::mem::replace(old, token),
+        };
+    }
+    if queue.requests.len() >= queue_max {
+        return Admission::Full;
+    }
+    queue.push(now, req);
+    if key.0 != 0 {
+        let old = waiting.insert(key, token);
+        debug_assert!(old.is_none(), "a retry of a waiting request was queued");
+    }
+    Admission::Queued
+}
+
 impl Queue {
     /// Adds `req` at the back.
     pub fn push(&mut self, now: Nanos, req: Request) {

@@ -9,6 +9,7 @@ use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
+use crate::protocol::waiting::{Admission, admit};
 
 /// An unanswered accept is resent after 2 heartbeat intervals, then 4, 8, 16 and at most
 /// 32 (1.6 s with the default 50 ms heartbeat).
@@ -181,32 +182,16 @@ impl Replica {
             self.reply(token, ClientReply::NotLeader { leader });
             return;
         };
-        let key = (req.client, req.seq);
-        if key.0 != 0
-            && let Some(old) = self.waiting.get_mut(&key)
-        {
-            // A retry (a forward sent again, or a client's resend) of a request queued or
-            // proposed here and not yet applied: it is answered when that copy applies, so
-            // queueing it again would only log the same command twice (for a large one,
-            // tens of MiB on every replica). Only the newest token gets the answer.
-            let old = std::mem::replace(old, token);
-            self.reply(
-                old,
-                ClientReply::NotLeader {
-                    leader: Some(self.id),
-                },
-            );
-            return;
-        }
-        if l.queue.requests.len() >= queue_max {
-            self.stats.requests_busy += 1;
-            self.reply(token, ClientReply::Busy);
-            return;
-        }
-        l.queue.push(now, req);
-        if key.0 != 0 {
-            let old = self.waiting.insert(key, token);
-            debug_assert!(old.is_none(), "a retry of a waiting request was queued");
+        match admit(&mut l.queue, &mut self.waiting, queue_max, now, token, req) {
+            Admission::Queued => {}
+            Admission::Retry { old } => {
+                let leader = Some(self.id);
+                return self.reply(old, ClientReply::NotLeader { leader });
+            }
+            Admission::Full => {
+                self.stats.requests_busy += 1;
+                return self.reply(token, ClientReply::Busy);
+            }
         }
         self.try_propose(now);
     }

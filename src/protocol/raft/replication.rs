@@ -10,6 +10,7 @@ use crate::protocol::kv::Request;
 use crate::protocol::message::Batch;
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Nanos, ReplicaId, Slot, Token};
+use crate::protocol::waiting::{Admission, admit};
 
 /// An append left unanswered is resent after 2 heartbeat intervals, then 4, 8, 16 and at
 /// most 32.
@@ -98,24 +99,15 @@ impl Replica {
             self.reply(token, ClientReply::NotLeader { leader });
             return;
         };
-        let key = (req.client, req.seq);
-        if key.0 != 0
-            && let Some(old) = self.waiting.get_mut(&key)
-        {
-            // A retry of a request queued or appended here and not yet applied: the copy
-            // in the log answers it; only the newest token gets the answer.
-            let old = std::mem::replace(old, token);
-            self.reply(old, ClientReply::NotLeader { leader: Some(me) });
-            return;
-        }
-        if l.queue.requests.len() >= queue_max {
-            self.stats.requests_busy += 1;
-            self.reply(token, ClientReply::Busy);
-            return;
-        }
-        l.queue.push(now, req);
-        if key.0 != 0 {
-            self.waiting.insert(key, token);
+        match admit(&mut l.queue, &mut self.waiting, queue_max, now, token, req) {
+            Admission::Queued => {}
+            Admission::Retry { old } => {
+                return self.reply(old, ClientReply::NotLeader { leader: Some(me) });
+            }
+            Admission::Full => {
+                self.stats.requests_busy += 1;
+                return self.reply(token, ClientReply::Busy);
+            }
         }
         self.try_propose(now);
     }
