@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use crate::protocol::types::MapHasher;
+
 /// An operation on one key. Values are identified by numbers the clients make unique.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -136,10 +138,13 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
         }
     };
 
+    // The memo key is one vector: the bitset of linearized operations, then the register
+    // (a presence word and a value word), so a lookup borrows it and only a new entry
+    // is copied.
     let words = n.div_ceil(64);
-    let mut linearized = vec![0u64; words];
+    let mut key = vec![0u64; words + 2];
     let mut state: Option<u64> = None;
-    let mut cache: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    let mut cache: HashSet<Vec<u64>, MapHasher> = HashSet::default();
     let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
     let mut entry = next[0];
     let mut steps = 0u64;
@@ -153,16 +158,19 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
             let o = history[i];
             let mut advanced = false;
             if let Some(new_state) = step(state, o.op, o.out) {
-                let mut lin = linearized.clone();
-                lin[i / 64] |= 1 << (i % 64);
-                if cache.insert((lin.clone(), new_state)) {
+                key[i / 64] |= 1 << (i % 64);
+                key[words] = u64::from(new_state.is_some());
+                key[words + 1] = new_state.unwrap_or(0);
+                if !cache.contains(key.as_slice()) {
+                    cache.insert(key.clone());
                     stack.push((entry, state));
                     state = new_state;
-                    linearized = lin;
                     unlink(&mut next, &mut prev, entry);
                     unlink(&mut next, &mut prev, ret_of[i]);
                     entry = next[0];
                     advanced = true;
+                } else {
+                    key[i / 64] &= !(1 << (i % 64));
                 }
             }
             if !advanced {
@@ -177,7 +185,7 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
         };
         let i = op_of(call);
         state = old;
-        linearized[i / 64] &= !(1 << (i % 64));
+        key[i / 64] &= !(1 << (i % 64));
         relink(&mut next, &mut prev, ret_of[i]);
         relink(&mut next, &mut prev, call);
         entry = next[call];
