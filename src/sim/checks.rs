@@ -168,7 +168,10 @@ impl Sim {
             && live
                 .iter()
                 .all(|r| r.kv().digest() == live[0].kv().digest())
-            && live.iter().all(|r| merkle_root(r) == merkle_root(live[0]))
+            && {
+                let root = merkle_root(live[0]);
+                live[1..].iter().all(|r| merkle_root(r) == root)
+            }
     }
 
     pub(super) fn check(mut self) -> SimOutcome {
