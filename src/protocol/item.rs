@@ -47,6 +47,20 @@ fn write_prefix(mut len: usize, out: &mut [u8]) {
 }
 
 impl Item {
+    /// Asks the CPU to bring the item's memory into cache, without reading it (a hint
+    /// only: no effect on other architectures). Applying a batch prefetches every key's
+    /// item first, so their cache misses overlap instead of stalling one after another.
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.0.heap_ptr().cast::<i8>();
+            // SAFETY: a prefetch never faults and has no effect the program can observe;
+            // `p` points at the item's live allocation besides.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
+        }
+    }
+
     /// Copies a key and value into one new allocation.
     pub fn new(key: &[u8], value: &[u8], version: Slot) -> Item {
         let prefix = prefix_len(key.len());

@@ -122,6 +122,15 @@ impl Map {
         self.table.find(self.hash(key), |i| i.key() == key)
     }
 
+    /// Prefetches the items whose hash tag matches `key`'s (usually just its own), without
+    /// comparing keys: the probe reads only the table, never an item.
+    fn prefetch(&self, key: &[u8]) {
+        let _ = self.table.find(self.hash(key), |i| {
+            i.prefetch();
+            false
+        });
+    }
+
     fn contains_key(&self, key: &[u8]) -> bool {
         self.get(key).is_some()
     }
@@ -277,6 +286,14 @@ impl Kv {
     /// overwrites included): what the log grew by.
     pub fn written_bytes(&self) -> u64 {
         self.written_bytes
+    }
+
+    /// Prefetches the items of every key the requests write or read, before they are
+    /// applied (see [`Item::prefetch`]).
+    pub fn prefetch(&self, requests: &[Request]) {
+        for req in requests {
+            req.cmd.for_each_key(&mut |k| self.map.prefetch(k));
+        }
     }
 
     /// Applies a request chosen at `slot`.

@@ -122,6 +122,7 @@ pub fn apply_batch(
     waiting: &mut Waiting,
     out: &mut Vec<Action>,
 ) {
+    kv.prefetch(batch);
     for req in batch.iter() {
         let applied = kv.apply(index, req);
         if req.client == 0 {

@@ -1,0 +1,69 @@
+//! Applying batches of SETs to a map much larger than the CPU's caches (1,000,000 keys,
+//! 100-byte values, random keys), with and without prefetching the batch's items first
+//! (`Kv::prefetch`, what `waiting::apply_batch` does). Each key's item is a cache miss;
+//! prefetching lets a batch's misses overlap.
+//!
+//! Run: `cargo bench --bench kv_apply`
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use corepax::protocol::{Command, Kv, Request};
+
+const KEYS: u64 = 1_000_000;
+const BATCH: usize = 64;
+const BATCHES: usize = 256;
+
+/// A SET outside any client session (client 0), so applying it again executes it again.
+fn set(key: u64, value: &Bytes) -> Request {
+    Request {
+        client: 0,
+        seq: 0,
+        ack_floor: 0,
+        cmd: Command::Set(Bytes::from(format!("key:{key:07}")), value.clone()),
+    }
+}
+
+fn apply(c: &mut Criterion) {
+    let value = Bytes::from(vec![b'x'; 100]);
+    let mut kv = Kv::new(4096, 4096);
+    for i in 0..KEYS {
+        kv.apply(i + 1, &set(i, &value));
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let batches: Vec<Vec<Request>> = (0..BATCHES)
+        .map(|_| {
+            (0..BATCH)
+                .map(|_| set(rng.random_range(0..KEYS), &value))
+                .collect()
+        })
+        .collect();
+    let mut slot = KEYS + 1;
+    let mut group = c.benchmark_group("kv_apply_1m_keys_random_set");
+    group.throughput(Throughput::Elements((BATCH * BATCHES) as u64));
+    for prefetch in [false, true] {
+        group.bench_with_input(
+            BenchmarkId::new("prefetch", prefetch),
+            &prefetch,
+            |b, &prefetch| {
+                b.iter(|| {
+                    for batch in &batches {
+                        if prefetch {
+                            kv.prefetch(batch);
+                        }
+                        slot += 1;
+                        for req in batch {
+                            kv.apply(slot, req);
+                        }
+                    }
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, apply);
+criterion_main!(benches);
