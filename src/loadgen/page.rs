@@ -91,6 +91,7 @@ pub fn html(title: &str, loaded: &[Loaded]) -> anyhow::Result<String> {
         None
     };
     let curves = plot::latency_curves_svg(&runs)?;
+    let load = plot::load::latency_vs_load_svg(&results)?;
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -109,6 +110,9 @@ pub fn html(title: &str, loaded: &[Loaded]) -> anyhow::Result<String> {
                     figure { (PreEscaped(svg)) }
                 }
                 figure { (PreEscaped(&curves)) }
+                @if let Some(svg) = &load {
+                    figure { (PreEscaped(svg)) }
+                }
                 h2 { "Each run" }
                 @for (i, (l, run)) in loaded.iter().zip(&runs).enumerate() {
                     (details(i, l, run))

@@ -4,7 +4,7 @@ use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
 use super::run::run_against;
-use super::workload::Workload;
+use super::workload::{LoopMode, Workload};
 use crate::config::{ProtocolConfig, SETTINGS, Setting};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 /// Most configurations one sweep may run.
 pub const CONFIGS_MAX: usize = 256;
+
+/// The p99 objective (ms) of a rate sweep when the matrix names none.
+pub const P99_OBJECTIVE_MS_DEFAULT: f64 = 1.0;
 
 /// Replicas of a corepax cluster when the matrix names no replica counts.
 const CLUSTER_REPLICAS_DEFAULT: u16 = 3;
@@ -51,6 +54,14 @@ pub struct Matrix {
     /// Redis persistence modes (redis launcher only).
     #[serde(default)]
     pub redis_persistence: Vec<Persistence>,
+    /// Offered loads, requests per second: each runs the workload open loop at that rate
+    /// (coordinated-omission corrected), so the sweep draws latency against load.
+    #[serde(default)]
+    pub rate_per_s: Vec<f64>,
+    /// The latency objective a configuration's highest sustainable rate is judged by:
+    /// p99 at most this many milliseconds (default [`P99_OBJECTIVE_MS_DEFAULT`]).
+    #[serde(default)]
+    pub p99_objective_ms: Option<f64>,
     /// Protocol settings to sweep, by name, each with its values as written; checked by
     /// [`Matrix::protocol_axes`].
     #[serde(flatten)]
@@ -73,6 +84,9 @@ pub struct Config {
     pub shards: Option<u32>,
     /// Redis persistence.
     pub redis_persistence: Option<Persistence>,
+    /// Open-loop offered load (requests/s), when the matrix sweeps rates.
+    #[serde(default)]
+    pub rate_per_s: Option<f64>,
 }
 
 impl Config {
@@ -117,6 +131,9 @@ impl Config {
         }
         if let Some(v) = self.redis_persistence {
             parts.push(format!("redis-fsync={v:?}").to_lowercase());
+        }
+        if let Some(v) = self.rate_per_s {
+            parts.push(format!("rate={}/s", super::plot::axis::fmt_count(v)));
         }
         parts.join(" ")
     }
@@ -167,6 +184,15 @@ impl Matrix {
         }
         m.protocol_axes()
             .with_context(|| format!("matrix {}", p.display()))?;
+        if let Some(r) = m.rate_per_s.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            anyhow::bail!("matrix {}: field `rate_per_s`: {r} is not > 0", p.display());
+        }
+        if let Some(o) = m.p99_objective_ms.filter(|o| !(o.is_finite() && *o > 0.0)) {
+            anyhow::bail!(
+                "matrix {}: field `p99_objective_ms`: {o} is not > 0",
+                p.display()
+            );
+        }
         let n = m.configs().len();
         if n > CONFIGS_MAX {
             anyhow::bail!("matrix has {n} configurations; at most {CONFIGS_MAX}");
@@ -190,7 +216,8 @@ impl Matrix {
                 .collect();
             anyhow::bail!(
                 "unknown matrix field `{unknown}`: allowed launcher, workloads, duration_s, \
-                 warmup_s, replicas, shards, redis_persistence, or a protocol setting ({})",
+                 warmup_s, replicas, shards, redis_persistence, rate_per_s, p99_objective_ms, \
+                 or a protocol setting ({})",
                 known.join(", ")
             );
         }
@@ -216,18 +243,20 @@ impl Matrix {
     }
 
     /// The cross product, in a stable order: workloads, then the protocol settings in the
-    /// order of [`SETTINGS`], then replicas, shards and redis persistence.
+    /// order of [`SETTINGS`], then replicas, shards, redis persistence and rate (so a
+    /// configuration's rates run one after another).
     pub fn configs(&self) -> Vec<Config> {
         // `from_file` checked the axes; a matrix built in code with bad ones sweeps none.
         let axes = self.protocol_axes().unwrap_or_default();
-        let (replicas, shards, persistence) = (
+        let (replicas, shards, persistence, rates) = (
             opts(&self.replicas),
             opts(&self.shards),
             opts(&self.redis_persistence),
+            opts(&self.rate_per_s),
         );
         let mut lens = vec![self.workloads.len()];
         lens.extend(axes.iter().map(|(_, v)| v.len()));
-        lens.extend([replicas.len(), shards.len(), persistence.len()]);
+        lens.extend([replicas.len(), shards.len(), persistence.len(), rates.len()]);
         cartesian(&lens)
             .into_iter()
             .map(|ix| {
@@ -252,6 +281,7 @@ impl Matrix {
                     replicas,
                     shards: shards[launch[1]],
                     redis_persistence: persistence[launch[2]],
+                    rate_per_s: rates[launch[3]],
                 }
             })
             .collect()
@@ -309,7 +339,7 @@ pub fn run(
             }
         }
     }
-    let md = summary_markdown(m, &rows);
+    let md = summary_markdown(m, &rows) + &load_markdown(m, &rows);
     std::fs::write(dir.join("summary.md"), &md)?;
     let done: Vec<&BenchResult> = rows.iter().filter_map(|r| r.result.as_ref()).collect();
     super::plot::write_sweep_plots(&dir, &super::plot::runs(&done))?;
@@ -344,6 +374,10 @@ fn run_one(
     }
     if let Some(d) = m.warmup_s {
         w.warmup_s = d;
+    }
+    if let Some(r) = c.rate_per_s {
+        w.load.mode = LoopMode::Open;
+        w.load.rate_per_s = Some(r);
     }
     w.validate()?;
     let mut l: Box<dyn Launcher> = match m.launcher {
@@ -405,6 +439,52 @@ pub fn summary_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
                 );
             }
         }
+    }
+    s
+}
+
+/// For a rate sweep: each configuration's p99 at each offered rate, and its highest rate
+/// that kept up within the p99 objective.
+fn load_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
+    use super::plot::load;
+    let objective = m.p99_objective_ms.unwrap_or(P99_OBJECTIVE_MS_DEFAULT);
+    let done: Vec<&BenchResult> = rows.iter().filter_map(|r| r.result.as_ref()).collect();
+    let series = load::series(&done);
+    if m.rate_per_s.is_empty() || series.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\n## Latency against load\n\nOpen loop at each offered rate; a rate holds when the \
+         run completed at least {:.0}% of it with p99 ≤ {}.\n\n\
+         | configuration | p99 at offered rate (p50) | highest rate within p99 ≤ {} |\n\
+         | --- | --- | ---: |\n",
+        load::KEPT_UP_SHARE * 100.0,
+        super::plot::axis::fmt_ms(objective),
+        super::plot::axis::fmt_ms(objective),
+    );
+    for se in &series {
+        let name = [se.ident.workload.as_str(), se.ident.setting.as_str()]
+            .join(" ")
+            .trim()
+            .to_string();
+        let points: Vec<String> = se
+            .points
+            .iter()
+            .map(|(rate, r)| {
+                format!(
+                    "{}/s: {} ({})",
+                    super::plot::axis::fmt_count(*rate),
+                    fmt_us(r.total.p99_us),
+                    fmt_us(r.total.p50_us)
+                )
+            })
+            .collect();
+        let best = se
+            .highest_rate_within(objective)
+            .map_or("none".into(), |r| {
+                format!("{}/s", super::plot::axis::fmt_count(r))
+            });
+        s += &format!("| {name} | {} | {best} |\n", points.join("; "));
     }
     s
 }
@@ -475,6 +555,26 @@ mod tests {
     }
 
     #[test]
+    fn rates_are_the_last_axis() {
+        let m = matrix("read_mode = [\"log\", \"quorum\"]\nrate_per_s = [5000, 20000]\n").unwrap();
+        let labels: Vec<String> = m.configs().iter().map(Config::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "w read_mode=log rate=5k/s",
+                "w read_mode=log rate=20k/s",
+                "w read_mode=quorum rate=5k/s",
+                "w read_mode=quorum rate=20k/s",
+            ]
+        );
+        assert_eq!(m.configs()[1].rate_per_s, Some(20000.0));
+        let err = matrix("rate_per_s = [1000, 0]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("rate_per_s"), "{err:#}");
+        let err = matrix("p99_objective_ms = -1.0\n").unwrap_err();
+        assert!(format!("{err:#}").contains("p99_objective_ms"), "{err:#}");
+    }
+
+    #[test]
     fn an_unknown_key_or_a_refused_value_names_the_field() {
         let err = matrix("batch_maxx = [1]\n").unwrap_err();
         assert!(format!("{err:#}").contains("batch_maxx"), "{err:#}");
@@ -490,6 +590,7 @@ mod tests {
             "matrix-default.toml",
             "matrix-read-modes.toml",
             "matrix-digest-bytes.toml",
+            "matrix-rates.toml",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("workloads")

@@ -18,6 +18,8 @@ pub struct Synthetic {
     pub latency: f64,
     /// A sweep configuration to record (`target_info.sweep_config`).
     pub sweep: Option<serde_json::Value>,
+    /// An open loop at this offered rate (requests/s); closed loop when None.
+    pub rate_per_s: Option<f64>,
 }
 
 impl Default for Synthetic {
@@ -27,6 +29,7 @@ impl Default for Synthetic {
             ops: 1.0,
             latency: 1.0,
             sweep: None,
+            rate_per_s: None,
         }
     }
 }
@@ -36,6 +39,10 @@ impl Default for Synthetic {
 pub fn write(dir: &Path, name: &str, s: &Synthetic) -> PathBuf {
     let mut w = Workload::default_workload();
     w.name = s.workload.clone();
+    if let Some(rate) = s.rate_per_s {
+        w.load.mode = super::workload::LoopMode::Open;
+        w.load.rate_per_s = Some(rate);
+    }
     let mut total = OpStats::default();
     let mut intervals = Vec::new();
     for i in 0..10u64 {

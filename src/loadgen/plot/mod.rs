@@ -5,8 +5,10 @@
 //!
 //! - [`throughput_vs_p99_svg`]: each run a point, throughput against p99.
 //! - [`latency_curves_svg`]: latency by percentile, p50 … p99.99 and max.
+//! - [`load::latency_vs_load_svg`]: p50 and p99 against offered load (rate sweeps).
 //! - [`ratio`]: the before/after plot of `corepax compare`; [`axis`]: ticks and labels.
 pub mod axis;
+pub mod load;
 pub mod ratio;
 mod style;
 
@@ -209,8 +211,9 @@ fn panel(
     Ok(())
 }
 
-/// Writes a sweep's two plots into `dir`: `throughput-vs-p99.svg` and
-/// `latency-percentiles.svg`.
+/// Writes a sweep's plots into `dir`: `throughput-vs-p99.svg`,
+/// `latency-percentiles.svg`, and `latency-vs-load.svg` when configurations ran open loop
+/// at several rates.
 pub fn write_sweep_plots(dir: &std::path::Path, runs: &[Run<'_>]) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("throughput-vs-p99.svg"),
@@ -220,6 +223,10 @@ pub fn write_sweep_plots(dir: &std::path::Path, runs: &[Run<'_>]) -> anyhow::Res
         dir.join("latency-percentiles.svg"),
         latency_curves_svg(runs)?,
     )?;
+    let results: Vec<&BenchResult> = runs.iter().map(|r| r.result).collect();
+    if let Some(svg) = load::latency_vs_load_svg(&results)? {
+        std::fs::write(dir.join("latency-vs-load.svg"), svg)?;
+    }
     Ok(())
 }
 

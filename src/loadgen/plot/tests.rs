@@ -12,6 +12,7 @@ fn sweep(dir: &std::path::Path) -> Vec<Loaded> {
                 ops: 1.0 + wi as f64 + mi as f64,
                 latency: 1.0 + 0.5 * mi as f64 + wi as f64,
                 sweep: Some(serde_json::json!({"read_mode": m, "replicas": 3})),
+                ..Synthetic::default()
             };
             write(dir, &format!("run-{i:03}.json"), &s);
             i += 1;
@@ -82,4 +83,65 @@ fn plots_name_every_series_and_label_percentiles() {
     // Three runs of one workload fit one chart.
     let one = latency_curves_svg(&runs[..3]).expect("one chart");
     assert!(!one.contains("workload ycsb-a"));
+}
+
+/// Two read modes at three offered rates each: `quorum` keeps up at every rate, `log`
+/// falls behind at the top one; latency grows with the rate.
+fn rate_sweep(dir: &std::path::Path) -> Vec<Loaded> {
+    let mut i = 0;
+    for (mi, m) in ["log", "quorum"].iter().enumerate() {
+        for (ri, rate) in [1000.0_f64, 2000.0, 4000.0].iter().enumerate() {
+            // Throughput is 1,000 × ops per second; `log` completes 2,000/s at most.
+            let done = if mi == 0 { rate.min(2000.0) } else { *rate };
+            let s = Synthetic {
+                ops: done / 1000.0,
+                latency: 0.1 * (1 + ri + 3 * (1 - mi)) as f64,
+                sweep: Some(serde_json::json!({"read_mode": m, "rate_per_s": rate})),
+                rate_per_s: Some(*rate),
+                ..Synthetic::default()
+            };
+            write(dir, &format!("run-{i:03}.json"), &s);
+            i += 1;
+        }
+    }
+    results::load(dir.to_str().expect("utf-8")).expect("load")
+}
+
+#[test]
+fn a_rate_sweep_groups_runs_by_configuration_and_finds_the_highest_rate_within_an_objective() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = rate_sweep(dir.path());
+    let rs: Vec<&BenchResult> = loaded.iter().map(|l| &l.result).collect();
+    let series = load::series(&rs);
+    let names: Vec<String> = series.iter().map(|s| s.ident.label()).collect();
+    assert_eq!(names, ["w read_mode=log", "w read_mode=quorum"]);
+    for s in &series {
+        let rates: Vec<f64> = s.points.iter().map(|p| p.0).collect();
+        assert_eq!(rates, [1000.0, 2000.0, 4000.0]);
+    }
+    // p99 of the synthetic runs is ~10 ms × latency: log 4–6 ms, quorum 1–3 ms.
+    let p99 = |s: usize, i: usize| series[s].points[i].1.total.p99_us / 1000.0;
+    assert!(p99(1, 2) < p99(0, 0), "{} {}", p99(1, 2), p99(0, 0));
+    // An objective above every p99: log's top rate still fails (it did not keep up).
+    assert_eq!(series[0].highest_rate_within(1e6), Some(2000.0));
+    assert_eq!(series[1].highest_rate_within(1e6), Some(4000.0));
+    // An objective between quorum's second and third rates.
+    let between = (p99(1, 1) + p99(1, 2)) / 2.0;
+    assert_eq!(series[1].highest_rate_within(between), Some(2000.0));
+    assert_eq!(series[0].highest_rate_within(p99(1, 0) / 2.0), None);
+    let svg = load::latency_vs_load_svg(&rs)
+        .expect("plot")
+        .expect("a load plot");
+    assert!(svg.contains("offered load"), "x axis named");
+    assert!(svg.contains("4k"), "human ticks on the rate axis");
+    assert!(svg.contains("quorum"), "legend names the configurations");
+}
+
+#[test]
+fn closed_loop_runs_draw_no_load_curve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = sweep(dir.path());
+    let rs: Vec<&BenchResult> = loaded.iter().map(|l| &l.result).collect();
+    assert!(load::series(&rs).is_empty());
+    assert!(load::latency_vs_load_svg(&rs).expect("plot").is_none());
 }

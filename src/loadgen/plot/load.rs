@@ -1,0 +1,153 @@
+//! Latency against offered load: a sweep with a `rate_per_s` axis runs each configuration
+//! open loop (coordinated-omission corrected) at several rates. Each configuration is a
+//! colour; its p99 is the thick line, its p50 the thin one, over the offered rate; and
+//! each configuration's highest rate that holds a p99 objective is read off the same runs.
+use super::axis::{TickAxis, fitted, fmt_count, fmt_ms};
+use super::{LEGEND_PX, Run, Styles, err, mesh};
+use crate::loadgen::report::BenchResult;
+use crate::loadgen::results::{Ident, varying};
+use crate::loadgen::workload::LoopMode;
+use plotters::prelude::*;
+
+/// The name of the rate setting in a sweep's configurations (`sweep::Config::rate_per_s`).
+pub const RATE_SETTING: &str = "rate_per_s";
+
+/// A run counts as keeping up with its offered rate when it completed at least this
+/// share of it; above its capacity an open loop completes less and its latency grows
+/// without bound.
+pub const KEPT_UP_SHARE: f64 = 0.95;
+
+/// The offered rate of an open-loop run (None for a closed loop).
+pub fn offered_rate(r: &BenchResult) -> Option<f64> {
+    match r.workload.load.mode {
+        LoopMode::Open => r.workload.load.rate_per_s,
+        LoopMode::Closed => None,
+    }
+}
+
+/// One configuration at several offered rates.
+#[derive(Debug, Clone)]
+pub struct Series<'a> {
+    /// The configuration without its rate.
+    pub ident: Ident,
+    /// (offered rate, run), by rate.
+    pub points: Vec<(f64, &'a BenchResult)>,
+}
+
+impl Series<'_> {
+    /// The highest offered rate whose run kept up (see [`KEPT_UP_SHARE`]) with a p99 of at
+    /// most `p99_ms`; None if no rate did.
+    pub fn highest_rate_within(&self, p99_ms: f64) -> Option<f64> {
+        self.points
+            .iter()
+            .filter(|(rate, r)| {
+                r.total.throughput_per_s >= KEPT_UP_SHARE * rate
+                    && r.total.p99_us <= p99_ms * 1000.0
+            })
+            .map(|(rate, _)| *rate)
+            .reduce(f64::max)
+    }
+}
+
+/// The open-loop runs grouped by configuration (everything that varies but the rate), in
+/// the order first seen; empty when no run is open loop.
+pub fn series<'a>(results: &[&'a BenchResult]) -> Vec<Series<'a>> {
+    let open: Vec<&BenchResult> = results
+        .iter()
+        .copied()
+        .filter(|r| offered_rate(r).is_some())
+        .collect();
+    let mut names = varying(open.iter().copied());
+    names.remove(RATE_SETTING);
+    let mut out: Vec<Series<'a>> = Vec::new();
+    for r in results.iter().copied() {
+        let Some(rate) = offered_rate(r) else {
+            continue;
+        };
+        let ident = Ident::of(r, &names);
+        match out.iter_mut().find(|s| s.ident == ident) {
+            Some(s) => s.points.push((rate, r)),
+            None => out.push(Series {
+                ident,
+                points: vec![(rate, r)],
+            }),
+        }
+    }
+    for s in &mut out {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+/// p50 and p99 (ms) against offered rate, a colour per configuration; None unless some
+/// configuration ran at two rates or more.
+pub fn latency_vs_load_svg(results: &[&BenchResult]) -> anyhow::Result<Option<String>> {
+    let series = series(results);
+    if series.iter().all(|s| s.points.len() < 2) {
+        return Ok(None);
+    }
+    let runs: Vec<Run<'_>> = series
+        .iter()
+        .map(|s| Run {
+            ident: s.ident.clone(),
+            result: s.points[0].1,
+        })
+        .collect();
+    let styles = Styles::of(&runs);
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    let x = fitted(points().map(|p| p.0), false, 0.05);
+    let x = x.start.max(0.0)..x.end;
+    let y = fitted(
+        points().flat_map(|(_, r)| [r.total.p50_us / 1000.0, r.total.p99_us / 1000.0]),
+        true,
+        0.25,
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000 + LEGEND_PX, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (plot, legend) = root.split_horizontally(1000);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(
+                "latency against offered load (open loop): p99 thick, p50 thin",
+                ("sans-serif", 20),
+            )
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
+            .build_cartesian_2d(TickAxis::linear(x, 6), TickAxis::log(y))
+            .map_err(err)?;
+        mesh(&mut chart, 14)
+            .x_desc("offered load (requests/s)")
+            .y_desc("latency")
+            .x_label_formatter(&|v| fmt_count(*v))
+            .y_label_formatter(&|v| fmt_ms(*v))
+            .draw()
+            .map_err(err)?;
+        for (s, run) in series.iter().zip(&runs) {
+            let colour = styles.colour(&run.ident);
+            let marker = styles.marker(&run.ident.workload);
+            for (pick, width, size) in [(p99_ms as fn(&BenchResult) -> f64, 3, 6), (p50_ms, 1, 4)] {
+                let pts: Vec<(f64, f64)> = s.points.iter().map(|(x, r)| (*x, pick(r))).collect();
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().copied(),
+                        colour.stroke_width(width),
+                    ))
+                    .map_err(err)?;
+                marker.draw_on(&mut chart, &pts, colour, size)?;
+            }
+        }
+        styles.legend(&legend).map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Some(svg))
+}
+
+fn p99_ms(r: &BenchResult) -> f64 {
+    r.total.p99_us / 1000.0
+}
+
+fn p50_ms(r: &BenchResult) -> f64 {
+    r.total.p50_us / 1000.0
+}
