@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// Skip the preload phase.
     #[arg(long)]
     pub no_preload: bool,
+    /// After a closed-loop run, this long an open-loop run at half the throughput it
+    /// measured, on the same servers: the latency at a sensible load, apart from the
+    /// queueing a saturating closed loop adds (`0`: none; same syntax as --duration).
+    #[arg(long, value_parser = parse_duration_s, default_value = "8")]
+    pub half_load: f64,
     /// Where to write the JSON result (default results/<workload>-<time>.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -242,19 +247,63 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         w.warmup_s
     );
     info.insert("loadgen_pinned".into(), serde_json::Value::Bool(a.pinned));
-    let (mut res, out) = run_against(&w, addrs, target, info, a.cores, progress, a.pinned)?;
+    let (mut res, out) = run_against(
+        &w,
+        addrs.clone(),
+        target.clone(),
+        info.clone(),
+        a.cores,
+        progress,
+        a.pinned,
+    )?;
+    let path = a.json.clone().unwrap_or_else(|| res.default_path());
+    let mut half = None;
+    if let Some(h) = half_load_workload(&w, &res, a.half_load) {
+        let rate = h.load.rate_per_s.unwrap_or(0.0);
+        eprintln!(
+            "open loop at half the measured throughput: {}/s for {} s ...",
+            rate.round(),
+            a.half_load
+        );
+        let (mut hr, hout) = run_against(&h, addrs, target, info, a.cores, progress, a.pinned)?;
+        let hpath = path.with_file_name(format!(
+            "{}-half-load.json",
+            path.file_stem()
+                .map_or("run".into(), |s| s.to_string_lossy())
+        ));
+        hr.write(&hpath, &hout.intervals)?;
+        res.notes.push(format!(
+            "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}",
+            rate.round(),
+            hpath.display(),
+            super::report::fmt_us(hr.total.p50_us),
+            super::report::fmt_us(hr.total.p99_us),
+            super::report::fmt_us(hr.total.p999_us)
+        ));
+        half = Some((hpath, hr));
+    }
     if let Some(mut l) = launcher.take() {
         l.stop();
     }
-    let path = a.json.clone().unwrap_or_else(|| res.default_path());
     res.write(&path, &out.intervals)?;
     let page = super::page::path_for(&path);
-    let loaded = super::results::Loaded {
+    let mut loaded = vec![super::results::Loaded {
         path: path.clone(),
         result: res.clone(),
-    };
-    super::page::write(&page, &path.display().to_string(), &[loaded])?;
+    }];
     println!("{}", res.table());
+    if let Some((hpath, hr)) = half {
+        println!(
+            "at half the measured throughput, open loop ({}/s):\n{}",
+            hr.workload.load.rate_per_s.unwrap_or(0.0).round(),
+            hr.table()
+        );
+        loaded.push(super::results::Loaded {
+            path: hpath,
+            result: hr,
+        });
+    }
+    super::page::write(&page, &path.display().to_string(), &loaded)?;
     println!(
         "result: {}  interval log: {}  report: {}",
         path.display(),
@@ -262,6 +311,24 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         page.display()
     );
     Ok(res)
+}
+
+/// The open-loop run at half of what a closed-loop run measured (`secs` long, no preload,
+/// a short warm-up), or None for an open-loop run, `secs` = 0 or nothing measured.
+pub fn half_load_workload(w: &Workload, measured: &BenchResult, secs: f64) -> Option<Workload> {
+    let rate = measured.total.throughput_per_s / 2.0;
+    if w.load.mode != super::workload::LoopMode::Closed || secs <= 0.0 || rate < 1.0 {
+        return None;
+    }
+    let mut h = w.clone();
+    h.load.mode = super::workload::LoopMode::Open;
+    h.load.rate_per_s = Some(rate);
+    h.duration_s = Some(secs);
+    h.operation_count = None;
+    h.warmup_s = h.warmup_s.min(1.0);
+    h.preload = false;
+    h.validate().ok()?;
+    Some(h)
 }
 
 /// `corepax sweep`: runs the matrix and writes the comparison table and plots.
@@ -320,5 +387,44 @@ mod tests {
         assert_eq!(parse_duration_s("500ms"), Ok(0.5));
         assert!(parse_duration_s("-1s").is_err());
         assert!(parse_duration_s("abc").is_err());
+    }
+
+    #[test]
+    fn the_half_load_run_is_open_loop_at_half_the_measured_throughput() {
+        use crate::loadgen::testdata::{Synthetic, write};
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A closed-loop run of ~4,000 requests/s.
+        let p = write(
+            dir.path(),
+            "closed.json",
+            &Synthetic {
+                ops: 4.0,
+                ..Synthetic::default()
+            },
+        );
+        let measured = crate::loadgen::results::load(&p.display().to_string())
+            .expect("load")
+            .remove(0)
+            .result;
+        let w = &measured.workload;
+        assert_eq!(w.load.mode, crate::loadgen::workload::LoopMode::Closed);
+        let h = half_load_workload(w, &measured, 8.0).expect("a half-load run");
+        assert_eq!(h.load.mode, crate::loadgen::workload::LoopMode::Open);
+        let rate = h.load.rate_per_s.expect("a rate");
+        let want = measured.total.throughput_per_s / 2.0;
+        assert!(
+            (rate - want).abs() < 1e-6 && rate > 1000.0,
+            "{rate} vs {want}"
+        );
+        assert_eq!(h.duration_s, Some(8.0));
+        assert!(!h.preload, "the data is loaded already");
+        assert!(
+            half_load_workload(w, &measured, 0.0).is_none(),
+            "0 turns it off"
+        );
+        assert!(
+            half_load_workload(&h, &measured, 8.0).is_none(),
+            "an open-loop run gets none"
+        );
     }
 }

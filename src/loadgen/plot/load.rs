@@ -17,6 +17,9 @@ pub const RATE_SETTING: &str = "rate_per_s";
 /// without bound.
 pub const KEPT_UP_SHARE: f64 = 0.95;
 
+/// Offered rates spanning this factor or more get a log axis.
+const RATES_LOG_AXIS_SPAN: f64 = 8.0;
+
 /// The offered rate of an open-loop run (None for a closed loop).
 pub fn offered_rate(r: &BenchResult) -> Option<f64> {
     match r.workload.load.mode {
@@ -95,8 +98,16 @@ pub fn latency_vs_load_svg(results: &[&BenchResult]) -> anyhow::Result<Option<St
         .collect();
     let styles = Styles::of(&runs);
     let points = || series.iter().flat_map(|s| s.points.iter());
-    let x = fitted(points().map(|p| p.0), false, 0.05);
-    let x = x.start.max(0.0)..x.end;
+    // Rates a factor apart (5k, 10k, 20k …) read best on a log axis.
+    let (lo, hi) = points().fold((f64::INFINITY, 0.0_f64), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    let x = if hi >= RATES_LOG_AXIS_SPAN * lo {
+        TickAxis::log(fitted(points().map(|p| p.0), true, 0.1))
+    } else {
+        let x = fitted(points().map(|p| p.0), false, 0.05);
+        TickAxis::linear(x.start.max(0.0)..x.end, 6)
+    };
     let y = fitted(
         points().flat_map(|(_, r)| [r.total.p50_us / 1000.0, r.total.p99_us / 1000.0]),
         true,
@@ -115,7 +126,7 @@ pub fn latency_vs_load_svg(results: &[&BenchResult]) -> anyhow::Result<Option<St
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(70)
-            .build_cartesian_2d(TickAxis::linear(x, 6), TickAxis::log(y))
+            .build_cartesian_2d(x, TickAxis::log(y))
             .map_err(err)?;
         mesh(&mut chart, 14)
             .x_desc("offered load (requests/s)")
