@@ -37,4 +37,22 @@ fn set_through_one_node_get_through_each_other() {
     assert_eq!(v, corepax::wire::resp::Value::Integer(2));
     let v = c0.cmd(&["EXISTS", "key1", "key3", "key4"]).unwrap();
     assert_eq!(v, corepax::wire::resp::Value::Integer(2));
+
+    // INFO's latency breakdown saw those writes: each answered by a core here or through
+    // a forward to its shard's leader, proposed and chosen by a leader, synced everywhere.
+    let sum = |field: &str| -> u64 { (0..3).map(|i| cluster.info_sum(i, "_latency", field)).sum() };
+    let answered = sum("answered_local") + sum("answered_forwarded");
+    assert!(answered >= 20 + 2, "answered commands {answered}");
+    assert!(sum("slots_led") >= 1, "slots chosen by a leader");
+    assert!(
+        sum("propose_to_chosen_avg_us") > 0,
+        "a proposal takes time to be chosen"
+    );
+    for i in 0..3 {
+        assert!(
+            cluster.info_sum(i, "_latency", "syncs") >= 1,
+            "node {i} synced"
+        );
+    }
+    assert!(sum("sync_avg_us") > 0, "syncs take time");
 }

@@ -84,3 +84,55 @@ fn wal_group_commit_batches_appends_made_during_a_sync() {
         }
     });
 }
+
+/// A lazy record starts no sync of its own: it becomes durable with the next ordinary
+/// append's sync, or when flushed; closing syncs whatever is left.
+#[test]
+fn wal_lazy_records_wait_for_the_next_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let (wal, _) = Wal::open(dir.path(), small_opts()).await.expect("open");
+        let committer = GroupCommitter::new(wal);
+        let task = glommio::spawn_local({
+            let committer = committer.clone();
+            async move { committer.run(|_| {}).await }
+        });
+        let settle = || glommio::timer::sleep(Duration::from_millis(50));
+        let wait_durable = |lsn: Lsn| {
+            let committer = committer.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while committer.durable_lsn() < lsn {
+                    assert!(std::time::Instant::now() < deadline, "never synced");
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        let lazy = committer.append_lazy(&record(1)).expect("append");
+        settle().await;
+        assert_eq!(
+            committer.durable_lsn(),
+            Lsn(0),
+            "a lazy record alone is not synced"
+        );
+        let urgent = committer.append(&record(2)).expect("append");
+        wait_durable(urgent).await;
+        assert!(
+            committer.durable_lsn() >= lazy,
+            "the next sync took the lazy one too"
+        );
+        let lazy = committer.append_lazy(&record(3)).expect("append");
+        settle().await;
+        assert!(committer.durable_lsn() < lazy);
+        committer.flush();
+        wait_durable(lazy).await;
+        let last = committer.append_lazy(&record(4)).expect("append");
+        committer.close();
+        task.await.expect("committer ends cleanly");
+        assert_eq!(
+            committer.durable_lsn(),
+            last,
+            "closing synced the lazy record"
+        );
+    });
+}

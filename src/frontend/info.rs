@@ -133,6 +133,30 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.stats.storage_full_step_downs,
         );
     }
+    // Where a request's time goes, as averages (µs) over everything answered so far:
+    // submission to answer in the shard (by its own core, or through a forward), the wait
+    // of a batch in the leader's queue, a proposal's time to chosen, and one WAL sync.
+    let avg = |sum_ns: u64, n: u64| sum_ns.checked_div(n).unwrap_or(0) / 1000;
+    for i in infos {
+        let (c, st, sy) = (&i.client_times, &i.stats, &i.sync_times);
+        let _ = write!(
+            s,
+            "shard{}_latency:answered_local={},answered_local_avg_us={},\
+             answered_forwarded={},answered_forwarded_avg_us={},\
+             slots_led={},queue_wait_avg_us={},propose_to_chosen_avg_us={},\
+             syncs={},sync_avg_us={}\r\n",
+            i.index,
+            c.local,
+            avg(c.local_ns, c.local),
+            c.forwarded,
+            avg(c.forwarded_ns, c.forwarded),
+            st.slots_chosen_led,
+            avg(st.queue_wait_ns, st.slots_proposed),
+            avg(st.commit_wait_ns, st.slots_chosen_led),
+            sy.count,
+            avg(sy.total_us.saturating_mul(1000), sy.count),
+        );
+    }
     for i in infos {
         let _ = write!(
             s,

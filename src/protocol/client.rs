@@ -200,6 +200,21 @@ struct Op {
     attempt: Attempt,
 }
 
+/// Where a replica's answered commands spent their time, from submission to the answer
+/// (the shard's clock): those its own core answered, and those a peer (the leader)
+/// answered for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathTimes {
+    /// Commands this replica's core answered.
+    pub local: u64,
+    /// Their time from submission to answer, summed (ns).
+    pub local_ns: u64,
+    /// Commands answered through a forward to the leader.
+    pub forwarded: u64,
+    /// Their time, summed (ns).
+    pub forwarded_ns: u64,
+}
+
 /// One replica's client path. See the module doc.
 #[derive(Debug)]
 pub struct ClientPath {
@@ -210,6 +225,8 @@ pub struct ClientPath {
     /// Commands in progress, by the token (or forward id) of their current attempt; each
     /// attempt takes a new one, so a late answer to an earlier attempt finds nothing.
     ops: HashMap<Token, Op, MapHasher>,
+    /// Time per answered command.
+    times: PathTimes,
     /// Commands peers forwarded here, by the token proposed with: (that peer, its id).
     remote: HashMap<Token, (ReplicaId, u64), MapHasher>,
     next_token: Token,
@@ -232,6 +249,7 @@ impl ClientPath {
             timeout,
             session: Session::new(client),
             ops: HashMap::default(),
+            times: PathTimes::default(),
             remote: HashMap::default(),
             // From the session id (random per process lifetime), not from 1: a leader's
             // late answer to a forward of this replica's previous life must not match a
@@ -262,6 +280,11 @@ impl ClientPath {
             };
             into.push((token, req));
         }
+    }
+
+    /// Time per answered command so far.
+    pub fn times(&self) -> PathTimes {
+        self.times
     }
 
     /// The view of the leader the client path last saw.
@@ -349,7 +372,18 @@ impl ClientPath {
         };
         self.view = view;
         let wait = match reply {
-            ClientReply::Done(r) => return self.finish(op, Ok(r)),
+            ClientReply::Done(r) => {
+                let took = now.saturating_sub(op.deadline.saturating_sub(self.timeout));
+                let t = &mut self.times;
+                if matches!(op.attempt, Attempt::Forwarded { .. }) {
+                    t.forwarded += 1;
+                    t.forwarded_ns = t.forwarded_ns.saturating_add(took);
+                } else {
+                    t.local += 1;
+                    t.local_ns = t.local_ns.saturating_add(took);
+                }
+                return self.finish(op, Ok(r));
+            }
             ClientReply::TooLarge { bytes, bytes_max } => {
                 return self.finish(op, Err(ClientError::TooLarge { bytes, bytes_max }));
             }

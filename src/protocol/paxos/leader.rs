@@ -214,9 +214,11 @@ impl Replica {
             }
             // While `on_requests` gathers a pipeline, only full batches leave.
             let delay = if self.gathering { Nanos::MAX } else { delay };
+            let queued_since = l.queue.since;
             let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
                 return;
             };
+            self.stats.queue_wait_ns += now.saturating_sub(queued_since);
             let slot = l.next_slot;
             l.next_slot += 1;
             let needed = batch.iter().any(|r| r.cmd.reads_clock());
@@ -247,6 +249,7 @@ impl Replica {
             slot,
             InFlight {
                 votes_mask: 0,
+                proposed_at: now,
                 sent_at: now,
                 retransmits: 0,
                 holders_mask: 0,
@@ -325,7 +328,10 @@ impl Replica {
             // A holder never answered: its lease had to run out (it is revoked).
             self.stats.lease_revocations += 1;
         }
+        let proposed_at = f.proposed_at;
         l.in_flight.remove(&slot);
+        self.stats.slots_chosen_led += 1;
+        self.stats.commit_wait_ns += now.saturating_sub(proposed_at);
         let e = self
             .log
             .get_mut(&slot)

@@ -100,6 +100,8 @@ struct Leadership {
 #[derive(Clone, Debug)]
 struct InFlight {
     votes_mask: u8,
+    /// When it was first proposed.
+    proposed_at: Nanos,
     sent_at: Nanos,
     /// Retransmissions so far: each one waits twice as long as the one before (see
     /// `leader_tick`), so a large batch still crossing the link and being logged is not
@@ -180,6 +182,14 @@ pub struct Stats {
     pub held_dropped: u64,
     /// Times it stopped leading or campaigning because its storage could not write.
     pub storage_full_step_downs: u64,
+    /// Slots it proposed as leader and saw chosen.
+    pub slots_chosen_led: u64,
+    /// Their time from proposal to chosen (its own record durable and a quorum's
+    /// acceptances back), summed (ns).
+    pub commit_wait_ns: u64,
+    /// How long each batch it proposed waited in its queue (since the oldest request
+    /// arrived or the batch before left), summed (ns).
+    pub queue_wait_ns: u64,
 }
 
 impl Stats {
@@ -217,6 +227,9 @@ impl Stats {
             catchups_abandoned,
             held_dropped,
             storage_full_step_downs,
+            slots_chosen_led,
+            commit_wait_ns,
+            queue_wait_ns,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -249,6 +262,9 @@ impl Stats {
         self.catchups_abandoned += catchups_abandoned;
         self.held_dropped += held_dropped;
         self.storage_full_step_downs += storage_full_step_downs;
+        self.slots_chosen_led += slots_chosen_led;
+        self.commit_wait_ns += commit_wait_ns;
+        self.queue_wait_ns += queue_wait_ns;
     }
 }
 

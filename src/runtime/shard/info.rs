@@ -84,6 +84,8 @@ pub struct ShardInfo {
     pub disk_full: bool,
     /// How long WAL syncs took.
     pub sync_times: crate::runtime::wal::SyncTimes,
+    /// How long answered commands took, submission to answer.
+    pub client_times: crate::protocol::client::PathTimes,
 }
 
 impl Shard {
@@ -116,6 +118,7 @@ impl Shard {
             }),
             disk_full: self.wal.is_disk_full(),
             sync_times: self.wal.sync_times(),
+            client_times: self.client.borrow().times(),
         }
     }
 }

@@ -37,13 +37,21 @@ impl Shard {
     /// wait in `overflow`: memory for unsynced records is bounded, and a record of the
     /// largest size always fits an empty buffer (`limits`), so it gets in once the sync in
     /// flight ends. Other errors stop the shard acknowledging.
+    /// Appends one record; a `lazy` one waits for the next sync another record or the
+    /// ticker starts (see [`LAZY_RECORDS`](super::LAZY_RECORDS)).
     pub(super) fn append_record(
         &self,
         bytes: Vec<u8>,
         id: PersistId,
+        lazy: bool,
     ) -> Result<(), (Vec<u8>, PersistId)> {
         use crate::runtime::wal::WalError;
-        match self.wal.append(&bytes) {
+        let appended = if lazy {
+            self.wal.append_lazy(&bytes)
+        } else {
+            self.wal.append(&bytes)
+        };
+        match appended {
             Ok(lsn) => {
                 self.last_lsn.set(lsn);
                 self.persisting.borrow_mut().push_back((lsn, id));
@@ -77,7 +85,7 @@ impl Shard {
                 self.overflow.borrow_mut().clear();
                 return;
             }
-            if let Err(back) = self.append_record(bytes, id) {
+            if let Err(back) = self.append_record(bytes, id, false) {
                 self.overflow.borrow_mut().push_front(back);
                 return;
             }

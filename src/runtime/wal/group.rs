@@ -11,6 +11,10 @@ use std::task::{Poll, Waker};
 /// How long syncs took, for INFO.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncTimes {
+    /// Syncs done.
+    pub count: u64,
+    /// Their time, summed (µs).
+    pub total_us: u64,
     /// Syncs (write + fdatasync) that took [`SLOW_SYNC`] or longer.
     pub slow: u64,
     /// Their time, summed (ms).
@@ -80,16 +84,32 @@ impl GroupCommitter {
 
     /// Buffers a record (no I/O) and wakes the committer; returns the record's LSN.
     pub fn append(&self, record: &[u8]) -> Result<Lsn, WalError> {
+        let lsn = self.append_lazy(record)?;
+        self.flush();
+        Ok(lsn)
+    }
+
+    /// Buffers a record without waking the committer: it becomes durable with the next
+    /// sync that an [`append`](Self::append) or a [`flush`](Self::flush) starts. For
+    /// records nothing waits on soon, so they do not cost a sync of their own.
+    pub fn append_lazy(&self, record: &[u8]) -> Result<Lsn, WalError> {
         let mut shared = self.shared.borrow_mut();
         if shared.closed {
             return Err(WalError::Closed);
         }
-        let lsn = shared.wal.append(record)?;
+        shared.wal.append(record)
+    }
+
+    /// Wakes the committer if records wait to be synced.
+    pub fn flush(&self) {
+        let mut shared = self.shared.borrow_mut();
+        if !shared.wal.has_pending() {
+            return;
+        }
         shared.wake = true;
         if let Some(waker) = shared.waker.take() {
             waker.wake();
         }
-        Ok(lsn)
     }
 
     /// How long syncs took so far.
@@ -172,15 +192,21 @@ impl GroupCommitter {
         }
     }
 
-    /// The committer loop: whenever records are pending, syncs them and calls
+    /// The committer loop: whenever an append or flush asks, syncs the pending records and calls
     /// `on_durable` with the new durable LSN. Returns `Ok` after [`GroupCommitter::close`]
     /// once everything appended before it is durable, or the first error.
     pub async fn run(&self, mut on_durable: impl FnMut(Lsn)) -> Result<(), WalError> {
         loop {
+            // Only when asked: a lazy record alone waits for the next `append` or `flush`
+            // (or the close, which syncs everything).
             let job = {
                 let mut shared = self.shared.borrow_mut();
-                shared.wake = false;
-                shared.wal.begin_sync()?
+                if shared.wake || shared.closed {
+                    shared.wake = false;
+                    shared.wal.begin_sync()?
+                } else {
+                    None
+                }
             };
             match job {
                 Some(job) => {
@@ -190,6 +216,8 @@ impl GroupCommitter {
                     let took = started.elapsed();
                     let mut shared = self.shared.borrow_mut();
                     let ms = took.as_millis() as u64;
+                    shared.times.count += 1;
+                    shared.times.total_us += took.as_micros() as u64;
                     shared.times.max_ms = shared.times.max_ms.max(ms);
                     if took >= SLOW_SYNC {
                         shared.times.slow += 1;
@@ -257,7 +285,7 @@ impl GroupCommitter {
     async fn wait_for_work(&self) {
         poll_fn(|cx| {
             let mut shared = self.shared.borrow_mut();
-            if shared.wake || shared.closed || shared.wal.has_pending() {
+            if shared.wake || shared.closed {
                 Poll::Ready(())
             } else {
                 shared.waker = Some(cx.waker().clone());
