@@ -2,7 +2,7 @@
 use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, TargetDescription};
-use super::run::run_against;
+use super::run::run_at;
 use super::workload::Workload;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
@@ -46,6 +46,14 @@ pub struct BenchArgs {
     /// Replicas of the embedded cluster.
     #[arg(long, default_value_t = 3)]
     pub replicas: u16,
+    /// Run the embedded cluster on an emulated network (a built-in profile: lan, metro,
+    /// wan3, or a TOML file; needs root; see docs/NETWORK.md).
+    #[arg(long, value_name = "PROFILE")]
+    pub net: Option<String>,
+    /// Under --net: the load generator sits beside this replica (in its namespace) and
+    /// connects to it only.
+    #[arg(long, default_value_t = 0, requires = "net")]
+    pub client_near: u16,
     /// Run against a launched redis-server instead of a corepax cluster.
     #[arg(long)]
     pub redis: Option<Persistence>,
@@ -211,8 +219,10 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         }
         (None, None) => {
             let exe = std::env::current_exe().context("cannot find the corepax executable")?;
-            let mut c: Box<dyn Launcher> =
-                Box::new(CorepaxCluster::new(exe, a.replicas, a.node_args.clone()));
+            let mut c: Box<dyn Launcher> = Box::new(
+                CorepaxCluster::new(exe, a.replicas, a.node_args.clone())
+                    .with_net(a.net.clone(), a.client_near),
+            );
             eprintln!(
                 "starting a local {}-replica corepax cluster ...",
                 a.replicas
@@ -242,7 +252,10 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         w.warmup_s
     );
     info.insert("loadgen_pinned".into(), serde_json::Value::Bool(a.pinned));
-    let (mut res, out) = run_against(&w, addrs, target, info, a.cores, progress, a.pinned)?;
+    let site = launcher.as_ref().and_then(|l| l.site());
+    let (mut res, out) = run_at(
+        site, &w, addrs, target, info, a.cores, progress, a.pinned,
+    )?;
     if let Some(mut l) = launcher.take() {
         l.stop();
     }

@@ -3,7 +3,7 @@
 use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
-use super::run::run_against;
+use super::run::run_at;
 use super::workload::Workload;
 use crate::config::{ProtocolConfig, SETTINGS, Setting};
 use anyhow::Context;
@@ -51,6 +51,12 @@ pub struct Matrix {
     /// Redis persistence modes (redis launcher only).
     #[serde(default)]
     pub redis_persistence: Vec<Persistence>,
+    /// Emulated network profiles (`corepax cluster --net`: lan, metro, wan3 or a file).
+    #[serde(default)]
+    pub net: Vec<String>,
+    /// Under `net`: the replicas the load generator sits beside (and connects to).
+    #[serde(default)]
+    pub client_near: Vec<u16>,
     /// Protocol settings to sweep, by name, each with its values as written; checked by
     /// [`Matrix::protocol_axes`].
     #[serde(flatten)]
@@ -73,6 +79,12 @@ pub struct Config {
     pub shards: Option<u32>,
     /// Redis persistence.
     pub redis_persistence: Option<Persistence>,
+    /// Emulated network profile.
+    #[serde(default)]
+    pub net: Option<String>,
+    /// The replica the load generator sits beside under `net`.
+    #[serde(default)]
+    pub client_near: Option<u16>,
 }
 
 impl Config {
@@ -117,6 +129,12 @@ impl Config {
         }
         if let Some(v) = self.redis_persistence {
             parts.push(format!("redis-fsync={v:?}").to_lowercase());
+        }
+        if let Some(v) = &self.net {
+            parts.push(format!("net={v}"));
+        }
+        if let Some(v) = self.client_near {
+            parts.push(format!("client-near={v}"));
         }
         parts.join(" ")
     }
@@ -167,6 +185,13 @@ impl Matrix {
         }
         m.protocol_axes()
             .with_context(|| format!("matrix {}", p.display()))?;
+        for spec in &m.net {
+            crate::net::Profile::load(spec)
+                .map_err(|e| anyhow::anyhow!("matrix {} field `net`: {e}", p.display()))?;
+        }
+        if !m.client_near.is_empty() && m.net.is_empty() {
+            anyhow::bail!("matrix field `client_near` needs `net`");
+        }
         let n = m.configs().len();
         if n > CONFIGS_MAX {
             anyhow::bail!("matrix has {n} configurations; at most {CONFIGS_MAX}");
@@ -190,7 +215,7 @@ impl Matrix {
                 .collect();
             anyhow::bail!(
                 "unknown matrix field `{unknown}`: allowed launcher, workloads, duration_s, \
-                 warmup_s, replicas, shards, redis_persistence, or a protocol setting ({})",
+                 warmup_s, replicas, shards, redis_persistence, net, client_near, or a protocol setting ({})",
                 known.join(", ")
             );
         }
@@ -216,7 +241,8 @@ impl Matrix {
     }
 
     /// The cross product, in a stable order: workloads, then the protocol settings in the
-    /// order of [`SETTINGS`], then replicas, shards and redis persistence.
+    /// order of [`SETTINGS`], then replicas, shards, redis persistence, the network and
+    /// where the client sits in it.
     pub fn configs(&self) -> Vec<Config> {
         // `from_file` checked the axes; a matrix built in code with bad ones sweeps none.
         let axes = self.protocol_axes().unwrap_or_default();
@@ -225,9 +251,16 @@ impl Matrix {
             opts(&self.shards),
             opts(&self.redis_persistence),
         );
+        let (net, near) = (opts(&self.net), opts(&self.client_near));
         let mut lens = vec![self.workloads.len()];
         lens.extend(axes.iter().map(|(_, v)| v.len()));
-        lens.extend([replicas.len(), shards.len(), persistence.len()]);
+        lens.extend([
+            replicas.len(),
+            shards.len(),
+            persistence.len(),
+            net.len(),
+            near.len(),
+        ]);
         cartesian(&lens)
             .into_iter()
             .map(|ix| {
@@ -252,6 +285,8 @@ impl Matrix {
                     replicas,
                     shards: shards[launch[1]],
                     redis_persistence: persistence[launch[2]],
+                    net: net[launch[3]].clone(),
+                    client_near: near[launch[4]],
                 }
             })
             .collect()
@@ -347,11 +382,14 @@ fn run_one(
     }
     w.validate()?;
     let mut l: Box<dyn Launcher> = match m.launcher {
-        LauncherKind::Corepax => Box::new(CorepaxCluster::new(
-            exe.to_path_buf(),
-            c.replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT),
-            c.node_flags(),
-        )),
+        LauncherKind::Corepax => Box::new(
+            CorepaxCluster::new(
+                exe.to_path_buf(),
+                c.replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT),
+                c.node_flags(),
+            )
+            .with_net(c.net.clone(), c.client_near.unwrap_or(0)),
+        ),
         LauncherKind::Redis => Box::new(RedisServer::new(
             c.redis_persistence.unwrap_or(Persistence::None),
         )),
@@ -360,7 +398,7 @@ fn run_one(
     let mut info = l.target_info();
     info.insert("sweep_config".into(), serde_json::to_value(c)?);
     // Unpinned: every server of a sweep runs on this machine (see `BenchArgs::pinned`).
-    let (mut res, out) = run_against(&w, addrs, l.describe(), info, cores, progress, false)?;
+    let (mut res, out) = run_at(l.site(), &w, addrs, l.describe(), info, cores, progress, false)?;
     l.stop();
     res.write(&dir.join(format!("run-{i:03}.json")), &out.intervals)?;
     Ok(res)
