@@ -253,9 +253,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     );
     info.insert("loadgen_pinned".into(), serde_json::Value::Bool(a.pinned));
     let site = launcher.as_ref().and_then(|l| l.site());
-    let (mut res, out) = run_at(
-        site, &w, addrs, target, info, a.cores, progress, a.pinned,
-    )?;
+    let (mut res, out) = run_at(site, &w, addrs, target, info, a.cores, progress, a.pinned)?;
     if let Some(mut l) = launcher.take() {
         l.stop();
     }

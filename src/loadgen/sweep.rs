@@ -398,7 +398,16 @@ fn run_one(
     let mut info = l.target_info();
     info.insert("sweep_config".into(), serde_json::to_value(c)?);
     // Unpinned: every server of a sweep runs on this machine (see `BenchArgs::pinned`).
-    let (mut res, out) = run_at(l.site(), &w, addrs, l.describe(), info, cores, progress, false)?;
+    let (mut res, out) = run_at(
+        l.site(),
+        &w,
+        addrs,
+        l.describe(),
+        info,
+        cores,
+        progress,
+        false,
+    )?;
     l.stop();
     res.write(&dir.join(format!("run-{i:03}.json")), &out.intervals)?;
     Ok(res)
