@@ -537,6 +537,7 @@ mod tests {
             "matrix-default.toml",
             "matrix-read-modes.toml",
             "matrix-digest-bytes.toml",
+            "matrix-net-wan3.toml",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("workloads")
