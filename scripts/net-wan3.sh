@@ -2,7 +2,7 @@
 # Every read mode on the emulated three-region network (workloads/net/wan3.toml), the
 # client beside each replica in turn (workloads/matrix-net-wan3.toml), then one table:
 # per run, where the client and the leader were, their round trip, and get/set p50/p99.
-# Needs root (network namespaces). Usage: scripts/net-wan3.sh [OUT_DIR]
+# Needs root (network namespaces). Usage: [MATRIX=FILE] scripts/net-wan3.sh [OUT_DIR]
 #   TABLE_ONLY=1 scripts/net-wan3.sh DIR   tabulates an existing sweep folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ OUT=${1:-results/net-wan3-$(date -u +%Y%m%d-%H%M%S)}
 BIN=${COREPAX_BIN:-target/release/corepax}
 if [ -z "${TABLE_ONLY:-}" ]; then
     [ -x "$BIN" ] || cargo build --release
-    "$BIN" sweep --matrix workloads/matrix-net-wan3.toml --out "$OUT" --quiet
+    "$BIN" sweep --matrix "${MATRIX:-workloads/matrix-net-wan3.toml}" --out "$OUT" --quiet
 fi
 python3 - "$OUT" <<'PY'
 import glob, json, sys

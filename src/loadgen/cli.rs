@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// connects to it only.
     #[arg(long, default_value_t = 0, requires = "net")]
     pub client_near: u16,
+    /// Under --net: move the leader to this replica before the run (cutting off whichever
+    /// replica leads until this one does).
+    #[arg(long, requires = "net")]
+    pub leader_at: Option<u16>,
     /// Run against a launched redis-server instead of a corepax cluster.
     #[arg(long)]
     pub redis: Option<Persistence>,
@@ -221,7 +225,8 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
             let exe = std::env::current_exe().context("cannot find the corepax executable")?;
             let mut c: Box<dyn Launcher> = Box::new(
                 CorepaxCluster::new(exe, a.replicas, a.node_args.clone())
-                    .with_net(a.net.clone(), a.client_near),
+                    .with_net(a.net.clone(), a.client_near)
+                    .with_leader_at(a.leader_at),
             );
             eprintln!(
                 "starting a local {}-replica corepax cluster ...",

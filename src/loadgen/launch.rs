@@ -1,7 +1,7 @@
 //! Launchers: start a server to benchmark as a child process group, wait until every
 //! port accepts connections, and kill the group when dropped.
 use super::report::TargetDescription;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stopped server gets to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Rounds of cutting off the leader `leader_at` may take (each elects a new one).
+const LEADER_MOVES_MAX: usize = 12;
+/// How long a placed leader must stay before the run starts.
+const LEADER_SETTLE: Duration = Duration::from_secs(1);
 /// Bytes of a failed server's stderr quoted in the error.
 pub const STDERR_TAIL_BYTES_MAX: usize = 2000;
 
@@ -233,6 +237,9 @@ pub struct CorepaxCluster {
     pub net: Option<String>,
     /// The replica the load generator sits beside under `net`.
     pub client_near: u16,
+    /// Under `net`: move every shard's leader to this replica before the run (by cutting
+    /// off whichever replica leads until this one does).
+    pub leader_at: Option<u16>,
     port: u16,
     proc: Proc,
     attached: Option<crate::net::Attached>,
@@ -247,6 +254,7 @@ impl CorepaxCluster {
             extra_args,
             net: None,
             client_near: 0,
+            leader_at: None,
             port: 0,
             proc: Proc::default(),
             attached: None,
@@ -259,6 +267,58 @@ impl CorepaxCluster {
         self.net = profile;
         self.client_near = client_near;
         self
+    }
+
+    /// Under `net`: every shard's leader at replica `leader` before the run.
+    pub fn with_leader_at(mut self, leader: Option<u16>) -> CorepaxCluster {
+        self.leader_at = leader;
+        self
+    }
+
+    /// Cuts off the replicas leading a shard, one round at a time, until replica `want`
+    /// leads every shard (seen from `want`, and still so a second later).
+    fn place_leader(&self, want: u16) -> Result<(), LaunchError> {
+        let (Some(net), Some(site)) = (&self.attached, self.site()) else {
+            return Ok(());
+        };
+        let control = net.control();
+        let at = self.addr(want);
+        let leaders = || site.run(|| super::info::leaders(at)).unwrap_or_default();
+        let fail = |m: String| LaunchError::Setup(std::io::Error::other(m));
+        for _ in 0..LEADER_MOVES_MAX {
+            let now = leaders();
+            let others: BTreeSet<u64> = now
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|l| *l != u64::from(want))
+                .collect();
+            if others.is_empty() && !now.is_empty() && now.iter().all(Option::is_some) {
+                std::thread::sleep(LEADER_SETTLE);
+                if leaders().iter().all(|l| *l == Some(u64::from(want))) {
+                    return Ok(());
+                }
+                continue;
+            }
+            for l in &others {
+                control
+                    .isolate(*l as usize)
+                    .map_err(|e| fail(format!("{e:#}")))?;
+            }
+            let deadline = Instant::now() + START_TIMEOUT;
+            while leaders()
+                .iter()
+                .any(|l| l.is_none_or(|l| others.contains(&l)))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            control.heal().map_err(|e| fail(format!("{e:#}")))?;
+            std::thread::sleep(LEADER_SETTLE);
+        }
+        Err(fail(format!(
+            "could not move the leader to replica {want} in {LEADER_MOVES_MAX} rounds"
+        )))
     }
 
     fn addr(&self, i: u16) -> SocketAddr {
@@ -351,6 +411,12 @@ impl Launcher for CorepaxCluster {
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+        if let Some(want) = self.leader_at
+            && let Err(e) = self.place_leader(want)
+        {
+            self.stop();
+            return Err(e);
+        }
         if self.net.is_some() {
             // The client talks to its own region's replica.
             return Ok(vec![addrs[usize::from(self.client_near)]]);
@@ -391,6 +457,9 @@ impl Launcher for CorepaxCluster {
         if let Some(p) = &self.net {
             m.insert("net".into(), p.clone().into());
             m.insert("client_near".into(), self.client_near.into());
+            if let Some(l) = self.leader_at {
+                m.insert("leader_at".into(), l.into());
+            }
         }
         m
     }
@@ -413,6 +482,9 @@ fn check_net(c: &CorepaxCluster) -> Result<(), LaunchError> {
     }
     if let Err(e) = crate::net::Profile::load(p) {
         return fail(e);
+    }
+    if c.leader_at.is_some_and(|l| l >= c.replicas) {
+        return fail(format!("--leader-at names no replica (0..{})", c.replicas));
     }
     if c.client_near >= c.replicas {
         return fail(format!(

@@ -57,6 +57,9 @@ pub struct Matrix {
     /// Under `net`: the replicas the load generator sits beside (and connects to).
     #[serde(default)]
     pub client_near: Vec<u16>,
+    /// Under `net`: the replica the leader is moved to before each run.
+    #[serde(default)]
+    pub leader_at: Vec<u16>,
     /// Protocol settings to sweep, by name, each with its values as written; checked by
     /// [`Matrix::protocol_axes`].
     #[serde(flatten)]
@@ -85,6 +88,9 @@ pub struct Config {
     /// The replica the load generator sits beside under `net`.
     #[serde(default)]
     pub client_near: Option<u16>,
+    /// The replica leading under `net`.
+    #[serde(default)]
+    pub leader_at: Option<u16>,
 }
 
 impl Config {
@@ -135,6 +141,9 @@ impl Config {
         }
         if let Some(v) = self.client_near {
             parts.push(format!("client-near={v}"));
+        }
+        if let Some(v) = self.leader_at {
+            parts.push(format!("leader-at={v}"));
         }
         parts.join(" ")
     }
@@ -189,8 +198,8 @@ impl Matrix {
             crate::net::Profile::load(spec)
                 .map_err(|e| anyhow::anyhow!("matrix {} field `net`: {e}", p.display()))?;
         }
-        if !m.client_near.is_empty() && m.net.is_empty() {
-            anyhow::bail!("matrix field `client_near` needs `net`");
+        if (!m.client_near.is_empty() || !m.leader_at.is_empty()) && m.net.is_empty() {
+            anyhow::bail!("matrix fields `client_near` and `leader_at` need `net`");
         }
         let n = m.configs().len();
         if n > CONFIGS_MAX {
@@ -215,7 +224,7 @@ impl Matrix {
                 .collect();
             anyhow::bail!(
                 "unknown matrix field `{unknown}`: allowed launcher, workloads, duration_s, \
-                 warmup_s, replicas, shards, redis_persistence, net, client_near, or a protocol setting ({})",
+                 warmup_s, replicas, shards, redis_persistence, net, client_near, leader_at, or a protocol setting ({})",
                 known.join(", ")
             );
         }
@@ -242,7 +251,7 @@ impl Matrix {
 
     /// The cross product, in a stable order: workloads, then the protocol settings in the
     /// order of [`SETTINGS`], then replicas, shards, redis persistence, the network and
-    /// where the client sits in it.
+    /// where the client and the leader sit in it.
     pub fn configs(&self) -> Vec<Config> {
         // `from_file` checked the axes; a matrix built in code with bad ones sweeps none.
         let axes = self.protocol_axes().unwrap_or_default();
@@ -251,7 +260,11 @@ impl Matrix {
             opts(&self.shards),
             opts(&self.redis_persistence),
         );
-        let (net, near) = (opts(&self.net), opts(&self.client_near));
+        let (net, near, leader) = (
+            opts(&self.net),
+            opts(&self.client_near),
+            opts(&self.leader_at),
+        );
         let mut lens = vec![self.workloads.len()];
         lens.extend(axes.iter().map(|(_, v)| v.len()));
         lens.extend([
@@ -260,6 +273,7 @@ impl Matrix {
             persistence.len(),
             net.len(),
             near.len(),
+            leader.len(),
         ]);
         cartesian(&lens)
             .into_iter()
@@ -287,6 +301,7 @@ impl Matrix {
                     redis_persistence: persistence[launch[2]],
                     net: net[launch[3]].clone(),
                     client_near: near[launch[4]],
+                    leader_at: leader[launch[5]],
                 }
             })
             .collect()
@@ -388,7 +403,8 @@ fn run_one(
                 c.replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT),
                 c.node_flags(),
             )
-            .with_net(c.net.clone(), c.client_near.unwrap_or(0)),
+            .with_net(c.net.clone(), c.client_near.unwrap_or(0))
+            .with_leader_at(c.leader_at),
         ),
         LauncherKind::Redis => Box::new(RedisServer::new(
             c.redis_persistence.unwrap_or(Persistence::None),
@@ -522,6 +538,23 @@ mod tests {
     }
 
     #[test]
+    fn the_network_axes_cross_last_and_a_bad_profile_is_refused() {
+        let m = matrix("net = [\"wan3\"]\nclient_near = [0, 2]\nleader_at = [1]\n").unwrap();
+        let labels: Vec<String> = m.configs().iter().map(Config::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "w net=wan3 client-near=0 leader-at=1",
+                "w net=wan3 client-near=2 leader-at=1"
+            ]
+        );
+        let err = matrix("net = [\"mars\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("mars"), "{err:#}");
+        let err = matrix("client_near = [1]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("need `net`"), "{err:#}");
+    }
+
+    #[test]
     fn an_unknown_key_or_a_refused_value_names_the_field() {
         let err = matrix("batch_maxx = [1]\n").unwrap_err();
         assert!(format!("{err:#}").contains("batch_maxx"), "{err:#}");
@@ -538,6 +571,7 @@ mod tests {
             "matrix-read-modes.toml",
             "matrix-digest-bytes.toml",
             "matrix-net-wan3.toml",
+            "matrix-net-wan3-holders.toml",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("workloads")
