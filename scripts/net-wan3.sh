@@ -30,12 +30,17 @@ for f in sorted(glob.glob(sys.argv[1] + "/run-*.json")):
     reads = sum(rc.get(k, 0) for k in ("local", "quorum", "log"))
     local = "%.0f%%" % (100 * rc.get("local", 0) / reads) if reads else "-"
     changes = ti.get("shard_counters", {}).get("became_leader", 0)
-    rows.append((mode, regions[near], "-" if leader is None else regions[leader],
+    holders = ti["sweep_config"]["protocol"].get("lease_holders") or "all"
+    if mode != "quorum-lease":
+        holders = "-"
+    elif holders != "all":
+        holders = ",".join(regions[h] for h in holders)
+    rows.append((mode, holders, regions[near], "-" if leader is None else regions[leader],
                  "-" if leader is None else dist(near, leader),
                  ms("get", "p50_us"), ms("get", "p99_us"), ms("set", "p50_us"),
                  ms("set", "p99_us"), local, changes, f.split("/")[-1]))
-print("| read mode | client at | leader at | client-leader RTT (ms) | get p50 | get p99 | set p50 | set p99 | local reads | leader changes | run |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+print("| read mode | lease holders | client at | leader at | client-leader RTT (ms) | get p50 | get p99 | set p50 | set p99 | local reads | leader changes | run |")
+print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 for r in rows:
     print("| " + " | ".join(str(x) for x in r) + " |")
 PY

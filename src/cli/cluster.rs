@@ -274,10 +274,7 @@ fn wait_listening(
     let deadline = Instant::now() + READY_TIMEOUT;
     let connects = |i: usize, addr: &SocketAddr| {
         let connect = || TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok();
-        match net {
-            Some(net) => net.ns(i).run(connect).unwrap_or(false),
-            None => connect(),
-        }
+        crate::net::run_in(net.map(|n| n.ns(i)), connect).unwrap_or(false)
     };
     for (i, addr) in endpoints.iter().enumerate() {
         while !connects(i, addr) {

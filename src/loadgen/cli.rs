@@ -2,7 +2,7 @@
 use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, TargetDescription};
-use super::run::run_at;
+use super::run::run_against;
 use super::workload::Workload;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
@@ -258,7 +258,11 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     );
     info.insert("loadgen_pinned".into(), serde_json::Value::Bool(a.pinned));
     let site = launcher.as_ref().and_then(|l| l.site());
-    let (mut res, out) = run_at(site, &w, addrs, target, info, a.cores, progress, a.pinned)?;
+    // Under --net every connection (and the INFO before and after) starts in the
+    // client's namespace.
+    let (mut res, out) = crate::net::run_in(site, || {
+        run_against(&w, addrs, target, info, a.cores, progress, a.pinned)
+    })??;
     if let Some(mut l) = launcher.take() {
         l.stop();
     }

@@ -404,11 +404,7 @@ impl Launcher for CorepaxCluster {
         // would wait for it, and its counters would look like a leader change).
         let deadline = Instant::now() + START_TIMEOUT;
         let led = || addrs.iter().all(|a| super::info::every_shard_led(*a));
-        while !match self.site() {
-            Some(ns) => ns.run(led).unwrap_or(false),
-            None => led(),
-        } && Instant::now() < deadline
-        {
+        while !crate::net::run_in(self.site(), led).unwrap_or(false) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         if let Some(want) = self.leader_at

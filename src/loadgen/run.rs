@@ -55,22 +55,3 @@ pub fn run_against(
     let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
     Ok((res, out))
 }
-
-/// [`run_against`] with every connection (and the INFO before and after) made inside
-/// `site`, an emulated network's namespace, when there is one.
-#[allow(clippy::too_many_arguments)]
-pub fn run_at(
-    site: Option<&crate::net::Netns>,
-    w: &Workload,
-    addrs: Vec<SocketAddr>,
-    target: TargetDescription,
-    info: BTreeMap<String, serde_json::Value>,
-    cores: Option<usize>,
-    progress: Progress,
-    pinned: bool,
-) -> anyhow::Result<(BenchResult, RunOutput)> {
-    match site {
-        Some(ns) => ns.run(|| run_against(w, addrs, target, info, cores, progress, pinned))?,
-        None => run_against(w, addrs, target, info, cores, progress, pinned),
-    }
-}

@@ -3,7 +3,7 @@
 use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
-use super::run::run_at;
+use super::run::run_against;
 use super::workload::Workload;
 use crate::config::{ProtocolConfig, SETTINGS, Setting};
 use anyhow::Context;
@@ -414,16 +414,10 @@ fn run_one(
     let mut info = l.target_info();
     info.insert("sweep_config".into(), serde_json::to_value(c)?);
     // Unpinned: every server of a sweep runs on this machine (see `BenchArgs::pinned`).
-    let (mut res, out) = run_at(
-        l.site(),
-        &w,
-        addrs,
-        l.describe(),
-        info,
-        cores,
-        progress,
-        false,
-    )?;
+    let target = l.describe();
+    let (mut res, out) = crate::net::run_in(l.site(), || {
+        run_against(&w, addrs, target, info, cores, progress, false)
+    })??;
     l.stop();
     res.write(&dir.join(format!("run-{i:03}.json")), &out.intervals)?;
     Ok(res)

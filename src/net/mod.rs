@@ -14,7 +14,7 @@ pub mod ns;
 pub mod profile;
 pub mod router;
 
-pub use ns::Netns;
+pub use ns::{Netns, run_in};
 pub use profile::Profile;
 
 use serde::{Deserialize, Serialize};
@@ -145,7 +145,10 @@ impl Network {
     /// Writes the state file into the data directory (once the nodes serve).
     pub fn write_state(&self) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(STATE_FILE);
-        std::fs::write(&path, serde_json::to_string_pretty(&self.state)?)?;
+        // Whole or absent: others wait for the file to appear, then read it.
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(&self.state)?)?;
+        std::fs::rename(&tmp, &path)?;
         Ok(path)
     }
 

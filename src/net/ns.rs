@@ -113,6 +113,14 @@ impl Netns {
     }
 }
 
+/// Runs `f` inside `site` ([`Netns::run`]), or on this thread when there is none.
+pub fn run_in<R: Send>(site: Option<&Netns>, f: impl FnOnce() -> R + Send) -> io::Result<R> {
+    match site {
+        Some(ns) => ns.run(f),
+        None => Ok(f()),
+    }
+}
+
 /// An AF_INET datagram socket, for the interface ioctls.
 fn inet_socket() -> io::Result<OwnedFd> {
     // SAFETY: socket(2); the descriptor is owned at once.

@@ -1,15 +1,19 @@
-//! `corepax cluster --net` as processes: the network goes with the launcher (Ctrl-C or
-//! kill -9: no namespace, device or node left), a real cut of the leader (the router drops
-//! its packets) behaves as the partition it models, and without root the command fails
-//! saying why. Needs root and /dev/net/tun (CI runs as root): without them the tests fail,
-//! saying so.
+//! Emulated networks (`corepax::net`, `corepax cluster --net`). Needs root and
+//! /dev/net/tun (CI runs as root): without them every test fails, saying so.
+//!
+//! - One-way delays measured with timestamps (every namespace shares the machine's
+//!   monotonic clock) match each directed link of the profile within 10%; a cut drops one
+//!   direction only; heal restores it.
+//! - The network goes with the launcher (Ctrl-C or kill -9: no namespace, device or node
+//!   left), a real cut of the leader (the router drops its packets) behaves as the
+//!   partition it models, and without root the command fails saying why.
 
 mod node_support;
 
-use corepax::net::Attached;
+use corepax::net::{Attached, Network, Profile, node_addr};
 use node_support::{Client, bulk, free_ports, is_ok};
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +23,105 @@ fn need_root() {
     if let Some(m) = corepax::net::missing_capability() {
         panic!("this test needs what network emulation needs: {m}");
     }
+}
+
+/// The delay measurement runs alone (write), the clusters beside each other (read): three
+/// clusters starting on a small machine would delay the router thread and the probes.
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    ALONE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+const PROFILE: &str = r#"
+regions = ["a", "b", "c"]
+[[link]]
+from = "a"
+to = "b"
+delay_ms = 4.0
+[[link]]
+from = "b"
+to = "a"
+delay_ms = 8.0
+[[link]]
+between = ["a", "c"]
+delay_ms = 6.0
+jitter_ms = 0.2
+distribution = "normal"
+[[link]]
+between = ["b", "c"]
+delay_ms = 5.0
+"#;
+
+const PORT: u16 = 7000;
+const PROBES: usize = 25;
+
+/// Median one-way delay (ms) of probes from node `a` to node `b`, or None if none arrived.
+fn one_way_ms(net: &Network, a: usize, b: usize, base: Instant) -> Option<f64> {
+    let rx = net
+        .ns(b)
+        .run(|| UdpSocket::bind(SocketAddr::from((node_addr(b), PORT))))
+        .unwrap()
+        .unwrap();
+    let tx = net
+        .ns(a)
+        .run(|| UdpSocket::bind(SocketAddr::from((node_addr(a), 0))))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = SocketAddr::from((node_addr(b), PORT));
+    let recv = std::thread::spawn(move || {
+        let mut delays = Vec::new();
+        let mut buf = [0u8; 16];
+        while let Ok(n) = rx.recv(&mut buf) {
+            if n == 16 {
+                let sent = u128::from_le_bytes(buf);
+                delays.push((base.elapsed().as_nanos() - sent) as f64 / 1e6);
+            }
+        }
+        delays
+    });
+    for _ in 0..PROBES {
+        tx.send_to(&base.elapsed().as_nanos().to_le_bytes(), to)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let mut d = recv.join().unwrap();
+    d.sort_by(f64::total_cmp);
+    (!d.is_empty()).then(|| d[d.len() / 2])
+}
+
+#[test]
+fn one_way_delays_match_the_profile_and_cuts_are_one_way() {
+    need_root();
+    let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let profile = Profile::from_toml(PROFILE, "test").unwrap();
+    let links = profile.link_matrix(3).unwrap();
+    let net = Network::start("test", &profile, 3, dir.path()).unwrap();
+    let base = Instant::now();
+    for (a, row) in links.iter().enumerate() {
+        for (b, link) in row.iter().enumerate() {
+            if a == b {
+                continue;
+            }
+            let want = link.delay_ms;
+            let got = one_way_ms(&net, a, b, base).expect("probes arrive");
+            assert!(
+                (got - want).abs() <= want * 0.1,
+                "{a} -> {b}: measured {got:.3} ms, profile {want} ms"
+            );
+        }
+    }
+    let control = net.control();
+    control.cut(0, 1).unwrap();
+    assert_eq!(one_way_ms(&net, 0, 1, base), None, "cut 0 -> 1 drops");
+    assert!(one_way_ms(&net, 1, 0, base).is_some(), "1 -> 0 still flows");
+    control.heal().unwrap();
+    assert!(one_way_ms(&net, 0, 1, base).is_some(), "healed");
+    let stats = control.send("stats").unwrap();
+    assert!(stats.contains("cut="), "{stats}");
 }
 
 struct Launched {
@@ -59,7 +162,7 @@ fn launch(dir: &Path, profile: &str, extra: &[&str]) -> Launched {
 }
 
 fn addr(l: &Launched, i: usize) -> SocketAddr {
-    SocketAddr::from((corepax::net::node_addr(i), l.base + i as u16))
+    SocketAddr::from((node_addr(i), l.base + i as u16))
 }
 
 /// The node processes of a launcher (its children).
@@ -122,6 +225,7 @@ fn gone(pid: u32) -> bool {
 /// Stops the launcher with `signal` and checks that nothing of its network is left.
 fn stop_leaves_nothing(signal: libc::c_int) {
     need_root();
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let (devices, named) = (host_devices(), named_namespaces());
     let mut l = launch(dir.path(), "lan", &[]);
@@ -213,6 +317,7 @@ fn leader(net: &Attached, l: &Launched) -> Option<usize> {
 #[test]
 fn an_isolated_leader_stops_lease_reads_before_a_new_leader_writes() {
     need_root();
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let l = launch(dir.path(), "lan", &["--read-mode", "leader-lease"]);
     let net = Attached::open(dir.path()).unwrap();
