@@ -381,8 +381,24 @@ fn an_isolated_leader_stops_lease_reads_before_a_new_leader_writes() {
             write_acked - cut
         );
     }
-    // Healed, the old leader learns the new value.
-    net.control().heal().unwrap();
+    // Healed (through the command line this time), the old leader learns the new value.
+    let out = Command::new(env!("CARGO_BIN_EXE_corepax"))
+        .args(["net", "--data"])
+        .arg(dir.path())
+        .arg("heal")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("cut="), "{said}");
+    let cut_packets: u64 = said
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("cut="))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        cut_packets > 0,
+        "the router dropped nothing while the leader was cut off"
+    );
     let mut r = connect(old);
     let deadline = Instant::now() + Duration::from_secs(15);
     while bulk(&r.cmd(&["GET", "k"]).unwrap()).as_deref() != Some("new") {

@@ -285,7 +285,7 @@ impl Router {
     /// Applies one control command; see [`super::Control`].
     fn command(&mut self, line: &str) -> Result<String, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let n = self.tuns.len();
+        let n = self.links.len();
         let node = |w: Option<&&str>| -> Result<usize, String> {
             let i: usize = w
                 .ok_or("missing node")?
@@ -350,4 +350,105 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("corepax-net-router".into())
         .spawn(move || router.run(&stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(link: Link) -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let control = UnixListener::bind(dir.path().join("s")).unwrap();
+        let links = vec![vec![link; 2]; 2];
+        (
+            Router::new(Vec::new(), Ipv4Addr::new(10, 0, 0, 0), links, control),
+            dir,
+        )
+    }
+
+    fn dues(r: &Router, now: Instant) -> Vec<f64> {
+        r.links[0][1]
+            .queue
+            .iter()
+            .map(|(d, _)| (*d - now).as_secs_f64() * 1e3)
+            .collect()
+    }
+
+    #[test]
+    fn a_rate_spaces_packets_and_the_delay_follows() {
+        let (mut r, _d) = router(Link {
+            delay_ms: 10.0,
+            rate_mbit: 8.0, // one byte per µs
+            ..Link::default()
+        });
+        let now = Instant::now();
+        for _ in 0..3 {
+            r.enqueue(0, 1, &[0; 1000], now);
+        }
+        let d = dues(&r, now);
+        for (got, want) in d.iter().zip([11.0, 12.0, 13.0]) {
+            assert!((got - want).abs() < 1e-6, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_never_reorders_a_link_and_stays_within_its_bounds() {
+        let (mut r, _d) = router(Link {
+            delay_ms: 5.0,
+            jitter_ms: 2.0,
+            distribution: Distribution::Uniform,
+            ..Link::default()
+        });
+        let now = Instant::now();
+        for _ in 0..200 {
+            r.enqueue(0, 1, &[0; 100], now);
+        }
+        // A burst: each packet waits for the one ahead of it.
+        let d = dues(&r, now);
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "in order");
+        assert!(d.iter().all(|x| (3.0..=7.0).contains(x)), "{d:?}");
+        // Packets further apart than the jitter's range each get their own draw.
+        r.links[0][1].queue.clear();
+        for k in 0..200 {
+            r.enqueue(0, 1, &[0; 100], now + Duration::from_millis(10 * k));
+        }
+        let d: Vec<f64> = dues(&r, now)
+            .iter()
+            .enumerate()
+            .map(|(k, x)| x - 10.0 * k as f64)
+            .collect();
+        let (lo, hi) = d
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        assert!(lo >= 3.0 - 1e-9 && hi <= 7.0 + 1e-9, "{lo} {hi}");
+        assert!(lo < 4.0 && hi > 6.0, "jitter spreads the delays: {lo} {hi}");
+    }
+
+    #[test]
+    fn commands_cut_add_loss_heal_and_refuse_nonsense() {
+        let (mut r, _d) = router(Link::default());
+        let now = Instant::now();
+        r.command("cut 0 1").unwrap();
+        r.enqueue(0, 1, &[0; 10], now);
+        r.enqueue(1, 0, &[0; 10], now);
+        assert_eq!(
+            (r.stats.cut, r.links[1][0].queue.len()),
+            (1, 1),
+            "one way only"
+        );
+        r.command("heal").unwrap();
+        r.command("loss 0 1 100").unwrap();
+        r.enqueue(0, 1, &[0; 10], now);
+        assert_eq!(r.stats.lost, 1);
+        r.command("isolate 1").unwrap();
+        r.enqueue(1, 0, &[0; 10], now);
+        assert_eq!(r.stats.cut, 2);
+        let stats = r.command("heal").unwrap();
+        assert!(stats.contains("cut=2 lost=1"), "{stats}");
+        r.enqueue(0, 1, &[0; 10], now);
+        assert_eq!(r.links[0][1].queue.len(), 1, "healed: back to the profile");
+        for bad in ["cut 0 7", "loss 0 1 101", "jump", "cut x 1"] {
+            assert!(r.command(bad).is_err(), "{bad}");
+        }
+    }
 }
