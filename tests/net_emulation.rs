@@ -356,17 +356,7 @@ fn an_isolated_leader_stops_lease_reads_before_a_new_leader_writes() {
         served
     });
     let mut w = connect((old + 1) % 3);
-    let write_acked = loop {
-        if let Ok(v) = w.cmd(&["SET", "k", "new"])
-            && is_ok(&v)
-        {
-            break Instant::now();
-        }
-        assert!(
-            cut.elapsed() < Duration::from_secs(15),
-            "no new leader wrote"
-        );
-    };
+    let write_acked = w.set_until_ok("k", "new", cut + Duration::from_secs(15));
     let served = reader.join().unwrap();
     assert!(
         !served.is_empty(),
