@@ -5,7 +5,7 @@
 //! its right, never one beside it in the same braces):
 //!
 //! ```text
-//! main → cli → {frontend, loadgen, sim} → runtime → transport → wire → protocol → config → limits
+//! main → cli → {frontend, loadgen, sim} → net → runtime → transport → wire → protocol → config → limits
 //! ```
 //!
 //! - [`protocol`] is the sans-IO core: Multi-Paxos, the KV state machine. No clock, no
@@ -15,6 +15,8 @@
 //!   knows nothing of clients: [`runtime::node::run`] is handed the front end to run.
 //! - [`frontend`] serves RESP clients on each shard's executor, through the runtime.
 //! - [`loadgen`] is the built-in load generator; it only speaks RESP over TCP.
+//! - [`net`] emulates networks: each node in a network namespace of its own, links
+//!   shaped by a profile (delay, jitter, loss, rate), cut and healed on command.
 //! - [`limits`] is at the bottom: the command, batch, WAL record and peer frame sizes
 //!   every layer checks against, related at compile time.
 //!
@@ -27,6 +29,7 @@ pub mod config;
 pub mod frontend;
 pub mod limits;
 pub mod loadgen;
+pub mod net;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;

@@ -174,17 +174,7 @@ fn partitioned_leader_stops_lease_reads_before_a_new_leader_writes() {
     });
     let writer_node = (old + 1) % 3;
     let mut w = Client::connect(cluster.clients[writer_node]).unwrap();
-    let write_acked = loop {
-        if let Ok(v) = w.cmd(&["SET", "k", "new"])
-            && is_ok(&v)
-        {
-            break Instant::now();
-        }
-        assert!(
-            cut.elapsed() < Duration::from_secs(15),
-            "no new leader wrote"
-        );
-    };
+    let write_acked = w.set_until_ok("k", "new", cut + Duration::from_secs(15));
     let served = reader.join().unwrap();
     let last_served = served.iter().map(|(_, end, _)| *end).max();
     eprintln!(

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["main"],
     &["cli"],
     &["frontend", "loadgen", "sim"],
+    &["net"],
     &["runtime"],
     &["transport"],
     &["wire"],

@@ -63,6 +63,11 @@ pub struct ClusterArgs {
     /// Snapshot every this many applied slots in every node (default: the node's).
     #[arg(long)]
     pub snapshot_interval_slots: Option<u64>,
+    /// Emulate a network: each replica in a network namespace of its own, links shaped by
+    /// this profile (a built-in: lan, metro, wan3; or a TOML file; see docs/NETWORK.md).
+    /// Needs root. Faults: `corepax net --data DIR cut|isolate|loss|heal|stats`.
+    #[arg(long, value_name = "PROFILE")]
+    pub net: Option<String>,
     /// Protocol settings for every node.
     #[command(flatten)]
     pub protocol: ProtocolArgs,
@@ -79,11 +84,35 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    let mut children = spawn_nodes(&args.data, &configs)?;
+    // Dropped after the nodes stop (declared first): the router carries their last words.
+    let net = match &args.net {
+        Some(spec) => {
+            let profile = crate::net::Profile::load(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(crate::net::Network::start(
+                spec,
+                &profile,
+                configs.len(),
+                &args.data,
+            )?)
+        }
+        None => None,
+    };
+    let mut children = spawn_nodes(&args.data, &configs, net.as_ref())?;
     let endpoints: Vec<SocketAddr> = configs.iter().map(|c| c.client_addr).collect();
-    if let Err(e) = wait_listening(&mut children, &endpoints, &stop) {
+    if let Err(e) = wait_listening(&mut children, &endpoints, &stop, net.as_ref()) {
         stop_all(&mut children);
         return Err(e);
+    }
+    if let Some(net) = &net {
+        let state = net.write_state()?;
+        println!(
+            "network {}: replica i in its own namespace at {}; state {}; a shell beside \
+             replica 0: nsenter --net=/proc/{}/ns/net",
+            args.net.as_deref().unwrap_or_default(),
+            crate::net::node_addr(0),
+            state.display(),
+            children[0].id()
+        );
     }
     let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
     println!(
@@ -133,9 +162,15 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
             .map_err(|_| anyhow::anyhow!("{what} port out of range for replica {i}"))?;
         Ok(SocketAddr::from(([127, 0, 0, 1], p)))
     };
-    let peers = (0..n)
+    let mut peers = (0..n)
         .map(|i| port(peer_base, PEER_PORTS_PER_REPLICA * i, "peer", i))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.net.is_some() {
+        // Each replica at its own address, in its own namespace.
+        for (i, p) in peers.iter_mut().enumerate() {
+            p.set_ip(crate::net::node_addr(i).into());
+        }
+    }
     let mut protocol = ProtocolConfig {
         replicas: n,
         ..ProtocolConfig::default()
@@ -154,7 +189,10 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
     for i in 0..n {
         let id = u8::try_from(i)?;
         let data = args.data.join(format!("node-{i}"));
-        let client = port(args.base_port, i, "client", i)?;
+        let mut client = port(args.base_port, i, "client", i)?;
+        if args.net.is_some() {
+            client.set_ip(crate::net::node_addr(i).into());
+        }
         let mut cfg = NodeConfig::new(id, client, peers.clone(), data, shards);
         cfg.protocol = protocol.clone();
         cfg.pin = cores.is_some();
@@ -191,7 +229,11 @@ fn ensure_cluster_key(cfg: &NodeConfig) -> anyhow::Result<()> {
 
 /// Writes each node's configuration to DIR/node-i.toml and starts `corepax node --config`
 /// on it; stops the ones started if one fails.
-fn spawn_nodes(dir: &std::path::Path, configs: &[NodeConfig]) -> anyhow::Result<Vec<Child>> {
+fn spawn_nodes(
+    dir: &std::path::Path,
+    configs: &[NodeConfig],
+    net: Option<&crate::net::Network>,
+) -> anyhow::Result<Vec<Child>> {
     let exe = std::env::current_exe()?;
     let mut children: Vec<Child> = Vec::with_capacity(configs.len());
     for (i, cfg) in configs.iter().enumerate() {
@@ -203,11 +245,12 @@ fn spawn_nodes(dir: &std::path::Path, configs: &[NodeConfig]) -> anyhow::Result<
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
             })
             .and_then(|()| {
-                Command::new(&exe)
-                    .arg("node")
-                    .arg("--config")
-                    .arg(&path)
-                    .spawn()
+                let mut cmd = Command::new(&exe);
+                cmd.arg("node").arg("--config").arg(&path);
+                if let Some(net) = net {
+                    net.ns(i).enter_on_spawn(&mut cmd);
+                }
+                cmd.spawn()
                     .map_err(|e| anyhow::anyhow!("starting node {i}: {e}"))
             });
         match started {
@@ -226,10 +269,15 @@ fn wait_listening(
     children: &mut [Child],
     endpoints: &[SocketAddr],
     stop: &AtomicBool,
+    net: Option<&crate::net::Network>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
+    let connects = |i: usize, addr: &SocketAddr| {
+        let connect = || TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok();
+        crate::net::run_in(net.map(|n| n.ns(i)), connect).unwrap_or(false)
+    };
     for (i, addr) in endpoints.iter().enumerate() {
-        while TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_err() {
+        while !connects(i, addr) {
             if let Ok(Some(status)) = children[i].try_wait() {
                 anyhow::bail!("node {i} exited during start-up: {status}");
             }

@@ -33,6 +33,21 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Run the deterministic simulator over many seeds and check every history.
     Sim(SimArgs),
+    /// Faults on the emulated network of a running `cluster --net`: cut, isolate, loss,
+    /// heal, stats.
+    Net(NetArgs),
+}
+
+/// Arguments of `corepax net`.
+#[derive(clap::Args, Debug)]
+pub struct NetArgs {
+    /// The cluster's data directory (it holds net.sock and net.json).
+    #[arg(long, default_value = "data")]
+    data: std::path::PathBuf,
+    /// `cut A B` (drop A -> B), `isolate A` (both ways, every peer), `loss A B PERCENT`,
+    /// `heal` (back to the profile), `stats` (the router's counters).
+    #[arg(required = true, num_args = 1..)]
+    command: Vec<String>,
 }
 
 /// Arguments of `corepax sim`.
@@ -329,6 +344,12 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => run_sim(args),
         Command::Node(args) => run_node(*args).map(|_| ExitCode::SUCCESS),
         Command::Cluster(args) => cluster::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Net(args) => crate::net::Control::new(args.data.join(crate::net::CONTROL_FILE))
+            .send(&args.command.join(" "))
+            .map(|stats| {
+                println!("{stats}");
+                ExitCode::SUCCESS
+            }),
     };
     match result {
         Ok(code) => code,

@@ -51,6 +51,18 @@ pub struct BenchArgs {
     /// Replicas of the embedded cluster.
     #[arg(long, default_value_t = 3)]
     pub replicas: u16,
+    /// Run the embedded cluster on an emulated network (a built-in profile: lan, metro,
+    /// wan3, or a TOML file; needs root; see docs/NETWORK.md).
+    #[arg(long, value_name = "PROFILE")]
+    pub net: Option<String>,
+    /// Under --net: the load generator sits beside this replica (in its namespace) and
+    /// connects to it only.
+    #[arg(long, default_value_t = 0, requires = "net")]
+    pub client_near: u16,
+    /// Under --net: move the leader to this replica before the run (cutting off whichever
+    /// replica leads until this one does).
+    #[arg(long, requires = "net")]
+    pub leader_at: Option<u16>,
     /// Run against a launched redis-server instead of a corepax cluster.
     #[arg(long)]
     pub redis: Option<Persistence>,
@@ -216,8 +228,11 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         }
         (None, None) => {
             let exe = std::env::current_exe().context("cannot find the corepax executable")?;
-            let mut c: Box<dyn Launcher> =
-                Box::new(CorepaxCluster::new(exe, a.replicas, a.node_args.clone()));
+            let mut c: Box<dyn Launcher> = Box::new(
+                CorepaxCluster::new(exe, a.replicas, a.node_args.clone())
+                    .with_net(a.net.clone(), a.client_near)
+                    .with_leader_at(a.leader_at),
+            );
             eprintln!(
                 "starting a local {}-replica corepax cluster ...",
                 a.replicas
@@ -247,15 +262,20 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         w.warmup_s
     );
     info.insert("loadgen_pinned".into(), serde_json::Value::Bool(a.pinned));
-    let (mut res, out) = run_against(
-        &w,
-        addrs.clone(),
-        target.clone(),
-        info.clone(),
-        a.cores,
-        progress,
-        a.pinned,
-    )?;
+    let site = launcher.as_ref().and_then(|l| l.site());
+    // Under --net every connection (and the INFO before and after) starts in the
+    // client's namespace.
+    let (mut res, out) = crate::net::run_in(site, || {
+        run_against(
+            &w,
+            addrs.clone(),
+            target.clone(),
+            info.clone(),
+            a.cores,
+            progress,
+            a.pinned,
+        )
+    })??;
     let path = a.json.clone().unwrap_or_else(|| res.default_path());
     let mut half = None;
     if let Some(h) = half_load_workload(&w, &res, a.half_load) {
@@ -265,7 +285,9 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
             rate.round(),
             a.half_load
         );
-        let (mut hr, hout) = run_against(&h, addrs, target, info, a.cores, progress, a.pinned)?;
+        let (mut hr, hout) = crate::net::run_in(site, || {
+            run_against(&h, addrs, target, info, a.cores, progress, a.pinned)
+        })??;
         let hpath = path.with_file_name(format!(
             "{}-half-load.json",
             path.file_stem()

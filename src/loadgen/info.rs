@@ -37,6 +37,26 @@ pub fn every_shard_led(addr: SocketAddr) -> bool {
     info(addr).is_some_and(|text| shards_led(&text))
 }
 
+/// The leader each shard of the corepax server at `addr` knows (`shardN:…leader=L…`), in
+/// shard order; None where it knows none. Empty for other servers.
+pub fn leaders(addr: SocketAddr) -> Vec<Option<u64>> {
+    info(addr).map_or_else(Vec::new, |text| parse_leaders(&text))
+}
+
+fn parse_leaders(text: &str) -> Vec<Option<u64>> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim_end().split_once(':')?;
+            is_index(name.strip_prefix("shard")?).then_some(rest)
+        })
+        .map(|rest| {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix("leader="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
+}
+
 fn shards_led(text: &str) -> bool {
     let shards: Vec<&str> = text
         .lines()
@@ -164,6 +184,12 @@ mod tests {
         assert_eq!(parse_cpu_s(redis), Some(3.75));
         assert_eq!(parse_cpu_s("used_cpu_user:2.5\r\n"), None);
         assert_eq!(parse_cpu_s("used_cpu_user:x\r\nused_cpu_sys:1\r\n"), None);
+    }
+
+    #[test]
+    fn leaders_are_read_per_shard_line() {
+        let text = "shard0:leading=1,leader=2,commit_index=5\r\nshard0_stats:x=1\r\nshard1:leader=none\r\n";
+        assert_eq!(parse_leaders(text), [Some(2), None]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Launchers: start a server to benchmark as a child process group, wait until every
 //! port accepts connections, and kill the group when dropped.
 use super::report::TargetDescription;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stopped server gets to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Rounds of cutting off the leader `leader_at` may take (each elects a new one).
+const LEADER_MOVES_MAX: usize = 12;
+/// How long a placed leader must stay before the run starts.
+const LEADER_SETTLE: Duration = Duration::from_secs(1);
 /// Bytes of a failed server's stderr quoted in the error.
 pub const STDERR_TAIL_BYTES_MAX: usize = 2000;
 
@@ -63,6 +67,11 @@ pub trait Launcher {
     fn target_info(&self) -> BTreeMap<String, serde_json::Value>;
     /// Stops it (also done on drop).
     fn stop(&mut self);
+    /// The network namespace the load generator's connections must start from (an
+    /// emulated network's), or None for this process's own.
+    fn site(&self) -> Option<&crate::net::Netns> {
+        None
+    }
 }
 
 /// A running child process group plus the scratch directory it uses.
@@ -74,7 +83,30 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(&mut self, program: &str, mut cmd: Command, dir: PathBuf) -> Result<(), LaunchError> {
+    fn spawn(&mut self, program: &str, cmd: Command, dir: PathBuf) -> Result<(), LaunchError> {
+        self.spawn_with(program, cmd, dir, false)
+    }
+
+    /// As `spawn`; `die_with_parent` also has the child sent SIGTERM when this thread ends
+    /// (a killed load generator takes an emulated network's cluster along).
+    fn spawn_with(
+        &mut self,
+        program: &str,
+        mut cmd: Command,
+        dir: PathBuf,
+        die_with_parent: bool,
+    ) -> Result<(), LaunchError> {
+        if die_with_parent {
+            // SAFETY: prctl(2) only, async-signal-safe, in the child before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         std::fs::create_dir_all(&dir)?;
         let stderr_path = dir.join("stderr.log");
         let err = std::fs::File::create(&stderr_path)?;
@@ -200,8 +232,17 @@ pub struct CorepaxCluster {
     pub replicas: u16,
     /// Extra flags passed through (`--batch-max 64 ...`).
     pub extra_args: Vec<String>,
+    /// An emulated network's profile (`cluster --net`): then the load generator sits in
+    /// replica `client_near`'s namespace and connects to that replica only.
+    pub net: Option<String>,
+    /// The replica the load generator sits beside under `net`.
+    pub client_near: u16,
+    /// Under `net`: move every shard's leader to this replica before the run (by cutting
+    /// off whichever replica leads until this one does).
+    pub leader_at: Option<u16>,
     port: u16,
     proc: Proc,
+    attached: Option<crate::net::Attached>,
 }
 
 impl CorepaxCluster {
@@ -211,15 +252,119 @@ impl CorepaxCluster {
             exe,
             replicas,
             extra_args,
+            net: None,
+            client_near: 0,
+            leader_at: None,
             port: 0,
             proc: Proc::default(),
+            attached: None,
         }
+    }
+
+    /// The same on an emulated network `profile`, the load generator beside replica
+    /// `client_near`.
+    pub fn with_net(mut self, profile: Option<String>, client_near: u16) -> CorepaxCluster {
+        self.net = profile;
+        self.client_near = client_near;
+        self
+    }
+
+    /// Under `net`: every shard's leader at replica `leader` before the run.
+    pub fn with_leader_at(mut self, leader: Option<u16>) -> CorepaxCluster {
+        self.leader_at = leader;
+        self
+    }
+
+    /// Cuts off the replicas leading a shard, one round at a time, until replica `want`
+    /// leads every shard (seen from `want`, and still so a second later).
+    fn place_leader(&self, want: u16) -> Result<(), LaunchError> {
+        let (Some(net), Some(site)) = (&self.attached, self.site()) else {
+            return Ok(());
+        };
+        let control = net.control();
+        let at = self.addr(want);
+        let leaders = || site.run(|| super::info::leaders(at)).unwrap_or_default();
+        let fail = |m: String| LaunchError::Setup(std::io::Error::other(m));
+        for _ in 0..LEADER_MOVES_MAX {
+            let now = leaders();
+            let others: BTreeSet<u64> = now
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|l| *l != u64::from(want))
+                .collect();
+            if others.is_empty() && !now.is_empty() && now.iter().all(Option::is_some) {
+                std::thread::sleep(LEADER_SETTLE);
+                if leaders().iter().all(|l| *l == Some(u64::from(want))) {
+                    return Ok(());
+                }
+                continue;
+            }
+            for l in &others {
+                control
+                    .isolate(*l as usize)
+                    .map_err(|e| fail(format!("{e:#}")))?;
+            }
+            let deadline = Instant::now() + START_TIMEOUT;
+            while leaders()
+                .iter()
+                .any(|l| l.is_none_or(|l| others.contains(&l)))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            control.heal().map_err(|e| fail(format!("{e:#}")))?;
+            std::thread::sleep(LEADER_SETTLE);
+        }
+        Err(fail(format!(
+            "could not move the leader to replica {want} in {LEADER_MOVES_MAX} rounds"
+        )))
+    }
+
+    fn addr(&self, i: u16) -> SocketAddr {
+        match self.net {
+            Some(_) => SocketAddr::from((crate::net::node_addr(usize::from(i)), self.port + i)),
+            None => SocketAddr::from(([127, 0, 0, 1], self.port + i)),
+        }
+    }
+
+    /// Under `net`: waits for the cluster's network state (written once every node
+    /// listens) and attaches to it.
+    fn attach(&mut self, data: &std::path::Path) -> Result<(), LaunchError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let state = data.join(crate::net::STATE_FILE);
+        while !state.exists() {
+            if let Some(c) = self.proc.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.proc.child = None;
+                return Err(LaunchError::Exited {
+                    program: "corepax cluster".into(),
+                    status: status.to_string(),
+                    stderr: self.proc.stderr_tail(),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(LaunchError::NotReady {
+                    program: "corepax cluster".into(),
+                    addr: self.addr(0),
+                    timeout_s: START_TIMEOUT.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let a = crate::net::Attached::open(data)
+            .map_err(|e| LaunchError::Setup(std::io::Error::other(format!("{e:#}"))))?;
+        self.attached = Some(a);
+        Ok(())
     }
 }
 
 impl Launcher for CorepaxCluster {
     fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
         self.proc.stop();
+        self.attached = None;
+        check_net(self)?;
         self.port = free_ports(self.replicas)?;
         let dir = scratch_dir("cluster", self.port);
         let mut cmd = Command::new(&self.exe);
@@ -240,32 +385,63 @@ impl Launcher for CorepaxCluster {
         {
             cmd.args(["--anti-entropy-interval-ms", "0"]);
         }
-        self.proc.spawn("corepax cluster", cmd, dir)?;
-        let addrs: Vec<SocketAddr> = (0..self.replicas)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], self.port + i)))
-            .collect();
-        if let Err(e) = self.proc.wait_ready("corepax cluster", &addrs) {
+        if let Some(p) = &self.net {
+            cmd.arg("--net").arg(p);
+        }
+        let data = dir.join("data");
+        self.proc
+            .spawn_with("corepax cluster", cmd, dir, self.net.is_some())?;
+        let addrs: Vec<SocketAddr> = (0..self.replicas).map(|i| self.addr(i)).collect();
+        let ready = match self.net {
+            Some(_) => self.attach(&data),
+            None => self.proc.wait_ready("corepax cluster", &addrs),
+        };
+        if let Err(e) = ready {
             self.proc.stop();
             return Err(e);
         }
         // Listening is not serving: the first election is not part of the run (clients
         // would wait for it, and its counters would look like a leader change).
         let deadline = Instant::now() + START_TIMEOUT;
-        while !addrs.iter().all(|a| super::info::every_shard_led(*a)) && Instant::now() < deadline {
+        let led = || addrs.iter().all(|a| super::info::every_shard_led(*a));
+        while !crate::net::run_in(self.site(), led).unwrap_or(false) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(want) = self.leader_at
+            && let Err(e) = self.place_leader(want)
+        {
+            self.stop();
+            return Err(e);
+        }
+        if self.net.is_some() {
+            // The client talks to its own region's replica.
+            return Ok(vec![addrs[usize::from(self.client_near)]]);
         }
         Ok(addrs)
     }
 
+    fn site(&self) -> Option<&crate::net::Netns> {
+        self.attached
+            .as_ref()
+            .map(|a| a.ns(usize::from(self.client_near)))
+    }
+
     fn describe(&self) -> TargetDescription {
+        let place = match &self.net {
+            Some(p) => format!(
+                "on emulated network {p} (one namespace each), the client beside replica {}",
+                self.client_near
+            ),
+            None => format!("on 127.0.0.1:{}..", self.port),
+        };
         TargetDescription {
             kind: "corepax-cluster".into(),
             description: format!(
-                "local corepax cluster, {} replicas on 127.0.0.1:{}.., args {:?}",
-                self.replicas, self.port, self.extra_args
+                "local corepax cluster, {} replicas {place}, args {:?}",
+                self.replicas, self.extra_args
             ),
             addrs: (0..self.replicas)
-                .map(|i| format!("127.0.0.1:{}", self.port + i))
+                .map(|i| self.addr(i).to_string())
                 .collect(),
         }
     }
@@ -274,12 +450,45 @@ impl Launcher for CorepaxCluster {
         let mut m = BTreeMap::new();
         m.insert("replicas".into(), self.replicas.into());
         m.insert("node_args".into(), self.extra_args.clone().into());
+        if let Some(p) = &self.net {
+            m.insert("net".into(), p.clone().into());
+            m.insert("client_near".into(), self.client_near.into());
+            if let Some(l) = self.leader_at {
+                m.insert("leader_at".into(), l.into());
+            }
+        }
         m
     }
 
     fn stop(&mut self) {
+        self.attached = None;
         self.proc.stop();
     }
+}
+
+/// Under `net`: the profile loads, the client's replica exists, this process may build
+/// namespaces; checked before anything starts, so the error says what is missing.
+fn check_net(c: &CorepaxCluster) -> Result<(), LaunchError> {
+    let Some(p) = &c.net else {
+        return Ok(());
+    };
+    let fail = |m: String| Err(LaunchError::Setup(std::io::Error::other(m)));
+    if let Some(m) = crate::net::missing_capability() {
+        return fail(m);
+    }
+    if let Err(e) = crate::net::Profile::load(p) {
+        return fail(e);
+    }
+    if c.leader_at.is_some_and(|l| l >= c.replicas) {
+        return fail(format!("--leader-at names no replica (0..{})", c.replicas));
+    }
+    if c.client_near >= c.replicas {
+        return fail(format!(
+            "--client-near {} names no replica (0..{})",
+            c.client_near, c.replicas
+        ));
+    }
+    Ok(())
 }
 
 /// Redis persistence for a launched redis-server.

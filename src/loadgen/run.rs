@@ -44,6 +44,14 @@ pub fn run_against(
         }
         info.insert("shard_counters".into(), serde_json::to_value(shards)?);
     }
+    if let Some(first) = cfg.targets.first() {
+        // Where the leaders were at the end: the distance to them explains the latency
+        // on an emulated network.
+        let leaders = super::info::leaders(*first);
+        if !leaders.is_empty() {
+            info.insert("leaders".into(), serde_json::to_value(leaders)?);
+        }
+    }
     let res = BenchResult::new(&out, w, target, info, cores.min(w.connections));
     Ok((res, out))
 }

@@ -62,6 +62,15 @@ pub struct Matrix {
     /// p99 at most this many milliseconds (default [`P99_OBJECTIVE_MS_DEFAULT`]).
     #[serde(default)]
     pub p99_objective_ms: Option<f64>,
+    /// Emulated network profiles (`corepax cluster --net`: lan, metro, wan3 or a file).
+    #[serde(default)]
+    pub net: Vec<String>,
+    /// Under `net`: the replicas the load generator sits beside (and connects to).
+    #[serde(default)]
+    pub client_near: Vec<u16>,
+    /// Under `net`: the replica the leader is moved to before each run.
+    #[serde(default)]
+    pub leader_at: Vec<u16>,
     /// Protocol settings to sweep, by name, each with its values as written; checked by
     /// [`Matrix::protocol_axes`].
     #[serde(flatten)]
@@ -87,6 +96,15 @@ pub struct Config {
     /// Open-loop offered load (requests/s), when the matrix sweeps rates.
     #[serde(default)]
     pub rate_per_s: Option<f64>,
+    /// Emulated network profile.
+    #[serde(default)]
+    pub net: Option<String>,
+    /// The replica the load generator sits beside under `net`.
+    #[serde(default)]
+    pub client_near: Option<u16>,
+    /// The replica leading under `net`.
+    #[serde(default)]
+    pub leader_at: Option<u16>,
 }
 
 impl Config {
@@ -131,6 +149,15 @@ impl Config {
         }
         if let Some(v) = self.redis_persistence {
             parts.push(format!("redis-fsync={v:?}").to_lowercase());
+        }
+        if let Some(v) = &self.net {
+            parts.push(format!("net={v}"));
+        }
+        if let Some(v) = self.client_near {
+            parts.push(format!("client-near={v}"));
+        }
+        if let Some(v) = self.leader_at {
+            parts.push(format!("leader-at={v}"));
         }
         if let Some(v) = self.rate_per_s {
             parts.push(format!("rate={}/s", super::plot::axis::fmt_count(v)));
@@ -184,6 +211,13 @@ impl Matrix {
         }
         m.protocol_axes()
             .with_context(|| format!("matrix {}", p.display()))?;
+        for spec in &m.net {
+            crate::net::Profile::load(spec)
+                .map_err(|e| anyhow::anyhow!("matrix {} field `net`: {e}", p.display()))?;
+        }
+        if (!m.client_near.is_empty() || !m.leader_at.is_empty()) && m.net.is_empty() {
+            anyhow::bail!("matrix fields `client_near` and `leader_at` need `net`");
+        }
         if let Some(r) = m.rate_per_s.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
             anyhow::bail!("matrix {}: field `rate_per_s`: {r} is not > 0", p.display());
         }
@@ -216,8 +250,8 @@ impl Matrix {
                 .collect();
             anyhow::bail!(
                 "unknown matrix field `{unknown}`: allowed launcher, workloads, duration_s, \
-                 warmup_s, replicas, shards, redis_persistence, rate_per_s, p99_objective_ms, \
-                 or a protocol setting ({})",
+                 warmup_s, replicas, shards, redis_persistence, net, client_near, leader_at, \
+                 rate_per_s, p99_objective_ms, or a protocol setting ({})",
                 known.join(", ")
             );
         }
@@ -243,8 +277,9 @@ impl Matrix {
     }
 
     /// The cross product, in a stable order: workloads, then the protocol settings in the
-    /// order of [`SETTINGS`], then replicas, shards, redis persistence and rate (so a
-    /// configuration's rates run one after another).
+    /// order of [`SETTINGS`], then replicas, shards, redis persistence, the network and
+    /// where the client and the leader sit in it, then rate (so a configuration's rates
+    /// run one after another).
     pub fn configs(&self) -> Vec<Config> {
         // `from_file` checked the axes; a matrix built in code with bad ones sweeps none.
         let axes = self.protocol_axes().unwrap_or_default();
@@ -254,9 +289,22 @@ impl Matrix {
             opts(&self.redis_persistence),
             opts(&self.rate_per_s),
         );
+        let (net, near, leader) = (
+            opts(&self.net),
+            opts(&self.client_near),
+            opts(&self.leader_at),
+        );
         let mut lens = vec![self.workloads.len()];
         lens.extend(axes.iter().map(|(_, v)| v.len()));
-        lens.extend([replicas.len(), shards.len(), persistence.len(), rates.len()]);
+        lens.extend([
+            replicas.len(),
+            shards.len(),
+            persistence.len(),
+            net.len(),
+            near.len(),
+            leader.len(),
+            rates.len(),
+        ]);
         cartesian(&lens)
             .into_iter()
             .map(|ix| {
@@ -281,7 +329,10 @@ impl Matrix {
                     replicas,
                     shards: shards[launch[1]],
                     redis_persistence: persistence[launch[2]],
-                    rate_per_s: rates[launch[3]],
+                    net: net[launch[3]].clone(),
+                    client_near: near[launch[4]],
+                    leader_at: leader[launch[5]],
+                    rate_per_s: rates[launch[6]],
                 }
             })
             .collect()
@@ -381,11 +432,15 @@ fn run_one(
     }
     w.validate()?;
     let mut l: Box<dyn Launcher> = match m.launcher {
-        LauncherKind::Corepax => Box::new(CorepaxCluster::new(
-            exe.to_path_buf(),
-            c.replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT),
-            c.node_flags(),
-        )),
+        LauncherKind::Corepax => Box::new(
+            CorepaxCluster::new(
+                exe.to_path_buf(),
+                c.replicas.unwrap_or(CLUSTER_REPLICAS_DEFAULT),
+                c.node_flags(),
+            )
+            .with_net(c.net.clone(), c.client_near.unwrap_or(0))
+            .with_leader_at(c.leader_at),
+        ),
         LauncherKind::Redis => Box::new(RedisServer::new(
             c.redis_persistence.unwrap_or(Persistence::None),
         )),
@@ -394,7 +449,10 @@ fn run_one(
     let mut info = l.target_info();
     info.insert("sweep_config".into(), serde_json::to_value(c)?);
     // Unpinned: every server of a sweep runs on this machine (see `BenchArgs::pinned`).
-    let (mut res, out) = run_against(&w, addrs, l.describe(), info, cores, progress, false)?;
+    let target = l.describe();
+    let (mut res, out) = crate::net::run_in(l.site(), || {
+        run_against(&w, addrs, target, info, cores, progress, false)
+    })??;
     l.stop();
     res.write(&dir.join(format!("run-{i:03}.json")), &out.intervals)?;
     Ok(res)
@@ -575,6 +633,23 @@ mod tests {
     }
 
     #[test]
+    fn the_network_axes_cross_last_and_a_bad_profile_is_refused() {
+        let m = matrix("net = [\"wan3\"]\nclient_near = [0, 2]\nleader_at = [1]\n").unwrap();
+        let labels: Vec<String> = m.configs().iter().map(Config::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "w net=wan3 client-near=0 leader-at=1",
+                "w net=wan3 client-near=2 leader-at=1"
+            ]
+        );
+        let err = matrix("net = [\"mars\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("mars"), "{err:#}");
+        let err = matrix("client_near = [1]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("need `net`"), "{err:#}");
+    }
+
+    #[test]
     fn an_unknown_key_or_a_refused_value_names_the_field() {
         let err = matrix("batch_maxx = [1]\n").unwrap_err();
         assert!(format!("{err:#}").contains("batch_maxx"), "{err:#}");
@@ -591,6 +666,8 @@ mod tests {
             "matrix-read-modes.toml",
             "matrix-digest-bytes.toml",
             "matrix-rates.toml",
+            "matrix-net-wan3.toml",
+            "matrix-net-wan3-holders.toml",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("workloads")

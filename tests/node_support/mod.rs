@@ -300,6 +300,22 @@ impl Client {
         Ok(reply)
     }
 
+    /// SET until a node acknowledges it (after a cut: once a new leader is elected);
+    /// returns when it was acknowledged. Panics past `deadline`.
+    pub fn set_until_ok(&mut self, key: &str, value: &str, deadline: Instant) -> Instant {
+        loop {
+            if let Ok(v) = self.cmd(&["SET", key, value])
+                && is_ok(&v)
+            {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader acknowledged the write"
+            );
+        }
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
