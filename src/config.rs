@@ -698,12 +698,6 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.protocol.validate()?;
         check(
-            self.protocol.protocol == Protocol::Multipaxos,
-            "protocol",
-            "multipaxos in a node (raft runs in `corepax sim --protocol raft` only so far)",
-            self.protocol.protocol,
-        )?;
-        check(
             self.peers.len() == self.protocol.replicas,
             "peers",
             &format!("one address per replica ({})", self.protocol.replicas),

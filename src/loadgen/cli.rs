@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Replicas of the embedded cluster.
     #[arg(long, default_value_t = 3)]
     pub replicas: u16,
+    /// The embedded cluster's replication protocol (multipaxos, raft), passed to `corepax
+    /// cluster`; a `--target`'s servers run whatever they were started with.
+    #[arg(long, conflicts_with_all = ["target", "redis"])]
+    pub protocol: Option<crate::config::Protocol>,
     /// Run against a launched redis-server instead of a corepax cluster.
     #[arg(long)]
     pub redis: Option<Persistence>,
@@ -211,8 +215,12 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         }
         (None, None) => {
             let exe = std::env::current_exe().context("cannot find the corepax executable")?;
+            let mut node_args = a.node_args.clone();
+            if let Some(p) = a.protocol {
+                node_args.splice(0..0, ["--protocol".to_string(), p.to_string()]);
+            }
             let mut c: Box<dyn Launcher> =
-                Box::new(CorepaxCluster::new(exe, a.replicas, a.node_args.clone()));
+                Box::new(CorepaxCluster::new(exe, a.replicas, node_args));
             eprintln!(
                 "starting a local {}-replica corepax cluster ...",
                 a.replicas

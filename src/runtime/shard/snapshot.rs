@@ -32,7 +32,7 @@ impl Shard {
         // repair installed up to here.
         let repairs = self.repairs_installed.get();
         let covered = self.last_lsn.get();
-        let at = snap.last_included;
+        let at = Consensus::snapshot_slot(&snap);
         let meta = crate::runtime::snapshot::SnapshotMeta {
             last_included: at,
             wal_lsn: covered.0,
@@ -66,6 +66,8 @@ impl Shard {
                     .borrow()
                     .snapshots
                     .compact(&mut *self.replica.borrow_mut(), at);
+                let now = self.now();
+                self.step(|r| r.on_snapshot_saved(now, at));
                 Ok(at)
             }
             // The WAL still holds everything: nothing is lost, only the compaction waits.
