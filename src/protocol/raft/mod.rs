@@ -335,9 +335,16 @@ impl Replica {
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
-        if self.cfg.read_mode == crate::config::ReadMode::ReadIndex && req.cmd.is_read_only() {
+        let read = req.cmd.is_read_only();
+        if read && self.leading_term().is_none() {
+            self.stats.reads_redirected += 1;
+        }
+        if read && self.cfg.read_mode == crate::config::ReadMode::ReadIndex {
             self.on_read(now, token, req);
         } else {
+            if read && self.leading_term().is_some() {
+                self.stats.reads_log += 1;
+            }
             self.on_client_request(now, token, req);
         }
         self.finish_step(now);
