@@ -216,7 +216,9 @@ impl Matrix {
     }
 
     /// The cross product, in a stable order: workloads, then the protocol settings in the
-    /// order of [`SETTINGS`], then replicas, shards and redis persistence.
+    /// order of [`SETTINGS`], then replicas, shards and redis persistence. A protocol
+    /// crossed with a read mode it does not serve (Raft with leases, Multi-Paxos with
+    /// read-index) is left out, so one matrix can give each protocol its own modes.
     pub fn configs(&self) -> Vec<Config> {
         // `from_file` checked the axes; a matrix built in code with bad ones sweeps none.
         let axes = self.protocol_axes().unwrap_or_default();
@@ -254,6 +256,7 @@ impl Matrix {
                     redis_persistence: persistence[launch[2]],
                 }
             })
+            .filter(|c| c.protocol.protocol.supports_read_mode(c.protocol.read_mode))
             .collect()
     }
 }
@@ -475,6 +478,25 @@ mod tests {
     }
 
     #[test]
+    fn a_protocol_is_crossed_only_with_the_read_modes_it_serves() {
+        let m = matrix(
+            "protocol = [\"multipaxos\", \"raft\"]\n\
+             read_mode = [\"log\", \"leader-lease\", \"read-index\"]\n",
+        )
+        .unwrap();
+        let labels: Vec<String> = m.configs().iter().map(Config::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "w protocol=multipaxos read_mode=log",
+                "w protocol=multipaxos read_mode=leader-lease",
+                "w protocol=raft read_mode=log",
+                "w protocol=raft read_mode=read-index",
+            ]
+        );
+    }
+
+    #[test]
     fn an_unknown_key_or_a_refused_value_names_the_field() {
         let err = matrix("batch_maxx = [1]\n").unwrap_err();
         assert!(format!("{err:#}").contains("batch_maxx"), "{err:#}");
@@ -490,6 +512,7 @@ mod tests {
             "matrix-default.toml",
             "matrix-read-modes.toml",
             "matrix-digest-bytes.toml",
+            "matrix-protocols.toml",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("workloads")

@@ -305,11 +305,7 @@ impl Consensus {
     /// Tells the replica the wall clock (unix ms) at `now`, the log time a leader stamps
     /// for key expiry (see `paxos::Replica::set_wall_clock`).
     pub fn set_wall_clock(&mut self, now: Nanos, unix_ms: u64) {
-        match self {
-            Consensus::Paxos(r) => r.set_wall_clock(now, unix_ms),
-            // Raft stamps no clock entries yet (docs/RAFT.md, "Not built yet").
-            Consensus::Raft(_) => {}
-        }
+        each!(self, r => r.set_wall_clock(now, unix_ms))
     }
 
     /// The node's storage stopped taking writes (disk full) or takes them again: the

@@ -219,6 +219,8 @@ pub struct Replica {
     unsaved_install: Option<Slot>,
     /// Key and value bytes of the applied entries still in the log (`log_retain_bytes`).
     applied_log_bytes: u64,
+    /// The leader's time stamped into the log (`set_wall_clock`).
+    clock: crate::protocol::clock::LogClock,
 }
 
 impl Replica {
@@ -254,6 +256,7 @@ impl Replica {
             storage_full: false,
             unsaved_install: None,
             applied_log_bytes: 0,
+            clock: crate::protocol::clock::LogClock::default(),
         }
     }
 
@@ -432,6 +435,12 @@ impl Replica {
     /// True while the node's storage cannot write (see [`Replica::set_storage_full`]).
     pub fn storage_full(&self) -> bool {
         self.storage_full
+    }
+
+    /// The driver tells the replica the wall clock (unix ms) at `now`: the log time a
+    /// leader stamps for key expiry (`protocol::clock`).
+    pub fn set_wall_clock(&mut self, now: Nanos, unix_ms: u64) {
+        self.clock.set_wall_clock(now, unix_ms);
     }
 
     /// Key and value bytes of the applied entries held in memory.
