@@ -381,14 +381,20 @@ mod tests {
         assert_eq!(parse_snapshot_name("snap-x.snap"), None);
     }
 
-    #[test]
-    fn verify_catches_each_kind_of_damage() {
+    /// A valid snapshot file of the payload `state`, and its meta.
+    fn sample_file() -> (SnapshotMeta, Vec<u8>) {
         let meta = SnapshotMeta {
             last_included: 5,
             wal_lsn: 9,
         };
         let mut file = encode_header(&meta, 5, xxhash_rust::xxh3::xxh3_64(b"state")).to_vec();
         file.extend_from_slice(b"state");
+        (meta, file)
+    }
+
+    #[test]
+    fn verify_catches_each_kind_of_damage() {
+        let (meta, file) = sample_file();
         let p = Path::new("x");
         assert_eq!(verify(p, &file).ok(), Some((meta, VERSION)));
         let mut flipped = file.clone();
@@ -412,12 +418,7 @@ mod tests {
 
     #[test]
     fn the_previous_version_loads_and_others_are_refused() {
-        let meta = SnapshotMeta {
-            last_included: 5,
-            wal_lsn: 9,
-        };
-        let mut file = encode_header(&meta, 5, xxhash_rust::xxh3::xxh3_64(b"state")).to_vec();
-        file.extend_from_slice(b"state");
+        let (meta, file) = sample_file();
         let p = Path::new("x");
         let old = with_version(&file, VERSION_OLDEST_LOADED);
         assert_eq!(verify(p, &old).ok(), Some((meta, VERSION_OLDEST_LOADED)));

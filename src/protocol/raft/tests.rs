@@ -457,9 +457,9 @@ fn a_restarted_replica_keeps_its_vote_and_log() {
     );
 }
 
-#[test]
-fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
-    let mut g = Group::new(3);
+/// A group led by replica 0 that wrote 5 keys while replica 2 was cut off, then
+/// compacted the leader's log; returns the compacted index.
+fn leader_compacted_past_replica_2(g: &mut Group) -> Slot {
     g.elect(0);
     g.drop_involving(2);
     for seq in 1..=5 {
@@ -468,8 +468,14 @@ fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
     }
     g.wire.clear();
     let applied = g.replicas[0].applied_index();
-    assert_eq!(applied, 6);
     g.replicas[0].compact(applied);
+    applied
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
+    let mut g = Group::new(3);
+    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
     g.tick(0, g.now + 150 * MS);
     g.deliver_all();
     g.tick(0, g.now + 60 * MS);
@@ -585,15 +591,7 @@ fn a_key_with_a_ttl_expires_on_every_replica_by_the_leaders_clock() {
 #[test]
 fn an_installed_snapshot_is_acknowledged_only_once_saved() {
     let mut g = Group::new(3);
-    g.elect(0);
-    g.drop_involving(2);
-    for seq in 1..=5 {
-        g.request(0, seq, set("k", &seq.to_string(), seq));
-        g.deliver_where(|from, to, _| from != ReplicaId(2) && to != ReplicaId(2));
-    }
-    g.wire.clear();
-    let applied = g.replicas[0].applied_index();
-    g.replicas[0].compact(applied);
+    let applied = leader_compacted_past_replica_2(&mut g);
     g.tick(0, g.now + 150 * MS);
     g.deliver_where(|_, to, m| to == ReplicaId(2) && matches!(m, Msg::InstallSnapshot { .. }));
     assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
