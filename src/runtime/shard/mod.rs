@@ -68,7 +68,7 @@ impl Recovered {
         let protocol = cfg.protocol.protocol;
         let (snapshot, snapshot_lsn) = match loaded {
             Some(s) => {
-                let snap = decode_snapshot(&s)?;
+                let snap = snapshot::decode(&s)?;
                 if snap.protocol() != protocol {
                     anyhow::bail!(
                         "shard {index}: snapshot {} was written by a {} replica but protocol = {protocol}: \
@@ -170,17 +170,6 @@ impl Recovered {
             forgot_records,
         })
     }
-}
-
-/// A loaded snapshot file's payload: a [`ConsensusSnapshot`], or in a file of the previous
-/// format version a Multi-Paxos snapshot.
-fn decode_snapshot(s: &crate::runtime::snapshot::Snapshot) -> anyhow::Result<ConsensusSnapshot> {
-    let decoded = if s.version == crate::runtime::snapshot::VERSION {
-        postcard::from_bytes::<ConsensusSnapshot>(s.bytes())
-    } else {
-        postcard::from_bytes::<crate::protocol::Snapshot>(s.bytes()).map(ConsensusSnapshot::Paxos)
-    };
-    decoded.map_err(|e| anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display()))
 }
 
 /// The state of one shard. Shared by its tasks through `Rc`; never leaves its executor.
