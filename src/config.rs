@@ -501,12 +501,19 @@ impl ProtocolConfig {
             "replica ids below `replicas`",
             format!("{:?}", self.lease_holders),
         )?;
-        check(
-            self.protocol.supports_read_mode(self.read_mode),
-            "read_mode",
-            &format!("a mode protocol = {} serves", self.protocol),
-            self.read_mode,
-        )?;
+        if !self.protocol.supports_read_mode(self.read_mode) {
+            let served: Vec<String> = ReadMode::ALL
+                .into_iter()
+                .filter(|m| self.protocol.supports_read_mode(*m))
+                .map(|m| m.to_string())
+                .collect();
+            let allowed = format!(
+                "with protocol = {}: {} (or change protocol)",
+                self.protocol,
+                served.join(", ")
+            );
+            return Err(invalid("read_mode", &allowed, self.read_mode));
+        }
         Ok(())
     }
 
@@ -697,12 +704,6 @@ impl NodeConfig {
     /// Checks every field; the error names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.protocol.validate()?;
-        check(
-            self.protocol.protocol == Protocol::Multipaxos,
-            "protocol",
-            "multipaxos in a node (raft runs in `corepax sim --protocol raft` only so far)",
-            self.protocol.protocol,
-        )?;
         check(
             self.peers.len() == self.protocol.replicas,
             "peers",
@@ -899,7 +900,11 @@ mod tests {
         assert!(err.contains("protocol") && err.contains("zab"), "{err}");
         cfg.read_mode = ReadMode::LeaderLease;
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("read_mode") && err.contains("raft"), "{err}");
+        assert!(
+            err.contains("read_mode") && err.contains("protocol = raft"),
+            "{err}"
+        );
+        assert!(err.contains("log, read-index"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Node: kill -9 the leader while a client writes; a new leader takes over within 2 s and
-//! every acknowledged write is readable afterwards, through every surviving node.
+//! every acknowledged write is readable afterwards, through every surviving node (under
+//! Multi-Paxos and under Raft).
 //!
 //! With the default timeouts (election 500 ms) a follower campaigns 1–2 election timeouts
 //! after the last heartbeat, so a new leader is due within 1 s plus one election (a
@@ -21,8 +22,17 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(3);
 
 #[test]
 fn leader_killed_while_writing_loses_no_acknowledged_write() {
+    leader_killed_while_writing(Protocol::Multipaxos);
+}
+
+#[test]
+fn raft_leader_killed_while_writing_loses_no_acknowledged_write() {
+    leader_killed_while_writing(Protocol::Raft);
+}
+
+fn leader_killed_while_writing(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(3, dir.path(), &[]);
+    let mut cluster = Cluster::start_protocol(protocol, 3, dir.path(), &[]);
     let victim = cluster.leaders()[0].expect("shard 0 has a leader");
     let writer_node = (victim + 1) % 3;
     let mut client = Client::connect(cluster.clients[writer_node]).unwrap();
@@ -63,7 +73,7 @@ fn leader_killed_while_writing_loses_no_acknowledged_write() {
     assert!(new_leaders.iter().all(|l| *l != Some(victim)));
     let since_kill = killed_at.elapsed();
     eprintln!(
-        "acked {} writes, {failures} failed; leaders {new_leaders:?} ({took:?} after the run, run ended {since_kill:?} after the kill)",
+        "{protocol}: acked {} writes, {failures} failed; leaders {new_leaders:?} ({took:?} after the run, run ended {since_kill:?} after the kill)",
         acked.len()
     );
     assert!(acked.len() > 200, "writes did not resume after the kill");

@@ -312,9 +312,14 @@ fn wait_gone(cluster: &Cluster, key: &str, limit: std::time::Duration) -> bool {
 
 #[test]
 fn keys_expire_through_the_log_in_every_read_mode() {
-    for mode in ["log", "leader-lease", "quorum-lease"] {
+    for (protocol, mode) in [
+        (Protocol::Multipaxos, "log"),
+        (Protocol::Multipaxos, "leader-lease"),
+        (Protocol::Multipaxos, "quorum-lease"),
+        (Protocol::Raft, "read-index"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = Cluster::start(3, dir.path(), &["--read-mode", mode]);
+        let cluster = Cluster::start_protocol(protocol, 3, dir.path(), &["--read-mode", mode]);
         let mut c: Vec<Client> = (0..3)
             .map(|i| Client::connect(cluster.clients[i]).unwrap())
             .collect();

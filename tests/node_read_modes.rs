@@ -36,14 +36,16 @@ fn counter(cluster: &Cluster, key: &str) -> u64 {
 
 #[test]
 fn every_mode_reads_what_was_written_through_every_node() {
-    for (mode, served_by) in [
-        ("leader-lease", "local"),
-        ("quorum-lease", "local"),
-        ("digest", "quorum"),
-        ("quorum", "quorum"),
+    for (protocol, mode, served_by) in [
+        (Protocol::Multipaxos, "leader-lease", "local"),
+        (Protocol::Multipaxos, "quorum-lease", "local"),
+        (Protocol::Multipaxos, "digest", "quorum"),
+        (Protocol::Multipaxos, "quorum", "quorum"),
+        (Protocol::Raft, "log", "log"),
+        (Protocol::Raft, "read-index", "local"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = Cluster::start(3, dir.path(), &["--read-mode", mode]);
+        let cluster = Cluster::start_protocol(protocol, 3, dir.path(), &["--read-mode", mode]);
         assert_eq!(read_counters(&cluster, 0)["read_mode"], mode);
         let mut w = Client::connect(cluster.clients[0]).unwrap();
         for i in 0..20 {

@@ -1,6 +1,6 @@
 //! Node: with frequent snapshots and a short log, a replica that was down while the log
 //! moved on catches up from a snapshot; then every node restarts from its snapshot and
-//! the WAL after it, and every acknowledged key is there.
+//! the WAL after it, and every acknowledged key is there (under Multi-Paxos and Raft).
 mod node_support;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,15 @@ fn check(cluster: &Cluster, node: usize, to: usize) {
 
 #[test]
 fn lagging_replica_catches_up_from_a_snapshot_and_all_restart_from_snapshots() {
+    catch_up_from_a_snapshot(Protocol::Multipaxos);
+}
+
+#[test]
+fn raft_lagging_replica_catches_up_from_a_snapshot_and_all_restart_from_snapshots() {
+    catch_up_from_a_snapshot(Protocol::Raft);
+}
+
+fn catch_up_from_a_snapshot(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
     let flags = [
         "--snapshot-interval-slots",
@@ -33,7 +42,7 @@ fn lagging_replica_catches_up_from_a_snapshot_and_all_restart_from_snapshots() {
         "--batch-max",
         "1",
     ];
-    let mut cluster = Cluster::start(3, dir.path(), &flags);
+    let mut cluster = Cluster::start_protocol(protocol, 3, dir.path(), &flags);
     let lagging = (0..3)
         .find(|i| !cluster.leaders().contains(&Some(*i)))
         .unwrap_or(2);

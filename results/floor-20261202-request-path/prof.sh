@@ -2,8 +2,9 @@
 # Profiles one replica of a local 3-replica cluster (1 shard, fsync on, leader-lease) under
 # redis-benchmark -c 50 -P 16 -r 100000, as recorded in this folder.
 # usage: prof.sh BIN LABEL set|get [extra cluster args]
-#   FOLLOWER=1 profiles a follower instead of the leader; FREQ (2000), CG (-g) and SECS (10)
-#   set perf's sampling rate, call-graph mode and window. Writes $OUT/LABEL.data (OUT=/tmp).
+#   READ_MODE (leader-lease) sets the read mode; FOLLOWER=1 profiles a follower instead of
+#   the leader; FREQ (2000), CG (-g) and SECS (10) set perf's sampling rate, call-graph
+#   mode and window. Writes $OUT/LABEL.data (OUT=/tmp).
 set -euo pipefail
 BIN=$(readlink -f "$1"); LABEL=$2; T=$3; shift 3
 OUT=${OUT:-/tmp}
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/../.." # the project root
 . scripts/lib.sh
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-30}
 TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $*" start_cluster "$TMP/data" "$TMP/cluster.log"
+SHARDS=1 CLUSTER_ARGS="--read-mode ${READ_MODE:-leader-lease} $*" start_cluster "$TMP/data" "$TMP/cluster.log"
 L=${NODE_PIDS[$LEAD_NODE]}
 if [ -n "${FOLLOWER:-}" ]; then for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || L=${NODE_PIDS[$i]}; done; fi
 echo "profiling pid $L (leader port $LEAD_PORT)"

@@ -71,9 +71,10 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},disk_full={},storage={}\r\n",
+            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},disk_full={},storage={}\r\n",
             i.index,
             i.leading as u8,
+            i.epoch,
             i.recovering as u8,
             leader,
             i.commit_index,

@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// replica leads until this one does).
     #[arg(long, requires = "net")]
     pub leader_at: Option<u16>,
+    /// The embedded cluster's replication protocol (multipaxos, raft), passed to `corepax
+    /// cluster`; a `--target`'s servers run whatever they were started with.
+    #[arg(long, conflicts_with_all = ["target", "redis"])]
+    pub protocol: Option<crate::config::Protocol>,
     /// Run against a launched redis-server instead of a corepax cluster.
     #[arg(long)]
     pub redis: Option<Persistence>,
@@ -228,8 +232,12 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         }
         (None, None) => {
             let exe = std::env::current_exe().context("cannot find the corepax executable")?;
+            let mut node_args = a.node_args.clone();
+            if let Some(p) = a.protocol {
+                node_args.splice(0..0, ["--protocol".to_string(), p.to_string()]);
+            }
             let mut c: Box<dyn Launcher> = Box::new(
-                CorepaxCluster::new(exe, a.replicas, a.node_args.clone())
+                CorepaxCluster::new(exe, a.replicas, node_args)
                     .with_net(a.net.clone(), a.client_near)
                     .with_leader_at(a.leader_at),
             );

@@ -68,6 +68,18 @@ fn shards_led(text: &str) -> bool {
     !shards.is_empty() && shards.iter().all(|l| !l.contains("leader=none"))
 }
 
+/// The replication protocol the corepax server at `addr` runs (the `protocol:` line of its
+/// INFO's `# Protocol` section); None for other servers.
+pub fn protocol(addr: SocketAddr) -> Option<String> {
+    info(addr).and_then(|text| parse_protocol(&text))
+}
+
+fn parse_protocol(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix("protocol:"))
+        .map(str::to_string)
+}
+
 /// CPU time (user + system, s) the server at `addr` has used so far, from the
 /// `used_cpu_user` and `used_cpu_sys` lines of its INFO: Redis and corepax both have them.
 pub fn cpu_s(addr: SocketAddr) -> Option<f64> {
@@ -175,6 +187,13 @@ mod tests {
         let after: BTreeMap<_, _> = got.into_iter().collect();
         assert_eq!(delta(&before, &after)["quorum"], 30);
         assert!(parse_reads_total("# Server\r\nredis_version:7\r\n").is_empty());
+    }
+
+    #[test]
+    fn the_protocol_line_names_the_protocol() {
+        let text = "# Protocol\r\nprotocol:raft\r\nreplicas:3\r\n";
+        assert_eq!(parse_protocol(text).as_deref(), Some("raft"));
+        assert_eq!(parse_protocol("# Server\r\nredis_version:7\r\n"), None);
     }
 
     #[test]

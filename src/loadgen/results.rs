@@ -98,8 +98,10 @@ pub fn settings(r: &BenchResult) -> BTreeMap<String, String> {
         }
     } else {
         out.insert("target".into(), r.target.kind.clone());
-        if let Some(a) = r.target_info.get("node_args") {
-            out.insert("node_args".into(), text(a));
+        for key in ["protocol", "node_args"] {
+            if let Some(v) = r.target_info.get(key) {
+                out.insert(key.into(), text(v));
+            }
         }
     }
     out

@@ -25,9 +25,14 @@ pub fn run_against(
         progress,
         pinned,
     };
+    let mut info = info;
+    // A corepax server names its protocol: every result says which one it measured.
+    if let Some(p) = cfg.targets.first().and_then(|a| super::info::protocol(*a)) {
+        info.entry("protocol".into())
+            .or_insert(serde_json::Value::String(p));
+    }
     let before = super::info::counters(&cfg.targets);
     let out = driver::run(&cfg)?;
-    let mut info = info;
     let after = super::info::counters(&cfg.targets);
     let reads = super::info::delta(&before.reads, &after.reads);
     if !reads.is_empty() {

@@ -13,6 +13,7 @@ use super::paxos::{self, Stats};
 use super::raft;
 use super::types::{Ballot, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::{Protocol, ProtocolConfig};
+use serde::{Deserialize, Serialize};
 
 /// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
 /// Never set outside tests and the simulator's hidden `--bug` flag.
@@ -100,13 +101,40 @@ pub enum Consensus {
     Raft(Box<raft::Replica>),
 }
 
-/// A snapshot of either protocol's replica.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A snapshot of either protocol's replica (what a node's snapshot file holds; variants
+/// are only ever appended).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConsensusSnapshot {
     /// Multi-Paxos: state, promise and accepted tail.
     Paxos(Snapshot),
     /// Raft: state, term, vote and log tail.
     Raft(raft::Snapshot),
+}
+
+impl ConsensusSnapshot {
+    /// The protocol whose replica it saves.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            ConsensusSnapshot::Paxos(_) => Protocol::Multipaxos,
+            ConsensusSnapshot::Raft(_) => Protocol::Raft,
+        }
+    }
+
+    /// Keys in its state machine.
+    pub fn keys(&self) -> usize {
+        match self {
+            ConsensusSnapshot::Paxos(s) => s.kv.entries.len(),
+            ConsensusSnapshot::Raft(s) => s.kv.entries.len(),
+        }
+    }
+}
+
+/// The protocol whose replica writes `record`.
+pub fn record_protocol(record: &Record) -> Protocol {
+    match record {
+        Record::Raft(_) => Protocol::Raft,
+        _ => Protocol::Multipaxos,
+    }
 }
 
 /// Runs `$body` with `$r` bound to the replica, whichever protocol it runs.
@@ -165,7 +193,7 @@ impl Consensus {
     }
 
     /// Several client requests arrive at once (a pipeline), in one step.
-    pub fn on_requests(&mut self, now: Nanos, reqs: Vec<(Token, Request)>) {
+    pub fn on_requests(&mut self, now: Nanos, reqs: impl IntoIterator<Item = (Token, Request)>) {
         match self {
             Consensus::Paxos(r) => r.on_requests(now, reqs),
             Consensus::Raft(r) => {
@@ -246,6 +274,66 @@ impl Consensus {
     /// Every entry up to here is committed and known here.
     pub fn commit_index(&self) -> Slot {
         each!(self, r => r.commit_index())
+    }
+
+    /// The protocol this replica runs.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Consensus::Paxos(_) => Protocol::Multipaxos,
+            Consensus::Raft(_) => Protocol::Raft,
+        }
+    }
+
+    /// What orders leaderships, for INFO: the promised ballot (Multi-Paxos) or the term
+    /// (Raft), as `name=value`.
+    pub fn epoch(&self) -> String {
+        match self {
+            Consensus::Paxos(r) => format!("promised={}", r.promised()),
+            Consensus::Raft(r) => format!("term={}", r.term()),
+        }
+    }
+
+    /// The driver saved a snapshot at `at` (its file is durable). Raft holds the answers
+    /// that count a leader's installed snapshot until then; Multi-Paxos needs no word.
+    pub fn on_snapshot_saved(&mut self, now: Nanos, at: Slot) {
+        match self {
+            Consensus::Paxos(_) => {}
+            Consensus::Raft(r) => r.on_snapshot_saved(now, at),
+        }
+    }
+
+    /// Tells the replica the wall clock (unix ms) at `now`, the log time a leader stamps
+    /// for key expiry (see `paxos::Replica::set_wall_clock`).
+    pub fn set_wall_clock(&mut self, now: Nanos, unix_ms: u64) {
+        each!(self, r => r.set_wall_clock(now, unix_ms))
+    }
+
+    /// The node's storage stopped taking writes (disk full) or takes them again: the
+    /// replica neither leads nor campaigns meanwhile.
+    pub fn set_storage_full(&mut self, now: Nanos, full: bool) {
+        each!(self, r => r.set_storage_full(now, full))
+    }
+
+    /// True while the node's storage cannot write.
+    pub fn storage_full(&self) -> bool {
+        each!(self, r => r.storage_full())
+    }
+
+    /// The root of the state machine's Merkle tree, after rehashing only dirty paths.
+    pub fn merkle_root(&mut self) -> u64 {
+        let kv = self.kv_mut();
+        kv.merkle_mut().rebuild_incremental();
+        kv.merkle().root()
+    }
+
+    /// Log entries held in memory.
+    pub fn log_len(&self) -> usize {
+        each!(self, r => r.log_len())
+    }
+
+    /// Key and value bytes of the applied entries held in memory.
+    pub fn applied_log_bytes(&self) -> u64 {
+        each!(self, r => r.applied_log_bytes())
     }
 }
 

@@ -4,7 +4,7 @@
 //! caller's bytes (opaque here):
 //!
 //! ```text
-//!   0..8   magic "CPXSNAP1"        8..12  version (3)        12..16 reserved (0)
+//!   0..8   magic "CPXSNAP1"        8..12  version (4)        12..16 reserved (0)
 //!  16..24  last_included (slot)   24..32  wal_lsn           32..40 payload length
 //!  40..48  xxh3-64 of the payload 48..56  xxh3-64 of bytes 0..48 (the header)
 //!  56..64  reserved (0)
@@ -28,10 +28,14 @@ pub const SNAPSHOTS_KEPT_MAX: usize = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CPXSNAP1");
-/// 3: the state carries keys' deadlines and the log's time; 2: state machine items encoded
-/// as `(version, key, value)` (1: `(key, Entry)`). A file
-/// of another version is refused as corrupt by name ("unknown version"), not misread.
-const VERSION: u32 = 3;
+/// 4: the payload names its protocol (the shard writes a `ConsensusSnapshot`); 3: the
+/// state carries keys' deadlines and the log's time (a Multi-Paxos snapshot, still
+/// loaded: [`Snapshot::version`] tells the caller how to read the payload); 2: state
+/// machine items encoded as `(version, key, value)` (1: `(key, Entry)`). A file of
+/// another version is refused as corrupt by name ("unknown version"), not misread.
+pub const VERSION: u32 = 4;
+/// The oldest version still loaded.
+pub const VERSION_OLDEST_LOADED: u32 = 3;
 
 /// What a snapshot covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub struct Snapshot {
     pub path: PathBuf,
     /// Newer snapshot files that failed verification and were skipped.
     pub skipped_corrupt: Vec<PathBuf>,
+    /// The format version of the file (`VERSION_OLDEST_LOADED..=VERSION`).
+    pub version: u32,
     map: Mmap,
 }
 
@@ -154,8 +160,8 @@ fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Checks a whole snapshot file's bytes; returns its meta.
-fn verify(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta, SnapshotError> {
+/// Checks a whole snapshot file's bytes; returns its meta and format version.
+fn verify(path: &Path, bytes: &[u8]) -> Result<(SnapshotMeta, u32), SnapshotError> {
     let corrupt = |reason| SnapshotError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -170,7 +176,8 @@ fn verify(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta, SnapshotError> {
     if le_u64(&h[0..8]) != MAGIC {
         return Err(corrupt("bad magic"));
     }
-    if u32::from_le_bytes([h[8], h[9], h[10], h[11]]) != VERSION {
+    let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    if !(VERSION_OLDEST_LOADED..=VERSION).contains(&version) {
         return Err(corrupt("unknown version"));
     }
     let payload = &bytes[SNAPSHOT_HEADER_BYTES..];
@@ -180,10 +187,11 @@ fn verify(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta, SnapshotError> {
     if le_u64(&h[40..48]) != xxhash_rust::xxh3::xxh3_64(payload) {
         return Err(corrupt("payload checksum mismatch"));
     }
-    Ok(SnapshotMeta {
+    let meta = SnapshotMeta {
         last_included: le_u64(&h[16..24]),
         wal_lsn: le_u64(&h[24..32]),
-    })
+    };
+    Ok((meta, version))
 }
 
 /// Snapshot files in `dir`, newest (highest `last_included`) first.
@@ -317,11 +325,12 @@ pub fn load_latest(dir: &Path) -> Result<Option<Snapshot>, SnapshotError> {
             verify(&path, &map).map(|meta| (meta, map))
         };
         match checked {
-            Ok((meta, map)) => {
+            Ok(((meta, version), map)) => {
                 return Ok(Some(Snapshot {
                     meta,
                     path,
                     skipped_corrupt: skipped,
+                    version,
                     map,
                 }));
             }
@@ -372,16 +381,22 @@ mod tests {
         assert_eq!(parse_snapshot_name("snap-x.snap"), None);
     }
 
-    #[test]
-    fn verify_catches_each_kind_of_damage() {
+    /// A valid snapshot file of the payload `state`, and its meta.
+    fn sample_file() -> (SnapshotMeta, Vec<u8>) {
         let meta = SnapshotMeta {
             last_included: 5,
             wal_lsn: 9,
         };
         let mut file = encode_header(&meta, 5, xxhash_rust::xxh3::xxh3_64(b"state")).to_vec();
         file.extend_from_slice(b"state");
+        (meta, file)
+    }
+
+    #[test]
+    fn verify_catches_each_kind_of_damage() {
+        let (meta, file) = sample_file();
         let p = Path::new("x");
-        assert_eq!(verify(p, &file).ok(), Some(meta));
+        assert_eq!(verify(p, &file).ok(), Some((meta, VERSION)));
         let mut flipped = file.clone();
         flipped[SNAPSHOT_HEADER_BYTES + 1] ^= 1;
         assert!(verify(p, &flipped).is_err());
@@ -390,6 +405,32 @@ mod tests {
         assert!(verify(p, &header_flipped).is_err());
         assert!(verify(p, &file[..file.len() - 1]).is_err());
         assert!(verify(p, &file[..10]).is_err());
+    }
+
+    /// `file` with its header's version set to `version` (and its checksum made right).
+    fn with_version(file: &[u8], version: u32) -> Vec<u8> {
+        let mut f = file.to_vec();
+        f[8..12].copy_from_slice(&version.to_le_bytes());
+        let sum = xxhash_rust::xxh3::xxh3_64(&f[0..48]);
+        f[48..56].copy_from_slice(&sum.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn the_previous_version_loads_and_others_are_refused() {
+        let (meta, file) = sample_file();
+        let p = Path::new("x");
+        let old = with_version(&file, VERSION_OLDEST_LOADED);
+        assert_eq!(verify(p, &old).ok(), Some((meta, VERSION_OLDEST_LOADED)));
+        for v in [VERSION_OLDEST_LOADED - 1, VERSION + 1] {
+            assert!(matches!(
+                verify(p, &with_version(&file, v)),
+                Err(SnapshotError::Corrupt {
+                    reason: "unknown version",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl Sim {
         n.snapshot = Some(snap);
         n.durable.clear();
         n.lost_records = false;
+        n.snapshot_saved = Some(at);
         n.snapshot_covers = n.pending.last().map_or(n.snapshot_covers, |(id, _)| *id);
         self.log(|| format!("{node} snapshot at slot {at}"));
     }

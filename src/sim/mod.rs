@@ -117,6 +117,9 @@ struct Node {
     /// Storage lost synced records that no snapshot covers yet: the replica restarts
     /// knowing it (`forgot_records`), as the WAL's recovery reports mid-log corruption.
     lost_records: bool,
+    /// A snapshot at this slot was saved within the step: the replica hears so once the
+    /// step's actions are done (`Consensus::on_snapshot_saved`), as from the runtime.
+    snapshot_saved: Option<Slot>,
 }
 
 struct Sim {
@@ -253,6 +256,7 @@ impl Sim {
                     clock_rate_ppm: rng.random_range(-drift..=drift),
                     clock_offset: rng.random_range(0..1_000 * MS as i64),
                     lost_records: false,
+                    snapshot_saved: None,
                 }
             })
             .collect();
@@ -481,6 +485,11 @@ impl Sim {
         n.outbox.recycle(spare);
         n.client.observe(now, view);
         self.drive_client(node);
+        let n = &mut self.nodes[node.index()];
+        if let (Some(at), Some(r)) = (n.snapshot_saved.take(), n.replica.as_mut()) {
+            r.on_snapshot_saved(now, at);
+            self.after_step(node);
+        }
     }
 }
 

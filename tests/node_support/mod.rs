@@ -47,10 +47,21 @@ pub struct Cluster {
     node_extra: Vec<Vec<String>>,
 }
 
+/// The protocols a test runs under, by name (`--protocol`).
+pub use corepax::config::Protocol;
+
 impl Cluster {
     /// Starts `n` nodes with data under `dir` and waits until every shard has a leader.
     pub fn start(n: usize, dir: &Path, extra: &[&str]) -> Cluster {
         Cluster::start_per_node(n, dir, extra, |_| Vec::new())
+    }
+
+    /// Like `start`, every node running `protocol` (keep `--protocol` out of `extra`).
+    pub fn start_protocol(protocol: Protocol, n: usize, dir: &Path, extra: &[&str]) -> Cluster {
+        let name = protocol.to_string();
+        let mut flags = vec!["--protocol", name.as_str()];
+        flags.extend_from_slice(extra);
+        Cluster::start(n, dir, &flags)
     }
 
     /// Like `start`, with `per_node(i)` added to node i's flags (a flag may be given once:

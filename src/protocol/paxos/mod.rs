@@ -287,9 +287,8 @@ pub struct Replica {
     commit_heard: Slot,
     /// Slots applied to `kv`.
     applied: Slot,
-    /// Unix milliseconds minus this replica's clock in milliseconds (see
-    /// `set_wall_clock`): the leader's time stamped into the log.
-    wall_offset_ms: i64,
+    /// The leader's time stamped into the log (see `set_wall_clock`).
+    clock: crate::protocol::clock::LogClock,
     kv: Kv,
 
     role: Role,
@@ -359,7 +358,7 @@ impl Replica {
             commit_heard: 0,
             applied: 0,
             kv,
-            wall_offset_ms: 0,
+            clock: crate::protocol::clock::LogClock::default(),
             role: Role::Follower,
             leader: None,
             election_deadline: None,

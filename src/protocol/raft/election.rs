@@ -11,6 +11,10 @@ impl Replica {
     pub(super) fn election_tick(&mut self, now: Nanos) {
         match self.election_deadline {
             None => self.reset_election_deadline(now),
+            // A replica that cannot persist its vote does not campaign.
+            Some(deadline) if now >= deadline && self.storage_full => {
+                self.reset_election_deadline(now)
+            }
             Some(deadline) if now >= deadline => self.start_pre_vote(now),
             Some(_) => {}
         }

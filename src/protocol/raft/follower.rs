@@ -124,11 +124,13 @@ impl Replica {
                 .clone();
             let (kv, waiting, out) = (&mut self.kv, &mut self.waiting, &mut self.outbox);
             crate::protocol::waiting::apply_batch(kv, index, &batch, waiting, out);
+            self.applied_log_bytes += super::storage::batch_payload_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((index, batch));
             }
             self.applied = index;
         }
+        self.trim_applied_log();
     }
 
     /// The leader's state machine at `last` = (index, term): we lack entries it compacted.
@@ -158,9 +160,12 @@ impl Replica {
             self.kv.import(state);
             self.commit = last_index;
             self.applied = last_index;
+            self.applied_log_bytes = 0;
             self.stats.snapshots_installed += 1;
-            // The log before it is gone: recovery needs this state saved.
+            // The log before it is gone: recovery needs this state saved, and until the
+            // driver says it is, nothing that counts it leaves (`unsaved_install`).
             self.outbox.push(Action::SaveSnapshot);
+            self.unsaved_install = Some(last_index);
         }
         let term = self.term;
         let last_index = self.commit;

@@ -53,10 +53,12 @@ impl Log {
         self.entries.get(usize::try_from(offset).ok()?)
     }
 
-    /// Entries from `from` on (after the base), in order.
+    /// Entries from `from` on (after the base), in order. Starts there at once (a skip
+    /// over the entries before would cost the log's length per append sent).
     pub(super) fn iter_from(&self, from: Slot) -> impl Iterator<Item = (Slot, &LogEntry)> {
-        let skip = from.saturating_sub(self.base + 1) as usize;
-        (self.base + 1..).zip(self.entries.iter()).skip(skip)
+        let skip = from.saturating_sub(self.base + 1);
+        let start = usize::try_from(skip).map_or(self.entries.len(), |s| s.min(self.entries.len()));
+        (self.base + 1 + start as Slot..).zip(self.entries.range(start..))
     }
 
     /// Appends `entry` at `last_index() + 1`.
@@ -127,5 +129,35 @@ impl Log {
     /// Entries held (after the base).
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iter_from_starts_at_its_index_after_a_compaction() {
+        let mut log = Log::default();
+        for term in [1, 1, 2, 2, 3] {
+            log.push(LogEntry {
+                term,
+                batch: std::sync::Arc::from(Vec::new()),
+            });
+        }
+        log.compact(2);
+        let from = |i| {
+            log.iter_from(i)
+                .map(|(i, e)| (i, e.term))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from(4), [(4, 2), (5, 3)]);
+        assert_eq!(
+            from(1),
+            [(3, 2), (4, 2), (5, 3)],
+            "before the base: from the base on"
+        );
+        assert_eq!(from(6), []);
+        assert_eq!(from(Slot::MAX), []);
     }
 }

@@ -210,6 +210,17 @@ pub struct Replica {
     /// Entries applied, for checkers: (index, batch) in order. Only kept when enabled.
     applied_trace: Option<Vec<(Slot, Batch)>>,
     stats: Stats,
+    /// The node's storage takes no writes (disk full): no leading, no campaigning.
+    storage_full: bool,
+    /// A leader's snapshot was installed up to here and the driver has not saved it yet
+    /// (`on_snapshot_saved`): until then its log before that index exists nowhere on this
+    /// replica's disk, so every answer that would count it is held, as for a record not
+    /// yet durable.
+    unsaved_install: Option<Slot>,
+    /// Key and value bytes of the applied entries still in the log (`log_retain_bytes`).
+    applied_log_bytes: u64,
+    /// The leader's time stamped into the log (`set_wall_clock`).
+    clock: crate::protocol::clock::LogClock,
 }
 
 impl Replica {
@@ -242,6 +253,10 @@ impl Replica {
             outbox: Vec::new(),
             applied_trace: None,
             stats: Stats::default(),
+            storage_full: false,
+            unsaved_install: None,
+            applied_log_bytes: 0,
+            clock: crate::protocol::clock::LogClock::default(),
         }
     }
 
@@ -323,9 +338,16 @@ impl Replica {
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
-        if self.cfg.read_mode == crate::config::ReadMode::ReadIndex && req.cmd.is_read_only() {
+        let read = req.cmd.is_read_only();
+        if read && self.leading_term().is_none() {
+            self.stats.reads_redirected += 1;
+        }
+        if read && self.cfg.read_mode == crate::config::ReadMode::ReadIndex {
             self.on_read(now, token, req);
         } else {
+            if read && self.leading_term().is_some() {
+                self.stats.reads_log += 1;
+            }
             self.on_client_request(now, token, req);
         }
         self.finish_step(now);
@@ -365,12 +387,65 @@ impl Replica {
             return;
         }
         self.durable_id = id;
-        while self.held.front().is_some_and(|(pid, _, _)| *pid <= id) {
+        self.release_held();
+        self.finish_step(now);
+    }
+
+    /// The driver saved a snapshot at `at` (its file is durable): a leader's snapshot
+    /// installed up to there is on disk now, and the answers that waited for it go.
+    pub fn on_snapshot_saved(&mut self, now: Nanos, at: Slot) {
+        if self.unsaved_install.is_some_and(|s| s <= at) {
+            self.unsaved_install = None;
+            self.release_held();
+        }
+        self.finish_step(now);
+    }
+
+    /// Sends the held messages whose records are durable, unless an installed snapshot
+    /// still waits to be saved.
+    fn release_held(&mut self) {
+        if self.unsaved_install.is_some() {
+            return;
+        }
+        let durable = self.durable_id;
+        while self.held.front().is_some_and(|(pid, _, _)| *pid <= durable) {
             let (_, to, msg) = self.held.pop_front().expect("front checked");
             self.held_for_peers -= usize::from(to != self.id);
             self.send(to, msg);
         }
+    }
+
+    /// The node's storage stopped taking writes (`full`: its disk is full) or takes them
+    /// again. A replica that cannot persist can neither vote nor lead: a leader or
+    /// candidate steps down at once (its waiting clients are told no leader is known),
+    /// and it campaigns no more until storage works again. It keeps following.
+    pub fn set_storage_full(&mut self, now: Nanos, full: bool) {
+        if self.storage_full == full {
+            return;
+        }
+        self.storage_full = full;
+        if full && !matches!(self.role, Role::Follower) {
+            self.stats.storage_full_step_downs += 1;
+            let term = self.term;
+            self.become_follower(now, term, None);
+        }
         self.finish_step(now);
+    }
+
+    /// True while the node's storage cannot write (see [`Replica::set_storage_full`]).
+    pub fn storage_full(&self) -> bool {
+        self.storage_full
+    }
+
+    /// The driver tells the replica the wall clock (unix ms) at `now`: the log time a
+    /// leader stamps for key expiry (`protocol::clock`).
+    pub fn set_wall_clock(&mut self, now: Nanos, unix_ms: u64) {
+        self.clock.set_wall_clock(now, unix_ms);
+    }
+
+    /// Key and value bytes of the applied entries held in memory.
+    pub fn applied_log_bytes(&self) -> u64 {
+        self.applied_log_bytes
     }
 
     fn dispatch(&mut self, now: Nanos, from: ReplicaId, msg: Msg) {
@@ -473,7 +548,8 @@ impl Replica {
     /// Sends `msg` once every record asked for so far is durable.
     fn send_when_durable(&mut self, to: ReplicaId, msg: Msg) {
         let pid = self.next_persist_id - 1;
-        if self.bugs.reply_before_persist || pid <= self.durable_id {
+        let durable = pid <= self.durable_id && self.unsaved_install.is_none();
+        if self.bugs.reply_before_persist || durable {
             self.send(to, msg);
         } else if to != self.id && self.held_for_peers >= self.held_max() {
             self.stats.held_dropped += 1;

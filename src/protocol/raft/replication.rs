@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::log::LogEntry;
 use super::{AppendOutcome, Msg, RaftRecord, Replica, Role};
-use crate::protocol::kv::Request;
+use crate::protocol::clock::LogClock;
+use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::Batch;
 use crate::protocol::outbox::ClientReply;
 use crate::protocol::types::{Nanos, ReplicaId, Slot, Token};
@@ -51,6 +52,8 @@ pub(super) struct Leadership {
     pub(super) since: Nanos,
     /// Reads waiting for a leadership check (read-index mode).
     pub(super) reads: super::reads::ReadIndex,
+    /// The last entry that names keys to expire.
+    pub(super) expiry_index: Option<Slot>,
 }
 
 impl Leadership {
@@ -71,6 +74,7 @@ impl Leadership {
             last_heartbeat: now,
             since: now,
             reads: super::reads::ReadIndex::new(replicas),
+            expiry_index: None,
         }
     }
 }
@@ -116,7 +120,11 @@ impl Replica {
     /// uncommitted.
     pub(super) fn try_propose(&mut self, now: Nanos) {
         let (batch_max, depth) = (self.cfg.batch_max, self.cfg.pipeline_depth as Slot);
-        let bytes_max = self.cfg.batch_bytes_max;
+        // Room for the clock entry a batch may carry in front.
+        let bytes_max = self
+            .cfg
+            .batch_bytes_max
+            .saturating_sub(LogClock::reserve_bytes(&self.kv, self.cfg.batch_bytes_max));
         let delay = self.batch_delay();
         let uncommitted = self.log.last_index() - self.commit;
         let Some(l) = self.leadership() else {
@@ -125,13 +133,62 @@ impl Replica {
         if uncommitted >= depth {
             return;
         }
-        let Some(batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
+        let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
             return;
         };
+        let needed = batch.iter().any(|r| r.cmd.reads_clock());
+        let name_keys = !self.expiry_in_flight();
+        let batch_bytes_max = self.cfg.batch_bytes_max;
+        if let Some(clock) = self
+            .clock
+            .entry(now, &self.kv, batch_bytes_max, needed, name_keys)
+        {
+            self.note_expiry(&clock);
+            batch.insert(0, clock);
+        }
         self.stats.commands_proposed += batch.len() as u64;
         self.append_local(now, Arc::from(batch));
         // One entry per call keeps the window check exact; the rest follow.
         self.try_propose(now);
+    }
+
+    /// Notes the index of the entry `clock` goes in if it names keys to expire.
+    fn note_expiry(&mut self, clock: &Request) {
+        let index = self.log.last_index() + 1;
+        if let (Command::Clock { expire, .. }, Some(l)) = (&clock.cmd, self.leadership())
+            && !expire.is_empty()
+        {
+            l.expiry_index = Some(index);
+        }
+    }
+
+    /// Whether an entry naming keys to expire is not applied yet (one at a time: the keys
+    /// leave the applied state only when it is applied).
+    fn expiry_in_flight(&self) -> bool {
+        match &self.role {
+            Role::Leader(l) => l.expiry_index.is_some_and(|i| i > self.applied),
+            _ => false,
+        }
+    }
+
+    /// On a tick: keys are due and no entry is on its way to name them, so a clock entry
+    /// goes alone.
+    fn propose_expiry(&mut self, now: Nanos) {
+        let depth = self.cfg.pipeline_depth as Slot;
+        let uncommitted = self.log.last_index() - self.commit;
+        let idle = match &self.role {
+            Role::Leader(l) => l.queue.requests.is_empty() && uncommitted < depth,
+            _ => false,
+        };
+        if !idle || self.expiry_in_flight() {
+            return;
+        }
+        let batch_bytes_max = self.cfg.batch_bytes_max;
+        let Some(clock) = self.clock.due_entry(now, &self.kv, batch_bytes_max) else {
+            return;
+        };
+        self.note_expiry(&clock);
+        self.append_local(now, Arc::from(vec![clock]));
     }
 
     /// The no-op that starts a term.
@@ -403,6 +460,7 @@ impl Replica {
             self.send_read_probe(now);
         }
         self.try_propose(now);
+        self.propose_expiry(now);
     }
 
     /// Sends `to` our state machine: the entries it lacks were compacted.

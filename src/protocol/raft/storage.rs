@@ -55,6 +55,11 @@ pub struct Snapshot {
     pub tail: Vec<(u64, Batch)>,
 }
 
+/// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
+pub(super) fn batch_payload_bytes(batch: &Batch) -> u64 {
+    batch.iter().map(|r| r.cmd.payload_bytes() as u64).sum()
+}
+
 /// An upper bound of the WAL record that carries `batch`.
 pub(super) fn batch_record_bytes_max(batch: &Batch) -> usize {
     let requests: usize = batch.iter().map(Request::encoded_bytes_max).sum();
@@ -132,7 +137,36 @@ impl Replica {
     /// Forgets log entries up to `upto` (at most the applied index). Followers that need
     /// them later get a snapshot instead.
     pub fn compact(&mut self, upto: Slot) {
-        self.log.compact(upto.min(self.applied));
+        let upto = upto.min(self.applied);
+        let dropped: u64 = (self.log.base() + 1..=upto)
+            .filter_map(|i| self.log.get(i))
+            .map(|e| batch_payload_bytes(&e.batch))
+            .sum();
+        self.log.compact(upto);
+        self.applied_log_bytes = self.applied_log_bytes.saturating_sub(dropped);
+    }
+
+    /// Drops the oldest applied entries from memory while they hold more than
+    /// `log_retain_bytes` of keys and values, as a compaction would: a follower that needs
+    /// them later gets a snapshot. The WAL keeps their records until the next snapshot.
+    pub(super) fn trim_applied_log(&mut self) {
+        let limit = self.cfg.log_retain_bytes;
+        if limit == 0 || self.applied_log_bytes <= limit {
+            return;
+        }
+        let mut bytes = self.applied_log_bytes;
+        let mut upto = self.log.base();
+        while bytes > limit && upto < self.applied {
+            upto += 1;
+            let e = self
+                .log
+                .get(upto)
+                .expect("applied entries after the base are held");
+            bytes -= batch_payload_bytes(&e.batch);
+        }
+        self.stats.log_slots_trimmed += upto - self.log.base();
+        self.log.compact(upto);
+        self.applied_log_bytes = bytes;
     }
 
     /// Entries held in memory (after the compacted base).

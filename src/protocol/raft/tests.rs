@@ -457,9 +457,9 @@ fn a_restarted_replica_keeps_its_vote_and_log() {
     );
 }
 
-#[test]
-fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
-    let mut g = Group::new(3);
+/// A group led by replica 0 that wrote 5 keys while replica 2 was cut off, then
+/// compacted the leader's log; returns the compacted index.
+fn leader_compacted_past_replica_2(g: &mut Group) -> Slot {
     g.elect(0);
     g.drop_involving(2);
     for seq in 1..=5 {
@@ -468,8 +468,14 @@ fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
     }
     g.wire.clear();
     let applied = g.replicas[0].applied_index();
-    assert_eq!(applied, 6);
     g.replicas[0].compact(applied);
+    applied
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
+    let mut g = Group::new(3);
+    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
     g.tick(0, g.now + 150 * MS);
     g.deliver_all();
     g.tick(0, g.now + 60 * MS);
@@ -550,4 +556,96 @@ fn read_index_answers_after_a_quorum_confirms_and_a_cut_off_leader_never_does() 
     g.deliver_all();
     let two = ClientReply::Done(Reply::Value(Some(Bytes::from_static(b"2"))));
     assert_eq!(g.replies.last(), Some(&(5, two)));
+}
+
+#[test]
+fn a_key_with_a_ttl_expires_on_every_replica_by_the_leaders_clock() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    let ttl = Request {
+        client: 7,
+        seq: 1,
+        ack_floor: 1,
+        cmd: Command::SetIf {
+            key: Bytes::from_static(b"t"),
+            value: Bytes::from_static(b"v"),
+            cond: crate::protocol::kv::SetCond::Always,
+            get: false,
+            ttl: crate::protocol::expiry::Ttl::In(1_000),
+        },
+    };
+    g.request(0, 1, ttl);
+    g.deliver_all();
+    g.run_for(100, None);
+    assert!(g.replicas.iter().all(|r| r.kv().get(b"t").is_some()));
+    // Past the deadline by the leader's clock, an entry of its own names the key.
+    g.run_for(1_200, None);
+    for (i, r) in g.replicas.iter().enumerate() {
+        assert!(
+            r.kv().get(b"t").is_none(),
+            "replica {i} still holds the key"
+        );
+    }
+}
+
+#[test]
+fn an_installed_snapshot_is_acknowledged_only_once_saved() {
+    let mut g = Group::new(3);
+    let applied = leader_compacted_past_replica_2(&mut g);
+    g.tick(0, g.now + 150 * MS);
+    g.deliver_where(|_, to, m| to == ReplicaId(2) && matches!(m, Msg::InstallSnapshot { .. }));
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
+    let acks = |g: &Group| {
+        g.wire
+            .iter()
+            .filter(|(f, _, m)| {
+                *f == ReplicaId(2)
+                    && matches!(
+                        m,
+                        Msg::InstallSnapshotReply { .. } | Msg::AppendReply { .. }
+                    )
+            })
+            .count()
+    };
+    assert_eq!(acks(&g), 0, "acknowledged before the snapshot was saved");
+    // Entries appended after it are not acknowledged either: the log before them is
+    // nowhere on disk yet.
+    g.request(0, 6, set("k", "6", 6));
+    g.deliver_where(|_, to, m| to == ReplicaId(2) && matches!(m, Msg::Append { .. }));
+    assert_eq!(acks(&g), 0);
+    // A snapshot saved before the install covers too little.
+    g.replicas[2].on_snapshot_saved(g.now, applied - 1);
+    g.collect(2);
+    assert_eq!(acks(&g), 0);
+    g.replicas[2].on_snapshot_saved(g.now, applied);
+    g.collect(2);
+    assert!(acks(&g) >= 1, "the answers held for the snapshot went out");
+}
+
+#[test]
+fn applied_entries_past_log_retain_bytes_leave_memory() {
+    let mut g = Group::from(
+        (0..3)
+            .map(|i| {
+                let cfg = ProtocolConfig {
+                    log_retain_bytes: 10,
+                    ..cfg(3)
+                };
+                Replica::new(cfg, ReplicaId(i), u64::from(i))
+            })
+            .collect(),
+    );
+    g.elect(0);
+    for seq in 1..=20 {
+        g.request(0, seq, set("key", "value", seq));
+        g.deliver_all();
+    }
+    g.run_for(100, None);
+    for r in &g.replicas {
+        assert!(r.applied_log_bytes() <= 10, "{}", r.applied_log_bytes());
+        assert!(r.log_len() < 5, "{} entries held", r.log_len());
+        assert!(r.stats().log_slots_trimmed > 0);
+    }
+    // What is trimmed is still in the state machine.
+    assert_eq!(g.replicas[1].kv().digest(), g.replicas[0].kv().digest());
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_channel::oneshot;
 
 use super::{PeerMsg, Shard};
-use crate::protocol::ReplicaId;
 use crate::protocol::merkle::MerkleMsg;
+use crate::protocol::{Core, ReplicaId};
 
 /// How long an anti-entropy request waits for its answer. A responder that installs
 /// pushed entries answers only once they are in a snapshot (a full snapshot of its shard),

@@ -54,6 +54,8 @@ pub struct ShardInfo {
     pub index: usize,
     /// Whether this replica leads the shard's group.
     pub leading: bool,
+    /// What orders leaderships: `promised=<ballot>` (Multi-Paxos) or `term=<n>` (Raft).
+    pub epoch: String,
     /// Whether it is a learner recovering WAL records storage lost (it does not vote).
     pub recovering: bool,
     /// Who leads, if known.
@@ -96,7 +98,8 @@ impl Shard {
         let transport = self.transport.borrow();
         ShardInfo {
             index: self.index,
-            leading: r.leading().is_some(),
+            leading: r.is_leading(),
+            epoch: r.epoch(),
             recovering: r.recovering(),
             leader: r.leader_hint().map(|l| l.0),
             commit_index: r.commit_index(),

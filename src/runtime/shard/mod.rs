@@ -1,7 +1,8 @@
-//! One shard: the Paxos replica of group i, its WAL, its peer links, and the session that
-//! submits client commands to the group — all owned by one glommio executor.
+//! One shard: the replica of group i (Multi-Paxos or Raft, a [`Consensus`]), its WAL, its
+//! peer links, and the session that submits client commands to the group — all owned by
+//! one glommio executor.
 //!
-//! Inputs reach the [`Replica`] from four places, each a task on this executor: peer
+//! Inputs reach the replica from four places, each a task on this executor: peer
 //! frames (transport callback), client commands (front end, local or forwarded over the
 //! inter-shard mesh), the tick timer, and WAL durability reports (group committer). After
 //! every input the shard executes the replica's actions: sends go to the transport,
@@ -17,10 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NodeConfig;
 use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
+use crate::protocol::consensus::record_protocol;
 use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
 use crate::protocol::{
-    ClientReply, Command, MapHasher, Message, Nanos, PersistId, Record, Replica, ReplicaId, Reply,
-    Request, Token,
+    ClientReply, Command, Consensus, ConsensusSnapshot, Core, MapHasher, Message, Nanos, PersistId,
+    Record, ReplicaId, Reply, Request, Token,
 };
 use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use crate::transport::{Transport, TransportConfig};
@@ -38,7 +40,7 @@ pub use peers::PeerMsg;
 
 /// What a shard recovered from its disk: the replica, and the WAL to go on with.
 struct Recovered {
-    replica: Replica,
+    replica: Consensus,
     wal: Wal,
     /// Seeds the replica's and the session's randomness (per process lifetime).
     seed: u64,
@@ -63,16 +65,24 @@ impl Recovered {
         let loaded = crate::runtime::snapshot::load_latest_offloaded(snapshot_dir.clone())
             .await
             .map_err(|e| anyhow::anyhow!("loading the snapshot of shard {index}: {e}"))?;
+        let protocol = cfg.protocol.protocol;
         let (snapshot, snapshot_lsn) = match loaded {
             Some(s) => {
-                let snap: crate::protocol::Snapshot =
-                    postcard::from_bytes(s.bytes()).map_err(|e| {
-                        anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display())
-                    })?;
+                let snap = snapshot::decode(&s)?;
+                if snap.protocol() != protocol {
+                    anyhow::bail!(
+                        "shard {index}: snapshot {} was written by a {} replica but protocol = {protocol}: \
+                         start with protocol = {} or an empty data directory",
+                        s.path.display(),
+                        snap.protocol(),
+                        snap.protocol()
+                    );
+                }
                 eprintln!(
-                    "shard {index}: loaded snapshot at slot {} ({} keys)",
-                    snap.last_included,
-                    snap.kv.entries.len()
+                    "shard {index}: loaded snapshot at slot {} ({}, {} keys)",
+                    Consensus::snapshot_slot(&snap),
+                    snap.protocol(),
+                    snap.keys()
                 );
                 (Some(snap), s.meta.wal_lsn)
             }
@@ -112,6 +122,12 @@ impl Recovered {
                 continue; // Covered by the snapshot.
             }
             match postcard::from_bytes::<Record>(bytes) {
+                Ok(r) if record_protocol(&r) != protocol => anyhow::bail!(
+                    "shard {index}: the WAL holds {} records (at {lsn}) but protocol = {protocol}: \
+                     start with protocol = {} or an empty data directory",
+                    record_protocol(&r),
+                    record_protocol(&r)
+                ),
                 Ok(r) => records.push(r),
                 Err(e) => {
                     eprintln!(
@@ -124,7 +140,7 @@ impl Recovered {
         let seed = xxhash_rust::xxh3::xxh3_64(
             format!("{}-{index}-{:?}", cfg.id, std::time::SystemTime::now()).as_bytes(),
         );
-        let replica = Replica::recover(
+        let replica = Consensus::recover(
             cfg.protocol.clone(),
             ReplicaId(cfg.id),
             seed,
@@ -163,7 +179,7 @@ pub struct Shard {
     /// Debug: peer traffic is dropped both ways (`COREPAX.DEBUG PARTITION ON`).
     partitioned: std::cell::Cell<bool>,
     cfg: NodeConfig,
-    replica: RefCell<Replica>,
+    replica: RefCell<Consensus>,
     transport: RefCell<Option<Transport<PeerMsg>>>,
     wal: GroupCommitter,
     storage_error: RefCell<Option<String>>,
@@ -477,7 +493,7 @@ impl Shard {
     }
 
     /// Runs one input through the replica and executes what it asks for.
-    fn step(&self, f: impl FnOnce(&mut Replica)) {
+    fn step(&self, f: impl FnOnce(&mut Consensus)) {
         let (step, view) = {
             let mut r = self.replica.borrow_mut();
             f(&mut r);

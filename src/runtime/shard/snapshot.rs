@@ -32,7 +32,7 @@ impl Shard {
         // repair installed up to here.
         let repairs = self.repairs_installed.get();
         let covered = self.last_lsn.get();
-        let at = snap.last_included;
+        let at = Consensus::snapshot_slot(&snap);
         let meta = crate::runtime::snapshot::SnapshotMeta {
             last_included: at,
             wal_lsn: covered.0,
@@ -66,6 +66,8 @@ impl Shard {
                     .borrow()
                     .snapshots
                     .compact(&mut *self.replica.borrow_mut(), at);
+                let now = self.now();
+                self.step(|r| r.on_snapshot_saved(now, at));
                 Ok(at)
             }
             // The WAL still holds everything: nothing is lost, only the compaction waits.
@@ -76,5 +78,67 @@ impl Shard {
         };
         self.snapshot_running.set(false);
         result
+    }
+}
+
+/// A loaded snapshot file's payload: a [`ConsensusSnapshot`], or in a file of the previous
+/// format version a Multi-Paxos snapshot.
+pub(super) fn decode(s: &crate::runtime::snapshot::Snapshot) -> anyhow::Result<ConsensusSnapshot> {
+    let decoded = if s.version == crate::runtime::snapshot::VERSION {
+        postcard::from_bytes::<ConsensusSnapshot>(s.bytes())
+    } else {
+        postcard::from_bytes::<crate::protocol::Snapshot>(s.bytes()).map(ConsensusSnapshot::Paxos)
+    };
+    decoded.map_err(|e| anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Protocol, ProtocolConfig};
+    use crate::runtime::snapshot::{
+        SnapshotMeta, VERSION_OLDEST_LOADED, load_latest, write_snapshot,
+    };
+
+    fn replica(protocol: Protocol) -> Consensus {
+        let cfg = ProtocolConfig {
+            protocol,
+            ..ProtocolConfig::default()
+        };
+        Consensus::new(cfg, ReplicaId(0), 1)
+    }
+
+    const META: SnapshotMeta = SnapshotMeta {
+        last_included: 0,
+        wal_lsn: 0,
+    };
+
+    #[test]
+    fn a_snapshot_file_names_its_protocol() {
+        for protocol in Protocol::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let snap = replica(protocol).snapshot();
+            write_snapshot(dir.path(), META, &postcard::to_stdvec(&snap).unwrap()).unwrap();
+            let loaded = load_latest(dir.path()).unwrap().expect("written");
+            assert_eq!(decode(&loaded).unwrap(), snap);
+        }
+    }
+
+    #[test]
+    fn a_file_of_the_previous_format_loads_as_multi_paxos() {
+        let dir = tempfile::tempdir().unwrap();
+        let ConsensusSnapshot::Paxos(snap) = replica(Protocol::Multipaxos).snapshot() else {
+            unreachable!("a Multi-Paxos replica");
+        };
+        let path = write_snapshot(dir.path(), META, &postcard::to_stdvec(&snap).unwrap()).unwrap();
+        // The header as format 3 wrote it: its version, and its checksum over that.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&VERSION_OLDEST_LOADED.to_le_bytes());
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[0..48]);
+        bytes[48..56].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = load_latest(dir.path()).unwrap().expect("written");
+        assert_eq!(loaded.version, VERSION_OLDEST_LOADED);
+        assert_eq!(decode(&loaded).unwrap(), ConsensusSnapshot::Paxos(snap));
     }
 }
