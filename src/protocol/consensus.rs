@@ -34,6 +34,9 @@ pub struct Bugs {
     /// Raft: a replica grants its vote without checking that the candidate's log is at
     /// least as up to date as its own.
     pub vote_without_log_check: bool,
+    /// Paxos lease modes: serve, grant and count leases whatever the clock-rate check
+    /// measured (`protocol::clock_check`), as if every clock kept within its bound.
+    pub trust_clocks: bool,
 }
 
 /// What the shared driver code needs of a protocol core.

@@ -5,6 +5,7 @@
 //! under the glommio runtime and under the deterministic simulator.
 
 pub mod client;
+pub mod clock_check;
 pub mod command;
 pub mod consensus;
 pub mod digest;

@@ -256,6 +256,10 @@ impl Sim {
                 }
             })
             .collect();
+        let mut nodes: Vec<Node> = nodes;
+        if let Some(ppm) = cfg.slow_clock_ppm {
+            nodes[(cfg.seed / 3) as usize % n].clock_rate_ppm = ppm;
+        }
         let clients = (0..cfg.clients)
             .map(|_| Client {
                 attempt: 0,

@@ -189,6 +189,12 @@ pub struct Shard {
     /// This shard, for the timers it starts.
     me: std::rc::Weak<Shard>,
     started: Instant,
+    /// How much faster than real time this shard's clock runs (ppm; negative: slower).
+    /// Zero unless a debug node was started with `COREPAX_DEBUG_CLOCK_RATE_PPM`, to test
+    /// the clock-rate check on real processes.
+    clock_rate_ppm: i64,
+    /// Whether the clock-rate check trusted clocks at the last step (to log changes).
+    clocks_trusted_logged: Cell<bool>,
     counters: RefCell<ShardCounters>,
     /// The replica's action buffer and snapshot schedule.
     outbox: RefCell<Outbox>,
@@ -348,6 +354,8 @@ impl Shard {
             next_merkle_id: Cell::new(1),
             me: me.clone(),
             started: Instant::now(),
+            clock_rate_ppm: debug_clock_rate_ppm(&cfg),
+            clocks_trusted_logged: Cell::new(true),
             counters: RefCell::new(ShardCounters::default()),
             outbox: RefCell::new(Outbox::new(SnapshotSchedule::new(
                 cfg.snapshot_interval_slots,
@@ -451,7 +459,8 @@ impl Shard {
     }
 
     fn now(&self) -> Nanos {
-        self.started.elapsed().as_nanos() as Nanos
+        let real = self.started.elapsed().as_nanos() as i128;
+        (real + real * i128::from(self.clock_rate_ppm) / 1_000_000) as Nanos
     }
 
     /// Tells the replica the wall clock, which it stamps into the log as a leader (key
@@ -484,6 +493,7 @@ impl Shard {
                     r.commit_index()
                 );
             }
+            self.log_clock_change(&r);
             (self.outbox.borrow_mut().take(&mut *r), LeaderView::of(&*r))
         };
         let mut fx = ShardEffects {
@@ -514,5 +524,22 @@ impl Shard {
         let mut r = self.replica.borrow_mut();
         let kv = r.kv_mut();
         kv.force_local(key, crate::protocol::kv::Entry { value, version: 0 });
+    }
+}
+
+/// The clock rate a debug node was asked to run at (`COREPAX_DEBUG_CLOCK_RATE_PPM`, ppm
+/// faster than real time; negative: slower); 0 otherwise.
+fn debug_clock_rate_ppm(cfg: &NodeConfig) -> i64 {
+    let Ok(v) = std::env::var("COREPAX_DEBUG_CLOCK_RATE_PPM") else {
+        return 0;
+    };
+    match v.parse::<i64>() {
+        Ok(ppm) if cfg.debug && (-500_000..=500_000).contains(&ppm) => ppm,
+        _ => {
+            eprintln!(
+                "COREPAX_DEBUG_CLOCK_RATE_PPM={v} ignored: it takes -500000..=500000 and a node started with --debug"
+            );
+            0
+        }
     }
 }
