@@ -45,6 +45,8 @@ pub struct Cluster {
     extra: Vec<String>,
     /// Flags of one node only, after `extra` (see `set_node_args`).
     node_extra: Vec<Vec<String>>,
+    /// Environment variables of one node only (see `set_node_env`).
+    node_env: Vec<Vec<(String, String)>>,
 }
 
 impl Cluster {
@@ -75,6 +77,7 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             node_extra: (0..n).map(per_node).collect(),
+            node_env: vec![Vec::new(); n],
         };
         for i in 0..n {
             c.spawn(i);
@@ -100,6 +103,7 @@ impl Cluster {
             .args(["--shards", &SHARDS.to_string(), "--no-pin"])
             .args(&self.extra)
             .args(&self.node_extra[i])
+            .envs(self.node_env[i].iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -110,6 +114,14 @@ impl Cluster {
     /// Replaces node `i`'s own flags; they apply from its next start.
     pub fn set_node_args(&mut self, i: usize, args: &[&str]) {
         self.node_extra[i] = args.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Replaces node `i`'s own environment variables; they apply from its next start.
+    pub fn set_node_env(&mut self, i: usize, vars: &[(&str, &str)]) {
+        self.node_env[i] = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     /// Starts node `i` again on its data dir and waits for its client port.
