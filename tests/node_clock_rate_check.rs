@@ -14,7 +14,10 @@ fn reads_total(cluster: &Cluster, i: usize, field: &str) -> u64 {
     let info = bulk(&c.cmd(&["INFO"]).unwrap()).unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix("reads_total:"))
-        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix(&format!("{field}="))))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in reads_total of node {i}"))
 }
@@ -61,7 +64,10 @@ fn write_then_read_everywhere(cluster: &Cluster, rounds: usize, tag: &str) -> u6
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    (0..3).map(|i| reads_total(cluster, i, "local")).sum::<u64>() - local_before
+    (0..3)
+        .map(|i| reads_total(cluster, i, "local"))
+        .sum::<u64>()
+        - local_before
 }
 
 fn slow_clock_stops_lease_reads(mode: &str) {
@@ -69,7 +75,13 @@ fn slow_clock_stops_lease_reads(mode: &str) {
     let mut cluster = Cluster::start(
         3,
         dir.path(),
-        &["--debug", "--read-mode", mode, "--clock-check-window-ms", "400"],
+        &[
+            "--debug",
+            "--read-mode",
+            mode,
+            "--clock-check-window-ms",
+            "400",
+        ],
     );
     // Clocks within the bound: lease reads are served once measured.
     wait_trusted(&cluster, 1, Duration::from_secs(10));
@@ -86,14 +98,25 @@ fn slow_clock_stops_lease_reads(mode: &str) {
     cluster.restart(2);
     cluster.wait_for_leaders(Duration::from_secs(20));
     wait_trusted(&cluster, 0, Duration::from_secs(10));
-    assert!(cluster.log(0).contains("lease reads stop"), "{}", cluster.log(0));
-    assert!(cluster.log(2).contains("lease reads stop"), "{}", cluster.log(2));
+    assert!(
+        cluster.log(0).contains("lease reads stop"),
+        "{}",
+        cluster.log(0)
+    );
+    assert!(
+        cluster.log(2).contains("lease reads stop"),
+        "{}",
+        cluster.log(2)
+    );
     let failed: u64 = (0..3)
         .map(|i| reads_total(&cluster, i, "clock_checks_failed"))
         .sum();
     assert!(failed >= 3, "clock checks failed {failed} times");
     let local = write_then_read_everywhere(&cluster, 40, "slow");
-    assert_eq!(local, 0, "{mode}: lease reads served with a clock 10 % slow");
+    assert_eq!(
+        local, 0,
+        "{mode}: lease reads served with a clock 10 % slow"
+    );
     // The clock runs right again (a restart at the right rate): lease reads resume.
     cluster.kill9(2);
     cluster.set_node_env(2, &[]);

@@ -175,6 +175,11 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref().map(Child::id)
+    }
+
     /// Whether node `i` runs.
     pub fn is_up(&self, i: usize) -> bool {
         self.nodes[i].is_some()
@@ -287,6 +292,11 @@ impl Client {
             stream,
             buf: Vec::new(),
         })
+    }
+
+    /// Replaces the read timeout (10 s from `connect`).
+    pub fn set_read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(t))
     }
 
     /// Sends one command and reads its reply.
