@@ -33,20 +33,6 @@ fn busiest_segments(cluster: &Cluster) -> Vec<(PathBuf, usize)> {
         .collect()
 }
 
-/// `shard<s>:` INFO lines of node `i` that say `recovering=1`.
-fn recovering_shards(cluster: &Cluster, i: usize) -> usize {
-    let Ok(mut c) = Client::connect(cluster.clients[i]) else {
-        return SHARDS;
-    };
-    let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("bulk");
-    (0..SHARDS)
-        .filter(|s| {
-            info.lines()
-                .any(|l| l.starts_with(&format!("shard{s}:")) && l.contains(",recovering=1,"))
-        })
-        .count()
-}
-
 #[test]
 fn mid_log_wal_corruption_never_loses_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,13 +79,13 @@ fn mid_log_wal_corruption_never_loses_acknowledged_writes() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(recovering_shards(&cluster, 0), SHARDS);
+    assert_eq!(cluster.recovering_shards(0), SHARDS);
 
     // Y returns: Y and Z elect leaders, X learns what it lost and votes again.
     cluster.restart(1);
     cluster.wait_for_leaders(Duration::from_secs(20));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while recovering_shards(&cluster, 0) > 0 {
+    while cluster.recovering_shards(0) > 0 {
         assert!(
             Instant::now() < deadline,
             "node 0 never finished recovering:\n{}",
@@ -130,5 +116,5 @@ fn mid_log_wal_corruption_never_loses_acknowledged_writes() {
     cluster.kill9(0);
     cluster.restart(0);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(recovering_shards(&cluster, 0), 0, "{}", cluster.log(0));
+    assert_eq!(cluster.recovering_shards(0), 0, "{}", cluster.log(0));
 }

@@ -262,6 +262,21 @@ impl Cluster {
         sum
     }
 
+    /// Shards of node `i` whose INFO line says `recovering=1` (all of them while it does
+    /// not answer).
+    pub fn recovering_shards(&self, i: usize) -> usize {
+        let Ok(mut c) = Client::connect(self.clients[i]) else {
+            return SHARDS;
+        };
+        let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("bulk");
+        (0..SHARDS)
+            .filter(|s| {
+                info.lines()
+                    .any(|l| l.starts_with(&format!("shard{s}:")) && l.contains(",recovering=1,"))
+            })
+            .count()
+    }
+
     /// The stderr of node `i` so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("node-{i}.log"))).unwrap_or_default()

@@ -60,24 +60,7 @@ impl Recovered {
             ..WalOptions::default()
         };
         let snapshot_dir = dir.join("snapshots");
-        let loaded = crate::runtime::snapshot::load_latest_offloaded(snapshot_dir.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("loading the snapshot of shard {index}: {e}"))?;
-        let (snapshot, snapshot_lsn) = match loaded {
-            Some(s) => {
-                let snap: crate::protocol::Snapshot =
-                    postcard::from_bytes(s.bytes()).map_err(|e| {
-                        anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display())
-                    })?;
-                eprintln!(
-                    "shard {index}: loaded snapshot at slot {} ({} keys)",
-                    snap.last_included,
-                    snap.kv.entries.len()
-                );
-                (Some(snap), s.meta.wal_lsn)
-            }
-            None => (None, 0),
-        };
+        let (snapshot, snapshot_lsn, lost_snapshot) = load_snapshot(index, &snapshot_dir).await?;
         let (wal, recovery) = Wal::open(&dir.join("wal"), opts)
             .await
             .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
@@ -88,10 +71,11 @@ impl Recovered {
         }
         let wal_end_lsn = wal.durable_lsn().0;
         // Lost records that a snapshot covers are moot: it holds what they said.
-        let forgot_records = recovery
-            .mid_log
-            .as_ref()
-            .is_some_and(|m| m.last_lost.0 > snapshot_lsn);
+        let forgot_records = lost_snapshot
+            || recovery
+                .mid_log
+                .as_ref()
+                .is_some_and(|m| m.last_lost.0 > snapshot_lsn);
         if let Some(mid) = &recovery.mid_log {
             if forgot_records {
                 eprintln!(
@@ -105,6 +89,13 @@ impl Recovered {
                     Lsn(snapshot_lsn)
                 );
             }
+        }
+        if lost_snapshot {
+            eprintln!(
+                "shard {index}: the newest snapshot is corrupt and the WAL before it was truncated, \
+                 so this replica rejoins as a learner: no votes, elections or local reads until it has \
+                 recovered the state from the group; the snapshot that ends recovery replaces it"
+            );
         }
         let mut records = Vec::with_capacity(recovery.records.len());
         for (lsn, bytes) in &recovery.records {
@@ -153,6 +144,49 @@ impl Recovered {
             }),
             forgot_records,
         })
+    }
+}
+
+/// Loads the newest snapshot that verifies and decodes: the state, the WAL position it
+/// covers, and whether a newer snapshot was corrupt. The WAL was truncated up to the
+/// newest snapshot, so without it the records between an older snapshot (or none) and the
+/// WAL's start are gone: the replica must rejoin as a learner and recover them from its
+/// peers (their state arrives by catch-up or snapshot transfer, and the snapshot that
+/// ends recovery replaces the corrupt file). A corrupt snapshot is never half-loaded.
+async fn load_snapshot(
+    index: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Option<crate::protocol::Snapshot>, u64, bool)> {
+    use crate::runtime::snapshot::SnapshotError;
+    let loaded = match crate::runtime::snapshot::load_latest_offloaded(dir.to_path_buf()).await {
+        Ok(loaded) => loaded,
+        Err(e @ SnapshotError::AllCorrupt { .. }) => {
+            eprintln!("shard {index}: {e}; starting from the WAL alone");
+            return Ok((None, 0, true));
+        }
+        Err(e) => anyhow::bail!("loading the snapshot of shard {index}: {e}"),
+    };
+    let Some(s) = loaded else {
+        return Ok((None, 0, false));
+    };
+    match postcard::from_bytes::<crate::protocol::Snapshot>(s.bytes()) {
+        Ok(snap) => {
+            eprintln!(
+                "shard {index}: loaded snapshot at slot {} ({} keys)",
+                snap.last_included,
+                snap.kv.entries.len()
+            );
+            Ok((Some(snap), s.meta.wal_lsn, !s.skipped_corrupt.is_empty()))
+        }
+        Err(e) => {
+            // Checksums matched but the payload does not decode (written by a bug or
+            // another version): as corrupt as a flipped bit.
+            eprintln!(
+                "shard {index}: snapshot {} does not decode ({e}); starting from the WAL alone",
+                s.path.display()
+            );
+            Ok((None, 0, true))
+        }
     }
 }
 
