@@ -25,11 +25,15 @@ export COREPAX_FAULTS_MODES=${MODES:-log,leader-lease,quorum-lease,digest,quorum
 export COREPAX_FAULTS_CLIENTS=${CLIENTS:-6}
 if [[ -n "${SEED:-}" ]]; then export COREPAX_FAULTS_SEED=$SEED; fi
 
-echo "# scripts/jepsen.sh $SECONDS_PER_MODE $FAULTS (modes $COREPAX_FAULTS_MODES, clients $COREPAX_FAULTS_CLIENTS)"
-echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%FT%TZ), $(nproc) cores"
+header() {
+    echo "# scripts/jepsen.sh $SECONDS_PER_MODE $FAULTS (modes $COREPAX_FAULTS_MODES, clients $COREPAX_FAULTS_CLIENTS)"
+    echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%FT%TZ), $(nproc) cores"
+}
 run() {
+    header
     cargo test --profile ci -j 1 --test node_faults_history_linearizable -- \
         --ignored long_run --nocapture --test-threads 1 2>&1 |
-        grep -E '^faults run:|violations|not linearizable|panicked|test result'
+        grep -E '^faults run:|violations|not linearizable|panicked|test result' |
+        sed 's/^test long_run \.\.\. //'
 }
 if [[ -n "${OUT:-}" ]]; then run | tee "$OUT"; else run; fi
