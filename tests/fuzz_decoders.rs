@@ -5,20 +5,18 @@
 //! at most what the input holds: a huge length prefix must not be trusted). Each target
 //! runs `COREPAX_FUZZ_CASES` cases (default 300) here; `scripts/fuzz.sh SECONDS` runs them
 //! with fresh seeds for as long as asked.
+mod fuzz_support;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use corepax::config::{NodeConfig, ProtocolConfig};
-use corepax::loadgen::workload::Workload;
+use corepax::config::NodeConfig;
 use corepax::protocol::item::Item;
 use corepax::protocol::kv::KvState;
 use corepax::protocol::message::SnapshotChunk;
 use corepax::protocol::{Ballot, Command, Message, Record, ReplicaId, Request, Snapshot};
 use corepax::runtime::shard::PeerMsg;
-use corepax::runtime::wal::format::{BLOCK_BYTES, RECORD_HEADER_BYTES, SegmentHeader};
-use corepax::wire::command::CommandDecoder;
-use corepax::wire::frame::{self, Hello};
-use corepax::wire::resp::{self, Limits};
+use corepax::wire::frame;
+use corepax::wire::resp;
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -95,12 +93,6 @@ fn input(valid: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
         )
             .prop_map(|(v, ms)| mutate(v, &ms)),
     ]
-}
-
-/// An error must say what went wrong.
-fn clear(e: impl std::fmt::Display) {
-    let text = e.to_string();
-    assert!(text.len() >= 8, "an unclear error: {text:?}");
 }
 
 fn resp_samples() -> Vec<Vec<u8>> {
@@ -258,105 +250,47 @@ proptest! {
 
     #[test]
     fn resp_values(bytes in input(resp_samples())) {
-        let limits = Limits::default();
-        let mut rest = &bytes[..];
-        // Every frame in the buffer, until an error or a partial frame.
-        loop {
-            match resp::decode(rest, &limits) {
-                Ok(Some((_, used))) => {
-                    prop_assert!(used > 0 && used <= rest.len());
-                    rest = &rest[used..];
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    clear(e);
-                    break;
-                }
-            }
-        }
-        let _ = resp::skip(&bytes, &limits).map_err(clear);
+        fuzz_support::resp_values(&bytes);
     }
 
     #[test]
     fn resp_commands_fed_in_pieces(bytes in input(resp_samples()), cut in 1usize..64) {
-        let mut d = CommandDecoder::new(Limits::default(), 1 << 20);
-        for piece in bytes.chunks(cut) {
-            d.feed(piece);
-            loop {
-                match d.next_command() {
-                    Ok(Some(_)) => {}
-                    Ok(None) => break,
-                    Err(e) => {
-                        clear(e);
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        prop_assert!(d.buffered() <= bytes.len());
+        fuzz_support::resp_commands(&bytes, cut);
     }
 
     #[test]
     fn peer_frames(bytes in input(frames(&messages()))) {
-        match frame::decode::<PeerMsg>(&bytes, 1 << 20) {
-            Ok(Some((_, used))) => prop_assert!(used <= bytes.len()),
-            Ok(None) => {}
-            Err(e) => clear(e),
-        }
+        fuzz_support::peer_frame(&bytes);
     }
 
     #[test]
     fn peer_frames_checksum_fixed(bytes in input(postcard_samples(&messages()))) {
-        // The checksum stops most damage before postcard sees it; a frame whose checksum
-        // matches damaged bytes (a peer's bug, or a forger) reaches the payload decoder.
-        let mut framed = Vec::new();
-        framed.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        framed.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes).to_le_bytes());
-        framed.extend_from_slice(&bytes);
-        match frame::decode::<PeerMsg>(&framed, 1 << 20) {
-            Ok(_) => {}
-            Err(e) => clear(e),
-        }
-        let _ = frame::decode::<Hello>(&framed, 1 << 10).map_err(clear);
+        fuzz_support::peer_payload(&bytes);
     }
 
     #[test]
     fn snapshot_chunks(bytes in input(postcard_samples(&[chunk()]))) {
-        let _ = postcard::from_bytes::<SnapshotChunk>(&bytes).map_err(clear);
+        fuzz_support::snapshot_chunk(&bytes);
     }
 
     #[test]
     fn wal_records(bytes in input(postcard_samples(&records()))) {
-        let _ = postcard::from_bytes::<Record>(&bytes).map_err(clear);
-        let mut header = bytes.clone();
-        header.resize(RECORD_HEADER_BYTES, 0);
-        let _ = corepax::runtime::wal::format::parse_record_header(&header);
-        let mut block = bytes;
-        block.resize(BLOCK_BYTES as usize, 0);
-        let _ = SegmentHeader::decode(&block);
+        fuzz_support::wal_record(&bytes);
     }
 
     #[test]
     fn snapshot_payloads(bytes in input(postcard_samples(&[snapshot()]))) {
-        let _ = postcard::from_bytes::<Snapshot>(&bytes).map_err(clear);
+        fuzz_support::snapshot_payload(&bytes);
     }
 
     #[test]
     fn node_config_toml(t in text(node_toml())) {
-        match toml::from_str::<NodeConfig>(&t) {
-            Ok(cfg) => {
-                let _ = cfg.validate().map_err(clear);
-            }
-            Err(e) => clear(e),
-        }
-        if let Ok(p) = toml::from_str::<ProtocolConfig>(&t) {
-            let _ = p.validate().map_err(clear);
-        }
+        fuzz_support::node_config(&t);
     }
 
     #[test]
     fn workload_toml(t in text(WORKLOAD_TOML)) {
-        let _ = Workload::from_toml(&t, "fuzz").map_err(clear);
+        fuzz_support::workload(&t);
     }
 }
 
@@ -394,7 +328,7 @@ fn snapshot_files() {
                     prop_assert_eq!(s.bytes(), &payload[..]);
                 }
                 Ok(None) => {}
-                Err(e) => clear(e),
+                Err(e) => fuzz_support::clear(e),
             }
             Ok(())
         })
