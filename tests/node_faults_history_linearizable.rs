@@ -101,7 +101,7 @@ fn client_loop(
     stop: &AtomicBool,
     history: &Mutex<Vec<Recorded>>,
 ) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed ^ (id + 1) * 0x9e37_79b9);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed ^ ((id + 1) * 0x9e37_79b9));
     let mut conn: Option<Client> = None;
     let mut written = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -120,7 +120,7 @@ fn client_loop(
         let key = rng.random_range(0..p.keys);
         let write = rng.random_bool(0.5).then(|| {
             written += 1;
-            id << 32 | written
+            (id << 32) | written
         });
         if !one_op(c, id, key, write, start, history) {
             conn = None;

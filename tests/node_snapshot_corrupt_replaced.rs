@@ -59,38 +59,8 @@ fn corrupt_snapshot_is_recovered_from_the_group() {
         std::fs::write(&newest, &bytes).unwrap();
     }
 
-    cluster.spawn(0);
-    cluster.spawn(2);
-    cluster.wait_listening(0);
-    cluster.wait_listening(2);
-    let log = cluster.log(0);
-    assert!(
-        log.contains("newest snapshot is corrupt"),
-        "the corrupt snapshot was not reported:\n{log}"
-    );
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        assert_eq!(
-            cluster.leaders(),
-            vec![None; SHARDS],
-            "a leader without Y; node 0's log:\n{}",
-            cluster.log(0)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(cluster.recovering_shards(0), SHARDS);
-
-    cluster.restart(1);
-    cluster.wait_for_leaders(Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.recovering_shards(0) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "node 0 never finished recovering:\n{}",
-            cluster.log(0)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.start_x_and_z("newest snapshot is corrupt");
+    cluster.learner_waits_for_y(Duration::from_secs(2));
     for node in 0..3 {
         let mut c = Client::connect(cluster.clients[node]).unwrap();
         for k in (0..KEYS).step_by(7) {
@@ -98,15 +68,7 @@ fn corrupt_snapshot_is_recovered_from_the_group() {
             assert_eq!(bulk(&got), Some(format!("v{k}")), "key{k} via node {node}");
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let roots: Vec<Vec<String>> = (0..3).map(|i| cluster.merkle_roots(i)).collect();
-        if roots[0] == roots[1] && roots[1] == roots[2] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replicas differ: {roots:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_states_agree(Duration::from_secs(20));
 
     // More writes: X snapshots again, and its newest snapshot verifies.
     write_keys(&cluster, 0, KEYS, KEYS + 300);

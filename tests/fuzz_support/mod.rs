@@ -27,7 +27,11 @@ pub fn resp_values(bytes: &[u8]) {
     loop {
         match resp::decode(rest, &limits) {
             Ok(Some((_, used))) => {
-                assert!(used > 0 && used <= rest.len(), "used {used} of {}", rest.len());
+                assert!(
+                    used > 0 && used <= rest.len(),
+                    "used {used} of {}",
+                    rest.len()
+                );
                 rest = &rest[used..];
             }
             Ok(None) => break,

@@ -277,6 +277,61 @@ impl Cluster {
             .count()
     }
 
+    /// The storage-fault scenario, after the damage: X (node 0) and Z (node 2) start
+    /// while Y (node 1) stays down, and X's log must report the damage (`reported`).
+    pub fn start_x_and_z(&mut self, reported: &str) {
+        self.spawn(0);
+        self.spawn(2);
+        self.wait_listening(0);
+        self.wait_listening(2);
+        let log = self.log(0);
+        assert!(log.contains(reported), "{reported:?} not reported:\n{log}");
+    }
+
+    /// The storage-fault scenario's second half: X (node 0) lost records it may have
+    /// voted with and Z (node 2) lags, both running; Y (node 1) is down. For `hold`, X
+    /// must withhold its vote (no shard gets a leader) and stay a learner; then Y returns,
+    /// leaders are elected, and X finishes recovering from the group.
+    pub fn learner_waits_for_y(&mut self, hold: Duration) {
+        let until = Instant::now() + hold;
+        while Instant::now() < until {
+            assert_eq!(
+                self.leaders(),
+                vec![None; SHARDS],
+                "a leader without Y; node 0's log:\n{}",
+                self.log(0)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(self.recovering_shards(0), SHARDS);
+        self.restart(1);
+        self.wait_for_leaders(Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.recovering_shards(0) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "node 0 never finished recovering:\n{}",
+                self.log(0)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every node reports the same Merkle roots (the same applied state).
+    pub fn wait_states_agree(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let roots: Vec<Vec<String>> = (0..self.clients.len())
+                .map(|i| self.merkle_roots(i))
+                .collect();
+            if roots.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas differ: {roots:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The stderr of node `i` so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("node-{i}.log"))).unwrap_or_default()
