@@ -457,7 +457,7 @@ protocol_settings! {
     /// Lease modes: each replica measures every peer's clock rate against its own over at
     /// least this long (ms); a peer beyond twice `max_clock_drift_ppm` stops lease reads
     /// until it is back within (see docs/ARCHITECTURE.md, "Clock-rate check").
-    clock_check_window_ms: u64 = 2_000, allowed 10..=600_000;
+    clock_check_window_ms: u64 = 1_000, allowed 10..=600_000;
     /// Replicas that hold quorum leases (`quorum-lease` mode), comma-separated ids;
     /// empty = every replica.
     lease_holders: Vec<u8> = Vec::new();

@@ -13,7 +13,8 @@
 //! - **Beyond** as soon as the whole interval of some pair of echoes lies outside it (a
 //!   proof, however short the span), or once an estimate over at least a window (the
 //!   midpoints of both round trips) lies outside it.
-//! - **Within** once an estimate over at least a window lies inside it.
+//! - **Within** once an estimate over at least a window lies inside it, or, before the
+//!   first window, once some pair of echoes proves the ratio inside it.
 //! - **Unknown** before that, after the peer restarted (its clock went back) and when no
 //!   echo came for two windows.
 //!
@@ -30,8 +31,8 @@ use crate::config::REPLICAS_MAX;
 const PPM: i128 = 1_000_000;
 
 /// Echoes whose round trip took more than `window / RTT_FRACTION_MAX` are not used: an
-/// estimate over a window is then off by at most this fraction (1.6 %; against a 2 s
-/// window, round trips up to 31 ms count, and those of a LAN err by a few hundred ppm).
+/// estimate over a window is then off by at most this fraction (1.6 %; against a 1 s
+/// window, round trips up to 15 ms count, and those of a LAN err by a few hundred ppm).
 const RTT_FRACTION_MAX: Nanos = 64;
 
 /// Echoes kept per peer (spaced an eighth of a window apart: a bit more than a window).
@@ -125,6 +126,11 @@ impl ClockCheck {
         }
         if p.samples.iter().any(|b| surely_beyond(b, &s, bound)) {
             p.verdict = Verdict::Beyond;
+        } else if p.verdict == Verdict::Unknown
+            && p.samples.iter().any(|b| surely_inside(b, &s, bound))
+        {
+            // Proven within before a whole window: short round trips make the proof quick.
+            p.verdict = Verdict::Within;
         }
         if let Some(b) = p.samples.iter().find(|b| s.recv - b.recv >= window) {
             let drift = estimate_ppm(b, &s);
@@ -206,6 +212,17 @@ fn estimate_ppm(a: &Sample, b: &Sample) -> i128 {
         return 0;
     }
     peer * PPM / ours - PPM
+}
+
+/// Whether the rate ratio between `a` and `b` is inside `1 ± bound` for certain: its
+/// whole interval is.
+fn surely_inside(a: &Sample, b: &Sample, bound_ppm: i128) -> bool {
+    let peer = i128::from(b.at) - i128::from(a.at);
+    let ours_max = i128::from(b.recv) - i128::from(a.sent);
+    let ours_min = i128::from(b.sent) - i128::from(a.recv);
+    ours_min > 0
+        && peer * PPM >= (PPM - bound_ppm) * ours_max
+        && peer * PPM <= (PPM + bound_ppm) * ours_min
 }
 
 /// Whether the rate ratio between `a` and `b` is outside `1 ± bound` for certain: its
@@ -295,6 +312,17 @@ mod tests {
         }
         assert_eq!(c.verdict(ReplicaId(2)), Verdict::Within);
         assert_eq!(c.beyond_mask(), 0);
+    }
+
+    #[test]
+    fn short_round_trips_prove_a_clock_within_before_a_window() {
+        let mut c = ClockCheck::new(1_000, 1_000 * MS);
+        run(&mut c, 0, 200, 500, MS / 20);
+        assert_eq!(c.verdict(ReplicaId(1)), Verdict::Within);
+        // A rate beyond the bound is never proven within, however short the round trips.
+        let mut c = ClockCheck::new(1_000, 1_000 * MS);
+        run(&mut c, 0, 900, 2_500, MS / 20);
+        assert_ne!(c.verdict(ReplicaId(1)), Verdict::Within);
     }
 
     #[test]

@@ -155,6 +155,8 @@ struct Sim {
     reads_now: u64,
     /// The copy damaged on purpose: (replica, key, its version before).
     rotted: Option<(usize, Bytes, Slot)>,
+    /// Anti-entropy installs counted when the copy was damaged.
+    installed_at_rot: u64,
 }
 
 /// One replica's effects in the simulated world.
@@ -303,6 +305,7 @@ impl Sim {
             forwards: 0,
             reads_now: 0,
             rotted: None,
+            installed_at_rot: 0,
             cfg,
         }
     }
