@@ -454,6 +454,10 @@ protocol_settings! {
     /// The most any replica's clock rate may differ from real time, in parts per million.
     /// Every lease decision allows for it: holders stop early, waiters wait longer.
     max_clock_drift_ppm: u64 = 1_000, allowed ..=MAX_CLOCK_DRIFT_PPM_MAX;
+    /// Lease modes: each replica measures every peer's clock rate against its own over at
+    /// least this long (ms); a peer beyond twice `max_clock_drift_ppm` stops lease reads
+    /// until it is back within (see docs/ARCHITECTURE.md, "Clock-rate check").
+    clock_check_window_ms: u64 = 1_000, allowed 10..=600_000;
     /// Replicas that hold quorum leases (`quorum-lease` mode), comma-separated ids;
     /// empty = every replica.
     lease_holders: Vec<u8> = Vec::new();

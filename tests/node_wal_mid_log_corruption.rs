@@ -5,7 +5,7 @@
 //! returns, X recovers what it lost from the group, and every acknowledged key is there.
 mod node_support;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use node_support::*;
 
@@ -31,20 +31,6 @@ fn busiest_segments(cluster: &Cluster) -> Vec<(PathBuf, usize)> {
             best
         })
         .collect()
-}
-
-/// `shard<s>:` INFO lines of node `i` that say `recovering=1`.
-fn recovering_shards(cluster: &Cluster, i: usize) -> usize {
-    let Ok(mut c) = Client::connect(cluster.clients[i]) else {
-        return SHARDS;
-    };
-    let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("bulk");
-    (0..SHARDS)
-        .filter(|s| {
-            info.lines()
-                .any(|l| l.starts_with(&format!("shard{s}:")) && l.contains(",recovering=1,"))
-        })
-        .count()
 }
 
 #[test]
@@ -73,40 +59,9 @@ fn mid_log_wal_corruption_never_loses_acknowledged_writes() {
         std::fs::write(&seg, &bytes).unwrap();
     }
 
-    cluster.spawn(0);
-    cluster.spawn(2);
-    cluster.wait_listening(0);
-    cluster.wait_listening(2);
-    let log = cluster.log(0);
-    assert!(
-        log.contains("WAL corruption in the middle of the log"),
-        "mid-log corruption not reported:\n{log}"
-    );
+    cluster.start_x_and_z("WAL corruption in the middle of the log");
     // Many election timeouts: X withholds its vote, so X and Z elect nobody.
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        assert_eq!(
-            cluster.leaders(),
-            vec![None; SHARDS],
-            "a leader without Y; node 0's log:\n{}",
-            cluster.log(0)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(recovering_shards(&cluster, 0), SHARDS);
-
-    // Y returns: Y and Z elect leaders, X learns what it lost and votes again.
-    cluster.restart(1);
-    cluster.wait_for_leaders(Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while recovering_shards(&cluster, 0) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "node 0 never finished recovering:\n{}",
-            cluster.log(0)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.learner_waits_for_y(Duration::from_secs(3));
     assert!(cluster.log(0).contains("finished: voting again"));
     for node in 0..3 {
         let mut c = Client::connect(cluster.clients[node]).unwrap();
@@ -116,19 +71,11 @@ fn mid_log_wal_corruption_never_loses_acknowledged_writes() {
         }
     }
     // Every replica holds the same state, X included (reads above went through the log).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let roots: Vec<Vec<String>> = (0..3).map(|i| cluster.merkle_roots(i)).collect();
-        if roots[0] == roots[1] && roots[1] == roots[2] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replicas differ: {roots:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_states_agree(Duration::from_secs(20));
 
     // X's recovery is durable: after another restart of X alone, it votes at once.
     cluster.kill9(0);
     cluster.restart(0);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(recovering_shards(&cluster, 0), 0, "{}", cluster.log(0));
+    assert_eq!(cluster.recovering_shards(0), 0, "{}", cluster.log(0));
 }

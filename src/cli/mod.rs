@@ -67,7 +67,7 @@ pub struct SimArgs {
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
-    /// commit-older-term | vote-without-log-check.
+    /// commit-older-term | vote-without-log-check | trust-clocks.
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
@@ -80,6 +80,10 @@ pub struct SimArgs {
     /// stale lease reads that follows.
     #[arg(long, hide = true)]
     drift_beyond_bound: bool,
+    /// One replica's clock runs this much faster than real time (ppm; negative: slower),
+    /// whatever the bound: the clock-rate check must stop lease reads.
+    #[arg(long, hide = true, allow_negative_numbers = true)]
+    slow_clock_ppm: Option<i64>,
     /// Share of seeds (percent) whose crashes may corrupt synced records mid-log.
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     corrupt_seeds_percent: u64,
@@ -369,9 +373,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             "truncate-at-corruption" => bugs.truncate_at_corruption = true,
             "commit-older-term" => bugs.commit_older_term = true,
             "vote-without-log-check" => bugs.vote_without_log_check = true,
+            "trust-clocks" => bugs.trust_clocks = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
-                 truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft)"
+                 truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
+                 trust-clocks"
             ),
         }
     }
@@ -392,6 +398,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {
         bug_flags.push_str(" --drift-beyond-bound");
+    }
+    base.slow_clock_ppm = args.slow_clock_ppm;
+    if let Some(ppm) = args.slow_clock_ppm {
+        bug_flags.push_str(&format!(" --slow-clock-ppm {ppm}"));
     }
     base.corrupt_seeds_percent = args.corrupt_seeds_percent;
     if args.corrupt_seeds_percent != 50 {

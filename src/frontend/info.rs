@@ -188,7 +188,8 @@ fn reads(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
         s,
         "reads_total:read_mode={},local={},quorum={},log={},redirected={},lease_read_waits={},\
          lease_write_waits={},lease_revocations={},promises_deferred={},digest_mismatches={},\
-         fetches={},repairs={},repairs_installed={},read_bytes_sent={},lease_bytes_sent={}\r\n",
+         fetches={},repairs={},repairs_installed={},read_bytes_sent={},lease_bytes_sent={},\
+         clock_checks_failed={},leases_untrusted={}\r\n",
         cfg.protocol.read_mode,
         total.reads_local,
         total.reads_quorum,
@@ -204,7 +205,22 @@ fn reads(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
         total.repairs_installed,
         read_bytes,
         lease_bytes,
+        total.clock_checks_failed,
+        total.leases_untrusted,
     );
+    for i in infos {
+        let c = &i.clocks;
+        let _ = write!(
+            s,
+            "shard{}_clocks:trusted={},peers_within={:#b},peers_beyond={:#b},drift_ppm_max={}\r\n",
+            i.index,
+            u8::from(c.trusted),
+            c.within_mask,
+            c.beyond_mask,
+            c.drift_ppm_max
+                .map_or("unknown".to_string(), |d| d.to_string()),
+        );
+    }
 }
 
 /// User and system CPU time of this process so far (s): every thread, executors and the

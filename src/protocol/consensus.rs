@@ -35,6 +35,9 @@ pub struct Bugs {
     /// Raft: a replica grants its vote without checking that the candidate's log is at
     /// least as up to date as its own.
     pub vote_without_log_check: bool,
+    /// Paxos lease modes: serve, grant and count leases whatever the clock-rate check
+    /// measured (`protocol::clock_check`), as if every clock kept within its bound.
+    pub trust_clocks: bool,
 }
 
 /// What the shared driver code needs of a protocol core.
@@ -242,6 +245,18 @@ impl Consensus {
     /// This replica's id.
     pub fn id(&self) -> ReplicaId {
         each!(self, r => r.id())
+    }
+
+    /// What the clock-rate check measured. Raft serves no lease reads, so it measures
+    /// nothing and nothing stops: always trusted.
+    pub fn clock_report(&self) -> super::paxos::ClockReport {
+        match self {
+            Consensus::Paxos(r) => r.clock_report(),
+            Consensus::Raft(_) => super::paxos::ClockReport {
+                trusted: true,
+                ..Default::default()
+            },
+        }
     }
 
     /// The state machine.

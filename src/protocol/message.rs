@@ -155,6 +155,18 @@ pub enum Message {
     },
     /// A Raft message (`protocol::raft`); Multi-Paxos replicas drop it.
     Raft(super::raft::Msg),
+    /// Replica → peer: my clock reads `sent` (lease modes; see `protocol::clock_check`).
+    ClockProbe {
+        /// The sender's time when it sent the probe.
+        sent: Nanos,
+    },
+    /// Peer → prober: your probe, and my clock when it arrived.
+    ClockEcho {
+        /// The probe's `sent`.
+        sent: Nanos,
+        /// The echoing replica's time.
+        at: Nanos,
+    },
 }
 
 impl Message {
@@ -173,7 +185,10 @@ impl Message {
     pub fn is_lease_traffic(&self) -> bool {
         matches!(
             self,
-            Message::LeaseRequest { .. } | Message::LeaseGrant { .. }
+            Message::LeaseRequest { .. }
+                | Message::LeaseGrant { .. }
+                | Message::ClockProbe { .. }
+                | Message::ClockEcho { .. }
         )
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod clock_check;
 pub mod command;
 pub mod consensus;
 pub mod digest;

@@ -33,6 +33,10 @@ pub struct SimConfig {
     /// Let replicas' clocks drift beyond the configured bound (proof that lease checks
     /// can fail); within it otherwise.
     pub drift_beyond_bound: bool,
+    /// One replica's clock (the seed picks which) runs this much faster than real time
+    /// (ppm; negative: slower), whatever the bound: a clock the clock-rate check must
+    /// catch when it is beyond.
+    pub slow_clock_ppm: Option<i64>,
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`), which the
     /// register model checks too.
     pub primitives: bool,
@@ -59,6 +63,7 @@ impl SimConfig {
             read_mode: ReadMode::Log,
             protocol: Protocol::Multipaxos,
             drift_beyond_bound: false,
+            slow_clock_ppm: None,
             primitives: false,
             corrupt_seeds_percent: 50,
         }
@@ -79,6 +84,9 @@ impl SimConfig {
             read_mode: self.read_mode,
             lease_ms: rng.random_range(40..=120),
             max_clock_drift_ppm: SIM_DRIFT_PPM,
+            // Round trips here take up to 2 ms (60 ms when a fault delays them): a second
+            // keeps the estimate within about 0.4 % (see `clock_check`).
+            clock_check_window_ms: 1_000,
             // Sometimes only some replicas hold quorum leases.
             lease_holders: if rng.random_bool(0.3) {
                 (0..self.replicas as u8)

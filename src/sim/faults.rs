@@ -235,21 +235,29 @@ impl Sim {
         r.kv_mut().force_local(key.clone(), rot);
         self.anti_entropy.damaged += 1;
         self.rotted = Some((victim, key.clone(), version));
+        self.installed_at_rot = self.anti_entropy.installed;
         self.log(|| format!("bit rot: r{victim} {:?} reverted", key));
         true
     }
 
     /// After the replicas converged again: counts the damaged copy as overwritten if a
-    /// write through the log replaced it (its version moved past the one it had).
+    /// write through the log replaced it (its version moved past the one it had), or if
+    /// something other than anti-entropy did (a snapshot installed over the whole state:
+    /// the copy is whole again and no session installed anything; seed 706, 5 replicas,
+    /// quorum-lease).
     pub(super) fn note_rot_overwritten(&mut self) {
         let Some((victim, key, version)) = self.rotted.take() else {
             return;
         };
-        let now = self.nodes[victim]
-            .replica
-            .as_ref()
-            .and_then(|r| r.kv().get(&key).map(|i| i.entry_ref().version));
-        if now.is_some_and(|v| v > version) {
+        let now = self.nodes[victim].replica.as_ref().and_then(|r| {
+            r.kv()
+                .get(&key)
+                .map(|i| (i.entry_ref().version, i.value_bytes()))
+        });
+        let moved_on = now.as_ref().is_some_and(|(v, _)| *v > version);
+        let whole_without_a_session = self.anti_entropy.installed == self.installed_at_rot
+            && now.is_some_and(|(_, value)| value.as_ref() != b"rot");
+        if moved_on || whole_without_a_session {
             self.anti_entropy.overwritten += 1;
         }
     }

@@ -158,6 +158,8 @@ struct Sim {
     reads_now: u64,
     /// The copy damaged on purpose: (replica, key, its version before).
     rotted: Option<(usize, Bytes, Slot)>,
+    /// Anti-entropy installs counted when the copy was damaged.
+    installed_at_rot: u64,
 }
 
 /// One replica's effects in the simulated world.
@@ -260,6 +262,10 @@ impl Sim {
                 }
             })
             .collect();
+        let mut nodes: Vec<Node> = nodes;
+        if let Some(ppm) = cfg.slow_clock_ppm {
+            nodes[(cfg.seed / 3) as usize % n].clock_rate_ppm = ppm;
+        }
         let clients = (0..cfg.clients)
             .map(|_| Client {
                 attempt: 0,
@@ -303,6 +309,7 @@ impl Sim {
             forwards: 0,
             reads_now: 0,
             rotted: None,
+            installed_at_rot: 0,
             cfg,
         }
     }

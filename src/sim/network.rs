@@ -86,6 +86,8 @@ pub(super) fn describe(msg: &Message) -> String {
             format!("catch-up {} entries, commit {commit}", entries.len())
         }
         Message::RecoveryQuery => "recovery query".to_string(),
+        Message::ClockProbe { sent } => format!("clock probe sent {sent}"),
+        Message::ClockEcho { sent, at } => format!("clock echo sent {sent} at {at}"),
         Message::Raft(m) => describe_raft(m),
         Message::RecoveryReport {
             promised,

@@ -148,12 +148,17 @@ fn bug_skip_phase1_recovery_is_caught() {
     );
 }
 
-/// Leases are only as safe as the clock bound: break it and stale reads must show.
+/// Leases are only as safe as the clock bound: break it, trust the clocks anyway
+/// (`Bugs::trust_clocks`: no clock-rate check), and stale reads must show.
 fn drift_beyond_bound_is_caught(read_mode: ReadMode) {
     let found = (0..100).find(|&seed| {
         let cfg = SimConfig {
             read_mode,
             drift_beyond_bound: true,
+            bugs: Bugs {
+                trust_clocks: true,
+                ..Bugs::default()
+            },
             ..SimConfig::new(seed, 3)
         };
         let out = run(cfg);
@@ -165,6 +170,72 @@ fn drift_beyond_bound_is_caught(read_mode: ReadMode) {
         found.is_some(),
         "{read_mode}: clocks far beyond the drift bound went unnoticed in 100 seeds"
     );
+}
+
+/// One replica's clock runs 30 % slow, six times the bound. The clock-rate check catches
+/// it in every seed: lease reads stop and nothing stale is read.
+fn slow_clock_is_caught(read_mode: ReadMode) {
+    let base = SimConfig {
+        read_mode,
+        slow_clock_ppm: Some(-300_000),
+        ..SimConfig::new(0, 3)
+    };
+    let summary = run_many(0, 40, &base, |seed, outcome| {
+        eprintln!(
+            "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --read-mode {read_mode} --slow-clock-ppm -300000):"
+        );
+        for v in &outcome.violations {
+            eprintln!("  {v}");
+        }
+    });
+    assert_eq!(summary.failing_seeds, Vec::<u64>::new());
+    assert!(
+        summary.stats.clock_checks_failed >= 2 * 40,
+        "{read_mode}: the slow clock was caught {} times in 40 seeds",
+        summary.stats.clock_checks_failed
+    );
+    assert!(summary.stats.leases_untrusted > 0);
+}
+
+#[test]
+fn leader_lease_slow_clock_is_caught() {
+    slow_clock_is_caught(ReadMode::LeaderLease);
+}
+
+#[test]
+fn quorum_lease_slow_clock_is_caught() {
+    slow_clock_is_caught(ReadMode::QuorumLease);
+}
+
+/// Clocks far beyond the bound, arranged for the worst (see `adversarial_clocks`): with
+/// the clock-rate check no read is stale; the tests below show the same runs give stale
+/// reads when clocks are trusted.
+fn drift_beyond_bound_is_safe_with_the_check(read_mode: ReadMode) {
+    let base = SimConfig {
+        read_mode,
+        drift_beyond_bound: true,
+        ..SimConfig::new(0, 3)
+    };
+    let summary = run_many(0, 40, &base, |seed, outcome| {
+        eprintln!(
+            "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --read-mode {read_mode} --drift-beyond-bound):"
+        );
+        for v in &outcome.violations {
+            eprintln!("  {v}");
+        }
+    });
+    assert_eq!(summary.failing_seeds, Vec::<u64>::new());
+    assert!(summary.stats.clock_checks_failed > 0);
+}
+
+#[test]
+fn leader_lease_drift_beyond_bound_is_safe_with_the_check() {
+    drift_beyond_bound_is_safe_with_the_check(ReadMode::LeaderLease);
+}
+
+#[test]
+fn quorum_lease_drift_beyond_bound_is_safe_with_the_check() {
+    drift_beyond_bound_is_safe_with_the_check(ReadMode::QuorumLease);
 }
 
 #[test]

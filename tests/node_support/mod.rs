@@ -45,6 +45,8 @@ pub struct Cluster {
     extra: Vec<String>,
     /// Flags of one node only, after `extra` (see `set_node_args`).
     node_extra: Vec<Vec<String>>,
+    /// Environment variables of one node only (see `set_node_env`).
+    node_env: Vec<Vec<(String, String)>>,
 }
 
 /// The protocols a test runs under, by name (`--protocol`).
@@ -86,6 +88,7 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             node_extra: (0..n).map(per_node).collect(),
+            node_env: vec![Vec::new(); n],
         };
         for i in 0..n {
             c.spawn(i);
@@ -111,6 +114,7 @@ impl Cluster {
             .args(["--shards", &SHARDS.to_string(), "--no-pin"])
             .args(&self.extra)
             .args(&self.node_extra[i])
+            .envs(self.node_env[i].iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -121,6 +125,14 @@ impl Cluster {
     /// Replaces node `i`'s own flags; they apply from its next start.
     pub fn set_node_args(&mut self, i: usize, args: &[&str]) {
         self.node_extra[i] = args.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Replaces node `i`'s own environment variables; they apply from its next start.
+    pub fn set_node_env(&mut self, i: usize, vars: &[(&str, &str)]) {
+        self.node_env[i] = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     /// Starts node `i` again on its data dir and waits for its client port.
@@ -172,6 +184,11 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref().map(Child::id)
     }
 
     /// Whether node `i` runs.
@@ -256,6 +273,76 @@ impl Cluster {
         sum
     }
 
+    /// Shards of node `i` whose INFO line says `recovering=1` (all of them while it does
+    /// not answer).
+    pub fn recovering_shards(&self, i: usize) -> usize {
+        let Ok(mut c) = Client::connect(self.clients[i]) else {
+            return SHARDS;
+        };
+        let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("bulk");
+        (0..SHARDS)
+            .filter(|s| {
+                info.lines()
+                    .any(|l| l.starts_with(&format!("shard{s}:")) && l.contains(",recovering=1,"))
+            })
+            .count()
+    }
+
+    /// The storage-fault scenario, after the damage: X (node 0) and Z (node 2) start
+    /// while Y (node 1) stays down, and X's log must report the damage (`reported`).
+    pub fn start_x_and_z(&mut self, reported: &str) {
+        self.spawn(0);
+        self.spawn(2);
+        self.wait_listening(0);
+        self.wait_listening(2);
+        let log = self.log(0);
+        assert!(log.contains(reported), "{reported:?} not reported:\n{log}");
+    }
+
+    /// The storage-fault scenario's second half: X (node 0) lost records it may have
+    /// voted with and Z (node 2) lags, both running; Y (node 1) is down. For `hold`, X
+    /// must withhold its vote (no shard gets a leader) and stay a learner; then Y returns,
+    /// leaders are elected, and X finishes recovering from the group.
+    pub fn learner_waits_for_y(&mut self, hold: Duration) {
+        let until = Instant::now() + hold;
+        while Instant::now() < until {
+            assert_eq!(
+                self.leaders(),
+                vec![None; SHARDS],
+                "a leader without Y; node 0's log:\n{}",
+                self.log(0)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(self.recovering_shards(0), SHARDS);
+        self.restart(1);
+        self.wait_for_leaders(Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.recovering_shards(0) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "node 0 never finished recovering:\n{}",
+                self.log(0)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every node reports the same Merkle roots (the same applied state).
+    pub fn wait_states_agree(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let roots: Vec<Vec<String>> = (0..self.clients.len())
+                .map(|i| self.merkle_roots(i))
+                .collect();
+            if roots.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas differ: {roots:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The stderr of node `i` so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("node-{i}.log"))).unwrap_or_default()
@@ -286,6 +373,11 @@ impl Client {
             stream,
             buf: Vec::new(),
         })
+    }
+
+    /// Replaces the read timeout (10 s from `connect`).
+    pub fn set_read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(t))
     }
 
     /// Sends one command and reads its reply.

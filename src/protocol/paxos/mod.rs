@@ -11,6 +11,8 @@
 
 mod acceptor;
 mod clock;
+mod clocks;
+pub use clocks::ClockReport;
 mod leader;
 mod learner;
 mod reads;
@@ -190,6 +192,11 @@ pub struct Stats {
     /// How long each batch it proposed waited in its queue (since the oldest request
     /// arrived or the batch before left), summed (ns).
     pub queue_wait_ns: u64,
+    /// Times a peer's clock rate was measured beyond the bound (lease reads stopped).
+    pub clock_checks_failed: u64,
+    /// Lease requests and grants ignored because of a clock not (yet) measured within
+    /// the bound.
+    pub leases_untrusted: u64,
 }
 
 impl Stats {
@@ -230,6 +237,8 @@ impl Stats {
             slots_chosen_led,
             commit_wait_ns,
             queue_wait_ns,
+            clock_checks_failed,
+            leases_untrusted,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -261,6 +270,8 @@ impl Stats {
         self.batches_too_large += batches_too_large;
         self.catchups_abandoned += catchups_abandoned;
         self.held_dropped += held_dropped;
+        self.clock_checks_failed += clock_checks_failed;
+        self.leases_untrusted += leases_untrusted;
         self.storage_full_step_downs += storage_full_step_downs;
         self.slots_chosen_led += slots_chosen_led;
         self.commit_wait_ns += commit_wait_ns;
@@ -336,6 +347,8 @@ pub struct Replica {
     /// Set while the node's storage cannot write (a full disk): no leading, no campaigning
     /// (see [`Replica::set_storage_full`]).
     storage_full: bool,
+    /// Every peer's clock rate against ours (lease modes).
+    clocks: crate::protocol::clock_check::ClockCheck,
     stats: Stats,
 }
 
@@ -346,6 +359,8 @@ impl Replica {
         assert!(id.index() < cfg.replicas);
         let kv = Kv::new(cfg.client_window_max, cfg.clients_max);
         let cfg_read_mode = cfg.read_mode;
+        let (cfg_drift_ppm, cfg_clock_window_ms) =
+            (cfg.max_clock_drift_ppm, cfg.clock_check_window_ms);
         Replica {
             cfg,
             id,
@@ -383,6 +398,10 @@ impl Replica {
             recovering: None,
             gathering: false,
             storage_full: false,
+            clocks: crate::protocol::clock_check::ClockCheck::new(
+                cfg_drift_ppm,
+                cfg_clock_window_ms * crate::protocol::types::NANOS_PER_MS,
+            ),
             stats: Stats::default(),
         }
     }
@@ -628,6 +647,8 @@ impl Replica {
                 leading,
             } => self.on_recovery_report(from, promised, recovering, leading),
             // Another protocol's message: a misconfigured peer.
+            Message::ClockProbe { sent } => self.send(from, Message::ClockEcho { sent, at: now }),
+            Message::ClockEcho { sent, at } => self.on_clock_echo(now, from, sent, at),
             Message::Raft(_) => self.stats.messages_ignored += 1,
         }
     }

@@ -210,7 +210,7 @@ impl Replica {
         let ready = match self.cfg.read_mode {
             ReadMode::LeaderLease => self.leader_lease_read_ready(now),
             ReadMode::QuorumLease => {
-                self.is_lease_holder() && self.reads.holder.valid(now) && self.lease_read_ready(cmd)
+                self.is_lease_holder() && self.lease_valid(now) && self.lease_read_ready(cmd)
             }
             ReadMode::Log | ReadMode::Digest | ReadMode::Quorum | ReadMode::ReadIndex => false,
         };
@@ -220,7 +220,12 @@ impl Replica {
     /// Leader lease: this replica leads, holds the lease and applied every slot it
     /// recovered.
     fn leader_lease_read_ready(&self, now: Nanos) -> bool {
-        self.leading().is_some() && self.reads.holder.valid(now) && self.applied >= self.reads.floor
+        self.leading().is_some() && self.lease_valid(now) && self.applied >= self.reads.floor
+    }
+
+    /// The lease this replica holds is valid at `now`, and clocks are trusted.
+    fn lease_valid(&self, now: Nanos) -> bool {
+        self.clocks_ok() && self.reads.holder.valid(now)
     }
 
     fn is_lease_holder(&self) -> bool {
@@ -230,7 +235,7 @@ impl Replica {
 
     /// Quorum lease: answer now, wait for a pending write, or fall back to the log.
     fn quorum_lease_read(&mut self, now: Nanos, token: Token, req: Request) {
-        if !self.is_lease_holder() || !self.reads.holder.valid(now) {
+        if !self.is_lease_holder() || !self.lease_valid(now) {
             self.read_through_log(now, token, req);
             return;
         }
@@ -262,6 +267,7 @@ impl Replica {
 
     /// Every tick: ask for leases, expire waiting reads.
     pub(super) fn reads_tick(&mut self, now: Nanos) {
+        self.clocks_tick(now);
         if self.wants_lease()
             && self
                 .reads
@@ -334,6 +340,10 @@ impl Replica {
                 return;
             }
         };
+        if !self.may_grant_to(from) {
+            self.stats.leases_untrusted += 1;
+            return;
+        }
         let lease = self.lease();
         self.reads.grants.grant(from.index(), now, lease);
         self.send(from, Message::LeaseGrant { seq, fence });
@@ -343,6 +353,10 @@ impl Replica {
     pub(super) fn on_lease_grant(&mut self, from: ReplicaId, seq: u64, fence: Slot) {
         if !self.wants_lease() {
             self.stats.messages_ignored += 1;
+            return;
+        }
+        if !self.grant_counts(from) {
+            self.stats.leases_untrusted += 1;
             return;
         }
         let within = surely_within(self.lease(), self.cfg.max_clock_drift_ppm);
@@ -374,7 +388,7 @@ impl Replica {
         if !self.reads.waiters.is_empty() {
             let waiters = std::mem::take(&mut self.reads.waiters);
             for w in waiters {
-                if !self.reads.holder.valid(now) || now >= w.deadline {
+                if !self.lease_valid(now) || now >= w.deadline {
                     self.read_through_log(now, w.token, w.req);
                 } else if self.lease_read_ready(&w.req.cmd) {
                     self.answer_locally(w.token, &w.req);

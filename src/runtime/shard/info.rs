@@ -88,6 +88,8 @@ pub struct ShardInfo {
     pub sync_times: crate::runtime::wal::SyncTimes,
     /// How long answered commands took, submission to answer.
     pub client_times: crate::protocol::client::PathTimes,
+    /// What the clock-rate check measured (lease modes).
+    pub clocks: crate::protocol::paxos::ClockReport,
 }
 
 impl Shard {
@@ -122,6 +124,29 @@ impl Shard {
             disk_full: self.wal.is_disk_full(),
             sync_times: self.wal.sync_times(),
             client_times: self.client.borrow().times(),
+            clocks: r.clock_report(),
+        }
+    }
+
+    /// Logs when the clock-rate check stops or resumes lease reads.
+    pub(super) fn log_clock_change(&self, r: &crate::protocol::Consensus) {
+        let report = r.clock_report();
+        if report.trusted == self.clocks_trusted_logged.get() {
+            return;
+        }
+        self.clocks_trusted_logged.set(report.trusted);
+        if report.trusted {
+            eprintln!(
+                "shard {}: every peer's clock rate is back within the bound: lease reads resume",
+                self.index
+            );
+        } else {
+            eprintln!(
+                "shard {}: clock rate beyond the bound (2 x max_clock_drift_ppm) against peers {:#b} (measured {} ppm): lease reads stop, reads go through the log",
+                self.index,
+                report.beyond_mask,
+                report.drift_ppm_max.unwrap_or(0)
+            );
         }
     }
 }

@@ -62,32 +62,9 @@ impl Recovered {
             ..WalOptions::default()
         };
         let snapshot_dir = dir.join("snapshots");
-        let loaded = crate::runtime::snapshot::load_latest_offloaded(snapshot_dir.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("loading the snapshot of shard {index}: {e}"))?;
         let protocol = cfg.protocol.protocol;
-        let (snapshot, snapshot_lsn) = match loaded {
-            Some(s) => {
-                let snap = snapshot::decode(&s)?;
-                if snap.protocol() != protocol {
-                    anyhow::bail!(
-                        "shard {index}: snapshot {} was written by a {} replica but protocol = {protocol}: \
-                         start with protocol = {} or an empty data directory",
-                        s.path.display(),
-                        snap.protocol(),
-                        snap.protocol()
-                    );
-                }
-                eprintln!(
-                    "shard {index}: loaded snapshot at slot {} ({}, {} keys)",
-                    Consensus::snapshot_slot(&snap),
-                    snap.protocol(),
-                    snap.keys()
-                );
-                (Some(snap), s.meta.wal_lsn)
-            }
-            None => (None, 0),
-        };
+        let (snapshot, snapshot_lsn, lost_snapshot) =
+            load_snapshot(index, &snapshot_dir, protocol).await?;
         let (wal, recovery) = Wal::open(&dir.join("wal"), opts)
             .await
             .map_err(|e| anyhow::anyhow!("opening the WAL of shard {index}: {e}"))?;
@@ -98,10 +75,11 @@ impl Recovered {
         }
         let wal_end_lsn = wal.durable_lsn().0;
         // Lost records that a snapshot covers are moot: it holds what they said.
-        let forgot_records = recovery
-            .mid_log
-            .as_ref()
-            .is_some_and(|m| m.last_lost.0 > snapshot_lsn);
+        let forgot_records = lost_snapshot
+            || recovery
+                .mid_log
+                .as_ref()
+                .is_some_and(|m| m.last_lost.0 > snapshot_lsn);
         if let Some(mid) = &recovery.mid_log {
             if forgot_records {
                 eprintln!(
@@ -115,6 +93,13 @@ impl Recovered {
                     Lsn(snapshot_lsn)
                 );
             }
+        }
+        if lost_snapshot {
+            eprintln!(
+                "shard {index}: the newest snapshot is corrupt and the WAL before it was truncated, \
+                 so this replica rejoins as a learner: no votes, elections or local reads until it has \
+                 recovered the state from the group; the snapshot that ends recovery replaces it"
+            );
         }
         let mut records = Vec::with_capacity(recovery.records.len());
         for (lsn, bytes) in &recovery.records {
@@ -172,6 +157,60 @@ impl Recovered {
     }
 }
 
+/// Loads the newest snapshot that verifies and decodes: the state, the WAL position it
+/// covers, and whether a newer snapshot was corrupt. The WAL was truncated up to the
+/// newest snapshot, so without it the records between an older snapshot (or none) and the
+/// WAL's start are gone: the replica must rejoin as a learner and recover them from its
+/// peers (their state arrives by catch-up or snapshot transfer, and the snapshot that
+/// ends recovery replaces the corrupt file). A corrupt snapshot is never half-loaded.
+async fn load_snapshot(
+    index: usize,
+    dir: &std::path::Path,
+    protocol: crate::config::Protocol,
+) -> anyhow::Result<(Option<ConsensusSnapshot>, u64, bool)> {
+    use crate::runtime::snapshot::SnapshotError;
+    let loaded = match crate::runtime::snapshot::load_latest_offloaded(dir.to_path_buf()).await {
+        Ok(loaded) => loaded,
+        Err(e @ SnapshotError::AllCorrupt { .. }) => {
+            eprintln!("shard {index}: {e}; starting from the WAL alone");
+            return Ok((None, 0, true));
+        }
+        Err(e) => anyhow::bail!("loading the snapshot of shard {index}: {e}"),
+    };
+    let Some(s) = loaded else {
+        return Ok((None, 0, false));
+    };
+    match snapshot::decode(&s) {
+        Ok(snap) => {
+            if snap.protocol() != protocol {
+                anyhow::bail!(
+                    "shard {index}: snapshot {} was written by a {} replica but protocol = {protocol}: \
+                     start with protocol = {} or an empty data directory",
+                    s.path.display(),
+                    snap.protocol(),
+                    snap.protocol()
+                );
+            }
+            eprintln!(
+                "shard {index}: loaded snapshot at slot {} ({}, {} keys)",
+                Consensus::snapshot_slot(&snap),
+                snap.protocol(),
+                snap.keys()
+            );
+            Ok((Some(snap), s.meta.wal_lsn, !s.skipped_corrupt.is_empty()))
+        }
+        Err(e) => {
+            // Checksums matched but the payload does not decode (written by a bug or
+            // another version): as corrupt as a flipped bit.
+            eprintln!(
+                "shard {index}: snapshot {} does not decode ({e:#}); starting from the WAL alone",
+                s.path.display()
+            );
+            Ok((None, 0, true))
+        }
+    }
+}
+
 /// The state of one shard. Shared by its tasks through `Rc`; never leaves its executor.
 pub struct Shard {
     /// Shard index = Paxos group.
@@ -205,6 +244,12 @@ pub struct Shard {
     /// This shard, for the timers it starts.
     me: std::rc::Weak<Shard>,
     started: Instant,
+    /// How much faster than real time this shard's clock runs (ppm; negative: slower).
+    /// Zero unless a debug node was started with `COREPAX_DEBUG_CLOCK_RATE_PPM`, to test
+    /// the clock-rate check on real processes.
+    clock_rate_ppm: i64,
+    /// Whether the clock-rate check trusted clocks at the last step (to log changes).
+    clocks_trusted_logged: Cell<bool>,
     counters: RefCell<ShardCounters>,
     /// The replica's action buffer and snapshot schedule.
     outbox: RefCell<Outbox>,
@@ -373,6 +418,8 @@ impl Shard {
             next_merkle_id: Cell::new(1),
             me: me.clone(),
             started: Instant::now(),
+            clock_rate_ppm: debug_clock_rate_ppm(&cfg),
+            clocks_trusted_logged: Cell::new(true),
             counters: RefCell::new(ShardCounters::default()),
             outbox: RefCell::new(Outbox::new(SnapshotSchedule::new(
                 cfg.snapshot_interval_slots,
@@ -477,7 +524,8 @@ impl Shard {
     }
 
     fn now(&self) -> Nanos {
-        self.started.elapsed().as_nanos() as Nanos
+        let real = self.started.elapsed().as_nanos() as i128;
+        (real + real * i128::from(self.clock_rate_ppm) / 1_000_000) as Nanos
     }
 
     /// Tells the replica the wall clock, which it stamps into the log as a leader (key
@@ -510,6 +558,7 @@ impl Shard {
                     r.commit_index()
                 );
             }
+            self.log_clock_change(&r);
             (self.outbox.borrow_mut().take(&mut *r), LeaderView::of(&*r))
         };
         let mut fx = ShardEffects {
@@ -540,5 +589,22 @@ impl Shard {
         let mut r = self.replica.borrow_mut();
         let kv = r.kv_mut();
         kv.force_local(key, crate::protocol::kv::Entry { value, version: 0 });
+    }
+}
+
+/// The clock rate a debug node was asked to run at (`COREPAX_DEBUG_CLOCK_RATE_PPM`, ppm
+/// faster than real time; negative: slower); 0 otherwise.
+fn debug_clock_rate_ppm(cfg: &NodeConfig) -> i64 {
+    let Ok(v) = std::env::var("COREPAX_DEBUG_CLOCK_RATE_PPM") else {
+        return 0;
+    };
+    match v.parse::<i64>() {
+        Ok(ppm) if cfg.debug && (-500_000..=500_000).contains(&ppm) => ppm,
+        _ => {
+            eprintln!(
+                "COREPAX_DEBUG_CLOCK_RATE_PPM={v} ignored: it takes -500000..=500000 and a node started with --debug"
+            );
+            0
+        }
     }
 }
