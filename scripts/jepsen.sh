@@ -9,7 +9,9 @@
 # The same harness runs briefly in `cargo test` (tests/node_faults_history_linearizable.rs).
 #
 # Usage: scripts/jepsen.sh [SECONDS] [FAULTS]    (per read mode; defaults 60 and 30)
+#   PROTOCOL=multipaxos|raft   the replication protocol (raft's modes: log, read-index)
 #   MODES=log,leader-lease,quorum-lease,digest,quorum   read modes to run, in order
+#                    (default: every mode the protocol serves)
 #   CLIENTS=6        concurrent clients
 #   SEED=N           fixes the clients' and the faults' choices (random otherwise)
 #   OUT=FILE         also write the output here (e.g. results/jepsen-<date>.txt)
@@ -21,12 +23,17 @@ SECONDS_PER_MODE=${1:-60}
 FAULTS=${2:-30}
 export COREPAX_FAULTS_SECONDS=$SECONDS_PER_MODE
 export COREPAX_FAULTS_COUNT=$FAULTS
-export COREPAX_FAULTS_MODES=${MODES:-log,leader-lease,quorum-lease,digest,quorum}
+export COREPAX_FAULTS_PROTOCOL=${PROTOCOL:-multipaxos}
+if [[ "$COREPAX_FAULTS_PROTOCOL" == raft ]]; then
+    export COREPAX_FAULTS_MODES=${MODES:-log,read-index}
+else
+    export COREPAX_FAULTS_MODES=${MODES:-log,leader-lease,quorum-lease,digest,quorum}
+fi
 export COREPAX_FAULTS_CLIENTS=${CLIENTS:-6}
 if [[ -n "${SEED:-}" ]]; then export COREPAX_FAULTS_SEED=$SEED; fi
 
 header() {
-    echo "# scripts/jepsen.sh $SECONDS_PER_MODE $FAULTS (modes $COREPAX_FAULTS_MODES, clients $COREPAX_FAULTS_CLIENTS)"
+    echo "# scripts/jepsen.sh $SECONDS_PER_MODE $FAULTS (protocol $COREPAX_FAULTS_PROTOCOL, modes $COREPAX_FAULTS_MODES, clients $COREPAX_FAULTS_CLIENTS)"
     echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%FT%TZ), $(nproc) cores"
 }
 run() {

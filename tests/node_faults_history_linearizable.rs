@@ -23,6 +23,7 @@ const SEARCH_STEPS_MAX: u64 = 20_000_000;
 /// One run's settings.
 #[derive(Clone, Debug)]
 struct Params {
+    protocol: String,
     read_mode: String,
     seconds: u64,
     faults: u64,
@@ -204,7 +205,17 @@ fn check(history: &[Recorded], keys: usize) -> (usize, usize) {
 /// Runs one fault run and checks its history.
 fn run(p: &Params) -> (Report, Vec<Recorded>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(3, dir.path(), &["--debug", "--read-mode", &p.read_mode]);
+    let mut cluster = Cluster::start(
+        3,
+        dir.path(),
+        &[
+            "--debug",
+            "--protocol",
+            &p.protocol,
+            "--read-mode",
+            &p.read_mode,
+        ],
+    );
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(Vec::new()));
@@ -242,7 +253,8 @@ fn run(p: &Params) -> (Report, Vec<Recorded>) {
         undecided,
     };
     println!(
-        "faults run: read_mode {} seconds {} clients {} keys {} seed {}: ops {} indeterminate {} faults {} violations {} undecided {}",
+        "faults run: protocol {} read_mode {} seconds {} clients {} keys {} seed {}: ops {} indeterminate {} faults {} violations {} undecided {}",
+        p.protocol,
         p.read_mode,
         p.seconds,
         p.clients,
@@ -258,7 +270,12 @@ fn run(p: &Params) -> (Report, Vec<Recorded>) {
 }
 
 fn short_run(read_mode: &str) {
+    short_run_of("multipaxos", read_mode);
+}
+
+fn short_run_of(protocol: &str, read_mode: &str) {
     let p = Params {
+        protocol: protocol.into(),
         read_mode: read_mode.into(),
         seconds: 4,
         faults: 3,
@@ -330,8 +347,19 @@ fn quorum_reads_linearizable_under_faults() {
     short_run("quorum");
 }
 
+#[test]
+fn raft_log_reads_linearizable_under_faults() {
+    short_run_of("raft", "log");
+}
+
+#[test]
+fn raft_read_index_linearizable_under_faults() {
+    short_run_of("raft", "read-index");
+}
+
 /// The long variant (`scripts/jepsen.sh`): `COREPAX_FAULTS_SECONDS`,
-/// `COREPAX_FAULTS_COUNT`, `COREPAX_FAULTS_MODES` (comma-separated read modes),
+/// `COREPAX_FAULTS_COUNT`, `COREPAX_FAULTS_PROTOCOL` (multipaxos or raft; raft's modes are
+/// log and read-index), `COREPAX_FAULTS_MODES` (comma-separated read modes),
 /// `COREPAX_FAULTS_CLIENTS`, `COREPAX_FAULTS_SEED`.
 #[test]
 #[ignore = "long: run by scripts/jepsen.sh"]
@@ -342,13 +370,17 @@ fn long_run() {
             .parse()
             .unwrap_or_else(|_| panic!("{name} takes a number"))
     };
-    let modes = env(
-        "COREPAX_FAULTS_MODES",
-        "log,leader-lease,quorum-lease,digest,quorum",
-    );
+    let protocol = env("COREPAX_FAULTS_PROTOCOL", "multipaxos");
+    let all_modes = if protocol == "raft" {
+        "log,read-index"
+    } else {
+        "log,leader-lease,quorum-lease,digest,quorum"
+    };
+    let modes = env("COREPAX_FAULTS_MODES", all_modes);
     let mut failed = Vec::new();
     for mode in modes.split(',') {
         let p = Params {
+            protocol: protocol.clone(),
             read_mode: mode.into(),
             seconds: num("COREPAX_FAULTS_SECONDS", 60),
             faults: num("COREPAX_FAULTS_COUNT", 30),
