@@ -690,6 +690,7 @@ mod tests {
             "matrix-rates.toml",
             "matrix-net-wan3.toml",
             "matrix-net-wan3-holders.toml",
+            "matrix-net-wan3-raft.toml",
             "matrix-protocols.toml",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))

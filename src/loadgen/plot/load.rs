@@ -2,8 +2,8 @@
 //! open loop (coordinated-omission corrected) at several rates. Each configuration is a
 //! colour; its p99 is the thick line, its p50 the thin one, over the offered rate; and
 //! each configuration's highest rate that holds a p99 objective is read off the same runs.
-use super::axis::{TickAxis, fitted, fmt_count, fmt_ms};
-use super::{LEGEND_PX, Run, Styles, err, mesh};
+use super::axis::{TickAxis, fitted};
+use super::{Run, Styles, err, one_chart};
 use crate::loadgen::report::BenchResult;
 use crate::loadgen::results::{Ident, varying};
 use crate::loadgen::workload::LoopMode;
@@ -113,28 +113,9 @@ pub fn latency_vs_load_svg(results: &[&BenchResult]) -> anyhow::Result<Option<St
         true,
         0.25,
     );
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1000 + LEGEND_PX, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let (plot, legend) = root.split_horizontally(1000);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(
-                "latency against offered load (open loop): p99 thick, p50 thin",
-                ("sans-serif", 20),
-            )
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x, TickAxis::log(y))
-            .map_err(err)?;
-        mesh(&mut chart, 14)
-            .x_desc("offered load (requests/s)")
-            .y_desc("latency")
-            .x_label_formatter(&|v| fmt_count(*v))
-            .y_label_formatter(&|v| fmt_ms(*v))
-            .draw()
-            .map_err(err)?;
+    let caption = "latency against offered load (open loop): p99 thick, p50 thin";
+    let descs = ("offered load (requests/s)", "latency");
+    let svg = one_chart(caption, (x, TickAxis::log(y)), descs, &styles, |chart| {
         for (s, run) in series.iter().zip(&runs) {
             let colour = styles.colour(&run.ident);
             let marker = styles.marker(&run.ident.workload);
@@ -146,12 +127,11 @@ pub fn latency_vs_load_svg(results: &[&BenchResult]) -> anyhow::Result<Option<St
                         colour.stroke_width(width),
                     ))
                     .map_err(err)?;
-                marker.draw_on(&mut chart, &pts, colour, size)?;
+                marker.draw_on(chart, &pts, colour, size)?;
             }
         }
-        styles.legend(&legend).map_err(err)?;
-        root.present().map_err(err)?;
-    }
+        Ok(())
+    })?;
     Ok(Some(svg))
 }
 

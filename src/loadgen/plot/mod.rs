@@ -93,32 +93,49 @@ pub fn throughput_vs_p99_svg(runs: &[Run<'_>]) -> anyhow::Result<String> {
     let x = fitted(pts.iter().map(|p| p.0), false, 0.08);
     let x = x.start.max(0.0)..x.end;
     let y = fitted(pts.iter().map(|p| p.1), true, 0.25);
+    let axes = (TickAxis::linear(x, 6), TickAxis::log(y));
+    let caption = "throughput against p99 latency (each run a point)";
+    let descs = ("throughput (ops/s)", "p99 latency");
+    one_chart(caption, axes, descs, &styles, |chart| {
+        for (x, y, r) in &pts {
+            let marker = styles.marker(&r.ident.workload);
+            marker.draw_on(chart, &[(*x, *y)], styles.colour(&r.ident), 7)?;
+        }
+        Ok(())
+    })
+}
+
+/// A chart of its own with the legend beside it: `caption`, the axes (x read as a count,
+/// y as a latency in ms) and their descriptions; `draw` puts the data on it.
+fn one_chart(
+    caption: &str,
+    (x, y): (TickAxis, TickAxis),
+    (x_desc, y_desc): (&str, &str),
+    styles: &Styles,
+    draw: impl FnOnce(
+        &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<TickAxis, TickAxis>>,
+    ) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1000 + LEGEND_PX, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let (plot, legend) = root.split_horizontally(1000);
         let mut chart = ChartBuilder::on(&plot)
-            .caption(
-                "throughput against p99 latency (each run a point)",
-                ("sans-serif", 20),
-            )
+            .caption(caption, ("sans-serif", 20))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(70)
-            .build_cartesian_2d(TickAxis::linear(x, 6), TickAxis::log(y))
+            .build_cartesian_2d(x, y)
             .map_err(err)?;
         mesh(&mut chart, 14)
-            .x_desc("throughput (ops/s)")
-            .y_desc("p99 latency")
+            .x_desc(x_desc)
+            .y_desc(y_desc)
             .x_label_formatter(&|v| fmt_count(*v))
             .y_label_formatter(&|v| fmt_ms(*v))
             .draw()
             .map_err(err)?;
-        for (x, y, r) in &pts {
-            let marker = styles.marker(&r.ident.workload);
-            marker.draw_on(&mut chart, &[(*x, *y)], styles.colour(&r.ident), 7)?;
-        }
+        draw(&mut chart)?;
         styles.legend(&legend).map_err(err)?;
         root.present().map_err(err)?;
     }
