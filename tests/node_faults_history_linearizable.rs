@@ -277,7 +277,7 @@ fn short_run_of(protocol: &str, read_mode: &str) {
     let p = Params {
         protocol: protocol.into(),
         read_mode: read_mode.into(),
-        seconds: 4,
+        seconds: 3,
         faults: 3,
         clients: 4,
         keys: 6,

@@ -285,33 +285,15 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         )
     })??;
     let path = a.json.clone().unwrap_or_else(|| res.default_path());
-    let mut half = None;
-    if let Some(h) = half_load_workload(&w, &res, a.half_load) {
-        let rate = h.load.rate_per_s.unwrap_or(0.0);
-        eprintln!(
-            "open loop at half the measured throughput: {}/s for {} s ...",
-            rate.round(),
-            a.half_load
-        );
-        let (mut hr, hout) = crate::net::run_in(site, || {
-            run_against(&h, addrs, target, info, a.cores, progress, a.pinned)
-        })??;
-        let hpath = path.with_file_name(format!(
-            "{}-half-load.json",
-            path.file_stem()
-                .map_or("run".into(), |s| s.to_string_lossy())
-        ));
-        hr.write(&hpath, &hout.intervals)?;
-        res.notes.push(format!(
-            "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}",
-            rate.round(),
-            hpath.display(),
-            super::report::fmt_us(hr.total.p50_us),
-            super::report::fmt_us(hr.total.p99_us),
-            super::report::fmt_us(hr.total.p999_us)
-        ));
-        half = Some((hpath, hr));
-    }
+    let half = match half_load_workload(&w, &res, a.half_load) {
+        Some(h) => {
+            let run = || run_against(&h, addrs, target, info, a.cores, progress, a.pinned);
+            Some(half_load_run(&h, a.half_load, &path, &mut res, || {
+                crate::net::run_in(site, run)?
+            })?)
+        }
+        None => None,
+    };
     if let Some(mut l) = launcher.take() {
         l.stop();
     }
@@ -341,6 +323,38 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
         page.display()
     );
     Ok(res)
+}
+
+/// Runs the half-load workload `h` (`secs` long) through `run`, writes its result beside
+/// `path` (`…-half-load.json`) and notes its latency in `res`; returns the file and result.
+fn half_load_run(
+    h: &Workload,
+    secs: f64,
+    path: &std::path::Path,
+    res: &mut BenchResult,
+    run: impl FnOnce() -> anyhow::Result<(BenchResult, super::driver::RunOutput)>,
+) -> anyhow::Result<(PathBuf, BenchResult)> {
+    let rate = h.load.rate_per_s.unwrap_or(0.0);
+    eprintln!(
+        "open loop at half the measured throughput: {}/s for {secs} s ...",
+        rate.round()
+    );
+    let (mut hr, hout) = run()?;
+    let hpath = path.with_file_name(format!(
+        "{}-half-load.json",
+        path.file_stem()
+            .map_or("run".into(), |s| s.to_string_lossy())
+    ));
+    hr.write(&hpath, &hout.intervals)?;
+    res.notes.push(format!(
+        "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}",
+        rate.round(),
+        hpath.display(),
+        super::report::fmt_us(hr.total.p50_us),
+        super::report::fmt_us(hr.total.p99_us),
+        super::report::fmt_us(hr.total.p999_us)
+    ));
+    Ok((hpath, hr))
 }
 
 /// The open-loop run at half of what a closed-loop run measured (`secs` long, no preload,
