@@ -189,8 +189,7 @@ pub fn apply_overrides(w: &mut Workload, a: &BenchArgs) -> anyhow::Result<()> {
         w.pipeline = p;
     }
     if let Some(r) = a.rate {
-        w.load.mode = super::workload::LoopMode::Open;
-        w.load.rate_per_s = Some(r);
+        w.set_open_loop(r);
     }
     if a.no_preload {
         w.preload = false;
@@ -365,8 +364,7 @@ pub fn half_load_workload(w: &Workload, measured: &BenchResult, secs: f64) -> Op
         return None;
     }
     let mut h = w.clone();
-    h.load.mode = super::workload::LoopMode::Open;
-    h.load.rate_per_s = Some(rate);
+    h.set_open_loop(rate);
     h.duration_s = Some(secs);
     h.operation_count = None;
     h.warmup_s = h.warmup_s.min(1.0);

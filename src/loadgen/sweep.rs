@@ -4,7 +4,7 @@ use super::driver::Progress;
 use super::launch::{CorepaxCluster, Launcher, Persistence, RedisServer};
 use super::report::{BenchResult, fmt_us, rfc3339};
 use super::run::run_against;
-use super::workload::{LoopMode, Workload};
+use super::workload::Workload;
 use crate::config::{ProtocolConfig, SETTINGS, Setting};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -430,8 +430,7 @@ fn run_one(
         w.warmup_s = d;
     }
     if let Some(r) = c.rate_per_s {
-        w.load.mode = LoopMode::Open;
-        w.load.rate_per_s = Some(r);
+        w.set_open_loop(r);
     }
     w.validate()?;
     let mut l: Box<dyn Launcher> = match m.launcher {

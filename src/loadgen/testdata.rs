@@ -40,8 +40,7 @@ pub fn write(dir: &Path, name: &str, s: &Synthetic) -> PathBuf {
     let mut w = Workload::default_workload();
     w.name = s.workload.clone();
     if let Some(rate) = s.rate_per_s {
-        w.load.mode = super::workload::LoopMode::Open;
-        w.load.rate_per_s = Some(rate);
+        w.set_open_loop(rate);
     }
     let mut total = OpStats::default();
     let mut intervals = Vec::new();

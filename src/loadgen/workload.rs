@@ -241,6 +241,13 @@ fn invalid(field: &'static str, value: impl ToString, allowed: &'static str) -> 
 pub const DEFAULT_TOML: &str = include_str!("../../workloads/default.toml");
 
 impl Workload {
+    /// Makes this an open loop at `rate_per_s` requests per second (coordinated-omission
+    /// corrected), whatever its loop was.
+    pub fn set_open_loop(&mut self, rate_per_s: f64) {
+        self.load.mode = LoopMode::Open;
+        self.load.rate_per_s = Some(rate_per_s);
+    }
+
     /// Reads, parses and validates a workload file.
     pub fn from_file(path: &Path) -> Result<Workload, WorkloadError> {
         let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Io {
