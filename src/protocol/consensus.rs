@@ -247,6 +247,15 @@ impl Consensus {
         each!(self, r => r.id())
     }
 
+    /// Whether lease reads may trust the clocks now (the `trusted` of
+    /// [`clock_report`](Self::clock_report), without the rest of the report).
+    pub fn clocks_ok(&self) -> bool {
+        match self {
+            Consensus::Paxos(r) => r.clocks_ok(),
+            Consensus::Raft(_) => true,
+        }
+    }
+
     /// What the clock-rate check measured. Raft serves no lease reads, so it measures
     /// nothing and nothing stops: always trusted.
     pub fn clock_report(&self) -> super::paxos::ClockReport {

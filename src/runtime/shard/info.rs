@@ -130,10 +130,11 @@ impl Shard {
 
     /// Logs when the clock-rate check stops or resumes lease reads.
     pub(super) fn log_clock_change(&self, r: &crate::protocol::Consensus) {
-        let report = r.clock_report();
-        if report.trusted == self.clocks_trusted_logged.get() {
+        // Checked after every step: only the flag there, the report when it changed.
+        if r.clocks_ok() == self.clocks_trusted_logged.get() {
             return;
         }
+        let report = r.clock_report();
         self.clocks_trusted_logged.set(report.trusted);
         if report.trusted {
             eprintln!(
