@@ -288,9 +288,14 @@ impl Kv {
         self.written_bytes
     }
 
-    /// Prefetches the items of every key the requests write or read, before they are
-    /// applied (see [`Item::prefetch`]).
+    /// Prefetches the Merkle leaves of every key the requests write, then the items of
+    /// every key they write or read, before they are applied (see [`Item::prefetch`]). The
+    /// leaves go first: their prefetches only ask, while the map's probes wait for the
+    /// table, and the leaves' misses overlap those waits.
     pub fn prefetch(&self, requests: &[Request]) {
+        for req in requests {
+            req.cmd.for_each_written_key(&mut |k| self.merkle.prefetch(k));
+        }
         for req in requests {
             req.cmd.for_each_key(&mut |k| self.map.prefetch(k));
         }
