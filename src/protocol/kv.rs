@@ -294,7 +294,8 @@ impl Kv {
     /// table, and the leaves' misses overlap those waits.
     pub fn prefetch(&self, requests: &[Request]) {
         for req in requests {
-            req.cmd.for_each_written_key(&mut |k| self.merkle.prefetch(k));
+            req.cmd
+                .for_each_written_key(&mut |k| self.merkle.prefetch(k));
         }
         for req in requests {
             req.cmd.for_each_key(&mut |k| self.map.prefetch(k));

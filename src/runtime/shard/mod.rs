@@ -33,6 +33,7 @@ mod info;
 mod peers;
 mod snapshot;
 mod storage;
+mod ticker;
 
 pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
@@ -229,6 +230,8 @@ pub struct Shard {
     overflow: RefCell<VecDeque<(Vec<u8>, PersistId)>>,
     /// This node's client path in the group: session, forwarding, retries, deadlines.
     client: RefCell<ClientPath>,
+    /// The ticker sleeps its idle interval (`ticker::Idle`); a command wakes it.
+    ticker: ticker::Idle,
     /// Local callers waiting for their command to finish (the client path expires it at
     /// its deadline, driven by the ticker: a request costs no timer of its own).
     callers: RefCell<HashMap<Handle, client::Call, MapHasher>>,
@@ -350,11 +353,6 @@ impl Effects for ShardEffects<'_> {
 /// holds waits for the record it answers, which syncs at once.
 pub(super) const LAZY_RECORDS: bool = true;
 
-/// How often the replica's timers are driven.
-/// Heartbeats are 50 ms apart by default; 5 ms keeps timers precise enough without
-/// waking idle shards a thousand times a second.
-const TICK_INTERVAL: Duration = Duration::from_millis(5);
-
 /// Faults a test can turn on in a node started with `--debug`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DebugFault {
@@ -368,8 +366,6 @@ pub enum DebugFault {
 const CLIENT_WAKE_COALESCE: Duration = Duration::from_micros(250);
 const _: () =
     assert!(CLIENT_WAKE_COALESCE.as_nanos() < crate::protocol::client::BUSY_BACKOFF_NS as u128);
-/// A tick this late counts as an executor stall (INFO `executor_stalls`).
-const STALL_REPORTED: Duration = Duration::from_millis(20);
 /// Bytes queued for one peer before sends are dropped (a dead peer never blocks): one
 /// frame of the largest size, so an accept of the largest batch always fits an empty queue.
 const PEER_SEND_QUEUE_BYTES: usize = crate::limits::PEER_FRAME_BYTES_MAX;
@@ -411,6 +407,7 @@ impl Shard {
             persisting: RefCell::new(VecDeque::new()),
             overflow: RefCell::new(VecDeque::new()),
             client: RefCell::new(client),
+            ticker: ticker::Idle::new(&cfg.protocol),
             callers: RefCell::new(HashMap::default()),
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
@@ -488,39 +485,6 @@ impl Shard {
             glommio::spawn_local(shard.clone().run_anti_entropy()).detach();
         }
         Ok(shard)
-    }
-
-    /// Drives the replica's and the client path's timers every [`TICK_INTERVAL`], counts
-    /// executor stalls, and starts a snapshot when one is due.
-    async fn run_ticker(self: Rc<Self>) {
-        let mut last = Instant::now();
-        loop {
-            glommio::timer::sleep(TICK_INTERVAL).await;
-            // A tick much later than asked for: the executor was blocked or its thread
-            // not scheduled; either way every request here waited as long.
-            let late = last.elapsed().saturating_sub(TICK_INTERVAL);
-            last = Instant::now();
-            if late >= STALL_REPORTED {
-                let mut c = self.counters.borrow_mut();
-                c.executor_stalls += 1;
-                c.executor_stall_ms += late.as_millis() as u64;
-            }
-            let now = self.now();
-            self.wal.flush();
-            self.sync_wall_clock();
-            self.follow_disk_full(now);
-            self.step(|r| r.on_tick(now));
-            self.tick_client();
-            if self.snapshot_due() {
-                self.snapshot_running.set(true);
-                let s = self.clone();
-                glommio::spawn_local(async move {
-                    // A failure is reported inside; the WAL still holds everything.
-                    let _ = s.write_snapshot().await;
-                })
-                .detach();
-            }
-        }
     }
 
     fn now(&self) -> Nanos {
