@@ -97,10 +97,7 @@ pub struct Local {
     next_id: Cell<u64>,
 }
 
-/// The shard that owns `key`.
-pub fn shard_of(key: &[u8], shards: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(key) % shards as u64) as usize
-}
+pub use super::sharding::shard_of;
 
 impl Local {
     /// Runs `cmd` on the group of shard `owner`, here or across the mesh.
@@ -294,6 +291,7 @@ where
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", cfg.data_dir.display()))?;
+    super::sharding::check_data_dir(&cfg.data_dir, cfg.shards)?;
     let shards = cfg.shards;
     let mesh = MeshBuilder::full(shards, MESH_QUEUE_MAX);
     let placement = if cfg.pin {
