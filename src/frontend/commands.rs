@@ -171,6 +171,8 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     match name {
         "MULTI" | "EXEC" | "DISCARD" => super::txn::transaction(local, conn, name),
         "WATCH" => super::txn::watch(local, conn, &args[1..]),
+        "SCAN" if n >= 2 => super::scan::scan(local, &args[1..]),
+        "KEYS" if n == 2 => super::scan::keys(local, &args[1]),
         "UNWATCH" if n == 1 => {
             conn.watch = None;
             Pending::Ready(Outcome::Simple("OK"))
@@ -203,7 +205,9 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
             }))
         }
         "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, name, &args),
-        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" | "UNWATCH" => wrong_args(name),
+        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" | "UNWATCH" | "SCAN" | "KEYS" => {
+            wrong_args(name)
+        }
 
         _ => unknown(&args),
     }

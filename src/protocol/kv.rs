@@ -680,5 +680,7 @@ impl Kv {
     }
 }
 
+mod scan;
+
 #[cfg(test)]
 mod tests;

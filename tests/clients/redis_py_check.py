@@ -4,6 +4,7 @@ Usage: redis_py_check.py PORT KEY_A KEY_B  (KEY_A and KEY_B live in the same sha
 Exits non-zero with a message on the first thing that does not work.
 """
 import sys
+import time
 
 import redis
 
@@ -50,6 +51,7 @@ def main() -> None:
         p.incr(key_a).get(key_a)
         assert p.execute() == [3, b"3"], "RESP2 transaction"
     check_watch(r, key_a)
+    check_scan(r)
     print("redis-py", redis.__version__, "ok")
 
 
@@ -90,6 +92,22 @@ def check_watch(r: "redis.Redis", key: str) -> None:
         except redis.WatchError:
             pass
     assert r.get(key) == b"100"
+
+
+def check_scan(r: "redis.Redis") -> None:
+    """scan_iter walks every shard through SCAN's cursors."""
+    keys = {f"py:scan:{i}" for i in range(40)}
+    r.mset({k: "1" for k in keys})
+    # SCAN reads this node's applied state: writes acknowledged through the leader reach
+    # it within milliseconds.
+    deadline = time.time() + 5
+    while True:
+        found = {k.decode() for k in r.scan_iter(match="py:scan:*", count=7)}
+        if found == keys or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert found == keys, sorted(keys - found)
+    assert {k.decode() for k in r.keys("py:scan:1*")} == {k for k in keys if k.startswith("py:scan:1")}
 
 
 if __name__ == "__main__":
