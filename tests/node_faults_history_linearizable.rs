@@ -82,13 +82,7 @@ fn one_op(
     } else {
         ret
     };
-    let op = Operation {
-        client,
-        op,
-        out,
-        call,
-        ret,
-    };
+    let op = Operation::new(client, op, out, call, ret);
     history.lock().unwrap().push((key, op));
     alive
 }
@@ -311,13 +305,7 @@ fn short_run_of(protocol: &str, read_mode: &str) {
     let t = u64::MAX - 2;
     stale.push((
         key,
-        Operation {
-            client: 9_999,
-            op: Op::Get,
-            out: Output::Value(Some(old)),
-            call: t,
-            ret: t + 1,
-        },
+        Operation::new(9_999, Op::Get, Output::Value(Some(old)), t, t + 1),
     ));
     assert_eq!(check(&stale, p.keys).0, 1, "a stale read went unnoticed");
 }

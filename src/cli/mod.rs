@@ -67,9 +67,16 @@ pub struct SimArgs {
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
-    /// commit-older-term | vote-without-log-check | trust-clocks.
+    /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock.
     #[arg(long, hide = true)]
     bug: Vec<String>,
+    /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
+    #[arg(long)]
+    primitives: bool,
+    /// Clients also write keys that expire (`SET … PX`, `PEXPIRE`, `PERSIST`, `PTTL`),
+    /// checked against expiry by the log's time.
+    #[arg(long)]
+    expiry: bool,
     /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
     #[arg(long, default_value_t = crate::config::ReadMode::Log)]
     read_mode: crate::config::ReadMode,
@@ -374,10 +381,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             "commit-older-term" => bugs.commit_older_term = true,
             "vote-without-log-check" => bugs.vote_without_log_check = true,
             "trust-clocks" => bugs.trust_clocks = true,
+            "expire-local-clock" => bugs.expire_local_clock = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks"
+                 trust-clocks, expire-local-clock"
             ),
         }
     }
@@ -398,6 +406,14 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {
         bug_flags.push_str(" --drift-beyond-bound");
+    }
+    base.primitives = args.primitives;
+    if args.primitives {
+        bug_flags.push_str(" --primitives");
+    }
+    base.expiry = args.expiry;
+    if args.expiry {
+        bug_flags.push_str(" --expiry");
     }
     base.slow_clock_ppm = args.slow_clock_ppm;
     if let Some(ppm) = args.slow_clock_ppm {

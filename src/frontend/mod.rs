@@ -7,6 +7,8 @@ mod commands;
 mod conn;
 mod info;
 mod parse;
+mod scan;
+mod txn;
 
 use std::rc::Rc;
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::expiry::{ExpireIf, Ttl};
-use super::types::ClientId;
+use super::types::{ClientId, Slot};
 /// A command of the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -75,6 +75,16 @@ pub enum Command {
     /// Milliseconds the key has left at the log's time, -1 without deadline, -2 if absent
     /// (`PTTL`; `TTL` rounds it to seconds). Ordered through the log like a write.
     Ttl(Bytes),
+    /// A transaction guarded by `WATCH`: applied as [`Command::Multi`] only if every
+    /// watched key still has the version it had when watched (`None`: absent), else
+    /// nothing changes and the reply is nil.
+    Watched {
+        /// Each watched key and the slot that last wrote it when it was watched.
+        versions: Vec<(Bytes, Option<Slot>)>,
+        /// The transaction's commands.
+        #[serde(deserialize_with = "flat_commands")]
+        cmds: Vec<Command>,
+    },
 }
 
 /// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
@@ -164,6 +174,10 @@ impl Command {
             Command::DelIfEq(k, v) => k.len() + v.len(),
             Command::Multi(cmds) => cmds.iter().map(Command::payload_bytes).sum(),
             Command::Clock { expire, .. } => expire.iter().map(Bytes::len).sum(),
+            Command::Watched { versions, cmds } => {
+                versions.iter().map(|(k, _)| k.len()).sum::<usize>()
+                    + cmds.iter().map(Command::payload_bytes).sum::<usize>()
+            }
         }
     }
 
@@ -186,6 +200,10 @@ impl Command {
             Command::Multi(cmds) => cmds.iter().map(Command::items).sum(),
             // The time, then the keys.
             Command::Clock { expire, .. } => 1 + expire.len(),
+            // A key and its version each (the version's tag and varint count as one).
+            Command::Watched { versions, cmds } => {
+                2 * versions.len() + cmds.iter().map(Command::items).sum::<usize>()
+            }
         }
     }
 
@@ -196,6 +214,13 @@ impl Command {
         match self {
             Command::Multi(cmds) => {
                 COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
+            }
+            Command::Watched { versions, cmds } => {
+                let watched: usize = versions.iter().map(|(k, _)| k.len()).sum();
+                2 * COMMAND_OVERHEAD_BYTES
+                    + watched
+                    + 2 * versions.len() * ITEM_OVERHEAD_BYTES
+                    + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
             }
             _ => self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES,
         }
@@ -212,7 +237,9 @@ impl Command {
             | Command::Expire { key: k, .. } => f(k),
             Command::Del(ks) | Command::Clock { expire: ks, .. } => ks.iter().for_each(f),
             Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| f(k)),
-            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_written_key(f)),
+            Command::Multi(cmds) | Command::Watched { cmds, .. } => {
+                cmds.iter().for_each(|c| c.for_each_written_key(f))
+            }
             Command::Get(_)
             | Command::Exists(_)
             | Command::MGet(_)
@@ -228,7 +255,9 @@ impl Command {
         match self {
             Command::SetIf { ttl, .. } | Command::Expire { ttl, .. } => ttl.reads_clock(),
             Command::Ttl(_) => true,
-            Command::Multi(cmds) => cmds.iter().any(Command::reads_clock),
+            Command::Multi(cmds) | Command::Watched { cmds, .. } => {
+                cmds.iter().any(Command::reads_clock)
+            }
             _ => false,
         }
     }
@@ -240,6 +269,10 @@ impl Command {
             Command::Get(k) | Command::Version(k) | Command::Ttl(k) => f(k),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
+            Command::Watched { versions, cmds } => {
+                versions.iter().for_each(|(k, _)| f(k));
+                cmds.iter().for_each(|c| c.for_each_key(f));
+            }
             _ => self.for_each_written_key(f),
         }
     }

@@ -38,6 +38,9 @@ pub struct Bugs {
     /// Paxos lease modes: serve, grant and count leases whatever the clock-rate check
     /// measured (`protocol::clock_check`), as if every clock kept within its bound.
     pub trust_clocks: bool,
+    /// Paxos lease reads: a replica hides a key whose deadline its own clock has passed,
+    /// instead of waiting for the log's entry that removes it (Redis replicas' lazy expiry).
+    pub expire_local_clock: bool,
 }
 
 /// What the shared driver code needs of a protocol core.

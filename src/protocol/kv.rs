@@ -582,6 +582,15 @@ impl Data<'_> {
             Command::Multi(cmds) => {
                 Reply::Multi(cmds.iter().map(|c| self.execute(slot, c)).collect())
             }
+            Command::Watched { versions, cmds } => {
+                let unchanged = versions
+                    .iter()
+                    .all(|(k, v)| self.map.get(k).map(Item::version) == *v);
+                if !unchanged {
+                    return Reply::Value(None);
+                }
+                Reply::Multi(cmds.iter().map(|c| self.execute(slot, c)).collect())
+            }
             Command::Clock { now_ms, expire } => {
                 self.expiry.advance(*now_ms);
                 for k in expire {
@@ -676,6 +685,8 @@ impl Kv {
         );
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

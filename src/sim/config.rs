@@ -40,6 +40,9 @@ pub struct SimConfig {
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`), which the
     /// register model checks too.
     pub primitives: bool,
+    /// Clients also write with deadlines (`SET … PX`), set and clear them (`PEXPIRE`,
+    /// `PERSIST`) and read the time left (`PTTL`); the model expires keys by the log's time.
+    pub expiry: bool,
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
@@ -65,6 +68,7 @@ impl SimConfig {
             drift_beyond_bound: false,
             slow_clock_ppm: None,
             primitives: false,
+            expiry: false,
             corrupt_seeds_percent: 50,
         }
     }

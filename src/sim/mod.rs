@@ -156,6 +156,11 @@ struct Sim {
     records_lost_crashes: u64,
     forwards: u64,
     reads_now: u64,
+    /// The newest log time (ms) any replica applied so far: what the clients' operations
+    /// are checked against for expiry (see [`linearizability`]).
+    log_time_max: u64,
+    /// Keys named for removal by applied clock entries.
+    keys_expired: u64,
     /// The copy damaged on purpose: (replica, key, its version before).
     rotted: Option<(usize, Bytes, Slot)>,
     /// Anti-entropy installs counted when the copy was damaged.
@@ -308,6 +313,8 @@ impl Sim {
             records_lost_crashes: 0,
             forwards: 0,
             reads_now: 0,
+            log_time_max: 0,
+            keys_expired: 0,
             rotted: None,
             installed_at_rot: 0,
             cfg,
@@ -481,6 +488,14 @@ impl Sim {
             }
         }
         self.record_applied(node);
+        let log_time = self.nodes[node.index()]
+            .replica
+            .as_ref()
+            .expect("live")
+            .kv()
+            .expiry()
+            .now();
+        self.log_time_max = self.log_time_max.max(log_time);
         let now = self.clock(node);
         let spare = step.dispatch(&mut NodeEffects {
             sim: self,

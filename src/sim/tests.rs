@@ -84,6 +84,71 @@ fn compare_and_set_and_counters_300_seeds_linearizable() {
     }
 }
 
+/// Keys written with deadlines, deadlines given and cleared, time left read: every read
+/// mode agrees with expiry by the log's time (the model's, see `linearizability`).
+#[test]
+fn expiry_by_log_time_linearizable_in_every_read_mode() {
+    const SEEDS: u64 = 40;
+    for read_mode in [
+        ReadMode::Log,
+        ReadMode::LeaderLease,
+        ReadMode::QuorumLease,
+        ReadMode::Digest,
+    ] {
+        let base = SimConfig {
+            read_mode,
+            primitives: true,
+            expiry: true,
+            ..SimConfig::new(0, 3)
+        };
+        let summary = run_many(0, SEEDS, &base, |seed, outcome| {
+            eprintln!(
+                "seed {seed} failed (replay: corepax sim --seeds 1 --seed {seed} --read-mode {read_mode} --primitives --expiry --trace):"
+            );
+            for v in &outcome.violations {
+                eprintln!("  {v}");
+            }
+        });
+        assert!(
+            summary.ops >= SEEDS as usize * 100,
+            "clients ran too few operations"
+        );
+        assert!(
+            summary.keys_expired >= SEEDS,
+            "{read_mode}: the log expired only {} keys",
+            summary.keys_expired
+        );
+        assert_eq!(summary.failing_seeds, Vec::<u64>::new(), "{read_mode}");
+    }
+}
+
+/// A replica that hides keys by its own clock (as Redis replicas expire lazily) answers
+/// reads the log contradicts: the checker must see it.
+#[test]
+fn bug_expire_local_clock_is_caught() {
+    for read_mode in [ReadMode::QuorumLease, ReadMode::LeaderLease] {
+        let found = (0..60).find(|&seed| {
+            let cfg = SimConfig {
+                read_mode,
+                expiry: true,
+                bugs: Bugs {
+                    expire_local_clock: true,
+                    ..Bugs::default()
+                },
+                ..SimConfig::new(seed, 3)
+            };
+            run(cfg)
+                .violations
+                .iter()
+                .any(|v| v.contains("not linearizable"))
+        });
+        assert!(
+            found.is_some(),
+            "{read_mode}: expiry by a replica's own clock went unnoticed in 60 seeds"
+        );
+    }
+}
+
 #[test]
 fn cluster_3_replicas_1000_seeds_linearizable() {
     assert_clean(3, 1000);

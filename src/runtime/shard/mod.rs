@@ -551,6 +551,34 @@ impl Shard {
         }
     }
 
+    /// One step of `SCAN` over this replica's applied state ([`crate::protocol::Kv::scan`]):
+    /// the keys visited that match `pattern`, and the cursor to go on from (0: done).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+    ) -> (Vec<bytes::Bytes>, u64) {
+        let r = self.replica.borrow();
+        let mut keys = Vec::new();
+        let next = r.kv().scan(cursor, count, |item| {
+            if pattern.is_none_or(|p| crate::protocol::glob::matches(p, item.key())) {
+                keys.push(bytes::Bytes::copy_from_slice(item.key()));
+            }
+        });
+        (keys, next)
+    }
+
+    /// `KEYS`: every key of this replica's applied state that matches `pattern`.
+    pub fn keys(&self, pattern: &[u8]) -> Vec<bytes::Bytes> {
+        let r = self.replica.borrow();
+        r.kv()
+            .iter()
+            .filter(|i| crate::protocol::glob::matches(pattern, i.key()))
+            .map(|i| bytes::Bytes::copy_from_slice(i.key()))
+            .collect()
+    }
+
     /// Debug: writes `key` in this replica's state machine only, bypassing Paxos, as a
     /// stale copy (version 0) — the kind of divergence anti-entropy must find and repair.
     pub fn set_local(&self, key: bytes::Bytes, value: bytes::Bytes) {
