@@ -43,6 +43,10 @@ pub struct SimConfig {
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
+    /// Syncs take this many times as long as the simulated disk's usual latency (1: as
+    /// measured here); a slower disk widens the window between a record's write and its
+    /// sync, where a replica that answers before persisting loses what it promised.
+    pub sync_latency_factor: u64,
     /// Protocol settings given by name (`corepax sim --pipeline-depth 4`), each replacing
     /// what every seed picks for it; set with [`SimConfig::set_protocol_settings`].
     pub settings: Vec<(&'static Setting, String)>,
@@ -70,6 +74,7 @@ impl SimConfig {
             primitives: false,
             corrupt_seeds_percent: 50,
             settings: Vec::new(),
+            sync_latency_factor: 1,
         }
     }
 
