@@ -348,4 +348,3 @@ fn lost_synced_records_3_replicas_no_violation() {
 fn lost_synced_records_5_replicas_no_violation() {
     lost_synced_records_are_safe(5);
 }
-
