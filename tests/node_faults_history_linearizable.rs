@@ -67,11 +67,11 @@ impl Cut {
 
     /// Cuts `victim`'s links of this kind (`peer`: the other end of a `Pair`).
     fn apply(self, net: &corepax::net::Control, victim: usize, peer: usize, nodes: usize) {
-        let others = (0..nodes).filter(|&j| j != victim);
+        let mut others = (0..nodes).filter(|&j| j != victim);
         let done = match self {
             Cut::Isolate => net.isolate(victim),
-            Cut::Outgoing => others.map(|j| net.cut(victim, j)).collect(),
-            Cut::Incoming => others.map(|j| net.cut(j, victim)).collect(),
+            Cut::Outgoing => others.try_for_each(|j| net.cut(victim, j)),
+            Cut::Incoming => others.try_for_each(|j| net.cut(j, victim)),
             Cut::Pair => net.cut_both(victim, peer),
         };
         done.unwrap_or_else(|e| panic!("{self:?} of node {victim}: {e:#}"));
