@@ -24,7 +24,6 @@ mod network;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
 use clients::{Client, Recorded, client_timeout};
-use config::SIM_DRIFT_PPM;
 pub use config::SimConfig;
 use network::{Wire, describe_batch, describe_wire};
 
@@ -35,7 +34,9 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{LeaseHolders, Protocol, ProtocolConfig, ReadMode, ReadRepair};
+use crate::config::{
+    ConfigError, LeaseHolders, Protocol, ProtocolConfig, ReadMode, ReadRepair, Setting,
+};
 use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
 use crate::protocol::kv::Item;
 use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
@@ -221,10 +222,11 @@ impl Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let proto = cfg.protocol_config(&mut rng);
         // Within the bound, rates spread over all of it; beyond, far past it.
+        let bound = proto.max_clock_drift_ppm as i64;
         let drift = if cfg.drift_beyond_bound {
-            18 * SIM_DRIFT_PPM as i64
+            18 * bound
         } else {
-            SIM_DRIFT_PPM as i64
+            bound
         };
         let mut cfg = cfg;
         if cfg.seed % 2 == 1 && cfg.snapshot_every == 0 {
