@@ -50,6 +50,23 @@ impl OutLink {
 
     /// Encodes `msg` at the end of the queue, or drops and counts it.
     pub(super) fn enqueue<M: Serialize>(&self, shared: &Shared<M>, to: u8, msg: &M) {
+        // Encoding in place and undoing it on overflow is cheaper than sizing the message
+        // first: overflow is the rare case.
+        self.push(shared, to, |queue| frame::encode(msg, queue).is_ok());
+    }
+
+    /// Appends a frame `wire::frame::encode` made (the same bytes go to several peers),
+    /// or drops and counts it.
+    pub(super) fn enqueue_frame<M>(&self, shared: &Shared<M>, to: u8, encoded: &[u8]) {
+        self.push(shared, to, |queue| {
+            queue.extend_from_slice(encoded);
+            true
+        });
+    }
+
+    /// Appends one frame with `write` (false: it did not encode), then drops it again if
+    /// it is over the frame limit or the queue's, counting why.
+    fn push<M>(&self, shared: &Shared<M>, to: u8, write: impl FnOnce(&mut Vec<u8>) -> bool) {
         if !self.connected.get() {
             shared.bump(to, |s| s.drops_down += 1);
             return;
@@ -57,11 +74,9 @@ impl OutLink {
         let cfg = &shared.cfg;
         let mut queue = self.queue.borrow_mut();
         let before = queue.len();
-        // Encoding in place and undoing it on overflow is cheaper than sizing the message
-        // first: overflow is the rare case.
-        let encoded = frame::encode(msg, &mut queue);
+        let encoded = write(&mut queue);
         let frame_bytes = queue.len() - before;
-        if encoded.is_err() || frame_bytes > cfg.frame_bytes_max {
+        if !encoded || frame_bytes > cfg.frame_bytes_max {
             queue.truncate(before);
             shared.bump(to, |s| s.drops_unencodable += 1);
             return;

@@ -336,6 +336,17 @@ impl<M: Serialize + DeserializeOwned + 'static> Transport<M> {
         l.enqueue(shared, to, msg);
     }
 
+    /// Sends a frame `wire::frame::encode` made of a message of this transport's type, as
+    /// [`Transport::send`] does: a message for several peers is encoded once.
+    pub fn send_frame(&self, to: u8, encoded: &[u8]) {
+        let shared = &*self.shared;
+        let Some(Some(l)) = shared.links.get(usize::from(to)) else {
+            add(&shared.drops_unknown_peer, 1);
+            return;
+        };
+        l.enqueue_frame(shared, to, encoded);
+    }
+
     /// Bytes waiting in the outgoing queue to `to` (0 for unknown peers): lets a caller
     /// hold back before sends start being dropped.
     pub fn queued_bytes(&self, to: u8) -> usize {

@@ -232,6 +232,9 @@ pub struct Shard {
     client: RefCell<ClientPath>,
     /// The ticker sleeps its idle interval (`ticker::Idle`); a command wakes it.
     ticker: ticker::Idle,
+    /// The frame of the last accept sent (`ShardEffects::send_accept`), kept for its
+    /// allocation.
+    accept_frame: RefCell<Vec<u8>>,
     /// Local callers waiting for their command to finish (the client path expires it at
     /// its deadline, driven by the ticker: a request costs no timer of its own).
     callers: RefCell<HashMap<Handle, client::Call, MapHasher>>,
@@ -289,11 +292,52 @@ struct ShardEffects<'a> {
     view: LeaderView,
     /// The time, once a reply needed it.
     now: Option<Nanos>,
+    /// The accept whose frame `Shard::accept_frame` holds, encoded in this step.
+    accept_encoded: Option<AcceptKey>,
+}
+
+/// Names an accept message: the same ballot, slot and commit index and the same batch
+/// (the very allocation: a broadcast clones the `Arc`) are the same message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct AcceptKey(crate::protocol::Ballot, u64, u64, *const Request);
+
+impl ShardEffects<'_> {
+    /// Sends an accept to a follower, encoding it only for the first: a leader broadcasts
+    /// each accept, a batch of up to `batch_max` commands, to every follower in turn.
+    fn send_accept(&mut self, to: ReplicaId, msg: Message) {
+        let s = self.shard;
+        let Message::Accept {
+            ballot,
+            slot,
+            batch,
+            commit,
+        } = &msg
+        else {
+            return s.send_peer(to, &PeerMsg::Paxos(msg));
+        };
+        let key = AcceptKey(*ballot, *slot, *commit, batch.as_ptr());
+        if self.accept_encoded != Some(key) {
+            let msg = PeerMsg::Paxos(msg);
+            let mut frame = s.accept_frame.borrow_mut();
+            frame.clear();
+            if crate::wire::frame::encode(&msg, &mut frame).is_err() {
+                // The transport fails to encode it too, and counts the drop.
+                drop(frame);
+                self.accept_encoded = None;
+                return s.send_peer(to, &msg);
+            }
+            self.accept_encoded = Some(key);
+        }
+        s.send_peer_frame(to, &s.accept_frame.borrow());
+    }
 }
 
 impl Effects for ShardEffects<'_> {
     fn send(&mut self, to: ReplicaId, msg: Message) {
         let s = self.shard;
+        if matches!(msg, Message::Accept { .. }) {
+            return self.send_accept(to, msg);
+        }
         if msg.is_read_traffic() || msg.is_lease_traffic() {
             let read = msg.is_read_traffic();
             let bytes = s.send_peer_counted(to, &PeerMsg::Paxos(msg));
@@ -408,6 +452,7 @@ impl Shard {
             overflow: RefCell::new(VecDeque::new()),
             client: RefCell::new(client),
             ticker: ticker::Idle::new(&cfg.protocol),
+            accept_frame: RefCell::new(Vec::new()),
             callers: RefCell::new(HashMap::default()),
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
@@ -533,6 +578,7 @@ impl Shard {
             shard: self,
             view,
             now: None,
+            accept_encoded: None,
         };
         let spare = step.dispatch(&mut fx);
         self.outbox.borrow_mut().recycle(spare);

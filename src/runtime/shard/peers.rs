@@ -48,6 +48,16 @@ impl Shard {
         }
     }
 
+    /// Sends a frame `wire::frame::encode` made of a `PeerMsg`, like `send_peer`.
+    pub(super) fn send_peer_frame(&self, to: ReplicaId, encoded: &[u8]) {
+        if self.partitioned.get() {
+            return;
+        }
+        if let Some(t) = self.transport.borrow().as_ref() {
+            t.send_frame(to.0, encoded);
+        }
+    }
+
     /// Sends like `send_peer` and says how many bytes the frame took (0 if dropped): the
     /// send only appends to the peer's queue, so the queue grows by exactly that much.
     pub(super) fn send_peer_counted(&self, to: ReplicaId, msg: &PeerMsg) -> u64 {
