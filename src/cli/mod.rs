@@ -67,7 +67,7 @@ pub struct SimArgs {
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
-    /// commit-older-term | vote-without-log-check | trust-clocks.
+    /// commit-older-term | vote-without-log-check | trust-clocks | vote-inside-lease.
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
@@ -374,10 +374,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             "commit-older-term" => bugs.commit_older_term = true,
             "vote-without-log-check" => bugs.vote_without_log_check = true,
             "trust-clocks" => bugs.trust_clocks = true,
+            "vote-inside-lease" => bugs.vote_inside_lease = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks"
+                 trust-clocks, vote-inside-lease (raft)"
             ),
         }
     }
