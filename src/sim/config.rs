@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
+    /// A lease of this length (ms) instead of the seed's pick (40–120 ms, around the
+    /// 100 ms election timeout).
+    pub lease_ms: Option<u64>,
 }
 
 impl SimConfig {
@@ -66,6 +69,7 @@ impl SimConfig {
             slow_clock_ppm: None,
             primitives: false,
             corrupt_seeds_percent: 50,
+            lease_ms: None,
         }
     }
 
@@ -82,7 +86,10 @@ impl SimConfig {
             heartbeat_interval_ms: 20,
             catchup_chunk_max: rng.random_range(1..=8),
             read_mode: self.read_mode,
-            lease_ms: rng.random_range(40..=120),
+            lease_ms: {
+                let picked = rng.random_range(40..=120);
+                self.lease_ms.unwrap_or(picked)
+            },
             max_clock_drift_ppm: SIM_DRIFT_PPM,
             // Round trips here take up to 2 ms (60 ms when a fault delays them): a second
             // keeps the estimate within about 0.4 % (see `clock_check`).

@@ -474,7 +474,7 @@ impl Replica {
     /// Sends the held messages whose records are durable, unless an installed snapshot
     /// still waits to be saved.
     fn release_held(&mut self) {
-        if self.unsaved_install.is_some() {
+        if self.install_unsaved() {
             return;
         }
         let durable = self.durable_id;
@@ -629,10 +629,18 @@ impl Replica {
         }
     }
 
+    /// Whether an installed snapshot that answers must wait for is not saved yet. A
+    /// recovering replica answers without waiting: no snapshot is saved while it recovers,
+    /// and if it crashes before one is, it comes back recovering (its storage still
+    /// reports the loss), voting for nobody until it holds again what it acknowledged.
+    fn install_unsaved(&self) -> bool {
+        self.unsaved_install.is_some() && self.recovering.is_none()
+    }
+
     /// Sends `msg` once every record asked for so far is durable.
     fn send_when_durable(&mut self, to: ReplicaId, msg: Msg) {
         let pid = self.next_persist_id - 1;
-        let durable = pid <= self.durable_id && self.unsaved_install.is_none();
+        let durable = pid <= self.durable_id && !self.install_unsaved();
         if self.bugs.reply_before_persist || durable {
             self.send(to, msg);
         } else if to != self.id && self.held_for_peers >= self.held_max() {
