@@ -214,7 +214,11 @@ fn raft_long_leases_linearizable() {
         ..raft_lease(0, 3)
     };
     let summary = assert_raft_lease_clean(&base, 40, " (lease_ms 300)");
-    assert!(summary.reads_now > 40 * 10, "{} lease reads", summary.reads_now);
+    assert!(
+        summary.reads_now > 40 * 10,
+        "{} lease reads",
+        summary.reads_now
+    );
 }
 
 /// Seeds in which every crash may lose synced records mid-log.
