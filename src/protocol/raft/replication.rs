@@ -316,7 +316,7 @@ impl Replica {
             self.become_follower(now, term, None);
             return;
         }
-        let last = self.log.last_index();
+        let (last, base) = (self.log.last_index(), self.log.base());
         let back_to = match outcome {
             AppendOutcome::Conflict {
                 index,
@@ -343,6 +343,11 @@ impl Replica {
                 p.in_flight = p.in_flight.saturating_sub(1);
                 p.sent_at = now;
                 p.probing = false;
+                if match_index >= base {
+                    // Its log continues ours without a snapshot (the answer to one, or
+                    // a chunk of it, may have been lost): appends go on from here.
+                    p.snapshot_sent = false;
+                }
             }
             AppendOutcome::Conflict { .. } => {
                 // Fast back-off: past the follower's entries of the conflicting term.
