@@ -147,7 +147,10 @@ impl Protocol {
     pub fn supports_read_mode(self, mode: ReadMode) -> bool {
         match self {
             Protocol::Multipaxos => mode != ReadMode::ReadIndex,
-            Protocol::Raft => matches!(mode, ReadMode::Log | ReadMode::ReadIndex),
+            Protocol::Raft => matches!(
+                mode,
+                ReadMode::Log | ReadMode::ReadIndex | ReadMode::LeaderLease
+            ),
         }
     }
 }
@@ -415,8 +418,8 @@ macro_rules! protocol_settings {
 }
 
 protocol_settings! {
-    /// The replication protocol: multipaxos, raft. Raft serves reads in `log` and
-    /// `read-index` mode, and runs in the simulator only (not yet in `node`).
+    /// The replication protocol: multipaxos, raft. Raft serves reads in `log`,
+    /// `read-index` and `leader-lease` mode.
     protocol: Protocol = Protocol::Multipaxos;
     /// Replicas per group (3 or 5 usual).
     replicas: usize = 3, allowed 1..=REPLICAS_MAX;
@@ -446,7 +449,7 @@ protocol_settings! {
     /// Client sessions remembered per group, at most (the oldest is forgotten).
     clients_max: usize = 4096, allowed 1..;
     /// How reads are served: log, leader-lease, quorum-lease, digest, quorum (Multi-Paxos),
-    /// read-index (Raft; Raft also serves log).
+    /// read-index (Raft; Raft also serves log and leader-lease).
     read_mode: ReadMode = ReadMode::Log;
     /// How long a lease lasts (ms), on the clock of the replica that grants it. At least
     /// twice the heartbeat interval, since leases are renewed every heartbeat.
@@ -903,12 +906,14 @@ mod tests {
         let err = (s.set)(&mut cfg, "zab").unwrap_err().to_string();
         assert!(err.contains("protocol") && err.contains("zab"), "{err}");
         cfg.read_mode = ReadMode::LeaderLease;
+        assert!(cfg.validate().is_ok());
+        cfg.read_mode = ReadMode::Digest;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(
             err.contains("read_mode") && err.contains("protocol = raft"),
             "{err}"
         );
-        assert!(err.contains("log, read-index"), "{err}");
+        assert!(err.contains("log, leader-lease, read-index"), "{err}");
     }
 
     #[test]

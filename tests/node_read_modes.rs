@@ -43,6 +43,7 @@ fn every_mode_reads_what_was_written_through_every_node() {
         (Protocol::Multipaxos, "quorum", "quorum"),
         (Protocol::Raft, "log", "log"),
         (Protocol::Raft, "read-index", "local"),
+        (Protocol::Raft, "leader-lease", "local"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cluster = Cluster::start_protocol(protocol, 3, dir.path(), &["--read-mode", mode]);
@@ -141,8 +142,18 @@ fn quorum_lease_holder_killed_delays_writes_about_one_lease() {
 
 #[test]
 fn partitioned_leader_stops_lease_reads_before_a_new_leader_writes() {
+    partitioned_leader_stops_lease_reads(Protocol::Multipaxos);
+}
+
+#[test]
+fn raft_partitioned_leader_stops_lease_reads_before_a_new_leader_writes() {
+    partitioned_leader_stops_lease_reads(Protocol::Raft);
+}
+
+fn partitioned_leader_stops_lease_reads(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(3, dir.path(), &["--read-mode", "leader-lease", "--debug"]);
+    let flags = ["--read-mode", "leader-lease", "--debug"];
+    let cluster = Cluster::start_protocol(protocol, 3, dir.path(), &flags);
     let old = leader_of(&cluster, "k");
     let mut c = Client::connect(cluster.clients[old]).unwrap();
     assert!(is_ok(&c.set("k", "old").unwrap()));

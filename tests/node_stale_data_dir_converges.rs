@@ -21,8 +21,17 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn replica_restored_from_an_older_copy_converges() {
+    replica_restored_from_an_older_copy_converges_under(Protocol::Multipaxos);
+}
+
+#[test]
+fn raft_replica_restored_from_an_older_copy_converges() {
+    replica_restored_from_an_older_copy_converges_under(Protocol::Raft);
+}
+
+fn replica_restored_from_an_older_copy_converges_under(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(3, dir.path(), &[]);
+    let mut cluster = Cluster::start_protocol(protocol, 3, dir.path(), &[]);
     let stale = (0..3)
         .find(|i| !cluster.leaders().contains(&Some(*i)))
         .unwrap_or(2);

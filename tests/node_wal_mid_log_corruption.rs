@@ -35,8 +35,17 @@ fn busiest_segments(cluster: &Cluster) -> Vec<(PathBuf, usize)> {
 
 #[test]
 fn mid_log_wal_corruption_never_loses_acknowledged_writes() {
+    mid_log_wal_corruption_never_loses_acknowledged_writes_under(Protocol::Multipaxos);
+}
+
+#[test]
+fn raft_mid_log_wal_corruption_never_loses_acknowledged_writes() {
+    mid_log_wal_corruption_never_loses_acknowledged_writes_under(Protocol::Raft);
+}
+
+fn mid_log_wal_corruption_never_loses_acknowledged_writes_under(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(3, dir.path(), &[]);
+    let mut cluster = Cluster::start_protocol(protocol, 3, dir.path(), &[]);
     cluster.kill9(2);
     {
         let mut c = Client::connect(cluster.clients[1]).unwrap();

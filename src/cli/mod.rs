@@ -67,7 +67,8 @@ pub struct SimArgs {
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
-    /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock.
+    /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
+    /// vote-inside-lease.
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
@@ -382,10 +383,11 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             "vote-without-log-check" => bugs.vote_without_log_check = true,
             "trust-clocks" => bugs.trust_clocks = true,
             "expire-local-clock" => bugs.expire_local_clock = true,
+            "vote-inside-lease" => bugs.vote_inside_lease = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock"
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft)"
             ),
         }
     }

@@ -35,12 +35,16 @@ pub struct Bugs {
     /// Raft: a replica grants its vote without checking that the candidate's log is at
     /// least as up to date as its own.
     pub vote_without_log_check: bool,
-    /// Paxos lease modes: serve, grant and count leases whatever the clock-rate check
+    /// Lease modes: serve, grant and count leases whatever the clock-rate check
     /// measured (`protocol::clock_check`), as if every clock kept within its bound.
     pub trust_clocks: bool,
     /// Paxos lease reads: a replica hides a key whose deadline its own clock has passed,
     /// instead of waiting for the log's entry that removes it (Redis replicas' lazy expiry).
     pub expire_local_clock: bool,
+    /// Raft leader lease: a replica votes, pre-votes and campaigns while a lease it
+    /// granted to another replica may still run (and right after a restart, when it
+    /// forgot what it granted).
+    pub vote_inside_lease: bool,
 }
 
 /// What the shared driver code needs of a protocol core.
@@ -272,20 +276,14 @@ impl Consensus {
     pub fn clocks_ok(&self) -> bool {
         match self {
             Consensus::Paxos(r) => r.clocks_ok(),
-            Consensus::Raft(_) => true,
+            Consensus::Raft(r) => r.clocks_ok(),
         }
     }
 
-    /// What the clock-rate check measured. Raft serves no lease reads, so it measures
-    /// nothing and nothing stops: always trusted.
+    /// What the clock-rate check measured (outside the lease modes nothing is measured
+    /// and nothing stops: trusted).
     pub fn clock_report(&self) -> super::paxos::ClockReport {
-        match self {
-            Consensus::Paxos(r) => r.clock_report(),
-            Consensus::Raft(_) => super::paxos::ClockReport {
-                trusted: true,
-                ..Default::default()
-            },
-        }
+        each!(self, r => r.clock_report())
     }
 
     /// The state machine.

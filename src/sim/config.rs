@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// Protocol settings given by name (`corepax sim --pipeline-depth 4`), each replacing
     /// what every seed picks for it; set with [`SimConfig::set_protocol_settings`].
     pub settings: Vec<(&'static Setting, String)>,
+    /// A lease of this length (ms) instead of the seed's pick (40–120 ms, around the
+    /// 100 ms election timeout).
+    pub lease_ms: Option<u64>,
 }
 
 impl SimConfig {
@@ -79,6 +82,7 @@ impl SimConfig {
             corrupt_seeds_percent: 50,
             settings: Vec::new(),
             sync_latency_factor: 1,
+            lease_ms: None,
         }
     }
 
@@ -148,7 +152,10 @@ impl SimConfig {
             heartbeat_interval_ms: 20,
             catchup_chunk_max: rng.random_range(1..=8),
             read_mode: self.read_mode,
-            lease_ms: rng.random_range(40..=120),
+            lease_ms: {
+                let picked = rng.random_range(40..=120);
+                self.lease_ms.unwrap_or(picked)
+            },
             max_clock_drift_ppm: SIM_DRIFT_PPM,
             // Round trips here take up to 2 ms (60 ms when a fault delays them): a second
             // keeps the estimate within about 0.4 % (see `clock_check`).

@@ -184,8 +184,12 @@ impl Effects for NodeEffects<'_> {
                 self.sim.snapshots_sent += 1;
             }
             Message::InstallSnapshot { .. } => self.sim.snapshot_chunks_later += 1,
-            Message::Raft(crate::protocol::raft::Msg::InstallSnapshot { .. }) => {
-                self.sim.snapshots_sent += 1;
+            Message::Raft(crate::protocol::raft::Msg::InstallSnapshot { chunk, .. }) => {
+                if chunk.offset == 0 {
+                    self.sim.snapshots_sent += 1;
+                } else {
+                    self.sim.snapshot_chunks_later += 1;
+                }
             }
             _ => {}
         }
@@ -282,13 +286,8 @@ impl Sim {
             })
             .collect();
         let mut corrupt_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xc0ff_ee00_dead_beef);
-        // Raft has no learner rule for lost synced records yet (`raft/storage.rs`).
-        let corrupt_percent = match cfg.protocol {
-            Protocol::Multipaxos => cfg.corrupt_seeds_percent,
-            Protocol::Raft => 0,
-        };
         let corrupt_rng =
-            (corrupt_rng.random_range(0..100) < corrupt_percent).then_some(corrupt_rng);
+            (corrupt_rng.random_range(0..100) < cfg.corrupt_seeds_percent).then_some(corrupt_rng);
         Sim {
             proto,
             rng,

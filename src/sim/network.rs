@@ -141,18 +141,30 @@ fn describe_raft(msg: &crate::protocol::raft::Msg) -> String {
         },
         Msg::InstallSnapshot {
             term,
-            last_index,
             last_term,
-            state,
+            chunk,
         } => format!(
-            "install snapshot t{term} at {last_index}@t{last_term}, {} keys",
-            state.entries.len()
+            "install snapshot t{term} at {}@t{last_term}, items {}.. of {}",
+            chunk.last_included, chunk.offset, chunk.items_total
         ),
+        Msg::SnapshotChunkRequest {
+            term,
+            last_included,
+            offset,
+        } => format!("snapshot chunk request t{term} at {last_included} from {offset}"),
+        Msg::RecoveryQuery { last_index } => format!("recovery query, last {last_index}"),
+        Msg::RecoveryReport {
+            term,
+            recovering,
+            leading,
+        } => format!("recovery report t{term} recovering {recovering} leading {leading:?}"),
         Msg::InstallSnapshotReply { term, last_index } => {
             format!("snapshot installed t{term} through {last_index}")
         }
         Msg::ReadProbe { term, seq } => format!("read probe t{term} #{seq}"),
         Msg::ReadProbeAck { term, seq } => format!("read probe ack t{term} #{seq}"),
+        Msg::LeaseRequest { term, seq } => format!("lease request t{term} #{seq}"),
+        Msg::LeaseGrant { term, seq } => format!("lease grant t{term} #{seq}"),
     }
 }
 

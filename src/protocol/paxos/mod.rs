@@ -170,7 +170,8 @@ pub struct Stats {
     pub snapshot_transfers_abandoned: u64,
     /// Applied log entries dropped from memory by `log_retain_bytes` (not by a snapshot).
     pub log_slots_trimmed: u64,
-    /// Prepares and accepts left unanswered while recovering records storage lost.
+    /// Prepares and accepts left unanswered while recovering records storage lost;
+    /// Raft: pre-votes and votes held back by a lease granted to another replica.
     pub votes_withheld: u64,
     /// Client requests refused because their command exceeds `limits::COMMAND_BYTES_MAX`.
     pub requests_too_large: u64,

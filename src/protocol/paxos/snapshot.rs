@@ -20,171 +20,22 @@
 //!   [`SNAPSHOT_STALL_TIMEOUTS`] election timeouts; the usual catch-up request starts
 //!   the next one.
 
-use std::hash::Hash;
-
-use bytes::Bytes;
-use xxhash_rust::xxh3::Xxh3Default;
-
 use super::{LogEntry, Replica, Role};
-use crate::protocol::kv::{Item, KvState, Session, export_order};
+use crate::protocol::kv::KvState;
 use crate::protocol::message::{Message, Snapshot, SnapshotChunk};
 use crate::protocol::outbox::{Action, ClientReply};
-use crate::protocol::types::{ClientId, NANOS_PER_MS, Nanos, ReplicaId, Slot};
+use crate::protocol::transfer::{
+    SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, chunk_is_well_formed,
+};
+use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
 /// A new frozen state is built at most this often (building one walks the whole map).
 const SNAPSHOT_BUILD_MS: Nanos = 1_000;
-/// A frozen state nobody asked a chunk of for this long is dropped (it pins old values).
-pub const SNAPSHOT_IDLE_MS: Nanos = 5_000;
-/// A transfer with no new chunk for this many election timeouts is abandoned.
-pub const SNAPSHOT_STALL_TIMEOUTS: u64 = 4;
 /// A replica asks the driver for a snapshot (which compacts the log) once the key and
 /// value bytes applied since the last compaction reach half the bytes stored, and at
 /// least this many: the log then holds at most about half the state's size beyond the
 /// retained slots, and the cost of snapshots stays proportional to what was written.
 pub const SNAPSHOT_LOG_BYTES_MIN: u64 = 32 << 20;
-/// Bytes counted per entry on top of its key and value (the version and framing).
-const ENTRY_OVERHEAD_BYTES: usize = 16;
-/// Bytes counted per session on top of [`Session::size_bytes`] (its id).
-const SESSION_ID_BYTES: usize = 8;
-/// Bytes counted per deadline on top of its key (the time and framing).
-const DEADLINE_OVERHEAD_BYTES: usize = 16;
-
-/// A state frozen for sending, served chunk by chunk.
-struct SnapshotOut {
-    last_included: Slot,
-    state: KvState,
-    digest: u64,
-    /// When a chunk of it was last sent, to anyone.
-    served_at: Nanos,
-    /// When a chunk of it was last sent to each peer.
-    served_to: [Option<Nanos>; crate::config::REPLICAS_MAX],
-}
-
-impl SnapshotOut {
-    fn entries_total(&self) -> u64 {
-        self.state.entries.len() as u64
-    }
-
-    fn sessions_total(&self) -> u64 {
-        self.state.sessions.len() as u64
-    }
-
-    fn items_total(&self) -> u64 {
-        self.entries_total() + self.sessions_total() + self.state.deadlines.len() as u64
-    }
-
-    /// The items from `offset` on, about `bytes_max` of them (at least one).
-    fn chunk(&self, offset: u64, bytes_max: usize) -> SnapshotChunk {
-        let entries_total = self.entries_total();
-        let sessions_end = entries_total + self.sessions_total();
-        let items_total = self.items_total();
-        let mut chunk = SnapshotChunk {
-            last_included: self.last_included,
-            items_total,
-            entries_total,
-            digest: self.digest,
-            offset,
-            entries: Vec::new(),
-            sessions: Vec::new(),
-            sessions_total: self.sessions_total(),
-            log_time: self.state.log_time,
-            deadlines: Vec::new(),
-        };
-        let mut at = offset;
-        let mut bytes = 0;
-        while at < items_total {
-            let size = if at < entries_total {
-                self.state.entries[at as usize].payload_len() + ENTRY_OVERHEAD_BYTES
-            } else if at < sessions_end {
-                let (_, s) = &self.state.sessions[(at - entries_total) as usize];
-                s.size_bytes() + SESSION_ID_BYTES
-            } else {
-                let (k, _) = &self.state.deadlines[(at - sessions_end) as usize];
-                k.len() + DEADLINE_OVERHEAD_BYTES
-            };
-            if bytes > 0 && bytes + size > bytes_max {
-                break;
-            }
-            bytes += size;
-            if at < entries_total {
-                chunk.entries.push(self.state.entries[at as usize].clone());
-            } else if at < sessions_end {
-                let i = (at - entries_total) as usize;
-                chunk.sessions.push(self.state.sessions[i].clone());
-            } else {
-                let i = (at - sessions_end) as usize;
-                chunk.deadlines.push(self.state.deadlines[i].clone());
-            }
-            at += 1;
-        }
-        chunk
-    }
-}
-
-/// A state being received, staged until every chunk is in.
-struct SnapshotIn {
-    from: ReplicaId,
-    /// Who this replica believed led when the transfer started.
-    leader: Option<ReplicaId>,
-    last_included: Slot,
-    items_total: u64,
-    entries_total: u64,
-    digest: u64,
-    /// Over the items received so far, in order.
-    hasher: Xxh3Default,
-    received: u64,
-    entries: Vec<Item>,
-    sessions: Vec<(ClientId, Session)>,
-    sessions_total: u64,
-    log_time: u64,
-    deadlines: Vec<(Bytes, u64)>,
-    requested_at: Nanos,
-    progress_at: Nanos,
-}
-
-impl SnapshotIn {
-    fn is_transfer_of(&self, from: ReplicaId, c: &SnapshotChunk) -> bool {
-        self.from == from
-            && self.last_included == c.last_included
-            && self.items_total == c.items_total
-            && self.entries_total == c.entries_total
-            && self.sessions_total == c.sessions_total
-            && self.log_time == c.log_time
-            && self.digest == c.digest
-    }
-
-    /// Appends a chunk at `received`; false if it breaks the order of keys or ids.
-    fn append(&mut self, chunk: SnapshotChunk) -> bool {
-        for item in chunk.entries {
-            let key = item.key();
-            let after_last = self.entries.last().is_none_or(|last| {
-                (export_order(last.key()), last.key()) < (export_order(key), key)
-            });
-            if !after_last {
-                return false;
-            }
-            hash_item(&mut self.hasher, &item);
-            self.entries.push(item);
-        }
-        for (c, s) in chunk.sessions {
-            if self.sessions.last().is_some_and(|(last, _)| *last >= c) {
-                return false;
-            }
-            hash_session(&mut self.hasher, c, &s);
-            self.sessions.push((c, s));
-        }
-        for (k, at) in chunk.deadlines {
-            if self.deadlines.last().is_some_and(|(last, _)| *last >= k) {
-                return false;
-            }
-            hash_deadline(&mut self.hasher, &k, at);
-            self.deadlines.push((k, at));
-        }
-        self.received =
-            self.entries.len() as u64 + self.sessions.len() as u64 + self.deadlines.len() as u64;
-        true
-    }
-}
 
 /// Snapshot transfers of one replica, both ways: at most one frozen state to send and
 /// one state being received.
@@ -195,57 +46,6 @@ pub(super) struct Transfers {
     built_at: Option<Nanos>,
     /// `Kv::written_bytes` at the last compaction or snapshot request.
     written_bytes_mark: u64,
-}
-
-fn hash_item(h: &mut Xxh3Default, item: &Item) {
-    item.key().hash(h);
-    item.value().hash(h);
-    item.version().hash(h);
-}
-
-fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {
-    id.hash(h);
-    session.hash(h);
-}
-
-fn hash_deadline(h: &mut Xxh3Default, key: &[u8], at: u64) {
-    key.hash(h);
-    at.hash(h);
-}
-
-/// xxh3 over the log's time and every item of a state, in the order chunks carry them.
-fn state_digest(state: &KvState) -> u64 {
-    let mut h = Xxh3Default::new();
-    state.log_time.hash(&mut h);
-    for item in &state.entries {
-        hash_item(&mut h, item);
-    }
-    for (c, s) in &state.sessions {
-        hash_session(&mut h, *c, s);
-    }
-    for (k, at) in &state.deadlines {
-        hash_deadline(&mut h, k, *at);
-    }
-    h.digest()
-}
-
-/// A chunk whose counts are consistent with its own header (it may still belong to no
-/// transfer the receiver knows).
-fn chunk_is_well_formed(c: &SnapshotChunk) -> bool {
-    let n = c.entries.len() as u64 + c.sessions.len() as u64 + c.deadlines.len() as u64;
-    let Some(end) = c.offset.checked_add(n) else {
-        return false;
-    };
-    let Some(sessions_end) = c.entries_total.checked_add(c.sessions_total) else {
-        return false;
-    };
-    // Each kind's part of the chunk is where the header puts that kind.
-    let within = |from: u64, to: u64| to.clamp(c.offset, end) - from.clamp(c.offset, end);
-    sessions_end <= c.items_total
-        && end <= c.items_total
-        && (n > 0 || c.items_total == 0)
-        && c.entries.len() as u64 == within(0, c.entries_total)
-        && c.sessions.len() as u64 == within(c.entries_total, sessions_end)
 }
 
 impl Replica {
@@ -391,16 +191,8 @@ impl Replica {
                 self.stats.messages_ignored += 1;
                 return;
             }
-            let mut state = self.kv.export();
-            state.sort();
-            let digest = state_digest(&state);
-            self.transfers.out = Some(SnapshotOut {
-                last_included: self.applied,
-                state,
-                digest,
-                served_at: now,
-                served_to: [None; crate::config::REPLICAS_MAX],
-            });
+            let state = self.kv.export();
+            self.transfers.out = Some(SnapshotOut::freeze(self.applied, state, now));
             self.transfers.built_at = Some(now);
         }
         self.stats.snapshots_sent += 1;
@@ -412,9 +204,7 @@ impl Replica {
         let Some(out) = &mut self.transfers.out else {
             return;
         };
-        out.served_at = now;
-        out.served_to[to.index()] = Some(now);
-        let chunk = out.chunk(offset, bytes_max);
+        let chunk = out.serve(now, to, offset, bytes_max);
         self.stats.snapshot_chunks_sent += 1;
         self.send(
             to,
@@ -472,28 +262,7 @@ impl Replica {
                 self.stats.messages_ignored += 1;
                 return;
             }
-            self.transfers.incoming = Some(SnapshotIn {
-                from,
-                leader: self.leader,
-                last_included: chunk.last_included,
-                items_total: chunk.items_total,
-                entries_total: chunk.entries_total,
-                digest: chunk.digest,
-                hasher: {
-                    // The digest covers the log's time first (see `state_digest`).
-                    let mut h = Xxh3Default::new();
-                    chunk.log_time.hash(&mut h);
-                    h
-                },
-                received: 0,
-                entries: Vec::new(),
-                sessions: Vec::new(),
-                sessions_total: chunk.sessions_total,
-                log_time: chunk.log_time,
-                deadlines: Vec::new(),
-                requested_at: now,
-                progress_at: now,
-            });
+            self.transfers.incoming = Some(SnapshotIn::start(from, self.leader, &chunk, now));
         }
         let Some(t) = &mut self.transfers.incoming else {
             unreachable!("a transfer was found or started above");
@@ -524,17 +293,12 @@ impl Replica {
         let Some(t) = self.transfers.incoming.take() else {
             unreachable!("checked above");
         };
-        if t.hasher.digest() != t.digest {
+        let at = t.last_included;
+        let Some(state) = t.finish() else {
             self.stats.snapshot_transfers_abandoned += 1;
             return;
-        }
-        let state = KvState {
-            entries: t.entries,
-            sessions: t.sessions,
-            deadlines: t.deadlines,
-            log_time: t.log_time,
         };
-        self.install_snapshot(now, t.last_included, state);
+        self.install_snapshot(now, at, state);
     }
 
     /// Timers of snapshots: asks for one when the log grew enough, drops an idle frozen

@@ -11,10 +11,14 @@ impl Replica {
     pub(super) fn election_tick(&mut self, now: Nanos) {
         match self.election_deadline {
             None => self.reset_election_deadline(now),
-            // A replica that cannot persist its vote does not campaign.
-            Some(deadline) if now >= deadline && self.storage_full => {
+            // A replica that cannot persist its vote, or that may have forgotten one
+            // (`recovery.rs`), does not campaign.
+            Some(deadline) if now >= deadline && (self.storage_full || self.recovering()) => {
                 self.reset_election_deadline(now)
             }
+            // A lease we granted another replica may still run: no campaign before it
+            // ends (checked again every tick).
+            Some(deadline) if now >= deadline && self.lease_blocks_election(now) => {}
             Some(deadline) if now >= deadline => self.start_pre_vote(now),
             Some(_) => {}
         }
@@ -68,8 +72,11 @@ impl Replica {
         last_index: Slot,
         last_term: u64,
     ) {
+        let blocked = self.lease_blocks_vote(now, from) || self.recovering();
+        self.stats.votes_withheld += u64::from(blocked);
         let granted = term > self.term
             && !self.leader_is_fresh(now)
+            && !blocked
             && self.log_up_to_date(last_index, last_term);
         let term = if granted { term } else { self.term };
         self.send(from, Msg::PreVoteReply { term, granted });
@@ -141,6 +148,12 @@ impl Replica {
             self.stats.messages_ignored += 1;
             return;
         }
+        if self.lease_blocks_vote(now, from) || self.recovering() {
+            // A lease we granted another replica may still run, or we may have forgotten
+            // a vote: no vote, no term change.
+            self.stats.votes_withheld += 1;
+            return;
+        }
         if term > self.term {
             self.become_follower(now, term, None);
         }
@@ -189,6 +202,8 @@ impl Replica {
             now,
         )));
         self.append_noop(now);
+        self.drop_lease();
+        self.request_lease(now);
     }
 
     /// Adopts `term` (at least ours) as a follower of `leader` if known; a leader or
@@ -207,6 +222,7 @@ impl Replica {
         }
         self.leader = leader;
         if let Role::Leader(l) = old {
+            self.drop_lease();
             self.refuse_reads(l.reads);
             self.refuse_waiting();
         }

@@ -133,27 +133,9 @@ impl Replica {
         self.trim_applied_log();
     }
 
-    /// The leader's state machine at `last` = (index, term): we lack entries it compacted.
-    pub(super) fn on_install_snapshot(
-        &mut self,
-        now: Nanos,
-        from: ReplicaId,
-        term: u64,
-        last: (Slot, u64),
-        state: KvState,
-    ) {
-        if term < self.term {
-            let term = self.term;
-            self.send(
-                from,
-                Msg::InstallSnapshotReply {
-                    term,
-                    last_index: 0,
-                },
-            );
-            return;
-        }
-        self.heard_leader(now, term, from);
+    /// The leader's state machine at `last` = (index, term), received whole and
+    /// checked (`snapshot.rs`): we lack entries it compacted.
+    pub(super) fn install_snapshot(&mut self, from: ReplicaId, last: (Slot, u64), state: KvState) {
         let (last_index, last_term) = last;
         if last_index > self.commit {
             self.log.reset_to(last_index, last_term);

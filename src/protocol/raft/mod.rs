@@ -16,9 +16,12 @@
 
 mod election;
 mod follower;
+mod lease;
 mod log;
 mod reads;
+mod recovery;
 mod replication;
+mod snapshot;
 mod storage;
 
 use std::collections::{HashMap, VecDeque};
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use storage::{RaftRecord, Snapshot};
 
 use super::consensus::{Bugs, Core};
-use super::kv::{Kv, KvState, Request};
+use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
 use super::outbox::{Action, ClientReply};
 use super::paxos::Stats;
@@ -101,16 +104,15 @@ pub enum Msg {
         /// Accepted through an index, or why not.
         outcome: AppendOutcome,
     },
-    /// Leader → a follower behind its compacted log: its state machine at `last_index`.
+    /// Leader → a follower behind its compacted log: a bounded chunk of its state
+    /// machine at `chunk.last_included` (the follower asks for each next one).
     InstallSnapshot {
         /// The leader's term.
         term: u64,
-        /// Every entry up to here is applied in `state`.
-        last_index: Slot,
-        /// The term of the entry at `last_index`.
+        /// The term of the entry at `chunk.last_included`.
         last_term: u64,
-        /// The state machine.
-        state: KvState,
+        /// Part of the state, from `chunk.offset` on, with the transfer's header.
+        chunk: Box<crate::protocol::message::SnapshotChunk>,
     },
     /// Follower → leader: the snapshot is installed (or it already had that much).
     InstallSnapshotReply {
@@ -133,6 +135,45 @@ pub enum Msg {
         term: u64,
         /// The probe's number.
         seq: u64,
+    },
+    /// Leader → all (leader-lease mode), every heartbeat: grant me a lease.
+    LeaseRequest {
+        /// The leader's term.
+        term: u64,
+        /// Matches the grants to the request (and so to its send time).
+        seq: u64,
+    },
+    /// Follower → leader: granted for `lease_ms` from when the request arrived; until
+    /// then the follower votes for nobody else (sent once its term is durable).
+    LeaseGrant {
+        /// The follower's term.
+        term: u64,
+        /// The request's number.
+        seq: u64,
+    },
+    /// A replica whose storage lost records → every other replica: what is your term,
+    /// and, if you lead, your last index? (It votes again only once it knows.)
+    RecoveryQuery {
+        /// Its last index: a leader resends what it counted beyond it.
+        last_index: Slot,
+    },
+    /// Answer to `RecoveryQuery`.
+    RecoveryReport {
+        /// The sender's term.
+        term: u64,
+        /// The sender is recovering lost records too (its term then vouches for nothing).
+        recovering: bool,
+        /// The sender's last index, if it leads.
+        leading: Option<Slot>,
+    },
+    /// Follower receiving a snapshot → leader: the chunk at `offset` items, please.
+    SnapshotChunkRequest {
+        /// The follower's term.
+        term: u64,
+        /// The transfer: the index the state being sent ends at.
+        last_included: Slot,
+        /// Items received so far.
+        offset: u64,
     },
 }
 
@@ -221,6 +262,14 @@ pub struct Replica {
     applied_log_bytes: u64,
     /// The leader's time stamped into the log (`set_wall_clock`).
     clock: crate::protocol::clock::LogClock,
+    /// Leader-lease mode: the lease held, the grants made, the clock-rate check.
+    leases: lease::Leases,
+    /// As leader: the state frozen for followers behind the compacted log.
+    snapshot_out: Option<snapshot::Outgoing>,
+    /// As follower: a leader's state being received in chunks.
+    snapshot_in: Option<snapshot::Incoming>,
+    /// Storage lost records: a learner until it knows what they said (`recovery.rs`).
+    recovering: Option<recovery::Recovering>,
 }
 
 impl Replica {
@@ -229,6 +278,10 @@ impl Replica {
         assert!(cfg.validate().is_ok(), "config must be validated first");
         assert!(id.index() < cfg.replicas);
         let kv = Kv::new(cfg.client_window_max, cfg.clients_max);
+        let leases = lease::Leases::new(
+            cfg.max_clock_drift_ppm,
+            cfg.clock_check_window_ms * NANOS_PER_MS,
+        );
         Replica {
             cfg,
             id,
@@ -257,12 +310,20 @@ impl Replica {
             unsaved_install: None,
             applied_log_bytes: 0,
             clock: crate::protocol::clock::LogClock::default(),
+            leases,
+            snapshot_out: None,
+            snapshot_in: None,
+            recovering: None,
         }
     }
 
     /// Turns on deliberate bugs (tests and simulator only).
     pub fn set_bugs(&mut self, bugs: Bugs) {
         self.bugs = bugs;
+        if bugs.truncate_at_corruption {
+            // Set right after `recover`, before any step: the learner never existed.
+            self.recovering = None;
+        }
     }
 
     /// Keeps a trace of every applied entry, for the simulator's prefix check.
@@ -325,11 +386,6 @@ impl Replica {
         self.log.last_index()
     }
 
-    /// Raft replicas have no learner mode yet: never recovering (see `storage.rs`).
-    pub fn recovering(&self) -> bool {
-        false
-    }
-
     /// Takes the actions produced so far into `out`, keeping both allocations.
     pub fn drain_into(&mut self, out: &mut Vec<Action>) {
         out.append(&mut self.outbox);
@@ -343,12 +399,17 @@ impl Replica {
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
+        self.wake(now);
         let read = req.cmd.is_read_only();
         if read && self.leading_term().is_none() {
             self.stats.reads_redirected += 1;
         }
         if read && self.cfg.read_mode == crate::config::ReadMode::ReadIndex {
             self.on_read(now, token, req);
+        } else if read && self.lease_read_ready(now) {
+            self.stats.reads_local += 1;
+            let reply = self.kv.read(&req.cmd);
+            self.reply(token, ClientReply::Done(reply));
         } else {
             if read && self.leading_term().is_some() {
                 self.stats.reads_log += 1;
@@ -364,8 +425,12 @@ impl Replica {
             self.stats.messages_ignored += 1;
             return;
         }
+        self.wake(now);
         match msg {
             Message::Raft(msg) => self.dispatch(now, from, msg),
+            msg @ (Message::ClockProbe { .. } | Message::ClockEcho { .. }) => {
+                self.on_clock_message(now, from, msg)
+            }
             // Another protocol's message: a misconfigured peer.
             _ => self.stats.messages_ignored += 1,
         }
@@ -374,11 +439,16 @@ impl Replica {
 
     /// Time passes: elections, heartbeats, retransmissions, batch deadlines.
     pub fn on_tick(&mut self, now: Nanos) {
+        self.wake(now);
         if matches!(self.role, Role::Leader(_)) {
+            self.snapshot_out_tick(now);
             self.leader_tick(now);
         } else {
+            self.snapshot_in_tick(now);
             self.election_tick(now);
         }
+        self.recovery_tick(now);
+        self.lease_tick(now);
         self.finish_step(now);
     }
 
@@ -409,7 +479,7 @@ impl Replica {
     /// Sends the held messages whose records are durable, unless an installed snapshot
     /// still waits to be saved.
     fn release_held(&mut self) {
-        if self.unsaved_install.is_some() {
+        if self.install_unsaved() {
             return;
         }
         let durable = self.durable_id;
@@ -477,20 +547,33 @@ impl Replica {
             Msg::AppendReply { term, outcome } => self.on_append_reply(now, from, term, outcome),
             Msg::InstallSnapshot {
                 term,
-                last_index,
                 last_term,
-                state,
-            } => self.on_install_snapshot(now, from, term, (last_index, last_term), state),
+                chunk,
+            } => self.on_snapshot_chunk(now, from, term, last_term, *chunk),
             Msg::InstallSnapshotReply { term, last_index } => {
                 self.on_install_snapshot_reply(now, from, term, last_index)
             }
             Msg::ReadProbe { term, seq } => self.on_read_probe(now, from, term, seq),
             Msg::ReadProbeAck { term, seq } => self.on_read_probe_ack(now, from, term, seq),
+            Msg::LeaseRequest { term, seq } => self.on_lease_request(now, from, term, seq),
+            Msg::LeaseGrant { term, seq } => self.on_lease_grant(from, term, seq),
+            Msg::SnapshotChunkRequest {
+                term,
+                last_included,
+                offset,
+            } => self.on_snapshot_chunk_request(now, from, term, last_included, offset),
+            Msg::RecoveryQuery { last_index } => self.on_recovery_query(now, from, last_index),
+            Msg::RecoveryReport {
+                term,
+                recovering,
+                leading,
+            } => self.on_recovery_report(now, from, term, recovering, leading),
         }
     }
 
     /// Runs messages a replica sent itself, then checks invariants.
     fn finish_step(&mut self, now: Nanos) {
+        self.check_recovered(now);
         while let Some(msg) = self.loopback.pop_front() {
             self.dispatch(now, self.id, msg);
         }
@@ -510,6 +593,7 @@ impl Replica {
             assert_eq!(self.voted_for, Some(self.id), "a leader voted for itself");
             assert_eq!(self.leader, Some(self.id));
             assert!(l.queue.requests.len() <= self.cfg.proposal_queue_max);
+            assert!(l.proposed.len() as u64 <= self.log.last_index() - self.commit);
             for p in &l.progress {
                 assert!(p.matched <= self.log.last_index());
                 assert!(p.next >= 1 && p.next <= self.log.last_index() + 1);
@@ -550,10 +634,18 @@ impl Replica {
         }
     }
 
+    /// Whether an installed snapshot that answers must wait for is not saved yet. A
+    /// recovering replica answers without waiting: no snapshot is saved while it recovers,
+    /// and if it crashes before one is, it comes back recovering (its storage still
+    /// reports the loss), voting for nobody until it holds again what it acknowledged.
+    fn install_unsaved(&self) -> bool {
+        self.unsaved_install.is_some() && self.recovering.is_none()
+    }
+
     /// Sends `msg` once every record asked for so far is durable.
     fn send_when_durable(&mut self, to: ReplicaId, msg: Msg) {
         let pid = self.next_persist_id - 1;
-        let durable = pid <= self.durable_id && self.unsaved_install.is_none();
+        let durable = pid <= self.durable_id && !self.install_unsaved();
         if self.bugs.reply_before_persist || durable {
             self.send(to, msg);
         } else if to != self.id && self.held_for_peers >= self.held_max() {
@@ -631,7 +723,7 @@ impl Core for Replica {
         self.applied
     }
     fn recovering(&self) -> bool {
-        false
+        self.recovering.is_some()
     }
     fn snapshot(&self) -> Snapshot {
         Replica::snapshot(self)
@@ -642,8 +734,8 @@ impl Core for Replica {
     fn compact(&mut self, upto: Slot) {
         Replica::compact(self, upto);
     }
-    fn read_now(&mut self, _now: Nanos, _cmd: &super::kv::Command) -> Option<super::kv::Reply> {
-        None // Raft serves no lease reads yet: every read takes a step.
+    fn read_now(&mut self, now: Nanos, cmd: &super::kv::Command) -> Option<super::kv::Reply> {
+        self.lease_read_now(now, cmd)
     }
 }
 

@@ -54,6 +54,9 @@ pub(super) struct Leadership {
     pub(super) reads: super::reads::ReadIndex,
     /// The last entry that names keys to expire.
     pub(super) expiry_index: Option<Slot>,
+    /// Entries appended in this term and not yet committed, with when (INFO's
+    /// `propose_to_chosen`); at most the uncommitted part of the log.
+    pub(super) proposed: std::collections::VecDeque<(Slot, Nanos)>,
 }
 
 impl Leadership {
@@ -75,6 +78,7 @@ impl Leadership {
             since: now,
             reads: super::reads::ReadIndex::new(replicas),
             expiry_index: None,
+            proposed: std::collections::VecDeque::new(),
         }
     }
 }
@@ -133,9 +137,11 @@ impl Replica {
         if uncommitted >= depth {
             return;
         }
+        let queued_since = l.queue.since;
         let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
             return;
         };
+        self.stats.queue_wait_ns += now.saturating_sub(queued_since);
         let needed = batch.iter().any(|r| r.cmd.reads_clock());
         let name_keys = !self.expiry_in_flight();
         let batch_bytes_max = self.cfg.batch_bytes_max;
@@ -208,6 +214,9 @@ impl Replica {
         });
         self.log.push(LogEntry { term, batch });
         self.stats.slots_proposed += 1;
+        if let Some(l) = self.leadership() {
+            l.proposed.push_back((index, now));
+        }
         let outcome = AppendOutcome::Ok { match_index: index };
         self.send_when_durable(self.id, Msg::AppendReply { term, outcome });
         self.replicate_all(now);
@@ -225,7 +234,7 @@ impl Replica {
     /// Sends `to` what it lacks, while its window has room: entries in chunks of at most
     /// `catchup_chunk_max` (and `limits::CATCHUP_BYTES_MAX`), or a snapshot if they were
     /// compacted.
-    fn replicate(&mut self, now: Nanos, to: ReplicaId) {
+    pub(super) fn replicate(&mut self, now: Nanos, to: ReplicaId) {
         let depth = self.cfg.pipeline_depth;
         let chunk_max = self.cfg.catchup_chunk_max;
         let last = self.log.last_index();
@@ -307,7 +316,7 @@ impl Replica {
             self.become_follower(now, term, None);
             return;
         }
-        let last = self.log.last_index();
+        let (last, base) = (self.log.last_index(), self.log.base());
         let back_to = match outcome {
             AppendOutcome::Conflict {
                 index,
@@ -334,10 +343,22 @@ impl Replica {
                 p.in_flight = p.in_flight.saturating_sub(1);
                 p.sent_at = now;
                 p.probing = false;
+                if match_index >= base {
+                    // Its log continues ours without a snapshot (the answer to one, or
+                    // a chunk of it, may have been lost): appends go on from here.
+                    p.snapshot_sent = false;
+                }
             }
             AppendOutcome::Conflict { .. } => {
                 // Fast back-off: past the follower's entries of the conflicting term.
-                let back_to = back_to.clamp(p.matched + 1, last + 1);
+                let back_to = back_to.clamp(1, last + 1);
+                if back_to <= p.matched {
+                    // Its log no longer holds what it acknowledged (restarted from an
+                    // older data directory, or storage lost records), or the answer is a
+                    // stale one: count less for it (the commit index never goes back)
+                    // and send again from there.
+                    p.matched = back_to - 1;
+                }
                 if back_to < p.next {
                     p.next = back_to;
                     p.in_flight = 0;
@@ -398,6 +419,15 @@ impl Replica {
             return;
         }
         self.commit = candidate;
+        if let Role::Leader(l) = &mut self.role {
+            while let Some(&(index, at)) = l.proposed.front()
+                && index <= candidate
+            {
+                l.proposed.pop_front();
+                self.stats.slots_chosen_led += 1;
+                self.stats.commit_wait_ns += now.saturating_sub(at);
+            }
+        }
         self.apply_committed();
         self.serve_reads();
         self.try_propose(now);
@@ -461,26 +491,5 @@ impl Replica {
         }
         self.try_propose(now);
         self.propose_expiry(now);
-    }
-
-    /// Sends `to` our state machine: the entries it lacks were compacted.
-    fn send_snapshot(&mut self, now: Nanos, to: ReplicaId) {
-        let last_index = self.applied;
-        let last_term = self
-            .log
-            .term_at(last_index)
-            .expect("applied is at or after the base");
-        let msg = Msg::InstallSnapshot {
-            term: self.term,
-            last_index,
-            last_term,
-            state: self.kv.export(),
-        };
-        let Some(l) = self.leadership() else { return };
-        let p = &mut l.progress[to.index()];
-        p.snapshot_sent = true;
-        p.sent_at = now;
-        self.stats.snapshots_sent += 1;
-        self.send(to, msg);
     }
 }

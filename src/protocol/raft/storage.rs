@@ -2,9 +2,7 @@
 //! entries), recovery from a snapshot and the records after it, snapshots and compaction.
 //!
 //! A replica whose storage lost synced records in the middle of its log (the WAL reports
-//! it) would need the learner rule the Multi-Paxos core has (`paxos/recovery.rs`); Raft
-//! has none yet, so `forgot_records` is only counted, and the simulator does not inject
-//! that fault into Raft runs.
+//! it) comes back as a learner that does not vote until it caught up (`recovery.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +67,9 @@ pub(super) fn batch_record_bytes_max(batch: &Batch) -> usize {
 impl Replica {
     /// A replica restarted from its latest snapshot, if any, and the durable records
     /// written after it, in order. Term, vote and log survive; the commit index restarts
-    /// at the snapshot (the leader tells the rest). See the module doc on `forgot_records`.
+    /// at the snapshot (the leader tells the rest). With `forgot_records` (storage lost
+    /// records among them) it keeps the snapshot's log, the highest term any record names
+    /// and the last vote in it, and rejoins as a learner (`recovery.rs`).
     pub fn recover(
         cfg: ProtocolConfig,
         id: ReplicaId,
@@ -93,8 +93,18 @@ impl Replica {
         for record in records {
             match record {
                 Record::Raft(RaftRecord::Vote { term, voted_for }) => {
-                    r.term = term;
-                    r.voted_for = voted_for;
+                    if term >= r.term {
+                        r.term = term;
+                        r.voted_for = voted_for;
+                    }
+                }
+                Record::Raft(RaftRecord::Entry { term, .. }) if forgot_records => {
+                    // Entries after a lost record may mix two leaders' logs: the leader
+                    // sends them again. Their terms were adopted all the same.
+                    if term > r.term {
+                        r.term = term;
+                        r.voted_for = None;
+                    }
                 }
                 Record::Raft(RaftRecord::Entry { index, term, batch }) => {
                     r.replay_entry(index, term, batch)
@@ -103,7 +113,9 @@ impl Replica {
                 _ => r.stats.messages_ignored += 1,
             }
         }
-        let _ = forgot_records; // No learner rule yet: see the module doc.
+        if forgot_records {
+            r.recovering = Some(super::recovery::Recovering::default());
+        }
         r
     }
 
@@ -156,7 +168,8 @@ impl Replica {
         }
         let mut bytes = self.applied_log_bytes;
         let mut upto = self.log.base();
-        while bytes > limit && upto < self.applied {
+        let keep_after = self.snapshot_out_at().unwrap_or(self.applied);
+        while bytes > limit && upto < self.applied.min(keep_after) {
             upto += 1;
             let e = self
                 .log

@@ -15,6 +15,8 @@ const MS: Nanos = NANOS_PER_MS;
 struct Group {
     replicas: Vec<Replica>,
     wire: Vec<(ReplicaId, ReplicaId, Msg)>,
+    /// Clock-rate probes and echoes (lease mode), delivered with the rest.
+    clock_wire: Vec<(ReplicaId, ReplicaId, Message)>,
     /// Per replica: records waiting for a sync while its disk is held.
     unsynced: Vec<Vec<PersistId>>,
     disk_held: Vec<bool>,
@@ -58,6 +60,7 @@ impl Group {
         Group {
             replicas,
             wire: Vec::new(),
+            clock_wire: Vec::new(),
             unsynced: vec![Vec::new(); n],
             disk_held: vec![false; n],
             records: vec![Vec::new(); n],
@@ -77,6 +80,10 @@ impl Group {
                     to,
                     msg: Message::Raft(msg),
                 } => self.wire.push((ReplicaId(i as u8), to, msg)),
+                Action::Send {
+                    to,
+                    msg: msg @ (Message::ClockProbe { .. } | Message::ClockEcho { .. }),
+                } => self.clock_wire.push((ReplicaId(i as u8), to, msg)),
                 Action::Send { .. } => panic!("a Raft replica sent another protocol's message"),
                 Action::Persist { id, record } => {
                     self.records[i].push(record);
@@ -132,6 +139,11 @@ impl Group {
     }
 
     fn deliver_all(&mut self) -> usize {
+        while !self.clock_wire.is_empty() {
+            let (from, to, msg) = self.clock_wire.remove(0);
+            self.replicas[to.index()].on_message(self.now, from, msg);
+            self.collect(to.index());
+        }
         self.deliver_where(|_, _, _| true)
     }
 
@@ -139,6 +151,7 @@ impl Group {
     fn drop_involving(&mut self, i: usize) {
         let r = ReplicaId(i as u8);
         self.wire.retain(|(f, t, _)| *f != r && *t != r);
+        self.clock_wire.retain(|(f, t, _)| *f != r && *t != r);
     }
 
     /// Lets replica `i`'s election timer run out (its first tick sets it).
@@ -649,3 +662,12 @@ fn applied_entries_past_log_retain_bytes_leave_memory() {
     // What is trimmed is still in the state machine.
     assert_eq!(g.replicas[1].kv().digest(), g.replicas[0].kv().digest());
 }
+
+#[path = "tests_lease.rs"]
+mod lease;
+
+#[path = "tests_snapshot.rs"]
+mod snapshot;
+
+#[path = "tests_recovery.rs"]
+mod recovery;

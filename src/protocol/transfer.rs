@@ -1,0 +1,294 @@
+//! Chunked transfer of a state machine between replicas, shared by Multi-Paxos
+//! (`paxos/snapshot.rs`) and Raft (`raft/snapshot.rs`).
+//!
+//! The sender freezes its state once ([`SnapshotOut::freeze`]: sorted, digest computed) and
+//! serves bounded chunks of it ([`SnapshotChunk`], about `snapshot_chunk_bytes_max` bytes
+//! each); every chunk repeats the transfer's header. The receiver stages one transfer at a
+//! time ([`SnapshotIn`]), checks that keys (in `KvState`'s export order), session ids and
+//! deadline keys strictly increase and that the counts add up, and takes the state only
+//! when every item arrived and the xxh3 digest over all of them matches
+//! ([`SnapshotIn::finish`]). How chunks are asked for and retried is the protocol's.
+
+use std::hash::Hash;
+
+use bytes::Bytes;
+use xxhash_rust::xxh3::Xxh3Default;
+
+use super::kv::{Item, KvState, Session, export_order};
+use super::message::SnapshotChunk;
+use super::types::{ClientId, Nanos, ReplicaId, Slot};
+
+/// A frozen state nobody asked a chunk of for this long is dropped (it pins old values).
+pub const SNAPSHOT_IDLE_MS: Nanos = 5_000;
+/// A transfer with no new chunk for this many election timeouts is abandoned.
+pub const SNAPSHOT_STALL_TIMEOUTS: u64 = 4;
+/// Bytes counted per entry on top of its key and value (the version and framing).
+const ENTRY_OVERHEAD_BYTES: usize = 16;
+/// Bytes counted per session on top of [`Session::size_bytes`] (its id).
+const SESSION_ID_BYTES: usize = 8;
+/// Bytes counted per deadline on top of its key (the time and framing).
+const DEADLINE_OVERHEAD_BYTES: usize = 16;
+
+/// A state frozen for sending, served chunk by chunk.
+pub(crate) struct SnapshotOut {
+    /// Every slot up to here is applied in the state.
+    pub(crate) last_included: Slot,
+    state: KvState,
+    digest: u64,
+    /// When a chunk of it was last sent, to anyone.
+    pub(crate) served_at: Nanos,
+    /// When a chunk of it was last sent to each peer.
+    pub(crate) served_to: [Option<Nanos>; crate::config::REPLICAS_MAX],
+}
+
+impl SnapshotOut {
+    fn entries_total(&self) -> u64 {
+        self.state.entries.len() as u64
+    }
+
+    fn sessions_total(&self) -> u64 {
+        self.state.sessions.len() as u64
+    }
+
+    pub(crate) fn items_total(&self) -> u64 {
+        self.entries_total() + self.sessions_total() + self.state.deadlines.len() as u64
+    }
+
+    /// The items from `offset` on, about `bytes_max` of them (at least one).
+    pub(crate) fn chunk(&self, offset: u64, bytes_max: usize) -> SnapshotChunk {
+        let entries_total = self.entries_total();
+        let sessions_end = entries_total + self.sessions_total();
+        let items_total = self.items_total();
+        let mut chunk = SnapshotChunk {
+            last_included: self.last_included,
+            items_total,
+            entries_total,
+            digest: self.digest,
+            offset,
+            entries: Vec::new(),
+            sessions: Vec::new(),
+            sessions_total: self.sessions_total(),
+            log_time: self.state.log_time,
+            deadlines: Vec::new(),
+        };
+        let mut at = offset;
+        let mut bytes = 0;
+        while at < items_total {
+            let size = if at < entries_total {
+                self.state.entries[at as usize].payload_len() + ENTRY_OVERHEAD_BYTES
+            } else if at < sessions_end {
+                let (_, s) = &self.state.sessions[(at - entries_total) as usize];
+                s.size_bytes() + SESSION_ID_BYTES
+            } else {
+                let (k, _) = &self.state.deadlines[(at - sessions_end) as usize];
+                k.len() + DEADLINE_OVERHEAD_BYTES
+            };
+            if bytes > 0 && bytes + size > bytes_max {
+                break;
+            }
+            bytes += size;
+            if at < entries_total {
+                chunk.entries.push(self.state.entries[at as usize].clone());
+            } else if at < sessions_end {
+                let i = (at - entries_total) as usize;
+                chunk.sessions.push(self.state.sessions[i].clone());
+            } else {
+                let i = (at - sessions_end) as usize;
+                chunk.deadlines.push(self.state.deadlines[i].clone());
+            }
+            at += 1;
+        }
+        chunk
+    }
+}
+
+/// A state being received, staged until every chunk is in.
+pub(crate) struct SnapshotIn {
+    pub(crate) from: ReplicaId,
+    /// Who this replica believed led when the transfer started.
+    pub(crate) leader: Option<ReplicaId>,
+    pub(crate) last_included: Slot,
+    pub(crate) items_total: u64,
+    entries_total: u64,
+    digest: u64,
+    /// Over the items received so far, in order.
+    hasher: Xxh3Default,
+    pub(crate) received: u64,
+    entries: Vec<Item>,
+    sessions: Vec<(ClientId, Session)>,
+    sessions_total: u64,
+    log_time: u64,
+    deadlines: Vec<(Bytes, u64)>,
+    pub(crate) requested_at: Nanos,
+    pub(crate) progress_at: Nanos,
+}
+
+impl SnapshotIn {
+    pub(crate) fn is_transfer_of(&self, from: ReplicaId, c: &SnapshotChunk) -> bool {
+        self.from == from
+            && self.last_included == c.last_included
+            && self.items_total == c.items_total
+            && self.entries_total == c.entries_total
+            && self.sessions_total == c.sessions_total
+            && self.log_time == c.log_time
+            && self.digest == c.digest
+    }
+
+    /// Appends a chunk at `received`; false if it breaks the order of keys or ids.
+    pub(crate) fn append(&mut self, chunk: SnapshotChunk) -> bool {
+        for item in chunk.entries {
+            let key = item.key();
+            let after_last = self.entries.last().is_none_or(|last| {
+                (export_order(last.key()), last.key()) < (export_order(key), key)
+            });
+            if !after_last {
+                return false;
+            }
+            hash_item(&mut self.hasher, &item);
+            self.entries.push(item);
+        }
+        for (c, s) in chunk.sessions {
+            if self.sessions.last().is_some_and(|(last, _)| *last >= c) {
+                return false;
+            }
+            hash_session(&mut self.hasher, c, &s);
+            self.sessions.push((c, s));
+        }
+        for (k, at) in chunk.deadlines {
+            if self.deadlines.last().is_some_and(|(last, _)| *last >= k) {
+                return false;
+            }
+            hash_deadline(&mut self.hasher, &k, at);
+            self.deadlines.push((k, at));
+        }
+        self.received =
+            self.entries.len() as u64 + self.sessions.len() as u64 + self.deadlines.len() as u64;
+        true
+    }
+}
+
+impl SnapshotOut {
+    /// Freezes `state`, applied through `last_included`, for sending (sorted into the
+    /// order chunks carry it, its digest computed once).
+    pub(crate) fn freeze(last_included: Slot, mut state: KvState, now: Nanos) -> SnapshotOut {
+        state.sort();
+        let digest = state_digest(&state);
+        SnapshotOut {
+            last_included,
+            state,
+            digest,
+            served_at: now,
+            served_to: [None; crate::config::REPLICAS_MAX],
+        }
+    }
+
+    /// The chunk at `offset` for `to`, noting when it was served.
+    pub(crate) fn serve(
+        &mut self,
+        now: Nanos,
+        to: ReplicaId,
+        offset: u64,
+        bytes_max: usize,
+    ) -> SnapshotChunk {
+        self.served_at = now;
+        self.served_to[to.index()] = Some(now);
+        self.chunk(offset, bytes_max)
+    }
+}
+
+impl SnapshotIn {
+    /// A transfer from `from` starting with its first chunk `chunk` (not yet appended).
+    pub(crate) fn start(
+        from: ReplicaId,
+        leader: Option<ReplicaId>,
+        chunk: &SnapshotChunk,
+        now: Nanos,
+    ) -> SnapshotIn {
+        SnapshotIn {
+            from,
+            leader,
+            last_included: chunk.last_included,
+            items_total: chunk.items_total,
+            entries_total: chunk.entries_total,
+            digest: chunk.digest,
+            hasher: {
+                // The digest covers the log's time first (see `state_digest`).
+                let mut h = Xxh3Default::new();
+                chunk.log_time.hash(&mut h);
+                h
+            },
+            received: 0,
+            entries: Vec::new(),
+            sessions: Vec::new(),
+            sessions_total: chunk.sessions_total,
+            log_time: chunk.log_time,
+            deadlines: Vec::new(),
+            requested_at: now,
+            progress_at: now,
+        }
+    }
+
+    /// The whole state, once every item arrived, if its digest matches.
+    pub(crate) fn finish(self) -> Option<KvState> {
+        if self.received < self.items_total || self.hasher.digest() != self.digest {
+            return None;
+        }
+        Some(KvState {
+            entries: self.entries,
+            sessions: self.sessions,
+            deadlines: self.deadlines,
+            log_time: self.log_time,
+        })
+    }
+}
+
+fn hash_item(h: &mut Xxh3Default, item: &Item) {
+    item.key().hash(h);
+    item.value().hash(h);
+    item.version().hash(h);
+}
+
+fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {
+    id.hash(h);
+    session.hash(h);
+}
+
+fn hash_deadline(h: &mut Xxh3Default, key: &[u8], at: u64) {
+    key.hash(h);
+    at.hash(h);
+}
+
+/// xxh3 over the log's time and every item of a state, in the order chunks carry them.
+pub(crate) fn state_digest(state: &KvState) -> u64 {
+    let mut h = Xxh3Default::new();
+    state.log_time.hash(&mut h);
+    for item in &state.entries {
+        hash_item(&mut h, item);
+    }
+    for (c, s) in &state.sessions {
+        hash_session(&mut h, *c, s);
+    }
+    for (k, at) in &state.deadlines {
+        hash_deadline(&mut h, k, *at);
+    }
+    h.digest()
+}
+
+/// A chunk whose counts are consistent with its own header (it may still belong to no
+/// transfer the receiver knows).
+pub(crate) fn chunk_is_well_formed(c: &SnapshotChunk) -> bool {
+    let n = c.entries.len() as u64 + c.sessions.len() as u64 + c.deadlines.len() as u64;
+    let Some(end) = c.offset.checked_add(n) else {
+        return false;
+    };
+    let Some(sessions_end) = c.entries_total.checked_add(c.sessions_total) else {
+        return false;
+    };
+    // Each kind's part of the chunk is where the header puts that kind.
+    let within = |from: u64, to: u64| to.clamp(c.offset, end) - from.clamp(c.offset, end);
+    sessions_end <= c.items_total
+        && end <= c.items_total
+        && (n > 0 || c.items_total == 0)
+        && c.entries.len() as u64 == within(0, c.entries_total)
+        && c.sessions.len() as u64 == within(c.entries_total, sessions_end)
+}
