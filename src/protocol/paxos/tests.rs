@@ -1198,4 +1198,5 @@ fn a_heartbeat_below_the_promise_deposes_its_sender() {
 
 /// Size limits: commands, batches and records that must fit the WAL.
 mod limits;
+mod recovery;
 mod storage_full;
