@@ -197,6 +197,35 @@ impl Consensus {
         }
     }
 
+    /// As `recover`, with the applied trace on from the start, so the slots recovery
+    /// applies are in it (for the simulator's prefix check).
+    pub fn recover_traced(
+        cfg: ProtocolConfig,
+        id: ReplicaId,
+        seed: u64,
+        snapshot: Option<ConsensusSnapshot>,
+        records: impl IntoIterator<Item = Record>,
+        forgot_records: bool,
+    ) -> Consensus {
+        match cfg.protocol {
+            Protocol::Multipaxos => {
+                let snap = match snapshot {
+                    Some(ConsensusSnapshot::Paxos(s)) => Some(s),
+                    _ => None,
+                };
+                let r =
+                    paxos::Replica::recover_traced(cfg, id, seed, snap, records, forgot_records);
+                Consensus::Paxos(Box::new(r))
+            }
+            // Raft's recovery applies nothing (its commit index is not persisted).
+            Protocol::Raft => {
+                let mut r = Consensus::recover(cfg, id, seed, snapshot, records, forgot_records);
+                r.enable_applied_trace();
+                r
+            }
+        }
+    }
+
     /// A client request arrives; its reply comes back with `token`.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
         self.begin_step();

@@ -135,13 +135,19 @@ pub fn run_many(
 }
 
 impl Sim {
+    /// Compares every slot `node` applied since the last look with what the others
+    /// applied there. Every entry of the trace, not only the tail back to a slot already
+    /// seen: a restarted replica re-applies slots from its own log, and one of them may
+    /// differ while a later one agrees.
     pub(super) fn record_applied(&mut self, node: ReplicaId) {
-        let r = self.nodes[node.index()].replica.as_ref().expect("live");
+        let n = &mut self.nodes[node.index()];
+        let r = n.replica.as_ref().expect("live");
         let trace = r.applied_trace().expect("tracing on");
-        // Only the tail since the last look is new; the map holds what others applied.
-        for (slot, batch) in trace.iter().rev() {
+        let new = &trace[n.trace_checked..];
+        n.trace_checked = trace.len();
+        for (slot, batch) in new {
             match self.applied_at.get(slot) {
-                Some(b) if b == batch => break,
+                Some(b) if b == batch => {}
                 Some(b) => {
                     let msg = format!(
                         "replica {node} applied {} at slot {slot}, another applied {}",
@@ -149,7 +155,6 @@ impl Sim {
                         describe_batch(b)
                     );
                     self.violations.push(msg);
-                    break;
                 }
                 None => {
                     for req in batch.iter() {

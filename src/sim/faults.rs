@@ -186,7 +186,7 @@ impl Sim {
             return;
         }
         n.client = ClientPath::new(node, session, self.cfg.read_mode, client_timeout(&self.cfg));
-        let mut r = Consensus::recover(
+        let mut r = Consensus::recover_traced(
             self.proto.clone(),
             node,
             seed,
@@ -194,13 +194,13 @@ impl Sim {
             n.durable.iter().cloned(),
             n.lost_records,
         );
+        n.trace_checked = 0;
         n.outbox = Outbox::new(SnapshotSchedule::new(
             self.cfg.snapshot_every,
             self.cfg.log_retain,
             r.applied_index(),
         ));
         r.set_bugs(self.cfg.bugs);
-        r.enable_applied_trace();
         let recovering = r.recovering();
         n.replica = Some(r);
         self.log(|| format!("restart {node} (recovering lost records: {recovering})"));

@@ -121,6 +121,8 @@ struct Node {
     /// A snapshot at this slot was saved within the step: the replica hears so once the
     /// step's actions are done (`Consensus::on_snapshot_saved`), as from the runtime.
     snapshot_saved: Option<Slot>,
+    /// Entries of this life's applied trace already compared with `Sim::applied_at`.
+    trace_checked: usize,
 }
 
 struct Sim {
@@ -269,6 +271,7 @@ impl Sim {
                     clock_rate_ppm: rng.random_range(-drift..=drift),
                     clock_offset: rng.random_range(0..1_000 * MS as i64),
                     lost_records: false,
+                    trace_checked: 0,
                     snapshot_saved: None,
                 }
             })

@@ -413,3 +413,19 @@ fn lost_synced_records_3_replicas_no_violation() {
 fn lost_synced_records_5_replicas_no_violation() {
     lost_synced_records_are_safe(5);
 }
+
+/// A deposed leader's own accept of a slot survived, the accept of the value chosen there
+/// was lost with other synced records, and a later `Chosen` mark survived: recovering
+/// from that, it must not apply its own value (it once did, in this seed, and its state
+/// diverged). The prefix check compares every slot it applies, those of recovery too.
+#[test]
+fn a_chosen_mark_after_lost_records_applies_no_older_value_seed_101() {
+    let out = run(SimConfig {
+        read_mode: ReadMode::Digest,
+        primitives: true,
+        expiry: true,
+        ..SimConfig::new(101, 3)
+    });
+    assert!(out.records_lost_crashes > 0, "no crash lost synced records");
+    assert_eq!(out.violations, Vec::<String>::new());
+}

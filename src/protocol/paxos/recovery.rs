@@ -46,7 +46,8 @@ impl Replica {
     /// written after it, in order. Its promise, accepted values and commit index survive;
     /// it rejoins as a follower. `forgot_records` says storage lost records among them
     /// (not a torn tail: records that had been synced): it then rejoins as a learner that
-    /// does not vote until it recovered them from the group (see the module doc).
+    /// does not vote until it recovered them from the group (see the module doc), and
+    /// applies no slot whose value it cannot vouch for (see `replay`).
     pub fn recover(
         cfg: ProtocolConfig,
         id: ReplicaId,
@@ -55,23 +56,91 @@ impl Replica {
         records: impl IntoIterator<Item = Record>,
         forgot_records: bool,
     ) -> Replica {
+        let r = Replica::new(cfg, id, seed);
+        r.rebuild(snapshot, records, forgot_records)
+    }
+
+    /// As `recover`, with the applied trace on from the start: the slots recovery
+    /// applies are in it (the simulator's prefix check compares them).
+    pub fn recover_traced(
+        cfg: ProtocolConfig,
+        id: ReplicaId,
+        seed: u64,
+        snapshot: Option<Snapshot>,
+        records: impl IntoIterator<Item = Record>,
+        forgot_records: bool,
+    ) -> Replica {
         let mut r = Replica::new(cfg, id, seed);
+        r.enable_applied_trace();
+        r.rebuild(snapshot, records, forgot_records)
+    }
+
+    fn rebuild(
+        mut self,
+        snapshot: Option<Snapshot>,
+        records: impl IntoIterator<Item = Record>,
+        forgot_records: bool,
+    ) -> Replica {
         let mut seen_through: Slot = 0;
         if let Some(s) = snapshot {
             seen_through = s.last_included;
             for (slot, ..) in &s.tail {
                 seen_through = seen_through.max(*slot);
             }
-            r.restore(s);
+            self.restore(s);
         }
-        let base = r.log_base;
+        let base = self.log_base;
+        let chosen_mark = self.replay(records, forgot_records, &mut seen_through);
+        // Only a gap-free prefix counts; `advance_chosen` stops at the first hole.
+        while self
+            .log
+            .get(&(self.chosen_through + 1))
+            .is_some_and(|e| e.chosen)
+        {
+            self.chosen_through += 1;
+        }
+        // Slots up to a `Chosen` mark were chosen, whether or not this replica still
+        // knows their values: a learner fetches the ones it does not.
+        self.commit_heard = self.chosen_through.max(chosen_mark).max(base);
+        self.round_seen = self.promised.round;
+        self.rebuild_pending();
+        self.apply_chosen();
+        if forgot_records {
+            self.recovering = Some(Recovering {
+                seen_through,
+                reported_mask: 0,
+                promised_max: Ballot::ZERO,
+                leader: None,
+                query_sent_at: None,
+            });
+        }
+        self
+    }
+
+    /// Replays the records written after the snapshot; returns the highest `Chosen`
+    /// mark read. The mark makes every entry up to it chosen only when no record was
+    /// lost. Then the last record of each slot before the mark held the value chosen
+    /// there: the mark was written after the slot was known chosen, and in order after
+    /// the record that gave the slot that value. With records lost (`forgot_records`),
+    /// the slot's last record may be gone and an older one left: an accept of another
+    /// value at a lower ballot (a deposed leader's own proposal, say), which was never
+    /// chosen. So then only `Learned` records, which carry the chosen value itself, count
+    /// as chosen; the learner re-learns every other slot up to the mark from the group
+    /// (commit at the leader's ballot, or catch-up) before applying it.
+    fn replay(
+        &mut self,
+        records: impl IntoIterator<Item = Record>,
+        forgot_records: bool,
+        seen_through: &mut Slot,
+    ) -> Slot {
+        let base = self.log_base;
         let mut chosen_through = base;
         for record in records {
             match &record {
                 Record::Accept { slot, .. } | Record::Learned { slot, .. } => {
-                    seen_through = seen_through.max(*slot);
+                    *seen_through = (*seen_through).max(*slot);
                 }
-                Record::Chosen { through } => seen_through = seen_through.max(*through),
+                Record::Chosen { through } => *seen_through = (*seen_through).max(*through),
                 Record::Promise { .. } | Record::Raft(_) => {}
             }
             // Records the snapshot covers would only re-add compacted slots.
@@ -81,64 +150,43 @@ impl Replica {
                 continue;
             }
             match record {
-                Record::Promise { ballot } => r.promised = r.promised.max(ballot),
+                Record::Promise { ballot } => self.promised = self.promised.max(ballot),
                 Record::Accept {
                     ballot,
                     slot,
                     batch,
                 } => {
-                    r.promised = r.promised.max(ballot);
-                    let chosen = r.log.get(&slot).is_some_and(|e| e.chosen);
-                    r.log.insert(
-                        slot,
-                        LogEntry {
-                            ballot,
-                            batch,
-                            chosen,
-                            persist_id: 0,
-                        },
-                    );
+                    self.promised = self.promised.max(ballot);
+                    let chosen = self.log.get(&slot).is_some_and(|e| e.chosen);
+                    let entry = LogEntry {
+                        ballot,
+                        batch,
+                        chosen,
+                        persist_id: 0,
+                    };
+                    self.log.insert(slot, entry);
                 }
                 Record::Learned { slot, batch } => {
-                    let ballot = r.log.get(&slot).map_or(Ballot::ZERO, |e| e.ballot);
-                    r.log.insert(
-                        slot,
-                        LogEntry {
-                            ballot,
-                            batch,
-                            chosen: true,
-                            persist_id: 0,
-                        },
-                    );
+                    let ballot = self.log.get(&slot).map_or(Ballot::ZERO, |e| e.ballot);
+                    let entry = LogEntry {
+                        ballot,
+                        batch,
+                        chosen: true,
+                        persist_id: 0,
+                    };
+                    self.log.insert(slot, entry);
                 }
                 Record::Chosen { through } => chosen_through = chosen_through.max(through),
                 // Another protocol's record: never written by a Multi-Paxos replica.
                 Record::Raft(_) => {}
             }
         }
-        if chosen_through > base {
-            for (_, e) in r.log.range_mut(base + 1..=chosen_through) {
+        if chosen_through > base && !forgot_records {
+            for (_, e) in self.log.range_mut(base + 1..=chosen_through) {
                 e.chosen = true;
             }
         }
-        // Only a gap-free prefix counts; `advance_chosen` stops at the first hole.
-        while r.log.get(&(r.chosen_through + 1)).is_some_and(|e| e.chosen) {
-            r.chosen_through += 1;
-        }
-        r.commit_heard = r.chosen_through;
-        r.round_seen = r.promised.round;
-        r.rebuild_pending();
-        r.apply_chosen();
-        if forgot_records {
-            r.recovering = Some(Recovering {
-                seen_through,
-                reported_mask: 0,
-                promised_max: Ballot::ZERO,
-                leader: None,
-                query_sent_at: None,
-            });
-        }
-        r
+        chosen_through
     }
 
     /// True while this replica recovers records its storage lost and so does not vote.

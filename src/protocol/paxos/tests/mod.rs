@@ -183,6 +183,8 @@ fn value(c: &Cluster, i: usize, k: &str) -> Option<Bytes> {
 
 /// Size limits: commands, batches and records that must fit the WAL.
 mod limits;
+/// Recovery after lost records: a `Chosen` mark alone vouches for no value.
+mod lost_records;
 /// Reads served away from the log: digest reads and leader leases.
 mod reads;
 /// Storage faults: a replica that lost synced records recovers them before it votes.
