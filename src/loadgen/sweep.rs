@@ -628,6 +628,7 @@ mod tests {
                 "w protocol=multipaxos read_mode=log",
                 "w protocol=multipaxos read_mode=leader-lease",
                 "w protocol=raft read_mode=log",
+                "w protocol=raft read_mode=leader-lease",
                 "w protocol=raft read_mode=read-index",
             ]
         );
