@@ -67,9 +67,13 @@ pub struct SimArgs {
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
-    /// commit-older-term | vote-without-log-check | trust-clocks.
+    /// commit-older-term | vote-without-log-check | trust-clocks | pop-without-log (with
+    /// --lists).
     #[arg(long, hide = true)]
     bug: Vec<String>,
+    /// Every key is a list: clients push, pop and read lengths, checked as a sequence.
+    #[arg(long)]
+    lists: bool,
     /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
     #[arg(long, default_value_t = crate::config::ReadMode::Log)]
     read_mode: crate::config::ReadMode,
@@ -341,7 +345,7 @@ pub fn num_cpus() -> usize {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(a) => crate::loadgen::cli::run_bench(a).map(|_| ExitCode::SUCCESS),
+        Command::Bench(a) => crate::loadgen::cli::bench(a).map(|_| ExitCode::SUCCESS),
         Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
         Command::Compare(a) => crate::loadgen::cli::run_compare(a).map(|_| ExitCode::SUCCESS),
         Command::Report(a) => crate::loadgen::cli::run_report(a).map(|_| ExitCode::SUCCESS),
@@ -366,8 +370,10 @@ pub fn main() -> ExitCode {
 
 fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let mut bugs = Bugs::default();
+    let mut pop_without_log = false;
     for b in &args.bug {
         match b.as_str() {
+            "pop-without-log" if args.lists => pop_without_log = true,
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
             "truncate-at-corruption" => bugs.truncate_at_corruption = true,
@@ -377,7 +383,7 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks"
+                 trust-clocks, pop-without-log (with --lists)"
             ),
         }
     }
@@ -385,6 +391,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let mut bug_flags: String = args.bug.iter().map(|b| format!(" --bug {b}")).collect();
     let mut base = crate::sim::SimConfig::new(args.seed, replicas);
     base.bugs = bugs;
+    base.lists = args.lists;
+    base.bug_pop_without_log = pop_without_log;
+    if args.lists {
+        bug_flags.push_str(" --lists");
+    }
     base.read_mode = args.read_mode;
     base.protocol = args.protocol;
     if !args.protocol.supports_read_mode(args.read_mode) {

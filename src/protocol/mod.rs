@@ -14,6 +14,7 @@ pub mod expiry;
 pub mod item;
 pub mod kv;
 pub mod lease;
+pub mod list;
 pub mod merkle;
 pub mod message;
 pub mod outbox;

@@ -178,7 +178,7 @@ impl Sim {
         let mut by_key: Vec<Vec<Operation>> = vec![Vec::new(); self.cfg.keys];
         for rec in &self.history {
             // A read that never returned tells nothing.
-            if rec.op.op == Op::Get && rec.op.out == Output::Unknown {
+            if rec.op.op.is_read() && rec.op.out == Output::Unknown {
                 continue;
             }
             by_key[rec.key].push(rec.op);

@@ -43,6 +43,12 @@ pub struct SimConfig {
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
+    /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
+    /// (`LLEN`), which the list model checks.
+    pub lists: bool,
+    /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
+    /// served as a read) instead of removing it through the log.
+    pub bug_pop_without_log: bool,
 }
 
 impl SimConfig {
@@ -66,6 +72,8 @@ impl SimConfig {
             slow_clock_ppm: None,
             primitives: false,
             corrupt_seeds_percent: 50,
+            lists: false,
+            bug_pop_without_log: false,
         }
     }
 

@@ -1,6 +1,6 @@
-//! A linearizability checker for per-key register histories (Wing & Gong's search with
-//! Lowe's memoisation, as in Porcupine). Keys are independent, so each key's history is
-//! checked alone (P-compositionality).
+//! A linearizability checker for per-key histories of a register or a list (Wing & Gong's
+//! search with Lowe's memoisation, as in Porcupine). Keys are independent, so each key's
+//! history is checked alone (P-compositionality).
 
 use std::collections::HashSet;
 
@@ -24,6 +24,24 @@ pub enum Op {
     },
     /// Added one to the key's number (absent counts as 0); the output is the sum.
     Incr,
+    /// Pushed a value at the tail of the key's list (`RPUSH`); the output is the length.
+    Push(u64),
+    /// Popped the head of the key's list (`LPOP`); the output is the value, or none.
+    Pop,
+    /// Read the list's length (`LLEN`).
+    Len,
+}
+
+impl Op {
+    /// Whether it works on a list (the key's history is then checked as a list).
+    pub fn is_list(self) -> bool {
+        matches!(self, Op::Push(_) | Op::Pop | Op::Len)
+    }
+
+    /// Whether it only reads (a read that never returned tells nothing).
+    pub fn is_read(self) -> bool {
+        matches!(self, Op::Get | Op::Len)
+    }
 }
 
 /// What an operation returned; `Unknown` when the client never saw a reply.
@@ -37,7 +55,7 @@ pub enum Output {
     Value(Option<u64>),
     /// Whether a compare-and-set set its value.
     Swapped(bool),
-    /// A counter's new value.
+    /// A counter's new value, or a list's length.
     Count(u64),
     /// No reply: the operation may or may not have taken effect.
     Unknown,
@@ -56,6 +74,55 @@ pub struct Operation {
     pub call: u64,
     /// Response time.
     pub ret: u64,
+}
+
+/// A model of one key: what an operation does to it and whether its output fits.
+trait Model: Clone {
+    /// The state after `op` answered `out`, or `None` if that answer is impossible here.
+    fn step(&self, op: Op, out: Output) -> Option<Self>;
+    /// Appends the state to a memo key.
+    fn write_key(&self, key: &mut Vec<u64>);
+}
+
+impl Model for Option<u64> {
+    fn step(&self, op: Op, out: Output) -> Option<Self> {
+        step(*self, op, out)
+    }
+
+    fn write_key(&self, key: &mut Vec<u64>) {
+        key.push(u64::from(self.is_some()));
+        key.push(self.unwrap_or(0));
+    }
+}
+
+/// The list model: the values from head to tail (empty when the key is absent).
+impl Model for Vec<u64> {
+    fn step(&self, op: Op, out: Output) -> Option<Self> {
+        match (op, out) {
+            (Op::Push(v), Output::Count(_) | Output::Unknown) => {
+                let mut next = self.clone();
+                next.push(v);
+                match out {
+                    Output::Count(n) if n != next.len() as u64 => None,
+                    _ => Some(next),
+                }
+            }
+            (Op::Pop, Output::Value(v)) => match (self.first(), v) {
+                (None, None) => Some(Vec::new()),
+                (Some(head), Some(v)) if *head == v => Some(self[1..].to_vec()),
+                _ => None,
+            },
+            (Op::Pop, Output::Unknown) => Some(self.get(1..).unwrap_or_default().to_vec()),
+            (Op::Len, Output::Count(n)) => (n == self.len() as u64).then(|| self.clone()),
+            (Op::Len, Output::Unknown) => Some(self.clone()),
+            _ => None,
+        }
+    }
+
+    fn write_key(&self, key: &mut Vec<u64>) {
+        key.push(self.len() as u64);
+        key.extend_from_slice(self);
+    }
 }
 
 /// The register model: `None` when the key is absent.
@@ -94,8 +161,17 @@ pub enum Verdict {
     Unknown,
 }
 
-/// Checks one key's history, starting from an absent key.
+/// Checks one key's history, starting from an absent key: as a list if an operation works
+/// on a list, else as a register.
 pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
+    if history.iter().any(|o| o.op.is_list()) {
+        search(history, steps_max, Vec::<u64>::new())
+    } else {
+        search(history, steps_max, None::<u64>)
+    }
+}
+
+fn search<S: Model>(history: &[Operation], steps_max: u64, init: S) -> Verdict {
     let n = history.len();
     if n == 0 {
         return Verdict::Linearizable;
@@ -138,14 +214,14 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
         }
     };
 
-    // The memo key is one vector: the bitset of linearized operations, then the register
-    // (a presence word and a value word), so a lookup borrows it and only a new entry
-    // is copied.
+    // The memo key is one vector: the bitset of linearized operations, then the state
+    // (for a register a presence word and a value word), so a lookup borrows it and only
+    // a new entry is copied.
     let words = n.div_ceil(64);
-    let mut key = vec![0u64; words + 2];
-    let mut state: Option<u64> = None;
+    let mut key = vec![0u64; words];
+    let mut state = init;
     let mut cache: HashSet<Vec<u64>, MapHasher> = HashSet::default();
-    let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
+    let mut stack: Vec<(usize, S)> = Vec::new();
     let mut entry = next[0];
     let mut steps = 0u64;
     while next[0] != usize::MAX {
@@ -157,14 +233,14 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
             let i = op_of(entry);
             let o = history[i];
             let mut advanced = false;
-            if let Some(new_state) = step(state, o.op, o.out) {
+            if let Some(new_state) = state.step(o.op, o.out) {
                 key[i / 64] |= 1 << (i % 64);
-                key[words] = u64::from(new_state.is_some());
-                key[words + 1] = new_state.unwrap_or(0);
+                key.truncate(words);
+                new_state.write_key(&mut key);
                 if !cache.contains(key.as_slice()) {
                     cache.insert(key.clone());
-                    stack.push((entry, state));
-                    state = new_state;
+                    let old = std::mem::replace(&mut state, new_state);
+                    stack.push((entry, old));
                     unlink(&mut next, &mut prev, entry);
                     unlink(&mut next, &mut prev, ret_of[i]);
                     entry = next[0];
@@ -301,5 +377,53 @@ mod tests {
         assert_eq!(check(&h, 10_000_000), Verdict::Linearizable);
         h.push(op(9, Op::Get, Output::Value(Some(0)), 2000, 2001));
         assert_eq!(check(&h, 10_000_000), Verdict::Violation);
+    }
+
+    #[test]
+    fn list_histories_check_as_a_sequence() {
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Push(2), Output::Count(2), 2, 3),
+            op(1, Op::Len, Output::Count(2), 4, 5),
+            op(1, Op::Pop, Output::Value(Some(1)), 6, 7),
+            op(1, Op::Pop, Output::Value(Some(2)), 8, 9),
+            op(1, Op::Pop, Output::Value(None), 10, 11),
+            op(1, Op::Len, Output::Count(0), 12, 13),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+        // Concurrent pushes may land in either order; pops then see that order.
+        let h = [
+            op(1, Op::Push(1), Output::Count(2), 0, 5),
+            op(2, Op::Push(2), Output::Count(1), 0, 5),
+            op(1, Op::Pop, Output::Value(Some(2)), 6, 7),
+            op(2, Op::Pop, Output::Unknown, 8, u64::MAX),
+            op(1, Op::Len, Output::Count(1), 9, 10),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn two_pops_of_one_element_are_a_violation() {
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Pop, Output::Value(Some(1)), 2, 3),
+            op(2, Op::Pop, Output::Value(Some(1)), 2, 4),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Violation);
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Push(2), Output::Count(2), 2, 3),
+            op(2, Op::Pop, Output::Value(Some(2)), 4, 5),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Violation, "not the head");
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(2, Op::Len, Output::Count(0), 2, 3),
+        ];
+        assert_eq!(
+            check(&h, 1_000_000),
+            Verdict::Violation,
+            "an acknowledged push lost"
+        );
     }
 }

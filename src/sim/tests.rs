@@ -84,6 +84,49 @@ fn compare_and_set_and_counters_300_seeds_linearizable() {
     }
 }
 
+/// Runs list seeds (`SimConfig::lists`) in a read mode; the failing seeds.
+fn list_seeds(read_mode: ReadMode, seeds: u64, bug: bool) -> Vec<u64> {
+    let base = SimConfig {
+        read_mode,
+        lists: true,
+        bug_pop_without_log: bug,
+        ..SimConfig::new(0, 3)
+    };
+    let summary = run_many(0, seeds, &base, |seed, outcome| {
+        if !bug {
+            eprintln!("seed {seed} failed ({read_mode}, lists):");
+            for v in &outcome.violations {
+                eprintln!("  {v}");
+            }
+        }
+    });
+    assert!(
+        summary.ops >= seeds as usize * 100,
+        "clients ran too few operations"
+    );
+    summary.failing_seeds
+}
+
+#[test]
+fn lists_push_pop_len_linearizable() {
+    for read_mode in [ReadMode::Log, ReadMode::QuorumLease, ReadMode::Digest] {
+        assert_eq!(
+            list_seeds(read_mode, 100, false),
+            Vec::<u64>::new(),
+            "{read_mode}"
+        );
+    }
+}
+
+#[test]
+fn bug_pop_without_log_is_caught() {
+    let failing = list_seeds(ReadMode::Log, 20, true);
+    assert!(
+        failing.len() >= 10,
+        "a pop that reads the head instead of removing it failed only seeds {failing:?} of 20"
+    );
+}
+
 #[test]
 fn cluster_3_replicas_1000_seeds_linearizable() {
     assert_clean(3, 1000);

@@ -49,6 +49,31 @@ def main() -> None:
     with r2.pipeline() as p:
         p.incr(key_a).get(key_a)
         assert p.execute() == [3, b"3"], "RESP2 transaction"
+    # Lists, an atomic move to a processing list, blocking pops (the two keys of one
+    # shard: LMOVE's keys must be).
+    q, work = key_a, key_b
+    assert r.delete(q, work) == 2
+    assert r.rpush(q, "t1", "t2", "t3") == 3
+    assert r.lpush(q, "t0") == 4
+    assert r.lrange(q, 0, -1) == [b"t0", b"t1", b"t2", b"t3"]
+    assert r.llen(q) == 4
+    assert r.lindex(q, -1) == b"t3"
+    assert r.type(q) in (b"list", "list")
+    assert r.lpop(q) == b"t0"
+    assert r.rpop(q, 1) == [b"t3"]
+    assert r.lmove(q, work, "LEFT", "RIGHT") == b"t1"
+    assert r.lrem(work, 1, "t1") == 1
+    assert r.blmove(q, work, 1, "LEFT", "RIGHT") == b"t2"
+    assert r.blpop([q], timeout=0.2) is None
+    assert r.rpush(q, "t4") == 1
+    assert r.blpop([q], timeout=1) in ([q.encode(), b"t4"], (q.encode(), b"t4"))
+    assert r.exists(q) == 0
+    try:
+        r.lpush("py:greeting", "x")
+        raise AssertionError("LPUSH on a string must fail")
+    except redis.ResponseError as e:
+        assert str(e).startswith("WRONGTYPE"), e
+
     print("redis-py", redis.__version__, "ok")
 
 

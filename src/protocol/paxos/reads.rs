@@ -558,11 +558,7 @@ impl Replica {
     fn finish_quorum_read(&mut self, id: u64, entries: Vec<Option<Entry>>) {
         let read = self.reads.quorum_reads.remove(&id).expect("in progress");
         let keys = read.req.cmd.read_keys().to_vec();
-        let values: Vec<Option<Bytes>> = entries
-            .iter()
-            .map(|e| e.as_ref().map(|e| e.value.clone()))
-            .collect();
-        let reply = ClientReply::Done(read.req.cmd.read_reply(&values));
+        let reply = ClientReply::Done(read.req.cmd.read_reply(&entries));
         let local = self.view(&keys, false);
         let mut installed = false;
         for (k, e) in digest::repairs(&local, &keys, &entries) {

@@ -28,12 +28,14 @@ use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use crate::transport::{Transport, TransportConfig};
 
 mod anti_entropy;
+mod blocking;
 mod client;
 mod info;
 mod peers;
 mod snapshot;
 mod storage;
 
+pub use blocking::Blocking;
 pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
 pub use peers::PeerMsg;
@@ -277,6 +279,8 @@ pub struct Shard {
     repairs_durable: Cell<u64>,
     /// Whether the last periodic round failed, so a peer that stays down is reported once.
     anti_entropy_failing: Cell<bool>,
+    /// Blocking pops waiting for a list to appear at their keys.
+    list_waiters: RefCell<blocking::ListWaiters>,
 }
 
 /// A shard's replica's effects: the transport, the WAL, the client path.
@@ -439,6 +443,7 @@ impl Shard {
             repairs_installed: Cell::new(0),
             repairs_durable: Cell::new(0),
             anti_entropy_failing: Cell::new(false),
+            list_waiters: RefCell::default(),
             cfg,
         });
         // Before any proposal: the log time a leader stamps is the wall clock.
@@ -577,6 +582,7 @@ impl Shard {
             self.client.borrow_mut().observe(now, view);
         }
         self.run_client_path();
+        self.wake_list_waiters();
     }
 
     /// Debug: turns a fault on or off (`COREPAX.DEBUG PARTITION|DISKFULL ON|OFF`).
@@ -592,7 +598,7 @@ impl Shard {
     pub fn set_local(&self, key: bytes::Bytes, value: bytes::Bytes) {
         let mut r = self.replica.borrow_mut();
         let kv = r.kv_mut();
-        kv.force_local(key, crate::protocol::kv::Entry { value, version: 0 });
+        kv.force_local(key, crate::protocol::kv::Entry::string(value, 0));
     }
 }
 
