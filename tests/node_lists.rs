@@ -124,10 +124,26 @@ fn lists_and_blocking_pops_across_nodes() {
     assert_eq!((got, nils), (vec!["j1".to_string(), "j2".to_string()], 1));
     assert_eq!(c[1].cmd(&["LLEN", "jobs"]).unwrap(), Value::Integer(0));
 
-    // The queue pattern: a worker moves a task into its processing list, then removes it.
+    // The queue pattern: a worker moves a task into its processing list, then removes it
+    // (the two keys in one shard, as LMOVE needs; else CROSSSLOT).
+    let shard = |k: &str| corepax::runtime::node::shard_of(k.as_bytes(), SHARDS);
+    let processing = (0..)
+        .map(|i| format!("processing{i}"))
+        .find(|k| shard(k) == shard("tasks"))
+        .unwrap();
+    let other = (0..)
+        .map(|i| format!("elsewhere{i}"))
+        .find(|k| shard(k) != shard("tasks"))
+        .unwrap();
+    let e = error(
+        &c[0]
+            .cmd(&["LMOVE", "tasks", &other, "LEFT", "LEFT"])
+            .unwrap(),
+    );
+    assert!(e.starts_with("CROSSSLOT"), "{e}");
     let worker = in_thread(
         cluster.clients[1],
-        &["BLMOVE", "tasks", "processing", "LEFT", "RIGHT", "0"],
+        &["BLMOVE", "tasks", &processing, "LEFT", "RIGHT", "0"],
     );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
@@ -135,13 +151,13 @@ fn lists_and_blocking_pops_across_nodes() {
         Value::Integer(1)
     );
     let (v, _) = worker.join().unwrap();
-    assert_eq!(bulk(&v).as_deref(), Some("t1"));
+    assert_eq!(bulk(&v).as_deref(), Some("t1"), "{v:?}");
     assert_eq!(
-        c[0].cmd(&["LRANGE", "processing", "0", "-1"]).unwrap(),
+        c[0].cmd(&["LRANGE", &processing, "0", "-1"]).unwrap(),
         bulks(&["t1"])
     );
     assert_eq!(
-        c[0].cmd(&["LREM", "processing", "1", "t1"]).unwrap(),
+        c[0].cmd(&["LREM", &processing, "1", "t1"]).unwrap(),
         Value::Integer(1)
     );
 
