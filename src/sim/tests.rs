@@ -107,11 +107,18 @@ fn list_seeds(read_mode: ReadMode, seeds: u64, bug: bool) -> Vec<u64> {
     summary.failing_seeds
 }
 
+/// A few seeds per mode, kept to a second or two: `corepax sim --lists --seeds N
+/// --read-mode M` runs more (some seeds' list histories take the search minutes: see
+/// docs/PRIMITIVES.md).
 #[test]
 fn lists_push_pop_len_linearizable() {
-    for read_mode in [ReadMode::Log, ReadMode::QuorumLease, ReadMode::Digest] {
+    for (read_mode, seeds) in [
+        (ReadMode::Log, 12),
+        (ReadMode::QuorumLease, 8),
+        (ReadMode::Digest, 5),
+    ] {
         assert_eq!(
-            list_seeds(read_mode, 100, false),
+            list_seeds(read_mode, seeds, false),
             Vec::<u64>::new(),
             "{read_mode}"
         );
@@ -120,10 +127,10 @@ fn lists_push_pop_len_linearizable() {
 
 #[test]
 fn bug_pop_without_log_is_caught() {
-    let failing = list_seeds(ReadMode::Log, 20, true);
+    let failing = list_seeds(ReadMode::Log, 6, true);
     assert!(
-        failing.len() >= 10,
-        "a pop that reads the head instead of removing it failed only seeds {failing:?} of 20"
+        failing.len() >= 3,
+        "a pop that reads the head instead of removing it failed only seeds {failing:?} of 6"
     );
 }
 

@@ -283,10 +283,14 @@ fn reap(
             let proc = processing_key(&sh.tasks, w);
             while text(&c.cmd(&["LMOVE", &proc, &sh.tasks, "RIGHT", "LEFT"])?).is_some() {
                 sh.re_leased.fetch_add(1, Ordering::Relaxed);
-                sh.released_at
-                    .lock()
-                    .expect("poisoned")
-                    .get_or_insert_with(Instant::now);
+                // The hand-over measured is the stopped worker's (a live worker whose
+                // lease ran out while it stalled is counted above, not timed).
+                if w == 0 && sh.stopped_at.lock().expect("poisoned").is_some() {
+                    sh.released_at
+                        .lock()
+                        .expect("poisoned")
+                        .get_or_insert_with(Instant::now);
+                }
             }
         }
     }
