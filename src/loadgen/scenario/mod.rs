@@ -196,6 +196,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        for name in ["queue.toml", "lock.toml"] {
+            let f = ScenarioFile::detect(&dir.join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .unwrap_or_else(|| panic!("{name} is a scenario"));
+            assert_eq!(format!("{}.toml", f.name), name);
+        }
+    }
+
+    #[test]
     fn scenario_files_parse_and_refuse_what_they_do_not_know() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &str| {
