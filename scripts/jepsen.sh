@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Jepsen-style fault run on real processes, as long as asked: for each read mode, a
-# 3-replica cluster (`corepax node`, 2 shards each, --debug) serves concurrent clients that
-# record every operation (a write without a definite answer kept as indeterminate) while
-# kill -9, SIGSTOP/SIGCONT and partitions (`COREPAX.DEBUG PARTITION`) hit random nodes, the
-# leader half the time; afterwards every key is read through every node and the history is
-# checked with the simulator's linearizability checker. Prints, per mode:
-#   ops N indeterminate N faults N violations N undecided N
+# 3-replica cluster (`corepax node`, 2 shards each), every node in a network namespace of
+# its own behind the emulated network's router (docs/NETWORK.md, `lan` profile), serves
+# concurrent clients that record every operation (a write without a definite answer kept
+# as indeterminate) while kill -9, SIGSTOP/SIGCONT and real network cuts (the router drops
+# the packets: isolated both ways, cut off one way in either direction, or cut from the
+# leader only) hit random nodes, the leader half the time; afterwards every key is read
+# through every node and the history is checked with the simulator's linearizability
+# checker. Needs root and /dev/net/tun. Prints, per mode:
+#   ops N indeterminate N faults N (cuts: KINDS; packets cut N) violations N undecided N
 # The same harness runs briefly in `cargo test` (tests/node_faults_history_linearizable.rs).
 #
 # Usage: scripts/jepsen.sh [SECONDS] [FAULTS]    (per read mode; defaults 60 and 30)

@@ -1,13 +1,15 @@
-//! Node: a Jepsen-style fault run on real processes. A 3-replica cluster serves concurrent
-//! clients that record every operation (invocation, completion; a write without a definite
-//! answer kept as indeterminate) while kill -9, SIGSTOP/SIGCONT and partitions
-//! (`COREPAX.DEBUG PARTITION`) hit random nodes, the leader half the time; after the
-//! faults heal every key is read through every node, and the history is checked with the
-//! simulator's linearizability checker. Every read mode. The short runs here take a few
-//! seconds each; `scripts/jepsen.sh` runs the same for as long and with as many faults as
-//! asked (the `long_run` test below).
+//! Node: a Jepsen-style fault run on real processes. A 3-replica cluster, each node in a
+//! network namespace of its own behind the emulated network's router (`lan` profile),
+//! serves concurrent clients that record every operation (invocation, completion; a write
+//! without a definite answer kept as indeterminate) while kill -9, SIGSTOP/SIGCONT and real
+//! network cuts (the router drops the packets: a node isolated both ways, cut off one way
+//! in either direction, or cut from one peer only) hit random nodes, the leader half the
+//! time; after the faults heal every key is read through every node, and the history is
+//! checked with the simulator's linearizability checker. Every read mode. The short runs
+//! here take a few seconds each; `scripts/jepsen.sh` runs the same for as long and with as
+//! many faults as asked (the `long_run` test below). Needs root and /dev/net/tun (CI runs
+//! as root): without them every test fails, saying so.
 mod node_support;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,8 +40,51 @@ struct Report {
     ops: usize,
     indeterminate: usize,
     faults: u64,
+    /// The network cuts among the faults, by kind, in order.
+    cuts: Vec<Cut>,
+    /// Packets the router dropped on cut links (its `cut=` counter).
+    cut_packets: u64,
     violations: usize,
     undecided: usize,
+}
+
+/// A network fault: which links of the victim the router drops until healed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// Every link to and from the victim.
+    Isolate,
+    /// The victim's packets to every peer (it still hears them).
+    Outgoing,
+    /// Every peer's packets to the victim (it still reaches them).
+    Incoming,
+    /// Both ways between the victim and one peer, the leader if the victim follows it
+    /// (the third node still reaches both).
+    Pair,
+}
+
+impl Cut {
+    const ALL: [Cut; 4] = [Cut::Isolate, Cut::Outgoing, Cut::Incoming, Cut::Pair];
+
+    /// Cuts `victim`'s links of this kind (`peer`: the other end of a `Pair`).
+    fn apply(self, net: &corepax::net::Control, victim: usize, peer: usize, nodes: usize) {
+        let mut others = (0..nodes).filter(|&j| j != victim);
+        let done = match self {
+            Cut::Isolate => net.isolate(victim),
+            Cut::Outgoing => others.try_for_each(|j| net.cut(victim, j)),
+            Cut::Incoming => others.try_for_each(|j| net.cut(j, victim)),
+            Cut::Pair => net.cut_both(victim, peer),
+        };
+        done.unwrap_or_else(|e| panic!("{self:?} of node {victim}: {e:#}"));
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Cut::Isolate => "isolate",
+            Cut::Outgoing => "one-way-out",
+            Cut::Incoming => "one-way-in",
+            Cut::Pair => "pair",
+        }
+    }
 }
 
 /// One recorded operation, with its key.
@@ -82,13 +127,7 @@ fn one_op(
     } else {
         ret
     };
-    let op = Operation {
-        client,
-        op,
-        out,
-        call,
-        ret,
-    };
+    let op = Operation::new(client, op, out, call, ret);
     history.lock().unwrap().push((key, op));
     alive
 }
@@ -97,7 +136,7 @@ fn one_op(
 fn client_loop(
     id: u64,
     p: &Params,
-    addrs: &[SocketAddr],
+    nodes: &Dialer,
     start: Instant,
     stop: &AtomicBool,
     history: &Mutex<Vec<Recorded>>,
@@ -107,8 +146,7 @@ fn client_loop(
     let mut written = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if conn.is_none() || rng.random_bool(0.05) {
-            let addr = addrs[rng.random_range(0..addrs.len())];
-            conn = Client::connect(addr).ok();
+            conn = nodes.connect(rng.random_range(0..nodes.nodes())).ok();
             match &conn {
                 Some(c) => c.set_read_timeout(Duration::from_secs(2)).unwrap(),
                 None => {
@@ -129,11 +167,18 @@ fn client_loop(
     }
 }
 
-/// The fault schedule: `p.faults` faults over `p.seconds`, each held for half its share.
-fn inject_faults(cluster: &mut Cluster, p: &Params, stop: &AtomicBool) -> u64 {
+/// The fault schedule: `p.faults` faults over `p.seconds`, each held for half its share,
+/// in turn kill -9, SIGSTOP and a network cut (of a random kind); returns the faults done
+/// and the cuts among them.
+fn inject_faults(cluster: &mut Cluster, p: &Params, stop: &AtomicBool) -> (u64, Vec<Cut>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
     let share = Duration::from_millis(p.seconds * 1_000 / p.faults.max(1));
+    let net = cluster
+        .net()
+        .expect("the cluster runs on an emulated network")
+        .control();
     let mut done = 0;
+    let mut cuts = Vec::new();
     for f in 0..p.faults {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -159,23 +204,21 @@ fn inject_faults(cluster: &mut Cluster, p: &Params, stop: &AtomicBool) -> u64 {
                 unsafe { libc::kill(pid, libc::SIGCONT) };
             }
             _ => {
-                partition(cluster, victim, "ON");
+                let cut = Cut::ALL[rng.random_range(0..Cut::ALL.len())];
+                let peer = match leader {
+                    Some(l) if l != victim => l,
+                    _ => (victim + rng.random_range(1..3)) % 3,
+                };
+                cut.apply(&net, victim, peer, 3);
                 std::thread::sleep(hold);
-                partition(cluster, victim, "OFF");
+                net.heal().expect("heal the network");
+                cuts.push(cut);
             }
         }
         done += 1;
         std::thread::sleep(share - hold);
     }
-    done
-}
-
-fn partition(cluster: &Cluster, node: usize, on: &str) {
-    let mut c = Client::connect(cluster.clients[node]).expect("connect for PARTITION");
-    let reply = c
-        .cmd(&["COREPAX.DEBUG", "PARTITION", on])
-        .expect("PARTITION");
-    assert!(is_ok(&reply), "PARTITION {on}: {reply:?}");
+    (done, cuts)
 }
 
 /// Checks each key's history; returns (violations, undecided).
@@ -205,29 +248,19 @@ fn check(history: &[Recorded], keys: usize) -> (usize, usize) {
 /// Runs one fault run and checks its history.
 fn run(p: &Params) -> (Report, Vec<Recorded>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(
-        3,
-        dir.path(),
-        &[
-            "--debug",
-            "--protocol",
-            &p.protocol,
-            "--read-mode",
-            &p.read_mode,
-        ],
-    );
+    let flags = ["--protocol", &p.protocol, "--read-mode", &p.read_mode];
+    let mut cluster = Cluster::start_on_net(3, dir.path(), "lan", &flags);
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(Vec::new()));
-    let addrs = cluster.clients.clone();
     let clients: Vec<_> = (0..p.clients as u64)
         .map(|id| {
-            let (p, addrs, stop, history) =
-                (p.clone(), addrs.clone(), stop.clone(), history.clone());
-            std::thread::spawn(move || client_loop(id, &p, &addrs, start, &stop, &history))
+            let (p, nodes, stop, history) =
+                (p.clone(), cluster.dialer(), stop.clone(), history.clone());
+            std::thread::spawn(move || client_loop(id, &p, &nodes, start, &stop, &history))
         })
         .collect();
-    let faults = inject_faults(&mut cluster, p, &stop);
+    let (faults, cuts) = inject_faults(&mut cluster, p, &stop);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();
@@ -235,11 +268,18 @@ fn run(p: &Params) -> (Report, Vec<Recorded>) {
     // Healed: every key through every node, with nothing else running.
     cluster.wait_for_leaders(Duration::from_secs(20));
     for node in 0..3 {
-        let mut c = Client::connect(cluster.clients[node]).unwrap();
+        let mut c = cluster.connect(node).unwrap();
         for key in 0..p.keys {
             one_op(&mut c, 1_000 + node as u64, key, None, start, &history);
         }
     }
+    let stats = cluster.net().expect("on a network").control().send("stats");
+    let cut_packets = stats
+        .as_deref()
+        .ok()
+        .and_then(|s| s.split_whitespace().find_map(|kv| kv.strip_prefix("cut=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("the router's counters: {stats:?}"));
     let history = std::mem::take(&mut *history.lock().unwrap());
     let (violations, undecided) = check(&history, p.keys);
     let report = Report {
@@ -249,11 +289,14 @@ fn run(p: &Params) -> (Report, Vec<Recorded>) {
             .filter(|(_, o)| o.out == Output::Unknown)
             .count(),
         faults,
+        cuts,
+        cut_packets,
         violations,
         undecided,
     };
+    let cut_names: Vec<&str> = report.cuts.iter().map(|c| c.name()).collect();
     println!(
-        "faults run: protocol {} read_mode {} seconds {} clients {} keys {} seed {}: ops {} indeterminate {} faults {} violations {} undecided {}",
+        "faults run: protocol {} read_mode {} seconds {} clients {} keys {} seed {}: ops {} indeterminate {} faults {} (cuts: {}; packets cut {}) violations {} undecided {}",
         p.protocol,
         p.read_mode,
         p.seconds,
@@ -263,6 +306,8 @@ fn run(p: &Params) -> (Report, Vec<Recorded>) {
         report.ops,
         report.indeterminate,
         report.faults,
+        cut_names.join(","),
+        report.cut_packets,
         report.violations,
         report.undecided
     );
@@ -285,6 +330,9 @@ fn short_run_of(protocol: &str, read_mode: &str) {
     };
     let (report, history) = run(&p);
     assert_eq!(report.faults, 3);
+    // The third fault cut the network for real: the router dropped packets then.
+    assert_eq!(report.cuts.len(), 1, "{report:?}");
+    assert!(report.cut_packets > 0, "no packet cut: {report:?}");
     assert!(
         report.ops >= 100,
         "{read_mode}: only {} operations",
@@ -311,13 +359,7 @@ fn short_run_of(protocol: &str, read_mode: &str) {
     let t = u64::MAX - 2;
     stale.push((
         key,
-        Operation {
-            client: 9_999,
-            op: Op::Get,
-            out: Output::Value(Some(old)),
-            call: t,
-            ret: t + 1,
-        },
+        Operation::new(9_999, Op::Get, Output::Value(Some(old)), t, t + 1),
     ));
     assert_eq!(check(&stale, p.keys).0, 1, "a stale read went unnoticed");
 }

@@ -180,6 +180,70 @@ fn conditional_writes_counters_and_transactions() {
     assert!(e.starts_with("EXECABORT"), "{e}");
     assert_eq!(bulk(&c[1].cmd(&["GET", &a]).unwrap()).as_deref(), Some("2"));
     assert!(error(&c[0].cmd(&["EXEC"]).unwrap()).contains("without MULTI"));
+
+    // WATCH: a write by anyone between WATCH and EXEC makes EXEC apply nothing.
+    assert!(is_ok(&c[0].cmd(&["WATCH", &a, &b]).unwrap()));
+    assert!(is_ok(&c[1].cmd(&["SET", &b, "changed"]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["SET", &a, "watched"]).unwrap();
+    assert_eq!(c[0].cmd(&["EXEC"]).unwrap(), Value::Array(None));
+    assert_eq!(bulk(&c[2].cmd(&["GET", &a]).unwrap()).as_deref(), Some("2"));
+    // Unchanged, it applies; UNWATCH forgets the keys.
+    assert!(is_ok(&c[0].cmd(&["WATCH", &a]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["SET", &a, "w1"]).unwrap();
+    assert_eq!(
+        c[0].cmd(&["EXEC"]).unwrap(),
+        Value::Array(Some(vec![Value::Simple("OK".into())]))
+    );
+    assert!(is_ok(&c[0].cmd(&["WATCH", &a]).unwrap()));
+    assert!(is_ok(&c[1].cmd(&["SET", &a, "w2"]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["UNWATCH"]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["SET", &a, "w3"]).unwrap();
+    assert_eq!(
+        c[0].cmd(&["EXEC"]).unwrap(),
+        Value::Array(Some(vec![Value::Simple("OK".into())]))
+    );
+    // Watched keys and the transaction live in one shard.
+    let e = error(&c[0].cmd(&["WATCH", &a, &other]).unwrap());
+    assert!(e.starts_with("CROSSSLOT"), "{e}");
+    assert!(is_ok(&c[0].cmd(&["WATCH", &a]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["SET", &other, "1"]).unwrap();
+    let e = error(&c[0].cmd(&["EXEC"]).unwrap());
+    assert!(e.starts_with("CROSSSLOT") && e.contains("0, 1"), "{e}");
+    assert_eq!(
+        bulk(&c[2].cmd(&["GET", &a]).unwrap()).as_deref(),
+        Some("w3")
+    );
+
+    // Hash tags: keys whose whole bytes hash to different shards share one through their
+    // tag, so a transaction may name them.
+    let (x, y) = tagged_keys_apart();
+    assert!(is_ok(&c[2].cmd(&["MULTI"]).unwrap()));
+    c[2].cmd(&["SET", &x, "1"]).unwrap();
+    c[2].cmd(&["INCR", &y]).unwrap();
+    assert_eq!(
+        c[2].cmd(&["EXEC"]).unwrap(),
+        Value::Array(Some(vec![Value::Simple("OK".into()), Value::Integer(1)]))
+    );
+    assert_eq!(
+        c[0].cmd(&["MGET", &x, &y]).unwrap(),
+        Value::Array(Some(vec![
+            Value::Bulk(Some("1".into())),
+            Value::Bulk(Some("1".into()))
+        ]))
+    );
+}
+
+/// Two keys with one hash tag whose whole bytes would hash to different shards.
+fn tagged_keys_apart() -> (String, String) {
+    let whole = |k: &str| xxhash_rust::xxh3::xxh3_64(k.as_bytes()) % SHARDS as u64;
+    (0..)
+        .map(|i| (format!("{{user{i}}}:cart"), format!("{{user{i}}}:visits")))
+        .find(|(x, y)| whole(x) != whole(y))
+        .expect("some tag")
 }
 
 #[test]

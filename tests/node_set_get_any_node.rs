@@ -55,4 +55,28 @@ fn set_through_one_node_get_through_each_other() {
         );
     }
     assert!(sum("sync_avg_us") > 0, "syncs take time");
+
+    // A shard with nothing to do ticks at its idle interval (25 ms with the default 50 ms
+    // heartbeats), not every 5 ms: 200 wake-ups a second cost an idle node ~2% of a core.
+    // The bound allows 1.5× the idle rate; a busy ticker would run 200 times a second.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let ticks = |i: usize| cluster.info_sum(i, "_stats", "ticks");
+    let before: Vec<u64> = (0..3).map(ticks).collect();
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let secs = started.elapsed().as_secs_f64();
+    for (i, b) in before.iter().enumerate() {
+        let per_shard_per_s = (ticks(i) - b) as f64 / SHARDS as f64 / secs;
+        assert!(
+            per_shard_per_s >= 5.0,
+            "node {i}: the ticker still runs (heartbeats): {per_shard_per_s:.0} ticks a second"
+        );
+        assert!(
+            per_shard_per_s <= 60.0,
+            "node {i}: an idle shard ticked {per_shard_per_s:.0} times a second"
+        );
+    }
+    // And a command wakes it: answered as before.
+    let v = c0.set("after-idle", "v").unwrap();
+    assert!(is_ok(&v), "SET after idle: {v:?}");
 }

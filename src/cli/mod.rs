@@ -67,19 +67,20 @@ pub struct SimArgs {
     trace: bool,
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
-    /// commit-older-term | vote-without-log-check | trust-clocks | pop-without-log (with
-    /// --lists).
+    /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
+    /// pop-without-log (with --lists).
     #[arg(long, hide = true)]
     bug: Vec<String>,
+    /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
+    #[arg(long)]
+    primitives: bool,
+    /// Clients also write keys that expire (`SET … PX`, `PEXPIRE`, `PERSIST`, `PTTL`),
+    /// checked against expiry by the log's time.
+    #[arg(long)]
+    expiry: bool,
     /// Every key is a list: clients push, pop and read lengths, checked as a sequence.
     #[arg(long)]
     lists: bool,
-    /// How reads are served: log, leader-lease, quorum-lease, digest, quorum, read-index (raft).
-    #[arg(long, default_value_t = crate::config::ReadMode::Log)]
-    read_mode: crate::config::ReadMode,
-    /// The replication protocol: multipaxos, raft.
-    #[arg(long, default_value_t = crate::config::Protocol::Multipaxos)]
-    protocol: crate::config::Protocol,
     /// Let clocks drift far beyond the configured bound, to see the checker catch the
     /// stale lease reads that follows.
     #[arg(long, hide = true)]
@@ -91,6 +92,10 @@ pub struct SimArgs {
     /// Share of seeds (percent) whose crashes may corrupt synced records mid-log.
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     corrupt_seeds_percent: u64,
+    /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
+    /// `--read-mode` choose the run's; any other replaces what each seed picks.
+    #[command(flatten)]
+    protocol: ProtocolArgs,
 }
 
 /// Protocol settings shared by `node` and `cluster`, one flag per [`Setting`] (its TOML key
@@ -368,7 +373,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+/// The simulator's configuration from `corepax sim`'s flags (every seed's protocol settings
+/// checked), and the flags beyond seeds and replicas that replay a seed.
+fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)> {
     let mut bugs = Bugs::default();
     let mut pop_without_log = false;
     for b in &args.bug {
@@ -380,55 +387,71 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             "commit-older-term" => bugs.commit_older_term = true,
             "vote-without-log-check" => bugs.vote_without_log_check = true,
             "trust-clocks" => bugs.trust_clocks = true,
+            "expire-local-clock" => bugs.expire_local_clock = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, pop-without-log (with --lists)"
+                 trust-clocks, expire-local-clock, pop-without-log (with --lists)"
             ),
         }
     }
-    let replicas = usize::from(args.replicas);
-    let mut bug_flags: String = args.bug.iter().map(|b| format!(" --bug {b}")).collect();
-    let mut base = crate::sim::SimConfig::new(args.seed, replicas);
+    let mut base = crate::sim::SimConfig::new(args.seed, usize::from(args.replicas));
     base.bugs = bugs;
     base.lists = args.lists;
     base.bug_pop_without_log = pop_without_log;
+    base.set_protocol_settings(&args.protocol.given)?;
+    base.check_protocol(args.seed..args.seed.saturating_add(args.seeds))
+        .map_err(anyhow::Error::msg)?;
+    let mut flags = format!(
+        " --protocol {} --read-mode {}",
+        base.protocol, base.read_mode
+    );
+    for (setting, value) in &base.settings {
+        flags.push_str(&format!(" --{} {value}", setting.flag()));
+    }
+    for b in &args.bug {
+        flags.push_str(&format!(" --bug {b}"));
+    }
     if args.lists {
-        bug_flags.push_str(" --lists");
+        flags.push_str(" --lists");
     }
-    base.read_mode = args.read_mode;
-    base.protocol = args.protocol;
-    if !args.protocol.supports_read_mode(args.read_mode) {
-        anyhow::bail!(
-            "--read-mode {} is not available with --protocol {}",
-            args.read_mode,
-            args.protocol
-        );
-    }
-    let protocol = args.protocol;
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {
-        bug_flags.push_str(" --drift-beyond-bound");
+        flags.push_str(" --drift-beyond-bound");
+    }
+    base.primitives = args.primitives;
+    if args.primitives {
+        flags.push_str(" --primitives");
+    }
+    base.expiry = args.expiry;
+    if args.expiry {
+        flags.push_str(" --expiry");
     }
     base.slow_clock_ppm = args.slow_clock_ppm;
     if let Some(ppm) = args.slow_clock_ppm {
-        bug_flags.push_str(&format!(" --slow-clock-ppm {ppm}"));
+        flags.push_str(&format!(" --slow-clock-ppm {ppm}"));
     }
     base.corrupt_seeds_percent = args.corrupt_seeds_percent;
     if args.corrupt_seeds_percent != 50 {
-        bug_flags.push_str(&format!(
+        flags.push_str(&format!(
             " --corrupt-seeds-percent {}",
             args.corrupt_seeds_percent
         ));
     }
-    let read_mode = args.read_mode;
+    Ok((base, flags))
+}
+
+fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let (base, flags) = sim_config(&args)?;
+    let replicas = base.replicas;
+    let read_mode = base.read_mode;
     let summary = crate::sim::run_many(args.seed, args.seeds, &base, |seed, outcome| {
         println!("seed {seed}: {} violation(s)", outcome.violations.len());
         for v in &outcome.violations {
             println!("  {v}");
         }
         println!(
-            "  replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas} --protocol {protocol} --read-mode {read_mode}{bug_flags} --trace"
+            "  replay: corepax sim --seeds 1 --seed {seed} --replicas {replicas}{flags} --trace"
         );
         if args.trace {
             let cfg = crate::sim::SimConfig {
@@ -552,6 +575,97 @@ mod tests {
             ..ProtocolConfig::default()
         };
         assert_eq!(cfg, want);
+    }
+
+    fn sim_args(argv: &[&str]) -> SimArgs {
+        let cli = Cli::try_parse_from(["corepax", "sim"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Command::Sim(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sim_flags_of_earlier_versions_still_parse_and_apply() {
+        let argv = [
+            "--seeds",
+            "20",
+            "--seed",
+            "3",
+            "--replicas",
+            "5",
+            "--read-mode",
+            "digest",
+            "--protocol",
+            "multipaxos",
+            "--bug",
+            "reply-before-persist",
+        ];
+        let (cfg, flags) = sim_config(&sim_args(&argv)).unwrap();
+        assert_eq!(cfg.seed, 3);
+        assert_eq!(cfg.replicas, 5);
+        assert_eq!(cfg.read_mode, crate::config::ReadMode::Digest);
+        assert!(cfg.bugs.reply_before_persist);
+        assert!(cfg.settings.is_empty());
+        assert_eq!(
+            flags,
+            " --protocol multipaxos --read-mode digest --bug reply-before-persist"
+        );
+        let p = cfg.protocol_config_of(3);
+        assert_eq!((p.replicas, p.read_mode), (5, cfg.read_mode));
+        let (raft, _) = sim_config(&sim_args(&[
+            "--protocol",
+            "raft",
+            "--read-mode",
+            "read-index",
+        ]))
+        .unwrap();
+        assert_eq!(raft.protocol, crate::config::Protocol::Raft);
+        assert_eq!(raft.read_mode, crate::config::ReadMode::ReadIndex);
+        let (default, _) = sim_config(&sim_args(&[])).unwrap();
+        assert_eq!(default.protocol, crate::config::Protocol::Multipaxos);
+        assert_eq!(default.read_mode, crate::config::ReadMode::Log);
+    }
+
+    #[test]
+    fn sim_takes_any_protocol_setting_over_the_seeds_picks() {
+        let plain = sim_config(&sim_args(&["--seeds", "50"])).unwrap().0;
+        let argv = [
+            "--seeds",
+            "50",
+            "--pipeline-depth",
+            "3",
+            "--lease-ms",
+            "300",
+        ];
+        let (cfg, flags) = sim_config(&sim_args(&argv)).unwrap();
+        assert_eq!(
+            flags,
+            " --protocol multipaxos --read-mode log --pipeline-depth 3 --lease-ms 300"
+        );
+        let depths: std::collections::BTreeSet<usize> = (0..50)
+            .map(|seed| plain.protocol_config_of(seed).pipeline_depth)
+            .collect();
+        assert!(depths.len() > 1, "seeds pick the depth: {depths:?}");
+        for seed in 0..50 {
+            let (p, q) = (plain.protocol_config_of(seed), cfg.protocol_config_of(seed));
+            assert_eq!((q.pipeline_depth, q.lease_ms), (3, 300));
+            // Every other pick stays the seed's.
+            assert_eq!(
+                ProtocolConfig {
+                    pipeline_depth: 3,
+                    lease_ms: 300,
+                    ..p
+                },
+                q
+            );
+        }
+        // Checked with what the seeds pick: a node would refuse this too.
+        let err = sim_config(&sim_args(&["--heartbeat-interval-ms", "400"])).unwrap_err();
+        assert!(err.to_string().contains("election_timeout_ms"), "{err}");
+        let err =
+            sim_config(&sim_args(&["--protocol", "raft", "--read-mode", "digest"])).unwrap_err();
+        assert!(err.to_string().contains("read_mode"), "{err}");
     }
 
     #[test]

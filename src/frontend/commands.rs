@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::conn::{Conn, Txn};
+use super::conn::Conn;
 use super::parse::{Parsed, Shape, data_command};
 use crate::protocol::{Command, Reply};
 use crate::runtime::node::{Local, shard_of};
@@ -28,6 +28,8 @@ pub enum Outcome {
     Array(Vec<Option<Bytes>>),
     /// An array of answers of any kind (`EXEC`).
     Nested(Vec<Outcome>),
+    /// The null array (`EXEC` when a watched key changed).
+    NullArray,
     /// Names and answers: a RESP3 map, or a flat array of name, answer, … in RESP2.
     Map(Vec<(&'static str, Outcome)>),
     /// Answer `+OK` and close the connection.
@@ -72,6 +74,10 @@ impl Outcome {
                     bulk(out, b.as_deref());
                 }
             }
+            Outcome::NullArray => match proto {
+                Proto::Resp2 => resp::encode_array_header(out, None),
+                Proto::Resp3 => out.extend_from_slice(b"_\r\n"),
+            },
             Outcome::Nested(items) => {
                 resp::encode_array_header(out, Some(items.len()));
                 for o in items {
@@ -122,7 +128,7 @@ impl Pending {
     }
 }
 
-fn err(e: SubmitError) -> Outcome {
+pub(super) fn err(e: SubmitError) -> Outcome {
     Outcome::Error(e.to_string())
 }
 
@@ -172,7 +178,14 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     }
     let n = args.len();
     match name {
-        "MULTI" | "EXEC" | "DISCARD" | "WATCH" => transaction(local, conn, name),
+        "MULTI" | "EXEC" | "DISCARD" => super::txn::transaction(local, conn, name),
+        "WATCH" => super::txn::watch(local, conn, &args[1..]),
+        "SCAN" if n >= 2 => super::scan::scan(local, &args[1..]),
+        "KEYS" if n == 2 => super::scan::keys(local, &args[1]),
+        "UNWATCH" if n == 1 => {
+            conn.watch = None;
+            Pending::Ready(Outcome::Simple("OK"))
+        }
         "HELLO" => Pending::Ready(conn.hello(&args[1..], requirepass)),
         "AUTH" => Pending::Ready(conn.auth(&args[1..], requirepass)),
         "CLIENT" => Pending::Ready(conn.client(&args[1..])),
@@ -201,7 +214,9 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
             }))
         }
         "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, name, &args),
-        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" => wrong_args(name),
+        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" | "UNWATCH" | "SCAN" | "KEYS" => {
+            wrong_args(name)
+        }
 
         _ => unknown(&args),
     }
@@ -355,60 +370,6 @@ fn unknown(args: &[Bytes]) -> Pending {
     )))
 }
 
-/// `MULTI`, `EXEC`, `DISCARD` and `WATCH`. `EXEC` submits the queued commands as one
-/// [`Command::Multi`]: one log entry, applied with nothing between its commands.
-fn transaction(local: &Rc<Local>, conn: &mut Conn, name: &str) -> Pending {
-    let ready = |o| Pending::Ready(o);
-    match (name, conn.txn.take()) {
-        ("MULTI", None) => {
-            conn.txn = Some(Txn::default());
-            ready(Outcome::Simple("OK"))
-        }
-        ("MULTI", open) => {
-            conn.txn = open;
-            ready(Outcome::Error("ERR MULTI calls can not be nested".into()))
-        }
-        ("WATCH", open @ Some(_)) => {
-            conn.txn = open;
-            ready(Outcome::Error(
-                "ERR WATCH inside MULTI is not allowed".into(),
-            ))
-        }
-        ("WATCH", None) => ready(Outcome::Error(
-            "ERR WATCH is not supported: use SET … IFEQ or DELIFEQ to make a write conditional"
-                .into(),
-        )),
-        (_, None) => ready(Outcome::Error(format!("ERR {name} without MULTI"))),
-        ("DISCARD", Some(_)) => ready(Outcome::Simple("OK")),
-        (_, Some(txn)) if txn.failed => ready(Outcome::Error(
-            "EXECABORT Transaction discarded because of previous errors.".into(),
-        )),
-        (_, Some(txn)) if txn.queued.is_empty() => ready(Outcome::Nested(Vec::new())),
-        (_, Some(txn)) => {
-            let (cmds, shapes): (Vec<Command>, Vec<Shape>) =
-                txn.queued.into_iter().map(|p| (p.cmd, p.shape)).unzip();
-            let cmd = Command::Multi(cmds);
-            let owner = match owner_of(local, &cmd) {
-                Ok(owner) => owner,
-                Err(e) => return ready(e),
-            };
-            let fut = start_on(local, owner, cmd);
-            Pending::Waiting(Box::pin(async move {
-                match fut.await {
-                    Ok(Reply::Multi(rs)) if rs.len() == shapes.len() => Outcome::Nested(
-                        rs.into_iter()
-                            .zip(shapes)
-                            .map(|(r, shape)| shape(r))
-                            .collect(),
-                    ),
-                    Ok(other) => Outcome::Error(format!("ERR unexpected reply {other:?}")),
-                    Err(e) => err(e),
-                }
-            }))
-        }
-    }
-}
-
 /// Runs a blocking pop on the shard of its keys (CROSSSLOT if they are in several).
 fn blocking(local: &Rc<Local>, c: super::lists::BlockingCall) -> Pending {
     let owner = match owner_of(local, &c.b.cmd) {
@@ -444,7 +405,7 @@ fn route(local: &Rc<Local>, p: Parsed) -> Pending {
 
 /// The one shard that owns every key of `cmd` (shard 0 for none), or CROSSSLOT naming
 /// the shards, as Redis Cluster answers keys of several slots.
-fn owner_of(local: &Local, cmd: &Command) -> Result<usize, Outcome> {
+pub(super) fn owner_of(local: &Local, cmd: &Command) -> Result<usize, Outcome> {
     // The usual case, one shard, without collecting them.
     let (mut first, mut several) = (None, false);
     cmd.for_each_key(&mut |k| {
@@ -511,7 +472,8 @@ fn by_shard(local: &Local, keys: Vec<Bytes>) -> Vec<(usize, Vec<usize>, Vec<Byte
     groups
 }
 
-fn start_on(
+/// Submits `cmd` to shard `owner`'s group, here or across the mesh.
+pub(super) fn start_on(
     local: &Rc<Local>,
     owner: usize,
     cmd: Command,

@@ -1,12 +1,15 @@
 //! What a client connection remembers between commands: its RESP version (`HELLO`), its
-//! name and id (`CLIENT`), and the commands queued by `MULTI`.
+//! name and id (`CLIENT`), the commands queued by `MULTI` and the keys `WATCH`ed.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
 use super::commands::{Outcome, Proto};
 use super::parse::{Parsed, data_command};
+use crate::protocol::Slot;
 
 /// Ids for `CLIENT ID`: unique in the process, never reused.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -22,6 +25,8 @@ pub struct Conn {
     name: Option<Bytes>,
     /// Commands queued since `MULTI`, if one is open.
     pub(super) txn: Option<Txn>,
+    /// Keys watched since `WATCH` (until `EXEC`, `DISCARD` or `UNWATCH`).
+    pub(super) watch: Option<Watch>,
     /// The client may run commands: it passed `AUTH`, or no password is required.
     pub(super) authenticated: bool,
 }
@@ -37,6 +42,19 @@ pub(super) struct Txn {
     pub(super) queued: Vec<Parsed>,
     /// A command was refused while queueing: `EXEC` discards the transaction.
     pub(super) failed: bool,
+}
+
+/// What one `WATCH` read through the log: each key and the slot that last wrote it
+/// (`None`: absent); empty until the read answered, and if it failed.
+pub(super) type WatchRead = Rc<RefCell<Option<Vec<(Bytes, Option<Slot>)>>>>;
+
+/// The keys a connection watches.
+#[derive(Debug)]
+pub(super) struct Watch {
+    /// The shard every watched key belongs to.
+    pub(super) shard: usize,
+    /// One read per `WATCH`.
+    pub(super) reads: Vec<WatchRead>,
 }
 
 impl std::fmt::Debug for Parsed {
@@ -111,6 +129,7 @@ impl Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: None,
             txn: None,
+            watch: None,
             authenticated: !requires_auth,
         }
     }

@@ -103,7 +103,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
              snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
-             executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={}\r\n",
+             ticks={},executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -126,6 +126,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.counters.snapshots_written,
             i.counters.snapshot_freeze_us,
             i.counters.snapshot_write_ms,
+            i.counters.ticks,
             i.counters.executor_stalls,
             i.counters.executor_stall_ms,
             i.sync_times.slow,

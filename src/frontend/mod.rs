@@ -8,6 +8,8 @@ mod conn;
 mod info;
 mod lists;
 mod parse;
+mod scan;
+mod txn;
 
 use std::rc::Rc;
 

@@ -8,7 +8,8 @@ use super::expiry::{ExpireIf, Ttl};
 use super::item::Kind;
 use super::kv::Entry;
 use super::list::{self, End};
-use super::types::ClientId;
+
+use super::types::{ClientId, Slot};
 /// A command of the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -151,6 +152,16 @@ pub enum Command {
     },
     /// What a key holds: `string`, `list` or `none` (`TYPE`).
     Type(Bytes),
+    /// A transaction guarded by `WATCH`: applied as [`Command::Multi`] only if every
+    /// watched key still has the version it had when watched (`None`: absent), else
+    /// nothing changes and the reply is nil.
+    Watched {
+        /// Each watched key and the slot that last wrote it when it was watched.
+        versions: Vec<(Bytes, Option<Slot>)>,
+        /// The transaction's commands.
+        #[serde(deserialize_with = "flat_commands")]
+        cmds: Vec<Command>,
+    },
 }
 
 /// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
@@ -261,6 +272,10 @@ impl Command {
             | Command::LRange { key, .. }
             | Command::LIndex { key, .. }
             | Command::Type(key) => key.len(),
+            Command::Watched { versions, cmds } => {
+                versions.iter().map(|(k, _)| k.len()).sum::<usize>()
+                    + cmds.iter().map(Command::payload_bytes).sum::<usize>()
+            }
         }
     }
 
@@ -292,6 +307,10 @@ impl Command {
             Command::LMove { .. } => 4,
             Command::LIndex { .. } => 2,
             Command::LLen(_) | Command::Type(_) => 1,
+            // A key and its version each (the version's tag and varint count as one).
+            Command::Watched { versions, cmds } => {
+                2 * versions.len() + cmds.iter().map(Command::items).sum::<usize>()
+            }
         }
     }
 
@@ -302,6 +321,13 @@ impl Command {
         match self {
             Command::Multi(cmds) => {
                 COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
+            }
+            Command::Watched { versions, cmds } => {
+                let watched: usize = versions.iter().map(|(k, _)| k.len()).sum();
+                2 * COMMAND_OVERHEAD_BYTES
+                    + watched
+                    + 2 * versions.len() * ITEM_OVERHEAD_BYTES
+                    + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
             }
             _ => self.payload_bytes() + self.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES,
         }
@@ -327,7 +353,9 @@ impl Command {
             | Command::Clock { expire: ks, .. }
             | Command::PopFirst { keys: ks, .. } => ks.iter().for_each(f),
             Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| f(k)),
-            Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_written_key(f)),
+            Command::Multi(cmds) | Command::Watched { cmds, .. } => {
+                cmds.iter().for_each(|c| c.for_each_written_key(f))
+            }
             Command::Get(_)
             | Command::Exists(_)
             | Command::MGet(_)
@@ -347,7 +375,9 @@ impl Command {
         match self {
             Command::SetIf { ttl, .. } | Command::Expire { ttl, .. } => ttl.reads_clock(),
             Command::Ttl(_) => true,
-            Command::Multi(cmds) => cmds.iter().any(Command::reads_clock),
+            Command::Multi(cmds) | Command::Watched { cmds, .. } => {
+                cmds.iter().any(Command::reads_clock)
+            }
             _ => false,
         }
     }
@@ -365,6 +395,10 @@ impl Command {
             | Command::Type(k) => f(k),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
+            Command::Watched { versions, cmds } => {
+                versions.iter().for_each(|(k, _)| f(k));
+                cmds.iter().for_each(|c| c.for_each_key(f));
+            }
             _ => self.for_each_written_key(f),
         }
     }

@@ -38,6 +38,9 @@ pub struct Bugs {
     /// Paxos lease modes: serve, grant and count leases whatever the clock-rate check
     /// measured (`protocol::clock_check`), as if every clock kept within its bound.
     pub trust_clocks: bool,
+    /// Paxos lease reads: a replica hides a key whose deadline its own clock has passed,
+    /// instead of waiting for the log's entry that removes it (Redis replicas' lazy expiry).
+    pub expire_local_clock: bool,
 }
 
 /// What the shared driver code needs of a protocol core.
@@ -192,11 +195,13 @@ impl Consensus {
 
     /// A client request arrives; its reply comes back with `token`.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
+        self.begin_step();
         each!(self, r => r.on_request(now, token, req))
     }
 
     /// Several client requests arrive at once (a pipeline), in one step.
     pub fn on_requests(&mut self, now: Nanos, reqs: impl IntoIterator<Item = (Token, Request)>) {
+        self.begin_step();
         match self {
             Consensus::Paxos(r) => r.on_requests(now, reqs),
             Consensus::Raft(r) => {
@@ -209,17 +214,32 @@ impl Consensus {
 
     /// A message from a peer arrives.
     pub fn on_message(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
+        self.begin_step();
         each!(self, r => r.on_message(now, from, msg))
     }
 
     /// Time passes.
     pub fn on_tick(&mut self, now: Nanos) {
+        self.begin_step();
         each!(self, r => r.on_tick(now))
     }
 
     /// Records up to `id` are durable.
     pub fn on_persisted(&mut self, now: Nanos, id: PersistId) {
+        self.begin_step();
         each!(self, r => r.on_persisted(now, id))
+    }
+
+    /// Asserts (where debug assertions are on) that the driver took every action of the
+    /// last step ([`Core::drain_into`], through `outbox::Outbox::take`) before it hands the
+    /// replica new input: a driver that left some behind would carry them out a step late,
+    /// after effects that were asked for later (a reply before the record it waits for).
+    fn begin_step(&self) {
+        debug_assert!(
+            each!(self, r => r.outbox_is_empty()),
+            "a step began with the last step's actions still in the outbox: the driver \
+             must take them (Outbox::take) after every step"
+        );
     }
 
     /// Asserts what must hold between any two steps.
@@ -320,6 +340,7 @@ impl Consensus {
     /// The driver saved a snapshot at `at` (its file is durable). Raft holds the answers
     /// that count a leader's installed snapshot until then; Multi-Paxos needs no word.
     pub fn on_snapshot_saved(&mut self, now: Nanos, at: Slot) {
+        self.begin_step();
         match self {
             Consensus::Paxos(_) => {}
             Consensus::Raft(r) => r.on_snapshot_saved(now, at),
@@ -335,6 +356,7 @@ impl Consensus {
     /// The node's storage stopped taking writes (disk full) or takes them again: the
     /// replica neither leads nor campaigns meanwhile.
     pub fn set_storage_full(&mut self, now: Nanos, full: bool) {
+        self.begin_step();
         each!(self, r => r.set_storage_full(now, full))
     }
 
@@ -395,5 +417,51 @@ impl Core for Consensus {
     }
     fn read_now(&mut self, now: Nanos, cmd: &Command) -> Option<Reply> {
         each!(self, r => Core::read_now(r.as_mut(), now, cmd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(seq: u64) -> Request {
+        Request {
+            client: 7,
+            seq,
+            ack_floor: seq,
+            cmd: Command::Get(bytes::Bytes::from_static(b"k")),
+        }
+    }
+
+    /// A follower that leads nothing answers a request at once (not the leader): one
+    /// action per request, left in the outbox when the driver does not take it.
+    fn follower(protocol: Protocol) -> Consensus {
+        let cfg = ProtocolConfig {
+            protocol,
+            ..ProtocolConfig::default()
+        };
+        Consensus::new(cfg, ReplicaId(1), 1)
+    }
+
+    #[test]
+    fn steps_run_while_the_driver_takes_every_steps_actions() {
+        for protocol in Protocol::ALL {
+            let mut c = follower(protocol);
+            let mut out = Vec::new();
+            for seq in 1..=3 {
+                c.on_request(0, seq, request(seq));
+                c.drain_into(&mut out);
+            }
+            assert_eq!(out.len(), 3, "{protocol}: one answer per request");
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "still in the outbox")]
+    fn a_step_before_the_driver_took_the_last_steps_actions_panics() {
+        let mut c = follower(Protocol::Multipaxos);
+        c.on_request(0, 1, request(1));
+        c.on_request(0, 2, request(2));
     }
 }

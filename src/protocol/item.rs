@@ -80,19 +80,25 @@ fn write_prefix(mut len: usize, out: &mut [u8]) {
     }
 }
 
+/// Asks the CPU to bring the memory at `p` into cache, without reading it (a hint only: no
+/// effect on other architectures). Applying a batch prefetches what every key's write will
+/// touch first, so the cache misses overlap instead of stalling one after another.
+#[inline]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no effect the program can observe.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 impl Item {
-    /// Asks the CPU to bring the item's memory into cache, without reading it (a hint
-    /// only: no effect on other architectures). Applying a batch prefetches every key's
-    /// item first, so their cache misses overlap instead of stalling one after another.
+    /// Prefetches the item's allocation (see [`prefetch`]).
     #[inline]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self.0.heap_ptr().cast::<i8>();
-            // SAFETY: a prefetch never faults and has no effect the program can observe;
-            // `p` points at the item's live allocation besides.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
-        }
+        prefetch(self.0.heap_ptr());
     }
 
     /// Copies a key and string value into one new allocation.

@@ -304,9 +304,15 @@ impl Kv {
         self.written_bytes
     }
 
-    /// Prefetches the items of every key the requests write or read, before they are
-    /// applied (see [`Item::prefetch`]).
+    /// Prefetches the Merkle leaves of every key the requests write, then the items of
+    /// every key they write or read, before they are applied (see [`Item::prefetch`]). The
+    /// leaves go first: their prefetches only ask, while the map's probes wait for the
+    /// table, and the leaves' misses overlap those waits.
     pub fn prefetch(&self, requests: &[Request]) {
+        for req in requests {
+            req.cmd
+                .for_each_written_key(&mut |k| self.merkle.prefetch(k));
+        }
         for req in requests {
             req.cmd.for_each_key(&mut |k| self.map.prefetch(k));
         }
@@ -631,6 +637,15 @@ impl Data<'_> {
             Command::Multi(cmds) => {
                 Reply::Multi(cmds.iter().map(|c| self.execute(slot, c)).collect())
             }
+            Command::Watched { versions, cmds } => {
+                let unchanged = versions
+                    .iter()
+                    .all(|(k, v)| self.map.get(k).map(Item::version) == *v);
+                if !unchanged {
+                    return Reply::Value(None);
+                }
+                Reply::Multi(cmds.iter().map(|c| self.execute(slot, c)).collect())
+            }
             Command::Clock { now_ms, expire } => {
                 self.expiry.advance(*now_ms);
                 for k in expire {
@@ -746,6 +761,8 @@ impl Kv {
 }
 
 mod lists;
+mod scan;
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

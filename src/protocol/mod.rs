@@ -11,6 +11,7 @@ pub mod command;
 pub mod consensus;
 pub mod digest;
 pub mod expiry;
+pub mod glob;
 pub mod item;
 pub mod kv;
 pub mod lease;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
@@ -83,12 +84,36 @@ pub enum MeshMsg {
         /// The shard's state.
         info: Box<ShardInfo>,
     },
+    /// One step of `SCAN` over this shard's state, or (`count` = `None`) every key
+    /// matching, for `KEYS`.
+    Scan {
+        /// Correlates the answer.
+        id: u64,
+        /// Where the step starts.
+        cursor: u64,
+        /// Keys to visit (`None`: all, for `KEYS`).
+        count: Option<usize>,
+        /// Only keys matching this glob pattern.
+        pattern: Option<Bytes>,
+        /// Only keys of this kind (`SCAN … TYPE`).
+        kind: Option<crate::protocol::item::Kind>,
+    },
+    /// The answer to `Scan`.
+    ScanReply {
+        /// The request's id.
+        id: u64,
+        /// Keys found.
+        keys: Vec<Bytes>,
+        /// The cursor to go on from (0: done).
+        next: u64,
+    },
 }
 
 enum Waiter {
     Command(oneshot::Sender<Result<Reply, SubmitError>>),
     Repair(oneshot::Sender<String>),
     Info(oneshot::Sender<ShardInfo>),
+    Scan(oneshot::Sender<(Vec<Bytes>, u64)>),
 }
 
 /// Cross-shard messages queued per link, at most.
@@ -150,10 +175,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The shard that owns `key`.
-pub fn shard_of(key: &[u8], shards: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(key) % shards as u64) as usize
-}
+pub use super::sharding::shard_of;
 
 impl Local {
     /// Runs `cmd` on the group of shard `owner`, here or across the mesh.
@@ -245,6 +267,40 @@ impl Local {
             }
         }
         out
+    }
+
+    /// One step of `SCAN` on shard `s` (see [`Shard::scan`]), or with `count` `None` every
+    /// key of it matching `pattern` (`KEYS`): this replica's applied state, not read
+    /// through the log. `None` if the shard is gone.
+    pub async fn scan(
+        self: &Rc<Self>,
+        s: usize,
+        cursor: u64,
+        count: Option<usize>,
+        pattern: Option<Bytes>,
+        kind: Option<crate::protocol::item::Kind>,
+    ) -> Option<(Vec<Bytes>, u64)> {
+        if s == self.shard.index {
+            return Some(match count {
+                Some(count) => self.shard.scan(cursor, count, pattern.as_deref(), kind),
+                None => (self.shard.keys(pattern.as_deref().unwrap_or(b"*")), 0),
+            });
+        }
+        let id = self.id();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(id, Waiter::Scan(tx));
+        let msg = MeshMsg::Scan {
+            id,
+            cursor,
+            count,
+            pattern,
+            kind,
+        };
+        if self.senders.send_to(s, msg).await.is_err() {
+            self.waiters.borrow_mut().remove(&id);
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// Runs anti-entropy on every shard of the node, one after the other.
@@ -357,6 +413,29 @@ impl Local {
                     let _ = tx.send(result);
                 }
             }
+            MeshMsg::Scan {
+                id,
+                cursor,
+                count,
+                pattern,
+                kind,
+            } => {
+                let (keys, next) = match count {
+                    Some(count) => self.shard.scan(cursor, count, pattern.as_deref(), kind),
+                    None => (self.shard.keys(pattern.as_deref().unwrap_or(b"*")), 0),
+                };
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let reply = MeshMsg::ScanReply { id, keys, next };
+                    let _ = me.senders.send_to(from, reply).await;
+                })
+                .detach();
+            }
+            MeshMsg::ScanReply { id, keys, next } => {
+                if let Some(Waiter::Scan(tx)) = self.waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send((keys, next));
+                }
+            }
             MeshMsg::InfoReply { id, info } => {
                 if let Some(Waiter::Info(tx)) = self.waiters.borrow_mut().remove(&id) {
                     let _ = tx.send(*info);
@@ -414,6 +493,7 @@ where
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", cfg.data_dir.display()))?;
+    super::sharding::check_data_dir(&cfg.data_dir, cfg.shards)?;
     let shards = cfg.shards;
     let mesh = MeshBuilder::full(shards, MESH_QUEUE_MAX);
     let placement = if cfg.pin {

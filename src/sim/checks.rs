@@ -46,6 +46,8 @@ pub struct SimOutcome {
     pub forwards: u64,
     /// Reads a node answered at once, without a step (`ClientPath::read_now`).
     pub reads_now: u64,
+    /// Keys the log's clock entries named for removal (proof that keys expired).
+    pub keys_expired: u64,
 }
 
 /// The replica's Merkle root after an incremental rebuild, checked against a full rebuild
@@ -90,6 +92,8 @@ pub struct Summary {
     pub forwards: u64,
     /// Reads answered at once, over all seeds.
     pub reads_now: u64,
+    /// Keys named for removal by clock entries, over all seeds.
+    pub keys_expired: u64,
 }
 
 /// Runs `count` seeds from `first`, each with `base`'s settings, calling `on_failure` for
@@ -120,6 +124,7 @@ pub fn run_many(
         summary.records_lost_crashes += outcome.records_lost_crashes;
         summary.forwards += outcome.forwards;
         summary.reads_now += outcome.reads_now;
+        summary.keys_expired += outcome.keys_expired;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
             summary.failing_seeds.push(seed);
@@ -147,6 +152,11 @@ impl Sim {
                     break;
                 }
                 None => {
+                    for req in batch.iter() {
+                        if let Command::Clock { expire, .. } = &req.cmd {
+                            self.keys_expired += expire.len() as u64;
+                        }
+                    }
                     self.applied_at.insert(*slot, batch.clone());
                 }
             }
@@ -225,6 +235,7 @@ impl Sim {
             records_lost_crashes: self.records_lost_crashes,
             forwards: self.forwards,
             reads_now: self.reads_now,
+            keys_expired: self.keys_expired,
         }
     }
 }

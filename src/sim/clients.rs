@@ -2,6 +2,7 @@
 //! to (driven the way the runtime's shard drives them).
 
 use super::*;
+use crate::protocol::expiry::{ExpireIf, Ttl};
 
 /// How long a node's client path tries a command before it answers TIMEOUT.
 pub(super) fn client_timeout(cfg: &SimConfig) -> Nanos {
@@ -68,6 +69,7 @@ impl Sim {
                     }
                 }
                 8 if self.cfg.primitives => Op::Incr,
+                r if r <= 8 && self.cfg.expiry => self.expiry_op(),
                 r if r <= 8 => {
                     self.next_value += 1;
                     Op::Set(self.next_value)
@@ -86,7 +88,7 @@ impl Sim {
                 value: Bytes::from(new.to_string()),
                 cond: crate::protocol::kv::SetCond::Equals(Bytes::from(expect.to_string())),
                 get: false,
-                ttl: crate::protocol::expiry::Ttl::Clear,
+                ttl: Ttl::Clear,
             },
             Op::Incr => Command::IncrBy(k, 1),
             Op::Push(v) => Command::Push {
@@ -102,7 +104,26 @@ impl Sim {
                 count: None,
             },
             Op::Len => Command::LLen(k),
+            Op::SetPx { value, ttl_ms } => Command::SetIf {
+                key: k,
+                value: Bytes::from(value.to_string()),
+                cond: crate::protocol::kv::SetCond::Always,
+                get: false,
+                ttl: Ttl::In(ttl_ms),
+            },
+            Op::Expire { ttl_ms } => Command::Expire {
+                key: k,
+                ttl: Ttl::In(ttl_ms),
+                cond: ExpireIf::Always,
+            },
+            Op::Persist => Command::Expire {
+                key: k,
+                ttl: Ttl::Clear,
+                cond: ExpireIf::Always,
+            },
+            Op::Ttl => Command::Ttl(k),
         };
+        let log_lo = self.log_time_floor();
         self.history.push(Recorded {
             key,
             op: Operation {
@@ -111,6 +132,8 @@ impl Sim {
                 out: Output::Unknown,
                 call: self.now,
                 ret: u64::MAX,
+                log_lo,
+                log_hi: u64::MAX,
             },
         });
         let c = &mut self.clients[client];
@@ -155,6 +178,40 @@ impl Sim {
         let handle = n.client.submit(now, cmd, LeaderView::of(r));
         n.callers.insert(handle, (client, attempt));
         self.drive_client(node);
+    }
+
+    /// A command about time to live: a write with a deadline (the most, so that keys
+    /// expire during the run), a new deadline, none, or the time left. Deadlines are a few
+    /// milliseconds to a few client round trips away.
+    fn expiry_op(&mut self) -> Op {
+        let ttl_ms = self.rng.random_range(1..=150);
+        match self.rng.random_range(0..6) {
+            0 | 1 => {
+                self.next_value += 1;
+                Op::SetPx {
+                    value: self.next_value,
+                    ttl_ms,
+                }
+            }
+            2 => Op::Expire { ttl_ms },
+            3 => Op::Persist,
+            4 => Op::Ttl,
+            _ => {
+                self.next_value += 1;
+                Op::Set(self.next_value)
+            }
+        }
+    }
+
+    /// At most the log's time (ms) where a command sent now applies: the log never goes
+    /// back from what some replica applied, and a leader stamps a command that counts
+    /// time from now with its clock, read after the command was sent.
+    pub(super) fn log_time_floor(&self) -> u64 {
+        let slowest = (0..self.cfg.replicas)
+            .map(|i| self.clock(ReplicaId(i as u8)) / MS)
+            .min()
+            .unwrap_or(0);
+        self.log_time_max.max(slowest)
     }
 
     /// Sends a node's answer back to its client.
@@ -218,6 +275,7 @@ impl Sim {
         };
         let rec = &mut self.history[idx];
         rec.op.ret = self.now;
+        rec.op.log_hi = self.log_time_max;
         rec.op.out = match (rec.op.op, reply) {
             (Op::Set(_), Reply::Ok) => Output::Ok,
             (Op::Del, Reply::Int(n)) => Output::Removed(n > 0),
@@ -225,6 +283,9 @@ impl Sim {
             (Op::Cas { .. }, Reply::Value(None)) => Output::Swapped(false),
             (Op::Incr, Reply::Int(n)) if n > 0 => Output::Count(n as u64),
             (Op::Push(_) | Op::Len, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
+            (Op::SetPx { .. }, Reply::Ok) => Output::Ok,
+            (Op::Expire { .. } | Op::Persist, Reply::Int(n @ (0 | 1))) => Output::Changed(n == 1),
+            (Op::Ttl, Reply::Int(n)) => Output::Ttl(n),
             (Op::Get | Op::Pop, Reply::Value(v)) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()

@@ -40,6 +40,9 @@ pub struct SimConfig {
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`), which the
     /// register model checks too.
     pub primitives: bool,
+    /// Clients also write with deadlines (`SET … PX`), set and clear them (`PEXPIRE`,
+    /// `PERSIST`) and read the time left (`PTTL`); the model expires keys by the log's time.
+    pub expiry: bool,
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
@@ -49,6 +52,13 @@ pub struct SimConfig {
     /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
     /// served as a read) instead of removing it through the log.
     pub bug_pop_without_log: bool,
+    /// Syncs take this many times as long as the simulated disk's usual latency (1: as
+    /// measured here); a slower disk widens the window between a record's write and its
+    /// sync, where a replica that answers before persisting loses what it promised.
+    pub sync_latency_factor: u64,
+    /// Protocol settings given by name (`corepax sim --pipeline-depth 4`), each replacing
+    /// what every seed picks for it; set with [`SimConfig::set_protocol_settings`].
+    pub settings: Vec<(&'static Setting, String)>,
 }
 
 impl SimConfig {
@@ -71,15 +81,71 @@ impl SimConfig {
             drift_beyond_bound: false,
             slow_clock_ppm: None,
             primitives: false,
+            expiry: false,
             corrupt_seeds_percent: 50,
             lists: false,
             bug_pop_without_log: false,
+            settings: Vec::new(),
+            sync_latency_factor: 1,
         }
     }
 
+    /// Takes protocol settings as `node` and `cluster` do ([`crate::config::SETTINGS`],
+    /// flag and value): `protocol` and `read_mode` choose the run's, every other replaces
+    /// what each seed picks (and `max_clock_drift_ppm` also bounds the simulated clocks'
+    /// drift). Each value is checked here; [`SimConfig::check_protocol`] checks them
+    /// together with what the seeds pick.
+    pub fn set_protocol_settings(
+        &mut self,
+        given: &[(&'static Setting, String)],
+    ) -> Result<(), ConfigError> {
+        let mut p = ProtocolConfig {
+            protocol: self.protocol,
+            read_mode: self.read_mode,
+            ..ProtocolConfig::default()
+        };
+        for (setting, value) in given {
+            (setting.set)(&mut p, value)?;
+        }
+        self.protocol = p.protocol;
+        self.read_mode = p.read_mode;
+        self.settings = given
+            .iter()
+            .filter(|(s, _)| !matches!(s.name, "protocol" | "read_mode"))
+            .cloned()
+            .collect();
+        Ok(())
+    }
+
+    /// Checks the protocol settings each of `seeds` runs with (the seed's picks and the
+    /// settings given) as a node checks its configuration; the error names the seed.
+    pub fn check_protocol(&self, seeds: std::ops::Range<u64>) -> Result<(), String> {
+        for seed in seeds {
+            self.protocol_config_of(seed)
+                .validate()
+                .map_err(|e| format!("the protocol settings of seed {seed}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The protocol settings seed `seed` runs with.
+    pub fn protocol_config_of(&self, seed: u64) -> ProtocolConfig {
+        self.protocol_config(&mut ChaCha8Rng::seed_from_u64(seed))
+    }
+
     /// The protocol settings of this run: the seed picks pipeline, batching, leases,
-    /// snapshot chunking and log retention.
+    /// snapshot chunking and log retention; the settings given replace its picks.
     pub(super) fn protocol_config(&self, rng: &mut ChaCha8Rng) -> ProtocolConfig {
+        let mut cfg = self.picked_protocol_config(rng);
+        for (setting, value) in &self.settings {
+            (setting.set)(&mut cfg, value)
+                .expect("a value set_protocol_settings applied once already");
+        }
+        cfg
+    }
+
+    /// What the seed picks.
+    fn picked_protocol_config(&self, rng: &mut ChaCha8Rng) -> ProtocolConfig {
         ProtocolConfig {
             protocol: self.protocol,
             replicas: self.replicas,

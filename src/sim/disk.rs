@@ -15,7 +15,7 @@ impl Sim {
             self.rng.random_range(5 * MS..40 * MS)
         } else {
             self.rng.random_range(50 * US..2 * MS)
-        };
+        } * self.cfg.sync_latency_factor;
         self.schedule(
             latency,
             Event::SyncDone {

@@ -17,7 +17,7 @@ impl Sim {
     /// holders' leases too briefly) and the holders' crawl. Clocks stay continuous and
     /// monotonic; only their rates change.
     pub(super) fn adversarial_clocks(&mut self, leader: ReplicaId) {
-        let bound = SIM_DRIFT_PPM as i64;
+        let bound = self.proto.max_clock_drift_ppm as i64;
         for i in 0..self.nodes.len() {
             let was_leader = self.leaders.values().any(|l| l.index() == i);
             let crawls = match self.proto.read_mode.leases() {

@@ -1,6 +1,13 @@
 //! A linearizability checker for per-key histories of a register or a list (Wing & Gong's
 //! search with Lowe's memoisation, as in Porcupine). Keys are independent, so each key's
 //! history is checked alone (P-compositionality).
+//!
+//! The register may carry a deadline in the log's time. The clients cannot see the log's
+//! time, so an operation carries bounds of it ([`Operation::log_lo`], [`Operation::log_hi`])
+//! and a deadline is an interval. A key with a deadline may vanish (the log removed it)
+//! before any operation whose upper bound of the log's time reaches the deadline's lower
+//! bound, and not before: a read that finds it gone earlier saw a removal the log did not
+//! decide. Once gone it stays gone until written again.
 
 use std::collections::HashSet;
 
@@ -9,8 +16,15 @@ use crate::protocol::types::MapHasher;
 /// An operation on one key. Values are identified by numbers the clients make unique.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// Wrote a value.
+    /// Wrote a value (a plain `SET`: clears the deadline).
     Set(u64),
+    /// Wrote a value that expires `ttl_ms` after the log's time at the write (`SET … PX`).
+    SetPx {
+        /// The value.
+        value: u64,
+        /// Milliseconds of log time it lives, at least 1.
+        ttl_ms: u64,
+    },
     /// Deleted the key; the output is whether it existed.
     Del,
     /// Read the key.
@@ -24,6 +38,16 @@ pub enum Op {
     },
     /// Added one to the key's number (absent counts as 0); the output is the sum.
     Incr,
+    /// Gave an existing key a deadline `ttl_ms` after the log's time (`PEXPIRE`); the
+    /// output says whether the key existed.
+    Expire {
+        /// Milliseconds of log time, at least 1.
+        ttl_ms: u64,
+    },
+    /// Removed the key's deadline (`PERSIST`); the output says whether it had one.
+    Persist,
+    /// Read the time left (`PTTL`).
+    Ttl,
     /// Pushed a value at the tail of the key's list (`RPUSH`); the output is the length.
     Push(u64),
     /// Popped the head of the key's list (`LPOP`); the output is the value, or none.
@@ -38,9 +62,9 @@ impl Op {
         matches!(self, Op::Push(_) | Op::Pop | Op::Len)
     }
 
-    /// Whether it only reads (a read that never returned tells nothing).
+    /// Whether it changes nothing: an unanswered one tells nothing and is left out.
     pub fn is_read(self) -> bool {
-        matches!(self, Op::Get | Op::Len)
+        matches!(self, Op::Get | Op::Ttl | Op::Len)
     }
 }
 
@@ -57,6 +81,10 @@ pub enum Output {
     Swapped(bool),
     /// A counter's new value, or a list's length.
     Count(u64),
+    /// Whether `PEXPIRE` or `PERSIST` changed the deadline.
+    Changed(bool),
+    /// `PTTL`'s answer: milliseconds left, -1 no deadline, -2 no key.
+    Ttl(i64),
     /// No reply: the operation may or may not have taken effect.
     Unknown,
 }
@@ -74,49 +102,52 @@ pub struct Operation {
     pub call: u64,
     /// Response time.
     pub ret: u64,
+    /// At most the log's time (ms) where an operation that counts time from the log's
+    /// applies it (`SetPx`, `Expire`, `Ttl`).
+    pub log_lo: u64,
+    /// At least the log's time (ms) of any entry applied before the operation returned:
+    /// the latest log time its effect or answer can reflect.
+    pub log_hi: u64,
+}
+
+impl Operation {
+    /// An operation that does not look at the log's time (bounds 0 and unbounded).
+    pub fn new(client: u64, op: Op, out: Output, call: u64, ret: u64) -> Operation {
+        Operation {
+            client,
+            op,
+            out,
+            call,
+            ret,
+            log_lo: 0,
+            log_hi: u64::MAX,
+        }
+    }
 }
 
 /// A model of one key: what an operation does to it and whether its output fits.
 trait Model: Clone {
-    /// The state after `op` answered `out`, or `None` if that answer is impossible here.
-    fn step(&self, op: Op, out: Output) -> Option<Self>;
+    /// The states `o` may lead to from this one (`None`: that answer is impossible here);
+    /// more than one where the model cannot tell which happened.
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2];
     /// Appends the state to a memo key.
     fn write_key(&self, key: &mut Vec<u64>);
 }
 
-impl Model for Option<u64> {
-    fn step(&self, op: Op, out: Output) -> Option<Self> {
-        step(*self, op, out)
+impl Model for Register {
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2] {
+        successors(*self, o)
     }
 
     fn write_key(&self, key: &mut Vec<u64>) {
-        key.push(u64::from(self.is_some()));
-        key.push(self.unwrap_or(0));
+        key.extend_from_slice(&self.words());
     }
 }
 
 /// The list model: the values from head to tail (empty when the key is absent).
 impl Model for Vec<u64> {
-    fn step(&self, op: Op, out: Output) -> Option<Self> {
-        match (op, out) {
-            (Op::Push(v), Output::Count(_) | Output::Unknown) => {
-                let mut next = self.clone();
-                next.push(v);
-                match out {
-                    Output::Count(n) if n != next.len() as u64 => None,
-                    _ => Some(next),
-                }
-            }
-            (Op::Pop, Output::Value(v)) => match (self.first(), v) {
-                (None, None) => Some(Vec::new()),
-                (Some(head), Some(v)) if *head == v => Some(self[1..].to_vec()),
-                _ => None,
-            },
-            (Op::Pop, Output::Unknown) => Some(self.get(1..).unwrap_or_default().to_vec()),
-            (Op::Len, Output::Count(n)) => (n == self.len() as u64).then(|| self.clone()),
-            (Op::Len, Output::Unknown) => Some(self.clone()),
-            _ => None,
-        }
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2] {
+        [list_step(self, o.op, o.out), None]
     }
 
     fn write_key(&self, key: &mut Vec<u64>) {
@@ -125,29 +156,171 @@ impl Model for Vec<u64> {
     }
 }
 
-/// The register model: `None` when the key is absent.
-fn step(state: Option<u64>, op: Op, out: Output) -> Option<Option<u64>> {
+/// The list after `op` answered `out`, if that answer is possible.
+fn list_step(list: &[u64], op: Op, out: Output) -> Option<Vec<u64>> {
     match (op, out) {
-        (Op::Set(v), Output::Ok | Output::Unknown) => Some(Some(v)),
-        (Op::Del, Output::Removed(existed)) => (existed == state.is_some()).then_some(None),
-        (Op::Del, Output::Unknown) => Some(None),
-        (Op::Get, Output::Value(v)) => (v == state).then_some(state),
-        (Op::Get, Output::Unknown) => Some(state),
-        (Op::Cas { expect, new }, Output::Swapped(set)) => {
-            (set == (state == Some(expect))).then_some(if set { Some(new) } else { state })
+        (Op::Push(v), Output::Count(_) | Output::Unknown) => {
+            let mut next = list.to_vec();
+            next.push(v);
+            match out {
+                Output::Count(n) if n != next.len() as u64 => None,
+                _ => Some(next),
+            }
         }
-        (Op::Cas { expect, new }, Output::Unknown) => Some(if state == Some(expect) {
-            Some(new)
+        (Op::Pop, Output::Value(v)) => match (list.first(), v) {
+            (None, None) => Some(Vec::new()),
+            (Some(head), Some(v)) if *head == v => Some(list[1..].to_vec()),
+            _ => None,
+        },
+        (Op::Pop, Output::Unknown) => Some(list.get(1..).unwrap_or_default().to_vec()),
+        (Op::Len, Output::Count(n)) => (n == list.len() as u64).then(|| list.to_vec()),
+        (Op::Len, Output::Unknown) => Some(list.to_vec()),
+        _ => None,
+    }
+}
+
+/// A deadline known to lie in `lo..=hi` (log time, ms).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Deadline {
+    lo: u64,
+    hi: u64,
+}
+
+impl Deadline {
+    fn after(o: &Operation, ttl_ms: u64) -> Deadline {
+        Deadline {
+            lo: o.log_lo.saturating_add(ttl_ms),
+            hi: o.log_hi.saturating_add(ttl_ms),
+        }
+    }
+}
+
+/// The register model: the value (`None`: the key is absent) and its deadline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Register {
+    value: Option<u64>,
+    deadline: Option<Deadline>,
+}
+
+impl Register {
+    fn plain(value: u64) -> Register {
+        Register {
+            value: Some(value),
+            deadline: None,
+        }
+    }
+
+    /// The memo words: presence, value, deadline presence, its bounds.
+    fn words(self) -> [u64; 5] {
+        let d = self.deadline.unwrap_or_default();
+        [
+            u64::from(self.value.is_some()),
+            self.value.unwrap_or(0),
+            u64::from(self.deadline.is_some()),
+            d.lo,
+            d.hi,
+        ]
+    }
+}
+
+/// The register after `o` from `state`, if `o`'s output is possible there.
+fn step(state: Register, o: &Operation) -> Option<Register> {
+    let present = state.value.is_some();
+    match (o.op, o.out) {
+        (Op::Set(v), Output::Ok | Output::Unknown) => Some(Register::plain(v)),
+        (Op::SetPx { value, ttl_ms }, Output::Ok | Output::Unknown) => Some(Register {
+            value: Some(value),
+            deadline: Some(Deadline::after(o, ttl_ms)),
+        }),
+        (Op::Del, Output::Removed(existed)) => (existed == present).then_some(Register::default()),
+        (Op::Del, Output::Unknown) => Some(Register::default()),
+        (Op::Get, Output::Value(v)) => (v == state.value).then_some(state),
+        (Op::Get | Op::Ttl, Output::Unknown) => Some(state),
+        (Op::Cas { expect, new }, Output::Swapped(set)) => (set == (state.value == Some(expect)))
+            .then_some(if set { Register::plain(new) } else { state }),
+        (Op::Cas { expect, new }, Output::Unknown) => Some(if state.value == Some(expect) {
+            Register::plain(new)
         } else {
             state
         }),
-        (Op::Incr, Output::Count(n)) => {
-            let sum = state.unwrap_or(0).checked_add(1)?;
-            (n == sum).then_some(Some(sum))
+        (Op::Incr, Output::Count(_) | Output::Unknown) => {
+            let sum = state.value.unwrap_or(0).checked_add(1)?;
+            if let Output::Count(n) = o.out
+                && n != sum
+            {
+                return None;
+            }
+            // A counter keeps its deadline.
+            Some(Register {
+                value: Some(sum),
+                deadline: state.deadline,
+            })
         }
-        (Op::Incr, Output::Unknown) => Some(Some(state.unwrap_or(0).checked_add(1)?)),
+        (Op::Expire { ttl_ms }, Output::Changed(_) | Output::Unknown) => {
+            if o.out == Output::Changed(!present) {
+                return None;
+            }
+            Some(if present {
+                Register {
+                    value: state.value,
+                    deadline: Some(Deadline::after(o, ttl_ms)),
+                }
+            } else {
+                state
+            })
+        }
+        (Op::Persist, Output::Changed(_) | Output::Unknown) => {
+            let had = present && state.deadline.is_some();
+            if o.out == Output::Changed(!had) {
+                return None;
+            }
+            Some(Register {
+                deadline: None,
+                ..state
+            })
+        }
+        (Op::Ttl, Output::Ttl(ms)) => ttl_step(state, o, ms),
         _ => None,
     }
+}
+
+/// `PTTL` answered `ms`: -2 absent, -1 no deadline, else the deadline less the log's time
+/// (0 once passed, while the key waits for its removal). The answer narrows the deadline.
+fn ttl_step(state: Register, o: &Operation, ms: i64) -> Option<Register> {
+    match (state.value, state.deadline) {
+        (None, _) => (ms == -2).then_some(state),
+        (Some(_), None) => (ms == -1).then_some(state),
+        (Some(_), Some(d)) => {
+            let left = u64::try_from(ms).ok()?;
+            // The deadline is `left` after the log's time, which lies within the bounds;
+            // `0` only says it has passed.
+            let (lo, hi) = if left == 0 {
+                (d.lo, d.hi.min(o.log_hi))
+            } else {
+                (
+                    d.lo.max(o.log_lo.saturating_add(left)),
+                    d.hi.min(o.log_hi.saturating_add(left)),
+                )
+            };
+            (lo <= hi).then_some(Register {
+                deadline: Some(Deadline { lo, hi }),
+                ..state
+            })
+        }
+    }
+}
+
+/// The registers `o` may lead to from `state`: with the key as it is, or, if its deadline
+/// may have been reached in the log by the time `o` returned, after the log removed it.
+fn successors(state: Register, o: &Operation) -> [Option<Register>; 2] {
+    let kept = step(state, o);
+    let may_expire = state.value.is_some() && state.deadline.is_some_and(|d| d.lo <= o.log_hi);
+    let expired = if may_expire {
+        step(Register::default(), o).filter(|r| Some(*r) != kept)
+    } else {
+        None
+    };
+    [kept, expired]
 }
 
 /// The verdict on one history.
@@ -167,7 +340,7 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
     if history.iter().any(|o| o.op.is_list()) {
         search(history, steps_max, Vec::<u64>::new())
     } else {
-        search(history, steps_max, None::<u64>)
+        search(history, steps_max, Register::default())
     }
 }
 
@@ -215,14 +388,16 @@ fn search<S: Model>(history: &[Operation], steps_max: u64, init: S) -> Verdict {
     };
 
     // The memo key is one vector: the bitset of linearized operations, then the state
-    // (for a register a presence word and a value word), so a lookup borrows it and only
-    // a new entry is copied.
+    // ([`Model::write_key`]), so a lookup borrows it and only a new entry is copied.
     let words = n.div_ceil(64);
     let mut key = vec![0u64; words];
     let mut state = init;
     let mut cache: HashSet<Vec<u64>, MapHasher> = HashSet::default();
-    let mut stack: Vec<(usize, S)> = Vec::new();
+    // (the call placed, the state before it, which of its successors was taken)
+    let mut stack: Vec<(usize, S, usize)> = Vec::new();
     let mut entry = next[0];
+    // The first successor to try at `entry`: past the one taken when backtracking to it.
+    let mut first_alt = 0;
     let mut steps = 0u64;
     while next[0] != usize::MAX {
         steps += 1;
@@ -231,32 +406,37 @@ fn search<S: Model>(history: &[Operation], steps_max: u64, init: S) -> Verdict {
         }
         if entry != usize::MAX && !is_ret(entry) {
             let i = op_of(entry);
-            let o = history[i];
             let mut advanced = false;
-            if let Some(new_state) = state.step(o.op, o.out) {
+            let alts = state.successors(&history[i]);
+            for (alt, new_state) in alts.into_iter().enumerate().skip(first_alt) {
+                let Some(new_state) = new_state else {
+                    continue;
+                };
                 key[i / 64] |= 1 << (i % 64);
                 key.truncate(words);
                 new_state.write_key(&mut key);
-                if !cache.contains(key.as_slice()) {
-                    cache.insert(key.clone());
-                    let old = std::mem::replace(&mut state, new_state);
-                    stack.push((entry, old));
-                    unlink(&mut next, &mut prev, entry);
-                    unlink(&mut next, &mut prev, ret_of[i]);
-                    entry = next[0];
-                    advanced = true;
-                } else {
+                if cache.contains(key.as_slice()) {
                     key[i / 64] &= !(1 << (i % 64));
+                    continue;
                 }
+                cache.insert(key.clone());
+                let old = std::mem::replace(&mut state, new_state);
+                stack.push((entry, old, alt));
+                unlink(&mut next, &mut prev, entry);
+                unlink(&mut next, &mut prev, ret_of[i]);
+                entry = next[0];
+                advanced = true;
+                break;
             }
+            first_alt = 0;
             if !advanced {
                 entry = next[entry];
             }
             continue;
         }
         // An operation returned before it could be placed (or the walk ran off the end):
-        // undo the last choice and try the next candidate after it.
-        let Some((call, old)) = stack.pop() else {
+        // undo the last choice and try its other successor, then the next candidate.
+        let Some((call, old, alt)) = stack.pop() else {
             return Verdict::Violation;
         };
         let i = op_of(call);
@@ -264,7 +444,8 @@ fn search<S: Model>(history: &[Operation], steps_max: u64, init: S) -> Verdict {
         key[i / 64] &= !(1 << (i % 64));
         relink(&mut next, &mut prev, ret_of[i]);
         relink(&mut next, &mut prev, call);
-        entry = next[call];
+        entry = call;
+        first_alt = alt + 1;
     }
     Verdict::Linearizable
 }
@@ -274,12 +455,15 @@ mod tests {
     use super::*;
 
     fn op(client: u64, op: Op, out: Output, call: u64, ret: u64) -> Operation {
+        Operation::new(client, op, out, call, ret)
+    }
+
+    /// An operation that saw the log's time between `log_lo` and `log_hi`.
+    fn timed(o: Operation, log_lo: u64, log_hi: u64) -> Operation {
         Operation {
-            client,
-            op,
-            out,
-            call,
-            ret,
+            log_lo,
+            log_hi,
+            ..o
         }
     }
 
@@ -425,5 +609,117 @@ mod tests {
             Verdict::Violation,
             "an acknowledged push lost"
         );
+    }
+
+    fn set_px(value: u64, ttl_ms: u64) -> Op {
+        Op::SetPx { value, ttl_ms }
+    }
+
+    #[test]
+    fn a_key_vanishes_only_once_the_log_reached_its_deadline() {
+        // Written at log time 1000..=1010 with 100 ms: the deadline lies in 1100..=1110.
+        let set = timed(op(1, set_px(1, 100), Output::Ok, 0, 1), 1_000, 1_010);
+        let gone_early = timed(op(2, Op::Get, Output::Value(None), 2, 3), 0, 1_099);
+        assert_eq!(check(&[set, gone_early], 1_000_000), Verdict::Violation);
+        let gone_later = timed(op(2, Op::Get, Output::Value(None), 2, 3), 0, 1_100);
+        assert_eq!(check(&[set, gone_later], 1_000_000), Verdict::Linearizable);
+        let still_there = timed(op(2, Op::Get, Output::Value(Some(1)), 2, 3), 0, 5_000);
+        assert_eq!(check(&[set, still_there], 1_000_000), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn an_expired_key_does_not_come_back() {
+        let set = timed(op(1, set_px(1, 100), Output::Ok, 0, 1), 1_000, 1_000);
+        let gone = timed(op(2, Op::Get, Output::Value(None), 2, 3), 0, 2_000);
+        let back = timed(op(3, Op::Get, Output::Value(Some(1)), 4, 5), 0, 2_000);
+        assert_eq!(check(&[set, gone, back], 1_000_000), Verdict::Violation);
+        // A counter after the removal starts from nothing.
+        let incr = timed(op(3, Op::Incr, Output::Count(1), 4, 5), 0, 2_000);
+        let set = timed(op(1, Op::Set(7), Output::Ok, 0, 1), 0, 1_000);
+        let expire = timed(
+            op(1, Op::Expire { ttl_ms: 50 }, Output::Changed(true), 1, 2),
+            1_000,
+            1_000,
+        );
+        assert_eq!(
+            check(&[set, expire, incr], 1_000_000),
+            Verdict::Linearizable
+        );
+    }
+
+    #[test]
+    fn persist_and_plain_writes_clear_the_deadline() {
+        let set = timed(op(1, set_px(1, 100), Output::Ok, 0, 1), 1_000, 1_000);
+        let persist = timed(op(1, Op::Persist, Output::Changed(true), 2, 3), 0, 1_000);
+        let gone = timed(op(2, Op::Get, Output::Value(None), 4, 5), 0, 9_000);
+        assert_eq!(check(&[set, persist, gone], 1_000_000), Verdict::Violation);
+        let persist_again = timed(op(1, Op::Persist, Output::Changed(true), 4, 5), 0, 1_000);
+        assert_eq!(
+            check(&[set, persist, persist_again], 1_000_000),
+            Verdict::Violation
+        );
+        let overwrite = timed(op(1, Op::Set(2), Output::Ok, 2, 3), 0, 1_000);
+        assert_eq!(
+            check(&[set, overwrite, gone], 1_000_000),
+            Verdict::Violation
+        );
+        let expire_absent = timed(
+            op(1, Op::Expire { ttl_ms: 5 }, Output::Changed(true), 0, 1),
+            0,
+            1,
+        );
+        assert_eq!(check(&[expire_absent], 1_000_000), Verdict::Violation);
+    }
+
+    #[test]
+    fn time_left_agrees_with_the_deadline() {
+        let set = timed(op(1, set_px(1, 100), Output::Ok, 0, 1), 1_000, 1_000);
+        let ttl = |ms, lo, hi| timed(op(2, Op::Ttl, Output::Ttl(ms), 2, 3), lo, hi);
+        assert_eq!(
+            check(&[set, ttl(60, 1_040, 1_040)], 1_000_000),
+            Verdict::Linearizable
+        );
+        assert_eq!(
+            check(&[set, ttl(90, 1_040, 1_040)], 1_000_000),
+            Verdict::Violation
+        );
+        assert_eq!(
+            check(&[set, ttl(-1, 1_040, 1_040)], 1_000_000),
+            Verdict::Violation
+        );
+        // Past the deadline and not yet removed, or removed.
+        assert_eq!(
+            check(&[set, ttl(0, 1_100, 1_200)], 1_000_000),
+            Verdict::Linearizable
+        );
+        assert_eq!(
+            check(&[set, ttl(-2, 1_100, 1_200)], 1_000_000),
+            Verdict::Linearizable
+        );
+        assert_eq!(
+            check(&[set, ttl(-2, 1_000, 1_099)], 1_000_000),
+            Verdict::Violation
+        );
+        // An answer narrows the deadline: 1000 + 60 ± 5 is 1055..=1065.
+        let narrowed = timed(op(2, Op::Ttl, Output::Ttl(60), 2, 3), 995, 1_005);
+        let set_wide = timed(op(1, set_px(1, 100), Output::Ok, 0, 1), 900, 1_100);
+        let gone = timed(op(3, Op::Get, Output::Value(None), 4, 5), 0, 1_050);
+        assert_eq!(check(&[set_wide, gone], 1_000_000), Verdict::Linearizable);
+        assert_eq!(
+            check(&[set_wide, narrowed, gone], 1_000_000),
+            Verdict::Violation
+        );
+    }
+
+    #[test]
+    fn an_unanswered_write_with_a_deadline_may_expire_or_not() {
+        let set = timed(
+            op(1, set_px(1, 100), Output::Unknown, 0, u64::MAX),
+            1_000,
+            5_000,
+        );
+        let seen = timed(op(2, Op::Get, Output::Value(Some(1)), 5, 6), 0, 1_200);
+        let gone = timed(op(2, Op::Get, Output::Value(None), 7, 8), 0, 1_200);
+        assert_eq!(check(&[set, seen, gone], 1_000_000), Verdict::Linearizable);
     }
 }

@@ -24,7 +24,6 @@ mod network;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
 use clients::{Client, Recorded, client_timeout};
-use config::SIM_DRIFT_PPM;
 pub use config::SimConfig;
 use network::{Wire, describe_batch, describe_wire};
 
@@ -35,7 +34,9 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{LeaseHolders, Protocol, ProtocolConfig, ReadMode, ReadRepair};
+use crate::config::{
+    ConfigError, LeaseHolders, Protocol, ProtocolConfig, ReadMode, ReadRepair, Setting,
+};
 use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
 use crate::protocol::kv::Item;
 use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
@@ -156,6 +157,11 @@ struct Sim {
     records_lost_crashes: u64,
     forwards: u64,
     reads_now: u64,
+    /// The newest log time (ms) any replica applied so far: what the clients' operations
+    /// are checked against for expiry (see [`linearizability`]).
+    log_time_max: u64,
+    /// Keys named for removal by applied clock entries.
+    keys_expired: u64,
     /// The copy damaged on purpose: (replica, key, its version before).
     rotted: Option<(usize, Bytes, Slot)>,
     /// Anti-entropy installs counted when the copy was damaged.
@@ -216,10 +222,11 @@ impl Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let proto = cfg.protocol_config(&mut rng);
         // Within the bound, rates spread over all of it; beyond, far past it.
+        let bound = proto.max_clock_drift_ppm as i64;
         let drift = if cfg.drift_beyond_bound {
-            18 * SIM_DRIFT_PPM as i64
+            18 * bound
         } else {
-            SIM_DRIFT_PPM as i64
+            bound
         };
         let mut cfg = cfg;
         if cfg.seed % 2 == 1 && cfg.snapshot_every == 0 {
@@ -308,6 +315,8 @@ impl Sim {
             records_lost_crashes: 0,
             forwards: 0,
             reads_now: 0,
+            log_time_max: 0,
+            keys_expired: 0,
             rotted: None,
             installed_at_rot: 0,
             cfg,
@@ -481,6 +490,14 @@ impl Sim {
             }
         }
         self.record_applied(node);
+        let log_time = self.nodes[node.index()]
+            .replica
+            .as_ref()
+            .expect("live")
+            .kv()
+            .expiry()
+            .now();
+        self.log_time_max = self.log_time_max.max(log_time);
         let now = self.clock(node);
         let spare = step.dispatch(&mut NodeEffects {
             sim: self,

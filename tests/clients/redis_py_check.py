@@ -4,6 +4,7 @@ Usage: redis_py_check.py PORT KEY_A KEY_B  (KEY_A and KEY_B live in the same sha
 Exits non-zero with a message on the first thing that does not work.
 """
 import sys
+import time
 
 import redis
 
@@ -74,7 +75,94 @@ def main() -> None:
     except redis.ResponseError as e:
         assert str(e).startswith("WRONGTYPE"), e
 
+    check_watch(r, key_a)
+    check_watch_list(r, key_b)
+    check_scan(r)
     print("redis-py", redis.__version__, "ok")
+
+
+def check_watch(r: "redis.Redis", key: str) -> None:
+    """Optimistic locking: WATCH, read, MULTI … EXEC, retried when someone else wrote."""
+    import threading
+
+    r.set(key, "0")
+    workers, per_worker = 3, 15
+
+    def add_one(pipe) -> None:
+        value = int(pipe.get(key) or 0)
+        pipe.multi()
+        pipe.set(key, value + 1)
+
+    def work() -> None:
+        own = redis.Redis(host="127.0.0.1", port=r.connection_pool.connection_kwargs["port"])
+        for _ in range(per_worker):
+            own.transaction(add_one, key)
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int(r.get(key)) == workers * per_worker, ("lost increments", r.get(key))
+
+    # A write by another client between WATCH and EXEC aborts the transaction.
+    with r.pipeline() as p:
+        p.watch(key)
+        assert p.get(key) is not None
+        r.set(key, "100")
+        p.multi()
+        p.set(key, "lost")
+        try:
+            p.execute()
+            raise AssertionError("EXEC applied although a watched key changed")
+        except redis.WatchError:
+            pass
+    assert r.get(key) == b"100"
+
+
+def check_watch_list(r: "redis.Redis", key: str) -> None:
+    """A list write changes the key's version: a transaction watching the list aborts."""
+    r.delete(key)
+    assert r.rpush(key, "a") == 1
+    with r.pipeline() as p:
+        p.watch(key)
+        assert p.llen(key) == 1
+        r.rpush(key, "b")
+        p.multi()
+        p.lpop(key)
+        try:
+            p.execute()
+            raise AssertionError("EXEC applied although a watched list changed")
+        except redis.WatchError:
+            pass
+    assert r.lrange(key, 0, -1) == [b"a", b"b"]
+
+
+def check_scan(r: "redis.Redis") -> None:
+    """scan_iter walks every shard through SCAN's cursors."""
+    keys = {f"py:scan:{i}" for i in range(40)}
+    r.mset({k: "1" for k in keys})
+    # SCAN reads this node's applied state: writes acknowledged through the leader reach
+    # it within milliseconds.
+    deadline = time.time() + 5
+    while True:
+        found = {k.decode() for k in r.scan_iter(match="py:scan:*", count=7)}
+        if found == keys or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert found == keys, sorted(keys - found)
+    assert {k.decode() for k in r.keys("py:scan:1*")} == {k for k in keys if k.startswith("py:scan:1")}
+    # TYPE tells lists from strings.
+    assert r.rpush("py:list:scan", "x") == 1
+    deadline = time.time() + 5
+    while True:
+        lists = {k.decode() for k in r.scan_iter(match="py:*", _type="list")}
+        if "py:list:scan" in lists or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert "py:list:scan" in lists and not lists & keys, lists
+    strings = {k.decode() for k in r.scan_iter(match="py:*", _type="string")}
+    assert "py:list:scan" not in strings and keys <= strings
 
 
 if __name__ == "__main__":

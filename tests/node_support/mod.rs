@@ -1,12 +1,16 @@
-//! Shared by the node tests: real `corepax node` processes on 127.0.0.1 free ports, and a
-//! small blocking RESP client.
+//! Shared by the node tests: real `corepax node` processes on 127.0.0.1 free ports (or,
+//! with [`Cluster::start_on_net`], each in a network namespace of its own behind the
+//! emulated network's router), and a small blocking RESP client.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use corepax::net::{Attached, Network, Profile, node_addr};
 
 use corepax::wire::resp::{self, Limits, Value};
 
@@ -36,8 +40,55 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
+/// Client port of every node under an emulated network (each node has a namespace, and
+/// so every port, of its own).
+const NET_CLIENT_PORT: u16 = 7379;
+/// First peer port of every node under an emulated network (one per shard).
+const NET_PEER_PORT: u16 = 8379;
+
+/// How a test reaches the nodes' client ports: from this process's network, or, under an
+/// emulated network, from inside node i's namespace (a client beside its replica: the
+/// router's cuts fall between replicas, never between a node and its own clients).
+#[derive(Clone)]
+pub struct Dialer {
+    addrs: Vec<SocketAddr>,
+    net: Option<Arc<Attached>>,
+}
+
+impl Dialer {
+    /// Connects to node `i`'s client port ([`Client::connect`]).
+    pub fn connect(&self, i: usize) -> std::io::Result<Client> {
+        self.within(i, || Client::connect(self.addrs[i]))
+    }
+
+    /// Whether node `i` accepts a connection within `timeout`.
+    pub fn accepts(&self, i: usize, timeout: Duration) -> bool {
+        self.within(i, || TcpStream::connect_timeout(&self.addrs[i], timeout))
+            .is_ok()
+    }
+
+    /// How many nodes there are.
+    pub fn nodes(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// Runs `f` where node `i`'s clients sit.
+    fn within<T: Send>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> std::io::Result<T> + Send,
+    ) -> std::io::Result<T> {
+        match &self.net {
+            Some(net) => net.ns(i).run(f)?,
+            None => f(),
+        }
+    }
+}
+
 /// A cluster of node processes, killed when dropped.
 pub struct Cluster {
+    /// Each node's client address (under an emulated network, reachable only through
+    /// [`Cluster::dialer`]).
     pub clients: Vec<SocketAddr>,
     peers: Vec<String>,
     pub dir: PathBuf,
@@ -47,6 +98,10 @@ pub struct Cluster {
     node_extra: Vec<Vec<String>>,
     /// Environment variables of one node only (see `set_node_env`).
     node_env: Vec<Vec<(String, String)>>,
+    dialer: Dialer,
+    /// The emulated network the nodes run in, if any: dropped after them (declared last;
+    /// `Drop` kills the nodes first).
+    net: Option<Network>,
 }
 
 /// The protocols a test runs under, by name (`--protocol`).
@@ -75,20 +130,64 @@ impl Cluster {
         per_node: impl Fn(usize) -> Vec<String>,
     ) -> Cluster {
         let client_base = free_ports(n as u16);
-        let mut peers = Vec::new();
-        for _ in 0..n {
-            peers.push(format!("127.0.0.1:{}", free_ports(SHARDS as u16)));
+        let clients = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], client_base + i as u16)))
+            .collect();
+        let peers = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_ports(SHARDS as u16)))
+            .collect();
+        Cluster::launch(dir, extra, per_node, clients, peers, None)
+    }
+
+    /// Like `start`, every node in a network namespace of its own, joined to the others by
+    /// the emulated network's router shaped by `profile` (`lan`, `metro`, `wan3` or a
+    /// file; see docs/NETWORK.md), run by this process: [`Cluster::net`] cuts and heals
+    /// links for real. Needs root and /dev/net/tun, and panics saying so without them.
+    /// The nodes die with the thread that starts them (`PR_SET_PDEATHSIG`): start, kill
+    /// and restart them from the test's own thread.
+    pub fn start_on_net(n: usize, dir: &Path, profile: &str, extra: &[&str]) -> Cluster {
+        if let Some(missing) = corepax::net::missing_capability() {
+            panic!("this test runs on an emulated network: {missing}");
         }
+        let shape = Profile::load(profile).unwrap_or_else(|e| panic!("profile {profile}: {e}"));
+        let net = Network::start(profile, &shape, n, dir)
+            .unwrap_or_else(|e| panic!("starting the emulated network: {e:#}"));
+        net.write_state().expect("network state file");
+        let clients = (0..n)
+            .map(|i| SocketAddr::from((node_addr(i), NET_CLIENT_PORT)))
+            .collect();
+        let peers = (0..n)
+            .map(|i| SocketAddr::from((node_addr(i), NET_PEER_PORT)).to_string())
+            .collect();
+        Cluster::launch(dir, extra, |_| Vec::new(), clients, peers, Some(net))
+    }
+
+    /// Starts the nodes at these addresses and waits for their leaders.
+    fn launch(
+        dir: &Path,
+        extra: &[&str],
+        per_node: impl Fn(usize) -> Vec<String>,
+        clients: Vec<SocketAddr>,
+        peers: Vec<String>,
+        net: Option<Network>,
+    ) -> Cluster {
+        let n = clients.len();
+        let attached = net.as_ref().map(|_| {
+            Arc::new(Attached::open(dir).expect("attach to the network this test started"))
+        });
         let mut c = Cluster {
-            clients: (0..n)
-                .map(|i| SocketAddr::from(([127, 0, 0, 1], client_base + i as u16)))
-                .collect(),
+            dialer: Dialer {
+                addrs: clients.clone(),
+                net: attached,
+            },
+            clients,
             peers,
             dir: dir.to_path_buf(),
             nodes: (0..n).map(|_| None).collect(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             node_extra: (0..n).map(per_node).collect(),
             node_env: vec![Vec::new(); n],
+            net,
         };
         for i in 0..n {
             c.spawn(i);
@@ -100,11 +199,31 @@ impl Cluster {
         c
     }
 
+    /// The emulated network the nodes run in ([`Cluster::start_on_net`]).
+    pub fn net(&self) -> Option<&Network> {
+        self.net.as_ref()
+    }
+
+    /// Reaches the nodes' client ports from wherever their clients sit (also from other
+    /// threads).
+    pub fn dialer(&self) -> Dialer {
+        self.dialer.clone()
+    }
+
+    /// Connects to node `i`'s client port.
+    pub fn connect(&self, i: usize) -> std::io::Result<Client> {
+        self.dialer.connect(i)
+    }
+
     /// Starts node `i` (again), on its data dir.
     pub fn spawn(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node {i} already runs");
         let log = std::fs::File::create(self.dir.join(format!("node-{i}.log"))).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_corepax"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corepax"));
+        if let Some(net) = &self.net {
+            net.ns(i).enter_on_spawn(&mut cmd);
+        }
+        let child = cmd
             .arg("node")
             .args(["--id", &i.to_string()])
             .args(["--client-addr", &self.clients[i].to_string()])
@@ -159,7 +278,7 @@ impl Cluster {
     /// Waits for node `i`'s client port.
     pub fn wait_listening(&self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&self.clients[i], Duration::from_millis(100)).is_err() {
+        while !self.dialer.accepts(i, Duration::from_millis(100)) {
             assert!(
                 Instant::now() < deadline,
                 "node {i} never listened; its log:\n{}",
@@ -178,9 +297,7 @@ impl Cluster {
             // listener accepts (then resets) connections until then: wait for that to end,
             // or `wait_listening` would take the old listener for a restarted node.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline
-                && TcpStream::connect_timeout(&self.clients[i], Duration::from_millis(100)).is_ok()
-            {
+            while Instant::now() < deadline && self.dialer.accepts(i, Duration::from_millis(100)) {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -203,7 +320,7 @@ impl Cluster {
             if !self.is_up(i) {
                 continue;
             }
-            let Ok(mut c) = Client::connect(self.clients[i]) else {
+            let Ok(mut c) = self.connect(i) else {
                 continue;
             };
             let Ok(Value::Bulk(Some(info))) = c.cmd(&["INFO"]) else {
@@ -240,8 +357,9 @@ impl Cluster {
 
     /// Node `i`'s Merkle root per shard (`COREPAX.MERKLE ROOT`), as hex strings.
     pub fn merkle_roots(&self, i: usize) -> Vec<String> {
-        let reply =
-            Client::connect(self.clients[i]).and_then(|mut c| c.cmd(&["COREPAX.MERKLE", "ROOT"]));
+        let reply = self
+            .connect(i)
+            .and_then(|mut c| c.cmd(&["COREPAX.MERKLE", "ROOT"]));
         match reply {
             Ok(Value::Array(Some(items))) => items.iter().filter_map(bulk).collect(),
             other => panic!(
@@ -254,7 +372,7 @@ impl Cluster {
     /// `field` of node `i`'s INFO lines `shard<s><suffix>:…,field=N,…`, summed over shards
     /// (e.g. suffix `_anti_entropy`, field `keys_repaired`).
     pub fn info_sum(&self, i: usize, suffix: &str, field: &str) -> u64 {
-        let mut c = Client::connect(self.clients[i]).expect("connect");
+        let mut c = self.connect(i).expect("connect");
         let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string");
         let mut sum = 0;
         for s in 0..SHARDS {
@@ -276,7 +394,7 @@ impl Cluster {
     /// Shards of node `i` whose INFO line says `recovering=1` (all of them while it does
     /// not answer).
     pub fn recovering_shards(&self, i: usize) -> usize {
-        let Ok(mut c) = Client::connect(self.clients[i]) else {
+        let Ok(mut c) = self.connect(i) else {
             return SHARDS;
         };
         let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("bulk");

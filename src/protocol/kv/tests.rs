@@ -346,6 +346,70 @@ fn a_transaction_applies_in_one_slot() {
 }
 
 #[test]
+fn a_watched_transaction_applies_only_while_its_keys_keep_their_versions() {
+    let mut kv = Kv::new(8, 8);
+    run(&mut kv, vec![Command::Set(b("w"), b("1"))]);
+    let v1 = kv.get(b"w").map(Item::version);
+    assert!(v1.is_some());
+    let guarded = |versions: Vec<(Bytes, Option<Slot>)>| Command::Watched {
+        versions,
+        cmds: vec![Command::IncrBy(b("w"), 1), Command::Set(b("o"), b("x"))],
+    };
+    let g = guarded(vec![(b("w"), v1), (b("absent"), None)]);
+    let mut keys = Vec::new();
+    g.for_each_key(&mut |k| keys.push(k.clone()));
+    assert_eq!(
+        keys,
+        vec![b("w"), b("absent"), b("w"), b("o")],
+        "watched keys route too"
+    );
+    assert_eq!(
+        run(&mut kv, vec![g]),
+        vec![Reply::Multi(vec![Reply::Int(2), Reply::Ok])],
+        "unchanged: applies"
+    );
+    // The transaction itself wrote `w`: its version moved, so the same guard refuses.
+    let digest = kv.digest();
+    assert_eq!(
+        run(&mut kv, vec![guarded(vec![(b("w"), v1)])]),
+        vec![Reply::Value(None)]
+    );
+    assert_eq!(kv.digest(), digest, "a refused transaction changes nothing");
+    // A key absent when watched and created since, or present and removed since.
+    let v2 = kv.get(b"w").map(Item::version);
+    run(&mut kv, vec![Command::Set(b("absent"), b("y"))]);
+    assert_eq!(
+        run(
+            &mut kv,
+            vec![guarded(vec![(b("w"), v2), (b("absent"), None)])]
+        ),
+        vec![Reply::Value(None)]
+    );
+    run(&mut kv, vec![Command::Del(vec![b("absent")])]);
+    let v3 = kv.get(b"o").map(Item::version);
+    run(&mut kv, vec![Command::Del(vec![b("o")])]);
+    assert_eq!(
+        run(&mut kv, vec![guarded(vec![(b("o"), v3)])]),
+        vec![Reply::Value(None)]
+    );
+    assert_eq!(
+        run(&mut kv, vec![guarded(vec![(b("w"), v2), (b("o"), None)])]),
+        vec![Reply::Multi(vec![Reply::Int(3), Reply::Ok])]
+    );
+    // Encoded within its bound; a transaction inside is refused on decode.
+    let g = guarded(vec![(b("w"), v2), (b("o"), None)]);
+    let bytes = postcard::to_stdvec(&g).unwrap();
+    assert!(bytes.len() <= g.encoded_bytes_max());
+    assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), g);
+    let nested = Command::Watched {
+        versions: Vec::new(),
+        cmds: vec![Command::Multi(vec![Command::Noop])],
+    };
+    let bytes = postcard::to_stdvec(&nested).unwrap();
+    assert!(postcard::from_bytes::<Command>(&bytes).is_err());
+}
+
+#[test]
 fn old_encodings_keep_their_meaning() {
     // Variants were appended: a log written before them decodes to the same commands.
     let old = postcard::to_stdvec(&Command::Noop).unwrap();

@@ -435,3 +435,44 @@ fn list_commands_inside_a_transaction() {
         ])]
     );
 }
+
+#[test]
+fn a_list_write_moves_the_version_a_watch_checks() {
+    let mut kv = Kv::new(8, 8);
+    let mut slot = 0;
+    run(&mut kv, &mut slot, vec![push("q", End::Right, &["a", "b"])]);
+    let watched = |kv: &Kv| vec![(b("q"), kv.get(b"q").map(Item::version))];
+    let guarded = |versions| Command::Watched {
+        versions,
+        cmds: vec![Command::LLen(b("q"))],
+    };
+    let v = watched(&kv);
+    assert_eq!(
+        run(&mut kv, &mut slot, vec![guarded(v.clone())]),
+        vec![Reply::Multi(vec![Reply::Int(2)])],
+        "unchanged: applies"
+    );
+    for write in [
+        push("q", End::Left, &["c"]),
+        pop("q", End::Right, None),
+        Command::LMove {
+            from: b("q"),
+            to: b("q"),
+            from_end: End::Left,
+            to_end: End::Right,
+        },
+        Command::LRem {
+            key: b("q"),
+            count: 1,
+            value: b("c"),
+        },
+    ] {
+        let v = watched(&kv);
+        run(&mut kv, &mut slot, vec![write.clone()]);
+        assert_eq!(
+            run(&mut kv, &mut slot, vec![guarded(v)]),
+            vec![Reply::Value(None)],
+            "{write:?} must abort a transaction watching the list"
+        );
+    }
+}

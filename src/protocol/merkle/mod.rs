@@ -44,7 +44,7 @@ pub use anti_entropy::{
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::item::EntryRef;
+use super::item::{EntryRef, prefetch};
 
 /// Children per inner node.
 pub const FANOUT: usize = 16;
@@ -177,6 +177,16 @@ impl MerkleTree {
     fn leaf_of_hash(&self, key_hash: u64) -> u32 {
         let bits = FANOUT_BITS * u32::from(self.depth);
         (key_hash >> (u64::BITS - bits)) as u32
+    }
+
+    /// Prefetches the leaf a change of `key` will update (see [`prefetch`]): the leaves
+    /// are larger than a core's cache, and their miss was most of [`MerkleTree::update`].
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        let leaf = self.leaf_of_hash(xxh3_64(key)) as usize;
+        if let Some(sum) = self.leaves.get(leaf) {
+            prefetch(sum);
+        }
     }
 
     /// Records that `key` changed from `old` to `new` (`None`: absent); the state machine

@@ -478,6 +478,11 @@ impl Replica {
         out.append(&mut self.outbox);
     }
 
+    /// Whether every action produced so far was taken (true between a driver's steps).
+    pub fn outbox_is_empty(&self) -> bool {
+        self.outbox.is_empty()
+    }
+
     /// A client request arrives. The reply comes back with `token` once it is applied, or
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {

@@ -167,7 +167,7 @@ impl Replica {
             ReadMode::Log | ReadMode::ReadIndex => self.read_through_log(now, token, req),
             ReadMode::LeaderLease => {
                 if self.leader_lease_read_ready(now) {
-                    self.answer_locally(token, &req);
+                    self.answer_locally(now, token, &req);
                 } else {
                     self.read_through_log(now, token, req);
                 }
@@ -187,14 +187,30 @@ impl Replica {
         self.on_client_request(now, token, req);
     }
 
-    fn answer_locally(&mut self, token: Token, req: &Request) {
-        let reply = self.local_read(&req.cmd);
+    fn answer_locally(&mut self, now: Nanos, token: Token, req: &Request) {
+        let reply = self.local_read(now, &req.cmd);
         self.reply(token, ClientReply::Done(reply));
     }
 
     /// The answer to a read-only command from this replica's state.
-    fn local_read(&mut self, cmd: &Command) -> Reply {
+    fn local_read(&mut self, now: Nanos, cmd: &Command) -> Reply {
         self.stats.reads_local += 1;
+        if self.bugs.expire_local_clock {
+            let clock_ms = self.clock.now_ms(now, &self.kv);
+            let entries: Vec<Option<Entry>> = cmd
+                .read_keys()
+                .iter()
+                .map(|k| {
+                    let due = self
+                        .kv
+                        .expiry()
+                        .deadline(k)
+                        .is_some_and(|at| at <= clock_ms);
+                    self.kv.get(k).filter(|_| !due).map(Item::entry)
+                })
+                .collect();
+            return cmd.read_reply(&entries);
+        }
         self.kv.read(cmd)
     }
 
@@ -214,7 +230,7 @@ impl Replica {
             }
             ReadMode::Log | ReadMode::Digest | ReadMode::Quorum | ReadMode::ReadIndex => false,
         };
-        ready.then(|| self.local_read(cmd))
+        ready.then(|| self.local_read(now, cmd))
     }
 
     /// Leader lease: this replica leads, holds the lease and applied every slot it
@@ -240,7 +256,7 @@ impl Replica {
             return;
         }
         if self.lease_read_ready(&req.cmd) {
-            self.answer_locally(token, &req);
+            self.answer_locally(now, token, &req);
             return;
         }
         if self.reads_full() {
@@ -391,7 +407,7 @@ impl Replica {
                 if !self.lease_valid(now) || now >= w.deadline {
                     self.read_through_log(now, w.token, w.req);
                 } else if self.lease_read_ready(&w.req.cmd) {
-                    self.answer_locally(w.token, &w.req);
+                    self.answer_locally(now, w.token, &w.req);
                 } else {
                     self.reads.waiters.push_back(w);
                 }

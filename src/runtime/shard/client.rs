@@ -51,6 +51,7 @@ impl Shard {
     /// submitted one after another are proposed in that order (and batched together).
     pub fn submit(self: &Rc<Self>, cmd: Command) -> Submitted {
         self.counters.borrow_mut().commands += 1;
+        self.ticker.wake();
         if let Some(refused) = self.refused_for_disk_full(&cmd) {
             return Submitted {
                 shard: self.clone(),
@@ -134,12 +135,13 @@ impl Shard {
         self.client_running.set(false);
     }
 
-    /// Ticks the client path at `at`: the ticker does within [`TICK_INTERVAL`]; a shorter
+    /// Ticks the client path at `at`: the ticker does within [`TICK_INTERVAL`] (a shard
+    /// with a caller waiting is busy); a shorter
     /// back-off (Busy, NotLeader, no leader) gets a timer, unless the last one started
     /// fires at most [`CLIENT_WAKE_COALESCE`] before it.
     pub(super) fn wake_client(&self, at: Nanos) {
         let now = self.now();
-        if at >= now + TICK_INTERVAL.as_nanos() as Nanos
+        if at >= now + super::ticker::TICK_INTERVAL.as_nanos() as Nanos
             || self
                 .client_wake_at
                 .get()

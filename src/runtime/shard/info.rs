@@ -35,7 +35,9 @@ pub struct ShardCounters {
     pub read_bytes_sent: u64,
     /// Bytes of peer frames sent to keep leases alive.
     pub lease_bytes_sent: u64,
-    /// Times the shard's executor fell behind its tick by [`STALL_REPORTED`] or more.
+    /// Ticks run (faster while the shard is busy: `ticker`).
+    pub ticks: u64,
+    /// Times the shard's executor fell behind its tick by [`STALL_REPORTED`](super::ticker::STALL_REPORTED) or more.
     pub executor_stalls: u64,
     /// How far behind, summed (ms).
     pub executor_stall_ms: u64,

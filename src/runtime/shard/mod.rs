@@ -34,6 +34,7 @@ mod info;
 mod peers;
 mod snapshot;
 mod storage;
+mod ticker;
 
 pub use blocking::Blocking;
 pub use client::{SubmitError, Submitted};
@@ -231,6 +232,8 @@ pub struct Shard {
     overflow: RefCell<VecDeque<(Vec<u8>, PersistId)>>,
     /// This node's client path in the group: session, forwarding, retries, deadlines.
     client: RefCell<ClientPath>,
+    /// The ticker sleeps its idle interval (`ticker::Idle`); a command wakes it.
+    ticker: ticker::Idle,
     /// Local callers waiting for their command to finish (the client path expires it at
     /// its deadline, driven by the ticker: a request costs no timer of its own).
     callers: RefCell<HashMap<Handle, client::Call, MapHasher>>,
@@ -354,11 +357,6 @@ impl Effects for ShardEffects<'_> {
 /// holds waits for the record it answers, which syncs at once.
 pub(super) const LAZY_RECORDS: bool = true;
 
-/// How often the replica's timers are driven.
-/// Heartbeats are 50 ms apart by default; 5 ms keeps timers precise enough without
-/// waking idle shards a thousand times a second.
-const TICK_INTERVAL: Duration = Duration::from_millis(5);
-
 /// Faults a test can turn on in a node started with `--debug`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DebugFault {
@@ -372,8 +370,6 @@ pub enum DebugFault {
 const CLIENT_WAKE_COALESCE: Duration = Duration::from_micros(250);
 const _: () =
     assert!(CLIENT_WAKE_COALESCE.as_nanos() < crate::protocol::client::BUSY_BACKOFF_NS as u128);
-/// A tick this late counts as an executor stall (INFO `executor_stalls`).
-const STALL_REPORTED: Duration = Duration::from_millis(20);
 /// Bytes queued for one peer before sends are dropped (a dead peer never blocks): one
 /// frame of the largest size, so an accept of the largest batch always fits an empty queue.
 const PEER_SEND_QUEUE_BYTES: usize = crate::limits::PEER_FRAME_BYTES_MAX;
@@ -415,6 +411,7 @@ impl Shard {
             persisting: RefCell::new(VecDeque::new()),
             overflow: RefCell::new(VecDeque::new()),
             client: RefCell::new(client),
+            ticker: ticker::Idle::new(&cfg.protocol),
             callers: RefCell::new(HashMap::default()),
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
@@ -495,39 +492,6 @@ impl Shard {
         Ok(shard)
     }
 
-    /// Drives the replica's and the client path's timers every [`TICK_INTERVAL`], counts
-    /// executor stalls, and starts a snapshot when one is due.
-    async fn run_ticker(self: Rc<Self>) {
-        let mut last = Instant::now();
-        loop {
-            glommio::timer::sleep(TICK_INTERVAL).await;
-            // A tick much later than asked for: the executor was blocked or its thread
-            // not scheduled; either way every request here waited as long.
-            let late = last.elapsed().saturating_sub(TICK_INTERVAL);
-            last = Instant::now();
-            if late >= STALL_REPORTED {
-                let mut c = self.counters.borrow_mut();
-                c.executor_stalls += 1;
-                c.executor_stall_ms += late.as_millis() as u64;
-            }
-            let now = self.now();
-            self.wal.flush();
-            self.sync_wall_clock();
-            self.follow_disk_full(now);
-            self.step(|r| r.on_tick(now));
-            self.tick_client();
-            if self.snapshot_due() {
-                self.snapshot_running.set(true);
-                let s = self.clone();
-                glommio::spawn_local(async move {
-                    // A failure is reported inside; the WAL still holds everything.
-                    let _ = s.write_snapshot().await;
-                })
-                .detach();
-            }
-        }
-    }
-
     fn now(&self) -> Nanos {
         let elapsed = self.started.elapsed().as_nanos();
         if self.clock_rate_ppm == 0 {
@@ -591,6 +555,38 @@ impl Shard {
             DebugFault::Partition => self.partitioned.set(on),
             DebugFault::DiskFull => self.wal.inject_no_space(on),
         }
+    }
+
+    /// One step of `SCAN` over this replica's applied state ([`crate::protocol::Kv::scan`]):
+    /// the keys visited that match `pattern` and hold `kind` if given, and the cursor to
+    /// go on from (0: done).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+        kind: Option<crate::protocol::item::Kind>,
+    ) -> (Vec<bytes::Bytes>, u64) {
+        let r = self.replica.borrow();
+        let mut keys = Vec::new();
+        let next = r.kv().scan(cursor, count, |item| {
+            if kind.is_none_or(|k| item.kind() == k)
+                && pattern.is_none_or(|p| crate::protocol::glob::matches(p, item.key()))
+            {
+                keys.push(bytes::Bytes::copy_from_slice(item.key()));
+            }
+        });
+        (keys, next)
+    }
+
+    /// `KEYS`: every key of this replica's applied state that matches `pattern`.
+    pub fn keys(&self, pattern: &[u8]) -> Vec<bytes::Bytes> {
+        let r = self.replica.borrow();
+        r.kv()
+            .iter()
+            .filter(|i| crate::protocol::glob::matches(pattern, i.key()))
+            .map(|i| bytes::Bytes::copy_from_slice(i.key()))
+            .collect()
     }
 
     /// Debug: writes `key` in this replica's state machine only, bypassing Paxos, as a

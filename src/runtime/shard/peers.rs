@@ -68,6 +68,7 @@ impl Shard {
         match msg {
             PeerMsg::Paxos(m) => self.step(|r| r.on_message(now, from, m)),
             PeerMsg::Forward { id, req } => {
+                self.ticker.wake();
                 self.client.borrow_mut().on_forward(from, id, req);
                 self.run_client_path();
             }

@@ -147,6 +147,26 @@ pub(super) async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> 
         .map_err(|e| io_err("open", path, e))
 }
 
+/// Opens a segment file for appending records: with `durable` (the WAL syncs) it is opened
+/// `O_DSYNC`, so each write is durable when it completes and a sync is one io_uring write
+/// instead of a write and then an fdatasync. The fdatasync was a second operation that
+/// io_uring hands to a kernel worker thread after the executor has woken for the write's
+/// completion; with three replicas syncing on one disk the pair took 320–370 µs at the
+/// median against 210–220 µs for the `O_DSYNC` write (results/wal-dsync-20261202/).
+/// Segments are pre-written with zeros through a plain handle first, so these writes
+/// never allocate: the device's cache flush is all the sync adds.
+pub(super) async fn open_record_file(path: &Path, durable: bool) -> Result<DmaFile, WalError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if durable {
+        options.custom_flags(libc::O_DSYNC);
+    }
+    options
+        .dma_open(path)
+        .await
+        .map_err(|e| io_err("open", path, e))
+}
+
 /// Creates segment file `index` pre-written with zeros: written under a temporary name,
 /// synced, renamed, and the directory synced, so a half-made file never looks usable. On
 /// failure the temporary is removed: a disk that filled up gets its space back, and a
@@ -229,8 +249,10 @@ impl SyncJob {
     /// the same place with the same bytes, a segment being created is created anew): that
     /// is how a full disk is waited out (see `GroupCommitter::run`).
     pub async fn run(&self) -> Result<SyncDone, WalError> {
+        // Record files are `O_DSYNC` when the WAL syncs (`open_record_file`): a write is
+        // durable when it completes, so each segment is durable before the next one is
+        // activated (recovery checks the LSN chain) and the sync needs no fdatasync.
         let mut new_segments = Vec::new();
-        let mut unsynced: Option<(Rc<DmaFile>, PathBuf)> = None;
         let mut tail_write_pos = 0;
         let mut tail_partial = Vec::new();
         for chunk in &self.chunks {
@@ -246,36 +268,28 @@ impl SyncJob {
                     seq,
                     first_lsn,
                 } => {
-                    // The previous segment must be durable before the next one exists, so
-                    // that the log never skips records (recovery checks the LSN chain).
-                    if let Some((prev, prev_path)) = unsynced.take()
-                        && self.sync
-                    {
-                        prev.fdatasync()
-                            .await
-                            .map_err(|e| io_err("fdatasync", &prev_path, e))?;
-                    }
-                    let (file, path) = if create {
-                        create_segment_file(
+                    let path = segment_path(&self.dir, index);
+                    if create {
+                        let (made, _) = create_segment_file(
                             &self.dir,
                             index,
                             self.segment_bytes,
                             self.write_bytes_max,
                             self.sync,
                         )
-                        .await?
-                    } else {
-                        let path = segment_path(&self.dir, index);
-                        (open_segment_file(&path).await?, path)
-                    };
+                        .await?;
+                        made.close().await.map_err(|e| io_err("close", &path, e))?;
+                    }
+                    let file = open_record_file(&path, self.sync).await?;
                     let header = SegmentHeader {
                         kind: SegmentKind::Active,
                         seq,
                         first_lsn,
                         capacity_bytes: self.segment_bytes,
                     };
-                    // Durable before any record with this seq is written: see module docs.
-                    write_header(&file, &path, &header, self.sync).await?;
+                    // Durable before any record with this seq is written (see module
+                    // docs): the `O_DSYNC` write makes it so, no fdatasync needed.
+                    write_header(&file, &path, &header, false).await?;
                     let file = Rc::new(file);
                     new_segments.push(LiveSegment {
                         index,
@@ -308,14 +322,6 @@ impl SyncJob {
                 self.write_bytes_max,
             )
             .await?;
-            unsynced = Some((file, path));
-        }
-        if let Some((file, path)) = unsynced
-            && self.sync
-        {
-            file.fdatasync()
-                .await
-                .map_err(|e| io_err("fdatasync", &path, e))?;
         }
         Ok(SyncDone {
             new_segments,

@@ -789,6 +789,56 @@ mod tests {
         assert!(!WalError::Closed.is_no_space());
     }
 
+    /// Every live segment's handle is `O_DSYNC` exactly when the WAL syncs, whether the
+    /// segment was made by a sync (a new file, a recycled one) or found by recovery: the
+    /// sync issues no fdatasync, so a plain handle would acknowledge records still in the
+    /// disk's cache.
+    #[test]
+    fn records_are_written_through_o_dsync_handles_exactly_when_the_wal_syncs() {
+        use std::os::fd::AsRawFd;
+        fn o_dsync(wal: &Wal) -> Vec<bool> {
+            wal.segments
+                .iter()
+                .map(|s| {
+                    // SAFETY: F_GETFL on a descriptor the segment's file holds open.
+                    let flags = unsafe { libc::fcntl(s.file.as_raw_fd(), libc::F_GETFL) };
+                    assert!(flags >= 0, "fcntl: {}", std::io::Error::last_os_error());
+                    flags & libc::O_DSYNC != 0
+                })
+                .collect()
+        }
+        for sync in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let opts = WalOptions {
+                segment_bytes: 64 << 10,
+                write_bytes_max: 16 << 10,
+                sync,
+                ..WalOptions::default()
+            };
+            glommio::LocalExecutorBuilder::default()
+                .io_memory(1 << 20)
+                .make()
+                .expect("glommio executor starts")
+                .run(async {
+                    let (mut wal, _) = Wal::open(dir.path(), opts.clone()).await.expect("open");
+                    wal.preallocate(1).await.expect("preallocate");
+                    // ~200 KiB of records: a recycled spare, then new files.
+                    for i in 0..200u64 {
+                        wal.append(&[i as u8; 1000]).expect("append");
+                        if i % 10 == 9 {
+                            wal.sync().await.expect("sync");
+                        }
+                    }
+                    assert!(wal.live_segments() >= 3, "{}", wal.live_segments());
+                    assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
+                    drop(wal);
+                    let (wal, rec) = Wal::open(dir.path(), opts).await.expect("reopen");
+                    assert_eq!(rec.records.len(), 200);
+                    assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
+                });
+        }
+    }
+
     #[test]
     fn options_are_validated() {
         assert!(WalOptions::default().validate().is_ok());

@@ -10,7 +10,9 @@
 use super::format::{
     self, BLOCK_BYTES, HeaderParse, HeaderState, RECORD_HEADER_BYTES, SegmentHeader, SegmentKind,
 };
-use super::io::{open_segment_file, settle_completion_mode, write_header, write_zeros};
+use super::io::{
+    open_record_file, open_segment_file, settle_completion_mode, write_header, write_zeros,
+};
 use super::{
     DamageReason, LiveSegment, Lsn, MidLogCorruption, Recovery, TailDamage, Wal, WalError,
     WalOptions, io_err, parse_segment_name,
@@ -390,17 +392,23 @@ pub(super) async fn open(
     };
     let free_indexes = keep_free(free, &opts)?;
 
-    let segments: Vec<LiveSegment> = active
-        .into_iter()
-        .map(|f| LiveSegment {
+    // The chain's files are reopened for appending (`O_DSYNC` when the WAL syncs); the
+    // plain handles zeroed the tail above without a flush per write.
+    let mut segments = Vec::with_capacity(active.len());
+    for f in active {
+        f.file
+            .close()
+            .await
+            .map_err(|e| io_err("close", &f.path, e))?;
+        segments.push(LiveSegment {
             index: f.index,
             seq: f.header.seq,
             first_lsn: f.header.first_lsn,
             capacity_bytes: f.header.capacity_bytes,
-            file: Rc::new(f.file),
+            file: Rc::new(open_record_file(&f.path, opts.sync).await?),
             path: f.path,
-        })
-        .collect();
+        });
+    }
     let (cursor_seq, cursor_capacity) = segments
         .last()
         .map_or((0, 0), |s| (s.seq, s.capacity_bytes));

@@ -1,0 +1,361 @@
+//! Cluster: snapshots: a lagging replica catches up by a snapshot sent in chunks (despite
+//! loss, duplicates, corruption and a leader change); the log asks for snapshots and is
+//! trimmed to its bounds.
+
+use super::*;
+
+/// A cluster whose snapshot chunks hold a few entries each; r2 misses `writes` writes
+/// that r0 and r1 then compact out of their logs, so r2 can only catch up by snapshot.
+/// Elects r0 and writes `writes` keys (`k000`, `k001`, … = `v0`, `v1`, …) through it while
+/// r2 hears nothing.
+fn write_with_r2_cut_off(c: &mut Cluster, writes: u64) {
+    c.elect(0);
+    for i in 0..writes {
+        c.request(
+            0,
+            i + 1,
+            1,
+            i + 1,
+            set(&format!("k{i:03}"), &format!("v{i}")),
+        );
+        c.run(|_, to, _| to.index() != 2);
+    }
+    c.wire.retain(|(_, to, _)| to.index() != 2);
+}
+
+fn lagging_behind_compacted_log(writes: u64) -> Cluster {
+    let mut c = Cluster::new(3);
+    for r in &mut c.replicas {
+        r.cfg.snapshot_chunk_bytes_max = 64;
+    }
+    write_with_r2_cut_off(&mut c, writes);
+    for i in 0..2 {
+        let applied = c.replicas[i].applied_index();
+        c.replicas[i].compact(applied);
+    }
+    // r1 may lag r0 by the last slot, whose commit it hears with the next message.
+    assert!(c.replicas[2].commit_index() + writes / 2 < c.replicas[0].log_base());
+    assert!(c.replicas[2].commit_index() + writes / 2 < c.replicas[1].log_base());
+    c
+}
+
+/// Delivers messages oldest first; `tamper` sees each and says how many copies to
+/// deliver (0 drops it). When nothing is on the wire, time passes and every replica
+/// ticks. Stops once `done` holds; returns the snapshot chunks seen as (from, chunk).
+fn pump(
+    c: &mut Cluster,
+    mut tamper: impl FnMut(ReplicaId, ReplicaId, &mut Message) -> usize,
+    mut done: impl FnMut(&Cluster) -> bool,
+) -> Vec<(ReplicaId, SnapshotChunk)> {
+    let mut chunks = Vec::new();
+    for _ in 0..20_000 {
+        if done(c) {
+            return chunks;
+        }
+        c.sync_all();
+        if c.wire.is_empty() {
+            c.now += 10 * MS;
+            for i in 0..c.replicas.len() {
+                if c.up[i] {
+                    c.replicas[i].on_tick(c.now);
+                    c.collect(i);
+                }
+            }
+            continue;
+        }
+        let (from, to, mut msg) = c.wire.remove(0);
+        let copies = tamper(from, to, &mut msg);
+        if let Message::InstallSnapshot { chunk } = &msg {
+            chunks.push((from, (**chunk).clone()));
+        }
+        for _ in 0..copies {
+            if c.up[to.index()] && c.up[from.index()] {
+                c.replicas[to.index()].on_message(c.now, from, msg.clone());
+                c.collect(to.index());
+            }
+        }
+    }
+    panic!("the cluster never reached the expected state");
+}
+
+fn caught_up(c: &Cluster) -> bool {
+    c.replicas[2].commit_index() >= c.replicas[0].commit_index()
+        && c.replicas[2].kv().digest() == c.replicas[0].kv().digest()
+}
+
+#[test]
+fn snapshot_crosses_in_chunks_despite_loss_and_duplicates() {
+    let mut c = lagging_behind_compacted_log(100);
+    let mut seen = 0;
+    let mut saw_partial = false;
+    let chunks = pump(
+        &mut c,
+        |_, to, msg| {
+            let Message::InstallSnapshot { .. } = msg else {
+                return 1;
+            };
+            assert_eq!(to, ReplicaId(2));
+            seen += 1;
+            match seen {
+                3 => 0,     // lost: r2 must ask again
+                5 | 6 => 2, // duplicated
+                _ => 1,
+            }
+        },
+        |c| {
+            // Halfway, r2 holds staged items but has installed nothing.
+            if let Some((got, total)) = c.replicas[2].snapshot_receiving()
+                && got > total / 2
+            {
+                saw_partial = true;
+                assert_eq!(c.replicas[2].kv().len(), 0, "partial state installed");
+            }
+            caught_up(c)
+        },
+    );
+    assert!(saw_partial, "never saw a transfer half done");
+    let r2 = c.replicas[2].stats();
+    assert_eq!(r2.snapshots_installed, 1);
+    assert_eq!(r2.snapshot_transfers_abandoned, 0);
+    // 100 entries of ~24 bytes in 64-byte chunks, plus a session.
+    assert!(chunks.len() >= 100 / 3, "only {} chunks", chunks.len());
+    for (_, chunk) in &chunks {
+        let bytes: usize = chunk.entries.iter().map(|i| i.payload_len() + 16).sum();
+        assert!(
+            bytes <= 64 || chunk.entries.len() == 1,
+            "chunk of {bytes} bytes"
+        );
+    }
+    assert_eq!(c.replicas[2].snapshot_receiving(), None);
+    // The sessions came too: a retry of the last write is answered from memory.
+    assert!(c.replicas[2].kv().cached_reply(1, 100).is_some());
+}
+
+#[test]
+fn corrupt_snapshot_is_never_installed_and_the_transfer_restarts() {
+    let mut c = lagging_behind_compacted_log(40);
+    let mut corrupted = false;
+    let mut installed_corrupt = false;
+    pump(
+        &mut c,
+        |_, _, msg| {
+            if let Message::InstallSnapshot { chunk } = msg
+                && chunk.offset > 0
+                && !chunk.entries.is_empty()
+                && !corrupted
+            {
+                corrupted = true;
+                let item = &chunk.entries[0];
+                chunk.entries[0] =
+                    crate::protocol::kv::Item::new(item.key(), b"bit rot", item.version());
+            }
+            1
+        },
+        |c| {
+            installed_corrupt |= c.replicas[2].kv().iter().any(|i| i.value() == b"bit rot");
+            caught_up(c)
+        },
+    );
+    assert!(corrupted);
+    assert!(
+        !installed_corrupt,
+        "a state failing its digest was installed"
+    );
+    let r2 = c.replicas[2].stats();
+    assert_eq!(r2.snapshot_transfers_abandoned, 1);
+    assert_eq!(r2.snapshots_installed, 1);
+}
+
+#[test]
+fn snapshot_transfer_restarts_from_the_new_leader() {
+    let mut c = lagging_behind_compacted_log(60);
+    // Heartbeats start r2's transfer from r0; stop after a few chunks.
+    let mut chunks_from_r0 = 0;
+    pump(
+        &mut c,
+        |from, _, msg| {
+            if matches!(msg, Message::InstallSnapshot { .. }) && from == ReplicaId(0) {
+                chunks_from_r0 += 1;
+            }
+            1
+        },
+        |c| {
+            c.replicas[2]
+                .snapshot_receiving()
+                .is_some_and(|(got, _)| got >= 6)
+        },
+    );
+    // r1 takes over while r2 is cut off; r0's chunks in flight are lost.
+    c.replicas[1].start_election(c.now);
+    c.replicas[1].finish_step(c.now);
+    c.collect(1);
+    c.wire.retain(|(f, t, _)| f.index() != 2 && t.index() != 2);
+    c.run(|f, t, _| f.index() != 2 && t.index() != 2);
+    assert!(c.replicas[1].leading().is_some());
+    c.wire.retain(|(f, t, _)| f.index() != 2 && t.index() != 2);
+    let chunks = pump(&mut c, |_, _, _| 1, caught_up);
+    assert!(chunks_from_r0 >= 2);
+    assert!(
+        chunks
+            .iter()
+            .any(|(from, c)| *from == ReplicaId(1) && c.offset == 0),
+        "the new leader never started a transfer"
+    );
+    let r2 = c.replicas[2].stats();
+    assert_eq!(r2.snapshot_transfers_abandoned, 1);
+    assert_eq!(r2.snapshots_installed, 1);
+    assert_eq!(c.replicas[2].kv().digest(), c.replicas[1].kv().digest());
+}
+
+/// A millisecond passes and every replica ticks (the driver's timer).
+fn tick_all(c: &mut Cluster) {
+    c.now += MS;
+    for i in 0..c.replicas.len() {
+        c.replicas[i].on_tick(c.now);
+        c.collect(i);
+    }
+}
+
+#[test]
+fn log_growth_asks_for_a_snapshot_and_compaction_resets_it() {
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    let value = "x".repeat(1 << 20);
+    let min_mib = super::snapshot::SNAPSHOT_LOG_BYTES_MIN >> 20;
+    let mut asked_at = None;
+    for i in 0..min_mib + 4 {
+        c.request(0, i + 1, 1, i + 1, set(&format!("k{i}"), &value));
+        c.run(|_, _, _| true);
+        tick_all(&mut c);
+        if asked_at.is_none() && c.snapshots_asked[0] > 0 {
+            asked_at = Some(i + 1);
+        }
+    }
+    // Stored bytes stay under twice the minimum, so the minimum is the threshold.
+    let asked_at = asked_at.expect("no snapshot asked for");
+    assert!(
+        (min_mib - 1..=min_mib + 1).contains(&asked_at),
+        "asked after {asked_at} MiB"
+    );
+    assert_eq!(c.snapshots_asked[0], 1, "asked again without new growth");
+    for r in 0..3 {
+        assert!(c.snapshots_asked[r] <= 1);
+    }
+    let applied = c.replicas[0].applied_index();
+    c.replicas[0].compact(applied);
+    c.request(0, 999, 1, min_mib + 5, set("small", "v"));
+    c.run(|_, _, _| true);
+    tick_all(&mut c);
+    assert_eq!(c.snapshots_asked[0], 1);
+}
+
+#[test]
+fn malformed_snapshot_chunks_are_dropped_without_staging() {
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    let entry = |k: &str| crate::protocol::kv::Item::new(k.as_bytes(), b"v", 1);
+    let good = SnapshotChunk {
+        last_included: 50,
+        items_total: 2,
+        entries_total: 2,
+        digest: 0,
+        offset: 0,
+        entries: vec![entry("a"), entry("b")],
+        sessions: Vec::new(),
+        sessions_total: 0,
+        log_time: 0,
+        deadlines: Vec::new(),
+    };
+    let deadline = |k: &str| (bytes::Bytes::copy_from_slice(k.as_bytes()), 7);
+    let bad = [
+        SnapshotChunk {
+            sessions_total: 1,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            items_total: 4,
+            entries: vec![entry("a"), entry("b")],
+            deadlines: vec![deadline("b"), deadline("a")],
+            ..good.clone()
+        },
+        SnapshotChunk {
+            offset: u64::MAX,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries_total: 3,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            items_total: 1,
+            entries_total: 1,
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries: Vec::new(),
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries: vec![entry("b"), entry("a")],
+            ..good.clone()
+        },
+        SnapshotChunk {
+            entries: vec![entry("a"), entry("a")],
+            ..good.clone()
+        },
+    ];
+    let r2 = ReplicaId(2);
+    for chunk in bad {
+        c.replicas[2].on_message(
+            c.now,
+            ReplicaId(1),
+            Message::InstallSnapshot {
+                chunk: Box::new(chunk),
+            },
+        );
+        c.collect(r2.index());
+        assert_eq!(c.replicas[2].snapshot_receiving(), None);
+    }
+    // Well formed, but its digest is wrong: staged, then dropped, never installed.
+    c.replicas[2].on_message(
+        c.now,
+        ReplicaId(1),
+        Message::InstallSnapshot {
+            chunk: Box::new(good),
+        },
+    );
+    c.collect(r2.index());
+    assert_eq!(c.replicas[2].snapshot_receiving(), None);
+    assert_eq!(c.replicas[2].kv().len(), 0);
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
+    // Two chunks out of key order (entries, deadlines) and the bad digest.
+    assert_eq!(c.replicas[2].stats().snapshot_transfers_abandoned, 4);
+}
+
+#[test]
+fn applied_log_is_trimmed_to_its_byte_bound_and_a_lagger_gets_a_snapshot() {
+    for bound in [0, 100] {
+        let mut c = Cluster::new(3);
+        for r in &mut c.replicas {
+            r.cfg.log_retain_bytes = bound;
+        }
+        write_with_r2_cut_off(&mut c, 100);
+        let r0 = &c.replicas[0];
+        if bound == 0 {
+            assert_eq!(r0.log_base(), 0, "nothing trimmed without a bound");
+            assert_eq!(r0.stats().log_slots_trimmed, 0);
+            continue;
+        }
+        // Each write holds 6-7 bytes of key and value: about 15 of them fit.
+        assert!(
+            r0.applied_log_bytes() <= bound,
+            "{}",
+            r0.applied_log_bytes()
+        );
+        assert!(r0.log_len() <= 20, "{} entries kept", r0.log_len());
+        assert!(r0.log_base() >= 80, "log base {}", r0.log_base());
+        assert_eq!(r0.stats().log_slots_trimmed, r0.log_base());
+        pump(&mut c, |_, _, _| 1, caught_up);
+        assert!(c.replicas[2].stats().snapshots_installed >= 1);
+    }
+}
