@@ -157,14 +157,24 @@ pub(crate) fn summary_ms(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
-/// A name whose key lands in the same shard as `base` for every shard count up to 16
-/// (the node places `xxh3(key) % shards`): the keys of one `LMOVE` must share a shard.
+/// A name whose key lands in the same shard as `base` for every shard count: `prefix`
+/// followed by the bytes that place `base` (its hash tag, else the whole key) as its own
+/// hash tag, so both hash alike (`runtime::sharding`). The keys of one `LMOVE` must share
+/// a shard. A `base` whose placing bytes hold a `}` cannot lend them to a tag: then a tag
+/// is searched that matches it for every shard count up to 16.
 pub(crate) fn same_shard_name(base: &str, prefix: &str) -> String {
+    let placing = crate::runtime::sharding::hash_tag(base.as_bytes());
+    if !placing.contains(&b'}') {
+        return format!("{prefix}{{{}}}", String::from_utf8_lossy(placing));
+    }
     const SHARD_COUNTS_LCM: u64 = 720_720; // lcm(1..=16)
-    let want = xxhash_rust::xxh3::xxh3_64(base.as_bytes()) % SHARD_COUNTS_LCM;
+    let want = xxhash_rust::xxh3::xxh3_64(placing) % SHARD_COUNTS_LCM;
     (0u64..)
         .map(|i| format!("{prefix}{{{i}}}"))
-        .find(|k| xxhash_rust::xxh3::xxh3_64(k.as_bytes()) % SHARD_COUNTS_LCM == want)
+        .find(|k| {
+            let tag = crate::runtime::sharding::hash_tag(k.as_bytes());
+            xxhash_rust::xxh3::xxh3_64(tag) % SHARD_COUNTS_LCM == want
+        })
         .expect("some name matches")
 }
 
@@ -183,15 +193,27 @@ mod tests {
 
     #[test]
     fn names_of_one_shard_share_it_for_every_shard_count() {
-        let base = "queue:tasks";
-        let other = same_shard_name(base, "queue:processing:3");
-        assert!(other.starts_with("queue:processing:3{"));
-        for shards in 1..=16 {
-            assert_eq!(
-                crate::runtime::node::shard_of(base.as_bytes(), shards),
-                crate::runtime::node::shard_of(other.as_bytes(), shards),
-                "{shards} shards"
-            );
+        for (base, tagged) in [
+            ("queue:tasks", true),
+            ("{q}tasks", true),
+            ("odd}name", false),
+        ] {
+            let other = same_shard_name(base, "queue:processing:3");
+            assert!(other.starts_with("queue:processing:3{"), "{other}");
+            for shards in 1..=16 {
+                assert_eq!(
+                    crate::runtime::node::shard_of(base.as_bytes(), shards),
+                    crate::runtime::node::shard_of(other.as_bytes(), shards),
+                    "{base}, {other}: {shards} shards"
+                );
+            }
+            if tagged {
+                // The tag is the placing bytes themselves: one shard at any count.
+                assert_eq!(
+                    crate::runtime::sharding::hash_tag(other.as_bytes()),
+                    crate::runtime::sharding::hash_tag(base.as_bytes())
+                );
+            }
         }
     }
 
