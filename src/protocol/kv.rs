@@ -679,14 +679,7 @@ impl Data<'_> {
             Command::LLen(_)
             | Command::LRange { .. }
             | Command::LIndex { .. }
-            | Command::Type(_) => {
-                let entries: Vec<Option<Entry>> = cmd
-                    .read_keys()
-                    .iter()
-                    .map(|k| self.map.get(k).map(Item::entry))
-                    .collect();
-                cmd.read_reply(&entries)
-            }
+            | Command::Type(_) => self.read_list(cmd),
             Command::Push { .. }
             | Command::Pop { .. }
             | Command::PopFirst { .. }

@@ -59,6 +59,16 @@ impl Data<'_> {
         }
     }
 
+    /// Answers a list read (`LLEN`, `LRANGE`, `LINDEX`, `TYPE`) from the entries.
+    pub(super) fn read_list(&self, cmd: &Command) -> Reply {
+        let entries: Vec<Option<super::Entry>> = cmd
+            .read_keys()
+            .iter()
+            .map(|k| self.map.get(k).map(Item::entry))
+            .collect();
+        cmd.read_reply(&entries)
+    }
+
     /// Runs a list command that writes.
     pub(super) fn execute_list(&mut self, slot: Slot, cmd: &Command) -> Reply {
         let result = match cmd {
