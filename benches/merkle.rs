@@ -98,10 +98,10 @@ impl Shard {
             .map(|i| {
                 let key = key(i);
                 let old = self.kv.get(&key).expect("loaded").entry();
-                let new = Entry {
-                    value: Bytes::copy_from_slice(&value(all, (i + self.version as usize) % KEYS)),
-                    version: self.version,
-                };
+                let new = Entry::string(
+                    Bytes::copy_from_slice(&value(all, (i + self.version as usize) % KEYS)),
+                    self.version,
+                );
                 (key, old, new)
             })
             .collect()

@@ -1,6 +1,6 @@
 //! Node: SCAN and KEYS over the shards of a 3-replica cluster. A key present for a whole
 //! scan is returned at least once while other keys are written and removed meanwhile;
-//! redis-cli's `--scan` walks every key.
+//! `TYPE` tells lists from strings; redis-cli's `--scan` walks every key.
 mod node_support;
 
 use std::collections::HashSet;
@@ -28,6 +28,20 @@ fn step(c: &mut Client, cursor: &str, extra: &[&str]) -> (String, Vec<String>) {
     }
 }
 
+/// A whole scan with these options, in steps: the keys.
+fn scan_all(c: &mut Client, extra: &[&str]) -> HashSet<String> {
+    let mut found = HashSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (next, keys) = step(c, &cursor, extra);
+        found.extend(keys);
+        if next == "0" {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
 #[test]
 fn scan_returns_keys_present_throughout_while_others_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,6 +57,11 @@ fn scan_returns_keys_present_throughout_while_others_change() {
     }
     assert!(is_ok(&c.cmd(&["SET", "gone:before", "v"]).unwrap()));
     assert_eq!(c.cmd(&["DEL", "gone:before"]).unwrap(), Value::Integer(1));
+    assert_eq!(c.cmd(&["RPUSH", "list:a", "x"]).unwrap(), Value::Integer(1));
+    assert_eq!(
+        c.cmd(&["LPUSH", "list:b", "y", "z"]).unwrap(),
+        Value::Integer(2)
+    );
     cluster.wait_states_agree(Duration::from_secs(10));
 
     // Scan node 1 in small steps while another client adds and removes keys.
@@ -93,8 +112,9 @@ fn scan_returns_keys_present_throughout_while_others_change() {
         "a key removed before the scan"
     );
     assert!(
-        seen.iter()
-            .all(|k| k.starts_with("stay:") || k.starts_with("churn:")),
+        seen.iter().all(|k| ["stay:", "churn:", "list:"]
+            .iter()
+            .any(|p| k.starts_with(p))),
         "a key never written"
     );
 
@@ -125,6 +145,19 @@ fn scan_returns_keys_present_throughout_while_others_change() {
             .len(),
         0
     );
+    // Lists are keys of their own type.
+    let lists: HashSet<String> = ["list:a", "list:b"].map(String::from).into();
+    assert!(lists.is_subset(&seen), "SCAN without TYPE returns lists");
+    assert_eq!(
+        scan_all(&mut scanner, &["TYPE", "list", "COUNT", "50"]),
+        lists
+    );
+    let strings_only = scan_all(&mut scanner, &["TYPE", "string", "COUNT", "50"]);
+    assert!(strings_only.contains("stay:0") && strings_only.is_disjoint(&lists));
+    let keys: HashSet<String> = strings(&scanner.cmd(&["KEYS", "list:*"]).unwrap())
+        .into_iter()
+        .collect();
+    assert_eq!(keys, lists);
     let e = scanner.cmd(&["SCAN", "0", "NOSUCH", "x"]).unwrap();
     assert!(
         matches!(&e, Value::Error(m) if m.contains("NOSUCH")),

@@ -68,7 +68,7 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease.
+    /// vote-inside-lease | pop-without-log (with --lists).
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
@@ -78,6 +78,9 @@ pub struct SimArgs {
     /// checked against expiry by the log's time.
     #[arg(long)]
     expiry: bool,
+    /// Every key is a list: clients push, pop and read lengths, checked as a sequence.
+    #[arg(long)]
+    lists: bool,
     /// Let clocks drift far beyond the configured bound, to see the checker catch the
     /// stale lease reads that follows.
     #[arg(long, hide = true)]
@@ -347,7 +350,7 @@ pub fn num_cpus() -> usize {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(a) => crate::loadgen::cli::run_bench(a).map(|_| ExitCode::SUCCESS),
+        Command::Bench(a) => crate::loadgen::cli::bench(a).map(|_| ExitCode::SUCCESS),
         Command::Sweep(a) => crate::loadgen::cli::run_sweep(a).map(|_| ExitCode::SUCCESS),
         Command::Compare(a) => crate::loadgen::cli::run_compare(a).map(|_| ExitCode::SUCCESS),
         Command::Report(a) => crate::loadgen::cli::run_report(a).map(|_| ExitCode::SUCCESS),
@@ -374,8 +377,10 @@ pub fn main() -> ExitCode {
 /// checked), and the flags beyond seeds and replicas that replay a seed.
 fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)> {
     let mut bugs = Bugs::default();
+    let mut pop_without_log = false;
     for b in &args.bug {
         match b.as_str() {
+            "pop-without-log" if args.lists => pop_without_log = true,
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
             "truncate-at-corruption" => bugs.truncate_at_corruption = true,
@@ -387,12 +392,14 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft)"
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), pop-without-log (with --lists)"
             ),
         }
     }
     let mut base = crate::sim::SimConfig::new(args.seed, usize::from(args.replicas));
     base.bugs = bugs;
+    base.lists = args.lists;
+    base.bug_pop_without_log = pop_without_log;
     base.set_protocol_settings(&args.protocol.given)?;
     base.check_protocol(args.seed..args.seed.saturating_add(args.seeds))
         .map_err(anyhow::Error::msg)?;
@@ -405,6 +412,9 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     }
     for b in &args.bug {
         flags.push_str(&format!(" --bug {b}"));
+    }
+    if args.lists {
+        flags.push_str(" --lists");
     }
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {

@@ -109,6 +109,9 @@ pub enum Pending {
     Ready(Outcome),
     /// Waiting.
     Waiting(Pin<Box<dyn Future<Output = Outcome>>>),
+    /// A blocking pop, waiting: the connection watches for the client going away
+    /// meanwhile (dropping this future then cancels the pop).
+    Blocking(Pin<Box<dyn Future<Output = Outcome>>>),
     /// Waiting for this shard's group, the reply to be shaped (the common case: no
     /// allocation of its own).
     Submitted(Submitted, Shape),
@@ -119,7 +122,7 @@ impl Pending {
     pub async fn finish(self) -> Outcome {
         match self {
             Pending::Ready(o) => o,
-            Pending::Waiting(f) => f.await,
+            Pending::Waiting(f) | Pending::Blocking(f) => f.await,
             Pending::Submitted(f, shape) => f.await.map_or_else(err, shape),
         }
     }
@@ -164,6 +167,12 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     if let Some(parsed) = data_command(name, &args[1..]) {
         return match parsed {
             Ok(p) => route(local, p),
+            Err(e) => Pending::Ready(Outcome::Error(e)),
+        };
+    }
+    if let Some(call) = super::lists::blocking_command(name, &args[1..]) {
+        return match call {
+            Ok(c) => blocking(local, c),
             Err(e) => Pending::Ready(Outcome::Error(e)),
         };
     }
@@ -361,6 +370,23 @@ fn unknown(args: &[Bytes]) -> Pending {
     )))
 }
 
+/// Runs a blocking pop on the shard of its keys (CROSSSLOT if they are in several).
+fn blocking(local: &Rc<Local>, c: super::lists::BlockingCall) -> Pending {
+    let owner = match owner_of(local, &c.b.cmd) {
+        Ok(owner) => owner,
+        Err(e) => return Pending::Ready(e),
+    };
+    let deadline = c.timeout.map(|t| std::time::Instant::now() + t);
+    let local = local.clone();
+    let (b, shape) = (c.b, c.shape);
+    Pending::Blocking(Box::pin(async move {
+        local
+            .blocking(owner, b, deadline)
+            .await
+            .map_or_else(err, shape)
+    }))
+}
+
 /// Submits a data command: split by owning shard where it names several keys (DEL,
 /// EXISTS, MGET and MSET: atomic within a shard, not across shards), else to the shard of
 /// its keys.
@@ -397,7 +423,7 @@ pub(super) fn owner_of(local: &Local, cmd: &Command) -> Result<usize, Outcome> {
         0 | 1 => Ok(shards.first().copied().unwrap_or(0)),
         _ => Err(Outcome::Error(format!(
             "CROSSSLOT Keys in request don't hash to the same shard (shards {}): \
-             a transaction runs in one shard",
+             a transaction, LMOVE or blocking pop runs in one shard",
             shards
                 .iter()
                 .map(|s| s.to_string())

@@ -92,7 +92,16 @@ impl Txn {
     /// Queues a command given inside `MULTI`: `QUEUED`, or the error that makes `EXEC`
     /// discard the transaction (as Redis does for a command it cannot queue).
     pub(super) fn queue(&mut self, name: &str, args: &[Bytes]) -> Outcome {
-        match data_command(name, args) {
+        // A blocking pop inside a transaction pops without waiting, as in Redis.
+        let blocking = || {
+            super::lists::blocking_command(name, args).map(|b| {
+                b.map(|c| Parsed {
+                    cmd: c.b.cmd,
+                    shape: c.shape,
+                })
+            })
+        };
+        match data_command(name, args).or_else(blocking) {
             Some(Ok(p)) => {
                 self.queued.push(p);
                 Outcome::Simple("QUEUED")

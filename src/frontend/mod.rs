@@ -6,6 +6,7 @@ mod clients;
 mod commands;
 mod conn;
 mod info;
+mod lists;
 mod parse;
 mod scan;
 mod txn;
@@ -61,6 +62,42 @@ pub async fn serve(local: Rc<Local>) -> anyhow::Result<()> {
             Err(e) => {
                 eprintln!("accept on {addr}: {e}");
                 glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Bytes a connection reads ahead while a blocking pop waits (commands pipelined after
+/// it wait for it, as in Redis); beyond that it stops reading until the pop answers.
+const BLOCKED_READ_AHEAD_BYTES: usize = 64 << 10;
+
+/// Awaits a blocking pop while reading the socket, so a client that closes its connection
+/// is noticed: `None` then (or on a read error), and the pop is dropped.
+async fn until_closed(
+    mut pop: std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>,
+    stream: &mut TcpStream,
+    decoder: &mut CommandDecoder,
+    input: &mut clients::InputShare,
+) -> Option<Outcome> {
+    enum Next {
+        Done(Outcome),
+        Read(std::io::Result<usize>),
+    }
+    loop {
+        let read = async {
+            if decoder.buffered() > BLOCKED_READ_AHEAD_BYTES {
+                std::future::pending::<()>().await;
+            }
+            Next::Read(clients::read_some(stream, decoder, || {}).await)
+        };
+        let done = async { Next::Done(pop.as_mut().await) };
+        match futures_lite::future::or(done, read).await {
+            Next::Done(o) => return Some(o),
+            Next::Read(Ok(0) | Err(_)) => return None,
+            Next::Read(Ok(_)) => {
+                if input.grown(decoder).is_err() {
+                    return None;
+                }
             }
         }
     }
@@ -140,7 +177,17 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
             continue;
         }
         for (p, proto) in pending.drain(..) {
-            match p.finish().await {
+            let o = match p {
+                commands::Pending::Blocking(f) => {
+                    match until_closed(f, &mut stream, &mut decoder, &mut input).await {
+                        Some(o) => o,
+                        // The client went away: dropping the pop cancels it.
+                        None => return Ok(()),
+                    }
+                }
+                p => p.finish().await,
+            };
+            match o {
                 Outcome::Quit => {
                     resp::encode_simple(&mut out, "OK");
                     close = true;

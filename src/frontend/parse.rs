@@ -145,7 +145,7 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
             "ERR wrong number of arguments for '{}' command",
             name.to_ascii_lowercase()
         )),
-        _ => return None,
+        _ => return super::lists::list_command(name, args),
     })
 }
 

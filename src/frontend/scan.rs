@@ -11,13 +11,15 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::commands::{Outcome, Pending};
+use crate::protocol::item::Kind;
 use crate::runtime::node::Local;
 
 /// The bits of a cursor below the shard.
 const SHARD_SHIFT: u32 = 48;
 /// Keys a `SCAN` step visits when `COUNT` is not given (Redis's default).
 const COUNT_DEFAULT: usize = 10;
-/// The types `TYPE` may name (Redis's); every key here holds a string.
+/// The types `TYPE` may name (Redis's); keys here hold strings or lists, so the others
+/// match none.
 const TYPES: [&[u8]; 6] = [b"string", b"list", b"set", b"zset", b"hash", b"stream"];
 
 /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`.
@@ -30,7 +32,8 @@ pub(super) fn scan(local: &Rc<Local>, args: &[Bytes]) -> Pending {
     else {
         return ready("ERR invalid cursor".into());
     };
-    let (mut pattern, mut count, mut strings) = (None, COUNT_DEFAULT, true);
+    // `kind`: only keys of that kind; `none`: a type no key here has.
+    let (mut pattern, mut count, mut kind, mut none) = (None, COUNT_DEFAULT, None, false);
     for pair in args[1..].chunks(2) {
         let [name, value] = pair else {
             return ready("ERR syntax error".into());
@@ -53,7 +56,10 @@ pub(super) fn scan(local: &Rc<Local>, args: &[Bytes]) -> Pending {
                     String::from_utf8_lossy(value)
                 ));
             }
-            strings = t == b"string";
+            kind = [Kind::String, Kind::List]
+                .into_iter()
+                .find(|k| k.name().as_bytes() == t.as_slice());
+            none = kind.is_none();
         } else {
             return ready(format!(
                 "ERR syntax error: unknown SCAN option '{}' (MATCH, COUNT, TYPE)",
@@ -65,7 +71,7 @@ pub(super) fn scan(local: &Rc<Local>, args: &[Bytes]) -> Pending {
     let within = cursor & ((1 << SHARD_SHIFT) - 1);
     let local = local.clone();
     Pending::Waiting(Box::pin(async move {
-        let Some((keys, next)) = local.scan(shard, within, Some(count), pattern).await else {
+        let Some((keys, next)) = local.scan(shard, within, Some(count), pattern, kind).await else {
             return Outcome::Error(format!("ERR shard {shard} is gone"));
         };
         let next = match next {
@@ -73,7 +79,7 @@ pub(super) fn scan(local: &Rc<Local>, args: &[Bytes]) -> Pending {
             0 => 0,
             n => ((shard as u64) << SHARD_SHIFT) | n,
         };
-        let keys = if strings { keys } else { Vec::new() };
+        let keys = if none { Vec::new() } else { keys };
         Outcome::Nested(vec![
             Outcome::Bulk(Some(Bytes::from(next.to_string()))),
             Outcome::Array(keys.into_iter().map(Some).collect()),
@@ -89,7 +95,7 @@ pub(super) fn keys(local: &Rc<Local>, pattern: &Bytes) -> Pending {
     Pending::Waiting(Box::pin(async move {
         let mut all = Vec::new();
         for s in 0..local.shards {
-            match local.scan(s, 0, None, Some(pattern.clone())).await {
+            match local.scan(s, 0, None, Some(pattern.clone()), None).await {
                 Some((keys, _)) => all.extend(keys.into_iter().map(Some)),
                 None => return Outcome::Error(format!("ERR shard {s} is gone")),
             }

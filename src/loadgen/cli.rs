@@ -198,21 +198,18 @@ pub fn apply_overrides(w: &mut Workload, a: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `corepax bench`: runs, prints the table, writes the JSON and interval log.
-pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
-    let mut w = match &a.workload {
-        Some(p) => Workload::from_file(p)?,
-        None => Workload::default_workload(),
-    };
-    apply_overrides(&mut w, &a)?;
-    let progress = if a.quiet {
-        Progress::Quiet
-    } else {
-        Progress::auto()
-    };
-    // Keep the launcher alive for the whole run; dropping it kills the server.
+/// The server(s) a bench run measures, and its launcher (kept alive for the whole run:
+/// dropping it kills the server): `--target`, `--redis`, or a local corepax cluster.
+type Launched = (
+    Vec<SocketAddr>,
+    TargetDescription,
+    BTreeMap<String, serde_json::Value>,
+    Option<Box<dyn Launcher>>,
+);
+
+fn launch_target(a: &BenchArgs) -> anyhow::Result<Launched> {
     let mut launcher: Option<Box<dyn Launcher>> = None;
-    let (addrs, target, mut info) = match (&a.target, a.redis) {
+    let (addrs, target, info) = match (&a.target, a.redis) {
         (Some(t), _) => {
             let addrs = parse_targets(t)?;
             let d = TargetDescription {
@@ -253,6 +250,77 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
             launcher = Some(c);
             (addrs, d, i)
         }
+    };
+    Ok((addrs, target, info, launcher))
+}
+
+/// `corepax bench`: a scenario file (a `[scenario]` table) runs its scenario, any other
+/// workload its operation mix.
+pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(p) = &a.workload
+        && let Some(s) = super::scenario::ScenarioFile::detect(p)?
+    {
+        return run_scenario(&a, &s);
+    }
+    run_bench(a).map(drop)
+}
+
+/// Runs a scenario file against the target and writes its result (JSON) and prints it.
+fn run_scenario(a: &BenchArgs, s: &super::scenario::ScenarioFile) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.net.is_none(),
+        "--net is not supported with a scenario file"
+    );
+    let (addrs, target, info, mut launcher) = launch_target(a)?;
+    eprintln!("target: {}", target.description);
+    eprintln!(
+        "scenario {}: {} ({} s)",
+        s.name, s.description, s.duration_s
+    );
+    let started = std::time::SystemTime::now();
+    let mut result = s.run(&addrs)?;
+    if let Some(mut l) = launcher.take() {
+        l.stop();
+    }
+    let time = super::report::rfc3339(started);
+    let command: Vec<String> = std::env::args().collect();
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("name".into(), s.name.clone().into());
+        obj.insert("description".into(), s.description.clone().into());
+        obj.insert("command".into(), command.join(" ").into());
+        obj.insert("start_time".into(), time.clone().into());
+        obj.insert("corepax_version".into(), env!("CARGO_PKG_VERSION").into());
+        obj.insert("commit".into(), super::report::git_commit().into());
+        obj.insert("target".into(), serde_json::to_value(&target)?);
+        obj.insert("target_info".into(), serde_json::to_value(&info)?);
+        obj.insert(
+            "host".into(),
+            serde_json::to_value(super::report::Host::this())?,
+        );
+    }
+    let stamp = time.replace([':', '-'], "").replace('T', "-");
+    let path = a.json.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("{}-{}.json", s.name, stamp.trim_end_matches('Z')))
+    });
+    super::scenario::write_result(&path, &result)?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    println!("result: {}", path.display());
+    Ok(())
+}
+
+/// `corepax bench` of an operation mix: runs, prints the table, writes the JSON and
+/// interval log.
+pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
+    let mut w = match &a.workload {
+        Some(p) => Workload::from_file(p)?,
+        None => Workload::default_workload(),
+    };
+    apply_overrides(&mut w, &a)?;
+    let (addrs, target, mut info, mut launcher) = launch_target(&a)?;
+    let progress = if a.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
     };
     for (k, v) in &a.target_info {
         let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));

@@ -11,6 +11,8 @@
 //! - [`results`]: results read back (files, folders, patterns; interval logs).
 //! - [`compare`]: `corepax compare`, ratios of two sets of results with their noise.
 //! - [`page`]: the HTML report page beside results.
+//! - [`scenario`]: coordination scenarios (a work queue, a lock service) that a
+//!   workload file with a `[scenario]` table runs instead of an operation mix.
 //! - [`cli`]: the `bench`, `sweep`, `compare` and `report` commands.
 //!
 //! Imports point down this order: `cli` → `sweep` → `launch`, `run`, `page`, `compare` →
@@ -26,6 +28,7 @@ pub mod plot;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod scenario;
 pub mod stats;
 pub mod sweep;
 #[cfg(test)]

@@ -5,6 +5,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::expiry::{ExpireIf, Ttl};
+use super::item::Kind;
+use super::kv::Entry;
+use super::list::{self, End};
+
 use super::types::{ClientId, Slot};
 /// A command of the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +79,79 @@ pub enum Command {
     /// Milliseconds the key has left at the log's time, -1 without deadline, -2 if absent
     /// (`PTTL`; `TTL` rounds it to seconds). Ordered through the log like a write.
     Ttl(Bytes),
+    /// Pushes values onto a list, one after the other, creating it if absent (`LPUSH`,
+    /// `RPUSH`; `LPUSHX`, `RPUSHX` push only onto an existing list); replies the length.
+    Push {
+        /// The list.
+        key: Bytes,
+        /// The values, pushed in this order.
+        values: Vec<Bytes>,
+        /// Where.
+        end: End,
+        /// Only if the list exists (`…X`).
+        existing: bool,
+    },
+    /// Removes and replies elements from one end of a list (`LPOP`, `RPOP`): one element
+    /// (or nil) without a count, else up to `count` of them (nil for no list).
+    Pop {
+        /// The list.
+        key: Bytes,
+        /// Which end.
+        end: End,
+        /// How many, if given.
+        count: Option<u64>,
+    },
+    /// Pops one element from the first of the keys that holds a list, replying the key
+    /// and the element, or nil (what `BLPOP` and `BRPOP` submit).
+    PopFirst {
+        /// The lists, in the order tried.
+        keys: Vec<Bytes>,
+        /// Which end.
+        end: End,
+    },
+    /// Moves an element from one end of a list to an end of another (or the same) list,
+    /// replying it, or nil if the source is empty (`LMOVE`, `RPOPLPUSH`, `BLMOVE`).
+    LMove {
+        /// The list popped.
+        from: Bytes,
+        /// The list pushed.
+        to: Bytes,
+        /// Where it pops.
+        from_end: End,
+        /// Where it pushes.
+        to_end: End,
+    },
+    /// Removes elements equal to `value`: the first `count` from the head (`count` > 0),
+    /// from the tail (< 0), or all (0); replies how many (`LREM`).
+    LRem {
+        /// The list.
+        key: Bytes,
+        /// How many and from which end.
+        count: i64,
+        /// The value removed.
+        value: Bytes,
+    },
+    /// A list's length, 0 for no list (`LLEN`).
+    LLen(Bytes),
+    /// A list's elements from `start` to `stop`, both included, negative counting from
+    /// the end (`LRANGE`).
+    LRange {
+        /// The list.
+        key: Bytes,
+        /// First index.
+        start: i64,
+        /// Last index.
+        stop: i64,
+    },
+    /// The element at an index, negative counting from the end, or nil (`LINDEX`).
+    LIndex {
+        /// The list.
+        key: Bytes,
+        /// The index.
+        index: i64,
+    },
+    /// What a key holds: `string`, `list` or `none` (`TYPE`).
+    Type(Bytes),
     /// A transaction guarded by `WATCH`: applied as [`Command::Multi`] only if every
     /// watched key still has the version it had when watched (`None`: absent), else
     /// nothing changes and the reply is nil.
@@ -134,6 +211,10 @@ pub enum ApplyError {
     NotInteger,
     /// The sum does not fit a 64-bit integer.
     Overflow,
+    /// A string command on a list or a list command on a string.
+    WrongType,
+    /// The list would grow past [`list::LIST_BYTES_MAX`].
+    ListTooLarge,
 }
 
 impl std::fmt::Display for ApplyError {
@@ -142,6 +223,12 @@ impl std::fmt::Display for ApplyError {
         f.write_str(match self {
             ApplyError::NotInteger => "ERR value is not an integer or out of range",
             ApplyError::Overflow => "ERR increment or decrement would overflow",
+            ApplyError::WrongType => {
+                "WRONGTYPE Operation against a key holding the wrong kind of value"
+            }
+            ApplyError::ListTooLarge => {
+                "ERR the list would grow past 16 MiB, the most a key holds; nothing was pushed"
+            }
         })
     }
 }
@@ -174,6 +261,17 @@ impl Command {
             Command::DelIfEq(k, v) => k.len() + v.len(),
             Command::Multi(cmds) => cmds.iter().map(Command::payload_bytes).sum(),
             Command::Clock { expire, .. } => expire.iter().map(Bytes::len).sum(),
+            Command::Push { key, values, .. } => {
+                key.len() + values.iter().map(Bytes::len).sum::<usize>()
+            }
+            Command::PopFirst { keys, .. } => keys.iter().map(Bytes::len).sum(),
+            Command::LMove { from, to, .. } => from.len() + to.len(),
+            Command::LRem { key, value, .. } => key.len() + value.len(),
+            Command::Pop { key, .. }
+            | Command::LLen(key)
+            | Command::LRange { key, .. }
+            | Command::LIndex { key, .. }
+            | Command::Type(key) => key.len(),
             Command::Watched { versions, cmds } => {
                 versions.iter().map(|(k, _)| k.len()).sum::<usize>()
                     + cmds.iter().map(Command::payload_bytes).sum::<usize>()
@@ -200,6 +298,15 @@ impl Command {
             Command::Multi(cmds) => cmds.iter().map(Command::items).sum(),
             // The time, then the keys.
             Command::Clock { expire, .. } => 1 + expire.len(),
+            // The end and the flag count as one more item.
+            Command::Push { values, .. } => 2 + values.len(),
+            Command::PopFirst { keys, .. } => 1 + keys.len(),
+            // Key, end, count.
+            Command::Pop { .. } | Command::LRange { .. } | Command::LRem { .. } => 3,
+            // Two keys, two ends.
+            Command::LMove { .. } => 4,
+            Command::LIndex { .. } => 2,
+            Command::LLen(_) | Command::Type(_) => 1,
             // A key and its version each (the version's tag and varint count as one).
             Command::Watched { versions, cmds } => {
                 2 * versions.len() + cmds.iter().map(Command::items).sum::<usize>()
@@ -234,8 +341,17 @@ impl Command {
             | Command::IncrBy(k, _)
             | Command::GetDel(k)
             | Command::DelIfEq(k, _)
-            | Command::Expire { key: k, .. } => f(k),
-            Command::Del(ks) | Command::Clock { expire: ks, .. } => ks.iter().for_each(f),
+            | Command::Expire { key: k, .. }
+            | Command::Push { key: k, .. }
+            | Command::Pop { key: k, .. }
+            | Command::LRem { key: k, .. } => f(k),
+            Command::LMove { from, to, .. } => {
+                f(from);
+                f(to);
+            }
+            Command::Del(ks)
+            | Command::Clock { expire: ks, .. }
+            | Command::PopFirst { keys: ks, .. } => ks.iter().for_each(f),
             Command::MSet(kvs) => kvs.iter().for_each(|(k, _)| f(k)),
             Command::Multi(cmds) | Command::Watched { cmds, .. } => {
                 cmds.iter().for_each(|c| c.for_each_written_key(f))
@@ -245,6 +361,10 @@ impl Command {
             | Command::MGet(_)
             | Command::Version(_)
             | Command::Ttl(_)
+            | Command::LLen(_)
+            | Command::LRange { .. }
+            | Command::LIndex { .. }
+            | Command::Type(_)
             | Command::Noop => {}
         }
     }
@@ -266,7 +386,13 @@ impl Command {
     /// decides the shard that owns it.
     pub fn for_each_key(&self, f: &mut impl FnMut(&Bytes)) {
         match self {
-            Command::Get(k) | Command::Version(k) | Command::Ttl(k) => f(k),
+            Command::Get(k)
+            | Command::Version(k)
+            | Command::Ttl(k)
+            | Command::LLen(k)
+            | Command::LRange { key: k, .. }
+            | Command::LIndex { key: k, .. }
+            | Command::Type(k) => f(k),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
             Command::Watched { versions, cmds } => {
@@ -280,19 +406,71 @@ impl Command {
     /// The keys a read-only command looks at, in order (repeats kept); empty for writes.
     pub fn read_keys(&self) -> &[Bytes] {
         match self {
-            Command::Get(k) => std::slice::from_ref(k),
+            Command::Get(k)
+            | Command::LLen(k)
+            | Command::LRange { key: k, .. }
+            | Command::LIndex { key: k, .. }
+            | Command::Type(k) => std::slice::from_ref(k),
             Command::Exists(ks) | Command::MGet(ks) => ks,
             _ => &[],
         }
     }
 
     /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
-    /// hold `values`.
-    pub fn read_reply(&self, values: &[Option<Bytes>]) -> Reply {
+    /// hold `entries` (the replies share the entries' bytes, nothing is copied).
+    pub fn read_reply(&self, entries: &[Option<Entry>]) -> Reply {
+        let first = entries.first().and_then(Option::as_ref);
+        fn list(e: Option<&Entry>) -> Result<Option<&Bytes>, Reply> {
+            match e {
+                None => Ok(None),
+                Some(e) if e.kind == Kind::List => Ok(Some(&e.value)),
+                Some(_) => Err(Reply::Error(ApplyError::WrongType)),
+            }
+        }
+        let elements =
+            |l: &Bytes| -> Vec<Bytes> { list::elements(l).map(|e| l.slice_ref(e)).collect() };
         match self {
-            Command::Get(_) => Reply::Value(values.first().cloned().flatten()),
-            Command::Exists(_) => Reply::Int(values.iter().filter(|v| v.is_some()).count() as i64),
-            Command::MGet(_) => Reply::Values(values.to_vec()),
+            Command::Get(_) => match first {
+                Some(e) if e.kind != Kind::String => Reply::Error(ApplyError::WrongType),
+                e => Reply::Value(e.map(|e| e.value.clone())),
+            },
+            Command::Exists(_) => Reply::Int(entries.iter().filter(|v| v.is_some()).count() as i64),
+            // MGET answers nil for a key that holds no string, as in Redis.
+            Command::MGet(_) => Reply::Values(
+                entries
+                    .iter()
+                    .map(|e| {
+                        e.as_ref()
+                            .filter(|e| e.kind == Kind::String)
+                            .map(|e| e.value.clone())
+                    })
+                    .collect(),
+            ),
+            Command::Type(_) => Reply::Value(Some(Bytes::from_static(
+                first.map_or("none", |e| e.kind.name()).as_bytes(),
+            ))),
+            Command::LLen(_) => match list(first) {
+                Ok(l) => Reply::Int(l.map_or(0, |l| list::len(l)) as i64),
+                Err(e) => e,
+            },
+            Command::LRange { start, stop, .. } => match list(first) {
+                Ok(None) => Reply::Values(Vec::new()),
+                Ok(Some(l)) => {
+                    let all = elements(l);
+                    let (skip, take) = list::range(all.len(), *start, *stop);
+                    Reply::Values(all.into_iter().skip(skip).take(take).map(Some).collect())
+                }
+                Err(e) => e,
+            },
+            Command::LIndex { index, .. } => match list(first) {
+                Ok(None) => Reply::Value(None),
+                Ok(Some(l)) => {
+                    let mut all = elements(l);
+                    let at = list::index(all.len(), *index);
+                    Reply::Value(at.map(|at| all.swap_remove(at)))
+                }
+                Err(e) => e,
+            },
             _ => Reply::Ok,
         }
     }
@@ -301,7 +479,14 @@ impl Command {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Command::Get(_) | Command::Exists(_) | Command::MGet(_) | Command::Noop
+            Command::Get(_)
+                | Command::Exists(_)
+                | Command::MGet(_)
+                | Command::LLen(_)
+                | Command::LRange { .. }
+                | Command::LIndex { .. }
+                | Command::Type(_)
+                | Command::Noop
         )
     }
 }

@@ -38,6 +38,9 @@ pub fn digest(entry: EntryRef<'_>) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3Default::new();
     h.update(&entry.version.to_le_bytes());
     h.update(entry.value);
+    if entry.kind != super::item::Kind::String {
+        h.update(entry.kind.name().as_bytes());
+    }
     // Never ABSENT: an existing key must not look deleted.
     h.digest().max(1)
 }
@@ -149,6 +152,7 @@ mod tests {
         Entry {
             value: Bytes::copy_from_slice(v.as_bytes()),
             version,
+            kind: crate::protocol::item::Kind::String,
         }
     }
 

@@ -16,23 +16,57 @@ use triomphe::ThinArc;
 
 use super::types::Slot;
 
+/// What a key holds: the type `TYPE` names, which decides the commands that work on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A byte string (`SET`, `GET`, counters).
+    #[default]
+    String,
+    /// A list of byte strings, stored encoded as the value (see [`super::list`]).
+    List,
+}
+
+impl Kind {
+    /// The name `TYPE` answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::List => "list",
+        }
+    }
+}
+
 /// A value and the slot that last wrote it, borrowed from where it is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EntryRef<'a> {
-    /// The value.
+    /// The value (a list's encoded elements for [`Kind::List`]).
     pub value: &'a [u8],
     /// The slot whose command last wrote it.
     pub version: Slot,
+    /// What the value is.
+    pub kind: Kind,
 }
 
-/// A key with its value and version, immutable once shared.
+/// A key with its value and version, immutable once shared. The prefix before the key
+/// holds `key length × 2 + kind` (0 a string, 1 a list), so the kind costs no byte.
 #[derive(Clone)]
 pub struct Item(ThinArc<Slot, u8>);
 
 /// Bytes of the LEB128 prefix for a key of `len` bytes.
 fn prefix_len(len: usize) -> usize {
-    let bits = usize::BITS - len.leading_zeros();
+    let bits = usize::BITS - (len << 1).leading_zeros();
     (bits as usize).div_ceil(7).max(1)
+}
+
+/// The prefix's number for a key of `len` bytes and kind `kind`.
+fn prefix_value(len: usize, kind: Kind) -> usize {
+    len << 1 | usize::from(kind == Kind::List)
+}
+
+thread_local! {
+    /// Set while decoding the wire form of snapshot files of format 4 and older, whose
+    /// items had no kind (every one a string): see [`Item::with_kindless_wire`].
+    static KINDLESS_WIRE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Writes `len` as LEB128 into `out` (exactly `prefix_len(len)` bytes).
@@ -67,8 +101,13 @@ impl Item {
         prefetch(self.0.heap_ptr());
     }
 
-    /// Copies a key and value into one new allocation.
+    /// Copies a key and string value into one new allocation.
     pub fn new(key: &[u8], value: &[u8], version: Slot) -> Item {
+        Item::with_kind(key, value, version, Kind::String)
+    }
+
+    /// Copies a key and value of the given kind into one new allocation.
+    pub fn with_kind(key: &[u8], value: &[u8], version: Slot, kind: Kind) -> Item {
         let prefix = prefix_len(key.len());
         let total = prefix + key.len() + value.len();
         let mut arc = ThinArc::from_header_and_iter(version, std::iter::repeat_n(0u8, total));
@@ -77,24 +116,39 @@ impl Item {
                 unreachable!("a new allocation has one owner");
             };
             let bytes = inner.slice_mut();
-            write_prefix(key.len(), &mut bytes[..prefix]);
+            write_prefix(prefix_value(key.len(), kind), &mut bytes[..prefix]);
             bytes[prefix..prefix + key.len()].copy_from_slice(key);
             bytes[prefix + key.len()..].copy_from_slice(value);
         });
         Item(arc)
     }
 
-    /// Where the key starts and how long it is.
-    fn key_span(&self) -> (usize, usize) {
+    /// Where the key starts and the prefix's number (key length × 2 + kind).
+    fn prefix(&self) -> (usize, usize) {
         let bytes = &self.0.slice;
-        let mut len = 0usize;
+        let mut n = 0usize;
         for (i, b) in bytes.iter().enumerate() {
-            len |= usize::from(b & 0x7f) << (7 * i);
+            n |= usize::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return (i + 1, len);
+                return (i + 1, n);
             }
         }
         unreachable!("an item always starts with a complete length prefix")
+    }
+
+    /// Where the key starts and how long it is.
+    fn key_span(&self) -> (usize, usize) {
+        let (at, n) = self.prefix();
+        (at, n >> 1)
+    }
+
+    /// What the value is.
+    pub fn kind(&self) -> Kind {
+        if self.prefix().1 & 1 == 1 {
+            Kind::List
+        } else {
+            Kind::String
+        }
     }
 
     /// The key.
@@ -119,6 +173,7 @@ impl Item {
         EntryRef {
             value: self.value(),
             version: self.version(),
+            kind: self.kind(),
         }
     }
 
@@ -133,10 +188,10 @@ impl Item {
     }
 
     /// Overwrites value and version in place when nobody else holds this item and the
-    /// new value has the old one's length (no allocation); false when it cannot.
-    pub fn overwrite(&mut self, value: &[u8], version: Slot) -> bool {
+    /// new value has the old one's length and kind (no allocation); false when it cannot.
+    pub fn overwrite(&mut self, value: &[u8], version: Slot, kind: Kind) -> bool {
         let (at, len) = self.key_span();
-        if self.0.slice.len() != at + len + value.len() {
+        if self.0.slice.len() != at + len + value.len() || self.kind() != kind {
             return false;
         }
         self.0.with_arc_mut(|a| match triomphe::Arc::get_mut(a) {
@@ -180,6 +235,7 @@ impl fmt::Debug for Item {
             .field("key", &Bytes::copy_from_slice(self.key()))
             .field("version", &self.version())
             .field("value_len", &self.value().len())
+            .field("kind", &self.kind())
             .finish()
     }
 }
@@ -192,13 +248,23 @@ impl PartialEq for Item {
 
 impl Eq for Item {}
 
-/// The wire form: `(version, key, value)`, key and value as byte strings.
+/// The wire form: `(version, key, value, kind)`, key and value as byte strings (snapshot
+/// files of format 4 and older: `(version, key, value)`, see [`Item::with_kindless_wire`]).
 impl Serialize for Item {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if KINDLESS_WIRE.get() {
+            return (
+                self.version(),
+                serde_bytes::Bytes::new(self.key()),
+                serde_bytes::Bytes::new(self.value()),
+            )
+                .serialize(s);
+        }
         (
             self.version(),
             serde_bytes::Bytes::new(self.key()),
             serde_bytes::Bytes::new(self.value()),
+            self.kind(),
         )
             .serialize(s)
     }
@@ -209,13 +275,37 @@ struct ItemWire<'a>(
     Slot,
     #[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>,
     #[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>,
+    Kind,
+);
+
+#[derive(Deserialize)]
+struct KindlessItemWire<'a>(
+    Slot,
+    #[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>,
+    #[serde(borrow, with = "serde_bytes")] Cow<'a, [u8]>,
 );
 
 impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
         // Borrowed from the frame where the format allows: one copy, into the item.
-        let ItemWire(version, key, value) = ItemWire::deserialize(d)?;
-        Ok(Item::new(&key, &value, version))
+        if KINDLESS_WIRE.get() {
+            let KindlessItemWire(version, key, value) = KindlessItemWire::deserialize(d)?;
+            return Ok(Item::new(&key, &value, version));
+        }
+        let ItemWire(version, key, value, kind) = ItemWire::deserialize(d)?;
+        Ok(Item::with_kind(&key, &value, version, kind))
+    }
+}
+
+impl Item {
+    /// Runs `f` reading (and writing) items in the wire form of snapshot files of format
+    /// 4 and older, which had no kind (there were only strings; a list written this way
+    /// would read back as a string: only tests write it).
+    pub fn with_kindless_wire<T>(f: impl FnOnce() -> T) -> T {
+        KINDLESS_WIRE.set(true);
+        let out = f();
+        KINDLESS_WIRE.set(false);
+        out
     }
 }
 
@@ -232,24 +322,35 @@ mod tests {
             assert_eq!(item.value(), b"value");
             assert_eq!(item.version(), 7);
             assert_eq!(item.payload_len(), key_len + 5);
+            assert_eq!(item.kind(), Kind::String);
+            let list = Item::with_kind(&key, b"value", 7, Kind::List);
+            assert_eq!((list.key(), list.value()), (&key[..], &b"value"[..]));
+            assert_eq!(list.kind(), Kind::List);
         }
     }
 
     #[test]
     fn overwrite_in_place_only_when_unshared_and_same_length() {
         let mut item = Item::new(b"k", b"abc", 1);
-        assert!(item.overwrite(b"xyz", 2));
+        assert!(item.overwrite(b"xyz", 2, Kind::String));
         assert_eq!((item.value(), item.version()), (&b"xyz"[..], 2));
-        assert!(!item.overwrite(b"longer", 3), "length differs");
+        assert!(
+            !item.overwrite(b"longer", 3, Kind::String),
+            "length differs"
+        );
+        assert!(!item.overwrite(b"abc", 3, Kind::List), "kind differs");
         let shared = item.clone();
-        assert!(!item.overwrite(b"new", 4), "a clone holds it");
+        assert!(!item.overwrite(b"new", 4, Kind::String), "a clone holds it");
         assert_eq!(shared.value(), b"xyz");
         let bytes = item.value_bytes();
         drop(shared);
-        assert!(!item.overwrite(b"new", 4), "a reply's Bytes hold it");
+        assert!(
+            !item.overwrite(b"new", 4, Kind::String),
+            "a reply's Bytes hold it"
+        );
         assert_eq!(&bytes[..], b"xyz");
         drop(bytes);
-        assert!(item.overwrite(b"new", 4));
+        assert!(item.overwrite(b"new", 4, Kind::String));
         assert_eq!(item.key_bytes(), Bytes::from_static(b"k"));
     }
 
@@ -263,5 +364,24 @@ mod tests {
         let json = serde_json::to_string(&item).unwrap();
         let back: Item = serde_json::from_str(&json).unwrap();
         assert_eq!(back, item);
+        let list = Item::with_kind(b"key", b"\x01a", 42, Kind::List);
+        let back: Item = postcard::from_bytes(&postcard::to_stdvec(&list).unwrap()).unwrap();
+        assert_eq!((back.kind(), back.value()), (Kind::List, &b"\x01a"[..]));
+        assert_ne!(back, item, "a list is not the string of its encoding");
+    }
+
+    #[test]
+    fn kindless_wire_of_old_snapshot_files_reads_as_strings() {
+        let old = postcard::to_stdvec(&(42u64, b"key".as_slice(), b"value".as_slice())).unwrap();
+        let back: Item = Item::with_kindless_wire(|| postcard::from_bytes(&old)).unwrap();
+        assert_eq!(
+            (back.key(), back.value(), back.version()),
+            (&b"key"[..], &b"value"[..], 42)
+        );
+        assert_eq!(back.kind(), Kind::String);
+        assert!(
+            postcard::from_bytes::<Item>(&old).is_err(),
+            "the new form has a kind"
+        );
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::command::{ApplyError, Command, Reply, Request, SetCond};
 use super::expiry::{Change, ExpireIf, Expiry, Ttl};
-pub use super::item::{EntryRef, Item};
+pub use super::item::{EntryRef, Item, Kind};
 use super::merkle::MerkleTree;
 use super::types::{ClientId, MapHasher, Slot};
 
@@ -24,14 +24,26 @@ pub struct Entry {
     pub value: Bytes,
     /// The slot whose command last wrote this key.
     pub version: Slot,
+    /// What the value is.
+    pub kind: Kind,
 }
 
 impl Entry {
+    /// A string value.
+    pub fn string(value: Bytes, version: Slot) -> Entry {
+        Entry {
+            value,
+            version,
+            kind: Kind::String,
+        }
+    }
+
     /// The value and version, borrowed.
     pub fn entry_ref(&self) -> EntryRef<'_> {
         EntryRef {
             value: &self.value,
             version: self.version,
+            kind: self.kind,
         }
     }
 }
@@ -42,6 +54,7 @@ impl Item {
         Entry {
             value: self.value_bytes(),
             version: self.version(),
+            kind: self.kind(),
         }
     }
 }
@@ -148,13 +161,16 @@ impl Map {
     fn put(
         &mut self,
         key: &[u8],
-        value: &[u8],
-        version: Slot,
+        new: EntryRef<'_>,
         changed: impl FnOnce(Option<EntryRef<'_>>, EntryRef<'_>),
     ) {
         let hash = self.hash(key);
         let hasher = &self.hasher;
-        let new = EntryRef { value, version };
+        let EntryRef {
+            value,
+            version,
+            kind,
+        } = new;
         match self
             .table
             .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
@@ -165,14 +181,14 @@ impl Map {
                 self.payload_bytes =
                     self.payload_bytes + value.len() as u64 - item.value().len() as u64;
                 // Same length and nobody else holds it (the usual overwrite): in place.
-                if !item.overwrite(value, version) {
-                    *item = Item::new(key, value, version);
+                if !item.overwrite(value, version, kind) {
+                    *item = Item::with_kind(key, value, version, kind);
                 }
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 changed(None, new);
                 self.payload_bytes += (key.len() + value.len()) as u64;
-                v.insert(Item::new(key, value, version));
+                v.insert(Item::with_kind(key, value, version, kind));
             }
         }
     }
@@ -369,14 +385,17 @@ impl Kv {
     pub fn read(&self, cmd: &Command) -> Reply {
         if let Command::Get(k) = cmd {
             // The common read, without a list of values.
-            return Reply::Value(self.get(k).map(Item::value_bytes));
+            return match self.get(k) {
+                Some(i) if i.kind() != Kind::String => Reply::Error(ApplyError::WrongType),
+                i => Reply::Value(i.map(Item::value_bytes)),
+            };
         }
-        let values: Vec<Option<Bytes>> = cmd
+        let entries: Vec<Option<Entry>> = cmd
             .read_keys()
             .iter()
-            .map(|k| self.get(k).map(Item::value_bytes))
+            .map(|k| self.get(k).map(Item::entry))
             .collect();
-        cmd.read_reply(&values)
+        cmd.read_reply(&entries)
     }
 
     /// Deadlines of keys and the log's time.
@@ -437,6 +456,9 @@ impl Kv {
             h.update(i.key());
             h.update(&i.version().to_le_bytes());
             h.update(i.value());
+            if i.kind() != Kind::String {
+                h.update(i.kind().name().as_bytes());
+            }
             if let Some(at) = self.expiry.deadline(i.key()) {
                 h.update(&at.to_le_bytes());
             }
@@ -475,8 +497,14 @@ struct Data<'a> {
 }
 
 impl Data<'_> {
-    /// Sets a key, and its deadline as `ttl` says (a deadline already past removes it).
+    /// Sets a key to a string, and its deadline as `ttl` says (a deadline already past
+    /// removes it).
     fn put(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl) {
+        self.put_kind(key, value, slot, ttl, Kind::String);
+    }
+
+    /// Sets a key to a value of a kind, and its deadline as `ttl` says.
+    fn put_kind(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl, kind: Kind) {
         let deadline = match self.expiry.change(key, ttl, ExpireIf::Always) {
             Some(Change::Remove) => {
                 self.remove(key);
@@ -486,9 +514,13 @@ impl Data<'_> {
             Some(Change::Keep) | None => None,
         };
         let merkle = &mut *self.merkle;
-        self.map.put(key, value, slot, |old, new| {
-            merkle.update(key, old, Some(new))
-        });
+        let new = EntryRef {
+            value,
+            version: slot,
+            kind,
+        };
+        self.map
+            .put(key, new, |old, new| merkle.update(key, old, Some(new)));
         if let Some(d) = deadline
             && (d.is_some() || !self.expiry.is_empty())
         {
@@ -508,14 +540,18 @@ impl Data<'_> {
         true
     }
 
-    fn value(&self, key: &[u8]) -> Option<Bytes> {
-        self.map.get(key).map(Item::value_bytes)
+    /// The string a key holds, `Ok(None)` if absent, or WRONGTYPE if it holds another kind.
+    fn value(&self, key: &[u8]) -> Result<Option<Bytes>, ApplyError> {
+        match self.map.get(key) {
+            Some(i) if i.kind() != Kind::String => Err(ApplyError::WrongType),
+            i => Ok(i.map(Item::value_bytes)),
+        }
     }
 
     /// Runs one command.
     fn execute(&mut self, slot: Slot, cmd: &Command) -> Reply {
         match cmd {
-            Command::Get(k) => Reply::Value(self.value(k)),
+            Command::Get(k) => self.value(k).map_or_else(Reply::Error, Reply::Value),
             Command::Set(k, v) => {
                 self.put(k, v, slot, Ttl::Clear);
                 Reply::Ok
@@ -524,7 +560,9 @@ impl Data<'_> {
             Command::Exists(ks) => {
                 Reply::Int(ks.iter().filter(|k| self.map.contains_key(k)).count() as i64)
             }
-            Command::MGet(ks) => Reply::Values(ks.iter().map(|k| self.value(k)).collect()),
+            Command::MGet(ks) => {
+                Reply::Values(ks.iter().map(|k| self.value(k).ok().flatten()).collect())
+            }
             Command::MSet(kvs) => {
                 for (k, v) in kvs {
                     self.put(k, v, slot, Ttl::Clear);
@@ -539,7 +577,15 @@ impl Data<'_> {
                 get,
                 ttl,
             } => {
-                let old = self.value(key);
+                // A plain SET (NX, XX) replaces a key of any kind, as in Redis; comparing
+                // or returning the old value needs a string.
+                let old = match self.value(key) {
+                    Ok(old) => old,
+                    Err(e) if *get || matches!(cond, SetCond::Equals(_)) => {
+                        return Reply::Error(e);
+                    }
+                    Err(_) => self.map.get(key).map(|_| Bytes::new()),
+                };
                 let set = cond.holds(old.as_deref());
                 if set {
                     self.put(key, value, slot, *ttl);
@@ -553,6 +599,9 @@ impl Data<'_> {
             Command::IncrBy(k, by) => {
                 let now = match self.map.get(k) {
                     None => 0,
+                    Some(item) if item.kind() != Kind::String => {
+                        return Reply::Error(ApplyError::WrongType);
+                    }
                     Some(item) => match parse_i64(item.value()) {
                         Some(n) => n,
                         None => return Reply::Error(ApplyError::NotInteger),
@@ -567,12 +616,18 @@ impl Data<'_> {
                 Reply::Int(sum)
             }
             Command::GetDel(k) => {
-                let old = self.value(k);
+                let old = match self.value(k) {
+                    Ok(old) => old,
+                    Err(e) => return Reply::Error(e),
+                };
                 self.remove(k);
                 Reply::Value(old)
             }
             Command::DelIfEq(k, v) => {
-                let matches = self.map.get(k).is_some_and(|i| i.value() == v.as_ref());
+                let matches = match self.value(k) {
+                    Ok(old) => old.is_some_and(|old| old == v),
+                    Err(e) => return Reply::Error(e),
+                };
                 Reply::Int(i64::from(matches && self.remove(k)))
             }
             Command::Version(k) => match self.map.get(k) {
@@ -621,6 +676,15 @@ impl Data<'_> {
                 None => -1,
                 Some(at) => i64::try_from(at.saturating_sub(self.expiry.now())).unwrap_or(i64::MAX),
             }),
+            Command::LLen(_)
+            | Command::LRange { .. }
+            | Command::LIndex { .. }
+            | Command::Type(_) => self.read_list(cmd),
+            Command::Push { .. }
+            | Command::Pop { .. }
+            | Command::PopFirst { .. }
+            | Command::LMove { .. }
+            | Command::LRem { .. } => self.execute_list(slot, cmd),
         }
     }
 }
@@ -675,9 +739,12 @@ impl Kv {
     /// Debug only: overwrites a key whatever its version, keeping the tree in step.
     /// Creates divergence between replicas on purpose (`COREPAX.DEBUG SETLOCAL`).
     pub fn force_local(&mut self, key: Bytes, entry: Entry) {
-        let old = self
-            .map
-            .put_item(Item::new(&key, &entry.value, entry.version));
+        let old = self.map.put_item(Item::with_kind(
+            &key,
+            &entry.value,
+            entry.version,
+            entry.kind,
+        ));
         self.merkle.update(
             &key,
             old.as_ref().map(Item::entry_ref),
@@ -686,7 +753,10 @@ impl Kv {
     }
 }
 
+mod lists;
 mod scan;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lists;

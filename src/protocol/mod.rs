@@ -15,6 +15,7 @@ pub mod glob;
 pub mod item;
 pub mod kv;
 pub mod lease;
+pub mod list;
 pub mod merkle;
 pub mod message;
 pub mod outbox;

@@ -246,6 +246,7 @@ fn hash_item(h: &mut Xxh3Default, item: &Item) {
     item.key().hash(h);
     item.value().hash(h);
     item.version().hash(h);
+    item.kind().hash(h);
 }
 
 fn hash_session(h: &mut Xxh3Default, id: ClientId, session: &Session) {

@@ -17,7 +17,7 @@ use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
-use super::shard::{DebugFault, Shard, ShardInfo, SubmitError};
+use super::shard::{Blocking, DebugFault, Shard, ShardInfo, SubmitError};
 use crate::config::NodeConfig;
 use crate::protocol::{Command, MapHasher, Reply};
 use crate::wire::auth::ClusterKey;
@@ -31,6 +31,20 @@ pub enum MeshMsg {
         id: u64,
         /// The command.
         cmd: Command,
+    },
+    /// Run a blocking pop on the receiving shard (answered with `CommandReply`).
+    Blocking {
+        /// Correlates the answer (and a `CancelBlocking`).
+        id: u64,
+        /// The pop and its keys.
+        b: Blocking,
+        /// When it answers nil; `None`: never.
+        deadline: Option<std::time::Instant>,
+    },
+    /// The client of a `Blocking` went away: it must consume nothing.
+    CancelBlocking {
+        /// The `Blocking`'s id.
+        id: u64,
     },
     /// The answer to `Command`.
     CommandReply {
@@ -81,6 +95,8 @@ pub enum MeshMsg {
         count: Option<usize>,
         /// Only keys matching this glob pattern.
         pattern: Option<Bytes>,
+        /// Only keys of this kind (`SCAN … TYPE`).
+        kind: Option<crate::protocol::item::Kind>,
     },
     /// The answer to `Scan`.
     ScanReply {
@@ -118,6 +134,45 @@ pub struct Local {
     senders: Senders<MeshMsg>,
     waiters: RefCell<HashMap<u64, Waiter, MapHasher>>,
     next_id: Cell<u64>,
+    /// Blocking pops run here for other shards, by (shard, id): set when cancelled.
+    blocking_gone: RefCell<HashMap<(usize, u64), GoneFlag, MapHasher>>,
+}
+
+/// Set when a blocking pop's client went away.
+type GoneFlag = Rc<Cell<bool>>;
+
+/// Sets a flag when dropped: a local blocking pop's client went away.
+struct SetOnDrop(Rc<Cell<bool>>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// Tells another shard, when dropped while armed, that a blocking pop's client went away.
+struct CancelOnDrop {
+    local: Rc<Local>,
+    owner: usize,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.local.waiters.borrow_mut().remove(&self.id);
+        let (local, owner, id) = (self.local.clone(), self.owner, self.id);
+        glommio::spawn_local(async move {
+            let _ = local
+                .senders
+                .send_to(owner, MeshMsg::CancelBlocking { id })
+                .await;
+        })
+        .detach();
+    }
 }
 
 pub use super::sharding::shard_of;
@@ -146,6 +201,52 @@ impl Local {
         }
         rx.await
             .unwrap_or_else(|_| Err(SubmitError::Storage(format!("shard {owner} is gone"))))
+    }
+
+    /// Runs a blocking pop on shard `owner` (see [`Shard::blocking`]). Dropping the future
+    /// (the client went away) tells that shard, so the pop consumes nothing.
+    pub async fn blocking(
+        self: &Rc<Self>,
+        owner: usize,
+        b: Blocking,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Reply, SubmitError> {
+        let gone = Rc::new(Cell::new(false));
+        if owner == self.shard.index {
+            let shard = self.shard.clone();
+            let g = gone.clone();
+            // Detached: it runs to its end (and gives back what it took) even when the
+            // client goes away and this future is dropped.
+            let task =
+                glommio::spawn_local(async move { shard.blocking(b, deadline, g).await }).detach();
+            let _guard = SetOnDrop(gone);
+            return task
+                .await
+                .unwrap_or_else(|| Err(SubmitError::Storage("blocking pop cancelled".into())));
+        }
+        let id = self.id();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(id, Waiter::Command(tx));
+        if self
+            .senders
+            .send_to(owner, MeshMsg::Blocking { id, b, deadline })
+            .await
+            .is_err()
+        {
+            self.waiters.borrow_mut().remove(&id);
+            return Err(SubmitError::Storage(format!("shard {owner} is gone")));
+        }
+        let mut guard = CancelOnDrop {
+            local: self.clone(),
+            owner,
+            id,
+            armed: true,
+        };
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err(SubmitError::Storage(format!("shard {owner} is gone"))));
+        guard.armed = false;
+        result
     }
 
     /// The state of every shard of the node, in shard order.
@@ -177,10 +278,11 @@ impl Local {
         cursor: u64,
         count: Option<usize>,
         pattern: Option<Bytes>,
+        kind: Option<crate::protocol::item::Kind>,
     ) -> Option<(Vec<Bytes>, u64)> {
         if s == self.shard.index {
             return Some(match count {
-                Some(count) => self.shard.scan(cursor, count, pattern.as_deref()),
+                Some(count) => self.shard.scan(cursor, count, pattern.as_deref(), kind),
                 None => (self.shard.keys(pattern.as_deref().unwrap_or(b"*")), 0),
             });
         }
@@ -192,6 +294,7 @@ impl Local {
             cursor,
             count,
             pattern,
+            kind,
         };
         if self.senders.send_to(s, msg).await.is_err() {
             self.waiters.borrow_mut().remove(&id);
@@ -256,6 +359,27 @@ impl Local {
                 })
                 .detach();
             }
+            MeshMsg::Blocking { id, b, deadline } => {
+                let gone = Rc::new(Cell::new(false));
+                self.blocking_gone
+                    .borrow_mut()
+                    .insert((from, id), gone.clone());
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let result = me.shard.blocking(b, deadline, gone).await;
+                    me.blocking_gone.borrow_mut().remove(&(from, id));
+                    let _ = me
+                        .senders
+                        .send_to(from, MeshMsg::CommandReply { id, result })
+                        .await;
+                })
+                .detach();
+            }
+            MeshMsg::CancelBlocking { id } => {
+                if let Some(gone) = self.blocking_gone.borrow().get(&(from, id)) {
+                    gone.set(true);
+                }
+            }
             MeshMsg::Repair { id } => {
                 let me = self.clone();
                 glommio::spawn_local(async move {
@@ -294,9 +418,10 @@ impl Local {
                 cursor,
                 count,
                 pattern,
+                kind,
             } => {
                 let (keys, next) = match count {
-                    Some(count) => self.shard.scan(cursor, count, pattern.as_deref()),
+                    Some(count) => self.shard.scan(cursor, count, pattern.as_deref(), kind),
                     None => (self.shard.keys(pattern.as_deref().unwrap_or(b"*")), 0),
                 };
                 let me = self.clone();
@@ -441,6 +566,7 @@ async fn shard_main<F: Future<Output = anyhow::Result<()>>>(
         senders,
         waiters: RefCell::new(HashMap::default()),
         next_id: Cell::new(1),
+        blocking_gone: RefCell::default(),
     });
     for (from, mut stream) in receivers.streams() {
         let local = local.clone();

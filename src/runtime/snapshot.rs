@@ -4,7 +4,7 @@
 //! caller's bytes (opaque here):
 //!
 //! ```text
-//!   0..8   magic "CPXSNAP1"        8..12  version (4)        12..16 reserved (0)
+//!   0..8   magic "CPXSNAP1"        8..12  version (5)        12..16 reserved (0)
 //!  16..24  last_included (slot)   24..32  wal_lsn           32..40 payload length
 //!  40..48  xxh3-64 of the payload 48..56  xxh3-64 of bytes 0..48 (the header)
 //!  56..64  reserved (0)
@@ -28,12 +28,13 @@ pub const SNAPSHOTS_KEPT_MAX: usize = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CPXSNAP1");
-/// 4: the payload names its protocol (the shard writes a `ConsensusSnapshot`); 3: the
+/// 5: every state machine item carries its kind (string or list), `(version, key, value,
+/// kind)`; 4: the payload names its protocol (the shard writes a `ConsensusSnapshot`); 3: the
 /// state carries keys' deadlines and the log's time (a Multi-Paxos snapshot, still
 /// loaded: [`Snapshot::version`] tells the caller how to read the payload); 2: state
 /// machine items encoded as `(version, key, value)` (1: `(key, Entry)`). A file of
 /// another version is refused as corrupt by name ("unknown version"), not misread.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The oldest version still loaded.
 pub const VERSION_OLDEST_LOADED: u32 = 3;
 

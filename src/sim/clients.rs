@@ -46,6 +46,17 @@ impl Sim {
         let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
         let (key, op) = forced.unwrap_or_else(|| {
             let key = self.rng.random_range(0..self.cfg.keys);
+            if self.cfg.lists {
+                let op = match self.rng.random_range(0..10) {
+                    r if r <= 2 => Op::Len,
+                    r if r <= 6 => {
+                        self.next_value += 1;
+                        Op::Push(self.next_value)
+                    }
+                    _ => Op::Pop,
+                };
+                return (key, op);
+            }
             let op = match self.rng.random_range(0..10) {
                 r if r <= reads => Op::Get,
                 7 if self.cfg.primitives => {
@@ -80,6 +91,19 @@ impl Sim {
                 ttl: Ttl::Clear,
             },
             Op::Incr => Command::IncrBy(k, 1),
+            Op::Push(v) => Command::Push {
+                key: k,
+                values: vec![Bytes::from(v.to_string())],
+                end: crate::protocol::list::End::Right,
+                existing: false,
+            },
+            Op::Pop if self.cfg.bug_pop_without_log => Command::LIndex { key: k, index: 0 },
+            Op::Pop => Command::Pop {
+                key: k,
+                end: crate::protocol::list::End::Left,
+                count: None,
+            },
+            Op::Len => Command::LLen(k),
             Op::SetPx { value, ttl_ms } => Command::SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -240,7 +264,8 @@ impl Sim {
                 self.clients[client].target = ReplicaId(self.rng.random_range(0..n) as u8);
                 if final_read {
                     let key = self.history[idx].key;
-                    self.start_op(client, Some((key, Op::Get)));
+                    let read = self.final_read();
+                    self.start_op(client, Some((key, read)));
                 } else {
                     let think = self.rng.random_range(0..5 * MS);
                     self.schedule(think, Event::ClientSend { client });
@@ -257,10 +282,11 @@ impl Sim {
             (Op::Cas { .. }, Reply::Ok) => Output::Swapped(true),
             (Op::Cas { .. }, Reply::Value(None)) => Output::Swapped(false),
             (Op::Incr, Reply::Int(n)) if n > 0 => Output::Count(n as u64),
+            (Op::Push(_) | Op::Len, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
             (Op::SetPx { .. }, Reply::Ok) => Output::Ok,
             (Op::Expire { .. } | Op::Persist, Reply::Int(n @ (0 | 1))) => Output::Changed(n == 1),
             (Op::Ttl, Reply::Int(n)) => Output::Ttl(n),
-            (Op::Get, Reply::Value(v)) => Output::Value(v.map(|b| {
+            (Op::Get | Op::Pop, Reply::Value(v)) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| s.parse().ok())
@@ -285,8 +311,14 @@ impl Sim {
         self.cfg.ops_per_client = 0;
         for key in 0..self.cfg.keys {
             let c = key % self.clients.len();
-            self.start_op(c, Some((key, Op::Get)));
+            let read = self.final_read();
+            self.start_op(c, Some((key, read)));
         }
+    }
+
+    /// The read that ends a run, of every key: its value, or a list's length.
+    fn final_read(&self) -> Op {
+        if self.cfg.lists { Op::Len } else { Op::Get }
     }
 
     /// Ticks a live node's client path.

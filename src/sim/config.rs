@@ -46,6 +46,12 @@ pub struct SimConfig {
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
+    /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
+    /// (`LLEN`), which the list model checks.
+    pub lists: bool,
+    /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
+    /// served as a read) instead of removing it through the log.
+    pub bug_pop_without_log: bool,
     /// Syncs take this many times as long as the simulated disk's usual latency (1: as
     /// measured here); a slower disk widens the window between a record's write and its
     /// sync, where a replica that answers before persisting loses what it promised.
@@ -80,6 +86,8 @@ impl SimConfig {
             primitives: false,
             expiry: false,
             corrupt_seeds_percent: 50,
+            lists: false,
+            bug_pop_without_log: false,
             settings: Vec::new(),
             sync_latency_factor: 1,
             lease_ms: None,

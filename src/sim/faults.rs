@@ -230,6 +230,7 @@ impl Sim {
         let rot = crate::protocol::kv::Entry {
             value: Bytes::from_static(b"rot"),
             version: 0,
+            kind: crate::protocol::item::Kind::String,
         };
         let version = r.kv().get(&key).map_or(0, |i| i.entry_ref().version);
         r.kv_mut().force_local(key.clone(), rot);

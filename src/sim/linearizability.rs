@@ -1,6 +1,6 @@
-//! A linearizability checker for per-key register histories (Wing & Gong's search with
-//! Lowe's memoisation, as in Porcupine). Keys are independent, so each key's history is
-//! checked alone (P-compositionality).
+//! A linearizability checker for per-key histories of a register or a list (Wing & Gong's
+//! search with Lowe's memoisation, as in Porcupine). Keys are independent, so each key's
+//! history is checked alone (P-compositionality).
 //!
 //! The register may carry a deadline in the log's time. The clients cannot see the log's
 //! time, so an operation carries bounds of it ([`Operation::log_lo`], [`Operation::log_hi`])
@@ -48,12 +48,23 @@ pub enum Op {
     Persist,
     /// Read the time left (`PTTL`).
     Ttl,
+    /// Pushed a value at the tail of the key's list (`RPUSH`); the output is the length.
+    Push(u64),
+    /// Popped the head of the key's list (`LPOP`); the output is the value, or none.
+    Pop,
+    /// Read the list's length (`LLEN`).
+    Len,
 }
 
 impl Op {
+    /// Whether it works on a list (the key's history is then checked as a list).
+    pub fn is_list(self) -> bool {
+        matches!(self, Op::Push(_) | Op::Pop | Op::Len)
+    }
+
     /// Whether it changes nothing: an unanswered one tells nothing and is left out.
     pub fn is_read(self) -> bool {
-        matches!(self, Op::Get | Op::Ttl)
+        matches!(self, Op::Get | Op::Ttl | Op::Len)
     }
 }
 
@@ -68,7 +79,7 @@ pub enum Output {
     Value(Option<u64>),
     /// Whether a compare-and-set set its value.
     Swapped(bool),
-    /// A counter's new value.
+    /// A counter's new value, or a list's length.
     Count(u64),
     /// Whether `PEXPIRE` or `PERSIST` changed the deadline.
     Changed(bool),
@@ -111,6 +122,60 @@ impl Operation {
             log_lo: 0,
             log_hi: u64::MAX,
         }
+    }
+}
+
+/// A model of one key: what an operation does to it and whether its output fits.
+trait Model: Clone {
+    /// The states `o` may lead to from this one (`None`: that answer is impossible here);
+    /// more than one where the model cannot tell which happened.
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2];
+    /// Appends the state to a memo key.
+    fn write_key(&self, key: &mut Vec<u64>);
+}
+
+impl Model for Register {
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2] {
+        successors(*self, o)
+    }
+
+    fn write_key(&self, key: &mut Vec<u64>) {
+        key.extend_from_slice(&self.words());
+    }
+}
+
+/// The list model: the values from head to tail (empty when the key is absent).
+impl Model for Vec<u64> {
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2] {
+        [list_step(self, o.op, o.out), None]
+    }
+
+    fn write_key(&self, key: &mut Vec<u64>) {
+        key.push(self.len() as u64);
+        key.extend_from_slice(self);
+    }
+}
+
+/// The list after `op` answered `out`, if that answer is possible.
+fn list_step(list: &[u64], op: Op, out: Output) -> Option<Vec<u64>> {
+    match (op, out) {
+        (Op::Push(v), Output::Count(_) | Output::Unknown) => {
+            let mut next = list.to_vec();
+            next.push(v);
+            match out {
+                Output::Count(n) if n != next.len() as u64 => None,
+                _ => Some(next),
+            }
+        }
+        (Op::Pop, Output::Value(v)) => match (list.first(), v) {
+            (None, None) => Some(Vec::new()),
+            (Some(head), Some(v)) if *head == v => Some(list[1..].to_vec()),
+            _ => None,
+        },
+        (Op::Pop, Output::Unknown) => Some(list.get(1..).unwrap_or_default().to_vec()),
+        (Op::Len, Output::Count(n)) => (n == list.len() as u64).then(|| list.to_vec()),
+        (Op::Len, Output::Unknown) => Some(list.to_vec()),
+        _ => None,
     }
 }
 
@@ -269,8 +334,17 @@ pub enum Verdict {
     Unknown,
 }
 
-/// Checks one key's history, starting from an absent key.
+/// Checks one key's history, starting from an absent key: as a list if an operation works
+/// on a list, else as a register.
 pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
+    if history.iter().any(|o| o.op.is_list()) {
+        search(history, steps_max, Vec::<u64>::new())
+    } else {
+        search(history, steps_max, Register::default())
+    }
+}
+
+fn search<S: Model>(history: &[Operation], steps_max: u64, init: S) -> Verdict {
     let n = history.len();
     if n == 0 {
         return Verdict::Linearizable;
@@ -313,14 +387,14 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
         }
     };
 
-    // The memo key is one vector: the bitset of linearized operations, then the register
-    // ([`Register::words`]), so a lookup borrows it and only a new entry is copied.
+    // The memo key is one vector: the bitset of linearized operations, then the state
+    // ([`Model::write_key`]), so a lookup borrows it and only a new entry is copied.
     let words = n.div_ceil(64);
-    let mut key = vec![0u64; words + 5];
-    let mut state = Register::default();
+    let mut key = vec![0u64; words];
+    let mut state = init;
     let mut cache: HashSet<Vec<u64>, MapHasher> = HashSet::default();
-    // (the call placed, the register before it, which of its successors was taken)
-    let mut stack: Vec<(usize, Register, usize)> = Vec::new();
+    // (the call placed, the state before it, which of its successors was taken)
+    let mut stack: Vec<(usize, S, usize)> = Vec::new();
     let mut entry = next[0];
     // The first successor to try at `entry`: past the one taken when backtracking to it.
     let mut first_alt = 0;
@@ -333,20 +407,21 @@ pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
         if entry != usize::MAX && !is_ret(entry) {
             let i = op_of(entry);
             let mut advanced = false;
-            let alts = successors(state, &history[i]);
-            for (alt, new_state) in alts.iter().enumerate().skip(first_alt) {
-                let Some(new_state) = *new_state else {
+            let alts = state.successors(&history[i]);
+            for (alt, new_state) in alts.into_iter().enumerate().skip(first_alt) {
+                let Some(new_state) = new_state else {
                     continue;
                 };
                 key[i / 64] |= 1 << (i % 64);
-                key[words..].copy_from_slice(&new_state.words());
+                key.truncate(words);
+                new_state.write_key(&mut key);
                 if cache.contains(key.as_slice()) {
                     key[i / 64] &= !(1 << (i % 64));
                     continue;
                 }
                 cache.insert(key.clone());
-                stack.push((entry, state, alt));
-                state = new_state;
+                let old = std::mem::replace(&mut state, new_state);
+                stack.push((entry, old, alt));
                 unlink(&mut next, &mut prev, entry);
                 unlink(&mut next, &mut prev, ret_of[i]);
                 entry = next[0];
@@ -486,6 +561,54 @@ mod tests {
         assert_eq!(check(&h, 10_000_000), Verdict::Linearizable);
         h.push(op(9, Op::Get, Output::Value(Some(0)), 2000, 2001));
         assert_eq!(check(&h, 10_000_000), Verdict::Violation);
+    }
+
+    #[test]
+    fn list_histories_check_as_a_sequence() {
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Push(2), Output::Count(2), 2, 3),
+            op(1, Op::Len, Output::Count(2), 4, 5),
+            op(1, Op::Pop, Output::Value(Some(1)), 6, 7),
+            op(1, Op::Pop, Output::Value(Some(2)), 8, 9),
+            op(1, Op::Pop, Output::Value(None), 10, 11),
+            op(1, Op::Len, Output::Count(0), 12, 13),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+        // Concurrent pushes may land in either order; pops then see that order.
+        let h = [
+            op(1, Op::Push(1), Output::Count(2), 0, 5),
+            op(2, Op::Push(2), Output::Count(1), 0, 5),
+            op(1, Op::Pop, Output::Value(Some(2)), 6, 7),
+            op(2, Op::Pop, Output::Unknown, 8, u64::MAX),
+            op(1, Op::Len, Output::Count(1), 9, 10),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn two_pops_of_one_element_are_a_violation() {
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Pop, Output::Value(Some(1)), 2, 3),
+            op(2, Op::Pop, Output::Value(Some(1)), 2, 4),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Violation);
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Push(2), Output::Count(2), 2, 3),
+            op(2, Op::Pop, Output::Value(Some(2)), 4, 5),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Violation, "not the head");
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(2, Op::Len, Output::Count(0), 2, 3),
+        ];
+        assert_eq!(
+            check(&h, 1_000_000),
+            Verdict::Violation,
+            "an acknowledged push lost"
+        );
     }
 
     fn set_px(value: u64, ttl_ms: u64) -> Op {

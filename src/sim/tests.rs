@@ -84,6 +84,47 @@ fn compare_and_set_and_counters_300_seeds_linearizable() {
     }
 }
 
+/// Runs list seeds (`SimConfig::lists`) in a read mode; the failing seeds.
+fn list_seeds(read_mode: ReadMode, seeds: u64, bug: bool) -> Vec<u64> {
+    let base = SimConfig {
+        read_mode,
+        lists: true,
+        bug_pop_without_log: bug,
+        ..SimConfig::new(0, 3)
+    };
+    let summary = run_many(0, seeds, &base, |seed, outcome| {
+        if !bug {
+            eprintln!("seed {seed} failed ({read_mode}, lists):");
+            for v in &outcome.violations {
+                eprintln!("  {v}");
+            }
+        }
+    });
+    assert!(
+        summary.ops >= seeds as usize * 100,
+        "clients ran too few operations"
+    );
+    summary.failing_seeds
+}
+
+/// A few seeds per mode, kept to a second or two: `corepax sim --lists --seeds N
+/// --read-mode M` runs more (some seeds' list histories take the search minutes: see
+/// docs/PRIMITIVES.md).
+#[test]
+fn lists_push_pop_len_linearizable() {
+    for (read_mode, seeds) in [
+        (ReadMode::Log, 12),
+        (ReadMode::QuorumLease, 8),
+        (ReadMode::Digest, 5),
+    ] {
+        assert_eq!(
+            list_seeds(read_mode, seeds, false),
+            Vec::<u64>::new(),
+            "{read_mode}"
+        );
+    }
+}
+
 /// Keys written with deadlines, deadlines given and cleared, time left read: every read
 /// mode agrees with expiry by the log's time (the model's, see `linearizability`).
 #[test]
@@ -147,6 +188,15 @@ fn bug_expire_local_clock_is_caught() {
             "{read_mode}: expiry by a replica's own clock went unnoticed in 60 seeds"
         );
     }
+}
+
+#[test]
+fn bug_pop_without_log_is_caught() {
+    let failing = list_seeds(ReadMode::Log, 6, true);
+    assert!(
+        failing.len() >= 3,
+        "a pop that reads the head instead of removing it failed only seeds {failing:?} of 6"
+    );
 }
 
 #[test]

@@ -50,7 +50,33 @@ def main() -> None:
     with r2.pipeline() as p:
         p.incr(key_a).get(key_a)
         assert p.execute() == [3, b"3"], "RESP2 transaction"
+    # Lists, an atomic move to a processing list, blocking pops (the two keys of one
+    # shard: LMOVE's keys must be).
+    q, work = key_a, key_b
+    assert r.delete(q, work) == 2
+    assert r.rpush(q, "t1", "t2", "t3") == 3
+    assert r.lpush(q, "t0") == 4
+    assert r.lrange(q, 0, -1) == [b"t0", b"t1", b"t2", b"t3"]
+    assert r.llen(q) == 4
+    assert r.lindex(q, -1) == b"t3"
+    assert r.type(q) in (b"list", "list")
+    assert r.lpop(q) == b"t0"
+    assert r.rpop(q, 1) == [b"t3"]
+    assert r.lmove(q, work, "LEFT", "RIGHT") == b"t1"
+    assert r.lrem(work, 1, "t1") == 1
+    assert r.blmove(q, work, 1, "LEFT", "RIGHT") == b"t2"
+    assert r.blpop([q], timeout=0.2) is None
+    assert r.rpush(q, "t4") == 1
+    assert r.blpop([q], timeout=1) in ([q.encode(), b"t4"], (q.encode(), b"t4"))
+    assert r.exists(q) == 0
+    try:
+        r.lpush("py:greeting", "x")
+        raise AssertionError("LPUSH on a string must fail")
+    except redis.ResponseError as e:
+        assert str(e).startswith("WRONGTYPE"), e
+
     check_watch(r, key_a)
+    check_watch_list(r, key_b)
     check_scan(r)
     print("redis-py", redis.__version__, "ok")
 
@@ -94,6 +120,24 @@ def check_watch(r: "redis.Redis", key: str) -> None:
     assert r.get(key) == b"100"
 
 
+def check_watch_list(r: "redis.Redis", key: str) -> None:
+    """A list write changes the key's version: a transaction watching the list aborts."""
+    r.delete(key)
+    assert r.rpush(key, "a") == 1
+    with r.pipeline() as p:
+        p.watch(key)
+        assert p.llen(key) == 1
+        r.rpush(key, "b")
+        p.multi()
+        p.lpop(key)
+        try:
+            p.execute()
+            raise AssertionError("EXEC applied although a watched list changed")
+        except redis.WatchError:
+            pass
+    assert r.lrange(key, 0, -1) == [b"a", b"b"]
+
+
 def check_scan(r: "redis.Redis") -> None:
     """scan_iter walks every shard through SCAN's cursors."""
     keys = {f"py:scan:{i}" for i in range(40)}
@@ -108,6 +152,17 @@ def check_scan(r: "redis.Redis") -> None:
         time.sleep(0.05)
     assert found == keys, sorted(keys - found)
     assert {k.decode() for k in r.keys("py:scan:1*")} == {k for k in keys if k.startswith("py:scan:1")}
+    # TYPE tells lists from strings.
+    assert r.rpush("py:list:scan", "x") == 1
+    deadline = time.time() + 5
+    while True:
+        lists = {k.decode() for k in r.scan_iter(match="py:*", _type="list")}
+        if "py:list:scan" in lists or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert "py:list:scan" in lists and not lists & keys, lists
+    strings = {k.decode() for k in r.scan_iter(match="py:*", _type="string")}
+    assert "py:list:scan" not in strings and keys <= strings
 
 
 if __name__ == "__main__":

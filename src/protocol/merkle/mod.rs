@@ -67,11 +67,18 @@ pub fn entry_digest(key: &[u8], entry: EntryRef<'_>) -> u64 {
 }
 
 fn digest_with_key_hash(key_hash: u64, entry: EntryRef<'_>) -> u64 {
-    let mut buf = [0u8; 24];
+    let mut buf = [0u8; 25];
     buf[0..8].copy_from_slice(&key_hash.to_le_bytes());
     buf[8..16].copy_from_slice(&entry.version.to_le_bytes());
     buf[16..24].copy_from_slice(&xxh3_64(entry.value).to_le_bytes());
-    xxh3_64(&buf)
+    // A list's encoded elements never digest like the string of the same bytes.
+    match entry.kind {
+        crate::protocol::item::Kind::String => xxh3_64(&buf[..24]),
+        crate::protocol::item::Kind::List => {
+            buf[24] = 1;
+            xxh3_64(&buf)
+        }
+    }
 }
 
 /// Nodes at `level` of a tree (level 0 is the root).

@@ -54,6 +54,7 @@ fn empty_trees_agree_and_a_write_undone_restores_the_root() {
     let e = Entry {
         value: Bytes::from_static(b"v"),
         version: 7,
+        kind: crate::protocol::item::Kind::String,
     };
     a.update(b"k", None, Some(e.entry_ref()));
     assert!(!a.is_clean());
@@ -93,11 +94,13 @@ fn install_refuses_same_or_newer_versions() {
     let older = Entry {
         value: value(1, 9),
         version: 4,
+        kind: crate::protocol::item::Kind::String,
     };
     assert!(!kv.install(key(1), older));
     let newer = Entry {
         value: value(1, 1),
         version: 6,
+        kind: crate::protocol::item::Kind::String,
     };
     assert!(kv.install(key(1), newer.clone()));
     assert_eq!(kv.get(&key(1)).map(Item::entry), Some(newer));
@@ -147,7 +150,7 @@ proptest! {
     ) {
         let entries: BTreeMap<Bytes, Entry> = contents
             .iter()
-            .map(|(&k, &(version, v))| (key(k), Entry { value: value(u64::from(v), 1), version }))
+            .map(|(&k, &(version, v))| (key(k), Entry { value: value(u64::from(v), 1), version, kind: crate::protocol::item::Kind::String, }))
             .collect();
         let mut a = MerkleTree::new(depth);
         for (k, e) in &entries {
@@ -156,7 +159,7 @@ proptest! {
         let mut b = MerkleTree::new(depth);
         let noise: BTreeMap<Bytes, Entry> = noise
             .into_iter()
-            .map(|(k, version)| (key(k), Entry { value: value(k, 2), version }))
+            .map(|(k, version)| (key(k), Entry { value: value(k, 2), version, kind: crate::protocol::item::Kind::String, }))
             .collect();
         for (k, e) in &noise {
             b.update(k, None, Some(e.entry_ref()));
@@ -357,6 +360,7 @@ fn repair_verdicts() {
     let e = |version: Slot, v: &'static [u8]| Entry {
         value: Bytes::from_static(v),
         version,
+        kind: crate::protocol::item::Kind::String,
     };
     let theirs = e(10, b"new");
     assert_eq!(repair_verdict(None, &theirs, 12, 12), Verdict::Install);

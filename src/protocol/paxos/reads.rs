@@ -197,7 +197,7 @@ impl Replica {
         self.stats.reads_local += 1;
         if self.bugs.expire_local_clock {
             let clock_ms = self.clock.now_ms(now, &self.kv);
-            let values: Vec<Option<Bytes>> = cmd
+            let entries: Vec<Option<Entry>> = cmd
                 .read_keys()
                 .iter()
                 .map(|k| {
@@ -206,10 +206,10 @@ impl Replica {
                         .expiry()
                         .deadline(k)
                         .is_some_and(|at| at <= clock_ms);
-                    self.kv.get(k).filter(|_| !due).map(Item::value_bytes)
+                    self.kv.get(k).filter(|_| !due).map(Item::entry)
                 })
                 .collect();
-            return cmd.read_reply(&values);
+            return cmd.read_reply(&entries);
         }
         self.kv.read(cmd)
     }
@@ -574,11 +574,7 @@ impl Replica {
     fn finish_quorum_read(&mut self, id: u64, entries: Vec<Option<Entry>>) {
         let read = self.reads.quorum_reads.remove(&id).expect("in progress");
         let keys = read.req.cmd.read_keys().to_vec();
-        let values: Vec<Option<Bytes>> = entries
-            .iter()
-            .map(|e| e.as_ref().map(|e| e.value.clone()))
-            .collect();
-        let reply = ClientReply::Done(read.req.cmd.read_reply(&values));
+        let reply = ClientReply::Done(read.req.cmd.read_reply(&entries));
         let local = self.view(&keys, false);
         let mut installed = false;
         for (k, e) in digest::repairs(&local, &keys, &entries) {

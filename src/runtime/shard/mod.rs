@@ -28,6 +28,7 @@ use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use crate::transport::{Transport, TransportConfig};
 
 mod anti_entropy;
+mod blocking;
 mod client;
 mod info;
 mod peers;
@@ -35,6 +36,7 @@ mod snapshot;
 mod storage;
 mod ticker;
 
+pub use blocking::Blocking;
 pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
 pub use peers::PeerMsg;
@@ -283,6 +285,8 @@ pub struct Shard {
     repairs_durable: Cell<u64>,
     /// Whether the last periodic round failed, so a peer that stays down is reported once.
     anti_entropy_failing: Cell<bool>,
+    /// Blocking pops waiting for a list to appear at their keys.
+    list_waiters: RefCell<blocking::ListWaiters>,
 }
 
 /// A shard's replica's effects: the transport, the WAL, the client path.
@@ -481,6 +485,7 @@ impl Shard {
             repairs_installed: Cell::new(0),
             repairs_durable: Cell::new(0),
             anti_entropy_failing: Cell::new(false),
+            list_waiters: RefCell::default(),
             cfg,
         });
         // Before any proposal: the log time a leader stamps is the wall clock.
@@ -587,6 +592,7 @@ impl Shard {
             self.client.borrow_mut().observe(now, view);
         }
         self.run_client_path();
+        self.wake_list_waiters();
     }
 
     /// Debug: turns a fault on or off (`COREPAX.DEBUG PARTITION|DISKFULL ON|OFF`).
@@ -598,17 +604,21 @@ impl Shard {
     }
 
     /// One step of `SCAN` over this replica's applied state ([`crate::protocol::Kv::scan`]):
-    /// the keys visited that match `pattern`, and the cursor to go on from (0: done).
+    /// the keys visited that match `pattern` and hold `kind` if given, and the cursor to
+    /// go on from (0: done).
     pub fn scan(
         &self,
         cursor: u64,
         count: usize,
         pattern: Option<&[u8]>,
+        kind: Option<crate::protocol::item::Kind>,
     ) -> (Vec<bytes::Bytes>, u64) {
         let r = self.replica.borrow();
         let mut keys = Vec::new();
         let next = r.kv().scan(cursor, count, |item| {
-            if pattern.is_none_or(|p| crate::protocol::glob::matches(p, item.key())) {
+            if kind.is_none_or(|k| item.kind() == k)
+                && pattern.is_none_or(|p| crate::protocol::glob::matches(p, item.key()))
+            {
                 keys.push(bytes::Bytes::copy_from_slice(item.key()));
             }
         });
@@ -630,7 +640,7 @@ impl Shard {
     pub fn set_local(&self, key: bytes::Bytes, value: bytes::Bytes) {
         let mut r = self.replica.borrow_mut();
         let kv = r.kv_mut();
-        kv.force_local(key, crate::protocol::kv::Entry { value, version: 0 });
+        kv.force_local(key, crate::protocol::kv::Entry::string(value, 0));
     }
 }
 

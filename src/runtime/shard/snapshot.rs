@@ -81,13 +81,18 @@ impl Shard {
     }
 }
 
-/// A loaded snapshot file's payload: a [`ConsensusSnapshot`], or in a file of the previous
-/// format version a Multi-Paxos snapshot.
+/// A loaded snapshot file's payload: a [`ConsensusSnapshot`]; in a file of format 4 one
+/// whose items have no kind (all strings), and in one of format 3 a Multi-Paxos snapshot
+/// whose items have no kind.
 pub(super) fn decode(s: &crate::runtime::snapshot::Snapshot) -> anyhow::Result<ConsensusSnapshot> {
-    let decoded = if s.version == crate::runtime::snapshot::VERSION {
-        postcard::from_bytes::<ConsensusSnapshot>(s.bytes())
-    } else {
-        postcard::from_bytes::<crate::protocol::Snapshot>(s.bytes()).map(ConsensusSnapshot::Paxos)
+    use crate::protocol::kv::Item;
+    let decoded = match s.version {
+        crate::runtime::snapshot::VERSION => postcard::from_bytes::<ConsensusSnapshot>(s.bytes()),
+        4 => Item::with_kindless_wire(|| postcard::from_bytes::<ConsensusSnapshot>(s.bytes())),
+        _ => Item::with_kindless_wire(|| {
+            postcard::from_bytes::<crate::protocol::Snapshot>(s.bytes())
+                .map(ConsensusSnapshot::Paxos)
+        }),
     };
     decoded.map_err(|e| anyhow::anyhow!("snapshot {} does not decode: {e}", s.path.display()))
 }
@@ -124,21 +129,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_file_of_the_previous_format_loads_as_multi_paxos() {
+    /// Writes `payload` as a snapshot file of format `version` and loads it back.
+    fn load_as(version: u32, payload: &[u8]) -> anyhow::Result<ConsensusSnapshot> {
         let dir = tempfile::tempdir().unwrap();
-        let ConsensusSnapshot::Paxos(snap) = replica(Protocol::Multipaxos).snapshot() else {
-            unreachable!("a Multi-Paxos replica");
-        };
-        let path = write_snapshot(dir.path(), META, &postcard::to_stdvec(&snap).unwrap()).unwrap();
-        // The header as format 3 wrote it: its version, and its checksum over that.
+        let path = write_snapshot(dir.path(), META, payload).unwrap();
+        // The header as that format wrote it: its version, and its checksum over that.
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[8..12].copy_from_slice(&VERSION_OLDEST_LOADED.to_le_bytes());
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
         let sum = xxhash_rust::xxh3::xxh3_64(&bytes[0..48]);
         bytes[48..56].copy_from_slice(&sum.to_le_bytes());
         std::fs::write(&path, bytes).unwrap();
         let loaded = load_latest(dir.path()).unwrap().expect("written");
-        assert_eq!(loaded.version, VERSION_OLDEST_LOADED);
-        assert_eq!(decode(&loaded).unwrap(), ConsensusSnapshot::Paxos(snap));
+        assert_eq!(loaded.version, version);
+        decode(&loaded)
+    }
+
+    #[test]
+    fn files_of_earlier_formats_load_with_items_as_strings() {
+        use crate::protocol::kv::Item;
+        let ConsensusSnapshot::Paxos(mut snap) = replica(Protocol::Multipaxos).snapshot() else {
+            unreachable!("a Multi-Paxos replica");
+        };
+        snap.kv.entries.push(Item::new(b"k", b"v", 1));
+        let old_wire = Item::with_kindless_wire(|| postcard::to_stdvec(&snap).unwrap());
+        assert_eq!(
+            load_as(VERSION_OLDEST_LOADED, &old_wire).unwrap(),
+            ConsensusSnapshot::Paxos(snap.clone()),
+            "format 3 loads as Multi-Paxos"
+        );
+        let snap = ConsensusSnapshot::Paxos(snap);
+        let v4 = Item::with_kindless_wire(|| postcard::to_stdvec(&snap).unwrap());
+        assert_eq!(load_as(4, &v4).unwrap(), snap, "format 4");
+        assert_eq!(
+            load_as(5, &postcard::to_stdvec(&snap).unwrap()).unwrap(),
+            snap
+        );
     }
 }

@@ -23,6 +23,7 @@ fn damage(c: &mut Cluster, i: usize, k: &str, v: &str) {
     let entry = crate::protocol::kv::Entry {
         value: Bytes::from(v.to_string()),
         version: 0,
+        kind: crate::protocol::item::Kind::String,
     };
     c.replicas[i]
         .kv_mut()

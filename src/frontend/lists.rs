@@ -1,0 +1,340 @@
+//! Redis list commands read into state-machine commands, and the blocking pops, which
+//! wait on the replica of the connection's node (see `runtime::shard::Blocking`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::commands::Outcome;
+use super::parse::{Parsed, Shape, reply_outcome};
+use crate::protocol::list::End;
+use crate::protocol::{Command, Reply};
+use crate::runtime::shard::Blocking;
+
+/// A blocking pop ready to run: the pop, how long it may wait, its reply's shape.
+pub struct BlockingCall {
+    /// The pop and the keys it waits on.
+    pub b: Blocking,
+    /// `None`: waits until an element comes (`timeout` 0).
+    pub timeout: Option<Duration>,
+    /// How its reply is written.
+    pub shape: Shape,
+}
+
+/// Longest timeout a blocking pop takes, in seconds (a year): beyond it, Redis's error.
+const TIMEOUT_SECS_MAX: f64 = 365.0 * 24.0 * 3600.0;
+
+fn wrong_args(name: &str) -> String {
+    format!(
+        "ERR wrong number of arguments for '{}' command",
+        name.to_ascii_lowercase()
+    )
+}
+
+fn int(arg: &[u8]) -> Result<i64, String> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "ERR value is not an integer or out of range".to_string())
+}
+
+fn end(arg: &[u8]) -> Result<End, String> {
+    if arg.eq_ignore_ascii_case(b"LEFT") {
+        Ok(End::Left)
+    } else if arg.eq_ignore_ascii_case(b"RIGHT") {
+        Ok(End::Right)
+    } else {
+        Err(format!(
+            "ERR syntax error: '{}' is not LEFT or RIGHT",
+            String::from_utf8_lossy(arg)
+        ))
+    }
+}
+
+/// A blocking pop's timeout in seconds (a decimal, as Redis takes it); 0 waits forever.
+fn timeout(arg: &[u8]) -> Result<Option<Duration>, String> {
+    let secs: f64 = std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| s.is_finite() && *s <= TIMEOUT_SECS_MAX)
+        .ok_or_else(|| "ERR timeout is not a float or out of range".to_string())?;
+    if secs < 0.0 {
+        return Err("ERR timeout is negative".into());
+    }
+    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
+/// `TYPE`: the state machine's name as a simple string.
+fn type_name(r: Reply) -> Outcome {
+    match r {
+        Reply::Value(Some(name)) => Outcome::Simple(match name.as_ref() {
+            b"string" => "string",
+            b"list" => "list",
+            _ => "none",
+        }),
+        other => reply_outcome(other),
+    }
+}
+
+/// Reads a list command (or `TYPE`): `None` if `name` is not one, `Some(Err(text))` for a
+/// usage error (nothing is submitted).
+pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>> {
+    let plain = |cmd| {
+        Ok(Parsed {
+            cmd,
+            shape: reply_outcome,
+        })
+    };
+    let n = args.len();
+    let key = || args[0].clone();
+    let side = |name: &str| {
+        if name.starts_with('L') {
+            End::Left
+        } else {
+            End::Right
+        }
+    };
+    Some(match name {
+        "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" if n >= 2 => plain(Command::Push {
+            key: key(),
+            values: args[1..].to_vec(),
+            end: side(name),
+            existing: name.ends_with('X'),
+        }),
+        "LPOP" | "RPOP" if n == 1 || n == 2 => {
+            let count = match args.get(1).map(|a| int(a)) {
+                None => None,
+                Some(Ok(c)) if c >= 0 => Some(c as u64),
+                Some(Ok(_)) => {
+                    return Some(Err("ERR value is out of range, must be positive".into()));
+                }
+                Some(Err(e)) => return Some(Err(e)),
+            };
+            plain(Command::Pop {
+                key: key(),
+                end: side(name),
+                count,
+            })
+        }
+        "LLEN" if n == 1 => plain(Command::LLen(key())),
+        "TYPE" if n == 1 => Ok(Parsed {
+            cmd: Command::Type(key()),
+            shape: type_name,
+        }),
+        "LRANGE" if n == 3 => (|| {
+            plain(Command::LRange {
+                key: key(),
+                start: int(&args[1])?,
+                stop: int(&args[2])?,
+            })
+        })(),
+        "LINDEX" if n == 2 => {
+            int(&args[1]).and_then(|index| plain(Command::LIndex { key: key(), index }))
+        }
+        "LREM" if n == 3 => int(&args[1]).and_then(|count| {
+            plain(Command::LRem {
+                key: key(),
+                count,
+                value: args[2].clone(),
+            })
+        }),
+        "LMOVE" if n == 4 => (|| {
+            plain(Command::LMove {
+                from: key(),
+                to: args[1].clone(),
+                from_end: end(&args[2])?,
+                to_end: end(&args[3])?,
+            })
+        })(),
+        "RPOPLPUSH" if n == 2 => plain(Command::LMove {
+            from: key(),
+            to: args[1].clone(),
+            from_end: End::Right,
+            to_end: End::Left,
+        }),
+        "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" | "LPOP" | "RPOP" | "LLEN" | "TYPE" | "LRANGE"
+        | "LINDEX" | "LREM" | "LMOVE" | "RPOPLPUSH" => Err(wrong_args(name)),
+        _ => return None,
+    })
+}
+
+/// Reads a blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`): `None` if `name` is
+/// not one. Inside `MULTI` its pop is queued as it is and does not wait, as in Redis.
+pub fn blocking_command(name: &str, args: &[Bytes]) -> Option<Result<BlockingCall, String>> {
+    let n = args.len();
+    let call = |cmd: Command, keys: Vec<Bytes>, t: &Bytes| {
+        Ok(BlockingCall {
+            b: Blocking { cmd, keys },
+            timeout: timeout(t)?,
+            shape: reply_outcome,
+        })
+    };
+    Some(match name {
+        "BLPOP" | "BRPOP" if n >= 2 => {
+            let keys = args[..n - 1].to_vec();
+            let end = if name == "BLPOP" {
+                End::Left
+            } else {
+                End::Right
+            };
+            call(
+                Command::PopFirst {
+                    keys: keys.clone(),
+                    end,
+                },
+                keys,
+                &args[n - 1],
+            )
+        }
+        "BLMOVE" if n == 5 => match (end(&args[2]), end(&args[3])) {
+            (Ok(from_end), Ok(to_end)) => call(
+                Command::LMove {
+                    from: args[0].clone(),
+                    to: args[1].clone(),
+                    from_end,
+                    to_end,
+                },
+                vec![args[0].clone()],
+                &args[4],
+            ),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+        "BRPOPLPUSH" if n == 3 => call(
+            Command::LMove {
+                from: args[0].clone(),
+                to: args[1].clone(),
+                from_end: End::Right,
+                to_end: End::Left,
+            },
+            vec![args[0].clone()],
+            &args[2],
+        ),
+        "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" => Err(wrong_args(name)),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words.iter().map(|w| Bytes::from(w.to_string())).collect()
+    }
+
+    fn cmd(name: &str, words: &[&str]) -> Result<Command, String> {
+        list_command(name, &args(words))
+            .expect("a list command")
+            .map(|p| p.cmd)
+    }
+
+    #[test]
+    fn list_commands_parse_with_redis_errors() {
+        assert_eq!(
+            cmd("LPUSH", &["q", "a", "b"]),
+            Ok(Command::Push {
+                key: "q".into(),
+                values: args(&["a", "b"]),
+                end: End::Left,
+                existing: false
+            })
+        );
+        assert!(matches!(
+            cmd("RPUSHX", &["q", "a"]),
+            Ok(Command::Push {
+                end: End::Right,
+                existing: true,
+                ..
+            })
+        ));
+        assert_eq!(
+            cmd("RPOP", &["q", "3"]),
+            Ok(Command::Pop {
+                key: "q".into(),
+                end: End::Right,
+                count: Some(3)
+            })
+        );
+        assert!(
+            cmd("LPOP", &["q", "-1"])
+                .unwrap_err()
+                .contains("must be positive")
+        );
+        assert!(
+            cmd("LPOP", &["q", "x"])
+                .unwrap_err()
+                .contains("not an integer")
+        );
+        assert_eq!(
+            cmd("LRANGE", &["q", "0", "-1"]),
+            Ok(Command::LRange {
+                key: "q".into(),
+                start: 0,
+                stop: -1
+            })
+        );
+        assert!(cmd("LRANGE", &["q", "0", "end"]).is_err());
+        assert_eq!(
+            cmd("LMOVE", &["a", "b", "left", "RIGHT"]),
+            Ok(Command::LMove {
+                from: "a".into(),
+                to: "b".into(),
+                from_end: End::Left,
+                to_end: End::Right
+            })
+        );
+        assert!(
+            cmd("LMOVE", &["a", "b", "up", "RIGHT"])
+                .unwrap_err()
+                .contains("'up'")
+        );
+        assert_eq!(
+            cmd("RPOPLPUSH", &["a", "b"]),
+            Ok(Command::LMove {
+                from: "a".into(),
+                to: "b".into(),
+                from_end: End::Right,
+                to_end: End::Left
+            })
+        );
+        assert!(cmd("LPUSH", &["q"]).unwrap_err().contains("'lpush'"));
+        assert!(cmd("LREM", &["q", "x", "v"]).is_err());
+        assert!(list_command("GET", &args(&["k"])).is_none());
+        let t = list_command("TYPE", &args(&["k"])).unwrap().unwrap();
+        assert!(matches!(
+            (t.shape)(Reply::Value(Some("list".into()))),
+            Outcome::Simple("list")
+        ));
+    }
+
+    #[test]
+    fn blocking_pops_parse_their_timeout() {
+        let b = |name: &str, words: &[&str]| blocking_command(name, &args(words)).unwrap();
+        let c = b("BLPOP", &["a", "b", "1.5"]).unwrap();
+        assert_eq!(c.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(c.b.keys, args(&["a", "b"]));
+        assert!(matches!(c.b.cmd, Command::PopFirst { end: End::Left, .. }));
+        assert_eq!(b("BRPOP", &["a", "0"]).unwrap().timeout, None);
+        assert!(b("BLPOP", &["a", "-1"]).err().unwrap().contains("negative"));
+        assert!(
+            b("BLPOP", &["a", "soon"])
+                .err()
+                .unwrap()
+                .contains("not a float")
+        );
+        assert!(b("BLPOP", &["a", "inf"]).is_err());
+        assert!(b("BLPOP", &["a"]).err().unwrap().contains("'blpop'"));
+        let m = b("BLMOVE", &["src", "dst", "RIGHT", "LEFT", "0"]).unwrap();
+        assert_eq!(m.b.keys, args(&["src"]));
+        assert!(b("BLMOVE", &["src", "dst", "RIGHT", "UP", "0"]).is_err());
+        assert!(matches!(
+            b("BRPOPLPUSH", &["s", "d", "2"]).unwrap().b.cmd,
+            Command::LMove {
+                from_end: End::Right,
+                to_end: End::Left,
+                ..
+            }
+        ));
+        assert!(blocking_command("LPOP", &args(&["a"])).is_none());
+    }
+}

@@ -1,0 +1,194 @@
+//! Node: lists through every node of a 3-replica cluster, and blocking pops answered when
+//! the log applies a push: several waiters on different nodes, each element to one of
+//! them, a timeout answered with nil, and a waiter that went away consuming nothing.
+mod node_support;
+
+use std::time::{Duration, Instant};
+
+use corepax::wire::resp::Value;
+use node_support::*;
+
+fn bulks(words: &[&str]) -> Value {
+    Value::Array(Some(
+        words
+            .iter()
+            .map(|w| Value::Bulk(Some(w.as_bytes().to_vec().into())))
+            .collect(),
+    ))
+}
+
+fn error(v: &Value) -> String {
+    match v {
+        Value::Error(e) => e.clone(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// Sends a command on a new connection to `addr` in a thread; the reply and when it came.
+fn in_thread(
+    addr: std::net::SocketAddr,
+    args: &[&str],
+) -> std::thread::JoinHandle<(Value, Instant)> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    std::thread::spawn(move || {
+        let mut c = Client::connect(addr).unwrap();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v = c.cmd(&args).unwrap();
+        (v, Instant::now())
+    })
+}
+
+#[test]
+fn lists_and_blocking_pops_across_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let mut c: Vec<Client> = (0..3)
+        .map(|i| Client::connect(cluster.clients[i]).unwrap())
+        .collect();
+
+    // Redis's semantics, written on one node and read on the others.
+    assert_eq!(
+        c[0].cmd(&["RPUSH", "q", "a", "b", "c"]).unwrap(),
+        Value::Integer(3)
+    );
+    assert_eq!(c[1].cmd(&["LPUSH", "q", "z"]).unwrap(), Value::Integer(4));
+    assert_eq!(
+        c[2].cmd(&["LRANGE", "q", "0", "-1"]).unwrap(),
+        bulks(&["z", "a", "b", "c"])
+    );
+    assert_eq!(
+        bulk(&c[0].cmd(&["LPOP", "q"]).unwrap()).as_deref(),
+        Some("z")
+    );
+    assert_eq!(c[1].cmd(&["RPOP", "q", "2"]).unwrap(), bulks(&["c", "b"]));
+    assert_eq!(c[2].cmd(&["LLEN", "q"]).unwrap(), Value::Integer(1));
+    assert_eq!(
+        c[0].cmd(&["TYPE", "q"]).unwrap(),
+        Value::Simple("list".into())
+    );
+    assert!(error(&c[1].cmd(&["GET", "q"]).unwrap()).starts_with("WRONGTYPE"));
+    assert!(is_ok(&c[1].cmd(&["SET", "s", "v"]).unwrap()));
+    assert!(error(&c[2].cmd(&["LPUSH", "s", "x"]).unwrap()).starts_with("WRONGTYPE"));
+    assert_eq!(
+        bulk(&c[0].cmd(&["GET", "s"]).unwrap()).as_deref(),
+        Some("v")
+    );
+    assert_eq!(
+        bulk(&c[0].cmd(&["RPOPLPUSH", "q", "q2"]).unwrap()).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        c[1].cmd(&["EXISTS", "q", "q2"]).unwrap(),
+        Value::Integer(1),
+        "the emptied list vanished"
+    );
+    assert_eq!(
+        c[2].cmd(&["TYPE", "q"]).unwrap(),
+        Value::Simple("none".into())
+    );
+
+    // Three waiters, one per node; two elements pushed through another connection: each
+    // element goes to exactly one waiter, the third times out with nil (timeouts of seconds:
+    // on a loaded machine a follower may apply the push late).
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..3)
+        .map(|i| in_thread(cluster.clients[i], &["BLPOP", "jobs", "4"]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let pushed = Instant::now();
+    assert_eq!(
+        c[0].cmd(&["RPUSH", "jobs", "j1", "j2"]).unwrap(),
+        Value::Integer(2)
+    );
+    let mut got = Vec::new();
+    let mut nils = 0;
+    for w in waiters {
+        let (v, at) = w.join().unwrap();
+        match v {
+            Value::Array(Some(kv)) => {
+                assert_eq!(kv[0], Value::Bulk(Some("jobs".into())));
+                assert!(
+                    at - pushed < Duration::from_secs(3),
+                    "answered {:?} after the push",
+                    at - pushed
+                );
+                got.push(bulk(&kv[1]).unwrap());
+            }
+            Value::Bulk(None) => {
+                nils += 1;
+                assert!(at - started >= Duration::from_secs(4), "timed out early");
+            }
+            other => panic!("BLPOP answered {other:?}"),
+        }
+    }
+    got.sort();
+    let left = c[1].cmd(&["LRANGE", "jobs", "0", "-1"]).unwrap();
+    assert_eq!(
+        (got, nils, left),
+        (vec!["j1".to_string(), "j2".to_string()], 1, bulks(&[])),
+        "elements each waiter got, waiters answered nil, elements left"
+    );
+
+    // The queue pattern: a worker moves a task into its processing list, then removes it
+    // (the two keys in one shard, as LMOVE needs; else CROSSSLOT).
+    let shard = |k: &str| corepax::runtime::node::shard_of(k.as_bytes(), SHARDS);
+    let processing = (0..)
+        .map(|i| format!("processing{i}"))
+        .find(|k| shard(k) == shard("tasks"))
+        .unwrap();
+    let other = (0..)
+        .map(|i| format!("elsewhere{i}"))
+        .find(|k| shard(k) != shard("tasks"))
+        .unwrap();
+    let e = error(
+        &c[0]
+            .cmd(&["LMOVE", "tasks", &other, "LEFT", "LEFT"])
+            .unwrap(),
+    );
+    assert!(e.starts_with("CROSSSLOT"), "{e}");
+    let worker = in_thread(
+        cluster.clients[1],
+        &["BLMOVE", "tasks", &processing, "LEFT", "RIGHT", "0"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        c[2].cmd(&["RPUSH", "tasks", "t1"]).unwrap(),
+        Value::Integer(1)
+    );
+    let (v, _) = worker.join().unwrap();
+    assert_eq!(bulk(&v).as_deref(), Some("t1"), "{v:?}");
+    assert_eq!(
+        c[0].cmd(&["LRANGE", &processing, "0", "-1"]).unwrap(),
+        bulks(&["t1"])
+    );
+    assert_eq!(
+        c[0].cmd(&["LREM", &processing, "1", "t1"]).unwrap(),
+        Value::Integer(1)
+    );
+
+    // A waiter that closed its connection consumes nothing.
+    {
+        let mut gone = Client::connect(cluster.clients[2]).unwrap();
+        let mut out = Vec::new();
+        corepax::wire::resp::encode_command(&mut out, &["BLPOP", "left", "0"]);
+        gone.send_raw(&out).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c[0].cmd(&["RPUSH", "left", "x"]).unwrap(),
+        Value::Integer(1)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c[1].cmd(&["LLEN", "left"]).unwrap(), Value::Integer(1));
+
+    // A short timeout, and usage errors.
+    let t = Instant::now();
+    assert_eq!(
+        c[2].cmd(&["BLPOP", "none", "0.3"]).unwrap(),
+        Value::Bulk(None)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(error(&c[2].cmd(&["BLPOP", "none", "-1"]).unwrap()).contains("negative"));
+    assert!(error(&c[2].cmd(&["LMOVE", "a", "b", "UP", "LEFT"]).unwrap()).contains("UP"));
+}
