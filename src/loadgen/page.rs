@@ -14,7 +14,7 @@ const TAIL_COUNTERS: [(&str, &str, &str); 5] = [
     (
         "syncs_slow",
         "slow syncs",
-        "WAL syncs (write + fdatasync) that took 50 ms or more",
+        "WAL syncs (O_DSYNC writes) that took 50 ms or more",
     ),
     (
         "executor_stalls",

@@ -308,18 +308,8 @@ struct AcceptKey(crate::protocol::Ballot, u64, u64, *const Request);
 impl ShardEffects<'_> {
     /// Sends an accept to a follower, encoding it only for the first: a leader broadcasts
     /// each accept, a batch of up to `batch_max` commands, to every follower in turn.
-    fn send_accept(&mut self, to: ReplicaId, msg: Message) {
+    fn send_accept(&mut self, to: ReplicaId, key: AcceptKey, msg: Message) {
         let s = self.shard;
-        let Message::Accept {
-            ballot,
-            slot,
-            batch,
-            commit,
-        } = &msg
-        else {
-            return s.send_peer(to, &PeerMsg::Paxos(msg));
-        };
-        let key = AcceptKey(*ballot, *slot, *commit, batch.as_ptr());
         if self.accept_encoded != Some(key) {
             let msg = PeerMsg::Paxos(msg);
             let mut frame = s.accept_frame.borrow_mut();
@@ -339,8 +329,15 @@ impl ShardEffects<'_> {
 impl Effects for ShardEffects<'_> {
     fn send(&mut self, to: ReplicaId, msg: Message) {
         let s = self.shard;
-        if matches!(msg, Message::Accept { .. }) {
-            return self.send_accept(to, msg);
+        if let Message::Accept {
+            ballot,
+            slot,
+            batch,
+            commit,
+        } = &msg
+        {
+            let key = AcceptKey(*ballot, *slot, *commit, batch.as_ptr());
+            return self.send_accept(to, key, msg);
         }
         if msg.is_read_traffic() || msg.is_lease_traffic() {
             let read = msg.is_read_traffic();

@@ -1,5 +1,5 @@
 //! Group commit: appends from any task of the shard, one committer task that syncs
-//! whenever records are pending, so every fdatasync covers everything queued meanwhile.
+//! whenever records are pending, so every sync covers everything queued meanwhile.
 
 use super::io::{create_spare, free_segments};
 use super::{Lsn, Wal, WalError};
@@ -15,7 +15,7 @@ pub struct SyncTimes {
     pub count: u64,
     /// Their time, summed (µs).
     pub total_us: u64,
-    /// Syncs (write + fdatasync) that took [`SLOW_SYNC`] or longer.
+    /// Syncs (`O_DSYNC` writes) that took [`SLOW_SYNC`] or longer.
     pub slow: u64,
     /// Their time, summed (ms).
     pub slow_ms: u64,

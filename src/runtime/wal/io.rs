@@ -6,7 +6,7 @@ use super::{
     ChunkTarget, LiveSegment, SyncDone, SyncJob, WalError, WalOptions, io_err, segment_path,
 };
 use glommio::io::{DmaFile, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 /// Rewrites the header of each segment as `Free` (keeping its seq), oldest first.
@@ -168,16 +168,17 @@ pub(super) async fn open_record_file(path: &Path, durable: bool) -> Result<DmaFi
 }
 
 /// Creates segment file `index` pre-written with zeros: written under a temporary name,
-/// synced, renamed, and the directory synced, so a half-made file never looks usable. On
-/// failure the temporary is removed: a disk that filled up gets its space back, and a
-/// retry can create it again.
+/// synced, closed, renamed, and the directory synced, so a half-made file never looks
+/// usable. Records go through a handle of their own (`open_record_file`). On failure the
+/// temporary is removed: a disk that filled up gets its space back, and a retry can
+/// create it again.
 pub(super) async fn create_segment_file(
     dir: &Path,
     index: u32,
     segment_bytes: u64,
     write_bytes_max: usize,
     sync: bool,
-) -> Result<(DmaFile, PathBuf), WalError> {
+) -> Result<(), WalError> {
     let tmp = segment_path(dir, index).with_extension("wal.tmp");
     let made = make_segment_file(dir, index, segment_bytes, write_bytes_max, sync).await;
     if made.is_err() {
@@ -193,7 +194,7 @@ async fn make_segment_file(
     segment_bytes: u64,
     write_bytes_max: usize,
     sync: bool,
-) -> Result<(DmaFile, PathBuf), WalError> {
+) -> Result<(), WalError> {
     let path = segment_path(dir, index);
     let tmp = path.with_extension("wal.tmp");
     let file = OpenOptions::new()
@@ -209,20 +210,21 @@ async fn make_segment_file(
             .await
             .map_err(|e| io_err("fdatasync", &tmp, e))?;
     }
+    file.close().await.map_err(|e| io_err("close", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
     if sync {
         sync_dir(dir)?;
     }
-    Ok((file, path))
+    Ok(())
 }
 
-/// Creates free segment file `index` and closes it; on failure removes the temporary.
+/// Creates free segment file `index` with `opts`' sizes (see [`create_segment_file`]).
 pub(super) async fn create_spare(
     dir: &Path,
     index: u32,
     opts: &WalOptions,
 ) -> Result<(), WalError> {
-    match create_segment_file(
+    create_segment_file(
         dir,
         index,
         opts.segment_bytes,
@@ -230,10 +232,6 @@ pub(super) async fn create_spare(
         opts.sync,
     )
     .await
-    {
-        Ok((file, path)) => file.close().await.map_err(|e| io_err("close", &path, e)),
-        Err(e) => Err(e),
-    }
 }
 
 /// Makes directory entries (created or renamed files) durable.
@@ -270,7 +268,7 @@ impl SyncJob {
                 } => {
                     let path = segment_path(&self.dir, index);
                     if create {
-                        let (made, _) = create_segment_file(
+                        create_segment_file(
                             &self.dir,
                             index,
                             self.segment_bytes,
@@ -278,7 +276,6 @@ impl SyncJob {
                             self.sync,
                         )
                         .await?;
-                        made.close().await.map_err(|e| io_err("close", &path, e))?;
                     }
                     let file = open_record_file(&path, self.sync).await?;
                     let header = SegmentHeader {

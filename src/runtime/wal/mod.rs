@@ -23,8 +23,9 @@
 //! - A segment's header is durable before any record carrying its `seq` is written, and a
 //!   recycled file keeps its last `seq` in a `Free` header, so a new life always gets a
 //!   `seq` larger than any record left in any file: stale records are never replayed.
-//! - The previous segment is fdatasync'd before the next one is activated, so records
-//!   never skip: the chain is checked by LSN (`first_lsn` of each segment).
+//! - The previous segment is durable before the next one is activated (records go through
+//!   `O_DSYNC` handles: a write is durable when it completes), so records never skip: the
+//!   chain is checked by LSN (`first_lsn` of each segment).
 //! - After recovery the rest of the tail segment is overwritten with zeros before anything
 //!   new is written, and segments after a damage point are freed: bytes from a crashed
 //!   sync can never be picked up later behind new records.
@@ -34,7 +35,7 @@
 //! # Group commit
 //!
 //! [`Wal::append`] only copies into memory; [`Wal::sync`] writes everything appended so far
-//! and issues one fdatasync. To keep appending while a sync is in flight, use
+//! through `O_DSYNC` handles (durable when the writes complete, no fdatasync). To keep appending while a sync is in flight, use
 //! [`GroupCommitter`] (it splits a sync into [`Wal::begin_sync`], the I/O, and
 //! [`Wal::finish_sync`], so appends made meanwhile go into the next sync).
 //!
@@ -327,7 +328,10 @@ impl WalError {
     /// The disk (or the user's quota) is full, and the failed operation is one that may be
     /// retried once space is back: a write, a segment's creation. Not an fdatasync or
     /// fsync, even one reporting ENOSPC: after a failed sync the state of the page cache
-    /// is unknown (the kernel may have dropped the dirty pages), so that stays fatal.
+    /// is unknown (the kernel may have dropped the dirty pages), so that stays fatal. A
+    /// record write is `O_DSYNC` and `O_DIRECT`: it passes no page cache, so writing the
+    /// same bytes to the same place again and having that write complete makes them
+    /// durable; it stays retryable.
     pub fn is_no_space(&self) -> bool {
         match self {
             WalError::Io { op, source, .. } => {
@@ -538,8 +542,8 @@ impl Wal {
         Ok(Lsn(lsn))
     }
 
-    /// Writes everything appended so far and makes it durable with one fdatasync (per
-    /// segment touched). Returns the highest durable LSN. On failure the WAL is poisoned.
+    /// Writes everything appended so far, durable when the writes complete (`O_DSYNC`
+    /// handles). Returns the highest durable LSN. On failure the WAL is poisoned.
     pub async fn sync(&mut self) -> Result<Lsn, WalError> {
         match self.begin_sync()? {
             None => Ok(self.durable_lsn()),

@@ -516,7 +516,7 @@ fn replay_chain(
 ) -> Result<Replayed, WalError> {
     // Replay the chain, oldest first. Damage (or a gap in LSNs) with valid records after
     // it in a later segment is mid-log corruption: every segment but the tail was
-    // fdatasync'd before the next was activated, so what was lost had been synced.
+    // durable before the next was activated, so what was lost had been synced.
     let mut next_lsn = active.first().map_or(1, |f| f.header.first_lsn.max(1));
     let mut chain_len = 0;
     let mut tail_end: Option<SegmentEnd> = None;
