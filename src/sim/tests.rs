@@ -288,7 +288,8 @@ fn bug_skip_phase1_recovery_is_caught() {
 /// Leases are only as safe as the clock bound: break it, trust the clocks anyway
 /// (`Bugs::trust_clocks`: no clock-rate check), and stale reads must show.
 fn drift_beyond_bound_is_caught(read_mode: ReadMode) {
-    let found = (0..100).find(|&seed| {
+    // Stale reads need an unlucky arrangement: about one seed in 40 has one.
+    let found = (0..200).find(|&seed| {
         let cfg = SimConfig {
             read_mode,
             drift_beyond_bound: true,
@@ -305,7 +306,7 @@ fn drift_beyond_bound_is_caught(read_mode: ReadMode) {
     });
     assert!(
         found.is_some(),
-        "{read_mode}: clocks far beyond the drift bound went unnoticed in 100 seeds"
+        "{read_mode}: clocks far beyond the drift bound went unnoticed in 200 seeds"
     );
 }
 

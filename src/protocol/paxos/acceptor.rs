@@ -141,6 +141,9 @@ impl Replica {
             slot,
             batch: batch.clone(),
         });
+        if let Role::Leader(l) = &mut self.role {
+            l.last_accept = persist_id;
+        }
         self.insert_entry(
             slot,
             LogEntry {

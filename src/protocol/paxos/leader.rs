@@ -112,6 +112,7 @@ impl Replica {
             queue: crate::protocol::waiting::Queue::default(),
             last_heartbeat: now,
             expiry_slot: None,
+            last_accept: 0,
         });
         // Re-propose every slot a quorum might have chosen: the value accepted at the
         // highest ballot, or a no-op for a hole. Slots already known chosen stay as they are.
@@ -212,8 +213,17 @@ impl Replica {
             if l.in_flight.len() >= depth {
                 return;
             }
-            // While `on_requests` gathers a pipeline, only full batches leave.
-            let delay = if self.gathering { Nanos::MAX } else { delay };
+            // While `on_requests` gathers a pipeline, only full batches leave; and while
+            // our last accept waits for its sync, since a batch proposed now could not be
+            // durable before the sync after that one anyway: the requests arriving
+            // meanwhile leave together when it completes, one slot (one accept to each
+            // follower, one vote back from each) per sync instead of one per arrival.
+            let syncing = l.last_accept > self.durable_id;
+            let delay = if self.gathering || syncing {
+                Nanos::MAX
+            } else {
+                delay
+            };
             let queued_since = l.queue.since;
             let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
                 return;

@@ -97,6 +97,9 @@ struct Leadership {
     last_heartbeat: Nanos,
     /// The slot of the newest clock entry that named keys to expire.
     expiry_slot: Option<Slot>,
+    /// The record of the newest accept this leader proposed: until it is durable, only
+    /// full batches leave (see `try_propose`).
+    last_accept: PersistId,
 }
 
 #[derive(Clone, Debug)]
@@ -608,6 +611,8 @@ impl Replica {
             self.held_for_peers -= usize::from(to != self.id);
             self.send(to, msg);
         }
+        // A partial batch may have waited for this sync (see `try_propose`).
+        self.try_propose(now);
         self.finish_step(now);
     }
 

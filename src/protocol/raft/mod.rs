@@ -461,8 +461,16 @@ impl Replica {
         if id <= self.durable_id {
             return;
         }
+        let before = self.durable_id;
         self.durable_id = id;
         self.release_held();
+        // A partial batch may have waited for our last entry's sync (see `try_propose`).
+        if let Role::Leader(l) = &self.role
+            && (before + 1..=id).contains(&l.last_append)
+            && !l.queue.requests.is_empty()
+        {
+            self.try_propose(now);
+        }
         self.finish_step(now);
     }
 

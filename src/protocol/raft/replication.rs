@@ -10,7 +10,7 @@ use crate::protocol::clock::LogClock;
 use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::Batch;
 use crate::protocol::outbox::ClientReply;
-use crate::protocol::types::{Nanos, ReplicaId, Slot, Token};
+use crate::protocol::types::{Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::protocol::waiting::{Admission, admit};
 
 /// An append left unanswered is resent after 2 heartbeat intervals, then 4, 8, 16 and at
@@ -57,6 +57,9 @@ pub(super) struct Leadership {
     /// Entries appended in this term and not yet committed, with when (INFO's
     /// `propose_to_chosen`); at most the uncommitted part of the log.
     pub(super) proposed: std::collections::VecDeque<(Slot, Nanos)>,
+    /// The record of the newest entry this leader appended: until it is durable, only
+    /// full batches leave (see `try_propose`).
+    pub(super) last_append: PersistId,
 }
 
 impl Leadership {
@@ -79,6 +82,7 @@ impl Leadership {
             reads: super::reads::ReadIndex::new(replicas),
             expiry_index: None,
             proposed: std::collections::VecDeque::new(),
+            last_append: 0,
         }
     }
 }
@@ -131,12 +135,22 @@ impl Replica {
             .saturating_sub(LogClock::reserve_bytes(&self.kv, self.cfg.batch_bytes_max));
         let delay = self.batch_delay();
         let uncommitted = self.log.last_index() - self.commit;
+        let durable = self.durable_id;
         let Some(l) = self.leadership() else {
             return;
         };
         if uncommitted >= depth {
             return;
         }
+        // While our last entry waits for its sync, only full batches leave: one proposed
+        // now could not be durable before the sync after that one anyway, so the requests
+        // arriving meanwhile leave together when it completes (one entry, one append to
+        // each follower, per sync rather than per arrival). Multi-Paxos batches the same.
+        let delay = if l.last_append > durable {
+            Nanos::MAX
+        } else {
+            delay
+        };
         let queued_since = l.queue.since;
         let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
             return;
@@ -207,7 +221,7 @@ impl Replica {
     fn append_local(&mut self, now: Nanos, batch: Batch) {
         let index = self.log.last_index() + 1;
         let term = self.term;
-        self.persist(RaftRecord::Entry {
+        let pid = self.persist(RaftRecord::Entry {
             index,
             term,
             batch: batch.clone(),
@@ -216,6 +230,7 @@ impl Replica {
         self.stats.slots_proposed += 1;
         if let Some(l) = self.leadership() {
             l.proposed.push_back((index, now));
+            l.last_append = pid;
         }
         let outcome = AppendOutcome::Ok { match_index: index };
         self.send_when_durable(self.id, Msg::AppendReply { term, outcome });
