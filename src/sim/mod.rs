@@ -338,6 +338,10 @@ impl Sim {
     }
 
     fn run(&mut self) {
+        // Far above what a seed needs (tens of thousands of events for a few hundred
+        // operations), and reached within seconds.
+        let events_max = (self.cfg.clients * self.cfg.ops_per_client) as u64 * 4_000;
+        let events_max = events_max.max(1_000_000);
         for i in 0..self.cfg.replicas {
             let jitter = self.rng.random_range(0..5 * MS);
             self.schedule(jitter, Event::Tick(ReplicaId(i as u8)));
@@ -355,9 +359,20 @@ impl Sim {
         let deadline = self.cfg.fault_phase + 30_000 * MS;
         let mut final_reads_started = false;
         let mut damaged = false;
+        let mut events = 0u64;
         while let Some(((at, _), event)) = self.queue.pop_first() {
             if at > deadline {
                 break;
+            }
+            events += 1;
+            if events > events_max {
+                // A storm of messages answering messages: simulated time hardly moves, so
+                // the deadline alone would never end the run.
+                self.violations.push(format!(
+                    "liveness: more than {events_max} events by {} ms (a message storm)",
+                    at / MS
+                ));
+                return;
             }
             self.now = at;
             self.handle(event);
