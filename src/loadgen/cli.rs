@@ -40,6 +40,7 @@ pub struct BenchArgs {
     /// After a closed-loop run, this long an open-loop run at half the throughput it
     /// measured, on the same servers: the latency at a sensible load, apart from the
     /// queueing a saturating closed loop adds (`0`: none; same syntax as --duration).
+    /// Its requests arrive as the closed loop sent them, `pipeline` at once per connection.
     #[arg(long, value_parser = parse_duration_s, default_value = "8")]
     pub half_load: f64,
     /// Where to write the JSON result (default results/<workload>-<time>.json).
@@ -433,6 +434,11 @@ pub fn half_load_workload(w: &Workload, measured: &BenchResult, secs: f64) -> Op
     }
     let mut h = w.clone();
     h.set_open_loop(rate);
+    // Requests arrive as the closed loop sent them, `pipeline` at a time: the same traffic
+    // at half the rate. One at a time would be other traffic (each request its own
+    // message, several times the CPU per request here), whose capacity the closed loop did
+    // not measure.
+    h.load.burst = h.pipeline;
     h.duration_s = Some(secs);
     h.operation_count = None;
     h.warmup_s = h.warmup_s.min(1.0);
@@ -527,6 +533,11 @@ mod tests {
             "{rate} vs {want}"
         );
         assert_eq!(h.duration_s, Some(8.0));
+        assert_eq!(
+            (h.load.burst, w.load.burst),
+            (w.pipeline, 1),
+            "requests arrive as the closed loop sent them"
+        );
         assert!(!h.preload, "the data is loaded already");
         assert!(
             half_load_workload(w, &measured, 0.0).is_none(),

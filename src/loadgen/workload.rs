@@ -168,6 +168,11 @@ pub struct Load {
     /// (and their latency keeps counting).
     #[serde(default = "default_outstanding")]
     pub outstanding_max: usize,
+    /// Open loop: requests per arrival, all due at once and sent in one write, as a
+    /// client that pipelines sends them; arrivals come at `rate_per_s / burst` a second.
+    /// 1 (the default): independent requests.
+    #[serde(default = "default_burst")]
+    pub burst: usize,
 }
 
 fn default_arrival() -> Arrival {
@@ -175,6 +180,9 @@ fn default_arrival() -> Arrival {
 }
 fn default_outstanding() -> usize {
     1024
+}
+fn default_burst() -> usize {
+    1
 }
 
 /// Loop mode.
@@ -357,6 +365,13 @@ impl Workload {
                     "load.outstanding_max",
                     self.load.outstanding_max,
                     "1..=1048576",
+                ));
+            }
+            if self.load.burst == 0 || self.load.burst > self.pipeline {
+                return Err(invalid(
+                    "load.burst",
+                    self.load.burst,
+                    "1..=pipeline (a burst goes out in one write)",
                 ));
             }
         }

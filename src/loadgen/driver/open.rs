@@ -19,18 +19,39 @@ use std::time::{Duration, Instant};
 /// due while disconnected are sent late and their latency shows it.
 struct Schedule {
     rng: ChaCha8Rng,
-    rate_per_s: f64,
+    /// Arrivals per second.
+    arrivals_per_s: f64,
     arrival: Arrival,
+    /// Requests per arrival, and how many of the current arrival's are still to come.
+    burst: usize,
+    left_in_burst: usize,
     due: Instant,
 }
 
 impl Schedule {
+    fn new(rng: ChaCha8Rng, rate_per_s: f64, arrival: Arrival, burst: usize, due: Instant) -> Self {
+        Schedule {
+            rng,
+            arrivals_per_s: rate_per_s / burst as f64,
+            arrival,
+            burst,
+            left_in_burst: burst,
+            due,
+        }
+    }
+
+    /// The next request's due time: the same as this one's within a burst.
     fn advance(&mut self) {
+        if self.left_in_burst > 1 {
+            self.left_in_burst -= 1;
+            return;
+        }
+        self.left_in_burst = self.burst;
         let gap_s = match self.arrival {
-            Arrival::Uniform => 1.0 / self.rate_per_s,
+            Arrival::Uniform => 1.0 / self.arrivals_per_s,
             Arrival::Poisson => {
                 let u: f64 = self.rng.random();
-                -(1.0 - u).ln() / self.rate_per_s
+                -(1.0 - u).ln() / self.arrivals_per_s
             }
         };
         self.due += Duration::from_secs_f64(gap_s);
@@ -58,13 +79,10 @@ pub(super) async fn open_conn(shard: Rc<Shard>, g: usize) {
     let plan = shard.plan.clone();
     let rate = plan.w.load.rate_per_s.unwrap_or(1.0) / plan.w.connections as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(plan.w.seed ^ ((g as u64 + 1) << 20));
-    let phase: f64 = rng.random::<f64>() / rate;
-    let mut sched = Schedule {
-        rng,
-        rate_per_s: rate,
-        arrival: plan.w.load.arrival,
-        due: plan.start + Duration::from_secs_f64(phase),
-    };
+    let burst = plan.w.load.burst.max(1);
+    let phase: f64 = rng.random::<f64>() * burst as f64 / rate;
+    let due = plan.start + Duration::from_secs_f64(phase);
+    let mut sched = Schedule::new(rng, rate, plan.w.load.arrival, burst, due);
     let mut generator = RequestGen::new(&plan.w, g, key_chooser(&plan), plan.value.clone());
     loop {
         if sched.due >= plan.end || Instant::now() >= plan.end + OPEN_LOOP_GRACE {
@@ -227,5 +245,38 @@ async fn write_requests(
             conn.broken.set(true);
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Schedule;
+    use crate::loadgen::workload::Arrival;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::time::{Duration, Instant};
+
+    fn dues(burst: usize, n: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let rng = ChaCha8Rng::seed_from_u64(7);
+        let mut s = Schedule::new(rng, 1000.0, Arrival::Uniform, burst, start);
+        (0..n)
+            .map(|_| {
+                let d = s.due - start;
+                s.advance();
+                d
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_is_due_at_once_and_bursts_keep_the_request_rate() {
+        let ms = Duration::from_millis;
+        assert_eq!(dues(1, 3), [ms(0), ms(1), ms(2)]);
+        // 1000 requests/s in bursts of 4: an arrival every 4 ms.
+        let d = dues(4, 9);
+        assert_eq!(&d[..4], [ms(0); 4]);
+        assert_eq!(&d[4..8], [ms(4); 4]);
+        assert_eq!(d[8], ms(8));
     }
 }
