@@ -3,7 +3,8 @@
 # the machine's floor"). For each corepax binary (COREPAX_BIN, and COREPAX_BIN_BEFORE if set,
 # for a before/after table) a local 3-replica cluster, 1 shard per node, fsync on,
 # `--read-mode leader-lease`, and redis-server with appendonly + appendfsync always, each get:
-#   one client:  redis-benchmark -c 1 -P 1 -n N1 -r 100000 -t set   (through the leader)
+#   one client:  redis-benchmark -c 1 -P 1 -n N1 -r 100000 -t set   (through the leader, then
+#                through a follower, which forwards each write to the leader: label `…-via-follower`)
 #   pipelined:   redis-benchmark -c 50 -P 16 -n N2 -r 100000 -t set, then -t get
 # and each server process's CPU (user + system, /proc/PID/stat) over each pipelined run,
 # divided by the requests of the run: µs per operation, for the leader and each follower.
@@ -56,7 +57,12 @@ run_corepax() {
     followers=""
     for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" ${NODE_PIDS[$i]}"; done
     local pids="${NODE_PIDS[$LEAD_NODE]}$followers"
+    local follower_port
+    for i in 0 1 2; do
+        [ "$i" = "$LEAD_NODE" ] || { follower_port=$((BASE + i)); break; }
+    done
     bench "$label" "$LEAD_PORT" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    bench "$label-via-follower" "$follower_port" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t get
     stop_cluster
@@ -91,7 +97,7 @@ done
     echo "# corepax floor and CPU per operation against Redis — $STAMP"
     echo
     echo "3 replicas on this machine, 1 shard each, fsync on, \`--read-mode leader-lease\`,"
-    echo "requests through the leader; redis-server with \`appendonly yes\`, \`appendfsync always\`."
+    echo "requests through the leader (\`…-via-follower\`: one client at a follower); redis-server with \`appendonly yes\`, \`appendfsync always\`."
     echo "Latencies in ms (redis-benchmark); CPU in µs of user + system time per request, per"
     echo "server process (corepax: leader, then each follower). $ROUNDS rounds, interleaved."
     echo
