@@ -182,6 +182,44 @@ fn lists_and_blocking_pops_across_nodes() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c[1].cmd(&["LLEN", "left"]).unwrap(), Value::Integer(1));
 
+    // Edits in place and positions, with Redis's replies.
+    assert_eq!(
+        c[0].cmd(&["RPUSH", "e", "a", "b", "c", "b"]).unwrap(),
+        Value::Integer(4)
+    );
+    assert!(is_ok(&c[1].cmd(&["LSET", "e", "-1", "B"]).unwrap()));
+    assert_eq!(
+        error(&c[1].cmd(&["LSET", "e", "9", "x"]).unwrap()),
+        "ERR index out of range"
+    );
+    assert_eq!(
+        error(&c[1].cmd(&["LSET", "nolist", "0", "x"]).unwrap()),
+        "ERR no such key"
+    );
+    assert_eq!(
+        c[2].cmd(&["LINSERT", "e", "BEFORE", "b", "x"]).unwrap(),
+        Value::Integer(5)
+    );
+    assert_eq!(
+        c[2].cmd(&["LINSERT", "e", "AFTER", "zz", "x"]).unwrap(),
+        Value::Integer(-1)
+    );
+    assert_eq!(c[0].cmd(&["LPOS", "e", "x"]).unwrap(), Value::Integer(1));
+    assert_eq!(
+        c[0].cmd(&["LPOS", "e", "B", "RANK", "-1", "COUNT", "0"])
+            .unwrap(),
+        Value::Array(Some(vec![Value::Integer(4)]))
+    );
+    assert_eq!(c[0].cmd(&["LPOS", "e", "zz"]).unwrap(), Value::Bulk(None));
+    assert!(error(&c[0].cmd(&["LPOS", "e", "x", "RANK", "0"]).unwrap()).contains("RANK"));
+    assert!(is_ok(&c[1].cmd(&["LTRIM", "e", "1", "-2"]).unwrap()));
+    assert_eq!(
+        c[2].cmd(&["LRANGE", "e", "0", "-1"]).unwrap(),
+        bulks(&["x", "b", "c"])
+    );
+    assert!(is_ok(&c[1].cmd(&["LTRIM", "e", "3", "-1"]).unwrap()));
+    assert_eq!(c[2].cmd(&["EXISTS", "e"]).unwrap(), Value::Integer(0));
+
     // A short timeout, and usage errors.
     let t = Instant::now();
     assert_eq!(
