@@ -1,9 +1,14 @@
-//! Configuration: cluster-wide protocol settings, which must match on every replica.
+//! Configuration: cluster-wide protocol settings, which must match on every replica, and
+//! each node's own settings ([`node`]).
 //!
 //! Every limit is a named `*_max`; units are last in names. Files are TOML with
 //! `deny_unknown_fields`, and [`ProtocolConfig::validate`] names the field and what is allowed.
 
 use serde::{Deserialize, Serialize};
+
+pub mod node;
+
+pub use node::{NODE_SETTINGS, NodeConfig, NodeFile, NodeSetting, SHARDS_MAX};
 
 /// Replicas in a group, at most: ballots carry the node id in a byte and votes are a bitmask.
 pub const REPLICAS_MAX: usize = 7;
@@ -233,6 +238,12 @@ pub enum ConfigError {
         /// What was given.
         got: String,
     },
+    /// `field` has no value and no default: a node file or flag must give it.
+    #[error("`{field}` is required")]
+    Missing {
+        /// The missing field.
+        field: &'static str,
+    },
 }
 
 /// The clock drift allowance is at most 10%: lease arithmetic assumes a small rate error.
@@ -261,7 +272,7 @@ macro_rules! whole_number_setting {
         }
     )+};
 }
-whole_number_setting!(usize, u64);
+whole_number_setting!(usize, u64, u8);
 
 macro_rules! named_setting {
     ($($t:ty),+) => {$(
@@ -539,251 +550,6 @@ impl ProtocolConfig {
     }
 }
 
-/// Shards per node, at most (peer ports of a node are `peer_addr.port() + shard`).
-pub const SHARDS_MAX: usize = 64;
-
-/// Settings of one node (replica process). `protocol` must match on every replica.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeConfig {
-    /// This replica's id: its index in `peers`.
-    pub id: u8,
-    /// Where clients connect (RESP). Every shard accepts on it (SO_REUSEPORT).
-    pub client_addr: std::net::SocketAddr,
-    /// Every replica's peer base address, by id; shard i uses port + i.
-    pub peers: Vec<std::net::SocketAddr>,
-    /// Where the WAL lives, one folder per shard.
-    pub data_dir: std::path::PathBuf,
-    /// Shards (executors, Paxos groups) per node; equal on every replica.
-    pub shards: usize,
-    /// Pin each shard's executor to its own core.
-    #[serde(default = "yes")]
-    pub pin: bool,
-    /// The cores pinned executors may use (empty: all online cores). Replicas sharing a
-    /// machine need disjoint sets, or their executors all pin to the first cores.
-    #[serde(default)]
-    pub cpus: Vec<usize>,
-    /// Skip fdatasync. Benchmarks only: acknowledged writes can be lost on power failure.
-    #[serde(default)]
-    pub no_fsync: bool,
-    /// Identifies the cluster in peer handshakes.
-    #[serde(default)]
-    pub cluster_id: u64,
-    /// A file holding the cluster's shared secret (at least 16 bytes; whitespace around it
-    /// is ignored): peer connections prove they hold it (HMAC-SHA256 over fresh nonces
-    /// from both sides). Without it anyone who reaches the peer ports can pose as a replica.
-    #[serde(default)]
-    pub cluster_key_file: Option<std::path::PathBuf>,
-    /// Clients must `AUTH` with this password (as Redis's `requirepass`) before any other
-    /// command.
-    #[serde(default)]
-    pub requirepass: Option<String>,
-    /// Allows debug commands that bypass replication.
-    #[serde(default)]
-    pub debug: bool,
-    /// A client command gives up (and the client gets an error) after this long.
-    #[serde(default = "request_timeout_ms_default")]
-    pub request_timeout_ms: u64,
-    /// Bulk string bytes a client may send, at most.
-    #[serde(default = "bulk_bytes_max_default")]
-    pub client_bulk_bytes_max: usize,
-    /// Arguments in one client command, at most.
-    #[serde(default = "array_len_max_default")]
-    pub client_array_len_max: usize,
-    /// Client connections open at once, at most (as Redis's `maxclients`); one more is
-    /// answered `-ERR max number of clients reached` and closed.
-    #[serde(default = "maxclients_default")]
-    pub maxclients: usize,
-    /// Bytes of client input (partial commands, and whole ones not yet started) the node
-    /// holds for all its connections together, at most, split evenly among its shards;
-    /// a connection whose input would pass it is answered with an error and closed (as
-    /// Redis's `client-query-buffer-limit`, but for the node).
-    #[serde(default = "client_input_bytes_max_default")]
-    pub client_input_bytes_max: usize,
-    /// Snapshot the state machine (and truncate the WAL) every this many applied slots.
-    #[serde(default = "snapshot_interval_slots_default")]
-    pub snapshot_interval_slots: u64,
-    /// Log slots kept in memory after a snapshot, for followers that lag a little; one
-    /// that lags more gets a snapshot.
-    #[serde(default = "log_retain_slots_default")]
-    pub log_retain_slots: u64,
-    /// Each shard runs anti-entropy against every other replica this often (from the end
-    /// of one round to the start of the next); 0 = never (only `COREPAX.REPAIR`).
-    #[serde(default = "anti_entropy_interval_ms_default")]
-    pub anti_entropy_interval_ms: u64,
-    /// The replication protocol.
-    #[serde(default)]
-    pub protocol: ProtocolConfig,
-}
-
-/// The shortest anti-entropy interval accepted (other than 0, off): a round compares roots
-/// with every peer, so much more often than this is busy work.
-pub const ANTI_ENTROPY_INTERVAL_MS_MIN: u64 = 50;
-/// The longest anti-entropy interval accepted: a day.
-pub const ANTI_ENTROPY_INTERVAL_MS_MAX: u64 = 86_400_000;
-
-/// A production node compares its replicas every 30 s: a matching root costs one round trip
-/// per peer, and divergence (lost log records, bit rot) is repaired within a minute.
-/// Benchmark launchers (`corepax cluster`, the load generator) pass 0 unless asked.
-pub fn anti_entropy_interval_ms_default() -> u64 {
-    30_000
-}
-
-fn snapshot_interval_slots_default() -> u64 {
-    50_000
-}
-
-fn log_retain_slots_default() -> u64 {
-    10_000
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn request_timeout_ms_default() -> u64 {
-    5_000
-}
-
-fn bulk_bytes_max_default() -> usize {
-    16 << 20
-}
-
-fn array_len_max_default() -> usize {
-    65_536
-}
-
-/// Redis's default.
-fn maxclients_default() -> usize {
-    10_000
-}
-
-/// Room for a command of the largest size on each of the most shards a node may have
-/// (and Redis's limit for one client).
-fn client_input_bytes_max_default() -> usize {
-    1 << 30
-}
-
-/// The smallest `client_input_bytes_max` accepted, per shard: room for one command of
-/// the largest size.
-pub const CLIENT_INPUT_BYTES_PER_SHARD_MIN: usize = crate::limits::COMMAND_BYTES_MAX;
-const _: () = assert!(SHARDS_MAX * CLIENT_INPUT_BYTES_PER_SHARD_MIN <= 1 << 30);
-
-impl NodeConfig {
-    /// A node with these addresses and shards, every other setting at its default (the
-    /// protocol's `replicas` from `peers`).
-    pub fn new(
-        id: u8,
-        client_addr: std::net::SocketAddr,
-        peers: Vec<std::net::SocketAddr>,
-        data_dir: std::path::PathBuf,
-        shards: usize,
-    ) -> NodeConfig {
-        let replicas = peers.len();
-        NodeConfig {
-            id,
-            client_addr,
-            peers,
-            data_dir,
-            shards,
-            pin: yes(),
-            cpus: Vec::new(),
-            no_fsync: false,
-            cluster_id: 0,
-            cluster_key_file: None,
-            requirepass: None,
-            debug: false,
-            request_timeout_ms: request_timeout_ms_default(),
-            client_bulk_bytes_max: bulk_bytes_max_default(),
-            client_array_len_max: array_len_max_default(),
-            maxclients: maxclients_default(),
-            client_input_bytes_max: client_input_bytes_max_default(),
-            snapshot_interval_slots: snapshot_interval_slots_default(),
-            log_retain_slots: log_retain_slots_default(),
-            anti_entropy_interval_ms: anti_entropy_interval_ms_default(),
-            protocol: ProtocolConfig {
-                replicas,
-                ..ProtocolConfig::default()
-            },
-        }
-    }
-
-    /// Checks every field; the error names the first bad one and what is allowed.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.protocol.validate()?;
-        check(
-            self.peers.len() == self.protocol.replicas,
-            "peers",
-            &format!("one address per replica ({})", self.protocol.replicas),
-            self.peers.len(),
-        )?;
-        check(
-            usize::from(self.id) < self.peers.len(),
-            "id",
-            &format!("0..{}", self.peers.len()),
-            self.id,
-        )?;
-        in_range("shards", &self.shards, 1..=SHARDS_MAX)?;
-        check(
-            self.request_timeout_ms >= 10,
-            "request_timeout_ms",
-            ">= 10",
-            self.request_timeout_ms,
-        )?;
-        check(
-            self.snapshot_interval_slots >= 1,
-            "snapshot_interval_slots",
-            ">= 1",
-            self.snapshot_interval_slots,
-        )?;
-        check(
-            self.client_bulk_bytes_max >= 1,
-            "client_bulk_bytes_max",
-            ">= 1",
-            self.client_bulk_bytes_max,
-        )?;
-        check(
-            self.client_array_len_max >= 3,
-            "client_array_len_max",
-            ">= 3",
-            self.client_array_len_max,
-        )?;
-        check(self.maxclients >= 1, "maxclients", ">= 1", self.maxclients)?;
-        check(
-            self.client_input_bytes_max / self.shards >= CLIENT_INPUT_BYTES_PER_SHARD_MIN,
-            "client_input_bytes_max",
-            &format!(
-                ">= {CLIENT_INPUT_BYTES_PER_SHARD_MIN} per shard (one command of the largest size)"
-            ),
-            self.client_input_bytes_max,
-        )?;
-        check(
-            self.anti_entropy_interval_ms == 0
-                || (ANTI_ENTROPY_INTERVAL_MS_MIN..=ANTI_ENTROPY_INTERVAL_MS_MAX)
-                    .contains(&self.anti_entropy_interval_ms),
-            "anti_entropy_interval_ms",
-            "0 (off) or 50..=86400000",
-            self.anti_entropy_interval_ms,
-        )?;
-        for (i, a) in self.peers.iter().enumerate() {
-            check(
-                usize::from(a.port()) + self.shards <= usize::from(u16::MAX),
-                "peers",
-                "ports that leave room for one port per shard",
-                format!("{a} (replica {i})"),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The peer address of `replica`'s shard `shard`.
-    pub fn peer_addr(&self, replica: usize, shard: usize) -> std::net::SocketAddr {
-        let mut a = self.peers[replica];
-        a.set_port(a.port() + shard as u16);
-        a
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,65 +568,6 @@ mod tests {
         let err = cfg.validate().unwrap_err();
         assert!(err.to_string().contains("pipeline_depth"), "{err}");
         assert!(err.to_string().contains("1..=4096"), "{err}");
-    }
-
-    fn node(anti_entropy_interval_ms: u64) -> NodeConfig {
-        NodeConfig {
-            id: 0,
-            client_addr: "127.0.0.1:7379".parse().unwrap(),
-            peers: vec![
-                "127.0.0.1:8379".parse().unwrap(),
-                "127.0.0.1:8443".parse().unwrap(),
-                "127.0.0.1:8507".parse().unwrap(),
-            ],
-            data_dir: "data".into(),
-            shards: 1,
-            pin: false,
-            cpus: Vec::new(),
-            no_fsync: false,
-            cluster_id: 0,
-            cluster_key_file: None,
-            requirepass: None,
-            debug: false,
-            request_timeout_ms: 5_000,
-            client_bulk_bytes_max: 1 << 20,
-            client_array_len_max: 1024,
-            maxclients: 10_000,
-            client_input_bytes_max: 1 << 30,
-            snapshot_interval_slots: 50_000,
-            log_retain_slots: 10_000,
-            anti_entropy_interval_ms,
-            protocol: ProtocolConfig::default(),
-        }
-    }
-
-    #[test]
-    fn anti_entropy_interval_is_off_or_in_bounds() {
-        assert_eq!(node(0).validate(), Ok(()));
-        assert_eq!(node(anti_entropy_interval_ms_default()).validate(), Ok(()));
-        assert_eq!(node(ANTI_ENTROPY_INTERVAL_MS_MIN).validate(), Ok(()));
-        for bad in [
-            1,
-            ANTI_ENTROPY_INTERVAL_MS_MIN - 1,
-            ANTI_ENTROPY_INTERVAL_MS_MAX + 1,
-        ] {
-            let err = node(bad).validate().unwrap_err();
-            assert!(
-                err.to_string().contains("anti_entropy_interval_ms"),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn anti_entropy_interval_defaults_on_in_toml() {
-        let text = "id = 1\nclient_addr = \"127.0.0.1:1\"\npeers = [\"127.0.0.1:2\"]\n\
-                    data_dir = \"d\"\nshards = 1\n";
-        let cfg: NodeConfig = toml::from_str(text).unwrap();
-        assert_eq!(
-            cfg.anti_entropy_interval_ms,
-            anti_entropy_interval_ms_default()
-        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Node: lists through every node of a 3-replica cluster, and blocking pops answered when
 //! the log applies a push: several waiters on different nodes, each element to one of
-//! them, a timeout answered with nil, and a waiter that went away consuming nothing.
+//! them, a timeout answered with nil, a waiter that went away consuming nothing, and one
+//! that went away while its pop was decided giving the element back.
 mod node_support;
 
 use std::time::{Duration, Instant};
@@ -182,6 +183,44 @@ fn lists_and_blocking_pops_across_nodes() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c[1].cmd(&["LLEN", "left"]).unwrap(), Value::Integer(1));
 
+    // Edits in place and positions, with Redis's replies.
+    assert_eq!(
+        c[0].cmd(&["RPUSH", "e", "a", "b", "c", "b"]).unwrap(),
+        Value::Integer(4)
+    );
+    assert!(is_ok(&c[1].cmd(&["LSET", "e", "-1", "B"]).unwrap()));
+    assert_eq!(
+        error(&c[1].cmd(&["LSET", "e", "9", "x"]).unwrap()),
+        "ERR index out of range"
+    );
+    assert_eq!(
+        error(&c[1].cmd(&["LSET", "nolist", "0", "x"]).unwrap()),
+        "ERR no such key"
+    );
+    assert_eq!(
+        c[2].cmd(&["LINSERT", "e", "BEFORE", "b", "x"]).unwrap(),
+        Value::Integer(5)
+    );
+    assert_eq!(
+        c[2].cmd(&["LINSERT", "e", "AFTER", "zz", "x"]).unwrap(),
+        Value::Integer(-1)
+    );
+    assert_eq!(c[0].cmd(&["LPOS", "e", "x"]).unwrap(), Value::Integer(1));
+    assert_eq!(
+        c[0].cmd(&["LPOS", "e", "B", "RANK", "-1", "COUNT", "0"])
+            .unwrap(),
+        Value::Array(Some(vec![Value::Integer(4)]))
+    );
+    assert_eq!(c[0].cmd(&["LPOS", "e", "zz"]).unwrap(), Value::Bulk(None));
+    assert!(error(&c[0].cmd(&["LPOS", "e", "x", "RANK", "0"]).unwrap()).contains("RANK"));
+    assert!(is_ok(&c[1].cmd(&["LTRIM", "e", "1", "-2"]).unwrap()));
+    assert_eq!(
+        c[2].cmd(&["LRANGE", "e", "0", "-1"]).unwrap(),
+        bulks(&["x", "b", "c"])
+    );
+    assert!(is_ok(&c[1].cmd(&["LTRIM", "e", "3", "-1"]).unwrap()));
+    assert_eq!(c[2].cmd(&["EXISTS", "e"]).unwrap(), Value::Integer(0));
+
     // A short timeout, and usage errors.
     let t = Instant::now();
     assert_eq!(
@@ -191,4 +230,73 @@ fn lists_and_blocking_pops_across_nodes() {
     assert!(t.elapsed() >= Duration::from_millis(300));
     assert!(error(&c[2].cmd(&["BLPOP", "none", "-1"]).unwrap()).contains("negative"));
     assert!(error(&c[2].cmd(&["LMOVE", "a", "b", "UP", "LEFT"]).unwrap()).contains("UP"));
+}
+
+/// The give-back path: a blocking pop whose client closed its connection after the pop was
+/// on its way to the log (held there by `COREPAX.DEBUG HOLDPOPS` meanwhile, as a slow
+/// commit would) still takes its element, and gives it back at the end it came from.
+#[test]
+fn a_pop_decided_after_its_client_left_gives_the_element_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &["--debug"]);
+    let mut c0 = Client::connect(cluster.clients[0]).unwrap();
+    let mut c1 = Client::connect(cluster.clients[1]).unwrap();
+    let connected = |c: &mut Client| -> u64 {
+        let info = bulk(&c.cmd(&["INFO"]).unwrap()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let eventually = |what: &str, mut cond: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert!(is_ok(
+        &c1.cmd(&["COREPAX.DEBUG", "HOLDPOPS", "ON"]).unwrap()
+    ));
+    let before = connected(&mut c1);
+    let mut waiter = Client::connect(cluster.clients[1]).unwrap();
+    let mut out = Vec::new();
+    corepax::wire::resp::encode_command(&mut out, &["BLPOP", "gb", "0"]);
+    waiter.send_raw(&out).unwrap();
+    assert_eq!(
+        c0.cmd(&["RPUSH", "gb", "x", "y"]).unwrap(),
+        Value::Integer(2)
+    );
+    let pushed_at = match c0.cmd(&["COREPAX.VERSION", "gb"]).unwrap() {
+        Value::Integer(v) => v,
+        other => panic!("COREPAX.VERSION answered {other:?}"),
+    };
+    eventually(
+        "the woken pop to be held",
+        Box::new(|| c1.cmd(&["COREPAX.DEBUG", "HELDPOPS"]).unwrap() == Value::Integer(1)),
+    );
+    drop(waiter);
+    // The node noticed the close (the connection's slot is free) before the pop goes on.
+    eventually(
+        "the close to be noticed",
+        Box::new(|| connected(&mut c1) <= before),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(is_ok(
+        &c1.cmd(&["COREPAX.DEBUG", "HOLDPOPS", "OFF"]).unwrap()
+    ));
+    // The pop was applied (the key was written after the push) and its element is back
+    // where it was.
+    eventually(
+        "the element given back",
+        Box::new(|| {
+            let version = c0.cmd(&["COREPAX.VERSION", "gb"]).unwrap();
+            matches!(version, Value::Integer(v) if v > pushed_at)
+                && c0.cmd(&["LRANGE", "gb", "0", "-1"]).unwrap() == bulks(&["x", "y"])
+        }),
+    );
+    assert_eq!(
+        c1.cmd(&["COREPAX.DEBUG", "HELDPOPS"]).unwrap(),
+        Value::Integer(0)
+    );
 }

@@ -217,6 +217,35 @@ fn conditional_writes_counters_and_transactions() {
         bulk(&c[2].cmd(&["GET", &a]).unwrap()).as_deref(),
         Some("w3")
     );
+    // UNWATCH inside MULTI is queued and does nothing, as in Redis: the watch still
+    // guards the transaction it is part of.
+    assert!(is_ok(&c[0].cmd(&["WATCH", &a]).unwrap()));
+    assert!(is_ok(&c[1].cmd(&["SET", &a, "w4"]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    assert_eq!(
+        c[0].cmd(&["UNWATCH"]).unwrap(),
+        Value::Simple("QUEUED".into())
+    );
+    c[0].cmd(&["SET", &a, "never"]).unwrap();
+    assert_eq!(c[0].cmd(&["EXEC"]).unwrap(), Value::Array(None));
+    assert!(is_ok(&c[0].cmd(&["WATCH", &a]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["UNWATCH"]).unwrap();
+    c[0].cmd(&["SET", &a, "w5"]).unwrap();
+    let ok = Value::Simple("OK".into());
+    assert_eq!(
+        c[0].cmd(&["EXEC"]).unwrap(),
+        Value::Array(Some(vec![ok.clone(), ok.clone()]))
+    );
+    assert_eq!(
+        bulk(&c[2].cmd(&["GET", &a]).unwrap()).as_deref(),
+        Some("w5")
+    );
+    // Alone in a transaction, it runs in the shard of the watch (here not shard 0).
+    assert!(is_ok(&c[0].cmd(&["WATCH", &other]).unwrap()));
+    assert!(is_ok(&c[0].cmd(&["MULTI"]).unwrap()));
+    c[0].cmd(&["UNWATCH"]).unwrap();
+    assert_eq!(c[0].cmd(&["EXEC"]).unwrap(), Value::Array(Some(vec![ok])));
 
     // Hash tags: keys whose whole bytes hash to different shards share one through their
     // tag, so a transaction may name them.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{ProtocolArgs, num_cpus};
+use super::{NodeFlags, ProtocolArgs, num_cpus};
 use crate::config::{NodeConfig, ProtocolConfig, SHARDS_MAX};
 
 /// How long the nodes get to start listening.
@@ -43,31 +43,15 @@ pub struct ClusterArgs {
     /// DIR/node-i.toml.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Shards per node (default: cores ÷ replicas, at least 1, since every replica runs on
-    /// this machine).
-    #[arg(long)]
-    pub shards: Option<usize>,
-    /// Skip fdatasync in every node: benchmarks only.
-    #[arg(long)]
-    pub no_fsync: bool,
-    /// Do not pin shard executors to cores.
-    #[arg(long)]
-    pub no_pin: bool,
-    /// Allow debug commands that bypass replication.
-    #[arg(long)]
-    pub debug: bool,
-    /// Periodic anti-entropy in every node (ms); 0 = off, the default here, since this
-    /// cluster serves benchmarks (a production node defaults to 30000).
-    #[arg(long, default_value_t = 0)]
-    pub anti_entropy_interval_ms: u64,
-    /// Snapshot every this many applied slots in every node (default: the node's).
-    #[arg(long)]
-    pub snapshot_interval_slots: Option<u64>,
     /// Emulate a network: each replica in a network namespace of its own, links shaped by
     /// this profile (a built-in: lan, metro, wan3; or a TOML file; see docs/NETWORK.md).
     /// Needs root. Faults: `corepax net --data DIR cut|isolate|loss|heal|stats`.
     #[arg(long, value_name = "PROFILE")]
     pub net: Option<String>,
+    /// Node settings for every node (`--shards` defaults to cores ÷ replicas, at least 1,
+    /// since every replica runs on this machine).
+    #[command(flatten)]
+    pub node: NodeFlags<true>,
     /// Protocol settings for every node.
     #[command(flatten)]
     pub protocol: ProtocolArgs,
@@ -119,15 +103,15 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         "corepax cluster ready: {} replicas × {} shards{}; anti-entropy {}; clients: {}",
         configs.len(),
         configs[0].shards,
-        if args.no_fsync {
+        if configs[0].no_fsync {
             " (NO FSYNC: not durable)"
         } else {
             ""
         },
-        if args.anti_entropy_interval_ms == 0 {
+        if configs[0].anti_entropy_interval_ms == 0 {
             "off".to_string()
         } else {
-            format!("every {} ms", args.anti_entropy_interval_ms)
+            format!("every {} ms", configs[0].anti_entropy_interval_ms)
         },
         list.join(",")
     );
@@ -141,9 +125,11 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
 /// Every node's configuration, validated: addresses, shards, cores and the protocol.
 fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
     let n = usize::from(args.replicas);
+    let given = args.node.file()?;
     // All replicas share this machine: one shard per core in total, not per node, or the
     // executors oversubscribe the cores and every cross-shard hop waits for the scheduler.
-    let shards = args.shards.unwrap_or_else(|| (num_cpus() / n).max(1));
+    let shards = given.shards.unwrap_or_else(|| (num_cpus() / n).max(1));
+    let no_pin = given.pin == Some(false);
     anyhow::ensure!(
         (1..=SHARDS_MAX).contains(&shards),
         "invalid `--shards` = {shards}: allowed 1..={SHARDS_MAX}"
@@ -181,8 +167,8 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
     // node alone would pin to the first cores), so they run unpinned and the kernel
     // balances them.
     let cpus = num_cpus();
-    let cores = (!args.no_pin && n * shards <= cpus).then_some(shards);
-    if !args.no_pin && cores.is_none() {
+    let cores = (!no_pin && n * shards <= cpus).then_some(shards);
+    if !no_pin && cores.is_none() {
         eprintln!("note: {n} replicas × {shards} shards > {cpus} cores: executors run unpinned");
     }
     let mut configs = Vec::with_capacity(n);
@@ -193,19 +179,19 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         if args.net.is_some() {
             client.set_ip(crate::net::node_addr(i).into());
         }
-        let mut cfg = NodeConfig::new(id, client, peers.clone(), data, shards);
-        cfg.protocol = protocol.clone();
-        cfg.pin = cores.is_some();
-        cfg.cpus = cores.map_or_else(Vec::new, |per_node| {
+        let mut file = given.clone();
+        file.id = Some(id);
+        file.client_addr = Some(client);
+        file.peers = Some(peers.clone());
+        file.data_dir = Some(data);
+        file.shards = Some(shards);
+        file.pin = Some(cores.is_some());
+        file.cpus = Some(cores.map_or_else(Vec::new, |per_node| {
             (i * per_node..(i + 1) * per_node).collect()
-        });
-        cfg.no_fsync = args.no_fsync;
-        cfg.debug = args.debug;
-        cfg.anti_entropy_interval_ms = args.anti_entropy_interval_ms;
-        cfg.cluster_key_file = Some(args.data.join(CLUSTER_KEY_FILE));
-        if let Some(v) = args.snapshot_interval_slots {
-            cfg.snapshot_interval_slots = v;
-        }
+        }));
+        file.cluster_key_file = Some(Some(args.data.join(CLUSTER_KEY_FILE)));
+        file.protocol = Some(protocol.clone());
+        let cfg = file.into_config()?;
         cfg.validate()?;
         configs.push(cfg);
     }
@@ -367,6 +353,9 @@ mod tests {
             "8",
             "--snapshot-interval-slots",
             "77",
+            "--maxclients",
+            "50",
+            "--no-fsync",
         ])
         .unwrap()
         .cluster;
@@ -383,6 +372,14 @@ mod tests {
             assert_eq!(cfg.protocol.read_mode, crate::config::ReadMode::Digest);
             assert_eq!(cfg.protocol.batch_max, 8);
             assert_eq!(cfg.snapshot_interval_slots, 77);
+            assert_eq!(cfg.maxclients, 50);
+            assert!(cfg.no_fsync && !cfg.debug);
+            // The cluster's own default, not a node's.
+            assert_eq!(cfg.anti_entropy_interval_ms, 0);
+            assert_eq!(
+                cfg.cluster_key_file,
+                Some(std::path::PathBuf::from("data").join(CLUSTER_KEY_FILE))
+            );
             assert!(!cfg.pin && cfg.cpus.is_empty());
             let back: NodeConfig = toml::from_str(&toml::to_string(cfg).unwrap()).unwrap();
             assert_eq!(&back, cfg);

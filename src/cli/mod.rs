@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod cluster;
+pub mod node_flags;
+
+pub use node_flags::NodeFlags;
 
 use crate::config::{ConfigError, ProtocolConfig, SETTINGS, Setting};
 use crate::protocol::Bugs;
@@ -165,138 +168,48 @@ impl clap::Args for ProtocolArgs {
 /// Arguments of `corepax node`. Flags override the config file.
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
-    /// A TOML file with the node's settings (fields as in `NodeConfig`, protocol under
-    /// `[protocol]`).
+    /// A TOML file with the node's settings (keys as the flags' names with `_` for `-`;
+    /// protocol settings under `[protocol]`).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// This replica's id: its index in --peers.
-    #[arg(long)]
-    id: Option<u8>,
-    /// Where clients connect (RESP).
-    #[arg(long)]
-    client_addr: Option<std::net::SocketAddr>,
-    /// Every replica's peer base address, comma-separated, in id order; shard i of a
-    /// replica listens on its port + i.
-    #[arg(long, value_delimiter = ',')]
-    peers: Option<Vec<std::net::SocketAddr>>,
-    /// Data directory (WAL, one folder per shard).
-    #[arg(long)]
-    data: Option<std::path::PathBuf>,
-    /// Shards per node (default: the number of cores).
-    #[arg(long)]
-    shards: Option<usize>,
-    /// Do not pin shard executors to cores.
-    #[arg(long)]
-    no_pin: bool,
-    /// Cores the pinned executors may use, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    cpus: Option<Vec<usize>>,
-    /// Skip fdatasync: benchmarks only, acknowledged writes can be lost on power failure.
-    #[arg(long)]
-    no_fsync: bool,
-    /// Allow debug commands that bypass replication.
-    #[arg(long)]
-    debug: bool,
-    /// Cluster id, checked in peer handshakes.
-    #[arg(long)]
-    cluster_id: Option<u64>,
-    /// A file holding the cluster's shared secret (at least 16 bytes, the same on every
-    /// replica): peers prove they hold it in the handshake. Without it the peer port is
-    /// open to anyone who can reach it.
-    #[arg(long)]
-    cluster_key_file: Option<std::path::PathBuf>,
-    /// Clients must AUTH with this password first (like Redis's requirepass). Visible in
-    /// the process list: prefer `requirepass` in the --config file.
-    #[arg(long)]
-    requirepass: Option<String>,
-    /// Client connections open at once, at most (default 10000); more are answered
-    /// "-ERR max number of clients reached".
-    #[arg(long)]
-    maxclients: Option<usize>,
-    /// Bytes of client input the node holds for all connections, at most (default 1
-    /// GiB); a connection that would pass it gets an error and is closed.
-    #[arg(long)]
-    client_input_bytes_max: Option<usize>,
-    /// Snapshot (and truncate the WAL) every this many applied slots.
-    #[arg(long)]
-    snapshot_interval_slots: Option<u64>,
-    /// Log slots kept in memory after a snapshot.
-    #[arg(long)]
-    log_retain_slots: Option<u64>,
-    /// Run anti-entropy against every other replica this often (ms); 0 = only on
-    /// COREPAX.REPAIR (default 30000).
-    #[arg(long)]
-    anti_entropy_interval_ms: Option<u64>,
+    /// Node settings, one flag each.
+    #[command(flatten)]
+    node: NodeFlags<false>,
     #[command(flatten)]
     protocol: ProtocolArgs,
 }
 
-fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let mut cfg: crate::config::NodeConfig = match &args.config {
+/// The node's configuration: the file's settings, the flags over them, then the defaults;
+/// checked.
+fn node_config(args: &NodeArgs) -> anyhow::Result<crate::config::NodeConfig> {
+    let mut file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            toml::from_str::<crate::config::NodeFile>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
-        None => {
-            let missing = |what: &str| anyhow::anyhow!("--{what} is required without --config");
-            crate::config::NodeConfig::new(
-                args.id.ok_or_else(|| missing("id"))?,
-                args.client_addr.ok_or_else(|| missing("client-addr"))?,
-                args.peers.clone().ok_or_else(|| missing("peers"))?,
-                args.data.clone().ok_or_else(|| missing("data"))?,
-                args.shards.unwrap_or_else(num_cpus),
-            )
-        }
+        None => crate::config::NodeFile::default(),
     };
-    if let Some(v) = args.id {
-        cfg.id = v;
+    file.overlay(args.node.file()?);
+    if args.config.is_none() && file.shards.is_none() {
+        file.shards = Some(num_cpus());
     }
-    if let Some(v) = args.client_addr {
-        cfg.client_addr = v;
-    }
-    if let Some(v) = args.peers {
-        cfg.peers = v;
-    }
-    if let Some(v) = args.data {
-        cfg.data_dir = v;
-    }
-    if let Some(v) = args.shards {
-        cfg.shards = v;
-    }
-    if let Some(v) = args.cluster_id {
-        cfg.cluster_id = v;
-    }
-    if let Some(v) = args.cluster_key_file {
-        cfg.cluster_key_file = Some(v);
-    }
-    if let Some(v) = args.requirepass {
-        cfg.requirepass = Some(v);
-    }
-    if let Some(v) = args.maxclients {
-        cfg.maxclients = v;
-    }
-    if let Some(v) = args.client_input_bytes_max {
-        cfg.client_input_bytes_max = v;
-    }
-    if let Some(v) = args.snapshot_interval_slots {
-        cfg.snapshot_interval_slots = v;
-    }
-    if let Some(v) = args.log_retain_slots {
-        cfg.log_retain_slots = v;
-    }
-    if let Some(v) = args.anti_entropy_interval_ms {
-        cfg.anti_entropy_interval_ms = v;
-    }
-    cfg.pin &= !args.no_pin;
-    if let Some(v) = &args.cpus {
-        cfg.cpus = v.clone();
-    }
-    cfg.no_fsync |= args.no_fsync;
-    cfg.debug |= args.debug;
+    let mut cfg = file.into_config().map_err(|e| match e {
+        ConfigError::Missing { field } => {
+            let flag = crate::config::NodeSetting::named(field).map_or(field.into(), |s| s.flag());
+            anyhow::anyhow!("{e}: give --{flag}, or set `{field}` in the --config file")
+        }
+        e => e.into(),
+    })?;
     cfg.protocol.replicas = cfg.peers.len();
     args.protocol.apply(&mut cfg.protocol)?;
     cfg.validate()?;
+    Ok(cfg)
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let cfg = node_config(&args)?;
     if cfg.no_fsync {
         eprintln!(
             "WARNING: --no-fsync: writes are acknowledged before they are durable (benchmarks only)"
@@ -667,6 +580,71 @@ mod tests {
         let err =
             sim_config(&sim_args(&["--protocol", "raft", "--read-mode", "digest"])).unwrap_err();
         assert!(err.to_string().contains("read_mode"), "{err}");
+    }
+
+    fn node_args(argv: &[&str]) -> NodeArgs {
+        let cli = Cli::try_parse_from(["corepax", "node"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Command::Node(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_node_config_takes_the_file_then_the_flags_then_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = 1\nclient_addr = \"127.0.0.1:7000\"\n\
+             peers = [\"127.0.0.1:8000\", \"127.0.0.1:8100\", \"127.0.0.1:8200\"]\n\
+             data_dir = \"d\"\nshards = 1\nmaxclients = 7\ndebug = true\n\
+             [protocol]\nbatch_max = 9\nlease_ms = 300\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let cfg = node_config(&node_args(&[
+            "--config",
+            config,
+            "--maxclients",
+            "8",
+            "--no-fsync",
+            "--batch-max",
+            "10",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.maxclients, 8, "a flag over the file");
+        assert!(cfg.no_fsync && cfg.debug, "a switch beside the file's");
+        assert_eq!((cfg.protocol.batch_max, cfg.protocol.lease_ms), (10, 300));
+        assert_eq!((cfg.id, cfg.shards, cfg.protocol.replicas), (1, 1, 3));
+        assert_eq!(cfg.request_timeout_ms, 5_000, "the default");
+        assert_eq!(cfg.anti_entropy_interval_ms, 30_000, "the default");
+        // A bad value is refused naming the setting, from a flag or from the file.
+        let err = node_config(&node_args(&["--config", config, "--maxclients", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maxclients"), "{err}");
+        std::fs::write(&path, "id = 1\nshards = \"two\"\n").unwrap();
+        let err = node_config(&node_args(&["--config", config]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shards"), "{err}");
+        // Without a file the flags give what has no default, and shards follow the cores.
+        let peers = [
+            "--peers",
+            "127.0.0.1:8000",
+            "--client-addr",
+            "127.0.0.1:7000",
+        ];
+        let mut argv = vec!["--id", "0", "--data", "d"];
+        argv.extend(peers);
+        let cfg = node_config(&node_args(&argv)).unwrap();
+        assert_eq!(cfg.shards, num_cpus());
+        let err = node_config(&node_args(&peers)).unwrap_err().to_string();
+        assert!(
+            err.contains("`id` is required") && err.contains("--id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -322,7 +322,8 @@ fn corepax(local: &Rc<Local>, name: &str, args: &[Bytes]) -> Pending {
         "COREPAX.DEBUG"
             if n == 3
                 && (args[1].eq_ignore_ascii_case(b"PARTITION")
-                    || args[1].eq_ignore_ascii_case(b"DISKFULL")) =>
+                    || args[1].eq_ignore_ascii_case(b"DISKFULL")
+                    || args[1].eq_ignore_ascii_case(b"HOLDPOPS")) =>
         {
             if !local.cfg.debug {
                 return Pending::Ready(Outcome::Error(
@@ -332,10 +333,13 @@ fn corepax(local: &Rc<Local>, name: &str, args: &[Bytes]) -> Pending {
             // PARTITION cuts (ON) or restores (OFF) the node's links to its peers in both
             // directions, while clients can still reach it: a partitioned replica.
             // DISKFULL makes every shard's WAL syncs fail as on a full disk (ON) or stops.
+            // HOLDPOPS holds blocking pops an element woke before they submit their pop.
             let fault = if args[1].eq_ignore_ascii_case(b"PARTITION") {
                 DebugFault::Partition
-            } else {
+            } else if args[1].eq_ignore_ascii_case(b"DISKFULL") {
                 DebugFault::DiskFull
+            } else {
+                DebugFault::HoldPops
             };
             let on = if args[2].eq_ignore_ascii_case(b"ON") {
                 true
@@ -352,6 +356,13 @@ fn corepax(local: &Rc<Local>, name: &str, args: &[Bytes]) -> Pending {
                 local.debug_all(fault, on).await;
                 Outcome::Simple("OK")
             }))
+        }
+        "COREPAX.DEBUG" if n == 2 && args[1].eq_ignore_ascii_case(b"HELDPOPS") => {
+            Pending::Ready(if local.cfg.debug {
+                Outcome::Int(crate::runtime::shard::pops_held() as i64)
+            } else {
+                Outcome::Error("ERR COREPAX.DEBUG is disabled: start the node with --debug".into())
+            })
         }
         _ => unknown(args),
     }

@@ -101,6 +101,9 @@ impl Txn {
                 })
             })
         };
+        if name == "UNWATCH" {
+            return self.queue_unwatch(args);
+        }
         match data_command(name, args).or_else(blocking) {
             Some(Ok(p)) => {
                 self.queued.push(p);
@@ -118,6 +121,21 @@ impl Txn {
                 ))
             }
         }
+    }
+
+    /// `UNWATCH` inside `MULTI` is queued and does nothing when `EXEC` applies it, as in
+    /// Redis: the watch still guards the transaction (its keys are checked before the
+    /// commands run) and `EXEC` ends it anyway. Its reply in `EXEC`'s array is `OK`.
+    fn queue_unwatch(&mut self, args: &[Bytes]) -> Outcome {
+        if !args.is_empty() {
+            self.failed = true;
+            return Outcome::Error("ERR wrong number of arguments for 'unwatch' command".into());
+        }
+        self.queued.push(Parsed {
+            cmd: crate::protocol::Command::Noop,
+            shape: super::parse::reply_outcome,
+        });
+        Outcome::Simple("QUEUED")
     }
 }
 
@@ -291,6 +309,31 @@ mod tests {
         let mut out = Vec::new();
         o.encode(&mut out, proto);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn unwatch_inside_multi_is_queued_as_a_no_op() {
+        let mut txn = Txn::default();
+        assert!(matches!(
+            txn.queue("UNWATCH", &[]),
+            Outcome::Simple("QUEUED")
+        ));
+        assert!(!txn.failed);
+        assert_eq!(txn.queued.len(), 1);
+        assert_eq!(txn.queued[0].cmd, crate::protocol::Command::Noop);
+        assert!(matches!(
+            (txn.queued[0].shape)(crate::protocol::Reply::Ok),
+            Outcome::Simple("OK")
+        ));
+        let o = txn.queue("UNWATCH", &args(&["k"]));
+        assert!(
+            matches!(&o, Outcome::Error(e) if e.contains("'unwatch'")),
+            "{o:?}"
+        );
+        assert!(
+            txn.failed,
+            "EXEC then discards the transaction, as in Redis"
+        );
     }
 
     #[test]

@@ -152,9 +152,88 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
             from_end: End::Right,
             to_end: End::Left,
         }),
+        "LSET" if n == 3 => int(&args[1]).and_then(|index| {
+            plain(Command::LSet {
+                key: key(),
+                index,
+                value: args[2].clone(),
+            })
+        }),
+        "LINSERT" if n == 4 => {
+            let before = if args[1].eq_ignore_ascii_case(b"BEFORE") {
+                true
+            } else if args[1].eq_ignore_ascii_case(b"AFTER") {
+                false
+            } else {
+                return Some(Err("ERR syntax error".into()));
+            };
+            plain(Command::LInsert {
+                key: key(),
+                before,
+                pivot: args[2].clone(),
+                value: args[3].clone(),
+            })
+        }
+        "LTRIM" if n == 3 => (|| {
+            plain(Command::LTrim {
+                key: key(),
+                start: int(&args[1])?,
+                stop: int(&args[2])?,
+            })
+        })(),
+        "LPOS" if n >= 2 => lpos(args).and_then(plain),
         "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" | "LPOP" | "RPOP" | "LLEN" | "TYPE" | "LRANGE"
-        | "LINDEX" | "LREM" | "LMOVE" | "RPOPLPUSH" => Err(wrong_args(name)),
+        | "LINDEX" | "LREM" | "LMOVE" | "RPOPLPUSH" | "LSET" | "LINSERT" | "LTRIM" | "LPOS" => {
+            Err(wrong_args(name))
+        }
         _ => return None,
+    })
+}
+
+/// `LPOS key element [RANK rank] [COUNT num] [MAXLEN len]`, options in any order (the last
+/// of a repeated one counts), refused with Redis's errors.
+fn lpos(args: &[Bytes]) -> Result<Command, String> {
+    let (mut rank, mut count, mut maxlen) = (1, None, 0);
+    let positive = |arg: &[u8], what: &str| {
+        int(arg)
+            .ok()
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| format!("ERR {what} can't be negative"))
+    };
+    for opt in args[2..].chunks(2) {
+        let [name, value] = opt else {
+            return Err("ERR syntax error".into());
+        };
+        if name.eq_ignore_ascii_case(b"RANK") {
+            rank = int(value)?;
+            if rank == i64::MIN {
+                return Err(format!(
+                    "ERR value is out of range, value must between {} and {}",
+                    -i64::MAX,
+                    i64::MAX
+                ));
+            }
+            if rank == 0 {
+                return Err(
+                    "ERR RANK can't be zero: use 1 to start from the first match, 2 \
+                            from the second ... or use negative to start from the end of the list"
+                        .into(),
+                );
+            }
+        } else if name.eq_ignore_ascii_case(b"COUNT") {
+            count = Some(positive(value, "COUNT")?);
+        } else if name.eq_ignore_ascii_case(b"MAXLEN") {
+            maxlen = positive(value, "MAXLEN")?;
+        } else {
+            return Err("ERR syntax error".into());
+        }
+    }
+    Ok(Command::LPos {
+        key: args[0].clone(),
+        value: args[1].clone(),
+        rank,
+        count,
+        maxlen,
     })
 }
 
@@ -305,6 +384,89 @@ mod tests {
             (t.shape)(Reply::Value(Some("list".into()))),
             Outcome::Simple("list")
         ));
+    }
+
+    #[test]
+    fn list_edits_and_lpos_parse_with_redis_errors() {
+        assert_eq!(
+            cmd("LSET", &["q", "-1", "v"]),
+            Ok(Command::LSet {
+                key: "q".into(),
+                index: -1,
+                value: "v".into()
+            })
+        );
+        assert!(
+            cmd("LSET", &["q", "x", "v"])
+                .unwrap_err()
+                .contains("not an integer")
+        );
+        assert_eq!(
+            cmd("LINSERT", &["q", "after", "p", "v"]),
+            Ok(Command::LInsert {
+                key: "q".into(),
+                before: false,
+                pivot: "p".into(),
+                value: "v".into()
+            })
+        );
+        assert!(matches!(
+            cmd("LINSERT", &["q", "BEFORE", "p", "v"]),
+            Ok(Command::LInsert { before: true, .. })
+        ));
+        assert_eq!(
+            cmd("LINSERT", &["q", "AROUND", "p", "v"]),
+            Err("ERR syntax error".into())
+        );
+        assert_eq!(
+            cmd("LTRIM", &["q", "1", "-1"]),
+            Ok(Command::LTrim {
+                key: "q".into(),
+                start: 1,
+                stop: -1
+            })
+        );
+        assert!(cmd("LTRIM", &["q", "1"]).unwrap_err().contains("'ltrim'"));
+        assert_eq!(
+            cmd("LPOS", &["q", "c"]),
+            Ok(Command::LPos {
+                key: "q".into(),
+                value: "c".into(),
+                rank: 1,
+                count: None,
+                maxlen: 0
+            })
+        );
+        assert_eq!(
+            cmd(
+                "LPOS",
+                &[
+                    "q", "c", "maxlen", "9", "RANK", "-2", "COUNT", "0", "RANK", "3"
+                ]
+            ),
+            Ok(Command::LPos {
+                key: "q".into(),
+                value: "c".into(),
+                rank: 3,
+                count: Some(0),
+                maxlen: 9
+            })
+        );
+        let err = |words: &[&str]| cmd("LPOS", words).unwrap_err();
+        assert!(err(&["q", "c", "RANK", "0"]).starts_with("ERR RANK can't be zero"));
+        assert!(err(&["q", "c", "RANK", "x"]).contains("not an integer"));
+        assert!(err(&["q", "c", "RANK", "-9223372036854775808"]).contains("out of range"));
+        assert_eq!(
+            err(&["q", "c", "COUNT", "-1"]),
+            "ERR COUNT can't be negative"
+        );
+        assert_eq!(
+            err(&["q", "c", "MAXLEN", "-1"]),
+            "ERR MAXLEN can't be negative"
+        );
+        assert_eq!(err(&["q", "c", "COUNT"]), "ERR syntax error");
+        assert_eq!(err(&["q", "c", "FIRST", "1"]), "ERR syntax error");
+        assert!(err(&["q"]).contains("'lpos'"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn reply_outcome(r: Reply) -> Outcome {
         Reply::Values(vs) => Outcome::Array(vs),
         Reply::Error(e) => Outcome::Error(e.to_string()),
         Reply::Multi(rs) => Outcome::Nested(rs.into_iter().map(reply_outcome).collect()),
+        Reply::Ints(ns) => Outcome::Nested(ns.into_iter().map(Outcome::Int).collect()),
     }
 }
 

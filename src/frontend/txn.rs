@@ -90,8 +90,11 @@ fn exec(local: &Rc<Local>, txn: Txn) -> Pending {
 /// in order, so they have by the time this runs).
 fn exec_watched(local: &Rc<Local>, txn: Txn, watch: Watch) -> Pending {
     let (cmds, shapes) = unzip(txn);
+    let mut names_keys = false;
+    Command::Multi(cmds.clone()).for_each_key(&mut |_| names_keys = true);
     let owner = match owner_of(local, &Command::Multi(cmds.clone())) {
-        Ok(owner) if cmds.is_empty() || owner == watch.shard => watch.shard,
+        // A transaction without keys (empty, or `UNWATCH` alone) runs where the watch is.
+        Ok(owner) if !names_keys || owner == watch.shard => watch.shard,
         Ok(owner) => return Pending::Ready(crossslot(&[owner, watch.shard])),
         Err(e) => return Pending::Ready(e),
     };

@@ -162,6 +162,54 @@ pub enum Command {
         #[serde(deserialize_with = "flat_commands")]
         cmds: Vec<Command>,
     },
+    /// Replaces the element at an index, negative counting from the end (`LSET`); refused
+    /// for no list or an index outside it.
+    LSet {
+        /// The list.
+        key: Bytes,
+        /// Where.
+        index: i64,
+        /// The new element.
+        value: Bytes,
+    },
+    /// Inserts `value` before or after the first element equal to `pivot` (`LINSERT`);
+    /// replies the new length, -1 if no element matches, 0 for no list.
+    LInsert {
+        /// The list.
+        key: Bytes,
+        /// Before the pivot (else after it).
+        before: bool,
+        /// The element it goes next to.
+        pivot: Bytes,
+        /// The element inserted.
+        value: Bytes,
+    },
+    /// Keeps only the elements from `start` to `stop`, indexes as `LRANGE` takes them;
+    /// a list left empty is removed (`LTRIM`).
+    LTrim {
+        /// The list.
+        key: Bytes,
+        /// First index kept.
+        start: i64,
+        /// Last index kept.
+        stop: i64,
+    },
+    /// Where elements equal to `value` are (`LPOS`): from the head for a positive
+    /// `rank`, from the tail for a negative one, skipping the first `|rank| - 1` matches;
+    /// up to `count` positions (0: all; `None`: one position or nil), looking at no more
+    /// than `maxlen` elements (0: all).
+    LPos {
+        /// The list.
+        key: Bytes,
+        /// The element looked for.
+        value: Bytes,
+        /// Which match first, and from which end; never 0.
+        rank: i64,
+        /// How many positions, if given.
+        count: Option<u64>,
+        /// Elements compared, at most (0: no limit).
+        maxlen: u64,
+    },
 }
 
 /// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
@@ -215,6 +263,10 @@ pub enum ApplyError {
     WrongType,
     /// The list would grow past [`list::LIST_BYTES_MAX`].
     ListTooLarge,
+    /// A list command that needs the list found no key (`LSET`).
+    NoSuchKey,
+    /// An index outside the list (`LSET`).
+    IndexOutOfRange,
 }
 
 impl std::fmt::Display for ApplyError {
@@ -229,6 +281,8 @@ impl std::fmt::Display for ApplyError {
             ApplyError::ListTooLarge => {
                 "ERR the list would grow past 16 MiB, the most a key holds; nothing was pushed"
             }
+            ApplyError::NoSuchKey => "ERR no such key",
+            ApplyError::IndexOutOfRange => "ERR index out of range",
         })
     }
 }
@@ -266,8 +320,14 @@ impl Command {
             }
             Command::PopFirst { keys, .. } => keys.iter().map(Bytes::len).sum(),
             Command::LMove { from, to, .. } => from.len() + to.len(),
-            Command::LRem { key, value, .. } => key.len() + value.len(),
+            Command::LRem { key, value, .. }
+            | Command::LSet { key, value, .. }
+            | Command::LPos { key, value, .. } => key.len() + value.len(),
+            Command::LInsert {
+                key, pivot, value, ..
+            } => key.len() + pivot.len() + value.len(),
             Command::Pop { key, .. }
+            | Command::LTrim { key, .. }
             | Command::LLen(key)
             | Command::LRange { key, .. }
             | Command::LIndex { key, .. }
@@ -302,7 +362,15 @@ impl Command {
             Command::Push { values, .. } => 2 + values.len(),
             Command::PopFirst { keys, .. } => 1 + keys.len(),
             // Key, end, count.
-            Command::Pop { .. } | Command::LRange { .. } | Command::LRem { .. } => 3,
+            Command::Pop { .. }
+            | Command::LRange { .. }
+            | Command::LRem { .. }
+            | Command::LSet { .. }
+            | Command::LTrim { .. } => 3,
+            // Key, flag, pivot, value.
+            Command::LInsert { .. } => 4,
+            // Key, value, rank, count, maxlen.
+            Command::LPos { .. } => 5,
             // Two keys, two ends.
             Command::LMove { .. } => 4,
             Command::LIndex { .. } => 2,
@@ -344,7 +412,10 @@ impl Command {
             | Command::Expire { key: k, .. }
             | Command::Push { key: k, .. }
             | Command::Pop { key: k, .. }
-            | Command::LRem { key: k, .. } => f(k),
+            | Command::LRem { key: k, .. }
+            | Command::LSet { key: k, .. }
+            | Command::LInsert { key: k, .. }
+            | Command::LTrim { key: k, .. } => f(k),
             Command::LMove { from, to, .. } => {
                 f(from);
                 f(to);
@@ -364,6 +435,7 @@ impl Command {
             | Command::LLen(_)
             | Command::LRange { .. }
             | Command::LIndex { .. }
+            | Command::LPos { .. }
             | Command::Type(_)
             | Command::Noop => {}
         }
@@ -392,6 +464,7 @@ impl Command {
             | Command::LLen(k)
             | Command::LRange { key: k, .. }
             | Command::LIndex { key: k, .. }
+            | Command::LPos { key: k, .. }
             | Command::Type(k) => f(k),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
@@ -410,6 +483,7 @@ impl Command {
             | Command::LLen(k)
             | Command::LRange { key: k, .. }
             | Command::LIndex { key: k, .. }
+            | Command::LPos { key: k, .. }
             | Command::Type(k) => std::slice::from_ref(k),
             Command::Exists(ks) | Command::MGet(ks) => ks,
             _ => &[],
@@ -471,6 +545,26 @@ impl Command {
                 }
                 Err(e) => e,
             },
+            Command::LPos {
+                value,
+                rank,
+                count,
+                maxlen,
+                ..
+            } => match list(first) {
+                Ok(l) => {
+                    let elems: Vec<&[u8]> =
+                        l.map_or_else(Vec::new, |l| list::elements(l).collect());
+                    let found = list::positions(&elems, value, *rank, count.unwrap_or(1), *maxlen);
+                    match count {
+                        None => found
+                            .first()
+                            .map_or(Reply::Value(None), |at| Reply::Int(*at as i64)),
+                        Some(_) => Reply::Ints(found.into_iter().map(|at| at as i64).collect()),
+                    }
+                }
+                Err(e) => e,
+            },
             _ => Reply::Ok,
         }
     }
@@ -485,6 +579,7 @@ impl Command {
                 | Command::LLen(_)
                 | Command::LRange { .. }
                 | Command::LIndex { .. }
+                | Command::LPos { .. }
                 | Command::Type(_)
                 | Command::Noop
         )
@@ -536,6 +631,8 @@ pub enum Reply {
     Error(ApplyError),
     /// One reply per command of a [`Command::Multi`].
     Multi(Vec<Reply>),
+    /// Several counts (`LPOS … COUNT`'s positions).
+    Ints(Vec<i64>),
 }
 
 impl Reply {
@@ -548,6 +645,7 @@ impl Reply {
                 Reply::Value(Some(v)) => v.len(),
                 Reply::Values(vs) => vs.iter().flatten().map(|v| v.len() + 8).sum(),
                 Reply::Multi(rs) => rs.iter().map(Reply::size_bytes).sum(),
+                Reply::Ints(ns) => 8 * ns.len(),
             }
     }
 }

@@ -655,22 +655,7 @@ impl Data<'_> {
                 }
                 Reply::Ok
             }
-            Command::Expire { key, ttl, cond } => {
-                if !self.map.contains_key(key) {
-                    return Reply::Int(0);
-                }
-                let had = self.expiry.deadline(key);
-                match self.expiry.change(key, *ttl, *cond) {
-                    None | Some(Change::Keep) => Reply::Int(0),
-                    Some(Change::Remove) => Reply::Int(i64::from(self.remove(key))),
-                    // PERSIST answers 0 for a key that had no deadline.
-                    Some(Change::To(None)) if had.is_none() => Reply::Int(0),
-                    Some(Change::To(d)) => {
-                        self.expiry.set(key, d);
-                        Reply::Int(1)
-                    }
-                }
-            }
+            Command::Expire { key, ttl, cond } => self.expire(key, *ttl, *cond),
             Command::Ttl(key) => Reply::Int(match self.expiry.deadline(key) {
                 _ if !self.map.contains_key(key) => -2,
                 None => -1,
@@ -679,12 +664,34 @@ impl Data<'_> {
             Command::LLen(_)
             | Command::LRange { .. }
             | Command::LIndex { .. }
+            | Command::LPos { .. }
             | Command::Type(_) => self.read_list(cmd),
             Command::Push { .. }
             | Command::Pop { .. }
             | Command::PopFirst { .. }
             | Command::LMove { .. }
-            | Command::LRem { .. } => self.execute_list(slot, cmd),
+            | Command::LRem { .. }
+            | Command::LSet { .. }
+            | Command::LInsert { .. }
+            | Command::LTrim { .. } => self.execute_list(slot, cmd),
+        }
+    }
+
+    /// `EXPIRE` and its kin: 1 if the deadline changed, else 0.
+    fn expire(&mut self, key: &[u8], ttl: Ttl, cond: ExpireIf) -> Reply {
+        if !self.map.contains_key(key) {
+            return Reply::Int(0);
+        }
+        let had = self.expiry.deadline(key);
+        match self.expiry.change(key, ttl, cond) {
+            None | Some(Change::Keep) => Reply::Int(0),
+            Some(Change::Remove) => Reply::Int(i64::from(self.remove(key))),
+            // PERSIST answers 0 for a key that had no deadline.
+            Some(Change::To(None)) if had.is_none() => Reply::Int(0),
+            Some(Change::To(d)) => {
+                self.expiry.set(key, d);
+                Reply::Int(1)
+            }
         }
     }
 }
@@ -760,3 +767,5 @@ mod scan;
 mod tests;
 #[cfg(test)]
 mod tests_lists;
+#[cfg(test)]
+mod tests_lists_edit;

@@ -113,6 +113,32 @@ pub fn index(len: usize, i: i64) -> Option<usize> {
     (0..len_i).contains(&at).then_some(at as usize)
 }
 
+/// Where elements equal to `value` are in `elems`, as `LPOS` finds them: from the head
+/// for a positive `rank`, from the tail for a negative one, skipping the first
+/// `|rank| - 1` matches; at most `count` positions (0: all), comparing at most `maxlen`
+/// elements (0: all). `rank` is never 0 (the command refuses it).
+pub fn positions(elems: &[&[u8]], value: &[u8], rank: i64, count: u64, maxlen: u64) -> Vec<usize> {
+    let skip = usize::try_from(rank.unsigned_abs().saturating_sub(1)).unwrap_or(usize::MAX);
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let count = if count == 0 { usize::MAX } else { count };
+    let maxlen = usize::try_from(maxlen).unwrap_or(usize::MAX);
+    let looked = if maxlen == 0 {
+        elems.len()
+    } else {
+        maxlen.min(elems.len())
+    };
+    let order: Box<dyn Iterator<Item = usize>> = if rank < 0 {
+        Box::new((elems.len() - looked..elems.len()).rev())
+    } else {
+        Box::new(0..looked)
+    };
+    order
+        .filter(|&i| elems[i] == value)
+        .skip(skip)
+        .take(count)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +179,23 @@ mod tests {
         assert_eq!(index(3, 3), None);
         assert_eq!(index(3, -4), None);
         assert_eq!(index(3, i64::MIN), None);
+    }
+
+    #[test]
+    fn positions_follow_redis_lpos() {
+        // The example of Redis's LPOS page: a b c 1 2 3 c c.
+        let l: Vec<&[u8]> = vec![b"a", b"b", b"c", b"1", b"2", b"3", b"c", b"c"];
+        assert_eq!(positions(&l, b"c", 1, 1, 0), [2]);
+        assert_eq!(positions(&l, b"c", 2, 1, 0), [6]);
+        assert_eq!(positions(&l, b"c", -1, 1, 0), [7]);
+        assert_eq!(positions(&l, b"c", 1, 2, 0), [2, 6]);
+        assert_eq!(positions(&l, b"c", -1, 2, 0), [7, 6]);
+        assert_eq!(positions(&l, b"c", 1, 0, 0), [2, 6, 7]);
+        assert_eq!(positions(&l, b"c", 1, 0, 3), [2]);
+        assert_eq!(positions(&l, b"c", -1, 0, 2), [7, 6]);
+        assert_eq!(positions(&l, b"c", 4, 1, 0), Vec::<usize>::new());
+        assert_eq!(positions(&l, b"z", 1, 0, 0), Vec::<usize>::new());
+        assert_eq!(positions(&l, b"c", i64::MIN + 1, 0, 0), Vec::<usize>::new());
+        assert_eq!(positions(&[], b"c", -1, 0, 0), Vec::<usize>::new());
     }
 }

@@ -38,6 +38,30 @@ pub(super) struct Recorded {
 }
 
 impl Sim {
+    /// An operation on a list key: mostly pushes, pops and lengths.
+    fn list_op(&mut self) -> Op {
+        match self.rng.random_range(0..13) {
+            r if r <= 2 => Op::Len,
+            r if r <= 6 => {
+                self.next_value += 1;
+                Op::Push(self.next_value)
+            }
+            10 => Op::Trim {
+                keep: self.rng.random_range(0..=3),
+            },
+            11 => {
+                self.next_value += 1;
+                Op::SetHead(self.next_value)
+            }
+            // One of the values written lately (anywhere).
+            12 => Op::Pos(
+                self.rng
+                    .random_range(self.next_value.saturating_sub(4)..=self.next_value),
+            ),
+            _ => Op::Pop,
+        }
+    }
+
     pub(super) fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
         if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
             return;
@@ -47,15 +71,7 @@ impl Sim {
         let (key, op) = forced.unwrap_or_else(|| {
             let key = self.rng.random_range(0..self.cfg.keys);
             if self.cfg.lists {
-                let op = match self.rng.random_range(0..10) {
-                    r if r <= 2 => Op::Len,
-                    r if r <= 6 => {
-                        self.next_value += 1;
-                        Op::Push(self.next_value)
-                    }
-                    _ => Op::Pop,
-                };
-                return (key, op);
+                return (key, self.list_op());
             }
             let op = match self.rng.random_range(0..10) {
                 r if r <= reads => Op::Get,
@@ -104,6 +120,23 @@ impl Sim {
                 count: None,
             },
             Op::Len => Command::LLen(k),
+            Op::Trim { keep } => Command::LTrim {
+                key: k,
+                start: i64::from(keep == 0),
+                stop: i64::from(keep.saturating_sub(1)),
+            },
+            Op::SetHead(v) => Command::LSet {
+                key: k,
+                index: 0,
+                value: Bytes::from(v.to_string()),
+            },
+            Op::Pos(v) => Command::LPos {
+                key: k,
+                value: Bytes::from(v.to_string()),
+                rank: 1,
+                count: None,
+                maxlen: 0,
+            },
             Op::SetPx { value, ttl_ms } => Command::SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -286,6 +319,12 @@ impl Sim {
             (Op::SetPx { .. }, Reply::Ok) => Output::Ok,
             (Op::Expire { .. } | Op::Persist, Reply::Int(n @ (0 | 1))) => Output::Changed(n == 1),
             (Op::Ttl, Reply::Int(n)) => Output::Ttl(n),
+            (Op::Trim { .. } | Op::SetHead(_), Reply::Ok) => Output::Ok,
+            (Op::SetHead(_), Reply::Error(crate::protocol::kv::ApplyError::NoSuchKey)) => {
+                Output::Refused
+            }
+            (Op::Pos(_), Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
+            (Op::Pos(_), Reply::Value(None)) => Output::Value(None),
             (Op::Get | Op::Pop, Reply::Value(v)) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()

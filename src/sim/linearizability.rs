@@ -54,17 +54,30 @@ pub enum Op {
     Pop,
     /// Read the list's length (`LLEN`).
     Len,
+    /// Kept the first `keep` elements of the key's list (`LTRIM key 0 keep-1`, or
+    /// `LTRIM key 1 0` for none, which removes the list).
+    Trim {
+        /// Elements kept, at most.
+        keep: u8,
+    },
+    /// Replaced the head of the key's list (`LSET key 0 v`); refused for no list.
+    SetHead(u64),
+    /// Looked for a value in the key's list (`LPOS`): its position, or none.
+    Pos(u64),
 }
 
 impl Op {
     /// Whether it works on a list (the key's history is then checked as a list).
     pub fn is_list(self) -> bool {
-        matches!(self, Op::Push(_) | Op::Pop | Op::Len)
+        matches!(
+            self,
+            Op::Push(_) | Op::Pop | Op::Len | Op::Trim { .. } | Op::SetHead(_) | Op::Pos(_)
+        )
     }
 
     /// Whether it changes nothing: an unanswered one tells nothing and is left out.
     pub fn is_read(self) -> bool {
-        matches!(self, Op::Get | Op::Ttl | Op::Len)
+        matches!(self, Op::Get | Op::Ttl | Op::Len | Op::Pos(_))
     }
 }
 
@@ -85,6 +98,8 @@ pub enum Output {
     Changed(bool),
     /// `PTTL`'s answer: milliseconds left, -1 no deadline, -2 no key.
     Ttl(i64),
+    /// Refused, nothing changed (`LSET` of no list).
+    Refused,
     /// No reply: the operation may or may not have taken effect.
     Unknown,
 }
@@ -175,6 +190,21 @@ fn list_step(list: &[u64], op: Op, out: Output) -> Option<Vec<u64>> {
         (Op::Pop, Output::Unknown) => Some(list.get(1..).unwrap_or_default().to_vec()),
         (Op::Len, Output::Count(n)) => (n == list.len() as u64).then(|| list.to_vec()),
         (Op::Len, Output::Unknown) => Some(list.to_vec()),
+        (Op::Trim { keep }, Output::Ok | Output::Unknown) => {
+            Some(list[..list.len().min(usize::from(keep))].to_vec())
+        }
+        (Op::SetHead(v), Output::Ok | Output::Unknown) if !list.is_empty() => {
+            let mut next = list.to_vec();
+            next[0] = v;
+            Some(next)
+        }
+        (Op::SetHead(_), Output::Refused | Output::Unknown) if list.is_empty() => Some(Vec::new()),
+        // Values are pushed once each, so the first match is the only one.
+        (Op::Pos(v), Output::Count(at)) => {
+            (list.iter().position(|e| *e == v) == Some(at as usize)).then(|| list.to_vec())
+        }
+        (Op::Pos(v), Output::Value(None)) => (!list.contains(&v)).then(|| list.to_vec()),
+        (Op::Pos(_), Output::Unknown) => Some(list.to_vec()),
         _ => None,
     }
 }
@@ -584,6 +614,45 @@ mod tests {
             op(1, Op::Len, Output::Count(1), 9, 10),
         ];
         assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn list_edits_and_positions_check_against_the_sequence() {
+        let h = [
+            op(1, Op::Push(1), Output::Count(1), 0, 1),
+            op(1, Op::Push(2), Output::Count(2), 2, 3),
+            op(1, Op::SetHead(3), Output::Ok, 4, 5),
+            op(1, Op::Pos(3), Output::Count(0), 6, 7),
+            op(1, Op::Pos(1), Output::Value(None), 8, 9),
+            op(1, Op::Trim { keep: 1 }, Output::Ok, 10, 11),
+            op(1, Op::Len, Output::Count(1), 12, 13),
+            op(1, Op::Trim { keep: 0 }, Output::Ok, 14, 15),
+            op(1, Op::SetHead(4), Output::Refused, 16, 17),
+            op(1, Op::Len, Output::Count(0), 18, 19),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+        let bad = |last: Operation| {
+            let mut h = h[..4].to_vec();
+            h.push(last);
+            check(&h, 1_000_000)
+        };
+        assert_eq!(
+            bad(op(2, Op::Pos(2), Output::Count(0), 8, 9)),
+            Verdict::Violation
+        );
+        assert_eq!(
+            bad(op(2, Op::Pos(3), Output::Value(None), 8, 9)),
+            Verdict::Violation
+        );
+        assert_eq!(
+            bad(op(2, Op::SetHead(5), Output::Refused, 8, 9)),
+            Verdict::Violation
+        );
+        assert_eq!(
+            bad(op(2, Op::Pop, Output::Value(Some(1)), 8, 9)),
+            Verdict::Violation,
+            "the head was replaced"
+        );
     }
 
     #[test]

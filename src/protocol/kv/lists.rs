@@ -87,6 +87,14 @@ impl Data<'_> {
                 to_end,
             } => self.lmove(slot, from, to, *from_end, *to_end),
             Command::LRem { key, count, value } => self.lrem(slot, key, *count, value),
+            Command::LSet { key, index, value } => self.lset(slot, key, *index, value),
+            Command::LInsert {
+                key,
+                before,
+                pivot,
+                value,
+            } => self.linsert(slot, key, *before, pivot, value),
+            Command::LTrim { key, start, stop } => self.ltrim(slot, key, *start, *stop),
             _ => unreachable!("execute_list runs list writes only"),
         };
         result.unwrap_or_else(Reply::Error)
@@ -246,5 +254,89 @@ impl Data<'_> {
         drop(item);
         self.store_list(key, &kept, slot);
         Ok(Reply::Int(removed as i64))
+    }
+
+    fn lset(
+        &mut self,
+        slot: Slot,
+        key: &[u8],
+        index: i64,
+        value: &[u8],
+    ) -> Result<Reply, ApplyError> {
+        let item = self.list(key)?.ok_or(ApplyError::NoSuchKey)?;
+        let out = {
+            let elems: Vec<&[u8]> = list::elements(item.value()).collect();
+            let at = list::index(elems.len(), index).ok_or(ApplyError::IndexOutOfRange)?;
+            let len = item.value().len() - list::encoded_len(elems[at]) + list::encoded_len(value);
+            if len > LIST_BYTES_MAX {
+                return Err(ApplyError::ListTooLarge);
+            }
+            list::encode(
+                elems
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| if i == at { value } else { *e }),
+            )
+        };
+        drop(item);
+        self.store_list(key, &out, slot);
+        Ok(Reply::Ok)
+    }
+
+    fn linsert(
+        &mut self,
+        slot: Slot,
+        key: &[u8],
+        before: bool,
+        pivot: &[u8],
+        value: &[u8],
+    ) -> Result<Reply, ApplyError> {
+        let Some(item) = self.list(key)? else {
+            return Ok(Reply::Int(0));
+        };
+        let (out, len) = {
+            let elems: Vec<&[u8]> = list::elements(item.value()).collect();
+            let Some(at) = elems.iter().position(|e| *e == pivot) else {
+                return Ok(Reply::Int(-1));
+            };
+            if item.value().len() + list::encoded_len(value) > LIST_BYTES_MAX {
+                return Err(ApplyError::ListTooLarge);
+            }
+            let at = if before { at } else { at + 1 };
+            let with = elems[..at]
+                .iter()
+                .copied()
+                .chain(std::iter::once(value))
+                .chain(elems[at..].iter().copied());
+            (list::encode(with), elems.len() + 1)
+        };
+        drop(item);
+        self.store_list(key, &out, slot);
+        Ok(Reply::Int(len as i64))
+    }
+
+    fn ltrim(
+        &mut self,
+        slot: Slot,
+        key: &[u8],
+        start: i64,
+        stop: i64,
+    ) -> Result<Reply, ApplyError> {
+        let Some(item) = self.list(key)? else {
+            return Ok(Reply::Ok);
+        };
+        let kept = {
+            let starts = list::starts(item.value());
+            let n = starts.len() - 1;
+            let (skip, take) = list::range(n, start, stop);
+            if take == n {
+                // Nothing removed: the list and its version stay.
+                return Ok(Reply::Ok);
+            }
+            item.value()[starts[skip]..starts[skip + take]].to_vec()
+        };
+        drop(item);
+        self.store_list(key, &kept, slot);
+        Ok(Reply::Ok)
     }
 }

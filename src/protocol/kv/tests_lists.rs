@@ -4,20 +4,20 @@ use super::*;
 use crate::protocol::expiry::Ttl;
 use crate::protocol::list::{End, LIST_BYTES_MAX};
 
-fn b(s: &str) -> Bytes {
+pub(super) fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-fn bs(words: &[&str]) -> Vec<Bytes> {
+pub(super) fn bs(words: &[&str]) -> Vec<Bytes> {
     words.iter().map(|w| b(w)).collect()
 }
 
-fn values(words: &[&str]) -> Reply {
+pub(super) fn values(words: &[&str]) -> Reply {
     Reply::Values(words.iter().map(|w| Some(b(w))).collect())
 }
 
 /// Applies commands without a session, each at the next slot of `slot`; the replies.
-fn run(kv: &mut Kv, slot: &mut Slot, cmds: Vec<Command>) -> Vec<Reply> {
+pub(super) fn run(kv: &mut Kv, slot: &mut Slot, cmds: Vec<Command>) -> Vec<Reply> {
     cmds.into_iter()
         .map(|cmd| {
             *slot += 1;
@@ -35,7 +35,7 @@ fn run(kv: &mut Kv, slot: &mut Slot, cmds: Vec<Command>) -> Vec<Reply> {
         .collect()
 }
 
-fn push(key: &str, end: End, words: &[&str]) -> Command {
+pub(super) fn push(key: &str, end: End, words: &[&str]) -> Command {
     Command::Push {
         key: b(key),
         values: bs(words),
@@ -52,7 +52,7 @@ fn pop(key: &str, end: End, count: Option<u64>) -> Command {
     }
 }
 
-fn range(key: &str) -> Command {
+pub(super) fn range(key: &str) -> Command {
     Command::LRange {
         key: b(key),
         start: 0,
@@ -60,7 +60,7 @@ fn range(key: &str) -> Command {
     }
 }
 
-const WRONG: Reply = Reply::Error(ApplyError::WrongType);
+pub(super) const WRONG: Reply = Reply::Error(ApplyError::WrongType);
 
 #[test]
 fn push_pop_and_reads_follow_redis() {

@@ -24,11 +24,25 @@ use crate::protocol::list;
 /// install changes the state outside a step that wakes it).
 const RECHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often a held pop looks whether the hold ended (`DebugFault::HoldPops`).
+const HOLD_POLL: Duration = Duration::from_millis(10);
+
+/// Blocking pops held by `DebugFault::HoldPops` in this process, on every shard: a debug
+/// counter read across executors (`COREPAX.DEBUG HELDPOPS`), so an atomic.
+static POPS_HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Blocking pops waiting at the debug hold (`COREPAX.DEBUG HOLDPOPS ON`) now.
+pub fn pops_held() -> usize {
+    POPS_HELD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Waiters by key, oldest first.
 #[derive(Default)]
 pub(super) struct ListWaiters {
     by_key: HashMap<Bytes, VecDeque<(u64, Waker)>, MapHasher>,
     next_id: u64,
+    /// Debug: woken pops wait before submitting (`DebugFault::HoldPops`).
+    pub(super) hold: bool,
 }
 
 impl ListWaiters {
@@ -156,6 +170,7 @@ impl Shard {
                     .await;
                 continue;
             }
+            self.hold_if_asked().await;
             let reply = self.submit(b.cmd.clone()).await?;
             if !took(&reply) {
                 continue;
@@ -167,6 +182,21 @@ impl Shard {
             }
             return Ok(reply);
         }
+    }
+}
+
+impl Shard {
+    /// Debug (`DebugFault::HoldPops`): waits while the hold is on, counted in
+    /// [`pops_held`]. The pop is submitted after it, whatever became of its client.
+    async fn hold_if_asked(&self) {
+        if !self.list_waiters.borrow().hold {
+            return;
+        }
+        POPS_HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        while self.list_waiters.borrow().hold {
+            glommio::timer::sleep(HOLD_POLL).await;
+        }
+        POPS_HELD.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

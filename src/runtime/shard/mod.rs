@@ -36,7 +36,7 @@ mod snapshot;
 mod storage;
 mod ticker;
 
-pub use blocking::Blocking;
+pub use blocking::{Blocking, pops_held};
 pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
 pub use peers::PeerMsg;
@@ -405,6 +405,10 @@ pub enum DebugFault {
     Partition,
     /// The WAL's syncs fail as on a full disk (`GroupCommitter::inject_no_space`).
     DiskFull,
+    /// A blocking pop that an element woke waits before it submits its pop, counted in
+    /// [`blocking::pops_held`]: a test closes its client's connection meanwhile, as when
+    /// a client goes away while the log decides its pop.
+    HoldPops,
 }
 /// Client back-offs ending this close together share a timer (the later one waits this
 /// much longer at most).
@@ -592,11 +596,12 @@ impl Shard {
         self.wake_list_waiters();
     }
 
-    /// Debug: turns a fault on or off (`COREPAX.DEBUG PARTITION|DISKFULL ON|OFF`).
+    /// Debug: turns a fault on or off (`COREPAX.DEBUG PARTITION|DISKFULL|HOLDPOPS ON|OFF`).
     pub fn set_debug_fault(&self, fault: DebugFault, on: bool) {
         match fault {
             DebugFault::Partition => self.partitioned.set(on),
             DebugFault::DiskFull => self.wal.inject_no_space(on),
+            DebugFault::HoldPops => self.list_waiters.borrow_mut().hold = on,
         }
     }
 
