@@ -611,10 +611,24 @@ pub struct NodeConfig {
     /// of one round to the start of the next); 0 = never (only `COREPAX.REPAIR`).
     #[serde(default = "anti_entropy_interval_ms_default")]
     pub anti_entropy_interval_ms: u64,
+    /// Key changes each shard keeps for key watches to resume from (`COREPAX.WATCH …
+    /// FROM version`); a watch from an older version is refused as compacted. 0 keeps
+    /// none: watches then only follow live changes.
+    #[serde(default = "watch_history_max_default")]
+    pub watch_history_max: usize,
     /// The replication protocol.
     #[serde(default)]
     pub protocol: ProtocolConfig,
 }
+
+/// Changes a shard keeps for key watches by default: about 100 bytes each with a short
+/// key, so about 1 MB per shard; a second of changes at 10,000 writes per second.
+fn watch_history_max_default() -> usize {
+    10_000
+}
+
+/// The most changes a shard may keep for key watches.
+pub const WATCH_HISTORY_MAX: usize = 10_000_000;
 
 /// The shortest anti-entropy interval accepted (other than 0, off): a round compares roots
 /// with every peer, so much more often than this is busy work.
@@ -701,6 +715,7 @@ impl NodeConfig {
             snapshot_interval_slots: snapshot_interval_slots_default(),
             log_retain_slots: log_retain_slots_default(),
             anti_entropy_interval_ms: anti_entropy_interval_ms_default(),
+            watch_history_max: watch_history_max_default(),
             protocol: ProtocolConfig {
                 replicas,
                 ..ProtocolConfig::default()
@@ -749,6 +764,11 @@ impl NodeConfig {
             self.client_array_len_max,
         )?;
         check(self.maxclients >= 1, "maxclients", ">= 1", self.maxclients)?;
+        in_range(
+            "watch_history_max",
+            &self.watch_history_max,
+            0..=WATCH_HISTORY_MAX,
+        )?;
         check(
             self.client_input_bytes_max / self.shards >= CLIENT_INPUT_BYTES_PER_SHARD_MIN,
             "client_input_bytes_max",
@@ -830,6 +850,7 @@ mod tests {
             snapshot_interval_slots: 50_000,
             log_retain_slots: 10_000,
             anti_entropy_interval_ms,
+            watch_history_max: 10,
             protocol: ProtocolConfig::default(),
         }
     }

@@ -162,6 +162,15 @@ pub enum Command {
         #[serde(deserialize_with = "flat_commands")]
         cmds: Vec<Command>,
     },
+    /// Delivers a message to the subscribers of a channel on every replica, each when it
+    /// applies this entry (`PUBLISH`); changes no state and replies `OK` (the node counts
+    /// its own receivers for the client). Routed by the channel as by a key.
+    Publish {
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
 }
 
 /// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
@@ -276,6 +285,7 @@ impl Command {
                 versions.iter().map(|(k, _)| k.len()).sum::<usize>()
                     + cmds.iter().map(Command::payload_bytes).sum::<usize>()
             }
+            Command::Publish { channel, message } => channel.len() + message.len(),
         }
     }
 
@@ -311,6 +321,7 @@ impl Command {
             Command::Watched { versions, cmds } => {
                 2 * versions.len() + cmds.iter().map(Command::items).sum::<usize>()
             }
+            Command::Publish { .. } => 2,
         }
     }
 
@@ -365,6 +376,7 @@ impl Command {
             | Command::LRange { .. }
             | Command::LIndex { .. }
             | Command::Type(_)
+            | Command::Publish { .. }
             | Command::Noop => {}
         }
     }
@@ -392,7 +404,8 @@ impl Command {
             | Command::LLen(k)
             | Command::LRange { key: k, .. }
             | Command::LIndex { key: k, .. }
-            | Command::Type(k) => f(k),
+            | Command::Type(k)
+            | Command::Publish { channel: k, .. } => f(k),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
             Command::Watched { versions, cmds } => {
