@@ -706,24 +706,7 @@ impl Data<'_> {
                 }
                 Reply::Ok
             }
-            Command::Expire { key, ttl, cond } => {
-                if !self.map.contains_key(key) {
-                    return Reply::Int(0);
-                }
-                let had = self.expiry.deadline(key);
-                match self.expiry.change(key, *ttl, *cond) {
-                    None | Some(Change::Keep) => Reply::Int(0),
-                    Some(Change::Remove) => {
-                        Reply::Int(i64::from(self.remove_at(key, slot, ChangeKind::Expired)))
-                    }
-                    // PERSIST answers 0 for a key that had no deadline.
-                    Some(Change::To(None)) if had.is_none() => Reply::Int(0),
-                    Some(Change::To(d)) => {
-                        self.expiry.set(key, d);
-                        Reply::Int(1)
-                    }
-                }
-            }
+            Command::Expire { key, ttl, cond } => self.expire(slot, key, *ttl, *cond),
             Command::Ttl(key) => Reply::Int(match self.expiry.deadline(key) {
                 _ if !self.map.contains_key(key) => -2,
                 None => -1,
@@ -738,15 +721,38 @@ impl Data<'_> {
             | Command::PopFirst { .. }
             | Command::LMove { .. }
             | Command::LRem { .. } => self.execute_list(slot, cmd),
-            Command::Publish { channel, message } => {
-                if let Some(events) = self.events.as_deref_mut() {
-                    events.push(Event::Message {
-                        slot,
-                        channel: channel.clone(),
-                        message: message.clone(),
-                    });
-                }
-                Reply::Ok
+            Command::Publish { channel, message } => self.publish(slot, channel, message),
+        }
+    }
+
+    /// `PUBLISH`: reported for the driver to deliver; no state changes.
+    fn publish(&mut self, slot: Slot, channel: &Bytes, message: &Bytes) -> Reply {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.push(Event::Message {
+                slot,
+                channel: channel.clone(),
+                message: message.clone(),
+            });
+        }
+        Reply::Ok
+    }
+
+    /// `EXPIRE` and its kin: 1 if the deadline changed, else 0.
+    fn expire(&mut self, slot: Slot, key: &[u8], ttl: Ttl, cond: ExpireIf) -> Reply {
+        if !self.map.contains_key(key) {
+            return Reply::Int(0);
+        }
+        let had = self.expiry.deadline(key);
+        match self.expiry.change(key, ttl, cond) {
+            None | Some(Change::Keep) => Reply::Int(0),
+            Some(Change::Remove) => {
+                Reply::Int(i64::from(self.remove_at(key, slot, ChangeKind::Expired)))
+            }
+            // PERSIST answers 0 for a key that had no deadline.
+            Some(Change::To(None)) if had.is_none() => Reply::Int(0),
+            Some(Change::To(d)) => {
+                self.expiry.set(key, d);
+                Reply::Int(1)
             }
         }
     }

@@ -116,10 +116,10 @@ impl Sim {
         }
         let mut violations = Vec::new();
         // Slot → what the first segment to deliver it delivered.
-        let mut agreed: BTreeMap<Slot, Vec<(Bytes, Bytes)>> = BTreeMap::new();
-        let mut runs: Vec<(ReplicaId, Vec<(Slot, Vec<(Bytes, Bytes)>)>)> = Vec::new();
+        let mut agreed: BTreeMap<Slot, SlotMessages> = BTreeMap::new();
+        let mut runs: Vec<(ReplicaId, Vec<(Slot, SlotMessages)>)> = Vec::new();
         for seg in &self.deliveries.segments {
-            let mut by_slot: Vec<(Slot, Vec<(Bytes, Bytes)>)> = Vec::new();
+            let mut by_slot: Vec<(Slot, SlotMessages)> = Vec::new();
             for (slot, ch, msg) in &seg.got {
                 match by_slot.last_mut() {
                     Some((s, list)) if s == slot => list.push((ch.clone(), msg.clone())),
@@ -175,6 +175,9 @@ impl Sim {
         self.violations.extend(violations);
     }
 }
+
+/// What a replica delivered at one slot: (channel, message) in order.
+type SlotMessages = Vec<(Bytes, Bytes)>;
 
 /// The (channel, message) pairs a command publishes, in order.
 fn publishes(cmd: &Command) -> Vec<(Bytes, Bytes)> {
