@@ -136,3 +136,71 @@ fn a_watch_resumes_from_the_last_version_seen_without_gap_or_repeat() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A follower cut off while the log moves on catches up from a snapshot: it never saw
+/// the changes and messages in between, so its key watches end with a `lost` push and
+/// its subscribers of that shard are disconnected (they would otherwise miss messages
+/// while connected).
+#[test]
+fn a_snapshot_install_ends_watches_and_disconnects_subscribers() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--snapshot-interval-slots",
+        "20",
+        "--log-retain-slots",
+        "5",
+        "--batch-max",
+        "1",
+        "--debug",
+    ];
+    let cluster = Cluster::start(3, dir.path(), &flags);
+    let key = "watched";
+    let shard = corepax::runtime::node::shard_of(key.as_bytes(), SHARDS);
+    let leader = cluster.leaders()[shard].expect("a leader");
+    let follower = (leader + 1) % 3;
+    let mut w = Client::connect(cluster.clients[follower]).unwrap();
+    watch(&mut w, &[key]);
+    // A channel of the same shard.
+    let channel = (0..)
+        .map(|i| format!("ch{i}"))
+        .find(|c| corepax::runtime::node::shard_of(c.as_bytes(), SHARDS) == shard)
+        .unwrap();
+    let mut sub = std::net::TcpStream::connect(cluster.clients[follower]).unwrap();
+    std::io::Write::write_all(&mut sub, &{
+        let mut out = Vec::new();
+        corepax::wire::resp::encode_command(&mut out, &["SUBSCRIBE", &channel]);
+        out
+    })
+    .unwrap();
+    let mut ctl = Client::connect(cluster.clients[follower]).unwrap();
+    assert!(is_ok(
+        &ctl.cmd(&["COREPAX.DEBUG", "PARTITION", "ON"]).unwrap()
+    ));
+    let mut writer = Client::connect(cluster.clients[leader]).unwrap();
+    for i in 0..100 {
+        let k = format!("{{{key}}}:{i}");
+        assert!(is_ok(&writer.set(&k, "x").unwrap()), "{k}");
+    }
+    writer.cmd(&["SET", key, "while-cut-off"]).unwrap();
+    assert!(is_ok(
+        &ctl.cmd(&["COREPAX.DEBUG", "PARTITION", "OFF"]).unwrap()
+    ));
+
+    let w = words(&w.read_reply().expect("a push once the follower caught up"));
+    assert_eq!(w[0], "lost", "{w:?}");
+    assert!(w[1].contains("snapshot"), "{w:?}");
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    loop {
+        match sub.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "the subscriber stayed connected ({e}) after reading {:?}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+}
