@@ -50,6 +50,9 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
+// What a retained change costs, besides its key's own copy (the docs say so).
+const _: () = assert!(std::mem::size_of::<Change>() == 48);
+
 /// Something the state machine did that clients may wait for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
