@@ -52,6 +52,11 @@ fn a_watch_resumes_from_the_last_version_seen_without_gap_or_repeat() {
     let mut w = Client::connect(cluster.clients[follower]).unwrap();
     let start = watch(&mut w, &[key]);
     let mut writer = Client::connect(cluster.clients[leader]).unwrap();
+    let info = bulk(&writer.cmd(&["INFO"]).unwrap()).unwrap();
+    assert!(info.contains(&format!("shard{shard}_pubsub:")), "{info}");
+    let mut f = Client::connect(cluster.clients[follower]).unwrap();
+    let info = bulk(&f.cmd(&["INFO"]).unwrap()).unwrap();
+    assert!(info.contains("watched_keys=1,"), "{info}");
 
     // Live changes on a follower, each with the version COREPAX.VERSION reports.
     assert!(is_ok(&writer.cmd(&["SET", key, "v1"]).unwrap()));

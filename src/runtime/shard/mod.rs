@@ -41,7 +41,7 @@ pub use blocking::Blocking;
 pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
 pub use peers::PeerMsg;
-pub use pubsub::{ConnId, PubsubAnswer, PubsubOp};
+pub use pubsub::{ConnId, PubsubAnswer, PubsubInfo, PubsubOp};
 
 /// What a shard recovered from its disk: the replica, and the WAL to go on with.
 struct Recovered {

@@ -74,6 +74,21 @@ pub enum PubsubAnswer {
     Watching(Result<Slot, Compacted>),
 }
 
+/// What INFO shows of a shard's subscriptions and watches (this node's connections).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PubsubInfo {
+    /// Channels with a subscriber.
+    pub channels: usize,
+    /// Pattern subscriptions.
+    pub patterns: usize,
+    /// Keys with a watcher.
+    pub watched_keys: usize,
+    /// Changes kept for watches to resume from.
+    pub changes_kept: usize,
+    /// The oldest version a watch may resume from.
+    pub oldest_from: Slot,
+}
+
 /// One shard's subscribers and watches, and its change history.
 pub(super) struct Pubsub {
     channels: HashMap<Bytes, Vec<(ConnId, Mailbox)>, MapHasher>,
@@ -92,6 +107,16 @@ impl Pubsub {
             patterns: Vec::new(),
             watches: HashMap::default(),
             history: History::new(history_max, applied),
+        }
+    }
+
+    pub(super) fn info(&self) -> PubsubInfo {
+        PubsubInfo {
+            channels: self.channels.len(),
+            patterns: self.patterns.len(),
+            watched_keys: self.watches.len(),
+            changes_kept: self.history.len(),
+            oldest_from: self.history.floor(),
         }
     }
 
