@@ -19,7 +19,7 @@ if [ -n "$NEED" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $NEED >/dev/null
 fi
 # redis-py, for the test that drives the node through a real client library with its
-# default settings (tests/clients/redis_py_check.py).
+# default settings (tests/clients/redis_py_check.py, tests/clients/redis_py_pubsub.py).
 PY=target/pyclients/bin/python
 if ! "$PY" -c "import redis" 2>/dev/null; then
     echo "installing redis-py into target/pyclients" >&2

@@ -71,7 +71,7 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | pop-without-log (with --lists).
+    /// vote-inside-lease | pop-without-log (with --lists) | deliver-on-receipt (with --pubsub).
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
@@ -84,6 +84,10 @@ pub struct SimArgs {
     /// Every key is a list: clients push, pop and read lengths, checked as a sequence.
     #[arg(long)]
     lists: bool,
+    /// Every write also publishes its value (`PUBLISH`, in one transaction): every
+    /// replica's deliveries are checked to be gap-free runs of one sequence.
+    #[arg(long)]
+    pubsub: bool,
     /// Let clocks drift far beyond the configured bound, to see the checker catch the
     /// stale lease reads that follows.
     #[arg(long, hide = true)]
@@ -291,9 +295,11 @@ pub fn main() -> ExitCode {
 fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)> {
     let mut bugs = Bugs::default();
     let mut pop_without_log = false;
+    let mut deliver_on_receipt = false;
     for b in &args.bug {
         match b.as_str() {
             "pop-without-log" if args.lists => pop_without_log = true,
+            "deliver-on-receipt" if args.pubsub => deliver_on_receipt = true,
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
             "truncate-at-corruption" => bugs.truncate_at_corruption = true,
@@ -305,7 +311,8 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), pop-without-log (with --lists)"
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), pop-without-log (with --lists), \
+                 deliver-on-receipt (with --pubsub)"
             ),
         }
     }
@@ -313,6 +320,8 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     base.bugs = bugs;
     base.lists = args.lists;
     base.bug_pop_without_log = pop_without_log;
+    base.pubsub = args.pubsub;
+    base.bug_deliver_on_receipt = deliver_on_receipt;
     base.set_protocol_settings(&args.protocol.given)?;
     base.check_protocol(args.seed..args.seed.saturating_add(args.seeds))
         .map_err(anyhow::Error::msg)?;
@@ -328,6 +337,9 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     }
     if args.lists {
         flags.push_str(" --lists");
+    }
+    if args.pubsub {
+        flags.push_str(" --pubsub");
     }
     base.drift_beyond_bound = args.drift_beyond_bound;
     if args.drift_beyond_bound {

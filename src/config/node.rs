@@ -27,6 +27,8 @@ pub const ANTI_ENTROPY_INTERVAL_MS_MAX: u64 = 86_400_000;
 /// per peer, and divergence (lost log records, bit rot) is repaired within a minute.
 /// Benchmark launchers (`corepax cluster`, the load generator) pass 0 unless asked.
 pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// The most changes a shard may keep for key watches.
+pub const WATCH_HISTORY_MAX: usize = 10_000_000;
 
 /// The smallest `client_input_bytes_max` accepted, per shard: room for one command of
 /// the largest size.
@@ -275,6 +277,11 @@ node_settings! {
     /// Each shard runs anti-entropy against every other replica this often (ms, from the
     /// end of one round to the start of the next); 0 = never (only `COREPAX.REPAIR`).
     anti_entropy_interval_ms: u64 = ANTI_ENTROPY_INTERVAL_MS_DEFAULT;
+    /// Key changes each shard keeps for key watches to resume from (`COREPAX.WATCH …
+    /// FROM version`); a watch from an older version is refused as compacted. 0 keeps
+    /// none: watches then only follow live changes. Each takes 48 bytes and a copy of its
+    /// key, so the default is under 1 MB per shard with short keys.
+    watch_history_max: usize = 10_000, allowed 0..=WATCH_HISTORY_MAX;
 }
 
 impl TryFrom<NodeFile> for NodeConfig {

@@ -34,6 +34,10 @@ pub enum Outcome {
     Map(Vec<(&'static str, Outcome)>),
     /// Answer `+OK` and close the connection.
     Quit,
+    /// A push: an array in RESP2, a `>` push in RESP3 (subscribe confirmations, messages).
+    Push(Vec<Outcome>),
+    /// Several answers to one command, one after the other (`SUBSCRIBE a b`).
+    Several(Vec<Outcome>),
 }
 
 /// The RESP version a connection speaks: 2 until `HELLO 3`.
@@ -99,6 +103,24 @@ impl Outcome {
                 }
             }
             Outcome::Quit => resp::encode_simple(out, "OK"),
+            Outcome::Push(items) => {
+                match proto {
+                    Proto::Resp2 => resp::encode_array_header(out, Some(items.len())),
+                    Proto::Resp3 => {
+                        out.push(b'>');
+                        out.extend_from_slice(itoa::Buffer::new().format(items.len()).as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                for o in items {
+                    o.encode(out, proto);
+                }
+            }
+            Outcome::Several(all) => {
+                for o in all {
+                    o.encode(out, proto);
+                }
+            }
         }
     }
 }
@@ -159,6 +181,10 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     if !conn.authenticated && !matches!(name, "AUTH" | "HELLO" | "QUIT") {
         return Pending::Ready(Outcome::Error(super::conn::NOAUTH.into()));
     }
+    let push_mode = conn.subs.as_ref().is_some_and(|s| s.active());
+    if push_mode && conn.proto == Proto::Resp2 && !super::pubsub::allowed_in_push_mode(name) {
+        return Pending::Ready(super::pubsub::refused_in_push_mode(name));
+    }
     if let Some(txn) = conn.txn.as_mut()
         && !matches!(name, "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT")
     {
@@ -189,6 +215,17 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
         "HELLO" => Pending::Ready(conn.hello(&args[1..], requirepass)),
         "AUTH" => Pending::Ready(conn.auth(&args[1..], requirepass)),
         "CLIENT" => Pending::Ready(conn.client(&args[1..])),
+        "SUBSCRIBE" | "UNSUBSCRIBE" | "PSUBSCRIBE" | "PUNSUBSCRIBE" => {
+            super::pubsub::subscription(local, conn, name, &args[1..])
+        }
+        "PUBLISH" if n == 3 => super::pubsub::publish(local, args[1].clone(), args[2].clone()),
+        "PUBSUB" if n >= 2 => super::pubsub::pubsub(local, &args[1..]),
+        "COREPAX.WATCH" if n >= 2 => super::pubsub::watch(local, conn, &args[1..]),
+        "COREPAX.UNWATCH" if n == 1 => super::pubsub::unwatch(local, conn),
+        "RESET" if n == 1 => super::pubsub::reset(local, conn),
+        "PING" if n <= 2 && push_mode && conn.proto == Proto::Resp2 => {
+            Pending::Ready(super::pubsub::ping_in_push_mode(&args[1..]))
+        }
         "PING" if n == 1 => Pending::Ready(Outcome::Simple("PONG")),
         "PING" if n == 2 => Pending::Ready(Outcome::Bulk(Some(args[1].clone()))),
         "ECHO" if n == 2 => Pending::Ready(Outcome::Bulk(Some(args[1].clone()))),
@@ -214,9 +251,8 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
             }))
         }
         "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, name, &args),
-        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" | "UNWATCH" | "SCAN" | "KEYS" => {
-            wrong_args(name)
-        }
+        "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" | "UNWATCH" | "SCAN" | "KEYS"
+        | "PUBLISH" | "PUBSUB" | "COREPAX.WATCH" | "COREPAX.UNWATCH" | "RESET" => wrong_args(name),
 
         _ => unknown(&args),
     }

@@ -29,6 +29,8 @@ pub struct Conn {
     pub(super) watch: Option<Watch>,
     /// The client may run commands: it passed `AUTH`, or no password is required.
     pub(super) authenticated: bool,
+    /// Channels, patterns and keys it receives pushes for, once it subscribed or watched.
+    pub(super) subs: Option<super::pubsub::Subs>,
 }
 
 /// Redis's answer to a command before `AUTH` when a password is required.
@@ -149,6 +151,7 @@ impl Conn {
             txn: None,
             watch: None,
             authenticated: !requires_auth,
+            subs: None,
         }
     }
 

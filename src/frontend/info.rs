@@ -172,6 +172,14 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.counters.anti_entropy_snapshots,
         );
     }
+    for i in infos {
+        let p = &i.pubsub;
+        let _ = write!(
+            s,
+            "shard{}_pubsub:channels={},patterns={},watched_keys={},changes_kept={},oldest_from={}\r\n",
+            i.index, p.channels, p.patterns, p.watched_keys, p.changes_kept, p.oldest_from,
+        );
+    }
 }
 
 /// `# Reads`: one line summed over shards.

@@ -8,6 +8,7 @@ mod conn;
 mod info;
 mod lists;
 mod parse;
+mod pubsub;
 mod scan;
 mod txn;
 
@@ -103,7 +104,72 @@ async fn until_closed(
     }
 }
 
-async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<()> {
+/// Pushes written to the client in one write, at most, and bytes after which no more
+/// are added to it.
+const PUSHES_PER_WRITE_MAX: usize = 256;
+const PUSH_WRITE_BYTES: usize = 256 << 10;
+
+/// Writes what shards put in the connection's mailbox until the client sends something:
+/// `Some(bytes read)` (0 at the end of the stream), or `None` if the connection fell too
+/// far behind and is cut off.
+async fn pushes_until_input(
+    stream: &mut TcpStream,
+    decoder: &mut CommandDecoder,
+    subs: &mut pubsub::Subs,
+    proto: Proto,
+    out: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
+    enum Next {
+        Push(Option<crate::runtime::mailbox::Push>),
+        Read(std::io::Result<usize>),
+    }
+    loop {
+        let read = async { Next::Read(clients::read_some(stream, decoder, || {}).await) };
+        let push = async { Next::Push(subs.inbox.next().await) };
+        let first = match futures_lite::future::or(read, push).await {
+            Next::Read(r) => return r.map(Some),
+            Next::Push(None) => return Ok(None),
+            Next::Push(Some(p)) => p,
+        };
+        let mut counted = subs.encode(first, out, proto);
+        for _ in 1..PUSHES_PER_WRITE_MAX {
+            if out.len() >= PUSH_WRITE_BYTES {
+                break;
+            }
+            match subs.inbox.try_next() {
+                Some(p) => counted += subs.encode(p, out, proto),
+                None => break,
+            }
+        }
+        let write = async { Some(stream.write_all(&out[..]).await) };
+        let cut = async {
+            subs.inbox.cut_off().await;
+            None
+        };
+        match futures_lite::future::or(write, cut).await {
+            Some(r) => r?,
+            None => return Ok(None),
+        }
+        out.clear();
+        if out.capacity() > 2 * PUSH_WRITE_BYTES {
+            *out = Vec::new(); // A large message passed: give its buffer back.
+        }
+        subs.inbox.written(counted);
+    }
+}
+
+async fn connection(local: Rc<Local>, stream: TcpStream) -> std::io::Result<()> {
+    let mut conn = conn::Conn::new(local.cfg.requirepass.is_some());
+    let result = serve_connection(&local, stream, &mut conn).await;
+    pubsub::closed(&local, &mut conn);
+    result
+}
+
+async fn serve_connection(
+    local: &Rc<Local>,
+    mut stream: TcpStream,
+    conn: &mut conn::Conn,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let limits = Limits {
         bulk_bytes_max: local.cfg.client_bulk_bytes_max,
@@ -120,13 +186,15 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
     let mut pending = Vec::new();
     // Each reply is written in the RESP version in force when its command arrived (a
     // HELLO's own reply already in the new one).
-    let mut conn = conn::Conn::new(local.cfg.requirepass.is_some());
     loop {
+        if conn.subs.as_ref().is_some_and(|s| s.inbox.overflowed()) {
+            return Ok(()); // Too far behind its subscriptions: cut off, as Redis does.
+        }
         let mut close = false;
         while pending.len() < PIPELINE_MAX {
             match decoder.next_command() {
                 Ok(Some(Decoded::Command(value))) => {
-                    let p = commands::start(&local, &mut conn, value);
+                    let p = commands::start(local, conn, value);
                     pending.push((p, conn.proto));
                 }
                 Ok(Some(Decoded::TooLarge { bytes, bytes_max })) => {
@@ -157,15 +225,24 @@ async fn connection(local: Rc<Local>, mut stream: TcpStream) -> std::io::Result<
         if pending.is_empty() {
             // Read only when every whole command was answered: a client may send a
             // pipeline longer than PIPELINE_MAX and wait for all of it.
-            let n = clients::read_some(&mut stream, &mut decoder, || {
-                if out.capacity() > clients::IDLE_OUT_KEEP_BYTES {
-                    out = Vec::new();
+            let proto = conn.proto;
+            let n = if let Some(subs) = conn.subs.as_mut() {
+                // Meanwhile, write what its subscriptions and watches deliver.
+                match pushes_until_input(&mut stream, &mut decoder, subs, proto, &mut out).await? {
+                    Some(n) => n,
+                    None => return Ok(()),
                 }
-                if pending.capacity() > clients::IDLE_PENDING_KEEP {
-                    pending = Vec::new();
-                }
-            })
-            .await?;
+            } else {
+                clients::read_some(&mut stream, &mut decoder, || {
+                    if out.capacity() > clients::IDLE_OUT_KEEP_BYTES {
+                        out = Vec::new();
+                    }
+                    if pending.capacity() > clients::IDLE_PENDING_KEEP {
+                        pending = Vec::new();
+                    }
+                })
+                .await?
+            };
             if n == 0 {
                 return Ok(());
             }

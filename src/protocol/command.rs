@@ -210,6 +210,15 @@ pub enum Command {
         /// Elements compared, at most (0: no limit).
         maxlen: u64,
     },
+    /// Delivers a message to the subscribers of a channel on every replica, each when it
+    /// applies this entry (`PUBLISH`); changes no state and replies `OK` (the node counts
+    /// its own receivers for the client). Routed by the channel as by a key.
+    Publish {
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
 }
 
 /// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
@@ -336,6 +345,7 @@ impl Command {
                 versions.iter().map(|(k, _)| k.len()).sum::<usize>()
                     + cmds.iter().map(Command::payload_bytes).sum::<usize>()
             }
+            Command::Publish { channel, message } => channel.len() + message.len(),
         }
     }
 
@@ -379,6 +389,7 @@ impl Command {
             Command::Watched { versions, cmds } => {
                 2 * versions.len() + cmds.iter().map(Command::items).sum::<usize>()
             }
+            Command::Publish { .. } => 2,
         }
     }
 
@@ -437,6 +448,7 @@ impl Command {
             | Command::LIndex { .. }
             | Command::LPos { .. }
             | Command::Type(_)
+            | Command::Publish { .. }
             | Command::Noop => {}
         }
     }
@@ -465,7 +477,8 @@ impl Command {
             | Command::LRange { key: k, .. }
             | Command::LIndex { key: k, .. }
             | Command::LPos { key: k, .. }
-            | Command::Type(k) => f(k),
+            | Command::Type(k)
+            | Command::Publish { channel: k, .. } => f(k),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
             Command::Watched { versions, cmds } => {

@@ -16,6 +16,7 @@ use super::expiry::{Change, ExpireIf, Expiry, Ttl};
 pub use super::item::{EntryRef, Item, Kind};
 use super::merkle::MerkleTree;
 use super::types::{ClientId, MapHasher, Slot};
+use super::watch::{Change as KeyChange, ChangeKind, Event};
 
 /// A stored value and the slot that last wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,6 +256,9 @@ pub struct Kv {
     /// Key and value bytes of the write commands applied so far (not part of the state:
     /// a local count, to bound the log kept since the last snapshot).
     written_bytes: u64,
+    /// What applying the log did that clients may wait for, until the driver takes it
+    /// ([`Kv::take_events`]); `None`: not recorded (the driver asked for none).
+    events: Option<Vec<Event>>,
 }
 
 impl Kv {
@@ -270,6 +274,21 @@ impl Kv {
             merkle: MerkleTree::default(),
             expiry: Expiry::default(),
             written_bytes: 0,
+            events: None,
+        }
+    }
+
+    /// Starts (or stops) recording [`Event`]s as the log is applied. A driver that turns
+    /// it on takes them after every step ([`Kv::take_events`]).
+    pub fn record_events(&mut self, on: bool) {
+        self.events = on.then(Vec::new);
+    }
+
+    /// The events recorded since the last call, in apply order (empty when not recording).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        match &mut self.events {
+            Some(events) if !events.is_empty() => std::mem::take(events),
+            _ => Vec::new(),
         }
     }
 
@@ -324,7 +343,8 @@ impl Kv {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
         if req.client == 0 {
-            return Applied::Reply(self.data().execute(slot, &req.cmd));
+            let reply = self.data().execute(slot, &req.cmd);
+            return Applied::Reply(reply);
         }
         if !self.sessions.contains_key(&req.client) && self.sessions.len() >= self.clients_max {
             self.evict_idle_session();
@@ -361,6 +381,7 @@ impl Kv {
             map: &mut self.map,
             merkle: &mut self.merkle,
             expiry: &mut self.expiry,
+            events: self.events.as_mut(),
         }
         .execute(slot, &req.cmd);
         session.replies.insert(at, (req.seq, reply.clone()));
@@ -377,6 +398,7 @@ impl Kv {
             map: &mut self.map,
             merkle: &mut self.merkle,
             expiry: &mut self.expiry,
+            events: self.events.as_mut(),
         }
     }
 
@@ -443,6 +465,10 @@ impl Kv {
         self.map = state.entries.into_iter().collect();
         self.sessions = state.sessions.into_iter().collect();
         self.expiry = Expiry::import(state.deadlines, state.log_time);
+        if let Some(events) = &mut self.events {
+            // Changes up to the snapshot were never applied here one by one.
+            events.push(Event::Reset);
+        }
         // The map changed without `execute`: the tree learns it all at once.
         self.merkle
             .rebuild_full(self.map.iter().map(|i| (i.key(), i.entry_ref())));
@@ -494,6 +520,8 @@ struct Data<'a> {
     map: &'a mut Map,
     merkle: &'a mut MerkleTree,
     expiry: &'a mut Expiry,
+    /// Where changes and messages are reported, if they are recorded.
+    events: Option<&'a mut Vec<Event>>,
 }
 
 impl Data<'_> {
@@ -503,11 +531,22 @@ impl Data<'_> {
         self.put_kind(key, value, slot, ttl, Kind::String);
     }
 
+    /// Reports a key's change, if changes are recorded.
+    fn report(&mut self, key: &[u8], version: Slot, kind: ChangeKind) {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.push(Event::Change(KeyChange {
+                key: Bytes::copy_from_slice(key),
+                version,
+                kind,
+            }));
+        }
+    }
+
     /// Sets a key to a value of a kind, and its deadline as `ttl` says.
     fn put_kind(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl, kind: Kind) {
         let deadline = match self.expiry.change(key, ttl, ExpireIf::Always) {
             Some(Change::Remove) => {
-                self.remove(key);
+                self.remove_at(key, slot, ChangeKind::Del);
                 return;
             }
             Some(Change::To(d)) => Some(d),
@@ -521,6 +560,11 @@ impl Data<'_> {
         };
         self.map
             .put(key, new, |old, new| merkle.update(key, old, Some(new)));
+        let change = match kind {
+            Kind::List => ChangeKind::List,
+            _ => ChangeKind::Set,
+        };
+        self.report(key, slot, change);
         if let Some(d) = deadline
             && (d.is_some() || !self.expiry.is_empty())
         {
@@ -528,8 +572,8 @@ impl Data<'_> {
         }
     }
 
-    /// Removes a key and its deadline; true if it existed.
-    fn remove(&mut self, key: &[u8]) -> bool {
+    /// Removes a key and its deadline at `slot`, reported as `how`; true if it existed.
+    fn remove_at(&mut self, key: &[u8], slot: Slot, how: ChangeKind) -> bool {
         if !self.expiry.is_empty() {
             self.expiry.set(key, None);
         }
@@ -537,6 +581,7 @@ impl Data<'_> {
             return false;
         };
         self.merkle.update(key, Some(old.entry_ref()), None);
+        self.report(key, slot, how);
         true
     }
 
@@ -556,7 +601,11 @@ impl Data<'_> {
                 self.put(k, v, slot, Ttl::Clear);
                 Reply::Ok
             }
-            Command::Del(ks) => Reply::Int(ks.iter().filter(|k| self.remove(k)).count() as i64),
+            Command::Del(ks) => Reply::Int(
+                ks.iter()
+                    .filter(|k| self.remove_at(k, slot, ChangeKind::Del))
+                    .count() as i64,
+            ),
             Command::Exists(ks) => {
                 Reply::Int(ks.iter().filter(|k| self.map.contains_key(k)).count() as i64)
             }
@@ -620,7 +669,7 @@ impl Data<'_> {
                     Ok(old) => old,
                     Err(e) => return Reply::Error(e),
                 };
-                self.remove(k);
+                self.remove_at(k, slot, ChangeKind::Del);
                 Reply::Value(old)
             }
             Command::DelIfEq(k, v) => {
@@ -628,7 +677,9 @@ impl Data<'_> {
                     Ok(old) => old.is_some_and(|old| old == v),
                     Err(e) => return Reply::Error(e),
                 };
-                Reply::Int(i64::from(matches && self.remove(k)))
+                Reply::Int(i64::from(
+                    matches && self.remove_at(k, slot, ChangeKind::Del),
+                ))
             }
             Command::Version(k) => match self.map.get(k) {
                 Some(item) => Reply::Int(i64::try_from(item.version()).unwrap_or(i64::MAX)),
@@ -650,12 +701,12 @@ impl Data<'_> {
                 self.expiry.advance(*now_ms);
                 for k in expire {
                     if self.expiry.is_due(k) {
-                        self.remove(k);
+                        self.remove_at(k, slot, ChangeKind::Expired);
                     }
                 }
                 Reply::Ok
             }
-            Command::Expire { key, ttl, cond } => self.expire(key, *ttl, *cond),
+            Command::Expire { key, ttl, cond } => self.expire(slot, key, *ttl, *cond),
             Command::Ttl(key) => Reply::Int(match self.expiry.deadline(key) {
                 _ if !self.map.contains_key(key) => -2,
                 None => -1,
@@ -674,18 +725,33 @@ impl Data<'_> {
             | Command::LSet { .. }
             | Command::LInsert { .. }
             | Command::LTrim { .. } => self.execute_list(slot, cmd),
+            Command::Publish { channel, message } => self.publish(slot, channel, message),
         }
     }
 
+    /// `PUBLISH`: reported for the driver to deliver; no state changes.
+    fn publish(&mut self, slot: Slot, channel: &Bytes, message: &Bytes) -> Reply {
+        if let Some(events) = self.events.as_deref_mut() {
+            events.push(Event::Message {
+                slot,
+                channel: channel.clone(),
+                message: message.clone(),
+            });
+        }
+        Reply::Ok
+    }
+
     /// `EXPIRE` and its kin: 1 if the deadline changed, else 0.
-    fn expire(&mut self, key: &[u8], ttl: Ttl, cond: ExpireIf) -> Reply {
+    fn expire(&mut self, slot: Slot, key: &[u8], ttl: Ttl, cond: ExpireIf) -> Reply {
         if !self.map.contains_key(key) {
             return Reply::Int(0);
         }
         let had = self.expiry.deadline(key);
         match self.expiry.change(key, ttl, cond) {
             None | Some(Change::Keep) => Reply::Int(0),
-            Some(Change::Remove) => Reply::Int(i64::from(self.remove(key))),
+            Some(Change::Remove) => {
+                Reply::Int(i64::from(self.remove_at(key, slot, ChangeKind::Expired)))
+            }
             // PERSIST answers 0 for a key that had no deadline.
             Some(Change::To(None)) if had.is_none() => Reply::Int(0),
             Some(Change::To(d)) => {

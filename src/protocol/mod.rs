@@ -25,6 +25,7 @@ pub mod raft;
 pub mod transfer;
 pub mod types;
 pub mod waiting;
+pub mod watch;
 
 pub use consensus::{Bugs, Consensus, ConsensusSnapshot, Core};
 pub use kv::{Command, Kv, Reply, Request};

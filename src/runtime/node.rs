@@ -17,7 +17,7 @@ use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
-use super::shard::{Blocking, DebugFault, Shard, ShardInfo, SubmitError};
+use super::shard::{Blocking, DebugFault, PubsubAnswer, PubsubOp, Shard, ShardInfo, SubmitError};
 use crate::config::NodeConfig;
 use crate::protocol::{Command, MapHasher, Reply};
 use crate::wire::auth::ClusterKey;
@@ -98,6 +98,20 @@ pub enum MeshMsg {
         /// Only keys of this kind (`SCAN … TYPE`).
         kind: Option<crate::protocol::item::Kind>,
     },
+    /// Subscribe, watch or ask about subscriptions on the receiving shard.
+    Pubsub {
+        /// Correlates the answer.
+        id: u64,
+        /// What to do.
+        op: PubsubOp,
+    },
+    /// The answer to `Pubsub`.
+    PubsubReply {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        answer: PubsubAnswer,
+    },
     /// The answer to `Scan`.
     ScanReply {
         /// The request's id.
@@ -114,6 +128,7 @@ enum Waiter {
     Repair(oneshot::Sender<String>),
     Info(oneshot::Sender<ShardInfo>),
     Scan(oneshot::Sender<(Vec<Bytes>, u64)>),
+    Pubsub(oneshot::Sender<PubsubAnswer>),
 }
 
 /// Cross-shard messages queued per link, at most.
@@ -303,6 +318,27 @@ impl Local {
         rx.await.ok()
     }
 
+    /// Runs a publish/subscribe operation on shard `s` (see [`Shard::pubsub`]); `None` if
+    /// the shard is gone.
+    pub async fn pubsub(self: &Rc<Self>, s: usize, op: PubsubOp) -> Option<PubsubAnswer> {
+        if s == self.shard.index {
+            return Some(self.shard.pubsub(op));
+        }
+        let id = self.id();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(id, Waiter::Pubsub(tx));
+        if self
+            .senders
+            .send_to(s, MeshMsg::Pubsub { id, op })
+            .await
+            .is_err()
+        {
+            self.waiters.borrow_mut().remove(&id);
+            return None;
+        }
+        rx.await.ok()
+    }
+
     /// Runs anti-entropy on every shard of the node, one after the other.
     pub async fn repair_all(self: &Rc<Self>) -> String {
         let mut out = Vec::new();
@@ -430,6 +466,20 @@ impl Local {
                     let _ = me.senders.send_to(from, reply).await;
                 })
                 .detach();
+            }
+            MeshMsg::Pubsub { id, op } => {
+                let answer = self.shard.pubsub(op);
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let reply = MeshMsg::PubsubReply { id, answer };
+                    let _ = me.senders.send_to(from, reply).await;
+                })
+                .detach();
+            }
+            MeshMsg::PubsubReply { id, answer } => {
+                if let Some(Waiter::Pubsub(tx)) = self.waiters.borrow_mut().remove(&id) {
+                    let _ = tx.send(answer);
+                }
             }
             MeshMsg::ScanReply { id, keys, next } => {
                 if let Some(Waiter::Scan(tx)) = self.waiters.borrow_mut().remove(&id) {

@@ -48,6 +48,8 @@ pub struct SimOutcome {
     pub reads_now: u64,
     /// Keys the log's clock entries named for removal (proof that keys expired).
     pub keys_expired: u64,
+    /// Published messages the replicas delivered, in all (`--pubsub`).
+    pub messages_delivered: usize,
 }
 
 /// The replica's Merkle root after an incremental rebuild, checked against a full rebuild
@@ -190,6 +192,7 @@ impl Sim {
     }
 
     pub(super) fn check(mut self) -> SimOutcome {
+        self.check_pubsub();
         let mut by_key: Vec<Vec<Operation>> = vec![Vec::new(); self.cfg.keys];
         for rec in &self.history {
             // A read that never returned tells nothing.
@@ -241,6 +244,7 @@ impl Sim {
             forwards: self.forwards,
             reads_now: self.reads_now,
             keys_expired: self.keys_expired,
+            messages_delivered: self.deliveries.count(),
         }
     }
 }

@@ -97,6 +97,13 @@ impl Sim {
         let k = Bytes::from(format!("k{key}"));
         let cmd = match op {
             Op::Get => Command::Get(k),
+            Op::Set(v) if self.cfg.pubsub => Command::Multi(vec![
+                Command::Set(k, Bytes::from(v.to_string())),
+                Command::Publish {
+                    channel: pubsub::channel_of(key),
+                    message: Bytes::from(v.to_string()),
+                },
+            ]),
             Op::Set(v) => Command::Set(k, Bytes::from(v.to_string())),
             Op::Del => Command::Del(vec![k]),
             Op::Cas { expect, new } => Command::SetIf {
@@ -311,6 +318,7 @@ impl Sim {
         rec.op.log_hi = self.log_time_max;
         rec.op.out = match (rec.op.op, reply) {
             (Op::Set(_), Reply::Ok) => Output::Ok,
+            (Op::Set(_), Reply::Multi(rs)) if rs.first() == Some(&Reply::Ok) => Output::Ok,
             (Op::Del, Reply::Int(n)) => Output::Removed(n > 0),
             (Op::Cas { .. }, Reply::Ok) => Output::Swapped(true),
             (Op::Cas { .. }, Reply::Value(None)) => Output::Swapped(false),

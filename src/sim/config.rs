@@ -52,6 +52,12 @@ pub struct SimConfig {
     /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
     /// served as a read) instead of removing it through the log.
     pub bug_pop_without_log: bool,
+    /// Every client write also publishes its value (one transaction), and the checker
+    /// proves every replica delivered one sequence of messages (see `sim::pubsub`).
+    pub pubsub: bool,
+    /// Deliberate bug (with `pubsub`): messages are delivered when a replica receives an
+    /// accept carrying them, not when it applies the chosen entry.
+    pub bug_deliver_on_receipt: bool,
     /// Syncs take this many times as long as the simulated disk's usual latency (1: as
     /// measured here); a slower disk widens the window between a record's write and its
     /// sync, where a replica that answers before persisting loses what it promised.
@@ -88,6 +94,8 @@ impl SimConfig {
             corrupt_seeds_percent: 50,
             lists: false,
             bug_pop_without_log: false,
+            pubsub: false,
+            bug_deliver_on_receipt: false,
             settings: Vec::new(),
             sync_latency_factor: 1,
             lease_ms: None,

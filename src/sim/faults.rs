@@ -203,6 +203,7 @@ impl Sim {
         r.set_bugs(self.cfg.bugs);
         let recovering = r.recovering();
         n.replica = Some(r);
+        self.pubsub_start(node);
         self.log(|| format!("restart {node} (recovering lost records: {recovering})"));
         self.after_step(node);
     }

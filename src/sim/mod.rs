@@ -21,6 +21,7 @@ mod disk;
 mod faults;
 pub mod linearizability;
 mod network;
+mod pubsub;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
 use clients::{Client, Recorded, client_timeout};
@@ -168,6 +169,8 @@ struct Sim {
     rotted: Option<(usize, Bytes, Slot)>,
     /// Anti-entropy installs counted when the copy was damaged.
     installed_at_rot: u64,
+    /// What each replica delivered to subscribers (`--pubsub`).
+    deliveries: pubsub::Deliveries,
 }
 
 /// One replica's effects in the simulated world.
@@ -321,6 +324,7 @@ impl Sim {
             keys_expired: 0,
             rotted: None,
             installed_at_rot: 0,
+            deliveries: pubsub::Deliveries::default(),
             cfg,
         }
     }
@@ -342,6 +346,9 @@ impl Sim {
         // operations), and reached within seconds.
         let events_max = (self.cfg.clients * self.cfg.ops_per_client) as u64 * 4_000;
         let events_max = events_max.max(1_000_000);
+        for i in 0..self.cfg.replicas {
+            self.pubsub_start(ReplicaId(i as u8));
+        }
         for i in 0..self.cfg.replicas {
             let jitter = self.rng.random_range(0..5 * MS);
             self.schedule(jitter, Event::Tick(ReplicaId(i as u8)));
@@ -507,6 +514,7 @@ impl Sim {
             }
         }
         self.record_applied(node);
+        self.pubsub_after_step(node);
         let log_time = self.nodes[node.index()]
             .replica
             .as_ref()
@@ -537,5 +545,7 @@ impl Sim {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod tests_pubsub;
 #[cfg(test)]
 mod tests_raft;

@@ -225,6 +225,10 @@ impl Sim {
         let r = n.replica.as_mut().expect("checked");
         match msg {
             Wire::Core(msg) => {
+                if self.cfg.bug_deliver_on_receipt {
+                    self.pubsub_on_receipt(to, &msg);
+                }
+                let r = self.nodes[to.index()].replica.as_mut().expect("checked");
                 r.on_message(now, from, msg);
                 self.after_step(to);
             }

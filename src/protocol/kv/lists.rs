@@ -53,7 +53,7 @@ impl Data<'_> {
     /// Stores a list's new encoded value; an empty list removes the key.
     fn store_list(&mut self, key: &[u8], value: &[u8], slot: Slot) {
         if value.is_empty() {
-            self.remove(key);
+            self.remove_at(key, slot, crate::protocol::watch::ChangeKind::Del);
         } else {
             self.put_kind(key, value, slot, Ttl::Keep, Kind::List);
         }

@@ -510,3 +510,71 @@ fn digest_ignores_insertion_order() {
     );
     assert_ne!(a.digest(), b2.digest());
 }
+
+#[test]
+fn applying_reports_changes_and_messages_once_when_asked() {
+    use crate::protocol::watch::{Change as KeyChange, ChangeKind, Event};
+    let mut kv = Kv::new(8, 8);
+    kv.apply(1, &req(1, 1, 1, Command::Set(b("quiet"), b("1"))));
+    assert!(kv.take_events().is_empty(), "nothing recorded unless asked");
+    kv.record_events(true);
+    let publish = Command::Publish {
+        channel: b("news"),
+        message: b("hi"),
+    };
+    let bytes = postcard::to_stdvec(&publish).unwrap();
+    assert!(bytes.len() <= publish.encoded_bytes_max());
+    assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), publish);
+    let big = Command::Publish {
+        channel: b("c"),
+        message: Bytes::from(vec![7u8; 70_000]),
+    };
+    assert!(postcard::to_stdvec(&big).unwrap().len() <= big.encoded_bytes_max());
+    kv.apply(2, &req(1, 2, 2, publish.clone()));
+    // A retry answered from the session's memory delivers nothing again.
+    kv.apply(3, &req(1, 2, 2, publish));
+    kv.apply(4, &req(1, 3, 3, Command::Set(b("a"), b("x"))));
+    kv.apply(5, &req(1, 4, 4, Command::Del(vec![b("a"), b("gone")])));
+    let push = Command::Push {
+        key: b("l"),
+        values: vec![b("v")],
+        end: crate::protocol::list::End::Right,
+        existing: false,
+    };
+    kv.apply(6, &req(1, 5, 5, push));
+    let expire = Command::Expire {
+        key: b("quiet"),
+        ttl: Ttl::At(1),
+        cond: ExpireIf::Always,
+    };
+    let clock = Command::Clock {
+        now_ms: 1_000,
+        expire: Vec::new(),
+    };
+    kv.apply(7, &req(0, 0, 0, clock));
+    kv.apply(8, &req(1, 6, 6, expire));
+    let change = |k: &str, version, kind| {
+        Event::Change(KeyChange {
+            key: b(k),
+            version,
+            kind,
+        })
+    };
+    assert_eq!(
+        kv.take_events(),
+        vec![
+            Event::Message {
+                slot: 2,
+                channel: b("news"),
+                message: b("hi")
+            },
+            change("a", 4, ChangeKind::Set),
+            change("a", 5, ChangeKind::Del),
+            change("l", 6, ChangeKind::List),
+            change("quiet", 8, ChangeKind::Expired),
+        ]
+    );
+    assert!(kv.take_events().is_empty(), "taken once");
+    kv.import(kv.export());
+    assert_eq!(kv.take_events(), vec![Event::Reset]);
+}

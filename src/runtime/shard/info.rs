@@ -92,6 +92,8 @@ pub struct ShardInfo {
     pub client_times: crate::protocol::client::PathTimes,
     /// What the clock-rate check measured (lease modes).
     pub clocks: crate::protocol::paxos::ClockReport,
+    /// Subscriptions, key watches and the change history of this node's shard.
+    pub pubsub: super::pubsub::PubsubInfo,
 }
 
 impl Shard {
@@ -127,6 +129,7 @@ impl Shard {
             sync_times: self.wal.sync_times(),
             client_times: self.client.borrow().times(),
             clocks: r.clock_report(),
+            pubsub: self.pubsub.borrow().info(),
         }
     }
 

@@ -32,6 +32,7 @@ mod blocking;
 mod client;
 mod info;
 mod peers;
+mod pubsub;
 mod snapshot;
 mod storage;
 mod ticker;
@@ -40,6 +41,7 @@ pub use blocking::{Blocking, pops_held};
 pub use client::{SubmitError, Submitted};
 pub use info::{ShardCounters, ShardInfo};
 pub use peers::PeerMsg;
+pub use pubsub::{ConnId, PubsubAnswer, PubsubInfo, PubsubOp};
 
 /// What a shard recovered from its disk: the replica, and the WAL to go on with.
 struct Recovered {
@@ -287,6 +289,8 @@ pub struct Shard {
     anti_entropy_failing: Cell<bool>,
     /// Blocking pops waiting for a list to appear at their keys.
     list_waiters: RefCell<blocking::ListWaiters>,
+    /// Subscribers, key watches and the change history they resume from.
+    pubsub: RefCell<pubsub::Pubsub>,
 }
 
 /// A shard's replica's effects: the transport, the WAL, the client path.
@@ -431,7 +435,7 @@ impl Shard {
     /// transport, group committer, ticker.
     pub async fn start(cfg: NodeConfig, index: usize) -> anyhow::Result<Rc<Shard>> {
         let Recovered {
-            replica,
+            mut replica,
             wal,
             seed,
             snapshot_dir,
@@ -439,6 +443,8 @@ impl Shard {
             forgot_records,
         } = Recovered::open(&cfg, index).await?;
         let replica_applied = replica.applied_index();
+        // What recovery applied is not reported: only what is applied from now on.
+        replica.kv_mut().record_events(true);
         let client = ClientPath::new(
             ReplicaId(cfg.id),
             seed | 1,
@@ -487,6 +493,7 @@ impl Shard {
             repairs_durable: Cell::new(0),
             anti_entropy_failing: Cell::new(false),
             list_waiters: RefCell::default(),
+            pubsub: RefCell::new(pubsub::Pubsub::new(cfg.watch_history_max, replica_applied)),
             cfg,
         });
         // Before any proposal: the log time a leader stamps is the wall clock.
@@ -588,6 +595,7 @@ impl Shard {
         };
         let spare = step.dispatch(&mut fx);
         self.outbox.borrow_mut().recycle(spare);
+        self.deliver_events();
         if self.client.borrow().view() != view {
             let now = fx.now.unwrap_or_else(|| self.now());
             self.client.borrow_mut().observe(now, view);

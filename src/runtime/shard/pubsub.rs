@@ -1,0 +1,460 @@
+//! Publish/subscribe and key watches, delivered when this replica applies the log.
+//!
+//! A channel lives in the shard its name hashes to (as a key, hash tags included), so one
+//! shard's log orders every message of it: `PUBLISH` is a log entry, and each replica,
+//! when it applies that entry, puts the message in the mailbox of each of its own
+//! subscribers. Every subscriber on every replica so sees one channel's messages in one
+//! order. Patterns are held by every shard (a pattern matches channels of any shard).
+//!
+//! Key watches (`COREPAX.WATCH`) live in the shard of their keys: the shard keeps the
+//! last changes it applied ([`History`]); a watch first gets the retained changes after
+//! the version it resumes from, then each change as it is applied, in order.
+//!
+//! Nothing here is replicated or stored: subscriptions belong to connections of this
+//! node, and the history starts again empty after a restart.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::protocol::Slot;
+use crate::protocol::watch::{Change, Compacted, Event, History};
+use crate::runtime::mailbox::{Mailbox, Push};
+
+/// A connection, as the node numbers them.
+pub type ConnId = u64;
+
+/// What a connection asks of a shard's subscriptions, or a question about them.
+#[derive(Debug)]
+pub enum PubsubOp {
+    /// Deliver these channels' messages to the mailbox.
+    Subscribe(ConnId, Vec<Bytes>, Mailbox),
+    /// Stop delivering these channels.
+    Unsubscribe(ConnId, Vec<Bytes>),
+    /// Deliver messages of channels matching these patterns.
+    PSubscribe(ConnId, Vec<Bytes>, Mailbox),
+    /// Stop delivering these patterns.
+    PUnsubscribe(ConnId, Vec<Bytes>),
+    /// Watch keys, first replaying the retained changes after a version if given.
+    Watch {
+        /// The connection.
+        conn: ConnId,
+        /// The keys (all of this shard).
+        keys: Vec<Bytes>,
+        /// Resume after this version; `None`: from now.
+        from: Option<Slot>,
+        /// Where changes go.
+        mailbox: Mailbox,
+    },
+    /// End every key watch of the connection (`COREPAX.UNWATCH`).
+    Unwatch(ConnId),
+    /// Forget every subscription and watch of the connection (it closed or reset).
+    Forget(ConnId),
+    /// Subscribers of each channel (`PUBSUB NUMSUB`).
+    NumSub(Vec<Bytes>),
+    /// Channels with a subscriber, matching a pattern if given (`PUBSUB CHANNELS`).
+    Channels(Option<Bytes>),
+    /// Distinct patterns subscribed to (`PUBSUB NUMPAT`).
+    NumPat,
+    /// Connections a message of the channel reaches here (`PUBLISH`'s answer).
+    Receivers(Bytes),
+}
+
+/// The answer to a [`PubsubOp`].
+#[derive(Debug)]
+pub enum PubsubAnswer {
+    /// Done.
+    Done,
+    /// One count per channel asked.
+    Counts(Vec<usize>),
+    /// A count.
+    Count(usize),
+    /// Channel names.
+    Channels(Vec<Bytes>),
+    /// The watch started: it gets the changes after this version.
+    Watching(Result<Slot, Compacted>),
+}
+
+/// What INFO shows of a shard's subscriptions and watches (this node's connections).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PubsubInfo {
+    /// Channels with a subscriber.
+    pub channels: usize,
+    /// Pattern subscriptions.
+    pub patterns: usize,
+    /// Keys with a watcher.
+    pub watched_keys: usize,
+    /// Changes kept for watches to resume from.
+    pub changes_kept: usize,
+    /// The oldest version a watch may resume from.
+    pub oldest_from: Slot,
+}
+
+/// One shard's subscribers and watches, and its change history.
+pub(super) struct Pubsub {
+    channels: HashMap<Bytes, Vec<(ConnId, Mailbox)>, MapHasher>,
+    patterns: Vec<(Bytes, ConnId, Mailbox)>,
+    /// Watchers by key: the connection, its mailbox, and the version it has seen up to.
+    watches: HashMap<Bytes, Vec<(ConnId, Mailbox, Slot)>, MapHasher>,
+    history: History,
+}
+
+impl Pubsub {
+    /// No subscriber, and a history complete after `applied` (what recovery applied was
+    /// never reported).
+    pub(super) fn new(history_max: usize, applied: Slot) -> Pubsub {
+        Pubsub {
+            channels: HashMap::default(),
+            patterns: Vec::new(),
+            watches: HashMap::default(),
+            history: History::new(history_max, applied),
+        }
+    }
+
+    pub(super) fn info(&self) -> PubsubInfo {
+        PubsubInfo {
+            channels: self.channels.len(),
+            patterns: self.patterns.len(),
+            watched_keys: self.watches.len(),
+            changes_kept: self.history.len(),
+            oldest_from: self.history.floor(),
+        }
+    }
+
+    fn publish(&mut self, channel: &Bytes, message: &Bytes) {
+        if let Some(subs) = self.channels.get_mut(channel) {
+            subs.retain(|(_, mb)| {
+                mb.put(Push::Message {
+                    channel: channel.clone(),
+                    message: message.clone(),
+                })
+            });
+            if subs.is_empty() {
+                self.channels.remove(channel);
+            }
+        }
+        self.patterns.retain(|(pattern, _, mb)| {
+            !crate::protocol::glob::matches(pattern, channel)
+                || mb.put(Push::PMessage {
+                    pattern: pattern.clone(),
+                    channel: channel.clone(),
+                    message: message.clone(),
+                })
+        });
+    }
+
+    fn changed(&mut self, change: Change) {
+        self.history.push(change.clone());
+        let Some(watchers) = self.watches.get_mut(&change.key) else {
+            return;
+        };
+        watchers.retain(|(_, mb, after)| {
+            change.version <= *after || mb.put(Push::Change(change.clone()))
+        });
+        if watchers.is_empty() {
+            self.watches.remove(&change.key);
+        }
+    }
+
+    /// The state jumped to `applied` without reporting changes or messages: every watch
+    /// ends, and every subscriber of this shard's channels (and every pattern subscriber)
+    /// is disconnected, since it missed messages while connected.
+    fn reset(&mut self, applied: Slot) {
+        for (_, subs) in self.channels.drain() {
+            subs.iter().for_each(|(_, mb)| mb.cut_off());
+        }
+        for (_, _, mb) in self.patterns.drain(..) {
+            mb.cut_off();
+        }
+        self.history.reset(applied);
+        let why = format!(
+            "ERR watch lost changes: this replica installed a snapshot at version {applied}; \
+             read the keys again and watch FROM {applied}"
+        );
+        for (_, watchers) in self.watches.drain() {
+            for (_, mb, _) in watchers {
+                mb.put(Push::Lost(why.clone()));
+            }
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.channels.retain(|_, subs| {
+            subs.retain(|(c, _)| *c != conn);
+            !subs.is_empty()
+        });
+        self.patterns.retain(|(_, c, _)| *c != conn);
+        self.unwatch(conn);
+    }
+
+    fn unwatch(&mut self, conn: ConnId) {
+        self.watches.retain(|_, ws| {
+            ws.retain(|(c, _, _)| *c != conn);
+            !ws.is_empty()
+        });
+    }
+
+    fn watch(
+        &mut self,
+        conn: ConnId,
+        keys: Vec<Bytes>,
+        from: Option<Slot>,
+        mb: Mailbox,
+        applied: Slot,
+    ) -> Result<Slot, Compacted> {
+        let after = match from {
+            None => applied,
+            Some(from) => {
+                let replay = self.history.since(from, |k| keys.iter().any(|w| w == k))?;
+                for c in replay {
+                    mb.put(Push::Change(c));
+                }
+                from.max(applied)
+            }
+        };
+        for k in keys {
+            let ws = self.watches.entry(k).or_default();
+            match ws.iter_mut().find(|(c, _, _)| *c == conn) {
+                Some(w) => w.2 = after,
+                None => ws.push((conn, mb.clone(), after)),
+            }
+        }
+        Ok(after)
+    }
+
+    fn answer(&mut self, op: PubsubOp, applied: Slot) -> PubsubAnswer {
+        match op {
+            PubsubOp::Subscribe(conn, channels, mb) => {
+                for ch in channels {
+                    let subs = self.channels.entry(ch).or_default();
+                    if !subs.iter().any(|(c, _)| *c == conn) {
+                        subs.push((conn, mb.clone()));
+                    }
+                }
+                PubsubAnswer::Done
+            }
+            PubsubOp::Unsubscribe(conn, channels) => {
+                for ch in channels {
+                    if let Some(subs) = self.channels.get_mut(&ch) {
+                        subs.retain(|(c, _)| *c != conn);
+                        if subs.is_empty() {
+                            self.channels.remove(&ch);
+                        }
+                    }
+                }
+                PubsubAnswer::Done
+            }
+            PubsubOp::PSubscribe(conn, patterns, mb) => {
+                for p in patterns {
+                    if !self.patterns.iter().any(|(q, c, _)| *c == conn && *q == p) {
+                        self.patterns.push((p, conn, mb.clone()));
+                    }
+                }
+                PubsubAnswer::Done
+            }
+            PubsubOp::PUnsubscribe(conn, patterns) => {
+                self.patterns
+                    .retain(|(q, c, _)| *c != conn || !patterns.contains(q));
+                PubsubAnswer::Done
+            }
+            PubsubOp::Watch {
+                conn,
+                keys,
+                from,
+                mailbox,
+            } => PubsubAnswer::Watching(self.watch(conn, keys, from, mailbox, applied)),
+            PubsubOp::Unwatch(conn) => {
+                self.unwatch(conn);
+                PubsubAnswer::Done
+            }
+            PubsubOp::Forget(conn) => {
+                self.forget(conn);
+                PubsubAnswer::Done
+            }
+            PubsubOp::NumSub(channels) => PubsubAnswer::Counts(
+                channels
+                    .iter()
+                    .map(|ch| self.channels.get(ch).map_or(0, Vec::len))
+                    .collect(),
+            ),
+            PubsubOp::Channels(pattern) => PubsubAnswer::Channels(
+                self.channels
+                    .keys()
+                    .filter(|ch| {
+                        pattern
+                            .as_ref()
+                            .is_none_or(|p| crate::protocol::glob::matches(p, ch))
+                    })
+                    .cloned()
+                    .collect(),
+            ),
+            PubsubOp::NumPat => {
+                let mut distinct: Vec<&Bytes> = self.patterns.iter().map(|(p, _, _)| p).collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                PubsubAnswer::Count(distinct.len())
+            }
+            PubsubOp::Receivers(channel) => PubsubAnswer::Count(
+                self.channels.get(&channel).map_or(0, Vec::len)
+                    + self
+                        .patterns
+                        .iter()
+                        .filter(|(p, _, _)| crate::protocol::glob::matches(p, &channel))
+                        .count(),
+            ),
+        }
+    }
+}
+
+/// The changes of one step with a key changed twice in a slot kept once (with its last
+/// kind), in the order first seen, as the history keeps them.
+fn coalesced(changes: Vec<Change>) -> Vec<Change> {
+    if changes.len() < 2 {
+        return changes;
+    }
+    let mut at: HashMap<(Bytes, Slot), usize, MapHasher> = HashMap::default();
+    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
+    for c in changes {
+        match at.get(&(c.key.clone(), c.version)) {
+            Some(&i) => out[i].kind = c.kind,
+            None => {
+                at.insert((c.key.clone(), c.version), out.len());
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+impl Shard {
+    /// Delivers what the last step applied: messages to subscribers, changes to the
+    /// history and to watchers.
+    pub(super) fn deliver_events(&self) {
+        let events = self.replica.borrow_mut().kv_mut().take_events();
+        if events.is_empty() {
+            return;
+        }
+        let applied = self.replica.borrow().applied_index();
+        let mut ps = self.pubsub.borrow_mut();
+        let mut changes = Vec::new();
+        for ev in events {
+            match ev {
+                Event::Message {
+                    channel, message, ..
+                } => ps.publish(&channel, &message),
+                Event::Change(c) => changes.push(c),
+                Event::Reset => {
+                    changes.clear();
+                    ps.reset(applied);
+                }
+            }
+        }
+        if ps.watches.is_empty() {
+            // Nobody to tell: the history keeps a key once per slot by itself.
+            for c in changes {
+                ps.history.push(c);
+            }
+            return;
+        }
+        for c in coalesced(changes) {
+            ps.changed(c);
+        }
+    }
+
+    /// Subscribes, unsubscribes, watches or answers a question about them, on this shard.
+    pub fn pubsub(&self, op: PubsubOp) -> PubsubAnswer {
+        let applied = self.replica.borrow().applied_index();
+        self.pubsub.borrow_mut().answer(op, applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::watch::ChangeKind;
+    use crate::runtime::mailbox::mailbox;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn messages_reach_channel_and_pattern_subscribers_in_order() {
+        let mut ps = Pubsub::new(100, 0);
+        let (mb1, mut in1) = mailbox(1 << 20);
+        let (mb2, mut in2) = mailbox(1 << 20);
+        ps.answer(PubsubOp::Subscribe(1, vec![b("news")], mb1), 0);
+        ps.answer(PubsubOp::PSubscribe(2, vec![b("n*")], mb2), 0);
+        ps.publish(&b("news"), &b("one"));
+        ps.publish(&b("other"), &b("x"));
+        ps.publish(&b("news"), &b("two"));
+        let m = |msg: &str| Push::Message {
+            channel: b("news"),
+            message: b(msg),
+        };
+        assert_eq!(in1.try_next(), Some(m("one")));
+        assert_eq!(in1.try_next(), Some(m("two")));
+        assert_eq!(in1.try_next(), None);
+        assert!(matches!(in2.try_next(), Some(Push::PMessage { message, .. }) if message == "one"));
+        assert!(matches!(in2.try_next(), Some(Push::PMessage { message, .. }) if message == "two"));
+        assert!(matches!(
+            ps.answer(PubsubOp::Receivers(b("news")), 0),
+            PubsubAnswer::Count(2)
+        ));
+        ps.answer(PubsubOp::Forget(1), 0);
+        assert!(matches!(
+            ps.answer(PubsubOp::Receivers(b("news")), 0),
+            PubsubAnswer::Count(1)
+        ));
+    }
+
+    #[test]
+    fn a_watch_replays_what_it_missed_then_follows() {
+        let mut ps = Pubsub::new(100, 0);
+        let change = |k: &str, v| Change {
+            key: b(k),
+            version: v,
+            kind: ChangeKind::Set,
+        };
+        ps.changed(change("a", 1));
+        ps.changed(change("b", 2));
+        ps.changed(change("a", 3));
+        let (mb, mut inbox) = mailbox(1 << 20);
+        let started = ps.watch(7, vec![b("a")], Some(1), mb, 3);
+        assert_eq!(started, Ok(3));
+        assert_eq!(inbox.try_next(), Some(Push::Change(change("a", 3))));
+        assert_eq!(inbox.try_next(), None);
+        ps.changed(change("a", 4));
+        assert_eq!(inbox.try_next(), Some(Push::Change(change("a", 4))));
+        let (mb, _) = mailbox(1 << 20);
+        let mut small = Pubsub::new(1, 0);
+        small.changed(change("a", 1));
+        small.changed(change("a", 2));
+        assert_eq!(
+            small.watch(1, vec![b("a")], Some(0), mb, 2),
+            Err(Compacted { oldest: 1 })
+        );
+    }
+
+    #[test]
+    fn a_key_changed_twice_in_a_slot_is_one_change() {
+        let c = |k: &str, v, kind| Change {
+            key: b(k),
+            version: v,
+            kind,
+        };
+        let out = coalesced(vec![
+            c("a", 5, ChangeKind::Set),
+            c("b", 5, ChangeKind::Set),
+            c("a", 5, ChangeKind::Del),
+            c("a", 6, ChangeKind::Set),
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                c("a", 5, ChangeKind::Del),
+                c("b", 5, ChangeKind::Set),
+                c("a", 6, ChangeKind::Set)
+            ]
+        );
+    }
+}
