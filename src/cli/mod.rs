@@ -68,7 +68,7 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | pop-without-log (with --lists).
+    /// vote-inside-lease | ignore-stale-data | pop-without-log (with --lists).
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
@@ -92,6 +92,10 @@ pub struct SimArgs {
     /// Share of seeds (percent) whose crashes may corrupt synced records mid-log.
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     corrupt_seeds_percent: u64,
+    /// Share of seeds (percent) where a restart may start from an older copy of the
+    /// replica's storage.
+    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    restore_seeds_percent: u64,
     /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
     /// `--read-mode` choose the run's; any other replaces what each seed picks.
     #[command(flatten)]
@@ -389,10 +393,12 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             "trust-clocks" => bugs.trust_clocks = true,
             "expire-local-clock" => bugs.expire_local_clock = true,
             "vote-inside-lease" => bugs.vote_inside_lease = true,
+            "ignore-stale-data" => bugs.ignore_stale_data = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), pop-without-log (with --lists)"
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, \
+                 pop-without-log (with --lists)"
             ),
         }
     }
@@ -437,6 +443,13 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
         flags.push_str(&format!(
             " --corrupt-seeds-percent {}",
             args.corrupt_seeds_percent
+        ));
+    }
+    base.restore_seeds_percent = args.restore_seeds_percent;
+    if args.restore_seeds_percent != 50 {
+        flags.push_str(&format!(
+            " --restore-seeds-percent {}",
+            args.restore_seeds_percent
         ));
     }
     Ok((base, flags))
@@ -501,6 +514,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     println!(
         "crashes that lost synced records: {} (votes withheld while recovering: {})",
         summary.records_lost_crashes, st.votes_withheld
+    );
+    println!(
+        "restarts from an older copy of storage: {} (detected by the restart check: {})",
+        summary.copies_restored, st.stale_data_detected
     );
     println!(
         "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",

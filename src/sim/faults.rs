@@ -43,7 +43,10 @@ impl Sim {
             .iter()
             .filter_map(|x| x.replica.as_ref())
             .find_map(|r| r.is_leading().then(|| r.id()));
+        self.maybe_copy_storage();
         match self.rng.random_range(0..10) {
+            // A peer that restarts while a restored replica checks forgets what it saw.
+            0..=2 if self.restored_checking() => {}
             0..=2 => {
                 let victim = match leader {
                     Some(l) if self.rng.random_bool(0.5) => l,
@@ -154,7 +157,7 @@ impl Sim {
             .enumerate()
             .filter(|(i, n)| {
                 *i != node.index()
-                    && n.lost_records
+                    && (n.lost_records || n.restored)
                     && n.replica.as_ref().is_none_or(Consensus::recovering)
             })
             .count();
@@ -181,10 +184,11 @@ impl Sim {
     pub(super) fn restart(&mut self, node: ReplicaId) {
         let seed = self.rng.random();
         let session = self.rng.random::<u64>() | 1;
-        let n = &mut self.nodes[node.index()];
-        if n.replica.is_some() {
+        if self.nodes[node.index()].replica.is_some() {
             return;
         }
+        self.maybe_restore_copy(node);
+        let n = &mut self.nodes[node.index()];
         n.client = ClientPath::new(node, session, self.cfg.read_mode, client_timeout(&self.cfg));
         let mut r = Consensus::recover_traced(
             self.proto.clone(),

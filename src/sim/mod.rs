@@ -21,6 +21,7 @@ mod disk;
 mod faults;
 pub mod linearizability;
 mod network;
+mod restore;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
 use clients::{Client, Recorded, client_timeout};
@@ -123,6 +124,10 @@ struct Node {
     snapshot_saved: Option<Slot>,
     /// Entries of this life's applied trace already compared with `Sim::applied_at`.
     trace_checked: usize,
+    /// An older copy of its storage, which a restart may put back (`restore.rs`).
+    copy: Option<restore::StorageCopy>,
+    /// Restarted from an older copy, and not yet done checking and recovering.
+    restored: bool,
 }
 
 struct Sim {
@@ -157,6 +162,10 @@ struct Sim {
     /// so seeds without it run as they did before it existed.
     corrupt_rng: Option<ChaCha8Rng>,
     records_lost_crashes: u64,
+    /// Decides storage copies and their restoring, in the seeds that have them; its own
+    /// stream, like `corrupt_rng`.
+    restore_rng: Option<ChaCha8Rng>,
+    copies_restored: u64,
     forwards: u64,
     reads_now: u64,
     /// The newest log time (ms) any replica applied so far: what the clients' operations
@@ -273,6 +282,8 @@ impl Sim {
                     lost_records: false,
                     trace_checked: 0,
                     snapshot_saved: None,
+                    copy: None,
+                    restored: false,
                 }
             })
             .collect();
@@ -291,6 +302,9 @@ impl Sim {
         let mut corrupt_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xc0ff_ee00_dead_beef);
         let corrupt_rng =
             (corrupt_rng.random_range(0..100) < cfg.corrupt_seeds_percent).then_some(corrupt_rng);
+        let mut restore_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x01d0_c0b1_e5ba_c409);
+        let restore_rng =
+            (restore_rng.random_range(0..100) < cfg.restore_seeds_percent).then_some(restore_rng);
         Sim {
             proto,
             rng,
@@ -315,6 +329,8 @@ impl Sim {
             snapshot_chunks_later: 0,
             corrupt_rng,
             records_lost_crashes: 0,
+            restore_rng,
+            copies_restored: 0,
             forwards: 0,
             reads_now: 0,
             log_time_max: 0,
@@ -474,6 +490,12 @@ impl Sim {
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("a live replica stepped");
         r.check_invariants();
+        if n.restored {
+            self.note_restored_done(node);
+        }
+        self.note_led(node);
+        let n = &mut self.nodes[node.index()];
+        let r = n.replica.as_mut().expect("a live replica stepped");
         let step = n.outbox.take(r);
         let view = LeaderView::of(r);
         if let Some(b) = r.leadership() {
@@ -524,3 +546,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_raft;
+
+#[cfg(test)]
+mod tests_stale;
