@@ -96,6 +96,10 @@ pub struct SimArgs {
     /// replica's storage.
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     restore_seeds_percent: u64,
+    /// Share of seeds (percent) where a replica is paused now and then (SIGSTOP, a GC
+    /// pause).
+    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pause_seeds_percent: u64,
     /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
     /// `--read-mode` choose the run's; any other replaces what each seed picks.
     #[command(flatten)]
@@ -445,6 +449,13 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             args.corrupt_seeds_percent
         ));
     }
+    base.pause_seeds_percent = args.pause_seeds_percent;
+    if args.pause_seeds_percent != 50 {
+        flags.push_str(&format!(
+            " --pause-seeds-percent {}",
+            args.pause_seeds_percent
+        ));
+    }
     base.restore_seeds_percent = args.restore_seeds_percent;
     if args.restore_seeds_percent != 50 {
         flags.push_str(&format!(
@@ -516,8 +527,9 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.records_lost_crashes, st.votes_withheld
     );
     println!(
-        "restarts from an older copy of storage: {} (detected by the restart check: {})",
-        summary.copies_restored, st.stale_data_detected
+        "restarts from an older copy of storage: {} (detected by the restart check: {}); \
+         replicas paused: {}",
+        summary.copies_restored, st.stale_data_detected, summary.pauses
     );
     println!(
         "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",

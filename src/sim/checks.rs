@@ -44,6 +44,8 @@ pub struct SimOutcome {
     pub records_lost_crashes: u64,
     /// Restarts from an older copy of the replica's storage.
     pub copies_restored: u64,
+    /// Replicas paused for a while.
+    pub pauses: u64,
 
     /// Commands the nodes' client paths forwarded to a leader (proof that the path ran).
     pub forwards: u64,
@@ -93,6 +95,8 @@ pub struct Summary {
     pub records_lost_crashes: u64,
     /// Restarts from an older copy of storage, over all seeds.
     pub copies_restored: u64,
+    /// Pauses, over all seeds.
+    pub pauses: u64,
 
     /// Commands forwarded to a leader, over all seeds.
     pub forwards: u64,
@@ -129,6 +133,7 @@ pub fn run_many(
         summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
         summary.records_lost_crashes += outcome.records_lost_crashes;
         summary.copies_restored += outcome.copies_restored;
+        summary.pauses += outcome.pauses;
         summary.forwards += outcome.forwards;
         summary.reads_now += outcome.reads_now;
         summary.keys_expired += outcome.keys_expired;
@@ -246,6 +251,7 @@ impl Sim {
             snapshot_chunks_later: self.snapshot_chunks_later,
             records_lost_crashes: self.records_lost_crashes,
             copies_restored: self.copies_restored,
+            pauses: self.pauses,
             forwards: self.forwards,
             reads_now: self.reads_now,
             keys_expired: self.keys_expired,

@@ -49,6 +49,8 @@ pub struct SimConfig {
     /// Share of seeds (percent) where a replica's storage may be copied and a later
     /// restart may start from that older copy (`restore.rs`).
     pub restore_seeds_percent: u64,
+    /// Share of seeds (percent) where replicas are paused now and then (`pause.rs`).
+    pub pause_seeds_percent: u64,
     /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
     /// (`LLEN`), which the list model checks.
     pub lists: bool,
@@ -90,6 +92,7 @@ impl SimConfig {
             expiry: false,
             corrupt_seeds_percent: 50,
             restore_seeds_percent: 50,
+            pause_seeds_percent: 50,
             lists: false,
             bug_pop_without_log: false,
             settings: Vec::new(),

@@ -44,6 +44,7 @@ impl Sim {
             .filter_map(|x| x.replica.as_ref())
             .find_map(|r| r.is_leading().then(|| r.id()));
         self.maybe_copy_storage();
+        self.maybe_pause(leader);
         match self.rng.random_range(0..10) {
             // A peer that restarts while a restored replica checks forgets what it saw.
             0..=2 if self.restored_checking() => {}
@@ -102,7 +103,9 @@ impl Sim {
     pub(super) fn crash(&mut self, node: ReplicaId) {
         let keep_frac = self.rng.random_range(0.0..1.0);
         let n = &mut self.nodes[node.index()];
-        if n.replica.is_none() {
+        // A restored replica keeps what it learned in memory only: crashed before it
+        // caught up, it forgets it (see `restore.rs`).
+        if n.replica.is_none() || n.restored {
             return;
         }
         // Written but unsynced records: some prefix may have reached the disk.
@@ -120,6 +123,7 @@ impl Sim {
         self.corrupt_synced(node, synced);
         let n = &mut self.nodes[node.index()];
         n.snapshot_covers = 0;
+        n.paused_until = None;
         if let Some(r) = n.replica.take() {
             self.dead_stats.add(r.stats());
         }
@@ -276,7 +280,9 @@ impl Sim {
         let next = self.rng.random_range(100 * MS..400 * MS);
         self.schedule(next, Event::AntiEntropy);
         let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].replica.is_some())
+            .filter(|i| {
+                self.nodes[*i].replica.is_some() && self.paused(ReplicaId(*i as u8)).is_none()
+            })
             .collect();
         if live.len() < 2 {
             return;

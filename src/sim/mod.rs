@@ -21,6 +21,7 @@ mod disk;
 mod faults;
 pub mod linearizability;
 mod network;
+mod pause;
 mod restore;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
@@ -128,6 +129,8 @@ struct Node {
     copy: Option<restore::StorageCopy>,
     /// Restarted from an older copy, and not yet done checking and recovering.
     restored: bool,
+    /// Paused (`pause.rs`) until this time.
+    paused_until: Option<Nanos>,
 }
 
 struct Sim {
@@ -166,6 +169,9 @@ struct Sim {
     /// stream, like `corrupt_rng`.
     restore_rng: Option<ChaCha8Rng>,
     copies_restored: u64,
+    /// Decides pauses, in the seeds that have them; its own stream, like `corrupt_rng`.
+    pause_rng: Option<ChaCha8Rng>,
+    pauses: u64,
     forwards: u64,
     reads_now: u64,
     /// The newest log time (ms) any replica applied so far: what the clients' operations
@@ -284,6 +290,7 @@ impl Sim {
                     snapshot_saved: None,
                     copy: None,
                     restored: false,
+                    paused_until: None,
                 }
             })
             .collect();
@@ -305,6 +312,9 @@ impl Sim {
         let mut restore_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x01d0_c0b1_e5ba_c409);
         let restore_rng =
             (restore_rng.random_range(0..100) < cfg.restore_seeds_percent).then_some(restore_rng);
+        let mut pause_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5157_0bbe_d0c0_ffee);
+        let pause_rng =
+            (pause_rng.random_range(0..100) < cfg.pause_seeds_percent).then_some(pause_rng);
         Sim {
             proto,
             rng,
@@ -331,6 +341,8 @@ impl Sim {
             records_lost_crashes: 0,
             restore_rng,
             copies_restored: 0,
+            pause_rng,
+            pauses: 0,
             forwards: 0,
             reads_now: 0,
             log_time_max: 0,
@@ -412,6 +424,9 @@ impl Sim {
     }
 
     fn handle(&mut self, event: Event) {
+        let Some(event) = self.held_by_pause(event) else {
+            return;
+        };
         match event {
             Event::Tick(node) => {
                 let now = self.clock(node);
@@ -549,3 +564,6 @@ mod tests_raft;
 
 #[cfg(test)]
 mod tests_stale;
+
+#[cfg(test)]
+mod tests_pause;

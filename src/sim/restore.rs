@@ -10,7 +10,9 @@
 //! the replica did not lead since (what a leader counts of its own log, no peer sees),
 //! and every other replica is up, has not restarted since the copy was taken (so it
 //! remembers what the replica acknowledged since) and recovers nothing itself; the check's messages to and from it are neither
-//! cut nor lost, and no replica crashes, while it checks. Never on more replicas at once
+//! cut nor lost, and no replica crashes, while it checks; and it does not crash again
+//! before it caught up (what it learned is kept in memory only: a second restart
+//! forgets it, see ARCHITECTURE.md, "A stale data directory"). Never on more replicas at once
 //! than a quorum can spare, like lost records.
 
 use super::*;
