@@ -2,7 +2,7 @@
 //! 1,000 ppm; `COREPAX_DEBUG_CLOCK_RATE_PPM` in a debug node) is caught by the clock-rate
 //! check: every node stops serving lease reads, says so in INFO and its log, reads keep
 //! returning the latest write (through the log), and lease reads resume once the clock
-//! runs right again.
+//! runs right again. Multi-Paxos in both lease modes, Raft in leader-lease mode.
 mod node_support;
 use std::time::{Duration, Instant};
 
@@ -70,9 +70,10 @@ fn write_then_read_everywhere(cluster: &Cluster, rounds: usize, tag: &str) -> u6
         - local_before
 }
 
-fn slow_clock_stops_lease_reads(mode: &str) {
+fn slow_clock_stops_lease_reads(protocol: Protocol, mode: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(
+    let mut cluster = Cluster::start_protocol(
+        protocol,
         3,
         dir.path(),
         &[
@@ -89,7 +90,7 @@ fn slow_clock_stops_lease_reads(mode: &str) {
     while write_then_read_everywhere(&cluster, 10, "right") == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "{mode}: no lease read with clocks in bound"
+            "{protocol} {mode}: no lease read with clocks in bound"
         );
     }
     // Node 2 comes back with a clock 10 % slow.
@@ -115,7 +116,7 @@ fn slow_clock_stops_lease_reads(mode: &str) {
     let local = write_then_read_everywhere(&cluster, 40, "slow");
     assert_eq!(
         local, 0,
-        "{mode}: lease reads served with a clock 10 % slow"
+        "{protocol} {mode}: lease reads served with a clock 10 % slow"
     );
     // The clock runs right again (a restart at the right rate): lease reads resume.
     cluster.kill9(2);
@@ -127,17 +128,22 @@ fn slow_clock_stops_lease_reads(mode: &str) {
     while write_then_read_everywhere(&cluster, 10, "again") == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "{mode}: lease reads did not resume"
+            "{protocol} {mode}: lease reads did not resume"
         );
     }
 }
 
 #[test]
 fn leader_lease_stops_while_a_clock_runs_slow() {
-    slow_clock_stops_lease_reads("leader-lease");
+    slow_clock_stops_lease_reads(Protocol::Multipaxos, "leader-lease");
 }
 
 #[test]
 fn quorum_lease_stops_while_a_clock_runs_slow() {
-    slow_clock_stops_lease_reads("quorum-lease");
+    slow_clock_stops_lease_reads(Protocol::Multipaxos, "quorum-lease");
+}
+
+#[test]
+fn raft_leader_lease_stops_while_a_clock_runs_slow() {
+    slow_clock_stops_lease_reads(Protocol::Raft, "leader-lease");
 }

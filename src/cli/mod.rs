@@ -71,7 +71,8 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | pop-without-log (with --lists) | deliver-on-receipt (with --pubsub).
+    /// vote-inside-lease | ignore-stale-data | pop-without-log (with --lists) |
+    /// deliver-on-receipt (with --pubsub).
     #[arg(long, hide = true)]
     bug: Vec<String>,
     /// Clients also compare-and-set (`SET … IFEQ`) and increment (`INCRBY`).
@@ -99,6 +100,14 @@ pub struct SimArgs {
     /// Share of seeds (percent) whose crashes may corrupt synced records mid-log.
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     corrupt_seeds_percent: u64,
+    /// Share of seeds (percent) where a restart may start from an older copy of the
+    /// replica's storage.
+    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    restore_seeds_percent: u64,
+    /// Share of seeds (percent) where a replica is paused now and then (SIGSTOP, a GC
+    /// pause).
+    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pause_seeds_percent: u64,
     /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
     /// `--read-mode` choose the run's; any other replaces what each seed picks.
     #[command(flatten)]
@@ -308,10 +317,11 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             "trust-clocks" => bugs.trust_clocks = true,
             "expire-local-clock" => bugs.expire_local_clock = true,
             "vote-inside-lease" => bugs.vote_inside_lease = true,
+            "ignore-stale-data" => bugs.ignore_stale_data = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), pop-without-log (with --lists), \
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log (with --lists), \
                  deliver-on-receipt (with --pubsub)"
             ),
         }
@@ -362,6 +372,20 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
         flags.push_str(&format!(
             " --corrupt-seeds-percent {}",
             args.corrupt_seeds_percent
+        ));
+    }
+    base.pause_seeds_percent = args.pause_seeds_percent;
+    if args.pause_seeds_percent != 50 {
+        flags.push_str(&format!(
+            " --pause-seeds-percent {}",
+            args.pause_seeds_percent
+        ));
+    }
+    base.restore_seeds_percent = args.restore_seeds_percent;
+    if args.restore_seeds_percent != 50 {
+        flags.push_str(&format!(
+            " --restore-seeds-percent {}",
+            args.restore_seeds_percent
         ));
     }
     Ok((base, flags))
@@ -426,6 +450,11 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     println!(
         "crashes that lost synced records: {} (votes withheld while recovering: {})",
         summary.records_lost_crashes, st.votes_withheld
+    );
+    println!(
+        "restarts from an older copy of storage: {} (detected by the restart check: {}); \
+         replicas paused: {}",
+        summary.copies_restored, st.stale_data_detected, summary.pauses
     );
     println!(
         "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",

@@ -45,6 +45,9 @@ pub struct Bugs {
     /// granted to another replica may still run (and right after a restart, when it
     /// forgot what it granted).
     pub vote_inside_lease: bool,
+    /// Both protocols: a restarted replica ignores what its peers report it acknowledged
+    /// (`protocol/stale.rs`), so a data directory replaced by an older copy votes at once.
+    pub ignore_stale_data: bool,
 }
 
 /// What the shared driver code needs of a protocol core.
@@ -169,6 +172,8 @@ impl Consensus {
     /// A replica restarted from its latest snapshot, if any, and the durable records
     /// written after it (see `paxos::Replica::recover`, `raft::Replica::recover`). A
     /// snapshot of the other protocol is ignored (a config error the caller reports).
+    /// Unless it knows it lost records, it first checks with its peers that its storage
+    /// holds what they saw it acknowledge (`protocol/stale.rs`).
     pub fn recover(
         cfg: ProtocolConfig,
         id: ReplicaId,
@@ -183,7 +188,8 @@ impl Consensus {
                     Some(ConsensusSnapshot::Paxos(s)) => Some(s),
                     _ => None,
                 };
-                let r = paxos::Replica::recover(cfg, id, seed, snap, records, forgot_records);
+                let mut r = paxos::Replica::recover(cfg, id, seed, snap, records, forgot_records);
+                r.start_restart_check();
                 Consensus::Paxos(Box::new(r))
             }
             Protocol::Raft => {
@@ -191,7 +197,8 @@ impl Consensus {
                     Some(ConsensusSnapshot::Raft(s)) => Some(s),
                     _ => None,
                 };
-                let r = raft::Replica::recover(cfg, id, seed, snap, records, forgot_records);
+                let mut r = raft::Replica::recover(cfg, id, seed, snap, records, forgot_records);
+                r.start_restart_check();
                 Consensus::Raft(Box::new(r))
             }
         }
@@ -213,8 +220,9 @@ impl Consensus {
                     Some(ConsensusSnapshot::Paxos(s)) => Some(s),
                     _ => None,
                 };
-                let r =
+                let mut r =
                     paxos::Replica::recover_traced(cfg, id, seed, snap, records, forgot_records);
+                r.start_restart_check();
                 Consensus::Paxos(Box::new(r))
             }
             // Raft's recovery applies nothing (its commit index is not persisted).
@@ -362,6 +370,17 @@ impl Consensus {
             Consensus::Paxos(r) => format!("promised={}", r.promised()),
             Consensus::Raft(r) => format!("term={}", r.term()),
         }
+    }
+
+    /// True while a restarted replica checks its storage against what its peers saw
+    /// (`protocol/stale.rs`).
+    pub fn restart_checking(&self) -> bool {
+        each!(self, r => r.restart_checking())
+    }
+
+    /// What a peer saw this replica acknowledge that its storage lacked, if detected.
+    pub fn stale_finding(&self) -> Option<&str> {
+        each!(self, r => r.stale_finding())
     }
 
     /// The driver saved a snapshot at `at` (its file is durable). Raft holds the answers

@@ -167,6 +167,17 @@ pub enum Message {
         /// The echoing replica's time.
         at: Nanos,
     },
+    /// A Multi-Paxos replica that restarted → every other replica, before it promises or
+    /// accepts anything: what did you see me hold durably? (`protocol/stale.rs`: a data
+    /// directory replaced by an older copy of itself shows as less than that.)
+    RestartQuery,
+    /// Answer to `RestartQuery`, from the sender's memory (empty after it restarted).
+    RestartReport {
+        /// The highest ballot the asker promised us (`Ballot::ZERO`: none seen).
+        promised: Ballot,
+        /// The highest slot it acknowledged accepting to us, and at which ballot.
+        accepted: Option<(Slot, Ballot)>,
+    },
 }
 
 impl Message {

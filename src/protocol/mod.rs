@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod paxos;
 pub mod pending;
 pub mod raft;
+pub mod stale;
 pub mod transfer;
 pub mod types;
 pub mod waiting;

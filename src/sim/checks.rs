@@ -42,6 +42,11 @@ pub struct SimOutcome {
     pub snapshot_chunks_later: u64,
     /// Crashes whose storage lost synced records in the middle of the log.
     pub records_lost_crashes: u64,
+    /// Restarts from an older copy of the replica's storage.
+    pub copies_restored: u64,
+    /// Replicas paused for a while.
+    pub pauses: u64,
+
     /// Commands the nodes' client paths forwarded to a leader (proof that the path ran).
     pub forwards: u64,
     /// Reads a node answered at once, without a step (`ClientPath::read_now`).
@@ -90,6 +95,11 @@ pub struct Summary {
     pub snapshot_chunks_later: u64,
     /// Crashes that lost synced records, over all seeds.
     pub records_lost_crashes: u64,
+    /// Restarts from an older copy of storage, over all seeds.
+    pub copies_restored: u64,
+    /// Pauses, over all seeds.
+    pub pauses: u64,
+
     /// Commands forwarded to a leader, over all seeds.
     pub forwards: u64,
     /// Reads answered at once, over all seeds.
@@ -124,6 +134,8 @@ pub fn run_many(
         summary.anti_entropy.overwritten += outcome.anti_entropy.overwritten;
         summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
         summary.records_lost_crashes += outcome.records_lost_crashes;
+        summary.copies_restored += outcome.copies_restored;
+        summary.pauses += outcome.pauses;
         summary.forwards += outcome.forwards;
         summary.reads_now += outcome.reads_now;
         summary.keys_expired += outcome.keys_expired;
@@ -241,6 +253,8 @@ impl Sim {
             snapshots_sent: self.snapshots_sent,
             snapshot_chunks_later: self.snapshot_chunks_later,
             records_lost_crashes: self.records_lost_crashes,
+            copies_restored: self.copies_restored,
+            pauses: self.pauses,
             forwards: self.forwards,
             reads_now: self.reads_now,
             keys_expired: self.keys_expired,

@@ -46,6 +46,11 @@ pub struct SimConfig {
     /// Share of seeds (percent) whose crashes may also corrupt synced records in the
     /// middle of the crashed replica's log.
     pub corrupt_seeds_percent: u64,
+    /// Share of seeds (percent) where a replica's storage may be copied and a later
+    /// restart may start from that older copy (`restore.rs`).
+    pub restore_seeds_percent: u64,
+    /// Share of seeds (percent) where replicas are paused now and then (`pause.rs`).
+    pub pause_seeds_percent: u64,
     /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
     /// (`LLEN`), which the list model checks.
     pub lists: bool,
@@ -92,6 +97,8 @@ impl SimConfig {
             primitives: false,
             expiry: false,
             corrupt_seeds_percent: 50,
+            restore_seeds_percent: 50,
+            pause_seeds_percent: 50,
             lists: false,
             bug_pop_without_log: false,
             pubsub: false,

@@ -43,7 +43,11 @@ impl Sim {
             .iter()
             .filter_map(|x| x.replica.as_ref())
             .find_map(|r| r.is_leading().then(|| r.id()));
+        self.maybe_copy_storage();
+        self.maybe_pause(leader);
         match self.rng.random_range(0..10) {
+            // A peer that restarts while a restored replica checks forgets what it saw.
+            0..=2 if self.restored_checking() => {}
             0..=2 => {
                 let victim = match leader {
                     Some(l) if self.rng.random_bool(0.5) => l,
@@ -99,7 +103,9 @@ impl Sim {
     pub(super) fn crash(&mut self, node: ReplicaId) {
         let keep_frac = self.rng.random_range(0.0..1.0);
         let n = &mut self.nodes[node.index()];
-        if n.replica.is_none() {
+        // A restored replica keeps what it learned in memory only: crashed before it
+        // caught up, it forgets it (see `restore.rs`).
+        if n.replica.is_none() || n.restored {
             return;
         }
         // Written but unsynced records: some prefix may have reached the disk.
@@ -117,6 +123,7 @@ impl Sim {
         self.corrupt_synced(node, synced);
         let n = &mut self.nodes[node.index()];
         n.snapshot_covers = 0;
+        n.paused_until = None;
         if let Some(r) = n.replica.take() {
             self.dead_stats.add(r.stats());
         }
@@ -154,7 +161,7 @@ impl Sim {
             .enumerate()
             .filter(|(i, n)| {
                 *i != node.index()
-                    && n.lost_records
+                    && (n.lost_records || n.restored)
                     && n.replica.as_ref().is_none_or(Consensus::recovering)
             })
             .count();
@@ -181,10 +188,11 @@ impl Sim {
     pub(super) fn restart(&mut self, node: ReplicaId) {
         let seed = self.rng.random();
         let session = self.rng.random::<u64>() | 1;
-        let n = &mut self.nodes[node.index()];
-        if n.replica.is_some() {
+        if self.nodes[node.index()].replica.is_some() {
             return;
         }
+        self.maybe_restore_copy(node);
+        let n = &mut self.nodes[node.index()];
         n.client = ClientPath::new(node, session, self.cfg.read_mode, client_timeout(&self.cfg));
         let mut r = Consensus::recover_traced(
             self.proto.clone(),
@@ -273,7 +281,9 @@ impl Sim {
         let next = self.rng.random_range(100 * MS..400 * MS);
         self.schedule(next, Event::AntiEntropy);
         let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].replica.is_some())
+            .filter(|i| {
+                self.nodes[*i].replica.is_some() && self.paused(ReplicaId(*i as u8)).is_none()
+            })
             .collect();
         if live.len() < 2 {
             return;

@@ -21,7 +21,9 @@ mod disk;
 mod faults;
 pub mod linearizability;
 mod network;
+mod pause;
 mod pubsub;
+mod restore;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
 use clients::{Client, Recorded, client_timeout};
@@ -124,6 +126,12 @@ struct Node {
     snapshot_saved: Option<Slot>,
     /// Entries of this life's applied trace already compared with `Sim::applied_at`.
     trace_checked: usize,
+    /// An older copy of its storage, which a restart may put back (`restore.rs`).
+    copy: Option<restore::StorageCopy>,
+    /// Restarted from an older copy, and not yet done checking and recovering.
+    restored: bool,
+    /// Paused (`pause.rs`) until this time.
+    paused_until: Option<Nanos>,
 }
 
 struct Sim {
@@ -158,6 +166,13 @@ struct Sim {
     /// so seeds without it run as they did before it existed.
     corrupt_rng: Option<ChaCha8Rng>,
     records_lost_crashes: u64,
+    /// Decides storage copies and their restoring, in the seeds that have them; its own
+    /// stream, like `corrupt_rng`.
+    restore_rng: Option<ChaCha8Rng>,
+    copies_restored: u64,
+    /// Decides pauses, in the seeds that have them; its own stream, like `corrupt_rng`.
+    pause_rng: Option<ChaCha8Rng>,
+    pauses: u64,
     forwards: u64,
     reads_now: u64,
     /// The newest log time (ms) any replica applied so far: what the clients' operations
@@ -276,6 +291,9 @@ impl Sim {
                     lost_records: false,
                     trace_checked: 0,
                     snapshot_saved: None,
+                    copy: None,
+                    restored: false,
+                    paused_until: None,
                 }
             })
             .collect();
@@ -294,6 +312,12 @@ impl Sim {
         let mut corrupt_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xc0ff_ee00_dead_beef);
         let corrupt_rng =
             (corrupt_rng.random_range(0..100) < cfg.corrupt_seeds_percent).then_some(corrupt_rng);
+        let mut restore_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x01d0_c0b1_e5ba_c409);
+        let restore_rng =
+            (restore_rng.random_range(0..100) < cfg.restore_seeds_percent).then_some(restore_rng);
+        let mut pause_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5157_0bbe_d0c0_ffee);
+        let pause_rng =
+            (pause_rng.random_range(0..100) < cfg.pause_seeds_percent).then_some(pause_rng);
         Sim {
             proto,
             rng,
@@ -318,6 +342,10 @@ impl Sim {
             snapshot_chunks_later: 0,
             corrupt_rng,
             records_lost_crashes: 0,
+            restore_rng,
+            copies_restored: 0,
+            pause_rng,
+            pauses: 0,
             forwards: 0,
             reads_now: 0,
             log_time_max: 0,
@@ -418,6 +446,9 @@ impl Sim {
     }
 
     fn handle(&mut self, event: Event) {
+        let Some(event) = self.held_by_pause(event) else {
+            return;
+        };
         match event {
             Event::Tick(node) => {
                 let now = self.clock(node);
@@ -496,6 +527,12 @@ impl Sim {
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("a live replica stepped");
         r.check_invariants();
+        if n.restored {
+            self.note_restored_done(node);
+        }
+        self.note_led(node);
+        let n = &mut self.nodes[node.index()];
+        let r = n.replica.as_mut().expect("a live replica stepped");
         let step = n.outbox.take(r);
         let view = LeaderView::of(r);
         if let Some(b) = r.leadership() {
@@ -549,3 +586,9 @@ mod tests;
 mod tests_pubsub;
 #[cfg(test)]
 mod tests_raft;
+
+#[cfg(test)]
+mod tests_stale;
+
+#[cfg(test)]
+mod tests_pause;

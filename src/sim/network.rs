@@ -88,6 +88,10 @@ pub(super) fn describe(msg: &Message) -> String {
         Message::RecoveryQuery => "recovery query".to_string(),
         Message::ClockProbe { sent } => format!("clock probe sent {sent}"),
         Message::ClockEcho { sent, at } => format!("clock echo sent {sent} at {at}"),
+        Message::RestartQuery => "restart query".to_string(),
+        Message::RestartReport { promised, accepted } => {
+            format!("restart report: promised b{promised}, accepted {accepted:?}")
+        }
         Message::Raft(m) => describe_raft(m),
         Message::RecoveryReport {
             promised,
@@ -165,6 +169,12 @@ fn describe_raft(msg: &crate::protocol::raft::Msg) -> String {
         Msg::ReadProbeAck { term, seq } => format!("read probe ack t{term} #{seq}"),
         Msg::LeaseRequest { term, seq } => format!("lease request t{term} #{seq}"),
         Msg::LeaseGrant { term, seq } => format!("lease grant t{term} #{seq}"),
+        Msg::RestartQuery => "restart query".to_string(),
+        Msg::RestartReport {
+            term,
+            voted_in,
+            stored,
+        } => format!("restart report t{term} voted in {voted_in:?} stored {stored:?}"),
     }
 }
 
@@ -199,7 +209,8 @@ impl Sim {
     }
 
     pub(super) fn net_send(&mut self, from: ReplicaId, to: ReplicaId, msg: Wire) {
-        if self.cut[from.index()][to.index()] || self.rng.random_bool(self.loss) {
+        let dropped = self.cut[from.index()][to.index()] || self.rng.random_bool(self.loss);
+        if dropped && !self.restore_check_msg(from, to, &msg) {
             return;
         }
         let copies = if self.rng.random_bool(self.dup) { 2 } else { 1 };

@@ -23,8 +23,10 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
 /// [`Proof`](super::auth::Proof); version 3 places keys in shards by their hash tag (a
 /// version-2 node would send a key with braces to another shard's group), gave state
 /// machine items and entries their kind (string or list) and added the list commands;
-/// version 4 added `PUBLISH` to the log's commands.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// version 4 added `PUBLISH` to the log's commands;
+/// version 5 added the restart check's messages (`RestartQuery`, `RestartReport`: a peer
+/// of version 4 could not decode them, and would not answer).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Frame limit used while reading a handshake frame ([`Hello`], `Challenge`, `Proof`): a
 /// handshake is a few bytes, so a stranger cannot make the listener buffer a large "frame"

@@ -18,6 +18,7 @@ mod learner;
 mod reads;
 mod recovery;
 mod snapshot;
+mod stale;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -201,6 +202,9 @@ pub struct Stats {
     /// Lease requests and grants ignored because of a clock not (yet) measured within
     /// the bound.
     pub leases_untrusted: u64,
+    /// Times a restarted replica learned from a peer that it had acknowledged more than
+    /// its storage holds (a data directory replaced by an older copy; `protocol/stale.rs`).
+    pub stale_data_detected: u64,
 }
 
 impl Stats {
@@ -243,6 +247,7 @@ impl Stats {
             queue_wait_ns,
             clock_checks_failed,
             leases_untrusted,
+            stale_data_detected,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -276,6 +281,7 @@ impl Stats {
         self.held_dropped += held_dropped;
         self.clock_checks_failed += clock_checks_failed;
         self.leases_untrusted += leases_untrusted;
+        self.stale_data_detected += stale_data_detected;
         self.storage_full_step_downs += storage_full_step_downs;
         self.slots_chosen_led += slots_chosen_led;
         self.commit_wait_ns += commit_wait_ns;
@@ -354,6 +360,12 @@ pub struct Replica {
     /// Every peer's clock rate against ours (lease modes).
     clocks: crate::protocol::clock_check::ClockCheck,
     stats: Stats,
+    /// What each peer showed it holds durably (`stale.rs`), by replica index.
+    acked: Vec<stale::Acked>,
+    /// Set from `recover` until enough peers told what they saw (`stale.rs`).
+    restart_check: Option<crate::protocol::stale::RestartCheck>,
+    /// What a peer saw this replica acknowledge that its storage lacks, if that happened.
+    stale_finding: Option<String>,
 }
 
 impl Replica {
@@ -365,6 +377,7 @@ impl Replica {
         let cfg_read_mode = cfg.read_mode;
         let (cfg_drift_ppm, cfg_clock_window_ms) =
             (cfg.max_clock_drift_ppm, cfg.clock_check_window_ms);
+        let cfg_replicas = cfg.replicas;
         Replica {
             cfg,
             id,
@@ -407,7 +420,22 @@ impl Replica {
                 cfg_clock_window_ms * crate::protocol::types::NANOS_PER_MS,
             ),
             stats: Stats::default(),
+            acked: vec![stale::Acked::default(); cfg_replicas],
+            restart_check: None,
+            stale_finding: None,
         }
+    }
+
+    /// True while this replica checks, after a restart, that its storage holds what its
+    /// peers saw it acknowledge (`protocol/stale.rs`).
+    pub fn restart_checking(&self) -> bool {
+        self.restart_check.is_some()
+    }
+
+    /// What a peer saw this replica acknowledge that its storage lacked (a data directory
+    /// replaced by an older copy), if that was detected.
+    pub fn stale_finding(&self) -> Option<&str> {
+        self.stale_finding.as_deref()
     }
 
     /// Turns on deliberate bugs (tests and simulator only).
@@ -522,8 +550,16 @@ impl Replica {
             return;
         }
         self.wake(now);
-        if let Some(msg) = self.filter_while_recovering(now, msg) {
-            self.dispatch(now, from, msg);
+        let checking = self.restart_check.is_some();
+        match msg {
+            Message::RestartQuery | Message::RestartReport { .. } => self.dispatch(now, from, msg),
+            // Its state must stay what storage held until the check ends (`stale.rs`).
+            _ if checking => self.stats.messages_ignored += 1,
+            msg => {
+                if let Some(msg) = self.filter_while_recovering(now, msg) {
+                    self.dispatch(now, from, msg);
+                }
+            }
         }
         self.finish_step(now);
     }
@@ -531,6 +567,12 @@ impl Replica {
     /// Time passes: elections, heartbeats, retransmissions, batch deadlines.
     pub fn on_tick(&mut self, now: Nanos) {
         self.wake(now);
+        if self.restart_check.is_some() {
+            // Nothing but the check until it ends (`stale.rs`).
+            self.restart_check_tick(now);
+            self.finish_step(now);
+            return;
+        }
         if self.election_deadline.is_none() && self.leading().is_none() {
             self.reset_election_deadline(now);
         }
@@ -617,6 +659,7 @@ impl Replica {
     }
 
     fn dispatch(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
+        self.note_acked(from, &msg);
         match msg {
             Message::Prepare { ballot, from_slot } => self.on_prepare(now, from, ballot, from_slot),
             Message::Promise {
@@ -661,6 +704,10 @@ impl Replica {
             Message::ClockProbe { sent } => self.send(from, Message::ClockEcho { sent, at: now }),
             Message::ClockEcho { sent, at } => self.on_clock_echo(now, from, sent, at),
             Message::Raft(_) => self.stats.messages_ignored += 1,
+            Message::RestartQuery => self.on_restart_query(from),
+            Message::RestartReport { promised, accepted } => {
+                self.on_restart_report(now, from, promised, accepted)
+            }
         }
     }
 

@@ -22,6 +22,7 @@ mod reads;
 mod recovery;
 mod replication;
 mod snapshot;
+mod stale;
 mod storage;
 
 use std::collections::{HashMap, VecDeque};
@@ -175,6 +176,20 @@ pub enum Msg {
         /// Items received so far.
         offset: u64,
     },
+    /// A replica that restarted → every other replica, before it votes or answers: what
+    /// did you see me hold durably? (`stale.rs`: a data directory replaced by an older
+    /// copy of itself shows as less than that.)
+    RestartQuery,
+    /// Answer to `RestartQuery`, from the sender's memory (empty after it restarted).
+    RestartReport {
+        /// The highest term of an answer the asker sent us once its term was durable.
+        term: u64,
+        /// The latest term in which it voted for us.
+        voted_in: Option<u64>,
+        /// The last entry it acknowledged storing while we led: (our term, entry term,
+        /// index).
+        stored: Option<(u64, u64, Slot)>,
+    },
 }
 
 /// What a follower says to an append.
@@ -270,6 +285,12 @@ pub struct Replica {
     snapshot_in: Option<snapshot::Incoming>,
     /// Storage lost records: a learner until it knows what they said (`recovery.rs`).
     recovering: Option<recovery::Recovering>,
+    /// What each peer showed it holds durably (`stale.rs`), by replica index.
+    acked: Vec<stale::Acked>,
+    /// Set from `recover` until enough peers told what they saw (`stale.rs`).
+    restart_check: Option<crate::protocol::stale::RestartCheck>,
+    /// What a peer saw this replica acknowledge that its storage lacks, if that happened.
+    stale_finding: Option<String>,
 }
 
 impl Replica {
@@ -282,6 +303,7 @@ impl Replica {
             cfg.max_clock_drift_ppm,
             cfg.clock_check_window_ms * NANOS_PER_MS,
         );
+        let cfg_replicas = cfg.replicas;
         Replica {
             cfg,
             id,
@@ -314,6 +336,9 @@ impl Replica {
             snapshot_out: None,
             snapshot_in: None,
             recovering: None,
+            acked: vec![stale::Acked::default(); cfg_replicas],
+            restart_check: None,
+            stale_finding: None,
         }
     }
 
@@ -381,6 +406,18 @@ impl Replica {
         self.applied
     }
 
+    /// True while this replica checks, after a restart, that its storage holds what its
+    /// peers saw it acknowledge (`protocol/stale.rs`).
+    pub fn restart_checking(&self) -> bool {
+        self.restart_check.is_some()
+    }
+
+    /// What a peer saw this replica acknowledge that its storage lacked (a data directory
+    /// replaced by an older copy), if that was detected.
+    pub fn stale_finding(&self) -> Option<&str> {
+        self.stale_finding.as_deref()
+    }
+
     /// The last entry of the log.
     pub fn last_index(&self) -> Slot {
         self.log.last_index()
@@ -427,6 +464,11 @@ impl Replica {
         }
         self.wake(now);
         match msg {
+            Message::Raft(msg) if self.restart_check.is_some() => match msg {
+                Msg::RestartQuery | Msg::RestartReport { .. } => self.dispatch(now, from, msg),
+                // Its state must stay what storage held until the check ends.
+                _ => self.stats.messages_ignored += 1,
+            },
             Message::Raft(msg) => self.dispatch(now, from, msg),
             msg @ (Message::ClockProbe { .. } | Message::ClockEcho { .. }) => {
                 self.on_clock_message(now, from, msg)
@@ -440,6 +482,12 @@ impl Replica {
     /// Time passes: elections, heartbeats, retransmissions, batch deadlines.
     pub fn on_tick(&mut self, now: Nanos) {
         self.wake(now);
+        if self.restart_check.is_some() {
+            // Nothing but the check until it ends (`stale.rs`).
+            self.restart_check_tick(now);
+            self.finish_step(now);
+            return;
+        }
         if matches!(self.role, Role::Leader(_)) {
             self.snapshot_out_tick(now);
             self.leader_tick(now);
@@ -532,6 +580,7 @@ impl Replica {
     }
 
     fn dispatch(&mut self, now: Nanos, from: ReplicaId, msg: Msg) {
+        self.note_acked(from, &msg);
         match msg {
             Msg::PreVote {
                 term,
@@ -576,6 +625,12 @@ impl Replica {
                 recovering,
                 leading,
             } => self.on_recovery_report(now, from, term, recovering, leading),
+            Msg::RestartQuery => self.on_restart_query(from),
+            Msg::RestartReport {
+                term,
+                voted_in,
+                stored,
+            } => self.on_restart_report(now, from, (term, voted_in, stored)),
         }
     }
 

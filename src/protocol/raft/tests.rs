@@ -671,3 +671,6 @@ mod snapshot;
 
 #[path = "tests_recovery.rs"]
 mod recovery;
+
+#[path = "tests_stale.rs"]
+mod stale;

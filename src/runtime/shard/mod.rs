@@ -271,6 +271,8 @@ pub struct Shard {
     /// Whether the replica was recovering lost WAL records at the last step (to log the
     /// start and the end once each).
     recovering_logged: Cell<bool>,
+    /// Stale data directory detections already logged (`protocol/stale.rs`).
+    stale_logged: Cell<u64>,
     snapshot_dir: std::path::PathBuf,
     /// Answers other replicas' anti-entropy sessions (stateless between messages).
     responder: RefCell<crate::protocol::merkle::Responder>,
@@ -481,6 +483,7 @@ impl Shard {
             ))),
             last_lsn: Cell::new(last_lsn),
             recovering_logged: Cell::new(forgot_records),
+            stale_logged: Cell::new(0),
             snapshot_running: Cell::new(false),
             snapshot_wanted: Cell::new(false),
             snapshot_dir,
@@ -585,6 +588,7 @@ impl Shard {
                 );
             }
             self.log_clock_change(&r);
+            self.log_stale_data(&r);
             (self.outbox.borrow_mut().take(&mut *r), LeaderView::of(&*r))
         };
         let mut fx = ShardEffects {
@@ -602,6 +606,27 @@ impl Shard {
         }
         self.run_client_path();
         self.wake_list_waiters();
+    }
+
+    /// Logs, once per detection, that a peer saw this replica acknowledge more than its
+    /// data directory holds: the directory was replaced by an older copy of itself.
+    fn log_stale_data(&self, r: &Consensus) {
+        let detected = r.stats().stale_data_detected;
+        if detected == self.stale_logged.get() {
+            return;
+        }
+        self.stale_logged.set(detected);
+        eprintln!(
+            "shard {}: ERROR: stale data directory {}: {}. It is older than what this replica \
+             acknowledged (a restored backup or an old copy?); treating it as lost records: \
+             no vote until it caught up from the group",
+            self.index,
+            self.snapshot_dir
+                .parent()
+                .unwrap_or(&self.snapshot_dir)
+                .display(),
+            r.stale_finding().unwrap_or("a peer saw more than it holds"),
+        );
     }
 
     /// Debug: turns a fault on or off (`COREPAX.DEBUG PARTITION|DISKFULL|HOLDPOPS ON|OFF`).

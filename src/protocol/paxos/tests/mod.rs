@@ -193,5 +193,7 @@ mod recovery;
 mod replication;
 /// Snapshots: transfer in chunks, corruption, compaction and trimming of the log.
 mod snapshots;
+/// A data directory replaced by an older copy: detected from what peers saw.
+mod stale;
 /// Storage that cannot write: a leader with a full disk steps down.
 mod storage_full;

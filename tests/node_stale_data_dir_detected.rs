@@ -1,5 +1,7 @@
-//! Node: a replica whose data dir is replaced by an older copy of itself restarts from it,
-//! catches up with its group and converges: equal Merkle roots and every key readable.
+//! Node: a replica whose data dir is replaced by an older copy of itself learns from its
+//! peers that it acknowledged more than the copy holds (INFO's `stale_data_detected`, an
+//! error line naming the directory), rejoins as a learner, catches up with its group and
+//! converges: equal Merkle roots and every acknowledged write readable.
 mod node_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,16 +22,16 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[test]
-fn replica_restored_from_an_older_copy_converges() {
-    replica_restored_from_an_older_copy_converges_under(Protocol::Multipaxos);
+fn replica_restored_from_an_older_copy_is_detected_and_converges() {
+    restored_from_an_older_copy_under(Protocol::Multipaxos);
 }
 
 #[test]
-fn raft_replica_restored_from_an_older_copy_converges() {
-    replica_restored_from_an_older_copy_converges_under(Protocol::Raft);
+fn raft_replica_restored_from_an_older_copy_is_detected_and_converges() {
+    restored_from_an_older_copy_under(Protocol::Raft);
 }
 
-fn replica_restored_from_an_older_copy_converges_under(protocol: Protocol) {
+fn restored_from_an_older_copy_under(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start_protocol(protocol, 3, dir.path(), &[]);
     let stale = (0..3)
@@ -49,10 +51,38 @@ fn replica_restored_from_an_older_copy_converges_under(protocol: Protocol) {
     for k in 50..200 {
         assert!(is_ok(&c.set(&format!("k{k}"), "new").unwrap()));
     }
+    // Restarted from its own, current data dir: nothing is detected.
+    cluster.kill9(stale);
+    cluster.restart(stale);
+    cluster.wait_states_agree(Duration::from_secs(20));
+    assert_eq!(
+        cluster.info_sum(stale, "_stats", "stale_data_detected"),
+        0,
+        "a current data dir taken for stale; its log:\n{}",
+        cluster.log(stale)
+    );
     cluster.kill9(stale);
     std::fs::remove_dir_all(&node_dir).unwrap();
     copy_dir(&backup, &node_dir);
     cluster.restart(stale);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.info_sum(stale, "_stats", "stale_data_detected") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the older copy went unnoticed; its log:\n{}",
+            cluster.log(stale)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = cluster.log(stale);
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR: stale data directory"))
+        .unwrap_or_else(|| panic!("no error line in its log:\n{log}"));
+    assert!(
+        line.contains(&node_dir.display().to_string()),
+        "the line names the directory: {line}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
