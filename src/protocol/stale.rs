@@ -49,14 +49,18 @@ pub struct RestartCheck {
 }
 
 impl RestartCheck {
-    /// Whether a query is due at `now` (the first step, then every `interval`).
-    pub fn query_due(&mut self, now: Nanos, interval: Nanos) -> bool {
+    /// What the restarted replica does at `now`: ends the check (see [`RestartCheck::done`]),
+    /// asks every peer again (the first step, then every `interval`), or waits.
+    pub fn step(&mut self, now: Nanos, group: &CheckGroup) -> CheckStep {
         self.started_at.get_or_insert(now);
-        if self.query_sent_at.is_some_and(|t| now < t + interval) {
-            return false;
+        if self.done(now, group) {
+            return CheckStep::Over;
+        }
+        if self.query_sent_at.is_some_and(|t| now < t + group.interval) {
+            return CheckStep::Wait;
         }
         self.query_sent_at = Some(now);
-        true
+        CheckStep::Ask
     }
 
     /// `from` reported.
@@ -64,24 +68,40 @@ impl RestartCheck {
         self.answered_mask |= from.bit();
     }
 
-    /// Whether the check is over at `now`: every peer of `replicas` but `id` reported,
-    /// or `wait` passed and the reports make a quorum with this replica.
-    pub fn done(
-        &self,
-        now: Nanos,
-        id: ReplicaId,
-        replicas: usize,
-        quorum: usize,
-        wait: Nanos,
-    ) -> bool {
-        let answered = self.answered_mask & !id.bit();
-        let peers = replicas - 1;
-        if answered.count_ones() as usize >= peers {
+    /// Whether the check is over at `now`: every peer of the group but this replica
+    /// reported, or `wait` passed and the reports make a quorum with this replica.
+    fn done(&self, now: Nanos, group: &CheckGroup) -> bool {
+        let answered = (self.answered_mask & !group.id.bit()).count_ones() as usize;
+        if answered >= group.replicas - 1 {
             return true;
         }
-        let waited = self.started_at.is_some_and(|t| now >= t + wait);
-        waited && answered.count_ones() as usize + 1 >= quorum
+        let waited = self.started_at.is_some_and(|t| now >= t + group.wait);
+        waited && answered + 1 >= group.quorum
     }
+}
+
+/// The restarted replica's group and timing, as each protocol's core knows them.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckGroup {
+    pub id: ReplicaId,
+    pub replicas: usize,
+    pub quorum: usize,
+    /// How long to wait for every peer before a quorum of reports ends the check
+    /// ([`WAIT_ELECTION_TIMEOUTS`] election timeouts).
+    pub wait: Nanos,
+    /// Between queries (a heartbeat interval).
+    pub interval: Nanos,
+}
+
+/// What [`RestartCheck::step`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckStep {
+    /// The check is over: the replica may vote, accept and campaign again.
+    Over,
+    /// Send `RestartQuery` to every peer.
+    Ask,
+    /// Nothing to do yet.
+    Wait,
 }
 
 #[cfg(test)]
@@ -90,24 +110,44 @@ mod tests {
 
     #[test]
     fn every_peer_ends_the_check_at_once_a_quorum_only_after_the_wait() {
+        let three = CheckGroup {
+            id: ReplicaId(0),
+            replicas: 3,
+            quorum: 2,
+            wait: 50,
+            interval: 10,
+        };
+        let five = CheckGroup {
+            replicas: 5,
+            quorum: 3,
+            ..three
+        };
         let mut c = RestartCheck::default();
-        assert!(c.query_due(100, 10));
-        assert!(!c.query_due(105, 10), "one query per interval");
-        assert!(c.query_due(110, 10));
+        assert_eq!(c.step(100, &three), CheckStep::Ask);
+        assert_eq!(
+            c.step(105, &three),
+            CheckStep::Wait,
+            "one query per interval"
+        );
+        assert_eq!(c.step(110, &three), CheckStep::Ask);
         c.answered(ReplicaId(1));
-        assert!(
-            !c.done(110, ReplicaId(0), 3, 2, 50),
+        assert_eq!(
+            c.step(115, &three),
+            CheckStep::Wait,
             "one peer of two, before the wait"
         );
-        assert!(
-            c.done(150, ReplicaId(0), 3, 2, 50),
+        assert!(!c.clone().done(149, &three));
+        assert_eq!(
+            c.clone().step(150, &three),
+            CheckStep::Over,
             "a quorum once the wait passed"
         );
-        assert!(
-            !c.done(150, ReplicaId(0), 5, 3, 50),
+        assert_ne!(
+            c.clone().step(150, &five),
+            CheckStep::Over,
             "one peer of four is no quorum"
         );
         c.answered(ReplicaId(2));
-        assert!(c.done(110, ReplicaId(0), 3, 2, 50), "every peer: at once");
+        assert_eq!(c.step(115, &three), CheckStep::Over, "every peer: at once");
     }
 }

@@ -467,16 +467,25 @@ fn lost_synced_records_5_replicas_no_violation() {
 
 /// A deposed leader's own accept of a slot survived, the accept of the value chosen there
 /// was lost with other synced records, and a later `Chosen` mark survived: recovering
-/// from that, it must not apply its own value (it once did, in this seed, and its state
+/// from that, it must not apply its own value (it once did, in seed 101, and its state
 /// diverged). The prefix check compares every slot it applies, those of recovery too.
+/// Seeds from 101 on until five runs had a crash lose synced records (the schedule a seed
+/// makes moves with every timing change in the cores).
 #[test]
 fn a_chosen_mark_after_lost_records_applies_no_older_value_seed_101() {
-    let out = run(SimConfig {
-        read_mode: ReadMode::Digest,
-        primitives: true,
-        expiry: true,
-        ..SimConfig::new(101, 3)
-    });
-    assert!(out.records_lost_crashes > 0, "no crash lost synced records");
-    assert_eq!(out.violations, Vec::<String>::new());
+    let mut with_losses = 0;
+    for seed in 101..161 {
+        let out = run(SimConfig {
+            read_mode: ReadMode::Digest,
+            primitives: true,
+            expiry: true,
+            ..SimConfig::new(seed, 3)
+        });
+        assert_eq!(out.violations, Vec::<String>::new(), "seed {seed}");
+        with_losses += usize::from(out.records_lost_crashes > 0);
+        if with_losses == 5 {
+            return;
+        }
+    }
+    panic!("only {with_losses} of 60 seeds had a crash lose synced records");
 }

@@ -303,6 +303,9 @@ fn adopt<M>(shared: &Shared<M>, from: u8, conn_id: u64) {
         }
     }
     shared.bump(from, |s| s.incoming_connected = true);
+    if let Some(Some(link)) = shared.links.get(usize::from(from)) {
+        link.peer_dialed_us();
+    }
 }
 
 /// Decodes frames until the connection closes or a frame is bad.

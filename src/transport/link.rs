@@ -31,6 +31,12 @@ pub(super) struct OutLink {
     connected: Cell<bool>,
     /// The writer parks here when the queue is empty.
     writer_waker: Cell<Option<Waker>>,
+    /// Set when the peer dialed us while this link was down: it is up again, so the
+    /// dialer's backoff wait ends at once (a restarted replica hears its peers within a
+    /// round trip, not after their longest backoff).
+    peer_is_up: Cell<bool>,
+    /// The dialer parks here during its backoff wait.
+    backoff_waker: Cell<Option<Waker>>,
 }
 
 impl OutLink {
@@ -41,7 +47,33 @@ impl OutLink {
             queue_frames: Cell::new(0),
             connected: Cell::new(false),
             writer_waker: Cell::new(None),
+            peer_is_up: Cell::new(false),
+            backoff_waker: Cell::new(None),
         }
+    }
+
+    /// The peer's connection to us passed its handshake: if this link is down, redial now.
+    pub(super) fn peer_dialed_us(&self) {
+        if self.connected.get() {
+            return;
+        }
+        self.peer_is_up.set(true);
+        if let Some(waker) = self.backoff_waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits `ms`, or less if the peer dials us meanwhile.
+    async fn backoff(&self, ms: u64) {
+        let peer_up = poll_fn(|cx| {
+            if self.peer_is_up.replace(false) {
+                return Poll::Ready(());
+            }
+            self.backoff_waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        });
+        futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(ms)), peer_up).await;
+        self.backoff_waker.set(None);
     }
 
     pub(super) fn queued_bytes(&self) -> usize {
@@ -120,6 +152,7 @@ pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
             Ok(mut stream) => {
                 debug_assert_eq!(link.queued_bytes(), 0, "sends are dropped while down");
                 link.connected.set(true);
+                link.peer_is_up.set(false);
                 shared.bump(peer, |s| {
                     s.connected = true;
                     s.connects += 1;
@@ -167,7 +200,7 @@ pub(super) async fn run<M>(shared: Rc<Shared<M>>, peer: u8) {
                 dial_failures_in_a_row += 1;
             }
         }
-        glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
+        link.backoff(backoff_ms).await;
         backoff_ms = backoff_ms
             .saturating_mul(2)
             .min(cfg.reconnect_backoff_max_ms);

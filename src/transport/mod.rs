@@ -20,7 +20,10 @@
 //!   in bulk and handed to `on_message`.
 //! - Failure: a peer that is down, slow or unreachable never blocks anything. Sends to it
 //!   are dropped and counted (Paxos retransmits); the writer redials with exponential
-//!   backoff, and a new connection starts with an empty queue.
+//!   backoff, and a new connection starts with an empty queue. A peer whose connection to
+//!   us passes its handshake is up again: the writer's backoff wait ends and it redials at
+//!   once, so a restarted replica hears every peer within a round trip (its restart check
+//!   waits for their reports), not after their longest backoff.
 //!
 //! Memory per peer is bounded: the queue holds at most `send_queue_bytes_max`, plus the one
 //! batch being written (also at most that); a reader buffers at most one frame

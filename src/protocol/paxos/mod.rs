@@ -647,14 +647,20 @@ impl Replica {
         if id <= self.durable_id {
             return;
         }
+        let before = self.durable_id;
         self.durable_id = id;
         while self.held.front().is_some_and(|(pid, _, _)| *pid <= id) {
             let (_, to, msg) = self.held.pop_front().expect("front checked");
             self.held_for_peers -= usize::from(to != self.id);
             self.send(to, msg);
         }
-        // A partial batch may have waited for this sync (see `try_propose`).
-        self.try_propose(now);
+        // A partial batch may have waited for our last accept's sync (see `try_propose`).
+        if let Role::Leader(l) = &self.role
+            && (before + 1..=id).contains(&l.last_accept)
+            && !l.queue.requests.is_empty()
+        {
+            self.try_propose(now);
+        }
         self.finish_step(now);
     }
 

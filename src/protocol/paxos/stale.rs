@@ -10,7 +10,7 @@
 use super::Replica;
 use super::recovery::Recovering;
 use crate::protocol::message::Message;
-use crate::protocol::stale::WAIT_ELECTION_TIMEOUTS;
+use crate::protocol::stale::{CheckGroup, CheckStep, WAIT_ELECTION_TIMEOUTS};
 use crate::protocol::types::{Ballot, NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
 /// What this replica saw one peer acknowledge (in memory only).
@@ -68,18 +68,20 @@ impl Replica {
     /// While the restart check runs: asks every peer each heartbeat interval, and ends
     /// the check once enough answered (see `protocol/stale.rs`).
     pub(super) fn restart_check_tick(&mut self, now: Nanos) {
-        let wait = WAIT_ELECTION_TIMEOUTS * self.cfg.election_timeout_ms * NANOS_PER_MS;
-        let interval = self.cfg.heartbeat_interval_ms * NANOS_PER_MS;
-        let (id, replicas, quorum) = (self.id, self.cfg.replicas, self.cfg.quorum());
+        let group = CheckGroup {
+            id: self.id,
+            replicas: self.cfg.replicas,
+            quorum: self.cfg.quorum(),
+            wait: WAIT_ELECTION_TIMEOUTS * self.cfg.election_timeout_ms * NANOS_PER_MS,
+            interval: self.cfg.heartbeat_interval_ms * NANOS_PER_MS,
+        };
         let Some(check) = &mut self.restart_check else {
             return;
         };
-        if check.done(now, id, replicas, quorum, wait) {
-            self.restart_check = None;
-            return;
-        }
-        if check.query_due(now, interval) {
-            self.broadcast(&Message::RestartQuery);
+        match check.step(now, &group) {
+            CheckStep::Over => self.restart_check = None,
+            CheckStep::Ask => self.broadcast(&Message::RestartQuery),
+            CheckStep::Wait => {}
         }
     }
 

@@ -8,7 +8,7 @@
 //! it a learner (`recovery.rs`).
 
 use super::{AppendOutcome, Msg, Replica};
-use crate::protocol::stale::WAIT_ELECTION_TIMEOUTS;
+use crate::protocol::stale::{CheckGroup, CheckStep, WAIT_ELECTION_TIMEOUTS};
 use crate::protocol::types::{Nanos, ReplicaId, Slot};
 
 /// What this replica saw one peer acknowledge (in memory only).
@@ -91,18 +91,20 @@ impl Replica {
     /// While the restart check runs: asks every peer each heartbeat interval, and ends
     /// the check once enough answered (see `protocol/stale.rs`).
     pub(super) fn restart_check_tick(&mut self, now: Nanos) {
-        let wait = WAIT_ELECTION_TIMEOUTS * self.election_timeout();
-        let interval = self.heartbeat_interval();
-        let (id, replicas, quorum) = (self.id, self.cfg.replicas, self.cfg.quorum());
+        let group = CheckGroup {
+            id: self.id,
+            replicas: self.cfg.replicas,
+            quorum: self.cfg.quorum(),
+            wait: WAIT_ELECTION_TIMEOUTS * self.election_timeout(),
+            interval: self.heartbeat_interval(),
+        };
         let Some(check) = &mut self.restart_check else {
             return;
         };
-        if check.done(now, id, replicas, quorum, wait) {
-            self.restart_check = None;
-            return;
-        }
-        if check.query_due(now, interval) {
-            self.broadcast(&Msg::RestartQuery);
+        match check.step(now, &group) {
+            CheckStep::Over => self.restart_check = None,
+            CheckStep::Ask => self.broadcast(&Msg::RestartQuery),
+            CheckStep::Wait => {}
         }
     }
 
