@@ -1,7 +1,10 @@
 //! Applying batches of SETs to a map much larger than the CPU's caches (1,000,000 keys,
 //! 100-byte values, random keys), with and without prefetching the batch's items first
 //! (`Kv::prefetch`, what `waiting::apply_batch` does). Each key's item is a cache miss;
-//! prefetching lets a batch's misses overlap.
+//! prefetching lets a batch's misses overlap. The third case also records each change
+//! for key watches as a node does (`Kv::record_events`, the events taken after each batch
+//! into a watch history of 10,000 changes, the default `watch_history_max`): what
+//! `COREPAX.WATCH … FROM version` costs every write when nobody watches.
 //!
 //! Run: `cargo bench --bench kv_apply`
 
@@ -10,6 +13,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use corepax::protocol::watch::{Event, History};
 use corepax::protocol::{Command, Kv, Request};
 
 const KEYS: u64 = 1_000_000;
@@ -43,9 +47,12 @@ fn apply(c: &mut Criterion) {
     let mut slot = KEYS + 1;
     let mut group = c.benchmark_group("kv_apply_1m_keys_random_set");
     group.throughput(Throughput::Elements((BATCH * BATCHES) as u64));
-    for prefetch in [false, true] {
+    let mut history = History::new(10_000, 0);
+    for (prefetch, watch) in [(false, false), (true, false), (true, true)] {
+        kv.record_events(watch);
+        let name = if watch { "prefetch+watch" } else { "prefetch" };
         group.bench_with_input(
-            BenchmarkId::new("prefetch", prefetch),
+            BenchmarkId::new(name, prefetch),
             &prefetch,
             |b, &prefetch| {
                 b.iter(|| {
@@ -56,6 +63,11 @@ fn apply(c: &mut Criterion) {
                         slot += 1;
                         for req in batch {
                             kv.apply(slot, req);
+                        }
+                        for ev in kv.take_events() {
+                            if let Event::Change(c) = ev {
+                                history.push(c);
+                            }
                         }
                     }
                 })

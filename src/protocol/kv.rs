@@ -287,7 +287,11 @@ impl Kv {
     /// The events recorded since the last call, in apply order (empty when not recording).
     pub fn take_events(&mut self) -> Vec<Event> {
         match &mut self.events {
-            Some(events) if !events.is_empty() => std::mem::take(events),
+            // The next step's events start at this step's size, not grown one by one.
+            Some(events) if !events.is_empty() => {
+                let room = Vec::with_capacity(events.capacity());
+                std::mem::replace(events, room)
+            }
             _ => Vec::new(),
         }
     }

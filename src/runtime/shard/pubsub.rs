@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::protocol::Slot;
-use crate::protocol::watch::{Change, Compacted, Event, History};
+use crate::protocol::watch::{Change, Compacted, Event, History, coalesced};
 use crate::runtime::mailbox::{Mailbox, Push};
 
 /// A connection, as the node numbers them.
@@ -305,26 +305,6 @@ impl Pubsub {
     }
 }
 
-/// The changes of one step with a key changed twice in a slot kept once (with its last
-/// kind), in the order first seen, as the history keeps them.
-fn coalesced(changes: Vec<Change>) -> Vec<Change> {
-    if changes.len() < 2 {
-        return changes;
-    }
-    let mut at: HashMap<(Bytes, Slot), usize, MapHasher> = HashMap::default();
-    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
-    for c in changes {
-        match at.get(&(c.key.clone(), c.version)) {
-            Some(&i) => out[i].kind = c.kind,
-            None => {
-                at.insert((c.key.clone(), c.version), out.len());
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 impl Shard {
     /// Delivers what the last step applied: messages to subscribers, changes to the
     /// history and to watchers.
@@ -349,7 +329,7 @@ impl Shard {
             }
         }
         if ps.watches.is_empty() {
-            // Nobody to tell: the history keeps a key once per slot by itself.
+            // Nobody to tell: the history answers a key once per slot by itself.
             for c in changes {
                 ps.history.push(c);
             }
