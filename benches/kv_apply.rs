@@ -6,6 +6,8 @@
 //! into a watch history of 10,000 changes, the default `watch_history_max`): what
 //! `COREPAX.WATCH … FROM version` costs every write when nobody watches.
 //!
+//! `apply_reads` applies GETs through client sessions, as `log` mode does.
+//!
 //! Run: `cargo bench --bench kv_apply`
 
 use bytes::Bytes;
@@ -77,5 +79,49 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply);
+/// GETs of random keys through client sessions, as the log applies reads in `log` mode
+/// (50 sessions, each with 16 requests outstanding: its acknowledged floor trails by 16).
+fn apply_reads(c: &mut Criterion) {
+    let value = Bytes::from(vec![b'x'; 100]);
+    let mut kv = Kv::new(4096, 4096);
+    for i in 0..KEYS {
+        kv.apply(i + 1, &set(i, &value));
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let keys: Vec<Bytes> = (0..BATCH * BATCHES)
+        .map(|_| Bytes::from(format!("key:{:07}", rng.random_range(0..KEYS))))
+        .collect();
+    let mut seq = [0u64; 50];
+    let mut slot = KEYS + 1;
+    let mut group = c.benchmark_group("kv_apply_1m_keys_random_get_in_sessions");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    group.bench_function("prefetch", |b| {
+        b.iter(|| {
+            for batch in keys.chunks(BATCH) {
+                let reqs: Vec<Request> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let s = &mut seq[i % 50];
+                        *s += 1;
+                        Request {
+                            client: (i % 50) as u64 + 1,
+                            seq: *s,
+                            ack_floor: s.saturating_sub(16),
+                            cmd: Command::Get(k.clone()),
+                        }
+                    })
+                    .collect();
+                kv.prefetch(&reqs);
+                slot += 1;
+                for req in &reqs {
+                    kv.apply(slot, req);
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply, apply_reads);
 criterion_main!(benches);
