@@ -452,9 +452,12 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.records_lost_crashes, st.votes_withheld
     );
     println!(
-        "restarts from an older copy of storage: {} (detected by the restart check: {}); \
-         replicas paused: {}",
-        summary.copies_restored, st.stale_data_detected, summary.pauses
+        "restarts from an older copy of storage: {} (detected by the restart check: {}; \
+         crashed again while marked stale: {}); replicas paused: {}",
+        summary.copies_restored,
+        st.stale_data_detected,
+        summary.stale_marked_crashes,
+        summary.pauses
     );
     println!(
         "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",

@@ -102,12 +102,13 @@ impl Sim {
 
     pub(super) fn crash(&mut self, node: ReplicaId) {
         let keep_frac = self.rng.random_range(0.0..1.0);
-        let n = &mut self.nodes[node.index()];
-        // A restored replica keeps what it learned in memory only: crashed before it
-        // caught up, it forgets it (see `restore.rs`).
-        if n.replica.is_none() || n.restored {
+        let n = &self.nodes[node.index()];
+        // A restored replica crashes only once its finding is durable (see `restore.rs`).
+        if n.replica.is_none() || (n.restored && !restore::stale_mark_synced(&n.durable)) {
             return;
         }
+        self.stale_marked_crashes += u64::from(n.restored);
+        let n = &mut self.nodes[node.index()];
         // Written but unsynced records: some prefix may have reached the disk.
         let keep = (n.pending.len() as f64 * keep_frac) as usize;
         let covers = n.snapshot_covers;

@@ -170,6 +170,7 @@ struct Sim {
     /// stream, like `corrupt_rng`.
     restore_rng: Option<ChaCha8Rng>,
     copies_restored: u64,
+    stale_marked_crashes: u64,
     /// Decides pauses, in the seeds that have them; its own stream, like `corrupt_rng`.
     pause_rng: Option<ChaCha8Rng>,
     pauses: u64,
@@ -344,6 +345,7 @@ impl Sim {
             records_lost_crashes: 0,
             restore_rng,
             copies_restored: 0,
+            stale_marked_crashes: 0,
             pause_rng,
             pauses: 0,
             forwards: 0,

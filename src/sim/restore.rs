@@ -9,11 +9,13 @@
 //! detect, no more: it is restored only if every replica was up when the copy was taken,
 //! the replica did not lead since (what a leader counts of its own log, no peer sees),
 //! and every other replica is up, has not restarted since the copy was taken (so it
-//! remembers what the replica acknowledged since) and recovers nothing itself; the check's messages to and from it are neither
-//! cut nor lost, and no replica crashes, while it checks; and it does not crash again
-//! before it caught up (what it learned is kept in memory only: a second restart
-//! forgets it, see ARCHITECTURE.md, "A stale data directory"). Never on more replicas at once
-//! than a quorum can spare, like lost records.
+//! remembers what the replica acknowledged since) and recovers nothing itself; the check's
+//! messages to and from it are neither cut nor lost, and no replica crashes, while it
+//! checks; and it crashes again before it caught up only once its finding is durable (the
+//! `StaleData` mark is synced: it then restarts a learner, whatever its peers remember;
+//! before that, a crash loses the finding, and a peer that restarted meanwhile leaves
+//! nobody to find it again, see ARCHITECTURE.md, "A stale data directory"). Never on more
+//! replicas at once than a quorum can spare, like lost records.
 
 use super::*;
 
@@ -31,6 +33,17 @@ pub(super) struct StorageCopy {
     /// The replica led since: what it counted of its own log no peer saw (see
     /// ARCHITECTURE.md, "A stale data directory": not detected).
     led_since: bool,
+}
+
+/// Whether `durable` records hold a stale-data mark (the restart check's finding).
+pub(super) fn stale_mark_synced(durable: &[Record]) -> bool {
+    use crate::protocol::raft::RaftRecord;
+    durable.iter().any(|r| {
+        matches!(
+            r,
+            Record::StaleData { .. } | Record::Raft(RaftRecord::StaleData)
+        )
+    })
 }
 
 impl Sim {
