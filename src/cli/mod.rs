@@ -108,6 +108,10 @@ pub struct SimArgs {
     /// pause).
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     pause_seeds_percent: u64,
+    /// Pauses take the leader, and clients send new reads to it while it is paused (they
+    /// cached its address).
+    #[arg(long, hide = true)]
+    pause_leader_reads_wait: bool,
     /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
     /// `--read-mode` choose the run's; any other replaces what each seed picks.
     #[command(flatten)]
@@ -380,6 +384,10 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             " --pause-seeds-percent {}",
             args.pause_seeds_percent
         ));
+    }
+    base.pause_leader_reads_wait = args.pause_leader_reads_wait;
+    if args.pause_leader_reads_wait {
+        flags.push_str(" --pause-leader-reads-wait");
     }
     base.restore_seeds_percent = args.restore_seeds_percent;
     if args.restore_seeds_percent != 50 {

@@ -51,6 +51,9 @@ pub struct SimConfig {
     pub restore_seeds_percent: u64,
     /// Share of seeds (percent) where replicas are paused now and then (`pause.rs`).
     pub pause_seeds_percent: u64,
+    /// In those seeds, every pause takes the leader, and while it is paused the clients
+    /// send their new reads to it, as clients that cached its address do (`pause.rs`).
+    pub pause_leader_reads_wait: bool,
     /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
     /// (`LLEN`), which the list model checks.
     pub lists: bool,
@@ -99,6 +102,7 @@ impl SimConfig {
             corrupt_seeds_percent: 50,
             restore_seeds_percent: 50,
             pause_seeds_percent: 50,
+            pause_leader_reads_wait: false,
             lists: false,
             bug_pop_without_log: false,
             pubsub: false,
