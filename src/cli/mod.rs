@@ -112,6 +112,10 @@ pub struct SimArgs {
     /// cached its address).
     #[arg(long, hide = true)]
     pause_leader_reads_wait: bool,
+    /// Instead of random faults, a staged restore of an older copy (3 replicas): the
+    /// copy lacks writes only the leader also holds, which is cut off after the check.
+    #[arg(long, hide = true)]
+    restore_staged: bool,
     /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
     /// `--read-mode` choose the run's; any other replaces what each seed picks.
     #[command(flatten)]
@@ -388,6 +392,10 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     base.pause_leader_reads_wait = args.pause_leader_reads_wait;
     if args.pause_leader_reads_wait {
         flags.push_str(" --pause-leader-reads-wait");
+    }
+    base.restore_staged = args.restore_staged;
+    if args.restore_staged {
+        flags.push_str(" --restore-staged");
     }
     base.restore_seeds_percent = args.restore_seeds_percent;
     if args.restore_seeds_percent != 50 {

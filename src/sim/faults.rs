@@ -43,6 +43,12 @@ impl Sim {
             .iter()
             .filter_map(|x| x.replica.as_ref())
             .find_map(|r| r.is_leading().then(|| r.id()));
+        if self.cfg.restore_staged {
+            self.staged_fault();
+            let next = self.rng.random_range(50 * MS..400 * MS);
+            self.schedule(next, Event::Fault);
+            return;
+        }
         self.maybe_copy_storage();
         self.maybe_pause(leader);
         match self.rng.random_range(0..10) {
@@ -192,6 +198,7 @@ impl Sim {
         if self.nodes[node.index()].replica.is_some() {
             return;
         }
+        self.staged_restart(node);
         self.maybe_restore_copy(node);
         let n = &mut self.nodes[node.index()];
         n.client = ClientPath::new(node, session, self.cfg.read_mode, client_timeout(&self.cfg));

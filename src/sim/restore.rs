@@ -61,7 +61,6 @@ impl Sim {
         let i = rng.random_range(0..self.nodes.len());
         let renew = rng.random_bool(0.1);
         let incarnations: Vec<u32> = self.nodes.iter().map(|n| n.incarnation).collect();
-        let all_up = self.nodes.iter().all(|n| n.replica.is_some());
         let n = &mut self.nodes[i];
         let useless = n.copy.as_ref().is_some_and(|c| {
             (0..incarnations.len()).any(|j| j != i && c.incarnations[j] != incarnations[j])
@@ -69,6 +68,14 @@ impl Sim {
         if n.lost_records || n.restored || (n.copy.is_some() && !useless && !renew) {
             return;
         }
+        self.copy_storage_now(ReplicaId(i as u8));
+    }
+
+    /// Copies `node`'s durable storage now.
+    pub(super) fn copy_storage_now(&mut self, node: ReplicaId) {
+        let incarnations: Vec<u32> = self.nodes.iter().map(|n| n.incarnation).collect();
+        let all_up = self.nodes.iter().all(|n| n.replica.is_some());
+        let n = &mut self.nodes[node.index()];
         let leading = n.replica.as_ref().is_some_and(Consensus::is_leading);
         n.copy = Some(StorageCopy {
             snapshot: n.snapshot.clone(),
@@ -79,7 +86,7 @@ impl Sim {
             led_since: leading,
         });
         let records = n.durable.len();
-        self.log(|| format!("r{i}: storage copied ({records} records after its snapshot)"));
+        self.log(|| format!("{node}: storage copied ({records} records after its snapshot)"));
     }
 
     /// At a restart of `node`: sometimes its storage is replaced by its older copy first.
@@ -105,8 +112,15 @@ impl Sim {
         if !others_remember || !rng.random_bool(0.7) {
             return;
         }
-        let n = &mut self.nodes[i];
-        let copy = n.copy.take().expect("checked");
+        self.restore_copy_now(node);
+    }
+
+    /// Replaces `node`'s storage by its copy now, if it has one.
+    pub(super) fn restore_copy_now(&mut self, node: ReplicaId) {
+        let n = &mut self.nodes[node.index()];
+        let Some(copy) = n.copy.take() else {
+            return;
+        };
         n.snapshot = copy.snapshot;
         n.durable = copy.durable;
         n.lost_records = copy.lost_records;
