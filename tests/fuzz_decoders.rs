@@ -13,6 +13,7 @@ use corepax::config::NodeConfig;
 use corepax::protocol::item::Item;
 use corepax::protocol::kv::KvState;
 use corepax::protocol::message::SnapshotChunk;
+use corepax::protocol::raft::RaftRecord;
 use corepax::protocol::{Ballot, Command, Message, Record, ReplicaId, Request, Snapshot};
 use corepax::runtime::shard::PeerMsg;
 use corepax::wire::frame;
@@ -191,7 +192,39 @@ fn records() -> Vec<Record> {
             batch: batch(),
         },
         Record::Chosen { through: 4 },
+        Record::StaleData { seen_through: 7 },
+        Record::Raft(RaftRecord::Vote {
+            term: 3,
+            voted_for: Some(ReplicaId(1)),
+        }),
+        Record::Raft(RaftRecord::Entry {
+            index: 5,
+            term: 3,
+            batch: batch(),
+        }),
+        Record::Raft(RaftRecord::StaleData),
     ]
+}
+
+/// The stale-data marks decode as written; cut short, or with a variant tag past the
+/// last, a record is a clear error (recovery stops replay there), never a panic.
+#[test]
+fn stale_data_marks_round_trip_and_damaged_records_are_errors() {
+    for record in [
+        Record::StaleData { seen_through: 7 },
+        Record::Raft(RaftRecord::StaleData),
+    ] {
+        let bytes = postcard::to_allocvec(&record).unwrap();
+        assert_eq!(postcard::from_bytes::<Record>(&bytes).unwrap(), record);
+        for cut in 0..bytes.len() {
+            let err = postcard::from_bytes::<Record>(&bytes[..cut]).unwrap_err();
+            fuzz_support::clear(err);
+        }
+    }
+    // Tag 127 (one varint byte), far past the last variant, at both levels.
+    fuzz_support::clear(postcard::from_bytes::<Record>(&[127, 0]).unwrap_err());
+    let raft_tag = postcard::to_allocvec(&Record::Raft(RaftRecord::StaleData)).unwrap()[0];
+    fuzz_support::clear(postcard::from_bytes::<Record>(&[raft_tag, 127]).unwrap_err());
 }
 
 fn snapshot() -> Snapshot {

@@ -108,6 +108,14 @@ pub struct SimArgs {
     /// pause).
     #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
     pause_seeds_percent: u64,
+    /// Pauses take the leader, and clients send new reads to it while it is paused (they
+    /// cached its address).
+    #[arg(long, hide = true)]
+    pause_leader_reads_wait: bool,
+    /// Instead of random faults, a staged restore of an older copy (3 replicas): the
+    /// copy lacks writes only the leader also holds, which is cut off after the check.
+    #[arg(long, hide = true)]
+    restore_staged: bool,
     /// Protocol settings, the flags of `node` and `cluster`: `--protocol` and
     /// `--read-mode` choose the run's; any other replaces what each seed picks.
     #[command(flatten)]
@@ -381,6 +389,14 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             args.pause_seeds_percent
         ));
     }
+    base.pause_leader_reads_wait = args.pause_leader_reads_wait;
+    if args.pause_leader_reads_wait {
+        flags.push_str(" --pause-leader-reads-wait");
+    }
+    base.restore_staged = args.restore_staged;
+    if args.restore_staged {
+        flags.push_str(" --restore-staged");
+    }
     base.restore_seeds_percent = args.restore_seeds_percent;
     if args.restore_seeds_percent != 50 {
         flags.push_str(&format!(
@@ -452,9 +468,12 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.records_lost_crashes, st.votes_withheld
     );
     println!(
-        "restarts from an older copy of storage: {} (detected by the restart check: {}); \
-         replicas paused: {}",
-        summary.copies_restored, st.stale_data_detected, summary.pauses
+        "restarts from an older copy of storage: {} (detected by the restart check: {}; \
+         crashed again while marked stale: {}); replicas paused: {}",
+        summary.copies_restored,
+        st.stale_data_detected,
+        summary.stale_marked_crashes,
+        summary.pauses
     );
     println!(
         "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",

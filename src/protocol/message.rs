@@ -264,6 +264,14 @@ pub enum Record {
     },
     /// A Raft record (`protocol::raft`); Multi-Paxos replicas skip it.
     Raft(super::raft::RaftRecord),
+    /// The restart check found this storage older than what peers saw the replica
+    /// acknowledge (`paxos/stale.rs`): recovery makes it a learner again until it caught
+    /// up through slot `seen_through` at least. The snapshot that ends that catch-up
+    /// drops it with the records before it. Last, so older records keep their encoding.
+    StaleData {
+        /// The highest slot its records or a peer's report named when it was found.
+        seen_through: Slot,
+    },
 }
 
 /// A replica's state at an applied slot: what recovery and lagging followers start from

@@ -44,6 +44,8 @@ pub struct SimOutcome {
     pub records_lost_crashes: u64,
     /// Restarts from an older copy of the replica's storage.
     pub copies_restored: u64,
+    /// Crashes of a restored replica found stale, before it caught up (its WAL marks it).
+    pub stale_marked_crashes: u64,
     /// Replicas paused for a while.
     pub pauses: u64,
 
@@ -97,6 +99,8 @@ pub struct Summary {
     pub records_lost_crashes: u64,
     /// Restarts from an older copy of storage, over all seeds.
     pub copies_restored: u64,
+    /// Crashes of a restored replica marked stale, before it caught up, over all seeds.
+    pub stale_marked_crashes: u64,
     /// Pauses, over all seeds.
     pub pauses: u64,
 
@@ -135,6 +139,7 @@ pub fn run_many(
         summary.snapshot_chunks_later += outcome.snapshot_chunks_later;
         summary.records_lost_crashes += outcome.records_lost_crashes;
         summary.copies_restored += outcome.copies_restored;
+        summary.stale_marked_crashes += outcome.stale_marked_crashes;
         summary.pauses += outcome.pauses;
         summary.forwards += outcome.forwards;
         summary.reads_now += outcome.reads_now;
@@ -254,6 +259,7 @@ impl Sim {
             snapshot_chunks_later: self.snapshot_chunks_later,
             records_lost_crashes: self.records_lost_crashes,
             copies_restored: self.copies_restored,
+            stale_marked_crashes: self.stale_marked_crashes,
             pauses: self.pauses,
             forwards: self.forwards,
             reads_now: self.reads_now,

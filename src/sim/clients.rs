@@ -176,6 +176,10 @@ impl Sim {
                 log_hi: u64::MAX,
             },
         });
+        // A client that cached a paused leader's address sends it its reads (they wait).
+        if let (Op::Get, Some(paused)) = (op, self.paused_leader_for_reads()) {
+            self.clients[client].target = paused;
+        }
         let c = &mut self.clients[client];
         c.current = Some((self.history.len() - 1, forced.is_some()));
         c.attempt += 1;

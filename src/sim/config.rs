@@ -49,8 +49,13 @@ pub struct SimConfig {
     /// Share of seeds (percent) where a replica's storage may be copied and a later
     /// restart may start from that older copy (`restore.rs`).
     pub restore_seeds_percent: u64,
+    /// Instead of random faults, the staged restore of `restore_staged.rs` (3 replicas).
+    pub restore_staged: bool,
     /// Share of seeds (percent) where replicas are paused now and then (`pause.rs`).
     pub pause_seeds_percent: u64,
+    /// In those seeds, every pause takes the leader, and while it is paused the clients
+    /// send their new reads to it, as clients that cached its address do (`pause.rs`).
+    pub pause_leader_reads_wait: bool,
     /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
     /// (`LLEN`), which the list model checks.
     pub lists: bool,
@@ -99,6 +104,8 @@ impl SimConfig {
             corrupt_seeds_percent: 50,
             restore_seeds_percent: 50,
             pause_seeds_percent: 50,
+            restore_staged: false,
+            pause_leader_reads_wait: false,
             lists: false,
             bug_pop_without_log: false,
             pubsub: false,

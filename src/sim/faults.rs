@@ -43,6 +43,12 @@ impl Sim {
             .iter()
             .filter_map(|x| x.replica.as_ref())
             .find_map(|r| r.is_leading().then(|| r.id()));
+        if self.cfg.restore_staged {
+            self.staged_fault();
+            let next = self.rng.random_range(50 * MS..400 * MS);
+            self.schedule(next, Event::Fault);
+            return;
+        }
         self.maybe_copy_storage();
         self.maybe_pause(leader);
         match self.rng.random_range(0..10) {
@@ -102,12 +108,13 @@ impl Sim {
 
     pub(super) fn crash(&mut self, node: ReplicaId) {
         let keep_frac = self.rng.random_range(0.0..1.0);
-        let n = &mut self.nodes[node.index()];
-        // A restored replica keeps what it learned in memory only: crashed before it
-        // caught up, it forgets it (see `restore.rs`).
-        if n.replica.is_none() || n.restored {
+        let n = &self.nodes[node.index()];
+        // A restored replica crashes only once its finding is durable (see `restore.rs`).
+        if n.replica.is_none() || (n.restored && !restore::stale_mark_synced(&n.durable)) {
             return;
         }
+        self.stale_marked_crashes += u64::from(n.restored);
+        let n = &mut self.nodes[node.index()];
         // Written but unsynced records: some prefix may have reached the disk.
         let keep = (n.pending.len() as f64 * keep_frac) as usize;
         let covers = n.snapshot_covers;
@@ -191,6 +198,7 @@ impl Sim {
         if self.nodes[node.index()].replica.is_some() {
             return;
         }
+        self.staged_restart(node);
         self.maybe_restore_copy(node);
         let n = &mut self.nodes[node.index()];
         n.client = ClientPath::new(node, session, self.cfg.read_mode, client_timeout(&self.cfg));

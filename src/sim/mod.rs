@@ -24,6 +24,7 @@ mod network;
 mod pause;
 mod pubsub;
 mod restore;
+mod restore_staged;
 
 pub use checks::{AntiEntropyCounts, SimOutcome, Summary, run_many};
 use clients::{Client, Recorded, client_timeout};
@@ -170,6 +171,9 @@ struct Sim {
     /// stream, like `corrupt_rng`.
     restore_rng: Option<ChaCha8Rng>,
     copies_restored: u64,
+    stale_marked_crashes: u64,
+    /// The staged restore's progress (`restore_staged.rs`).
+    staged: restore_staged::Stage,
     /// Decides pauses, in the seeds that have them; its own stream, like `corrupt_rng`.
     pause_rng: Option<ChaCha8Rng>,
     pauses: u64,
@@ -318,6 +322,12 @@ impl Sim {
         let mut pause_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5157_0bbe_d0c0_ffee);
         let pause_rng =
             (pause_rng.random_range(0..100) < cfg.pause_seeds_percent).then_some(pause_rng);
+        // A staged restore is the run's only fault.
+        let (corrupt_rng, restore_rng, pause_rng) = if cfg.restore_staged {
+            (None, None, None)
+        } else {
+            (corrupt_rng, restore_rng, pause_rng)
+        };
         Sim {
             proto,
             rng,
@@ -344,6 +354,8 @@ impl Sim {
             records_lost_crashes: 0,
             restore_rng,
             copies_restored: 0,
+            stale_marked_crashes: 0,
+            staged: restore_staged::Stage::Start,
             pause_rng,
             pauses: 0,
             forwards: 0,
@@ -531,6 +543,9 @@ impl Sim {
             self.note_restored_done(node);
         }
         self.note_led(node);
+        if self.cfg.restore_staged {
+            self.staged_after_step(node);
+        }
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("a live replica stepped");
         let step = n.outbox.take(r);

@@ -9,6 +9,14 @@
 //! and ticks again 2–8 ms later (as ticks come), so clients' requests reach a paused
 //! leader before its timers tell it how long it slept: what a leader lease has to be safe
 //! against.
+//!
+//! With `SimConfig::pause_leader_reads_wait` (`--pause-leader-reads-wait`, hidden) every
+//! pause takes the leader (none while there is none), and while it is paused every client
+//! sends its new reads to it: clients that cached the leader's address, as a process
+//! stopped by SIGSTOP or a long GC pause leaves them. Reads invoked after a new leader's
+//! writes then wait for the old one and reach it on resuming, before its first tick and
+//! before the new leader's messages depose it: served from a lease that should have held
+//! every vote back, they are stale (`--bug vote-inside-lease` is caught this way).
 
 use super::*;
 
@@ -22,7 +30,9 @@ impl Sim {
             return;
         }
         let victim = match leader {
+            Some(l) if self.cfg.pause_leader_reads_wait => l,
             Some(l) if rng.random_bool(0.7) => l,
+            _ if self.cfg.pause_leader_reads_wait => return,
             _ => ReplicaId(rng.random_range(0..self.nodes.len()) as u8),
         };
         let length = rng.random_range(20 * MS..400 * MS);
@@ -34,6 +44,17 @@ impl Sim {
         n.paused_until = Some(until);
         self.pauses += 1;
         self.log(|| format!("pause {victim} for {:.3}ms", length as f64 / MS as f64));
+    }
+
+    /// With `pause_leader_reads_wait`: the paused replica a new read goes to, if one is
+    /// paused now (the one that led when it stopped; clients still take it for leader).
+    pub(super) fn paused_leader_for_reads(&self) -> Option<ReplicaId> {
+        if !self.cfg.pause_leader_reads_wait {
+            return None;
+        }
+        (0..self.nodes.len())
+            .map(|i| ReplicaId(i as u8))
+            .find(|node| self.paused(*node).is_some())
     }
 
     /// When `node` resumes, if it is paused now.

@@ -9,11 +9,13 @@
 //! detect, no more: it is restored only if every replica was up when the copy was taken,
 //! the replica did not lead since (what a leader counts of its own log, no peer sees),
 //! and every other replica is up, has not restarted since the copy was taken (so it
-//! remembers what the replica acknowledged since) and recovers nothing itself; the check's messages to and from it are neither
-//! cut nor lost, and no replica crashes, while it checks; and it does not crash again
-//! before it caught up (what it learned is kept in memory only: a second restart
-//! forgets it, see ARCHITECTURE.md, "A stale data directory"). Never on more replicas at once
-//! than a quorum can spare, like lost records.
+//! remembers what the replica acknowledged since) and recovers nothing itself; the check's
+//! messages to and from it are neither cut nor lost, and no replica crashes, while it
+//! checks; and it crashes again before it caught up only once its finding is durable (the
+//! `StaleData` mark is synced: it then restarts a learner, whatever its peers remember;
+//! before that, a crash loses the finding, and a peer that restarted meanwhile leaves
+//! nobody to find it again, see ARCHITECTURE.md, "A stale data directory"). Never on more
+//! replicas at once than a quorum can spare, like lost records.
 
 use super::*;
 
@@ -33,6 +35,17 @@ pub(super) struct StorageCopy {
     led_since: bool,
 }
 
+/// Whether `durable` records hold a stale-data mark (the restart check's finding).
+pub(super) fn stale_mark_synced(durable: &[Record]) -> bool {
+    use crate::protocol::raft::RaftRecord;
+    durable.iter().any(|r| {
+        matches!(
+            r,
+            Record::StaleData { .. } | Record::Raft(RaftRecord::StaleData)
+        )
+    })
+}
+
 impl Sim {
     /// At a fault event, in the seeds that have the fault: sometimes copies a replica's
     /// durable storage (whether it runs or not).
@@ -48,7 +61,6 @@ impl Sim {
         let i = rng.random_range(0..self.nodes.len());
         let renew = rng.random_bool(0.1);
         let incarnations: Vec<u32> = self.nodes.iter().map(|n| n.incarnation).collect();
-        let all_up = self.nodes.iter().all(|n| n.replica.is_some());
         let n = &mut self.nodes[i];
         let useless = n.copy.as_ref().is_some_and(|c| {
             (0..incarnations.len()).any(|j| j != i && c.incarnations[j] != incarnations[j])
@@ -56,6 +68,14 @@ impl Sim {
         if n.lost_records || n.restored || (n.copy.is_some() && !useless && !renew) {
             return;
         }
+        self.copy_storage_now(ReplicaId(i as u8));
+    }
+
+    /// Copies `node`'s durable storage now.
+    pub(super) fn copy_storage_now(&mut self, node: ReplicaId) {
+        let incarnations: Vec<u32> = self.nodes.iter().map(|n| n.incarnation).collect();
+        let all_up = self.nodes.iter().all(|n| n.replica.is_some());
+        let n = &mut self.nodes[node.index()];
         let leading = n.replica.as_ref().is_some_and(Consensus::is_leading);
         n.copy = Some(StorageCopy {
             snapshot: n.snapshot.clone(),
@@ -66,7 +86,7 @@ impl Sim {
             led_since: leading,
         });
         let records = n.durable.len();
-        self.log(|| format!("r{i}: storage copied ({records} records after its snapshot)"));
+        self.log(|| format!("{node}: storage copied ({records} records after its snapshot)"));
     }
 
     /// At a restart of `node`: sometimes its storage is replaced by its older copy first.
@@ -92,8 +112,15 @@ impl Sim {
         if !others_remember || !rng.random_bool(0.7) {
             return;
         }
-        let n = &mut self.nodes[i];
-        let copy = n.copy.take().expect("checked");
+        self.restore_copy_now(node);
+    }
+
+    /// Replaces `node`'s storage by its copy now, if it has one.
+    pub(super) fn restore_copy_now(&mut self, node: ReplicaId) {
+        let n = &mut self.nodes[node.index()];
+        let Some(copy) = n.copy.take() else {
+            return;
+        };
         n.snapshot = copy.snapshot;
         n.durable = copy.durable;
         n.lost_records = copy.lost_records;

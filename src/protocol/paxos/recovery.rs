@@ -90,7 +90,7 @@ impl Replica {
             self.restore(s);
         }
         let base = self.log_base;
-        let chosen_mark = self.replay(records, forgot_records, &mut seen_through);
+        let (chosen_mark, stale_mark) = self.replay(records, forgot_records, &mut seen_through);
         // Only a gap-free prefix counts; `advance_chosen` stops at the first hole.
         while self
             .log
@@ -105,7 +105,9 @@ impl Replica {
         self.round_seen = self.promised.round;
         self.rebuild_pending();
         self.apply_chosen();
-        if forgot_records {
+        // A replica found stale before it crashed stays a learner: its peers may since
+        // have forgotten what they saw it acknowledge, so a new check could miss it.
+        if forgot_records || stale_mark {
             self.recovering = Some(Recovering {
                 seen_through,
                 reported_mask: 0,
@@ -118,7 +120,7 @@ impl Replica {
     }
 
     /// Replays the records written after the snapshot; returns the highest `Chosen`
-    /// mark read. The mark makes every entry up to it chosen only when no record was
+    /// mark read, and whether a `StaleData` mark was read. The `Chosen` mark makes every entry up to it chosen only when no record was
     /// lost. Then the last record of each slot before the mark held the value chosen
     /// there: the mark was written after the slot was known chosen, and in order after
     /// the record that gave the slot that value. With records lost (`forgot_records`),
@@ -132,15 +134,19 @@ impl Replica {
         records: impl IntoIterator<Item = Record>,
         forgot_records: bool,
         seen_through: &mut Slot,
-    ) -> Slot {
+    ) -> (Slot, bool) {
         let base = self.log_base;
         let mut chosen_through = base;
+        let mut stale = false;
         for record in records {
             match &record {
                 Record::Accept { slot, .. } | Record::Learned { slot, .. } => {
                     *seen_through = (*seen_through).max(*slot);
                 }
-                Record::Chosen { through } => *seen_through = (*seen_through).max(*through),
+                Record::Chosen { through }
+                | Record::StaleData {
+                    seen_through: through,
+                } => *seen_through = (*seen_through).max(*through),
                 Record::Promise { .. } | Record::Raft(_) => {}
             }
             // Records the snapshot covers would only re-add compacted slots.
@@ -177,6 +183,7 @@ impl Replica {
                     self.log.insert(slot, entry);
                 }
                 Record::Chosen { through } => chosen_through = chosen_through.max(through),
+                Record::StaleData { .. } => stale = true,
                 // Another protocol's record: never written by a Multi-Paxos replica.
                 Record::Raft(_) => {}
             }
@@ -186,7 +193,7 @@ impl Replica {
                 e.chosen = true;
             }
         }
-        chosen_through
+        (chosen_through, stale)
     }
 
     /// True while this replica recovers records its storage lost and so does not vote.

@@ -4,12 +4,14 @@
 //! highest slot it acknowledged accepting (an `Accepted` leaves once the slot's record is
 //! durable, or the slot is chosen or compacted there). A restarted replica asks for that
 //! before it promises or accepts anything; a report beyond its storage makes it a learner
-//! (`recovery.rs`). Its `Chosen` marks stay trusted: an older copy is a prefix of the
+//! (`recovery.rs`), and it writes a `Record::StaleData` mark so that it stays one across
+//! restarts until it caught up (a restarted peer forgets what it saw, so a second check
+//! may find nothing). Its `Chosen` marks stay trusted: an older copy is a prefix of the
 //! records it wrote, so every mark in it follows the records it vouches for.
 
 use super::Replica;
 use super::recovery::Recovering;
-use crate::protocol::message::Message;
+use crate::protocol::message::{Message, Record};
 use crate::protocol::stale::{CheckGroup, CheckStep, WAIT_ELECTION_TIMEOUTS};
 use crate::protocol::types::{Ballot, NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
@@ -114,6 +116,9 @@ impl Replica {
                 query_sent_at: None,
             });
             rec.seen_through = rec.seen_through.max(seen_through);
+            // Durable, so a restart before it caught up keeps it a learner.
+            let seen_through = rec.seen_through;
+            self.persist(Record::StaleData { seen_through });
         }
         self.restart_check_tick(now);
     }

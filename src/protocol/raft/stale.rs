@@ -5,7 +5,9 @@
 //! `RequestVote` (its vote for itself is durable first), the latest term it voted for us
 //! in, and, as leader, the last entry it acknowledged storing in our term. A restarted
 //! replica asks for that before it does anything else; a report beyond its storage makes
-//! it a learner (`recovery.rs`).
+//! it a learner (`recovery.rs`), and it writes a `RaftRecord::StaleData` mark so that it
+//! stays one across restarts until it caught up (a restarted peer forgets what it saw, so
+//! a second check may find nothing).
 
 use super::{AppendOutcome, Msg, Replica};
 use crate::protocol::stale::{CheckGroup, CheckStep, WAIT_ELECTION_TIMEOUTS};
@@ -127,6 +129,8 @@ impl Replica {
             self.stale_finding = Some(format!("replica {from} saw this replica {lacks}"));
             self.recovering
                 .get_or_insert_with(super::recovery::Recovering::default);
+            // Durable, so a restart before it caught up keeps it a learner.
+            self.persist(super::RaftRecord::StaleData);
         }
         self.restart_check_tick(now);
     }

@@ -33,6 +33,11 @@ pub enum RaftRecord {
         /// Its commands.
         batch: Batch,
     },
+    /// The restart check found this storage older than what peers saw the replica
+    /// acknowledge (`stale.rs`): recovery makes it a learner again, as after lost
+    /// records, until it caught up. The snapshot that ends that catch-up drops it with
+    /// the records before it. Last, so older records keep their encoding.
+    StaleData,
 }
 
 /// A Raft replica's state at its applied index: what recovery starts from instead of the
@@ -69,7 +74,8 @@ impl Replica {
     /// written after it, in order. Term, vote and log survive; the commit index restarts
     /// at the snapshot (the leader tells the rest). With `forgot_records` (storage lost
     /// records among them) it keeps the snapshot's log, the highest term any record names
-    /// and the last vote in it, and rejoins as a learner (`recovery.rs`).
+    /// and the last vote in it, and rejoins as a learner (`recovery.rs`); so does a replica
+    /// whose records hold a `StaleData` mark (`stale.rs`), with its whole log.
     pub fn recover(
         cfg: ProtocolConfig,
         id: ReplicaId,
@@ -79,6 +85,7 @@ impl Replica {
         forgot_records: bool,
     ) -> Replica {
         let mut r = Replica::new(cfg, id, seed);
+        let mut stale_mark = false;
         if let Some(s) = snapshot {
             r.term = s.term;
             r.voted_for = s.voted_for;
@@ -109,11 +116,14 @@ impl Replica {
                 Record::Raft(RaftRecord::Entry { index, term, batch }) => {
                     r.replay_entry(index, term, batch)
                 }
+                Record::Raft(RaftRecord::StaleData) => stale_mark = true,
                 // Another protocol's record: never written by a Raft replica.
                 _ => r.stats.messages_ignored += 1,
             }
         }
-        if forgot_records {
+        // A replica found stale before it crashed stays a learner: its peers may since
+        // have forgotten what they saw it acknowledge, so a new check could miss it.
+        if forgot_records || stale_mark {
             r.recovering = Some(super::recovery::Recovering::default());
         }
         r

@@ -126,3 +126,65 @@ fn without_every_peer_the_check_ends_after_the_wait_with_a_quorum() {
         "a quorum once the wait passed"
     );
 }
+
+/// Asks replica 1 for its vote for replica 2 in a term past every replica's, with a log
+/// past every replica's; returns whether it granted it.
+fn grants_vote_to_2(g: &mut Group) -> bool {
+    let term = g.replicas.iter().map(Replica::term).max().unwrap_or(0) + 1;
+    g.replicas[1].on_message(
+        g.now,
+        ReplicaId(2),
+        Message::Raft(Msg::RequestVote {
+            term,
+            last_index: 1_000,
+            last_term: term,
+        }),
+    );
+    g.collect(1);
+    let granted = g.wire.iter().any(|(f, t, m)| {
+        *f == ReplicaId(1)
+            && *t == ReplicaId(2)
+            && matches!(m, Msg::VoteReply { granted: true, .. })
+    });
+    g.wire.retain(|(f, _, _)| *f != ReplicaId(1));
+    granted
+}
+
+#[test]
+fn a_stale_finding_is_durable_until_the_replica_caught_up() {
+    let (mut g, copy) = copied_then_written(2, 3);
+    restart_checked(&mut g, copy.clone(), Bugs::default());
+    assert!(g.replicas[1].recovering());
+    // Its storage now: the copy, then what it wrote since it restarted.
+    let mut storage = copy;
+    storage.append(&mut g.records[1]);
+    let mark = Record::Raft(RaftRecord::StaleData);
+    assert_eq!(storage.iter().filter(|r| **r == mark).count(), 1);
+    // It crashes before it caught up. Restarted from that storage it is a learner at
+    // once, with no check to run (its peers may have restarted and forgotten).
+    let mut r = Replica::recover(cfg(3), ReplicaId(1), 12, None, storage.clone(), false);
+    r.start_restart_check();
+    assert!(r.recovering(), "the mark keeps it a learner");
+    assert!(!r.restart_checking());
+    g.replicas[1] = r;
+    assert!(!grants_vote_to_2(&mut g), "a learner does not vote");
+    // Without the mark, the same storage would vote (the check is what found it stale).
+    let unmarked: Vec<Record> = storage.iter().filter(|r| **r != mark).cloned().collect();
+    let mut blind = Group::from(vec![
+        Replica::new(cfg(3), ReplicaId(0), 0),
+        Replica::recover(cfg(3), ReplicaId(1), 12, None, unmarked, false),
+        Replica::new(cfg(3), ReplicaId(2), 2),
+    ]);
+    assert!(grants_vote_to_2(&mut blind), "no mark: a voter");
+    // It catches up, then votes again; the snapshot it asks for supersedes the mark.
+    g.run_for(2_500, None);
+    let r1 = &g.replicas[1];
+    assert!(!r1.recovering(), "caught up");
+    assert_eq!(r1.kv().digest(), g.replicas[0].kv().digest());
+    let snapshot = r1.snapshot();
+    let after: Vec<Record> = Vec::new();
+    let r = Replica::recover(cfg(3), ReplicaId(1), 13, Some(snapshot), after, false);
+    assert!(!r.recovering(), "the snapshot holds no mark");
+    g.replicas[1] = r;
+    assert!(grants_vote_to_2(&mut g), "a voter again");
+}

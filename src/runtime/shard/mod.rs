@@ -138,6 +138,14 @@ impl Recovered {
             records,
             forgot_records,
         );
+        if replica.recovering() && !forgot_records {
+            eprintln!(
+                "shard {index}: the WAL holds a stale-data mark (a restart check found this data \
+                 directory older than what this replica acknowledged, and it had not caught up \
+                 since), so it rejoins as a learner: no votes, elections or local reads until it \
+                 has caught up from the group"
+            );
+        }
         if !recovery.records.is_empty() {
             eprintln!(
                 "shard {index}: recovered {} records; commit index {}",
@@ -445,6 +453,8 @@ impl Shard {
             forgot_records,
         } = Recovered::open(&cfg, index).await?;
         let replica_applied = replica.applied_index();
+        // A stale-data mark in the WAL also makes it a learner (logged by `open`).
+        let recovering_at_start = forgot_records || replica.recovering();
         // What recovery applied is not reported: only what is applied from now on.
         replica.kv_mut().record_events(true);
         let client = ClientPath::new(
@@ -482,7 +492,7 @@ impl Shard {
                 replica_applied,
             ))),
             last_lsn: Cell::new(last_lsn),
-            recovering_logged: Cell::new(forgot_records),
+            recovering_logged: Cell::new(recovering_at_start),
             stale_logged: Cell::new(0),
             snapshot_running: Cell::new(false),
             snapshot_wanted: Cell::new(false),

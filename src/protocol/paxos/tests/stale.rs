@@ -121,3 +121,72 @@ fn with_the_bug_a_restored_copy_goes_unnoticed() {
     assert_eq!(c.replicas[1].stats().stale_data_detected, 0);
     assert!(!c.replicas[1].recovering());
 }
+
+/// Sends r1 a `Prepare` from r2 at a ballot above every replica's; returns whether r1
+/// promised it.
+fn promises_to_r2(c: &mut Cluster) -> bool {
+    let round = c
+        .replicas
+        .iter()
+        .map(|r| r.promised.round)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let ballot = Ballot {
+        round,
+        node: ReplicaId(2),
+    };
+    c.replicas[1].on_message(
+        c.now,
+        ReplicaId(2),
+        Message::Prepare {
+            ballot,
+            from_slot: 1,
+        },
+    );
+    c.collect(1);
+    c.sync(1);
+    let promised = c.wire.iter().any(|(f, t, m)| {
+        *f == ReplicaId(1) && *t == ReplicaId(2) && matches!(m, Message::Promise { .. })
+    });
+    c.wire.retain(|(f, _, _)| *f != ReplicaId(1));
+    promised
+}
+
+#[test]
+fn a_stale_finding_is_durable_until_the_replica_caught_up() {
+    let (mut c, copy) = copied_then_written(2, 3);
+    restart_checked(&mut c, copy, Bugs::default());
+    assert!(c.replicas[1].recovering());
+    let is_mark = |r: &Record| matches!(r, Record::StaleData { seen_through: 5 });
+    assert_eq!(c.durable[1].iter().filter(|r| is_mark(r)).count(), 1);
+    // It crashes before it caught up. Restarted from its storage it is a learner at
+    // once, with no check to run (its peers may have restarted and forgotten).
+    c.crash(1);
+    c.restart(1);
+    c.replicas[1].start_restart_check();
+    assert!(c.replicas[1].recovering(), "the mark keeps it a learner");
+    assert!(!c.replicas[1].restart_checking());
+    assert!(!promises_to_r2(&mut c), "a learner does not promise");
+    // Without the mark, the same storage would promise (the check is what found it).
+    let unmarked: Vec<Record> = c.durable[1]
+        .iter()
+        .filter(|r| !is_mark(r))
+        .cloned()
+        .collect();
+    let cfg = c.replicas[1].cfg.clone();
+    let mut blind = Cluster::new(3);
+    blind.replicas[1] = Replica::recover(cfg.clone(), ReplicaId(1), 98, None, unmarked, false);
+    assert!(promises_to_r2(&mut blind), "no mark: a voter");
+    // It catches up, then votes again; the snapshot it asks for supersedes the mark.
+    let asked = c.snapshots_asked[1];
+    tick_all_for(&mut c, 60, 50 * MS);
+    let r1 = &c.replicas[1];
+    assert!(!r1.recovering(), "caught up");
+    assert_eq!(r1.kv().digest(), c.replicas[0].kv().digest());
+    assert!(c.snapshots_asked[1] > asked);
+    let snapshot = r1.snapshot();
+    c.replicas[1] = Replica::recover(cfg, ReplicaId(1), 97, Some(snapshot), Vec::new(), false);
+    assert!(!c.replicas[1].recovering(), "the snapshot holds no mark");
+    assert!(promises_to_r2(&mut c), "a voter again");
+}
