@@ -40,7 +40,7 @@ pub(super) struct Recorded {
 impl Sim {
     /// An operation on a list key: mostly pushes, pops and lengths.
     fn list_op(&mut self) -> Op {
-        match self.rng.random_range(0..13) {
+        match self.rng.random_range(0..15) {
             r if r <= 2 => Op::Len,
             r if r <= 6 => {
                 self.next_value += 1;
@@ -58,6 +58,22 @@ impl Sim {
                 self.rng
                     .random_range(self.next_value.saturating_sub(4)..=self.next_value),
             ),
+            13 => {
+                // Next to one of the values written lately (anywhere).
+                let pivot = self
+                    .rng
+                    .random_range(self.next_value.saturating_sub(4)..=self.next_value);
+                self.next_value += 1;
+                Op::Insert {
+                    before: self.rng.random_bool(0.5),
+                    pivot,
+                    value: self.next_value,
+                }
+            }
+            14 => Op::Rotate {
+                from_left: self.rng.random_bool(0.5),
+                to_left: self.rng.random_bool(0.5),
+            },
             _ => Op::Pop,
         }
     }
@@ -144,6 +160,31 @@ impl Sim {
                 count: None,
                 maxlen: 0,
             },
+            Op::Insert {
+                before,
+                pivot,
+                value,
+            } => Command::LInsert {
+                key: k,
+                before,
+                pivot: Bytes::from(pivot.to_string()),
+                value: Bytes::from(value.to_string()),
+            },
+            Op::Rotate { from_left, to_left } => {
+                let end = |left| {
+                    if left {
+                        crate::protocol::list::End::Left
+                    } else {
+                        crate::protocol::list::End::Right
+                    }
+                };
+                Command::LMove {
+                    from: k.clone(),
+                    to: k,
+                    from_end: end(from_left),
+                    to_end: end(to_left),
+                }
+            }
             Op::SetPx { value, ttl_ms } => Command::SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -333,7 +374,9 @@ impl Sim {
             }
             (Op::Pos(_), Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
             (Op::Pos(_), Reply::Value(None)) => Output::Value(None),
-            (Op::Get | Op::Pop, Reply::Value(v)) => Output::Value(v.map(|b| {
+            (Op::Insert { .. }, Reply::Int(-1)) => Output::Refused,
+            (Op::Insert { .. }, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
+            (Op::Get | Op::Pop | Op::Rotate { .. }, Reply::Value(v)) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| s.parse().ok())
