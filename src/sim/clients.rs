@@ -78,40 +78,10 @@ impl Sim {
         }
     }
 
-    pub(super) fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
-        if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
-            return;
-        }
-        // Reading the most gives a stale lease the most chances to show.
-        let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
-        let (key, op) = forced.unwrap_or_else(|| {
-            let key = self.rng.random_range(0..self.cfg.keys);
-            if self.cfg.lists {
-                return (key, self.list_op());
-            }
-            let op = match self.rng.random_range(0..10) {
-                r if r <= reads => Op::Get,
-                7 if self.cfg.primitives => {
-                    // The newest value written anywhere: on this key now and then.
-                    let expect = self.next_value;
-                    self.next_value += 1;
-                    Op::Cas {
-                        expect,
-                        new: self.next_value,
-                    }
-                }
-                8 if self.cfg.primitives => Op::Incr,
-                r if r <= 8 && self.cfg.expiry => self.expiry_op(),
-                r if r <= 8 => {
-                    self.next_value += 1;
-                    Op::Set(self.next_value)
-                }
-                _ => Op::Del,
-            };
-            (key, op)
-        });
+    /// The command a client sends for `op` on key number `key`.
+    fn command_of(&self, key: usize, op: Op) -> Command {
         let k = Bytes::from(format!("k{key}"));
-        let cmd = match op {
+        match op {
             Op::Get => Command::Get(k),
             Op::Set(v) if self.cfg.pubsub => Command::Multi(vec![
                 Command::Set(k, Bytes::from(v.to_string())),
@@ -203,7 +173,42 @@ impl Sim {
                 cond: ExpireIf::Always,
             },
             Op::Ttl => Command::Ttl(k),
-        };
+        }
+    }
+
+    pub(super) fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
+        if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
+            return;
+        }
+        // Reading the most gives a stale lease the most chances to show.
+        let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
+        let (key, op) = forced.unwrap_or_else(|| {
+            let key = self.rng.random_range(0..self.cfg.keys);
+            if self.cfg.lists {
+                return (key, self.list_op());
+            }
+            let op = match self.rng.random_range(0..10) {
+                r if r <= reads => Op::Get,
+                7 if self.cfg.primitives => {
+                    // The newest value written anywhere: on this key now and then.
+                    let expect = self.next_value;
+                    self.next_value += 1;
+                    Op::Cas {
+                        expect,
+                        new: self.next_value,
+                    }
+                }
+                8 if self.cfg.primitives => Op::Incr,
+                r if r <= 8 && self.cfg.expiry => self.expiry_op(),
+                r if r <= 8 => {
+                    self.next_value += 1;
+                    Op::Set(self.next_value)
+                }
+                _ => Op::Del,
+            };
+            (key, op)
+        });
+        let cmd = self.command_of(key, op);
         let log_lo = self.log_time_floor();
         self.history.push(Recorded {
             key,
