@@ -1,15 +1,18 @@
 //! One stored key: its key, value and version in a single shared allocation.
 //!
 //! The map holds one pointer per key; the pointer leads to a reference count, the version,
-//! the length, and the bytes `[key length as LEB128][key][value]`. At 1M keys of 11 + 100
-//! bytes that is 136 bytes in one 144-byte malloc chunk, where separate key and value
-//! buffers with their handles took 307 bytes per key (`cargo bench --bench kv_memory`).
+//! a list's pointer, the length, and the bytes `[key length as LEB128][key][value]`. At 1M
+//! keys of 11 + 100 bytes that is 144 bytes in one 160-byte malloc chunk: 179 bytes per
+//! key with the map's table, where separate key and value buffers with their handles took
+//! 307 (`cargo bench --bench kv_memory`; 163 before the list pointer, which crossed a
+//! malloc size class at this value size).
 //! Sharing (an atomic count) is what lets a snapshot freeze the whole map by cloning
 //! pointers, and lets a read reply carry the value without copying it.
 //!
 //! A list's elements live beside the version, in a [`List`] the list commands change in
 //! place (copied first if a snapshot still shares the item); its allocation holds only
-//! the key. The pointer to it costs every item 8 bytes.
+//! the key. The pointer to it costs every item 8 bytes (an enum of a string and a list
+//! pointer would cost the same in the map's table; results/list-cost-20261203-o1.md).
 
 use std::borrow::Cow;
 use std::fmt;
