@@ -1,7 +1,7 @@
 //! What a list write costs as the list grows: one `RPUSH` and one `LPOP` (so the length
-//! stays) on lists of 16 to 131,072 elements of 16 bytes. A list is stored as one value
-//! (its elements encoded one after the other, see `protocol::list`), so each write copies
-//! and rehashes it: the cost grows with the length, where Redis's is O(1).
+//! stays) on lists of 16 to 131,072 elements of 16 bytes. A list is held as elements and
+//! changed in place, its digest hash updated per element (see `protocol::list`), so the
+//! cost should not grow with the length, as in Redis.
 //!
 //! Run: `cargo bench --bench kv_lists`
 

@@ -71,7 +71,7 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | ignore-stale-data | pop-without-log (with --lists) |
+    /// vote-inside-lease | ignore-stale-data | pop-without-log, insert-after (with --lists) |
     /// deliver-on-receipt (with --pubsub).
     #[arg(long, hide = true)]
     bug: Vec<String>,
@@ -82,7 +82,8 @@ pub struct SimArgs {
     /// checked against expiry by the log's time.
     #[arg(long)]
     expiry: bool,
-    /// Every key is a list: clients push, pop and read lengths, checked as a sequence.
+    /// Every key is a list: clients push, pop, read lengths, insert next to an element
+    /// (`LINSERT`) and rotate (`LMOVE` to the same key), checked as a sequence.
     #[arg(long)]
     lists: bool,
     /// Every write also publishes its value (`PUBLISH`, in one transaction): every
@@ -316,6 +317,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     for b in &args.bug {
         match b.as_str() {
             "pop-without-log" if args.lists => pop_without_log = true,
+            "insert-after" if args.lists => bugs.insert_after = true,
             "deliver-on-receipt" if args.pubsub => deliver_on_receipt = true,
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
@@ -329,7 +331,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log (with --lists), \
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log and insert-after (with --lists), \
                  deliver-on-receipt (with --pubsub)"
             ),
         }

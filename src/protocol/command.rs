@@ -7,9 +7,21 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::expiry::{ExpireIf, Ttl};
 use super::item::Kind;
 use super::kv::Entry;
-use super::list::{self, End};
+use super::list::{self, End, List};
 
 use super::types::{ClientId, Slot};
+
+/// A key's value as a read sees it.
+#[derive(Clone, Debug)]
+pub enum ReadValue<'a> {
+    /// A string.
+    String(Bytes),
+    /// A list's elements (for a command other than a list read, only the kind matters).
+    List(&'a List),
+}
+
+/// The list a read sees where only the kind matters, or no key.
+static EMPTY_LIST: List = List::new();
 /// A command of the state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -504,57 +516,88 @@ impl Command {
     }
 
     /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
-    /// hold `entries` (the replies share the entries' bytes, nothing is copied).
+    /// hold `entries` (a string's reply shares its entry's bytes; a list read decodes the
+    /// encoded list, O(n), sharing its bytes too).
     pub fn read_reply(&self, entries: &[Option<Entry>]) -> Reply {
-        let first = entries.first().and_then(Option::as_ref);
-        fn list(e: Option<&Entry>) -> Result<Option<&Bytes>, Reply> {
-            match e {
+        let list_read = matches!(
+            self,
+            Command::LLen(_)
+                | Command::LRange { .. }
+                | Command::LIndex { .. }
+                | Command::LPos { .. }
+        );
+        let lists: Vec<Option<List>> = entries
+            .iter()
+            .map(|e| {
+                e.as_ref()
+                    .filter(|e| list_read && e.kind == Kind::List)
+                    .map(|e| List::decode_shared(&e.value))
+            })
+            .collect();
+        let values: Vec<Option<ReadValue<'_>>> = entries
+            .iter()
+            .zip(&lists)
+            .map(|(e, l)| match (e, l) {
+                (_, Some(l)) => Some(ReadValue::List(l)),
+                (Some(e), None) if e.kind == Kind::List => Some(ReadValue::List(&EMPTY_LIST)),
+                (Some(e), None) => Some(ReadValue::String(e.value.clone())),
+                (None, _) => None,
+            })
+            .collect();
+        self.answer(&values)
+    }
+
+    /// The reply of a read-only command whose keys (as [`Command::read_keys`] lists them)
+    /// hold `values`: a list read costs O(1) (`LLEN`, `LINDEX`) or the elements it
+    /// answers (`LRANGE`), `LPOS` the elements it compares.
+    pub fn answer(&self, values: &[Option<ReadValue<'_>>]) -> Reply {
+        let first = values.first().and_then(Option::as_ref);
+        fn list<'a>(v: Option<&ReadValue<'a>>) -> Result<Option<&'a List>, Reply> {
+            match v {
                 None => Ok(None),
-                Some(e) if e.kind == Kind::List => Ok(Some(&e.value)),
-                Some(_) => Err(Reply::Error(ApplyError::WrongType)),
+                Some(ReadValue::List(l)) => Ok(Some(l)),
+                Some(ReadValue::String(_)) => Err(Reply::Error(ApplyError::WrongType)),
             }
         }
-        let elements =
-            |l: &Bytes| -> Vec<Bytes> { list::elements(l).map(|e| l.slice_ref(e)).collect() };
         match self {
             Command::Get(_) => match first {
-                Some(e) if e.kind != Kind::String => Reply::Error(ApplyError::WrongType),
-                e => Reply::Value(e.map(|e| e.value.clone())),
+                Some(ReadValue::List(_)) => Reply::Error(ApplyError::WrongType),
+                Some(ReadValue::String(v)) => Reply::Value(Some(v.clone())),
+                None => Reply::Value(None),
             },
-            Command::Exists(_) => Reply::Int(entries.iter().filter(|v| v.is_some()).count() as i64),
+            Command::Exists(_) => Reply::Int(values.iter().filter(|v| v.is_some()).count() as i64),
             // MGET answers nil for a key that holds no string, as in Redis.
             Command::MGet(_) => Reply::Values(
-                entries
+                values
                     .iter()
-                    .map(|e| {
-                        e.as_ref()
-                            .filter(|e| e.kind == Kind::String)
-                            .map(|e| e.value.clone())
+                    .map(|v| match v {
+                        Some(ReadValue::String(v)) => Some(v.clone()),
+                        _ => None,
                     })
                     .collect(),
             ),
-            Command::Type(_) => Reply::Value(Some(Bytes::from_static(
-                first.map_or("none", |e| e.kind.name()).as_bytes(),
-            ))),
+            Command::Type(_) => Reply::Value(Some(Bytes::from_static(match first {
+                None => b"none",
+                Some(ReadValue::String(_)) => Kind::String.name().as_bytes(),
+                Some(ReadValue::List(_)) => Kind::List.name().as_bytes(),
+            }))),
             Command::LLen(_) => match list(first) {
-                Ok(l) => Reply::Int(l.map_or(0, |l| list::len(l)) as i64),
+                Ok(l) => Reply::Int(l.map_or(0, List::len) as i64),
                 Err(e) => e,
             },
             Command::LRange { start, stop, .. } => match list(first) {
                 Ok(None) => Reply::Values(Vec::new()),
                 Ok(Some(l)) => {
-                    let all = elements(l);
-                    let (skip, take) = list::range(all.len(), *start, *stop);
-                    Reply::Values(all.into_iter().skip(skip).take(take).map(Some).collect())
+                    let (skip, take) = list::range(l.len(), *start, *stop);
+                    Reply::Values(l.slice(skip, take).cloned().map(Some).collect())
                 }
                 Err(e) => e,
             },
             Command::LIndex { index, .. } => match list(first) {
                 Ok(None) => Reply::Value(None),
                 Ok(Some(l)) => {
-                    let mut all = elements(l);
-                    let at = list::index(all.len(), *index);
-                    Reply::Value(at.map(|at| all.swap_remove(at)))
+                    let at = list::index(l.len(), *index);
+                    Reply::Value(at.and_then(|at| l.get(at)).cloned())
                 }
                 Err(e) => e,
             },
@@ -566,9 +609,8 @@ impl Command {
                 ..
             } => match list(first) {
                 Ok(l) => {
-                    let elems: Vec<&[u8]> =
-                        l.map_or_else(Vec::new, |l| list::elements(l).collect());
-                    let found = list::positions(&elems, value, *rank, count.unwrap_or(1), *maxlen);
+                    let l = l.unwrap_or(&EMPTY_LIST);
+                    let found = list::positions(l, value, *rank, count.unwrap_or(1), *maxlen);
                     match count {
                         None => found
                             .first()

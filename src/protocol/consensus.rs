@@ -48,6 +48,8 @@ pub struct Bugs {
     /// Both protocols: a restarted replica ignores what its peers report it acknowledged
     /// (`protocol/stale.rs`), so a data directory replaced by an older copy votes at once.
     pub ignore_stale_data: bool,
+    /// The state machine applies `LINSERT … BEFORE` as `AFTER` (the list checker's test).
+    pub insert_after: bool,
 }
 
 /// What the shared driver code needs of a protocol core.

@@ -21,7 +21,8 @@ use super::types::Slot;
 /// One replica's report on one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyView {
-    /// xxh3 of the value and its version; [`ABSENT`] when the key does not exist.
+    /// xxh3 of the value (a list's [`crate::protocol::list::List::value_hash`]) and its
+    /// version; [`ABSENT`] when the key does not exist.
     pub digest: u64,
     /// The slot that last wrote the key; for an absent key, the replica's applied index
     /// (a delete at any slot up to there would look the same).
@@ -37,9 +38,13 @@ pub const ABSENT: u64 = 0;
 pub fn digest(entry: EntryRef<'_>) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3Default::new();
     h.update(&entry.version.to_le_bytes());
-    h.update(entry.value);
-    if entry.kind != super::item::Kind::String {
-        h.update(entry.kind.name().as_bytes());
+    match entry.value {
+        // A list by its hash (O(1) to keep current): the list module's doc.
+        super::item::ValueRef::Bytes(b) if entry.kind == super::item::Kind::String => h.update(b),
+        _ => {
+            h.update(&entry.value_hash().to_le_bytes());
+            h.update(entry.kind.name().as_bytes());
+        }
     }
     // Never ABSENT: an existing key must not look deleted.
     h.digest().max(1)

@@ -1,11 +1,18 @@
 //! One stored key: its key, value and version in a single shared allocation.
 //!
 //! The map holds one pointer per key; the pointer leads to a reference count, the version,
-//! the length, and the bytes `[key length as LEB128][key][value]`. At 1M keys of 11 + 100
-//! bytes that is 136 bytes in one 144-byte malloc chunk, where separate key and value
-//! buffers with their handles took 307 bytes per key (`cargo bench --bench kv_memory`).
+//! a list's pointer, the length, and the bytes `[key length as LEB128][key][value]`. At 1M
+//! keys of 11 + 100 bytes that is 144 bytes in one 160-byte malloc chunk: 179 bytes per
+//! key with the map's table, where separate key and value buffers with their handles took
+//! 307 (`cargo bench --bench kv_memory`; 163 before the list pointer, which crossed a
+//! malloc size class at this value size).
 //! Sharing (an atomic count) is what lets a snapshot freeze the whole map by cloning
 //! pointers, and lets a read reply carry the value without copying it.
+//!
+//! A list's elements live beside the version, in a [`List`] the list commands change in
+//! place (copied first if a snapshot still shares the item); its allocation holds only
+//! the key. The pointer to it costs every item 8 bytes (an enum of a string and a list
+//! pointer would cost the same in the map's table; results/list-cost-20261203-o1.md).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,6 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use triomphe::ThinArc;
 
+use super::list::List;
 use super::types::Slot;
 
 /// What a key holds: the type `TYPE` names, which decides the commands that work on it.
@@ -22,7 +30,7 @@ pub enum Kind {
     /// A byte string (`SET`, `GET`, counters).
     #[default]
     String,
-    /// A list of byte strings, stored encoded as the value (see [`super::list`]).
+    /// A list of byte strings, held as a [`List`] (see [`super::list`]).
     List,
 }
 
@@ -36,21 +44,74 @@ impl Kind {
     }
 }
 
+/// A value as it is kept: bytes (a string, or a list encoded where it travels), or a
+/// list held as elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    /// A string, or an encoded list (the entry's kind says which).
+    Bytes(&'a [u8]),
+    /// A list's elements.
+    List(&'a List),
+}
+
 /// A value and the slot that last wrote it, borrowed from where it is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryRef<'a> {
-    /// The value (a list's encoded elements for [`Kind::List`]).
-    pub value: &'a [u8],
+    /// The value.
+    pub value: ValueRef<'a>,
     /// The slot whose command last wrote it.
     pub version: Slot,
     /// What the value is.
     pub kind: Kind,
 }
 
+impl<'a> EntryRef<'a> {
+    /// A string value.
+    pub fn string(value: &'a [u8], version: Slot) -> EntryRef<'a> {
+        EntryRef {
+            value: ValueRef::Bytes(value),
+            version,
+            kind: Kind::String,
+        }
+    }
+
+    /// The hash that stands for the value in digests: xxh3 of a string, a list's
+    /// [`List::value_hash`] (the same number from its elements or its encoded form).
+    pub fn value_hash(&self) -> u64 {
+        match (self.value, self.kind) {
+            (ValueRef::List(l), _) => l.value_hash(),
+            (ValueRef::Bytes(b), Kind::List) => super::list::value_hash_of_encoded(b),
+            (ValueRef::Bytes(b), Kind::String) => xxhash_rust::xxh3::xxh3_64(b),
+        }
+    }
+
+    /// True when this and `other` hold the same value of the same kind.
+    pub fn same_value(&self, other: &EntryRef<'_>) -> bool {
+        if self.kind != other.kind {
+            return false;
+        }
+        match (self.value, other.value) {
+            (ValueRef::Bytes(a), ValueRef::Bytes(b)) => a == b,
+            (ValueRef::List(a), ValueRef::List(b)) => a == b,
+            (ValueRef::List(l), ValueRef::Bytes(b)) | (ValueRef::Bytes(b), ValueRef::List(l)) => {
+                let mut decoded = super::list::elements(b);
+                l.iter().all(|e| decoded.next() == Some(&e[..])) && decoded.next().is_none()
+            }
+        }
+    }
+}
+
+/// What an item holds beside its bytes: the version, and a list's elements.
+#[derive(Clone, PartialEq, Eq)]
+struct Head {
+    version: Slot,
+    list: Option<Box<List>>,
+}
+
 /// A key with its value and version, immutable once shared. The prefix before the key
 /// holds `key length × 2 + kind` (0 a string, 1 a list), so the kind costs no byte.
 #[derive(Clone)]
-pub struct Item(ThinArc<Slot, u8>);
+pub struct Item(ThinArc<Head, u8>);
 
 /// Bytes of the LEB128 prefix for a key of `len` bytes.
 fn prefix_len(len: usize) -> usize {
@@ -106,11 +167,32 @@ impl Item {
         Item::with_kind(key, value, version, Kind::String)
     }
 
-    /// Copies a key and value of the given kind into one new allocation.
+    /// Copies a key and value of the given kind into one new allocation (a list's value
+    /// encoded, decoded here).
     pub fn with_kind(key: &[u8], value: &[u8], version: Slot, kind: Kind) -> Item {
+        match kind {
+            Kind::String => Item::build(key, value, version, None),
+            Kind::List => Item::with_list(key, List::decode(value), version),
+        }
+    }
+
+    /// A key holding a list.
+    pub fn with_list(key: &[u8], list: List, version: Slot) -> Item {
+        Item::build(key, &[], version, Some(Box::new(list)))
+    }
+
+    /// One allocation for the key and a string's value, with the list if there is one.
+    fn build(key: &[u8], value: &[u8], version: Slot, list: Option<Box<List>>) -> Item {
+        assert!(list.is_none() || value.is_empty());
+        let kind = if list.is_some() {
+            Kind::List
+        } else {
+            Kind::String
+        };
         let prefix = prefix_len(key.len());
         let total = prefix + key.len() + value.len();
-        let mut arc = ThinArc::from_header_and_iter(version, std::iter::repeat_n(0u8, total));
+        let head = Head { version, list };
+        let mut arc = ThinArc::from_header_and_iter(head, std::iter::repeat_n(0u8, total));
         arc.with_arc_mut(|a| {
             let Some(inner) = triomphe::Arc::get_mut(a) else {
                 unreachable!("a new allocation has one owner");
@@ -157,29 +239,66 @@ impl Item {
         &self.0.slice[at..at + len]
     }
 
-    /// The value.
+    /// A string's value (empty for a list: see [`Item::list`]).
     pub fn value(&self) -> &[u8] {
         let (at, len) = self.key_span();
         &self.0.slice[at + len..]
     }
 
+    /// A list's elements (`None` for a string).
+    pub fn list(&self) -> Option<&List> {
+        self.0.header.header.list.as_deref()
+    }
+
     /// The slot that last wrote this key.
     pub fn version(&self) -> Slot {
-        self.0.header.header
+        self.0.header.header.version
     }
 
     /// The value and version, borrowed.
     pub fn entry_ref(&self) -> EntryRef<'_> {
+        let value = match self.list() {
+            Some(l) => ValueRef::List(l),
+            None => ValueRef::Bytes(self.value()),
+        };
         EntryRef {
-            value: self.value(),
+            value,
             version: self.version(),
             kind: self.kind(),
         }
     }
 
-    /// The value as `Bytes` that share this allocation (no copy).
+    /// A string's value as `Bytes` that share this allocation (no copy; empty for a list).
     pub fn value_bytes(&self) -> Bytes {
         Bytes::from_owner(ValueOf(self.clone()))
+    }
+
+    /// The value as bytes: a string's shared, a list's encoded (a copy, O(n)): what
+    /// travels where a value must.
+    pub fn wire_value(&self) -> Bytes {
+        match self.list() {
+            Some(l) => Bytes::from(l.encode()),
+            None => self.value_bytes(),
+        }
+    }
+
+    /// Changes a list's elements with `f` and sets the version, in place when nobody else
+    /// holds this item, else on a copy that replaces it (a snapshot keeps the old one);
+    /// `None` (and no change) for a string.
+    pub fn edit_list<R>(&mut self, version: Slot, f: impl FnOnce(&mut List) -> R) -> Option<R> {
+        self.list()?;
+        if !self.0.with_arc(|a| a.is_unique()) {
+            let copy = Item::with_list(self.key(), self.list()?.clone(), version);
+            *self = copy;
+        }
+        self.0.with_arc_mut(|a| {
+            let Some(inner) = triomphe::Arc::get_mut(a) else {
+                unreachable!("an item made unique has one owner");
+            };
+            let head = inner.header_mut();
+            head.version = version;
+            head.list.as_deref_mut().map(f)
+        })
     }
 
     /// The key as `Bytes` that share this allocation (no copy).
@@ -191,12 +310,13 @@ impl Item {
     /// new value has the old one's length and kind (no allocation); false when it cannot.
     pub fn overwrite(&mut self, value: &[u8], version: Slot, kind: Kind) -> bool {
         let (at, len) = self.key_span();
-        if self.0.slice.len() != at + len + value.len() || self.kind() != kind {
+        if self.0.slice.len() != at + len + value.len() || self.kind() != kind || kind == Kind::List
+        {
             return false;
         }
         self.0.with_arc_mut(|a| match triomphe::Arc::get_mut(a) {
             Some(inner) => {
-                *inner.header_mut() = version;
+                inner.header_mut().version = version;
                 inner.slice_mut()[at + len..].copy_from_slice(value);
                 true
             }
@@ -204,10 +324,10 @@ impl Item {
         })
     }
 
-    /// Bytes of key and value.
+    /// Bytes of key and value (a list's encoded size).
     pub fn payload_len(&self) -> usize {
         let (at, _) = self.key_span();
-        self.0.slice.len() - at
+        self.0.slice.len() - at + self.list().map_or(0, List::encoded_bytes)
     }
 }
 
@@ -234,7 +354,7 @@ impl fmt::Debug for Item {
         f.debug_struct("Item")
             .field("key", &Bytes::copy_from_slice(self.key()))
             .field("version", &self.version())
-            .field("value_len", &self.value().len())
+            .field("value_len", &(self.payload_len() - self.key().len()))
             .field("kind", &self.kind())
             .finish()
     }
@@ -242,7 +362,9 @@ impl fmt::Debug for Item {
 
 impl PartialEq for Item {
     fn eq(&self, other: &Item) -> bool {
-        self.version() == other.version() && self.0.slice == other.0.slice
+        self.version() == other.version()
+            && self.0.slice == other.0.slice
+            && self.list() == other.list()
     }
 }
 
@@ -252,18 +374,20 @@ impl Eq for Item {}
 /// files of format 4 and older: `(version, key, value)`, see [`Item::with_kindless_wire`]).
 impl Serialize for Item {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let encoded = self.list().map(List::encode);
+        let value = encoded.as_deref().unwrap_or(self.value());
         if KINDLESS_WIRE.get() {
             return (
                 self.version(),
                 serde_bytes::Bytes::new(self.key()),
-                serde_bytes::Bytes::new(self.value()),
+                serde_bytes::Bytes::new(value),
             )
                 .serialize(s);
         }
         (
             self.version(),
             serde_bytes::Bytes::new(self.key()),
-            serde_bytes::Bytes::new(self.value()),
+            serde_bytes::Bytes::new(value),
             self.kind(),
         )
             .serialize(s)
@@ -312,6 +436,7 @@ impl Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::list::End;
 
     #[test]
     fn parts_round_trip_for_every_prefix_length() {
@@ -323,9 +448,12 @@ mod tests {
             assert_eq!(item.version(), 7);
             assert_eq!(item.payload_len(), key_len + 5);
             assert_eq!(item.kind(), Kind::String);
-            let list = Item::with_kind(&key, b"value", 7, Kind::List);
-            assert_eq!((list.key(), list.value()), (&key[..], &b"value"[..]));
+            let list = Item::with_kind(&key, b"\x05value", 7, Kind::List);
+            assert_eq!((list.key(), list.value()), (&key[..], &b""[..]));
             assert_eq!(list.kind(), Kind::List);
+            assert_eq!(list.list().map(List::encode), Some(b"\x05value".to_vec()));
+            assert_eq!(list.payload_len(), key_len + 6);
+            assert_eq!(list.wire_value(), Bytes::from_static(b"\x05value"));
         }
     }
 
@@ -366,8 +494,32 @@ mod tests {
         assert_eq!(back, item);
         let list = Item::with_kind(b"key", b"\x01a", 42, Kind::List);
         let back: Item = postcard::from_bytes(&postcard::to_stdvec(&list).unwrap()).unwrap();
-        assert_eq!((back.kind(), back.value()), (Kind::List, &b"\x01a"[..]));
+        assert_eq!(back.kind(), Kind::List);
+        assert_eq!(back.list().map(List::encode), Some(b"\x01a".to_vec()));
+        assert_eq!(back, list);
         assert_ne!(back, item, "a list is not the string of its encoding");
+    }
+
+    #[test]
+    fn a_list_edits_in_place_unless_shared() {
+        let mut item = Item::with_list(b"k", List::new(), 1);
+        let pushed = item.edit_list(2, |l| {
+            l.push(End::Right, Bytes::from_static(b"a"));
+            l.len()
+        });
+        assert_eq!(pushed, Some(1));
+        assert_eq!(item.version(), 2);
+        let snapshot = item.clone();
+        item.edit_list(3, |l| l.push(End::Left, Bytes::from_static(b"b")));
+        assert_eq!(item.list().map(List::len), Some(2));
+        assert_eq!(item.version(), 3);
+        // The clone (a snapshot's) still sees the list as it was.
+        assert_eq!(snapshot.list().map(List::len), Some(1));
+        assert_eq!(snapshot.version(), 2);
+        assert_eq!(item.key(), b"k");
+        let mut string = Item::new(b"s", b"v", 1);
+        assert_eq!(string.edit_list(2, |l| l.len()), None);
+        assert_eq!(string.version(), 1);
     }
 
     #[test]

@@ -11,17 +11,18 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-pub use super::command::{ApplyError, Command, Reply, Request, SetCond};
+pub use super::command::{ApplyError, Command, ReadValue, Reply, Request, SetCond};
 use super::expiry::{Change, ExpireIf, Expiry, Ttl};
-pub use super::item::{EntryRef, Item, Kind};
-use super::merkle::MerkleTree;
+pub use super::item::{EntryRef, Item, Kind, ValueRef};
+use super::list::List;
+use super::merkle::{MerkleTree, entry_digest};
 use super::types::{ClientId, MapHasher, Slot};
 use super::watch::{Change as KeyChange, ChangeKind, Event};
 
 /// A stored value and the slot that last wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
-    /// The value.
+    /// The value (a list's encoded: [`crate::protocol::list`]).
     pub value: Bytes,
     /// The slot whose command last wrote this key.
     pub version: Slot,
@@ -42,7 +43,7 @@ impl Entry {
     /// The value and version, borrowed.
     pub fn entry_ref(&self) -> EntryRef<'_> {
         EntryRef {
-            value: &self.value,
+            value: ValueRef::Bytes(&self.value),
             version: self.version,
             kind: self.kind,
         }
@@ -50,10 +51,19 @@ impl Entry {
 }
 
 impl Item {
-    /// The value and version as an owned entry (the value shares this allocation).
+    /// The value as a read sees it (a string's bytes shared, a list borrowed).
+    pub fn read_value(&self) -> ReadValue<'_> {
+        match self.list() {
+            Some(l) => ReadValue::List(l),
+            None => ReadValue::String(self.value_bytes()),
+        }
+    }
+
+    /// The value and version as an owned entry (a string's value shares this allocation;
+    /// a list is encoded, O(n)).
     pub fn entry(&self) -> Entry {
         Entry {
-            value: self.value_bytes(),
+            value: self.wire_value(),
             version: self.version(),
             kind: self.kind(),
         }
@@ -157,21 +167,18 @@ impl Map {
         self.table.iter()
     }
 
-    /// Sets `key` to `value` at `version`; `changed(old, new)` sees the entry it replaces
-    /// (`None` if the key was absent) and the new one before the map changes.
+    /// Sets `key` to the string `value` at `version`; `changed(old, new)` sees the entry
+    /// it replaces (`None` if the key was absent) and the new one before the map changes.
     fn put(
         &mut self,
         key: &[u8],
-        new: EntryRef<'_>,
+        value: &[u8],
+        version: Slot,
         changed: impl FnOnce(Option<EntryRef<'_>>, EntryRef<'_>),
     ) {
         let hash = self.hash(key);
         let hasher = &self.hasher;
-        let EntryRef {
-            value,
-            version,
-            kind,
-        } = new;
+        let new = EntryRef::string(value, version);
         match self
             .table
             .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
@@ -179,19 +186,46 @@ impl Map {
             hashbrown::hash_table::Entry::Occupied(mut o) => {
                 let item = o.get_mut();
                 changed(Some(item.entry_ref()), new);
-                self.payload_bytes =
-                    self.payload_bytes + value.len() as u64 - item.value().len() as u64;
+                self.payload_bytes = self.payload_bytes + (key.len() + value.len()) as u64
+                    - item.payload_len() as u64;
                 // Same length and nobody else holds it (the usual overwrite): in place.
-                if !item.overwrite(value, version, kind) {
-                    *item = Item::with_kind(key, value, version, kind);
+                if !item.overwrite(value, version, Kind::String) {
+                    *item = Item::new(key, value, version);
                 }
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 changed(None, new);
                 self.payload_bytes += (key.len() + value.len()) as u64;
-                v.insert(Item::with_kind(key, value, version, kind));
+                v.insert(Item::new(key, value, version));
             }
         }
+    }
+
+    /// Changes the list at `key` with `f` at `version`, creating it empty if the key is
+    /// absent; `None` (and no change) if the key holds a string.
+    fn edit_list<R>(
+        &mut self,
+        key: &[u8],
+        version: Slot,
+        f: impl FnOnce(&mut List) -> R,
+    ) -> Option<R> {
+        let hash = self.hash(key);
+        let hasher = &self.hasher;
+        let item = match self
+            .table
+            .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
+        {
+            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                self.payload_bytes += key.len() as u64;
+                v.insert(Item::with_list(key, List::new(), version))
+                    .into_mut()
+            }
+        };
+        let before = item.payload_len() as u64;
+        let out = item.edit_list(version, f)?;
+        self.payload_bytes = self.payload_bytes + item.payload_len() as u64 - before;
+        Some(out)
     }
 
     /// Puts an item as it is (snapshots, repairs); returns the one it replaces.
@@ -259,6 +293,8 @@ pub struct Kv {
     /// What applying the log did that clients may wait for, until the driver takes it
     /// ([`Kv::take_events`]); `None`: not recorded (the driver asked for none).
     events: Option<Vec<Event>>,
+    /// [`Kv::set_bug_insert_after`].
+    bug_insert_after: bool,
 }
 
 impl Kv {
@@ -275,6 +311,7 @@ impl Kv {
             expiry: Expiry::default(),
             written_bytes: 0,
             events: None,
+            bug_insert_after: false,
         }
     }
 
@@ -386,6 +423,7 @@ impl Kv {
             merkle: &mut self.merkle,
             expiry: &mut self.expiry,
             events: self.events.as_mut(),
+            bug_insert_after: self.bug_insert_after,
         }
         .execute(slot, &req.cmd);
         if req.cmd.is_read_only() {
@@ -409,7 +447,14 @@ impl Kv {
             merkle: &mut self.merkle,
             expiry: &mut self.expiry,
             events: self.events.as_mut(),
+            bug_insert_after: self.bug_insert_after,
         }
+    }
+
+    /// Simulator only: `LINSERT … BEFORE` inserts after the pivot (a deliberate bug the
+    /// list checker must catch).
+    pub fn set_bug_insert_after(&mut self, on: bool) {
+        self.bug_insert_after = on;
     }
 
     /// Answers a read-only command from the applied state, without logging it (a read
@@ -422,12 +467,12 @@ impl Kv {
                 i => Reply::Value(i.map(Item::value_bytes)),
             };
         }
-        let entries: Vec<Option<Entry>> = cmd
+        let values: Vec<Option<ReadValue<'_>>> = cmd
             .read_keys()
             .iter()
-            .map(|k| self.get(k).map(Item::entry))
+            .map(|k| self.get(k).map(Item::read_value))
             .collect();
-        cmd.read_reply(&entries)
+        cmd.answer(&values)
     }
 
     /// Deadlines of keys and the log's time.
@@ -492,7 +537,8 @@ impl Kv {
             h.update(i.key());
             h.update(&i.version().to_le_bytes());
             h.update(i.value());
-            if i.kind() != Kind::String {
+            if let Some(l) = i.list() {
+                h.update(&l.value_hash().to_le_bytes());
                 h.update(i.kind().name().as_bytes());
             }
             if let Some(at) = self.expiry.deadline(i.key()) {
@@ -532,13 +578,71 @@ struct Data<'a> {
     expiry: &'a mut Expiry,
     /// Where changes and messages are reported, if they are recorded.
     events: Option<&'a mut Vec<Event>>,
+    /// [`Kv::set_bug_insert_after`].
+    bug_insert_after: bool,
 }
 
 impl Data<'_> {
     /// Sets a key to a string, and its deadline as `ttl` says (a deadline already past
     /// removes it).
     fn put(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl) {
-        self.put_kind(key, value, slot, ttl, Kind::String);
+        let deadline = match self.expiry.change(key, ttl, ExpireIf::Always) {
+            Some(Change::Remove) => {
+                self.remove_at(key, slot, ChangeKind::Del);
+                return;
+            }
+            Some(Change::To(d)) => Some(d),
+            Some(Change::Keep) | None => None,
+        };
+        let merkle = &mut *self.merkle;
+        self.map.put(key, value, slot, |old, new| {
+            merkle.update(key, old, Some(new))
+        });
+        self.report(key, slot, ChangeKind::Set);
+        if let Some(d) = deadline
+            && (d.is_some() || !self.expiry.is_empty())
+        {
+            self.expiry.set(key, d);
+        }
+    }
+
+    /// Changes the list at `key` with `f` at `slot` (an absent key starts as an empty
+    /// list), in place: O(1) for `f`'s pushes and pops whatever the list's length. A list
+    /// left empty is removed with its deadline; a list write keeps the deadline, as in
+    /// Redis. WRONGTYPE, and no change, for a string.
+    fn edit_list<R>(
+        &mut self,
+        key: &[u8],
+        slot: Slot,
+        f: impl FnOnce(&mut List) -> R,
+    ) -> Result<R, ApplyError> {
+        // The old digest first: the list changes in place.
+        let old = match self.map.get(key) {
+            Some(i) if i.kind() != Kind::List => return Err(ApplyError::WrongType),
+            i => i.map(|i| entry_digest(key, i.entry_ref())),
+        };
+        let out = self
+            .map
+            .edit_list(key, slot, f)
+            .ok_or(ApplyError::WrongType)?;
+        let new = self
+            .map
+            .get(key)
+            .filter(|i| i.list().is_some_and(|l| !l.is_empty()))
+            .map(|i| entry_digest(key, i.entry_ref()));
+        self.merkle.replace_digest(key, old, new);
+        if new.is_some() {
+            self.report(key, slot, ChangeKind::List);
+            return Ok(out);
+        }
+        self.map.remove(key);
+        if !self.expiry.is_empty() {
+            self.expiry.set(key, None);
+        }
+        if old.is_some() {
+            self.report(key, slot, ChangeKind::Del);
+        }
+        Ok(out)
     }
 
     /// Reports a key's change, if changes are recorded.
@@ -549,36 +653,6 @@ impl Data<'_> {
                 version,
                 kind,
             }));
-        }
-    }
-
-    /// Sets a key to a value of a kind, and its deadline as `ttl` says.
-    fn put_kind(&mut self, key: &[u8], value: &[u8], slot: Slot, ttl: Ttl, kind: Kind) {
-        let deadline = match self.expiry.change(key, ttl, ExpireIf::Always) {
-            Some(Change::Remove) => {
-                self.remove_at(key, slot, ChangeKind::Del);
-                return;
-            }
-            Some(Change::To(d)) => Some(d),
-            Some(Change::Keep) | None => None,
-        };
-        let merkle = &mut *self.merkle;
-        let new = EntryRef {
-            value,
-            version: slot,
-            kind,
-        };
-        self.map
-            .put(key, new, |old, new| merkle.update(key, old, Some(new)));
-        let change = match kind {
-            Kind::List => ChangeKind::List,
-            _ => ChangeKind::Set,
-        };
-        self.report(key, slot, change);
-        if let Some(d) = deadline
-            && (d.is_some() || !self.expiry.is_empty())
-        {
-            self.expiry.set(key, d);
         }
     }
 
@@ -845,3 +919,5 @@ mod tests;
 mod tests_lists;
 #[cfg(test)]
 mod tests_lists_edit;
+#[cfg(test)]
+mod tests_lists_o1;

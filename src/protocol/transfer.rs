@@ -245,6 +245,10 @@ impl SnapshotIn {
 fn hash_item(h: &mut Xxh3Default, item: &Item) {
     item.key().hash(h);
     item.value().hash(h);
+    // A list by its hash of the elements (the receiver's is computed from what it decoded).
+    if let Some(l) = item.list() {
+        l.value_hash().hash(h);
+    }
     item.version().hash(h);
     item.kind().hash(h);
 }

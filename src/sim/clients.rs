@@ -40,7 +40,7 @@ pub(super) struct Recorded {
 impl Sim {
     /// An operation on a list key: mostly pushes, pops and lengths.
     fn list_op(&mut self) -> Op {
-        match self.rng.random_range(0..13) {
+        match self.rng.random_range(0..15) {
             r if r <= 2 => Op::Len,
             r if r <= 6 => {
                 self.next_value += 1;
@@ -58,44 +58,30 @@ impl Sim {
                 self.rng
                     .random_range(self.next_value.saturating_sub(4)..=self.next_value),
             ),
+            13 => {
+                // Next to one of the values written lately (anywhere).
+                let pivot = self
+                    .rng
+                    .random_range(self.next_value.saturating_sub(4)..=self.next_value);
+                self.next_value += 1;
+                Op::Insert {
+                    before: self.rng.random_bool(0.5),
+                    pivot,
+                    value: self.next_value,
+                }
+            }
+            14 => Op::Rotate {
+                from_left: self.rng.random_bool(0.5),
+                to_left: self.rng.random_bool(0.5),
+            },
             _ => Op::Pop,
         }
     }
 
-    pub(super) fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
-        if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
-            return;
-        }
-        // Reading the most gives a stale lease the most chances to show.
-        let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
-        let (key, op) = forced.unwrap_or_else(|| {
-            let key = self.rng.random_range(0..self.cfg.keys);
-            if self.cfg.lists {
-                return (key, self.list_op());
-            }
-            let op = match self.rng.random_range(0..10) {
-                r if r <= reads => Op::Get,
-                7 if self.cfg.primitives => {
-                    // The newest value written anywhere: on this key now and then.
-                    let expect = self.next_value;
-                    self.next_value += 1;
-                    Op::Cas {
-                        expect,
-                        new: self.next_value,
-                    }
-                }
-                8 if self.cfg.primitives => Op::Incr,
-                r if r <= 8 && self.cfg.expiry => self.expiry_op(),
-                r if r <= 8 => {
-                    self.next_value += 1;
-                    Op::Set(self.next_value)
-                }
-                _ => Op::Del,
-            };
-            (key, op)
-        });
+    /// The command a client sends for `op` on key number `key`.
+    fn command_of(&self, key: usize, op: Op) -> Command {
         let k = Bytes::from(format!("k{key}"));
-        let cmd = match op {
+        match op {
             Op::Get => Command::Get(k),
             Op::Set(v) if self.cfg.pubsub => Command::Multi(vec![
                 Command::Set(k, Bytes::from(v.to_string())),
@@ -144,6 +130,31 @@ impl Sim {
                 count: None,
                 maxlen: 0,
             },
+            Op::Insert {
+                before,
+                pivot,
+                value,
+            } => Command::LInsert {
+                key: k,
+                before,
+                pivot: Bytes::from(pivot.to_string()),
+                value: Bytes::from(value.to_string()),
+            },
+            Op::Rotate { from_left, to_left } => {
+                let end = |left| {
+                    if left {
+                        crate::protocol::list::End::Left
+                    } else {
+                        crate::protocol::list::End::Right
+                    }
+                };
+                Command::LMove {
+                    from: k.clone(),
+                    to: k,
+                    from_end: end(from_left),
+                    to_end: end(to_left),
+                }
+            }
             Op::SetPx { value, ttl_ms } => Command::SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -162,7 +173,42 @@ impl Sim {
                 cond: ExpireIf::Always,
             },
             Op::Ttl => Command::Ttl(k),
-        };
+        }
+    }
+
+    pub(super) fn start_op(&mut self, client: usize, forced: Option<(usize, Op)>) {
+        if forced.is_none() && self.clients[client].done >= self.cfg.ops_per_client {
+            return;
+        }
+        // Reading the most gives a stale lease the most chances to show.
+        let reads = if self.cfg.drift_beyond_bound { 7 } else { 3 };
+        let (key, op) = forced.unwrap_or_else(|| {
+            let key = self.rng.random_range(0..self.cfg.keys);
+            if self.cfg.lists {
+                return (key, self.list_op());
+            }
+            let op = match self.rng.random_range(0..10) {
+                r if r <= reads => Op::Get,
+                7 if self.cfg.primitives => {
+                    // The newest value written anywhere: on this key now and then.
+                    let expect = self.next_value;
+                    self.next_value += 1;
+                    Op::Cas {
+                        expect,
+                        new: self.next_value,
+                    }
+                }
+                8 if self.cfg.primitives => Op::Incr,
+                r if r <= 8 && self.cfg.expiry => self.expiry_op(),
+                r if r <= 8 => {
+                    self.next_value += 1;
+                    Op::Set(self.next_value)
+                }
+                _ => Op::Del,
+            };
+            (key, op)
+        });
+        let cmd = self.command_of(key, op);
         let log_lo = self.log_time_floor();
         self.history.push(Recorded {
             key,
@@ -337,7 +383,9 @@ impl Sim {
             }
             (Op::Pos(_), Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
             (Op::Pos(_), Reply::Value(None)) => Output::Value(None),
-            (Op::Get | Op::Pop, Reply::Value(v)) => Output::Value(v.map(|b| {
+            (Op::Insert { .. }, Reply::Int(-1)) => Output::Refused,
+            (Op::Insert { .. }, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
+            (Op::Get | Op::Pop | Op::Rotate { .. }, Reply::Value(v)) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| s.parse().ok())

@@ -64,6 +64,25 @@ pub enum Op {
     SetHead(u64),
     /// Looked for a value in the key's list (`LPOS`): its position, or none.
     Pos(u64),
+    /// Inserted `value` next to the first `pivot` of the key's list (`LINSERT … BEFORE`
+    /// or `AFTER`): the output is the length, `Count(0)` for no list, `Refused` for no
+    /// pivot (Redis's -1).
+    Insert {
+        /// Before the pivot, else after.
+        before: bool,
+        /// The element to insert next to.
+        pivot: u64,
+        /// The element inserted.
+        value: u64,
+    },
+    /// Moved the element at one end of the key's list to an end of the same list
+    /// (`LMOVE k k`, a rotation): the output is the element, or none.
+    Rotate {
+        /// Taken from the head, else the tail.
+        from_left: bool,
+        /// Put at the head, else the tail.
+        to_left: bool,
+    },
 }
 
 impl Op {
@@ -71,7 +90,14 @@ impl Op {
     pub fn is_list(self) -> bool {
         matches!(
             self,
-            Op::Push(_) | Op::Pop | Op::Len | Op::Trim { .. } | Op::SetHead(_) | Op::Pos(_)
+            Op::Push(_)
+                | Op::Pop
+                | Op::Len
+                | Op::Trim { .. }
+                | Op::SetHead(_)
+                | Op::Pos(_)
+                | Op::Insert { .. }
+                | Op::Rotate { .. }
         )
     }
 
@@ -205,6 +231,52 @@ fn list_step(list: &[u64], op: Op, out: Output) -> Option<Vec<u64>> {
         }
         (Op::Pos(v), Output::Value(None)) => (!list.contains(&v)).then(|| list.to_vec()),
         (Op::Pos(_), Output::Unknown) => Some(list.to_vec()),
+        (
+            Op::Insert {
+                before,
+                pivot,
+                value,
+            },
+            out,
+        ) => {
+            let Some(at) = list.iter().position(|e| *e == pivot) else {
+                // Nothing changes: 0 for no list, -1 for no pivot.
+                let said = if list.is_empty() {
+                    Output::Count(0)
+                } else {
+                    Output::Refused
+                };
+                return (out == said || out == Output::Unknown).then(|| list.to_vec());
+            };
+            let mut next = list.to_vec();
+            next.insert(if before { at } else { at + 1 }, value);
+            match out {
+                Output::Count(n) if n == next.len() as u64 => Some(next),
+                Output::Unknown => Some(next),
+                _ => None,
+            }
+        }
+        (Op::Rotate { from_left, to_left }, Output::Value(_) | Output::Unknown) => {
+            let mut next = list.to_vec();
+            let taken = if from_left {
+                (!next.is_empty()).then(|| next.remove(0))
+            } else {
+                next.pop()
+            };
+            let Some(e) = taken else {
+                return matches!(out, Output::Value(None) | Output::Unknown).then(Vec::new);
+            };
+            if to_left {
+                next.insert(0, e);
+            } else {
+                next.push(e);
+            }
+            match out {
+                Output::Value(Some(v)) if v == e => Some(next),
+                Output::Unknown => Some(next),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -652,6 +724,67 @@ mod tests {
             bad(op(2, Op::Pop, Output::Value(Some(1)), 8, 9)),
             Verdict::Violation,
             "the head was replaced"
+        );
+    }
+
+    #[test]
+    fn inserts_and_rotations_check_against_the_sequence() {
+        let ins = |before, pivot, value| Op::Insert {
+            before,
+            pivot,
+            value,
+        };
+        let rot = |from_left, to_left| Op::Rotate { from_left, to_left };
+        let h = [
+            op(1, ins(true, 9, 1), Output::Count(0), 0, 1),
+            op(1, Op::Push(1), Output::Count(1), 2, 3),
+            op(1, Op::Push(2), Output::Count(2), 4, 5),
+            op(1, ins(true, 2, 3), Output::Count(3), 6, 7),
+            op(1, ins(false, 1, 4), Output::Count(4), 8, 9),
+            op(1, ins(true, 9, 5), Output::Refused, 10, 11),
+            // 1 4 3 2; the head to the tail: 4 3 2 1.
+            op(1, rot(true, false), Output::Value(Some(1)), 12, 13),
+            // The tail to the head: 1 4 3 2.
+            op(1, rot(false, true), Output::Value(Some(1)), 14, 15),
+            op(1, Op::Pos(3), Output::Count(2), 16, 17),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+        let with_last = |n: usize, last: Operation| {
+            let mut h = h[..n].to_vec();
+            h.push(last);
+            check(&h, 1_000_000)
+        };
+        assert_eq!(
+            with_last(4, op(2, Op::Pop, Output::Value(Some(1)), 20, 21)),
+            Verdict::Linearizable
+        );
+        // 3 went before 2, not after: 1 3 2.
+        assert_eq!(
+            with_last(4, op(2, Op::Pos(3), Output::Count(2), 20, 21)),
+            Verdict::Violation
+        );
+        assert_eq!(
+            with_last(5, op(2, Op::Pos(4), Output::Count(1), 20, 21)),
+            Verdict::Linearizable
+        );
+        assert_eq!(
+            with_last(6, op(2, rot(true, true), Output::Value(Some(4)), 20, 21)),
+            Verdict::Violation,
+            "a rotation takes the head"
+        );
+        assert_eq!(
+            with_last(6, op(2, rot(false, false), Output::Value(Some(2)), 20, 21)),
+            Verdict::Linearizable
+        );
+        assert_eq!(
+            with_last(1, op(2, rot(true, false), Output::Value(Some(1)), 20, 21)),
+            Verdict::Violation,
+            "no list to rotate"
+        );
+        assert_eq!(
+            with_last(2, op(2, ins(true, 7, 8), Output::Count(0), 20, 21)),
+            Verdict::Violation,
+            "a list without the pivot answers -1"
         );
     }
 

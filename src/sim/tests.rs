@@ -84,12 +84,27 @@ fn compare_and_set_and_counters_300_seeds_linearizable() {
     }
 }
 
+/// A deliberate bug for list seeds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListBug {
+    None,
+    /// `SimConfig::bug_pop_without_log`.
+    PopWithoutLog,
+    /// `Bugs::insert_after`.
+    InsertAfter,
+}
+
 /// Runs list seeds (`SimConfig::lists`) in a read mode; the failing seeds.
-fn list_seeds(read_mode: ReadMode, seeds: u64, bug: bool) -> Vec<u64> {
+fn list_seeds(read_mode: ReadMode, seeds: u64, list_bug: ListBug) -> Vec<u64> {
+    let bug = list_bug != ListBug::None;
     let base = SimConfig {
         read_mode,
         lists: true,
-        bug_pop_without_log: bug,
+        bug_pop_without_log: list_bug == ListBug::PopWithoutLog,
+        bugs: Bugs {
+            insert_after: list_bug == ListBug::InsertAfter,
+            ..Bugs::default()
+        },
         ..SimConfig::new(0, 3)
     };
     let summary = run_many(0, seeds, &base, |seed, outcome| {
@@ -118,7 +133,7 @@ fn lists_push_pop_len_linearizable() {
         (ReadMode::Digest, 5),
     ] {
         assert_eq!(
-            list_seeds(read_mode, seeds, false),
+            list_seeds(read_mode, seeds, ListBug::None),
             Vec::<u64>::new(),
             "{read_mode}"
         );
@@ -192,10 +207,20 @@ fn bug_expire_local_clock_is_caught() {
 
 #[test]
 fn bug_pop_without_log_is_caught() {
-    let failing = list_seeds(ReadMode::Log, 6, true);
+    let failing = list_seeds(ReadMode::Log, 6, ListBug::PopWithoutLog);
     assert!(
         failing.len() >= 3,
         "a pop that reads the head instead of removing it failed only seeds {failing:?} of 6"
+    );
+}
+
+#[test]
+fn bug_insert_after_is_caught() {
+    // It shows only where a later read or pop sees the order around the insert.
+    let failing = list_seeds(ReadMode::Log, 20, ListBug::InsertAfter);
+    assert!(
+        failing.len() >= 3,
+        "LINSERT BEFORE applied as AFTER failed only seeds {failing:?} of 20"
     );
 }
 

@@ -25,8 +25,11 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
 /// machine items and entries their kind (string or list) and added the list commands;
 /// version 4 added `PUBLISH` to the log's commands;
 /// version 5 added the restart check's messages (`RestartQuery`, `RestartReport`: a peer
-/// of version 4 could not decode them, and would not answer).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// of version 4 could not decode them, and would not answer);
+/// version 6 changed how a list's value enters entry digests (the Merkle tree's and
+/// digest reads': a hash of its elements, `protocol::list`), so replicas of versions 5
+/// and 6 would disagree on the digest of every list.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Frame limit used while reading a handshake frame ([`Hello`], `Challenge`, `Proof`): a
 /// handshake is a few bytes, so a stranger cannot make the listener buffer a large "frame"

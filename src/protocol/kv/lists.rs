@@ -1,72 +1,36 @@
-//! List commands of the state machine. A list is a value of [`Kind::List`] holding its
-//! elements encoded ([`crate::protocol::list`]); a list that becomes empty is removed,
-//! and a list write keeps the key's deadline, as in Redis.
+//! List commands of the state machine. A list is an item of [`Kind::List`] holding a
+//! [`List`] that every write changes in place ([`Data::edit_list`]): a push or a pop costs
+//! O(1) amortised however long the list is. A list that becomes empty is removed, and a
+//! list write keeps the key's deadline, as in Redis.
 
 use bytes::Bytes;
 
-use super::{ApplyError, Command, Data, Item, Kind, Reply};
-use crate::protocol::expiry::Ttl;
-use crate::protocol::list::{self, End, LIST_BYTES_MAX};
+use super::{ApplyError, Command, Data, Item, Kind, ReadValue, Reply};
+use crate::protocol::list::{self, End, LIST_BYTES_MAX, List};
 use crate::protocol::types::Slot;
 
-/// A list's encoded value with one element taken from an end: the element, and the rest.
-fn take_one(value: &[u8], end: End) -> Option<(&[u8], &[u8])> {
-    let starts = list::starts(value);
-    let n = starts.len() - 1;
-    if n == 0 {
-        return None;
-    }
-    let (elem_at, rest) = match end {
-        End::Left => (0, &value[starts[1]..starts[n]]),
-        End::Right => (n - 1, &value[..starts[n - 1]]),
-    };
-    let elem = list::elements(&value[starts[elem_at]..]).next()?;
-    Some((elem, rest))
-}
-
-/// `list` (encoded) with `elem` added at `end`.
-fn with_pushed(list_value: &[u8], elem: &[u8], end: End) -> Vec<u8> {
-    let mut out = Vec::with_capacity(list_value.len() + list::encoded_len(elem));
-    let encoded = list::encode([elem]);
-    match end {
-        End::Left => {
-            out.extend_from_slice(&encoded);
-            out.extend_from_slice(list_value);
-        }
-        End::Right => {
-            out.extend_from_slice(list_value);
-            out.extend_from_slice(&encoded);
-        }
-    }
-    out
-}
-
 impl Data<'_> {
-    /// The list a key holds (a shared pointer to it), `Ok(None)` if absent, or WRONGTYPE.
-    fn list(&self, key: &[u8]) -> Result<Option<Item>, ApplyError> {
+    /// The list a key holds, `Ok(None)` if absent, or WRONGTYPE.
+    fn list(&self, key: &[u8]) -> Result<Option<&List>, ApplyError> {
         match self.map.get(key) {
             Some(i) if i.kind() != Kind::List => Err(ApplyError::WrongType),
-            i => Ok(i.cloned()),
+            i => Ok(i.and_then(Item::list)),
         }
     }
 
-    /// Stores a list's new encoded value; an empty list removes the key.
-    fn store_list(&mut self, key: &[u8], value: &[u8], slot: Slot) {
-        if value.is_empty() {
-            self.remove_at(key, slot, crate::protocol::watch::ChangeKind::Del);
-        } else {
-            self.put_kind(key, value, slot, Ttl::Keep, Kind::List);
-        }
+    /// Encoded bytes of the list a key holds (0 if absent), or WRONGTYPE.
+    fn list_bytes(&self, key: &[u8]) -> Result<usize, ApplyError> {
+        Ok(self.list(key)?.map_or(0, List::encoded_bytes))
     }
 
-    /// Answers a list read (`LLEN`, `LRANGE`, `LINDEX`, `TYPE`) from the entries.
+    /// Answers a list read (`LLEN`, `LRANGE`, `LINDEX`, `LPOS`, `TYPE`) from the items.
     pub(super) fn read_list(&self, cmd: &Command) -> Reply {
-        let entries: Vec<Option<super::Entry>> = cmd
+        let values: Vec<Option<ReadValue<'_>>> = cmd
             .read_keys()
             .iter()
-            .map(|k| self.map.get(k).map(Item::entry))
+            .map(|k| self.map.get(k).map(Item::read_value))
             .collect();
-        cmd.read_reply(&entries)
+        cmd.answer(&values)
     }
 
     /// Runs a list command that writes.
@@ -108,30 +72,22 @@ impl Data<'_> {
         end: End,
         existing: bool,
     ) -> Result<Reply, ApplyError> {
-        let item = self.list(key)?;
-        if item.is_none() && existing {
+        let held = self.list(key)?.is_some();
+        if !held && existing {
             return Ok(Reply::Int(0));
         }
-        let old = item.as_ref().map_or(&[][..], Item::value);
         let added: usize = values.iter().map(|v| list::encoded_len(v)).sum();
-        if old.len() + added > LIST_BYTES_MAX {
+        if self.list_bytes(key)? + added > LIST_BYTES_MAX {
             return Err(ApplyError::ListTooLarge);
         }
-        let mut out = Vec::with_capacity(old.len() + added);
-        match end {
-            // LPUSH a b c leaves c b a at the head.
-            End::Left => {
-                out.extend(list::encode(values.iter().rev().map(|v| &v[..])));
-                out.extend_from_slice(old);
+        let len = self.edit_list(key, slot, |l| {
+            // LPUSH a b c leaves c b a at the head. Copied: a slice of the command would
+            // keep its whole buffer alive as long as the element.
+            for v in values {
+                l.push(end, Bytes::copy_from_slice(v));
             }
-            End::Right => {
-                out.extend_from_slice(old);
-                out.extend(list::encode(values.iter().map(|v| &v[..])));
-            }
-        }
-        let len = list::len(&out);
-        drop(item);
-        self.store_list(key, &out, slot);
+            l.len()
+        })?;
         Ok(Reply::Int(len as i64))
     }
 
@@ -142,27 +98,13 @@ impl Data<'_> {
         end: End,
         count: Option<u64>,
     ) -> Result<Reply, ApplyError> {
-        let Some(item) = self.list(key)? else {
+        let Some(l) = self.list(key)? else {
             return Ok(Reply::Value(None));
         };
-        let value = item.value();
-        let starts = list::starts(value);
-        let n = starts.len() - 1;
-        let k = count.map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX).min(n));
-        let (taken, rest) = match end {
-            End::Left => (&value[..starts[k]], &value[starts[k]..starts[n]]),
-            End::Right => (&value[starts[n - k]..starts[n]], &value[..starts[n - k]]),
-        };
-        let mut popped: Vec<Option<Bytes>> = list::elements(taken)
-            .map(|e| Some(Bytes::copy_from_slice(e)))
-            .collect();
-        if end == End::Right {
-            // RPOP answers the tail first.
-            popped.reverse();
-        }
-        let rest = rest.to_vec();
-        drop(item);
-        self.store_list(key, &rest, slot);
+        let k = count.map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX).min(l.len()));
+        // RPOP answers the tail first: the order the pops take them in.
+        let mut popped: Vec<Option<Bytes>> =
+            self.edit_list(key, slot, |l| (0..k).map(|_| l.pop(end)).collect())?;
         Ok(match count {
             None => Reply::Value(popped.pop().flatten()),
             Some(_) => Reply::Values(popped),
@@ -190,33 +132,32 @@ impl Data<'_> {
         to_end: End,
     ) -> Result<Reply, ApplyError> {
         // Both keys are checked before anything changes.
-        let src = self.list(from)?;
-        let dst = self.list(to)?;
-        let Some(src) = src else {
+        let dst_bytes = self.list_bytes(to)?;
+        let Some(src) = self.list(from)? else {
             return Ok(Reply::Value(None));
         };
-        let Some((elem, rest)) = take_one(src.value(), from_end) else {
+        let at = match from_end {
+            End::Left => 0,
+            End::Right => src.len().saturating_sub(1),
+        };
+        let Some(elem) = src.get(at).cloned() else {
             return Ok(Reply::Value(None));
         };
-        let elem_bytes = Bytes::copy_from_slice(elem);
         if from == to {
-            let rotated = with_pushed(rest, elem, to_end);
-            drop(dst);
-            drop(src);
-            self.store_list(from, &rotated, slot);
-            return Ok(Reply::Value(Some(elem_bytes)));
+            // A rotation: the list's size does not change.
+            self.edit_list(from, slot, |l| {
+                let taken = l.pop(from_end);
+                debug_assert_eq!(taken.as_ref(), Some(&elem));
+                l.push(to_end, elem.clone());
+            })?;
+            return Ok(Reply::Value(Some(elem)));
         }
-        let dst_value = dst.as_ref().map_or(&[][..], Item::value);
-        if dst_value.len() + list::encoded_len(elem) > LIST_BYTES_MAX {
+        if dst_bytes + list::encoded_len(&elem) > LIST_BYTES_MAX {
             return Err(ApplyError::ListTooLarge);
         }
-        let pushed = with_pushed(dst_value, elem, to_end);
-        let rest = rest.to_vec();
-        drop(dst);
-        drop(src);
-        self.store_list(from, &rest, slot);
-        self.store_list(to, &pushed, slot);
-        Ok(Reply::Value(Some(elem_bytes)))
+        self.edit_list(from, slot, |l| l.pop(from_end))?;
+        self.edit_list(to, slot, |l| l.push(to_end, elem.clone()))?;
+        Ok(Reply::Value(Some(elem)))
     }
 
     fn lrem(
@@ -226,33 +167,40 @@ impl Data<'_> {
         count: i64,
         value: &[u8],
     ) -> Result<Reply, ApplyError> {
-        let Some(item) = self.list(key)? else {
+        let Some(l) = self.list(key)? else {
             return Ok(Reply::Int(0));
         };
-        let mut elems: Vec<Option<&[u8]>> = list::elements(item.value()).map(Some).collect();
         let limit = if count == 0 {
             usize::MAX
         } else {
-            count.unsigned_abs() as usize
+            usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX)
         };
-        let mut removed = 0;
-        let mut drop_matching = |e: &mut Option<&[u8]>| {
-            if removed < limit && *e == Some(value) {
-                *e = None;
-                removed += 1;
-            }
-        };
-        if count < 0 {
-            elems.iter_mut().rev().for_each(&mut drop_matching);
+        let matching = |(i, e): (usize, &Bytes)| (e[..] == *value).then_some(i);
+        let n = l.len();
+        let mut gone: Vec<usize> = if count < 0 {
+            let from_tail = l.iter().rev().enumerate().map(|(j, e)| (n - 1 - j, e));
+            from_tail.filter_map(matching).take(limit).collect()
         } else {
-            elems.iter_mut().for_each(&mut drop_matching);
-        }
-        if removed == 0 {
+            l.iter()
+                .enumerate()
+                .filter_map(matching)
+                .take(limit)
+                .collect()
+        };
+        if gone.is_empty() {
             return Ok(Reply::Int(0));
         }
-        let kept = list::encode(elems.into_iter().flatten());
-        drop(item);
-        self.store_list(key, &kept, slot);
+        gone.sort_unstable();
+        let removed = gone.len();
+        self.edit_list(key, slot, |l| {
+            let mut at = 0;
+            let mut next = gone.iter().peekable();
+            l.retain(|_| {
+                let drop = next.next_if_eq(&&at).is_some();
+                at += 1;
+                !drop
+            });
+        })?;
         Ok(Reply::Int(removed as i64))
     }
 
@@ -263,23 +211,13 @@ impl Data<'_> {
         index: i64,
         value: &[u8],
     ) -> Result<Reply, ApplyError> {
-        let item = self.list(key)?.ok_or(ApplyError::NoSuchKey)?;
-        let out = {
-            let elems: Vec<&[u8]> = list::elements(item.value()).collect();
-            let at = list::index(elems.len(), index).ok_or(ApplyError::IndexOutOfRange)?;
-            let len = item.value().len() - list::encoded_len(elems[at]) + list::encoded_len(value);
-            if len > LIST_BYTES_MAX {
-                return Err(ApplyError::ListTooLarge);
-            }
-            list::encode(
-                elems
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| if i == at { value } else { *e }),
-            )
-        };
-        drop(item);
-        self.store_list(key, &out, slot);
+        let l = self.list(key)?.ok_or(ApplyError::NoSuchKey)?;
+        let at = list::index(l.len(), index).ok_or(ApplyError::IndexOutOfRange)?;
+        let old = l.get(at).map_or(0, |e| list::encoded_len(e));
+        if l.encoded_bytes() - old + list::encoded_len(value) > LIST_BYTES_MAX {
+            return Err(ApplyError::ListTooLarge);
+        }
+        self.edit_list(key, slot, |l| l.set(at, Bytes::copy_from_slice(value)))?;
         Ok(Reply::Ok)
     }
 
@@ -291,27 +229,24 @@ impl Data<'_> {
         pivot: &[u8],
         value: &[u8],
     ) -> Result<Reply, ApplyError> {
-        let Some(item) = self.list(key)? else {
+        let Some(l) = self.list(key)? else {
             return Ok(Reply::Int(0));
         };
-        let (out, len) = {
-            let elems: Vec<&[u8]> = list::elements(item.value()).collect();
-            let Some(at) = elems.iter().position(|e| *e == pivot) else {
-                return Ok(Reply::Int(-1));
-            };
-            if item.value().len() + list::encoded_len(value) > LIST_BYTES_MAX {
-                return Err(ApplyError::ListTooLarge);
-            }
-            let at = if before { at } else { at + 1 };
-            let with = elems[..at]
-                .iter()
-                .copied()
-                .chain(std::iter::once(value))
-                .chain(elems[at..].iter().copied());
-            (list::encode(with), elems.len() + 1)
+        let Some(at) = l.iter().position(|e| e[..] == *pivot) else {
+            return Ok(Reply::Int(-1));
         };
-        drop(item);
-        self.store_list(key, &out, slot);
+        if l.encoded_bytes() + list::encoded_len(value) > LIST_BYTES_MAX {
+            return Err(ApplyError::ListTooLarge);
+        }
+        let at = if before && !self.bug_insert_after {
+            at
+        } else {
+            at + 1
+        };
+        let len = self.edit_list(key, slot, |l| {
+            l.insert(at, Bytes::copy_from_slice(value));
+            l.len()
+        })?;
         Ok(Reply::Int(len as i64))
     }
 
@@ -322,21 +257,24 @@ impl Data<'_> {
         start: i64,
         stop: i64,
     ) -> Result<Reply, ApplyError> {
-        let Some(item) = self.list(key)? else {
+        let Some(l) = self.list(key)? else {
             return Ok(Reply::Ok);
         };
-        let kept = {
-            let starts = list::starts(item.value());
-            let n = starts.len() - 1;
-            let (skip, take) = list::range(n, start, stop);
-            if take == n {
-                // Nothing removed: the list and its version stay.
-                return Ok(Reply::Ok);
+        let n = l.len();
+        let (skip, take) = list::range(n, start, stop);
+        if take == n {
+            // Nothing removed: the list and its version stay.
+            return Ok(Reply::Ok);
+        }
+        // O(elements removed): each a pop from an end.
+        self.edit_list(key, slot, |l| {
+            for _ in 0..skip {
+                l.pop(End::Left);
             }
-            item.value()[starts[skip]..starts[skip + take]].to_vec()
-        };
-        drop(item);
-        self.store_list(key, &kept, slot);
+            for _ in 0..n - skip - take {
+                l.pop(End::Right);
+            }
+        })?;
         Ok(Reply::Ok)
     }
 }

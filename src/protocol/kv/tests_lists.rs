@@ -341,7 +341,8 @@ fn lists_keep_their_kind_through_snapshots_and_the_merkle_tree() {
         ],
     );
     // The string holding a list's encoding is another value.
-    let encoding = Bytes::copy_from_slice(kv.get(b"l").unwrap().value());
+    let encoding = kv.get(b"l").unwrap().entry().value;
+    assert_eq!(&encoding[..], b"\x01b");
     let mut other = Kv::new(8, 8);
     other.force_local(
         b("l"),

@@ -223,7 +223,7 @@ pub fn repair_verdict(
     }
     if let Some(o) = ours {
         if o.version == theirs.version {
-            return if o.value == &theirs.value[..] && o.kind == theirs.kind {
+            return if o.same_value(&theirs.entry_ref()) {
                 Verdict::Same
             } else {
                 Verdict::Conflict

@@ -11,7 +11,8 @@
 //! # Digests
 //!
 //! - An entry's digest is `xxh3_64(xxh3_64(key)_le ‖ version_le ‖ xxh3_64(value)_le)`
-//!   ([`entry_digest`]). The key's hash also picks its leaf, so a write hashes the key
+//!   ([`entry_digest`]); a list's hash (`List::value_hash`, kept current by every push
+//!   and pop) stands in for `xxh3_64(value)`, followed by one byte that marks a list. The key's hash also picks its leaf, so a write hashes the key
 //!   once; two keys share a digest only if their 64-bit hashes collide, the same odds as
 //!   two different leaves colliding.
 //! - A leaf's digest is the **wrapping sum** of its entries' digests (0 when empty). A sum
@@ -70,8 +71,8 @@ fn digest_with_key_hash(key_hash: u64, entry: EntryRef<'_>) -> u64 {
     let mut buf = [0u8; 25];
     buf[0..8].copy_from_slice(&key_hash.to_le_bytes());
     buf[8..16].copy_from_slice(&entry.version.to_le_bytes());
-    buf[16..24].copy_from_slice(&xxh3_64(entry.value).to_le_bytes());
-    // A list's encoded elements never digest like the string of the same bytes.
+    buf[16..24].copy_from_slice(&entry.value_hash().to_le_bytes());
+    // A list never digests like a string whose xxh3 equals the list's hash.
     match entry.kind {
         crate::protocol::item::Kind::String => xxh3_64(&buf[..24]),
         crate::protocol::item::Kind::List => {
@@ -202,6 +203,24 @@ impl MerkleTree {
         }
         if let Some(e) = new {
             *sum = sum.wrapping_add(digest_with_key_hash(key_hash, e));
+            self.entries += 1;
+        }
+        self.mark_dirty(leaf as u32);
+    }
+
+    /// Records that `key`'s entry digest ([`entry_digest`]) changed from `old` to `new`
+    /// (`None`: absent): [`MerkleTree::update`] for a caller that changed the entry in
+    /// place and took its old digest first.
+    pub fn replace_digest(&mut self, key: &[u8], old: Option<u64>, new: Option<u64>) {
+        let leaf = self.leaf_of_hash(xxh3_64(key)) as usize;
+        let sum = &mut self.leaves[leaf];
+        if let Some(d) = old {
+            *sum = sum.wrapping_sub(d);
+            assert!(self.entries > 0);
+            self.entries -= 1;
+        }
+        if let Some(d) = new {
+            *sum = sum.wrapping_add(d);
             self.entries += 1;
         }
         self.mark_dirty(leaf as u32);

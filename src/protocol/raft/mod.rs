@@ -345,6 +345,7 @@ impl Replica {
     /// Turns on deliberate bugs (tests and simulator only).
     pub fn set_bugs(&mut self, bugs: Bugs) {
         self.bugs = bugs;
+        self.kv.set_bug_insert_after(bugs.insert_after);
         if bugs.truncate_at_corruption {
             // Set right after `recover`, before any step: the learner never existed.
             self.recovering = None;

@@ -130,7 +130,7 @@ impl Shard {
             let Some(item) = kv.get(key).filter(|i| i.kind() == Kind::List) else {
                 return true;
             };
-            let n = list::len(item.value()).min(q.len());
+            let n = item.list().map_or(0, list::List::len).min(q.len());
             for (_, w) in q.drain(..n) {
                 w.wake();
             }
