@@ -402,7 +402,12 @@ impl Kv {
             events: self.events.as_mut(),
         }
         .execute(slot, &req.cmd);
-        session.replies.insert(at, (req.seq, reply.clone()));
+        // In order, a reply goes at the back: the plain push, not the general insert.
+        if at == session.replies.len() {
+            session.replies.push_back((req.seq, reply.clone()));
+        } else {
+            session.replies.insert(at, (req.seq, reply.clone()));
+        }
         if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
             // oldest reply only matters if that one is retried.
