@@ -3,11 +3,17 @@
 //! with batching, so the core is never the bottleneck.
 //!
 //! Run: `cargo bench --bench core`
+//!
+//! Counting instructions: `CORE_BENCH_COMMANDS=N` (and `CORE_BENCH_BATCH=B`, default 64) runs
+//! N commands once at batch_max B, without criterion, so that
+//! `valgrind --tool=cachegrind target/release/deps/core-<hash>` counts the instructions
+//! per command (the group's setup, one election, is counted too: subtract a run with a small N);
+//! compare two builds with `scripts/cachegrind-functions.py`.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 use corepax::config::ProtocolConfig;
 use corepax::protocol::{Action, Command, Message, Replica, ReplicaId, Request};
@@ -100,9 +106,20 @@ impl Group {
     }
 }
 
+/// Commands outstanding at once, in both modes.
+const WINDOW: u64 = 2048;
+
+fn bench_key() -> Bytes {
+    Bytes::from_static(b"key:000000001")
+}
+
+fn bench_value() -> Bytes {
+    Bytes::from(vec![b'x'; 100])
+}
+
 fn throughput(c: &mut Criterion) {
-    let key = Bytes::from_static(b"key:000000001");
-    let value = Bytes::from(vec![b'x'; 100]);
+    let key = bench_key();
+    let value = bench_value();
     let mut group = c.benchmark_group("core_3_replicas_set_100B");
     for batch_max in [1usize, 64] {
         let n = 10_000u64;
@@ -112,12 +129,66 @@ fn throughput(c: &mut Criterion) {
             &batch_max,
             |b, &bm| {
                 let mut g = Group::new(bm);
-                b.iter(|| g.run(n, 2048, &key, &value));
+                b.iter(|| g.run(n, WINDOW, &key, &value));
             },
         );
     }
     group.finish();
 }
 
+/// Reads a positive count from the environment; `None` when unset, an error message when set
+/// to something else.
+fn env_count(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("{name}: {e}")),
+        Ok(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!("{name}={v}: expected a positive integer")),
+        },
+    }
+}
+
+/// The counting mode: one group, `commands` commands at `batch_max`, once.
+fn run_once(commands: u64, batch_max: usize) {
+    let key = bench_key();
+    let value = bench_value();
+    let mut g = Group::new(batch_max);
+    let before = g.replies;
+    g.run(commands, WINDOW, &key, &value);
+    let answered = g.replies - before;
+    println!(
+        "core bench, counting mode: CORE_BENCH_COMMANDS={commands} CORE_BENCH_BATCH={batch_max} \
+         window {WINDOW}, 3 replicas, 100-byte SETs: {answered} commands answered"
+    );
+    if answered != commands {
+        eprintln!("expected {commands} replies, got {answered}");
+        std::process::exit(1);
+    }
+}
+
 criterion_group!(benches, throughput);
-criterion_main!(benches);
+
+fn main() {
+    let counted = env_count("CORE_BENCH_COMMANDS").and_then(|n| {
+        let batch = env_count("CORE_BENCH_BATCH")?.unwrap_or(64);
+        Ok(n.map(|n| (n, batch)))
+    });
+    match counted {
+        Ok(Some((commands, batch))) => match usize::try_from(batch) {
+            Ok(batch_max) => run_once(commands, batch_max),
+            Err(_) => {
+                eprintln!("CORE_BENCH_BATCH={batch}: too large");
+                std::process::exit(2);
+            }
+        },
+        Ok(None) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+}

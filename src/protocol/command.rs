@@ -410,6 +410,11 @@ impl Command {
     pub fn encoded_bytes_max(&self) -> usize {
         use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
         match self {
+            // The commonest write, sized on arrival and again by each follower's accept:
+            // the general rule below without its two walks of the variants.
+            Command::Set(k, v) => {
+                k.len() + v.len() + 2 * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES
+            }
             Command::Multi(cmds) => {
                 COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
             }

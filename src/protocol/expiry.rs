@@ -169,7 +169,8 @@ impl Expiry {
         let Some(new) = ttl.deadline(self.now) else {
             return Some(Change::Keep);
         };
-        if !cond.allows(self.deadline(key), new) {
+        // `Always` needs no old deadline: most writes (every plain SET) skip the lookup.
+        if !matches!(cond, ExpireIf::Always) && !cond.allows(self.deadline(key), new) {
             return None;
         }
         Some(match new {

@@ -14,8 +14,9 @@ pub type Waiting = HashMap<(ClientId, u64), Token, MapHasher>;
 /// A leader's queue of client requests waiting for a log position.
 #[derive(Clone, Debug, Default)]
 pub struct Queue {
-    /// The requests, in arrival order.
-    pub requests: VecDeque<Request>,
+    /// The requests, in arrival order, each with its encoded size (an upper bound),
+    /// computed once on arrival.
+    pub requests: VecDeque<(Request, usize)>,
     /// Their encoded sizes (upper bounds), summed.
     pub bytes: usize,
     /// When the oldest request arrived (for `batch_delay_us`).
@@ -73,8 +74,9 @@ impl Queue {
         if self.requests.is_empty() {
             self.since = now;
         }
-        self.bytes += req.encoded_bytes_max();
-        self.requests.push_back(req);
+        let size = req.encoded_bytes_max();
+        self.bytes += size;
+        self.requests.push_back((req, size));
     }
 
     /// The next batch, if one is due: at most `batch_max` commands and `bytes_max` bytes
@@ -99,13 +101,13 @@ impl Queue {
         }
         let mut batch = Vec::with_capacity(self.requests.len().min(batch_max));
         let mut bytes = 0;
-        while let Some(req) = self.requests.front() {
-            let size = req.encoded_bytes_max();
+        while let Some(&(_, size)) = self.requests.front() {
             if batch.len() == batch_max || (!batch.is_empty() && bytes + size > bytes_max) {
                 break;
             }
             bytes += size;
-            batch.push(self.requests.pop_front().expect("front checked"));
+            let (req, _) = self.requests.pop_front().expect("front checked");
+            batch.push(req);
         }
         self.bytes -= bytes;
         self.since = now;
@@ -125,7 +127,8 @@ pub fn apply_batch(
     kv.prefetch(batch);
     for req in batch.iter() {
         let applied = kv.apply(index, req);
-        if req.client == 0 {
+        // A follower waits for nothing: no hash of the session per request.
+        if req.client == 0 || waiting.is_empty() {
             continue;
         }
         if let Some(token) = waiting.remove(&(req.client, req.seq)) {

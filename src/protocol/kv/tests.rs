@@ -578,3 +578,31 @@ fn applying_reports_changes_and_messages_once_when_asked() {
     kv.import(kv.export());
     assert_eq!(kv.take_events(), vec![Event::Reset]);
 }
+
+#[test]
+fn a_set_is_sized_as_the_general_rule_sizes_it() {
+    // `encoded_bytes_max` sizes a SET without walking the variants; it must give what the
+    // rule every other command follows gives, and bound the encoding, at every length
+    // where a varint grows.
+    use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
+    for key_len in [0, 1, 127, 128, 16_383, 16_384] {
+        for value_len in [0, 100, 128, 70_000] {
+            let set = Command::Set(
+                Bytes::from(vec![b'k'; key_len]),
+                Bytes::from(vec![b'v'; value_len]),
+            );
+            let rule =
+                set.payload_bytes() + set.items() * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES;
+            assert_eq!(
+                set.encoded_bytes_max(),
+                rule,
+                "key {key_len}, value {value_len}"
+            );
+            let bytes = postcard::to_stdvec(&set).unwrap();
+            assert!(
+                bytes.len() <= set.encoded_bytes_max(),
+                "key {key_len}, value {value_len}"
+            );
+        }
+    }
+}

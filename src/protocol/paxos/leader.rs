@@ -225,7 +225,7 @@ impl Replica {
                 delay
             };
             let queued_since = l.queue.since;
-            let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
+            let Some(batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
                 return;
             };
             self.stats.queue_wait_ns += now.saturating_sub(queued_since);
@@ -233,16 +233,17 @@ impl Replica {
             l.next_slot += 1;
             let needed = batch.iter().any(|r| r.cmd.reads_clock());
             let name_keys = !self.expiry_in_flight();
-            if let Some(clock) = self.clock_entry(now, needed, name_keys) {
-                if let (Command::Clock { expire, .. }, Role::Leader(l)) =
+            let clock = self.clock_entry(now, needed, name_keys);
+            if let Some(clock) = &clock
+                && let (Command::Clock { expire, .. }, Role::Leader(l)) =
                     (&clock.cmd, &mut self.role)
-                    && !expire.is_empty()
-                {
-                    l.expiry_slot = Some(slot);
-                }
-                batch.insert(0, clock);
+                && !expire.is_empty()
+            {
+                l.expiry_slot = Some(slot);
             }
-            let batch: Batch = Arc::from(batch);
+            // The clock entry goes in front; the requests are moved once, into the batch's
+            // own allocation (an exact-size iterator), not shifted to make room first.
+            let batch: Batch = clock.into_iter().chain(batch).collect();
             debug_assert!(super::batch_fits_record(&batch));
             self.stats.commands_proposed += batch.len() as u64;
             self.propose_at(now, slot, batch);

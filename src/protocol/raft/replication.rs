@@ -152,22 +152,24 @@ impl Replica {
             delay
         };
         let queued_since = l.queue.since;
-        let Some(mut batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
+        let Some(batch) = l.queue.take_batch(now, batch_max, bytes_max, delay) else {
             return;
         };
         self.stats.queue_wait_ns += now.saturating_sub(queued_since);
         let needed = batch.iter().any(|r| r.cmd.reads_clock());
         let name_keys = !self.expiry_in_flight();
         let batch_bytes_max = self.cfg.batch_bytes_max;
-        if let Some(clock) = self
+        let clock = self
             .clock
-            .entry(now, &self.kv, batch_bytes_max, needed, name_keys)
-        {
-            self.note_expiry(&clock);
-            batch.insert(0, clock);
+            .entry(now, &self.kv, batch_bytes_max, needed, name_keys);
+        if let Some(clock) = &clock {
+            self.note_expiry(clock);
         }
+        // The clock entry goes in front; the requests are moved once, into the entry's own
+        // allocation (an exact-size iterator), not shifted to make room first.
+        let batch: Batch = clock.into_iter().chain(batch).collect();
         self.stats.commands_proposed += batch.len() as u64;
-        self.append_local(now, Arc::from(batch));
+        self.append_local(now, batch);
         // One entry per call keeps the window check exact; the rest follow.
         self.try_propose(now);
     }
