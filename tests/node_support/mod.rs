@@ -277,7 +277,9 @@ impl Cluster {
 
     /// Waits for node `i`'s client port.
     pub fn wait_listening(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a node opens and syncs its WAL before it listens, and on a disk shared
+        // with heavy buffered writes (builds beside the tests) one sync has taken seconds.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !self.dialer.accepts(i, Duration::from_millis(100)) {
             assert!(
                 Instant::now() < deadline,

@@ -32,19 +32,7 @@ fn restart_checked(c: &mut Cluster, records: Vec<Record>, bugs: Bugs) {
     c.durable[1] = records;
     c.up[1] = true;
     // Before its peers answered it promises nothing.
-    let ballot = Ballot {
-        round: 50,
-        node: ReplicaId(2),
-    };
-    c.replicas[1].on_message(
-        c.now,
-        ReplicaId(2),
-        Message::Prepare {
-            ballot,
-            from_slot: 1,
-        },
-    );
-    c.collect(1);
+    prepare_from_r2(c, 50);
     assert!(c.wire.iter().all(|(f, _, _)| *f != ReplicaId(1)));
     c.replicas[1].on_tick(c.now);
     c.collect(1);
@@ -55,6 +43,20 @@ fn restart_checked(c: &mut Cluster, records: Vec<Record>, bugs: Bugs) {
     );
     c.run(|_, _, m| matches!(m, Message::RestartQuery | Message::RestartReport { .. }));
     assert!(!c.replicas[1].restart_checking(), "both peers answered");
+}
+
+/// Delivers to r1 a `Prepare` from r2 at `round` and collects what r1 does.
+fn prepare_from_r2(c: &mut Cluster, round: u64) {
+    let ballot = Ballot {
+        round,
+        node: ReplicaId(2),
+    };
+    let prepare = Message::Prepare {
+        ballot,
+        from_slot: 1,
+    };
+    c.replicas[1].on_message(c.now, ReplicaId(2), prepare);
+    c.collect(1);
 }
 
 /// Ticks every live replica `times` times, `step` apart, delivering everything between.
@@ -132,19 +134,7 @@ fn promises_to_r2(c: &mut Cluster) -> bool {
         .max()
         .unwrap_or(0)
         + 1;
-    let ballot = Ballot {
-        round,
-        node: ReplicaId(2),
-    };
-    c.replicas[1].on_message(
-        c.now,
-        ReplicaId(2),
-        Message::Prepare {
-            ballot,
-            from_slot: 1,
-        },
-    );
-    c.collect(1);
+    prepare_from_r2(c, round);
     c.sync(1);
     let promised = c.wire.iter().any(|(f, t, m)| {
         *f == ReplicaId(1) && *t == ReplicaId(2) && matches!(m, Message::Promise { .. })
