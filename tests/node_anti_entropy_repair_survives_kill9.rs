@@ -16,29 +16,6 @@ const STALE: usize = 2;
 /// A replica that never runs anti-entropy nor restarts: the reference.
 const WITNESS: usize = 1;
 
-/// `field` of shard `shard`'s line in node `i`'s INFO (`shard<s>:…,field=N,…`).
-fn shard_field(cluster: &Cluster, i: usize, shard: usize, field: &str) -> u64 {
-    let mut c = Client::connect(cluster.clients[i]).unwrap();
-    let info = bulk(&c.cmd(&["INFO"]).unwrap()).unwrap();
-    let prefix = format!("shard{shard}:");
-    let line = info
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} line in INFO:\n{info}"));
-    line.split(',')
-        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {line}"))
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Snapshot at every applied slot: whatever the state machine holds reaches the disk.
 const SNAPSHOT_EVERY_SLOT: &str = "1";
 /// Practically never snapshot on the way: only a repair's own snapshot can save it.
@@ -106,8 +83,8 @@ fn repaired_entry_survives_kill9(repairer: usize, dir: &Path) {
         "the stale replica snapshots its last applied slot",
         Duration::from_secs(20),
         || {
-            let applied = shard_field(&cluster, STALE, shard, "applied_index");
-            applied == shard_field(&cluster, WITNESS, shard, "applied_index")
+            let applied = cluster.shard_field(STALE, shard, "applied_index");
+            applied == cluster.shard_field(WITNESS, shard, "applied_index")
                 && snapshots.join(format!("snap-{applied:020}.snap")).exists()
         },
     );

@@ -3,23 +3,9 @@
 //! error line naming the directory), rejoins as a learner, catches up with its group and
 //! converges: equal Merkle roots and every acknowledged write readable.
 mod node_support;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use node_support::*;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
 
 #[test]
 fn replica_restored_from_an_older_copy_is_detected_and_converges() {

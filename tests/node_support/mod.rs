@@ -40,6 +40,29 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
+/// Copies directory `from` (files and folders) to `to`: a backup of a node's data dir.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Polls `done` every 50 ms; panics naming `what` if it is still false after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Client port of every node under an emulated network (each node has a namespace, and
 /// so every port, of its own).
 const NET_CLIENT_PORT: u16 = 7379;
@@ -391,6 +414,21 @@ impl Cluster {
             sum += value;
         }
         sum
+    }
+
+    /// `field` of shard `shard`'s line in node `i`'s INFO (`shard<s>:…,field=N,…`).
+    pub fn shard_field(&self, i: usize, shard: usize, field: &str) -> u64 {
+        let mut c = self.connect(i).expect("connect");
+        let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string");
+        let prefix = format!("shard{shard}:");
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in INFO:\n{info}"));
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {line}"))
     }
 
     /// Shards of node `i` whose INFO line says `recovering=1` (all of them while it does
