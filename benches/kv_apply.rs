@@ -6,7 +6,10 @@
 //! into a watch history of 10,000 changes, the default `watch_history_max`): what
 //! `COREPAX.WATCH … FROM version` costs every write when nobody watches.
 //!
-//! `apply_reads` applies GETs through client sessions, as `log` mode does.
+//! `apply_reads` applies GETs through client sessions, as `log` mode does. `lease_reads`
+//! answers GETs from the map as a lease read does (`Kv::read`), a pipeline of 16 at a
+//! time, with and without prefetching the pipeline's items first (`Kv::prefetch_key`, what
+//! the front end does for a pipeline's reads).
 //!
 //! Run: `cargo bench --bench kv_apply`
 
@@ -123,5 +126,46 @@ fn apply_reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, apply_reads);
+/// GETs answered from the map as lease reads are (`Kv::read`), 16 per pipeline (as
+/// `redis-benchmark -P 16` sends them), with and without prefetching the pipeline's keys.
+fn lease_reads(c: &mut Criterion) {
+    let value = Bytes::from(vec![b'x'; 100]);
+    let mut kv = Kv::new(4096, 4096);
+    for i in 0..KEYS {
+        kv.apply(i + 1, &set(i, &value));
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let gets: Vec<Command> = (0..BATCH * BATCHES)
+        .map(|_| Command::Get(Bytes::from(format!("key:{:07}", rng.random_range(0..KEYS)))))
+        .collect();
+    let mut group = c.benchmark_group("kv_read_1m_keys_random_get_pipelined_16");
+    group.throughput(Throughput::Elements(gets.len() as u64));
+    for prefetch in [false, true] {
+        group.bench_with_input(
+            BenchmarkId::new("prefetch", prefetch),
+            &prefetch,
+            |b, &prefetch| {
+                b.iter(|| {
+                    let mut found = 0usize;
+                    for pipeline in gets.chunks(16) {
+                        if prefetch {
+                            for cmd in pipeline {
+                                cmd.for_each_key(&mut |k| kv.prefetch_key(k));
+                            }
+                        }
+                        for cmd in pipeline {
+                            found +=
+                                matches!(kv.read(cmd), corepax::protocol::Reply::Value(Some(_)))
+                                    as usize;
+                        }
+                    }
+                    assert_eq!(found, gets.len(), "every key was written");
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, apply, apply_reads, lease_reads);
 criterion_main!(benches);

@@ -184,6 +184,7 @@ async fn serve_connection(
     // Grown on demand and released while the client is idle (see `clients::read_some`).
     let mut out: Vec<u8> = Vec::new();
     let mut pending = Vec::new();
+    let mut decoded = Vec::new();
     // Each reply is written in the RESP version in force when its command arrived (a
     // HELLO's own reply already in the new one).
     loop {
@@ -191,35 +192,45 @@ async fn serve_connection(
             return Ok(()); // Too far behind its subscriptions: cut off, as Redis does.
         }
         let mut close = false;
-        while pending.len() < PIPELINE_MAX {
+        let mut bad = None;
+        // Decoded first, then started: the reads of a pipeline are prefetched together.
+        while pending.len() + decoded.len() < PIPELINE_MAX {
             match decoder.next_command() {
-                Ok(Some(Decoded::Command(value))) => {
-                    let p = commands::start(local, conn, value);
-                    pending.push((p, conn.proto));
-                }
-                Ok(Some(Decoded::TooLarge { bytes, bytes_max })) => {
-                    pending.push((
-                        commands::Pending::Ready(Outcome::Error(format!(
-                            "ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"
-                        ))),
-                        conn.proto,
-                    ));
-                }
+                Ok(Some(d)) => decoded.push(d),
                 Ok(None) => break,
                 Err(e) => {
-                    // No partial apply: commands decoded before the bad frame still run and
-                    // get answers; then the error, then the connection closes (the framing
-                    // is lost: what follows cannot be told from data).
-                    pending.push((
-                        commands::Pending::Ready(Outcome::Error(format!(
-                            "ERR Protocol error: {e}"
-                        ))),
-                        conn.proto,
-                    ));
+                    bad = Some(e);
                     close = true;
                     break;
                 }
             }
+        }
+        if decoded.len() > 1 {
+            commands::prefetch_reads(
+                local,
+                decoded.iter().filter_map(|d| match d {
+                    Decoded::Command(value) => Some(value),
+                    Decoded::TooLarge { .. } => None,
+                }),
+            );
+        }
+        for d in decoded.drain(..) {
+            let p = match d {
+                Decoded::Command(value) => commands::start(local, conn, value),
+                Decoded::TooLarge { bytes, bytes_max } => commands::Pending::Ready(Outcome::Error(
+                    format!("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"),
+                )),
+            };
+            pending.push((p, conn.proto));
+        }
+        if let Some(e) = bad {
+            // No partial apply: commands decoded before the bad frame still run and get
+            // answers; then the error, then the connection closes (the framing is lost:
+            // what follows cannot be told from data).
+            pending.push((
+                commands::Pending::Ready(Outcome::Error(format!("ERR Protocol error: {e}"))),
+                conn.proto,
+            ));
         }
         input.taken(&decoder);
         if pending.is_empty() {
@@ -239,6 +250,9 @@ async fn serve_connection(
                     }
                     if pending.capacity() > clients::IDLE_PENDING_KEEP {
                         pending = Vec::new();
+                    }
+                    if decoded.capacity() > clients::IDLE_PENDING_KEEP {
+                        decoded = Vec::new();
                     }
                 })
                 .await?

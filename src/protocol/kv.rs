@@ -370,6 +370,15 @@ impl Kv {
         self.written_bytes
     }
 
+    /// Prefetches `key`'s item before a read of it (a pipeline's reads, looked at before
+    /// the first is answered, so their misses overlap; see [`Kv::prefetch`] for writes).
+    /// Below [`PREFETCH_KEYS_MIN`] keys it does nothing.
+    pub fn prefetch_key(&self, key: &[u8]) {
+        if self.map.len() >= PREFETCH_KEYS_MIN {
+            self.map.prefetch(key);
+        }
+    }
+
     /// Prefetches the Merkle leaves of every key the requests write, then the items of
     /// every key they write or read, before they are applied (see [`Item::prefetch`]). The
     /// leaves go first: their prefetches only ask, while the map's probes wait for the

@@ -73,6 +73,11 @@ impl Shard {
         }
     }
 
+    /// Prefetches `key`'s item for a read that comes soon ([`crate::protocol::Kv::prefetch_key`]).
+    pub fn prefetch_read(&self, key: &[u8]) {
+        self.replica.borrow().kv().prefetch_key(key);
+    }
+
     /// The answer to a read this replica can give at once (a lease read, see
     /// `Replica::read_now`): no session, no step, no waiting. `None`: submit it.
     pub fn read_now(&self, cmd: &Command) -> Option<Reply> {
