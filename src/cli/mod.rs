@@ -71,7 +71,8 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | ignore-stale-data | pop-without-log, insert-after (with --lists) |
+    /// vote-inside-lease | ignore-stale-data | pop-without-log, insert-after,
+    /// lmove-wrong-end (with --lists) |
     /// deliver-on-receipt (with --pubsub).
     #[arg(long, hide = true)]
     bug: Vec<String>,
@@ -83,7 +84,8 @@ pub struct SimArgs {
     #[arg(long)]
     expiry: bool,
     /// Every key is a list: clients push, pop, read lengths, insert next to an element
-    /// (`LINSERT`) and rotate (`LMOVE` to the same key), checked as a sequence.
+    /// (`LINSERT`), rotate (`LMOVE` to the same key) and move elements between keys paired
+    /// up (`LMOVE k0 k1`), checked as sequences (paired keys together).
     #[arg(long)]
     lists: bool,
     /// Every write also publishes its value (`PUBLISH`, in one transaction): every
@@ -318,6 +320,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
         match b.as_str() {
             "pop-without-log" if args.lists => pop_without_log = true,
             "insert-after" if args.lists => bugs.insert_after = true,
+            "lmove-wrong-end" if args.lists => bugs.lmove_wrong_end = true,
             "deliver-on-receipt" if args.pubsub => deliver_on_receipt = true,
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
@@ -331,7 +334,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log and insert-after (with --lists), \
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log, insert-after and lmove-wrong-end (with --lists), \
                  deliver-on-receipt (with --pubsub)"
             ),
         }

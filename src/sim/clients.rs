@@ -37,10 +37,26 @@ pub(super) struct Recorded {
     pub(super) op: Operation,
 }
 
+/// The key a list key moves elements to and from (`LMOVE` between two keys): keys pair
+/// up, 0 with 1, 2 with 3, so each merged history the checker searches spans two keys
+/// (a key without a partner, `keys` odd, only rotates).
+pub(super) fn partner(key: usize) -> usize {
+    key ^ 1
+}
+
+/// The list end `LEFT` or `RIGHT`.
+fn end_of(left: bool) -> crate::protocol::list::End {
+    if left {
+        crate::protocol::list::End::Left
+    } else {
+        crate::protocol::list::End::Right
+    }
+}
+
 impl Sim {
-    /// An operation on a list key: mostly pushes, pops and lengths.
-    fn list_op(&mut self) -> Op {
-        match self.rng.random_range(0..15) {
+    /// An operation on list key `key`: mostly pushes, pops and lengths.
+    fn list_op(&mut self, key: usize) -> Op {
+        match self.rng.random_range(0..17) {
             r if r <= 2 => Op::Len,
             r if r <= 6 => {
                 self.next_value += 1;
@@ -71,6 +87,11 @@ impl Sim {
                 }
             }
             14 => Op::Rotate {
+                from_left: self.rng.random_bool(0.5),
+                to_left: self.rng.random_bool(0.5),
+            },
+            15 | 16 if partner(key) < self.cfg.keys => Op::Move {
+                to: partner(key),
                 from_left: self.rng.random_bool(0.5),
                 to_left: self.rng.random_bool(0.5),
             },
@@ -140,21 +161,22 @@ impl Sim {
                 pivot: Bytes::from(pivot.to_string()),
                 value: Bytes::from(value.to_string()),
             },
-            Op::Rotate { from_left, to_left } => {
-                let end = |left| {
-                    if left {
-                        crate::protocol::list::End::Left
-                    } else {
-                        crate::protocol::list::End::Right
-                    }
-                };
-                Command::LMove {
-                    from: k.clone(),
-                    to: k,
-                    from_end: end(from_left),
-                    to_end: end(to_left),
-                }
-            }
+            Op::Rotate { from_left, to_left } => Command::LMove {
+                from: k.clone(),
+                to: k,
+                from_end: end_of(from_left),
+                to_end: end_of(to_left),
+            },
+            Op::Move {
+                to,
+                from_left,
+                to_left,
+            } => Command::LMove {
+                from: k,
+                to: Bytes::from(format!("k{to}")),
+                from_end: end_of(from_left),
+                to_end: end_of(to_left),
+            },
             Op::SetPx { value, ttl_ms } => Command::SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -185,7 +207,7 @@ impl Sim {
         let (key, op) = forced.unwrap_or_else(|| {
             let key = self.rng.random_range(0..self.cfg.keys);
             if self.cfg.lists {
-                return (key, self.list_op());
+                return (key, self.list_op(key));
             }
             let op = match self.rng.random_range(0..10) {
                 r if r <= reads => Op::Get,
@@ -220,6 +242,7 @@ impl Sim {
                 ret: u64::MAX,
                 log_lo,
                 log_hi: u64::MAX,
+                object: 0,
             },
         });
         // A client that cached a paused leader's address sends it its reads (they wait).
@@ -385,12 +408,14 @@ impl Sim {
             (Op::Pos(_), Reply::Value(None)) => Output::Value(None),
             (Op::Insert { .. }, Reply::Int(-1)) => Output::Refused,
             (Op::Insert { .. }, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
-            (Op::Get | Op::Pop | Op::Rotate { .. }, Reply::Value(v)) => Output::Value(v.map(|b| {
+            (Op::Get | Op::Pop | Op::Rotate { .. } | Op::Move { .. }, Reply::Value(v)) => {
+                Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(u64::MAX)
-            })),
+                }))
+            }
             (op, reply) => {
                 let msg = format!("client {client}: {op:?} got reply {reply:?}");
                 self.violations.push(msg);
