@@ -175,9 +175,8 @@ impl Sim {
             }
         }
         let groups: Vec<usize> = (0..self.cfg.keys).map(|k| find(&mut root, k)).collect();
-        let keys_of = |g: usize| -> Vec<usize> {
-            (0..self.cfg.keys).filter(|k| groups[*k] == g).collect()
-        };
+        let keys_of =
+            |g: usize| -> Vec<usize> { (0..self.cfg.keys).filter(|k| groups[*k] == g).collect() };
         let mut out: Vec<(Vec<usize>, Vec<Operation>)> = (0..self.cfg.keys)
             .filter(|k| groups[*k] == *k)
             .map(|g| (keys_of(g), Vec::new()))
@@ -265,7 +264,8 @@ impl Sim {
                 Verdict::Unknown => undecided += 1,
                 Verdict::Violation => {
                     let names: Vec<String> = keys.iter().map(|k| format!("k{k}")).collect();
-                    let mut msg = format!("history of key {} is not linearizable:", names.join("+"));
+                    let mut msg =
+                        format!("history of key {} is not linearizable:", names.join("+"));
                     for o in &ops {
                         let _ = write!(
                             msg,

@@ -56,7 +56,7 @@ fn end_of(left: bool) -> crate::protocol::list::End {
 impl Sim {
     /// An operation on list key `key`: mostly pushes, pops and lengths.
     fn list_op(&mut self, key: usize) -> Op {
-        match self.rng.random_range(0..17) {
+        match self.rng.random_range(0..19) {
             r if r <= 2 => Op::Len,
             r if r <= 6 => {
                 self.next_value += 1;
@@ -95,6 +95,11 @@ impl Sim {
                 from_left: self.rng.random_bool(0.5),
                 to_left: self.rng.random_bool(0.5),
             },
+            // A few milliseconds to a few client round trips: some find an element,
+            // some wait for a push, some time out.
+            17 | 18 => Op::BlockingPop {
+                timeout_ms: self.rng.random_range(1..=40),
+            },
             _ => Op::Pop,
         }
     }
@@ -128,6 +133,10 @@ impl Sim {
                 existing: false,
             },
             Op::Pop if self.cfg.bug_pop_without_log => Command::LIndex { key: k, index: 0 },
+            Op::BlockingPop { .. } => Command::PopFirst {
+                keys: vec![k],
+                end: crate::protocol::list::End::Left,
+            },
             Op::Pop => Command::Pop {
                 key: k,
                 end: crate::protocol::list::End::Left,
@@ -257,16 +266,27 @@ impl Sim {
         let incarnation = self.nodes[node.index()].incarnation;
         self.log(|| format!("client {client} #{attempt} → {node}: {op:?} k{key}"));
         let delay = self.net_delay();
-        self.schedule(
-            delay,
-            Event::ClientRequestArrives {
+        let event = match op {
+            Op::BlockingPop { timeout_ms } => Event::BlockingRequestArrives {
+                node,
+                incarnation,
+                client,
+                attempt,
+                b: crate::protocol::blocking::Blocking {
+                    keys: vec![Bytes::from(format!("k{key}"))],
+                    cmd,
+                },
+                timeout: timeout_ms * MS,
+            },
+            _ => Event::ClientRequestArrives {
                 node,
                 incarnation,
                 client,
                 attempt,
                 cmd,
             },
-        );
+        };
+        self.schedule(delay, event);
     }
 
     /// A client's command reaches its node: submitted to the node's client path, or, if
@@ -408,14 +428,23 @@ impl Sim {
             (Op::Pos(_), Reply::Value(None)) => Output::Value(None),
             (Op::Insert { .. }, Reply::Int(-1)) => Output::Refused,
             (Op::Insert { .. }, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
-            (Op::Get | Op::Pop | Op::Rotate { .. } | Op::Move { .. }, Reply::Value(v)) => {
-                Output::Value(v.map(|b| {
+            (Op::BlockingPop { .. }, Reply::Values(kv)) if kv.len() == 2 => {
+                Output::Value(kv[1].as_ref().map(|b| {
+                    std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(u64::MAX)
+                }))
+            }
+            (
+                Op::Get | Op::Pop | Op::BlockingPop { .. } | Op::Rotate { .. } | Op::Move { .. },
+                Reply::Value(v),
+            ) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(u64::MAX)
-                }))
-            }
+            })),
             (op, reply) => {
                 let msg = format!("client {client}: {op:?} got reply {reply:?}");
                 self.violations.push(msg);
@@ -477,6 +506,9 @@ impl Sim {
                     self.net_send(node, to, Wire::ForwardReply { id, reply });
                 }
                 ClientOutput::Finish { handle, result } => {
+                    if self.blocked_finished(node, handle, &result) {
+                        continue;
+                    }
                     let callers = &mut self.nodes[node.index()].callers;
                     if let Some((client, attempt)) = callers.remove(&handle) {
                         self.answer_client(client, attempt, result);

@@ -58,6 +58,13 @@ pub enum Op {
     Push(u64),
     /// Popped the head of the key's list (`LPOP`); the output is the value, or none.
     Pop,
+    /// Popped the head of the key's list, waiting up to `timeout_ms` for one (`BLPOP`):
+    /// checked as [`Op::Pop`] (one that answered none found the list empty within its
+    /// call).
+    BlockingPop {
+        /// How long it waited at most.
+        timeout_ms: u64,
+    },
     /// Read the list's length (`LLEN`).
     Len,
     /// Kept the first `keep` elements of the key's list (`LTRIM key 0 keep-1`, or
@@ -109,6 +116,7 @@ impl Op {
             self,
             Op::Push(_)
                 | Op::Pop
+                | Op::BlockingPop { .. }
                 | Op::Len
                 | Op::Trim { .. }
                 | Op::SetHead(_)
@@ -273,6 +281,10 @@ fn lists_step(lists: &Lists, o: &Operation) -> Option<Lists> {
 
 /// The list after `op` answered `out`, if that answer is possible.
 fn list_step(list: &[u64], op: Op, out: Output) -> Option<Vec<u64>> {
+    let op = match op {
+        Op::BlockingPop { .. } => Op::Pop,
+        op => op,
+    };
     match (op, out) {
         (Op::Push(v), Output::Count(_) | Output::Unknown) => {
             let mut next = list.to_vec();
@@ -927,18 +939,12 @@ mod tests {
         // From an empty list: nothing moves, and saying otherwise is a violation.
         let from_empty = |v| on(1, op(2, mv(0, true, true), Output::Value(v), 0, 1));
         assert_eq!(check(&[from_empty(None)], 1_000_000), Verdict::Linearizable);
-        assert_eq!(
-            check(&[from_empty(Some(1))], 1_000_000),
-            Verdict::Violation
-        );
+        assert_eq!(check(&[from_empty(Some(1))], 1_000_000), Verdict::Violation);
         // An unanswered move may have happened or not.
         let maybe = on(0, op(1, mv(1, true, false), Output::Unknown, 4, u64::MAX));
         let mut h2 = h[..3].to_vec();
         h2.push(maybe);
-        for seen in [
-            [len(0, 2), len(1, 1)],
-            [len(0, 1), len(1, 2)],
-        ] {
+        for seen in [[len(0, 2), len(1, 1)], [len(0, 1), len(1, 2)]] {
             let mut all = h2.clone();
             all.extend_from_slice(&seen);
             assert_eq!(check(&all, 1_000_000), Verdict::Linearizable);
