@@ -4,9 +4,14 @@
 //! transfer adds. A measurement, printed:
 //!
 //! `cargo bench --bench kv_memory -- map`
+//!
+//! `cargo bench --bench kv_memory -- list`: one list filled with 1-byte elements until a
+//! push is refused (the held-bytes limit, `protocol::list::LIST_ELEMENT_OVERHEAD_BYTES`),
+//! and the memory it then takes.
 
 use bytes::Bytes;
-use corepax::protocol::{Command, Kv, Request};
+use corepax::protocol::list::{End, LIST_BYTES_MAX};
+use corepax::protocol::{Command, Kv, Reply, Request};
 
 const KEYS: u64 = 1_000_000;
 const VALUE_BYTES: usize = 100;
@@ -66,6 +71,41 @@ fn map() {
     drop(sorted);
 }
 
+fn list() {
+    const CHUNK: usize = 1_000;
+    let before = rss_kib();
+    let mut kv = Kv::new(4096, 4096);
+    let mut held = 0usize;
+    for slot in 1.. {
+        let req = Request {
+            cmd: Command::Push {
+                key: Bytes::from_static(b"list"),
+                values: vec![Bytes::from_static(b"x"); CHUNK],
+                end: End::Right,
+                existing: false,
+            },
+            ..Request::noop()
+        };
+        let corepax::protocol::kv::Applied::Reply(reply) = kv.apply(slot, &req) else {
+            break;
+        };
+        match reply {
+            Reply::Int(n) => held = n as usize,
+            _ => break,
+        }
+    }
+    // The last chunk was refused: up to CHUNK - 1 more single pushes would still fit.
+    let after = rss_kib();
+    let bytes = (after - before) * 1024;
+    println!(
+        "one list of 1-byte elements, pushed {CHUNK} at a time until refused: {held} \
+         elements, {} KiB of memory ({} bytes/element; limit {} KiB)",
+        after - before,
+        bytes / held.max(1) as u64,
+        LIST_BYTES_MAX / 1024
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; the first other argument picks the part.
     let part = std::env::args()
@@ -74,6 +114,7 @@ fn main() {
         .unwrap_or_else(|| "map".into());
     match part.as_str() {
         "map" => map(),
-        other => eprintln!("unknown part {other:?}: the part is `map`"),
+        "list" => list(),
+        other => eprintln!("unknown part {other:?}: the part is `map` or `list`"),
     }
 }

@@ -71,7 +71,8 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | ignore-stale-data | pop-without-log, insert-after (with --lists) |
+    /// vote-inside-lease | ignore-stale-data | pop-without-log, insert-after,
+    /// lmove-wrong-end, blocking-timeout-local (with --lists) |
     /// deliver-on-receipt (with --pubsub).
     #[arg(long, hide = true)]
     bug: Vec<String>,
@@ -83,7 +84,9 @@ pub struct SimArgs {
     #[arg(long)]
     expiry: bool,
     /// Every key is a list: clients push, pop, read lengths, insert next to an element
-    /// (`LINSERT`) and rotate (`LMOVE` to the same key), checked as a sequence.
+    /// (`LINSERT`), rotate (`LMOVE` to the same key), move elements between keys paired
+    /// up (`LMOVE k0 k1`) and wait to pop (`BLPOP`), checked as sequences (paired keys
+    /// together).
     #[arg(long)]
     lists: bool,
     /// Every write also publishes its value (`PUBLISH`, in one transaction): every
@@ -313,11 +316,14 @@ pub fn main() -> ExitCode {
 fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)> {
     let mut bugs = Bugs::default();
     let mut pop_without_log = false;
+    let mut blocking_timeout_local = false;
     let mut deliver_on_receipt = false;
     for b in &args.bug {
         match b.as_str() {
             "pop-without-log" if args.lists => pop_without_log = true,
             "insert-after" if args.lists => bugs.insert_after = true,
+            "lmove-wrong-end" if args.lists => bugs.lmove_wrong_end = true,
+            "blocking-timeout-local" if args.lists => blocking_timeout_local = true,
             "deliver-on-receipt" if args.pubsub => deliver_on_receipt = true,
             "reply-before-persist" => bugs.reply_before_persist = true,
             "skip-phase1-recovery" => bugs.skip_phase1_recovery = true,
@@ -331,7 +337,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log and insert-after (with --lists), \
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log, insert-after, lmove-wrong-end and blocking-timeout-local (with --lists), \
                  deliver-on-receipt (with --pubsub)"
             ),
         }
@@ -340,6 +346,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     base.bugs = bugs;
     base.lists = args.lists;
     base.bug_pop_without_log = pop_without_log;
+    base.bug_blocking_timeout_local = blocking_timeout_local;
     base.pubsub = args.pubsub;
     base.bug_deliver_on_receipt = deliver_on_receipt;
     base.set_protocol_settings(&args.protocol.given)?;

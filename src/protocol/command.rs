@@ -282,13 +282,18 @@ pub enum ApplyError {
     Overflow,
     /// A string command on a list or a list command on a string.
     WrongType,
-    /// The list would grow past [`list::LIST_BYTES_MAX`].
+    /// The list would hold more than [`list::LIST_BYTES_MAX`] (its elements' encoded bytes
+    /// plus [`list::LIST_ELEMENT_OVERHEAD_BYTES`] each).
     ListTooLarge,
     /// A list command that needs the list found no key (`LSET`).
     NoSuchKey,
     /// An index outside the list (`LSET`).
     IndexOutOfRange,
 }
+
+// `ApplyError::ListTooLarge`'s text names both numbers.
+const _: () = assert!(list::LIST_BYTES_MAX == 16 << 20);
+const _: () = assert!(list::LIST_ELEMENT_OVERHEAD_BYTES == 64);
 
 impl std::fmt::Display for ApplyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -300,7 +305,8 @@ impl std::fmt::Display for ApplyError {
                 "WRONGTYPE Operation against a key holding the wrong kind of value"
             }
             ApplyError::ListTooLarge => {
-                "ERR the list would grow past 16 MiB, the most a key holds; nothing was pushed"
+                "ERR the list would hold more than 16 MiB (its elements' bytes plus 64 bytes \
+                 each), the most a key holds; nothing was changed"
             }
             ApplyError::NoSuchKey => "ERR no such key",
             ApplyError::IndexOutOfRange => "ERR index out of range",

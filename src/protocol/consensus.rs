@@ -50,6 +50,9 @@ pub struct Bugs {
     pub ignore_stale_data: bool,
     /// The state machine applies `LINSERT … BEFORE` as `AFTER` (the list checker's test).
     pub insert_after: bool,
+    /// The state machine's `LMOVE` between two keys pushes at the other end of the
+    /// destination than asked (the list checker's test of two-key moves).
+    pub lmove_wrong_end: bool,
 }
 
 /// What the shared driver code needs of a protocol core.

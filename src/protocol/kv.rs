@@ -301,6 +301,8 @@ pub struct Kv {
     events: Option<Vec<Event>>,
     /// [`Kv::set_bug_insert_after`].
     bug_insert_after: bool,
+    /// [`Kv::set_bug_lmove_wrong_end`].
+    bug_lmove_wrong_end: bool,
 }
 
 impl Kv {
@@ -318,6 +320,7 @@ impl Kv {
             written_bytes: 0,
             events: None,
             bug_insert_after: false,
+            bug_lmove_wrong_end: false,
         }
     }
 
@@ -447,6 +450,7 @@ impl Kv {
             expiry: &mut self.expiry,
             events: self.events.as_mut(),
             bug_insert_after: self.bug_insert_after,
+            bug_lmove_wrong_end: self.bug_lmove_wrong_end,
         }
         .execute(slot, &req.cmd);
         if req.cmd.is_read_only() {
@@ -476,6 +480,7 @@ impl Kv {
             expiry: &mut self.expiry,
             events: self.events.as_mut(),
             bug_insert_after: self.bug_insert_after,
+            bug_lmove_wrong_end: self.bug_lmove_wrong_end,
         }
     }
 
@@ -483,6 +488,12 @@ impl Kv {
     /// list checker must catch).
     pub fn set_bug_insert_after(&mut self, on: bool) {
         self.bug_insert_after = on;
+    }
+
+    /// Simulator only: `LMOVE` between two keys pushes at the other end of the destination
+    /// than asked (a deliberate bug the list checker must catch).
+    pub fn set_bug_lmove_wrong_end(&mut self, on: bool) {
+        self.bug_lmove_wrong_end = on;
     }
 
     /// Answers a read-only command from the applied state, without logging it (a read
@@ -608,6 +619,8 @@ struct Data<'a> {
     events: Option<&'a mut Vec<Event>>,
     /// [`Kv::set_bug_insert_after`].
     bug_insert_after: bool,
+    /// [`Kv::set_bug_lmove_wrong_end`].
+    bug_lmove_wrong_end: bool,
 }
 
 impl Data<'_> {

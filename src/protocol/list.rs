@@ -17,17 +17,36 @@
 //! share a hash with probability about `len / 2^61` (two polynomials of degree `len`
 //! agree at one point): the odds of an xxh3 collision for the strings.
 //!
-//! A list's encoded bytes count against the same limits as a value's ([`LIST_BYTES_MAX`]).
+//! What a list holds counts against the same limit as a value's ([`LIST_BYTES_MAX`]): its
+//! encoded bytes plus [`LIST_ELEMENT_OVERHEAD_BYTES`] per element ([`List::held_bytes`]),
+//! so a list of many tiny elements cannot hold far more memory than the limit says.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Largest encoded list a key may hold: a command may carry a value this large, so a list
-/// this large still fits every message and record a value must fit (an anti-entropy
-/// entry, a snapshot chunk, a digest read's answer). A push past it is refused.
+/// Most a list may hold ([`List::held_bytes`]: encoded bytes plus a per-element cost): a
+/// command may carry a value this large, so a list this large still fits every message and
+/// record a value must fit (an anti-entropy entry, a snapshot chunk, a digest read's
+/// answer), and its memory stays within a small multiple of it. A write past it is refused.
 pub const LIST_BYTES_MAX: usize = crate::limits::COMMAND_BYTES_MAX;
+
+/// What an element costs in memory beyond its encoded bytes, counted against
+/// [`LIST_BYTES_MAX`]: its `Bytes` handle in the deque (32 bytes), its own allocation's
+/// malloc header and rounding (8 to 31 bytes) and the deque's spare room. A 1-byte
+/// element takes about 64 bytes where its encoded form takes 2. A fixed number, not the
+/// allocator's figure, so every replica makes the same decision.
+pub const LIST_ELEMENT_OVERHEAD_BYTES: usize = 64;
+
+/// A LEB128 length of a `usize` takes at most 10 bytes: the overhead counted covers it, so
+/// the held bytes bound the encoded bytes and an encoded list fits where a value fits.
+const _: () = assert!(LIST_ELEMENT_OVERHEAD_BYTES >= 10);
+
+/// What one element counts against [`LIST_BYTES_MAX`]: its encoded bytes and the overhead.
+pub fn held_len(elem: &[u8]) -> usize {
+    encoded_len(elem) + LIST_ELEMENT_OVERHEAD_BYTES
+}
 
 /// Which end of a list a command works at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -322,9 +341,16 @@ impl List {
         self.elems.is_empty()
     }
 
-    /// Bytes of the encoded form, what [`LIST_BYTES_MAX`] bounds.
+    /// Bytes of the encoded form.
     pub fn encoded_bytes(&self) -> usize {
         self.encoded_bytes
+    }
+
+    /// What the list counts against [`LIST_BYTES_MAX`]: the encoded bytes plus
+    /// [`LIST_ELEMENT_OVERHEAD_BYTES`] per element ([`held_len`] summed). Computed from
+    /// the elements alone, so every replica holding them agrees.
+    pub fn held_bytes(&self) -> usize {
+        self.encoded_bytes + self.elems.len() * LIST_ELEMENT_OVERHEAD_BYTES
     }
 
     /// The element at position `i` (0 is the head).

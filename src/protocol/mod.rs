@@ -4,6 +4,7 @@
 //! carry `now`; effects leave through an outbox of [`outbox::Action`]s. The same code runs
 //! under the glommio runtime and under the deterministic simulator.
 
+pub mod blocking;
 pub mod client;
 pub mod clock;
 pub mod clock_check;

@@ -154,6 +154,53 @@ pub fn run_many(
 }
 
 impl Sim {
+    /// The histories the linearizability checker takes: one per key, except that keys a
+    /// two-key move linked (answered or not: it may have happened) are merged into one,
+    /// each operation naming its key's place in the group ([`Operation::object`]). Each
+    /// with the keys it covers, in order.
+    fn histories_to_check(&self) -> Vec<(Vec<usize>, Vec<Operation>)> {
+        // Union-find over keys; the root of a group is its smallest key.
+        let mut root: Vec<usize> = (0..self.cfg.keys).collect();
+        fn find(root: &mut [usize], mut k: usize) -> usize {
+            while root[k] != k {
+                root[k] = root[root[k]];
+                k = root[k];
+            }
+            k
+        }
+        for rec in &self.history {
+            if let Op::Move { to, .. } = rec.op.op {
+                let (a, b) = (find(&mut root, rec.key), find(&mut root, to));
+                root[a.max(b)] = a.min(b);
+            }
+        }
+        let groups: Vec<usize> = (0..self.cfg.keys).map(|k| find(&mut root, k)).collect();
+        let keys_of =
+            |g: usize| -> Vec<usize> { (0..self.cfg.keys).filter(|k| groups[*k] == g).collect() };
+        let mut out: Vec<(Vec<usize>, Vec<Operation>)> = (0..self.cfg.keys)
+            .filter(|k| groups[*k] == *k)
+            .map(|g| (keys_of(g), Vec::new()))
+            .collect();
+        let place = |keys: &[usize], k: usize| keys.iter().position(|x| *x == k);
+        for rec in &self.history {
+            // A read that never returned tells nothing.
+            if rec.op.op.is_read() && rec.op.out == Output::Unknown {
+                continue;
+            }
+            let g = groups[rec.key];
+            let Some((keys, ops)) = out.iter_mut().find(|(keys, _)| keys[0] == g) else {
+                unreachable!("every group has an entry");
+            };
+            let mut o = rec.op;
+            o.object = place(keys, rec.key).expect("the key is in its group");
+            if let Op::Move { to, .. } = &mut o.op {
+                *to = place(keys, *to).expect("a move's keys share a group");
+            }
+            ops.push(o);
+        }
+        out
+    }
+
     /// Compares every slot `node` applied since the last look with what the others
     /// applied there. Every entry of the trace, not only the tail back to a slot already
     /// seen: a restarted replica re-applies slots from its own log, and one of them may
@@ -210,26 +257,25 @@ impl Sim {
 
     pub(super) fn check(mut self) -> SimOutcome {
         self.check_pubsub();
-        let mut by_key: Vec<Vec<Operation>> = vec![Vec::new(); self.cfg.keys];
-        for rec in &self.history {
-            // A read that never returned tells nothing.
-            if rec.op.op.is_read() && rec.op.out == Output::Unknown {
-                continue;
-            }
-            by_key[rec.key].push(rec.op);
-        }
         let mut undecided = 0;
-        for (key, ops) in by_key.iter().enumerate() {
-            match linearizability::check(ops, SEARCH_STEPS_MAX) {
+        for (keys, ops) in self.histories_to_check() {
+            match linearizability::check(&ops, SEARCH_STEPS_MAX) {
                 Verdict::Linearizable => {}
                 Verdict::Unknown => undecided += 1,
                 Verdict::Violation => {
-                    let mut msg = format!("history of key k{key} is not linearizable:");
-                    for o in ops {
+                    let names: Vec<String> = keys.iter().map(|k| format!("k{k}")).collect();
+                    let mut msg =
+                        format!("history of key {} is not linearizable:", names.join("+"));
+                    for o in &ops {
                         let _ = write!(
                             msg,
-                            "\n    client {} {:?} → {:?}  [{:.3}ms, {}]",
+                            "\n    client {} {}{:?} → {:?}  [{:.3}ms, {}]",
                             o.client,
+                            if keys.len() > 1 {
+                                format!("k{} ", keys[o.object])
+                            } else {
+                                String::new()
+                            },
                             o.op,
                             o.out,
                             o.call as f64 / MS as f64,

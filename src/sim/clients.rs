@@ -37,10 +37,26 @@ pub(super) struct Recorded {
     pub(super) op: Operation,
 }
 
+/// The key a list key moves elements to and from (`LMOVE` between two keys): keys pair
+/// up, 0 with 1, 2 with 3, so each merged history the checker searches spans two keys
+/// (a key without a partner, `keys` odd, only rotates).
+pub(super) fn partner(key: usize) -> usize {
+    key ^ 1
+}
+
+/// The list end `LEFT` or `RIGHT`.
+fn end_of(left: bool) -> crate::protocol::list::End {
+    if left {
+        crate::protocol::list::End::Left
+    } else {
+        crate::protocol::list::End::Right
+    }
+}
+
 impl Sim {
-    /// An operation on a list key: mostly pushes, pops and lengths.
-    fn list_op(&mut self) -> Op {
-        match self.rng.random_range(0..15) {
+    /// An operation on list key `key`: mostly pushes, pops and lengths.
+    fn list_op(&mut self, key: usize) -> Op {
+        match self.rng.random_range(0..19) {
             r if r <= 2 => Op::Len,
             r if r <= 6 => {
                 self.next_value += 1;
@@ -73,6 +89,16 @@ impl Sim {
             14 => Op::Rotate {
                 from_left: self.rng.random_bool(0.5),
                 to_left: self.rng.random_bool(0.5),
+            },
+            15 | 16 if partner(key) < self.cfg.keys => Op::Move {
+                to: partner(key),
+                from_left: self.rng.random_bool(0.5),
+                to_left: self.rng.random_bool(0.5),
+            },
+            // A few milliseconds to a few client round trips: some find an element,
+            // some wait for a push, some time out.
+            17 | 18 => Op::BlockingPop {
+                timeout_ms: self.rng.random_range(1..=40),
             },
             _ => Op::Pop,
         }
@@ -107,6 +133,10 @@ impl Sim {
                 existing: false,
             },
             Op::Pop if self.cfg.bug_pop_without_log => Command::LIndex { key: k, index: 0 },
+            Op::BlockingPop { .. } => Command::PopFirst {
+                keys: vec![k],
+                end: crate::protocol::list::End::Left,
+            },
             Op::Pop => Command::Pop {
                 key: k,
                 end: crate::protocol::list::End::Left,
@@ -140,21 +170,22 @@ impl Sim {
                 pivot: Bytes::from(pivot.to_string()),
                 value: Bytes::from(value.to_string()),
             },
-            Op::Rotate { from_left, to_left } => {
-                let end = |left| {
-                    if left {
-                        crate::protocol::list::End::Left
-                    } else {
-                        crate::protocol::list::End::Right
-                    }
-                };
-                Command::LMove {
-                    from: k.clone(),
-                    to: k,
-                    from_end: end(from_left),
-                    to_end: end(to_left),
-                }
-            }
+            Op::Rotate { from_left, to_left } => Command::LMove {
+                from: k.clone(),
+                to: k,
+                from_end: end_of(from_left),
+                to_end: end_of(to_left),
+            },
+            Op::Move {
+                to,
+                from_left,
+                to_left,
+            } => Command::LMove {
+                from: k,
+                to: Bytes::from(format!("k{to}")),
+                from_end: end_of(from_left),
+                to_end: end_of(to_left),
+            },
             Op::SetPx { value, ttl_ms } => Command::SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -185,7 +216,7 @@ impl Sim {
         let (key, op) = forced.unwrap_or_else(|| {
             let key = self.rng.random_range(0..self.cfg.keys);
             if self.cfg.lists {
-                return (key, self.list_op());
+                return (key, self.list_op(key));
             }
             let op = match self.rng.random_range(0..10) {
                 r if r <= reads => Op::Get,
@@ -220,6 +251,7 @@ impl Sim {
                 ret: u64::MAX,
                 log_lo,
                 log_hi: u64::MAX,
+                object: 0,
             },
         });
         // A client that cached a paused leader's address sends it its reads (they wait).
@@ -234,16 +266,27 @@ impl Sim {
         let incarnation = self.nodes[node.index()].incarnation;
         self.log(|| format!("client {client} #{attempt} → {node}: {op:?} k{key}"));
         let delay = self.net_delay();
-        self.schedule(
-            delay,
-            Event::ClientRequestArrives {
+        let event = match op {
+            Op::BlockingPop { timeout_ms } => Event::BlockingRequestArrives {
+                node,
+                incarnation,
+                client,
+                attempt,
+                b: crate::protocol::blocking::Blocking {
+                    keys: vec![Bytes::from(format!("k{key}"))],
+                    cmd,
+                },
+                timeout: timeout_ms * MS,
+            },
+            _ => Event::ClientRequestArrives {
                 node,
                 incarnation,
                 client,
                 attempt,
                 cmd,
             },
-        );
+        };
+        self.schedule(delay, event);
     }
 
     /// A client's command reaches its node: submitted to the node's client path, or, if
@@ -385,7 +428,18 @@ impl Sim {
             (Op::Pos(_), Reply::Value(None)) => Output::Value(None),
             (Op::Insert { .. }, Reply::Int(-1)) => Output::Refused,
             (Op::Insert { .. }, Reply::Int(n)) if n >= 0 => Output::Count(n as u64),
-            (Op::Get | Op::Pop | Op::Rotate { .. }, Reply::Value(v)) => Output::Value(v.map(|b| {
+            (Op::BlockingPop { .. }, Reply::Values(kv)) if kv.len() == 2 => {
+                Output::Value(kv[1].as_ref().map(|b| {
+                    std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(u64::MAX)
+                }))
+            }
+            (
+                Op::Get | Op::Pop | Op::BlockingPop { .. } | Op::Rotate { .. } | Op::Move { .. },
+                Reply::Value(v),
+            ) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| s.parse().ok())
@@ -452,6 +506,9 @@ impl Sim {
                     self.net_send(node, to, Wire::ForwardReply { id, reply });
                 }
                 ClientOutput::Finish { handle, result } => {
+                    if self.blocked_finished(node, handle, &result) {
+                        continue;
+                    }
                     let callers = &mut self.nodes[node.index()].callers;
                     if let Some((client, attempt)) = callers.remove(&handle) {
                         self.answer_client(client, attempt, result);

@@ -56,12 +56,17 @@ pub struct SimConfig {
     /// In those seeds, every pause takes the leader, and while it is paused the clients
     /// send their new reads to it, as clients that cached its address do (`pause.rs`).
     pub pause_leader_reads_wait: bool,
-    /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`) and read lengths
-    /// (`LLEN`), which the list model checks.
+    /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`, `BLPOP`), read lengths
+    /// (`LLEN`), edit and move elements (`LMOVE`, also between paired keys), which the
+    /// list model checks.
     pub lists: bool,
     /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
     /// served as a read) instead of removing it through the log.
     pub bug_pop_without_log: bool,
+    /// Deliberate bug (with `lists`): a blocking pop that reaches its deadline answers nil
+    /// from its node's state, which may lag the log, instead of popping a last time
+    /// through the log (what the runtime did before `protocol::blocking`).
+    pub bug_blocking_timeout_local: bool,
     /// Every client write also publishes its value (one transaction), and the checker
     /// proves every replica delivered one sequence of messages (see `sim::pubsub`).
     pub pubsub: bool,
@@ -108,6 +113,7 @@ impl SimConfig {
             pause_leader_reads_wait: false,
             lists: false,
             bug_pop_without_log: false,
+            bug_blocking_timeout_local: false,
             pubsub: false,
             bug_deliver_on_receipt: false,
             settings: Vec::new(),

@@ -143,6 +143,7 @@ impl Sim {
         for (client, attempt) in callers {
             self.answer_client(client, attempt, Err(ClientError::Timeout));
         }
+        self.drop_blocked(node);
         self.log(|| format!("crash {node} (kept {keep} unsynced records)"));
         let down = self.rng.random_range(20 * MS..500 * MS);
         self.schedule(down, Event::Restart(node));

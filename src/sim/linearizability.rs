@@ -2,6 +2,12 @@
 //! search with Lowe's memoisation, as in Porcupine). Keys are independent, so each key's
 //! history is checked alone (P-compositionality).
 //!
+//! An operation on two keys (`LMOVE` from one list to another, [`Op::Move`]) breaks that
+//! decomposition: the keys it links are checked together as one object, a tuple of lists
+//! ([`Operation::object`] says which list an operation works on), with the histories of
+//! every key linked merged. Linearizability of the tuple is what the keys together must
+//! have, so the verdict stays sound; the search is larger, so the simulator links few keys.
+//!
 //! The register may carry a deadline in the log's time. The clients cannot see the log's
 //! time, so an operation carries bounds of it ([`Operation::log_lo`], [`Operation::log_hi`])
 //! and a deadline is an interval. A key with a deadline may vanish (the log removed it)
@@ -52,6 +58,13 @@ pub enum Op {
     Push(u64),
     /// Popped the head of the key's list (`LPOP`); the output is the value, or none.
     Pop,
+    /// Popped the head of the key's list, waiting up to `timeout_ms` for one (`BLPOP`):
+    /// checked as [`Op::Pop`] (one that answered none found the list empty within its
+    /// call).
+    BlockingPop {
+        /// How long it waited at most.
+        timeout_ms: u64,
+    },
     /// Read the list's length (`LLEN`).
     Len,
     /// Kept the first `keep` elements of the key's list (`LTRIM key 0 keep-1`, or
@@ -83,6 +96,17 @@ pub enum Op {
         /// Put at the head, else the tail.
         to_left: bool,
     },
+    /// Moved the element at one end of the key's list to an end of another key's list
+    /// (`LMOVE k other`): the output is the element, or none (nothing changes then).
+    Move {
+        /// The other key: in a recorded history the key's number; in a checked history
+        /// the [`Operation::object`] of that key's list.
+        to: usize,
+        /// Taken from the head, else the tail.
+        from_left: bool,
+        /// Put at the head of the other list, else its tail.
+        to_left: bool,
+    },
 }
 
 impl Op {
@@ -92,12 +116,14 @@ impl Op {
             self,
             Op::Push(_)
                 | Op::Pop
+                | Op::BlockingPop { .. }
                 | Op::Len
                 | Op::Trim { .. }
                 | Op::SetHead(_)
                 | Op::Pos(_)
                 | Op::Insert { .. }
                 | Op::Rotate { .. }
+                | Op::Move { .. }
         )
     }
 
@@ -149,6 +175,8 @@ pub struct Operation {
     /// At least the log's time (ms) of any entry applied before the operation returned:
     /// the latest log time its effect or answer can reflect.
     pub log_hi: u64,
+    /// Which list of a checked tuple of lists it works on (module doc); 0 for one key.
+    pub object: usize,
 }
 
 impl Operation {
@@ -162,6 +190,7 @@ impl Operation {
             ret,
             log_lo: 0,
             log_hi: u64::MAX,
+            object: 0,
         }
     }
 }
@@ -197,8 +226,65 @@ impl Model for Vec<u64> {
     }
 }
 
+/// Lists checked together because two-key moves link them (module doc), by
+/// [`Operation::object`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Lists(Vec<Vec<u64>>);
+
+impl Model for Lists {
+    fn successors(&self, o: &Operation) -> [Option<Self>; 2] {
+        [lists_step(self, o), None]
+    }
+
+    fn write_key(&self, key: &mut Vec<u64>) {
+        for l in &self.0 {
+            l.write_key(key);
+        }
+    }
+}
+
+/// The lists after `o`, if its output is possible there.
+fn lists_step(lists: &Lists, o: &Operation) -> Option<Lists> {
+    let from = lists.0.get(o.object)?;
+    let Op::Move {
+        to,
+        from_left,
+        to_left,
+    } = o.op
+    else {
+        let mut next = lists.clone();
+        next.0[o.object] = list_step(from, o.op, o.out)?;
+        return Some(next);
+    };
+    assert_ne!(to, o.object, "a move to the same list is a rotation");
+    let taken = if from_left { from.first() } else { from.last() };
+    let Some(&e) = taken else {
+        return matches!(o.out, Output::Value(None) | Output::Unknown).then(|| lists.clone());
+    };
+    if !matches!(o.out, Output::Unknown) && o.out != Output::Value(Some(e)) {
+        return None;
+    }
+    let mut next = lists.clone();
+    if from_left {
+        next.0[o.object].remove(0);
+    } else {
+        next.0[o.object].pop();
+    }
+    let dst = next.0.get_mut(to)?;
+    if to_left {
+        dst.insert(0, e);
+    } else {
+        dst.push(e);
+    }
+    Some(next)
+}
+
 /// The list after `op` answered `out`, if that answer is possible.
 fn list_step(list: &[u64], op: Op, out: Output) -> Option<Vec<u64>> {
+    let op = match op {
+        Op::BlockingPop { .. } => Op::Pop,
+        op => op,
+    };
     match (op, out) {
         (Op::Push(v), Output::Count(_) | Output::Unknown) => {
             let mut next = list.to_vec();
@@ -437,9 +523,20 @@ pub enum Verdict {
 }
 
 /// Checks one key's history, starting from an absent key: as a list if an operation works
-/// on a list, else as a register.
+/// on a list, else as a register; or the merged history of keys linked by two-key moves,
+/// as a tuple of lists (one per [`Operation::object`], all absent at first).
 pub fn check(history: &[Operation], steps_max: u64) -> Verdict {
-    if history.iter().any(|o| o.op.is_list()) {
+    let objects = history
+        .iter()
+        .map(|o| match o.op {
+            Op::Move { to, .. } => o.object.max(to) + 1,
+            _ => o.object + 1,
+        })
+        .max()
+        .unwrap_or(1);
+    if objects > 1 || history.iter().any(|o| matches!(o.op, Op::Move { .. })) {
+        search(history, steps_max, Lists(vec![Vec::new(); objects]))
+    } else if history.iter().any(|o| o.op.is_list()) {
         search(history, steps_max, Vec::<u64>::new())
     } else {
         search(history, steps_max, Register::default())
@@ -786,6 +883,77 @@ mod tests {
             Verdict::Violation,
             "a list without the pivot answers -1"
         );
+    }
+
+    /// An operation on list `object` of a checked tuple.
+    fn on(object: usize, o: Operation) -> Operation {
+        Operation { object, ..o }
+    }
+
+    #[test]
+    fn moves_between_two_lists_check_them_together() {
+        let mv = |to, from_left, to_left| Op::Move {
+            to,
+            from_left,
+            to_left,
+        };
+        // List 0: 1 2; list 1: 3. The head of 0 to the head of 1: 2 | 1 3.
+        let h = [
+            on(0, op(1, Op::Push(1), Output::Count(1), 0, 1)),
+            on(0, op(1, Op::Push(2), Output::Count(2), 2, 3)),
+            on(1, op(2, Op::Push(3), Output::Count(1), 2, 3)),
+            on(0, op(1, mv(1, true, true), Output::Value(Some(1)), 4, 5)),
+        ];
+        assert_eq!(check(&h, 1_000_000), Verdict::Linearizable);
+        let with = |more: &[Operation]| {
+            let mut all = h.to_vec();
+            all.extend_from_slice(more);
+            check(&all, 1_000_000)
+        };
+        let pop = |object, v| on(object, op(3, Op::Pop, Output::Value(v), 6, 7));
+        let len = |object, n| on(object, op(3, Op::Len, Output::Count(n), 6, 7));
+        assert_eq!(with(&[pop(1, Some(1))]), Verdict::Linearizable);
+        assert_eq!(
+            with(&[pop(1, Some(3))]),
+            Verdict::Violation,
+            "moved to the head, not the tail"
+        );
+        assert_eq!(with(&[len(0, 1), len(1, 2)]), Verdict::Linearizable);
+        assert_eq!(
+            with(&[len(1, 1)]),
+            Verdict::Violation,
+            "the move's element was lost"
+        );
+        assert_eq!(
+            with(&[pop(0, Some(1))]),
+            Verdict::Violation,
+            "the element left its list"
+        );
+        // The other way, tail to tail: 2 3 | 1 (from 2 | 1 3).
+        let back = on(1, op(2, mv(0, false, false), Output::Value(Some(3)), 6, 7));
+        let pops = [
+            on(0, op(3, Op::Pop, Output::Value(Some(2)), 8, 9)),
+            on(0, op(3, Op::Pop, Output::Value(Some(3)), 10, 11)),
+        ];
+        assert_eq!(with(&[back, pops[0], pops[1]]), Verdict::Linearizable);
+        // From an empty list: nothing moves, and saying otherwise is a violation.
+        let from_empty = |v| on(1, op(2, mv(0, true, true), Output::Value(v), 0, 1));
+        assert_eq!(check(&[from_empty(None)], 1_000_000), Verdict::Linearizable);
+        assert_eq!(check(&[from_empty(Some(1))], 1_000_000), Verdict::Violation);
+        // An unanswered move may have happened or not.
+        let maybe = on(0, op(1, mv(1, true, false), Output::Unknown, 4, u64::MAX));
+        let mut h2 = h[..3].to_vec();
+        h2.push(maybe);
+        for seen in [[len(0, 2), len(1, 1)], [len(0, 1), len(1, 2)]] {
+            let mut all = h2.clone();
+            all.extend_from_slice(&seen);
+            assert_eq!(check(&all, 1_000_000), Verdict::Linearizable);
+        }
+        // Left its list before the second read began, yet not in the other.
+        let mut all = h2.clone();
+        let later = on(1, op(3, Op::Len, Output::Count(1), 8, 9));
+        all.extend_from_slice(&[len(0, 1), later]);
+        assert_eq!(check(&all, 1_000_000), Verdict::Violation, "half a move");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! 4. no acknowledged write was lost (the final reads are part of the checked history),
 //!    and every replica converged to the same state.
 
+mod blocking;
 mod checks;
 mod clients;
 mod config;
@@ -83,6 +84,21 @@ enum Event {
         attempt: u32,
         result: Result<Reply, ClientError>,
     },
+    /// A client's blocking pop reaches the node it is connected to.
+    BlockingRequestArrives {
+        node: ReplicaId,
+        incarnation: u32,
+        client: usize,
+        attempt: u32,
+        b: crate::protocol::blocking::Blocking,
+        timeout: Nanos,
+    },
+    /// A blocking pop's deadline on its node.
+    BlockingDeadline {
+        node: ReplicaId,
+        incarnation: u32,
+        id: u64,
+    },
     /// A back-off of a node's client path ends.
     ClientPathWake {
         node: ReplicaId,
@@ -110,6 +126,14 @@ struct Node {
     callers: HashMap<Handle, (usize, u32)>,
     /// Set while the client path's outputs are carried out.
     driving: bool,
+    /// Blocking pops on this node, by id (`blocking.rs`).
+    blocked: BTreeMap<u64, blocking::Blocked>,
+    /// The last id given to a blocking pop.
+    blocked_next: u64,
+    /// Commands submitted for blocking pops → their id.
+    blocked_handles: HashMap<Handle, u64>,
+    /// The blocking pops waiting for a list, by key.
+    waiters: crate::protocol::blocking::ListWaiters,
     /// The latest snapshot; `durable` holds only what was written after it.
     snapshot: Option<ConsensusSnapshot>,
     /// Records up to this id were written before the snapshot and are covered by it.
@@ -283,6 +307,10 @@ impl Sim {
                     ),
                     callers: HashMap::new(),
                     driving: false,
+                    blocked: BTreeMap::new(),
+                    blocked_next: 0,
+                    blocked_handles: HashMap::new(),
+                    waiters: Default::default(),
                     snapshot: None,
                     snapshot_covers: 0,
                     outbox: Outbox::new(SnapshotSchedule::new(
@@ -508,6 +536,19 @@ impl Sim {
                 attempt,
                 result,
             } => self.client_reply(client, attempt, result),
+            Event::BlockingRequestArrives {
+                node,
+                incarnation,
+                client,
+                attempt,
+                b,
+                timeout,
+            } => self.blocking_request(node, incarnation, client, attempt, b, timeout),
+            Event::BlockingDeadline {
+                node,
+                incarnation,
+                id,
+            } => self.blocking_deadline(node, incarnation, id),
             Event::ClientPathWake { node, incarnation } => {
                 let n = &self.nodes[node.index()];
                 if n.incarnation == incarnation && n.replica.is_some() {
@@ -586,6 +627,7 @@ impl Sim {
         n.outbox.recycle(spare);
         n.client.observe(now, view);
         self.drive_client(node);
+        self.wake_blocked(node);
         let n = &mut self.nodes[node.index()];
         if let (Some(at), Some(r)) = (n.snapshot_saved.take(), n.replica.as_mut()) {
             r.on_snapshot_saved(now, at);

@@ -78,6 +78,8 @@ impl Sim {
             Event::Tick(node)
             | Event::SyncDone { node, .. }
             | Event::ClientRequestArrives { node, .. }
+            | Event::BlockingRequestArrives { node, .. }
+            | Event::BlockingDeadline { node, .. }
             | Event::ClientPathWake { node, .. } => *node,
             Event::Deliver { to, .. } => *to,
             _ => return Some(event),

@@ -28,8 +28,11 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
 /// of version 4 could not decode them, and would not answer);
 /// version 6 changed how a list's value enters entry digests (the Merkle tree's and
 /// digest reads': a hash of its elements, `protocol::list`), so replicas of versions 5
-/// and 6 would disagree on the digest of every list.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// and 6 would disagree on the digest of every list;
+/// version 7 counts 64 bytes per element against a list's limit
+/// (`protocol::list::LIST_ELEMENT_OVERHEAD_BYTES`): a replica of version 6 would apply a
+/// push that one of version 7 refuses.
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Frame limit used while reading a handshake frame ([`Hello`], `Challenge`, `Proof`): a
 /// handshake is a few bytes, so a stranger cannot make the listener buffer a large "frame"

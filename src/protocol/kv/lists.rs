@@ -18,9 +18,10 @@ impl Data<'_> {
         }
     }
 
-    /// Encoded bytes of the list a key holds (0 if absent), or WRONGTYPE.
+    /// What the list a key holds counts against [`LIST_BYTES_MAX`] (0 if absent), or
+    /// WRONGTYPE.
     fn list_bytes(&self, key: &[u8]) -> Result<usize, ApplyError> {
-        Ok(self.list(key)?.map_or(0, List::encoded_bytes))
+        Ok(self.list(key)?.map_or(0, List::held_bytes))
     }
 
     /// Answers a list read (`LLEN`, `LRANGE`, `LINDEX`, `LPOS`, `TYPE`) from the items.
@@ -76,7 +77,7 @@ impl Data<'_> {
         if !held && existing {
             return Ok(Reply::Int(0));
         }
-        let added: usize = values.iter().map(|v| list::encoded_len(v)).sum();
+        let added: usize = values.iter().map(|v| list::held_len(v)).sum();
         if self.list_bytes(key)? + added > LIST_BYTES_MAX {
             return Err(ApplyError::ListTooLarge);
         }
@@ -152,9 +153,14 @@ impl Data<'_> {
             })?;
             return Ok(Reply::Value(Some(elem)));
         }
-        if dst_bytes + list::encoded_len(&elem) > LIST_BYTES_MAX {
+        if dst_bytes + list::held_len(&elem) > LIST_BYTES_MAX {
             return Err(ApplyError::ListTooLarge);
         }
+        let to_end = match (self.bug_lmove_wrong_end, to_end) {
+            (false, end) => end,
+            (true, End::Left) => End::Right,
+            (true, End::Right) => End::Left,
+        };
         self.edit_list(from, slot, |l| l.pop(from_end))?;
         self.edit_list(to, slot, |l| l.push(to_end, elem.clone()))?;
         Ok(Reply::Value(Some(elem)))
@@ -213,8 +219,8 @@ impl Data<'_> {
     ) -> Result<Reply, ApplyError> {
         let l = self.list(key)?.ok_or(ApplyError::NoSuchKey)?;
         let at = list::index(l.len(), index).ok_or(ApplyError::IndexOutOfRange)?;
-        let old = l.get(at).map_or(0, |e| list::encoded_len(e));
-        if l.encoded_bytes() - old + list::encoded_len(value) > LIST_BYTES_MAX {
+        let old = l.get(at).map_or(0, |e| list::held_len(e));
+        if l.held_bytes() - old + list::held_len(value) > LIST_BYTES_MAX {
             return Err(ApplyError::ListTooLarge);
         }
         self.edit_list(key, slot, |l| l.set(at, Bytes::copy_from_slice(value)))?;
@@ -235,7 +241,7 @@ impl Data<'_> {
         let Some(at) = l.iter().position(|e| e[..] == *pivot) else {
             return Ok(Reply::Int(-1));
         };
-        if l.encoded_bytes() + list::encoded_len(value) > LIST_BYTES_MAX {
+        if l.held_bytes() + list::held_len(value) > LIST_BYTES_MAX {
             return Err(ApplyError::ListTooLarge);
         }
         let at = if before && !self.bug_insert_after {

@@ -2,7 +2,7 @@
 //! Redis's replies and errors (negative indexes, out of range, WRONGTYPE, empty lists).
 use super::tests_lists::{WRONG, b, push, range, run, values};
 use super::*;
-use crate::protocol::list::{End, LIST_BYTES_MAX};
+use crate::protocol::list::{End, LIST_BYTES_MAX, LIST_ELEMENT_OVERHEAD_BYTES};
 
 fn lset(key: &str, index: i64, value: &str) -> Command {
     Command::LSet {
@@ -215,7 +215,9 @@ fn lpos_finds_positions_by_rank_count_and_maxlen() {
 #[test]
 fn list_edits_refuse_to_grow_past_the_limit() {
     let (mut kv, mut slot) = (Kv::new(8, 8), 0);
-    let big = "x".repeat(LIST_BYTES_MAX - 8);
+    // Held: (big + its 4-byte length + the overhead) + ("a" + 1 + the overhead), 2 bytes
+    // short of the limit.
+    let big = "x".repeat(LIST_BYTES_MAX - 2 * LIST_ELEMENT_OVERHEAD_BYTES - 8);
     let r = run(
         &mut kv,
         &mut slot,
@@ -238,4 +240,92 @@ fn list_edits_refuse_to_grow_past_the_limit() {
             Reply::Int(2)
         ]
     );
+}
+
+#[test]
+fn many_tiny_elements_are_refused_at_the_held_bytes_limit() {
+    // A 1-byte element is 2 bytes encoded but counts 2 + the overhead: the list holds at
+    // most this many, far fewer than the 8M its encoded size alone would allow.
+    let per_elem = 2 + LIST_ELEMENT_OVERHEAD_BYTES;
+    let fit = LIST_BYTES_MAX / per_elem;
+    assert!(fit < LIST_BYTES_MAX / 2 / 16);
+    let (mut kv, mut slot) = (Kv::new(8, 8), 0);
+    let tiny = |n: usize| Command::Push {
+        key: b("q"),
+        values: vec![b("x"); n],
+        end: End::Right,
+        existing: false,
+    };
+    let chunk = 10_000;
+    let mut pushed = 0;
+    while pushed + chunk <= fit {
+        let r = run(&mut kv, &mut slot, vec![tiny(chunk)]);
+        pushed += chunk;
+        assert_eq!(r, vec![Reply::Int(pushed as i64)]);
+    }
+    // One push that crosses the limit by one element is refused whole.
+    let room = fit - pushed;
+    let digest = kv.digest();
+    let too_large = Reply::Error(ApplyError::ListTooLarge);
+    let r = run(
+        &mut kv,
+        &mut slot,
+        vec![
+            tiny(room + 1),
+            linsert("q", true, "x", "y"),
+            Command::LMove {
+                from: b("other"),
+                to: b("q"),
+                from_end: End::Left,
+                to_end: End::Right,
+            },
+            Command::LLen(b("q")),
+        ],
+    );
+    assert_eq!(
+        r,
+        vec![
+            too_large.clone(),
+            Reply::Int(pushed as i64 + 1),
+            Reply::Value(None),
+            Reply::Int(pushed as i64 + 1),
+        ],
+        "an insert that fits goes in"
+    );
+    // Now `room - 1` more fit, and one past them is refused with nothing changed.
+    let r = run(&mut kv, &mut slot, vec![tiny(room - 1)]);
+    assert_eq!(r, vec![Reply::Int(fit as i64)]);
+    let digest_full = kv.digest();
+    assert_ne!(digest_full, digest);
+    let r = run(
+        &mut kv,
+        &mut slot,
+        vec![
+            push("other", End::Right, &["z"]),
+            tiny(1),
+            Command::LMove {
+                from: b("other"),
+                to: b("q"),
+                from_end: End::Left,
+                to_end: End::Right,
+            },
+            lset("q", 0, &"y".repeat(20)),
+            Command::LLen(b("q")),
+            Command::LLen(b("other")),
+        ],
+    );
+    assert_eq!(
+        r,
+        vec![
+            Reply::Int(1),
+            too_large.clone(),
+            too_large.clone(),
+            too_large,
+            Reply::Int(fit as i64),
+            Reply::Int(1),
+        ]
+    );
+    // Only "other" was written since: removing it gives the digest of the full list back.
+    run(&mut kv, &mut slot, vec![Command::Del(vec![b("other")])]);
+    assert_eq!(kv.digest(), digest_full, "a refused write changes nothing");
 }

@@ -346,6 +346,7 @@ impl Replica {
     pub fn set_bugs(&mut self, bugs: Bugs) {
         self.bugs = bugs;
         self.kv.set_bug_insert_after(bugs.insert_after);
+        self.kv.set_bug_lmove_wrong_end(bugs.lmove_wrong_end);
         if bugs.truncate_at_corruption {
             // Set right after `recover`, before any step: the learner never existed.
             self.recovering = None;

@@ -1,14 +1,16 @@
-//! Blocking list pops (`BLPOP`, `BRPOP`, `BLMOVE`): a caller waits on this replica until
-//! the log applied a push to one of its keys here, then submits the pop through the log
-//! like any command. The log decides which of several waiters (on this node or others)
-//! gets an element: a waiter whose pop finds the list empty again waits again.
+//! Blocking list pops (`BLPOP`, `BRPOP`, `BLMOVE`), driven with futures and timers: the
+//! decisions are [`crate::protocol::blocking`]'s (the simulator drives the same). A caller
+//! waits on this replica until the log applied a push to one of its keys here, then
+//! submits the pop through the log like any command. The log decides which of several
+//! waiters (on this node or others) gets an element: a waiter whose pop finds the list
+//! empty again waits again. At the deadline the pop is submitted a last time, so a nil
+//! answer is the log's, not this replica's possibly lagging state.
 //!
 //! A waiter whose client went away consumes nothing: its task runs on to the end, and if
 //! its pop was already in the log and took an element, it gives the element back at the
 //! end it came from (a second log entry).
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -17,8 +19,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 
 use super::*;
-use crate::protocol::item::Kind;
-use crate::protocol::list;
+pub use crate::protocol::blocking::Blocking;
+use crate::protocol::blocking::{self, BlockingPop, Next};
 
 /// How often a waiter looks at its keys even without a wake-up (a repair or snapshot
 /// install changes the state outside a step that wakes it).
@@ -36,10 +38,12 @@ pub fn pops_held() -> usize {
     POPS_HELD.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Waiters by key, oldest first.
+/// Waiters by key, oldest first ([`protocol::blocking::ListWaiters`]), and the task each
+/// wakes.
 #[derive(Default)]
 pub(super) struct ListWaiters {
-    by_key: HashMap<Bytes, VecDeque<(u64, Waker)>, MapHasher>,
+    queue: blocking::ListWaiters,
+    wakers: HashMap<u64, Waker, MapHasher>,
     next_id: u64,
     /// Debug: woken pops wait before submitting (`DebugFault::HoldPops`).
     pub(super) hold: bool,
@@ -47,73 +51,20 @@ pub(super) struct ListWaiters {
 
 impl ListWaiters {
     fn register(&mut self, id: u64, keys: &[Bytes], waker: &Waker) {
-        for k in keys {
-            let q = self.by_key.entry(k.clone()).or_default();
-            match q.iter_mut().find(|(w, _)| *w == id) {
-                Some((_, w)) if w.will_wake(waker) => {}
-                Some((_, w)) => *w = waker.clone(),
-                None => q.push_back((id, waker.clone())),
+        self.queue.register(id, keys);
+        match self.wakers.get_mut(&id) {
+            Some(w) if w.will_wake(waker) => {}
+            Some(w) => *w = waker.clone(),
+            None => {
+                self.wakers.insert(id, waker.clone());
             }
         }
     }
 
     fn forget(&mut self, id: u64, keys: &[Bytes]) {
-        for k in keys {
-            if let Some(q) = self.by_key.get_mut(k) {
-                q.retain(|(w, _)| *w != id);
-                if q.is_empty() {
-                    self.by_key.remove(k);
-                }
-            }
-        }
+        self.queue.forget(id, keys);
+        self.wakers.remove(&id);
     }
-}
-
-/// What a blocking command does once it is woken: the pop it submits, and how to give
-/// back what it took for a client that is gone.
-#[derive(Clone, Debug)]
-pub struct Blocking {
-    /// The pop ([`Command::PopFirst`] or [`Command::LMove`]).
-    pub cmd: Command,
-    /// The keys it waits on.
-    pub keys: Vec<Bytes>,
-}
-
-impl Blocking {
-    /// The command that undoes a pop that answered `reply`, if it took something.
-    fn give_back(&self, reply: &Reply) -> Option<Command> {
-        match (&self.cmd, reply) {
-            (Command::PopFirst { end, .. }, Reply::Values(kv)) => match kv.as_slice() {
-                [Some(key), Some(elem)] => Some(Command::Push {
-                    key: key.clone(),
-                    values: vec![elem.clone()],
-                    end: *end,
-                    existing: false,
-                }),
-                _ => None,
-            },
-            (
-                Command::LMove {
-                    from,
-                    to,
-                    from_end,
-                    to_end,
-                },
-                Reply::Value(Some(_)),
-            ) => Some(Command::LMove {
-                from: to.clone(),
-                to: from.clone(),
-                from_end: *to_end,
-                to_end: *from_end,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// Whether a reply of a blocking pop took an element (else the list was empty again).
-fn took(reply: &Reply) -> bool {
-    !matches!(reply, Reply::Value(None))
 }
 
 impl Shard {
@@ -121,62 +72,62 @@ impl Shard {
     /// has elements.
     pub(super) fn wake_list_waiters(&self) {
         let mut waiters = self.list_waiters.borrow_mut();
-        if waiters.by_key.is_empty() {
+        if waiters.queue.is_empty() {
             return;
         }
         let r = self.replica.borrow();
-        let kv = r.kv();
-        waiters.by_key.retain(|key, q| {
-            let Some(item) = kv.get(key).filter(|i| i.kind() == Kind::List) else {
-                return true;
-            };
-            let n = item.list().map_or(0, list::List::len).min(q.len());
-            for (_, w) in q.drain(..n) {
-                w.wake();
+        let mut woken = Vec::new();
+        waiters.queue.wake(r.kv(), &mut woken);
+        for id in woken {
+            if let Some(w) = waiters.wakers.get(&id) {
+                w.wake_by_ref();
             }
-            !q.is_empty()
-        });
+        }
     }
 
-    /// Whether one of `keys` holds a list in this replica's state.
-    fn any_list(&self, keys: &[Bytes]) -> bool {
-        let r = self.replica.borrow();
-        keys.iter()
-            .any(|k| r.kv().get(k).is_some_and(|i| i.kind() != Kind::String))
+    /// Whether one of `b`'s keys holds a list in this replica's state.
+    fn any_list(&self, b: &Blocking) -> bool {
+        b.ready(self.replica.borrow().kv())
     }
 
-    /// Runs a blocking pop: waits until one of its keys holds a list here, submits the
-    /// pop, and waits again if another waiter emptied the list first. `Ok(Value(None))`
-    /// at `deadline` (never with `None`). If `gone` is set when the pop took an element,
-    /// the element is given back and the answer is dropped.
+    /// Runs a blocking pop ([`BlockingPop`]): waits until one of its keys holds a list
+    /// here, submits the pop, and waits again if another waiter emptied the list first;
+    /// at `deadline` (never with `None`) submits it a last time and answers what the log
+    /// decided. If `gone` is set when the pop took an element, the element is given back
+    /// and the answer is dropped.
     pub async fn blocking(
         self: &Rc<Self>,
         b: Blocking,
         deadline: Option<Instant>,
         gone: Rc<Cell<bool>>,
     ) -> Result<Reply, SubmitError> {
+        let mut pop = BlockingPop::new(b);
         loop {
             if gone.get() {
                 return Ok(Reply::Value(None));
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left.is_some_and(|l| l.is_zero()) {
-                return Ok(Reply::Value(None));
+                pop.expire();
             }
-            let wait = left.map_or(RECHECK_INTERVAL, |l| l.min(RECHECK_INTERVAL));
-            if !self.any_list(&b.keys) {
-                ListReady::new(self.clone(), b.keys.clone())
-                    .or_sleep(wait)
-                    .await;
-                continue;
-            }
+            let next = pop.next(self.replica.borrow().kv());
+            let cmd = match next {
+                Next::Submit(cmd) => cmd,
+                Next::Wait => {
+                    let wait = left.map_or(RECHECK_INTERVAL, |l| l.min(RECHECK_INTERVAL));
+                    ListReady::new(self.clone(), pop.b.clone())
+                        .or_sleep(wait)
+                        .await;
+                    continue;
+                }
+            };
             self.hold_if_asked().await;
-            let reply = self.submit(b.cmd.clone()).await?;
-            if !took(&reply) {
+            let reply = self.submit(cmd).await?;
+            let Some(reply) = pop.on_reply(reply) else {
                 continue;
-            }
+            };
             if gone.get()
-                && let Some(back) = b.give_back(&reply)
+                && let Some(back) = pop.b.give_back(&reply)
             {
                 let _ = self.submit(back).await;
             }
@@ -203,18 +154,18 @@ impl Shard {
 /// Ready once one of the keys holds a list here (or was woken for it).
 struct ListReady {
     shard: Rc<Shard>,
-    keys: Vec<Bytes>,
+    b: Blocking,
     id: u64,
 }
 
 impl ListReady {
-    fn new(shard: Rc<Shard>, keys: Vec<Bytes>) -> ListReady {
+    fn new(shard: Rc<Shard>, b: Blocking) -> ListReady {
         let id = {
             let mut w = shard.list_waiters.borrow_mut();
             w.next_id += 1;
             w.next_id
         };
-        ListReady { shard, keys, id }
+        ListReady { shard, b, id }
     }
 
     /// This, or a sleep of `wait`, whichever ends first.
@@ -229,13 +180,13 @@ impl Future for ListReady {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.shard.any_list(&this.keys) {
+        if this.shard.any_list(&this.b) {
             return Poll::Ready(());
         }
         this.shard
             .list_waiters
             .borrow_mut()
-            .register(this.id, &this.keys, cx.waker());
+            .register(this.id, &this.b.keys, cx.waker());
         Poll::Pending
     }
 }
@@ -245,6 +196,6 @@ impl Drop for ListReady {
         self.shard
             .list_waiters
             .borrow_mut()
-            .forget(self.id, &self.keys);
+            .forget(self.id, &self.b.keys);
     }
 }
