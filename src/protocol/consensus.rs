@@ -248,14 +248,7 @@ impl Consensus {
     /// Several client requests arrive at once (a pipeline), in one step.
     pub fn on_requests(&mut self, now: Nanos, reqs: impl IntoIterator<Item = (Token, Request)>) {
         self.begin_step();
-        match self {
-            Consensus::Paxos(r) => r.on_requests(now, reqs),
-            Consensus::Raft(r) => {
-                for (token, req) in reqs {
-                    r.on_request(now, token, req);
-                }
-            }
-        }
+        each!(self, r => r.on_requests(now, reqs))
     }
 
     /// A message from a peer arrives.

@@ -253,6 +253,8 @@ pub struct Replica {
     election_deadline: Option<Nanos>,
     /// Client requests proposed here, waiting to be applied.
     waiting: crate::protocol::waiting::Waiting,
+    /// True while `on_requests` takes a pipeline: only full batches leave meanwhile.
+    gathering: bool,
 
     next_persist_id: PersistId,
     durable_id: PersistId,
@@ -320,6 +322,7 @@ impl Replica {
             leader_heard_at: None,
             election_deadline: None,
             waiting: HashMap::default(),
+            gathering: false,
             next_persist_id: 1,
             durable_id: 0,
             held: VecDeque::new(),
@@ -439,6 +442,27 @@ impl Replica {
     /// at once if this replica cannot take it.
     pub fn on_request(&mut self, now: Nanos, token: Token, req: Request) {
         self.wake(now);
+        self.take_request(now, token, req);
+        self.finish_step(now);
+    }
+
+    /// Several client requests arrive at once (a pipeline), in one step. While they are
+    /// taken only full batches leave; what is left leaves after the last one, as
+    /// `on_request` would send it. One entry then carries the pipeline's head too, instead
+    /// of an entry of its own.
+    pub fn on_requests(&mut self, now: Nanos, reqs: impl IntoIterator<Item = (Token, Request)>) {
+        self.wake(now);
+        self.gathering = true;
+        for (token, req) in reqs {
+            self.take_request(now, token, req);
+        }
+        self.gathering = false;
+        self.try_propose(now);
+        self.finish_step(now);
+    }
+
+    /// One client request, within a step.
+    fn take_request(&mut self, now: Nanos, token: Token, req: Request) {
         let read = req.cmd.is_read_only();
         if read && self.leading_term().is_none() {
             self.stats.reads_redirected += 1;
@@ -455,7 +479,6 @@ impl Replica {
             }
             self.on_client_request(now, token, req);
         }
-        self.finish_step(now);
     }
 
     /// A message from a peer arrives.
@@ -675,6 +698,7 @@ impl Replica {
             self.loopback.is_empty(),
             "messages to self run within the step"
         );
+        assert!(!self.gathering, "a pipeline is taken within one step");
         let held_for_peers = self.held.iter().filter(|(_, to, _)| *to != self.id).count();
         assert_eq!(held_for_peers, self.held_for_peers);
         assert!(held_for_peers <= self.held_max());

@@ -136,6 +136,7 @@ impl Replica {
         let delay = self.batch_delay();
         let uncommitted = self.log.last_index() - self.commit;
         let durable = self.durable_id;
+        let gathering = self.gathering;
         let Some(l) = self.leadership() else {
             return;
         };
@@ -145,8 +146,9 @@ impl Replica {
         // While our last entry waits for its sync, only full batches leave: one proposed
         // now could not be durable before the sync after that one anyway, so the requests
         // arriving meanwhile leave together when it completes (one entry, one append to
-        // each follower, per sync rather than per arrival). Multi-Paxos batches the same.
-        let delay = if l.last_append > durable {
+        // each follower, per sync rather than per arrival). Multi-Paxos batches the same;
+        // and, as it does, while `on_requests` takes a pipeline.
+        let delay = if gathering || l.last_append > durable {
             Nanos::MAX
         } else {
             delay

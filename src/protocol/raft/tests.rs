@@ -674,3 +674,34 @@ mod recovery;
 
 #[path = "tests_stale.rs"]
 mod stale;
+
+#[test]
+fn a_pipeline_taken_in_one_step_leaves_in_full_batches_and_one_partial() {
+    let cfg = ProtocolConfig {
+        batch_max: 4,
+        ..cfg(3)
+    };
+    let replicas = (0..3)
+        .map(|i| Replica::new(cfg.clone(), ReplicaId(i as u8), i as u64))
+        .collect();
+    let mut g = Group::from(replicas);
+    g.elect(0);
+    let before = g.replicas[0].last_index();
+    // Six requests at once to an idle leader: its head does not leave alone.
+    let reqs = (1..=6).map(|seq| (seq, set(&format!("k{seq}"), "v", seq)));
+    g.replicas[0].on_requests(g.now, reqs);
+    g.collect(0);
+    let sizes: Vec<usize> = (before + 1..=g.replicas[0].last_index())
+        .map(|i| g.replicas[0].log.get(i).expect("held").batch.len())
+        .collect();
+    assert_eq!(sizes, vec![4, 2], "one full batch, then the rest");
+    g.deliver_all();
+    let mut answered: Vec<Token> = g.replies.iter().map(|(t, _)| *t).collect();
+    answered.sort_unstable();
+    assert_eq!(answered, vec![1, 2, 3, 4, 5, 6]);
+    assert!(
+        g.replies
+            .iter()
+            .all(|(_, r)| *r == ClientReply::Done(Reply::Ok))
+    );
+}

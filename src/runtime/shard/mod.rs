@@ -244,9 +244,9 @@ pub struct Shard {
     client: RefCell<ClientPath>,
     /// The ticker sleeps its idle interval (`ticker::Idle`); a command wakes it.
     ticker: ticker::Idle,
-    /// The frame of the last accept sent (`ShardEffects::send_accept`), kept for its
-    /// allocation.
-    accept_frame: RefCell<Vec<u8>>,
+    /// The frame of the last accept or append broadcast (`ShardEffects::send_encoded`),
+    /// kept for its allocation.
+    broadcast_frame: RefCell<Vec<u8>>,
     /// Local callers waiting for their command to finish (the client path expires it at
     /// its deadline, driven by the ticker: a request costs no timer of its own).
     callers: RefCell<HashMap<Handle, client::Call, MapHasher>>,
@@ -310,33 +310,79 @@ struct ShardEffects<'a> {
     view: LeaderView,
     /// The time, once a reply needed it.
     now: Option<Nanos>,
-    /// The accept whose frame `Shard::accept_frame` holds, encoded in this step.
-    accept_encoded: Option<AcceptKey>,
+    /// The broadcast message whose frame `Shard::broadcast_frame` holds, encoded in this step.
+    encoded: Option<FrameKey>,
 }
 
-/// Names an accept message: the same ballot, slot and commit index and the same batch
-/// (the very allocation: a broadcast clones the `Arc`) are the same message.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct AcceptKey(crate::protocol::Ballot, u64, u64, *const Request);
+/// Names a message a leader broadcasts, each a batch of up to `batch_max` commands (or
+/// several): two messages with the same key are the same message, so its frame is encoded
+/// once for every follower. Batches are compared by their very allocation (a broadcast
+/// clones the `Arc`); none is allocated while a step's actions are carried out, so an
+/// address is not reused within the step.
+#[derive(Clone, PartialEq, Eq)]
+enum FrameKey {
+    /// A Multi-Paxos accept: ballot, slot, commit index and batch.
+    Accept(crate::protocol::Ballot, u64, u64, *const Request),
+    /// A Raft append: term, previous index and term, commit index, and the entries' terms
+    /// and batches in order (one per follower, built from the same log entries).
+    Append {
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        commit: u64,
+        entries: Vec<(u64, *const Request)>,
+    },
+}
+
+impl FrameKey {
+    /// Whether `msg` is the Raft append this key names (compared without building a key).
+    fn is_append(&self, msg: &crate::protocol::raft::Msg) -> bool {
+        let (
+            FrameKey::Append {
+                term,
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+            },
+            crate::protocol::raft::Msg::Append {
+                term: t,
+                prev_index: pi,
+                prev_term: pt,
+                entries: e,
+                commit: c,
+            },
+        ) = (self, msg)
+        else {
+            return false;
+        };
+        (term, prev_index, prev_term, commit) == (t, pi, pt, c)
+            && entries.len() == e.len()
+            && entries
+                .iter()
+                .zip(e)
+                .all(|(&(kt, kb), (et, eb))| kt == *et && kb == eb.as_ptr())
+    }
+}
 
 impl ShardEffects<'_> {
-    /// Sends an accept to a follower, encoding it only for the first: a leader broadcasts
-    /// each accept, a batch of up to `batch_max` commands, to every follower in turn.
-    fn send_accept(&mut self, to: ReplicaId, key: AcceptKey, msg: Message) {
+    /// Sends a message a leader broadcasts to a follower, encoding it only for the first
+    /// (`key` is `None` when the frame held is already this message's).
+    fn send_encoded(&mut self, to: ReplicaId, key: Option<FrameKey>, msg: Message) {
         let s = self.shard;
-        if self.accept_encoded != Some(key) {
+        if let Some(key) = key {
             let msg = PeerMsg::Paxos(msg);
-            let mut frame = s.accept_frame.borrow_mut();
+            let mut frame = s.broadcast_frame.borrow_mut();
             frame.clear();
             if crate::wire::frame::encode(&msg, &mut frame).is_err() {
                 // The transport fails to encode it too, and counts the drop.
                 drop(frame);
-                self.accept_encoded = None;
+                self.encoded = None;
                 return s.send_peer(to, &msg);
             }
-            self.accept_encoded = Some(key);
+            self.encoded = Some(key);
         }
-        s.send_peer_frame(to, &s.accept_frame.borrow());
+        s.send_peer_frame(to, &s.broadcast_frame.borrow());
     }
 }
 
@@ -350,8 +396,31 @@ impl Effects for ShardEffects<'_> {
             commit,
         } = &msg
         {
-            let key = AcceptKey(*ballot, *slot, *commit, batch.as_ptr());
-            return self.send_accept(to, key, msg);
+            let key = FrameKey::Accept(*ballot, *slot, *commit, batch.as_ptr());
+            let key = (self.encoded.as_ref() != Some(&key)).then_some(key);
+            return self.send_encoded(to, key, msg);
+        }
+        if let Message::Raft(
+            append @ crate::protocol::raft::Msg::Append {
+                term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            },
+        ) = &msg
+        {
+            let key = match &self.encoded {
+                Some(k) if k.is_append(append) => None,
+                _ => Some(FrameKey::Append {
+                    term: *term,
+                    prev_index: *prev_index,
+                    prev_term: *prev_term,
+                    commit: *commit,
+                    entries: entries.iter().map(|(t, b)| (*t, b.as_ptr())).collect(),
+                }),
+            };
+            return self.send_encoded(to, key, msg);
         }
         if msg.is_read_traffic() || msg.is_lease_traffic() {
             let read = msg.is_read_traffic();
@@ -475,7 +544,7 @@ impl Shard {
             overflow: RefCell::new(VecDeque::new()),
             client: RefCell::new(client),
             ticker: ticker::Idle::new(&cfg.protocol),
-            accept_frame: RefCell::new(Vec::new()),
+            broadcast_frame: RefCell::new(Vec::new()),
             callers: RefCell::new(HashMap::default()),
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
@@ -605,7 +674,7 @@ impl Shard {
             shard: self,
             view,
             now: None,
-            accept_encoded: None,
+            encoded: None,
         };
         let spare = step.dispatch(&mut fx);
         self.outbox.borrow_mut().recycle(spare);
@@ -703,5 +772,68 @@ fn debug_clock_rate_ppm(cfg: &NodeConfig) -> i64 {
             );
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::FrameKey;
+    use crate::protocol::Batch;
+    use crate::protocol::kv::Request;
+    use crate::protocol::raft::Msg;
+
+    fn append(commit: u64, entries: &[(u64, Batch)]) -> Msg {
+        Msg::Append {
+            term: 3,
+            prev_index: 10,
+            prev_term: 2,
+            entries: entries.to_vec(),
+            commit,
+        }
+    }
+
+    fn key_of(msg: &Msg) -> FrameKey {
+        let Msg::Append {
+            term,
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } = msg
+        else {
+            panic!("an append");
+        };
+        FrameKey::Append {
+            term: *term,
+            prev_index: *prev_index,
+            prev_term: *prev_term,
+            commit: *commit,
+            entries: entries.iter().map(|(t, b)| (*t, b.as_ptr())).collect(),
+        }
+    }
+
+    /// An append's frame is reused only for the same message built from the same log
+    /// entries: another commit index, another entry list or an equal batch in another
+    /// allocation is encoded again.
+    #[test]
+    fn an_append_frame_is_reused_only_for_the_same_entries() {
+        let a: Batch = Arc::from(vec![Request::noop()]);
+        let b: Batch = Arc::from(vec![Request::noop()]);
+        let key = key_of(&append(7, &[(3, a.clone()), (3, b.clone())]));
+        assert!(key.is_append(&append(7, &[(3, a.clone()), (3, b.clone())])));
+        assert!(!key.is_append(&append(8, &[(3, a.clone()), (3, b.clone())])));
+        assert!(!key.is_append(&append(7, &[(3, a.clone())])));
+        assert!(!key.is_append(&append(7, &[(3, a.clone()), (2, b.clone())])));
+        let b_copy: Batch = Arc::from(b.to_vec());
+        assert!(!key.is_append(&append(7, &[(3, a.clone()), (3, b_copy)])));
+        assert!(!key.is_append(&Msg::RestartQuery));
+        let ballot = crate::protocol::Ballot {
+            round: 3,
+            node: crate::protocol::ReplicaId(0),
+        };
+        let accept = FrameKey::Accept(ballot, 11, 7, a.as_ptr());
+        assert!(!accept.is_append(&append(7, &[(3, a), (3, b)])));
     }
 }
