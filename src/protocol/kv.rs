@@ -11,7 +11,10 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-pub use super::command::{ApplyError, Command, ReadValue, Reply, Request, SetCond};
+pub use super::command::{
+    ApplyError, Command, LInsert, LMove, LPos, LRem, LSet, ReadValue, Reply, Request, SetCond,
+    SetIf,
+};
 use super::expiry::{Change, ExpireIf, Expiry, Ttl};
 pub use super::item::{EntryRef, Item, Kind, ValueRef};
 use super::list::List;
@@ -722,13 +725,14 @@ impl Data<'_> {
                 Reply::Ok
             }
             Command::Noop => Reply::Ok,
-            Command::SetIf {
-                key,
-                value,
-                cond,
-                get,
-                ttl,
-            } => {
+            Command::SetIf(s) => {
+                let SetIf {
+                    key,
+                    value,
+                    cond,
+                    get,
+                    ttl,
+                } = &**s;
                 // A plain SET (NX, XX) replaces a key of any kind, as in Redis; comparing
                 // or returning the old value needs a string.
                 let old = match self.value(key) {
@@ -818,15 +822,15 @@ impl Data<'_> {
             Command::LLen(_)
             | Command::LRange { .. }
             | Command::LIndex { .. }
-            | Command::LPos { .. }
+            | Command::LPos(_)
             | Command::Type(_) => self.read_list(cmd),
             Command::Push { .. }
             | Command::Pop { .. }
             | Command::PopFirst { .. }
-            | Command::LMove { .. }
-            | Command::LRem { .. }
-            | Command::LSet { .. }
-            | Command::LInsert { .. }
+            | Command::LMove(_)
+            | Command::LRem(_)
+            | Command::LSet(_)
+            | Command::LInsert(_)
             | Command::LTrim { .. } => self.execute_list(slot, cmd),
             Command::Publish { channel, message } => self.publish(slot, channel, message),
         }

@@ -71,12 +71,14 @@ fn run(kv: &mut Kv, cmds: Vec<Command>) -> Vec<Reply> {
 
 #[test]
 fn conditional_writes() {
-    let set_if = |v: &str, cond, get| Command::SetIf {
-        key: b("k"),
-        value: b(v),
-        cond,
-        get,
-        ttl: crate::protocol::expiry::Ttl::Clear,
+    let set_if = |v: &str, cond, get| {
+        Command::SetIf(Box::new(SetIf {
+            key: b("k"),
+            value: b(v),
+            cond,
+            get,
+            ttl: crate::protocol::expiry::Ttl::Clear,
+        }))
     };
     let mut kv = Kv::new(8, 8);
     let replies = run(
@@ -180,12 +182,14 @@ fn clock(now_ms: u64, expire: &[&str]) -> Command {
 #[test]
 fn keys_expire_by_log_time_when_a_clock_entry_names_them() {
     use crate::protocol::expiry::{ExpireIf, Ttl};
-    let set = |k: &str, ttl| Command::SetIf {
-        key: b(k),
-        value: b("v"),
-        cond: SetCond::Always,
-        get: false,
-        ttl,
+    let set = |k: &str, ttl| {
+        Command::SetIf(Box::new(SetIf {
+            key: b(k),
+            value: b("v"),
+            cond: SetCond::Always,
+            get: false,
+            ttl,
+        }))
     };
     let ttl = |k: &str| Command::Ttl(b(k));
     let mut kv = Kv::new(8, 8);

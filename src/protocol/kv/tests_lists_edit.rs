@@ -5,20 +5,20 @@ use super::*;
 use crate::protocol::list::{End, LIST_BYTES_MAX};
 
 fn lset(key: &str, index: i64, value: &str) -> Command {
-    Command::LSet {
+    Command::LSet(Box::new(LSet {
         key: b(key),
         index,
         value: b(value),
-    }
+    }))
 }
 
 fn linsert(key: &str, before: bool, pivot: &str, value: &str) -> Command {
-    Command::LInsert {
+    Command::LInsert(Box::new(LInsert {
         key: b(key),
         before,
         pivot: b(pivot),
         value: b(value),
-    }
+    }))
 }
 
 fn ltrim(key: &str, start: i64, stop: i64) -> Command {
@@ -30,13 +30,13 @@ fn ltrim(key: &str, start: i64, stop: i64) -> Command {
 }
 
 fn lpos(key: &str, value: &str, rank: i64, count: Option<u64>, maxlen: u64) -> Command {
-    Command::LPos {
+    Command::LPos(Box::new(LPos {
         key: b(key),
         value: b(value),
         rank,
         count,
         maxlen,
-    }
+    }))
 }
 
 #[test]

@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::protocol::item::Kind;
+use crate::protocol::kv::LMove;
 use crate::protocol::list;
 
 /// How often a waiter looks at its keys even without a wake-up (a repair or snapshot
@@ -92,20 +93,12 @@ impl Blocking {
                 }),
                 _ => None,
             },
-            (
-                Command::LMove {
-                    from,
-                    to,
-                    from_end,
-                    to_end,
-                },
-                Reply::Value(Some(_)),
-            ) => Some(Command::LMove {
-                from: to.clone(),
-                to: from.clone(),
-                from_end: *to_end,
-                to_end: *from_end,
-            }),
+            (Command::LMove(m), Reply::Value(Some(_))) => Some(Command::LMove(Box::new(LMove {
+                from: m.to.clone(),
+                to: m.from.clone(),
+                from_end: m.to_end,
+                to_end: m.from_end,
+            }))),
             _ => None,
         }
     }
