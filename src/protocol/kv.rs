@@ -396,6 +396,19 @@ impl Kv {
 
     /// Applies a request chosen at `slot`.
     pub fn apply(&mut self, slot: Slot, req: &Request) -> Applied {
+        self.apply_as::<true>(slot, req)
+    }
+
+    /// Applies a request chosen at `slot` that nobody here waits for (every request at a
+    /// follower): the change and the reply kept for a retry are [`Kv::apply`]'s, without
+    /// the copy of the reply it returns and that copy's drop.
+    pub fn apply_unanswered(&mut self, slot: Slot, req: &Request) {
+        self.apply_as::<false>(slot, req);
+    }
+
+    /// [`Kv::apply`]; without `ANSWER` a reply kept in the session is not copied, and the
+    /// outcome returned is not to be read.
+    fn apply_as<const ANSWER: bool>(&mut self, slot: Slot, req: &Request) -> Applied {
         if !req.cmd.is_read_only() {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
@@ -449,18 +462,23 @@ impl Kv {
             // (often a value) need not be kept for a retry that rarely comes.
             return Applied::Reply(reply);
         }
+        let answer = if ANSWER {
+            Applied::Reply(reply.clone())
+        } else {
+            Applied::Forgotten
+        };
         // In order, a reply goes at the back: the plain push, not the general insert.
         if at == session.replies.len() {
-            session.replies.push_back((req.seq, reply.clone()));
+            session.replies.push_back((req.seq, reply));
         } else {
-            session.replies.insert(at, (req.seq, reply.clone()));
+            session.replies.insert(at, (req.seq, reply));
         }
         if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
             // oldest reply only matters if that one is retried.
             session.replies.pop_front();
         }
-        Applied::Reply(reply)
+        answer
     }
 
     fn data(&mut self) -> Data<'_> {

@@ -130,11 +130,13 @@ pub fn apply_batch(
 ) {
     kv.prefetch(batch);
     for req in batch.iter() {
-        let applied = kv.apply(index, req);
-        // A follower waits for nothing: no hash of the session per request.
+        // A follower waits for nothing: no hash of the session, and no copy of the reply
+        // to drop, per request.
         if req.client == 0 || waiting.is_empty() {
+            kv.apply_unanswered(index, req);
             continue;
         }
+        let applied = kv.apply(index, req);
         if let Some(token) = waiting.remove(&(req.client, req.seq)) {
             let reply = match applied {
                 Applied::Reply(reply) => ClientReply::Done(reply),

@@ -610,3 +610,33 @@ fn a_set_is_sized_as_the_general_rule_sizes_it() {
         }
     }
 }
+
+#[test]
+fn an_unanswered_apply_changes_and_keeps_what_apply_does() {
+    let reqs = [
+        req(1, 1, 0, Command::Set(b("a"), b("1"))),
+        req(1, 2, 1, Command::IncrBy(b("c"), 5)),
+        req(2, 1, 0, Command::Get(b("a"))),
+        req(0, 0, 0, Command::Set(b("b"), b("2"))),
+        // Acknowledges seq 1: its reply is forgotten.
+        req(1, 3, 2, Command::Set(b("a"), b("3"))),
+    ];
+    let (mut answered, mut unanswered) = (Kv::new(8, 8), Kv::new(8, 8));
+    for (slot, r) in (1..).zip(&reqs) {
+        answered.apply(slot, r);
+        unanswered.apply_unanswered(slot, r);
+    }
+    assert_eq!(unanswered.digest(), answered.digest());
+    assert_eq!(unanswered.get(b"a").map(Item::value), Some(&b"3"[..]));
+    for (client, seq) in [(1, 1), (1, 2), (1, 3), (2, 1)] {
+        assert_eq!(
+            unanswered.cached_reply(client, seq),
+            answered.cached_reply(client, seq),
+            "client {client} seq {seq}"
+        );
+    }
+    assert_eq!(unanswered.cached_reply(1, 2), Some(&Reply::Int(5)));
+    assert_eq!(unanswered.cached_reply(1, 3), Some(&Reply::Ok));
+    // A retry is answered from what the unanswered apply kept.
+    assert_eq!(unanswered.apply(6, &reqs[4]), Applied::Reply(Reply::Ok),);
+}
