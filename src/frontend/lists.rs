@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::commands::Outcome;
 use super::parse::{Parsed, Shape, reply_outcome};
+use crate::protocol::kv::{LInsert, LMove, LPos, LRem, LSet};
 use crate::protocol::list::End;
 use crate::protocol::{Command, Reply};
 use crate::runtime::shard::Blocking;
@@ -132,32 +133,32 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
             int(&args[1]).and_then(|index| plain(Command::LIndex { key: key(), index }))
         }
         "LREM" if n == 3 => int(&args[1]).and_then(|count| {
-            plain(Command::LRem {
+            plain(Command::LRem(Box::new(LRem {
                 key: key(),
                 count,
                 value: args[2].clone(),
-            })
+            })))
         }),
         "LMOVE" if n == 4 => (|| {
-            plain(Command::LMove {
+            plain(Command::LMove(Box::new(LMove {
                 from: key(),
                 to: args[1].clone(),
                 from_end: end(&args[2])?,
                 to_end: end(&args[3])?,
-            })
+            })))
         })(),
-        "RPOPLPUSH" if n == 2 => plain(Command::LMove {
+        "RPOPLPUSH" if n == 2 => plain(Command::LMove(Box::new(LMove {
             from: key(),
             to: args[1].clone(),
             from_end: End::Right,
             to_end: End::Left,
-        }),
+        }))),
         "LSET" if n == 3 => int(&args[1]).and_then(|index| {
-            plain(Command::LSet {
+            plain(Command::LSet(Box::new(LSet {
                 key: key(),
                 index,
                 value: args[2].clone(),
-            })
+            })))
         }),
         "LINSERT" if n == 4 => {
             let before = if args[1].eq_ignore_ascii_case(b"BEFORE") {
@@ -167,12 +168,12 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
             } else {
                 return Some(Err("ERR syntax error".into()));
             };
-            plain(Command::LInsert {
+            plain(Command::LInsert(Box::new(LInsert {
                 key: key(),
                 before,
                 pivot: args[2].clone(),
                 value: args[3].clone(),
-            })
+            })))
         }
         "LTRIM" if n == 3 => (|| {
             plain(Command::LTrim {
@@ -228,13 +229,13 @@ fn lpos(args: &[Bytes]) -> Result<Command, String> {
             return Err("ERR syntax error".into());
         }
     }
-    Ok(Command::LPos {
+    Ok(Command::LPos(Box::new(LPos {
         key: args[0].clone(),
         value: args[1].clone(),
         rank,
         count,
         maxlen,
-    })
+    })))
 }
 
 /// Reads a blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`): `None` if `name` is
@@ -267,24 +268,24 @@ pub fn blocking_command(name: &str, args: &[Bytes]) -> Option<Result<BlockingCal
         }
         "BLMOVE" if n == 5 => match (end(&args[2]), end(&args[3])) {
             (Ok(from_end), Ok(to_end)) => call(
-                Command::LMove {
+                Command::LMove(Box::new(LMove {
                     from: args[0].clone(),
                     to: args[1].clone(),
                     from_end,
                     to_end,
-                },
+                })),
                 vec![args[0].clone()],
                 &args[4],
             ),
             (Err(e), _) | (_, Err(e)) => Err(e),
         },
         "BRPOPLPUSH" if n == 3 => call(
-            Command::LMove {
+            Command::LMove(Box::new(LMove {
                 from: args[0].clone(),
                 to: args[1].clone(),
                 from_end: End::Right,
                 to_end: End::Left,
-            },
+            })),
             vec![args[0].clone()],
             &args[2],
         ),
@@ -355,12 +356,12 @@ mod tests {
         assert!(cmd("LRANGE", &["q", "0", "end"]).is_err());
         assert_eq!(
             cmd("LMOVE", &["a", "b", "left", "RIGHT"]),
-            Ok(Command::LMove {
+            Ok(Command::LMove(Box::new(LMove {
                 from: "a".into(),
                 to: "b".into(),
                 from_end: End::Left,
                 to_end: End::Right
-            })
+            })))
         );
         assert!(
             cmd("LMOVE", &["a", "b", "up", "RIGHT"])
@@ -369,12 +370,12 @@ mod tests {
         );
         assert_eq!(
             cmd("RPOPLPUSH", &["a", "b"]),
-            Ok(Command::LMove {
+            Ok(Command::LMove(Box::new(LMove {
                 from: "a".into(),
                 to: "b".into(),
                 from_end: End::Right,
                 to_end: End::Left
-            })
+            })))
         );
         assert!(cmd("LPUSH", &["q"]).unwrap_err().contains("'lpush'"));
         assert!(cmd("LREM", &["q", "x", "v"]).is_err());
@@ -390,11 +391,11 @@ mod tests {
     fn list_edits_and_lpos_parse_with_redis_errors() {
         assert_eq!(
             cmd("LSET", &["q", "-1", "v"]),
-            Ok(Command::LSet {
+            Ok(Command::LSet(Box::new(LSet {
                 key: "q".into(),
                 index: -1,
                 value: "v".into()
-            })
+            })))
         );
         assert!(
             cmd("LSET", &["q", "x", "v"])
@@ -403,16 +404,16 @@ mod tests {
         );
         assert_eq!(
             cmd("LINSERT", &["q", "after", "p", "v"]),
-            Ok(Command::LInsert {
+            Ok(Command::LInsert(Box::new(LInsert {
                 key: "q".into(),
                 before: false,
                 pivot: "p".into(),
                 value: "v".into()
-            })
+            })))
         );
         assert!(matches!(
             cmd("LINSERT", &["q", "BEFORE", "p", "v"]),
-            Ok(Command::LInsert { before: true, .. })
+            Ok(Command::LInsert(i)) if i.before
         ));
         assert_eq!(
             cmd("LINSERT", &["q", "AROUND", "p", "v"]),
@@ -429,13 +430,13 @@ mod tests {
         assert!(cmd("LTRIM", &["q", "1"]).unwrap_err().contains("'ltrim'"));
         assert_eq!(
             cmd("LPOS", &["q", "c"]),
-            Ok(Command::LPos {
+            Ok(Command::LPos(Box::new(LPos {
                 key: "q".into(),
                 value: "c".into(),
                 rank: 1,
                 count: None,
                 maxlen: 0
-            })
+            })))
         );
         assert_eq!(
             cmd(
@@ -444,13 +445,13 @@ mod tests {
                     "q", "c", "maxlen", "9", "RANK", "-2", "COUNT", "0", "RANK", "3"
                 ]
             ),
-            Ok(Command::LPos {
+            Ok(Command::LPos(Box::new(LPos {
                 key: "q".into(),
                 value: "c".into(),
                 rank: 3,
                 count: Some(0),
                 maxlen: 9
-            })
+            })))
         );
         let err = |words: &[&str]| cmd("LPOS", words).unwrap_err();
         assert!(err(&["q", "c", "RANK", "0"]).starts_with("ERR RANK can't be zero"));
@@ -491,11 +492,7 @@ mod tests {
         assert!(b("BLMOVE", &["src", "dst", "RIGHT", "UP", "0"]).is_err());
         assert!(matches!(
             b("BRPOPLPUSH", &["s", "d", "2"]).unwrap().b.cmd,
-            Command::LMove {
-                from_end: End::Right,
-                to_end: End::Left,
-                ..
-            }
+            Command::LMove(m) if m.from_end == End::Right && m.to_end == End::Left
         ));
         assert!(blocking_command("LPOP", &args(&["a"])).is_none());
     }

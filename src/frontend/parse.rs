@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::commands::Outcome;
 use crate::protocol::expiry::{ExpireIf, Ttl};
-use crate::protocol::kv::SetCond;
+use crate::protocol::kv::{SetCond, SetIf};
 use crate::protocol::{Command, Reply};
 
 /// How a reply of the state machine is written for one client command.
@@ -82,25 +82,25 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
         "SET" if n == 2 => plain(Command::Set(key(), args[1].clone())),
         "SET" if n > 2 => set_with_options(key(), args[1].clone(), &args[2..]),
         "SETNX" if n == 2 => Ok(Parsed {
-            cmd: Command::SetIf {
+            cmd: Command::SetIf(Box::new(SetIf {
                 key: key(),
                 value: args[1].clone(),
                 cond: SetCond::Absent,
                 get: false,
                 ttl: Ttl::Clear,
-            },
+            })),
             shape: set_or_not,
         }),
         "SETEX" | "PSETEX" if n == 3 => {
             let unit = if name == "SETEX" { 1000 } else { 1 };
             expire_time(&args[1], unit, name).map(|ms| Parsed {
-                cmd: Command::SetIf {
+                cmd: Command::SetIf(Box::new(SetIf {
                     key: key(),
                     value: args[2].clone(),
                     cond: SetCond::Always,
                     get: false,
                     ttl: Ttl::In(ms),
-                },
+                })),
                 shape: reply_outcome,
             })
         }
@@ -243,13 +243,13 @@ fn set_with_options(key: Bytes, value: Bytes, opts: &[Bytes]) -> Result<Parsed, 
         i += 1;
     }
     Ok(Parsed {
-        cmd: Command::SetIf {
+        cmd: Command::SetIf(Box::new(SetIf {
             key,
             value,
             cond,
             get,
             ttl,
-        },
+        })),
         shape: reply_outcome,
     })
 }
@@ -271,22 +271,22 @@ mod tests {
     #[test]
     fn set_options() {
         let set = |cond, get| {
-            Ok(Command::SetIf {
+            Ok(Command::SetIf(Box::new(SetIf {
                 key: "k".into(),
                 value: "v".into(),
                 cond,
                 get,
                 ttl: Ttl::Clear,
-            })
+            })))
         };
         let set_ttl = |ttl| {
-            Ok(Command::SetIf {
+            Ok(Command::SetIf(Box::new(SetIf {
                 key: "k".into(),
                 value: "v".into(),
                 cond: SetCond::Absent,
                 get: false,
                 ttl,
-            })
+            })))
         };
         assert_eq!(
             cmd("SET", &["k", "v"]),

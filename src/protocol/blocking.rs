@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 
 use super::item::Kind;
-use super::kv::{Command, Kv, Reply};
+use super::kv::{Command, Kv, LMove, Reply};
 use super::types::MapHasher;
 
 /// What a blocking command does once it is woken: the pop it submits, and the keys it
@@ -43,20 +43,12 @@ impl Blocking {
                 }),
                 _ => None,
             },
-            (
-                Command::LMove {
-                    from,
-                    to,
-                    from_end,
-                    to_end,
-                },
-                Reply::Value(Some(_)),
-            ) => Some(Command::LMove {
-                from: to.clone(),
-                to: from.clone(),
-                from_end: *to_end,
-                to_end: *from_end,
-            }),
+            (Command::LMove(m), Reply::Value(Some(_))) => Some(Command::LMove(Box::new(LMove {
+                from: m.to.clone(),
+                to: m.from.clone(),
+                from_end: m.to_end,
+                to_end: m.from_end,
+            }))),
             _ => None,
         }
     }

@@ -43,18 +43,9 @@ pub enum Command {
     // so appending keeps every stored log and snapshot readable.
     /// Sets a key if a condition on its current value holds (`SET k v NX|XX|IFEQ old`),
     /// replying the old value when `get` (`SET … GET`), else `OK`, or nil if not set.
-    SetIf {
-        /// The key.
-        key: Bytes,
-        /// The new value.
-        value: Bytes,
-        /// When to set.
-        cond: SetCond,
-        /// Reply the value before the command instead of `OK`/nil.
-        get: bool,
-        /// The key's deadline if set (`EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`).
-        ttl: Ttl,
-    },
+    /// Boxed like every variant larger than [`Command::Set`] (see
+    /// [`COMMAND_IN_MEMORY_BYTES_MAX`]).
+    SetIf(Box<SetIf>),
     /// Adds to a key's integer value (absent counts as 0) and replies the sum (`INCRBY`;
     /// `INCR`, `DECR` and `DECRBY` are spelled with it).
     IncrBy(Bytes, i64),
@@ -122,27 +113,10 @@ pub enum Command {
         end: End,
     },
     /// Moves an element from one end of a list to an end of another (or the same) list,
-    /// replying it, or nil if the source is empty (`LMOVE`, `RPOPLPUSH`, `BLMOVE`).
-    LMove {
-        /// The list popped.
-        from: Bytes,
-        /// The list pushed.
-        to: Bytes,
-        /// Where it pops.
-        from_end: End,
-        /// Where it pushes.
-        to_end: End,
-    },
-    /// Removes elements equal to `value`: the first `count` from the head (`count` > 0),
-    /// from the tail (< 0), or all (0); replies how many (`LREM`).
-    LRem {
-        /// The list.
-        key: Bytes,
-        /// How many and from which end.
-        count: i64,
-        /// The value removed.
-        value: Bytes,
-    },
+    /// replying it, or nil if the source is empty (`LMOVE`, `RPOPLPUSH`, `BLMOVE`). Boxed.
+    LMove(Box<LMove>),
+    /// Removes elements equal to a value (`LREM`). Boxed.
+    LRem(Box<LRem>),
     /// A list's length, 0 for no list (`LLEN`).
     LLen(Bytes),
     /// A list's elements from `start` to `stop`, both included, negative counting from
@@ -175,27 +149,10 @@ pub enum Command {
         cmds: Vec<Command>,
     },
     /// Replaces the element at an index, negative counting from the end (`LSET`); refused
-    /// for no list or an index outside it.
-    LSet {
-        /// The list.
-        key: Bytes,
-        /// Where.
-        index: i64,
-        /// The new element.
-        value: Bytes,
-    },
-    /// Inserts `value` before or after the first element equal to `pivot` (`LINSERT`);
-    /// replies the new length, -1 if no element matches, 0 for no list.
-    LInsert {
-        /// The list.
-        key: Bytes,
-        /// Before the pivot (else after it).
-        before: bool,
-        /// The element it goes next to.
-        pivot: Bytes,
-        /// The element inserted.
-        value: Bytes,
-    },
+    /// for no list or an index outside it. Boxed.
+    LSet(Box<LSet>),
+    /// Inserts an element next to another (`LINSERT`). Boxed.
+    LInsert(Box<LInsert>),
     /// Keeps only the elements from `start` to `stop`, indexes as `LRANGE` takes them;
     /// a list left empty is removed (`LTRIM`).
     LTrim {
@@ -206,22 +163,8 @@ pub enum Command {
         /// Last index kept.
         stop: i64,
     },
-    /// Where elements equal to `value` are (`LPOS`): from the head for a positive
-    /// `rank`, from the tail for a negative one, skipping the first `|rank| - 1` matches;
-    /// up to `count` positions (0: all; `None`: one position or nil), looking at no more
-    /// than `maxlen` elements (0: all).
-    LPos {
-        /// The list.
-        key: Bytes,
-        /// The element looked for.
-        value: Bytes,
-        /// Which match first, and from which end; never 0.
-        rank: i64,
-        /// How many positions, if given.
-        count: Option<u64>,
-        /// Elements compared, at most (0: no limit).
-        maxlen: u64,
-    },
+    /// Where elements equal to a value are (`LPOS`). Boxed.
+    LPos(Box<LPos>),
     /// Delivers a message to the subscribers of a channel on every replica, each when it
     /// applies this entry (`PUBLISH`); changes no state and replies `OK` (the node counts
     /// its own receivers for the client). Routed by the channel as by a key.
@@ -231,6 +174,98 @@ pub enum Command {
         /// The message.
         message: Bytes,
     },
+}
+
+/// Bytes a [`Command`] takes in memory at most (on 64-bit targets): a SET's key and value
+/// and the tag. Every request is moved several times on its way through the core (arrival,
+/// the leader's queue, the batch, the log), so the variants larger than a SET are boxed:
+/// they are rare, and boxing them keeps the common GET and SET cheap to move. A newtype
+/// variant around a struct encodes as the struct variant it replaced (postcard writes the
+/// variant's index, then the fields in order), so logs and peers read them unchanged.
+pub const COMMAND_IN_MEMORY_BYTES_MAX: usize = 72;
+const _: () = assert!(std::mem::size_of::<Command>() <= COMMAND_IN_MEMORY_BYTES_MAX);
+
+/// [`Command::SetIf`]'s arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetIf {
+    /// The key.
+    pub key: Bytes,
+    /// The new value.
+    pub value: Bytes,
+    /// When to set.
+    pub cond: SetCond,
+    /// Reply the value before the command instead of `OK`/nil.
+    pub get: bool,
+    /// The key's deadline if set (`EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`).
+    pub ttl: Ttl,
+}
+
+/// [`Command::LMove`]'s arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LMove {
+    /// The list popped.
+    pub from: Bytes,
+    /// The list pushed.
+    pub to: Bytes,
+    /// Where it pops.
+    pub from_end: End,
+    /// Where it pushes.
+    pub to_end: End,
+}
+
+/// [`Command::LRem`]'s arguments: removes elements equal to `value`, the first `count` from
+/// the head (`count` > 0), from the tail (< 0), or all (0); replies how many.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LRem {
+    /// The list.
+    pub key: Bytes,
+    /// How many and from which end.
+    pub count: i64,
+    /// The value removed.
+    pub value: Bytes,
+}
+
+/// [`Command::LSet`]'s arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LSet {
+    /// The list.
+    pub key: Bytes,
+    /// Where.
+    pub index: i64,
+    /// The new element.
+    pub value: Bytes,
+}
+
+/// [`Command::LInsert`]'s arguments: inserts `value` before or after the first element
+/// equal to `pivot`; replies the new length, -1 if no element matches, 0 for no list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LInsert {
+    /// The list.
+    pub key: Bytes,
+    /// Before the pivot (else after it).
+    pub before: bool,
+    /// The element it goes next to.
+    pub pivot: Bytes,
+    /// The element inserted.
+    pub value: Bytes,
+}
+
+/// [`Command::LPos`]'s arguments: where elements equal to `value` are, from the head for a
+/// positive `rank`, from the tail for a negative one, skipping the first `|rank| - 1`
+/// matches; up to `count` positions (0: all; `None`: one position or nil), looking at no
+/// more than `maxlen` elements (0: all).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LPos {
+    /// The list.
+    pub key: Bytes,
+    /// The element looked for.
+    pub value: Bytes,
+    /// Which match first, and from which end; never 0.
+    pub rank: i64,
+    /// How many positions, if given.
+    pub count: Option<u64>,
+    /// Elements compared, at most (0: no limit).
+    pub maxlen: u64,
 }
 
 /// Decodes a transaction's commands, refusing a transaction inside one: a frame of nested
@@ -316,7 +351,18 @@ impl std::fmt::Display for ApplyError {
 
 impl Command {
     /// Bytes of keys and values, to bound batches by size.
+    #[inline]
     pub fn payload_bytes(&self) -> usize {
+        // Counted for every write on every replica, when it is applied and when its entry
+        // leaves the log: the commonest write inline, the rest through the general walk.
+        match self {
+            Command::Set(k, v) => k.len() + v.len(),
+            _ => self.payload_bytes_general(),
+        }
+    }
+
+    /// [`Command::payload_bytes`] for any variant.
+    fn payload_bytes_general(&self) -> usize {
         match self {
             Command::Get(k) => k.len(),
             Command::Set(k, v) => k.len() + v.len(),
@@ -325,9 +371,10 @@ impl Command {
             }
             Command::MSet(kvs) => kvs.iter().map(|(k, v)| k.len() + v.len()).sum(),
             Command::Noop => 0,
-            Command::SetIf {
-                key, value, cond, ..
-            } => {
+            Command::SetIf(s) => {
+                let SetIf {
+                    key, value, cond, ..
+                } = &**s;
                 let old = match cond {
                     SetCond::Equals(old) => old.len(),
                     _ => 0,
@@ -346,13 +393,11 @@ impl Command {
                 key.len() + values.iter().map(Bytes::len).sum::<usize>()
             }
             Command::PopFirst { keys, .. } => keys.iter().map(Bytes::len).sum(),
-            Command::LMove { from, to, .. } => from.len() + to.len(),
-            Command::LRem { key, value, .. }
-            | Command::LSet { key, value, .. }
-            | Command::LPos { key, value, .. } => key.len() + value.len(),
-            Command::LInsert {
-                key, pivot, value, ..
-            } => key.len() + pivot.len() + value.len(),
+            Command::LMove(m) => m.from.len() + m.to.len(),
+            Command::LRem(r) => r.key.len() + r.value.len(),
+            Command::LSet(s) => s.key.len() + s.value.len(),
+            Command::LPos(p) => p.key.len() + p.value.len(),
+            Command::LInsert(i) => i.key.len() + i.pivot.len() + i.value.len(),
             Command::Pop { key, .. }
             | Command::LTrim { key, .. }
             | Command::LLen(key)
@@ -377,7 +422,7 @@ impl Command {
             Command::Noop => 0,
             // The condition's tag and the GET flag count as one more item, the deadline's
             // tag and varint as another.
-            Command::SetIf { cond, .. } => 4 + usize::from(matches!(cond, SetCond::Equals(_))),
+            Command::SetIf(s) => 4 + usize::from(matches!(s.cond, SetCond::Equals(_))),
             // The increment is a varint, like a length.
             Command::IncrBy(..) | Command::DelIfEq(..) => 2,
             Command::GetDel(_) | Command::Version(_) | Command::Ttl(_) => 1,
@@ -392,15 +437,15 @@ impl Command {
             // Key, end, count.
             Command::Pop { .. }
             | Command::LRange { .. }
-            | Command::LRem { .. }
-            | Command::LSet { .. }
+            | Command::LRem(_)
+            | Command::LSet(_)
             | Command::LTrim { .. } => 3,
             // Key, flag, pivot, value.
-            Command::LInsert { .. } => 4,
+            Command::LInsert(_) => 4,
             // Key, value, rank, count, maxlen.
-            Command::LPos { .. } => 5,
+            Command::LPos(_) => 5,
             // Two keys, two ends.
-            Command::LMove { .. } => 4,
+            Command::LMove(_) => 4,
             Command::LIndex { .. } => 2,
             Command::LLen(_) | Command::Type(_) => 1,
             // A key and its version each (the version's tag and varint count as one).
@@ -413,14 +458,23 @@ impl Command {
 
     /// An upper bound of the command's encoded size (postcard, as in a WAL record or a
     /// peer frame): what the limits in [`crate::limits`] are checked against.
+    #[inline]
     pub fn encoded_bytes_max(&self) -> usize {
         use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
         match self {
             // The commonest write, sized on arrival and again by each follower's accept:
-            // the general rule below without its two walks of the variants.
+            // the general rule without its two walks of the variants, inline.
             Command::Set(k, v) => {
                 k.len() + v.len() + 2 * ITEM_OVERHEAD_BYTES + COMMAND_OVERHEAD_BYTES
             }
+            _ => self.encoded_bytes_max_general(),
+        }
+    }
+
+    /// [`Command::encoded_bytes_max`] for any variant but [`Command::Set`].
+    fn encoded_bytes_max_general(&self) -> usize {
+        use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
+        match self {
             Command::Multi(cmds) => {
                 COMMAND_OVERHEAD_BYTES + cmds.iter().map(Command::encoded_bytes_max).sum::<usize>()
             }
@@ -439,20 +493,20 @@ impl Command {
     pub fn for_each_written_key(&self, f: &mut impl FnMut(&Bytes)) {
         match self {
             Command::Set(k, _)
-            | Command::SetIf { key: k, .. }
             | Command::IncrBy(k, _)
             | Command::GetDel(k)
             | Command::DelIfEq(k, _)
             | Command::Expire { key: k, .. }
             | Command::Push { key: k, .. }
             | Command::Pop { key: k, .. }
-            | Command::LRem { key: k, .. }
-            | Command::LSet { key: k, .. }
-            | Command::LInsert { key: k, .. }
             | Command::LTrim { key: k, .. } => f(k),
-            Command::LMove { from, to, .. } => {
-                f(from);
-                f(to);
+            Command::SetIf(s) => f(&s.key),
+            Command::LRem(r) => f(&r.key),
+            Command::LSet(s) => f(&s.key),
+            Command::LInsert(i) => f(&i.key),
+            Command::LMove(m) => {
+                f(&m.from);
+                f(&m.to);
             }
             Command::Del(ks)
             | Command::Clock { expire: ks, .. }
@@ -469,7 +523,7 @@ impl Command {
             | Command::LLen(_)
             | Command::LRange { .. }
             | Command::LIndex { .. }
-            | Command::LPos { .. }
+            | Command::LPos(_)
             | Command::Type(_)
             | Command::Publish { .. }
             | Command::Noop => {}
@@ -480,7 +534,8 @@ impl Command {
     /// into the batch first.
     pub fn reads_clock(&self) -> bool {
         match self {
-            Command::SetIf { ttl, .. } | Command::Expire { ttl, .. } => ttl.reads_clock(),
+            Command::SetIf(s) => s.ttl.reads_clock(),
+            Command::Expire { ttl, .. } => ttl.reads_clock(),
             Command::Ttl(_) => true,
             Command::Multi(cmds) | Command::Watched { cmds, .. } => {
                 cmds.iter().any(Command::reads_clock)
@@ -499,9 +554,9 @@ impl Command {
             | Command::LLen(k)
             | Command::LRange { key: k, .. }
             | Command::LIndex { key: k, .. }
-            | Command::LPos { key: k, .. }
             | Command::Type(k)
             | Command::Publish { channel: k, .. } => f(k),
+            Command::LPos(p) => f(&p.key),
             Command::Exists(ks) | Command::MGet(ks) => ks.iter().for_each(f),
             Command::Multi(cmds) => cmds.iter().for_each(|c| c.for_each_key(f)),
             Command::Watched { versions, cmds } => {
@@ -519,8 +574,8 @@ impl Command {
             | Command::LLen(k)
             | Command::LRange { key: k, .. }
             | Command::LIndex { key: k, .. }
-            | Command::LPos { key: k, .. }
             | Command::Type(k) => std::slice::from_ref(k),
+            Command::LPos(p) => std::slice::from_ref(&p.key),
             Command::Exists(ks) | Command::MGet(ks) => ks,
             _ => &[],
         }
@@ -532,10 +587,7 @@ impl Command {
     pub fn read_reply(&self, entries: &[Option<Entry>]) -> Reply {
         let list_read = matches!(
             self,
-            Command::LLen(_)
-                | Command::LRange { .. }
-                | Command::LIndex { .. }
-                | Command::LPos { .. }
+            Command::LLen(_) | Command::LRange { .. } | Command::LIndex { .. } | Command::LPos(_)
         );
         let lists: Vec<Option<List>> = entries
             .iter()
@@ -612,17 +664,12 @@ impl Command {
                 }
                 Err(e) => e,
             },
-            Command::LPos {
-                value,
-                rank,
-                count,
-                maxlen,
-                ..
-            } => match list(first) {
+            Command::LPos(p) => match list(first) {
                 Ok(l) => {
                     let l = l.unwrap_or(&EMPTY_LIST);
-                    let found = list::positions(l, value, *rank, count.unwrap_or(1), *maxlen);
-                    match count {
+                    let found =
+                        list::positions(l, &p.value, p.rank, p.count.unwrap_or(1), p.maxlen);
+                    match p.count {
                         None => found
                             .first()
                             .map_or(Reply::Value(None), |at| Reply::Int(*at as i64)),
@@ -645,7 +692,7 @@ impl Command {
                 | Command::LLen(_)
                 | Command::LRange { .. }
                 | Command::LIndex { .. }
-                | Command::LPos { .. }
+                | Command::LPos(_)
                 | Command::Type(_)
                 | Command::Noop
         )
@@ -713,5 +760,100 @@ impl Reply {
                 Reply::Multi(rs) => rs.iter().map(Reply::size_bytes).sum(),
                 Reply::Ints(ns) => 8 * ns.len(),
             }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes and decodes `cmd`, and checks that its bytes are what the struct variant it
+    /// replaced wrote: the variant's index, then `fields` in order.
+    fn encodes_as<F: Serialize>(cmd: Command, index: u32, fields: F) {
+        let bytes = postcard::to_stdvec(&cmd).expect("a command encodes");
+        let unboxed = postcard::to_stdvec(&(index, fields)).expect("fields encode");
+        assert_eq!(bytes, unboxed, "{cmd:?}");
+        let back: Command = postcard::from_bytes(&bytes).expect("a command decodes");
+        assert_eq!(back, cmd);
+    }
+
+    #[test]
+    fn boxed_variants_encode_as_the_struct_variants_they_replaced() {
+        let (k, v, p) = (
+            Bytes::from("key"),
+            Bytes::from("value"),
+            Bytes::from("pivot"),
+        );
+        let set_if = |cond: SetCond, get, ttl: Ttl| {
+            let fields = (k.clone(), v.clone(), cond.clone(), get, ttl);
+            let cmd = Command::SetIf(Box::new(SetIf {
+                key: k.clone(),
+                value: v.clone(),
+                cond,
+                get,
+                ttl,
+            }));
+            encodes_as(cmd, 7, fields);
+        };
+        set_if(SetCond::Equals(p.clone()), true, Ttl::In(1_500));
+        set_if(SetCond::Absent, false, Ttl::Keep);
+        let lmove = LMove {
+            from: k.clone(),
+            to: v.clone(),
+            from_end: End::Right,
+            to_end: End::Left,
+        };
+        let fields = (k.clone(), v.clone(), End::Right, End::Left);
+        encodes_as(Command::LMove(Box::new(lmove)), 19, fields);
+        let lrem = LRem {
+            key: k.clone(),
+            count: -3,
+            value: v.clone(),
+        };
+        encodes_as(
+            Command::LRem(Box::new(lrem)),
+            20,
+            (k.clone(), -3i64, v.clone()),
+        );
+        let lset = LSet {
+            key: k.clone(),
+            index: 300,
+            value: v.clone(),
+        };
+        encodes_as(
+            Command::LSet(Box::new(lset)),
+            26,
+            (k.clone(), 300i64, v.clone()),
+        );
+        let linsert = LInsert {
+            key: k.clone(),
+            before: true,
+            pivot: p.clone(),
+            value: v.clone(),
+        };
+        let fields = (k.clone(), true, p.clone(), v.clone());
+        encodes_as(Command::LInsert(Box::new(linsert)), 27, fields);
+        let lpos = LPos {
+            key: k.clone(),
+            value: v.clone(),
+            rank: -2,
+            count: Some(5),
+            maxlen: 1_000,
+        };
+        let fields = (k.clone(), v.clone(), -2i64, Some(5u64), 1_000u64);
+        encodes_as(Command::LPos(Box::new(lpos)), 29, fields);
+        // A variant left as it was, to check the comparison itself.
+        encodes_as(Command::Set(k.clone(), v.clone()), 1, (k, v));
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_command_is_the_size_of_a_set() {
+        // Two `Bytes` and a tag; a request's session fields add three words.
+        assert_eq!(std::mem::size_of::<Command>(), COMMAND_IN_MEMORY_BYTES_MAX);
+        assert_eq!(
+            std::mem::size_of::<Request>(),
+            COMMAND_IN_MEMORY_BYTES_MAX + 24
+        );
     }
 }

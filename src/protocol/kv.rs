@@ -11,7 +11,10 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-pub use super::command::{ApplyError, Command, ReadValue, Reply, Request, SetCond};
+pub use super::command::{
+    ApplyError, Command, LInsert, LMove, LPos, LRem, LSet, ReadValue, Reply, Request, SetCond,
+    SetIf,
+};
 use super::expiry::{Change, ExpireIf, Expiry, Ttl};
 pub use super::item::{EntryRef, Item, Kind, ValueRef};
 use super::list::List;
@@ -405,6 +408,19 @@ impl Kv {
 
     /// Applies a request chosen at `slot`.
     pub fn apply(&mut self, slot: Slot, req: &Request) -> Applied {
+        self.apply_as::<true>(slot, req)
+    }
+
+    /// Applies a request chosen at `slot` that nobody here waits for (every request at a
+    /// follower): the change and the reply kept for a retry are [`Kv::apply`]'s, without
+    /// the copy of the reply it returns and that copy's drop.
+    pub fn apply_unanswered(&mut self, slot: Slot, req: &Request) {
+        self.apply_as::<false>(slot, req);
+    }
+
+    /// [`Kv::apply`]; without `ANSWER` a reply kept in the session is not copied, and the
+    /// outcome returned is not to be read.
+    fn apply_as<const ANSWER: bool>(&mut self, slot: Slot, req: &Request) -> Applied {
         if !req.cmd.is_read_only() {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
@@ -459,18 +475,23 @@ impl Kv {
             // (often a value) need not be kept for a retry that rarely comes.
             return Applied::Reply(reply);
         }
+        let answer = if ANSWER {
+            Applied::Reply(reply.clone())
+        } else {
+            Applied::Forgotten
+        };
         // In order, a reply goes at the back: the plain push, not the general insert.
         if at == session.replies.len() {
-            session.replies.push_back((req.seq, reply.clone()));
+            session.replies.push_back((req.seq, reply));
         } else {
-            session.replies.insert(at, (req.seq, reply.clone()));
+            session.replies.insert(at, (req.seq, reply));
         }
         if session.replies.len() > window_max {
             // The client has more outstanding requests than the window; forgetting the
             // oldest reply only matters if that one is retried.
             session.replies.pop_front();
         }
-        Applied::Reply(reply)
+        answer
     }
 
     fn data(&mut self) -> Data<'_> {
@@ -744,13 +765,14 @@ impl Data<'_> {
                 Reply::Ok
             }
             Command::Noop => Reply::Ok,
-            Command::SetIf {
-                key,
-                value,
-                cond,
-                get,
-                ttl,
-            } => {
+            Command::SetIf(s) => {
+                let SetIf {
+                    key,
+                    value,
+                    cond,
+                    get,
+                    ttl,
+                } = &**s;
                 // A plain SET (NX, XX) replaces a key of any kind, as in Redis; comparing
                 // or returning the old value needs a string.
                 let old = match self.value(key) {
@@ -840,15 +862,15 @@ impl Data<'_> {
             Command::LLen(_)
             | Command::LRange { .. }
             | Command::LIndex { .. }
-            | Command::LPos { .. }
+            | Command::LPos(_)
             | Command::Type(_) => self.read_list(cmd),
             Command::Push { .. }
             | Command::Pop { .. }
             | Command::PopFirst { .. }
-            | Command::LMove { .. }
-            | Command::LRem { .. }
-            | Command::LSet { .. }
-            | Command::LInsert { .. }
+            | Command::LMove(_)
+            | Command::LRem(_)
+            | Command::LSet(_)
+            | Command::LInsert(_)
             | Command::LTrim { .. } => self.execute_list(slot, cmd),
             Command::Publish { channel, message } => self.publish(slot, channel, message),
         }

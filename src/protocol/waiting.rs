@@ -1,6 +1,7 @@
 //! The client requests a leader queues, batches, and answers once they are applied:
 //! shared by the Multi-Paxos and the Raft core.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use super::kv::{Applied, Kv, Request};
@@ -49,23 +50,26 @@ pub fn admit(
     token: Token,
     req: Request,
 ) -> Admission {
-    let key = (req.client, req.seq);
-    if key.0 != 0
-        && let Some(old) = waiting.get_mut(&key)
-    {
-        return Admission::Retry {
-            old: std::mem::replace(old, token),
-        };
+    if req.client == 0 {
+        // No session: nothing to answer a retry from.
+        if queue.requests.len() >= queue_max {
+            return Admission::Full;
+        }
+        queue.push(now, req);
+        return Admission::Queued;
     }
-    if queue.requests.len() >= queue_max {
-        return Admission::Full;
+    // One hash and probe of the session's key, whether it turns out a retry or new.
+    match waiting.entry((req.client, req.seq)) {
+        Entry::Occupied(mut waiting) => Admission::Retry {
+            old: std::mem::replace(waiting.get_mut(), token),
+        },
+        Entry::Vacant(_) if queue.requests.len() >= queue_max => Admission::Full,
+        Entry::Vacant(slot) => {
+            slot.insert(token);
+            queue.push(now, req);
+            Admission::Queued
+        }
     }
-    queue.push(now, req);
-    if key.0 != 0 {
-        let old = waiting.insert(key, token);
-        debug_assert!(old.is_none(), "a retry of a waiting request was queued");
-    }
-    Admission::Queued
 }
 
 impl Queue {
@@ -126,11 +130,13 @@ pub fn apply_batch(
 ) {
     kv.prefetch(batch);
     for req in batch.iter() {
-        let applied = kv.apply(index, req);
-        // A follower waits for nothing: no hash of the session per request.
+        // A follower waits for nothing: no hash of the session, and no copy of the reply
+        // to drop, per request.
         if req.client == 0 || waiting.is_empty() {
+            kv.apply_unanswered(index, req);
             continue;
         }
+        let applied = kv.apply(index, req);
         if let Some(token) = waiting.remove(&(req.client, req.seq)) {
             let reply = match applied {
                 Applied::Reply(reply) => ClientReply::Done(reply),

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::protocol::expiry::{ExpireIf, Ttl};
+use crate::protocol::kv::{LInsert, LMove, LPos, LSet, SetIf};
 
 /// How long a node's client path tries a command before it answers TIMEOUT.
 pub(super) fn client_timeout(cfg: &SimConfig) -> Nanos {
@@ -118,13 +119,13 @@ impl Sim {
             ]),
             Op::Set(v) => Command::Set(k, Bytes::from(v.to_string())),
             Op::Del => Command::Del(vec![k]),
-            Op::Cas { expect, new } => Command::SetIf {
+            Op::Cas { expect, new } => Command::SetIf(Box::new(SetIf {
                 key: k,
                 value: Bytes::from(new.to_string()),
                 cond: crate::protocol::kv::SetCond::Equals(Bytes::from(expect.to_string())),
                 get: false,
                 ttl: Ttl::Clear,
-            },
+            })),
             Op::Incr => Command::IncrBy(k, 1),
             Op::Push(v) => Command::Push {
                 key: k,
@@ -148,51 +149,51 @@ impl Sim {
                 start: i64::from(keep == 0),
                 stop: i64::from(keep.saturating_sub(1)),
             },
-            Op::SetHead(v) => Command::LSet {
+            Op::SetHead(v) => Command::LSet(Box::new(LSet {
                 key: k,
                 index: 0,
                 value: Bytes::from(v.to_string()),
-            },
-            Op::Pos(v) => Command::LPos {
+            })),
+            Op::Pos(v) => Command::LPos(Box::new(LPos {
                 key: k,
                 value: Bytes::from(v.to_string()),
                 rank: 1,
                 count: None,
                 maxlen: 0,
-            },
+            })),
             Op::Insert {
                 before,
                 pivot,
                 value,
-            } => Command::LInsert {
+            } => Command::LInsert(Box::new(LInsert {
                 key: k,
                 before,
                 pivot: Bytes::from(pivot.to_string()),
                 value: Bytes::from(value.to_string()),
-            },
-            Op::Rotate { from_left, to_left } => Command::LMove {
+            })),
+            Op::Rotate { from_left, to_left } => Command::LMove(Box::new(LMove {
                 from: k.clone(),
                 to: k,
                 from_end: end_of(from_left),
                 to_end: end_of(to_left),
-            },
+            })),
             Op::Move {
                 to,
                 from_left,
                 to_left,
-            } => Command::LMove {
+            } => Command::LMove(Box::new(LMove {
                 from: k,
                 to: Bytes::from(format!("k{to}")),
                 from_end: end_of(from_left),
                 to_end: end_of(to_left),
-            },
-            Op::SetPx { value, ttl_ms } => Command::SetIf {
+            })),
+            Op::SetPx { value, ttl_ms } => Command::SetIf(Box::new(SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
                 cond: crate::protocol::kv::SetCond::Always,
                 get: false,
                 ttl: Ttl::In(ttl_ms),
-            },
+            })),
             Op::Expire { ttl_ms } => Command::Expire {
                 key: k,
                 ttl: Ttl::In(ttl_ms),

@@ -71,12 +71,14 @@ fn run(kv: &mut Kv, cmds: Vec<Command>) -> Vec<Reply> {
 
 #[test]
 fn conditional_writes() {
-    let set_if = |v: &str, cond, get| Command::SetIf {
-        key: b("k"),
-        value: b(v),
-        cond,
-        get,
-        ttl: crate::protocol::expiry::Ttl::Clear,
+    let set_if = |v: &str, cond, get| {
+        Command::SetIf(Box::new(SetIf {
+            key: b("k"),
+            value: b(v),
+            cond,
+            get,
+            ttl: crate::protocol::expiry::Ttl::Clear,
+        }))
     };
     let mut kv = Kv::new(8, 8);
     let replies = run(
@@ -180,12 +182,14 @@ fn clock(now_ms: u64, expire: &[&str]) -> Command {
 #[test]
 fn keys_expire_by_log_time_when_a_clock_entry_names_them() {
     use crate::protocol::expiry::{ExpireIf, Ttl};
-    let set = |k: &str, ttl| Command::SetIf {
-        key: b(k),
-        value: b("v"),
-        cond: SetCond::Always,
-        get: false,
-        ttl,
+    let set = |k: &str, ttl| {
+        Command::SetIf(Box::new(SetIf {
+            key: b(k),
+            value: b("v"),
+            cond: SetCond::Always,
+            get: false,
+            ttl,
+        }))
     };
     let ttl = |k: &str| Command::Ttl(b(k));
     let mut kv = Kv::new(8, 8);
@@ -605,4 +609,34 @@ fn a_set_is_sized_as_the_general_rule_sizes_it() {
             );
         }
     }
+}
+
+#[test]
+fn an_unanswered_apply_changes_and_keeps_what_apply_does() {
+    let reqs = [
+        req(1, 1, 0, Command::Set(b("a"), b("1"))),
+        req(1, 2, 1, Command::IncrBy(b("c"), 5)),
+        req(2, 1, 0, Command::Get(b("a"))),
+        req(0, 0, 0, Command::Set(b("b"), b("2"))),
+        // Acknowledges seq 1: its reply is forgotten.
+        req(1, 3, 2, Command::Set(b("a"), b("3"))),
+    ];
+    let (mut answered, mut unanswered) = (Kv::new(8, 8), Kv::new(8, 8));
+    for (slot, r) in (1..).zip(&reqs) {
+        answered.apply(slot, r);
+        unanswered.apply_unanswered(slot, r);
+    }
+    assert_eq!(unanswered.digest(), answered.digest());
+    assert_eq!(unanswered.get(b"a").map(Item::value), Some(&b"3"[..]));
+    for (client, seq) in [(1, 1), (1, 2), (1, 3), (2, 1)] {
+        assert_eq!(
+            unanswered.cached_reply(client, seq),
+            answered.cached_reply(client, seq),
+            "client {client} seq {seq}"
+        );
+    }
+    assert_eq!(unanswered.cached_reply(1, 2), Some(&Reply::Int(5)));
+    assert_eq!(unanswered.cached_reply(1, 3), Some(&Reply::Ok));
+    // A retry is answered from what the unanswered apply kept.
+    assert_eq!(unanswered.apply(6, &reqs[4]), Applied::Reply(Reply::Ok),);
 }

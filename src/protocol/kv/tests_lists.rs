@@ -143,12 +143,14 @@ fn wrong_types_are_refused_and_change_nothing() {
         ],
     );
     let digest = kv.digest();
-    let set_if = |cond, get| Command::SetIf {
-        key: b("l"),
-        value: b("v"),
-        cond,
-        get,
-        ttl: Ttl::Clear,
+    let set_if = |cond, get| {
+        Command::SetIf(Box::new(SetIf {
+            key: b("l"),
+            value: b("v"),
+            cond,
+            get,
+            ttl: Ttl::Clear,
+        }))
     };
     let r = run(
         &mut kv,
@@ -158,11 +160,11 @@ fn wrong_types_are_refused_and_change_nothing() {
             pop("s", End::Left, None),
             Command::LLen(b("s")),
             range("s"),
-            Command::LRem {
+            Command::LRem(Box::new(LRem {
                 key: b("s"),
                 count: 0,
                 value: b("1"),
-            },
+            })),
             Command::Get(b("l")),
             Command::IncrBy(b("l"), 1),
             Command::GetDel(b("l")),
@@ -170,12 +172,12 @@ fn wrong_types_are_refused_and_change_nothing() {
             set_if(SetCond::Always, true),
             set_if(SetCond::Equals(b("a")), false),
             set_if(SetCond::Absent, false),
-            Command::LMove {
+            Command::LMove(Box::new(LMove {
                 from: b("l"),
                 to: b("s"),
                 from_end: End::Left,
                 to_end: End::Left,
-            },
+            })),
             Command::PopFirst {
                 keys: bs(&["none", "s", "l"]),
                 end: End::Left,
@@ -222,16 +224,20 @@ fn wrong_types_are_refused_and_change_nothing() {
 #[test]
 fn lmove_pop_first_and_lrem() {
     let (mut kv, mut slot) = (Kv::new(8, 8), 0);
-    let lmove = |from: &str, to: &str, from_end, to_end| Command::LMove {
-        from: b(from),
-        to: b(to),
-        from_end,
-        to_end,
+    let lmove = |from: &str, to: &str, from_end, to_end| {
+        Command::LMove(Box::new(LMove {
+            from: b(from),
+            to: b(to),
+            from_end,
+            to_end,
+        }))
     };
-    let lrem = |count, v: &str| Command::LRem {
-        key: b("r"),
-        count,
-        value: b(v),
+    let lrem = |count, v: &str| {
+        Command::LRem(Box::new(LRem {
+            key: b("r"),
+            count,
+            value: b(v),
+        }))
     };
     let r = run(
         &mut kv,
@@ -304,12 +310,12 @@ fn a_list_grows_only_to_the_value_limit() {
             push_big("l"),
             Command::LLen(b("l")),
             push_big("m"),
-            Command::LMove {
+            Command::LMove(Box::new(LMove {
                 from: b("m"),
                 to: b("l"),
                 from_end: End::Left,
                 to_end: End::Left,
-            },
+            })),
             Command::LLen(b("m")),
         ],
     );
@@ -416,12 +422,12 @@ fn list_commands_inside_a_transaction() {
         &mut slot,
         vec![Command::Multi(vec![
             push("q", End::Right, &["t1", "t2"]),
-            Command::LMove {
+            Command::LMove(Box::new(LMove {
                 from: b("q"),
                 to: b("p"),
                 from_end: End::Left,
                 to_end: End::Left,
-            },
+            })),
             Command::Get(b("q")),
             Command::LLen(b("q")),
         ])],
@@ -456,17 +462,17 @@ fn a_list_write_moves_the_version_a_watch_checks() {
     for write in [
         push("q", End::Left, &["c"]),
         pop("q", End::Right, None),
-        Command::LMove {
+        Command::LMove(Box::new(LMove {
             from: b("q"),
             to: b("q"),
             from_end: End::Left,
             to_end: End::Right,
-        },
-        Command::LRem {
+        })),
+        Command::LRem(Box::new(LRem {
             key: b("q"),
             count: 1,
             value: b("c"),
-        },
+        })),
     ] {
         let v = watched(&kv);
         run(&mut kv, &mut slot, vec![write.clone()]);

@@ -5,20 +5,20 @@ use super::*;
 use crate::protocol::list::{End, LIST_BYTES_MAX, LIST_ELEMENT_OVERHEAD_BYTES};
 
 fn lset(key: &str, index: i64, value: &str) -> Command {
-    Command::LSet {
+    Command::LSet(Box::new(LSet {
         key: b(key),
         index,
         value: b(value),
-    }
+    }))
 }
 
 fn linsert(key: &str, before: bool, pivot: &str, value: &str) -> Command {
-    Command::LInsert {
+    Command::LInsert(Box::new(LInsert {
         key: b(key),
         before,
         pivot: b(pivot),
         value: b(value),
-    }
+    }))
 }
 
 fn ltrim(key: &str, start: i64, stop: i64) -> Command {
@@ -30,13 +30,13 @@ fn ltrim(key: &str, start: i64, stop: i64) -> Command {
 }
 
 fn lpos(key: &str, value: &str, rank: i64, count: Option<u64>, maxlen: u64) -> Command {
-    Command::LPos {
+    Command::LPos(Box::new(LPos {
         key: b(key),
         value: b(value),
         rank,
         count,
         maxlen,
-    }
+    }))
 }
 
 #[test]
@@ -273,12 +273,12 @@ fn many_tiny_elements_are_refused_at_the_held_bytes_limit() {
         vec![
             tiny(room + 1),
             linsert("q", true, "x", "y"),
-            Command::LMove {
+            Command::LMove(Box::new(LMove {
                 from: b("other"),
                 to: b("q"),
                 from_end: End::Left,
                 to_end: End::Right,
-            },
+            })),
             Command::LLen(b("q")),
         ],
     );
@@ -303,12 +303,12 @@ fn many_tiny_elements_are_refused_at_the_held_bytes_limit() {
         vec![
             push("other", End::Right, &["z"]),
             tiny(1),
-            Command::LMove {
+            Command::LMove(Box::new(LMove {
                 from: b("other"),
                 to: b("q"),
                 from_end: End::Left,
                 to_end: End::Right,
-            },
+            })),
             lset("q", 0, &"y".repeat(20)),
             Command::LLen(b("q")),
             Command::LLen(b("other")),

@@ -47,29 +47,29 @@ fn random_write(r: &mut Rng) -> Command {
             end: end(r),
             count: (r.below(2) == 0).then(|| r.below(3)),
         },
-        6 => Command::LMove {
+        6 => Command::LMove(Box::new(LMove {
             from: key,
             to: b(["p", "q"][r.below(2) as usize]),
             from_end: end(r),
             to_end: end(r),
-        },
-        7 => Command::LSet {
+        })),
+        7 => Command::LSet(Box::new(LSet {
             key,
             index: r.below(8) as i64 - 4,
             value: elem(r),
-        },
-        8 => Command::LInsert {
+        })),
+        8 => Command::LInsert(Box::new(LInsert {
             key,
             before: r.below(2) == 0,
             pivot: elem(r),
             value: elem(r),
-        },
+        })),
         _ => match r.below(2) {
-            0 => Command::LRem {
+            0 => Command::LRem(Box::new(LRem {
                 key,
                 count: r.below(5) as i64 - 2,
                 value: elem(r),
-            },
+            })),
             _ => Command::LTrim {
                 key,
                 start: r.below(4) as i64 - 1,

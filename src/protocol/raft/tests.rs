@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::*;
-use crate::protocol::kv::{Command, Reply};
+use crate::protocol::kv::{Command, Reply, SetIf};
 
 const MS: Nanos = NANOS_PER_MS;
 
@@ -579,13 +579,13 @@ fn a_key_with_a_ttl_expires_on_every_replica_by_the_leaders_clock() {
         client: 7,
         seq: 1,
         ack_floor: 1,
-        cmd: Command::SetIf {
+        cmd: Command::SetIf(Box::new(SetIf {
             key: Bytes::from_static(b"t"),
             value: Bytes::from_static(b"v"),
             cond: crate::protocol::kv::SetCond::Always,
             get: false,
             ttl: crate::protocol::expiry::Ttl::In(1_000),
-        },
+        })),
     };
     g.request(0, 1, ttl);
     g.deliver_all();
