@@ -152,14 +152,27 @@ impl Cluster {
         extra: &[&str],
         per_node: impl Fn(usize) -> Vec<String>,
     ) -> Cluster {
-        let client_base = free_ports(n as u16);
-        let clients = (0..n)
-            .map(|i| SocketAddr::from(([127, 0, 0, 1], client_base + i as u16)))
-            .collect();
-        let peers = (0..n)
-            .map(|_| format!("127.0.0.1:{}", free_ports(SHARDS as u16)))
-            .collect();
-        Cluster::launch(dir, extra, per_node, clients, peers, None)
+        // A port found free may be taken before the node binds it (by a test running
+        // beside this one): such a start is retried on other ports.
+        for attempt in 1.. {
+            let client_base = free_ports(n as u16);
+            let clients = (0..n)
+                .map(|i| SocketAddr::from(([127, 0, 0, 1], client_base + i as u16)))
+                .collect();
+            let peers = (0..n)
+                .map(|_| format!("127.0.0.1:{}", free_ports(SHARDS as u16)))
+                .collect();
+            match Cluster::launch(dir, extra, &per_node, clients, peers, None) {
+                Ok(c) => return c,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    for i in 0..n {
+                        let _ = std::fs::remove_dir_all(dir.join(format!("node-{i}")));
+                    }
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// Like `start`, every node in a network namespace of its own, joined to the others by
@@ -183,6 +196,7 @@ impl Cluster {
             .map(|i| SocketAddr::from((node_addr(i), NET_PEER_PORT)).to_string())
             .collect();
         Cluster::launch(dir, extra, |_| Vec::new(), clients, peers, Some(net))
+            .unwrap_or_else(|log| panic!("{log}"))
     }
 
     /// Starts the nodes at these addresses and waits for their leaders.
@@ -193,7 +207,7 @@ impl Cluster {
         clients: Vec<SocketAddr>,
         peers: Vec<String>,
         net: Option<Network>,
-    ) -> Cluster {
+    ) -> Result<Cluster, String> {
         let n = clients.len();
         let attached = net.as_ref().map(|_| {
             Arc::new(Attached::open(dir).expect("attach to the network this test started"))
@@ -216,10 +230,10 @@ impl Cluster {
             c.spawn(i);
         }
         for i in 0..n {
-            c.wait_listening(i);
+            c.listening(i)?;
         }
         c.wait_for_leaders(Duration::from_secs(20));
-        c
+        Ok(c)
     }
 
     /// The emulated network the nodes run in ([`Cluster::start_on_net`]).
@@ -299,18 +313,36 @@ impl Cluster {
     }
 
     /// Waits for node `i`'s client port.
-    pub fn wait_listening(&self, i: usize) {
+    pub fn wait_listening(&mut self, i: usize) {
+        if let Err(why) = self.listening(i) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until node `i` accepts clients; says why not if it exited first or never did.
+    fn listening(&mut self, i: usize) -> Result<(), String> {
         // Generous: a node opens and syncs its WAL before it listens, and on a disk shared
         // with heavy buffered writes (builds beside the tests) one sync has taken seconds.
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.dialer.accepts(i, Duration::from_millis(100)) {
-            assert!(
-                Instant::now() < deadline,
-                "node {i} never listened; its log:\n{}",
-                self.log(i)
-            );
+            let exited = self.nodes[i]
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                return Err(format!(
+                    "node {i} exited ({status}); its log:\n{}",
+                    self.log(i)
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "node {i} never listened; its log:\n{}",
+                    self.log(i)
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// kill -9: the process dies with whatever it had in memory.
