@@ -57,8 +57,8 @@ pub struct SimConfig {
     /// send their new reads to it, as clients that cached its address do (`pause.rs`).
     pub pause_leader_reads_wait: bool,
     /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`, `BLPOP`), read lengths
-    /// (`LLEN`), edit and move elements (`LMOVE`, also between paired keys), which the
-    /// list model checks.
+    /// (`LLEN`), edit and move elements (`LMOVE`, `BLMOVE`, also between paired keys),
+    /// which the list model checks.
     pub lists: bool,
     /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
     /// served as a read) instead of removing it through the log.
