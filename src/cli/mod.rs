@@ -85,8 +85,8 @@ pub struct SimArgs {
     expiry: bool,
     /// Every key is a list: clients push, pop, read lengths, insert next to an element
     /// (`LINSERT`), rotate (`LMOVE` to the same key), move elements between keys paired
-    /// up (`LMOVE k0 k1`) and wait to pop (`BLPOP`), checked as sequences (paired keys
-    /// together).
+    /// up (`LMOVE k0 k1`) and wait to pop or move (`BLPOP`, `BLMOVE`), checked as
+    /// sequences (paired keys together).
     #[arg(long)]
     lists: bool,
     /// Every write also publishes its value (`PUBLISH`, in one transaction): every

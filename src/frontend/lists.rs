@@ -242,51 +242,34 @@ fn lpos(args: &[Bytes]) -> Result<Command, String> {
 /// not one. Inside `MULTI` its pop is queued as it is and does not wait, as in Redis.
 pub fn blocking_command(name: &str, args: &[Bytes]) -> Option<Result<BlockingCall, String>> {
     let n = args.len();
-    let call = |cmd: Command, keys: Vec<Bytes>, t: &Bytes| {
+    let call = |b: Blocking, t: &Bytes| {
         Ok(BlockingCall {
-            b: Blocking { cmd, keys },
+            b,
             timeout: timeout(t)?,
             shape: reply_outcome,
         })
     };
     Some(match name {
         "BLPOP" | "BRPOP" if n >= 2 => {
-            let keys = args[..n - 1].to_vec();
             let end = if name == "BLPOP" {
                 End::Left
             } else {
                 End::Right
             };
             call(
-                Command::PopFirst {
-                    keys: keys.clone(),
-                    end,
-                },
-                keys,
+                Blocking::pop_first(args[..n - 1].to_vec(), end),
                 &args[n - 1],
             )
         }
         "BLMOVE" if n == 5 => match (end(&args[2]), end(&args[3])) {
             (Ok(from_end), Ok(to_end)) => call(
-                Command::LMove(Box::new(LMove {
-                    from: args[0].clone(),
-                    to: args[1].clone(),
-                    from_end,
-                    to_end,
-                })),
-                vec![args[0].clone()],
+                Blocking::lmove(args[0].clone(), args[1].clone(), from_end, to_end),
                 &args[4],
             ),
             (Err(e), _) | (_, Err(e)) => Err(e),
         },
         "BRPOPLPUSH" if n == 3 => call(
-            Command::LMove(Box::new(LMove {
-                from: args[0].clone(),
-                to: args[1].clone(),
-                from_end: End::Right,
-                to_end: End::Left,
-            })),
-            vec![args[0].clone()],
+            Blocking::lmove(args[0].clone(), args[1].clone(), End::Right, End::Left),
             &args[2],
         ),
         "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" => Err(wrong_args(name)),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::item::Kind;
 use super::kv::{Command, Kv, LMove, Reply};
+use super::list::End;
 use super::types::MapHasher;
 
 /// What a blocking command does once it is woken: the pop it submits, and the keys it
@@ -30,6 +31,33 @@ pub struct Blocking {
 }
 
 impl Blocking {
+    /// `BLPOP` / `BRPOP`: pops the first element at `end` of the first of `keys` that
+    /// holds a list, waiting on all of them.
+    pub fn pop_first(keys: Vec<Bytes>, end: End) -> Blocking {
+        Blocking {
+            cmd: Command::PopFirst {
+                keys: keys.clone(),
+                end,
+            },
+            keys,
+        }
+    }
+
+    /// `BLMOVE` / `BRPOPLPUSH`: moves the element at `from_end` of `from` to `to_end` of
+    /// `to` (which may be `from`), waiting on the source only (a push to the destination
+    /// gives it nothing to take).
+    pub fn lmove(from: Bytes, to: Bytes, from_end: End, to_end: End) -> Blocking {
+        Blocking {
+            keys: vec![from.clone()],
+            cmd: Command::LMove(Box::new(LMove {
+                from,
+                to,
+                from_end,
+                to_end,
+            })),
+        }
+    }
+
     /// The command that undoes a pop that answered `reply`, if it took something (for a
     /// client that went away meanwhile).
     pub fn give_back(&self, reply: &Reply) -> Option<Command> {
@@ -171,21 +199,13 @@ impl ListWaiters {
 mod tests {
     use super::*;
     use crate::protocol::kv::{Applied, Request};
-    use crate::protocol::list::End;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
     fn blpop(keys: &[&str]) -> Blocking {
-        let keys: Vec<Bytes> = keys.iter().map(|k| b(k)).collect();
-        Blocking {
-            cmd: Command::PopFirst {
-                keys: keys.clone(),
-                end: End::Left,
-            },
-            keys,
-        }
+        Blocking::pop_first(keys.iter().map(|k| b(k)).collect(), End::Left)
     }
 
     fn apply(kv: &mut Kv, slot: &mut u64, cmd: Command) -> Reply {
@@ -265,5 +285,48 @@ mod tests {
         let back = bl.give_back(&Reply::Values(vec![Some(b("q")), Some(b("x"))]));
         assert!(matches!(back, Some(Command::Push { end: End::Left, .. })));
         assert_eq!(bl.give_back(&Reply::Value(None)), None);
+    }
+
+    #[test]
+    fn a_blmove_waits_on_its_source_only_and_gives_back_to_where_it_took() {
+        let (mut kv, mut slot) = (Kv::new(8, 8), 0);
+        let mut pop = BlockingPop::new(Blocking::lmove(b("s"), b("d"), End::Right, End::Left));
+        apply(&mut kv, &mut slot, rpush("d", &["y"]));
+        assert_eq!(pop.next(&kv), Next::Wait, "a list at the destination only");
+        apply(&mut kv, &mut slot, rpush("s", &["x", "z"]));
+        let Next::Submit(cmd) = pop.next(&kv) else {
+            panic!("s holds a list");
+        };
+        let reply = apply(&mut kv, &mut slot, cmd.clone());
+        assert_eq!(reply, Reply::Value(Some(b("z"))));
+        assert_eq!(pop.on_reply(reply.clone()), Some(reply.clone()));
+        // Undone: from the destination's head back to the source's tail.
+        let back = pop.b.give_back(&reply).expect("it took an element");
+        assert_eq!(apply(&mut kv, &mut slot, back), Reply::Value(Some(b("z"))));
+        // An empty source: nil waits again until the deadline, then is final.
+        apply(
+            &mut kv,
+            &mut slot,
+            Command::Pop {
+                key: b("s"),
+                end: End::Left,
+                count: None,
+            },
+        );
+        apply(
+            &mut kv,
+            &mut slot,
+            Command::Pop {
+                key: b("s"),
+                end: End::Left,
+                count: None,
+            },
+        );
+        let nil = apply(&mut kv, &mut slot, cmd);
+        assert_eq!(nil, Reply::Value(None));
+        assert_eq!(pop.on_reply(nil.clone()), None);
+        assert_eq!(pop.next(&kv), Next::Wait);
+        pop.expire();
+        assert_eq!(pop.on_reply(nil.clone()), Some(nil));
     }
 }

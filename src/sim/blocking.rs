@@ -1,9 +1,10 @@
-//! Blocking pops (`BLPOP`) in the simulator: a node drives each with
+//! Blocking pops (`BLPOP`, `BLMOVE`) in the simulator: a node drives each with
 //! [`crate::protocol::blocking`], the code the runtime's shard drives, through its client
 //! path. A pop waits on the node its client is connected to until one of its keys holds a
 //! list there, is submitted through the log, waits again if another pop emptied the list
 //! first, and at its deadline (node clock) is submitted a last time. The checker treats it
-//! as an `LPOP`: one that answered nil must have found the list empty within its call.
+//! as the `LPOP` or `LMOVE` it submits: one that answered nil must have found the list
+//! empty within its call.
 
 use super::*;
 use crate::protocol::blocking::{Blocking, BlockingPop, Next};

@@ -169,7 +169,7 @@ impl Sim {
             k
         }
         for rec in &self.history {
-            if let Op::Move { to, .. } = rec.op.op {
+            if let Op::Move { to, .. } = rec.op.op.checked(rec.key) {
                 let (a, b) = (find(&mut root, rec.key), find(&mut root, to));
                 root[a.max(b)] = a.min(b);
             }
@@ -192,6 +192,7 @@ impl Sim {
                 unreachable!("every group has an entry");
             };
             let mut o = rec.op;
+            o.op = o.op.checked(rec.key);
             o.object = place(keys, rec.key).expect("the key is in its group");
             if let Op::Move { to, .. } = &mut o.op {
                 *to = place(keys, *to).expect("a move's keys share a group");

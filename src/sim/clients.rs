@@ -57,7 +57,32 @@ fn end_of(left: bool) -> crate::protocol::list::End {
 impl Sim {
     /// An operation on list key `key`: mostly pushes, pops and lengths.
     fn list_op(&mut self, key: usize) -> Op {
-        match self.rng.random_range(0..19) {
+        let op = self.list_op_any(key);
+        match op {
+            Op::Rotate { from_left, to_left } if self.cfg.moves_blocking => {
+                self.blocking_move(key, from_left, to_left)
+            }
+            Op::Move {
+                to,
+                from_left,
+                to_left,
+            } if self.cfg.moves_blocking => self.blocking_move(to, from_left, to_left),
+            op => op,
+        }
+    }
+
+    /// A `BLMOVE` to key `to` (the same key for a rotation), waiting as a `BLPOP` does.
+    fn blocking_move(&mut self, to: usize, from_left: bool, to_left: bool) -> Op {
+        Op::BlockingMove {
+            to,
+            from_left,
+            to_left,
+            timeout_ms: self.rng.random_range(1..=40),
+        }
+    }
+
+    fn list_op_any(&mut self, key: usize) -> Op {
+        match self.rng.random_range(0..21) {
             r if r <= 2 => Op::Len,
             r if r <= 6 => {
                 self.next_value += 1;
@@ -101,6 +126,16 @@ impl Sim {
             17 | 18 => Op::BlockingPop {
                 timeout_ms: self.rng.random_range(1..=40),
             },
+            // To the partner key or the same key, either end to either end.
+            19 | 20 => {
+                let to = if partner(key) < self.cfg.keys && self.rng.random_bool(0.5) {
+                    partner(key)
+                } else {
+                    key
+                };
+                let (from_left, to_left) = (self.rng.random_bool(0.5), self.rng.random_bool(0.5));
+                self.blocking_move(to, from_left, to_left)
+            }
             _ => Op::Pop,
         }
     }
@@ -134,10 +169,13 @@ impl Sim {
                 existing: false,
             },
             Op::Pop if self.cfg.bug_pop_without_log => Command::LIndex { key: k, index: 0 },
-            Op::BlockingPop { .. } => Command::PopFirst {
-                keys: vec![k],
-                end: crate::protocol::list::End::Left,
-            },
+            Op::BlockingPop { .. } => {
+                crate::protocol::blocking::Blocking::pop_first(
+                    vec![k],
+                    crate::protocol::list::End::Left,
+                )
+                .cmd
+            }
             Op::Pop => Command::Pop {
                 key: k,
                 end: crate::protocol::list::End::Left,
@@ -187,6 +225,20 @@ impl Sim {
                 from_end: end_of(from_left),
                 to_end: end_of(to_left),
             })),
+            Op::BlockingMove {
+                to,
+                from_left,
+                to_left,
+                ..
+            } => {
+                crate::protocol::blocking::Blocking::lmove(
+                    k,
+                    Bytes::from(format!("k{to}")),
+                    end_of(from_left),
+                    end_of(to_left),
+                )
+                .cmd
+            }
             Op::SetPx { value, ttl_ms } => Command::SetIf(Box::new(SetIf {
                 key: k,
                 value: Bytes::from(value.to_string()),
@@ -268,17 +320,20 @@ impl Sim {
         self.log(|| format!("client {client} #{attempt} → {node}: {op:?} k{key}"));
         let delay = self.net_delay();
         let event = match op {
-            Op::BlockingPop { timeout_ms } => Event::BlockingRequestArrives {
-                node,
-                incarnation,
-                client,
-                attempt,
-                b: crate::protocol::blocking::Blocking {
-                    keys: vec![Bytes::from(format!("k{key}"))],
-                    cmd,
-                },
-                timeout: timeout_ms * MS,
-            },
+            // Both wait on their one key (a move's source), as the node's do.
+            Op::BlockingPop { timeout_ms } | Op::BlockingMove { timeout_ms, .. } => {
+                Event::BlockingRequestArrives {
+                    node,
+                    incarnation,
+                    client,
+                    attempt,
+                    b: crate::protocol::blocking::Blocking {
+                        keys: vec![Bytes::from(format!("k{key}"))],
+                        cmd,
+                    },
+                    timeout: timeout_ms * MS,
+                }
+            }
             _ => Event::ClientRequestArrives {
                 node,
                 incarnation,
@@ -438,7 +493,12 @@ impl Sim {
                 }))
             }
             (
-                Op::Get | Op::Pop | Op::BlockingPop { .. } | Op::Rotate { .. } | Op::Move { .. },
+                Op::Get
+                | Op::Pop
+                | Op::BlockingPop { .. }
+                | Op::Rotate { .. }
+                | Op::Move { .. }
+                | Op::BlockingMove { .. },
                 Reply::Value(v),
             ) => Output::Value(v.map(|b| {
                 std::str::from_utf8(&b)

@@ -57,8 +57,8 @@ pub struct SimConfig {
     /// send their new reads to it, as clients that cached its address do (`pause.rs`).
     pub pause_leader_reads_wait: bool,
     /// Every key is a list: clients push (`RPUSH`), pop (`LPOP`, `BLPOP`), read lengths
-    /// (`LLEN`), edit and move elements (`LMOVE`, also between paired keys), which the
-    /// list model checks.
+    /// (`LLEN`), edit and move elements (`LMOVE`, `BLMOVE`, also between paired keys),
+    /// which the list model checks.
     pub lists: bool,
     /// Deliberate bug (with `lists`): a pop is answered by reading the head (`LINDEX 0`,
     /// served as a read) instead of removing it through the log.
@@ -67,6 +67,9 @@ pub struct SimConfig {
     /// from its node's state, which may lag the log, instead of popping a last time
     /// through the log (what the runtime did before `protocol::blocking`).
     pub bug_blocking_timeout_local: bool,
+    /// With `lists`: every move (`LMOVE`, between paired keys or a rotation) is sent as a
+    /// `BLMOVE`, so a fault in moves shows through the blocking path alone (tests).
+    pub moves_blocking: bool,
     /// Every client write also publishes its value (one transaction), and the checker
     /// proves every replica delivered one sequence of messages (see `sim::pubsub`).
     pub pubsub: bool,
@@ -114,6 +117,7 @@ impl SimConfig {
             lists: false,
             bug_pop_without_log: false,
             bug_blocking_timeout_local: false,
+            moves_blocking: false,
             pubsub: false,
             bug_deliver_on_receipt: false,
             settings: Vec::new(),

@@ -107,9 +107,47 @@ pub enum Op {
         /// Put at the head of the other list, else its tail.
         to_left: bool,
     },
+    /// Moved the element at one end of the key's list to an end of the same list or
+    /// another key's, waiting up to `timeout_ms` for one (`BLMOVE`): checked as the
+    /// `LMOVE` it submits ([`Op::checked`]; one that answered none found the list empty
+    /// within its call).
+    BlockingMove {
+        /// The destination key's number (the key itself for a rotation).
+        to: usize,
+        /// Taken from the head, else the tail.
+        from_left: bool,
+        /// Put at the head of the destination, else its tail.
+        to_left: bool,
+        /// How long it waited at most.
+        timeout_ms: u64,
+    },
 }
 
 impl Op {
+    /// The operation the checker checks for this one on key number `key`: a blocking
+    /// move as the [`Op::Rotate`] or [`Op::Move`] it submits, others as they are.
+    pub fn checked(self, key: usize) -> Op {
+        match self {
+            Op::BlockingMove {
+                to,
+                from_left,
+                to_left,
+                ..
+            } if to == key => Op::Rotate { from_left, to_left },
+            Op::BlockingMove {
+                to,
+                from_left,
+                to_left,
+                ..
+            } => Op::Move {
+                to,
+                from_left,
+                to_left,
+            },
+            op => op,
+        }
+    }
+
     /// Whether it works on a list (the key's history is then checked as a list).
     pub fn is_list(self) -> bool {
         matches!(
@@ -124,6 +162,7 @@ impl Op {
                 | Op::Insert { .. }
                 | Op::Rotate { .. }
                 | Op::Move { .. }
+                | Op::BlockingMove { .. }
         )
     }
 

@@ -100,10 +100,21 @@ enum ListBug {
 
 /// Runs list seeds (`SimConfig::lists`) in a read mode; the failing seeds.
 fn list_seeds(read_mode: ReadMode, seeds: u64, list_bug: ListBug) -> Vec<u64> {
+    list_seeds_moving(read_mode, seeds, list_bug, false)
+}
+
+/// The same, every move sent as a `BLMOVE` if `moves_blocking` (`SimConfig::moves_blocking`).
+fn list_seeds_moving(
+    read_mode: ReadMode,
+    seeds: u64,
+    list_bug: ListBug,
+    moves_blocking: bool,
+) -> Vec<u64> {
     let bug = list_bug != ListBug::None;
     let base = SimConfig {
         read_mode,
         lists: true,
+        moves_blocking,
         bug_pop_without_log: list_bug == ListBug::PopWithoutLog,
         bug_blocking_timeout_local: list_bug == ListBug::BlockingTimeoutLocal,
         bugs: Bugs {
@@ -238,6 +249,20 @@ fn bug_lmove_wrong_end_is_caught() {
     assert!(
         failing.len() >= 3,
         "LMOVE to the wrong end of another key failed only seeds {failing:?} of 20"
+    );
+}
+
+/// Every move a `BLMOVE` (to the paired key or the same key; waits, nil at the deadline):
+/// checked as `LMOVE`, the seeds are clean, and a state machine that puts a two-key move's
+/// element at the wrong end is caught through `BLMOVE` alone.
+#[test]
+fn lists_with_blmove_linearizable_and_its_wrong_end_caught() {
+    let failing = list_seeds_moving(ReadMode::Log, 10, ListBug::None, true);
+    assert_eq!(failing, Vec::<u64>::new());
+    let failing = list_seeds_moving(ReadMode::Log, 20, ListBug::LMoveWrongEnd, true);
+    assert!(
+        failing.len() >= 3,
+        "BLMOVE to the wrong end of another key failed only seeds {failing:?} of 20"
     );
 }
 
