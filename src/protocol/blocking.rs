@@ -304,24 +304,14 @@ mod tests {
         let back = pop.b.give_back(&reply).expect("it took an element");
         assert_eq!(apply(&mut kv, &mut slot, back), Reply::Value(Some(b("z"))));
         // An empty source: nil waits again until the deadline, then is final.
-        apply(
-            &mut kv,
-            &mut slot,
-            Command::Pop {
+        for _ in 0..2 {
+            let pop = Command::Pop {
                 key: b("s"),
                 end: End::Left,
                 count: None,
-            },
-        );
-        apply(
-            &mut kv,
-            &mut slot,
-            Command::Pop {
-                key: b("s"),
-                end: End::Left,
-                count: None,
-            },
-        );
+            };
+            apply(&mut kv, &mut slot, pop);
+        }
         let nil = apply(&mut kv, &mut slot, cmd);
         assert_eq!(nil, Reply::Value(None));
         assert_eq!(pop.on_reply(nil.clone()), None);
