@@ -164,7 +164,7 @@ fn wrong_args(name: &str) -> Pending {
 /// Starts a command: routed and submitted before this returns, so a pipeline's commands
 /// reach their groups in order and batch together.
 pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
-    let args = match arguments(value) {
+    let mut args = match arguments(value) {
         Ok(args) => args,
         Err(e) => return Pending::Ready(e),
     };
@@ -188,9 +188,9 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
     if let Some(txn) = conn.txn.as_mut()
         && !matches!(name, "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT")
     {
-        return Pending::Ready(txn.queue(name, &args[1..]));
+        return Pending::Ready(txn.queue(name, &mut args[1..]));
     }
-    if let Some(parsed) = data_command(name, &args[1..]) {
+    if let Some(parsed) = data_command(name, &mut args[1..]) {
         return match parsed {
             Ok(p) => route(local, p),
             Err(e) => Pending::Ready(Outcome::Error(e)),

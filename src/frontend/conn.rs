@@ -93,20 +93,21 @@ fn check_credentials(user: &[u8], pass: &[u8], requirepass: Option<&str>) -> Opt
 impl Txn {
     /// Queues a command given inside `MULTI`: `QUEUED`, or the error that makes `EXEC`
     /// discard the transaction (as Redis does for a command it cannot queue).
-    pub(super) fn queue(&mut self, name: &str, args: &[Bytes]) -> Outcome {
-        // A blocking pop inside a transaction pops without waiting, as in Redis.
-        let blocking = || {
-            super::lists::blocking_command(name, args).map(|b| {
+    pub(super) fn queue(&mut self, name: &str, args: &mut [Bytes]) -> Outcome {
+        if name == "UNWATCH" {
+            return self.queue_unwatch(args);
+        }
+        let parsed = match data_command(name, args) {
+            Some(p) => Some(p),
+            // A blocking pop inside a transaction pops without waiting, as in Redis.
+            None => super::lists::blocking_command(name, args).map(|b| {
                 b.map(|c| Parsed {
                     cmd: c.b.cmd,
                     shape: c.shape,
                 })
-            })
+            }),
         };
-        if name == "UNWATCH" {
-            return self.queue_unwatch(args);
-        }
-        match data_command(name, args).or_else(blocking) {
+        match parsed {
             Some(Ok(p)) => {
                 self.queued.push(p);
                 Outcome::Simple("QUEUED")
@@ -318,7 +319,7 @@ mod tests {
     fn unwatch_inside_multi_is_queued_as_a_no_op() {
         let mut txn = Txn::default();
         assert!(matches!(
-            txn.queue("UNWATCH", &[]),
+            txn.queue("UNWATCH", &mut []),
             Outcome::Simple("QUEUED")
         ));
         assert!(!txn.failed);
@@ -328,7 +329,7 @@ mod tests {
             (txn.queued[0].shape)(crate::protocol::Reply::Ok),
             Outcome::Simple("OK")
         ));
-        let o = txn.queue("UNWATCH", &args(&["k"]));
+        let o = txn.queue("UNWATCH", &mut args(&["k"]));
         assert!(
             matches!(&o, Outcome::Error(e) if e.contains("'unwatch'")),
             "{o:?}"
@@ -429,11 +430,11 @@ mod tests {
     fn a_refused_command_dooms_the_transaction() {
         let mut t = Txn::default();
         assert!(matches!(
-            t.queue("SET", &args(&["k", "v"])),
+            t.queue("SET", &mut args(&["k", "v"])),
             Outcome::Simple("QUEUED")
         ));
         assert!(!t.failed);
-        assert!(matches!(t.queue("PING", &[]), Outcome::Error(_)));
+        assert!(matches!(t.queue("PING", &mut []), Outcome::Error(_)));
         assert!(t.failed);
         assert_eq!(t.queued.len(), 1);
     }

@@ -67,8 +67,11 @@ fn parse_int(arg: &[u8]) -> Result<i64, String> {
 }
 
 /// Reads `name args…` (name upper-cased, `args` without it) as a data command: `None` if
-/// `name` is not one, `Some(Err(text))` for a usage error (nothing is submitted).
-pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>> {
+/// `name` is not one (`args` untouched), `Some(Err(text))` for a usage error (nothing is
+/// submitted). A command made moves the arguments it holds out of `args` (left empty):
+/// a clone of a freshly decoded argument would allocate its shared handle (bytes'
+/// `Bytes` promotes a vector on its first clone), two per SET.
+pub fn data_command(name: &str, args: &mut [Bytes]) -> Option<Result<Parsed, String>> {
     let plain = |cmd| {
         Ok(Parsed {
             cmd,
@@ -76,15 +79,14 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
         })
     };
     let n = args.len();
-    let key = || args[0].clone();
     Some(match name {
-        "GET" if n == 1 => plain(Command::Get(key())),
-        "SET" if n == 2 => plain(Command::Set(key(), args[1].clone())),
-        "SET" if n > 2 => set_with_options(key(), args[1].clone(), &args[2..]),
+        "GET" if n == 1 => plain(Command::Get(take(&mut args[0]))),
+        "SET" if n == 2 => plain(Command::Set(take(&mut args[0]), take(&mut args[1]))),
+        "SET" if n > 2 => set_with_options(take(&mut args[0]), take(&mut args[1]), &args[2..]),
         "SETNX" if n == 2 => Ok(Parsed {
             cmd: Command::SetIf(Box::new(SetIf {
-                key: key(),
-                value: args[1].clone(),
+                key: take(&mut args[0]),
+                value: take(&mut args[1]),
                 cond: SetCond::Absent,
                 get: false,
                 ttl: Ttl::Clear,
@@ -95,8 +97,8 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
             let unit = if name == "SETEX" { 1000 } else { 1 };
             expire_time(&args[1], unit, name).map(|ms| Parsed {
                 cmd: Command::SetIf(Box::new(SetIf {
-                    key: key(),
-                    value: args[2].clone(),
+                    key: take(&mut args[0]),
+                    value: take(&mut args[2]),
                     cond: SetCond::Always,
                     get: false,
                     ttl: Ttl::In(ms),
@@ -105,38 +107,38 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
             })
         }
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" if (2..=3).contains(&n) => {
-            expire(name, key(), &args[1..])
+            expire(name, take(&mut args[0]), &args[1..])
         }
         "PERSIST" if n == 1 => plain(Command::Expire {
-            key: key(),
+            key: take(&mut args[0]),
             ttl: Ttl::Clear,
             cond: ExpireIf::Always,
         }),
-        "PTTL" if n == 1 => plain(Command::Ttl(key())),
+        "PTTL" if n == 1 => plain(Command::Ttl(take(&mut args[0]))),
         "TTL" if n == 1 => Ok(Parsed {
-            cmd: Command::Ttl(key()),
+            cmd: Command::Ttl(take(&mut args[0])),
             shape: seconds_left,
         }),
-        "GETDEL" if n == 1 => plain(Command::GetDel(key())),
-        "INCR" if n == 1 => plain(Command::IncrBy(key(), 1)),
-        "DECR" if n == 1 => plain(Command::IncrBy(key(), -1)),
+        "GETDEL" if n == 1 => plain(Command::GetDel(take(&mut args[0]))),
+        "INCR" if n == 1 => plain(Command::IncrBy(take(&mut args[0]), 1)),
+        "DECR" if n == 1 => plain(Command::IncrBy(take(&mut args[0]), -1)),
         "INCRBY" if n == 2 => parse_int(&args[1]).map(|by| Parsed {
-            cmd: Command::IncrBy(key(), by),
+            cmd: Command::IncrBy(take(&mut args[0]), by),
             shape: reply_outcome,
         }),
         "DECRBY" if n == 2 => match parse_int(&args[1]).map(i64::checked_neg) {
-            Ok(Some(by)) => plain(Command::IncrBy(key(), by)),
+            Ok(Some(by)) => plain(Command::IncrBy(take(&mut args[0]), by)),
             Ok(None) => Err("ERR decrement would overflow".into()),
             Err(e) => Err(e),
         },
-        "DELIFEQ" if n == 2 => plain(Command::DelIfEq(key(), args[1].clone())),
-        "COREPAX.VERSION" if n == 1 => plain(Command::Version(key())),
-        "DEL" | "UNLINK" if n >= 1 => plain(Command::Del(args.to_vec())),
-        "EXISTS" if n >= 1 => plain(Command::Exists(args.to_vec())),
-        "MGET" if n >= 1 => plain(Command::MGet(args.to_vec())),
+        "DELIFEQ" if n == 2 => plain(Command::DelIfEq(take(&mut args[0]), take(&mut args[1]))),
+        "COREPAX.VERSION" if n == 1 => plain(Command::Version(take(&mut args[0]))),
+        "DEL" | "UNLINK" if n >= 1 => plain(Command::Del(args.iter_mut().map(take).collect())),
+        "EXISTS" if n >= 1 => plain(Command::Exists(args.iter_mut().map(take).collect())),
+        "MGET" if n >= 1 => plain(Command::MGet(args.iter_mut().map(take).collect())),
         "MSET" if n >= 2 && n.is_multiple_of(2) => plain(Command::MSet(
-            args.chunks_exact(2)
-                .map(|kv| (kv[0].clone(), kv[1].clone()))
+            args.chunks_exact_mut(2)
+                .map(|kv| (take(&mut kv[0]), take(&mut kv[1])))
                 .collect(),
         )),
         "GET" | "SET" | "SETNX" | "GETDEL" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "DELIFEQ"
@@ -148,6 +150,11 @@ pub fn data_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
         )),
         _ => return super::lists::list_command(name, args),
     })
+}
+
+/// Moves an argument out, leaving an empty one (no allocation either way).
+fn take(arg: &mut Bytes) -> Bytes {
+    std::mem::take(arg)
 }
 
 /// Redis's error for a time to live it cannot use, naming the command.
@@ -263,7 +270,7 @@ mod tests {
     }
 
     fn cmd(name: &str, words: &[&str]) -> Result<Command, String> {
-        data_command(name, &args(words))
+        data_command(name, &mut args(words))
             .expect("a data command")
             .map(|p| p.cmd)
     }
@@ -343,7 +350,7 @@ mod tests {
         let e = cmd("GETDEL", &[]).unwrap_err();
         assert!(e.contains("'getdel'"), "{e}");
         assert!(cmd("MSET", &["a", "1", "b"]).is_err());
-        assert!(data_command("PING", &[]).is_none());
+        assert!(data_command("PING", &mut []).is_none());
         let exp = |ttl, cond| {
             Ok(Command::Expire {
                 key: "k".into(),
@@ -374,7 +381,7 @@ mod tests {
                 .contains("SOON")
         );
         assert!(cmd("EXPIRE", &["k", &i64::MAX.to_string()]).is_err());
-        let ttl = data_command("TTL", &args(&["k"])).unwrap().unwrap();
+        let ttl = data_command("TTL", &mut args(&["k"])).unwrap().unwrap();
         assert!(matches!((ttl.shape)(Reply::Int(1_499)), Outcome::Int(1)));
         assert!(matches!((ttl.shape)(Reply::Int(1_500)), Outcome::Int(2)));
         assert!(matches!((ttl.shape)(Reply::Int(-2)), Outcome::Int(-2)));
@@ -382,7 +389,7 @@ mod tests {
 
     #[test]
     fn setnx_answers_one_or_zero() {
-        let p = data_command("SETNX", &args(&["k", "v"])).unwrap().unwrap();
+        let p = data_command("SETNX", &mut args(&["k", "v"])).unwrap().unwrap();
         assert!(matches!((p.shape)(Reply::Ok), Outcome::Int(1)));
         assert!(matches!((p.shape)(Reply::Value(None)), Outcome::Int(0)));
     }
