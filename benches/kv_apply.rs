@@ -8,7 +8,7 @@
 //!
 //! `apply_reads` applies GETs through client sessions, as `log` mode does. `lease_reads`
 //! answers GETs from the map as a lease read does (`Kv::read`), a pipeline of 16 at a
-//! time, with and without prefetching the pipeline's items first (`Kv::prefetch_key`, what
+//! time, with and without prefetching the pipeline's items first (`Kv::prefetch_keys`, what
 //! the front end does for a pipeline's reads).
 //!
 //! Run: `cargo bench --bench kv_apply`
@@ -149,9 +149,11 @@ fn lease_reads(c: &mut Criterion) {
                     let mut found = 0usize;
                     for pipeline in gets.chunks(16) {
                         if prefetch {
-                            for cmd in pipeline {
-                                cmd.for_each_key(&mut |k| kv.prefetch_key(k));
-                            }
+                            kv.prefetch_keys(|each| {
+                                for cmd in pipeline {
+                                    cmd.for_each_key(&mut |k| each(k));
+                                }
+                            });
                         }
                         for cmd in pipeline {
                             found +=

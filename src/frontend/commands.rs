@@ -273,32 +273,34 @@ fn upper_inline<'a>(name: &[u8], buf: &'a mut [u8; NAME_INLINE_BYTES]) -> Option
     std::str::from_utf8(out).ok()
 }
 
-/// A command's arguments: a non-empty array of bulk strings (simple strings and integers
-/// taken as their text), or the error to answer.
 /// Before a pipeline's commands start: prefetches the items its `GET`s and `MGET`s read
 /// on this shard, so the map's cache misses overlap instead of coming one per command
 /// (Valkey 8 does the same for a batch of commands). Only looks; changes nothing.
 pub fn prefetch_reads<'a>(local: &Local, values: impl IntoIterator<Item = &'a Value>) {
-    for value in values {
-        let Value::Array(Some(items)) = value else {
-            continue;
-        };
-        let Some(Value::Bulk(Some(name))) = items.first() else {
-            continue;
-        };
-        if !(name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"MGET")) {
-            continue;
-        }
-        for item in &items[1..] {
-            if let Value::Bulk(Some(key)) = item
-                && shard_of(key, local.shards) == local.shard.index
-            {
-                local.shard.prefetch_read(key);
+    local.shard.prefetch_reads(|each| {
+        for value in values {
+            let Value::Array(Some(items)) = value else {
+                continue;
+            };
+            let Some(Value::Bulk(Some(name))) = items.first() else {
+                continue;
+            };
+            if !(name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"MGET")) {
+                continue;
+            }
+            for item in &items[1..] {
+                if let Value::Bulk(Some(key)) = item
+                    && shard_of(key, local.shards) == local.shard.index
+                {
+                    each(key);
+                }
             }
         }
-    }
+    });
 }
 
+/// A command's arguments: a non-empty array of bulk strings (simple strings and integers
+/// taken as their text), or the error to answer.
 fn arguments(value: Value) -> Result<Vec<Bytes>, Outcome> {
     let Value::Array(Some(items)) = value else {
         return Err(Outcome::Error(

@@ -389,7 +389,9 @@ mod tests {
 
     #[test]
     fn setnx_answers_one_or_zero() {
-        let p = data_command("SETNX", &mut args(&["k", "v"])).unwrap().unwrap();
+        let p = data_command("SETNX", &mut args(&["k", "v"]))
+            .unwrap()
+            .unwrap();
         assert!(matches!((p.shape)(Reply::Ok), Outcome::Int(1)));
         assert!(matches!((p.shape)(Reply::Value(None)), Outcome::Int(0)));
     }

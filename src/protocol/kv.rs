@@ -155,13 +155,13 @@ impl Map {
         self.table.find(self.hash(key), |i| i.key() == key)
     }
 
-    /// Prefetches the items whose hash tag matches `key`'s (usually just its own), without
-    /// comparing keys: the probe reads only the table, never an item.
-    fn prefetch(&self, key: &[u8]) {
-        let _ = self.table.find(self.hash(key), |i| {
-            i.prefetch();
-            false
-        });
+    /// Prefetches the items of `keys` (see [`prefetch`]).
+    fn prefetch(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
+        let Some(mut p) = prefetch::KeyPrefetch::new(&self.table) else {
+            return;
+        };
+        keys(&mut |k| p.key(self.hash(k)));
+        p.finish();
     }
 
     fn contains_key(&self, key: &[u8]) -> bool {
@@ -376,19 +376,19 @@ impl Kv {
         self.written_bytes
     }
 
-    /// Prefetches `key`'s item before a read of it (a pipeline's reads, looked at before
-    /// the first is answered, so their misses overlap; see [`Kv::prefetch`] for writes).
-    /// Below [`PREFETCH_KEYS_MIN`] keys it does nothing.
-    pub fn prefetch_key(&self, key: &[u8]) {
+    /// Prefetches the items of the keys `keys` gives, before reads of them (a pipeline's
+    /// reads, looked at before the first is answered, so their misses overlap; see
+    /// [`Kv::prefetch`] for writes). Below [`PREFETCH_KEYS_MIN`] keys it does nothing.
+    pub fn prefetch_keys(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
         if self.map.len() >= PREFETCH_KEYS_MIN {
-            self.map.prefetch(key);
+            self.map.prefetch(keys);
         }
     }
 
     /// Prefetches the Merkle leaves of every key the requests write, then the items of
     /// every key they write or read, before they are applied (see [`Item::prefetch`]). The
-    /// leaves go first: their prefetches only ask, while the map's probes wait for the
-    /// table, and the leaves' misses overlap those waits.
+    /// leaves go first: their prefetches only ask; the map's probes trail the prefetches
+    /// of their table lines by a few keys (`kv/prefetch.rs`).
     ///
     /// Below [`PREFETCH_KEYS_MIN`] keys it does nothing: the items and the leaves they
     /// touch stay in the core's cache, so there is no miss to overlap, and the walk would
@@ -401,9 +401,11 @@ impl Kv {
             req.cmd
                 .for_each_written_key(&mut |k| self.merkle.prefetch(k));
         }
-        for req in requests {
-            req.cmd.for_each_key(&mut |k| self.map.prefetch(k));
-        }
+        self.map.prefetch(|each| {
+            for req in requests {
+                req.cmd.for_each_key(&mut |k| each(k));
+            }
+        });
     }
 
     /// Applies a request chosen at `slot`.
@@ -974,6 +976,7 @@ impl Kv {
 }
 
 mod lists;
+mod prefetch;
 mod scan;
 
 #[cfg(test)]

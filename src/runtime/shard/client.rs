@@ -73,9 +73,10 @@ impl Shard {
         }
     }
 
-    /// Prefetches `key`'s item for a read that comes soon ([`crate::protocol::Kv::prefetch_key`]).
-    pub fn prefetch_read(&self, key: &[u8]) {
-        self.replica.borrow().kv().prefetch_key(key);
+    /// Prefetches the items of the keys `keys` gives, for reads that come soon
+    /// ([`crate::protocol::Kv::prefetch_keys`]).
+    pub fn prefetch_reads(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
+        self.replica.borrow().kv().prefetch_keys(keys);
     }
 
     /// The answer to a read this replica can give at once (a lease read, see
