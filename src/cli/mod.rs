@@ -102,15 +102,15 @@ pub struct SimArgs {
     #[arg(long, hide = true, allow_negative_numbers = true)]
     slow_clock_ppm: Option<i64>,
     /// Share of seeds (percent) whose crashes may corrupt synced records mid-log.
-    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, hide = true, default_value_t = SEEDS_PERCENT_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=100))]
     corrupt_seeds_percent: u64,
     /// Share of seeds (percent) where a restart may start from an older copy of the
     /// replica's storage.
-    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, hide = true, default_value_t = SEEDS_PERCENT_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=100))]
     restore_seeds_percent: u64,
     /// Share of seeds (percent) where a replica is paused now and then (SIGSTOP, a GC
     /// pause).
-    #[arg(long, hide = true, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, hide = true, default_value_t = SEEDS_PERCENT_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=100))]
     pause_seeds_percent: u64,
     /// Pauses take the leader, and clients send new reads to it while it is paused (they
     /// cached its address).
@@ -248,6 +248,9 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 /// listeners, io_uring), with room to spare.
 const FDS_BESIDE_CLIENTS: usize = 1024;
 
+/// The share of seeds (%) that corrupt, pause or restore a replica unless told otherwise.
+const SEEDS_PERCENT_DEFAULT: u64 = 50;
+
 /// Raises the soft limit on open files to `want` if it is lower (up to the hard limit),
 /// as redis-server does for `maxclients`; warns when even the hard limit is lower, since
 /// accepts would then fail before `maxclients` is reached.
@@ -362,56 +365,38 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
     for b in &args.bug {
         flags.push_str(&format!(" --bug {b}"));
     }
-    if args.lists {
-        flags.push_str(" --lists");
-    }
-    if args.pubsub {
-        flags.push_str(" --pubsub");
-    }
     base.drift_beyond_bound = args.drift_beyond_bound;
-    if args.drift_beyond_bound {
-        flags.push_str(" --drift-beyond-bound");
-    }
     base.primitives = args.primitives;
-    if args.primitives {
-        flags.push_str(" --primitives");
-    }
     base.expiry = args.expiry;
-    if args.expiry {
-        flags.push_str(" --expiry");
-    }
     base.slow_clock_ppm = args.slow_clock_ppm;
+    base.corrupt_seeds_percent = args.corrupt_seeds_percent;
+    base.pause_seeds_percent = args.pause_seeds_percent;
+    base.pause_leader_reads_wait = args.pause_leader_reads_wait;
+    base.restore_staged = args.restore_staged;
+    base.restore_seeds_percent = args.restore_seeds_percent;
+    // The replay line repeats every switch that is on and every value not its default.
+    let switches = [
+        ("lists", args.lists),
+        ("pubsub", args.pubsub),
+        ("drift-beyond-bound", args.drift_beyond_bound),
+        ("primitives", args.primitives),
+        ("expiry", args.expiry),
+        ("pause-leader-reads-wait", args.pause_leader_reads_wait),
+        ("restore-staged", args.restore_staged),
+    ];
+    for (flag, _) in switches.iter().filter(|(_, on)| *on) {
+        flags.push_str(&format!(" --{flag}"));
+    }
     if let Some(ppm) = args.slow_clock_ppm {
         flags.push_str(&format!(" --slow-clock-ppm {ppm}"));
     }
-    base.corrupt_seeds_percent = args.corrupt_seeds_percent;
-    if args.corrupt_seeds_percent != 50 {
-        flags.push_str(&format!(
-            " --corrupt-seeds-percent {}",
-            args.corrupt_seeds_percent
-        ));
-    }
-    base.pause_seeds_percent = args.pause_seeds_percent;
-    if args.pause_seeds_percent != 50 {
-        flags.push_str(&format!(
-            " --pause-seeds-percent {}",
-            args.pause_seeds_percent
-        ));
-    }
-    base.pause_leader_reads_wait = args.pause_leader_reads_wait;
-    if args.pause_leader_reads_wait {
-        flags.push_str(" --pause-leader-reads-wait");
-    }
-    base.restore_staged = args.restore_staged;
-    if args.restore_staged {
-        flags.push_str(" --restore-staged");
-    }
-    base.restore_seeds_percent = args.restore_seeds_percent;
-    if args.restore_seeds_percent != 50 {
-        flags.push_str(&format!(
-            " --restore-seeds-percent {}",
-            args.restore_seeds_percent
-        ));
+    let percents = [
+        ("corrupt-seeds-percent", args.corrupt_seeds_percent),
+        ("pause-seeds-percent", args.pause_seeds_percent),
+        ("restore-seeds-percent", args.restore_seeds_percent),
+    ];
+    for (flag, v) in percents.iter().filter(|(_, v)| *v != SEEDS_PERCENT_DEFAULT) {
+        flags.push_str(&format!(" --{flag} {v}"));
     }
     Ok((base, flags))
 }
@@ -608,6 +593,47 @@ mod tests {
         let (default, _) = sim_config(&sim_args(&[])).unwrap();
         assert_eq!(default.protocol, crate::config::Protocol::Multipaxos);
         assert_eq!(default.read_mode, crate::config::ReadMode::Log);
+    }
+
+    #[test]
+    fn the_replay_line_gives_back_the_same_simulation() {
+        let argv = [
+            "--lists",
+            "--expiry",
+            "--restore-staged",
+            "--slow-clock-ppm",
+            "-7",
+            "--corrupt-seeds-percent",
+            "10",
+            "--pause-seeds-percent",
+            "50",
+        ];
+        let (cfg, flags) = sim_config(&sim_args(&argv)).unwrap();
+        assert_eq!(
+            flags,
+            " --protocol multipaxos --read-mode log --lists --expiry --restore-staged \
+             --slow-clock-ppm -7 --corrupt-seeds-percent 10"
+        );
+        let replay: Vec<&str> = flags.split_whitespace().collect();
+        let (again, again_flags) = sim_config(&sim_args(&replay)).unwrap();
+        assert_eq!(again_flags, flags);
+        assert_eq!(
+            (
+                again.lists,
+                again.expiry,
+                again.restore_staged,
+                again.pubsub
+            ),
+            (cfg.lists, cfg.expiry, cfg.restore_staged, cfg.pubsub)
+        );
+        assert_eq!(
+            (
+                again.slow_clock_ppm,
+                again.corrupt_seeds_percent,
+                again.pause_seeds_percent
+            ),
+            (Some(-7), 10, SEEDS_PERCENT_DEFAULT)
+        );
     }
 
     #[test]

@@ -198,7 +198,6 @@ impl ListWaiters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::kv::{Applied, Request};
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -209,17 +208,8 @@ mod tests {
     }
 
     fn apply(kv: &mut Kv, slot: &mut u64, cmd: Command) -> Reply {
-        *slot += 1;
-        let req = Request {
-            client: 0,
-            seq: 0,
-            ack_floor: 0,
-            cmd,
-        };
-        match kv.apply(*slot, &req) {
-            Applied::Reply(r) => r,
-            Applied::Forgotten => panic!("a new request is not forgotten"),
-        }
+        let mut replies = crate::protocol::kv::tests_lists::run(kv, slot, vec![cmd]);
+        replies.pop().expect("one reply per command")
     }
 
     fn rpush(key: &str, values: &[&str]) -> Command {

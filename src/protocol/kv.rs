@@ -982,7 +982,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_lists;
+pub(crate) mod tests_lists;
 #[cfg(test)]
 mod tests_lists_edit;
 #[cfg(test)]

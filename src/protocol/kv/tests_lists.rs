@@ -17,7 +17,7 @@ pub(super) fn values(words: &[&str]) -> Reply {
 }
 
 /// Applies commands without a session, each at the next slot of `slot`; the replies.
-pub(super) fn run(kv: &mut Kv, slot: &mut Slot, cmds: Vec<Command>) -> Vec<Reply> {
+pub(crate) fn run(kv: &mut Kv, slot: &mut Slot, cmds: Vec<Command>) -> Vec<Reply> {
     cmds.into_iter()
         .map(|cmd| {
             *slot += 1;
