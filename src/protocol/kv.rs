@@ -155,7 +155,7 @@ impl Map {
         self.table.find(self.hash(key), |i| i.key() == key)
     }
 
-    /// Prefetches the items of `keys` (see [`prefetch`]).
+    /// Prefetches the items of `keys`, the table's lines first (`kv/prefetch.rs`).
     fn prefetch(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
         let Some(mut p) = prefetch::KeyPrefetch::new(&self.table) else {
             return;
