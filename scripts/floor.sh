@@ -6,6 +6,7 @@
 #   one client:  redis-benchmark -c 1 -P 1 -n N1 -r 100000 -t set   (through the leader, then
 #                through a follower, which forwards each write to the leader: label `…-via-follower`)
 #   pipelined:   redis-benchmark -c 50 -P 16 -n N2 -r 100000 -t set, then -t get
+#   one client reading (the keys the pipelined SETs wrote): -c 1 -P 1 -n N1 -t get
 # and each server process's CPU (user + system, /proc/PID/stat) over each pipelined run,
 # divided by the requests of the run: µs per operation, for the leader and each follower.
 #
@@ -65,6 +66,7 @@ run_corepax() {
     bench "$label-via-follower" "$follower_port" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t get
+    bench "$label" "$LEAD_PORT" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t get
     stop_cluster
     CLUSTER_PID=""
 }
@@ -80,6 +82,7 @@ run_redis() {
     bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t get
+    bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t get
     stop_pids "$REDIS_PID"
     REDIS_PID=""
     rm -rf "$TMP/redis"
