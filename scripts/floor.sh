@@ -48,7 +48,63 @@ bench() {
             'BEGIN {printf "%.2f ", (b - a) / hz * 1e6 / n}')
     done
     IFS=, read -r test rps avg _ p50 p95 p99 _ <<<"$(tr -d '"' <<<"$line")"
-    echo "$label|$test -c $(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$*") -P $(sed -n 's/.*-P \([0-9]*\).*/\1/p' <<<"$*")|$rps|$avg|$p50|$p95|$p99|${cpu% }" >>"$TMP/rows"
+    local row
+    row="$label|$test -c $(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$*") -P $(sed -n 's/.*-P \([0-9]*\).*/\1/p' <<<"$*")|$rps|$avg|$p50|$p95|$p99|${cpu% }"
+    echo "$row" >>"$TMP/rows"
+    echo "$ROUND|$row" >>"$TMP/rounds"
+}
+
+# The issue's targets, each row's ratio to Redis's row of the same round and test
+# ("after" rows; a BEFORE binary's rows are in the table above): a table a reader takes
+# in at a glance. Reads $TMP/rounds (round|label|test|rps|avg|p50|p95|p99|cpu…).
+targets() {
+    python3 - "$TMP/rounds" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    r, label, test, rps, avg, p50, p95, p99, cpu = line.rstrip("\n").split("|")
+    rows[(int(r), label, test)] = dict(rps=float(rps), p50=float(p50), p99=float(p99),
+                                       cpu=[float(c) for c in cpu.split()])
+rounds = sorted({k[0] for k in rows})
+# (what, label, test, field, goal, "<=" or ">=")
+targets = [
+    ("one-client SET p50", "after", "SET -c 1 -P 1", "p50", 1.5, "<="),
+    ("one-client SET p99", "after", "SET -c 1 -P 1", "p99", 2.0, "<="),
+    ("through a follower, SET p50", "after-via-follower", "SET -c 1 -P 1", "p50", 2.0, "<="),
+    ("through a follower, SET p99", "after-via-follower", "SET -c 1 -P 1", "p99", 2.0, "<="),
+    ("one-client GET p50 (lease)", "after", "GET -c 1 -P 1", "p50", 1.2, "<="),
+    ("leader CPU per SET, -P 16", "after", "SET -c 50 -P 16", "cpu0", 1.5, "<="),
+    ("each follower's CPU per SET", "after", "SET -c 50 -P 16", "cpuf", 0.5, "<="),
+    ("leader CPU per lease GET", "after", "GET -c 50 -P 16", "cpu0", 1.0, "<="),
+    ("SET throughput, -P 16", "after", "SET -c 50 -P 16", "rps", 1.0, ">="),
+    ("GET throughput, -P 16", "after", "GET -c 50 -P 16", "rps", 1.0, ">="),
+]
+def value(row, field):
+    if field == "cpu0":
+        return row["cpu"][0]
+    if field == "cpuf":
+        return max(row["cpu"][1:]) if len(row["cpu"]) > 1 else None
+    return row[field]
+print("| target (ratio to Redis in the same round) | goal | " + " | ".join(f"round {r}" for r in rounds) + " | met in |")
+print("| --- | --- | " + " | ".join("---:" for _ in rounds) + " | --- |")
+for what, label, test, field, goal, op in targets:
+    cells, met = [], 0
+    for r in rounds:
+        ours, redis = rows.get((r, label, test)), rows.get((r, "redis-always", test))
+        if ours is None or redis is None:
+            cells.append("—")
+            continue
+        a = value(ours, field)
+        b = value(redis, "cpu0" if field.startswith("cpu") else field)
+        if a is None or not b:
+            cells.append("—")
+            continue
+        ratio = a / b
+        met += (ratio <= goal) if op == "<=" else (ratio >= goal)
+        cells.append(f"{ratio:.2f}×")
+    sign = "≤" if op == "<=" else "≥"
+    print(f"| {what} | {sign} {goal}× | " + " | ".join(cells) + f" | {met} of {len(rounds)} |")
+PY
 }
 
 run_corepax() {
@@ -89,8 +145,9 @@ run_redis() {
 }
 
 : >"$TMP/rows"
-for round in $(seq "$ROUNDS"); do
-    echo "round $round" >&2
+: >"$TMP/rounds"
+for ROUND in $(seq "$ROUNDS"); do
+    echo "round $ROUND" >&2
     [ -z "$BEFORE_BIN" ] || run_corepax before "$BEFORE_BIN"
     run_corepax after "$AFTER_BIN"
     run_redis
@@ -109,13 +166,20 @@ done
     sort -t'|' -k2,2 -k1,1 -s "$TMP/rows" | awk -F'|' '{
         row = "|"; for (i = 1; i <= NF; i++) row = row " " $i " |"; print row }'
     echo
+    echo "## Against the targets"
+    echo
+    echo "Each \"after\" row divided by Redis's row of the same round and test (for"
+    echo "followers, the busier follower), and the rounds in which it meets the goal."
+    echo
+    targets
+    echo
     echo "## Setup"
     echo
     echo "- after: \`$AFTER_BIN\` (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
     [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
     echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
     echo "- $(redis-server --version)"
-    echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\`, \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`"
+    echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`"
     echo
     echo "## Machine"
     echo
