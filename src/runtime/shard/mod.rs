@@ -335,6 +335,27 @@ enum FrameKey {
 }
 
 impl FrameKey {
+    /// The key of `msg` if it is a Raft append.
+    fn of_append(msg: &crate::protocol::raft::Msg) -> Option<FrameKey> {
+        let crate::protocol::raft::Msg::Append {
+            term,
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } = msg
+        else {
+            return None;
+        };
+        Some(FrameKey::Append {
+            term: *term,
+            prev_index: *prev_index,
+            prev_term: *prev_term,
+            commit: *commit,
+            entries: entries.iter().map(|(t, b)| (*t, b.as_ptr())).collect(),
+        })
+    }
+
     /// Whether `msg` is the Raft append this key names (compared without building a key).
     fn is_append(&self, msg: &crate::protocol::raft::Msg) -> bool {
         let (
@@ -400,25 +421,10 @@ impl Effects for ShardEffects<'_> {
             let key = (self.encoded.as_ref() != Some(&key)).then_some(key);
             return self.send_encoded(to, key, msg);
         }
-        if let Message::Raft(
-            append @ crate::protocol::raft::Msg::Append {
-                term,
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-            },
-        ) = &msg
-        {
+        if let Message::Raft(append @ crate::protocol::raft::Msg::Append { .. }) = &msg {
             let key = match &self.encoded {
                 Some(k) if k.is_append(append) => None,
-                _ => Some(FrameKey::Append {
-                    term: *term,
-                    prev_index: *prev_index,
-                    prev_term: *prev_term,
-                    commit: *commit,
-                    entries: entries.iter().map(|(t, b)| (*t, b.as_ptr())).collect(),
-                }),
+                _ => FrameKey::of_append(append),
             };
             return self.send_encoded(to, key, msg);
         }
@@ -794,26 +800,6 @@ mod tests {
         }
     }
 
-    fn key_of(msg: &Msg) -> FrameKey {
-        let Msg::Append {
-            term,
-            prev_index,
-            prev_term,
-            entries,
-            commit,
-        } = msg
-        else {
-            panic!("an append");
-        };
-        FrameKey::Append {
-            term: *term,
-            prev_index: *prev_index,
-            prev_term: *prev_term,
-            commit: *commit,
-            entries: entries.iter().map(|(t, b)| (*t, b.as_ptr())).collect(),
-        }
-    }
-
     /// An append's frame is reused only for the same message built from the same log
     /// entries: another commit index, another entry list or an equal batch in another
     /// allocation is encoded again.
@@ -821,7 +807,8 @@ mod tests {
     fn an_append_frame_is_reused_only_for_the_same_entries() {
         let a: Batch = Arc::from(vec![Request::noop()]);
         let b: Batch = Arc::from(vec![Request::noop()]);
-        let key = key_of(&append(7, &[(3, a.clone()), (3, b.clone())]));
+        let key =
+            FrameKey::of_append(&append(7, &[(3, a.clone()), (3, b.clone())])).expect("an append");
         assert!(key.is_append(&append(7, &[(3, a.clone()), (3, b.clone())])));
         assert!(!key.is_append(&append(8, &[(3, a.clone()), (3, b.clone())])));
         assert!(!key.is_append(&append(7, &[(3, a.clone())])));
@@ -829,6 +816,7 @@ mod tests {
         let b_copy: Batch = Arc::from(b.to_vec());
         assert!(!key.is_append(&append(7, &[(3, a.clone()), (3, b_copy)])));
         assert!(!key.is_append(&Msg::RestartQuery));
+        assert!(FrameKey::of_append(&Msg::RestartQuery).is_none());
         let ballot = crate::protocol::Ballot {
             round: 3,
             node: crate::protocol::ReplicaId(0),
