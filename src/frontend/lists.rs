@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::commands::Outcome;
-use super::parse::{Parsed, Shape, reply_outcome};
+use super::parse::{Parsed, Shape, reply_outcome, take};
 use crate::protocol::kv::{LInsert, LMove, LPos, LRem, LSet};
 use crate::protocol::list::End;
 use crate::protocol::{Command, Reply};
@@ -78,8 +78,9 @@ fn type_name(r: Reply) -> Outcome {
 }
 
 /// Reads a list command (or `TYPE`): `None` if `name` is not one, `Some(Err(text))` for a
-/// usage error (nothing is submitted).
-pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>> {
+/// usage error (nothing is submitted). Moves the arguments it holds out of `args`, as
+/// [`super::parse::data_command`] does.
+pub fn list_command(name: &str, args: &mut [Bytes]) -> Option<Result<Parsed, String>> {
     let plain = |cmd| {
         Ok(Parsed {
             cmd,
@@ -87,7 +88,6 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
         })
     };
     let n = args.len();
-    let key = || args[0].clone();
     let side = |name: &str| {
         if name.starts_with('L') {
             End::Left
@@ -97,8 +97,8 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
     };
     Some(match name {
         "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" if n >= 2 => plain(Command::Push {
-            key: key(),
-            values: args[1..].to_vec(),
+            key: take(&mut args[0]),
+            values: args[1..].iter_mut().map(take).collect(),
             end: side(name),
             existing: name.ends_with('X'),
         }),
@@ -112,52 +112,55 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
                 Some(Err(e)) => return Some(Err(e)),
             };
             plain(Command::Pop {
-                key: key(),
+                key: take(&mut args[0]),
                 end: side(name),
                 count,
             })
         }
-        "LLEN" if n == 1 => plain(Command::LLen(key())),
+        "LLEN" if n == 1 => plain(Command::LLen(take(&mut args[0]))),
         "TYPE" if n == 1 => Ok(Parsed {
-            cmd: Command::Type(key()),
+            cmd: Command::Type(take(&mut args[0])),
             shape: type_name,
         }),
         "LRANGE" if n == 3 => (|| {
             plain(Command::LRange {
-                key: key(),
+                key: take(&mut args[0]),
                 start: int(&args[1])?,
                 stop: int(&args[2])?,
             })
         })(),
-        "LINDEX" if n == 2 => {
-            int(&args[1]).and_then(|index| plain(Command::LIndex { key: key(), index }))
-        }
+        "LINDEX" if n == 2 => int(&args[1]).and_then(|index| {
+            plain(Command::LIndex {
+                key: take(&mut args[0]),
+                index,
+            })
+        }),
         "LREM" if n == 3 => int(&args[1]).and_then(|count| {
             plain(Command::LRem(Box::new(LRem {
-                key: key(),
+                key: take(&mut args[0]),
                 count,
-                value: args[2].clone(),
+                value: take(&mut args[2]),
             })))
         }),
         "LMOVE" if n == 4 => (|| {
             plain(Command::LMove(Box::new(LMove {
-                from: key(),
-                to: args[1].clone(),
+                from: take(&mut args[0]),
+                to: take(&mut args[1]),
                 from_end: end(&args[2])?,
                 to_end: end(&args[3])?,
             })))
         })(),
         "RPOPLPUSH" if n == 2 => plain(Command::LMove(Box::new(LMove {
-            from: key(),
-            to: args[1].clone(),
+            from: take(&mut args[0]),
+            to: take(&mut args[1]),
             from_end: End::Right,
             to_end: End::Left,
         }))),
         "LSET" if n == 3 => int(&args[1]).and_then(|index| {
             plain(Command::LSet(Box::new(LSet {
-                key: key(),
+                key: take(&mut args[0]),
                 index,
-                value: args[2].clone(),
+                value: take(&mut args[2]),
             })))
         }),
         "LINSERT" if n == 4 => {
@@ -169,15 +172,15 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
                 return Some(Err("ERR syntax error".into()));
             };
             plain(Command::LInsert(Box::new(LInsert {
-                key: key(),
+                key: take(&mut args[0]),
                 before,
-                pivot: args[2].clone(),
-                value: args[3].clone(),
+                pivot: take(&mut args[2]),
+                value: take(&mut args[3]),
             })))
         }
         "LTRIM" if n == 3 => (|| {
             plain(Command::LTrim {
-                key: key(),
+                key: take(&mut args[0]),
                 start: int(&args[1])?,
                 stop: int(&args[2])?,
             })
@@ -193,7 +196,7 @@ pub fn list_command(name: &str, args: &[Bytes]) -> Option<Result<Parsed, String>
 
 /// `LPOS key element [RANK rank] [COUNT num] [MAXLEN len]`, options in any order (the last
 /// of a repeated one counts), refused with Redis's errors.
-fn lpos(args: &[Bytes]) -> Result<Command, String> {
+fn lpos(args: &mut [Bytes]) -> Result<Command, String> {
     let (mut rank, mut count, mut maxlen) = (1, None, 0);
     let positive = |arg: &[u8], what: &str| {
         int(arg)
@@ -230,8 +233,8 @@ fn lpos(args: &[Bytes]) -> Result<Command, String> {
         }
     }
     Ok(Command::LPos(Box::new(LPos {
-        key: args[0].clone(),
-        value: args[1].clone(),
+        key: take(&mut args[0]),
+        value: take(&mut args[1]),
         rank,
         count,
         maxlen,
@@ -286,7 +289,7 @@ mod tests {
     }
 
     fn cmd(name: &str, words: &[&str]) -> Result<Command, String> {
-        list_command(name, &args(words))
+        list_command(name, &mut args(words))
             .expect("a list command")
             .map(|p| p.cmd)
     }
@@ -362,8 +365,8 @@ mod tests {
         );
         assert!(cmd("LPUSH", &["q"]).unwrap_err().contains("'lpush'"));
         assert!(cmd("LREM", &["q", "x", "v"]).is_err());
-        assert!(list_command("GET", &args(&["k"])).is_none());
-        let t = list_command("TYPE", &args(&["k"])).unwrap().unwrap();
+        assert!(list_command("GET", &mut args(&["k"])).is_none());
+        let t = list_command("TYPE", &mut args(&["k"])).unwrap().unwrap();
         assert!(matches!(
             (t.shape)(Reply::Value(Some("list".into()))),
             Outcome::Simple("list")

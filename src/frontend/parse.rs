@@ -153,7 +153,7 @@ pub fn data_command(name: &str, args: &mut [Bytes]) -> Option<Result<Parsed, Str
 }
 
 /// Moves an argument out, leaving an empty one (no allocation either way).
-fn take(arg: &mut Bytes) -> Bytes {
+pub(super) fn take(arg: &mut Bytes) -> Bytes {
     std::mem::take(arg)
 }
 
