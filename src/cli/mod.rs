@@ -474,6 +474,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.forwards, summary.reads_now
     );
     println!(
+        "slots followers learned chosen early: {}, forwards they answered themselves: {}",
+        st.slots_learned_early, st.forwards_answered_early
+    );
+    println!(
         "seeds: {} ops: {} violations: {}",
         summary.seeds, summary.ops, summary.violations
     );

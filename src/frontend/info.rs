@@ -103,7 +103,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
              snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
-             ticks={},executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={},stale_data_detected={}\r\n",
+             ticks={},executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={},stale_data_detected={},slots_learned_early={},forwards_answered_early={}\r\n",
             i.index,
             i.counters.commands,
             i.counters.forwarded,
@@ -134,6 +134,8 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.stats.held_dropped,
             i.stats.storage_full_step_downs,
             i.stats.stale_data_detected,
+            i.stats.slots_learned_early,
+            i.stats.forwards_answered_early,
         );
     }
     // Where a request's time goes, as averages (µs) over everything answered so far:

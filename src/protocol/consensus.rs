@@ -11,7 +11,7 @@ use super::message::{Batch, Message, Record, Snapshot};
 use super::outbox::Action;
 use super::paxos::{self, Stats};
 use super::raft;
-use super::types::{Ballot, Nanos, PersistId, ReplicaId, Slot, Token};
+use super::types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::{Protocol, ProtocolConfig};
 use serde::{Deserialize, Serialize};
 
@@ -249,6 +249,22 @@ impl Consensus {
     pub fn on_requests(&mut self, now: Nanos, reqs: impl IntoIterator<Item = (Token, Request)>) {
         self.begin_step();
         each!(self, r => r.on_requests(now, reqs))
+    }
+
+    /// Names this node's client session (`ClientPath`'s), for early learning
+    /// (`paxos/early.rs`; Raft learns only from its leader's commit index).
+    pub fn set_session(&mut self, client: ClientId) {
+        if let Consensus::Paxos(r) = self {
+            r.set_session(client);
+        }
+    }
+
+    /// This replica forwarded `req` to the leader as `id`: a follower that learns its
+    /// slot chosen first answers `id` itself (`paxos/early.rs`). Changes nothing else.
+    pub fn expect_forwarded(&mut self, id: Token, req: &Request) {
+        if let Consensus::Paxos(r) = self {
+            r.expect_forwarded(id, req);
+        }
     }
 
     /// A message from a peer arrives.

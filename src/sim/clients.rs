@@ -561,6 +561,8 @@ impl Sim {
                 }
                 ClientOutput::Forward { to, id, req } => {
                     self.forwards += 1;
+                    let n = &mut self.nodes[node.index()];
+                    n.replica.as_mut().expect("live").expect_forwarded(id, &req);
                     self.net_send(node, to, Wire::Forward { id, req });
                 }
                 ClientOutput::ForwardReply { to, id, reply } => {

@@ -218,6 +218,7 @@ impl Sim {
             r.applied_index(),
         ));
         r.set_bugs(self.cfg.bugs);
+        r.set_session(session);
         let recovering = r.recovering();
         n.replica = Some(r);
         self.pubsub_start(node);

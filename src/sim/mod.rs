@@ -293,6 +293,8 @@ impl Sim {
                 let mut r = Consensus::new(proto.clone(), ReplicaId(i as u8), rng.random());
                 r.set_bugs(cfg.bugs);
                 r.enable_applied_trace();
+                let session = rng.random::<u64>() | 1;
+                r.set_session(session);
                 Node {
                     replica: Some(r),
                     incarnation: 0,
@@ -301,7 +303,7 @@ impl Sim {
                     syncing_upto: None,
                     client: ClientPath::new(
                         ReplicaId(i as u8),
-                        rng.random::<u64>() | 1,
+                        session,
                         cfg.read_mode,
                         client_timeout(&cfg),
                     ),

@@ -55,6 +55,16 @@ fn assert_clean_mode(replicas: usize, seeds: u64, read_mode: ReadMode) {
         "the nodes' client paths forwarded {} commands to a leader",
         summary.forwards
     );
+    // With a quorum of two, followers learn slots from the leader's vote and answer their
+    // own forwards (`paxos/early.rs`); never in quorum-lease mode.
+    let early = replicas == 3 && read_mode != ReadMode::QuorumLease;
+    assert_eq!(
+        summary.stats.slots_learned_early > 0 && summary.stats.forwards_answered_early > 0,
+        early,
+        "{read_mode}: {} slots learned early, {} forwards answered by their follower",
+        summary.stats.slots_learned_early,
+        summary.stats.forwards_answered_early
+    );
     // Lease modes answer most reads at once, on the same path the node takes.
     assert_eq!(
         summary.reads_now > summary.seeds,

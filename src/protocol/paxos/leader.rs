@@ -114,6 +114,7 @@ impl Replica {
             expiry_slot: None,
             last_accept: 0,
         });
+        self.early_role_changed();
         // Re-propose every slot a quorum might have chosen: the value accepted at the
         // highest ballot, or a no-op for a hole. Slots already known chosen stay as they are.
         let noop: Batch = Arc::from(vec![Request::noop()]);
@@ -166,6 +167,7 @@ impl Replica {
         self.leader = leader;
         self.reset_election_deadline(now);
         if let Role::Leader(_) = old {
+            self.early_role_changed();
             self.lease_term_changed(now, None);
             let hint = ClientReply::NotLeader {
                 leader: self.leader,
@@ -270,14 +272,16 @@ impl Replica {
         );
         self.stats.slots_proposed += 1;
         self.accept_locally(slot, ballot, batch.clone());
+        // Our own vote counts only once our accept is durable; so does the one followers
+        // may learn the slot from (`early.rs`), sent after the accept.
+        let vote = self.accepted_msg(now, ballot, slot);
+        self.vote_to_followers(slot, &batch, &vote);
         self.broadcast(&Message::Accept {
             ballot,
             slot,
             batch,
             commit: self.chosen_through,
         });
-        // Our own vote counts only once our accept is durable.
-        let vote = self.accepted_msg(now, ballot, slot);
         self.send_when_durable(self.id, vote);
     }
 
@@ -294,7 +298,9 @@ impl Replica {
     ) {
         let drift = self.cfg.max_clock_drift_ppm;
         let Role::Leader(l) = &mut self.role else {
-            self.stats.messages_ignored += 1;
+            if !self.on_leader_vote(now, from, ballot, slot) {
+                self.stats.messages_ignored += 1;
+            }
             return;
         };
         if l.ballot != ballot {

@@ -91,8 +91,20 @@ impl Replica {
         while self.applied < self.chosen_through {
             let slot = self.applied + 1;
             let batch = self.log[&slot].batch.clone();
-            let (kv, waiting, out) = (&mut self.kv, &mut self.waiting, &mut self.outbox);
+            // A leader answers its clients; a follower the forwards it may answer itself
+            // (`early.rs`).
+            let leading = matches!(self.role, super::Role::Leader(_));
+            let waiting = if leading {
+                &mut self.waiting
+            } else {
+                &mut self.early.forwarded
+            };
+            let before = waiting.len();
+            let (kv, out) = (&mut self.kv, &mut self.outbox);
             crate::protocol::waiting::apply_batch(kv, slot, &batch, waiting, out);
+            if !leading {
+                self.stats.forwards_answered_early += (before - waiting.len()) as u64;
+            }
             self.applied_log_bytes += super::batch_payload_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((slot, batch));
@@ -103,6 +115,7 @@ impl Replica {
         if let Some(p) = &mut self.pending {
             p.applied_through(self.applied);
         }
+        self.early_applied_through(self.applied);
     }
 
     /// Asks for chosen slots this replica lacks, at most once per heartbeat interval.

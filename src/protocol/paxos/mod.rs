@@ -12,6 +12,7 @@
 mod acceptor;
 mod clock;
 mod clocks;
+mod early;
 pub use clocks::ClockReport;
 mod leader;
 mod learner;
@@ -187,6 +188,12 @@ pub struct Stats {
     pub catchups_abandoned: u64,
     /// Answers to peers dropped because `held` was full (see `Replica::held_max`).
     pub held_dropped: u64,
+    /// Slots a follower learned chosen from its own durable accept and the leader's vote,
+    /// before the leader's commit index said so (`paxos/early.rs`).
+    pub slots_learned_early: u64,
+    /// Commands a follower forwarded and answered itself, having applied them before the
+    /// leader's answer came (`paxos/early.rs`).
+    pub forwards_answered_early: u64,
     /// Times it stopped leading or campaigning because its storage could not write.
     pub storage_full_step_downs: u64,
     /// Slots it proposed as leader and saw chosen.
@@ -241,6 +248,8 @@ impl Stats {
             batches_too_large,
             catchups_abandoned,
             held_dropped,
+            slots_learned_early,
+            forwards_answered_early,
             storage_full_step_downs,
             slots_chosen_led,
             commit_wait_ns,
@@ -279,6 +288,8 @@ impl Stats {
         self.batches_too_large += batches_too_large;
         self.catchups_abandoned += catchups_abandoned;
         self.held_dropped += held_dropped;
+        self.slots_learned_early += slots_learned_early;
+        self.forwards_answered_early += forwards_answered_early;
         self.clock_checks_failed += clock_checks_failed;
         self.leases_untrusted += leases_untrusted;
         self.stale_data_detected += stale_data_detected;
@@ -332,6 +343,11 @@ pub struct Replica {
     transfers: snapshot::Transfers,
     /// Client requests proposed here, waiting to be applied.
     waiting: crate::protocol::waiting::Waiting,
+    /// Early learning (`early.rs`): this node's client session, requests of it this
+    /// follower forwarded (answered here when applied first), leader votes that came
+    /// before our own accept was durable, and (leader, leader-lease) keys of slots whose
+    /// vote went to the followers.
+    early: early::Early,
 
     next_persist_id: PersistId,
     durable_id: PersistId,
@@ -401,6 +417,7 @@ impl Replica {
             applied_log_bytes: 0,
             transfers: snapshot::Transfers::default(),
             waiting: HashMap::default(),
+            early: early::Early::default(),
             next_persist_id: 1,
             durable_id: 0,
             held: VecDeque::new(),
@@ -656,6 +673,7 @@ impl Replica {
             self.held_for_peers -= usize::from(to != self.id);
             self.send(to, msg);
         }
+        self.learn_held_votes(now);
         // A partial batch may have waited for our last accept's sync (see `try_propose`).
         if let Role::Leader(l) = &self.role
             && (before + 1..=id).contains(&l.last_accept)

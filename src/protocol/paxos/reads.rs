@@ -166,7 +166,7 @@ impl Replica {
             // Read-index is Raft's (refused with Multi-Paxos by `ProtocolConfig::validate`).
             ReadMode::Log | ReadMode::ReadIndex => self.read_through_log(now, token, req),
             ReadMode::LeaderLease => {
-                if self.leader_lease_read_ready(now) {
+                if self.leader_lease_read_ready(now) && self.no_voted_write(&req.cmd) {
                     self.answer_locally(now, token, &req);
                 } else {
                     self.read_through_log(now, token, req);
@@ -224,7 +224,7 @@ impl Replica {
         }
         self.wake(now);
         let ready = match self.cfg.read_mode {
-            ReadMode::LeaderLease => self.leader_lease_read_ready(now),
+            ReadMode::LeaderLease => self.leader_lease_read_ready(now) && self.no_voted_write(cmd),
             ReadMode::QuorumLease => {
                 self.is_lease_holder() && self.lease_valid(now) && self.lease_read_ready(cmd)
             }

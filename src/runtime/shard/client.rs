@@ -111,6 +111,7 @@ impl Shard {
                 }
                 ClientOutput::Forward { to, id, req } => {
                     self.counters.borrow_mut().forwarded += 1;
+                    self.replica.borrow_mut().expect_forwarded(id, &req);
                     let read = req.cmd.is_read_only();
                     let msg = PeerMsg::Forward { id, req };
                     if read {

@@ -532,6 +532,7 @@ impl Shard {
         let recovering_at_start = forgot_records || replica.recovering();
         // What recovery applied is not reported: only what is applied from now on.
         replica.kv_mut().record_events(true);
+        replica.set_session(seed | 1);
         let client = ClientPath::new(
             ReplicaId(cfg.id),
             seed | 1,

@@ -181,6 +181,8 @@ fn value(c: &Cluster, i: usize, k: &str) -> Option<Bytes> {
         .map(crate::protocol::kv::Item::value_bytes)
 }
 
+/// Early learning: a follower answers its forward from its accept and the leader's vote.
+mod early;
 /// Size limits: commands, batches and records that must fit the WAL.
 mod limits;
 /// Recovery after lost records: a `Chosen` mark alone vouches for no value.

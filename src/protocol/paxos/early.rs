@@ -1,0 +1,194 @@
+//! Early learning: with three replicas, a follower learns a slot chosen from its own
+//! durable accept and the leader's vote, one hop after the accept instead of three.
+//!
+//! A command sent to a follower is forwarded to the leader, and its answer used to come
+//! back the way it went: leader → followers (accept), a follower's vote → leader, leader →
+//! forwarding follower (the answer). With a quorum of two, the forwarding follower's own
+//! accept and the leader's make a quorum: when the leader's accept is durable it sends
+//! its vote (an `Accepted` from the leader) to the followers as well as to itself, and a
+//! follower whose accept of that slot at that ballot is durable too knows the slot chosen.
+//! It applies it in order and answers the requests of its own session it forwarded
+//! itself (their replies are the leader's: the same state machine at the same slot). The
+//! leader's answer, when it comes, finds the command finished and is dropped.
+//!
+//! Only for slots that carry another node's request (a forward): a leader's own clients'
+//! slots cost no extra message. Not in quorum-lease mode: there a write is acknowledged
+//! only once every lease holder has it, which only the leader counts. In leader-lease
+//! mode the leader notes the keys written by the slots whose vote it sent: a follower may
+//! acknowledge them before the leader knows them chosen, so until they are applied here a
+//! lease read of those keys goes through the log rather than the leader's state.
+
+use std::collections::BTreeMap;
+
+use super::{Replica, Role};
+use crate::config::ReadMode;
+use crate::protocol::kv::{Command, Request};
+use crate::protocol::message::{Batch, Message};
+use crate::protocol::pending::PendingKeys;
+use crate::protocol::types::{Ballot, ClientId, Nanos, ReplicaId, Slot, Token};
+use crate::protocol::waiting::Waiting;
+
+/// What early learning keeps (see the module doc).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Early {
+    /// This node's client session: requests of any other session were forwarded here.
+    /// 0 until the driver names it ([`Replica::set_session`]): no early learning then.
+    session: ClientId,
+    /// Follower: requests of this node's session it forwarded to the leader, by (client,
+    /// sequence number): the forward's id, answered here if applied before the leader's
+    /// answer comes.
+    pub(super) forwarded: Waiting,
+    /// Follower: slots whose leader vote came before our own accept was durable, with
+    /// the ballot voted.
+    votes: BTreeMap<Slot, Ballot>,
+    /// Leader, leader-lease mode: keys written by unapplied slots whose vote went to the
+    /// followers.
+    voted_keys: PendingKeys,
+}
+
+impl Replica {
+    /// Names this node's client session (`ClientPath`'s): the leader tells forwarded
+    /// requests by it, a follower its own. Until it is named, nothing is learned early.
+    pub fn set_session(&mut self, client: ClientId) {
+        self.early.session = client;
+    }
+
+    /// Whether a follower may learn a slot chosen from the leader's vote and its own.
+    fn learns_early(&self) -> bool {
+        self.early.session != 0
+            && self.cfg.quorum() == 2
+            && self.cfg.read_mode != ReadMode::QuorumLease
+    }
+
+    /// This follower forwarded `req` (of its own session) to the leader as `token`: if it
+    /// applies it first, it answers `token` itself. Only for commands the leader logs (a
+    /// read it may serve from its lease never reaches the log).
+    pub fn expect_forwarded(&mut self, token: Token, req: &Request) {
+        if !self.learns_early() || req.client != self.early.session {
+            return;
+        }
+        if req.cmd.is_read_only() && !self.cfg.read_mode.reads_through_log() {
+            return;
+        }
+        let forwarded = &mut self.early.forwarded;
+        if forwarded.len() >= self.cfg.proposal_queue_max {
+            // Forwards the leader refused or never logged: their answers came through the
+            // leader, so forgetting them costs only the shortcut.
+            forwarded.clear();
+        }
+        forwarded.insert((req.client, req.seq), token);
+    }
+
+    /// Leader: `batch`, proposed at `slot`, carries a forwarded request: its vote goes to
+    /// every follower once our accept is durable (held with it, after our own vote).
+    pub(super) fn vote_to_followers(&mut self, slot: Slot, batch: &Batch, vote: &Message) {
+        if !self.learns_early() {
+            return;
+        }
+        let session = self.early.session;
+        if !batch.iter().any(|r| r.client != 0 && r.client != session) {
+            return;
+        }
+        if self.cfg.read_mode == ReadMode::LeaderLease {
+            for req in batch.iter() {
+                self.early.voted_keys.note(slot, &req.cmd);
+            }
+        }
+        for r in 0..self.cfg.replicas {
+            let to = ReplicaId(r as u8);
+            if to != self.id {
+                self.send_when_durable(to, vote.clone());
+            }
+        }
+    }
+
+    /// Leader lease: no key `cmd` reads has a write a follower may have acknowledged
+    /// before this leader applied it.
+    pub(super) fn no_voted_write(&self, cmd: &Command) -> bool {
+        let keys = &self.early.voted_keys;
+        keys.is_empty() || cmd.read_keys().iter().all(|k| keys.newest(k).is_none())
+    }
+
+    /// Follower: the leader of `ballot` (`from`) accepted `slot` durably. With our own
+    /// durable accept of it at that ballot, a quorum of two accepted one value: chosen.
+    /// False if this is not such a vote (the caller counts it ignored).
+    pub(super) fn on_leader_vote(
+        &mut self,
+        now: Nanos,
+        from: ReplicaId,
+        ballot: Ballot,
+        slot: Slot,
+    ) -> bool {
+        // Our own vote as a deposed leader, released by a sync after we stepped down, is
+        // not a second one.
+        if !self.learns_early()
+            || from == self.id
+            || from != ballot.node
+            || slot <= self.chosen_through
+        {
+            return false;
+        }
+        let durable = self.durable_id;
+        let bug = self.bugs.reply_before_persist;
+        let Some(e) = self.log.get_mut(&slot) else {
+            return false; // Its accept did not come (or not yet): the commit index will do.
+        };
+        if e.ballot != ballot || e.chosen {
+            return false;
+        }
+        if bug || e.persist_id <= durable {
+            e.chosen = true;
+            self.stats.slots_learned_early += 1;
+            self.advance_chosen(now);
+        } else if self.early.votes.len() < self.cfg.pipeline_depth.max(1) * 2 {
+            self.early.votes.insert(slot, ballot);
+        }
+        true
+    }
+
+    /// Records became durable: the leader votes that waited for our own accept count now.
+    pub(super) fn learn_held_votes(&mut self, now: Nanos) {
+        if self.early.votes.is_empty() {
+            return;
+        }
+        let votes = std::mem::take(&mut self.early.votes);
+        let mut learned = false;
+        for (slot, ballot) in votes {
+            if slot <= self.chosen_through {
+                continue;
+            }
+            let Some(e) = self.log.get_mut(&slot) else {
+                continue;
+            };
+            if e.ballot != ballot || e.chosen {
+                continue;
+            }
+            if e.persist_id <= self.durable_id {
+                e.chosen = true;
+                self.stats.slots_learned_early += 1;
+                learned = true;
+            } else {
+                self.early.votes.insert(slot, ballot);
+            }
+        }
+        if learned {
+            self.advance_chosen(now);
+        }
+    }
+
+    /// Every slot up to `applied` is applied: its voted keys are no longer pending.
+    pub(super) fn early_applied_through(&mut self, applied: Slot) {
+        self.early.voted_keys.applied_through(applied);
+    }
+
+    /// The role changed: a leader's voted keys and a follower's expectations belong to
+    /// the role that is over.
+    pub(super) fn early_role_changed(&mut self) {
+        self.early.voted_keys.clear();
+        self.early.votes.clear();
+        if matches!(self.role, Role::Leader(_)) {
+            // Its forwards are proposed here now (`ClientPath` resends them as proposals).
+            self.early.forwarded.clear();
+        }
+    }
+}

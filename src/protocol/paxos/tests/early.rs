@@ -1,0 +1,194 @@
+//! Early learning: a follower answers its own forward from its accept and the leader's
+//! vote; never with more than three replicas or in quorum-lease mode, never from its own
+//! vote, and a leader-lease read of a key it voted on goes through the log.
+
+use super::*;
+use crate::config::ReadMode;
+
+/// r0 leads; every replica's session is its index + 100 (r1 forwards as client 101).
+fn cluster(n: usize, mode: ReadMode) -> Cluster {
+    let mut c = Cluster::with_reads(n, mode);
+    for (i, r) in c.replicas.iter_mut().enumerate() {
+        r.set_session(100 + i as u64);
+        r.set_bugs(Bugs {
+            trust_clocks: true,
+            ..Bugs::default()
+        });
+    }
+    if mode == ReadMode::LeaderLease {
+        // Wait out the start-up amnesia, in which nobody promises anyone.
+        for i in 0..n {
+            c.replicas[i].on_tick(c.now);
+            c.collect(i);
+        }
+        c.wire.clear();
+        c.now += 1_000 * MS;
+    }
+    // The new leader asks for its lease at once (leader-lease mode); every replica grants it.
+    c.elect(0);
+    c.run(|_, _, _| true);
+    c
+}
+
+/// r1 forwards SET a 1 as `token` (its own session) and the leader proposes it; the
+/// leader's disk syncs, the followers' do not yet.
+fn forward_from_r1(c: &mut Cluster, token: Token) {
+    let req = Request {
+        client: 101,
+        seq: 1,
+        ack_floor: 1,
+        cmd: set("a", "1"),
+    };
+    c.replicas[1].expect_forwarded(token, &req);
+    c.replicas[0].on_request(c.now, 500, req);
+    c.collect(0);
+    c.sync(0);
+}
+
+/// Delivers what is on the wire to `to` only, without syncing anyone.
+fn deliver_to(c: &mut Cluster, to: usize) {
+    let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut c.wire)
+        .into_iter()
+        .partition(|(_, t, _)| t.index() == to);
+    c.wire = stay;
+    for (from, to, msg) in go {
+        c.replicas[to.index()].on_message(c.now, from, msg);
+        c.collect(to.index());
+    }
+}
+
+#[test]
+fn a_follower_answers_its_forward_from_its_accept_and_the_leaders_vote() {
+    let mut c = cluster(3, ReadMode::Log);
+    forward_from_r1(&mut c, 77);
+    // r1 gets the accept and the leader's vote before its own accept is durable.
+    deliver_to(&mut c, 1);
+    assert!(
+        c.reply_of(77).is_none(),
+        "not before our own accept is durable"
+    );
+    c.sync(1);
+    assert_eq!(c.reply_of(77), Some(&ClientReply::Done(Reply::Ok)));
+    assert_eq!(value(&c, 1, "a"), Some(Bytes::from("1")));
+    assert_eq!(c.replicas[1].stats().slots_learned_early, 1);
+    assert_eq!(c.replicas[1].stats().forwards_answered_early, 1);
+    // The leader has not heard a follower's vote yet: it has not answered.
+    assert!(c.reply_of(500).is_none());
+    // r2, which forwarded nothing, learns the slot the same way.
+    deliver_to(&mut c, 2);
+    c.sync(2);
+    assert_eq!(value(&c, 2, "a"), Some(Bytes::from("1")));
+}
+
+#[test]
+fn the_leaders_vote_alone_chooses_nothing() {
+    let mut c = cluster(3, ReadMode::Log);
+    forward_from_r1(&mut c, 77);
+    // The accept is lost; the vote arrives.
+    c.wire
+        .retain(|(_, t, m)| t.index() != 1 || matches!(m, Message::Accepted { .. }));
+    deliver_to(&mut c, 1);
+    c.sync(1);
+    assert!(c.reply_of(77).is_none());
+    assert_eq!(value(&c, 1, "a"), None);
+    assert_eq!(c.replicas[1].stats().slots_learned_early, 0);
+}
+
+#[test]
+fn no_early_learning_with_five_replicas_or_quorum_leases() {
+    for (n, mode) in [(5, ReadMode::Log), (3, ReadMode::QuorumLease)] {
+        let mut c = cluster(n, mode);
+        forward_from_r1(&mut c, 77);
+        assert!(
+            !c.wire
+                .iter()
+                .any(|(_, t, m)| t.index() != 0 && matches!(m, Message::Accepted { .. })),
+            "{n} replicas, {mode}: the leader sends its vote to nobody"
+        );
+        deliver_to(&mut c, 1);
+        c.sync(1);
+        assert!(c.reply_of(77).is_none(), "{n} replicas, {mode}");
+    }
+}
+
+#[test]
+fn a_leaders_own_clients_cost_no_vote_to_the_followers() {
+    let mut c = cluster(3, ReadMode::Log);
+    // Client 100 is r0's own session.
+    c.request(0, 5, 100, 1, set("a", "1"));
+    c.sync(0);
+    assert!(
+        !c.wire
+            .iter()
+            .any(|(_, t, m)| t.index() != 0 && matches!(m, Message::Accepted { .. }))
+    );
+}
+
+#[test]
+fn a_leader_lease_read_of_a_key_voted_on_goes_through_the_log() {
+    let mut c = cluster(3, ReadMode::LeaderLease);
+    assert_eq!(
+        c.replicas[0].read_now(c.now, &get("b")),
+        Some(Reply::Value(None))
+    );
+    forward_from_r1(&mut c, 77);
+    deliver_to(&mut c, 1);
+    c.sync(1);
+    assert_eq!(
+        c.reply_of(77),
+        Some(&ClientReply::Done(Reply::Ok)),
+        "acknowledged"
+    );
+    // The leader has not learned the write chosen: its state still lacks it. A lease
+    // read of that key must not be served from it; other keys still are.
+    assert_eq!(value(&c, 0, "a"), None);
+    assert_eq!(c.replicas[0].read_now(c.now, &get("a")), None);
+    assert_eq!(
+        c.replicas[0].read_now(c.now, &get("b")),
+        Some(Reply::Value(None))
+    );
+    c.request(0, 9, 100, 1, get("a"));
+    c.run(|_, _, _| true);
+    assert_eq!(
+        c.reply_of(9),
+        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
+    );
+    // Applied: the key is served from the lease again.
+    assert_eq!(
+        c.replicas[0].read_now(c.now, &get("a")),
+        Some(Reply::Value(Some(Bytes::from("1"))))
+    );
+}
+
+#[test]
+fn a_deposed_leaders_own_vote_is_not_a_second_one() {
+    let mut c = cluster(3, ReadMode::Log);
+    // r0 proposes a forward but its disk has not synced; r1 is elected meanwhile.
+    let req = Request {
+        client: 101,
+        seq: 1,
+        ack_floor: 1,
+        cmd: set("a", "1"),
+    };
+    c.replicas[0].on_request(c.now, 500, req);
+    c.collect(0);
+    c.wire.clear();
+    c.replicas[0].on_message(
+        c.now,
+        ReplicaId(1),
+        Message::Prepare {
+            ballot: Ballot {
+                round: 99,
+                node: ReplicaId(1),
+            },
+            from_slot: 1,
+        },
+    );
+    c.collect(0);
+    assert!(c.replicas[0].leading().is_none());
+    let chosen = c.replicas[0].chosen_through;
+    // Its sync releases its own vote, to itself: one vote, not a quorum.
+    c.sync(0);
+    assert_eq!(c.replicas[0].chosen_through, chosen);
+    assert_eq!(c.replicas[0].stats().slots_learned_early, 0);
+}
