@@ -16,13 +16,7 @@ fn cluster(n: usize, mode: ReadMode) -> Cluster {
         });
     }
     if mode == ReadMode::LeaderLease {
-        // Wait out the start-up amnesia, in which nobody promises anyone.
-        for i in 0..n {
-            c.replicas[i].on_tick(c.now);
-            c.collect(i);
-        }
-        c.wire.clear();
-        c.now += 1_000 * MS;
+        c.wait_out_startup_amnesia();
     }
     // The new leader asks for its lease at once (leader-lease mode); every replica grants it.
     c.elect(0);

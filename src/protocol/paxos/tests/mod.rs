@@ -118,6 +118,17 @@ impl Cluster {
         panic!("messages never settled");
     }
 
+    /// Starts every replica, then waits out the start-up amnesia of the lease modes, in
+    /// which nobody promises anyone.
+    fn wait_out_startup_amnesia(&mut self) {
+        for i in 0..self.replicas.len() {
+            self.replicas[i].on_tick(self.now);
+            self.collect(i);
+        }
+        self.wire.clear();
+        self.now += 1_000 * MS;
+    }
+
     fn elect(&mut self, i: usize) {
         self.replicas[i].start_election(self.now);
         self.replicas[i].finish_step(self.now);

@@ -77,13 +77,7 @@ fn a_replica_that_granted_a_leader_lease_promises_nobody_else() {
             ..Bugs::default()
         });
     }
-    // Start, then wait out the start-up amnesia, in which nobody promises anyone.
-    for i in 0..3 {
-        c.replicas[i].on_tick(c.now);
-        c.collect(i);
-    }
-    c.wire.clear();
-    c.now += 1_000 * MS;
+    c.wait_out_startup_amnesia();
     c.elect(0);
     // The new leader asks for its lease at once; every replica grants it.
     c.run(|_, _, _| true);
