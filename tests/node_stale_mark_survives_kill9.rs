@@ -79,10 +79,12 @@ fn stale_mark_survives_kill9(protocol: Protocol) {
     std::fs::remove_dir_all(&a_dir).unwrap();
     copy_dir(&backup, &a_dir);
     cluster.restart(a);
+    // Shard s's own finding: another shard of A may be found stale first (its terms or
+    // ballots moved while A was down), before shard s heard C's report.
     wait_until(
-        "A finds its data dir stale",
+        "A finds its data dir stale in shard s",
         Duration::from_secs(20),
-        || cluster.info_sum(a, "_stats", "stale_data_detected") > 0,
+        || cluster.shard_value(a, s, "_stats", "stale_data_detected") > 0,
     );
     assert_eq!(
         cluster.shard_field(a, s, "recovering"),

@@ -429,38 +429,25 @@ impl Cluster {
     /// `field` of node `i`'s INFO lines `shard<s><suffix>:…,field=N,…`, summed over shards
     /// (e.g. suffix `_anti_entropy`, field `keys_repaired`).
     pub fn info_sum(&self, i: usize, suffix: &str, field: &str) -> u64 {
+        let info = self.info(i);
+        (0..SHARDS)
+            .map(|s| shard_line_field(&info, i, s, suffix, field))
+            .sum()
+    }
+
+    /// `field` of one shard's `shard<s><suffix>:` line in node `i`'s INFO.
+    pub fn shard_value(&self, i: usize, shard: usize, suffix: &str, field: &str) -> u64 {
+        shard_line_field(&self.info(i), i, shard, suffix, field)
+    }
+
+    fn info(&self, i: usize) -> String {
         let mut c = self.connect(i).expect("connect");
-        let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string");
-        let mut sum = 0;
-        for s in 0..SHARDS {
-            let prefix = format!("shard{s}{suffix}:");
-            let line = info
-                .lines()
-                .find_map(|l| l.strip_prefix(&prefix))
-                .unwrap_or_else(|| panic!("no {prefix} line in INFO of node {i}:\n{info}"));
-            let value = line
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no numeric {field} in {prefix}{line}"));
-            sum += value;
-        }
-        sum
+        bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string")
     }
 
     /// `field` of shard `shard`'s line in node `i`'s INFO (`shard<s>:…,field=N,…`).
     pub fn shard_field(&self, i: usize, shard: usize, field: &str) -> u64 {
-        let mut c = self.connect(i).expect("connect");
-        let info = bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string");
-        let prefix = format!("shard{shard}:");
-        let line = info
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix} line in INFO:\n{info}"));
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {line}"))
+        self.shard_value(i, shard, "", field)
     }
 
     /// Shards of node `i` whose INFO line says `recovering=1` (all of them while it does
@@ -646,4 +633,17 @@ pub fn bulk(v: &Value) -> Option<String> {
 /// True for `+OK`.
 pub fn is_ok(v: &Value) -> bool {
     matches!(v, Value::Simple(s) if s == "OK")
+}
+
+/// `field` (a number) of the `shard<shard><suffix>:` line of node `i`'s `info`.
+fn shard_line_field(info: &str, i: usize, shard: usize, suffix: &str, field: &str) -> u64 {
+    let prefix = format!("shard{shard}{suffix}:");
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} line in INFO of node {i}:\n{info}"));
+    line.split(',')
+        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no numeric {field} in {prefix}{line}"))
 }
