@@ -6,12 +6,14 @@
 #   one client:  redis-benchmark -c 1 -P 1 -n N1 -r 100000 -t set   (through the leader, then
 #                through a follower, which forwards each write to the leader: label `…-via-follower`)
 #   pipelined:   redis-benchmark -c 50 -P 16 -n N2 -r 100000 -t set, then -t get
+#   50 clients, one request each in flight: -c 50 -P 1 -n N3 -r 100000 -t set
 #   one client reading (the keys the pipelined SETs wrote): -c 1 -P 1 -n N1 -t get
 # and each server process's CPU (user + system, /proc/PID/stat) over each pipelined run,
 # divided by the requests of the run: µs per operation, for the leader and each follower.
 #
 # Usage: scripts/floor.sh   (defaults below; all can be overridden)
-#   N1=8000  N2=600000   requests of the one-client and of the pipelined runs
+#   N1=8000  N2=600000  N3=100000   requests of the one-client, the pipelined and the
+#                        50-client unpipelined runs
 #   ROUNDS=2             every target measured this many times, interleaved
 #   COREPAX_BIN=target/release/corepax   COREPAX_BIN_BEFORE=   (a second binary to compare)
 # Writes results/floor-<date>.md (tables, commands, machine) and results/floor-<date>-raw.txt.
@@ -19,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-8000}
 N2=${N2:-600000}
+N3=${N3:-100000}
 ROUNDS=${ROUNDS:-2}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
@@ -77,6 +80,7 @@ targets = [
     ("each follower's CPU per SET", "after", "SET -c 50 -P 16", "cpuf", 0.5, "<="),
     ("leader CPU per lease GET", "after", "GET -c 50 -P 16", "cpu0", 1.0, "<="),
     ("SET throughput, -P 16", "after", "SET -c 50 -P 16", "rps", 1.0, ">="),
+    ("SET throughput, -P 1", "after", "SET -c 50 -P 1", "rps", 1.0, ">="),
     ("GET throughput, -P 16", "after", "GET -c 50 -P 16", "rps", 1.0, ">="),
 ]
 def value(row, field):
@@ -122,6 +126,7 @@ run_corepax() {
     bench "$label-via-follower" "$follower_port" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t get
+    bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 1 -n "$N3" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t get
     stop_cluster
     CLUSTER_PID=""
@@ -138,6 +143,7 @@ run_redis() {
     bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t get
+    bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 1 -n "$N3" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t get
     stop_pids "$REDIS_PID"
     REDIS_PID=""
@@ -179,7 +185,7 @@ done
     [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
     echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
     echo "- $(redis-server --version)"
-    echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`"
+    echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`, \`-c 50 -P 1 -n $N3 -r 100000 -t set\`"
     echo
     echo "## Machine"
     echo
