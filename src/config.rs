@@ -450,6 +450,12 @@ protocol_settings! {
     election_timeout_ms: u64 = 500;
     /// The leader sends a commit/heartbeat at least this often (ms).
     heartbeat_interval_ms: u64 = 50, allowed 1..;
+    /// Multi-Paxos with three replicas: a follower learns a slot chosen from its own
+    /// durable accept and the leader's vote, and answers the commands it forwarded itself
+    /// (not in quorum-lease mode; see docs/ARCHITECTURE.md, "Early learning"). Raft
+    /// followers learn only from the leader's commit index: turn this off to compare the
+    /// two on the same message pattern.
+    early_learning: bool = true;
     /// Chosen slots per catch-up message, at most.
     catchup_chunk_max: usize = 64, allowed 1..=4096;
     /// Client commands queued at the leader waiting for a slot, at most; beyond it

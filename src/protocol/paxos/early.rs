@@ -55,7 +55,8 @@ impl Replica {
 
     /// Whether a follower may learn a slot chosen from the leader's vote and its own.
     fn learns_early(&self) -> bool {
-        self.early.session != 0
+        self.cfg.early_learning
+            && self.early.session != 0
             && self.cfg.quorum() == 2
             && self.cfg.read_mode != ReadMode::QuorumLease
     }

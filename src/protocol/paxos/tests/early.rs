@@ -89,19 +89,29 @@ fn the_leaders_vote_alone_chooses_nothing() {
 }
 
 #[test]
-fn no_early_learning_with_five_replicas_or_quorum_leases() {
-    for (n, mode) in [(5, ReadMode::Log), (3, ReadMode::QuorumLease)] {
+fn no_early_learning_with_five_replicas_or_quorum_leases_or_when_off() {
+    for (n, mode, on) in [
+        (5, ReadMode::Log, true),
+        (3, ReadMode::QuorumLease, true),
+        (3, ReadMode::Log, false),
+    ] {
         let mut c = cluster(n, mode);
+        for r in &mut c.replicas {
+            r.cfg.early_learning = on;
+        }
         forward_from_r1(&mut c, 77);
         assert!(
             !c.wire
                 .iter()
                 .any(|(_, t, m)| t.index() != 0 && matches!(m, Message::Accepted { .. })),
-            "{n} replicas, {mode}: the leader sends its vote to nobody"
+            "{n} replicas, {mode}, early_learning {on}: the leader sends its vote to nobody"
         );
         deliver_to(&mut c, 1);
         c.sync(1);
-        assert!(c.reply_of(77).is_none(), "{n} replicas, {mode}");
+        assert!(
+            c.reply_of(77).is_none(),
+            "{n} replicas, {mode}, early_learning {on}"
+        );
     }
 }
 
