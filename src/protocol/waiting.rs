@@ -130,22 +130,25 @@ pub fn apply_batch(
 ) {
     kv.prefetch(batch);
     for req in batch.iter() {
-        // A follower waits for nothing: no hash of the session, and no copy of the reply
-        // to drop, per request.
-        if req.client == 0 || waiting.is_empty() {
+        // A follower mostly waits for nothing: no hash of the session, and no copy of the
+        // reply to drop, per request; nor for a request nobody here waits for (a follower
+        // waits only for the forwards it may answer itself).
+        let token = if req.client == 0 || waiting.is_empty() {
+            None
+        } else {
+            waiting.remove(&(req.client, req.seq))
+        };
+        let Some(token) = token else {
             kv.apply_unanswered(index, req);
             continue;
-        }
-        let applied = kv.apply(index, req);
-        if let Some(token) = waiting.remove(&(req.client, req.seq)) {
-            let reply = match applied {
-                Applied::Reply(reply) => ClientReply::Done(reply),
-                // The client acknowledged this sequence number already, so it is not
-                // waiting for it; a token here means a confused client.
-                Applied::Forgotten => ClientReply::Busy,
-            };
-            out.push(Action::Reply { token, reply });
-        }
+        };
+        let reply = match kv.apply(index, req) {
+            Applied::Reply(reply) => ClientReply::Done(reply),
+            // The client acknowledged this sequence number already, so it is not
+            // waiting for it; a token here means a confused client.
+            Applied::Forgotten => ClientReply::Busy,
+        };
+        out.push(Action::Reply { token, reply });
     }
 }
 
