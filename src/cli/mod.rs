@@ -71,7 +71,8 @@ pub struct SimArgs {
     /// Deliberate protocol bug, to see the checkers catch it:
     /// reply-before-persist | skip-phase1-recovery | truncate-at-corruption |
     /// commit-older-term | vote-without-log-check | trust-clocks | expire-local-clock |
-    /// vote-inside-lease | ignore-stale-data | pop-without-log, insert-after,
+    /// vote-inside-lease | ignore-stale-data | early-lease-unguarded | early-own-vote |
+    /// pop-without-log, insert-after,
     /// lmove-wrong-end, blocking-timeout-local (with --lists) |
     /// deliver-on-receipt (with --pubsub).
     #[arg(long, hide = true)]
@@ -337,10 +338,13 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             "expire-local-clock" => bugs.expire_local_clock = true,
             "vote-inside-lease" => bugs.vote_inside_lease = true,
             "ignore-stale-data" => bugs.ignore_stale_data = true,
+            "early-lease-unguarded" => bugs.early_lease_unguarded = true,
+            "early-own-vote" => bugs.early_own_vote = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \
-                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, pop-without-log, insert-after, lmove-wrong-end and blocking-timeout-local (with --lists), \
+                 trust-clocks, expire-local-clock, vote-inside-lease (raft), ignore-stale-data, \
+                 early-lease-unguarded, early-own-vote, pop-without-log, insert-after, lmove-wrong-end and blocking-timeout-local (with --lists), \
                  deliver-on-receipt (with --pubsub)"
             ),
         }

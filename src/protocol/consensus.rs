@@ -48,6 +48,13 @@ pub struct Bugs {
     /// Both protocols: a restarted replica ignores what its peers report it acknowledged
     /// (`protocol/stale.rs`), so a data directory replaced by an older copy votes at once.
     pub ignore_stale_data: bool,
+    /// Paxos early learning, leader lease: the leader serves lease reads of keys whose
+    /// slot it sent its vote for before it applied them (a follower may have acknowledged
+    /// the write already).
+    pub early_lease_unguarded: bool,
+    /// Paxos early learning: a replica counts its own vote (a deposed leader's, released
+    /// by a sync after it stepped down) as the leader's, and learns a slot from one vote.
+    pub early_own_vote: bool,
     /// The state machine applies `LINSERT … BEFORE` as `AFTER` (the list checker's test).
     pub insert_after: bool,
     /// The state machine's `LMOVE` between two keys pushes at the other end of the

@@ -297,6 +297,35 @@ fn cluster_5_replicas_1000_seeds_linearizable() {
     assert_clean(5, 1000);
 }
 
+/// Early learning's two rules (`paxos/early.rs`), each broken on purpose: a leader-lease
+/// leader serving keys it voted on before applying them, and a deposed leader taking its
+/// own vote for the leader's. The checkers must see both.
+#[test]
+fn bugs_of_early_learning_are_caught() {
+    let lease = Bugs {
+        early_lease_unguarded: true,
+        ..Bugs::default()
+    };
+    let own = Bugs {
+        early_own_vote: true,
+        ..Bugs::default()
+    };
+    for (bugs, read_mode, what) in [
+        (lease, ReadMode::LeaderLease, "lease reads of voted keys"),
+        (own, ReadMode::Log, "a replica's own vote as the leader's"),
+    ] {
+        let found = (0..300).find(|&seed| {
+            let cfg = SimConfig {
+                read_mode,
+                bugs,
+                ..SimConfig::new(seed, 3)
+            };
+            !run(cfg).violations.is_empty()
+        });
+        assert!(found.is_some(), "{what} went unnoticed in 300 seeds");
+    }
+}
+
 fn seeds_until_violation(bugs: Bugs, replicas: usize, seeds_max: u64) -> Option<u64> {
     (0..seeds_max).find(|&seed| {
         let mut cfg = SimConfig::new(seed, replicas);

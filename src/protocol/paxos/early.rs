@@ -107,7 +107,9 @@ impl Replica {
     /// before this leader applied it.
     pub(super) fn no_voted_write(&self, cmd: &Command) -> bool {
         let keys = &self.early.voted_keys;
-        keys.is_empty() || cmd.read_keys().iter().all(|k| keys.newest(k).is_none())
+        self.bugs.early_lease_unguarded
+            || keys.is_empty()
+            || cmd.read_keys().iter().all(|k| keys.newest(k).is_none())
     }
 
     /// Follower: the leader of `ballot` (`from`) accepted `slot` durably. With our own
@@ -123,7 +125,7 @@ impl Replica {
         // Our own vote as a deposed leader, released by a sync after we stepped down, is
         // not a second one.
         if !self.learns_early()
-            || from == self.id
+            || (from == self.id && !self.bugs.early_own_vote)
             || from != ballot.node
             || slot <= self.chosen_through
         {
