@@ -28,6 +28,16 @@ use crate::protocol::pending::PendingKeys;
 use crate::protocol::types::{Ballot, ClientId, Nanos, ReplicaId, Slot, Token};
 use crate::protocol::waiting::Waiting;
 
+/// What a leader's vote told a follower about a slot.
+enum Learned {
+    /// Chosen: our own accept of it at that ballot is durable too.
+    Chosen,
+    /// Ours matches but is not durable yet: the vote waits for it.
+    NotDurableYet,
+    /// Not a slot this vote can settle (known chosen, absent, or another ballot here).
+    NotOurs,
+}
+
 /// What early learning keeps (see the module doc).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Early {
@@ -127,24 +137,16 @@ impl Replica {
         if !self.learns_early()
             || (from == self.id && !self.bugs.early_own_vote)
             || from != ballot.node
-            || slot <= self.chosen_through
         {
             return false;
         }
-        let durable = self.durable_id;
-        let bug = self.bugs.reply_before_persist;
-        let Some(e) = self.log.get_mut(&slot) else {
-            return false; // Its accept did not come (or not yet): the commit index will do.
-        };
-        if e.ballot != ballot || e.chosen {
-            return false;
-        }
-        if bug || e.persist_id <= durable {
-            e.chosen = true;
-            self.stats.slots_learned_early += 1;
-            self.advance_chosen(now);
-        } else if self.early.votes.len() < self.cfg.pipeline_depth.max(1) * 2 {
-            self.early.votes.insert(slot, ballot);
+        match self.learn_from_vote(slot, ballot) {
+            Learned::Chosen => self.advance_chosen(now),
+            Learned::NotDurableYet if self.early.votes.len() < self.cfg.pipeline_depth * 2 => {
+                self.early.votes.insert(slot, ballot);
+            }
+            Learned::NotDurableYet => {}
+            Learned::NotOurs => return false,
         }
         true
     }
@@ -157,26 +159,39 @@ impl Replica {
         let votes = std::mem::take(&mut self.early.votes);
         let mut learned = false;
         for (slot, ballot) in votes {
-            if slot <= self.chosen_through {
-                continue;
-            }
-            let Some(e) = self.log.get_mut(&slot) else {
-                continue;
-            };
-            if e.ballot != ballot || e.chosen {
-                continue;
-            }
-            if e.persist_id <= self.durable_id {
-                e.chosen = true;
-                self.stats.slots_learned_early += 1;
-                learned = true;
-            } else {
-                self.early.votes.insert(slot, ballot);
+            match self.learn_from_vote(slot, ballot) {
+                Learned::Chosen => learned = true,
+                Learned::NotDurableYet => {
+                    self.early.votes.insert(slot, ballot);
+                }
+                Learned::NotOurs => {}
             }
         }
         if learned {
             self.advance_chosen(now);
         }
+    }
+
+    /// The leader voted for `slot` at `ballot`: marks it chosen if our own accept of it at
+    /// that ballot is durable (the caller advances the commit index).
+    fn learn_from_vote(&mut self, slot: Slot, ballot: Ballot) -> Learned {
+        if slot <= self.chosen_through {
+            return Learned::NotOurs;
+        }
+        let durable = self.durable_id;
+        let bug = self.bugs.reply_before_persist;
+        let Some(e) = self.log.get_mut(&slot) else {
+            return Learned::NotOurs; // Its accept did not come (or not yet): the commit index will do.
+        };
+        if e.ballot != ballot || e.chosen {
+            return Learned::NotOurs;
+        }
+        if !bug && e.persist_id > durable {
+            return Learned::NotDurableYet;
+        }
+        e.chosen = true;
+        self.stats.slots_learned_early += 1;
+        Learned::Chosen
     }
 
     /// Every slot up to `applied` is applied: its voted keys are no longer pending.

@@ -27,16 +27,21 @@ fn cluster(n: usize, mode: ReadMode) -> Cluster {
 /// r1 forwards SET a 1 as `token` (its own session) and the leader proposes it; the
 /// leader's disk syncs, the followers' do not yet.
 fn forward_from_r1(c: &mut Cluster, token: Token) {
-    let req = Request {
-        client: 101,
-        seq: 1,
-        ack_floor: 1,
-        cmd: set("a", "1"),
-    };
+    let req = r1_set_a();
     c.replicas[1].expect_forwarded(token, &req);
     c.replicas[0].on_request(c.now, 500, req);
     c.collect(0);
     c.sync(0);
+}
+
+/// SET a 1, the first request of r1's session.
+fn r1_set_a() -> Request {
+    Request {
+        client: 101,
+        seq: 1,
+        ack_floor: 1,
+        cmd: set("a", "1"),
+    }
 }
 
 /// Delivers what is on the wire to `to` only, without syncing anyone.
@@ -168,13 +173,7 @@ fn a_leader_lease_read_of_a_key_voted_on_goes_through_the_log() {
 fn a_deposed_leaders_own_vote_is_not_a_second_one() {
     let mut c = cluster(3, ReadMode::Log);
     // r0 proposes a forward but its disk has not synced; r1 is elected meanwhile.
-    let req = Request {
-        client: 101,
-        seq: 1,
-        ack_floor: 1,
-        cmd: set("a", "1"),
-    };
-    c.replicas[0].on_request(c.now, 500, req);
+    c.replicas[0].on_request(c.now, 500, r1_set_a());
     c.collect(0);
     c.wire.clear();
     c.replicas[0].on_message(
