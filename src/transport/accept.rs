@@ -16,7 +16,9 @@ use super::{
     TransportConfig, add,
 };
 use crate::wire::auth::{self, Challenge, Nonce, Proof, Side};
-use crate::wire::frame::{self, FrameError, HELLO_FRAME_BYTES_MAX, Hello, PROTOCOL_VERSION};
+use crate::wire::frame::{
+    self, FRAME_HEADER_BYTES, FrameError, HELLO_FRAME_BYTES_MAX, Hello, PROTOCOL_VERSION,
+};
 
 /// Connections a listener queues before they are accepted.
 const BACKLOG: i32 = 1024;
@@ -322,10 +324,10 @@ async fn read_frames<M: DeserializeOwned>(
         let result = loop {
             match frame::decode::<M>(buf.data(), frame_bytes_max) {
                 Ok(Some((msg, used))) => {
+                    (shared.on_message)(from, msg, &buf.data()[FRAME_HEADER_BYTES..used]);
                     buf.consume(used);
                     frames += 1;
                     bytes += used as u64;
-                    (shared.on_message)(from, msg);
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(Closed::Frame(e)),

@@ -237,7 +237,7 @@ struct Shared<M> {
     /// The connection id currently accepted from each replica; a newer one replaces it.
     incoming_by_peer: RefCell<Vec<Option<u64>>>,
     next_conn_id: Cell<u64>,
-    on_message: Box<dyn Fn(u8, M)>,
+    on_message: Box<OnMessage<M>>,
 }
 
 impl<M> Shared<M> {
@@ -269,12 +269,25 @@ pub struct Transport<M> {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What a transport calls with each frame: the sender, the message, and the payload it
+/// was decoded from.
+type OnMessage<M> = dyn Fn(u8, M, &[u8]);
+
 impl<M: Serialize + DeserializeOwned + 'static> Transport<M> {
     /// Binds, spawns the accept loop and one dialer/writer task per peer on the current
     /// glommio executor. `on_message(from, msg)` runs on that executor for every frame.
     pub async fn start(
         cfg: TransportConfig,
         on_message: impl Fn(u8, M) + 'static,
+    ) -> Result<Transport<M>, TransportError> {
+        Self::start_with_payload(cfg, move |from, msg, _| on_message(from, msg)).await
+    }
+
+    /// [`Transport::start`], with `on_message(from, msg, payload)` also given the frame's
+    /// payload, the bytes `msg` was decoded from (to keep parts of it as they came).
+    pub async fn start_with_payload(
+        cfg: TransportConfig,
+        on_message: impl Fn(u8, M, &[u8]) + 'static,
     ) -> Result<Transport<M>, TransportError> {
         cfg.validate()?;
         let listener =

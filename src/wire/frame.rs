@@ -112,6 +112,12 @@ impl postcard::ser_flavors::Flavor for AppendToVec<'_> {
     }
 }
 
+/// Appends `value`'s postcard encoding to `out` (no frame header). On error `out` may
+/// hold part of it.
+pub fn encode_payload<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
+    postcard::serialize_with_flavor(value, AppendToVec(out))
+}
+
 /// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
 pub fn encode<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let frame_start = out.len();

@@ -13,6 +13,9 @@ pub struct ShardCounters {
     pub errors: u64,
     /// Records written to the WAL.
     pub records_persisted: u64,
+    /// Of those, records whose batch was written as it arrived from the leader
+    /// (`received`): not encoded again.
+    pub records_logged_as_received: u64,
     /// Records the WAL refused as too large (the core's size bound was wrong).
     pub records_too_large: u64,
     /// WAL syncs completed.

@@ -33,6 +33,7 @@ mod client;
 mod info;
 mod peers;
 mod pubsub;
+mod received;
 mod snapshot;
 mod storage;
 mod ticker;
@@ -247,6 +248,9 @@ pub struct Shard {
     /// The frame of the last accept or append broadcast (`ShardEffects::send_encoded`),
     /// kept for its allocation.
     broadcast_frame: RefCell<Vec<u8>>,
+    /// A record being encoded for the WAL (and a received message's batch being told
+    /// apart from its other fields), kept for its allocation.
+    record_buf: RefCell<Vec<u8>>,
     /// Local callers waiting for their command to finish (the client path expires it at
     /// its deadline, driven by the ticker: a request costs no timer of its own).
     callers: RefCell<HashMap<Handle, client::Call, MapHasher>>,
@@ -312,6 +316,8 @@ struct ShardEffects<'a> {
     now: Option<Nanos>,
     /// The broadcast message whose frame `Shard::broadcast_frame` holds, encoded in this step.
     encoded: Option<FrameKey>,
+    /// The batch of the message this step handles, as it arrived: logged as it came.
+    received: Option<received::Received<'a>>,
 }
 
 /// Names a message a leader broadcasts, each a batch of up to `batch_max` commands (or
@@ -448,19 +454,31 @@ impl Effects for ShardEffects<'_> {
             return; // Never reported durable: nothing depending on it goes out.
         }
         let lazy = LAZY_RECORDS && matches!(record, Record::Chosen { .. });
-        let bytes = match postcard::to_stdvec(&record) {
-            Ok(b) => b,
-            Err(e) => {
-                s.fail_storage(format!("encoding a record: {e}"));
-                return;
+        let mut buf = s.record_buf.borrow_mut();
+        let received = self.received.as_ref();
+        let tail: &[u8] = match received.and_then(|r| r.encode_record(&record, &mut buf)) {
+            Some(batch) => {
+                s.counters.borrow_mut().records_logged_as_received += 1;
+                batch
+            }
+            None => {
+                buf.clear();
+                if let Err(e) = crate::wire::frame::encode_payload(&record, &mut buf) {
+                    drop(buf);
+                    s.fail_storage(format!("encoding a record: {e}"));
+                    return;
+                }
+                &[]
             }
         };
         if !s.overflow.borrow().is_empty() {
             // Behind records still waiting for room: keep the core's order.
-            s.overflow.borrow_mut().push_back((bytes, id));
+            s.overflow
+                .borrow_mut()
+                .push_back(([&buf[..], tail].concat(), id));
             return;
         }
-        if let Err(back) = s.append_record(bytes, id, lazy) {
+        if let Err(back) = s.append_record(&[&buf, tail], id, lazy) {
             s.overflow.borrow_mut().push_back(back);
         }
     }
@@ -552,6 +570,7 @@ impl Shard {
             client: RefCell::new(client),
             ticker: ticker::Idle::new(&cfg.protocol),
             broadcast_frame: RefCell::new(Vec::new()),
+            record_buf: RefCell::new(Vec::new()),
             callers: RefCell::new(HashMap::default()),
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
@@ -603,9 +622,9 @@ impl Shard {
             reconnect_backoff_max_ms: PEER_RECONNECT_MAX_MS,
         };
         let weak = Rc::downgrade(&shard);
-        let transport = Transport::start(tcfg, move |from, msg: PeerMsg| {
+        let transport = Transport::start_with_payload(tcfg, move |from, msg: PeerMsg, payload| {
             if let Some(s) = weak.upgrade() {
-                s.on_peer(ReplicaId(from), msg);
+                s.on_peer(ReplicaId(from), msg, payload);
             }
         })
         .await
@@ -657,6 +676,15 @@ impl Shard {
 
     /// Runs one input through the replica and executes what it asks for.
     fn step(&self, f: impl FnOnce(&mut Consensus)) {
+        self.step_received(None, f);
+    }
+
+    /// [`Shard::step`] for a message that arrived with `received`, its batch's bytes.
+    fn step_received(
+        &self,
+        received: Option<received::Received<'_>>,
+        f: impl FnOnce(&mut Consensus),
+    ) {
         let (step, view) = {
             let mut r = self.replica.borrow_mut();
             f(&mut r);
@@ -682,6 +710,7 @@ impl Shard {
             view,
             now: None,
             encoded: None,
+            received,
         };
         let spare = step.dispatch(&mut fx);
         self.outbox.borrow_mut().recycle(spare);

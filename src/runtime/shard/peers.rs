@@ -70,13 +70,18 @@ impl Shard {
         t.queued_bytes(to.0).saturating_sub(before) as u64
     }
 
-    pub(super) fn on_peer(self: &Rc<Self>, from: ReplicaId, msg: PeerMsg) {
+    /// `payload` is the frame `msg` was decoded from.
+    pub(super) fn on_peer(self: &Rc<Self>, from: ReplicaId, msg: PeerMsg, payload: &[u8]) {
         if self.partitioned.get() {
             return;
         }
         let now = self.now();
         match msg {
-            PeerMsg::Paxos(m) => self.step(|r| r.on_message(now, from, m)),
+            PeerMsg::Paxos(m) => {
+                let received =
+                    received::Received::of(&m, payload, &mut self.record_buf.borrow_mut());
+                self.step_received(received, |r| r.on_message(now, from, m))
+            }
             PeerMsg::Forward { id, req } => {
                 self.ticker.wake();
                 self.client.borrow_mut().on_forward(from, id, req);

@@ -39,25 +39,22 @@ impl Shard {
     /// flight ends. Other errors stop the shard acknowledging.
     /// Appends one record; a `lazy` one waits for the next sync another record or the
     /// ticker starts (see [`LAZY_RECORDS`](super::LAZY_RECORDS)).
+    /// The record is the bytes `parts` make one after the other; handed back, they are
+    /// joined.
     pub(super) fn append_record(
         &self,
-        bytes: Vec<u8>,
+        parts: &[&[u8]],
         id: PersistId,
         lazy: bool,
     ) -> Result<(), (Vec<u8>, PersistId)> {
         use crate::runtime::wal::WalError;
-        let appended = if lazy {
-            self.wal.append_lazy(&bytes)
-        } else {
-            self.wal.append(&bytes)
-        };
-        match appended {
+        match self.wal.append_parts(parts, lazy) {
             Ok(lsn) => {
                 self.last_lsn.set(lsn);
                 self.persisting.borrow_mut().push_back((lsn, id));
                 self.counters.borrow_mut().records_persisted += 1;
             }
-            Err(WalError::PendingFull { .. }) => return Err((bytes, id)),
+            Err(WalError::PendingFull { .. }) => return Err((parts.concat(), id)),
             // The core drops every batch whose encoding bound exceeds the record limit,
             // and leaders never build one, so this means the bound is wrong. The WAL took
             // nothing and still works, but the core already counts this record as its
@@ -85,7 +82,7 @@ impl Shard {
                 self.overflow.borrow_mut().clear();
                 return;
             }
-            if let Err(back) = self.append_record(bytes, id, false) {
+            if let Err(back) = self.append_record(&[&bytes], id, false) {
                 self.overflow.borrow_mut().push_front(back);
                 return;
             }

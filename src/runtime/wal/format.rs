@@ -127,15 +127,26 @@ pub struct RecordHeader {
 
 /// Appends one record (header then payload) to `out`.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, lsn: u64, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).expect("caller checked the record size");
+    encode_record_parts(out, seq, lsn, &[payload]);
+}
+
+/// [`encode_record`] of the payload `parts` make one after the other: a record is written
+/// from the pieces it was made of, without joining them first.
+pub fn encode_record_parts(out: &mut Vec<u8>, seq: u64, lsn: u64, parts: &[&[u8]]) {
+    let payload_bytes: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(payload_bytes).expect("caller checked the record size");
     let start = out.len();
+    out.reserve(RECORD_HEADER_BYTES + payload_bytes);
     out.extend_from_slice(&[0u8; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(payload);
-    let checksum = record_checksum(&out[start + 8..start + RECORD_HEADER_BYTES], payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    let (header, payload) = out[start + 8..].split_at(RECORD_HEADER_BYTES - 8);
+    let checksum = record_checksum(header, payload);
     out[start..start + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 

@@ -93,11 +93,23 @@ impl GroupCommitter {
     /// sync that an [`append`](Self::append) or a [`flush`](Self::flush) starts. For
     /// records nothing waits on soon, so they do not cost a sync of their own.
     pub fn append_lazy(&self, record: &[u8]) -> Result<Lsn, WalError> {
-        let mut shared = self.shared.borrow_mut();
-        if shared.closed {
-            return Err(WalError::Closed);
+        self.append_parts(&[record], true)
+    }
+
+    /// [`append`](Self::append) (or, `lazy`, [`append_lazy`](Self::append_lazy)) of the
+    /// record `parts` make one after the other.
+    pub fn append_parts(&self, parts: &[&[u8]], lazy: bool) -> Result<Lsn, WalError> {
+        let lsn = {
+            let mut shared = self.shared.borrow_mut();
+            if shared.closed {
+                return Err(WalError::Closed);
+            }
+            shared.wal.append_parts(parts)?
+        };
+        if !lazy {
+            self.flush();
         }
-        shared.wal.append(record)
+        Ok(lsn)
     }
 
     /// Wakes the committer if records wait to be synced.

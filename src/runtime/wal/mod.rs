@@ -491,15 +491,22 @@ impl Wal {
     /// Buffers one record in memory (no I/O) and returns its LSN. It becomes durable with
     /// the next [`Wal::sync`] (or sync job) that starts after this call.
     pub fn append(&mut self, record: &[u8]) -> Result<Lsn, WalError> {
+        self.append_parts(&[record])
+    }
+
+    /// [`Wal::append`] of the record `parts` make one after the other (written from its
+    /// pieces, never joined in a buffer of their own).
+    pub fn append_parts(&mut self, parts: &[&[u8]]) -> Result<Lsn, WalError> {
         self.check_poisoned()?;
         let len_bytes_max = self.opts.record_bytes_max();
-        if record.len() > len_bytes_max {
+        let record_bytes: usize = parts.iter().map(|p| p.len()).sum();
+        if record_bytes > len_bytes_max {
             return Err(WalError::RecordTooLarge {
-                len_bytes: record.len(),
+                len_bytes: record_bytes,
                 len_bytes_max,
             });
         }
-        let need = (RECORD_HEADER_BYTES + record.len()) as u64;
+        let need = (RECORD_HEADER_BYTES + record_bytes) as u64;
         if self.pending_bytes + need as usize > self.opts.pending_bytes_max {
             return Err(WalError::PendingFull {
                 pending_bytes: self.pending_bytes,
@@ -533,7 +540,7 @@ impl Wal {
         let chunk = self.pending.last_mut().expect("a chunk was just ensured");
         assert_eq!(chunk.seq, self.cursor_seq);
         assert_eq!(chunk.start + chunk.bytes.len() as u64, self.cursor_pos);
-        format::encode_record(&mut chunk.bytes, self.cursor_seq, lsn, record);
+        format::encode_record_parts(&mut chunk.bytes, self.cursor_seq, lsn, parts);
         chunk.last_lsn = lsn;
         self.cursor_pos += need;
         assert!(self.cursor_pos <= self.cursor_capacity);
