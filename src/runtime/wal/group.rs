@@ -236,6 +236,7 @@ impl GroupCommitter {
                         shared.times.slow_ms += ms;
                     }
                     let lsn = shared.wal.finish_sync(done)?;
+                    shared.wal.recycle(job);
                     drop(shared);
                     on_durable(lsn);
                 }

@@ -32,7 +32,7 @@ pub(super) async fn write_header(
 ) -> Result<(), WalError> {
     let mut block = vec![0u8; BLOCK_BYTES as usize];
     header.encode(&mut block[..SEGMENT_HEADER_BYTES]);
-    write_blocks(file, path, 0, &block, 0, BLOCK_BYTES as usize).await?;
+    write_blocks(file, path, 0, &[&block], 0, BLOCK_BYTES as usize).await?;
     if sync {
         file.fdatasync()
             .await
@@ -41,26 +41,28 @@ pub(super) async fn write_header(
     Ok(())
 }
 
-/// Writes `data` and then `pad_bytes` zeros at block-aligned `offset`, padding the last
-/// block with zeros, in pieces of at most `write_bytes_max` bytes.
+/// Writes the bytes `parts` make one after the other, then `pad_bytes` zeros, at
+/// block-aligned `offset`, padding the last block with zeros, in pieces of at most
+/// `write_bytes_max` bytes.
 pub(super) async fn write_blocks(
     file: &DmaFile,
     path: &Path,
     offset: u64,
-    data: &[u8],
+    parts: &[&[u8]],
     pad_bytes: usize,
     write_bytes_max: usize,
 ) -> Result<(), WalError> {
     assert_eq!(offset % BLOCK_BYTES, 0);
-    let total = data.len() + pad_bytes;
+    let data_len: usize = parts.iter().map(|p| p.len()).sum();
+    let total = data_len + pad_bytes;
     let mut done = 0usize;
     while done < total {
         let piece = (total - done).min(write_bytes_max);
         let buf_len = format::align_up(piece as u64) as usize;
         let mut buf = file.alloc_dma_buffer(buf_len);
         let bytes = buf.as_bytes_mut();
-        let from_data = data.len().saturating_sub(done).min(piece);
-        bytes[..from_data].copy_from_slice(&data[done..done + from_data]);
+        let from_data = data_len.saturating_sub(done).min(piece);
+        copy_from_parts(&mut bytes[..from_data], parts, done);
         bytes[from_data..].fill(0);
         let written = file
             .write_at(buf, offset + done as u64)
@@ -218,6 +220,25 @@ async fn make_segment_file(
     Ok(())
 }
 
+/// Fills `dst` with the bytes from `start` on of what `parts` make one after the other.
+fn copy_from_parts(dst: &mut [u8], parts: &[&[u8]], mut start: usize) {
+    let mut filled = 0;
+    for part in parts {
+        if filled == dst.len() {
+            return;
+        }
+        if start >= part.len() {
+            start -= part.len();
+            continue;
+        }
+        let n = (part.len() - start).min(dst.len() - filled);
+        dst[filled..filled + n].copy_from_slice(&part[start..start + n]);
+        filled += n;
+        start = 0;
+    }
+    assert_eq!(filled, dst.len(), "parts shorter than the bytes asked for");
+}
+
 /// Creates free segment file `index` with `opts`' sizes (see [`create_segment_file`]).
 pub(super) async fn create_spare(
     dir: &Path,
@@ -299,10 +320,11 @@ impl SyncJob {
                     (file, path, self.segment_bytes)
                 }
             };
-            let end = chunk.write_offset + chunk.data.len() as u64;
-            let data = &chunk.data;
-            let partial_start = format::align_down(end) - chunk.write_offset;
-            tail_partial = data[partial_start as usize..].to_vec();
+            let parts = [&chunk.prefix[..], &chunk.data[..]];
+            let end = chunk.write_offset + (chunk.prefix.len() + chunk.data.len()) as u64;
+            let partial_start = (format::align_down(end) - chunk.write_offset) as usize;
+            tail_partial = vec![0; (end - chunk.write_offset) as usize - partial_start];
+            copy_from_parts(&mut tail_partial, &parts, partial_start);
             tail_write_pos = end;
             // Keep the header slot after the last record zero on disk.
             let pad_bytes = if end.is_multiple_of(BLOCK_BYTES) && end < capacity {
@@ -314,7 +336,7 @@ impl SyncJob {
                 &file,
                 &path,
                 chunk.write_offset,
-                data,
+                &parts,
                 pad_bytes,
                 self.write_bytes_max,
             )
@@ -326,5 +348,23 @@ impl SyncJob {
             tail_partial,
             last_lsn: self.last_lsn,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_from_parts;
+
+    #[test]
+    fn bytes_are_copied_across_the_parts_they_span() {
+        let parts: [&[u8]; 4] = [b"abc", b"", b"defg", b"h"];
+        let all = b"abcdefgh";
+        for start in 0..=all.len() {
+            for len in 0..=all.len() - start {
+                let mut dst = vec![0u8; len];
+                copy_from_parts(&mut dst, &parts, start);
+                assert_eq!(dst, &all[start..start + len], "start {start} len {len}");
+            }
+        }
     }
 }

@@ -410,11 +410,16 @@ enum ChunkTarget {
 
 struct JobChunk {
     target: ChunkTarget,
-    /// Block-aligned offset where `data` goes.
+    /// Block-aligned offset where `prefix` goes.
     write_offset: u64,
-    /// Re-written prefix of the partial block, then the new records.
+    /// Re-written prefix of the partial block (empty in a new segment)...
+    prefix: Vec<u8>,
+    /// ...then the new records.
     data: Vec<u8>,
 }
+
+/// The largest buffer of records a WAL keeps for reuse between syncs.
+const SPARE_BYTES_KEPT_MAX: usize = 4 << 20;
 
 /// The I/O half of a sync, taken out of the [`Wal`] by [`Wal::begin_sync`] so that the
 /// WAL can keep accepting appends while it runs. Run it with [`SyncJob::run`] and hand the
@@ -453,6 +458,9 @@ pub struct Wal {
     cursor_capacity: u64,
     pending: Vec<PendingChunk>,
     pending_bytes: usize,
+    /// An emptied buffer of a finished sync, to hold the next chunk's records: appends
+    /// reuse its room instead of growing a new one by doubling through every sync.
+    spare_bytes: Vec<u8>,
     // What is on disk in the tail segment (changed only by `finish_sync`).
     write_pos: u64,
     tail_partial: Vec<u8>,
@@ -525,7 +533,7 @@ impl Wal {
                 seq: self.cursor_seq,
                 first_lsn_if_new: Some(lsn),
                 start: BLOCK_BYTES,
-                bytes: Vec::new(),
+                bytes: std::mem::take(&mut self.spare_bytes),
                 last_lsn: 0,
             });
         } else if self.pending.last().is_none_or(|c| c.seq != self.cursor_seq) {
@@ -533,7 +541,7 @@ impl Wal {
                 seq: self.cursor_seq,
                 first_lsn_if_new: None,
                 start: self.cursor_pos,
-                bytes: Vec::new(),
+                bytes: std::mem::take(&mut self.spare_bytes),
                 last_lsn: 0,
             });
         }
@@ -556,7 +564,9 @@ impl Wal {
             None => Ok(self.durable_lsn()),
             Some(job) => {
                 let done = job.run().await;
-                self.finish_sync(done)
+                let lsn = self.finish_sync(done);
+                self.recycle(job);
+                lsn
             }
         }
     }
@@ -627,9 +637,6 @@ impl Wal {
                     assert_eq!(chunk.start, self.write_pos);
                     let write_offset = format::align_down(chunk.start);
                     assert_eq!(write_offset + self.tail_partial.len() as u64, chunk.start);
-                    let mut data = Vec::with_capacity(self.tail_partial.len() + chunk.bytes.len());
-                    data.extend_from_slice(&self.tail_partial);
-                    data.extend_from_slice(&chunk.bytes);
                     chunks.push(JobChunk {
                         target: ChunkTarget::Tail {
                             file: tail.file.clone(),
@@ -637,7 +644,8 @@ impl Wal {
                             capacity_bytes: tail.capacity_bytes,
                         },
                         write_offset,
-                        data,
+                        prefix: self.tail_partial.clone(),
+                        data: chunk.bytes,
                     });
                 }
                 Some(first_lsn) => {
@@ -657,6 +665,7 @@ impl Wal {
                             first_lsn,
                         },
                         write_offset: chunk.start,
+                        prefix: Vec::new(),
                         data: chunk.bytes,
                     });
                 }
@@ -671,6 +680,25 @@ impl Wal {
             write_bytes_max: self.opts.write_bytes_max,
             sync: self.opts.sync,
         }))
+    }
+
+    /// Takes back a finished job's largest buffer, emptied, for the next records (kept
+    /// only up to [`SPARE_BYTES_KEPT_MAX`]: a burst's buffer is not held for good).
+    pub fn recycle(&mut self, job: SyncJob) {
+        let Some(mut bytes) = job
+            .chunks
+            .into_iter()
+            .map(|c| c.data)
+            .max_by_key(|d| d.capacity())
+        else {
+            return;
+        };
+        if bytes.capacity() > self.spare_bytes.capacity()
+            && bytes.capacity() <= SPARE_BYTES_KEPT_MAX
+        {
+            bytes.clear();
+            self.spare_bytes = bytes;
+        }
     }
 
     /// Applies the outcome of a [`SyncJob`]: advances the durable LSN, or poisons the WAL.
@@ -848,6 +876,41 @@ mod tests {
                     assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
                 });
         }
+    }
+
+    /// A sync's records buffer comes back, emptied, for the next records (appends do
+    /// not grow a new one by doubling after every sync), and what it held before is
+    /// never written again: every record reads back as appended, from records that span
+    /// the partial block a sync leaves and continue after it.
+    #[test]
+    fn a_syncs_buffer_holds_the_next_records_and_only_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = WalOptions {
+            segment_bytes: 64 << 10,
+            write_bytes_max: 16 << 10,
+            ..WalOptions::default()
+        };
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .make()
+            .expect("glommio executor starts")
+            .run(async {
+                let (mut wal, _) = Wal::open(dir.path(), opts.clone()).await.expect("open");
+                let record = |i: usize| vec![i as u8; 100 + i * 37 % 900];
+                for i in 0..300 {
+                    wal.append(&record(i)).expect("append");
+                    if i % 7 == 6 {
+                        wal.sync().await.expect("sync");
+                        assert!(wal.spare_bytes.is_empty());
+                        assert!(wal.spare_bytes.capacity() > 0, "the buffer came back");
+                    }
+                }
+                wal.sync().await.expect("sync");
+                drop(wal);
+                let (_, rec) = Wal::open(dir.path(), opts).await.expect("reopen");
+                let got: Vec<Vec<u8>> = rec.records.into_iter().map(|(_, r)| r).collect();
+                assert_eq!(got, (0..300).map(record).collect::<Vec<_>>());
+            });
     }
 
     #[test]

@@ -426,6 +426,7 @@ pub(super) async fn open(
         cursor_capacity,
         pending: Vec::new(),
         pending_bytes: 0,
+        spare_bytes: Vec::new(),
         write_pos,
         tail_partial,
         durable_lsn,
