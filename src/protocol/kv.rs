@@ -20,7 +20,7 @@ pub use super::item::{EntryRef, Item, Kind, ValueRef};
 use super::list::List;
 use super::merkle::{MerkleTree, entry_digest};
 use super::types::{ClientId, MapHasher, Slot};
-use super::watch::{Change as KeyChange, ChangeKind, Event};
+use super::watch::{ChangeKind, Event, Recorder};
 
 /// Fewer keys than this and [`Kv::prefetch`] skips its walk: a few thousand items of a
 /// few hundred bytes and the Merkle leaves they touch fit a core's L2 cache (1 MiB on
@@ -301,7 +301,7 @@ pub struct Kv {
     written_bytes: u64,
     /// What applying the log did that clients may wait for, until the driver takes it
     /// ([`Kv::take_events`]); `None`: not recorded (the driver asked for none).
-    events: Option<Vec<Event>>,
+    events: Option<Recorder>,
     /// [`Kv::set_bug_insert_after`].
     bug_insert_after: bool,
     /// [`Kv::set_bug_lmove_wrong_end`].
@@ -330,19 +330,12 @@ impl Kv {
     /// Starts (or stops) recording [`Event`]s as the log is applied. A driver that turns
     /// it on takes them after every step ([`Kv::take_events`]).
     pub fn record_events(&mut self, on: bool) {
-        self.events = on.then(Vec::new);
+        self.events = on.then(Recorder::default);
     }
 
     /// The events recorded since the last call, in apply order (empty when not recording).
     pub fn take_events(&mut self) -> Vec<Event> {
-        match &mut self.events {
-            // The next step's events start at this step's size, not grown one by one.
-            Some(events) if !events.is_empty() => {
-                let room = Vec::with_capacity(events.capacity());
-                std::mem::replace(events, room)
-            }
-            _ => Vec::new(),
-        }
+        self.events.as_mut().map(Recorder::take).unwrap_or_default()
     }
 
     /// The item of a key.
@@ -639,7 +632,7 @@ struct Data<'a> {
     merkle: &'a mut MerkleTree,
     expiry: &'a mut Expiry,
     /// Where changes and messages are reported, if they are recorded.
-    events: Option<&'a mut Vec<Event>>,
+    events: Option<&'a mut Recorder>,
     /// [`Kv::set_bug_insert_after`].
     bug_insert_after: bool,
     /// [`Kv::set_bug_lmove_wrong_end`].
@@ -712,11 +705,7 @@ impl Data<'_> {
     /// Reports a key's change, if changes are recorded.
     fn report(&mut self, key: &[u8], version: Slot, kind: ChangeKind) {
         if let Some(events) = self.events.as_deref_mut() {
-            events.push(Event::Change(KeyChange {
-                key: Bytes::copy_from_slice(key),
-                version,
-                kind,
-            }));
+            events.change(key, version, kind);
         }
     }
 

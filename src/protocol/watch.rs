@@ -71,6 +71,74 @@ pub enum Event {
     Reset,
 }
 
+/// The events applying the log records until the driver takes them, with the changed
+/// keys copied into one buffer per step instead of an allocation per key: a change's key
+/// becomes a slice of that buffer when the events are taken. Every write of every replica
+/// reports its key (the history keeps it, watched or not), so this is a write's cost.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    events: Vec<Event>,
+    /// The keys of the changes in `events`, one after the other.
+    keys: Vec<u8>,
+    /// Each change in `events`, in order: its index there and where its key ends in `keys`.
+    changes: Vec<(usize, usize)>,
+}
+
+impl Recorder {
+    /// Records that `key` changed at `version`.
+    pub fn change(&mut self, key: &[u8], version: Slot, kind: ChangeKind) {
+        self.keys.extend_from_slice(key);
+        self.changes.push((self.events.len(), self.keys.len()));
+        self.events.push(Event::Change(Change {
+            key: Bytes::new(),
+            version,
+            kind,
+        }));
+    }
+
+    /// Records another event.
+    pub fn push(&mut self, event: Event) {
+        debug_assert!(
+            !matches!(event, Event::Change(_)),
+            "changes go through `change`"
+        );
+        self.events.push(event);
+    }
+
+    /// The events recorded since the last call, in order. The keys of one call's changes
+    /// share one buffer, freed when the last of them is: whoever keeps a change long and
+    /// alone (a watcher's mailbox) copies its key.
+    pub fn take(&mut self) -> Vec<Event> {
+        if self.events.is_empty() {
+            return Vec::new();
+        }
+        // The history keeps these keys, each holding the buffer: it starts empty each
+        // time (grown by doubling, it is at most twice what it holds; sized after a large
+        // step, every small one after would hold that much).
+        let keys = Bytes::from(std::mem::take(&mut self.keys));
+        let mut start = 0;
+        for (i, end) in self.changes.drain(..) {
+            if let Event::Change(c) = &mut self.events[i] {
+                c.key = keys.slice(start..end);
+            }
+            start = end;
+        }
+        // The next step's events start at this step's size, not grown one by one.
+        let room = Vec::with_capacity(self.events.capacity());
+        std::mem::replace(&mut self.events, room)
+    }
+}
+
+impl Change {
+    /// The change with its key in an allocation of its own (not sharing another's).
+    pub fn detached(&self) -> Change {
+        Change {
+            key: Bytes::copy_from_slice(&self.key),
+            ..*self
+        }
+    }
+}
+
 /// Why a watch cannot resume from a version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compacted {
@@ -192,7 +260,7 @@ impl History {
             self.changes
                 .range(start..)
                 .filter(|c| wanted(&c.key))
-                .cloned()
+                .map(Change::detached)
                 .collect(),
         ))
     }
@@ -215,6 +283,56 @@ mod tests {
             .iter()
             .map(|c| (String::from_utf8_lossy(&c.key).into_owned(), c.version))
             .collect()
+    }
+
+    #[test]
+    fn recorded_changes_keep_their_keys_and_order_among_other_events() {
+        let mut r = Recorder::default();
+        assert!(r.take().is_empty());
+        r.change(b"alpha", 3, ChangeKind::Set);
+        r.push(Event::Reset);
+        r.change(b"", 3, ChangeKind::Del);
+        r.change(b"be", 4, ChangeKind::List);
+        let first = r.take();
+        assert_eq!(
+            first,
+            vec![
+                Event::Change(ch("alpha", 3, ChangeKind::Set)),
+                Event::Reset,
+                Event::Change(ch("", 3, ChangeKind::Del)),
+                Event::Change(ch("be", 4, ChangeKind::List)),
+            ]
+        );
+        assert!(r.take().is_empty(), "taken once");
+        r.change(b"gamma", 5, ChangeKind::Expired);
+        assert_eq!(
+            r.take(),
+            vec![Event::Change(ch("gamma", 5, ChangeKind::Expired))]
+        );
+        // The first step's keys are still whole after the next step's were recorded.
+        assert_eq!(&first[3], &Event::Change(ch("be", 4, ChangeKind::List)));
+    }
+
+    #[test]
+    fn a_detached_change_has_its_own_copy_of_the_key() {
+        let buffer = Bytes::from_static(b"abcdef");
+        let c = Change {
+            key: buffer.slice(1..3),
+            version: 9,
+            kind: ChangeKind::Set,
+        };
+        let d = c.detached();
+        assert_eq!(d, c);
+        assert_ne!(d.key.as_ptr(), c.key.as_ptr());
+        let mut h = History::new(10, 0);
+        h.push(c.clone());
+        let replay = h.since(0, |_| true).unwrap();
+        assert_eq!(replay, vec![c.clone()]);
+        assert_ne!(
+            replay[0].key.as_ptr(),
+            c.key.as_ptr(),
+            "a replay is copied out"
+        );
     }
 
     #[test]

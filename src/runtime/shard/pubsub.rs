@@ -147,6 +147,8 @@ impl Pubsub {
         let Some(watchers) = self.watches.get_mut(&change.key) else {
             return;
         };
+        // A mailbox may keep it long: not with the buffer of its step's other keys.
+        let change = change.detached();
         watchers.retain(|(_, mb, after)| {
             change.version <= *after || mb.put(Push::Change(change.clone()))
         });
