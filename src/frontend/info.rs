@@ -99,7 +99,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
         let _ = write!(
             s,
             "shard{}_stats:commands={},forwarded={},errors={},records_persisted={},\
-             records_logged_as_received={},syncs={},\
+             records_logged_as_received={},frames_sent_as_logged={},syncs={},\
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
@@ -111,6 +111,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.counters.errors,
             i.counters.records_persisted,
             i.counters.records_logged_as_received,
+            i.counters.frames_sent_as_logged,
             i.counters.syncs,
             i.stats.elections_started,
             i.stats.became_leader,

@@ -122,11 +122,18 @@ pub fn encode_payload<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> po
 pub fn encode<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let frame_start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-    let payload_start = out.len();
     if let Err(e) = postcard::serialize_with_flavor(msg, AppendToVec(out)) {
         out.truncate(frame_start);
         return Err(FrameError::Encode(e));
     }
+    seal(out, frame_start)
+}
+
+/// Fills in the header of the frame at `frame_start` in `out`, whose payload is every
+/// byte after the header's room: what [`encode`] does once the payload is written. On
+/// error `out` is cut back to `frame_start`.
+pub fn seal(out: &mut Vec<u8>, frame_start: usize) -> Result<(), FrameError> {
+    let payload_start = frame_start + FRAME_HEADER_BYTES;
     let payload_bytes = out.len() - payload_start;
     let Ok(len) = u32::try_from(payload_bytes) else {
         out.truncate(frame_start);

@@ -16,6 +16,9 @@ pub struct ShardCounters {
     /// Of those, records whose batch was written as it arrived from the leader
     /// (`received`): not encoded again.
     pub records_logged_as_received: u64,
+    /// Accepts (Raft: appends) whose frame took its batch's bytes from the record just
+    /// logged (`received::encode_frame`): not encoded again.
+    pub frames_sent_as_logged: u64,
     /// Records the WAL refused as too large (the core's size bound was wrong).
     pub records_too_large: u64,
     /// WAL syncs completed.

@@ -318,6 +318,9 @@ struct ShardEffects<'a> {
     encoded: Option<FrameKey>,
     /// The batch of the message this step handles, as it arrived: logged as it came.
     received: Option<received::Received<'a>>,
+    /// The batch whose bytes `Shard::record_buf` holds from this offset on (the last
+    /// record logged ended with it): a frame sending it copies them.
+    logged: Option<(crate::protocol::Batch, usize)>,
 }
 
 /// Names a message a leader broadcasts, each a batch of up to `batch_max` commands (or
@@ -398,10 +401,17 @@ impl ShardEffects<'_> {
     fn send_encoded(&mut self, to: ReplicaId, key: Option<FrameKey>, msg: Message) {
         let s = self.shard;
         if let Some(key) = key {
-            let msg = PeerMsg::Paxos(msg);
             let mut frame = s.broadcast_frame.borrow_mut();
             frame.clear();
-            if crate::wire::frame::encode(&msg, &mut frame).is_err() {
+            let reused = self.logged.as_ref().is_some_and(|(batch, start)| {
+                let buf = s.record_buf.borrow();
+                received::encode_frame(&msg, (batch, &buf[*start..]), &mut frame)
+            });
+            if reused {
+                s.counters.borrow_mut().frames_sent_as_logged += 1;
+            }
+            let msg = PeerMsg::Paxos(msg);
+            if !reused && crate::wire::frame::encode(&msg, &mut frame).is_err() {
                 // The transport fails to encode it too, and counts the drop.
                 drop(frame);
                 self.encoded = None;
@@ -456,20 +466,23 @@ impl Effects for ShardEffects<'_> {
         let lazy = LAZY_RECORDS && matches!(record, Record::Chosen { .. });
         let mut buf = s.record_buf.borrow_mut();
         let received = self.received.as_ref();
+        self.logged = None;
         let tail: &[u8] = match received.and_then(|r| r.encode_record(&record, &mut buf)) {
             Some(batch) => {
                 s.counters.borrow_mut().records_logged_as_received += 1;
                 batch
             }
-            None => {
-                buf.clear();
-                if let Err(e) = crate::wire::frame::encode_payload(&record, &mut buf) {
+            None => match received::encode_record(&record, &mut buf) {
+                Ok(logged) => {
+                    self.logged = logged;
+                    &[]
+                }
+                Err(e) => {
                     drop(buf);
                     s.fail_storage(format!("encoding a record: {e}"));
                     return;
                 }
-                &[]
-            }
+            },
         };
         if !s.overflow.borrow().is_empty() {
             // Behind records still waiting for room: keep the core's order.
@@ -711,6 +724,7 @@ impl Shard {
             now: None,
             encoded: None,
             received,
+            logged: None,
         };
         let spare = step.dispatch(&mut fx);
         self.outbox.borrow_mut().recycle(spare);

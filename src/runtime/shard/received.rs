@@ -1,7 +1,9 @@
-//! A follower logs a batch as the leader encoded it: the bytes of a Multi-Paxos accept's
-//! batch (or a Raft append's one entry) go from the frame they arrived in to the WAL
-//! record, instead of being encoded again from the decoded commands (a follower's
-//! profile under pipelined SETs: 6 % of its samples encoding the records it logs).
+//! A batch is encoded once per replica. A follower logs a batch as the leader encoded it:
+//! the bytes of a Multi-Paxos accept's batch (or a Raft append's one entry) go from the
+//! frame they arrived in to the WAL record, instead of being encoded again from the
+//! decoded commands (a follower's profile under pipelined SETs: 6 % of its samples
+//! encoding the records it logs). A leader sends the batch it just logged with the bytes
+//! its record holds, instead of encoding it again for the followers' frame.
 //!
 //! Postcard writes a message's fields in order and a batch as its length then its
 //! commands, so the message encoded with an empty batch is the received payload with the
@@ -9,25 +11,108 @@
 //! zero, the fields after it. Where the payload starts and ends with those same bytes, what
 //! lies between is the batch's encoding, whatever the commands. A record whose last field
 //! is the batch is, likewise, the record encoded with an empty batch less its final zero,
-//! then the batch's bytes. Both checks are byte comparisons of a few dozen bytes; a message
-//! or record they do not fit is encoded as before. Debug builds compare every record
-//! written so with its encoding.
+//! then the batch's bytes; and a message is its encoding with an empty batch with the
+//! batch's bytes in place of the zero. The checks are byte comparisons of a few dozen
+//! bytes; a message or record they do not fit is encoded as before. Debug builds compare
+//! every record and frame made so with its encoding.
 
 use crate::protocol::raft::{Msg, RaftRecord};
 use crate::protocol::{Batch, Message, Record};
+use crate::wire::frame;
 
 use super::PeerMsg;
+
+/// A batch with no command: encoded as one zero byte.
+fn empty() -> Batch {
+    Batch::from(Vec::new())
+}
+
+/// The batch a message carries whose bytes can be told apart (a Multi-Paxos accept, a
+/// Raft append of one entry), the message with that batch emptied, and its commit index:
+/// the one field after the batch in both.
+fn message_without_batch(msg: &Message) -> Option<(&Batch, Message, u64)> {
+    Some(match msg {
+        Message::Accept {
+            ballot,
+            slot,
+            batch,
+            commit,
+        } => (
+            batch,
+            Message::Accept {
+                ballot: *ballot,
+                slot: *slot,
+                batch: empty(),
+                commit: *commit,
+            },
+            *commit,
+        ),
+        Message::Raft(Msg::Append {
+            term,
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        }) if entries.len() == 1 => (
+            &entries[0].1,
+            Message::Raft(Msg::Append {
+                term: *term,
+                prev_index: *prev_index,
+                prev_term: *prev_term,
+                entries: vec![(entries[0].0, empty())],
+                commit: *commit,
+            }),
+            *commit,
+        ),
+        _ => return None,
+    })
+}
+
+/// The batch a record ends with (an accept, a Raft entry), and the record with it emptied.
+fn record_without_batch(record: &Record) -> Option<(&Batch, Record)> {
+    Some(match record {
+        Record::Accept {
+            ballot,
+            slot,
+            batch,
+        } => (
+            batch,
+            Record::Accept {
+                ballot: *ballot,
+                slot: *slot,
+                batch: empty(),
+            },
+        ),
+        Record::Raft(RaftRecord::Entry { index, term, batch }) => (
+            batch,
+            Record::Raft(RaftRecord::Entry {
+                index: *index,
+                term: *term,
+                batch: empty(),
+            }),
+        ),
+        _ => return None,
+    })
+}
+
+/// Encodes `msg` as a peer payload into `out` (appended): `None` if it does not encode
+/// or its batch is not last but one (before the commit index alone); else the length
+/// of that suffix, the zero standing for the empty batch just before it.
+fn encode_around_batch(msg: Message, commit: u64, out: &mut Vec<u8>) -> Option<usize> {
+    let mut suffix = [0u8; 10];
+    let suffix_len = postcard::to_slice(&commit, &mut suffix).ok()?.len();
+    let start = out.len();
+    frame::encode_payload(&PeerMsg::Paxos(msg), out).ok()?;
+    let zero_at = out.len().checked_sub(suffix_len + 1)?;
+    (zero_at >= start && out[zero_at] == 0 && out[zero_at + 1..] == suffix[..suffix_len])
+        .then_some(suffix_len)
+}
 
 /// A batch a message carried, and its bytes in the frame it came in.
 pub(super) struct Received<'a> {
     /// Held so that no other batch takes its address while the step that logs it runs.
     batch: Batch,
     bytes: &'a [u8],
-}
-
-/// A batch with no command: encoded as one zero byte.
-fn empty() -> Batch {
-    Batch::from(Vec::new())
 }
 
 impl<'a> Received<'a> {
@@ -39,50 +124,12 @@ impl<'a> Received<'a> {
         payload: &'a [u8],
         scratch: &mut Vec<u8>,
     ) -> Option<Received<'a>> {
-        let (batch, commit, without) = match msg {
-            Message::Accept {
-                ballot,
-                slot,
-                batch,
-                commit,
-            } => (
-                batch,
-                *commit,
-                Message::Accept {
-                    ballot: *ballot,
-                    slot: *slot,
-                    batch: empty(),
-                    commit: *commit,
-                },
-            ),
-            Message::Raft(Msg::Append {
-                term,
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-            }) if entries.len() == 1 => (
-                &entries[0].1,
-                *commit,
-                Message::Raft(Msg::Append {
-                    term: *term,
-                    prev_index: *prev_index,
-                    prev_term: *prev_term,
-                    entries: vec![(entries[0].0, empty())],
-                    commit: *commit,
-                }),
-            ),
-            _ => return None,
-        };
-        // The fields after the batch: the commit index alone, in both messages.
-        let mut suffix = [0u8; 10];
-        let suffix = postcard::to_slice(&commit, &mut suffix).ok()?;
+        let (batch, without, commit) = message_without_batch(msg)?;
         scratch.clear();
-        crate::wire::frame::encode_payload(&PeerMsg::Paxos(without), scratch).ok()?;
-        let zero_at = scratch.len().checked_sub(suffix.len() + 1)?;
-        let (prefix, rest) = scratch.split_at(zero_at);
-        if rest.split_first() != Some((&0, suffix))
-            || payload.len() < prefix.len() + suffix.len()
+        let suffix_len = encode_around_batch(without, commit, scratch)?;
+        let prefix = &scratch[..scratch.len() - suffix_len - 1];
+        let suffix = &scratch[scratch.len() - suffix_len..];
+        if payload.len() < prefix.len() + suffix.len()
             || !payload.starts_with(prefix)
             || !payload.ends_with(suffix)
         {
@@ -98,29 +145,12 @@ impl<'a> Received<'a> {
     /// batch; the bytes to write after it are returned. `None` (and `out` unspecified)
     /// otherwise.
     pub(super) fn encode_record(&self, record: &Record, out: &mut Vec<u8>) -> Option<&'a [u8]> {
-        let without = match record {
-            Record::Accept {
-                ballot,
-                slot,
-                batch,
-            } if Batch::ptr_eq(batch, &self.batch) => Record::Accept {
-                ballot: *ballot,
-                slot: *slot,
-                batch: empty(),
-            },
-            Record::Raft(RaftRecord::Entry { index, term, batch })
-                if Batch::ptr_eq(batch, &self.batch) =>
-            {
-                Record::Raft(RaftRecord::Entry {
-                    index: *index,
-                    term: *term,
-                    batch: empty(),
-                })
-            }
-            _ => return None,
-        };
+        let (batch, without) = record_without_batch(record)?;
+        if !Batch::ptr_eq(batch, &self.batch) {
+            return None;
+        }
         out.clear();
-        crate::wire::frame::encode_payload(&without, out).ok()?;
+        frame::encode_payload(&without, out).ok()?;
         if out.pop() != Some(0) {
             return None;
         }
@@ -131,6 +161,66 @@ impl<'a> Received<'a> {
         );
         Some(self.bytes)
     }
+}
+
+/// Encodes `record` into `out` (cleared first). If its last field is a batch, returns
+/// that batch and where its bytes start in `out`, for [`encode_frame`] to reuse.
+pub(super) fn encode_record(
+    record: &Record,
+    out: &mut Vec<u8>,
+) -> postcard::Result<Option<(Batch, usize)>> {
+    out.clear();
+    let Some((batch, without)) = record_without_batch(record) else {
+        frame::encode_payload(record, out)?;
+        return Ok(None);
+    };
+    frame::encode_payload(&without, out)?;
+    if out.pop() != Some(0) {
+        out.clear();
+        frame::encode_payload(record, out)?;
+        return Ok(None);
+    }
+    let start = out.len();
+    frame::encode_payload(&**batch, out)?;
+    debug_assert_eq!(
+        out[..],
+        postcard::to_stdvec(record).expect("a record encodes")[..]
+    );
+    Ok(Some((batch.clone(), start)))
+}
+
+/// Appends a frame holding `msg` to `out` with its batch's bytes taken from `logged`
+/// (a batch and its bytes, as [`encode_record`] left them) if `msg` carries that very
+/// batch; false (and `out` as it was) otherwise.
+pub(super) fn encode_frame(msg: &Message, logged: (&Batch, &[u8]), out: &mut Vec<u8>) -> bool {
+    let Some((batch, without, commit)) = message_without_batch(msg) else {
+        return false;
+    };
+    if !Batch::ptr_eq(batch, logged.0) {
+        return false;
+    }
+    let frame_start = out.len();
+    out.extend_from_slice(&[0u8; frame::FRAME_HEADER_BYTES]);
+    let Some(suffix_len) = encode_around_batch(without, commit, out) else {
+        out.truncate(frame_start);
+        return false;
+    };
+    let suffix_at = out.len() - suffix_len;
+    let mut suffix = [0u8; 10];
+    suffix[..suffix_len].copy_from_slice(&out[suffix_at..]);
+    out.truncate(suffix_at - 1);
+    out.extend_from_slice(logged.1);
+    out.extend_from_slice(&suffix[..suffix_len]);
+    if frame::seal(out, frame_start).is_err() {
+        out.truncate(frame_start);
+        return false;
+    }
+    debug_assert!({
+        let mut whole = Vec::new();
+        frame::encode(&PeerMsg::Paxos(msg.clone()), &mut whole).expect("a message encodes");
+        whole[..] == out[frame_start..]
+    });
+    true
 }
 
 #[cfg(test)]
@@ -261,6 +351,74 @@ mod tests {
             batch: batch.clone(),
         };
         assert_eq!(logged(&r, &learned), None);
+    }
+
+    /// A leader's record keeps its batch's bytes where a frame sending that batch finds
+    /// them: record and frame are exactly their encodings.
+    #[test]
+    fn a_leader_sends_the_batch_it_logged_with_the_records_bytes() {
+        let batch = batch();
+        let ballot = Ballot {
+            round: 3,
+            node: ReplicaId(1),
+        };
+        let records = [
+            Record::Accept {
+                ballot,
+                slot: 77,
+                batch: batch.clone(),
+            },
+            Record::Raft(RaftRecord::Entry {
+                index: 41,
+                term: 9,
+                batch: batch.clone(),
+            }),
+        ];
+        let messages = [
+            accept(&batch, u64::MAX),
+            Message::Raft(Msg::Append {
+                term: 9,
+                prev_index: 40,
+                prev_term: 8,
+                entries: vec![(9, batch.clone())],
+                commit: 2,
+            }),
+        ];
+        for (record, msg) in records.iter().zip(&messages) {
+            let mut buf = Vec::new();
+            let (logged, start) = encode_record(record, &mut buf).unwrap().expect("a batch");
+            assert!(Batch::ptr_eq(&logged, &batch));
+            assert_eq!(buf, postcard::to_stdvec(record).unwrap());
+            assert_eq!(buf[start..], postcard::to_stdvec(&batch).unwrap());
+            let mut framed = b"before".to_vec();
+            assert!(encode_frame(msg, (&logged, &buf[start..]), &mut framed));
+            let mut whole = b"before".to_vec();
+            frame::encode(&PeerMsg::Paxos(msg.clone()), &mut whole).unwrap();
+            assert_eq!(framed, whole);
+            // Another batch, however equal, is not the one logged.
+            let copy = Batch::from(batch.to_vec());
+            let mut out = b"x".to_vec();
+            assert!(!encode_frame(
+                &accept(&copy, 1),
+                (&logged, &buf[start..]),
+                &mut out
+            ));
+            assert_eq!(out, b"x");
+        }
+        // A record without a batch, a message whose batch is not told apart.
+        let mut buf = Vec::new();
+        let promise = Record::Promise { ballot };
+        assert!(encode_record(&promise, &mut buf).unwrap().is_none());
+        assert_eq!(buf, postcard::to_stdvec(&promise).unwrap());
+        let two = Message::Raft(Msg::Append {
+            term: 9,
+            prev_index: 40,
+            prev_term: 8,
+            entries: vec![(9, batch.clone()), (9, batch.clone())],
+            commit: 2,
+        });
+        let bytes = postcard::to_stdvec(&batch).unwrap();
+        assert!(!encode_frame(&two, (&batch, &bytes), &mut Vec::new()));
     }
 
     #[test]
