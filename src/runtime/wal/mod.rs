@@ -828,6 +828,25 @@ mod tests {
         assert!(!WalError::Closed.is_no_space());
     }
 
+    /// Small segments and writes, so that a test crosses several of each.
+    fn small_segments(sync: bool) -> WalOptions {
+        WalOptions {
+            segment_bytes: 64 << 10,
+            write_bytes_max: 16 << 10,
+            sync,
+            ..WalOptions::default()
+        }
+    }
+
+    /// Runs `f` on a glommio executor with room for the WAL's buffers.
+    fn on_executor(f: impl std::future::Future<Output = ()>) {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .make()
+            .expect("glommio executor starts")
+            .run(f);
+    }
+
     /// Every live segment's handle is `O_DSYNC` exactly when the WAL syncs, whether the
     /// segment was made by a sync (a new file, a recycled one) or found by recovery: the
     /// sync issues no fdatasync, so a plain handle would acknowledge records still in the
@@ -848,33 +867,24 @@ mod tests {
         }
         for sync in [true, false] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let opts = WalOptions {
-                segment_bytes: 64 << 10,
-                write_bytes_max: 16 << 10,
-                sync,
-                ..WalOptions::default()
-            };
-            glommio::LocalExecutorBuilder::default()
-                .io_memory(1 << 20)
-                .make()
-                .expect("glommio executor starts")
-                .run(async {
-                    let (mut wal, _) = Wal::open(dir.path(), opts.clone()).await.expect("open");
-                    wal.preallocate(1).await.expect("preallocate");
-                    // ~200 KiB of records: a recycled spare, then new files.
-                    for i in 0..200u64 {
-                        wal.append(&[i as u8; 1000]).expect("append");
-                        if i % 10 == 9 {
-                            wal.sync().await.expect("sync");
-                        }
+            let opts = small_segments(sync);
+            on_executor(async {
+                let (mut wal, _) = Wal::open(dir.path(), opts.clone()).await.expect("open");
+                wal.preallocate(1).await.expect("preallocate");
+                // ~200 KiB of records: a recycled spare, then new files.
+                for i in 0..200u64 {
+                    wal.append(&[i as u8; 1000]).expect("append");
+                    if i % 10 == 9 {
+                        wal.sync().await.expect("sync");
                     }
-                    assert!(wal.live_segments() >= 3, "{}", wal.live_segments());
-                    assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
-                    drop(wal);
-                    let (wal, rec) = Wal::open(dir.path(), opts).await.expect("reopen");
-                    assert_eq!(rec.records.len(), 200);
-                    assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
-                });
+                }
+                assert!(wal.live_segments() >= 3, "{}", wal.live_segments());
+                assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
+                drop(wal);
+                let (wal, rec) = Wal::open(dir.path(), opts).await.expect("reopen");
+                assert_eq!(rec.records.len(), 200);
+                assert_eq!(o_dsync(&wal), vec![sync; wal.live_segments()]);
+            });
         }
     }
 
@@ -885,32 +895,24 @@ mod tests {
     #[test]
     fn a_syncs_buffer_holds_the_next_records_and_only_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = WalOptions {
-            segment_bytes: 64 << 10,
-            write_bytes_max: 16 << 10,
-            ..WalOptions::default()
-        };
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .make()
-            .expect("glommio executor starts")
-            .run(async {
-                let (mut wal, _) = Wal::open(dir.path(), opts.clone()).await.expect("open");
-                let record = |i: usize| vec![i as u8; 100 + i * 37 % 900];
-                for i in 0..300 {
-                    wal.append(&record(i)).expect("append");
-                    if i % 7 == 6 {
-                        wal.sync().await.expect("sync");
-                        assert!(wal.spare_bytes.is_empty());
-                        assert!(wal.spare_bytes.capacity() > 0, "the buffer came back");
-                    }
+        let opts = small_segments(true);
+        on_executor(async {
+            let (mut wal, _) = Wal::open(dir.path(), opts.clone()).await.expect("open");
+            let record = |i: usize| vec![i as u8; 100 + i * 37 % 900];
+            for i in 0..300 {
+                wal.append(&record(i)).expect("append");
+                if i % 7 == 6 {
+                    wal.sync().await.expect("sync");
+                    assert!(wal.spare_bytes.is_empty());
+                    assert!(wal.spare_bytes.capacity() > 0, "the buffer came back");
                 }
-                wal.sync().await.expect("sync");
-                drop(wal);
-                let (_, rec) = Wal::open(dir.path(), opts).await.expect("reopen");
-                let got: Vec<Vec<u8>> = rec.records.into_iter().map(|(_, r)| r).collect();
-                assert_eq!(got, (0..300).map(record).collect::<Vec<_>>());
-            });
+            }
+            wal.sync().await.expect("sync");
+            drop(wal);
+            let (_, rec) = Wal::open(dir.path(), opts).await.expect("reopen");
+            let got: Vec<Vec<u8>> = rec.records.into_iter().map(|(_, r)| r).collect();
+            assert_eq!(got, (0..300).map(record).collect::<Vec<_>>());
+        });
     }
 
     #[test]
