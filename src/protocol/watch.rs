@@ -203,6 +203,11 @@ impl History {
         }
     }
 
+    /// Changes it keeps at most.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Every change with a version above this is retained.
     pub fn floor(&self) -> Slot {
         self.floor

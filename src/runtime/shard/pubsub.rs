@@ -142,6 +142,27 @@ impl Pubsub {
         });
     }
 
+    /// One step's changes, in order: to the history, and to their watchers.
+    fn take_changes(&mut self, mut changes: Vec<Change>) {
+        if changes.len() > self.history.max() {
+            // The history keeps only the last of them, and each would hold the buffer of
+            // every key of the step (`watch::Recorder`): copied out, the buffer goes now.
+            for c in &mut changes {
+                *c = c.detached();
+            }
+        }
+        if self.watches.is_empty() {
+            // Nobody to tell: the history answers a key once per slot by itself.
+            for c in changes {
+                self.history.push(c);
+            }
+            return;
+        }
+        for c in coalesced(changes) {
+            self.changed(c);
+        }
+    }
+
     fn changed(&mut self, change: Change) {
         self.history.push(change.clone());
         let Some(watchers) = self.watches.get_mut(&change.key) else {
@@ -330,16 +351,7 @@ impl Shard {
                 }
             }
         }
-        if ps.watches.is_empty() {
-            // Nobody to tell: the history answers a key once per slot by itself.
-            for c in changes {
-                ps.history.push(c);
-            }
-            return;
-        }
-        for c in coalesced(changes) {
-            ps.changed(c);
-        }
+        ps.take_changes(changes);
     }
 
     /// Subscribes, unsubscribes, watches or answers a question about them, on this shard.
@@ -357,6 +369,33 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    /// A step's changes share one buffer of keys; a step with more changes than the
+    /// history keeps has them copied out, so the buffer is not held for the few kept.
+    #[test]
+    fn a_step_larger_than_the_history_does_not_hold_its_keys_buffer() {
+        let step = |buffer: &Bytes| -> Vec<Change> {
+            (0..3)
+                .map(|i| Change {
+                    key: buffer.slice(i..i + 1),
+                    version: 10 + i as u64,
+                    kind: ChangeKind::Set,
+                })
+                .collect()
+        };
+        let buffer = Bytes::from(b"abc".to_vec());
+        let mut kept_whole = Pubsub::new(3, 0);
+        kept_whole.take_changes(step(&buffer));
+        assert!(
+            !buffer.is_unique(),
+            "a history keeping every change shares the buffer"
+        );
+        let mut small = Pubsub::new(2, 0);
+        small.take_changes(step(&buffer));
+        drop(kept_whole);
+        assert!(buffer.is_unique(), "the kept changes were copied out");
+        assert_eq!(small.info().changes_kept, 2);
     }
 
     #[test]
