@@ -122,7 +122,7 @@ pub fn encode_payload<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> po
 pub fn encode<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let frame_start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-    if let Err(e) = postcard::serialize_with_flavor(msg, AppendToVec(out)) {
+    if let Err(e) = encode_payload(msg, out) {
         out.truncate(frame_start);
         return Err(FrameError::Encode(e));
     }

@@ -142,7 +142,9 @@ impl Replica {
         }
         match self.learn_from_vote(slot, ballot) {
             Learned::Chosen => self.advance_chosen(now),
-            Learned::NotDurableYet if self.early.votes.len() < self.cfg.pipeline_depth * 2 => {
+            Learned::NotDurableYet
+                if self.early.votes.len() < self.cfg.pipeline_depth.max(1) * 2 =>
+            {
                 self.early.votes.insert(slot, ballot);
             }
             Learned::NotDurableYet => {}

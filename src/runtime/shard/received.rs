@@ -145,13 +145,8 @@ impl<'a> Received<'a> {
     /// batch; the bytes to write after it are returned. `None` (and `out` unspecified)
     /// otherwise.
     pub(super) fn encode_record(&self, record: &Record, out: &mut Vec<u8>) -> Option<&'a [u8]> {
-        let (batch, without) = record_without_batch(record)?;
+        let batch = encode_record_head(record, out)?;
         if !Batch::ptr_eq(batch, &self.batch) {
-            return None;
-        }
-        out.clear();
-        frame::encode_payload(&without, out).ok()?;
-        if out.pop() != Some(0) {
             return None;
         }
         debug_assert_eq!(
@@ -163,30 +158,34 @@ impl<'a> Received<'a> {
     }
 }
 
+/// Encodes into `out` (cleared first) what comes before the batch `record` ends with
+/// (the record encoded with an empty batch, less that batch's zero) and returns the
+/// batch; `None` (and `out` unspecified) for a record without one.
+fn encode_record_head<'r>(record: &'r Record, out: &mut Vec<u8>) -> Option<&'r Batch> {
+    let (batch, without) = record_without_batch(record)?;
+    out.clear();
+    frame::encode_payload(&without, out).ok()?;
+    (out.pop() == Some(0)).then_some(batch)
+}
+
 /// Encodes `record` into `out` (cleared first). If its last field is a batch, returns
 /// that batch and where its bytes start in `out`, for [`encode_frame`] to reuse.
 pub(super) fn encode_record(
     record: &Record,
     out: &mut Vec<u8>,
 ) -> postcard::Result<Option<(Batch, usize)>> {
-    out.clear();
-    let Some((batch, without)) = record_without_batch(record) else {
-        frame::encode_payload(record, out)?;
-        return Ok(None);
-    };
-    frame::encode_payload(&without, out)?;
-    if out.pop() != Some(0) {
-        out.clear();
-        frame::encode_payload(record, out)?;
-        return Ok(None);
+    if let Some(batch) = encode_record_head(record, out) {
+        let start = out.len();
+        frame::encode_payload(&**batch, out)?;
+        debug_assert_eq!(
+            out[..],
+            postcard::to_stdvec(record).expect("a record encodes")[..]
+        );
+        return Ok(Some((batch.clone(), start)));
     }
-    let start = out.len();
-    frame::encode_payload(&**batch, out)?;
-    debug_assert_eq!(
-        out[..],
-        postcard::to_stdvec(record).expect("a record encodes")[..]
-    );
-    Ok(Some((batch.clone(), start)))
+    out.clear();
+    frame::encode_payload(record, out)?;
+    Ok(None)
 }
 
 /// Appends a frame holding `msg` to `out` with its batch's bytes taken from `logged`

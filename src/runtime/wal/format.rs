@@ -125,14 +125,10 @@ pub struct RecordHeader {
     pub len: u32,
 }
 
-/// Appends one record (header then payload) to `out`.
-pub fn encode_record(out: &mut Vec<u8>, seq: u64, lsn: u64, payload: &[u8]) {
-    encode_record_parts(out, seq, lsn, &[payload]);
-}
-
-/// [`encode_record`] of the payload `parts` make one after the other: a record is written
-/// from the pieces it was made of, without joining them first.
-pub fn encode_record_parts(out: &mut Vec<u8>, seq: u64, lsn: u64, parts: &[&[u8]]) {
+/// Appends one record (header then payload) to `out`, its payload the bytes `parts`
+/// make one after the other: a record is written from the pieces it was made of, without
+/// joining them first.
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, lsn: u64, parts: &[&[u8]]) {
     let payload_bytes: usize = parts.iter().map(|p| p.len()).sum();
     let len = u32::try_from(payload_bytes).expect("caller checked the record size");
     let start = out.len();
@@ -236,9 +232,9 @@ mod tests {
     #[test]
     fn record_checksum_covers_seq() {
         let mut a = Vec::new();
-        encode_record(&mut a, 1, 5, b"payload");
+        encode_record(&mut a, 1, 5, &[b"payload"]);
         let mut b = Vec::new();
-        encode_record(&mut b, 2, 5, b"payload");
+        encode_record(&mut b, 2, 5, &[b"payload"]);
         assert_eq!(a.len(), RECORD_HEADER_BYTES + 7);
         assert_ne!(a[0..8], b[0..8], "seq must change the checksum");
         let HeaderParse::Header {

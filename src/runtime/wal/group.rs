@@ -84,9 +84,7 @@ impl GroupCommitter {
 
     /// Buffers a record (no I/O) and wakes the committer; returns the record's LSN.
     pub fn append(&self, record: &[u8]) -> Result<Lsn, WalError> {
-        let lsn = self.append_lazy(record)?;
-        self.flush();
-        Ok(lsn)
+        self.append_parts(&[record], false)
     }
 
     /// Buffers a record without waking the committer: it becomes durable with the next

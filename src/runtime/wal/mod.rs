@@ -548,7 +548,7 @@ impl Wal {
         let chunk = self.pending.last_mut().expect("a chunk was just ensured");
         assert_eq!(chunk.seq, self.cursor_seq);
         assert_eq!(chunk.start + chunk.bytes.len() as u64, self.cursor_pos);
-        format::encode_record_parts(&mut chunk.bytes, self.cursor_seq, lsn, parts);
+        format::encode_record(&mut chunk.bytes, self.cursor_seq, lsn, parts);
         chunk.last_lsn = lsn;
         self.cursor_pos += need;
         assert!(self.cursor_pos <= self.cursor_capacity);
