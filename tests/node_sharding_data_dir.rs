@@ -3,8 +3,6 @@
 //! keys with hash tags from the wrong shard.
 mod node_support;
 
-use std::time::{Duration, Instant};
-
 use node_support::*;
 
 #[test]
@@ -16,32 +14,20 @@ fn node_refuses_a_data_dir_of_a_build_without_hash_tags() {
     }
     let client = free_ports(1);
     let peer = free_ports(SHARDS as u16);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corepax"))
-        .arg("node")
-        .args(["--id", "0"])
-        .args(["--client-addr", &format!("127.0.0.1:{client}")])
-        .args(["--peers", &format!("127.0.0.1:{peer}")])
-        .arg("--data")
-        .arg(&data)
-        .args(["--shards", &SHARDS.to_string(), "--no-pin"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            child.kill().unwrap();
-            panic!("the node kept running on a data directory it cannot read correctly");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!status.success(), "{stderr}");
+    let args: Vec<std::ffi::OsString> = vec![
+        "--id".into(),
+        "0".into(),
+        "--client-addr".into(),
+        format!("127.0.0.1:{client}").into(),
+        "--peers".into(),
+        format!("127.0.0.1:{peer}").into(),
+        "--data".into(),
+        data.clone().into_os_string(),
+        "--shards".into(),
+        SHARDS.to_string().into(),
+        "--no-pin".into(),
+    ];
+    let stderr = node_refused(&args);
     assert!(
         stderr.contains("hashing the whole key") && stderr.contains("hash tag"),
         "{stderr}"

@@ -525,6 +525,34 @@ pub fn write_random_cluster_key(path: &std::path::Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("writing the cluster key file {}: {e}", path.display()))
 }
 
+/// The lock file in a data directory: held (flock) by the node serving from it.
+pub const DATA_DIR_LOCK_FILE: &str = "LOCK";
+
+/// Locks `dir` for this process: two nodes writing one WAL would each overwrite the
+/// other's records, acknowledged ones included. Fails, naming the directory, if another
+/// process holds it.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(DATA_DIR_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another running node ({} is locked): stop it \
+             first, or give this node a directory of its own",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("locking {}: {e}", path.display())
+        }
+    }
+}
+
 /// Runs a node until the process is stopped. Each shard's executor opens its WAL,
 /// recovers, connects to its peers, then runs `serve` (the front end) with its [`Local`]:
 /// the node returns when every shard's `serve` has returned.
@@ -543,7 +571,15 @@ where
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", cfg.data_dir.display()))?;
+    // Held until the process ends (the kernel drops it with the process, kill -9 too).
+    let _lock = lock_data_dir(&cfg.data_dir)?;
     super::sharding::check_data_dir(&cfg.data_dir, cfg.shards)?;
+    crate::transport::check_port_free(cfg.client_addr).map_err(|e| {
+        anyhow::anyhow!(
+            "the client address {} is taken ({e}): is another node or server running there?",
+            cfg.client_addr
+        )
+    })?;
     let shards = cfg.shards;
     let mesh = MeshBuilder::full(shards, MESH_QUEUE_MAX);
     let placement = if cfg.pin {

@@ -50,6 +50,21 @@ pub(crate) fn bind_listener(addr: SocketAddr, share_port: bool) -> io::Result<Tc
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
+/// Fails with `AddrInUse` if some listener already holds `addr`, a node's shared client
+/// listener included: SO_REUSEPORT would let a second node bind beside it without error
+/// and take half its clients. A socket bound with SO_REUSEADDR alone conflicts with any
+/// listening socket on the port and with none in TIME_WAIT; it is closed again at once.
+/// Called before the shards bind, so a node's own listeners are not yet there.
+pub(crate) fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
+}
+
 /// Accepts connections until cancelled, one reader task each.
 pub(super) async fn accept_loop<M: DeserializeOwned + 'static>(
     shared: Rc<Shared<M>>,

@@ -43,7 +43,7 @@
 mod accept;
 mod link;
 
-pub(crate) use accept::bind_listener;
+pub(crate) use accept::{bind_listener, check_port_free};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -30,14 +30,60 @@ pub fn free_ports(n: u16) -> u16 {
         ephemeral_low > low + n,
         "no room below the ephemeral port range"
     );
+    // Ports handed out by this process (the tests of one binary run side by side): never
+    // again, even once free, as a node restarted later binds its ports again.
+    static HANDED_OUT: std::sync::Mutex<Vec<std::ops::Range<u16>>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
         let base = rand::random_range(low..ephemeral_low - n);
-        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let range = base..base + n;
+        let overlaps = handed_out
+            .iter()
+            .any(|r| r.start < range.end && range.start < r.end);
+        if overlaps {
+            continue;
+        }
+        let all_free = range
+            .clone()
+            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
         if all_free {
+            handed_out.push(range);
             return base;
         }
     }
     panic!("no {n} consecutive free ports");
+}
+
+/// Runs `corepax node` with `args`, which must refuse to start: waits (20 s at most) for
+/// it to exit unsuccessfully and returns what it wrote to stderr.
+pub fn node_refused(args: &[std::ffi::OsString]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corepax"))
+        .arg("node")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn corepax node");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the node kept running with {args:?}; its stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!status.success(), "{stderr}");
+    stderr
 }
 
 /// Copies directory `from` (files and folders) to `to`: a backup of a node's data dir.
@@ -262,20 +308,33 @@ impl Cluster {
         }
         let child = cmd
             .arg("node")
-            .args(["--id", &i.to_string()])
-            .args(["--client-addr", &self.clients[i].to_string()])
-            .args(["--peers", &self.peers.join(",")])
-            .arg("--data")
-            .arg(self.dir.join(format!("node-{i}")))
-            .args(["--shards", &SHARDS.to_string(), "--no-pin"])
-            .args(&self.extra)
-            .args(&self.node_extra[i])
+            .args(self.node_args(i))
             .envs(self.node_env[i].iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn corepax node");
         self.nodes[i] = Some(child);
+    }
+
+    /// The flags node `i` starts with (after `corepax node`).
+    pub fn node_args(&self, i: usize) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--id".into(),
+            i.to_string().into(),
+            "--client-addr".into(),
+            self.clients[i].to_string().into(),
+            "--peers".into(),
+            self.peers.join(",").into(),
+            "--data".into(),
+            self.dir.join(format!("node-{i}")).into(),
+            "--shards".into(),
+            SHARDS.to_string().into(),
+            "--no-pin".into(),
+        ];
+        args.extend(self.extra.iter().map(Into::into));
+        args.extend(self.node_extra[i].iter().map(Into::into));
+        args
     }
 
     /// Replaces node `i`'s own flags; they apply from its next start.
@@ -441,8 +500,11 @@ impl Cluster {
     }
 
     fn info(&self, i: usize) -> String {
-        let mut c = self.connect(i).expect("connect");
-        bulk(&c.cmd(&["INFO"]).expect("INFO")).expect("INFO is a bulk string")
+        let reply = self.connect(i).and_then(|mut c| c.cmd(&["INFO"]));
+        match reply.as_ref().ok().and_then(bulk) {
+            Some(info) => info,
+            None => panic!("INFO from node {i}: {reply:?}; its log:\n{}", self.log(i)),
+        }
     }
 
     /// `field` of shard `shard`'s line in node `i`'s INFO (`shard<s>:…,field=N,…`).
