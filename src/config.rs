@@ -487,12 +487,13 @@ protocol_settings! {
     /// and a small per-item overhead); a single larger item still gets a chunk. Well
     /// below the peer frame limit, so a snapshot of any size crosses in bounded frames.
     snapshot_chunk_bytes_max: usize = 1 << 20, allowed 1..=SNAPSHOT_CHUNK_BYTES_LIMIT;
-    /// Key and value bytes of applied log entries kept in memory, at most, for followers
-    /// that lag a little (one that lags more gets a snapshot); 0 = keep them until a
-    /// snapshot compacts the log. Once applied, an entry's keys and values are also in
-    /// the state machine, so this bounds what the log costs in memory beyond the state.
-    /// The write-ahead log on disk keeps every record until the next snapshot either way.
-    log_retain_bytes: u64 = 8 << 20;
+    /// Memory of applied log entries kept, at most, for followers that lag a little (one
+    /// that lags more gets a snapshot): their keys and values plus a fixed cost per
+    /// command (`message::batch_memory_bytes`); 0 = keep them until a snapshot compacts
+    /// the log. Once applied, an entry's keys and values are also in the state machine,
+    /// so this bounds what the log costs in memory beyond the state. The write-ahead log
+    /// on disk keeps every record until the next snapshot either way.
+    log_retain_bytes: u64 = 16 << 20;
 }
 
 impl ProtocolConfig {

@@ -444,7 +444,7 @@ impl Consensus {
         each!(self, r => r.log_len())
     }
 
-    /// Key and value bytes of the applied entries held in memory.
+    /// Memory of the applied entries held, estimated (`message::batch_memory_bytes`).
     pub fn applied_log_bytes(&self) -> u64 {
         each!(self, r => r.applied_log_bytes())
     }

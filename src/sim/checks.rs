@@ -44,6 +44,9 @@ pub struct SimOutcome {
     pub records_lost_crashes: u64,
     /// Restarts from an older copy of the replica's storage.
     pub copies_restored: u64,
+    /// Of them, those whose copy held fewer records than the storage it replaced (the
+    /// others restored what the replica held anyway: nothing to detect).
+    pub copies_restored_older: u64,
     /// Crashes of a restored replica found stale, before it caught up (its WAL marks it).
     pub stale_marked_crashes: u64,
     /// Replicas paused for a while.
@@ -306,6 +309,7 @@ impl Sim {
             snapshot_chunks_later: self.snapshot_chunks_later,
             records_lost_crashes: self.records_lost_crashes,
             copies_restored: self.copies_restored,
+            copies_restored_older: self.copies_restored_older,
             stale_marked_crashes: self.stale_marked_crashes,
             pauses: self.pauses,
             forwards: self.forwards,

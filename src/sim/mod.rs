@@ -195,6 +195,8 @@ struct Sim {
     /// stream, like `corrupt_rng`.
     restore_rng: Option<ChaCha8Rng>,
     copies_restored: u64,
+    /// Of them, copies holding fewer records than the storage they replaced.
+    copies_restored_older: u64,
     stale_marked_crashes: u64,
     /// The staged restore's progress (`restore_staged.rs`).
     staged: restore_staged::Stage,
@@ -384,6 +386,7 @@ impl Sim {
             records_lost_crashes: 0,
             restore_rng,
             copies_restored: 0,
+            copies_restored_older: 0,
             stale_marked_crashes: 0,
             staged: restore_staged::Stage::Start,
             pause_rng,

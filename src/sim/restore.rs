@@ -121,11 +121,15 @@ impl Sim {
         let Some(copy) = n.copy.take() else {
             return;
         };
+        // A copy with the records the storage holds now is no older than it: nothing to
+        // detect (in a staged run, when the victim wrote nothing between copy and crash).
+        let older = n.durable != copy.durable;
         n.snapshot = copy.snapshot;
         n.durable = copy.durable;
         n.lost_records = copy.lost_records;
         n.restored = true;
         self.copies_restored += 1;
+        self.copies_restored_older += u64::from(older);
         self.log(|| format!("{node}: storage replaced by its older copy"));
     }
 

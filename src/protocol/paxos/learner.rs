@@ -105,7 +105,7 @@ impl Replica {
             if !leading {
                 self.stats.forwards_answered_early += (before - waiting.len()) as u64;
             }
-            self.applied_log_bytes += super::batch_payload_bytes(&batch);
+            self.applied_log_bytes += crate::protocol::message::batch_memory_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((slot, batch));
             }

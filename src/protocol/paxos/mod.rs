@@ -37,11 +37,6 @@ use crate::config::ProtocolConfig;
 /// retransmissions (see `Replica::held_max`).
 const HELD_PER_SLOT: usize = 8;
 
-/// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
-fn batch_payload_bytes(batch: &Batch) -> u64 {
-    batch.iter().map(|r| r.cmd.payload_bytes() as u64).sum()
-}
-
 /// An upper bound of the WAL record (`Accept` or `Learned`) that carries `batch`.
 fn batch_record_bytes_max(batch: &Batch) -> usize {
     let requests: usize = batch.iter().map(Request::encoded_bytes_max).sum();
@@ -336,8 +331,7 @@ pub struct Replica {
     catchup_unanswered: u32,
     /// Slots up to here were compacted out of `log` (their effect is in `kv`).
     log_base: Slot,
-    /// Key and value bytes of the applied entries in `log` (bounded by
-    /// `log_retain_bytes`).
+    /// Memory of the applied entries in `log`, estimated (bounded by `log_retain_bytes`).
     applied_log_bytes: u64,
     /// Snapshots being sent to lagging peers and received from a peer.
     transfers: snapshot::Transfers,

@@ -78,7 +78,7 @@ impl Replica {
     }
 
     /// Drops the oldest applied entries from memory while they hold more than
-    /// `log_retain_bytes` of keys and values, as a compaction would (peers that need them
+    /// `log_retain_bytes` (`batch_memory_bytes`), as a compaction would (peers that need them
     /// get a snapshot), but keeps every slot after a state being sent (the receiver
     /// continues from there) and every entry whose own record is not yet durable.
     pub(super) fn trim_applied_log(&mut self) {
@@ -101,7 +101,7 @@ impl Replica {
             let entry = first.remove();
             self.applied_log_bytes = self
                 .applied_log_bytes
-                .saturating_sub(super::batch_payload_bytes(&entry.batch));
+                .saturating_sub(crate::protocol::message::batch_memory_bytes(&entry.batch));
             self.log_base = slot;
             self.stats.log_slots_trimmed += 1;
         }
@@ -112,11 +112,11 @@ impl Replica {
         self.applied_log_bytes = self
             .log
             .range(..=self.applied)
-            .map(|(_, e)| super::batch_payload_bytes(&e.batch))
+            .map(|(_, e)| crate::protocol::message::batch_memory_bytes(&e.batch))
             .sum();
     }
 
-    /// Key and value bytes of the applied entries held in memory.
+    /// Memory of the applied entries held, estimated (`batch_memory_bytes`).
     pub fn applied_log_bytes(&self) -> u64 {
         self.applied_log_bytes
     }

@@ -124,7 +124,7 @@ impl Replica {
                 .clone();
             let (kv, waiting, out) = (&mut self.kv, &mut self.waiting, &mut self.outbox);
             crate::protocol::waiting::apply_batch(kv, index, &batch, waiting, out);
-            self.applied_log_bytes += super::storage::batch_payload_bytes(&batch);
+            self.applied_log_bytes += crate::protocol::message::batch_memory_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((index, batch));
             }

@@ -275,7 +275,7 @@ pub struct Replica {
     /// replica's disk, so every answer that would count it is held, as for a record not
     /// yet durable.
     unsaved_install: Option<Slot>,
-    /// Key and value bytes of the applied entries still in the log (`log_retain_bytes`).
+    /// Memory of the applied entries still in the log, estimated (`log_retain_bytes`).
     applied_log_bytes: u64,
     /// The leader's time stamped into the log (`set_wall_clock`).
     clock: crate::protocol::clock::LogClock,
@@ -599,7 +599,7 @@ impl Replica {
         self.clock.set_wall_clock(now, unix_ms);
     }
 
-    /// Key and value bytes of the applied entries held in memory.
+    /// Memory of the applied entries held, estimated (`batch_memory_bytes`).
     pub fn applied_log_bytes(&self) -> u64 {
         self.applied_log_bytes
     }

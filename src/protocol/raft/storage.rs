@@ -10,7 +10,7 @@ use super::Replica;
 use super::log::LogEntry;
 use crate::config::ProtocolConfig;
 use crate::protocol::kv::{KvState, Request};
-use crate::protocol::message::{Batch, Record};
+use crate::protocol::message::{Batch, Record, batch_memory_bytes};
 use crate::protocol::types::{ReplicaId, Slot};
 
 /// What a Raft replica writes to its log before it relies on it.
@@ -56,11 +56,6 @@ pub struct Snapshot {
     pub kv: KvState,
     /// The log after `last_included`, in order: (term, batch).
     pub tail: Vec<(u64, Batch)>,
-}
-
-/// Key and value bytes of a batch's commands: what an entry holds in memory, roughly.
-pub(super) fn batch_payload_bytes(batch: &Batch) -> u64 {
-    batch.iter().map(|r| r.cmd.payload_bytes() as u64).sum()
 }
 
 /// An upper bound of the WAL record that carries `batch`.
@@ -162,14 +157,14 @@ impl Replica {
         let upto = upto.min(self.applied);
         let dropped: u64 = (self.log.base() + 1..=upto)
             .filter_map(|i| self.log.get(i))
-            .map(|e| batch_payload_bytes(&e.batch))
+            .map(|e| batch_memory_bytes(&e.batch))
             .sum();
         self.log.compact(upto);
         self.applied_log_bytes = self.applied_log_bytes.saturating_sub(dropped);
     }
 
     /// Drops the oldest applied entries from memory while they hold more than
-    /// `log_retain_bytes` of keys and values, as a compaction would: a follower that needs
+    /// `log_retain_bytes` ([`batch_memory_bytes`]), as a compaction would: a follower that needs
     /// them later gets a snapshot. The WAL keeps their records until the next snapshot.
     pub(super) fn trim_applied_log(&mut self) {
         let limit = self.cfg.log_retain_bytes;
@@ -185,7 +180,7 @@ impl Replica {
                 .log
                 .get(upto)
                 .expect("applied entries after the base are held");
-            bytes -= batch_payload_bytes(&e.batch);
+            bytes -= batch_memory_bytes(&e.batch);
         }
         self.stats.log_slots_trimmed += upto - self.log.base();
         self.log.compact(upto);

@@ -80,7 +80,7 @@ pub struct ShardInfo {
     pub merkle_bytes: usize,
     /// Log entries held in memory.
     pub log_entries: usize,
-    /// Key and value bytes of the applied ones among them.
+    /// Memory of the applied ones among them, estimated (`message::batch_memory_bytes`).
     pub log_applied_bytes: u64,
     /// Protocol counters.
     pub stats: crate::protocol::Stats,
