@@ -331,6 +331,8 @@ mod tests {
             .io_memory(TEST_IO_MEMORY_BYTES)
             .make()
             .expect("executor");
+        // A restarted node's check does not take its old connections for another node.
+        crate::transport::check_port_free(addr).expect("free with an old connection in TIME_WAIT");
         ex.run(async move {
             crate::transport::bind_listener(addr, true)
                 .expect("bind with an old connection in TIME_WAIT");
@@ -338,7 +340,8 @@ mod tests {
     }
 
     /// The client port is shared by the node's shards; a peer port never is, so a second
-    /// node configured onto it fails to start instead of taking half its connections.
+    /// node configured onto it fails to start instead of taking half its connections. A
+    /// node checks its client port first (`check_port_free`) for the same reason.
     #[test]
     fn only_a_shared_listener_shares_its_port() {
         let ex = glommio::LocalExecutorBuilder::default()
@@ -350,6 +353,8 @@ mod tests {
             let shared = crate::transport::bind_listener(any, true).expect("bind");
             let addr = shared.local_addr().expect("address");
             crate::transport::bind_listener(addr, true).expect("a second shard binds too");
+            // What a second node checks before its shards bind: taken.
+            assert!(crate::transport::check_port_free(addr).is_err());
             let peer = crate::transport::bind_listener(any, false).expect("bind");
             let addr = peer.local_addr().expect("address");
             assert!(crate::transport::bind_listener(addr, false).is_err());

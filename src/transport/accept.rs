@@ -31,12 +31,7 @@ const BACKLOG: i32 = 1024;
 /// port must not be shared, or a second node misconfigured onto it would bind without error
 /// and silently receive half the connections.
 pub(crate) fn bind_listener(addr: SocketAddr, share_port: bool) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
+    let socket = reusable_socket(addr)?;
     if share_port {
         socket.set_reuse_port(true)?;
     }
@@ -56,13 +51,18 @@ pub(crate) fn bind_listener(addr: SocketAddr, share_port: bool) -> io::Result<Tc
 /// listening socket on the port and with none in TIME_WAIT; it is closed again at once.
 /// Called before the shards bind, so a node's own listeners are not yet there.
 pub(crate) fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    reusable_socket(addr)?.bind(&addr.into())
+}
+
+/// A TCP socket for `addr`'s family with SO_REUSEADDR set, not yet bound.
+fn reusable_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())
+    Ok(socket)
 }
 
 /// Accepts connections until cancelled, one reader task each.
