@@ -227,6 +227,7 @@ impl std::future::Future for Submitted {
                 let Some(Call::Done(result)) = callers.remove(&handle) else {
                     unreachable!("matched Done above");
                 };
+                this.handle = None; // Taken: nothing left for `drop` to remove.
                 let timeout_ms = shard.cfg.request_timeout_ms;
                 Poll::Ready(result.map_err(|e| SubmitError::from_client(e, timeout_ms)))
             }
