@@ -15,8 +15,8 @@ pub type Batch = Arc<[Request]>;
 
 /// What a request held in the log costs in memory beyond its keys and values, roughly:
 /// the `Request` itself and two allocations' headers and rounding (a follower decodes
-/// each key and value into a buffer of its own; a leader's share its clients' read
-/// buffers).
+/// each key and value into a buffer of its own; on a leader they share its clients' read
+/// buffers, which they keep alive).
 pub const REQUEST_MEMORY_OVERHEAD_BYTES: u64 = std::mem::size_of::<Request>() as u64 + 64;
 
 /// The memory a log entry's batch holds, estimated: its keys and values plus a fixed cost

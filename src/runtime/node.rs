@@ -526,7 +526,7 @@ pub fn write_random_cluster_key(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The lock file in a data directory: held (flock) by the node serving from it.
-pub const DATA_DIR_LOCK_FILE: &str = "LOCK";
+const DATA_DIR_LOCK_FILE: &str = "LOCK";
 
 /// Locks `dir` for this process: two nodes writing one WAL would each overwrite the
 /// other's records, acknowledged ones included. Fails, naming the directory, if another
