@@ -1,7 +1,7 @@
 //! The learner: commit indexes, catch-up of missing chosen slots, and applying in order.
 
 use super::{LogEntry, Replica};
-use crate::protocol::message::{Batch, Message, Record};
+use crate::protocol::message::{Batch, Message, Record, batch_memory_bytes};
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
 /// Catch-up requests in a row that brought no chosen slot before a leader runs phase 1
@@ -105,7 +105,7 @@ impl Replica {
             if !leading {
                 self.stats.forwards_answered_early += (before - waiting.len()) as u64;
             }
-            self.applied_log_bytes += crate::protocol::message::batch_memory_bytes(&batch);
+            self.applied_log_bytes += batch_memory_bytes(&batch);
             if let Some(trace) = &mut self.applied_trace {
                 trace.push((slot, batch));
             }

@@ -22,7 +22,7 @@
 
 use super::{LogEntry, Replica, Role};
 use crate::protocol::kv::KvState;
-use crate::protocol::message::{Message, Snapshot, SnapshotChunk};
+use crate::protocol::message::{Message, Snapshot, SnapshotChunk, batch_memory_bytes};
 use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::transfer::{
     SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, chunk_is_well_formed,
@@ -101,7 +101,7 @@ impl Replica {
             let entry = first.remove();
             self.applied_log_bytes = self
                 .applied_log_bytes
-                .saturating_sub(crate::protocol::message::batch_memory_bytes(&entry.batch));
+                .saturating_sub(batch_memory_bytes(&entry.batch));
             self.log_base = slot;
             self.stats.log_slots_trimmed += 1;
         }
@@ -112,7 +112,7 @@ impl Replica {
         self.applied_log_bytes = self
             .log
             .range(..=self.applied)
-            .map(|(_, e)| crate::protocol::message::batch_memory_bytes(&e.batch))
+            .map(|(_, e)| batch_memory_bytes(&e.batch))
             .sum();
     }
 

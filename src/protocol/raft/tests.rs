@@ -637,13 +637,13 @@ fn an_installed_snapshot_is_acknowledged_only_once_saved() {
 
 #[test]
 fn applied_entries_past_log_retain_bytes_leave_memory() {
+    // Room for two writes (each key and value, and its request's own cost).
+    let bound = 2 * (crate::protocol::message::REQUEST_MEMORY_OVERHEAD_BYTES + 8);
     let mut g = Group::from(
         (0..3)
             .map(|i| {
                 let cfg = ProtocolConfig {
-                    // Room for two writes (each key and value, and its request's own cost).
-                    log_retain_bytes: 2
-                        * (crate::protocol::message::REQUEST_MEMORY_OVERHEAD_BYTES + 8),
+                    log_retain_bytes: bound,
                     ..cfg(3)
                 };
                 Replica::new(cfg, ReplicaId(i), u64::from(i))
@@ -657,7 +657,6 @@ fn applied_entries_past_log_retain_bytes_leave_memory() {
     }
     g.run_for(100, None);
     for r in &g.replicas {
-        let bound = 2 * (crate::protocol::message::REQUEST_MEMORY_OVERHEAD_BYTES + 8);
         assert!(r.applied_log_bytes() <= bound, "{}", r.applied_log_bytes());
         assert!(r.log_len() < 5, "{} entries held", r.log_len());
         assert!(r.stats().log_slots_trimmed > 0);
