@@ -10,6 +10,10 @@
 #   one client reading (the keys the pipelined SETs wrote): -c 1 -P 1 -n N1 -t get
 # and each server process's CPU (user + system, /proc/PID/stat) over each pipelined run,
 # divided by the requests of the run: µs per operation, for the leader and each follower.
+# Beside them, the same one-client SETs against the floor of a replicated durable write on
+# this machine (examples/replfloor.rs with 2 followers: three 4 KiB O_DSYNC writes to this
+# disk per request, a quorum of two awaited, blocking calls and nothing else): label
+# `floor-3-replicas`, and a table of corepax's and Redis's one-client SET against it.
 #
 # Usage: scripts/floor.sh   (defaults below; all can be overridden)
 #   N1=8000  N2=600000  N3=100000   requests of the one-client, the pipelined and the
@@ -28,6 +32,8 @@ ROUNDS=${ROUNDS:-2}
 require_tools redis-server redis-benchmark redis-cli python3 setsid timeout pgrep
 resolve_bin
 AFTER_BIN=$BIN
+cargo build --release --quiet --example replfloor
+FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
 BEFORE_BIN=""
 [ -z "${COREPAX_BIN_BEFORE:-}" ] || BEFORE_BIN=$(readlink -f "$COREPAX_BIN_BEFORE")
 
@@ -108,6 +114,22 @@ for what, label, test, field, goal, op in targets:
         cells.append(f"{ratio:.2f}×")
     sign = "≤" if op == "<=" else "≥"
     print(f"| {what} | {sign} {goal}× | " + " | ".join(cells) + f" | {met} of {len(rounds)} |")
+test = "SET -c 1 -P 1"
+if any(k[1] == "floor-3-replicas" for k in rows):
+    print()
+    print("One client's SET against the floor of three replicas' durable writes on this machine")
+    print("(`floor-3-replicas`, examples/replfloor.rs), same round:")
+    print()
+    print("| ratio to the floor | " + " | ".join(f"round {r}" for r in rounds) + " |")
+    print("| --- | " + " | ".join("---:" for _ in rounds) + " |")
+    for label, name in [("after", "corepax"), ("after-via-follower", "corepax via a follower"),
+                        ("redis-always", "Redis (one durable write)")]:
+        for field in ("p50", "p99"):
+            cells = []
+            for r in rounds:
+                ours, floor = rows.get((r, label, test)), rows.get((r, "floor-3-replicas", test))
+                cells.append(f"{ours[field] / floor[field]:.2f}×" if ours and floor and floor[field] else "—")
+            print(f"| {name} {field} | " + " | ".join(cells) + " |")
 PY
 }
 
@@ -130,6 +152,24 @@ run_corepax() {
     bench "$label" "$LEAD_PORT" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t get
     stop_cluster
     CLUSTER_PID=""
+}
+
+# The floor: one-client SETs against replfloor with 2 followers (see the top).
+run_floor() {
+    local port deadline=$((SECONDS + 10))
+    port=$(free_port)
+    mkdir -p "$TMP/floor"
+    "$FLOOR_BIN" "$port" 2 "$TMP/floor" >>"$OUT_RAW" 2>&1 &
+    REDIS_PID=$! # stopped by the exit trap if the run ends here
+    # It answers every command +OK, PING too.
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { echo "replfloor did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    bench "floor-3-replicas" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    stop_pids "$REDIS_PID"
+    REDIS_PID=""
+    rm -rf "$TMP/floor"
 }
 
 run_redis() {
@@ -157,6 +197,7 @@ for ROUND in $(seq "$ROUNDS"); do
     [ -z "$BEFORE_BIN" ] || run_corepax before "$BEFORE_BIN"
     run_corepax after "$AFTER_BIN"
     run_redis
+    run_floor
 done
 
 {

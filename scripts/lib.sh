@@ -10,8 +10,9 @@ CLUSTER_PID=""
 NODE_PIDS=()
 
 # begin_run NAME: sets STAMP, OUT_MD (results/NAME-STAMP.md), OUT_RAW (…-raw.txt), TMP (a new
-# temp dir) and REDIS_PID (empty: a script that starts redis-server stores its pid there),
-# and traps exit and Ctrl-C so the cluster and that redis-server are stopped and TMP removed.
+# temp dir) and REDIS_PID (empty: a script that starts another server — redis-server, the
+# floor example — stores its pid there while it runs), and traps exit and Ctrl-C so the
+# cluster and that server are stopped and TMP removed.
 begin_run() {
     STAMP=$(date -u +%Y%m%d-%H%M%S)
     mkdir -p results

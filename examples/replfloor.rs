@@ -1,0 +1,219 @@
+//! The floor of one replicated durable write on this machine, without corepax: the least a
+//! leader and its followers must do for one client's write, done with blocking calls and
+//! nothing else (no executor, no batching logic, no state machine).
+//!
+//! Serves RESP on `PORT`, answering every command `+OK` (so `redis-benchmark -t set`
+//! drives it; its CONFIG GET at start gets `+OK` too, and it warns). For each read from a
+//! client (one slot: group commit), the leader sends a 64-byte accept to each follower
+//! over loopback TCP, writes its own 4 KiB record with `O_DIRECT | O_DSYNC` into a
+//! pre-written file, then waits for the first follower's acknowledgement: a quorum of
+//! leader + one follower. Each follower writes its record the same way and acknowledges.
+//! Leader and followers are threads of this process, each with its own file in `DIR`.
+//! With 0 followers it is one durable write per request, as Redis `appendfsync always`.
+//!
+//! `scripts/floor.sh` runs it beside corepax and Redis (`floor-3-replicas`: 2 followers).
+//!
+//! ```text
+//! cargo build --release --example replfloor
+//! target/release/examples/replfloor PORT FOLLOWERS DIR
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+
+const BLOCK: usize = 4096;
+/// Records go round-robin over a pre-written file of this many blocks (16 MiB): no write
+/// allocates.
+const FILE_BLOCKS: u64 = 4096;
+
+/// One 4 KiB-aligned block, as `O_DIRECT` wants.
+struct Block {
+    ptr: *mut u8,
+}
+
+impl Block {
+    fn layout() -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(BLOCK, BLOCK).expect("a valid layout")
+    }
+
+    fn new() -> Block {
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(Self::layout()) };
+        assert!(!ptr.is_null(), "out of memory");
+        Block { ptr }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` holds BLOCK bytes, owned by this block.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, BLOCK) }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, Self::layout()) }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// A pre-written, synced file opened for durable direct writes.
+fn open_log(dir: &str, name: &str) -> Result<File> {
+    let path = format!("{dir}/{name}");
+    std::fs::write(&path, vec![0u8; BLOCK * FILE_BLOCKS as usize])?;
+    File::open(&path)?.sync_all()?;
+    Ok(OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(&path)?)
+}
+
+fn durable_write(file: &File, block: &mut Block, slot: u64) -> std::io::Result<()> {
+    block.bytes()[..8].copy_from_slice(&slot.to_le_bytes());
+    file.write_all_at(block.bytes(), (slot % FILE_BLOCKS) * BLOCK as u64)
+}
+
+fn follower(listener: TcpListener, file: File) -> Result<()> {
+    let (mut leader, _) = listener.accept()?;
+    leader.set_nodelay(true)?;
+    let mut block = Block::new();
+    let mut accept = [0u8; 64];
+    while leader.read_exact(&mut accept).is_ok() {
+        let slot = u64::from_le_bytes(accept[..8].try_into()?);
+        durable_write(&file, &mut block, slot)?;
+        leader.write_all(&slot.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// Counts and removes the complete RESP commands (arrays of bulk strings) at the front
+/// of `buf`.
+fn take_commands(buf: &mut Vec<u8>) -> usize {
+    /// The number on the line at `at` (after its type byte) and where the next line starts.
+    fn line(b: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = at + b.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(b.get(at + 1..end)?).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    let (mut commands, mut done) = (0, 0);
+    'frames: while done < buf.len() {
+        let Some((items, mut at)) = line(buf, done) else {
+            break;
+        };
+        for _ in 0..items {
+            let Some((len, data)) = line(buf, at) else {
+                break 'frames;
+            };
+            at = data + len + 2;
+            if at > buf.len() {
+                break 'frames;
+            }
+        }
+        done = at;
+        commands += 1;
+    }
+    buf.drain(..done);
+    commands
+}
+
+/// The leader's side: the followers' connections and what each acknowledged.
+struct Leader {
+    own: File,
+    block: Block,
+    slot: u64,
+    followers: Vec<TcpStream>,
+    acked: Vec<u64>,
+}
+
+impl Leader {
+    /// One slot: accepts out, our own durable write, then a follower's acknowledgement.
+    fn replicate(&mut self) -> Result<()> {
+        self.slot += 1;
+        let mut accept = [0u8; 64];
+        accept[..8].copy_from_slice(&self.slot.to_le_bytes());
+        for f in &mut self.followers {
+            f.write_all(&accept)?;
+        }
+        durable_write(&self.own, &mut self.block, self.slot)?;
+        while !self.followers.is_empty() && self.acked.iter().all(|&a| a < self.slot) {
+            let mut fds: Vec<libc::pollfd> = self
+                .followers
+                .iter()
+                .map(|f| libc::pollfd {
+                    fd: f.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
+            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            for (i, fd) in fds.iter().enumerate() {
+                if fd.revents != 0 {
+                    let mut ack = [0u8; 8];
+                    self.followers[i].read_exact(&mut ack)?;
+                    self.acked[i] = u64::from_le_bytes(ack);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn serve(&mut self, mut client: TcpStream) -> Result<()> {
+        client.set_nodelay(true)?;
+        let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 64 * 1024]);
+        loop {
+            let got = client.read(&mut chunk)?;
+            if got == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..got]);
+            let commands = take_commands(&mut buf);
+            if commands > 0 {
+                self.replicate()?;
+                client.write_all(&b"+OK\r\n".repeat(commands))?;
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, port, followers, dir] = &args[..] else {
+        return Err("usage: replfloor PORT FOLLOWERS DIR".into());
+    };
+    let mut streams = Vec::new();
+    for i in 0..followers.parse::<usize>()? {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let file = open_log(dir, &format!("follower-{i}"))?;
+        std::thread::spawn(move || {
+            if let Err(e) = follower(listener, file) {
+                eprintln!("follower {i}: {e}");
+            }
+        });
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        streams.push(stream);
+    }
+    let mut leader = Leader {
+        own: open_log(dir, "leader")?,
+        block: Block::new(),
+        slot: 0,
+        acked: vec![0; streams.len()],
+        followers: streams,
+    };
+    let clients = TcpListener::bind(format!("127.0.0.1:{port}"))?;
+    // One client at a time, as the floor is measured.
+    for client in clients.incoming() {
+        if let Err(e) = leader.serve(client?) {
+            eprintln!("client: {e}");
+        }
+    }
+    Ok(())
+}
