@@ -96,7 +96,10 @@ fn take_commands(buf: &mut Vec<u8>) -> usize {
     /// The number on the line at `at` (after its type byte) and where the next line starts.
     fn line(b: &[u8], at: usize) -> Option<(usize, usize)> {
         let end = at + b.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
-        let n = std::str::from_utf8(b.get(at + 1..end)?).ok()?.parse().ok()?;
+        let n = std::str::from_utf8(b.get(at + 1..end)?)
+            .ok()?
+            .parse()
+            .ok()?;
         Some((n, end + 2))
     }
     let (mut commands, mut done) = (0, 0);
