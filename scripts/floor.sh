@@ -226,6 +226,7 @@ done
     [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
     echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
     echo "- $(redis-server --version)"
+    echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process)"
     echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`, \`-c 50 -P 1 -n $N3 -r 100000 -t set\`"
     echo
     echo "## Machine"
