@@ -1829,7 +1829,6 @@ impl Reactor {
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
         //
-        //
         // corepax patch: a latency-ring timer still pending from an earlier pass is kept
         // instead of cancelled and replaced, when it does the new one's job: for a pass
         // that installs a preemption timer, one that fires no later (at worst the
