@@ -2,9 +2,10 @@
 //! leader and its followers must do for one client's write, done with blocking calls and
 //! nothing else (no executor, no batching logic, no state machine).
 //!
-//! Serves RESP on `PORT`, answering every command `+OK` (so `redis-benchmark -t set`
-//! drives it; its CONFIG GET at start gets `+OK` too, and it warns). For each read from a
-//! client (one slot: group commit), the leader sends a 64-byte accept to each follower
+//! Serves RESP on `PORT`, answering `PING` with `+PONG` and every other command `+OK` (so
+//! `redis-benchmark -t set` drives it; its CONFIG GET at start gets `+OK` too, and it
+//! warns). For each read from a client that brought any command but `PING` (one slot:
+//! group commit), the leader sends a 64-byte accept to each follower
 //! over loopback TCP, writes its own 4 KiB record with `O_DIRECT | O_DSYNC` into a
 //! pre-written file, then waits for the first follower's acknowledgement: a quorum of
 //! leader + one follower. Each follower writes its record the same way and acknowledges.
@@ -90,9 +91,10 @@ fn follower(listener: TcpListener, file: File) -> Result<()> {
     Ok(())
 }
 
-/// Counts and removes the complete RESP commands (arrays of bulk strings) at the front
-/// of `buf`.
-fn take_commands(buf: &mut Vec<u8>) -> usize {
+/// Removes the complete RESP commands (arrays of bulk strings) at the front of `buf` and
+/// appends their answers to `replies`: `+PONG` for `PING`, `+OK` for the rest. Returns how
+/// many were not `PING` (they need a durable write).
+fn take_commands(buf: &mut Vec<u8>, replies: &mut Vec<u8>) -> usize {
     /// The number on the line at `at` (after its type byte) and where the next line starts.
     fn line(b: &[u8], at: usize) -> Option<(usize, usize)> {
         let end = at + b.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
@@ -102,12 +104,13 @@ fn take_commands(buf: &mut Vec<u8>) -> usize {
             .ok()?;
         Some((n, end + 2))
     }
-    let (mut commands, mut done) = (0, 0);
+    let (mut writes, mut done) = (0, 0);
     'frames: while done < buf.len() {
         let Some((items, mut at)) = line(buf, done) else {
             break;
         };
-        for _ in 0..items {
+        let mut ping = false;
+        for item in 0..items {
             let Some((len, data)) = line(buf, at) else {
                 break 'frames;
             };
@@ -115,12 +118,18 @@ fn take_commands(buf: &mut Vec<u8>) -> usize {
             if at > buf.len() {
                 break 'frames;
             }
+            ping |= item == 0 && buf[data..data + len].eq_ignore_ascii_case(b"PING");
         }
         done = at;
-        commands += 1;
+        if ping {
+            replies.extend_from_slice(b"+PONG\r\n");
+        } else {
+            replies.extend_from_slice(b"+OK\r\n");
+            writes += 1;
+        }
     }
     buf.drain(..done);
-    commands
+    writes
 }
 
 /// The leader's side: the followers' connections and what each acknowledged.
@@ -169,17 +178,19 @@ impl Leader {
 
     fn serve(&mut self, mut client: TcpStream) -> Result<()> {
         client.set_nodelay(true)?;
-        let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 64 * 1024]);
+        let (mut buf, mut replies, mut chunk) = (Vec::new(), Vec::new(), vec![0u8; 64 * 1024]);
         loop {
             let got = client.read(&mut chunk)?;
             if got == 0 {
                 return Ok(());
             }
             buf.extend_from_slice(&chunk[..got]);
-            let commands = take_commands(&mut buf);
-            if commands > 0 {
+            if take_commands(&mut buf, &mut replies) > 0 {
                 self.replicate()?;
-                client.write_all(&b"+OK\r\n".repeat(commands))?;
+            }
+            if !replies.is_empty() {
+                client.write_all(&replies)?;
+                replies.clear();
             }
         }
     }

@@ -156,16 +156,12 @@ run_corepax() {
 
 # The floor: one-client SETs against replfloor with 2 followers (see the top).
 run_floor() {
-    local port deadline=$((SECONDS + 10))
+    local port
     port=$(free_port)
     mkdir -p "$TMP/floor"
     "$FLOOR_BIN" "$port" 2 "$TMP/floor" >>"$OUT_RAW" 2>&1 &
     REDIS_PID=$! # stopped by the exit trap if the run ends here
-    # It answers every command +OK, PING too.
-    until redis-cli -p "$port" ping >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || { echo "replfloor did not start" >&2; exit 1; }
-        sleep 0.1
-    done
+    wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
     bench "floor-3-replicas" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
     stop_pids "$REDIS_PID"
     REDIS_PID=""

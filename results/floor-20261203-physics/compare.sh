@@ -29,7 +29,7 @@ for r in $(seq "$ROUNDS"); do
         p=$(free_port)
         rm -rf "$TMP/rf" && mkdir -p "$TMP/rf"
         "$RF" "$p" "$f" "$TMP/rf" & pid=$!
-        until redis-cli -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done # answers +OK
+        wait_ping "$p" 10
         echo "round $r replfloor-$f-followers: $(rb "$p")"
         kill "$pid"; wait "$pid" 2>/dev/null || true
     done
