@@ -88,7 +88,7 @@ impl Proc {
     }
 
     /// As `spawn`; `die_with_parent` also has the child sent SIGTERM when this thread ends
-    /// (a killed load generator takes an emulated network's cluster along).
+    /// (a killed load generator takes its embedded cluster along).
     fn spawn_with(
         &mut self,
         program: &str,
@@ -389,8 +389,9 @@ impl Launcher for CorepaxCluster {
             cmd.arg("--net").arg(p);
         }
         let data = dir.join("data");
-        self.proc
-            .spawn_with("corepax cluster", cmd, dir, self.net.is_some())?;
+        // In its own process group, the cluster does not get the terminal's Ctrl-C: it
+        // stops when the load generator dies, however it dies, instead of running on.
+        self.proc.spawn_with("corepax cluster", cmd, dir, true)?;
         let addrs: Vec<SocketAddr> = (0..self.replicas).map(|i| self.addr(i)).collect();
         let ready = match self.net {
             Some(_) => self.attach(&data),
