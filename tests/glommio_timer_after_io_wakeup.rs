@@ -1,13 +1,15 @@
 //! A timer fires even when its executor was woken by IO just before it is due.
 //!
 //! The patched glommio (vendor/glommio/COREPAX-PATCH.md) keeps a pending timer across the
-//! passes of its reactor instead of cancelling and re-arming it. Once, when that timer fired
-//! between the check that it was pending and the executor going to sleep, its completion
-//! was consumed and the executor slept on a timer that had already fired: a task sleeping
-//! on a timer slept until some IO arrived, forever if none did (the load generator's open
-//! loop hung at its end). Each round races an IO wake-up (the reply of an echo thread, which
-//! arrives while the executor sleeps with the timer armed) against a short sleep that nothing
-//! but its timer can end; a lost wake-up stops the rounds, which the watchdog reports.
+//! passes of its reactor instead of cancelling and re-arming it. Its first version lost
+//! wake-ups two ways (the load generator's open loop hung at its end): a kept timer that
+//! fired between the check that it was pending and the sleep had its completion consumed,
+//! and the executor slept on a timer that had already fired; and a kept timer firing just
+//! before the executor ran its tasks made it park with runnable tasks (here: the task a
+//! receive had just woken). Each round races an IO wake-up (the reply of an echo thread,
+//! which arrives while the executor sleeps with the timer armed) against a short sleep
+//! that nothing but its timer can end; a lost wake-up stops the rounds, which the
+//! watchdog reports.
 use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, timer};
 use std::sync::Arc;

@@ -1325,7 +1325,13 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // corepax patch: preempted before a task ran is not idle. Returning false
+                // here made the loop park with runnable tasks, asleep until some event
+                // came; a latency-ring timer that fires between a pass's last consume and
+                // this check (rare with glommio's 100 ms preemption timer, common with a
+                // kept user timer's timeout) then lost the wake-up. The next pass consumes
+                // what is pending and runs them.
+                return true;
             }
             if !self.run_one_task_queue() {
                 return false;

@@ -1222,9 +1222,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// True while `latency_preemption_timeout_src` is a preemption timer (not a user
-    /// timer installed for a sleep).
-    latency_timer_is_preempt: Cell<bool>,
+    /// When `latency_preemption_timeout_src` fires at the earliest (corepax patch).
+    latency_timer_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1281,6 +1280,11 @@ macro_rules! flush_rings {
         io::Result::Ok(ret)
     }}
 }
+
+/// How late after a sleep's user timer is due a pending latency-ring timer may fire and
+/// still be kept for it (corepax patch): the user timer is late by at most this. (Never
+/// early: a wake-up before it is due would find it not ready and sleep again.)
+const LATENCY_TIMER_SLACK: Duration = Duration::from_micros(50);
 
 fn align_up(v: usize, align: usize) -> usize {
     (v + align - 1) & !(align - 1)
@@ -1356,7 +1360,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_timer_is_preempt: Cell::new(false),
+            latency_timer_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1825,14 +1829,27 @@ impl Reactor {
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
         //
-        // corepax patch: a preemption timer still pending from an earlier pass is kept
-        // when this pass would install another one (it fires early at worst: one extra
-        // pass), instead of a cancel and a new timeout each pass.
-        let keep_latency = preempt_timer().is_some()
-            && self.latency_timer_is_preempt.get()
-            && Self::pending(&self.latency_preemption_timeout_src);
+        // corepax patch: a latency-ring timer still pending from an earlier pass is kept
+        // instead of cancelled and replaced, when it does the new one's job: for a pass
+        // that installs a preemption timer, one that fires no later (at worst the
+        // preemption comes early: one extra pass); for a pass that may sleep with a user
+        // timer, one that fires when that timer is due (no earlier, and at most
+        // LATENCY_TIMER_SLACK later).
+        let now = Instant::now();
+        let deadline = self
+            .latency_timer_deadline
+            .get()
+            .filter(|_| Self::pending(&self.latency_preemption_timeout_src));
+        let keep_latency = match (deadline, preempt_timer(), user_timer) {
+            (Some(d), Some(preempt), _) => d <= now + preempt,
+            // `now + user` is no earlier than the user timer's due time, and the kept
+            // timer fires no earlier than `d`: never early.
+            (Some(d), None, Some(user)) => d >= now + user && d <= now + user + LATENCY_TIMER_SLACK,
+            _ => false,
+        };
         if !keep_latency {
             drop(self.latency_preemption_timeout_src.take());
+            self.latency_timer_deadline.set(None);
         }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
@@ -1858,6 +1875,11 @@ impl Reactor {
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
+        // corepax patch: the kept timer may have fired since it was found pending, and the
+        // consume just above may have taken its completion: then it wakes nothing, and a
+        // new one is armed as without the patch.
+        let keep_latency = keep_latency && Self::pending(&self.latency_preemption_timeout_src);
+
         // If we generated any event so far, we can't sleep. Need to handle them.
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
@@ -1868,10 +1890,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            if let Some(dur) = user_timer.filter(|_| !keep_latency) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_timer_is_preempt.set(false);
+                self.latency_timer_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1898,14 +1920,12 @@ impl Reactor {
             }
         }
 
-        // corepax patch: the kept timer may have fired since it was found pending and its
-        // completion been taken by the consumes above; then this pass arms a new one, as
-        // without the patch (else nothing would preempt the task queues it lets run).
+        // (The same after a sleep's consumes.)
         let keep_latency = keep_latency && Self::pending(&self.latency_preemption_timeout_src);
         if let Some(preempt) = preempt_timer().filter(|_| !keep_latency) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            self.latency_timer_is_preempt.set(true);
+            self.latency_timer_deadline.set(Some(now + preempt));
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -1920,6 +1940,8 @@ impl Reactor {
     }
 
     /// True when `src` holds a request the kernel has not completed (corepax patch).
+    /// Completions are consumed before it is asked: one the kernel posts meanwhile is
+    /// seen by the next consume, or wakes the sleep.
     fn pending(src: &Cell<Option<Source>>) -> bool {
         let s = src.take();
         let pending = s.as_ref().is_some_and(|s| s.result().is_none());
