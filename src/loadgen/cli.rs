@@ -414,8 +414,13 @@ fn half_load_run(
             .map_or("run".into(), |s| s.to_string_lossy())
     ));
     hr.write(&hpath, &hout.intervals)?;
+    let split = hr
+        .open_loop
+        .as_ref()
+        .and_then(super::report::open_loop_split)
+        .map_or(String::new(), |s| format!("; {s}"));
     res.notes.push(format!(
-        "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}",
+        "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}{split}",
         rate.round(),
         hpath.display(),
         super::report::fmt_us(hr.total.p50_us),

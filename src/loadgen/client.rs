@@ -23,6 +23,9 @@ pub struct InFlight {
     pub rmw_key: Option<u64>,
     /// When it was due (open loop) or sent (closed loop): latency counts from here.
     pub start: Instant,
+    /// When it was handed to the connection's write (open loop: `start` plus the load
+    /// generator's own lateness; closed loop: `start`).
+    pub sent: Instant,
 }
 
 /// Generates requests for one connection, from its own seeded stream.
@@ -98,7 +101,12 @@ impl RequestGen {
                 rmw_key = Some(k);
             }
         }
-        InFlight { op, rmw_key, start }
+        InFlight {
+            op,
+            rmw_key,
+            start,
+            sent: start,
+        }
     }
 
     /// Appends `SET key:<k> <value>` to `out`.

@@ -228,6 +228,9 @@ impl BenchResult {
                     "  << TARGET RATE NOT KEPT"
                 }
             );
+            if let Some(split) = open_loop_split(o) {
+                s += &format!("  {split}\n");
+            }
         }
         if !self.server_cpu.is_empty() {
             let each: Vec<String> = self
@@ -274,6 +277,21 @@ impl BenchResult {
 }
 
 /// Formats microseconds with a unit that keeps it short.
+/// Where an open-loop run's latency went: the load generator's own lateness (due time to
+/// send) and the latency counted from the send, each p50 / p99 / p99.9. None for a result
+/// written before they were measured.
+pub fn open_loop_split(o: &OpenLoopReport) -> Option<String> {
+    if o.from_send_us == [0.0; 3] {
+        return None;
+    }
+    let three = |q: &[f64; 3]| q.map(fmt_us).join(" / ");
+    Some(format!(
+        "load generator's lateness (due to send) p50 / p99 / p99.9: {}; latency from the send: {}",
+        three(&o.send_lag_us),
+        three(&o.from_send_us)
+    ))
+}
+
 pub fn fmt_us(us: f64) -> String {
     if us >= 1_000_000.0 {
         format!("{:.2}s", us / 1e6)

@@ -42,6 +42,7 @@ pub(super) async fn closed_conn(shard: &Shard, g: usize) {
                                 op: Op::Rmw,
                                 rmw_key: None,
                                 start,
+                                sent: now,
                             });
                         }
                         None => inflight.push_back(generator.next(&mut wbuf, now)),

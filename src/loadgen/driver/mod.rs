@@ -17,6 +17,7 @@ use super::stats::OpStats;
 use super::workload::{KeyChooser, LoopMode, Workload};
 use glommio::net::TcpStream;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -134,6 +135,14 @@ pub struct OpenLoopReport {
     pub missed: u64,
     /// Largest delay between a request's due time and its send, µs.
     pub send_lag_us_max: f64,
+    /// The load generator's own lateness (due time to send) over the measured requests,
+    /// µs: p50, p99, p99.9. Latency counts from the due time, so it includes this.
+    #[serde(default)]
+    pub send_lag_us: [f64; 3],
+    /// Latency counted from each request's send instead of its due time (what the server
+    /// and the network took, without the load generator's lateness), µs: p50, p99, p99.9.
+    #[serde(default)]
+    pub from_send_us: [f64; 3],
     /// Whether the target rate was kept (≥ 95% of due requests sent within the run).
     pub kept_up: bool,
 }
@@ -182,16 +191,58 @@ enum Msg {
     },
     Done {
         finished: Instant,
-        open: OpenCounters,
+        open: Box<OpenCounters>,
     },
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Clone)]
 struct OpenCounters {
     intended: u64,
     on_time: u64,
     missed: u64,
     lag_max: Duration,
+    /// Due time to send of measured requests, µs.
+    lag: Histogram<u64>,
+    /// Send to reply of measured requests, µs.
+    from_send: Histogram<u64>,
+}
+
+impl Default for OpenCounters {
+    fn default() -> Self {
+        let us = || Histogram::new(3).expect("3 significant figures are valid");
+        OpenCounters {
+            intended: 0,
+            on_time: 0,
+            missed: 0,
+            lag_max: Duration::ZERO,
+            lag: us(),
+            from_send: us(),
+        }
+    }
+}
+
+impl OpenCounters {
+    fn merge(&mut self, o: &OpenCounters) {
+        self.intended += o.intended;
+        self.on_time += o.on_time;
+        self.missed += o.missed;
+        self.lag_max = self.lag_max.max(o.lag_max);
+        self.lag.add(&o.lag).expect("auto-resizing histograms add");
+        self.from_send
+            .add(&o.from_send)
+            .expect("auto-resizing histograms add");
+    }
+}
+
+/// p50, p99 and p99.9 of `h` (0 when empty).
+fn quantiles(h: &Histogram<u64>) -> [f64; 3] {
+    [0.5, 0.99, 0.999].map(|q| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64
+        }
+    })
 }
 
 struct Shard {
@@ -212,6 +263,10 @@ impl Shard {
             Reply::Ok => {
                 let ns = now.saturating_duration_since(f.start).as_nanos() as u64;
                 self.stats.borrow_mut().record(f.op, ns);
+                if self.plan.w.load.mode == LoopMode::Open {
+                    let us = now.saturating_duration_since(f.sent).as_micros() as u64;
+                    let _ = self.open.borrow_mut().from_send.record(us);
+                }
             }
         }
         if let Some(t) = self.plan.op_target {
@@ -340,6 +395,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
         sent_on_time_window: open.on_time,
         missed: open.missed,
         send_lag_us_max: open.lag_max.as_secs_f64() * 1e6,
+        send_lag_us: quantiles(&open.lag),
+        from_send_us: quantiles(&open.from_send),
         kept_up: open.missed == 0 && open.on_time as f64 >= 0.95 * open.intended as f64,
     });
     Ok(RunOutput {
@@ -398,7 +455,7 @@ async fn shard_main(plan: Arc<Plan>, me: usize) {
     let now = Instant::now();
     let idx = (now.saturating_duration_since(plan.start).as_nanos() / INTERVAL.as_nanos()) as u64;
     flush(&shard, idx);
-    let open = *shard.open.borrow();
+    let open = Box::new(shard.open.take());
     let _ = plan.tx.send(Msg::Done {
         finished: now,
         open,

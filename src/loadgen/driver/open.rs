@@ -201,12 +201,14 @@ async fn write_requests(
         }
         wbuf.clear();
         let mut n = 0;
+        let now = Instant::now();
         while let Some((k, start)) = conn.followups.borrow_mut().pop_front() {
             generator.encode_set(&mut wbuf, k);
             conn.inflight.borrow_mut().push_back(InFlight {
                 op: Op::Rmw,
                 rmw_key: None,
                 start,
+                sent: now,
             });
             n += 1;
         }
@@ -228,15 +230,19 @@ async fn write_requests(
             let sent_at = Instant::now();
             {
                 let mut o = conn.shard.open.borrow_mut();
-                o.lag_max = o.lag_max.max(sent_at.saturating_duration_since(due));
+                let lag = sent_at.saturating_duration_since(due);
+                o.lag_max = o.lag_max.max(lag);
+                if due >= plan.measure_start {
+                    let _ = o.lag.record(lag.as_micros() as u64);
+                }
                 o.intended += 1;
                 if sent_at <= plan.end {
                     o.on_time += 1;
                 }
             }
-            conn.inflight
-                .borrow_mut()
-                .push_back(generator.next(&mut wbuf, due));
+            let mut f = generator.next(&mut wbuf, due);
+            f.sent = sent_at;
+            conn.inflight.borrow_mut().push_back(f);
             sched.advance();
             n += 1;
             sends += 1;

@@ -80,10 +80,7 @@ pub(super) fn collect(
             } => {
                 done_cores += 1;
                 finished = finished.max(f);
-                open.intended += o.intended;
-                open.on_time += o.on_time;
-                open.missed += o.missed;
-                open.lag_max = open.lag_max.max(o.lag_max);
+                open.merge(&o);
             }
         }
     }
