@@ -39,8 +39,6 @@ BEFORE_BIN=""
 
 begin_run floor
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 
 # bench LABEL PORT "PIDS" ARGS...: one redis-benchmark run; appends a row of
 # label|test|rps|avg|p50|p95|p99|cpu µs/op per pid to $TMP/rows.
@@ -48,13 +46,12 @@ bench() {
     local label=$1 port=$2 pids=$3 n line test rps avg p50 p95 p99 cpu="" p
     shift 3
     declare -A before
-    for p in $pids; do before[$p]=$(ticks "$p"); done
+    for p in $pids; do before[$p]=$(cpu_ticks "$p"); done
     line=$(timeout 300 redis-benchmark -p "$port" "$@" --csv 2>>"$OUT_RAW" | tail -1)
     echo "$label $* -> $line" >>"$OUT_RAW"
     n=$(printf '%s\n' "$@" | awk 'prev == "-n" {print} {prev = $0}')
     for p in $pids; do
-        cpu+=$(awk -v a="${before[$p]}" -v b="$(ticks "$p")" -v n="$n" -v hz="$HZ" \
-            'BEGIN {printf "%.2f ", (b - a) / hz * 1e6 / n}')
+        cpu+="$(cpu_us_per_op "${before[$p]}" "$(cpu_ticks "$p")" "$n") "
     done
     IFS=, read -r test rps avg _ p50 p95 p99 _ <<<"$(tr -d '"' <<<"$line")"
     local row

@@ -87,6 +87,20 @@ sys.exit("no free port range found")
 EOF
 }
 
+# Prints the CPU time (user + system, clock ticks) the processes named by their pids have
+# used so far, summed.
+cpu_ticks() {
+    local p t=0
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$t"
+}
+
+# Prints µs of CPU per request: cpu_us_per_op TICKS_BEFORE TICKS_AFTER REQUESTS.
+cpu_us_per_op() {
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}'
+}
+
 # Waits until `redis-cli -p $1 PING` answers PONG, at most $2 seconds.
 wait_ping() {
     local deadline=$((SECONDS + $2))

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # corepax node against Redis, side by side in one run on this machine (DESIGN.md §5):
-# redis-benchmark `-t set,get -c 50 -P 16|1 -n N` against
+# redis-benchmark `-t set` then `-t get`, `-c 50 -P 16|1 -n N` and one client (`-c 1 -P 1
+# -n ONE_CLIENT_N`), against
 #   (a) a local 3-replica corepax cluster (fsync on, default protocol settings),
 #   (b) redis-server with appendonly yes + appendfsync always (the durable peer),
 #   (c) redis-server without persistence (the speed ceiling).
 # For each setting the three targets run back to back, so load from other processes on this
-# shared machine hits all three alike and the ratios stay meaningful.
+# shared machine hits all three alike and the ratios stay meaningful. Each run also gives
+# each target's CPU per request (user + system from /proc, µs): for corepax, the node
+# benchmarked and the three replicas together.
 #
 # Usage: scripts/node-vs-redis.sh            (defaults below; all can be overridden)
 #   N=200000            requests per redis-benchmark run (-n)
 #   RANGE=100000        keyspace of the random-key variant (-r); RANGE=0 skips that variant
 #   CLIENTS=50          connections (-c)
 #   PIPELINES="16 1"    pipeline depths (-P) to run
+#   ONE_CLIENT_N=10000  requests of the one-client runs (-c 1 -P 1); 0 skips them
 #   BENCH_TIMEOUT_S=300 bound on one redis-benchmark run
 #   COREPAX_BIN=target/release/corepax  (built with `cargo build --release` if missing)
 #   SHARDS=             shards per node (default: the cluster's, cores / 3, at least 1);
@@ -26,6 +30,7 @@ N=${N:-200000}
 RANGE=${RANGE:-100000}
 CLIENTS=${CLIENTS:-50}
 PIPELINES=${PIPELINES:-"16 1"}
+ONE_CLIENT_N=${ONE_CLIENT_N:-10000}
 BENCH_TIMEOUT_S=${BENCH_TIMEOUT_S:-300}
 READY_TIMEOUT_S=60
 # shellcheck source=scripts/lib.sh
@@ -73,12 +78,18 @@ wait_ping "$RA_PORT" 20 || { cat "$TMP/redis-always.log" >&2; exit 1; }
 wait_ping "$RN_PORT" 20 || { cat "$TMP/redis-none.log" >&2; exit 1; }
 
 UPTIME_BEFORE=$(uptime)
-declare -A RPS P50
+declare -A RPS P50 CPU
 COMMANDS=()
 VARIANTS=("single")
 [ "$RANGE" -gt 0 ] && VARIANTS+=("random")
+# Settings as clients:pipeline:requests.
+SETTINGS=()
+for P in $PIPELINES; do SETTINGS+=("$CLIENTS:$P:$N"); done
+[ "$ONE_CLIENT_N" -gt 0 ] && SETTINGS+=("1:1:$ONE_CLIENT_N")
+LEAD_PID=${NODE_PIDS[$LEAD_NODE]}
 : >"$OUT_RAW"
-for P in $PIPELINES; do
+for setting in "${SETTINGS[@]}"; do
+    IFS=: read -r C P NREQ <<<"$setting"
     for variant in "${VARIANTS[@]}"; do
         rflag=""
         [ "$variant" = random ] && rflag="-r $RANGE"
@@ -88,34 +99,49 @@ for P in $PIPELINES; do
                 redis-always) port=$RA_PORT ;;
                 redis-none) port=$RN_PORT ;;
             esac
-            cmd="redis-benchmark -h 127.0.0.1 -p $port -t set,get -c $CLIENTS -P $P -n $N $rflag --csv"
-            COMMANDS+=("$target: $cmd")
-            echo "[$(date -u +%T)] $target: $cmd" >&2
-            rc=0
-            read -r -a argv <<<"$cmd"
-            csv=$(timeout "$BENCH_TIMEOUT_S" "${argv[@]}" 2>&1) || rc=$?
-            if [ "$rc" = 124 ]; then
-                echo "  timed out after ${BENCH_TIMEOUT_S}s" >&2
-            elif [ "$rc" != 0 ]; then
-                echo "  redis-benchmark failed, exit status $rc: $(printf '%s' "$csv" | tail -n 3 | tr '\n' ' ')" >&2
-            fi
-            {
-                echo "## $target P=$P keys=$variant: $cmd"
-                echo "$csv"
-                [ "$rc" = 0 ] || echo "(exit status $rc)"
-            } >>"$OUT_RAW"
             for op in SET GET; do
+                cmd="redis-benchmark -h 127.0.0.1 -p $port -t ${op,,} -c $C -P $P -n $NREQ $rflag --csv"
+                COMMANDS+=("$target: $cmd")
+                echo "[$(date -u +%T)] $target: $cmd" >&2
+                case $target in
+                    corepax) before="$(cpu_ticks "$LEAD_PID") $(cpu_ticks "${NODE_PIDS[@]}")" ;;
+                    redis-always) before=$(cpu_ticks "${REDIS_PIDS[0]}") ;;
+                    redis-none) before=$(cpu_ticks "${REDIS_PIDS[1]}") ;;
+                esac
+                rc=0
+                read -r -a argv <<<"$cmd"
+                csv=$(timeout "$BENCH_TIMEOUT_S" "${argv[@]}" 2>&1) || rc=$?
+                case $target in
+                    corepax)
+                        read -r b_lead b_all <<<"$before"
+                        cpu="$(cpu_us_per_op "$b_lead" "$(cpu_ticks "$LEAD_PID")" "$NREQ") / $(cpu_us_per_op "$b_all" "$(cpu_ticks "${NODE_PIDS[@]}")" "$NREQ")"
+                        ;;
+                    redis-always) cpu=$(cpu_us_per_op "$before" "$(cpu_ticks "${REDIS_PIDS[0]}")" "$NREQ") ;;
+                    redis-none) cpu=$(cpu_us_per_op "$before" "$(cpu_ticks "${REDIS_PIDS[1]}")" "$NREQ") ;;
+                esac
+                if [ "$rc" = 124 ]; then
+                    echo "  timed out after ${BENCH_TIMEOUT_S}s" >&2
+                elif [ "$rc" != 0 ]; then
+                    echo "  redis-benchmark failed, exit status $rc: $(printf '%s' "$csv" | tail -n 3 | tr '\n' ' ')" >&2
+                fi
+                {
+                    echo "## $target c=$C P=$P keys=$variant: $cmd (CPU µs/op: $cpu)"
+                    echo "$csv"
+                    [ "$rc" = 0 ] || echo "(exit status $rc)"
+                } >>"$OUT_RAW"
                 line=$(printf '%s\n' "$csv" | grep "^\"$op\"" || true)
-                key="$target|$P|$variant|$op"
+                key="$target|$C|$P|$variant|$op"
                 if [ -n "$line" ]; then
                     # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
                     RPS[$key]=$(printf '%s' "$line" | cut -d, -f2 | tr -d '"')
                     P50[$key]=$(printf '%s' "$line" | cut -d, -f5 | tr -d '"')
+                    CPU[$key]=$cpu
                 else
                     RPS[$key]=""
                     P50[$key]=""
+                    CPU[$key]=""
                 fi
-                echo "  $op ${RPS[$key]:-FAILED} ops/s p50 ${P50[$key]:--} ms" >&2
+                echo "  $op ${RPS[$key]:-FAILED} ops/s p50 ${P50[$key]:--} ms, CPU ${CPU[$key]:--} µs/op" >&2
             done
         done
     done
@@ -156,20 +182,24 @@ fmt_int() {
 {
     echo "# corepax node vs Redis — $STAMP"
     echo
-    echo "redis-benchmark, $CLIENTS connections, $N requests per test; ops/s and p50 latency (ms)"
-    echo "per operation. \`single\` = redis-benchmark's default of one fixed key per test;"
+    echo "redis-benchmark, one run per operation: $CLIENTS connections with $N requests, and one"
+    echo "client with $ONE_CLIENT_N; ops/s, p50 latency (ms) and CPU per request (µs of user +"
+    echo "system time; corepax: the node benchmarked / the three replicas together)."
+    echo "\`single\` = redis-benchmark's default of one fixed key per test;"
     echo "\`random\` = \`-r $RANGE\` random keys (spreads load over corepax's shards)."
     echo "Each row's three targets ran back to back."
     echo
-    echo "| -P | keys | op | corepax ops/s | p50 ms | redis always ops/s | p50 ms | redis none ops/s | p50 ms | corepax / redis-always | corepax / redis-none |"
-    echo "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    for P in $PIPELINES; do
+    echo "| -c | -P | keys | op | corepax ops/s | p50 ms | CPU µs | redis always ops/s | p50 ms | CPU µs | redis none ops/s | p50 ms | CPU µs | corepax / redis-always | corepax / redis-none |"
+    echo "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for setting in "${SETTINGS[@]}"; do
+        IFS=: read -r C P _ <<<"$setting"
         for variant in "${VARIANTS[@]}"; do
             for op in SET GET; do
-                c="${RPS[corepax|$P|$variant|$op]}"
-                a="${RPS[redis-always|$P|$variant|$op]}"
-                n="${RPS[redis-none|$P|$variant|$op]}"
-                echo "| $P | $variant | $op | $(fmt_int "$c") | ${P50[corepax|$P|$variant|$op]:--} | $(fmt_int "$a") | ${P50[redis-always|$P|$variant|$op]:--} | $(fmt_int "$n") | ${P50[redis-none|$P|$variant|$op]:--} | $(ratio "$c" "$a") | $(ratio "$c" "$n") |"
+                k="$C|$P|$variant|$op"
+                c="${RPS[corepax|$k]}"
+                a="${RPS[redis-always|$k]}"
+                n="${RPS[redis-none|$k]}"
+                echo "| $C | $P | $variant | $op | $(fmt_int "$c") | ${P50[corepax|$k]:--} | ${CPU[corepax|$k]:--} | $(fmt_int "$a") | ${P50[redis-always|$k]:--} | ${CPU[redis-always|$k]:--} | $(fmt_int "$n") | ${P50[redis-none|$k]:--} | ${CPU[redis-none|$k]:--} | $(ratio "$c" "$a") | $(ratio "$c" "$n") |"
             done
         done
     done
