@@ -276,12 +276,11 @@ impl BenchResult {
     }
 }
 
-/// Formats microseconds with a unit that keeps it short.
 /// Where an open-loop run's latency went: the load generator's own lateness (due time to
 /// send) and the latency counted from the send, each p50 / p99 / p99.9. None for a result
 /// written before they were measured.
 pub fn open_loop_split(o: &OpenLoopReport) -> Option<String> {
-    if o.from_send_us == [0.0; 3] {
+    if !o.split_measured() {
         return None;
     }
     let three = |q: &[f64; 3]| q.map(fmt_us).join(" / ");
@@ -292,6 +291,7 @@ pub fn open_loop_split(o: &OpenLoopReport) -> Option<String> {
     ))
 }
 
+/// Formats microseconds with a unit that keeps it short.
 pub fn fmt_us(us: f64) -> String {
     if us >= 1_000_000.0 {
         format!("{:.2}s", us / 1e6)

@@ -545,7 +545,7 @@ fn load_markdown(m: &Matrix, rows: &[SweepRow]) -> String {
             .points
             .iter()
             .map(|(rate, r)| {
-                let split = r.open_loop.as_ref().filter(|o| o.from_send_us != [0.0; 3]);
+                let split = r.open_loop.as_ref().filter(|o| o.split_measured());
                 format!(
                     "{}/s: {}",
                     super::plot::axis::fmt_count(*rate),

@@ -147,6 +147,14 @@ pub struct OpenLoopReport {
     pub kept_up: bool,
 }
 
+impl OpenLoopReport {
+    /// Whether the lateness and the latency from the send were measured: false for a
+    /// result written before they were (its fields read as zeros).
+    pub fn split_measured(&self) -> bool {
+        self.from_send_us != [0.0; 3]
+    }
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutput {
@@ -265,6 +273,7 @@ impl Shard {
                 self.stats.borrow_mut().record(f.op, ns);
                 if self.plan.w.load.mode == LoopMode::Open {
                     let us = now.saturating_duration_since(f.sent).as_micros() as u64;
+                    // Auto-resizing: no value in u64 is out of its range.
                     let _ = self.open.borrow_mut().from_send.record(us);
                 }
             }
