@@ -39,7 +39,6 @@ BEFORE_BIN=""
 
 begin_run floor
 
-
 # bench LABEL PORT "PIDS" ARGS...: one redis-benchmark run; appends a row of
 # label|test|rps|avg|p50|p95|p99|cpu µs/op per pid to $TMP/rows.
 bench() {

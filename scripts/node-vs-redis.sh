@@ -94,31 +94,28 @@ for setting in "${SETTINGS[@]}"; do
         rflag=""
         [ "$variant" = random ] && rflag="-r $RANGE"
         for target in corepax redis-always redis-none; do
+            # CPU is read for the node benchmarked and for every process of the target
+            # (the same one for Redis).
             case $target in
-                corepax) port=$COREPAX_PORT ;;
-                redis-always) port=$RA_PORT ;;
-                redis-none) port=$RN_PORT ;;
+                corepax) port=$COREPAX_PORT node_pid=$LEAD_PID ;;
+                redis-always) port=$RA_PORT node_pid=${REDIS_PIDS[0]} ;;
+                redis-none) port=$RN_PORT node_pid=${REDIS_PIDS[1]} ;;
             esac
+            all_pids=("$node_pid")
+            [ "$target" != corepax ] || all_pids=("${NODE_PIDS[@]}")
             for op in SET GET; do
                 cmd="redis-benchmark -h 127.0.0.1 -p $port -t ${op,,} -c $C -P $P -n $NREQ $rflag --csv"
                 COMMANDS+=("$target: $cmd")
                 echo "[$(date -u +%T)] $target: $cmd" >&2
-                case $target in
-                    corepax) before="$(cpu_ticks "$LEAD_PID") $(cpu_ticks "${NODE_PIDS[@]}")" ;;
-                    redis-always) before=$(cpu_ticks "${REDIS_PIDS[0]}") ;;
-                    redis-none) before=$(cpu_ticks "${REDIS_PIDS[1]}") ;;
-                esac
+                node_before=$(cpu_ticks "$node_pid")
+                all_before=$(cpu_ticks "${all_pids[@]}")
                 rc=0
                 read -r -a argv <<<"$cmd"
                 csv=$(timeout "$BENCH_TIMEOUT_S" "${argv[@]}" 2>&1) || rc=$?
-                case $target in
-                    corepax)
-                        read -r b_lead b_all <<<"$before"
-                        cpu="$(cpu_us_per_op "$b_lead" "$(cpu_ticks "$LEAD_PID")" "$NREQ") / $(cpu_us_per_op "$b_all" "$(cpu_ticks "${NODE_PIDS[@]}")" "$NREQ")"
-                        ;;
-                    redis-always) cpu=$(cpu_us_per_op "$before" "$(cpu_ticks "${REDIS_PIDS[0]}")" "$NREQ") ;;
-                    redis-none) cpu=$(cpu_us_per_op "$before" "$(cpu_ticks "${REDIS_PIDS[1]}")" "$NREQ") ;;
-                esac
+                cpu=$(cpu_us_per_op "$node_before" "$(cpu_ticks "$node_pid")" "$NREQ")
+                if [ "$target" = corepax ]; then
+                    cpu+=" / $(cpu_us_per_op "$all_before" "$(cpu_ticks "${all_pids[@]}")" "$NREQ")"
+                fi
                 if [ "$rc" = 124 ]; then
                     echo "  timed out after ${BENCH_TIMEOUT_S}s" >&2
                 elif [ "$rc" != 0 ]; then
