@@ -8,6 +8,7 @@ use super::expiry::{ExpireIf, Ttl};
 use super::item::Kind;
 use super::kv::Entry;
 use super::list::{self, End, List};
+use super::shared_bytes;
 
 use super::types::{ClientId, Slot};
 
@@ -26,9 +27,12 @@ static EMPTY_LIST: List = List::new();
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// The value of a key.
-    Get(Bytes),
+    Get(#[serde(deserialize_with = "shared_bytes::deserialize")] Bytes),
     /// Sets a key.
-    Set(Bytes, Bytes),
+    Set(
+        #[serde(deserialize_with = "shared_bytes::deserialize")] Bytes,
+        #[serde(deserialize_with = "shared_bytes::deserialize")] Bytes,
+    ),
     /// Removes keys; replies how many existed.
     Del(Vec<Bytes>),
     /// Counts the keys that exist.

@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod paxos;
 pub mod pending;
 pub mod raft;
+pub mod shared_bytes;
 pub mod stale;
 pub mod transfer;
 pub mod types;

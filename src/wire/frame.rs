@@ -9,11 +9,18 @@
 //! misaligned stream is caught before postcard sees it. Encode and decode are pure: no I/O,
 //! and no input makes them panic.
 
+use crate::protocol::shared_bytes;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Bytes in a frame header: the u32 length and the u64 checksum.
 pub const FRAME_HEADER_BYTES: usize = 4 + 8;
+
+/// Payloads this long or longer are decoded from one copy of theirs that their keys and
+/// values share ([`shared_bytes`]); shorter ones (votes, heartbeats, a lone small command)
+/// are decoded as they are, with no copy a message without keys would waste.
+pub const SHARED_PAYLOAD_BYTES_MIN: usize = 128;
 
 /// The largest payload the u32 length field can describe.
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
@@ -195,10 +202,19 @@ pub fn decode<M: DeserializeOwned>(
     if actual != expected {
         return Err(FrameError::Checksum { expected, actual });
     }
-    let (msg, rest) = postcard::take_from_bytes::<M>(payload).map_err(FrameError::Payload)?;
-    if !rest.is_empty() {
+    let (msg, rest) = if payload.len() >= SHARED_PAYLOAD_BYTES_MIN {
+        // One copy of the payload, its keys and values slices of it (`shared_bytes`).
+        let copy = Bytes::copy_from_slice(payload);
+        shared_bytes::decode_sharing(&copy, |p| {
+            postcard::take_from_bytes::<M>(p).map(|(msg, rest)| (msg, rest.len()))
+        })
+    } else {
+        postcard::take_from_bytes::<M>(payload).map(|(msg, rest)| (msg, rest.len()))
+    }
+    .map_err(FrameError::Payload)?;
+    if rest > 0 {
         return Err(FrameError::TrailingBytes {
-            trailing_bytes: rest.len(),
+            trailing_bytes: rest,
         });
     }
     Ok(Some((msg, frame_bytes)))
@@ -250,6 +266,45 @@ mod tests {
         }
         assert!(buf.is_empty(), "{} bytes left over", buf.len());
         got
+    }
+
+    /// The keys and values of a long enough payload are slices of one copy of it (their
+    /// distance in memory is their distance in the payload, and not in the caller's
+    /// buffer), a short one's are copies of their own; both decode the same.
+    #[test]
+    fn a_long_payloads_keys_and_values_share_one_copy_of_it() {
+        use crate::protocol::command::Command;
+        let set = |k: &'static [u8], fill: u8, n: usize| {
+            Command::Set(Bytes::from_static(k), Bytes::from(vec![fill; n]))
+        };
+        for (n, shared) in [(300, true), (20, false)] {
+            let msgs = vec![set(b"first", b'x', n), set(b"second", b'y', n)];
+            let mut buf = Vec::new();
+            encode(&msgs, &mut buf).expect("encodes");
+            assert_eq!(
+                buf.len() - FRAME_HEADER_BYTES >= SHARED_PAYLOAD_BYTES_MIN,
+                shared
+            );
+            let (got, used) = decode::<Vec<Command>>(&buf, MAX)
+                .expect("decodes")
+                .expect("whole");
+            assert_eq!((&got, used), (&msgs, buf.len()));
+            let at = |fill: u8| {
+                let value = vec![fill; n];
+                let found = buf.windows(n).position(|w| w == value);
+                found.expect("in the frame")
+            };
+            let [Command::Set(_, v1), Command::Set(_, v2)] = &got[..] else {
+                panic!("two SETs");
+            };
+            let apart = v2.as_ptr() as isize - v1.as_ptr() as isize;
+            assert_eq!(apart == (at(b'y') - at(b'x')) as isize, shared, "n = {n}");
+            let in_caller = |v: &Bytes| buf.as_ptr_range().contains(&v.as_ptr());
+            assert!(
+                !in_caller(v1) && !in_caller(v2),
+                "borrowed the caller's buffer"
+            );
+        }
     }
 
     #[test]
