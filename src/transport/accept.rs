@@ -352,6 +352,9 @@ async fn read_frames<M: DeserializeOwned>(
             s.frames_received += frames;
             s.bytes_received += bytes;
         });
+        if frames > 0 {
+            (shared.on_drained)(from);
+        }
         if let Err(closed) = result {
             return closed;
         }

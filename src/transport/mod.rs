@@ -238,6 +238,7 @@ struct Shared<M> {
     incoming_by_peer: RefCell<Vec<Option<u64>>>,
     next_conn_id: Cell<u64>,
     on_message: Box<OnMessage<M>>,
+    on_drained: Box<dyn Fn(u8)>,
 }
 
 impl<M> Shared<M> {
@@ -280,14 +281,18 @@ impl<M: Serialize + DeserializeOwned + 'static> Transport<M> {
         cfg: TransportConfig,
         on_message: impl Fn(u8, M) + 'static,
     ) -> Result<Transport<M>, TransportError> {
-        Self::start_with_payload(cfg, move |from, msg, _| on_message(from, msg)).await
+        Self::start_with_payload(cfg, move |from, msg, _| on_message(from, msg), |_| {}).await
     }
 
     /// [`Transport::start`], with `on_message(from, msg, payload)` also given the frame's
-    /// payload, the bytes `msg` was decoded from (to keep parts of it as they came).
+    /// payload, the bytes `msg` was decoded from (to keep parts of it as they came), and
+    /// `on_drained(from)` called after each run of frames one read from `from` brought
+    /// (every whole frame in the buffer handed over): a receiver can leave work its
+    /// messages asked for until then, and do it once for them all.
     pub async fn start_with_payload(
         cfg: TransportConfig,
         on_message: impl Fn(u8, M, &[u8]) + 'static,
+        on_drained: impl Fn(u8) + 'static,
     ) -> Result<Transport<M>, TransportError> {
         cfg.validate()?;
         let listener =
@@ -318,6 +323,7 @@ impl<M: Serialize + DeserializeOwned + 'static> Transport<M> {
             readers: RefCell::new(HashMap::new()),
             next_conn_id: Cell::new(0),
             on_message: Box::new(on_message),
+            on_drained: Box::new(on_drained),
         });
         let mut tasks =
             vec![glommio::spawn_local(accept::accept_loop(shared.clone(), listener)).detach()];

@@ -258,6 +258,9 @@ pub struct Shard {
     proposals: Cell<Vec<(Token, Request)>>,
     /// Set while the client path's outputs are carried out (a proposal steps the replica,
     /// whose replies feed the client path again: the outer loop takes its new outputs).
+    /// Forwards or their answers came from a peer and wait in the client path for the
+    /// end of the read that brought them (`on_peer_drained`).
+    client_path_waits: Cell<bool>,
     client_running: Cell<bool>,
     /// The earliest back-off timer running, if any (`wake_client`).
     client_wake_at: Cell<Option<Nanos>>,
@@ -587,6 +590,7 @@ impl Shard {
             callers: RefCell::new(HashMap::default()),
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
+            client_path_waits: Cell::new(false),
             client_wake_at: Cell::new(None),
             next_merkle_id: Cell::new(1),
             me: me.clone(),
@@ -635,11 +639,20 @@ impl Shard {
             reconnect_backoff_max_ms: PEER_RECONNECT_MAX_MS,
         };
         let weak = Rc::downgrade(&shard);
-        let transport = Transport::start_with_payload(tcfg, move |from, msg: PeerMsg, payload| {
-            if let Some(s) = weak.upgrade() {
-                s.on_peer(ReplicaId(from), msg, payload);
-            }
-        })
+        let drained = weak.clone();
+        let transport = Transport::start_with_payload(
+            tcfg,
+            move |from, msg: PeerMsg, payload| {
+                if let Some(s) = weak.upgrade() {
+                    s.on_peer(ReplicaId(from), msg, payload);
+                }
+            },
+            move |_| {
+                if let Some(s) = drained.upgrade() {
+                    s.on_peer_drained();
+                }
+            },
+        )
         .await
         .map_err(|e| anyhow::anyhow!("shard {index}: peer transport: {e}"))?;
         *shard.transport.borrow_mut() = Some(transport);

@@ -85,7 +85,7 @@ impl Shard {
             PeerMsg::Forward { id, req } => {
                 self.ticker.wake();
                 self.client.borrow_mut().on_forward(from, id, req);
-                self.run_client_path();
+                self.client_path_waits.set(true);
             }
             PeerMsg::Merkle { id, msg } => self.on_merkle(from, id, msg),
             PeerMsg::MerkleReply { id, msg } => {
@@ -98,8 +98,17 @@ impl Shard {
                 self.client
                     .borrow_mut()
                     .on_forward_reply(now, id, reply, view);
-                self.run_client_path();
+                self.client_path_waits.set(true);
             }
+        }
+    }
+
+    /// Every frame of a read from a peer has been handed to `on_peer`: the client path
+    /// runs once for the forwards and answers among them, so a run of forwarded commands
+    /// is proposed in one step of the core (one batch) instead of one step each.
+    pub(super) fn on_peer_drained(&self) {
+        if self.client_path_waits.take() {
+            self.run_client_path();
         }
     }
 
