@@ -258,10 +258,10 @@ pub struct Shard {
     proposals: Cell<Vec<(Token, Request)>>,
     /// Set while the client path's outputs are carried out (a proposal steps the replica,
     /// whose replies feed the client path again: the outer loop takes its new outputs).
+    client_running: Cell<bool>,
     /// Forwards or their answers came from a peer and wait in the client path for the
     /// end of the read that brought them (`on_peer_drained`).
     client_path_waits: Cell<bool>,
-    client_running: Cell<bool>,
     /// The earliest back-off timer running, if any (`wake_client`).
     client_wake_at: Cell<Option<Nanos>>,
     /// Ids of this shard's anti-entropy requests.
