@@ -63,29 +63,31 @@ fn every_message_is_followed_by_a_drained_call_from_its_sender() {
             "not every message arrived and was drained"
         );
 
-        let s = seen.borrow();
-        // Messages in order, every drained call from replica 0 and after at least one
-        // message (a read that brought no whole frame is not reported).
-        let msgs: Vec<u64> = s
-            .iter()
-            .filter_map(|x| if let Seen::Msg(n) = x { Some(*n) } else { None })
-            .collect();
-        assert_eq!(msgs, (0..total).collect::<Vec<_>>());
-        assert!(s.iter().all(|x| !matches!(x, Seen::Drained(f) if *f != 0)));
-        for w in s.windows(2) {
-            assert!(
-                !(matches!(w[0], Seen::Drained(_)) && matches!(w[1], Seen::Drained(_))),
-                "a drained call with no message before it"
-            );
-        }
-        // Bursts were read in runs of several frames: fewer drained calls than messages.
-        let drained = s.iter().filter(|x| matches!(x, Seen::Drained(_))).count() as u64;
-        assert!(
-            drained >= 1 && drained < total,
-            "{drained} drained calls for {total} messages"
-        );
-        drop(s);
+        check(&seen.borrow(), total);
         t0.stop().await;
         t1.stop().await;
     });
+}
+
+/// Messages in order, every drained call from replica 0 and after at least one message
+/// (a read that brought no whole frame is not reported), fewer drained calls than messages.
+fn check(s: &[Seen], total: u64) {
+    let msgs: Vec<u64> = s
+        .iter()
+        .filter_map(|x| if let Seen::Msg(n) = x { Some(*n) } else { None })
+        .collect();
+    assert_eq!(msgs, (0..total).collect::<Vec<_>>());
+    assert!(s.iter().all(|x| !matches!(x, Seen::Drained(f) if *f != 0)));
+    for w in s.windows(2) {
+        assert!(
+            !(matches!(w[0], Seen::Drained(_)) && matches!(w[1], Seen::Drained(_))),
+            "a drained call with no message before it"
+        );
+    }
+    // Bursts were read in runs of several frames: fewer drained calls than messages.
+    let drained = s.iter().filter(|x| matches!(x, Seen::Drained(_))).count() as u64;
+    assert!(
+        drained >= 1 && drained < total,
+        "{drained} drained calls for {total} messages"
+    );
 }
