@@ -202,14 +202,12 @@ pub fn decode<M: DeserializeOwned>(
     if actual != expected {
         return Err(FrameError::Checksum { expected, actual });
     }
+    let take = |p: &[u8]| postcard::take_from_bytes::<M>(p).map(|(msg, rest)| (msg, rest.len()));
     let (msg, rest) = if payload.len() >= SHARED_PAYLOAD_BYTES_MIN {
         // One copy of the payload, its keys and values slices of it (`shared_bytes`).
-        let copy = Bytes::copy_from_slice(payload);
-        shared_bytes::decode_sharing(&copy, |p| {
-            postcard::take_from_bytes::<M>(p).map(|(msg, rest)| (msg, rest.len()))
-        })
+        shared_bytes::decode_sharing(&Bytes::copy_from_slice(payload), take)
     } else {
-        postcard::take_from_bytes::<M>(payload).map(|(msg, rest)| (msg, rest.len()))
+        take(payload)
     }
     .map_err(FrameError::Payload)?;
     if rest > 0 {
