@@ -63,44 +63,56 @@ run_path() { # $1 = path name, $2 = target addresses
     "$BIN" bench --workload "$TMP/half.toml" --target "$target" --duration "$SECS" --warmup 1 \
         --no-preload --half-load 0 --json "$TMP/$name.json" --quiet >"$TMP/$name.out" 2>&1
     info_all "$TMP/after"
-    local cpus=""
-    for i in 0 1 2; do cpus+="$(($(cpu_ticks "${NODE_PIDS[$i]}") - before[i])) "; done
+    local cpus="" ops
+    ops=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["count"])' "$TMP/$name.json")
+    for i in 0 1 2; do
+        cpus+="$(cpu_us_per_op "${before[i]}" "$(cpu_ticks "${NODE_PIDS[$i]}")" "$ops") "
+    done
     { echo "## $name ($target)"; cat "$TMP/$name.out"; } >>"$OUT_RAW"
-    python3 - "$name" "$TMP" "$LEAD_NODE" "$FOLLOWER_NODE" "$cpus" <<'EOF' >>"$TMP/rows"
+    python3 - "$name" "$TMP" "$LEAD_NODE" "$cpus" <<'EOF' >>"$TMP/rows"
 import json, sys
-name, tmp, lead, fol, cpus = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
+name, tmp, lead, cpus = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
 r = json.load(open(f"{tmp}/{name}.json"))
 t, ol = r["total"], r.get("open_loop") or {}
 ms = lambda us: f"{us / 1000:.2f}"
 lat = " / ".join(ms(t[k]) for k in ("p50_us", "p90_us", "p99_us", "p999_us"))
 late = ol.get("send_lag_us") or []
 late = " / ".join(ms(x) for x in late[:2]) if late else "-"
+# Every shard's `shard<i>_latency` and `_stats` counters (a counter both lines give, such
+# as `syncs`, once per shard), summed over the node's shards; an `…_avg_us` field as its
+# total (average × count) under the name `…_total_us`.
+AVGS = {"sync_avg_us": "syncs", "answered_local_avg_us": "answered_local",
+        "answered_forwarded_avg_us": "answered_forwarded"}
 def info(f):
-    d = {}
+    shards = {}
     for line in open(f):
-        if line.startswith("shard0_latency:") or line.startswith("shard0_stats:"):
-            for kv in line.split(":", 1)[1].strip().split(","):
-                k, _, v = kv.partition("=")
-                try:
-                    d[k] = float(v)
-                except ValueError:
-                    pass
+        head, _, rest = line.strip().partition(":")
+        shard, _, section = head.partition("_")
+        if shard.startswith("shard") and section in ("latency", "stats"):
+            fields = shards.setdefault(shard, {})
+            fields.update(kv.partition("=")[::2] for kv in rest.split(","))
+    d = {}
+    for fields in shards.values():
+        for k, v in fields.items():
+            try:
+                v = float(v)
+            except ValueError:
+                continue
+            if k in AVGS:
+                k, v = k.replace("_avg_us", "_total_us"), v * float(fields[AVGS[k]])
+            d[k] = d.get(k, 0) + v
     return d
-ops = t["count"]
 nodes = []
 for i in range(3):
     b, a = info(f"{tmp}/before.{i}"), info(f"{tmp}/after.{i}")
-    def avg(n, v):
-        dn = a.get(n, 0) - b.get(n, 0)
-        return (a.get(n, 0) * a.get(v, 0) - b.get(n, 0) * b.get(v, 0)) / dn if dn > 0 else 0
-    syncs = a.get("syncs", 0) - b.get("syncs", 0)
-    answered = (a.get("answered_local", 0) - b.get("answered_local", 0)) + (a.get("answered_forwarded", 0) - b.get("answered_forwarded", 0))
-    took = (avg("answered_local", "answered_local_avg_us") * (a.get("answered_local", 0) - b.get("answered_local", 0))
-            + avg("answered_forwarded", "answered_forwarded_avg_us") * (a.get("answered_forwarded", 0) - b.get("answered_forwarded", 0)))
+    delta = lambda k: a.get(k, 0) - b.get(k, 0)
+    syncs = delta("syncs")
+    answered = delta("answered_local") + delta("answered_forwarded")
+    took = delta("answered_local_total_us") + delta("answered_forwarded_total_us")
+    sync_us = delta("sync_total_us") / syncs if syncs > 0 else 0
     role = "L" if i == lead else "F"
-    cpu = int(cpus[i]) * 10000 / ops if ops else 0
-    nodes.append(f"{i}{role}: {int(syncs)} syncs of {avg('syncs', 'sync_avg_us'):.0f} µs, "
-                 f"{int(answered)} answered in {took / answered if answered else 0:.0f} µs, {cpu:.2f} µs CPU")
+    nodes.append(f"{i}{role}: {int(syncs)} syncs of {sync_us:.0f} µs, "
+                 f"{int(answered)} answered in {took / answered if answered else 0:.0f} µs, {cpus[i]} µs CPU")
 print(f"| {name} | {t['throughput_per_s']:.0f} | {lat} | {late} | {'<br>'.join(nodes)} |")
 EOF
 }
