@@ -37,6 +37,19 @@ pub enum Decoded {
     },
 }
 
+/// The command names clients send most, as they send them (upper and lower case): a
+/// command whose first argument is one of these exactly gets it as a static `Bytes`, not
+/// a copy, which saves an allocation and a free per command (the same bytes either way).
+static KNOWN_NAMES: [&[u8]; 16] = [
+    b"GET", b"get", b"SET", b"set", b"DEL", b"del", b"MGET", b"mget", b"MSET", b"mset", b"INCR",
+    b"incr", b"PING", b"ping", b"EXISTS", b"exists",
+];
+
+/// `name` as one of [`KNOWN_NAMES`], if it is one exactly.
+fn known_name(name: &[u8]) -> Option<&'static [u8]> {
+    KNOWN_NAMES.iter().copied().find(|k| *k == name)
+}
+
 /// Where the decoder is inside the current frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -202,7 +215,11 @@ impl CommandDecoder {
                     if &self.buf[len..len + 2] != b"\r\n" {
                         return Err(RespError::BulkNotTerminated);
                     }
-                    let payload = Bytes::copy_from_slice(&self.buf[..len]);
+                    let bytes = &self.buf[..len];
+                    let payload = match self.items.is_empty().then(|| known_name(bytes)) {
+                        Some(Some(name)) => Bytes::from_static(name),
+                        _ => Bytes::copy_from_slice(bytes),
+                    };
                     self.items.push(Value::Bulk(Some(payload)));
                     self.buf.advance(len + 2);
                     self.state = State::Elements { left: left - 1 };
@@ -391,6 +408,32 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_known_command_name_is_not_copied_and_anything_else_is() {
+        let mut d = CommandDecoder::new(limits(), 1 << 20);
+        let mut stream = Vec::new();
+        encode_command(&mut stream, &[&b"GET"[..], b"GET"]);
+        encode_command(&mut stream, &[&b"GeT"[..], b"k"]);
+        let out = decode_in_pieces(&mut d, &stream, 3);
+        let args: Vec<&Bytes> = out
+            .iter()
+            .flat_map(|x| match x {
+                Decoded::Command(Value::Array(Some(items))) => items.iter(),
+                other => panic!("not a command: {other:?}"),
+            })
+            .map(|v| match v {
+                Value::Bulk(Some(b)) => b,
+                other => panic!("not a bulk: {other:?}"),
+            })
+            .collect();
+        let names: Vec<&[u8]> = args.iter().map(|b| &b[..]).collect();
+        assert_eq!(names, [&b"GET"[..], b"GET", b"GeT", b"k"]);
+        let is_static = |b: &Bytes| KNOWN_NAMES.iter().any(|k| k.as_ptr() == b.as_ptr());
+        // The name, not the argument that spells it, and no name in another case.
+        let shared: Vec<bool> = args.iter().map(|b| is_static(b)).collect();
+        assert_eq!(shared, [true, false, false, false]);
     }
 
     #[test]
