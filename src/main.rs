@@ -1,8 +1,8 @@
 /// Every process `corepax` starts (node, cluster, load generator) allocates through
 /// mimalloc: a request's buffers are allocated on one core and mostly freed there, the
-/// pattern its per-thread free lists serve without locks. glibc malloc was ~12 % of a
+/// pattern its per-thread free lists serve without locks. glibc malloc was 10–12 % of a
 /// replica's profile under the main job; with mimalloc the main job's servers spend
-/// 12–16 % less CPU per operation (results/mimalloc-20261204/).
+/// 11–15 % less CPU per operation (results/mimalloc-20261204/).
 ///
 /// Two of its defaults are changed, both for memory: transparent huge pages off (the
 /// `no_thp` feature; with them an idle node held 22 MiB instead of 11) and freed pages
