@@ -38,7 +38,8 @@ mod tests {
     fn the_purge_delay_index_names_mimallocs_purge_delay() {
         // SAFETY: reads an option's value.
         let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        let by_default = std::env::var_os("MIMALLOC_PURGE_DELAY").is_none();
+        if by_default {
             // v3's default purge delay; the options beside it default to 0 or 1.
             assert_eq!(
                 get(),
@@ -47,7 +48,7 @@ mod tests {
             );
         }
         configure_allocator();
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        if by_default {
             assert_eq!(get(), PURGE_DELAY_MS);
         }
     }
