@@ -205,6 +205,10 @@ fn inject_faults(cluster: &mut Cluster, p: &Params, stop: &AtomicBool) -> (u64, 
             }
             _ => {
                 let cut = Cut::ALL[rng.random_range(0..Cut::ALL.len())];
+                // Followers do not talk to each other: a pair cut must have the leader
+                // at one end to cut anything, so one not seen before (an election after
+                // the SIGSTOP) is waited for.
+                let leader = leader.or_else(|| leader_within(cluster, share));
                 let peer = match leader {
                     Some(l) if l != victim => l,
                     _ => (victim + rng.random_range(1..3)) % 3,
@@ -219,6 +223,20 @@ fn inject_faults(cluster: &mut Cluster, p: &Params, stop: &AtomicBool) -> (u64, 
         std::thread::sleep(share - hold);
     }
     (done, cuts)
+}
+
+/// Shard 0's leader, once one is seen within `limit`.
+fn leader_within(cluster: &Cluster, limit: Duration) -> Option<usize> {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = cluster.leaders()[0] {
+            return Some(l);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Checks each key's history; returns (violations, undecided).
