@@ -456,6 +456,18 @@ protocol_settings! {
     /// followers learn only from the leader's commit index: turn this off to compare the
     /// two on the same message pattern.
     early_learning: bool = true;
+    /// Multi-Paxos, when the followers alone make a quorum (three replicas): a leader with
+    /// no other slot in flight writes its own accept without a sync of its own, so the
+    /// followers' records are not queued behind it on a shared disk, and the slot is
+    /// chosen by the followers' durable votes. The leader's vote counts only once its
+    /// record is durable (the next sync, or a tick later); it syncs at once when the second
+    /// follower's vote has not come `lazy_sync_wait_us` after the first. Slots that carry
+    /// forwarded commands (early learning needs the leader's durable vote) are synced as
+    /// always (see docs/ARCHITECTURE.md, "Lazy leader sync").
+    lazy_leader_sync: bool = true;
+    /// With `lazy_leader_sync`: how long (µs) after a lazy slot's first follower vote the
+    /// leader waits for the second before it syncs its own record.
+    lazy_sync_wait_us: u64 = 200, allowed 1..=1_000_000;
     /// Chosen slots per catch-up message, at most.
     catchup_chunk_max: usize = 64, allowed 1..=4096;
     /// Client commands queued at the leader waiting for a slot, at most; beyond it

@@ -340,6 +340,7 @@ fn sim_config(args: &SimArgs) -> anyhow::Result<(crate::sim::SimConfig, String)>
             "ignore-stale-data" => bugs.ignore_stale_data = true,
             "early-lease-unguarded" => bugs.early_lease_unguarded = true,
             "early-own-vote" => bugs.early_own_vote = true,
+            "lazy-vote-counted" => bugs.lazy_vote_counted = true,
             other => anyhow::bail!(
                 "unknown --bug {other}: allowed reply-before-persist, skip-phase1-recovery, \
                  truncate-at-corruption, commit-older-term (raft), vote-without-log-check (raft), \

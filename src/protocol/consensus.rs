@@ -55,6 +55,9 @@ pub struct Bugs {
     /// Paxos early learning: a replica counts its own vote (a deposed leader's, released
     /// by a sync after it stepped down) as the leader's, and learns a slot from one vote.
     pub early_own_vote: bool,
+    /// Paxos lazy leader sync: the leader counts its own vote of a slot whose accept it
+    /// wrote lazily at once, before the record is durable.
+    pub lazy_vote_counted: bool,
     /// The state machine applies `LINSERT … BEFORE` as `AFTER` (the list checker's test).
     pub insert_after: bool,
     /// The state machine's `LMOVE` between two keys pushes at the other end of the
@@ -271,6 +274,17 @@ impl Consensus {
     pub fn expect_forwarded(&mut self, id: Token, req: &Request) {
         if let Consensus::Paxos(r) = self {
             r.expect_forwarded(id, req);
+        }
+    }
+
+    /// The timer of an [`Action::CheckLazySync`](super::outbox::Action::CheckLazySync)
+    /// ran out: whether the lazy records should be synced now (a Multi-Paxos leader's slot
+    /// still waits for the vote its own record would give). Not a step: it asks for
+    /// nothing else.
+    pub fn lazy_sync_due(&mut self, now: Nanos) -> bool {
+        match self {
+            Consensus::Paxos(r) => r.lazy_sync_due(now),
+            Consensus::Raft(_) => false,
         }
     }
 

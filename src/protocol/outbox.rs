@@ -3,7 +3,7 @@
 use super::consensus::Core;
 use super::kv::Reply;
 use super::message::{Message, Record};
-use super::types::{PersistId, ReplicaId, Slot, Token};
+use super::types::{Nanos, PersistId, ReplicaId, Slot, Token};
 
 /// One thing for the driver (runtime or simulator) to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,15 @@ pub enum Action {
         id: PersistId,
         /// What to write.
         record: Record,
+        /// Needs no sync of its own: it becomes durable with the next sync a record that
+        /// is not lazy, a [`Action::CheckLazySync`] or the driver's next tick starts.
+        lazy: bool,
+    },
+    /// In `after` ns, ask the core whether its lazy records are wanted durable now
+    /// ([`Consensus::lazy_sync_due`](super::consensus::Consensus::lazy_sync_due)); if so, sync them.
+    CheckLazySync {
+        /// How long to wait (ns).
+        after: Nanos,
     },
     /// The state machine jumped ahead (a snapshot was installed): save a snapshot now, so
     /// recovery does not need the log this replica never had.
@@ -64,8 +73,11 @@ pub trait Effects {
     /// Sends `msg` to peer `to`.
     fn send(&mut self, to: ReplicaId, msg: Message);
     /// Hands `record` to storage; the driver reports it durable with
-    /// `Replica::on_persisted(id)` later.
-    fn persist(&mut self, id: PersistId, record: Record);
+    /// `Replica::on_persisted(id)` later. A `lazy` one starts no sync: the next sync
+    /// started for any other reason covers it (see [`Action::Persist`]).
+    fn persist(&mut self, id: PersistId, record: Record, lazy: bool);
+    /// In `after` ns: if the core's `lazy_sync_due` says so, syncs the lazy records.
+    fn check_lazy_sync(&mut self, after: Nanos);
     /// Answers the client request that came with `token`.
     fn reply(&mut self, token: Token, reply: ClientReply);
     /// Saves a snapshot of the replica's state. Called at most once per step, after every
@@ -82,7 +94,8 @@ pub fn dispatch(actions: impl IntoIterator<Item = Action>, snapshot: bool, fx: &
     for action in actions {
         match action {
             Action::Send { to, msg } => fx.send(to, msg),
-            Action::Persist { id, record } => fx.persist(id, record),
+            Action::Persist { id, record, lazy } => fx.persist(id, record, lazy),
+            Action::CheckLazySync { after } => fx.check_lazy_sync(after),
             Action::Reply { token, reply } => fx.reply(token, reply),
             Action::SaveSnapshot => snapshot = true,
         }

@@ -221,6 +221,9 @@ impl SimConfig {
             // or never (the default bound is never reached here): peers behind them
             // need snapshots even when nobody snapshots on a schedule.
             log_retain_bytes: [0, 1, 60, 16 << 20][(self.seed / 6 % 4) as usize],
+            // A lazy leader's wait for its second follower vote: shorter than most syncs
+            // here, about one, or longer than most.
+            lazy_sync_wait_us: [50, 400, 3_000][(self.seed / 24 % 3) as usize],
             ..ProtocolConfig::default()
         }
     }

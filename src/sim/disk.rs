@@ -3,11 +3,23 @@
 use super::*;
 
 impl Sim {
-    pub(super) fn start_sync(&mut self, node: ReplicaId) {
+    /// What is pending should be synced: now, or after the sync in flight (which may not
+    /// cover it), as the runtime's group commit does.
+    pub(super) fn want_sync(&mut self, node: ReplicaId) {
+        let n = &mut self.nodes[node.index()];
+        n.sync_wanted = true;
+        if n.syncing_upto.is_none() {
+            self.start_sync(node);
+        }
+    }
+
+    /// Syncs every pending record, lazy ones too.
+    fn start_sync(&mut self, node: ReplicaId) {
         let n = &mut self.nodes[node.index()];
         let Some(&(upto, _)) = n.pending.last() else {
             return;
         };
+        n.sync_wanted = false;
         n.syncing_upto = Some(upto);
         let incarnation = n.incarnation;
         // Usually fast; sometimes the disk stalls (this machine's disk does).
@@ -45,7 +57,7 @@ impl Sim {
         let r = n.replica.as_mut().expect("checked");
         r.on_persisted(now, upto);
         self.after_step(node);
-        if !self.nodes[node.index()].pending.is_empty() {
+        if self.nodes[node.index()].sync_wanted {
             self.start_sync(node);
         }
     }

@@ -136,6 +136,7 @@ impl Sim {
         }
         n.incarnation += 1;
         n.syncing_upto = None;
+        n.sync_wanted = false;
         // Clients connected to it lose their connection: their commands' outcomes are
         // unknown.
         let mut callers: Vec<(usize, u32)> = n.callers.drain().map(|(_, c)| c).collect();

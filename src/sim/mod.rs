@@ -68,6 +68,11 @@ enum Event {
         incarnation: u32,
         upto: PersistId,
     },
+    /// The wait of an `Action::CheckLazySync` ran out.
+    LazySyncCheck {
+        node: ReplicaId,
+        incarnation: u32,
+    },
     ClientSend {
         client: usize,
     },
@@ -120,6 +125,9 @@ struct Node {
     pending: Vec<(PersistId, Record)>,
     /// The sync in flight covers pending ids up to this.
     syncing_upto: Option<PersistId>,
+    /// A record that is not lazy (or a flush) waits in `pending` for a sync to start:
+    /// lazy records alone wait for the next tick, as the runtime's WAL does.
+    sync_wanted: bool,
     /// The node's client path, as the runtime's shard runs it.
     client: ClientPath,
     /// Commands submitted to the client path → (client, attempt) waiting for them.
@@ -246,12 +254,19 @@ impl Effects for NodeEffects<'_> {
         self.sim.net_send(self.node, to, Wire::Core(msg));
     }
 
-    fn persist(&mut self, id: PersistId, record: Record) {
+    fn persist(&mut self, id: PersistId, record: Record, lazy: bool) {
         let n = &mut self.sim.nodes[self.node.index()];
         n.pending.push((id, record));
-        if n.syncing_upto.is_none() {
-            self.sim.start_sync(self.node);
+        if !lazy {
+            self.sim.want_sync(self.node);
         }
+    }
+
+    fn check_lazy_sync(&mut self, after: Nanos) {
+        let node = self.node;
+        let incarnation = self.sim.nodes[node.index()].incarnation;
+        self.sim
+            .schedule(after, Event::LazySyncCheck { node, incarnation });
     }
 
     fn reply(&mut self, token: Token, reply: ClientReply) {
@@ -303,6 +318,7 @@ impl Sim {
                     durable: Vec::new(),
                     pending: Vec::new(),
                     syncing_upto: None,
+                    sync_wanted: false,
                     client: ClientPath::new(
                         ReplicaId(i as u8),
                         session,
@@ -501,6 +517,10 @@ impl Sim {
                     r.on_tick(now);
                     self.after_step(node);
                     self.tick_client(node);
+                    // The runtime's ticker syncs lazy records too.
+                    if !self.nodes[node.index()].pending.is_empty() {
+                        self.want_sync(node);
+                    }
                 }
                 let next = self.rng.random_range(2 * MS..8 * MS);
                 self.schedule(next, Event::Tick(node));
@@ -528,6 +548,16 @@ impl Sim {
                 incarnation,
                 upto,
             } => self.sync_done(node, incarnation, upto),
+            Event::LazySyncCheck { node, incarnation } => {
+                let now = self.clock(node);
+                let n = &mut self.nodes[node.index()];
+                if n.incarnation == incarnation
+                    && let Some(r) = n.replica.as_mut()
+                    && r.lazy_sync_due(now)
+                {
+                    self.want_sync(node);
+                }
+            }
             Event::ClientSend { client } => self.start_op(client, None),
             Event::ClientRequestArrives {
                 node,

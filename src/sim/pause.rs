@@ -77,6 +77,7 @@ impl Sim {
         let node = match &event {
             Event::Tick(node)
             | Event::SyncDone { node, .. }
+            | Event::LazySyncCheck { node, .. }
             | Event::ClientRequestArrives { node, .. }
             | Event::BlockingRequestArrives { node, .. }
             | Event::BlockingDeadline { node, .. }

@@ -98,7 +98,7 @@ impl Replica {
                 self.send_after(pid, from, msg);
             }
             _ => {
-                self.accept_locally(slot, ballot, batch);
+                self.accept_locally(slot, ballot, batch, false);
                 let msg = self.accepted_msg(now, ballot, slot);
                 self.send_when_durable(from, msg);
             }
@@ -135,12 +135,15 @@ impl Replica {
 
     /// Accepts `batch` for `slot` at `ballot` here: persists the accept and records it.
     /// The vote may be announced only once the returned record is durable.
-    pub(super) fn accept_locally(&mut self, slot: Slot, ballot: Ballot, batch: Batch) {
-        let persist_id = self.persist(Record::Accept {
+    /// Accepts `batch` for `slot` at `ballot` here: logs it (`lazy`: without a sync of
+    /// its own; a leader's, see `leader.rs`) and puts it into the log.
+    pub(super) fn accept_locally(&mut self, slot: Slot, ballot: Ballot, batch: Batch, lazy: bool) {
+        let record = Record::Accept {
             ballot,
             slot,
             batch: batch.clone(),
-        });
+        };
+        let persist_id = self.persist_as(record, lazy);
         if let Role::Leader(l) = &mut self.role {
             l.last_accept = persist_id;
         }

@@ -90,14 +90,17 @@ impl Replica {
         forwarded.insert((req.client, req.seq), token);
     }
 
+    /// Leader: whether `batch` carries a forwarded request, so that its vote goes to the
+    /// followers too (`vote_to_followers`).
+    pub(super) fn votes_to_followers(&self, batch: &Batch) -> bool {
+        let session = self.early.session;
+        self.learns_early() && batch.iter().any(|r| r.client != 0 && r.client != session)
+    }
+
     /// Leader: `batch`, proposed at `slot`, carries a forwarded request: its vote goes to
     /// every follower once our accept is durable (held with it, after our own vote).
     pub(super) fn vote_to_followers(&mut self, slot: Slot, batch: &Batch, vote: &Message) {
-        if !self.learns_early() {
-            return;
-        }
-        let session = self.early.session;
-        if !batch.iter().any(|r| r.client != 0 && r.client != session) {
+        if !self.votes_to_followers(batch) {
             return;
         }
         if self.cfg.read_mode == ReadMode::LeaderLease {

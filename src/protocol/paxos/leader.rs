@@ -4,16 +4,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Candidacy, InFlight, Leadership, Replica, Role};
+use super::{Candidacy, InFlight, LazySlot, Leadership, Replica, Role};
 use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::{Batch, Message};
-use crate::protocol::outbox::ClientReply;
+use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
 use crate::protocol::waiting::{Admission, admit};
 
 /// An unanswered accept is resent after 2 heartbeat intervals, then 4, 8, 16 and at most
 /// 32 (1.6 s with the default 50 ms heartbeat).
 const RETRANSMIT_BACKOFF_SHIFT_MAX: u32 = 4;
+
+/// How long lazy leader sync stays off after a lazy slot's follower vote came too late
+/// (`lazy_sync_due`): with a follower gone, one write in this long waits
+/// `lazy_sync_wait_us` longer than it would have.
+pub const LAZY_OFF_NS: Nanos = 1_000_000_000;
 
 impl Replica {
     /// Starts phase 1 for every slot from the first one not known chosen.
@@ -113,6 +118,7 @@ impl Replica {
             last_heartbeat: now,
             expiry_slot: None,
             last_accept: 0,
+            lazy: None,
         });
         self.early_role_changed();
         // Re-propose every slot a quorum might have chosen: the value accepted at the
@@ -220,7 +226,10 @@ impl Replica {
             // durable before the sync after that one anyway: the requests arriving
             // meanwhile leave together when it completes, one slot (one accept to each
             // follower, one vote back from each) per sync instead of one per arrival.
-            let syncing = l.last_accept > self.durable_id;
+            // A lazy accept starts no sync to wait for: the next batch leaves at once, and
+            // its sync makes the lazy record durable too.
+            let lazy_last = l.lazy.is_some_and(|z| z.record == l.last_accept);
+            let syncing = l.last_accept > self.durable_id && !lazy_last;
             let delay = if self.gathering || syncing {
                 Nanos::MAX
             } else {
@@ -254,6 +263,7 @@ impl Replica {
 
     /// Phase 2a for one slot: persist our own accept, send it to every follower.
     pub(super) fn propose_at(&mut self, now: Nanos, slot: Slot, batch: Batch) {
+        let lazy = self.lazy_sync_allowed(now, &batch);
         let Role::Leader(l) = &mut self.role else {
             unreachable!("only a leader proposes");
         };
@@ -271,7 +281,15 @@ impl Replica {
             },
         );
         self.stats.slots_proposed += 1;
-        self.accept_locally(slot, ballot, batch.clone());
+        self.accept_locally(slot, ballot, batch.clone(), lazy);
+        if lazy && let Role::Leader(l) = &mut self.role {
+            l.lazy = Some(LazySlot {
+                slot,
+                record: l.last_accept,
+                waiting: false,
+            });
+            self.stats.slots_lazy += 1;
+        }
         // Our own vote counts only once our accept is durable; so does the one followers
         // may learn the slot from (`early.rs`), sent after the accept.
         let vote = self.accepted_msg(now, ballot, slot);
@@ -282,7 +300,84 @@ impl Replica {
             batch,
             commit: self.chosen_through,
         });
-        self.send_when_durable(self.id, vote);
+        if lazy && self.bugs.lazy_vote_counted {
+            self.send(self.id, vote);
+        } else {
+            self.send_when_durable(self.id, vote);
+        }
+    }
+
+    /// Lazy leader sync (`lazy_leader_sync`): whether this leader may write its accept of
+    /// `batch` without a sync of its own.
+    ///
+    /// With three replicas the two followers make a quorum without the leader. On a disk
+    /// the replicas share (a cluster on one machine), the leader's record reaches it first
+    /// and the followers' queue behind its write and flush; written lazily, it waits for
+    /// the next sync instead (the next batch's, the tick's), and the slot is chosen by the
+    /// followers' durable votes. Safe because nobody counts a vote before its record is
+    /// durable: a leader that crashes loses only votes nobody counted, and comes back as
+    /// any follower that missed some accepts. If the last vote the leader's own would
+    /// replace has not come `lazy_sync_wait_us` after the others (a follower slow or
+    /// gone), the driver asks [`Replica::lazy_sync_due`] and syncs: then the leader's vote
+    /// counts as it always did, and lazy writes stay off for [`LAZY_OFF_NS`].
+    ///
+    /// Only when no other slot is in flight: under load the next batch's sync comes soon
+    /// anyway and the pipeline runs as before. Not for a batch whose vote goes to the
+    /// followers (early learning counts the leader's durable vote).
+    fn lazy_sync_allowed(&self, now: Nanos, batch: &Batch) -> bool {
+        let Role::Leader(l) = &self.role else {
+            return false;
+        };
+        self.cfg.lazy_leader_sync
+            && self.cfg.replicas > self.cfg.quorum()
+            && l.in_flight.is_empty()
+            && now >= self.lazy_off_until
+            && !self.votes_to_followers(batch)
+    }
+
+    /// A lazy slot that has every vote of a quorum but the leader's own: wait
+    /// `lazy_sync_wait_us` for one more follower, then let the driver ask whether to
+    /// sync (`lazy_sync_due`).
+    fn start_lazy_wait(&mut self, slot: Slot) {
+        let quorum = self.cfg.quorum();
+        let me = self.id.bit();
+        let durable = self.durable_id;
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        let Some(z) = &mut l.lazy else {
+            return;
+        };
+        let Some(f) = l.in_flight.get(&slot) else {
+            return;
+        };
+        if z.slot != slot || z.waiting || z.record <= durable {
+            return;
+        }
+        if ((f.votes_mask & !me).count_ones() as usize) + 1 < quorum {
+            return;
+        }
+        z.waiting = true;
+        let after = self.cfg.lazy_sync_wait_us * super::NANOS_PER_US;
+        self.outbox.push(Action::CheckLazySync { after });
+    }
+
+    /// The wait of `start_lazy_wait` ran out: whether the lazy record should be synced
+    /// now, because its slot still waits for a vote. Then lazy writes stay off for
+    /// [`LAZY_OFF_NS`] (a follower is slow or gone: every lazy slot would wait as long).
+    pub fn lazy_sync_due(&mut self, now: Nanos) -> bool {
+        let Role::Leader(l) = &self.role else {
+            return false;
+        };
+        let Some(z) = l.lazy else {
+            return false;
+        };
+        if z.record <= self.durable_id || !l.in_flight.contains_key(&z.slot) {
+            return false;
+        }
+        self.stats.lazy_syncs_forced += 1;
+        self.lazy_off_until = now + LAZY_OFF_NS;
+        true
     }
 
     /// Phase 2b arrives: count it; a quorum chooses the slot (in quorum-lease mode, once
@@ -317,6 +412,7 @@ impl Replica {
             f.holders_until = f.holders_until.max(until);
         }
         self.maybe_choose(now, slot);
+        self.start_lazy_wait(slot);
     }
 
     /// Chooses `slot` if its votes allow: a quorum, and every reported lease holder's vote
@@ -401,7 +497,7 @@ impl Replica {
                 let to = ReplicaId(r as u8);
                 if to != self.id && votes_mask & to.bit() == 0 {
                     self.stats.accepts_retransmitted += 1;
-                    self.outbox.push(crate::protocol::outbox::Action::Send {
+                    self.outbox.push(Action::Send {
                         to,
                         msg: Message::Accept {
                             ballot,

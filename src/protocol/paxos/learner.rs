@@ -75,9 +75,11 @@ impl Replica {
             // never propose into a chosen slot.
             l.next_slot = l.next_slot.max(self.chosen_through + 1);
         }
-        self.persist(Record::Chosen {
-            through: self.chosen_through,
-        });
+        // The commit index needs no sync of its own: recovery can learn it again from
+        // peers, and nothing waits on it. Synced alone it put a second sync after every
+        // write of a lone client, and the next write's record waited behind it.
+        let through = self.chosen_through;
+        self.persist_as(Record::Chosen { through }, true);
         self.apply_chosen();
         if self.chosen_through >= self.commit_heard {
             self.catchup_sent_at = None;

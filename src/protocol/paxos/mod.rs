@@ -97,6 +97,18 @@ struct Leadership {
     /// The record of the newest accept this leader proposed: until it is durable, only
     /// full batches leave (see `try_propose`).
     last_accept: PersistId,
+    /// The slot whose accept this leader wrote lazily (`lazy_leader_sync`), with its
+    /// record, and whether the wait for its second follower vote was started.
+    lazy: Option<LazySlot>,
+}
+
+/// A slot whose own accept the leader wrote without a sync (see `leader.rs`,
+/// `propose_at`).
+#[derive(Clone, Copy, Debug)]
+struct LazySlot {
+    slot: Slot,
+    record: PersistId,
+    waiting: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -207,6 +219,12 @@ pub struct Stats {
     /// Times a restarted replica learned from a peer that it had acknowledged more than
     /// its storage holds (a data directory replaced by an older copy; `protocol/stale.rs`).
     pub stale_data_detected: u64,
+    /// Slots it proposed as leader with its own accept written lazily (no sync of its
+    /// own; `lazy_leader_sync`).
+    pub slots_lazy: u64,
+    /// Of those, times the second follower's vote did not come in time and it synced its
+    /// own record to count its vote.
+    pub lazy_syncs_forced: u64,
 }
 
 impl Stats {
@@ -252,6 +270,8 @@ impl Stats {
             clock_checks_failed,
             leases_untrusted,
             stale_data_detected,
+            slots_lazy,
+            lazy_syncs_forced,
         } = other;
         self.elections_started += elections_started;
         self.became_leader += became_leader;
@@ -292,6 +312,8 @@ impl Stats {
         self.slots_chosen_led += slots_chosen_led;
         self.commit_wait_ns += commit_wait_ns;
         self.queue_wait_ns += queue_wait_ns;
+        self.slots_lazy += slots_lazy;
+        self.lazy_syncs_forced += lazy_syncs_forced;
     }
 }
 
@@ -345,6 +367,8 @@ pub struct Replica {
 
     next_persist_id: PersistId,
     durable_id: PersistId,
+    /// Lazy leader sync is off until then: a follower's vote came too late (`leader.rs`).
+    lazy_off_until: Nanos,
     /// Messages held until a record is durable; those to peers at most `held_max`.
     held: VecDeque<(PersistId, ReplicaId, Message)>,
     /// Messages in `held` addressed to peers.
@@ -414,6 +438,7 @@ impl Replica {
             early: early::Early::default(),
             next_persist_id: 1,
             durable_id: 0,
+            lazy_off_until: 0,
             held: VecDeque::new(),
             held_for_peers: 0,
             loopback: VecDeque::new(),
@@ -844,9 +869,14 @@ impl Replica {
     }
 
     fn persist(&mut self, record: Record) -> PersistId {
+        self.persist_as(record, false)
+    }
+
+    /// Persists `record`; a `lazy` one starts no sync of its own (`Action::Persist`).
+    fn persist_as(&mut self, record: Record, lazy: bool) -> PersistId {
         let id = self.next_persist_id;
         self.next_persist_id += 1;
-        self.outbox.push(Action::Persist { id, record });
+        self.outbox.push(Action::Persist { id, record, lazy });
         id
     }
 

@@ -770,6 +770,7 @@ impl Replica {
         self.outbox.push(Action::Persist {
             id,
             record: Record::Raft(record),
+            lazy: false,
         });
         id
     }

@@ -85,7 +85,7 @@ impl Group {
                     msg: msg @ (Message::ClockProbe { .. } | Message::ClockEcho { .. }),
                 } => self.clock_wire.push((ReplicaId(i as u8), to, msg)),
                 Action::Send { .. } => panic!("a Raft replica sent another protocol's message"),
-                Action::Persist { id, record } => {
+                Action::Persist { id, record, .. } => {
                     self.records[i].push(record);
                     if self.disk_held[i] {
                         self.unsynced[i].push(id);

@@ -461,12 +461,11 @@ impl Effects for ShardEffects<'_> {
         }
     }
 
-    fn persist(&mut self, id: PersistId, record: Record) {
+    fn persist(&mut self, id: PersistId, record: Record, lazy: bool) {
         let s = self.shard;
         if s.storage_error.borrow().is_some() {
             return; // Never reported durable: nothing depending on it goes out.
         }
-        let lazy = LAZY_RECORDS && matches!(record, Record::Chosen { .. });
         let mut buf = s.record_buf.borrow_mut();
         let received = self.received.as_ref();
         self.logged = None;
@@ -507,19 +506,27 @@ impl Effects for ShardEffects<'_> {
             .on_core_reply(now, token, reply, self.view);
     }
 
+    /// A timer of its own (the ticker's 5 ms is far too coarse for a wait of µs): when it
+    /// runs out, the WAL syncs if the core still wants its lazy records durable.
+    fn check_lazy_sync(&mut self, after: Nanos) {
+        let Some(shard) = self.shard.me.upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_nanos(after)).await;
+            let now = shard.now();
+            if shard.replica.borrow_mut().lazy_sync_due(now) {
+                shard.wal.flush();
+            }
+        })
+        .detach();
+    }
+
     /// Written by the ticker on the blocking pool (`Shard::write_snapshot`).
     fn save_snapshot(&mut self) {
         self.shard.snapshot_wanted.set(true);
     }
 }
-
-/// A `Chosen` record (the commit index, which recovery can learn again from peers) does
-/// not start a sync of its own: it is written with the next record that does, or by the
-/// next tick. Synced alone, it put a second fsync after every write of a lone client,
-/// and the next write's record waited behind it (the leader synced 1.7 times per slot).
-/// Nothing the core holds for durability waits on it for longer than a tick: what it
-/// holds waits for the record it answers, which syncs at once.
-pub(super) const LAZY_RECORDS: bool = true;
 
 /// Faults a test can turn on in a node started with `--debug`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

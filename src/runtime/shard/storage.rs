@@ -37,8 +37,8 @@ impl Shard {
     /// wait in `overflow`: memory for unsynced records is bounded, and a record of the
     /// largest size always fits an empty buffer (`limits`), so it gets in once the sync in
     /// flight ends. Other errors stop the shard acknowledging.
-    /// Appends one record; a `lazy` one waits for the next sync another record or the
-    /// ticker starts (see [`LAZY_RECORDS`](super::LAZY_RECORDS)).
+    /// Appends one record; a `lazy` one waits for the next sync another record, a lazy-sync
+    /// check or the ticker starts (`outbox::Action::Persist`).
     /// The record is the bytes `parts` make one after the other; handed back, they are
     /// joined.
     pub(super) fn append_record(

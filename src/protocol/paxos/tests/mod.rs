@@ -23,6 +23,8 @@ struct Cluster {
     replies: Vec<(Token, ClientReply)>,
     /// Per replica: snapshots it asked the driver for.
     snapshots_asked: Vec<usize>,
+    /// Per replica: lazy-sync checks it asked the driver for (`Action::CheckLazySync`).
+    lazy_checks: Vec<usize>,
     now: Nanos,
 }
 
@@ -36,8 +38,11 @@ impl crate::protocol::outbox::Effects for Collected<'_> {
     fn send(&mut self, to: ReplicaId, msg: Message) {
         self.c.wire.push((ReplicaId(self.i as u8), to, msg));
     }
-    fn persist(&mut self, id: PersistId, record: Record) {
+    fn persist(&mut self, id: PersistId, record: Record, _lazy: bool) {
         self.c.unsynced[self.i].push((id, record));
+    }
+    fn check_lazy_sync(&mut self, _after: Nanos) {
+        self.c.lazy_checks[self.i] += 1;
     }
     fn reply(&mut self, token: Token, reply: ClientReply) {
         self.c.replies.push((token, reply));
@@ -69,6 +74,7 @@ impl Cluster {
             unsynced: vec![Vec::new(); n],
             replies: Vec::new(),
             snapshots_asked: vec![0; n],
+            lazy_checks: vec![0; n],
             now: 0,
         }
     }
