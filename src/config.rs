@@ -463,7 +463,8 @@ protocol_settings! {
     /// record is durable (the next sync, or a tick later); it syncs at once when the second
     /// follower's vote has not come `lazy_sync_wait_us` after the first. Slots that carry
     /// forwarded commands (early learning needs the leader's durable vote) are synced as
-    /// always (see docs/ARCHITECTURE.md, "Lazy leader sync").
+    /// always, and so is every slot in quorum-lease mode (see docs/ARCHITECTURE.md, "Lazy
+    /// leader sync").
     lazy_leader_sync: bool = true;
     /// With `lazy_leader_sync`: how long (µs) after a lazy slot's first follower vote the
     /// leader waits for the second before it syncs its own record.

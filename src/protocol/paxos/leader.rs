@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Candidacy, InFlight, LazySlot, Leadership, Replica, Role};
+use crate::config::ReadMode;
 use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::{Action, ClientReply};
@@ -323,13 +324,16 @@ impl Replica {
     ///
     /// Only when no other slot is in flight: under load the next batch's sync comes soon
     /// anyway and the pipeline runs as before. Not for a batch whose vote goes to the
-    /// followers (early learning counts the leader's durable vote).
+    /// followers (early learning counts the leader's durable vote), and not in
+    /// quorum-lease mode, where a write waits for the vote of every lease holder, the
+    /// leader's own among them when it holds a lease.
     fn lazy_sync_allowed(&self, now: Nanos, batch: &Batch) -> bool {
         let Role::Leader(l) = &self.role else {
             return false;
         };
         self.cfg.lazy_leader_sync
             && self.cfg.replicas > self.cfg.quorum()
+            && self.cfg.read_mode != ReadMode::QuorumLease
             && l.in_flight.is_empty()
             && now >= self.lazy_off_until
             && !self.votes_to_followers(batch)

@@ -95,6 +95,7 @@ impl Group {
                 }
                 Action::Reply { token, reply } => self.replies.push((token, reply)),
                 Action::SaveSnapshot => {}
+                Action::CheckLazySync { .. } => panic!("Raft writes no lazy records"),
             }
         }
         if let Some(id) = synced {

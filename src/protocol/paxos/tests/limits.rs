@@ -220,15 +220,29 @@ fn requests_of_one_step_share_slots() {
         assert_eq!(value(&c, 0, &format!("k{i}")), Some(Bytes::from("v")));
     }
     // One at a time: the first leaves at once, the others wait for its sync and share
-    // the next slot.
-    let before = c.replicas[0].stats().slots_proposed;
-    for i in 11..=14u64 {
-        c.request(0, i, 1, i, set(&format!("k{i}"), "w"));
-    }
-    assert_eq!(c.replicas[0].stats().slots_proposed - before, 1);
-    c.run(|_, _, _| true);
-    assert_eq!(c.replicas[0].stats().slots_proposed - before, 2);
-    for i in 11..=14u64 {
-        assert_eq!(c.reply_of(i), Some(&ClientReply::Done(Reply::Ok)));
+    // the next slot. With lazy leader sync the first, alone in the pipeline, starts no
+    // sync: the second leaves at once too, and the last two wait for its sync.
+    for (lazy, first) in [(false, 1), (true, 2)] {
+        c.replicas[0].cfg.lazy_leader_sync = lazy;
+        let before = c.replicas[0].stats().slots_proposed;
+        let lazy_before = c.replicas[0].stats().slots_lazy;
+        let base = if lazy { 20 } else { 10 };
+        for i in base + 1..=base + 4u64 {
+            c.request(0, i, 1, i, set(&format!("k{i}"), "w"));
+        }
+        assert_eq!(
+            c.replicas[0].stats().slots_proposed - before,
+            first,
+            "lazy {lazy}"
+        );
+        assert_eq!(
+            c.replicas[0].stats().slots_lazy - lazy_before,
+            u64::from(lazy)
+        );
+        c.run(|_, _, _| true);
+        assert_eq!(c.replicas[0].stats().slots_proposed - before, first + 1);
+        for i in base + 1..=base + 4u64 {
+            assert_eq!(c.reply_of(i), Some(&ClientReply::Done(Reply::Ok)));
+        }
     }
 }

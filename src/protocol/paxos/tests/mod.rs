@@ -25,6 +25,8 @@ struct Cluster {
     snapshots_asked: Vec<usize>,
     /// Per replica: lazy-sync checks it asked the driver for (`Action::CheckLazySync`).
     lazy_checks: Vec<usize>,
+    /// Per replica: the records it asked to be written lazily.
+    lazy_records: Vec<Vec<Record>>,
     now: Nanos,
 }
 
@@ -38,7 +40,10 @@ impl crate::protocol::outbox::Effects for Collected<'_> {
     fn send(&mut self, to: ReplicaId, msg: Message) {
         self.c.wire.push((ReplicaId(self.i as u8), to, msg));
     }
-    fn persist(&mut self, id: PersistId, record: Record, _lazy: bool) {
+    fn persist(&mut self, id: PersistId, record: Record, lazy: bool) {
+        if lazy {
+            self.c.lazy_records[self.i].push(record.clone());
+        }
         self.c.unsynced[self.i].push((id, record));
     }
     fn check_lazy_sync(&mut self, _after: Nanos) {
@@ -75,6 +80,7 @@ impl Cluster {
             replies: Vec::new(),
             snapshots_asked: vec![0; n],
             lazy_checks: vec![0; n],
+            lazy_records: vec![Vec::new(); n],
             now: 0,
         }
     }
@@ -200,6 +206,8 @@ fn value(c: &Cluster, i: usize, k: &str) -> Option<Bytes> {
 
 /// Early learning: a follower answers its forward from its accept and the leader's vote.
 mod early;
+/// Lazy leader sync: a lone slot chosen by the followers' votes.
+mod lazy;
 /// Size limits: commands, batches and records that must fit the WAL.
 mod limits;
 /// Recovery after lost records: a `Chosen` mark alone vouches for no value.

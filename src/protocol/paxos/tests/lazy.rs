@@ -1,0 +1,183 @@
+//! Lazy leader sync (`leader.rs`, `lazy_sync_allowed`): a leader with nothing else in
+//! flight writes its accept without a sync of its own; the followers' durable votes
+//! choose the slot, and the leader's vote counts only once its record is durable.
+
+use super::*;
+use crate::config::ReadMode;
+
+/// Delivers the wire's messages for which `go` holds, syncing nobody.
+fn deliver(c: &mut Cluster, go: impl Fn(ReplicaId, ReplicaId, &Message) -> bool) {
+    let (now, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut c.wire)
+        .into_iter()
+        .partition(|(f, t, m)| go(*f, *t, m));
+    c.wire = stay;
+    for (from, to, msg) in now {
+        c.replicas[to.index()].on_message(c.now, from, msg);
+        c.collect(to.index());
+    }
+}
+
+fn is_accept_for(to: usize) -> impl Fn(ReplicaId, ReplicaId, &Message) -> bool {
+    move |_, t, m| t.index() == to && matches!(m, Message::Accept { .. })
+}
+
+fn is_vote_from(from: usize) -> impl Fn(ReplicaId, ReplicaId, &Message) -> bool {
+    move |f, _, m| f.index() == from && matches!(m, Message::Accepted { .. })
+}
+
+fn lazy_accepts(c: &Cluster, i: usize) -> usize {
+    c.lazy_records[i]
+        .iter()
+        .filter(|r| matches!(r, Record::Accept { .. }))
+        .count()
+}
+
+/// r0 leads three replicas, every disk synced.
+fn three() -> Cluster {
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    c.run(|_, _, _| true);
+    c
+}
+
+#[test]
+fn a_lone_slot_is_chosen_by_the_followers_votes_while_the_leaders_record_waits() {
+    let mut c = three();
+    let lazy_before = lazy_accepts(&c, 0);
+    c.request(0, 1, 7, 1, set("a", "1"));
+    assert_eq!(
+        lazy_accepts(&c, 0),
+        lazy_before + 1,
+        "the accept was written lazily"
+    );
+    assert_eq!(c.replicas[0].stats().slots_lazy, 1);
+    for f in [1, 2] {
+        deliver(&mut c, is_accept_for(f));
+        c.sync(f);
+    }
+    // The first follower's vote alone is not a quorum: the leader starts its wait.
+    deliver(&mut c, is_vote_from(1));
+    assert_eq!(c.reply_of(1), None);
+    assert_eq!(c.lazy_checks[0], 1);
+    deliver(&mut c, is_vote_from(2));
+    assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
+    assert!(
+        c.unsynced[0]
+            .iter()
+            .any(|(_, r)| matches!(r, Record::Accept { .. })),
+        "chosen while the leader's own accept is not durable"
+    );
+    // Chosen: the wait's end asks for no sync.
+    assert!(!c.replicas[0].lazy_sync_due(c.now));
+    assert_eq!(c.replicas[0].stats().lazy_syncs_forced, 0);
+    assert_eq!(c.lazy_checks[0], 1, "one wait per slot");
+}
+
+#[test]
+fn a_late_second_vote_makes_the_leader_sync_and_stop_writing_lazily_for_a_while() {
+    let mut c = three();
+    c.request(0, 1, 7, 1, set("a", "1"));
+    deliver(&mut c, is_accept_for(1));
+    c.sync(1);
+    deliver(&mut c, is_vote_from(1));
+    assert_eq!(c.lazy_checks[0], 1);
+    assert_eq!(c.reply_of(1), None);
+    // r2 never answers: when the wait runs out the leader's record is wanted durable,
+    // and with it the leader's vote chooses the slot.
+    assert!(c.replicas[0].lazy_sync_due(c.now));
+    assert_eq!(c.replicas[0].stats().lazy_syncs_forced, 1);
+    c.sync(0);
+    assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
+    assert!(
+        !c.replicas[0].lazy_sync_due(c.now),
+        "nothing waits any more"
+    );
+    // Lazy writes stay off for a while, then come back.
+    let lazy = c.replicas[0].stats().slots_lazy;
+    c.wire.clear();
+    c.request(0, 2, 7, 2, set("a", "2"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, lazy);
+    c.run(|_, _, _| true);
+    assert_eq!(c.reply_of(2), Some(&ClientReply::Done(Reply::Ok)));
+    c.now += crate::protocol::paxos::leader::LAZY_OFF_NS;
+    c.request(0, 3, 7, 3, set("a", "3"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, lazy + 1);
+}
+
+#[test]
+fn a_leader_that_crashes_before_its_lazy_record_is_durable_loses_no_chosen_write() {
+    let mut c = three();
+    c.request(0, 1, 7, 1, set("a", "1"));
+    for f in [1, 2] {
+        deliver(&mut c, is_accept_for(f));
+        c.sync(f);
+    }
+    deliver(&mut c, |_, _, m| matches!(m, Message::Accepted { .. }));
+    assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
+    // The leader's accept of the acknowledged write never reached its disk.
+    c.crash(0);
+    c.restart(0);
+    assert_eq!(
+        value(&c, 0, "a"),
+        None,
+        "the restarted leader lost its record"
+    );
+    // A new leader with the restarted one in its quorum still finds the value.
+    c.now += 10_000 * MS;
+    c.replicas[1].start_election(c.now);
+    c.replicas[1].finish_step(c.now);
+    c.collect(1);
+    c.run(|f, t, _| f.index() != 2 && t.index() != 2);
+    assert!(c.replicas[1].leading().is_some());
+    // Heartbeats tell r0 (and r2) what is chosen; they catch up.
+    for _ in 0..5 {
+        c.now += 100 * MS;
+        for i in 0..3 {
+            c.replicas[i].on_tick(c.now);
+            c.collect(i);
+        }
+        c.run(|_, _, _| true);
+    }
+    for i in 0..3 {
+        assert_eq!(value(&c, i, "a"), Some(Bytes::from("1")), "r{i}");
+    }
+}
+
+#[test]
+fn no_lazy_write_when_the_leader_is_needed_or_it_is_off() {
+    // Another slot in flight: the second accept is synced (it makes the first durable).
+    let mut c = three();
+    let before = c.replicas[0].stats().slots_proposed;
+    c.request(0, 1, 7, 1, set("a", "1"));
+    c.request(0, 2, 8, 1, set("b", "1"));
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 2);
+    assert_eq!(c.replicas[0].stats().slots_lazy, 1);
+    // Turned off.
+    let mut c = three();
+    c.replicas[0].cfg.lazy_leader_sync = false;
+    c.request(0, 1, 7, 1, set("a", "1"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, 0);
+    assert_eq!(lazy_accepts(&c, 0), 0);
+    // Quorum leases: a write waits for every holder's vote, the leader's own too.
+    let mut c = Cluster::with_reads(3, ReadMode::QuorumLease);
+    c.elect(0);
+    c.request(0, 1, 7, 1, set("a", "1"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, 0);
+    // One replica: the leader is its own quorum.
+    let mut c = Cluster::new(1);
+    c.elect(0);
+    c.request(0, 1, 7, 1, set("a", "1"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, 0);
+    // A forwarded command with early learning: its vote goes to the followers, who
+    // count it as durable.
+    let mut c = three();
+    for (i, r) in c.replicas.iter_mut().enumerate() {
+        r.set_session(100 + i as u64);
+    }
+    c.request(0, 1, 101, 1, set("a", "1"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, 0);
+    // The leader's own session is written lazily.
+    c.run(|_, _, _| true);
+    c.request(0, 2, 100, 1, set("a", "2"));
+    assert_eq!(c.replicas[0].stats().slots_lazy, 1);
+}
