@@ -152,7 +152,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             "shard{}_latency:answered_local={},answered_local_avg_us={},\
              answered_forwarded={},answered_forwarded_avg_us={},\
              slots_led={},queue_wait_avg_us={},propose_to_chosen_avg_us={},\
-             syncs={},sync_avg_us={}\r\n",
+             slots_lazy={},lazy_syncs_forced={},syncs={},sync_avg_us={}\r\n",
             i.index,
             c.local,
             avg(c.local_ns, c.local),
@@ -161,6 +161,8 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             st.slots_chosen_led,
             avg(st.queue_wait_ns, st.slots_proposed),
             avg(st.commit_wait_ns, st.slots_chosen_led),
+            st.slots_lazy,
+            st.lazy_syncs_forced,
             sy.count,
             avg(sy.total_us.saturating_mul(1000), sy.count),
         );

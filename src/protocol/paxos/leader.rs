@@ -16,10 +16,16 @@ use crate::protocol::waiting::{Admission, admit};
 /// 32 (1.6 s with the default 50 ms heartbeat).
 const RETRANSMIT_BACKOFF_SHIFT_MAX: u32 = 4;
 
-/// How long lazy leader sync stays off after a lazy slot's follower vote came too late
-/// (`lazy_sync_due`): with a follower gone, one write in this long waits
-/// `lazy_sync_wait_us` longer than it would have.
+/// How long lazy leader sync stays off after [`LAZY_LATE_IN_A_ROW`] lazy slots in a row
+/// had to sync the leader's record (`lazy_sync_due`): with a follower gone, that many
+/// writes in this long wait `lazy_sync_wait_us` longer than they would have.
 pub const LAZY_OFF_NS: Nanos = 1_000_000_000;
+
+/// Lazy slots in a row that had to sync the leader's record before lazy writes stop for
+/// [`LAZY_OFF_NS`]. More than one: a follower's sync that stalls now and then (this
+/// machine's disk does, for milliseconds) costs that one write the wait, not a second of
+/// lazy writes.
+pub const LAZY_LATE_IN_A_ROW: u32 = 3;
 
 impl Replica {
     /// Starts phase 1 for every slot from the first one not known chosen.
@@ -227,10 +233,12 @@ impl Replica {
             // durable before the sync after that one anyway: the requests arriving
             // meanwhile leave together when it completes, one slot (one accept to each
             // follower, one vote back from each) per sync instead of one per arrival.
-            // A lazy accept starts no sync to wait for: the next batch leaves at once, and
-            // its sync makes the lazy record durable too.
-            let lazy_last = l.lazy.is_some_and(|z| z.record == l.last_accept);
-            let syncing = l.last_accept > self.durable_id && !lazy_last;
+            // A lazy accept starts no sync: its slot's votes take the sync's place, and the
+            // requests arriving meanwhile leave together once it is chosen.
+            let syncing = match l.lazy {
+                Some(z) if z.record == l.last_accept => l.in_flight.contains_key(&z.slot),
+                _ => l.last_accept > self.durable_id,
+            };
             let delay = if self.gathering || syncing {
                 Nanos::MAX
             } else {
@@ -287,7 +295,8 @@ impl Replica {
             l.lazy = Some(LazySlot {
                 slot,
                 record: l.last_accept,
-                waiting: false,
+                wait_until: None,
+                forced: false,
             });
             self.stats.slots_lazy += 1;
         }
@@ -322,8 +331,8 @@ impl Replica {
     /// gone), the driver asks [`Replica::lazy_sync_due`] and syncs: then the leader's vote
     /// counts as it always did, and lazy writes stay off for [`LAZY_OFF_NS`].
     ///
-    /// Only when no other slot is in flight: under load the next batch's sync comes soon
-    /// anyway and the pipeline runs as before. Not for a batch whose vote goes to the
+    /// Only when no other slot is in flight; while it is, requests gather into the next
+    /// batch as they would while the leader's sync ran (`try_propose`). Not for a batch whose vote goes to the
     /// followers (early learning counts the leader's durable vote), and not in
     /// quorum-lease mode, where a write waits for the vote of every lease holder, the
     /// leader's own among them when it holds a lease.
@@ -342,7 +351,7 @@ impl Replica {
     /// A lazy slot that has every vote of a quorum but the leader's own: wait
     /// `lazy_sync_wait_us` for one more follower, then let the driver ask whether to
     /// sync (`lazy_sync_due`).
-    fn start_lazy_wait(&mut self, slot: Slot) {
+    fn start_lazy_wait(&mut self, now: Nanos, slot: Slot) {
         let quorum = self.cfg.quorum();
         let me = self.id.bit();
         let durable = self.durable_id;
@@ -355,32 +364,43 @@ impl Replica {
         let Some(f) = l.in_flight.get(&slot) else {
             return;
         };
-        if z.slot != slot || z.waiting || z.record <= durable {
+        if z.slot != slot || z.wait_until.is_some() || z.record <= durable {
             return;
         }
         if ((f.votes_mask & !me).count_ones() as usize) + 1 < quorum {
             return;
         }
-        z.waiting = true;
         let after = self.cfg.lazy_sync_wait_us * super::NANOS_PER_US;
+        z.wait_until = Some(now + after);
         self.outbox.push(Action::CheckLazySync { after });
     }
 
     /// The wait of `start_lazy_wait` ran out: whether the lazy record should be synced
-    /// now, because its slot still waits for a vote. Then lazy writes stay off for
-    /// [`LAZY_OFF_NS`] (a follower is slow or gone: every lazy slot would wait as long).
+    /// now, because its slot still waits for a vote. After [`LAZY_LATE_IN_A_ROW`] such
+    /// slots in a row, lazy writes stay off for [`LAZY_OFF_NS`] (a follower is slow or
+    /// gone: every lazy slot would wait as long).
     pub fn lazy_sync_due(&mut self, now: Nanos) -> bool {
-        let Role::Leader(l) = &self.role else {
+        let Role::Leader(l) = &mut self.role else {
             return false;
         };
-        let Some(z) = l.lazy else {
+        let Some(z) = &mut l.lazy else {
             return false;
         };
-        if z.record <= self.durable_id || !l.in_flight.contains_key(&z.slot) {
+        // A check of an earlier lazy slot's wait may end during this one's: only this
+        // slot's own wait counts.
+        if z.record <= self.durable_id
+            || !l.in_flight.contains_key(&z.slot)
+            || z.wait_until.is_none_or(|t| now < t)
+        {
             return false;
         }
+        z.forced = true;
         self.stats.lazy_syncs_forced += 1;
-        self.lazy_off_until = now + LAZY_OFF_NS;
+        self.lazy_late_in_a_row += 1;
+        if self.lazy_late_in_a_row >= LAZY_LATE_IN_A_ROW {
+            self.lazy_late_in_a_row = 0;
+            self.lazy_off_until = now + LAZY_OFF_NS;
+        }
         true
     }
 
@@ -416,7 +436,7 @@ impl Replica {
             f.holders_until = f.holders_until.max(until);
         }
         self.maybe_choose(now, slot);
-        self.start_lazy_wait(slot);
+        self.start_lazy_wait(now, slot);
     }
 
     /// Chooses `slot` if its votes allow: a quorum, and every reported lease holder's vote
@@ -447,6 +467,10 @@ impl Replica {
         }
         let proposed_at = f.proposed_at;
         l.in_flight.remove(&slot);
+        if l.lazy.is_some_and(|z| z.slot == slot && !z.forced) {
+            // Chosen without waiting out the lazy wait.
+            self.lazy_late_in_a_row = 0;
+        }
         self.stats.slots_chosen_led += 1;
         self.stats.commit_wait_ns += now.saturating_sub(proposed_at);
         let e = self

@@ -98,7 +98,7 @@ struct Leadership {
     /// full batches leave (see `try_propose`).
     last_accept: PersistId,
     /// The slot whose accept this leader wrote lazily (`lazy_leader_sync`), with its
-    /// record, and whether the wait for its second follower vote was started.
+    /// record, and whether the wait for its last follower vote started and ran out.
     lazy: Option<LazySlot>,
 }
 
@@ -108,7 +108,10 @@ struct Leadership {
 struct LazySlot {
     slot: Slot,
     record: PersistId,
-    waiting: bool,
+    /// When the wait for its last follower vote ends, once it started.
+    wait_until: Option<Nanos>,
+    /// Its wait ran out: the driver syncs the leader's record (`lazy_sync_due`).
+    forced: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -367,8 +370,11 @@ pub struct Replica {
 
     next_persist_id: PersistId,
     durable_id: PersistId,
-    /// Lazy leader sync is off until then: a follower's vote came too late (`leader.rs`).
+    /// Lazy leader sync is off until then: followers' votes came too late
+    /// [`leader::LAZY_LATE_IN_A_ROW`] slots in a row (`leader.rs`).
     lazy_off_until: Nanos,
+    /// Lazy slots in a row whose last follower vote came too late.
+    lazy_late_in_a_row: u32,
     /// Messages held until a record is durable; those to peers at most `held_max`.
     held: VecDeque<(PersistId, ReplicaId, Message)>,
     /// Messages in `held` addressed to peers.
@@ -439,6 +445,7 @@ impl Replica {
             next_persist_id: 1,
             durable_id: 0,
             lazy_off_until: 0,
+            lazy_late_in_a_row: 0,
             held: VecDeque::new(),
             held_for_peers: 0,
             loopback: VecDeque::new(),

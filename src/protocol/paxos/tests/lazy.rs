@@ -68,40 +68,64 @@ fn a_lone_slot_is_chosen_by_the_followers_votes_while_the_leaders_record_waits()
         "chosen while the leader's own accept is not durable"
     );
     // Chosen: the wait's end asks for no sync.
+    c.now += c.replicas[0].cfg.lazy_sync_wait_us * NANOS_PER_US;
     assert!(!c.replicas[0].lazy_sync_due(c.now));
     assert_eq!(c.replicas[0].stats().lazy_syncs_forced, 0);
     assert_eq!(c.lazy_checks[0], 1, "one wait per slot");
 }
 
-#[test]
-fn a_late_second_vote_makes_the_leader_sync_and_stop_writing_lazily_for_a_while() {
-    let mut c = three();
-    c.request(0, 1, 7, 1, set("a", "1"));
-    deliver(&mut c, is_accept_for(1));
-    c.sync(1);
-    deliver(&mut c, is_vote_from(1));
-    assert_eq!(c.lazy_checks[0], 1);
-    assert_eq!(c.reply_of(1), None);
-    // r2 never answers: when the wait runs out the leader's record is wanted durable,
-    // and with it the leader's vote chooses the slot.
-    assert!(c.replicas[0].lazy_sync_due(c.now));
-    assert_eq!(c.replicas[0].stats().lazy_syncs_forced, 1);
-    c.sync(0);
-    assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
-    assert!(
-        !c.replicas[0].lazy_sync_due(c.now),
-        "nothing waits any more"
-    );
-    // Lazy writes stay off for a while, then come back.
+/// r0 proposes SET a `seq` lazily; only r1 votes; the wait runs out and the leader syncs.
+fn late_second_vote(c: &mut Cluster, seq: u64) {
     let lazy = c.replicas[0].stats().slots_lazy;
+    c.request(0, seq, 7, seq, set("a", &seq.to_string()));
+    assert_eq!(c.replicas[0].stats().slots_lazy, lazy + 1, "written lazily");
+    let checks = c.lazy_checks[0];
+    deliver(c, is_accept_for(1));
+    c.sync(1);
+    deliver(c, is_vote_from(1));
+    assert_eq!(c.lazy_checks[0], checks + 1);
+    assert_eq!(c.reply_of(seq), None);
+    // A check that ends before this slot's wait does (an earlier slot's) asks nothing.
+    let wait = c.replicas[0].cfg.lazy_sync_wait_us * NANOS_PER_US;
+    c.now += wait - 1;
+    assert!(!c.replicas[0].lazy_sync_due(c.now));
+    // r2 does not answer in time: the leader's record is wanted durable, and with it the
+    // leader's vote chooses the slot.
+    c.now += 1;
+    assert!(c.replicas[0].lazy_sync_due(c.now));
+    c.sync(0);
+    assert_eq!(c.reply_of(seq), Some(&ClientReply::Done(Reply::Ok)));
+    assert!(!c.replicas[0].lazy_sync_due(c.now), "nothing waits any more");
     c.wire.clear();
+}
+
+#[test]
+fn late_second_votes_make_the_leader_sync_and_in_a_row_stop_lazy_writes_for_a_while() {
+    use crate::protocol::paxos::leader::{LAZY_LATE_IN_A_ROW, LAZY_OFF_NS};
+    let mut c = three();
+    // A late vote now and then (a follower's disk stalls): lazy writes go on.
+    late_second_vote(&mut c, 1);
     c.request(0, 2, 7, 2, set("a", "2"));
+    c.run(|_, _, _| true);
+    assert_eq!(c.replicas[0].stats().slots_lazy, 2, "a slot chosen in time");
+    // Late ones in a row (a follower gone): lazy writes stop for a while…
+    let mut seq = 3;
+    for _ in 0..LAZY_LATE_IN_A_ROW {
+        late_second_vote(&mut c, seq);
+        seq += 1;
+    }
+    assert_eq!(
+        c.replicas[0].stats().lazy_syncs_forced,
+        1 + u64::from(LAZY_LATE_IN_A_ROW)
+    );
+    let lazy = c.replicas[0].stats().slots_lazy;
+    c.request(0, seq, 7, seq, set("a", "x"));
     assert_eq!(c.replicas[0].stats().slots_lazy, lazy);
     c.run(|_, _, _| true);
-    assert_eq!(c.reply_of(2), Some(&ClientReply::Done(Reply::Ok)));
-    c.now += crate::protocol::paxos::leader::LAZY_OFF_NS;
-    c.request(0, 3, 7, 3, set("a", "3"));
-    assert_eq!(c.replicas[0].stats().slots_lazy, lazy + 1);
+    assert_eq!(c.reply_of(seq), Some(&ClientReply::Done(Reply::Ok)));
+    // …then come back.
+    c.now += LAZY_OFF_NS;
+    late_second_vote(&mut c, seq + 1);
 }
 
 #[test]
@@ -145,13 +169,22 @@ fn a_leader_that_crashes_before_its_lazy_record_is_durable_loses_no_chosen_write
 
 #[test]
 fn no_lazy_write_when_the_leader_is_needed_or_it_is_off() {
-    // Another slot in flight: the second accept is synced (it makes the first durable).
+    // Another slot in flight: a partial batch waits for the lazy slot to be chosen (as
+    // for a sync), a full one leaves and is synced (which makes the first durable too).
     let mut c = three();
     let before = c.replicas[0].stats().slots_proposed;
     c.request(0, 1, 7, 1, set("a", "1"));
     c.request(0, 2, 8, 1, set("b", "1"));
-    assert_eq!(c.replicas[0].stats().slots_proposed - before, 2);
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 1);
+    c.replicas[0].cfg.batch_max = 1;
+    c.request(0, 3, 9, 1, set("c", "1"));
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 3);
     assert_eq!(c.replicas[0].stats().slots_lazy, 1);
+    assert_eq!(lazy_accepts(&c, 0), 1);
+    c.run(|_, _, _| true);
+    for t in 1..=3 {
+        assert_eq!(c.reply_of(t), Some(&ClientReply::Done(Reply::Ok)));
+    }
     // Turned off.
     let mut c = three();
     c.replicas[0].cfg.lazy_leader_sync = false;
