@@ -54,7 +54,11 @@ impl Shard {
                 self.persisting.borrow_mut().push_back((lsn, id));
                 self.counters.borrow_mut().records_persisted += 1;
             }
-            Err(WalError::PendingFull { .. }) => return Err((parts.concat(), id)),
+            Err(WalError::PendingFull { .. }) => {
+                // Lazy records alone may have filled it: a sync makes room.
+                self.wal.flush();
+                return Err((parts.concat(), id));
+            }
             // The core drops every batch whose encoding bound exceeds the record limit,
             // and leaders never build one, so this means the bound is wrong. The WAL took
             // nothing and still works, but the core already counts this record as its

@@ -95,7 +95,10 @@ fn late_second_vote(c: &mut Cluster, seq: u64) {
     assert!(c.replicas[0].lazy_sync_due(c.now));
     c.sync(0);
     assert_eq!(c.reply_of(seq), Some(&ClientReply::Done(Reply::Ok)));
-    assert!(!c.replicas[0].lazy_sync_due(c.now), "nothing waits any more");
+    assert!(
+        !c.replicas[0].lazy_sync_due(c.now),
+        "nothing waits any more"
+    );
     c.wire.clear();
 }
 

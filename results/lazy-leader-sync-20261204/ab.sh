@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Clusters side by side, one per variant "name=extra cluster flags" (1 shard, leader-lease,
+# the same binary COREPAX_BIN), each driven in turn by the same redis-benchmark command
+# (RBARGS, -n N) through its leader, ROUNDS times; prints the CSV row and every node's CPU
+# µs per request (leader first).
+#   VARIANTS="on= off=--lazy-leader-sync=false" RBARGS="-c 1 -P 1" N=15000 ROUNDS=4 ab.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+resolve_bin
+TMP=$(mktemp -d)
+declare -A PORT PIDS CP
+NAMES=()
+IFS=';' read -r -a VS <<<"${VARIANTS:-on=;off=--lazy-leader-sync false}"
+for v in "${VS[@]}"; do
+  name=${v%%=*}; flags=${v#*=}
+  NAMES+=("$name")
+  ( SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $flags" start_cluster "$TMP/d-$name" "$TMP/c-$name.log" >/dev/null 2>&1
+    echo "$LEAD_PORT $CLUSTER_PID $LEAD_NODE ${NODE_PIDS[*]}" > "$TMP/$name.info" )
+  read -r port cpid lead p0 p1 p2 < "$TMP/$name.info"
+  pids=("$p0" "$p1" "$p2")
+  PORT[$name]=$port; CP[$name]=$cpid
+  PIDS[$name]="${pids[$lead]} $(for i in 0 1 2; do [ "$i" = "$lead" ] || printf '%s ' "${pids[$i]}"; done)"
+done
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+N=${N:-15000}
+for r in $(seq "${ROUNDS:-4}"); do for name in "${NAMES[@]}"; do
+  read -r -a pids <<<"${PIDS[$name]}"
+  a=(); for p in "${pids[@]}"; do a+=("$(ticks "$p")"); done
+  line=$(redis-benchmark -p "${PORT[$name]}" ${RBARGS:--c 1 -P 1} -n "$N" -r 100000 -t set --csv | tail -1)
+  cpu=""; i=0
+  for p in "${pids[@]}"; do
+    cpu="$cpu $(python3 -c "print('%.2f' % (($(ticks "$p") - ${a[$i]}) * 10000 / $N))")"; i=$((i + 1))
+  done
+  echo "round $r $name $line cpu_us/op(leader followers):$cpu"
+done; done
+for name in "${NAMES[@]}"; do kill -TERM -- "-${CP[$name]}" 2>/dev/null || true; done
+sleep 1; rm -rf "$TMP"
