@@ -341,7 +341,7 @@ impl Replica {
             return false;
         };
         self.cfg.lazy_leader_sync
-            && self.cfg.replicas > self.cfg.quorum()
+            && self.cfg.replicas == 3
             && self.cfg.read_mode != ReadMode::QuorumLease
             && l.in_flight.is_empty()
             && now >= self.lazy_off_until
