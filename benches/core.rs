@@ -76,7 +76,8 @@ impl Group {
                     Action::Send { to, msg } => self.wire.push_back((ReplicaId(i as u8), to, msg)),
                     Action::Persist { id, .. } => last_persist = Some(id),
                     Action::Reply { .. } => self.replies += 1,
-                    Action::SaveSnapshot => {}
+                    // Every record, lazy or not, is durable at once here.
+                    Action::SaveSnapshot | Action::CheckLazySync { .. } => {}
                 }
             }
             match last_persist {
@@ -268,7 +269,8 @@ impl MixGroup {
                     }
                     Action::Persist { id, .. } => last_persist = Some(id),
                     Action::Reply { .. } => self.replies += 1,
-                    Action::SaveSnapshot => {}
+                    // Every record, lazy or not, is durable at once here.
+                    Action::SaveSnapshot | Action::CheckLazySync { .. } => {}
                 }
             }
             self.actions = actions;

@@ -11,12 +11,14 @@
 //! leader + one follower. Each follower writes its record the same way and acknowledges.
 //! Leader and followers are threads of this process, each with its own file in `DIR`.
 //! With 0 followers it is one durable write per request, as Redis `appendfsync always`.
+//! With `lazy` last, the leader writes nothing and waits for every follower's
+//! acknowledgement instead: the floor under corepax's lazy leader sync.
 //!
 //! `scripts/floor.sh` runs it beside corepax and Redis (`floor-3-replicas`: 2 followers).
 //!
 //! ```text
 //! cargo build --release --example replfloor
-//! target/release/examples/replfloor PORT FOLLOWERS DIR
+//! target/release/examples/replfloor PORT FOLLOWERS DIR [lazy]
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -139,6 +141,8 @@ struct Leader {
     slot: u64,
     followers: Vec<TcpStream>,
     acked: Vec<u64>,
+    /// No write of our own; every follower's acknowledgement instead of one.
+    lazy: bool,
 }
 
 impl Leader {
@@ -150,8 +154,17 @@ impl Leader {
         for f in &mut self.followers {
             f.write_all(&accept)?;
         }
-        durable_write(&self.own, &mut self.block, self.slot)?;
-        while !self.followers.is_empty() && self.acked.iter().all(|&a| a < self.slot) {
+        if !self.lazy {
+            durable_write(&self.own, &mut self.block, self.slot)?;
+        }
+        let waiting = |acked: &[u64], slot| {
+            if self.lazy {
+                acked.iter().any(|&a| a < slot)
+            } else {
+                acked.iter().all(|&a| a < slot)
+            }
+        };
+        while !self.followers.is_empty() && waiting(&self.acked, self.slot) {
             let mut fds: Vec<libc::pollfd> = self
                 .followers
                 .iter()
@@ -198,8 +211,10 @@ impl Leader {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, port, followers, dir] = &args[..] else {
-        return Err("usage: replfloor PORT FOLLOWERS DIR".into());
+    let (port, followers, dir, lazy) = match &args[..] {
+        [_, port, followers, dir] => (port, followers, dir, false),
+        [_, port, followers, dir, lazy] if lazy == "lazy" => (port, followers, dir, true),
+        _ => return Err("usage: replfloor PORT FOLLOWERS DIR [lazy]".into()),
     };
     let mut streams = Vec::new();
     for i in 0..followers.parse::<usize>()? {
@@ -221,6 +236,7 @@ fn main() -> Result<()> {
         slot: 0,
         acked: vec![0; streams.len()],
         followers: streams,
+        lazy,
     };
     let clients = TcpListener::bind(format!("127.0.0.1:{port}"))?;
     // One client at a time, as the floor is measured.

@@ -2,7 +2,8 @@
 //!
 //! Every protocol core is a sans-IO state machine with the same inputs (a client request,
 //! a peer message, a tick, a storage completion, each with `now`) and the same outputs
-//! (`outbox::Action`s: send, persist, reply, save a snapshot). [`Core`] is what the shared
+//! (`outbox::Action`s: send, persist (maybe lazily), check a lazy sync, reply, save a
+//! snapshot). [`Core`] is what the shared
 //! driver code (`outbox::Outbox`, `outbox::SnapshotSchedule`, `client::LeaderView`) needs
 //! of a core; [`Consensus`] is the replica a driver holds, one variant per protocol.
 
