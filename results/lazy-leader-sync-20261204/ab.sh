@@ -2,7 +2,7 @@
 # Clusters side by side, one per variant "name=extra cluster flags" (1 shard, leader-lease,
 # the same binary COREPAX_BIN), each driven in turn by the same redis-benchmark command
 # (RBARGS, -n N) through its leader, ROUNDS times; prints the CSV row and every node's CPU
-# µs per request (leader first).
+# µs per request (leader first). "name=@BINARY flags" gives a variant its own binary.
 #   VARIANTS="on= off=--lazy-leader-sync=false" RBARGS="-c 1 -P 1" N=15000 ROUNDS=4 ab.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,9 @@ IFS=';' read -r -a VS <<<"${VARIANTS:-on=;off=--lazy-leader-sync false}"
 for v in "${VS[@]}"; do
   name=${v%%=*}; flags=${v#*=}
   NAMES+=("$name")
-  ( SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $flags" start_cluster "$TMP/d-$name" "$TMP/c-$name.log" >/dev/null 2>&1
+  # "name=@/path/to/corepax flags": that variant's own binary.
+  if [[ $flags == @* ]]; then read -r bin flags <<<"${flags#@}"; else bin=$BIN; fi
+  ( BIN=$bin; SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $flags" start_cluster "$TMP/d-$name" "$TMP/c-$name.log" >/dev/null 2>&1
     echo "$LEAD_PORT $CLUSTER_PID $LEAD_NODE ${NODE_PIDS[*]}" > "$TMP/$name.info" )
   read -r port cpid lead p0 p1 p2 < "$TMP/$name.info"
   pids=("$p0" "$p1" "$p2")

@@ -27,7 +27,8 @@ pub enum Action {
         lazy: bool,
     },
     /// In `after` ns, ask the core whether its lazy records are wanted durable now
-    /// ([`Consensus::lazy_sync_due`](super::consensus::Consensus::lazy_sync_due)); if so, sync them.
+    /// ([`Consensus::lazy_sync_due`](super::consensus::Consensus::lazy_sync_due)); if
+    /// so, sync them.
     CheckLazySync {
         /// How long to wait (ns).
         after: Nanos,

@@ -234,11 +234,11 @@ impl Replica {
             // meanwhile leave together when it completes, one slot (one accept to each
             // follower, one vote back from each) per sync instead of one per arrival.
             // A lazy accept starts no sync: its slot's votes take the sync's place, and the
-            // requests arriving meanwhile leave together once it is chosen.
-            let syncing = match l.lazy {
-                Some(z) if z.record == l.last_accept => l.in_flight.contains_key(&z.slot),
-                _ => l.last_accept > self.durable_id,
-            };
+            // requests arriving meanwhile leave together once it is chosen (or its record
+            // became durable after all).
+            let syncing = l.last_accept > self.durable_id
+                && l.lazy
+                    .is_none_or(|z| z.record != l.last_accept || l.in_flight.contains_key(&z.slot));
             let delay = if self.gathering || syncing {
                 Nanos::MAX
             } else {
@@ -329,13 +329,14 @@ impl Replica {
     /// any follower that missed some accepts. If the last vote the leader's own would
     /// replace has not come `lazy_sync_wait_us` after the others (a follower slow or
     /// gone), the driver asks [`Replica::lazy_sync_due`] and syncs: then the leader's vote
-    /// counts as it always did, and lazy writes stay off for [`LAZY_OFF_NS`].
+    /// counts as it always did (and after [`LAZY_LATE_IN_A_ROW`] such slots lazy writes
+    /// stay off for [`LAZY_OFF_NS`]).
     ///
     /// Only when no other slot is in flight; while it is, requests gather into the next
-    /// batch as they would while the leader's sync ran (`try_propose`). Not for a batch whose vote goes to the
-    /// followers (early learning counts the leader's durable vote), and not in
-    /// quorum-lease mode, where a write waits for the vote of every lease holder, the
-    /// leader's own among them when it holds a lease.
+    /// batch as they would while the leader's sync ran (`try_propose`). Not for a batch
+    /// whose vote goes to the followers (early learning counts the leader's durable vote),
+    /// and not in quorum-lease mode, where a write waits for the vote of every lease
+    /// holder, the leader's own among them when it holds a lease.
     fn lazy_sync_allowed(&self, now: Nanos, batch: &Batch) -> bool {
         let Role::Leader(l) = &self.role else {
             return false;

@@ -217,3 +217,24 @@ fn no_lazy_write_when_the_leader_is_needed_or_it_is_off() {
     c.request(0, 2, 100, 1, set("a", "2"));
     assert_eq!(c.replicas[0].stats().slots_lazy, 1);
 }
+
+#[test]
+fn a_partial_batch_waits_for_a_lazy_slot_only_while_its_record_is_not_durable() {
+    let mut c = three();
+    let before = c.replicas[0].stats().slots_proposed;
+    c.request(0, 1, 7, 1, set("a", "1"));
+    c.request(0, 2, 8, 1, set("b", "1"));
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 1, "b waits");
+    // The leader's record becomes durable (a tick's sync) before any follower voted: the
+    // lazy slot now waits like any synced one, and b leaves at once, not lazily (a
+    // slot is in flight); c waits for b's sync.
+    c.sync(0);
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 2, "b leaves");
+    assert_eq!(c.replicas[0].stats().slots_lazy, 1);
+    c.request(0, 3, 9, 1, set("c", "1"));
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 2, "c waits");
+    c.run(|_, _, _| true);
+    for t in 1..=3 {
+        assert_eq!(c.reply_of(t), Some(&ClientReply::Done(Reply::Ok)));
+    }
+}
