@@ -67,7 +67,8 @@ fn scan_returns_keys_present_throughout_while_others_change() {
     // Scan node 1 in small steps while another client adds and removes keys.
     let writer_addr = cluster.clients[2];
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_writer = stop.clone();
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (stop_writer, writes_done) = (stop.clone(), writes.clone());
     let writer = std::thread::spawn(move || {
         let mut w = Client::connect(writer_addr).unwrap();
         let mut i = 0;
@@ -77,8 +78,14 @@ fn scan_returns_keys_present_throughout_while_others_change() {
                 w.cmd(&["DEL", &format!("churn:{}", i / 2)]).unwrap();
             }
             i += 1;
+            writes_done.store(i, std::sync::atomic::Ordering::Relaxed);
         }
         i
+    });
+    // The scan starts once the writer writes: a scan of a few hundred keys can end before
+    // a new thread has even connected (CI saw "0 writes during 59 steps").
+    wait_until("the writer's first write", Duration::from_secs(10), || {
+        writes.load(std::sync::atomic::Ordering::Relaxed) > 0
     });
     let mut scanner = Client::connect(cluster.clients[1]).unwrap();
     let mut seen = Vec::new();
