@@ -46,14 +46,7 @@ fn r1_set_a() -> Request {
 
 /// Delivers what is on the wire to `to` only, without syncing anyone.
 fn deliver_to(c: &mut Cluster, to: usize) {
-    let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut c.wire)
-        .into_iter()
-        .partition(|(_, t, _)| t.index() == to);
-    c.wire = stay;
-    for (from, to, msg) in go {
-        c.replicas[to.index()].on_message(c.now, from, msg);
-        c.collect(to.index());
-    }
+    c.deliver(|_, t, _| t.index() == to);
 }
 
 #[test]

@@ -5,18 +5,6 @@
 use super::*;
 use crate::config::ReadMode;
 
-/// Delivers the wire's messages for which `go` holds, syncing nobody.
-fn deliver(c: &mut Cluster, go: impl Fn(ReplicaId, ReplicaId, &Message) -> bool) {
-    let (now, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut c.wire)
-        .into_iter()
-        .partition(|(f, t, m)| go(*f, *t, m));
-    c.wire = stay;
-    for (from, to, msg) in now {
-        c.replicas[to.index()].on_message(c.now, from, msg);
-        c.collect(to.index());
-    }
-}
-
 fn is_accept_for(to: usize) -> impl Fn(ReplicaId, ReplicaId, &Message) -> bool {
     move |_, t, m| t.index() == to && matches!(m, Message::Accept { .. })
 }
@@ -40,6 +28,18 @@ fn three() -> Cluster {
     c
 }
 
+/// `three()`, then SET a 1 (written lazily) and SET b 1, a partial batch that waits for
+/// it as for a sync; with the slots proposed before them.
+fn lazy_slot_and_a_waiting_batch() -> (Cluster, u64) {
+    let mut c = three();
+    let before = c.replicas[0].stats().slots_proposed;
+    c.request(0, 1, 7, 1, set("a", "1"));
+    c.request(0, 2, 8, 1, set("b", "1"));
+    assert_eq!(c.replicas[0].stats().slots_proposed - before, 1, "b waits");
+    assert_eq!(c.replicas[0].stats().slots_lazy, 1);
+    (c, before)
+}
+
 #[test]
 fn a_lone_slot_is_chosen_by_the_followers_votes_while_the_leaders_record_waits() {
     let mut c = three();
@@ -52,14 +52,14 @@ fn a_lone_slot_is_chosen_by_the_followers_votes_while_the_leaders_record_waits()
     );
     assert_eq!(c.replicas[0].stats().slots_lazy, 1);
     for f in [1, 2] {
-        deliver(&mut c, is_accept_for(f));
+        c.deliver(is_accept_for(f));
         c.sync(f);
     }
     // The first follower's vote alone is not a quorum: the leader starts its wait.
-    deliver(&mut c, is_vote_from(1));
+    c.deliver(is_vote_from(1));
     assert_eq!(c.reply_of(1), None);
     assert_eq!(c.lazy_checks[0], 1);
-    deliver(&mut c, is_vote_from(2));
+    c.deliver(is_vote_from(2));
     assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
     assert!(
         c.unsynced[0]
@@ -80,9 +80,9 @@ fn late_second_vote(c: &mut Cluster, seq: u64) {
     c.request(0, seq, 7, seq, set("a", &seq.to_string()));
     assert_eq!(c.replicas[0].stats().slots_lazy, lazy + 1, "written lazily");
     let checks = c.lazy_checks[0];
-    deliver(c, is_accept_for(1));
+    c.deliver(is_accept_for(1));
     c.sync(1);
-    deliver(c, is_vote_from(1));
+    c.deliver(is_vote_from(1));
     assert_eq!(c.lazy_checks[0], checks + 1);
     assert_eq!(c.reply_of(seq), None);
     // A check that ends before this slot's wait does (an earlier slot's) asks nothing.
@@ -136,10 +136,10 @@ fn a_leader_that_crashes_before_its_lazy_record_is_durable_loses_no_chosen_write
     let mut c = three();
     c.request(0, 1, 7, 1, set("a", "1"));
     for f in [1, 2] {
-        deliver(&mut c, is_accept_for(f));
+        c.deliver(is_accept_for(f));
         c.sync(f);
     }
-    deliver(&mut c, |_, _, m| matches!(m, Message::Accepted { .. }));
+    c.deliver(|_, _, m| matches!(m, Message::Accepted { .. }));
     assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
     // The leader's accept of the acknowledged write never reached its disk.
     c.crash(0);
@@ -174,11 +174,7 @@ fn a_leader_that_crashes_before_its_lazy_record_is_durable_loses_no_chosen_write
 fn no_lazy_write_when_the_leader_is_needed_or_it_is_off() {
     // Another slot in flight: a partial batch waits for the lazy slot to be chosen (as
     // for a sync), a full one leaves and is synced (which makes the first durable too).
-    let mut c = three();
-    let before = c.replicas[0].stats().slots_proposed;
-    c.request(0, 1, 7, 1, set("a", "1"));
-    c.request(0, 2, 8, 1, set("b", "1"));
-    assert_eq!(c.replicas[0].stats().slots_proposed - before, 1);
+    let (mut c, before) = lazy_slot_and_a_waiting_batch();
     c.replicas[0].cfg.batch_max = 1;
     c.request(0, 3, 9, 1, set("c", "1"));
     assert_eq!(c.replicas[0].stats().slots_proposed - before, 3);
@@ -220,11 +216,7 @@ fn no_lazy_write_when_the_leader_is_needed_or_it_is_off() {
 
 #[test]
 fn a_partial_batch_waits_for_a_lazy_slot_only_while_its_record_is_not_durable() {
-    let mut c = three();
-    let before = c.replicas[0].stats().slots_proposed;
-    c.request(0, 1, 7, 1, set("a", "1"));
-    c.request(0, 2, 8, 1, set("b", "1"));
-    assert_eq!(c.replicas[0].stats().slots_proposed - before, 1, "b waits");
+    let (mut c, before) = lazy_slot_and_a_waiting_batch();
     // The leader's record becomes durable (a tick's sync) before any follower voted: the
     // lazy slot now waits like any synced one, and b leaves at once, not lazily (a
     // slot is in flight); c waits for b's sync.

@@ -108,6 +108,19 @@ impl Cluster {
         }
     }
 
+    /// Delivers the messages on the wire that pass `filter` once (others stay), syncing
+    /// nobody.
+    fn deliver(&mut self, filter: impl Fn(ReplicaId, ReplicaId, &Message) -> bool) {
+        let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wire)
+            .into_iter()
+            .partition(|(f, t, m)| filter(*f, *t, m));
+        self.wire = stay;
+        for (from, to, msg) in go {
+            self.replicas[to.index()].on_message(self.now, from, msg);
+            self.collect(to.index());
+        }
+    }
+
     /// Delivers every message passing `filter` (others stay on the wire), syncing disks,
     /// until nothing moves.
     fn run(&mut self, filter: impl Fn(ReplicaId, ReplicaId, &Message) -> bool) {
