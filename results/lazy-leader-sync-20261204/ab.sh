@@ -3,6 +3,7 @@
 # the same binary COREPAX_BIN), each driven in turn by the same redis-benchmark command
 # (RBARGS, -n N) through its leader, ROUNDS times; prints the CSV row and every node's CPU
 # µs per request (leader first). "name=@BINARY flags" gives a variant its own binary.
+# T=get runs GETs (default set), after one pass of pipelined SETs of the same keys.
 #   VARIANTS="on= off=--lazy-leader-sync=false" RBARGS="-c 1 -P 1" N=15000 ROUNDS=4 ab.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,12 +25,16 @@ for v in "${VS[@]}"; do
   PORT[$name]=$port; CP[$name]=$cpid
   PIDS[$name]="${pids[$lead]} $(for i in 0 1 2; do [ "$i" = "$lead" ] || printf '%s ' "${pids[$i]}"; done)"
 done
+T=${T:-set}
+if [ "$T" != set ]; then for name in "${NAMES[@]}"; do
+  redis-benchmark -p "${PORT[$name]}" -c 50 -P 16 -n 300000 -r 100000 -t set -q >/dev/null
+done; fi
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 N=${N:-15000}
 for r in $(seq "${ROUNDS:-4}"); do for name in "${NAMES[@]}"; do
   read -r -a pids <<<"${PIDS[$name]}"
   a=(); for p in "${pids[@]}"; do a+=("$(ticks "$p")"); done
-  line=$(redis-benchmark -p "${PORT[$name]}" ${RBARGS:--c 1 -P 1} -n "$N" -r 100000 -t set --csv | tail -1)
+  line=$(redis-benchmark -p "${PORT[$name]}" ${RBARGS:--c 1 -P 1} -n "$N" -r 100000 -t "$T" --csv | tail -1)
   cpu=""; i=0
   for p in "${pids[@]}"; do
     cpu="$cpu $(python3 -c "print('%.2f' % (($(ticks "$p") - ${a[$i]}) * 10000 / $N))")"; i=$((i + 1))

@@ -214,15 +214,20 @@ async fn serve_connection(
                 }),
             );
         }
-        for d in decoded.drain(..) {
-            let p = match d {
-                Decoded::Command(value) => commands::start(local, conn, value),
-                Decoded::TooLarge { bytes, bytes_max } => commands::Pending::Ready(Outcome::Error(
-                    format!("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"),
-                )),
-            };
-            pending.push((p, conn.proto));
-        }
+        // The pipeline's lease reads share one clock reading while the replica does not step.
+        local.shard.sharing_one_clock_reading(|| {
+            for d in decoded.drain(..) {
+                let p = match d {
+                    Decoded::Command(value) => commands::start(local, conn, value),
+                    Decoded::TooLarge { bytes, bytes_max } => {
+                        commands::Pending::Ready(Outcome::Error(format!(
+                            "ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"
+                        )))
+                    }
+                };
+                pending.push((p, conn.proto));
+            }
+        });
         if let Some(e) = bad {
             // No partial apply: commands decoded before the bad frame still run and get
             // answers; then the error, then the connection closes (the framing is lost:

@@ -82,7 +82,7 @@ impl Shard {
     /// The answer to a read this replica can give at once (a lease read, see
     /// `Replica::read_now`): no session, no step, no waiting. `None`: submit it.
     pub fn read_now(&self, cmd: &Command) -> Option<Reply> {
-        let now = self.now();
+        let now = self.reads_now();
         let reply = self
             .client
             .borrow()
