@@ -4,6 +4,8 @@
 # (RBARGS, -n N) through its leader, ROUNDS times; prints the CSV row and every node's CPU
 # µs per request (leader first). "name=@BINARY flags" gives a variant its own binary.
 # T=get runs GETs (default set), after one pass of pipelined SETs of the same keys.
+# CLIENT_STAT=1 also prints the benchmark client's CPU µs and context switches per request
+# (`perf stat` around redis-benchmark).
 #   VARIANTS="on= off=--lazy-leader-sync=false" RBARGS="-c 1 -P 1" N=15000 ROUNDS=4 ab.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,12 +36,19 @@ N=${N:-15000}
 for r in $(seq "${ROUNDS:-4}"); do for name in "${NAMES[@]}"; do
   read -r -a pids <<<"${PIDS[$name]}"
   a=(); for p in "${pids[@]}"; do a+=("$(ticks "$p")"); done
-  line=$(redis-benchmark -p "${PORT[$name]}" ${RBARGS:--c 1 -P 1} -n "$N" -r 100000 -t "$T" --csv | tail -1)
+  stat=()
+  [ -z "${CLIENT_STAT:-}" ] || stat=(perf stat -x, -e task-clock,context-switches -o "$TMP/client.stat")
+  line=$("${stat[@]}" redis-benchmark -p "${PORT[$name]}" ${RBARGS:--c 1 -P 1} -n "$N" -r 100000 -t "$T" --csv | tail -1)
   cpu=""; i=0
   for p in "${pids[@]}"; do
     cpu="$cpu $(python3 -c "print('%.2f' % (($(ticks "$p") - ${a[$i]}) * 10000 / $N))")"; i=$((i + 1))
   done
-  echo "round $r $name $line cpu_us/op(leader followers):$cpu"
+  client=""
+  if [ -n "${CLIENT_STAT:-}" ]; then
+    client=$(awk -F, -v n="$N" '/task-clock/ {ms=$1} /context-switches/ {cs=$1}
+      END {printf " client: %.2f us/op, %.1f switches per 1000 ops", ms * 1000 / n, cs * 1000 / n}' "$TMP/client.stat")
+  fi
+  echo "round $r $name $line cpu_us/op(leader followers):$cpu$client"
 done; done
 for name in "${NAMES[@]}"; do kill -TERM -- "-${CP[$name]}" 2>/dev/null || true; done
 sleep 1; rm -rf "$TMP"
