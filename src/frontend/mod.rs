@@ -165,6 +165,36 @@ async fn connection(local: Rc<Local>, stream: TcpStream) -> std::io::Result<()> 
     result
 }
 
+/// Starts a pipeline's decoded commands in order: the items its reads read prefetched
+/// first, its lease reads sharing one clock reading while the replica does not step.
+fn start_pipeline(
+    local: &Rc<Local>,
+    conn: &mut conn::Conn,
+    decoded: &mut Vec<Decoded>,
+    pending: &mut Vec<(commands::Pending, commands::Proto)>,
+) {
+    if decoded.len() > 1 {
+        commands::prefetch_reads(
+            local,
+            decoded.iter().filter_map(|d| match d {
+                Decoded::Command(value) => Some(value),
+                Decoded::TooLarge { .. } => None,
+            }),
+        );
+    }
+    local.shard.sharing_one_clock_reading(|| {
+        for d in decoded.drain(..) {
+            let p = match d {
+                Decoded::Command(value) => commands::start(local, conn, value),
+                Decoded::TooLarge { bytes, bytes_max } => commands::Pending::Ready(Outcome::Error(
+                    format!("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"),
+                )),
+            };
+            pending.push((p, conn.proto));
+        }
+    });
+}
+
 async fn serve_connection(
     local: &Rc<Local>,
     mut stream: TcpStream,
@@ -205,29 +235,7 @@ async fn serve_connection(
                 }
             }
         }
-        if decoded.len() > 1 {
-            commands::prefetch_reads(
-                local,
-                decoded.iter().filter_map(|d| match d {
-                    Decoded::Command(value) => Some(value),
-                    Decoded::TooLarge { .. } => None,
-                }),
-            );
-        }
-        // The pipeline's lease reads share one clock reading while the replica does not step.
-        local.shard.sharing_one_clock_reading(|| {
-            for d in decoded.drain(..) {
-                let p = match d {
-                    Decoded::Command(value) => commands::start(local, conn, value),
-                    Decoded::TooLarge { bytes, bytes_max } => {
-                        commands::Pending::Ready(Outcome::Error(format!(
-                            "ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"
-                        )))
-                    }
-                };
-                pending.push((p, conn.proto));
-            }
-        });
+        start_pipeline(local, conn, &mut decoded, &mut pending);
         if let Some(e) = bad {
             // No partial apply: commands decoded before the bad frame still run and get
             // answers; then the error, then the connection closes (the framing is lost:
