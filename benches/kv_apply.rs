@@ -18,7 +18,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use corepax::protocol::watch::{Event, History};
+use corepax::protocol::watch::{EventRef, History};
 use corepax::protocol::{Command, Kv, Request};
 
 const KEYS: u64 = 1_000_000;
@@ -69,11 +69,12 @@ fn apply(c: &mut Criterion) {
                         for req in batch {
                             kv.apply(slot, req);
                         }
-                        for ev in kv.take_events() {
-                            if let Event::Change(c) = ev {
-                                history.push(c);
+                        // As a shard does with no key watched (`Pubsub::on_event`).
+                        kv.drain_events(|e| {
+                            if let EventRef::Change { key, version, kind } = e {
+                                history.push(key, version, kind);
                             }
-                        }
+                        });
                     }
                 })
             },

@@ -20,7 +20,7 @@ pub use super::item::{EntryRef, Item, Kind, ValueRef};
 use super::list::List;
 use super::merkle::{MerkleTree, entry_digest};
 use super::types::{ClientId, MapHasher, Slot};
-use super::watch::{ChangeKind, Event, Recorder};
+use super::watch::{ChangeKind, Event, EventRef, Recorder};
 
 /// Fewer keys than this and [`Kv::prefetch`] skips its walk: a few thousand items of a
 /// few hundred bytes and the Merkle leaves they touch fit a core's L2 cache (1 MiB on
@@ -336,6 +336,14 @@ impl Kv {
     /// The events recorded since the last call, in apply order (empty when not recording).
     pub fn take_events(&mut self) -> Vec<Event> {
         self.events.as_mut().map(Recorder::take).unwrap_or_default()
+    }
+
+    /// Hands the events recorded since the last call to `f` in apply order, changes' keys
+    /// borrowed ([`Recorder::drain`]); nothing when not recording.
+    pub fn drain_events(&mut self, f: impl FnMut(EventRef<'_>)) {
+        if let Some(events) = &mut self.events {
+            events.drain(f);
+        }
     }
 
     /// The item of a key.

@@ -50,9 +50,6 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
-// What a retained change costs, besides its key's own copy (the docs say so).
-const _: () = assert!(std::mem::size_of::<Change>() == 48);
-
 /// Something the state machine did that clients may wait for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -71,29 +68,54 @@ pub enum Event {
     Reset,
 }
 
-/// The events applying the log records until the driver takes them, with the changed
-/// keys copied into one buffer per step instead of an allocation per key: a change's key
-/// becomes a slice of that buffer when the events are taken. Every write of every replica
-/// reports its key (the history keeps it, watched or not), so this is a write's cost.
+/// The events applying the log records until the driver takes them. Every write of every
+/// replica reports its key (the history keeps it, watched or not), so recording is a
+/// write's cost: a change is its key appended to one buffer and 16 bytes, no [`Event`]
+/// and no allocation of its own; the driver reads them borrowed ([`Recorder::drain`]).
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
-    events: Vec<Event>,
-    /// The keys of the changes in `events`, one after the other.
+    /// The keys of the changes, one after the other.
     keys: Vec<u8>,
-    /// Each change in `events`, in order: its index there and where its key ends in `keys`.
-    changes: Vec<(usize, usize)>,
+    /// The changes, in order, each with where its key ends in `keys`.
+    changes: Vec<Recorded>,
+    /// The other events, each with the number of changes recorded before it.
+    others: Vec<(usize, Event)>,
+}
+
+/// One recorded change (its key in [`Recorder::keys`]).
+#[derive(Clone, Copy, Debug)]
+struct Recorded {
+    version: Slot,
+    key_end: u32,
+    kind: ChangeKind,
+}
+
+/// An event as [`Recorder::drain`] hands it over: a change with its key borrowed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EventRef<'a> {
+    /// A key changed.
+    Change {
+        /// The key.
+        key: &'a [u8],
+        /// The slot of the entry that changed it.
+        version: Slot,
+        /// How.
+        kind: ChangeKind,
+    },
+    /// Any other event ([`Event::Message`], [`Event::Reset`]).
+    Other(Event),
 }
 
 impl Recorder {
     /// Records that `key` changed at `version`.
     pub fn change(&mut self, key: &[u8], version: Slot, kind: ChangeKind) {
         self.keys.extend_from_slice(key);
-        self.changes.push((self.events.len(), self.keys.len()));
-        self.events.push(Event::Change(Change {
-            key: Bytes::new(),
+        self.changes.push(Recorded {
             version,
+            // A step's keys are bounded by its log entries' bytes, far below 4 GiB.
+            key_end: u32::try_from(self.keys.len()).expect("a step's keys fit in 4 GiB"),
             kind,
-        }));
+        });
     }
 
     /// Records another event.
@@ -102,40 +124,51 @@ impl Recorder {
             !matches!(event, Event::Change(_)),
             "changes go through `change`"
         );
-        self.events.push(event);
+        self.others.push((self.changes.len(), event));
     }
 
-    /// The events recorded since the last call, in order. The keys of one call's changes
-    /// share one buffer, freed when the last of them is: whoever keeps a change long and
-    /// alone (a watcher's mailbox) copies its key.
-    pub fn take(&mut self) -> Vec<Event> {
-        if self.events.is_empty() {
-            return Vec::new();
-        }
-        // The history keeps these keys, each holding the buffer: it starts empty each
-        // time (grown by doubling, it is at most twice what it holds; sized after a large
-        // step, every small one after would hold that much).
-        let keys = Bytes::from(std::mem::take(&mut self.keys));
+    /// Hands the events recorded since the last call to `f`, in order, and forgets them
+    /// (keeping the buffers for the next step).
+    pub fn drain(&mut self, mut f: impl FnMut(EventRef<'_>)) {
+        let mut others = self.others.drain(..).peekable();
         let mut start = 0;
-        for (i, end) in self.changes.drain(..) {
-            if let Event::Change(c) = &mut self.events[i] {
-                c.key = keys.slice(start..end);
+        for (i, c) in self.changes.iter().enumerate() {
+            while let Some((_, e)) = others.next_if(|(before, _)| *before == i) {
+                f(EventRef::Other(e));
             }
+            let end = c.key_end as usize;
+            f(EventRef::Change {
+                key: &self.keys[start..end],
+                version: c.version,
+                kind: c.kind,
+            });
             start = end;
         }
-        // The next step's events start at this step's size, not grown one by one.
-        let room = Vec::with_capacity(self.events.capacity());
-        std::mem::replace(&mut self.events, room)
+        others.for_each(|(_, e)| f(EventRef::Other(e)));
+        self.changes.clear();
+        self.keys.clear();
     }
-}
 
-impl Change {
-    /// The change with its key in an allocation of its own (not sharing another's).
-    pub fn detached(&self) -> Change {
-        Change {
-            key: Bytes::copy_from_slice(&self.key),
-            ..*self
-        }
+    /// The events recorded since the last call, in order, each change's key in a
+    /// [`Bytes`] of its own (the keys of one call share one allocation).
+    pub fn take(&mut self) -> Vec<Event> {
+        let keys = Bytes::copy_from_slice(&self.keys);
+        let mut at = 0; // The changes' keys come in order, one after the other.
+        let mut events = Vec::with_capacity(self.changes.len() + self.others.len());
+        self.drain(|e| {
+            events.push(match e {
+                EventRef::Change { key, version, kind } => {
+                    at += key.len();
+                    Event::Change(Change {
+                        key: keys.slice(at - key.len()..at),
+                        version,
+                        kind,
+                    })
+                }
+                EventRef::Other(e) => e,
+            })
+        });
+        events
     }
 }
 
@@ -161,15 +194,30 @@ impl std::fmt::Display for Compacted {
 /// with a version above [`History::floor`] is here. A key changed twice in one slot is
 /// kept twice (pushing costs no lookup: every write of a node pushes here, watched or
 /// not) and answered once, with its last kind ([`coalesced`]): a version names the state
-/// after the whole slot.
+/// after the whole slot. The keys are copied into one ring of bytes, each change takes 16
+/// bytes beside it: pushing allocates nothing once the ring has grown, and dropping the
+/// oldest frees nothing of its own.
 #[derive(Clone, Debug)]
 pub struct History {
-    changes: VecDeque<Change>,
+    changes: VecDeque<Kept>,
+    /// The keys of `changes`, in their order.
+    keys: VecDeque<u8>,
     max: usize,
     floor: Slot,
     /// The newest slot pushed.
     newest: Slot,
 }
+
+/// One change the history keeps (its key in [`History::keys`]).
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    version: Slot,
+    key_len: u32,
+    kind: ChangeKind,
+}
+
+// What a retained change costs besides its key's bytes (PRIMITIVES.md says so).
+const _: () = assert!(std::mem::size_of::<Kept>() == 16);
 
 /// `changes` with a key changed twice in one slot kept once, with its last kind, at the
 /// place it was first seen.
@@ -197,6 +245,7 @@ impl History {
     pub fn new(max: usize, floor: Slot) -> History {
         History {
             changes: VecDeque::new(),
+            keys: VecDeque::new(),
             max,
             floor,
             newest: floor,
@@ -223,20 +272,31 @@ impl History {
         self.changes.is_empty()
     }
 
-    /// Records a change; versions never go back (a change older than the newest, which
-    /// the log never produces, is ignored).
-    pub fn push(&mut self, change: Change) {
-        if change.version < self.newest || change.version <= self.floor {
+    /// Records that `key` changed at `version`; versions never go back (a change older
+    /// than the newest, which the log never produces, is ignored).
+    pub fn push(&mut self, key: &[u8], version: Slot, kind: ChangeKind) {
+        if version < self.newest || version <= self.floor {
             return;
         }
-        self.newest = change.version;
+        self.newest = version;
         if self.max == 0 {
-            self.floor = change.version;
+            self.floor = version;
             return;
         }
-        self.changes.push_back(change);
+        let Ok(key_len) = u32::try_from(key.len()) else {
+            // No command carries a key of 4 GiB; were one to, a resume could miss it.
+            self.reset(version);
+            return;
+        };
+        self.keys.extend(key);
+        self.changes.push_back(Kept {
+            version,
+            key_len,
+            kind,
+        });
         while self.changes.len() > self.max {
             let gone = self.changes.pop_front().expect("longer than max");
+            self.keys.drain(..gone.key_len as usize);
             // Other changes of its slot may remain, but no longer all of them.
             self.floor = self.floor.max(gone.version);
         }
@@ -246,12 +306,14 @@ impl History {
     /// Forgets every change: the state jumped to `floor` without reporting them.
     pub fn reset(&mut self, floor: Slot) {
         self.changes.clear();
+        self.keys.clear();
         self.floor = self.floor.max(floor);
         self.newest = self.newest.max(self.floor);
     }
 
     /// The retained changes after version `after` whose key passes `wanted`, oldest
-    /// first; [`Compacted`] if changes after it may have been dropped.
+    /// first, each key copied out; [`Compacted`] if changes after it may have been
+    /// dropped.
     pub fn since(
         &self,
         after: Slot,
@@ -261,13 +323,27 @@ impl History {
             return Err(Compacted { oldest: self.floor });
         }
         let start = self.changes.partition_point(|c| c.version <= after);
-        Ok(coalesced(
-            self.changes
-                .range(start..)
-                .filter(|c| wanted(&c.key))
-                .map(Change::detached)
-                .collect(),
-        ))
+        let mut at: usize = self
+            .changes
+            .range(..start)
+            .map(|c| c.key_len as usize)
+            .sum();
+        let mut key = Vec::new();
+        let mut out = Vec::new();
+        for c in self.changes.range(start..) {
+            let len = c.key_len as usize;
+            key.clear();
+            key.extend(self.keys.range(at..at + len));
+            at += len;
+            if wanted(&key) {
+                out.push(Change {
+                    key: Bytes::copy_from_slice(&key),
+                    version: c.version,
+                    kind: c.kind,
+                });
+            }
+        }
+        Ok(coalesced(out))
     }
 }
 
@@ -319,34 +395,77 @@ mod tests {
     }
 
     #[test]
-    fn a_detached_change_has_its_own_copy_of_the_key() {
+    fn a_drain_hands_over_changes_borrowed_in_order_among_other_events() {
+        let mut r = Recorder::default();
+        r.change(b"alpha", 3, ChangeKind::Set);
+        r.push(Event::Reset);
+        r.change(b"", 3, ChangeKind::Del);
+        r.change(b"be", 4, ChangeKind::List);
+        r.push(Event::Reset);
+        let mut seen = Vec::new();
+        r.drain(|e| {
+            seen.push(match e {
+                EventRef::Change { key, version, kind } => {
+                    format!("{} {version} {}", String::from_utf8_lossy(key), kind.name())
+                }
+                EventRef::Other(e) => format!("{e:?}"),
+            })
+        });
+        assert_eq!(
+            seen,
+            vec!["alpha 3 set", "Reset", " 3 del", "be 4 list", "Reset"]
+        );
+        r.drain(|e| panic!("drained twice: {e:?}"));
+        r.change(b"gamma", 5, ChangeKind::Expired);
+        assert_eq!(
+            r.take(),
+            vec![Event::Change(ch("gamma", 5, ChangeKind::Expired))],
+            "the next step starts afresh"
+        );
+    }
+
+    /// Keys of many lengths, the oldest dropped as new ones come: each change kept still
+    /// answers with its own key, whole.
+    #[test]
+    fn the_ring_of_keys_keeps_each_kept_key_whole() {
+        let mut h = History::new(3, 0);
+        let key = |v: u64| "k".repeat(v as usize % 7) + &v.to_string();
+        for v in 1..=50 {
+            h.push(key(v).as_bytes(), v, ChangeKind::Set);
+        }
+        assert_eq!(
+            keys(&h.since(47, |_| true).unwrap()),
+            vec![(key(48), 48), (key(49), 49), (key(50), 50)]
+        );
+        assert_eq!(
+            keys(&h.since(48, |k| k == key(50).as_bytes()).unwrap()),
+            vec![(key(50), 50)]
+        );
+        assert_eq!(h.keys.len(), (48..=50).map(|v| key(v).len()).sum::<usize>());
+    }
+
+    #[test]
+    fn a_replay_is_copied_out() {
         let buffer = Bytes::from_static(b"abcdef");
         let c = Change {
             key: buffer.slice(1..3),
             version: 9,
             kind: ChangeKind::Set,
         };
-        let d = c.detached();
-        assert_eq!(d, c);
-        assert_ne!(d.key.as_ptr(), c.key.as_ptr());
         let mut h = History::new(10, 0);
-        h.push(c.clone());
+        h.push(&c.key, c.version, c.kind);
         let replay = h.since(0, |_| true).unwrap();
         assert_eq!(replay, vec![c.clone()]);
-        assert_ne!(
-            replay[0].key.as_ptr(),
-            c.key.as_ptr(),
-            "a replay is copied out"
-        );
+        assert_ne!(replay[0].key.as_ptr(), c.key.as_ptr());
     }
 
     #[test]
     fn keeps_order_and_answers_changes_after_a_version() {
         let mut h = History::new(100, 0);
-        h.push(ch("a", 1, ChangeKind::Set));
-        h.push(ch("b", 2, ChangeKind::Set));
-        h.push(ch("a", 3, ChangeKind::Del));
-        h.push(ch("a", 5, ChangeKind::List));
+        h.push(b"a", 1, ChangeKind::Set);
+        h.push(b"b", 2, ChangeKind::Set);
+        h.push(b"a", 3, ChangeKind::Del);
+        h.push(b"a", 5, ChangeKind::List);
         let all = h.since(0, |_| true).unwrap();
         assert_eq!(
             keys(&all),
@@ -367,13 +486,13 @@ mod tests {
     #[test]
     fn a_key_changed_twice_in_one_slot_is_reported_once_with_its_last_kind() {
         let mut h = History::new(100, 0);
-        h.push(ch("a", 4, ChangeKind::Set));
-        h.push(ch("b", 4, ChangeKind::Set));
-        h.push(ch("a", 4, ChangeKind::Del));
+        h.push(b"a", 4, ChangeKind::Set);
+        h.push(b"b", 4, ChangeKind::Set);
+        h.push(b"a", 4, ChangeKind::Del);
         let all = h.since(0, |_| true).unwrap();
         assert_eq!(keys(&all), vec![("a".into(), 4), ("b".into(), 4)]);
         assert_eq!(all[0].kind, ChangeKind::Del);
-        h.push(ch("a", 5, ChangeKind::Set));
+        h.push(b"a", 5, ChangeKind::Set);
         let all = h.since(0, |_| true).unwrap();
         assert_eq!(
             keys(&all),
@@ -391,7 +510,7 @@ mod tests {
             "before it started"
         );
         for v in 11..=15 {
-            h.push(ch("k", v, ChangeKind::Set));
+            h.push(b"k", v, ChangeKind::Set);
         }
         assert_eq!(h.len(), 3);
         assert_eq!(h.floor(), 12);
@@ -410,9 +529,9 @@ mod tests {
     #[test]
     fn a_slot_cut_in_half_by_the_bound_is_compacted_whole() {
         let mut h = History::new(2, 0);
-        h.push(ch("a", 1, ChangeKind::Set));
-        h.push(ch("b", 1, ChangeKind::Set));
-        h.push(ch("c", 2, ChangeKind::Set));
+        h.push(b"a", 1, ChangeKind::Set);
+        h.push(b"b", 1, ChangeKind::Set);
+        h.push(b"c", 2, ChangeKind::Set);
         // `a` at 1 is gone while `b` at 1 stays: resuming after 0 would miss `a`.
         assert_eq!(h.since(0, |_| true), Err(Compacted { oldest: 1 }));
         assert_eq!(keys(&h.since(1, |_| true).unwrap()), vec![("c".into(), 2)]);
@@ -421,13 +540,13 @@ mod tests {
     #[test]
     fn a_reset_forgets_everything_before_it() {
         let mut h = History::new(10, 0);
-        h.push(ch("a", 1, ChangeKind::Set));
+        h.push(b"a", 1, ChangeKind::Set);
         h.reset(40);
         assert!(h.is_empty());
         assert_eq!(h.since(1, |_| true), Err(Compacted { oldest: 40 }));
-        h.push(ch("a", 30, ChangeKind::Set));
+        h.push(b"a", 30, ChangeKind::Set);
         assert!(h.is_empty(), "older than the reset: ignored");
-        h.push(ch("a", 41, ChangeKind::Set));
+        h.push(b"a", 41, ChangeKind::Set);
         assert_eq!(
             keys(&h.since(40, |_| true).unwrap()),
             vec![("a".into(), 41)]
@@ -437,7 +556,7 @@ mod tests {
     #[test]
     fn with_no_room_it_keeps_nothing_and_moves_its_floor() {
         let mut h = History::new(0, 0);
-        h.push(ch("a", 3, ChangeKind::Set));
+        h.push(b"a", 3, ChangeKind::Set);
         assert!(h.is_empty());
         assert_eq!(h.since(2, |_| true), Err(Compacted { oldest: 3 }));
         assert!(h.since(3, |_| true).unwrap().is_empty());

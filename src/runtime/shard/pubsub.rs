@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::protocol::Slot;
-use crate::protocol::watch::{Change, Compacted, Event, History, coalesced};
+use crate::protocol::watch::{Change, Compacted, Event, EventRef, History, coalesced};
 use crate::runtime::mailbox::{Mailbox, Push};
 
 /// A connection, as the node numbers them.
@@ -96,6 +96,9 @@ pub(super) struct Pubsub {
     /// Watchers by key: the connection, its mailbox, and the version it has seen up to.
     watches: HashMap<Bytes, Vec<(ConnId, Mailbox, Slot)>, MapHasher>,
     history: History,
+    /// This step's changes while some key is watched: told at the step's end, a key
+    /// changed twice in one slot once ([`Pubsub::end_of_step`]).
+    step: Vec<Change>,
 }
 
 impl Pubsub {
@@ -107,6 +110,7 @@ impl Pubsub {
             patterns: Vec::new(),
             watches: HashMap::default(),
             history: History::new(history_max, applied),
+            step: Vec::new(),
         }
     }
 
@@ -142,34 +146,48 @@ impl Pubsub {
         });
     }
 
-    /// One step's changes, in order: to the history, and to their watchers.
-    fn take_changes(&mut self, mut changes: Vec<Change>) {
-        if changes.len() > self.history.max() {
-            // The history keeps only the last of them, and each would hold the buffer of
-            // every key of the step (`watch::Recorder`): copied out, the buffer goes now.
-            for c in &mut changes {
-                *c = c.detached();
+    /// One event of a step, in order: a message goes out now; a change goes to the
+    /// history now when nobody watches any key (its key copied there, nothing allocated
+    /// for it), else at the end of the step with its watchers'.
+    fn on_event(&mut self, event: EventRef<'_>, applied: Slot) {
+        match event {
+            EventRef::Change { key, version, kind } if self.watches.is_empty() => {
+                // Nobody to tell: the history answers a key once per slot by itself.
+                self.history.push(key, version, kind);
+            }
+            EventRef::Change { key, version, kind } => self.step.push(Change {
+                key: Bytes::copy_from_slice(key),
+                version,
+                kind,
+            }),
+            EventRef::Other(Event::Message {
+                channel, message, ..
+            }) => self.publish(&channel, &message),
+            EventRef::Other(Event::Change(c)) => self.step.push(c),
+            EventRef::Other(Event::Reset) => {
+                // The state was replaced: what the step changed before is not reported.
+                self.step.clear();
+                self.reset(applied);
             }
         }
-        if self.watches.is_empty() {
-            // Nobody to tell: the history answers a key once per slot by itself.
-            for c in changes {
-                self.history.push(c);
-            }
+    }
+
+    /// The step's changes that wait for its end ([`Pubsub::on_event`]), to the history
+    /// and their watchers.
+    fn end_of_step(&mut self) {
+        if self.step.is_empty() {
             return;
         }
-        for c in coalesced(changes) {
+        for c in coalesced(std::mem::take(&mut self.step)) {
             self.changed(c);
         }
     }
 
     fn changed(&mut self, change: Change) {
-        self.history.push(change.clone());
+        self.history.push(&change.key, change.version, change.kind);
         let Some(watchers) = self.watches.get_mut(&change.key) else {
             return;
         };
-        // A mailbox may keep it long: not with the buffer of its step's other keys.
-        let change = change.detached();
         watchers.retain(|(_, mb, after)| {
             change.version <= *after || mb.put(Push::Change(change.clone()))
         });
@@ -332,26 +350,11 @@ impl Shard {
     /// Delivers what the last step applied: messages to subscribers, changes to the
     /// history and to watchers.
     pub(super) fn deliver_events(&self) {
-        let events = self.replica.borrow_mut().kv_mut().take_events();
-        if events.is_empty() {
-            return;
-        }
-        let applied = self.replica.borrow().applied_index();
+        let mut r = self.replica.borrow_mut();
+        let applied = r.applied_index();
         let mut ps = self.pubsub.borrow_mut();
-        let mut changes = Vec::new();
-        for ev in events {
-            match ev {
-                Event::Message {
-                    channel, message, ..
-                } => ps.publish(&channel, &message),
-                Event::Change(c) => changes.push(c),
-                Event::Reset => {
-                    changes.clear();
-                    ps.reset(applied);
-                }
-            }
-        }
-        ps.take_changes(changes);
+        r.kv_mut().drain_events(|e| ps.on_event(e, applied));
+        ps.end_of_step();
     }
 
     /// Subscribes, unsubscribes, watches or answers a question about them, on this shard.
@@ -371,31 +374,52 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
-    /// A step's changes share one buffer of keys; a step with more changes than the
-    /// history keeps has them copied out, so the buffer is not held for the few kept.
+    /// With nobody watching, a step's changes go to the history as they come; once a key
+    /// is watched they wait for the step's end, a key changed twice in a slot told once;
+    /// a reset drops what the step changed before it.
     #[test]
-    fn a_step_larger_than_the_history_does_not_hold_its_keys_buffer() {
-        let step = |buffer: &Bytes| -> Vec<Change> {
-            (0..3)
-                .map(|i| Change {
-                    key: buffer.slice(i..i + 1),
-                    version: 10 + i as u64,
-                    kind: ChangeKind::Set,
-                })
-                .collect()
+    fn a_steps_changes_reach_the_history_and_watchers_once_per_slot() {
+        let set = |key: &'static [u8], version| EventRef::Change {
+            key,
+            version,
+            kind: ChangeKind::Set,
         };
-        let buffer = Bytes::from(b"abc".to_vec());
-        let mut kept_whole = Pubsub::new(3, 0);
-        kept_whole.take_changes(step(&buffer));
+        let mut ps = Pubsub::new(100, 0);
+        ps.on_event(set(b"a", 1), 1);
+        ps.on_event(set(b"a", 1), 1);
+        assert_eq!(ps.info().changes_kept, 2, "unwatched: kept as they come");
+        ps.end_of_step();
+        let (mb, mut inbox) = mailbox(1 << 20);
+        assert_eq!(ps.watch(7, vec![b("a")], None, mb, 1), Ok(1));
+        ps.on_event(set(b"a", 2), 2);
+        ps.on_event(set(b"b", 2), 2);
+        ps.on_event(set(b"a", 2), 2);
+        assert_eq!(ps.info().changes_kept, 2, "watched: held to the step's end");
+        assert_eq!(inbox.try_next(), None);
+        ps.end_of_step();
+        assert_eq!(ps.info().changes_kept, 4, "a and b at 2, once each");
+        let a2 = Change {
+            key: b("a"),
+            version: 2,
+            kind: ChangeKind::Set,
+        };
+        assert_eq!(inbox.try_next(), Some(Push::Change(a2)));
+        assert_eq!(inbox.try_next(), None);
+        ps.on_event(set(b"a", 3), 3);
+        ps.on_event(EventRef::Other(Event::Reset), 9);
+        ps.on_event(set(b"c", 10), 10);
+        ps.end_of_step();
         assert!(
-            !buffer.is_unique(),
-            "a history keeping every change shares the buffer"
+            matches!(inbox.try_next(), Some(Push::Lost(_))),
+            "the watch ended"
         );
-        let mut small = Pubsub::new(2, 0);
-        small.take_changes(step(&buffer));
-        drop(kept_whole);
-        assert!(buffer.is_unique(), "the kept changes were copied out");
-        assert_eq!(small.info().changes_kept, 2);
+        assert_eq!(
+            inbox.try_next(),
+            None,
+            "the change before the reset is not told"
+        );
+        assert_eq!(ps.info().changes_kept, 1, "only c, after the reset");
+        assert_eq!(ps.info().oldest_from, 9);
     }
 
     #[test]
