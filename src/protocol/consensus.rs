@@ -289,6 +289,15 @@ impl Consensus {
         }
     }
 
+    /// Whether a Multi-Paxos leader's lazy slot still waits for its last follower vote
+    /// (its `Action::CheckLazySync` timer still matters). Not a step.
+    pub fn lazy_wait_running(&self) -> bool {
+        match self {
+            Consensus::Paxos(r) => r.lazy_wait_running(),
+            Consensus::Raft(_) => false,
+        }
+    }
+
     /// A message from a peer arrives.
     pub fn on_message(&mut self, now: Nanos, from: ReplicaId, msg: Message) {
         self.begin_step();

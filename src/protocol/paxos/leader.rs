@@ -376,6 +376,21 @@ impl Replica {
         self.outbox.push(Action::CheckLazySync { after });
     }
 
+    /// Whether a lazy slot's wait for its last follower vote (`start_lazy_wait`) still
+    /// matters: it started, has not run out, and the slot waits for a vote with the
+    /// leader's record not durable. Once it does not, the driver's timer for it may go.
+    pub fn lazy_wait_running(&self) -> bool {
+        let Role::Leader(l) = &self.role else {
+            return false;
+        };
+        l.lazy.is_some_and(|z| {
+            z.wait_until.is_some()
+                && !z.forced
+                && z.record > self.durable_id
+                && l.in_flight.contains_key(&z.slot)
+        })
+    }
+
     /// The wait of `start_lazy_wait` ran out: whether the lazy record should be synced
     /// now, because its slot still waits for a vote. After [`LAZY_LATE_IN_A_ROW`] such
     /// slots in a row, lazy writes stay off for [`LAZY_OFF_NS`] (a follower is slow or

@@ -324,6 +324,8 @@ pub struct Shard {
     clock_rate_ppm: i64,
     /// Whether the clock-rate check trusted clocks at the last step (to log changes).
     clocks_trusted_logged: Cell<bool>,
+    /// The timer of the running lazy-sync wait, if any (`ShardEffects::check_lazy_sync`).
+    lazy_timer: RefCell<Option<glommio::timer::TimerActionOnce<()>>>,
     /// The clock reading shared by the lease reads of one client pipeline
     /// ([`Shard::sharing_one_clock_reading`]).
     reads_clock: ReadsClock,
@@ -559,19 +561,25 @@ impl Effects for ShardEffects<'_> {
     }
 
     /// A timer of its own (the ticker's 5 ms is far too coarse for a wait of µs): when it
-    /// runs out, the WAL syncs if the core still wants its lazy records durable.
+    /// runs out, the WAL syncs if the core still wants its lazy records durable. One per
+    /// shard: a new wait replaces the last one's timer, and a step after which no wait
+    /// runs drops it (`Shard::drop_idle_lazy_timer`), so a slot chosen in time costs no
+    /// wake-up when its wait would have ended.
     fn check_lazy_sync(&mut self, after: Nanos) {
         let Some(shard) = self.shard.me.upgrade() else {
             return;
         };
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_nanos(after)).await;
-            let now = shard.now();
-            if shard.replica.borrow_mut().lazy_sync_due(now) {
-                shard.wal.flush();
-            }
-        })
-        .detach();
+        let me = shard.clone();
+        let timer =
+            glommio::timer::TimerActionOnce::do_in(Duration::from_nanos(after), async move {
+                let now = shard.now();
+                if shard.replica.borrow_mut().lazy_sync_due(now) {
+                    shard.wal.flush();
+                }
+            });
+        if let Some(old) = me.lazy_timer.replace(Some(timer)) {
+            old.destroy();
+        }
     }
 
     /// Written by the ticker on the blocking pool (`Shard::write_snapshot`).
@@ -637,6 +645,7 @@ impl Shard {
             index,
             partitioned: std::cell::Cell::new(false),
             reads_clock: ReadsClock::default(),
+            lazy_timer: RefCell::new(None),
             replica: RefCell::new(replica),
             transport: RefCell::new(None),
             wal: GroupCommitter::new(wal),
@@ -780,6 +789,15 @@ impl Shard {
         self.reads_clock.now(|| self.now())
     }
 
+    /// Drops the lazy-sync timer once the wait it serves no longer runs (the slot was
+    /// chosen, the record synced): it would wake the executor for nothing.
+    fn drop_idle_lazy_timer(&self, r: &Consensus) {
+        let mut timer = self.lazy_timer.borrow_mut();
+        if timer.is_some() && !r.lazy_wait_running() {
+            timer.take().expect("checked").destroy();
+        }
+    }
+
     /// Runs one input through the replica and executes what it asks for.
     fn step(&self, f: impl FnOnce(&mut Consensus)) {
         self.step_received(None, f);
@@ -795,6 +813,7 @@ impl Shard {
         let (step, view) = {
             let mut r = self.replica.borrow_mut();
             f(&mut r);
+            self.drop_idle_lazy_timer(&r);
             if r.recovering() != self.recovering_logged.get() {
                 self.recovering_logged.set(r.recovering());
                 eprintln!(

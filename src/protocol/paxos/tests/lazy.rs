@@ -55,12 +55,18 @@ fn a_lone_slot_is_chosen_by_the_followers_votes_while_the_leaders_record_waits()
         c.deliver(is_accept_for(f));
         c.sync(f);
     }
+    assert!(!c.replicas[0].lazy_wait_running(), "no vote yet: no wait");
     // The first follower's vote alone is not a quorum: the leader starts its wait.
     c.deliver(is_vote_from(1));
     assert_eq!(c.reply_of(1), None);
     assert_eq!(c.lazy_checks[0], 1);
+    assert!(c.replicas[0].lazy_wait_running());
     c.deliver(is_vote_from(2));
     assert_eq!(c.reply_of(1), Some(&ClientReply::Done(Reply::Ok)));
+    assert!(
+        !c.replicas[0].lazy_wait_running(),
+        "chosen: the driver may drop the wait's timer"
+    );
     assert!(
         c.unsynced[0]
             .iter()
@@ -91,8 +97,13 @@ fn late_second_vote(c: &mut Cluster, seq: u64) {
     assert!(!c.replicas[0].lazy_sync_due(c.now));
     // r2 does not answer in time: the leader's record is wanted durable, and with it the
     // leader's vote chooses the slot.
+    assert!(c.replicas[0].lazy_wait_running());
     c.now += 1;
     assert!(c.replicas[0].lazy_sync_due(c.now));
+    assert!(
+        !c.replicas[0].lazy_wait_running(),
+        "ran out: nothing to wait for"
+    );
     c.sync(0);
     assert_eq!(c.reply_of(seq), Some(&ClientReply::Done(Reply::Ok)));
     assert!(
