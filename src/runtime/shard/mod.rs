@@ -33,6 +33,8 @@ mod client;
 mod info;
 mod peers;
 mod pubsub;
+mod reads_clock;
+use reads_clock::ReadsClock;
 mod received;
 mod snapshot;
 mod storage;
@@ -221,55 +223,6 @@ async fn load_snapshot(
                 s.path.display()
             );
             Ok((None, 0, true))
-        }
-    }
-}
-
-/// The clock reading the lease reads answered at once share while the replica does not
-/// step ([`Shard::sharing_one_clock_reading`]).
-#[derive(Debug, Default)]
-struct ReadsClock(Cell<Reading>);
-
-#[derive(Clone, Copy, Debug, Default)]
-enum Reading {
-    /// Each read reads the clock.
-    #[default]
-    Off,
-    /// The next read reads the clock, and the ones after it use that reading.
-    Open,
-    /// The reading the reads use, until the replica steps.
-    Taken(Nanos),
-}
-
-impl ReadsClock {
-    /// Reads from now on share a reading (the first one takes it).
-    fn open(&self) {
-        self.0.set(Reading::Open);
-    }
-
-    /// Each read reads the clock again.
-    fn close(&self) {
-        self.0.set(Reading::Off);
-    }
-
-    /// The replica is about to step, which may change what a read sees: the next read
-    /// takes a new reading.
-    fn replica_steps(&self) {
-        if let Reading::Taken(_) = self.0.get() {
-            self.0.set(Reading::Open);
-        }
-    }
-
-    /// The time a read is checked and served at: the shared reading, or `clock()`.
-    fn now(&self, clock: impl FnOnce() -> Nanos) -> Nanos {
-        match self.0.get() {
-            Reading::Off => clock(),
-            Reading::Open => {
-                let now = clock();
-                self.0.set(Reading::Taken(now));
-                now
-            }
-            Reading::Taken(now) => now,
         }
     }
 }
@@ -980,40 +933,5 @@ mod tests {
         };
         let accept = FrameKey::Accept(ballot, 11, 7, a.as_ptr());
         assert!(!accept.is_append(&append(7, &[(3, a), (3, b)])));
-    }
-
-    /// The reads of a pipeline share the first one's clock reading until the replica
-    /// steps; outside a pipeline each read reads the clock.
-    #[test]
-    fn a_pipelines_reads_share_one_clock_reading_until_the_replica_steps() {
-        let clock = super::ReadsClock::default();
-        assert_eq!(clock.now(|| 1), 1);
-        assert_eq!(
-            clock.now(|| 2),
-            2,
-            "no pipeline open: every read reads the clock"
-        );
-        clock.open();
-        assert_eq!(clock.now(|| 3), 3);
-        assert_eq!(
-            clock.now(|| 4),
-            3,
-            "the pipeline's later reads share the reading"
-        );
-        clock.replica_steps();
-        assert_eq!(
-            clock.now(|| 5),
-            5,
-            "after a step the next read reads the clock"
-        );
-        assert_eq!(clock.now(|| 6), 5);
-        clock.close();
-        assert_eq!(clock.now(|| 7), 7);
-        clock.replica_steps();
-        assert_eq!(
-            clock.now(|| 8),
-            8,
-            "a step outside a pipeline opens nothing"
-        );
     }
 }
