@@ -70,7 +70,7 @@ pub enum Event {
 
 /// The events applying the log records until the driver takes them. Every write of every
 /// replica reports its key (the history keeps it, watched or not), so recording is a
-/// write's cost: a change is its key appended to one buffer and 16 bytes, no [`Event`]
+/// write's cost: a change is its key appended to one buffer and 24 bytes, no [`Event`]
 /// and no allocation of its own; the driver reads them borrowed ([`Recorder::drain`]).
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
@@ -86,9 +86,13 @@ pub struct Recorder {
 #[derive(Clone, Copy, Debug)]
 struct Recorded {
     version: Slot,
-    key_end: u32,
+    key_end: usize,
     kind: ChangeKind,
 }
+
+/// Bytes of keys a [`Recorder`] keeps room for between steps: a larger step's buffer (a
+/// catch-up applying many slots at once) is given back, not held.
+const RECORDER_KEEP_BYTES: usize = 1 << 20;
 
 /// An event as [`Recorder::drain`] hands it over: a change with its key borrowed.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,8 +116,7 @@ impl Recorder {
         self.keys.extend_from_slice(key);
         self.changes.push(Recorded {
             version,
-            // A step's keys are bounded by its log entries' bytes, far below 4 GiB.
-            key_end: u32::try_from(self.keys.len()).expect("a step's keys fit in 4 GiB"),
+            key_end: self.keys.len(),
             kind,
         });
     }
@@ -136,7 +139,7 @@ impl Recorder {
             while let Some((_, e)) = others.next_if(|(before, _)| *before == i) {
                 f(EventRef::Other(e));
             }
-            let end = c.key_end as usize;
+            let end = c.key_end;
             f(EventRef::Change {
                 key: &self.keys[start..end],
                 version: c.version,
@@ -147,6 +150,10 @@ impl Recorder {
         others.for_each(|(_, e)| f(EventRef::Other(e)));
         self.changes.clear();
         self.keys.clear();
+        if self.keys.capacity() > RECORDER_KEEP_BYTES {
+            self.keys = Vec::new();
+            self.changes = Vec::new();
+        }
     }
 
     /// The events recorded since the last call, in order, each change's key in a
@@ -416,6 +423,16 @@ mod tests {
             vec!["alpha 3 set", "Reset", " 3 del", "be 4 list", "Reset"]
         );
         r.drain(|e| panic!("drained twice: {e:?}"));
+        // A step with a large key buffer gives it back; a small one keeps its room.
+        r.change(&vec![b'k'; RECORDER_KEEP_BYTES + 1], 4, ChangeKind::Set);
+        r.drain(|_| {});
+        assert_eq!(r.keys.capacity(), 0, "a large buffer is not held");
+        r.change(b"k", 4, ChangeKind::Set);
+        r.drain(|_| {});
+        assert!(
+            r.keys.capacity() > 0,
+            "a small one is kept for the next step"
+        );
         r.change(b"gamma", 5, ChangeKind::Expired);
         assert_eq!(
             r.take(),
