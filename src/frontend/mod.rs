@@ -280,10 +280,9 @@ async fn serve_connection(
             }
             continue;
         }
-        let waited = pending
-            .iter()
-            .any(|(p, _)| !matches!(p, commands::Pending::Ready(_)));
+        let mut waited = false;
         for (p, proto) in pending.drain(..) {
+            waited |= !matches!(p, commands::Pending::Ready(_));
             let o = match p {
                 commands::Pending::Blocking(f) => {
                     match until_closed(f, &mut stream, &mut decoder, &mut input).await {

@@ -380,15 +380,17 @@ impl Replica {
     /// matters: it started, has not run out, and the slot waits for a vote with the
     /// leader's record not durable. Once it does not, the driver's timer for it may go.
     pub fn lazy_wait_running(&self) -> bool {
+        self.lazy_wait_end().is_some()
+    }
+
+    /// When the running lazy wait ends (see [`Replica::lazy_wait_running`]).
+    fn lazy_wait_end(&self) -> Option<Nanos> {
         let Role::Leader(l) = &self.role else {
-            return false;
+            return None;
         };
-        l.lazy.is_some_and(|z| {
-            z.wait_until.is_some()
-                && !z.forced
-                && z.record > self.durable_id
-                && l.in_flight.contains_key(&z.slot)
-        })
+        let z = l.lazy.as_ref()?;
+        let waits = !z.forced && z.record > self.durable_id && l.in_flight.contains_key(&z.slot);
+        z.wait_until.filter(|_| waits)
     }
 
     /// The wait of `start_lazy_wait` ran out: whether the lazy record should be synced
@@ -396,21 +398,16 @@ impl Replica {
     /// slots in a row, lazy writes stay off for [`LAZY_OFF_NS`] (a follower is slow or
     /// gone: every lazy slot would wait as long).
     pub fn lazy_sync_due(&mut self, now: Nanos) -> bool {
-        let Role::Leader(l) = &mut self.role else {
-            return false;
-        };
-        let Some(z) = &mut l.lazy else {
-            return false;
-        };
         // A check of an earlier lazy slot's wait may end during this one's: only this
         // slot's own wait counts.
-        if z.record <= self.durable_id
-            || !l.in_flight.contains_key(&z.slot)
-            || z.wait_until.is_none_or(|t| now < t)
-        {
+        if self.lazy_wait_end().is_none_or(|t| now < t) {
             return false;
         }
-        z.forced = true;
+        if let Role::Leader(l) = &mut self.role
+            && let Some(z) = &mut l.lazy
+        {
+            z.forced = true;
+        }
         self.stats.lazy_syncs_forced += 1;
         self.lazy_late_in_a_row += 1;
         if self.lazy_late_in_a_row >= LAZY_LATE_IN_A_ROW {

@@ -522,7 +522,6 @@ impl Effects for ShardEffects<'_> {
         let Some(shard) = self.shard.me.upgrade() else {
             return;
         };
-        let me = shard.clone();
         let timer =
             glommio::timer::TimerActionOnce::do_in(Duration::from_nanos(after), async move {
                 let now = shard.now();
@@ -530,7 +529,7 @@ impl Effects for ShardEffects<'_> {
                     shard.wal.flush();
                 }
             });
-        if let Some(old) = me.lazy_timer.replace(Some(timer)) {
+        if let Some(old) = self.shard.lazy_timer.replace(Some(timer)) {
             old.destroy();
         }
     }
@@ -746,8 +745,11 @@ impl Shard {
     /// chosen, the record synced): it would wake the executor for nothing.
     fn drop_idle_lazy_timer(&self, r: &Consensus) {
         let mut timer = self.lazy_timer.borrow_mut();
-        if timer.is_some() && !r.lazy_wait_running() {
-            timer.take().expect("checked").destroy();
+        if timer.is_some()
+            && !r.lazy_wait_running()
+            && let Some(t) = timer.take()
+        {
+            t.destroy();
         }
     }
 
