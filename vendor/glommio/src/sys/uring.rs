@@ -1071,14 +1071,19 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            //
+            // corepax patch: submitted and waited for in one `io_uring_enter`. The kernel
+            // waits only once the SQE is submitted, and returns the count submitted even if
+            // the wait is interrupted (a wake-up with nothing to do, as before).
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|x| x as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1086,14 +1091,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and we slept until an event came. Good morning!
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1285,6 +1284,15 @@ macro_rules! flush_rings {
 /// still be kept for it (corepax patch): the user timer is late by at most this. (Never
 /// early: a wake-up before it is due would find it not ready and sleep again.)
 const LATENCY_TIMER_SLACK: Duration = Duration::from_micros(50);
+
+/// Whether a pass arms the throughput preemption timer (corepax patch: it does not). The
+/// timer ends a task queue's run once `ring_depth` (128) main-ring completions came during
+/// it. corepax's main ring carries its disk writes and the sleep's link poll (sends and
+/// receives are direct syscalls first), a few per run of its one task queue, while the
+/// timer's re-arm before each sleep cost an `io_uring_enter` of three SQEs (a
+/// cancellation, a timeout, an eventfd write). The latency ring's preemption timer and its
+/// completions (a receive that waited, a timer) still end a run.
+const THROUGHPUT_PREEMPTION: bool = false;
 
 fn align_up(v: usize, align: usize) -> usize {
     (v + align - 1) & !(align - 1)
@@ -1850,6 +1858,16 @@ impl Reactor {
         if !keep_latency {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_timer_deadline.set(None);
+            // corepax patch: the pass's new timer (the preemption timer while running, the
+            // user timer's timeout when it may sleep) is armed here, so its submission and
+            // the old one's cancellation share the flush below: one `io_uring_enter`, not
+            // two. A pass that then does not sleep keeps it as the next pass's preemption
+            // timer (it fires when the user timer is due: at worst an early preemption).
+            if let Some(dur) = preempt_timer().or(user_timer) {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_timer_deadline.set(Some(now + dur));
+            }
         }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
@@ -1857,7 +1875,9 @@ impl Reactor {
         // one that has not fired yet; a pass that may sleep re-arms it, so its count of
         // completions starts afresh and a sleeping executor is not woken by completions
         // counted before it slept.)
-        if preempt_timer().is_none() || !Self::pending(&self.throughput_preemption_timeout_src) {
+        if THROUGHPUT_PREEMPTION
+            && (preempt_timer().is_none() || !Self::pending(&self.throughput_preemption_timeout_src))
+        {
             self.throughput_preemption_timeout_src.replace(Some(
                 main_ring.prepare_throughput_preemption_timer(
                     self.ring_depth() as u32,
@@ -1875,10 +1895,10 @@ impl Reactor {
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // corepax patch: the kept timer may have fired since it was found pending, and the
-        // consume just above may have taken its completion: then it wakes nothing, and a
-        // new one is armed as without the patch.
-        let keep_latency = keep_latency && Self::pending(&self.latency_preemption_timeout_src);
+        // corepax patch: the timer in place (kept, or armed above) may have fired since,
+        // and the consume just above may have taken its completion: then it wakes nothing,
+        // and a new one is armed as without the patch.
+        let keep_latency = Self::pending(&self.latency_preemption_timeout_src);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
         let should_sleep = preempt_timer().is_none()
