@@ -3,7 +3,7 @@
 # every shard, one SET) and stopped, and a pipelined RESP loader (write_loader, load_keys).
 # Source it after `set -euo pipefail`; it defines functions and these variables:
 #   BIN CLUSTER_PID CLUSTER_CMD BASE SHARDS START_NS READY_NS LEADERS_NS NODE_PIDS
-#   LEAD_PORT LEAD_NODE LEADER_LINES LOADER_PY
+#   LEAD_PORT LEAD_NODE LEADER_LINES LOADER_PY RB
 
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
 CLUSTER_PID=""
@@ -108,6 +108,18 @@ wait_ping() {
         [ $SECONDS -lt $deadline ] || return 1
         sleep 0.1
     done
+}
+
+# One client's SETs on a fresh cluster, for tracing a request's path: TMP (a new temp dir)
+# holds a local 3-replica cluster of BIN (1 shard, leader-lease, started as start_cluster
+# does), `redis-benchmark -c 1 -P 1 -t set` runs against its leader in the background (RB:
+# its pid; the caller kills it and stops the cluster), and 2 s pass for it to settle.
+start_one_client_sets() {
+    TMP=$(mktemp -d)
+    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
+    redis-benchmark -p "$LEAD_PORT" -c 1 -P 1 -n 1000000 -r 100000 -t set -q >/dev/null &
+    RB=$!
+    sleep 2
 }
 
 # Starts `corepax cluster --replicas 3` with data under $1 and its output appended to $2,

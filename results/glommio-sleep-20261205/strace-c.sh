@@ -9,12 +9,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../.."
 . scripts/lib.sh
 resolve_bin
-TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
+start_one_client_sets
 L=${NODE_PIDS[$LEAD_NODE]}; F=${NODE_PIDS[$(( (LEAD_NODE + 1) % 3 ))]}
-redis-benchmark -p "$LEAD_PORT" -c 1 -P 1 -n 1000000 -r 100000 -t set -q >/dev/null &
-RB=$!
-sleep 2
 out=${OUT_DIR:-$HERE}/${PREFIX:-run}
 timeout -s INT 3 strace -c -f -p "$L" -o "$out-leader.txt" 2>/dev/null &
 ST=$!

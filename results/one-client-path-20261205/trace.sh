@@ -10,11 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../.."
 . scripts/lib.sh
 resolve_bin
-TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
-redis-benchmark -p "$LEAD_PORT" -c 1 -P 1 -n 1000000 -r 100000 -t set -q >/dev/null &
-RB=$!
-sleep 2
+start_one_client_sets
 EV=syscalls:sys_enter_recvfrom,syscalls:sys_exit_recvfrom,syscalls:sys_enter_sendto
 EV=$EV,syscalls:sys_enter_io_uring_enter,syscalls:sys_exit_io_uring_enter,syscalls:sys_enter_membarrier
 perf record -q -e "$EV" -a -o "$TMP/sys.data" -- sleep 1 >/dev/null 2>&1
