@@ -300,7 +300,8 @@ pub struct Kv {
     /// a local count, to bound the log kept since the last snapshot).
     written_bytes: u64,
     /// What applying the log did that clients may wait for, until the driver takes it
-    /// ([`Kv::take_events`]); `None`: not recorded (the driver asked for none).
+    /// ([`Kv::drain_events`], or [`Kv::take_events`] as owned events); `None`: not
+    /// recorded (the driver asked for none).
     events: Option<Recorder>,
     /// [`Kv::set_bug_insert_after`].
     bug_insert_after: bool,
@@ -328,7 +329,7 @@ impl Kv {
     }
 
     /// Starts (or stops) recording [`Event`]s as the log is applied. A driver that turns
-    /// it on takes them after every step ([`Kv::take_events`]).
+    /// it on takes them after every step ([`Kv::drain_events`], [`Kv::take_events`]).
     pub fn record_events(&mut self, on: bool) {
         self.events = on.then(Recorder::default);
     }

@@ -156,8 +156,8 @@ impl Recorder {
         }
     }
 
-    /// The events recorded since the last call, in order, each change's key in a
-    /// [`Bytes`] of its own (the keys of one call share one allocation).
+    /// The events recorded since the last call, in order, owned: each change's key a
+    /// [`Bytes`] slice of one copy of this call's keys.
     pub fn take(&mut self) -> Vec<Event> {
         let keys = Bytes::copy_from_slice(&self.keys);
         let mut at = 0; // The changes' keys come in order, one after the other.
