@@ -107,3 +107,33 @@ fn a_core_that_is_not_online_is_a_config_error() {
         "{stderr}"
     );
 }
+
+/// Replies still go when the connection ends in order: the node queues its sends, and
+/// those before a QUIT (its own `+OK` too) or before the client's end of stream are
+/// flushed before the socket closes. After QUIT nothing is answered.
+#[test]
+fn replies_before_quit_or_end_of_stream_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let addr = cluster.clients[0];
+
+    let mut c = Client::connect(addr).unwrap();
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$1\r\n1\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
+        .unwrap();
+    assert!(is_ok(&c.read_reply().unwrap()), "the SET's reply");
+    let v = c.read_reply().unwrap();
+    assert!(matches!(&v, Value::Simple(s) if s == "PONG"), "{v:?}");
+    assert!(is_ok(&c.read_reply().unwrap()), "QUIT's own reply");
+    assert!(
+        c.read_reply().is_err(),
+        "closed: the PING after QUIT is not answered"
+    );
+
+    let mut c = Client::connect(addr).unwrap();
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nh\r\n$1\r\n2\r\n*2\r\n$3\r\nGET\r\n$1\r\nh\r\n")
+        .unwrap();
+    c.shutdown_write().unwrap();
+    assert!(is_ok(&c.read_reply().unwrap()), "the SET's reply");
+    assert_eq!(bulk(&c.read_reply().unwrap()).as_deref(), Some("2"));
+    assert!(c.read_reply().is_err(), "closed after the replies");
+}

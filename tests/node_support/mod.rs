@@ -663,6 +663,11 @@ impl Client {
         self.stream.write_all(bytes)
     }
 
+    /// Ends the client's side of the stream (a half-close): the node sees end of input.
+    pub fn shutdown_write(&self) -> std::io::Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Write)
+    }
+
     /// Reads one reply.
     pub fn read_reply(&mut self) -> std::io::Result<Value> {
         loop {
