@@ -108,9 +108,10 @@ fn a_core_that_is_not_online_is_a_config_error() {
     );
 }
 
-/// Replies still go when the connection ends in order: the node queues its sends, and
-/// those before a QUIT (its own `+OK` too) or before the client's end of stream are
-/// flushed before the socket closes. After QUIT nothing is answered.
+/// Replies still go when the connection ends in order: those before a QUIT (its own
+/// `+OK` too) and those before the client's end of stream (a half-close) arrive before
+/// the socket closes, whatever way the node writes them (a writer that defers its sends
+/// must flush them first). After QUIT nothing is answered.
 #[test]
 fn replies_before_quit_or_end_of_stream_arrive() {
     let dir = tempfile::tempdir().unwrap();

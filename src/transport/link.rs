@@ -15,10 +15,7 @@ use glommio::net::TcpStream;
 use serde::Serialize;
 
 use super::accept::{RecvBuf, read_handshake_frame};
-use super::{
-    DIAL_TIMEOUT_MS, HELLO_TIMEOUT_MS, QueuedWriter, Shared, TransportConfig,
-    WRITE_STALL_TIMEOUT_MS,
-};
+use super::{DIAL_TIMEOUT_MS, HELLO_TIMEOUT_MS, Shared, TransportConfig, WRITE_STALL_TIMEOUT_MS};
 use crate::wire::auth::{self, Challenge, Proof, Side};
 use crate::wire::frame::{self, Hello, PROTOCOL_VERSION};
 
@@ -302,9 +299,8 @@ impl std::fmt::Display for Closed {
     }
 }
 
-/// Writes everything queued for the peer, one queued send per batch (see
-/// [`QueuedWriter`]: the accepts of a slot leave for all peers in one syscall), until the
-/// connection fails.
+/// Writes everything queued for the peer, one write call per batch, until the connection
+/// fails.
 async fn pump<M>(
     shared: &Shared<M>,
     link: &OutLink,
@@ -312,10 +308,6 @@ async fn pump<M>(
     stream: &mut TcpStream,
     batch: &mut Vec<u8>,
 ) -> Closed {
-    let mut writer = QueuedWriter::new(
-        shared.cfg.send_queue_bytes_max,
-        Some(Duration::from_millis(WRITE_STALL_TIMEOUT_MS)),
-    );
     loop {
         let ready = poll_fn(|cx| {
             if !link.queue.borrow().is_empty() {
@@ -341,11 +333,9 @@ async fn pump<M>(
         std::mem::swap(&mut *link.queue.borrow_mut(), batch);
         let frames = link.queue_frames.replace(0);
         debug_assert!(frames > 0);
+        let result = stream.write_all(batch).await;
         let bytes = batch.len() as u64;
-        // Waits for the batch before (sent with the pass that queued it, as a rule). When
-        // that one failed, the connection ends, this batch's frames counted as dropped; the
-        // failed one's stay counted as sent: the kernel took them before the failure.
-        let result = writer.send(stream, batch).await;
+        batch.clear();
         if let Err(e) = result {
             shared.bump(peer, |s| s.drops_disconnect += frames);
             return Closed::Io(e);

@@ -42,10 +42,8 @@
 
 mod accept;
 mod link;
-mod send;
 
 pub(crate) use accept::{bind_listener, check_port_free};
-pub(crate) use send::QueuedWriter;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

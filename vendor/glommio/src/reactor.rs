@@ -455,17 +455,6 @@ impl Reactor {
         Ok(source)
     }
 
-    /// corepax patch: a send of `buf[start..]` to the connected socket `fd`, queued on the
-    /// main ring and not dispatched: it goes to the kernel with the ring's next submission
-    /// (the executor's next pass), in one `io_uring_enter` with everything else queued in
-    /// the meantime. `MSG_WAITALL`: the kernel retries a partial send of a stream socket
-    /// itself, so a completion short of the length is an error's or a closed socket's.
-    pub(crate) fn queued_send(&self, fd: RawFd, buf: Vec<u8>, start: usize) -> Source {
-        let source = self.new_source(fd, SourceType::SockSendVec(buf, start), None);
-        self.sys.send(&source, MsgFlags::MSG_WAITALL);
-        source
-    }
-
     pub(crate) fn rushed_sendmsg(
         &self,
         fd: RawFd,

@@ -107,13 +107,11 @@ fn yolo_sendmsg(
 }
 
 mod datagram;
-mod queued_send;
 mod stream;
 mod tcp_socket;
 mod udp_socket;
 mod unix;
 pub use self::{
-    queued_send::QueuedSend,
     stream::{Buffered, Preallocated},
     tcp_socket::{AcceptedTcpStream, TcpListener, TcpStream},
     udp_socket::UdpSocket,

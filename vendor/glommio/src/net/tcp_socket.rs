@@ -404,13 +404,6 @@ fn make_tcp_socket(addr: &SocketAddr) -> io::Result<Socket> {
 }
 
 impl TcpStream {
-    /// corepax patch: queues a send of `buf[start..]` on the executor's ring (see
-    /// [`QueuedSend`](crate::net::QueuedSend)). Nothing else may write to the socket
-    /// until it has completed.
-    pub fn send_queued(&self, buf: Vec<u8>, start: usize) -> crate::net::QueuedSend {
-        crate::net::QueuedSend::new(self.as_raw_fd(), buf, start)
-    }
-
     /// Creates a TCP connection to the specified address.
     ///
     /// # Examples

@@ -34,8 +34,6 @@ pub(crate) enum SourceType {
     Read(PollableStatus, Option<IoBuffer>),
     PollAdd,
     SockSend(DmaBuffer),
-    /// corepax patch: a send of `.0[.1..]`, queued for the ring's next submission.
-    SockSendVec(Vec<u8>, usize),
     SockRecv(Option<DmaBuffer>),
     SockRecvMsg(
         Option<DmaBuffer>,

@@ -1287,12 +1287,11 @@ const LATENCY_TIMER_SLACK: Duration = Duration::from_micros(50);
 
 /// Whether a pass arms the throughput preemption timer (corepax patch: it does not). The
 /// timer ends a task queue's run once `ring_depth` (128) main-ring completions came during
-/// it. corepax's main ring carries its disk writes, the sleep's link poll and its queued
-/// sends (one per connection a pass answered), and it runs one task queue: a run ended
-/// early would only start the next pass. The timer's re-arm before each sleep cost an
-/// `io_uring_enter` of three SQEs (a cancellation, a timeout, an eventfd write). The
-/// latency ring's preemption timer and its completions (a receive that waited, a timer)
-/// still end a run.
+/// it. corepax's main ring carries its disk writes and the sleep's link poll (sends and
+/// receives are direct syscalls first), a few per run of its one task queue, while the
+/// timer's re-arm before each sleep cost an `io_uring_enter` of three SQEs (a
+/// cancellation, a timeout, an eventfd write). The latency ring's preemption timer and its
+/// completions (a receive that waited, a timer) still end a run.
 const THROUGHPUT_PREEMPTION: bool = false;
 
 fn align_up(v: usize, align: usize) -> usize {
@@ -1475,10 +1474,6 @@ impl Reactor {
         let op = match &*source.source_type() {
             SourceType::SockSend(buf) => {
                 UringOpDescriptor::SockSend(buf.as_ptr(), buf.len(), flags.bits())
-            }
-            SourceType::SockSendVec(buf, start) => {
-                let rest = &buf[*start..];
-                UringOpDescriptor::SockSend(rest.as_ptr(), rest.len(), flags.bits())
             }
             _ => unreachable!(),
         };
