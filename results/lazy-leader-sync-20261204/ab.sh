@@ -5,7 +5,8 @@
 # µs per request (leader first). "name=@BINARY flags" gives a variant its own binary.
 # T=get runs GETs (default set), after one pass of pipelined SETs of the same keys.
 # CLIENT_STAT=1 also prints the benchmark client's CPU µs and context switches per request
-# (`perf stat` around redis-benchmark).
+# (`perf stat` around redis-benchmark). VIA_FOLLOWER=1 drives a follower instead of the
+# leader (CPU still printed leader first).
 #   VARIANTS="on= off=--lazy-leader-sync=false" RBARGS="-c 1 -P 1" N=15000 ROUNDS=4 ab.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +22,8 @@ for v in "${VS[@]}"; do
   # "name=@/path/to/corepax flags": that variant's own binary.
   if [[ $flags == @* ]]; then read -r bin flags <<<"${flags#@}"; else bin=$BIN; fi
   ( BIN=$bin; SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $flags" start_cluster "$TMP/d-$name" "$TMP/c-$name.log" >/dev/null 2>&1
-    echo "$LEAD_PORT $CLUSTER_PID $LEAD_NODE ${NODE_PIDS[*]}" > "$TMP/$name.info" )
+    port=$LEAD_PORT; [ -z "${VIA_FOLLOWER:-}" ] || port=$((BASE + (LEAD_NODE + 1) % 3))
+    echo "$port $CLUSTER_PID $LEAD_NODE ${NODE_PIDS[*]}" > "$TMP/$name.info" )
   read -r port cpid lead p0 p1 p2 < "$TMP/$name.info"
   pids=("$p0" "$p1" "$p2")
   PORT[$name]=$port; CP[$name]=$cpid
