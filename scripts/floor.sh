@@ -166,12 +166,8 @@ run_floor() {
 
 run_redis() {
     local port
-    port=$(free_port)
-    mkdir -p "$TMP/redis"
-    redis-server --port "$port" --save '' --appendonly yes --appendfsync always \
-        --dir "$TMP/redis" --daemonize no >>"$OUT_RAW" 2>&1 &
-    REDIS_PID=$!
-    wait_ping "$port" 10
+    start_redis_always "$TMP/redis" "$OUT_RAW"
+    port=$REDIS_PORT
     bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t get

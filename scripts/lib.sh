@@ -3,7 +3,7 @@
 # every shard, one SET) and stopped, and a pipelined RESP loader (write_loader, load_keys).
 # Source it after `set -euo pipefail`; it defines functions and these variables:
 #   BIN CLUSTER_PID CLUSTER_CMD BASE SHARDS START_NS READY_NS LEADERS_NS NODE_PIDS
-#   LEAD_PORT LEAD_NODE LEADER_LINES LOADER_PY RB
+#   LEAD_PORT LEAD_NODE LEADER_LINES LOADER_PY RB REDIS_PORT REDIS_PID
 
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
 CLUSTER_PID=""
@@ -108,6 +108,19 @@ wait_ping() {
         [ $SECONDS -lt $deadline ] || return 1
         sleep 0.1
     done
+}
+
+# start_redis_always DIR [LOG]: the peer corepax is measured against, a redis-server with
+# appendonly yes and appendfsync always, its data in DIR, on a free port, its output
+# appended to LOG (default: discarded); waits for PING. Sets REDIS_PORT and REDIS_PID (the
+# caller stops it: stop_pids "$REDIS_PID").
+start_redis_always() {
+    REDIS_PORT=$(free_port)
+    mkdir -p "$1"
+    redis-server --port "$REDIS_PORT" --save '' --appendonly yes --appendfsync always \
+        --dir "$1" --daemonize no >>"${2:-/dev/null}" 2>&1 &
+    REDIS_PID=$!
+    wait_ping "$REDIS_PORT" 10
 }
 
 # One client's SETs on a fresh cluster, for tracing a request's path: TMP (a new temp dir)

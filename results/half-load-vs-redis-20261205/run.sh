@@ -12,18 +12,16 @@ resolve_bin
 ROUNDS=${ROUNDS:-2}
 OUT=${OUT:-$(mktemp -d)}
 TMP=$(mktemp -d)
-RP=""
-trap '[ -n "$RP" ] && kill "$RP" 2>/dev/null; rm -rf "$TMP"' EXIT
+REDIS_PID=""
+trap 'stop_pids "$REDIS_PID"; rm -rf "$TMP"' EXIT
 summary() { grep -E "^all |^NOTE|^server CPU per op|^open loop: target" || true; }
 for r in $(seq "$ROUNDS"); do
     echo "== round $r: corepax (main job)"
     "$BIN" bench --json "$OUT/corepax-$r.json" 2>&1 | summary
     rate=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['total']['throughput_per_s']/2))" "$OUT/corepax-$r.json" 2>/dev/null || echo "")
-    port=$(free_port)
-    rm -rf "$TMP/redis"; mkdir -p "$TMP/redis"
-    redis-server --port "$port" --appendonly yes --appendfsync always --dir "$TMP/redis" --save "" >/dev/null &
-    RP=$!
-    wait_ping "$port" 10
+    rm -rf "$TMP/redis"
+    start_redis_always "$TMP/redis"
+    port=$REDIS_PORT
     echo "== round $r: redis-server appendfsync always (its own closed loop and half load)"
     "$BIN" bench --target "127.0.0.1:$port" --json "$OUT/redis-$r.json" 2>&1 | summary
     if [ -n "$rate" ]; then
@@ -31,8 +29,7 @@ for r in $(seq "$ROUNDS"); do
         "$BIN" bench --target "127.0.0.1:$port" --rate "$rate" --duration 8 --half-load 0 \
             --json "$OUT/redis-at-corepax-rate-$r.json" 2>&1 | summary
     fi
-    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill "$RP"
-    wait "$RP" 2>/dev/null || true
-    RP=""
+    stop_pids "$REDIS_PID"
+    REDIS_PID=""
 done
 echo "JSON: $OUT"

@@ -9,20 +9,17 @@ cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 READY_TIMEOUT_S=30
 TMP=$(mktemp -d)
-RP=""
-trap 'stop_cluster; [ -n "$RP" ] && kill "$RP"; rm -rf "$TMP"' EXIT
+REDIS_PID=""
+trap 'stop_cluster; stop_pids "$REDIS_PID"; rm -rf "$TMP"' EXIT
 switches() {
     cat /proc/"$1"/task/*/status |
         awk '/^voluntary_ctxt/{v+=$2} /^nonvoluntary_ctxt/{n+=$2} END{printf "v=%d nv=%d", v, n}'
 }
 N=${N:-100000}
 if [ -n "${REDIS:-}" ]; then
-    port=$(free_port)
-    redis-server --port "$port" --appendonly yes --appendfsync always --dir "$TMP" --save "" >/dev/null &
-    RP=$!
-    wait_ping "$port" 10
-    LEAD_PORT=$port
-    PIDS=("$RP")
+    start_redis_always "$TMP/redis"
+    LEAD_PORT=$REDIS_PORT
+    PIDS=("$REDIS_PID")
 else
     resolve_bin
     SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
