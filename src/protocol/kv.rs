@@ -157,7 +157,7 @@ impl Map {
 
     /// Prefetches the items of `keys`, the table's lines first (`kv/prefetch.rs`).
     fn prefetch(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
-        let Some(mut p) = prefetch::KeyPrefetch::new(&self.table) else {
+        let Some(mut p) = prefetch::KeyPrefetch::new(&self.table, self.payload_bytes) else {
             return;
         };
         keys(&mut |k| p.key(self.hash(k)));

@@ -18,7 +18,7 @@
 
 use hashbrown::HashTable;
 
-use super::super::item::{Item, prefetch};
+use super::super::item::{HEADER_BYTES, Item, prefetch};
 
 /// How many keys the probes trail the line prefetches by: enough for a line to arrive
 /// from memory (a key's hash and prefetches take ~10 ns, a miss ~100 ns), few enough that
@@ -28,6 +28,34 @@ const AHEAD: usize = 16;
 /// Buckets of a group whose lines are prefetched: an item sits at or just after its
 /// probe's start (hashbrown places it in the first free bucket of the group).
 const BUCKETS_AHEAD: usize = 8;
+
+/// At most this much of each item is prefetched (four lines): past it a value's lines are
+/// read in order, which the CPU's own prefetcher follows. Prefetching the whole of a
+/// 100-byte value's item (three lines) made pipelined SETs cheaper than its first two
+/// did (results/item-lines-20261205/).
+const ITEM_BYTES_MAX: usize = 256;
+
+/// How far past its start a key comparison reads a short key (see [`item_bytes`]).
+const KEY_COMPARE_BYTES: usize = 32;
+
+/// How much of an item a write or read of it touches, for a map of `keys` keys holding
+/// `payload_bytes` of keys and values: the header, a key's length prefix (2 bytes for keys
+/// under 8 KiB) and the average key and value, at most [`ITEM_BYTES_MAX`]. The average is
+/// what the map knows without reading the item; a write compares the key, then reads the
+/// old value for its Merkle digest and overwrites it.
+///
+/// At least [`KEY_COMPARE_BYTES`] past the prefix: the key comparison (glibc's `memcmp`)
+/// reads a short key with one 32-byte masked load, and that load waits for every line its
+/// 32 bytes span, past the key's end too. Prefetching only up to the end of a 16-byte key
+/// and a 3-byte value left the key comparison at 15 % of a follower's samples;
+/// prefetching the line after it took it off the profile.
+fn item_bytes(payload_bytes: u64, keys: usize) -> usize {
+    let average = usize::try_from(payload_bytes / keys.max(1) as u64).unwrap_or(usize::MAX);
+    average
+        .max(KEY_COMPARE_BYTES)
+        .saturating_add(HEADER_BYTES + 2)
+        .min(ITEM_BYTES_MAX)
+}
 
 /// Where a table's probes start.
 #[derive(Clone, Copy, Debug)]
@@ -70,15 +98,18 @@ pub(super) struct KeyPrefetch<'a> {
     table: &'a HashTable<Item>,
     lines: ProbeLines,
     trail: Trail,
+    item_bytes: usize,
 }
 
 impl<'a> KeyPrefetch<'a> {
-    /// `None` for an empty table (nothing to prefetch).
-    pub(super) fn new(table: &'a HashTable<Item>) -> Option<KeyPrefetch<'a>> {
+    /// `None` for an empty table (nothing to prefetch). `payload_bytes` is the keys' and
+    /// values' bytes the table holds: it sizes each item's prefetch ([`item_bytes`]).
+    pub(super) fn new(table: &'a HashTable<Item>, payload_bytes: u64) -> Option<KeyPrefetch<'a>> {
         Some(KeyPrefetch {
             table,
             lines: ProbeLines::of(table)?,
             trail: Trail::default(),
+            item_bytes: item_bytes(payload_bytes, table.len()),
         })
     }
 
@@ -102,7 +133,7 @@ impl<'a> KeyPrefetch<'a> {
     /// comparing keys: the probe reads only the table, never an item.
     fn probe(&self, hash: u64) {
         let _ = self.table.find(hash, |i| {
-            i.prefetch();
+            i.prefetch(self.item_bytes);
             false
         });
     }
@@ -190,7 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn an_item_is_prefetched_past_its_key_and_value() {
+        // A 16-byte key and a 3-byte value: the key's 32-byte comparison reaches furthest.
+        assert_eq!(
+            item_bytes(19 * 1000, 1000),
+            HEADER_BYTES + 2 + KEY_COMPARE_BYTES
+        );
+        // A 16-byte key and a 100-byte value: the whole item.
+        assert_eq!(item_bytes(116 * 1000, 1000), HEADER_BYTES + 2 + 116);
+        // Large values: the first lines only.
+        assert_eq!(item_bytes(10_000 * 1000, 1000), ITEM_BYTES_MAX);
+        assert_eq!(item_bytes(u64::MAX, 1), ITEM_BYTES_MAX);
+        assert_eq!(item_bytes(0, 0), HEADER_BYTES + 2 + KEY_COMPARE_BYTES);
+    }
+
+    #[test]
     fn an_empty_table_has_nothing_to_prefetch() {
-        assert!(KeyPrefetch::new(&HashTable::new()).is_none());
+        assert!(KeyPrefetch::new(&HashTable::new(), 0).is_none());
     }
 }
