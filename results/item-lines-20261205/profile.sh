@@ -3,7 +3,8 @@
 # of COREPAX_BIN, a warm-up of pipelined SETs, then the given redis-benchmark run through
 # the leader while `perf record -e cpu-clock -g` samples the leader and one follower for
 # 4 s. Writes OUT/TAG-{lead,fol}.data, their top symbols in OUT/TAG-{lead,fol}-top.txt
-# and redis-benchmark's output in OUT/TAG-rb.txt (OUT defaults to /tmp/prof).
+# and redis-benchmark's output in OUT/TAG-rb.txt (OUT defaults to /tmp/prof). VIA=1 drives
+# the follower that is sampled instead of the leader.
 #   COREPAX_BIN=target/release/corepax profile.sh after -c 50 -P 16 -n 2500000 -r 100000 -t set
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +17,8 @@ SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.
 trap 'stop_cluster; rm -rf "$TMP"' EXIT
 lead=${NODE_PIDS[$LEAD_NODE]}; fol=${NODE_PIDS[$(((LEAD_NODE + 1) % 3))]}
 redis-benchmark -p "$LEAD_PORT" -c 50 -P 16 -n 200000 -r 100000 -t set -q >/dev/null
-redis-benchmark -p "$LEAD_PORT" "$@" -q >"$OUT/$TAG-rb.txt" &
+port=$LEAD_PORT; [ -z "${VIA:-}" ] || port=$((BASE + (LEAD_NODE + 1) % 3))
+redis-benchmark -p "$port" "$@" -q >"$OUT/$TAG-rb.txt" &
 rb=$!
 sleep 1
 perf record -e cpu-clock -g -p "$lead" -o "$OUT/$TAG-lead.data" -- sleep 4 2>/dev/null &
