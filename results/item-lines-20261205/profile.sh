@@ -27,6 +27,6 @@ wait %2 %3 2>/dev/null || true
 wait "$rb" || true
 for w in lead fol; do
   perf report -i "$OUT/$TAG-$w.data" --no-children --sort sym --stdio 2>/dev/null |
-    grep -E '^ +[0-9]+\.[0-9]+%' | head -25 >"$OUT/$TAG-$w-top.txt"
+    grep -E '^ +[0-9]+\.[0-9]+%' | head -25 >"$OUT/$TAG-$w-top.txt" || true # head closes the pipe
 done
 tail -c 80 "$OUT/$TAG-rb.txt"
