@@ -275,12 +275,9 @@ fn upper_inline<'a>(name: &[u8], buf: &'a mut [u8; NAME_INLINE_BYTES]) -> Option
 
 /// Before a pipeline's commands start: prefetches the items its `GET`s and `MGET`s read
 /// on this shard, so the map's cache misses overlap instead of coming one per command
-/// (Valkey 8 does the same for a batch of commands). Only looks; changes nothing. Not in
-/// `log` mode: there a read is applied with its batch, which prefetches its keys then.
+/// (Valkey 8 does the same for a batch of commands). Only looks; changes nothing; where
+/// this replica does not read them soon, nothing (`Shard::prefetch_reads`).
 pub fn prefetch_reads<'a>(local: &Local, values: impl IntoIterator<Item = &'a Value>) {
-    if local.cfg.protocol.read_mode.reads_through_log() {
-        return;
-    }
     local.shard.prefetch_reads(|each| {
         for value in values {
             let Value::Array(Some(items)) = value else {

@@ -74,13 +74,20 @@ impl Shard {
     }
 
     /// Prefetches the items of the keys `keys` gives, for reads that come soon
-    /// ([`crate::protocol::Kv::prefetch_keys`]). Not where only the leader reads
-    /// (`leader-lease`, `read-index`) and this replica does not lead: its reads are
-    /// forwarded, and a follower driven with pipelined GETs spent 3 % of its samples
-    /// prefetching items it never read (results/forwarded-reads-prefetch-20261205/).
+    /// ([`crate::protocol::Kv::prefetch_keys`]); `keys` is not called where this replica
+    /// will not read them soon:
+    /// - in `log` mode, where a read is applied with its batch, which prefetches its keys
+    ///   then;
+    /// - where only the leader reads (`leader-lease`, `read-index`) and this replica does
+    ///   not lead: its reads are forwarded, and a follower driven with pipelined GETs
+    ///   spent 3 % of its samples prefetching items it never read
+    ///   (results/forwarded-reads-prefetch-20261205/).
     pub fn prefetch_reads(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
+        let mode = self.cfg.protocol.read_mode;
         let replica = self.replica.borrow();
-        if !self.cfg.protocol.read_mode.reads_away_from_leader() && replica.leadership().is_none() {
+        if mode.reads_through_log()
+            || (!mode.reads_away_from_leader() && replica.leadership().is_none())
+        {
             return;
         }
         replica.kv().prefetch_keys(keys);
@@ -91,10 +98,9 @@ impl Shard {
     /// the forwarded `GET`s of one read from a follower's link), so their cache misses
     /// overlap. A leader answering forwarded `GET`s spent 42 % of its samples in
     /// `Map::get` without it (results/forwarded-reads-prefetch-20261205/). Not for one
-    /// request (nothing to overlap), nor in `log` mode, where a read is applied with its
-    /// batch, which prefetches its keys then.
+    /// request (nothing to overlap).
     fn prefetch_proposed_reads(&self, reqs: &[(Token, Request)]) {
-        if reqs.len() < 2 || self.cfg.protocol.read_mode.reads_through_log() {
+        if reqs.len() < 2 {
             return;
         }
         self.prefetch_reads(|each| {
