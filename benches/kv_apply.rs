@@ -63,7 +63,7 @@ fn apply(c: &mut Criterion) {
                 b.iter(|| {
                     for batch in &batches {
                         if prefetch {
-                            kv.prefetch(batch);
+                            kv.prefetch(batch, true);
                         }
                         slot += 1;
                         for req in batch {
@@ -116,7 +116,7 @@ fn apply_reads(c: &mut Criterion) {
                         }
                     })
                     .collect();
-                kv.prefetch(&reqs);
+                kv.prefetch(&reqs, true);
                 slot += 1;
                 for req in &reqs {
                     kv.apply(slot, req);

@@ -395,7 +395,10 @@ impl Kv {
     /// Below [`PREFETCH_KEYS_MIN`] keys it does nothing: the items and the leaves they
     /// touch stay in the core's cache, so there is no miss to overlap, and the walk would
     /// hash every key twice more (the map's hash and the leaf's) for nothing.
-    pub fn prefetch(&self, requests: &[Request]) {
+    ///
+    /// Without `reads` the keys of read-only commands are skipped: applied with
+    /// [`Kv::apply_unanswered`], as a follower applies them, they touch nothing.
+    pub fn prefetch(&self, requests: &[Request], reads: bool) {
         if self.map.len() < PREFETCH_KEYS_MIN {
             return;
         }
@@ -405,7 +408,9 @@ impl Kv {
         }
         self.map.prefetch(|each| {
             for req in requests {
-                req.cmd.for_each_key(&mut |k| each(k));
+                if reads || !req.cmd.is_read_only() {
+                    req.cmd.for_each_key(&mut |k| each(k));
+                }
             }
         });
     }
@@ -417,7 +422,9 @@ impl Kv {
 
     /// Applies a request chosen at `slot` that nobody here waits for (every request at a
     /// follower): the change and the reply kept for a retry are [`Kv::apply`]'s, without
-    /// the copy of the reply it returns and that copy's drop.
+    /// the copy of the reply it returns and that copy's drop. A read-only command is not
+    /// run at all (only its session's bookkeeping is done): it changes nothing, and its
+    /// reply is never kept (a retry runs it again).
     pub fn apply_unanswered(&mut self, slot: Slot, req: &Request) {
         self.apply_as::<false>(slot, req);
     }
@@ -429,6 +436,9 @@ impl Kv {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
         if req.client == 0 {
+            if !ANSWER && req.cmd.is_read_only() {
+                return Applied::Forgotten;
+            }
             let reply = self.data().execute(slot, &req.cmd);
             return Applied::Reply(reply);
         }
@@ -463,6 +473,9 @@ impl Kv {
                 Err(i) => i,
             }
         };
+        if !ANSWER && req.cmd.is_read_only() {
+            return Applied::Forgotten;
+        }
         // `session` borrows `sessions` only: the map, tree and deadlines are other fields.
         let reply = Data {
             map: &mut self.map,

@@ -128,7 +128,8 @@ pub fn apply_batch(
     waiting: &mut Waiting,
     out: &mut Vec<Action>,
 ) {
-    kv.prefetch(batch);
+    // Nobody waiting here (a follower): reads are not run, so not prefetched either.
+    kv.prefetch(batch, !waiting.is_empty());
     for req in batch.iter() {
         // A follower mostly waits for nothing: no hash of the session, and no copy of the
         // reply to drop, per request; nor for a request nobody here waits for (a follower

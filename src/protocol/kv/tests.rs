@@ -620,6 +620,10 @@ fn an_unanswered_apply_changes_and_keeps_what_apply_does() {
         req(0, 0, 0, Command::Set(b("b"), b("2"))),
         // Acknowledges seq 1: its reply is forgotten.
         req(1, 3, 2, Command::Set(b("a"), b("3"))),
+        // Reads, which an unanswered apply does not run: their session bookkeeping is still
+        // done (this one acknowledges seq 2, whose reply is forgotten).
+        req(1, 4, 3, Command::Get(b("a"))),
+        req(0, 0, 0, Command::Get(b("b"))),
     ];
     let (mut answered, mut unanswered) = (Kv::new(8, 8), Kv::new(8, 8));
     for (slot, r) in (1..).zip(&reqs) {
@@ -628,15 +632,24 @@ fn an_unanswered_apply_changes_and_keeps_what_apply_does() {
     }
     assert_eq!(unanswered.digest(), answered.digest());
     assert_eq!(unanswered.get(b"a").map(Item::value), Some(&b"3"[..]));
-    for (client, seq) in [(1, 1), (1, 2), (1, 3), (2, 1)] {
+    for (client, seq) in [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1)] {
         assert_eq!(
             unanswered.cached_reply(client, seq),
             answered.cached_reply(client, seq),
             "client {client} seq {seq}"
         );
     }
-    assert_eq!(unanswered.cached_reply(1, 2), Some(&Reply::Int(5)));
+    assert_eq!(
+        unanswered.cached_reply(1, 2),
+        None,
+        "acknowledged by a read"
+    );
     assert_eq!(unanswered.cached_reply(1, 3), Some(&Reply::Ok));
+    assert_eq!(
+        unanswered.apply_as::<false>(8, &reqs[5]),
+        Applied::Forgotten,
+        "a read nobody waits for is not run"
+    );
     // A retry is answered from what the unanswered apply kept.
     assert_eq!(unanswered.apply(6, &reqs[4]), Applied::Reply(Reply::Ok),);
 }
