@@ -37,6 +37,11 @@ impl Sim {
         };
         let length = rng.random_range(20 * MS..400 * MS);
         let until = self.now + length;
+        // A paused peer loses a restored replica's queries: its check must hear every
+        // peer (`restore.rs`), as no crash comes while it checks.
+        if self.restored_checking() {
+            return;
+        }
         let n = &mut self.nodes[victim.index()];
         if n.replica.is_none() || n.paused_until.is_some_and(|t| t > self.now) {
             return;

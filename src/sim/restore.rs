@@ -9,9 +9,9 @@
 //! detect, no more: it is restored only if every replica was up when the copy was taken,
 //! the replica did not lead since (what a leader counts of its own log, no peer sees),
 //! and every other replica is up, has not restarted since the copy was taken (so it
-//! remembers what the replica acknowledged since) and recovers nothing itself; the check's
-//! messages to and from it are neither cut nor lost, and no replica crashes, while it
-//! checks; and it crashes again before it caught up only once its finding is durable (the
+//! remembers what the replica acknowledged since), is not paused and recovers nothing
+//! itself; the check's messages to and from it are neither cut nor lost, and no replica
+//! crashes or pauses, while it checks; and it crashes again before it caught up only once its finding is durable (the
 //! `StaleData` mark is synced: it then restarts a learner, whatever its peers remember;
 //! before that, a crash loses the finding, and a peer that restarted meanwhile leaves
 //! nobody to find it again, see ARCHITECTURE.md, "A stale data directory"). Never on more
@@ -102,6 +102,8 @@ impl Sim {
                 n.incarnation == copy.incarnations[j]
                     && !n.lost_records
                     && !n.restored
+                    // A paused peer loses the check's queries (`pause.rs`).
+                    && n.paused_until.is_none_or(|t| t <= self.now)
                     && n.replica
                         .as_ref()
                         .is_some_and(|r| !r.recovering() && !r.restart_checking())
