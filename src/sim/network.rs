@@ -53,11 +53,13 @@ pub(super) fn describe(msg: &Message) -> String {
         Message::Accept {
             ballot,
             slot,
+            share_votes,
             batch,
             commit,
         } => format!(
-            "accept b{ballot} slot {slot} {} commit {commit}",
-            describe_batch(batch)
+            "accept b{ballot} slot {slot} {} commit {commit}{}",
+            describe_batch(batch),
+            if *share_votes { " (share votes)" } else { "" }
         ),
         Message::Accepted {
             ballot,

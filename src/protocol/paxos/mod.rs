@@ -724,9 +724,17 @@ impl Replica {
             Message::Accept {
                 ballot,
                 slot,
+                share_votes,
                 batch,
                 commit,
-            } => self.on_accept(now, from, ballot, slot, batch, commit),
+            } => {
+                let accept = acceptor::AcceptHeader {
+                    ballot,
+                    slot,
+                    share_votes,
+                };
+                self.on_accept(now, from, accept, batch, commit)
+            }
             Message::Accepted {
                 ballot,
                 slot,

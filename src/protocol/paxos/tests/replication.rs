@@ -224,6 +224,7 @@ fn restart_recovers_promise_and_accepted_values() {
         Message::Accept {
             ballot: stale,
             slot: 1,
+            share_votes: false,
             batch: Arc::from(vec![Request::noop()]),
             commit: 0,
         },
