@@ -149,7 +149,6 @@ fn messages() -> Vec<PeerMsg> {
         PeerMsg::Paxos(Message::Accept {
             ballot: ballot(),
             slot: 12,
-            share_votes: true,
             batch: batch(),
             commit: 11,
         }),

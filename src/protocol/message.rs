@@ -63,11 +63,6 @@ pub enum Message {
         ballot: Ballot,
         /// The slot.
         slot: Slot,
-        /// Early learning from followers' votes (`paxos/early.rs`): the leader writes this
-        /// slot lazily and it carries a forward, so each follower sends its vote to the
-        /// other followers too, and the one that forwarded learns the slot chosen from
-        /// two followers' durable accepts without waiting for the leader's sync.
-        share_votes: bool,
         /// Its value.
         batch: Batch,
         /// Every slot up to here is chosen.

@@ -53,13 +53,11 @@ pub(super) fn describe(msg: &Message) -> String {
         Message::Accept {
             ballot,
             slot,
-            share_votes,
             batch,
             commit,
         } => format!(
-            "accept b{ballot} slot {slot} {} commit {commit}{}",
-            describe_batch(batch),
-            if *share_votes { " (share votes)" } else { "" }
+            "accept b{ballot} slot {slot} {} commit {commit}",
+            describe_batch(batch)
         ),
         Message::Accepted {
             ballot,

@@ -4,16 +4,6 @@ use super::{LogEntry, Replica, Role};
 use crate::protocol::message::{Batch, Message, Record};
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
-/// An accept's fields other than its batch and commit index.
-pub(super) struct AcceptHeader {
-    /// The leader's ballot.
-    pub ballot: Ballot,
-    /// The slot.
-    pub slot: Slot,
-    /// Send our vote to the other followers too (early learning, `early.rs`).
-    pub share_votes: bool,
-}
-
 impl Replica {
     /// Phase 1a: promise `ballot` unless a higher one was promised.
     pub(super) fn on_prepare(
@@ -62,15 +52,11 @@ impl Replica {
         &mut self,
         now: Nanos,
         from: ReplicaId,
-        accept: AcceptHeader,
+        ballot: Ballot,
+        slot: Slot,
         batch: Batch,
         commit: Slot,
     ) {
-        let AcceptHeader {
-            ballot,
-            slot,
-            share_votes,
-        } = accept;
         if self.ignore_accept_too_large(&batch) {
             return;
         }
@@ -114,9 +100,6 @@ impl Replica {
             _ => {
                 self.accept_locally(slot, ballot, batch, false);
                 let msg = self.accepted_msg(now, ballot, slot);
-                if share_votes {
-                    self.vote_to_other_followers(from, &msg);
-                }
                 self.send_when_durable(from, msg);
             }
         }

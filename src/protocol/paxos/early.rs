@@ -1,6 +1,5 @@
 //! Early learning: with three replicas, a follower learns a slot chosen from its own
-//! durable accept and another replica's vote (the leader's, or the other follower's),
-//! one hop after the accept instead of three.
+//! durable accept and the leader's vote, one hop after the accept instead of three.
 //!
 //! A command sent to a follower is forwarded to the leader, and its answer used to come
 //! back the way it went: leader → followers (accept), a follower's vote → leader, leader →
@@ -11,13 +10,6 @@
 //! It applies it in order and answers the requests of its own session it forwarded
 //! itself (their replies are the leader's: the same state machine at the same slot). The
 //! leader's answer, when it comes, finds the command finished and is dropped.
-//!
-//! When the leader writes such a slot lazily (`lazy_leader_sync`: no other slot in
-//! flight), its vote waits for a later sync, so the accept asks the followers to share
-//! theirs (`share_votes`): each sends its vote to the other follower as well as to the
-//! leader, and the forwarding follower learns the slot chosen from the two followers'
-//! durable accepts, as the leader does. Any replica's vote counts the same: two
-//! acceptors of three accepted one value at one ballot.
 //!
 //! Only for slots that carry another node's request (a forward): a leader's own clients'
 //! slots cost no extra message. Not in quorum-lease mode: there a write is acknowledged
@@ -36,7 +28,7 @@ use crate::protocol::pending::PendingKeys;
 use crate::protocol::types::{Ballot, ClientId, Nanos, ReplicaId, Slot, Token};
 use crate::protocol::waiting::Waiting;
 
-/// What a peer's vote told a follower about a slot.
+/// What a leader's vote told a follower about a slot.
 enum Learned {
     /// Chosen: our own accept of it at that ballot is durable too.
     Chosen,
@@ -56,7 +48,7 @@ pub(super) struct Early {
     /// sequence number): the forward's id, answered here if applied before the leader's
     /// answer comes.
     pub(super) forwarded: Waiting,
-    /// Follower: slots whose peer vote came before our own accept was durable, with
+    /// Follower: slots whose leader vote came before our own accept was durable, with
     /// the ballot voted.
     votes: BTreeMap<Slot, Ballot>,
     /// Leader, leader-lease mode: keys written by unapplied slots whose vote went to the
@@ -71,7 +63,7 @@ impl Replica {
         self.early.session = client;
     }
 
-    /// Whether a follower may learn a slot chosen from a peer's vote and its own.
+    /// Whether a follower may learn a slot chosen from the leader's vote and its own.
     fn learns_early(&self) -> bool {
         self.cfg.early_learning
             && self.early.session != 0
@@ -107,10 +99,9 @@ impl Replica {
 
     /// Leader: `batch`, proposed at `slot`, carries a forwarded request: its vote goes to
     /// every follower once our accept is durable (held with it, after our own vote).
-    /// Returns whether it does.
-    pub(super) fn vote_to_followers(&mut self, slot: Slot, batch: &Batch, vote: &Message) -> bool {
+    pub(super) fn vote_to_followers(&mut self, slot: Slot, batch: &Batch, vote: &Message) {
         if !self.votes_to_followers(batch) {
-            return false;
+            return;
         }
         if self.cfg.read_mode == ReadMode::LeaderLease {
             for req in batch.iter() {
@@ -120,21 +111,6 @@ impl Replica {
         for r in 0..self.cfg.replicas {
             let to = ReplicaId(r as u8);
             if to != self.id {
-                self.send_when_durable(to, vote.clone());
-            }
-        }
-        true
-    }
-
-    /// Follower, for an accept from `leader` that asks to share votes: our `vote` goes to
-    /// the other followers too once our accept is durable.
-    pub(super) fn vote_to_other_followers(&mut self, leader: ReplicaId, vote: &Message) {
-        if !self.learns_early() {
-            return;
-        }
-        for r in 0..self.cfg.replicas {
-            let to = ReplicaId(r as u8);
-            if to != self.id && to != leader {
                 self.send_when_durable(to, vote.clone());
             }
         }
@@ -149,11 +125,10 @@ impl Replica {
             || cmd.read_keys().iter().all(|k| keys.newest(k).is_none())
     }
 
-    /// Follower: replica `from` (the leader of `ballot`, or a follower sharing its vote)
-    /// accepted `slot` at `ballot` durably. With our own durable accept of it at that
-    /// ballot, a quorum of two accepted one value: chosen. False if this is not such a
-    /// vote (the caller counts it ignored).
-    pub(super) fn on_peer_vote(
+    /// Follower: the leader of `ballot` (`from`) accepted `slot` durably. With our own
+    /// durable accept of it at that ballot, a quorum of two accepted one value: chosen.
+    /// False if this is not such a vote (the caller counts it ignored).
+    pub(super) fn on_leader_vote(
         &mut self,
         now: Nanos,
         from: ReplicaId,
@@ -162,7 +137,10 @@ impl Replica {
     ) -> bool {
         // Our own vote as a deposed leader, released by a sync after we stepped down, is
         // not a second one.
-        if !self.learns_early() || (from == self.id && !self.bugs.early_own_vote) {
+        if !self.learns_early()
+            || (from == self.id && !self.bugs.early_own_vote)
+            || from != ballot.node
+        {
             return false;
         }
         match self.learn_from_vote(slot, ballot) {
@@ -178,7 +156,7 @@ impl Replica {
         true
     }
 
-    /// Records became durable: the peer votes that waited for our own accept count now.
+    /// Records became durable: the leader votes that waited for our own accept count now.
     pub(super) fn learn_held_votes(&mut self, now: Nanos) {
         if self.early.votes.is_empty() {
             return;
@@ -199,7 +177,7 @@ impl Replica {
         }
     }
 
-    /// A peer voted for `slot` at `ballot`: marks it chosen if our own accept of it at
+    /// The leader voted for `slot` at `ballot`: marks it chosen if our own accept of it at
     /// that ballot is durable (the caller advances the commit index).
     fn learn_from_vote(&mut self, slot: Slot, ballot: Ballot) -> Learned {
         if slot <= self.chosen_through {

@@ -272,7 +272,7 @@ impl Replica {
 
     /// Phase 2a for one slot: persist our own accept, send it to every follower.
     pub(super) fn propose_at(&mut self, now: Nanos, slot: Slot, batch: Batch) {
-        let lazy = self.lazy_sync_allowed(now);
+        let lazy = self.lazy_sync_allowed(now, &batch);
         let Role::Leader(l) = &mut self.role else {
             unreachable!("only a leader proposes");
         };
@@ -303,11 +303,10 @@ impl Replica {
         // Our own vote counts only once our accept is durable; so does the one followers
         // may learn the slot from (`early.rs`), sent after the accept.
         let vote = self.accepted_msg(now, ballot, slot);
-        let forwards = self.vote_to_followers(slot, &batch, &vote);
+        self.vote_to_followers(slot, &batch, &vote);
         self.broadcast(&Message::Accept {
             ballot,
             slot,
-            share_votes: lazy && forwards,
             batch,
             commit: self.chosen_through,
         });
@@ -334,12 +333,11 @@ impl Replica {
     /// stay off for [`LAZY_OFF_NS`]).
     ///
     /// Only when no other slot is in flight; while it is, requests gather into the next
-    /// batch as they would while the leader's sync ran (`try_propose`). A batch that
-    /// carries a forward may be lazy too: its accept asks the followers to share their
-    /// votes, so the forwarding follower learns it chosen without the leader's vote
-    /// (`early.rs`). Not in quorum-lease mode, where a write waits for the vote of every
-    /// lease holder, the leader's own among them when it holds a lease.
-    fn lazy_sync_allowed(&self, now: Nanos) -> bool {
+    /// batch as they would while the leader's sync ran (`try_propose`). Not for a batch
+    /// whose vote goes to the followers (early learning counts the leader's durable vote),
+    /// and not in quorum-lease mode, where a write waits for the vote of every lease
+    /// holder, the leader's own among them when it holds a lease.
+    fn lazy_sync_allowed(&self, now: Nanos, batch: &Batch) -> bool {
         let Role::Leader(l) = &self.role else {
             return false;
         };
@@ -348,6 +346,7 @@ impl Replica {
             && self.cfg.read_mode != ReadMode::QuorumLease
             && l.in_flight.is_empty()
             && now >= self.lazy_off_until
+            && !self.votes_to_followers(batch)
     }
 
     /// A lazy slot that has every vote of a quorum but the leader's own: wait
@@ -431,7 +430,7 @@ impl Replica {
     ) {
         let drift = self.cfg.max_clock_drift_ppm;
         let Role::Leader(l) = &mut self.role else {
-            if !self.on_peer_vote(now, from, ballot, slot) {
+            if !self.on_leader_vote(now, from, ballot, slot) {
                 self.stats.messages_ignored += 1;
             }
             return;
@@ -544,9 +543,6 @@ impl Replica {
                         msg: Message::Accept {
                             ballot,
                             slot,
-                            // The leader's vote, if it was held, is out by now (a tick
-                            // syncs a lazy record).
-                            share_votes: false,
                             batch: batch.clone(),
                             commit,
                         },

@@ -724,17 +724,9 @@ impl Replica {
             Message::Accept {
                 ballot,
                 slot,
-                share_votes,
                 batch,
                 commit,
-            } => {
-                let accept = acceptor::AcceptHeader {
-                    ballot,
-                    slot,
-                    share_votes,
-                };
-                self.on_accept(now, from, accept, batch, commit)
-            }
+            } => self.on_accept(now, from, ballot, slot, batch, commit),
             Message::Accepted {
                 ballot,
                 slot,

@@ -340,8 +340,8 @@ struct ShardEffects<'a> {
 /// address is not reused within the step.
 #[derive(Clone, PartialEq, Eq)]
 enum FrameKey {
-    /// A Multi-Paxos accept: ballot, slot, whether it shares votes, commit index and batch.
-    Accept(crate::protocol::Ballot, u64, bool, u64, *const Request),
+    /// A Multi-Paxos accept: ballot, slot, commit index and batch.
+    Accept(crate::protocol::Ballot, u64, u64, *const Request),
     /// A Raft append: term, previous index and term, commit index, and the entries' terms
     /// and batches in order (one per follower, built from the same log entries).
     Append {
@@ -439,12 +439,11 @@ impl Effects for ShardEffects<'_> {
         if let Message::Accept {
             ballot,
             slot,
-            share_votes,
             batch,
             commit,
         } = &msg
         {
-            let key = FrameKey::Accept(*ballot, *slot, *share_votes, *commit, batch.as_ptr());
+            let key = FrameKey::Accept(*ballot, *slot, *commit, batch.as_ptr());
             let key = (self.encoded.as_ref() != Some(&key)).then_some(key);
             return self.send_encoded(to, key, msg);
         }
@@ -934,7 +933,7 @@ mod tests {
             round: 3,
             node: crate::protocol::ReplicaId(0),
         };
-        let accept = FrameKey::Accept(ballot, 11, false, 7, a.as_ptr());
+        let accept = FrameKey::Accept(ballot, 11, 7, a.as_ptr());
         assert!(!accept.is_append(&append(7, &[(3, a), (3, b)])));
     }
 }

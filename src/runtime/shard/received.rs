@@ -35,7 +35,6 @@ fn message_without_batch(msg: &Message) -> Option<(&Batch, Message, u64)> {
         Message::Accept {
             ballot,
             slot,
-            share_votes,
             batch,
             commit,
         } => (
@@ -43,7 +42,6 @@ fn message_without_batch(msg: &Message) -> Option<(&Batch, Message, u64)> {
             Message::Accept {
                 ballot: *ballot,
                 slot: *slot,
-                share_votes: *share_votes,
                 batch: empty(),
                 commit: *commit,
             },
@@ -265,8 +263,6 @@ mod tests {
                 node: ReplicaId(2),
             },
             slot: 129,
-            // Set, so that a field before the batch the emptied message dropped would show.
-            share_votes: true,
             batch: batch.clone(),
             commit,
         }

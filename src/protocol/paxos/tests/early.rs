@@ -72,67 +72,6 @@ fn a_follower_answers_its_forward_from_its_accept_and_the_leaders_vote() {
     assert_eq!(value(&c, 2, "a"), Some(Bytes::from("1")));
 }
 
-/// r1 forwards SET a 1 as `token`; the leader writes it lazily (nothing else in flight)
-/// and syncs nothing.
-fn lazy_forward_from_r1(c: &mut Cluster, token: Token) {
-    let req = r1_set_a();
-    c.replicas[1].expect_forwarded(token, &req);
-    c.replicas[0].on_request(c.now, 500, req);
-    c.collect(0);
-    assert_eq!(c.replicas[0].stats().slots_lazy, 1);
-}
-
-#[test]
-fn a_follower_answers_its_lazily_written_forward_from_the_other_followers_vote() {
-    let mut c = cluster(3, ReadMode::Log);
-    lazy_forward_from_r1(&mut c, 77);
-    deliver_to(&mut c, 1);
-    deliver_to(&mut c, 2);
-    // r2's accept is durable: its vote goes to the leader and to r1.
-    c.sync(2);
-    assert!(
-        c.wire
-            .iter()
-            .any(|(f, t, m)| (f.index(), t.index()) == (2, 1)
-                && matches!(m, Message::Accepted { .. })),
-        "r2 shares its vote with r1"
-    );
-    deliver_to(&mut c, 1);
-    assert!(
-        c.reply_of(77).is_none(),
-        "not before our own accept is durable"
-    );
-    c.sync(1);
-    assert_eq!(c.reply_of(77), Some(&ClientReply::Done(Reply::Ok)));
-    assert_eq!(value(&c, 1, "a"), Some(Bytes::from("1")));
-    assert_eq!(c.replicas[1].stats().forwards_answered_early, 1);
-    assert!(
-        c.unsynced[0]
-            .iter()
-            .any(|(_, r)| matches!(r, Record::Accept { .. })),
-        "answered while the leader's own accept is not durable"
-    );
-    // The leader learns it chosen from the same two votes.
-    c.deliver(|_, t, _| t.index() == 0);
-    assert_eq!(c.reply_of(500), Some(&ClientReply::Done(Reply::Ok)));
-}
-
-#[test]
-fn a_shared_vote_alone_chooses_nothing() {
-    let mut c = cluster(3, ReadMode::Log);
-    lazy_forward_from_r1(&mut c, 77);
-    // r1's accept is lost; r2's vote reaches it.
-    c.wire
-        .retain(|(_, t, m)| t.index() != 1 || !matches!(m, Message::Accept { .. }));
-    deliver_to(&mut c, 2);
-    c.sync(2);
-    deliver_to(&mut c, 1);
-    c.sync(1);
-    assert!(c.reply_of(77).is_none());
-    assert_eq!(value(&c, 1, "a"), None);
-    assert_eq!(c.replicas[1].stats().slots_learned_early, 0);
-}
-
 #[test]
 fn the_leaders_vote_alone_chooses_nothing() {
     let mut c = cluster(3, ReadMode::Log);

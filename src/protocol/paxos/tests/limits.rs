@@ -175,7 +175,6 @@ fn an_accept_too_large_for_the_log_is_dropped_and_the_acceptor_keeps_going() {
         Message::Accept {
             ballot,
             slot: 1,
-            share_votes: false,
             batch,
             commit: 0,
         },

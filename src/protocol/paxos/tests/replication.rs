@@ -224,7 +224,6 @@ fn restart_recovers_promise_and_accepted_values() {
         Message::Accept {
             ballot: stale,
             slot: 1,
-            share_votes: false,
             batch: Arc::from(vec![Request::noop()]),
             commit: 0,
         },
