@@ -11,11 +11,11 @@
 //! and every other replica is up, has not restarted since the copy was taken (so it
 //! remembers what the replica acknowledged since), is not paused and recovers nothing
 //! itself; the check's messages to and from it are neither cut nor lost, and no replica
-//! crashes or pauses, while it checks; and it crashes again before it caught up only once its finding is durable (the
-//! `StaleData` mark is synced: it then restarts a learner, whatever its peers remember;
-//! before that, a crash loses the finding, and a peer that restarted meanwhile leaves
-//! nobody to find it again, see ARCHITECTURE.md, "A stale data directory"). Never on more
-//! replicas at once than a quorum can spare, like lost records.
+//! crashes or pauses, while it checks; and it crashes again before it caught up only once
+//! its finding is durable (the `StaleData` mark is synced: it then restarts a learner,
+//! whatever its peers remember; before that, a crash loses the finding, and a peer that
+//! restarted meanwhile leaves nobody to find it again, see ARCHITECTURE.md, "A stale data
+//! directory"). Never on more replicas at once than a quorum can spare, like lost records.
 
 use super::*;
 
