@@ -11,7 +11,7 @@
 mod node_support;
 
 use corepax::net::{Attached, Network, Profile, node_addr};
-use node_support::{Client, bulk, free_ports, is_ok};
+use node_support::{Client, bulk, free_ports, is_ok, reads_total};
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
@@ -314,16 +314,6 @@ fn leader(net: &Attached, l: &Launched) -> Option<usize> {
         .ok()
 }
 
-/// Reads the replica behind `c` answered locally (`local` of INFO's `reads_total:` line).
-fn local_reads(c: &mut Client) -> u64 {
-    let info = bulk(&c.cmd(&["INFO"]).unwrap()).expect("INFO is a bulk string");
-    info.lines()
-        .find_map(|l| l.strip_prefix("reads_total:"))
-        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("local=")))
-        .and_then(|v| v.parse().ok())
-        .expect("INFO has reads_total with local=")
-}
-
 #[test]
 fn an_isolated_leader_stops_lease_reads_before_a_new_leader_writes() {
     need_root();
@@ -351,7 +341,7 @@ fn an_isolated_leader_stops_lease_reads_before_a_new_leader_writes() {
     // Cut only once the leader serves reads from its lease: until every peer's clock rate
     // is measured, grants do not count and reads go through the log, which the cut stops.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while local_reads(&mut c) == 0 {
+    while reads_total(&mut c, "local") == 0 {
         assert!(
             Instant::now() < deadline,
             "the leader never read from its lease"

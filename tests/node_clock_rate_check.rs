@@ -9,17 +9,8 @@ use std::time::{Duration, Instant};
 use node_support::*;
 
 /// `field` of node `i`'s `reads_total:` line.
-fn reads_total(cluster: &Cluster, i: usize, field: &str) -> u64 {
-    let mut c = Client::connect(cluster.clients[i]).unwrap();
-    let info = bulk(&c.cmd(&["INFO"]).unwrap()).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("reads_total:"))
-        .and_then(|l| {
-            l.split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in reads_total of node {i}"))
+fn node_reads_total(cluster: &Cluster, i: usize, field: &str) -> u64 {
+    reads_total(&mut Client::connect(cluster.clients[i]).unwrap(), field)
 }
 
 /// Waits until every node's every shard reports `trusted=want`.
@@ -46,7 +37,7 @@ fn wait_trusted(cluster: &Cluster, want: u64, limit: Duration) {
 /// Writes through one node and reads back through every node for `rounds`: every read
 /// returns the latest write. Returns the lease reads served meanwhile.
 fn write_then_read_everywhere(cluster: &Cluster, rounds: usize, tag: &str) -> u64 {
-    let local_before: u64 = (0..3).map(|i| reads_total(cluster, i, "local")).sum();
+    let local_before: u64 = (0..3).map(|i| node_reads_total(cluster, i, "local")).sum();
     let mut w = Client::connect(cluster.clients[0]).unwrap();
     let mut readers: Vec<Client> = (0..3)
         .map(|i| Client::connect(cluster.clients[i]).unwrap())
@@ -65,7 +56,7 @@ fn write_then_read_everywhere(cluster: &Cluster, rounds: usize, tag: &str) -> u6
         std::thread::sleep(Duration::from_millis(10));
     }
     (0..3)
-        .map(|i| reads_total(cluster, i, "local"))
+        .map(|i| node_reads_total(cluster, i, "local"))
         .sum::<u64>()
         - local_before
 }
@@ -110,7 +101,7 @@ fn slow_clock_stops_lease_reads(protocol: Protocol, mode: &str) {
         cluster.log(2)
     );
     let failed: u64 = (0..3)
-        .map(|i| reads_total(&cluster, i, "clock_checks_failed"))
+        .map(|i| node_reads_total(&cluster, i, "clock_checks_failed"))
         .sum();
     assert!(failed >= 3, "clock checks failed {failed} times");
     let local = write_then_read_everywhere(&cluster, 40, "slow");

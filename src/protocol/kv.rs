@@ -432,15 +432,15 @@ impl Kv {
     /// [`Kv::apply`]; without `ANSWER` a reply kept in the session is not copied, and the
     /// outcome returned is not to be read.
     fn apply_as<const ANSWER: bool>(&mut self, slot: Slot, req: &Request) -> Applied {
-        if !req.cmd.is_read_only() {
+        let read_only = req.cmd.is_read_only();
+        if !read_only {
             self.written_bytes += req.cmd.payload_bytes() as u64;
         }
         if req.client == 0 {
-            if !ANSWER && req.cmd.is_read_only() {
+            if !ANSWER && read_only {
                 return Applied::Forgotten;
             }
-            let reply = self.data().execute(slot, &req.cmd);
-            return Applied::Reply(reply);
+            return Applied::Reply(self.data().execute(slot, &req.cmd));
         }
         // The count first: below the limit, a known session costs one lookup, not two.
         if self.sessions.len() >= self.clients_max && !self.sessions.contains_key(&req.client) {
@@ -473,7 +473,7 @@ impl Kv {
                 Err(i) => i,
             }
         };
-        if !ANSWER && req.cmd.is_read_only() {
+        if !ANSWER && read_only {
             return Applied::Forgotten;
         }
         // `session` borrows `sessions` only: the map, tree and deadlines are other fields.
@@ -486,7 +486,7 @@ impl Kv {
             bug_lmove_wrong_end: self.bug_lmove_wrong_end,
         }
         .execute(slot, &req.cmd);
-        if req.cmd.is_read_only() {
+        if read_only {
             // A retried read runs again where the retry lands: both runs fall between the
             // read's call and its answer, so either answer is linearizable, and the reply
             // (often a value) need not be kept for a retry that rarely comes.

@@ -103,7 +103,7 @@ impl Sim {
                     && !n.lost_records
                     && !n.restored
                     // A paused peer loses the check's queries (`pause.rs`).
-                    && n.paused_until.is_none_or(|t| t <= self.now)
+                    && self.paused(ReplicaId(j as u8)).is_none()
                     && n.replica
                         .as_ref()
                         .is_some_and(|r| !r.recovering() && !r.restart_checking())

@@ -702,6 +702,19 @@ pub fn is_ok(v: &Value) -> bool {
     matches!(v, Value::Simple(s) if s == "OK")
 }
 
+/// `field` (a number) of the `reads_total:` line of the INFO of the node behind `c`.
+pub fn reads_total(c: &mut Client, field: &str) -> u64 {
+    let info = bulk(&c.cmd(&["INFO"]).unwrap()).expect("INFO is a bulk string");
+    info.lines()
+        .find_map(|l| l.strip_prefix("reads_total:"))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO's reads_total"))
+}
+
 /// `field` (a number) of the `shard<shard><suffix>:` line of node `i`'s `info`.
 fn shard_line_field(info: &str, i: usize, shard: usize, suffix: &str, field: &str) -> u64 {
     let prefix = format!("shard{shard}{suffix}:");

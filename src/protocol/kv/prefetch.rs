@@ -46,9 +46,10 @@ const KEY_COMPARE_BYTES: usize = 32;
 ///
 /// At least [`KEY_COMPARE_BYTES`] past the prefix: the key comparison (glibc's `memcmp`,
 /// its AVX-512 variant on the test machine) reads a short key with one 32-byte masked
-/// load, and that load waits for every line its 32 bytes span, past the key's end too. Prefetching only up to the end of a 16-byte key
-/// and a 3-byte value left the key comparison at 15 % of a follower's samples;
-/// prefetching the line after it took it off the profile.
+/// load, and that load waits for every line its 32 bytes span, past the key's end too.
+/// Prefetching only up to the end of a 16-byte key and a 3-byte value left the key
+/// comparison at 15 % of a follower's samples; prefetching the line after it took it off
+/// the profile.
 fn item_bytes(payload_bytes: u64, keys: usize) -> usize {
     let average = usize::try_from(payload_bytes / keys.max(1) as u64).unwrap_or(usize::MAX);
     average
