@@ -165,6 +165,7 @@ fn messages() -> Vec<PeerMsg> {
         PeerMsg::Forward {
             id: 3,
             req: batch()[0].clone(),
+            answered_there: true,
         },
     ]
 }

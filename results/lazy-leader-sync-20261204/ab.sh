@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Clusters side by side, one per variant "name=extra cluster flags" (1 shard, leader-lease,
+# Clusters side by side, one per variant "name=extra cluster flags" (1 shard, READ_MODE,
 # the same binary COREPAX_BIN), each driven in turn by the same redis-benchmark command
 # (RBARGS, -n N) through its leader, ROUNDS times; prints the CSV row and every node's CPU
 # µs per request (leader first). "name=@BINARY flags" gives a variant its own binary.
 # T=get runs GETs (default set), after one pass of pipelined SETs of the same keys.
 # CLIENT_STAT=1 also prints the benchmark client's CPU µs and context switches per request
 # (`perf stat` around redis-benchmark). VIA_FOLLOWER=1 drives a follower instead of the
-# leader (CPU still printed leader first).
+# leader (CPU still printed leader first). READ_MODE sets the clusters' read mode
+# (default leader-lease).
 #   VARIANTS="on= off=--lazy-leader-sync=false" RBARGS="-c 1 -P 1" N=15000 ROUNDS=4 ab.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +22,7 @@ for v in "${VS[@]}"; do
   NAMES+=("$name")
   # "name=@/path/to/corepax flags": that variant's own binary.
   if [[ $flags == @* ]]; then read -r bin flags <<<"${flags#@}"; else bin=$BIN; fi
-  ( BIN=$bin; SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $flags" start_cluster "$TMP/d-$name" "$TMP/c-$name.log" >/dev/null 2>&1
+  ( BIN=$bin; SHARDS=1 CLUSTER_ARGS="--read-mode ${READ_MODE:-leader-lease} $flags" start_cluster "$TMP/d-$name" "$TMP/c-$name.log" >/dev/null 2>&1
     port=$LEAD_PORT; [ -z "${VIA_FOLLOWER:-}" ] || port=$((BASE + (LEAD_NODE + 1) % 3))
     echo "$port $CLUSTER_PID $LEAD_NODE ${NODE_PIDS[*]}" > "$TMP/$name.info" )
   read -r port cpid lead p0 p1 p2 < "$TMP/$name.info"

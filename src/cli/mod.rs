@@ -475,8 +475,8 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         summary.pauses
     );
     println!(
-        "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}",
-        summary.forwards, summary.reads_now
+        "commands the nodes' client paths forwarded to a leader: {}, reads answered at once: {}, operations left open (timeout, storage error): {}",
+        summary.forwards, summary.reads_now, summary.unanswered
     );
     println!(
         "slots followers learned chosen early: {}, forwards they answered themselves: {}",

@@ -21,6 +21,7 @@ use super::consensus::Core;
 use super::kv::{Command, Reply, Request};
 use super::outbox::ClientReply;
 use super::types::{ClientId, MapHasher, Nanos, ReplicaId, Token};
+use super::waiting::ANSWERED_THERE;
 use crate::config::ReadMode;
 
 const NS_PER_MS: Nanos = 1_000_000;
@@ -298,7 +299,7 @@ impl ClientPath {
     }
 
     fn token(&mut self) -> Token {
-        let t = self.next_token;
+        let t = self.next_token & !ANSWERED_THERE;
         self.next_token = self.next_token.wrapping_add(1);
         t
     }
@@ -337,9 +338,14 @@ impl ClientPath {
     }
 
     /// A command replica `from` forwarded here, to be proposed (it is a [`ClientOutput::Propose`]
-    /// now); the core's answer goes back to `from` with `id`.
-    pub fn on_forward(&mut self, from: ReplicaId, id: u64, req: Request) {
-        let token = self.token();
+    /// now); the core's answer goes back to `from` with `id`. With `answered_there` (a
+    /// read `from` answers itself when it applies it), a core that queues it answers only
+    /// [`ClientReply::Logged`], and nothing goes back unless it is refused.
+    pub fn on_forward(&mut self, from: ReplicaId, id: u64, req: Request, answered_there: bool) {
+        let mut token = self.token();
+        if answered_there {
+            token |= ANSWERED_THERE;
+        }
         self.remote.insert(token, (from, id));
         self.outputs.push_back(ClientOutput::Propose { token, req });
     }
@@ -353,8 +359,10 @@ impl ClientPath {
         view: LeaderView,
     ) {
         if let Some((to, id)) = self.remote.remove(&token) {
-            self.outputs
-                .push_back(ClientOutput::ForwardReply { to, id, reply });
+            if !matches!(reply, ClientReply::Logged) {
+                self.outputs
+                    .push_back(ClientOutput::ForwardReply { to, id, reply });
+            }
         } else {
             self.on_answer(now, token, reply, view);
         }
@@ -394,6 +402,12 @@ impl ClientPath {
             }
             ClientReply::NotLeader { .. } => NOT_LEADER_BACKOFF_NS,
             ClientReply::Busy => BUSY_BACKOFF_NS,
+            // Only a leader's core says it, and never over the wire; this replica answers
+            // the read when it applies it, or resends it.
+            ClientReply::Logged => {
+                self.ops.insert(token, op);
+                return;
+            }
         };
         if now >= op.deadline {
             return self.finish(op, Err(self.expired()));

@@ -272,9 +272,11 @@ impl Consensus {
 
     /// This replica forwarded `req` to the leader as `id`: a follower that learns its
     /// slot chosen first answers `id` itself (`paxos/early.rs`). Changes nothing else.
-    pub fn expect_forwarded(&mut self, id: Token, req: &Request) {
-        if let Consensus::Paxos(r) = self {
-            r.expect_forwarded(id, req);
+    /// True if the leader need not answer it once logged (the forward's `answered_there`).
+    pub fn expect_forwarded(&mut self, id: Token, req: &Request) -> bool {
+        match self {
+            Consensus::Paxos(r) => r.expect_forwarded(id, req),
+            Consensus::Raft(_) => false,
         }
     }
 

@@ -59,6 +59,10 @@ pub enum ClientReply {
     },
     /// The leader's proposal queue is full; retry later.
     Busy,
+    /// A forwarded read is queued for the log, and the replica that forwarded it answers
+    /// it itself when it applies it ([`ANSWERED_THERE`](super::waiting::ANSWERED_THERE)):
+    /// nothing goes back.
+    Logged,
     /// The command is larger than any replica can log; it was not proposed.
     TooLarge {
         /// Its size (an upper bound of its encoding).

@@ -12,6 +12,12 @@ use super::types::{ClientId, MapHasher, Nanos, Slot, Token};
 /// Requests proposed here, by (client, sequence number): the token to answer.
 pub type Waiting = HashMap<(ClientId, u64), Token, MapHasher>;
 
+/// Set in the token of a read that the replica which forwarded it answers itself when it
+/// applies it (early learning, `paxos/early.rs`): once queued, nobody waits for it here,
+/// so the leader neither runs it at apply nor sends its value back. Client paths never
+/// hand out tokens with this bit (`ClientPath::on_forward` sets it).
+pub const ANSWERED_THERE: Token = 1 << 63;
+
 /// A leader's queue of client requests waiting for a log position.
 #[derive(Clone, Debug, Default)]
 pub struct Queue {
@@ -39,6 +45,9 @@ pub enum Admission {
     },
     /// The queue holds `queue_max` requests: refused as `Busy`.
     Full,
+    /// Queued, a read whose token carries [`ANSWERED_THERE`]: `waiting` does not hold it,
+    /// and its token gets [`ClientReply::Logged`] now.
+    AnsweredThere,
 }
 
 /// Offers `req` (answered to `token`) to a leader's `queue`: the rule both cores follow.
@@ -50,13 +59,19 @@ pub fn admit(
     token: Token,
     req: Request,
 ) -> Admission {
-    if req.client == 0 {
-        // No session: nothing to answer a retry from.
+    let answered_there = token & ANSWERED_THERE != 0 && req.cmd.is_read_only();
+    if req.client == 0 || answered_there {
+        // No session (nothing to answer a retry from), or answered where it was sent: a
+        // retry of such a read is queued again, and runs again (as any retried read does).
         if queue.requests.len() >= queue_max {
             return Admission::Full;
         }
         queue.push(now, req);
-        return Admission::Queued;
+        return if answered_there {
+            Admission::AnsweredThere
+        } else {
+            Admission::Queued
+        };
     }
     // One hash and probe of the session's key, whether it turns out a retry or new.
     match waiting.entry((req.client, req.seq)) {

@@ -56,6 +56,9 @@ pub struct SimOutcome {
     pub forwards: u64,
     /// Reads a node answered at once, without a step (`ClientPath::read_now`).
     pub reads_now: u64,
+    /// Client operations that timed out or hit a storage error: their outcome is unknown,
+    /// and they stay open in the history.
+    pub unanswered: u64,
     /// Keys the log's clock entries named for removal (proof that keys expired).
     pub keys_expired: u64,
     /// Published messages the replicas delivered, in all (`--pubsub`).
@@ -111,6 +114,8 @@ pub struct Summary {
     pub forwards: u64,
     /// Reads answered at once, over all seeds.
     pub reads_now: u64,
+    /// Client operations left open (timeout, storage error), over all seeds.
+    pub unanswered: u64,
     /// Keys named for removal by clock entries, over all seeds.
     pub keys_expired: u64,
 }
@@ -146,6 +151,7 @@ pub fn run_many(
         summary.pauses += outcome.pauses;
         summary.forwards += outcome.forwards;
         summary.reads_now += outcome.reads_now;
+        summary.unanswered += outcome.unanswered;
         summary.keys_expired += outcome.keys_expired;
         if !outcome.violations.is_empty() {
             summary.violations += outcome.violations.len();
@@ -314,6 +320,7 @@ impl Sim {
             pauses: self.pauses,
             forwards: self.forwards,
             reads_now: self.reads_now,
+            unanswered: self.unanswered,
             keys_expired: self.keys_expired,
             messages_delivered: self.deliveries.count(),
         }

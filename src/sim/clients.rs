@@ -449,6 +449,7 @@ impl Sim {
             // The client connects to another node and goes on (a final read must return:
             // it reads again).
             Err(ClientError::Timeout | ClientError::Storage(_)) => {
+                self.unanswered += 1;
                 let n = self.cfg.replicas;
                 self.clients[client].target = ReplicaId(self.rng.random_range(0..n) as u8);
                 if final_read {
@@ -562,8 +563,14 @@ impl Sim {
                 ClientOutput::Forward { to, id, req } => {
                     self.forwards += 1;
                     let n = &mut self.nodes[node.index()];
-                    n.replica.as_mut().expect("live").expect_forwarded(id, &req);
-                    self.net_send(node, to, Wire::Forward { id, req });
+                    let replica = n.replica.as_mut().expect("live");
+                    let answered_there = replica.expect_forwarded(id, &req);
+                    let msg = Wire::Forward {
+                        id,
+                        req,
+                        answered_there,
+                    };
+                    self.net_send(node, to, msg);
                 }
                 ClientOutput::ForwardReply { to, id, reply } => {
                     self.net_send(node, to, Wire::ForwardReply { id, reply });

@@ -213,6 +213,7 @@ struct Sim {
     pauses: u64,
     forwards: u64,
     reads_now: u64,
+    unanswered: u64,
     /// The newest log time (ms) any replica applied so far: what the clients' operations
     /// are checked against for expiry (see [`linearizability`]).
     log_time_max: u64,
@@ -409,6 +410,7 @@ impl Sim {
             pauses: 0,
             forwards: 0,
             reads_now: 0,
+            unanswered: 0,
             log_time_max: 0,
             keys_expired: 0,
             rotted: None,

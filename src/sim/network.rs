@@ -8,8 +8,13 @@ use super::*;
 pub(super) enum Wire {
     /// A protocol core's message.
     Core(Message),
-    /// A command forwarded to the leader, by a node's client path.
-    Forward { id: u64, req: Request },
+    /// A command forwarded to the leader, by a node's client path (`answered_there`: a
+    /// read the forwarding node answers itself when it applies it).
+    Forward {
+        id: u64,
+        req: Request,
+        answered_there: bool,
+    },
     /// The leader's answer to it.
     ForwardReply { id: u64, reply: ClientReply },
 }
@@ -17,7 +22,7 @@ pub(super) enum Wire {
 pub(super) fn describe_wire(msg: &Wire) -> String {
     match msg {
         Wire::Core(m) => describe(m),
-        Wire::Forward { id, req } => format!(
+        Wire::Forward { id, req, .. } => format!(
             "forward #{id} c{}#{}:{}",
             req.client,
             req.seq,
@@ -243,8 +248,12 @@ impl Sim {
                 r.on_message(now, from, msg);
                 self.after_step(to);
             }
-            Wire::Forward { id, req } => {
-                n.client.on_forward(from, id, req);
+            Wire::Forward {
+                id,
+                req,
+                answered_there,
+            } => {
+                n.client.on_forward(from, id, req, answered_there);
                 self.drive_client(to);
             }
             Wire::ForwardReply { id, reply } => {

@@ -245,9 +245,10 @@ fn a_forwarded_command_is_proposed_and_answered_to_its_sender() {
         ack_floor: 4,
         cmd: set(),
     };
-    p.on_forward(ReplicaId(2), 55, req.clone());
+    p.on_forward(ReplicaId(2), 55, req.clone(), false);
     let (token, got) = proposed(&outputs(&mut p));
     assert_eq!(got, req);
+    assert_eq!(token & ANSWERED_THERE, 0);
     p.on_core_reply(MS, token, ClientReply::Busy, leading());
     assert_eq!(
         outputs(&mut p),
@@ -257,6 +258,46 @@ fn a_forwarded_command_is_proposed_and_answered_to_its_sender() {
             reply: ClientReply::Busy
         }]
     );
+}
+
+#[test]
+fn a_read_answered_where_it_was_forwarded_gets_no_answer_once_logged() {
+    let mut p = path(ReadMode::Log);
+    let req = Request {
+        client: 9,
+        seq: 4,
+        ack_floor: 4,
+        cmd: get(),
+    };
+    p.on_forward(ReplicaId(2), 55, req.clone(), true);
+    let (token, got) = proposed(&outputs(&mut p));
+    assert_eq!(got, req);
+    assert_ne!(token & ANSWERED_THERE, 0, "the core is told");
+    p.on_core_reply(MS, token, ClientReply::Logged, leading());
+    assert_eq!(outputs(&mut p), vec![], "nothing goes back");
+    // A refusal still does.
+    p.on_forward(ReplicaId(2), 56, req, true);
+    let (token, _) = proposed(&outputs(&mut p));
+    p.on_core_reply(MS, token, ClientReply::Busy, leading());
+    assert_eq!(
+        outputs(&mut p),
+        vec![ClientOutput::ForwardReply {
+            to: ReplicaId(2),
+            id: 56,
+            reply: ClientReply::Busy
+        }]
+    );
+}
+
+#[test]
+fn tokens_never_carry_the_answered_there_bit_of_themselves() {
+    // The session id is where tokens start: one with the top bit set.
+    let mut p = ClientPath::new(ReplicaId(0), u64::MAX - 1, ReadMode::Log, TIMEOUT);
+    for _ in 0..3 {
+        let _ = p.submit(0, set(), leading());
+        let (token, _) = proposed(&outputs(&mut p));
+        assert_eq!(token & ANSWERED_THERE, 0);
+    }
 }
 
 #[test]

@@ -74,20 +74,34 @@ impl Replica {
     /// This follower forwarded `req` (of its own session) to the leader as `token`: if it
     /// applies it first, it answers `token` itself. Only for commands the leader logs (a
     /// read it may serve from its lease never reaches the log).
-    pub fn expect_forwarded(&mut self, token: Token, req: &Request) {
+    ///
+    /// True for a read while this replica has applied every slot it heard chosen: then the
+    /// leader need not answer it once it is logged (the forward says so,
+    /// [`ANSWERED_THERE`](crate::protocol::waiting::ANSWERED_THERE)), since this replica
+    /// applies every slot it learns chosen and answers the read there. A replica that lags
+    /// (catching up, or receiving a snapshot) leaves the answer to the leader, as for
+    /// writes. A read it does not apply after all (a snapshot installed past its slot, a
+    /// slot lost with a deposed leader's queue) is answered after the forward's resend
+    /// (`client::FORWARD_RETRY_NS`, at once when the leader changes), as any retried read:
+    /// it runs again where it lands.
+    pub fn expect_forwarded(&mut self, token: Token, req: &Request) -> bool {
         if !self.learns_early() || req.client != self.early.session {
-            return;
+            return false;
         }
-        if req.cmd.is_read_only() && !self.cfg.read_mode.reads_through_log() {
-            return;
+        let read = req.cmd.is_read_only();
+        let caught_up = self.applied >= self.commit_heard;
+        if read && !self.cfg.read_mode.reads_through_log() {
+            return false;
         }
         let forwarded = &mut self.early.forwarded;
         if forwarded.len() >= self.cfg.proposal_queue_max {
             // Forwards the leader refused or never logged: their answers came through the
-            // leader, so forgetting them costs only the shortcut.
+            // leader, so forgetting them costs only the shortcut (or, for a read the
+            // leader does not answer, the wait for its resend).
             forwarded.clear();
         }
         forwarded.insert((req.client, req.seq), token);
+        read && caught_up
     }
 
     /// Leader: whether `batch` carries a forwarded request, so that its vote goes to the

@@ -208,6 +208,7 @@ impl Replica {
                 self.stats.requests_busy += 1;
                 return self.reply(token, ClientReply::Busy);
             }
+            Admission::AnsweredThere => self.reply(token, ClientReply::Logged),
         }
         self.try_propose(now);
     }

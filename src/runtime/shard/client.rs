@@ -145,9 +145,13 @@ impl Shard {
                 }
                 ClientOutput::Forward { to, id, req } => {
                     self.counters.borrow_mut().forwarded += 1;
-                    self.replica.borrow_mut().expect_forwarded(id, &req);
+                    let answered_there = self.replica.borrow_mut().expect_forwarded(id, &req);
                     let read = req.cmd.is_read_only();
-                    let msg = PeerMsg::Forward { id, req };
+                    let msg = PeerMsg::Forward {
+                        id,
+                        req,
+                        answered_there,
+                    };
                     if read {
                         let bytes = self.send_peer_counted(to, &msg);
                         self.counters.borrow_mut().read_bytes_sent += bytes;

@@ -14,6 +14,9 @@ pub enum PeerMsg {
         id: u64,
         /// The command, with the forwarding shard's session.
         req: Request,
+        /// A read the forwarding shard answers itself when it applies it: the leader
+        /// answers only if it refuses it (`protocol::waiting::ANSWERED_THERE`).
+        answered_there: bool,
     },
     /// An anti-entropy request from an initiating replica.
     Merkle {
@@ -82,9 +85,15 @@ impl Shard {
                     received::Received::of(&m, payload, &mut self.record_buf.borrow_mut());
                 self.step_received(received, |r| r.on_message(now, from, m))
             }
-            PeerMsg::Forward { id, req } => {
+            PeerMsg::Forward {
+                id,
+                req,
+                answered_there,
+            } => {
                 self.ticker.wake();
-                self.client.borrow_mut().on_forward(from, id, req);
+                self.client
+                    .borrow_mut()
+                    .on_forward(from, id, req, answered_there);
                 self.client_path_waits.set(true);
             }
             PeerMsg::Merkle { id, msg } => self.on_merkle(from, id, msg),

@@ -73,6 +73,85 @@ fn a_follower_answers_its_forward_from_its_accept_and_the_leaders_vote() {
 }
 
 #[test]
+fn a_forwarded_read_is_answered_where_it_was_forwarded_and_not_by_the_leader() {
+    use crate::protocol::waiting::ANSWERED_THERE;
+    let mut c = cluster(3, ReadMode::Log);
+    c.request(0, 5, 100, 1, set("a", "1"));
+    c.run(|_, _, _| true);
+    let read = Request {
+        client: 101,
+        seq: 1,
+        ack_floor: 1,
+        cmd: get("a"),
+    };
+    assert!(
+        c.replicas[1].expect_forwarded(77, &read),
+        "a read: r1 answers it"
+    );
+    let write = Request {
+        seq: 2,
+        ack_floor: 1,
+        ..r1_set_a()
+    };
+    assert!(!c.replicas[1].expect_forwarded(78, &write), "not a write");
+    let token = 500 | ANSWERED_THERE;
+    c.replicas[0].on_request(c.now, token, read);
+    c.collect(0);
+    assert_eq!(
+        c.reply_of(token),
+        Some(&ClientReply::Logged),
+        "queued: said at once"
+    );
+    c.run(|_, _, _| true);
+    assert_eq!(
+        c.reply_of(77),
+        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
+    );
+    assert_eq!(c.replicas[1].stats().forwards_answered_early, 1);
+    assert_eq!(
+        c.replies.iter().filter(|(t, _)| *t == token).count(),
+        1,
+        "the leader answered nothing once it applied the read"
+    );
+    // Without the mark the leader answers as before.
+    let read = Request {
+        client: 102,
+        seq: 1,
+        ack_floor: 1,
+        cmd: get("a"),
+    };
+    c.replicas[0].on_request(c.now, 501, read);
+    c.collect(0);
+    c.run(|_, _, _| true);
+    assert_eq!(
+        c.reply_of(501),
+        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
+    );
+}
+
+#[test]
+fn a_lagging_follower_leaves_its_forwarded_reads_to_the_leader() {
+    let mut c = cluster(3, ReadMode::Log);
+    // r1 misses the first write's accept, then hears its commit with the second's.
+    c.request(0, 5, 100, 1, set("a", "1"));
+    c.run(|_, to, _| to.index() != 1);
+    c.wire.retain(|(_, to, _)| to.index() != 1);
+    c.request(0, 6, 100, 2, set("b", "2"));
+    deliver_to(&mut c, 1);
+    let r1 = &mut c.replicas[1];
+    assert!(r1.applied < r1.commit_heard, "r1 lags");
+    let read = |seq| Request {
+        client: 101,
+        seq,
+        ack_floor: seq,
+        cmd: get("a"),
+    };
+    assert!(!r1.expect_forwarded(77, &read(1)));
+    c.run(|_, _, _| true);
+    assert!(c.replicas[1].expect_forwarded(78, &read(2)), "caught up");
+}
+
+#[test]
 fn the_leaders_vote_alone_chooses_nothing() {
     let mut c = cluster(3, ReadMode::Log);
     forward_from_r1(&mut c, 77);
