@@ -11,7 +11,7 @@ use super::parse::{Parsed, Shape, data_command};
 use crate::protocol::{Command, Reply};
 use crate::runtime::node::{Local, shard_of};
 use crate::runtime::shard::{DebugFault, SubmitError, Submitted};
-use crate::wire::resp::{self, Value};
+use crate::wire::resp;
 
 /// The answer to one client command.
 #[derive(Debug)]
@@ -161,19 +161,19 @@ fn wrong_args(name: &str) -> Pending {
     )))
 }
 
-/// Starts a command: routed and submitted before this returns, so a pipeline's commands
+/// Starts a command, `args` its name and arguments (a command made takes the arguments it
+/// holds out of them): routed and submitted before this returns, so a pipeline's commands
 /// reach their groups in order and batch together.
-pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
-    let mut args = match arguments(value) {
-        Ok(args) => args,
-        Err(e) => return Pending::Ready(e),
+pub fn start(local: &Rc<Local>, conn: &mut Conn, args: &mut [Bytes]) -> Pending {
+    let Some(first) = args.first() else {
+        return Pending::Ready(Outcome::Error("ERR Protocol error: empty command".into()));
     };
     let mut inline = [0u8; NAME_INLINE_BYTES];
     let owned;
-    let name: &str = match upper_inline(&args[0], &mut inline) {
+    let name: &str = match upper_inline(first, &mut inline) {
         Some(name) => name,
         None => {
-            owned = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            owned = String::from_utf8_lossy(first).to_ascii_uppercase();
             &owned
         }
     };
@@ -250,11 +250,11 @@ pub fn start(local: &Rc<Local>, conn: &mut Conn, value: Value) -> Pending {
                 Outcome::Bulk(Some(Bytes::from(super::info::info_text(&local).await)))
             }))
         }
-        "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, name, &args),
+        "COREPAX.MERKLE" | "COREPAX.REPAIR" | "COREPAX.DEBUG" => corepax(local, name, args),
         "PING" | "ECHO" | "SELECT" | "DBSIZE" | "CONFIG" | "UNWATCH" | "SCAN" | "KEYS"
         | "PUBLISH" | "PUBSUB" | "COREPAX.WATCH" | "COREPAX.UNWATCH" | "RESET" => wrong_args(name),
 
-        _ => unknown(&args),
+        _ => unknown(args),
     }
 }
 
@@ -277,56 +277,22 @@ fn upper_inline<'a>(name: &[u8], buf: &'a mut [u8; NAME_INLINE_BYTES]) -> Option
 /// on this shard, so the map's cache misses overlap instead of coming one per command
 /// (Valkey 8 does the same for a batch of commands). Only looks; changes nothing; where
 /// this replica does not read them soon, nothing (`Shard::prefetch_reads`).
-pub fn prefetch_reads<'a>(local: &Local, values: impl IntoIterator<Item = &'a Value>) {
+pub fn prefetch_reads<'a>(local: &Local, commands: impl IntoIterator<Item = &'a [Bytes]>) {
     local.shard.prefetch_reads(|each| {
-        for value in values {
-            let Value::Array(Some(items)) = value else {
-                continue;
-            };
-            let Some(Value::Bulk(Some(name))) = items.first() else {
+        for args in commands {
+            let Some(name) = args.first() else {
                 continue;
             };
             if !(name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"MGET")) {
                 continue;
             }
-            for item in &items[1..] {
-                if let Value::Bulk(Some(key)) = item
-                    && shard_of(key, local.shards) == local.shard.index
-                {
+            for key in &args[1..] {
+                if shard_of(key, local.shards) == local.shard.index {
                     each(key);
                 }
             }
         }
     });
-}
-
-/// A command's arguments: a non-empty array of bulk strings (simple strings and integers
-/// taken as their text), or the error to answer.
-fn arguments(value: Value) -> Result<Vec<Bytes>, Outcome> {
-    let Value::Array(Some(items)) = value else {
-        return Err(Outcome::Error(
-            "ERR Protocol error: a command is a non-empty array of bulk strings".into(),
-        ));
-    };
-    if items.is_empty() {
-        return Err(Outcome::Error(
-            "ERR Protocol error: a command is a non-empty array of bulk strings".into(),
-        ));
-    }
-    let mut args = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Value::Bulk(Some(b)) => args.push(b),
-            Value::Simple(s) => args.push(Bytes::from(s)),
-            Value::Integer(n) => args.push(Bytes::from(n.to_string())),
-            _ => {
-                return Err(Outcome::Error(
-                    "ERR Protocol error: a command is an array of bulk strings".into(),
-                ));
-            }
-        }
-    }
-    Ok(args)
 }
 
 /// The node's own commands: Merkle roots, anti-entropy, and (with `--debug`) local

@@ -170,6 +170,7 @@ async fn connection(local: Rc<Local>, stream: TcpStream) -> std::io::Result<()> 
 fn start_pipeline(
     local: &Rc<Local>,
     conn: &mut conn::Conn,
+    decoder: &mut CommandDecoder,
     decoded: &mut Vec<Decoded>,
     pending: &mut Vec<(commands::Pending, commands::Proto)>,
 ) {
@@ -177,15 +178,20 @@ fn start_pipeline(
         commands::prefetch_reads(
             local,
             decoded.iter().filter_map(|d| match d {
-                Decoded::Command(value) => Some(value),
-                Decoded::TooLarge { .. } => None,
+                Decoded::Command(args) => Some(&args[..]),
+                Decoded::NotACommand(_) | Decoded::TooLarge { .. } => None,
             }),
         );
     }
     local.shard.sharing_one_clock_reading(|| {
         for d in decoded.drain(..) {
             let p = match d {
-                Decoded::Command(value) => commands::start(local, conn, value),
+                Decoded::Command(mut args) => {
+                    let p = commands::start(local, conn, &mut args);
+                    decoder.recycle(args);
+                    p
+                }
+                Decoded::NotACommand(e) => commands::Pending::Ready(Outcome::Error(e.into())),
                 Decoded::TooLarge { bytes, bytes_max } => commands::Pending::Ready(Outcome::Error(
                     format!("ERR command of {bytes} bytes exceeds the limit of {bytes_max} bytes"),
                 )),
@@ -235,7 +241,7 @@ async fn serve_connection(
                 }
             }
         }
-        start_pipeline(local, conn, &mut decoded, &mut pending);
+        start_pipeline(local, conn, &mut decoder, &mut decoded, &mut pending);
         if let Some(e) = bad {
             // No partial apply: commands decoded before the bad frame still run and get
             // answers; then the error, then the connection closes (the framing is lost:

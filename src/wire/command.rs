@@ -25,9 +25,13 @@ use crate::limits::{COMMAND_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
 /// What [`CommandDecoder::next_command`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
-    /// A whole command (an array of bulk strings, or an inline command split in words),
-    /// or another top-level array for the caller to refuse.
-    Command(Value),
+    /// A whole command's arguments, its name first: an array's bulk strings (simple
+    /// strings and integers as their text), or an inline command's words. The vector
+    /// comes from the decoder's spares; give it back with [`CommandDecoder::recycle`].
+    Command(Vec<Bytes>),
+    /// A top-level array that is no command (null, empty, or with a null element): the
+    /// error to answer. The connection goes on.
+    NotACommand(&'static str),
     /// A command larger than the limit, read and dropped.
     TooLarge {
         /// Its size, counted like `Command::encoded_bytes_max` (arguments after the name).
@@ -73,8 +77,13 @@ pub struct CommandDecoder {
     /// Bytes received and not yet taken into a command.
     buf: BytesMut,
     state: State,
-    /// Elements of the current array so far (dropped once it is over the limit).
-    items: Vec<Value>,
+    /// Arguments of the current array so far (dropped once it is over the limit).
+    items: Vec<Bytes>,
+    /// The current array had a null element: it is no command.
+    null_item: bool,
+    /// Emptied argument vectors given back (`recycle`), for the next commands: a
+    /// pipeline's commands allocate none once the connection is warm.
+    spare: Vec<Vec<Bytes>>,
     /// Size of the current command so far, counted like `Command::encoded_bytes_max`.
     command_bytes: usize,
     /// Whether the current array's first element (the command's name, not counted) is done.
@@ -87,6 +96,17 @@ pub struct CommandDecoder {
     /// allocation may be that large: [`CommandDecoder::release_idle`] frees it.
     grown: bool,
 }
+
+/// The error for a null or empty array sent as a command.
+const NOT_A_COMMAND_EMPTY: &str =
+    "ERR Protocol error: a command is a non-empty array of bulk strings";
+/// The error for an array with a null element sent as a command.
+const NOT_A_COMMAND_NULL: &str = "ERR Protocol error: a command is an array of bulk strings";
+
+/// Spare argument vectors a decoder keeps at most (a pipeline's worth), and the largest
+/// it keeps: one that held a long command goes back to the allocator.
+const SPARE_MAX: usize = 64;
+const SPARE_CAPACITY_MAX: usize = 16;
 
 /// An idle decoder keeps a buffer of about this size at most (one that held more is
 /// released when it empties), so an idle connection costs a few KiB, not its largest
@@ -102,11 +122,22 @@ impl CommandDecoder {
             buf: BytesMut::new(),
             state: State::Start,
             items: Vec::new(),
+            null_item: false,
+            spare: Vec::new(),
             command_bytes: 0,
             named: false,
             line_scanned: 0,
             examined: 0,
             grown: false,
+        }
+    }
+
+    /// Takes back the vector of a [`Decoded::Command`] once its arguments were used, for
+    /// the next command's.
+    pub fn recycle(&mut self, mut args: Vec<Bytes>) {
+        if self.spare.len() < SPARE_MAX && args.capacity() <= SPARE_CAPACITY_MAX {
+            args.clear();
+            self.spare.push(args);
         }
     }
 
@@ -163,7 +194,7 @@ impl CommandDecoder {
                             return Err(RespError::NotACommand);
                         }
                         match self.inline()? {
-                            Some(Some(v)) => return Ok(Some(Decoded::Command(v))),
+                            Some(Some(v)) => return Ok(Some(v)),
                             Some(None) => continue,
                             None => return Ok(None),
                         }
@@ -173,8 +204,8 @@ impl CommandDecoder {
                     };
                     let n = resp::parse_int(&self.buf[1..len], "array")?;
                     self.buf.advance(len + 2);
-                    if n == -1 {
-                        return Ok(Some(Decoded::Command(Value::Array(None))));
+                    if n == -1 || n == 0 {
+                        return Ok(Some(Decoded::NotACommand(NOT_A_COMMAND_EMPTY)));
                     }
                     if n < -1 {
                         return Err(RespError::NegativeLength(n, "array"));
@@ -185,7 +216,9 @@ impl CommandDecoder {
                             max: self.limits.array_len_max,
                         });
                     }
-                    self.items = Vec::with_capacity((n as usize).min(1024));
+                    self.items = self.spare.pop().unwrap_or_default();
+                    self.items.reserve((n as usize).min(1024));
+                    self.null_item = false;
                     self.command_bytes = COMMAND_OVERHEAD_BYTES;
                     self.named = false;
                     self.state = State::Elements { left: n as usize };
@@ -199,7 +232,11 @@ impl CommandDecoder {
                             bytes_max: self.command_bytes_max,
                         }));
                     }
-                    return Ok(Some(Decoded::Command(Value::Array(Some(items)))));
+                    if self.null_item {
+                        self.recycle(items);
+                        return Ok(Some(Decoded::NotACommand(NOT_A_COMMAND_NULL)));
+                    }
+                    return Ok(Some(Decoded::Command(items)));
                 }
                 State::Elements { left } => {
                     if !self.element(left)? {
@@ -220,7 +257,7 @@ impl CommandDecoder {
                         Some(Some(name)) => Bytes::from_static(name),
                         _ => Bytes::copy_from_slice(bytes),
                     };
-                    self.items.push(Value::Bulk(Some(payload)));
+                    self.items.push(payload);
                     self.buf.advance(len + 2);
                     self.state = State::Elements { left: left - 1 };
                 }
@@ -263,11 +300,12 @@ impl CommandDecoder {
             return Ok(false);
         };
         let line = &self.buf[1..len];
+        // An element with no payload to come: `Some(None)` for a null bulk.
         let (item, payload) = match t {
-            b'+' => (Some(Value::Bulk(Some(Bytes::copy_from_slice(line)))), 0),
+            b'+' => (Some(Some(Bytes::copy_from_slice(line))), 0),
             b':' => {
                 let n = resp::parse_int(line, "integer")?;
-                (Some(Value::Integer(n)), 0)
+                (Some(Some(Bytes::from(n.to_string()))), 0)
             }
             _ => {
                 let n = resp::parse_int(line, "bulk")?;
@@ -281,15 +319,15 @@ impl CommandDecoder {
                     });
                 }
                 if n == -1 {
-                    (Some(Value::Bulk(None)), 0)
+                    (Some(None), 0)
                 } else {
                     (None, n as usize)
                 }
             }
         };
-        let size = match &item {
-            Some(Value::Bulk(Some(b))) => b.len(),
-            Some(Value::Integer(_)) => len - 1,
+        let size = match (t, &item) {
+            (b':', _) => len - 1,
+            (_, Some(Some(b))) => b.len(),
             _ => payload,
         };
         self.buf.advance(len + 2);
@@ -306,8 +344,10 @@ impl CommandDecoder {
         }
         match item {
             Some(v) => {
-                if !over {
-                    self.items.push(v);
+                match v {
+                    Some(b) if !over => self.items.push(b),
+                    Some(_) => {}
+                    None => self.null_item = true,
                 }
                 self.state = State::Elements { left: left - 1 };
             }
@@ -317,9 +357,9 @@ impl CommandDecoder {
         Ok(true)
     }
 
-    /// An inline command at the front: `Some(Some(value))`, `Some(None)` for an empty line
-    /// (skipped, like redis-server does), `None` if its line end has not arrived.
-    fn inline(&mut self) -> Result<Option<Option<Value>>, RespError> {
+    /// An inline command at the front: `Some(Some(command))`, `Some(None)` for an empty
+    /// line (skipped, like redis-server does), `None` if its line end has not arrived.
+    fn inline(&mut self) -> Result<Option<Option<Decoded>>, RespError> {
         let Some(nl) = self.newline()? else {
             return Ok(None);
         };
@@ -329,7 +369,15 @@ impl CommandDecoder {
         match resp::decode_inline(&self.buf[..end], &self.limits) {
             Ok(Some((v, used))) => {
                 self.buf.advance(used);
-                Ok(Some(Some(v)))
+                let Value::Array(Some(words)) = v else {
+                    unreachable!("an inline command is an array of words")
+                };
+                let mut args = self.spare.pop().unwrap_or_default();
+                args.extend(words.into_iter().map(|w| match w {
+                    Value::Bulk(Some(b)) => b,
+                    other => unreachable!("an inline word is a bulk string: {other:?}"),
+                }));
+                Ok(Some(Some(Decoded::Command(args))))
             }
             Err(RespError::EmptyInline) => {
                 self.buf.advance(end);
@@ -394,8 +442,8 @@ mod tests {
         }
     }
 
-    fn bulk(b: &[u8]) -> Value {
-        Value::Bulk(Some(Bytes::copy_from_slice(b)))
+    fn bulk(b: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(b)
     }
 
     /// Feeds `stream` in pieces of `piece` bytes, decoding after each; returns what came out.
@@ -420,12 +468,8 @@ mod tests {
         let args: Vec<&Bytes> = out
             .iter()
             .flat_map(|x| match x {
-                Decoded::Command(Value::Array(Some(items))) => items.iter(),
+                Decoded::Command(args) => args.iter(),
                 other => panic!("not a command: {other:?}"),
-            })
-            .map(|v| match v {
-                Value::Bulk(Some(b)) => b,
-                other => panic!("not a bulk: {other:?}"),
             })
             .collect();
         let names: Vec<&[u8]> = args.iter().map(|b| &b[..]).collect();
@@ -437,22 +481,40 @@ mod tests {
     }
 
     #[test]
+    fn a_recycled_argument_vector_carries_the_next_command() {
+        let mut d = CommandDecoder::new(limits(), 1 << 20);
+        let mut stream = Vec::new();
+        encode_command(&mut stream, &[&b"SET"[..], b"k", b"v"]);
+        encode_command(&mut stream, &[&b"GET"[..], b"k"]);
+        d.feed(&stream);
+        let Ok(Some(Decoded::Command(first))) = d.next_command() else {
+            panic!("a command")
+        };
+        let at = first.as_ptr();
+        d.recycle(first);
+        let Ok(Some(Decoded::Command(second))) = d.next_command() else {
+            panic!("a command")
+        };
+        assert_eq!(second, [bulk(b"GET"), bulk(b"k")]);
+        assert_eq!(second.as_ptr(), at, "the same allocation");
+        // One that held a long command is not kept.
+        d.recycle(Vec::with_capacity(SPARE_CAPACITY_MAX + 1));
+        assert!(d.spare.is_empty());
+    }
+
+    #[test]
     fn any_split_gives_the_same_commands() {
         let mut stream = Vec::new();
         encode_command(&mut stream, &[&b"SET"[..], b"k", b"v\r\nx"]);
         stream.extend_from_slice(b"\r\nPING\r\n*0\r\n*-1\r\n*2\r\n$3\r\nGET\r\n$-1\r\n");
         stream.extend_from_slice(b"*2\r\n+ECHO\r\n:-7\r\n");
         let want = vec![
-            Decoded::Command(Value::Array(Some(vec![
-                bulk(b"SET"),
-                bulk(b"k"),
-                bulk(b"v\r\nx"),
-            ]))),
-            Decoded::Command(Value::Array(Some(vec![bulk(b"PING")]))),
-            Decoded::Command(Value::Array(Some(vec![]))),
-            Decoded::Command(Value::Array(None)),
-            Decoded::Command(Value::Array(Some(vec![bulk(b"GET"), Value::Bulk(None)]))),
-            Decoded::Command(Value::Array(Some(vec![bulk(b"ECHO"), Value::Integer(-7)]))),
+            Decoded::Command(vec![bulk(b"SET"), bulk(b"k"), bulk(b"v\r\nx")]),
+            Decoded::Command(vec![bulk(b"PING")]),
+            Decoded::NotACommand(NOT_A_COMMAND_EMPTY),
+            Decoded::NotACommand(NOT_A_COMMAND_EMPTY),
+            Decoded::NotACommand(NOT_A_COMMAND_NULL),
+            Decoded::Command(vec![bulk(b"ECHO"), bulk(b"-7")]),
         ];
         for piece in 1..=stream.len() {
             let mut d = CommandDecoder::new(limits(), 1 << 20);
@@ -543,7 +605,7 @@ mod tests {
                     bytes,
                     bytes_max: bytes - 1
                 },
-                Decoded::Command(Value::Array(Some(vec![bulk(b"GET"), bulk(b"k")]))),
+                Decoded::Command(vec![bulk(b"GET"), bulk(b"k")]),
             ]
         );
     }
