@@ -479,7 +479,7 @@ impl Replica {
             // A holder never answered: its lease had to run out (it is revoked).
             self.stats.lease_revocations += 1;
         }
-        let proposed_at = f.proposed_at;
+        let (proposed_at, voters) = (f.proposed_at, f.votes_mask);
         l.in_flight.remove(&slot);
         if l.lazy.is_some_and(|z| z.slot == slot && !z.forced) {
             // Chosen without waiting out the lazy wait.
@@ -487,6 +487,11 @@ impl Replica {
         }
         self.stats.slots_chosen_led += 1;
         self.stats.commit_wait_ns += now.saturating_sub(proposed_at);
+        let forwards = (self.cfg.replicas as u32) > voters.count_ones()
+            && self
+                .log
+                .get(&slot)
+                .is_some_and(|e| self.votes_to_followers(&e.batch));
         let e = self
             .log
             .get_mut(&slot)
@@ -494,7 +499,27 @@ impl Replica {
         debug_assert_eq!(e.ballot, ballot);
         e.chosen = true;
         self.advance_chosen(now);
+        if forwards && self.chosen_through >= slot {
+            self.commit_to_late_followers(ballot, voters);
+        }
         self.try_propose(now);
+    }
+
+    /// A slot carrying forwards was chosen before some followers' votes came: each of
+    /// them may wait to answer a forwarded read of its own until it knows the slot chosen
+    /// (`early.rs`), and without its own durable accept only a commit index tells it.
+    /// So it gets the commit index now rather than with the next accept or heartbeat.
+    fn commit_to_late_followers(&mut self, ballot: Ballot, voters: u8) {
+        let msg = Message::Commit {
+            ballot,
+            commit: self.chosen_through,
+        };
+        for r in 0..self.cfg.replicas {
+            let to = ReplicaId(r as u8);
+            if to != self.id && voters & to.bit() == 0 {
+                self.send(to, msg.clone());
+            }
+        }
     }
 
     /// Heartbeats, retransmissions of unanswered accepts, and batch deadlines.

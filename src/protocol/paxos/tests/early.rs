@@ -130,6 +130,47 @@ fn a_forwarded_read_is_answered_where_it_was_forwarded_and_not_by_the_leader() {
 }
 
 #[test]
+fn a_follower_whose_sync_is_late_learns_its_forwarded_read_from_a_prompt_commit() {
+    use crate::protocol::waiting::ANSWERED_THERE;
+    let mut c = cluster(3, ReadMode::Log);
+    c.request(0, 5, 100, 1, set("a", "1"));
+    c.run(|_, _, _| true);
+    let read = Request {
+        client: 101,
+        seq: 1,
+        ack_floor: 1,
+        cmd: get("a"),
+    };
+    assert!(c.replicas[1].expect_forwarded(77, &read));
+    c.replicas[0].on_request(c.now, 500 | ANSWERED_THERE, read);
+    c.collect(0);
+    c.sync(0);
+    // Both followers hold the accept; only r2's sync completes, and its vote chooses.
+    deliver_to(&mut c, 1);
+    deliver_to(&mut c, 2);
+    c.sync(2);
+    assert!(c.reply_of(77).is_none(), "r1's own accept is not durable");
+    deliver_to(&mut c, 0);
+    assert!(
+        c.wire
+            .iter()
+            .any(|(_, t, m)| t.index() == 1 && matches!(m, Message::Commit { .. })),
+        "the leader tells r1 at once"
+    );
+    assert!(
+        !c.wire
+            .iter()
+            .any(|(_, t, m)| t.index() == 2 && matches!(m, Message::Commit { .. })),
+        "not r2, whose vote came"
+    );
+    deliver_to(&mut c, 1);
+    assert_eq!(
+        c.reply_of(77),
+        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
+    );
+}
+
+#[test]
 fn a_lagging_follower_leaves_its_forwarded_reads_to_the_leader() {
     let mut c = cluster(3, ReadMode::Log);
     // r1 misses the first write's accept, then hears its commit with the second's.
