@@ -44,6 +44,29 @@ fn r1_set_a() -> Request {
     }
 }
 
+/// GET a, request `seq` of session `client`.
+fn get_a(client: u64, seq: u64) -> Request {
+    Request {
+        client,
+        seq,
+        ack_floor: seq,
+        cmd: get("a"),
+    }
+}
+
+/// What GET a answers once SET a 1 is applied.
+fn a_is_1() -> ClientReply {
+    ClientReply::Done(Reply::Value(Some(Bytes::from("1"))))
+}
+
+/// A cluster in log mode where every replica applied SET a 1 (from r0's own session).
+fn cluster_with_a_1() -> Cluster {
+    let mut c = cluster(3, ReadMode::Log);
+    c.request(0, 5, 100, 1, set("a", "1"));
+    c.run(|_, _, _| true);
+    c
+}
+
 /// Delivers what is on the wire to `to` only, without syncing anyone.
 fn deliver_to(c: &mut Cluster, to: usize) {
     c.deliver(|_, t, _| t.index() == to);
@@ -75,15 +98,8 @@ fn a_follower_answers_its_forward_from_its_accept_and_the_leaders_vote() {
 #[test]
 fn a_forwarded_read_is_answered_where_it_was_forwarded_and_not_by_the_leader() {
     use crate::protocol::waiting::ANSWERED_THERE;
-    let mut c = cluster(3, ReadMode::Log);
-    c.request(0, 5, 100, 1, set("a", "1"));
-    c.run(|_, _, _| true);
-    let read = Request {
-        client: 101,
-        seq: 1,
-        ack_floor: 1,
-        cmd: get("a"),
-    };
+    let mut c = cluster_with_a_1();
+    let read = get_a(101, 1);
     assert!(
         c.replicas[1].expect_forwarded(77, &read),
         "a read: r1 answers it"
@@ -103,10 +119,7 @@ fn a_forwarded_read_is_answered_where_it_was_forwarded_and_not_by_the_leader() {
         "queued: said at once"
     );
     c.run(|_, _, _| true);
-    assert_eq!(
-        c.reply_of(77),
-        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
-    );
+    assert_eq!(c.reply_of(77), Some(&a_is_1()));
     assert_eq!(c.replicas[1].stats().forwards_answered_early, 1);
     assert_eq!(
         c.replies.iter().filter(|(t, _)| *t == token).count(),
@@ -114,33 +127,17 @@ fn a_forwarded_read_is_answered_where_it_was_forwarded_and_not_by_the_leader() {
         "the leader answered nothing once it applied the read"
     );
     // Without the mark the leader answers as before.
-    let read = Request {
-        client: 102,
-        seq: 1,
-        ack_floor: 1,
-        cmd: get("a"),
-    };
-    c.replicas[0].on_request(c.now, 501, read);
+    c.replicas[0].on_request(c.now, 501, get_a(102, 1));
     c.collect(0);
     c.run(|_, _, _| true);
-    assert_eq!(
-        c.reply_of(501),
-        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
-    );
+    assert_eq!(c.reply_of(501), Some(&a_is_1()));
 }
 
 #[test]
 fn a_follower_whose_sync_is_late_learns_its_forwarded_read_from_a_prompt_commit() {
     use crate::protocol::waiting::ANSWERED_THERE;
-    let mut c = cluster(3, ReadMode::Log);
-    c.request(0, 5, 100, 1, set("a", "1"));
-    c.run(|_, _, _| true);
-    let read = Request {
-        client: 101,
-        seq: 1,
-        ack_floor: 1,
-        cmd: get("a"),
-    };
+    let mut c = cluster_with_a_1();
+    let read = get_a(101, 1);
     assert!(c.replicas[1].expect_forwarded(77, &read));
     c.replicas[0].on_request(c.now, 500 | ANSWERED_THERE, read);
     c.collect(0);
@@ -164,10 +161,7 @@ fn a_follower_whose_sync_is_late_learns_its_forwarded_read_from_a_prompt_commit(
         "not r2, whose vote came"
     );
     deliver_to(&mut c, 1);
-    assert_eq!(
-        c.reply_of(77),
-        Some(&ClientReply::Done(Reply::Value(Some(Bytes::from("1")))))
-    );
+    assert_eq!(c.reply_of(77), Some(&a_is_1()));
 }
 
 #[test]
@@ -181,15 +175,12 @@ fn a_lagging_follower_leaves_its_forwarded_reads_to_the_leader() {
     deliver_to(&mut c, 1);
     let r1 = &mut c.replicas[1];
     assert!(r1.applied < r1.commit_heard, "r1 lags");
-    let read = |seq| Request {
-        client: 101,
-        seq,
-        ack_floor: seq,
-        cmd: get("a"),
-    };
-    assert!(!r1.expect_forwarded(77, &read(1)));
+    assert!(!r1.expect_forwarded(77, &get_a(101, 1)));
     c.run(|_, _, _| true);
-    assert!(c.replicas[1].expect_forwarded(78, &read(2)), "caught up");
+    assert!(
+        c.replicas[1].expect_forwarded(78, &get_a(101, 2)),
+        "caught up"
+    );
 }
 
 #[test]
