@@ -339,8 +339,9 @@ impl ClientPath {
 
     /// A command replica `from` forwarded here, to be proposed (it is a [`ClientOutput::Propose`]
     /// now); the core's answer goes back to `from` with `id`. With `answered_there` (a
-    /// read `from` answers itself when it applies it), a core that queues it answers only
-    /// [`ClientReply::Logged`], and nothing goes back unless it is refused.
+    /// command `from` answers itself when it applies it) nothing goes back unless it is
+    /// refused: a core that queues a read answers only [`ClientReply::Logged`], and a
+    /// write's answer once applied is dropped here.
     pub fn on_forward(&mut self, from: ReplicaId, id: u64, req: Request, answered_there: bool) {
         let mut token = self.token();
         if answered_there {
@@ -359,7 +360,12 @@ impl ClientPath {
         view: LeaderView,
     ) {
         if let Some((to, id)) = self.remote.remove(&token) {
-            if !matches!(reply, ClientReply::Logged) {
+            let answered_there = match reply {
+                ClientReply::Logged => true,
+                ClientReply::Done(_) => token & ANSWERED_THERE != 0,
+                _ => false,
+            };
+            if !answered_there {
                 self.outputs
                     .push_back(ClientOutput::ForwardReply { to, id, reply });
             }

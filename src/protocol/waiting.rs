@@ -12,10 +12,12 @@ use super::types::{ClientId, MapHasher, Nanos, Slot, Token};
 /// Requests proposed here, by (client, sequence number): the token to answer.
 pub type Waiting = HashMap<(ClientId, u64), Token, MapHasher>;
 
-/// Set in the token of a read that the replica which forwarded it answers itself when it
-/// applies it (early learning, `paxos/early.rs`): once queued, nobody waits for it here,
-/// so the leader neither runs it at apply nor sends its value back. Client paths never
-/// hand out tokens with this bit (`ClientPath::on_forward` sets it).
+/// Set in the token of a forwarded command that the replica which forwarded it answers
+/// itself when it applies it (early learning, `paxos/early.rs`). A read: once queued,
+/// nobody waits for it here, so the leader neither runs it at apply nor sends its value
+/// back. A write waits here as any (a retry of it must find it), and the client path
+/// drops its answer (`ClientPath::on_core_reply`). Client paths never hand out tokens
+/// with this bit (`ClientPath::on_forward` sets it).
 pub const ANSWERED_THERE: Token = 1 << 63;
 
 /// A leader's queue of client requests waiting for a log position.

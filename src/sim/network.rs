@@ -9,7 +9,7 @@ pub(super) enum Wire {
     /// A protocol core's message.
     Core(Message),
     /// A command forwarded to the leader, by a node's client path (`answered_there`: a
-    /// read the forwarding node answers itself when it applies it).
+    /// command the forwarding node answers itself when it applies it).
     Forward {
         id: u64,
         req: Request,

@@ -290,6 +290,40 @@ fn a_read_answered_where_it_was_forwarded_gets_no_answer_once_logged() {
 }
 
 #[test]
+fn a_write_answered_where_it_was_forwarded_gets_no_answer_once_applied() {
+    let mut p = path(ReadMode::Log);
+    let req = Request {
+        client: 9,
+        seq: 4,
+        ack_floor: 4,
+        cmd: set(),
+    };
+    let forward = |p: &mut ClientPath, id, answered_there| {
+        p.on_forward(ReplicaId(2), id, req.clone(), answered_there);
+        proposed(&outputs(p)).0
+    };
+    let token = forward(&mut p, 55, true);
+    assert_ne!(token & ANSWERED_THERE, 0, "the core is told");
+    p.on_core_reply(MS, token, ClientReply::Done(Reply::Ok), leading());
+    assert_eq!(outputs(&mut p), vec![], "nothing goes back");
+    // A refusal still goes back, and so does an unmarked write's answer.
+    let back = |id, reply| {
+        vec![ClientOutput::ForwardReply {
+            to: ReplicaId(2),
+            id,
+            reply,
+        }]
+    };
+    let refused = ClientReply::NotLeader { leader: None };
+    let token = forward(&mut p, 56, true);
+    p.on_core_reply(MS, token, refused.clone(), leading());
+    assert_eq!(outputs(&mut p), back(56, refused));
+    let token = forward(&mut p, 57, false);
+    p.on_core_reply(MS, token, ClientReply::Done(Reply::Ok), leading());
+    assert_eq!(outputs(&mut p), back(57, ClientReply::Done(Reply::Ok)));
+}
+
+#[test]
 fn tokens_never_carry_the_answered_there_bit_of_themselves() {
     // The session id is where tokens start: one with the top bit set.
     let mut p = ClientPath::new(ReplicaId(0), u64::MAX - 1, ReadMode::Log, TIMEOUT);

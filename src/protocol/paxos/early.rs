@@ -75,22 +75,22 @@ impl Replica {
     /// applies it first, it answers `token` itself. Only for commands the leader logs (a
     /// read it may serve from its lease never reaches the log).
     ///
-    /// True for a read while this replica has applied every slot it heard chosen: then the
-    /// leader need not answer it once it is logged (the forward says so,
+    /// True while this replica has applied every slot it heard chosen: then the leader
+    /// need not answer the command once it is logged (the forward says so,
     /// [`ANSWERED_THERE`](crate::protocol::waiting::ANSWERED_THERE)), since this replica
-    /// applies every slot it learns chosen and answers the read there. A replica that lags
-    /// (catching up, or receiving a snapshot) leaves the answer to the leader, as for
-    /// writes. A read it does not apply after all (a snapshot installed past its slot, a
-    /// slot lost with a deposed leader's queue) is answered after the forward's resend
-    /// (`client::FORWARD_RETRY_NS`, at once when the leader changes), as any retried read:
-    /// it runs again where it lands.
+    /// applies every slot it learns chosen and answers the command there: a read the
+    /// leader does not even run, a write's answer it does not send back. A replica that
+    /// lags (catching up, or receiving a snapshot) leaves the answer to the leader. A
+    /// command it does not apply after all (a snapshot installed past its slot, a slot
+    /// lost with a deposed leader's queue) is answered after the forward's resend
+    /// (`client::FORWARD_RETRY_NS`, at once when the leader changes): a read runs again
+    /// where it lands, a write's session answers it from its applied copy.
     pub fn expect_forwarded(&mut self, token: Token, req: &Request) -> bool {
         if !self.learns_early() || req.client != self.early.session {
             return false;
         }
-        let read = req.cmd.is_read_only();
         let caught_up = self.applied >= self.commit_heard;
-        if read && !self.cfg.read_mode.reads_through_log() {
+        if req.cmd.is_read_only() && !self.cfg.read_mode.reads_through_log() {
             return false;
         }
         let forwarded = &mut self.early.forwarded;
@@ -101,7 +101,7 @@ impl Replica {
             forwarded.clear();
         }
         forwarded.insert((req.client, req.seq), token);
-        read && caught_up
+        caught_up
     }
 
     /// Leader: whether `batch` carries a forwarded request, so that its vote goes to the

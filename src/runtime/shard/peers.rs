@@ -14,7 +14,7 @@ pub enum PeerMsg {
         id: u64,
         /// The command, with the forwarding shard's session.
         req: Request,
-        /// A read the forwarding shard answers itself when it applies it: the leader
+        /// A command the forwarding shard answers itself when it applies it: the leader
         /// answers only if it refuses it (`protocol::waiting::ANSWERED_THERE`).
         answered_there: bool,
     },

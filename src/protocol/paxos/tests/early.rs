@@ -109,7 +109,7 @@ fn a_forwarded_read_is_answered_where_it_was_forwarded_and_not_by_the_leader() {
         ack_floor: 1,
         ..r1_set_a()
     };
-    assert!(!c.replicas[1].expect_forwarded(78, &write), "not a write");
+    assert!(c.replicas[1].expect_forwarded(78, &write), "a write too");
     let token = 500 | ANSWERED_THERE;
     c.replicas[0].on_request(c.now, token, read);
     c.collect(0);
@@ -165,7 +165,7 @@ fn a_follower_whose_sync_is_late_learns_its_forwarded_read_from_a_prompt_commit(
 }
 
 #[test]
-fn a_lagging_follower_leaves_its_forwarded_reads_to_the_leader() {
+fn a_lagging_follower_leaves_its_forwards_to_the_leader() {
     let mut c = cluster(3, ReadMode::Log);
     // r1 misses the first write's accept, then hears its commit with the second's.
     c.request(0, 5, 100, 1, set("a", "1"));
@@ -176,6 +176,12 @@ fn a_lagging_follower_leaves_its_forwarded_reads_to_the_leader() {
     let r1 = &mut c.replicas[1];
     assert!(r1.applied < r1.commit_heard, "r1 lags");
     assert!(!r1.expect_forwarded(77, &get_a(101, 1)));
+    let write = Request {
+        seq: 2,
+        ack_floor: 1,
+        ..r1_set_a()
+    };
+    assert!(!r1.expect_forwarded(79, &write), "nor a write");
     c.run(|_, _, _| true);
     assert!(
         c.replicas[1].expect_forwarded(78, &get_a(101, 2)),
