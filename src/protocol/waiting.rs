@@ -4,7 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
-use super::kv::{Applied, Kv, Request};
+use super::kv::{Applied, Kv, Reply, Request};
 use super::message::Batch;
 use super::outbox::{Action, ClientReply};
 use super::types::{ClientId, MapHasher, Nanos, Slot, Token};
@@ -134,6 +134,25 @@ impl Queue {
         self.since = now;
         Some(batch)
     }
+}
+
+/// Takes out of `waiting` the requests whose replies the sessions in `kv` kept (applied
+/// inside a snapshot just installed), with those replies, in token order.
+pub fn take_kept(waiting: &mut Waiting, kv: &Kv) -> Vec<(Token, Reply)> {
+    let mut kept: Vec<_> = waiting
+        .iter()
+        .filter_map(|(&(client, seq), &token)| {
+            kv.cached_reply(client, seq)
+                .map(|r| ((client, seq), token, r.clone()))
+        })
+        .collect();
+    kept.sort_unstable_by_key(|&(_, token, _)| token);
+    kept.into_iter()
+        .map(|(key, token, reply)| {
+            waiting.remove(&key);
+            (token, reply)
+        })
+        .collect()
 }
 
 /// Applies `batch`, committed at `index`, to `kv`, and answers the requests of it that

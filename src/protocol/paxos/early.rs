@@ -24,9 +24,10 @@ use super::{Replica, Role};
 use crate::config::ReadMode;
 use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::{Batch, Message};
+use crate::protocol::outbox::ClientReply;
 use crate::protocol::pending::PendingKeys;
 use crate::protocol::types::{Ballot, ClientId, Nanos, ReplicaId, Slot, Token};
-use crate::protocol::waiting::Waiting;
+use crate::protocol::waiting::{self, Waiting};
 
 /// What a leader's vote told a follower about a slot.
 enum Learned {
@@ -81,8 +82,9 @@ impl Replica {
     /// applies every slot it learns chosen and answers the command there: a read the
     /// leader does not even run, a write's answer it does not send back. A replica that
     /// lags (catching up, or receiving a snapshot) leaves the answer to the leader. A
-    /// command it does not apply after all (a snapshot installed past its slot, a slot
-    /// lost with a deposed leader's queue) is answered after the forward's resend
+    /// write applied inside a snapshot installed later is answered from its session's
+    /// kept reply ([`Replica::answer_forwards_inside_snapshot`]). A read inside one, or a
+    /// command lost with a deposed leader's queue, is answered after the forward's resend
     /// (`client::FORWARD_RETRY_NS`, at once when the leader changes): a read runs again
     /// where it lands, a write's session answers it from its applied copy.
     pub fn expect_forwarded(&mut self, token: Token, req: &Request) -> bool {
@@ -211,6 +213,17 @@ impl Replica {
         e.chosen = true;
         self.stats.slots_learned_early += 1;
         Learned::Chosen
+    }
+
+    /// A snapshot was installed: this follower's own forwarded writes applied inside it are
+    /// answered from the replies their session kept, as the slots' own apply would have
+    /// (the leader, told `answered_there`, does not answer them). Reads keep no reply: one
+    /// applied inside the snapshot is answered after the forward's resend.
+    pub(super) fn answer_forwards_inside_snapshot(&mut self) {
+        for (token, reply) in waiting::take_kept(&mut self.early.forwarded, &self.kv) {
+            self.stats.forwards_answered_early += 1;
+            self.reply(token, ClientReply::Done(reply));
+        }
     }
 
     /// Every slot up to `applied` is applied: its voted keys are no longer pending.

@@ -28,6 +28,7 @@ use crate::protocol::transfer::{
     SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
+use crate::protocol::waiting;
 
 /// A new frozen state is built at most this often (building one walks the whole map).
 const SNAPSHOT_BUILD_MS: Nanos = 1_000;
@@ -365,19 +366,10 @@ impl Replica {
         }
         // Requests proposed here and applied inside the snapshot: their replies are in the
         // sessions the snapshot carried.
-        let done: Vec<_> = self
-            .waiting
-            .iter()
-            .filter_map(|(&(client, seq), &token)| {
-                self.kv
-                    .cached_reply(client, seq)
-                    .map(|r| ((client, seq), token, r.clone()))
-            })
-            .collect();
-        for (key, token, reply) in done {
-            self.waiting.remove(&key);
+        for (token, reply) in waiting::take_kept(&mut self.waiting, &self.kv) {
             self.reply(token, ClientReply::Done(reply));
         }
+        self.answer_forwards_inside_snapshot();
         self.rebuild_pending();
         self.outbox.push(Action::SaveSnapshot);
         self.advance_chosen(now);

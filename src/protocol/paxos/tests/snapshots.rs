@@ -364,3 +364,43 @@ fn applied_log_is_trimmed_to_its_byte_bound_and_a_lagger_gets_a_snapshot() {
         assert!(c.replicas[2].stats().snapshots_installed >= 1);
     }
 }
+
+#[test]
+fn a_follower_answers_its_forwarded_write_applied_inside_a_snapshot() {
+    use crate::protocol::waiting::ANSWERED_THERE;
+    let mut c = Cluster::new(3);
+    for (i, r) in c.replicas.iter_mut().enumerate() {
+        r.cfg.snapshot_chunk_bytes_max = 64;
+        r.set_session(100 + i as u64);
+    }
+    c.elect(0);
+    // r2, caught up, forwards a write of its own session, which the leader logs without
+    // answering it (r2 answers it when it applies it) ...
+    let write = Request {
+        client: 102,
+        seq: 1,
+        ack_floor: 1,
+        cmd: set("x", "1"),
+    };
+    assert!(c.replicas[2].expect_forwarded(77, &write));
+    c.request(0, 500 | ANSWERED_THERE, 102, 1, set("x", "1"));
+    // ... but hears nothing more: its slot and 40 more are chosen and compacted away.
+    for i in 0..40 {
+        c.run(|_, to, _| to.index() != 2);
+        c.request(0, i + 1, 1, i + 1, set(&format!("k{i:03}"), "v"));
+    }
+    c.run(|_, to, _| to.index() != 2);
+    c.wire.retain(|(_, to, _)| to.index() != 2);
+    for i in 0..2 {
+        let applied = c.replicas[i].applied_index();
+        c.replicas[i].compact(applied);
+    }
+    assert!(c.reply_of(77).is_none());
+    pump(&mut c, |_, _, _| 1, caught_up);
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
+    assert_eq!(
+        c.reply_of(77),
+        Some(&ClientReply::Done(Reply::Ok)),
+        "answered from the reply its session kept"
+    );
+}
