@@ -1,6 +1,7 @@
 //! A `corepax bench` that is killed (SIGTERM from `timeout`, SIGINT from Ctrl-C) takes its
 //! embedded cluster along. The cluster runs in its own process group, so the terminal's
-//! Ctrl-C never reached it, and it ran on after the load generator died.
+//! Ctrl-C never reached it, and it ran on after the load generator died. One whose result
+//! cannot be stored stops before it starts anything.
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +30,8 @@ fn alive(pid: u32) -> bool {
         .is_some_and(|rest| !rest.starts_with('Z'))
 }
 
-fn bench(dir: &std::path::Path) -> Child {
+/// `corepax bench` of the default workload for 60 s, its result written into `dir`.
+fn bench_command(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_corepax"));
     cmd.args([
         "bench",
@@ -40,9 +42,13 @@ fn bench(dir: &std::path::Path) -> Child {
         "--no-preload",
     ])
     .arg("--json")
-    .arg(dir.join("result.json"))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    .arg(dir.join("result.json"));
+    cmd
+}
+
+fn bench(dir: &std::path::Path) -> Child {
+    let mut cmd = bench_command(dir);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: signal(2) only, in the child before exec: SIGINT kills it even when this
     // test runs with SIGINT ignored (a shell's background job).
     unsafe {
@@ -104,4 +110,20 @@ fn sigterm_stops_the_embedded_cluster() {
 #[test]
 fn sigint_stops_the_embedded_cluster() {
     killed_with(libc::SIGINT);
+}
+
+#[test]
+fn a_result_path_that_cannot_be_stored_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // The result's directory would be a regular file: it cannot be created.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let out = bench_command(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot create the directory") && err.contains(&*file.to_string_lossy()),
+        "the error names the directory: {err}"
+    );
+    assert!(!err.contains("target:"), "a target was started: {err}");
 }

@@ -7,7 +7,7 @@ use super::workload::Workload;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `corepax bench`: drive a RESP server (or an embedded local cluster) with a workload.
 #[derive(Debug, Clone, clap::Args)]
@@ -258,6 +258,12 @@ fn launch_target(a: &BenchArgs) -> anyhow::Result<Launched> {
 /// `corepax bench`: a scenario file (a `[scenario]` table) runs its scenario, any other
 /// workload its operation mix.
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    // A result that cannot be stored is refused before the run, not after it.
+    let out_dir = match &a.json {
+        Some(p) => p.parent(),
+        None => Some(Path::new("results")),
+    };
+    super::report::create_dir(out_dir)?;
     if let Some(p) = &a.workload
         && let Some(s) = super::scenario::ScenarioFile::detect(p)?
     {
@@ -365,13 +371,14 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<BenchResult> {
     if let Some(mut l) = launcher.take() {
         l.stop();
     }
+    // The table first: a run whose files cannot be written still shows what it measured.
+    println!("{}", res.table());
     res.write(&path, &out.intervals)?;
     let page = super::page::path_for(&path);
     let mut loaded = vec![super::results::Loaded {
         path: path.clone(),
         result: res.clone(),
     }];
-    println!("{}", res.table());
     if let Some((hpath, hr)) = half {
         println!(
             "at half the measured throughput, open loop ({}/s):\n{}",

@@ -4,6 +4,7 @@
 use super::plot::{self, Run};
 use super::report::{BenchResult, fmt_us};
 use super::results::{self, Loaded};
+use anyhow::Context;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -62,7 +63,8 @@ pub fn path_for(spec: &Path) -> PathBuf {
 
 /// Writes the page for these results to `path`.
 pub fn write(path: &Path, title: &str, loaded: &[Loaded]) -> anyhow::Result<()> {
-    std::fs::write(path, html(title, loaded)?)?;
+    std::fs::write(path, html(title, loaded)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 use super::driver::{Interval, OpenLoopReport, RunOutput};
 use super::stats::{Percentiles, new_histogram};
 use super::workload::{Op, Workload};
+use anyhow::Context;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde::{Deserialize, Serialize};
@@ -263,16 +264,24 @@ impl BenchResult {
 
     /// Writes the JSON, and the interval log beside it (same name, `.hlog`).
     pub fn write(&mut self, path: &Path, intervals: &[Interval]) -> anyhow::Result<()> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)?;
-        }
+        create_dir(path.parent())?;
         let hlog = path.with_extension("hlog");
-        write_interval_log(&hlog, intervals, self.start_time_unix_s)?;
+        write_interval_log(&hlog, intervals, self.start_time_unix_s)
+            .with_context(|| format!("cannot write {}", hlog.display()))?;
         self.hlog_path = Some(hlog.display().to_string());
-        std::fs::write(path, serde_json::to_string_pretty(self)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
+    }
+}
+
+/// Creates `dir` (a result file's directory; none or empty: the current one) and its
+/// parents, naming it in the error.
+pub fn create_dir(dir: Option<&Path>) -> anyhow::Result<()> {
+    match dir {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display())),
+        _ => Ok(()),
     }
 }
 

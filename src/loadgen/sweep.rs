@@ -367,7 +367,7 @@ pub fn run(
     let dir = out.unwrap_or_else(|| {
         PathBuf::from("results").join(format!("sweep-{}", stamp.trim_end_matches('Z')))
     });
-    std::fs::create_dir_all(&dir)?;
+    super::report::create_dir(Some(&dir))?;
     let exe = std::env::current_exe()?;
     let configs = m.configs();
     let mut rows = Vec::new();

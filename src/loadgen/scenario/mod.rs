@@ -19,6 +19,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -180,10 +181,9 @@ pub(crate) fn same_shard_name(base: &str, prefix: &str) -> String {
 
 /// Writes a scenario's result as JSON to `path` (creating its folder).
 pub fn write_result(path: &Path, result: &serde_json::Value) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, serde_json::to_string_pretty(result)? + "\n")?;
+    crate::loadgen::report::create_dir(path.parent())?;
+    std::fs::write(path, serde_json::to_string_pretty(result)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
