@@ -236,91 +236,75 @@ fn a_read_away_from_the_leader_is_tried_here_then_at_the_leader() {
     let _ = forwarded(&outputs(&mut p));
 }
 
-#[test]
-fn a_forwarded_command_is_proposed_and_answered_to_its_sender() {
-    let mut p = path(ReadMode::Log);
-    let req = Request {
+/// Request 4 of session 9, another replica's, carrying `cmd`.
+fn from_session_9(cmd: Command) -> Request {
+    Request {
         client: 9,
         seq: 4,
         ack_floor: 4,
-        cmd: set(),
-    };
-    p.on_forward(ReplicaId(2), 55, req.clone(), false);
-    let (token, got) = proposed(&outputs(&mut p));
-    assert_eq!(got, req);
+        cmd,
+    }
+}
+
+/// `req` forwarded here from r2 as `id`: the token the core is given.
+fn forward_from_r2(p: &mut ClientPath, id: u64, req: &Request, answered_there: bool) -> Token {
+    p.on_forward(ReplicaId(2), id, req.clone(), answered_there);
+    let (token, got) = proposed(&outputs(p));
+    assert_eq!(&got, req);
+    token
+}
+
+/// What goes back to r2 for its forward `id`.
+fn back_to_r2(id: u64, reply: ClientReply) -> Vec<ClientOutput> {
+    vec![ClientOutput::ForwardReply {
+        to: ReplicaId(2),
+        id,
+        reply,
+    }]
+}
+
+#[test]
+fn a_forwarded_command_is_proposed_and_answered_to_its_sender() {
+    let mut p = path(ReadMode::Log);
+    let token = forward_from_r2(&mut p, 55, &from_session_9(set()), false);
     assert_eq!(token & ANSWERED_THERE, 0);
     p.on_core_reply(MS, token, ClientReply::Busy, leading());
-    assert_eq!(
-        outputs(&mut p),
-        vec![ClientOutput::ForwardReply {
-            to: ReplicaId(2),
-            id: 55,
-            reply: ClientReply::Busy
-        }]
-    );
+    assert_eq!(outputs(&mut p), back_to_r2(55, ClientReply::Busy));
 }
 
 #[test]
 fn a_read_answered_where_it_was_forwarded_gets_no_answer_once_logged() {
     let mut p = path(ReadMode::Log);
-    let req = Request {
-        client: 9,
-        seq: 4,
-        ack_floor: 4,
-        cmd: get(),
-    };
-    p.on_forward(ReplicaId(2), 55, req.clone(), true);
-    let (token, got) = proposed(&outputs(&mut p));
-    assert_eq!(got, req);
+    let req = from_session_9(get());
+    let token = forward_from_r2(&mut p, 55, &req, true);
     assert_ne!(token & ANSWERED_THERE, 0, "the core is told");
     p.on_core_reply(MS, token, ClientReply::Logged, leading());
     assert_eq!(outputs(&mut p), vec![], "nothing goes back");
     // A refusal still does.
-    p.on_forward(ReplicaId(2), 56, req, true);
-    let (token, _) = proposed(&outputs(&mut p));
+    let token = forward_from_r2(&mut p, 56, &req, true);
     p.on_core_reply(MS, token, ClientReply::Busy, leading());
-    assert_eq!(
-        outputs(&mut p),
-        vec![ClientOutput::ForwardReply {
-            to: ReplicaId(2),
-            id: 56,
-            reply: ClientReply::Busy
-        }]
-    );
+    assert_eq!(outputs(&mut p), back_to_r2(56, ClientReply::Busy));
 }
 
 #[test]
 fn a_write_answered_where_it_was_forwarded_gets_no_answer_once_applied() {
     let mut p = path(ReadMode::Log);
-    let req = Request {
-        client: 9,
-        seq: 4,
-        ack_floor: 4,
-        cmd: set(),
-    };
-    let forward = |p: &mut ClientPath, id, answered_there| {
-        p.on_forward(ReplicaId(2), id, req.clone(), answered_there);
-        proposed(&outputs(p)).0
-    };
-    let token = forward(&mut p, 55, true);
+    let req = from_session_9(set());
+    let token = forward_from_r2(&mut p, 55, &req, true);
     assert_ne!(token & ANSWERED_THERE, 0, "the core is told");
     p.on_core_reply(MS, token, ClientReply::Done(Reply::Ok), leading());
     assert_eq!(outputs(&mut p), vec![], "nothing goes back");
     // A refusal still goes back, and so does an unmarked write's answer.
-    let back = |id, reply| {
-        vec![ClientOutput::ForwardReply {
-            to: ReplicaId(2),
-            id,
-            reply,
-        }]
-    };
     let refused = ClientReply::NotLeader { leader: None };
-    let token = forward(&mut p, 56, true);
+    let token = forward_from_r2(&mut p, 56, &req, true);
     p.on_core_reply(MS, token, refused.clone(), leading());
-    assert_eq!(outputs(&mut p), back(56, refused));
-    let token = forward(&mut p, 57, false);
+    assert_eq!(outputs(&mut p), back_to_r2(56, refused));
+    let token = forward_from_r2(&mut p, 57, &req, false);
     p.on_core_reply(MS, token, ClientReply::Done(Reply::Ok), leading());
-    assert_eq!(outputs(&mut p), back(57, ClientReply::Done(Reply::Ok)));
+    assert_eq!(
+        outputs(&mut p),
+        back_to_r2(57, ClientReply::Done(Reply::Ok))
+    );
 }
 
 #[test]
