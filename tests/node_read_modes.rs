@@ -1,5 +1,6 @@
 //! Node: every read mode on a real 3-node cluster. Reads through every node return what
-//! was written; the node's INFO shows which read path served them; a killed quorum-lease
+//! was written; the node's INFO shows which read path served them (in leader-lease mode,
+//! a follower's reads answered by the leader's lease at once); a killed quorum-lease
 //! holder delays writes by about one lease; a partitioned leader stops serving lease reads
 //! before a new leader acknowledges writes.
 mod node_support;
@@ -91,6 +92,15 @@ fn every_mode_reads_what_was_written_through_every_node() {
             served >= 100,
             "{mode}: only {served} reads went the {served_by} path"
         );
+        if mode == "leader-lease" {
+            // Most of the reads sent to the followers reached the leader's lease without
+            // a step of its core.
+            let at_once = counter(&cluster, "forwards_at_once");
+            assert!(
+                at_once >= 50,
+                "{mode}: {at_once} forwarded reads answered at once"
+            );
+        }
     }
 }
 

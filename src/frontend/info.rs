@@ -194,11 +194,12 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
 fn reads(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
     s.push_str("\r\n# Reads\r\n");
     let mut total = crate::protocol::Stats::default();
-    let (mut read_bytes, mut lease_bytes) = (0, 0);
+    let (mut read_bytes, mut lease_bytes, mut forwards_at_once) = (0, 0, 0);
     for i in infos {
         total.add(&i.stats);
         read_bytes += i.counters.read_bytes_sent;
         lease_bytes += i.counters.lease_bytes_sent;
+        forwards_at_once += i.counters.forwards_read_at_once;
     }
     // One line summed over shards, `key=value` pairs, for tools (the load generator).
     let _ = write!(
@@ -206,7 +207,7 @@ fn reads(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
         "reads_total:read_mode={},local={},quorum={},log={},redirected={},lease_read_waits={},\
          lease_write_waits={},lease_revocations={},promises_deferred={},digest_mismatches={},\
          fetches={},repairs={},repairs_installed={},read_bytes_sent={},lease_bytes_sent={},\
-         clock_checks_failed={},leases_untrusted={}\r\n",
+         clock_checks_failed={},leases_untrusted={},forwards_at_once={}\r\n",
         cfg.protocol.read_mode,
         total.reads_local,
         total.reads_quorum,
@@ -224,6 +225,7 @@ fn reads(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
         lease_bytes,
         total.clock_checks_failed,
         total.leases_untrusted,
+        forwards_at_once,
     );
     for i in infos {
         let c = &i.clocks;

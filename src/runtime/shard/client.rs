@@ -93,25 +93,6 @@ impl Shard {
         replica.kv().prefetch_keys(keys);
     }
 
-    /// Before a run of proposals goes to the core in one step: prefetches the items its
-    /// reads will read there at once (lease reads a leader serves in `on_requests`, such as
-    /// the forwarded `GET`s of one read from a follower's link), so their cache misses
-    /// overlap. A leader answering forwarded `GET`s spent 42 % of its samples in
-    /// `Map::get` without it (results/forwarded-reads-prefetch-20261205/). Not for one
-    /// request (nothing to overlap).
-    fn prefetch_proposed_reads(&self, reqs: &[(Token, Request)]) {
-        if reqs.len() < 2 {
-            return;
-        }
-        self.prefetch_reads(|each| {
-            for (_, req) in reqs {
-                if req.cmd.is_read_only() {
-                    req.cmd.for_each_key(&mut |k| each(k));
-                }
-            }
-        });
-    }
-
     /// The answer to a read this replica can give at once (a lease read, see
     /// `Replica::read_now`): no session, no step, no waiting. `None`: submit it.
     pub fn read_now(&self, cmd: &Command) -> Option<Reply> {
@@ -138,7 +119,6 @@ impl Shard {
                     let mut reqs = self.proposals.take();
                     reqs.push((token, req));
                     self.client.borrow_mut().pop_proposals(&mut reqs);
-                    self.prefetch_proposed_reads(&reqs);
                     let now = self.now();
                     self.step(|r| r.on_requests(now, reqs.drain(..)));
                     self.proposals.set(reqs);

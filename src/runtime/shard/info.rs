@@ -41,6 +41,9 @@ pub struct ShardCounters {
     pub read_bytes_sent: u64,
     /// Bytes of peer frames sent to keep leases alive.
     pub lease_bytes_sent: u64,
+    /// Reads forwarded here that this replica answered at once from its lease, without a
+    /// step of its core (`serve_forwards`); they are among `local` reads too.
+    pub forwards_read_at_once: u64,
     /// Ticks run (faster while the shard is busy: `ticker`).
     pub ticks: u64,
     /// Times the shard's executor fell behind its tick by [`STALL_REPORTED`](super::ticker::STALL_REPORTED) or more.

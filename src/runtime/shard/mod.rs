@@ -264,6 +264,9 @@ pub struct Shard {
     /// Forwards or their answers came from a peer and wait in the client path for the
     /// end of the read that brought them (`on_peer_drained`).
     client_path_waits: Cell<bool>,
+    /// Commands forwarded here by the read from a peer in progress, in arrival order
+    /// (from, id, command, answered there), served at its end (`serve_forwards`).
+    forwards: Cell<Vec<(ReplicaId, u64, Request, bool)>>,
     /// The earliest back-off timer running, if any (`wake_client`).
     client_wake_at: Cell<Option<Nanos>>,
     /// Ids of this shard's anti-entropy requests.
@@ -612,6 +615,7 @@ impl Shard {
             proposals: Cell::new(Vec::new()),
             client_running: Cell::new(false),
             client_path_waits: Cell::new(false),
+            forwards: Cell::new(Vec::new()),
             client_wake_at: Cell::new(None),
             next_merkle_id: Cell::new(1),
             me: me.clone(),
