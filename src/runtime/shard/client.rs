@@ -96,13 +96,18 @@ impl Shard {
     /// The answer to a read this replica can give at once (a lease read, see
     /// `Replica::read_now`): no session, no step, no waiting. `None`: submit it.
     pub fn read_now(&self, cmd: &Command) -> Option<Reply> {
-        let now = self.reads_now();
-        let reply = self
-            .client
-            .borrow()
-            .read_now(&mut *self.replica.borrow_mut(), now, cmd)?;
+        let reply = self.answer_now(cmd)?;
         self.counters.borrow_mut().commands += 1;
         Some(reply)
+    }
+
+    /// [`Shard::read_now`] without counting a command: for a read another replica
+    /// forwarded here (that replica counted it).
+    pub(super) fn answer_now(&self, cmd: &Command) -> Option<Reply> {
+        let now = self.reads_now();
+        self.client
+            .borrow()
+            .read_now(&mut *self.replica.borrow_mut(), now, cmd)
     }
 
     /// Carries out what the client path asked for, until it asks for nothing more.

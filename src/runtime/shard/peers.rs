@@ -145,12 +145,8 @@ impl Shard {
         }
         self.sharing_one_clock_reading(|| {
             for (from, id, req, answered_there) in forwards.drain(..) {
-                let now = self.reads_now();
-                let answer = req.cmd.is_read_only().then(|| {
-                    self.client
-                        .borrow()
-                        .read_now(&mut *self.replica.borrow_mut(), now, &req.cmd)
-                });
+                // A write is never answered at once: no clock reading for it.
+                let answer = req.cmd.is_read_only().then(|| self.answer_now(&req.cmd));
                 if let Some(Some(reply)) = answer {
                     self.counters.borrow_mut().forwards_read_at_once += 1;
                     let reply = ClientReply::Done(reply);
