@@ -60,7 +60,10 @@ impl Shard {
             };
         }
         let view = LeaderView::of(&*self.replica.borrow());
-        let handle = self.client.borrow_mut().submit(self.now(), cmd, view);
+        // The pipeline's shared reading (`Shard::sharing_one_clock_reading`): the time
+        // only sets the command's deadline and forward resend, so a reading some
+        // microseconds old does; one per command was a third of a leader's readings.
+        let handle = self.client.borrow_mut().submit(self.reads_now(), cmd, view);
         self.callers
             .borrow_mut()
             .insert(handle, Call::Waiting(None));
@@ -115,6 +118,10 @@ impl Shard {
         if self.client_running.replace(true) {
             return; // The loop below, further up the stack, takes the new outputs.
         }
+        // One clock reading for the wake-ups the run asks for, not one per forwarded
+        // command (each asks for its resend, 500 ms on, which the ticker serves): a
+        // back-off's timer then ends at most the run's length late.
+        let mut wake_now: Option<Nanos> = None;
         loop {
             let Some(out) = self.client.borrow_mut().pop_output() else {
                 break;
@@ -159,7 +166,10 @@ impl Shard {
                         waker.wake();
                     }
                 }
-                ClientOutput::Wake { at } => self.wake_client(at),
+                ClientOutput::Wake { at } => {
+                    let now = *wake_now.get_or_insert_with(|| self.now());
+                    self.wake_client(now, at);
+                }
             }
         }
         self.client_running.set(false);
@@ -168,9 +178,9 @@ impl Shard {
     /// Ticks the client path at `at`: the ticker does within [`TICK_INTERVAL`] (a shard
     /// with a caller waiting is busy); a shorter
     /// back-off (Busy, NotLeader, no leader) gets a timer, unless the last one started
-    /// fires at most [`CLIENT_WAKE_COALESCE`] before it.
-    pub(super) fn wake_client(&self, at: Nanos) {
-        let now = self.now();
+    /// fires at most [`CLIENT_WAKE_COALESCE`] before it. `now`: a clock reading taken
+    /// at most the current run of the client path ago.
+    pub(super) fn wake_client(&self, now: Nanos, at: Nanos) {
         if at >= now + super::ticker::TICK_INTERVAL.as_nanos() as Nanos
             || self
                 .client_wake_at
