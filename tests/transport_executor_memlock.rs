@@ -27,6 +27,29 @@ fn proc_status_kib(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// VmPin (KiB) once it has not changed for 100 ms (at most 3 s): the kernel tears down a
+/// stopped executor's io_uring rings in the background and unpins their buffers then, so a
+/// reading taken too soon after one executor stops can fall while the next one runs (CI saw
+/// the small executor's 1,536 KiB hidden that way: it "grew by 0").
+fn settled_vmpin_kib() -> u64 {
+    const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+    const STABLE_STEPS: u32 = 5;
+    const MAX_STEPS: u32 = 150;
+    let read = || proc_status_kib("VmPin:").expect("/proc/self/status has VmPin");
+    let mut last = read();
+    let mut stable = 0;
+    for _ in 0..MAX_STEPS {
+        std::thread::sleep(STEP);
+        let now = read();
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+        if stable == STABLE_STEPS {
+            break;
+        }
+    }
+    last
+}
+
 /// Runs a transport on an executor built by `builder`; returns VmPin (KiB) while it ran.
 fn start_and_stop(builder: glommio::LocalExecutorBuilder) -> Option<u64> {
     builder
@@ -79,7 +102,7 @@ fn executors_start_under_this_memlock_limit() {
     ] {
         // What an executor pinned may stay pinned after it stops (glommio keeps it), so each
         // is measured against what was pinned just before it started.
-        let before = proc_status_kib("VmPin:").expect("/proc/self/status has VmPin");
+        let before = settled_vmpin_kib();
         let pinned = start_and_stop(builder).expect("VmPin while the executor ran");
         let grew_kib = pinned.saturating_sub(before);
         let registered_kib = RINGS * io_memory / 1024;
