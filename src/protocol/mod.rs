@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod paxos;
 pub mod pending;
 pub mod raft;
+pub mod reply_buf;
 pub mod shared_bytes;
 pub mod stale;
 pub mod transfer;

@@ -25,10 +25,11 @@ use bytes::Bytes;
 use super::Replica;
 use crate::config::{LeaseHolders, ReadMode, ReadRepair};
 use crate::protocol::digest::{self, KeyView, Plan, View};
-use crate::protocol::kv::{Command, Entry, Item, Reply, Request};
+use crate::protocol::kv::{Command, Entry, Item, Kv, Reply, Request};
 use crate::protocol::lease::{surely_past, surely_within};
 use crate::protocol::message::{Batch, Message};
 use crate::protocol::outbox::{Action, ClientReply};
+use crate::protocol::reply_buf;
 use crate::protocol::types::{Ballot, NANOS_PER_MS, Nanos, ReplicaId, Slot, Token};
 
 /// A digest or quorum read in progress at the replica that received it.
@@ -194,6 +195,16 @@ impl Replica {
 
     /// The answer to a read-only command from this replica's state.
     fn local_read(&mut self, now: Nanos, cmd: &Command) -> Reply {
+        self.local_read_with(now, cmd, Kv::read)
+    }
+
+    /// [`Replica::local_read`] reading the state with `read`.
+    fn local_read_with(
+        &mut self,
+        now: Nanos,
+        cmd: &Command,
+        read: fn(&Kv, &Command) -> Reply,
+    ) -> Reply {
         self.stats.reads_local += 1;
         if self.bugs.expire_local_clock {
             let clock_ms = self.clock.now_ms(now, &self.kv);
@@ -211,7 +222,7 @@ impl Replica {
                 .collect();
             return cmd.read_reply(&entries);
         }
-        self.kv.read(cmd)
+        read(&self.kv, cmd)
     }
 
     /// A read this replica can answer at once, as [`Replica::on_request`] would answer it
@@ -230,7 +241,8 @@ impl Replica {
             }
             ReadMode::Log | ReadMode::Digest | ReadMode::Quorum | ReadMode::ReadIndex => false,
         };
-        ready.then(|| self.local_read(now, cmd))
+        // Sent at once and dropped: its value need not hold its item (`reply_buf`).
+        ready.then(|| self.local_read_with(now, cmd, reply_buf::read_to_send))
     }
 
     /// Leader lease: this replica leads, holds the lease and applied every slot it

@@ -130,7 +130,7 @@ impl Replica {
             return None;
         }
         self.stats.reads_local += 1;
-        Some(self.kv.read(cmd))
+        Some(crate::protocol::reply_buf::read_to_send(&self.kv, cmd))
     }
 
     /// Every tick in leader-lease mode: clock probes, and the leader's lease request
