@@ -534,24 +534,6 @@ impl Kv {
         self.bug_lmove_wrong_end = on;
     }
 
-    /// Answers a read-only command from the applied state, without logging it (a read
-    /// mode that made sure this state is fresh enough).
-    pub fn read(&self, cmd: &Command) -> Reply {
-        if let Command::Get(k) = cmd {
-            // The common read, without a list of values.
-            return match self.get(k) {
-                Some(i) if i.kind() != Kind::String => Reply::Error(ApplyError::WrongType),
-                i => Reply::Value(i.map(Item::value_bytes)),
-            };
-        }
-        let values: Vec<Option<ReadValue<'_>>> = cmd
-            .read_keys()
-            .iter()
-            .map(|k| self.get(k).map(Item::read_value))
-            .collect();
-        cmd.answer(&values)
-    }
-
     /// Deadlines of keys and the log's time.
     pub fn expiry(&self) -> &Expiry {
         &self.expiry
@@ -988,6 +970,7 @@ impl Kv {
 
 mod lists;
 mod prefetch;
+mod read;
 mod scan;
 
 #[cfg(test)]

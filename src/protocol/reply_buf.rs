@@ -15,7 +15,7 @@ use std::cell::RefCell;
 
 use bytes::{Bytes, BytesMut};
 
-use super::kv::{Command, Kind, Kv, Reply};
+use super::kv::{Command, Kv, Reply};
 
 /// The chunk values are copied into; a new one once a value does not fit.
 pub const CHUNK_BYTES: usize = 16 * 1024;
@@ -48,14 +48,7 @@ pub fn copy(value: &[u8]) -> Option<Bytes> {
 /// [`Kv::read`] for a reply sent at once and dropped (`Core::read_now`): a `GET`'s
 /// value is copied into the shared chunk instead of a `Bytes` that holds its item.
 pub fn read_to_send(kv: &Kv, cmd: &Command) -> Reply {
-    if let Command::Get(k) = cmd
-        && let Some(i) = kv.get(k)
-        && i.kind() == Kind::String
-        && let Some(v) = copy(i.value())
-    {
-        return Reply::Value(Some(v));
-    }
-    kv.read(cmd)
+    kv.read_with(cmd, |i| copy(i.value()).unwrap_or_else(|| i.value_bytes()))
 }
 
 #[cfg(test)]
