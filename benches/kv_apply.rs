@@ -11,6 +11,11 @@
 //! time, with and without prefetching the pipeline's items first (`Kv::prefetch_keys`, what
 //! the front end does for a pipeline's reads).
 //!
+//! `export` freezes the whole map at once (`Kv::export`: one reference taken on every
+//! item, what a shard stopped for per snapshot until 2026-12-06); a node's snapshot now
+//! stops it for `export_begin` (the table's pointers copied) and then, between other work,
+//! for parts of `export_step`.
+//!
 //! Run: `cargo bench --bench kv_apply`
 
 use bytes::Bytes;
@@ -170,5 +175,45 @@ fn lease_reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, apply_reads, lease_reads);
+/// A snapshot's freeze of the whole map (`Kv::export`), after random overwrites have
+/// scattered the items over the heap as a running node's are.
+fn export(c: &mut Criterion) {
+    let value = Bytes::from(vec![b'x'; 100]);
+    let mut kv = Kv::new(4096, 4096);
+    for i in 0..KEYS {
+        kv.apply(i + 1, &set(i, &value));
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let other = Bytes::from(vec![b'y'; 90]);
+    for i in 0..KEYS {
+        kv.apply(KEYS + i + 1, &set(rng.random_range(0..KEYS), &other));
+    }
+    let mut group = c.benchmark_group("kv_export_1m_keys");
+    group.throughput(Throughput::Elements(KEYS));
+    group.sample_size(20);
+    group.bench_function("export", |b| {
+        b.iter_with_large_drop(|| kv.export());
+    });
+    // What a node's snapshot stops the shard for at once: the pointers copied, no item
+    // touched (each begin drops the previous freeze; its items are shared later, a part at
+    // a time, by `export_step`).
+    group.bench_function("export_begin", |b| {
+        b.iter(|| kv.export_begin());
+    });
+    // One part of those: 4,096 items shared (`SNAPSHOT_PART_ITEMS` in the node).
+    kv.export_begin();
+    group.throughput(Throughput::Elements(4096));
+    group.bench_function("export_step_4096", |b| {
+        b.iter(|| {
+            if kv.export_step(4096) {
+                kv.export_end();
+                kv.export_begin();
+            }
+        });
+    });
+    kv.export_end();
+    group.finish();
+}
+
+criterion_group!(benches, apply, apply_reads, lease_reads, export);
 criterion_main!(benches);

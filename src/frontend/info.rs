@@ -103,7 +103,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
-             snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
+             snapshots_written={},snapshot_freeze_us={},snapshot_pause_max_us={},snapshot_write_ms={},\
              ticks={},executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={},stale_data_detected={},slots_learned_early={},forwards_answered_early={}\r\n",
             i.index,
             i.counters.commands,
@@ -128,6 +128,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.stats.log_slots_trimmed,
             i.counters.snapshots_written,
             i.counters.snapshot_freeze_us,
+            i.counters.snapshot_pause_max_us,
             i.counters.snapshot_write_ms,
             i.counters.ticks,
             i.counters.executor_stalls,

@@ -5,10 +5,8 @@
 //! same versions and the same replies.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 pub use super::command::{
@@ -21,6 +19,7 @@ use super::list::List;
 use super::merkle::{MerkleTree, entry_digest};
 use super::types::{ClientId, MapHasher, Slot};
 use super::watch::{ChangeKind, Event, EventRef, Recorder};
+use map::Map;
 
 /// Fewer keys than this and [`Kv::prefetch`] skips its walk: a few thousand items of a
 /// few hundred bytes and the Merkle leaves they touch fit a core's L2 cache (1 MiB on
@@ -126,163 +125,6 @@ pub struct KvState {
     pub deadlines: Vec<(Bytes, u64)>,
     /// The log's time at the snapshot (unix ms).
     pub log_time: u64,
-}
-
-/// Keys and their items (the map part of [`Kv`]), and their key + value bytes: one
-/// pointer per key in the table, one allocation per key behind it ([`Item`]).
-#[derive(Clone, Default)]
-struct Map {
-    table: HashTable<Item>,
-    hasher: MapHasher,
-    payload_bytes: u64,
-}
-
-impl std::fmt::Debug for Map {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Map")
-            .field("keys", &self.table.len())
-            .field("payload_bytes", &self.payload_bytes)
-            .finish()
-    }
-}
-
-impl Map {
-    fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    fn get(&self, key: &[u8]) -> Option<&Item> {
-        self.table.find(self.hash(key), |i| i.key() == key)
-    }
-
-    /// Prefetches the items of `keys`, the table's lines first (`kv/prefetch.rs`).
-    fn prefetch(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
-        let Some(mut p) = prefetch::KeyPrefetch::new(&self.table, self.payload_bytes) else {
-            return;
-        };
-        keys(&mut |k| p.key(self.hash(k)));
-        p.finish();
-    }
-
-    fn contains_key(&self, key: &[u8]) -> bool {
-        self.get(key).is_some()
-    }
-
-    fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Item> {
-        self.table.iter()
-    }
-
-    /// Sets `key` to the string `value` at `version`; `changed(old, new)` sees the entry
-    /// it replaces (`None` if the key was absent) and the new one before the map changes.
-    fn put(
-        &mut self,
-        key: &[u8],
-        value: &[u8],
-        version: Slot,
-        changed: impl FnOnce(Option<EntryRef<'_>>, EntryRef<'_>),
-    ) {
-        let hash = self.hash(key);
-        let hasher = &self.hasher;
-        let new = EntryRef::string(value, version);
-        match self
-            .table
-            .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
-        {
-            hashbrown::hash_table::Entry::Occupied(mut o) => {
-                let item = o.get_mut();
-                changed(Some(item.entry_ref()), new);
-                self.payload_bytes = self.payload_bytes + (key.len() + value.len()) as u64
-                    - item.payload_len() as u64;
-                // Same length and nobody else holds it (the usual overwrite): in place.
-                if !item.overwrite(value, version, Kind::String) {
-                    *item = Item::new(key, value, version);
-                }
-            }
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                changed(None, new);
-                self.payload_bytes += (key.len() + value.len()) as u64;
-                v.insert(Item::new(key, value, version));
-            }
-        }
-    }
-
-    /// Changes the list at `key` with `f` at `version`, creating it empty if the key is
-    /// absent; `None` (and no change) if the key holds a string.
-    fn edit_list<R>(
-        &mut self,
-        key: &[u8],
-        version: Slot,
-        f: impl FnOnce(&mut List) -> R,
-    ) -> Option<R> {
-        let hash = self.hash(key);
-        let hasher = &self.hasher;
-        let item = match self
-            .table
-            .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
-        {
-            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                self.payload_bytes += key.len() as u64;
-                v.insert(Item::with_list(key, List::new(), version))
-                    .into_mut()
-            }
-        };
-        let before = item.payload_len() as u64;
-        let out = item.edit_list(version, f)?;
-        self.payload_bytes = self.payload_bytes + item.payload_len() as u64 - before;
-        Some(out)
-    }
-
-    /// Puts an item as it is (snapshots, repairs); returns the one it replaces.
-    fn put_item(&mut self, item: Item) -> Option<Item> {
-        let hash = self.hash(item.key());
-        let hasher = &self.hasher;
-        let added = item.payload_len() as u64;
-        match self.table.entry(
-            hash,
-            |i| i.key() == item.key(),
-            |i| hasher.hash_one(i.key()),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut o) => {
-                let old = std::mem::replace(o.get_mut(), item);
-                self.payload_bytes = self.payload_bytes + added - old.payload_len() as u64;
-                Some(old)
-            }
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                self.payload_bytes += added;
-                v.insert(item);
-                None
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Option<Item> {
-        let hash = self.hash(key);
-        let (item, _) = self
-            .table
-            .find_entry(hash, |i| i.key() == key)
-            .ok()?
-            .remove();
-        self.payload_bytes -= item.payload_len() as u64;
-        Some(item)
-    }
-}
-
-impl FromIterator<Item> for Map {
-    fn from_iter<I: IntoIterator<Item = Item>>(iter: I) -> Map {
-        let iter = iter.into_iter();
-        let mut map = Map::default();
-        map.table
-            .reserve(iter.size_hint().0, |i| map.hasher.hash_one(i.key()));
-        for item in iter {
-            map.put_item(item);
-        }
-        map
-    }
 }
 
 /// The key-value state machine of one shard.
@@ -561,13 +403,41 @@ impl Kv {
     /// The whole state, for a snapshot: every item shared (a pointer each, no key or value
     /// copied), in no particular order.
     pub fn export(&self) -> KvState {
-        let entries: Vec<Item> = self.map.iter().cloned().collect();
+        KvState {
+            entries: self.map.share_all(),
+            ..self.export_rest()
+        }
+    }
+
+    /// The whole state as [`Kv::export`] has it, but with no entries yet: the map's items
+    /// are frozen as they are now, and shared a part at a time by [`Kv::export_step`],
+    /// while commands go on changing the map; [`Kv::export_end`] hands them out. A
+    /// snapshot of a large map taken at once stops the shard for a cache miss per key.
+    pub fn export_begin(&mut self) -> KvState {
+        self.map.freeze_begin();
+        self.export_rest()
+    }
+
+    /// Shares up to `items` more of the items [`Kv::export_begin`] froze; true once all
+    /// are.
+    pub fn export_step(&mut self, items: usize) -> bool {
+        self.map.freeze_step(items)
+    }
+
+    /// The items [`Kv::export_begin`] froze, shared: the entries of its state (`None` if
+    /// no export runs).
+    pub fn export_end(&mut self) -> Option<Vec<Item>> {
+        self.map.freeze_end()
+    }
+
+    /// The state but the map's items.
+    fn export_rest(&self) -> KvState {
         let mut sessions: Vec<(ClientId, Session)> =
             self.sessions.iter().map(|(c, s)| (*c, s.clone())).collect();
         sessions.sort_unstable_by_key(|(c, _)| *c);
         let (deadlines, log_time) = self.expiry.export();
         KvState {
-            entries,
+            entries: Vec::new(),
             sessions,
             deadlines,
             log_time,
@@ -576,7 +446,8 @@ impl Kv {
 
     /// Replaces the whole state with a snapshot's.
     pub fn import(&mut self, state: KvState) {
-        self.map = state.entries.into_iter().collect();
+        // An export in progress goes on with the items it froze.
+        self.map.replace(state.entries.into_iter().collect());
         self.sessions = state.sessions.into_iter().collect();
         self.expiry = Expiry::import(state.deadlines, state.log_time);
         if let Some(events) = &mut self.events {
@@ -969,12 +840,15 @@ impl Kv {
 }
 
 mod lists;
+mod map;
 mod prefetch;
 mod read;
 mod scan;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_freeze;
 #[cfg(test)]
 pub(crate) mod tests_lists;
 #[cfg(test)]

@@ -154,7 +154,17 @@ impl SnapshotSchedule {
     /// Freezes the replica's state to be saved (the caller writes it, then calls
     /// [`SnapshotSchedule::compact`]).
     pub fn take<C: Core>(&mut self, replica: &C) -> C::Snapshot {
-        let snap = replica.snapshot();
+        self.taken::<C>(replica.snapshot())
+    }
+
+    /// [`SnapshotSchedule::take`] with the state machine's items still to be shared: the
+    /// caller calls [`Core::snapshot_step`] until it is done (the replica may step
+    /// meanwhile), then [`Core::snapshot_end`], then writes it.
+    pub fn take_begin<C: Core>(&mut self, replica: &mut C) -> C::Snapshot {
+        self.taken::<C>(replica.snapshot_begin())
+    }
+
+    fn taken<C: Core>(&mut self, snap: C::Snapshot) -> C::Snapshot {
         self.at = C::snapshot_slot(&snap);
         self.wanted = false;
         snap

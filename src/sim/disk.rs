@@ -66,7 +66,11 @@ impl Sim {
     pub(super) fn take_snapshot(&mut self, node: ReplicaId) {
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("live");
-        let snap = n.outbox.snapshots.take(r);
+        // The node's way (`Core::snapshot_begin`, parts, `snapshot_end`), without other
+        // steps between the parts: `kv/tests_freeze.rs` covers writes between them.
+        let mut snap = n.outbox.snapshots.take_begin(r);
+        while !r.snapshot_step(64) {}
+        assert!(r.snapshot_end(&mut snap), "the freeze ran");
         let at = Consensus::snapshot_slot(&snap);
         n.outbox.snapshots.compact(r, at);
         n.snapshot = Some(snap);

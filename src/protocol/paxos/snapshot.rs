@@ -53,10 +53,15 @@ impl Replica {
     /// The state at the applied index, with this acceptor's promise and its accepted
     /// entries after it: enough to replace every record written so far.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(self.kv.export())
+    }
+
+    /// [`Replica::snapshot`] with the state machine's state `kv`, taken now.
+    pub(crate) fn snapshot_with(&self, kv: KvState) -> Snapshot {
         Snapshot {
             last_included: self.applied,
             promised: self.promised,
-            kv: self.kv.export(),
+            kv,
             tail: self
                 .log
                 .range(self.applied + 1..)

@@ -137,12 +137,17 @@ impl Replica {
     /// The state at the applied index, with term, vote and the log after it: enough to
     /// replace every record written so far.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(self.kv.export())
+    }
+
+    /// [`Replica::snapshot`] with the state machine's state `kv`, taken now.
+    pub(super) fn snapshot_with(&self, kv: KvState) -> Snapshot {
         Snapshot {
             last_included: self.applied,
             last_term: self.log.term_at(self.applied).expect("applied is held"),
             term: self.term,
             voted_for: self.voted_for,
-            kv: self.kv.export(),
+            kv,
             tail: self
                 .log
                 .iter_from(self.applied + 1)

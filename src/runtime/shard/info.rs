@@ -52,8 +52,11 @@ pub struct ShardCounters {
     pub executor_stall_ms: u64,
     /// Snapshots written to disk (any reason).
     pub snapshots_written: u64,
-    /// Time their states took to freeze on the executor, summed (µs).
+    /// Time their states took to freeze on the executor, summed (µs): the pointers copied,
+    /// then the items shared a part at a time, other work running between the parts.
     pub snapshot_freeze_us: u64,
+    /// The longest the executor stopped for one part of a freeze (µs).
+    pub snapshot_pause_max_us: u64,
     /// Time their encoding, writing and fsync took on the blocking pool, summed (ms).
     pub snapshot_write_ms: u64,
 }
