@@ -1,6 +1,7 @@
 //! An export taken a part at a time (`Kv::export_begin`, `export_step`, `export_end`)
 //! while commands go on changing the map: it holds the state it began with, item for item,
 //! and the map ends as the same commands leave a map nobody exported.
+use super::tests_lists::{b, run};
 use super::*;
 use crate::protocol::list::End;
 use rand::rngs::StdRng;
@@ -19,15 +20,6 @@ fn owned(entries: &[Item]) -> Vec<Owned> {
         .collect();
     all.sort();
     all
-}
-
-fn request(cmd: Command) -> Request {
-    Request {
-        client: 0,
-        seq: 0,
-        ack_floor: 0,
-        cmd,
-    }
 }
 
 /// A random write on 64 string keys and 8 list keys. Most string SETs keep the value's
@@ -66,15 +58,11 @@ fn random_write(rng: &mut StdRng) -> Command {
     }
 }
 
-/// Applies the same write to the exported map and to its twin.
+/// Applies the same write to the exported map and to its twin, at the next slot.
 fn write_both(kv: &mut Kv, twin: &mut Kv, slot: &mut Slot, cmd: Command) {
-    *slot += 1;
-    let req = request(cmd);
-    assert_eq!(
-        kv.apply(*slot, &req),
-        twin.apply(*slot, &req),
-        "slot {slot}"
-    );
+    let mut twin_slot = *slot;
+    let replies = run(kv, slot, vec![cmd.clone()]);
+    assert_eq!(replies, run(twin, &mut twin_slot, vec![cmd]), "slot {slot}");
 }
 
 #[test]
@@ -134,10 +122,6 @@ fn an_export_in_parts_holds_the_state_it_began_with() {
             "seed {seed}"
         );
     }
-}
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
 }
 
 #[test]
