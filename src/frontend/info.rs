@@ -71,7 +71,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},peers_connected={},disk_full={},storage={}\r\n",
+            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},snapshot_pause_max_us={},peers_connected={},disk_full={},storage={}\r\n",
             i.index,
             i.leading as u8,
             i.epoch,
@@ -85,6 +85,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
             i.log_entries,
             i.log_applied_bytes,
             i.sync_times.max_ms,
+            i.counters.snapshot_pause_max_us,
             i.peers_connected,
             u8::from(i.disk_full),
             i.storage_error.as_deref().unwrap_or("ok"),
@@ -103,7 +104,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
              elections_started={},became_leader={},slots_proposed={},commands_proposed={},\
              accepts_retransmitted={},catchups_requested={},requests_busy={},\
              requests_too_large={},batches_too_large={},records_too_large={},snapshots_sent={},snapshots_installed={},log_slots_trimmed={},\
-             snapshots_written={},snapshot_freeze_us={},snapshot_pause_max_us={},snapshot_write_ms={},\
+             snapshots_written={},snapshot_freeze_us={},snapshot_write_ms={},\
              ticks={},executor_stalls={},executor_stall_ms={},syncs_slow={},syncs_slow_ms={},held_dropped={},storage_full_step_downs={},stale_data_detected={},slots_learned_early={},forwards_answered_early={}\r\n",
             i.index,
             i.counters.commands,
@@ -128,7 +129,6 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             i.stats.log_slots_trimmed,
             i.counters.snapshots_written,
             i.counters.snapshot_freeze_us,
-            i.counters.snapshot_pause_max_us,
             i.counters.snapshot_write_ms,
             i.counters.ticks,
             i.counters.executor_stalls,
