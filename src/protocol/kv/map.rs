@@ -2,7 +2,7 @@
 //! that shares them all with a snapshot a part at a time.
 //!
 //! A snapshot shares every item (a reference counted in the item's first line). At once
-//! that stops the shard for a cache miss per key: 25-60 ms per snapshot at 600k keys on
+//! that stops the shard for a cache miss per key: 24-49 ms per snapshot at ~630k keys on
 //! this project's test machine. A freeze instead copies the table's pointers without
 //! counting them ([`Map::freeze_begin`]: 8 bytes per key, no item touched) and counts
 //! them later, a part per executor turn ([`Map::freeze_step`]). Until the last is counted
