@@ -83,15 +83,10 @@ pub trait Core {
     /// The state at the applied index, to be saved.
     fn snapshot(&self) -> Self::Snapshot;
     /// [`Core::snapshot`], with the state machine's items frozen but not yet shared (see
-    /// `Kv::export_begin`): [`Core::snapshot_step`] shares them a part at a time while the
-    /// replica runs on, [`Core::snapshot_end`] puts them in. The snapshot holds the state
-    /// at this call whatever the replica applies meanwhile.
+    /// `Kv::export_begin`): [`Consensus::snapshot_step`] shares them a part at a time while
+    /// the replica runs on, [`Consensus::snapshot_end`] puts them in. The snapshot holds
+    /// the state at this call whatever the replica applies meanwhile.
     fn snapshot_begin(&mut self) -> Self::Snapshot;
-    /// Shares up to `items` more of the frozen items; true once all are.
-    fn snapshot_step(&mut self, items: usize) -> bool;
-    /// Puts the frozen items, shared, into the snapshot [`Core::snapshot_begin`] returned;
-    /// false (the snapshot is not whole: do not save it) if no freeze was running.
-    fn snapshot_end(&mut self, snapshot: &mut Self::Snapshot) -> bool;
     /// The applied index a snapshot holds.
     fn snapshot_slot(snapshot: &Self::Snapshot) -> Slot;
     /// Forgets log entries up to `upto` (at most the applied index).
@@ -124,15 +119,6 @@ impl Core for paxos::Replica {
     fn snapshot_begin(&mut self) -> Snapshot {
         let kv = self.kv_mut().export_begin();
         self.snapshot_with(kv)
-    }
-    fn snapshot_step(&mut self, items: usize) -> bool {
-        self.kv_mut().export_step(items)
-    }
-    fn snapshot_end(&mut self, snapshot: &mut Snapshot) -> bool {
-        self.kv_mut()
-            .export_end()
-            .map(|entries| snapshot.kv.entries = entries)
-            .is_some()
     }
     fn snapshot_slot(snapshot: &Snapshot) -> Slot {
         snapshot.last_included
@@ -403,6 +389,25 @@ impl Consensus {
         each!(self, r => r.kv_mut())
     }
 
+    /// Shares up to `items` more of the state machine's items [`Core::snapshot_begin`]
+    /// froze; true once all are.
+    pub fn snapshot_step(&mut self, items: usize) -> bool {
+        self.kv_mut().export_step(items)
+    }
+
+    /// Puts the frozen items, shared, into the snapshot [`Core::snapshot_begin`] returned;
+    /// false (the snapshot is not whole: do not save it) if no freeze was running.
+    pub fn snapshot_end(&mut self, snapshot: &mut ConsensusSnapshot) -> bool {
+        let Some(entries) = self.kv_mut().export_end() else {
+            return false;
+        };
+        match snapshot {
+            ConsensusSnapshot::Paxos(s) => s.kv.entries = entries,
+            ConsensusSnapshot::Raft(s) => s.kv.entries = entries,
+        }
+        true
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         each!(self, r => r.stats())
@@ -527,19 +532,6 @@ impl Core for Consensus {
             Consensus::Paxos(r) => ConsensusSnapshot::Paxos(Core::snapshot_begin(r.as_mut())),
             Consensus::Raft(r) => ConsensusSnapshot::Raft(Core::snapshot_begin(r.as_mut())),
         }
-    }
-    fn snapshot_step(&mut self, items: usize) -> bool {
-        self.kv_mut().export_step(items)
-    }
-    fn snapshot_end(&mut self, snapshot: &mut ConsensusSnapshot) -> bool {
-        let Some(entries) = self.kv_mut().export_end() else {
-            return false;
-        };
-        match snapshot {
-            ConsensusSnapshot::Paxos(s) => s.kv.entries = entries,
-            ConsensusSnapshot::Raft(s) => s.kv.entries = entries,
-        }
-        true
     }
     fn snapshot_slot(snapshot: &ConsensusSnapshot) -> Slot {
         match snapshot {

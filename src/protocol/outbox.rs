@@ -158,8 +158,8 @@ impl SnapshotSchedule {
     }
 
     /// [`SnapshotSchedule::take`] with the state machine's items still to be shared: the
-    /// caller calls [`Core::snapshot_step`] until it is done (the replica may step
-    /// meanwhile), then [`Core::snapshot_end`], then writes it.
+    /// caller calls `Consensus::snapshot_step` until it is done (the replica may step
+    /// meanwhile), then `Consensus::snapshot_end`, then writes it.
     pub fn take_begin<C: Core>(&mut self, replica: &mut C) -> C::Snapshot {
         self.taken::<C>(replica.snapshot_begin())
     }

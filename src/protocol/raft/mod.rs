@@ -822,15 +822,6 @@ impl Core for Replica {
         let kv = self.kv.export_begin();
         self.snapshot_with(kv)
     }
-    fn snapshot_step(&mut self, items: usize) -> bool {
-        self.kv.export_step(items)
-    }
-    fn snapshot_end(&mut self, snapshot: &mut Snapshot) -> bool {
-        self.kv
-            .export_end()
-            .map(|entries| snapshot.kv.entries = entries)
-            .is_some()
-    }
     fn snapshot_slot(snapshot: &Snapshot) -> Slot {
         snapshot.last_included
     }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// Items of the state machine a snapshot shares per part ([`Core::snapshot_step`]): about
+/// Items of the state machine a snapshot shares per part ([`Consensus::snapshot_step`]): about
 /// 150 µs of the shard's time at 1M keys (`cargo bench --bench kv_apply -- export_step`).
 const SNAPSHOT_PART_ITEMS: usize = 4096;
 /// The sleep between two parts. A sleep, not a yield: a task that yields goes to the back
