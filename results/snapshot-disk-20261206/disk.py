@@ -6,6 +6,9 @@ A thread overwrites 4 KiB blocks of a 64 MiB file in DIR in a loop, timing each 
 0.5 s, the main thread does MODE to a file of MIB MiB (written with random bytes):
   write     write it in 1 MiB pieces, fsync once, rename, fsync the directory
   stepped   the same, with an fdatasync every STEP_KIB (default 1024) KiB written
+  zeros     a new file filled with zeros by 1 MiB O_DIRECT writes, one at a time (a WAL
+            segment being made), fdatasync'd once at the end, renamed, fsync dir
+  zeros-stepped  the same, with an fdatasync every STEP_KIB (default 1024) KiB written
   unlink    (a file written and synced 6 s before, past a journal commit) unlink, fsync dir
   truncate  the same file truncated STEP_KIB (default 4096) KiB at a time, each step
             fdatasync'd, then unlinked, fsync dir
@@ -61,6 +64,20 @@ time.sleep(0.5)
 t0 = time.perf_counter()
 if mode in ("write", "stepped"):
     write_file(target, mode == "stepped")
+elif mode in ("zeros", "zeros-stepped"):
+    f = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT)
+    zeros = mmap.mmap(-1, 1 << 20)
+    unsynced = 0
+    for k in range(mib):
+        os.pwrite(f, zeros, k << 20)
+        unsynced += 1 << 20
+        if mode == "zeros-stepped" and unsynced >= step:
+            os.fdatasync(f)
+            unsynced = 0
+    os.fdatasync(f)
+    os.close(f)
+    os.rename(target + ".tmp", target)
+    sync_dir()
 elif mode == "unlink":
     os.unlink(target)
     sync_dir()
@@ -84,7 +101,7 @@ before = sorted(l for t, l in lat if t < t0)
 during = [(l, t) for t, l in lat if t >= t0]
 worst = max(during)
 ms = sorted(l for l, _ in during)
-how = f" (step {step >> 10} KiB)" if mode in ("stepped", "truncate") else ""
+how = f" (step {step >> 10} KiB)" if mode in ("stepped", "zeros-stepped", "truncate") else ""
 print(f"{mode} {mib} MiB{how}: took {1e3 * (t1 - t0):.1f} ms; WAL writes "
       f"before p50 {1e3 * before[len(before) // 2]:.3f} ms; from then to 1 s after: "
       f"{len(ms)} writes, p99 {1e3 * ms[int(len(ms) * 0.99)]:.3f} ms, longest "
