@@ -118,6 +118,7 @@ pub enum Applied {
 pub struct KvState {
     /// Every key with its value and version: in no particular order as exported, in
     /// [`KvState::sort`]'s order where a transfer needs one.
+    #[serde(serialize_with = "serialize_prefetched")]
     pub entries: Vec<Item>,
     /// Client sessions, sorted by id.
     pub sessions: Vec<(ClientId, Session)>,
@@ -125,6 +126,25 @@ pub struct KvState {
     pub deadlines: Vec<(Bytes, u64)>,
     /// The log's time at the snapshot (unix ms).
     pub log_time: u64,
+}
+
+/// Items a snapshot's encoding prefetches ahead of the one it encodes, and the bytes of
+/// each it prefetches (its header, key and a small value). The items are all over the heap,
+/// a cache miss each. Measured: `cargo bench --bench kv_apply -- encode` 96.5 -> 87.4 ms
+/// at 1M keys (not resolved in the bench's noise); in a 3-replica cluster at ~630k keys,
+/// each node's snapshot write time 5-14% lower in 6 of 6 comparisons
+/// (results/snapshot-disk-20261206/encode-prefetch-630k.txt).
+const ENCODE_AHEAD: usize = 16;
+const ENCODE_PREFETCH_BYTES: usize = 128;
+
+/// [`KvState::entries`] serialised as serde would, the items' lines prefetched ahead.
+fn serialize_prefetched<S: serde::Serializer>(items: &[Item], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().enumerate().map(|(i, item)| {
+        if let Some(ahead) = items.get(i + ENCODE_AHEAD) {
+            ahead.prefetch(ENCODE_PREFETCH_BYTES);
+        }
+        item
+    }))
 }
 
 /// The key-value state machine of one shard.
