@@ -129,10 +129,18 @@ impl Replica {
 
     /// Asks the driver for a snapshot once the log grew by [`SNAPSHOT_LOG_BYTES_MIN`] or half
     /// the stored bytes, whichever is more, since the last compaction: slot counts alone
-    /// do not bound the log's memory, since a slot holds up to `batch_max` commands.
+    /// do not bound the log's memory, since a slot holds up to `batch_max` commands. The
+    /// first ask after start comes this replica's share early (`outbox::stagger`), so
+    /// the replicas do not all snapshot at once.
     fn maybe_ask_snapshot(&mut self) {
         let grown = self.kv.written_bytes() - self.transfers.written_bytes_mark;
-        if grown >= SNAPSHOT_LOG_BYTES_MIN.max(self.kv.stored_bytes() / 2) {
+        let threshold = SNAPSHOT_LOG_BYTES_MIN.max(self.kv.stored_bytes() / 2);
+        let early = if self.transfers.written_bytes_mark == 0 {
+            crate::protocol::outbox::stagger(threshold, self.id, self.cfg.replicas)
+        } else {
+            0
+        };
+        if grown + early >= threshold {
             self.transfers.written_bytes_mark = self.kv.written_bytes();
             self.outbox.push(Action::SaveSnapshot);
         }

@@ -623,11 +623,14 @@ impl Shard {
             clock_rate_ppm: debug_clock_rate_ppm(&cfg),
             clocks_trusted_logged: Cell::new(true),
             counters: RefCell::new(ShardCounters::default()),
-            outbox: RefCell::new(Outbox::new(SnapshotSchedule::new(
-                cfg.snapshot_interval_slots,
-                cfg.log_retain_slots,
-                replica_applied,
-            ))),
+            outbox: RefCell::new(Outbox::new(
+                SnapshotSchedule::new(
+                    cfg.snapshot_interval_slots,
+                    cfg.log_retain_slots,
+                    replica_applied,
+                )
+                .staggered(ReplicaId(cfg.id), cfg.protocol.replicas),
+            )),
             last_lsn: Cell::new(last_lsn),
             recovering_logged: Cell::new(recovering_at_start),
             stale_logged: Cell::new(0),
