@@ -22,16 +22,20 @@ os.makedirs(d, exist_ok=True)
 target = os.path.join(d, "snap")
 piece = os.urandom(1 << 20)
 
-def write_file(path, stepped):
-    f = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+def write_file(path, stepped, direct=False):
+    """MIB MiB written to path + ".tmp" in 1 MiB pieces (with `direct`: zeros, O_DIRECT, one
+    write at a time, fdatasync'd at the end; else random bytes through the page cache,
+    fsync'd), synced every `step` bytes if `stepped`, then renamed and the directory synced."""
+    f = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DIRECT if direct else 0))
+    buf = mmap.mmap(-1, 1 << 20) if direct else piece
     unsynced = 0
-    for _ in range(mib):
-        os.write(f, piece)
-        unsynced += len(piece)
+    for k in range(mib):
+        os.pwrite(f, buf, k << 20)
+        unsynced += 1 << 20
         if stepped and unsynced >= step:
             os.fdatasync(f)
             unsynced = 0
-    os.fsync(f)
+    (os.fdatasync if direct else os.fsync)(f)
     os.close(f)
     os.rename(path + ".tmp", path)
     sync_dir()
@@ -65,19 +69,7 @@ t0 = time.perf_counter()
 if mode in ("write", "stepped"):
     write_file(target, mode == "stepped")
 elif mode in ("zeros", "zeros-stepped"):
-    f = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT)
-    zeros = mmap.mmap(-1, 1 << 20)
-    unsynced = 0
-    for k in range(mib):
-        os.pwrite(f, zeros, k << 20)
-        unsynced += 1 << 20
-        if mode == "zeros-stepped" and unsynced >= step:
-            os.fdatasync(f)
-            unsynced = 0
-    os.fdatasync(f)
-    os.close(f)
-    os.rename(target + ".tmp", target)
-    sync_dir()
+    write_file(target, mode == "zeros-stepped", direct=True)
 elif mode == "unlink":
     os.unlink(target)
     sync_dir()
