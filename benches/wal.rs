@@ -10,6 +10,11 @@
 //! The machine is shared and noisy, so each case alternates 100 ms slices of the floor
 //! and of the WAL for N seconds: the ratio compares the two under the same conditions.
 //! Rates are commits over the time spent committing.
+//!
+//! `-- --truncation [--dir PATH]` measures something else instead, 3 rounds: how long the
+//! executor stalls while `truncate_before` frees 6 segments of 64 MiB beyond the free
+//! pool (`segments_free_max` 0, so all of them are deleted): the longest gap of a task
+//! that sleeps 1 ms at a time beside it, and how long the truncation took.
 
 use corepax::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use glommio::io::{DmaFile, OpenOptions};
@@ -31,6 +36,7 @@ struct Args {
     seconds: f64,
     dir: Option<PathBuf>,
     sync: bool,
+    truncation: bool,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +44,7 @@ fn parse_args() -> Args {
         seconds: 6.0,
         dir: None,
         sync: true,
+        truncation: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -50,6 +57,7 @@ fn parse_args() -> Args {
             }
             "--dir" => args.dir = Some(PathBuf::from(it.next().expect("--dir needs a path"))),
             "--no-fsync" => args.sync = false,
+            "--truncation" => args.truncation = true,
             // cargo bench passes --bench; filters are not used here.
             _ => {}
         }
@@ -276,11 +284,79 @@ async fn run_group_commit(dir: &Path, seconds: f64, sync: bool) {
     );
 }
 
+/// Segments the truncation measurement fills, then frees at once.
+const TRUNCATED_SEGMENTS: u64 = 6;
+
+/// One round of `--truncation`: returns the longest gap between wake-ups of a task sleeping
+/// 1 ms at a time, and the truncation's duration.
+async fn truncation_stall(dir: &Path) -> (Duration, Duration) {
+    let opts = WalOptions {
+        segments_free_max: 0,
+        ..WalOptions::default()
+    };
+    let record = vec![0x5au8; 64 << 10];
+    let (mut wal, _) = Wal::open(dir, opts.clone()).await.expect("open WAL");
+    let mut last = Lsn(0);
+    while wal.live_segments() as u64 <= TRUNCATED_SEGMENTS {
+        for _ in 0..16 {
+            last = wal.append(&record).expect("append");
+        }
+        wal.sync().await.expect("sync");
+    }
+    let done = Rc::new(std::cell::Cell::new(false));
+    let ticker = glommio::spawn_local({
+        let done = done.clone();
+        async move {
+            let mut longest = Duration::ZERO;
+            let mut at = Instant::now();
+            while !done.get() {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                longest = longest.max(at.elapsed());
+                at = Instant::now();
+            }
+            longest
+        }
+    });
+    // Let the ticker start.
+    glommio::timer::sleep(Duration::from_millis(5)).await;
+    let start = Instant::now();
+    wal.truncate_before(last).await.expect("truncate");
+    let took = start.elapsed();
+    done.set(true);
+    let longest = ticker.await;
+    assert_eq!(wal.free_segments(), 0);
+    (longest, took)
+}
+
 fn main() {
     let args = parse_args();
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("target"));
     std::fs::create_dir_all(&base).expect("bench dir");
     let root = tempfile::tempdir_in(&base).expect("temp dir");
+    if args.truncation {
+        println!(
+            "command: cargo bench --bench wal -- --truncation --dir {}",
+            base.display()
+        );
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(IO_MEMORY_BYTES)
+            .make()
+            .expect("glommio executor");
+        ex.run(async move {
+            for round in 1..=3 {
+                let dir = root.path().join(format!("truncation-{round}"));
+                let (longest, took) = truncation_stall(&dir).await;
+                let _ = std::fs::remove_dir_all(&dir);
+                println!(
+                    "round {round}: {TRUNCATED_SEGMENTS} segments of 64 MiB deleted: longest executor \
+                     gap {:.1} ms (a 1 ms sleep), truncation took {:.1} ms",
+                    longest.as_secs_f64() * 1e3,
+                    took.as_secs_f64() * 1e3
+                );
+            }
+        });
+        return;
+    }
     println!(
         "command: cargo bench --bench wal -- --seconds {} --dir {}{}",
         args.seconds,

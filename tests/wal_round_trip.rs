@@ -1,10 +1,11 @@
 //! Records appended and synced across several segments come back in order after reopen,
-//! and truncate_before recycles whole segments without losing the records above it.
+//! and truncate_before recycles whole segments without losing the records above it, and
+//! deletes those beyond the free pool.
 
 mod wal_support;
 
-use corepax::runtime::wal::{Lsn, Wal};
-use wal_support::{record, run, small_opts};
+use corepax::runtime::wal::{Lsn, Wal, WalOptions};
+use wal_support::{record, run, segment_file, small_opts};
 
 #[test]
 fn wal_round_trip_across_segments_and_recycling() {
@@ -104,5 +105,48 @@ fn a_spare_is_wanted_once_the_tail_is_half_full_and_none_is_ready() {
         wal.preallocate(1).await.expect("preallocate");
         assert!(!wal.wants_spare(), "a spare is ready");
         wal.sync().await.expect("sync");
+    });
+}
+
+#[test]
+fn surplus_segments_are_deleted_and_one_cut_short_by_a_crash_is_dropped_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = || std::fs::read_dir(dir.path()).expect("dir").count();
+    let opts = || WalOptions {
+        segments_free_max: 1,
+        ..small_opts()
+    };
+    run(async {
+        let (mut wal, _) = Wal::open(dir.path(), opts()).await.expect("open");
+        // ~400 records of ~400 bytes: at least three 64 KiB segments.
+        for i in 1..=400u64 {
+            wal.append(&record(i)).expect("append");
+        }
+        wal.sync().await.expect("sync");
+        let live = wal.live_segments();
+        assert!(live >= 3, "{live} segments");
+        wal.truncate_before(Lsn(400)).await.expect("truncate");
+        assert_eq!(wal.live_segments(), 1);
+        assert_eq!(wal.free_segments(), 1, "the pool keeps one");
+        // The other freed segments are gone once the truncation returns.
+        assert_eq!(files(), 2);
+    });
+    // The oldest segment is the one kept free. A crash midway through deleting it (as a
+    // surplus segment is deleted, in steps from its end) leaves it shorter, header intact:
+    // the next open deletes it instead of reusing it.
+    let first = segment_file(dir.path(), 0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .expect("first segment is the free one")
+        .set_len(32 << 10)
+        .expect("cut short");
+    run(async {
+        let (wal, rec) = Wal::open(dir.path(), opts()).await.expect("reopen");
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        assert_eq!(rec.records.last().map(|r| r.0), Some(Lsn(400)));
+        assert_eq!(wal.free_segments(), 0);
+        assert!(!first.exists(), "the short free file is deleted");
+        assert_eq!(files(), 1);
     });
 }

@@ -19,20 +19,18 @@
 //! The disk is shared with the WAL, whose every sync is on a client's path. A snapshot's
 //! file is synced every [`SYNC_STEP_BYTES`] as it is written, so the device never holds
 //! more than that of it ahead of a WAL write; written whole and synced once, the file went
-//! to the device at once and a WAL write waited behind all of it. An old snapshot is
-//! deleted by truncating it [`DELETE_STEP_BYTES`] at a time, each step synced, then
-//! unlinking what is left: on a file system mounted with `discard`, freeing the whole file
-//! at once discards all of it together, and WAL writes wait behind that. Measured on this
+//! to the device at once and a WAL write waited behind all of it. Measured on this
 //! project's 2-core VM (ext4 with `discard`, a virtio disk with a write-back cache), the
 //! longest 4 KiB `O_DSYNC` write of a loop beside (results/snapshot-disk-20261206): a
 //! 12 MiB file written and synced once, 7.8-9.4 ms (48 MiB: 24-34 ms); synced every MiB,
-//! 1.4-1.8 ms (48 MiB: 1.1-4.4 ms, none while it was written); 48 MiB unlinked at once,
-//! 15-52 ms; truncated 4 MiB a step, 1.6-1.8 ms. `RocksDB`'s `bytes_per_sync` and
-//! `bytes_max_delete_chunk` do the same for its files.
+//! 1.4-1.8 ms (48 MiB: 1.1-4.4 ms, none while it was written). `RocksDB`'s
+//! `bytes_per_sync` does the same. An old snapshot is deleted in synced steps
+//! ([`super::disk::remove_in_steps`]); one a crash cut short fails verification.
 //!
 //! These functions block (std fs). They run rarely; from a glommio executor, call the
 //! `*_offloaded` variants, which run them on glommio's blocking thread pool.
 
+use super::disk::remove_in_steps;
 use memmap2::Mmap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,8 +41,6 @@ pub const SNAPSHOTS_KEPT_MAX: usize = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
 /// Bytes of a snapshot being written between two syncs of its file (see the module doc).
 pub const SYNC_STEP_BYTES: u64 = 1 << 20;
-/// Bytes freed per synced truncation when an old snapshot is deleted (see the module doc).
-pub const DELETE_STEP_BYTES: u64 = 4 << 20;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CPXSNAP1");
 /// 5: every state machine item carries its kind (string or list), `(version, key, value,
@@ -289,23 +285,6 @@ pub fn write_snapshot_with(
     Ok(path)
 }
 
-/// Deletes the file at `path` by truncating it [`DELETE_STEP_BYTES`] at a time, each step
-/// synced, then unlinking it (see the module doc). Only for a snapshot that is no longer
-/// needed: a crash midway leaves a shorter file that fails verification, is never loaded
-/// in place of a newer one, and is deleted by the next snapshot's cleanup.
-fn remove_in_steps(path: &Path) -> std::io::Result<()> {
-    {
-        let file = std::fs::OpenOptions::new().write(true).open(path)?;
-        let mut len = file.metadata()?.len();
-        while len > DELETE_STEP_BYTES {
-            len -= DELETE_STEP_BYTES;
-            file.set_len(len)?;
-            file.sync_data()?;
-        }
-    }
-    std::fs::remove_file(path)
-}
-
 /// What [`Stepped`] needs of the file it writes to.
 trait SyncData: Write {
     /// `fdatasync`.
@@ -446,6 +425,7 @@ pub async fn load_latest_offloaded(dir: PathBuf) -> Result<Option<Snapshot>, Sna
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::disk::DELETE_STEP_BYTES;
 
     #[test]
     fn names_round_trip() {

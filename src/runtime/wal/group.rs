@@ -171,10 +171,13 @@ impl GroupCommitter {
             (shared.wal.take_truncatable(lsn), shared.wal.opts.sync)
         };
         let result = free_segments(&victims, sync).await;
-        self.shared
+        let surplus = self
+            .shared
             .borrow_mut()
             .wal
-            .finish_truncate(victims, result)
+            .finish_truncate(victims, result)?;
+        crate::runtime::disk::remove_all_offloaded(surplus).await;
+        Ok(())
     }
 
     /// See [`Wal::wants_spare`].
