@@ -123,6 +123,16 @@ start_redis_always() {
     wait_ping "$REDIS_PORT" 10
 }
 
+# start_scratch_cluster ARGS...: a local 3-replica cluster of BIN (1 shard, `corepax cluster`
+# flags ARGS, e.g. "--read-mode leader-lease"), started as start_cluster does with its data
+# and output in TMP (a new temp dir) and nothing printed; at exit it is stopped and TMP
+# removed. For the measurement scripts under results/.
+start_scratch_cluster() {
+    TMP=$(mktemp -d)
+    SHARDS=1 CLUSTER_ARGS="$*" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
+    trap 'stop_cluster; rm -rf "$TMP"' EXIT
+}
+
 # One client's SETs on a fresh cluster, for tracing a request's path: TMP (a new temp dir)
 # holds a local 3-replica cluster of BIN (1 shard, leader-lease, started as start_cluster
 # does), `redis-benchmark -c 1 -P 1 -t set` runs against its leader in the background (RB:

@@ -12,9 +12,7 @@ resolve_bin
 LIBC=$(ldd "$BIN" | awk '/libc.so/ {print $3}')
 perf probe -l 2>/dev/null | grep -q probe_libc:clock_gettime ||
   perf probe -x "$LIBC" --add clock_gettime >/dev/null 2>&1
-TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode ${READ_MODE:-log}" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
-trap 'stop_cluster; rm -rf "$TMP"' EXIT
+start_scratch_cluster --read-mode "${READ_MODE:-log}"
 N=${N:-300000}
 port=$((BASE + (LEAD_NODE + 1) % 3))
 redis-benchmark -p "$port" -c 50 -P 16 -n 100000 -r 100000 -t "${T:-set}" -q >/dev/null

@@ -12,9 +12,7 @@ cd "$(dirname "$0")/../.."
 resolve_bin
 TAG=$1; shift
 OUT=${OUT:-/tmp/prof}; mkdir -p "$OUT"
-TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
-trap 'stop_cluster; rm -rf "$TMP"' EXIT
+start_scratch_cluster --read-mode leader-lease
 lead=${NODE_PIDS[$LEAD_NODE]}; fol=${NODE_PIDS[$(((LEAD_NODE + 1) % 3))]}
 redis-benchmark -p "$LEAD_PORT" -c 50 -P 16 -n 200000 -r 100000 -t set -q >/dev/null
 port=$LEAD_PORT; [ -z "${VIA:-}" ] || port=$((BASE + (LEAD_NODE + 1) % 3))

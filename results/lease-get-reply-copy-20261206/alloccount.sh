@@ -11,9 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 resolve_bin
-TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode ${READ_MODE:-leader-lease}" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
-trap 'stop_cluster; rm -rf "$TMP"' EXIT
+start_scratch_cluster --read-mode "${READ_MODE:-leader-lease}"
 N=${N:-200000}
 port=$LEAD_PORT; [ -z "${VIA:-}" ] || port=$((BASE + (LEAD_NODE + 1) % 3))
 redis-benchmark -p "$port" -c 50 -P 16 -n 100000 -r 100000 -t set -q >/dev/null

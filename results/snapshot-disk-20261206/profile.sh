@@ -8,9 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 resolve_bin
-TMP=$(mktemp -d)
-SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease --snapshot-interval-slots 2000" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
-trap 'stop_cluster; rm -rf "$TMP"' EXIT
+start_scratch_cluster --read-mode leader-lease --snapshot-interval-slots 2000
 redis-benchmark -p "$LEAD_PORT" -c 50 -P 16 -n 1000000 -r 1000000 -t set -q >/dev/null
 lead=${NODE_PIDS[$LEAD_NODE]}
 redis-benchmark -p "$LEAD_PORT" -c 1 -P 1 -n 20000 -r 1000000 -t set -q >/dev/null &

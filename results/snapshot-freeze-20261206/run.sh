@@ -24,9 +24,7 @@ stats() { # port -> "snapshots freeze_us write_ms stalls stall_ms"
 }
 for r in $(seq "${ROUNDS:-3}"); do for v in "${VS[@]}"; do
   name=${v%%=*}; COREPAX_BIN=${v#*=}; resolve_bin
-  TMP=$(mktemp -d)
-  SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease --snapshot-interval-slots $SLOTS" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
-  trap 'stop_cluster; rm -rf "$TMP"' EXIT
+  start_scratch_cluster --read-mode leader-lease --snapshot-interval-slots "$SLOTS"
   redis-benchmark -p "$LEAD_PORT" -c 50 -P 16 -n "$KEYS" -r "$KEYS" -t set -q >/dev/null
   ports=("$LEAD_PORT"); for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || ports+=($((BASE + i))); done
   declare -A before=()
