@@ -565,7 +565,8 @@ mod tests {
             last_included: n,
             wal_lsn: n,
         };
-        // Large enough to take several truncation steps.
+        // Large enough to be deleted in steps (`remove_in_steps` truncates while two or
+        // more steps are left).
         let big = vec![7u8; 2 * DELETE_STEP_BYTES as usize + 5];
         let first = write_snapshot(dir.path(), meta(1), &big).unwrap();
         write_snapshot(dir.path(), meta(2), &big).unwrap();
