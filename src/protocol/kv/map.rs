@@ -3,15 +3,24 @@
 //!
 //! A snapshot shares every item (a reference counted in the item's first line). At once
 //! that stops the shard for a cache miss per key: 24-49 ms per snapshot at ~630k keys on
-//! this project's test machine. A freeze instead copies the table's pointers without
-//! counting them ([`Map::freeze_begin`]: 8 bytes per key, no item touched) and counts
-//! them later, a part per executor turn ([`Map::freeze_step`]). Until the last is counted
-//! every item the freeze saw must stay alive and unchanged, so while it runs the map
-//! changes no item in place (an overwrite or a list edit makes a new item) and keeps
-//! every item that leaves the table (`retired`) until [`Map::freeze_end`].
+//! this project's test machine. A freeze instead walks the table a part per executor
+//! turn ([`Map::freeze_step`]), bucket by bucket, and shares the items it passes. What
+//! the walk has passed is the snapshot's already; for what it has not, the map keeps the
+//! state the freeze began with:
+//!
+//! - an item about to change or leave the table from a bucket the walk has not passed is
+//!   shared with the freeze first (and, shared, it is never changed in place: an
+//!   overwrite or a list edit makes a new item);
+//! - a bucket the walk has not passed that takes an item in after the freeze began is
+//!   marked *born*, and the walk skips it.
+//!
+//! hashbrown never moves an item but when it rehashes, which only an insertion with no
+//! room left does; before such an insertion the walk finishes at once
+//! ([`Map::before_entry`]). Copying every pointer at the freeze's start instead (as this
+//! map did until 2026-12-06) stopped the shard for 2.9-4.4 ms at 1M keys.
 
+use std::collections::HashSet;
 use std::hash::BuildHasher;
-use std::mem::ManuallyDrop;
 
 use hashbrown::HashTable;
 
@@ -29,50 +38,84 @@ pub(super) struct Map {
     freeze: Option<Freeze>,
 }
 
-/// How far ahead of the item it counts [`Map::freeze_step`] prefetches one: counting
-/// waits for the item's line, and the misses of items prefetched ahead overlap.
-const FREEZE_AHEAD: usize = 16;
+/// How many buckets ahead of the one it takes [`Map::freeze_step`] prefetches an item:
+/// taking waits for the item's line, and the misses of items prefetched ahead overlap.
+const FREEZE_AHEAD: usize = 32;
 
-/// The items a freeze saw, and what keeps them valid until all are counted.
+/// How many items ahead of the one it takes [`Map::share_all`] prefetches one.
+const SHARE_AHEAD: usize = 16;
+
+/// A freeze's walk of the table and the items it holds (see the module docs).
+#[derive(Default)]
 struct Freeze {
-    /// Every item in the table when the freeze began, as bitwise copies of the table's
-    /// pointers: not counted, never dropped. Each stays valid while its item is in the
-    /// table or in `retired`, which the map makes sure of until the freeze ends.
-    uncounted: Vec<ManuallyDrop<Item>>,
-    /// The first `counted.len()` of them, shared (counted).
-    counted: Vec<Item>,
-    /// Items that left the table (replaced or removed) since the freeze began.
-    retired: Vec<Item>,
+    /// The first bucket the walk has not passed; `usize::MAX` once it is done.
+    next: usize,
+    /// The items of the state the freeze began with that it holds so far, shared.
+    taken: Vec<Item>,
+    /// Buckets at or past `next` whose item came in after the freeze began.
+    born: HashSet<usize, MapHasher>,
 }
 
 impl Freeze {
-    /// A freeze of every item in `table`, none counted yet.
-    fn of(table: &HashTable<Item>) -> Freeze {
-        let uncounted: Vec<ManuallyDrop<Item>> = table
-            .iter()
-            // SAFETY: a copy of the pointer that is never dropped (`ManuallyDrop`) and only
-            // cloned (counted) while its item is alive and unchanged: the table holds it,
-            // or `retired` does once it leaves (see the module docs).
-            .map(|i| ManuallyDrop::new(unsafe { std::ptr::read(i) }))
-            .collect();
+    /// A freeze of a table of `len` items, nothing taken yet.
+    fn new(len: usize) -> Freeze {
         Freeze {
-            counted: Vec::with_capacity(uncounted.len()),
-            uncounted,
-            retired: Vec::new(),
+            // Reserved, not touched: the pages fault in a part at a time as items come.
+            taken: Vec::with_capacity(len),
+            ..Freeze::default()
         }
     }
 
-    /// Counts up to `items` more; true once all are.
-    fn step(&mut self, items: usize) -> bool {
-        let from = self.counted.len();
-        let to = from.saturating_add(items).min(self.uncounted.len());
-        for i in from..to {
-            if let Some(ahead) = self.uncounted.get(i + FREEZE_AHEAD) {
+    /// Walks on until `items` more were taken or the table ends; true once the walk is
+    /// done.
+    fn step(&mut self, table: &HashTable<Item>, items: usize) -> bool {
+        let buckets = table.num_buckets();
+        let mut took = 0;
+        while self.next < buckets && took < items {
+            let at = self.next;
+            if let Some(ahead) = table.get_bucket(at + FREEZE_AHEAD) {
                 ahead.prefetch(1);
             }
-            self.counted.push(Item::clone(&self.uncounted[i]));
+            if let Some(item) = table.get_bucket(at)
+                && (self.born.is_empty() || !self.born.remove(&at))
+            {
+                self.taken.push(item.clone());
+                took += 1;
+            }
+            self.next += 1;
         }
-        to == self.uncounted.len()
+        if self.next >= buckets {
+            // Done: a table that grows later has nothing more for this freeze.
+            self.next = usize::MAX;
+            self.born = HashSet::default();
+        }
+        self.next == usize::MAX
+    }
+
+    /// The item in `bucket` is about to change (`stays`: a new item takes its bucket) or
+    /// to leave the table: the freeze takes it first if it is of the state the freeze
+    /// began with and the walk has not passed it.
+    fn before_change(&mut self, bucket: usize, item: &Item, stays: bool) {
+        if bucket < self.next {
+            return;
+        }
+        if self.born.contains(&bucket) {
+            if !stays {
+                self.born.remove(&bucket);
+            }
+            return;
+        }
+        self.taken.push(item.clone());
+        if stays {
+            self.born.insert(bucket);
+        }
+    }
+
+    /// An item came into `bucket`, empty until now.
+    fn inserted(&mut self, bucket: usize) {
+        if bucket >= self.next && bucket != usize::MAX {
+            self.born.insert(bucket);
+        }
     }
 }
 
@@ -138,6 +181,7 @@ impl Map {
         changed: impl FnOnce(Option<EntryRef<'_>>, EntryRef<'_>),
     ) {
         let hash = self.hash(key);
+        self.before_entry();
         let hasher = &self.hasher;
         let new = EntryRef::string(value, version);
         match self
@@ -145,23 +189,24 @@ impl Map {
             .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
         {
             hashbrown::hash_table::Entry::Occupied(mut o) => {
+                if let Some(f) = &mut self.freeze {
+                    f.before_change(o.bucket_index(), o.get(), true);
+                }
                 let item = o.get_mut();
                 changed(Some(item.entry_ref()), new);
                 self.payload_bytes = self.payload_bytes + (key.len() + value.len()) as u64
                     - item.payload_len() as u64;
-                // Same length and nobody else holds it (the usual overwrite): in place,
-                // unless a freeze may still count the item as it was.
-                if self.freeze.is_some() || !item.overwrite(value, version, Kind::String) {
-                    let old = std::mem::replace(item, Item::new(key, value, version));
-                    if let Some(f) = &mut self.freeze {
-                        f.retired.push(old);
-                    }
+                // Same length and nobody else holds it (the usual overwrite, and never
+                // while a freeze holds it): in place.
+                if !item.overwrite(value, version, Kind::String) {
+                    *item = Item::new(key, value, version);
                 }
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 changed(None, new);
                 self.payload_bytes += (key.len() + value.len()) as u64;
-                v.insert(Item::new(key, value, version));
+                let at = v.insert(Item::new(key, value, version)).bucket_index();
+                self.inserted(at);
             }
         }
     }
@@ -175,22 +220,30 @@ impl Map {
         f: impl FnOnce(&mut List) -> R,
     ) -> Option<R> {
         let hash = self.hash(key);
+        self.before_entry();
         let hasher = &self.hasher;
         let item = match self
             .table
             .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
         {
-            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_table::Entry::Occupied(o) => {
+                // Held by a freeze, the item is shared: the edit makes a new one.
+                if let Some(fr) = &mut self.freeze
+                    && o.get().list().is_some()
+                {
+                    fr.before_change(o.bucket_index(), o.get(), true);
+                }
+                o.into_mut()
+            }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.payload_bytes += key.len() as u64;
-                v.insert(Item::with_list(key, List::new(), version))
-                    .into_mut()
+                let o = v.insert(Item::with_list(key, List::new(), version));
+                if let Some(fr) = &mut self.freeze {
+                    fr.inserted(o.bucket_index());
+                }
+                o.into_mut()
             }
         };
-        // Held while frozen, the item counts as shared: the edit makes a new one.
-        if let Some(fr) = &mut self.freeze {
-            fr.retired.push(item.clone());
-        }
         let before = item.payload_len() as u64;
         let out = item.edit_list(version, f)?;
         self.payload_bytes = self.payload_bytes + item.payload_len() as u64 - before;
@@ -200,6 +253,7 @@ impl Map {
     /// Puts an item as it is (snapshots, repairs); returns the one it replaces.
     pub(super) fn put_item(&mut self, item: Item) -> Option<Item> {
         let hash = self.hash(item.key());
+        self.before_entry();
         let hasher = &self.hasher;
         let added = item.payload_len() as u64;
         match self.table.entry(
@@ -208,14 +262,17 @@ impl Map {
             |i| hasher.hash_one(i.key()),
         ) {
             hashbrown::hash_table::Entry::Occupied(mut o) => {
+                if let Some(f) = &mut self.freeze {
+                    f.before_change(o.bucket_index(), o.get(), true);
+                }
                 let old = std::mem::replace(o.get_mut(), item);
                 self.payload_bytes = self.payload_bytes + added - old.payload_len() as u64;
-                self.retire(&old);
                 Some(old)
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.payload_bytes += added;
-                v.insert(item);
+                let at = v.insert(item).bucket_index();
+                self.inserted(at);
                 None
             }
         }
@@ -223,59 +280,73 @@ impl Map {
 
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Item> {
         let hash = self.hash(key);
-        let (item, _) = self
-            .table
-            .find_entry(hash, |i| i.key() == key)
-            .ok()?
-            .remove();
+        let entry = self.table.find_entry(hash, |i| i.key() == key).ok()?;
+        if let Some(f) = &mut self.freeze {
+            f.before_change(entry.bucket_index(), entry.get(), false);
+        }
+        let (item, _) = entry.remove();
         self.payload_bytes -= item.payload_len() as u64;
-        self.retire(&item);
         Some(item)
     }
 
-    /// Keeps an item that left the table alive until the freeze in progress ends (the
-    /// caller may drop its own).
-    fn retire(&mut self, item: &Item) {
+    /// Before a lookup that may insert (`HashTable::entry`): if the table has no room left
+    /// the lookup rehashes it and moves items, so a freeze's walk finishes first.
+    fn before_entry(&mut self) {
+        if let Some(f) = &mut self.freeze
+            && self.table.capacity() == self.table.len()
+        {
+            f.step(&self.table, usize::MAX);
+        }
+    }
+
+    /// An item came into `bucket`, empty until now.
+    fn inserted(&mut self, bucket: usize) {
         if let Some(f) = &mut self.freeze {
-            f.retired.push(item.clone());
+            f.inserted(bucket);
         }
     }
 
     /// Begins a freeze of every item in the table now (see the module docs); one already
-    /// in progress is dropped. The items are counted by [`Map::freeze_step`] and handed out
+    /// in progress is dropped. The items are shared by [`Map::freeze_step`] and handed out
     /// by [`Map::freeze_end`].
     pub(super) fn freeze_begin(&mut self) {
-        self.freeze = Some(Freeze::of(&self.table));
+        self.freeze = Some(Freeze::new(self.table.len()));
     }
 
-    /// Counts up to `items` more of the frozen items; true once all are (or no freeze
+    /// Shares up to `items` more of the frozen items; true once all are (or no freeze
     /// runs).
     pub(super) fn freeze_step(&mut self, items: usize) -> bool {
-        self.freeze.as_mut().is_none_or(|f| f.step(items))
+        self.freeze
+            .as_mut()
+            .is_none_or(|f| f.step(&self.table, items))
     }
 
-    /// Every item, shared, at once (nothing changes the map meanwhile).
+    /// Every item, shared, at once (nothing changes the map meanwhile). The table's
+    /// pointers are gathered first, so each item can be prefetched well ahead of taking it
+    /// however the buckets around it are filled.
     pub(super) fn share_all(&self) -> Vec<Item> {
-        let mut f = Freeze::of(&self.table);
-        f.step(usize::MAX);
-        // `f.uncounted` holds only copies, never dropped; `retired` is empty.
-        f.counted
+        let all: Vec<&Item> = self.table.iter().collect();
+        let mut taken = Vec::with_capacity(all.len());
+        for (i, item) in all.iter().enumerate() {
+            if let Some(ahead) = all.get(i + SHARE_AHEAD) {
+                ahead.prefetch(1);
+            }
+            taken.push(Item::clone(item));
+        }
+        taken
     }
 
     /// Ends the freeze: every item it saw, shared (`None` if none runs).
     pub(super) fn freeze_end(&mut self) -> Option<Vec<Item>> {
         self.freeze_step(usize::MAX);
-        self.freeze.take().map(|f| f.counted)
+        self.freeze.take().map(|f| f.taken)
     }
 
-    /// Replaces the keys and items with `other`'s. A freeze in progress goes on: every
-    /// item of the old table is retired.
+    /// Replaces the keys and items with `other`'s. A freeze in progress first takes the
+    /// rest of the old table, and goes on with nothing more to walk.
     pub(super) fn replace(&mut self, mut other: Map) {
-        let old = std::mem::take(self);
-        other.freeze = old.freeze;
-        if let Some(f) = &mut other.freeze {
-            f.retired.extend(old.table);
-        }
+        self.freeze_step(usize::MAX);
+        other.freeze = self.freeze.take();
         *self = other;
     }
 }

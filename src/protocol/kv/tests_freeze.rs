@@ -151,3 +151,41 @@ fn an_export_begun_again_or_never_ended_leaves_the_map_whole() {
     assert_eq!(kv.digest(), twin.digest());
     drop(kv);
 }
+
+/// Writes that mostly add keys, so the table grows (rehashes, moving every item) while
+/// an export walks it a few buckets at a time: the export still holds the state it
+/// began with.
+#[test]
+fn an_export_in_parts_holds_its_state_while_the_table_grows() {
+    let mut grew = 0;
+    for seed in 0..20 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut kv, mut twin) = (Kv::new(64, 64), Kv::new(64, 64));
+        let mut slot = 0;
+        let write = |kv: &mut Kv, twin: &mut Kv, slot: &mut Slot, rng: &mut StdRng| {
+            let key = Bytes::from(format!("g{}", rng.random_range(0..20_000)));
+            let cmd = if rng.random_range(0..8) == 0 {
+                Command::Del(vec![key])
+            } else {
+                Command::Set(key, Bytes::from(format!("{}", rng.random_range(0..100))))
+            };
+            write_both(kv, twin, slot, cmd);
+        };
+        for _ in 0..rng.random_range(50..400) {
+            write(&mut kv, &mut twin, &mut slot, &mut rng);
+        }
+        let began = owned(&kv.export().entries);
+        let buckets = kv.map.table.num_buckets();
+        kv.export_begin();
+        while !kv.export_step(rng.random_range(1..4)) {
+            for _ in 0..rng.random_range(0..20) {
+                write(&mut kv, &mut twin, &mut slot, &mut rng);
+            }
+        }
+        grew += usize::from(kv.map.table.num_buckets() > buckets);
+        let entries = kv.export_end().expect("an export runs");
+        assert_eq!(owned(&entries), began, "seed {seed}: the export moved");
+        assert_eq!(kv.digest(), twin.digest(), "seed {seed}: the map differs");
+    }
+    assert!(grew >= 10, "the table grew during {grew} of 20 exports");
+}
