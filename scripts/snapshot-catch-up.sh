@@ -5,7 +5,8 @@
 # works if the snapshot crosses in chunks. Starts 3 `corepax node` processes (1 shard each)
 # on free loopback ports, kill -9s a follower, loads KEYS keys through the leader, restarts
 # the follower and times until its DBSIZE (a local read of applied state) reaches KEYS;
-# reports the snapshot counters from INFO and both nodes' RSS.
+# reports the snapshot counters from INFO, the leader's executor stalls while it serves
+# the catch-up, and both nodes' RSS.
 #
 # Usage: scripts/snapshot-catch-up.sh   (defaults below; all can be overridden)
 #   KEYS=1000000         distinct keys (key:%07d)
@@ -97,6 +98,9 @@ LEADER_DBSIZE=$(redis-cli -p $((BASE + LEADER)) dbsize)
 LEADER_COMMIT=$(info_field $((BASE + LEADER)) commit_index)
 echo "[$(date -u +%T)] loaded in $LOAD_MS ms, DBSIZE $LEADER_DBSIZE; restarting node $LAGGING" >&2
 
+# The leader's executor stalls (ticks >= 20 ms late) while it serves the catch-up.
+STALLS_BEFORE=$(info_field $((BASE + LEADER)) executor_stalls)
+STALL_MS_BEFORE=$(info_field $((BASE + LEADER)) executor_stall_ms)
 CATCHUP_START=$(date +%s%N)
 start_node "$LAGGING"
 deadline=$((SECONDS + CATCHUP_TIMEOUT_S))
@@ -111,6 +115,8 @@ done
 CATCHUP_MS=$((($(date +%s%N) - CATCHUP_START) / 1000000))
 echo "[$(date -u +%T)] caught up: $CAUGHT_UP after $CATCHUP_MS ms" >&2
 UPTIME_AFTER=$(uptime)
+LEADER_STALLS=$(($(info_field $((BASE + LEADER)) executor_stalls) - STALLS_BEFORE))
+LEADER_STALL_MS=$(($(info_field $((BASE + LEADER)) executor_stall_ms) - STALL_MS_BEFORE))
 LAG_INFO=$(redis-cli -p $((BASE + LAGGING)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
 LEAD_INFO=$(redis-cli -p $((BASE + LEADER)) info 2>/dev/null | tr -d '\r' | grep -E '^shard' || true)
 
@@ -127,6 +133,7 @@ LEAD_INFO=$(redis-cli -p $((BASE + LEADER)) info 2>/dev/null | tr -d '\r' | grep
     echo "| load | $LOAD_MS ms, $(load_errors "$TMP/load.log") errors; leader commit index $LEADER_COMMIT |"
     echo "| node $LAGGING snapshots_installed | $(info_field $((BASE + LAGGING)) snapshots_installed) |"
     echo "| node $LEADER snapshots_sent | $(info_field $((BASE + LEADER)) snapshots_sent) |"
+    echo "| node $LEADER (leader) executor stalls during the catch-up (ticks >= 20 ms late) | $LEADER_STALLS ($LEADER_STALL_MS ms) |"
     echo "| RSS node $LEADER (leader) / node $LAGGING (caught up), MiB | $(rss_mib "${PIDS[$LEADER]}") / $(rss_mib "${PIDS[$LAGGING]}") |"
     echo
     echo "## Setup"

@@ -12,6 +12,7 @@ use super::message::{Batch, Message, Record, Snapshot};
 use super::outbox::Action;
 use super::paxos::{self, Stats};
 use super::raft;
+use super::transfer::{SnapshotOut, TransferBuild};
 use super::types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::{Protocol, ProtocolConfig};
 use serde::{Deserialize, Serialize};
@@ -387,6 +388,27 @@ impl Consensus {
     /// The state machine, to repair (anti-entropy) or damage (simulator).
     pub fn kv_mut(&mut self) -> &mut Kv {
         each!(self, r => r.kv_mut())
+    }
+
+    /// Builds state transfers to lagging peers off the driver's executor from now on:
+    /// the driver takes each [`TransferBuild`] ([`Consensus::take_transfer_build`]),
+    /// builds it (sorting and hashing the whole state) and hands it back
+    /// ([`Consensus::on_transfer_built`]). Off, a transfer is built in the step that
+    /// needs it.
+    pub fn set_offload_transfers(&mut self, on: bool) {
+        each!(self, r => r.set_offload_transfers(on))
+    }
+
+    /// A state transfer to build, if a peer needs one (see
+    /// [`Consensus::set_offload_transfers`]).
+    pub fn take_transfer_build(&mut self) -> Option<TransferBuild> {
+        each!(self, r => r.take_transfer_build())
+    }
+
+    /// A transfer [`Consensus::take_transfer_build`] handed out, built: served to the
+    /// peers that asked for it meanwhile.
+    pub fn on_transfer_built(&mut self, now: Nanos, out: SnapshotOut) {
+        each!(self, r => r.on_transfer_built(now, out))
     }
 
     /// Shares up to `items` more of the state machine's items [`Core::snapshot_begin`]

@@ -220,6 +220,8 @@ impl Sim {
         ));
         r.set_bugs(self.cfg.bugs);
         r.set_session(session);
+        r.set_offload_transfers(true);
+        n.transfer_build = None;
         let recovering = r.recovering();
         n.replica = Some(r);
         self.pubsub_start(node);

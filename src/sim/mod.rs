@@ -73,6 +73,12 @@ enum Event {
         node: ReplicaId,
         incarnation: u32,
     },
+    /// The node's state transfer ([`Node::transfer_build`]) is built, as the runtime's
+    /// blocking pool would hand it back.
+    TransferBuilt {
+        node: ReplicaId,
+        incarnation: u32,
+    },
     ClientSend {
         client: usize,
     },
@@ -157,6 +163,9 @@ struct Node {
     /// A snapshot at this slot was saved within the step: the replica hears so once the
     /// step's actions are done (`Consensus::on_snapshot_saved`), as from the runtime.
     snapshot_saved: Option<Slot>,
+    /// A state transfer the replica handed out to be built (`Consensus::take_transfer_build`),
+    /// until [`Event::TransferBuilt`] hands it back.
+    transfer_build: Option<crate::protocol::transfer::TransferBuild>,
     /// Entries of this life's applied trace already compared with `Sim::applied_at`.
     trace_checked: usize,
     /// An older copy of its storage, which a restart may put back (`restore.rs`).
@@ -313,6 +322,7 @@ impl Sim {
                 r.enable_applied_trace();
                 let session = rng.random::<u64>() | 1;
                 r.set_session(session);
+                r.set_offload_transfers(true);
                 Node {
                     replica: Some(r),
                     incarnation: 0,
@@ -344,6 +354,7 @@ impl Sim {
                     lost_records: false,
                     trace_checked: 0,
                     snapshot_saved: None,
+                    transfer_build: None,
                     copy: None,
                     restored: false,
                     paused_until: None,
@@ -560,6 +571,17 @@ impl Sim {
                     self.want_sync(node);
                 }
             }
+            Event::TransferBuilt { node, incarnation } => {
+                let now = self.clock(node);
+                let n = &mut self.nodes[node.index()];
+                if n.incarnation == incarnation
+                    && let Some(r) = n.replica.as_mut()
+                    && let Some(build) = n.transfer_build.take()
+                {
+                    r.on_transfer_built(now, build.build(now));
+                    self.after_step(node);
+                }
+            }
             Event::ClientSend { client } => self.start_op(client, None),
             Event::ClientRequestArrives {
                 node,
@@ -669,6 +691,15 @@ impl Sim {
         if let (Some(at), Some(r)) = (n.snapshot_saved.take(), n.replica.as_mut()) {
             r.on_snapshot_saved(now, at);
             self.after_step(node);
+        }
+        // A transfer is built off the replica's steps, taking a while (the runtime's
+        // blocking pool): steps and messages go on meanwhile.
+        let n = &mut self.nodes[node.index()];
+        if let Some(build) = n.replica.as_mut().and_then(Consensus::take_transfer_build) {
+            n.transfer_build = Some(build);
+            let incarnation = n.incarnation;
+            let after = self.rng.random_range(US..20 * MS);
+            self.schedule(after, Event::TransferBuilt { node, incarnation });
         }
     }
 }

@@ -25,7 +25,8 @@ use crate::protocol::kv::KvState;
 use crate::protocol::message::{Message, Snapshot, SnapshotChunk, batch_memory_bytes};
 use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::transfer::{
-    SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, chunk_is_well_formed,
+    Pending, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, TransferBuild,
+    chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 use crate::protocol::waiting;
@@ -45,6 +46,8 @@ pub(super) struct Transfers {
     out: Option<SnapshotOut>,
     incoming: Option<SnapshotIn>,
     built_at: Option<Nanos>,
+    /// A frozen state being built by the driver, and who waits for it.
+    pending: Pending,
     /// `Kv::written_bytes` at the last compaction or snapshot request.
     written_bytes_mark: u64,
 }
@@ -197,6 +200,10 @@ impl Replica {
             return;
         }
         if !usable {
+            if self.transfers.pending.wait_for_build(to) {
+                self.stats.messages_ignored += 1;
+                return;
+            }
             if self
                 .transfers
                 .built_at
@@ -205,12 +212,51 @@ impl Replica {
                 self.stats.messages_ignored += 1;
                 return;
             }
-            let state = self.kv.export();
-            self.transfers.out = Some(SnapshotOut::freeze(self.applied, state, now));
             self.transfers.built_at = Some(now);
+            let kv = &self.kv;
+            let Some(out) =
+                self.transfers
+                    .pending
+                    .freeze_or_queue(to, self.applied, || kv.export(), now)
+            else {
+                return;
+            };
+            self.transfers.out = Some(out);
         }
         self.stats.snapshots_sent += 1;
         self.send_snapshot_chunk(now, to, 0);
+    }
+
+    /// Builds transfers off the driver's executor from now on: a peer's need for one
+    /// hands the driver a [`TransferBuild`] ([`Replica::take_transfer_build`]) to give
+    /// back built ([`Replica::on_transfer_built`]).
+    pub fn set_offload_transfers(&mut self, on: bool) {
+        self.transfers.pending.offload = on;
+    }
+
+    /// Whether a transfer handed out to be built has not come back yet.
+    pub fn transfer_building(&self) -> bool {
+        self.transfers.pending.is_building()
+    }
+
+    /// A transfer to build off the executor, if one is wanted.
+    pub fn take_transfer_build(&mut self) -> Option<TransferBuild> {
+        self.transfers.pending.to_take.take()
+    }
+
+    /// A transfer [`Replica::take_transfer_build`] handed out comes back built: chunk 0 to
+    /// every peer that asked meanwhile, if the log still continues it (otherwise they ask
+    /// again and get a newer one).
+    pub fn on_transfer_built(&mut self, now: Nanos, out: SnapshotOut) {
+        let waiters = self.transfers.pending.finish();
+        if out.last_included < self.log_base {
+            return;
+        }
+        self.transfers.out = Some(out);
+        for to in waiters {
+            self.stats.snapshots_sent += 1;
+            self.send_snapshot_chunk(now, to, 0);
+        }
     }
 
     fn send_snapshot_chunk(&mut self, now: Nanos, to: ReplicaId, offset: u64) {

@@ -283,6 +283,8 @@ pub struct Replica {
     leases: lease::Leases,
     /// As leader: the state frozen for followers behind the compacted log.
     snapshot_out: Option<snapshot::Outgoing>,
+    /// As leader: a frozen state being built by the driver, and who waits for it.
+    snapshot_pending: crate::protocol::transfer::Pending,
     /// As follower: a leader's state being received in chunks.
     snapshot_in: Option<snapshot::Incoming>,
     /// Storage lost records: a learner until it knows what they said (`recovery.rs`).
@@ -337,6 +339,7 @@ impl Replica {
             clock: crate::protocol::clock::LogClock::default(),
             leases,
             snapshot_out: None,
+            snapshot_pending: Default::default(),
             snapshot_in: None,
             recovering: None,
             acked: vec![stale::Acked::default(); cfg_replicas],

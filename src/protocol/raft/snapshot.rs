@@ -22,7 +22,8 @@
 use super::{Msg, Replica, Role};
 use crate::protocol::message::SnapshotChunk;
 use crate::protocol::transfer::{
-    SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, chunk_is_well_formed,
+    SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, TransferBuild,
+    chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
@@ -46,25 +47,65 @@ impl Replica {
             .snapshot_out
             .as_ref()
             .is_some_and(|o| o.transfer.last_included >= self.log.base());
-        if !usable {
-            let last_term = self
-                .log
-                .term_at(self.applied)
-                .expect("applied is at or after the base");
-            let transfer = SnapshotOut::freeze(self.applied, self.kv.export(), now);
-            self.snapshot_out = Some(Outgoing {
-                transfer,
-                last_term,
-            });
-        }
         let Role::Leader(l) = &mut self.role else {
             return;
         };
         let p = &mut l.progress[to.index()];
         p.snapshot_sent = true;
         p.sent_at = now;
+        if !usable {
+            let last_term = self
+                .log
+                .term_at(self.applied)
+                .expect("applied is at or after the base");
+            let kv = &self.kv;
+            let pending = &mut self.snapshot_pending;
+            let built = if pending.wait_for_build(to) {
+                None
+            } else {
+                pending.freeze_or_queue(to, self.applied, || kv.export(), now)
+            };
+            let Some(transfer) = built else {
+                return;
+            };
+            self.snapshot_out = Some(Outgoing {
+                transfer,
+                last_term,
+            });
+        }
         self.stats.snapshots_sent += 1;
         self.send_snapshot_chunk(now, to, 0);
+    }
+
+    /// Builds transfers off the driver's executor from now on (see
+    /// [`crate::protocol::paxos::Replica::set_offload_transfers`]).
+    pub fn set_offload_transfers(&mut self, on: bool) {
+        self.snapshot_pending.offload = on;
+    }
+
+    /// A transfer to build off the executor, if one is wanted.
+    pub fn take_transfer_build(&mut self) -> Option<TransferBuild> {
+        self.snapshot_pending.to_take.take()
+    }
+
+    /// A transfer handed out comes back built: chunk 0 to every follower that asked
+    /// meanwhile, if this replica still leads and its log still continues the state.
+    pub fn on_transfer_built(&mut self, now: Nanos, transfer: SnapshotOut) {
+        let waiters = self.snapshot_pending.finish();
+        if !matches!(self.role, Role::Leader(_)) || transfer.last_included < self.log.base() {
+            return;
+        }
+        let Some(last_term) = self.log.term_at(transfer.last_included) else {
+            return;
+        };
+        self.snapshot_out = Some(Outgoing {
+            transfer,
+            last_term,
+        });
+        for to in waiters {
+            self.stats.snapshots_sent += 1;
+            self.send_snapshot_chunk(now, to, 0);
+        }
     }
 
     fn send_snapshot_chunk(&mut self, now: Nanos, to: ReplicaId, offset: u64) {
@@ -243,7 +284,9 @@ impl Replica {
     /// The index the state being sent ends at, if one is: the log after it stays in
     /// memory (the follower continues from there).
     pub(super) fn snapshot_out_at(&self) -> Option<Slot> {
-        self.snapshot_out.as_ref().map(|o| o.transfer.last_included)
+        self.snapshot_pending
+            .building
+            .or_else(|| self.snapshot_out.as_ref().map(|o| o.transfer.last_included))
     }
 
     /// A follower's tick: drops a transfer that stopped progressing or that the log

@@ -407,3 +407,45 @@ fn a_follower_answers_its_forwarded_write_applied_inside_a_snapshot() {
         "answered from the reply its session kept"
     );
 }
+
+/// With transfers built off the executor (as the node does), a lagging replica's request
+/// hands the sender's driver a build and sends nothing; requests meanwhile send nothing
+/// either; once the build is back, chunk 0 goes out and the replica catches up.
+#[test]
+fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
+    let mut c = lagging_behind_compacted_log(100);
+    for r in &mut c.replicas {
+        r.set_offload_transfers(true);
+    }
+    let building = |c: &Cluster| c.replicas[..2].iter().position(|r| r.transfer_building());
+    let chunks = pump(&mut c, |_, _, _| 1, |c| building(c).is_some());
+    assert!(chunks.is_empty(), "a chunk before any build");
+    let sender = building(&c).expect("a build");
+    let build = c.replicas[sender]
+        .take_transfer_build()
+        .expect("handed out once");
+    assert!(c.replicas[sender].take_transfer_build().is_none());
+    // Time passes, r2 asks again: nothing is served, no second build starts.
+    let until = c.now + 500 * MS;
+    let chunks = pump(&mut c, |_, _, _| 1, |c| c.now >= until);
+    assert!(chunks.is_empty(), "a chunk while the build was out");
+    assert!(
+        c.replicas
+            .iter_mut()
+            .all(|r| r.take_transfer_build().is_none())
+    );
+    let now = c.now;
+    c.replicas[sender].on_transfer_built(now, build.build(now));
+    c.collect(sender);
+    // Chunk 0 goes to r2 at once: it asked while the build was out.
+    assert!(
+        c.wire.iter().any(|(from, to, m)| from.index() == sender
+            && to.index() == 2
+            && matches!(m, Message::InstallSnapshot { chunk } if chunk.offset == 0)),
+        "no chunk 0 when the build came back"
+    );
+    let chunks = pump(&mut c, |_, _, _| 1, caught_up);
+    assert!(chunks.iter().all(|(from, _)| from.index() == sender));
+    assert_eq!(chunks[0].1.offset, 0);
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
+}
