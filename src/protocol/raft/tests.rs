@@ -500,6 +500,42 @@ fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
     assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
 }
 
+/// With transfers built off the executor (as the node does), the leader sends no chunk
+/// until the build it handed out is back; a retransmission meanwhile starts no second
+/// build; once back, chunk 0 goes to the follower and it installs the state.
+#[test]
+fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
+    let mut g = Group::new(3);
+    for r in &mut g.replicas {
+        r.set_offload_transfers(true);
+    }
+    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
+    let chunk_to_2 = |g: &Group| {
+        g.wire
+            .iter()
+            .any(|(_, to, m)| *to == ReplicaId(2) && matches!(m, Msg::InstallSnapshot { .. }))
+    };
+    g.tick(0, g.now + 150 * MS);
+    g.deliver_all();
+    let build = g.replicas[0]
+        .take_transfer_build()
+        .expect("a build handed out");
+    // Retransmission time passes: still nothing sent, no second build.
+    g.tick(0, g.now + 150 * MS);
+    g.deliver_all();
+    assert!(g.replicas[0].take_transfer_build().is_none());
+    assert_eq!(g.replicas[0].stats().snapshots_sent, 0);
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
+    let now = g.now;
+    g.replicas[0].on_transfer_built(now, build.build(now));
+    g.collect(0);
+    assert!(chunk_to_2(&g), "chunk 0 once the build is back");
+    g.deliver_all();
+    assert_eq!(g.replicas[0].stats().snapshots_sent, 1);
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
+    assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
+}
+
 fn get(key: &str, seq: u64) -> Request {
     Request {
         client: 7,
