@@ -653,3 +653,32 @@ fn an_unanswered_apply_changes_and_keeps_what_apply_does() {
     // A retry is answered from what the unanswered apply kept.
     assert_eq!(unanswered.apply(6, &reqs[4]), Applied::Reply(Reply::Ok),);
 }
+
+/// An imported state's Merkle tree is built from its entries as they came; if a key came
+/// twice (the map keeps the last), it is rebuilt from the map, so the root is always the
+/// map's.
+#[test]
+fn an_import_builds_the_tree_of_the_map_it_leaves() {
+    let mut a = Kv::new(8, 8);
+    for i in 0..200u64 {
+        let cmd = Command::Set(b(&format!("k{i}")), b(&format!("v{i}")));
+        a.apply(i + 1, &req(1, i + 1, 1, cmd));
+    }
+    a.merkle_mut().rebuild_incremental();
+    let mut b_kv = Kv::new(8, 8);
+    b_kv.import(a.export());
+    assert_eq!(b_kv.merkle().root(), a.merkle().root());
+    // The same state with k7 again at the end, another value.
+    let mut twice = a.export();
+    twice.entries.push(Item::new(b"k7", b"other", 500));
+    let mut c = Kv::new(8, 8);
+    c.import(twice);
+    assert_eq!(
+        c.get(b"k7").map(|i| i.value().to_vec()),
+        Some(b"other".to_vec())
+    );
+    let mut fresh = Kv::new(8, 8);
+    fresh.import(c.export());
+    assert_eq!(c.merkle().root(), fresh.merkle().root());
+    assert_ne!(c.merkle().root(), a.merkle().root());
+}
