@@ -111,9 +111,10 @@ impl Freeze {
         }
     }
 
-    /// An item came into `bucket`, empty until now.
+    /// An item came into `bucket`, empty until now (a bucket index is below the table's
+    /// bucket count, so never `usize::MAX`: a done walk marks nothing).
     fn inserted(&mut self, bucket: usize) {
-        if bucket >= self.next && bucket != usize::MAX {
+        if bucket >= self.next {
             self.born.insert(bucket);
         }
     }
