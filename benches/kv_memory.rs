@@ -5,6 +5,10 @@
 //!
 //! `cargo bench --bench kv_memory -- map`
 //!
+//! `cargo bench --bench kv_memory -- grow`: 2,000,000 keys set one by one, each SET
+//! timed: the longest ones are the table's growths (`kv/map.rs`), a stop of the shard
+//! for as long as one takes.
+//!
 //! `cargo bench --bench kv_memory -- list`: one list filled with 1-byte elements until a
 //! push is refused (the held-bytes limit, `protocol::list::LIST_ELEMENT_OVERHEAD_BYTES`),
 //! and the memory it then takes.
@@ -71,6 +75,43 @@ fn map() {
     drop(sorted);
 }
 
+fn grow() {
+    const GROW_KEYS: u64 = 2_000_000;
+    let before = rss_kib();
+    let mut kv = Kv::new(4096, 4096);
+    let mut took: Vec<(std::time::Duration, u64)> = Vec::with_capacity(GROW_KEYS as usize);
+    let started = std::time::Instant::now();
+    for i in 0..GROW_KEYS {
+        let req = Request {
+            cmd: Command::Set(
+                Bytes::from(format!("key:{i:07}")),
+                Bytes::from(vec![b'x'; VALUE_BYTES]),
+            ),
+            ..Request::noop()
+        };
+        let at = std::time::Instant::now();
+        kv.apply(i + 1, &req);
+        took.push((at.elapsed(), i));
+    }
+    let total = started.elapsed();
+    let over = |limit_us: u128| {
+        took.iter()
+            .filter(|(t, _)| t.as_micros() > limit_us)
+            .count()
+    };
+    let (over_100us, over_1ms) = (over(100), over(1_000));
+    took.sort_unstable_by(|a, b| b.cmp(a));
+    println!(
+        "{GROW_KEYS} SETs of new keys: {} ms in all; {over_100us} took over 100 µs, \
+         {over_1ms} over 1 ms; memory {} MiB",
+        total.as_millis(),
+        (rss_kib() - before) / 1024
+    );
+    for (t, keys) in &took[..8] {
+        println!("  {:>9.3} ms  with {keys} keys", t.as_secs_f64() * 1e3);
+    }
+}
+
 fn list() {
     const CHUNK: usize = 1_000;
     let before = rss_kib();
@@ -114,7 +155,8 @@ fn main() {
         .unwrap_or_else(|| "map".into());
     match part.as_str() {
         "map" => map(),
+        "grow" => grow(),
         "list" => list(),
-        other => eprintln!("unknown part {other:?}: the part is `map` or `list`"),
+        other => eprintln!("unknown part {other:?}: the part is `map`, `grow` or `list`"),
     }
 }

@@ -868,6 +868,7 @@ impl Kv {
     }
 }
 
+mod freeze;
 mod lists;
 mod map;
 mod prefetch;
@@ -878,6 +879,8 @@ mod scan;
 mod tests;
 #[cfg(test)]
 mod tests_freeze;
+#[cfg(test)]
+mod tests_grow;
 #[cfg(test)]
 pub(crate) mod tests_lists;
 #[cfg(test)]

@@ -1,29 +1,42 @@
-//! The map part of [`Kv`]: keys and their items in a hashbrown table, and the freeze
-//! that shares them all with a snapshot a part at a time.
+//! The map part of [`Kv`]: keys and their items in a hashbrown table, the growth that
+//! moves them to a larger table a few at a time, and the freeze that shares them all with
+//! a snapshot a part at a time.
 //!
-//! A snapshot shares every item (a reference counted in the item's first line). At once
-//! that stops the shard for a cache miss per key: 24-49 ms per snapshot at ~630k keys on
-//! this project's test machine. A freeze instead walks the table a part per executor
-//! turn ([`Map::freeze_step`]), bucket by bucket, and shares the items it passes. What
-//! the walk has passed is the snapshot's already; for what it has not, the map keeps the
-//! state the freeze began with:
+//! **Growth.** hashbrown grows a full table by rehashing every item into a new one at
+//! once: a cache miss per item, 52 ms at 918k keys and 109 ms at 1.84M on this project's
+//! test machine, on every replica at the same slot (they apply the same log). The map
+//! instead grows as Redis's dict does: when its table is about full it makes a new one
+//! ([`Map::grow`]) and keeps the full one as *old*; every write after that moves a few of
+//! the old table's items over ([`GROW_STEP_ITEMS`]), and a write to a key still in the
+//! old table moves that key first, so new items only ever go into the new table. A
+//! lookup tries the new table, then the old. The new table is sized so that it never
+//! fills before the old one is empty ([`GROW_SPARE`]); hashbrown itself never rehashes.
 //!
-//! - an item about to change or leave the table from a bucket the walk has not passed is
+//! **Freeze.** A snapshot shares every item (a reference counted in the item's first
+//! line). At once that stops the shard for a cache miss per key: 24-49 ms per snapshot at
+//! ~630k keys. A freeze instead walks the tables a part per executor turn
+//! ([`Map::freeze_step`]), the old one first, bucket by bucket, and shares the items it
+//! passes. What the walk has passed is the snapshot's already; for what it has not, the
+//! map keeps the state the freeze began with (`kv/freeze.rs`):
+//!
+//! - an item about to change or leave a table from a bucket the walk has not passed is
 //!   shared with the freeze first (and, shared, it is never changed in place: an
 //!   overwrite or a list edit makes a new item);
 //! - a bucket the walk has not passed that takes an item in after the freeze began is
-//!   marked *born*, and the walk skips it.
+//!   marked *born*, and the walk skips it;
+//! - an item a growth moves is taken at once if only the old table's walk still owed it,
+//!   and marked born in the new table if the freeze has it already.
 //!
-//! hashbrown never moves an item but when it rehashes, which only an insertion with no
-//! room left does; before such an insertion the walk finishes at once
-//! ([`Map::before_entry`]). Copying every pointer at the freeze's start instead (as this
-//! map did until 2026-12-06) stopped the shard for 2.9-4.4 ms at 1M keys.
+//! hashbrown moves items only when it rehashes, which the growth above keeps it from
+//! doing. Copying every pointer at the freeze's start instead (as this map did until
+//! 2026-12-06) stopped the shard for 2.9-4.4 ms at 1M keys.
 
-use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
+use super::freeze::{self, Freeze};
 use super::prefetch;
 use super::{EntryRef, Item, Kind, List, MapHasher, Slot};
 
@@ -31,94 +44,44 @@ use super::{EntryRef, Item, Kind, List, MapHasher, Slot};
 /// pointer per key in the table, one allocation per key behind it ([`Item`]).
 #[derive(Default)]
 pub(super) struct Map {
+    /// The table that takes new items.
     pub(super) table: HashTable<Item>,
+    /// While the map grows: the table it empties into `table`.
+    old: Option<Old>,
     pub(super) hasher: MapHasher,
     pub(super) payload_bytes: u64,
     /// A freeze in progress (see the module docs).
     freeze: Option<Freeze>,
 }
 
-/// How many buckets ahead of the one it takes [`Map::freeze_step`] prefetches an item:
-/// taking waits for the item's line, and the misses of items prefetched ahead overlap.
-const FREEZE_AHEAD: usize = 32;
+/// The table a growth empties, and how far it got.
+#[derive(Clone)]
+struct Old {
+    table: HashTable<Item>,
+    /// The first bucket the growth has not emptied.
+    next: usize,
+}
+
+/// Items of the old table a write moves to the new one while the map grows (at most; the
+/// write's own key comes on top). Each costs a hash of the item's key, prefetched ahead.
+pub(super) const GROW_STEP_ITEMS: usize = 4;
+
+/// Buckets of the old table a write looks at while the map grows (at most), so a table of
+/// mostly removed items does not make one write walk it all.
+const GROW_STEP_BUCKETS: usize = 1024;
+
+/// A growth's new table holds `max(2 × items, old buckets / GROW_SPARE)`. A write
+/// empties [`GROW_STEP_ITEMS`] items or looks at [`GROW_STEP_BUCKETS`] buckets, so the
+/// old table of `n` items and `b` buckets is empty after at most `n / 4 + b / 1024`
+/// writes, each adding at most one item: the new table must hold `n + n / 4 + b / 1024`,
+/// and `2n` does when `n ≥ b / 768`, `b / 256` when it is not.
+const GROW_SPARE: usize = 256;
 
 /// How many items ahead of the one it takes [`Map::share_all`] prefetches one.
 const SHARE_AHEAD: usize = 16;
 
-/// A freeze's walk of the table and the items it holds (see the module docs).
-#[derive(Default)]
-struct Freeze {
-    /// The first bucket the walk has not passed; `usize::MAX` once it is done.
-    next: usize,
-    /// The items of the state the freeze began with that it holds so far, shared.
-    taken: Vec<Item>,
-    /// Buckets at or past `next` whose item came in after the freeze began.
-    born: HashSet<usize, MapHasher>,
-}
-
-impl Freeze {
-    /// A freeze of a table of `len` items, nothing taken yet.
-    fn new(len: usize) -> Freeze {
-        Freeze {
-            // Reserved, not touched: the pages fault in a part at a time as items come.
-            taken: Vec::with_capacity(len),
-            ..Freeze::default()
-        }
-    }
-
-    /// Walks on until `items` more were taken or the table ends; true once the walk is
-    /// done.
-    fn step(&mut self, table: &HashTable<Item>, items: usize) -> bool {
-        let buckets = table.num_buckets();
-        let mut took = 0;
-        while self.next < buckets && took < items {
-            let at = self.next;
-            if let Some(ahead) = table.get_bucket(at + FREEZE_AHEAD) {
-                ahead.prefetch(1);
-            }
-            if let Some(item) = table.get_bucket(at)
-                && (self.born.is_empty() || !self.born.remove(&at))
-            {
-                self.taken.push(item.clone());
-                took += 1;
-            }
-            self.next += 1;
-        }
-        if self.next >= buckets {
-            // Done: a table that grows later has nothing more for this freeze.
-            self.next = usize::MAX;
-            self.born = HashSet::default();
-        }
-        self.next == usize::MAX
-    }
-
-    /// The item in `bucket` is about to change (`stays`: a new item takes its bucket) or
-    /// to leave the table: the freeze takes it first if it is of the state the freeze
-    /// began with and the walk has not passed it.
-    fn before_change(&mut self, bucket: usize, item: &Item, stays: bool) {
-        if bucket < self.next {
-            return;
-        }
-        if self.born.contains(&bucket) {
-            if !stays {
-                self.born.remove(&bucket);
-            }
-            return;
-        }
-        self.taken.push(item.clone());
-        if stays {
-            self.born.insert(bucket);
-        }
-    }
-
-    /// An item came into `bucket`, empty until now (a bucket index is below the table's
-    /// bucket count, so never `usize::MAX`: a done walk marks nothing).
-    fn inserted(&mut self, bucket: usize) {
-        if bucket >= self.next {
-            self.born.insert(bucket);
-        }
-    }
-}
+/// Bytes of an item a growth reads to hash its key: the header and a short key.
+const KEY_LINE_BYTES: usize = 64;
 
 impl Clone for Map {
     /// A copy of the keys and items, without the freeze (which belongs to this map's
@@ -126,6 +89,7 @@ impl Clone for Map {
     fn clone(&self) -> Map {
         Map {
             table: self.table.clone(),
+            old: self.old.clone(),
             hasher: self.hasher.clone(),
             payload_bytes: self.payload_bytes,
             freeze: None,
@@ -136,7 +100,8 @@ impl Clone for Map {
 impl std::fmt::Debug for Map {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Map")
-            .field("keys", &self.table.len())
+            .field("keys", &self.len())
+            .field("growing", &self.old.is_some())
             .field("payload_bytes", &self.payload_bytes)
             .finish()
     }
@@ -148,16 +113,35 @@ impl Map {
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Option<&Item> {
-        self.table.find(self.hash(key), |i| i.key() == key)
+        let hash = self.hash(key);
+        let found = self.table.find(hash, |i| i.key() == key);
+        found.or_else(|| self.old.as_ref()?.table.find(hash, |i| i.key() == key))
     }
 
-    /// Prefetches the items of `keys`, the table's lines first (`kv/prefetch.rs`).
+    /// Prefetches the items of `keys`, the table's lines first (`kv/prefetch.rs`); while
+    /// the map grows, in both tables.
     pub(super) fn prefetch(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
-        let Some(mut p) = prefetch::KeyPrefetch::new(&self.table, self.payload_bytes) else {
-            return;
-        };
-        keys(&mut |k| p.key(self.hash(k)));
-        p.finish();
+        let old = self
+            .old
+            .as_ref()
+            .and_then(|o| prefetch::KeyPrefetch::new(&o.table, self.payload_bytes));
+        let new = prefetch::KeyPrefetch::new(&self.table, self.payload_bytes);
+        match (new, old) {
+            (Some(mut p), None) | (None, Some(mut p)) => {
+                keys(&mut |k| p.key(self.hash(k)));
+                p.finish();
+            }
+            (Some(mut p), Some(mut q)) => {
+                keys(&mut |k| {
+                    let hash = self.hash(k);
+                    p.key(hash);
+                    q.key(hash);
+                });
+                p.finish();
+                q.finish();
+            }
+            (None, None) => {}
+        }
     }
 
     pub(super) fn contains_key(&self, key: &[u8]) -> bool {
@@ -165,11 +149,17 @@ impl Map {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.old.as_ref().map_or(0, |o| o.table.len())
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &Item> {
-        self.table.iter()
+        let old = self.old.as_ref().map(|o| o.table.iter());
+        self.table.iter().chain(old.into_iter().flatten())
+    }
+
+    /// The table a growth is emptying, if the map grows (`kv/scan.rs` walks both).
+    pub(super) fn old_table(&self) -> Option<&HashTable<Item>> {
+        self.old.as_ref().map(|o| &o.table)
     }
 
     /// Sets `key` to the string `value` at `version`; `changed(old, new)` sees the entry
@@ -182,14 +172,14 @@ impl Map {
         changed: impl FnOnce(Option<EntryRef<'_>>, EntryRef<'_>),
     ) {
         let hash = self.hash(key);
-        self.before_entry();
+        self.before_entry(hash, key);
         let hasher = &self.hasher;
         let new = EntryRef::string(value, version);
         match self
             .table
             .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
         {
-            hashbrown::hash_table::Entry::Occupied(mut o) => {
+            Entry::Occupied(mut o) => {
                 if let Some(f) = &mut self.freeze {
                     f.before_change(o.bucket_index(), o.get(), true);
                 }
@@ -203,7 +193,7 @@ impl Map {
                     *item = Item::new(key, value, version);
                 }
             }
-            hashbrown::hash_table::Entry::Vacant(v) => {
+            Entry::Vacant(v) => {
                 changed(None, new);
                 self.payload_bytes += (key.len() + value.len()) as u64;
                 let at = v.insert(Item::new(key, value, version)).bucket_index();
@@ -221,13 +211,13 @@ impl Map {
         f: impl FnOnce(&mut List) -> R,
     ) -> Option<R> {
         let hash = self.hash(key);
-        self.before_entry();
+        self.before_entry(hash, key);
         let hasher = &self.hasher;
         let item = match self
             .table
             .entry(hash, |i| i.key() == key, |i| hasher.hash_one(i.key()))
         {
-            hashbrown::hash_table::Entry::Occupied(o) => {
+            Entry::Occupied(o) => {
                 // Held by a freeze, the item is shared: the edit makes a new one.
                 if let Some(fr) = &mut self.freeze
                     && o.get().list().is_some()
@@ -236,7 +226,7 @@ impl Map {
                 }
                 o.into_mut()
             }
-            hashbrown::hash_table::Entry::Vacant(v) => {
+            Entry::Vacant(v) => {
                 self.payload_bytes += key.len() as u64;
                 let o = v.insert(Item::with_list(key, List::new(), version));
                 if let Some(fr) = &mut self.freeze {
@@ -254,7 +244,7 @@ impl Map {
     /// Puts an item as it is (snapshots, repairs); returns the one it replaces.
     pub(super) fn put_item(&mut self, item: Item) -> Option<Item> {
         let hash = self.hash(item.key());
-        self.before_entry();
+        self.before_entry(hash, item.key());
         let hasher = &self.hasher;
         let added = item.payload_len() as u64;
         match self.table.entry(
@@ -262,7 +252,7 @@ impl Map {
             |i| i.key() == item.key(),
             |i| hasher.hash_one(i.key()),
         ) {
-            hashbrown::hash_table::Entry::Occupied(mut o) => {
+            Entry::Occupied(mut o) => {
                 if let Some(f) = &mut self.freeze {
                     f.before_change(o.bucket_index(), o.get(), true);
                 }
@@ -270,7 +260,7 @@ impl Map {
                 self.payload_bytes = self.payload_bytes + added - old.payload_len() as u64;
                 Some(old)
             }
-            hashbrown::hash_table::Entry::Vacant(v) => {
+            Entry::Vacant(v) => {
                 self.payload_bytes += added;
                 let at = v.insert(item).bucket_index();
                 self.inserted(at);
@@ -281,23 +271,108 @@ impl Map {
 
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Item> {
         let hash = self.hash(key);
-        let entry = self.table.find_entry(hash, |i| i.key() == key).ok()?;
-        if let Some(f) = &mut self.freeze {
-            f.before_change(entry.bucket_index(), entry.get(), false);
+        if self.old.is_some() {
+            self.grow_step(GROW_STEP_ITEMS, GROW_STEP_BUCKETS);
         }
-        let (item, _) = entry.remove();
+        let item = if let Ok(entry) = self.table.find_entry(hash, |i| i.key() == key) {
+            if let Some(f) = &mut self.freeze {
+                f.before_change(entry.bucket_index(), entry.get(), false);
+            }
+            entry.remove().0
+        } else {
+            let old = self.old.as_mut()?;
+            let entry = old.table.find_entry(hash, |i| i.key() == key).ok()?;
+            if let Some(f) = &mut self.freeze {
+                f.before_old_leaves(entry.bucket_index(), entry.get());
+            }
+            entry.remove().0
+        };
         self.payload_bytes -= item.payload_len() as u64;
         Some(item)
     }
 
-    /// Before a lookup that may insert (`HashTable::entry`): if the table has no room left
-    /// the lookup rehashes it and moves items, so a freeze's walk finishes first.
-    fn before_entry(&mut self) {
-        if let Some(f) = &mut self.freeze
-            && self.table.capacity() == self.table.len()
-        {
-            f.step(&self.table, usize::MAX);
+    /// Before a lookup that may insert `key` (`HashTable::entry`, which rehashes a table
+    /// with no room left): a growing map moves a few items and `key` itself to the new
+    /// table, and a table about full starts a growth.
+    fn before_entry(&mut self, hash: u64, key: &[u8]) {
+        if self.old.is_some() {
+            self.grow_step(GROW_STEP_ITEMS, GROW_STEP_BUCKETS);
         }
+        // Room for `key` moved over and for a new item.
+        if self.table.capacity() - self.table.len() < 2 && !self.table.is_empty() {
+            // A growth still running here would mean GROW_SPARE's sum is off: it finishes
+            // at once (a stop, never a wrong answer) rather than let hashbrown rehash.
+            self.finish_growth();
+            self.grow();
+        }
+        let Map {
+            table,
+            old,
+            hasher,
+            freeze,
+            ..
+        } = self;
+        if let Some(o) = old
+            && let Some(from) = o.table.find_bucket_index(hash, |i| i.key() == key)
+        {
+            move_out(table, &mut o.table, from, hasher, freeze);
+        }
+    }
+
+    /// Starts a growth: the table becomes the old one, and an empty one sized by
+    /// [`GROW_SPARE`] takes new items.
+    fn grow(&mut self) {
+        debug_assert!(self.old.is_none(), "one growth at a time");
+        let room = (2 * self.table.len()).max(self.table.num_buckets() / GROW_SPARE);
+        let old = std::mem::replace(&mut self.table, HashTable::with_capacity(room));
+        self.old = Some(Old {
+            table: old,
+            next: 0,
+        });
+        if let Some(f) = &mut self.freeze {
+            f.grew();
+        }
+    }
+
+    /// Moves the old table's items to the new one, bucket by bucket, until `items` moved
+    /// or `buckets` were looked at; ends the growth once the old table is empty.
+    fn grow_step(&mut self, items: usize, buckets: usize) {
+        let Map {
+            table,
+            old,
+            hasher,
+            freeze,
+            ..
+        } = self;
+        let Some(o) = old else {
+            return;
+        };
+        let end = o.next.saturating_add(buckets).min(o.table.num_buckets());
+        let mut moved = 0;
+        while o.next < end && moved < items {
+            if let Some(ahead) = o.table.get_bucket(o.next + freeze::AHEAD) {
+                ahead.prefetch(KEY_LINE_BYTES);
+            }
+            moved += usize::from(move_out(table, &mut o.table, o.next, hasher, freeze));
+            o.next += 1;
+        }
+        if o.next >= o.table.num_buckets() {
+            debug_assert!(o.table.is_empty(), "every bucket was emptied");
+            *old = None;
+            if let Some(f) = freeze {
+                f.old_gone();
+            }
+        }
+    }
+
+    /// Ends a growth at once, if one runs. A freeze walks both tables to the end first:
+    /// the new table may have to rehash to take the rest.
+    fn finish_growth(&mut self) {
+        if self.old.is_none() {
+            return;
+        }
+        self.freeze_step(usize::MAX);
+        self.grow_step(usize::MAX, usize::MAX);
     }
 
     /// An item came into `bucket`, empty until now.
@@ -311,22 +386,23 @@ impl Map {
     /// in progress is dropped. The items are shared by [`Map::freeze_step`] and handed out
     /// by [`Map::freeze_end`].
     pub(super) fn freeze_begin(&mut self) {
-        self.freeze = Some(Freeze::new(self.table.len()));
+        self.freeze = Some(Freeze::new(self.len(), self.old.is_some()));
     }
 
     /// Shares up to `items` more of the frozen items; true once all are (or no freeze
     /// runs).
     pub(super) fn freeze_step(&mut self, items: usize) -> bool {
+        let old = self.old.as_ref().map(|o| &o.table);
         self.freeze
             .as_mut()
-            .is_none_or(|f| f.step(&self.table, items))
+            .is_none_or(|f| f.step(old, &self.table, items))
     }
 
-    /// Every item, shared, at once (nothing changes the map meanwhile). The table's
+    /// Every item, shared, at once (nothing changes the map meanwhile). The tables'
     /// pointers are gathered first, so each item can be prefetched well ahead of taking it
     /// however the buckets around it are filled.
     pub(super) fn share_all(&self) -> Vec<Item> {
-        let all: Vec<&Item> = self.table.iter().collect();
+        let all: Vec<&Item> = self.iter().collect();
         let mut taken = Vec::with_capacity(all.len());
         for (i, item) in all.iter().enumerate() {
             if let Some(ahead) = all.get(i + SHARE_AHEAD) {
@@ -340,16 +416,36 @@ impl Map {
     /// Ends the freeze: every item it saw, shared (`None` if none runs).
     pub(super) fn freeze_end(&mut self) -> Option<Vec<Item>> {
         self.freeze_step(usize::MAX);
-        self.freeze.take().map(|f| f.taken)
+        self.freeze.take().map(Freeze::into_taken)
     }
 
     /// Replaces the keys and items with `other`'s. A freeze in progress first takes the
-    /// rest of the old table, and goes on with nothing more to walk.
+    /// rest of the old tables, and goes on with nothing more to walk.
     pub(super) fn replace(&mut self, mut other: Map) {
         self.freeze_step(usize::MAX);
         other.freeze = self.freeze.take();
         *self = other;
     }
+}
+
+/// Moves the item in `old`'s bucket `from`, if any, to `table`; true if there was one.
+fn move_out(
+    table: &mut HashTable<Item>,
+    old: &mut HashTable<Item>,
+    from: usize,
+    hasher: &MapHasher,
+    freeze: &mut Option<Freeze>,
+) -> bool {
+    let Ok(entry) = old.get_bucket_entry(from) else {
+        return false;
+    };
+    let (item, _) = entry.remove();
+    let hash = hasher.hash_one(item.key());
+    let to = table.insert_unique(hash, item, |i| hasher.hash_one(i.key()));
+    if let Some(f) = freeze {
+        f.moved(from, to.bucket_index());
+    }
+    true
 }
 
 impl FromIterator<Item> for Map {

@@ -189,3 +189,61 @@ fn an_export_in_parts_holds_its_state_while_the_table_grows() {
     }
     assert!(grew >= 10, "the table grew during {grew} of 20 exports");
 }
+
+/// A write that mostly adds a key never seen (the map keeps growing, in two tables a few
+/// items per write), else overwrites, removes or edits a list.
+fn growing_write(rng: &mut StdRng, slot: Slot) -> Command {
+    let old = |rng: &mut StdRng| Bytes::from(format!("g{}", rng.random_range(0..=slot)));
+    match rng.random_range(0..10) {
+        0 => Command::Del(vec![old(rng)]),
+        1 => Command::Set(old(rng), Bytes::from(vec![b'w'; rng.random_range(1..30)])),
+        2 => Command::Push {
+            key: Bytes::from(format!("gl{}", rng.random_range(0..500))),
+            values: vec![b("e")],
+            end: End::Left,
+            existing: false,
+        },
+        _ => Command::Set(Bytes::from(format!("g{slot}")), b("v")),
+    }
+}
+
+/// Exports in parts one after another while the map grows: exports begun during a
+/// growth, and growths begun or ended during an export, all hold the state the export
+/// began with.
+#[test]
+fn an_export_in_parts_holds_its_state_across_growths_in_two_tables() {
+    let (mut began_growing, mut grew_during, mut ended_during) = (0, 0, 0);
+    for seed in 0..8 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut kv, mut twin) = (Kv::new(64, 64), Kv::new(64, 64));
+        let mut slot = 0;
+        for round in 0..5 {
+            for _ in 0..rng.random_range(0..2_000) {
+                let cmd = growing_write(&mut rng, slot);
+                write_both(&mut kv, &mut twin, &mut slot, cmd);
+            }
+            let began = owned(&kv.export().entries);
+            let mut growing = kv.map.old_table().is_some();
+            began_growing += usize::from(growing);
+            kv.export_begin();
+            while !kv.export_step(rng.random_range(1..200)) {
+                for _ in 0..rng.random_range(0..40) {
+                    let cmd = growing_write(&mut rng, slot);
+                    write_both(&mut kv, &mut twin, &mut slot, cmd);
+                }
+                let now = kv.map.old_table().is_some();
+                grew_during += usize::from(now && !growing);
+                ended_during += usize::from(!now && growing);
+                growing = now;
+            }
+            let entries = kv.export_end().expect("an export runs");
+            assert_eq!(owned(&entries), began, "seed {seed} round {round}");
+            assert_eq!(kv.digest(), twin.digest(), "seed {seed} round {round}");
+        }
+    }
+    assert!(
+        began_growing >= 5 && grew_during >= 5 && ended_during >= 5,
+        "exports begun while growing {began_growing}, growths begun {grew_during} and \
+         ended {ended_during} during one"
+    );
+}
