@@ -41,12 +41,20 @@ fn set(key: u64, value: &Bytes) -> Request {
     }
 }
 
-fn apply(c: &mut Criterion) {
-    let value = Bytes::from(vec![b'x'; 100]);
+/// A map of [`KEYS`] keys set to `value`. 1M keys is partway through the map's growth
+/// from 1M to 2M buckets (`kv/map.rs`); `grown` ends it, as a node's ticks do.
+fn loaded(value: &Bytes, grown: bool) -> Kv {
     let mut kv = Kv::new(4096, 4096);
     for i in 0..KEYS {
-        kv.apply(i + 1, &set(i, &value));
+        kv.apply(i + 1, &set(i, value));
     }
+    while grown && !kv.grow_step(usize::MAX) {}
+    kv
+}
+
+fn apply(c: &mut Criterion) {
+    let value = Bytes::from(vec![b'x'; 100]);
+    let mut kv = loaded(&value, true);
     let mut rng = StdRng::seed_from_u64(7);
     let batches: Vec<Vec<Request>> = (0..BATCHES)
         .map(|_| {
@@ -93,10 +101,7 @@ fn apply(c: &mut Criterion) {
 /// (50 sessions, each with 16 requests outstanding: its acknowledged floor trails by 16).
 fn apply_reads(c: &mut Criterion) {
     let value = Bytes::from(vec![b'x'; 100]);
-    let mut kv = Kv::new(4096, 4096);
-    for i in 0..KEYS {
-        kv.apply(i + 1, &set(i, &value));
-    }
+    let mut kv = loaded(&value, true);
     let mut rng = StdRng::seed_from_u64(7);
     let keys: Vec<Bytes> = (0..BATCH * BATCHES)
         .map(|_| Bytes::from(format!("key:{:07}", rng.random_range(0..KEYS))))
@@ -134,22 +139,27 @@ fn apply_reads(c: &mut Criterion) {
 }
 
 /// GETs answered from the map as lease reads are (`Kv::read`), 16 per pipeline (as
-/// `redis-benchmark -P 16` sends them), with and without prefetching the pipeline's keys.
+/// `redis-benchmark -P 16` sends them), with and without prefetching the pipeline's keys,
+/// and with a map partway through a growth (two tables to look in).
 fn lease_reads(c: &mut Criterion) {
     let value = Bytes::from(vec![b'x'; 100]);
-    let mut kv = Kv::new(4096, 4096);
-    for i in 0..KEYS {
-        kv.apply(i + 1, &set(i, &value));
-    }
+    let mut kv = loaded(&value, true);
+    let mut growing = loaded(&value, false);
     let mut rng = StdRng::seed_from_u64(7);
     let gets: Vec<Command> = (0..BATCH * BATCHES)
         .map(|_| Command::Get(Bytes::from(format!("key:{:07}", rng.random_range(0..KEYS)))))
         .collect();
     let mut group = c.benchmark_group("kv_read_1m_keys_random_get_pipelined_16");
     group.throughput(Throughput::Elements(gets.len() as u64));
-    for prefetch in [false, true] {
+    for (prefetch, mid_growth) in [(false, false), (true, false), (true, true)] {
+        let kv = if mid_growth { &mut growing } else { &mut kv };
+        let name = if mid_growth {
+            "prefetch_mid_growth"
+        } else {
+            "prefetch"
+        };
         group.bench_with_input(
-            BenchmarkId::new("prefetch", prefetch),
+            BenchmarkId::new(name, prefetch),
             &prefetch,
             |b, &prefetch| {
                 b.iter(|| {
@@ -180,10 +190,7 @@ fn lease_reads(c: &mut Criterion) {
 /// scattered the items over the heap as a running node's are.
 fn export(c: &mut Criterion) {
     let value = Bytes::from(vec![b'x'; 100]);
-    let mut kv = Kv::new(4096, 4096);
-    for i in 0..KEYS {
-        kv.apply(i + 1, &set(i, &value));
-    }
+    let mut kv = loaded(&value, true);
     let mut rng = StdRng::seed_from_u64(7);
     let other = Bytes::from(vec![b'y'; 90]);
     for i in 0..KEYS {

@@ -7,13 +7,15 @@
 //!
 //! `cargo bench --bench kv_memory -- grow`: 2,000,000 keys set one by one, each SET
 //! timed: the longest ones are the table's growths (`kv/map.rs`), a stop of the shard
-//! for as long as one takes.
+//! for as long as one takes. Then the growth still running is ended a tick's part at a
+//! time (`Kv::grow_step`), each part timed.
 //!
 //! `cargo bench --bench kv_memory -- list`: one list filled with 1-byte elements until a
 //! push is refused (the held-bytes limit, `protocol::list::LIST_ELEMENT_OVERHEAD_BYTES`),
 //! and the memory it then takes.
 
 use bytes::Bytes;
+use corepax::protocol::consensus::GROW_TICK_ITEMS;
 use corepax::protocol::list::{End, LIST_BYTES_MAX};
 use corepax::protocol::{Command, Kv, Reply, Request};
 
@@ -110,6 +112,23 @@ fn grow() {
     for (t, keys) in &took[..8] {
         println!("  {:>9.3} ms  with {keys} keys", t.as_secs_f64() * 1e3);
     }
+    // The growth still running ends as a node's ticks end it when no write comes.
+    let mut steps = Vec::new();
+    loop {
+        let at = std::time::Instant::now();
+        let done = kv.grow_step(GROW_TICK_ITEMS);
+        steps.push(at.elapsed());
+        if done {
+            break;
+        }
+    }
+    steps.sort_unstable();
+    println!(
+        "ending the growth {GROW_TICK_ITEMS} items a tick: {} ticks, median {} µs, longest {} µs",
+        steps.len(),
+        steps[steps.len() / 2].as_micros(),
+        steps[steps.len() - 1].as_micros()
+    );
 }
 
 fn list() {

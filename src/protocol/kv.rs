@@ -444,6 +444,13 @@ impl Kv {
         self.map.freeze_step(items)
     }
 
+    /// Moves up to `items` more of a growing map's items to its new table (`kv/map.rs`;
+    /// writes move a few each, this lets time move the rest when writes stop); true once
+    /// no growth runs.
+    pub fn grow_step(&mut self, items: usize) -> bool {
+        self.map.grow_step(items, items.saturating_mul(8))
+    }
+
     /// The items [`Kv::export_begin`] froze, shared: the entries of its state (`None` if
     /// no export runs).
     pub fn export_end(&mut self) -> Option<Vec<Item>> {

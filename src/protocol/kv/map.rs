@@ -114,34 +114,45 @@ impl Map {
 
     pub(super) fn get(&self, key: &[u8]) -> Option<&Item> {
         let hash = self.hash(key);
-        let found = self.table.find(hash, |i| i.key() == key);
-        found.or_else(|| self.old.as_ref()?.table.find(hash, |i| i.key() == key))
+        let eq = |i: &Item| i.key() == key;
+        let Some(old) = &self.old else {
+            return self.table.find(hash, eq);
+        };
+        // The table holding more items first: fewer lookups miss in one to find the key
+        // in the other.
+        if old.table.len() > self.table.len() {
+            old.table
+                .find(hash, eq)
+                .or_else(|| self.table.find(hash, eq))
+        } else {
+            self.table
+                .find(hash, eq)
+                .or_else(|| old.table.find(hash, eq))
+        }
     }
 
     /// Prefetches the items of `keys`, the table's lines first (`kv/prefetch.rs`); while
     /// the map grows, in both tables.
     pub(super) fn prefetch(&self, keys: impl FnOnce(&mut dyn FnMut(&[u8]))) {
-        let old = self
-            .old
-            .as_ref()
-            .and_then(|o| prefetch::KeyPrefetch::new(&o.table, self.payload_bytes));
-        let new = prefetch::KeyPrefetch::new(&self.table, self.payload_bytes);
-        match (new, old) {
-            (Some(mut p), None) | (None, Some(mut p)) => {
+        let Some(old) = &self.old else {
+            if let Some(mut p) = prefetch::KeyPrefetch::new(&self.table, self.payload_bytes) {
                 keys(&mut |k| p.key(self.hash(k)));
                 p.finish();
             }
-            (Some(mut p), Some(mut q)) => {
-                keys(&mut |k| {
-                    let hash = self.hash(k);
-                    p.key(hash);
-                    q.key(hash);
-                });
-                p.finish();
-                q.finish();
-            }
-            (None, None) => {}
-        }
+            return;
+        };
+        let mut tables = [
+            prefetch::KeyPrefetch::near(&old.table, old.next, self.payload_bytes),
+            prefetch::KeyPrefetch::near(&self.table, 0, self.payload_bytes),
+        ];
+        keys(&mut |k| {
+            let hash = self.hash(k);
+            tables.iter_mut().flatten().for_each(|p| p.key(hash));
+        });
+        tables
+            .into_iter()
+            .flatten()
+            .for_each(prefetch::KeyPrefetch::finish);
     }
 
     pub(super) fn contains_key(&self, key: &[u8]) -> bool {
@@ -271,9 +282,7 @@ impl Map {
 
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<Item> {
         let hash = self.hash(key);
-        if self.old.is_some() {
-            self.grow_step(GROW_STEP_ITEMS, GROW_STEP_BUCKETS);
-        }
+        self.grow_step(GROW_STEP_ITEMS, GROW_STEP_BUCKETS);
         let item = if let Ok(entry) = self.table.find_entry(hash, |i| i.key() == key) {
             if let Some(f) = &mut self.freeze {
                 f.before_change(entry.bucket_index(), entry.get(), false);
@@ -295,9 +304,7 @@ impl Map {
     /// with no room left): a growing map moves a few items and `key` itself to the new
     /// table, and a table about full starts a growth.
     fn before_entry(&mut self, hash: u64, key: &[u8]) {
-        if self.old.is_some() {
-            self.grow_step(GROW_STEP_ITEMS, GROW_STEP_BUCKETS);
-        }
+        self.grow_step(GROW_STEP_ITEMS, GROW_STEP_BUCKETS);
         // Room for `key` moved over and for a new item.
         if self.table.capacity() - self.table.len() < 2 && !self.table.is_empty() {
             // A growth still running here would mean GROW_SPARE's sum is off: it finishes
@@ -335,8 +342,9 @@ impl Map {
     }
 
     /// Moves the old table's items to the new one, bucket by bucket, until `items` moved
-    /// or `buckets` were looked at; ends the growth once the old table is empty.
-    fn grow_step(&mut self, items: usize, buckets: usize) {
+    /// or `buckets` were looked at; ends the growth once the old table is empty. True
+    /// once no growth runs.
+    pub(super) fn grow_step(&mut self, items: usize, buckets: usize) -> bool {
         let Map {
             table,
             old,
@@ -345,7 +353,7 @@ impl Map {
             ..
         } = self;
         let Some(o) = old else {
-            return;
+            return true;
         };
         let end = o.next.saturating_add(buckets).min(o.table.num_buckets());
         let mut moved = 0;
@@ -363,6 +371,7 @@ impl Map {
                 f.old_gone();
             }
         }
+        old.is_none()
     }
 
     /// Ends a growth at once, if one runs. A freeze walks both tables to the end first:
@@ -373,6 +382,7 @@ impl Map {
         }
         self.freeze_step(usize::MAX);
         self.grow_step(usize::MAX, usize::MAX);
+        debug_assert!(self.old.is_none());
     }
 
     /// An item came into `bucket`, empty until now.

@@ -58,6 +58,10 @@ fn item_bytes(payload_bytes: u64, keys: usize) -> usize {
         .min(ITEM_BYTES_MAX)
 }
 
+/// Buckets [`ProbeLines::near`] looks at for an occupied one: a table a growth has filled
+/// or emptied less than that would not repay prefetching anyway.
+const NEAR_BUCKETS: usize = 64;
+
 /// Where a table's probes start.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ProbeLines {
@@ -68,7 +72,20 @@ pub(super) struct ProbeLines {
 impl ProbeLines {
     /// The table's lines, read off its first occupied bucket; `None` if it is empty.
     pub(super) fn of(table: &HashTable<Item>) -> Option<ProbeLines> {
-        let index = table.iter_buckets().next()?;
+        ProbeLines::at(table, table.iter_buckets().next()?)
+    }
+
+    /// The table's lines, read off the first occupied bucket of the [`NEAR_BUCKETS`] from
+    /// `from` on; `None` if they are all empty. For the tables of a growth, whose first
+    /// buckets may be empty by the hundred thousand (the old table's emptied ones, the new
+    /// table's not filled yet), where [`ProbeLines::of`] would walk them all.
+    pub(super) fn near(table: &HashTable<Item>, from: usize) -> Option<ProbeLines> {
+        let end = from.saturating_add(NEAR_BUCKETS).min(table.num_buckets());
+        ProbeLines::at(table, (from..end).find(|&i| table.get_bucket(i).is_some())?)
+    }
+
+    /// The table's lines, read off occupied bucket `index`.
+    fn at(table: &HashTable<Item>, index: usize) -> Option<ProbeLines> {
         let item: *const Item = table.get_bucket(index)?;
         Some(ProbeLines {
             ctrl: item
@@ -106,9 +123,27 @@ impl<'a> KeyPrefetch<'a> {
     /// `None` for an empty table (nothing to prefetch). `payload_bytes` is the keys' and
     /// values' bytes the table holds: it sizes each item's prefetch ([`item_bytes`]).
     pub(super) fn new(table: &'a HashTable<Item>, payload_bytes: u64) -> Option<KeyPrefetch<'a>> {
+        KeyPrefetch::with(table, ProbeLines::of(table)?, payload_bytes)
+    }
+
+    /// As [`KeyPrefetch::new`], for a table of a growth: its lines are read off a bucket
+    /// near `from` ([`ProbeLines::near`]).
+    pub(super) fn near(
+        table: &'a HashTable<Item>,
+        from: usize,
+        payload_bytes: u64,
+    ) -> Option<KeyPrefetch<'a>> {
+        KeyPrefetch::with(table, ProbeLines::near(table, from)?, payload_bytes)
+    }
+
+    fn with(
+        table: &'a HashTable<Item>,
+        lines: ProbeLines,
+        payload_bytes: u64,
+    ) -> Option<KeyPrefetch<'a>> {
         Some(KeyPrefetch {
             table,
-            lines: ProbeLines::of(table)?,
+            lines,
             trail: Trail::default(),
             item_bytes: item_bytes(payload_bytes, table.len()),
         })
