@@ -462,8 +462,10 @@ impl FromIterator<Item> for Map {
     fn from_iter<I: IntoIterator<Item = Item>>(iter: I) -> Map {
         let iter = iter.into_iter();
         let mut map = Map::default();
+        // Room for two more than the items: a table left with less would start a growth
+        // on the last puts (`Map::before_entry`).
         map.table
-            .reserve(iter.size_hint().0, |i| map.hasher.hash_one(i.key()));
+            .reserve(iter.size_hint().0 + 2, |i| map.hasher.hash_one(i.key()));
         for item in iter {
             map.put_item(item);
         }

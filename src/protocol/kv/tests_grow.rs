@@ -115,3 +115,13 @@ fn removals_during_a_growth_leave_the_map_as_a_model_map() {
         "{removed_from_old} removals from the old table"
     );
 }
+
+#[test]
+fn a_map_built_from_items_does_not_start_a_growth() {
+    // 917,504 is 7/8 of 2^20 buckets, a table filled to the last place; 3,584 of 2^12.
+    for n in [3_584u64, 3_583, 3_585, 100] {
+        let map: Map = (0..n).map(|i| super::Item::new(&key(i), b"v", i)).collect();
+        assert_eq!(map.len(), n as usize);
+        assert!(map.old_table().is_none(), "{n} items: a growth started");
+    }
+}
