@@ -10,6 +10,9 @@
 #
 # Usage: scripts/snapshot-catch-up.sh   (defaults below; all can be overridden)
 #   KEYS=1000000         distinct keys (key:%07d)
+#   PRELOAD_KEYS=0       keys loaded before the follower goes down (it restarts holding
+#                        them, so installing the snapshot replaces a map that large); the
+#                        KEYS keys come after them
 #   VALUE_BYTES=100      bytes per value
 #   LOADERS=4            pipelined loader connections
 #   LOAD_TIMEOUT_S=900   bound on the load
@@ -24,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KEYS=${KEYS:-1000000}
+PRELOAD_KEYS=${PRELOAD_KEYS:-0}
 VALUE_BYTES=${VALUE_BYTES:-100}
 LOADERS=${LOADERS:-4}
 LOAD_TIMEOUT_S=${LOAD_TIMEOUT_S:-900}
@@ -83,16 +87,25 @@ for i in 0 1 2; do
     [ "$(redis-cli -p $((BASE + i)) info | tr -d '\r' | sed -n 's/^shards_led://p')" = 1 ] && LEADER=$i
 done
 LAGGING=$(((LEADER + 1) % 3))
+write_loader "$TMP/loader.py"
+if [ "$PRELOAD_KEYS" -gt 0 ]; then
+    echo "[$(date -u +%T)] preloading $PRELOAD_KEYS keys through node $LEADER" >&2
+    load_keys $((BASE + LEADER)) "$TMP/preload.log" "0:$PRELOAD_KEYS"
+    deadline=$((SECONDS + CATCHUP_TIMEOUT_S))
+    until [ "$(redis-cli -p $((BASE + LAGGING)) dbsize 2>/dev/null)" = "$PRELOAD_KEYS" ]; do
+        [ $SECONDS -lt $deadline ] || { echo "node $LAGGING did not apply the preload" >&2; exit 1; }
+        sleep 0.2
+    done
+fi
 echo "[$(date -u +%T)] leader node $LEADER; kill -9 node $LAGGING" >&2
 kill -KILL "${PIDS[$LAGGING]}"
 wait "${PIDS[$LAGGING]}" 2>/dev/null || true
 PIDS[LAGGING]=""
 
-write_loader "$TMP/loader.py"
 UPTIME_BEFORE=$(uptime)
 echo "[$(date -u +%T)] loading $KEYS keys through node $LEADER" >&2
 LOAD_START=$(date +%s%N)
-load_keys $((BASE + LEADER)) "$TMP/load.log" "0:$KEYS"
+load_keys $((BASE + LEADER)) "$TMP/load.log" "$PRELOAD_KEYS:$((PRELOAD_KEYS + KEYS))"
 LOAD_MS=$((($(date +%s%N) - LOAD_START) / 1000000))
 LEADER_DBSIZE=$(redis-cli -p $((BASE + LEADER)) dbsize)
 LEADER_COMMIT=$(info_field $((BASE + LEADER)) commit_index)
@@ -124,8 +137,8 @@ LEAD_INFO=$(redis-cli -p $((BASE + LEADER)) info 2>/dev/null | tr -d '\r' | grep
     echo "# Catch-up by snapshot with $KEYS keys — $STAMP"
     echo
     echo "$KEYS keys \`key:%07d\` with $VALUE_BYTES-byte values ($((KEYS * (11 + VALUE_BYTES))) bytes of keys and"
-    echo "values) loaded while node $LAGGING was down; then node $LAGGING restarts with an empty"
-    echo "log and its peers' logs compacted, so it can only catch up from a snapshot."
+    echo "values) loaded while node $LAGGING was down (after $PRELOAD_KEYS keys it holds); then node"
+    echo "$LAGGING restarts and its peers' logs are compacted, so it can only catch up from a snapshot."
     echo
     echo "| what | value |"
     echo "| --- | --- |"
@@ -134,6 +147,7 @@ LEAD_INFO=$(redis-cli -p $((BASE + LEADER)) info 2>/dev/null | tr -d '\r' | grep
     echo "| node $LAGGING snapshots_installed | $(info_field $((BASE + LAGGING)) snapshots_installed) |"
     echo "| node $LEADER snapshots_sent | $(info_field $((BASE + LEADER)) snapshots_sent) |"
     echo "| node $LEADER (leader) executor stalls during the catch-up (ticks >= 20 ms late) | $LEADER_STALLS ($LEADER_STALL_MS ms) |"
+    echo "| node $LAGGING executor stalls since its restart | $(info_field $((BASE + LAGGING)) executor_stalls) ($(info_field $((BASE + LAGGING)) executor_stall_ms) ms) |"
     echo "| RSS node $LEADER (leader) / node $LAGGING (caught up), MiB | $(rss_mib "${PIDS[$LEADER]}") / $(rss_mib "${PIDS[$LAGGING]}") |"
     echo
     echo "## Setup"

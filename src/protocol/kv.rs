@@ -165,6 +165,9 @@ pub struct Kv {
     /// ([`Kv::drain_events`], or [`Kv::take_events`] as owned events); `None`: not
     /// recorded (the driver asked for none).
     events: Option<Recorder>,
+    /// The maps imports replaced, kept for the driver to drop off its executor
+    /// ([`Kv::keep_replaced`]); `None`: dropped at once.
+    replaced: Option<Vec<Replaced>>,
     /// [`Kv::set_bug_insert_after`].
     bug_insert_after: bool,
     /// [`Kv::set_bug_lmove_wrong_end`].
@@ -185,6 +188,7 @@ impl Kv {
             expiry: Expiry::default(),
             written_bytes: 0,
             events: None,
+            replaced: None,
             bug_insert_after: false,
             bug_lmove_wrong_end: false,
         }
@@ -194,6 +198,21 @@ impl Kv {
     /// it on takes them after every step ([`Kv::drain_events`], [`Kv::take_events`]).
     pub fn record_events(&mut self, on: bool) {
         self.events = on.then(Recorder::default);
+    }
+
+    /// Keeps (or stops keeping) the map each [`Kv::import`] replaces, for the driver to
+    /// take ([`Kv::take_replaced`]) and drop elsewhere: freeing a million items is a
+    /// cache miss each, ~120 ms that the shard would stop for.
+    pub fn keep_replaced(&mut self, on: bool) {
+        self.replaced = on.then(Vec::new);
+    }
+
+    /// The maps imports replaced since the last call (empty when not kept).
+    pub fn take_replaced(&mut self) -> Vec<Replaced> {
+        self.replaced
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The events recorded since the last call, in apply order (empty when not recording).
@@ -481,7 +500,10 @@ impl Kv {
             .rebuild_full(state.entries.iter().map(|i| (i.key(), i.entry_ref())));
         let entries = state.entries.len();
         // An export in progress goes on with the items it froze.
-        self.map.replace(state.entries.into_iter().collect());
+        let old = self.map.replace(state.entries.into_iter().collect());
+        if let Some(kept) = &mut self.replaced {
+            kept.push(Replaced { _map: old });
+        }
         if self.map.len() != entries {
             // A key came twice and the map kept the last: the tree counted both.
             self.merkle
@@ -513,6 +535,13 @@ impl Kv {
             acc ^ h.digest()
         })
     }
+}
+
+/// A map an import replaced ([`Kv::keep_replaced`]): nothing to do with it but drop it,
+/// on any thread.
+#[derive(Clone, Debug)]
+pub struct Replaced {
+    _map: Map,
 }
 
 /// The first sort key of entries in a sorted [`KvState`]: the key's xxh3 (ties, by key

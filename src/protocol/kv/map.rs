@@ -429,12 +429,13 @@ impl Map {
         self.freeze.take().map(Freeze::into_taken)
     }
 
-    /// Replaces the keys and items with `other`'s. A freeze in progress first takes the
-    /// rest of the old tables, and goes on with nothing more to walk.
-    pub(super) fn replace(&mut self, mut other: Map) {
+    /// Replaces the keys and items with `other`'s, and returns the map replaced. A freeze
+    /// in progress first takes the rest of the old tables, and goes on with nothing more
+    /// to walk.
+    pub(super) fn replace(&mut self, mut other: Map) -> Map {
         self.freeze_step(usize::MAX);
         other.freeze = self.freeze.take();
-        *self = other;
+        std::mem::replace(self, other)
     }
 }
 

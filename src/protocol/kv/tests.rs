@@ -682,3 +682,29 @@ fn an_import_builds_the_tree_of_the_map_it_leaves() {
     assert_eq!(c.merkle().root(), fresh.merkle().root());
     assert_ne!(c.merkle().root(), a.merkle().root());
 }
+
+#[test]
+fn an_import_hands_the_map_it_replaced_to_the_driver_only_when_asked() {
+    let fill = |prefix: &str, n: u64| {
+        let mut kv = Kv::new(8, 8);
+        for i in 0..n {
+            let cmd = Command::Set(b(&format!("{prefix}{i}")), b("v"));
+            kv.apply(i + 1, &req(1, i + 1, 1, cmd));
+        }
+        kv
+    };
+    let source = fill("new", 30);
+    let mut kv = fill("old", 50);
+    kv.import(source.export());
+    assert!(kv.take_replaced().is_empty(), "not kept unless asked");
+    let mut again = fill("old", 40);
+    again.keep_replaced(true);
+    again.import(source.export());
+    let replaced = again.take_replaced();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(replaced[0]._map.len(), 40, "the map it had");
+    assert!(replaced[0]._map.get(b"old7").is_some());
+    assert!(again.take_replaced().is_empty(), "taken once");
+    assert_eq!((again.len(), again.get(b"old7").is_none()), (30, true));
+    assert_eq!(again.digest(), source.digest());
+}

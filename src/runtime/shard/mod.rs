@@ -588,6 +588,7 @@ impl Shard {
         let recovering_at_start = forgot_records || replica.recovering();
         // What recovery applied is not reported: only what is applied from now on.
         replica.kv_mut().record_events(true);
+        replica.kv_mut().keep_replaced(true);
         replica.set_session(seed | 1);
         replica.set_offload_transfers(true);
         let client = ClientPath::new(
@@ -812,6 +813,23 @@ impl Shard {
         self.run_client_path();
         self.wake_list_waiters();
         self.build_transfer_offloaded();
+        self.drop_replaced_offloaded();
+    }
+
+    /// The map an installed state replaced is freed on the blocking pool: a cache miss
+    /// per item, ~120 ms at 1M keys that every request would wait behind
+    /// (results/install-drop-20261206/).
+    fn drop_replaced_offloaded(&self) {
+        let replaced = self.replica.borrow_mut().kv_mut().take_replaced();
+        if replaced.is_empty() {
+            return;
+        }
+        glommio::spawn_local(async move {
+            glommio::executor()
+                .spawn_blocking(move || drop(replaced))
+                .await;
+        })
+        .detach();
     }
 
     /// A state transfer a lagging peer needs is sorted and hashed on the blocking pool,
