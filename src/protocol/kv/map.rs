@@ -312,18 +312,29 @@ impl Map {
             self.finish_growth();
             self.grow();
         }
-        let Map {
-            table,
-            old,
-            hasher,
-            freeze,
-            ..
-        } = self;
+        let (table, old, hasher, freeze) = self.growth_parts();
         if let Some(o) = old
             && let Some(from) = o.table.find_bucket_index(hash, |i| i.key() == key)
         {
             move_out(table, &mut o.table, from, hasher, freeze);
         }
+    }
+
+    /// The parts a growth moves items between and tells about, borrowed apart.
+    fn growth_parts(
+        &mut self,
+    ) -> (
+        &mut HashTable<Item>,
+        &mut Option<Old>,
+        &MapHasher,
+        &mut Option<Freeze>,
+    ) {
+        (
+            &mut self.table,
+            &mut self.old,
+            &self.hasher,
+            &mut self.freeze,
+        )
     }
 
     /// Starts a growth: the table becomes the old one, and an empty one sized by
@@ -345,13 +356,7 @@ impl Map {
     /// or `buckets` were looked at; ends the growth once the old table is empty. True
     /// once no growth runs.
     pub(super) fn grow_step(&mut self, items: usize, buckets: usize) -> bool {
-        let Map {
-            table,
-            old,
-            hasher,
-            freeze,
-            ..
-        } = self;
+        let (table, old, hasher, freeze) = self.growth_parts();
         let Some(o) = old else {
             return true;
         };
