@@ -17,7 +17,7 @@ use super::types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::{Protocol, ProtocolConfig};
 use serde::{Deserialize, Serialize};
 
-/// Items a growing map moves to its new table per tick (`Kv::grow_step`): about 100 µs
+/// Items a growing map moves to its new table per tick (`Kv::grow_step`): about 50 µs
 /// of the shard's time (`cargo bench --bench kv_memory -- grow`), every 5 ms while a
 /// growth runs (the node's busy tick), so a million-item growth ends in ~2.5 s if no
 /// write moves any.

@@ -60,7 +60,15 @@ struct Old {
     table: HashTable<Item>,
     /// The first bucket the growth has not emptied.
     next: usize,
+    /// A bucket of the new table a move filled, to read its probes' layout off
+    /// ([`prefetch::ProbeLines::near`]).
+    placed: Option<usize>,
 }
+
+/// How many buckets ahead of the one it moves [`Map::grow_step`] prefetches where its
+/// item goes in the new table (its item's lines were prefetched [`freeze::AHEAD`]
+/// buckets ahead): the moves' misses in the new table overlap.
+const PLACE_AHEAD: usize = 8;
 
 /// Items of the old table a write moves to the new one while the map grows (at most; the
 /// write's own key comes on top). Each costs a hash of the item's key, prefetched ahead.
@@ -346,6 +354,7 @@ impl Map {
         self.old = Some(Old {
             table: old,
             next: 0,
+            placed: None,
         });
         if let Some(f) = &mut self.freeze {
             f.grew();
@@ -362,11 +371,22 @@ impl Map {
         };
         let end = o.next.saturating_add(buckets).min(o.table.num_buckets());
         let mut moved = 0;
+        let lines = o
+            .placed
+            .and_then(|at| prefetch::ProbeLines::near(table, at));
         while o.next < end && moved < items {
             if let Some(ahead) = o.table.get_bucket(o.next + freeze::AHEAD) {
                 ahead.prefetch(KEY_LINE_BYTES);
             }
-            moved += usize::from(move_out(table, &mut o.table, o.next, hasher, freeze));
+            if let Some(lines) = lines
+                && let Some(ahead) = o.table.get_bucket(o.next + PLACE_AHEAD)
+            {
+                lines.prefetch(hasher.hash_one(ahead.key()));
+            }
+            if let Some(to) = move_out(table, &mut o.table, o.next, hasher, freeze) {
+                moved += 1;
+                o.placed = Some(to);
+            }
             o.next += 1;
         }
         if o.next >= o.table.num_buckets() {
@@ -444,24 +464,26 @@ impl Map {
     }
 }
 
-/// Moves the item in `old`'s bucket `from`, if any, to `table`; true if there was one.
+/// Moves the item in `old`'s bucket `from`, if any, to `table`; the bucket it went to.
 fn move_out(
     table: &mut HashTable<Item>,
     old: &mut HashTable<Item>,
     from: usize,
     hasher: &MapHasher,
     freeze: &mut Option<Freeze>,
-) -> bool {
+) -> Option<usize> {
     let Ok(entry) = old.get_bucket_entry(from) else {
-        return false;
+        return None;
     };
     let (item, _) = entry.remove();
     let hash = hasher.hash_one(item.key());
-    let to = table.insert_unique(hash, item, |i| hasher.hash_one(i.key()));
+    let to = table
+        .insert_unique(hash, item, |i| hasher.hash_one(i.key()))
+        .bucket_index();
     if let Some(f) = freeze {
-        f.moved(from, to.bucket_index());
+        f.moved(from, to);
     }
-    true
+    Some(to)
 }
 
 impl FromIterator<Item> for Map {

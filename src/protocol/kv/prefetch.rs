@@ -102,7 +102,7 @@ impl ProbeLines {
     }
 
     /// Prefetches the control bytes and the first buckets of `hash`'s probe.
-    fn prefetch(&self, hash: u64) {
+    pub(super) fn prefetch(&self, hash: u64) {
         let start = hash as usize & self.mask;
         prefetch(self.ctrl.wrapping_add(start));
         prefetch(self.bucket(start));
