@@ -202,7 +202,8 @@ impl Kv {
 
     /// Keeps (or stops keeping) the map each [`Kv::import`] replaces, for the driver to
     /// take ([`Kv::take_replaced`]) and drop elsewhere: freeing a million items is a
-    /// cache miss each, ~120 ms that the shard would stop for.
+    /// cache miss each: 20-120 ms that the shard would stop for
+    /// (results/install-drop-20261206/).
     pub fn keep_replaced(&mut self, on: bool) {
         self.replaced = on.then(Vec::new);
     }

@@ -817,7 +817,7 @@ impl Shard {
     }
 
     /// The map an installed state replaced is freed on the blocking pool: a cache miss
-    /// per item, ~120 ms at 1M keys that every request would wait behind
+    /// per item, 20-120 ms at 1M keys that every request would wait behind
     /// (results/install-drop-20261206/).
     fn drop_replaced_offloaded(&self) {
         let replaced = self.replica.borrow_mut().kv_mut().take_replaced();
