@@ -71,7 +71,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},snapshot_pause_max_us={},peers_connected={},disk_full={},storage={}\r\n",
+            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},growth_keys_left={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},snapshot_pause_max_us={},peers_connected={},disk_full={},storage={}\r\n",
             i.index,
             i.leading as u8,
             i.epoch,
@@ -80,6 +80,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
             i.commit_index,
             i.applied_index,
             i.keys,
+            i.growth_keys_left,
             i.merkle_root,
             i.merkle_bytes,
             i.log_entries,

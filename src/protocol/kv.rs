@@ -464,6 +464,12 @@ impl Kv {
         self.map.freeze_step(items)
     }
 
+    /// Keys a growth of the map still has to move to its new table (0 when none runs;
+    /// INFO `growth_keys_left`).
+    pub fn growth_keys_left(&self) -> usize {
+        self.map.growth_left()
+    }
+
     /// Moves up to `items` more of a growing map's items to its new table (`kv/map.rs`;
     /// writes move a few each, this lets time move the rest when writes stop); true once
     /// no growth runs.

@@ -176,6 +176,11 @@ impl Map {
         self.table.iter().chain(old.into_iter().flatten())
     }
 
+    /// Items a growth still has to move to the new table (0 when none runs).
+    pub(super) fn growth_left(&self) -> usize {
+        self.old.as_ref().map_or(0, |o| o.table.len())
+    }
+
     /// The table a growth is emptying, if the map grows (`kv/scan.rs` walks both).
     pub(super) fn old_table(&self) -> Option<&HashTable<Item>> {
         self.old.as_ref().map(|o| &o.table)

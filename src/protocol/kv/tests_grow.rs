@@ -125,3 +125,35 @@ fn a_map_built_from_items_does_not_start_a_growth() {
         assert!(map.old_table().is_none(), "{n} items: a growth started");
     }
 }
+
+#[test]
+fn ticks_end_a_growth_that_no_write_moves_on() {
+    use super::{Command, Kv, Request};
+    use bytes::Bytes;
+    let mut kv = Kv::new(8, 8);
+    let mut slot = 0;
+    while kv.growth_keys_left() < 1_000 {
+        slot += 1;
+        let cmd = Command::Set(Bytes::from(key(slot)), Bytes::from_static(b"v"));
+        kv.apply(
+            slot,
+            &Request {
+                cmd,
+                ..Request::noop()
+            },
+        );
+    }
+    let (keys, digest) = (kv.len(), kv.digest());
+    let mut steps = 0;
+    while !kv.grow_step(100) {
+        steps += 1;
+        assert!(steps < 10_000, "the growth never ended");
+    }
+    assert!(
+        steps >= 10,
+        "{steps} steps of 100 moved 1,000 keys and more"
+    );
+    assert_eq!(kv.growth_keys_left(), 0);
+    assert_eq!((kv.len(), kv.digest()), (keys, digest));
+    assert!(kv.grow_step(100), "no growth runs");
+}

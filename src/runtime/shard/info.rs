@@ -80,6 +80,8 @@ pub struct ShardInfo {
     pub applied_index: u64,
     /// Keys stored.
     pub keys: usize,
+    /// Keys a growth of the map still has to move to its new table (0: none runs).
+    pub growth_keys_left: usize,
     /// Root of the shard's Merkle tree over its applied state.
     pub merkle_root: u64,
     /// Memory the shard's Merkle tree holds (fixed by its shape).
@@ -123,6 +125,7 @@ impl Shard {
             commit_index: r.commit_index(),
             applied_index: r.applied_index(),
             keys: r.kv().len(),
+            growth_keys_left: r.kv().growth_keys_left(),
             merkle_root,
             merkle_bytes: r.kv().merkle().memory_bytes(),
             log_entries: r.log_len(),
