@@ -3,13 +3,14 @@
 //! a snapshot a part at a time.
 //!
 //! **Growth.** hashbrown grows a full table by rehashing every item into a new one at
-//! once: a cache miss per item, 52 ms at 918k keys and 109 ms at 1.84M on this project's
-//! test machine, on every replica at the same slot (they apply the same log). The map
-//! instead grows as Redis's dict does: when its table is about full it makes a new one
-//! ([`Map::grow`]) and keeps the full one as *old*; every write after that moves a few of
-//! the old table's items over ([`GROW_STEP_ITEMS`]), and a write to a key still in the
-//! old table moves that key first, so new items only ever go into the new table. A
-//! lookup tries the new table, then the old. The new table is sized so that it never
+//! once: a cache miss per item, 37-39 ms at 918k keys and 82-83 ms at 1.84M on this
+//! project's test machine (`cargo bench --bench kv_memory -- grow`), on every replica at
+//! the same slot (they apply the same log). The map instead grows as Redis's dict does:
+//! when its table is about full it makes a new one ([`Map::grow`]) and keeps the full one
+//! as *old*; every write after that moves a few of the old table's items over
+//! ([`GROW_STEP_ITEMS`]), and a write to a key still in the old table moves that key
+//! first, so new items only ever go into the new table. A lookup tries the table holding
+//! more items first, then the other. The new table is sized so that it never
 //! fills before the old one is empty ([`GROW_SPARE`]); hashbrown itself never rehashes.
 //!
 //! **Freeze.** A snapshot shares every item (a reference counted in the item's first
