@@ -306,6 +306,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // corepax patch: orders what the caller published (a channel's item, a waker)
+        // before the read of `should_notify`; the sleeper fences between setting it and
+        // looking at its channels, so one of the two sees the other.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
