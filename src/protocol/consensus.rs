@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 /// Items a growing map moves to its new table per tick (`Kv::grow_step`): about 50 µs
 /// of the shard's time (`cargo bench --bench kv_memory -- grow`), every 5 ms while a
-/// growth runs (the node's busy tick), so a million-item growth ends in ~2.5 s if no
-/// write moves any.
+/// growth runs (the node's busy tick, which a shard with no requests keeps while its map
+/// grows), so a million-item growth ends in ~2.5 s if no write moves any.
 pub const GROW_TICK_ITEMS: usize = 2048;
 
 /// Deliberate protocol bugs, for proving that the simulator's checkers catch them.
