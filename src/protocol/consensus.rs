@@ -12,7 +12,7 @@ use super::message::{Batch, Message, Record, Snapshot};
 use super::outbox::Action;
 use super::paxos::{self, Stats};
 use super::raft;
-use super::transfer::{SnapshotOut, TransferBuild};
+use super::transfer::{InstallBuild, InstallBuilt, SnapshotOut, TransferBuild};
 use super::types::{Ballot, ClientId, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::{Protocol, ProtocolConfig};
 use serde::{Deserialize, Serialize};
@@ -398,11 +398,13 @@ impl Consensus {
         each!(self, r => r.kv_mut())
     }
 
-    /// Builds state transfers to lagging peers off the driver's executor from now on:
-    /// the driver takes each [`TransferBuild`] ([`Consensus::take_transfer_build`]),
-    /// builds it (sorting and hashing the whole state) and hands it back
-    /// ([`Consensus::on_transfer_built`]). Off, a transfer is built in the step that
-    /// needs it.
+    /// Builds state transfers off the driver's executor from now on, both ways: the
+    /// driver takes each [`TransferBuild`] for a lagging peer
+    /// ([`Consensus::take_transfer_build`]), builds it (sorting and hashing the whole
+    /// state) and hands it back ([`Consensus::on_transfer_built`]); and each
+    /// [`InstallBuild`] received whole ([`Consensus::take_install_build`]), whose map and
+    /// Merkle tree it builds and hands back ([`Consensus::on_install_built`]). Off, each
+    /// is built in the step that needs it.
     pub fn set_offload_transfers(&mut self, on: bool) {
         each!(self, r => r.set_offload_transfers(on))
     }
@@ -417,6 +419,19 @@ impl Consensus {
     /// peers that asked for it meanwhile.
     pub fn on_transfer_built(&mut self, now: Nanos, out: SnapshotOut) {
         each!(self, r => r.on_transfer_built(now, out))
+    }
+
+    /// A received state transfer to build before it is installed, if one arrived whole
+    /// (see [`Consensus::set_offload_transfers`], which covers these too).
+    pub fn take_install_build(&mut self) -> Option<InstallBuild> {
+        each!(self, r => r.take_install_build())
+    }
+
+    /// A state [`Consensus::take_install_build`] handed out, built: installed, unless
+    /// the log caught the replica up meanwhile.
+    pub fn on_install_built(&mut self, now: Nanos, built: InstallBuilt) {
+        self.begin_step();
+        each!(self, r => r.on_install_built(now, built))
     }
 
     /// Shares up to `items` more of the state machine's items [`Core::snapshot_begin`]

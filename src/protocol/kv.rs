@@ -499,28 +499,37 @@ impl Kv {
 
     /// Replaces the whole state with a snapshot's.
     pub fn import(&mut self, state: KvState) {
-        // The map changes without `execute`: the tree learns it all at once, from the
-        // entries in the order they came. Decoded one after the other, their items lie in
-        // that order in memory; the map's order is the hash's, a cache miss per item
-        // (29-35 ms against 154-170 ms at 1M keys on this project's test machine).
-        self.merkle
-            .rebuild_full(state.entries.iter().map(|i| (i.key(), i.entry_ref())));
-        let entries = state.entries.len();
+        let depth = self.merkle.depth();
+        self.import_built(state.build(depth));
+    }
+
+    /// Replaces the whole state with one [`KvState::build`] made ready (off the driver's
+    /// executor, where it takes a cache miss per key): only swaps the parts in.
+    pub fn import_built(&mut self, built: BuiltState) {
+        let depth = self.merkle.depth();
+        self.merkle = built.merkle;
         // An export in progress goes on with the items it froze.
-        let old = self.map.replace(state.entries.into_iter().collect());
+        let old = self.map.replace(built.map);
         if let Some(kept) = &mut self.replaced {
             kept.push(Replaced { _map: old });
         }
-        if self.map.len() != entries {
-            // A key came twice and the map kept the last: the tree counted both.
-            self.merkle
-                .rebuild_full(self.map.iter().map(|i| (i.key(), i.entry_ref())));
+        if self.merkle.depth() != depth {
+            // Built for a depth this map no longer has.
+            self.set_merkle_depth(depth);
         }
-        self.sessions = state.sessions.into_iter().collect();
-        self.expiry = Expiry::import(state.deadlines, state.log_time);
+        self.sessions = built.sessions;
+        self.expiry = built.expiry;
         if let Some(events) = &mut self.events {
             // Changes up to the snapshot were never applied here one by one.
             events.push(Event::Reset);
+        }
+    }
+
+    /// A built state not installed after all (the log caught up meanwhile): dropped as
+    /// a replaced map is ([`Kv::keep_replaced`]).
+    pub fn discard_built(&mut self, built: BuiltState) {
+        if let Some(kept) = &mut self.replaced {
+            kept.push(Replaced { _map: built.map });
         }
     }
 
@@ -541,6 +550,40 @@ impl Kv {
             }
             acc ^ h.digest()
         })
+    }
+}
+
+/// A state made ready to install ([`KvState::build`]): its map and Merkle tree built.
+pub struct BuiltState {
+    map: Map,
+    merkle: MerkleTree,
+    sessions: HashMap<ClientId, Session, MapHasher>,
+    expiry: Expiry,
+}
+
+impl KvState {
+    /// Builds what [`Kv::import_built`] installs: the map and its Merkle tree (of
+    /// `merkle_depth`, the importing map's), a cache miss per item (~75 ms per million
+    /// keys on this project's test machine), which is why a node does it on its blocking
+    /// pool.
+    pub fn build(self, merkle_depth: u8) -> BuiltState {
+        // The tree learns the entries in the order they came: decoded one after the
+        // other, their items lie in that order in memory; the map's order is the hash's,
+        // a cache miss per item (29-35 ms against 154-170 ms at 1M keys).
+        let mut merkle = MerkleTree::new(merkle_depth);
+        merkle.rebuild_full(self.entries.iter().map(|i| (i.key(), i.entry_ref())));
+        let entries = self.entries.len();
+        let map: Map = self.entries.into_iter().collect();
+        if map.len() != entries {
+            // A key came twice and the map kept the last: the tree counted both.
+            merkle.rebuild_full(map.iter().map(|i| (i.key(), i.entry_ref())));
+        }
+        BuiltState {
+            map,
+            merkle,
+            sessions: self.sessions.into_iter().collect(),
+            expiry: Expiry::import(self.deadlines, self.log_time),
+        }
     }
 }
 

@@ -222,6 +222,7 @@ impl Sim {
         r.set_session(session);
         r.set_offload_transfers(true);
         n.transfer_build = None;
+        n.install_build = None;
         let recovering = r.recovering();
         n.replica = Some(r);
         self.pubsub_start(node);

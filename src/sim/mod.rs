@@ -79,6 +79,12 @@ enum Event {
         node: ReplicaId,
         incarnation: u32,
     },
+    /// The state transfer the node received ([`Node::install_build`]) is built, as the
+    /// runtime's blocking pool would hand it back.
+    InstallBuilt {
+        node: ReplicaId,
+        incarnation: u32,
+    },
     ClientSend {
         client: usize,
     },
@@ -166,6 +172,9 @@ struct Node {
     /// A state transfer the replica handed out to be built (`Consensus::take_transfer_build`),
     /// until [`Event::TransferBuilt`] hands it back.
     transfer_build: Option<crate::protocol::transfer::TransferBuild>,
+    /// A received state transfer the replica handed out to be built before it installs it
+    /// (`Consensus::take_install_build`), until [`Event::InstallBuilt`] hands it back.
+    install_build: Option<crate::protocol::transfer::InstallBuild>,
     /// Entries of this life's applied trace already compared with `Sim::applied_at`.
     trace_checked: usize,
     /// An older copy of its storage, which a restart may put back (`restore.rs`).
@@ -355,6 +364,7 @@ impl Sim {
                     trace_checked: 0,
                     snapshot_saved: None,
                     transfer_build: None,
+                    install_build: None,
                     copy: None,
                     restored: false,
                     paused_until: None,
@@ -582,6 +592,17 @@ impl Sim {
                     self.after_step(node);
                 }
             }
+            Event::InstallBuilt { node, incarnation } => {
+                let now = self.clock(node);
+                let n = &mut self.nodes[node.index()];
+                if n.incarnation == incarnation
+                    && let Some(r) = n.replica.as_mut()
+                    && let Some(build) = n.install_build.take()
+                {
+                    r.on_install_built(now, build.build());
+                    self.after_step(node);
+                }
+            }
             Event::ClientSend { client } => self.start_op(client, None),
             Event::ClientRequestArrives {
                 node,
@@ -700,6 +721,14 @@ impl Sim {
             let incarnation = n.incarnation;
             let after = self.rng.random_range(US..20 * MS);
             self.schedule(after, Event::TransferBuilt { node, incarnation });
+        }
+        // So is a received transfer's map and tree, before the replica installs it.
+        let n = &mut self.nodes[node.index()];
+        if let Some(build) = n.replica.as_mut().and_then(Consensus::take_install_build) {
+            n.install_build = Some(build);
+            let incarnation = n.incarnation;
+            let after = self.rng.random_range(US..20 * MS);
+            self.schedule(after, Event::InstallBuilt { node, incarnation });
         }
     }
 }

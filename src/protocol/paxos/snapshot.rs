@@ -21,12 +21,12 @@
 //!   the next one.
 
 use super::{LogEntry, Replica, Role};
-use crate::protocol::kv::KvState;
+use crate::protocol::kv::{BuiltState, KvState};
 use crate::protocol::message::{Message, Snapshot, SnapshotChunk, batch_memory_bytes};
 use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::transfer::{
-    Pending, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, TransferBuild,
-    chunk_is_well_formed,
+    InstallBuild, InstallBuilt, Installing, Pending, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS,
+    SnapshotIn, SnapshotOut, TransferBuild, chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 use crate::protocol::waiting;
@@ -48,6 +48,8 @@ pub(super) struct Transfers {
     built_at: Option<Nanos>,
     /// A frozen state being built by the driver, and who waits for it.
     pending: Pending,
+    /// A received state being built by the driver before it is installed.
+    installing: Installing,
     /// `Kv::written_bytes` at the last compaction or snapshot request.
     written_bytes_mark: u64,
 }
@@ -232,6 +234,7 @@ impl Replica {
     /// back built ([`Replica::on_transfer_built`]).
     pub fn set_offload_transfers(&mut self, on: bool) {
         self.transfers.pending.offload = on;
+        self.transfers.installing.offload = on;
     }
 
     /// Whether a transfer handed out to be built has not come back yet.
@@ -242,6 +245,29 @@ impl Replica {
     /// A transfer to build off the executor, if one is wanted.
     pub fn take_transfer_build(&mut self) -> Option<TransferBuild> {
         self.transfers.pending.to_take.take()
+    }
+
+    /// Whether a received state handed out to be built has not come back yet.
+    pub fn install_building(&self) -> bool {
+        self.transfers.installing.is_building()
+    }
+
+    /// A received state to build off the executor before it is installed, if one is
+    /// waiting (with [`Replica::set_offload_transfers`]).
+    pub fn take_install_build(&mut self) -> Option<InstallBuild> {
+        self.transfers.installing.take()
+    }
+
+    /// A state [`Replica::take_install_build`] handed out comes back built: installed,
+    /// unless the log caught this replica up meanwhile.
+    pub fn on_install_built(&mut self, now: Nanos, built: InstallBuilt) {
+        self.transfers.installing.finish();
+        if built.last_included <= self.chosen_through {
+            self.kv.discard_built(built.state);
+        } else {
+            self.install_snapshot(now, built.last_included, built.state);
+        }
+        self.finish_step(now);
     }
 
     /// A transfer [`Replica::take_transfer_build`] handed out comes back built: chunk 0 to
@@ -300,7 +326,10 @@ impl Replica {
     /// A chunk of a peer's state machine arrives: stage it, ask for the next one, and
     /// install the state once it is complete and its digest matches.
     pub(super) fn on_snapshot_chunk(&mut self, now: Nanos, from: ReplicaId, chunk: SnapshotChunk) {
-        if chunk.last_included <= self.chosen_through || !chunk_is_well_formed(&chunk) {
+        if chunk.last_included <= self.chosen_through
+            || !chunk_is_well_formed(&chunk)
+            || self.transfers.installing.is_building()
+        {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -358,13 +387,16 @@ impl Replica {
             self.stats.snapshot_transfers_abandoned += 1;
             return;
         };
-        self.install_snapshot(now, at, state);
+        let installing = &mut self.transfers.installing;
+        if let Some(built) = installing.build_or_queue((at, 0), from, &self.kv, state) {
+            self.install_snapshot(now, at, built.state);
+        }
     }
 
     /// Timers of snapshots: asks for one when the log grew enough, drops an idle frozen
     /// state, asks again for a lost chunk, abandons a stalled transfer. True while a
-    /// transfer is still in progress (then the usual catch-up request would only start
-    /// another one).
+    /// transfer is still in progress or being installed (then the usual catch-up request
+    /// would only start another one).
     pub(super) fn snapshot_tick(&mut self, now: Nanos) -> bool {
         self.maybe_ask_snapshot();
         if self
@@ -378,7 +410,7 @@ impl Replica {
         let stall = SNAPSHOT_STALL_TIMEOUTS * self.cfg.election_timeout_ms * NANOS_PER_MS;
         let retry = 2 * self.heartbeat_interval();
         let Some(t) = &mut self.transfers.incoming else {
-            return false;
+            return self.transfers.installing.is_building();
         };
         if t.last_included <= self.chosen_through {
             // The log caught this replica up meanwhile.
@@ -409,10 +441,10 @@ impl Replica {
 
     /// A peer's state machine at a slot beyond our commit index, complete and checked:
     /// take it.
-    fn install_snapshot(&mut self, now: Nanos, at: Slot, state: KvState) {
+    fn install_snapshot(&mut self, now: Nanos, at: Slot, state: BuiltState) {
         assert!(at > self.chosen_through);
         self.stats.snapshots_installed += 1;
-        self.kv.import(state);
+        self.kv.import_built(state);
         self.log = self.log.split_off(&(at + 1));
         self.log_base = at;
         self.chosen_through = at;

@@ -3,7 +3,7 @@
 
 use super::log::LogEntry;
 use super::{AppendOutcome, Msg, RaftRecord, Replica};
-use crate::protocol::kv::KvState;
+use crate::protocol::kv::BuiltState;
 use crate::protocol::message::Batch;
 use crate::protocol::outbox::Action;
 use crate::protocol::types::{Nanos, ReplicaId, Slot};
@@ -135,11 +135,16 @@ impl Replica {
 
     /// The leader's state machine at `last` = (index, term), received whole and
     /// checked (`snapshot.rs`): we lack entries it compacted.
-    pub(super) fn install_snapshot(&mut self, from: ReplicaId, last: (Slot, u64), state: KvState) {
+    pub(super) fn install_snapshot(
+        &mut self,
+        from: ReplicaId,
+        last: (Slot, u64),
+        state: BuiltState,
+    ) {
         let (last_index, last_term) = last;
         if last_index > self.commit {
             self.log.reset_to(last_index, last_term);
-            self.kv.import(state);
+            self.kv.import_built(state);
             self.commit = last_index;
             self.applied = last_index;
             self.applied_log_bytes = 0;
@@ -148,6 +153,9 @@ impl Replica {
             // driver says it is, nothing that counts it leaves (`unsaved_install`).
             self.outbox.push(Action::SaveSnapshot);
             self.unsaved_install = Some(last_index);
+        } else {
+            // Its log caught it up while the state was built.
+            self.kv.discard_built(state);
         }
         let term = self.term;
         let last_index = self.commit;

@@ -285,6 +285,9 @@ pub struct Replica {
     snapshot_out: Option<snapshot::Outgoing>,
     /// As leader: a frozen state being built by the driver, and who waits for it.
     snapshot_pending: crate::protocol::transfer::Pending,
+    /// As follower: a leader's state, received whole, being built by the driver before
+    /// it is installed.
+    installing: crate::protocol::transfer::Installing,
     /// As follower: a leader's state being received in chunks.
     snapshot_in: Option<snapshot::Incoming>,
     /// Storage lost records: a learner until it knows what they said (`recovery.rs`).
@@ -340,6 +343,7 @@ impl Replica {
             leases,
             snapshot_out: None,
             snapshot_pending: Default::default(),
+            installing: Default::default(),
             snapshot_in: None,
             recovering: None,
             acked: vec![stale::Acked::default(); cfg_replicas],

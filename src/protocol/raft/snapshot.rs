@@ -22,8 +22,8 @@
 use super::{Msg, Replica, Role};
 use crate::protocol::message::SnapshotChunk;
 use crate::protocol::transfer::{
-    SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, TransferBuild,
-    chunk_is_well_formed,
+    InstallBuild, InstallBuilt, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut,
+    TransferBuild, chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
@@ -81,6 +81,22 @@ impl Replica {
     /// [`crate::protocol::paxos::Replica::set_offload_transfers`]).
     pub fn set_offload_transfers(&mut self, on: bool) {
         self.snapshot_pending.offload = on;
+        self.installing.offload = on;
+    }
+
+    /// A received state to build off the executor before it is installed, if one is
+    /// waiting (see [`crate::protocol::paxos::Replica::take_install_build`]).
+    pub fn take_install_build(&mut self) -> Option<InstallBuild> {
+        self.installing.take()
+    }
+
+    /// A state handed out comes back built: installed (`follower.rs`), unless this
+    /// follower's commit index passed it meanwhile, and answered either way.
+    pub fn on_install_built(&mut self, now: Nanos, built: InstallBuilt) {
+        self.installing.finish();
+        let last = (built.last_included, built.last_term);
+        self.install_snapshot(built.from, last, built.state);
+        self.finish_step(now);
     }
 
     /// A transfer to build off the executor, if one is wanted.
@@ -193,7 +209,7 @@ impl Replica {
             self.send_when_durable(from, Msg::InstallSnapshotReply { term, last_index });
             return;
         }
-        if !chunk_is_well_formed(&chunk) {
+        if !chunk_is_well_formed(&chunk) || self.installing.is_building() {
             self.stats.messages_ignored += 1;
             return;
         }
@@ -248,12 +264,14 @@ impl Replica {
         let Some(t) = self.snapshot_in.take() else {
             unreachable!("checked above");
         };
-        let at = t.transfer.last_included;
+        let last = (t.transfer.last_included, t.last_term);
         let Some(state) = t.transfer.finish() else {
             self.stats.snapshot_transfers_abandoned += 1;
             return;
         };
-        self.install_snapshot(from, (at, t.last_term), state);
+        if let Some(built) = self.installing.build_or_queue(last, from, &self.kv, state) {
+            self.install_snapshot(from, last, built.state);
+        }
     }
 
     fn request_chunk(&mut self, to: ReplicaId, last_included: Slot, offset: u64) {

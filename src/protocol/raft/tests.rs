@@ -506,7 +506,8 @@ fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
 #[test]
 fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
     let mut g = Group::new(3);
-    for r in &mut g.replicas {
+    // The leader's driver builds transfers; r2 installs what it receives at once.
+    for r in &mut g.replicas[..2] {
         r.set_offload_transfers(true);
     }
     assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
@@ -534,6 +535,49 @@ fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
     assert_eq!(g.replicas[0].stats().snapshots_sent, 1);
     assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
     assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
+}
+
+/// With installs built off the executor (as the node does), the follower that received
+/// the whole state hands its driver the build and installs nothing; the leader's chunk 0
+/// sent again meanwhile starts nothing new; once the build is back the follower installs
+/// it, answers, and appends go on.
+#[test]
+fn a_received_snapshot_built_off_the_executor_is_installed_once_it_is_back() {
+    let mut g = Group::new(3);
+    g.replicas[2].set_offload_transfers(true);
+    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
+    g.tick(0, g.now + 150 * MS);
+    g.deliver_all();
+    let build = g.replicas[2]
+        .take_install_build()
+        .expect("a build handed out");
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
+    // Retransmission time passes: the leader may send chunk 0 again; nothing is staged
+    // or installed, no second build.
+    for _ in 0..4 {
+        g.tick(0, g.now + 150 * MS);
+        g.deliver_all();
+    }
+    assert!(g.replicas[2].take_install_build().is_none());
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
+    assert!(g.replicas[2].applied_index() < 6);
+    let now = g.now;
+    g.replicas[2].on_install_built(now, build.build());
+    g.collect(2);
+    g.deliver_all();
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
+    assert_eq!(g.replicas[2].applied_index(), 6);
+    assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
+    // Its driver saves the installed state; then its answer leaves and appends go on.
+    g.replicas[2].on_snapshot_saved(g.now, 6);
+    g.collect(2);
+    g.request(0, 50, set("after", "1", 6));
+    for _ in 0..3 {
+        g.tick(0, g.now + 60 * MS);
+        g.deliver_all();
+    }
+    assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
+    assert!(g.replicas[2].applied_index() > 6);
 }
 
 fn get(key: &str, seq: u64) -> Request {

@@ -31,6 +31,7 @@ mod anti_entropy;
 mod blocking;
 mod client;
 mod info;
+mod offload;
 mod peers;
 mod pubsub;
 mod reads_clock;
@@ -813,44 +814,8 @@ impl Shard {
         self.run_client_path();
         self.wake_list_waiters();
         self.build_transfer_offloaded();
+        self.build_install_offloaded();
         self.drop_replaced_offloaded();
-    }
-
-    /// The map an installed state replaced is freed on the blocking pool: a cache miss
-    /// per item, 20-120 ms at 1M keys that every request would wait behind
-    /// (results/install-drop-20261206/).
-    fn drop_replaced_offloaded(&self) {
-        let replaced = self.replica.borrow_mut().kv_mut().take_replaced();
-        if replaced.is_empty() {
-            return;
-        }
-        glommio::spawn_local(async move {
-            glommio::executor()
-                .spawn_blocking(move || drop(replaced))
-                .await;
-        })
-        .detach();
-    }
-
-    /// A state transfer a lagging peer needs is sorted and hashed on the blocking pool,
-    /// not on the executor: ~0.15 s at 1M keys that every request would wait behind
-    /// (results/transfer-offload-20261206/). The replica serves it once it is back.
-    fn build_transfer_offloaded(&self) {
-        let Some(build) = self.replica.borrow_mut().take_transfer_build() else {
-            return;
-        };
-        let Some(shard) = self.me.upgrade() else {
-            return;
-        };
-        glommio::spawn_local(async move {
-            let now = shard.now();
-            let out = glommio::executor()
-                .spawn_blocking(move || build.build(now))
-                .await;
-            let now = shard.now();
-            shard.step(|r| r.on_transfer_built(now, out));
-        })
-        .detach();
     }
 
     /// Logs, once per detection, that a peer saw this replica acknowledge more than its

@@ -414,7 +414,8 @@ fn a_follower_answers_its_forwarded_write_applied_inside_a_snapshot() {
 #[test]
 fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
     let mut c = lagging_behind_compacted_log(100);
-    for r in &mut c.replicas {
+    // The senders' drivers build transfers; r2 installs what it receives at once.
+    for r in &mut c.replicas[..2] {
         r.set_offload_transfers(true);
     }
     let building = |c: &Cluster| c.replicas[..2].iter().position(|r| r.transfer_building());
@@ -447,5 +448,35 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
     let chunks = pump(&mut c, |_, _, _| 1, caught_up);
     assert!(chunks.iter().all(|(from, _)| from.index() == sender));
     assert_eq!(chunks[0].1.offset, 0);
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
+}
+
+/// With installs built off the executor (as the node does), a replica that received a
+/// whole transfer hands its driver the build and installs nothing; meanwhile it asks for
+/// no other transfer, however long the build takes; once the build is back it installs
+/// it and catches up.
+#[test]
+fn a_received_transfer_built_off_the_executor_is_installed_once_it_is_back() {
+    let mut c = lagging_behind_compacted_log(100);
+    c.replicas[2].set_offload_transfers(true);
+    let chunks = pump(&mut c, |_, _, _| 1, |c| c.replicas[2].install_building());
+    assert!(!chunks.is_empty());
+    let build = c.replicas[2].take_install_build().expect("handed out once");
+    assert!(c.replicas[2].take_install_build().is_none());
+    let behind = c.replicas[2].commit_index();
+    // Time passes, writes go on: no chunk is asked for or sent, nothing installed.
+    c.request(0, 1_001, 1, 101, set("late", "1"));
+    let until = c.now + 2_000 * MS;
+    let chunks = pump(&mut c, |_, _, _| 1, |c| c.now >= until);
+    assert!(chunks.is_empty(), "a transfer while the build was out");
+    assert!(c.replicas[2].take_install_build().is_none());
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
+    assert_eq!(c.replicas[2].commit_index(), behind);
+    let now = c.now;
+    c.replicas[2].on_install_built(now, build.build());
+    c.collect(2);
+    assert!(!c.replicas[2].install_building());
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
+    pump(&mut c, |_, _, _| 1, caught_up);
     assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
 }
