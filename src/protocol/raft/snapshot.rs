@@ -91,11 +91,17 @@ impl Replica {
     }
 
     /// A state handed out comes back built: installed (`follower.rs`), unless this
-    /// follower's commit index passed it meanwhile, and answered either way.
+    /// follower's commit index passed it meanwhile, and answered either way. A replica
+    /// elected meanwhile drops it: its log holds every committed entry (the election
+    /// rule), and the state holds only committed ones.
     pub fn on_install_built(&mut self, now: Nanos, built: InstallBuilt) {
         self.installing.finish();
-        let last = (built.last_included, built.last_term);
-        self.install_snapshot(built.from, last, built.state);
+        if matches!(self.role, Role::Leader(_)) {
+            self.kv.discard_built(built.state);
+        } else {
+            let last = (built.last_included, built.last_term);
+            self.install_snapshot(built.from, last, built.state);
+        }
         self.finish_step(now);
     }
 

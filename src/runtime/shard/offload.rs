@@ -30,18 +30,11 @@ impl Shard {
         let Some(build) = self.replica.borrow_mut().take_transfer_build() else {
             return;
         };
-        let Some(shard) = self.me.upgrade() else {
-            return;
-        };
-        glommio::spawn_local(async move {
-            let now = shard.now();
-            let out = glommio::executor()
-                .spawn_blocking(move || build.build(now))
-                .await;
-            let now = shard.now();
-            shard.step(|r| r.on_transfer_built(now, out));
-        })
-        .detach();
+        let now = self.now();
+        self.off_executor(
+            move || build.build(now),
+            |r, now, out| r.on_transfer_built(now, out),
+        );
     }
 
     /// A state transfer received whole is built into a map and Merkle tree on the
@@ -52,15 +45,26 @@ impl Shard {
         let Some(build) = self.replica.borrow_mut().take_install_build() else {
             return;
         };
+        self.off_executor(
+            move || build.build(),
+            |r, now, built| r.on_install_built(now, built),
+        );
+    }
+
+    /// Runs `work` on the blocking pool, then hands what it made to the replica in a
+    /// step of its own (`back`, with the time it came back).
+    fn off_executor<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+        back: impl FnOnce(&mut Consensus, Nanos, T) + 'static,
+    ) {
         let Some(shard) = self.me.upgrade() else {
             return;
         };
         glommio::spawn_local(async move {
-            let built = glommio::executor()
-                .spawn_blocking(move || build.build())
-                .await;
+            let made = glommio::executor().spawn_blocking(work).await;
             let now = shard.now();
-            shard.step(|r| r.on_install_built(now, built));
+            shard.step(|r| back(r, now, made));
         })
         .detach();
     }
