@@ -415,6 +415,28 @@ impl Consensus {
         each!(self, r => r.take_transfer_build())
     }
 
+    /// Shares up to `items` more of a [`TransferBuild::frozen`] build's entries; true once
+    /// all are.
+    pub fn transfer_export_step(&mut self, items: usize) -> bool {
+        self.kv_mut().export_step(items)
+    }
+
+    /// Gives a [`TransferBuild::frozen`] build its entries, all shared now; false if the
+    /// freeze was gone (another export ended it): the build is dropped, and the peers
+    /// that waited for it ask again.
+    pub fn transfer_export_end(&mut self, build: &mut TransferBuild) -> bool {
+        match self.kv_mut().export_end() {
+            Some(entries) => {
+                build.set_entries(entries);
+                true
+            }
+            None => {
+                each!(self, r => r.on_transfer_abandoned());
+                false
+            }
+        }
+    }
+
     /// A transfer [`Consensus::take_transfer_build`] handed out, built: served to the
     /// peers that asked for it meanwhile.
     pub fn on_transfer_built(&mut self, now: Nanos, out: SnapshotOut) {

@@ -477,6 +477,12 @@ impl Kv {
         self.map.grow_step(items, items.saturating_mul(8))
     }
 
+    /// Whether an export a part at a time runs ([`Kv::export_begin`]): the map holds one
+    /// at a time, and a second `export_begin` would drop it.
+    pub fn exporting(&self) -> bool {
+        self.map.freezing()
+    }
+
     /// The items [`Kv::export_begin`] froze, shared: the entries of its state (`None` if
     /// no export runs).
     pub fn export_end(&mut self) -> Option<Vec<Item>> {

@@ -170,12 +170,30 @@ impl SnapshotIn {
 /// A state exported for sending whose sort and digest ([`SnapshotOut::freeze`]) are still
 /// to be done: ~0.15 s at 1M keys on this project's test machine, which a driver that
 /// asked for it (`Consensus::set_offload_transfers`) does off its executor and hands back.
+/// Its entries may still be frozen in the map ([`TransferBuild::frozen`]).
 pub struct TransferBuild {
     last_included: Slot,
     state: KvState,
+    frozen: bool,
 }
 
 impl TransferBuild {
+    /// True while the state's entries are still frozen in the replica's map
+    /// (`Kv::export_begin`, begun in the step that asked for the transfer): the driver
+    /// shares them a part at a time (`Kv::export_step`), as a snapshot's, and gives them
+    /// to [`TransferBuild::set_entries`] before it builds. Exporting 1M keys in one
+    /// step took ~18 ms; 2M, mid-growth, stalled a leader 43-59 ms
+    /// (results/install-offload-20261206/).
+    pub fn frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// The entries the freeze handed out (`Kv::export_end`).
+    pub fn set_entries(&mut self, entries: Vec<Item>) {
+        self.state.entries = entries;
+        self.frozen = false;
+    }
+
     /// The transfer, frozen (sorted, digest computed); `now` is when it was first served.
     pub fn build(self, now: Nanos) -> SnapshotOut {
         SnapshotOut::freeze(self.last_included, self.state, now)
@@ -300,23 +318,40 @@ impl Pending {
     /// A peer needs a new transfer of `state` (applied through `last_included`) and none
     /// is being built: `Some` of it at once unless the driver builds it; otherwise the
     /// build is queued for the driver, and `to` gets chunk 0 once it is built.
+    /// The driver's build freezes the map's items (`kv`'s, applied through
+    /// `last_included`) to share them a part at a time, unless a snapshot's freeze runs;
+    /// then they are exported at once.
     pub(crate) fn freeze_or_queue(
         &mut self,
         to: ReplicaId,
         last_included: Slot,
-        state: impl FnOnce() -> KvState,
+        kv: &mut Kv,
         now: Nanos,
     ) -> Option<SnapshotOut> {
         if !self.offload {
-            return Some(SnapshotOut::freeze(last_included, state(), now));
+            return Some(SnapshotOut::freeze(last_included, kv.export(), now));
         }
         self.waiters[to.index()] = true;
         self.building = Some(last_included);
+        let frozen = !kv.exporting();
+        let state = if frozen {
+            kv.export_begin()
+        } else {
+            kv.export()
+        };
         self.to_take = Some(TransferBuild {
             last_included,
-            state: state(),
+            state,
+            frozen,
         });
         None
+    }
+
+    /// The driver could not take the frozen entries (another export ended the freeze):
+    /// the build is dropped, and the peers that asked for it ask again.
+    pub(crate) fn abandon(&mut self) {
+        self.building = None;
+        self.waiters = Default::default();
     }
 
     /// Whether a build is under way (asked for, not yet handed back).

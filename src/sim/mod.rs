@@ -657,9 +657,25 @@ impl Sim {
 
     /// Routes what a replica asked for after a step.
     fn after_step(&mut self, node: ReplicaId) {
+        // A transfer is built off the replica's steps, taking a while (the runtime's
+        // blocking pool): steps and messages go on meanwhile. Its entries, frozen in the
+        // step, are shared first, before this step's actions (a snapshot's freeze
+        // would drop the transfer's); the runtime shares them in parts.
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("a live replica stepped");
-        r.check_invariants();
+        if let Some(mut build) = r.take_transfer_build()
+            && (!build.frozen() || r.transfer_export_end(&mut build))
+        {
+            n.transfer_build = Some(build);
+            let incarnation = n.incarnation;
+            let after = self.rng.random_range(US..20 * MS);
+            self.schedule(after, Event::TransferBuilt { node, incarnation });
+        }
+        let n = &mut self.nodes[node.index()];
+        n.replica
+            .as_mut()
+            .expect("a live replica stepped")
+            .check_invariants();
         if n.restored {
             self.note_restored_done(node);
         }
@@ -712,15 +728,6 @@ impl Sim {
         if let (Some(at), Some(r)) = (n.snapshot_saved.take(), n.replica.as_mut()) {
             r.on_snapshot_saved(now, at);
             self.after_step(node);
-        }
-        // A transfer is built off the replica's steps, taking a while (the runtime's
-        // blocking pool): steps and messages go on meanwhile.
-        let n = &mut self.nodes[node.index()];
-        if let Some(build) = n.replica.as_mut().and_then(Consensus::take_transfer_build) {
-            n.transfer_build = Some(build);
-            let incarnation = n.incarnation;
-            let after = self.rng.random_range(US..20 * MS);
-            self.schedule(after, Event::TransferBuilt { node, incarnation });
         }
         // So is a received transfer's map and tree, before the replica installs it.
         let n = &mut self.nodes[node.index()];

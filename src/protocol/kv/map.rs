@@ -430,6 +430,11 @@ impl Map {
         self.freeze = Some(Freeze::new(self.len(), self.old.is_some()));
     }
 
+    /// Whether a freeze runs.
+    pub(super) fn freezing(&self) -> bool {
+        self.freeze.is_some()
+    }
+
     /// Shares up to `items` more of the frozen items; true once all are (or no freeze
     /// runs).
     pub(super) fn freeze_step(&mut self, items: usize) -> bool {

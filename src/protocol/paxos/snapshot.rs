@@ -215,12 +215,8 @@ impl Replica {
                 return;
             }
             self.transfers.built_at = Some(now);
-            let kv = &self.kv;
-            let Some(out) =
-                self.transfers
-                    .pending
-                    .freeze_or_queue(to, self.applied, || kv.export(), now)
-            else {
+            let pending = &mut self.transfers.pending;
+            let Some(out) = pending.freeze_or_queue(to, self.applied, &mut self.kv, now) else {
                 return;
             };
             self.transfers.out = Some(out);
@@ -268,6 +264,11 @@ impl Replica {
             self.install_snapshot(now, built.last_included, built.state);
         }
         self.finish_step(now);
+    }
+
+    /// A transfer handed out could not be built: the peers that asked ask again.
+    pub fn on_transfer_abandoned(&mut self) {
+        self.transfers.pending.abandon();
     }
 
     /// A transfer [`Replica::take_transfer_build`] handed out comes back built: chunk 0 to

@@ -58,12 +58,11 @@ impl Replica {
                 .log
                 .term_at(self.applied)
                 .expect("applied is at or after the base");
-            let kv = &self.kv;
             let pending = &mut self.snapshot_pending;
             let built = if pending.wait_for_build(to) {
                 None
             } else {
-                pending.freeze_or_queue(to, self.applied, || kv.export(), now)
+                pending.freeze_or_queue(to, self.applied, &mut self.kv, now)
             };
             let Some(transfer) = built else {
                 return;
@@ -108,6 +107,12 @@ impl Replica {
     /// A transfer to build off the executor, if one is wanted.
     pub fn take_transfer_build(&mut self) -> Option<TransferBuild> {
         self.snapshot_pending.to_take.take()
+    }
+
+    /// A transfer handed out could not be built: the followers that asked get it when
+    /// their retransmission time asks again.
+    pub fn on_transfer_abandoned(&mut self) {
+        self.snapshot_pending.abandon();
     }
 
     /// A transfer handed out comes back built: chunk 0 to every follower that asked

@@ -518,15 +518,21 @@ fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
     };
     g.tick(0, g.now + 150 * MS);
     g.deliver_all();
-    let build = g.replicas[0]
+    let mut build = g.replicas[0]
         .take_transfer_build()
         .expect("a build handed out");
+    // Its entries are frozen in the map, for the driver to share a part at a time.
+    assert!(build.frozen());
+    assert!(g.replicas[0].kv().exporting());
     // Retransmission time passes: still nothing sent, no second build.
     g.tick(0, g.now + 150 * MS);
     g.deliver_all();
     assert!(g.replicas[0].take_transfer_build().is_none());
     assert_eq!(g.replicas[0].stats().snapshots_sent, 0);
     assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
+    while !g.replicas[0].kv_mut().export_step(1) {}
+    let entries = g.replicas[0].kv_mut().export_end().expect("still frozen");
+    build.set_entries(entries);
     let now = g.now;
     g.replicas[0].on_transfer_built(now, build.build(now));
     g.collect(0);

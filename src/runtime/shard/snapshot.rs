@@ -5,13 +5,16 @@ use super::*;
 
 /// Items of the state machine a snapshot shares per part ([`Consensus::snapshot_step`]): about
 /// 150 µs of the shard's time at 1M keys (`cargo bench --bench kv_apply -- export_step`).
-const SNAPSHOT_PART_ITEMS: usize = 4096;
+pub(super) const SNAPSHOT_PART_ITEMS: usize = 4096;
 /// The sleep between two parts. A sleep, not a yield: a task that yields goes to the back
 /// of its queue, and the executor runs the queue until it is empty before it looks at
 /// the network or the disk again (corepax's glommio has no count-based preemption), so a
 /// yielding loop would run every part at once. A sleep empties the queue: the executor
 /// takes in what arrived, runs it, and wakes this task on its next pass.
-const SNAPSHOT_PART_GAP: Duration = Duration::from_micros(1);
+pub(super) const SNAPSHOT_PART_GAP: Duration = Duration::from_micros(1);
+
+/// How often a snapshot about to begin looks whether a transfer's export has ended.
+const SNAPSHOT_EXPORT_POLL: Duration = Duration::from_millis(1);
 
 impl Shard {
     /// Whether to start writing a snapshot: a step found one due (the schedule:
@@ -30,6 +33,12 @@ impl Shard {
             return Err("the replica is recovering lost WAL records (see snapshot_due)".into());
         }
         self.snapshot_running.set(true);
+        // A transfer's export holds the map's one freeze (`shard/offload.rs`); a second
+        // would drop it. Its parts run every few µs: wait for them, then begin with no
+        // await in between.
+        while self.replica.borrow().kv().exporting() {
+            glommio::timer::sleep(SNAPSHOT_EXPORT_POLL).await;
+        }
         self.snapshot_wanted.set(false);
         let started = Instant::now();
         let mut snap = self

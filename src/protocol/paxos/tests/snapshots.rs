@@ -422,10 +422,15 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
     let chunks = pump(&mut c, |_, _, _| 1, |c| building(c).is_some());
     assert!(chunks.is_empty(), "a chunk before any build");
     let sender = building(&c).expect("a build");
-    let build = c.replicas[sender]
+    let mut build = c.replicas[sender]
         .take_transfer_build()
         .expect("handed out once");
     assert!(c.replicas[sender].take_transfer_build().is_none());
+    // Its entries are frozen in the map, shared a part at a time (by the driver) while
+    // the map changes; the transfer holds them as they were when it was asked for.
+    assert!(build.frozen());
+    assert!(c.replicas[sender].kv().exporting());
+    assert!(!c.replicas[sender].kv_mut().export_step(10));
     // Time passes, r2 asks again: nothing is served, no second build starts.
     let until = c.now + 500 * MS;
     let chunks = pump(&mut c, |_, _, _| 1, |c| c.now >= until);
@@ -435,6 +440,12 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
             .iter_mut()
             .all(|r| r.take_transfer_build().is_none())
     );
+    while !c.replicas[sender].kv_mut().export_step(10) {}
+    let entries = c.replicas[sender]
+        .kv_mut()
+        .export_end()
+        .expect("still frozen");
+    build.set_entries(entries);
     let now = c.now;
     c.replicas[sender].on_transfer_built(now, build.build(now));
     c.collect(sender);
@@ -448,6 +459,30 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
     let chunks = pump(&mut c, |_, _, _| 1, caught_up);
     assert!(chunks.iter().all(|(from, _)| from.index() == sender));
     assert_eq!(chunks[0].1.offset, 0);
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
+}
+
+/// A transfer asked for while a snapshot's freeze runs is exported at once: the map has
+/// one freeze, and the snapshot's must not be dropped.
+#[test]
+fn a_transfer_asked_for_during_a_snapshot_freeze_is_exported_at_once() {
+    let mut c = lagging_behind_compacted_log(100);
+    for r in &mut c.replicas[..2] {
+        r.set_offload_transfers(true);
+        r.kv_mut().export_begin();
+    }
+    let building = |c: &Cluster| c.replicas[..2].iter().position(|r| r.transfer_building());
+    pump(&mut c, |_, _, _| 1, |c| building(c).is_some());
+    let sender = building(&c).expect("a build");
+    let build = c.replicas[sender]
+        .take_transfer_build()
+        .expect("handed out once");
+    assert!(!build.frozen());
+    assert!(c.replicas[sender].kv().exporting(), "the snapshot's freeze");
+    let now = c.now;
+    c.replicas[sender].on_transfer_built(now, build.build(now));
+    c.collect(sender);
+    pump(&mut c, |_, _, _| 1, caught_up);
     assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
 }
 
