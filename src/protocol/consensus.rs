@@ -415,12 +415,6 @@ impl Consensus {
         each!(self, r => r.take_transfer_build())
     }
 
-    /// Shares up to `items` more of a [`TransferBuild::frozen`] build's entries; true once
-    /// all are.
-    pub fn transfer_export_step(&mut self, items: usize) -> bool {
-        self.kv_mut().export_step(items)
-    }
-
     /// Gives a [`TransferBuild::frozen`] build its entries, all shared now; false if the
     /// freeze was gone (another export ended it): the build is dropped, and the peers
     /// that waited for it ask again.

@@ -241,8 +241,8 @@ pub struct InstallBuilt {
 pub(crate) struct Installing {
     /// The driver builds installs off its executor ([`InstallBuild`]).
     pub(crate) offload: bool,
-    /// A build handed out (or waiting to be taken), of the state at this slot.
-    building: Option<Slot>,
+    /// A build handed out (or waiting to be taken), not yet back.
+    building: bool,
     /// The build to hand out, until the driver takes it.
     to_take: Option<InstallBuild>,
 }
@@ -269,7 +269,7 @@ impl Installing {
         if !self.offload {
             return Some(build.build());
         }
-        self.building = Some(last_included);
+        self.building = true;
         self.to_take = Some(build);
         None
     }
@@ -277,7 +277,7 @@ impl Installing {
     /// Whether an install is being built (handed out, not yet back): chunks and new
     /// transfers wait for it.
     pub(crate) fn is_building(&self) -> bool {
-        self.building.is_some()
+        self.building
     }
 
     /// The build to hand the driver, if one is queued.
@@ -287,7 +287,7 @@ impl Installing {
 
     /// A build came back.
     pub(crate) fn finish(&mut self) {
-        self.building = None;
+        self.building = false;
     }
 }
 
@@ -345,13 +345,6 @@ impl Pending {
             frozen,
         });
         None
-    }
-
-    /// The driver could not take the frozen entries (another export ended the freeze):
-    /// the build is dropped, and the peers that asked for it ask again.
-    pub(crate) fn abandon(&mut self) {
-        self.building = None;
-        self.waiters = Default::default();
     }
 
     /// Whether a build is under way (asked for, not yet handed back).

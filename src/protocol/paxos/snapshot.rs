@@ -268,7 +268,7 @@ impl Replica {
 
     /// A transfer handed out could not be built: the peers that asked ask again.
     pub fn on_transfer_abandoned(&mut self) {
-        self.transfers.pending.abandon();
+        self.transfers.pending.finish();
     }
 
     /// A transfer [`Replica::take_transfer_build`] handed out comes back built: chunk 0 to

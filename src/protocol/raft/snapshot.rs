@@ -112,7 +112,7 @@ impl Replica {
     /// A transfer handed out could not be built: the followers that asked get it when
     /// their retransmission time asks again.
     pub fn on_transfer_abandoned(&mut self) {
-        self.snapshot_pending.abandon();
+        self.snapshot_pending.finish();
     }
 
     /// A transfer handed out comes back built: chunk 0 to every follower that asked

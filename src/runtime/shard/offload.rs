@@ -32,32 +32,28 @@ impl Shard {
         let Some(mut build) = self.replica.borrow_mut().take_transfer_build() else {
             return;
         };
-        if !build.frozen() {
-            let now = self.now();
-            self.off_executor(
-                move || build.build(now),
-                |r, now, out| r.on_transfer_built(now, out),
-            );
-            return;
-        }
         let Some(shard) = self.me.upgrade() else {
             return;
         };
         glommio::spawn_local(async move {
-            while !shard
-                .replica
-                .borrow_mut()
-                .transfer_export_step(snapshot::SNAPSHOT_PART_ITEMS)
-            {
-                glommio::timer::sleep(snapshot::SNAPSHOT_PART_GAP).await;
+            if build.frozen() {
+                while !shard
+                    .replica
+                    .borrow_mut()
+                    .kv_mut()
+                    .export_step(snapshot::SNAPSHOT_PART_ITEMS)
+                {
+                    glommio::timer::sleep(snapshot::SNAPSHOT_PART_GAP).await;
+                }
+                if !shard.replica.borrow_mut().transfer_export_end(&mut build) {
+                    return;
+                }
             }
-            if shard.replica.borrow_mut().transfer_export_end(&mut build) {
-                let now = shard.now();
-                shard.off_executor(
-                    move || build.build(now),
-                    |r, now, out| r.on_transfer_built(now, out),
-                );
-            }
+            let now = shard.now();
+            shard.off_executor(
+                move || build.build(now),
+                |r, now, out| r.on_transfer_built(now, out),
+            );
         })
         .detach();
     }
