@@ -2,7 +2,8 @@
 //! One client's writes through the leader are written lazily there and chosen by the
 //! followers' votes; with a follower killed, the leader's own timer (not the 5 ms tick)
 //! asks the core whether to sync its record (INFO `lazy_syncs_forced`), writes go on,
-//! and after a few such slots lazy writes stop.
+//! and after a few such slots lazy writes stop. Off by default: a default cluster writes
+//! nothing lazily.
 mod node_support;
 use corepax::runtime::node::shard_of;
 use node_support::*;
@@ -21,7 +22,11 @@ const WAIT_US: &str = "1000";
 #[test]
 fn a_lone_clients_writes_are_lazy_at_the_leader_and_a_dead_follower_makes_it_sync() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(3, dir.path(), &["--lazy-sync-wait-us", WAIT_US]);
+    let mut cluster = Cluster::start(
+        3,
+        dir.path(),
+        &["--lazy-leader-sync", "true", "--lazy-sync-wait-us", WAIT_US],
+    );
     let leader = cluster.leaders()[0].expect("shard 0 has a leader");
     let value = |c: &Cluster, field: &str| c.shard_value(leader, 0, "_latency", field);
     let mut client = Client::connect(cluster.clients[leader]).unwrap();
@@ -83,4 +88,25 @@ fn a_lone_clients_writes_are_lazy_at_the_leader_and_a_dead_follower_makes_it_syn
         let v = reader.cmd(&["GET", k]).unwrap();
         assert!(bulk(&v).is_some(), "GET {k} through node {other}: {v:?}");
     }
+}
+
+/// Off by default (docs/ARCHITECTURE.md, "Lazy leader sync", says why): one client's
+/// writes through a default cluster's leader are synced there, none lazily.
+#[test]
+fn a_default_cluster_writes_nothing_lazily() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3, dir.path(), &[]);
+    let leader = cluster.leaders()[0].expect("shard 0 has a leader");
+    let value = |field: &str| cluster.shard_value(leader, 0, "_latency", field);
+    let mut client = Client::connect(cluster.clients[leader]).unwrap();
+    let before = value("slots_led");
+    for k in shard0_keys().take(50) {
+        let r = client.set(&k, "v").unwrap();
+        assert!(is_ok(&r), "SET {k}: {r:?}");
+    }
+    assert!(
+        value("slots_led") - before >= 50,
+        "the writes went through shard 0's leader"
+    );
+    assert_eq!(value("slots_lazy"), 0, "slots written lazily by default");
 }

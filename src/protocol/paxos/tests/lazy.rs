@@ -20,9 +20,17 @@ fn lazy_accepts(c: &Cluster, i: usize) -> usize {
         .count()
 }
 
-/// r0 leads three replicas, every disk synced.
+/// `c` with lazy leader sync turned on (it is off by default) on every replica.
+fn lazy(mut c: Cluster) -> Cluster {
+    for r in &mut c.replicas {
+        r.cfg.lazy_leader_sync = true;
+    }
+    c
+}
+
+/// r0 leads three replicas with lazy leader sync, every disk synced.
 fn three() -> Cluster {
-    let mut c = Cluster::new(3);
+    let mut c = lazy(Cluster::new(3));
     c.elect(0);
     c.run(|_, _, _| true);
     c
@@ -202,12 +210,12 @@ fn no_lazy_write_when_the_leader_is_needed_or_it_is_off() {
     assert_eq!(c.replicas[0].stats().slots_lazy, 0);
     assert_eq!(lazy_accepts(&c, 0), 0);
     // Quorum leases: a write waits for every holder's vote, the leader's own too.
-    let mut c = Cluster::with_reads(3, ReadMode::QuorumLease);
+    let mut c = lazy(Cluster::with_reads(3, ReadMode::QuorumLease));
     c.elect(0);
     c.request(0, 1, 7, 1, set("a", "1"));
     assert_eq!(c.replicas[0].stats().slots_lazy, 0);
     // One replica: the leader is its own quorum.
-    let mut c = Cluster::new(1);
+    let mut c = lazy(Cluster::new(1));
     c.elect(0);
     c.request(0, 1, 7, 1, set("a", "1"));
     assert_eq!(c.replicas[0].stats().slots_lazy, 0);
