@@ -157,16 +157,43 @@ pub(super) async fn open_segment_file(path: &Path) -> Result<DmaFile, WalError> 
 /// median against 210–220 µs for the `O_DSYNC` write (results/wal-dsync-20261202/).
 /// Segments are pre-written with zeros through a plain handle first, so these writes
 /// never allocate: the device's cache flush is all the sync adds.
+///
+/// Without `durable` (`--no-fsync`) the handle is not `O_DIRECT` either: a write copies
+/// the records into the page cache and the kernel writes them back later, as Redis's
+/// `appendfsync no` does; the records survive the process, not the machine. Written
+/// `O_DIRECT` they went to the disk each time, where this VM served three replicas'
+/// unsynced writes worse than synced ones (p90 293 against 50 µs,
+/// results/no-fsync-page-cache-20261206/). A file on the poll ring stays `O_DIRECT`.
 pub(super) async fn open_record_file(path: &Path, durable: bool) -> Result<DmaFile, WalError> {
     let mut options = OpenOptions::new();
     options.read(true).write(true);
     if durable {
         options.custom_flags(libc::O_DSYNC);
     }
-    options
+    let file = options
         .dma_open(path)
         .await
-        .map_err(|e| io_err("open", path, e))
+        .map_err(|e| io_err("open", path, e))?;
+    if !durable && !file.is_pollable() {
+        through_page_cache(&file).map_err(|e| io_err("fcntl", path, e))?;
+    }
+    Ok(file)
+}
+
+/// Clears `O_DIRECT` on `file`'s descriptor: its writes go through the page cache.
+fn through_page_cache(file: &DmaFile) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL on a descriptor `file` holds open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Creates segment file `index` pre-written with zeros: written under a temporary name,

@@ -522,6 +522,12 @@ impl DmaFile {
         self.o_direct_alignment
     }
 
+    /// Whether this file's reads and writes go through the poll ring (a device with
+    /// poll queues): such a file must stay `O_DIRECT`, which the poll ring requires.
+    pub fn is_pollable(&self) -> bool {
+        matches!(self.pollable, PollableStatus::Pollable)
+    }
+
     /// Erases a range from the file without changing the size. Check the man
     /// page for [`fallocate`] for a list of the supported filesystems.
     /// Partial blocks are zeroed while whole blocks are simply unmapped
