@@ -3,6 +3,7 @@
 # cluster per run (1 shard, leader-lease), variants alternated ROUNDS times:
 #   results/lazy-off-20261206/probe-ab.sh ROUNDS N "name:BINARY:extra cluster flags" ...
 # Prints each run's percentiles (µs) and how many requests took over 250 µs.
+# VIA_FOLLOWER=1: the client talks to a follower (its writes forwarded to the leader).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=results/lazy-off-20261206
@@ -19,7 +20,9 @@ for r in $(seq 1 "$R"); do
       trap 'stop_cluster; rm -rf "$TMP"' EXIT
       SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $extra" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
       sleep 1
-      python3 $HERE/probe.py "$LEAD_PORT" "$N" "$OUTDIR/$name-$r.txt"
+      port=$LEAD_PORT
+      [ -z "${VIA_FOLLOWER:-}" ] || port=$((BASE + (LEAD_NODE + 1) % 3))
+      python3 $HERE/probe.py "$port" "$N" "$OUTDIR/$name-$r.txt"
     )
     slow=$(awk '$2 > 250000 {n++} END {print n + 0}' "$OUTDIR/$name-$r.txt")
     echo "$name r$r: $line slow>250us=$slow"
