@@ -465,7 +465,7 @@ protocol_settings! {
     /// forwarded commands (early learning needs the leader's durable vote) are synced as
     /// always, and so is every slot in quorum-lease mode (see docs/ARCHITECTURE.md, "Lazy
     /// leader sync"). Off by default: a lone write then waits for both followers' disks,
-    /// not the faster two of three, and one client's p99 was 2.5–4× longer for it.
+    /// not the faster two of three, and one client's p99 was up to 4× longer for it.
     lazy_leader_sync: bool = false;
     /// With `lazy_leader_sync`: how long (µs) after a lazy slot's first follower vote the
     /// leader waits for the second before it syncs its own record.
