@@ -8,6 +8,11 @@
 #   pipelined:   redis-benchmark -c 50 -P 16 -n N2 -r 100000 -t set, then -t get
 #   50 clients, one request each in flight: -c 50 -P 1 -n N3 -r 100000 -t set
 #   one client reading (the keys the pipelined SETs wrote): -c 1 -P 1 -n N1 -t get
+#   the one-client SETs again with corepax's own load generator (`corepax bench`, the same
+#   binary for every target, SECS1 s with no warm-up of its own, so that the CPU per
+#   request counts the same requests; the cluster is warm by then), whose histogram resolves
+#   microseconds where redis-benchmark's steps are 8 µs at these latencies: test
+#   `SET -c 1 -P 1 (µs)` (it reports p90, not p95: `—` there)
 # and each server process's CPU (user + system, /proc/PID/stat) over each pipelined run,
 # divided by the requests of the run: µs per operation, for the leader and each follower.
 # Beside them, the same one-client SETs against the floor of a replicated durable write on
@@ -16,6 +21,7 @@
 # `floor-3-replicas`, and a table of corepax's and Redis's one-client SET against it.
 #
 # Usage: scripts/floor.sh   (defaults below; all can be overridden)
+#   SECS1=4              measured seconds of each `corepax bench` one-client run
 #   N1=8000  N2=600000  N3=100000   requests of the one-client, the pipelined and the
 #                        50-client unpipelined runs
 #   ROUNDS=2             every target measured this many times, interleaved
@@ -26,6 +32,7 @@ cd "$(dirname "$0")/.."
 N1=${N1:-8000}
 N2=${N2:-600000}
 N3=${N3:-100000}
+SECS1=${SECS1:-4}
 ROUNDS=${ROUNDS:-2}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
@@ -59,6 +66,33 @@ bench() {
     echo "$ROUND|$row" >>"$TMP/rounds"
 }
 
+# bench_us LABEL PORT "PIDS": one client's SETs (3-byte values over 100,000 keys, as
+# redis-benchmark's) with `corepax bench` (AFTER_BIN: the same client for every target);
+# appends a row like bench's, test `SET -c 1 -P 1 (µs)`, its latencies from the load
+# generator's histogram (microseconds, shown in ms), p95 `—` (it reports p90).
+bench_us() {
+    local label=$1 port=$2 pids=$3 p cpu="" n row
+    declare -A before
+    for p in $pids; do before[$p]=$(cpu_ticks "$p"); done
+    "$AFTER_BIN" bench --target "127.0.0.1:$port" --workload "$TMP/one-set.toml" \
+        --half-load 0 --duration "$SECS1" --json "$TMP/us.json" >>"$OUT_RAW" 2>&1
+    n=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["ops"]["set"]["count"])' "$TMP/us.json")
+    for p in $pids; do
+        cpu+="$(cpu_us_per_op "${before[$p]}" "$(cpu_ticks "$p")" "$n") "
+    done
+    row=$(python3 - "$TMP/us.json" "$label" "${cpu% }" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["ops"]["set"]
+ms = lambda us: f"{us / 1000:.3f}"
+print(f"{sys.argv[2]}|SET -c 1 -P 1 (µs)|{s['throughput_per_s']:.2f}|{ms(s['mean_us'])}|"
+      f"{ms(s['p50_us'])}|—|{ms(s['p99_us'])}|{sys.argv[3]}")
+PY
+    )
+    echo "$label corepax bench one-client SET -> $row" >>"$OUT_RAW"
+    echo "$row" >>"$TMP/rows"
+    echo "$ROUND|$row" >>"$TMP/rounds"
+}
+
 # The issue's targets, each row's ratio to Redis's row of the same round and test
 # ("after" rows; a BEFORE binary's rows are in the table above): a table a reader takes
 # in at a glance. Reads $TMP/rounds (round|label|test|rps|avg|p50|p95|p99|cpu…).
@@ -75,8 +109,12 @@ rounds = sorted({k[0] for k in rows})
 targets = [
     ("one-client SET p50", "after", "SET -c 1 -P 1", "p50", 1.5, "<="),
     ("one-client SET p99", "after", "SET -c 1 -P 1", "p99", 2.0, "<="),
+    ("one-client SET p50 (µs)", "after", "SET -c 1 -P 1 (µs)", "p50", 1.5, "<="),
+    ("one-client SET p99 (µs)", "after", "SET -c 1 -P 1 (µs)", "p99", 2.0, "<="),
     ("through a follower, SET p50", "after-via-follower", "SET -c 1 -P 1", "p50", 2.0, "<="),
     ("through a follower, SET p99", "after-via-follower", "SET -c 1 -P 1", "p99", 2.0, "<="),
+    ("through a follower, SET p50 (µs)", "after-via-follower", "SET -c 1 -P 1 (µs)", "p50", 2.0, "<="),
+    ("through a follower, SET p99 (µs)", "after-via-follower", "SET -c 1 -P 1 (µs)", "p99", 2.0, "<="),
     ("one-client GET p50 (lease)", "after", "GET -c 1 -P 1", "p50", 1.2, "<="),
     ("leader CPU per SET, -P 16", "after", "SET -c 50 -P 16", "cpu0", 1.5, "<="),
     ("each follower's CPU per SET", "after", "SET -c 50 -P 16", "cpuf", 0.5, "<="),
@@ -110,22 +148,23 @@ for what, label, test, field, goal, op in targets:
         cells.append(f"{ratio:.2f}×")
     sign = "≤" if op == "<=" else "≥"
     print(f"| {what} | {sign} {goal}× | " + " | ".join(cells) + f" | {met} of {len(rounds)} |")
-test = "SET -c 1 -P 1"
 if any(k[1] == "floor-3-replicas" for k in rows):
     print()
     print("One client's SET against the floor of three replicas' durable writes on this machine")
-    print("(`floor-3-replicas`, examples/replfloor.rs), same round:")
+    print("(`floor-3-replicas`, examples/replfloor.rs), same round; `(µs)`: measured with")
+    print("`corepax bench`:")
     print()
     print("| ratio to the floor | " + " | ".join(f"round {r}" for r in rounds) + " |")
     print("| --- | " + " | ".join("---:" for _ in rounds) + " |")
-    for label, name in [("after", "corepax"), ("after-via-follower", "corepax via a follower"),
-                        ("redis-always", "Redis (one durable write)")]:
-        for field in ("p50", "p99"):
-            cells = []
-            for r in rounds:
-                ours, floor = rows.get((r, label, test)), rows.get((r, "floor-3-replicas", test))
-                cells.append(f"{ours[field] / floor[field]:.2f}×" if ours and floor and floor[field] else "—")
-            print(f"| {name} {field} | " + " | ".join(cells) + " |")
+    for test, unit in [("SET -c 1 -P 1", ""), ("SET -c 1 -P 1 (µs)", " (µs)")]:
+        for label, name in [("after", "corepax"), ("after-via-follower", "corepax via a follower"),
+                            ("redis-always", "Redis (one durable write)")]:
+            for field in ("p50", "p99"):
+                cells = []
+                for r in rounds:
+                    ours, floor = rows.get((r, label, test)), rows.get((r, "floor-3-replicas", test))
+                    cells.append(f"{ours[field] / floor[field]:.2f}×" if ours and floor and floor[field] else "—")
+                print(f"| {name} {field}{unit} | " + " | ".join(cells) + " |")
 PY
 }
 
@@ -142,6 +181,8 @@ run_corepax() {
     done
     bench "$label" "$LEAD_PORT" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
     bench "$label-via-follower" "$follower_port" "$pids" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    bench_us "$label" "$LEAD_PORT" "$pids"
+    bench_us "$label-via-follower" "$follower_port" "$pids"
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 16 -n "$N2" -r 100000 -t get
     bench "$label" "$LEAD_PORT" "$pids" -c 50 -P 1 -n "$N3" -r 100000 -t set
@@ -159,6 +200,7 @@ run_floor() {
     REDIS_PID=$! # stopped by the exit trap if the run ends here
     wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
     bench "floor-3-replicas" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    bench_us "floor-3-replicas" "$port" "$REDIS_PID"
     stop_pids "$REDIS_PID"
     REDIS_PID=""
     rm -rf "$TMP/floor"
@@ -169,6 +211,7 @@ run_redis() {
     start_redis_always "$TMP/redis" "$OUT_RAW"
     port=$REDIS_PORT
     bench "redis-always" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
+    bench_us "redis-always" "$port" "$REDIS_PID"
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t set
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 16 -n "$N2" -r 100000 -t get
     bench "redis-always" "$port" "$REDIS_PID" -c 50 -P 1 -n "$N3" -r 100000 -t set
@@ -180,6 +223,26 @@ run_redis() {
 
 : >"$TMP/rows"
 : >"$TMP/rounds"
+cat >"$TMP/one-set.toml" <<TOML
+name = "one-set"
+description = "closed loop, 1 connection x 1 request, SETs of 3 B values over 100,000 keys"
+record_count = 100000
+preload = false
+connections = 1
+pipeline = 1
+duration_s = $SECS1
+warmup_s = 0
+[keys]
+distribution = "uniform"
+[value]
+distribution = "fixed"
+size_bytes = 3
+[mix]
+get = 0.0
+set = 1.0
+[load]
+mode = "closed"
+TOML
 for ROUND in $(seq "$ROUNDS"); do
     echo "round $ROUND" >&2
     [ -z "$BEFORE_BIN" ] || run_corepax before "$BEFORE_BIN"
@@ -216,6 +279,7 @@ done
     echo "- $(redis-server --version)"
     echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process)"
     echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`, \`-c 50 -P 1 -n $N3 -r 100000 -t set\`"
+    echo "- \`(µs)\` rows: \`$AFTER_BIN bench --target 127.0.0.1:PORT --workload one-set.toml --half-load 0 --duration $SECS1\` (1 connection, 1 request at a time, SETs of 3 B values over 100,000 keys, no warm-up)"
     echo
     echo "## Machine"
     echo
