@@ -46,24 +46,42 @@ BEFORE_BIN=""
 
 begin_run floor
 
-# bench LABEL PORT "PIDS" ARGS...: one redis-benchmark run; appends a row of
-# label|test|rps|avg|p50|p95|p99|cpu µs/op per pid to $TMP/rows.
+# ticks "PIDS": each process's CPU ticks so far, in the order of PIDS.
+ticks() {
+    local p
+    for p in $1; do printf '%s ' "$(cpu_ticks "$p")"; done
+}
+
+# cpu_columns "PIDS" "TICKS" N: each process's CPU µs per request since TICKS (what
+# `ticks` said), over N requests, space-separated.
+cpu_columns() {
+    local -a pids before
+    local i out=""
+    read -r -a pids <<<"$1"
+    read -r -a before <<<"$2"
+    for i in "${!pids[@]}"; do
+        out+="$(cpu_us_per_op "${before[$i]}" "$(cpu_ticks "${pids[$i]}")" "$3") "
+    done
+    printf '%s' "${out% }"
+}
+
+# add_row ROW: appends a row (label|test|rps|avg|p50|p95|p99|cpu µs/op per pid) to the
+# table and to this round's.
+add_row() {
+    echo "$1" >>"$TMP/rows"
+    echo "$ROUND|$1" >>"$TMP/rounds"
+}
+
+# bench LABEL PORT "PIDS" ARGS...: one redis-benchmark run, its row added (add_row).
 bench() {
-    local label=$1 port=$2 pids=$3 n line test rps avg p50 p95 p99 cpu="" p
+    local label=$1 port=$2 pids=$3 n line test rps avg p50 p95 p99 before
     shift 3
-    declare -A before
-    for p in $pids; do before[$p]=$(cpu_ticks "$p"); done
+    before=$(ticks "$pids")
     line=$(timeout 300 redis-benchmark -p "$port" "$@" --csv 2>>"$OUT_RAW" | tail -1)
     echo "$label $* -> $line" >>"$OUT_RAW"
     n=$(printf '%s\n' "$@" | awk 'prev == "-n" {print} {prev = $0}')
-    for p in $pids; do
-        cpu+="$(cpu_us_per_op "${before[$p]}" "$(cpu_ticks "$p")" "$n") "
-    done
     IFS=, read -r test rps avg _ p50 p95 p99 _ <<<"$(tr -d '"' <<<"$line")"
-    local row
-    row="$label|$test -c $(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$*") -P $(sed -n 's/.*-P \([0-9]*\).*/\1/p' <<<"$*")|$rps|$avg|$p50|$p95|$p99|${cpu% }"
-    echo "$row" >>"$TMP/rows"
-    echo "$ROUND|$row" >>"$TMP/rounds"
+    add_row "$label|$test -c $(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$*") -P $(sed -n 's/.*-P \([0-9]*\).*/\1/p' <<<"$*")|$rps|$avg|$p50|$p95|$p99|$(cpu_columns "$pids" "$before" "$n")"
 }
 
 # bench_us LABEL PORT "PIDS": one client's SETs (3-byte values over 100,000 keys, as
@@ -71,16 +89,12 @@ bench() {
 # appends a row like bench's, test `SET -c 1 -P 1 (µs)`, its latencies from the load
 # generator's histogram (microseconds, shown in ms), p95 `—` (it reports p90).
 bench_us() {
-    local label=$1 port=$2 pids=$3 p cpu="" n row
-    declare -A before
-    for p in $pids; do before[$p]=$(cpu_ticks "$p"); done
+    local label=$1 port=$2 pids=$3 n row before
+    before=$(ticks "$pids")
     "$AFTER_BIN" bench --target "127.0.0.1:$port" --workload "$TMP/one-set.toml" \
         --half-load 0 --duration "$SECS1" --json "$TMP/us.json" >>"$OUT_RAW" 2>&1
     n=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["ops"]["set"]["count"])' "$TMP/us.json")
-    for p in $pids; do
-        cpu+="$(cpu_us_per_op "${before[$p]}" "$(cpu_ticks "$p")" "$n") "
-    done
-    row=$(python3 - "$TMP/us.json" "$label" "${cpu% }" <<'PY'
+    row=$(python3 - "$TMP/us.json" "$label" "$(cpu_columns "$pids" "$before" "$n")" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["ops"]["set"]
 ms = lambda us: f"{us / 1000:.3f}"
@@ -89,8 +103,7 @@ print(f"{sys.argv[2]}|SET -c 1 -P 1 (µs)|{s['throughput_per_s']:.2f}|{ms(s['mea
 PY
     )
     echo "$label corepax bench one-client SET -> $row" >>"$OUT_RAW"
-    echo "$row" >>"$TMP/rows"
-    echo "$ROUND|$row" >>"$TMP/rounds"
+    add_row "$row"
 }
 
 # The issue's targets, each row's ratio to Redis's row of the same round and test
