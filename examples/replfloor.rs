@@ -12,13 +12,16 @@
 //! Leader and followers are threads of this process, each with its own file in `DIR`.
 //! With 0 followers it is one durable write per request, as Redis `appendfsync always`.
 //! With `lazy` last, the leader writes nothing and waits for every follower's
-//! acknowledgement instead: the floor under corepax's lazy leader sync.
+//! acknowledgement instead: the floor under corepax's lazy leader sync. With `via` last,
+//! clients reach the leader through a forwarder (a thread relaying each client's bytes to
+//! the leader and its answers back over loopback TCP, as a follower forwards a write):
+//! the floor of one write sent to a follower.
 //!
 //! `scripts/floor.sh` runs it beside corepax and Redis (`floor-3-replicas`: 2 followers).
 //!
 //! ```text
 //! cargo build --release --example replfloor
-//! target/release/examples/replfloor PORT FOLLOWERS DIR [lazy]
+//! target/release/examples/replfloor PORT FOLLOWERS DIR [lazy|via]
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -209,12 +212,32 @@ impl Leader {
     }
 }
 
+/// Relays one client to the leader at `leader` and the leader's answers back, each way
+/// on a thread of its own, until either side closes.
+fn forward(client: TcpStream, leader: std::net::SocketAddr) -> Result<()> {
+    let upstream = TcpStream::connect(leader)?;
+    upstream.set_nodelay(true)?;
+    client.set_nodelay(true)?;
+    let (mut from_client, mut to_leader) = (client.try_clone()?, upstream.try_clone()?);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_leader);
+        let _ = to_leader.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut from_leader, mut to_client) = (upstream, client);
+    let _ = std::io::copy(&mut from_leader, &mut to_client);
+    let _ = to_client.shutdown(std::net::Shutdown::Both);
+    let _ = up.join();
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (port, followers, dir, lazy) = match &args[..] {
-        [_, port, followers, dir] => (port, followers, dir, false),
-        [_, port, followers, dir, lazy] if lazy == "lazy" => (port, followers, dir, true),
-        _ => return Err("usage: replfloor PORT FOLLOWERS DIR [lazy]".into()),
+    let (port, followers, dir, mode) = match &args[..] {
+        [_, port, followers, dir] => (port, followers, dir, ""),
+        [_, port, followers, dir, mode] if mode == "lazy" || mode == "via" => {
+            (port, followers, dir, mode.as_str())
+        }
+        _ => return Err("usage: replfloor PORT FOLLOWERS DIR [lazy|via]".into()),
     };
     let mut streams = Vec::new();
     for i in 0..followers.parse::<usize>()? {
@@ -236,9 +259,24 @@ fn main() -> Result<()> {
         slot: 0,
         acked: vec![0; streams.len()],
         followers: streams,
-        lazy,
+        lazy: mode == "lazy",
     };
-    let clients = TcpListener::bind(format!("127.0.0.1:{port}"))?;
+    let public = TcpListener::bind(format!("127.0.0.1:{port}"))?;
+    let clients = if mode == "via" {
+        let inner = TcpListener::bind("127.0.0.1:0")?;
+        let at = inner.local_addr()?;
+        std::thread::spawn(move || {
+            for client in public.incoming() {
+                let served = client.map_err(Into::into).and_then(|c| forward(c, at));
+                if let Err(e) = served {
+                    eprintln!("forwarder: {e}");
+                }
+            }
+        });
+        inner
+    } else {
+        public
+    };
     // One client at a time, as the floor is measured.
     for client in clients.incoming() {
         if let Err(e) = leader.serve(client?) {

@@ -18,7 +18,9 @@
 # Beside them, the same one-client SETs against the floor of a replicated durable write on
 # this machine (examples/replfloor.rs with 2 followers: three 4 KiB O_DSYNC writes to this
 # disk per request, a quorum of two awaited, blocking calls and nothing else): label
-# `floor-3-replicas`, and a table of corepax's and Redis's one-client SET against it.
+# `floor-3-replicas`, and a table of corepax's and Redis's one-client SET against it; and the
+# floor of a write sent to a follower (`replfloor … via`: a forwarder relays the client to the
+# leader): label `floor-3-replicas-via`, against which corepax through a follower is set too.
 #
 # Usage: scripts/floor.sh   (defaults below; all can be overridden)
 #   SECS1=4              measured seconds of each `corepax bench` one-client run
@@ -170,12 +172,16 @@ if any(k[1] == "floor-3-replicas" for k in rows):
     print("| ratio to the floor | " + " | ".join(f"round {r}" for r in rounds) + " |")
     print("| --- | " + " | ".join("---:" for _ in rounds) + " |")
     for test, unit in [("SET -c 1 -P 1", ""), ("SET -c 1 -P 1 (µs)", " (µs)")]:
-        for label, name in [("after", "corepax"), ("after-via-follower", "corepax via a follower"),
-                            ("redis-always", "Redis (one durable write)")]:
+        for label, name, against in [
+                ("after", "corepax", "floor-3-replicas"),
+                ("after-via-follower", "corepax via a follower", "floor-3-replicas"),
+                ("after-via-follower", "corepax via a follower, against the forwarded floor",
+                 "floor-3-replicas-via"),
+                ("redis-always", "Redis (one durable write)", "floor-3-replicas")]:
             for field in ("p50", "p99"):
                 cells = []
                 for r in rounds:
-                    ours, floor = rows.get((r, label, test)), rows.get((r, "floor-3-replicas", test))
+                    ours, floor = rows.get((r, label, test)), rows.get((r, against, test))
                     cells.append(f"{ours[field] / floor[field]:.2f}×" if ours and floor and floor[field] else "—")
                 print(f"| {name} {field}{unit} | " + " | ".join(cells) + " |")
 PY
@@ -204,19 +210,24 @@ run_corepax() {
     CLUSTER_PID=""
 }
 
-# The floor: one-client SETs against replfloor with 2 followers (see the top).
+# The floor: one-client SETs against replfloor with 2 followers (see the top), then with
+# the client at a forwarder (`via`), as a client at a follower is.
 run_floor() {
-    local port
-    port=$(free_port)
-    mkdir -p "$TMP/floor"
-    "$FLOOR_BIN" "$port" 2 "$TMP/floor" >>"$OUT_RAW" 2>&1 &
-    REDIS_PID=$! # stopped by the exit trap if the run ends here
-    wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
-    bench "floor-3-replicas" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
-    bench_us "floor-3-replicas" "$port" "$REDIS_PID"
-    stop_pids "$REDIS_PID"
-    REDIS_PID=""
-    rm -rf "$TMP/floor"
+    local port mode label
+    for mode in "" via; do
+        label=floor-3-replicas${mode:+-$mode}
+        port=$(free_port)
+        mkdir -p "$TMP/floor"
+        # shellcheck disable=SC2086 # no mode: no argument
+        "$FLOOR_BIN" "$port" 2 "$TMP/floor" $mode >>"$OUT_RAW" 2>&1 &
+        REDIS_PID=$! # stopped by the exit trap if the run ends here
+        wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
+        bench "$label" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
+        bench_us "$label" "$port" "$REDIS_PID"
+        stop_pids "$REDIS_PID"
+        REDIS_PID=""
+        rm -rf "$TMP/floor"
+    done
 }
 
 run_redis() {
@@ -290,7 +301,7 @@ done
     [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
     echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
     echo "- $(redis-server --version)"
-    echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process)"
+    echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process); \`floor-3-replicas-via\`: \`replfloor PORT 2 DIR via\` (the client's bytes relayed to the leader and back by a forwarder thread)"
     echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`, \`-c 50 -P 1 -n $N3 -r 100000 -t set\`"
     echo "- \`(µs)\` rows: \`$AFTER_BIN bench --target 127.0.0.1:PORT --workload one-set.toml --half-load 0 --duration $SECS1\` (1 connection, 1 request at a time, SETs of 3 B values over 100,000 keys, no warm-up)"
     echo
