@@ -1,7 +1,7 @@
 //! Group commit: appends from any task of the shard, one committer task that syncs
 //! whenever records are pending, so every sync covers everything queued meanwhile.
 
-use super::io::{create_spare, free_segments};
+use super::io::{Submit, create_spare, free_segments};
 use super::{Lsn, Wal, WalError};
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -209,6 +209,9 @@ impl GroupCommitter {
     /// `on_durable` with the new durable LSN. Returns `Ok` after [`GroupCommitter::close`]
     /// once everything appended before it is durable, or the first error.
     pub async fn run(&self, mut on_durable: impl FnMut(Lsn)) -> Result<(), WalError> {
+        // A sync started on an idle log goes to the kernel at once; one that follows the
+        // last at once (records came meanwhile: load) with the pass (`io::Submit`).
+        let mut submit = Submit::AtOnce;
         loop {
             // Only when asked: a lazy record alone waits for the next `append` or `flush`
             // (or the close, which syncs everything).
@@ -225,7 +228,8 @@ impl GroupCommitter {
                 Some(job) => {
                     // No borrow is held across the I/O: appends continue meanwhile.
                     let started = std::time::Instant::now();
-                    let done = self.run_job(&job).await;
+                    let done = self.run_job(&job, submit).await;
+                    submit = Submit::WithPass;
                     let took = started.elapsed();
                     let mut shared = self.shared.borrow_mut();
                     let ms = took.as_millis() as u64;
@@ -246,13 +250,18 @@ impl GroupCommitter {
                         return Ok(());
                     }
                     self.wait_for_work().await;
+                    submit = Submit::AtOnce;
                 }
             }
         }
     }
 
     /// Runs a sync job, again and again while it fails for lack of disk space.
-    async fn run_job(&self, job: &super::SyncJob) -> Result<super::SyncDone, WalError> {
+    async fn run_job(
+        &self,
+        job: &super::SyncJob,
+        submit: Submit,
+    ) -> Result<super::SyncDone, WalError> {
         loop {
             let done = if self.shared.borrow().inject_no_space {
                 Err(WalError::Io {
@@ -261,7 +270,7 @@ impl GroupCommitter {
                     source: std::io::Error::from_raw_os_error(libc::ENOSPC),
                 })
             } else {
-                job.run().await
+                job.run(submit).await
             };
             match done {
                 Err(e) if e.is_no_space() => {

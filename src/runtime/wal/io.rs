@@ -32,7 +32,8 @@ pub(super) async fn write_header(
 ) -> Result<(), WalError> {
     let mut block = vec![0u8; BLOCK_BYTES as usize];
     header.encode(&mut block[..SEGMENT_HEADER_BYTES]);
-    write_blocks(file, path, 0, &[&block], 0, BLOCK_BYTES as usize).await?;
+    let submit = Submit::WithPass;
+    write_blocks(file, path, 0, &[&block], 0, BLOCK_BYTES as usize, submit).await?;
     if sync {
         file.fdatasync()
             .await
@@ -41,9 +42,23 @@ pub(super) async fn write_header(
     Ok(())
 }
 
+/// When a WAL write is handed to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submit {
+    /// At once (`DmaFile::write_at_now`, vendor/glommio/COREPAX-PATCH.md): a sync started
+    /// on an idle log. A request waits on it, and a write left for the rest of the
+    /// executor's pass reached the disk later than the other replicas' writes
+    /// (results/wal-write-now-20261206/).
+    AtOnce,
+    /// With the executor pass's other requests: a sync that follows the last one at once,
+    /// under load. Submitted earlier, it would end earlier and leave fewer records to the
+    /// next one: more, smaller syncs for the same requests.
+    WithPass,
+}
+
 /// Writes the bytes `parts` make one after the other, then `pad_bytes` zeros, at
 /// block-aligned `offset`, padding the last block with zeros, in pieces of at most
-/// `write_bytes_max` bytes.
+/// `write_bytes_max` bytes, each submitted as `submit` says.
 pub(super) async fn write_blocks(
     file: &DmaFile,
     path: &Path,
@@ -51,6 +66,7 @@ pub(super) async fn write_blocks(
     parts: &[&[u8]],
     pad_bytes: usize,
     write_bytes_max: usize,
+    submit: Submit,
 ) -> Result<(), WalError> {
     assert_eq!(offset % BLOCK_BYTES, 0);
     let data_len: usize = parts.iter().map(|p| p.len()).sum();
@@ -64,10 +80,12 @@ pub(super) async fn write_blocks(
         let from_data = data_len.saturating_sub(done).min(piece);
         copy_from_parts(&mut bytes[..from_data], parts, done);
         bytes[from_data..].fill(0);
-        let written = file
-            .write_at(buf, offset + done as u64)
-            .await
-            .map_err(|e| io_err("write", path, e))?;
+        let pos = offset + done as u64;
+        let written = match submit {
+            Submit::AtOnce => file.write_at_now(buf, pos).await,
+            Submit::WithPass => file.write_at(buf, pos).await,
+        }
+        .map_err(|e| io_err("write", path, e))?;
         if written != buf_len {
             return Err(io_err(
                 "write",
@@ -293,8 +311,9 @@ impl SyncJob {
     /// Performs the writes and fdatasyncs. Never holds a borrow of the [`Wal`](super::Wal).
     /// After a failure other than of an fdatasync it may be run again (every write goes to
     /// the same place with the same bytes, a segment being created is created anew): that
-    /// is how a full disk is waited out (see `GroupCommitter::run`).
-    pub async fn run(&self) -> Result<SyncDone, WalError> {
+    /// is how a full disk is waited out (see `GroupCommitter::run`). The records' writes
+    /// are submitted as `submit` says.
+    pub async fn run(&self, submit: Submit) -> Result<SyncDone, WalError> {
         // Record files are `O_DSYNC` when the WAL syncs (`open_record_file`): a write is
         // durable when it completes, so each segment is durable before the next one is
         // activated (recovery checks the LSN chain) and the sync needs no fdatasync.
@@ -366,6 +385,7 @@ impl SyncJob {
                 &parts,
                 pad_bytes,
                 self.write_bytes_max,
+                submit,
             )
             .await?;
         }

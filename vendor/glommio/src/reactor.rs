@@ -842,6 +842,11 @@ impl Reactor {
         }
     }
 
+    /// corepax patch: see `sys::uring::Reactor::submit_now`.
+    pub(crate) fn submit_now(&self, source: &Source) {
+        self.sys.submit_now(source)
+    }
+
     pub(crate) fn rush_dispatch(&self, source: &Source) -> io::Result<()> {
         self.sys.rush_dispatch(source, &mut 0)
     }

@@ -312,6 +312,18 @@ impl DmaFile {
         enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
     }
 
+    /// [`DmaFile::write_at`], with the write handed to the kernel at once (corepax patch).
+    /// A request is otherwise queued and submitted with the other requests of the
+    /// executor's pass, once every task that was ready has run: a write that others wait
+    /// on (a log record) reaches the disk later by the rest of the pass's work.
+    pub async fn write_at_now(&self, buf: DmaBuffer, pos: u64) -> Result<usize> {
+        let reactor = self.file.reactor.upgrade().unwrap();
+        let source =
+            reactor.write_dma(self.as_raw_fd(), DmaSource::Owned(buf), pos, self.pollable);
+        reactor.submit_now(&source);
+        enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
+    }
+
     /// Equivalent to [`DmaFile::write_at`] except that the caller retains
     /// non-mutable ownership of the underlying buffer. This can be useful if
     /// you want to asynchronously process a page concurrently with writing it.

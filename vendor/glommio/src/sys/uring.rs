@@ -1776,6 +1776,15 @@ impl Reactor {
         Ok(())
     }
 
+    /// corepax patch: hands what `src`'s ring has queued to the kernel now, cancellations
+    /// first as in `poll`, rather than at the executor pass's next poll. Errors are left to
+    /// that poll, which submits whatever is still queued and reports them as before.
+    pub(crate) fn submit_now(&self, src: &Source) {
+        let mut ring = self.ring_for_source(src);
+        let _ = ring.consume_cancellation_queue();
+        let _ = ring.consume_submission_queue();
+    }
+
     pub(crate) fn rush_dispatch(&self, src: &Source, woke: &mut usize) -> io::Result<()> {
         let ring = &mut *self.ring_for_source(src);
         if ring.may_rush() {
