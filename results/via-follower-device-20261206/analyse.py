@@ -7,7 +7,8 @@ import collections
 import re
 import sys
 
-LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\]\s+\S+\s+(\d+\.\d+):\s+(\w+):\s+(.*)$")
+from ftrace import events
+
 BLOCK = re.compile(r"\S+ (\S+) (?:\d+ )?\(\) (\d+) \+")
 SLOW_REQUEST, SLOW_OP = 250e-6, 100e-6
 
@@ -21,12 +22,7 @@ def analyse(base):
     ops, writes, wakeups = [], [], []
     issued, open_io, flushes, woken = collections.Counter(), {}, [], {}
     first = last = None
-    for line in open(base + ".txt"):
-        m = LINE.match(line)
-        if not m:
-            continue
-        _, pid, _, t, event, rest = m.groups()
-        t = float(t)
+    for pid, t, event, rest, _ in events(base + ".txt"):
         first, last = first or t, t
         if event == "sched_wakeup":
             w = re.search(r"comm=(.*?) pid=(\d+)", rest)

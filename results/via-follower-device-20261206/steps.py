@@ -7,32 +7,28 @@ import collections
 import re
 import sys
 
-LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\]\s+\S+\s+(\d+\.\d+):\s+(\w+)(?::|\(| ->)\s*(.*)$")
+from ftrace import events
+
 base = sys.argv[1]
 roles = dict(l.split() for l in open(base + ".roles"))
-events = collections.defaultdict(list)
-for line in open(base + ".txt"):
-    m = LINE.match(line)
-    if not m:
-        continue
-    _, tid, _, t, e, rest = m.groups()
-    t = float(t)
+by_thread = collections.defaultdict(list)
+for tid, t, e, rest, line in events(base + ".txt"):
     if e == "sched_switch":
         a = re.search(r"prev_pid=(\d+).*next_pid=(\d+)", rest)
-        events[a.group(1)].append((t, "out"))
-        events[a.group(2)].append((t, "in"))
+        by_thread[a.group(1)].append((t, "out"))
+        by_thread[a.group(2)].append((t, "in"))
     elif e == "sched_wakeup":
-        events[re.search(r"pid=(\d+)", rest).group(1)].append((t, "woken"))
+        by_thread[re.search(r"pid=(\d+)", rest).group(1)].append((t, "woken"))
     elif e == "block_rq_issue" and " WS " in rest:
-        events[tid].append((t, "disk"))
+        by_thread[tid].append((t, "disk"))
     elif e == "io_uring_submit_req" and re.search(r"opcode WRITE", rest):
-        events[tid].append((t, "submit"))
+        by_thread[tid].append((t, "submit"))
     elif e == "sys_pwrite64" and " -> " not in line:
-        events[tid].append((t, "submit"))
+        by_thread[tid].append((t, "submit"))
     elif e in ("sys_recvfrom", "sys_read") and " -> " in line:
-        events[tid].append((t, "received"))
+        by_thread[tid].append((t, "received"))
 rows = collections.defaultdict(list)
-for tid, v in events.items():
+for tid, v in by_thread.items():
     v.sort()
     for i, (t, kind) in enumerate(v):
         if kind != "disk":
