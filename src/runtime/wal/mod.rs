@@ -899,8 +899,8 @@ mod tests {
     /// A sync hands its write to the kernel before the task that started it yields
     /// (`DmaFile::write_at_now`): a sync polled once, and not again while this task blocks
     /// its thread, still gets its record into the file. A write left for the executor's
-    /// next poll would go out only after this task yields, which it does once the record
-    /// is seen or after 10 s.
+    /// next poll would go out only after this task yields, which it never does here: the
+    /// test fails after 10 s.
     #[test]
     fn a_sync_hands_its_write_to_the_kernel_before_its_task_yields() {
         use std::future::Future;
