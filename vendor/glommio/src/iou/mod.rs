@@ -92,6 +92,16 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// Completions do not interrupt a task running in userspace (corepax patch).
+        const COOP_TASKRUN = 1 << 8;
+        /// The kernel sets `IORING_SQ_TASKRUN` while completions wait to be posted
+        /// (corepax patch).
+        const TASKRUN_FLAG = 1 << 9;
+        /// Only the task that made the ring submits to it (corepax patch).
+        const SINGLE_ISSUER = 1 << 12;
+        /// Completions are posted only when the ring's task asks, in `io_uring_enter`
+        /// with `IORING_ENTER_GETEVENTS` (corepax patch).
+        const DEFER_TASKRUN = 1 << 13;
     }
 }
 

@@ -705,7 +705,12 @@ pub(crate) trait UringCommon {
         self.consume_sqe_queue(&mut queue.submissions, true)
     }
 
+    /// Has the kernel post the completions it holds for this ring (corepax patch; only a
+    /// ring with `TaskRun::Deferred` holds any).
+    fn post_deferred(&mut self) {}
+
     fn consume_completion_queue(&mut self, woke: &mut usize) -> usize {
+        self.post_deferred();
         let mut completed = 0;
         loop {
             match self.consume_one_event() {
@@ -897,8 +902,25 @@ impl UringCommon for PollRing {
     }
 }
 
+/// How the kernel runs a ring's completion work (corepax patch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskRun {
+    /// As glommio sets rings up: a completion interrupts the ring's thread wherever it
+    /// runs (an inter-processor interrupt when it runs on another core). The latency
+    /// ring's timers must: they preempt a task that runs too long.
+    Interrupting,
+    /// `IORING_SETUP_COOP_TASKRUN`: the work runs at the thread's next entry to the
+    /// kernel, without an interrupt (kernels 5.19 to 6.0).
+    Cooperative,
+    /// `IORING_SETUP_DEFER_TASKRUN`: the work runs only in `io_uring_enter` with
+    /// `IORING_ENTER_GETEVENTS`, all of it at once, when the ring's thread asks for it
+    /// (from 6.1).
+    Deferred,
+}
+
 struct SleepableRing {
     ring: iou::IoUring,
+    task_run: TaskRun,
     size: usize,
     submission_queue: ReactorQueue,
     name: &'static str,
@@ -917,8 +939,37 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        // corepax patch: the main ring's completions wait for the executor to ask for
+        // them, where the kernel allows; the latency ring keeps glommio's setup.
+        let wanted: &[(TaskRun, iou::SetupFlags)] = if name == "main" {
+            use iou::SetupFlags as F;
+            &[
+                (
+                    TaskRun::Deferred,
+                    F::SINGLE_ISSUER.union(F::DEFER_TASKRUN).union(F::TASKRUN_FLAG),
+                ),
+                (TaskRun::Cooperative, F::COOP_TASKRUN),
+            ]
+        } else {
+            &[]
+        };
+        let mut made = None;
+        for (task_run, flags) in wanted {
+            let flags = iou::SetupFlags::from_bits_truncate(flags.bits());
+            if let Ok(ring) =
+                iou::IoUring::new_with_flags(size as _, flags, iou::SetupFeatures::empty())
+            {
+                made = Some((ring, *task_run));
+                break;
+            }
+        }
+        let (ring, task_run) = match made {
+            Some(made) => made,
+            None => (iou::IoUring::new(size as _)?, TaskRun::Interrupting),
+        };
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
+            task_run,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1123,6 +1174,35 @@ impl SleepableRing {
 impl UringCommon for SleepableRing {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn post_deferred(&mut self) {
+        // Set by the kernel while it holds completion work (`TASKRUN_FLAG`).
+        const IORING_SQ_TASKRUN: libc::c_uint = 1 << 2;
+        if self.task_run != TaskRun::Deferred {
+            return;
+        }
+        let raw = self.ring.raw();
+        // SAFETY: `kflags` points into the ring's mapped submission queue, which lives as
+        // long as the ring; the kernel writes it concurrently, hence the volatile read.
+        let flags = unsafe { std::ptr::read_volatile(raw.sq.kflags) };
+        if flags & IORING_SQ_TASKRUN != 0 {
+            // Submits nothing and waits for nothing: runs the held work, which posts its
+            // completions. An error (EINTR) leaves them for the next call or the sleep,
+            // whose wait runs them too.
+            // SAFETY: a valid ring fd, no SQEs, no signal mask.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    raw.ring_fd,
+                    0,
+                    0,
+                    crate::uring_sys::IORING_ENTER_GETEVENTS,
+                    std::ptr::null::<libc::c_void>(),
+                    0,
+                );
+            }
+        }
     }
 
     fn io_stats_mut(&mut self) -> &mut RingIoStats {
