@@ -15,13 +15,16 @@
 //! acknowledgement instead: the floor under corepax's lazy leader sync. With `via` last,
 //! clients reach the leader through a forwarder (a thread relaying each client's bytes to
 //! the leader and its answers back over loopback TCP, as a follower forwards a write):
-//! the floor of one write sent to a follower.
+//! the floor of one write sent to a follower. With `group` last, the leader serves every
+//! client at once, as Redis does: one `poll` over the clients, the commands of all that
+//! were readable in one slot (group commit), then their answers: the floor of many
+//! clients' writes (the other modes serve one client at a time).
 //!
 //! `scripts/floor.sh` runs it beside corepax and Redis (`floor-3-replicas`: 2 followers).
 //!
 //! ```text
 //! cargo build --release --example replfloor
-//! target/release/examples/replfloor PORT FOLLOWERS DIR [lazy|via]
+//! target/release/examples/replfloor PORT FOLLOWERS DIR [lazy|via|group]
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -192,6 +195,74 @@ impl Leader {
         Ok(())
     }
 
+    /// Every client at once (`group`): each round polls the listener and the clients, reads
+    /// once from each readable client, replicates one slot for all their writes, then
+    /// answers them. A client that closes or fails is dropped.
+    fn serve_group(&mut self, listener: &TcpListener) -> Result<()> {
+        struct Client {
+            stream: TcpStream,
+            buf: Vec<u8>,
+            replies: Vec<u8>,
+        }
+        let mut clients: Vec<Client> = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let mut fds: Vec<libc::pollfd> = std::iter::once(listener.as_raw_fd())
+                .chain(clients.iter().map(|c| c.stream.as_raw_fd()))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
+            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            let mut writes = 0;
+            let mut gone = Vec::new();
+            // A readable socket's one read does not block.
+            for (i, fd) in fds[1..].iter().enumerate() {
+                if fd.revents == 0 {
+                    continue;
+                }
+                let client = &mut clients[i];
+                match client.stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => gone.push(i),
+                    Ok(got) => {
+                        client.buf.extend_from_slice(&chunk[..got]);
+                        writes += take_commands(&mut client.buf, &mut client.replies);
+                    }
+                }
+            }
+            if writes > 0 {
+                self.replicate()?;
+            }
+            for (i, client) in clients.iter_mut().enumerate() {
+                if !client.replies.is_empty() {
+                    if client.stream.write_all(&client.replies).is_err() {
+                        gone.push(i);
+                    }
+                    client.replies.clear();
+                }
+            }
+            gone.sort_unstable();
+            gone.dedup();
+            for i in gone.into_iter().rev() {
+                clients.swap_remove(i);
+            }
+            if fds[0].revents != 0 {
+                let (stream, _) = listener.accept()?;
+                stream.set_nodelay(true)?;
+                clients.push(Client {
+                    stream,
+                    buf: Vec::new(),
+                    replies: Vec::new(),
+                });
+            }
+        }
+    }
+
     fn serve(&mut self, mut client: TcpStream) -> Result<()> {
         client.set_nodelay(true)?;
         let (mut buf, mut replies, mut chunk) = (Vec::new(), Vec::new(), vec![0u8; 64 * 1024]);
@@ -234,10 +305,10 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (port, followers, dir, mode) = match &args[..] {
         [_, port, followers, dir] => (port, followers, dir, ""),
-        [_, port, followers, dir, mode] if mode == "lazy" || mode == "via" => {
+        [_, port, followers, dir, mode] if ["lazy", "via", "group"].contains(&mode.as_str()) => {
             (port, followers, dir, mode.as_str())
         }
-        _ => return Err("usage: replfloor PORT FOLLOWERS DIR [lazy|via]".into()),
+        _ => return Err("usage: replfloor PORT FOLLOWERS DIR [lazy|via|group]".into()),
     };
     let mut streams = Vec::new();
     for i in 0..followers.parse::<usize>()? {
@@ -277,6 +348,9 @@ fn main() -> Result<()> {
     } else {
         public
     };
+    if mode == "group" {
+        return leader.serve_group(&clients);
+    }
     // One client at a time, as the floor is measured.
     for client in clients.incoming() {
         if let Err(e) = leader.serve(client?) {

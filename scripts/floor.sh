@@ -20,7 +20,10 @@
 # disk per request, a quorum of two awaited, blocking calls and nothing else): label
 # `floor-3-replicas`, and a table of corepax's and Redis's one-client SET against it; and the
 # floor of a write sent to a follower (`replfloor … via`: a forwarder relays the client to the
-# leader): label `floor-3-replicas-via`, against which corepax through a follower is set too.
+# leader): label `floor-3-replicas-via`, against which corepax through a follower is set too;
+# and the floor of many clients' writes (`replfloor … group`: every client served at once,
+# one slot for all the commands of a round of reads, as Redis's one fsync per event-loop
+# round) under the 50-client unpipelined SETs: label `floor-3-replicas-group`.
 #
 # Usage: scripts/floor.sh   (defaults below; all can be overridden)
 #   SECS1=4              measured seconds of each `corepax bench` one-client run
@@ -184,6 +187,22 @@ if any(k[1] == "floor-3-replicas" for k in rows):
                     ours, floor = rows.get((r, label, test)), rows.get((r, against, test))
                     cells.append(f"{ours[field] / floor[field]:.2f}×" if ours and floor and floor[field] else "—")
                 print(f"| {name} {field}{unit} | " + " | ".join(cells) + " |")
+if any(k[1] == "floor-3-replicas-group" for k in rows):
+    print()
+    print("50 one-request clients' SETs/s against the floor of three replicas serving every")
+    print("client at once (`floor-3-replicas-group`: `replfloor … group`), same round:")
+    print()
+    print("| ratio to the group floor | " + " | ".join(f"round {r}" for r in rounds) + " |")
+    print("| --- | " + " | ".join("---:" for _ in rounds) + " |")
+    for label, name in [("before", "corepax before"), ("after", "corepax"),
+                        ("redis-always", "Redis (one durable write)")]:
+        cells = []
+        for r in rounds:
+            ours = rows.get((r, label, "SET -c 50 -P 1"))
+            floor = rows.get((r, "floor-3-replicas-group", "SET -c 50 -P 1"))
+            cells.append(f"{ours['rps'] / floor['rps']:.2f}×" if ours and floor else "—")
+        if any(c != "—" for c in cells):
+            print(f"| {name} | " + " | ".join(cells) + " |")
 PY
 }
 
@@ -211,10 +230,11 @@ run_corepax() {
 }
 
 # The floor: one-client SETs against replfloor with 2 followers (see the top), then with
-# the client at a forwarder (`via`), as a client at a follower is.
+# the client at a forwarder (`via`), as a client at a follower is; then 50 one-request
+# clients against it serving every client at once (`group`, as Redis does).
 run_floor() {
     local port mode label
-    for mode in "" via; do
+    for mode in "" via group; do
         label=floor-3-replicas${mode:+-$mode}
         port=$(free_port)
         mkdir -p "$TMP/floor"
@@ -222,8 +242,12 @@ run_floor() {
         "$FLOOR_BIN" "$port" 2 "$TMP/floor" $mode >>"$OUT_RAW" 2>&1 &
         REDIS_PID=$! # stopped by the exit trap if the run ends here
         wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
-        bench "$label" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
-        bench_us "$label" "$port" "$REDIS_PID"
+        if [ "$mode" = group ]; then
+            bench "$label" "$port" "$REDIS_PID" -c 50 -P 1 -n "$N3" -r 100000 -t set
+        else
+            bench "$label" "$port" "$REDIS_PID" -c 1 -P 1 -n "$N1" -r 100000 -t set
+            bench_us "$label" "$port" "$REDIS_PID"
+        fi
         stop_pids "$REDIS_PID"
         REDIS_PID=""
         rm -rf "$TMP/floor"
@@ -301,7 +325,7 @@ done
     [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
     echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
     echo "- $(redis-server --version)"
-    echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process); \`floor-3-replicas-via\`: \`replfloor PORT 2 DIR via\` (the client's bytes relayed to the leader and back by a forwarder thread)"
+    echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process); \`floor-3-replicas-via\`: \`replfloor PORT 2 DIR via\` (the client's bytes relayed to the leader and back by a forwarder thread); \`floor-3-replicas-group\`: \`replfloor PORT 2 DIR group\` (every client served at once, one slot per round of reads), driven as the 50-client runs"
     echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`, \`-c 50 -P 1 -n $N3 -r 100000 -t set\`"
     echo "- \`(µs)\` rows: \`$AFTER_BIN bench --target 127.0.0.1:PORT --workload one-set.toml --half-load 0 --duration $SECS1\` (1 connection, 1 request at a time, SETs of 3 B values over 100,000 keys, no warm-up)"
     echo
