@@ -909,8 +909,8 @@ enum TaskRun {
     /// runs (an inter-processor interrupt when it runs on another core). The latency
     /// ring's timers must: they preempt a task that runs too long.
     Interrupting,
-    /// `IORING_SETUP_COOP_TASKRUN`: the work runs at the thread's next entry to the
-    /// kernel, without an interrupt (kernels 5.19 to 6.0).
+    /// `IORING_SETUP_COOP_TASKRUN`: no interrupt; the work runs on the thread's way back
+    /// from its next system call (kernels 5.19 to 6.0).
     Cooperative,
     /// `IORING_SETUP_DEFER_TASKRUN`: the work runs only in `io_uring_enter` with
     /// `IORING_ENTER_GETEVENTS`, all of it at once, when the ring's thread asks for it
