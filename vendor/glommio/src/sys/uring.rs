@@ -941,31 +941,17 @@ impl SleepableRing {
         assert!(*IO_URING_RECENT_ENOUGH);
         // corepax patch: the main ring's completions wait for the executor to ask for
         // them, where the kernel allows; the latency ring keeps glommio's setup.
-        let wanted: &[(TaskRun, iou::SetupFlags)] = if name == "main" {
-            use iou::SetupFlags as F;
-            &[
-                (
-                    TaskRun::Deferred,
-                    F::SINGLE_ISSUER.union(F::DEFER_TASKRUN).union(F::TASKRUN_FLAG),
-                ),
-                (TaskRun::Cooperative, F::COOP_TASKRUN),
-            ]
+        use iou::SetupFlags as F;
+        let with =
+            |flags| iou::IoUring::new_with_flags(size as _, flags, iou::SetupFeatures::empty());
+        let (ring, task_run) = if name != "main" {
+            (iou::IoUring::new(size as _)?, TaskRun::Interrupting)
+        } else if let Ok(ring) = with(F::SINGLE_ISSUER | F::DEFER_TASKRUN | F::TASKRUN_FLAG) {
+            (ring, TaskRun::Deferred)
+        } else if let Ok(ring) = with(F::COOP_TASKRUN) {
+            (ring, TaskRun::Cooperative)
         } else {
-            &[]
-        };
-        let mut made = None;
-        for (task_run, flags) in wanted {
-            let flags = iou::SetupFlags::from_bits_truncate(flags.bits());
-            if let Ok(ring) =
-                iou::IoUring::new_with_flags(size as _, flags, iou::SetupFeatures::empty())
-            {
-                made = Some((ring, *task_run));
-                break;
-            }
-        }
-        let (ring, task_run) = match made {
-            Some(made) => made,
-            None => (iou::IoUring::new(size as _)?, TaskRun::Interrupting),
+            (iou::IoUring::new(size as _)?, TaskRun::Interrupting)
         };
         Ok(SleepableRing {
             ring,
@@ -1177,8 +1163,6 @@ impl UringCommon for SleepableRing {
     }
 
     fn post_deferred(&mut self) {
-        // Set by the kernel while it holds completion work (`TASKRUN_FLAG`).
-        const IORING_SQ_TASKRUN: libc::c_uint = 1 << 2;
         if self.task_run != TaskRun::Deferred {
             return;
         }
@@ -1186,7 +1170,7 @@ impl UringCommon for SleepableRing {
         // SAFETY: `kflags` points into the ring's mapped submission queue, which lives as
         // long as the ring; the kernel writes it concurrently, hence the volatile read.
         let flags = unsafe { std::ptr::read_volatile(raw.sq.kflags) };
-        if flags & IORING_SQ_TASKRUN != 0 {
+        if flags & crate::uring_sys::IORING_SQ_TASKRUN != 0 {
             // Submits nothing and waits for nothing: runs the held work, which posts its
             // completions. An error (EINTR) leaves them for the next call or the sleep,
             // whose wait runs them too.
