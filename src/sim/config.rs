@@ -221,9 +221,12 @@ impl SimConfig {
             // or never (the default bound is never reached here): peers behind them
             // need snapshots even when nobody snapshots on a schedule.
             log_retain_bytes: [0, 1, 60, 16 << 20][(self.seed / 6 % 4) as usize],
-            // Lazy leader sync (off by default) in three seeds of four, so that both a
-            // lazy leader's lone slots and a syncing one's are run with three replicas.
+            // Lazy leader sync in three seeds of four, so that both a lazy leader's lone
+            // slots and a syncing one's are run with three replicas; for every batch in
+            // most of those (the clients here seldom fill the default's 8), for batches of
+            // two or more in the rest.
             lazy_leader_sync: self.seed % 4 != 3,
+            lazy_sync_batch_min: [1, 1, 2][(self.seed / 72 % 3) as usize],
             // A lazy leader's wait for its second follower vote: shorter than most syncs
             // here, about one, or longer than most.
             lazy_sync_wait_us: [50, 400, 3_000][(self.seed / 24 % 3) as usize],

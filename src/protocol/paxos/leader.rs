@@ -333,6 +333,10 @@ impl Replica {
     /// counts as it always did (and after [`LAZY_LATE_IN_A_ROW`] such slots lazy writes
     /// stay off for [`LAZY_OFF_NS`]).
     ///
+    /// Only for a batch of at least `lazy_sync_batch_min` client commands: a lone write
+    /// is best served by the faster two of three disks, many waiting ones by one write
+    /// less (docs/ARCHITECTURE.md, "Lazy leader sync").
+    ///
     /// Only when no other slot is in flight; while it is, requests gather into the next
     /// batch as they would while the leader's sync ran (`try_propose`). Not for a batch
     /// whose vote goes to the followers (early learning counts the leader's durable vote),
@@ -348,6 +352,11 @@ impl Replica {
             && l.in_flight.is_empty()
             && now >= self.lazy_off_until
             && !self.votes_to_followers(batch)
+            && batch
+                .iter()
+                .filter(|r| !matches!(r.cmd, Command::Clock { .. }))
+                .count()
+                >= self.cfg.lazy_sync_batch_min
     }
 
     /// A lazy slot that has every vote of a quorum but the leader's own: wait

@@ -20,10 +20,11 @@ fn lazy_accepts(c: &Cluster, i: usize) -> usize {
         .count()
 }
 
-/// `c` with lazy leader sync turned on (it is off by default) on every replica.
+/// `c` with lazy leader sync for every batch, one command too, on every replica.
 fn lazy(mut c: Cluster) -> Cluster {
     for r in &mut c.replicas {
         r.cfg.lazy_leader_sync = true;
+        r.cfg.lazy_sync_batch_min = 1;
     }
     c
 }
@@ -247,5 +248,52 @@ fn a_partial_batch_waits_for_a_lazy_slot_only_while_its_record_is_not_durable() 
     c.run(|_, _, _| true);
     for t in 1..=3 {
         assert_eq!(c.reply_of(t), Some(&ClientReply::Done(Reply::Ok)));
+    }
+}
+
+/// With the defaults (lazy leader sync on, `lazy_sync_batch_min` 8) a batch of 7 commands
+/// is synced and one of 8 written lazily; every command is answered either way.
+#[test]
+fn only_batches_of_the_minimum_are_written_lazily() {
+    let mut c = Cluster::new(3);
+    let min = c.replicas[0].cfg.lazy_sync_batch_min;
+    assert!(c.replicas[0].cfg.lazy_leader_sync);
+    assert_eq!(min, 8);
+    c.elect(0);
+    c.run(|_, _, _| true);
+    let mut seq = 0u64;
+    for (n, lazy) in [(min - 1, 0), (min, 1)] {
+        let (slots, lazy_slots) = (
+            c.replicas[0].stats().slots_proposed,
+            c.replicas[0].stats().slots_lazy,
+        );
+        let reqs: Vec<(Token, Request)> = (0..n)
+            .map(|_| {
+                seq += 1;
+                let req = Request {
+                    client: 1,
+                    seq,
+                    ack_floor: 1,
+                    cmd: set(&format!("k{seq}"), "v"),
+                };
+                (seq, req)
+            })
+            .collect();
+        c.replicas[0].on_requests(c.now, reqs);
+        c.collect(0);
+        assert_eq!(
+            c.replicas[0].stats().slots_proposed,
+            slots + 1,
+            "{n} commands"
+        );
+        assert_eq!(
+            c.replicas[0].stats().slots_lazy,
+            lazy_slots + lazy,
+            "{n} commands"
+        );
+        c.run(|_, _, _| true);
+        for t in seq + 1 - n as u64..=seq {
+            assert_eq!(c.reply_of(t), Some(&ClientReply::Done(Reply::Ok)));
+        }
     }
 }

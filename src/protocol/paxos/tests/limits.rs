@@ -223,6 +223,7 @@ fn requests_of_one_step_share_slots() {
     // leader sync, for it to be chosen) and share the next slot.
     for (lazy, first) in [(false, 1), (true, 1)] {
         c.replicas[0].cfg.lazy_leader_sync = lazy;
+        c.replicas[0].cfg.lazy_sync_batch_min = 1;
         let before = c.replicas[0].stats().slots_proposed;
         let lazy_before = c.replicas[0].stats().slots_lazy;
         let base = if lazy { 20 } else { 10 };
