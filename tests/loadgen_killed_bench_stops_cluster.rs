@@ -46,9 +46,15 @@ fn bench_command(dir: &std::path::Path) -> Command {
     cmd
 }
 
+/// Where `bench` puts the bench's standard error: read when it exits early.
+fn stderr_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("bench.stderr")
+}
+
 fn bench(dir: &std::path::Path) -> Child {
     let mut cmd = bench_command(dir);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let err = std::fs::File::create(stderr_path(dir)).expect("create the stderr file");
+    cmd.stdout(Stdio::null()).stderr(err);
     // SAFETY: signal(2) only, in the child before exec: SIGINT kills it even when this
     // test runs with SIGINT ignored (a shell's background job).
     unsafe {
@@ -61,7 +67,7 @@ fn bench(dir: &std::path::Path) -> Child {
 }
 
 /// Waits until the bench has started its cluster and returns the cluster's pid.
-fn cluster_of(bench: &mut Child) -> u32 {
+fn cluster_of(bench: &mut Child, dir: &std::path::Path) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(&pid) = children(bench.id()).first() {
@@ -70,7 +76,10 @@ fn cluster_of(bench: &mut Child) -> u32 {
                 return pid;
             }
         }
-        assert!(bench.try_wait().unwrap().is_none(), "bench exited early");
+        if let Some(status) = bench.try_wait().unwrap() {
+            let err = std::fs::read_to_string(stderr_path(dir)).unwrap_or_default();
+            panic!("bench exited early ({status}); its stderr:\n{err}");
+        }
         assert!(
             Instant::now() < deadline,
             "bench started no cluster in 60 s"
@@ -82,7 +91,7 @@ fn cluster_of(bench: &mut Child) -> u32 {
 fn killed_with(signal: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let mut b = bench(dir.path());
-    let cluster = cluster_of(&mut b);
+    let cluster = cluster_of(&mut b, dir.path());
     let nodes = children(cluster);
     // SAFETY: kill(2) on a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(b.id() as libc::pid_t, signal) }, 0);
