@@ -470,7 +470,7 @@ protocol_settings! {
     /// be written lazily; smaller batches are synced. A lazy slot waits for both followers'
     /// disks, not the faster two of three: a lone write's p99 was up to 4× longer for it.
     /// A batch this large means many clients wait, and then the write a lazy slot saves
-    /// counts more (50 one-request clients: 3–28 % more SETs/s, see docs/ARCHITECTURE.md).
+    /// counts more (50 one-request clients: 3–14 % more SETs/s, docs/ARCHITECTURE.md).
     lazy_sync_batch_min: usize = 8, allowed 1..;
     /// With `lazy_leader_sync`: how long (µs) after a lazy slot's first follower vote the
     /// leader waits for the second before it syncs its own record.
