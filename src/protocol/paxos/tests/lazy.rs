@@ -267,19 +267,9 @@ fn only_batches_of_the_minimum_are_written_lazily() {
             c.replicas[0].stats().slots_proposed,
             c.replicas[0].stats().slots_lazy,
         );
-        let reqs: Vec<(Token, Request)> = (0..n)
-            .map(|_| {
-                seq += 1;
-                let req = Request {
-                    client: 1,
-                    seq,
-                    ack_floor: 1,
-                    cmd: set(&format!("k{seq}"), "v"),
-                };
-                (seq, req)
-            })
-            .collect();
-        c.replicas[0].on_requests(c.now, reqs);
+        let seqs = seq + 1..=seq + n as u64;
+        seq += n as u64;
+        c.replicas[0].on_requests(c.now, sets_of_one_client(seqs));
         c.collect(0);
         assert_eq!(
             c.replicas[0].stats().slots_proposed,

@@ -195,18 +195,7 @@ fn requests_of_one_step_share_slots() {
     c.replicas[0].cfg.batch_max = 4;
     c.elect(0);
     let before = c.replicas[0].stats().slots_proposed;
-    let reqs: Vec<(Token, Request)> = (1..=10u64)
-        .map(|i| {
-            let req = Request {
-                client: 1,
-                seq: i,
-                ack_floor: 1,
-                cmd: set(&format!("k{i}"), "v"),
-            };
-            (i, req)
-        })
-        .collect();
-    c.replicas[0].on_requests(c.now, reqs);
+    c.replicas[0].on_requests(c.now, sets_of_one_client(1..=10));
     c.collect(0);
     // 4 + 4, not 10 slots (the default pipeline depth has room for 10); the last 2, a
     // partial batch, wait for the sync of the accepts before them…

@@ -206,6 +206,21 @@ fn set(k: &str, v: &str) -> Command {
     Command::Set(Bytes::from(k.to_string()), Bytes::from(v.to_string()))
 }
 
+/// One client's requests `SET k{seq} v` for `seqs`, each with its seq as its token: what
+/// one step of a pipelining client hands `Replica::on_requests`.
+fn sets_of_one_client(seqs: std::ops::RangeInclusive<u64>) -> Vec<(Token, Request)> {
+    seqs.map(|seq| {
+        let req = Request {
+            client: 1,
+            seq,
+            ack_floor: 1,
+            cmd: set(&format!("k{seq}"), "v"),
+        };
+        (seq, req)
+    })
+    .collect()
+}
+
 fn get(k: &str) -> Command {
     Command::Get(Bytes::from(k.to_string()))
 }
