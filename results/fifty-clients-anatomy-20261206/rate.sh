@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# 50 one-request clients (redis-benchmark -c 50 -P 1 SETs, N of them, default 300000)
-# against one server, and where the machine's time went meanwhile:
+# 50 one-request clients (redis-benchmark -c 50 -P 1 SETs, N of them, default 300000;
+# C=1 for one client) against one server, and where the machine's time went meanwhile:
 #   results/fifty-clients-anatomy-20261206/rate.sh corepax BIN [NODE FLAGS...]
 #   results/fifty-clients-anatomy-20261206/rate.sh floor    (examples/replfloor, group)
 #   results/fifty-clients-anatomy-20261206/rate.sh redis    (appendfsync always)
@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 KIND=$1
 N=${N:-300000}
+C=${C:-50}
 TMP=$(mktemp -d)
 SERVER_PID=""
 trap 'stop_cluster; [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null; rm -rf "$TMP"' EXIT
@@ -60,7 +61,7 @@ redis)
 esac
 redis-benchmark -p "$PORT" -c 50 -P 1 -n 50000 -r 100000 -t set -q >/dev/null 2>&1
 threads >"$TMP/t0"; m0=$(machine); d0=$(disk)
-redis-benchmark -p "$PORT" -c 50 -P 1 -n "$N" -r 100000 -t set --csv 2>/dev/null | tail -1
+redis-benchmark -p "$PORT" -c "$C" -P 1 -n "$N" -r 100000 -t set --csv 2>/dev/null | tail -1
 d1=$(disk); m1=$(machine); threads >"$TMP/t1"
 [ "$KIND" != corepax ] || redis-cli -p "$PORT" info all >"$TMP/info"
 python3 - "$N" "$d0" "$d1" "$m0" "$m1" "$TMP/t0" "$TMP/t1" <<'PYEOF'
