@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod node;
 
-pub use node::{NODE_SETTINGS, NodeConfig, NodeFile, NodeSetting, SHARDS_MAX};
+pub use node::{
+    NODE_SETTINGS, NodeConfig, NodeFile, NodeSetting, PEER_PORTS_PER_REPLICA, SHARDS_MAX,
+};
 
 /// Replicas in a group, at most: ballots carry the node id in a byte and votes are a bitmask.
 pub const REPLICAS_MAX: usize = 7;

@@ -88,14 +88,7 @@ fn cluster_of(bench: &mut Child, dir: &std::path::Path) -> u32 {
     }
 }
 
-/// One embedded cluster at a time in this binary: the launcher checks its cluster's
-/// client ports free but not the peer ports (base + 1000 + 64·replica), and two clusters
-/// started at once by the tests below had one's node find its peer port taken by the
-/// other's (CI, 2026-12-07: "cannot listen on 127.0.0.1:46141: Address already in use").
-static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn killed_with(signal: libc::c_int) {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut b = bench(dir.path());
     let cluster = cluster_of(&mut b, dir.path());

@@ -11,13 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{NodeFlags, ProtocolArgs, num_cpus};
-use crate::config::{NodeConfig, ProtocolConfig, SHARDS_MAX};
+use crate::config::{NodeConfig, PEER_PORTS_PER_REPLICA, ProtocolConfig, SHARDS_MAX};
 
 /// How long the nodes get to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Peer ports each replica reserves: one per shard, as many as a node may have. Shard s
-/// of replica i listens on `peer_port + PEER_PORTS_PER_REPLICA·i + s`.
-pub const PEER_PORTS_PER_REPLICA: usize = SHARDS_MAX;
 /// How often a starting node's client port is tried, and the cluster's nodes are checked.
 const POLL_START: Duration = Duration::from_millis(20);
 /// How often the running nodes are checked for exits.

@@ -16,6 +16,10 @@ use super::{ConfigError, ProtocolConfig, SettingValue, check, in_range, invalid}
 
 /// Shards per node, at most (peer ports of a node are `peer_addr.port() + shard`).
 pub const SHARDS_MAX: usize = 64;
+/// Peer ports each replica of a local cluster (`corepax cluster`, the load generator's
+/// embedded one) reserves: one per shard, as many as a node may have. Shard s of replica
+/// i listens on `peer_port + PEER_PORTS_PER_REPLICA·i + s`.
+pub const PEER_PORTS_PER_REPLICA: usize = SHARDS_MAX;
 
 /// The shortest anti-entropy interval accepted (other than 0, off): a round compares roots
 /// with every peer, so much more often than this is busy work.

@@ -1,9 +1,11 @@
 //! Launchers: start a server to benchmark as a child process group, wait until every
 //! port accepts connections, and kill the group when dropped.
+use super::ports::{self, Reservation};
 use super::report::TargetDescription;
+use crate::config::PEER_PORTS_PER_REPLICA;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,8 +19,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 const LEADER_MOVES_MAX: usize = 12;
 /// How long a placed leader must stay before the run starts.
 const LEADER_SETTLE: Duration = Duration::from_secs(1);
-/// Bytes of a failed server's stderr quoted in the error.
-pub const STDERR_TAIL_BYTES_MAX: usize = 2000;
+/// Bytes of a failed server's output quoted in the error.
+pub const OUTPUT_TAIL_BYTES_MAX: usize = 2000;
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +35,14 @@ pub enum LaunchError {
         source: std::io::Error,
     },
     /// The program exited before accepting connections.
-    #[error("{program} exited ({status}) before accepting connections; stderr: {stderr}")]
+    #[error("{program} exited ({status}) before accepting connections; output: {output}")]
     Exited {
         /// The program.
         program: String,
         /// Its exit status.
         status: String,
-        /// The end of its stderr.
-        stderr: String,
+        /// The end of its output (stdout and stderr).
+        output: String,
     },
     /// Some port did not accept connections in time.
     #[error("{program} did not accept connections on {addr} within {timeout_s} s")]
@@ -79,7 +81,7 @@ pub trait Launcher {
 struct Proc {
     child: Option<Child>,
     dir: Option<PathBuf>,
-    stderr_path: Option<PathBuf>,
+    output_path: Option<PathBuf>,
 }
 
 impl Proc {
@@ -108,11 +110,12 @@ impl Proc {
             }
         }
         std::fs::create_dir_all(&dir)?;
-        let stderr_path = dir.join("stderr.log");
-        let err = std::fs::File::create(&stderr_path)?;
+        // Both streams into one file: redis-server says why it stopped on stdout.
+        let output_path = dir.join("output.log");
+        let out = std::fs::File::create(&output_path)?;
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
+            .stdout(out.try_clone()?)
+            .stderr(out)
             // Its own process group, so stopping it kills every process it started.
             .process_group(0);
         let child = cmd.spawn().map_err(|source| LaunchError::Spawn {
@@ -121,19 +124,20 @@ impl Proc {
         })?;
         self.child = Some(child);
         self.dir = Some(dir);
-        self.stderr_path = Some(stderr_path);
+        self.output_path = Some(output_path);
         Ok(())
     }
 
-    fn stderr_tail(&self) -> String {
-        let Some(p) = &self.stderr_path else {
+    /// The end of what the child wrote.
+    fn output_tail(&self) -> String {
+        let Some(p) = &self.output_path else {
             return String::new();
         };
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(p) {
             let _ = f.read_to_string(&mut s);
         }
-        let start = s.len().saturating_sub(STDERR_TAIL_BYTES_MAX);
+        let start = s.len().saturating_sub(OUTPUT_TAIL_BYTES_MAX);
         let start = (start..s.len())
             .find(|&i| s.is_char_boundary(i))
             .unwrap_or(s.len());
@@ -151,7 +155,7 @@ impl Proc {
                     return Err(LaunchError::Exited {
                         program: program.to_string(),
                         status: status.to_string(),
-                        stderr: self.stderr_tail(),
+                        output: self.output_tail(),
                     });
                 }
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -198,24 +202,27 @@ impl Drop for Proc {
     }
 }
 
-/// A free TCP port on 127.0.0.1 such that `port..port + n` are all free right now.
-pub fn free_ports(n: u16) -> Result<u16, LaunchError> {
-    for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0")?;
-        let p = first.local_addr()?.port();
-        if p.checked_add(n).is_none() {
-            continue;
-        }
-        let rest: Result<Vec<_>, _> = (1..n)
-            .map(|i| TcpListener::bind(("127.0.0.1", p + i)))
-            .collect();
-        if rest.is_ok() {
-            return Ok(p);
+/// Launches tried, each on newly picked ports, while a server finds a port taken (another
+/// process picked the same ones at the same moment).
+const PORT_TRIES_MAX: usize = 3;
+
+/// Whether a launch failed because its server found a port taken.
+fn port_taken(e: &LaunchError) -> bool {
+    matches!(e, LaunchError::Exited { output, .. } if output.contains("Address already in use"))
+}
+
+/// Calls `launch` until it succeeds, fails otherwise than on a taken port, or has been
+/// tried [`PORT_TRIES_MAX`] times.
+fn retry_taken_ports<T>(
+    mut launch: impl FnMut() -> Result<T, LaunchError>,
+) -> Result<T, LaunchError> {
+    let mut tries = 1;
+    loop {
+        match launch() {
+            Err(e) if port_taken(&e) && tries < PORT_TRIES_MAX => tries += 1,
+            r => return r,
         }
     }
-    Err(LaunchError::Setup(std::io::Error::other(
-        "no run of free ports",
-    )))
 }
 
 fn scratch_dir(tag: &str, port: u16) -> PathBuf {
@@ -241,6 +248,7 @@ pub struct CorepaxCluster {
     /// off whichever replica leads until this one does).
     pub leader_at: Option<u16>,
     port: u16,
+    ports: Option<Reservation>,
     proc: Proc,
     attached: Option<crate::net::Attached>,
 }
@@ -256,6 +264,7 @@ impl CorepaxCluster {
             client_near: 0,
             leader_at: None,
             port: 0,
+            ports: None,
             proc: Proc::default(),
             attached: None,
         }
@@ -321,6 +330,12 @@ impl CorepaxCluster {
         )))
     }
 
+    /// The cluster's data directory (`corepax cluster --data`) while it runs: each
+    /// replica's files and configuration (`node-i.toml`).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.proc.dir.as_ref().map(|d| d.join("data"))
+    }
+
     fn addr(&self, i: u16) -> SocketAddr {
         match self.net {
             Some(_) => SocketAddr::from((crate::net::node_addr(usize::from(i)), self.port + i)),
@@ -341,7 +356,7 @@ impl CorepaxCluster {
                 return Err(LaunchError::Exited {
                     program: "corepax cluster".into(),
                     status: status.to_string(),
-                    stderr: self.proc.stderr_tail(),
+                    output: self.proc.output_tail(),
                 });
             }
             if Instant::now() > deadline {
@@ -358,14 +373,18 @@ impl CorepaxCluster {
         self.attached = Some(a);
         Ok(())
     }
-}
 
-impl Launcher for CorepaxCluster {
-    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
+    /// One try at [`Launcher::launch`], on newly picked ports.
+    fn launch_once(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
         self.proc.stop();
         self.attached = None;
-        check_net(self)?;
-        self.port = free_ports(self.replicas)?;
+        self.ports = None;
+        // The client ports, and the peer ports: replica i's shard s listens on
+        // peer + PEER_PORTS_PER_REPLICA·i + s (`corepax cluster`).
+        let peer_ports = u16::try_from(PEER_PORTS_PER_REPLICA * usize::from(self.replicas))
+            .map_err(|_| std::io::Error::other("too many replicas for the peer ports"))?;
+        let ports = ports::reserve(&[self.replicas, peer_ports])?;
+        self.port = ports.start(0);
         let dir = scratch_dir("cluster", self.port);
         let mut cmd = Command::new(&self.exe);
         cmd.arg("cluster")
@@ -388,6 +407,10 @@ impl Launcher for CorepaxCluster {
         if let Some(p) = &self.net {
             cmd.arg("--net").arg(p);
         }
+        if !self.extra_args.iter().any(|a| a.starts_with("--peer-port")) {
+            cmd.arg("--peer-port").arg(ports.start(1).to_string());
+        }
+        self.ports = Some(ports);
         let data = dir.join("data");
         // In its own process group, the cluster does not get the terminal's Ctrl-C: it
         // stops when the load generator dies, however it dies, instead of running on.
@@ -419,6 +442,13 @@ impl Launcher for CorepaxCluster {
             return Ok(vec![addrs[usize::from(self.client_near)]]);
         }
         Ok(addrs)
+    }
+}
+
+impl Launcher for CorepaxCluster {
+    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
+        check_net(self)?;
+        retry_taken_ports(|| self.launch_once())
     }
 
     fn site(&self) -> Option<&crate::net::Netns> {
@@ -464,6 +494,7 @@ impl Launcher for CorepaxCluster {
     fn stop(&mut self) {
         self.attached = None;
         self.proc.stop();
+        self.ports = None;
     }
 }
 
@@ -512,6 +543,7 @@ pub struct RedisServer {
     /// The program (default `redis-server`).
     pub program: String,
     port: u16,
+    ports: Option<Reservation>,
     proc: Proc,
 }
 
@@ -522,6 +554,7 @@ impl RedisServer {
             persistence,
             program: "redis-server".into(),
             port: 0,
+            ports: None,
             proc: Proc::default(),
         }
     }
@@ -535,12 +568,13 @@ impl RedisServer {
             .status()
             .is_ok_and(|s| s.success())
     }
-}
 
-impl Launcher for RedisServer {
-    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
+    /// One try at [`Launcher::launch`], on a newly picked port.
+    fn launch_once(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
         self.proc.stop();
-        self.port = free_ports(1)?;
+        let ports = ports::reserve(&[1])?;
+        self.port = ports.start(0);
+        self.ports = Some(ports);
         let dir = scratch_dir("redis", self.port);
         std::fs::create_dir_all(&dir)?;
         let mut cmd = Command::new(&self.program);
@@ -559,6 +593,12 @@ impl Launcher for RedisServer {
             return Err(e);
         }
         Ok(addrs)
+    }
+}
+
+impl Launcher for RedisServer {
+    fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
+        retry_taken_ports(|| self.launch_once())
     }
 
     fn describe(&self) -> TargetDescription {
@@ -591,5 +631,58 @@ impl Launcher for RedisServer {
 
     fn stop(&mut self) {
         self.proc.stop();
+        self.ports = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(output: &str) -> LaunchError {
+        LaunchError::Exited {
+            program: "corepax cluster".into(),
+            status: "exit status: 1".into(),
+            output: output.into(),
+        }
+    }
+
+    const TAKEN: &str =
+        "node 1: cannot listen on 127.0.0.1:46141: Address already in use (os error 98)";
+
+    #[test]
+    fn a_launch_that_found_its_port_taken_is_tried_again() {
+        let mut calls = 0;
+        let r = retry_taken_ports(|| {
+            calls += 1;
+            if calls < PORT_TRIES_MAX {
+                Err(exited(TAKEN))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r.unwrap(), PORT_TRIES_MAX);
+    }
+
+    #[test]
+    fn a_launch_is_tried_a_bounded_number_of_times() {
+        let mut calls = 0;
+        let r: Result<(), _> = retry_taken_ports(|| {
+            calls += 1;
+            Err(exited(TAKEN))
+        });
+        assert!(port_taken(&r.unwrap_err()));
+        assert_eq!(calls, PORT_TRIES_MAX);
+    }
+
+    #[test]
+    fn other_failures_are_not_tried_again() {
+        let mut calls = 0;
+        let r: Result<(), _> = retry_taken_ports(|| {
+            calls += 1;
+            Err(exited("invalid `--shards` = 0"))
+        });
+        assert!(!port_taken(&r.unwrap_err()));
+        assert_eq!(calls, 1);
     }
 }

@@ -6,7 +6,8 @@
 //! - [`stats`]: HdrHistograms per op, merged across cores.
 //! - [`report`]: printed table, JSON result, HdrHistogram interval log.
 //! - [`run`]: one measured run (server counters around a driver run).
-//! - [`launch`]: start a corepax cluster or redis-server to measure.
+//! - [`launch`]: start a corepax cluster or redis-server to measure, on free ports
+//!   ([`ports`]).
 //! - [`sweep`], [`plot`]: settings matrices, comparison table, SVG plots.
 //! - [`results`]: results read back (files, folders, patterns; interval logs).
 //! - [`compare`]: `corepax compare`, ratios of two sets of results with their noise.
@@ -16,7 +17,8 @@
 //! - [`cli`]: the `bench`, `sweep`, `compare` and `report` commands.
 //!
 //! Imports point down this order: `cli` → `sweep` → `launch`, `run`, `page`, `compare` →
-//! `results`, `plot` → `driver`, `info`, `report` → `client`, `stats`, `workload`.
+//! `results`, `plot` → `driver`, `info`, `report` → `client`, `stats`, `workload`;
+//! `ports` is a leaf.
 pub mod cli;
 pub mod client;
 pub mod compare;
@@ -25,6 +27,7 @@ pub mod info;
 pub mod launch;
 pub mod page;
 pub mod plot;
+pub mod ports;
 pub mod report;
 pub mod results;
 pub mod run;

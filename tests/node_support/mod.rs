@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,42 +17,14 @@ use corepax::wire::resp::{self, Limits, Value};
 /// Shards per node in tests: two, so cross-shard routing is always exercised.
 pub const SHARDS: usize = 2;
 
-/// Finds `n` consecutive free ports on 127.0.0.1, below the kernel's ephemeral range:
-/// a port picked from that range can be taken by some outgoing connection before a
-/// killed node binds it again.
+/// Finds `n` consecutive free ports on 127.0.0.1 (below the kernel's ephemeral range, see
+/// `corepax::loadgen::ports`), never handed out again by this process: a node restarted
+/// later binds its ports again.
 pub fn free_ports(n: u16) -> u16 {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let low = 10_000u16;
-    assert!(
-        ephemeral_low > low + n,
-        "no room below the ephemeral port range"
-    );
-    // Ports handed out by this process (the tests of one binary run side by side): never
-    // again, even once free, as a node restarted later binds its ports again.
-    static HANDED_OUT: std::sync::Mutex<Vec<std::ops::Range<u16>>> =
-        std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..200 {
-        let base = rand::random_range(low..ephemeral_low - n);
-        let range = base..base + n;
-        let overlaps = handed_out
-            .iter()
-            .any(|r| r.start < range.end && range.start < r.end);
-        if overlaps {
-            continue;
-        }
-        let all_free = range
-            .clone()
-            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            handed_out.push(range);
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
+    let runs = corepax::loadgen::ports::reserve(&[n])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .keep();
+    runs[0].start
 }
 
 /// Runs `corepax node` with `args`, which must refuse to start: waits (20 s at most) for
