@@ -1,6 +1,6 @@
 //! A JSON result must read back equal to what was written, and its interval log must be
 //! readable as standard HdrHistogram log lines with the recorded counts.
-use corepax::loadgen::driver::{Interval, RunOutput};
+use corepax::loadgen::driver::{Interval, MachineUse, RunOutput};
 use corepax::loadgen::report::{BenchResult, TargetDescription};
 use corepax::loadgen::stats::OpStats;
 use corepax::loadgen::workload::{Op, Workload};
@@ -36,6 +36,11 @@ fn json_and_interval_log_round_trip() {
         open_loop: None,
         preload: Some((100_000, 1.5)),
         server_cpu_s: vec![("127.0.0.1:1".parse().expect("addr"), 0.006)],
+        machine: Some(MachineUse {
+            loadgen_cpu_s: 0.0024,
+            busy_share: 0.83,
+            cores: 2,
+        }),
     };
     let target = TargetDescription {
         kind: "external".into(),
@@ -59,6 +64,21 @@ fn json_and_interval_log_round_trip() {
     assert_eq!(cpu.addr, "127.0.0.1:1");
     assert!((cpu.us_per_op - 5.0).abs() < 1e-9, "{}", cpu.us_per_op);
     assert!(r.table().contains("127.0.0.1:1 5.00"), "{}", r.table());
+    // 2.4 ms of the load generator's CPU over the same requests; the machine's share.
+    assert_eq!(back.machine, r.machine);
+    assert!(
+        r.table()
+            .contains("load generator CPU per op 2.00 µs; machine busy 83 % of 2 cores"),
+        "{}",
+        r.table()
+    );
+    // A result written before the field reads back without it.
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    old.as_object_mut().expect("object").remove("machine");
+    let old: BenchResult = serde_json::from_value(old).expect("an older result");
+    assert_eq!(old.machine, None);
+    assert!(!old.table().contains("machine busy"), "{}", old.table());
 
     let log = std::fs::read(back.hlog_path.as_ref().expect("hlog path")).expect("read hlog");
     let mut de = Deserializer::new();

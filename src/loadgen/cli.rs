@@ -426,8 +426,12 @@ fn half_load_run(
         .as_ref()
         .and_then(super::report::open_loop_split)
         .map_or(String::new(), |s| format!("; {s}"));
+    // A latency measured on a busy machine is partly the scheduler's: say how busy.
+    let machine = hr
+        .machine_line()
+        .map_or(String::new(), |m| format!("; {m}"));
     res.notes.push(format!(
-        "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}{split}",
+        "at half the measured throughput ({}/s, open loop, {}): p50 {} p99 {} p99.9 {}{split}{machine}",
         rate.round(),
         hpath.display(),
         super::report::fmt_us(hr.total.p50_us),

@@ -165,6 +165,7 @@ fn table(loaded: &[Loaded], runs: &[Run<'_>]) -> Markup {
                 th { "#" } th { "workload" } th { "settings" } th { "ops/s" }
                 th { "p50" } th { "p90" } th { "p99" } th { "p99.9" } th { "p99.99" } th { "max" }
                 th { "errors" } th title="server CPU per operation, summed over servers" { "CPU µs/op" }
+                th title="share of all cores busy in the measured window (every process, the load generator's and the kernel's too): a latency measured on a busy machine is partly the scheduler's" { "machine busy" }
                 @for (_, head, why) in TAIL_COUNTERS { th title=(why) { (head) } }
             } }
             tbody {
@@ -181,6 +182,7 @@ fn table(loaded: &[Loaded], runs: &[Run<'_>]) -> Markup {
                         td.num { (t.errors) }
                         td.num { (if r.server_cpu.is_empty() { "-".to_string() } else {
                             format!("{:.2}", r.server_cpu.iter().map(|c| c.us_per_op).sum::<f64>()) }) }
+                        td.num { (r.machine.map_or("-".to_string(), |m| format!("{:.0} %", m.busy_share * 100.0))) }
                         @for (name, _, _) in TAIL_COUNTERS {
                             td.num { (counter(r, name).map_or("-".to_string(), |v| v.to_string())) }
                         }

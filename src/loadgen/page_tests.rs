@@ -16,6 +16,11 @@ fn runs(dir: &Path) -> Vec<Loaded> {
         "shard_counters".into(),
         serde_json::json!({"syncs_slow": 7, "executor_stalls": 2, "became_leader": 1}),
     );
+    loaded[1].result.machine = Some(crate::loadgen::driver::MachineUse {
+        loadgen_cpu_s: 1.5,
+        busy_share: 0.836,
+        cores: 2,
+    });
     loaded
 }
 
@@ -54,6 +59,8 @@ fn the_page_holds_table_plots_commands_and_counters() {
     text(&loaded[0].result.command);
     text("slow syncs");
     text("<td class=\"num\">7</td>");
+    text("machine busy");
+    text("<td class=\"num\">84 %</td>");
     text("p99.99");
     // One run alone: its latency curve, no scatter of one point.
     let one = html("one", &loaded[..1]).expect("page");

@@ -1,5 +1,5 @@
 //! Reports: the printed table, the JSON result and the HdrHistogram interval log.
-use super::driver::{Interval, OpenLoopReport, RunOutput};
+use super::driver::{Interval, MachineUse, OpenLoopReport, RunOutput};
 use super::stats::{Percentiles, new_histogram};
 use super::workload::{Op, Workload};
 use anyhow::Context;
@@ -91,6 +91,10 @@ pub struct BenchResult {
     /// CPU each server process spent per operation in the measured window.
     #[serde(default)]
     pub server_cpu: Vec<ServerCpu>,
+    /// The load generator's own CPU and how busy the machine was in the measured window
+    /// (None where `/proc` does not say, and in results older than this field).
+    #[serde(default)]
+    pub machine: Option<MachineUse>,
 }
 
 /// CPU one server process used in the measured window (user + system, from its INFO).
@@ -178,7 +182,27 @@ impl BenchResult {
             hlog_path: None,
             notes,
             server_cpu,
+            machine: out.machine,
         }
+    }
+
+    /// The load generator's CPU per operation (µs) and the machine's busy share, as
+    /// printed: "load generator CPU per op 2.41 µs; machine busy 83 % of 2 cores".
+    pub fn machine_line(&self) -> Option<String> {
+        let m = self.machine?;
+        let per_op = if self.total.count > 0 {
+            format!(
+                "load generator CPU per op {:.2} µs; ",
+                m.loadgen_cpu_s * 1e6 / self.total.count as f64
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{per_op}machine busy {:.0} % of {} cores (every process and the kernel)",
+            m.busy_share * 100.0,
+            m.cores
+        ))
     }
 
     /// The human table: op, count, throughput, percentiles, max, errors.
@@ -245,6 +269,9 @@ impl BenchResult {
                 each.join("  "),
                 sum
             );
+        }
+        if let Some(m) = self.machine_line() {
+            s += &format!("{m}\n");
         }
         for n in &self.notes {
             s += &format!("NOTE: {n}\n");

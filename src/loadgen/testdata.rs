@@ -73,6 +73,7 @@ pub fn write(dir: &Path, name: &str, s: &Synthetic) -> PathBuf {
             "127.0.0.1:1".parse().expect("address"),
             count * 10e-6 * s.latency,
         )],
+        machine: None,
     };
     let target = TargetDescription {
         kind: "corepax-cluster".into(),

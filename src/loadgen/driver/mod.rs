@@ -8,9 +8,12 @@
 //! - [`preload`]: SETs every record before the run;
 //! - [`progress`]: merges the cores' intervals and shows them.
 mod closed;
+mod machine;
 mod open;
 mod preload;
 mod progress;
+
+pub use machine::MachineUse;
 
 use super::client::{ConnError, InFlight, Reply, value_bytes};
 use super::stats::OpStats;
@@ -173,6 +176,9 @@ pub struct RunOutput {
     /// CPU time (user + system, s) each target used in the measured window, for the
     /// targets whose INFO reports it at both ends (Redis and corepax do).
     pub server_cpu_s: Vec<(SocketAddr, f64)>,
+    /// The load generator's own CPU and how busy the machine was in the measured window,
+    /// where `/proc` says.
+    pub machine: Option<MachineUse>,
 }
 
 /// Read-only plan shared by every core.
@@ -367,22 +373,29 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
             async move { shard_main(plan, me).await }
         })
         .map_err(|e| DriverError::Pool(e.to_string()))?;
-    // The servers' CPU clocks are read when measuring starts and when it ends, from a
-    // thread of their own so the first read lands on time whatever the collector does.
+    // The servers' CPU clocks (and the machine's) are read when measuring starts and when
+    // it ends, from a thread of their own so the first read lands on time whatever the
+    // collector does.
     let targets = cfg.targets.clone();
     let cpu_at_start = std::thread::spawn(move || {
         std::thread::sleep(measure_start.saturating_duration_since(Instant::now()));
-        progress::read_server_cpu(&targets)
+        (machine::clocks(), progress::read_server_cpu(&targets))
     });
     let collected = progress::collect(&rx, &plan, cfg.progress);
+    let machine_at_end = machine::clocks();
     let cpu_at_end = progress::read_server_cpu(&cfg.targets);
-    let server_cpu_s = match cpu_at_start.join() {
-        Ok(start) => start
-            .into_iter()
-            .zip(cpu_at_end)
-            .filter_map(|((addr, a), (_, b))| Some((addr, b? - a?)))
-            .collect(),
-        Err(_) => Vec::new(),
+    let (machine, server_cpu_s) = match cpu_at_start.join() {
+        Ok((machine_at_start, start)) => (
+            machine_at_start
+                .zip(machine_at_end)
+                .and_then(|(a, b)| machine::between(a, b)),
+            start
+                .into_iter()
+                .zip(cpu_at_end)
+                .filter_map(|((addr, a), (_, b))| Some((addr, b? - a?)))
+                .collect(),
+        ),
+        Err(_) => (None, Vec::new()),
     };
     for r in handles.join_all() {
         r.map_err(|e| DriverError::Pool(e.to_string()))?;
@@ -416,6 +429,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, DriverError> {
         open_loop,
         preload,
         server_cpu_s,
+        machine,
     })
 }
 
