@@ -1,6 +1,6 @@
 //! The load generator's embedded cluster on ports it found free: a node that cannot listen
-//! fails the launch with the reason (after the launcher's tries on new ports, which a
-//! port fixed by the caller does not change).
+//! fails the launch with the reason (a peer port fixed by the caller is tried once: new
+//! tries would take it again).
 use corepax::loadgen::launch::{CorepaxCluster, Launcher};
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -212,14 +212,15 @@ fn port_taken(e: &LaunchError) -> bool {
 }
 
 /// Calls `launch` until it succeeds, fails otherwise than on a taken port, or has been
-/// tried [`PORT_TRIES_MAX`] times.
+/// tried `tries_max` times.
 fn retry_taken_ports<T>(
+    tries_max: usize,
     mut launch: impl FnMut() -> Result<T, LaunchError>,
 ) -> Result<T, LaunchError> {
     let mut tries = 1;
     loop {
         match launch() {
-            Err(e) if port_taken(&e) && tries < PORT_TRIES_MAX => tries += 1,
+            Err(e) if port_taken(&e) && tries < tries_max => tries += 1,
             r => return r,
         }
     }
@@ -448,7 +449,10 @@ impl CorepaxCluster {
 impl Launcher for CorepaxCluster {
     fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
         check_net(self)?;
-        retry_taken_ports(|| self.launch_once())
+        // Peer ports the caller fixed are taken again on each try: one is enough.
+        let fixed = self.extra_args.iter().any(|a| a.starts_with("--peer-port"));
+        let tries = if fixed { 1 } else { PORT_TRIES_MAX };
+        retry_taken_ports(tries, || self.launch_once())
     }
 
     fn site(&self) -> Option<&crate::net::Netns> {
@@ -598,7 +602,7 @@ impl RedisServer {
 
 impl Launcher for RedisServer {
     fn launch(&mut self) -> Result<Vec<SocketAddr>, LaunchError> {
-        retry_taken_ports(|| self.launch_once())
+        retry_taken_ports(PORT_TRIES_MAX, || self.launch_once())
     }
 
     fn describe(&self) -> TargetDescription {
@@ -653,7 +657,7 @@ mod tests {
     #[test]
     fn a_launch_that_found_its_port_taken_is_tried_again() {
         let mut calls = 0;
-        let r = retry_taken_ports(|| {
+        let r = retry_taken_ports(PORT_TRIES_MAX, || {
             calls += 1;
             if calls < PORT_TRIES_MAX {
                 Err(exited(TAKEN))
@@ -667,7 +671,7 @@ mod tests {
     #[test]
     fn a_launch_is_tried_a_bounded_number_of_times() {
         let mut calls = 0;
-        let r: Result<(), _> = retry_taken_ports(|| {
+        let r: Result<(), _> = retry_taken_ports(PORT_TRIES_MAX, || {
             calls += 1;
             Err(exited(TAKEN))
         });
@@ -678,7 +682,7 @@ mod tests {
     #[test]
     fn other_failures_are_not_tried_again() {
         let mut calls = 0;
-        let r: Result<(), _> = retry_taken_ports(|| {
+        let r: Result<(), _> = retry_taken_ports(PORT_TRIES_MAX, || {
             calls += 1;
             Err(exited("invalid `--shards` = 0"))
         });
