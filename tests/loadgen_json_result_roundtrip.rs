@@ -72,6 +72,29 @@ fn json_and_interval_log_round_trip() {
         "{}",
         r.table()
     );
+    // 83 % busy is not worth a note; 95 % is.
+    assert!(
+        !r.notes.iter().any(|n| n.contains("% busy")),
+        "{:?}",
+        r.notes
+    );
+    let mut busy = out;
+    busy.machine = Some(MachineUse {
+        loadgen_cpu_s: 0.0024,
+        busy_share: 0.95,
+        cores: 2,
+    });
+    let target = TargetDescription {
+        kind: "external".into(),
+        description: "test".into(),
+        addrs: vec!["127.0.0.1:1".into()],
+    };
+    let b = BenchResult::new(&busy, &w, target, std::collections::BTreeMap::new(), 2);
+    assert!(
+        b.notes.iter().any(|n| n.contains("cores were 95 % busy")),
+        "{:?}",
+        b.notes
+    );
     // A result written before the field reads back without it.
     let mut old: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("parse");

@@ -97,6 +97,10 @@ pub struct BenchResult {
     pub machine: Option<MachineUse>,
 }
 
+/// From this share of all cores busy in a measured window, the result notes it: its
+/// latencies then hold time spent waiting for a core.
+pub const MACHINE_BUSY_NOTE_SHARE: f64 = 0.9;
+
 /// CPU one server process used in the measured window (user + system, from its INFO).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +154,14 @@ impl BenchResult {
             notes.push(
                 "NO REQUEST SUCCEEDED in the measured window: these figures mean nothing".into(),
             );
+        }
+        if let Some(m) = out.machine
+            && m.busy_share >= MACHINE_BUSY_NOTE_SHARE
+        {
+            notes.push(format!(
+                "the machine's cores were {:.0} % busy in the measured window: latencies include time spent waiting for a core (the load generator's, and the servers' if they run here)",
+                m.busy_share * 100.0
+            ));
         }
         let total = Percentiles::of(&all, out.measured_s, out.stats.error_count());
         let server_cpu = out
