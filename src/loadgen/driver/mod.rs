@@ -6,7 +6,9 @@
 //!
 //! - [`closed`]: the closed loop; [`open`]: the open loop;
 //! - [`preload`]: SETs every record before the run;
-//! - [`progress`]: merges the cores' intervals and shows them.
+//! - [`progress`]: merges the cores' intervals and shows them;
+//! - [`machine`]: the load generator's own CPU and the cores' busy share over the
+//!   measured window.
 mod closed;
 mod machine;
 mod open;
