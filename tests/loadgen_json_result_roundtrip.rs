@@ -49,7 +49,7 @@ fn json_and_interval_log_round_trip() {
     };
     let mut info = std::collections::BTreeMap::new();
     info.insert("no_fsync".to_string(), serde_json::Value::Bool(true));
-    let mut r = BenchResult::new(&out, &w, target, info, 2);
+    let mut r = BenchResult::new(&out, &w, target.clone(), info, 2);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("r.json");
     r.write(&path, &intervals).expect("write");
@@ -84,11 +84,6 @@ fn json_and_interval_log_round_trip() {
         busy_share: 0.95,
         cores: 2,
     });
-    let target = TargetDescription {
-        kind: "external".into(),
-        description: "test".into(),
-        addrs: vec!["127.0.0.1:1".into()],
-    };
     let b = BenchResult::new(&busy, &w, target, std::collections::BTreeMap::new(), 2);
     assert!(
         b.notes.iter().any(|n| n.contains("cores were 95 % busy")),
