@@ -17,7 +17,7 @@ pub(super) async fn info_text(local: &Rc<Local>) -> String {
     stats(&mut s, &local.cfg, &infos);
     reads(&mut s, &local.cfg, &infos);
     // Named and formatted as Redis does, so a tool reads both servers' CPU the same way.
-    let (user_s, sys_s) = process_cpu_s();
+    let (user_s, sys_s) = crate::runtime::process_cpu_s();
     let _ = write!(
         s,
         "\r\n# CPU\r\nused_cpu_sys:{sys_s:.6}\r\nused_cpu_user:{user_s:.6}\r\n"
@@ -242,18 +242,4 @@ fn reads(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
                 .map_or("unknown".to_string(), |d| d.to_string()),
         );
     }
-}
-
-/// User and system CPU time of this process so far (s): every thread, executors and the
-/// blocking pool alike.
-fn process_cpu_s() -> (f64, f64) {
-    // SAFETY: getrusage only writes the struct it is given, which lives on this stack.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_SELF is always valid, so the call cannot fail.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if rc != 0 {
-        return (0.0, 0.0);
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_utime), secs(usage.ru_stime))
 }

@@ -6,3 +6,17 @@ pub mod shard;
 pub mod sharding;
 pub mod snapshot;
 pub mod wal;
+
+/// User and system CPU time of this process so far (s): every thread, executors and the
+/// blocking pool alike (a node's INFO `used_cpu_*`, the load generator's own CPU).
+pub fn process_cpu_s() -> (f64, f64) {
+    // SAFETY: getrusage only writes the struct it is given, which lives on this stack.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid, so the call cannot fail.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}

@@ -1,5 +1,6 @@
 //! What the machine did while a run was measured: the load generator's own CPU (this
-//! process, every thread) and how busy all the cores were (`/proc/stat`). On a laptop the
+//! process, every thread: `runtime::process_cpu_s`, as a node's INFO reads its own) and
+//! how busy all the cores were (`/proc/stat`). On a laptop the
 //! load generator and a local cluster share the cores, so a latency measured on a busy
 //! machine is partly the scheduler's: the result says how busy it was.
 
@@ -37,15 +38,6 @@ fn ticks_per_s() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-/// User + system ticks from a `/proc/PID/stat` line (fields 14 and 15; the name in
-/// parentheses may hold spaces).
-fn own_ticks(stat: &str) -> Option<u64> {
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
 /// (busy, all) ticks from `/proc/stat`'s first line: `cpu user nice system idle iowait
 /// irq softirq steal ...` (guest times are already in user and nice).
 fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
@@ -64,11 +56,11 @@ fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
 
 /// The clocks now, or None where `/proc` does not say.
 pub(super) fn clocks() -> Option<Clocks> {
-    let own = own_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
     let (busy, all) = machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    let (user_s, sys_s) = crate::runtime::process_cpu_s();
     let hz = ticks_per_s();
     Some(Clocks {
-        own_s: own as f64 / hz,
+        own_s: user_s + sys_s,
         busy_s: busy as f64 / hz,
         all_s: all as f64 / hz,
     })
@@ -87,14 +79,6 @@ pub(super) fn between(a: Clocks, b: Clocks) -> Option<MachineUse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_process_stat_line_gives_user_plus_system_ticks() {
-        let line = "4242 (corepax (x) y) S 1 4242 4242 0 -1 4194304 100 0 0 0 \
-                    731 264 0 0 20 0 9 0 12345 1000000 2000 18446744073709551615";
-        assert_eq!(own_ticks(line), Some(731 + 264));
-        assert_eq!(own_ticks("4242 (short) S 1"), None);
-    }
 
     #[test]
     fn the_machine_line_splits_busy_from_idle_and_io_wait() {
