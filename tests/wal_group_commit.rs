@@ -136,3 +136,78 @@ fn wal_lazy_records_wait_for_the_next_sync() {
         );
     });
 }
+
+/// `let_woken_tasks_run_first`: the next sync on an idle log hands its write to the
+/// kernel only after the tasks woken before the committer ran (a leader's accepts go out
+/// before its own write). A task woken after the append, as the shard's peer links are,
+/// blocks its thread and watches the file: asked, the record stays out of it meanwhile;
+/// not asked, the write went out at the committer's first poll and the record shows up
+/// while the task blocks.
+#[test]
+fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
+    /// Whether some file in `dir` holds `bytes`.
+    fn on_file(dir: &std::path::Path, bytes: &[u8]) -> bool {
+        std::fs::read_dir(dir).expect("read_dir").any(|e| {
+            let data = std::fs::read(e.expect("entry").path()).unwrap_or_default();
+            data.windows(bytes.len()).any(|w| w == bytes)
+        })
+    }
+    const WATCHED: [u8; 1000] = [0xA5; 1000];
+    for others_first in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let seen = run(async move {
+            let (wal, _) = Wal::open(&path, small_opts()).await.expect("open");
+            let committer = GroupCommitter::new(wal);
+            let task = glommio::spawn_local({
+                let committer = committer.clone();
+                async move { committer.run(|_| {}).await }
+            });
+            let wait_durable = |lsn: Lsn| {
+                let committer = committer.clone();
+                async move {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                    while committer.durable_lsn() < lsn {
+                        assert!(std::time::Instant::now() < deadline, "never synced");
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            };
+            // The watcher waits to be woken, as a peer link's writer waits for a send.
+            let (go, woken) = futures_channel::oneshot::channel::<()>();
+            let watch = glommio::spawn_local({
+                let path = path.clone();
+                async move {
+                    woken.await.expect("woken");
+                    let watch_for = Duration::from_millis(if others_first { 300 } else { 10_000 });
+                    let until = std::time::Instant::now() + watch_for;
+                    while std::time::Instant::now() < until {
+                        if on_file(&path, &WATCHED) {
+                            return true;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    false
+                }
+            });
+            // An idle log whose tail segment is in place; the watcher waits.
+            wait_durable(committer.append(&record(1)).expect("append")).await;
+            if others_first {
+                committer.let_woken_tasks_run_first();
+            }
+            let lsn = committer.append(&WATCHED).expect("append");
+            go.send(()).expect("the watcher waits");
+            let seen = watch.await;
+            wait_durable(lsn).await;
+            assert!(on_file(&path, &WATCHED), "durable, so in the file");
+            committer.close();
+            task.await.expect("committer ends cleanly");
+            seen
+        });
+        assert_eq!(
+            seen, !others_first,
+            "asked to let woken tasks run first: {others_first}; record in the file while \
+             the task woken after the append ran: {seen}"
+        );
+    }
+}

@@ -44,7 +44,7 @@ use crate::config::{
 };
 use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
 use crate::protocol::kv::Item;
-use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
+use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule, SyncStart};
 use crate::protocol::{
     Ballot, Batch, Bugs, ClientReply, Command, Consensus, ConsensusSnapshot, Core, Message, Nanos,
     PersistId, Record, ReplicaId, Reply, Request, Slot, Stats, Token,
@@ -273,10 +273,12 @@ impl Effects for NodeEffects<'_> {
         self.sim.net_send(self.node, to, Wire::Core(msg));
     }
 
-    fn persist(&mut self, id: PersistId, record: Record, lazy: bool) {
+    fn persist(&mut self, id: PersistId, record: Record, sync: SyncStart) {
         let n = &mut self.sim.nodes[self.node.index()];
         n.pending.push((id, record));
-        if !lazy {
+        // `AfterSends` is `Now` here: a step's sends and syncs all start at the step's
+        // simulated instant.
+        if sync != SyncStart::Lazy {
             self.sim.want_sync(self.node);
         }
     }

@@ -2,6 +2,7 @@
 
 use super::{LogEntry, Replica, Role};
 use crate::protocol::message::{Batch, Message, Record};
+use crate::protocol::outbox::SyncStart;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
 impl Replica {
@@ -98,7 +99,7 @@ impl Replica {
                 self.send_after(pid, from, msg);
             }
             _ => {
-                self.accept_locally(slot, ballot, batch, false);
+                self.accept_locally(slot, ballot, batch, SyncStart::Now);
                 let msg = self.accepted_msg(now, ballot, slot);
                 self.send_when_durable(from, msg);
             }
@@ -135,15 +136,22 @@ impl Replica {
 
     /// Accepts `batch` for `slot` at `ballot` here: persists the accept and records it.
     /// The vote may be announced only once the returned record is durable.
-    /// Accepts `batch` for `slot` at `ballot` here: logs it (`lazy`: without a sync of
-    /// its own; a leader's, see `leader.rs`) and puts it into the log.
-    pub(super) fn accept_locally(&mut self, slot: Slot, ballot: Ballot, batch: Batch, lazy: bool) {
+    /// Accepts `batch` for `slot` at `ballot` here: logs it (its sync started as `sync`
+    /// says; a leader's may start later or not at all, see `leader.rs`) and puts it into
+    /// the log.
+    pub(super) fn accept_locally(
+        &mut self,
+        slot: Slot,
+        ballot: Ballot,
+        batch: Batch,
+        sync: SyncStart,
+    ) {
         let record = Record::Accept {
             ballot,
             slot,
             batch: batch.clone(),
         };
-        let persist_id = self.persist_as(record, lazy);
+        let persist_id = self.persist_as(record, sync);
         if let Role::Leader(l) = &mut self.role {
             l.last_accept = persist_id;
         }

@@ -8,7 +8,7 @@ use super::{Candidacy, InFlight, LazySlot, Leadership, Replica, Role};
 use crate::config::ReadMode;
 use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::{Batch, Message};
-use crate::protocol::outbox::{Action, ClientReply};
+use crate::protocol::outbox::{Action, ClientReply, SyncStart};
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot, Token};
 use crate::protocol::waiting::{Admission, admit};
 
@@ -291,7 +291,16 @@ impl Replica {
             },
         );
         self.stats.slots_proposed += 1;
-        self.accept_locally(slot, ballot, batch.clone(), lazy);
+        // The followers' votes choose the slot as soon as ours, unless a follower waits
+        // for ours (early learning of a forward): then our write goes first.
+        let sync = if lazy {
+            SyncStart::Lazy
+        } else if self.votes_to_followers(&batch) {
+            SyncStart::Now
+        } else {
+            SyncStart::AfterSends
+        };
+        self.accept_locally(slot, ballot, batch.clone(), sync);
         if lazy && let Role::Leader(l) = &mut self.role {
             l.lazy = Some(LazySlot {
                 slot,

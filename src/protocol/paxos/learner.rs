@@ -2,6 +2,7 @@
 
 use super::{LogEntry, Replica};
 use crate::protocol::message::{Batch, Message, Record, batch_memory_bytes};
+use crate::protocol::outbox::SyncStart;
 use crate::protocol::types::{Ballot, Nanos, ReplicaId, Slot};
 
 /// Catch-up requests in a row that brought no chosen slot before a leader runs phase 1
@@ -79,7 +80,7 @@ impl Replica {
         // peers, and nothing waits on it. Synced alone it put a second sync after every
         // write of a lone client, and the next write's record waited behind it.
         let through = self.chosen_through;
-        self.persist_as(Record::Chosen { through }, true);
+        self.persist_as(Record::Chosen { through }, SyncStart::Lazy);
         self.apply_chosen();
         if self.chosen_through >= self.commit_heard {
             self.catchup_sent_at = None;

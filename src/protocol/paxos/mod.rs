@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 pub use super::consensus::Bugs;
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
-use super::outbox::{Action, ClientReply};
+use super::outbox::{Action, ClientReply, SyncStart};
 use super::types::{Ballot, NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::ProtocolConfig;
 
@@ -876,14 +876,14 @@ impl Replica {
     }
 
     fn persist(&mut self, record: Record) -> PersistId {
-        self.persist_as(record, false)
+        self.persist_as(record, SyncStart::Now)
     }
 
-    /// Persists `record`; a `lazy` one starts no sync of its own (`Action::Persist`).
-    fn persist_as(&mut self, record: Record, lazy: bool) -> PersistId {
+    /// Persists `record`, its sync started as `sync` says (`Action::Persist`).
+    fn persist_as(&mut self, record: Record, sync: SyncStart) -> PersistId {
         let id = self.next_persist_id;
         self.next_persist_id += 1;
-        self.outbox.push(Action::Persist { id, record, lazy });
+        self.outbox.push(Action::Persist { id, record, sync });
         id
     }
 

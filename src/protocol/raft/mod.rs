@@ -36,7 +36,7 @@ pub use storage::{RaftRecord, Snapshot};
 use super::consensus::{Bugs, Core};
 use super::kv::{Kv, Request};
 use super::message::{Batch, Message, Record};
-use super::outbox::{Action, ClientReply};
+use super::outbox::{Action, ClientReply, SyncStart};
 use super::paxos::Stats;
 use super::types::{NANOS_PER_MS, NANOS_PER_US, Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::config::ProtocolConfig;
@@ -777,7 +777,7 @@ impl Replica {
         self.outbox.push(Action::Persist {
             id,
             record: Record::Raft(record),
-            lazy: false,
+            sync: SyncStart::Now,
         });
         id
     }

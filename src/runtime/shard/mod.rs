@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::NodeConfig;
 use crate::protocol::client::{ClientError, ClientOutput, ClientPath, Handle, LeaderView};
 use crate::protocol::consensus::record_protocol;
-use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule};
+use crate::protocol::outbox::{Effects, Outbox, SnapshotSchedule, SyncStart};
 use crate::protocol::{
     ClientReply, Command, Consensus, ConsensusSnapshot, Core, MapHasher, Message, Nanos, PersistId,
     Record, ReplicaId, Reply, Request, Token,
@@ -472,7 +472,7 @@ impl Effects for ShardEffects<'_> {
         }
     }
 
-    fn persist(&mut self, id: PersistId, record: Record, lazy: bool) {
+    fn persist(&mut self, id: PersistId, record: Record, sync: SyncStart) {
         let s = self.shard;
         if s.storage_error.borrow().is_some() {
             return; // Never reported durable: nothing depending on it goes out.
@@ -504,7 +504,7 @@ impl Effects for ShardEffects<'_> {
                 .push_back(([&buf[..], tail].concat(), id));
             return;
         }
-        if let Err(back) = s.append_record(&[&buf, tail], id, lazy) {
+        if let Err(back) = s.append_record(&[&buf, tail], id, sync) {
             s.overflow.borrow_mut().push_back(back);
         }
     }

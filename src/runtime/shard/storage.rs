@@ -37,18 +37,23 @@ impl Shard {
     /// wait in `overflow`: memory for unsynced records is bounded, and a record of the
     /// largest size always fits an empty buffer (`limits`), so it gets in once the sync in
     /// flight ends. Other errors stop the shard acknowledging.
-    /// Appends one record; a `lazy` one waits for the next sync another record, a lazy-sync
-    /// check or the ticker starts (`outbox::Action::Persist`).
+    /// Appends one record, its sync started as `sync` says (`outbox::Action::Persist`): a
+    /// lazy one waits for the next sync another record, a lazy-sync check or the ticker
+    /// starts; one to sync after the step's sends lets the tasks the step woke (the peer
+    /// links' writers) run before the WAL's.
     /// The record is the bytes `parts` make one after the other; handed back, they are
     /// joined.
     pub(super) fn append_record(
         &self,
         parts: &[&[u8]],
         id: PersistId,
-        lazy: bool,
+        sync: SyncStart,
     ) -> Result<(), (Vec<u8>, PersistId)> {
         use crate::runtime::wal::WalError;
-        match self.wal.append_parts(parts, lazy) {
+        if sync == SyncStart::AfterSends {
+            self.wal.let_woken_tasks_run_first();
+        }
+        match self.wal.append_parts(parts, sync == SyncStart::Lazy) {
             Ok(lsn) => {
                 self.last_lsn.set(lsn);
                 self.persisting.borrow_mut().push_back((lsn, id));
@@ -86,7 +91,7 @@ impl Shard {
                 self.overflow.borrow_mut().clear();
                 return;
             }
-            if let Err(back) = self.append_record(&[&bytes], id, false) {
+            if let Err(back) = self.append_record(&[&bytes], id, SyncStart::Now) {
                 self.overflow.borrow_mut().push_front(back);
                 return;
             }

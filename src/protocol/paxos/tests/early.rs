@@ -305,3 +305,33 @@ fn a_deposed_leaders_own_vote_is_not_a_second_one() {
     assert_eq!(c.replicas[0].chosen_through, chosen);
     assert_eq!(c.replicas[0].stats().slots_learned_early, 0);
 }
+
+/// Accept records replica `i` asked to sync only after its step's sends.
+fn accepts_synced_after_sends(c: &Cluster, i: usize) -> usize {
+    c.after_sends_records[i]
+        .iter()
+        .filter(|r| matches!(r, Record::Accept { .. }))
+        .count()
+}
+
+#[test]
+fn the_leaders_accept_is_synced_after_its_sends_unless_a_follower_waits_for_its_vote() {
+    let mut c = cluster(3, ReadMode::Log);
+    // Its own client's write: the followers' votes choose it as soon as the leader's, so
+    // their accepts go out before the leader's write.
+    c.request(0, 5, 100, 1, set("b", "1"));
+    assert_eq!(accepts_synced_after_sends(&c, 0), 1);
+    c.run(|_, _, _| true);
+    // A forward from r1: r1 answers it from its accept and the leader's vote, so the
+    // leader's write goes first.
+    forward_from_r1(&mut c, 77);
+    assert_eq!(
+        accepts_synced_after_sends(&c, 0),
+        1,
+        "the forward's is synced at once"
+    );
+    // Followers sync their accepts at once.
+    c.run(|_, _, _| true);
+    assert_eq!(accepts_synced_after_sends(&c, 1), 0);
+    assert_eq!(accepts_synced_after_sends(&c, 2), 0);
+}

@@ -27,6 +27,8 @@ struct Cluster {
     lazy_checks: Vec<usize>,
     /// Per replica: the records it asked to be written lazily.
     lazy_records: Vec<Vec<Record>>,
+    /// Per replica: the records whose sync it asked to start after the step's sends.
+    after_sends_records: Vec<Vec<Record>>,
     now: Nanos,
 }
 
@@ -40,9 +42,11 @@ impl crate::protocol::outbox::Effects for Collected<'_> {
     fn send(&mut self, to: ReplicaId, msg: Message) {
         self.c.wire.push((ReplicaId(self.i as u8), to, msg));
     }
-    fn persist(&mut self, id: PersistId, record: Record, lazy: bool) {
-        if lazy {
-            self.c.lazy_records[self.i].push(record.clone());
+    fn persist(&mut self, id: PersistId, record: Record, sync: SyncStart) {
+        match sync {
+            SyncStart::Lazy => self.c.lazy_records[self.i].push(record.clone()),
+            SyncStart::AfterSends => self.c.after_sends_records[self.i].push(record.clone()),
+            SyncStart::Now => {}
         }
         self.c.unsynced[self.i].push((id, record));
     }
@@ -81,6 +85,7 @@ impl Cluster {
             snapshots_asked: vec![0; n],
             lazy_checks: vec![0; n],
             lazy_records: vec![Vec::new(); n],
+            after_sends_records: vec![Vec::new(); n],
             now: 0,
         }
     }
