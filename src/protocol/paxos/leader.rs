@@ -291,8 +291,10 @@ impl Replica {
             },
         );
         self.stats.slots_proposed += 1;
-        // The followers' votes choose the slot as soon as ours, unless a follower waits
-        // for ours (early learning of a forward): then our write goes first.
+        // The slot is chosen by our vote and a follower's, and the follower's comes later
+        // (its write starts after the accept's trip): the accepts go out before our
+        // write's submission. Unless the batch carries a forward: its follower answers it
+        // from its own vote and ours (early learning), so ours goes first.
         let sync = if lazy {
             SyncStart::Lazy
         } else if self.votes_to_followers(&batch) {

@@ -772,12 +772,17 @@ impl Replica {
     }
 
     fn persist(&mut self, record: RaftRecord) -> PersistId {
+        self.persist_as(record, SyncStart::Now)
+    }
+
+    /// Persists `record`, its sync started as `sync` says (`Action::Persist`).
+    fn persist_as(&mut self, record: RaftRecord, sync: SyncStart) -> PersistId {
         let id = self.next_persist_id;
         self.next_persist_id += 1;
         self.outbox.push(Action::Persist {
             id,
             record: Record::Raft(record),
-            sync: SyncStart::Now,
+            sync,
         });
         id
     }

@@ -9,7 +9,7 @@ use super::{AppendOutcome, Msg, RaftRecord, Replica, Role};
 use crate::protocol::clock::LogClock;
 use crate::protocol::kv::{Command, Request};
 use crate::protocol::message::Batch;
-use crate::protocol::outbox::ClientReply;
+use crate::protocol::outbox::{ClientReply, SyncStart};
 use crate::protocol::types::{Nanos, PersistId, ReplicaId, Slot, Token};
 use crate::protocol::waiting::{Admission, admit};
 
@@ -222,15 +222,19 @@ impl Replica {
     }
 
     /// Appends `batch` at our term, persists it, counts our own match once durable, and
-    /// sends it to every follower whose window has room.
+    /// sends it to every follower whose window has room. Its sync starts after those
+    /// sends (`SyncStart::AfterSends`), as a Multi-Paxos leader's accept's does: the entry
+    /// commits with our match and a follower's, and the follower's comes later (its write
+    /// starts after the append's trip), so ours need not start first.
     fn append_local(&mut self, now: Nanos, batch: Batch) {
         let index = self.log.last_index() + 1;
         let term = self.term;
-        let pid = self.persist(RaftRecord::Entry {
+        let entry = RaftRecord::Entry {
             index,
             term,
             batch: batch.clone(),
-        });
+        };
+        let pid = self.persist_as(entry, SyncStart::AfterSends);
         self.log.push(LogEntry { term, batch });
         self.stats.slots_proposed += 1;
         if let Some(l) = self.leadership() {

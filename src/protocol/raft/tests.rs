@@ -22,6 +22,8 @@ struct Group {
     disk_held: Vec<bool>,
     /// Per replica: every record it asked to persist.
     records: Vec<Vec<Record>>,
+    /// Per replica: records whose sync it asked to start after the step's sends.
+    synced_after_sends: Vec<usize>,
     replies: Vec<(Token, ClientReply)>,
     now: Nanos,
 }
@@ -64,6 +66,7 @@ impl Group {
             unsynced: vec![Vec::new(); n],
             disk_held: vec![false; n],
             records: vec![Vec::new(); n],
+            synced_after_sends: vec![0; n],
             replies: Vec::new(),
             now: 0,
         }
@@ -85,8 +88,11 @@ impl Group {
                     msg: msg @ (Message::ClockProbe { .. } | Message::ClockEcho { .. }),
                 } => self.clock_wire.push((ReplicaId(i as u8), to, msg)),
                 Action::Send { .. } => panic!("a Raft replica sent another protocol's message"),
-                Action::Persist { id, record, .. } => {
+                Action::Persist { id, record, sync } => {
                     self.records[i].push(record);
+                    if sync == SyncStart::AfterSends {
+                        self.synced_after_sends[i] += 1;
+                    }
                     if self.disk_held[i] {
                         self.unsynced[i].push(id);
                     } else {
@@ -222,6 +228,20 @@ fn a_timed_out_replica_is_elected_and_commits_its_no_op() {
     g.tick(0, g.now + 60 * MS);
     g.deliver_all();
     assert!(g.replicas.iter().all(|r| r.applied_index() == 1));
+}
+
+/// The leader's entries are synced after its appends are sent; the followers' at once.
+#[test]
+fn the_leaders_entries_are_synced_after_its_sends() {
+    let mut g = Group::new(3);
+    g.elect(0);
+    let before = g.synced_after_sends[0];
+    g.request(0, 1, set("a", "1", 1));
+    assert_eq!(g.synced_after_sends[0], before + 1);
+    g.deliver_all();
+    assert_eq!(g.replies, vec![(1, ClientReply::Done(Reply::Ok))]);
+    assert_eq!(g.synced_after_sends[1], 0);
+    assert_eq!(g.synced_after_sends[2], 0);
 }
 
 #[test]
