@@ -222,19 +222,25 @@ impl Replica {
     }
 
     /// Appends `batch` at our term, persists it, counts our own match once durable, and
-    /// sends it to every follower whose window has room. Its sync starts after those
-    /// sends (`SyncStart::AfterSends`), as a Multi-Paxos leader's accept's does: the entry
-    /// commits with our match and a follower's, and the follower's comes later (its write
-    /// starts after the append's trip), so ours need not start first.
+    /// sends it to every follower whose window has room. A lone entry's sync starts after
+    /// those sends (`SyncStart::AfterSends`), as a Multi-Paxos leader's lone accept's
+    /// does: it commits with our match and a follower's, and the follower's comes later
+    /// (its write starts after the append's trip), so ours need not start first.
     fn append_local(&mut self, now: Nanos, batch: Batch) {
         let index = self.log.last_index() + 1;
         let term = self.term;
+        let lone = self.commit + 1 == index;
         let entry = RaftRecord::Entry {
             index,
             term,
             batch: batch.clone(),
         };
-        let pid = self.persist_as(entry, SyncStart::AfterSends);
+        let sync = if lone {
+            SyncStart::AfterSends
+        } else {
+            SyncStart::Now
+        };
+        let pid = self.persist_as(entry, sync);
         self.log.push(LogEntry { term, batch });
         self.stats.slots_proposed += 1;
         if let Some(l) = self.leadership() {

@@ -230,16 +230,35 @@ fn a_timed_out_replica_is_elected_and_commits_its_no_op() {
     assert!(g.replicas.iter().all(|r| r.applied_index() == 1));
 }
 
-/// The leader's entries are synced after its appends are sent; the followers' at once.
+/// The leader's lone entry is synced after its appends are sent; one beside an uncommitted
+/// entry, and the followers', at once.
 #[test]
-fn the_leaders_entries_are_synced_after_its_sends() {
+fn the_leaders_lone_entry_is_synced_after_its_sends() {
     let mut g = Group::new(3);
     g.elect(0);
     let before = g.synced_after_sends[0];
     g.request(0, 1, set("a", "1", 1));
     assert_eq!(g.synced_after_sends[0], before + 1);
+    let last = g.replicas[0].last_index();
+    g.request(0, 2, set("b", "1", 2));
+    assert_eq!(
+        g.replicas[0].last_index(),
+        last + 1,
+        "appended beside the first"
+    );
+    assert_eq!(
+        g.synced_after_sends[0],
+        before + 1,
+        "not beside an uncommitted entry"
+    );
     g.deliver_all();
-    assert_eq!(g.replies, vec![(1, ClientReply::Done(Reply::Ok))]);
+    assert_eq!(
+        g.replies,
+        vec![
+            (1, ClientReply::Done(Reply::Ok)),
+            (2, ClientReply::Done(Reply::Ok))
+        ]
+    );
     assert_eq!(g.synced_after_sends[1], 0);
     assert_eq!(g.synced_after_sends[2], 0);
 }

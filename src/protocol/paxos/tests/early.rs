@@ -315,12 +315,23 @@ fn accepts_synced_after_sends(c: &Cluster, i: usize) -> usize {
 }
 
 #[test]
-fn the_leaders_accept_is_synced_after_its_sends_unless_a_follower_waits_for_its_vote() {
+fn the_leaders_lone_accept_is_synced_after_its_sends_unless_a_follower_waits_for_its_vote() {
     let mut c = cluster(3, ReadMode::Log);
-    // Its own client's write: the followers' votes choose it as soon as the leader's, so
-    // their accepts go out before the leader's write.
+    // Its own client's write, alone: a follower's vote chooses it with the leader's and
+    // comes later, so the accepts go out before the leader's write.
     c.request(0, 5, 100, 1, set("b", "1"));
     assert_eq!(accepts_synced_after_sends(&c, 0), 1);
+    // Another while that slot is in flight (its record durable, no vote back yet): at
+    // once, as under load.
+    c.sync(0);
+    let proposed = c.replicas[0].stats().slots_proposed;
+    c.request(0, 6, 100, 2, set("c", "1"));
+    assert_eq!(c.replicas[0].stats().slots_proposed, proposed + 1);
+    assert_eq!(
+        accepts_synced_after_sends(&c, 0),
+        1,
+        "not beside another slot"
+    );
     c.run(|_, _, _| true);
     // A forward from r1: r1 answers it from its accept and the leader's vote, so the
     // leader's write goes first.
