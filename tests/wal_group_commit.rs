@@ -13,6 +13,15 @@ use wal_support::{record, run, small_opts};
 const BURSTS: u64 = 20;
 const BURST_RECORDS: u64 = 50;
 
+/// Waits (30 s at most) until `committer` reports `lsn` durable.
+async fn wait_durable(committer: &GroupCommitter, lsn: Lsn) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while committer.durable_lsn() < lsn {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[test]
 fn wal_group_commit_batches_appends_made_during_a_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -43,11 +52,7 @@ fn wal_group_commit_batches_appends_made_during_a_sync() {
                 }
             }
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while committer.durable_lsn() < lsn {
-            assert!(std::time::Instant::now() < deadline, "sync never caught up");
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        }
+        wait_durable(&committer, lsn).await;
         spares.await.expect("preallocate");
         // Recycling through the committer while it may be syncing.
         committer.truncate_before(lsn).await.expect("truncate");
@@ -98,16 +103,6 @@ fn wal_lazy_records_wait_for_the_next_sync() {
             async move { committer.run(|_| {}).await }
         });
         let settle = || glommio::timer::sleep(Duration::from_millis(50));
-        let wait_durable = |lsn: Lsn| {
-            let committer = committer.clone();
-            async move {
-                let deadline = std::time::Instant::now() + Duration::from_secs(30);
-                while committer.durable_lsn() < lsn {
-                    assert!(std::time::Instant::now() < deadline, "never synced");
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        };
         let lazy = committer.append_lazy(&record(1)).expect("append");
         settle().await;
         assert_eq!(
@@ -116,7 +111,7 @@ fn wal_lazy_records_wait_for_the_next_sync() {
             "a lazy record alone is not synced"
         );
         let urgent = committer.append(&record(2)).expect("append");
-        wait_durable(urgent).await;
+        wait_durable(&committer, urgent).await;
         assert!(
             committer.durable_lsn() >= lazy,
             "the next sync took the lazy one too"
@@ -125,7 +120,7 @@ fn wal_lazy_records_wait_for_the_next_sync() {
         settle().await;
         assert!(committer.durable_lsn() < lazy);
         committer.flush();
-        wait_durable(lazy).await;
+        wait_durable(&committer, lazy).await;
         let last = committer.append_lazy(&record(4)).expect("append");
         committer.close();
         task.await.expect("committer ends cleanly");
@@ -163,16 +158,6 @@ fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
                 let committer = committer.clone();
                 async move { committer.run(|_| {}).await }
             });
-            let wait_durable = |lsn: Lsn| {
-                let committer = committer.clone();
-                async move {
-                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-                    while committer.durable_lsn() < lsn {
-                        assert!(std::time::Instant::now() < deadline, "never synced");
-                        glommio::timer::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            };
             // The watcher waits to be woken, as a peer link's writer waits for a send.
             let (go, woken) = futures_channel::oneshot::channel::<()>();
             let watch = glommio::spawn_local({
@@ -191,14 +176,14 @@ fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
                 }
             });
             // An idle log whose tail segment is in place; the watcher waits.
-            wait_durable(committer.append(&record(1)).expect("append")).await;
+            wait_durable(&committer, committer.append(&record(1)).expect("append")).await;
             if others_first {
                 committer.let_woken_tasks_run_first();
             }
             let lsn = committer.append(&WATCHED).expect("append");
             go.send(()).expect("the watcher waits");
             let seen = watch.await;
-            wait_durable(lsn).await;
+            wait_durable(&committer, lsn).await;
             assert!(on_file(&path, &WATCHED), "durable, so in the file");
             committer.close();
             task.await.expect("committer ends cleanly");

@@ -50,10 +50,10 @@ pub enum SyncStart {
     /// At once: a sync of its own.
     Now,
     /// A sync of its own, started once the step's messages are on their way. For a
-    /// leader's own accept whose vote no follower waits for: the slot is chosen by the
-    /// followers' votes as soon as by the leader's, so their accepts go first; its own
-    /// write would otherwise hold them back by its submission (on this machine's
-    /// virtio disk, an exit to the hypervisor: 20–25 µs).
+    /// leader's own record of a lone slot (Raft: entry) whose vote no follower waits for:
+    /// it is chosen by that vote and a follower's, which comes later, so the accepts go
+    /// first; the leader's write would otherwise hold them back by its submission (on
+    /// this machine's virtio disk, an exit to the hypervisor: 20–25 µs).
     AfterSends,
     /// Lazily: no sync of its own. It becomes durable with the next sync a record that is
     /// not lazy, a [`Action::CheckLazySync`] or the driver's next tick starts.

@@ -134,11 +134,9 @@ impl Replica {
         true
     }
 
-    /// Accepts `batch` for `slot` at `ballot` here: persists the accept and records it.
-    /// The vote may be announced only once the returned record is durable.
     /// Accepts `batch` for `slot` at `ballot` here: logs it (its sync started as `sync`
     /// says; a leader's may start later or not at all, see `leader.rs`) and puts it into
-    /// the log.
+    /// the log. The vote may be announced only once the record is durable.
     pub(super) fn accept_locally(
         &mut self,
         slot: Slot,
