@@ -132,14 +132,15 @@ fn wal_lazy_records_wait_for_the_next_sync() {
     });
 }
 
-/// `let_woken_tasks_run_first`: the next sync on an idle log hands its write to the
-/// kernel only after the tasks woken before the committer ran (a leader's accepts go out
-/// before its own write). A task woken after the append, as the shard's peer links are,
-/// blocks its thread and watches the file: asked, the record stays out of it meanwhile;
-/// not asked, the write went out at the committer's first poll and the record shows up
-/// while the task blocks.
+/// How a leader's step sends its accepts before its own write (`SyncStart::AfterSends`):
+/// it appends the record without waking the committer, its sends wake the peer links'
+/// writers, and it flushes last, so the committer runs after them. A task woken between
+/// the append and the flush, as a writer is, blocks its thread and watches the file: the
+/// record stays out of it meanwhile. Appended the ordinary way (the committer woken
+/// first), the write goes out before that task runs and the record shows up while it
+/// blocks.
 #[test]
-fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
+fn wal_a_record_flushed_after_a_wake_is_written_after_the_woken_task() {
     /// Whether some file in `dir` holds `bytes`.
     fn on_file(dir: &std::path::Path, bytes: &[u8]) -> bool {
         std::fs::read_dir(dir).expect("read_dir").any(|e| {
@@ -148,7 +149,7 @@ fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
         })
     }
     const WATCHED: [u8; 1000] = [0xA5; 1000];
-    for others_first in [false, true] {
+    for flushed_after in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_path_buf();
         let seen = run(async move {
@@ -164,7 +165,7 @@ fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
                 let path = path.clone();
                 async move {
                     woken.await.expect("woken");
-                    let watch_for = Duration::from_millis(if others_first { 300 } else { 10_000 });
+                    let watch_for = Duration::from_millis(if flushed_after { 300 } else { 10_000 });
                     let until = std::time::Instant::now() + watch_for;
                     while std::time::Instant::now() < until {
                         if on_file(&path, &WATCHED) {
@@ -177,11 +178,16 @@ fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
             });
             // An idle log whose tail segment is in place; the watcher waits.
             wait_durable(&committer, committer.append(&record(1)).expect("append")).await;
-            if others_first {
-                committer.let_woken_tasks_run_first();
-            }
-            let lsn = committer.append(&WATCHED).expect("append");
-            go.send(()).expect("the watcher waits");
+            let lsn = if flushed_after {
+                let lsn = committer.append_lazy(&WATCHED).expect("append");
+                go.send(()).expect("the watcher waits");
+                committer.flush();
+                lsn
+            } else {
+                let lsn = committer.append(&WATCHED).expect("append");
+                go.send(()).expect("the watcher waits");
+                lsn
+            };
             let seen = watch.await;
             wait_durable(&committer, lsn).await;
             assert!(on_file(&path, &WATCHED), "durable, so in the file");
@@ -190,9 +196,9 @@ fn wal_a_sync_asked_to_let_woken_tasks_run_first_writes_after_them() {
             seen
         });
         assert_eq!(
-            seen, !others_first,
-            "asked to let woken tasks run first: {others_first}; record in the file while \
-             the task woken after the append ran: {seen}"
+            seen, !flushed_after,
+            "flushed after the wake: {flushed_after}; record in the file while the task \
+             woken after the append ran: {seen}"
         );
     }
 }

@@ -296,8 +296,8 @@ impl Replica {
         // later (its write starts after the accept's trip): the accepts go out before our
         // write's submission. Unless the batch carries a forward: its follower answers it
         // from its own vote and ours (early learning), so ours goes first. Not while other
-        // slots are in flight (load): the committer's yield lets every ready task run
-        // first, not only the peer links' writers, and the main job lost 2–6 % with it.
+        // slots are in flight (load): tried there, the main job lost 2–6 %
+        // (results/sends-first-20261207/).
         let sync = if lazy {
             SyncStart::Lazy
         } else if !lone || self.votes_to_followers(&batch) {

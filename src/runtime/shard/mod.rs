@@ -335,6 +335,9 @@ struct ShardEffects<'a> {
     /// The batch whose bytes `Shard::record_buf` holds from this offset on (the last
     /// record logged ended with it): a frame sending it copies them.
     logged: Option<(crate::protocol::Batch, usize)>,
+    /// A record of this step syncs after its sends (`SyncStart::AfterSends`): the step
+    /// flushes the WAL once every action is carried out.
+    flush_after: bool,
 }
 
 /// Names a message a leader broadcasts, each a batch of up to `batch_max` commands (or
@@ -504,6 +507,7 @@ impl Effects for ShardEffects<'_> {
                 .push_back(([&buf[..], tail].concat(), id));
             return;
         }
+        self.flush_after |= sync == SyncStart::AfterSends;
         if let Err(back) = s.append_record(&[&buf, tail], id, sync) {
             s.overflow.borrow_mut().push_back(back);
         }
@@ -803,8 +807,13 @@ impl Shard {
             encoded: None,
             received,
             logged: None,
+            flush_after: false,
         };
         let spare = step.dispatch(&mut fx);
+        if fx.flush_after {
+            // After the sends woke the peer links' writers: they run before the committer.
+            self.wal.flush();
+        }
         self.outbox.borrow_mut().recycle(spare);
         self.deliver_events();
         if self.client.borrow().view() != view {

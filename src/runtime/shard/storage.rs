@@ -39,8 +39,9 @@ impl Shard {
     /// flight ends. Other errors stop the shard acknowledging.
     /// Appends one record, its sync started as `sync` says (`outbox::Action::Persist`): a
     /// lazy one waits for the next sync another record, a lazy-sync check or the ticker
-    /// starts; one to sync after the step's sends lets the tasks the step woke (the peer
-    /// links' writers) run before the WAL's.
+    /// starts; one to sync after the step's sends does not wake the committer: the step
+    /// flushes the WAL once its sends have woken the peer links' writers
+    /// (`Shard::step_received`), so they run first.
     /// The record is the bytes `parts` make one after the other; handed back, they are
     /// joined.
     pub(super) fn append_record(
@@ -50,10 +51,7 @@ impl Shard {
         sync: SyncStart,
     ) -> Result<(), (Vec<u8>, PersistId)> {
         use crate::runtime::wal::WalError;
-        if sync == SyncStart::AfterSends {
-            self.wal.let_woken_tasks_run_first();
-        }
-        match self.wal.append_parts(parts, sync == SyncStart::Lazy) {
+        match self.wal.append_parts(parts, sync != SyncStart::Now) {
             Ok(lsn) => {
                 self.last_lsn.set(lsn);
                 self.persisting.borrow_mut().push_back((lsn, id));

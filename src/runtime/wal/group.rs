@@ -39,9 +39,6 @@ struct Shared {
     inject_no_space: bool,
     /// Set by `append` and `close`; cleared by the committer when it looks.
     wake: bool,
-    /// Set by [`GroupCommitter::let_woken_tasks_run_first`]; cleared by the committer
-    /// when it starts its next sync.
-    others_first: bool,
     waker: Option<Waker>,
     closed: bool,
 }
@@ -79,7 +76,6 @@ impl GroupCommitter {
                 disk_full: None,
                 inject_no_space: false,
                 wake: false,
-                others_first: false,
                 waker: None,
                 closed: false,
             })),
@@ -112,15 +108,6 @@ impl GroupCommitter {
             self.flush();
         }
         Ok(lsn)
-    }
-
-    /// The next sync, if it starts on an idle log (`io::Submit::AtOnce`), first lets the
-    /// tasks woken before it run: the committer yields once before it writes. A leader
-    /// that has just queued its accepts for the peers' links this way sends them before
-    /// its own write's submission (`outbox::SyncStart::AfterSends`). A sync that follows
-    /// another at once goes with the executor's pass anyway.
-    pub fn let_woken_tasks_run_first(&self) {
-        self.shared.borrow_mut().others_first = true;
     }
 
     /// Wakes the committer if records wait to be synced.
@@ -226,10 +213,6 @@ impl GroupCommitter {
         // last at once (records came meanwhile: load) with the pass (`io::Submit`).
         let mut submit = Submit::AtOnce;
         loop {
-            let others_first = std::mem::take(&mut self.shared.borrow_mut().others_first);
-            if others_first && matches!(submit, Submit::AtOnce) {
-                futures_lite::future::yield_now().await;
-            }
             // Only when asked: a lazy record alone waits for the next `append` or `flush`
             // (or the close, which syncs everything).
             let job = {
