@@ -507,8 +507,10 @@ impl Effects for ShardEffects<'_> {
                 .push_back(([&buf[..], tail].concat(), id));
             return;
         }
+        // One to sync after the step's sends is appended without waking the committer;
+        // the step flushes the WAL once its sends have woken the peer links' writers.
         self.flush_after |= sync == SyncStart::AfterSends;
-        if let Err(back) = s.append_record(&[&buf, tail], id, sync) {
+        if let Err(back) = s.append_record(&[&buf, tail], id, sync != SyncStart::Now) {
             s.overflow.borrow_mut().push_back(back);
         }
     }

@@ -37,21 +37,18 @@ impl Shard {
     /// wait in `overflow`: memory for unsynced records is bounded, and a record of the
     /// largest size always fits an empty buffer (`limits`), so it gets in once the sync in
     /// flight ends. Other errors stop the shard acknowledging.
-    /// Appends one record, its sync started as `sync` says (`outbox::Action::Persist`): a
-    /// lazy one waits for the next sync another record, a lazy-sync check or the ticker
-    /// starts; one to sync after the step's sends does not wake the committer: the step
-    /// flushes the WAL once its sends have woken the peer links' writers
-    /// (`Shard::step_received`), so they run first.
+    /// Appends one record; a `lazy` one waits for the next sync another record, a lazy-sync
+    /// check or the ticker starts (`outbox::Action::Persist`).
     /// The record is the bytes `parts` make one after the other; handed back, they are
     /// joined.
     pub(super) fn append_record(
         &self,
         parts: &[&[u8]],
         id: PersistId,
-        sync: SyncStart,
+        lazy: bool,
     ) -> Result<(), (Vec<u8>, PersistId)> {
         use crate::runtime::wal::WalError;
-        match self.wal.append_parts(parts, sync != SyncStart::Now) {
+        match self.wal.append_parts(parts, lazy) {
             Ok(lsn) => {
                 self.last_lsn.set(lsn);
                 self.persisting.borrow_mut().push_back((lsn, id));
@@ -89,7 +86,7 @@ impl Shard {
                 self.overflow.borrow_mut().clear();
                 return;
             }
-            if let Err(back) = self.append_record(&[&bytes], id, SyncStart::Now) {
+            if let Err(back) = self.append_record(&[&bytes], id, false) {
                 self.overflow.borrow_mut().push_front(back);
                 return;
             }
