@@ -4,11 +4,11 @@
 
 mod wal_support;
 
-use corepax::runtime::wal::{GroupCommitter, Lsn, Wal};
+use corepax::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use wal_support::{record, run, small_opts};
+use wal_support::{on_file, record, run, small_opts};
 
 const BURSTS: u64 = 20;
 const BURST_RECORDS: u64 = 50;
@@ -141,13 +141,6 @@ fn wal_lazy_records_wait_for_the_next_sync() {
 /// blocks.
 #[test]
 fn wal_a_record_flushed_after_a_wake_is_written_after_the_woken_task() {
-    /// Whether some file in `dir` holds `bytes`.
-    fn on_file(dir: &std::path::Path, bytes: &[u8]) -> bool {
-        std::fs::read_dir(dir).expect("read_dir").any(|e| {
-            let data = std::fs::read(e.expect("entry").path()).unwrap_or_default();
-            data.windows(bytes.len()).any(|w| w == bytes)
-        })
-    }
     const WATCHED: [u8; 1000] = [0xA5; 1000];
     for flushed_after in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -200,5 +193,42 @@ fn wal_a_record_flushed_after_a_wake_is_written_after_the_woken_task() {
             "flushed after the wake: {flushed_after}; record in the file while the task \
              woken after the append ran: {seen}"
         );
+    }
+}
+
+/// A sync hands its write to the kernel before the task that started it yields
+/// (`DmaFile::write_at_now`): a sync polled once, and not again while this task blocks
+/// its thread, still gets its record into the file. A write left for the executor's
+/// next poll would go out only after this task yields, which it never does here: the
+/// test fails after 10 s.
+#[test]
+fn wal_a_sync_hands_its_write_to_the_kernel_before_its_task_yields() {
+    use std::future::Future;
+    for sync in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = WalOptions {
+            sync,
+            ..small_opts()
+        };
+        run(async {
+            let (mut wal, _) = Wal::open(dir.path(), opts).await.expect("open");
+            // The tail segment is in place: the next sync's first poll reaches its write.
+            wal.append(&[1u8; 100]).expect("append");
+            wal.sync().await.expect("first sync");
+            let record = [0xA5u8; 1000];
+            wal.append(&record).expect("append");
+            let mut syncing = std::pin::pin!(wal.sync());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = syncing.as_mut().poll(&mut cx);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !on_file(dir.path(), &record) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "sync {sync}: the record was not written while its task ran"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            syncing.await.expect("sync");
+        });
     }
 }

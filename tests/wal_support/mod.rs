@@ -35,6 +35,15 @@ pub fn record(i: u64) -> Vec<u8> {
     (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
 }
 
+/// Whether some file in `dir` holds `bytes` (read through the page cache): a record the
+/// WAL handed to the kernel shows up there.
+pub fn on_file(dir: &std::path::Path, bytes: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("read_dir").any(|e| {
+        let data = std::fs::read(e.expect("entry").path()).unwrap_or_default();
+        data.windows(bytes.len()).any(|w| w == bytes)
+    })
+}
+
 /// Path of segment file `index` in `dir`.
 pub fn segment_file(dir: &std::path::Path, index: u32) -> std::path::PathBuf {
     dir.join(format!("seg-{index:06}.wal"))

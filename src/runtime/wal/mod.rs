@@ -896,48 +896,6 @@ mod tests {
         }
     }
 
-    /// A sync hands its write to the kernel before the task that started it yields
-    /// (`DmaFile::write_at_now`): a sync polled once, and not again while this task blocks
-    /// its thread, still gets its record into the file. A write left for the executor's
-    /// next poll would go out only after this task yields, which it never does here: the
-    /// test fails after 10 s.
-    #[test]
-    fn a_sync_hands_its_write_to_the_kernel_before_its_task_yields() {
-        use std::future::Future;
-        /// Whether some segment file holds `bytes` (read through the page cache).
-        fn on_file(dir: &Path, bytes: &[u8]) -> bool {
-            std::fs::read_dir(dir).expect("read_dir").any(|e| {
-                let path = e.expect("entry").path();
-                let data = std::fs::read(&path).unwrap_or_default();
-                data.windows(bytes.len()).any(|w| w == bytes)
-            })
-        }
-        for sync in [true, false] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let opts = small_segments(sync);
-            on_executor(async {
-                let (mut wal, _) = Wal::open(dir.path(), opts).await.expect("open");
-                // The tail segment is in place: the next sync's first poll reaches its write.
-                wal.append(&[1u8; 100]).expect("append");
-                wal.sync().await.expect("first sync");
-                let record = [0xA5u8; 1000];
-                wal.append(&record).expect("append");
-                let mut syncing = std::pin::pin!(wal.sync());
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                let _ = syncing.as_mut().poll(&mut cx);
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while !on_file(dir.path(), &record) {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "sync {sync}: the record was not written while its task ran"
-                    );
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                syncing.await.expect("sync");
-            });
-        }
-    }
-
     /// A sync's records buffer comes back, emptied, for the next records (appends do
     /// not grow a new one by doubling after every sync), and what it held before is
     /// never written again: every record reads back as appended, from records that span
