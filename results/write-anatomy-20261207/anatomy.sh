@@ -4,17 +4,18 @@
 # (examples/replfloor.rs, 2 followers), alternated ROUNDS times: ftrace records 0.1 s of
 # system calls, io_uring submissions and completions, the scheduler and the block layer
 # under `redis-benchmark -c 1 -P 1`; anatomy.py cuts it at the client's sends. Needs root
-# (ftrace) and the release binaries (cargo build --release --example replfloor).
+# (ftrace); builds the floor program (and corepax, when COREPAX_BIN is missing).
 #   results/write-anatomy-20261207/anatomy.sh [ROUNDS] [COREPAX_BIN]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=results/write-anatomy-20261207
 ROUNDS=${1:-3}
 COREPAX_BIN=${2:-target/release/corepax}
-FLOOR_BIN=target/release/examples/replfloor
 . scripts/lib.sh
 require_tools redis-benchmark python3
 resolve_bin
+cargo build --release --quiet --example replfloor
+FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
 TMP=$(mktemp -d)
 FLOOR_PID=""
 trap 'stop_cluster; stop_pids "$FLOOR_PID"; rm -rf "$TMP"' EXIT
