@@ -129,7 +129,7 @@ def threads(ev, named, n):
         pid, state = prev.group(1), prev.group(2)
         if pid in on:
             ran[pid] += e[0] - on.pop(pid)
-            if state.startswith(("R", "R+")):
+            if state.startswith("R"):  # R or R+: still runnable
                 preempted[pid] += 1
             else:
                 slept[pid] += 1

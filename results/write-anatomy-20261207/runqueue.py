@@ -4,20 +4,20 @@ second and its wait per wake, over SECONDS (from /proc/*/task/*/schedstat: run n
 ns, slices); threads above 1 % of either, busiest first.
 
     runqueue.py SECONDS"""
-import os,sys,time,subprocess
+import os, sys, time
 def snap():
     d={}
     for pid in os.listdir('/proc'):
         if not pid.isdigit(): continue
         try:
             tasks=os.listdir(f'/proc/{pid}/task')
-        except: continue
+        except OSError: continue  # the process ended meanwhile
         for t in tasks:
             try:
                 comm=open(f'/proc/{pid}/task/{t}/comm').read().strip()
                 pcomm=open(f'/proc/{pid}/comm').read().strip()
                 run,wait,n=map(int,open(f'/proc/{pid}/task/{t}/schedstat').read().split())
-            except: continue
+            except (OSError, ValueError): continue  # the thread ended meanwhile
             d[(pid,t)]=(pcomm,comm,run,wait,n)
     return d
 a=snap(); t0=time.time(); time.sleep(float(sys.argv[1])); b=snap(); dt=time.time()-t0
