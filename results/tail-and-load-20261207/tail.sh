@@ -19,44 +19,16 @@ cargo build --release --quiet --example replfloor
 FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
 TMP=$(mktemp -d)
 FLOOR_PID=""
-T=/sys/kernel/tracing
+# shellcheck source=results/write-anatomy-20261207/trace-lib.sh
+. results/write-anatomy-20261207/trace-lib.sh
 trap 'echo 0 >$T/tracing_on; echo 4096 >$T/buffer_size_kb; stop_cluster; stop_pids "$FLOOR_PID"; rm -rf "$TMP"' EXIT
-EVENTS="raw_syscalls/sys_enter raw_syscalls/sys_exit io_uring/io_uring_submit_req
-io_uring/io_uring_complete sched/sched_wakeup sched/sched_switch block/block_rq_issue
-block/block_rq_complete"
-
-# trace PORT OUT: SECS of events while one client SETs against PORT.
-trace() {
-    local rb e
-    redis-benchmark -p "$1" -c 1 -P 1 -n 2000000 -r 100000 -t set -q >/dev/null 2>&1 &
-    rb=$!
-    sleep 3
-    echo 0 >$T/tracing_on
-    echo >$T/trace
-    echo 400000 >$T/buffer_size_kb
-    for e in $EVENTS; do echo 1 >"$T/events/$e/enable"; done
-    echo 1 >$T/tracing_on
-    sleep "$SECS"
-    echo 0 >$T/tracing_on
-    for e in $EVENTS; do echo 0 >"$T/events/$e/enable"; done
-    cp $T/trace "$2"
-    kill "$rb" 2>/dev/null || true
-    wait "$rb" 2>/dev/null || true
-}
-
-shard_tid() {
-    local t
-    for t in /proc/"$1"/task/*; do
-        case $(cat "$t/comm") in corepax-shard-*) basename "$t"; return ;; esac
-    done
-}
 
 SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null 2>&1
 sleep 1
 leader=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
 followers=""
 for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
-trace "$LEAD_PORT" "$TMP/corepax.trace"
+trace "$LEAD_PORT" "$TMP/corepax.trace" "$SECS" 400000
 stop_cluster
 echo "== corepax ($BIN)"
 # shellcheck disable=SC2086 # two thread ids
@@ -70,7 +42,7 @@ wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
 # The floor's leader is its main thread; its followers the two others.
 floor_leader=$FLOOR_PID
 mapfile -t fts < <(ls /proc/$FLOOR_PID/task | grep -vx "$FLOOR_PID")
-trace "$port" "$TMP/floor.trace"
+trace "$port" "$TMP/floor.trace" "$SECS" 400000
 stop_pids "$FLOOR_PID"
 FLOOR_PID=""
 echo "== the floor (replfloor PORT 2 DIR)"

@@ -19,37 +19,8 @@ FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
 TMP=$(mktemp -d)
 FLOOR_PID=""
 trap 'stop_cluster; stop_pids "$FLOOR_PID"; rm -rf "$TMP"' EXIT
-T=/sys/kernel/tracing
-EVENTS="raw_syscalls/sys_enter raw_syscalls/sys_exit io_uring/io_uring_submit_req
-io_uring/io_uring_complete sched/sched_wakeup sched/sched_switch block/block_rq_issue
-block/block_rq_complete"
-
-# trace PORT OUT: 0.1 s of events while one client SETs against PORT.
-trace() {
-    local rb e
-    redis-benchmark -p "$1" -c 1 -P 1 -n 400000 -r 100000 -t set -q >/dev/null 2>&1 &
-    rb=$!
-    sleep "${WARM_S:-4}"
-    echo 0 >$T/tracing_on
-    echo >$T/trace
-    echo 131072 >$T/buffer_size_kb
-    for e in $EVENTS; do echo 1 >"$T/events/$e/enable"; done
-    echo 1 >$T/tracing_on
-    sleep 0.1
-    echo 0 >$T/tracing_on
-    for e in $EVENTS; do echo 0 >"$T/events/$e/enable"; done
-    cp $T/trace "$2"
-    kill "$rb" 2>/dev/null || true
-    wait "$rb" 2>/dev/null || true
-}
-
-# The executor thread of a corepax node (its shard thread).
-shard_tid() {
-    local t
-    for t in /proc/"$1"/task/*; do
-        case $(cat "$t/comm") in corepax-shard-*) basename "$t"; return ;; esac
-    done
-}
+# shellcheck source=results/write-anatomy-20261207/trace-lib.sh
+. $HERE/trace-lib.sh
 
 for r in $(seq "$ROUNDS"); do
     SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d$r" "$TMP/c.log" >/dev/null 2>&1
@@ -57,7 +28,7 @@ for r in $(seq "$ROUNDS"); do
     leader=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
     followers=""
     for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
-    trace "$LEAD_PORT" "$TMP/corepax.trace"
+    trace "$LEAD_PORT" "$TMP/corepax.trace" 0.1 131072
     stop_cluster
     echo "== round $r, corepax ($BIN)"
     # shellcheck disable=SC2086 # two thread ids
@@ -71,7 +42,7 @@ for r in $(seq "$ROUNDS"); do
     # The floor's leader is its main thread; its followers the two others.
     mapfile -t fts < <(ls /proc/$FLOOR_PID/task | grep -vx "$FLOOR_PID")
     floor_leader=$FLOOR_PID
-    trace "$port" "$TMP/floor.trace"
+    trace "$port" "$TMP/floor.trace" 0.1 131072
     stop_pids "$FLOOR_PID"
     FLOOR_PID=""
     echo "== round $r, the floor (replfloor PORT 2 DIR)"
