@@ -12,39 +12,11 @@ HERE=results/write-anatomy-20261207
 ROUNDS=${1:-3}
 COREPAX_BIN=${2:-target/release/corepax}
 . scripts/lib.sh
-require_tools redis-benchmark python3
-resolve_bin
-cargo build --release --quiet --example replfloor
-FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
-TMP=$(mktemp -d)
-FLOOR_PID=""
-trap 'stop_cluster; stop_pids "$FLOOR_PID"; rm -rf "$TMP"' EXIT
 # shellcheck source=results/write-anatomy-20261207/trace-lib.sh
-. $HERE/trace-lib.sh
+. results/write-anatomy-20261207/trace-lib.sh
+trace_setup
+trap 'stop_cluster; stop_pids "$FLOOR_PID"; rm -rf "$TMP"' EXIT
 
 for r in $(seq "$ROUNDS"); do
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d$r" "$TMP/c.log" >/dev/null 2>&1
-    sleep 1
-    leader=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
-    followers=""
-    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
-    trace "$LEAD_PORT" "$TMP/corepax.trace" 0.1 131072
-    stop_cluster
-    echo "== round $r, corepax ($BIN)"
-    # shellcheck disable=SC2086 # two thread ids
-    python3 $HERE/anatomy.py "$TMP/corepax.trace" redis-benchmark "$leader" $followers
-
-    port=$(free_port)
-    mkdir -p "$TMP/floor$r"
-    "$FLOOR_BIN" "$port" 2 "$TMP/floor$r" >/dev/null 2>&1 &
-    FLOOR_PID=$!
-    wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
-    # The floor's leader is its main thread; its followers the two others.
-    mapfile -t fts < <(ls /proc/$FLOOR_PID/task | grep -vx "$FLOOR_PID")
-    floor_leader=$FLOOR_PID
-    trace "$port" "$TMP/floor.trace" 0.1 131072
-    stop_pids "$FLOOR_PID"
-    FLOOR_PID=""
-    echo "== round $r, the floor (replfloor PORT 2 DIR)"
-    python3 $HERE/anatomy.py "$TMP/floor.trace" redis-benchmark "$floor_leader" "${fts[@]}"
+    trace_both $HERE/anatomy.py 0.1 131072 "round $r, "
 done

@@ -2,6 +2,17 @@
 # both record, one client's trace, and a corepax node's shard thread.
 # shellcheck shell=bash
 T=/sys/kernel/tracing
+
+# trace_setup: what tracing needs: the tools, BIN (scripts/lib.sh's resolve_bin, from
+# COREPAX_BIN), FLOOR_BIN (built), TMP, and FLOOR_PID for the exit trap.
+trace_setup() {
+    require_tools redis-benchmark python3
+    resolve_bin
+    cargo build --release --quiet --example replfloor
+    FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
+    TMP=$(mktemp -d)
+    FLOOR_PID=""
+}
 EVENTS="raw_syscalls/sys_enter raw_syscalls/sys_exit io_uring/io_uring_submit_req
 io_uring/io_uring_complete sched/sched_wakeup sched/sched_switch block/block_rq_issue
 block/block_rq_complete"
@@ -32,4 +43,39 @@ shard_tid() {
     for t in /proc/"$1"/task/*; do
         case $(cat "$t/comm") in corepax-shard-*) basename "$t"; return ;; esac
     done
+}
+
+# trace_both ANALYSER SECS BUFFER_KB HEADING: a fresh local 3-replica cluster of BIN
+# (1 shard, leader-lease, fsync on), then the floor program (FLOOR_BIN PORT 2 DIR), each
+# traced under one client (`trace`) and its trace cut by `python3 ANALYSER TRACE
+# redis-benchmark LEADER FOLLOWER FOLLOWER`; HEADING starts each part's title. Uses TMP;
+# the caller's exit trap stops the cluster and FLOOR_PID.
+trace_both() {
+    local analyser=$1 secs=$2 kb=$3 heading=$4 dir leader followers i port floor_leader fts
+    dir=$(mktemp -d -p "$TMP")
+    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$dir/d" "$dir/c.log" >/dev/null 2>&1
+    sleep 1
+    leader=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
+    followers=""
+    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
+    trace "$LEAD_PORT" "$dir/corepax.trace" "$secs" "$kb"
+    stop_cluster
+    echo "== ${heading}corepax ($BIN)"
+    # shellcheck disable=SC2086 # two thread ids
+    python3 "$analyser" "$dir/corepax.trace" redis-benchmark "$leader" $followers
+
+    port=$(free_port)
+    mkdir -p "$dir/floor"
+    "$FLOOR_BIN" "$port" 2 "$dir/floor" >/dev/null 2>&1 &
+    FLOOR_PID=$!
+    wait_ping "$port" 10 || { echo "replfloor did not start" >&2; exit 1; }
+    # The floor's leader is its main thread; its followers the two others.
+    floor_leader=$FLOOR_PID
+    mapfile -t fts < <(ls /proc/$FLOOR_PID/task | grep -vx "$FLOOR_PID")
+    trace "$port" "$dir/floor.trace" "$secs" "$kb"
+    stop_pids "$FLOOR_PID"
+    FLOOR_PID=""
+    echo "== ${heading}the floor (replfloor PORT 2 DIR)"
+    python3 "$analyser" "$dir/floor.trace" redis-benchmark "$floor_leader" "${fts[@]}"
+    rm -rf "$dir"
 }
