@@ -170,7 +170,8 @@ impl SnapshotIn {
 /// A state exported for sending whose sort and digest ([`SnapshotOut::freeze`]) are still
 /// to be done: ~0.15 s at 1M keys on this project's test machine, which a driver that
 /// asked for it (`Consensus::set_offload_transfers`) does off its executor and hands back.
-/// Its entries may still be frozen in the map ([`TransferBuild::frozen`]).
+/// Its entries are frozen in the map until the driver shares them
+/// ([`TransferBuild::frozen`]).
 pub struct TransferBuild {
     last_included: Slot,
     state: KvState,
@@ -179,9 +180,10 @@ pub struct TransferBuild {
 
 impl TransferBuild {
     /// True while the state's entries are still frozen in the replica's map
-    /// (`Kv::export_begin`, begun in the step that asked for the transfer): the driver
-    /// shares them a part at a time (`Kv::export_step`), as a snapshot's, and gives them
-    /// to [`TransferBuild::set_entries`] before it builds. Exporting 1M keys in one
+    /// (`Kv::export_begin`, begun in the step that asked for the transfer; every build
+    /// is handed out so): the driver shares them a part at a time (`Kv::export_step`),
+    /// as a snapshot's, and gives them to [`TransferBuild::set_entries`] before it
+    /// builds. Exporting 1M keys in one
     /// step took ~18 ms; 2M, mid-growth, stalled a leader 43-59 ms
     /// (results/install-offload-20261206/).
     pub fn frozen(&self) -> bool {
@@ -196,6 +198,7 @@ impl TransferBuild {
 
     /// The transfer, frozen (sorted, digest computed); `now` is when it was first served.
     pub fn build(self, now: Nanos) -> SnapshotOut {
+        debug_assert!(!self.frozen, "a transfer built before its entries were set");
         SnapshotOut::freeze(self.last_included, self.state, now)
     }
 }
@@ -291,6 +294,16 @@ impl Installing {
     }
 }
 
+/// What [`Pending::freeze_or_queue`] did with a peer's need for a transfer.
+pub(crate) enum Freeze {
+    /// Built in the step (no driver builds transfers): serve it.
+    Built(Box<SnapshotOut>),
+    /// Handed to the driver to build; the peer gets chunk 0 once it is back.
+    Queued,
+    /// Nothing started: a snapshot's freeze of the map runs (the peer asks again).
+    Busy,
+}
+
 /// A sender's transfer being built off the executor: who asked for it meanwhile.
 #[derive(Default)]
 pub(crate) struct Pending {
@@ -315,36 +328,38 @@ impl Pending {
         self.building.is_some()
     }
 
-    /// A peer needs a new transfer of `state` (applied through `last_included`) and none
-    /// is being built: `Some` of it at once unless the driver builds it; otherwise the
-    /// build is queued for the driver, and `to` gets chunk 0 once it is built.
-    /// The driver's build freezes the map's items (`kv`'s, applied through
-    /// `last_included`) to share them a part at a time, unless a snapshot's freeze runs;
-    /// then they are exported at once.
+    /// A peer needs a new transfer of the state of `kv` (applied through `last_included`)
+    /// and none is being built: built at once unless the driver builds it; otherwise the
+    /// build is queued for the driver, and `to` gets chunk 0 once it is built. The
+    /// driver's build freezes the map's items to share them a part at a time
+    /// (`Kv::export_begin`). While a snapshot's freeze runs, none starts: the map holds
+    /// one freeze, and exporting every item at once instead stopped the shard for all
+    /// of them (~18 ms at 1M keys); the peer asks again, and the freeze ends by itself.
     pub(crate) fn freeze_or_queue(
         &mut self,
         to: ReplicaId,
         last_included: Slot,
         kv: &mut Kv,
         now: Nanos,
-    ) -> Option<SnapshotOut> {
+    ) -> Freeze {
         if !self.offload {
-            return Some(SnapshotOut::freeze(last_included, kv.export(), now));
+            return Freeze::Built(Box::new(SnapshotOut::freeze(
+                last_included,
+                kv.export(),
+                now,
+            )));
+        }
+        if kv.exporting() {
+            return Freeze::Busy;
         }
         self.waiters[to.index()] = true;
         self.building = Some(last_included);
-        let frozen = !kv.exporting();
-        let state = if frozen {
-            kv.export_begin()
-        } else {
-            kv.export()
-        };
         self.to_take = Some(TransferBuild {
             last_included,
-            state,
-            frozen,
+            state: kv.export_begin(),
+            frozen: true,
         });
-        None
+        Freeze::Queued
     }
 
     /// Whether a build is under way (asked for, not yet handed back).

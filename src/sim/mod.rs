@@ -666,7 +666,7 @@ impl Sim {
         let n = &mut self.nodes[node.index()];
         let r = n.replica.as_mut().expect("a live replica stepped");
         if let Some(mut build) = r.take_transfer_build()
-            && (!build.frozen() || r.transfer_export_end(&mut build))
+            && r.transfer_export_end(&mut build)
         {
             n.transfer_build = Some(build);
             let incarnation = n.incarnation;

@@ -25,8 +25,8 @@ use crate::protocol::kv::{BuiltState, KvState};
 use crate::protocol::message::{Message, Snapshot, SnapshotChunk, batch_memory_bytes};
 use crate::protocol::outbox::{Action, ClientReply};
 use crate::protocol::transfer::{
-    InstallBuild, InstallBuilt, Installing, Pending, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS,
-    SnapshotIn, SnapshotOut, TransferBuild, chunk_is_well_formed,
+    Freeze, InstallBuild, InstallBuilt, Installing, Pending, SNAPSHOT_IDLE_MS,
+    SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut, TransferBuild, chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 use crate::protocol::waiting;
@@ -214,12 +214,19 @@ impl Replica {
                 self.stats.messages_ignored += 1;
                 return;
             }
-            self.transfers.built_at = Some(now);
             let pending = &mut self.transfers.pending;
-            let Some(out) = pending.freeze_or_queue(to, self.applied, &mut self.kv, now) else {
-                return;
-            };
-            self.transfers.out = Some(out);
+            match pending.freeze_or_queue(to, self.applied, &mut self.kv, now) {
+                Freeze::Built(out) => self.transfers.out = Some(*out),
+                Freeze::Queued => {
+                    self.transfers.built_at = Some(now);
+                    return;
+                }
+                Freeze::Busy => {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+            }
+            self.transfers.built_at = Some(now);
         }
         self.stats.snapshots_sent += 1;
         self.send_snapshot_chunk(now, to, 0);

@@ -22,8 +22,8 @@
 use super::{Msg, Replica, Role};
 use crate::protocol::message::SnapshotChunk;
 use crate::protocol::transfer::{
-    InstallBuild, InstallBuilt, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn, SnapshotOut,
-    TransferBuild, chunk_is_well_formed,
+    Freeze, InstallBuild, InstallBuilt, SNAPSHOT_IDLE_MS, SNAPSHOT_STALL_TIMEOUTS, SnapshotIn,
+    SnapshotOut, TransferBuild, chunk_is_well_formed,
 };
 use crate::protocol::types::{NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
@@ -59,10 +59,15 @@ impl Replica {
                 .term_at(self.applied)
                 .expect("applied is at or after the base");
             let pending = &mut self.snapshot_pending;
+            // Busy (a snapshot's freeze runs): the transfer counts as sent, and the
+            // retransmission timer asks for it again.
             let built = if pending.wait_for_build(to) {
                 None
             } else {
-                pending.freeze_or_queue(to, self.applied, &mut self.kv, now)
+                match pending.freeze_or_queue(to, self.applied, &mut self.kv, now) {
+                    Freeze::Built(out) => Some(*out),
+                    Freeze::Queued | Freeze::Busy => None,
+                }
             };
             let Some(transfer) = built else {
                 return;

@@ -582,6 +582,54 @@ fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
     assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
 }
 
+/// A transfer the leader needs while a snapshot's freeze runs is not started: the map
+/// holds one freeze, and exporting every item at once stopped the shard. The
+/// retransmission after the freeze ends starts one, frozen a part at a time.
+#[test]
+fn a_transfer_needed_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
+    let mut g = Group::new(3);
+    for r in &mut g.replicas[..2] {
+        r.set_offload_transfers(true);
+    }
+    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
+    g.replicas[0].kv_mut().export_begin();
+    for _ in 0..3 {
+        g.tick(0, g.now + 150 * MS);
+        g.deliver_all();
+        assert!(
+            g.replicas[0].take_transfer_build().is_none(),
+            "a build during the freeze"
+        );
+        assert!(g.replicas[0].kv().exporting(), "the snapshot's freeze");
+    }
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
+    while !g.replicas[0].kv_mut().export_step(1) {}
+    g.replicas[0]
+        .kv_mut()
+        .export_end()
+        .expect("the snapshot's freeze");
+    let mut build = None;
+    for _ in 0..10 {
+        g.tick(0, g.now + 150 * MS);
+        g.deliver_all();
+        build = g.replicas[0].take_transfer_build();
+        if build.is_some() {
+            break;
+        }
+    }
+    let mut build = build.expect("a build once the freeze ended");
+    assert!(build.frozen());
+    while !g.replicas[0].kv_mut().export_step(1) {}
+    let entries = g.replicas[0].kv_mut().export_end().expect("still frozen");
+    build.set_entries(entries);
+    let now = g.now;
+    g.replicas[0].on_transfer_built(now, build.build(now));
+    g.collect(0);
+    g.deliver_all();
+    assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
+    assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
+}
+
 /// With installs built off the executor (as the node does), the follower that received
 /// the whole state hands its driver the build and installs nothing; the leader's chunk 0
 /// sent again meanwhile starts nothing new; once the build is back the follower installs

@@ -26,8 +26,8 @@ impl Shard {
     /// A state transfer a lagging peer needs is sorted and hashed on the blocking pool,
     /// not on the executor: ~0.15 s at 1M keys that every request would wait behind
     /// (results/transfer-offload-20261206/). The replica serves it once it is back.
-    /// Its entries, if still frozen in the map, are shared first a part at a time as a
-    /// snapshot's are (results/install-offload-20261206/: 43-59 ms at 2M keys in one step).
+    /// Its entries, frozen in the map, are shared first a part at a time as a snapshot's
+    /// are (results/install-offload-20261206/: 43-59 ms at 2M keys in one step).
     pub(super) fn build_transfer_offloaded(&self) {
         let Some(mut build) = self.replica.borrow_mut().take_transfer_build() else {
             return;
@@ -36,18 +36,16 @@ impl Shard {
             return;
         };
         glommio::spawn_local(async move {
-            if build.frozen() {
-                while !shard
-                    .replica
-                    .borrow_mut()
-                    .kv_mut()
-                    .export_step(snapshot::SNAPSHOT_PART_ITEMS)
-                {
-                    glommio::timer::sleep(snapshot::SNAPSHOT_PART_GAP).await;
-                }
-                if !shard.replica.borrow_mut().transfer_export_end(&mut build) {
-                    return;
-                }
+            while !shard
+                .replica
+                .borrow_mut()
+                .kv_mut()
+                .export_step(snapshot::SNAPSHOT_PART_ITEMS)
+            {
+                glommio::timer::sleep(snapshot::SNAPSHOT_PART_GAP).await;
+            }
+            if !shard.replica.borrow_mut().transfer_export_end(&mut build) {
+                return;
             }
             let now = shard.now();
             shard.off_executor(

@@ -468,23 +468,45 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
     assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
 }
 
-/// A transfer asked for while a snapshot's freeze runs is exported at once: the map has
-/// one freeze, and the snapshot's must not be dropped.
+/// A transfer asked for while a snapshot's freeze runs waits for the freeze to end: the
+/// map holds one freeze (the snapshot's must not be dropped), and exporting every item
+/// at once instead stopped the shard (~18 ms at 1M keys). The lagging replica asks again
+/// and gets a transfer whose items are shared a part at a time.
 #[test]
-fn a_transfer_asked_for_during_a_snapshot_freeze_is_exported_at_once() {
+fn a_transfer_asked_for_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
     let mut c = lagging_behind_compacted_log(100);
     for r in &mut c.replicas[..2] {
         r.set_offload_transfers(true);
         r.kv_mut().export_begin();
     }
     let building = |c: &Cluster| c.replicas[..2].iter().position(|r| r.transfer_building());
+    // r2 asks, again and again: nothing is built or sent, the snapshots' freezes stay.
+    let asked = c.replicas[2].stats().catchups_requested;
+    let until = c.now + 500 * MS;
+    let chunks = pump(&mut c, |_, _, _| 1, |c| c.now >= until);
+    assert!(c.replicas[2].stats().catchups_requested >= asked + 3);
+    assert!(chunks.is_empty(), "a chunk during the freeze");
+    assert!(building(&c).is_none(), "a build during the freeze");
+    assert!(c.replicas[..2].iter().all(|r| r.kv().exporting()));
+    assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
+    // The snapshots' freezes end; r2's next request gets a build, frozen in the map.
+    for r in &mut c.replicas[..2] {
+        while !r.kv_mut().export_step(10) {}
+        r.kv_mut().export_end().expect("the snapshot's freeze");
+    }
     pump(&mut c, |_, _, _| 1, |c| building(c).is_some());
     let sender = building(&c).expect("a build");
-    let build = c.replicas[sender]
+    let mut build = c.replicas[sender]
         .take_transfer_build()
         .expect("handed out once");
-    assert!(!build.frozen());
-    assert!(c.replicas[sender].kv().exporting(), "the snapshot's freeze");
+    assert!(build.frozen());
+    assert!(c.replicas[sender].kv().exporting(), "the transfer's freeze");
+    while !c.replicas[sender].kv_mut().export_step(10) {}
+    let entries = c.replicas[sender]
+        .kv_mut()
+        .export_end()
+        .expect("still frozen");
+    build.set_entries(entries);
     let now = c.now;
     c.replicas[sender].on_transfer_built(now, build.build(now));
     c.collect(sender);
