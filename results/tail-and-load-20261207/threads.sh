@@ -4,7 +4,9 @@
 # floor program serving every client at once (`replfloor PORT 2 DIR group`) and
 # redis-server (appendonly, appendfsync always), ROUNDS times. For each server thread
 # that ran, per request: voluntary and involuntary context switches (/proc/PID/task/TID/
-# status) and CPU µs (user + system); and the client's own CPU µs per request.
+# status) and CPU µs (user + system); the client's own CPU µs per request; and the
+# machine's (/proc/stat: user, nice, system, irq, softirq) and its kernel workers'
+# (kworker, ksoftirqd, iou-wrk threads) CPU µs per request.
 #   results/tail-and-load-20261207/threads.sh [ROUNDS] [COREPAX_BIN]
 # CLIENT_PREFIX runs the client under a command, e.g. CLIENT_PREFIX="chrt --idle 0".
 # N (default 200000) requests per run.
@@ -33,18 +35,37 @@ snap() {
     done | sort
 }
 
+# machine: the machine's busy ticks so far; workers: its kernel workers' ticks so far.
+machine() {
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat
+}
+workers() {
+    local p t=0
+    for p in $(pgrep 'kworker|ksoftirqd|iou-wrk' || true); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
 # measure LABEL PORT PIDS...
 measure() {
-    local label=$1 port=$2 rps
+    local label=$1 port=$2 rps m0 m1 w0 w1 hz
     shift 2
+    hz=$(getconf CLK_TCK)
     redis-benchmark -p "$port" -c 50 -P 1 -n 20000 -r 100000 -t set -q >/dev/null
     snap "$@" >"$TMP/a"
+    m0=$(machine)
+    w0=$(workers)
     # shellcheck disable=SC2086 # an optional command and its arguments
     ${CLIENT_PREFIX:-} /usr/bin/time -f "%U %S" -o "$TMP/client" \
         redis-benchmark -p "$port" -c 50 -P 1 -n "$N" -r 100000 -t set --csv >"$TMP/csv"
+    m1=$(machine)
+    w1=$(workers)
     snap "$@" >"$TMP/b"
     rps=$(tail -1 "$TMP/csv" | cut -d, -f2 | tr -d '"')
     echo "$label: $rps SETs/s; client CPU $(awk -v n="$N" '{printf "%.2f", ($1 + $2) * 1e6 / n}' "$TMP/client") µs/request"
+    awk -v n="$N" -v hz="$hz" -v m="$((m1 - m0))" -v w="$((w1 - w0))" \
+        'BEGIN {printf "  machine busy %.2f µs, kernel workers %.2f µs  (per request)\n", m / hz * 1e6 / n, w / hz * 1e6 / n}'
     join "$TMP/a" "$TMP/b" | awk -v n="$N" -v hz="$(getconf CLK_TCK)" '{
         dv = $5 - $2; dn = $6 - $3; dc = $7 - $4
         if (dv + dn > 100)

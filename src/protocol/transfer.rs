@@ -183,9 +183,8 @@ impl TransferBuild {
     /// (`Kv::export_begin`, begun in the step that asked for the transfer; every build
     /// is handed out so): the driver shares them a part at a time (`Kv::export_step`),
     /// as a snapshot's, and gives them to [`TransferBuild::set_entries`] before it
-    /// builds. Exporting 1M keys in one
-    /// step took ~18 ms; 2M, mid-growth, stalled a leader 43-59 ms
-    /// (results/install-offload-20261206/).
+    /// builds. Exporting 1M keys in one step took ~18 ms; 2M, mid-growth, stalled a
+    /// leader 43-59 ms (results/install-offload-20261206/).
     pub fn frozen(&self) -> bool {
         self.frozen
     }
