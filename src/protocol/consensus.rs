@@ -409,6 +409,12 @@ impl Consensus {
         each!(self, r => r.set_offload_transfers(on))
     }
 
+    /// Whether a peer waits for a transfer that a snapshot's freeze held back: begin no
+    /// snapshot meanwhile, so that its transfer can begin.
+    pub fn transfer_wanted(&self, now: Nanos) -> bool {
+        each!(self, r => r.transfer_wanted(now))
+    }
+
     /// A state transfer to build, if a peer needs one (see
     /// [`Consensus::set_offload_transfers`]).
     pub fn take_transfer_build(&mut self) -> Option<TransferBuild> {

@@ -16,7 +16,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use super::kv::{BuiltState, Item, Kv, KvState, Session, export_order};
 use super::message::SnapshotChunk;
-use super::types::{ClientId, Nanos, ReplicaId, Slot};
+use super::types::{ClientId, NANOS_PER_MS, Nanos, ReplicaId, Slot};
 
 /// A frozen state nobody asked a chunk of for this long is dropped (it pins old values).
 pub const SNAPSHOT_IDLE_MS: Nanos = 5_000;
@@ -293,6 +293,13 @@ impl Installing {
     }
 }
 
+/// How long after a transfer found a snapshot's freeze running ([`Freeze::Busy`]) the
+/// next snapshot waits for it to begin ([`Pending::wanted`]): longer than the peer takes to
+/// ask again (a Multi-Paxos catch-up request every heartbeat; a Raft leader's
+/// retransmission, at most 1.6 s apart with the default heartbeat), short enough that a
+/// peer that asks no more holds snapshots back only briefly.
+pub(crate) const TRANSFER_WANTED_MS: Nanos = 2_000;
+
 /// What [`Pending::freeze_or_queue`] did with a peer's need for a transfer.
 pub(crate) enum Freeze {
     /// Built in the step (no driver builds transfers): serve it.
@@ -315,6 +322,8 @@ pub(crate) struct Pending {
     pub(crate) to_take: Option<TransferBuild>,
     /// Peers that asked for chunk 0 while it was built: they get it once it is.
     pub(crate) waiters: [bool; crate::config::REPLICAS_MAX],
+    /// Until when a transfer that found a snapshot's freeze running is wanted.
+    wanted_until: Option<Nanos>,
 }
 
 impl Pending {
@@ -333,7 +342,8 @@ impl Pending {
     /// driver's build freezes the map's items to share them a part at a time
     /// (`Kv::export_begin`). While a snapshot's freeze runs, none starts: the map holds
     /// one freeze, and exporting every item at once instead stopped the shard for all
-    /// of them (~18 ms at 1M keys); the peer asks again, and the freeze ends by itself.
+    /// of them (~18 ms at 1M keys); the peer asks again, and the next snapshot waits for
+    /// its transfer ([`Pending::wanted`]).
     pub(crate) fn freeze_or_queue(
         &mut self,
         to: ReplicaId,
@@ -349,8 +359,10 @@ impl Pending {
             )));
         }
         if kv.exporting() {
+            self.wanted_until = Some(now + TRANSFER_WANTED_MS * NANOS_PER_MS);
             return Freeze::Busy;
         }
+        self.wanted_until = None;
         self.waiters[to.index()] = true;
         self.building = Some(last_included);
         self.to_take = Some(TransferBuild {
@@ -359,6 +371,14 @@ impl Pending {
             frozen: true,
         });
         Freeze::Queued
+    }
+
+    /// Whether a peer needs a transfer that found a snapshot's freeze running and has not
+    /// begun since: the driver's next snapshot waits for it, so snapshots taken back to
+    /// back cannot keep the transfer from ever starting (until [`TRANSFER_WANTED_MS`]
+    /// after the last such request).
+    pub(crate) fn wanted(&self, now: Nanos) -> bool {
+        self.wanted_until.is_some_and(|t| now < t)
     }
 
     /// Whether a build is under way (asked for, not yet handed back).

@@ -240,6 +240,12 @@ impl Replica {
         self.transfers.installing.offload = on;
     }
 
+    /// Whether a peer waits for a transfer that a snapshot's freeze held back: the
+    /// driver begins no snapshot meanwhile (see `transfer::Pending::wanted`).
+    pub fn transfer_wanted(&self, now: Nanos) -> bool {
+        self.transfers.pending.wanted(now)
+    }
+
     /// Whether a transfer handed out to be built has not come back yet.
     pub fn transfer_building(&self) -> bool {
         self.transfers.pending.is_building()

@@ -81,6 +81,12 @@ impl Replica {
         self.send_snapshot_chunk(now, to, 0);
     }
 
+    /// Whether a follower waits for a transfer that a snapshot's freeze held back (see
+    /// [`crate::protocol::paxos::Replica::transfer_wanted`]).
+    pub fn transfer_wanted(&self, now: Nanos) -> bool {
+        self.snapshot_pending.wanted(now)
+    }
+
     /// Builds transfers off the driver's executor from now on (see
     /// [`crate::protocol::paxos::Replica::set_offload_transfers`]).
     pub fn set_offload_transfers(&mut self, on: bool) {

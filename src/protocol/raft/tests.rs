@@ -603,6 +603,10 @@ fn a_transfer_needed_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
         assert!(g.replicas[0].kv().exporting(), "the snapshot's freeze");
     }
     assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
+    assert!(
+        g.replicas[0].transfer_wanted(g.now),
+        "the next snapshot waits for it"
+    );
     while !g.replicas[0].kv_mut().export_step(1) {}
     g.replicas[0]
         .kv_mut()
@@ -619,6 +623,10 @@ fn a_transfer_needed_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
     }
     let mut build = build.expect("a build once the freeze ended");
     assert!(build.frozen());
+    assert!(
+        !g.replicas[0].transfer_wanted(g.now),
+        "wanted no more once begun"
+    );
     while !g.replicas[0].kv_mut().export_step(1) {}
     let entries = g.replicas[0].kv_mut().export_end().expect("still frozen");
     build.set_entries(entries);

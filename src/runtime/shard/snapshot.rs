@@ -35,8 +35,11 @@ impl Shard {
         self.snapshot_running.set(true);
         // A transfer's export holds the map's one freeze (`shard/offload.rs`); a second
         // would drop it. Its parts run every few µs: wait for them, then begin with no
-        // await in between.
-        while self.replica.borrow().kv().exporting() {
+        // await in between. A transfer that found the last snapshot's freeze running
+        // begins first (`transfer_wanted`): snapshots back to back would starve it.
+        while self.replica.borrow().kv().exporting()
+            || self.replica.borrow().transfer_wanted(self.now())
+        {
             glommio::timer::sleep(SNAPSHOT_EXPORT_POLL).await;
         }
         self.snapshot_wanted.set(false);

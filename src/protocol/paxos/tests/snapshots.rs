@@ -489,6 +489,14 @@ fn a_transfer_asked_for_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
     assert!(building(&c).is_none(), "a build during the freeze");
     assert!(c.replicas[..2].iter().all(|r| r.kv().exporting()));
     assert_eq!(c.replicas[2].stats().snapshots_installed, 0);
+    // The replica it asked wants the transfer: its driver begins no next snapshot.
+    let now = c.now;
+    let asked_one = |c: &Cluster, now| c.replicas[..2].iter().position(|r| r.transfer_wanted(now));
+    assert!(asked_one(&c, now).is_some(), "a transfer wanted");
+    assert!(
+        asked_one(&c, now + 2_001 * MS).is_none(),
+        "wanted only for a while after the last request"
+    );
     // The snapshots' freezes end; r2's next request gets a build, frozen in the map.
     for r in &mut c.replicas[..2] {
         while !r.kv_mut().export_step(10) {}
@@ -501,6 +509,10 @@ fn a_transfer_asked_for_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
         .expect("handed out once");
     assert!(build.frozen());
     assert!(c.replicas[sender].kv().exporting(), "the transfer's freeze");
+    assert!(
+        !c.replicas[sender].transfer_wanted(c.now),
+        "wanted no more once begun"
+    );
     while !c.replicas[sender].kv_mut().export_step(10) {}
     let entries = c.replicas[sender]
         .kv_mut()
