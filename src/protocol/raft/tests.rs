@@ -539,17 +539,34 @@ fn a_follower_behind_the_compacted_log_gets_a_snapshot() {
     assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());
 }
 
+/// `leader_compacted_past_replica_2` with replicas 0 and 1 handing their transfers to
+/// their drivers to build (r2 installs what it receives at once).
+fn leader_offloading_past_replica_2() -> Group {
+    let mut g = Group::new(3);
+    for r in &mut g.replicas[..2] {
+        r.set_offload_transfers(true);
+    }
+    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
+    g
+}
+
+/// What a node's driver does with the leader's transfer build: shares its frozen entries
+/// a part at a time, builds it and hands it back; the leader's messages go on the wire.
+fn hand_back_built(g: &mut Group, mut build: crate::protocol::transfer::TransferBuild) {
+    while !g.replicas[0].kv_mut().export_step(1) {}
+    let entries = g.replicas[0].kv_mut().export_end().expect("still frozen");
+    build.set_entries(entries);
+    let now = g.now;
+    g.replicas[0].on_transfer_built(now, build.build(now));
+    g.collect(0);
+}
+
 /// With transfers built off the executor (as the node does), the leader sends no chunk
 /// until the build it handed out is back; a retransmission meanwhile starts no second
 /// build; once back, chunk 0 goes to the follower and it installs the state.
 #[test]
 fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
-    let mut g = Group::new(3);
-    // The leader's driver builds transfers; r2 installs what it receives at once.
-    for r in &mut g.replicas[..2] {
-        r.set_offload_transfers(true);
-    }
-    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
+    let mut g = leader_offloading_past_replica_2();
     let chunk_to_2 = |g: &Group| {
         g.wire
             .iter()
@@ -557,7 +574,7 @@ fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
     };
     g.tick(0, g.now + 150 * MS);
     g.deliver_all();
-    let mut build = g.replicas[0]
+    let build = g.replicas[0]
         .take_transfer_build()
         .expect("a build handed out");
     // Its entries are frozen in the map, for the driver to share a part at a time.
@@ -569,12 +586,7 @@ fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
     assert!(g.replicas[0].take_transfer_build().is_none());
     assert_eq!(g.replicas[0].stats().snapshots_sent, 0);
     assert_eq!(g.replicas[2].stats().snapshots_installed, 0);
-    while !g.replicas[0].kv_mut().export_step(1) {}
-    let entries = g.replicas[0].kv_mut().export_end().expect("still frozen");
-    build.set_entries(entries);
-    let now = g.now;
-    g.replicas[0].on_transfer_built(now, build.build(now));
-    g.collect(0);
+    hand_back_built(&mut g, build);
     assert!(chunk_to_2(&g), "chunk 0 once the build is back");
     g.deliver_all();
     assert_eq!(g.replicas[0].stats().snapshots_sent, 1);
@@ -587,11 +599,7 @@ fn a_transfer_built_off_the_executor_is_sent_once_it_is_back() {
 /// retransmission after the freeze ends starts one, frozen a part at a time.
 #[test]
 fn a_transfer_needed_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
-    let mut g = Group::new(3);
-    for r in &mut g.replicas[..2] {
-        r.set_offload_transfers(true);
-    }
-    assert_eq!(leader_compacted_past_replica_2(&mut g), 6);
+    let mut g = leader_offloading_past_replica_2();
     g.replicas[0].kv_mut().export_begin();
     for _ in 0..3 {
         g.tick(0, g.now + 150 * MS);
@@ -621,18 +629,13 @@ fn a_transfer_needed_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
             break;
         }
     }
-    let mut build = build.expect("a build once the freeze ended");
+    let build = build.expect("a build once the freeze ended");
     assert!(build.frozen());
     assert!(
         !g.replicas[0].transfer_wanted(g.now),
         "wanted no more once begun"
     );
-    while !g.replicas[0].kv_mut().export_step(1) {}
-    let entries = g.replicas[0].kv_mut().export_end().expect("still frozen");
-    build.set_entries(entries);
-    let now = g.now;
-    g.replicas[0].on_transfer_built(now, build.build(now));
-    g.collect(0);
+    hand_back_built(&mut g, build);
     g.deliver_all();
     assert_eq!(g.replicas[2].stats().snapshots_installed, 1);
     assert_eq!(g.replicas[2].kv().digest(), g.replicas[0].kv().digest());

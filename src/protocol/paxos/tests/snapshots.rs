@@ -408,6 +408,24 @@ fn a_follower_answers_its_forwarded_write_applied_inside_a_snapshot() {
     );
 }
 
+/// What a node's driver does with a transfer build: shares its frozen entries a part at a
+/// time, builds it and hands it back to `sender`, whose messages go on the wire.
+fn hand_back_built(
+    c: &mut Cluster,
+    sender: usize,
+    mut build: crate::protocol::transfer::TransferBuild,
+) {
+    while !c.replicas[sender].kv_mut().export_step(10) {}
+    let entries = c.replicas[sender]
+        .kv_mut()
+        .export_end()
+        .expect("still frozen");
+    build.set_entries(entries);
+    let now = c.now;
+    c.replicas[sender].on_transfer_built(now, build.build(now));
+    c.collect(sender);
+}
+
 /// With transfers built off the executor (as the node does), a lagging replica's request
 /// hands the sender's driver a build and sends nothing; requests meanwhile send nothing
 /// either; once the build is back, chunk 0 goes out and the replica catches up.
@@ -422,7 +440,7 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
     let chunks = pump(&mut c, |_, _, _| 1, |c| building(c).is_some());
     assert!(chunks.is_empty(), "a chunk before any build");
     let sender = building(&c).expect("a build");
-    let mut build = c.replicas[sender]
+    let build = c.replicas[sender]
         .take_transfer_build()
         .expect("handed out once");
     assert!(c.replicas[sender].take_transfer_build().is_none());
@@ -446,15 +464,7 @@ fn a_transfer_built_off_the_executor_is_served_once_it_is_back() {
             .iter_mut()
             .all(|r| r.take_transfer_build().is_none())
     );
-    while !c.replicas[sender].kv_mut().export_step(10) {}
-    let entries = c.replicas[sender]
-        .kv_mut()
-        .export_end()
-        .expect("still frozen");
-    build.set_entries(entries);
-    let now = c.now;
-    c.replicas[sender].on_transfer_built(now, build.build(now));
-    c.collect(sender);
+    hand_back_built(&mut c, sender, build);
     // Chunk 0 goes to r2 at once: it asked while the build was out.
     assert!(
         c.wire.iter().any(|(from, to, m)| from.index() == sender
@@ -504,7 +514,7 @@ fn a_transfer_asked_for_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
     }
     pump(&mut c, |_, _, _| 1, |c| building(c).is_some());
     let sender = building(&c).expect("a build");
-    let mut build = c.replicas[sender]
+    let build = c.replicas[sender]
         .take_transfer_build()
         .expect("handed out once");
     assert!(build.frozen());
@@ -513,15 +523,7 @@ fn a_transfer_asked_for_during_a_snapshot_freeze_waits_for_the_freeze_to_end() {
         !c.replicas[sender].transfer_wanted(c.now),
         "wanted no more once begun"
     );
-    while !c.replicas[sender].kv_mut().export_step(10) {}
-    let entries = c.replicas[sender]
-        .kv_mut()
-        .export_end()
-        .expect("still frozen");
-    build.set_entries(entries);
-    let now = c.now;
-    c.replicas[sender].on_transfer_built(now, build.build(now));
-    c.collect(sender);
+    hand_back_built(&mut c, sender, build);
     pump(&mut c, |_, _, _| 1, caught_up);
     assert_eq!(c.replicas[2].stats().snapshots_installed, 1);
 }
