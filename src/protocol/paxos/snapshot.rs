@@ -215,18 +215,19 @@ impl Replica {
                 return;
             }
             let pending = &mut self.transfers.pending;
-            match pending.freeze_or_queue(to, self.applied, &mut self.kv, now) {
-                Freeze::Built(out) => self.transfers.out = Some(*out),
-                Freeze::Queued => {
-                    self.transfers.built_at = Some(now);
-                    return;
-                }
+            let built = match pending.freeze_or_queue(to, self.applied, &mut self.kv, now) {
+                Freeze::Built(out) => Some(*out),
+                Freeze::Queued => None,
                 Freeze::Busy => {
                     self.stats.messages_ignored += 1;
                     return;
                 }
-            }
+            };
             self.transfers.built_at = Some(now);
+            let Some(out) = built else {
+                return;
+            };
+            self.transfers.out = Some(out);
         }
         self.stats.snapshots_sent += 1;
         self.send_snapshot_chunk(now, to, 0);
