@@ -9,7 +9,8 @@
 # A variant is a name and, after a colon, `corepax cluster` flags separated by commas
 # (`bd300:--batch-delay-us,300`). Variables per run: RATE, DISK (default vda), COREPAX_BIN;
 # SLICE_US (EEVDF slice of every node thread, via sched_setattr), PIN (LEADER_CPUS:FOLLOWER_CPUS
-# for the nodes' threads), LG_PREFIX (a command the load generator runs under, e.g. `nice -n -10`).
+# for the nodes' threads), LG_PREFIX (a command the load generator runs under, e.g. `nice -n -10`),
+# INFO_DIR (a directory that keeps each node's INFO at the end of each variant).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=results/half-load-anatomy-20261207
@@ -82,6 +83,7 @@ t = sys.stdin.read()
 c = max(int(x) for x in re.findall(r"commands_proposed=(\d+)", t))
 s = max(int(x) for x in re.findall(r"slots_proposed=(\d+)", t))
 print(f"{c / max(s, 1):.0f}")')
+    [ -n "${INFO_DIR:-}" ] && for i in 0 1 2; do redis-cli -p $((BASE + i)) info >"$INFO_DIR/$name-node$i.info"; done
     stop_cluster
     echo "== $name (${flags//,/ }${SLICE_US:+ slice ${SLICE_US} µs}${PIN:+ pinned $PIN}${LG_PREFIX:+ load generator under $LG_PREFIX})"
     grep -E '^all ' "$TMP/$name.out" | awk '{print "latency p50 " $4 ", p90 " $5 ", p99 " $6 ", p99.9 " $7}'
