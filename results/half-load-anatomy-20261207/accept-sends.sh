@@ -15,7 +15,7 @@ COREPAX_BIN=${2:-target/release/corepax}
 require_tools redis-benchmark python3
 resolve_bin
 TMP=$(mktemp -d)
-trap 'stop_cluster; rm -rf "$TMP"' EXIT
+trap 'echo 0 >$T/tracing_on; echo 4096 >$T/buffer_size_kb; stop_cluster; rm -rf "$TMP"' EXIT
 for r in $(seq "$ROUNDS"); do
     SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d$r" "$TMP/c$r.log" >/dev/null 2>&1
     sleep 1
