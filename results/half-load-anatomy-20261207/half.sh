@@ -4,10 +4,11 @@
 # 3-replica cluster (1 shard, as the main job's on 2 cores). Per variant one line: the
 # latency (from the due time), commands per slot (leader's INFO, preload included), the
 # servers' CPU per op, the load generator's lateness and CPU, and the disk's requests
-# (/proc/diskstats of DISK, 4 s in the middle of the run).
+# (/proc/diskstats of DISK, the device holding the clusters' data unless set, 4 s in the
+# middle of the run).
 #   results/half-load-anatomy-20261207/half.sh [NAME[:CLUSTER FLAGS,...] ...]
 # A variant is a name and, after a colon, `corepax cluster` flags separated by commas
-# (`bd300:--batch-delay-us,300`). Variables per run: RATE, DISK (default vda), COREPAX_BIN;
+# (`bd300:--batch-delay-us,300`). Variables per run: RATE, DISK, COREPAX_BIN;
 # SLICE_US (EEVDF slice of every node thread, via sched_setattr), PIN (LEADER_CPUS:FOLLOWER_CPUS
 # for the nodes' threads), LG_PREFIX (a command the load generator runs under, e.g. `nice -n -10`),
 # INFO_DIR (a directory that keeps each node's INFO at the end of each variant).
@@ -17,10 +18,11 @@ HERE=results/half-load-anatomy-20261207
 . scripts/lib.sh
 require_tools redis-cli python3
 resolve_bin
-DISK=${DISK:-vda}
 RATE=${RATE:-175000}
 TMP=$(mktemp -d)
 trap 'stop_cluster; rm -rf "$TMP"' EXIT
+# As results/fifty-clients-anatomy-20261206/rate.sh finds it: the device of the data.
+DISK=${DISK:-$(basename "$(df --output=source "$TMP" | tail -1)")}
 
 diskstats() { awk -v d="$DISK" '$3 == d' /proc/diskstats; }
 
