@@ -1095,6 +1095,22 @@ impl SleepableRing {
         }
     }
 
+    /// Waits for a completion with the rings' link poll already armed (corepax patch,
+    /// `Reactor::link_rings_and_sleep`): one `io_uring_enter` that submits nothing.
+    fn wait_linked(&mut self) -> io::Result<usize> {
+        assert_eq!(
+            self.waiting_kernel_submission(),
+            0,
+            "sleeping with pending SQEs"
+        );
+        self.ring
+            .submit_sqes_and_wait(1)
+            .map(|x| x as usize)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
+    }
+
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
@@ -1306,6 +1322,9 @@ pub(crate) struct Reactor {
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
+    /// The poll that links the rings (`link_rings_and_sleep`), kept armed across sleeps
+    /// until it fires (corepax patch).
+    link_rings_src: Cell<Option<Source>>,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1452,6 +1471,7 @@ impl Reactor {
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
+            link_rings_src: Cell::new(None),
             notifier,
             eventfd_src,
             source_map,
@@ -1821,7 +1841,19 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
+    ///
+    /// corepax patch: the poll stays armed until it fires, and a sleep with one armed only
+    /// waits. glommio 0.9.0 submitted a new poll before every sleep and dropped it after,
+    /// uncancelled: each stayed armed until the latency ring's next completion, when all
+    /// of them fired at once. An armed poll fires on any completion the latency ring posts
+    /// after it was armed (arming it checks the ring first), so one armed since before the
+    /// sleep wakes it as a new one would. One whose completion the main ring has not
+    /// delivered yet still counts as armed: the sleep's wait delivers it and returns.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+        if let Some(armed) = self.link_rings_src.take().filter(Self::in_ring) {
+            self.link_rings_src.set(Some(armed));
+            return ring.wait_linked().or_else(Self::busy_ok).map(|_| {});
+        }
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1829,7 +1861,19 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let slept = ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {});
+        // Submitted: its completion, consumed with the main ring's, takes it out of the
+        // source map. Not submitted (an error, no SQE free): dropped, as before.
+        if slept.is_ok() && Self::in_ring(&link_rings) {
+            self.link_rings_src.set(Some(link_rings));
+        }
+        slept
+    }
+
+    /// True while `src` was handed to a ring and its completion not consumed (corepax
+    /// patch). A link poll's completion sets no result, so `pending` cannot tell.
+    fn in_ring(src: &Source) -> bool {
+        src.inner.borrow().enqueued.is_some()
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
