@@ -44,8 +44,9 @@ ROUNDS=${ROUNDS:-2}
 require_tools redis-server redis-benchmark redis-cli python3 setsid timeout pgrep
 resolve_bin
 AFTER_BIN=$BIN
-cargo build --release --quiet --example replfloor
+cargo build --release --quiet --example replfloor --example wakeprobe
 FLOOR_BIN=$(readlink -f target/release/examples/replfloor)
+WAKEPROBE_BIN=$(readlink -f target/release/examples/wakeprobe)
 BEFORE_BIN=""
 [ -z "${COREPAX_BIN_BEFORE:-}" ] || BEFORE_BIN=$(readlink -f "$COREPAX_BIN_BEFORE")
 
@@ -333,6 +334,7 @@ done
     echo
     echo "- nproc: $(nproc); CPU: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); kernel $(uname -r)"
     echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$WAKEPROBE_BIN") (examples/wakeprobe.rs; every hop of a write is such a wake-up)"
 } >"$OUT_MD"
 cat "$OUT_MD"
 echo "wrote $OUT_MD and $OUT_RAW" >&2

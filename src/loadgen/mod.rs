@@ -36,4 +36,5 @@ pub mod stats;
 pub mod sweep;
 #[cfg(test)]
 mod testdata;
+pub mod wake;
 pub mod workload;

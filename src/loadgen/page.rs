@@ -74,6 +74,31 @@ fn counter(r: &BenchResult, name: &str) -> Option<u64> {
 }
 
 /// Distinct values, joined.
+/// The runs' wake-up round trips between two cores (`Host::wake_round_trip_us`), as a
+/// range, with their idle drivers; None if no run measured one.
+fn wake_summary(results: &[&BenchResult]) -> Option<String> {
+    let us: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.host.wake_round_trip_us)
+        .collect();
+    let lo = us.iter().copied().reduce(f64::min)?;
+    let hi = us.iter().copied().reduce(f64::max)?;
+    let range = if hi - lo < 0.05 {
+        format!("{lo:.1}")
+    } else {
+        format!("{lo:.1}–{hi:.1}")
+    };
+    let idle = distinct(results.iter().filter_map(|r| r.host.cpuidle.clone()));
+    let idle = if idle.is_empty() {
+        String::new()
+    } else {
+        format!("; idle driver: {idle}")
+    };
+    Some(format!(
+        "round trip between two cores {range} µs (two sleeping threads, median{idle})"
+    ))
+}
+
 fn distinct(values: impl IntoIterator<Item = String>) -> String {
     values
         .into_iter()
@@ -144,6 +169,9 @@ fn summary(results: &[&BenchResult]) -> Markup {
             tr { th { "machine" } td { (distinct(results.iter().map(|r| format!(
                 "{} ({} cores, kernel {})", r.host.hostname, r.host.cores, r.host.kernel))))
             } }
+            @if let Some(w) = wake_summary(results) {
+                tr { th { "wake-ups" } td { (w) } }
+            }
             tr { th { "commit" } td { (distinct(results.iter().map(|r| format!("{} (corepax {})",
                 r.git_commit.as_deref().unwrap_or("unknown"), r.corepax_version))))
             } }

@@ -30,7 +30,32 @@ pub struct Host {
     pub kernel: String,
     /// Host name, if readable.
     pub hostname: String,
+    /// Median round trip (µs) of a thread waking a sleeping thread on another core and
+    /// being woken back (`wake::round_trip_us`): the step every hop of a replicated write
+    /// takes. None with one core (and in results older than it).
+    #[serde(default)]
+    pub wake_round_trip_us: Option<f64>,
+    /// The kernel's idle driver, with a KVM guest's halt polling (`wake::cpuidle`).
+    #[serde(default)]
+    pub cpuidle: Option<String>,
 }
+
+impl Host {
+    /// One line on how fast this machine's cores wake each other, or None if unmeasured.
+    pub fn wake_line(&self) -> Option<String> {
+        let us = self.wake_round_trip_us?;
+        let idle = self
+            .cpuidle
+            .as_deref()
+            .map_or(String::new(), |c| format!("; idle driver: {c}"));
+        Some(format!(
+            "wake-up round trip between two cores {us:.1} µs (two sleeping threads, median{idle})"
+        ))
+    }
+}
+
+/// Round trips [`Host::this`] times: ~0.1 s where a wake-up costs 60 µs.
+const WAKE_ROUNDS: usize = 1000;
 
 impl Host {
     /// Reads this machine's facts.
@@ -41,9 +66,11 @@ impl Host {
                 .unwrap_or_else(|_| "unknown".into())
         };
         Host {
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: super::driver::online_cores(),
             kernel: read("/proc/sys/kernel/osrelease"),
             hostname: read("/proc/sys/kernel/hostname"),
+            wake_round_trip_us: super::wake::round_trip_us(WAKE_ROUNDS),
+            cpuidle: super::wake::cpuidle(),
         }
     }
 }
@@ -285,6 +312,9 @@ impl BenchResult {
         if let Some(m) = self.machine_line() {
             s += &format!("{m}\n");
         }
+        if let Some(w) = self.host.wake_line() {
+            s += &format!("{w}\n");
+        }
         for n in &self.notes {
             s += &format!("NOTE: {n}\n");
         }
@@ -420,6 +450,25 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wake_line_names_the_round_trip_and_the_idle_driver() {
+        // A result written before the wake-up probe existed still reads.
+        let old: Host =
+            serde_json::from_str(r#"{"cores":2,"kernel":"6.1","hostname":"h"}"#).unwrap();
+        assert_eq!((old.wake_round_trip_us, old.wake_line()), (None, None));
+        let host = Host {
+            wake_round_trip_us: Some(63.25),
+            cpuidle: Some("haltpoll, guest_halt_poll_ns 0".into()),
+            ..old
+        };
+        let line = host.wake_line().unwrap();
+        assert!(line.contains("63.2 µs"), "{line}");
+        assert!(
+            line.contains("idle driver: haltpoll, guest_halt_poll_ns 0"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn rfc3339_known_dates() {

@@ -72,8 +72,16 @@ pub(super) fn between(a: Clocks, b: Clocks) -> Option<MachineUse> {
     (all > 0.0).then(|| MachineUse {
         loadgen_cpu_s: (b.own_s - a.own_s).max(0.0),
         busy_share: ((b.busy_s - a.busy_s) / all).clamp(0.0, 1.0),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores: online_cores(),
     })
+}
+
+/// The machine's online cores: what `/proc/stat`'s busy share is of (a thread pinned to
+/// one core has an `available_parallelism` of 1).
+pub fn online_cores() -> usize {
+    // SAFETY: sysconf(3) reads a constant; no memory is touched.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ mod open;
 mod preload;
 mod progress;
 
-pub use machine::MachineUse;
+pub use machine::{MachineUse, online_cores};
 
 use super::client::{ConnError, InFlight, Reply, value_bytes};
 use super::stats::OpStats;
