@@ -10,16 +10,12 @@ ORIG=$(cat "$P")
 trap 'echo "$ORIG" >"$P"' EXIT
 echo 200000 >"$P"
 . scripts/lib.sh
+# shellcheck source=results/write-anatomy-20261207/trace-lib.sh
 . results/write-anatomy-20261207/trace-lib.sh
 trace_setup
 trap 'stop_cluster; rm -rf "$TMP"; echo "$ORIG" >"$P"' EXIT
-dir=$(mktemp -d -p "$TMP")
-SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$dir/d" "$dir/c.log" >/dev/null 2>&1
-sleep 1
-leader=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
-followers=""
-for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
+start_traced_cluster
 for t in /proc/"${NODE_PIDS[$LEAD_NODE]}"/task/*; do renice -n "$1" -p "$(basename "$t")" >/dev/null; done
-trace "$LEAD_PORT" "$dir/corepax.trace" 0.1 131072
+trace "$LEAD_PORT" "$TRACED_DIR/corepax.trace" 0.1 131072
 # shellcheck disable=SC2086 # two thread ids
-python3 results/write-anatomy-20261207/anatomy.py "$dir/corepax.trace" redis-benchmark "$leader" $followers
+python3 results/write-anatomy-20261207/anatomy.py "$TRACED_DIR/corepax.trace" redis-benchmark "$TRACED_LEADER" $TRACED_FOLLOWERS

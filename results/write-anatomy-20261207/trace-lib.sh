@@ -1,5 +1,5 @@
-# Sourced by anatomy.sh and ../tail-and-load-20261207/tail.sh (root: ftrace): the events
-# both record, one client's trace, and a corepax node's shard thread.
+# Sourced by anatomy.sh and other tracing scripts in results/ (root: ftrace): the events
+# they record, one client's trace, a corepax node's shard thread, a traced cluster.
 # shellcheck shell=bash
 T=/sys/kernel/tracing
 
@@ -45,19 +45,28 @@ shard_tid() {
     done
 }
 
+# start_traced_cluster: a fresh local 3-replica cluster of BIN (1 shard, leader-lease,
+# fsync on) in a new directory under TMP; sets TRACED_DIR, TRACED_LEADER (its leader's
+# shard thread) and TRACED_FOLLOWERS (its followers', space-separated).
+start_traced_cluster() {
+    local i
+    TRACED_DIR=$(mktemp -d -p "$TMP")
+    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TRACED_DIR/d" "$TRACED_DIR/c.log" >/dev/null 2>&1
+    sleep 1
+    TRACED_LEADER=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
+    TRACED_FOLLOWERS=""
+    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || TRACED_FOLLOWERS+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
+}
+
 # trace_both ANALYSER SECS BUFFER_KB HEADING: a fresh local 3-replica cluster of BIN
 # (1 shard, leader-lease, fsync on), then the floor program (FLOOR_BIN PORT 2 DIR), each
 # traced under one client (`trace`) and its trace cut by `python3 ANALYSER TRACE
 # redis-benchmark LEADER FOLLOWER FOLLOWER`; HEADING starts each part's title. Uses TMP;
 # the caller's exit trap stops the cluster and FLOOR_PID.
 trace_both() {
-    local analyser=$1 secs=$2 kb=$3 heading=$4 dir leader followers i port floor_leader fts
-    dir=$(mktemp -d -p "$TMP")
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$dir/d" "$dir/c.log" >/dev/null 2>&1
-    sleep 1
-    leader=$(shard_tid "${NODE_PIDS[$LEAD_NODE]}")
-    followers=""
-    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" $(shard_tid "${NODE_PIDS[$i]}")"; done
+    local analyser=$1 secs=$2 kb=$3 heading=$4 dir leader followers port floor_leader fts
+    start_traced_cluster
+    dir=$TRACED_DIR leader=$TRACED_LEADER followers=$TRACED_FOLLOWERS
     trace "$LEAD_PORT" "$dir/corepax.trace" "$secs" "$kb"
     stop_cluster
     echo "== ${heading}corepax ($BIN)"
