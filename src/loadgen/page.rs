@@ -73,7 +73,6 @@ fn counter(r: &BenchResult, name: &str) -> Option<u64> {
     r.target_info.get("shard_counters")?.get(name)?.as_u64()
 }
 
-/// Distinct values, joined.
 /// The runs' wake-up round trips between two cores (`Host::wake_round_trip_us`), as a
 /// range, with their idle drivers; None if no run measured one.
 fn wake_summary(results: &[&BenchResult]) -> Option<String> {
@@ -99,6 +98,7 @@ fn wake_summary(results: &[&BenchResult]) -> Option<String> {
     ))
 }
 
+/// Distinct values, joined.
 fn distinct(values: impl IntoIterator<Item = String>) -> String {
     values
         .into_iter()

@@ -40,20 +40,6 @@ pub struct Host {
     pub cpuidle: Option<String>,
 }
 
-impl Host {
-    /// One line on how fast this machine's cores wake each other, or None if unmeasured.
-    pub fn wake_line(&self) -> Option<String> {
-        let us = self.wake_round_trip_us?;
-        let idle = self
-            .cpuidle
-            .as_deref()
-            .map_or(String::new(), |c| format!("; idle driver: {c}"));
-        Some(format!(
-            "wake-up round trip between two cores {us:.1} µs (two sleeping threads, median{idle})"
-        ))
-    }
-}
-
 /// Round trips [`Host::this`] times: ~0.1 s where a wake-up costs 60 µs.
 const WAKE_ROUNDS: usize = 1000;
 
@@ -72,6 +58,18 @@ impl Host {
             wake_round_trip_us: super::wake::round_trip_us(WAKE_ROUNDS),
             cpuidle: super::wake::cpuidle(),
         }
+    }
+
+    /// One line on how fast this machine's cores wake each other, or None if unmeasured.
+    pub fn wake_line(&self) -> Option<String> {
+        let us = self.wake_round_trip_us?;
+        let idle = self
+            .cpuidle
+            .as_deref()
+            .map_or(String::new(), |c| format!("; idle driver: {c}"));
+        Some(format!(
+            "wake-up round trip between two cores {us:.1} µs (two sleeping threads, median{idle})"
+        ))
     }
 }
 

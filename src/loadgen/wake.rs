@@ -86,15 +86,21 @@ fn thread_cpu_us() -> f64 {
 fn first_two_cores() -> Option<[usize; 2]> {
     // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`;
     // CPU_ISSET reads within it.
-    let mut cores = unsafe {
+    let cores: Vec<usize> = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         let pid = libc::getpid();
         if libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return None;
         }
-        (0..libc::CPU_SETSIZE as usize).filter(move |&c| libc::CPU_ISSET(c, &set))
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .take(2)
+            .collect()
     };
-    Some([cores.next()?, cores.next()?])
+    match cores[..] {
+        [a, b] => Some([a, b]),
+        _ => None,
+    }
 }
 
 /// Pins the calling thread to one core.

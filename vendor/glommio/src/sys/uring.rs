@@ -1861,13 +1861,14 @@ impl Reactor {
             None,
             None,
         );
-        let slept = ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {});
-        // Submitted: its completion, consumed with the main ring's, takes it out of the
-        // source map. Not submitted (an error, no SQE free): dropped, as before.
+        let slept = ring.sleep(&link_rings);
+        // Submitted (`Ok` with the source in the map): kept; its completion, consumed with
+        // the main ring's, takes it out of the map. Not submitted (`EBUSY`: its SQE made a
+        // no-op; or no SQE free, the source never in the map): dropped, as before.
         if slept.is_ok() && Self::in_ring(&link_rings) {
             self.link_rings_src.set(Some(link_rings));
         }
-        slept
+        slept.or_else(Self::busy_ok).map(|_| {})
     }
 
     /// True while `src` was handed to a ring and its completion not consumed (corepax
