@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 require_tools redis-benchmark redis-cli taskset
 resolve_bin
+cargo build --release --quiet --example wakeprobe
 TMP=$(mktemp -d)
 trap 'stop_cluster; rm -rf "$TMP"' EXIT
 SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/d" "$TMP/c.log" >/dev/null
@@ -33,7 +34,7 @@ run() {
         tail -1 | tr -d '"' |
         awk -F, -v l="$1" -v c="$2" -v p="$3" '{printf "%-8s -c %-2s -P %-2s %10s SETs/s  p50 %s  p99 %s\n", l, c, p, $2, $5, $7}'
 }
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $BIN; $(target/release/examples/wakeprobe 2>/dev/null || true)"
+echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $BIN; $(target/release/examples/wakeprobe)"
 for r in $(seq "${1:-3}"); do
     echo "## round $r"
     for load in "1 1 20000" "50 1 200000" "50 16 1000000"; do
