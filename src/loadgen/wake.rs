@@ -71,14 +71,8 @@ pub fn probe(rounds: usize) -> Option<WakeProbe> {
 
 /// The calling thread's CPU time so far (user + system, µs).
 fn thread_cpu_us() -> f64 {
-    // SAFETY: getrusage writes one rusage into `u`, which lives through the call.
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut u);
-        u
-    };
-    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    us(u.ru_utime) + us(u.ru_stime)
+    let (user, system) = crate::runtime::thread_cpu_s();
+    (user + system) * 1e6
 }
 
 /// The two lowest-numbered cores in the process's affinity mask (its main thread's: the
