@@ -2,7 +2,7 @@
 //! results it describes: the table, the plots inlined, the exact commands, the machine,
 //! the commit, the settings and the server counters that explain tails.
 use super::plot::{self, Run};
-use super::report::{BenchResult, fmt_us};
+use super::report::{BenchResult, fmt_us, wake_text};
 use super::results::{self, Loaded};
 use anyhow::Context;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -88,13 +88,9 @@ fn wake_summary(results: &[&BenchResult]) -> Option<String> {
         format!("{lo:.1}–{hi:.1}")
     };
     let idle = distinct(results.iter().filter_map(|r| r.host.cpuidle.clone()));
-    let idle = if idle.is_empty() {
-        String::new()
-    } else {
-        format!("; idle driver: {idle}")
-    };
-    Some(format!(
-        "round trip between two cores {range} µs (two sleeping threads, median{idle})"
+    Some(wake_text(
+        &range,
+        Some(idle.as_str()).filter(|i| !i.is_empty()),
     ))
 }
 

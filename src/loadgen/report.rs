@@ -43,6 +43,20 @@ pub struct Host {
 /// Round trips [`Host::this`] times: ~0.1 s where a wake-up costs 60 µs.
 const WAKE_ROUNDS: usize = 1000;
 
+/// "wake-up round trip between two cores `us` µs (…)", with the idle driver if known:
+/// one result's line ([`Host::wake_line`]) and the report page's range over several.
+pub fn wake_text(us: &str, idle: Option<&str>) -> String {
+    let idle = idle.map_or(String::new(), |c| format!("; idle driver: {c}"));
+    format!("wake-up round trip between two cores {us} µs (two sleeping threads, median{idle})")
+}
+
+/// The wake-up round trip, measured once per process: a fact of the machine, read by
+/// every result a run or sweep writes (a bench writes two).
+fn wake_round_trip_us() -> Option<f64> {
+    static MEASURED: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *MEASURED.get_or_init(|| super::wake::round_trip_us(WAKE_ROUNDS))
+}
+
 impl Host {
     /// Reads this machine's facts.
     pub fn this() -> Host {
@@ -55,7 +69,7 @@ impl Host {
             cores: super::driver::online_cores(),
             kernel: read("/proc/sys/kernel/osrelease"),
             hostname: read("/proc/sys/kernel/hostname"),
-            wake_round_trip_us: super::wake::round_trip_us(WAKE_ROUNDS),
+            wake_round_trip_us: wake_round_trip_us(),
             cpuidle: super::wake::cpuidle(),
         }
     }
@@ -63,13 +77,7 @@ impl Host {
     /// One line on how fast this machine's cores wake each other, or None if unmeasured.
     pub fn wake_line(&self) -> Option<String> {
         let us = self.wake_round_trip_us?;
-        let idle = self
-            .cpuidle
-            .as_deref()
-            .map_or(String::new(), |c| format!("; idle driver: {c}"));
-        Some(format!(
-            "wake-up round trip between two cores {us:.1} µs (two sleeping threads, median{idle})"
-        ))
+        Some(wake_text(&format!("{us:.1}"), self.cpuidle.as_deref()))
     }
 }
 
