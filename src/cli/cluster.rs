@@ -159,14 +159,9 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         ..ProtocolConfig::default()
     };
     args.protocol.apply(&mut protocol)?;
-    // Pinned, each replica gets cores of its own; with fewer cores than executors in
-    // all, pinning would stack several executors on one core while others idle (each
-    // node alone would pin to the first cores), so they run unpinned and the kernel
-    // balances them.
-    let cpus = num_cpus();
-    let cores = (!no_pin && n * shards <= cpus).then_some(shards);
-    if !no_pin && cores.is_none() {
-        eprintln!("note: {n} replicas × {shards} shards > {cpus} cores: executors run unpinned");
+    let placement = Placement::choose(n, shards, no_pin, &machine_cores());
+    if let Some(note) = placement.note(n, shards).filter(|_| !no_pin) {
+        eprintln!("note: {note}");
     }
     let mut configs = Vec::with_capacity(n);
     for i in 0..n {
@@ -182,10 +177,7 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         file.peers = Some(peers.clone());
         file.data_dir = Some(data);
         file.shards = Some(shards);
-        file.pin = Some(cores.is_some());
-        file.cpus = Some(cores.map_or_else(Vec::new, |per_node| {
-            (i * per_node..(i + 1) * per_node).collect()
-        }));
+        placement.apply(i, shards, &mut file);
         file.cluster_key_file = Some(Some(args.data.join(CLUSTER_KEY_FILE)));
         file.protocol = Some(protocol.clone());
         let cfg = file.into_config()?;
@@ -193,6 +185,80 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         configs.push(cfg);
     }
     Ok(configs)
+}
+
+/// The cores this process may use, ascending (0..cores when the kernel does not say).
+fn machine_cores() -> Vec<usize> {
+    let cores = crate::runtime::affinity::process_cores();
+    if cores.is_empty() {
+        (0..num_cpus()).collect()
+    } else {
+        cores
+    }
+}
+
+/// Where a local cluster's executors run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Placement {
+    /// Each replica pinned to cores of its own: `shards` of these per replica, in order.
+    Pinned(Vec<usize>),
+    /// Fewer cores than executors, but more than one group's leaders need: every shard
+    /// leading its group runs on a core of its own (shard s on `leaders[s]`), the
+    /// followers share the rest. Pinning each replica would stack executors on the first
+    /// cores; left to the scheduler, a follower woken by its leader's accept often runs
+    /// on the leader's core and delays its WAL write (results/placement-20261207/).
+    ByRole {
+        leaders: Vec<usize>,
+        followers: Vec<usize>,
+    },
+    /// The kernel places every executor (`--no-pin`, or no core to spare for leaders).
+    Unpinned,
+}
+
+impl Placement {
+    /// The placement of `n` replicas × `shards` on `cores`.
+    fn choose(n: usize, shards: usize, no_pin: bool, cores: &[usize]) -> Placement {
+        if no_pin {
+            Placement::Unpinned
+        } else if n * shards <= cores.len() {
+            Placement::Pinned(cores[..n * shards].to_vec())
+        } else if shards < cores.len() {
+            Placement::ByRole {
+                leaders: cores[..shards].to_vec(),
+                followers: cores[shards..].to_vec(),
+            }
+        } else {
+            Placement::Unpinned
+        }
+    }
+
+    /// What a user of an oversubscribed machine is told at start.
+    fn note(&self, n: usize, shards: usize) -> Option<String> {
+        use crate::runtime::affinity::cores_text;
+        let executors = format!("{n} replicas × {shards} shards > cores");
+        match self {
+            Placement::Pinned(_) => None,
+            Placement::ByRole { leaders, followers } => Some(format!(
+                "{executors}: each group's leader runs on a core of its own ({}), followers share {} (--no-pin: the kernel places them)",
+                cores_text(leaders),
+                cores_text(followers)
+            )),
+            Placement::Unpinned => Some(format!("{executors}: executors run unpinned")),
+        }
+    }
+
+    /// Sets replica `i`'s placement settings in its file.
+    fn apply(&self, i: usize, shards: usize, file: &mut crate::config::NodeFile) {
+        file.pin = Some(matches!(self, Placement::Pinned(_)));
+        file.cpus = Some(match self {
+            Placement::Pinned(cores) => cores[i * shards..(i + 1) * shards].to_vec(),
+            _ => Vec::new(),
+        });
+        if let Placement::ByRole { leaders, followers } = self {
+            file.leader_cpus = Some(leaders.clone());
+            file.follower_cpus = Some(followers.clone());
+        }
+    }
 }
 
 /// The cluster key's file in the data directory, shared by the nodes.
@@ -378,9 +444,67 @@ mod tests {
                 Some(std::path::PathBuf::from("data").join(CLUSTER_KEY_FILE))
             );
             assert!(!cfg.pin && cfg.cpus.is_empty());
+            assert!(cfg.leader_cpus.is_empty() && cfg.follower_cpus.is_empty());
             let back: NodeConfig = toml::from_str(&toml::to_string(cfg).unwrap()).unwrap();
             assert_eq!(&back, cfg);
         }
+    }
+
+    /// A replica's `(pin, cpus, leader_cpus, follower_cpus)`.
+    type Placed = (bool, Vec<usize>, Vec<usize>, Vec<usize>);
+
+    /// Each replica's placement settings for `n` replicas × `shards` on `cores`,
+    /// validated.
+    fn placed(n: usize, shards: usize, cores: &[usize]) -> Vec<Placed> {
+        let placement = Placement::choose(n, shards, false, cores);
+        (0..n)
+            .map(|i| {
+                let mut cfg = NodeConfig::new(
+                    i as u8,
+                    "127.0.0.1:9000".parse().unwrap(),
+                    (0..n)
+                        .map(|j| SocketAddr::from(([127, 0, 0, 1], 10_000 + 100 * j as u16)))
+                        .collect(),
+                    "d".into(),
+                    shards,
+                );
+                let mut file = crate::config::NodeFile::default();
+                placement.apply(i, shards, &mut file);
+                cfg.pin = file.pin.unwrap();
+                cfg.cpus = file.cpus.unwrap();
+                cfg.leader_cpus = file.leader_cpus.unwrap_or_default();
+                cfg.follower_cpus = file.follower_cpus.unwrap_or_default();
+                cfg.validate().unwrap();
+                (cfg.pin, cfg.cpus, cfg.leader_cpus, cfg.follower_cpus)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replicas_are_pinned_apart_or_placed_by_role_or_left_to_the_kernel() {
+        // Enough cores: each replica its own, in the order the process may use them.
+        let p = placed(3, 2, &[2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(p[0], (true, vec![2, 3], vec![], vec![]));
+        assert_eq!(p[2], (true, vec![6, 7], vec![], vec![]));
+        // Three replicas on two cores (this machine): a leader's shard on the first
+        // core, every follower on the second, whichever replica leads.
+        for r in placed(3, 1, &[0, 1]) {
+            assert_eq!(r, (false, vec![], vec![0], vec![1]));
+        }
+        // Two shards on four cores: leaders of shard 0 and 1 on 0 and 1, followers 2-3.
+        for r in placed(3, 2, &[0, 1, 2, 3]) {
+            assert_eq!(r, (false, vec![], vec![0, 1], vec![2, 3]));
+        }
+        // No core left for followers: the kernel places them all.
+        for r in placed(3, 2, &[0, 1]) {
+            assert_eq!(r, (false, vec![], vec![], vec![]));
+        }
+        assert_eq!(Placement::choose(3, 1, true, &[0, 1]), Placement::Unpinned);
+        let note = Placement::choose(3, 1, false, &[0, 1]).note(3, 1).unwrap();
+        assert!(
+            note.contains("core of its own (0), followers share 1"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -245,6 +245,14 @@ node_settings! {
     /// Replicas sharing a machine need disjoint sets, or their executors all pin to the
     /// first cores.
     cpus: Vec<usize> = Vec::new(), per node;
+    /// Placement by role, for replicas sharing a machine with fewer cores than their
+    /// executors (with `--no-pin`): the core each shard's executor runs on while it leads
+    /// its group, one per shard in shard order; empty: no placement by role.
+    /// `corepax cluster` sets it on such a machine, so a leader has a core of its own
+    /// wherever the election puts it.
+    leader_cpus: Vec<usize> = Vec::new(), per node;
+    /// The cores the executors of following shards share while `leader_cpus` is set.
+    follower_cpus: Vec<usize> = Vec::new(), per node;
     /// Skip fdatasync. Benchmarks only: acknowledged writes can be lost on power failure.
     no_fsync: bool = false, switch "true";
     /// Identifies the cluster in peer handshakes.
@@ -423,6 +431,26 @@ impl NodeConfig {
             "0 (off) or 50..=86400000",
             self.anti_entropy_interval_ms,
         )?;
+        if !self.leader_cpus.is_empty() || !self.follower_cpus.is_empty() {
+            check(
+                self.leader_cpus.len() == self.shards,
+                "leader_cpus",
+                &format!("one core per shard ({})", self.shards),
+                self.leader_cpus.render_setting(),
+            )?;
+            check(
+                !self.follower_cpus.is_empty(),
+                "follower_cpus",
+                "at least one core while leader_cpus is set",
+                "none",
+            )?;
+            check(
+                !self.pin,
+                "pin",
+                "false (--no-pin) with leader_cpus: executors follow their role instead",
+                self.pin,
+            )?;
+        }
         for (i, a) in self.peers.iter().enumerate() {
             check(
                 usize::from(a.port()) + self.shards <= usize::from(u16::MAX),
@@ -477,6 +505,28 @@ mod tests {
                 err.to_string().contains("anti_entropy_interval_ms"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn placement_by_role_needs_a_core_per_shard_followers_cores_and_no_pin() {
+        let mut cfg = node(0);
+        cfg.pin = false;
+        cfg.leader_cpus = vec![0];
+        cfg.follower_cpus = vec![1];
+        assert_eq!(cfg.validate(), Ok(()));
+        type Spoil = fn(&mut NodeConfig);
+        let bad_ones: [(Spoil, &str); 4] = [
+            (|c| c.leader_cpus = vec![0, 1], "leader_cpus"),
+            (|c| c.leader_cpus.clear(), "leader_cpus"),
+            (|c| c.follower_cpus.clear(), "follower_cpus"),
+            (|c| c.pin = true, "pin"),
+        ];
+        for (bad, field) in bad_ones {
+            let mut c = cfg.clone();
+            bad(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
         }
     }
 

@@ -75,38 +75,17 @@ fn thread_cpu_us() -> f64 {
     (user + system) * 1e6
 }
 
-/// The two lowest-numbered cores in the process's affinity mask (its main thread's: the
-/// calling thread may be pinned to one).
+/// The two lowest-numbered cores this process may use.
 fn first_two_cores() -> Option<[usize; 2]> {
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`;
-    // CPU_ISSET reads within it.
-    let cores: Vec<usize> = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        let pid = libc::getpid();
-        if libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return None;
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .take(2)
-            .collect()
-    };
-    match cores[..] {
-        [a, b] => Some([a, b]),
+    match crate::runtime::affinity::process_cores()[..] {
+        [a, b, ..] => Some([a, b]),
         _ => None,
     }
 }
 
 /// Pins the calling thread to one core.
 fn pin_to(core: usize) -> Option<()> {
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it, and
-    // sched_setaffinity reads exactly size_of::<cpu_set_t>() bytes of it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
-            .then_some(())
-    }
+    crate::runtime::affinity::set_thread_cores(&[core]).ok()
 }
 
 /// The kernel's idle driver and, for `haltpoll` (a KVM guest's), how long an idle vCPU

@@ -1,4 +1,5 @@
 //! glommio runtime: executors pinned per core, shard loop, WAL, snapshots.
+pub mod affinity;
 pub mod disk;
 pub mod mailbox;
 pub mod node;

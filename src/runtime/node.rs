@@ -582,21 +582,31 @@ where
     })?;
     let shards = cfg.shards;
     let mesh = MeshBuilder::full(shards, MESH_QUEUE_MAX);
-    let placement = if cfg.pin {
-        let allowed = if cfg.cpus.is_empty() {
-            None
-        } else {
-            let online = glommio::CpuSet::online()
-                .map_err(|e| anyhow::anyhow!("listing the online cores: {e}"))?;
-            let mut ids: Vec<usize> = online.iter().map(|l| l.cpu).collect();
-            ids.sort_unstable();
-            if let Some(missing) = cfg.cpus.iter().find(|c| !ids.contains(c)) {
+    let core_lists = [
+        ("cpus", &cfg.cpus),
+        ("leader_cpus", &cfg.leader_cpus),
+        ("follower_cpus", &cfg.follower_cpus),
+    ];
+    let online = if core_lists.iter().any(|(_, cores)| !cores.is_empty()) {
+        let online = glommio::CpuSet::online()
+            .map_err(|e| anyhow::anyhow!("listing the online cores: {e}"))?;
+        let mut ids: Vec<usize> = online.iter().map(|l| l.cpu).collect();
+        ids.sort_unstable();
+        for (name, cores) in core_lists {
+            if let Some(missing) = cores.iter().find(|c| !ids.contains(c)) {
                 anyhow::bail!(
-                    "invalid `cpus`: core {missing} is not online (online cores: {ids:?})"
+                    "invalid `{name}`: core {missing} is not online (online cores: {ids:?})"
                 );
             }
-            Some(online.filter(|l| cfg.cpus.contains(&l.cpu)))
-        };
+        }
+        Some(online)
+    } else {
+        None
+    };
+    let placement = if cfg.pin {
+        let allowed = online
+            .filter(|_| !cfg.cpus.is_empty())
+            .map(|online| online.filter(|l| cfg.cpus.contains(&l.cpu)));
         PoolPlacement::MaxSpread(shards, allowed)
     } else {
         PoolPlacement::Unbound(shards)

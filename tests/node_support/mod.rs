@@ -484,6 +484,11 @@ impl Cluster {
         self.shard_value(i, shard, "", field)
     }
 
+    /// `field`'s text in shard `shard`'s line of node `i`'s INFO (`shard<s>:…,field=…,…`).
+    pub fn shard_text(&self, i: usize, shard: usize, field: &str) -> String {
+        shard_line_text(&self.info(i), i, shard, "", field)
+    }
+
     /// Shards of node `i` whose INFO line says `recovering=1` (all of them while it does
     /// not answer).
     pub fn recovering_shards(&self, i: usize) -> usize {
@@ -689,6 +694,14 @@ pub fn reads_total(c: &mut Client, field: &str) -> u64 {
 
 /// `field` (a number) of the `shard<shard><suffix>:` line of node `i`'s `info`.
 fn shard_line_field(info: &str, i: usize, shard: usize, suffix: &str, field: &str) -> u64 {
+    let text = shard_line_text(info, i, shard, suffix, field);
+    text.trim()
+        .parse::<u64>()
+        .unwrap_or_else(|_| panic!("{field}={text} of shard {shard} is not a number"))
+}
+
+/// `field`'s text in shard `shard`'s `shard<s><suffix>:` line of node `i`'s INFO.
+fn shard_line_text(info: &str, i: usize, shard: usize, suffix: &str, field: &str) -> String {
     let prefix = format!("shard{shard}{suffix}:");
     let line = info
         .lines()
@@ -696,6 +709,6 @@ fn shard_line_field(info: &str, i: usize, shard: usize, suffix: &str, field: &st
         .unwrap_or_else(|| panic!("no {prefix} line in INFO of node {i}:\n{info}"));
     line.split(',')
         .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no numeric {field} in {prefix}{line}"))
+        .unwrap_or_else(|| panic!("no {field} in {prefix}{line}"))
+        .to_string()
 }

@@ -100,6 +100,9 @@ pub struct ShardInfo {
     pub storage_error: Option<String>,
     /// The WAL waits for disk space (writes resume by themselves once there is).
     pub disk_full: bool,
+    /// The cores its executor may run on now, as the kernel has them, `;` between
+    /// ranges (`0-1;4`: INFO's fields are comma-separated).
+    pub cores: String,
     /// How long WAL syncs took.
     pub sync_times: crate::runtime::wal::SyncTimes,
     /// How long answered commands took, submission to answer.
@@ -141,6 +144,11 @@ impl Shard {
                     .map(|why| format!("disk full, writes wait for space: {why}"))
             }),
             disk_full: self.wal.is_disk_full(),
+            // `info` runs on the shard's own executor thread: 0 is this shard's.
+            cores: crate::runtime::affinity::allowed_cores(0).map_or_else(
+                |_| "unknown".into(),
+                |c| crate::runtime::affinity::cores_text(&c).replace(',', ";"),
+            ),
             sync_times: self.wal.sync_times(),
             client_times: self.client.borrow().times(),
             clocks: r.clock_report(),

@@ -24,6 +24,7 @@ use crate::protocol::{
     ClientReply, Command, Consensus, ConsensusSnapshot, Core, MapHasher, Message, Nanos, PersistId,
     Record, ReplicaId, Reply, Request, Token,
 };
+use crate::runtime::affinity::RolePlacement;
 use crate::runtime::wal::{GroupCommitter, Lsn, Wal, WalOptions};
 use crate::transport::{Transport, TransportConfig};
 
@@ -281,6 +282,9 @@ pub struct Shard {
     clock_rate_ppm: i64,
     /// Whether the clock-rate check trusted clocks at the last step (to log changes).
     clocks_trusted_logged: Cell<bool>,
+    /// The cores this executor moves to as it leads or follows, when the node places
+    /// by role (`leader_cpus`).
+    placement: Option<RolePlacement>,
     /// The timer of the running lazy-sync wait, if any (`ShardEffects::check_lazy_sync`).
     lazy_timer: RefCell<Option<glommio::timer::TimerActionOnce<()>>>,
     /// The clock reading shared by the lease reads of one client pipeline
@@ -631,6 +635,7 @@ impl Shard {
             started: Instant::now(),
             clock_rate_ppm: debug_clock_rate_ppm(&cfg),
             clocks_trusted_logged: Cell::new(true),
+            placement: RolePlacement::start(index, &cfg.leader_cpus, &cfg.follower_cpus),
             counters: RefCell::new(ShardCounters::default()),
             outbox: RefCell::new(Outbox::new(
                 SnapshotSchedule::new(
@@ -819,6 +824,9 @@ impl Shard {
         self.outbox.borrow_mut().recycle(spare);
         self.deliver_events();
         if self.client.borrow().view() != view {
+            if let Some(p) = &self.placement {
+                p.follow(view.leading);
+            }
             let now = fx.now.unwrap_or_else(|| self.now());
             self.client.borrow_mut().observe(now, view);
         }
