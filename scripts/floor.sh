@@ -31,6 +31,8 @@
 #                        50-client unpipelined runs
 #   ROUNDS=2             every target measured this many times, interleaved
 #   COREPAX_BIN=target/release/corepax   COREPAX_BIN_BEFORE=   (a second binary to compare)
+#   AFTER_CLUSTER_ARGS=  BEFORE_CLUSTER_ARGS=   more `corepax cluster` flags for either
+#                        (e.g. the same binary twice, after with `--place-by-role`)
 # Writes results/floor-<date>.md (tables, commands, machine) and results/floor-<date>-raw.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -208,9 +210,10 @@ PY
 }
 
 run_corepax() {
-    local label=$1 bin=$2 i followers
+    local label=$1 bin=$2 i followers extra=${AFTER_CLUSTER_ARGS:-}
+    [ "$label" = after ] || extra=${BEFORE_CLUSTER_ARGS:-}
     BIN=$bin
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/data-$label-$RANDOM" "$TMP/cluster.log"
+    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease${extra:+ $extra}" start_cluster "$TMP/data-$label-$RANDOM" "$TMP/cluster.log"
     followers=""
     for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || followers+=" ${NODE_PIDS[$i]}"; done
     local pids="${NODE_PIDS[$LEAD_NODE]}$followers"
@@ -324,7 +327,7 @@ done
     echo
     echo "- after: \`$AFTER_BIN\` (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
     [ -z "$BEFORE_BIN" ] || echo "- before: \`$BEFORE_BIN\`"
-    echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)"
+    echo "- cluster: \`corepax cluster --replicas 3 --shards 1 --read-mode leader-lease\` (free ports)${AFTER_CLUSTER_ARGS:+; after with \`$AFTER_CLUSTER_ARGS\`}${BEFORE_CLUSTER_ARGS:+; before with \`$BEFORE_CLUSTER_ARGS\`}"
     echo "- $(redis-server --version)"
     echo "- floor: \`replfloor PORT 2 DIR\` (examples/replfloor.rs: a leader and 2 followers, threads of one process); \`floor-3-replicas-via\`: \`replfloor PORT 2 DIR via\` (the client's bytes relayed to the leader and back by a forwarder thread); \`floor-3-replicas-group\`: \`replfloor PORT 2 DIR group\` (every client served at once, one slot per round of reads), driven as the 50-client runs"
     echo "- commands: \`redis-benchmark -c 1 -P 1 -n $N1 -r 100000 -t set\` (then \`-t get\` after the pipelined runs), \`-c 50 -P 16 -n $N2 -r 100000 -t set|get\`, \`-c 50 -P 1 -n $N3 -r 100000 -t set\`"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two local 3-replica clusters of one binary side by side (1 shard, leader-lease, fsync
-# on): A with `--no-pin` (the kernel places every executor, as `corepax cluster` did on
-# a machine with fewer cores than executors), B placed by role (its default there: the
-# leader on a core of its own, followers sharing the rest). ROUNDS rounds (default 4),
+# on): A with `--no-pin` (the kernel places every executor, `corepax cluster`'s default
+# on a machine with fewer cores than executors), B `--place-by-role` (the leader on a
+# core of its own, followers sharing the rest; ab.txt was recorded while this was the
+# default, with B started without flags). ROUNDS rounds (default 4),
 # A and B alternated, of `redis-benchmark -c 1 -P 1 -n N1`, `-c 50 -P 1 -n N50` and
 # `-c 50 -P 16 -n N16` SETs: SETs/s, p50, and each node's CPU (user + system, /proc)
 # per SET, the leader first. Each cluster's executors' cores, from INFO, first.
@@ -36,7 +37,7 @@ start() {
     done
 }
 start A --no-pin
-start B ""
+start B --place-by-role
 
 # run NAME CLIENTS PIPELINE N: one redis-benchmark run against NAME's leader.
 run() {

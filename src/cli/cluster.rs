@@ -45,6 +45,14 @@ pub struct ClusterArgs {
     /// Needs root. Faults: `corepax net --data DIR cut|isolate|loss|heal|stats`.
     #[arg(long, value_name = "PROFILE")]
     pub net: Option<String>,
+    /// With fewer cores than replicas × shards: each group's leader runs on a core of
+    /// its own wherever it is elected, the followers share the rest (`leader_cpus`,
+    /// `follower_cpus`). Lower latency at light load, less throughput near capacity: on 2
+    /// cores, one client's SET p50 −7 to −11 %, the main job's capacity −5 to −10 % and its
+    /// CPU per op at half load +10 % (results/role-placement-20261207/). Default: the
+    /// kernel places every executor.
+    #[arg(long)]
+    pub place_by_role: bool,
     /// Node settings for every node (`--shards` defaults to cores ÷ replicas, at least 1,
     /// since every replica runs on this machine).
     #[command(flatten)]
@@ -159,8 +167,15 @@ fn node_configs(args: &ClusterArgs) -> anyhow::Result<Vec<NodeConfig>> {
         ..ProtocolConfig::default()
     };
     args.protocol.apply(&mut protocol)?;
-    let placement = Placement::choose(n, shards, no_pin, &machine_cores());
-    if let Some(note) = placement.note(n, shards).filter(|_| !no_pin) {
+    anyhow::ensure!(
+        !(no_pin && args.place_by_role),
+        "--place-by-role and --no-pin exclude each other"
+    );
+    let placement = Placement::choose(n, shards, no_pin, args.place_by_role, &machine_cores());
+    if let Some(note) = placement
+        .note(n, shards, args.place_by_role)
+        .filter(|_| !no_pin)
+    {
         eprintln!("note: {note}");
     }
     let mut configs = Vec::with_capacity(n);
@@ -202,27 +217,29 @@ fn machine_cores() -> Vec<usize> {
 enum Placement {
     /// Each replica pinned to cores of its own: `shards` of these per replica, in order.
     Pinned(Vec<usize>),
-    /// Fewer cores than executors, but more than one group's leaders need: every shard
-    /// leading its group runs on a core of its own (shard s on `leaders[s]`), the
-    /// followers share the rest. Pinning each replica would stack executors on the first
-    /// cores; left to the scheduler, a follower woken by its leader's accept often runs
-    /// on the leader's core and delays its WAL write (results/placement-20261207/).
+    /// Fewer cores than executors, but more than one group's leaders need, and asked for
+    /// (`--place-by-role`): every shard leading its group runs on a core of its own
+    /// (shard s on `leaders[s]`), the followers share the rest. Left to the scheduler, a
+    /// follower woken by its leader's accept often runs on the leader's core and delays
+    /// its WAL write (results/placement-20261207/); confined, the executors cannot be
+    /// balanced near capacity (results/role-placement-20261207/).
     ByRole {
         leaders: Vec<usize>,
         followers: Vec<usize>,
     },
-    /// The kernel places every executor (`--no-pin`, or no core to spare for leaders).
+    /// The kernel places every executor (the default with fewer cores than executors:
+    /// pinning each replica would stack executors on the first cores).
     Unpinned,
 }
 
 impl Placement {
-    /// The placement of `n` replicas × `shards` on `cores`.
-    fn choose(n: usize, shards: usize, no_pin: bool, cores: &[usize]) -> Placement {
+    /// The placement of `n` replicas × `shards` on `cores`, `by_role` if asked.
+    fn choose(n: usize, shards: usize, no_pin: bool, by_role: bool, cores: &[usize]) -> Placement {
         if no_pin {
             Placement::Unpinned
         } else if n * shards <= cores.len() {
             Placement::Pinned(cores[..n * shards].to_vec())
-        } else if shards < cores.len() {
+        } else if by_role && shards < cores.len() {
             Placement::ByRole {
                 leaders: cores[..shards].to_vec(),
                 followers: cores[shards..].to_vec(),
@@ -232,18 +249,27 @@ impl Placement {
         }
     }
 
-    /// What a user of an oversubscribed machine is told at start.
-    fn note(&self, n: usize, shards: usize) -> Option<String> {
+    /// What a user of an oversubscribed machine, or one who asked `by_role`, is told at
+    /// start.
+    fn note(&self, n: usize, shards: usize, by_role: bool) -> Option<String> {
         use crate::runtime::affinity::cores_text;
         let executors = format!("{n} replicas × {shards} shards > cores");
         match self {
+            Placement::Pinned(_) if by_role => {
+                Some("--place-by-role not needed: every replica has cores of its own".to_string())
+            }
             Placement::Pinned(_) => None,
             Placement::ByRole { leaders, followers } => Some(format!(
-                "{executors}: each group's leader runs on a core of its own ({}), followers share {} (--no-pin: the kernel places them)",
+                "{executors}: each group's leader runs on a core of its own ({}), followers share {}",
                 cores_text(leaders),
                 cores_text(followers)
             )),
-            Placement::Unpinned => Some(format!("{executors}: executors run unpinned")),
+            Placement::Unpinned if by_role => Some(format!(
+                "{executors}: executors run unpinned (--place-by-role needs more cores than shards)"
+            )),
+            Placement::Unpinned => Some(format!(
+                "{executors}: executors run unpinned (--place-by-role: leaders on cores of their own)"
+            )),
         }
     }
 
@@ -456,7 +482,7 @@ mod tests {
     /// Each replica's placement settings for `n` replicas × `shards` on `cores`,
     /// validated.
     fn placed(n: usize, shards: usize, cores: &[usize]) -> Vec<Placed> {
-        let placement = Placement::choose(n, shards, false, cores);
+        let placement = Placement::choose(n, shards, false, true, cores);
         (0..n)
             .map(|i| {
                 let mut cfg = NodeConfig::new(
@@ -499,8 +525,18 @@ mod tests {
         for r in placed(3, 2, &[0, 1]) {
             assert_eq!(r, (false, vec![], vec![], vec![]));
         }
-        assert_eq!(Placement::choose(3, 1, true, &[0, 1]), Placement::Unpinned);
-        let note = Placement::choose(3, 1, false, &[0, 1]).note(3, 1).unwrap();
+        // Not asked for, or --no-pin: the kernel places them.
+        assert_eq!(
+            Placement::choose(3, 1, false, false, &[0, 1]),
+            Placement::Unpinned
+        );
+        assert_eq!(
+            Placement::choose(3, 1, true, false, &[0, 1]),
+            Placement::Unpinned
+        );
+        let note = Placement::choose(3, 1, false, true, &[0, 1])
+            .note(3, 1, true)
+            .unwrap();
         assert!(
             note.contains("core of its own (0), followers share 1"),
             "{note}"
