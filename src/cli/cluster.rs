@@ -48,8 +48,9 @@ pub struct ClusterArgs {
     /// With fewer cores than replicas × shards: each group's leader runs on a core of
     /// its own wherever it is elected, the followers share the rest (`leader_cpus`,
     /// `follower_cpus`). Lower latency at light load, less throughput near capacity: on 2
-    /// cores, one client's SET p50 −7 to −12 %, the main job's closed loop up to −10 % and
-    /// its CPU per op at half load +5 to +15 % (results/role-placement-20261207/).
+    /// cores, one client's SET p50 −7 to −12 % through the leader (+33 % through a
+    /// follower), the main job's closed loop up to −10 % and its CPU per op at half load
+    /// +5 to +15 % (results/role-placement-20261207/).
     /// Default: the kernel places every executor.
     #[arg(long)]
     pub place_by_role: bool,
