@@ -285,6 +285,12 @@ impl Placement {
             file.leader_cpus = Some(leaders.clone());
             file.follower_cpus = Some(followers.clone());
         }
+        // Unpinned, a follower woken by its leader's accept may land on the leader's core:
+        // at SCHED_BATCH it waits there instead of preempting the leader, unless asked
+        // otherwise (results/follower-batch-20261207/).
+        if file.follower_sched_batch.is_none() {
+            file.follower_sched_batch = Some(matches!(self, Placement::Unpinned));
+        }
     }
 }
 
@@ -472,13 +478,17 @@ mod tests {
             );
             assert!(!cfg.pin && cfg.cpus.is_empty());
             assert!(cfg.leader_cpus.is_empty() && cfg.follower_cpus.is_empty());
+            assert!(
+                cfg.follower_sched_batch,
+                "unpinned: followers at SCHED_BATCH"
+            );
             let back: NodeConfig = toml::from_str(&toml::to_string(cfg).unwrap()).unwrap();
             assert_eq!(&back, cfg);
         }
     }
 
-    /// A replica's `(pin, cpus, leader_cpus, follower_cpus)`.
-    type Placed = (bool, Vec<usize>, Vec<usize>, Vec<usize>);
+    /// A replica's `(pin, cpus, leader_cpus, follower_cpus, follower_sched_batch)`.
+    type Placed = (bool, Vec<usize>, Vec<usize>, Vec<usize>, bool);
 
     /// Each replica's placement settings for `n` replicas × `shards` on `cores`,
     /// validated.
@@ -501,8 +511,10 @@ mod tests {
                 cfg.cpus = file.cpus.unwrap();
                 cfg.leader_cpus = file.leader_cpus.unwrap_or_default();
                 cfg.follower_cpus = file.follower_cpus.unwrap_or_default();
+                cfg.follower_sched_batch = file.follower_sched_batch.unwrap();
                 cfg.validate().unwrap();
-                (cfg.pin, cfg.cpus, cfg.leader_cpus, cfg.follower_cpus)
+                let batch = cfg.follower_sched_batch;
+                (cfg.pin, cfg.cpus, cfg.leader_cpus, cfg.follower_cpus, batch)
             })
             .collect()
     }
@@ -511,20 +523,21 @@ mod tests {
     fn replicas_are_pinned_apart_or_placed_by_role_or_left_to_the_kernel() {
         // Enough cores: each replica its own, in the order the process may use them.
         let p = placed(3, 2, &[2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(p[0], (true, vec![2, 3], vec![], vec![]));
-        assert_eq!(p[2], (true, vec![6, 7], vec![], vec![]));
+        assert_eq!(p[0], (true, vec![2, 3], vec![], vec![], false));
+        assert_eq!(p[2], (true, vec![6, 7], vec![], vec![], false));
         // Three replicas on two cores (this machine): a leader's shard on the first
         // core, every follower on the second, whichever replica leads.
         for r in placed(3, 1, &[0, 1]) {
-            assert_eq!(r, (false, vec![], vec![0], vec![1]));
+            assert_eq!(r, (false, vec![], vec![0], vec![1], false));
         }
         // Two shards on four cores: leaders of shard 0 and 1 on 0 and 1, followers 2-3.
         for r in placed(3, 2, &[0, 1, 2, 3]) {
-            assert_eq!(r, (false, vec![], vec![0, 1], vec![2, 3]));
+            assert_eq!(r, (false, vec![], vec![0, 1], vec![2, 3], false));
         }
-        // No core left for followers: the kernel places them all.
+        // No core left for followers: the kernel places them all, followers at
+        // SCHED_BATCH.
         for r in placed(3, 2, &[0, 1]) {
-            assert_eq!(r, (false, vec![], vec![], vec![]));
+            assert_eq!(r, (false, vec![], vec![], vec![], true));
         }
         // Not asked for, or --no-pin: the kernel places them.
         assert_eq!(
@@ -542,6 +555,19 @@ mod tests {
             note.contains("core of its own (0), followers share 1"),
             "{note}"
         );
+    }
+
+    #[test]
+    fn followers_run_at_sched_batch_unless_told_not_to() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["x", "--no-pin"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).unwrap().cluster
+        };
+        let configs = node_configs(&args(&["--follower-sched-batch", "false"])).unwrap();
+        assert!(configs.iter().all(|c| !c.follower_sched_batch));
+        let configs = node_configs(&args(&[])).unwrap();
+        assert!(configs.iter().all(|c| c.follower_sched_batch));
     }
 
     #[test]

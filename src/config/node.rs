@@ -253,6 +253,11 @@ node_settings! {
     leader_cpus: Vec<usize> = Vec::new(), per node;
     /// The cores the executors of following shards share while `leader_cpus` is set.
     follower_cpus: Vec<usize> = Vec::new(), per node;
+    /// While a shard follows, its executor runs at `SCHED_BATCH` (back to `SCHED_OTHER`
+    /// while it leads): woken, a follower does not preempt the thread running on its core,
+    /// so a leader sharing the machine is not switched out by its own followers. For
+    /// replicas sharing a machine; `corepax cluster` sets it when executors run unpinned.
+    follower_sched_batch: bool = false;
     /// Skip fdatasync. Benchmarks only: acknowledged writes can be lost on power failure.
     no_fsync: bool = false, switch "true";
     /// Identifies the cluster in peer handshakes.

@@ -71,7 +71,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
         let leader = i.leader.map_or("none".to_string(), |l| l.to_string());
         let _ = write!(
             s,
-            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},growth_keys_left={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},snapshot_pause_max_us={},peers_connected={},disk_full={},cores={},storage={}\r\n",
+            "shard{}:leading={},{},recovering={},leader={},commit_index={},applied_index={},keys={},growth_keys_left={},merkle_root={:016x},merkle_bytes={},log_entries={},log_applied_bytes={},sync_max_ms={},snapshot_pause_max_us={},peers_connected={},disk_full={},cores={},sched={},storage={}\r\n",
             i.index,
             i.leading as u8,
             i.epoch,
@@ -90,6 +90,7 @@ fn replication(s: &mut String, infos: &[ShardInfo]) {
             i.peers_connected,
             u8::from(i.disk_full),
             i.cores,
+            if i.sched_batch { "batch" } else { "normal" },
             i.storage_error.as_deref().unwrap_or("ok"),
         );
     }

@@ -77,62 +77,96 @@ pub fn cores_text(cores: &[usize]) -> String {
     out
 }
 
-/// An executor that runs on one set of cores while its shard leads its group and on
-/// another while it follows (node settings `leader_cpus`, `follower_cpus`). Replicas
-/// sharing a machine with fewer cores than their executors otherwise let the scheduler
-/// put a follower, woken by the leader's accept, on the leader's core, where it preempts
-/// the leader before its own WAL write (results/placement-20261207/); a leader on a core
-/// of its own is not delayed by its followers wherever the election put it.
+/// Whether the calling thread runs at `SCHED_BATCH` (else, for a node's threads,
+/// `SCHED_OTHER`).
+pub fn thread_is_batch() -> bool {
+    // SAFETY: sched_getscheduler takes a thread id (0: the caller) and touches no memory.
+    unsafe { libc::sched_getscheduler(0) == libc::SCHED_BATCH }
+}
+
+/// Runs the calling thread at `SCHED_BATCH` (`batch`) or `SCHED_OTHER`. A woken batch
+/// thread does not preempt the thread running on the core it lands on; it waits for that
+/// one to sleep or use up its slice. Either policy needs no privilege.
+pub fn set_thread_batch(batch: bool) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    let policy = if batch {
+        libc::SCHED_BATCH
+    } else {
+        libc::SCHED_OTHER
+    };
+    // SAFETY: sched_setscheduler reads `param`, a live local, and acts on the calling
+    // thread (0) only.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a shard's executor runs as its shard leads or follows, for replicas sharing a
+/// machine: on its own core while it leads and on the followers' cores while it follows
+/// (node settings `leader_cpus`, `follower_cpus`), and/or at `SCHED_BATCH` while it
+/// follows (`follower_sched_batch`). Left alone, the scheduler often puts a follower,
+/// woken by the leader's accept, on the leader's core, where it preempts the leader
+/// before its own WAL write (results/placement-20261207/); a follower at `SCHED_BATCH`
+/// waits there instead, or runs on another core if one is free.
 #[derive(Debug)]
 pub struct RolePlacement {
     shard: usize,
-    leader_cores: Vec<usize>,
-    follower_cores: Vec<usize>,
+    /// The cores while leading and while following, if it places by cores.
+    cores: Option<(Vec<usize>, Vec<usize>)>,
+    /// Whether a following executor runs at `SCHED_BATCH`.
+    batch_follower: bool,
     /// The role the thread was last placed for (None: not yet).
     placed_leading: Cell<Option<bool>>,
 }
 
 impl RolePlacement {
-    /// Shard `shard`'s placement, its executor (the calling thread) moved to the
-    /// followers' cores (a shard starts as a follower); None when the node does not
-    /// place by role.
-    pub fn start(
-        shard: usize,
-        leader_cpus: &[usize],
-        follower_cpus: &[usize],
-    ) -> Option<RolePlacement> {
-        let lead = *leader_cpus.get(shard)?;
-        if follower_cpus.is_empty() {
+    /// Shard `shard`'s placement under `cfg`, its executor (the calling thread) placed as
+    /// a follower (a shard starts as one); None when the node does not place by role.
+    pub fn start(shard: usize, cfg: &crate::config::NodeConfig) -> Option<RolePlacement> {
+        let cores = cfg
+            .leader_cpus
+            .get(shard)
+            .filter(|_| !cfg.follower_cpus.is_empty())
+            .map(|&lead| (vec![lead], cfg.follower_cpus.clone()));
+        if cores.is_none() && !cfg.follower_sched_batch {
             return None;
         }
         let placement = RolePlacement {
             shard,
-            leader_cores: vec![lead],
-            follower_cores: follower_cpus.to_vec(),
+            cores,
+            batch_follower: cfg.follower_sched_batch,
             placed_leading: Cell::new(None),
         };
         placement.follow(false);
         Some(placement)
     }
 
-    /// Moves the calling thread (the shard's executor) to its role's cores, if it is
-    /// not already there. A failure is logged and leaves the thread where it was: a
-    /// placement is a speed matter, never a correctness one.
+    /// Places the calling thread (the shard's executor) for its role, if it is not
+    /// already. A failure is logged and leaves the thread as it was: a placement is a
+    /// speed matter, never a correctness one.
     pub fn follow(&self, leading: bool) {
         if self.placed_leading.get() == Some(leading) {
             return;
         }
         self.placed_leading.set(Some(leading));
-        let (cores, role) = if leading {
-            (&self.leader_cores, "leader")
-        } else {
-            (&self.follower_cores, "follower")
-        };
-        if let Err(e) = set_thread_cores(cores) {
+        let role = if leading { "leader" } else { "follower" };
+        if let Some((lead, follow)) = &self.cores {
+            let cores = if leading { lead } else { follow };
+            if let Err(e) = set_thread_cores(cores) {
+                eprintln!(
+                    "shard {}: cannot move to the {role} cores {}: {e}; it runs where it was",
+                    self.shard,
+                    cores_text(cores)
+                );
+            }
+        }
+        if self.batch_follower
+            && let Err(e) = set_thread_batch(!leading)
+        {
             eprintln!(
-                "shard {}: cannot move to the {role} cores {}: {e}; it runs where it was",
-                self.shard,
-                cores_text(cores)
+                "shard {}: cannot set the {role}'s scheduling policy: {e}; it runs as it was",
+                self.shard
             );
         }
     }
@@ -141,6 +175,7 @@ impl RolePlacement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::NodeConfig;
 
     #[test]
     fn a_core_list_is_written_in_ranges() {
@@ -157,7 +192,7 @@ mod tests {
             return;
         };
         std::thread::spawn(move || {
-            let p = RolePlacement::start(0, &[a], &[b]).unwrap();
+            let p = RolePlacement::start(0, &placing(&[a], &[b], false)).unwrap();
             assert_eq!(allowed_cores(0).unwrap(), [b]);
             p.follow(true);
             assert_eq!(allowed_cores(0).unwrap(), [a]);
@@ -174,10 +209,39 @@ mod tests {
         assert!(err.to_string().contains("beyond"), "{err}");
     }
 
+    /// A node configuration placing by these cores and policy.
+    fn placing(leader_cpus: &[usize], follower_cpus: &[usize], batch: bool) -> NodeConfig {
+        let mut cfg = NodeConfig::new(
+            0,
+            "127.0.0.1:1".parse().unwrap(),
+            vec!["127.0.0.1:2".parse().unwrap()],
+            "d".into(),
+            1,
+        );
+        cfg.leader_cpus = leader_cpus.to_vec();
+        cfg.follower_cpus = follower_cpus.to_vec();
+        cfg.follower_sched_batch = batch;
+        cfg
+    }
+
     #[test]
-    fn no_placement_without_both_lists() {
-        assert!(RolePlacement::start(0, &[], &[1]).is_none());
-        assert!(RolePlacement::start(0, &[0], &[]).is_none());
-        assert!(RolePlacement::start(1, &[0], &[1]).is_none());
+    fn a_follower_runs_at_sched_batch_and_a_leader_does_not() {
+        std::thread::spawn(|| {
+            let p = RolePlacement::start(0, &placing(&[], &[], true)).unwrap();
+            assert!(thread_is_batch());
+            p.follow(true);
+            assert!(!thread_is_batch());
+            p.follow(false);
+            assert!(thread_is_batch());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn no_placement_without_both_lists_or_the_policy() {
+        assert!(RolePlacement::start(0, &placing(&[], &[1], false)).is_none());
+        assert!(RolePlacement::start(0, &placing(&[0], &[], false)).is_none());
+        assert!(RolePlacement::start(1, &placing(&[0], &[1], false)).is_none());
     }
 }

@@ -103,6 +103,8 @@ pub struct ShardInfo {
     /// The cores its executor may run on now, as the kernel has them, `;` between
     /// ranges (`0-1;4`: INFO's fields are comma-separated).
     pub cores: String,
+    /// Its executor runs at `SCHED_BATCH` (a follower with `follower_sched_batch`).
+    pub sched_batch: bool,
     /// How long WAL syncs took.
     pub sync_times: crate::runtime::wal::SyncTimes,
     /// How long answered commands took, submission to answer.
@@ -144,7 +146,8 @@ impl Shard {
                     .map(|why| format!("disk full, writes wait for space: {why}"))
             }),
             disk_full: self.wal.is_disk_full(),
-            // `info` runs on the shard's own executor thread: 0 is this shard's.
+            // `info` runs on the shard's own executor thread: it reads this shard's.
+            sched_batch: crate::runtime::affinity::thread_is_batch(),
             cores: crate::runtime::affinity::allowed_cores(0).map_or_else(
                 |_| "unknown".into(),
                 |c| crate::runtime::affinity::cores_text(&c).replace(',', ";"),

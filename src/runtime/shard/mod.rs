@@ -635,7 +635,7 @@ impl Shard {
             started: Instant::now(),
             clock_rate_ppm: debug_clock_rate_ppm(&cfg),
             clocks_trusted_logged: Cell::new(true),
-            placement: RolePlacement::start(index, &cfg.leader_cpus, &cfg.follower_cpus),
+            placement: RolePlacement::start(index, &cfg),
             counters: RefCell::new(ShardCounters::default()),
             outbox: RefCell::new(Outbox::new(
                 SnapshotSchedule::new(
