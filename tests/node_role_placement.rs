@@ -4,7 +4,8 @@
 //! thread); with `--follower-sched-batch true`, followers run at SCHED_BATCH and leaders
 //! do not (INFO `sched=`, sched_getscheduler). After the leader is killed, the new
 //! leader's executor is placed as one. The cores test needs two online cores: with one,
-//! it says so and checks nothing.
+//! it says so and checks nothing. A leader core that is not online is refused at start,
+//! by the setting's name.
 mod node_support;
 use std::time::Duration;
 
@@ -79,4 +80,36 @@ fn followers_run_at_sched_batch_and_leaders_do_not_after_a_failover_too() {
     let mut cluster = Cluster::start(3, dir.path(), &["--follower-sched-batch", "true"]);
     let sched = |_: usize, leads: bool| if leads { "normal" } else { "batch" }.to_string();
     placed_then_failover(&mut cluster, "sched", &sched);
+}
+
+#[test]
+fn a_leader_core_that_is_not_online_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = format!("127.0.0.1:{}", free_ports(1));
+    let peer = format!("127.0.0.1:{}", free_ports(SHARDS as u16));
+    let args: Vec<std::ffi::OsString> = [
+        "--id",
+        "0",
+        "--client-addr",
+        &client,
+        "--peers",
+        &peer,
+        "--data",
+        &dir.path().join("node-0").display().to_string(),
+        "--shards",
+        "2",
+        "--no-pin",
+        "--leader-cpus",
+        "0,1000",
+        "--follower-cpus",
+        "0",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let stderr = node_refused(&args);
+    assert!(
+        stderr.contains("invalid `leader_cpus`: core 1000 is not online"),
+        "{stderr}"
+    );
 }

@@ -1,68 +1,9 @@
 #!/usr/bin/env bash
 # Two local 3-replica clusters of one binary side by side (1 shard, leader-lease, fsync
 # on, executors unpinned: 3 replicas on 2 cores): A `--follower-sched-batch false`, B as
-# `corepax cluster` runs them there by default (followers at SCHED_BATCH). ROUNDS rounds
-# (default 4), A and B alternated, of `redis-benchmark -c 1 -P 1 -n N1`, `-c 50 -P 1 -n
-# N50` and `-c 50 -P 16 -n N16` SETs: SETs/s, p50, and each node's CPU (user + system,
-# /proc) per SET, the leader first. Each cluster's executors' cores and policy, from
-# INFO, first.
+# `corepax cluster` runs them there by default (followers at SCHED_BATCH); the rounds of
+# ../role-placement-20261207/ab.sh (one client, `-c 50 -P 1`, `-c 50 -P 16` SETs).
 #   results/follower-batch-20261207/ab.sh [ROUNDS]
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-. scripts/lib.sh
-require_tools redis-benchmark redis-cli python3
-ROUNDS=${1:-4}
-N1=${N1:-20000}
-N50=${N50:-300000}
-N16=${N16:-1500000}
-TMP=$(mktemp -d)
-A_PID="" B_PID=""
-trap 'CLUSTER_PID=$A_PID stop_cluster; CLUSTER_PID=$B_PID stop_cluster; rm -rf "$TMP"' EXIT
-BIN=$(readlink -f "${COREPAX_BIN:-target/release/corepax}")
-
-# start NAME ARGS: a cluster; sets NAME_PID, NAME_PORT (its leader's) and NAME_NODES
-# (its node pids, the leader first).
-start() {
-    local name=$1 i nodes
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $2" start_cluster "$TMP/$name" "$TMP/$name.log" >/dev/null
-    nodes="${NODE_PIDS[$LEAD_NODE]}"
-    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || nodes+=" ${NODE_PIDS[$i]}"; done
-    printf -v "${name}_PID" %s "$CLUSTER_PID"
-    printf -v "${name}_PORT" %s "$LEAD_PORT"
-    printf -v "${name}_NODES" %s "$nodes"
-    for i in 0 1 2; do
-        echo "$name node $i: $(redis-cli -p $((BASE + i)) info | grep '^shard0:' | tr ',' '\n' |
-            grep -E '^(shard0:leading|cores|sched)=' | tr '\n' ' ')"
-    done
-}
-start A "--follower-sched-batch false"
-start B ""
-
-# run NAME CLIENTS PIPELINE N: one redis-benchmark run against NAME's leader.
-run() {
-    local name=$1 port nodes p line cpus="" total=0 i=0
-    port=${name}_PORT nodes=${name}_NODES
-    local -a pids before=()
-    read -r -a pids <<<"${!nodes}"
-    for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
-    line=$(redis-benchmark -p "${!port}" -c "$2" -P "$3" -n "$4" -r 100000 -t set -q 2>&1 |
-        tr '\r' '\n' | grep "per second" | tail -1)
-    for p in "${pids[@]}"; do
-        cpus+=" $(cpu_us_per_op "${before[$i]}" "$(cpu_ticks "$p")" "$4")"
-        i=$((i + 1))
-    done
-    total=$(echo "$cpus" | awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s}')
-    printf '%s -c %-2s -P %-2s %10s SETs/s  p50 %s ms  CPU µs/SET (leader, followers)%s  total %s\n' \
-        "$name" "$2" "$3" "$(echo "$line" | awk '{print $2}')" \
-        "$(echo "$line" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')" "$cpus" "$total"
-}
-
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD); $BIN; A --follower-sched-batch false, B the default (followers at SCHED_BATCH)"
-for r in $(seq "$ROUNDS"); do
-    echo "## round $r"
-    for spec in "1 1 $N1" "50 1 $N50" "50 16 $N16"; do
-        read -r c p n <<<"$spec"
-        run A "$c" "$p" "$n"
-        run B "$c" "$p" "$n"
-    done
-done
+A_ARGS="--follower-sched-batch false" B_ARGS="" \
+    LABEL="A --follower-sched-batch false, B the default (followers at SCHED_BATCH)" \
+    exec "$(dirname "$0")/../role-placement-20261207/ab.sh" "$@"

@@ -1,74 +1,12 @@
 #!/usr/bin/env bash
-# Before the setting existed: ../role-placement-20261207/ab.sh with B's followers (every
-# thread of both follower processes) put at SCHED_BATCH by `chrt -b -a -p 0` after the
-# start, the leader left at SCHED_OTHER; both clusters `--no-pin` (as the default then).
-# Output: chrt-ab.txt. Its header line still says "B by role": it is not.
-# Two local 3-replica clusters of one binary side by side (1 shard, leader-lease, fsync
-# on): A with `--no-pin` (the kernel places every executor, `corepax cluster`'s default
-# on a machine with fewer cores than executors), B `--place-by-role` (the leader on a
-# core of its own, followers sharing the rest; ab.txt was recorded while this was the
-# default, with B started without flags). ROUNDS rounds (default 4),
-# A and B alternated, of `redis-benchmark -c 1 -P 1 -n N1`, `-c 50 -P 1 -n N50` and
-# `-c 50 -P 16 -n N16` SETs: SETs/s, p50, and each node's CPU (user + system, /proc)
-# per SET, the leader first. Each cluster's executors' cores, from INFO, first.
-#   results/role-placement-20261207/ab.sh [ROUNDS]
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-. scripts/lib.sh
-require_tools redis-benchmark redis-cli python3
-ROUNDS=${1:-4}
-N1=${N1:-20000}
-N50=${N50:-300000}
-N16=${N16:-1500000}
-TMP=$(mktemp -d)
-A_PID="" B_PID=""
-trap 'CLUSTER_PID=$A_PID stop_cluster; CLUSTER_PID=$B_PID stop_cluster; rm -rf "$TMP"' EXIT
-BIN=$(readlink -f "${COREPAX_BIN:-target/release/corepax}")
-
-# start NAME ARGS: a cluster; sets NAME_PID, NAME_PORT (its leader's) and NAME_NODES
-# (its node pids, the leader first).
-start() {
-    local name=$1 i nodes
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $2" start_cluster "$TMP/$name" "$TMP/$name.log" >/dev/null
-    nodes="${NODE_PIDS[$LEAD_NODE]}"
-    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || nodes+=" ${NODE_PIDS[$i]}"; done
-    printf -v "${name}_PID" %s "$CLUSTER_PID"
-    printf -v "${name}_PORT" %s "$LEAD_PORT"
-    printf -v "${name}_NODES" %s "$nodes"
-    for i in 0 1 2; do
-        echo "$name node $i: $(redis-cli -p $((BASE + i)) info | grep '^shard0:' | tr ',' '\n' |
-            grep -E '^(shard0:leading|cores)=' | tr '\n' ' ')"
-    done
-}
-start A --no-pin
-start B --no-pin
-read -r -a bn <<<"$B_NODES"; for p in "${bn[@]:1}"; do chrt -b -a -p 0 "$p" >/dev/null; done; for p in $B_NODES; do chrt -p $p | head -1; done
-
-# run NAME CLIENTS PIPELINE N: one redis-benchmark run against NAME's leader.
-run() {
-    local name=$1 port nodes p line cpus="" total=0 i=0
-    port=${name}_PORT nodes=${name}_NODES
-    local -a pids before=()
-    read -r -a pids <<<"${!nodes}"
-    for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
-    line=$(redis-benchmark -p "${!port}" -c "$2" -P "$3" -n "$4" -r 100000 -t set -q 2>&1 |
-        tr '\r' '\n' | grep "per second" | tail -1)
-    for p in "${pids[@]}"; do
-        cpus+=" $(cpu_us_per_op "${before[$i]}" "$(cpu_ticks "$p")" "$4")"
-        i=$((i + 1))
-    done
-    total=$(echo "$cpus" | awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s}')
-    printf '%s -c %-2s -P %-2s %10s SETs/s  p50 %s ms  CPU µs/SET (leader, followers)%s  total %s\n' \
-        "$name" "$2" "$3" "$(echo "$line" | awk '{print $2}')" \
-        "$(echo "$line" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')" "$cpus" "$total"
-}
-
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD); $BIN; A --no-pin, B by role"
-for r in $(seq "$ROUNDS"); do
-    echo "## round $r"
-    for spec in "1 1 $N1" "50 1 $N50" "50 16 $N16"; do
-        read -r c p n <<<"$spec"
-        run A "$c" "$p" "$n"
-        run B "$c" "$p" "$n"
-    done
-done
+# Before the setting existed (b65168e's build: no policy by role): the rounds of
+# ../role-placement-20261207/ab.sh, both clusters `--no-pin`, B's followers (every thread
+# of both follower processes) put at SCHED_BATCH by `chrt -b -a -p 0` after the start,
+# the leader left at SCHED_OTHER (today's binary: both `--follower-sched-batch false`, as
+# every node ran then). Output: chrt-ab.txt (recorded by an equivalent
+# throwaway copy, whose first line still said "B by role": it is not).
+#   results/follower-batch-20261207/chrt-ab.sh [ROUNDS]
+A_ARGS="--no-pin --follower-sched-batch false" B_ARGS="--no-pin --follower-sched-batch false" \
+    B_FOLLOWERS="chrt -b -a -p 0" \
+    LABEL="A --no-pin, B --no-pin with its followers at SCHED_BATCH (chrt)" \
+    exec "$(dirname "$0")/../role-placement-20261207/ab.sh" "$@"

@@ -6,8 +6,13 @@
 # default, with B started without flags). ROUNDS rounds (default 4),
 # A and B alternated, of `redis-benchmark -c 1 -P 1 -n N1`, `-c 50 -P 1 -n N50` and
 # `-c 50 -P 16 -n N16` SETs: SETs/s, p50, and each node's CPU (user + system, /proc)
-# per SET, the leader first. Each cluster's executors' cores, from INFO, first.
+# per SET, the leader first. Each cluster's executors' cores and policy, from INFO, first.
 #   results/role-placement-20261207/ab.sh [ROUNDS]
+# Other pairs (../follower-batch-20261207/ runs it so): A_ARGS and B_ARGS (each
+# cluster's flags, defaults `--no-pin --follower-sched-batch false`, every executor at
+# SCHED_OTHER as when this was recorded, and `--place-by-role`), B_FOLLOWERS (a command
+# run with each of B's follower pids after its start, e.g. `chrt -b -a -p 0`), LABEL (the
+# pair's name in the output's first line).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -33,11 +38,18 @@ start() {
     printf -v "${name}_NODES" %s "$nodes"
     for i in 0 1 2; do
         echo "$name node $i: $(redis-cli -p $((BASE + i)) info | grep '^shard0:' | tr ',' '\n' |
-            grep -E '^(shard0:leading|cores)=' | tr '\n' ' ')"
+            grep -E '^(shard0:leading|cores|sched)=' | tr '\n' ' ')"
     done
 }
-start A --no-pin
-start B --place-by-role
+start A "${A_ARGS---no-pin --follower-sched-batch false}"
+start B "${B_ARGS---place-by-role}"
+if [ -n "${B_FOLLOWERS:-}" ]; then
+    read -r -a followers <<<"$B_NODES"
+    for p in "${followers[@]:1}"; do
+        # shellcheck disable=SC2086 # a command and its arguments
+        $B_FOLLOWERS "$p" >/dev/null
+    done
+fi
 
 # run NAME CLIENTS PIPELINE N: one redis-benchmark run against NAME's leader.
 run() {
@@ -58,7 +70,7 @@ run() {
         "$(echo "$line" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')" "$cpus" "$total"
 }
 
-echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD); $BIN; A --no-pin, B by role"
+echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD); $BIN; ${LABEL:-A --no-pin, B by role}"
 for r in $(seq "$ROUNDS"); do
     echo "## round $r"
     for spec in "1 1 $N1" "50 1 $N50" "50 16 $N16"; do

@@ -6,15 +6,25 @@
 # prints per run the closed loop's rate, p99 and servers' CPU per op, and the half-load
 # phase's rate, p50/p99/p99.9, servers' CPU per op (each node) and the machine's busy share.
 #   results/role-placement-20261207/mainjob.sh [ROUNDS]
+# Every run here had all executors at SCHED_OTHER (before follower_sched_batch); with a
+# later binary, A and C say so (ARGS_A, ARGS_C). Other comparisons (../follower-batch-
+# 20261207/ runs it so): VARIANTS (default `A B C`), ARGS_A/ARGS_B/ARGS_C (each run's
+# `corepax bench` arguments), CONFINE (C's command for each follower pid, default
+# `taskset -a -p -c 1`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-3}
+VARIANTS=${VARIANTS:-A B C}
+ARGS_A=${ARGS_A--- --follower-sched-batch false}
+ARGS_B=${ARGS_B--- --place-by-role}
+ARGS_C=${ARGS_C--- --follower-sched-batch false}
+CONFINE=${CONFINE:-taskset -a -p -c 1}
 BIN=$(readlink -f "${COREPAX_BIN:-target/release/corepax}")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
-# Confines every node but the leader of shard 0 to core 1, once one leads (20 s at most).
+# Runs CONFINE on every node but the leader of shard 0, once one leads (20 s at most).
 confine_followers() {
     local deadline=$((SECONDS + 20)) p q cfg port
     while [ $SECONDS -lt $deadline ]; do
@@ -24,7 +34,8 @@ confine_followers() {
             port=$(sed -n 's/^client_addr = "127.0.0.1:\([0-9]*\)"/\1/p' "$cfg")
             if redis-cli -p "$port" info 2>/dev/null | grep -q '^shard0:leading=1'; then
                 for q in $(pgrep -f "$BIN node --config"); do
-                    [ "$q" = "$p" ] || taskset -a -p -c 1 "$q" >/dev/null
+                    # shellcheck disable=SC2086 # a command and its arguments
+                    [ "$q" = "$p" ] || $CONFINE "$q" >/dev/null
                 done
                 return
             fi
@@ -50,9 +61,9 @@ PY
 echo "# $(date -u +%FT%TZ) $BIN"
 for r in $(seq "$ROUNDS"); do
     echo "## round $r"
-    for v in A B C; do
-        args=()
-        [ "$v" = B ] && args=(-- --place-by-role)
+    for v in $VARIANTS; do
+        args_of=ARGS_$v
+        read -r -a args <<<"${!args_of}"
         pid=""
         if [ "$v" = C ]; then
             confine_followers &

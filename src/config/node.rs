@@ -248,8 +248,8 @@ node_settings! {
     /// Placement by role, for replicas sharing a machine with fewer cores than their
     /// executors (with `--no-pin`): the core each shard's executor runs on while it leads
     /// its group, one per shard in shard order; empty: no placement by role.
-    /// `corepax cluster` sets it on such a machine, so a leader has a core of its own
-    /// wherever the election puts it.
+    /// `corepax cluster --place-by-role` sets it on such a machine, so a leader has a core
+    /// of its own wherever the election puts it.
     leader_cpus: Vec<usize> = Vec::new(), per node;
     /// The cores the executors of following shards share while `leader_cpus` is set.
     follower_cpus: Vec<usize> = Vec::new(), per node;

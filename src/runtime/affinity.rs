@@ -1,6 +1,7 @@
-//! Which cores a thread may run on (sched_getaffinity/sched_setaffinity): read for INFO
-//! and the launchers' core lists, set by executors that follow their role
-//! ([`RolePlacement`]) and by the load generator's wake-up probe.
+//! Which cores a thread may run on (sched_getaffinity/sched_setaffinity) and its
+//! scheduling policy (`SCHED_BATCH` or `SCHED_OTHER`): read for INFO and the launchers'
+//! core lists, set by executors that follow their role ([`RolePlacement`]) and by the
+//! load generator's wake-up probe.
 
 use std::cell::Cell;
 use std::io;
