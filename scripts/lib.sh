@@ -133,6 +133,42 @@ start_scratch_cluster() {
     trap 'stop_cluster; rm -rf "$TMP"' EXIT
 }
 
+# start_named_cluster NAME DIR ARGS: a local 3-replica cluster of BIN (1 shard, `--read-mode
+# leader-lease ARGS`) with its data and log under DIR, started as start_cluster does, for
+# the results/ scripts that run two side by side; sets NAME_PID (stop it with
+# CLUSTER_PID=$NAME_PID stop_cluster), NAME_PORT (its leader's client port) and NAME_NODES
+# (its node pids, the leader first).
+start_named_cluster() {
+    local name=$1 dir=$2 i nodes
+    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $3" start_cluster "$dir/$name" "$dir/$name.log" >/dev/null
+    nodes="${NODE_PIDS[$LEAD_NODE]}"
+    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || nodes+=" ${NODE_PIDS[$i]}"; done
+    printf -v "${name}_PID" %s "$CLUSTER_PID"
+    printf -v "${name}_PORT" %s "$LEAD_PORT"
+    printf -v "${name}_NODES" %s "$nodes"
+}
+
+# bench_set_cpu NAME CLIENTS PIPELINE N: one `redis-benchmark -t set -r 100000` run against
+# the leader of NAME's cluster (start_named_cluster); prints its SETs/s, p50, and each
+# node's CPU (user + system, /proc) per SET, the leader first, and their total.
+bench_set_cpu() {
+    local name=$1 port nodes p line cpus="" total i=0
+    port=${name}_PORT nodes=${name}_NODES
+    local -a pids before=()
+    read -r -a pids <<<"${!nodes}"
+    for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
+    line=$(redis-benchmark -p "${!port}" -c "$2" -P "$3" -n "$4" -r 100000 -t set -q 2>&1 |
+        tr '\r' '\n' | grep "per second" | tail -1)
+    for p in "${pids[@]}"; do
+        cpus+=" $(cpu_us_per_op "${before[$i]}" "$(cpu_ticks "$p")" "$4")"
+        i=$((i + 1))
+    done
+    total=$(echo "$cpus" | awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s}')
+    printf '%s -c %-2s -P %-2s %10s SETs/s  p50 %s ms  CPU µs/SET (leader, followers)%s  total %s\n' \
+        "$name" "$2" "$3" "$(echo "$line" | awk '{print $2}')" \
+        "$(echo "$line" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')" "$cpus" "$total"
+}
+
 # One client's SETs on a fresh cluster, for tracing a request's path: TMP (a new temp dir)
 # holds a local 3-replica cluster of BIN (1 shard, leader-lease, started as start_cluster
 # does), `redis-benchmark -c 1 -P 1 -t set` runs against its leader in the background (RB:

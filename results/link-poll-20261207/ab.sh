@@ -7,6 +7,9 @@
 # -n N50` SETs: SETs/s, p50, and each node's CPU (user + system, /proc) per SET, the
 # leader first.
 #   COREPAX_BIN_BEFORE=/tmp/A/corepax results/link-poll-20261207/ab.sh [ROUNDS]
+# (Its clusters and runs are scripts/lib.sh's start_named_cluster and bench_set_cpu since
+# 2026-12-07 evening: lines now also say `-P 1` and the total to 2 decimals; ab.txt was
+# written before.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -19,17 +22,10 @@ TMP=$(mktemp -d)
 A_PID="" B_PID=""
 trap 'stop_pids "$A_PID" "$B_PID"; CLUSTER_PID=$A_PID stop_cluster; CLUSTER_PID=$B_PID stop_cluster; rm -rf "$TMP"' EXIT
 
-# start NAME BIN: a cluster; sets NAME_PID, NAME_PORT (its leader's) and NAME_NODES
-# (its node pids, the leader first).
+# start NAME BIN: a cluster of BIN (start_named_cluster).
 start() {
-    local name=$1 i nodes
     BIN=$(readlink -f "$2")
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease" start_cluster "$TMP/$name" "$TMP/$name.log" >/dev/null
-    nodes="${NODE_PIDS[$LEAD_NODE]}"
-    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || nodes+=" ${NODE_PIDS[$i]}"; done
-    printf -v "${name}_PID" %s "$CLUSTER_PID"
-    printf -v "${name}_PORT" %s "$LEAD_PORT"
-    printf -v "${name}_NODES" %s "$nodes"
+    start_named_cluster "$1" "$TMP" ""
 }
 COREPAX_BIN=${COREPAX_BIN:-target/release/corepax}
 start A "${COREPAX_BIN_BEFORE:?the binary to compare against}"
@@ -70,25 +66,6 @@ print(f"WAL writes {writes}; per write: io_uring_enter {enters / writes:.2f}, sw
 PY
 }
 
-# run NAME CLIENTS N: one redis-benchmark run against NAME's leader.
-run() {
-    local name=$1 port nodes p line cpus="" total=0 i=0
-    port=${name}_PORT nodes=${name}_NODES
-    local -a pids before=()
-    read -r -a pids <<<"${!nodes}"
-    for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
-    line=$(redis-benchmark -p "${!port}" -c "$2" -P 1 -n "$3" -r 100000 -t set -q 2>&1 |
-        tr '\r' '\n' | grep "per second" | tail -1)
-    for p in "${pids[@]}"; do
-        cpus+=" $(cpu_us_per_op "${before[$i]}" "$(cpu_ticks "$p")" "$3")"
-        i=$((i + 1))
-    done
-    total=$(echo "$cpus" | awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s}')
-    printf '%s -c %-2s %10s SETs/s  p50 %s ms  CPU µs/SET (leader, followers)%s  total %s\n' \
-        "$name" "$2" "$(echo "$line" | awk '{print $2}')" \
-        "$(echo "$line" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')" "$cpus" "$total"
-}
-
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD); A $(readlink -f "$COREPAX_BIN_BEFORE"), B $(readlink -f "$COREPAX_BIN")"
 if [ -w $T/tracing_on ]; then
     for c in 1 50; do
@@ -104,7 +81,7 @@ for r in $(seq "$ROUNDS"); do
     for c in 1 50; do
         n=$N1
         [ "$c" = 1 ] || n=$N50
-        run A "$c" "$n"
-        run B "$c" "$n"
+        bench_set_cpu A "$c" 1 "$n"
+        bench_set_cpu B "$c" 1 "$n"
     done
 done

@@ -26,18 +26,12 @@ A_PID="" B_PID=""
 trap 'CLUSTER_PID=$A_PID stop_cluster; CLUSTER_PID=$B_PID stop_cluster; rm -rf "$TMP"' EXIT
 BIN=$(readlink -f "${COREPAX_BIN:-target/release/corepax}")
 
-# start NAME ARGS: a cluster; sets NAME_PID, NAME_PORT (its leader's) and NAME_NODES
-# (its node pids, the leader first).
+# start NAME ARGS: a cluster (start_named_cluster), and its executors' cores and policy.
 start() {
-    local name=$1 i nodes
-    SHARDS=1 CLUSTER_ARGS="--read-mode leader-lease $2" start_cluster "$TMP/$name" "$TMP/$name.log" >/dev/null
-    nodes="${NODE_PIDS[$LEAD_NODE]}"
-    for i in 0 1 2; do [ "$i" = "$LEAD_NODE" ] || nodes+=" ${NODE_PIDS[$i]}"; done
-    printf -v "${name}_PID" %s "$CLUSTER_PID"
-    printf -v "${name}_PORT" %s "$LEAD_PORT"
-    printf -v "${name}_NODES" %s "$nodes"
+    local i
+    start_named_cluster "$1" "$TMP" "$2"
     for i in 0 1 2; do
-        echo "$name node $i: $(redis-cli -p $((BASE + i)) info | grep '^shard0:' | tr ',' '\n' |
+        echo "$1 node $i: $(redis-cli -p $((BASE + i)) info | grep '^shard0:' | tr ',' '\n' |
             grep -E '^(shard0:leading|cores|sched)=' | tr '\n' ' ')"
     done
 }
@@ -51,31 +45,12 @@ if [ -n "${B_FOLLOWERS:-}" ]; then
     done
 fi
 
-# run NAME CLIENTS PIPELINE N: one redis-benchmark run against NAME's leader.
-run() {
-    local name=$1 port nodes p line cpus="" total=0 i=0
-    port=${name}_PORT nodes=${name}_NODES
-    local -a pids before=()
-    read -r -a pids <<<"${!nodes}"
-    for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
-    line=$(redis-benchmark -p "${!port}" -c "$2" -P "$3" -n "$4" -r 100000 -t set -q 2>&1 |
-        tr '\r' '\n' | grep "per second" | tail -1)
-    for p in "${pids[@]}"; do
-        cpus+=" $(cpu_us_per_op "${before[$i]}" "$(cpu_ticks "$p")" "$4")"
-        i=$((i + 1))
-    done
-    total=$(echo "$cpus" | awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s}')
-    printf '%s -c %-2s -P %-2s %10s SETs/s  p50 %s ms  CPU µs/SET (leader, followers)%s  total %s\n' \
-        "$name" "$2" "$3" "$(echo "$line" | awk '{print $2}')" \
-        "$(echo "$line" | sed -n 's/.*p50=\([0-9.]*\).*/\1/p')" "$cpus" "$total"
-}
-
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD); $BIN; ${LABEL:-A --no-pin, B by role}"
 for r in $(seq "$ROUNDS"); do
     echo "## round $r"
     for spec in "1 1 $N1" "50 1 $N50" "50 16 $N16"; do
         read -r c p n <<<"$spec"
-        run A "$c" "$p" "$n"
-        run B "$c" "$p" "$n"
+        bench_set_cpu A "$c" "$p" "$n"
+        bench_set_cpu B "$c" "$p" "$n"
     done
 done
