@@ -1190,7 +1190,7 @@ impl UringCommon for SleepableRing {
             // Submits nothing and waits for nothing: runs the held work, which posts its
             // completions. An error (EINTR) leaves them for the next call or the sleep,
             // whose wait runs them too.
-            // SAFETY: a valid ring fd, no SQEs, no signal mask.
+            // SAFETY: a valid ring fd, no SQEs, no signal mask (its size a `size_t` 0).
             unsafe {
                 libc::syscall(
                     libc::SYS_io_uring_enter,
@@ -1199,7 +1199,7 @@ impl UringCommon for SleepableRing {
                     0,
                     crate::uring_sys::IORING_ENTER_GETEVENTS,
                     std::ptr::null::<libc::c_void>(),
-                    0,
+                    0usize,
                 );
             }
         }
