@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# A follower's path from an accept's receive to its WAL write's submission, stage by stage,
-# under one client: uprobes (tracefs) on the functions the path runs through, with the
-# follower's receives and io_uring_enters, for 0.4 s of `redis-benchmark -c 1 -P 1 -t set`
-# through the leader of a fresh local 3-replica cluster (1 shard, leader-lease); stages.py prints the median and
-# p90 µs from the receive to each stage's first entry. Needs root (tracefs) and a release
-# build with symbols (the default profile keeps them). Each uprobe costs the traced thread
-# about a µs, so later stages read later than they are without the probes.
-#   results/follower-blocking-write-20261207/stages.sh [COREPAX_BIN]
+# One replica's path through one client's SET, stage by stage: uprobes (tracefs) on the
+# functions the path runs through, with the replica's receives, sends and io_uring_enters,
+# for 0.4 s of `redis-benchmark -c 1 -P 1 -t set` through the leader of a fresh local
+# 3-replica cluster (1 shard, leader-lease); stages.py prints the median and p90 µs of
+# each stage. ROLE=follower (the default): from an accept's receive to its WAL write's
+# submission. ROLE=leader: from the request's receive to its accepts' sends and its own
+# write's submission, and from the deciding vote's receive to the reply's send. Needs
+# root (tracefs) and a release build with symbols (the default profile keeps them). Each
+# uprobe costs the traced thread about a µs, so later stages read later than they are
+# without the probes.
+#   [ROLE=leader] results/follower-blocking-write-20261207/stages.sh [COREPAX_BIN]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=results/follower-blocking-write-20261207
@@ -16,15 +19,21 @@ T=/sys/kernel/tracing
 . scripts/lib.sh
 require_tools redis-cli redis-benchmark python3 nm
 
+ROLE=${ROLE:-follower}
 # name -> the function's symbol (its mangled name minus the hash)
 declare -A FUNCS=(
     [on_message]='paxos7Replica10on_message17h'
-    [accept_locally]='accept_locally17h'
     [apply_chosen]='apply_chosen17h'
-    [finish_step]='paxos7Replica11finish_step17h'
-    [append_record]='append_record17h'
-    [begin_sync]='3wal3Wal10begin_sync17h'
 )
+case $ROLE in
+    follower)
+        FUNCS+=([accept_locally]='accept_locally17h' [finish_step]='paxos7Replica11finish_step17h'
+            [append_record]='append_record17h' [begin_sync]='3wal3Wal10begin_sync17h') ;;
+    leader)
+        FUNCS+=([run_client_path]='run_client_path17h' [propose_at]='propose_at17h'
+            [maybe_choose]='maybe_choose17h') ;;
+    *) echo "ROLE is follower or leader" >&2; exit 2 ;;
+esac
 # A uprobe takes a file offset: a symbol's address less its segment's (address − offset).
 read -r text_offset text_addr < <(readelf -lW "$BIN" | awk '$1 == "LOAD" && / E 0x/ { print $2, $3; exit }')
 text_shift=$((text_addr - text_offset))
@@ -46,14 +55,14 @@ for name in "${!FUNCS[@]}"; do
 done
 
 start_named_cluster ST "$TMP" ""
-read -r _ follower _ <<< "$ST_NODES"
+read -r leader follower _ <<< "$ST_NODES"
+[ "$ROLE" = leader ] && traced=$leader || traced=$follower
 echo 0 > "$T/tracing_on"
 echo > "$T/trace"
 echo 16384 > "$T/buffer_size_kb"
-ls "/proc/$follower/task" | tr '\n' ' ' > "$T/set_event_pid"
-for e in cpx:on_message cpx:accept_locally cpx:apply_chosen cpx:finish_step \
-    cpx:append_record cpx:begin_sync syscalls:sys_exit_recvfrom \
-    syscalls:sys_enter_io_uring_enter; do
+ls "/proc/$traced/task" | tr '\n' ' ' > "$T/set_event_pid"
+for e in "${!FUNCS[@]}"; do echo "cpx:$e" >> "$T/set_event"; done
+for e in syscalls:sys_exit_recvfrom syscalls:sys_enter_sendto syscalls:sys_enter_io_uring_enter; do
     echo "$e" >> "$T/set_event"
 done
 redis-benchmark -p "$ST_PORT" -c 1 -P 1 -t set -n 20000 -r 100000 -q > /dev/null 2>&1 &
@@ -63,4 +72,4 @@ echo 1 > "$T/tracing_on"
 sleep 0.4
 echo 0 > "$T/tracing_on"
 wait "$bench"
-python3 "$HERE/stages.py" < "$T/trace"
+python3 "$HERE/stages.py" "$ROLE" < "$T/trace"
