@@ -8,7 +8,8 @@
 # write's submission, and from the deciding vote's receive to the reply's send. Needs
 # root (tracefs) and a release build with symbols (the default profile keeps them). Each
 # uprobe costs the traced thread about a µs, so later stages read later than they are
-# without the probes.
+# without the probes. It owns tracefs while it runs: it clears every trace event, event
+# pid filter and uprobe at the start and when done.
 #   [ROLE=leader] results/follower-blocking-write-20261207/stages.sh [COREPAX_BIN]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +18,7 @@ BIN=$(readlink -f "${1:-target/release/corepax}")
 T=/sys/kernel/tracing
 [ -d "$T/events" ] || T=/sys/kernel/debug/tracing
 . scripts/lib.sh
-require_tools redis-cli redis-benchmark python3 nm
+require_tools redis-cli redis-benchmark python3 nm readelf
 
 ROLE=${ROLE:-follower}
 # name -> the function's symbol (its mangled name minus the hash)
@@ -47,6 +48,8 @@ cleanup() {
 }
 TMP=$(mktemp -d)
 trap cleanup EXIT
+echo 0 > "$T/tracing_on"
+echo > "$T/set_event"
 echo > "$T/uprobe_events"
 for name in "${!FUNCS[@]}"; do
     addr=$(nm "$BIN" | grep -v drop_in_place | grep -E "${FUNCS[$name]}[0-9a-f]{16}E$" | awk '{ print $1 }')
