@@ -228,8 +228,8 @@ enum Placement {
         leaders: Vec<usize>,
         followers: Vec<usize>,
     },
-    /// The kernel places every executor (the default with fewer cores than executors:
-    /// pinning each replica would stack executors on the first cores).
+    /// The kernel places every executor: `--no-pin`, and the default with fewer cores
+    /// than executors (pinning each replica would stack executors on the first cores).
     Unpinned,
 }
 
