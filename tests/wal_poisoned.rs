@@ -17,6 +17,11 @@ fn wal_poisoned_after_failed_sync() {
         assert_eq!(wal.sync().await.expect("sync"), Lsn(1));
         wal.append(b"two").expect("append");
         let _job = wal.begin_sync().expect("begin").expect("a job");
+        assert!(wal.begin_sync().expect("nothing pending").is_none());
+        wal.append(b"two and a half").expect("append");
+        let _beside = wal.begin_sync().expect("begin").expect("a second job");
+        wal.append(b"two and three quarters").expect("append");
+        assert!(!wal.can_begin_sync(), "two jobs are in flight");
         assert!(matches!(wal.begin_sync(), Err(WalError::SyncInFlight)));
         let failure = WalError::Io {
             op: "fdatasync",

@@ -147,7 +147,8 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
     }
     // Where a request's time goes, as averages (µs) over everything answered so far:
     // submission to answer in the shard (by its own core, or through a forward), the wait
-    // of a batch in the leader's queue, a proposal's time to chosen, and one WAL sync.
+    // of a batch in the leader's queue, a proposal's time to chosen, and one WAL sync
+    // (and how many syncs started while another was in flight).
     let avg = |sum_ns: u64, n: u64| sum_ns.checked_div(n).unwrap_or(0) / 1000;
     for i in infos {
         let (c, st, sy) = (&i.client_times, &i.stats, &i.sync_times);
@@ -156,7 +157,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             "shard{}_latency:answered_local={},answered_local_avg_us={},\
              answered_forwarded={},answered_forwarded_avg_us={},\
              slots_led={},queue_wait_avg_us={},propose_to_chosen_avg_us={},\
-             slots_lazy={},lazy_syncs_forced={},syncs={},sync_avg_us={}\r\n",
+             slots_lazy={},lazy_syncs_forced={},syncs={},sync_avg_us={},syncs_overlapped={}\r\n",
             i.index,
             c.local,
             avg(c.local_ns, c.local),
@@ -169,6 +170,7 @@ fn stats(s: &mut String, cfg: &NodeConfig, infos: &[ShardInfo]) {
             st.lazy_syncs_forced,
             sy.count,
             avg(sy.total_us.saturating_mul(1000), sy.count),
+            sy.overlapped,
         );
     }
     for i in infos {

@@ -10,11 +10,22 @@
 //!   8..16  seq       sequence number of the segment life the record was written in
 //!   16..24 lsn       log sequence number (1, 2, 3, ... with no gaps across segments)
 //!   24..28 len       payload length in bytes
-//!   28..32 reserved  zero
+//!   28..32 unsynced  how many LSNs right before this one were not yet durable when it
+//!                    was appended (saturating; 0 in logs written one sync at a time)
 //! ```
 //!
 //! `seq` is in every record (and so in its checksum) so that records left over from a
 //! recycled segment's previous life are recognised as stale, never replayed.
+//!
+//! `unsynced` tells recovery which damage a crash can explain. A write's blocks may reach
+//! the disk in any order, and two syncs may be in flight, so a crash can leave a record
+//! whole behind a torn one; that is a torn tail only if the torn record was not yet durable
+//! when the whole one was appended. Damage before that window was synced and then lost:
+//! mid-log corruption.
+//!
+//! A sync that starts while another is in flight writes from the block after the other's
+//! last one (the two never write the same block), so the log may hold zeros from a
+//! record's end up to the next block: recovery looks for the next record there.
 
 /// Alignment and size of every write: O_DIRECT needs it and the device's physical
 /// block is 4 KiB, so a block write is the unit we assume to be atomic.
@@ -128,7 +139,8 @@ pub struct RecordHeader {
 /// Appends one record (header then payload) to `out`, its payload the bytes `parts`
 /// make one after the other: a record is written from the pieces it was made of, without
 /// joining them first.
-pub fn encode_record(out: &mut Vec<u8>, seq: u64, lsn: u64, parts: &[&[u8]]) {
+/// `unsynced` is the header's field of that name (see the module docs).
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, lsn: u64, unsynced: u32, parts: &[&[u8]]) {
     let payload_bytes: usize = parts.iter().map(|p| p.len()).sum();
     let len = u32::try_from(payload_bytes).expect("caller checked the record size");
     let start = out.len();
@@ -137,7 +149,7 @@ pub fn encode_record(out: &mut Vec<u8>, seq: u64, lsn: u64, parts: &[&[u8]]) {
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&unsynced.to_le_bytes());
     for part in parts {
         out.extend_from_slice(part);
     }
@@ -165,8 +177,8 @@ pub enum HeaderParse {
         checksum: u64,
         /// Decoded fields.
         header: RecordHeader,
-        /// True when the reserved bytes are zero, as written.
-        reserved_zero: bool,
+        /// LSNs right before this one that were not durable when it was appended.
+        unsynced: u32,
     },
 }
 
@@ -183,7 +195,7 @@ pub fn parse_record_header(bytes: &[u8]) -> HeaderParse {
             lsn: le_u64(&bytes[16..24]),
             len: le_u32(&bytes[24..28]),
         },
-        reserved_zero: bytes[28..32].iter().all(|&b| b == 0),
+        unsynced: le_u32(&bytes[28..32]),
     }
 }
 
@@ -230,15 +242,20 @@ mod tests {
     }
 
     #[test]
-    fn record_checksum_covers_seq() {
+    fn record_checksum_covers_seq_and_unsynced() {
         let mut a = Vec::new();
-        encode_record(&mut a, 1, 5, &[b"payload"]);
+        encode_record(&mut a, 1, 5, 3, &[b"payload"]);
         let mut b = Vec::new();
-        encode_record(&mut b, 2, 5, &[b"payload"]);
+        encode_record(&mut b, 2, 5, 3, &[b"payload"]);
+        let mut c = Vec::new();
+        encode_record(&mut c, 1, 5, 4, &[b"payload"]);
         assert_eq!(a.len(), RECORD_HEADER_BYTES + 7);
         assert_ne!(a[0..8], b[0..8], "seq must change the checksum");
+        assert_ne!(a[0..8], c[0..8], "unsynced must change the checksum");
         let HeaderParse::Header {
-            checksum, header, ..
+            checksum,
+            header,
+            unsynced,
         } = parse_record_header(&a[..RECORD_HEADER_BYTES])
         else {
             panic!("a record header parses");
@@ -251,6 +268,7 @@ mod tests {
                 len: 7
             }
         );
+        assert_eq!(unsynced, 3);
         assert_eq!(
             checksum,
             record_checksum(&a[8..RECORD_HEADER_BYTES], &a[RECORD_HEADER_BYTES..])

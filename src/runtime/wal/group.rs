@@ -2,11 +2,14 @@
 //! whenever records are pending, so every sync covers everything queued meanwhile.
 
 use super::io::{Submit, create_spare, free_segments};
-use super::{Lsn, Wal, WalError};
+use super::{Lsn, SYNCS_IN_FLIGHT_MAX, Wal, WalError};
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// How long syncs took, for INFO.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub struct SyncTimes {
     pub slow_ms: u64,
     /// The longest sync so far (ms).
     pub max_ms: u64,
+    /// Syncs that started while another was in flight.
+    pub overlapped: u64,
 }
 
 /// A sync this long counts as slow in [`SyncTimes`].
@@ -28,6 +33,15 @@ pub const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How long the committer waits before trying a sync again on a full disk.
 pub const DISK_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A sync job in flight: its I/O, then its outcome once that ended.
+struct Flight<'a> {
+    sync: Pin<Box<dyn Future<Output = SyncOutcome> + 'a>>,
+    done: Option<SyncOutcome>,
+}
+
+/// A sync job handed back with its result and how long it took.
+type SyncOutcome = (super::SyncJob, Result<super::SyncDone, WalError>, Duration);
 
 struct Shared {
     wal: Wal,
@@ -43,6 +57,13 @@ struct Shared {
     closed: bool,
 }
 
+impl Shared {
+    /// True when an append, flush or close asked for a sync.
+    fn asked(&self) -> bool {
+        self.wake || self.closed
+    }
+}
+
 /// Owns a [`Wal`] and lets one shard append while a committer task syncs.
 ///
 /// ```text
@@ -54,8 +75,8 @@ struct Shared {
 /// committer.close();                      // run() flushes what is pending and returns
 /// ```
 ///
-/// Appends made while a sync is in flight go into the next sync; there is at most one
-/// sync in flight. A sync that failed because the disk is full
+/// Appends made while a sync is in flight go into the next sync, which starts beside it
+/// when the WAL lets it (at most [`SYNCS_IN_FLIGHT_MAX`] in flight). A sync that failed because the disk is full
 /// ([`WalError::is_no_space`]) is tried again every [`DISK_FULL_RETRY`] until it succeeds,
 /// and [`GroupCommitter::disk_full`] says so meanwhile: nothing is reported durable until
 /// it is, and the WAL resumes by itself once space is back. After any other failed sync
@@ -208,52 +229,102 @@ impl GroupCommitter {
     /// The committer loop: whenever an append or flush asks, syncs the pending records and calls
     /// `on_durable` with the new durable LSN. Returns `Ok` after [`GroupCommitter::close`]
     /// once everything appended before it is durable, or the first error.
+    ///
+    /// Up to [`SYNCS_IN_FLIGHT_MAX`] syncs run at once: records appended while one is in
+    /// flight start their own at once when the WAL lets them ([`Wal::begin_sync`](super::Wal::begin_sync)) instead of
+    /// waiting for it to end. Syncs are reported durable in the order they began.
     pub async fn run(&self, mut on_durable: impl FnMut(Lsn)) -> Result<(), WalError> {
-        // A sync started on an idle log goes to the kernel at once; one that follows the
-        // last at once (records came meanwhile: load) with the pass (`io::Submit`).
+        // A sync started on an idle log goes to the kernel at once; one that follows or
+        // overlaps another (records came meanwhile: load) with the pass (`io::Submit`).
         let mut submit = Submit::AtOnce;
+        let mut flights: VecDeque<Flight<'_>> = VecDeque::with_capacity(SYNCS_IN_FLIGHT_MAX);
         loop {
-            // Only when asked: a lazy record alone waits for the next `append` or `flush`
-            // (or the close, which syncs everything).
-            let job = {
-                let mut shared = self.shared.borrow_mut();
-                if shared.wake || shared.closed {
-                    shared.wake = false;
-                    shared.wal.begin_sync()?
-                } else {
-                    None
+            if let Some(job) = self.begin_if_asked()? {
+                if !flights.is_empty() {
+                    self.shared.borrow_mut().times.overlapped += 1;
                 }
-            };
-            match job {
-                Some(job) => {
-                    // No borrow is held across the I/O: appends continue meanwhile.
-                    let started = std::time::Instant::now();
-                    let done = self.run_job(&job, submit).await;
-                    submit = Submit::WithPass;
-                    let took = started.elapsed();
-                    let mut shared = self.shared.borrow_mut();
-                    let ms = took.as_millis() as u64;
-                    shared.times.count += 1;
-                    shared.times.total_us += took.as_micros() as u64;
-                    shared.times.max_ms = shared.times.max_ms.max(ms);
-                    if took >= SLOW_SYNC {
-                        shared.times.slow += 1;
-                        shared.times.slow_ms += ms;
-                    }
-                    let lsn = shared.wal.finish_sync(done)?;
-                    shared.wal.recycle(job);
-                    drop(shared);
-                    on_durable(lsn);
-                }
-                None => {
-                    if self.shared.borrow().closed {
-                        return Ok(());
-                    }
-                    self.wait_for_work().await;
-                    submit = Submit::AtOnce;
-                }
+                flights.push_back(Flight {
+                    sync: Box::pin(self.timed(job, submit)),
+                    done: None,
+                });
+                submit = Submit::WithPass;
+                continue;
             }
+            if flights.is_empty() {
+                if self.shared.borrow().closed {
+                    return Ok(());
+                }
+                self.wait_for_work().await;
+                submit = Submit::AtOnce;
+                continue;
+            }
+            // The oldest sync's end, or records a new sync may take meanwhile.
+            let oldest_done = poll_fn(|cx| {
+                for flight in flights.iter_mut().filter(|f| f.done.is_none()) {
+                    if let Poll::Ready(done) = flight.sync.as_mut().poll(cx) {
+                        flight.done = Some(done);
+                    }
+                }
+                if flights[0].done.is_some() {
+                    return Poll::Ready(true);
+                }
+                let mut shared = self.shared.borrow_mut();
+                if shared.asked() && shared.wal.can_begin_sync() {
+                    return Poll::Ready(false);
+                }
+                shared.waker = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            if !oldest_done {
+                continue;
+            }
+            let flight = flights.pop_front().expect("the oldest sync ended");
+            let (job, done, took) = flight.done.expect("the oldest sync ended");
+            let mut shared = self.shared.borrow_mut();
+            let ms = took.as_millis() as u64;
+            shared.times.count += 1;
+            shared.times.total_us += took.as_micros() as u64;
+            shared.times.max_ms = shared.times.max_ms.max(ms);
+            if took >= SLOW_SYNC {
+                shared.times.slow += 1;
+                shared.times.slow_ms += ms;
+            }
+            let lsn = shared.wal.finish_sync(done)?;
+            shared.wal.recycle(job);
+            drop(shared);
+            on_durable(lsn);
         }
+    }
+
+    /// A new sync job, if an append, flush or close asked for one and the WAL can start
+    /// it now. The request stays standing while the WAL cannot (a sync in flight that this
+    /// one may not overlap), so it starts when that one ends.
+    fn begin_if_asked(&self) -> Result<Option<super::SyncJob>, WalError> {
+        let mut shared = self.shared.borrow_mut();
+        if !shared.asked() {
+            return Ok(None);
+        }
+        // A poisoned WAL answers with its error.
+        if shared.wal.can_begin_sync() || shared.wal.is_poisoned() {
+            shared.wake = false;
+            return shared.wal.begin_sync();
+        }
+        if !shared.wal.has_pending() {
+            shared.wake = false;
+        }
+        Ok(None)
+    }
+
+    /// Runs a sync job to its end, timing it; hands the job back for recycling.
+    async fn timed(
+        &self,
+        job: super::SyncJob,
+        submit: Submit,
+    ) -> (super::SyncJob, Result<super::SyncDone, WalError>, Duration) {
+        let started = Instant::now();
+        let done = self.run_job(&job, submit).await;
+        (job, done, started.elapsed())
     }
 
     /// Runs a sync job, again and again while it fails for lack of disk space.
@@ -308,7 +379,7 @@ impl GroupCommitter {
     async fn wait_for_work(&self) {
         poll_fn(|cx| {
             let mut shared = self.shared.borrow_mut();
-            if shared.wake || shared.closed {
+            if shared.asked() {
                 Poll::Ready(())
             } else {
                 shared.waker = Some(cx.waker().clone());

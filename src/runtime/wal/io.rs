@@ -2,9 +2,8 @@
 //! half of a sync. Everything here runs without a borrow of the [`Wal`](super::Wal).
 
 use super::format::{self, BLOCK_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentKind};
-use super::{
-    ChunkTarget, LiveSegment, SyncDone, SyncJob, WalError, WalOptions, io_err, segment_path,
-};
+use super::job::ChunkTarget;
+use super::{LiveSegment, SyncDone, SyncJob, WalError, WalOptions, io_err, segment_path};
 use glommio::io::{DmaFile, OpenOptions};
 use std::path::Path;
 use std::rc::Rc;

@@ -14,7 +14,9 @@
 //! directory fsync.
 //!
 //! Every write is whole 4 KiB blocks from a `DmaBuffer`. Records are packed; the partially
-//! filled last block is written again, with more records in it, by the next sync. That
+//! filled last block is written again, with more records in it, by the next sync (a sync
+//! that starts while another is in flight starts at the next block instead: two writes
+//! in flight never share a block, and the rest of the block stays zero). That
 //! relies on a 4 KiB write being atomic (the device's physical block is 4 KiB): a torn
 //! rewrite could lose records already acknowledged in that block.
 //!
@@ -30,14 +32,20 @@
 //!   new is written, and segments after a damage point are freed: bytes from a crashed
 //!   sync can never be picked up later behind new records.
 //! - The header slot right after the last written record is always zero on disk (a write
-//!   ending exactly on a block boundary carries one more zero block).
+//!   ending exactly on a block boundary carries one more zero block), unless the next
+//!   block starts the next record (a sync begun beside the previous one).
+//! - The LSN reported durable only grows through syncs that completed, all of them, in
+//!   the order they began; each record says how many LSNs before it were not yet durable
+//!   when it was appended (`unsynced`, see [`mod@format`]), which is how recovery tells a
+//!   torn tail (a crash mid-write, blocks landed in any order) from mid-log corruption.
 //!
 //! # Group commit
 //!
 //! [`Wal::append`] only copies into memory; [`Wal::sync`] writes everything appended so far
 //! through `O_DSYNC` handles (durable when the writes complete, no fdatasync). To keep appending while a sync is in flight, use
 //! [`GroupCommitter`] (it splits a sync into [`Wal::begin_sync`], the I/O, and
-//! [`Wal::finish_sync`], so appends made meanwhile go into the next sync).
+//! [`Wal::finish_sync`], so appends made meanwhile go into the next sync, which starts
+//! beside the one in flight when the WAL lets it: [`SYNCS_IN_FLIGHT_MAX`]).
 //!
 //! # glommio on this machine (measured)
 //!
@@ -58,9 +66,12 @@
 pub mod format;
 mod group;
 mod io;
+mod job;
 mod recovery;
 
 pub use group::{GroupCommitter, SLOW_SYNC, SyncTimes};
+pub use io::Submit;
+pub use job::{SYNCS_IN_FLIGHT_MAX, SyncDone, SyncJob};
 
 use io::{create_spare, free_segments};
 
@@ -391,56 +402,6 @@ struct PendingChunk {
     last_lsn: u64,
 }
 
-/// Where a sync job writes one chunk.
-enum ChunkTarget {
-    /// Continue the tail segment.
-    Tail {
-        file: Rc<DmaFile>,
-        path: PathBuf,
-        capacity_bytes: u64,
-    },
-    /// Activate file `index` (existing free file, or create it) as segment `seq`.
-    New {
-        index: u32,
-        create: bool,
-        seq: u64,
-        first_lsn: u64,
-    },
-}
-
-struct JobChunk {
-    target: ChunkTarget,
-    /// Block-aligned offset where `prefix` goes.
-    write_offset: u64,
-    /// Re-written prefix of the partial block (empty in a new segment)...
-    prefix: Vec<u8>,
-    /// ...then the new records.
-    data: Vec<u8>,
-}
-
-/// The largest buffer of records a WAL keeps for reuse between syncs.
-const SPARE_BYTES_KEPT_MAX: usize = 4 << 20;
-
-/// The I/O half of a sync, taken out of the [`Wal`] by [`Wal::begin_sync`] so that the
-/// WAL can keep accepting appends while it runs. Run it with [`SyncJob::run`] and hand the
-/// result to [`Wal::finish_sync`].
-pub struct SyncJob {
-    dir: PathBuf,
-    chunks: Vec<JobChunk>,
-    last_lsn: u64,
-    segment_bytes: u64,
-    write_bytes_max: usize,
-    sync: bool,
-}
-
-/// Result of a finished [`SyncJob`], to give to [`Wal::finish_sync`].
-pub struct SyncDone {
-    new_segments: Vec<LiveSegment>,
-    tail_write_pos: u64,
-    tail_partial: Vec<u8>,
-    last_lsn: u64,
-}
-
 /// The write-ahead log of one shard. See the module documentation.
 pub struct Wal {
     dir: PathBuf,
@@ -465,7 +426,11 @@ pub struct Wal {
     write_pos: u64,
     tail_partial: Vec<u8>,
     durable_lsn: u64,
-    sync_in_flight: bool,
+    /// The last LSN of each sync job in flight, oldest first (at most [`SYNCS_IN_FLIGHT_MAX`]).
+    in_flight: Vec<u64>,
+    /// Where the newest job in flight ends in the tail segment, when it writes nothing
+    /// else (starts no segment): a second job may then start at the block after it.
+    flight_end: Option<u64>,
     poisoned: Option<String>,
 }
 
@@ -548,7 +513,9 @@ impl Wal {
         let chunk = self.pending.last_mut().expect("a chunk was just ensured");
         assert_eq!(chunk.seq, self.cursor_seq);
         assert_eq!(chunk.start + chunk.bytes.len() as u64, self.cursor_pos);
-        format::encode_record(&mut chunk.bytes, self.cursor_seq, lsn, parts);
+        // Everything after the durable LSN may still be lost in a crash (see format docs).
+        let unsynced = u32::try_from(lsn - 1 - self.durable_lsn).unwrap_or(u32::MAX);
+        format::encode_record(&mut chunk.bytes, self.cursor_seq, lsn, unsynced, parts);
         chunk.last_lsn = lsn;
         self.cursor_pos += need;
         assert!(self.cursor_pos <= self.cursor_capacity);
@@ -608,121 +575,6 @@ impl Wal {
         self.free.is_empty()
             && self.cursor_seq != 0
             && self.cursor_pos.saturating_mul(2) >= self.cursor_capacity
-    }
-
-    /// Takes every pending record into a [`SyncJob`] (no I/O). `Ok(None)` when nothing is
-    /// pending. Only one job may be in flight; records appended after this call go to the
-    /// next job.
-    pub fn begin_sync(&mut self) -> Result<Option<SyncJob>, WalError> {
-        self.check_poisoned()?;
-        if self.sync_in_flight {
-            return Err(WalError::SyncInFlight);
-        }
-        if self.pending.is_empty() {
-            return Ok(None);
-        }
-        let pending = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
-        let mut chunks = Vec::with_capacity(pending.len());
-        let mut last_lsn = 0;
-        for chunk in pending {
-            last_lsn = chunk.last_lsn;
-            match chunk.first_lsn_if_new {
-                None => {
-                    let tail = self
-                        .segments
-                        .last()
-                        .expect("a continuing chunk implies a tail segment");
-                    assert_eq!(tail.seq, chunk.seq);
-                    assert_eq!(chunk.start, self.write_pos);
-                    let write_offset = format::align_down(chunk.start);
-                    assert_eq!(write_offset + self.tail_partial.len() as u64, chunk.start);
-                    chunks.push(JobChunk {
-                        target: ChunkTarget::Tail {
-                            file: tail.file.clone(),
-                            path: tail.path.clone(),
-                            capacity_bytes: tail.capacity_bytes,
-                        },
-                        write_offset,
-                        prefix: self.tail_partial.clone(),
-                        data: chunk.bytes,
-                    });
-                }
-                Some(first_lsn) => {
-                    let (index, create) = match self.free.pop() {
-                        Some(index) => (index, false),
-                        None => {
-                            let index = self.next_index;
-                            self.next_index += 1;
-                            (index, true)
-                        }
-                    };
-                    chunks.push(JobChunk {
-                        target: ChunkTarget::New {
-                            index,
-                            create,
-                            seq: chunk.seq,
-                            first_lsn,
-                        },
-                        write_offset: chunk.start,
-                        prefix: Vec::new(),
-                        data: chunk.bytes,
-                    });
-                }
-            }
-        }
-        self.sync_in_flight = true;
-        Ok(Some(SyncJob {
-            dir: self.dir.clone(),
-            chunks,
-            last_lsn,
-            segment_bytes: self.opts.segment_bytes,
-            write_bytes_max: self.opts.write_bytes_max,
-            sync: self.opts.sync,
-        }))
-    }
-
-    /// Takes back a finished job's largest buffer, emptied, for the next records (kept
-    /// only up to [`SPARE_BYTES_KEPT_MAX`]: a burst's buffer is not held for good).
-    pub fn recycle(&mut self, job: SyncJob) {
-        let Some(mut bytes) = job
-            .chunks
-            .into_iter()
-            .map(|c| c.data)
-            .max_by_key(|d| d.capacity())
-        else {
-            return;
-        };
-        if bytes.capacity() > self.spare_bytes.capacity()
-            && bytes.capacity() <= SPARE_BYTES_KEPT_MAX
-        {
-            bytes.clear();
-            self.spare_bytes = bytes;
-        }
-    }
-
-    /// Applies the outcome of a [`SyncJob`]: advances the durable LSN, or poisons the WAL.
-    pub fn finish_sync(&mut self, done: Result<SyncDone, WalError>) -> Result<Lsn, WalError> {
-        assert!(self.sync_in_flight, "finish_sync without begin_sync");
-        self.sync_in_flight = false;
-        match done {
-            Err(e) => {
-                self.poisoned = Some(e.to_string());
-                Err(e)
-            }
-            Ok(done) => {
-                assert!(done.last_lsn > self.durable_lsn);
-                self.segments.extend(done.new_segments);
-                self.write_pos = done.tail_write_pos;
-                self.tail_partial = done.tail_partial;
-                assert_eq!(
-                    format::align_down(self.write_pos) + self.tail_partial.len() as u64,
-                    self.write_pos
-                );
-                self.durable_lsn = done.last_lsn;
-                Ok(Lsn(done.last_lsn))
-            }
-        }
     }
 
     /// Recycles every segment whose records all have LSNs below `lsn` (call it once a

@@ -129,13 +129,13 @@ fn read_step(
         });
     }
     let head = &reader.data[pos as usize..(pos + header_bytes) as usize];
-    let (checksum, header, reserved_zero) = match format::parse_record_header(head) {
+    let (checksum, header, unsynced) = match format::parse_record_header(head) {
         HeaderParse::Zero => return Ok(Step::End),
         HeaderParse::Header {
             checksum,
             header,
-            reserved_zero,
-        } => (checksum, header, reserved_zero),
+            unsynced,
+        } => (checksum, header, unsynced),
     };
     let end = pos + header_bytes + u64::from(header.len);
     if header.seq < seq {
@@ -157,7 +157,11 @@ fn read_step(
             Step::Damage(DamageReason::ChecksumMismatch)
         });
     }
-    if header.seq > seq || !reserved_zero || header.lsn != next_lsn || end > capacity {
+    if header.seq > seq
+        || !plausible(header.lsn, unsynced)
+        || header.lsn != next_lsn
+        || end > capacity
+    {
         return Ok(Step::Damage(DamageReason::BadHeader));
     }
     reader.ensure(end)?;
@@ -172,8 +176,29 @@ fn read_step(
     Ok(Step::Record { end })
 }
 
+/// True when a record's `unsynced` count fits its LSN: only LSNs from 1 on precede it.
+fn plausible(lsn: u64, unsynced: u32) -> bool {
+    u64::from(unsynced) < lsn
+}
+
+/// A valid record found past damage: where it is, its LSN, and its `unsynced` count.
+struct Later {
+    pos: u64,
+    lsn: u64,
+    unsynced: u32,
+}
+
+impl Later {
+    /// True when LSN `lost` was not yet durable when this record was appended: a crash
+    /// can have lost it while this record's write completed (a torn tail, not corruption).
+    fn may_outlive(&self, lost: u64) -> bool {
+        lost >= self.lsn - u64::from(self.unsynced)
+    }
+}
+
 /// The first position at or after `from` holding a valid record of segment life `seq`
-/// with an LSN of at least `lsn_min`, and that LSN. `data` is the whole segment as read.
+/// with an LSN of at least `lsn_min` that `accept` takes. `data` is the whole segment as
+/// read.
 ///
 /// Records are packed at arbitrary offsets, so every byte offset is a candidate; the seq
 /// (8 bytes) rules out almost every one before the checksum is computed.
@@ -183,7 +208,8 @@ fn find_record(
     seq: u64,
     capacity: u64,
     lsn_min: u64,
-) -> Option<(u64, u64)> {
+    accept: impl Fn(&Later) -> bool,
+) -> Option<Later> {
     let header_bytes = RECORD_HEADER_BYTES as u64;
     let limit = capacity.min(data.len() as u64);
     let seq_le = seq.to_le_bytes();
@@ -195,18 +221,26 @@ fn find_record(
             if let HeaderParse::Header {
                 checksum,
                 header,
-                reserved_zero: true,
+                unsynced,
             } = format::parse_record_header(head)
             {
                 let end = pos + header_bytes + u64::from(header.len);
                 if header.lsn >= lsn_min
+                    && plausible(header.lsn, unsynced)
                     && end <= limit
                     && format::record_checksum(
                         &data[at + 8..at + RECORD_HEADER_BYTES],
                         &data[at + RECORD_HEADER_BYTES..end as usize],
                     ) == checksum
                 {
-                    return Some((pos, header.lsn));
+                    let later = Later {
+                        pos,
+                        lsn: header.lsn,
+                        unsynced,
+                    };
+                    if accept(&later) {
+                        return Some(later);
+                    }
                 }
             }
         }
@@ -227,6 +261,7 @@ fn segment_holds_record(found: &Found, lsn_min: u64) -> Result<bool, WalError> {
         found.header.seq,
         capacity,
         lsn_min,
+        |_| true,
     )
     .is_some())
 }
@@ -262,9 +297,12 @@ fn note_loss(
 }
 
 /// Replays the records of one live segment into `records`, expecting LSNs from
-/// `*next_lsn`. Damage followed by a valid record of this life with a higher LSN is
-/// mid-log corruption: the lost LSNs go into `mid` and replay goes on from that record.
-/// Damage with nothing valid after it in this segment ends the scan (`damage`).
+/// `*next_lsn`. Zeros where a record would start are skipped to the next block when the
+/// expected record is there (a sync that overlapped another started there). Damage
+/// followed by a valid record of this life with a higher LSN is mid-log corruption (the
+/// lost LSNs go into `mid` and replay goes on from that record) unless the lost records
+/// were not yet durable when that one was appended: then, as with damage with nothing
+/// valid after it in this segment, the scan ends (`damage`): a torn tail.
 fn scan_segment(
     found: &Found,
     next_lsn: &mut u64,
@@ -277,32 +315,58 @@ fn scan_segment(
     let mut pos = BLOCK_BYTES;
     let header_bytes = RECORD_HEADER_BYTES as u64;
     let reason = loop {
-        let reason = match read_step(&mut reader, pos, seq, capacity, *next_lsn)? {
-            Step::Record { end } => {
-                let payload = &reader.data[(pos + header_bytes) as usize..end as usize];
-                on_record(Lsn(*next_lsn), payload);
-                *next_lsn += 1;
-                pos = end;
-                continue;
-            }
-            Step::End => None,
+        let step = read_step(&mut reader, pos, seq, capacity, *next_lsn)?;
+        if let Step::Record { end } = step {
+            let payload = &reader.data[(pos + header_bytes) as usize..end as usize];
+            on_record(Lsn(*next_lsn), payload);
+            *next_lsn += 1;
+            pos = end;
+            continue;
+        }
+        // A sync that started beside another wrote from the next block on: the expected
+        // record there means the bytes here are the gap before it (zeros, or, with less
+        // than a record header left in this block, zeros then that record's first bytes).
+        let next_block = format::align_down(pos) + BLOCK_BYTES;
+        if let Step::Record { .. } = read_step(&mut reader, next_block, seq, capacity, *next_lsn)? {
+            pos = next_block;
+            continue;
+        }
+        let reason = match step {
             Step::Damage(reason) => Some(reason),
+            _ => None,
         };
         // A clean end or damage: if a later record of this life follows, the bytes here
-        // were synced before it (corruption, or zeros where records were), not a tail.
+        // were synced before it (corruption, or zeros where records were), not a tail,
+        // unless they were still on their way to the disk when it and every later record
+        // were appended.
         reader.ensure(capacity)?;
-        match find_record(&reader.data, pos + 1, seq, capacity, *next_lsn + 1) {
-            Some((at, lsn)) => {
+        let lost = *next_lsn;
+        match find_record(&reader.data, pos + 1, seq, capacity, lost + 1, |_| true) {
+            Some(later)
+                if later.may_outlive(lost)
+                    && find_record(
+                        &reader.data,
+                        later.pos + 1,
+                        seq,
+                        capacity,
+                        later.lsn + 1,
+                        |r| !r.may_outlive(lost),
+                    )
+                    .is_none() =>
+            {
+                break Some(reason.unwrap_or(DamageReason::Torn));
+            }
+            Some(later) => {
                 note_loss(
                     mid,
                     seq,
                     pos,
                     reason.unwrap_or(DamageReason::BadHeader),
                     *next_lsn,
-                    lsn - 1,
+                    later.lsn - 1,
                 );
-                *next_lsn = lsn;
-                pos = at;
+                *next_lsn = later.lsn;
+                pos = later.pos;
             }
             None => break reason,
         }
@@ -430,7 +494,8 @@ pub(super) async fn open(
         write_pos,
         tail_partial,
         durable_lsn,
-        sync_in_flight: false,
+        in_flight: Vec::new(),
+        flight_end: None,
         poisoned: None,
     };
     Ok((wal, recovery))
