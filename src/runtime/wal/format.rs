@@ -21,7 +21,9 @@
 //! the disk in any order, and two syncs may be in flight, so a crash can leave a record
 //! whole behind a torn one; that is a torn tail only if the torn record was not yet durable
 //! when the whole one was appended. Damage before that window was synced and then lost:
-//! mid-log corruption.
+//! mid-log corruption. The field was reserved and zero before 2026-12-08: such logs read
+//! as written one sync at a time, and a binary from before reads a newer log's records
+//! as damage, so it must not be run on one (no downgrade across that change).
 //!
 //! A sync that starts while another is in flight writes from the block after the other's
 //! last one (the two never write the same block), so the log may hold zeros from a
