@@ -39,6 +39,23 @@ fn reopen(dir: &std::path::Path) -> corepax::runtime::wal::Recovery {
     })
 }
 
+/// Reopens the log and checks it replays records 1..=`last` with no damage of any kind.
+fn assert_clean_replay(dir: &std::path::Path, last: u64) {
+    let recovery = reopen(dir);
+    assert_records(&recovery, last);
+    assert!(recovery.damage.is_none() && recovery.mid_log.is_none());
+}
+
+/// Runs two jobs, the second's writes first, and finishes them in the order they began;
+/// returns the durable LSN after each.
+async fn run_both(wal: &mut Wal, first: SyncJob, second: SyncJob) -> (Lsn, Lsn) {
+    let second_done = second.run(Submit::AtOnce).await;
+    let first_done = first.run(Submit::AtOnce).await;
+    let a = wal.finish_sync(first_done).expect("first");
+    let b = wal.finish_sync(second_done).expect("second");
+    (a, b)
+}
+
 fn assert_records(recovery: &corepax::runtime::wal::Recovery, last: u64) {
     let lsns: Vec<u64> = recovery.records.iter().map(|(l, _)| l.0).collect();
     assert_eq!(lsns, (1..=last).collect::<Vec<_>>());
@@ -55,17 +72,12 @@ fn two_jobs_in_flight_complete_in_either_order_and_replay_in_full() {
         let first = job_of(&mut wal, 4, 9);
         let second = job_of(&mut wal, 10, 12);
         // The second job's writes end first.
-        let second_done = second.run(Submit::AtOnce).await;
-        let first_done = first.run(Submit::AtOnce).await;
-        assert_eq!(wal.finish_sync(first_done).expect("first"), Lsn(9));
-        assert_eq!(wal.finish_sync(second_done).expect("second"), Lsn(12));
+        assert_eq!(run_both(&mut wal, first, second).await, (Lsn(9), Lsn(12)));
         // One job alone again: it continues after the second's records.
         wal.append(&record(13)).expect("append");
         assert_eq!(wal.sync().await.expect("sync"), Lsn(13));
     });
-    let recovery = reopen(dir.path());
-    assert_records(&recovery, 13);
-    assert!(recovery.damage.is_none() && recovery.mid_log.is_none());
+    assert_clean_replay(dir.path(), 13);
 }
 
 #[test]
@@ -80,12 +92,7 @@ fn a_job_beside_one_ending_less_than_a_header_before_a_block_replays() {
         let first = wal.begin_sync().expect("begin").expect("a job");
         wal.append(&record(3)).expect("append");
         let second = wal.begin_sync().expect("begin").expect("a job beside");
-        let (a, b) = (
-            first.run(Submit::AtOnce).await,
-            second.run(Submit::AtOnce).await,
-        );
-        wal.finish_sync(a).expect("first");
-        wal.finish_sync(b).expect("second");
+        run_both(&mut wal, first, second).await;
     });
     let recovery = reopen(dir.path());
     let lsns: Vec<u64> = recovery.records.iter().map(|(l, _)| l.0).collect();
@@ -120,9 +127,7 @@ fn a_crash_that_lands_only_the_second_job_is_a_torn_tail() {
         assert_eq!(wal.append(&record(4)).expect("append"), Lsn(4));
         wal.sync().await.expect("sync");
     });
-    let recovery = reopen(dir.path());
-    assert_records(&recovery, 4);
-    assert!(recovery.damage.is_none() && recovery.mid_log.is_none());
+    assert_clean_replay(dir.path(), 4);
 }
 
 #[test]
@@ -134,9 +139,7 @@ fn a_crash_that_lands_only_the_first_job_keeps_it() {
         let _second = job_of(&mut wal, 10, 12);
         first.run(Submit::AtOnce).await.expect("first job's writes");
     });
-    let recovery = reopen(dir.path());
-    assert_records(&recovery, 9);
-    assert!(recovery.damage.is_none() && recovery.mid_log.is_none());
+    assert_clean_replay(dir.path(), 9);
 }
 
 /// A block of a multi-block write that did not reach the disk, with later blocks of the
@@ -148,10 +151,7 @@ fn a_lost_block_inside_a_job_in_flight_is_a_torn_tail() {
         let mut wal = synced_log(dir.path(), 3).await;
         let first = job_of(&mut wal, 4, 40);
         let second = job_of(&mut wal, 41, 45);
-        let first_done = first.run(Submit::AtOnce).await;
-        let second_done = second.run(Submit::AtOnce).await;
-        wal.finish_sync(first_done).expect("first");
-        wal.finish_sync(second_done).expect("second");
+        run_both(&mut wal, first, second).await;
         // Record 4 starts in the block records 1..=3 end in; the job's next block is lost.
         let end_of_3: u64 = 4096 + (1..=3).map(|i| 32 + record(i).len() as u64).sum::<u64>();
         (end_of_3 / 4096 + 1) * 4096
@@ -279,9 +279,7 @@ fn the_committer_overlaps_syncs_and_reports_them_in_order() {
         overlapped > 0,
         "appends during a sync started one beside it"
     );
-    let recovery = reopen(dir.path());
-    assert_records(&recovery, last);
-    assert!(recovery.damage.is_none() && recovery.mid_log.is_none());
+    assert_clean_replay(dir.path(), last);
 }
 
 #[test]
@@ -302,12 +300,7 @@ fn a_wal_without_fsync_overlaps_too() {
         let second = wal.begin_sync().expect("begin").expect("job beside");
         wal.append(&record(4)).expect("append");
         assert!(matches!(wal.begin_sync(), Err(WalError::SyncInFlight)));
-        let (a, b) = (
-            first.run(Submit::AtOnce).await,
-            second.run(Submit::AtOnce).await,
-        );
-        wal.finish_sync(a).expect("first");
-        wal.finish_sync(b).expect("second");
+        run_both(&mut wal, first, second).await;
         assert_eq!(wal.sync().await.expect("sync"), Lsn(4));
     });
     let recovery = run(async {
