@@ -76,12 +76,12 @@ impl Shared {
 /// ```
 ///
 /// Appends made while a sync is in flight go into the next sync, which starts beside it
-/// when the WAL lets it (at most [`SYNCS_IN_FLIGHT_MAX`] in flight). A sync that failed because the disk is full
-/// ([`WalError::is_no_space`]) is tried again every [`DISK_FULL_RETRY`] until it succeeds,
-/// and [`GroupCommitter::disk_full`] says so meanwhile: nothing is reported durable until
-/// it is, and the WAL resumes by itself once space is back. After any other failed sync
-/// the WAL is poisoned: `append` fails and `run` returns the error, so nothing not durable
-/// is ever reported durable.
+/// when the WAL lets it (at most [`SYNCS_IN_FLIGHT_MAX`] in flight). A sync that failed
+/// because the disk is full ([`WalError::is_no_space`]) is tried again every
+/// [`DISK_FULL_RETRY`] until it succeeds, and [`GroupCommitter::disk_full`] says so
+/// meanwhile: nothing is reported durable until it is, and the WAL resumes by itself once
+/// space is back. After any other failed sync the WAL is poisoned: `append` fails and
+/// `run` returns the error, so nothing not durable is ever reported durable.
 #[derive(Clone)]
 pub struct GroupCommitter {
     shared: Rc<RefCell<Shared>>,
@@ -226,13 +226,14 @@ impl GroupCommitter {
         }
     }
 
-    /// The committer loop: whenever an append or flush asks, syncs the pending records and calls
-    /// `on_durable` with the new durable LSN. Returns `Ok` after [`GroupCommitter::close`]
+    /// The committer loop: whenever an append or flush asks, syncs the pending records and
+    /// calls `on_durable` with the new durable LSN. Returns `Ok` after [`GroupCommitter::close`]
     /// once everything appended before it is durable, or the first error.
     ///
     /// Up to [`SYNCS_IN_FLIGHT_MAX`] syncs run at once: records appended while one is in
-    /// flight start their own at once when the WAL lets them ([`Wal::begin_sync`](super::Wal::begin_sync)) instead of
-    /// waiting for it to end. Syncs are reported durable in the order they began.
+    /// flight start their own at once when the WAL lets them
+    /// ([`Wal::begin_sync`](super::Wal::begin_sync)) instead of waiting for it to end.
+    /// Syncs are reported durable in the order they began.
     pub async fn run(&self, mut on_durable: impl FnMut(Lsn)) -> Result<(), WalError> {
         // A sync started on an idle log goes to the kernel at once; one that follows or
         // overlaps another (records came meanwhile: load) with the pass (`io::Submit`).
