@@ -297,8 +297,9 @@ fn note_loss(
 }
 
 /// Replays the records of one live segment into `records`, expecting LSNs from
-/// `*next_lsn`. Zeros where a record would start are skipped to the next block when the
-/// expected record is there (a sync that overlapped another started there). Damage
+/// `*next_lsn`. Where the expected record is not (zeros, or bytes that are not a record
+/// header), the scan goes on at the next block if the expected record is there: a sync
+/// that overlapped another started there. Damage
 /// followed by a valid record of this life with a higher LSN is mid-log corruption (the
 /// lost LSNs go into `mid` and replay goes on from that record) unless the lost records
 /// were not yet durable when that one was appended: then, as with damage with nothing
