@@ -318,11 +318,7 @@ impl GroupCommitter {
     }
 
     /// Runs a sync job to its end, timing it; hands the job back for recycling.
-    async fn timed(
-        &self,
-        job: super::SyncJob,
-        submit: Submit,
-    ) -> (super::SyncJob, Result<super::SyncDone, WalError>, Duration) {
+    async fn timed(&self, job: super::SyncJob, submit: Submit) -> SyncOutcome {
         let started = Instant::now();
         let done = self.run_job(&job, submit).await;
         (job, done, started.elapsed())

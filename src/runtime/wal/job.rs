@@ -123,33 +123,10 @@ impl Wal {
             // Appends go on after the records where they now lie.
             self.cursor_pos += offset - chunk.start;
             self.pending_bytes = 0;
-            let tail = self
-                .segments
-                .last()
-                .expect("a continuing chunk implies a tail segment");
-            assert_eq!(tail.seq, chunk.seq);
-            let job_end = offset + chunk.bytes.len() as u64;
-            assert_eq!(job_end, self.cursor_pos);
-            let job = SyncJob {
-                dir: self.dir.clone(),
-                chunks: vec![JobChunk {
-                    target: ChunkTarget::Tail {
-                        file: tail.file.clone(),
-                        path: tail.path.clone(),
-                        capacity_bytes: tail.capacity_bytes,
-                    },
-                    write_offset: offset,
-                    prefix: Vec::new(),
-                    data: chunk.bytes,
-                }],
-                last_lsn: chunk.last_lsn,
-                segment_bytes: self.opts.segment_bytes,
-                write_bytes_max: self.opts.write_bytes_max,
-                sync: self.opts.sync,
-            };
-            self.in_flight.push(chunk.last_lsn);
-            self.flight_end = Some(job_end);
-            return Ok(Some(job));
+            assert_eq!(offset + chunk.bytes.len() as u64, self.cursor_pos);
+            let last_lsn = chunk.last_lsn;
+            let beside = self.tail_chunk(chunk.seq, offset, Vec::new(), chunk.bytes);
+            return Ok(Some(self.start_job(vec![beside], last_lsn)));
         }
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
@@ -159,24 +136,11 @@ impl Wal {
             last_lsn = chunk.last_lsn;
             match chunk.first_lsn_if_new {
                 None => {
-                    let tail = self
-                        .segments
-                        .last()
-                        .expect("a continuing chunk implies a tail segment");
-                    assert_eq!(tail.seq, chunk.seq);
                     assert_eq!(chunk.start, self.write_pos);
                     let write_offset = format::align_down(chunk.start);
                     assert_eq!(write_offset + self.tail_partial.len() as u64, chunk.start);
-                    chunks.push(JobChunk {
-                        target: ChunkTarget::Tail {
-                            file: tail.file.clone(),
-                            path: tail.path.clone(),
-                            capacity_bytes: tail.capacity_bytes,
-                        },
-                        write_offset,
-                        prefix: self.tail_partial.clone(),
-                        data: chunk.bytes,
-                    });
+                    let prefix = self.tail_partial.clone();
+                    chunks.push(self.tail_chunk(chunk.seq, write_offset, prefix, chunk.bytes));
                 }
                 Some(first_lsn) => {
                     let (index, create) = match self.free.pop() {
@@ -201,6 +165,31 @@ impl Wal {
                 }
             }
         }
+        Ok(Some(self.start_job(chunks, last_lsn)))
+    }
+
+    /// A chunk continuing the tail segment (life `seq`): `prefix` then `data` at
+    /// block-aligned `write_offset`.
+    fn tail_chunk(&self, seq: u64, write_offset: u64, prefix: Vec<u8>, data: Vec<u8>) -> JobChunk {
+        let tail = self
+            .segments
+            .last()
+            .expect("a continuing chunk implies a tail segment");
+        assert_eq!(tail.seq, seq);
+        JobChunk {
+            target: ChunkTarget::Tail {
+                file: tail.file.clone(),
+                path: tail.path.clone(),
+                capacity_bytes: tail.capacity_bytes,
+            },
+            write_offset,
+            prefix,
+            data,
+        }
+    }
+
+    /// Puts a job of `chunks` (records up to `last_lsn`) in flight.
+    fn start_job(&mut self, chunks: Vec<JobChunk>, last_lsn: u64) -> SyncJob {
         self.flight_end = match &chunks[..] {
             [
                 JobChunk {
@@ -213,14 +202,14 @@ impl Wal {
             _ => None,
         };
         self.in_flight.push(last_lsn);
-        Ok(Some(SyncJob {
+        SyncJob {
             dir: self.dir.clone(),
             chunks,
             last_lsn,
             segment_bytes: self.opts.segment_bytes,
             write_bytes_max: self.opts.write_bytes_max,
             sync: self.opts.sync,
-        }))
+        }
     }
 
     /// Takes back a finished job's largest buffer, emptied, for the next records (kept
